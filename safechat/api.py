@@ -1,0 +1,32 @@
+"""API-wide behaviour: errors as JSON, never a stack trace to the client."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus Django's ValidationError as a 400 and a generic 500."""
+    if isinstance(exc, ValidationError):
+        exc = exceptions.ValidationError(detail=exc.messages)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        logger.exception("unhandled API error")
+        return Response(
+            {"detail": "Internal error. Quote the request id to support."},
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    return response

@@ -1,0 +1,161 @@
+"""Pure helpers that turn the process environment into settings.
+
+Kept free of Django imports so that settings can use them before Django is
+configured, and so tests can exercise each decision without reloading settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DEVELOPMENT = "development"
+PRODUCTION = "production"
+ENVIRONMENTS = frozenset({DEVELOPMENT, PRODUCTION})
+
+# Django's own check (security.W009) calls a key weak below 50 characters or
+# 5 distinct characters; we add the generated-insecure prefix.
+MIN_SECRET_LENGTH = 50
+MIN_SECRET_UNIQUE_CHARACTERS = 5
+
+
+class InsecureConfigurationError(SystemExit):
+    """Raised from settings: the process refuses to start, printing one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"SafeChat refuses to start in production: {reason}")
+        self.reason = reason
+
+
+def secret_is_weak(value: str) -> bool:
+    return (
+        len(value) < MIN_SECRET_LENGTH
+        or len(set(value)) < MIN_SECRET_UNIQUE_CHARACTERS
+        or value.startswith("django-insecure")
+    )
+
+
+def production_problems(
+    *,
+    secret_key: str | None,
+    debug: bool,
+    allowed_hosts: list[str],
+    master_key_configured: bool,
+    audit_signing_key_configured: bool,
+) -> list[str]:
+    """Every reason the given production configuration is unsafe, in a fixed order."""
+    problems: list[str] = []
+    if not secret_key:
+        problems.append("SECRET_KEY is not set")
+    elif secret_is_weak(secret_key):
+        problems.append(
+            f"SECRET_KEY is weak (needs at least {MIN_SECRET_LENGTH} random characters)"
+        )
+    if debug:
+        problems.append("DEBUG is on")
+    if not allowed_hosts:
+        problems.append("ALLOWED_HOSTS is empty")
+    elif any(host == "*" or host.startswith("*") for host in allowed_hosts):
+        problems.append("ALLOWED_HOSTS contains a wildcard")
+    if not master_key_configured:
+        problems.append(
+            "no master key is configured (set SAFECHAT_MASTER_KEYS, SAFECHAT_MASTER_KEY_FILE "
+            "or the PKCS#11 provider)"
+        )
+    if not audit_signing_key_configured:
+        problems.append(
+            "no audit signing key is configured (set SAFECHAT_AUDIT_SIGNING_KEY or "
+            "SAFECHAT_AUDIT_SIGNING_KEY_FILE)"
+        )
+    return problems
+
+
+def master_key_configured(env: Mapping[str, str]) -> bool:
+    provider = env.get("SAFECHAT_KEY_PROVIDER", "local")
+    if provider == "pkcs11":
+        return all(
+            env.get(name)
+            for name in (
+                "SAFECHAT_PKCS11_LIBRARY",
+                "SAFECHAT_PKCS11_TOKEN_LABEL",
+                "SAFECHAT_PKCS11_PIN",
+            )
+        )
+    return bool(env.get("SAFECHAT_MASTER_KEYS") or env.get("SAFECHAT_MASTER_KEY_FILE"))
+
+
+def audit_signing_key_configured(env: Mapping[str, str]) -> bool:
+    return bool(env.get("SAFECHAT_AUDIT_SIGNING_KEY") or env.get("SAFECHAT_AUDIT_SIGNING_KEY_FILE"))
+
+
+def write_private_file(path: Path, content: str) -> None:
+    """Create ``path`` with mode 0600, complete or not at all.
+
+    Raises FileExistsError rather than replace an existing file, so two processes
+    starting together cannot end up with different secrets.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)  # atomic, and refuses to overwrite
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def development_secret(data_dir: Path, name: str, *, length: int = 64) -> str:
+    """A secret generated on first use and kept in ``data_dir`` (0600), for development only."""
+    path = data_dir / name
+    if not path.exists():
+        # Another process may win the race; then its secret is the one.
+        with contextlib.suppress(FileExistsError):
+            write_private_file(path, secrets.token_urlsafe(length))
+    return path.read_text(encoding="utf-8").strip()
+
+
+def channel_layers_for(redis_url: str | None) -> dict[str, Any]:
+    """channels-redis when Redis is configured, the in-process layer otherwise."""
+    if redis_url:
+        return {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {
+                    "hosts": [redis_url],
+                    "prefix": "safechat",
+                    # Groups expire after a day by default; a removed member must
+                    # be discarded explicitly, so a shorter expiry only limits the
+                    # damage of a missed discard.
+                    "group_expiry": 3600,
+                    "capacity": 1000,
+                },
+            }
+        }
+    return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+def celery_broker_for(redis_url: str | None, data_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Redis as Celery broker when configured, else kombu's filesystem transport.
+
+    The filesystem transport needs no server, survives a restart (messages are
+    files) and is shared by the worker and beat processes of one machine, which is
+    what the embedded default promises. Task payloads carry ids only, never content.
+    """
+    if redis_url:
+        return redis_url, {"visibility_timeout": 3600}
+    queue_dir = data_dir / "broker"
+    for sub in ("queue", "processed"):
+        (queue_dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+    return "filesystem://", {
+        "data_folder_in": str(queue_dir / "queue"),
+        "data_folder_out": str(queue_dir / "queue"),
+        "processed_folder": str(queue_dir / "processed"),
+        "store_processed": False,
+    }

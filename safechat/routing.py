@@ -1,0 +1,9 @@
+"""WebSocket routes. One socket per browser tab, multiplexing the user's rooms."""
+
+from django.urls import path
+
+from rooms.consumers import ChatConsumer
+
+websocket_urlpatterns = [
+    path("ws/", ChatConsumer.as_asgi()),
+]

@@ -1,0 +1,309 @@
+"""SafeChat settings, read from the environment.
+
+Development (the default) runs with nothing configured: SQLite in ``var/``, the
+in-memory channel layer and a filesystem Celery broker, with secrets generated
+once into ``var/`` (mode 0600). ``SAFECHAT_ENV=production`` refuses to start
+unless every secret is given explicitly and every setting is safe.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import environ
+
+from safechat import environment as envtools
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+SAFECHAT_ENV = env.str("SAFECHAT_ENV", default=envtools.DEVELOPMENT)
+if SAFECHAT_ENV not in envtools.ENVIRONMENTS:
+    raise SystemExit(
+        f"SafeChat refuses to start: SAFECHAT_ENV must be one of "
+        f"{', '.join(sorted(envtools.ENVIRONMENTS))}, not {SAFECHAT_ENV!r}"
+    )
+IS_PRODUCTION = SAFECHAT_ENV == envtools.PRODUCTION
+
+DATA_DIR = Path(env.str("SAFECHAT_DATA_DIR", default=str(BASE_DIR / "var")))
+DATA_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+DEBUG = env.bool("DEBUG", default=False)
+
+ALLOWED_HOSTS: list[str] = env.list(
+    "ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["127.0.0.1", "localhost", "[::1]"]
+)
+
+if IS_PRODUCTION:
+    _problems = envtools.production_problems(
+        secret_key=os.environ.get("SECRET_KEY"),
+        debug=DEBUG,
+        allowed_hosts=ALLOWED_HOSTS,
+        master_key_configured=envtools.master_key_configured(os.environ),
+        audit_signing_key_configured=envtools.audit_signing_key_configured(os.environ),
+    )
+    if _problems:
+        raise envtools.InsecureConfigurationError(_problems[0])
+    SECRET_KEY = env.str("SECRET_KEY")
+else:
+    SECRET_KEY = env.str("SECRET_KEY", default="") or envtools.development_secret(
+        DATA_DIR, "secret_key"
+    )
+
+# --- Keys that live outside the database -----------------------------------
+SAFECHAT_KEY_PROVIDER = env.str("SAFECHAT_KEY_PROVIDER", default="local")
+SAFECHAT_MASTER_KEYS = env.str("SAFECHAT_MASTER_KEYS", default="")
+SAFECHAT_MASTER_KEY_FILE = env.str(
+    "SAFECHAT_MASTER_KEY_FILE",
+    default="" if IS_PRODUCTION else str(DATA_DIR / "master-keys.json"),
+)
+SAFECHAT_PKCS11_LIBRARY = env.str("SAFECHAT_PKCS11_LIBRARY", default="")
+SAFECHAT_PKCS11_TOKEN_LABEL = env.str("SAFECHAT_PKCS11_TOKEN_LABEL", default="")
+SAFECHAT_PKCS11_PIN = env.str("SAFECHAT_PKCS11_PIN", default="")
+SAFECHAT_AUDIT_SIGNING_KEY = env.str("SAFECHAT_AUDIT_SIGNING_KEY", default="")
+SAFECHAT_AUDIT_SIGNING_KEY_FILE = env.str(
+    "SAFECHAT_AUDIT_SIGNING_KEY_FILE",
+    default="" if IS_PRODUCTION else str(DATA_DIR / "audit-signing.key"),
+)
+
+# --- Applications -----------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "drf_spectacular",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "guardian",
+    "csp",
+    "audit",
+    "accounts",
+    "rooms",
+    "files",
+]
+
+MIDDLEWARE = [
+    "safechat.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+]
+
+ROOT_URLCONF = "safechat.urls"
+ASGI_APPLICATION = "safechat.asgi.application"
+AUTH_USER_MODEL = "accounts.User"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
+            ],
+        },
+    },
+]
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+
+# --- Database ---------------------------------------------------------------
+if env.str("DATABASE_URL", default=""):
+    DATABASES = {"default": env.db_url("DATABASE_URL")}
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "safechat.sqlite3",
+            "OPTIONS": {
+                # WAL lets readers run beside the single writer; IMMEDIATE takes the
+                # write lock when a transaction starts, so the audit chain head is
+                # serialised and writers queue instead of failing mid-transaction.
+                "init_command": (
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+                ),
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+            },
+            "TEST": {"NAME": DATA_DIR / "test-safechat.sqlite3"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: channel layer, Celery broker, cache -----------------------------
+REDIS_URL = env.str("REDIS_URL", default="") or None
+CHANNEL_LAYERS = envtools.channel_layers_for(REDIS_URL)
+CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = envtools.celery_broker_for(REDIS_URL, DATA_DIR)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+# The filesystem transport has no fanout exchange for remote control.
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = REDIS_URL is not None
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "safechat",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Authentication and sessions --------------------------------------------
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_AGE = env.int("SAFECHAT_SESSION_ABSOLUTE_SECONDS", default=12 * 3600)
+SAFECHAT_SESSION_IDLE_SECONDS = env.int("SAFECHAT_SESSION_IDLE_SECONDS", default=15 * 60)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+LOGIN_URL = "/admin/login/"
+
+# --- HTTP security ----------------------------------------------------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Load balancers probe health over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+if IS_PRODUCTION:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
+if env.bool("SAFECHAT_BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+
+# --- WebSockets -------------------------------------------------------------
+# Origins allowed to open /ws/; never a wildcard (a missing Origin is refused).
+SAFECHAT_WS_ALLOWED_ORIGINS: list[str] = env.list(
+    "SAFECHAT_WS_ALLOWED_ORIGINS", default=[h for h in ALLOWED_HOSTS if h != "*"]
+)
+
+# --- API --------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "safechat.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SafeChat API",
+    "DESCRIPTION": "Encrypted, audited chat rooms for regulated institutions.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Static files, i18n -----------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env.str("SAFECHAT_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+if not IS_PRODUCTION:
+    # Development serves from the finders; the folder only has to exist.
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if IS_PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = not IS_PRODUCTION
+MEDIA_ROOT = DATA_DIR / "media"
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Logging: structured lines to stderr, never message or file content -----
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "safechat.middleware.RequestIdLogFilter"}},
+    "formatters": {
+        "line": {
+            "format": "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s %(message)s",
+        }
+    },
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "line",
+            "filters": ["request_id"],
+        }
+    },
+    "root": {"handlers": ["stderr"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,99 @@
+"""Reusable fixtures: users with and without a verified second factor, servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts.models import User
+from tests.accounts.factories import make_user
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def session_cookie_for(user: User, *, verified: bool) -> str:
+    """A real session for ``user``; with ``verified`` it also holds a confirmed TOTP device."""
+    client = Client()
+    client.force_login(user)
+    if verified:
+        device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+        session = client.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+@pytest.fixture
+def user() -> User:
+    return make_user()
+
+
+def project_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a SafeChat process started by a test, isolated in ``tmp_path``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "REDIS_URL", "SAFECHAT_ENV", "DJANGO_SETTINGS_MODULE"}
+    }
+    env["SAFECHAT_DATA_DIR"] = str(tmp_path / "data")
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    env.update(overrides)
+    return env
+
+
+def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "safechat.asgi:application",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"server exited early:\n{output}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return process
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("server did not answer /healthz within 30 s")
+
+
+@pytest.fixture
+def server_factory() -> Iterator[object]:
+    """Start real SafeChat server processes; all are stopped after the test."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def factory(env: dict[str, str]) -> str:
+        port = free_port()
+        started.append(start_server(env, port))
+        return f"http://127.0.0.1:{port}"
+
+    yield factory
+    for process in started:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
