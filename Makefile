@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run   - install, migrate and start web, worker and beat (PORT=$(PORT))"
 	@echo "make test  - install and run the whole test suite"
-	@echo "make lint  - ruff and mypy --strict"
+	@echo "make lint  - ruff, mypy --strict, migrations in step, OpenAPI schema valid"
 	@echo "make lock  - re-pin requirements/*.txt from pyproject.toml (needs uv)"
 
 $(PY):
@@ -30,6 +30,7 @@ migrate: $(VENV)/.base-installed
 	$(PY) manage.py migrate --noinput
 
 run: migrate
+	PORT=$(PORT) $(PY) manage.py bootstrap_admin --if-no-users
 	PORT=$(PORT) exec $(PY) -m safechat.supervise
 
 test: $(VENV)/.dev-installed
@@ -39,6 +40,8 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 lock:
 	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header -o requirements/base.txt

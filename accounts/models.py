@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils import timezone
+from django_otp.models import Device, ThrottlingMixin, TimestampMixin
+
+from accounts.credentials import backup_code_hash
 
 
-class User(AbstractUser):
+class User(AbstractUser):  # type: ignore[django-manager-missing]
     """A person (or integration owner) who signs in to SafeChat.
 
     Custom from the first migration so that keys, roles and audit snapshots can
@@ -25,3 +30,147 @@ class User(AbstractUser):
                 name="accounts_user_email_unique_ci",
             )
         ]
+        # Role permissions (accounts/roles.py); granted through groups, never per user.
+        permissions = [
+            ("create_room", "Can create rooms"),
+            ("manage_users", "Can invite, deactivate users and grant roles"),
+            ("manage_factors", "Can reset other users' second factors"),
+            ("manage_lockouts", "Can see and lift sign-in lockouts"),
+            ("manage_sessions", "Can end other users' sessions"),
+            ("manage_tokens", "Can see and revoke other users' API tokens"),
+        ]
+
+
+class UserSession(models.Model):
+    """One signed-in browser session, known by a hash of its key (never the key).
+
+    The session middleware refuses a session whose row is ended or missing, so
+    ending a row ends the session everywhere, including its live WebSockets.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+    verified_at = models.DateTimeField(null=True, blank=True)
+    device_id = models.CharField(max_length=255, blank=True)  # persistent id of the factor
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=255, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "ended_at"], name="accounts_session_user_idx")]
+
+    def __str__(self) -> str:
+        return f"session {self.key_hash[:8]} of user {self.user_id}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for integrations; only its SHA-256 is stored.
+
+    The public ``prefix`` finds the row; the hash of the whole token proves it.
+    """
+
+    class Scope(models.TextChoices):
+        READ = "read", "read (GET, HEAD, OPTIONS)"
+        WRITE = "write", "write (read, and changes)"
+        ADMIN = "admin", "admin (write, and administrative endpoints)"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    token_hash = models.CharField(max_length=64)
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"token {self.prefix} ({self.scope}) of user {self.user_id}"
+
+
+class Invitation(models.Model):
+    """A single-use, expiring link through which an invited person creates their account."""
+
+    email = models.EmailField()
+    role = models.CharField(max_length=32)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"invitation of {self.email} as {self.role}"
+
+
+class BootstrapToken(models.Model):
+    """The one-time link that creates the first security admin of a fresh install."""
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"bootstrap token created {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class BackupCodeDevice(TimestampMixin, ThrottlingMixin, Device):  # type: ignore[misc]
+    """A set of single-use backup codes, stored as salted SHA-256 hashes.
+
+    django-otp's StaticDevice keeps its tokens in clear; this one never does.
+    """
+
+    salt: models.CharField[str, str] = models.CharField(max_length=32)
+
+    class Meta(Device.Meta):  # type: ignore[misc]
+        verbose_name = "backup code set"
+
+    def get_throttle_factor(self) -> int:
+        return 1
+
+    def verify_token(self, token: object) -> bool:
+        """Consume one unused code; a conditional UPDATE makes each code single-use."""
+        allowed, _ = self.verify_is_allowed()
+        if not allowed:
+            return False
+        code_hash = backup_code_hash(salt=self.salt, code=str(token))
+        consumed = BackupCode.objects.filter(
+            device=self, code_hash=code_hash, used_at__isnull=True
+        ).update(used_at=timezone.now())
+        if consumed:
+            self.throttle_reset(commit=False)
+            self.set_last_used_timestamp(commit=False)
+            self.save()
+            return True
+        self.throttle_increment(commit=True)
+        return False
+
+
+class BackupCode(models.Model):
+    device = models.ForeignKey(BackupCodeDevice, on_delete=models.CASCADE, related_name="codes")
+    code_hash = models.CharField(max_length=64)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device", "code_hash"], name="accounts_backup_code_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"backup code {self.pk} of device {self.device_id}"

@@ -1,1 +1,206 @@
-"""Models of the app; see the issue that builds it."""
+"""Rooms, their members and their (always encrypted) messages.
+
+Membership changes go through ``rooms.services`` only, which also move the
+room's keys (``safechat.keyring``) and its object permissions (django-guardian):
+a member holds the sealed epoch keys and the permissions of a room exactly while
+they are a member.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import F, Q
+
+
+class Room(models.Model):
+    class Kind(models.TextChoices):
+        CHANNEL = "channel", "Channel"
+        DIRECT = "direct", "Direct conversation"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CHANNEL)
+    name = models.CharField(max_length=120)
+    topic = models.CharField(max_length=500, blank=True)
+    # Whether a member who joins later receives the keys of earlier epochs.
+    history_visible = models.BooleanField(default=False)
+    retention_policy = models.CharField(max_length=64, blank=True)
+    legal_hold = models.BooleanField(default=False)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True
+    )
+
+    class Meta:
+        ordering = ["name", "pk"]
+        permissions = [
+            ("post_message", "Can post messages in the room"),
+            ("upload_file", "Can share files in the room"),
+            ("manage_members", "Can add and remove members"),
+            ("manage_room", "Can change the room's settings and archive it"),
+        ]
+
+    def __str__(self) -> str:
+        return f"room {self.pk}"
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        MODERATOR = "moderator", "Moderator"
+        MEMBER = "member", "Member"
+        READ_ONLY = "read_only", "Read-only"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    joined_at = models.DateTimeField(auto_now_add=True)
+    # The newest message id this member has read (read marker).
+    last_read_message_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "user"], name="rooms_membership_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} in room {self.room_id}"
+
+
+class RoomInvitation(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="invitations")
+    invitee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_invitations"
+    )
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    role = models.CharField(
+        max_length=16, choices=Membership.Role.choices, default=Membership.Role.MEMBER
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "invitee"], name="rooms_invitation_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"invitation of user {self.invitee_id} to room {self.room_id}"
+
+
+class Message(models.Model):
+    """A message; its text exists only as ``ciphertext`` under a room epoch key.
+
+    ``uid`` is chosen before encryption and bound into the associated data with the
+    room, epoch, sender and revision, so a ciphertext copied to another row, room
+    or revision fails to decrypt.
+    """
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    parent = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="replies"
+    )
+    epoch = models.PositiveIntegerField()
+    revision = models.PositiveIntegerField(default=0)
+    ciphertext = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    edited_at = models.DateTimeField(null=True, blank=True)
+    # Hidden from members; kept (encrypted) for compliance until retention.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    deleted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["room", "-id"], name="rooms_message_room_recent")]
+
+    def __str__(self) -> str:
+        return f"message {self.pk}"
+
+
+class MessageRevision(models.Model):
+    """An earlier text of an edited message, still encrypted as it was."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="revisions")
+    revision = models.PositiveIntegerField()
+    epoch = models.PositiveIntegerField()
+    ciphertext = models.BinaryField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "revision"], name="rooms_revision_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"revision {self.revision} of message {self.message_id}"
+
+
+class Reaction(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    emoji = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "user", "emoji"], name="rooms_reaction_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"reaction on message {self.message_id}"
+
+
+class Mention(models.Model):
+    """A member named in a message; they are notified. Holds no text."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="mentions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mentions"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="rooms_mention_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"mention of user {self.user_id} in message {self.message_id}"
+
+
+class InformationBarrier(models.Model):
+    """Members of ``group_a`` and of ``group_b`` may not share a room (an ethical wall)."""
+
+    group_a = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="+")
+    group_b = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Stored with the smaller group id first, so (a, b) and (b, a) are one barrier.
+            models.CheckConstraint(
+                condition=Q(group_a__lt=F("group_b")), name="rooms_barrier_ordered_pair"
+            ),
+            models.UniqueConstraint(fields=["group_a", "group_b"], name="rooms_barrier_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"barrier between groups {self.group_a_id} and {self.group_b_id}"

@@ -16,12 +16,16 @@ logger = logging.getLogger(__name__)
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus Django's ValidationError as a 400 and a generic 500."""
-    if isinstance(exc, ValidationError):
+    from rooms.errors import RateLimitedError
+
+    if isinstance(exc, RateLimitedError):
+        exc = exceptions.Throttled(wait=exc.retry_after, detail=str(exc))
+    elif isinstance(exc, ValidationError):
         exc = exceptions.ValidationError(detail=exc.messages)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
-        exc = exceptions.PermissionDenied()
+        exc = exceptions.PermissionDenied(detail=str(exc) or None)
     response = drf_exception_handler(exc, context)
     if response is None:
         logger.exception("unhandled API error")

@@ -77,13 +77,10 @@ def production_problems(
 def master_key_configured(env: Mapping[str, str]) -> bool:
     provider = env.get("SAFECHAT_KEY_PROVIDER", "local")
     if provider == "pkcs11":
-        return all(
-            env.get(name)
-            for name in (
-                "SAFECHAT_PKCS11_LIBRARY",
-                "SAFECHAT_PKCS11_TOKEN_LABEL",
-                "SAFECHAT_PKCS11_PIN",
-            )
+        return bool(
+            env.get("SAFECHAT_PKCS11_LIBRARY")
+            and env.get("SAFECHAT_PKCS11_TOKEN_LABEL")
+            and (env.get("SAFECHAT_PKCS11_PIN") or env.get("SAFECHAT_PKCS11_PIN_FILE"))
         )
     return bool(env.get("SAFECHAT_MASTER_KEYS") or env.get("SAFECHAT_MASTER_KEY_FILE"))
 

@@ -67,6 +67,21 @@ SAFECHAT_AUDIT_SIGNING_KEY_FILE = env.str(
     default="" if IS_PRODUCTION else str(DATA_DIR / "audit-signing.key"),
 )
 
+# Key management (see docs/security.md).
+SAFECHAT_KEY_CACHE_SECONDS = env.int("SAFECHAT_KEY_CACHE_SECONDS", default=60)
+SAFECHAT_EPOCH_MAX_AGE_DAYS = env.int("SAFECHAT_EPOCH_MAX_AGE_DAYS", default=30)
+# Random 96-bit GCM nonces stay safe far below 2^32 messages per key.
+SAFECHAT_EPOCH_MAX_MESSAGES = env.int("SAFECHAT_EPOCH_MAX_MESSAGES", default=1_000_000)
+SAFECHAT_MASTER_ROTATION_BATCH = env.int("SAFECHAT_MASTER_ROTATION_BATCH", default=500)
+SAFECHAT_PKCS11_PIN_FILE = env.str("SAFECHAT_PKCS11_PIN_FILE", default="")
+SAFECHAT_PKCS11_KEY_LABEL_PREFIX = env.str("SAFECHAT_PKCS11_KEY_LABEL_PREFIX", default="")
+
+# Rooms.
+SAFECHAT_MEMBERS_CAN_CREATE_ROOMS = env.bool("SAFECHAT_MEMBERS_CAN_CREATE_ROOMS", default=False)
+# At most N messages per user per window of S seconds: "N/S".
+_post_rate = env.str("SAFECHAT_POST_RATE_LIMIT", default="30/10").split("/")
+SAFECHAT_POST_RATE_LIMIT = (int(_post_rate[0]), int(_post_rate[1]))
+
 # --- Applications -----------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -81,8 +96,11 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "django_otp_webauthn",
+    "axes",
     "guardian",
     "csp",
+    "safechat.keyring",
     "audit",
     "accounts",
     "rooms",
@@ -98,6 +116,10 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    # Idle/absolute expiry and ended sessions, then the second-factor allow-list:
+    # every route not listed in accounts.middleware is closed to unverified sessions.
+    "accounts.middleware.SessionPolicyMiddleware",
+    "accounts.middleware.SecondFactorRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -124,6 +146,8 @@ TEMPLATES = [
 ]
 
 AUTHENTICATION_BACKENDS = [
+    # Axes first: it refuses locked-out usernames/IPs before any password is hashed.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -166,6 +190,41 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE["keyring-rotate-expired-epochs"] = {
+    "task": "keyring.rotate_expired_epochs",
+    "schedule": env.int("SAFECHAT_EPOCH_ROTATION_CHECK_SECONDS", default=3600),
+}
+CELERY_BEAT_SCHEDULE["keyring-rotate-master-key"] = {
+    "task": "keyring.rotate_master_key",
+    "schedule": env.int("SAFECHAT_MASTER_ROTATION_CHECK_SECONDS", default=6 * 3600),
+}
+# --- Audit log (docs/audit.md) ----------------------------------------------
+# The signing key (SAFECHAT_AUDIT_SIGNING_KEY[_FILE]) is read above with the other keys.
+SAFECHAT_AUDIT_CHECKPOINT_INTERVAL_SECONDS = env.int(
+    "SAFECHAT_AUDIT_CHECKPOINT_INTERVAL_SECONDS", default=300
+)
+SAFECHAT_AUDIT_CHECKPOINT_EVERY = env.int("SAFECHAT_AUDIT_CHECKPOINT_EVERY", default=1000)
+SAFECHAT_AUDIT_VERIFY_INTERVAL_SECONDS = env.int(
+    "SAFECHAT_AUDIT_VERIFY_INTERVAL_SECONDS", default=24 * 3600
+)
+SAFECHAT_AUDIT_EXTRA_MAX_BYTES = env.int("SAFECHAT_AUDIT_EXTRA_MAX_BYTES", default=4096)
+SAFECHAT_AUDIT_ANCHOR_FILE = env.str(
+    "SAFECHAT_AUDIT_ANCHOR_FILE", default=str(DATA_DIR / "audit-anchors.jsonl")
+)
+SAFECHAT_AUDIT_SYSLOG_ADDRESS = env.str("SAFECHAT_AUDIT_SYSLOG_ADDRESS", default="")
+# Public keys (base64) of retired signing keys, so their checkpoints still verify.
+SAFECHAT_AUDIT_PREVIOUS_PUBLIC_KEYS: list[str] = env.list(
+    "SAFECHAT_AUDIT_PREVIOUS_PUBLIC_KEYS", default=[]
+)
+CELERY_BEAT_SCHEDULE["audit-checkpoint"] = {
+    "task": "audit.tasks.audit_checkpoint_write_task",
+    "schedule": SAFECHAT_AUDIT_CHECKPOINT_INTERVAL_SECONDS,
+}
+CELERY_BEAT_SCHEDULE["audit-verify"] = {
+    "task": "audit.tasks.audit_chain_verify_task",
+    "schedule": SAFECHAT_AUDIT_VERIFY_INTERVAL_SECONDS,
+}
+
 # The filesystem transport has no fanout exchange for remote control.
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = REDIS_URL is not None
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -183,6 +242,8 @@ else:
 
 # --- Authentication and sessions --------------------------------------------
 PASSWORD_HASHERS = [
+    # Argon2id with parameters measured by benchmarks/auth_bench.py (docs/accounts.md).
+    "accounts.hashers.SafeChatArgon2PasswordHasher",
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
@@ -201,7 +262,46 @@ SAFECHAT_SESSION_IDLE_SECONDS = env.int("SAFECHAT_SESSION_IDLE_SECONDS", default
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/sign-in/"
+LOGIN_REDIRECT_URL = "/accounts/"
+
+# --- Accounts: second factor, lockout, tokens, invitations (docs/accounts.md) ---
+# A factor change needs a second-factor check no older than this.
+SAFECHAT_REVERIFY_SECONDS = env.int("SAFECHAT_REVERIFY_SECONDS", default=300)
+SAFECHAT_API_TOKEN_DAYS = env.int("SAFECHAT_API_TOKEN_DAYS", default=90)
+SAFECHAT_INVITATION_HOURS = env.int("SAFECHAT_INVITATION_HOURS", default=72)
+SAFECHAT_BOOTSTRAP_MINUTES = 60
+SAFECHAT_BACKUP_CODE_COUNT = 10
+OTP_TOTP_ISSUER = "SafeChat"
+OTP_WEBAUTHN_RP_NAME = "SafeChat"
+OTP_WEBAUTHN_RP_ID = env.str("SAFECHAT_WEBAUTHN_RP_ID", default="localhost")
+OTP_WEBAUTHN_ALLOWED_ORIGINS: list[str] = env.list(
+    "SAFECHAT_WEBAUTHN_ORIGINS", default=[f"http://localhost:{os.environ.get('PORT', '8000')}"]
+)
+# Passkeys are a second factor here, never a replacement for the password.
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
+# Password and code failures count per username and per IP; a security admin lifts.
+AXES_FAILURE_LIMIT = env.int("SAFECHAT_LOCKOUT_FAILURES", default=10)
+AXES_COOLOFF_TIME = env.int("SAFECHAT_LOCKOUT_MINUTES", default=30) / 60 or None
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = False  # reset only after the second factor (accounts.services)
+AXES_DISABLE_ACCESS_LOG = True  # the audit log records sign-ins
+AXES_ENABLE_ADMIN = False  # lockouts are lifted through an audited service
+AXES_SENSITIVE_PARAMETERS = ["password", "code", "token", "new_password1", "new_password2"]
+# The sign-in view answers lockouts itself; no third-party login view exists.
+SILENCED_SYSTEM_CHECKS = ["axes.W002"]
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default=(
+        "django.core.mail.backends.smtp.EmailBackend"
+        if IS_PRODUCTION
+        else "django.core.mail.backends.console.EmailBackend"
+    ),
+)
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=IS_PRODUCTION)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="SafeChat <no-reply@localhost>")
 
 # --- HTTP security ----------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -248,8 +348,14 @@ SAFECHAT_WS_ALLOWED_ORIGINS: list[str] = env.list(
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
+        "accounts.api.authentication.ApiTokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        # A session must be second-factor verified; a token must hold the method's scope.
+        "accounts.api.permissions.IsVerifiedOrToken",
+        "accounts.api.permissions.TokenHasScope",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "safechat.api.exception_handler",

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from pytest_django import Settings
 
-pytest_plugins = ["tests.support.fixtures"]
+from safechat.keyring.provider import reset_provider
+from safechat.keyring.services import clear_key_caches
+
+pytest_plugins = ["tests.support.fixtures", "tests.support.audit_db"]
 
 
 @pytest.fixture(autouse=True)
@@ -15,3 +21,27 @@ def _fast_password_hashing(settings: Settings) -> None:
     The production hasher order is asserted separately.
     """
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def master_key_file(settings: Settings, tmp_path: Path) -> Iterator[Path]:
+    """Each test gets its own master key file (created on first use, mode 0600)."""
+    key_file = tmp_path / "master-keys.json"
+    settings.SAFECHAT_KEY_PROVIDER = "local"
+    settings.SAFECHAT_MASTER_KEYS = ""
+    settings.SAFECHAT_MASTER_KEY_FILE = str(key_file)
+    reset_provider()
+    clear_key_caches()
+    yield key_file
+    reset_provider()
+    clear_key_caches()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Rate-limit counters and throttles live in the cache; ids are reused across tests."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

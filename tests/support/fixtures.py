@@ -15,11 +15,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.test import Client
-from django_otp import DEVICE_ID_SESSION_KEY
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import User
-from tests.accounts.factories import make_user
+from tests.accounts.factories import make_user, sign_in_client
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,12 +31,7 @@ def free_port() -> int:
 def session_cookie_for(user: User, *, verified: bool) -> str:
     """A real session for ``user``; with ``verified`` it also holds a confirmed TOTP device."""
     client = Client()
-    client.force_login(user)
-    if verified:
-        device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
-        session = client.session
-        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
-        session.save()
+    sign_in_client(client, user, verified=verified)
     return client.cookies[settings.SESSION_COOKIE_NAME].value
 
 

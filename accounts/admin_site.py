@@ -1,0 +1,40 @@
+"""The Django admin, open only to staff who passed the second factor.
+
+django-otp's ``OTPAdminSite`` refuses unverified sessions; its own login form is
+replaced by the portal's sign-in, so there is one throttled, audited way in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django_otp.admin import OTPAdminSite
+
+
+class SafeChatAdminSite(OTPAdminSite):  # type: ignore[misc]
+    def login(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        next_url = request.GET.get("next") or reverse("admin:index")
+        if request.user.is_authenticated:
+            # Signed in and verified but not staff: the admin is simply not for them.
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        return redirect_to_login(next_url, settings.LOGIN_URL)
+
+    def logout(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """Sign out through the service, so the session row ends and its sockets close."""
+        from django.shortcuts import redirect
+
+        from accounts.services import sign_out
+
+        if request.method == "POST":
+            sign_out(request=request)
+        return redirect(settings.LOGIN_URL)

@@ -1,0 +1,60 @@
+"""DRF authentication by API token: ``Authorization: Bearer sct_<prefix>_<secret>``.
+
+Imported by DRF while ``rest_framework.views`` loads: models and services are
+imported when a request is authenticated, not at import time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
+    from accounts.models import ApiToken, User
+
+KEYWORD = b"bearer"
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    """A token acts as its user, so it never exceeds that user's permissions.
+
+    ``request.auth`` is the :class:`ApiToken`; ``TokenHasScope`` checks its scope.
+    """
+
+    def authenticate(self, request: Request) -> tuple[User, ApiToken] | None:
+        from accounts.services.tokens import TokenRefused, api_token_authenticate
+
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != KEYWORD:
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        try:
+            presented = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid token.") from None
+        try:
+            token = api_token_authenticate(presented=presented, request=request._request)
+        except TokenRefused:
+            raise exceptions.AuthenticationFailed("Invalid token.") from None
+        return token.user, token
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    target_class = "accounts.api.authentication.ApiTokenAuthentication"
+    name = "apiToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API token (`sct_...`) created in the portal or the API; "
+            "its scope (read/write/admin) limits the methods it may use.",
+        }

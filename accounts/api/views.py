@@ -1,0 +1,96 @@
+"""Token management over the API: ``/api/v1/accounts/tokens/``."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotAuthenticated, NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.api.permissions import request_token
+from accounts.models import ApiToken, User
+from accounts.selectors import api_token_get, api_tokens_for
+from accounts.services import api_token_create, api_token_revoke
+from accounts.services.tokens import MAX_TOKEN_DAYS
+
+
+def _actor(request: Request) -> User:
+    if not isinstance(request.user, User):
+        raise NotAuthenticated()
+    return request.user
+
+
+class TokenOutputSerializer(serializers.ModelSerializer[ApiToken]):
+    class Meta:
+        model = ApiToken
+        fields: tuple[str, ...] = (
+            "id", "name", "prefix", "scope", "created_at", "expires_at", "last_used_at",
+            "revoked_at",
+        )  # fmt: skip
+        read_only_fields: tuple[str, ...] = fields
+
+
+class TokenListCreateApi(APIView):
+    """List your tokens, or create one (the secret is in this answer only)."""
+
+    # Managing tokens with a token needs the admin scope (sessions are not scoped).
+    required_token_scope = ApiToken.Scope.ADMIN
+
+    class TokenCreateInputSerializer(serializers.Serializer[dict[str, object]]):
+        name = serializers.CharField(max_length=100)
+        scope = serializers.ChoiceField(choices=ApiToken.Scope.choices)
+        days = serializers.IntegerField(
+            min_value=1, max_value=MAX_TOKEN_DAYS, default=settings.SAFECHAT_API_TOKEN_DAYS
+        )
+
+    class TokenCreatedSerializer(TokenOutputSerializer):
+        token = serializers.CharField(help_text="The secret: shown once, never again.")
+
+        class Meta(TokenOutputSerializer.Meta):
+            fields: tuple[str, ...] = (*TokenOutputSerializer.Meta.fields, "token")
+            read_only_fields: tuple[str, ...] = fields
+
+    @extend_schema(responses=TokenOutputSerializer(many=True), operation_id="accounts_tokens_list")
+    def get(self, request: Request) -> Response:
+        tokens = api_tokens_for(user=_actor(request))
+        return Response(TokenOutputSerializer(tokens, many=True).data)
+
+    @extend_schema(
+        request=TokenCreateInputSerializer,
+        responses={201: TokenCreatedSerializer},
+        operation_id="accounts_tokens_create",
+    )
+    def post(self, request: Request) -> Response:
+        data = self.TokenCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            token, secret = api_token_create(
+                actor=_actor(request),
+                name=data.validated_data["name"],
+                scope=data.validated_data["scope"],
+                days=data.validated_data["days"],
+                via_token=request_token(request),
+                request=request._request,
+            )
+        except ValueError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        body = dict(TokenOutputSerializer(token).data)
+        body["token"] = secret
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class TokenRevokeApi(APIView):
+    """Revoke one of your tokens."""
+
+    required_token_scope = ApiToken.Scope.ADMIN
+
+    @extend_schema(responses={204: None}, operation_id="accounts_tokens_revoke")
+    def delete(self, request: Request, token_id: int) -> Response:
+        token = api_token_get(user=_actor(request), token_id=token_id)
+        if token is None:
+            raise NotFound()
+        api_token_revoke(actor=_actor(request), token=token, request=request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,117 @@
+"""Portal forms; validation of input shape only (rules live in the services)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import password_validation
+
+from accounts.models import ApiToken
+from accounts.roles import Role
+from accounts.services.tokens import MAX_TOKEN_DAYS
+
+
+class SignInForm(forms.Form):
+    username = forms.CharField(
+        max_length=150,
+        widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True}),
+    )
+    password = forms.CharField(
+        max_length=4096,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+
+class CodeForm(forms.Form):
+    device = forms.ChoiceField(label="Factor")
+    code = forms.CharField(
+        max_length=32,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}
+        ),
+    )
+
+    def __init__(self, *args: object, choices: list[tuple[str, str]], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["device"].choices = choices  # type: ignore[attr-defined]
+
+
+class TotpConfirmForm(forms.Form):
+    name = forms.CharField(max_length=64, initial="Authenticator app")
+    code = forms.CharField(
+        max_length=16,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+
+class RenameForm(forms.Form):
+    name = forms.CharField(max_length=64)
+
+
+class NewPasswordMixin(forms.Form):
+    new_password1 = forms.CharField(
+        label="New password",
+        strip=False,
+        max_length=4096,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=password_validation.password_validators_help_text_html(),
+    )
+    new_password2 = forms.CharField(
+        label="New password again",
+        strip=False,
+        max_length=4096,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def clean(self) -> dict[str, object]:
+        data = super().clean() or {}
+        if data.get("new_password1") != data.get("new_password2"):
+            raise forms.ValidationError("The two passwords differ.")
+        return data
+
+
+class PasswordChangeForm(NewPasswordMixin):
+    current_password = forms.CharField(
+        strip=False,
+        max_length=4096,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+    field_order: tuple[str, ...] = ("current_password", "new_password1", "new_password2")
+
+
+class PasswordResetRequestForm(forms.Form):
+    email = forms.EmailField()
+
+
+class PasswordResetConfirmForm(NewPasswordMixin):
+    pass
+
+
+class AccountCreateForm(NewPasswordMixin):
+    username = forms.CharField(max_length=150)
+    field_order: tuple[str, ...] = ("username", "new_password1", "new_password2")
+
+
+class BootstrapForm(AccountCreateForm):
+    email = forms.EmailField()
+    field_order: tuple[str, ...] = ("username", "email", "new_password1", "new_password2")
+
+
+class TokenCreateForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    scope = forms.ChoiceField(choices=ApiToken.Scope.choices, initial=ApiToken.Scope.READ)
+    days = forms.IntegerField(min_value=1, max_value=MAX_TOKEN_DAYS, initial=90)
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField()
+    role = forms.ChoiceField(choices=[(r.value, r.value) for r in Role], initial=Role.MEMBER.value)
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=[(r.value, r.value) for r in Role])
+
+
+class LockoutLiftForm(forms.Form):
+    username = forms.CharField(max_length=150, required=False)
+    ip_address = forms.GenericIPAddressField(required=False)

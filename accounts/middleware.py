@@ -1,0 +1,146 @@
+"""Session policy and the second-factor gate, for every HTTP request.
+
+``SecondFactorRequiredMiddleware`` closes every route to a session that has not
+passed the second factor, except an explicit allow-list, so a new route is
+protected by default. The WebSocket consumer applies the same rules through
+``accounts.otp.verified_device_for``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import Resolver404, resolve, reverse
+
+from accounts.otp import (
+    SESSION_SIGNED_OUT_REASON,
+    active_user_session,
+    session_expiry_reason,
+)
+from accounts.selectors import user_has_factor
+from accounts.services.sessions import session_end_current, session_touch
+
+# Reachable by anyone, signed in or not.
+PUBLIC_ROUTES = frozenset(
+    {
+        "healthz",
+        "readyz",
+        "accounts:sign-in",
+        "accounts:password-reset-request",
+        "accounts:password-reset-confirm",
+        "accounts:bootstrap",
+        "accounts:invitation",
+    }
+)
+# Reachable after the password, before the second factor.
+UNVERIFIED_ROUTES = frozenset(
+    {
+        "accounts:second-factor",
+        "accounts:sign-out",
+        "otp_webauthn:credential-authentication-begin",
+        "otp_webauthn:credential-authentication-complete",
+        "otp_webauthn:js-i18n-catalog",
+    }
+)
+# Reachable before the second factor only while the user has no factor at all.
+ENROLMENT_ROUTES = frozenset(
+    {
+        "accounts:enrol",
+        "otp_webauthn:credential-registration-begin",
+        "otp_webauthn:credential-registration-complete",
+    }
+)
+API_PREFIX = "/api/"
+TOKEN_SCHEMES = ("bearer ",)
+
+Handler = Callable[[HttpRequest], HttpResponse]
+
+
+def route_name(request: HttpRequest) -> str | None:
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return None
+    return str(match.view_name)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    if request.path_info.startswith(API_PREFIX) or "/webauthn/" in request.path_info:
+        return True
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _is_verified(request: HttpRequest) -> bool:
+    is_verified = getattr(request.user, "is_verified", None)
+    return bool(is_verified()) if callable(is_verified) else False
+
+
+class SessionPolicyMiddleware:
+    """End sessions past their idle or absolute limit, or ended elsewhere; move the idle clock."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.user.is_authenticated:
+            reason = session_expiry_reason(request.session)
+            row = None
+            if reason is None:
+                row = active_user_session(user=request.user, session=request.session)
+                if row is None:
+                    reason = "ended"
+            if row is not None:
+                session_touch(request=request, row=row)
+            else:
+                session_end_current(request=request, reason=reason or "ended")
+                request.session[SESSION_SIGNED_OUT_REASON] = reason
+        return self.get_response(request)
+
+
+class SecondFactorRequiredMiddleware:
+    """Deny by default: only the allow-lists above are open without a verified second factor."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if self._allowed(request):
+            return self.get_response(request)
+        if not request.user.is_authenticated:
+            if _wants_json(request):
+                return JsonResponse({"detail": "Authentication required."}, status=401)
+            query = urlencode({"next": request.get_full_path()})
+            return HttpResponseRedirect(f"{settings.LOGIN_URL}?{query}")
+        if _wants_json(request):
+            return JsonResponse({"detail": "Second factor required."}, status=403)
+        return HttpResponseRedirect(self._second_factor_url(request))
+
+    def _allowed(self, request: HttpRequest) -> bool:
+        if request.path_info.startswith(settings.STATIC_URL):
+            return True
+        name = route_name(request)
+        if name in PUBLIC_ROUTES:
+            return True
+        user = request.user
+        if not user.is_authenticated:
+            # Token-authenticated API calls carry no session: DRF authenticates them
+            # and its default permissions refuse anything else.
+            authorization = request.headers.get("Authorization", "").lower()
+            return request.path_info.startswith(API_PREFIX) and authorization.startswith(
+                TOKEN_SCHEMES
+            )
+        if _is_verified(request):
+            return True
+        if name in UNVERIFIED_ROUTES:
+            return True
+        return name in ENROLMENT_ROUTES and not user_has_factor(user=user)  # type: ignore[arg-type,unused-ignore]
+
+    @staticmethod
+    def _second_factor_url(request: HttpRequest) -> str:
+        if user_has_factor(user=request.user):  # type: ignore[arg-type]
+            return reverse("accounts:second-factor")
+        return reverse("accounts:enrol")

@@ -1,0 +1,60 @@
+"""Roles are Django groups with a fixed, documented set of permissions.
+
+Groups are created by a data migration; :func:`roles_sync` is idempotent and
+also runs after every ``migrate`` so that permissions of apps migrated later
+(the audit log's ``view_auditevent``) are attached as soon as they exist.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class Role(StrEnum):
+    MEMBER = "member"
+    ROOM_ADMIN = "room_admin"
+    COMPLIANCE_OFFICER = "compliance_officer"
+    SECURITY_ADMIN = "security_admin"
+
+
+# "app_label.codename" per role. Room-level rights live on rooms (guardian);
+# compliance officers get no chat write permission anywhere, so they read only.
+ROLE_PERMISSIONS: dict[Role, tuple[str, ...]] = {
+    Role.MEMBER: (),
+    Role.ROOM_ADMIN: ("accounts.create_room",),
+    Role.COMPLIANCE_OFFICER: ("audit.view_auditevent", "audit.view_auditcheckpoint"),
+    Role.SECURITY_ADMIN: (
+        "accounts.view_user",
+        "accounts.manage_users",
+        "accounts.manage_factors",
+        "accounts.manage_lockouts",
+        "accounts.manage_sessions",
+        "accounts.manage_tokens",
+    ),
+}
+
+# Roles whose holders may open the (second-factor protected) Django admin.
+STAFF_ROLES = frozenset({Role.COMPLIANCE_OFFICER, Role.SECURITY_ADMIN})
+
+
+def roles_sync(apps: Any = None, **_: Any) -> None:
+    """Create every role group and attach whichever of its permissions exist yet."""
+    if apps is None:
+        from django.apps import apps as global_apps
+
+        apps = global_apps
+    try:
+        group_model = apps.get_model("auth", "Group")
+        permission_model = apps.get_model("auth", "Permission")
+    except LookupError:
+        return
+    for role, names in ROLE_PERMISSIONS.items():
+        group, _created = group_model.objects.get_or_create(name=role.value)
+        for name in names:
+            app_label, codename = name.split(".")
+            permission = permission_model.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
+            if permission is not None:
+                group.permissions.add(permission)

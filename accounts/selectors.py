@@ -1,0 +1,137 @@
+"""Reads for accounts, scoped to the user who asks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from axes.models import AccessAttempt
+from django.conf import settings
+from django.db.models import QuerySet, Sum
+from django.utils import timezone
+from django_otp import devices_for_user
+from django_otp.models import Device
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp_webauthn.models import WebAuthnCredential
+
+from accounts.models import ApiToken, BackupCode, BackupCodeDevice, User, UserSession
+from accounts.roles import Role
+
+FACTOR_KINDS: dict[type[Device], str] = {
+    TOTPDevice: "totp",
+    BackupCodeDevice: "backup_codes",
+    WebAuthnCredential: "passkey",
+}
+# Factors that stand on their own; backup codes only back one of these up.
+PRIMARY_FACTOR_MODELS: tuple[type[Device], ...] = (TOTPDevice, WebAuthnCredential)
+
+
+def factor_kind(device: Device) -> str:
+    return FACTOR_KINDS.get(type(device), type(device).__name__.lower())
+
+
+def user_factors(*, user: User) -> list[Device]:
+    """The user's confirmed second factors, in a stable order."""
+    return sorted(devices_for_user(user, confirmed=True), key=lambda d: (factor_kind(d), d.pk))
+
+
+def user_has_factor(*, user: User) -> bool:
+    return any(m.objects.filter(user=user, confirmed=True).exists() for m in PRIMARY_FACTOR_MODELS)
+
+
+def user_primary_factor_count(*, user: User) -> int:
+    return sum(m.objects.filter(user=user, confirmed=True).count() for m in PRIMARY_FACTOR_MODELS)
+
+
+def user_factor_get(*, user: User, persistent_id: str, code_based: bool = False) -> Device | None:
+    """One confirmed factor of ``user`` by persistent id (never another user's)."""
+    device = Device.from_persistent_id(persistent_id) if persistent_id else None
+    if device is None or device.user_id != user.pk or not device.confirmed:
+        return None
+    if code_based and not isinstance(device, TOTPDevice | BackupCodeDevice):
+        return None
+    return device
+
+
+def backup_codes_remaining(*, user: User) -> int:
+    return BackupCode.objects.filter(
+        device__user=user, device__confirmed=True, used_at__isnull=True
+    ).count()
+
+
+def user_sessions_active(*, user: User) -> QuerySet[UserSession]:
+    return UserSession.objects.filter(user=user, ended_at__isnull=True).order_by("-last_seen_at")
+
+
+def user_session_get(*, user: User, session_id: int) -> UserSession | None:
+    return user_sessions_active(user=user).filter(pk=session_id).first()
+
+
+def api_tokens_for(*, user: User) -> QuerySet[ApiToken]:
+    return ApiToken.objects.filter(user=user)
+
+
+def api_token_get(*, user: User, token_id: int) -> ApiToken | None:
+    return api_tokens_for(user=user).filter(pk=token_id).first()
+
+
+def people() -> QuerySet[User]:
+    """Accounts of people: without django-guardian's internal anonymous user row."""
+    from guardian.conf import settings as guardian_settings
+
+    return User.objects.exclude(username=guardian_settings.ANONYMOUS_USER_NAME)
+
+
+def people_exist() -> bool:
+    return people().exists()
+
+
+def users_for_admin(*, actor: User) -> QuerySet[User]:
+    """Every account, for holders of ``accounts.view_user`` only."""
+    if not actor.has_perm("accounts.view_user"):
+        return User.objects.none()
+    return people().order_by("username").prefetch_related("groups")
+
+
+def user_roles(*, user: User) -> list[str]:
+    names = {r.value for r in Role}
+    return sorted(g.name for g in user.groups.all() if g.name in names)
+
+
+@dataclass(frozen=True)
+class Lockout:
+    username: str | None
+    ip_address: str | None
+    failures: int
+    last_attempt: datetime
+
+
+def lockouts_active(*, actor: User) -> list[Lockout]:
+    """Usernames and addresses at or above the failure limit, for lockout managers only."""
+    if not actor.has_perm("accounts.manage_lockouts"):
+        return []
+    limit = settings.AXES_FAILURE_LIMIT
+    recent = AccessAttempt.objects.all()
+    if settings.AXES_COOLOFF_TIME:
+        recent = recent.filter(
+            attempt_time__gte=timezone.now() - timedelta(hours=settings.AXES_COOLOFF_TIME)
+        )
+    result: list[Lockout] = []
+    for field in ("username", "ip_address"):
+        rows = (
+            recent.exclude(**{f"{field}__isnull": True})
+            .values(field)
+            .annotate(total=Sum("failures_since_start"))
+            .filter(total__gte=limit)
+        )
+        for row in rows:
+            last = recent.filter(**{field: row[field]}).order_by("-attempt_time").first()
+            result.append(
+                Lockout(
+                    username=row[field] if field == "username" else None,
+                    ip_address=row[field] if field == "ip_address" else None,
+                    failures=int(row["total"]),
+                    last_attempt=last.attempt_time if last else timezone.now(),
+                )
+            )
+    return result

@@ -1,0 +1,175 @@
+"""Sign-in: the password step, the second-factor step, and sign-out.
+
+Throttling: django-axes counts password *and* code failures per username and
+per IP (one lockout a security admin lifts); django-otp throttles each device.
+"""
+
+from __future__ import annotations
+
+import time
+
+from axes.handlers.proxy import AxesProxyHandler
+from django.contrib.auth import authenticate, login
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+from django_otp import login as otp_login
+from django_otp.models import Device
+
+from accounts.models import User, UserSession
+from accounts.otp import SESSION_REVERIFIED_AT, session_key_hash
+from accounts.selectors import factor_kind, user_factor_get
+from accounts.services.sessions import session_end_current, session_rotate, session_start
+from audit.actions import AuditAction
+from audit.services import audit_record
+
+GENERIC_FAILURE = "Those details were not accepted. Check them and try again."
+LOCKED_OUT = "Too many failed attempts. Try again later, or ask a security administrator to unlock."
+CODE_FAILURE = "That code was not accepted. Check it and try again."
+DEVICE_THROTTLED = "Too many wrong codes for this factor. Wait a moment or use another factor."
+
+
+class SignInError(Exception):
+    def __init__(self, message: str, *, locked: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.locked = locked
+
+
+def _credentials(username: str) -> dict[str, str]:
+    return {"username": username}
+
+
+def sign_in_password(*, request: HttpRequest, username: str, password: str) -> User:
+    """The password step. Unknown users, wrong passwords and inactive accounts get one answer.
+
+    Django's ModelBackend hashes the password with the default hasher for an
+    unknown username too, so the timing does not tell them apart either.
+    """
+    username = username.strip()[:150]
+    was_locked = AxesProxyHandler.is_locked(request, _credentials(username))
+    user = authenticate(request, username=username, password=password)
+    if not isinstance(user, User):
+        locked = bool(getattr(request, "axes_locked_out", False)) or was_locked
+        known = User.objects.filter(username=username).first()
+        with transaction.atomic():
+            audit_record(
+                actor=None,
+                action=AuditAction.AUTH_LOGIN_FAILED,
+                target=known,
+                extra={"username": username, "step": "password", "locked": locked},
+                request=request,
+            )
+            if locked and not was_locked:
+                audit_record(
+                    actor=None,
+                    action=AuditAction.AUTH_LOCKOUT,
+                    target=known,
+                    extra={"username": username, "step": "password"},
+                    request=request,
+                )
+        raise SignInError(LOCKED_OUT if locked else GENERIC_FAILURE, locked=locked)
+    with transaction.atomic():
+        login(request, user)  # a fresh session key
+        session_start(request=request, user=user)
+        audit_record(
+            actor=user,
+            action=AuditAction.AUTH_PASSWORD_VERIFIED,
+            target=user,
+            request=request,
+        )
+    return user
+
+
+def second_factor_accepted(*, request: HttpRequest, user: User, device: Device) -> None:
+    """Mark the session verified with ``device`` (call inside the verifying transaction).
+
+    The first verification of a session completes the sign-in and rotates the
+    session key; a later one is a re-verification that authorises factor changes.
+    """
+    is_verified = getattr(request.user, "is_verified", None)
+    was_verified = bool(is_verified()) if callable(is_verified) else False
+    otp_login(request, device)
+    request.session[SESSION_REVERIFIED_AT] = time.time()
+    if not was_verified:
+        session_rotate(request=request)
+    key = request.session.session_key
+    if key is None:
+        raise RuntimeError("the session has no key after rotation")
+    UserSession.objects.filter(key_hash=session_key_hash(key)).update(
+        device_id=device.persistent_id,
+        **({} if was_verified else {"verified_at": timezone.now()}),
+    )
+    audit_record(
+        actor=user,
+        action=AuditAction.AUTH_OTP_VERIFIED if was_verified else AuditAction.AUTH_LOGIN_SUCCEEDED,
+        target=user,
+        extra={"factor": factor_kind(device), "device": device.pk},
+        request=request,
+    )
+    if not was_verified:
+        # A complete sign-in clears the username's failure count (never the password step).
+        AxesProxyHandler.reset_attempts(username=user.username)
+
+
+def second_factor_failed(
+    *, request: HttpRequest, user: User, device: Device | None, reason: str
+) -> SignInError:
+    """Count and record a refused second factor; returns the error to raise."""
+    with transaction.atomic():
+        audit_record(
+            actor=user,
+            action=AuditAction.AUTH_OTP_FAILED,
+            target=user,
+            extra={
+                "factor": factor_kind(device) if device else "unknown",
+                "device": device.pk if device else None,
+                "reason": reason,
+            },
+            request=request,
+        )
+    if reason == "locked":
+        return SignInError(LOCKED_OUT, locked=True)
+    AxesProxyHandler.user_login_failed(
+        sender=second_factor_failed, credentials=_credentials(user.username), request=request
+    )
+    if getattr(request, "axes_locked_out", False):
+        with transaction.atomic():
+            audit_record(
+                actor=None,
+                action=AuditAction.AUTH_LOCKOUT,
+                target=user,
+                extra={"username": user.username, "step": "second_factor"},
+                request=request,
+            )
+        return SignInError(LOCKED_OUT, locked=True)
+    return SignInError(DEVICE_THROTTLED if reason == "throttled" else CODE_FAILURE)
+
+
+def second_factor_verify(*, request: HttpRequest, user: User, device_id: str, code: str) -> Device:
+    """Verify a TOTP or backup code against one of the user's factors.
+
+    The device row is locked (``select_for_update``) for the check, so a code is
+    accepted once: a replay, or two parallel submissions, find ``last_t`` moved
+    (TOTP) or the code already consumed (backup codes).
+    """
+    if AxesProxyHandler.is_locked(request, _credentials(user.username)):
+        raise second_factor_failed(request=request, user=user, device=None, reason="locked")
+    device = user_factor_get(user=user, persistent_id=device_id, code_based=True)
+    if device is None:
+        raise second_factor_failed(request=request, user=user, device=None, reason="unknown_device")
+    code = code.strip()[:64]
+    with transaction.atomic():
+        locked = type(device).objects.select_for_update().get(pk=device.pk)
+        allowed, _ = locked.verify_is_allowed()
+        if allowed and locked.verify_token(code):
+            second_factor_accepted(request=request, user=user, device=locked)
+            return locked
+    raise second_factor_failed(
+        request=request, user=user, device=device, reason="wrong_code" if allowed else "throttled"
+    )
+
+
+def sign_out(*, request: HttpRequest) -> None:
+    """End this session (its sockets close after commit) and clear it."""
+    session_end_current(request=request, reason="signed_out")

@@ -1,0 +1,232 @@
+"""Second factors: enrol, rename, remove, backup codes, and an administrator's reset.
+
+Every change by the user needs a recent re-verification (``accounts.otp``),
+except enrolling the very first factor during the forced enrolment.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.models import Device
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp_webauthn.models import WebAuthnCredential
+
+from accounts.credentials import backup_code_hash, new_backup_codes, new_salt
+from accounts.models import BackupCode, BackupCodeDevice, User, UserSession
+from accounts.otp import recently_reverified
+from accounts.selectors import (
+    PRIMARY_FACTOR_MODELS,
+    factor_kind,
+    user_has_factor,
+    user_primary_factor_count,
+)
+from accounts.services._common import ensure_not_self, ensure_permission, refuse
+from accounts.services.auth import CODE_FAILURE, SignInError, second_factor_accepted
+from accounts.services.sessions import _end_rows, user_sessions_end
+from audit.actions import AuditAction
+from audit.services import audit_record
+
+REVERIFY_NEEDED = "Confirm it is you: enter a current second factor first."
+
+
+class ReverificationRequired(Exception):
+    """The change needs a second factor entered within the last few minutes."""
+
+
+def factor_change_allowed(*, request: HttpRequest, user: User) -> bool:
+    """First enrolment needs no re-verification; every later change does."""
+    if not user_has_factor(user=user):
+        return True
+    return recently_reverified(request.session)
+
+
+def _ensure_change_allowed(*, request: HttpRequest, user: User) -> None:
+    if not factor_change_allowed(request=request, user=user):
+        raise ReverificationRequired(REVERIFY_NEEDED)
+
+
+def totp_enrolment_device(*, user: User) -> TOTPDevice:
+    """The user's pending (unconfirmed) TOTP device, created on first call.
+
+    Unconfirmed devices never verify a sign-in; confirming one is the audited act.
+    """
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-pk").first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+    return device
+
+
+def totp_enrol_confirm(
+    *, request: HttpRequest, user: User, device: TOTPDevice, code: str, name: str
+) -> TOTPDevice:
+    """Confirm a pending TOTP device with a first code from the app."""
+    _ensure_change_allowed(request=request, user=user)
+    with transaction.atomic():
+        locked = TOTPDevice.objects.select_for_update().get(
+            pk=device.pk, user=user, confirmed=False
+        )
+        if not locked.verify_token(code.strip()[:16]):
+            audit_record(
+                actor=user,
+                action=AuditAction.AUTH_OTP_FAILED,
+                target=user,
+                extra={"factor": "totp", "device": locked.pk, "reason": "enrolment_code"},
+                request=request,
+            )
+            raise SignInError(CODE_FAILURE)
+        locked.confirmed = True
+        locked.name = name.strip()[:64] or "Authenticator app"
+        locked.save(update_fields=["confirmed", "name"])
+        factor_added(request=request, user=user, device=locked)
+    return locked
+
+
+def factor_added(*, request: HttpRequest, user: User, device: Device) -> None:
+    """Record a confirmed factor (inside the caller's transaction).
+
+    During forced enrolment the new factor also verifies the session: the user
+    has just proven they hold it.
+    """
+    audit_record(
+        actor=user,
+        action=AuditAction.FACTOR_ADDED,
+        target=user,
+        extra={"factor": factor_kind(device), "device": device.pk},
+        request=request,
+    )
+    is_verified = getattr(request.user, "is_verified", None)
+    if not (callable(is_verified) and is_verified()):
+        second_factor_accepted(request=request, user=user, device=device)
+
+
+def passkey_registration_allowed(*, request: HttpRequest, user: User) -> bool:
+    return factor_change_allowed(request=request, user=user)
+
+
+def backup_codes_generate(*, request: HttpRequest, user: User) -> list[str]:
+    """Replace the user's backup codes; returns the new codes, which are never stored in clear."""
+    _ensure_change_allowed(request=request, user=user)
+    if not user_has_factor(user=user):
+        raise ReverificationRequired("Add an authenticator app or a passkey first.")
+    codes = new_backup_codes(settings.SAFECHAT_BACKUP_CODE_COUNT)
+    with transaction.atomic():
+        device = BackupCodeDevice.objects.select_for_update().filter(user=user).first()
+        if device is None:
+            device = BackupCodeDevice.objects.create(
+                user=user, name="Backup codes", confirmed=True, salt=new_salt()
+            )
+        else:
+            device.codes.all().delete()
+            device.salt = new_salt()
+            device.confirmed = True
+            device.save(update_fields=["salt", "confirmed"])
+        BackupCode.objects.bulk_create(
+            BackupCode(device=device, code_hash=backup_code_hash(salt=device.salt, code=c))
+            for c in codes
+        )
+        audit_record(
+            actor=user,
+            action=AuditAction.FACTOR_BACKUP_CODES_GENERATED,
+            target=user,
+            extra={"count": len(codes)},
+            request=request,
+        )
+    return codes
+
+
+def factor_rename(*, request: HttpRequest, user: User, device: Device, name: str) -> None:
+    _ensure_change_allowed(request=request, user=user)
+    name = name.strip()[:64]
+    if not name:
+        raise ValueError("A name is required.")
+    with transaction.atomic():
+        locked = type(device).objects.select_for_update().get(pk=device.pk, user=user)
+        old = locked.name
+        locked.name = name
+        locked.save(update_fields=["name"])
+        audit_record(
+            actor=user,
+            action=AuditAction.FACTOR_RENAMED,
+            target=user,
+            extra={"factor": factor_kind(locked), "device": locked.pk, "from": old, "to": name},
+            request=request,
+        )
+
+
+class LastFactor(Exception):
+    """Removing this factor would leave the account without one."""
+
+
+def factor_remove(*, request: HttpRequest, user: User, device: Device) -> None:
+    """Remove a factor; the last authenticator or passkey stays until another is added.
+
+    Sessions verified with the removed factor end, and their sockets close.
+    """
+    _ensure_change_allowed(request=request, user=user)
+    if request.session.get(DEVICE_ID_SESSION_KEY) == device.persistent_id:
+        raise LastFactor(
+            "This session was verified with that factor. Confirm with another factor first."
+        )
+    with transaction.atomic():
+        User.objects.select_for_update().get(pk=user.pk)  # serialise factor changes per user
+        if isinstance(device, PRIMARY_FACTOR_MODELS) and user_primary_factor_count(user=user) <= 1:
+            raise LastFactor("Add another authenticator app or passkey before removing this one.")
+        locked = type(device).objects.select_for_update().get(pk=device.pk, user=user)
+        persistent_id = locked.persistent_id
+        kind = factor_kind(locked)
+        locked.delete()
+        rows = list(
+            UserSession.objects.select_for_update().filter(
+                user=user, ended_at__isnull=True, device_id=persistent_id
+            )
+        )
+        _end_rows(rows=rows, reason="factor_removed")
+        audit_record(
+            actor=user,
+            action=AuditAction.FACTOR_REMOVED,
+            target=user,
+            extra={"factor": kind, "device": device.pk, "sessions_ended": len(rows)},
+            request=request,
+        )
+
+
+def factors_reset(*, actor: User, user: User, request: HttpRequest | None = None) -> int:
+    """A security admin removes every factor of ``user``; their sessions end at once.
+
+    At the next sign-in the user must enrol again before anything else.
+    """
+    ensure_permission(
+        actor=actor, permission="accounts.manage_factors", target=user,
+        operation="factor.reset", request=request,
+    )  # fmt: skip
+    ensure_not_self(actor=actor, user=user, operation="factor.reset", request=request)
+    with transaction.atomic():
+        removed = 0
+        for model in (TOTPDevice, WebAuthnCredential, BackupCodeDevice):
+            devices = model.objects.filter(user=user)
+            removed += devices.count()
+            devices.delete()
+        ended = user_sessions_end(user=user, reason="factors_reset")
+        audit_record(
+            actor=actor,
+            action=AuditAction.FACTOR_RESET,
+            target=user,
+            extra={"devices": removed, "sessions_ended": ended},
+            request=request,
+        )
+    return removed
+
+
+def factor_change_refused(*, request: HttpRequest, user: User, operation: str) -> None:
+    """Audit a factor change attempted without re-verification, then raise."""
+    refuse(
+        actor=user,
+        action=AuditAction.ACCOUNT_ADMIN_REFUSED,
+        target=user,
+        extra={"operation": operation, "reason": "reverification"},
+        request=request,
+        message=REVERIFY_NEEDED,
+    )

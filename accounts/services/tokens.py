@@ -1,0 +1,126 @@
+"""API tokens: created by a verified user, shown once, stored hashed, scoped, expiring."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts.credentials import api_token_prefix, hashes_match, new_api_token
+from accounts.models import ApiToken, User
+from accounts.scopes import scope_covers
+from accounts.services._common import ensure_permission
+from audit.actions import AuditAction
+from audit.services import audit_record
+
+# Recording every use would turn each API read into a write.
+LAST_USED_INTERVAL = timedelta(minutes=1)
+MAX_TOKEN_DAYS = 366
+
+
+class TokenRefused(Exception):
+    """Unknown, malformed, revoked or expired token, or an inactive owner: one answer for all."""
+
+
+def api_token_create(
+    *,
+    actor: User,
+    name: str,
+    scope: str,
+    days: int | None = None,
+    via_token: ApiToken | None = None,
+    request: HttpRequest | None = None,
+) -> tuple[ApiToken, str]:
+    """Create a token for ``actor``; returns it with the secret, which is never stored.
+
+    A token can mint tokens only up to its own scope, so a read token never
+    becomes a write token.
+    """
+    scope = ApiToken.Scope(scope).value
+    if via_token is not None and not scope_covers(via_token.scope, scope):
+        raise ValueError("A token cannot create a token with a wider scope than its own.")
+    days = settings.SAFECHAT_API_TOKEN_DAYS if days is None else days
+    if not 1 <= days <= MAX_TOKEN_DAYS:
+        raise ValueError(f"A token lives between 1 and {MAX_TOKEN_DAYS} days.")
+    name = name.strip()[:100]
+    if not name:
+        raise ValueError("A name is required.")
+    secret, prefix, token_hash = new_api_token()
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            user=actor,
+            name=name,
+            prefix=prefix,
+            token_hash=token_hash,
+            scope=scope,
+            expires_at=timezone.now() + timedelta(days=days),
+        )
+        audit_record(
+            actor=actor,
+            action=AuditAction.TOKEN_CREATED,
+            target=token,
+            extra={"prefix": prefix, "scope": scope, "days": days, "name": name},
+            request=request,
+        )
+    return token, secret
+
+
+def api_token_revoke(*, actor: User, token: ApiToken, request: HttpRequest | None = None) -> None:
+    """Revoke a token: its own user, or a holder of ``accounts.manage_tokens``."""
+    if token.user_id != actor.pk:
+        ensure_permission(
+            actor=actor, permission="accounts.manage_tokens", target=token,
+            operation="token.revoke", request=request,
+        )  # fmt: skip
+    with transaction.atomic():
+        locked = ApiToken.objects.select_for_update().get(pk=token.pk)
+        if locked.revoked_at is not None:
+            return
+        locked.revoked_at = timezone.now()
+        locked.save(update_fields=["revoked_at"])
+        audit_record(
+            actor=actor,
+            action=AuditAction.TOKEN_REVOKED,
+            target=locked,
+            extra={"prefix": locked.prefix},
+            request=request,
+        )
+    token.revoked_at = locked.revoked_at
+
+
+def api_token_authenticate(*, presented: str, request: HttpRequest | None = None) -> ApiToken:
+    """The live token behind ``presented``; refusals are audited and look alike."""
+    prefix = api_token_prefix(presented)
+    token = (
+        ApiToken.objects.select_related("user").filter(prefix=prefix).first() if prefix else None
+    )
+    reason = None
+    now = timezone.now()
+    if token is None or not hashes_match(token.token_hash, presented):
+        reason = "unknown"
+    elif token.revoked_at is not None:
+        reason = "revoked"
+    elif token.expires_at <= now:
+        reason = "expired"
+    elif not token.user.is_active:
+        reason = "inactive_user"
+    if reason is not None:
+        known = token if reason != "unknown" else None
+        with transaction.atomic():
+            audit_record(
+                actor=known.user if known else None,
+                action=AuditAction.TOKEN_USED_REFUSED,
+                target=known,
+                extra={"prefix": (prefix or "")[:16], "reason": reason},
+                request=request,
+            )
+        raise TokenRefused("Invalid token.")
+    if token is None:  # unreachable: reason is set whenever token is None
+        raise TokenRefused("Invalid token.")
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_INTERVAL:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token

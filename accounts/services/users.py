@@ -1,0 +1,481 @@
+"""Accounts: first boot, invitations, roles, deactivation, passwords and lockouts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from axes.handlers.proxy import AxesProxyHandler
+from django.conf import settings
+from django.contrib.auth import login, password_validation, update_session_auth_hash
+from django.contrib.auth.models import Group
+from django.contrib.auth.tokens import default_token_generator
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
+
+from accounts.credentials import new_link_token, sha256_hex
+from accounts.models import ApiToken, BootstrapToken, Invitation, User, UserSession
+from accounts.otp import session_key_hash
+from accounts.roles import STAFF_ROLES, Role
+from accounts.selectors import people_exist
+from accounts.services._common import InvalidLink, ensure_not_self, ensure_permission, refuse
+from accounts.services.sessions import session_start, user_sessions_end
+from audit.actions import AuditAction
+from audit.services import audit_record
+
+
+# --- First boot ---------------------------------------------------------------
+class BootstrapRefused(Exception):
+    """Accounts exist already: the bootstrap path is closed for good."""
+
+
+def bootstrap_token_create() -> str:
+    """A one-time link token for the first security admin; only its hash is stored.
+
+    Refused once any account exists. Earlier unused tokens stop working.
+    """
+    with transaction.atomic():
+        if people_exist():
+            raise BootstrapRefused("accounts exist; use an invitation instead")
+        BootstrapToken.objects.filter(used_at__isnull=True).delete()
+        token, token_hash = new_link_token()
+        BootstrapToken.objects.create(
+            token_hash=token_hash,
+            expires_at=timezone.now() + timedelta(minutes=settings.SAFECHAT_BOOTSTRAP_MINUTES),
+        )
+    return token
+
+
+def bootstrap_token_valid(*, token: str) -> bool:
+    return (
+        BootstrapToken.objects.filter(
+            token_hash=sha256_hex(token), used_at__isnull=True, expires_at__gt=timezone.now()
+        ).exists()
+        and not people_exist()
+    )
+
+
+def _link_refused(*, action: AuditAction, reason: str, request: HttpRequest | None) -> InvalidLink:
+    with transaction.atomic():
+        audit_record(actor=None, action=action, extra={"reason": reason}, request=request)
+    return InvalidLink("This link is not valid: it is unknown, already used or expired.")
+
+
+def bootstrap_admin_create(
+    *, request: HttpRequest, token: str, username: str, email: str, password: str
+) -> User:
+    """Create the first security admin through the bootstrap link, and sign them in.
+
+    The link works once, within its hour, and only while no account exists. The
+    new admin's session is password-only: enrolment of a factor comes next.
+    """
+    with transaction.atomic():
+        row = (
+            BootstrapToken.objects.select_for_update().filter(token_hash=sha256_hex(token)).first()
+        )
+        reason = None
+        if row is None:
+            reason = "unknown"
+        elif row.used_at is not None:
+            reason = "used"
+        elif row.expires_at <= timezone.now():
+            reason = "expired"
+        elif people_exist():
+            reason = "users_exist"
+        if reason is None and row is not None:
+            user = _user_create(username=username, email=email, password=password)
+            _role_add(user=user, role=Role.SECURITY_ADMIN)
+            row.used_at = timezone.now()
+            row.save(update_fields=["used_at"])
+            audit_record(
+                actor=user, action=AuditAction.AUTH_BOOTSTRAP_USED, target=user, request=request
+            )
+            audit_record(
+                actor=user,
+                action=AuditAction.ACCOUNT_CREATED,
+                target=user,
+                extra={"via": "bootstrap", "role": Role.SECURITY_ADMIN.value},
+                request=request,
+            )
+            _sign_in_new_user(request=request, user=user)
+            return user
+    raise _link_refused(
+        action=AuditAction.AUTH_BOOTSTRAP_REFUSED, reason=reason or "", request=request
+    )
+
+
+def _user_create(*, username: str, email: str, password: str) -> User:
+    """Validate and create (inside the caller's transaction); ValueError on a taken name."""
+    user = User(username=username.strip(), email=email.strip().lower())
+    password_validation.validate_password(password, user)
+    user.set_password(password)
+    user.full_clean(exclude=["password"])
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError as exc:
+        raise ValueError("That username or email is already taken.") from exc
+    return user
+
+
+def _sign_in_new_user(*, request: HttpRequest, user: User) -> None:
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    session_start(request=request, user=user)
+
+
+# --- Invitations --------------------------------------------------------------
+def invitation_create(
+    *, actor: User, email: str, role: Role, request: HttpRequest | None = None
+) -> tuple[Invitation, str]:
+    """Invite ``email`` as ``role``; the single-use link is emailed after commit.
+
+    Returns the invitation and the link token (for the inviter to hand over if
+    mail is not available); only the token's hash is stored.
+    """
+    ensure_permission(
+        actor=actor, permission="accounts.manage_users", operation="account.invite", request=request
+    )
+    email = email.strip().lower()
+    token, token_hash = new_link_token()
+    with transaction.atomic():
+        invitation = Invitation.objects.create(
+            email=email,
+            role=Role(role).value,
+            token_hash=token_hash,
+            invited_by=actor,
+            expires_at=timezone.now() + timedelta(hours=settings.SAFECHAT_INVITATION_HOURS),
+        )
+        audit_record(
+            actor=actor,
+            action=AuditAction.ACCOUNT_INVITED,
+            target=invitation,
+            extra={"email": email, "role": invitation.role},
+            request=request,
+        )
+        link = _absolute(request, f"/accounts/invitation/{token}/")
+        transaction.on_commit(
+            lambda: send_mail(
+                "Your SafeChat invitation",
+                f"You are invited to SafeChat. Create your account within "
+                f"{settings.SAFECHAT_INVITATION_HOURS} hours: {link}\n",
+                None,
+                [email],
+            )
+        )
+    return invitation, token
+
+
+def _absolute(request: HttpRequest | None, path: str) -> str:
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+def invitation_valid(*, token: str) -> Invitation | None:
+    return Invitation.objects.filter(
+        token_hash=sha256_hex(token), accepted_at__isnull=True, expires_at__gt=timezone.now()
+    ).first()
+
+
+def invitation_accept(*, request: HttpRequest, token: str, username: str, password: str) -> User:
+    """Create the invited account with its role and sign it in (enrolment comes next)."""
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update().filter(token_hash=sha256_hex(token)).first()
+        )
+        reason = None
+        if invitation is None:
+            reason = "unknown"
+        elif invitation.accepted_at is not None:
+            reason = "used"
+        elif invitation.expires_at <= timezone.now():
+            reason = "expired"
+        if reason is None and invitation is not None:
+            user = _user_create(username=username, email=invitation.email, password=password)
+            _role_add(user=user, role=Role(invitation.role))
+            invitation.accepted_at = timezone.now()
+            invitation.accepted_user = user
+            invitation.save(update_fields=["accepted_at", "accepted_user"])
+            audit_record(
+                actor=user,
+                action=AuditAction.ACCOUNT_INVITATION_ACCEPTED,
+                target=invitation,
+                request=request,
+            )
+            audit_record(
+                actor=user,
+                action=AuditAction.ACCOUNT_CREATED,
+                target=user,
+                extra={"via": "invitation", "role": invitation.role},
+                request=request,
+            )
+            _sign_in_new_user(request=request, user=user)
+            return user
+    raise _link_refused(
+        action=AuditAction.ACCOUNT_INVITATION_REFUSED, reason=reason or "", request=request
+    )
+
+
+# --- Roles --------------------------------------------------------------------
+def _role_add(*, user: User, role: Role) -> None:
+    group, _ = Group.objects.get_or_create(name=role.value)
+    user.groups.add(group)
+    _staff_sync(user=user)
+
+
+def _staff_sync(*, user: User) -> None:
+    names = set(user.groups.values_list("name", flat=True))
+    is_staff = any(r.value in names for r in STAFF_ROLES)
+    if user.is_staff != is_staff:
+        user.is_staff = is_staff
+        user.save(update_fields=["is_staff"])
+
+
+def _ensure_role_change_allowed(
+    *, actor: User, user: User, role: Role, operation: str, request: HttpRequest | None
+) -> None:
+    ensure_permission(
+        actor=actor, permission="accounts.manage_users", action=AuditAction.ACCOUNT_ROLE_REFUSED,
+        target=user, operation=operation, request=request,
+    )  # fmt: skip
+    if actor.pk == user.pk:
+        refuse(
+            actor=actor,
+            action=AuditAction.ACCOUNT_ROLE_REFUSED,
+            target=user,
+            extra={"operation": operation, "role": role.value, "reason": "self"},
+            request=request,
+            message="Nobody changes their own role; ask another security administrator.",
+        )
+
+
+def role_grant(*, actor: User, user: User, role: Role, request: HttpRequest | None = None) -> None:
+    _ensure_role_change_allowed(
+        actor=actor, user=user, role=role, operation="role.grant", request=request
+    )
+    with transaction.atomic():
+        _role_add(user=user, role=role)
+        audit_record(
+            actor=actor,
+            action=AuditAction.ACCOUNT_ROLE_GRANTED,
+            target=user,
+            extra={"role": role.value},
+            request=request,
+        )
+
+
+def role_revoke(*, actor: User, user: User, role: Role, request: HttpRequest | None = None) -> None:
+    _ensure_role_change_allowed(
+        actor=actor, user=user, role=role, operation="role.revoke", request=request
+    )
+    with transaction.atomic():
+        group = Group.objects.filter(name=role.value).first()
+        if group is not None:
+            user.groups.remove(group)
+        _staff_sync(user=user)
+        audit_record(
+            actor=actor,
+            action=AuditAction.ACCOUNT_ROLE_REVOKED,
+            target=user,
+            extra={"role": role.value},
+            request=request,
+        )
+
+
+# --- Deactivation -------------------------------------------------------------
+def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = None) -> None:
+    """Deactivate an account: its sessions end, its sockets close and its tokens are revoked."""
+    ensure_permission(
+        actor=actor, permission="accounts.manage_users", target=user,
+        operation="account.deactivate", request=request,
+    )  # fmt: skip
+    ensure_not_self(actor=actor, user=user, operation="account.deactivate", request=request)
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        locked.is_active = False
+        locked.save(update_fields=["is_active"])
+        ended = user_sessions_end(user=locked, reason="deactivated")
+        revoked = ApiToken.objects.filter(user=locked, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        audit_record(
+            actor=actor,
+            action=AuditAction.ACCOUNT_DEACTIVATED,
+            target=locked,
+            extra={"sessions_ended": ended, "tokens_revoked": revoked},
+            request=request,
+        )
+    user.is_active = False
+
+
+# --- Passwords ----------------------------------------------------------------
+class PasswordRejected(ValueError):
+    pass
+
+
+def password_change(
+    *, request: HttpRequest, user: User, current_password: str, new_password: str
+) -> None:
+    """Change one's own password; other sessions of the user end."""
+    if not user.check_password(current_password):
+        with transaction.atomic():
+            audit_record(
+                actor=user,
+                action=AuditAction.AUTH_LOGIN_FAILED,
+                target=user,
+                extra={"step": "password_change"},
+                request=request,
+            )
+        raise PasswordRejected("Your current password was not accepted.")
+    password_validation.validate_password(new_password, user)
+    key = request.session.session_key
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        ended = user_sessions_end(
+            user=user,
+            reason="password_changed",
+            except_key_hash=session_key_hash(key) if key else None,
+        )
+        audit_record(
+            actor=user,
+            action=AuditAction.AUTH_PASSWORD_CHANGED,
+            target=user,
+            extra={"other_sessions_ended": ended},
+            request=request,
+        )
+    # Django rotates the session key here; the session row follows it.
+    old_hash = session_key_hash(key) if key else None
+    update_session_auth_hash(request, user)
+    new_key = request.session.session_key
+    if old_hash and new_key:
+        UserSession.objects.filter(key_hash=old_hash).update(key_hash=session_key_hash(new_key))
+
+
+def _reset_link(request: HttpRequest | None, user: User) -> str:
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    return _absolute(request, f"/accounts/password-reset/{uid}/{token}/")
+
+
+def _send_reset_mail(*, request: HttpRequest | None, user: User) -> None:
+    link = _reset_link(request, user)
+    email = user.email
+    transaction.on_commit(
+        lambda: send_mail(
+            "Reset your SafeChat password",
+            "Someone asked to reset your SafeChat password. If it was you, open this link "
+            f"(it works once): {link}\nIf it was not, ignore this message.\n",
+            None,
+            [email],
+        )
+    )
+
+
+def password_reset_request(*, email: str, request: HttpRequest | None = None) -> None:
+    """Email a single-use reset link if an active account has ``email``; silent otherwise."""
+    email = email.strip().lower()[:254]
+    user = User.objects.filter(email__iexact=email, is_active=True).first() if email else None
+    with transaction.atomic():
+        audit_record(
+            actor=None,
+            action=AuditAction.AUTH_PASSWORD_RESET_REQUESTED,
+            target=user,
+            extra={"by": "self", "known": user is not None},
+            request=request,
+        )
+        if user is not None:
+            _send_reset_mail(request=request, user=user)
+
+
+def password_reset_by_admin(*, actor: User, user: User, request: HttpRequest | None = None) -> None:
+    """A security admin voids the password, ends the sessions and emails a reset link."""
+    ensure_permission(
+        actor=actor, permission="accounts.manage_users", target=user,
+        operation="password.reset", request=request,
+    )  # fmt: skip
+    ensure_not_self(actor=actor, user=user, operation="password.reset", request=request)
+    with transaction.atomic():
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+        ended = user_sessions_end(user=user, reason="password_reset")
+        audit_record(
+            actor=actor,
+            action=AuditAction.AUTH_PASSWORD_RESET_REQUESTED,
+            target=user,
+            extra={"by": "admin", "sessions_ended": ended},
+            request=request,
+        )
+        if user.email:
+            _send_reset_mail(request=request, user=user)
+
+
+def password_reset_user(*, uidb64: str, token: str) -> User | None:
+    """The active user a reset link belongs to, if the link is still valid."""
+    try:
+        pk = int(urlsafe_base64_decode(uidb64).decode())
+    except (ValueError, TypeError, OverflowError):
+        return None
+    user = User.objects.filter(pk=pk, is_active=True).first()
+    if user is None or not default_token_generator.check_token(user, token):
+        return None
+    return user
+
+
+def password_reset_confirm(
+    *, request: HttpRequest, uidb64: str, token: str, new_password: str
+) -> User:
+    """Set a new password through a reset link; the link then stops working.
+
+    Django's token covers the password hash, so changing it voids the link. All
+    sessions of the user end; signing in still needs the second factor.
+    """
+    user = password_reset_user(uidb64=uidb64, token=token)
+    if user is None:
+        raise _link_refused(
+            action=AuditAction.AUTH_PASSWORD_RESET_REFUSED, reason="invalid", request=request
+        )
+    password_validation.validate_password(new_password, user)
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        ended = user_sessions_end(user=user, reason="password_reset")
+        audit_record(
+            actor=None,
+            action=AuditAction.AUTH_PASSWORD_RESET,
+            target=user,
+            extra={"sessions_ended": ended},
+            request=request,
+        )
+    return user
+
+
+# --- Lockouts -----------------------------------------------------------------
+def lockout_lift(
+    *,
+    actor: User,
+    username: str | None = None,
+    ip_address: str | None = None,
+    request: HttpRequest | None = None,
+) -> int:
+    """Clear the failure counts of a username and/or an address; returns the rows cleared."""
+    ensure_permission(
+        actor=actor, permission="accounts.manage_lockouts",
+        operation="lockout.lift", request=request,
+    )  # fmt: skip
+    if not username and not ip_address:
+        raise ValueError("Name a username or an address.")
+    if username and username == actor.username:
+        ensure_not_self(actor=actor, user=actor, operation="lockout.lift", request=request)
+    with transaction.atomic():
+        cleared = int(
+            AxesProxyHandler.reset_attempts(ip_address=ip_address, username=username) or 0
+        )
+        audit_record(
+            actor=actor,
+            action=AuditAction.AUTH_LOCKOUT_LIFTED,
+            extra={"username": username, "ip_address": ip_address, "records": cleared},
+            request=request,
+        )
+    return cleared

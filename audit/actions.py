@@ -1,0 +1,189 @@
+"""The catalogue of audited actions: every event names one of these.
+
+Names are dotted, lower case, ``<domain>.<object>[.<detail>].<verb in past tense>``.
+Each member carries a one-line description; ``docs/audit.md`` renders the same table
+(a test keeps the two in step). Add members here, never pass free text: an unknown
+name is a programming error and ``audit_record`` refuses it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AuditAction(StrEnum):
+    description: str
+
+    def __new__(cls, value: str, description: str = "") -> AuditAction:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.description = description
+        return member
+
+    # --- Authentication -----------------------------------------------------
+    AUTH_LOGIN_SUCCEEDED = (
+        "auth.login.succeeded",
+        "A user signed in with password and second factor.",
+    )
+    AUTH_LOGIN_FAILED = (
+        "auth.login.failed",
+        "A sign-in attempt failed (unknown user or wrong password).",
+    )
+    AUTH_PASSWORD_VERIFIED = (
+        "auth.password.verified",
+        "The password step of a sign-in succeeded; the second factor is still due.",
+    )
+    AUTH_LOGOUT = "auth.logout", "A user signed out."
+    AUTH_OTP_VERIFIED = "auth.otp.verified", "A second-factor code was accepted."
+    AUTH_OTP_FAILED = "auth.otp.failed", "A second-factor code was refused."
+    AUTH_LOCKOUT = "auth.lockout", "An account, device or address was locked out after failures."
+    AUTH_LOCKOUT_LIFTED = (
+        "auth.lockout.lifted",
+        "A lockout was lifted, by time or by an administrator.",
+    )
+    AUTH_PASSWORD_CHANGED = "auth.password.changed", "A user changed their password."
+    AUTH_PASSWORD_RESET_REQUESTED = (
+        "auth.password.reset.requested",
+        "A password reset was requested.",
+    )
+    AUTH_PASSWORD_RESET = "auth.password.reset", "A password was reset through a reset link."
+    AUTH_PASSWORD_RESET_REFUSED = (
+        "auth.password.reset.refused",
+        "A password reset link was refused (unknown, used or expired).",
+    )
+    AUTH_BOOTSTRAP_USED = (
+        "auth.bootstrap.used",
+        "The one-time bootstrap administrator path was used.",
+    )
+    AUTH_BOOTSTRAP_REFUSED = (
+        "auth.bootstrap.refused",
+        "The bootstrap path was refused (already used or invalid).",
+    )
+
+    # --- Accounts and roles -------------------------------------------------
+    ACCOUNT_INVITED = "account.invited", "A person was invited to create an account."
+    ACCOUNT_INVITATION_ACCEPTED = (
+        "account.invitation.accepted",
+        "An account invitation was accepted.",
+    )
+    ACCOUNT_INVITATION_REFUSED = (
+        "account.invitation.refused",
+        "An account invitation was refused or expired.",
+    )
+    ACCOUNT_CREATED = "account.created", "An account was created."
+    ACCOUNT_DEACTIVATED = "account.deactivated", "An account was deactivated; its sessions end."
+    ACCOUNT_ROLE_GRANTED = "account.role.granted", "A role (group) was granted to an account."
+    ACCOUNT_ROLE_REVOKED = "account.role.revoked", "A role (group) was revoked from an account."
+    ACCOUNT_ROLE_REFUSED = (
+        "account.role.refused",
+        "A role change was refused (no permission, or on one's own account).",
+    )
+    ACCOUNT_ADMIN_REFUSED = (
+        "account.admin.refused",
+        "An account administration action was refused (no permission, or on oneself).",
+    )
+
+    # --- Second factors -----------------------------------------------------
+    FACTOR_ADDED = "factor.added", "A second-factor device was added and confirmed."
+    FACTOR_RENAMED = "factor.renamed", "A second-factor device was renamed."
+    FACTOR_REMOVED = "factor.removed", "A second-factor device was removed."
+    FACTOR_RESET = "factor.reset", "An administrator reset a user's second factors."
+    FACTOR_BACKUP_CODES_GENERATED = (
+        "factor.backup_codes.generated",
+        "New backup codes were generated (the codes are never logged).",
+    )
+
+    # --- Sessions and API tokens --------------------------------------------
+    SESSION_ENDED = (
+        "session.ended",
+        "A session was ended (by its user, an administrator or expiry).",
+    )
+    SESSION_ENDED_ALL = "session.ended_all", "All sessions of a user were ended."
+    TOKEN_CREATED = "token.created", "An API token was created (the token itself is never logged)."
+    TOKEN_REVOKED = "token.revoked", "An API token was revoked."
+    TOKEN_USED_REFUSED = (
+        "token.used.refused",
+        "A request with a revoked, expired or unknown token was refused.",
+    )
+
+    # --- Rooms, membership, barriers ----------------------------------------
+    ROOM_CREATED = "room.created", "A room was created."
+    ROOM_UPDATED = "room.updated", "A room's settings were changed."
+    ROOM_ARCHIVED = "room.archived", "A room was archived."
+    ROOM_MEMBER_ADDED = "room.member.added", "A member was added to a room."
+    ROOM_MEMBER_REMOVED = "room.member.removed", "A member was removed from a room."
+    ROOM_MEMBER_ROLE_CHANGED = "room.member.role_changed", "A member's role in a room changed."
+    ROOM_INVITATION_SENT = "room.invitation.sent", "An invitation to a room was sent."
+    ROOM_INVITATION_ACCEPTED = "room.invitation.accepted", "An invitation to a room was accepted."
+    ROOM_ACCESS_DENIED = "room.access.denied", "Access to a room (or something in it) was denied."
+    BARRIER_CREATED = "barrier.created", "An information barrier was created."
+    BARRIER_DELETED = "barrier.deleted", "An information barrier was deleted."
+    BARRIER_REFUSED = "barrier.refused", "An action was refused by an information barrier."
+
+    # --- Messages and files (never their content) ---------------------------
+    MESSAGE_POSTED = "message.posted", "A message was posted (its text is never logged)."
+    MESSAGE_EDITED = "message.edited", "A message was edited; a new revision exists."
+    MESSAGE_DELETED = "message.deleted", "A message was deleted."
+    FILE_UPLOADED = "file.uploaded", "A file was uploaded to the vault."
+    FILE_DOWNLOADED = "file.downloaded", "A file was downloaded from the vault."
+    FILE_DELETED = "file.deleted", "A file was deleted from the vault."
+
+    # --- Keys (never key material) ------------------------------------------
+    KEY_USER_CREATED = "key.user.created", "A user's key pair was created."
+    KEY_COMPLIANCE_CREATED = (
+        "key.compliance.created",
+        "The organisation's compliance key pair was created.",
+    )
+    KEY_COMPLIANCE_USED = "key.compliance.used", "The compliance key was used to open room keys."
+    KEY_EPOCH_CREATED = "key.epoch.created", "A new room key epoch started."
+    KEY_EPOCH_SHREDDED = "key.epoch.shredded", "A room epoch key was destroyed (crypto-shredding)."
+    KEY_MASTER_ROTATED = (
+        "key.master.rotated",
+        "Master-key rotation finished; everything is re-wrapped.",
+    )
+    KEY_MASTER_ROTATION_STARTED = "key.master.rotation.started", "Master-key rotation started."
+    KEY_MASTER_VERSION_RETIRED = "key.master.version.retired", "A master-key version was retired."
+
+    # --- Retention and legal hold -------------------------------------------
+    RETENTION_PURGED = "retention.purged", "Records past their retention age were purged."
+    RETENTION_DRY_RUN = (
+        "retention.dry_run",
+        "A retention dry run counted what a purge would remove.",
+    )
+    LEGAL_HOLD_PLACED = "legal_hold.placed", "A legal hold was placed."
+    LEGAL_HOLD_RELEASED = "legal_hold.released", "A legal hold was released."
+
+    # --- The audit log itself -----------------------------------------------
+    AUDIT_CHECKPOINT_WRITTEN = (
+        "audit.checkpoint.written",
+        "A signed checkpoint of the chain head was written.",
+    )
+    AUDIT_VERIFIED = "audit.verified", "The chain and its checkpoints were verified intact."
+    AUDIT_VERIFICATION_FAILED = (
+        "audit.verification.failed",
+        "Verification found the chain or a checkpoint broken.",
+    )
+    AUDIT_EXPORTED = "audit.exported", "Audit events were exported."
+    AUDIT_SEARCHED = "audit.searched", "A compliance officer searched or filtered the audit log."
+
+
+def audit_action_parse(value: object) -> AuditAction:
+    """The catalogue member for ``value``; TypeError/ValueError for anything else.
+
+    Accepts a member or its exact dotted name, so callers may pass either.
+    """
+    if isinstance(value, AuditAction):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"audit action must be an AuditAction, not {type(value).__name__}")
+    try:
+        return AuditAction(value)
+    except ValueError:
+        raise ValueError(f"unknown audit action {value!r}: add it to audit.actions") from None
+
+
+def catalogue_markdown() -> str:
+    """The catalogue as the Markdown table in docs/audit.md (a test compares the two)."""
+    lines = ["| action | meaning |", "|---|---|"]
+    lines += [f"| `{action.value}` | {action.description} |" for action in AuditAction]
+    return "\n".join(lines)

@@ -1,0 +1,87 @@
+"""The audit export endpoint for compliance officers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from audit.permissions import CanViewAuditLog
+from audit.services import audit_export_start
+from audit.services.export import EXPORT_FORMATS
+
+
+class _IgnoreFormatParameter(DefaultContentNegotiation):
+    """``?format=`` chooses the export format here, not DRF's renderer.
+
+    Errors are always rendered as JSON.
+    """
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
+
+
+class AuditExportApi(APIView):
+    """``GET /api/v1/audit/export?since=&until=&format=jsonl|csv``: a streamed export.
+
+    Needs the project's API rules (authenticated, second factor verified) plus
+    ``audit.view_auditevent``. ``since`` is inclusive, ``until`` exclusive, both
+    ISO-8601 (UTC when no zone is given). Every export is recorded
+    (``audit.exported``); a refused request records nothing.
+    """
+
+    content_negotiation_class = _IgnoreFormatParameter
+    # An API token needs the admin scope: the whole audit trail leaves the system.
+    required_token_scope = "admin"  # noqa: S105 - a scope name, not a secret
+
+    class InputSerializer(serializers.Serializer[Any]):
+        since = serializers.DateTimeField(required=False, default=None)
+        until = serializers.DateTimeField(required=False, default=None)
+        format = serializers.ChoiceField(choices=EXPORT_FORMATS, default="jsonl")
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            since, until = attrs.get("since"), attrs.get("until")
+            if since is not None and until is not None and since >= until:
+                raise serializers.ValidationError({"until": "must be after since"})
+            return attrs
+
+    def get_permissions(self) -> Sequence[Any]:
+        # The project's rules (authenticated, second factor, token scope), plus ours.
+        return [*super().get_permissions(), CanViewAuditLog()]
+
+    @extend_schema(
+        operation_id="audit_export",
+        parameters=[InputSerializer],
+        responses={
+            (200, "application/x-ndjson"): OpenApiTypes.BINARY,
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            400: OpenApiResponse(description="Malformed since, until or format."),
+            403: OpenApiResponse(description="Not a verified holder of audit.view_auditevent."),
+        },
+    )
+    def get(self, request: Request) -> StreamingHttpResponse:
+        params = self.InputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        export = audit_export_start(
+            actor=request.user,
+            since=params.validated_data["since"],
+            until=params.validated_data["until"],
+            format=params.validated_data["format"],
+            via="api",
+            request=request._request,
+        )
+        response = StreamingHttpResponse(export.chunks, content_type=export.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        response["Cache-Control"] = "no-store"
+        return response

@@ -1,0 +1,149 @@
+"""Rooms and memberships for security admins. No message content is ever shown here.
+
+Every change goes through ``rooms.services`` (keys and permissions move with
+membership), so the admin offers actions, not edit forms.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from accounts.models import User
+from rooms.models import InformationBarrier, Membership, Room
+from rooms.services import barrier_create, barrier_delete, membership_remove, room_archive
+from rooms.services.barriers import room_barrier_violations
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = Membership
+    fields = ("user", "role", "joined_at")
+    readonly_fields = ("user", "role", "joined_at")
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Room)
+class RoomAdmin(ReadOnlyAdmin):
+    list_display = ["id", "name", "kind", "legal_hold", "archived_at", "created_at"]
+    list_filter = ["kind", "legal_hold", "history_visible"]
+    search_fields = ["name"]
+    fields = (
+        "name", "kind", "topic", "history_visible", "retention_policy",
+        "legal_hold", "archived_at", "created_by", "created_at",
+    )  # fmt: skip
+    readonly_fields = fields
+    inlines = [MembershipInline]
+    actions = ["archive_rooms"]
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("accounts.manage_users"))
+
+    @admin.action(description="Archive the selected rooms (read-only from now on)")
+    def archive_rooms(self, request: HttpRequest, queryset: QuerySet[Room]) -> None:
+        user = request.user
+        assert isinstance(user, User)  # noqa: S101 - the admin site requires a signed-in user
+        done = 0
+        for room in queryset:
+            try:
+                room_archive(actor=user, room=room)
+                done += 1
+            except PermissionDenied:
+                self.message_user(request, f"{room.name}: you cannot archive it", messages.ERROR)
+        self.message_user(request, f"{done} room(s) archived")
+
+
+@admin.register(Membership)
+class MembershipAdmin(ReadOnlyAdmin):
+    list_display = ["room", "user", "role", "joined_at"]
+    list_filter = ["role"]
+    search_fields = ["room__name", "user__username"]
+    actions = ["remove_members"]
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("accounts.manage_users"))
+
+    @admin.action(description="Remove the selected members (new room key, sockets closed)")
+    def remove_members(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
+        user = request.user
+        assert isinstance(user, User)  # noqa: S101
+        removed = 0
+        for membership in queryset.select_related("room", "user"):
+            try:
+                membership_remove(actor=user, room=membership.room, member=membership.user)
+                removed += 1
+            except (PermissionDenied, ValidationError) as exc:
+                self.message_user(request, f"{membership}: {exc}", messages.ERROR)
+        self.message_user(request, f"{removed} member(s) removed")
+
+
+@admin.register(InformationBarrier)
+class InformationBarrierAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["id", "group_a", "group_b", "reason", "created_by", "created_at"]
+    fields = ["group_a", "group_b", "reason"]
+    actions = ["delete_barriers"]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # deletion goes through the audited service
+        return actions
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("accounts.manage_users"))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(
+        self, request: HttpRequest, obj: InformationBarrier, form: Any, change: bool
+    ) -> None:
+        user = request.user
+        assert isinstance(user, User)  # noqa: S101
+        barrier, violations = barrier_create(
+            actor=user, group_a=obj.group_a, group_b=obj.group_b, reason=obj.reason
+        )
+        obj.pk = barrier.pk
+        if violations:
+            names = ", ".join(Room.objects.filter(pk__in=violations).values_list("name", flat=True))
+            self.message_user(
+                request,
+                f"{len(violations)} room(s) now violate this barrier: {names}. "
+                "Remove the members concerned under Memberships.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Lift the selected barriers")
+    def delete_barriers(self, request: HttpRequest, queryset: QuerySet[InformationBarrier]) -> None:
+        user = request.user
+        assert isinstance(user, User)  # noqa: S101
+        for barrier in queryset:
+            barrier_delete(actor=user, barrier=barrier)
+        violations = room_barrier_violations()
+        self.message_user(request, f"barriers lifted; {len(violations)} room(s) still in violation")

@@ -1,0 +1,57 @@
+"""Output shapes shared by the room API views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from rooms.models import Membership, Room
+from rooms.selectors import MessageView
+
+
+class RoomOutput(serializers.ModelSerializer[Room]):
+    unread = serializers.IntegerField(read_only=True, required=False)
+    archived = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Room
+        fields = [
+            "id",
+            "kind",
+            "name",
+            "topic",
+            "history_visible",
+            "archived",
+            "created_at",
+            "unread",
+        ]
+
+    def get_archived(self, room: Room) -> bool:
+        return room.is_archived
+
+
+class MemberOutput(serializers.ModelSerializer[Membership]):
+    user_id = serializers.IntegerField(source="user.pk")
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        fields = ["user_id", "username", "role", "joined_at", "last_read_message_id"]
+
+
+class MessageOutput(serializers.Serializer[MessageView]):
+    id = serializers.IntegerField()
+    room_id = serializers.IntegerField()
+    sender_id = serializers.IntegerField()
+    sender = serializers.CharField()
+    parent_id = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    edited_at = serializers.DateTimeField(allow_null=True)
+    text = serializers.CharField(allow_null=True, help_text="null when the key was destroyed")
+    html = serializers.CharField(allow_null=True, help_text="sanitised Markdown rendering")
+    reactions = serializers.DictField(child=serializers.ListField(child=serializers.IntegerField()))
+
+
+def message_json(view: MessageView) -> dict[str, Any]:
+    return dict(MessageOutput(view).data)

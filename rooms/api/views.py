@@ -1,0 +1,296 @@
+"""Room API: one class per operation, thin; every write calls ``rooms.services``.
+
+Querysets are always scoped to the requesting user: a room they cannot view
+answers 404, in lists too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import User
+from rooms import selectors, services
+from rooms.api.serializers import MemberOutput, MessageOutput, RoomOutput, message_json
+from rooms.models import Membership
+
+
+class TextField(serializers.CharField):
+    """Text exactly as sent: a number or a list is refused, not coerced to a string."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+def _user(request: Request) -> User:
+    user = request.user
+    if not isinstance(user, User):  # IsAuthenticated runs first; this never happens
+        raise NotAuthenticated()
+    return user
+
+
+def _active_user(user_id: int) -> User:
+    from django.core.exceptions import ValidationError
+
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        raise ValidationError("no such person")
+    return user
+
+
+class RoomListApi(APIView):
+    @extend_schema(responses=RoomOutput(many=True), operation_id="rooms_list")
+    def get(self, request: Request) -> Response:
+        rooms = selectors.room_list_for_user(user=_user(request))
+        return Response(RoomOutput(rooms, many=True).data)
+
+
+class RoomCreateApi(APIView):
+    class RoomCreateInput(serializers.Serializer[dict[str, Any]]):
+        name = serializers.CharField(max_length=120)
+        topic = serializers.CharField(max_length=500, required=False, allow_blank=True)
+        history_visible = serializers.BooleanField(required=False, default=False)
+
+    @extend_schema(
+        request=RoomCreateInput, responses={201: RoomOutput}, operation_id="rooms_create"
+    )
+    def post(self, request: Request) -> Response:
+        data = self.RoomCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        room = services.room_create(actor=_user(request), **data.validated_data)
+        return Response(RoomOutput(room).data, status=status.HTTP_201_CREATED)
+
+
+class DirectConversationCreateApi(APIView):
+    class DirectConversationCreateInput(serializers.Serializer[dict[str, Any]]):
+        participants = serializers.ListField(
+            child=serializers.IntegerField(), min_length=1, max_length=7
+        )
+
+    @extend_schema(
+        request=DirectConversationCreateInput,
+        responses={201: RoomOutput},
+        operation_id="direct_create",
+    )
+    def post(self, request: Request) -> Response:
+        data = self.DirectConversationCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        participants = [_active_user(pk) for pk in data.validated_data["participants"]]
+        room = services.direct_conversation_create(actor=_user(request), participants=participants)
+        return Response(RoomOutput(room).data, status=status.HTTP_201_CREATED)
+
+
+class RoomDetailApi(APIView):
+    class RoomDetailUpdateInput(serializers.Serializer[dict[str, Any]]):
+        name = serializers.CharField(max_length=120, required=False)
+        topic = serializers.CharField(max_length=500, required=False, allow_blank=True)
+        history_visible = serializers.BooleanField(required=False)
+
+    @extend_schema(responses=RoomOutput, operation_id="rooms_retrieve")
+    def get(self, request: Request, room_id: int) -> Response:
+        room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        return Response(RoomOutput(room).data)
+
+    @extend_schema(request=RoomDetailUpdateInput, responses=RoomOutput, operation_id="rooms_update")
+    def patch(self, request: Request, room_id: int) -> Response:
+        room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        data = self.RoomDetailUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        room = services.room_update(actor=_user(request), room=room, **data.validated_data)
+        return Response(RoomOutput(room).data)
+
+
+class RoomArchiveApi(APIView):
+    @extend_schema(request=None, responses=RoomOutput, operation_id="rooms_archive")
+    def post(self, request: Request, room_id: int) -> Response:
+        room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        room = services.room_archive(actor=_user(request), room=room)
+        return Response(RoomOutput(room).data)
+
+
+class MemberListApi(APIView):
+    class MemberListInput(serializers.Serializer[dict[str, Any]]):
+        user_id = serializers.IntegerField()
+        role = serializers.ChoiceField(choices=Membership.Role.choices, default="member")
+
+    @extend_schema(responses=MemberOutput(many=True), operation_id="members_list")
+    def get(self, request: Request, room_id: int) -> Response:
+        room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        members = selectors.room_members(user=_user(request), room=room)
+        return Response(MemberOutput(members, many=True).data)
+
+    @extend_schema(
+        request=MemberListInput, responses={201: MemberOutput}, operation_id="members_add"
+    )
+    def post(self, request: Request, room_id: int) -> Response:
+        room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        data = self.MemberListInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_add(
+            actor=_user(request),
+            room=room,
+            user=_active_user(data.validated_data["user_id"]),
+            role=data.validated_data["role"],
+        )
+        return Response(MemberOutput(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetailApi(APIView):
+    class MemberDetailInput(serializers.Serializer[dict[str, Any]]):
+        role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+    @extend_schema(request=MemberDetailInput, responses=MemberOutput, operation_id="members_update")
+    def patch(self, request: Request, room_id: int, user_id: int) -> Response:
+        room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        data = self.MemberDetailInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_role_change(
+            actor=_user(request),
+            room=room,
+            member=_active_user(user_id),
+            role=data.validated_data["role"],
+        )
+        return Response(MemberOutput(membership).data)
+
+    @extend_schema(responses={204: None}, operation_id="members_remove")
+    def delete(self, request: Request, room_id: int, user_id: int) -> Response:
+        room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        member = User.objects.filter(pk=user_id).first()
+        if member is not None:
+            services.membership_remove(actor=_user(request), room=room, member=member)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MessageListApi(APIView):
+    class MessageListInput(serializers.Serializer[dict[str, Any]]):
+        text = TextField(trim_whitespace=False, max_length=16 * 1024)
+        parent_id = serializers.IntegerField(required=False, allow_null=True)
+
+    class MessageListPageOutput(serializers.Serializer[dict[str, Any]]):
+        results = MessageOutput(many=True)
+        next_before = serializers.IntegerField(allow_null=True)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("before", int, description="only messages older than this id"),
+            OpenApiParameter("after", int, description="only messages newer than this id"),
+            OpenApiParameter("limit", int, description="page size, 1-100 (default 50)"),
+        ],
+        responses=MessageListPageOutput,
+        operation_id="messages_list",
+    )
+    def get(self, request: Request, room_id: int) -> Response:
+        room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        cursor = _Cursor(data=request.query_params)
+        cursor.is_valid(raise_exception=True)
+        page = selectors.message_page(reader=_user(request), room=room, **cursor.validated_data)
+        next_before = page[-1].id if len(page) == cursor.validated_data["limit"] else None
+        return Response({"results": [message_json(m) for m in page], "next_before": next_before})
+
+    @extend_schema(
+        request=MessageListInput, responses={201: MessageOutput}, operation_id="messages_create"
+    )
+    def post(self, request: Request, room_id: int) -> Response:
+        room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        data = self.MessageListInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        message = services.message_post(
+            sender=_user(request),
+            room=room,
+            text=data.validated_data["text"],
+            parent_id=data.validated_data.get("parent_id"),
+        )
+        view = selectors.message_view(reader=_user(request), message=message)
+        return Response(message_json(view), status=status.HTTP_201_CREATED)
+
+
+class _Cursor(serializers.Serializer[dict[str, Any]]):
+    before = serializers.IntegerField(required=False, min_value=1)
+    after = serializers.IntegerField(required=False, min_value=0)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=50)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "before" in attrs and "after" in attrs:
+            raise serializers.ValidationError("use either before or after, not both")
+        return attrs
+
+
+class MessageDetailApi(APIView):
+    class MessageDetailInput(serializers.Serializer[dict[str, Any]]):
+        text = TextField(trim_whitespace=False, max_length=16 * 1024)
+
+    def _message(self, request: Request, room_id: int, message_id: int) -> Any:
+        message = selectors.message_get_for_user(user=_user(request), message_id=message_id)
+        if message.room_id != int(room_id):
+            from django.http import Http404
+
+            raise Http404("no such message")
+        return message
+
+    @extend_schema(
+        request=MessageDetailInput, responses=MessageOutput, operation_id="messages_edit"
+    )
+    def patch(self, request: Request, room_id: int, message_id: int) -> Response:
+        message = self._message(request, room_id, message_id)
+        data = self.MessageDetailInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        message = services.message_edit(
+            actor=_user(request), message=message, text=data.validated_data["text"]
+        )
+        return Response(
+            message_json(selectors.message_view(reader=_user(request), message=message))
+        )
+
+    @extend_schema(responses={204: None}, operation_id="messages_delete")
+    def delete(self, request: Request, room_id: int, message_id: int) -> Response:
+        message = self._message(request, room_id, message_id)
+        services.message_delete(actor=_user(request), message=message)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ReactionToggleApi(APIView):
+    class ReactionToggleInput(serializers.Serializer[dict[str, Any]]):
+        emoji = serializers.CharField(max_length=16)
+
+    @extend_schema(
+        request=ReactionToggleInput,
+        responses=inline_serializer("ReactionState", {"set": serializers.BooleanField()}),
+        operation_id="reactions_toggle",
+    )
+    def post(self, request: Request, room_id: int, message_id: int) -> Response:
+        message = MessageDetailApi()._message(request, room_id, message_id)
+        data = self.ReactionToggleInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        now_set = services.reaction_toggle(
+            actor=_user(request), message=message, emoji=data.validated_data["emoji"]
+        )
+        return Response({"set": now_set})
+
+
+class ReadMarkerApi(APIView):
+    class ReadMarkerInput(serializers.Serializer[dict[str, Any]]):
+        message_id = serializers.IntegerField(min_value=1)
+
+    @extend_schema(
+        request=ReadMarkerInput,
+        responses=inline_serializer(
+            "ReadMarker", {"last_read_message_id": serializers.IntegerField()}
+        ),
+        operation_id="read_marker_set",
+    )
+    def post(self, request: Request, room_id: int) -> Response:
+        room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        data = self.ReadMarkerInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        marker = services.read_marker_set(
+            actor=_user(request), room=room, message_id=data.validated_data["message_id"]
+        )
+        return Response({"last_read_message_id": marker})

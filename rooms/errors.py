@@ -1,0 +1,17 @@
+"""Refusals specific to rooms; each maps to a clear 4xx or an error frame."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+
+
+class BarrierViolationError(PermissionDenied):
+    """An information barrier forbids these people sharing a room."""
+
+
+class RateLimitedError(Exception):
+    """The user posted faster than ``SAFECHAT_POST_RATE_LIMIT`` allows."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many messages; try again in {retry_after} s")
+        self.retry_after = retry_after

@@ -1,0 +1,66 @@
+"""Room roles mapped to django-guardian object permissions.
+
+Membership is the source of truth; the object permissions mirror it and are
+changed only by the membership services, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
+from guardian.models import UserObjectPermission
+
+from accounts.models import User
+from rooms.models import Membership, Room
+
+VIEW = "view_room"
+POST = "post_message"
+UPLOAD = "upload_file"
+MANAGE_MEMBERS = "manage_members"
+MANAGE_ROOM = "manage_room"
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    Membership.Role.OWNER: frozenset({VIEW, POST, UPLOAD, MANAGE_MEMBERS, MANAGE_ROOM}),
+    Membership.Role.MODERATOR: frozenset({VIEW, POST, UPLOAD, MANAGE_MEMBERS}),
+    Membership.Role.MEMBER: frozenset({VIEW, POST, UPLOAD}),
+    Membership.Role.READ_ONLY: frozenset({VIEW}),
+}
+ALL_ROOM_PERMISSIONS = frozenset().union(*ROLE_PERMISSIONS.values())
+
+
+def _permissions(codenames: frozenset[str]) -> list[Permission]:
+    return list(Permission.objects.filter(content_type__app_label="rooms", codename__in=codenames))
+
+
+def room_permissions_set(*, room: Room, user: User, role: str | None) -> None:
+    """Make ``user``'s object permissions on ``room`` exactly those of ``role`` (None: none)."""
+    content_type = ContentType.objects.get_for_model(Room)
+    UserObjectPermission.objects.filter(
+        user=user, content_type=content_type, object_pk=str(room.pk)
+    ).delete()
+    if role is None:
+        return
+    UserObjectPermission.objects.bulk_create(
+        [
+            UserObjectPermission(
+                user=user, permission=permission, content_type=content_type, object_pk=str(room.pk)
+            )
+            for permission in _permissions(ROLE_PERMISSIONS[role])
+        ]
+    )
+
+
+def room_permissions_of(*, room: Room, user: User) -> frozenset[str]:
+    """The room permissions ``user`` holds as a member (superusers get nothing extra)."""
+    if not user.is_active or not Membership.objects.filter(room=room, user=user).exists():
+        return frozenset()
+    content_type = ContentType.objects.get_for_model(Room)
+    return frozenset(
+        UserObjectPermission.objects.filter(
+            user=user, content_type=content_type, object_pk=str(room.pk)
+        ).values_list("permission__codename", flat=True)
+    )
+
+
+def has_room_permission(*, room: Room, user: User, permission: str) -> bool:
+    return permission in room_permissions_of(room=room, user=user)

@@ -1,0 +1,229 @@
+"""Reads on rooms, always scoped to the requesting user.
+
+A room the user cannot view does not exist for them: every selector answers 404
+(``Http404``), in lists too, so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import cast
+
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+from django.http import Http404
+from guardian.shortcuts import get_objects_for_user, get_users_with_perms
+
+from accounts.models import User
+from rooms import permissions as perms
+from rooms.markdown import render_markdown
+from rooms.models import Membership, Message, MessageRevision, Room
+from safechat.crypto import CryptoError
+from safechat.keyring.services import message_decrypt
+
+PAGE_SIZE_MAX = 100
+
+
+@dataclass(frozen=True)
+class MessageView:
+    id: int
+    room_id: int
+    sender_id: int
+    sender: str
+    parent_id: int | None
+    created_at: datetime
+    edited_at: datetime | None
+    deleted: bool
+    # None when deleted, or when the key is gone (shredded by policy, or never held).
+    text: str | None
+    html: str | None
+    reactions: dict[str, list[int]] = field(default_factory=dict)
+
+
+def rooms_for_user(*, user: User) -> QuerySet[Room]:
+    """Rooms ``user`` may view, through their object permissions (never superuser-wide)."""
+    if not user.is_active:
+        return Room.objects.none()
+    viewable: QuerySet[Room] = get_objects_for_user(
+        user,
+        f"rooms.{perms.VIEW}",
+        klass=Room,
+        with_superuser=False,
+        accept_global_perms=False,
+    )
+    return viewable.filter(memberships__user=user).distinct()
+
+
+def room_list_for_user(*, user: User) -> QuerySet[Room]:
+    """Viewable rooms with each one's unread count for ``user``."""
+    marker = Membership.objects.filter(room=OuterRef("pk"), user=user).values(
+        "last_read_message_id"
+    )[:1]
+    return (
+        rooms_for_user(user=user)
+        .annotate(last_read=Subquery(marker))
+        .annotate(
+            unread=Count(
+                "messages",
+                filter=Q(messages__id__gt=Subquery(marker), messages__deleted_at__isnull=True)
+                & ~Q(messages__sender=user),
+            )
+        )
+        .order_by("archived_at", "name", "pk")
+    )
+
+
+def room_viewer_ids(*, room: Room) -> frozenset[int]:
+    """Ids of everyone who may view ``room`` now: the rule of ``rooms_for_user``, asked once
+    for all users instead of once per user (one socket process fans a message out to many).
+    """
+    viewers = cast(
+        "QuerySet[User]",
+        get_users_with_perms(
+            room, only_with_perms_in=[perms.VIEW], with_superusers=False, with_group_users=True
+        ),
+    )
+    return frozenset(
+        viewers.filter(is_active=True, memberships__room=room).values_list("pk", flat=True)
+    )
+
+
+def room_get_for_user(*, user: User, room_id: object) -> Room:
+    """The room if ``user`` may view it, else Http404 (whether or not it exists)."""
+    try:
+        pk = int(str(room_id))
+    except ValueError:
+        raise Http404("no such room") from None
+    room = rooms_for_user(user=user).filter(pk=pk).first()
+    if room is None:
+        raise Http404("no such room")
+    return room
+
+
+def room_members(*, user: User, room: Room) -> QuerySet[Membership]:
+    room_get_for_user(user=user, room_id=room.pk)
+    return Membership.objects.filter(room=room).select_related("user").order_by("user__username")
+
+
+def message_get_for_user(*, user: User, message_id: object) -> Message:
+    """A message in a room ``user`` may view; deleted messages are not found by members."""
+    try:
+        pk = int(str(message_id))
+    except ValueError:
+        raise Http404("no such message") from None
+    message = (
+        Message.objects.filter(pk=pk, deleted_at__isnull=True, room__in=rooms_for_user(user=user))
+        .select_related("room", "sender")
+        .first()
+    )
+    if message is None:
+        raise Http404("no such message")
+    return message
+
+
+def _decrypt_for(reader: User, message: Message) -> str | None:
+    try:
+        return message_decrypt(
+            reader_id=reader.pk,
+            room_id=message.room_id,
+            message_uid=message.uid,
+            epoch=message.epoch,
+            sender_id=message.sender_id,
+            ciphertext=bytes(message.ciphertext),
+            revision=message.revision,
+        )
+    except CryptoError:
+        return None
+
+
+def message_reactions(*, message: Message) -> dict[str, list[int]]:
+    """Who reacted with what, in the order they did."""
+    reactions: dict[str, list[int]] = {}
+    for emoji, user_id in message.reactions.values_list("emoji", "user_id").order_by("pk"):
+        reactions.setdefault(emoji, []).append(user_id)
+    return reactions
+
+
+def message_view(
+    *, reader: User, message: Message, reactions: dict[str, list[int]] | None = None
+) -> MessageView:
+    """What ``reader`` sees of a message they may view; text decrypted with their keys.
+
+    ``reactions`` (from ``message_reactions``) saves the query when the caller has them.
+    """
+    deleted = message.deleted_at is not None
+    text = None if deleted else _decrypt_for(reader, message)
+    if reactions is None:
+        reactions = message_reactions(message=message)
+    return MessageView(
+        id=message.pk,
+        room_id=message.room_id,
+        sender_id=message.sender_id,
+        sender=message.sender.get_username(),
+        parent_id=message.parent_id,
+        created_at=message.created_at,
+        edited_at=message.edited_at,
+        deleted=deleted,
+        text=text,
+        html=render_markdown(text) if text is not None else None,
+        reactions=reactions,
+    )
+
+
+def message_page(
+    *,
+    reader: User,
+    room: Room,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int = 50,
+) -> list[MessageView]:
+    """Up to ``limit`` messages of a viewable room, newest first, around a cursor.
+
+    ``before``: older than that id; ``after``: newer than that id (what a
+    reconnecting client missed). Deleted messages are left out.
+    """
+    room_get_for_user(user=reader, room_id=room.pk)
+    limit = max(1, min(limit, PAGE_SIZE_MAX))
+    messages = Message.objects.filter(room=room, deleted_at__isnull=True).select_related("sender")
+    if before is not None:
+        messages = messages.filter(pk__lt=before)
+    if after is not None:
+        # Oldest first past the cursor, so a resync never skips a message; returned newest first.
+        chunk = list(messages.filter(pk__gt=after).order_by("id")[:limit])
+        chunk.reverse()
+    else:
+        chunk = list(messages.order_by("-id")[:limit])
+    return [message_view(reader=reader, message=m) for m in chunk]
+
+
+def message_revisions(*, reader: User, message: Message) -> list[tuple[int, str | None]]:
+    """Earlier texts of a message (compliance view); decrypted with ``reader``'s keys."""
+    result = []
+    for revision in MessageRevision.objects.filter(message=message).order_by("revision"):
+        try:
+            text: str | None = message_decrypt(
+                reader_id=reader.pk,
+                room_id=message.room_id,
+                message_uid=message.uid,
+                epoch=revision.epoch,
+                sender_id=message.sender_id,
+                ciphertext=bytes(revision.ciphertext),
+                revision=revision.revision,
+            )
+        except CryptoError:
+            text = None
+        result.append((revision.revision, text))
+    return result
+
+
+def room_last_message_ids(*, user: User) -> dict[int, int]:
+    """The newest message id (0 if none) of each room ``user`` may view.
+
+    The portal hands these to its socket as the ``sync`` cursors, so nothing posted
+    between rendering the page and opening the socket is missed.
+    """
+    rows = (
+        rooms_for_user(user=user).annotate(last_id=Max("messages__id")).values_list("pk", "last_id")
+    )
+    return {pk: last_id or 0 for pk, last_id in rows}

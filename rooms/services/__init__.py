@@ -1,0 +1,53 @@
+"""Writes on rooms: one function per action, used by the portal, the API and the socket."""
+
+from rooms.services.barriers import (
+    barrier_conflicts,
+    barrier_create,
+    barrier_delete,
+    room_barrier_violations,
+)
+from rooms.services.membership import (
+    membership_add,
+    membership_remove,
+    membership_role_change,
+    room_invitation_accept,
+    room_invitation_send,
+)
+from rooms.services.messages import (
+    MAX_MESSAGE_BYTES,
+    message_delete,
+    message_edit,
+    message_post,
+    reaction_toggle,
+    read_marker_set,
+)
+from rooms.services.rooms import (
+    direct_conversation_create,
+    room_archive,
+    room_create,
+    room_key_rotate,
+    room_update,
+)
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "barrier_conflicts",
+    "barrier_create",
+    "barrier_delete",
+    "direct_conversation_create",
+    "membership_add",
+    "membership_remove",
+    "membership_role_change",
+    "message_delete",
+    "message_edit",
+    "message_post",
+    "reaction_toggle",
+    "read_marker_set",
+    "room_archive",
+    "room_barrier_violations",
+    "room_create",
+    "room_invitation_accept",
+    "room_invitation_send",
+    "room_key_rotate",
+    "room_update",
+]

@@ -1,0 +1,187 @@
+"""Who is in a room. Every change moves keys and permissions in the same transaction."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+
+from accounts.models import User
+from audit.actions import AuditAction
+from audit.services import audit_record
+from rooms import permissions as perms
+from rooms import realtime
+from rooms.models import Membership, Room, RoomInvitation
+from rooms.permissions import room_permissions_set
+from rooms.services._common import refuse, require_not_archived, require_room_permission
+from rooms.services.barriers import barrier_ensure_allowed
+from safechat.keyring.models import RoomEpoch
+from safechat.keyring.services import room_epoch_start, room_keys_grant, room_keys_revoke
+
+SECURITY_ADMIN_PERMISSION = "accounts.manage_users"
+
+
+def _member_ids(room: Room) -> list[int]:
+    return list(Membership.objects.filter(room=room).values_list("user_id", flat=True))
+
+
+def _check_role(role: str, *, actor: User, room: Room) -> None:
+    if role not in Membership.Role.values:
+        raise ValidationError(f"unknown role {role!r}")
+    # Only an owner makes owners.
+    if role == Membership.Role.OWNER and not perms.has_room_permission(
+        room=room, user=actor, permission=perms.MANAGE_ROOM
+    ):
+        raise refuse(
+            actor=actor,
+            room=room,
+            reason="owner role",
+            error=PermissionDenied("only an owner can make someone an owner"),
+        )
+
+
+@transaction.atomic
+def _membership_insert(*, actor: User, room: Room, user: User, role: str) -> Membership:
+    # Re-checked under the transaction: a barrier may have appeared since the caller looked.
+    barrier_ensure_allowed(actor=actor, room=room, user_ids=[*_member_ids(room), user.pk])
+    membership, created = Membership.objects.get_or_create(
+        room=room, user=user, defaults={"role": role}
+    )
+    if not created:
+        return membership
+    room_permissions_set(room=room, user=user, role=role)
+    granted = room_keys_grant(room=room, user=user)
+    RoomInvitation.objects.filter(room=room, invitee=user).delete()
+    audit_record(
+        actor=actor,
+        action=AuditAction.ROOM_MEMBER_ADDED,
+        target=room,
+        extra={"member": user.pk, "role": role, "epochs_granted": granted},
+    )
+    transaction.on_commit(lambda: realtime.member_added(room_id=room.pk, user_id=user.pk))
+    return membership
+
+
+def membership_add(
+    *, actor: User, room: Room, user: User, role: str = Membership.Role.MEMBER
+) -> Membership:
+    """Add ``user`` (``manage_members``); they receive the keys the room's policy allows.
+
+    Refused, and audited, if an information barrier separates them from a member.
+    """
+    require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
+    require_not_archived(actor=actor, room=room)
+    _check_role(role, actor=actor, room=room)
+    if not user.is_active:
+        raise ValidationError("this person cannot be added")
+    barrier_ensure_allowed(actor=actor, room=room, user_ids=[*_member_ids(room), user.pk])
+    return _membership_insert(actor=actor, room=room, user=user, role=role)
+
+
+def membership_remove(*, actor: User, room: Room, member: User) -> None:
+    """Remove a member: their permissions and sealed keys go, the room moves to a new epoch,
+    and their live sockets stop receiving the room at once (after commit).
+
+    Members may always leave; removing someone else needs ``manage_members`` on the room,
+    or the security-admin right to manage users (to resolve an information barrier).
+    """
+    if actor.pk != member.pk and not actor.has_perm(SECURITY_ADMIN_PERMISSION):
+        require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
+    _membership_delete(actor=actor, room=room, member=member)
+
+
+@transaction.atomic
+def _membership_delete(*, actor: User, room: Room, member: User) -> None:
+    membership = Membership.objects.select_for_update().filter(room=room, user=member).first()
+    if membership is None:
+        return
+    if (
+        membership.role == Membership.Role.OWNER
+        and not Membership.objects.filter(room=room, role=Membership.Role.OWNER)
+        .exclude(pk=membership.pk)
+        .exists()
+    ):
+        raise ValidationError("a room keeps at least one owner; appoint another first")
+    membership.delete()
+    room_permissions_set(room=room, user=member, role=None)
+    room_keys_revoke(room=room, user=member)
+    audit_record(
+        actor=actor,
+        action=AuditAction.ROOM_MEMBER_REMOVED,
+        target=room,
+        extra={"member": member.pk},
+    )
+    room_epoch_start(room=room, reason=RoomEpoch.Reason.MEMBER_REMOVED, actor=actor)
+    transaction.on_commit(lambda: realtime.member_removed(room_id=room.pk, user_id=member.pk))
+
+
+def membership_role_change(*, actor: User, room: Room, member: User, role: str) -> Membership:
+    """Give a member another room role (``manage_members``); never one's own."""
+    require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
+    _check_role(role, actor=actor, room=room)
+    if actor.pk == member.pk:
+        raise refuse(
+            actor=actor,
+            room=room,
+            reason="own role",
+            error=PermissionDenied("nobody changes their own role"),
+        )
+    return _membership_role_set(actor=actor, room=room, member=member, role=role)
+
+
+@transaction.atomic
+def _membership_role_set(*, actor: User, room: Room, member: User, role: str) -> Membership:
+    membership = Membership.objects.select_for_update().filter(room=room, user=member).first()
+    if membership is None:
+        raise ValidationError("this person is not a member of the room")
+    if membership.role == role:
+        return membership
+    previous = membership.role
+    membership.role = role
+    membership.save(update_fields=["role"])
+    room_permissions_set(room=room, user=member, role=role)
+    audit_record(
+        actor=actor,
+        action=AuditAction.ROOM_MEMBER_ROLE_CHANGED,
+        target=room,
+        extra={"member": member.pk, "from": previous, "to": role},
+    )
+    transaction.on_commit(
+        lambda: realtime.room_event(room_id=room.pk, event="member.updated", user_id=member.pk)
+    )
+    return membership
+
+
+def room_invitation_send(
+    *, actor: User, room: Room, invitee: User, role: str = Membership.Role.MEMBER
+) -> RoomInvitation:
+    """Invite someone (``manage_members``); barriers are checked now and again on acceptance."""
+    require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
+    require_not_archived(actor=actor, room=room)
+    _check_role(role, actor=actor, room=room)
+    barrier_ensure_allowed(actor=actor, room=room, user_ids=[*_member_ids(room), invitee.pk])
+    with transaction.atomic():
+        invitation, _ = RoomInvitation.objects.update_or_create(
+            room=room, invitee=invitee, defaults={"invited_by": actor, "role": role}
+        )
+        audit_record(
+            actor=actor,
+            action=AuditAction.ROOM_INVITATION_SENT,
+            target=room,
+            extra={"invitee": invitee.pk, "role": role},
+        )
+    return invitation
+
+
+def room_invitation_accept(*, actor: User, invitation: RoomInvitation) -> Membership:
+    """The invitee joins with the invited role, unless a barrier now forbids it."""
+    if invitation.invitee_id != actor.pk:
+        raise PermissionDenied("this invitation is not yours")
+    room = invitation.room
+    require_not_archived(actor=actor, room=room)
+    barrier_ensure_allowed(actor=actor, room=room, user_ids=[*_member_ids(room), actor.pk])
+    with transaction.atomic():
+        membership = _membership_insert(actor=actor, room=room, user=actor, role=invitation.role)
+        audit_record(
+            actor=actor, action=AuditAction.ROOM_INVITATION_ACCEPTED, target=room, extra={}
+        )
+    return membership

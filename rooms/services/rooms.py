@@ -1,0 +1,192 @@
+"""Creating, configuring and archiving rooms."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from audit.actions import AuditAction
+from audit.services import audit_record
+from rooms import permissions as perms
+from rooms.models import Membership, Room
+from rooms.permissions import room_permissions_set
+from rooms.services._common import refuse, require_not_archived, require_room_permission
+from rooms.services.barriers import barrier_ensure_allowed
+from safechat.keyring.models import RoomEpoch
+from safechat.keyring.services import room_epoch_start
+
+CREATE_ROOM = "accounts.create_room"
+MAX_DIRECT_PARTICIPANTS = 8
+
+
+def _can_create_rooms(user: User) -> bool:
+    return bool(settings.SAFECHAT_MEMBERS_CAN_CREATE_ROOMS) or user.has_perm(CREATE_ROOM)
+
+
+def _room_validate(room: Room) -> None:
+    room.full_clean(exclude=["created_by"])
+
+
+@transaction.atomic
+def _room_insert(
+    *, actor: User, room: Room, others: list[User], other_role: str = Membership.Role.MEMBER
+) -> Room:
+    room.save()
+    Membership.objects.create(room=room, user=actor, role=Membership.Role.OWNER)
+    room_permissions_set(room=room, user=actor, role=Membership.Role.OWNER)
+    for other in others:
+        Membership.objects.create(room=room, user=other, role=other_role)
+        room_permissions_set(room=room, user=other, role=other_role)
+    audit_record(
+        actor=actor,
+        action=AuditAction.ROOM_CREATED,
+        target=room,
+        extra={"kind": room.kind, "members": 1 + len(others)},
+    )
+    room_epoch_start(room=room, reason=RoomEpoch.Reason.CREATED, actor=actor)
+    return room
+
+
+def room_create(
+    *,
+    actor: User,
+    name: str,
+    topic: str = "",
+    history_visible: bool = False,
+    retention_policy: str = "",
+) -> Room:
+    """Create a private channel owned by ``actor``, with its first key epoch.
+
+    Needs the ``room_admin`` role unless ``SAFECHAT_MEMBERS_CAN_CREATE_ROOMS`` is on.
+    """
+    if not _can_create_rooms(actor):
+        raise refuse(
+            actor=actor,
+            room=None,
+            reason="room creation",
+            error=PermissionDenied("you are not allowed to create rooms"),
+        )
+    room = Room(
+        kind=Room.Kind.CHANNEL,
+        name=name.strip(),
+        topic=topic.strip(),
+        history_visible=history_visible,
+        retention_policy=retention_policy,
+        created_by=actor,
+    )
+    _room_validate(room)
+    return _room_insert(actor=actor, room=room, others=[])
+
+
+def direct_conversation_create(*, actor: User, participants: list[User]) -> Room:
+    """A direct conversation between ``actor`` and up to seven others.
+
+    A 1:1 conversation that already exists is returned instead of a second one.
+    Information barriers apply as they do to rooms.
+    """
+    others = sorted(
+        {p.pk: p for p in participants if p.pk != actor.pk}.values(), key=lambda u: u.pk
+    )
+    if not others:
+        raise ValidationError("a direct conversation needs at least one other person")
+    if len(others) + 1 > MAX_DIRECT_PARTICIPANTS:
+        raise ValidationError(f"a direct conversation has at most {MAX_DIRECT_PARTICIPANTS} people")
+    if any(not other.is_active for other in others):
+        raise ValidationError("one of these people cannot be reached")
+    barrier_ensure_allowed(actor=actor, room=None, user_ids=[actor.pk, *(o.pk for o in others)])
+    if len(others) == 1:
+        existing = (
+            Room.objects.filter(kind=Room.Kind.DIRECT, memberships__user=actor)
+            .filter(memberships__user=others[0])
+            .filter(archived_at__isnull=True)
+            .first()
+        )
+        if existing is not None and existing.memberships.count() == 2:
+            return existing
+    name = ", ".join(sorted(u.get_username() for u in [actor, *others]))[:120]
+    room = Room(kind=Room.Kind.DIRECT, name=name, history_visible=True, created_by=actor)
+    _room_validate(room)
+    # Everyone in a direct conversation may post; nobody but the starter manages it.
+    return _room_insert(actor=actor, room=room, others=others)
+
+
+def room_update(
+    *,
+    actor: User,
+    room: Room,
+    name: str | None = None,
+    topic: str | None = None,
+    history_visible: bool | None = None,
+) -> Room:
+    """Change a room's settings (``manage_room``)."""
+    require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
+    require_not_archived(actor=actor, room=room)
+    with transaction.atomic():
+        return _room_change(
+            actor=actor, room=room, name=name, topic=topic, history_visible=history_visible
+        )
+
+
+def _room_change(
+    *,
+    actor: User,
+    room: Room,
+    name: str | None,
+    topic: str | None,
+    history_visible: bool | None,
+) -> Room:
+    changed = []
+    if name is not None and name.strip() != room.name:
+        room.name = name.strip()
+        changed.append("name")
+    if topic is not None and topic.strip() != room.topic:
+        room.topic = topic.strip()
+        changed.append("topic")
+    if history_visible is not None and history_visible != room.history_visible:
+        room.history_visible = history_visible
+        changed.append("history_visible")
+    if changed:
+        _room_validate(room)
+        room.save(update_fields=changed)
+        audit_record(
+            actor=actor, action=AuditAction.ROOM_UPDATED, target=room, extra={"fields": changed}
+        )
+        transaction.on_commit(lambda: _broadcast(room.pk, "room.updated"))
+    return room
+
+
+def room_archive(*, actor: User, room: Room) -> Room:
+    """Archive a room: it stays readable and becomes read-only for everyone."""
+    require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
+    if room.is_archived:
+        return room
+    with transaction.atomic():
+        room.archived_at = timezone.now()
+        room.save(update_fields=["archived_at"])
+        audit_record(actor=actor, action=AuditAction.ROOM_ARCHIVED, target=room)
+        transaction.on_commit(lambda: _broadcast(room.pk, "room.archived"))
+    return room
+
+
+def room_key_rotate(*, actor: User, room: Room) -> RoomEpoch:
+    """Start a new key epoch on demand (``manage_room``)."""
+    require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
+    return room_epoch_start(room=room, reason=RoomEpoch.Reason.ON_DEMAND, actor=actor)
+
+
+def _broadcast(room_id: int, event: str) -> None:
+    from rooms import realtime
+
+    realtime.room_event(room_id=room_id, event=event)
+
+
+__all__ = [
+    "direct_conversation_create",
+    "room_archive",
+    "room_create",
+    "room_key_rotate",
+    "room_update",
+]

@@ -1,0 +1,20 @@
+"""Portal routes of rooms: the chat page and its form endpoints (POST only)."""
+
+from django.urls import path
+
+from rooms import views
+
+app_name = "rooms"
+
+urlpatterns = [
+    path("", views.chat, name="chat"),
+    path("<int:room_id>/settings/", views.room_settings, name="room-settings"),
+    path("<int:room_id>/archive/", views.room_archive, name="room-archive"),
+    path("<int:room_id>/members/add/", views.member_add, name="member-add"),
+    path(
+        "<int:room_id>/members/<int:user_id>/remove/",
+        views.member_remove,
+        name="member-remove",
+    ),
+    path("<int:room_id>/members/<int:user_id>/role/", views.member_role, name="member-role"),
+]

@@ -1,0 +1,297 @@
+"""The chat portal: one page, plus form endpoints for room settings and membership.
+
+Thin by design: selectors read (scoped to the user; a room they cannot view is a
+404, whether or not it exists), services write (they check permissions, audit and
+broadcast). Every route needs a verified second factor, which
+``accounts.middleware.SecondFactorRequiredMiddleware`` enforces before any view runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.forms import Form
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.models import User
+from accounts.selectors import people
+from rooms import forms, selectors, services
+from rooms import permissions as perms
+from rooms.models import Membership, Room
+from rooms.selectors import MessageView
+
+PAGE_SIZE = 50
+# Roles a manager may hand out; only owners make owners (the service enforces it too).
+MODERATOR_ROLES = [c for c in Membership.Role.choices if c[0] != Membership.Role.OWNER]
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.user
+    if not isinstance(user, User):  # the second-factor middleware lets only verified users in
+        raise PermissionDenied
+    return user
+
+
+@dataclass
+class Thread:
+    """A message of the page with the replies to it that are in the page too."""
+
+    message: MessageView
+    replies: list[MessageView] = field(default_factory=list)
+    # A reply whose thread started before this page: shown on its own, marked as a reply.
+    orphan: bool = False
+
+
+def _threads(page: list[MessageView]) -> list[Thread]:
+    """Oldest first; replies under their thread's first message (threads are one level deep)."""
+    threads: dict[int, Thread] = {}
+    ordered: list[Thread] = []
+    for message in sorted(page, key=lambda m: m.id):
+        parent = threads.get(message.parent_id) if message.parent_id else None
+        if parent is not None:
+            parent.replies.append(message)
+            continue
+        thread = Thread(message=message, orphan=message.parent_id is not None)
+        threads[message.id] = thread
+        ordered.append(thread)
+    return ordered
+
+
+def _selected_room(request: HttpRequest, user: User, rooms: list[Room]) -> Room | None:
+    wanted = request.GET.get("room")
+    if wanted:
+        room = selectors.room_get_for_user(user=user, room_id=wanted)  # Http404 otherwise
+        # The annotated instance from the list carries the unread count.
+        return next((r for r in rooms if r.pk == room.pk), room)
+    live = [r for r in rooms if not r.is_archived]
+    return (live or rooms)[0] if rooms else None
+
+
+@never_cache
+@require_GET
+def chat(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    rooms = list(selectors.room_list_for_user(user=user))
+    room = _selected_room(request, user, rooms)
+    # Cursors before the page: whatever is posted meanwhile comes again through `sync`.
+    cursors = selectors.room_last_message_ids(user=user)
+    context: dict[str, Any] = {"rooms": rooms, "room": room}
+    config: dict[str, Any] = {
+        "user": {"id": user.pk, "username": user.get_username()},
+        "room": None,
+        "cursors": {str(pk): last for pk, last in cursors.items()},
+        "urls": {"portal": reverse("rooms:chat"), "api": "/api/v1/", "socket": "/ws/"},
+    }
+    if room is not None:
+        page = selectors.message_page(reader=user, room=room, limit=PAGE_SIZE)
+        if page:
+            cursors[room.pk] = max(cursors.get(room.pk, 0), page[0].id)
+            config["cursors"][str(room.pk)] = cursors[room.pk]
+        members = list(selectors.room_members(user=user, room=room))
+        granted = perms.room_permissions_of(room=room, user=user)
+        me = next((m for m in members if m.user_id == user.pk), None)
+        can = {
+            "post": perms.POST in granted and not room.is_archived,
+            "manage_members": perms.MANAGE_MEMBERS in granted and not room.is_archived,
+            "manage_room": perms.MANAGE_ROOM in granted and not room.is_archived,
+        }
+        context.update(
+            threads=_threads(page),
+            older=page[-1].id if len(page) == PAGE_SIZE else None,
+            members=members,
+            can=can,
+            settings_form=forms.RoomSettingsForm(
+                initial={
+                    "name": room.name,
+                    "topic": room.topic,
+                    "history_visible": room.history_visible,
+                }
+            ),
+            role_choices=(Membership.Role.choices if can["manage_room"] else MODERATOR_ROLES),
+        )
+        config["room"] = {
+            "id": room.pk,
+            "name": room.name,
+            "archived": room.is_archived,
+            "last_read": me.last_read_message_id if me else 0,
+            "can": can,
+            "role_choices": context["role_choices"],
+            "members": [
+                {"user_id": m.user_id, "username": m.user.get_username(), "role": m.role}
+                for m in members
+            ],
+            # Own messages' text, so "Edit" can fill the composer without another request.
+            "own_texts": {
+                str(m.id): m.text for m in page if m.sender_id == user.pk and m.text is not None
+            },
+        }
+    context["config"] = config
+    return render(request, "rooms/chat.html", context)
+
+
+# --- Form endpoints: settings and membership, for owners and moderators ----------------
+def _back(room: Room | None) -> HttpResponseRedirect:
+    url = reverse("rooms:chat")
+    return HttpResponseRedirect(f"{url}?room={room.pk}" if room is not None else url)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip() or "This is not allowed"
+    return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def _can_manage(user: User, room: Room) -> bool:
+    granted = perms.room_permissions_of(room=room, user=user)
+    return bool(granted & {perms.MANAGE_MEMBERS, perms.MANAGE_ROOM})
+
+
+def _forbidden(request: HttpRequest, room: Room, reason: str) -> HttpResponse:
+    return render(
+        request,
+        "rooms/forbidden.html",
+        {"room": room, "reason": _sentence(reason)},
+        status=403,
+    )
+
+
+def _form_errors(form: Form) -> str:
+    parts = []
+    for name, errors in form.errors.items():
+        label = form.fields[name].label or name.replace("_", " ").capitalize()
+        parts.append(f"{label}: {' '.join(str(e) for e in errors)}")
+    return " ".join(parts) or "Check the form and try again."
+
+
+def _apply(
+    request: HttpRequest,
+    *,
+    room: Room,
+    action: Callable[[], object],
+    success: str,
+    then: Room | None = None,
+) -> HttpResponse:
+    """Run one service call; refusals and invalid input become a page or a message."""
+    actor = _user(request)
+    try:
+        action()
+    except PermissionDenied as exc:  # audited by the service
+        if not _can_manage(actor, room):
+            return _forbidden(request, room, str(exc))
+        # A manager hit a rule (only owners make owners, a barrier, an archived room).
+        messages.error(request, _sentence(str(exc)))
+        return _back(room)
+    except ValidationError as exc:
+        messages.error(request, _sentence("; ".join(exc.messages)))
+        return _back(room)
+    messages.success(request, success)
+    return _back(then)
+
+
+def _refuse_unless_manager(request: HttpRequest, room: Room, message: str) -> HttpResponse:
+    """Unknown person: a non-manager learns nothing (not even whether the name exists)."""
+    if not _can_manage(_user(request), room):
+        return _forbidden(request, room, "you are not allowed to do this in this room")
+    messages.error(request, message)
+    return _back(room)
+
+
+@require_POST
+def room_settings(request: HttpRequest, room_id: int) -> HttpResponse:
+    actor = _user(request)
+    room = selectors.room_get_for_user(user=actor, room_id=room_id)
+    form = forms.RoomSettingsForm(request.POST)
+    if not form.is_valid():
+        if not _can_manage(actor, room):
+            return _forbidden(request, room, "you are not allowed to do this in this room")
+        messages.error(request, _form_errors(form))
+        return _back(room)
+    return _apply(
+        request,
+        room=room,
+        action=lambda: services.room_update(actor=actor, room=room, **form.cleaned_data),
+        success="Room settings saved.",
+        then=room,
+    )
+
+
+@require_POST
+def room_archive(request: HttpRequest, room_id: int) -> HttpResponse:
+    actor = _user(request)
+    room = selectors.room_get_for_user(user=actor, room_id=room_id)
+    return _apply(
+        request,
+        room=room,
+        action=lambda: services.room_archive(actor=actor, room=room),
+        success="Room archived: it stays readable and nobody can post any more.",
+        then=room,
+    )
+
+
+@require_POST
+def member_add(request: HttpRequest, room_id: int) -> HttpResponse:
+    actor = _user(request)
+    room = selectors.room_get_for_user(user=actor, room_id=room_id)
+    form = forms.MemberAddForm(request.POST)
+    if not form.is_valid():
+        return _refuse_unless_manager(request, room, _form_errors(form))
+    username = form.cleaned_data["username"].strip()
+    person = people().filter(username=username, is_active=True).first()
+    if person is None:
+        return _refuse_unless_manager(request, room, f"No active account is called “{username}”.")
+    role = form.cleaned_data["role"]
+    return _apply(
+        request,
+        room=room,
+        action=lambda: services.membership_add(actor=actor, room=room, user=person, role=role),
+        success=f"{person.get_username()} was added as {Membership.Role(role).label.lower()}.",
+        then=room,
+    )
+
+
+@require_POST
+def member_remove(request: HttpRequest, room_id: int, user_id: int) -> HttpResponse:
+    actor = _user(request)
+    room = selectors.room_get_for_user(user=actor, room_id=room_id)
+    member = people().filter(pk=user_id).first()
+    if member is None:
+        return _refuse_unless_manager(request, room, "This person is not a member of the room.")
+    leaving = member.pk == actor.pk
+    return _apply(
+        request,
+        room=room,
+        action=lambda: services.membership_remove(actor=actor, room=room, member=member),
+        success="You left the room." if leaving else f"{member.get_username()} was removed.",
+        # Someone who left cannot view the room any more: back to the room list.
+        then=None if leaving else room,
+    )
+
+
+@require_POST
+def member_role(request: HttpRequest, room_id: int, user_id: int) -> HttpResponse:
+    actor = _user(request)
+    room = selectors.room_get_for_user(user=actor, room_id=room_id)
+    member = people().filter(pk=user_id).first()
+    form = forms.MemberRoleForm(request.POST)
+    if member is None or not form.is_valid():
+        problem = "This person is not a member of the room."
+        return _refuse_unless_manager(
+            request, room, problem if member is None else _form_errors(form)
+        )
+    role = form.cleaned_data["role"]
+    return _apply(
+        request,
+        room=room,
+        action=lambda: services.membership_role_change(
+            actor=actor, room=room, member=member, role=role
+        ),
+        success=f"{member.get_username()} is now {Membership.Role(role).label.lower()}.",
+        then=room,
+    )

@@ -1,0 +1,50 @@
+"""Unwrapped keys, kept briefly in this process's memory only.
+
+Never in Redis, the database, the session or a task argument: the cache is a
+plain dict with a time-to-live (``SAFECHAT_KEY_CACHE_SECONDS``). Authorisation
+never relies on it: selectors check membership before anything is decrypted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+from django.conf import settings
+
+V = TypeVar("V")
+
+
+class KeyCache(Generic[V]):
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, tuple[float, V]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> V | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            expires, value = entry
+            if expires < time.monotonic():
+                del self._entries[key]
+                return None
+            return value
+
+    def put(self, key: Hashable, value: V) -> None:
+        ttl = float(settings.SAFECHAT_KEY_CACHE_SECONDS)
+        if ttl <= 0:
+            return
+        with self._lock:
+            self._entries[key] = (time.monotonic() + ttl, value)
+
+    def discard_where(self, predicate: Callable[[Hashable], bool]) -> None:
+        with self._lock:
+            for key in [k for k in self._entries if predicate(k)]:
+                del self._entries[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

@@ -1,0 +1,175 @@
+"""API tokens: shown once, stored hashed, scoped by method, expiring, revocable."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from accounts.credentials import sha256_hex
+from accounts.models import ApiToken, User
+from accounts.services import api_token_create, api_token_revoke
+from tests.accounts.conftest import events
+from tests.accounts.factories import make_user
+
+pytestmark = pytest.mark.django_db
+TOKENS = "/api/v1/accounts/tokens/"
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_a_verified_user_creates_a_token_that_is_shown_once_and_stored_hashed(
+    verified_client: Client, user: User
+) -> None:
+    response = verified_client.post(
+        TOKENS, {"name": "ci", "scope": "read"}, content_type="application/json"
+    )
+
+    assert response.status_code == 201
+    secret = response.json()["token"]
+    token = ApiToken.objects.get()
+    assert token.token_hash == sha256_hex(secret)
+    assert secret not in token.token_hash
+    assert secret.startswith(f"sct_{token.prefix}_")
+    assert (token.expires_at - timezone.now()).days in {89, 90}
+    listed = verified_client.get(TOKENS).json()
+    assert "token" not in listed[0]
+    assert listed[0]["prefix"] == token.prefix
+    assert events("token.created")[0].extra["scope"] == "read"
+
+
+def test_a_password_only_session_cannot_create_tokens(user: User) -> None:
+    from tests.accounts.factories import sign_in_client
+
+    client = Client()
+    sign_in_client(client, user, verified=False)
+
+    response = client.post(
+        TOKENS, {"name": "ci", "scope": "admin"}, content_type="application/json"
+    )
+
+    assert response.status_code == 403
+    assert not ApiToken.objects.exists()
+    assert not events("token.created")
+
+
+def test_a_read_token_reads_but_cannot_write(user: User) -> None:
+    _, secret = api_token_create(actor=user, name="reader", scope="read")
+    client = Client()
+
+    assert client.get("/api/schema/", headers=bearer(secret)).status_code == 200
+    refused = client.post(
+        TOKENS,
+        {"name": "x", "scope": "read"},
+        headers=bearer(secret),
+        content_type="application/json",
+    )
+    assert refused.status_code == 403
+    assert ApiToken.objects.count() == 1
+    assert len(events("token.created")) == 1
+
+
+def test_token_management_needs_the_admin_scope_and_cannot_widen_it(user: User) -> None:
+    _, write = api_token_create(actor=user, name="writer", scope="write")
+    _, admin = api_token_create(actor=user, name="admin", scope="admin")
+    client = Client()
+
+    assert client.get(TOKENS, headers=bearer(write)).status_code == 403
+    created = client.post(
+        TOKENS,
+        {"name": "child", "scope": "write"},
+        headers=bearer(admin),
+        content_type="application/json",
+    )
+    assert created.status_code == 201
+    assert ApiToken.objects.get(name="child").user == user
+
+
+def test_expired_revoked_unknown_and_malformed_tokens_get_one_answer_and_are_audited(
+    user: User,
+) -> None:
+    expired_token, expired = api_token_create(actor=user, name="old", scope="read")
+    ApiToken.objects.filter(pk=expired_token.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    revoked_token, revoked = api_token_create(actor=user, name="gone", scope="read")
+    api_token_revoke(actor=user, token=revoked_token)
+    client = Client()
+
+    answers = [
+        client.get(TOKENS, headers=bearer(t))
+        for t in (expired, revoked, "sct_00000000_nope", "garbage", expired[:-2] + "xx")
+    ]
+
+    # DRF answers 403, not 401, because SessionAuthentication comes first (docs/accounts.md)
+    assert [a.status_code for a in answers] == [403] * 5
+    assert {a.json()["detail"] for a in answers} == {"Invalid token."}
+    reasons = [e.extra["reason"] for e in events("token.used.refused")]
+    assert reasons == ["expired", "revoked", "unknown", "unknown", "unknown"]
+
+
+def test_a_token_stops_working_when_its_user_is_deactivated(user: User) -> None:
+    _, secret = api_token_create(actor=user, name="ci", scope="read")
+    User.objects.filter(pk=user.pk).update(is_active=False)
+
+    assert Client().get(TOKENS, headers=bearer(secret)).status_code == 403
+    assert events("token.used.refused")[0].extra["reason"] == "inactive_user"
+
+
+def test_a_token_acts_as_its_user_and_sees_only_their_tokens(user: User) -> None:
+    other = make_user()
+    api_token_create(actor=other, name="theirs", scope="admin")
+    _mine, secret = api_token_create(actor=user, name="mine", scope="admin")
+    theirs = ApiToken.objects.get(name="theirs")
+    client = Client()
+
+    listed = client.get(TOKENS, headers=bearer(secret)).json()
+    revoke_theirs = client.delete(f"{TOKENS}{theirs.pk}/", headers=bearer(secret))
+
+    assert [t["name"] for t in listed] == ["mine"]
+    assert revoke_theirs.status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.revoked_at is None
+    assert not events("token.revoked")
+
+
+def test_last_use_is_recorded_at_most_once_a_minute(user: User) -> None:
+    token, secret = api_token_create(actor=user, name="ci", scope="read")
+    client = Client()
+
+    client.get(TOKENS, headers=bearer(secret))
+    token.refresh_from_db()
+    first = token.last_used_at
+    client.get(TOKENS, headers=bearer(secret))
+    token.refresh_from_db()
+
+    assert first is not None
+    assert token.last_used_at == first
+
+
+def test_the_portal_creates_and_revokes_tokens(verified_client: Client) -> None:
+    page = verified_client.post(
+        "/accounts/tokens/", {"name": "report", "scope": "read", "days": 30}
+    )
+    assert page.status_code == 200
+    assert page.context["secret"].startswith("sct_")
+    token = ApiToken.objects.get()
+
+    verified_client.post(f"/accounts/tokens/{token.pk}/revoke/")
+
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+
+
+def test_the_openapi_schema_documents_the_token_endpoints_and_scheme(
+    verified_client: Client,
+) -> None:
+    schema = verified_client.get("/api/schema/", headers={"Accept": "application/json"})
+
+    body = schema.content.decode()
+    assert "/api/v1/accounts/tokens/" in body
+    assert "apiToken" in body

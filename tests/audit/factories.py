@@ -1,0 +1,69 @@
+"""Audit test helpers: events, officers and verified admin/API clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test import Client
+
+from accounts.models import User
+from accounts.roles import Role
+from audit import triggers
+from audit.actions import AuditAction
+from audit.actors import SystemActor
+from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
+from audit.services import audit_record
+from tests.accounts.factories import grant_role, make_user, sign_in_client
+
+
+def make_event(**fields: Any) -> AuditEvent:
+    """An event recorded through the one service; defaults to a system login failure."""
+    fields.setdefault("actor", SystemActor("tests"))
+    fields.setdefault("action", AuditAction.AUTH_LOGIN_FAILED)
+    return audit_record(**fields)
+
+
+def make_events(count: int, **fields: Any) -> list[AuditEvent]:
+    return [make_event(extra={"n": number}, **fields) for number in range(count)]
+
+
+def make_officer(**fields: Any) -> User:
+    """A user in the compliance_officer role (which grants audit.view_auditevent)."""
+    officer = grant_role(make_user(**fields), Role.COMPLIANCE_OFFICER)
+    return User.objects.get(pk=officer.pk)  # fresh: permission caches are per instance
+
+
+def grant_checkpoint_view(user: User) -> User:
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="audit", codename="view_auditcheckpoint")
+    )
+    return User.objects.get(pk=user.pk)
+
+
+def verified_client(user: User) -> Client:
+    """A client signed in as our sign-in would, second factor passed (admin and API need it)."""
+    client = Client()
+    sign_in_client(client, user, verified=True)
+    return client
+
+
+def log_state() -> tuple[int, int, str]:
+    """(event count, head seq, head hash): equal before and after = nothing written."""
+    head = AuditChainHead.objects.filter(pk=1).first()
+    return (
+        AuditEvent.objects.count(),
+        head.last_seq if head else 0,
+        head.last_hash if head else "",
+    )
+
+
+def checkpoint_count() -> int:
+    return AuditCheckpoint.objects.count()
+
+
+def tamper(sql: str, params: list[Any] | None = None) -> None:
+    """Run ``sql`` with the triggers off, as an insider with owner rights would."""
+    with triggers.suspended(connection), connection.cursor() as cursor:
+        cursor.execute(sql, params)

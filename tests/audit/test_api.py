@@ -1,0 +1,156 @@
+"""GET /api/v1/audit/export: compliance officers only; every export recorded, refusals not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.test import Client
+
+from audit import signing
+from audit.actions import AuditAction
+from audit.exportfile import export_verify
+from audit.models import AuditEvent
+from tests.accounts.factories import make_user, sign_in_client
+from tests.audit.factories import (
+    checkpoint_count,
+    log_state,
+    make_events,
+    make_officer,
+    verified_client,
+)
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/audit/export"
+
+
+def test_an_officer_streams_a_verifiable_export(tmp_path: Path) -> None:
+    # given events and a compliance officer with a verified session
+    make_events(4)
+    officer = make_officer(username="officer")
+    client = verified_client(officer)
+
+    # when the officer exports
+    response = client.get(URL, {"format": "jsonl"}, HTTP_X_REQUEST_ID="req-export-000001")
+
+    # then the response streams a JSONL export that verifies offline
+    assert response.status_code == 200
+    assert response.streaming
+    assert response["Content-Type"] == "application/x-ndjson"
+    assert response["Content-Disposition"].startswith('attachment; filename="safechat-audit-1-4')
+    assert response["Cache-Control"] == "no-store"
+    path = tmp_path / "export.jsonl"
+    path.write_bytes(response.getvalue())
+    result = export_verify(path, [signing.public_key()])
+    assert result.ok, result.message
+
+    # and the export is on record, by the officer, with the request id
+    exported = AuditEvent.objects.get(action=AuditAction.AUDIT_EXPORTED)
+    assert (exported.actor_id, exported.actor_username) == (officer.pk, "officer")
+    assert exported.request_id == "req-export-000001"
+    assert exported.extra["via"] == "api"
+
+
+def test_csv_is_offered_too() -> None:
+    make_events(2)
+    response = verified_client(make_officer()).get(URL, {"format": "csv"})
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    body = response.getvalue().decode()
+    assert body.splitlines()[0].startswith("action,actor_id,actor_type")
+    assert len(body.splitlines()) == 3
+
+
+def test_anonymous_requests_are_refused_and_write_nothing() -> None:
+    # given events
+    make_events(2)
+    before = (log_state(), checkpoint_count())
+
+    # when an anonymous client asks
+    response = Client().get(URL)
+
+    # then it is refused and nothing was recorded or signed
+    assert response.status_code in {401, 403}
+    assert (log_state(), checkpoint_count()) == before
+
+
+def test_a_user_without_the_permission_is_refused_and_nothing_is_written() -> None:
+    make_events(2)
+    client = verified_client(make_user(is_staff=True))
+    before = (log_state(), checkpoint_count())
+
+    response = client.get(URL)
+
+    assert response.status_code == 403
+    assert (log_state(), checkpoint_count()) == before
+
+
+def test_an_officer_without_a_verified_second_factor_is_refused() -> None:
+    make_events(2)
+    client = Client()
+    sign_in_client(client, make_officer(), verified=False)
+    before = (log_state(), checkpoint_count())
+
+    response = client.get(URL)
+
+    assert response.status_code in {401, 403}
+    assert (log_state(), checkpoint_count()) == before
+
+
+def test_a_deactivated_officer_is_refused() -> None:
+    officer = make_officer()
+    client = verified_client(officer)
+    officer.is_active = False
+    officer.save()
+    before = log_state()
+    assert client.get(URL).status_code in {401, 403}
+    assert log_state() == before
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"since": "yesterday"},
+        {"until": "2025-13-01"},
+        {"since": "2025-01-01T25:00:00"},
+        {"format": "xml"},
+        {"format": "JSONL"},
+        {"since": "2025-02-01", "until": "2025-01-01"},
+        {"since": "2025-01-01", "until": "2025-01-01"},
+    ],
+    ids=[
+        "since-word",
+        "until-month",
+        "since-hour",
+        "format-xml",
+        "format-upper",
+        "reversed",
+        "empty",
+    ],
+)
+def test_malformed_parameters_get_a_400_json_error_and_write_nothing(
+    params: dict[str, str],
+) -> None:
+    # given an officer
+    client = verified_client(make_officer())
+    make_events(1)
+    before = (log_state(), checkpoint_count())
+
+    # when the parameters are malformed
+    response = client.get(URL, params)
+
+    # then a clear JSON 400, never a 500, and nothing written
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert set(body) & {"since", "until", "format"}
+    assert (log_state(), checkpoint_count()) == before
+
+
+def test_only_get_is_allowed() -> None:
+    client = verified_client(make_officer())
+    before = log_state()
+    assert client.post(URL, {}).status_code in {403, 405}
+    assert client.delete(URL).status_code in {403, 405}
+    assert log_state() == before

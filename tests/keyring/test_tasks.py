@@ -1,0 +1,30 @@
+"""The beat job starts new epochs where the cryptoperiod ended, and only there."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from safechat.keyring.models import RoomEpoch
+from safechat.keyring.tasks import rotate_expired_epochs_task
+from tests.accounts.factories import make_user
+from tests.rooms.factories import make_room
+
+pytestmark = pytest.mark.django_db
+
+
+def test_expired_epochs_are_rotated_and_fresh_ones_are_left_alone() -> None:
+    owner = make_user()
+    old_room, fresh_room = make_room(owner=owner), make_room(owner=owner)
+    RoomEpoch.objects.filter(room=old_room).update(created_at=timezone.now() - timedelta(days=31))
+
+    rotated = rotate_expired_epochs_task()
+
+    assert rotated == 1
+    assert list(RoomEpoch.objects.filter(room=old_room).values_list("number", "reason")) == [
+        (1, "created"),
+        (2, "cryptoperiod"),
+    ]
+    assert RoomEpoch.objects.filter(room=fresh_room).count() == 1

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from django.contrib.auth.models import Permission
+
+from accounts.models import User
+from rooms.models import Membership, Room
+from rooms.services import membership_add, room_create
+from tests.accounts.factories import make_user
+
+
+def make_room_admin(**fields: object) -> User:
+    user = make_user(**fields)
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="accounts", codename="create_room")
+    )
+    return User.objects.get(pk=user.pk)  # fresh permission cache
+
+
+def make_room(
+    *,
+    owner: User | None = None,
+    members: tuple[User, ...] = (),
+    history_visible: bool = False,
+    role: str = Membership.Role.MEMBER,
+    name: str = "Desk talk",
+) -> Room:
+    """A room created through the real services, so its keys and permissions are real."""
+    if owner is None:
+        owner = make_room_admin()
+    elif not owner.has_perm("accounts.create_room"):
+        owner.user_permissions.add(
+            Permission.objects.get(content_type__app_label="accounts", codename="create_room")
+        )
+        owner = User.objects.get(pk=owner.pk)
+    room = room_create(actor=owner, name=name, history_visible=history_visible)
+    for member in members:
+        membership_add(actor=owner, room=room, user=member, role=role)
+    return room

@@ -1,0 +1,288 @@
+"""The room stream over the WebSocket: delivery, removal, resync, bad frames, flooding."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+
+from accounts.models import User
+from rooms.models import Membership, Message, Room
+from rooms.services import membership_remove, message_post
+from safechat.asgi import application
+from tests.accounts.factories import make_user
+from tests.rooms.factories import make_room
+from tests.support.fixtures import session_cookie_for
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+Connect = Callable[[User], Awaitable[WebsocketCommunicator]]
+db = database_sync_to_async
+
+
+@pytest_asyncio.fixture
+async def connect() -> AsyncIterator[Connect]:
+    opened: list[WebsocketCommunicator] = []
+
+    async def open_socket(user: User) -> WebsocketCommunicator:
+        cookie = await db(session_cookie_for)(user, verified=True)
+        communicator = WebsocketCommunicator(
+            application,
+            "/ws/",
+            headers=[
+                (b"origin", b"http://localhost:8000"),
+                (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()),
+            ],
+        )
+        connected, _ = await communicator.connect()
+        assert connected
+        opened.append(communicator)
+        return communicator
+
+    yield open_socket
+    for communicator in opened:
+        await communicator.disconnect()
+
+
+async def frames_until(
+    socket: WebsocketCommunicator, wanted: str, *, wait: float = 3
+) -> list[dict[str, Any]]:
+    """Frames received up to and including the first of type ``wanted``."""
+    frames = []
+    while True:
+        frame = await socket.receive_json_from(timeout=wait)
+        frames.append(frame)
+        if frame["type"] == wanted:
+            return frames
+
+
+async def nothing_arrives(socket: WebsocketCommunicator) -> bool:
+    return bool(await socket.receive_nothing(timeout=0.3))
+
+
+async def test_members_receive_a_new_message_decrypted_and_strangers_nothing(
+    connect: Connect,
+) -> None:
+    owner, member, stranger = await db(lambda: (make_user(), make_user(), make_user()))()
+    room = await db(make_room)(owner=owner, members=(member,))
+    member_socket, stranger_socket = await connect(member), await connect(stranger)
+
+    await db(message_post)(sender=owner, room=room, text="Fill at 99.5")
+
+    frames = await frames_until(member_socket, "message.new")
+    assert frames[-1]["room_id"] == room.pk
+    assert frames[-1]["message"]["text"] == "Fill at 99.5"
+    assert await nothing_arrives(stranger_socket)
+
+
+async def test_a_removed_member_stops_receiving_at_once(connect: Connect) -> None:
+    owner, leaver = await db(lambda: (make_user(), make_user()))()
+    room = await db(make_room)(owner=owner, members=(leaver,))
+    socket = await connect(leaver)
+
+    await db(membership_remove)(actor=owner, room=room, member=leaver)
+    revoked = await frames_until(socket, "room.revoked")
+    await db(message_post)(sender=owner, room=room, text="after you left")
+
+    assert revoked[-1] == {"type": "room.revoked", "room_id": room.pk}
+    assert await nothing_arrives(socket)
+
+
+async def test_a_reconnecting_client_receives_what_it_missed_in_order(connect: Connect) -> None:
+    owner, member = await db(lambda: (make_user(), make_user()))()
+    room = await db(make_room)(owner=owner, members=(member,))
+    seen = await db(message_post)(sender=owner, room=room, text="seen")
+    for text in ("missed 1", "missed 2", "missed 3"):
+        await db(message_post)(sender=owner, room=room, text=text)
+    socket = await connect(member)
+
+    await socket.send_json_to({"type": "sync", "rooms": {str(room.pk): seen.pk}})
+    frames = await frames_until(socket, "sync.done")
+
+    texts = [f["message"]["text"] for f in frames if f["type"] == "message.new"]
+    assert texts == ["missed 1", "missed 2", "missed 3"]
+
+
+async def test_posting_over_the_socket_acks_and_reaches_the_room(connect: Connect) -> None:
+    owner, member = await db(lambda: (make_user(), make_user()))()
+    room = await db(make_room)(owner=owner, members=(member,))
+    owner_socket, member_socket = await connect(owner), await connect(member)
+
+    await owner_socket.send_json_to(
+        {"type": "message.post", "room_id": room.pk, "text": "via socket", "client_id": "c1"}
+    )
+    ack = await frames_until(owner_socket, "ack")
+    received = await frames_until(member_socket, "message.new")
+
+    assert ack[-1]["client_id"] == "c1"
+    assert received[-1]["message"]["id"] == ack[-1]["message_id"]
+    assert received[-1]["message"]["text"] == "via socket"
+
+
+async def test_bad_frames_get_error_frames_and_the_socket_stays_open(connect: Connect) -> None:
+    owner, stranger = await db(lambda: (make_user(), make_user()))()
+    room = await db(make_room)(owner=owner)
+    socket = await connect(stranger)
+
+    await socket.send_to(text_data="{not json")
+    bad_json = await socket.receive_json_from()
+    await socket.send_json_to({"type": "teleport"})
+    unknown = await socket.receive_json_from()
+    await socket.send_json_to({"type": "message.post", "room_id": room.pk, "text": "intrusion"})
+    not_mine = await socket.receive_json_from()
+    await socket.send_json_to({"type": "message.post", "room_id": "x", "text": 5})
+    malformed = await socket.receive_json_from()
+    await socket.send_json_to({"type": "ping"})
+    pong = await socket.receive_json_from()
+
+    assert bad_json["code"] == "bad_frame"
+    assert unknown["code"] == "unknown_type"
+    assert not_mine["code"] == "not_found"
+    assert malformed["code"] == "bad_frame"
+    assert pong == {"type": "pong"}
+    assert not await db(Message.objects.filter(room=room).exists)()
+
+
+async def test_an_oversized_message_is_refused_and_nothing_is_stored(connect: Connect) -> None:
+    owner = await db(make_user)()
+    room: Room = await db(make_room)(owner=owner)
+    socket = await connect(owner)
+
+    await socket.send_json_to(
+        {"type": "message.post", "room_id": room.pk, "text": "x" * (16 * 1024 + 1)}
+    )
+    error = await frames_until(socket, "error")
+
+    assert error[-1]["code"] == "invalid"
+    assert not await db(Message.objects.filter(room=room).exists)()
+
+
+async def test_a_flooding_client_is_rate_limited_then_disconnected(connect: Connect) -> None:
+    user = await db(make_user)()
+    socket = await connect(user)
+
+    for _ in range(200):
+        await socket.send_json_to({"type": "ping"})
+    frames = []
+    closed_with = None
+    while True:
+        output = await socket.receive_output(timeout=3)
+        if output["type"] == "websocket.close":
+            closed_with = output.get("code")
+            break
+        frames.append(output)
+
+    assert any('"rate_limited"' in f.get("text", "") for f in frames)
+    assert closed_with == 4429
+    await asyncio.sleep(0)
+
+
+WS_ROLES = ["non_member", "compliance_officer", "read_only", "member", "moderator", "owner"]
+# action -> (frame builder, roles that succeed, the frame type a success answers with or None)
+WS_ACTIONS: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], set[str], str | None]] = {
+    "post": (
+        lambda w: {"type": "message.post", "room_id": w["room"], "text": "hi", "client_id": "x"},
+        {"member", "moderator", "owner"},
+        "ack",
+    ),
+    "edit another's": (
+        lambda w: {"type": "message.edit", "message_id": w["message"], "text": "forged"},
+        set(),
+        None,
+    ),
+    "delete another's": (
+        lambda w: {"type": "message.delete", "message_id": w["message"]},
+        {"moderator", "owner"},
+        None,
+    ),
+    "read": (
+        lambda w: {"type": "read", "room_id": w["room"], "message_id": w["message"]},
+        {"read_only", "member", "moderator", "owner"},
+        None,
+    ),
+    "sync": (
+        lambda w: {"type": "sync", "rooms": {str(w["room"]): 0}},
+        {"read_only", "member", "moderator", "owner"},
+        "sync.done",
+    ),
+}
+
+
+def _ws_world() -> tuple[dict[str, User], dict[str, Any]]:
+    from rooms.services import membership_add
+    from tests.accounts.factories import grant_role
+
+    users = {role: make_user() for role in WS_ROLES}
+    grant_role(users["compliance_officer"], "compliance_officer")
+    author = make_user()
+    room = make_room(owner=users["owner"], members=(author,))
+    for role in ("read_only", "member", "moderator"):
+        membership_add(actor=users["owner"], room=room, user=users[role], role=role)
+    message = message_post(sender=author, room=room, text="the author's words")
+    return users, {"room": room.pk, "message": message.pk}
+
+
+def _ws_state(room_id: int) -> tuple[Any, ...]:
+    return (
+        sorted(Message.objects.filter(room_id=room_id).values_list("id", "revision", "deleted_at")),
+        sorted(
+            Membership.objects.filter(room_id=room_id).values_list(
+                "user_id", "last_read_message_id"
+            )
+        ),
+    )
+
+
+@pytest.mark.parametrize("role", WS_ROLES)
+@pytest.mark.parametrize("action", list(WS_ACTIONS))
+async def test_websocket_action_matrix(connect: Connect, action: str, role: str) -> None:
+    users, world = await db(_ws_world)()
+    build, allowed, answer = WS_ACTIONS[action]
+    socket = await connect(users[role])
+    before = await db(_ws_state)(world["room"])
+
+    await socket.send_json_to(build(world))
+    await socket.send_json_to({"type": "ping"})
+    frames = await frames_until(socket, "pong")
+    types = [f["type"] for f in frames]
+
+    if role in allowed:
+        assert "error" not in types, frames
+        if answer:
+            assert answer in types
+    else:
+        errors = [f for f in frames if f["type"] == "error"]
+        assert errors, frames
+        assert errors[0]["code"] in {"not_found", "forbidden"}
+        assert await db(_ws_state)(world["room"]) == before
+        assert "message.new" not in types
+
+
+async def test_a_resync_naming_a_room_lost_while_offline_still_resyncs_the_others(
+    connect: Connect,
+) -> None:
+    # given a member who left one room and missed a message in another
+    owner, member = await db(lambda: (make_user(), make_user()))()
+    kept = await db(make_room)(owner=owner, members=(member,))
+    lost = await db(make_room)(owner=owner, members=(member,), name="Gone")
+    seen = await db(message_post)(sender=owner, room=kept, text="seen")
+    await db(membership_remove)(actor=owner, room=lost, member=member)
+    await db(message_post)(sender=owner, room=kept, text="missed")
+    socket = await connect(member)
+
+    # when it resyncs both rooms, the lost one first
+    await socket.send_json_to({"type": "sync", "rooms": {str(lost.pk): 0, str(kept.pk): seen.pk}})
+    frames = await frames_until(socket, "sync.done")
+
+    # then the lost room is not found, and the kept room's missed message still arrives
+    errors = [f for f in frames if f["type"] == "error"]
+    assert errors == [
+        {"type": "error", "code": "not_found", "detail": "no such room", "room_id": lost.pk}
+    ]
+    assert [f["message"]["text"] for f in frames if f["type"] == "message.new"] == ["missed"]

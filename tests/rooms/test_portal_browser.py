@@ -1,0 +1,294 @@
+"""The chat portal in a real browser: two people sign in with a password and a TOTP code,
+talk live over the WebSocket, edit, reply in a thread, and see the connection drop.
+
+The server is a real uvicorn process (``tests/support/fixtures.py::start_server``)
+pointed at this test's database, rather than ``ChannelsLiveServerTestCase``:
+- it is the ASGI server production runs (docs/asgi-server.md), so the page, the
+  socket, origin checks and static files are exercised as deployed;
+- its environment is explicit: the same database (SQLite file or PostgreSQL),
+  the same Redis when ``REDIS_URL`` is set (else its own in-memory channel layer,
+  which is enough as both browsers talk to this one process), and this test's
+  master key file, which ``ChannelsLiveServerTestCase`` (started once per class,
+  before our per-test fixtures) would not see;
+- stopping it is ours, before pytest-django flushes the database.
+The test is transactional, so what it creates is committed and visible to the server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django_otp.oath import totp
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    BrowserType,
+    ConsoleMessage,
+    Page,
+    expect,
+    sync_playwright,
+)
+from pytest_django import Settings
+
+from accounts.models import User
+from rooms.models import Message, Room
+from rooms.services import message_post
+from tests.accounts.factories import make_totp_device, make_user
+from tests.rooms.factories import make_room
+from tests.support.fixtures import PROJECT_ROOT, free_port, project_env, start_server
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHROMIUM = Path(os.environ.get("SAFECHAT_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+PASSWORD = "correct horse battery staple"
+LIVE = 10_000  # ms: how long a live update may take to show
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    """The posting limit counts per user id in the cache, which outlives a test: ids
+    are reused from test to test, so earlier tests' posts would count against ours."""
+    cache.clear()
+
+
+@dataclass(frozen=True)
+class Person:
+    username: str
+    # What an authenticator app holds: the TOTP key and parameters (read before the
+    # browser runs, as Django's ORM refuses to run inside Playwright's event loop).
+    key: bytes
+    step: int
+    t0: int
+    digits: int
+
+    def code(self) -> str:
+        value = totp(self.key, step=self.step, t0=self.t0, digits=self.digits)
+        return f"{value:0{self.digits}d}"
+
+
+def person(user: User) -> Person:
+    device = make_totp_device(user)
+    return Person(user.get_username(), device.bin_key, device.step, device.t0, device.digits)
+
+
+def database_url() -> str:
+    """The URL of the test database this process uses, for the server process."""
+    config = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{Path(str(config['NAME'])).resolve()}"
+    if connection.vendor == "postgresql":
+        auth = quote(str(config["USER"] or ""), safe="")
+        if config.get("PASSWORD"):
+            auth += ":" + quote(str(config["PASSWORD"]), safe="")
+        host = config["HOST"] or "127.0.0.1"
+        port = config["PORT"] or 5432
+        return f"postgres://{auth}{'@' if auth else ''}{host}:{port}/{config['NAME']}"
+    raise AssertionError(f"no server URL for the {connection.vendor} backend")
+
+
+@contextmanager
+def running_server(tmp_path: Path, master_key_file: Path) -> Iterator[tuple[str, Stopper]]:
+    env = project_env(
+        tmp_path,
+        DATABASE_URL=database_url(),
+        SAFECHAT_MASTER_KEY_FILE=str(master_key_file),
+    )
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = str(settings.REDIS_URL)
+    port = free_port()
+    process = start_server(env, port)
+    stopper = Stopper(process)
+    try:
+        yield f"http://127.0.0.1:{port}", stopper
+    finally:
+        stopper.stop()
+
+
+class Stopper:
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def launch(chromium: BrowserType) -> Browser:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"Chromium is needed for the portal browser test and is not at {CHROMIUM}. "
+            "Install it (Debian: apt-get install chromium) or set SAFECHAT_CHROMIUM."
+        )
+    return chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+
+
+def watch_for_errors(page: Page, errors: list[str]) -> None:
+    def console(message: ConsoleMessage) -> None:
+        source = message.location.get("url", "")
+        # No page declares an icon, so the browser's own /favicon.ico probe is a 404.
+        if message.type == "error" and not source.endswith("/favicon.ico"):
+            errors.append(f"{page.url}: {message.text} ({source})")
+
+    page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
+    page.on("console", console)
+
+
+def sign_in(
+    context: BrowserContext, base_url: str, who: Person, errors: list[str], path: str = "/rooms/"
+) -> Page:
+    """Through the real pages: the chat -> sign-in -> second factor -> back to the chat."""
+    page = context.new_page()
+    watch_for_errors(page, errors)
+    page.goto(f"{base_url}{path}")
+    expect(page).to_have_url(re.compile(r"/accounts/sign-in/\?next="))
+    page.get_by_label("Username").fill(who.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    expect(page).to_have_url(re.compile(r"/accounts/second-factor/\?next="))
+    page.get_by_label("Code").fill(who.code())
+    page.get_by_role("button", name="Verify").click()
+    expect(page).to_have_url(f"{base_url}{path}")
+    expect(page.locator("#connection-state")).to_have_attribute("data-state", "connected")
+    return page
+
+
+def test_two_people_chat_live_in_the_browser(
+    tmp_path: Path, master_key_file: Path, settings: Settings
+) -> None:
+    started = time.monotonic()
+    # The server verifies passwords with the production hasher list; the suite's fast
+    # MD5 hasher is not in it, Django's Argon2 hasher is (and costs ~50 ms).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.Argon2PasswordHasher"]
+    alice_user, bob_user = make_user(username="alice"), make_user(username="bob")
+    room = make_room(owner=alice_user, members=(bob_user,), name="Rates desk")
+    make_room(owner=alice_user, members=(bob_user,), name="FX desk")
+    make_room(owner=bob_user, members=(alice_user,), name="Credit desk")
+    Room.objects.filter(pk=room.pk).update(topic="EUR rates: fills, axes and run-throughs")
+    opener = message_post(
+        sender=bob_user, room=room, text="Morning. Who is covering the 10y today?"
+    )
+    message_post(
+        sender=alice_user, room=room, text="I am. Axe list in `#rates-axes`.", parent_id=opener.pk
+    )
+    message_post(sender=bob_user, room=room, text="Thanks. Client asking for **5m 2y** at mid.")
+    alice, bob = person(alice_user), person(bob_user)
+    errors: list[str] = []
+
+    with running_server(tmp_path, master_key_file) as (base_url, server), sync_playwright() as pw:
+        browser = launch(pw.chromium)
+        try:
+            alice_context = browser.new_context(viewport={"width": 1440, "height": 900})
+            bob_context = browser.new_context(viewport={"width": 1280, "height": 800})
+            alice_page = sign_in(alice_context, base_url, alice, errors, f"/rooms/?room={room.pk}")
+            bob_page = sign_in(bob_context, base_url, bob, errors)
+
+            # Bob starts in the first room (Credit desk) and moves down two, keyboard only.
+            expect(bob_page.locator("#room-title")).to_contain_text("Credit desk")
+            for expected in ("FX desk", "Rates desk"):
+                bob_page.keyboard.press("Alt+ArrowDown")
+                expect(bob_page.locator("#room-title")).to_contain_text(expected)
+            expect(bob_page.locator("#connection-state")).to_have_attribute(
+                "data-state", "connected"
+            )
+
+            # Alice types: Bob sees the typing indicator, then the message, live.
+            composer = alice_page.locator("#composer-input")
+            composer.press_sequentially("Filled 5m 2y at 99.5", delay=20)
+            expect(bob_page.locator("#typing-indicator")).to_have_text(
+                "alice is typing…", timeout=LIVE
+            )
+            composer.fill("Filled **5m 2y** at 99.5")
+            composer.press("Enter")
+            bob_list = bob_page.locator("#message-list")
+            expect(bob_list.locator("strong", has_text="5m 2y").last).to_be_visible(timeout=LIVE)
+            expect(bob_list).to_contain_text("at 99.5", timeout=LIVE)
+            expect(alice_page.locator("#message-list .pending")).to_have_count(0, timeout=LIVE)
+            expect(composer).to_have_value("")
+
+            # Alice edits it from the keyboard (Up in the empty composer); Bob sees the edit.
+            composer.press("ArrowUp")
+            expect(alice_page.locator("#composer-context")).to_contain_text("Editing")
+            composer.fill("Filled **5m 2y** at 99.75")
+            composer.press("Enter")
+            expect(bob_list).to_contain_text("at 99.75", timeout=LIVE)
+            edited = bob_list.locator(".message-item", has_text="at 99.75").last
+            expect(edited.locator(".msg-edited")).to_be_visible()
+
+            # Bob replies in the thread, keyboard only: focus Reply, Enter, type, Enter.
+            original = bob_list.locator(":scope > .message-item", has_text="at 99.75").last
+            original.locator("[data-action=reply]").focus()
+            bob_page.keyboard.press("Enter")
+            expect(bob_page.locator("#composer-context")).to_contain_text("Replying in thread")
+            expect(bob_page.locator("#composer-input")).to_be_focused()
+            bob_page.keyboard.type("Booked, thanks")
+            bob_page.keyboard.press("Enter")
+            alice_thread = alice_page.locator(".message-item", has_text="at 99.75").last
+            expect(alice_thread.locator("ol.thread")).to_contain_text(
+                "Booked, thanks", timeout=LIVE
+            )
+
+            alice_page.locator("#composer-input").focus()
+            ARTIFACTS.mkdir(exist_ok=True)
+            alice_page.screenshot(path=str(ARTIFACTS / "portal-chat.png"))
+
+            # Alice removes Bob with the member panel's form; Bob's page drops the room at once.
+            alice_page.once("dialog", lambda dialog: dialog.accept())  # data-confirm
+            bob_row = alice_page.locator("#member-list li", has_text="bob")
+            bob_row.locator("summary").click()
+            bob_row.get_by_role("button", name="Remove from room").click()
+            expect(alice_page.locator(".messages")).to_contain_text("bob was removed.")
+            expect(bob_page.locator("#notices")).to_contain_text(
+                "You no longer have access to Rates desk", timeout=LIVE
+            )
+            expect(bob_page.locator("#message-list .message-item")).to_have_count(0)
+            expect(bob_page.locator("#room-list")).not_to_contain_text("Rates desk")
+            expect(alice_page.locator("#connection-state")).to_have_attribute(
+                "data-state", "connected"
+            )
+
+            # The server goes away: both pages say so, visibly.
+            server.stop()
+            for page in (alice_page, bob_page):
+                expect(page.locator("#connection-state")).to_have_attribute(
+                    "data-state", "reconnecting", timeout=LIVE
+                )
+                expect(page.locator("#connection-state")).to_contain_text("Reconnecting")
+            alice_page.screenshot(path=str(ARTIFACTS / "portal-reconnecting.png"))
+        finally:
+            browser.close()
+
+    # Socket errors after the server stopped are expected; nothing else may fail.
+    problems = [e for e in errors if "WebSocket" not in e and "ERR_CONNECTION_REFUSED" not in e]
+    assert problems == []
+    stored = Message.objects.filter(room=room, sender=alice_user, parent=None).latest("pk")
+    assert stored.revision == 1  # edited once; the first text is kept as a revision
+    assert Message.objects.filter(room=room, sender=bob_user, parent=stored).count() == 1
+    assert time.monotonic() - started < 60

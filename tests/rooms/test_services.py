@@ -1,0 +1,307 @@
+"""Room services: permissions by role, barriers, messages, revisions, reactions, markers."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied, ValidationError
+from pytest_django import Settings
+
+from audit.models import AuditEvent
+from rooms.errors import BarrierViolationError, RateLimitedError
+from rooms.models import Membership, Mention, Message, MessageRevision, Room, RoomInvitation
+from rooms.selectors import message_page, message_revisions, message_view, room_list_for_user
+from rooms.services import (
+    barrier_create,
+    direct_conversation_create,
+    membership_add,
+    membership_role_change,
+    message_delete,
+    message_edit,
+    message_post,
+    reaction_toggle,
+    read_marker_set,
+    room_archive,
+    room_create,
+    room_invitation_accept,
+    room_invitation_send,
+)
+from tests.accounts.factories import make_user
+from tests.rooms.factories import make_room, make_room_admin
+
+pytestmark = pytest.mark.django_db
+
+
+def security_admin() -> object:
+    from django.contrib.auth.models import Permission
+
+    from accounts.models import User
+
+    admin = make_user()
+    admin.user_permissions.add(
+        Permission.objects.get(content_type__app_label="accounts", codename="manage_users")
+    )
+    return User.objects.get(pk=admin.pk)
+
+
+def walled_groups(research: object, trading: object) -> None:
+    """Put ``research`` and ``trading`` on two sides of an information barrier."""
+    a, _ = Group.objects.get_or_create(name="Research")
+    b, _ = Group.objects.get_or_create(name="Trading")
+    research.groups.add(a)  # type: ignore[attr-defined]
+    trading.groups.add(b)  # type: ignore[attr-defined]
+    barrier_create(actor=security_admin(), group_a=a, group_b=b, reason="MAR wall")  # type: ignore[arg-type]
+
+
+def test_a_plain_member_cannot_create_rooms_and_nothing_is_written() -> None:
+    member = make_user()
+    rooms_before = Room.objects.count()
+
+    with pytest.raises(PermissionDenied):
+        room_create(actor=member, name="Shadow desk")
+
+    assert Room.objects.count() == rooms_before
+    assert not AuditEvent.objects.filter(action="room.created").exists()
+    assert AuditEvent.objects.filter(action="room.access.denied", actor_id=member.pk).exists()
+
+
+def test_members_can_create_rooms_when_the_setting_allows_it(settings: Settings) -> None:
+    settings.SAFECHAT_MEMBERS_CAN_CREATE_ROOMS = True
+
+    room = room_create(actor=make_user(), name="Open desk")
+
+    assert room.memberships.get().role == Membership.Role.OWNER
+
+
+def test_a_read_only_member_reads_but_cannot_post() -> None:
+    owner, reader = make_user(), make_user()
+    room = make_room(owner=owner, members=(reader,), role=Membership.Role.READ_ONLY)
+    posted = message_post(sender=owner, room=room, text="for your eyes")
+
+    with pytest.raises(PermissionDenied):
+        message_post(sender=reader, room=room, text="can I?")
+
+    assert Message.objects.filter(room=room).count() == 1
+    assert message_view(reader=reader, message=posted).text == "for your eyes"
+
+
+def test_an_information_barrier_blocks_membership_direct_messages_and_invitations() -> None:
+    researcher, trader, owner = make_user(), make_user(), make_room_admin()
+    walled_groups(researcher, trader)
+    room = make_room(owner=owner, members=(researcher,))
+    members_before = Membership.objects.count()
+    rooms_before = Room.objects.count()
+
+    with pytest.raises(BarrierViolationError):
+        membership_add(actor=owner, room=room, user=trader)
+    with pytest.raises(BarrierViolationError):
+        direct_conversation_create(actor=researcher, participants=[trader])
+    with pytest.raises(BarrierViolationError):
+        room_invitation_send(actor=owner, room=room, invitee=trader)
+
+    assert Membership.objects.count() == members_before
+    assert Room.objects.count() == rooms_before
+    assert not RoomInvitation.objects.exists()
+    assert AuditEvent.objects.filter(action="barrier.refused").count() == 3
+    assert (
+        not AuditEvent.objects.filter(action="room.member.added", target_id=str(room.pk))
+        .exclude(extra__member=researcher.pk)
+        .exists()
+    )
+
+
+def test_an_invitation_made_before_a_barrier_is_refused_on_acceptance() -> None:
+    researcher, trader, owner = make_user(), make_user(), make_room_admin()
+    room = make_room(owner=owner, members=(researcher,))
+    invitation = room_invitation_send(actor=owner, room=room, invitee=trader)
+    walled_groups(researcher, trader)
+
+    with pytest.raises(BarrierViolationError):
+        room_invitation_accept(actor=trader, invitation=invitation)
+
+    assert not Membership.objects.filter(room=room, user=trader).exists()
+
+
+def test_a_new_barrier_reports_the_rooms_that_now_violate_it() -> None:
+    researcher, trader, owner = make_user(), make_user(), make_room_admin()
+    room = make_room(owner=owner, members=(researcher, trader))
+    a, b = Group.objects.create(name="R"), Group.objects.create(name="T")
+    researcher.groups.add(a)
+    trader.groups.add(b)
+
+    _barrier, violations = barrier_create(actor=security_admin(), group_a=a, group_b=b)  # type: ignore[arg-type]
+
+    assert list(violations) == [room.pk]
+
+
+def test_an_edit_keeps_every_revision_encrypted_and_readable_by_members() -> None:
+    owner, member = make_user(), make_user()
+    room = make_room(owner=owner, members=(member,))
+    message = message_post(sender=owner, room=room, text="price 100")
+
+    message_edit(actor=owner, message=message, text="price 101")
+    message_edit(actor=owner, message=message, text="price 102")
+
+    message.refresh_from_db()
+    assert message_view(reader=member, message=message).text == "price 102"
+    assert message_revisions(reader=member, message=message) == [(0, "price 100"), (1, "price 101")]
+    assert MessageRevision.objects.filter(message=message).count() == 2
+
+
+def test_nobody_edits_someone_elses_message_and_nothing_changes() -> None:
+    owner, member = make_user(), make_user()
+    room = make_room(owner=owner, members=(member,))
+    message = message_post(sender=owner, room=room, text="original")
+
+    with pytest.raises(PermissionDenied):
+        message_edit(actor=member, message=message, text="forged")
+
+    message.refresh_from_db()
+    assert message.revision == 0
+    assert message_view(reader=owner, message=message).text == "original"
+    assert not AuditEvent.objects.filter(action="message.edited").exists()
+
+
+def test_a_deleted_message_is_hidden_from_members_but_kept() -> None:
+    owner, member = make_user(), make_user()
+    room = make_room(owner=owner, members=(member,))
+    message = message_post(sender=member, room=room, text="oops")
+
+    message_delete(actor=member, message=message)
+
+    assert [m.id for m in message_page(reader=owner, room=room)] == []
+    assert Message.objects.filter(pk=message.pk, deleted_at__isnull=False).exists()
+
+
+def test_a_member_cannot_delete_someone_elses_message_but_a_moderator_can() -> None:
+    owner, member, moderator = make_user(), make_user(), make_user()
+    room = make_room(owner=owner, members=(member,))
+    membership_add(actor=owner, room=room, user=moderator, role=Membership.Role.MODERATOR)
+    message = message_post(sender=owner, room=room, text="keep me")
+
+    with pytest.raises(PermissionDenied):
+        message_delete(actor=member, message=message)
+    assert Message.objects.get(pk=message.pk).deleted_at is None
+
+    message_delete(actor=moderator, message=message)
+    assert Message.objects.get(pk=message.pk).deleted_at is not None
+
+
+def test_messages_are_validated_and_nothing_is_stored_on_bad_input() -> None:
+    owner = make_user()
+    room = make_room(owner=owner)
+
+    for bad in ["", "   ", "x" * (16 * 1024 + 1)]:
+        with pytest.raises(ValidationError):
+            message_post(sender=owner, room=room, text=bad)
+
+    assert not Message.objects.filter(room=room).exists()
+
+
+def test_mentions_notify_members_only() -> None:
+    owner, alice, outsider = make_user(), make_user(username="alice"), make_user(username="bob")
+    room = make_room(owner=owner, members=(alice,))
+
+    message = message_post(sender=owner, room=room, text="@alice and @bob, look")
+
+    assert list(Mention.objects.filter(message=message).values_list("user_id", flat=True)) == [
+        alice.pk
+    ]
+    assert outsider.pk not in Mention.objects.values_list("user_id", flat=True)
+
+
+def test_replies_form_one_level_threads() -> None:
+    owner = make_user()
+    room = make_room(owner=owner)
+    root = message_post(sender=owner, room=room, text="root")
+    reply = message_post(sender=owner, room=room, text="reply", parent_id=root.pk)
+
+    nested = message_post(sender=owner, room=room, text="nested", parent_id=reply.pk)
+
+    assert reply.parent_id == root.pk
+    assert nested.parent_id == root.pk
+
+
+def test_reactions_toggle_and_read_markers_only_move_forward() -> None:
+    owner, member = make_user(), make_user()
+    room = make_room(owner=owner, members=(member,))
+    first = message_post(sender=owner, room=room, text="one")
+    second = message_post(sender=owner, room=room, text="two")
+
+    assert reaction_toggle(actor=member, message=first, emoji="👍") is True
+    assert message_view(reader=owner, message=first).reactions == {"👍": [member.pk]}
+    assert reaction_toggle(actor=member, message=first, emoji="👍") is False
+
+    assert read_marker_set(actor=member, room=room, message_id=second.pk) == second.pk
+    assert read_marker_set(actor=member, room=room, message_id=first.pk) == second.pk
+    assert room_list_for_user(user=member).get(pk=room.pk).unread == 0  # type: ignore[attr-defined]
+    assert room_list_for_user(user=owner).get(pk=room.pk).unread == 0  # type: ignore[attr-defined]
+
+
+def test_unread_counts_what_others_posted_after_the_marker() -> None:
+    owner, member = make_user(), make_user()
+    room = make_room(owner=owner, members=(member,))
+    for text in ("a", "b", "c"):
+        message_post(sender=owner, room=room, text=text)
+
+    assert room_list_for_user(user=member).get(pk=room.pk).unread == 3  # type: ignore[attr-defined]
+
+
+def test_an_archived_room_is_read_only() -> None:
+    owner = make_user()
+    room = make_room(owner=owner)
+    message_post(sender=owner, room=room, text="last words")
+
+    room_archive(actor=owner, room=room)
+
+    with pytest.raises(PermissionDenied):
+        message_post(sender=owner, room=room, text="after archive")
+    assert [m.text for m in message_page(reader=owner, room=room)] == ["last words"]
+
+
+def test_nobody_changes_their_own_room_role() -> None:
+    owner = make_user()
+    room = make_room(owner=owner)
+
+    with pytest.raises(PermissionDenied):
+        membership_role_change(actor=owner, room=room, member=owner, role=Membership.Role.MEMBER)
+
+    assert Membership.objects.get(room=room, user=owner).role == Membership.Role.OWNER
+
+
+def test_posting_faster_than_the_limit_is_refused_and_stores_nothing(settings: Settings) -> None:
+    settings.SAFECHAT_POST_RATE_LIMIT = (3, 60)
+    owner = make_user()
+    room = make_room(owner=owner)
+    for i in range(3):
+        message_post(sender=owner, room=room, text=f"m{i}")
+
+    with pytest.raises(RateLimitedError):
+        message_post(sender=owner, room=room, text="one too many")
+
+    assert Message.objects.filter(room=room).count() == 3
+
+
+def test_a_direct_conversation_is_reused_for_the_same_two_people() -> None:
+    alice, bob = make_user(), make_user()
+
+    first = direct_conversation_create(actor=alice, participants=[bob])
+    again = direct_conversation_create(actor=bob, participants=[alice])
+
+    assert first.pk == again.pk
+    assert first.kind == Room.Kind.DIRECT
+
+
+def test_markdown_is_rendered_sanitised_and_never_loads_anything() -> None:
+    owner = make_user()
+    room = make_room(owner=owner)
+    text = "**bold** <script>alert(1)</script> ![x](https://evil.example/p.png) [l](javascript:x)"
+
+    view = message_view(reader=owner, message=message_post(sender=owner, room=room, text=text))
+
+    assert view.html is not None
+    assert "<strong>bold</strong>" in view.html
+    assert "<script" not in view.html
+    assert "<img" not in view.html
+    assert 'href="javascript' not in view.html
+    assert 'rel="noopener noreferrer nofollow"' in view.html
