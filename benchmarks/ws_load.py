@@ -336,11 +336,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def start_server(env: dict[str, str], port: int, workers: int = 1) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "benchmarks.baseline_asgi:application",
          "--host", "127.0.0.1", "--port", str(port), "--loop", "asyncio",
-         "--log-level", "warning"],
+         "--log-level", "warning", "--workers", str(workers)],
         cwd=ROOT, env=env,
     )  # fmt: skip
     deadline = time.monotonic() + 60
@@ -406,6 +406,12 @@ def main() -> None:
         default=os.environ.get("DATABASE_CONN_MAX_AGE", "0"),
         help="the server's DATABASE_CONN_MAX_AGE (default: the product default, 0)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes, the same for all three systems (they share Redis)",
+    )
     args = parser.parse_args()
     systems = [SYSTEMS[name] for name in args.systems.split(",")]
     source_url = os.environ.get("DATABASE_URL", "")
@@ -442,7 +448,7 @@ def main() -> None:
             "SAFECHAT_WS_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
         }
         connection.close()
-        server = start_server(env, port)
+        server = start_server(env, port, args.workers)
         results: dict[str, Result] = {}
         for system in systems:
             results[system.name] = asyncio.run(
@@ -460,7 +466,10 @@ def main() -> None:
             r = results[system.name]
             print(f"  {system.name}: {r.delivered}/{r.expected} delivered, p99 {r.p99_ms:.1f} ms")
         report(results, clients=args.clients, rooms=args.rooms, rate=args.rate)
-        print(f"server: uvicorn --loop asyncio, DATABASE_CONN_MAX_AGE={args.conn_max_age}")
+        print(
+            f"server: uvicorn --loop asyncio --workers {args.workers}, "
+            f"DATABASE_CONN_MAX_AGE={args.conn_max_age}"
+        )
     finally:
         if server is not None:
             stop_server(server)

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 
@@ -184,7 +184,7 @@ class RoomStreamMixin:
             room_id = _int({"id": room_key}, "id")
             after = _int({"after": last_seen}, "after")
             try:
-                missed = await database_sync_to_async(_missed)(self.stream_user, room_id, after)
+                missed = await _read_in_pool(_missed)(self.stream_user, room_id, after)
             except Http404:
                 # A room lost while offline must not stop the resync of the others.
                 await self.send_json(
@@ -337,17 +337,24 @@ async def _new_message_for(user: User, message_id: int) -> dict[str, Any] | None
     key = (asyncio.get_running_loop(), message_id)
     pending = _loading.get(key)
     if pending is None:
-        pending = asyncio.ensure_future(database_sync_to_async(_message_shared)(message_id))
+        pending = asyncio.ensure_future(_read_in_pool(_message_shared)(message_id))
         _loading[key] = pending
         pending.add_done_callback(lambda _: _loading.pop(key, None))
     shared = await asyncio.shield(pending)  # a socket closing must not cancel the others' load
     if shared is None or user.pk not in shared.viewer_ids:
         return None
-    frame: dict[str, Any] = await database_sync_to_async(_message_json_for)(user, shared)
+    frame: dict[str, Any] = await _read_in_pool(_message_json_for)(user, shared)
     return frame
 
 
 # --- synchronous work, run in a thread (database and decryption) -------------------------
+# Writes go through ``database_sync_to_async``: one thread per process, in order. Reads
+# for delivery fan out over the thread pool instead, so a burst of recipients does not
+# queue behind posts (each pool thread keeps its own database connection).
+def _read_in_pool(func: Any) -> Any:
+    return DatabaseSyncToAsync(func, thread_sensitive=False)
+
+
 def _message_shared(message_id: int) -> _SharedMessage | None:
     message = (
         Message.objects.filter(pk=message_id, deleted_at__isnull=True)

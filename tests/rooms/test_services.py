@@ -305,3 +305,18 @@ def test_markdown_is_rendered_sanitised_and_never_loads_anything() -> None:
     assert "<img" not in view.html
     assert 'href="javascript' not in view.html
     assert 'rel="noopener noreferrer nofollow"' in view.html
+
+
+def test_the_fast_message_json_matches_the_documented_serializer() -> None:
+    from rooms.api.serializers import MessageOutput, message_json
+
+    owner = make_user()
+    room = make_room(owner=owner)
+    message = message_post(sender=owner, room=room, text="*same* shape")
+    reaction_toggle(actor=owner, message=message, emoji="ok")
+    message_edit(actor=owner, message=message, text="*same* shape, edited")
+    message.refresh_from_db()
+
+    view = message_view(reader=owner, message=message)
+
+    assert message_json(view) == dict(MessageOutput(view).data)
