@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.db import transaction
 from django.db.models import Count
@@ -56,41 +57,41 @@ def master_key_status() -> RotationStatus:
     )
 
 
-def _rewrap_batch(batch_size: int) -> int:
-    """Re-wrap up to ``batch_size`` rows not under the current version; one transaction."""
+WrappedRow = TypeVar("WrappedRow", UserKeyPair, ComplianceKeyPair)
+
+
+def _rewrap_rows(
+    model: type[WrappedRow], *, limit: int, aad_of: Callable[[WrappedRow], bytes]
+) -> int:
+    """Re-wrap up to ``limit`` rows of ``model`` not under the current master-key version."""
+    if limit <= 0:
+        return 0
     provider = get_provider()
-    current = provider.current_version
+    rows = list(
+        model.objects.select_for_update(skip_locked=True)
+        .exclude(kek_version=provider.current_version)
+        .order_by("pk")[:limit]
+    )
+    for row in rows:
+        wrapped = rewrap(provider, bytes(row.wrapped_private_key), aad=aad_of(row))
+        row.wrapped_private_key = wrapped.to_bytes()
+        row.kek_version = wrapped.version
+    model.objects.bulk_update(rows, ["wrapped_private_key", "kek_version"])
+    return len(rows)
+
+
+def _rewrap_batch(batch_size: int) -> int:
+    """One transaction: user keys first, then the compliance key, ``batch_size`` in all."""
     with transaction.atomic():
-        users = list(
-            UserKeyPair.objects.select_for_update(skip_locked=True)
-            .exclude(kek_version=current)
-            .order_by("pk")[:batch_size]
+        users = _rewrap_rows(
+            UserKeyPair, limit=batch_size, aad_of=lambda k: user_private_key_aad(k.user_id)
         )
-        for keypair in users:
-            wrapped = rewrap(
-                provider,
-                bytes(keypair.wrapped_private_key),
-                aad=user_private_key_aad(keypair.user_id),
-            )
-            keypair.wrapped_private_key = wrapped.to_bytes()
-            keypair.kek_version = wrapped.version
-        UserKeyPair.objects.bulk_update(users, ["wrapped_private_key", "kek_version"])
-        room_left = batch_size - len(users)
-        compliance = list(
-            ComplianceKeyPair.objects.select_for_update(skip_locked=True)
-            .exclude(kek_version=current)
-            .order_by("pk")[:room_left]
+        compliance = _rewrap_rows(
+            ComplianceKeyPair,
+            limit=batch_size - users,
+            aad_of=lambda k: compliance_private_key_aad(k.pk),
         )
-        for org_key in compliance:
-            wrapped = rewrap(
-                provider,
-                bytes(org_key.wrapped_private_key),
-                aad=compliance_private_key_aad(org_key.pk),
-            )
-            org_key.wrapped_private_key = wrapped.to_bytes()
-            org_key.kek_version = wrapped.version
-        ComplianceKeyPair.objects.bulk_update(compliance, ["wrapped_private_key", "kek_version"])
-    return len(users) + len(compliance)
+    return users + compliance
 
 
 def master_key_rotate(
