@@ -7,10 +7,13 @@ own user. Every function here is meant to be called from ``transaction.on_commit
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from asgiref.sync import SyncToAsync, async_to_sync
+from channels.layers import BaseChannelLayer, get_channel_layer
 
 from accounts.realtime import user_group
 
@@ -21,10 +24,54 @@ def room_group(room_id: int) -> str:
     return f"room.{room_id}"
 
 
+logger = logging.getLogger(__name__)
+
+# Per event loop: broadcasts waiting to go out, in commit order, and the task sending them.
+_outboxes: dict[asyncio.AbstractEventLoop, asyncio.Queue[tuple[str, dict[str, Any]]]] = {}
+
+
+async def _drain(
+    layer: BaseChannelLayer, outbox: asyncio.Queue[tuple[str, dict[str, Any]]]
+) -> None:
+    while True:
+        group, payload = await outbox.get()
+        try:
+            await layer.group_send(group, payload)
+        except Exception:  # clients resync from the database; log and go on
+            logger.exception("broadcast to %s failed", group)
+
+
+def _enqueue(loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer, item: Any) -> None:
+    outbox = _outboxes.get(loop)
+    if outbox is None:
+        outbox = _outboxes[loop] = asyncio.Queue()
+        loop.create_task(_drain(layer, outbox))
+    outbox.put_nowait(item)
+
+
+def _serving_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop this worker thread serves, when called from ``database_sync_to_async``."""
+    if getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) != os.getpid():
+        return None
+    loop: asyncio.AbstractEventLoop | None = getattr(
+        SyncToAsync.threadlocal, "main_event_loop", None
+    )
+    return loop if loop is not None and loop.is_running() else None
+
+
 def _send(group: str, payload: dict[str, Any]) -> None:
+    """Send after commit. From a socket's database thread, hand the send to the event loop
+    and return at once (one queue per loop keeps commit order) instead of holding the
+    thread that every write of the process waits for; elsewhere, send and wait.
+    """
     layer = get_channel_layer()
-    if layer is not None:
-        async_to_sync(layer.group_send)(group, payload)
+    if layer is None:
+        return
+    loop = _serving_loop()
+    if loop is not None:
+        loop.call_soon_threadsafe(_enqueue, loop, layer, (group, payload))
+        return
+    async_to_sync(layer.group_send)(group, payload)
 
 
 def room_event(*, room_id: int, event: str, **ids: int | str | None) -> None:
