@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
@@ -25,6 +25,7 @@ from accounts.services._common import InvalidLink, ensure_not_self, ensure_permi
 from accounts.services.sessions import session_start, user_sessions_end
 from audit.actions import AuditAction
 from audit.services import audit_record
+from safechat.keyring.services import user_key_create
 
 
 # --- First boot ---------------------------------------------------------------
@@ -76,14 +77,12 @@ def bootstrap_admin_create(
         row = (
             BootstrapToken.objects.select_for_update().filter(token_hash=sha256_hex(token)).first()
         )
-        reason = None
-        if row is None:
-            reason = "unknown"
-        elif row.used_at is not None:
-            reason = "used"
-        elif row.expires_at <= timezone.now():
-            reason = "expired"
-        elif people_exist():
+        reason = _link_refusal(
+            found=row is not None,
+            used_at=row.used_at if row else None,
+            expires_at=row.expires_at if row else None,
+        )
+        if reason is None and people_exist():
             reason = "users_exist"
         if reason is None and row is not None:
             user = _user_create(username=username, email=email, password=password)
@@ -107,6 +106,19 @@ def bootstrap_admin_create(
     )
 
 
+def _link_refusal(
+    *, found: bool, used_at: datetime | None, expires_at: datetime | None
+) -> str | None:
+    """Why a single-use, expiring link (bootstrap, invitation) is refused, or None."""
+    if not found:
+        return "unknown"
+    if used_at is not None:
+        return "used"
+    if expires_at is None or expires_at <= timezone.now():
+        return "expired"
+    return None
+
+
 def _user_create(*, username: str, email: str, password: str) -> User:
     """Validate and create (inside the caller's transaction); ValueError on a taken name."""
     user = User(username=username.strip(), email=email.strip().lower())
@@ -118,6 +130,8 @@ def _user_create(*, username: str, email: str, password: str) -> User:
             user.save()
     except IntegrityError as exc:
         raise ValueError("That username or email is already taken.") from exc
+    # Every account has its own key pair from the start (its private half wrapped).
+    user_key_create(user=user)
     return user
 
 
@@ -184,13 +198,11 @@ def invitation_accept(*, request: HttpRequest, token: str, username: str, passwo
         invitation = (
             Invitation.objects.select_for_update().filter(token_hash=sha256_hex(token)).first()
         )
-        reason = None
-        if invitation is None:
-            reason = "unknown"
-        elif invitation.accepted_at is not None:
-            reason = "used"
-        elif invitation.expires_at <= timezone.now():
-            reason = "expired"
+        reason = _link_refusal(
+            found=invitation is not None,
+            used_at=invitation.accepted_at if invitation else None,
+            expires_at=invitation.expires_at if invitation else None,
+        )
         if reason is None and invitation is not None:
             user = _user_create(username=username, email=invitation.email, password=password)
             _role_add(user=user, role=Role(invitation.role))

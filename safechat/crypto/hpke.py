@@ -22,8 +22,6 @@ Any change to header, label or aad makes ``open`` fail.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 from typing import NoReturn
 
@@ -46,6 +44,7 @@ from safechat.crypto.envelope import (
 )
 from safechat.crypto.errors import DecryptionError, KeyPurposeError, MalformedError
 from safechat.crypto.labels import HPKE_INFO_PREFIX, HpkeInfo
+from safechat.crypto.public_key import TaggedPublicKey
 
 ALGORITHM = Algorithm.HPKE_MLKEM768X25519_HKDFSHA256_AES256GCM
 SUITE = _hpke.Suite(_hpke.KEM.MLKEM768_X25519, _hpke.KDF.HKDF_SHA256, _hpke.AEAD.AES_256_GCM)
@@ -68,10 +67,10 @@ def _expand_seed(seed: bytes) -> tuple[mlkem.MLKEM768PrivateKey, x25519.X25519Pr
     )
 
 
-class HpkePublicKey:
+class HpkePublicKey(TaggedPublicKey):
     """A recipient's public key, tagged USER_HPKE or COMPLIANCE_HPKE."""
 
-    __slots__ = ("_body", "_key", "_purpose")
+    __slots__ = ("_key",)
 
     def __init__(self, body: bytes, purpose: KeyPurpose) -> None:
         require_purpose(purpose, HPKE_PURPOSES, "an HPKE key")
@@ -86,10 +85,6 @@ class HpkePublicKey:
         self._purpose = purpose
         self._key = _hpke.MLKEM768X25519PublicKey(mlkem_public, x25519_public)
 
-    @property
-    def purpose(self) -> KeyPurpose:
-        return self._purpose
-
     def to_bytes(self) -> bytes:
         """Tagged public form (safe to store and publish)."""
         return Header(ObjectType.HPKE_PUBLIC_KEY, ALGORITHM, self._purpose).encode() + self._body
@@ -103,21 +98,6 @@ class HpkePublicKey:
         if header.purpose is not purpose:
             raise KeyPurposeError(f"key has purpose {header.purpose.name}, expected {purpose.name}")
         return cls(data[HEADER_LEN:], purpose)
-
-    def fingerprint(self) -> str:
-        """SHA-256 of the tagged public key, hex: a stable id to store beside sealed blobs."""
-        return hashlib.sha256(self.to_bytes()).hexdigest()
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, HpkePublicKey):
-            return NotImplemented
-        return self._purpose is other._purpose and hmac.compare_digest(self._body, other._body)
-
-    def __hash__(self) -> int:
-        return hash((self._purpose, self._body))
-
-    def __repr__(self) -> str:
-        return f"HpkePublicKey(purpose={self._purpose.name}, fingerprint={self.fingerprint()[:16]})"
 
 
 class HpkePrivateKey:

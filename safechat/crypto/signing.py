@@ -13,8 +13,6 @@ key of another purpose.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import NoReturn
 
 from cryptography.exceptions import InvalidSignature
@@ -33,15 +31,16 @@ from safechat.crypto.envelope import (
 )
 from safechat.crypto.errors import KeyPurposeError, MalformedError, SignatureError
 from safechat.crypto.labels import SIGNATURE_PREFIX, SignatureContext
+from safechat.crypto.public_key import TaggedPublicKey
 
 KEY_LEN = 32
 SIGNATURE_LEN = 64
 
 
-class VerifyKey:
+class VerifyKey(TaggedPublicKey):
     """An Ed25519 public key tagged with its purpose (safe to publish and to anchor elsewhere)."""
 
-    __slots__ = ("_body", "_key", "_purpose")
+    __slots__ = ("_key",)
 
     def __init__(self, body: bytes, purpose: KeyPurpose) -> None:
         require_purpose(purpose, SIGNING_PURPOSES, "a signing key")
@@ -50,10 +49,6 @@ class VerifyKey:
         self._body = bytes(body)
         self._purpose = purpose
         self._key = ed25519.Ed25519PublicKey.from_public_bytes(self._body)
-
-    @property
-    def purpose(self) -> KeyPurpose:
-        return self._purpose
 
     def to_bytes(self) -> bytes:
         return Header(ObjectType.SIGNING_PUBLIC_KEY, Algorithm.ED25519, self._purpose).encode() + (
@@ -66,21 +61,6 @@ class VerifyKey:
         header = parse_header(data, object_type=ObjectType.SIGNING_PUBLIC_KEY)
         _check(header, purpose)
         return cls(data[HEADER_LEN:], purpose)
-
-    def fingerprint(self) -> str:
-        """SHA-256 of the tagged public key, hex."""
-        return hashlib.sha256(self.to_bytes()).hexdigest()
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, VerifyKey):
-            return NotImplemented
-        return self._purpose is other._purpose and hmac.compare_digest(self._body, other._body)
-
-    def __hash__(self) -> int:
-        return hash((self._purpose, self._body))
-
-    def __repr__(self) -> str:
-        return f"VerifyKey(purpose={self._purpose.name}, fingerprint={self.fingerprint()[:16]})"
 
 
 class SigningKey:

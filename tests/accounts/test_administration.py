@@ -20,6 +20,7 @@ from pytest_django import Settings
 from accounts.models import BootstrapToken, Invitation, User
 from accounts.roles import ROLE_PERMISSIONS, Role
 from accounts.services import role_grant
+from safechat.keyring.models import UserKeyPair
 from tests.accounts.conftest import PASSWORD, actions, events
 from tests.accounts.factories import grant_role, make_totp_device, make_user, sign_in_client
 
@@ -189,9 +190,10 @@ def test_the_bootstrap_url_creates_the_first_security_admin_once() -> None:
     first = User.objects.get(username="first")
     assert first.has_perm("accounts.manage_users")
     assert first.is_staff
+    assert UserKeyPair.objects.filter(user=first).exists()
     assert Client().post(path, {**form, "username": "second"}).status_code == 404
     assert not User.objects.filter(username="second").exists()
-    assert actions()[:2] == ["auth.bootstrap.used", "account.created"]
+    assert actions()[:3] == ["key.user.created", "auth.bootstrap.used", "account.created"]
     assert events("auth.bootstrap.refused")
 
     # and with a user present the command prints nothing special, or refuses
