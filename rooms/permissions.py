@@ -52,12 +52,15 @@ def room_permissions_set(*, room: Room, user: User, role: str | None) -> None:
 
 def room_permissions_of(*, room: Room, user: User) -> frozenset[str]:
     """The room permissions ``user`` holds as a member (superusers get nothing extra)."""
-    if not user.is_active or not Membership.objects.filter(room=room, user=user).exists():
+    if not user.is_active:
         return frozenset()
-    content_type = ContentType.objects.get_for_model(Room)
+    # One query: the grants count only together with a membership.
     return frozenset(
         UserObjectPermission.objects.filter(
-            user=user, content_type=content_type, object_pk=str(room.pk)
+            user=user,
+            content_type=ContentType.objects.get_for_model(Room),
+            object_pk=str(room.pk),
+            user__memberships__room=room,
         ).values_list("permission__codename", flat=True)
     )
 

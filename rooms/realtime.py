@@ -1,8 +1,9 @@
 """Group names and broadcasts for rooms.
 
-What crosses the channel layer (Redis in production) is ids and event names,
-never text: each receiving consumer loads the message and decrypts it for its
-own user. Every function here is meant to be called from ``transaction.on_commit``.
+What crosses the channel layer (Redis in production) is ids, event names and, for a
+new message, its stored ciphertext: never text. Each receiving socket decrypts with
+its own user's copy of the epoch key, or loads the message by id for the other
+events. Every function here is meant to be called from ``transaction.on_commit``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import BaseChannelLayer, get_channel_layer
 
 from accounts.realtime import user_group
+from rooms.models import Message
 
 __all__ = ["room_group", "user_group"]
 
@@ -74,9 +76,33 @@ def _send(group: str, payload: dict[str, Any]) -> None:
     async_to_sync(layer.group_send)(group, payload)
 
 
-def room_event(*, room_id: int, event: str, **ids: int | str | None) -> None:
+def room_event(*, room_id: int, event: str, **ids: object) -> None:
     """Tell the room's subscribers that something happened; they fetch what it is."""
     _send(room_group(room_id), {"type": "room.event", "event": event, "room_id": room_id, **ids})
+
+
+def message_posted(*, message: Message, sender_name: str) -> None:
+    """``message.new`` carrying the message as stored: ciphertext and what binds it.
+
+    Every subscriber opens it with its own user's key copy, so a message posted to a
+    room of N readers costs no database read per reader; a reader without the epoch key
+    (removed: removal starts a new epoch) cannot open it.
+    """
+    room_event(
+        room_id=message.room_id,
+        event="message.new",
+        message_id=message.pk,
+        sealed={
+            "uid": str(message.uid),
+            "epoch": message.epoch,
+            "revision": message.revision,
+            "sender_id": message.sender_id,
+            "sender": sender_name,
+            "parent_id": message.parent_id,
+            "created_at": message.created_at.isoformat(),
+            "ciphertext": bytes(message.ciphertext),
+        },
+    )
 
 
 def member_removed(*, room_id: int, user_id: int) -> None:

@@ -24,16 +24,20 @@ server -> client
   {"type": "ack", "client_id", "message_id"}   {"type": "sync.done"}   {"type": "pong"}
   {"type": "error", "code", "detail", "client_id"?}   recoverable: the socket stays open
 
-What arrives through the channel layer is ids only; this consumer loads each
-message and decrypts it for its own user, after checking they may still view it.
+What arrives through the channel layer is ids, and for a new message its ciphertext
+(``realtime.message_posted``). A socket hears a room only while subscribed to it:
+subscribed after the membership check, discarded at once on removal. It opens each
+message with its own user's copy of the epoch key, which removal takes away by
+starting a new epoch; other events are loaded by id through the selectors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from channels.db import DatabaseSyncToAsync, database_sync_to_async
@@ -44,7 +48,12 @@ from accounts.models import User
 from rooms import realtime, selectors, services
 from rooms.api.serializers import message_json
 from rooms.errors import RateLimitedError
-from rooms.models import Message
+from rooms.markdown import render_markdown
+from rooms.models import Room
+from rooms.selectors import MessageView
+from rooms.write_threads import in_room_thread
+from safechat.crypto import CryptoError
+from safechat.keyring.services import message_decrypt, message_decrypt_if_cached
 
 # A client that floods the socket gets error frames, then is disconnected.
 FRAMES_PER_WINDOW = 40
@@ -184,7 +193,7 @@ class RoomStreamMixin:
             room_id = _int({"id": room_key}, "id")
             after = _int({"after": last_seen}, "after")
             try:
-                missed = await _read_in_pool(_missed)(self.stream_user, room_id, after)
+                missed = await _in_pool(_missed)(self.stream_user, room_id, after)
             except Http404:
                 # A room lost while offline must not stop the resync of the others.
                 await self.send_json(
@@ -204,9 +213,11 @@ class RoomStreamMixin:
 
     async def _post(self, content: dict[str, Any]) -> None:
         room_id = _int(content, "room_id")
+        if room_id not in self.room_ids:  # never visible to this socket, or revoked
+            raise ClientError("not_found", "no such room or message")
         parent = content.get("parent_id")
         parent_id = _int(content, "parent_id") if parent is not None else None
-        message_id = await database_sync_to_async(_post)(
+        message_id = await in_room_thread(room_id, _post)(
             self.stream_user, room_id, _text(content), parent_id
         )
         frame: dict[str, Any] = {"type": "ack", "message_id": message_id}
@@ -258,7 +269,7 @@ class RoomStreamMixin:
             return  # discarded, or a late event for a room this socket left
         kind = event["event"]
         if kind == "message.new":
-            message = await _new_message_for(self.stream_user, int(event["message_id"]))
+            message = await _new_message_for(self.stream_user, event)
             if message is not None:
                 await self.send_json({"type": kind, "room_id": room_id, "message": message})
         elif kind in ("message.edited", "message.reactions"):
@@ -318,62 +329,69 @@ FRAME_HANDLERS: dict[str, Callable[[Any, dict[str, Any]], Awaitable[None]]] = {
 }
 
 
-# --- a new message, fanned out: one load per process, one decryption per reader ----------
-@dataclass(frozen=True)
-class _SharedMessage:
-    message: Message
-    viewer_ids: frozenset[int]
-    reactions: dict[str, list[int]]
+# --- a new message, fanned out: no database read, one decryption per reader -------------
+# Texts longer than this are rendered off the event loop (16 KiB of Markdown takes ~20 ms).
+INLINE_RENDER_MAX = 2048
 
 
-# Every member's socket gets ``message.new`` at the same moment. The sockets of one process
-# share the in-flight load of the row and of who may view its room (so the check is never
-# older than the event); each reader is then checked against it and decrypts with their own
-# key. Only ``message.new``: an edit's event must never share a load begun before it.
-_loading: dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Future[_SharedMessage | None]] = {}
+def _sealed_view(event: dict[str, Any], text: str, html: str) -> MessageView:
+    sealed = event["sealed"]
+    return MessageView(
+        id=int(event["message_id"]),
+        room_id=int(event["room_id"]),
+        sender_id=int(sealed["sender_id"]),
+        sender=str(sealed["sender"]),
+        parent_id=sealed["parent_id"],
+        created_at=datetime.fromisoformat(sealed["created_at"]),
+        edited_at=None,
+        deleted=False,
+        text=text,
+        html=html,
+        reactions={},
+    )
 
 
-async def _new_message_for(user: User, message_id: int) -> dict[str, Any] | None:
-    key = (asyncio.get_running_loop(), message_id)
-    pending = _loading.get(key)
-    if pending is None:
-        pending = asyncio.ensure_future(_read_in_pool(_message_shared)(message_id))
-        _loading[key] = pending
-        pending.add_done_callback(lambda _: _loading.pop(key, None))
-    shared = await asyncio.shield(pending)  # a socket closing must not cancel the others' load
-    if shared is None or user.pk not in shared.viewer_ids:
+def _open_sealed(user_id: int, event: dict[str, Any], *, cached_only: bool) -> str | None:
+    """The text of ``message.new`` opened with ``user_id``'s key copy; None without one.
+
+    ``cached_only``: only with a key this process already opened for this user, which
+    needs no database and so may run on the event loop.
+    """
+    sealed = event["sealed"]
+    decrypt = message_decrypt_if_cached if cached_only else message_decrypt
+    try:
+        return decrypt(
+            reader_id=user_id,
+            room_id=int(event["room_id"]),
+            message_uid=uuid.UUID(sealed["uid"]),
+            epoch=int(sealed["epoch"]),
+            sender_id=int(sealed["sender_id"]),
+            ciphertext=bytes(sealed["ciphertext"]),
+            revision=int(sealed["revision"]),
+        )
+    except CryptoError:  # no copy of this epoch's key (removed, or joined without history)
         return None
-    frame: dict[str, Any] = await _read_in_pool(_message_json_for)(user, shared)
-    return frame
+
+
+async def _new_message_for(user: User, event: dict[str, Any]) -> dict[str, Any] | None:
+    text = _open_sealed(user.pk, event, cached_only=True)
+    if text is None:
+        text = await _in_pool(_open_sealed)(user.pk, event, cached_only=False)
+        if text is None:
+            return None
+    if len(text) <= INLINE_RENDER_MAX:
+        html = render_markdown(text)
+    else:
+        html = await asyncio.get_running_loop().run_in_executor(None, render_markdown, text)
+    return message_json(_sealed_view(event, text, html))
 
 
 # --- synchronous work, run in a thread (database and decryption) -------------------------
-# Writes go through ``database_sync_to_async``: one thread per process, in order. Reads
-# for delivery fan out over the thread pool instead, so a burst of recipients does not
-# queue behind posts (each pool thread keeps its own database connection).
-def _read_in_pool(func: Any) -> Any:
+# Posts go to their room's writer thread (rooms/write_threads.py); other writes through
+# ``database_sync_to_async``. Reads fan out over the thread pool, so a burst of readers
+# does not queue behind writes (each pool thread keeps its own database connection).
+def _in_pool(func: Any) -> Any:
     return DatabaseSyncToAsync(func, thread_sensitive=False)
-
-
-def _message_shared(message_id: int) -> _SharedMessage | None:
-    message = (
-        Message.objects.filter(pk=message_id, deleted_at__isnull=True)
-        .select_related("room", "sender")
-        .first()
-    )
-    if message is None:
-        return None
-    return _SharedMessage(
-        message=message,
-        viewer_ids=selectors.room_viewer_ids(room=message.room),
-        reactions=selectors.message_reactions(message=message),
-    )
-
-
-def _message_json_for(user: User, shared: _SharedMessage) -> dict[str, Any]:
-    return message_json(
-        selectors.message_view(reader=user, message=shared.message, reactions=shared.reactions)
-    )
 
 
 def _viewable_room_ids(user: User) -> list[int]:
@@ -408,7 +426,9 @@ def _message_for(user: User, message_id: int) -> dict[str, Any] | None:
 
 
 def _post(user: User, room_id: int, text: str, parent_id: int | None) -> int:
-    room = selectors.room_get_for_user(user=user, room_id=room_id)
+    # The socket checked the room when it subscribed (``_post``); the service locks and
+    # reloads it, and checks the permission again under that lock.
+    room = Room(pk=room_id)
     return services.message_post(sender=user, room=room, text=text, parent_id=parent_id).pk
 
 

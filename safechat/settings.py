@@ -189,6 +189,13 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Threads per server process that run posts from sockets, each with its own database
+# connection; a room's posts always go to the same one (rooms/write_threads.py).
+# SQLite has one writer at a time, so more threads would only queue on its lock.
+SAFECHAT_SOCKET_WRITE_THREADS = env.int(
+    "SAFECHAT_SOCKET_WRITE_THREADS",
+    default=1 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 4,
+)
 
 # --- Redis: channel layer, Celery broker, cache -----------------------------
 REDIS_URL = env.str("REDIS_URL", default="") or None

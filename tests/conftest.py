@@ -45,3 +45,19 @@ def _fresh_cache() -> Iterator[None]:
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _socket_thread_connections_closed(django_db_setup: None) -> Iterator[None]:
+    """Close the database connections that socket work left open in helper threads before
+    the test database is dropped: channels' test communicator turns off the closing that
+    ``database_sync_to_async`` does after each call. Finished event loops' pool threads
+    release theirs when collected.
+    """
+    yield
+    import gc
+
+    from rooms.write_threads import close_connections
+
+    close_connections()
+    gc.collect()

@@ -281,7 +281,8 @@ def audit_record(
         # Called standalone: the one audit_append statement is its own transaction,
         # committed by the server without another round trip under the chain lock.
         return append()
-    with transaction.atomic(using=connection.alias):
+    # Inside the caller's transaction no savepoint: a failed append fails the action anyway.
+    with transaction.atomic(using=connection.alias, savepoint=False):
         return append()
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
@@ -28,6 +31,29 @@ def refuse(
             extra={"reason": reason, **extra},
         )
     return error
+
+
+class Refused(Exception):
+    """A refusal found inside an action's transaction, to be audited after its rollback."""
+
+    def __init__(
+        self, *, actor: User, room: Room | None, reason: str, error: PermissionDenied
+    ) -> None:
+        super().__init__(reason)
+        self.actor, self.room, self.reason, self.error = actor, room, reason, error
+
+
+@contextmanager
+def refusals_audited() -> Iterator[None]:
+    """Wrap an action's transaction: a ``Refused`` raised in it rolls the action back, is
+    audited in its own transaction, and reaches the caller as its PermissionDenied.
+    """
+    try:
+        yield
+    except Refused as refused:
+        raise refuse(
+            actor=refused.actor, room=refused.room, reason=refused.reason, error=refused.error
+        ) from None
 
 
 def require_room_permission(*, actor: User, room: Room, permission: str) -> None:

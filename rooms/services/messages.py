@@ -7,6 +7,7 @@ import uuid
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import User
@@ -16,7 +17,13 @@ from rooms import permissions as perms
 from rooms import realtime
 from rooms.models import Membership, Mention, Message, MessageRevision, Reaction, Room
 from rooms.ratelimit import post_rate_check
-from rooms.services._common import refuse, require_not_archived, require_room_permission
+from rooms.services._common import (
+    Refused,
+    refusals_audited,
+    refuse,
+    require_not_archived,
+    require_room_permission,
+)
 from safechat.keyring.services import message_encrypt
 
 MAX_MESSAGE_BYTES = 16 * 1024
@@ -48,12 +55,37 @@ def _mentioned_members(*, room: Room, text: str, exclude: int) -> list[int]:
 def message_post(*, sender: User, room: Room, text: str, parent_id: int | None = None) -> Message:
     """Store a message encrypted under the room's current epoch (``post_message``).
 
-    Mentioned members are notified; subscribers get the message id after commit,
-    never its text.
+    Mentioned members are notified; subscribers get the ciphertext after commit (each
+    opens it with its own key copy), never the text.
     """
-    require_room_permission(actor=sender, room=room, permission=perms.POST)
-    require_not_archived(actor=sender, room=room)
     text = _validate_text(text)
+    with refusals_audited():
+        return _message_insert(sender=sender, room=room, text=text, parent_id=parent_id)
+
+
+@transaction.atomic
+def _message_insert(*, sender: User, room: Room, text: str, parent_id: int | None) -> Message:
+    # The room's row lock orders this post after every committed removal and key change
+    # in the room (the checks below see them), and gives the room's messages ids in
+    # commit order, which a reconnecting client's resync relies on.
+    locked = Room.objects.select_for_update().filter(pk=room.pk).first()
+    if locked is None:
+        raise Http404("no such room")
+    room = locked
+    if perms.POST not in perms.room_permissions_of(room=room, user=sender):
+        raise Refused(
+            actor=sender,
+            room=room,
+            reason=f"missing {perms.POST}",
+            error=PermissionDenied("you are not allowed to do this in this room"),
+        )
+    if room.is_archived:
+        raise Refused(
+            actor=sender,
+            room=room,
+            reason="archived",
+            error=PermissionDenied("this room is archived and read-only"),
+        )
     parent = None
     if parent_id is not None:
         parent = Message.objects.filter(pk=parent_id, room=room, deleted_at__isnull=True).first()
@@ -61,18 +93,14 @@ def message_post(*, sender: User, room: Room, text: str, parent_id: int | None =
             raise ValidationError("the message you reply to does not exist in this room")
         parent = parent.parent or parent  # threads are one level deep
     post_rate_check(user_id=sender.pk)
-    return _message_insert(sender=sender, room=room, text=text, parent=parent)
-
-
-@transaction.atomic
-def _message_insert(*, sender: User, room: Room, text: str, parent: Message | None) -> Message:
     uid = uuid.uuid4()
     epoch, ciphertext = message_encrypt(room=room, sender=sender, message_uid=uid, plaintext=text)
     message = Message.objects.create(
         uid=uid, room=room, sender=sender, parent=parent, epoch=epoch, ciphertext=ciphertext
     )
     mentioned = _mentioned_members(room=room, text=text, exclude=sender.pk)
-    Mention.objects.bulk_create([Mention(message=message, user_id=uid_) for uid_ in mentioned])
+    if mentioned:
+        Mention.objects.bulk_create([Mention(message=message, user_id=u) for u in mentioned])
     audit_record(
         actor=sender,
         action=AuditAction.MESSAGE_POSTED,
@@ -81,7 +109,7 @@ def _message_insert(*, sender: User, room: Room, text: str, parent: Message | No
     )
 
     def broadcast() -> None:
-        realtime.room_event(room_id=room.pk, event="message.new", message_id=message.pk)
+        realtime.message_posted(message=message, sender_name=sender.get_username())
         for user_id in mentioned:
             realtime.user_mentioned(user_id=user_id, room_id=room.pk, message_id=message.pk)
 
@@ -114,6 +142,7 @@ def message_edit(*, actor: User, message: Message, text: str) -> Message:
 
 @transaction.atomic
 def _message_revise(*, actor: User, message: Message, text: str) -> Message:
+    Room.objects.select_for_update().filter(pk=message.room_id).first()  # as a post does
     message = Message.objects.select_for_update().get(pk=message.pk)
     MessageRevision.objects.create(
         message=message,

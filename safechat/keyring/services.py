@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
@@ -194,11 +195,8 @@ def _seal_to(
     return seal_key(recipient, key, info=HpkeInfo.ROOM_EPOCH_KEY, aad=aad)
 
 
-def current_epoch(*, room: Room, for_update: bool = False) -> RoomEpoch | None:
-    epochs = RoomEpoch.objects.filter(room=room, shredded_at__isnull=True)
-    if for_update:
-        epochs = epochs.select_for_update()
-    return epochs.order_by("-number").first()
+def current_epoch(*, room: Room) -> RoomEpoch | None:
+    return RoomEpoch.objects.filter(room=room, shredded_at__isnull=True).order_by("-number").first()
 
 
 @transaction.atomic
@@ -319,10 +317,18 @@ def room_keys_revoke(*, room: Room, user: User) -> int:
     return deleted
 
 
-def room_epoch_key_for(*, room_id: int, number: int, user_id: int) -> SymmetricKey:
-    """The epoch key, opened with ``user_id``'s own sealed copy (or raise KeyUnavailable)."""
+def _epoch_key_opened_for(*, room_id: int, number: int, user_id: int) -> SymmetricKey | None:
+    """The epoch key if this process recently opened it with ``user_id``'s own copy."""
     key = _epoch_keys.get((room_id, number))
     if key is not None and _holders.get((room_id, number, user_id)):
+        return key
+    return None
+
+
+def room_epoch_key_for(*, room_id: int, number: int, user_id: int) -> SymmetricKey:
+    """The epoch key, opened with ``user_id``'s own sealed copy (or raise KeyUnavailable)."""
+    key = _epoch_key_opened_for(room_id=room_id, number=number, user_id=user_id)
+    if key is not None:
         return key
     sealed = (
         SealedEpochKey.objects.filter(epoch__room_id=room_id, epoch__number=number, user_id=user_id)
@@ -407,16 +413,17 @@ def message_encrypt(
 ) -> tuple[int, bytes]:
     """Encrypt a new message under the room's current epoch; returns (epoch, ciphertext).
 
-    Call inside the transaction that stores the message. Starts a new epoch first if
-    the current one reached its cryptoperiod (age or message count).
+    Call inside the transaction that stores the message, holding the room's row lock
+    (``select_for_update``), as ``room_epoch_start`` does: so no message is encrypted
+    under an epoch that a committed removal has already replaced. Starts a new epoch
+    first if the current one reached its cryptoperiod (age or message count).
     """
-    epoch = current_epoch(room=room, for_update=True)
+    epoch = current_epoch(room=room)
     if epoch is None or epoch_needs_rotation(epoch):
         reason = RoomEpoch.Reason.CREATED if epoch is None else RoomEpoch.Reason.CRYPTOPERIOD
         epoch = room_epoch_start(room=room, reason=reason)
-        epoch = RoomEpoch.objects.select_for_update().get(pk=epoch.pk)
     key = room_epoch_key_for(room_id=room.pk, number=epoch.number, user_id=sender.pk)
-    RoomEpoch.objects.filter(pk=epoch.pk).update(message_count=epoch.message_count + 1)
+    RoomEpoch.objects.filter(pk=epoch.pk).update(message_count=F("message_count") + 1)
     aad = message_aad(
         room_id=room.pk,
         message_uid=message_uid,
@@ -439,6 +446,37 @@ def message_decrypt(
 ) -> str:
     """Decrypt a message (or one of its revisions) with ``reader_id``'s own epoch key copy."""
     key = room_epoch_key_for(room_id=room_id, number=epoch, user_id=reader_id)
+    return _message_open(key, room_id, message_uid, epoch, sender_id, ciphertext, revision)
+
+
+def message_decrypt_if_cached(
+    *,
+    reader_id: int,
+    room_id: int,
+    message_uid: uuid.UUID,
+    epoch: int,
+    sender_id: int,
+    ciphertext: bytes,
+    revision: int = 0,
+) -> str | None:
+    """``message_decrypt`` without touching the database: None unless this process holds
+    the epoch key already opened with ``reader_id``'s own copy. Safe on an event loop.
+    """
+    key = _epoch_key_opened_for(room_id=room_id, number=epoch, user_id=reader_id)
+    if key is None:
+        return None
+    return _message_open(key, room_id, message_uid, epoch, sender_id, ciphertext, revision)
+
+
+def _message_open(
+    key: SymmetricKey,
+    room_id: int,
+    message_uid: uuid.UUID,
+    epoch: int,
+    sender_id: int,
+    ciphertext: bytes,
+    revision: int,
+) -> str:
     aad = message_aad(
         room_id=room_id,
         message_uid=message_uid,

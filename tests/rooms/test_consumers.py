@@ -6,16 +6,21 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import msgpack
 import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.db import transaction
 
 from accounts.models import User
 from rooms.models import Membership, Message, Room
 from rooms.services import membership_remove, message_post
 from safechat.asgi import application
+from safechat.keyring.models import RoomEpoch
+from safechat.keyring.services import room_epoch_start, room_keys_revoke
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room
 from tests.support.fixtures import session_cookie_for
@@ -91,6 +96,71 @@ async def test_a_removed_member_stops_receiving_at_once(connect: Connect) -> Non
     await db(message_post)(sender=owner, room=room, text="after you left")
 
     assert revoked[-1] == {"type": "room.revoked", "room_id": room.pk}
+    assert await nothing_arrives(socket)
+
+
+async def test_a_long_message_arrives_rendered(connect: Connect) -> None:
+    owner, member = await db(lambda: (make_user(), make_user()))()
+    room = await db(make_room)(owner=owner, members=(member,))
+    socket = await connect(member)
+    text = "**Term sheet**\n\n" + "clause " * 2000  # past the inline rendering limit
+
+    await db(message_post)(sender=owner, room=room, text=text)
+    frames = await frames_until(socket, "message.new")
+
+    assert frames[-1]["message"]["text"] == text
+    assert frames[-1]["message"]["html"].startswith("<p><strong>Term sheet</strong></p>")
+
+
+async def test_the_channel_layer_carries_ciphertext_never_the_text(
+    connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, member = await db(lambda: (make_user(), make_user()))()
+    room = await db(make_room)(owner=owner, members=(member,))
+    socket = await connect(member)
+    layer = get_channel_layer()
+    sent: list[dict[str, Any]] = []
+    group_send = layer.group_send
+
+    async def recording_group_send(group: str, message: dict[str, Any]) -> None:
+        sent.append(message)
+        await group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", recording_group_send)
+    marker = "MARKER-7f3a9c-layer"
+
+    posted = await db(message_post)(sender=owner, room=room, text=f"quote {marker}")
+    frames = await frames_until(socket, "message.new")
+
+    assert frames[-1]["message"]["text"] == f"quote {marker}"
+    (event,) = [m for m in sent if m.get("event") == "message.new"]
+    wire = msgpack.packb(event, use_bin_type=True)  # what channels-redis puts into Redis
+    assert marker.encode() not in wire
+    assert event["sealed"]["ciphertext"] == bytes(posted.ciphertext)
+
+
+async def test_a_socket_without_the_epoch_key_cannot_open_a_new_message(
+    connect: Connect,
+) -> None:
+    # Given a subscribed socket whose user removal has just taken out of the room and its
+    # keys (a new epoch without them), before the revocation event reaches the socket
+    owner, member = await db(lambda: (make_user(), make_user()))()
+    room = await db(make_room)(owner=owner, members=(member,))
+    socket = await connect(member)
+    await frames_until(socket, "presence")  # its own arrival
+
+    @transaction.atomic
+    def remove_without_telling_the_socket() -> None:
+        Membership.objects.filter(room=room, user=member).delete()
+        room_keys_revoke(room=room, user=member)
+        room_epoch_start(room=room, reason=RoomEpoch.Reason.MEMBER_REMOVED)
+
+    await db(remove_without_telling_the_socket)()
+
+    # When the owner posts under the new epoch
+    await db(message_post)(sender=owner, room=room, text="not for you")
+
+    # Then the still-subscribed socket delivers nothing
     assert await nothing_arrives(socket)
 
 
