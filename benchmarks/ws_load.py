@@ -9,8 +9,9 @@ Usage (PostgreSQL and Redis, as the figures in docs/realtime.md were taken):
 Creates its own scratch database (``test_<name>`` from DATABASE_URL, dropped at the end),
 migrates it, adds the baselines' plaintext table there only, and creates ``--clients``
 users with verified sessions in ``--rooms`` rooms of equal size through the real
-services. Starts ONE uvicorn process (``--loop asyncio``, channels-redis layer) serving
-``benchmarks.baseline_asgi``, then for each system in turn connects every client and
+services. Starts uvicorn (``--loop asyncio``, ``--workers`` processes, SafeChat's
+WebSocket options, channels-redis layer) serving ``benchmarks.baseline_asgi``, then
+for each system in turn connects every client and
 posts at a fixed total rate, round-robin over rooms and members; every member of the
 room (the poster too) should receive each post. Each text carries its sequence number,
 so the receiver (which, for SafeChat, gets it decrypted) computes send-to-receive
@@ -18,8 +19,8 @@ latency. Prints posts/s, deliveries/s, p50 and p99 latency for
 
   plain      the Channels-tutorial chat: no auth checks, no persistence, no encryption
   persisted  the same, storing each message as a plaintext row in the same database
-  safechat   rooms.consumers: membership checks, encryption, audit, ids over the layer,
-             load and decrypt per recipient
+  safechat   rooms.consumers: permission checks, encryption, audit, rate limit,
+             ciphertext over the layer, decrypted with each recipient's own key
 
 and SafeChat's ratios to the persisted chat (aim: throughput >= 0.8x, p99 <= 1.25x).
 """
@@ -47,6 +48,8 @@ from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
+
+from safechat.supervise import UVICORN_WEBSOCKET_OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT_LENGTH = 120
@@ -340,7 +343,7 @@ def start_server(env: dict[str, str], port: int, workers: int = 1) -> subprocess
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "benchmarks.baseline_asgi:application",
          "--host", "127.0.0.1", "--port", str(port), "--loop", "asyncio",
-         "--log-level", "warning", "--workers", str(workers)],
+         "--log-level", "warning", "--workers", str(workers), *UVICORN_WEBSOCKET_OPTIONS],
         cwd=ROOT, env=env,
     )  # fmt: skip
     deadline = time.monotonic() + 60

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -379,11 +380,30 @@ async def _new_message_for(user: User, event: dict[str, Any]) -> dict[str, Any] 
         text = await _in_pool(_open_sealed)(user.pk, event, cached_only=False)
         if text is None:
             return None
-    if len(text) <= INLINE_RENDER_MAX:
-        html = render_markdown(text)
-    else:
-        html = await asyncio.get_running_loop().run_in_executor(None, render_markdown, text)
+    html = await _rendered_once(int(event["message_id"]), text)
     return message_json(_sealed_view(event, text, html))
+
+
+# The HTML of recent new messages, per event loop: rendered by the first reader of the
+# process who opened the message, reused by the others (who each opened it themselves).
+_renders: OrderedDict[tuple[asyncio.AbstractEventLoop, int], asyncio.Future[str]] = OrderedDict()
+RENDERS_KEPT = 256
+
+
+async def _rendered_once(message_id: int, text: str) -> str:
+    loop = asyncio.get_running_loop()
+    key = (loop, message_id)
+    pending = _renders.get(key)
+    if pending is None:
+        if len(text) <= INLINE_RENDER_MAX:
+            pending = loop.create_future()
+            pending.set_result(render_markdown(text))
+        else:
+            pending = loop.run_in_executor(None, render_markdown, text)
+        _renders[key] = pending
+        while len(_renders) > RENDERS_KEPT:
+            _renders.popitem(last=False)
+    return await asyncio.shield(pending)  # a socket closing must not cancel the others' render
 
 
 # --- synchronous work, run in a thread (database and decryption) -------------------------

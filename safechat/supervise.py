@@ -15,6 +15,12 @@ from types import FrameType
 
 STOP_GRACE_SECONDS = 10
 
+# Options every SafeChat web server runs with (deploy/systemd/safechat-web.service too).
+# No permessage-deflate: compressing secrets beside text an attacker can put into the
+# same stream lets frame sizes leak them (CRIME/BREACH), and it costs CPU per recipient.
+# Frames carry at most a 16 KiB message; 64 KiB leaves room for JSON escaping.
+UVICORN_WEBSOCKET_OPTIONS = ["--ws-per-message-deflate", "false", "--ws-max-size", "65536"]
+
 
 def commands(port: str, host: str) -> dict[str, list[str]]:
     python = sys.executable
@@ -23,6 +29,7 @@ def commands(port: str, host: str) -> dict[str, list[str]]:
             python, "-m", "uvicorn", "safechat.asgi:application",
             "--host", host, "--port", port, "--no-server-header",
             "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1", "--loop", "asyncio",
+            *UVICORN_WEBSOCKET_OPTIONS,
         ],
         "worker": [
             python, "-m", "celery", "-A", "safechat", "worker",
