@@ -2,7 +2,10 @@
 
 Never in Redis, the database, the session or a task argument: the cache is a
 plain dict with a time-to-live (``SAFECHAT_KEY_CACHE_SECONDS``). Authorisation
-never relies on it: selectors check membership before anything is decrypted.
+never rests on it alone: selectors check membership before anything is decrypted, and
+a socket opens a new message from it only while subscribed to the room. An entry that
+outlives a revocation elsewhere opens only epochs its holder was entitled to: removal
+starts a new epoch, and nothing is encrypted under the old one afterwards.
 """
 
 from __future__ import annotations
