@@ -10,7 +10,8 @@ client -> server
   {"type": "typing", "room_id"}
   {"type": "read", "room_id", "message_id"}
   {"type": "presence", "state": "online" | "away"}
-  {"type": "ping"}
+  {"type": "presence.get", "room_id"}                  who in the room is online or away
+  {"type": "ping"}                                     also keeps this socket's presence alive
 
 server -> client
   {"type": "message.new" | "message.edited" | "message.reactions", "room_id", "message": {...}}
@@ -19,7 +20,8 @@ server -> client
   {"type": "room.granted" | "room.revoked" | "room.updated" | "room.archived", "room_id"}
   {"type": "read.marker", "room_id", "user_id", "message_id"}
   {"type": "typing", "room_id", "user_id"}
-  {"type": "presence", "room_id", "user_id", "state"}
+  {"type": "presence", "room_id", "user_id", "state"}      the user's state over all their sockets
+  {"type": "presence.snapshot", "room_id", "states": {"<user id>": "online" | "away"}}
   {"type": "mention", "room_id", "message_id"}
   {"type": "ack", "client_id", "message_id"}   {"type": "sync.done"}   {"type": "pong"}
   {"type": "error", "code", "detail", "client_id"?}   recoverable: the socket stays open
@@ -46,7 +48,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 
 from accounts.models import User
-from rooms import realtime, selectors, services
+from rooms import presence, realtime, selectors, services
 from rooms.api.serializers import message_json
 from rooms.errors import RateLimitedError
 from rooms.markdown import render_markdown
@@ -64,6 +66,7 @@ CLOSE_FLOODING = 4429
 SYNC_PAGE = 100
 SYNC_MAX_PAGES = 20  # past that the client reloads the room through the API
 TYPING_MIN_INTERVAL = 2.0
+PRESENCE_REFRESH = 10.0  # seconds between heartbeats pushing this socket's expiry forward
 
 
 class ClientError(Exception):
@@ -110,16 +113,31 @@ class RoomStreamMixin:
         self._frames: list[float] = []
         self._strikes = 0
         self._last_typing: dict[int, float] = {}
+        self._presence_state: str | None = None
+        self._presence_refreshed = 0.0
         room_ids = await database_sync_to_async(_viewable_room_ids)(self.stream_user)
         for room_id in room_ids:
             await self._subscribe(room_id)
-        await self._presence("online")
+        await self._presence_record(presence.ONLINE)
 
     async def rooms_leave(self) -> None:
-        if getattr(self, "room_ids", None):
-            await self._presence("offline")
+        if getattr(self, "_presence_state", None) is not None:
+            self._presence_state = None
+            state = await _in_pool(presence.presence_clear)(
+                user_id=self.stream_user.pk, socket_id=self.channel_name
+            )
+            await self._presence(state)
         for room_id in list(getattr(self, "room_ids", set())):
             await self._unsubscribe(room_id)
+
+    async def _presence_record(self, state: str) -> None:
+        """Record this socket's state and announce the user's, which other tabs may decide."""
+        self._presence_state = state
+        self._presence_refreshed = time.monotonic()
+        overall = await _in_pool(presence.presence_set)(
+            user_id=self.stream_user.pk, socket_id=self.channel_name, state=state
+        )
+        await self._presence(overall)
 
     async def _subscribe(self, room_id: int) -> None:
         await self.channel_layer.group_add(realtime.room_group(room_id), self.channel_name)
@@ -185,6 +203,26 @@ class RoomStreamMixin:
 
     async def _ping(self, content: dict[str, Any]) -> None:
         await self.send_json({"type": "pong"})
+        state = self._presence_state
+        if state is not None and time.monotonic() - self._presence_refreshed > PRESENCE_REFRESH:
+            self._presence_refreshed = time.monotonic()
+            await _in_pool(presence.presence_set)(
+                user_id=self.stream_user.pk, socket_id=self.channel_name, state=state
+            )
+
+    async def _presence_get(self, content: dict[str, Any]) -> None:
+        room_id = _int(content, "room_id")
+        if room_id not in self.room_ids:
+            raise ClientError("not_found", "no such room")
+        member_ids = await _in_pool(_room_member_ids)(self.stream_user, room_id)
+        states = await _in_pool(presence.presence_of)(user_ids=member_ids)
+        await self.send_json(
+            {
+                "type": "presence.snapshot",
+                "room_id": room_id,
+                "states": {str(user_id): state for user_id, state in states.items()},
+            }
+        )
 
     async def _resync(self, content: dict[str, Any]) -> None:
         rooms = content.get("rooms")
@@ -259,9 +297,9 @@ class RoomStreamMixin:
 
     async def _presence_frame(self, content: dict[str, Any]) -> None:
         state = content.get("state")
-        if state not in ("online", "away"):
+        if state not in (presence.ONLINE, presence.AWAY):
             raise ClientError("bad_frame", "state must be online or away")
-        await self._presence(str(state))
+        await self._presence_record(str(state))
 
     # --- events from the channel layer ----------------------------------------------------
     async def room_event(self, event: dict[str, Any]) -> None:
@@ -327,6 +365,7 @@ FRAME_HANDLERS: dict[str, Callable[[Any, dict[str, Any]], Awaitable[None]]] = {
     "read": RoomStreamMixin._read,
     "typing": RoomStreamMixin._typing,
     "presence": RoomStreamMixin._presence_frame,
+    "presence.get": RoomStreamMixin._presence_get,
 }
 
 
@@ -416,6 +455,11 @@ def _in_pool(func: Any) -> Any:
 
 def _viewable_room_ids(user: User) -> list[int]:
     return list(selectors.rooms_for_user(user=user).values_list("pk", flat=True))
+
+
+def _room_member_ids(user: User, room_id: int) -> list[int]:
+    room = selectors.room_get_for_user(user=user, room_id=room_id)
+    return list(selectors.room_members(user=user, room=room).values_list("user_id", flat=True))
 
 
 def _can_view(user: User, room_id: int) -> bool:

@@ -39,12 +39,17 @@ def master_key_file(settings: Settings, tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
-    """Rate-limit counters and throttles live in the cache; ids are reused across tests."""
+    """Rate-limit counters, throttles and presence live in the cache; ids are reused across
+    tests."""
     from django.core.cache import cache
 
+    from rooms.presence import presence_reset
+
     cache.clear()
+    presence_reset()
     yield
     cache.clear()
+    presence_reset()
 
 
 @pytest.fixture(scope="session", autouse=True)

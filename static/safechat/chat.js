@@ -133,6 +133,7 @@ const socket = (() => {
       send({ type: "sync", rooms: Object.fromEntries(cursors) });
       if (document.visibilityState === "hidden") send({ type: "presence", state: "away" });
       setPresence(me.id, document.visibilityState === "hidden" ? "away" : "online");
+      if (current) send({ type: "presence.get", room_id: current.id }); // who is here already
       flushOutbox();
       pingTimer = setInterval(ping, PING_EVERY_MS);
     });
@@ -211,6 +212,7 @@ const handlers = {
   "message.deleted": (f) => onMessageDeleted(f.room_id, f.message_id),
   typing: (f) => onTyping(f.room_id, f.user_id),
   presence: (f) => onPresence(f.room_id, f.user_id, f.state),
+  "presence.snapshot": (f) => onPresenceSnapshot(f.room_id, f.states),
   "read.marker": (f) => {
     if (f.user_id === me.id) setUnread(f.room_id, 0); // read in another tab
   },
@@ -948,6 +950,13 @@ function setPresence(userId, state) {
 function onPresence(roomId, userId, state) {
   if (!isCurrent(roomId)) return;
   setPresence(userId, state);
+}
+
+function onPresenceSnapshot(roomId, states) {
+  if (!isCurrent(roomId)) return;
+  for (const userId of members.keys()) {
+    if (userId !== me.id) setPresence(userId, states[String(userId)] ?? "offline");
+  }
 }
 
 function csrfInput() {

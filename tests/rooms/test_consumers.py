@@ -67,6 +67,14 @@ async def frames_until(
             return frames
 
 
+async def next_presence_of(socket: WebsocketCommunicator, user: User) -> str:
+    """The state in the next presence frame about ``user``."""
+    while True:
+        frame = (await frames_until(socket, "presence"))[-1]
+        if frame["user_id"] == user.pk:
+            return str(frame["state"])
+
+
 async def nothing_arrives(socket: WebsocketCommunicator) -> bool:
     return bool(await socket.receive_nothing(timeout=0.3))
 
@@ -162,6 +170,40 @@ async def test_a_socket_without_the_epoch_key_cannot_open_a_new_message(
 
     # Then the still-subscribed socket delivers nothing
     assert await nothing_arrives(socket)
+
+
+async def test_presence_get_names_who_in_the_room_is_online_or_away(connect: Connect) -> None:
+    owner, member, absent = await db(lambda: (make_user(), make_user(), make_user()))()
+    room = await db(make_room)(owner=owner, members=(member, absent))
+    owner_socket = await connect(owner)
+    await owner_socket.send_json_to({"type": "presence", "state": "away"})
+    member_socket = await connect(member)
+
+    await member_socket.send_json_to({"type": "presence.get", "room_id": room.pk})
+    frames = await frames_until(member_socket, "presence.snapshot")
+
+    assert frames[-1] == {
+        "type": "presence.snapshot",
+        "room_id": room.pk,
+        "states": {str(owner.pk): "away", str(member.pk): "online"},
+    }
+
+
+async def test_a_user_stays_online_while_another_tab_is_open(connect: Connect) -> None:
+    owner, member = await db(lambda: (make_user(), make_user()))()
+    await db(make_room)(owner=owner, members=(member,))
+    observer = await connect(owner)
+    first_tab = await connect(member)
+    assert await next_presence_of(observer, member) == "online"
+    second_tab = await connect(member)
+    assert await next_presence_of(observer, member) == "online"
+
+    await first_tab.disconnect()
+    after_one = await next_presence_of(observer, member)
+    await second_tab.disconnect()
+    after_both = await next_presence_of(observer, member)
+
+    assert (after_one, after_both) == ("online", "offline")
 
 
 async def test_a_reconnecting_client_receives_what_it_missed_in_order(connect: Connect) -> None:
@@ -281,6 +323,11 @@ WS_ACTIONS: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], set[str]
         {"read_only", "member", "moderator", "owner"},
         "sync.done",
     ),
+    "presence.get": (
+        lambda w: {"type": "presence.get", "room_id": w["room"]},
+        {"read_only", "member", "moderator", "owner"},
+        "presence.snapshot",
+    ),
 }
 
 
@@ -332,6 +379,7 @@ async def test_websocket_action_matrix(connect: Connect, action: str, role: str)
         assert errors[0]["code"] in {"not_found", "forbidden"}
         assert await db(_ws_state)(world["room"]) == before
         assert "message.new" not in types
+        assert "presence.snapshot" not in types
 
 
 async def test_a_resync_naming_a_room_lost_while_offline_still_resyncs_the_others(

@@ -218,6 +218,11 @@ def test_two_people_chat_live_in_the_browser(
             expect(bob_page.locator("#connection-state")).to_have_attribute(
                 "data-state", "connected"
             )
+            # Alice was there first: Bob learns that she is online from the snapshot.
+            alice_row = bob_page.locator(f'#member-list li[data-user-id="{alice_user.pk}"]')
+            expect(alice_row.locator(".presence")).to_have_attribute(
+                "data-state", "online", timeout=LIVE
+            )
 
             # Alice types: Bob sees the typing indicator, then the message, live.
             composer = alice_page.locator("#composer-input")
