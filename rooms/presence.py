@@ -22,6 +22,8 @@ ONLINE, AWAY, OFFLINE = "online", "away", "offline"
 # Sockets ping every 25 s (static/safechat/chat.js); three missed pings and it is gone.
 SOCKET_TTL_SECONDS = 90
 
+_now = time.time  # wall clock: expiries are compared across processes
+
 _local: dict[int, dict[str, tuple[str, float]]] = {}
 _local_lock = threading.Lock()
 
@@ -54,7 +56,7 @@ def presence_set(*, user_id: int, socket_id: str, state: str) -> str:
     """Record (or refresh) one socket's state; returns the user's presence after it."""
     if state not in (ONLINE, AWAY):
         raise ValueError("a socket is online or away")
-    now = time.time()
+    now = _now()
     entry = f"{state}:{now + SOCKET_TTL_SECONDS}"
     cache = _redis()
     if cache is not None:
@@ -74,7 +76,7 @@ def presence_set(*, user_id: int, socket_id: str, state: str) -> str:
 
 def presence_clear(*, user_id: int, socket_id: str) -> str:
     """Forget a closed socket; returns the user's presence without it."""
-    now = time.time()
+    now = _now()
     cache = _redis()
     if cache is not None:
         key = _key(cache, user_id)
@@ -95,7 +97,7 @@ def presence_clear(*, user_id: int, socket_id: str) -> str:
 def presence_of(*, user_ids: Iterable[int]) -> dict[int, str]:
     """The presence of each user who is online or away (the others are offline)."""
     ids = list(dict.fromkeys(user_ids))
-    now = time.time()
+    now = _now()
     cache = _redis()
     if cache is not None:
         if not ids:

@@ -26,7 +26,7 @@ def test_a_socket_that_stopped_its_heartbeat_counts_as_gone(
     presence_set(user_id=7, socket_id="crashed-process", state="online")
     later = time.time() + presence.SOCKET_TTL_SECONDS + 1
 
-    monkeypatch.setattr("rooms.presence.time.time", lambda: later)
+    monkeypatch.setattr(presence, "_now", lambda: later)
 
     assert presence_of(user_ids=[7]) == {}
     assert presence_set(user_id=7, socket_id="new-tab", state="away") == "away"
