@@ -366,9 +366,11 @@ SAFECHAT_WS_ALLOWED_ORIGINS: list[str] = env.list(
 
 # --- API --------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # The token scheme first: DRF takes its challenge from the first class, so a request
+    # without valid credentials gets 401 with `WWW-Authenticate: Bearer`, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "accounts.api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",

@@ -105,8 +105,8 @@ def test_expired_revoked_unknown_and_malformed_tokens_get_one_answer_and_are_aud
         for t in (expired, revoked, "sct_00000000_nope", "garbage", expired[:-2] + "xx")
     ]
 
-    # DRF answers 403, not 401, because SessionAuthentication comes first (docs/accounts.md)
-    assert [a.status_code for a in answers] == [403] * 5
+    assert [a.status_code for a in answers] == [401] * 5
+    assert {a["WWW-Authenticate"] for a in answers} == {'Bearer realm="api"'}
     assert {a.json()["detail"] for a in answers} == {"Invalid token."}
     reasons = [e.extra["reason"] for e in events("token.used.refused")]
     assert reasons == ["expired", "revoked", "unknown", "unknown", "unknown"]
@@ -116,7 +116,7 @@ def test_a_token_stops_working_when_its_user_is_deactivated(user: User) -> None:
     _, secret = api_token_create(actor=user, name="ci", scope="read")
     User.objects.filter(pk=user.pk).update(is_active=False)
 
-    assert Client().get(TOKENS, headers=bearer(secret)).status_code == 403
+    assert Client().get(TOKENS, headers=bearer(secret)).status_code == 401
     assert events("token.used.refused")[0].extra["reason"] == "inactive_user"
 
 
