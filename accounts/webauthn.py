@@ -27,7 +27,10 @@ from django_otp_webauthn.views import (
 
 from accounts.models import User
 from accounts.services import factor_added, second_factor_accepted, second_factor_failed
-from accounts.services.factors import passkey_registration_allowed
+from accounts.services.factors import (
+    passkey_registration_allowed,
+    passkey_registration_failed,
+)
 
 logger = logging.getLogger("accounts.webauthn")
 
@@ -44,13 +47,17 @@ class LockedOut(exceptions.OTPWebAuthnApiError):  # type: ignore[misc]
     default_code = "locked_out"
 
 
+# What malformed ceremony data raises inside the library: the client's mistake.
+CLIENT_MISTAKES = (ValueError, KeyError, TypeError, AttributeError)
+
+
 class _SafeErrors:
     """Malformed input is a 400 with a JSON body, never a 500."""
 
     def handle_exception(self, exc: Exception) -> JsonResponse:
         if isinstance(exc, exceptions.OTPWebAuthnApiError):
             return JsonResponse({"detail": str(exc), "code": exc.code}, status=exc.status_code)
-        if isinstance(exc, ValueError | KeyError | TypeError | AttributeError):
+        if isinstance(exc, CLIENT_MISTAKES):
             logger.info("malformed WebAuthn request: %s", type(exc).__name__)
             return JsonResponse(
                 {"detail": "Malformed request.", "code": "malformed_request"}, status=400
@@ -81,13 +88,18 @@ class PasskeyRegistrationCompleteView(
     def post(self, *args: Any, **kwargs: Any) -> JsonResponse:
         user = self.get_user()
         state = self.get_state()
-        with rewrite_exceptions(logger=logger), transaction.atomic():
-            device = self.get_helper().register_complete(
-                user=user, state=state, data=getattr(self.request, "data", {})
-            )
-            device.name = "Passkey"
-            device.save(update_fields=["name"])
-            factor_added(request=self.request, user=user, device=device)
+        try:
+            with rewrite_exceptions(logger=logger), transaction.atomic():
+                device = self.get_helper().register_complete(
+                    user=user, state=state, data=getattr(self.request, "data", {})
+                )
+                device.name = "Passkey"
+                device.save(update_fields=["name"])
+                factor_added(request=self.request, user=user, device=device)
+        except (exceptions.OTPWebAuthnApiError, *CLIENT_MISTAKES) as exc:
+            reason = getattr(exc, "code", None) or type(exc).__name__
+            passkey_registration_failed(request=self.request, user=user, reason=str(reason))
+            raise
         return JsonResponse({"id": device.pk})
 
 

@@ -106,6 +106,18 @@ def passkey_registration_allowed(*, request: HttpRequest, user: User) -> bool:
     return factor_change_allowed(request=request, user=user)
 
 
+def passkey_registration_failed(*, request: HttpRequest, user: User, reason: str) -> None:
+    """Record a passkey that could not be registered, as a wrong first TOTP code is."""
+    with transaction.atomic():
+        audit_record(
+            actor=user,
+            action=AuditAction.AUTH_OTP_FAILED,
+            target=user,
+            extra={"factor": "webauthn", "reason": "registration", "error": reason[:64]},
+            request=request,
+        )
+
+
 def backup_codes_generate(*, request: HttpRequest, user: User) -> list[str]:
     """Replace the user's backup codes; returns the new codes, which are never stored in clear."""
     _ensure_change_allowed(request=request, user=user)

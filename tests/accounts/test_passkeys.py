@@ -127,3 +127,18 @@ def test_malformed_json_is_a_4xx(user: User) -> None:
     assert bad.status_code == 400
     assert 400 <= junk.status_code < 500
     assert not WebAuthnCredential.objects.exists()
+
+
+def test_a_failed_passkey_registration_is_audited_and_adds_nothing(user: User) -> None:
+    client = password_session(user)
+    post_json(client, f"{BASE}/registration/begin/")
+
+    junk = post_json(client, f"{BASE}/registration/complete/", {"id": 3})
+
+    assert 400 <= junk.status_code < 500
+    assert not WebAuthnCredential.objects.exists()
+    failures = events("auth.otp.failed")
+    assert [(e.actor_id, e.extra["factor"], e.extra["reason"]) for e in failures] == [
+        (user.pk, "webauthn", "registration")
+    ]
+    assert "factor.added" not in actions()
