@@ -289,6 +289,10 @@ LOGIN_REDIRECT_URL = "/accounts/"
 # A factor change needs a second-factor check no older than this.
 SAFECHAT_REVERIFY_SECONDS = env.int("SAFECHAT_REVERIFY_SECONDS", default=300)
 SAFECHAT_API_TOKEN_DAYS = env.int("SAFECHAT_API_TOKEN_DAYS", default=90)
+# At most N refused API tokens per client IP per window of S seconds ("N/S"); past it
+# the API answers 429 without looking tokens up, and audits that once per window.
+_token_failures = env.str("SAFECHAT_TOKEN_FAILURE_LIMIT", default="20/60").split("/")
+SAFECHAT_TOKEN_FAILURE_LIMIT = (int(_token_failures[0]), int(_token_failures[1]))
 SAFECHAT_INVITATION_HOURS = env.int("SAFECHAT_INVITATION_HOURS", default=72)
 SAFECHAT_BOOTSTRAP_MINUTES = 60
 SAFECHAT_BACKUP_CODE_COUNT = 10

@@ -26,7 +26,11 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
     """
 
     def authenticate(self, request: Request) -> tuple[User, ApiToken] | None:
-        from accounts.services.tokens import TokenRefused, api_token_authenticate
+        from accounts.services.tokens import (
+            TokenAttemptsThrottled,
+            TokenRefused,
+            api_token_authenticate,
+        )
 
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != KEYWORD:
@@ -41,6 +45,8 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             token = api_token_authenticate(presented=presented, request=request._request)
         except TokenRefused:
             raise exceptions.AuthenticationFailed("Invalid token.") from None
+        except TokenAttemptsThrottled as throttled:
+            raise exceptions.Throttled(wait=throttled.retry_after) from None
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

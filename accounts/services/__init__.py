@@ -30,6 +30,7 @@ from accounts.services.sessions import (
     session_touch,
 )
 from accounts.services.tokens import (
+    TokenAttemptsThrottled,
     TokenRefused,
     api_token_authenticate,
     api_token_create,
@@ -62,6 +63,7 @@ __all__ = [
     "PasswordRejected",
     "ReverificationRequired",
     "SignInError",
+    "TokenAttemptsThrottled",
     "TokenRefused",
     "api_token_authenticate",
     "api_token_create",

@@ -12,9 +12,10 @@ from django.utils import timezone
 from accounts.credentials import api_token_prefix, hashes_match, new_api_token
 from accounts.models import ApiToken, User
 from accounts.scopes import scope_covers
-from accounts.services._common import ensure_permission
+from accounts.services._common import client_ip, ensure_permission
 from audit.actions import AuditAction
 from audit.services import audit_record
+from safechat.ratelimit import window_count, window_peek
 
 # Recording every use would turn each API read into a write.
 LAST_USED_INTERVAL = timedelta(minutes=1)
@@ -23,6 +24,14 @@ MAX_TOKEN_DAYS = 366
 
 class TokenRefused(Exception):
     """Unknown, malformed, revoked or expired token, or an inactive owner: one answer for all."""
+
+
+class TokenAttemptsThrottled(Exception):
+    """Too many refused tokens from this client: tokens are not even looked up."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many invalid tokens; try again later.")
+        self.retry_after = retry_after
 
 
 def api_token_create(
@@ -92,7 +101,17 @@ def api_token_revoke(*, actor: User, token: ApiToken, request: HttpRequest | Non
 
 
 def api_token_authenticate(*, presented: str, request: HttpRequest | None = None) -> ApiToken:
-    """The live token behind ``presented``; refusals are audited and look alike."""
+    """The live token behind ``presented``; refusals are audited and look alike.
+
+    A client (by IP) refused ``SAFECHAT_TOKEN_FAILURE_LIMIT`` times in a window is
+    throttled for the rest of it: its tokens are not looked up, and the throttling is
+    audited once, so a token spray cannot flood the audit log.
+    """
+    limit, window = settings.SAFECHAT_TOKEN_FAILURE_LIMIT
+    failures = f"accounts:token-failures:{client_ip(request) or 'unknown'}"
+    refused_so_far, retry_after = window_peek(failures, window=window)
+    if refused_so_far >= limit:
+        raise TokenAttemptsThrottled(retry_after=retry_after)
     prefix = api_token_prefix(presented)
     token = (
         ApiToken.objects.select_related("user").filter(prefix=prefix).first() if prefix else None
@@ -109,6 +128,7 @@ def api_token_authenticate(*, presented: str, request: HttpRequest | None = None
         reason = "inactive_user"
     if reason is not None:
         known = token if reason != "unknown" else None
+        refused, _ = window_count(failures, window=window)
         with transaction.atomic():
             audit_record(
                 actor=known.user if known else None,
@@ -117,6 +137,14 @@ def api_token_authenticate(*, presented: str, request: HttpRequest | None = None
                 extra={"prefix": (prefix or "")[:16], "reason": reason},
                 request=request,
             )
+            if refused == limit:
+                audit_record(
+                    actor=None,
+                    action=AuditAction.TOKEN_USED_REFUSED,
+                    target=None,
+                    extra={"reason": "throttled", "refused": refused, "window_seconds": window},
+                    request=request,
+                )
         raise TokenRefused("Invalid token.")
     if token is None:  # unreachable: reason is set whenever token is None
         raise TokenRefused("Invalid token.")

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 from django.utils import timezone
+from pytest_django import Settings
 
 from accounts.credentials import sha256_hex
 from accounts.models import ApiToken, User
@@ -173,3 +174,22 @@ def test_the_openapi_schema_documents_the_token_endpoints_and_scheme(
     body = schema.content.decode()
     assert "/api/v1/accounts/tokens/" in body
     assert "apiToken" in body
+
+
+def test_a_client_spraying_tokens_is_throttled_and_the_audit_log_stays_bounded(
+    user: User, settings: Settings
+) -> None:
+    settings.SAFECHAT_TOKEN_FAILURE_LIMIT = (3, 60)
+    _, valid = api_token_create(actor=user, name="ci", scope="read")
+    sprayer = Client(REMOTE_ADDR="203.0.113.7")
+
+    answers = [sprayer.get(TOKENS, headers=bearer(f"sct_0000000{i}_guess")) for i in range(6)]
+    valid_from_sprayer = sprayer.get("/api/schema/", headers=bearer(valid))
+    valid_elsewhere = Client(REMOTE_ADDR="198.51.100.4").get("/api/schema/", headers=bearer(valid))
+
+    assert [a.status_code for a in answers] == [401, 401, 401, 429, 429, 429]
+    assert int(answers[-1]["Retry-After"]) > 0
+    assert valid_from_sprayer.status_code == 429
+    assert valid_elsewhere.status_code == 200
+    reasons = [e.extra["reason"] for e in events("token.used.refused")]
+    assert reasons == ["unknown", "unknown", "unknown", "throttled"]

@@ -1,0 +1,45 @@
+"""Counting events per fixed time window in the shared cache (Redis in production)."""
+
+from __future__ import annotations
+
+import time
+
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
+
+
+def window_count(name: str, *, window: int) -> tuple[int, int]:
+    """Count one event under ``name`` in the current ``window``-second window.
+
+    Returns (the count so far in this window, seconds until the window ends).
+    """
+    now = time.time()
+    key = f"{name}:{int(now // window)}"
+    return _incr(key, ttl=window * 2), int(window - now % window) + 1
+
+
+def window_peek(name: str, *, window: int) -> tuple[int, int]:
+    """Like ``window_count`` without counting: (the count so far, seconds left)."""
+    now = time.time()
+    count = caches["default"].get(f"{name}:{int(now // window)}", 0)
+    return int(count), int(window - now % window) + 1
+
+
+def _incr(key: str, *, ttl: int) -> int:
+    """Add one to ``key`` and return the new count; the key expires ``ttl`` s after its last use."""
+    cache = caches["default"]
+    if isinstance(cache, RedisCache):
+        # One round trip; Django's add-then-incr would take three.
+        redis_key = cache.make_and_validate_key(key)
+        client = cache._cache.get_client(redis_key, write=True)  # type: ignore[attr-defined]
+        pipe = client.pipeline(transaction=False)
+        pipe.incr(redis_key)
+        pipe.expire(redis_key, ttl)
+        count, _ = pipe.execute()
+        return int(count)
+    cache.add(key, 0, timeout=ttl)
+    try:
+        return cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.set(key, 1, timeout=ttl)
+        return 1
