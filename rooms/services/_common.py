@@ -12,7 +12,7 @@ from accounts.models import User
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms.models import Room
-from rooms.permissions import has_room_permission
+from rooms.permissions import has_room_permission, room_permissions_of
 
 
 def refuse(
@@ -34,13 +34,18 @@ def refuse(
 
 
 class Refused(Exception):
-    """A refusal found inside an action's transaction, to be audited after its rollback."""
+    """A refusal, audited by ``audit()``: at once outside a transaction, or by
+    ``refusals_audited`` after the action's transaction rolled back.
+    """
 
     def __init__(
         self, *, actor: User, room: Room | None, reason: str, error: PermissionDenied
     ) -> None:
         super().__init__(reason)
         self.actor, self.room, self.reason, self.error = actor, room, reason, error
+
+    def audit(self) -> PermissionDenied:
+        return refuse(actor=self.actor, room=self.room, reason=self.reason, error=self.error)
 
 
 @contextmanager
@@ -51,27 +56,43 @@ def refusals_audited() -> Iterator[None]:
     try:
         yield
     except Refused as refused:
-        raise refuse(
-            actor=refused.actor, room=refused.room, reason=refused.reason, error=refused.error
-        ) from None
+        raise refused.audit() from None
+
+
+def _missing(*, actor: User, room: Room, permission: str) -> Refused:
+    return Refused(
+        actor=actor,
+        room=room,
+        reason=f"missing {permission}",
+        error=PermissionDenied("you are not allowed to do this in this room"),
+    )
+
+
+def _archived(*, actor: User, room: Room) -> Refused:
+    return Refused(
+        actor=actor,
+        room=room,
+        reason="archived",
+        error=PermissionDenied("this room is archived and read-only"),
+    )
 
 
 def require_room_permission(*, actor: User, room: Room, permission: str) -> None:
     """Raise PermissionDenied (audited) unless ``actor`` holds ``permission`` on ``room``."""
     if not has_room_permission(room=room, user=actor, permission=permission):
-        raise refuse(
-            actor=actor,
-            room=room,
-            reason=f"missing {permission}",
-            error=PermissionDenied("you are not allowed to do this in this room"),
-        )
+        raise _missing(actor=actor, room=room, permission=permission).audit()
 
 
 def require_not_archived(*, actor: User, room: Room) -> None:
     if room.is_archived:
-        raise refuse(
-            actor=actor,
-            room=room,
-            reason="archived",
-            error=PermissionDenied("this room is archived and read-only"),
-        )
+        raise _archived(actor=actor, room=room).audit()
+
+
+def demand_writable(*, actor: User, room: Room, permission: str) -> None:
+    """Inside an action's transaction (under ``refusals_audited``), with ``room`` freshly
+    locked: raise ``Refused`` unless ``actor`` holds ``permission`` and the room is live.
+    """
+    if permission not in room_permissions_of(room=room, user=actor):
+        raise _missing(actor=actor, room=room, permission=permission)
+    if room.is_archived:
+        raise _archived(actor=actor, room=room)

@@ -18,7 +18,7 @@ from rooms import realtime
 from rooms.models import Membership, Mention, Message, MessageRevision, Reaction, Room
 from rooms.ratelimit import post_rate_check
 from rooms.services._common import (
-    Refused,
+    demand_writable,
     refusals_audited,
     refuse,
     require_not_archived,
@@ -72,20 +72,7 @@ def _message_insert(*, sender: User, room: Room, text: str, parent_id: int | Non
     if locked is None:
         raise Http404("no such room")
     room = locked
-    if perms.POST not in perms.room_permissions_of(room=room, user=sender):
-        raise Refused(
-            actor=sender,
-            room=room,
-            reason=f"missing {perms.POST}",
-            error=PermissionDenied("you are not allowed to do this in this room"),
-        )
-    if room.is_archived:
-        raise Refused(
-            actor=sender,
-            room=room,
-            reason="archived",
-            error=PermissionDenied("this room is archived and read-only"),
-        )
+    demand_writable(actor=sender, room=room, permission=perms.POST)
     parent = None
     if parent_id is not None:
         parent = Message.objects.filter(pk=parent_id, room=room, deleted_at__isnull=True).first()
