@@ -125,7 +125,10 @@ def channel_layers_for(redis_url: str | None) -> dict[str, Any]:
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
                 "CONFIG": {
-                    "hosts": [redis_url],
+                    # A read timeout past channels-redis' 5 s blocking pop: redis-py 8
+                    # defaults to 5 s, which broke every pop with nothing to receive and
+                    # so closed every idle socket. A dead Redis still shows within 15 s.
+                    "hosts": [{"address": redis_url, "socket_timeout": 15}],
                     "prefix": "safechat",
                     # Groups expire after a day by default; a removed member must
                     # be discarded explicitly, so a shorter expiry only limits the
