@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -345,6 +346,7 @@ def start_server(env: dict[str, str], port: int, workers: int = 1) -> subprocess
          "--host", "127.0.0.1", "--port", str(port), "--loop", "asyncio",
          "--log-level", "warning", "--workers", str(workers), *UVICORN_WEBSOCKET_OPTIONS],
         cwd=ROOT, env=env,
+        start_new_session=True,  # its own process group: stopping it stops every worker
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -360,12 +362,14 @@ def start_server(env: dict[str, str], port: int, workers: int = 1) -> subprocess
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
+    """Stop uvicorn and its worker processes, which would otherwise outlive it and load the
+    machine under the next measurement."""
+    os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 # --- report --------------------------------------------------------------------------------
