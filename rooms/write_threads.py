@@ -42,8 +42,8 @@ def in_room_thread(room_id: int, func: Callable[..., Any]) -> Any:
 
 
 def close_connections() -> None:
-    """Close every writer thread's database connection now (at shutdown, and in tests,
-    where channels' test communicator turns off the closing after each call).
+    """Close every writer thread's database connection now (for tests, where channels'
+    test communicator turns off the closing after each call).
     """
     with _lock:
         executors = list(_executors)
