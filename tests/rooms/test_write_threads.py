@@ -9,7 +9,8 @@ from django.conf import settings
 
 from rooms.write_threads import in_room_thread
 
-pytestmark = pytest.mark.asyncio
+# The writer threads close stale database connections around each call.
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
 def _thread_name() -> str:
