@@ -177,6 +177,8 @@ async def test_presence_get_names_who_in_the_room_is_online_or_away(connect: Con
     room = await db(make_room)(owner=owner, members=(member, absent))
     owner_socket = await connect(owner)
     await owner_socket.send_json_to({"type": "presence", "state": "away"})
+    assert await next_presence_of(owner_socket, owner) == "online"  # its arrival
+    assert await next_presence_of(owner_socket, owner) == "away"  # recorded
     member_socket = await connect(member)
 
     await member_socket.send_json_to({"type": "presence.get", "room_id": room.pk})
