@@ -1015,6 +1015,7 @@ async function onMembersChanged(roomId) {
     byId("member-list")?.replaceChildren(...rows.map(memberItem));
     const count = byId("member-count");
     if (count) count.textContent = String(rows.length);
+    socket.send({ type: "presence.get", room_id: current.id }); // a newcomer may be online
   } catch {
     // Removed from the room meanwhile: room.revoked says so.
   }
