@@ -29,6 +29,9 @@ class Room(models.Model):
     retention_policy = models.CharField(max_length=64, blank=True)
     legal_hold = models.BooleanField(default=False)
     archived_at = models.DateTimeField(null=True, blank=True)
+    # The seq of the room's newest message: posts number their messages 1, 2, 3... under
+    # the room's row lock, so a client that sees a number skipped knows it missed one.
+    message_seq = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True
@@ -112,6 +115,7 @@ class Message(models.Model):
     parent = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="replies"
     )
+    seq = models.PositiveBigIntegerField(editable=False)  # 1, 2, 3... within the room
     epoch = models.PositiveIntegerField()
     revision = models.PositiveIntegerField(default=0)
     ciphertext = models.BinaryField()
@@ -125,6 +129,9 @@ class Message(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["room", "-id"], name="rooms_message_room_recent")]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="rooms_message_room_seq_unique")
+        ]
 
     def __str__(self) -> str:
         return f"message {self.pk}"

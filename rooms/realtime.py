@@ -94,6 +94,7 @@ def message_posted(*, message: Message, sender_name: str) -> None:
         message_id=message.pk,
         sealed={
             "uid": str(message.uid),
+            "seq": message.seq,
             "epoch": message.epoch,
             "revision": message.revision,
             "sender_id": message.sender_id,

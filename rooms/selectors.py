@@ -29,6 +29,7 @@ PAGE_SIZE_MAX = 100
 class MessageView:
     id: int
     room_id: int
+    seq: int
     sender_id: int
     sender: str
     parent_id: int | None
@@ -165,6 +166,7 @@ def message_view(
     return MessageView(
         id=message.pk,
         room_id=message.room_id,
+        seq=message.seq,
         sender_id=message.sender_id,
         sender=message.sender.get_username(),
         parent_id=message.parent_id,
@@ -224,13 +226,15 @@ def message_revisions(*, reader: User, message: Message) -> list[tuple[int, str 
     return result
 
 
-def room_last_message_ids(*, user: User) -> dict[int, int]:
-    """The newest message id (0 if none) of each room ``user`` may view.
+def room_last_messages(*, user: User) -> dict[int, tuple[int, int]]:
+    """The newest message's (id, seq), (0, 0) if none, of each room ``user`` may view.
 
     The portal hands these to its socket as the ``sync`` cursors, so nothing posted
     between rendering the page and opening the socket is missed.
     """
     rows = (
-        rooms_for_user(user=user).annotate(last_id=Max("messages__id")).values_list("pk", "last_id")
+        rooms_for_user(user=user)
+        .annotate(last_id=Max("messages__id"))
+        .values_list("pk", "last_id", "message_seq")
     )
-    return {pk: last_id or 0 for pk, last_id in rows}
+    return {pk: (last_id or 0, seq) for pk, last_id, seq in rows}

@@ -379,6 +379,7 @@ def _sealed_view(event: dict[str, Any], text: str, html: str) -> MessageView:
     return MessageView(
         id=int(event["message_id"]),
         room_id=int(event["room_id"]),
+        seq=int(sealed["seq"]),
         sender_id=int(sealed["sender_id"]),
         sender=str(sealed["sender"]),
         parent_id=sealed["parent_id"],

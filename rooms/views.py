@@ -82,19 +82,19 @@ def chat(request: HttpRequest) -> HttpResponse:
     rooms = list(selectors.room_list_for_user(user=user))
     room = _selected_room(request, user, rooms)
     # Cursors before the page: whatever is posted meanwhile comes again through `sync`.
-    cursors = selectors.room_last_message_ids(user=user)
+    cursors = selectors.room_last_messages(user=user)
     context: dict[str, Any] = {"rooms": rooms, "room": room}
     config: dict[str, Any] = {
         "user": {"id": user.pk, "username": user.get_username()},
         "room": None,
-        "cursors": {str(pk): last for pk, last in cursors.items()},
+        # room id -> [id, seq] of the newest message
+        "cursors": {str(pk): list(last) for pk, last in cursors.items()},
         "urls": {"portal": reverse("rooms:chat"), "api": "/api/v1/", "socket": "/ws/"},
     }
     if room is not None:
         page = selectors.message_page(reader=user, room=room, limit=PAGE_SIZE)
-        if page:
-            cursors[room.pk] = max(cursors.get(room.pk, 0), page[0].id)
-            config["cursors"][str(room.pk)] = cursors[room.pk]
+        if page and page[0].id > cursors.get(room.pk, (0, 0))[0]:
+            config["cursors"][str(room.pk)] = [page[0].id, page[0].seq]
         members = list(selectors.room_members(user=user, room=room))
         granted = perms.room_permissions_of(room=room, user=user)
         me = next((m for m in members if m.user_id == user.pk), None)

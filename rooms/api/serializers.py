@@ -44,6 +44,9 @@ class MemberOutput(serializers.ModelSerializer[Membership]):
 class MessageOutput(serializers.Serializer[MessageView]):
     id = serializers.IntegerField()
     room_id = serializers.IntegerField()
+    seq = serializers.IntegerField(
+        help_text="1, 2, 3... within the room: a number skipped is a message missed"
+    )
     sender_id = serializers.IntegerField()
     sender = serializers.CharField()
     parent_id = serializers.IntegerField(allow_null=True)
@@ -70,6 +73,7 @@ def message_json(view: MessageView) -> dict[str, Any]:
     return {
         "id": view.id,
         "room_id": view.room_id,
+        "seq": view.seq,
         "sender_id": view.sender_id,
         "sender": view.sender,
         "parent_id": view.parent_id,

@@ -80,10 +80,18 @@ def _message_insert(*, sender: User, room: Room, text: str, parent_id: int | Non
             raise ValidationError("the message you reply to does not exist in this room")
         parent = parent.parent or parent  # threads are one level deep
     post_rate_check(user_id=sender.pk)
+    seq = room.message_seq + 1
+    Room.objects.filter(pk=room.pk).update(message_seq=seq)
     uid = uuid.uuid4()
     epoch, ciphertext = message_encrypt(room=room, sender=sender, message_uid=uid, plaintext=text)
     message = Message.objects.create(
-        uid=uid, room=room, sender=sender, parent=parent, epoch=epoch, ciphertext=ciphertext
+        uid=uid,
+        room=room,
+        seq=seq,
+        sender=sender,
+        parent=parent,
+        epoch=epoch,
+        ciphertext=ciphertext,
     )
     mentioned = _mentioned_members(room=room, text=text, exclude=sender.pk)
     if mentioned:

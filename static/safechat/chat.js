@@ -59,7 +59,12 @@ function timeEl(iso) {
 
 // ---------------------------------------------------------------------------------------
 // State
-const cursors = new Map(Object.entries(config.cursors).map(([id, last]) => [Number(id), last]));
+// Per room, the newest message seen with none missing before it ({id, seq}): where a
+// resync starts. Messages are numbered 1, 2, 3... per room (seq), so a number skipped is
+// a message missed: delivered out of order by another server, or lost with a connection.
+const cursors = new Map(Object.entries(config.cursors).map(([room, [id, seq]]) => [Number(room), { id, seq }]));
+const newestSeen = new Map(cursors); // per room, the newest message seen at all
+const resyncing = new Set(); // rooms asked again after a skipped number
 const ownTexts = new Map(
   Object.entries(current?.own_texts ?? {}).map(([id, text]) => [Number(id), text]),
 );
@@ -130,7 +135,7 @@ const socket = (() => {
       attempt = 0;
       setConnectionState("connected");
       // Everything newer than what this page has seen, for every room it knows.
-      send({ type: "sync", rooms: Object.fromEntries(cursors) });
+      send({ type: "sync", rooms: Object.fromEntries([...cursors].map(([room, c]) => [room, c.id])) });
       if (document.visibilityState === "hidden") send({ type: "presence", state: "away" });
       setPresence(me.id, document.visibilityState === "hidden" ? "away" : "online");
       if (current) send({ type: "presence.get", room_id: current.id }); // who is here already
@@ -226,7 +231,12 @@ const handlers = {
   mention: (f) => onMention(f.room_id, f.message_id),
   ack: (f) => onAck(f.client_id, f.message_id),
   error: (f) => onErrorFrame(f),
-  "sync.done": () => maybeMarkRead(),
+  "sync.done": () => {
+    // What a resync did not bring was deleted meanwhile: nothing is missing any more.
+    for (const roomId of resyncing) cursors.set(roomId, newestSeen.get(roomId));
+    resyncing.clear();
+    maybeMarkRead();
+  },
   pong: () => {},
 };
 
@@ -362,12 +372,33 @@ function announce(text) {
   }, 50);
 }
 
+// Records a message of a room as seen; returns whether it is newer than all seen before.
+function noteSeen(roomId, message) {
+  const seen = { id: message.id, seq: message.seq };
+  const cursor = cursors.get(roomId);
+  if (!cursor) {
+    cursors.set(roomId, seen); // a room just granted: start here
+    newestSeen.set(roomId, seen);
+    return true;
+  }
+  const newest = newestSeen.get(roomId) ?? cursor;
+  const fresh = message.id > newest.id;
+  if (fresh) newestSeen.set(roomId, seen);
+  if (message.seq === cursor.seq + 1) {
+    cursors.set(roomId, seen);
+  } else if (message.seq > cursor.seq + 1 && !resyncing.has(roomId)) {
+    // Ask again from the last message held in order; the ones already here are skipped.
+    resyncing.add(roomId);
+    socket.send({ type: "sync", rooms: { [roomId]: cursor.id } });
+  }
+  return fresh;
+}
+
 function onMessageNew(roomId, message) {
   roomId = Number(roomId);
-  const before = cursors.get(roomId) ?? 0;
-  cursors.set(roomId, Math.max(before, message.id));
+  const fresh = noteSeen(roomId, message);
   if (!isCurrent(roomId)) {
-    if (message.sender_id !== me.id && message.id > before) bumpUnread(roomId);
+    if (message.sender_id !== me.id && fresh) bumpUnread(roomId);
     return;
   }
   if (message.sender_id === me.id && message.text !== null) ownTexts.set(message.id, message.text);
@@ -880,7 +911,12 @@ async function onRoomGranted(roomId) {
     const room = rooms.find((r) => r.id === Number(roomId));
     // Start this room's sync cursor at its newest message, not at the beginning of history.
     const page = await api(`rooms/${Number(roomId)}/messages/?limit=1`);
-    cursors.set(Number(roomId), page.results[0]?.id ?? 0);
+    const newest = page.results[0];
+    if (!cursors.has(Number(roomId))) {
+      const start = newest ? { id: newest.id, seq: newest.seq } : { id: 0, seq: 0 };
+      cursors.set(Number(roomId), start);
+      newestSeen.set(Number(roomId), start);
+    }
     if (room) {
       notice(`You were added to ${room.name}.`, "info", h("a", { href: `${config.urls.portal}?room=${room.id}` }, "Open it"));
     }
@@ -894,6 +930,8 @@ function onRoomRevoked(roomId) {
   const name = roomItem(roomId)?.querySelector(".room-name")?.textContent ?? "a room";
   roomItem(roomId)?.remove();
   cursors.delete(roomId);
+  newestSeen.delete(roomId);
+  resyncing.delete(roomId);
   if (!isCurrent(roomId)) {
     notice(`You were removed from ${name}.`);
     return;

@@ -91,6 +91,7 @@ async def test_members_receive_a_new_message_decrypted_and_strangers_nothing(
     frames = await frames_until(member_socket, "message.new")
     assert frames[-1]["room_id"] == room.pk
     assert frames[-1]["message"]["text"] == "Fill at 99.5"
+    assert frames[-1]["message"]["seq"] == 1
     assert await nothing_arrives(stranger_socket)
 
 

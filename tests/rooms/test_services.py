@@ -85,6 +85,24 @@ def test_a_read_only_member_reads_but_cannot_post() -> None:
     assert message_view(reader=reader, message=posted).text == "for your eyes"
 
 
+def test_each_room_numbers_its_messages_without_gaps() -> None:
+    owner, member = make_user(), make_user()
+    desk, other = make_room(owner=owner, members=(member,)), make_room(owner=owner)
+    read_only = make_user()
+    membership_add(actor=owner, room=desk, user=read_only, role="read_only")
+
+    first = message_post(sender=owner, room=desk, text="one")
+    message_post(sender=owner, room=other, text="elsewhere")
+    with pytest.raises(PermissionDenied):
+        message_post(sender=read_only, room=desk, text="refused")
+    second = message_post(sender=member, room=desk, text="two")
+
+    assert (first.seq, second.seq) == (1, 2)  # a refused post takes no number
+    assert Message.objects.get(room=other).seq == 1
+    desk.refresh_from_db()
+    assert desk.message_seq == 2
+
+
 def test_an_information_barrier_blocks_membership_direct_messages_and_invitations() -> None:
     researcher, trader, owner = make_user(), make_user(), make_room_admin()
     walled_groups(researcher, trader)
