@@ -151,11 +151,13 @@ def celery_broker_for(redis_url: str | None, data_dir: Path) -> tuple[str, dict[
     if redis_url:
         return redis_url, {"visibility_timeout": 3600}
     queue_dir = data_dir / "broker"
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (queue_dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
     return "filesystem://", {
         "data_folder_in": str(queue_dir / "queue"),
         "data_folder_out": str(queue_dir / "queue"),
         "processed_folder": str(queue_dir / "processed"),
+        # The exchange table; kombu's default is ./control in the working directory.
+        "control_folder": str(queue_dir / "control"),
         "store_processed": False,
     }

@@ -14,6 +14,7 @@ PRINT_BACKENDS = (
     "print(json.dumps({'layer': s.CHANNEL_LAYERS['default']['BACKEND'],"
     " 'hosts': s.CHANNEL_LAYERS['default'].get('CONFIG', {}).get('hosts'),"
     " 'broker': s.CELERY_BROKER_URL, 'cache': s.CACHES['default']['BACKEND'],"
+    " 'broker_options': s.CELERY_BROKER_TRANSPORT_OPTIONS,"
     " 'db': s.DATABASES['default']['ENGINE'],"
     " 'journal': s.DATABASES['default'].get('OPTIONS', {}).get('init_command', '')}))"
 )
@@ -43,6 +44,12 @@ def test_without_redis_url_everything_is_embedded(tmp_path: Path) -> None:
 
     assert config["layer"] == "channels.layers.InMemoryChannelLayer"
     assert config["broker"] == "filesystem://"
+    # Every folder of the filesystem broker is in the data directory, none in the checkout.
+    options = config["broker_options"]
+    assert isinstance(options, dict)
+    folders = [v for k, v in options.items() if k.endswith(("_in", "_out", "_folder"))]
+    assert len(folders) == 4
+    assert all(Path(f).is_relative_to(tmp_path / "data") for f in folders)
     assert config["cache"] == "django.core.cache.backends.locmem.LocMemCache"
     assert config["db"] == "django.db.backends.sqlite3"
     assert "journal_mode=WAL" in str(config["journal"])
