@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from audit.actions import AuditAction
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.services import audit_export_start, audit_record
+from safechat.admin_base import ReadOnlyAdmin
 
 # Changelist parameters that page or sort rather than search or filter.
 _NOT_A_FILTER = frozenset({"p", "o", "e", "_to_field", "_popup", "all"})
@@ -38,24 +39,6 @@ class ActionFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         return queryset.filter(action=value) if value else queryset
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """No add, change or delete for anyone; the rows are immutable anyway."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
 
 def _search_record(request: HttpRequest) -> None:

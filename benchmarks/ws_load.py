@@ -39,8 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,17 +346,9 @@ def start_server(env: dict[str, str], port: int, workers: int = 1) -> subprocess
         cwd=ROOT, env=env,
         start_new_session=True,  # its own process group: stopping it stops every worker
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited early with status {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return process
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the server did not answer /healthz within 60 s")
+    from tests.support.fixtures import wait_until_healthy
+
+    return wait_until_healthy(process, port, seconds=60)
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:

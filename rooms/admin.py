@@ -17,17 +17,7 @@ from accounts.models import User
 from rooms.models import InformationBarrier, Membership, Room
 from rooms.services import barrier_create, barrier_delete, membership_remove, room_archive
 from rooms.services.barriers import room_barrier_violations
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+from safechat.admin_base import ReadOnlyAdmin
 
 
 class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]

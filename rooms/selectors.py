@@ -129,16 +129,21 @@ def message_get_for_user(*, user: User, message_id: object) -> Message:
     return message
 
 
-def _decrypt_for(reader: User, message: Message) -> str | None:
+def _decrypt_for(
+    reader: User, message: Message, stored: Message | MessageRevision | None = None
+) -> str | None:
+    """The text of ``message`` (or of its earlier revision ``stored``) with ``reader``'s keys;
+    None when they hold no copy of that epoch's key."""
+    stored = stored or message
     try:
         return message_decrypt(
             reader_id=reader.pk,
             room_id=message.room_id,
             message_uid=message.uid,
-            epoch=message.epoch,
+            epoch=stored.epoch,
             sender_id=message.sender_id,
-            ciphertext=bytes(message.ciphertext),
-            revision=message.revision,
+            ciphertext=bytes(stored.ciphertext),
+            revision=stored.revision,
         )
     except CryptoError:
         return None
@@ -208,22 +213,10 @@ def message_page(
 
 def message_revisions(*, reader: User, message: Message) -> list[tuple[int, str | None]]:
     """Earlier texts of a message (compliance view); decrypted with ``reader``'s keys."""
-    result = []
-    for revision in MessageRevision.objects.filter(message=message).order_by("revision"):
-        try:
-            text: str | None = message_decrypt(
-                reader_id=reader.pk,
-                room_id=message.room_id,
-                message_uid=message.uid,
-                epoch=revision.epoch,
-                sender_id=message.sender_id,
-                ciphertext=bytes(revision.ciphertext),
-                revision=revision.revision,
-            )
-        except CryptoError:
-            text = None
-        result.append((revision.revision, text))
-    return result
+    return [
+        (revision.revision, _decrypt_for(reader, message, revision))
+        for revision in MessageRevision.objects.filter(message=message).order_by("revision")
+    ]
 
 
 def room_last_messages(*, user: User) -> dict[int, tuple[int, int]]:

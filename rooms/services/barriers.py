@@ -74,10 +74,7 @@ def room_barrier_violations() -> dict[int, list[BarrierConflict]]:
     return violations
 
 
-def barrier_create(
-    *, actor: User, group_a: Group, group_b: Group, reason: str = ""
-) -> tuple[InformationBarrier, dict[int, list[BarrierConflict]]]:
-    """Create a barrier; returns it with the existing rooms that now violate it."""
+def _require_barrier_admin(actor: User) -> None:
     if not actor.has_perm(MANAGE_BARRIERS):
         raise refuse(
             actor=actor,
@@ -85,6 +82,13 @@ def barrier_create(
             reason="barrier management",
             error=PermissionDenied("only security admins manage information barriers"),
         )
+
+
+def barrier_create(
+    *, actor: User, group_a: Group, group_b: Group, reason: str = ""
+) -> tuple[InformationBarrier, dict[int, list[BarrierConflict]]]:
+    """Create a barrier; returns it with the existing rooms that now violate it."""
+    _require_barrier_admin(actor)
     if group_a.pk == group_b.pk:
         raise ValidationError("a barrier separates two different groups")
     low, high = sorted([group_a, group_b], key=lambda g: g.pk)
@@ -110,13 +114,7 @@ def barrier_create(
 
 def barrier_delete(*, actor: User, barrier: InformationBarrier) -> None:
     """Lift a barrier (security admins)."""
-    if not actor.has_perm(MANAGE_BARRIERS):
-        raise refuse(
-            actor=actor,
-            room=None,
-            reason="barrier management",
-            error=PermissionDenied("only security admins manage information barriers"),
-        )
+    _require_barrier_admin(actor)
     with transaction.atomic():
         audit_record(
             actor=actor,

@@ -174,10 +174,8 @@ def message_delete(*, actor: User, message: Message) -> Message:
     """
     room = message.room
     is_sender = message.sender_id == actor.pk
-    if not is_sender:
-        require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
-    elif not perms.has_room_permission(room=room, user=actor, permission=perms.VIEW):
-        raise PermissionDenied("you are no longer in this room")
+    required = perms.VIEW if is_sender else perms.MANAGE_MEMBERS
+    require_room_permission(actor=actor, room=room, permission=required)
     require_not_archived(actor=actor, room=room)
     if message.deleted_at is not None:
         return message

@@ -59,18 +59,25 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
+    return wait_until_healthy(process, port, seconds=30)
+
+
+def wait_until_healthy(
+    process: subprocess.Popen[bytes], port: int, *, seconds: float
+) -> subprocess.Popen[bytes]:
+    """Return ``process`` once it answers ``/healthz``; kill it and raise if it never does."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             output = process.stdout.read().decode() if process.stdout else ""
-            raise RuntimeError(f"server exited early:\n{output}")
+            raise RuntimeError(f"server exited early with status {process.returncode}\n{output}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
                 return process
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.2)
     process.kill()
-    raise RuntimeError("server did not answer /healthz within 30 s")
+    raise RuntimeError(f"server did not answer /healthz within {seconds:g} s")
 
 
 @pytest.fixture
