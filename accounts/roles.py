@@ -18,6 +18,9 @@ class Role(StrEnum):
     SECURITY_ADMIN = "security_admin"
 
 
+# Security admins' permission to administer people: accounts, roles, barriers, memberships.
+MANAGE_USERS = "accounts.manage_users"
+
 # "app_label.codename" per role. Room-level rights live on rooms (guardian);
 # compliance officers get no chat write permission anywhere, so they read only.
 ROLE_PERMISSIONS: dict[Role, tuple[str, ...]] = {
@@ -26,7 +29,7 @@ ROLE_PERMISSIONS: dict[Role, tuple[str, ...]] = {
     Role.COMPLIANCE_OFFICER: ("audit.view_auditevent", "audit.view_auditcheckpoint"),
     Role.SECURITY_ADMIN: (
         "accounts.view_user",
-        "accounts.manage_users",
+        MANAGE_USERS,
         "accounts.manage_factors",
         "accounts.manage_lockouts",
         "accounts.manage_sessions",

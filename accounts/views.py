@@ -22,7 +22,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts import forms, selectors, services
 from accounts.models import User
 from accounts.otp import SESSION_SIGNED_OUT_REASON, recently_reverified
-from accounts.roles import Role
+from accounts.roles import MANAGE_USERS, Role
 
 SIGNED_OUT_MESSAGES = {
     "idle": "You were signed out after a period of inactivity.",
@@ -325,7 +325,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "accounts/home.html",
         {
             "roles": selectors.user_roles(user=user),
-            "is_security_admin": user.has_perm("accounts.manage_users"),
+            "is_security_admin": user.has_perm(MANAGE_USERS),
         },
     )
 

@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts.models import User
+from accounts.roles import MANAGE_USERS
 from rooms.models import InformationBarrier, Membership, Room
 from rooms.services import barrier_create, barrier_delete, membership_remove, room_archive
 from rooms.services.barriers import room_barrier_violations
@@ -45,7 +46,7 @@ class RoomAdmin(ReadOnlyAdmin):
     actions = ["archive_rooms"]
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.has_perm("accounts.manage_users"))
+        return bool(request.user.has_perm(MANAGE_USERS))
 
     @admin.action(description="Archive the selected rooms (read-only from now on)")
     def archive_rooms(self, request: HttpRequest, queryset: QuerySet[Room]) -> None:
@@ -69,7 +70,7 @@ class MembershipAdmin(ReadOnlyAdmin):
     actions = ["remove_members"]
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.has_perm("accounts.manage_users"))
+        return bool(request.user.has_perm(MANAGE_USERS))
 
     @admin.action(description="Remove the selected members (new room key, sockets closed)")
     def remove_members(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
@@ -97,7 +98,7 @@ class InformationBarrierAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return actions
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.has_perm("accounts.manage_users"))
+        return bool(request.user.has_perm(MANAGE_USERS))
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self.has_module_permission(request)

@@ -15,8 +15,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
+from safechat.shared_cache import redis_keys
 
 ONLINE, AWAY, OFFLINE = "online", "away", "offline"
 # Sockets ping every 25 s (static/safechat/chat.js); three missed pings and it is gone.
@@ -28,13 +27,8 @@ _local: dict[int, dict[str, tuple[str, float]]] = {}
 _local_lock = threading.Lock()
 
 
-def _redis() -> RedisCache | None:
-    cache = caches["default"]
-    return cache if isinstance(cache, RedisCache) else None
-
-
-def _key(cache: RedisCache, user_id: int) -> str:
-    return cache.make_and_validate_key(f"rooms:presence:{user_id}")
+def _name(user_id: int) -> str:
+    return f"rooms:presence:{user_id}"
 
 
 def _aggregate(entries: Iterable[tuple[str, float]], now: float) -> str:
@@ -58,10 +52,9 @@ def presence_set(*, user_id: int, socket_id: str, state: str) -> str:
         raise ValueError("a socket is online or away")
     now = _now()
     entry = f"{state}:{now + SOCKET_TTL_SECONDS}"
-    cache = _redis()
-    if cache is not None:
-        key = _key(cache, user_id)
-        client = cache._cache.get_client(key, write=True)  # type: ignore[attr-defined]
+    redis = redis_keys(_name(user_id))
+    if redis is not None:
+        client, (key,) = redis
         pipe = client.pipeline(transaction=True)
         pipe.hset(key, socket_id, entry)
         pipe.expire(key, SOCKET_TTL_SECONDS * 2)
@@ -77,10 +70,9 @@ def presence_set(*, user_id: int, socket_id: str, state: str) -> str:
 def presence_clear(*, user_id: int, socket_id: str) -> str:
     """Forget a closed socket; returns the user's presence without it."""
     now = _now()
-    cache = _redis()
-    if cache is not None:
-        key = _key(cache, user_id)
-        client = cache._cache.get_client(key, write=True)  # type: ignore[attr-defined]
+    redis = redis_keys(_name(user_id))
+    if redis is not None:
+        client, (key,) = redis
         pipe = client.pipeline(transaction=True)
         pipe.hdel(key, socket_id)
         pipe.hgetall(key)
@@ -98,14 +90,14 @@ def presence_of(*, user_ids: Iterable[int]) -> dict[int, str]:
     """The presence of each user who is online or away (the others are offline)."""
     ids = list(dict.fromkeys(user_ids))
     now = _now()
-    cache = _redis()
-    if cache is not None:
+    redis = redis_keys(*(_name(user_id) for user_id in ids))
+    if redis is not None:
         if not ids:
             return {}
-        client = cache._cache.get_client(_key(cache, ids[0]))  # type: ignore[attr-defined]
+        client, keys = redis
         pipe = client.pipeline(transaction=False)
-        for user_id in ids:
-            pipe.hgetall(_key(cache, user_id))
+        for key in keys:
+            pipe.hgetall(key)
         states = {
             uid: _aggregate(_decode(raw), now) for uid, raw in zip(ids, pipe.execute(), strict=True)
         }

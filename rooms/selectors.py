@@ -18,7 +18,7 @@ from guardian.models import UserObjectPermission
 from accounts.models import User
 from rooms import permissions as perms
 from rooms.markdown import render_markdown
-from rooms.models import Membership, Message, MessageRevision, Room
+from rooms.models import Membership, Message, MessageRevision, Reaction, Room
 from safechat.crypto import CryptoError
 from safechat.keyring.services import message_decrypt
 
@@ -42,12 +42,13 @@ class MessageView:
     reactions: dict[str, list[int]] = field(default_factory=dict)
 
 
-def _view_permission(user: User | None = None) -> QuerySet[UserObjectPermission]:
-    """django-guardian's ``view_room`` grants on rooms (of ``user``, or of anyone)."""
-    grants = UserObjectPermission.objects.filter(
-        content_type=ContentType.objects.get_for_model(Room), permission__codename=perms.VIEW
+def _view_permission(user: User) -> QuerySet[UserObjectPermission]:
+    """django-guardian's ``view_room`` grants of ``user`` on rooms."""
+    return UserObjectPermission.objects.filter(
+        user=user,
+        content_type=ContentType.objects.get_for_model(Room),
+        permission__codename=perms.VIEW,
     )
-    return grants if user is None else grants.filter(user=user)
 
 
 def rooms_for_user(*, user: User) -> QuerySet[Room]:
@@ -78,21 +79,6 @@ def room_list_for_user(*, user: User) -> QuerySet[Room]:
             )
         )
         .order_by("archived_at", "name", "pk")
-    )
-
-
-def room_viewer_ids(*, room: Room) -> frozenset[int]:
-    """Ids of everyone who may view ``room`` now: the rule of ``rooms_for_user``, asked once
-    for all users instead of once per user (one socket process fans a message out to many).
-    """
-    return frozenset(
-        _view_permission()
-        .filter(
-            object_pk=str(room.pk),
-            user__is_active=True,
-            user__memberships__room=room,
-        )
-        .values_list("user_id", flat=True)
     )
 
 
@@ -151,9 +137,19 @@ def _decrypt_for(
 
 def message_reactions(*, message: Message) -> dict[str, list[int]]:
     """Who reacted with what, in the order they did."""
-    reactions: dict[str, list[int]] = {}
-    for emoji, user_id in message.reactions.values_list("emoji", "user_id").order_by("pk"):
-        reactions.setdefault(emoji, []).append(user_id)
+    return _reactions_of([message.pk]).get(message.pk, {})
+
+
+def _reactions_of(message_ids: list[int]) -> dict[int, dict[str, list[int]]]:
+    """Per message, who reacted with what, in the order they did: one query for a page."""
+    reactions: dict[int, dict[str, list[int]]] = {}
+    rows = (
+        Reaction.objects.filter(message_id__in=message_ids)
+        .order_by("pk")
+        .values_list("message_id", "emoji", "user_id")
+    )
+    for message_id, emoji, user_id in rows:
+        reactions.setdefault(message_id, {}).setdefault(emoji, []).append(user_id)
     return reactions
 
 
@@ -208,7 +204,10 @@ def message_page(
         chunk.reverse()
     else:
         chunk = list(messages.order_by("-id")[:limit])
-    return [message_view(reader=reader, message=m) for m in chunk]
+    reactions = _reactions_of([m.pk for m in chunk])
+    return [
+        message_view(reader=reader, message=m, reactions=reactions.get(m.pk, {})) for m in chunk
+    ]
 
 
 def message_revisions(*, reader: User, message: Message) -> list[tuple[int, str | None]]:

@@ -115,7 +115,7 @@ class RoomStreamMixin:
         self._last_typing: dict[int, float] = {}
         self._presence_state: str | None = None
         self._presence_refreshed = 0.0
-        room_ids = await database_sync_to_async(_viewable_room_ids)(self.stream_user)
+        room_ids = await _in_pool(_viewable_room_ids)(self.stream_user)
         for room_id in room_ids:
             await self._subscribe(room_id)
         await self._presence_record(presence.ONLINE)
@@ -312,9 +312,7 @@ class RoomStreamMixin:
             if message is not None:
                 await self.send_json({"type": kind, "room_id": room_id, "message": message})
         elif kind in ("message.edited", "message.reactions"):
-            message = await database_sync_to_async(_message_for)(
-                self.stream_user, int(event["message_id"])
-            )
+            message = await _in_pool(_message_for)(self.stream_user, int(event["message_id"]))
             if message is not None:
                 await self.send_json({"type": kind, "room_id": room_id, "message": message})
         elif kind == "message.deleted":
@@ -346,7 +344,7 @@ class RoomStreamMixin:
 
     async def room_granted(self, event: dict[str, Any]) -> None:
         room_id = int(event["room_id"])
-        if await database_sync_to_async(_can_view)(self.stream_user, room_id):
+        if await _in_pool(_can_view)(self.stream_user, room_id):
             await self._subscribe(room_id)
             await self.send_json({"type": "room.granted", "room_id": room_id})
 

@@ -196,7 +196,7 @@ def _apply(
 
 
 def _refuse_unless_manager(request: HttpRequest, room: Room, message: str) -> HttpResponse:
-    """Unknown person: a non-manager learns nothing (not even whether the name exists)."""
+    """A bad form: a non-manager learns nothing (not even whether a name exists)."""
     if not _can_manage(_user(request), room):
         return _forbidden(request, room, "you are not allowed to do this in this room")
     messages.error(request, message)
@@ -209,10 +209,7 @@ def room_settings(request: HttpRequest, room_id: int) -> HttpResponse:
     room = selectors.room_get_for_user(user=actor, room_id=room_id)
     form = forms.RoomSettingsForm(request.POST)
     if not form.is_valid():
-        if not _can_manage(actor, room):
-            return _forbidden(request, room, "you are not allowed to do this in this room")
-        messages.error(request, _form_errors(form))
-        return _back(room)
+        return _refuse_unless_manager(request, room, _form_errors(form))
     return _apply(
         request,
         room=room,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
+
+from safechat.shared_cache import redis_keys
 
 
 def window_count(name: str, *, window: int) -> tuple[int, int]:
@@ -27,16 +28,16 @@ def window_peek(name: str, *, window: int) -> tuple[int, int]:
 
 def _incr(key: str, *, ttl: int) -> int:
     """Add one to ``key`` and return the new count; the key expires ``ttl`` s after its last use."""
-    cache = caches["default"]
-    if isinstance(cache, RedisCache):
+    redis = redis_keys(key)
+    if redis is not None:
         # One round trip; Django's add-then-incr would take three.
-        redis_key = cache.make_and_validate_key(key)
-        client = cache._cache.get_client(redis_key, write=True)  # type: ignore[attr-defined]
+        client, (redis_key,) = redis
         pipe = client.pipeline(transaction=False)
         pipe.incr(redis_key)
         pipe.expire(redis_key, ttl)
         count, _ = pipe.execute()
         return int(count)
+    cache = caches["default"]
     cache.add(key, 0, timeout=ttl)
     try:
         return cache.incr(key)

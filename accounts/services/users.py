@@ -19,7 +19,7 @@ from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from accounts.credentials import new_link_token, sha256_hex
 from accounts.models import ApiToken, BootstrapToken, Invitation, User, UserSession
 from accounts.otp import session_key_hash
-from accounts.roles import STAFF_ROLES, Role
+from accounts.roles import MANAGE_USERS, STAFF_ROLES, Role
 from accounts.selectors import people_exist
 from accounts.services._common import InvalidLink, ensure_not_self, ensure_permission, refuse
 from accounts.services.sessions import session_start, user_sessions_end
@@ -150,7 +150,7 @@ def invitation_create(
     mail is not available); only the token's hash is stored.
     """
     ensure_permission(
-        actor=actor, permission="accounts.manage_users", operation="account.invite", request=request
+        actor=actor, permission=MANAGE_USERS, operation="account.invite", request=request
     )
     email = email.strip().lower()
     token, token_hash = new_link_token()
@@ -248,7 +248,7 @@ def _ensure_role_change_allowed(
     *, actor: User, user: User, role: Role, operation: str, request: HttpRequest | None
 ) -> None:
     ensure_permission(
-        actor=actor, permission="accounts.manage_users", action=AuditAction.ACCOUNT_ROLE_REFUSED,
+        actor=actor, permission=MANAGE_USERS, action=AuditAction.ACCOUNT_ROLE_REFUSED,
         target=user, operation=operation, request=request,
     )  # fmt: skip
     if actor.pk == user.pk:
@@ -299,7 +299,7 @@ def role_revoke(*, actor: User, user: User, role: Role, request: HttpRequest | N
 def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = None) -> None:
     """Deactivate an account: its sessions end, its sockets close and its tokens are revoked."""
     ensure_permission(
-        actor=actor, permission="accounts.manage_users", target=user,
+        actor=actor, permission=MANAGE_USERS, target=user,
         operation="account.deactivate", request=request,
     )  # fmt: skip
     ensure_not_self(actor=actor, user=user, operation="account.deactivate", request=request)
@@ -404,7 +404,7 @@ def password_reset_request(*, email: str, request: HttpRequest | None = None) ->
 def password_reset_by_admin(*, actor: User, user: User, request: HttpRequest | None = None) -> None:
     """A security admin voids the password, ends the sessions and emails a reset link."""
     ensure_permission(
-        actor=actor, permission="accounts.manage_users", target=user,
+        actor=actor, permission=MANAGE_USERS, target=user,
         operation="password.reset", request=request,
     )  # fmt: skip
     ensure_not_self(actor=actor, user=user, operation="password.reset", request=request)

@@ -19,6 +19,7 @@ from accounts.models import User
 from rooms import selectors, services
 from rooms.api.serializers import MemberOutput, MessageOutput, RoomOutput, message_json
 from rooms.models import Membership
+from rooms.services.messages import MAX_MESSAGE_BYTES
 
 
 class TextField(serializers.CharField):
@@ -171,7 +172,7 @@ class MemberDetailApi(APIView):
 
 class MessageListApi(APIView):
     class MessageListInput(serializers.Serializer[dict[str, Any]]):
-        text = TextField(trim_whitespace=False, max_length=16 * 1024)
+        text = TextField(trim_whitespace=False, max_length=MAX_MESSAGE_BYTES)
         parent_id = serializers.IntegerField(required=False, allow_null=True)
 
     class MessageListPageOutput(serializers.Serializer[dict[str, Any]]):
@@ -225,7 +226,7 @@ class _Cursor(serializers.Serializer[dict[str, Any]]):
 
 class MessageDetailApi(APIView):
     class MessageDetailInput(serializers.Serializer[dict[str, Any]]):
-        text = TextField(trim_whitespace=False, max_length=16 * 1024)
+        text = TextField(trim_whitespace=False, max_length=MAX_MESSAGE_BYTES)
 
     def _message(self, request: Request, room_id: int, message_id: int) -> Any:
         message = selectors.message_get_for_user(user=_user(request), message_id=message_id)

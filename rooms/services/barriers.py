@@ -10,13 +10,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
+from accounts.roles import MANAGE_USERS
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms.errors import BarrierViolationError
 from rooms.models import InformationBarrier, Membership, Room
 from rooms.services._common import refuse
-
-MANAGE_BARRIERS = "accounts.manage_users"
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def room_barrier_violations() -> dict[int, list[BarrierConflict]]:
 
 
 def _require_barrier_admin(actor: User) -> None:
-    if not actor.has_perm(MANAGE_BARRIERS):
+    if not actor.has_perm(MANAGE_USERS):
         raise refuse(
             actor=actor,
             room=None,

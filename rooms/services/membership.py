@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from accounts.models import User
+from accounts.roles import MANAGE_USERS
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
@@ -16,8 +17,6 @@ from rooms.services._common import refuse, require_not_archived, require_room_pe
 from rooms.services.barriers import barrier_ensure_allowed
 from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import room_epoch_start, room_keys_grant, room_keys_revoke
-
-SECURITY_ADMIN_PERMISSION = "accounts.manage_users"
 
 
 def _member_ids(room: Room) -> list[int]:
@@ -84,7 +83,7 @@ def membership_remove(*, actor: User, room: Room, member: User) -> None:
     Members may always leave; removing someone else needs ``manage_members`` on the room,
     or the security-admin right to manage users (to resolve an information barrier).
     """
-    if actor.pk != member.pk and not actor.has_perm(SECURITY_ADMIN_PERMISSION):
+    if actor.pk != member.pk and not actor.has_perm(MANAGE_USERS):
         require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     _membership_delete(actor=actor, room=room, member=member)
 

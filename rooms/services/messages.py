@@ -59,6 +59,7 @@ def message_post(*, sender: User, room: Room, text: str, parent_id: int | None =
     opens it with its own key copy), never the text.
     """
     text = _validate_text(text)
+    post_rate_check(user_id=sender.pk)  # before the room lock: no Redis wait holds it
     with refusals_audited():
         return _message_insert(sender=sender, room=room, text=text, parent_id=parent_id)
 
@@ -79,7 +80,6 @@ def _message_insert(*, sender: User, room: Room, text: str, parent_id: int | Non
         if parent is None:
             raise ValidationError("the message you reply to does not exist in this room")
         parent = parent.parent or parent  # threads are one level deep
-    post_rate_check(user_id=sender.pk)
     seq = room.message_seq + 1
     Room.objects.filter(pk=room.pk).update(message_seq=seq)
     uid = uuid.uuid4()
