@@ -13,7 +13,6 @@ import base64
 import binascii
 import contextlib
 import functools
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,6 +25,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from audit.chain import key_id_for, public_key_parse, public_key_raw
+from safechat.crypto.errors import ConfigError
+from safechat.crypto.providers.local import read_private_file
 from safechat.environment import write_private_file
 
 
@@ -58,15 +59,13 @@ def _load(inline: str, path: str, generate: bool) -> Ed25519PrivateKey:
         # Two processes may race to create it; write_private_file lets one win.
         with contextlib.suppress(FileExistsError):
             write_private_file(key_file, seed_encode(Ed25519PrivateKey.generate()) + "\n")
+    if not key_file.exists():
+        raise ImproperlyConfigured(f"the audit signing key file {path} does not exist")
     try:
-        mode = key_file.stat().st_mode
-    except FileNotFoundError:
-        raise ImproperlyConfigured(f"the audit signing key file {path} does not exist") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ImproperlyConfigured(
-            f"the audit signing key file {path} is readable by others: chmod 600 it"
-        )
-    return _seed_parse(key_file.read_text(encoding="ascii"), source=str(path))
+        raw = read_private_file(key_file, what="the audit signing key file")
+    except ConfigError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+    return _seed_parse(raw.decode("ascii", errors="replace"), source=str(path))
 
 
 def signing_key() -> Ed25519PrivateKey:

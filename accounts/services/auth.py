@@ -52,12 +52,15 @@ def sign_in_password(*, request: HttpRequest, username: str, password: str) -> U
     if not isinstance(user, User):
         locked = bool(getattr(request, "axes_locked_out", False)) or was_locked
         known = User.objects.filter(username=username).first()
+        # What was typed is kept only when it names an account: people type passwords
+        # into the username field, and the audit log keeps everything for good.
+        typed = username if known is not None else None
         with transaction.atomic():
             audit_record(
                 actor=None,
                 action=AuditAction.AUTH_LOGIN_FAILED,
                 target=known,
-                extra={"username": username, "step": "password", "locked": locked},
+                extra={"username": typed, "step": "password", "locked": locked},
                 request=request,
             )
             if locked and not was_locked:
@@ -65,7 +68,7 @@ def sign_in_password(*, request: HttpRequest, username: str, password: str) -> U
                     actor=None,
                     action=AuditAction.AUTH_LOCKOUT,
                     target=known,
-                    extra={"username": username, "step": "password"},
+                    extra={"username": typed, "step": "password"},
                     request=request,
                 )
         raise SignInError(LOCKED_OUT if locked else GENERIC_FAILURE, locked=locked)

@@ -80,6 +80,15 @@ def test_unknown_user_wrong_password_and_inactive_user_get_the_same_answer(user:
     assert not UserSession.objects.exists()
 
 
+def test_a_username_that_names_no_account_is_not_kept_in_the_audit_log(user: User) -> None:
+    # when someone types their password into the username field, then a wrong username
+    sign_in(Client(), "Correct-Horse-Battery-9")
+    sign_in(Client(), user.username, "wrong password entirely")
+
+    # then only the name of a real account is recorded
+    assert [e.extra["username"] for e in events("auth.login.failed")] == [None, user.username]
+
+
 def test_an_unknown_username_still_costs_one_password_hash(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
