@@ -270,8 +270,11 @@ def _factor_change(request: HttpRequest, change: Any) -> HttpResponse:
         change()
     except services.ReverificationRequired:
         return HttpResponseRedirect(reverse("accounts:reverify"))
-    except (services.LastFactor, ValueError) as exc:
+    except services.LastFactor as exc:
         messages.error(request, str(exc))
+        return HttpResponseRedirect(reverse("accounts:factors"), status=303)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
         return HttpResponseRedirect(reverse("accounts:factors"), status=303)
     return redirect("accounts:factors")
 
@@ -464,7 +467,7 @@ def _account_create_page(
                 return render(
                     request, "accounts/invalid_link.html", {"message": INVALID_LINK}, status=404
                 )
-            except (ValidationError, ValueError) as exc:
+            except ValidationError as exc:
                 errors, status = _errors(exc), 400
             else:
                 return redirect("accounts:enrol")
@@ -533,8 +536,8 @@ def tokens(request: HttpRequest) -> HttpResponse:
                     actor=user, name=form.cleaned_data["name"], scope=form.cleaned_data["scope"],
                     days=form.cleaned_data["days"], request=request,
                 )  # fmt: skip
-            except ValueError as exc:
-                messages.error(request, str(exc))
+            except ValidationError as exc:
+                messages.error(request, " ".join(exc.messages))
                 status = 400
         else:
             status = 400

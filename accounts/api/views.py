@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotAuthenticated, NotFound, ValidationError
@@ -75,8 +76,8 @@ class TokenListCreateApi(APIView):
                 via_token=request_token(request),
                 request=request._request,
             )
-        except ValueError as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
+        except DjangoValidationError as exc:
+            raise ValidationError({"detail": " ".join(exc.messages)}) from exc
         body = dict(TokenOutputSerializer(token).data)
         body["token"] = secret
         return Response(body, status=status.HTTP_201_CREATED)

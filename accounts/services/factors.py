@@ -7,6 +7,7 @@ except enrolling the very first factor during the forced enrolment.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 from django_otp import DEVICE_ID_SESSION_KEY
@@ -153,7 +154,7 @@ def factor_rename(*, request: HttpRequest, user: User, device: Device, name: str
     _ensure_change_allowed(request=request, user=user)
     name = name.strip()[:64]
     if not name:
-        raise ValueError("A name is required.")
+        raise ValidationError("A name is required.")
     with transaction.atomic():
         locked = type(device).objects.select_for_update().get(pk=device.pk, user=user)
         old = locked.name

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -50,13 +51,13 @@ def api_token_create(
     """
     scope = ApiToken.Scope(scope).value
     if via_token is not None and not scope_covers(via_token.scope, scope):
-        raise ValueError("A token cannot create a token with a wider scope than its own.")
+        raise ValidationError("A token cannot create a token with a wider scope than its own.")
     days = settings.SAFECHAT_API_TOKEN_DAYS if days is None else days
     if not 1 <= days <= MAX_TOKEN_DAYS:
-        raise ValueError(f"A token lives between 1 and {MAX_TOKEN_DAYS} days.")
+        raise ValidationError(f"A token lives between 1 and {MAX_TOKEN_DAYS} days.")
     name = name.strip()[:100]
     if not name:
-        raise ValueError("A name is required.")
+        raise ValidationError("A name is required.")
     secret, prefix, token_hash = new_api_token()
     with transaction.atomic():
         token = ApiToken.objects.create(

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth import login, password_validation, update_session_auth_hash
 from django.contrib.auth.models import Group
 from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
@@ -129,7 +130,7 @@ def _user_create(*, username: str, email: str, password: str) -> User:
         with transaction.atomic():
             user.save()
     except IntegrityError as exc:
-        raise ValueError("That username or email is already taken.") from exc
+        raise ValidationError("That username or email is already taken.") from exc
     # Every account has its own key pair from the start (its private half wrapped).
     user_key_create(user=user)
     return user
@@ -477,7 +478,7 @@ def lockout_lift(
         operation="lockout.lift", request=request,
     )  # fmt: skip
     if not username and not ip_address:
-        raise ValueError("Name a username or an address.")
+        raise ValidationError("Name a username or an address.")
     if username and username == actor.username:
         ensure_not_self(actor=actor, user=actor, operation="lockout.lift", request=request)
     with transaction.atomic():
