@@ -8,7 +8,6 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 AUDIT_VIEW_PERMISSION = "audit.view_auditevent"
-AUDIT_CHECKPOINT_VIEW_PERMISSION = "audit.view_auditcheckpoint"
 
 
 class CanViewAuditLog(BasePermission):

@@ -24,7 +24,7 @@ from accounts.selectors import (
     user_has_factor,
     user_primary_factor_count,
 )
-from accounts.services._common import ensure_not_self, ensure_permission, refuse
+from accounts.services._common import ensure_not_self, ensure_permission
 from accounts.services.auth import CODE_FAILURE, SignInError, second_factor_accepted
 from accounts.services.sessions import _end_rows, user_sessions_end
 from audit.actions import AuditAction
@@ -231,15 +231,3 @@ def factors_reset(*, actor: User, user: User, request: HttpRequest | None = None
             request=request,
         )
     return removed
-
-
-def factor_change_refused(*, request: HttpRequest, user: User, operation: str) -> None:
-    """Audit a factor change attempted without re-verification, then raise."""
-    refuse(
-        actor=user,
-        action=AuditAction.ACCOUNT_ADMIN_REFUSED,
-        target=user,
-        extra={"operation": operation, "reason": "reverification"},
-        request=request,
-        message=REVERIFY_NEEDED,
-    )

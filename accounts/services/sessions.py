@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 from django.contrib.auth import logout
 from django.db import transaction
@@ -167,9 +166,3 @@ def session_end_all(
             request=request,
         )
     return ended
-
-
-def sessions_purge_ended(*, older_than: timedelta) -> int:
-    """Delete bookkeeping rows of sessions that ended long ago (housekeeping)."""
-    deleted, _ = UserSession.objects.filter(ended_at__lt=timezone.now() - older_than).delete()
-    return deleted

@@ -127,7 +127,7 @@ def api_token_authenticate(*, presented: str, request: HttpRequest | None = None
         reason = "expired"
     elif not token.user.is_active:
         reason = "inactive_user"
-    if reason is not None:
+    if reason is not None or token is None:  # (reason is set whenever token is None)
         known = token if reason != "unknown" else None
         refused, _ = window_count(failures, window=window)
         with transaction.atomic():
@@ -146,8 +146,6 @@ def api_token_authenticate(*, presented: str, request: HttpRequest | None = None
                     extra={"reason": "throttled", "refused": refused, "window_seconds": window},
                     request=request,
                 )
-        raise TokenRefused("Invalid token.")
-    if token is None:  # unreachable: reason is set whenever token is None
         raise TokenRefused("Invalid token.")
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_INTERVAL:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)

@@ -42,8 +42,7 @@ from safechat.crypto.labels import ASSOCIATED_DATA_MAGIC, KdfLabel
 KEY_LEN = 32
 NONCE_LEN = 12
 TAG_LEN = 16
-# Hard ceiling for random 96-bit nonces under one key (NIST SP 800-38D §8.3).
-NIST_RANDOM_NONCE_LIMIT = 2**32
+# NIST SP 800-38D §8.3 caps random 96-bit nonces at 2**32 messages per key; we stay far below.
 # What we allow per key: collision probability after 2**24 messages is ~2**-49.
 MAX_MESSAGES_PER_KEY = 2**24
 
