@@ -8,6 +8,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from axes.models import AccessAttempt
 from django.contrib.auth.models import Group
 from django.core import mail
 from django.core.exceptions import PermissionDenied
@@ -270,10 +271,15 @@ def test_a_member_cannot_lift_a_lockout(
     settings.AXES_FAILURE_LIMIT = 1
     Client().post("/accounts/sign-in/", {"username": "victim", "password": "wrong wrong wrong"})
 
+    locked = AccessAttempt.objects.filter(username="victim").count()
+
     response = verified_client.post("/accounts/admin/lockouts/lift/", {"username": "victim"})
 
     assert response.status_code == 403
+    assert locked
+    assert AccessAttempt.objects.filter(username="victim").count() == locked
     assert not events("auth.lockout.lifted")
+    assert [e.extra.get("operation") for e in events("account.admin.refused")] == ["lockout.lift"]
 
 
 def test_the_django_admin_needs_staff_with_a_verified_second_factor(user: User) -> None:

@@ -113,6 +113,6 @@ def test_keys_of_another_purpose_are_refused() -> None:
 
 def test_signing_keys_never_pickle_or_print_material() -> None:
     key = SigningKey(RFC8032_SECRET, AUDIT)
-    assert RFC8032_SECRET.hex()[:8] not in repr(key)
+    assert repr(key) == "SigningKey(purpose=AUDIT_SIGNING)"
     with pytest.raises(TypeError):
         pickle.dumps(key)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -73,15 +76,22 @@ def test_members_can_create_rooms_when_the_setting_allows_it(settings: Settings)
     assert room.memberships.get().role == Membership.Role.OWNER
 
 
-def test_a_read_only_member_reads_but_cannot_post() -> None:
+def test_a_read_only_member_reads_but_cannot_post(
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
     owner, reader = make_user(), make_user()
     room = make_room(owner=owner, members=(reader,), role=Membership.Role.READ_ONLY)
     posted = message_post(sender=owner, room=room, text="for your eyes")
 
-    with pytest.raises(PermissionDenied):
+    with django_capture_on_commit_callbacks() as queued, pytest.raises(PermissionDenied):
         message_post(sender=reader, room=room, text="can I?")
 
     assert Message.objects.filter(room=room).count() == 1
+    assert queued == []  # nothing broadcast
+    room.refresh_from_db()
+    assert room.message_seq == 1
+    refusal = AuditEvent.objects.get(action="room.access.denied", actor_id=reader.pk)
+    assert refusal.extra["reason"] == "missing post_message"
     assert message_view(reader=reader, message=posted).text == "for your eyes"
 
 
