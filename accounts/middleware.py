@@ -18,6 +18,7 @@ from django.urls import Resolver404, resolve, reverse
 from accounts.otp import (
     SESSION_SIGNED_OUT_REASON,
     active_user_session,
+    request_verified,
     session_expiry_reason,
 )
 from accounts.selectors import user_has_factor
@@ -74,11 +75,6 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def _is_verified(request: HttpRequest) -> bool:
-    is_verified = getattr(request.user, "is_verified", None)
-    return bool(is_verified()) if callable(is_verified) else False
-
-
 class SessionPolicyMiddleware:
     """End sessions past their idle or absolute limit, or ended elsewhere; move the idle clock."""
 
@@ -133,7 +129,7 @@ class SecondFactorRequiredMiddleware:
             return request.path_info.startswith(API_PREFIX) and authorization.startswith(
                 TOKEN_SCHEMES
             )
-        if _is_verified(request):
+        if request_verified(request):
             return True
         if name in UNVERIFIED_ROUTES:
             return True

@@ -23,6 +23,13 @@ SESSION_REVERIFIED_AT = "safechat.reverified_at"  # epoch seconds of the last se
 SESSION_SIGNED_OUT_REASON = "safechat.signed_out_reason"
 
 
+def request_verified(request: Any) -> bool:
+    """Whether the request's user has passed a second factor in this session
+    (django-otp's ``OTPMiddleware`` sets ``is_verified``; anonymous users lack it)."""
+    is_verified = getattr(request.user, "is_verified", None)
+    return bool(is_verified()) if callable(is_verified) else False
+
+
 def session_key_hash(session_key: str) -> str:
     """What we store and name groups by: never the session key itself."""
     return sha256_hex(f"session:{session_key}")

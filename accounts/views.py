@@ -21,7 +21,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import forms, selectors, services
 from accounts.models import User
-from accounts.otp import SESSION_SIGNED_OUT_REASON, recently_reverified
+from accounts.otp import SESSION_SIGNED_OUT_REASON, recently_reverified, request_verified
 from accounts.roles import MANAGE_USERS, Role
 
 SIGNED_OUT_MESSAGES = {
@@ -37,11 +37,6 @@ def _user(request: HttpRequest) -> User:
     if not isinstance(user, User):
         raise PermissionDenied
     return user
-
-
-def _is_verified(request: HttpRequest) -> bool:
-    is_verified = getattr(request.user, "is_verified", None)
-    return bool(is_verified()) if callable(is_verified) else False
 
 
 def _next_url(request: HttpRequest) -> str:
@@ -152,7 +147,7 @@ def _verify_page(
 @sensitive_post_parameters("code")
 @require_http_methods(["GET", "POST"])
 def second_factor(request: HttpRequest) -> HttpResponse:
-    if _is_verified(request):
+    if request_verified(request):
         return HttpResponseRedirect(_next_url(request))
     if not selectors.user_has_factor(user=_user(request)):
         return redirect("accounts:enrol")

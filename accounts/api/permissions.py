@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from rest_framework.permissions import BasePermission
 
+from accounts.otp import request_verified
 from accounts.scopes import scope_covers, scope_for_method
 
 if TYPE_CHECKING:
@@ -31,8 +32,7 @@ class IsVerifiedOrToken(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if request_token(request) is not None:
             return True
-        is_verified = getattr(request.user, "is_verified", None)
-        return bool(is_verified()) if callable(is_verified) else False
+        return request_verified(request)
 
 
 class TokenHasScope(BasePermission):

@@ -17,7 +17,7 @@ from django_otp import login as otp_login
 from django_otp.models import Device
 
 from accounts.models import User, UserSession
-from accounts.otp import SESSION_REVERIFIED_AT, session_key_hash
+from accounts.otp import SESSION_REVERIFIED_AT, request_verified, session_key_hash
 from accounts.selectors import factor_kind, user_factor_get
 from accounts.services.sessions import session_end_current, session_rotate, session_start
 from audit.actions import AuditAction
@@ -90,8 +90,7 @@ def second_factor_accepted(*, request: HttpRequest, user: User, device: Device) 
     The first verification of a session completes the sign-in and rotates the
     session key; a later one is a re-verification that authorises factor changes.
     """
-    is_verified = getattr(request.user, "is_verified", None)
-    was_verified = bool(is_verified()) if callable(is_verified) else False
+    was_verified = request_verified(request)
     otp_login(request, device)
     request.session[SESSION_REVERIFIED_AT] = time.time()
     if not was_verified:

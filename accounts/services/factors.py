@@ -17,7 +17,7 @@ from django_otp_webauthn.models import WebAuthnCredential
 
 from accounts.credentials import backup_code_hash, new_backup_codes, new_salt
 from accounts.models import BackupCode, BackupCodeDevice, User, UserSession
-from accounts.otp import recently_reverified
+from accounts.otp import recently_reverified, request_verified
 from accounts.selectors import (
     PRIMARY_FACTOR_MODELS,
     factor_kind,
@@ -98,8 +98,7 @@ def factor_added(*, request: HttpRequest, user: User, device: Device) -> None:
         extra={"factor": factor_kind(device), "device": device.pk},
         request=request,
     )
-    is_verified = getattr(request.user, "is_verified", None)
-    if not (callable(is_verified) and is_verified()):
+    if not request_verified(request):
         second_factor_accepted(request=request, user=user, device=device)
 
 
