@@ -18,13 +18,12 @@ from django.template.response import TemplateResponse
 
 from audit.actions import AuditAction
 from audit.models import AuditCheckpoint, AuditEvent
-from audit.services import audit_export_start, audit_record
+from audit.services import audit_export_start
+from audit.services.searches import audit_search_record
 from safechat.admin_base import ReadOnlyAdmin
 
 # Changelist parameters that page or sort rather than search or filter.
 _NOT_A_FILTER = frozenset({"p", "o", "e", "_to_field", "_popup", "all"})
-_MAX_RECORDED_FILTERS = 16
-_MAX_RECORDED_VALUE = 100
 
 
 class ActionFilter(admin.SimpleListFilter):
@@ -43,24 +42,16 @@ class ActionFilter(admin.SimpleListFilter):
 
 def _search_record(request: HttpRequest) -> None:
     """Record the search and filters of a changelist view by the requesting officer."""
-    query = request.GET.get("q", "")
-    filters = [
-        [name[:64], value[:_MAX_RECORDED_VALUE]]
-        for name, value in request.GET.items()
-        if name != "q" and name not in _NOT_A_FILTER
-    ]
-    if not query and not filters:
-        return
-    # Pairs, not a dict: a parameter named like a secret must not break the page.
-    audit_record(
+    audit_search_record(
         actor=request.user,
-        action=AuditAction.AUDIT_SEARCHED,
+        query=request.GET.get("q", ""),
+        filters=[
+            (name, str(value))
+            for name, value in request.GET.items()
+            if name != "q" and name not in _NOT_A_FILTER
+        ],
+        model="auditevent",
         request=request,
-        extra={
-            "q": query[:200],
-            "filters": filters[:_MAX_RECORDED_FILTERS],
-            "model": "auditevent",
-        },
     )
 
 
