@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -18,14 +17,10 @@ from pathlib import Path
 
 import websockets
 
+from tests.support.servers import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PAYLOAD = "x" * 200
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_command(server: str, port: int) -> list[str]:

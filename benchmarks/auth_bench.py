@@ -30,6 +30,8 @@ from pathlib import Path
 
 import websockets
 
+from tests.support.servers import free_port, wait_until_healthy
+
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench correct horse battery"  # noqa: S105 - throwaway benchmark accounts
 SOCKETS = 10
@@ -59,14 +61,6 @@ print(session.session_key)
 """
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def prepare(env: dict[str, str], users: int) -> str:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
@@ -84,15 +78,7 @@ def start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     cores = sorted(os.sched_getaffinity(0))[:2]
     cmd = ["taskset", "-c", ",".join(map(str, cores)), *cmd]
     process = subprocess.Popen(cmd, cwd=ROOT, env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("server did not start")
+    return wait_until_healthy(process, port, seconds=30)
 
 
 def sign_in_once(base: str, username: str) -> float:

@@ -33,7 +33,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
 from safechat.supervise import UVICORN_WEBSOCKET_OPTIONS
+from tests.support.servers import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT_LENGTH = 120
@@ -307,12 +307,12 @@ def populate(client_count: int, room_count: int) -> tuple[list[tuple[int, str]],
     """
     from django.conf import settings
     from django.db import connection
-    from django.test import Client as HttpClient
     from django.test import override_settings
 
     from benchmarks.baseline_app.models import PlainMessage
-    from tests.accounts.factories import make_user, sign_in_client
+    from tests.accounts.factories import make_user
     from tests.rooms.factories import make_room
+    from tests.support.fixtures import session_cookie_for
 
     with connection.schema_editor() as editor:
         editor.create_model(PlainMessage)
@@ -325,19 +325,11 @@ def populate(client_count: int, room_count: int) -> tuple[list[tuple[int, str]],
         people = users[r * room_size : (r + 1) * room_size]
         room = make_room(owner=people[0], members=tuple(people[1:]), name=f"Load {r}")
         for user in people:
-            http = HttpClient()
-            sign_in_client(http, user, verified=True)
-            members.append((room.pk, http.cookies[settings.SESSION_COOKIE_NAME].value))
+            members.append((room.pk, session_cookie_for(user, verified=True)))
     return members, settings.SESSION_COOKIE_NAME
 
 
 # --- the server ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_server(env: dict[str, str], port: int, workers: int = 1) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "benchmarks.baseline_asgi:application",
@@ -346,8 +338,6 @@ def start_server(env: dict[str, str], port: int, workers: int = 1) -> subprocess
         cwd=ROOT, env=env,
         start_new_session=True,  # its own process group: stopping it stops every worker
     )  # fmt: skip
-    from tests.support.fixtures import wait_until_healthy
-
     return wait_until_healthy(process, port, seconds=60)
 
 

@@ -49,7 +49,8 @@ from rooms.models import Message, Room
 from rooms.services import message_post
 from tests.accounts.factories import make_totp_device, make_user
 from tests.rooms.factories import make_room
-from tests.support.fixtures import PROJECT_ROOT, free_port, project_env, start_server
+from tests.support.fixtures import PROJECT_ROOT, project_env, start_server
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -27,7 +27,8 @@ from websockets.typing import Origin
 from rooms.models import Message
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room
-from tests.support.fixtures import free_port, project_env, session_cookie_for, start_server
+from tests.support.fixtures import project_env, session_cookie_for, start_server
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,7 +13,8 @@ from django.test import Client
 from pytest_django import Settings
 
 from safechat.environment import channel_layers_for
-from tests.support.fixtures import free_port, project_env
+from tests.support.fixtures import project_env
+from tests.support.servers import free_port
 
 
 def test_healthz_answers_without_touching_dependencies(client: Client) -> None:

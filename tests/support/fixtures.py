@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,14 +14,9 @@ from django.test import Client
 
 from accounts.models import User
 from tests.accounts.factories import make_user, sign_in_client
+from tests.support.servers import free_port, wait_until_healthy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def session_cookie_for(user: User, *, verified: bool) -> str:
@@ -60,24 +51,6 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     return wait_until_healthy(process, port, seconds=30)
-
-
-def wait_until_healthy(
-    process: subprocess.Popen[bytes], port: int, *, seconds: float
-) -> subprocess.Popen[bytes]:
-    """Return ``process`` once it answers ``/healthz``; kill it and raise if it never does."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
-            raise RuntimeError(f"server exited early with status {process.returncode}\n{output}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return process
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"server did not answer /healthz within {seconds:g} s")
 
 
 @pytest.fixture
