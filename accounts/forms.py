@@ -100,7 +100,7 @@ class BootstrapForm(AccountCreateForm):
 class TokenCreateForm(forms.Form):
     name = forms.CharField(max_length=100)
     scope = forms.ChoiceField(choices=ApiToken.Scope.choices, initial=ApiToken.Scope.READ)
-    days = forms.IntegerField(min_value=1, max_value=MAX_TOKEN_DAYS, initial=90)
+    days = forms.IntegerField(min_value=1, max_value=MAX_TOKEN_DAYS)
 
 
 class InviteForm(forms.Form):

@@ -28,7 +28,7 @@ from django_otp_webauthn.views import (
 from accounts.models import User
 from accounts.services import factor_added, second_factor_accepted, second_factor_failed
 from accounts.services.factors import (
-    passkey_registration_allowed,
+    factor_change_allowed,
     passkey_registration_failed,
 )
 
@@ -72,7 +72,7 @@ class _RegistrationGate:
         user = self.request.user
         if not isinstance(user, User):
             raise exceptions.NotAuthenticated()
-        if not passkey_registration_allowed(request=self.request, user=user):
+        if not factor_change_allowed(request=self.request, user=user):
             raise ReverificationNeeded()
 
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 ENVIRONMENTS = frozenset({DEVELOPMENT, PRODUCTION})
@@ -116,6 +118,18 @@ def development_secret(data_dir: Path, name: str, *, length: int = 64) -> str:
         with contextlib.suppress(FileExistsError):
             write_private_file(path, secrets.token_urlsafe(length))
     return path.read_text(encoding="utf-8").strip()
+
+
+def rate_limit(value: str) -> tuple[int, int]:
+    """``"N/S"`` (at most N events per S seconds) as (N, S)."""
+    count, _, seconds = value.partition("/")
+    try:
+        limit = (int(count), int(seconds))
+    except ValueError:
+        raise ImproperlyConfigured(f"a rate limit is N/S, e.g. 30/10, not {value!r}") from None
+    if limit[0] < 1 or limit[1] < 1:
+        raise ImproperlyConfigured(f"a rate limit needs N and S of at least 1, not {value!r}")
+    return limit
 
 
 def channel_layers_for(redis_url: str | None) -> dict[str, Any]:

@@ -14,16 +14,20 @@ def window_count(name: str, *, window: int) -> tuple[int, int]:
 
     Returns (the count so far in this window, seconds until the window ends).
     """
-    now = time.time()
-    key = f"{name}:{int(now // window)}"
-    return _incr(key, ttl=window * 2), int(window - now % window) + 1
+    key, seconds_left = _window(name, window)
+    return _incr(key, ttl=window * 2), seconds_left
 
 
 def window_peek(name: str, *, window: int) -> tuple[int, int]:
     """Like ``window_count`` without counting: (the count so far, seconds left)."""
+    key, seconds_left = _window(name, window)
+    return int(caches["default"].get(key, 0)), seconds_left
+
+
+def _window(name: str, window: int) -> tuple[str, int]:
+    """The key of ``name``'s current window and the seconds until that window ends."""
     now = time.time()
-    count = caches["default"].get(f"{name}:{int(now // window)}", 0)
-    return int(count), int(window - now % window) + 1
+    return f"{name}:{int(now // window)}", int(window - now % window) + 1
 
 
 def _incr(key: str, *, ttl: int) -> int:

@@ -79,8 +79,7 @@ SAFECHAT_PKCS11_KEY_LABEL_PREFIX = env.str("SAFECHAT_PKCS11_KEY_LABEL_PREFIX", d
 # Rooms.
 SAFECHAT_MEMBERS_CAN_CREATE_ROOMS = env.bool("SAFECHAT_MEMBERS_CAN_CREATE_ROOMS", default=False)
 # At most N messages per user per window of S seconds: "N/S".
-_post_rate = env.str("SAFECHAT_POST_RATE_LIMIT", default="30/10").split("/")
-SAFECHAT_POST_RATE_LIMIT = (int(_post_rate[0]), int(_post_rate[1]))
+SAFECHAT_POST_RATE_LIMIT = envtools.rate_limit(env.str("SAFECHAT_POST_RATE_LIMIT", default="30/10"))
 
 # --- Applications -----------------------------------------------------------
 INSTALLED_APPS = [
@@ -291,8 +290,9 @@ SAFECHAT_REVERIFY_SECONDS = env.int("SAFECHAT_REVERIFY_SECONDS", default=300)
 SAFECHAT_API_TOKEN_DAYS = env.int("SAFECHAT_API_TOKEN_DAYS", default=90)
 # At most N refused API tokens per client IP per window of S seconds ("N/S"); past it
 # the API answers 429 without looking tokens up, and audits that once per window.
-_token_failures = env.str("SAFECHAT_TOKEN_FAILURE_LIMIT", default="20/60").split("/")
-SAFECHAT_TOKEN_FAILURE_LIMIT = (int(_token_failures[0]), int(_token_failures[1]))
+SAFECHAT_TOKEN_FAILURE_LIMIT = envtools.rate_limit(
+    env.str("SAFECHAT_TOKEN_FAILURE_LIMIT", default="20/60")
+)
 SAFECHAT_INVITATION_HOURS = env.int("SAFECHAT_INVITATION_HOURS", default=72)
 SAFECHAT_BOOTSTRAP_MINUTES = 60
 SAFECHAT_BACKUP_CODE_COUNT = 10

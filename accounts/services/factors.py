@@ -26,7 +26,7 @@ from accounts.selectors import (
 )
 from accounts.services._common import ensure_not_self, ensure_permission
 from accounts.services.auth import CODE_FAILURE, SignInError, second_factor_accepted
-from accounts.services.sessions import _end_rows, user_sessions_end
+from accounts.services.sessions import sessions_end_rows, user_sessions_end
 from audit.actions import AuditAction
 from audit.services import audit_record
 
@@ -100,10 +100,6 @@ def factor_added(*, request: HttpRequest, user: User, device: Device) -> None:
     )
     if not request_verified(request):
         second_factor_accepted(request=request, user=user, device=device)
-
-
-def passkey_registration_allowed(*, request: HttpRequest, user: User) -> bool:
-    return factor_change_allowed(request=request, user=user)
 
 
 def passkey_registration_failed(*, request: HttpRequest, user: User, reason: str) -> None:
@@ -195,7 +191,7 @@ def factor_remove(*, request: HttpRequest, user: User, device: Device) -> None:
                 user=user, ended_at__isnull=True, device_id=persistent_id
             )
         )
-        _end_rows(rows=rows, reason="factor_removed")
+        sessions_end_rows(rows=rows, reason="factor_removed")
         audit_record(
             actor=user,
             action=AuditAction.FACTOR_REMOVED,

@@ -60,7 +60,7 @@ def session_touch(*, request: HttpRequest, row: UserSession) -> None:
     UserSession.objects.filter(pk=row.pk).update(last_seen_at=timezone.now())
 
 
-def _end_rows(*, rows: list[UserSession], reason: str) -> None:
+def sessions_end_rows(*, rows: list[UserSession], reason: str) -> None:
     now = timezone.now()
     UserSession.objects.filter(pk__in=[r.pk for r in rows]).update(ended_at=now, end_reason=reason)
     for row in rows:
@@ -89,7 +89,7 @@ def session_end(
         row = UserSession.objects.select_for_update().get(pk=session.pk)
         if row.ended_at is not None:
             return
-        _end_rows(rows=[row], reason=reason)
+        sessions_end_rows(rows=[row], reason=reason)
         audit_record(
             actor=actor,
             action=AuditAction.SESSION_ENDED,
@@ -114,7 +114,7 @@ def session_end_current(*, request: HttpRequest, reason: str) -> None:
                     key_hash=session_key_hash(key), ended_at__isnull=True
                 )
             )
-            _end_rows(rows=rows, reason=reason)
+            sessions_end_rows(rows=rows, reason=reason)
         if isinstance(user, User) and (rows or reason == "signed_out"):
             audit_record(
                 actor=user if reason == "signed_out" else None,
@@ -137,7 +137,7 @@ def user_sessions_end(
     """End every live session of ``user`` (part of a caller's transaction); returns how many."""
     rows = list(UserSession.objects.select_for_update().filter(user=user, ended_at__isnull=True))
     rows = [r for r in rows if r.key_hash != except_key_hash]
-    _end_rows(rows=rows, reason=reason)
+    sessions_end_rows(rows=rows, reason=reason)
     if except_key_hash is None:
         # Also sockets whose session row was never recorded (defence in depth).
         transaction.on_commit(lambda: realtime.user_sessions_ended(user_id=user.pk, reason=reason))

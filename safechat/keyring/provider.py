@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
 from django.conf import settings
 
 from safechat.crypto import KeyProvider, provider_from_env
+from safechat.crypto.errors import ConfigError
 from safechat.crypto.providers import key_file_create
 
 _lock = threading.Lock()
@@ -46,7 +48,9 @@ def get_provider() -> KeyProvider:
                 and key_file
                 and not Path(key_file).exists()
             ):
-                key_file_create(key_file)
+                # Another process may create it first; then its file is the one to use.
+                with contextlib.suppress(ConfigError):
+                    key_file_create(key_file)
             _provider = provider_from_env(env)
         return _provider
 

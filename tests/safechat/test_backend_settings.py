@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from safechat.environment import rate_limit
 from tests.support.fixtures import PROJECT_ROOT, project_env
 
 PRINT_BACKENDS = (
@@ -60,3 +64,10 @@ def test_database_url_selects_postgresql(tmp_path: Path) -> None:
     config = backends(env)
 
     assert config["db"] == "django.db.backends.postgresql"
+
+
+def test_rate_limits_are_read_as_count_per_seconds() -> None:
+    assert rate_limit("30/10") == (30, 10)
+    for bad in ("30", "thirty/10", "0/10", "30/0"):
+        with pytest.raises(ImproperlyConfigured):
+            rate_limit(bad)
