@@ -82,12 +82,16 @@ def room_list_for_user(*, user: User) -> QuerySet[Room]:
     )
 
 
+def _pk_or_404(value: object, not_found: str) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        raise Http404(not_found) from None
+
+
 def room_get_for_user(*, user: User, room_id: object) -> Room:
     """The room if ``user`` may view it, else Http404 (whether or not it exists)."""
-    try:
-        pk = int(str(room_id))
-    except ValueError:
-        raise Http404("no such room") from None
+    pk = _pk_or_404(room_id, "no such room")
     room = rooms_for_user(user=user).filter(pk=pk).first()
     if room is None:
         raise Http404("no such room")
@@ -101,10 +105,7 @@ def room_members(*, user: User, room: Room) -> QuerySet[Membership]:
 
 def message_get_for_user(*, user: User, message_id: object) -> Message:
     """A message in a room ``user`` may view; deleted messages are not found by members."""
-    try:
-        pk = int(str(message_id))
-    except ValueError:
-        raise Http404("no such message") from None
+    pk = _pk_or_404(message_id, "no such message")
     message = (
         Message.objects.filter(pk=pk, deleted_at__isnull=True, room__in=rooms_for_user(user=user))
         .select_related("room", "sender")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
+from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotAuthenticated
@@ -18,7 +20,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from rooms import selectors, services
 from rooms.api.serializers import MemberOutput, MessageOutput, RoomOutput, message_json
-from rooms.models import Membership
+from rooms.models import Membership, Message
 from rooms.services.messages import MAX_MESSAGE_BYTES
 
 
@@ -39,8 +41,6 @@ def _user(request: Request) -> User:
 
 
 def _active_user(user_id: int) -> User:
-    from django.core.exceptions import ValidationError
-
     user = User.objects.filter(pk=user_id, is_active=True).first()
     if user is None:
         raise ValidationError("no such person")
@@ -170,6 +170,14 @@ class MemberDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+def _message_in_room(request: Request, room_id: int, message_id: int) -> Message:
+    """A message the requester may view, and only under the room of the URL."""
+    message = selectors.message_get_for_user(user=_user(request), message_id=message_id)
+    if message.room_id != int(room_id):
+        raise Http404("no such message")
+    return message
+
+
 class MessageListApi(APIView):
     class MessageListInput(serializers.Serializer[dict[str, Any]]):
         text = TextField(trim_whitespace=False, max_length=MAX_MESSAGE_BYTES)
@@ -228,19 +236,11 @@ class MessageDetailApi(APIView):
     class MessageDetailInput(serializers.Serializer[dict[str, Any]]):
         text = TextField(trim_whitespace=False, max_length=MAX_MESSAGE_BYTES)
 
-    def _message(self, request: Request, room_id: int, message_id: int) -> Any:
-        message = selectors.message_get_for_user(user=_user(request), message_id=message_id)
-        if message.room_id != int(room_id):
-            from django.http import Http404
-
-            raise Http404("no such message")
-        return message
-
     @extend_schema(
         request=MessageDetailInput, responses=MessageOutput, operation_id="messages_edit"
     )
     def patch(self, request: Request, room_id: int, message_id: int) -> Response:
-        message = self._message(request, room_id, message_id)
+        message = _message_in_room(request, room_id, message_id)
         data = self.MessageDetailInput(data=request.data)
         data.is_valid(raise_exception=True)
         message = services.message_edit(
@@ -252,7 +252,7 @@ class MessageDetailApi(APIView):
 
     @extend_schema(responses={204: None}, operation_id="messages_delete")
     def delete(self, request: Request, room_id: int, message_id: int) -> Response:
-        message = self._message(request, room_id, message_id)
+        message = _message_in_room(request, room_id, message_id)
         services.message_delete(actor=_user(request), message=message)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -267,7 +267,7 @@ class ReactionToggleApi(APIView):
         operation_id="reactions_toggle",
     )
     def post(self, request: Request, room_id: int, message_id: int) -> Response:
-        message = MessageDetailApi()._message(request, room_id, message_id)
+        message = _message_in_room(request, room_id, message_id)
         data = self.ReactionToggleInput(data=request.data)
         data.is_valid(raise_exception=True)
         now_set = services.reaction_toggle(

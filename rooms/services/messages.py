@@ -112,6 +112,13 @@ def _message_insert(*, sender: User, room: Room, text: str, parent_id: int | Non
     return message
 
 
+def _announce(message: Message, event: str) -> None:
+    """Tell the message's room, once the transaction commits, that ``event`` happened to it."""
+    transaction.on_commit(
+        lambda: realtime.room_event(room_id=message.room_id, event=event, message_id=message.pk)
+    )
+
+
 def _own_live_message(*, actor: User, message: Message, action: str) -> Message:
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
@@ -159,11 +166,7 @@ def _message_revise(*, actor: User, message: Message, text: str) -> Message:
         target=message,
         extra={"room": message.room_id, "revision": revision},
     )
-    transaction.on_commit(
-        lambda: realtime.room_event(
-            room_id=message.room_id, event="message.edited", message_id=message.pk
-        )
-    )
+    _announce(message, "message.edited")
     return message
 
 
@@ -189,11 +192,7 @@ def message_delete(*, actor: User, message: Message) -> Message:
             target=message,
             extra={"room": room.pk, "by_sender": is_sender},
         )
-        transaction.on_commit(
-            lambda: realtime.room_event(
-                room_id=room.pk, event="message.deleted", message_id=message.pk
-            )
-        )
+        _announce(message, "message.deleted")
     return message
 
 
@@ -210,11 +209,7 @@ def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
         deleted, _ = Reaction.objects.filter(message=message, user=actor, emoji=emoji).delete()
         if not deleted:
             Reaction.objects.create(message=message, user=actor, emoji=emoji)
-        transaction.on_commit(
-            lambda: realtime.room_event(
-                room_id=message.room_id, event="message.reactions", message_id=message.pk
-            )
-        )
+        _announce(message, "message.reactions")
     return not deleted
 
 
