@@ -15,3 +15,19 @@ class LegalHoldError(Exception):
 
 class RotationIncompleteError(Exception):
     """Something is still wrapped by the master-key version that was asked to be retired."""
+
+
+class IntegrityFailure(CryptoError):
+    """Stored key material or content failed its authenticity check: tampering or corruption.
+
+    Distinct from :class:`KeyUnavailableError` (a legitimate absence: never a member,
+    removed, shredded). ``kind`` names what failed (``"message"``, ``"epoch-copy"``,
+    ``"public-key"``, ...) and ``ref`` identifies it (a row id or a composite); neither
+    carries key material or plaintext. Callers report it once (logged and audited) and
+    tell the client, and never fall back to using the item.
+    """
+
+    def __init__(self, *, kind: str, ref: str) -> None:
+        super().__init__(f"integrity check failed: {kind} {ref}")
+        self.kind = kind
+        self.ref = ref
