@@ -2,8 +2,8 @@
 
 ``SecondFactorRequiredMiddleware`` closes every route to a session that has not
 passed the second factor, except an explicit allow-list, so a new route is
-protected by default. The WebSocket consumer applies the same rules through
-``accounts.otp.verified_device_for``.
+protected by default. The WebSocket consumer applies the same session policy
+(``accounts.session_policy``) on every frame and on a timer.
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import Resolver404, resolve, reverse
 
-from accounts.otp import (
-    SESSION_SIGNED_OUT_REASON,
-    active_user_session,
-    request_verified,
-    session_expiry_reason,
-)
+from accounts.otp import request_verified
 from accounts.selectors import user_has_factor
 from accounts.services.sessions import session_end_current, session_touch
+from accounts.session_policy import (
+    SESSION_SIGNED_OUT_REASON,
+    session_row_for,
+    session_touch_due,
+    session_verdict_of,
+)
 
 # Reachable by anyone, signed in or not.
 PUBLIC_ROUTES = frozenset(
@@ -76,24 +77,21 @@ def _wants_json(request: HttpRequest) -> bool:
 
 
 class SessionPolicyMiddleware:
-    """End sessions past their idle or absolute limit, or ended elsewhere; move the idle clock."""
+    """Sign out a session the policy refuses (ended elsewhere, idle, past its absolute
+    limit, credentials changed, user deactivated); otherwise move its idle clock."""
 
     def __init__(self, get_response: Handler) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.user.is_authenticated:
-            reason = session_expiry_reason(request.session)
-            row = None
-            if reason is None:
-                row = active_user_session(user=request.user, session=request.session)
-                if row is None:
-                    reason = "ended"
-            if row is not None:
-                session_touch(request=request, row=row)
-            else:
-                session_end_current(request=request, reason=reason or "ended")
-                request.session[SESSION_SIGNED_OUT_REASON] = reason
+            row = session_row_for(user=request.user, session=request.session)
+            verdict = session_verdict_of(row, require_factor=False)
+            if verdict.reason is not None:
+                session_end_current(request=request, reason=verdict.reason)
+                request.session[SESSION_SIGNED_OUT_REASON] = verdict.reason
+            elif row is not None and session_touch_due(row):
+                session_touch(session_id=row.pk)
         return self.get_response(request)
 
 

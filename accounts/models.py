@@ -18,6 +18,10 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
     """
 
     email = models.EmailField("email address", blank=True)
+    # Bumped by every credential change (password change or reset, factor reset,
+    # deactivation). Sessions and API tokens carry the value they were issued under;
+    # one issued under an older value no longer works (accounts.session_policy).
+    credential_epoch = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         db_table = "accounts_user"
@@ -58,6 +62,9 @@ class UserSession(models.Model):
     user_agent = models.CharField(max_length=255, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=32, blank=True)
+    # The user's credential epoch when the session was issued (or carried forward by
+    # the user's own password change in this session).
+    credential_epoch = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [models.Index(fields=["user", "ended_at"], name="accounts_session_user_idx")]
@@ -88,6 +95,9 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The owner's credential epoch when the token was issued; a credential reset
+    # (by an admin, of factors, or deactivation) makes every older token stop working.
+    credential_epoch = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]

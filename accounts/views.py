@@ -21,8 +21,9 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import forms, selectors, services
 from accounts.models import User
-from accounts.otp import SESSION_SIGNED_OUT_REASON, recently_reverified, request_verified
+from accounts.otp import recently_reverified, request_verified
 from accounts.roles import MANAGE_USERS, Role
+from accounts.session_policy import SESSION_SIGNED_OUT_REASON
 
 SIGNED_OUT_MESSAGES = {
     "idle": "You were signed out after a period of inactivity.",
@@ -330,7 +331,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 def sessions(request: HttpRequest) -> HttpResponse:
-    from accounts.otp import session_key_hash
+    from accounts.session_policy import session_key_hash
 
     key = request.session.session_key or ""
     return render(
@@ -348,7 +349,7 @@ def session_end(request: HttpRequest, session_id: int) -> HttpResponse:
     row = selectors.user_session_get(user=_user(request), session_id=session_id)
     if row is None:
         raise_404()
-    from accounts.otp import session_key_hash
+    from accounts.session_policy import session_key_hash
 
     current = request.session.session_key
     if current and row.key_hash == session_key_hash(current):

@@ -137,6 +137,11 @@ class AuditAction(StrEnum):
     KEY_COMPLIANCE_USED = "key.compliance.used", "The compliance key was used to open room keys."
     KEY_EPOCH_CREATED = "key.epoch.created", "A new room key epoch started."
     KEY_EPOCH_SHREDDED = "key.epoch.shredded", "A room epoch key was destroyed (crypto-shredding)."
+    KEY_INTEGRITY_FAILED = (
+        "key.integrity.failed",
+        "Stored key material or content failed its authenticity check (tampering or "
+        "corruption); recorded once per item.",
+    )
     KEY_MASTER_ROTATED = (
         "key.master.rotated",
         "Master-key rotation finished; everything is re-wrapped.",

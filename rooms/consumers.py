@@ -1,81 +1,297 @@
-"""The one WebSocket per browser tab.
+"""The one WebSocket per browser tab, and the invariant that decides whether it may live.
 
-Thin by design: authenticate (user and verified second factor), then hand every
-frame to services. Nothing is accepted before both checks pass.
+A socket acts for one session row (``accounts.models.UserSession``, a stable identity
+that survives the session key's rotation). Its right to live is never remembered from
+connect time: ``accounts.session_policy`` re-derives it from the database
+
+* at the handshake (refused: accepted, then closed with 4401, so a browser can tell
+  "signed out" from "network down");
+* before every frame from the client (at most every ``SAFECHAT_SOCKET_VERDICT_SECONDS``
+  per socket, and at once past the session's deadline);
+* on a timer that wakes at least every ``SAFECHAT_SOCKET_RECHECK_SECONDS`` and no later
+  than the session's next deadline;
+* at once when an ``access.changed`` hint arrives on ``user.<id>``.
+
+A refusal closes the socket with 4410 (after a ``session.ended`` frame saying why); a
+session found past its idle or absolute limit is ended and audited. The user object
+the socket acts as is the one read with the last verdict, never the connect-time one.
+Every way a socket ends (client close, server close, refusal, an exception) runs the
+same clean-up: groups left, presence cleared, timer stopped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from accounts import realtime as accounts_realtime
-from accounts.otp import session_key_hash, verified_device_for
-from rooms.stream import RoomStreamMixin
+from accounts.models import User
+from accounts.services.sessions import session_expire, session_touch
+from accounts.session_policy import (
+    ABSOLUTE,
+    IDLE,
+    SessionVerdict,
+    session_row_for,
+    session_verdict,
+    session_verdict_of,
+    touch_interval,
+)
+from rooms.stream import RoomStreamMixin, in_pool
 
-# Close codes in the application range (4000-4999), documented for clients
-# (docs/accounts.md): 4401 refused at the handshake, 4410 session ended.
+logger = logging.getLogger(__name__)
+
 CLOSE_UNAUTHENTICATED = accounts_realtime.CLOSE_UNAUTHENTICATED
 CLOSE_SESSION_ENDED = accounts_realtime.CLOSE_SESSION_ENDED
+CLOSE_TRY_AGAIN = accounts_realtime.CLOSE_TRY_AGAIN
+CLOSE_SERVER_ERROR = 1011  # RFC 6455: an unexpected condition on the server
+
+# The portal warns this many seconds before an idle or absolute sign-out (WCAG 2.2.1).
+EXPIRY_WARNING_SECONDS = 60.0
+# Frames a person sends: they move the session's idle clock. Keepalive pings do not.
+ACTIVITY_FRAMES = frozenset(
+    {
+        "message.post",
+        "message.edit",
+        "message.delete",
+        "read",
+        "typing",
+        "sync",
+        "presence.get",
+        "session.extend",
+    }
+)
 
 
 class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore[misc]
-    account_groups: list[str]
+    user: User
+    session_id: int | None = None
+    _verdict: SessionVerdict | None = None
+    _verdict_at: float = 0.0  # monotonic
+    _touched_at: float = 0.0  # epoch seconds of the last idle-clock write
+    _warned_deadline: float = 0.0
+    _groups_refreshed: float = 0.0  # monotonic
+    _watch_task: asyncio.Task[None] | None = None
+    _torn_down: bool = False
+
+    # --- life: whatever ends the consumer, the same clean-up runs ---------------------
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception:
+            logger.exception("socket failed; closing it with %s", CLOSE_SERVER_ERROR)
+            with contextlib.suppress(Exception):
+                await self.close(code=CLOSE_SERVER_ERROR)
+        finally:
+            await asyncio.shield(self._teardown())
 
     async def connect(self) -> None:
-        self.account_groups = []
-        user = self.scope.get("user")
-        session = self.scope.get("session")
-        device = await database_sync_to_async(verified_device_for)(user=user, session=session)
-        if device is None:
+        row = await database_sync_to_async(session_row_for)(
+            user=self.scope.get("user"), session=self.scope.get("session")
+        )
+        verdict = session_verdict_of(row, require_factor=True)
+        if not verdict.allowed or row is None:
+            await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        await self.account_groups_join(user_id=user.pk, session_key=session.session_key)
-        await self.accept()
-        await self.rooms_join()
+        self.session_id = row.pk
+        self._verdict_set(verdict)
+        self._touched_at = verdict.row.last_seen_at.timestamp() if verdict.row else 0.0
+        try:
+            await self.channel_layer.group_add(
+                accounts_realtime.user_group(self.user.pk), self.channel_name
+            )
+            await self.accept()
+            await self.rooms_join()
+        except Exception:  # the channel layer (Redis) is down: nothing could reach us
+            logger.warning("socket refused: the channel layer is unavailable", exc_info=True)
+            with contextlib.suppress(Exception):
+                await self.accept()
+            await self.close(code=CLOSE_TRY_AGAIN)
+            return
+        self._groups_refreshed = time.monotonic()
+        self._watch_task = asyncio.create_task(self._watch())
 
     async def disconnect(self, code: int) -> None:
-        await self.rooms_leave()
-        await self.account_groups_leave()
+        await self._teardown()
 
-    # --- accounts: the socket lives only as long as its session ------------------
-    async def account_groups_join(self, *, user_id: int, session_key: str) -> None:
-        """Join ``session.<hash>`` and ``user.<id>`` so that ending either closes this socket."""
-        self.account_groups = [
-            accounts_realtime.session_group(session_key_hash(session_key)),
-            accounts_realtime.user_group(user_id),
-        ]
-        for group in self.account_groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        """Every server-side close (refusal, flooding, failure) cleans up first."""
+        await self._teardown()
+        await super().close(code=code, reason=reason)
 
-    async def account_groups_leave(self) -> None:
-        for group in getattr(self, "account_groups", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
-        self.account_groups = []
+    async def _teardown(self) -> None:
+        """Leave every group, clear presence, stop the timer: once, whatever failed before."""
+        if self._torn_down:
+            return
+        self._torn_down = True
+        task, self._watch_task = self._watch_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        if self.session_id is None:
+            return
+        try:
+            await self.rooms_leave()
+        except Exception:
+            logger.warning("socket clean-up: leaving rooms failed", exc_info=True)
+        with contextlib.suppress(Exception):
+            await self.channel_layer.group_discard(
+                accounts_realtime.user_group(self.user.pk), self.channel_name
+            )
 
-    async def session_ended(self, event: dict[str, Any]) -> None:
-        """``session.ended`` from accounts.realtime: sign-out, end, deactivation, factor reset."""
-        await self.rooms_leave()
-        await self.account_groups_leave()
+    async def _end(self, reason: str | None) -> None:
+        """Close a socket whose session the policy refused, with 4410 and the reason."""
+        if self._torn_down:
+            return
+        if reason in (IDLE, ABSOLUTE) and self.session_id is not None:
+            await database_sync_to_async(session_expire)(session_id=self.session_id, reason=reason)
+        with contextlib.suppress(Exception):
+            await self.send_json({"type": "session.ended", "reason": reason})
         await self.close(code=CLOSE_SESSION_ENDED)
 
+    # --- the verdict ---------------------------------------------------------------------
+    def _verdict_set(self, verdict: SessionVerdict) -> None:
+        self._verdict = verdict
+        self._verdict_at = time.monotonic()
+        if verdict.allowed:
+            self.user = verdict.user
+
+    async def _recheck(self) -> SessionVerdict:
+        if self.session_id is None:
+            raise RuntimeError("no session to re-check")
+        verdict: SessionVerdict = await in_pool(session_verdict)(
+            session_id=self.session_id, user_id=self.user.pk, require_factor=True
+        )
+        self._verdict_set(verdict)
+        return verdict
+
+    async def _access_holds(self) -> bool:
+        """Whether the session may act now: the cached verdict while fresh and inside its
+        deadline, else a new one from the database. Ends the socket if not."""
+        verdict = self._verdict
+        fresh = time.monotonic() - self._verdict_at < settings.SAFECHAT_SOCKET_VERDICT_SECONDS
+        if verdict is None or not fresh or time.time() >= verdict.deadline:
+            verdict = await self._recheck()
+        if not verdict.allowed:
+            await self._end(verdict.reason)
+            return False
+        return True
+
+    async def _activity(self, *, force: bool = False) -> None:
+        """The person did something: move the session's idle clock (written at most once
+        per ``touch_interval()`` unless ``force``)."""
+        now = time.time()
+        if not force and now - self._touched_at < touch_interval():
+            return
+        self._touched_at = now
+        if self.session_id is not None:
+            await in_pool(session_touch)(session_id=self.session_id, now=now)
+            self._verdict_at = 0.0  # the deadlines moved: read them again next time
+
+    async def _watch(self) -> None:
+        """Re-check on a timer: at least every RECHECK seconds, at the warning time and at
+        the deadline; refresh the groups well inside the layer's group expiry."""
+        try:
+            while not self._torn_down:
+                await asyncio.sleep(self._seconds_to_next_wake())
+                verdict = await self._recheck()
+                if not verdict.allowed:
+                    await self._end(verdict.reason)
+                    return
+                await self._warn_if_expiring(verdict)
+                refresh = settings.SAFECHAT_SOCKET_GROUP_REFRESH_SECONDS
+                if time.monotonic() - self._groups_refreshed >= refresh:
+                    await self._groups_refresh()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The database or layer failed under the timer: fail closed, with a close frame.
+            logger.exception("socket re-check failed; closing it")
+            with contextlib.suppress(Exception):
+                await self.close(code=CLOSE_TRY_AGAIN)
+
+    def _seconds_to_next_wake(self) -> float:
+        now = time.time()
+        wake = now + float(settings.SAFECHAT_SOCKET_RECHECK_SECONDS)
+        verdict = self._verdict
+        if verdict is not None and verdict.allowed:
+            warn_at = verdict.deadline - EXPIRY_WARNING_SECONDS
+            wake = min(wake, warn_at if warn_at > now else verdict.deadline)
+        refresh_in = float(settings.SAFECHAT_SOCKET_GROUP_REFRESH_SECONDS) - (
+            time.monotonic() - self._groups_refreshed
+        )
+        wake = min(wake, now + refresh_in)
+        return max(0.01, wake - now)
+
+    async def _warn_if_expiring(self, verdict: SessionVerdict) -> None:
+        seconds_left = verdict.deadline - time.time()
+        if seconds_left > EXPIRY_WARNING_SECONDS or verdict.deadline == self._warned_deadline:
+            return
+        self._warned_deadline = verdict.deadline
+        reason = IDLE if verdict.idle_deadline <= verdict.absolute_deadline else ABSOLUTE
+        await self.send_json(
+            {
+                "type": "session.expiring",
+                "reason": reason,
+                "seconds": max(0, int(seconds_left)),
+                "extendable": reason == IDLE,
+            }
+        )
+
+    async def _groups_refresh(self) -> None:
+        """Join every group again: a group membership expires in the layer after its
+        ``group_expiry``, and joining again restarts that clock."""
+        self._groups_refreshed = time.monotonic()
+        await self.channel_layer.group_add(
+            accounts_realtime.user_group(self.user.pk), self.channel_name
+        )
+        await self.rooms_refresh()
+
+    # --- events on user.<id> -------------------------------------------------------------
+    async def access_changed(self, event: dict[str, Any]) -> None:
+        """Something this socket's right depends on changed: decide again, now."""
+        if self.session_id is None or self._torn_down:
+            return
+        verdict = await self._recheck()
+        if not verdict.allowed:
+            await self._end(verdict.reason)
+
+    # --- frames from the client ------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.session_id is None or self._torn_down:
+            return
+        if not await self._access_holds():
+            return
         # A malformed frame is a recoverable client mistake: answer, keep the socket.
         if text_data is None:
-            await self.send_json({"type": "error", "code": "bad_frame"})
+            await self.send_json({"type": "error", "code": "bad_frame", "detail": "text only"})
             return
         try:
             content = json.loads(text_data)
-        except ValueError:
-            await self.send_json({"type": "error", "code": "bad_frame"})
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
+            await self.send_json({"type": "error", "code": "bad_frame", "detail": "not JSON"})
             return
         await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
-            await self.send_json({"type": "error", "code": "bad_frame"})
+            await self.send_json(
+                {"type": "error", "code": "bad_frame", "detail": "a frame is an object"}
+            )
+            return
+        if content["type"] in ACTIVITY_FRAMES:
+            await self._activity(force=content["type"] == "session.extend")
+        if content["type"] == "session.extend":
+            if not await self.rooms_flood_check():
+                return
+            self._warned_deadline = 0.0
+            await self.send_json({"type": "session.extended"})
             return
         await self.rooms_frame(content)

@@ -54,10 +54,12 @@ def room_permissions_of(*, room: Room, user: User) -> frozenset[str]:
     """The room permissions ``user`` holds as a member (superusers get nothing extra)."""
     if not user.is_active:
         return frozenset()
-    # One query: the grants count only together with a membership.
+    # One query: the grants count only together with a membership, and only while the
+    # user is active as the database says now (``user`` may be an older snapshot).
     return frozenset(
         UserObjectPermission.objects.filter(
             user=user,
+            user__is_active=True,
             content_type=ContentType.objects.get_for_model(Room),
             object_pk=str(room.pk),
             user__memberships__room=room,

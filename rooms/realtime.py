@@ -73,7 +73,10 @@ def _send(group: str, payload: dict[str, Any]) -> None:
     if loop is not None:
         loop.call_soon_threadsafe(_enqueue, loop, layer, (group, payload))
         return
-    async_to_sync(layer.group_send)(group, payload)
+    try:
+        async_to_sync(layer.group_send)(group, payload)
+    except Exception:  # the layer (Redis) is down: what committed stands; clients resync
+        logger.warning("broadcast to %s failed", group, exc_info=True)
 
 
 def room_event(*, room_id: int, event: str, **ids: object) -> None:

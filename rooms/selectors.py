@@ -20,6 +20,8 @@ from rooms import permissions as perms
 from rooms.markdown import render_markdown
 from rooms.models import Membership, Message, MessageRevision, Reaction, Room
 from safechat.crypto import CryptoError
+from safechat.keyring.errors import IntegrityFailure
+from safechat.keyring.integrity import integrity_failure_report
 from safechat.keyring.services import message_decrypt
 
 PAGE_SIZE_MAX = 100
@@ -40,6 +42,13 @@ class MessageView:
     text: str | None
     html: str | None
     reactions: dict[str, list[int]] = field(default_factory=dict)
+    # Why ``text`` is None, for a message that is not deleted (TEXT_* below).
+    text_status: str = "ok"
+
+
+TEXT_OK = "ok"
+TEXT_UNAVAILABLE = "unavailable"  # no key copy: shredded, or never held
+TEXT_INTEGRITY_FAILURE = "integrity_failure"  # tampered or corrupt: reported
 
 
 def _view_permission(user: User) -> QuerySet[UserObjectPermission]:
@@ -120,10 +129,21 @@ def _decrypt_for(
     reader: User, message: Message, stored: Message | MessageRevision | None = None
 ) -> str | None:
     """The text of ``message`` (or of its earlier revision ``stored``) with ``reader``'s keys;
-    None when they hold no copy of that epoch's key."""
+    None when they hold no copy of that epoch's key or it fails its integrity check
+    (see :func:`_open_for`)."""
+    return _open_for(reader, message, stored)[0]
+
+
+def _open_for(
+    reader: User, message: Message, stored: Message | MessageRevision | None = None
+) -> tuple[str | None, str]:
+    """(text, TEXT_* status) of ``message`` or its revision ``stored`` for ``reader``.
+
+    An integrity failure is reported (logged, audited once) and never shown as text.
+    """
     stored = stored or message
     try:
-        return message_decrypt(
+        text = message_decrypt(
             reader_id=reader.pk,
             room_id=message.room_id,
             message_uid=message.uid,
@@ -132,8 +152,12 @@ def _decrypt_for(
             ciphertext=bytes(stored.ciphertext),
             revision=stored.revision,
         )
+    except IntegrityFailure as failure:
+        integrity_failure_report(failure=failure, actor_id=reader.pk)
+        return None, TEXT_INTEGRITY_FAILURE
     except CryptoError:
-        return None
+        return None, TEXT_UNAVAILABLE
+    return text, TEXT_OK
 
 
 def message_reactions(*, message: Message) -> dict[str, list[int]]:
@@ -162,7 +186,7 @@ def message_view(
     ``reactions`` (from ``message_reactions``) saves the query when the caller has them.
     """
     deleted = message.deleted_at is not None
-    text = None if deleted else _decrypt_for(reader, message)
+    text, status = (None, TEXT_UNAVAILABLE) if deleted else _open_for(reader, message)
     if reactions is None:
         reactions = message_reactions(message=message)
     return MessageView(
@@ -178,6 +202,7 @@ def message_view(
         text=text,
         html=render_markdown(text) if text is not None else None,
         reactions=reactions,
+        text_status=status,
     )
 
 

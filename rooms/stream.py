@@ -36,6 +36,7 @@ starting a new epoch; other events are loaded by id through the selectors.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -56,15 +57,20 @@ from rooms.models import Room
 from rooms.selectors import MessageView
 from rooms.write_threads import in_room_thread
 from safechat.crypto import CryptoError
+from safechat.keyring.errors import IntegrityFailure
+from safechat.keyring.integrity import integrity_failure_report
 from safechat.keyring.services import message_decrypt, message_decrypt_if_cached
+
+logger = logging.getLogger(__name__)
 
 # A client that floods the socket gets error frames, then is disconnected.
 FRAMES_PER_WINDOW = 40
 FRAME_WINDOW_SECONDS = 5.0
 FLOOD_STRIKES_BEFORE_CLOSE = 3
 CLOSE_FLOODING = 4429
-SYNC_PAGE = 100
-SYNC_MAX_PAGES = 20  # past that the client reloads the room through the API
+SYNC_PAGE = 100  # messages per room per sync frame
+SYNC_ROOMS_PER_FRAME = 20  # a frame's cost is bounded: at most 20 rooms x 100 messages
+SYNC_FRAME_WEIGHT = 5  # a sync frame counts as this many frames against the flood limit
 TYPING_MIN_INTERVAL = 2.0
 PRESENCE_REFRESH = 10.0  # seconds between heartbeats pushing this socket's expiry forward
 
@@ -94,7 +100,8 @@ def _text(content: dict[str, Any]) -> str:
 
 
 class RoomStreamMixin:
-    """Mixed into the consumer after authentication; expects ``self.scope['user']``."""
+    """Mixed into the consumer after authentication; acts as ``self.user``, which the
+    consumer re-reads with every verdict on the socket's session."""
 
     channel_layer: Any
     channel_name: str
@@ -102,10 +109,7 @@ class RoomStreamMixin:
     send_json: Callable[..., Awaitable[None]]
     close: Callable[..., Awaitable[None]]
 
-    @property
-    def stream_user(self) -> User:
-        user: User = self.scope["user"]  # type: ignore[attr-defined]
-        return user
+    user: User  # as read with the socket's last verdict (rooms.consumers), never at connect
 
     # --- lifecycle -------------------------------------------------------------------------
     async def rooms_join(self) -> None:
@@ -115,7 +119,7 @@ class RoomStreamMixin:
         self._last_typing: dict[int, float] = {}
         self._presence_state: str | None = None
         self._presence_refreshed = 0.0
-        room_ids = await _in_pool(_viewable_room_ids)(self.stream_user)
+        room_ids = await in_pool(_viewable_room_ids)(self.user)
         for room_id in room_ids:
             await self._subscribe(room_id)
         await self._presence_record(presence.ONLINE)
@@ -123,8 +127,8 @@ class RoomStreamMixin:
     async def rooms_leave(self) -> None:
         if getattr(self, "_presence_state", None) is not None:
             self._presence_state = None
-            state = await _in_pool(presence.presence_clear)(
-                user_id=self.stream_user.pk, socket_id=self.channel_name
+            state = await in_pool(presence.presence_clear)(
+                user_id=self.user.pk, socket_id=self.channel_name
             )
             await self._presence(state)
         for room_id in list(getattr(self, "room_ids", set())):
@@ -134,10 +138,15 @@ class RoomStreamMixin:
         """Record this socket's state and announce the user's, which other tabs may decide."""
         self._presence_state = state
         self._presence_refreshed = time.monotonic()
-        overall = await _in_pool(presence.presence_set)(
-            user_id=self.stream_user.pk, socket_id=self.channel_name, state=state
+        overall = await in_pool(presence.presence_set)(
+            user_id=self.user.pk, socket_id=self.channel_name, state=state
         )
         await self._presence(overall)
+
+    async def rooms_refresh(self) -> None:
+        """Join every subscribed room's group again (restarts the layer's group expiry)."""
+        for room_id in list(self.room_ids):
+            await self.channel_layer.group_add(realtime.room_group(room_id), self.channel_name)
 
     async def _subscribe(self, room_id: int) -> None:
         await self.channel_layer.group_add(realtime.room_group(room_id), self.channel_name)
@@ -155,26 +164,34 @@ class RoomStreamMixin:
                     "type": "room.event",
                     "event": "presence",
                     "room_id": room_id,
-                    "user_id": self.stream_user.pk,
+                    "user_id": self.user.pk,
                     "state": state,
                 },
             )
 
     # --- frames from the client ------------------------------------------------------------
-    def _flooding(self) -> bool:
+    def _flooding(self, weight: int) -> bool:
         now = time.monotonic()
         self._frames = [t for t in self._frames if now - t < FRAME_WINDOW_SECONDS]
-        self._frames.append(now)
+        self._frames.extend([now] * weight)
         return len(self._frames) > FRAMES_PER_WINDOW
+
+    async def rooms_flood_check(self, weight: int = 1) -> bool:
+        """Count a frame (``weight`` frames' worth) against the socket's flood limit; False
+        (after an error frame, or closing with 4429 at the third strike) when over it."""
+        if not self._flooding(weight):
+            return True
+        self._strikes += 1
+        if self._strikes >= FLOOD_STRIKES_BEFORE_CLOSE:
+            await self.close(code=CLOSE_FLOODING)
+            return False
+        await self.send_json({"type": "error", "code": "rate_limited", "detail": "slow down"})
+        return False
 
     async def rooms_frame(self, content: dict[str, Any]) -> None:
         """Handle one client frame; mistakes become error frames, never a closed socket."""
-        if self._flooding():
-            self._strikes += 1
-            if self._strikes >= FLOOD_STRIKES_BEFORE_CLOSE:
-                await self.close(code=CLOSE_FLOODING)
-                return
-            await self.send_json({"type": "error", "code": "rate_limited", "detail": "slow down"})
+        weight = SYNC_FRAME_WEIGHT if content["type"] == "sync" else 1
+        if not await self.rooms_flood_check(weight):
             return
         handler = FRAME_HANDLERS.get(content["type"])
         if handler is None:
@@ -194,6 +211,17 @@ class RoomStreamMixin:
             await self._error(content, "invalid", "; ".join(exc.messages))
         except RateLimitedError as exc:
             await self._error(content, "rate_limited", str(exc))
+        except IntegrityFailure as failure:
+            await in_pool(integrity_failure_report)(failure=failure, actor_id=self.user.pk)
+            await self._error(
+                content,
+                "integrity_failure",
+                "stored data failed its integrity check; the security team is notified",
+            )
+        except Exception:
+            # Whatever else went wrong is ours, not the client's: say so, keep the socket.
+            logger.exception("socket frame %s failed", content["type"])
+            await self._error(content, "server_error", "the server could not handle this frame")
 
     async def _error(self, content: dict[str, Any], code: str, detail: str) -> None:
         frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
@@ -206,16 +234,16 @@ class RoomStreamMixin:
         state = self._presence_state
         if state is not None and time.monotonic() - self._presence_refreshed > PRESENCE_REFRESH:
             self._presence_refreshed = time.monotonic()
-            await _in_pool(presence.presence_set)(
-                user_id=self.stream_user.pk, socket_id=self.channel_name, state=state
+            await in_pool(presence.presence_set)(
+                user_id=self.user.pk, socket_id=self.channel_name, state=state
             )
 
     async def _presence_get(self, content: dict[str, Any]) -> None:
         room_id = _int(content, "room_id")
         if room_id not in self.room_ids:
             raise ClientError("not_found", "no such room")
-        member_ids = await _in_pool(_room_member_ids)(self.stream_user, room_id)
-        states = await _in_pool(presence.presence_of)(user_ids=member_ids)
+        member_ids = await in_pool(_room_member_ids)(self.user, room_id)
+        states = await in_pool(presence.presence_of)(user_ids=member_ids)
         await self.send_json(
             {
                 "type": "presence.snapshot",
@@ -225,14 +253,21 @@ class RoomStreamMixin:
         )
 
     async def _resync(self, content: dict[str, Any]) -> None:
+        """Send what was missed, bounded per frame: at most SYNC_ROOMS_PER_FRAME rooms and
+        SYNC_PAGE messages of each; ``sync.done`` names the rooms with more to fetch
+        (``more``), and the client sends ``sync`` again from its advanced cursors."""
         rooms = content.get("rooms")
         if not isinstance(rooms, dict):
             raise ClientError("bad_frame", "rooms must map room ids to last seen message ids")
-        for room_key, last_seen in list(rooms.items())[:200]:
-            room_id = _int({"id": room_key}, "id")
-            after = _int({"after": last_seen}, "after")
+        if len(rooms) > SYNC_ROOMS_PER_FRAME:
+            raise ClientError("bad_frame", f"at most {SYNC_ROOMS_PER_FRAME} rooms per sync frame")
+        cursors = [
+            (_int({"id": key}, "id"), _int({"after": last}, "after")) for key, last in rooms.items()
+        ]
+        more: list[int] = []
+        for room_id, after in cursors:
             try:
-                missed = await _in_pool(_missed)(self.stream_user, room_id, after)
+                missed = await in_pool(_missed)(self.user, room_id, after)
             except Http404:
                 # A room lost while offline must not stop the resync of the others.
                 await self.send_json(
@@ -248,7 +283,9 @@ class RoomStreamMixin:
                 await self.send_json(
                     {"type": "message.new", "room_id": room_id, "message": message}
                 )
-        await self.send_json({"type": "sync.done"})
+            if len(missed) >= SYNC_PAGE:
+                more.append(room_id)
+        await self.send_json({"type": "sync.done", "more": more})
 
     async def _post(self, content: dict[str, Any]) -> None:
         room_id = _int(content, "room_id")
@@ -257,7 +294,7 @@ class RoomStreamMixin:
         parent = content.get("parent_id")
         parent_id = _int(content, "parent_id") if parent is not None else None
         message_id = await in_room_thread(room_id, _post)(
-            self.stream_user, room_id, _text(content), parent_id
+            self.user, room_id, _text(content), parent_id
         )
         frame: dict[str, Any] = {"type": "ack", "message_id": message_id}
         if isinstance(content.get("client_id"), str):
@@ -265,16 +302,14 @@ class RoomStreamMixin:
         await self.send_json(frame)
 
     async def _edit(self, content: dict[str, Any]) -> None:
-        await database_sync_to_async(_edit)(
-            self.stream_user, _int(content, "message_id"), _text(content)
-        )
+        await database_sync_to_async(_edit)(self.user, _int(content, "message_id"), _text(content))
 
     async def _delete(self, content: dict[str, Any]) -> None:
-        await database_sync_to_async(_delete)(self.stream_user, _int(content, "message_id"))
+        await database_sync_to_async(_delete)(self.user, _int(content, "message_id"))
 
     async def _read(self, content: dict[str, Any]) -> None:
         await database_sync_to_async(_read)(
-            self.stream_user, _int(content, "room_id"), _int(content, "message_id")
+            self.user, _int(content, "room_id"), _int(content, "message_id")
         )
 
     async def _typing(self, content: dict[str, Any]) -> None:
@@ -291,7 +326,7 @@ class RoomStreamMixin:
                 "type": "room.event",
                 "event": "typing",
                 "room_id": room_id,
-                "user_id": self.stream_user.pk,
+                "user_id": self.user.pk,
             },
         )
 
@@ -308,11 +343,11 @@ class RoomStreamMixin:
             return  # discarded, or a late event for a room this socket left
         kind = event["event"]
         if kind == "message.new":
-            message = await _new_message_for(self.stream_user, event)
+            message = await _new_message_for(self.user, event)
             if message is not None:
                 await self.send_json({"type": kind, "room_id": room_id, "message": message})
         elif kind in ("message.edited", "message.reactions"):
-            message = await _in_pool(_message_for)(self.stream_user, int(event["message_id"]))
+            message = await in_pool(_message_for)(self.user, int(event["message_id"]))
             if message is not None:
                 await self.send_json({"type": kind, "room_id": room_id, "message": message})
         elif kind == "message.deleted":
@@ -320,7 +355,7 @@ class RoomStreamMixin:
                 {"type": kind, "room_id": room_id, "message_id": event["message_id"]}
             )
         elif kind == "typing":
-            if event["user_id"] != self.stream_user.pk:
+            if event["user_id"] != self.user.pk:
                 await self.send_json(
                     {"type": "typing", "room_id": room_id, "user_id": event["user_id"]}
                 )
@@ -344,7 +379,7 @@ class RoomStreamMixin:
 
     async def room_granted(self, event: dict[str, Any]) -> None:
         room_id = int(event["room_id"])
-        if await _in_pool(_can_view)(self.stream_user, room_id):
+        if await in_pool(_can_view)(self.user, room_id):
             await self._subscribe(room_id)
             await self.send_json({"type": "room.granted", "room_id": room_id})
 
@@ -408,14 +443,22 @@ def _open_sealed(user_id: int, event: dict[str, Any], *, cached_only: bool) -> s
             ciphertext=bytes(sealed["ciphertext"]),
             revision=int(sealed["revision"]),
         )
+    except IntegrityFailure as failure:
+        if cached_only:
+            raise  # reported from the pool, where the database may be used
+        integrity_failure_report(failure=failure, actor_id=user_id)
+        return None
     except CryptoError:  # no copy of this epoch's key (removed, or joined without history)
         return None
 
 
 async def _new_message_for(user: User, event: dict[str, Any]) -> dict[str, Any] | None:
-    text = _open_sealed(user.pk, event, cached_only=True)
+    try:
+        text = _open_sealed(user.pk, event, cached_only=True)
+    except IntegrityFailure:
+        text = None  # opened again in the pool, which reports it
     if text is None:
-        text = await _in_pool(_open_sealed)(user.pk, event, cached_only=False)
+        text = await in_pool(_open_sealed)(user.pk, event, cached_only=False)
         if text is None:
             return None
     html = await _rendered_once(int(event["message_id"]), text)
@@ -448,7 +491,7 @@ async def _rendered_once(message_id: int, text: str) -> str:
 # Posts go to their room's writer thread (rooms/write_threads.py); other writes through
 # ``database_sync_to_async``. Reads fan out over the thread pool, so a burst of readers
 # does not queue behind writes (each pool thread keeps its own database connection).
-def _in_pool(func: Any) -> Any:
+def in_pool(func: Any) -> Any:
     return DatabaseSyncToAsync(func, thread_sensitive=False)
 
 
@@ -466,18 +509,11 @@ def _can_view(user: User, room_id: int) -> bool:
 
 
 def _missed(user: User, room_id: int, after: int) -> list[dict[str, Any]]:
+    """Up to SYNC_PAGE messages of the room after ``after``, oldest first."""
     room = selectors.room_get_for_user(user=user, room_id=room_id)
-    missed: list[dict[str, Any]] = []
-    for _ in range(SYNC_MAX_PAGES):
-        page = selectors.message_page(reader=user, room=room, after=after, limit=SYNC_PAGE)
-        if not page:
-            return missed
-        page.reverse()  # oldest first, as they happened
-        missed.extend(message_json(m) for m in page)
-        after = page[-1].id
-        if len(page) < SYNC_PAGE:
-            return missed
-    return missed
+    page = selectors.message_page(reader=user, room=room, after=after, limit=SYNC_PAGE)
+    page.reverse()  # oldest first, as they happened
+    return [message_json(m) for m in page]
 
 
 def _message_for(user: User, message_id: int) -> dict[str, Any] | None:

@@ -13,17 +13,17 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from safechat.routing import websocket_urlpatterns  # noqa: E402
+from safechat.websocket_origin import ExactOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": OriginValidator(
+        "websocket": ExactOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
-            settings.SAFECHAT_WS_ALLOWED_ORIGINS,
+            settings.SAFECHAT_WS_ORIGINS,
         ),
     }
 )

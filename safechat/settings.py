@@ -12,8 +12,10 @@ import os
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from safechat import environment as envtools
+from safechat import origins
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -364,8 +366,26 @@ CONTENT_SECURITY_POLICY = {
 
 # --- WebSockets -------------------------------------------------------------
 # Origins allowed to open /ws/; never a wildcard (a missing Origin is refused).
+# Matched exactly on scheme, host and port (safechat/origins.py).
 SAFECHAT_WS_ALLOWED_ORIGINS: list[str] = env.list(
-    "SAFECHAT_WS_ALLOWED_ORIGINS", default=[h for h in ALLOWED_HOSTS if h != "*"]
+    "SAFECHAT_WS_ALLOWED_ORIGINS",
+    default=origins.default_origins(
+        hosts=ALLOWED_HOSTS, production=IS_PRODUCTION, port=os.environ.get("PORT", "8000")
+    ),
+)
+try:
+    SAFECHAT_WS_ORIGINS = origins.allowed_origins_parse(SAFECHAT_WS_ALLOWED_ORIGINS)
+except origins.OriginError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+# A socket re-derives its right to live from the database on every frame (at most
+# this often per socket, seconds) and on a timer at least this often (seconds).
+SAFECHAT_SOCKET_VERDICT_SECONDS = env.float("SAFECHAT_SOCKET_VERDICT_SECONDS", default=1.5)
+SAFECHAT_SOCKET_RECHECK_SECONDS = env.float("SAFECHAT_SOCKET_RECHECK_SECONDS", default=10.0)
+# Sockets re-join their channel-layer groups this often, well inside the layer's
+# group expiry, so a socket open for days keeps receiving (docs/realtime.md).
+SAFECHAT_SOCKET_GROUP_REFRESH_SECONDS = env.float(
+    "SAFECHAT_SOCKET_GROUP_REFRESH_SECONDS",
+    default=CHANNEL_LAYERS["default"].get("CONFIG", {}).get("group_expiry", 86400) / 4,
 )
 
 # --- API --------------------------------------------------------------------

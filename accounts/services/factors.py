@@ -26,7 +26,7 @@ from accounts.selectors import (
 )
 from accounts.services._common import ensure_not_self, ensure_permission
 from accounts.services.auth import CODE_FAILURE, SignInError, second_factor_accepted
-from accounts.services.sessions import sessions_end_rows, user_sessions_end
+from accounts.services.sessions import credentials_bump, sessions_end_rows
 from audit.actions import AuditAction
 from audit.services import audit_record
 
@@ -212,17 +212,18 @@ def factors_reset(*, actor: User, user: User, request: HttpRequest | None = None
     )  # fmt: skip
     ensure_not_self(actor=actor, user=user, operation="factor.reset", request=request)
     with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).first()  # lock order: user first
         removed = 0
         for model in (TOTPDevice, WebAuthnCredential, BackupCodeDevice):
             devices = model.objects.filter(user=user)
             removed += devices.count()
             devices.delete()
-        ended = user_sessions_end(user=user, reason="factors_reset")
+        ended, revoked = credentials_bump(user=user, reason="factors_reset", revoke_tokens=True)
         audit_record(
             actor=actor,
             action=AuditAction.FACTOR_RESET,
             target=user,
-            extra={"devices": removed, "sessions_ended": ended},
+            extra={"devices": removed, "sessions_ended": ended, "tokens_revoked": revoked},
             request=request,
         )
     return removed

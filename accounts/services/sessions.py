@@ -1,23 +1,27 @@
-"""Browser sessions: start, rotate, touch, end; ending one closes its live sockets."""
+"""Browser sessions and credentials: start, rotate, end, and the credential epoch.
+
+Ending a session or changing a credential tells the user's live sockets to re-check
+(``accounts.realtime.access_changed``, after commit); the sockets, the pages and the
+API re-derive their right to act from the rows written here
+(``accounts.session_policy``).
+"""
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 
 from django.contrib.auth import logout
 from django.db import transaction
+from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts import realtime
-from accounts.models import User, UserSession
-from accounts.otp import SESSION_AUTH_AT, SESSION_SEEN_AT, session_key_hash
+from accounts.models import ApiToken, User, UserSession
 from accounts.services._common import client_ip, client_user_agent, ensure_permission
+from accounts.session_policy import session_key_hash
 from audit.actions import AuditAction
 from audit.services import audit_record
-
-# Writing last-seen on every request would make every read a write.
-TOUCH_INTERVAL_SECONDS = 60
 
 
 def _current_key_hash(request: HttpRequest) -> str:
@@ -30,13 +34,15 @@ def _current_key_hash(request: HttpRequest) -> str:
 
 
 def session_start(*, request: HttpRequest, user: User) -> UserSession:
-    """Record the session that ``django.contrib.auth.login`` just created (key already cycled)."""
-    now = time.time()
-    request.session[SESSION_AUTH_AT] = now
-    request.session[SESSION_SEEN_AT] = now
+    """Record the session that ``django.contrib.auth.login`` just created (key already cycled).
+
+    The row carries ``user``'s credential epoch as read when the password was checked,
+    so a credential reset that commits in between leaves this session born ended.
+    """
     return UserSession.objects.create(
         user=user,
         key_hash=_current_key_hash(request),
+        credential_epoch=user.credential_epoch,
         last_seen_at=timezone.now(),
         ip_address=client_ip(request),
         user_agent=client_user_agent(request),
@@ -50,24 +56,52 @@ def session_rotate(*, request: HttpRequest) -> None:
     UserSession.objects.filter(key_hash=old_hash).update(key_hash=_current_key_hash(request))
 
 
-def session_touch(*, request: HttpRequest, row: UserSession) -> None:
-    """Move the idle clock; the row is written at most once a minute."""
-    now = time.time()
-    seen = request.session.get(SESSION_SEEN_AT)
-    if isinstance(seen, int | float) and now - seen < TOUCH_INTERVAL_SECONDS:
-        return
-    request.session[SESSION_SEEN_AT] = now
-    UserSession.objects.filter(pk=row.pk).update(last_seen_at=timezone.now())
+def session_touch(*, session_id: int, now: float | None = None) -> None:
+    """Move the idle clock of a live session to ``now`` (epoch seconds; default: now).
+
+    Never backwards and never on an ended row. Callers write it at most once per
+    ``session_policy.touch_interval()`` (see ``session_touch_due``).
+    """
+    moment = timezone.now() if now is None else datetime.fromtimestamp(now, tz=UTC)
+    UserSession.objects.filter(
+        pk=session_id, ended_at__isnull=True, last_seen_at__lt=moment
+    ).update(last_seen_at=moment)
 
 
 def sessions_end_rows(*, rows: list[UserSession], reason: str) -> None:
+    """Mark ``rows`` ended (inside the caller's transaction, rows locked); their users'
+    sockets re-check after commit."""
     now = timezone.now()
     UserSession.objects.filter(pk__in=[r.pk for r in rows]).update(ended_at=now, end_reason=reason)
-    for row in rows:
-        key_hash = row.key_hash
+    for user_id in sorted({row.user_id for row in rows}):
         transaction.on_commit(
-            lambda key_hash=key_hash: realtime.session_ended(key_hash=key_hash, reason=reason)  # type: ignore[misc]
+            lambda user_id=user_id: realtime.access_changed(user_id=user_id, reason=reason)  # type: ignore[misc]
         )
+
+
+def session_expire(*, session_id: int, reason: str) -> bool:
+    """End a session that the policy refused (idle, absolute limit), found by a socket.
+
+    Idempotent: a row already ended is left as it is and False is returned. The end is
+    audited as ``session.ended`` with the system as actor.
+    """
+    with transaction.atomic():
+        row = (
+            UserSession.objects.select_for_update(of=("self",))
+            .select_related("user")
+            .filter(pk=session_id, ended_at__isnull=True)
+            .first()
+        )
+        if row is None:
+            return False
+        sessions_end_rows(rows=[row], reason=reason)
+        audit_record(
+            actor=None,
+            action=AuditAction.SESSION_ENDED,
+            target=row.user,
+            extra={"session": row.key_hash[:12], "reason": reason},
+        )
+    return True
 
 
 def session_end(
@@ -138,10 +172,43 @@ def user_sessions_end(
     rows = list(UserSession.objects.select_for_update().filter(user=user, ended_at__isnull=True))
     rows = [r for r in rows if r.key_hash != except_key_hash]
     sessions_end_rows(rows=rows, reason=reason)
-    if except_key_hash is None:
-        # Also sockets whose session row was never recorded (defence in depth).
-        transaction.on_commit(lambda: realtime.user_sessions_ended(user_id=user.pk, reason=reason))
+    if not rows:
+        # Sockets re-check even when no row was live (defence in depth).
+        transaction.on_commit(lambda: realtime.access_changed(user_id=user.pk, reason=reason))
     return len(rows)
+
+
+def credentials_bump(
+    *, user: User, reason: str, keep_key_hash: str | None = None, revoke_tokens: bool
+) -> tuple[int, int]:
+    """Move ``user`` to a new credential epoch, inside the caller's transaction.
+
+    Lock order: the user row first (taken here), then sessions, then tokens; the
+    caller appends the audit event last. Every session issued before the bump stops
+    (its row is ended with ``reason``) except the one whose key hash is
+    ``keep_key_hash`` (the session that changed its own password), which is carried
+    to the new epoch. With ``revoke_tokens`` every live API token is revoked (an
+    admin's reset, a factor reset, a deactivation: the account may be compromised);
+    otherwise live tokens are carried forward (the user's own change).
+
+    Returns (sessions ended, tokens revoked). ``user.credential_epoch`` is updated.
+    """
+    User.objects.select_for_update().filter(pk=user.pk).update(
+        credential_epoch=F("credential_epoch") + 1
+    )
+    user.credential_epoch = User.objects.values_list("credential_epoch", flat=True).get(pk=user.pk)
+    ended = user_sessions_end(user=user, reason=reason, except_key_hash=keep_key_hash)
+    if keep_key_hash is not None:
+        UserSession.objects.filter(user=user, key_hash=keep_key_hash, ended_at__isnull=True).update(
+            credential_epoch=user.credential_epoch
+        )
+    live_tokens = ApiToken.objects.filter(user=user, revoked_at__isnull=True)
+    revoked = 0
+    if revoke_tokens:
+        revoked = live_tokens.update(revoked_at=timezone.now())
+    else:
+        live_tokens.update(credential_epoch=user.credential_epoch)
+    return ended, revoked
 
 
 def session_end_all(

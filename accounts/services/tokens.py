@@ -62,6 +62,9 @@ def api_token_create(
     with transaction.atomic():
         token = ApiToken.objects.create(
             user=actor,
+            # As read when the actor authenticated: a credential reset committed since
+            # then leaves this token born revoked (``api_token_authenticate``).
+            credential_epoch=actor.credential_epoch,
             name=name,
             prefix=prefix,
             token_hash=token_hash,
@@ -127,6 +130,8 @@ def api_token_authenticate(*, presented: str, request: HttpRequest | None = None
         reason = "expired"
     elif not token.user.is_active:
         reason = "inactive_user"
+    elif token.credential_epoch != token.user.credential_epoch:
+        reason = "credentials_changed"
     if reason is not None or token is None:  # (reason is set whenever token is None)
         known = token if reason != "unknown" else None
         refused, _ = window_count(failures, window=window)

@@ -18,12 +18,12 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from accounts.credentials import new_link_token, sha256_hex
-from accounts.models import ApiToken, BootstrapToken, Invitation, User, UserSession
-from accounts.otp import session_key_hash
+from accounts.models import BootstrapToken, Invitation, User, UserSession
 from accounts.roles import MANAGE_USERS, STAFF_ROLES, Role
 from accounts.selectors import people_exist
 from accounts.services._common import InvalidLink, ensure_not_self, ensure_permission, refuse
-from accounts.services.sessions import session_start, user_sessions_end
+from accounts.services.sessions import credentials_bump, session_start
+from accounts.session_policy import session_key_hash
 from audit.actions import AuditAction
 from audit.services import audit_record
 from safechat.keyring.services import user_key_create
@@ -308,10 +308,7 @@ def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = No
         locked = User.objects.select_for_update().get(pk=user.pk)
         locked.is_active = False
         locked.save(update_fields=["is_active"])
-        ended = user_sessions_end(user=locked, reason="deactivated")
-        revoked = ApiToken.objects.filter(user=locked, revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
-        )
+        ended, revoked = credentials_bump(user=locked, reason="deactivated", revoke_tokens=True)
         audit_record(
             actor=actor,
             action=AuditAction.ACCOUNT_DEACTIVATED,
@@ -344,12 +341,14 @@ def password_change(
     password_validation.validate_password(new_password, user)
     key = request.session.session_key
     with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).first()  # lock order: user first
         user.set_password(new_password)
         user.save(update_fields=["password"])
-        ended = user_sessions_end(
+        ended, _ = credentials_bump(
             user=user,
             reason="password_changed",
-            except_key_hash=session_key_hash(key) if key else None,
+            keep_key_hash=session_key_hash(key) if key else None,
+            revoke_tokens=False,
         )
         audit_record(
             actor=user,
@@ -410,14 +409,15 @@ def password_reset_by_admin(*, actor: User, user: User, request: HttpRequest | N
     )  # fmt: skip
     ensure_not_self(actor=actor, user=user, operation="password.reset", request=request)
     with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).first()  # lock order: user first
         user.set_unusable_password()
         user.save(update_fields=["password"])
-        ended = user_sessions_end(user=user, reason="password_reset")
+        ended, revoked = credentials_bump(user=user, reason="password_reset", revoke_tokens=True)
         audit_record(
             actor=actor,
             action=AuditAction.AUTH_PASSWORD_RESET_REQUESTED,
             target=user,
-            extra={"by": "admin", "sessions_ended": ended},
+            extra={"by": "admin", "sessions_ended": ended, "tokens_revoked": revoked},
             request=request,
         )
         if user.email:
@@ -451,9 +451,10 @@ def password_reset_confirm(
         )
     password_validation.validate_password(new_password, user)
     with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).first()  # lock order: user first
         user.set_password(new_password)
         user.save(update_fields=["password"])
-        ended = user_sessions_end(user=user, reason="password_reset")
+        ended, _ = credentials_bump(user=user, reason="password_reset", revoke_tokens=False)
         audit_record(
             actor=None,
             action=AuditAction.AUTH_PASSWORD_RESET,

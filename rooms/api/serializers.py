@@ -52,7 +52,18 @@ class MessageOutput(serializers.Serializer[MessageView]):
     parent_id = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
     edited_at = serializers.DateTimeField(allow_null=True)
-    text = serializers.CharField(allow_null=True, help_text="null when the key was destroyed")
+    text = serializers.CharField(
+        allow_null=True, help_text="null unless text_status is ok: see text_status"
+    )
+    text_status = serializers.ChoiceField(
+        choices=["ok", "unavailable", "integrity_failure"],
+        help_text=(
+            "ok: text holds the message; unavailable: this reader holds no key for it "
+            "(destroyed by retention, or from before they joined a room that hides "
+            "history); integrity_failure: the stored message or its key failed its "
+            "authenticity check (tampering or corruption, reported to the security team)"
+        ),
+    )
     html = serializers.CharField(allow_null=True, help_text="sanitised Markdown rendering")
     reactions = serializers.DictField(child=serializers.ListField(child=serializers.IntegerField()))
 
@@ -80,6 +91,7 @@ def message_json(view: MessageView) -> dict[str, Any]:
         "created_at": _iso(view.created_at),
         "edited_at": _iso(view.edited_at),
         "text": view.text,
+        "text_status": view.text_status,
         "html": view.html,
         "reactions": {emoji: list(users) for emoji, users in view.reactions.items()},
     }

@@ -32,11 +32,22 @@ _MENTION = re.compile(r"(?<![\w@])@([\w.@+-]{1,150})")
 
 
 def _validate_text(text: object) -> str:
+    """The one check of a message's text, for every edge (portal, API, socket, admin).
+
+    Text is a sequence of Unicode scalar values: a NUL or a lone surrogate (which JSON
+    can carry as an escape but UTF-8 cannot encode) is refused, not stored.
+    """
     if not isinstance(text, str):
         raise ValidationError("a message must be text")
+    if "\x00" in text:
+        raise ValidationError("a message cannot contain a NUL character")
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        raise ValidationError("a message must be valid Unicode (no lone surrogates)") from None
     if not text.strip():
         raise ValidationError("a message cannot be empty")
-    if len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
+    if len(encoded) > MAX_MESSAGE_BYTES:
         raise ValidationError(f"a message is at most {MAX_MESSAGE_BYTES // 1024} KiB")
     return text
 

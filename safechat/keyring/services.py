@@ -29,10 +29,12 @@ from audit.services import audit_record
 from rooms.models import Membership, Room
 from safechat.crypto import (
     AdPurpose,
+    DecryptionError,
     HpkeInfo,
     HpkePrivateKey,
     HpkePublicKey,
     KeyPurpose,
+    MalformedError,
     SymmetricKey,
     associated_data,
     decrypt,
@@ -43,7 +45,7 @@ from safechat.crypto import (
     wrap_key,
 )
 from safechat.keyring.cache import KeyCache
-from safechat.keyring.errors import KeyUnavailableError, LegalHoldError
+from safechat.keyring.errors import IntegrityFailure, KeyUnavailableError, LegalHoldError
 from safechat.keyring.models import ComplianceKeyPair, RoomEpoch, SealedEpochKey, UserKeyPair
 from safechat.keyring.provider import get_provider
 
@@ -337,13 +339,18 @@ def room_epoch_key_for(*, room_id: int, number: int, user_id: int) -> SymmetricK
     )
     if sealed is None:
         raise KeyUnavailableError("no key for this epoch")
-    key = open_key(
-        _user_private_key(user_id),
-        bytes(sealed),
-        info=HpkeInfo.ROOM_EPOCH_KEY,
-        aad=epoch_seal_aad(room_id, number),
-        purpose=KeyPurpose.ROOM_EPOCH,
-    )
+    try:
+        key = open_key(
+            _user_private_key(user_id),
+            bytes(sealed),
+            info=HpkeInfo.ROOM_EPOCH_KEY,
+            aad=epoch_seal_aad(room_id, number),
+            purpose=KeyPurpose.ROOM_EPOCH,
+        )
+    except (DecryptionError, MalformedError) as exc:  # the stored copy is not what we sealed
+        raise IntegrityFailure(
+            kind="epoch-copy", ref=f"room {room_id} epoch {number} user {user_id}"
+        ) from exc
     _epoch_keys.put((room_id, number), key)
     _holders.put((room_id, number, user_id), True)
     return key
@@ -484,7 +491,12 @@ def _message_open(
         sender_id=sender_id,
         revision=revision,
     )
-    return decrypt(key, bytes(ciphertext), aad=aad).decode("utf-8")
+    try:
+        return decrypt(key, bytes(ciphertext), aad=aad).decode("utf-8")
+    except (DecryptionError, MalformedError, UnicodeDecodeError) as exc:
+        raise IntegrityFailure(
+            kind="message", ref=f"room {room_id} message {message_uid} revision {revision}"
+        ) from exc
 
 
 def file_key_wrap(

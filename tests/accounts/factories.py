@@ -11,7 +11,7 @@ from django_otp.models import Device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import User, UserSession
-from accounts.otp import SESSION_AUTH_AT, SESSION_REVERIFIED_AT, SESSION_SEEN_AT, session_key_hash
+from accounts.session_policy import SESSION_REVERIFIED_AT, session_key_hash
 
 
 class UserFactory(factory.django.DjangoModelFactory):  # type: ignore[misc]
@@ -46,8 +46,6 @@ def sign_in_client(
     client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
     session = client.session
     now = time.time()
-    session[SESSION_AUTH_AT] = now
-    session[SESSION_SEEN_AT] = now
     if verified:
         device = device or make_totp_device(user)
         session[DEVICE_ID_SESSION_KEY] = device.persistent_id
@@ -57,6 +55,7 @@ def sign_in_client(
     UserSession.objects.create(
         user=user,
         key_hash=session_key_hash(session.session_key),
+        credential_epoch=user.credential_epoch,
         last_seen_at=timezone.now(),
         verified_at=timezone.now() if verified else None,
         device_id=device.persistent_id if verified and device else "",

@@ -242,7 +242,11 @@ def test_a_factor_reset_forces_enrolment_again(admin_client: Client, user: User)
     again = Client()
     again.post("/accounts/sign-in/", {"username": user.username, "password": PASSWORD})
     assert again.get("/accounts/").headers["Location"].startswith("/accounts/enrol/")
-    assert events("factor.reset")[0].extra == {"devices": 1, "sessions_ended": 1}
+    assert events("factor.reset")[0].extra == {
+        "devices": 1,
+        "sessions_ended": 1,
+        "tokens_revoked": 0,
+    }
 
 
 def test_a_security_admin_lifts_a_lockout_and_it_is_audited(

@@ -12,7 +12,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.credentials import normalise_backup_code
 from accounts.models import BackupCode, BackupCodeDevice, User, UserSession
-from accounts.otp import SESSION_REVERIFIED_AT
+from accounts.session_policy import SESSION_REVERIFIED_AT
 from tests.accounts.conftest import PASSWORD, actions, events
 from tests.accounts.factories import make_totp_device, sign_in_client, totp_code
 

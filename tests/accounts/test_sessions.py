@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
-import time
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
+from django.utils import timezone
 from pytest_django import Settings
 
 from accounts.models import User, UserSession
-from accounts.otp import SESSION_AUTH_AT, SESSION_SEEN_AT
 from accounts.realtime import CLOSE_SESSION_ENDED
 from accounts.services import session_end_all, user_deactivate
+from accounts.session_policy import session_key_hash
 from safechat.asgi import application
 from tests.accounts.conftest import actions, events
 from tests.accounts.factories import grant_role, make_user, sign_in_client
+from tests.support import sockets
 
 ORIGIN = (b"origin", b"http://localhost:8000")
 
 
 def age_session(client: Client, *, auth_ago: float = 0, seen_ago: float = 0) -> None:
-    session = client.session
-    session[SESSION_AUTH_AT] = time.time() - auth_ago
-    session[SESSION_SEEN_AT] = time.time() - seen_ago
-    session.save()
+    """Move the session's clocks (kept on its row) back by the given seconds."""
+    key = client.session.session_key
+    assert key is not None
+    now = timezone.now()
+    UserSession.objects.filter(key_hash=session_key_hash(key)).update(
+        created_at=now - timedelta(seconds=auth_ago), last_seen_at=now - timedelta(seconds=seen_ago)
+    )
 
 
 @pytest.mark.django_db
@@ -62,7 +67,8 @@ def test_a_recent_session_is_kept_and_its_idle_clock_moves(verified_client: Clie
     age_session(verified_client, seen_ago=120)
 
     assert verified_client.get("/accounts/factors/").status_code == 200
-    assert time.time() - verified_client.session[SESSION_SEEN_AT] < 5
+    row = UserSession.objects.get()
+    assert (timezone.now() - row.last_seen_at).total_seconds() < 5
 
 
 @pytest.mark.django_db
@@ -130,9 +136,8 @@ async def live_socket(user: User) -> tuple[WebsocketCommunicator, Client]:
 
 
 async def closed_with(communicator: WebsocketCommunicator) -> int:
-    message = await communicator.receive_output(timeout=5)
-    assert message["type"] == "websocket.close"
-    return int(message["code"])
+    code, _ = await sockets.closed_with(communicator)
+    return code
 
 
 @pytest.mark.asyncio
@@ -193,8 +198,7 @@ async def test_an_ended_session_cannot_open_a_new_socket(user: User) -> None:
         headers=[ORIGIN, (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode())],
     )
 
-    connected, code = await communicator.connect()
+    outcome = await sockets.handshake_outcome(communicator)
 
-    assert connected is False
-    assert code == 4401
+    assert outcome == ("closed", 4401)
     assert row.ended_at is None  # the row we read before was live

@@ -11,8 +11,8 @@ from django.test import Client
 from pytest_django import Settings
 
 from accounts.models import User, UserSession
-from accounts.otp import SESSION_REVERIFIED_AT, session_key_hash
 from accounts.services.auth import GENERIC_FAILURE, LOCKED_OUT
+from accounts.session_policy import SESSION_REVERIFIED_AT, session_key_hash
 from tests.accounts.conftest import PASSWORD, actions, events
 from tests.accounts.factories import make_totp_device, make_user, totp_code
 

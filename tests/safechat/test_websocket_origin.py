@@ -9,6 +9,7 @@ from django.conf import settings
 from accounts.models import User
 from safechat.asgi import application
 from tests.support.fixtures import session_cookie_for
+from tests.support.sockets import handshake_outcome
 
 ALLOWED_ORIGIN = b"http://localhost:8000"
 
@@ -22,14 +23,11 @@ def headers(*, origin: bytes | None, cookie: str | None) -> list[tuple[bytes, by
     return result
 
 
-async def handshake(header_list: list[tuple[bytes, bytes]]) -> tuple[bool, object]:
+async def handshake(header_list: list[tuple[bytes, bytes]]) -> tuple[str, object]:
     communicator = WebsocketCommunicator(application, "/ws/", headers=header_list)
-    connected, detail = await communicator.connect()
-    if connected:
-        await communicator.send_json_to({"type": "ping"})
-        detail = await communicator.receive_json_from()
+    outcome = await handshake_outcome(communicator)
     await communicator.disconnect()
-    return connected, detail
+    return outcome
 
 
 @pytest.mark.asyncio
@@ -48,10 +46,10 @@ async def test_handshake_from_a_foreign_or_missing_origin_is_refused(
     cookie = await database_sync_to_async(session_cookie_for)(user, verified=True)
 
     # when the handshake comes from a foreign or missing origin
-    connected, _ = await handshake(headers(origin=origin, cookie=cookie))
+    outcome, _ = await handshake(headers(origin=origin, cookie=cookie))
 
-    # then it is refused
-    assert connected is False
+    # then it is refused before anything is accepted (HTTP 403)
+    assert outcome == "refused"
 
 
 @pytest.mark.asyncio
@@ -61,19 +59,19 @@ async def test_handshake_with_allowed_origin_and_verified_session_is_accepted(us
 
     cookie = await database_sync_to_async(session_cookie_for)(user, verified=True)
 
-    connected, reply = await handshake(headers(origin=ALLOWED_ORIGIN, cookie=cookie))
+    outcome, reply = await handshake(headers(origin=ALLOWED_ORIGIN, cookie=cookie))
 
-    assert connected is True
+    assert outcome == "open"
     assert reply == {"type": "pong"}
 
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_handshake_without_a_session_is_refused() -> None:
-    connected, code = await handshake(headers(origin=ALLOWED_ORIGIN, cookie=None))
+    outcome, code = await handshake(headers(origin=ALLOWED_ORIGIN, cookie=None))
 
-    assert connected is False
-    assert code == 4401
+    # accepted, then closed with 4401: a browser tells "signed out" from "network down"
+    assert (outcome, code) == ("closed", 4401)
 
 
 @pytest.mark.asyncio
@@ -83,7 +81,6 @@ async def test_handshake_with_a_password_only_session_is_refused(user: User) -> 
 
     cookie = await database_sync_to_async(session_cookie_for)(user, verified=False)
 
-    connected, code = await handshake(headers(origin=ALLOWED_ORIGIN, cookie=cookie))
+    outcome, code = await handshake(headers(origin=ALLOWED_ORIGIN, cookie=cookie))
 
-    assert connected is False
-    assert code == 4401
+    assert (outcome, code) == ("closed", 4401)

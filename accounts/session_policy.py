@@ -1,0 +1,146 @@
+"""The session policy: one verdict, re-derived from the database, for requests and sockets.
+
+A session may act only while every one of these holds, each read from its row and its
+user's row at the moment of the check (never remembered from sign-in or connect time):
+
+* its :class:`~accounts.models.UserSession` row exists and is not ended;
+* its user is active;
+* the row's credential epoch equals the user's (a password change or reset, a factor
+  reset or a deactivation bumps the user's, so every session issued before it stops);
+* it is within its absolute limit (``SAFECHAT_SESSION_ABSOLUTE_SECONDS`` since the
+  password step, ``row.created_at``) and its idle limit (``SAFECHAT_SESSION_IDLE_SECONDS``
+  since the person's last activity, ``row.last_seen_at``, moved by HTTP requests and by
+  socket frames a person sends, never by keepalive pings);
+* for a socket: it passed the second factor (``row.device_id``); removing that factor
+  ends the session (``accounts.services.factors``).
+
+The row, not the signed cookie, holds both clocks, so a socket and the pages of one
+session share them. The HTTP middleware, the WebSocket consumer and the token check all
+apply this module; nothing else decides whether a session lives.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+
+from accounts.credentials import sha256_hex
+from accounts.models import User, UserSession
+
+SESSION_REVERIFIED_AT = "safechat.reverified_at"  # epoch seconds of the last second factor
+SESSION_SIGNED_OUT_REASON = "safechat.signed_out_reason"
+
+# Why a session stops; also the ``end_reason`` recorded on its row.
+ENDED = "ended"
+DEACTIVATED = "deactivated"
+CREDENTIALS_CHANGED = "credentials_changed"
+IDLE = "idle"
+ABSOLUTE = "absolute"
+UNVERIFIED = "unverified"
+
+
+def session_key_hash(session_key: str) -> str:
+    """What we store and look sessions up by: never the session key itself."""
+    return sha256_hex(f"session:{session_key}")
+
+
+def touch_interval() -> float:
+    """Seconds between writes of ``last_seen_at``: a thirtieth of the idle limit, at most 60.
+
+    Writing on every request or frame would turn every read into a write; writing
+    rarely would let the idle clock lag real activity. The lag is at most this long.
+    """
+    return min(60.0, float(settings.SAFECHAT_SESSION_IDLE_SECONDS) / 30)
+
+
+@dataclass(frozen=True)
+class SessionVerdict:
+    """Whether a session may act now, and until when at most.
+
+    ``reason`` is None when allowed, else one of the module's reasons. Deadlines are
+    epoch seconds; both are 0.0 when the session is refused.
+    """
+
+    reason: str | None
+    row: UserSession | None
+    idle_deadline: float = 0.0
+    absolute_deadline: float = 0.0
+
+    @property
+    def allowed(self) -> bool:
+        return self.reason is None
+
+    @property
+    def user(self) -> User:
+        """The user as read with this verdict (only for an allowed verdict)."""
+        if self.row is None:
+            raise ValueError("a refused verdict has no user")
+        user: User = self.row.user
+        return user
+
+    @property
+    def deadline(self) -> float:
+        return min(self.idle_deadline, self.absolute_deadline)
+
+
+def _epoch(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def session_verdict_of(
+    row: UserSession | None, *, require_factor: bool, now: float | None = None
+) -> SessionVerdict:
+    """The verdict on ``row`` (loaded with its user, ``select_related("user")``).
+
+    ``require_factor``: refuse a session that has not passed the second factor (sockets,
+    which django-otp's middleware does not cover). Pure: reads only its arguments.
+    """
+    now = time.time() if now is None else now
+    if row is None or row.ended_at is not None:
+        return SessionVerdict(reason=ENDED, row=row)
+    user: User = row.user
+    if not user.is_active:
+        return SessionVerdict(reason=DEACTIVATED, row=row)
+    if row.credential_epoch != user.credential_epoch:
+        return SessionVerdict(reason=CREDENTIALS_CHANGED, row=row)
+    if require_factor and not row.device_id:
+        return SessionVerdict(reason=UNVERIFIED, row=row)
+    absolute_deadline = _epoch(row.created_at) + settings.SESSION_COOKIE_AGE
+    idle_deadline = _epoch(row.last_seen_at) + settings.SAFECHAT_SESSION_IDLE_SECONDS
+    if now >= absolute_deadline:
+        return SessionVerdict(reason=ABSOLUTE, row=row)
+    if now >= idle_deadline:
+        return SessionVerdict(reason=IDLE, row=row)
+    return SessionVerdict(
+        reason=None, row=row, idle_deadline=idle_deadline, absolute_deadline=absolute_deadline
+    )
+
+
+def session_verdict(
+    *, session_id: int, user_id: int, require_factor: bool, now: float | None = None
+) -> SessionVerdict:
+    """The verdict on session row ``session_id`` of ``user_id``: one query."""
+    row = UserSession.objects.select_related("user").filter(pk=session_id, user_id=user_id).first()
+    return session_verdict_of(row, require_factor=require_factor, now=now)
+
+
+def session_row_for(*, user: User | AnonymousUser, session: object) -> UserSession | None:
+    """The row behind a Django session (by the hash of its key), with its user; or None."""
+    session_key = getattr(session, "session_key", None)
+    if not user.is_authenticated or not session_key:
+        return None
+    return (
+        UserSession.objects.select_related("user")
+        .filter(key_hash=session_key_hash(session_key), user_id=user.pk)
+        .first()
+    )
+
+
+def session_touch_due(row: UserSession, *, now: float | None = None) -> bool:
+    """Whether activity now should be written to the row (see :func:`touch_interval`)."""
+    now = time.time() if now is None else now
+    return now - _epoch(row.last_seen_at) >= touch_interval()

@@ -1,0 +1,34 @@
+"""Reading what a WebSocket consumer sent, for tests (``WebsocketCommunicator``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from channels.testing import WebsocketCommunicator
+
+
+async def closed_with(
+    communicator: WebsocketCommunicator, *, wait: float = 5
+) -> tuple[int, list[dict[str, Any]]]:
+    """The close code the server sent, and the frames it sent before closing."""
+    frames: list[dict[str, Any]] = []
+    while True:
+        message = await communicator.receive_output(timeout=wait)
+        if message["type"] == "websocket.close":
+            return int(message["code"]), frames
+        assert message["type"] == "websocket.send", message
+        frames.append(json.loads(message["text"]))
+
+
+async def handshake_outcome(communicator: WebsocketCommunicator) -> tuple[str, object]:
+    """How a handshake ended: ``("refused", code)`` before accepting (HTTP 403),
+    ``("closed", code)`` accepted and then closed, or ``("open", <reply to a ping>)``."""
+    connected, detail = await communicator.connect()
+    if not connected:
+        return "refused", detail
+    await communicator.send_json_to({"type": "ping"})
+    message = await communicator.receive_output(timeout=5)
+    if message["type"] == "websocket.close":
+        return "closed", int(message["code"])
+    return "open", json.loads(message["text"])
