@@ -38,3 +38,23 @@ class SafeChatAdminSite(OTPAdminSite):  # type: ignore[misc]
         if request.method == "POST":
             sign_out(request=request)
         return redirect(settings.LOGIN_URL)
+
+    def password_change(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The portal's audited password change, never Django's own form.
+
+        Django's form would change the password outside ``accounts.services``: no
+        ``auth.password.changed`` event, and other sessions, sockets and the credential
+        epoch left as they were. Nothing is read from the request here.
+        """
+        from django.shortcuts import redirect
+
+        return redirect("accounts:password-change")
+
+    def password_change_done(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        from django.shortcuts import redirect
+
+        return redirect("accounts:password-change")

@@ -9,7 +9,8 @@ connect time: ``accounts.session_policy`` re-derives it from the database
 * before every frame from the client (at most every ``SAFECHAT_SOCKET_VERDICT_SECONDS``
   per socket, and at once past the session's deadline);
 * on a timer that wakes at least every ``SAFECHAT_SOCKET_RECHECK_SECONDS`` and no later
-  than the session's next deadline;
+  than the session's next deadline (and ``SAFECHAT_SESSION_WARNING_SECONDS`` before it,
+  to send ``session.expiring``: the portal lets the person stay, WCAG 2.2.1);
 * at once when an ``access.changed`` hint arrives on ``user.<id>``.
 
 A refusal closes the socket with 4410 (after a ``session.ended`` frame saying why); a
@@ -53,8 +54,6 @@ CLOSE_SESSION_ENDED = accounts_realtime.CLOSE_SESSION_ENDED
 CLOSE_TRY_AGAIN = accounts_realtime.CLOSE_TRY_AGAIN
 CLOSE_SERVER_ERROR = 1011  # RFC 6455: an unexpected condition on the server
 
-# The portal warns this many seconds before an idle or absolute sign-out (WCAG 2.2.1).
-EXPIRY_WARNING_SECONDS = 60.0
 # Frames a person sends: they move the session's idle clock. Keepalive pings do not.
 ACTIVITY_FRAMES = frozenset(
     {
@@ -222,8 +221,13 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
         wake = now + float(settings.SAFECHAT_SOCKET_RECHECK_SECONDS)
         verdict = self._verdict
         if verdict is not None and verdict.allowed:
-            warn_at = verdict.deadline - EXPIRY_WARNING_SECONDS
-            wake = min(wake, warn_at if warn_at > now else verdict.deadline)
+            warn_at = verdict.deadline - float(settings.SAFECHAT_SESSION_WARNING_SECONDS)
+            if warn_at > now:
+                wake = min(wake, warn_at)
+            elif verdict.deadline != self._warned_deadline:
+                wake = now  # inside the warning window and not yet warned: warn now
+            else:
+                wake = min(wake, verdict.deadline)
         refresh_in = float(settings.SAFECHAT_SOCKET_GROUP_REFRESH_SECONDS) - (
             time.monotonic() - self._groups_refreshed
         )
@@ -232,7 +236,8 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
 
     async def _warn_if_expiring(self, verdict: SessionVerdict) -> None:
         seconds_left = verdict.deadline - time.time()
-        if seconds_left > EXPIRY_WARNING_SECONDS or verdict.deadline == self._warned_deadline:
+        warning = float(settings.SAFECHAT_SESSION_WARNING_SECONDS)
+        if seconds_left > warning or verdict.deadline == self._warned_deadline:
             return
         self._warned_deadline = verdict.deadline
         reason = IDLE if verdict.idle_deadline <= verdict.absolute_deadline else ABSOLUTE

@@ -107,6 +107,16 @@ def presence_of(*, user_ids: Iterable[int]) -> dict[int, str]:
     return {uid: state for uid, state in states.items() if state != OFFLINE}
 
 
+def presence_sockets_of(*, user_id: int) -> list[str]:
+    """The ids (channel names) of ``user_id``'s sockets that are recorded, live or not."""
+    redis = redis_keys(_name(user_id))
+    if redis is not None:
+        client, (key,) = redis
+        return sorted(raw.decode() for raw in client.hkeys(key))
+    with _local_lock:
+        return sorted(_local.get(user_id, {}))
+
+
 def presence_reset() -> None:
     """Forget every socket of this process's in-memory registry (tests)."""
     with _local_lock:

@@ -17,7 +17,23 @@ logger = logging.getLogger(__name__)
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus Django's ValidationError as a 400 and a generic 500."""
     from rooms.errors import RateLimitedError
+    from safechat.keyring.errors import IntegrityFailure
+    from safechat.keyring.integrity import integrity_failure_report
 
+    if isinstance(exc, IntegrityFailure):
+        # Stored data failed its check: not the client's fault, and not to be retried
+        # blindly; reported once, and the client told what it is.
+        request = context.get("request")
+        user_id = getattr(getattr(request, "user", None), "pk", None)
+        integrity_failure_report(failure=exc, actor_id=user_id)
+        return Response(
+            {
+                "code": "integrity_failure",
+                "detail": "Stored data failed its integrity check; the security team is "
+                "notified. Nothing was changed.",
+            },
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
     if isinstance(exc, RateLimitedError):
         exc = exceptions.Throttled(wait=exc.retry_after, detail=str(exc))
     elif isinstance(exc, ValidationError):

@@ -1,0 +1,278 @@
+"""A socket's right to live is re-derived from the database for as long as it is open.
+
+Each test is one reproduction from the socket-lifecycle review (numbered as there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+from pytest_django import Settings
+
+from accounts.models import User, UserSession
+from accounts.realtime import user_group
+from audit.models import AuditEvent
+from rooms import presence
+from rooms.models import Message, Room
+from rooms.realtime import room_group
+from rooms.services import message_post
+from safechat.asgi import application
+from tests.accounts.factories import make_user, sign_in_client
+from tests.rooms.factories import make_room
+from tests.support.layers import age_membership, in_group
+from tests.support.sockets import closed_with
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+db = database_sync_to_async
+ORIGIN = (b"origin", b"http://localhost:8000")
+PASSWORD = "correct horse battery staple"
+
+
+class Tab:
+    """One browser tab: its session's HTTP client and its socket."""
+
+    def __init__(self, client: Client, socket: WebsocketCommunicator) -> None:
+        self.client = client
+        self.socket = socket
+
+    async def ping(self) -> dict[str, Any]:
+        await self.socket.send_json_to({"type": "ping"})
+        return await self.next_frame("pong")
+
+    async def frames_for(self, seconds: float) -> list[dict[str, Any]]:
+        """Every frame that arrives within ``seconds``."""
+        frames = []
+        while not await self.socket.receive_nothing(timeout=seconds):
+            frames.append(dict(await self.socket.receive_json_from()))
+        return frames
+
+    async def next_frame(self, wanted: str, *, wait: float = 5) -> dict[str, Any]:
+        while True:
+            frame = await self.socket.receive_json_from(timeout=wait)
+            if frame["type"] == wanted:
+                return dict(frame)
+
+
+Open = Callable[..., Awaitable[Tab]]
+
+
+@pytest_asyncio.fixture
+async def open_tab() -> AsyncIterator[Open]:
+    opened: list[WebsocketCommunicator] = []
+
+    async def open_one(user: User, client: Client | None = None) -> Tab:
+        if client is None:
+            client = Client()
+            await db(sign_in_client)(client, user, verified=True)
+        cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+        socket = WebsocketCommunicator(
+            application,
+            "/ws/",
+            headers=[ORIGIN, (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode())],
+        )
+        connected, _ = await socket.connect()
+        assert connected
+        opened.append(socket)
+        tab = Tab(client, socket)
+        await tab.ping()  # subscriptions are in place
+        return tab
+
+    yield open_one
+    for socket in opened:
+        await socket.disconnect()
+
+
+async def socket_channel(user: User) -> str:
+    """The channel name of the one socket ``user`` has open (from the presence registry)."""
+    (channel,) = await db(presence.presence_sockets_of)(user_id=user.pk)
+    return channel
+
+
+async def stored_messages(room: Room) -> int:
+    return await db(Message.objects.filter(room=room).count)()
+
+
+# --- 1. group expiry -------------------------------------------------------------------
+async def test_a_socket_open_past_the_group_expiry_still_receives_and_still_closes_on_sign_out(
+    open_tab: Open, settings: Settings
+) -> None:
+    # given a member's socket, with a frequent timer and (for now) no group refresh
+    settings.SAFECHAT_SOCKET_RECHECK_SECONDS = 0.2
+    settings.SAFECHAT_SOCKET_GROUP_REFRESH_SECONDS = 3600
+    owner, member = await db(lambda: (make_user(), make_user()))()
+    room = await db(make_room)(owner=owner, members=(member,))
+    tab = await open_tab(member)
+    layer = get_channel_layer()
+    channel = await socket_channel(member)
+    groups = [room_group(room.pk), user_group(member.pk)]
+
+    await tab.frames_for(0.3)  # its own arrival
+    # when an hour and a second pass for its group memberships (past the layer's expiry)
+    for group in groups:
+        await age_membership(layer, group, channel, seconds=layer.group_expiry + 1)
+
+    # then, without a refresh, the layer no longer delivers to it (the failure seen)
+    await db(message_post)(sender=owner, room=room, text="lost to expiry")
+    assert not [f for f in await tab.frames_for(0.5) if f["type"] == "message.new"]
+
+    # when the socket's timer refreshes its groups
+    settings.SAFECHAT_SOCKET_GROUP_REFRESH_SECONDS = 0.1
+    for _ in range(50):
+        if all([await in_group(layer, g, channel) for g in groups]):
+            break
+        await asyncio.sleep(0.1)
+
+    # then it receives again, and signing out still closes it
+    await db(message_post)(sender=owner, room=room, text="after the refresh")
+    frame = await tab.next_frame("message.new")
+    assert frame["message"]["text"] == "after the refresh"
+    await db(tab.client.post)("/accounts/sign-out/")
+    code, frames = await closed_with(tab.socket)
+    assert code == 4410
+    assert {"type": "session.ended", "reason": "ended"} in frames
+    assert not await in_group(layer, room_group(room.pk), channel)
+
+
+# --- 2. session limits ------------------------------------------------------------------
+async def test_a_socket_sending_only_pings_is_closed_at_the_idle_limit_and_the_session_ends(
+    open_tab: Open, settings: Settings
+) -> None:
+    settings.SAFECHAT_SESSION_IDLE_SECONDS = 2
+    user = await db(make_user)()
+    tab = await open_tab(user)
+
+    # when only keepalive pings arrive for longer than the idle limit
+    code = None
+    frames: list[dict[str, Any]] = []
+    for _ in range(12):
+        try:
+            await tab.socket.send_json_to({"type": "ping"})
+        except AssertionError:
+            break
+        output = await tab.socket.receive_output(timeout=3)
+        if output["type"] == "websocket.close":
+            code = output["code"]
+            break
+        frames.append(json.loads(output["text"]))
+        await asyncio.sleep(0.3)
+
+    # then the socket was closed with 4410, said why, and the session row is ended
+    assert code == 4410
+    assert {"type": "session.ended", "reason": "idle"} in frames
+    row = await db(UserSession.objects.get)(user=user)
+    assert row.end_reason == "idle"
+    assert row.ended_at is not None
+    ended = await db(lambda: list(AuditEvent.objects.filter(action="session.ended")))()
+    assert [e.extra["reason"] for e in ended] == ["idle"]
+    assert (await db(tab.client.get)("/accounts/factors/")).status_code == 302
+
+
+async def test_a_socket_is_closed_at_the_absolute_limit_even_while_active(
+    open_tab: Open, settings: Settings
+) -> None:
+    settings.SESSION_COOKIE_AGE = 2
+    owner = await db(make_user)()
+    room = await db(make_room)(owner=owner)
+    tab = await open_tab(owner)
+
+    frames: list[dict[str, Any]] = []
+    code = None
+    for _ in range(20):  # typing is activity: it moves the idle clock, never the absolute one
+        await tab.socket.send_json_to({"type": "typing", "room_id": room.pk})
+        await asyncio.sleep(0.2)
+        while not await tab.socket.receive_nothing(timeout=0.01):
+            output = await tab.socket.receive_output()
+            if output["type"] == "websocket.close":
+                code = output["code"]
+                break
+            frames.append(json.loads(output["text"]))
+        if code is not None:
+            break
+
+    assert code == 4410
+    assert {"type": "session.ended", "reason": "absolute"} in frames
+    assert (await db(UserSession.objects.get)(user=owner)).end_reason == "absolute"
+
+
+async def test_chatting_over_the_socket_moves_the_idle_clock_for_the_pages_too(
+    open_tab: Open, settings: Settings
+) -> None:
+    settings.SAFECHAT_SESSION_IDLE_SECONDS = 2
+    owner = await db(make_user)()
+    room = await db(make_room)(owner=owner)
+    tab = await open_tab(owner)
+
+    # when the person posts over the socket for twice the idle limit, with no page load
+    for n in range(8):
+        await tab.socket.send_json_to(
+            {"type": "message.post", "room_id": room.pk, "text": f"still here {n}"}
+        )
+        await tab.next_frame("ack")
+        await asyncio.sleep(0.5)
+
+    # then the socket is open, and the next page load is not signed out
+    assert await tab.ping() == {"type": "pong"}
+    response = await db(tab.client.get)("/accounts/factors/")
+    assert response.status_code == 200
+    assert (await db(UserSession.objects.get)(user=owner)).ended_at is None
+
+
+async def test_the_socket_warns_before_the_idle_sign_out_and_the_person_can_stay(
+    open_tab: Open, settings: Settings
+) -> None:
+    settings.SAFECHAT_SESSION_IDLE_SECONDS = 4
+    settings.SAFECHAT_SESSION_WARNING_SECONDS = 3
+    user = await db(make_user)()
+    tab = await open_tab(user)
+
+    # when the warning arrives (about a second in) and the person chooses to stay
+    warning = await tab.next_frame("session.expiring", wait=4)
+    assert warning["reason"] == "idle"
+    assert warning["extendable"] is True
+    assert 0 <= warning["seconds"] <= 3
+    await tab.socket.send_json_to({"type": "session.extend"})
+    await tab.next_frame("session.extended")
+    await asyncio.sleep(2.5)  # past the first deadline
+
+    # then the socket is still open, and the page too
+    assert await tab.ping() == {"type": "pong"}
+    assert (await db(tab.client.get)("/accounts/factors/")).status_code == 200
+
+
+# --- 3. password change, then sign-out ---------------------------------------------------
+async def test_a_password_change_keeps_this_sessions_socket_which_then_closes_on_sign_out(
+    open_tab: Open,
+) -> None:
+    user = await db(make_user)()
+    here = await open_tab(user)
+    elsewhere = await open_tab(user)
+    here_socket = here.socket
+
+    # when the user changes their password in this session (its key rotates)
+    response = await db(here.client.post)(
+        "/accounts/password/",
+        {"current_password": PASSWORD, "new_password1": "n3w passw0rd for the desk!",
+         "new_password2": "n3w passw0rd for the desk!"},
+    )  # fmt: skip
+    assert response.status_code in (200, 302)
+
+    # then the other session's socket closes, this one lives on
+    code, _ = await closed_with(elsewhere.socket)
+    assert code == 4410
+    await here_socket.send_json_to({"type": "ping"})
+    assert (await here_socket.receive_json_from(timeout=3))["type"] == "pong"
+
+    # and signing out later (under the rotated key) still closes it
+    await db(here.client.post)("/accounts/sign-out/")
+    code, frames = await closed_with(here_socket)
+    assert code == 4410
