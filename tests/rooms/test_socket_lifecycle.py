@@ -16,6 +16,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.test import Client
 from pytest_django import Settings
 
@@ -27,6 +28,7 @@ from rooms.models import Message, Room
 from rooms.realtime import room_group
 from rooms.services import message_post
 from safechat.asgi import application
+from safechat.keyring.models import SealedEpochKey
 from tests.accounts.factories import make_user, sign_in_client
 from tests.rooms.factories import make_room
 from tests.support.layers import age_membership, in_group
@@ -276,3 +278,264 @@ async def test_a_password_change_keeps_this_sessions_socket_which_then_closes_on
     await db(here.client.post)("/accounts/sign-out/")
     code, frames = await closed_with(here_socket)
     assert code == 4410
+    assert frames[-1] == {"type": "session.ended", "reason": "ended"}
+
+
+# --- 4. the user object is re-read ----------------------------------------------------------
+async def test_a_user_deactivated_behind_the_sockets_back_is_refused_at_the_next_frame(
+    open_tab: Open, settings: Settings
+) -> None:
+    # given a member's socket, and a deactivation that sends no hint (a direct update)
+    settings.SAFECHAT_SOCKET_VERDICT_SECONDS = 0
+    owner, member = await db(lambda: (make_user(), make_user()))()
+    room = await db(make_room)(owner=owner, members=(member,))
+    tab = await open_tab(member)
+    await db(User.objects.filter(pk=member.pk).update)(is_active=False)
+
+    # when the socket posts
+    await tab.socket.send_json_to({"type": "message.post", "room_id": room.pk, "text": "hi"})
+
+    # then it is closed as deactivated, and nothing was stored or acked
+    code, frames = await closed_with(tab.socket)
+    assert code == 4410
+    assert frames[-1] == {"type": "session.ended", "reason": "deactivated"}
+    assert not [f for f in frames if f["type"] in ("ack", "message.new")]
+    assert await stored_messages(room) == 0
+
+
+async def test_the_timer_closes_a_socket_whose_user_was_deactivated_without_a_hint(
+    open_tab: Open, settings: Settings
+) -> None:
+    settings.SAFECHAT_SOCKET_RECHECK_SECONDS = 0.3
+    user = await db(make_user)()
+    tab = await open_tab(user)
+
+    await db(User.objects.filter(pk=user.pk).update)(is_active=False)
+
+    code, _ = await closed_with(tab.socket, wait=3)
+    assert code == 4410
+
+
+async def test_the_post_service_refuses_a_sender_deactivated_since_the_object_was_read() -> None:
+    owner, member = await db(lambda: (make_user(), make_user()))()
+    room = await db(make_room)(owner=owner, members=(member,))
+    await db(User.objects.filter(pk=member.pk).update)(is_active=False)  # ``member`` is stale
+
+    with pytest.raises(PermissionDenied):
+        await db(message_post)(sender=member, room=room, text="from a stale object")
+
+    assert await stored_messages(room) == 0
+
+
+# --- 7. every way a socket ends cleans up -------------------------------------------------
+async def test_a_socket_closed_for_flooding_leaves_its_groups_and_presence(
+    open_tab: Open,
+) -> None:
+    owner, member = await db(lambda: (make_user(), make_user()))()
+    room = await db(make_room)(owner=owner, members=(member,))
+    tab = await open_tab(member)
+    channel = await socket_channel(member)
+    layer = get_channel_layer()
+
+    # when the client floods the socket until the server closes it
+    for _ in range(200):
+        await tab.socket.send_json_to({"type": "ping"})
+    code, _ = await closed_with(tab.socket)
+
+    # then the channel is in no group, and the user is offline at once
+    assert code == 4429
+    assert not await in_group(layer, room_group(room.pk), channel)
+    assert not await in_group(layer, user_group(member.pk), channel)
+    assert await db(presence.presence_of)(user_ids=[member.pk]) == {}
+    assert await db(presence.presence_sockets_of)(user_id=member.pk) == []
+
+
+async def test_a_socket_whose_handler_fails_is_closed_with_1011_and_cleaned_up(
+    open_tab: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, member = await db(lambda: (make_user(), make_user()))()
+    room = await db(make_room)(owner=owner, members=(member,))
+    tab = await open_tab(member)
+    channel = await socket_channel(member)
+    layer = get_channel_layer()
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in delivery")
+
+    monkeypatch.setattr("rooms.stream._new_message_for", broken)
+    await db(message_post)(sender=owner, room=room, text="triggers the bug")
+
+    code, _ = await closed_with(tab.socket)
+    assert code == 1011
+    assert not await in_group(layer, room_group(room.pk), channel)
+    assert await db(presence.presence_sockets_of)(user_id=member.pk) == []
+
+
+# --- 8. frames that once crashed the consumer ---------------------------------------------
+@pytest.mark.parametrize(
+    ("frame_text", "code"),
+    [
+        ('{"type": "message.post", "room_id": ROOM, "text": "x\\ud800y"}', "invalid"),
+        ('{"type": "message.post", "room_id": ROOM, "text": "x\\u0000y"}', "invalid"),
+        ("[" * 5000 + "]" * 5000, "bad_frame"),
+        ('{"type": "message.post", "room_id": ROOM, "text": "' + "[" * 3000 + '"}', None),
+    ],
+    ids=["lone-surrogate", "nul", "deep-nesting", "brackets-in-text-are-fine"],
+)
+async def test_hostile_frames_get_an_error_frame_and_store_nothing(
+    open_tab: Open, frame_text: str, code: str | None
+) -> None:
+    owner = await db(make_user)()
+    room = await db(make_room)(owner=owner)
+    tab = await open_tab(owner)
+
+    await tab.socket.send_to(text_data=frame_text.replace("ROOM", str(room.pk)))
+    reply = await tab.next_frame("error" if code else "ack")
+
+    if code is None:
+        assert await stored_messages(room) == 1
+        return
+    assert reply["code"] == code
+    assert await stored_messages(room) == 0
+    assert await tab.ping() == {"type": "pong"}  # the socket is still open
+
+
+async def test_a_nul_is_refused_alike_by_the_api_and_the_socket(open_tab: Open) -> None:
+    owner = await db(make_user)()
+    room = await db(make_room)(owner=owner)
+    tab = await open_tab(owner)
+
+    response = await db(tab.client.post)(
+        f"/api/v1/rooms/{room.pk}/messages/", {"text": "a\x00b"}, content_type="application/json"
+    )
+    await tab.socket.send_json_to({"type": "message.post", "room_id": room.pk, "text": "a\x00b"})
+    reply = await tab.next_frame("error")
+
+    assert response.status_code == 400
+    assert reply["code"] == "invalid"
+    assert await stored_messages(room) == 0
+
+
+# --- 9. integrity failures -------------------------------------------------------------------
+async def corrupt_key_copy(room: Room, user: User) -> None:
+    def corrupt() -> None:
+        copy = SealedEpochKey.objects.filter(epoch__room=room, user=user).latest("epoch__number")
+        sealed = bytearray(copy.sealed)
+        sealed[-5] ^= 0x01  # one bit, inside the ciphertext
+        SealedEpochKey.objects.filter(pk=copy.pk).update(sealed=bytes(sealed))
+
+    await db(corrupt)()
+    from safechat.keyring.services import clear_key_caches
+
+    clear_key_caches()
+
+
+async def integrity_events() -> list[AuditEvent]:
+    return await db(lambda: list(AuditEvent.objects.filter(action="key.integrity.failed")))()
+
+
+async def test_a_corrupt_key_copy_is_an_integrity_failure_on_the_socket_and_the_api(
+    open_tab: Open,
+) -> None:
+    owner = await db(make_user)()
+    room = await db(make_room)(owner=owner)
+    tab = await open_tab(owner)
+    await corrupt_key_copy(room, owner)
+
+    await tab.socket.send_json_to({"type": "message.post", "room_id": room.pk, "text": "hi"})
+    reply = await tab.next_frame("error")
+    response = await db(tab.client.post)(
+        f"/api/v1/rooms/{room.pk}/messages/", {"text": "hi"}, content_type="application/json"
+    )
+
+    assert reply["code"] == "integrity_failure"
+    assert response.status_code == 503
+    assert response.json()["code"] == "integrity_failure"
+    assert "Traceback" not in response.content.decode()
+    assert await stored_messages(room) == 0
+    assert await tab.ping() == {"type": "pong"}
+    (event,) = await integrity_events()  # audited once, though met twice
+    assert event.extra["kind"] == "epoch-copy"
+
+
+async def test_a_tampered_message_reads_as_an_integrity_failure_not_as_shredded(
+    open_tab: Open,
+) -> None:
+    owner, member = await db(lambda: (make_user(), make_user()))()
+    room = await db(make_room)(owner=owner, members=(member,))
+    posted = await db(message_post)(sender=owner, room=room, text="the real text")
+    tampered = bytearray(posted.ciphertext)
+    tampered[-1] ^= 0x80
+    await db(Message.objects.filter(pk=posted.pk).update)(ciphertext=bytes(tampered))
+    tab = await open_tab(member)
+
+    listing = await db(tab.client.get)(f"/api/v1/rooms/{room.pk}/messages/")
+    again = await db(tab.client.get)(f"/api/v1/rooms/{room.pk}/messages/")
+
+    (item,) = listing.json()["results"] if "results" in listing.json() else listing.json()
+    assert item["text"] is None
+    assert item["text_status"] == "integrity_failure"
+    assert again.status_code == 200
+    (event,) = await integrity_events()
+    assert event.extra["kind"] == "message"
+
+
+# --- 13. catch-up is paged and bounded ------------------------------------------------------
+async def test_sync_is_paged_with_a_more_flag_the_client_follows(
+    open_tab: Open, settings: Settings
+) -> None:
+    settings.SAFECHAT_POST_RATE_LIMIT = (1000, 10)
+    owner = await db(make_user)()
+    room = await db(make_room)(owner=owner)
+
+    def post_many() -> None:
+        for n in range(230):
+            message_post(sender=owner, room=room, text=f"m{n}")
+
+    await db(post_many)()
+    tab = await open_tab(owner)
+    await tab.frames_for(0.2)
+
+    received: list[str] = []
+    cursor = 0
+    pages = 0
+    while True:
+        await tab.socket.send_json_to({"type": "sync", "rooms": {str(room.pk): cursor}})
+        frames = []
+        while True:
+            frame = await tab.socket.receive_json_from(timeout=5)
+            if frame["type"] == "sync.done":
+                break
+            if frame["type"] == "message.new":
+                frames.append(frame)
+        pages += 1
+        received += [f["message"]["text"] for f in frames]
+        if frames:
+            cursor = frames[-1]["message"]["id"]
+        if room.pk not in frame["more"]:
+            break
+
+    assert received == [f"m{n}" for n in range(230)]
+    assert pages == 3
+
+
+async def test_a_sync_frame_naming_too_many_rooms_is_refused(open_tab: Open) -> None:
+    owner = await db(make_user)()
+    tab = await open_tab(owner)
+
+    await tab.socket.send_json_to({"type": "sync", "rooms": {str(n): 0 for n in range(1, 22)}})
+    reply = await tab.next_frame("error")
+
+    assert reply["code"] == "bad_frame"
+
+
+async def test_sync_frames_count_against_the_flood_limit(open_tab: Open) -> None:
+    owner = await db(make_user)()
+    room = await db(make_room)(owner=owner)
+    tab = await open_tab(owner)
+
+    for _ in range(9):  # 9 x 5 = 45 frames' worth, past 40 in 5 s
+        await tab.socket.send_json_to({"type": "sync", "rooms": {str(room.pk): 0}})
+    frames = await tab.frames_for(0.5)
+
+    assert {"type": "error", "code": "rate_limited", "detail": "slow down"} in frames
