@@ -33,7 +33,7 @@ def origin_parse(value: str) -> Origin | None:
         return None
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
-    if scheme not in DEFAULT_PORTS or not host or parts.username or parts.password:
+    if scheme not in DEFAULT_PORTS or not host or "*" in host or parts.username or parts.password:
         return None
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         return None

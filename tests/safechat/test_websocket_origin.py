@@ -8,6 +8,7 @@ from django.conf import settings
 
 from accounts.models import User
 from safechat.asgi import application
+from safechat.origins import OriginError, allowed_origins_parse, origin_parse
 from tests.support.fixtures import session_cookie_for
 from tests.support.sockets import handshake_outcome
 
@@ -84,3 +85,55 @@ async def test_handshake_with_a_password_only_session_is_refused(user: User) -> 
     outcome, code = await handshake(headers(origin=ALLOWED_ORIGIN, cookie=cookie))
 
     assert (outcome, code) == ("closed", 4401)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "origin",
+    [
+        b"http://localhost:9999",
+        b"https://127.0.0.1:1",
+        b"http://[::1]:8080",
+        b"https://localhost:8000",
+    ],
+    ids=["other-port", "other-scheme-and-port", "ipv6-other-port", "other-scheme"],
+)
+async def test_an_allowed_host_on_another_scheme_or_port_is_another_origin(
+    user: User, origin: bytes
+) -> None:
+    # given a verified session and the portal served on http://<allowed host>:8000
+    from channels.db import database_sync_to_async
+
+    cookie = await database_sync_to_async(session_cookie_for)(user, verified=True)
+
+    outcome, _ = await handshake(headers(origin=origin, cookie=cookie))
+
+    assert outcome == "refused"
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("http://localhost:8000", ("http", "localhost", 8000)),
+        ("HTTPS://Chat.Example.COM", ("https", "chat.example.com", 443)),
+        ("http://[::1]:8000", ("http", "[::1]", 8000)),
+        ("https://chat.example.com:443/", ("https", "chat.example.com", 443)),
+        ("null", None),
+        ("chat.example.com", None),
+        ("ftp://chat.example.com", None),
+        ("https://user@chat.example.com", None),
+        ("https://chat.example.com/path", None),
+        ("http://localhost:99999", None),
+    ],
+)
+def test_origins_are_parsed_to_scheme_host_and_port(
+    value: str, parsed: tuple[str, str, int] | None
+) -> None:
+    assert origin_parse(value) == parsed
+
+
+@pytest.mark.parametrize("value", ["*", "chat.example.com", "https://*.example.com"])
+def test_a_configured_origin_that_is_not_one_is_refused(value: str) -> None:
+    with pytest.raises(OriginError, match="not an origin"):
+        allowed_origins_parse([value])
