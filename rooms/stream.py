@@ -254,8 +254,8 @@ class RoomStreamMixin:
 
     async def _resync(self, content: dict[str, Any]) -> None:
         """Send what was missed, bounded per frame: at most SYNC_ROOMS_PER_FRAME rooms and
-        SYNC_PAGE messages of each; ``sync.done`` names the rooms with more to fetch
-        (``more``), and the client sends ``sync`` again from its advanced cursors."""
+        SYNC_PAGE messages of each. ``sync.done`` maps each room with more to fetch to the
+        cursor to continue from (``more``); the client sends ``sync`` again with those."""
         rooms = content.get("rooms")
         if not isinstance(rooms, dict):
             raise ClientError("bad_frame", "rooms must map room ids to last seen message ids")
@@ -264,7 +264,7 @@ class RoomStreamMixin:
         cursors = [
             (_int({"id": key}, "id"), _int({"after": last}, "after")) for key, last in rooms.items()
         ]
-        more: list[int] = []
+        more: dict[str, int] = {}  # room id -> the cursor to continue from
         for room_id, after in cursors:
             try:
                 missed = await in_pool(_missed)(self.user, room_id, after)
@@ -284,7 +284,7 @@ class RoomStreamMixin:
                     {"type": "message.new", "room_id": room_id, "message": message}
                 )
             if len(missed) >= SYNC_PAGE:
-                more.append(room_id)
+                more[str(room_id)] = int(missed[-1]["id"])
         await self.send_json({"type": "sync.done", "more": more})
 
     async def _post(self, content: dict[str, Any]) -> None:

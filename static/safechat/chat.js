@@ -19,6 +19,7 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
 const CLOSE_UNAUTHENTICATED = 4401;
 const CLOSE_SESSION_ENDED = 4410;
+const SYNC_ROOMS_PER_FRAME = 20; // the server's bound on one sync frame
 
 // ---------------------------------------------------------------------------------------
 // Small DOM helpers: text only, never markup.
@@ -135,7 +136,7 @@ const socket = (() => {
       attempt = 0;
       setConnectionState("connected");
       // Everything newer than what this page has seen, for every room it knows.
-      send({ type: "sync", rooms: Object.fromEntries([...cursors].map(([room, c]) => [room, c.id])) });
+      requestSync([...cursors].map(([room, c]) => [room, c.id]));
       if (document.visibilityState === "hidden") send({ type: "presence", state: "away" });
       setPresence(me.id, document.visibilityState === "hidden" ? "away" : "online");
       if (current) send({ type: "presence.get", room_id: current.id }); // who is here already
@@ -161,9 +162,11 @@ const socket = (() => {
       for (const userId of [...presence.keys()]) setPresence(userId, "unknown");
       if (event.code === CLOSE_UNAUTHENTICATED || event.code === CLOSE_SESSION_ENDED) {
         ended = true; // reconnecting cannot help: the session is gone
-        setConnectionState("ended");
+        expiry.hide();
+        setConnectionState("ended", endedReasons[endedReason] ?? "");
         return;
       }
+      // Anything else (1013 "try again later", 4429 flooding, a network loss) backs off.
       scheduleReconnect();
     });
   }
@@ -208,6 +211,61 @@ const socket = (() => {
 
 window.addEventListener("online", () => socket.retryNow());
 
+// Catch-up, paged: at most SYNC_ROOMS_PER_FRAME rooms a frame; "sync.done" maps the rooms
+// with more to fetch to the cursor to continue from, and those are asked again.
+function requestSync(roomCursors) {
+  for (let i = 0; i < roomCursors.length; i += SYNC_ROOMS_PER_FRAME) {
+    socket.send({ type: "sync", rooms: Object.fromEntries(roomCursors.slice(i, i + SYNC_ROOMS_PER_FRAME)) });
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The session's time limits: warned a minute ahead, with a way to stay (WCAG 2.2.1).
+let endedReason = "";
+const endedReasons = {
+  idle: "after a period of inactivity",
+  absolute: "(the session reached its maximum length)",
+  credentials_changed: "(the password or second factors changed)",
+  deactivated: "(the account was deactivated)",
+};
+const expiry = (() => {
+  const box = byId("session-expiry");
+  const text = byId("session-expiry-text");
+  const stay = byId("session-expiry-stay");
+  let countdown = null;
+
+  stay?.addEventListener("click", () => {
+    socket.send({ type: "session.extend" });
+  });
+
+  function show({ reason, seconds, extendable }) {
+    if (!box) return;
+    let left = seconds;
+    const render = () => {
+      text.textContent =
+        reason === "idle"
+          ? `You will be signed out in ${left} s because of inactivity.`
+          : `Your session ends in ${left} s (its maximum length). Save your work; you will need to sign in again.`;
+    };
+    render();
+    clearInterval(countdown);
+    countdown = setInterval(() => {
+      left = Math.max(0, left - 1);
+      render();
+    }, 1000);
+    stay.hidden = !extendable;
+    box.hidden = false;
+    (extendable ? stay : text).focus();
+  }
+
+  function hide() {
+    clearInterval(countdown);
+    if (box) box.hidden = true;
+  }
+
+  return { show, hide };
+})();
+
 // ---------------------------------------------------------------------------------------
 // Frames from the server
 const handlers = {
@@ -231,11 +289,22 @@ const handlers = {
   mention: (f) => onMention(f.room_id, f.message_id),
   ack: (f) => onAck(f.client_id, f.message_id),
   error: (f) => onErrorFrame(f),
-  "sync.done": () => {
+  "sync.done": (f) => {
+    const more = Object.entries(f.more ?? {}).map(([room, after]) => [Number(room), after]);
+    const following = new Set(more.map(([room]) => room));
     // What a resync did not bring was deleted meanwhile: nothing is missing any more.
-    for (const roomId of resyncing) cursors.set(roomId, newestSeen.get(roomId));
-    resyncing.clear();
+    for (const roomId of resyncing) {
+      if (following.has(roomId)) continue;
+      cursors.set(roomId, newestSeen.get(roomId));
+      resyncing.delete(roomId);
+    }
+    if (more.length) requestSync(more);
     maybeMarkRead();
+  },
+  "session.expiring": (f) => expiry.show(f),
+  "session.extended": () => expiry.hide(),
+  "session.ended": (f) => {
+    endedReason = f.reason;
   },
   pong: () => {},
 };
@@ -251,7 +320,12 @@ const isCurrent = (roomId) => current !== null && Number(roomId) === current.id;
 const messageEl = (id) => byId(`message-${id}`);
 
 function setBody(body, message) {
-  if (message.html === null || message.html === undefined) {
+  if (message.text_status === "integrity_failure") {
+    body.replaceChildren(
+      h("p", { class: "msg-unreadable msg-tampered" },
+        "This message failed its integrity check and is not shown. The security team has been notified."),
+    );
+  } else if (message.html === null || message.html === undefined) {
     body.replaceChildren(h("p", { class: "msg-unreadable" }, "This message can no longer be read."));
   } else {
     body.innerHTML = message.html; // sanitised by the server (nh3), the only innerHTML here

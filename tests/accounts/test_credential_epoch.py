@@ -19,7 +19,7 @@ from accounts.services import (
 )
 from rooms.models import Message
 from tests.accounts.conftest import PASSWORD, events
-from tests.accounts.factories import make_user, sign_in_client
+from tests.accounts.factories import sign_in_client
 from tests.rooms.factories import make_room
 
 pytestmark = pytest.mark.django_db

@@ -113,11 +113,14 @@ def database_url() -> str:
 
 
 @contextmanager
-def running_server(tmp_path: Path, master_key_file: Path) -> Iterator[tuple[str, Stopper]]:
+def running_server(
+    tmp_path: Path, master_key_file: Path, **overrides: str
+) -> Iterator[tuple[str, Stopper]]:
     env = project_env(
         tmp_path,
         DATABASE_URL=database_url(),
         SAFECHAT_MASTER_KEY_FILE=str(master_key_file),
+        **overrides,
     )
     if settings.REDIS_URL:
         env["REDIS_URL"] = str(settings.REDIS_URL)
@@ -326,3 +329,47 @@ def test_two_people_chat_live_in_the_browser(
     assert stored.revision == 1  # edited once; the first text is kept as a revision
     assert Message.objects.filter(room=room, sender=bob_user, parent=stored).count() == 1
     assert time.monotonic() - started < 60
+
+
+def test_the_page_warns_before_an_idle_sign_out_and_lets_the_person_stay(
+    tmp_path: Path, master_key_file: Path, settings: Settings
+) -> None:
+    # given a short idle limit, warned 8 s ahead, and a person who only reads
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.Argon2PasswordHasher"]
+    owner = make_user(username="carol")
+    make_room(owner=owner, name="Quiet desk")
+    carol = person(owner)
+    errors: list[str] = []
+    limits = {"SAFECHAT_SESSION_IDLE_SECONDS": "12", "SAFECHAT_SESSION_WARNING_SECONDS": "8"}
+
+    with (
+        running_server(tmp_path, master_key_file, **limits) as (base_url, _),
+        sync_playwright() as pw,
+    ):
+        browser = launch(pw.chromium)
+        try:
+            page = sign_in(browser.new_context(), base_url, carol, errors)
+            warning = page.get_by_role("alertdialog")
+
+            # when the warning shows, the person chooses to stay
+            expect(warning).to_contain_text("because of inactivity", timeout=LIVE)
+            expect(page.get_by_role("button", name="Stay signed in")).to_be_focused()
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "portal-idle-warning.png"))
+            page.get_by_role("button", name="Stay signed in").click()
+            expect(warning).to_be_hidden()
+
+            # then, past the first deadline, the page is still connected
+            page.wait_for_timeout(6_000)
+            expect(page.locator("#connection-state")).to_have_attribute("data-state", "connected")
+
+            # and a person who stays away is signed out, and told why
+            expect(page.locator("#connection-state")).to_have_attribute(
+                "data-state", "ended", timeout=20_000
+            )
+            expect(page.locator("#connection-state")).to_contain_text("inactivity")
+            page.screenshot(path=str(ARTIFACTS / "portal-idle-signed-out.png"))
+        finally:
+            browser.close()
+
+    assert [e for e in errors if "WebSocket" not in e] == []

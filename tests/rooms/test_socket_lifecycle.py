@@ -510,10 +510,10 @@ async def test_sync_is_paged_with_a_more_flag_the_client_follows(
                 frames.append(frame)
         pages += 1
         received += [f["message"]["text"] for f in frames]
-        if frames:
-            cursor = frames[-1]["message"]["id"]
-        if room.pk not in frame["more"]:
+        if str(room.pk) not in frame["more"]:
             break
+        assert frame["more"][str(room.pk)] == frames[-1]["message"]["id"]
+        cursor = frame["more"][str(room.pk)]
 
     assert received == [f"m{n}" for n in range(230)]
     assert pages == 3

@@ -45,6 +45,8 @@ def project_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
 
 
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    # As under ``make run``: PORT names the port the portal's origin carries.
+    env = {"PORT": str(port), **env}
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "safechat.asgi:application",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
