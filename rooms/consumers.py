@@ -8,9 +8,11 @@ connect time: ``accounts.session_policy`` re-derives it from the database
   "signed out" from "network down");
 * before every frame from the client (at most every ``SAFECHAT_SOCKET_VERDICT_SECONDS``
   per socket, and at once past the session's deadline);
-* on a timer that wakes at least every ``SAFECHAT_SOCKET_RECHECK_SECONDS`` and no later
-  than the session's next deadline (and ``SAFECHAT_SESSION_WARNING_SECONDS`` before it,
-  to send ``session.expiring``: the portal lets the person stay, WCAG 2.2.1);
+* at least every ``SAFECHAT_SOCKET_RECHECK_SECONDS``, by the event loop's socket watch,
+  which reads every open socket's session in one query (``rooms.socket_watch``);
+* on the socket's own timer, at its session's next deadline (and
+  ``SAFECHAT_SESSION_WARNING_SECONDS`` before it, to send ``session.expiring``: the
+  portal lets the person stay, WCAG 2.2.1);
 * at once when an ``access.changed`` hint arrives on ``user.<id>``.
 
 A refusal closes the socket with 4410 (after a ``session.ended`` frame saying why); a
@@ -39,12 +41,15 @@ from accounts.services.sessions import session_expire, session_touch
 from accounts.session_policy import (
     ABSOLUTE,
     IDLE,
+    UNAVAILABLE,
     SessionVerdict,
     session_row_for,
     session_verdict,
     session_verdict_of,
+    session_verdicts,
     touch_interval,
 )
+from rooms.socket_watch import socket_watch
 from rooms.stream import RoomStreamMixin, in_pool
 
 logger = logging.getLogger(__name__)
@@ -116,6 +121,7 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             await self.close(code=CLOSE_TRY_AGAIN)
             return
         self._groups_refreshed = time.monotonic()
+        socket_watch(_read_verdicts).add(self)
         self._watch_task = asyncio.create_task(self._watch())
 
     async def disconnect(self, code: int) -> None:
@@ -136,6 +142,7 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             task.cancel()
         if self.session_id is None:
             return
+        socket_watch(_read_verdicts).discard(self)
         try:
             await self.rooms_leave()
         except Exception:
@@ -146,8 +153,12 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             )
 
     async def _end(self, reason: str | None) -> None:
-        """Close a socket whose session the policy refused, with 4410 and the reason."""
+        """Close a socket whose session the policy refused, with 4410 and the reason
+        (1013, to reconnect later, when the database could not be asked)."""
         if self._torn_down:
+            return
+        if reason == UNAVAILABLE:
+            await self.close(code=CLOSE_TRY_AGAIN)
             return
         if reason in (IDLE, ABSOLUTE) and self.session_id is not None:
             await database_sync_to_async(session_expire)(session_id=self.session_id, reason=reason)
@@ -194,9 +205,21 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             await in_pool(session_touch)(session_id=self.session_id, now=now)
             self._verdict_at = 0.0  # the deadlines moved: read them again next time
 
+    async def verdict_arrived(self, verdict: SessionVerdict) -> None:
+        """A verdict on this socket's session, read by the loop's socket watch."""
+        if self._torn_down:
+            return
+        self._verdict_set(verdict)
+        if not verdict.allowed:
+            await self._end(verdict.reason)
+            return
+        refresh = float(settings.SAFECHAT_SOCKET_GROUP_REFRESH_SECONDS)
+        if time.monotonic() - self._groups_refreshed >= refresh:
+            await self._groups_refresh()
+
     async def _watch(self) -> None:
-        """Re-check on a timer: at least every RECHECK seconds, at the warning time and at
-        the deadline; refresh the groups well inside the layer's group expiry."""
+        """This socket's own timer: a re-check at the warning time and at the deadline.
+        (The periodic re-check and the group refresh come with the loop's socket watch.)"""
         try:
             while not self._torn_down:
                 await asyncio.sleep(self._seconds_to_next_wake())
@@ -205,9 +228,6 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
                     await self._end(verdict.reason)
                     return
                 await self._warn_if_expiring(verdict)
-                refresh = settings.SAFECHAT_SOCKET_GROUP_REFRESH_SECONDS
-                if time.monotonic() - self._groups_refreshed >= refresh:
-                    await self._groups_refresh()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -218,7 +238,7 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
 
     def _seconds_to_next_wake(self) -> float:
         now = time.time()
-        wake = now + float(settings.SAFECHAT_SOCKET_RECHECK_SECONDS)
+        wake = now + 3600.0  # at the latest; the socket watch re-checks far more often
         verdict = self._verdict
         if verdict is not None and verdict.allowed:
             warn_at = verdict.deadline - float(settings.SAFECHAT_SESSION_WARNING_SECONDS)
@@ -228,10 +248,6 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
                 wake = now  # inside the warning window and not yet warned: warn now
             else:
                 wake = min(wake, verdict.deadline)
-        refresh_in = float(settings.SAFECHAT_SOCKET_GROUP_REFRESH_SECONDS) - (
-            time.monotonic() - self._groups_refreshed
-        )
-        wake = min(wake, now + refresh_in)
         return max(0.01, wake - now)
 
     async def _warn_if_expiring(self, verdict: SessionVerdict) -> None:
@@ -300,3 +316,10 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             await self.send_json({"type": "session.extended"})
             return
         await self.rooms_frame(content)
+
+
+async def _read_verdicts(session_ids: list[int]) -> dict[int, SessionVerdict]:
+    verdicts: dict[int, SessionVerdict] = await in_pool(session_verdicts)(
+        session_ids=session_ids, require_factor=True
+    )
+    return verdicts

@@ -97,11 +97,12 @@ async def open_tab() -> AsyncIterator[Open]:
 async def socket_channel(user: User) -> str:
     """The channel name of the one socket ``user`` has open (from the presence registry)."""
     (channel,) = await db(presence.presence_sockets_of)(user_id=user.pk)
-    return channel
+    return str(channel)
 
 
 async def stored_messages(room: Room) -> int:
-    return await db(Message.objects.filter(room=room).count)()
+    count: int = await db(Message.objects.filter(room=room).count)()
+    return count
 
 
 # --- 1. group expiry -------------------------------------------------------------------
@@ -431,7 +432,10 @@ async def corrupt_key_copy(room: Room, user: User) -> None:
 
 
 async def integrity_events() -> list[AuditEvent]:
-    return await db(lambda: list(AuditEvent.objects.filter(action="key.integrity.failed")))()
+    found: list[AuditEvent] = await db(
+        lambda: list(AuditEvent.objects.filter(action="key.integrity.failed"))
+    )()
+    return found
 
 
 async def test_a_corrupt_key_copy_is_an_integrity_failure_on_the_socket_and_the_api(

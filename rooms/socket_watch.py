@@ -1,0 +1,97 @@
+"""One re-check for every open socket of an event loop, in one query per interval.
+
+Each socket's right to live is re-derived from the database at least every
+``SAFECHAT_SOCKET_RECHECK_SECONDS``. Doing that per socket would cost one query per
+socket per interval (a thousand sockets at 10 s: a hundred queries a second); the
+watch instead reads every watched session of the loop in one query (chunked), and
+hands each socket the verdict on its own session. Sockets also re-check on their own
+at their session's deadlines and before frames (rooms.consumers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from django.conf import settings
+
+from accounts.session_policy import UNAVAILABLE, SessionVerdict, session_verdicts
+
+logger = logging.getLogger(__name__)
+
+
+class Watched(Protocol):
+    session_id: int | None
+
+    async def verdict_arrived(self, verdict: SessionVerdict) -> None: ...
+
+
+class SocketWatch:
+    """The sockets of one event loop, by session id, and the task that re-checks them."""
+
+    def __init__(self, read: Callable[[list[int]], Awaitable[dict[int, SessionVerdict]]]) -> None:
+        self._read = read
+        self._sockets: dict[int, set[Watched]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, socket: Watched) -> None:
+        if socket.session_id is None:
+            raise ValueError("only a socket with a session is watched")
+        self._sockets.setdefault(socket.session_id, set()).add(socket)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def discard(self, socket: Watched) -> None:
+        if socket.session_id is None:
+            return
+        sockets = self._sockets.get(socket.session_id)
+        if sockets is not None:
+            sockets.discard(socket)
+            if not sockets:
+                del self._sockets[socket.session_id]
+
+    async def check_now(self) -> None:
+        """Read every watched session once and deliver the verdicts."""
+        ids = list(self._sockets)
+        if not ids:
+            return
+        verdicts = await self._read(ids)
+        for session_id in ids:
+            verdict = verdicts[session_id]
+            for socket in list(self._sockets.get(session_id, ())):
+                try:
+                    await socket.verdict_arrived(verdict)
+                except Exception:
+                    logger.exception("a socket failed to take its verdict")
+
+    async def _run(self) -> None:
+        while self._sockets:
+            await asyncio.sleep(float(settings.SAFECHAT_SOCKET_RECHECK_SECONDS))
+            try:
+                await self.check_now()
+            except Exception:
+                # The database is unreachable: fail closed, every socket is told.
+                logger.exception("socket re-check failed")
+                failed = SessionVerdict(reason=UNAVAILABLE, row=None)
+                for sockets in list(self._sockets.values()):
+                    for socket in list(sockets):
+                        await socket.verdict_arrived(failed)
+
+
+_watches: dict[asyncio.AbstractEventLoop, SocketWatch] = {}
+
+
+def socket_watch(read: Callable[[list[int]], Awaitable[dict[int, SessionVerdict]]]) -> SocketWatch:
+    """The watch of the running event loop (one per loop: sockets never change loops)."""
+    loop = asyncio.get_running_loop()
+    watch = _watches.get(loop)
+    if watch is None:
+        for old in [other for other in _watches if other.is_closed()]:
+            del _watches[old]
+        watch = _watches[loop] = SocketWatch(read)
+    return watch
+
+
+__all__ = ["SocketWatch", "Watched", "session_verdicts", "socket_watch"]
