@@ -32,7 +32,10 @@ import time
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from accounts import realtime as accounts_realtime
@@ -87,14 +90,40 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
 
     # --- life: whatever ends the consumer, the same clean-up runs ---------------------
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Channels' AsyncConsumer.__call__, with a layer receive that survives the layer
+        # failing (Redis down): the socket is then closed with 1013, never dropped.
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = self._layer_receive
+        self.base_send = send
         try:
-            await super().__call__(scope, receive, send)
+            await await_many_dispatch([receive, self._layer_receive], self.dispatch)
+        except StopConsumer:
+            pass
         except Exception:
             logger.exception("socket failed; closing it with %s", CLOSE_SERVER_ERROR)
             with contextlib.suppress(Exception):
                 await self.close(code=CLOSE_SERVER_ERROR)
         finally:
             await asyncio.shield(self._teardown())
+
+    async def _layer_receive(self) -> dict[str, Any]:
+        try:
+            message: dict[str, Any] = await self.channel_layer.receive(self.channel_name)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("the channel layer failed under a socket", exc_info=True)
+            await asyncio.sleep(0.5)  # a failing layer is not polled in a tight loop
+            return {"type": "layer.unavailable"}
+        return message
+
+    async def layer_unavailable(self, event: dict[str, Any]) -> None:
+        """Nothing can reach this socket while the layer is down: the client reconnects
+        later (1013) and resyncs from the database."""
+        if self.session_id is not None and not self._torn_down:
+            await self.close(code=CLOSE_TRY_AGAIN)
 
     async def connect(self) -> None:
         row = await database_sync_to_async(session_row_for)(
