@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,44 @@ def test_a_message_posted_through_one_process_reaches_a_member_on_the_other(
     stored = Message.objects.get(room=room)
     assert stored.pk == ack["message_id"]
     assert b"Across the balancer" not in bytes(stored.ciphertext)
+
+
+def test_a_socket_the_server_closes_for_an_oversized_frame_leaves_groups_and_presence(
+    two_servers: tuple[int, int],
+) -> None:
+    # given a member's socket on a real server process, seen in Redis (groups, presence)
+    import redis
+    from websockets.exceptions import ConnectionClosed
+
+    port, _ = two_servers
+    member = make_user()
+    room = make_room(owner=member)
+    cookie = session_cookie_for(member, verified=True)
+    client = redis.Redis.from_url(os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
+    presence_key = f"safechat:1:rooms:presence:{member.pk}"
+    group_key = f"safechat:group:room.{room.pk}"
+
+    async def scenario() -> tuple[int | None, list[bytes]]:
+        socket = await open_socket(port, cookie)
+        sockets_before = list(client.hkeys(presence_key))
+        # when it sends a frame past the server's 64 KiB limit
+        await socket.send(json.dumps({"type": "ping", "pad": "x" * 70_000}))
+        try:
+            async with asyncio.timeout(FRAME_TIMEOUT):
+                while True:
+                    await socket.recv()
+        except ConnectionClosed as closed:
+            code = closed.rcvd.code if closed.rcvd else None
+        return code, sockets_before
+
+    code, sockets_before = asyncio.run(scenario())
+
+    # then the server closed it with 1009, and its channel left every group and presence
+    assert code == 1009
+    (channel,) = sockets_before
+    for _ in range(50):
+        if client.zscore(group_key, channel) is None and not client.hkeys(presence_key):
+            break
+        time.sleep(0.1)
+    assert client.zscore(group_key, channel) is None
+    assert client.hkeys(presence_key) == []

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.test import Client
 
 from accounts.models import User
+from safechat.supervise import UVICORN_WEBSOCKET_OPTIONS
 from tests.accounts.factories import make_user, sign_in_client
 from tests.support.servers import free_port, wait_until_healthy
 
@@ -49,7 +50,8 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     env = {"PORT": str(port), **env}
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "safechat.asgi:application",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+         *UVICORN_WEBSOCKET_OPTIONS],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     return wait_until_healthy(process, port, seconds=30)
