@@ -7,7 +7,12 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint lock migrate clean
+.PHONY: help run test lint lock migrate clean system-packages
+
+# Debian packages the suite uses: SoftHSM2 (the PKCS#11 provider's tests), Chromium (the
+# portal in a real browser), redis-server (a Redis of a test's own, to stop in outage
+# tests). Installed by `make test` when run as root and missing; otherwise named.
+SYSTEM_COMMANDS := softhsm2-util:softhsm2 chromium:chromium redis-server:redis-server
 
 help:
 	@echo "make run   - install, migrate and start web, worker and beat (PORT=$(PORT))"
@@ -33,7 +38,17 @@ run: migrate
 	PORT=$(PORT) $(PY) manage.py bootstrap_admin --if-no-users
 	PORT=$(PORT) exec $(PY) -m safechat.supervise
 
-test: $(VENV)/.dev-installed
+system-packages:
+	@missing=""; for pair in $(SYSTEM_COMMANDS); do \
+	  command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "the tests need these Debian packages (run as root to install):$$missing"; exit 1; fi; \
+	fi
+
+test: system-packages $(VENV)/.dev-installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev-installed
