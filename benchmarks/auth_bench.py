@@ -44,7 +44,8 @@ from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts.models import User, UserSession
-from accounts.otp import SESSION_AUTH_AT, SESSION_SEEN_AT, session_key_hash
+from accounts.session_policy import session_key_hash
+from datetime import timedelta
 for i in range({users}):
     User.objects.create_user(f"bench{{i}}", f"bench{{i}}@bank.example", "{password}")
 user = User.objects.get(username="bench0")
@@ -52,11 +53,11 @@ device = TOTPDevice.objects.create(user=user, name="bench", confirmed=True)
 client = Client()
 client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
 session = client.session
-session[SESSION_AUTH_AT] = session[SESSION_SEEN_AT] = time.time() + 86400
 session[DEVICE_ID_SESSION_KEY] = device.persistent_id
 session.save()
 UserSession.objects.create(user=user, key_hash=session_key_hash(session.session_key),
-    last_seen_at=timezone.now(), verified_at=timezone.now(), device_id=device.persistent_id)
+    last_seen_at=timezone.now() + timedelta(days=1), verified_at=timezone.now(),
+    device_id=device.persistent_id)
 print(session.session_key)
 """
 
