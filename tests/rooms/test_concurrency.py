@@ -502,3 +502,47 @@ def test_a_refused_room_change_rolls_back_and_is_counted_once(settings: Any) -> 
     assert _events("barrier.refused") == 1
     assert not Membership.objects.filter(room=room, user=researcher).exists()
     assert Room.objects.filter(pk=room.pk).exists()
+
+
+def test_an_admin_group_edit_goes_through_the_service_and_reports_violations() -> None:
+    # given a barrier, a trader and an analyst in one room, and a security admin's session
+    from tests.accounts.factories import grant_role
+
+    research, trading = _walled()
+    trader, analyst, owner = make_user(), make_user(username="analyst"), make_room_admin()
+    trader.groups.add(trading)
+    room = make_room(owner=owner, members=(trader, analyst), name="Rates")
+    admin = grant_role(make_user(), "security_admin")
+    client = Client()
+    sign_in_client(client, admin, verified=True)
+
+    # when the admin puts the analyst into research through the Django admin
+    answer = client.post(
+        f"/admin/auth/group/{research.pk}/change/",
+        {"members": [analyst.pk]},
+        follow=True,
+    )
+
+    # then the change is made, audited, and the room in violation is named
+    assert answer.status_code == 200
+    assert research.user_set.filter(pk=analyst.pk).exists()
+    granted = AuditEvent.objects.filter(action="account.role.granted").latest("seq")
+    assert granted.extra == {"group": "research", "rooms_in_violation": 1}
+    assert "1 room(s) now violate an information barrier: Rates" in answer.content.decode()
+    assert list(room_barrier_violations()) == [room.pk]
+
+
+def test_role_groups_cannot_be_filled_from_the_admin() -> None:
+    from accounts.roles import Role, roles_sync
+    from tests.accounts.factories import grant_role
+
+    roles_sync()
+    admin = grant_role(make_user(), "security_admin")
+    someone = make_user()
+    client = Client()
+    sign_in_client(client, admin, verified=True)
+    group = Group.objects.get(name=Role.SECURITY_ADMIN.value)
+
+    client.post(f"/admin/auth/group/{group.pk}/change/", {"members": [someone.pk]})
+
+    assert not group.user_set.filter(pk=someone.pk).exists()
