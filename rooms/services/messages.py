@@ -216,7 +216,9 @@ def message_edit(*, actor: User, message: Message, text: str) -> Message:
 @transaction.atomic
 def _message_revise(*, actor: User, message: Message, text: str) -> Message:
     # The room, then the message (as a post does); checks again under them.
-    room = Room.objects.select_for_update().get(pk=message.room_id)
+    room = Room.objects.select_for_update().filter(pk=message.room_id).first()
+    if room is None:
+        raise Http404("no such room")
     demand_writable(actor=actor, room=room, permission=perms.POST)
     message = Message.objects.select_for_update().get(pk=message.pk)
     if message.deleted_at is not None:

@@ -244,7 +244,9 @@ def test_posts_and_a_removal_at_once_never_deadlock(
 
 
 @postgresql_only("two owners demoting each other lock the room row")
-def test_two_owners_demoting_each_other_at_once_leave_an_owner() -> None:
+def test_two_owners_demoting_each_other_at_once_leave_an_owner(
+    broadcasts: list[tuple[str, dict[str, Any]]],
+) -> None:
     from rooms.services import membership_role_change
 
     for round_ in range(6):
@@ -267,6 +269,8 @@ def test_two_owners_demoting_each_other_at_once_leave_an_owner() -> None:
         assert len(errors) == 1, outcomes
         assert isinstance(errors[0], PermissionDenied)
         assert Membership.objects.filter(room=room, role=Membership.Role.OWNER).count() == 1
+        changed = [k for _, k in broadcasts if k.get("event") == "member.updated"]
+        assert len(changed) == round_ + 1  # one per round: the refused one sent nothing
 
 
 # --- 4. reaction double toggle -----------------------------------------------------------
@@ -403,7 +407,9 @@ def test_the_idempotency_key_header_is_documented() -> None:
 
 
 # --- 6. one limiter for every write, a moving window -------------------------------------
-def test_edits_deletes_reactions_and_read_markers_are_limited_too(settings: Any) -> None:
+def test_edits_deletes_reactions_and_read_markers_are_limited_too(
+    settings: Any, broadcasts: list[tuple[str, dict[str, Any]]]
+) -> None:
     # given a 5-writes-per-minute budget for messages, and small ones for the rest
     settings.SAFECHAT_POST_RATE_LIMIT = (5, 60)
     settings.SAFECHAT_REACTION_RATE_LIMIT = (3, 60)
@@ -411,6 +417,7 @@ def test_edits_deletes_reactions_and_read_markers_are_limited_too(settings: Any)
     owner = make_room_admin()
     room = make_room(owner=owner)
     message = message_post(sender=owner, room=room, text="v0")
+    broadcasts.clear()
 
     # when the owner edits, reacts and marks read many times
     def attempts(write: Callable[[int], object], times: int) -> int:
@@ -432,10 +439,14 @@ def test_edits_deletes_reactions_and_read_markers_are_limited_too(settings: Any)
     message.refresh_from_db()
     assert message.revision == 4
     assert _events("message.edited") == 4
+    sent = [k.get("event") for _, k in broadcasts]
+    assert sent.count("message.edited") == 4
+    assert sent.count("message.reactions") == 3
     with pytest.raises(RateLimitedError):
         message_delete(actor=owner, message=message)
     message.refresh_from_db()
     assert message.deleted_at is None
+    assert "message.deleted" not in [k.get("event") for _, k in broadcasts]
 
 
 def test_the_window_moves_so_a_boundary_never_lets_twice_the_limit_through() -> None:
