@@ -71,13 +71,17 @@ def _membership_insert(
     refusal rolls everything back and is audited afterwards (``refusals_audited``).
     """
     with refusals_audited(), transaction.atomic():
-        rows_locked(User, [user.pk])
+        person = rows_locked(User, [user.pk])
+        if not person or not person[0].is_active:  # deactivated at the same instant
+            raise ValidationError("this person cannot be added")
         locked = rows_locked(Room, [room.pk])
         if not locked:
             raise Http404("no such room")
         room = locked[0]
         if permission is not None:
             demand_writable(actor=actor, room=room, permission=permission)
+            if role == Membership.Role.OWNER:  # only an owner makes owners
+                demand_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
         elif room.is_archived:
             raise archived_refusal(actor=actor, room=room)
         barrier_demand_allowed(actor=actor, room=room, user_ids=[*_member_ids(room), user.pk])
@@ -183,6 +187,8 @@ def _membership_role_set(*, actor: User, room: Room, member: User, role: str) ->
     if not rows_locked(Room, [room.pk]):
         raise Http404("no such room")
     demand_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
+    if role == Membership.Role.OWNER:  # only an owner makes owners
+        demand_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
     membership = Membership.objects.select_for_update().filter(room=room, user=member).first()
     if membership is None:
         raise ValidationError("this person is not a member of the room")
