@@ -557,3 +557,30 @@ def test_role_groups_cannot_be_filled_from_the_admin() -> None:
     client.post(f"/admin/auth/group/{group.pk}/change/", {"members": [someone.pk]})
 
     assert not group.user_set.filter(pk=someone.pk).exists()
+
+
+def test_the_api_answers_429_to_edits_past_the_shared_budget(settings: Any) -> None:
+    # given a budget of 2 message writes a minute, one already spent on the post
+    settings.SAFECHAT_POST_RATE_LIMIT = (2, 60)
+    owner = make_room_admin()
+    room = make_room(owner=owner)
+    message = message_post(sender=owner, room=room, text="v0")
+    _, secret = api_token_create(actor=owner, name="bot", scope="write")
+    url = f"/api/v1/rooms/{room.pk}/messages/{message.pk}/"
+
+    # when the edits come through the API
+    answers = [
+        Client().patch(
+            url,
+            {"text": f"v{i}"},
+            headers={"Authorization": f"Bearer {secret}"},
+            content_type="application/json",
+        )
+        for i in range(1, 3)
+    ]
+
+    # then the one past the budget is refused with a time to wait, and not written
+    assert [a.status_code for a in answers] == [200, 429]
+    assert int(answers[1]["Retry-After"]) > 0
+    message.refresh_from_db()
+    assert message.revision == 1
