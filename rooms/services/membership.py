@@ -132,6 +132,8 @@ def membership_remove(*, actor: User, room: Room, member: User) -> None:
 
     Members may always leave; removing someone else needs ``manage_members`` on the room,
     or the security-admin right to manage users (to resolve an information barrier).
+    Locks: the room, then the membership, then key rows; the audit chain last. A room
+    keeps at least one owner, also when two owners leave at the same instant.
     """
     if actor.pk != member.pk and not actor.has_perm(MANAGE_USERS):
         require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)

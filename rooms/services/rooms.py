@@ -90,8 +90,9 @@ def room_create(
 def direct_conversation_create(*, actor: User, participants: list[User]) -> Room:
     """A direct conversation between ``actor`` and up to seven others.
 
-    A 1:1 conversation that already exists is returned instead of a second one.
-    Information barriers apply as they do to rooms.
+    A 1:1 conversation that already exists is returned instead of a second one, also
+    when two identical requests arrive together. Information barriers apply as they do
+    to rooms. Locks: every participant's user row, in id order, then the new room.
     """
     others = sorted(
         {p.pk: p for p in participants if p.pk != actor.pk}.values(), key=lambda u: u.pk
