@@ -584,3 +584,22 @@ def test_the_api_answers_429_to_edits_past_the_shared_budget(settings: Any) -> N
     assert int(answers[1]["Retry-After"]) > 0
     message.refresh_from_db()
     assert message.revision == 1
+
+
+def test_one_direct_conversation_asked_for_twice_at_once_is_one_room() -> None:
+    from rooms.services import direct_conversation_create
+
+    for _ in range(6):
+        # given two people
+        first, second = make_user(), make_user()
+
+        # when the first starts a conversation with the second twice at the same instant
+        outcomes = run_together(
+            partial(direct_conversation_create, actor=first, participants=[second]),
+            partial(direct_conversation_create, actor=first, participants=[second]),
+        )
+
+        # then both answers are the one conversation
+        assert [o.error for o in outcomes] == [None, None]
+        assert outcomes[0].value.pk == outcomes[1].value.pk
+        assert Room.objects.filter(kind=Room.Kind.DIRECT, memberships__user=first).count() == 1
