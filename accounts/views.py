@@ -627,8 +627,14 @@ def admin_user_action(request: HttpRequest, user_id: int, action: str) -> HttpRe
     if action.endswith("-role") and not form.is_valid():
         messages.error(request, "Choose a role.")
         return redirect("accounts:admin-users")
-    ADMIN_ACTIONS[action](actor, target, request, form)  # PermissionDenied -> 403, audited
+    result = ADMIN_ACTIONS[action](actor, target, request, form)  # PermissionDenied: 403
     messages.success(request, "Done.")
+    if action.endswith("-role") and isinstance(result, dict) and result:
+        messages.warning(
+            request,
+            f"{len(result)} room(s) of this person now violate an information barrier: "
+            "remove the members concerned (admin, Memberships).",
+        )
     return redirect("accounts:admin-users")
 
 

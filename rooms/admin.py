@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts.models import User
-from accounts.roles import MANAGE_USERS
+from accounts.roles import MANAGE_USERS, Role
 from rooms.models import InformationBarrier, Membership, Room
 from rooms.services import barrier_create, barrier_delete, membership_remove, room_archive
-from rooms.services.barriers import room_barrier_violations
+from rooms.services.barriers import BarrierConflict, room_barrier_violations, user_groups_change
 from safechat.admin_base import ReadOnlyAdmin
 
 
@@ -121,14 +124,7 @@ class InformationBarrierAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             actor=user, group_a=obj.group_a, group_b=obj.group_b, reason=obj.reason
         )
         obj.pk = barrier.pk
-        if violations:
-            names = ", ".join(Room.objects.filter(pk__in=violations).values_list("name", flat=True))
-            self.message_user(
-                request,
-                f"{len(violations)} room(s) now violate this barrier: {names}. "
-                "Remove the members concerned under Memberships.",
-                messages.WARNING,
-            )
+        _violations_warning(self, request, violations)
 
     @admin.action(description="Lift the selected barriers")
     def delete_barriers(self, request: HttpRequest, queryset: QuerySet[InformationBarrier]) -> None:
@@ -138,3 +134,87 @@ class InformationBarrierAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             barrier_delete(actor=user, barrier=barrier)
         violations = room_barrier_violations()
         self.message_user(request, f"barriers lifted; {len(violations)} room(s) still in violation")
+
+
+def _violations_warning(
+    admin_view: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    violations: dict[int, list[BarrierConflict]],
+) -> None:
+    if violations:
+        names = ", ".join(Room.objects.filter(pk__in=violations).values_list("name", flat=True))
+        admin_view.message_user(
+            request,
+            f"{len(violations)} room(s) now violate an information barrier: {names}. "
+            "Remove the members concerned under Memberships.",
+            messages.WARNING,
+        )
+
+
+class GroupMembersForm(forms.ModelForm):  # type: ignore[type-arg]
+    members = forms.ModelMultipleChoiceField(
+        queryset=User.objects.filter(is_active=True).order_by("username"),
+        required=False,
+        widget=FilteredSelectMultiple("people", is_stacked=False),
+    )
+
+    class Meta:
+        model = Group
+        fields = ["name"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.fields["members"].initial = list(self.instance.user_set.all())
+            if self.instance.name in {role.value for role in Role}:
+                # Roles carry permissions and are granted in the portal (audited there).
+                self.fields["members"].disabled = True
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Groups that barriers separate. Who is in a group changes through
+    ``user_groups_change``, which re-checks every room of each person changed."""
+
+    form = GroupMembersForm
+    list_display = ["name"]
+    search_fields = ["name"]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(MANAGE_USERS))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["name"] if obj is not None else []
+
+    def save_model(self, request: HttpRequest, obj: Group, form: Any, change: bool) -> None:
+        user = request.user
+        assert isinstance(user, User)  # noqa: S101
+        super().save_model(request, obj, form, change)
+        if form.fields["members"].disabled:
+            return
+        wanted = {member.pk: member for member in form.cleaned_data["members"]}
+        current = set(obj.user_set.values_list("pk", flat=True))
+        violations: dict[int, list[BarrierConflict]] = {}
+        for pk in sorted(wanted.keys() - current):
+            for room_id, pairs in user_groups_change(
+                actor=user, user=wanted[pk], add=[obj]
+            ).items():
+                violations.setdefault(room_id, []).extend(pairs)
+        for leaving in User.objects.filter(pk__in=current - wanted.keys()).order_by("pk"):
+            user_groups_change(actor=user, user=leaving, remove=[obj])
+        _violations_warning(self, request, violations)

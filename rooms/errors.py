@@ -10,8 +10,8 @@ class BarrierViolationError(PermissionDenied):
 
 
 class RateLimitedError(Exception):
-    """The user posted faster than ``SAFECHAT_POST_RATE_LIMIT`` allows."""
+    """The user wrote faster than their budget allows (rooms/ratelimit.py)."""
 
     def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many messages; try again in {retry_after} s")
+        super().__init__(f"too many changes; try again in {retry_after} s")
         self.retry_after = retry_after

@@ -126,11 +126,21 @@ class Message(models.Model):
     deleted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # The sender's idempotency key (socket ``client_id``, API ``Idempotency-Key``): a
+    # repeated post with it returns this message (within SAFECHAT_IDEMPOTENCY_HOURS).
+    # NULL, not "", for "no key": the unique constraint below skips NULLs.
+    client_key = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
 
     class Meta:
         indexes = [models.Index(fields=["room", "-id"], name="rooms_message_room_recent")]
         constraints = [
-            models.UniqueConstraint(fields=["room", "seq"], name="rooms_message_room_seq_unique")
+            models.UniqueConstraint(fields=["room", "seq"], name="rooms_message_room_seq_unique"),
+            # Two identical posts at the same instant store one message.
+            models.UniqueConstraint(
+                fields=["sender", "client_key"],
+                condition=Q(client_key__isnull=False),
+                name="rooms_message_client_key_unique",
+            ),
         ]
 
     def __str__(self) -> str:

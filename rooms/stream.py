@@ -294,7 +294,7 @@ class RoomStreamMixin:
         parent = content.get("parent_id")
         parent_id = _int(content, "parent_id") if parent is not None else None
         message_id = await in_room_thread(room_id, _post)(
-            self.user, room_id, _text(content), parent_id
+            self.user, room_id, _text(content), parent_id, content.get("client_id")
         )
         frame: dict[str, Any] = {"type": "ack", "message_id": message_id}
         if isinstance(content.get("client_id"), str):
@@ -524,11 +524,14 @@ def _message_for(user: User, message_id: int) -> dict[str, Any] | None:
     return message_json(selectors.message_view(reader=user, message=message))
 
 
-def _post(user: User, room_id: int, text: str, parent_id: int | None) -> int:
+def _post(user: User, room_id: int, text: str, parent_id: int | None, client_id: str | None) -> int:
     # The socket checked the room when it subscribed (``_post``); the service locks and
-    # reloads it, and checks the permission again under that lock.
+    # reloads it, and checks the permission again under that lock. ``client_id`` makes a
+    # repeated frame ("send again") return the original message instead of a second one.
     room = Room(pk=room_id)
-    return services.message_post(sender=user, room=room, text=text, parent_id=parent_id).pk
+    return services.message_post(
+        sender=user, room=room, text=text, parent_id=parent_id, client_key=client_id
+    ).pk
 
 
 def _edit(user: User, message_id: int, text: str) -> None:

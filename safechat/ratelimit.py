@@ -1,50 +1,143 @@
-"""Counting events per fixed time window in the shared cache (Redis in production)."""
+"""One rate limiter for the whole project: a moving window, shared through Redis.
+
+The algorithm is the ``limits`` library's moving window: at most N events in *any*
+S seconds, so no window boundary lets twice the limit through. With ``REDIS_URL``
+the counts live in Redis, shared by every process; without it, in this process.
+
+Redis is a convenience here, never a dependency of a write: when it cannot be
+reached at call time the limiter counts in this process instead (a warning is
+logged, and Redis is tried again after ``REDIS_RETRY_SECONDS``), so an outage never
+refuses or fails a post; it only makes the limit per process for its duration.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
 import time
+from dataclasses import dataclass
 
-from django.core.cache import caches
+from django.conf import settings
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage, RedisStorage
+from limits.strategies import MovingWindowRateLimiter
 
-from safechat.shared_cache import redis_keys
+logger = logging.getLogger(__name__)
 
-
-def window_count(name: str, *, window: int) -> tuple[int, int]:
-    """Count one event under ``name`` in the current ``window``-second window.
-
-    Returns (the count so far in this window, seconds until the window ends).
-    """
-    key, seconds_left = _window(name, window)
-    return _incr(key, ttl=window * 2), seconds_left
-
-
-def window_peek(name: str, *, window: int) -> tuple[int, int]:
-    """Like ``window_count`` without counting: (the count so far, seconds left)."""
-    key, seconds_left = _window(name, window)
-    return int(caches["default"].get(key, 0)), seconds_left
+KEY_PREFIX = "safechat:rate"
+# A limiter must answer fast: a Redis that does not answer within this is "down".
+REDIS_TIMEOUT_SECONDS = 0.5
+REDIS_RETRY_SECONDS = 5.0
 
 
-def _window(name: str, window: int) -> tuple[str, int]:
-    """The key of ``name``'s current window and the seconds until that window ends."""
-    now = time.time()
-    return f"{name}:{int(now // window)}", int(window - now % window) + 1
+@dataclass(frozen=True)
+class Rate:
+    """At most ``limit`` events in any ``seconds`` seconds."""
+
+    limit: int
+    seconds: int
+
+    @classmethod
+    def of(cls, value: tuple[int, int]) -> Rate:
+        """From a ``(N, S)`` setting (``safechat.environment.rate_limit``)."""
+        return cls(limit=value[0], seconds=value[1])
+
+    def item(self) -> RateLimitItemPerSecond:
+        return RateLimitItemPerSecond(self.limit, self.seconds)
 
 
-def _incr(key: str, *, ttl: int) -> int:
-    """Add one to ``key`` and return the new count; the key expires ``ttl`` s after its last use."""
-    redis = redis_keys(key)
-    if redis is not None:
-        # One round trip; Django's add-then-incr would take three.
-        client, (redis_key,) = redis
-        pipe = client.pipeline(transaction=False)
-        pipe.incr(redis_key)
-        pipe.expire(redis_key, ttl)
-        count, _ = pipe.execute()
-        return int(count)
-    cache = caches["default"]
-    cache.add(key, 0, timeout=ttl)
-    try:
-        return cache.incr(key)
-    except ValueError:  # evicted between add and incr
-        cache.set(key, 1, timeout=ttl)
-        return 1
+class _Limiter:
+    """The moving-window limiter on Redis, falling back to memory while Redis is down."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._memory = MovingWindowRateLimiter(MemoryStorage())
+        self._redis: MovingWindowRateLimiter | None = None
+        self._redis_url: str | None = None
+        self._redis_down_until = 0.0
+
+    def _shared(self) -> MovingWindowRateLimiter | None:
+        """The Redis limiter, unless Redis is not configured or recently failed."""
+        url = settings.REDIS_URL
+        if not url or time.monotonic() < self._redis_down_until:
+            return None
+        with self._lock:
+            if self._redis is None or self._redis_url != url:
+                storage = RedisStorage(
+                    url,
+                    key_prefix=KEY_PREFIX,
+                    wrap_exceptions=True,
+                    socket_timeout=REDIS_TIMEOUT_SECONDS,
+                    socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                )
+                self._redis, self._redis_url = MovingWindowRateLimiter(storage), url
+            return self._redis
+
+    def _failed(self, exc: Exception) -> None:
+        self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        logger.warning("rate limits counted in this process: Redis unreachable (%s)", exc)
+
+    def _strategies(self) -> list[MovingWindowRateLimiter]:
+        shared = self._shared()
+        return [shared, self._memory] if shared is not None else [self._memory]
+
+    def hit(self, rate: Rate, *key: str) -> int | None:
+        """Count one event; None if allowed, else the seconds until one more would be."""
+        for strategy in self._strategies():
+            try:
+                if strategy.hit(rate.item(), *key):
+                    return None
+                return self._retry_after(strategy, rate, key)
+            except Exception as exc:  # any storage failure: count in memory instead
+                if strategy is self._memory:
+                    raise
+                self._failed(exc)
+        raise AssertionError("unreachable: the memory limiter always answers")  # pragma: no cover
+
+    def over(self, rate: Rate, *key: str) -> int | None:
+        """Without counting: None if one more event is allowed, else the seconds to wait."""
+        for strategy in self._strategies():
+            try:
+                if strategy.test(rate.item(), *key):
+                    return None
+                return self._retry_after(strategy, rate, key)
+            except Exception as exc:
+                if strategy is self._memory:
+                    raise
+                self._failed(exc)
+        raise AssertionError("unreachable: the memory limiter always answers")  # pragma: no cover
+
+    @staticmethod
+    def _retry_after(strategy: MovingWindowRateLimiter, rate: Rate, key: tuple[str, ...]) -> int:
+        reset_at = strategy.get_window_stats(rate.item(), *key).reset_time
+        return max(1, math.ceil(reset_at - time.time()))
+
+    def reset(self) -> None:
+        """Forget every count (tests; the Redis keys of this prefix only)."""
+        self._memory.storage.reset()
+        self._redis_down_until = 0.0
+        shared = self._shared()
+        if shared is not None:
+            try:
+                shared.storage.reset()
+            except Exception as exc:
+                self._failed(exc)
+
+
+_limiter = _Limiter()
+
+
+def rate_hit(rate: Rate, *key: str) -> int | None:
+    """Count one event under ``key``; None while within ``rate``, else the seconds to wait."""
+    return _limiter.hit(rate, *key)
+
+
+def rate_exceeded(rate: Rate, *key: str) -> int | None:
+    """Like ``rate_hit`` without counting: None if one more event is allowed."""
+    return _limiter.over(rate, *key)
+
+
+def rate_limits_reset() -> None:
+    """Forget every count (for tests)."""
+    _limiter.reset()

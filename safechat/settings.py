@@ -80,8 +80,18 @@ SAFECHAT_PKCS11_KEY_LABEL_PREFIX = env.str("SAFECHAT_PKCS11_KEY_LABEL_PREFIX", d
 
 # Rooms.
 SAFECHAT_MEMBERS_CAN_CREATE_ROOMS = env.bool("SAFECHAT_MEMBERS_CAN_CREATE_ROOMS", default=False)
-# At most N messages per user per window of S seconds: "N/S".
+# At most N writes per user in any S seconds: "N/S" (rooms/ratelimit.py). Posts, edits
+# and deletions share the first budget.
 SAFECHAT_POST_RATE_LIMIT = envtools.rate_limit(env.str("SAFECHAT_POST_RATE_LIMIT", default="30/10"))
+SAFECHAT_REACTION_RATE_LIMIT = envtools.rate_limit(
+    env.str("SAFECHAT_REACTION_RATE_LIMIT", default="30/10")
+)
+SAFECHAT_READ_MARKER_RATE_LIMIT = envtools.rate_limit(
+    env.str("SAFECHAT_READ_MARKER_RATE_LIMIT", default="60/10")
+)
+# A repeated post with the same client key (socket ``client_id``, API ``Idempotency-Key``)
+# returns the original message for at least this long.
+SAFECHAT_IDEMPOTENCY_HOURS = env.int("SAFECHAT_IDEMPOTENCY_HOURS", default=24)
 
 # --- Applications -----------------------------------------------------------
 INSTALLED_APPS = [

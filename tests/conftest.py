@@ -44,12 +44,15 @@ def _fresh_cache() -> Iterator[None]:
     from django.core.cache import cache
 
     from rooms.presence import presence_reset
+    from safechat.ratelimit import rate_limits_reset
 
     cache.clear()
     presence_reset()
+    rate_limits_reset()
     yield
     cache.clear()
     presence_reset()
+    rate_limits_reset()
 
 
 @pytest.fixture(scope="session", autouse=True)

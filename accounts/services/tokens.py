@@ -16,7 +16,7 @@ from accounts.scopes import scope_covers
 from accounts.services._common import client_ip, ensure_permission
 from audit.actions import AuditAction
 from audit.services import audit_record
-from safechat.ratelimit import window_count, window_peek
+from safechat.ratelimit import Rate, rate_exceeded, rate_hit
 
 # Recording every use would turn each API read into a write.
 LAST_USED_INTERVAL = timedelta(minutes=1)
@@ -28,7 +28,7 @@ class TokenRefused(Exception):
 
 
 class TokenAttemptsThrottled(Exception):
-    """Too many refused tokens from this client: tokens are not even looked up."""
+    """Too many refused tokens from this client: a further invalid one is not audited."""
 
     def __init__(self, retry_after: int) -> None:
         super().__init__("Too many invalid tokens; try again later.")
@@ -107,15 +107,14 @@ def api_token_revoke(*, actor: User, token: ApiToken, request: HttpRequest | Non
 def api_token_authenticate(*, presented: str, request: HttpRequest | None = None) -> ApiToken:
     """The live token behind ``presented``; refusals are audited and look alike.
 
-    A client (by IP) refused ``SAFECHAT_TOKEN_FAILURE_LIMIT`` times in a window is
-    throttled for the rest of it: its tokens are not looked up, and the throttling is
-    audited once, so a token spray cannot flood the audit log.
+    Refused tokens are counted per client IP. A valid token is always accepted, so
+    one misconfigured script behind a shared address never locks out the others;
+    past ``SAFECHAT_TOKEN_FAILURE_LIMIT`` refusals in any window, further invalid
+    tokens from that IP are answered "throttled" without an audit event each (the
+    throttling is audited once), so a token spray cannot flood the audit log.
     """
-    limit, window = settings.SAFECHAT_TOKEN_FAILURE_LIMIT
-    failures = f"accounts:token-failures:{client_ip(request) or 'unknown'}"
-    refused_so_far, retry_after = window_peek(failures, window=window)
-    if refused_so_far >= limit:
-        raise TokenAttemptsThrottled(retry_after=retry_after)
+    failures = Rate.of(settings.SAFECHAT_TOKEN_FAILURE_LIMIT)
+    ip = client_ip(request) or "unknown"
     prefix = api_token_prefix(presented)
     token = (
         ApiToken.objects.select_related("user").filter(prefix=prefix).first() if prefix else None
@@ -133,8 +132,11 @@ def api_token_authenticate(*, presented: str, request: HttpRequest | None = None
     elif token.credential_epoch != token.user.credential_epoch:
         reason = "credentials_changed"
     if reason is not None or token is None:  # (reason is set whenever token is None)
+        retry_after = rate_exceeded(failures, "token-failures", ip)
+        if retry_after is not None:
+            raise TokenAttemptsThrottled(retry_after=retry_after)
         known = token if reason != "unknown" else None
-        refused, _ = window_count(failures, window=window)
+        rate_hit(failures, "token-failures", ip)
         with transaction.atomic():
             audit_record(
                 actor=known.user if known else None,
@@ -143,12 +145,16 @@ def api_token_authenticate(*, presented: str, request: HttpRequest | None = None
                 extra={"prefix": (prefix or "")[:16], "reason": reason},
                 request=request,
             )
-            if refused == limit:
+            if rate_exceeded(failures, "token-failures", ip) is not None:
                 audit_record(
                     actor=None,
                     action=AuditAction.TOKEN_USED_REFUSED,
                     target=None,
-                    extra={"reason": "throttled", "refused": refused, "window_seconds": window},
+                    extra={
+                        "reason": "throttled",
+                        "refused": failures.limit,
+                        "window_seconds": failures.seconds,
+                    },
                     request=request,
                 )
         raise TokenRefused("Invalid token.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
@@ -263,37 +264,55 @@ def _ensure_role_change_allowed(
         )
 
 
-def role_grant(*, actor: User, user: User, role: Role, request: HttpRequest | None = None) -> None:
+def _role_group_change(
+    *, actor: User, user: User, role: Role, grant: bool, request: HttpRequest | None
+) -> dict[int, list[Any]]:
+    """Grant or revoke ``role``; returns the rooms ``user`` is in that now violate an
+    information barrier (roles are groups, and barriers separate groups).
+
+    Locks in the project's order (the group, the user, their rooms; audit last), so a
+    room join or a barrier created at the same instant is refused or reported.
+    """
+    # Barriers are the rooms app's rule; accounts asks it, never the other way round.
+    from rooms.services.barriers import user_barrier_violations, user_groups_lock
+
+    with transaction.atomic():
+        group, _ = Group.objects.get_or_create(name=role.value)
+        user_groups_lock(user=user, group_ids=[group.pk])
+        if grant:
+            user.groups.add(group)
+        else:
+            user.groups.remove(group)
+        _staff_sync(user=user)
+        violations = user_barrier_violations(user=user)
+        audit_record(
+            actor=actor,
+            action=AuditAction.ACCOUNT_ROLE_GRANTED if grant else AuditAction.ACCOUNT_ROLE_REVOKED,
+            target=user,
+            extra={"role": role.value, "rooms_in_violation": len(violations)},
+            request=request,
+        )
+    return violations
+
+
+def role_grant(
+    *, actor: User, user: User, role: Role, request: HttpRequest | None = None
+) -> dict[int, list[Any]]:
+    """Grant ``role``; returns the rooms that now violate a barrier (resolve by removal)."""
     _ensure_role_change_allowed(
         actor=actor, user=user, role=role, operation="role.grant", request=request
     )
-    with transaction.atomic():
-        _role_add(user=user, role=role)
-        audit_record(
-            actor=actor,
-            action=AuditAction.ACCOUNT_ROLE_GRANTED,
-            target=user,
-            extra={"role": role.value},
-            request=request,
-        )
+    return _role_group_change(actor=actor, user=user, role=role, grant=True, request=request)
 
 
-def role_revoke(*, actor: User, user: User, role: Role, request: HttpRequest | None = None) -> None:
+def role_revoke(
+    *, actor: User, user: User, role: Role, request: HttpRequest | None = None
+) -> dict[int, list[Any]]:
+    """Revoke ``role``; returns the rooms that still violate a barrier."""
     _ensure_role_change_allowed(
         actor=actor, user=user, role=role, operation="role.revoke", request=request
     )
-    with transaction.atomic():
-        group = Group.objects.filter(name=role.value).first()
-        if group is not None:
-            user.groups.remove(group)
-        _staff_sync(user=user)
-        audit_record(
-            actor=actor,
-            action=AuditAction.ACCOUNT_ROLE_REVOKED,
-            target=user,
-            extra={"role": role.value},
-            request=request,
-        )
+    return _role_group_change(actor=actor, user=user, role=role, grant=False, request=request)
 
 
 # --- Deactivation -------------------------------------------------------------

@@ -23,6 +23,8 @@ from rooms.api.serializers import MemberOutput, MessageOutput, RoomOutput, messa
 from rooms.models import Membership, Message
 from rooms.services.messages import MAX_MESSAGE_BYTES
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
 
 class TextField(serializers.CharField):
     """Text exactly as sent: a number or a list is refused, not coerced to a string."""
@@ -205,7 +207,24 @@ class MessageListApi(APIView):
         return Response({"results": [message_json(m) for m in page], "next_before": next_before})
 
     @extend_schema(
-        request=MessageListInput, responses={201: MessageOutput}, operation_id="messages_create"
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_KEY,
+                str,
+                location=OpenApiParameter.HEADER,
+                description=(
+                    "Optional, 1-64 visible ASCII characters chosen by the client (a UUID, "
+                    "say). A repeat of the post with the same key, within "
+                    "SAFECHAT_IDEMPOTENCY_HOURS (24 h by default), answers the original "
+                    "message instead of storing a second one: retry safely after a "
+                    "timeout or a 429. Keys are per user; one used in another room is "
+                    "refused (400)."
+                ),
+            )
+        ],
+        request=MessageListInput,
+        responses={201: MessageOutput},
+        operation_id="messages_create",
     )
     def post(self, request: Request, room_id: int) -> Response:
         room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
@@ -216,6 +235,7 @@ class MessageListApi(APIView):
             room=room,
             text=data.validated_data["text"],
             parent_id=data.validated_data.get("parent_id"),
+            client_key=request.headers.get(IDEMPOTENCY_KEY),
         )
         view = selectors.message_view(reader=_user(request), message=message)
         return Response(message_json(view), status=status.HTTP_201_CREATED)

@@ -5,6 +5,7 @@ from rooms.services.barriers import (
     barrier_create,
     barrier_delete,
     room_barrier_violations,
+    user_groups_change,
 )
 from rooms.services.membership import (
     membership_add,
@@ -50,4 +51,5 @@ __all__ = [
     "room_invitation_send",
     "room_key_rotate",
     "room_update",
+    "user_groups_change",
 ]

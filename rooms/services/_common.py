@@ -39,13 +39,22 @@ class Refused(Exception):
     """
 
     def __init__(
-        self, *, actor: User, room: Room | None, reason: str, error: PermissionDenied
+        self,
+        *,
+        actor: User,
+        room: Room | None,
+        reason: str,
+        error: PermissionDenied,
+        **extra: object,
     ) -> None:
         super().__init__(reason)
         self.actor, self.room, self.reason, self.error = actor, room, reason, error
+        self.extra = extra
 
     def audit(self) -> PermissionDenied:
-        return refuse(actor=self.actor, room=self.room, reason=self.reason, error=self.error)
+        return refuse(
+            actor=self.actor, room=self.room, reason=self.reason, error=self.error, **self.extra
+        )
 
 
 @contextmanager
@@ -86,6 +95,18 @@ def require_room_permission(*, actor: User, room: Room, permission: str) -> None
 def require_not_archived(*, actor: User, room: Room) -> None:
     if room.is_archived:
         raise _archived(actor=actor, room=room).audit()
+
+
+def archived_refusal(*, actor: User, room: Room) -> Refused:
+    return _archived(actor=actor, room=room)
+
+
+def demand_permission(*, actor: User, room: Room, permission: str) -> None:
+    """Inside an action's transaction (under ``refusals_audited``), with ``room`` locked:
+    raise ``Refused`` unless ``actor`` (still) holds ``permission`` on it.
+    """
+    if permission not in room_permissions_of(room=room, user=actor):
+        raise _missing(actor=actor, room=room, permission=permission)
 
 
 def demand_writable(*, actor: User, room: Room, permission: str) -> None:

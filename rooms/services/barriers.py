@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
 
 from accounts.models import User
 from accounts.roles import MANAGE_USERS
@@ -15,7 +17,8 @@ from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms.errors import BarrierViolationError
 from rooms.models import InformationBarrier, Membership, Room
-from rooms.services._common import refuse
+from rooms.services._common import Refused, refuse
+from safechat.locks import rows_locked
 
 
 @dataclass(frozen=True)
@@ -46,30 +49,153 @@ def barrier_conflicts(user_ids: Iterable[int]) -> list[BarrierConflict]:
     return conflicts
 
 
-def barrier_ensure_allowed(*, actor: User, room: Room | None, user_ids: Iterable[int]) -> None:
-    """Refuse (audited) if these people may not share a room."""
+def _barrier_refusal(*, actor: User, room: Room | None, user_ids: Iterable[int]) -> Refused | None:
     conflicts = barrier_conflicts(user_ids)
-    if conflicts:
-        first = conflicts[0]
-        raise refuse(
-            actor=actor,
-            room=room,
-            reason="information-barrier",
-            error=BarrierViolationError("an information barrier forbids this"),
-            barrier=first.barrier_id,
-        )
+    if not conflicts:
+        return None
+    return Refused(
+        actor=actor,
+        room=room,
+        reason="information-barrier",
+        error=BarrierViolationError("an information barrier forbids this"),
+        barrier=conflicts[0].barrier_id,
+    )
 
 
-def room_barrier_violations() -> dict[int, list[BarrierConflict]]:
-    """Rooms whose current members violate a barrier, with the offending pairs."""
+def barrier_ensure_allowed(*, actor: User, room: Room | None, user_ids: Iterable[int]) -> None:
+    """Outside a transaction: refuse (audited at once) if these people may not share a room.
+
+    A check before a write only; the write itself re-checks under its locks with
+    ``barrier_demand_allowed``.
+    """
+    refused = _barrier_refusal(actor=actor, room=room, user_ids=user_ids)
+    if refused is not None:
+        raise refused.audit()
+
+
+def barrier_demand_allowed(*, actor: User, room: Room | None, user_ids: Iterable[int]) -> None:
+    """Inside the write's transaction, holding the locks of the people (and the room)
+    concerned, under ``refusals_audited``: raise ``Refused`` if a barrier separates them.
+    The refusal is audited after the rollback, so it is recorded exactly once.
+    """
+    refused = _barrier_refusal(actor=actor, room=room, user_ids=user_ids)
+    if refused is not None:
+        raise refused
+
+
+def _group_members(group_id: int) -> QuerySet[Any]:
+    return User.groups.through.objects.filter(group_id=group_id).values("user_id")
+
+
+def _barrier_violations(
+    barrier: InformationBarrier, *, room_ids: Iterable[int] | None = None
+) -> dict[int, list[BarrierConflict]]:
+    """The rooms where members of the barrier's two groups meet: read through the two
+    groups' members (and ``room_ids`` if given), never by scanning every room."""
+    side_a, side_b = _group_members(barrier.group_a_id), _group_members(barrier.group_b_id)
+    meeting = Membership.objects.filter(user_id__in=side_a).filter(
+        room_id__in=Membership.objects.filter(user_id__in=side_b).values("room_id")
+    )
+    if room_ids is not None:
+        meeting = meeting.filter(room_id__in=list(room_ids))
+    rooms = set(meeting.values_list("room_id", flat=True))
+    if not rooms:
+        return {}
+    in_a: dict[int, set[int]] = {}
+    in_b: dict[int, set[int]] = {}
+    for room_id, user_id in Membership.objects.filter(
+        room_id__in=rooms, user_id__in=side_a
+    ).values_list("room_id", "user_id"):
+        in_a.setdefault(room_id, set()).add(user_id)
+    for room_id, user_id in Membership.objects.filter(
+        room_id__in=rooms, user_id__in=side_b
+    ).values_list("room_id", "user_id"):
+        in_b.setdefault(room_id, set()).add(user_id)
     violations: dict[int, list[BarrierConflict]] = {}
-    members: dict[int, set[int]] = {}
-    for room_id, user_id in Membership.objects.values_list("room_id", "user_id"):
-        members.setdefault(room_id, set()).add(user_id)
-    for room_id, user_ids in members.items():
-        conflicts = barrier_conflicts(user_ids)
-        if conflicts:
-            violations[room_id] = conflicts
+    for room_id in sorted(rooms):
+        pairs = [
+            BarrierConflict(barrier.pk, a, b)
+            for a in sorted(in_a.get(room_id, ()))
+            for b in sorted(in_b.get(room_id, ()))
+            if a != b
+        ]
+        if pairs:
+            violations[room_id] = pairs
+    return violations
+
+
+def room_barrier_violations(
+    *,
+    barriers: Iterable[InformationBarrier] | None = None,
+    room_ids: Iterable[int] | None = None,
+) -> dict[int, list[BarrierConflict]]:
+    """Rooms whose current members violate a barrier (every one, or ``barriers``), with
+    the offending pairs; only ``room_ids`` if given."""
+    rooms = None if room_ids is None else list(room_ids)
+    violations: dict[int, list[BarrierConflict]] = {}
+    for barrier in InformationBarrier.objects.all() if barriers is None else barriers:
+        for room_id, pairs in _barrier_violations(barrier, room_ids=rooms).items():
+            violations.setdefault(room_id, []).extend(pairs)
+    return violations
+
+
+def user_barrier_violations(*, user: User) -> dict[int, list[BarrierConflict]]:
+    """The rooms ``user`` is in that violate a barrier involving one of their groups."""
+    groups = list(user.groups.values_list("pk", flat=True))
+    barriers = InformationBarrier.objects.filter(
+        Q(group_a_id__in=groups) | Q(group_b_id__in=groups)
+    )
+    rooms = Membership.objects.filter(user=user).values_list("room_id", flat=True)
+    violations = room_barrier_violations(barriers=barriers, room_ids=rooms)
+    return {
+        room_id: kept
+        for room_id, pairs in violations.items()
+        if (kept := [p for p in pairs if user.pk in (p.user_a, p.user_b)])
+    }
+
+
+def user_groups_lock(*, user: User, group_ids: Iterable[int]) -> None:
+    """Inside the transaction that changes ``user``'s groups: take its locks in the
+    project's order (the groups, the user, then every room the user is in), so no
+    membership or barrier change of theirs can interleave with the re-check after it.
+    """
+    rows_locked(Group, group_ids)
+    rows_locked(User, [user.pk])
+    rows_locked(Room, Membership.objects.filter(user=user).values_list("room_id", flat=True))
+
+
+def user_groups_change(
+    *,
+    actor: User,
+    user: User,
+    add: Iterable[Group] = (),
+    remove: Iterable[Group] = (),
+) -> dict[int, list[BarrierConflict]]:
+    """Put ``user`` into and out of groups (security admins); returns the rooms they are
+    in that now violate a barrier, as ``barrier_create`` does: resolve them by removing
+    members. Each change is audited, with the number of rooms in violation.
+    """
+    _require_barrier_admin(actor)
+    added, removed = list(add), list(remove)
+    with transaction.atomic():
+        user_groups_lock(user=user, group_ids=[g.pk for g in [*added, *removed]])
+        current = set(user.groups.values_list("pk", flat=True))
+        added = [g for g in added if g.pk not in current]
+        removed = [g for g in removed if g.pk in current]
+        user.groups.add(*added)
+        user.groups.remove(*removed)
+        violations = user_barrier_violations(user=user)
+        for action, groups in (
+            (AuditAction.ACCOUNT_ROLE_GRANTED, added),
+            (AuditAction.ACCOUNT_ROLE_REVOKED, removed),
+        ):
+            for group in groups:
+                audit_record(
+                    actor=actor,
+                    action=action,
+                    target=user,
+                    extra={"group": group.name, "rooms_in_violation": len(violations)},
+                )
     return violations
 
 
@@ -86,13 +212,20 @@ def _require_barrier_admin(actor: User) -> None:
 def barrier_create(
     *, actor: User, group_a: Group, group_b: Group, reason: str = ""
 ) -> tuple[InformationBarrier, dict[int, list[BarrierConflict]]]:
-    """Create a barrier; returns it with the existing rooms that now violate it."""
+    """Create a barrier; returns it with the existing rooms that now violate it.
+
+    Locks the two groups, then their members, so a person added to a room or to
+    one of the groups at the same instant is either refused or in the report.
+    """
     _require_barrier_admin(actor)
     if group_a.pk == group_b.pk:
         raise ValidationError("a barrier separates two different groups")
     low, high = sorted([group_a, group_b], key=lambda g: g.pk)
     try:
         with transaction.atomic():
+            rows_locked(Group, [low.pk, high.pk])
+            members = User.groups.through.objects.filter(group_id__in=[low.pk, high.pk])
+            rows_locked(User, members.values_list("user_id", flat=True))
             barrier = InformationBarrier.objects.create(
                 group_a=low, group_b=high, reason=reason[:200], created_by=actor
             )
@@ -104,17 +237,16 @@ def barrier_create(
             )
     except IntegrityError:
         raise ValidationError("this barrier already exists") from None
-    violations = {
-        room_id: [c for c in conflicts if c.barrier_id == barrier.pk]
-        for room_id, conflicts in room_barrier_violations().items()
-    }
-    return barrier, {room_id: c for room_id, c in violations.items() if c}
+    return barrier, room_barrier_violations(barriers=[barrier])
 
 
 def barrier_delete(*, actor: User, barrier: InformationBarrier) -> None:
     """Lift a barrier (security admins)."""
     _require_barrier_admin(actor)
     with transaction.atomic():
+        rows_locked(Group, [barrier.group_a_id, barrier.group_b_id])
+        if not InformationBarrier.objects.filter(pk=barrier.pk).exists():
+            return  # lifted at the same instant by someone else
         audit_record(
             actor=actor,
             action=AuditAction.BARRIER_DELETED,

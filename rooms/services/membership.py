@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.http import Http404
 
 from accounts.models import User
 from accounts.roles import MANAGE_USERS
@@ -13,14 +14,36 @@ from rooms import permissions as perms
 from rooms import realtime
 from rooms.models import Membership, Room, RoomInvitation
 from rooms.permissions import room_permissions_set
-from rooms.services._common import refuse, require_not_archived, require_room_permission
-from rooms.services.barriers import barrier_ensure_allowed
+from rooms.services._common import (
+    archived_refusal,
+    demand_permission,
+    demand_writable,
+    refusals_audited,
+    refuse,
+    require_not_archived,
+    require_room_permission,
+)
+from rooms.services.barriers import barrier_demand_allowed, barrier_ensure_allowed
 from safechat.keyring.models import RoomEpoch
-from safechat.keyring.services import room_epoch_start, room_keys_grant, room_keys_revoke
+from safechat.keyring.services import (
+    room_epoch_start,
+    room_keys_grant,
+    room_keys_revoke,
+    user_key_create,
+)
+from safechat.locks import rows_locked
 
 
 def _member_ids(room: Room) -> list[int]:
     return list(Membership.objects.filter(room=room).values_list("user_id", flat=True))
+
+
+def _other_owner_exists(membership: Membership) -> bool:
+    return (
+        Membership.objects.filter(room_id=membership.room_id, role=Membership.Role.OWNER)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
 
 
 def _check_role(role: str, *, actor: User, room: Room) -> None:
@@ -38,26 +61,50 @@ def _check_role(role: str, *, actor: User, room: Room) -> None:
         )
 
 
-@transaction.atomic
-def _membership_insert(*, actor: User, room: Room, user: User, role: str) -> Membership:
-    # Re-checked under the transaction: a barrier may have appeared since the caller looked.
-    barrier_ensure_allowed(actor=actor, room=room, user_ids=[*_member_ids(room), user.pk])
-    membership, created = Membership.objects.get_or_create(
-        room=room, user=user, defaults={"role": role}
-    )
-    if not created:
+def _membership_insert(
+    *, actor: User, room: Room, user: User, role: str, permission: str | None
+) -> Membership:
+    """Add ``user`` under the locks (user, then room), with every check made under them.
+
+    The barrier check and the insert are one step: two people added at the same
+    instant are serialised on the room's row, and the second sees the first. A
+    refusal rolls everything back and is audited afterwards (``refusals_audited``).
+    """
+    with refusals_audited(), transaction.atomic():
+        person = rows_locked(User, [user.pk])
+        if not person or not person[0].is_active:  # deactivated at the same instant
+            raise ValidationError("this person cannot be added")
+        locked = rows_locked(Room, [room.pk])
+        if not locked:
+            raise Http404("no such room")
+        room = locked[0]
+        if permission is not None:
+            demand_writable(actor=actor, room=room, permission=permission)
+            if role == Membership.Role.OWNER:  # only an owner makes owners
+                demand_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
+        elif room.is_archived:
+            raise archived_refusal(actor=actor, room=room)
+        barrier_demand_allowed(actor=actor, room=room, user_ids=[*_member_ids(room), user.pk])
+        membership, created = Membership.objects.get_or_create(
+            room=room, user=user, defaults={"role": role}
+        )
+        if not created:
+            return membership
+        room_permissions_set(room=room, user=user, role=role)
+        RoomInvitation.objects.filter(room=room, invitee=user).delete()
+        granted = room_keys_grant(room=room, user=user)
+        audit_record(
+            actor=actor,
+            action=AuditAction.ROOM_MEMBER_ADDED,
+            target=room,
+            extra={"member": user.pk, "role": role, "epochs_granted": granted},
+        )
+        transaction.on_commit(lambda: realtime.member_added(room_id=room.pk, user_id=user.pk))
+        if permission is None:  # the invitee joined on their own invitation
+            audit_record(
+                actor=actor, action=AuditAction.ROOM_INVITATION_ACCEPTED, target=room, extra={}
+            )
         return membership
-    room_permissions_set(room=room, user=user, role=role)
-    granted = room_keys_grant(room=room, user=user)
-    RoomInvitation.objects.filter(room=room, invitee=user).delete()
-    audit_record(
-        actor=actor,
-        action=AuditAction.ROOM_MEMBER_ADDED,
-        target=room,
-        extra={"member": user.pk, "role": role, "epochs_granted": granted},
-    )
-    transaction.on_commit(lambda: realtime.member_added(room_id=room.pk, user_id=user.pk))
-    return membership
 
 
 def membership_add(
@@ -65,15 +112,18 @@ def membership_add(
 ) -> Membership:
     """Add ``user`` (``manage_members``); they receive the keys the room's policy allows.
 
-    Refused, and audited, if an information barrier separates them from a member.
+    Refused, and audited once, if an information barrier separates them from a
+    member, also one added at the same instant. Locks: the user, then the room.
     """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
     if not user.is_active:
         raise ValidationError("this person cannot be added")
-    barrier_ensure_allowed(actor=actor, room=room, user_ids=[*_member_ids(room), user.pk])
-    return _membership_insert(actor=actor, room=room, user=user, role=role)
+    user_key_create(user=user)  # before any lock: it appends to the audit chain
+    return _membership_insert(
+        actor=actor, room=room, user=user, role=role, permission=perms.MANAGE_MEMBERS
+    )
 
 
 def membership_remove(*, actor: User, room: Room, member: User) -> None:
@@ -82,6 +132,8 @@ def membership_remove(*, actor: User, room: Room, member: User) -> None:
 
     Members may always leave; removing someone else needs ``manage_members`` on the room,
     or the security-admin right to manage users (to resolve an information barrier).
+    Locks: the room, then the membership, then key rows; the audit chain last. A room
+    keeps at least one owner, also when two owners leave at the same instant.
     """
     if actor.pk != member.pk and not actor.has_perm(MANAGE_USERS):
         require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
@@ -90,31 +142,34 @@ def membership_remove(*, actor: User, room: Room, member: User) -> None:
 
 @transaction.atomic
 def _membership_delete(*, actor: User, room: Room, member: User) -> None:
+    # Lock order: the room, then the membership, then keys, the audit chain last (a
+    # post takes them in the same order, so a removal and a post never deadlock).
+    if not rows_locked(Room, [room.pk]):
+        return
     membership = Membership.objects.select_for_update().filter(room=room, user=member).first()
     if membership is None:
         return
-    if (
-        membership.role == Membership.Role.OWNER
-        and not Membership.objects.filter(room=room, role=Membership.Role.OWNER)
-        .exclude(pk=membership.pk)
-        .exists()
-    ):
+    if membership.role == Membership.Role.OWNER and not _other_owner_exists(membership):
         raise ValidationError("a room keeps at least one owner; appoint another first")
     membership.delete()
     room_permissions_set(room=room, user=member, role=None)
     room_keys_revoke(room=room, user=member)
+    room_epoch_start(room=room, reason=RoomEpoch.Reason.MEMBER_REMOVED, actor=actor)
     audit_record(
         actor=actor,
         action=AuditAction.ROOM_MEMBER_REMOVED,
         target=room,
         extra={"member": member.pk},
     )
-    room_epoch_start(room=room, reason=RoomEpoch.Reason.MEMBER_REMOVED, actor=actor)
     transaction.on_commit(lambda: realtime.member_removed(room_id=room.pk, user_id=member.pk))
 
 
 def membership_role_change(*, actor: User, room: Room, member: User, role: str) -> Membership:
-    """Give a member another room role (``manage_members``); never one's own."""
+    """Give a member another room role (``manage_members``); never one's own.
+
+    A room keeps at least one owner: two owners demoting each other at the same
+    instant are serialised on the room's row, and the second is refused.
+    """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     _check_role(role, actor=actor, room=room)
     if actor.pk == member.pk:
@@ -124,16 +179,25 @@ def membership_role_change(*, actor: User, room: Room, member: User, role: str) 
             reason="own role",
             error=PermissionDenied("nobody changes their own role"),
         )
-    return _membership_role_set(actor=actor, room=room, member=member, role=role)
+    with refusals_audited():
+        return _membership_role_set(actor=actor, room=room, member=member, role=role)
 
 
 @transaction.atomic
 def _membership_role_set(*, actor: User, room: Room, member: User, role: str) -> Membership:
+    # The room, then the membership: the checks below hold until the commit.
+    if not rows_locked(Room, [room.pk]):
+        raise Http404("no such room")
+    demand_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
+    if role == Membership.Role.OWNER:  # only an owner makes owners
+        demand_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
     membership = Membership.objects.select_for_update().filter(room=room, user=member).first()
     if membership is None:
         raise ValidationError("this person is not a member of the room")
     if membership.role == role:
         return membership
+    if membership.role == Membership.Role.OWNER and not _other_owner_exists(membership):
+        raise ValidationError("a room keeps at least one owner; appoint another first")
     previous = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
@@ -172,15 +236,12 @@ def room_invitation_send(
 
 
 def room_invitation_accept(*, actor: User, invitation: RoomInvitation) -> Membership:
-    """The invitee joins with the invited role, unless a barrier now forbids it."""
+    """The invitee joins with the invited role, unless a barrier now forbids it (audited)."""
     if invitation.invitee_id != actor.pk:
         raise PermissionDenied("this invitation is not yours")
     room = invitation.room
     require_not_archived(actor=actor, room=room)
-    barrier_ensure_allowed(actor=actor, room=room, user_ids=[*_member_ids(room), actor.pk])
-    with transaction.atomic():
-        membership = _membership_insert(actor=actor, room=room, user=actor, role=invitation.role)
-        audit_record(
-            actor=actor, action=AuditAction.ROOM_INVITATION_ACCEPTED, target=room, extra={}
-        )
-    return membership
+    user_key_create(user=actor)
+    return _membership_insert(
+        actor=actor, room=room, user=actor, role=invitation.role, permission=None
+    )

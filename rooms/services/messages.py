@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
 
@@ -16,7 +18,7 @@ from audit.services import audit_record
 from rooms import permissions as perms
 from rooms import realtime
 from rooms.models import Membership, Mention, Message, MessageRevision, Reaction, Room
-from rooms.ratelimit import post_rate_check
+from rooms.ratelimit import Write, write_rate_check
 from rooms.services._common import (
     demand_writable,
     refusals_audited,
@@ -29,6 +31,7 @@ from safechat.keyring.services import message_encrypt
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_EMOJI_LENGTH = 16
 _MENTION = re.compile(r"(?<![\w@])@([\w.@+-]{1,150})")
+_CLIENT_KEY = re.compile(r"[\x21-\x7e]{1,64}")
 
 
 def _validate_text(text: object) -> str:
@@ -63,20 +66,76 @@ def _mentioned_members(*, room: Room, text: str, exclude: int) -> list[int]:
     )
 
 
-def message_post(*, sender: User, room: Room, text: str, parent_id: int | None = None) -> Message:
+def client_key_clean(value: object) -> str | None:
+    """A client's idempotency key: 1-64 visible ASCII characters, or None for none."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _CLIENT_KEY.fullmatch(value):
+        raise ValidationError("an idempotency key is 1-64 visible ASCII characters")
+    return value
+
+
+def _client_key_window_start() -> datetime:
+    return timezone.now() - timedelta(hours=settings.SAFECHAT_IDEMPOTENCY_HOURS)
+
+
+def _posted_with(*, sender: User, room: Room, client_key: str) -> Message | None:
+    """The message ``sender`` posted with ``client_key`` recently, if any."""
+    original = (
+        Message.objects.select_related("room")
+        .filter(sender=sender, client_key=client_key, created_at__gte=_client_key_window_start())
+        .first()
+    )
+    if original is not None and original.room_id != room.pk:
+        raise ValidationError("this idempotency key was used for a message in another room")
+    return original
+
+
+def message_post(
+    *,
+    sender: User,
+    room: Room,
+    text: str,
+    parent_id: int | None = None,
+    client_key: str | None = None,
+) -> Message:
     """Store a message encrypted under the room's current epoch (``post_message``).
 
     Mentioned members are notified; subscribers get the ciphertext after commit (each
     opens it with its own key copy), never the text.
+
+    ``client_key`` makes the post idempotent: a repeat with the same key (a retry after a
+    timeout, "send again") returns the original message for at least
+    ``SAFECHAT_IDEMPOTENCY_HOURS``, and two identical posts at the same instant store one
+    (a unique constraint decides). Locks: the room, then the audit chain.
     """
     text = _validate_text(text)
-    post_rate_check(user_id=sender.pk)  # before the room lock: no Redis wait holds it
-    with refusals_audited():
-        return _message_insert(sender=sender, room=room, text=text, parent_id=parent_id)
+    client_key = client_key_clean(client_key)
+    if client_key is not None:
+        original = _posted_with(sender=sender, room=room, client_key=client_key)
+        if original is not None:
+            return original  # a retry: not counted against the rate either
+    write_rate_check(user_id=sender.pk, write=Write.POST)  # before the room lock
+    try:
+        with refusals_audited():
+            return _message_insert(
+                sender=sender, room=room, text=text, parent_id=parent_id, client_key=client_key
+            )
+    except IntegrityError:
+        # The same key posted at the same instant in another room of this sender's (the
+        # room lock orders identical posts in one room, so the insert's re-check wins).
+        if client_key is None:
+            raise
+        original = _posted_with(sender=sender, room=room, client_key=client_key)
+        if original is None:
+            raise
+        return original
 
 
 @transaction.atomic
-def _message_insert(*, sender: User, room: Room, text: str, parent_id: int | None) -> Message:
+def _message_insert(
+    *, sender: User, room: Room, text: str, parent_id: int | None, client_key: str | None
+) -> Message:
     # The room's row lock orders this post after every committed removal and key change
     # in the room (the checks below see them), and gives the room's messages ids in
     # commit order, which a reconnecting client's resync relies on.
@@ -85,6 +144,15 @@ def _message_insert(*, sender: User, room: Room, text: str, parent_id: int | Non
         raise Http404("no such room")
     room = locked
     demand_writable(actor=sender, room=room, permission=perms.POST)
+    if client_key is not None:
+        # Identical posts queue on the room's lock: the second finds the first here.
+        original = _posted_with(sender=sender, room=room, client_key=client_key)
+        if original is not None:
+            return original
+        # A key older than the window is free again.
+        Message.objects.filter(
+            sender=sender, client_key=client_key, created_at__lt=_client_key_window_start()
+        ).update(client_key=None)
     parent = None
     if parent_id is not None:
         parent = Message.objects.filter(pk=parent_id, room=room, deleted_at__isnull=True).first()
@@ -103,6 +171,7 @@ def _message_insert(*, sender: User, room: Room, text: str, parent_id: int | Non
         parent=parent,
         epoch=epoch,
         ciphertext=ciphertext,
+        client_key=client_key,
     )
     mentioned = _mentioned_members(room=room, text=text, exclude=sender.pk)
     if mentioned:
@@ -150,13 +219,21 @@ def message_edit(*, actor: User, message: Message, text: str) -> Message:
     require_not_archived(actor=actor, room=room)
     _own_live_message(actor=actor, message=message, action="edit")
     text = _validate_text(text)
-    return _message_revise(actor=actor, message=message, text=text)
+    write_rate_check(user_id=actor.pk, write=Write.EDIT)
+    with refusals_audited():
+        return _message_revise(actor=actor, message=message, text=text)
 
 
 @transaction.atomic
 def _message_revise(*, actor: User, message: Message, text: str) -> Message:
-    Room.objects.select_for_update().filter(pk=message.room_id).first()  # as a post does
+    # The room, then the message (as a post does); checks again under them.
+    room = Room.objects.select_for_update().filter(pk=message.room_id).first()
+    if room is None:
+        raise Http404("no such room")
+    demand_writable(actor=actor, room=room, permission=perms.POST)
     message = Message.objects.select_for_update().get(pk=message.pk)
+    if message.deleted_at is not None:
+        raise ValidationError("this message was deleted")
     MessageRevision.objects.create(
         message=message,
         revision=message.revision,
@@ -193,7 +270,12 @@ def message_delete(*, actor: User, message: Message) -> Message:
     require_not_archived(actor=actor, room=room)
     if message.deleted_at is not None:
         return message
+    write_rate_check(user_id=actor.pk, write=Write.DELETE)
     with transaction.atomic():
+        # The message's row: of two deletions at the same instant, one is recorded.
+        locked = Message.objects.select_for_update().get(pk=message.pk)
+        if locked.deleted_at is not None:
+            return locked
         message.deleted_at = timezone.now()
         message.deleted_by = actor
         message.save(update_fields=["deleted_at", "deleted_by"])
@@ -208,7 +290,11 @@ def message_delete(*, actor: User, message: Message) -> Message:
 
 
 def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
-    """Add ``emoji`` from ``actor`` to a message, or remove it; returns whether it is now set."""
+    """Add ``emoji`` from ``actor`` to a message, or remove it; returns whether it is now set.
+
+    Two toggles at the same instant never fail: if another request set the same
+    reaction first, this one answers the state that won (set) instead of a conflict.
+    """
     require_room_permission(actor=actor, room=message.room, permission=perms.POST)
     require_not_archived(actor=actor, room=message.room)
     emoji = emoji.strip() if isinstance(emoji, str) else ""
@@ -216,12 +302,19 @@ def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
         raise ValidationError("a reaction is one short emoji or word")
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
+    write_rate_check(user_id=actor.pk, write=Write.REACT)
     with transaction.atomic():
         deleted, _ = Reaction.objects.filter(message=message, user=actor, emoji=emoji).delete()
-        if not deleted:
-            Reaction.objects.create(message=message, user=actor, emoji=emoji)
+        if deleted:
+            _announce(message, "message.reactions")
+            return False
+        try:
+            with transaction.atomic():  # a savepoint: the unique constraint decides a race
+                Reaction.objects.create(message=message, user=actor, emoji=emoji)
+        except IntegrityError:
+            return True  # set at the same instant by another request: that state won
         _announce(message, "message.reactions")
-    return not deleted
+    return True
 
 
 def read_marker_set(*, actor: User, room: Room, message_id: int) -> int:
@@ -229,6 +322,7 @@ def read_marker_set(*, actor: User, room: Room, message_id: int) -> int:
     require_room_permission(actor=actor, room=room, permission=perms.VIEW)
     if not Message.objects.filter(pk=message_id, room=room).exists():
         raise ValidationError("no such message in this room")
+    write_rate_check(user_id=actor.pk, write=Write.READ_MARKER)
     return _read_marker_move(actor=actor, room=room, message_id=message_id)
 
 

@@ -13,10 +13,16 @@ from audit.services import audit_record
 from rooms import permissions as perms
 from rooms.models import Membership, Room
 from rooms.permissions import room_permissions_set
-from rooms.services._common import refuse, require_not_archived, require_room_permission
-from rooms.services.barriers import barrier_ensure_allowed
+from rooms.services._common import (
+    refusals_audited,
+    refuse,
+    require_not_archived,
+    require_room_permission,
+)
+from rooms.services.barriers import barrier_demand_allowed
 from safechat.keyring.models import RoomEpoch
-from safechat.keyring.services import room_epoch_start
+from safechat.keyring.services import room_epoch_start, user_key_create
+from safechat.locks import rows_locked
 
 CREATE_ROOM = "accounts.create_room"
 MAX_DIRECT_PARTICIPANTS = 8
@@ -40,13 +46,13 @@ def _room_insert(
     for other in others:
         Membership.objects.create(room=room, user=other, role=other_role)
         room_permissions_set(room=room, user=other, role=other_role)
+    room_epoch_start(room=room, reason=RoomEpoch.Reason.CREATED, actor=actor)
     audit_record(
         actor=actor,
         action=AuditAction.ROOM_CREATED,
         target=room,
         extra={"kind": room.kind, "members": 1 + len(others)},
     )
-    room_epoch_start(room=room, reason=RoomEpoch.Reason.CREATED, actor=actor)
     return room
 
 
@@ -84,8 +90,9 @@ def room_create(
 def direct_conversation_create(*, actor: User, participants: list[User]) -> Room:
     """A direct conversation between ``actor`` and up to seven others.
 
-    A 1:1 conversation that already exists is returned instead of a second one.
-    Information barriers apply as they do to rooms.
+    A 1:1 conversation that already exists is returned instead of a second one, also
+    when two identical requests arrive together. Information barriers apply as they do
+    to rooms. Locks: every participant's user row, in id order, then the new room.
     """
     others = sorted(
         {p.pk: p for p in participants if p.pk != actor.pk}.values(), key=lambda u: u.pk
@@ -96,21 +103,28 @@ def direct_conversation_create(*, actor: User, participants: list[User]) -> Room
         raise ValidationError(f"a direct conversation has at most {MAX_DIRECT_PARTICIPANTS} people")
     if any(not other.is_active for other in others):
         raise ValidationError("one of these people cannot be reached")
-    barrier_ensure_allowed(actor=actor, room=None, user_ids=[actor.pk, *(o.pk for o in others)])
-    if len(others) == 1:
-        existing = (
-            Room.objects.filter(kind=Room.Kind.DIRECT, memberships__user=actor)
-            .filter(memberships__user=others[0])
-            .filter(archived_at__isnull=True)
-            .first()
-        )
-        if existing is not None and existing.memberships.count() == 2:
-            return existing
-    name = ", ".join(sorted(u.get_username() for u in [actor, *others]))[:120]
-    room = Room(kind=Room.Kind.DIRECT, name=name, history_visible=True, created_by=actor)
-    _room_validate(room)
-    # Everyone in a direct conversation may post; nobody but the starter manages it.
-    return _room_insert(actor=actor, room=room, others=others)
+    for person in [actor, *others]:
+        user_key_create(user=person)  # before any lock: it appends to the audit chain
+    with refusals_audited(), transaction.atomic():
+        # The participants' rows, in id order: the barrier check and the reuse of an
+        # existing conversation hold until the commit, so two identical requests at
+        # the same instant make one conversation, and a barrier raced is refused.
+        rows_locked(User, [actor.pk, *(o.pk for o in others)])
+        barrier_demand_allowed(actor=actor, room=None, user_ids=[actor.pk, *(o.pk for o in others)])
+        if len(others) == 1:
+            existing = (
+                Room.objects.filter(kind=Room.Kind.DIRECT, memberships__user=actor)
+                .filter(memberships__user=others[0])
+                .filter(archived_at__isnull=True)
+                .first()
+            )
+            if existing is not None and existing.memberships.count() == 2:
+                return existing
+        name = ", ".join(sorted(u.get_username() for u in [actor, *others]))[:120]
+        room = Room(kind=Room.Kind.DIRECT, name=name, history_visible=True, created_by=actor)
+        _room_validate(room)
+        # Everyone in a direct conversation may post; nobody but the starter manages it.
+        return _room_insert(actor=actor, room=room, others=others)
 
 
 def room_update(

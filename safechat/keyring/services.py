@@ -110,12 +110,16 @@ def user_key_create(*, user: User) -> UserKeyPair:
     private = HpkePrivateKey.generate(KeyPurpose.USER_HPKE)
     wrapped = get_provider().wrap(private.to_bytes(), aad=user_private_key_aad(user.pk))
     with transaction.atomic():
-        keypair = UserKeyPair.objects.create(
-            user=user,
-            public_key=private.public_key().to_bytes(),
-            wrapped_private_key=wrapped.to_bytes(),
-            kek_version=wrapped.version,
-        )
+        try:
+            with transaction.atomic():  # a savepoint: the one-per-user constraint decides
+                keypair = UserKeyPair.objects.create(
+                    user=user,
+                    public_key=private.public_key().to_bytes(),
+                    wrapped_private_key=wrapped.to_bytes(),
+                    kek_version=wrapped.version,
+                )
+        except IntegrityError:  # created at the same instant by another request: that one
+            return UserKeyPair.objects.get(user=user)
         audit_record(
             actor=KEY_SYSTEM,
             action=AuditAction.KEY_USER_CREATED,

@@ -566,8 +566,8 @@ function setPendingStatus(entry, text, actions = []) {
   status.replaceChildren(text, ...actions.flatMap((a) => [" ", a]));
 }
 
-function post(text, parentId) {
-  const clientId = newClientId();
+// A post keeps its client id when sent again, so the server stores it once at most.
+function post(text, parentId, clientId = newClientId()) {
   const entry = { element: pendingItem(clientId, text, parentId), text, parentId, sent: false };
   pending.set(clientId, entry);
   sendPending(clientId, entry);
@@ -596,7 +596,7 @@ function markUnconfirmed() {
     const discard = h("button", { type: "button", class: "link" }, "Discard");
     again.addEventListener("click", () => {
       entry.element.remove();
-      post(entry.text, entry.parentId);
+      post(entry.text, entry.parentId, clientId);
     });
     discard.addEventListener("click", () => {
       entry.element.remove();

@@ -70,7 +70,10 @@ def test_a_security_admin_grants_a_role_to_someone_else(admin_client: Client, us
     admin_client.post(f"/accounts/admin/users/{user.pk}/grant-role/", {"role": "room_admin"})
 
     assert user.groups.filter(name="room_admin").exists()
-    assert events("account.role.granted")[0].extra == {"role": "room_admin"}
+    assert events("account.role.granted")[0].extra == {
+        "role": "room_admin",
+        "rooms_in_violation": 0,
+    }
 
 
 def test_a_member_cannot_grant_roles_invite_or_deactivate(

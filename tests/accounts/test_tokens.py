@@ -176,7 +176,7 @@ def test_the_openapi_schema_documents_the_token_endpoints_and_scheme(
     assert "apiToken" in body
 
 
-def test_a_client_spraying_tokens_is_throttled_and_the_audit_log_stays_bounded(
+def test_a_client_spraying_tokens_is_throttled_but_a_valid_token_from_it_still_works(
     user: User, settings: Settings
 ) -> None:
     settings.SAFECHAT_TOKEN_FAILURE_LIMIT = (3, 60)
@@ -189,7 +189,7 @@ def test_a_client_spraying_tokens_is_throttled_and_the_audit_log_stays_bounded(
 
     assert [a.status_code for a in answers] == [401, 401, 401, 429, 429, 429]
     assert int(answers[-1]["Retry-After"]) > 0
-    assert valid_from_sprayer.status_code == 429
+    assert valid_from_sprayer.status_code == 200  # one NAT address, many people
     assert valid_elsewhere.status_code == 200
     reasons = [e.extra["reason"] for e in events("token.used.refused")]
     assert reasons == ["unknown", "unknown", "unknown", "throttled"]

@@ -185,7 +185,7 @@ def test_a_socket_the_server_closes_for_an_oversized_frame_leaves_groups_and_pre
     presence_key = f"safechat:1:rooms:presence:{member.pk}"
     group_key = f"safechat:group:room.{room.pk}"
 
-    async def scenario() -> tuple[int | None, list[bytes]]:
+    async def scenario() -> tuple[int | None, list[Any]]:
         socket = await open_socket(port, cookie)
         sockets_before = list(client.hkeys(presence_key))
         # when it sends a frame past the server's 64 KiB limit

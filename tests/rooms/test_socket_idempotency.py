@@ -1,0 +1,61 @@
+"""Over the WebSocket, a repeated ``message.post`` with one ``client_id`` is stored once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+
+from audit.models import AuditEvent
+from rooms.models import Message
+from safechat.asgi import application
+from tests.accounts.factories import make_user
+from tests.rooms.factories import make_room
+from tests.support.fixtures import session_cookie_for
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+db = database_sync_to_async
+
+
+async def _acks(socket: WebsocketCommunicator, count: int) -> list[dict[str, Any]]:
+    acks: list[dict[str, Any]] = []
+    while len(acks) < count:
+        frame = await socket.receive_json_from(timeout=5)
+        if frame["type"] in ("ack", "error"):
+            acks.append(frame)
+    return acks
+
+
+async def test_the_same_post_frame_sent_twice_is_acked_twice_with_one_message() -> None:
+    # given a member's open socket
+    owner = await db(make_user)()
+    room = await db(make_room)(owner=owner)
+    cookie = await db(session_cookie_for)(owner, verified=True)
+    socket = WebsocketCommunicator(
+        application,
+        "/ws/",
+        headers=[
+            (b"origin", b"http://localhost:8000"),
+            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()),
+        ],
+    )
+    connected, _ = await socket.connect()
+    assert connected
+
+    # when the portal sends one post twice ("Send again" after a lost connection)
+    frame = {"type": "message.post", "room_id": room.pk, "text": "buy", "client_id": "c7-x"}
+    await socket.send_json_to(frame)
+    await socket.send_json_to(frame)
+    acks = await _acks(socket, 2)
+    await socket.disconnect()
+
+    # then both are acknowledged with the one message that was stored and audited
+    ids = Message.objects.filter(room=room).values_list("pk", flat=True)
+    stored = await db(lambda: list(ids))()
+    posted = await db(AuditEvent.objects.filter(action="message.posted").count)()
+    assert [a["type"] for a in acks] == ["ack", "ack"]
+    assert [a["message_id"] for a in acks] == stored * 2
+    assert posted == 1
