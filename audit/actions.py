@@ -143,6 +143,14 @@ class AuditAction(StrEnum):
     )
     KEY_MASTER_ROTATION_STARTED = "key.master.rotation.started", "Master-key rotation started."
     KEY_MASTER_VERSION_RETIRED = "key.master.version.retired", "A master-key version was retired."
+    KEY_MASTER_VERSION_ADDED = (
+        "key.master.version.added",
+        "A master-key version was added and published to every process.",
+    )
+    KEY_INTEGRITY_FAILED = (
+        "key.integrity.failed",
+        "Stored key material failed its integrity check (tampering or corruption); not used.",
+    )
 
     # --- Retention and legal hold -------------------------------------------
     RETENTION_PURGED = "retention.purged", "Records past their retention age were purged."

@@ -35,10 +35,8 @@ starting a new epoch; other events are loaded by id through the selectors.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -48,10 +46,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 
 from accounts.models import User
-from rooms import presence, realtime, selectors, services
+from rooms import presence, realtime, render_cache, selectors, services
 from rooms.api.serializers import message_json
 from rooms.errors import RateLimitedError
-from rooms.markdown import render_markdown
 from rooms.models import Room
 from rooms.selectors import MessageView
 from rooms.write_threads import in_room_thread
@@ -368,8 +365,6 @@ FRAME_HANDLERS: dict[str, Callable[[Any, dict[str, Any]], Awaitable[None]]] = {
 
 
 # --- a new message, fanned out: no database read, one decryption per reader -------------
-# Texts longer than this are rendered off the event loop (16 KiB of Markdown takes ~20 ms).
-INLINE_RENDER_MAX = 2048
 
 
 def _sealed_view(event: dict[str, Any], text: str, html: str) -> MessageView:
@@ -418,30 +413,14 @@ async def _new_message_for(user: User, event: dict[str, Any]) -> dict[str, Any] 
         text = await _in_pool(_open_sealed)(user.pk, event, cached_only=False)
         if text is None:
             return None
-    html = await _rendered_once(int(event["message_id"]), text)
+    html = await render_cache.rendered_once(
+        message_id=int(event["message_id"]),
+        revision=int(event["sealed"]["revision"]),
+        room_id=int(event["room_id"]),
+        epoch=int(event["sealed"]["epoch"]),
+        text=text,
+    )
     return message_json(_sealed_view(event, text, html))
-
-
-# The HTML of recent new messages, per event loop: rendered by the first reader of the
-# process who opened the message, reused by the others (who each opened it themselves).
-_renders: OrderedDict[tuple[asyncio.AbstractEventLoop, int], asyncio.Future[str]] = OrderedDict()
-RENDERS_KEPT = 256
-
-
-async def _rendered_once(message_id: int, text: str) -> str:
-    loop = asyncio.get_running_loop()
-    key = (loop, message_id)
-    pending = _renders.get(key)
-    if pending is None:
-        if len(text) <= INLINE_RENDER_MAX:
-            pending = loop.create_future()
-            pending.set_result(render_markdown(text))
-        else:
-            pending = loop.run_in_executor(None, render_markdown, text)
-        _renders[key] = pending
-        while len(_renders) > RENDERS_KEPT:
-            _renders.popitem(last=False)
-    return await asyncio.shield(pending)  # a socket closing must not cancel the others' render
 
 
 # --- synchronous work, run in a thread (database and decryption) -------------------------

@@ -120,6 +120,18 @@ def development_secret(data_dir: Path, name: str, *, length: int = 64) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
+def epoch_max_messages(value: int) -> int:
+    """``SAFECHAT_EPOCH_MAX_MESSAGES``, refused above the crypto core's AEAD bound."""
+    from safechat.crypto.aead import MAX_MESSAGES_PER_KEY
+
+    if not 1 <= value <= MAX_MESSAGES_PER_KEY:
+        raise ImproperlyConfigured(
+            f"SAFECHAT_EPOCH_MAX_MESSAGES must be between 1 and {MAX_MESSAGES_PER_KEY} "
+            f"(the AES-GCM random-nonce bound per key), not {value}"
+        )
+    return value
+
+
 def rate_limit(value: str) -> tuple[int, int]:
     """``"N/S"`` (at most N events per S seconds) as (N, S)."""
     count, _, seconds = value.partition("/")

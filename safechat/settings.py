@@ -70,9 +70,15 @@ SAFECHAT_AUDIT_SIGNING_KEY_FILE = env.str(
 # Key management (see docs/security.md).
 SAFECHAT_KEY_CACHE_SECONDS = env.int("SAFECHAT_KEY_CACHE_SECONDS", default=60)
 SAFECHAT_EPOCH_MAX_AGE_DAYS = env.int("SAFECHAT_EPOCH_MAX_AGE_DAYS", default=30)
-# Random 96-bit GCM nonces stay safe far below 2^32 messages per key.
-SAFECHAT_EPOCH_MAX_MESSAGES = env.int("SAFECHAT_EPOCH_MAX_MESSAGES", default=1_000_000)
+# Messages plus file keys per epoch key; capped at the crypto core's bound for random
+# 96-bit GCM nonces (safechat.crypto.MAX_MESSAGES_PER_KEY, 2^24): a larger value is refused.
+SAFECHAT_EPOCH_MAX_MESSAGES = envtools.epoch_max_messages(
+    env.int("SAFECHAT_EPOCH_MAX_MESSAGES", default=1_000_000)
+)
 SAFECHAT_MASTER_ROTATION_BATCH = env.int("SAFECHAT_MASTER_ROTATION_BATCH", default=500)
+# Every process re-reads its master keys at least this often (and at once on an unknown
+# version, or when a new version is published).
+SAFECHAT_MASTER_KEY_REFRESH_SECONDS = env.int("SAFECHAT_MASTER_KEY_REFRESH_SECONDS", default=30)
 SAFECHAT_PKCS11_PIN_FILE = env.str("SAFECHAT_PKCS11_PIN_FILE", default="")
 SAFECHAT_PKCS11_KEY_LABEL_PREFIX = env.str("SAFECHAT_PKCS11_KEY_LABEL_PREFIX", default="")
 
