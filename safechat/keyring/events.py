@@ -190,6 +190,9 @@ def stop_subscriber(timeout: float = 5.0) -> None:
 
 
 def wait_until_subscribed(timeout: float = 5.0) -> bool:
+    """True once this process receives key changes (at once without Redis)."""
+    if not settings.REDIS_URL:
+        return True
     _ensure_subscriber()
     return _subscriber_state.live.wait(timeout)
 
