@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import transaction
 from django.utils import timezone
@@ -36,6 +38,8 @@ from audit.services.record import (
     audit_record,
     chain_head_locked,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class AuditSegmentError(AuditChainError):
@@ -103,12 +107,17 @@ def audit_checkpoint_write(*, force: bool = False) -> AuditCheckpoint | None:
 
 
 def _refusal_record(problem: ChainProblem) -> None:
-    with transaction.atomic():
-        audit_record(
-            actor=SYSTEM_AUDIT,
-            action=AuditAction.AUDIT_VERIFICATION_FAILED,
-            extra={"seq": problem.seq, "kind": problem.kind, "detail": problem.detail[:500]},
-        )
+    logger.error("audit checkpoint refused: %s", problem)
+    try:
+        with transaction.atomic():
+            audit_record(
+                actor=SYSTEM_AUDIT,
+                action=AuditAction.AUDIT_VERIFICATION_FAILED,
+                extra={"seq": problem.seq, "kind": problem.kind, "detail": problem.detail[:500]},
+            )
+    except Exception:
+        # A row forged past the head also blocks appends: the log line above remains.
+        logger.exception("could not record the refused checkpoint in the audit log")
 
 
 def _checkpoint_locked(
