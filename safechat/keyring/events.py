@@ -133,10 +133,20 @@ def _origin() -> str:
     return f"{os.uname().nodename}:{os.getpid()}:{id(_subscriber_state)}"
 
 
+_clients: dict[tuple[int, str], Any] = {}
+
+
 def _client() -> Any:
+    """This process's Redis client (thread-safe, pooled); a forked child makes its own."""
     import redis
 
-    return redis.Redis.from_url(str(settings.REDIS_URL), socket_timeout=5)
+    key = (os.getpid(), str(settings.REDIS_URL))
+    client = _clients.get(key)
+    if client is None:
+        _clients.clear()
+        client = redis.Redis.from_url(key[1], socket_timeout=5)
+        _clients[key] = client
+    return client
 
 
 # --- receiving -----------------------------------------------------------------------------
