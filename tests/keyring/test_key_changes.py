@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.db import transaction
 from pytest_django import Settings
 
+from accounts.services.tokens import api_token_create
 from rooms import render_cache
 from rooms.services import message_delete, message_edit, message_post
 from safechat.keyring import events
@@ -24,6 +27,9 @@ from safechat.keyring.services import (
 )
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room
+from tests.rooms.test_scale_out import shared_database_url, stop
+from tests.support.fixtures import project_env, start_server
+from tests.support.servers import free_port
 
 needs_redis = pytest.mark.skipif(
     not settings.REDIS_URL, reason="the embedded default serves from one process"
@@ -174,3 +180,48 @@ def test_without_a_live_subscription_nothing_is_served_from_memory(
     assert events.wait_until_subscribed()
     room_epoch_key_for(room_id=room.pk, number=1, user_id=owner.pk)
     assert cached(room.pk, 1, owner.pk)
+
+
+@needs_redis
+@pytest.mark.django_db(transaction=True)
+def test_a_shred_here_stops_another_running_server_from_serving_the_epoch(
+    tmp_path: Path, master_key_file: Path
+) -> None:
+    # given a web server (another process) that opened and cached a room's epoch key
+    owner = make_user()
+    room = make_room(owner=owner)
+    message_post(sender=owner, room=room, text="shred me")
+    _, secret = api_token_create(actor=owner, name="reader", scope="read")
+    env = project_env(
+        tmp_path,
+        DATABASE_URL=shared_database_url(),
+        REDIS_URL=str(settings.REDIS_URL),
+        SECRET_KEY=settings.SECRET_KEY,
+        SAFECHAT_MASTER_KEY_FILE=str(master_key_file),
+        SAFECHAT_AUDIT_SIGNING_KEY_FILE=str(settings.SAFECHAT_AUDIT_SIGNING_KEY_FILE),
+        ALLOWED_HOSTS="127.0.0.1",
+        LOG_LEVEL="WARNING",
+        SAFECHAT_KEY_CACHE_SECONDS="600",
+    )
+    env.pop("SAFECHAT_MASTER_KEYS", None)
+    port = free_port()
+    server = start_server(env, port)
+
+    def texts() -> list[object]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/rooms/{room.pk}/messages/",
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return [m["text"] for m in json.loads(answer.read())["results"]]
+
+    try:
+        assert eventually(lambda: texts() == ["shred me"], seconds=10)
+
+        # when this process shreds the epoch
+        room_epoch_shred(actor=owner, epoch=RoomEpoch.objects.get(room=room, number=1))
+
+        # then the server stops serving it at once, not after its ten-minute cache
+        assert eventually(lambda: texts() == [None], seconds=5)
+    finally:
+        stop(server)
