@@ -140,7 +140,7 @@ class AuditAction(StrEnum):
     KEY_INTEGRITY_FAILED = (
         "key.integrity.failed",
         "Stored key material or content failed its authenticity check (tampering or "
-        "corruption); recorded once per item.",
+        "corruption); never used, recorded once per item.",
     )
     KEY_MASTER_ROTATED = (
         "key.master.rotated",
@@ -148,6 +148,10 @@ class AuditAction(StrEnum):
     )
     KEY_MASTER_ROTATION_STARTED = "key.master.rotation.started", "Master-key rotation started."
     KEY_MASTER_VERSION_RETIRED = "key.master.version.retired", "A master-key version was retired."
+    KEY_MASTER_VERSION_ADDED = (
+        "key.master.version.added",
+        "A master-key version was added and published to every process.",
+    )
 
     # --- Retention and legal hold -------------------------------------------
     RETENTION_PURGED = "retention.purged", "Records past their retention age were purged."

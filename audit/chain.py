@@ -277,6 +277,7 @@ KIND_REORDERED = "reordered"
 KIND_BAD_SIGNATURE = "bad signature"
 KIND_CHECKPOINT_MISMATCH = "checkpoint mismatch"
 KIND_MALFORMED = "malformed"
+KIND_INSERTED = "inserted"
 
 
 @dataclass(frozen=True)
@@ -340,6 +341,7 @@ def chain_verify(
     cp_iter: Iterator[Mapping[str, Any]] = iter(checkpoints)
     pending_cp = next(cp_iter, None)
     checkpoints_seen = 0
+    last_good_checkpoint: int | None = None
     count = 0
     expected_seq = first_seq
     prev_hash = first_prev_hash
@@ -348,7 +350,7 @@ def chain_verify(
     recent: deque[tuple[str, int]] = deque(maxlen=_RECENT_HASHES)
 
     def check_checkpoint(cp: Mapping[str, Any], chain_hash: str | None) -> None:
-        nonlocal checkpoints_seen
+        nonlocal checkpoints_seen, last_good_checkpoint
         checkpoints_seen += 1
         seq = int(cp["seq"])
         if not checkpoint_signature_valid(cp, keys):
@@ -370,13 +372,22 @@ def chain_verify(
                 )
             )
         if cp["head_hash"] != chain_hash:
+            # Every event up to the previous good checkpoint is vouched for; the rewrite
+            # lies after it, at or before this one: report that range.
+            start = (
+                last_good_checkpoint + 1
+                if last_good_checkpoint is not None
+                else (start_seq if start_seq is not None else seq)
+            )
             raise _Failed(
                 ChainProblem(
-                    seq,
+                    start,
                     KIND_CHECKPOINT_MISMATCH,
-                    "the signed head hash differs from the chain's hash at this seq",
+                    f"seqs {start}-{seq} were rewritten: the checkpoint signed at seq {seq} "
+                    "differs from the chain's hash there",
                 )
             )
+        last_good_checkpoint = seq
 
     try:
         for event in events:

@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections
-from django.db.models import CharField, Func, Max, Min, Q
+from django.db.models import CharField, Count, Func, Max, Min, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from audit.chain import EVENT_FIELDS
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
@@ -70,6 +71,21 @@ def audit_checkpoint_rows(
         queryset = queryset.filter(seq__lte=to_seq)
     for row in queryset.values_list(*CHECKPOINT_FIELDS).iterator(chunk_size=chunk_size):
         yield dict(zip(CHECKPOINT_FIELDS, row, strict=True))
+
+
+def audit_events_beyond_head() -> tuple[int, int] | None:
+    """(first seq, count) of events past the chain head, in one statement; None if none.
+
+    One statement sees one snapshot, so an append (event and head in one transaction)
+    never shows here half done.
+    """
+    head = AuditChainHead.objects.filter(pk=1).values("last_seq")
+    beyond = AuditEvent.objects.filter(seq__gt=Coalesce(Subquery(head[:1]), 0)).aggregate(
+        first=Min("seq"), count=Count("seq")
+    )
+    if not beyond["count"]:
+        return None
+    return int(beyond["first"]), int(beyond["count"])
 
 
 def audit_checkpoint_get(*, seq: int) -> AuditCheckpoint | None:

@@ -112,20 +112,122 @@ def uninstall(connection: BaseDatabaseWrapper) -> None:
             cursor.execute(statement)
 
 
-def missing_or_disabled(connection: BaseDatabaseWrapper) -> list[str]:
-    """Names of expected triggers that are absent or disabled (empty when all hold)."""
-    expected = trigger_names(connection.vendor)
+def _normalised(sql: str) -> str:
+    return " ".join(sql.replace("\n", " ").split()).strip().rstrip(";").lower()
+
+
+def _pg_function_body(create_sql: str) -> str:
+    return create_sql.split("$$")[1]
+
+
+# What pg_get_triggerdef() prints for each trigger `install` creates ("{schema}" is the
+# current schema): the events, timing, level, condition and function, exactly.
+def _pg_expected_definitions(schema: str) -> dict[str, str]:
+    defs: dict[str, str] = {}
+    function = "EXECUTE FUNCTION audit_refuse_change()"
+    for table in APPEND_ONLY_TABLES:
+        defs[f"{table}_append_only"] = (
+            f"CREATE TRIGGER {table}_append_only BEFORE DELETE OR UPDATE ON {schema}.{table} "
+            f"FOR EACH ROW {function}"
+        )
+        defs[f"{table}_no_truncate"] = (
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {schema}.{table} "
+            f"FOR EACH STATEMENT {function}"
+        )
+    defs[f"{HEAD_TABLE}_no_delete"] = (
+        f"CREATE TRIGGER {HEAD_TABLE}_no_delete BEFORE DELETE ON {schema}.{HEAD_TABLE} "
+        f"FOR EACH ROW {function}"
+    )
+    defs[f"{HEAD_TABLE}_no_truncate"] = (
+        f"CREATE TRIGGER {HEAD_TABLE}_no_truncate BEFORE TRUNCATE ON {schema}.{HEAD_TABLE} "
+        f"FOR EACH STATEMENT {function}"
+    )
+    defs[f"{HEAD_TABLE}_forward_only"] = (
+        f"CREATE TRIGGER {HEAD_TABLE}_forward_only BEFORE UPDATE ON {schema}.{HEAD_TABLE} "
+        "FOR EACH ROW WHEN (((new.id <> old.id) OR (new.last_seq <> (old.last_seq + 1)))) "
+        f"{function}"
+    )
+    return defs
+
+
+def _pg_problems(connection: BaseDatabaseWrapper) -> list[str]:
+    from audit.pgappend import CREATE_FUNCTION_SQL
+
+    problems: list[str] = []
+    expected_names = trigger_names("postgresql")
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgenabled <> 'D' "
-                "AND tgname = ANY(%s)",
-                [expected],
-            )
-        else:
-            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-        present = {row[0] for row in cursor.fetchall()}
-    return [name for name in expected if name not in present]
+        cursor.execute("SELECT current_schema()")
+        (schema,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT t.tgname, t.tgenabled, pg_get_triggerdef(t.oid) FROM pg_trigger t "
+            "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE NOT t.tgisinternal AND n.nspname = current_schema() AND c.relname = ANY(%s)",
+            [list(ALL_TABLES)],
+        )
+        found = {name: (enabled, definition) for name, enabled, definition in cursor.fetchall()}
+        cursor.execute(
+            "SELECT p.proname, p.prosrc, p.prosecdef FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = current_schema() AND p.proname = ANY(%s)",
+            [["audit_refuse_change", "audit_append"]],
+        )
+        functions: dict[str, list[tuple[str, bool]]] = {}
+        for name, source, security_definer in cursor.fetchall():
+            functions.setdefault(name, []).append((source, security_definer))
+    expected = _pg_expected_definitions(schema)
+    for name in expected_names:
+        if name not in found:
+            problems.append(f"{name} missing")
+            continue
+        enabled, definition = found[name]
+        if enabled != "O":
+            # 'D' disabled, 'R' fires only for replicas, 'A' always: anything but the
+            # default state means someone changed it.
+            problems.append(f"{name} state {enabled!r}, not enabled")
+        if _normalised(definition) != _normalised(expected[name]):
+            problems.append(f"{name} redefined")
+    problems += [f"{name} unexpected" for name in sorted(set(found) - set(expected_names))]
+    for name, create_sql in (
+        ("audit_refuse_change", _PG_FUNCTION),
+        ("audit_append", CREATE_FUNCTION_SQL),
+    ):
+        versions = functions.get(name, [])
+        if len(versions) != 1:
+            problems.append(f"function {name} {'missing' if not versions else 'overloaded'}")
+        elif (
+            _normalised(versions[0][0]) != _normalised(_pg_function_body(create_sql))
+            or (versions[0][1])
+        ):
+            problems.append(f"function {name} redefined")
+    return problems
+
+
+def _sqlite_problems(connection: BaseDatabaseWrapper) -> list[str]:
+    expected = {statement.split()[2]: statement for statement in _sqlite_statements()}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
+        found = {name: sql for name, table, sql in cursor.fetchall() if table in ALL_TABLES}
+    problems: list[str] = []
+    for name, statement in expected.items():
+        if name not in found:
+            problems.append(f"{name} missing")
+        elif _normalised(found[name] or "") != _normalised(statement):
+            problems.append(f"{name} redefined")
+    problems += [f"{name} unexpected" for name in sorted(set(found) - set(expected))]
+    return problems
+
+
+def trigger_problems(connection: BaseDatabaseWrapper) -> list[str]:
+    """What differs from the append-only protection ``install`` set up (empty when intact).
+
+    Compares each trigger exactly (present, in the default enabled state: not disabled,
+    not ``ENABLE REPLICA`` or ``ALWAYS``; its events, timing, level, condition and
+    function), any extra trigger on the audit tables, and on PostgreSQL the definitions of
+    ``audit_refuse_change`` and ``audit_append``.
+    """
+    if connection.vendor == "postgresql":
+        return _pg_problems(connection)
+    return _sqlite_problems(connection)
 
 
 @contextmanager

@@ -54,6 +54,7 @@ def run(user_count: int, member_count: int) -> None:
     from rooms.services import message_post, room_create, room_key_rotate
     from safechat.crypto import HpkePrivateKey, KeyPurpose, SymmetricKey, decrypt, encrypt
     from safechat.crypto.providers import key_file_add_version
+    from safechat.keyring.integrity import user_public_key_mac
     from safechat.keyring.models import UserKeyPair
     from safechat.keyring.provider import get_provider, reset_provider
     from safechat.keyring.rotation import master_key_rotate
@@ -140,6 +141,7 @@ def run(user_count: int, member_count: int) -> None:
                 public_key=private.public_key().to_bytes(),
                 wrapped_private_key=wrapped.to_bytes(),
                 kek_version=wrapped.version,
+                mac=user_public_key_mac(user.pk, private.public_key().to_bytes()),
             )
         )
     UserKeyPair.objects.bulk_create(keypairs, batch_size=1000)

@@ -21,7 +21,6 @@ from rooms.markdown import render_markdown
 from rooms.models import Membership, Message, MessageRevision, Reaction, Room
 from safechat.crypto import CryptoError
 from safechat.keyring.errors import IntegrityFailure
-from safechat.keyring.integrity import integrity_failure_report
 from safechat.keyring.services import message_decrypt
 
 PAGE_SIZE_MAX = 100
@@ -139,7 +138,7 @@ def _open_for(
 ) -> tuple[str | None, str]:
     """(text, TEXT_* status) of ``message`` or its revision ``stored`` for ``reader``.
 
-    An integrity failure is reported (logged, audited once) and never shown as text.
+    An integrity failure is never shown as text (the keyring reported it).
     """
     stored = stored or message
     try:
@@ -152,8 +151,7 @@ def _open_for(
             ciphertext=bytes(stored.ciphertext),
             revision=stored.revision,
         )
-    except IntegrityFailure as failure:
-        integrity_failure_report(failure=failure, actor_id=reader.pk)
+    except IntegrityFailure:  # reported (logged, audited once) where it was raised
         return None, TEXT_INTEGRITY_FAILURE
     except CryptoError:
         return None, TEXT_UNAVAILABLE

@@ -35,11 +35,9 @@ starting a new epoch; other events are loaded by id through the selectors.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -49,16 +47,14 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 
 from accounts.models import User
-from rooms import presence, realtime, selectors, services
+from rooms import presence, realtime, render_cache, selectors, services
 from rooms.api.serializers import message_json
 from rooms.errors import RateLimitedError
-from rooms.markdown import render_markdown
 from rooms.models import Room
-from rooms.selectors import MessageView
+from rooms.selectors import TEXT_INTEGRITY_FAILURE, TEXT_OK, MessageView
 from rooms.write_threads import in_room_thread
 from safechat.crypto import CryptoError
 from safechat.keyring.errors import IntegrityFailure
-from safechat.keyring.integrity import integrity_failure_report
 from safechat.keyring.services import message_decrypt, message_decrypt_if_cached
 
 logger = logging.getLogger(__name__)
@@ -211,8 +207,7 @@ class RoomStreamMixin:
             await self._error(content, "invalid", "; ".join(exc.messages))
         except RateLimitedError as exc:
             await self._error(content, "rate_limited", str(exc))
-        except IntegrityFailure as failure:
-            await in_pool(integrity_failure_report)(failure=failure, actor_id=self.user.pk)
+        except IntegrityFailure:  # reported (logged, audited once) where it was raised
             await self._error(
                 content,
                 "integrity_failure",
@@ -403,11 +398,11 @@ FRAME_HANDLERS: dict[str, Callable[[Any, dict[str, Any]], Awaitable[None]]] = {
 
 
 # --- a new message, fanned out: no database read, one decryption per reader -------------
-# Texts longer than this are rendered off the event loop (16 KiB of Markdown takes ~20 ms).
-INLINE_RENDER_MAX = 2048
 
 
-def _sealed_view(event: dict[str, Any], text: str, html: str) -> MessageView:
+def _sealed_view(
+    event: dict[str, Any], text: str | None, html: str | None, status: str = TEXT_OK
+) -> MessageView:
     sealed = event["sealed"]
     return MessageView(
         id=int(event["message_id"]),
@@ -422,6 +417,7 @@ def _sealed_view(event: dict[str, Any], text: str, html: str) -> MessageView:
         text=text,
         html=html,
         reactions={},
+        text_status=status,
     )
 
 
@@ -429,7 +425,9 @@ def _open_sealed(user_id: int, event: dict[str, Any], *, cached_only: bool) -> s
     """The text of ``message.new`` opened with ``user_id``'s key copy; None without one.
 
     ``cached_only``: only with a key this process already opened for this user, which
-    needs no database and so may run on the event loop.
+    needs no database and so may run on the event loop. Raises IntegrityFailure for a
+    ciphertext or key copy that fails its check (reported by the keyring unless
+    ``cached_only``).
     """
     sealed = event["sealed"]
     decrypt = message_decrypt_if_cached if cached_only else message_decrypt
@@ -443,11 +441,8 @@ def _open_sealed(user_id: int, event: dict[str, Any], *, cached_only: bool) -> s
             ciphertext=bytes(sealed["ciphertext"]),
             revision=int(sealed["revision"]),
         )
-    except IntegrityFailure as failure:
-        if cached_only:
-            raise  # reported from the pool, where the database may be used
-        integrity_failure_report(failure=failure, actor_id=user_id)
-        return None
+    except IntegrityFailure:
+        raise
     except CryptoError:  # no copy of this epoch's key (removed, or joined without history)
         return None
 
@@ -456,35 +451,22 @@ async def _new_message_for(user: User, event: dict[str, Any]) -> dict[str, Any] 
     try:
         text = _open_sealed(user.pk, event, cached_only=True)
     except IntegrityFailure:
-        text = None  # opened again in the pool, which reports it
+        text = None  # opened again in the pool, where the keyring reports it
     if text is None:
-        text = await in_pool(_open_sealed)(user.pk, event, cached_only=False)
+        try:
+            text = await in_pool(_open_sealed)(user.pk, event, cached_only=False)
+        except IntegrityFailure:  # shown as such, never as text, never silently dropped
+            return message_json(_sealed_view(event, None, None, TEXT_INTEGRITY_FAILURE))
         if text is None:
             return None
-    html = await _rendered_once(int(event["message_id"]), text)
+    html = await render_cache.rendered_once(
+        message_id=int(event["message_id"]),
+        revision=int(event["sealed"]["revision"]),
+        room_id=int(event["room_id"]),
+        epoch=int(event["sealed"]["epoch"]),
+        text=text,
+    )
     return message_json(_sealed_view(event, text, html))
-
-
-# The HTML of recent new messages, per event loop: rendered by the first reader of the
-# process who opened the message, reused by the others (who each opened it themselves).
-_renders: OrderedDict[tuple[asyncio.AbstractEventLoop, int], asyncio.Future[str]] = OrderedDict()
-RENDERS_KEPT = 256
-
-
-async def _rendered_once(message_id: int, text: str) -> str:
-    loop = asyncio.get_running_loop()
-    key = (loop, message_id)
-    pending = _renders.get(key)
-    if pending is None:
-        if len(text) <= INLINE_RENDER_MAX:
-            pending = loop.create_future()
-            pending.set_result(render_markdown(text))
-        else:
-            pending = loop.run_in_executor(None, render_markdown, text)
-        _renders[key] = pending
-        while len(_renders) > RENDERS_KEPT:
-            _renders.popitem(last=False)
-    return await asyncio.shield(pending)  # a socket closing must not cancel the others' render
 
 
 # --- synchronous work, run in a thread (database and decryption) -------------------------

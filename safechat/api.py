@@ -18,14 +18,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """DRF's handler, plus Django's ValidationError as a 400 and a generic 500."""
     from rooms.errors import RateLimitedError
     from safechat.keyring.errors import IntegrityFailure
-    from safechat.keyring.integrity import integrity_failure_report
 
     if isinstance(exc, IntegrityFailure):
         # Stored data failed its check: not the client's fault, and not to be retried
-        # blindly; reported once, and the client told what it is.
-        request = context.get("request")
-        user_id = getattr(getattr(request, "user", None), "pk", None)
-        integrity_failure_report(failure=exc, actor_id=user_id)
+        # blindly; the keyring reported it (logged, audited once), the client is told.
         return Response(
             {
                 "code": "integrity_failure",

@@ -26,11 +26,15 @@ MIN_SECRET_UNIQUE_CHARACTERS = 5
 
 
 class InsecureConfigurationError(SystemExit):
-    """Raised from settings: the process refuses to start, printing one line."""
+    """Raised from settings: the process refuses to start, printing one line per reason."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"SafeChat refuses to start in production: {reason}")
-        self.reason = reason
+    def __init__(self, reason: str | list[str]) -> None:
+        reasons = [reason] if isinstance(reason, str) else list(reason)
+        super().__init__(
+            "\n".join(f"SafeChat refuses to start in production: {r}" for r in reasons)
+        )
+        self.reason = reasons[0]
+        self.reasons = reasons
 
 
 def secret_is_weak(value: str) -> bool:
@@ -76,6 +80,101 @@ def production_problems(
     return problems
 
 
+# E-mail backends that deliver nothing (or only to a console, a file or memory).
+NON_DELIVERING_EMAIL_BACKENDS = frozenset(
+    {
+        "django.core.mail.backends.console.EmailBackend",
+        "django.core.mail.backends.filebased.EmailBackend",
+        "django.core.mail.backends.locmem.EmailBackend",
+        "django.core.mail.backends.dummy.EmailBackend",
+    }
+)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def master_key_problems(env: Mapping[str, str]) -> list[str]:
+    """Why the configured master key material cannot work (read, never used here)."""
+    from safechat.crypto.errors import CryptoError
+    from safechat.crypto.providers.local import parse_env_keys, read_key_file, read_private_file
+
+    provider = env.get("SAFECHAT_KEY_PROVIDER", "local").strip().lower()
+    try:
+        if provider == "pkcs11":
+            library = env.get("SAFECHAT_PKCS11_LIBRARY", "")
+            if library and not os.path.isfile(library):
+                return [f"SAFECHAT_PKCS11_LIBRARY {library} does not exist"]
+            pin_file = env.get("SAFECHAT_PKCS11_PIN_FILE", "")
+            if pin_file and not env.get("SAFECHAT_PKCS11_PIN"):
+                read_private_file(pin_file, what="SAFECHAT_PKCS11_PIN_FILE")
+        elif provider == "local":
+            if env.get("SAFECHAT_MASTER_KEYS") and env.get("SAFECHAT_MASTER_KEY_FILE"):
+                return ["set SAFECHAT_MASTER_KEYS or SAFECHAT_MASTER_KEY_FILE, not both"]
+            if env.get("SAFECHAT_MASTER_KEYS"):
+                parse_env_keys(env["SAFECHAT_MASTER_KEYS"])
+            elif env.get("SAFECHAT_MASTER_KEY_FILE"):
+                read_key_file(env["SAFECHAT_MASTER_KEY_FILE"])
+        else:
+            return [f"SAFECHAT_KEY_PROVIDER {provider!r} is unknown (local or pkcs11)"]
+    except CryptoError as exc:
+        return [f"master key: {_one_line(exc)}"]
+    return []
+
+
+def audit_signing_key_problems(env: Mapping[str, str]) -> list[str]:
+    """Why the configured audit signing key cannot work."""
+    import base64
+    import binascii
+
+    from safechat.crypto.errors import CryptoError
+    from safechat.crypto.providers.local import read_private_file
+
+    inline = env.get("SAFECHAT_AUDIT_SIGNING_KEY", "")
+    path = env.get("SAFECHAT_AUDIT_SIGNING_KEY_FILE", "")
+    source = "SAFECHAT_AUDIT_SIGNING_KEY"
+    try:
+        if inline:
+            text = inline
+        elif path:
+            source = "SAFECHAT_AUDIT_SIGNING_KEY_FILE"
+            text = read_private_file(path, what="the audit signing key file").decode(
+                "ascii", errors="replace"
+            )
+        else:
+            return []
+        seed = base64.b64decode(text.strip(), validate=True)
+    except CryptoError as exc:
+        return [f"audit signing key: {_one_line(exc)}"]
+    except (binascii.Error, ValueError):
+        return [f"{source} is not base64 of a 32-byte Ed25519 seed"]
+    if len(seed) != 32:
+        return [f"{source} is not base64 of a 32-byte Ed25519 seed"]
+    return []
+
+
+def service_problems(
+    env: Mapping[str, str], *, email_backend: str, ws_allowed_origins: list[str]
+) -> list[str]:
+    """Production needs PostgreSQL, Redis, real e-mail and explicit socket origins."""
+    problems: list[str] = []
+    database_url = env.get("DATABASE_URL", "")
+    if not database_url:
+        problems.append("DATABASE_URL is not set (production runs on PostgreSQL, not SQLite)")
+    elif database_url.startswith("sqlite"):
+        problems.append("DATABASE_URL names SQLite (production runs on PostgreSQL)")
+    if not env.get("REDIS_URL"):
+        problems.append(
+            "REDIS_URL is not set (several processes need Redis for sockets and key changes)"
+        )
+    if email_backend in NON_DELIVERING_EMAIL_BACKENDS:
+        problems.append(f"EMAIL_BACKEND {email_backend} delivers no mail")
+    if any("*" in origin for origin in ws_allowed_origins):
+        problems.append("SAFECHAT_WS_ALLOWED_ORIGINS contains a wildcard")
+    return problems
+
+
 def master_key_configured(env: Mapping[str, str]) -> bool:
     provider = env.get("SAFECHAT_KEY_PROVIDER", "local")
     if provider == "pkcs11":
@@ -118,6 +217,18 @@ def development_secret(data_dir: Path, name: str, *, length: int = 64) -> str:
         with contextlib.suppress(FileExistsError):
             write_private_file(path, secrets.token_urlsafe(length))
     return path.read_text(encoding="utf-8").strip()
+
+
+def epoch_max_messages(value: int) -> int:
+    """``SAFECHAT_EPOCH_MAX_MESSAGES``, refused above the crypto core's AEAD bound."""
+    from safechat.crypto.aead import MAX_MESSAGES_PER_KEY
+
+    if not 1 <= value <= MAX_MESSAGES_PER_KEY:
+        raise ImproperlyConfigured(
+            f"SAFECHAT_EPOCH_MAX_MESSAGES must be between 1 and {MAX_MESSAGES_PER_KEY} "
+            f"(the AES-GCM random-nonce bound per key), not {value}"
+        )
+    return value
 
 
 def rate_limit(value: str) -> tuple[int, int]:

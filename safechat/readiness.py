@@ -71,10 +71,36 @@ def check_celery_broker() -> None:
         connection.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_SECONDS)
 
 
+def check_master_key() -> None:
+    """The master key works: a random probe wrapped and unwrapped under the current version."""
+    from safechat.crypto import associated_data
+    from safechat.keyring.provider import get_provider
+
+    provider = get_provider()
+    probe = os.urandom(32)
+    aad = associated_data(purpose="readiness-probe", nonce=uuid.uuid4())
+    if provider.unwrap(provider.wrap(probe, aad=aad), aad=aad) != probe:
+        raise RuntimeError("the master key does not unwrap what it wrapped")
+
+
+def check_audit_signing_key() -> None:
+    """The audit signing key works: a probe signed and verified with a trusted public key."""
+    from audit import signing
+    from audit.chain import key_id_for
+
+    key = signing.signing_key()
+    probe = os.urandom(32)
+    signature = key.sign(probe)
+    trusted = signing.trusted_public_keys()[key_id_for(key.public_key())]
+    trusted.verify(signature, probe)  # raises InvalidSignature
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "database": check_database,
     "channel_layer": check_channel_layer,
     "celery_broker": check_celery_broker,
+    "master_key": check_master_key,
+    "audit_signing_key": check_audit_signing_key,
 }
 
 

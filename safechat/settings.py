@@ -45,8 +45,19 @@ if IS_PRODUCTION:
         master_key_configured=envtools.master_key_configured(os.environ),
         audit_signing_key_configured=envtools.audit_signing_key_configured(os.environ),
     )
+    # Key material is read (never used) at start: a key that cannot work refuses here,
+    # not at the first message or checkpoint.
+    _problems += envtools.master_key_problems(os.environ)
+    _problems += envtools.audit_signing_key_problems(os.environ)
+    _problems += envtools.service_problems(
+        os.environ,
+        email_backend=env.str(
+            "EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend"
+        ),
+        ws_allowed_origins=env.list("SAFECHAT_WS_ALLOWED_ORIGINS", default=[]),
+    )
     if _problems:
-        raise envtools.InsecureConfigurationError(_problems[0])
+        raise envtools.InsecureConfigurationError(_problems)
     SECRET_KEY = env.str("SECRET_KEY")
 else:
     SECRET_KEY = env.str("SECRET_KEY", default="") or envtools.development_secret(
@@ -72,9 +83,18 @@ SAFECHAT_AUDIT_SIGNING_KEY_FILE = env.str(
 # Key management (see docs/security.md).
 SAFECHAT_KEY_CACHE_SECONDS = env.int("SAFECHAT_KEY_CACHE_SECONDS", default=60)
 SAFECHAT_EPOCH_MAX_AGE_DAYS = env.int("SAFECHAT_EPOCH_MAX_AGE_DAYS", default=30)
-# Random 96-bit GCM nonces stay safe far below 2^32 messages per key.
-SAFECHAT_EPOCH_MAX_MESSAGES = env.int("SAFECHAT_EPOCH_MAX_MESSAGES", default=1_000_000)
+# Messages plus file keys per epoch key; capped at the crypto core's bound for random
+# 96-bit GCM nonces (safechat.crypto.MAX_MESSAGES_PER_KEY, 2^24): a larger value is refused.
+try:
+    SAFECHAT_EPOCH_MAX_MESSAGES = envtools.epoch_max_messages(
+        env.int("SAFECHAT_EPOCH_MAX_MESSAGES", default=1_000_000)
+    )
+except ImproperlyConfigured as _exc:
+    raise SystemExit(f"SafeChat refuses to start: {_exc}") from None
 SAFECHAT_MASTER_ROTATION_BATCH = env.int("SAFECHAT_MASTER_ROTATION_BATCH", default=500)
+# Every process re-reads its master keys at least this often (and at once on an unknown
+# version, or when a new version is published).
+SAFECHAT_MASTER_KEY_REFRESH_SECONDS = env.int("SAFECHAT_MASTER_KEY_REFRESH_SECONDS", default=30)
 SAFECHAT_PKCS11_PIN_FILE = env.str("SAFECHAT_PKCS11_PIN_FILE", default="")
 SAFECHAT_PKCS11_KEY_LABEL_PREFIX = env.str("SAFECHAT_PKCS11_KEY_LABEL_PREFIX", default="")
 

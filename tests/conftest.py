@@ -38,6 +38,17 @@ def master_key_file(settings: Settings, tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture(autouse=True)
+def _integrity_reports_forgotten() -> Iterator[None]:
+    """Integrity failures are audited once per item per process; ids are reused across
+    tests, so each test starts with none reported."""
+    from safechat.keyring import integrity
+
+    integrity.forget_reported()
+    yield
+    integrity.forget_reported()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
     """Rate-limit counters, throttles and presence live in the cache; ids are reused across
     tests."""

@@ -23,6 +23,7 @@ from audit.actions import AuditAction
 from audit.actors import SYSTEM_AUDIT, SYSTEM_CLI, SYSTEM_RETENTION, AuditTarget, SystemActor
 from audit.extra import ForbiddenExtraKeyError
 from audit.services.checkpoints import audit_checkpoint_write
+from audit.services.durable import audit_record_surviving_rollback
 from audit.services.export import AuditExport, audit_export_start
 from audit.services.record import AuditChainError, audit_record
 from audit.services.verification import AuditVerification, audit_chain_verify
@@ -42,4 +43,5 @@ __all__ = [
     "audit_checkpoint_write",
     "audit_export_start",
     "audit_record",
+    "audit_record_surviving_rollback",
 ]

@@ -12,12 +12,19 @@ from django.db import connection, transaction
 from audit import signing, triggers
 from audit.actions import AuditAction
 from audit.actors import SYSTEM_AUDIT
-from audit.anchors import AnchorFileError, anchor_file_path, anchor_records
+from audit.anchors import (
+    AnchorFileError,
+    anchor_file_path,
+    anchor_records,
+    anchors_off,
+    database_identity,
+)
 from audit.chain import (
     GENESIS_HASH,
     KIND_BAD_SIGNATURE,
     KIND_CHECKPOINT_MISMATCH,
     KIND_DELETED,
+    KIND_INSERTED,
     KIND_MALFORMED,
     ChainProblem,
     ChainReport,
@@ -32,6 +39,7 @@ from audit.selectors import (
     audit_checkpoint_last_seq,
     audit_checkpoint_rows,
     audit_event_rows,
+    audit_events_beyond_head,
 )
 from audit.services.record import audit_record
 
@@ -75,7 +83,7 @@ def _anchor_problems(
     problems: list[ChainProblem] = []
     checked = 0
     try:
-        for record in anchor_records(path):
+        for record in anchor_records(path, database=database_identity()):
             checked += 1
             seq = int(record["seq"])
             if not checkpoint_signature_valid(record, keys):
@@ -117,6 +125,10 @@ def _anchor_problems(
                 continue
     except (AnchorFileError, KeyError, TypeError, ValueError) as exc:
         problems.append(ChainProblem(0, KIND_MALFORMED, f"anchor file unreadable: {exc}"))
+    except OSError as exc:
+        problems.append(
+            ChainProblem(0, KIND_MALFORMED, f"anchor file {path} unreadable: {exc.strerror}")
+        )
     return checked, problems
 
 
@@ -133,9 +145,13 @@ def audit_chain_verify(
     any length. Events appended while it runs are left for the next run (it
     verifies up to the head it saw first). Finds: edited rows, deleted rows
     (gaps, a truncated tail behind the head, checkpoints beyond the chain),
-    reordered rows, bad checkpoint signatures, checkpoints or anchors that differ
-    from the chain, and missing or disabled triggers. With ``record``, the result
-    is appended as ``audit.verified`` or ``audit.verification.failed``.
+    reordered rows, rows inserted beyond the head, bad checkpoint signatures,
+    checkpoints or anchors that differ from the chain (a consistent rewrite is
+    reported as the range between the last matching checkpoint and the first
+    that differs), a missing or unreadable anchor file (unless anchors are
+    ``off``), and triggers or the append function not exactly as installed. With
+    ``record``, the result is appended as ``audit.verified`` or
+    ``audit.verification.failed``.
     """
     keys = signing.trusted_public_keys()
     head = audit_chain_head_get()
@@ -182,18 +198,46 @@ def audit_chain_verify(
                 f"a checkpoint signs seq {last_checkpoint} but the chain head is at {now_head_seq}",
             )
         )
-    anchors_checked = 0
-    path = anchor_file if anchor_file is not None else anchor_file_path()
-    if use_anchor_file and path is not None and path.exists():
-        anchors_checked, anchor_problems = _anchor_problems(
-            path, keys=keys, verified_up_to=report.last_seq or 0, head_seq=now_head_seq
-        )
-        problems.extend(anchor_problems)
-    missing = triggers.missing_or_disabled(connection)
-    if missing:
+    # Nothing may exist past the head: appends write the event and move the head together.
+    beyond = audit_events_beyond_head() if now_head is not None else None
+    if beyond:
+        first, count = beyond
         problems.append(
             ChainProblem(
-                0, KIND_MALFORMED, f"append-only triggers missing or disabled: {', '.join(missing)}"
+                first,
+                KIND_INSERTED,
+                f"{count} event(s) from seq {first} lie beyond the chain head "
+                f"(at {now_head_seq}): written around the append function",
+            )
+        )
+    anchors_checked = 0
+    if use_anchor_file and not anchors_off():
+        path = anchor_file if anchor_file is not None else anchor_file_path()
+        if path is None:
+            problems.append(
+                ChainProblem(
+                    0,
+                    KIND_MALFORMED,
+                    "no anchor file is configured (set SAFECHAT_AUDIT_ANCHOR_FILE, or 'off')",
+                )
+            )
+        elif not path.exists():
+            if head_seq or last_checkpoint is not None:
+                problems.append(
+                    ChainProblem(0, KIND_MALFORMED, f"the anchor file {path} is missing")
+                )
+        else:
+            anchors_checked, anchor_problems = _anchor_problems(
+                path, keys=keys, verified_up_to=report.last_seq or 0, head_seq=now_head_seq
+            )
+            problems.extend(anchor_problems)
+    trigger_problems = triggers.trigger_problems(connection)
+    if trigger_problems:
+        problems.append(
+            ChainProblem(
+                0,
+                KIND_MALFORMED,
+                "append-only triggers missing, disabled or changed: " + "; ".join(trigger_problems),
             )
         )
     # Problems of a seq first, lowest first; then those of the log as a whole (seq 0).

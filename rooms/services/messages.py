@@ -26,6 +26,7 @@ from rooms.services._common import (
     require_not_archived,
     require_room_permission,
 )
+from safechat.keyring import events as key_events
 from safechat.keyring.services import message_encrypt
 
 MAX_MESSAGE_BYTES = 16 * 1024
@@ -254,6 +255,7 @@ def _message_revise(*, actor: User, message: Message, text: str) -> Message:
         target=message,
         extra={"room": message.room_id, "revision": revision},
     )
+    key_events.message_changed(message_id=message.pk)  # renders of the old text, everywhere
     _announce(message, "message.edited")
     return message
 
@@ -285,6 +287,7 @@ def message_delete(*, actor: User, message: Message) -> Message:
             target=message,
             extra={"room": room.pk, "by_sender": is_sender},
         )
+        key_events.message_changed(message_id=message.pk)
         _announce(message, "message.deleted")
     return message
 

@@ -13,6 +13,8 @@ Design in one screen (details and byte layouts: ``docs/security-crypto.md``):
   ML-KEM-768 + X25519, HKDF-SHA256, AES-256-GCM; room epoch keys are sealed to members.
 * **Files** (:mod:`.stream`): the STREAM construction over AES-256-GCM with a per-file HKDF
   key; constant memory; truncation, reordering, duplication and splicing fail.
+* **Record MACs** (:mod:`.mac`): HMAC-SHA256 under a key the master key protects, so the
+  database cannot vouch for itself (public keys, sealed key copies).
 * **Signatures** (:mod:`.signing`): Ed25519 with domain-separated contexts (audit checkpoints).
 * **Master keys** (:mod:`.providers`): versioned KEKs behind :class:`KeyProvider`: a local
   key file/env, or a PKCS#11 HSM; blobs record provider kind and version for rotation.
@@ -25,7 +27,7 @@ only composes them.
 
 from __future__ import annotations
 
-from safechat.crypto import aead, hpke, kdf, signing, stream
+from safechat.crypto import aead, hpke, kdf, mac, signing, stream
 from safechat.crypto.aead import (
     MAX_MESSAGES_PER_KEY,
     SymmetricKey,
@@ -42,6 +44,7 @@ from safechat.crypto.errors import (
     CryptoError,
     DecryptionError,
     KeyPurposeError,
+    MacError,
     MalformedError,
     ProviderError,
     SignatureError,
@@ -52,7 +55,8 @@ from safechat.crypto.hpke import HpkePrivateKey, HpkePublicKey, open_key, seal_k
 from safechat.crypto.hpke import open as hpke_open
 from safechat.crypto.hpke import seal as hpke_seal
 from safechat.crypto.kdf import hkdf_sha256
-from safechat.crypto.labels import AdPurpose, HpkeInfo, KdfLabel, SignatureContext
+from safechat.crypto.labels import AdPurpose, HpkeInfo, KdfLabel, MacLabel, SignatureContext
+from safechat.crypto.mac import record_mac, record_mac_verify
 from safechat.crypto.providers import (
     ChainedKeyProvider,
     KeyProvider,
@@ -88,6 +92,8 @@ __all__ = [
     "KeyPurpose",
     "KeyPurposeError",
     "LocalKeyProvider",
+    "MacError",
+    "MacLabel",
     "MalformedError",
     "ObjectType",
     "ProviderError",
@@ -115,9 +121,12 @@ __all__ = [
     "iter_decrypt",
     "iter_encrypt",
     "kdf",
+    "mac",
     "needs_rewrap",
     "open_key",
     "provider_from_env",
+    "record_mac",
+    "record_mac_verify",
     "rewrap",
     "seal_key",
     "sign",

@@ -66,9 +66,12 @@ class KeyPurpose(enum.IntEnum):
     COMPLIANCE_HPKE = 0x05
     AUDIT_SIGNING = 0x06
     EXPORT_SIGNING = 0x07
+    RECORD_MAC = 0x08
 
 
-SYMMETRIC_PURPOSES = frozenset({KeyPurpose.ROOM_EPOCH, KeyPurpose.FILE, KeyPurpose.MASTER_WRAP})
+SYMMETRIC_PURPOSES = frozenset(
+    {KeyPurpose.ROOM_EPOCH, KeyPurpose.FILE, KeyPurpose.MASTER_WRAP, KeyPurpose.RECORD_MAC}
+)
 HPKE_PURPOSES = frozenset({KeyPurpose.USER_HPKE, KeyPurpose.COMPLIANCE_HPKE})
 SIGNING_PURPOSES = frozenset({KeyPurpose.AUDIT_SIGNING, KeyPurpose.EXPORT_SIGNING})
 

@@ -19,6 +19,10 @@ class SignatureError(CryptoError):
     """A signature does not verify for this message, context and key."""
 
 
+class MacError(CryptoError):
+    """A record's MAC does not verify: the record was changed without the MAC key."""
+
+
 class KeyPurposeError(CryptoError):
     """A key of the wrong type or purpose was offered for an operation."""
 

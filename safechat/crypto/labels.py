@@ -16,6 +16,7 @@ class KdfLabel(bytes, enum.Enum):
     AEAD_SUBKEY = b"safechat/v1/kdf/aead-subkey"
     STREAM_FILE_KEY = b"safechat/v1/kdf/stream-file-key"
     DERIVED_KEY = b"safechat/v1/kdf/derived-key"
+    RECORD_MAC = b"safechat/v1/kdf/record-mac"
 
 
 class HpkeInfo(bytes, enum.Enum):
@@ -32,6 +33,14 @@ class SignatureContext(bytes, enum.Enum):
     EXPORT_MANIFEST = b"safechat/v1/sig/export-manifest"
 
 
+class MacLabel(bytes, enum.Enum):
+    """What a record MAC vouches for (see :mod:`safechat.crypto.mac`)."""
+
+    USER_PUBLIC_KEY = b"safechat/v1/mac/user-public-key"
+    COMPLIANCE_PUBLIC_KEY = b"safechat/v1/mac/compliance-public-key"
+    SEALED_EPOCH_KEY = b"safechat/v1/mac/sealed-epoch-key"
+
+
 class AdPurpose(enum.StrEnum):
     """The ``purpose`` field of :func:`safechat.crypto.aead.associated_data`.
 
@@ -44,9 +53,11 @@ class AdPurpose(enum.StrEnum):
     ROOM_EPOCH_KEY = "room-epoch-key"
     USER_PRIVATE_KEY = "user-private-key"
     COMPLIANCE_PRIVATE_KEY = "compliance-private-key"
+    RECORD_MAC_KEY = "record-mac-key"
 
 
 # Prefixes that frame the application's input before it reaches a primitive.
 HPKE_INFO_PREFIX = b"safechat/v1/hpke"
 SIGNATURE_PREFIX = b"safechat/v1/sig"
+MAC_PREFIX = b"safechat/v1/mac"
 ASSOCIATED_DATA_MAGIC = b"SCAD\x01"

@@ -3,9 +3,10 @@
 Never in Redis, the database, the session or a task argument: the cache is a
 plain dict with a time-to-live (``SAFECHAT_KEY_CACHE_SECONDS``). Authorisation
 never rests on it alone: selectors check membership before anything is decrypted, and
-a socket opens a new message from it only while subscribed to the room. An entry that
-outlives a revocation elsewhere opens only epochs its holder was entitled to: removal
-starts a new epoch, and nothing is encrypted under the old one afterwards.
+a socket opens a new message from it only while subscribed to the room. A shred or a
+removal evicts the entries it concerns in every process after commit
+(``safechat.keyring.events``); with several processes the cache answers only while this
+process is subscribed to those evictions.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Generic, TypeVar
 
 from django.conf import settings
 
+from safechat.keyring import events
+
 V = TypeVar("V")
 
 
@@ -26,6 +29,8 @@ class KeyCache(Generic[V]):
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> V | None:
+        if not events.caching_allowed():
+            return None
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -38,7 +43,7 @@ class KeyCache(Generic[V]):
 
     def put(self, key: Hashable, value: V) -> None:
         ttl = float(settings.SAFECHAT_KEY_CACHE_SECONDS)
-        if ttl <= 0:
+        if ttl <= 0 or not events.caching_allowed():
             return
         with self._lock:
             self._entries[key] = (time.monotonic() + ttl, value)

@@ -1,7 +1,9 @@
 """Key material as the database holds it: public keys, and private keys only wrapped.
 
 Nothing here is readable without the master key, which lives outside the
-database (``safechat.keyring.provider``).
+database (``safechat.keyring.provider``). Nothing here is trusted because the
+database says so either: public keys and sealed copies carry a MAC (``mac``) under
+the record-MAC key, which only the master key unwraps (``safechat.keyring.integrity``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ class UserKeyPair(models.Model):
     public_key = models.BinaryField()
     wrapped_private_key = models.BinaryField()
     kek_version = models.PositiveIntegerField(db_index=True)
+    # HMAC under the record-MAC key over (user id, public key).
+    mac = models.BinaryField(default=b"")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -31,6 +35,8 @@ class ComplianceKeyPair(models.Model):
     public_key = models.BinaryField()
     wrapped_private_key = models.BinaryField()
     kek_version = models.PositiveIntegerField(db_index=True)
+    # HMAC under the record-MAC key over (key id, public key).
+    mac = models.BinaryField(default=b"")
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -55,6 +61,7 @@ class RoomEpoch(models.Model):
         MEMBER_REMOVED = "member-removed", "Member removed"
         CRYPTOPERIOD = "cryptoperiod", "Cryptoperiod ended"
         ON_DEMAND = "on-demand", "On demand"
+        SHREDDED = "shredded", "Previous epoch shredded"
 
     room = models.ForeignKey("rooms.Room", on_delete=models.CASCADE, related_name="epochs")
     number = models.PositiveIntegerField()
@@ -88,6 +95,11 @@ class SealedEpochKey(models.Model):
         ComplianceKeyPair, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     sealed = models.BinaryField()
+    # 1: legacy associated data (room, epoch); 2: also recipient and key fingerprint.
+    aad_format = models.PositiveSmallIntegerField(default=2)
+    # HMAC under the record-MAC key over room, epoch, recipient, its key fingerprint,
+    # aad_format and the sealed bytes: a copy sealed by anyone else is refused.
+    mac = models.BinaryField(default=b"")
 
     class Meta:
         constraints = [
@@ -113,3 +125,14 @@ class SealedEpochKey(models.Model):
     def __str__(self) -> str:
         recipient = f"user {self.user_id}" if self.user_id else "compliance"
         return f"epoch {self.epoch_id} sealed to {recipient}"
+
+
+class RecordMacKey(models.Model):
+    """The key that MACs key records (one row, id 1), wrapped by the master key."""
+
+    wrapped_key = models.BinaryField()
+    kek_version = models.PositiveIntegerField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"record MAC key {self.pk}"

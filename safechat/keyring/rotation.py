@@ -9,7 +9,7 @@ Nothing else is re-encrypted: room keys, messages and files are untouched.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from django.db import transaction
@@ -19,10 +19,13 @@ from accounts.models import User
 from audit.actions import AuditAction
 from audit.actors import SystemActor
 from audit.services import audit_record
-from safechat.crypto import rewrap
+from safechat.crypto import ConfigError, rewrap
+from safechat.crypto.providers import key_file_add_version
+from safechat.keyring import events
 from safechat.keyring.errors import RotationIncompleteError
-from safechat.keyring.models import ComplianceKeyPair, UserKeyPair
-from safechat.keyring.provider import get_provider
+from safechat.keyring.integrity import record_mac_key_aad
+from safechat.keyring.models import ComplianceKeyPair, RecordMacKey, UserKeyPair
+from safechat.keyring.provider import get_provider, settings_env
 from safechat.keyring.services import compliance_private_key_aad, user_private_key_aad
 
 ROTATION_SYSTEM = SystemActor("key-rotation")
@@ -33,35 +36,47 @@ class RotationStatus:
     current_version: int
     users_by_version: dict[int, int]
     compliance_by_version: dict[int, int]
+    record_mac_by_version: dict[int, int] = field(default_factory=dict)
+
+    def _counts(self) -> tuple[dict[int, int], ...]:
+        return (self.users_by_version, self.compliance_by_version, self.record_mac_by_version)
 
     @property
     def remaining(self) -> int:
         return sum(
             count
-            for counts in (self.users_by_version, self.compliance_by_version)
+            for counts in self._counts()
             for version, count in counts.items()
             if version != self.current_version
         )
 
     def wrapped_by(self, version: int) -> int:
-        return self.users_by_version.get(version, 0) + self.compliance_by_version.get(version, 0)
+        return sum(counts.get(version, 0) for counts in self._counts())
+
+
+def _by_version(model: type[UserKeyPair | ComplianceKeyPair | RecordMacKey]) -> dict[int, int]:
+    rows = model.objects.values("kek_version").annotate(n=Count("pk"))
+    return {row["kek_version"]: row["n"] for row in rows}
 
 
 def master_key_status() -> RotationStatus:
-    users = UserKeyPair.objects.values("kek_version").annotate(n=Count("pk"))
-    compliance = ComplianceKeyPair.objects.values("kek_version").annotate(n=Count("pk"))
     return RotationStatus(
         current_version=get_provider().current_version,
-        users_by_version={row["kek_version"]: row["n"] for row in users},
-        compliance_by_version={row["kek_version"]: row["n"] for row in compliance},
+        users_by_version=_by_version(UserKeyPair),
+        compliance_by_version=_by_version(ComplianceKeyPair),
+        record_mac_by_version=_by_version(RecordMacKey),
     )
 
 
-WrappedRow = TypeVar("WrappedRow", UserKeyPair, ComplianceKeyPair)
+WrappedRow = TypeVar("WrappedRow", UserKeyPair, ComplianceKeyPair, RecordMacKey)
 
 
 def _rewrap_rows(
-    model: type[WrappedRow], *, limit: int, aad_of: Callable[[WrappedRow], bytes]
+    model: type[WrappedRow],
+    *,
+    limit: int,
+    aad_of: Callable[[WrappedRow], bytes],
+    field_name: str = "wrapped_private_key",
 ) -> int:
     """Re-wrap up to ``limit`` rows of ``model`` not under the current master-key version."""
     if limit <= 0:
@@ -73,15 +88,16 @@ def _rewrap_rows(
         .order_by("pk")[:limit]
     )
     for row in rows:
-        wrapped = rewrap(provider, bytes(row.wrapped_private_key), aad=aad_of(row))
-        row.wrapped_private_key = wrapped.to_bytes()
+        wrapped = rewrap(provider, bytes(getattr(row, field_name)), aad=aad_of(row))
+        setattr(row, field_name, wrapped.to_bytes())
         row.kek_version = wrapped.version
-    model.objects.bulk_update(rows, ["wrapped_private_key", "kek_version"])
+    model.objects.bulk_update(rows, [field_name, "kek_version"])
     return len(rows)
 
 
 def _rewrap_batch(batch_size: int) -> int:
-    """One transaction: user keys first, then the compliance key, ``batch_size`` in all."""
+    """One transaction: user keys first, then the compliance and record-MAC keys,
+    ``batch_size`` in all."""
     with transaction.atomic():
         users = _rewrap_rows(
             UserKeyPair, limit=batch_size, aad_of=lambda k: user_private_key_aad(k.user_id)
@@ -91,7 +107,13 @@ def _rewrap_batch(batch_size: int) -> int:
             limit=batch_size - users,
             aad_of=lambda k: compliance_private_key_aad(k.pk),
         )
-    return users + compliance
+        mac_keys = _rewrap_rows(
+            RecordMacKey,
+            limit=batch_size - users - compliance,
+            aad_of=lambda k: record_mac_key_aad(k.pk),
+            field_name="wrapped_key",
+        )
+    return users + compliance + mac_keys
 
 
 def master_key_rotate(
@@ -101,7 +123,8 @@ def master_key_rotate(
     max_batches: int | None = None,
     after_batch: Callable[[int], None] | None = None,
 ) -> RotationStatus:
-    """Re-wrap every user and compliance private key under the current master-key version.
+    """Re-wrap every user and compliance private key (and the record-MAC key) under the
+    current master-key version.
 
     Idempotent (a second run finds nothing to do) and resumable (stop it anywhere;
     ``max_batches`` stops it on purpose). Records ``key.master.rotation.started`` when
@@ -150,3 +173,36 @@ def master_key_version_retire(*, actor: User | SystemActor, version: int) -> Non
         audit_record(
             actor=actor, action=AuditAction.KEY_MASTER_VERSION_RETIRED, extra={"version": version}
         )
+
+
+def master_key_version_add(*, actor: User | SystemActor) -> int:
+    """Add the next master-key version to the key store and publish it; returns it.
+
+    Local provider: a new key in ``SAFECHAT_MASTER_KEY_FILE``; PKCS#11: a new token key.
+    The store is written first, then every process is told to re-read it (and any process
+    that meets the new version re-reads it by itself), so a key wrapped with the new
+    version is readable everywhere. Not possible with ``SAFECHAT_MASTER_KEYS``, which a
+    running process cannot re-read: change it and restart every process instead.
+    """
+    provider = get_provider()
+    env = settings_env()
+    kind = env.get("SAFECHAT_KEY_PROVIDER", "local")
+    if kind == "local" and env.get("SAFECHAT_MASTER_KEY_FILE"):
+        version = key_file_add_version(env["SAFECHAT_MASTER_KEY_FILE"])
+    elif kind == "pkcs11":
+        from safechat.crypto.providers.pkcs11 import Pkcs11Config, pkcs11_generate_kek
+
+        version = pkcs11_generate_kek(Pkcs11Config.from_env(env))
+    else:
+        raise ConfigError(
+            "a new version needs the local provider with SAFECHAT_MASTER_KEY_FILE or the "
+            "PKCS#11 provider; with SAFECHAT_MASTER_KEYS add the version there and restart "
+            "every process"
+        )
+    provider.reload()
+    with transaction.atomic():
+        audit_record(
+            actor=actor, action=AuditAction.KEY_MASTER_VERSION_ADDED, extra={"version": version}
+        )
+        events.master_key_changed(version=version)
+    return version

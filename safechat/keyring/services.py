@@ -7,8 +7,14 @@ themselves. Guarantees:
   wrapped by the master key (``provider.get_provider()``);
 * a room epoch key exists only sealed (HPKE, ML-KEM-768 + X25519) to each member
   who may read that epoch and to the compliance key;
+* nothing read back from the database is used unless the master key vouches for it:
+  public keys and sealed copies carry a MAC under the record-MAC key
+  (``safechat.keyring.integrity``); a mismatch raises ``IntegrityFailure`` (audited);
+* an epoch that has been superseded never encrypts anything new: the current epoch is
+  the room's latest, and new content after a shred of it starts a new one;
 * a message ciphertext is bound to its room, message uid, epoch and sender;
-* writes happen inside the caller's transaction and record their audit event there.
+* writes happen inside the caller's transaction and record their audit event there;
+  caches are changed only after commit, in every process (``safechat.keyring.events``).
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ from django.utils import timezone
 from accounts.models import User
 from audit.actions import AuditAction
 from audit.actors import SystemActor
-from audit.services import audit_record
+from audit.services import audit_record, audit_record_surviving_rollback
 from rooms.models import Membership, Room
 from safechat.crypto import (
     AdPurpose,
+    CryptoError,
     DecryptionError,
     HpkeInfo,
     HpkePrivateKey,
@@ -44,12 +51,18 @@ from safechat.crypto import (
     unwrap_key,
     wrap_key,
 )
+from safechat.keyring import events, integrity
 from safechat.keyring.cache import KeyCache
 from safechat.keyring.errors import IntegrityFailure, KeyUnavailableError, LegalHoldError
+from safechat.keyring.integrity import compliance_recipient, user_recipient
 from safechat.keyring.models import ComplianceKeyPair, RoomEpoch, SealedEpochKey, UserKeyPair
 from safechat.keyring.provider import get_provider
 
 KEY_SYSTEM = SystemActor("keys")
+
+# Associated-data formats of sealed copies (SealedEpochKey.aad_format).
+SEAL_AAD_LEGACY = 1  # room, epoch
+SEAL_AAD_RECIPIENT = 2  # room, epoch, recipient, recipient key fingerprint
 
 # (room_id, epoch number) -> epoch key; (room_id, number, user_id) -> True once that
 # user's sealed copy was opened; user_id -> private key.
@@ -63,6 +76,23 @@ def clear_key_caches() -> None:
     _epoch_keys.clear()
     _holders.clear()
     _private_keys.clear()
+    integrity.forget_record_mac_key()
+
+
+def forget_epoch(*, room_id: int, number: int) -> None:
+    """Drop one epoch's key from this process (after a shred)."""
+    _epoch_keys.discard_where(lambda k: k == (room_id, number))
+    _holders.discard_where(lambda k: isinstance(k, tuple) and k[:2] == (room_id, number))
+
+
+def forget_holder(*, room_id: int, user_id: int) -> None:
+    """Forget that ``user_id`` opened this room's keys here (after their removal)."""
+    _holders.discard_where(lambda k: isinstance(k, tuple) and k[0] == room_id and k[2] == user_id)
+
+
+events.on_epoch_shredded(forget_epoch)
+events.on_member_revoked(forget_holder)
+events.on_everything_stale(clear_key_caches)
 
 
 # --- associated data: what each ciphertext is bound to ------------------------------------
@@ -76,8 +106,27 @@ def compliance_private_key_aad(key_id: int) -> bytes:
     return associated_data(purpose=AdPurpose.COMPLIANCE_PRIVATE_KEY, key_id=key_id)
 
 
-def epoch_seal_aad(room_id: int, number: int) -> bytes:
-    return associated_data(purpose=AdPurpose.ROOM_EPOCH_KEY, room_id=room_id, epoch=number)
+def epoch_seal_aad(
+    room_id: int,
+    number: int,
+    *,
+    recipient: str = "",
+    fingerprint: str = "",
+    aad_format: int = SEAL_AAD_LEGACY,
+) -> bytes:
+    """A sealed copy's associated data: room and epoch; since format 2 also the recipient
+    (``user:<id>`` or ``compliance:<id>``) and the fingerprint of the key it is sealed to."""
+    if aad_format == SEAL_AAD_LEGACY:
+        return associated_data(purpose=AdPurpose.ROOM_EPOCH_KEY, room_id=room_id, epoch=number)
+    if aad_format != SEAL_AAD_RECIPIENT:
+        raise ValueError(f"unknown sealed-copy format {aad_format}")
+    return associated_data(
+        purpose=AdPurpose.ROOM_EPOCH_KEY,
+        room_id=room_id,
+        epoch=number,
+        recipient=recipient,
+        key=fingerprint,
+    )
 
 
 def message_aad(
@@ -108,15 +157,17 @@ def user_key_create(*, user: User) -> UserKeyPair:
     if existing is not None:
         return existing
     private = HpkePrivateKey.generate(KeyPurpose.USER_HPKE)
+    public = private.public_key().to_bytes()
     wrapped = get_provider().wrap(private.to_bytes(), aad=user_private_key_aad(user.pk))
     with transaction.atomic():
         try:
             with transaction.atomic():  # a savepoint: the one-per-user constraint decides
                 keypair = UserKeyPair.objects.create(
                     user=user,
-                    public_key=private.public_key().to_bytes(),
+                    public_key=public,
                     wrapped_private_key=wrapped.to_bytes(),
                     kek_version=wrapped.version,
+                    mac=integrity.user_public_key_mac(user.pk, public),
                 )
         except IntegrityError:  # created at the same instant by another request: that one
             return UserKeyPair.objects.get(user=user)
@@ -138,6 +189,33 @@ def _user_keypairs(user_ids: Iterable[int]) -> list[UserKeyPair]:
     return keypairs
 
 
+def _user_public_key(keypair: UserKeyPair) -> HpkePublicKey:
+    """The user's public key, once the record-MAC key vouched for it."""
+    public = bytes(keypair.public_key)
+    integrity.user_public_key_verify(keypair.user_id, public, bytes(keypair.mac))
+    return HpkePublicKey.from_bytes(public, purpose=KeyPurpose.USER_HPKE)
+
+
+def _compliance_public_key(keypair: ComplianceKeyPair) -> HpkePublicKey:
+    public = bytes(keypair.public_key)
+    integrity.compliance_public_key_verify(keypair.pk, public, bytes(keypair.mac))
+    return HpkePublicKey.from_bytes(public, purpose=KeyPurpose.COMPLIANCE_HPKE)
+
+
+def _unwrap_private(
+    wrapped: bytes, *, aad: bytes, purpose: KeyPurpose, public: bytes, ref: str
+) -> HpkePrivateKey:
+    """Unwrap a private key and check it belongs to the public key stored beside it."""
+    try:
+        raw = get_provider().unwrap(wrapped, aad=aad)
+    except DecryptionError:
+        raise integrity.integrity_failure(kind="private-key", ref=ref) from None
+    private = HpkePrivateKey.from_bytes(raw, purpose=purpose)
+    if private.public_key().to_bytes() != public:
+        raise integrity.integrity_failure(kind="public-key", ref=ref)
+    return private
+
+
 def _user_private_key(user_id: int) -> HpkePrivateKey:
     cached = _private_keys.get(user_id)
     if cached is not None:
@@ -145,10 +223,13 @@ def _user_private_key(user_id: int) -> HpkePrivateKey:
     keypair = UserKeyPair.objects.filter(user_id=user_id).first()
     if keypair is None:
         raise KeyUnavailableError("this user has no key pair")
-    raw = get_provider().unwrap(
-        bytes(keypair.wrapped_private_key), aad=user_private_key_aad(user_id)
+    private = _unwrap_private(
+        bytes(keypair.wrapped_private_key),
+        aad=user_private_key_aad(user_id),
+        purpose=KeyPurpose.USER_HPKE,
+        public=bytes(keypair.public_key),
+        ref=user_recipient(user_id),
     )
-    private = HpkePrivateKey.from_bytes(raw, purpose=KeyPurpose.USER_HPKE)
     _private_keys.put(user_id, private)
     return private
 
@@ -159,20 +240,20 @@ def compliance_key_ensure() -> ComplianceKeyPair:
     if active is not None:
         return active
     private = HpkePrivateKey.generate(KeyPurpose.COMPLIANCE_HPKE)
+    public = private.public_key().to_bytes()
     try:
         with transaction.atomic():
             keypair = ComplianceKeyPair.objects.create(
-                public_key=private.public_key().to_bytes(),
-                wrapped_private_key=b"",
-                kek_version=0,
+                public_key=public, wrapped_private_key=b"", kek_version=0
             )
-            # The id is part of the wrapping's associated data, so wrap after insert.
+            # The id is part of the wrapping's associated data and the MAC: after insert.
             wrapped = get_provider().wrap(
                 private.to_bytes(), aad=compliance_private_key_aad(keypair.pk)
             )
             keypair.wrapped_private_key = wrapped.to_bytes()
             keypair.kek_version = wrapped.version
-            keypair.save(update_fields=["wrapped_private_key", "kek_version"])
+            keypair.mac = integrity.compliance_public_key_mac(keypair.pk, public)
+            keypair.save(update_fields=["wrapped_private_key", "kek_version", "mac"])
             audit_record(
                 actor=KEY_SYSTEM,
                 action=AuditAction.KEY_COMPLIANCE_CREATED,
@@ -185,24 +266,95 @@ def compliance_key_ensure() -> ComplianceKeyPair:
 
 
 def _compliance_private_key(keypair: ComplianceKeyPair) -> HpkePrivateKey:
-    raw = get_provider().unwrap(
-        bytes(keypair.wrapped_private_key), aad=compliance_private_key_aad(keypair.pk)
+    return _unwrap_private(
+        bytes(keypair.wrapped_private_key),
+        aad=compliance_private_key_aad(keypair.pk),
+        purpose=KeyPurpose.COMPLIANCE_HPKE,
+        public=bytes(keypair.public_key),
+        ref=compliance_recipient(keypair.pk),
     )
-    return HpkePrivateKey.from_bytes(raw, purpose=KeyPurpose.COMPLIANCE_HPKE)
+
+
+# --- sealed copies -------------------------------------------------------------------------
+
+
+def _sealed_copy(
+    *,
+    epoch: RoomEpoch,
+    key: SymmetricKey,
+    public: HpkePublicKey,
+    recipient: str,
+    user_id: int | None = None,
+    compliance: ComplianceKeyPair | None = None,
+) -> SealedEpochKey:
+    """Seal ``key`` to a (verified) public key, bound to its recipient, and MAC the copy."""
+    fingerprint = public.fingerprint()
+    aad = epoch_seal_aad(
+        epoch.room_id,
+        epoch.number,
+        recipient=recipient,
+        fingerprint=fingerprint,
+        aad_format=SEAL_AAD_RECIPIENT,
+    )
+    sealed = seal_key(public, key, info=HpkeInfo.ROOM_EPOCH_KEY, aad=aad)
+    mac = integrity.sealed_copy_mac(
+        room_id=epoch.room_id,
+        number=epoch.number,
+        recipient=recipient,
+        fingerprint=fingerprint,
+        aad_format=SEAL_AAD_RECIPIENT,
+        sealed=sealed,
+    )
+    return SealedEpochKey(
+        epoch=epoch,
+        user_id=user_id,
+        compliance_key=compliance,
+        sealed=sealed,
+        aad_format=SEAL_AAD_RECIPIENT,
+        mac=mac,
+    )
+
+
+def _open_copy(
+    *,
+    room_id: int,
+    number: int,
+    recipient: str,
+    private: HpkePrivateKey,
+    sealed: bytes,
+    aad_format: int,
+    mac: bytes,
+) -> SymmetricKey:
+    """Open a sealed copy only if the record-MAC key vouches for it and its recipient."""
+    fingerprint = private.public_key().fingerprint()
+    integrity.sealed_copy_verify(
+        room_id=room_id,
+        number=number,
+        recipient=recipient,
+        fingerprint=fingerprint,
+        aad_format=aad_format,
+        sealed=sealed,
+        mac=mac,
+    )
+    aad = epoch_seal_aad(
+        room_id, number, recipient=recipient, fingerprint=fingerprint, aad_format=aad_format
+    )
+    try:
+        return open_key(
+            private, sealed, info=HpkeInfo.ROOM_EPOCH_KEY, aad=aad, purpose=KeyPurpose.ROOM_EPOCH
+        )
+    except CryptoError:
+        raise integrity.integrity_failure(
+            kind="epoch-copy", ref=f"room {room_id} epoch {number} {recipient}"
+        ) from None
 
 
 # --- room epochs ---------------------------------------------------------------------------
 
 
-def _seal_to(
-    public_key: bytes | memoryview, purpose: KeyPurpose, key: SymmetricKey, aad: bytes
-) -> bytes:
-    recipient = HpkePublicKey.from_bytes(bytes(public_key), purpose=purpose)
-    return seal_key(recipient, key, info=HpkeInfo.ROOM_EPOCH_KEY, aad=aad)
-
-
 def current_epoch(*, room: Room) -> RoomEpoch | None:
-    return RoomEpoch.objects.filter(room=room, shredded_at__isnull=True).order_by("-number").first()
+    """The room's latest epoch, shredded or not: an older epoch never becomes current again."""
+    return RoomEpoch.objects.filter(room=room).order_by("-number").first()
 
 
 @transaction.atomic
@@ -211,29 +363,33 @@ def room_epoch_start(
 ) -> RoomEpoch:
     """Start the room's next epoch with a fresh key, sealed to every member and to compliance.
 
-    Earlier epochs are untouched: their messages keep decrypting for whoever holds them.
+    Takes the room's row lock (numbering is serialised by it). Earlier epochs are
+    untouched: their messages keep decrypting for whoever holds them.
     """
     Room.objects.select_for_update().filter(pk=room.pk).first()  # serialise numbering
     last = RoomEpoch.objects.filter(room=room).order_by("-number").first()
     number = last.number + 1 if last else 1
     epoch = RoomEpoch.objects.create(room=room, number=number, reason=reason)
     key = SymmetricKey.generate(KeyPurpose.ROOM_EPOCH)
-    aad = epoch_seal_aad(room.pk, number)
     member_ids = Membership.objects.filter(room=room).values_list("user_id", flat=True)
     sealed = [
-        SealedEpochKey(
+        _sealed_copy(
             epoch=epoch,
+            key=key,
+            public=_user_public_key(keypair),
+            recipient=user_recipient(keypair.user_id),
             user_id=keypair.user_id,
-            sealed=_seal_to(keypair.public_key, KeyPurpose.USER_HPKE, key, aad),
         )
         for keypair in _user_keypairs(member_ids)
     ]
     compliance = compliance_key_ensure()
     sealed.append(
-        SealedEpochKey(
+        _sealed_copy(
             epoch=epoch,
-            compliance_key=compliance,
-            sealed=_seal_to(compliance.public_key, KeyPurpose.COMPLIANCE_HPKE, key, aad),
+            key=key,
+            public=_compliance_public_key(compliance),
+            recipient=compliance_recipient(compliance.pk),
+            compliance=compliance,
         )
     )
     SealedEpochKey.objects.bulk_create(sealed)
@@ -248,6 +404,25 @@ def room_epoch_start(
     return epoch
 
 
+def _epoch_for_new_content(*, room: Room) -> RoomEpoch:
+    """The epoch that encrypts the next message or file key, counted against its bound.
+
+    Takes the room's row lock first, so a removal or shred that committed is seen. The
+    latest epoch, unless it was shredded (then a new epoch starts: an older one is never
+    used again) or reached its cryptoperiod (age, or messages plus file keys).
+    """
+    Room.objects.select_for_update().filter(pk=room.pk).first()
+    epoch = current_epoch(room=room)
+    if epoch is None:
+        epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.CREATED)
+    elif epoch.shredded_at is not None:
+        epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.SHREDDED)
+    elif epoch_needs_rotation(epoch):
+        epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.CRYPTOPERIOD)
+    RoomEpoch.objects.filter(pk=epoch.pk).update(message_count=F("message_count") + 1)
+    return epoch
+
+
 def _open_epoch_key_as_custodian(epoch: RoomEpoch) -> SymmetricKey:
     """Open an epoch key through any current holder's copy, to re-seal it to a new member.
 
@@ -258,52 +433,55 @@ def _open_epoch_key_as_custodian(epoch: RoomEpoch) -> SymmetricKey:
     cached = _epoch_keys.get((epoch.room_id, epoch.number))
     if cached is not None:
         return cached
-    aad = epoch_seal_aad(epoch.room_id, epoch.number)
     holder = SealedEpochKey.objects.filter(epoch=epoch, user__isnull=False).first()
     if holder is not None and holder.user_id is not None:
-        key = open_key(
-            _user_private_key(holder.user_id),
-            bytes(holder.sealed),
-            info=HpkeInfo.ROOM_EPOCH_KEY,
-            aad=aad,
-            purpose=KeyPurpose.ROOM_EPOCH,
+        key = _open_copy(
+            room_id=epoch.room_id,
+            number=epoch.number,
+            recipient=user_recipient(holder.user_id),
+            private=_user_private_key(holder.user_id),
+            sealed=bytes(holder.sealed),
+            aad_format=holder.aad_format,
+            mac=bytes(holder.mac),
         )
     else:
         key = compliance_epoch_key(actor=KEY_SYSTEM, epoch=epoch, reason="re-seal to new member")
-    _epoch_keys.put((epoch.room_id, epoch.number), key)
+    # Cached only if the work that opened it commits.
+    transaction.on_commit(lambda: _epoch_keys.put((epoch.room_id, epoch.number), key))
     return key
 
 
 def room_keys_grant(*, room: Room, user: User) -> int:
     """Seal the room's readable epochs to a new member; returns how many were sealed.
 
-    The current epoch always; earlier ones only if the room shows history to newcomers.
-    Call inside the transaction that creates the membership.
+    The current (latest) epoch, unless it was shredded; earlier ones only if the room
+    shows history to newcomers. A newcomer to a room that hides history is never given an
+    older epoch: after a shred of the latest one they get none, and the next post starts a
+    new epoch sealed to them. Call inside the transaction that creates the membership.
     """
-    epochs = RoomEpoch.objects.filter(room=room, shredded_at__isnull=True).order_by("number")
-    if not room.history_visible:
-        latest = epochs.last()
-        epochs_to_grant = [latest] if latest else []
+    if room.history_visible:
+        epochs_to_grant = list(
+            RoomEpoch.objects.filter(room=room, shredded_at__isnull=True).order_by("number")
+        )
     else:
-        epochs_to_grant = list(epochs)
+        latest = current_epoch(room=room)
+        epochs_to_grant = [latest] if latest is not None and latest.shredded_at is None else []
     if not epochs_to_grant:
         return 0
     (keypair,) = _user_keypairs([user.pk])
+    public = _user_public_key(keypair)
     already = set(
         SealedEpochKey.objects.filter(epoch__in=epochs_to_grant, user=user).values_list(
             "epoch_id", flat=True
         )
     )
     sealed = [
-        SealedEpochKey(
+        _sealed_copy(
             epoch=epoch,
-            user=user,
-            sealed=_seal_to(
-                keypair.public_key,
-                KeyPurpose.USER_HPKE,
-                _open_epoch_key_as_custodian(epoch),
-                epoch_seal_aad(room.pk, epoch.number),
-            ),
+            key=_open_epoch_key_as_custodian(epoch),
+            public=public,
+            recipient=user_recipient(user.pk),
+            user_id=user.pk,
         )
         for epoch in epochs_to_grant
         if epoch.pk not in already
@@ -316,10 +494,11 @@ def room_keys_revoke(*, room: Room, user: User) -> int:
     """Delete every sealed copy of this room's epoch keys held by ``user``.
 
     The caller then starts a new epoch, so nothing posted afterwards is readable
-    with any key the user might have kept.
+    with any key the user might have kept. Every process forgets that the user
+    opened these keys, after commit.
     """
     deleted, _ = SealedEpochKey.objects.filter(epoch__room=room, user=user).delete()
-    _holders.discard_where(lambda k: isinstance(k, tuple) and k[0] == room.pk and k[2] == user.pk)
+    events.member_revoked(room_id=room.pk, user_id=user.pk)
     return deleted
 
 
@@ -332,29 +511,30 @@ def _epoch_key_opened_for(*, room_id: int, number: int, user_id: int) -> Symmetr
 
 
 def room_epoch_key_for(*, room_id: int, number: int, user_id: int) -> SymmetricKey:
-    """The epoch key, opened with ``user_id``'s own sealed copy (or raise KeyUnavailable)."""
+    """The epoch key, opened with ``user_id``'s own sealed copy (or raise KeyUnavailable).
+
+    Raises IntegrityFailure (audited) if that copy is not one the server sealed.
+    """
     key = _epoch_key_opened_for(room_id=room_id, number=number, user_id=user_id)
     if key is not None:
         return key
-    sealed = (
+    copy = (
         SealedEpochKey.objects.filter(epoch__room_id=room_id, epoch__number=number, user_id=user_id)
-        .values_list("sealed", flat=True)
+        .values_list("sealed", "aad_format", "mac")
         .first()
     )
-    if sealed is None:
+    if copy is None:
         raise KeyUnavailableError("no key for this epoch")
-    try:
-        key = open_key(
-            _user_private_key(user_id),
-            bytes(sealed),
-            info=HpkeInfo.ROOM_EPOCH_KEY,
-            aad=epoch_seal_aad(room_id, number),
-            purpose=KeyPurpose.ROOM_EPOCH,
-        )
-    except (DecryptionError, MalformedError) as exc:  # the stored copy is not what we sealed
-        raise IntegrityFailure(
-            kind="epoch-copy", ref=f"room {room_id} epoch {number} user {user_id}"
-        ) from exc
+    sealed, aad_format, mac = copy
+    key = _open_copy(
+        room_id=room_id,
+        number=number,
+        recipient=user_recipient(user_id),
+        private=_user_private_key(user_id),
+        sealed=bytes(sealed),
+        aad_format=aad_format,
+        mac=bytes(mac),
+    )
     _epoch_keys.put((room_id, number), key)
     _holders.put((room_id, number, user_id), True)
     return key
@@ -363,7 +543,11 @@ def room_epoch_key_for(*, room_id: int, number: int, user_id: int) -> SymmetricK
 def compliance_epoch_key(
     *, actor: User | SystemActor, epoch: RoomEpoch, reason: str
 ) -> SymmetricKey:
-    """Open an epoch key with the compliance key. Every call is an audit event."""
+    """Open an epoch key with the compliance key. Every call is an audit event.
+
+    The event is recorded before the key is opened and survives the caller's rollback
+    (``audit_record_surviving_rollback``): a use is never lost.
+    """
     copy = (
         SealedEpochKey.objects.filter(epoch=epoch, compliance_key__isnull=False)
         .select_related("compliance_key")
@@ -371,19 +555,20 @@ def compliance_epoch_key(
     )
     if copy is None or copy.compliance_key is None:
         raise KeyUnavailableError("no compliance copy of this epoch key")
-    with transaction.atomic():
-        audit_record(
-            actor=actor,
-            action=AuditAction.KEY_COMPLIANCE_USED,
-            target=epoch.room,
-            extra={"epoch": epoch.number, "reason": reason[:200]},
-        )
-    return open_key(
-        _compliance_private_key(copy.compliance_key),
-        bytes(copy.sealed),
-        info=HpkeInfo.ROOM_EPOCH_KEY,
-        aad=epoch_seal_aad(epoch.room_id, epoch.number),
-        purpose=KeyPurpose.ROOM_EPOCH,
+    audit_record_surviving_rollback(
+        actor=actor,
+        action=AuditAction.KEY_COMPLIANCE_USED,
+        target=epoch.room,
+        extra={"epoch": epoch.number, "reason": reason[:200]},
+    )
+    return _open_copy(
+        room_id=epoch.room_id,
+        number=epoch.number,
+        recipient=compliance_recipient(copy.compliance_key.pk),
+        private=_compliance_private_key(copy.compliance_key),
+        sealed=bytes(copy.sealed),
+        aad_format=copy.aad_format,
+        mac=bytes(copy.mac),
     )
 
 
@@ -398,7 +583,9 @@ def epoch_needs_rotation(epoch: RoomEpoch) -> bool:
 def room_epoch_shred(*, actor: User | SystemActor, epoch: RoomEpoch) -> None:
     """Destroy every sealed copy of an epoch key: its messages and files become unreadable.
 
-    Refused while the room is under legal hold.
+    Refused while the room is under legal hold. Takes the room's row lock. After commit
+    every process drops the key and what it rendered from it; the next post starts a new
+    epoch (a shredded epoch is never replaced by an older one).
     """
     room = Room.objects.select_for_update().get(pk=epoch.room_id)
     if room.legal_hold:
@@ -411,9 +598,7 @@ def room_epoch_shred(*, actor: User | SystemActor, epoch: RoomEpoch) -> None:
         target=room,
         extra={"epoch": epoch.number, "copies_destroyed": copies},
     )
-    key = (room.pk, epoch.number)
-    _epoch_keys.discard_where(lambda k: k == key)
-    _holders.discard_where(lambda k: isinstance(k, tuple) and k[:2] == key)
+    events.epoch_shredded(room_id=room.pk, number=epoch.number)
 
 
 # --- messages and files --------------------------------------------------------------------
@@ -424,17 +609,13 @@ def message_encrypt(
 ) -> tuple[int, bytes]:
     """Encrypt a new message under the room's current epoch; returns (epoch, ciphertext).
 
-    Call inside the transaction that stores the message, holding the room's row lock
-    (``select_for_update``), as ``room_epoch_start`` does: so no message is encrypted
-    under an epoch that a committed removal has already replaced. Starts a new epoch
-    first if the current one reached its cryptoperiod (age or message count).
+    Call inside the transaction that stores the message; it takes the room's row lock
+    (as ``room_epoch_start`` does), so no message is encrypted under an epoch that a
+    committed removal or shred has already replaced. Starts a new epoch first if the
+    latest was shredded or reached its cryptoperiod (age or count).
     """
-    epoch = current_epoch(room=room)
-    if epoch is None or epoch_needs_rotation(epoch):
-        reason = RoomEpoch.Reason.CREATED if epoch is None else RoomEpoch.Reason.CRYPTOPERIOD
-        epoch = room_epoch_start(room=room, reason=reason)
+    epoch = _epoch_for_new_content(room=room)
     key = room_epoch_key_for(room_id=room.pk, number=epoch.number, user_id=sender.pk)
-    RoomEpoch.objects.filter(pk=epoch.pk).update(message_count=F("message_count") + 1)
     aad = message_aad(
         room_id=room.pk,
         message_uid=message_uid,
@@ -457,7 +638,9 @@ def message_decrypt(
 ) -> str:
     """Decrypt a message (or one of its revisions) with ``reader_id``'s own epoch key copy."""
     key = room_epoch_key_for(room_id=room_id, number=epoch, user_id=reader_id)
-    return _message_open(key, room_id, message_uid, epoch, sender_id, ciphertext, revision)
+    return _message_open(
+        key, room_id, message_uid, epoch, sender_id, ciphertext, revision, report=True
+    )
 
 
 def message_decrypt_if_cached(
@@ -476,7 +659,9 @@ def message_decrypt_if_cached(
     key = _epoch_key_opened_for(room_id=room_id, number=epoch, user_id=reader_id)
     if key is None:
         return None
-    return _message_open(key, room_id, message_uid, epoch, sender_id, ciphertext, revision)
+    return _message_open(
+        key, room_id, message_uid, epoch, sender_id, ciphertext, revision, report=False
+    )
 
 
 def _message_open(
@@ -487,6 +672,8 @@ def _message_open(
     sender_id: int,
     ciphertext: bytes,
     revision: int,
+    *,
+    report: bool,
 ) -> str:
     aad = message_aad(
         room_id=room_id,
@@ -497,19 +684,22 @@ def _message_open(
     )
     try:
         return decrypt(key, bytes(ciphertext), aad=aad).decode("utf-8")
-    except (DecryptionError, MalformedError, UnicodeDecodeError) as exc:
-        raise IntegrityFailure(
-            kind="message", ref=f"room {room_id} message {message_uid} revision {revision}"
-        ) from exc
+    except (DecryptionError, MalformedError, UnicodeDecodeError):
+        ref = f"room {room_id} message {message_uid} revision {revision}"
+        if not report:  # on an event loop: the caller opens it again where it may report
+            raise IntegrityFailure(kind="message", ref=ref) from None
+        raise integrity.integrity_failure(kind="message", ref=ref) from None
 
 
 def file_key_wrap(
     *, room: Room, owner: User, file_uid: uuid.UUID, file_key: SymmetricKey
 ) -> tuple[int, bytes]:
-    """Wrap a file's own key under the room's current epoch key; returns (epoch, wrapped)."""
-    epoch = current_epoch(room=room)
-    if epoch is None:
-        epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.CREATED)
+    """Wrap a file's own key under the room's current epoch key; returns (epoch, wrapped).
+
+    Each wrap is one more GCM encryption under the epoch key: it counts toward the
+    epoch's bound like a message. Takes the room's row lock, as a post does.
+    """
+    epoch = _epoch_for_new_content(room=room)
     key = room_epoch_key_for(room_id=room.pk, number=epoch.number, user_id=owner.pk)
     aad = file_key_aad(room_id=room.pk, file_uid=file_uid, epoch=epoch.number)
     return epoch.number, wrap_key(key, file_key, aad=aad)

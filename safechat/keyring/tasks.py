@@ -23,7 +23,8 @@ def rotate_expired_epochs_task() -> int:
     rotated = 0
     for room in Room.objects.filter(archived_at__isnull=True).iterator():
         epoch = current_epoch(room=room)
-        if epoch is not None and epoch_needs_rotation(epoch):
+        # A shredded latest epoch is replaced by the next post; nothing to rotate here.
+        if epoch is not None and epoch.shredded_at is None and epoch_needs_rotation(epoch):
             room_epoch_start(room=room, reason=RoomEpoch.Reason.CRYPTOPERIOD)
             rotated += 1
     return rotated

@@ -17,8 +17,9 @@ TEST_SIGNING_SEED = base64.b64encode(bytes(range(32))).decode()
 
 @pytest.fixture(autouse=True)
 def audit_settings(settings: Settings, tmp_path: Path) -> Iterator[Path]:
-    """The anchor file of this test (it does not exist until a checkpoint is written)."""
+    """The anchor file of this test: empty, as ``migrate`` leaves it for a new log."""
     anchor_file = tmp_path / "audit-anchors.jsonl"
+    anchor_file.touch(mode=0o600)
     settings.SAFECHAT_AUDIT_SIGNING_KEY = TEST_SIGNING_SEED
     settings.SAFECHAT_AUDIT_SIGNING_KEY_FILE = ""
     settings.SAFECHAT_AUDIT_ANCHOR_FILE = str(anchor_file)

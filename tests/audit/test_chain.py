@@ -159,4 +159,7 @@ def test_a_checkpoint_must_be_signed_and_match() -> None:
     assert forged.problem.kind == chain.KIND_BAD_SIGNATURE
     assert wrong.problem is not None
     assert wrong.problem.kind == chain.KIND_CHECKPOINT_MISMATCH
-    assert forged.problem.seq == wrong.problem.seq == 5
+    assert forged.problem.seq == 5
+    # a consistent rewrite is reported as the range since the last matching checkpoint
+    assert wrong.problem.seq == 1
+    assert "seqs 1-5 were rewritten" in wrong.problem.detail

@@ -19,6 +19,7 @@ from django.core.management import call_command
 
 from audit import chain, signing
 from audit.actions import AuditAction
+from audit.anchors import database_identity
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.services import audit_checkpoint_write
 from tests.audit.conftest import TEST_SIGNING_SEED
@@ -61,7 +62,7 @@ def test_a_checkpoint_signs_the_head_including_its_own_event(
 
     # and the same record is appended to the anchor file, readable by the owner only
     lines = audit_settings.read_text().splitlines()
-    assert [json.loads(line) for line in lines] == [record]
+    assert [json.loads(line) for line in lines] == [{**record, "database": database_identity()}]
     assert stat.S_IMODE(audit_settings.stat().st_mode) == 0o600
 
 

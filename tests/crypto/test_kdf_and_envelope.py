@@ -19,7 +19,7 @@ from safechat.crypto.envelope import (
 )
 from safechat.crypto.errors import MalformedError
 from safechat.crypto.kdf import hkdf_sha256
-from safechat.crypto.labels import HpkeInfo, KdfLabel, SignatureContext
+from safechat.crypto.labels import HpkeInfo, KdfLabel, MacLabel, SignatureContext
 
 
 def test_hkdf_sha256_matches_rfc5869_test_case_1() -> None:
@@ -67,8 +67,10 @@ def test_every_domain_separation_label_is_unique_and_versioned() -> None:
         *(label.value for label in KdfLabel),
         *(label.value for label in HpkeInfo),
         *(label.value for label in SignatureContext),
+        *(label.value for label in MacLabel),
         labels.HPKE_INFO_PREFIX,
         labels.SIGNATURE_PREFIX,
+        labels.MAC_PREFIX,
     ]
 
     # then

@@ -3,8 +3,10 @@
 After every step: each message decrypts to its original text for exactly the users
 who hold its epoch (members at that epoch, or later joiners where history is
 visible, never anyone removed since) and for the compliance key; for everyone else
-the key is unavailable. Rotations are cut short at random ("crash between batches")
-and resumed later; caches are dropped at random (another process).
+the key is unavailable. A shredded epoch is readable by no one, and nothing is
+encrypted under it or any older epoch afterwards. Rotations are cut short at random
+("crash between batches") and resumed later; new master-key versions are published
+without restarting anything; caches are dropped at random (another process).
 """
 
 from __future__ import annotations
@@ -24,19 +26,25 @@ from safechat.crypto.providers import key_file_add_version
 from safechat.keyring.errors import KeyUnavailableError
 from safechat.keyring.models import RoomEpoch
 from safechat.keyring.provider import reset_provider
-from safechat.keyring.rotation import master_key_rotate
+from safechat.keyring.rotation import master_key_rotate, master_key_version_add
 from safechat.keyring.services import (
     KEY_SYSTEM,
     clear_key_caches,
     compliance_epoch_key,
     message_aad,
     message_decrypt,
+    room_epoch_shred,
 )
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room
 
 POOL = 4
-texts = st.text(min_size=1, max_size=40).filter(lambda s: s.strip() != "")
+# Message text as every edge accepts it: no NUL, no lone surrogate (refused by the service).
+texts = st.text(
+    alphabet=st.characters(exclude_characters="\x00", exclude_categories=["Cs"]),
+    min_size=1,
+    max_size=40,
+).filter(lambda s: s.strip() != "")
 
 
 class RoomKeys(RuleBasedStateMachine):
@@ -51,6 +59,7 @@ class RoomKeys(RuleBasedStateMachine):
         self.members: set[int] = {self.owner.pk}
         self.held: dict[int, set[int]] = {u.pk: set() for u in self.users}
         self.held[self.owner.pk] = {1}
+        self.shredded: set[int] = set()
         self.messages: list[tuple[Message, str]] = []
 
     def _current_epoch(self) -> int:
@@ -61,6 +70,9 @@ class RoomKeys(RuleBasedStateMachine):
         for member in self.members:
             self.held[member].add(current)
 
+    def _readable(self, epochs: set[int]) -> set[int]:
+        return epochs - self.shredded
+
     @rule(index=st.integers(1, POOL - 1))
     def add_member(self, index: int) -> None:
         user = self.users[index]
@@ -69,7 +81,8 @@ class RoomKeys(RuleBasedStateMachine):
         membership_add(actor=self.owner, room=self.room, user=user)
         self.members.add(user.pk)
         current = self._current_epoch()
-        self.held[user.pk] = set(range(1, current + 1)) if self.history_visible else {current}
+        granted = set(range(1, current + 1)) if self.history_visible else {current}
+        self.held[user.pk] = self._readable(granted)
 
     @rule(index=st.integers(1, POOL - 1))
     def remove_member(self, index: int) -> None:
@@ -85,7 +98,13 @@ class RoomKeys(RuleBasedStateMachine):
     def post(self, data: st.DataObject, text: str) -> None:
         sender_pk = data.draw(st.sampled_from(sorted(self.members)))
         sender = next(u for u in self.users if u.pk == sender_pk)
+        latest_before = self._current_epoch()
         message = message_post(sender=sender, room=self.room, text=text)
+        # never under a shredded or superseded epoch: the latest, or a new one
+        assert message.epoch not in self.shredded
+        assert message.epoch == self._current_epoch() >= latest_before
+        if message.epoch != latest_before:
+            self._new_epoch_for_members()
         self.messages.append((message, text))
 
     @rule()
@@ -98,6 +117,23 @@ class RoomKeys(RuleBasedStateMachine):
         key_file_add_version(self.key_file)
         reset_provider()
         master_key_rotate(batch_size=1, max_batches=batches)
+
+    @rule()
+    def shred_current_epoch(self) -> None:
+        current = self._current_epoch()
+        if current in self.shredded:
+            return
+        room_epoch_shred(
+            actor=KEY_SYSTEM, epoch=RoomEpoch.objects.get(room=self.room, number=current)
+        )
+        self.shredded.add(current)
+        for held in self.held.values():
+            held.discard(current)
+
+    @rule()
+    def publish_new_master_version(self) -> None:
+        # No restart and no provider reset: the running provider must follow by itself.
+        master_key_version_add(actor=KEY_SYSTEM)
 
     @rule()
     def resume_master_key_rotation(self) -> None:
@@ -127,6 +163,10 @@ class RoomKeys(RuleBasedStateMachine):
                     with pytest.raises(KeyUnavailableError):
                         message_decrypt(**args)  # type: ignore[arg-type]
             epoch = RoomEpoch.objects.get(room=self.room, number=message.epoch)
+            if message.epoch in self.shredded:
+                with pytest.raises(KeyUnavailableError):
+                    compliance_epoch_key(actor=KEY_SYSTEM, epoch=epoch, reason="state machine")
+                continue
             key = compliance_epoch_key(actor=KEY_SYSTEM, epoch=epoch, reason="state machine check")
             aad = message_aad(
                 room_id=self.room.pk,
@@ -141,8 +181,8 @@ class RoomKeys(RuleBasedStateMachine):
 def test_keys_follow_membership_through_rotations_and_crashes(master_key_file: Path) -> None:
     RoomKeys.key_file = master_key_file
     RoomKeys.TestCase.settings = settings(
-        max_examples=12,
-        stateful_step_count=10,
+        max_examples=15,
+        stateful_step_count=12,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )

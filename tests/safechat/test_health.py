@@ -35,8 +35,44 @@ def test_readyz_is_ready_when_database_layer_and_broker_answer(client: Client) -
             "database": {"ok": True},
             "channel_layer": {"ok": True},
             "celery_broker": {"ok": True},
+            "master_key": {"ok": True},
+            "audit_signing_key": {"ok": True},
         },
     }
+
+
+@pytest.mark.django_db
+def test_readyz_reports_a_master_key_that_does_not_work(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    # given a configured key file that cannot be read (a directory)
+    from safechat.keyring.provider import reset_provider
+
+    settings.SAFECHAT_MASTER_KEY_FILE = str(tmp_path)
+    reset_provider()
+
+    response = client.get("/readyz")
+
+    reset_provider()
+    assert response.status_code == 503
+    assert response.json()["checks"]["master_key"] == {"ok": False, "error": "ConfigError"}
+    assert response.json()["checks"]["audit_signing_key"] == {"ok": True}
+
+
+@pytest.mark.django_db
+def test_readyz_reports_an_audit_signing_key_that_does_not_work(
+    client: Client, settings: Settings
+) -> None:
+    from audit import signing
+
+    settings.SAFECHAT_AUDIT_SIGNING_KEY = "bm90IGEga2V5"  # base64, but not 32 bytes
+    signing.cache_clear()
+
+    response = client.get("/readyz")
+
+    signing.cache_clear()
+    assert response.status_code == 503
+    assert response.json()["checks"]["audit_signing_key"]["ok"] is False
 
 
 @pytest.mark.django_db

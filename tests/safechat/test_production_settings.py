@@ -24,7 +24,25 @@ def good_production_env(tmp_path: Path) -> dict[str, str]:
         ALLOWED_HOSTS="chat.bank.example",
         SAFECHAT_MASTER_KEYS="1:" + base64.b64encode(os.urandom(32)).decode(),
         SAFECHAT_AUDIT_SIGNING_KEY=base64.b64encode(os.urandom(32)).decode(),
+        # Never connected to by `check`: only named.
+        DATABASE_URL="postgres://safechat_app@db.bank.example:5432/safechat",
+        REDIS_URL="redis://cache.bank.example:6379/0",
+        SAFECHAT_WS_ALLOWED_ORIGINS="https://chat.bank.example",
     )
+
+
+def private_file(tmp_path: Path, name: str, content: str, mode: int = 0o600) -> str:
+    path = tmp_path / name
+    path.write_text(content)
+    path.chmod(mode)
+    return str(path)
+
+
+def key_file_env(tmp_path: Path, mode: int) -> dict[str, str]:
+    seed = base64.b64encode(os.urandom(32)).decode()
+    return {
+        "SAFECHAT_AUDIT_SIGNING_KEY_FILE": private_file(tmp_path, "audit.key", seed, mode),
+    }
 
 
 def run_django(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -60,6 +78,42 @@ def without(env: dict[str, str], *names: str) -> dict[str, str]:
             lambda env: without(env, "SAFECHAT_AUDIT_SIGNING_KEY"),
             "no audit signing key is configured",
         ),
+        # Key material is read at start, not trusted by its presence (issue 12, case 9).
+        (
+            lambda env: {**env, "SAFECHAT_MASTER_KEYS": "1:abc"},
+            "master key: master key version 1 is not valid base64",
+        ),
+        (
+            lambda env: {**env, "SAFECHAT_AUDIT_SIGNING_KEY": "bogus"},
+            "SAFECHAT_AUDIT_SIGNING_KEY is not base64 of a 32-byte Ed25519 seed",
+        ),
+        (
+            lambda env: {
+                **without(env, "SAFECHAT_MASTER_KEYS"),
+                "SAFECHAT_MASTER_KEY_FILE": "/nonexistent/master-keys.json",
+            },
+            "master key: cannot open master key file /nonexistent/master-keys.json",
+        ),
+        (
+            lambda env: {
+                **without(env, "SAFECHAT_MASTER_KEYS"),
+                "SAFECHAT_KEY_PROVIDER": "pkcs11",
+                "SAFECHAT_PKCS11_LIBRARY": "/nonexistent/libsofthsm2.so",
+                "SAFECHAT_PKCS11_TOKEN_LABEL": "safechat",
+                "SAFECHAT_PKCS11_PIN": "1234",
+            },
+            "SAFECHAT_PKCS11_LIBRARY /nonexistent/libsofthsm2.so does not exist",
+        ),
+        (lambda env: without(env, "DATABASE_URL"), "DATABASE_URL is not set"),
+        (lambda env: without(env, "REDIS_URL"), "REDIS_URL is not set"),
+        (
+            lambda env: {**env, "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"},
+            "delivers no mail",
+        ),
+        (
+            lambda env: {**env, "SAFECHAT_WS_ALLOWED_ORIGINS": "*"},
+            "SAFECHAT_WS_ALLOWED_ORIGINS contains a wildcard",
+        ),
     ],
 )
 def test_production_refuses_each_insecure_setting_with_its_own_one_line_reason(
@@ -68,8 +122,8 @@ def test_production_refuses_each_insecure_setting_with_its_own_one_line_reason(
     # given a production environment with exactly one insecure setting
     env = change(good_production_env(tmp_path))  # type: ignore[operator]
 
-    # when Django starts
-    result = run_django(env, "check")
+    # when Django starts (and runs the deployment checklist)
+    result = run_django(env, "check", "--deploy")
 
     # then it refuses, on one line naming the reason, without a traceback
     assert result.returncode != 0
@@ -78,6 +132,47 @@ def test_production_refuses_each_insecure_setting_with_its_own_one_line_reason(
     assert lines[0].startswith("SafeChat refuses to start in production: ")
     assert reason in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_an_audit_key_file_readable_by_others_is_refused_in_production(tmp_path: Path) -> None:
+    env = {**without(good_production_env(tmp_path), "SAFECHAT_AUDIT_SIGNING_KEY")}
+    env.update(key_file_env(tmp_path, 0o644))
+
+    result = run_django(env, "check", "--deploy")
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "audit signing key" in lines[0]
+    assert "has mode 0644" in lines[0]
+
+
+def test_every_problem_is_reported_on_its_own_line(tmp_path: Path) -> None:
+    env = {**good_production_env(tmp_path), "SAFECHAT_MASTER_KEYS": "1:abc", "DEBUG": "1"}
+    env = without(env, "REDIS_URL")
+
+    result = run_django(env, "check", "--deploy")
+
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3, result.stderr
+    assert all(line.startswith("SafeChat refuses to start in production: ") for line in lines)
+
+
+def test_an_epoch_bound_above_the_aead_limit_refuses_to_start(tmp_path: Path) -> None:
+    result = run_django(project_env(tmp_path, SAFECHAT_EPOCH_MAX_MESSAGES=str(2**25)), "check")
+
+    assert result.returncode != 0
+    assert "SAFECHAT_EPOCH_MAX_MESSAGES must be between 1 and 16777216" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_with_a_key_file_of_mode_0600_passes(tmp_path: Path) -> None:
+    env = {**without(good_production_env(tmp_path), "SAFECHAT_AUDIT_SIGNING_KEY")}
+    env.update(key_file_env(tmp_path, 0o600))
+
+    result = run_django(env, "check", "--deploy", "--fail-level", "WARNING")
+
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_production_with_a_correct_environment_passes_check_deploy(tmp_path: Path) -> None:

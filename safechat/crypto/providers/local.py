@@ -167,10 +167,11 @@ def read_private_file(path: str | os.PathLike[str], *, what: str) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise ConfigError(f"cannot open {what} {path}: {exc.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # checked before fdopen, which refuses a directory
+        os.close(fd)
+        raise ConfigError(f"{what} {path} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{what} {path} is not a regular file")
         if info.st_mode & 0o077:
             raise ConfigError(
                 f"{what} {path} has mode {stat.S_IMODE(info.st_mode):04o}; group and "

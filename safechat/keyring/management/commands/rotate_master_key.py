@@ -10,20 +10,20 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audit.actors import SystemActor
 from safechat.crypto import CryptoError
-from safechat.crypto.providers import key_file_add_version
 from safechat.keyring.errors import RotationIncompleteError
-from safechat.keyring.provider import get_provider, reset_provider
 from safechat.keyring.rotation import (
     master_key_rotate,
     master_key_status,
+    master_key_version_add,
     master_key_version_retire,
 )
 
 
 class Command(BaseCommand):
     help = (
-        "Rotate the master key: --new-version adds a version to the local key file; then "
-        "every wrapped private key is re-wrapped under the current version, in batches, "
+        "Rotate the master key: --new-version adds a version to the key file or the HSM "
+        "token and publishes it to every process; then every wrapped private key is "
+        "re-wrapped under the current version, in batches, "
         "resumably. --status reports progress; --retire N records that version N may be "
         "removed from the key store (refused while anything is wrapped by it)."
     )
@@ -33,7 +33,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--new-version",
             action="store_true",
-            help="add a new master-key version to SAFECHAT_MASTER_KEY_FILE first",
+            help="add a new master-key version (key file or HSM token) and publish it first",
         )
         parser.add_argument(
             "--batch-size", type=int, default=settings.SAFECHAT_MASTER_ROTATION_BATCH
@@ -52,10 +52,13 @@ class Command(BaseCommand):
                     "remove it from the key store."
                 )
                 return
-            if options["new_version"]:
-                self._add_version()
             if options["batch_size"] < 1:
                 raise CommandError("--batch-size must be at least 1")
+            if options["new_version"]:
+                version = master_key_version_add(actor=_operator())
+                self.stdout.write(
+                    f"added master-key version {version} and published it to every process"
+                )
             status = master_key_rotate(
                 batch_size=options["batch_size"],
                 after_batch=lambda n: self.stdout.write(f"re-wrapped {n} key(s)"),
@@ -67,23 +70,13 @@ class Command(BaseCommand):
         except (CryptoError, RotationIncompleteError) as exc:
             raise CommandError(str(exc)) from None
 
-    def _add_version(self) -> None:
-        if settings.SAFECHAT_KEY_PROVIDER != "local" or not settings.SAFECHAT_MASTER_KEY_FILE:
-            raise CommandError(
-                "--new-version needs the local provider with SAFECHAT_MASTER_KEY_FILE; "
-                "with an HSM or SAFECHAT_MASTER_KEYS, add the version there and re-run"
-            )
-        get_provider()  # creates the development key file if missing
-        version = key_file_add_version(settings.SAFECHAT_MASTER_KEY_FILE)
-        reset_provider()
-        self.stdout.write(f"added master-key version {version}")
-
     def _print_status(self) -> None:
         status = master_key_status()
         self.stdout.write(f"current master-key version: {status.current_version}")
         for label, counts in (
             ("user keys", status.users_by_version),
             ("compliance keys", status.compliance_by_version),
+            ("record-MAC key", status.record_mac_by_version),
         ):
             by_version = ", ".join(f"v{v}: {n}" for v, n in sorted(counts.items())) or "none"
             self.stdout.write(f"{label}: {by_version}")
