@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import ApiToken, Invitation, User, UserSession
 from safechat.admin_base import ReadOnlyAdmin
@@ -32,3 +34,23 @@ class ApiTokenAdmin(ReadOnlyAdmin):
 class InvitationAdmin(ReadOnlyAdmin):
     list_display = ["email", "role", "invited_by", "created_at", "expires_at", "accepted_at"]
     exclude = ["token_hash"]
+
+
+# django-otp registers its device models with full edit and delete rights. A factor
+# removed there would bypass ``accounts.services.factors`` (no audit event, and the
+# sessions verified with it left open): show them read-only, without their secrets.
+for _device_model in (TOTPDevice, StaticDevice):
+    if admin.site.is_registered(_device_model):
+        admin.site.unregister(_device_model)
+
+
+@admin.register(TOTPDevice)
+class TOTPDeviceAdmin(ReadOnlyAdmin):
+    list_display = ["user", "name", "confirmed", "created_at", "last_used_at"]
+    fields = ["user", "name", "confirmed", "created_at", "last_used_at"]
+
+
+@admin.register(StaticDevice)
+class StaticDeviceAdmin(ReadOnlyAdmin):
+    list_display = ["user", "name", "confirmed"]
+    fields = ["user", "name", "confirmed"]

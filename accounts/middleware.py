@@ -76,6 +76,12 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
+def _by_the_person(request: HttpRequest) -> bool:
+    """Whether a request is the person's activity: the portal marks what it fetches on its
+    own (``X-SafeChat-Background``), which must not keep an unattended session alive."""
+    return request.headers.get("X-SafeChat-Background") != "1"
+
+
 class SessionPolicyMiddleware:
     """Sign out a session the policy refuses (ended elsewhere, idle, past its absolute
     limit, credentials changed, user deactivated); otherwise move its idle clock."""
@@ -90,7 +96,7 @@ class SessionPolicyMiddleware:
             if verdict.reason is not None:
                 session_end_current(request=request, reason=verdict.reason)
                 request.session[SESSION_SIGNED_OUT_REASON] = verdict.reason
-            elif row is not None and session_touch_due(row):
+            elif row is not None and _by_the_person(request) and session_touch_due(row):
                 session_touch(session_id=row.pk)
         return self.get_response(request)
 

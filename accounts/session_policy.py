@@ -44,6 +44,19 @@ UNVERIFIED = "unverified"
 UNAVAILABLE = "unavailable"  # the database could not be asked: fail closed
 
 
+# What a socket and the sign-in page are told, by the ``end_reason`` of a row that a
+# service ended (accounts.services): the documented reasons, not the services' own words.
+END_REASONS = {
+    "idle": IDLE,
+    "absolute": ABSOLUTE,
+    "deactivated": DEACTIVATED,
+    "password_changed": CREDENTIALS_CHANGED,
+    "password_reset": CREDENTIALS_CHANGED,
+    "factors_reset": CREDENTIALS_CHANGED,
+    "factor_removed": CREDENTIALS_CHANGED,
+}
+
+
 def session_key_hash(session_key: str) -> str:
     """What we store and look sessions up by: never the session key itself."""
     return sha256_hex(f"session:{session_key}")
@@ -101,8 +114,10 @@ def session_verdict_of(
     which django-otp's middleware does not cover). Pure: reads only its arguments.
     """
     now = time.time() if now is None else now
-    if row is None or row.ended_at is not None:
+    if row is None:
         return SessionVerdict(reason=ENDED, row=row)
+    if row.ended_at is not None:
+        return SessionVerdict(reason=END_REASONS.get(row.end_reason, ENDED), row=row)
     user: User = row.user
     if not user.is_active:
         return SessionVerdict(reason=DEACTIVATED, row=row)

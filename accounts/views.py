@@ -29,6 +29,8 @@ SIGNED_OUT_MESSAGES = {
     "idle": "You were signed out after a period of inactivity.",
     "absolute": "Your session reached its maximum length. Sign in again.",
     "ended": "This session was ended. Sign in again.",
+    "credentials_changed": "Your password or second factors changed. Sign in again.",
+    "deactivated": "This account was deactivated.",
 }
 INVALID_LINK = "This link is not valid: it is unknown, already used or expired. Ask for a new one."
 

@@ -31,6 +31,7 @@ from accounts.services.factors import (
     factor_change_allowed,
     passkey_registration_failed,
 )
+from accounts.services.sessions import session_hold
 
 logger = logging.getLogger("accounts.webauthn")
 
@@ -90,6 +91,9 @@ class PasskeyRegistrationCompleteView(
         state = self.get_state()
         try:
             with rewrite_exceptions(logger=logger), transaction.atomic():
+                # The user row first, and the session still good under it: a passkey
+                # registration in flight never survives a factor reset that committed.
+                session_hold(request=self.request, user=user)
                 device = self.get_helper().register_complete(
                     user=user, state=state, data=getattr(self.request, "data", {})
                 )

@@ -37,6 +37,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
+from django.db import DatabaseError
 
 from accounts import realtime as accounts_realtime
 from accounts.models import User
@@ -62,18 +63,12 @@ CLOSE_SESSION_ENDED = accounts_realtime.CLOSE_SESSION_ENDED
 CLOSE_TRY_AGAIN = accounts_realtime.CLOSE_TRY_AGAIN
 CLOSE_SERVER_ERROR = 1011  # RFC 6455: an unexpected condition on the server
 
-# Frames a person sends: they move the session's idle clock. Keepalive pings do not.
+# Frames only a person's action sends: they move the session's idle clock. The portal
+# sends pings, read markers, catch-up and presence queries on its own (a read marker
+# follows every message shown), so those do not: an unattended tab in a busy room
+# still times out.
 ACTIVITY_FRAMES = frozenset(
-    {
-        "message.post",
-        "message.edit",
-        "message.delete",
-        "read",
-        "typing",
-        "sync",
-        "presence.get",
-        "session.extend",
-    }
+    {"message.post", "message.edit", "message.delete", "typing", "session.extend"}
 )
 
 
@@ -87,6 +82,7 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
     _groups_refreshed: float = 0.0  # monotonic
     _watch_task: asyncio.Task[None] | None = None
     _torn_down: bool = False
+    _accepted: bool = False
 
     # --- life: whatever ends the consumer, the same clean-up runs ---------------------
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -101,12 +97,27 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             await await_many_dispatch([receive, self._layer_receive], self.dispatch)
         except StopConsumer:
             pass
+        except DatabaseError:
+            # The database could not be asked: nothing can be decided, try again later.
+            logger.exception("socket closed: the database failed under it")
+            await self._close_accepted(CLOSE_TRY_AGAIN)
         except Exception:
             logger.exception("socket failed; closing it with %s", CLOSE_SERVER_ERROR)
-            with contextlib.suppress(Exception):
-                await self.close(code=CLOSE_SERVER_ERROR)
+            await self._close_accepted(CLOSE_SERVER_ERROR)
         finally:
             await asyncio.shield(self._teardown())
+
+    async def _close_accepted(self, code: int) -> None:
+        """Close with ``code`` and a close frame, accepting first if the handshake is still
+        open (a close before accepting reaches the browser as HTTP 403, not as a code)."""
+        with contextlib.suppress(Exception):
+            if not self._accepted:
+                await self.accept()
+            await self.close(code=code)
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        await super().accept(subprotocol=subprotocol, headers=headers)
+        self._accepted = True
 
     async def _layer_receive(self) -> dict[str, Any]:
         try:
@@ -145,9 +156,7 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             await self.rooms_join()
         except Exception:  # the channel layer (Redis) is down: nothing could reach us
             logger.warning("socket refused: the channel layer is unavailable", exc_info=True)
-            with contextlib.suppress(Exception):
-                await self.accept()
-            await self.close(code=CLOSE_TRY_AGAIN)
+            await self._close_accepted(CLOSE_TRY_AGAIN)
             return
         self._groups_refreshed = time.monotonic()
         socket_watch(_read_verdicts).add(self)
@@ -262,8 +271,7 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
         except Exception:
             # The database or layer failed under the timer: fail closed, with a close frame.
             logger.exception("socket re-check failed; closing it")
-            with contextlib.suppress(Exception):
-                await self.close(code=CLOSE_TRY_AGAIN)
+            await self._close_accepted(CLOSE_TRY_AGAIN)
 
     def _seconds_to_next_wake(self) -> float:
         now = time.time()
@@ -336,14 +344,15 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
                 {"type": "error", "code": "bad_frame", "detail": "a frame is an object"}
             )
             return
-        if content["type"] in ACTIVITY_FRAMES:
-            await self._activity(force=content["type"] == "session.extend")
         if content["type"] == "session.extend":
             if not await self.rooms_flood_check():
                 return
+            await self._activity(force=True)
             self._warned_deadline = 0.0
             await self.send_json({"type": "session.extended"})
             return
+        if content["type"] in ACTIVITY_FRAMES:
+            await self._activity()
         await self.rooms_frame(content)
 
 

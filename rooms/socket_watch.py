@@ -21,6 +21,8 @@ from accounts.session_policy import UNAVAILABLE, SessionVerdict, session_verdict
 
 logger = logging.getLogger(__name__)
 
+DELIVERY_SECONDS = 5.0  # a socket that cannot take its verdict in this long is logged
+
 
 class Watched(Protocol):
     session_id: int | None
@@ -53,20 +55,34 @@ class SocketWatch:
                 del self._sockets[socket.session_id]
 
     async def check_now(self) -> None:
-        """Read every watched session once and deliver the verdicts."""
+        """Read every watched session once and deliver the verdicts.
+
+        Raises only if the read fails; a socket failing to take its verdict is logged.
+        """
         ids = list(self._sockets)
         if not ids:
             return
         verdicts = await self._read(ids)
-        for session_id in ids:
-            verdict = verdicts[session_id]
-            for socket in list(self._sockets.get(session_id, ())):
-                try:
+        await self._deliver(
+            [(socket, verdicts[sid]) for sid in ids for socket in self._sockets.get(sid, ())]
+        )
+
+    async def _deliver(self, pairs: list[tuple[Watched, SessionVerdict]]) -> None:
+        """Each socket takes its verdict on its own: at once, each within a time limit,
+        so one slow or failing socket neither delays nor stops the others."""
+
+        async def one(socket: Watched, verdict: SessionVerdict) -> None:
+            try:
+                async with asyncio.timeout(DELIVERY_SECONDS):
                     await socket.verdict_arrived(verdict)
-                except Exception:
-                    logger.exception("a socket failed to take its verdict")
+            except Exception:
+                logger.exception("a socket failed to take its verdict")
+
+        await asyncio.gather(*(one(socket, verdict) for socket, verdict in pairs))
 
     async def _run(self) -> None:
+        # Never ends while sockets are watched: every failure is logged and the loop
+        # goes on, so re-checks and group refreshes never stop silently.
         while self._sockets:
             await asyncio.sleep(float(settings.SAFECHAT_SOCKET_RECHECK_SECONDS))
             try:
@@ -75,9 +91,9 @@ class SocketWatch:
                 # The database is unreachable: fail closed, every socket is told.
                 logger.exception("socket re-check failed")
                 failed = SessionVerdict(reason=UNAVAILABLE, row=None)
-                for sockets in list(self._sockets.values()):
-                    for socket in list(sockets):
-                        await socket.verdict_arrived(failed)
+                await self._deliver(
+                    [(socket, failed) for sockets in self._sockets.values() for socket in sockets]
+                )
 
 
 _watches: dict[asyncio.AbstractEventLoop, SocketWatch] = {}

@@ -35,6 +35,7 @@ starting a new epoch; other events are loaded by id through the selectors.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -66,7 +67,11 @@ FLOOD_STRIKES_BEFORE_CLOSE = 3
 CLOSE_FLOODING = 4429
 SYNC_PAGE = 100  # messages per room per sync frame
 SYNC_ROOMS_PER_FRAME = 20  # a frame's cost is bounded: at most 20 rooms x 100 messages
-SYNC_FRAME_WEIGHT = 5  # a sync frame counts as this many frames against the flood limit
+# Catch-up is paced, not refused: a socket is served at most SYNC_BUDGET rooms and
+# messages in any SYNC_WINDOW seconds; a sync frame past that waits its turn. A client
+# following ``more`` is never closed for it, and one socket cannot take a core with it.
+SYNC_BUDGET = 600
+SYNC_WINDOW = 5.0
 TYPING_MIN_INTERVAL = 2.0
 PRESENCE_REFRESH = 10.0  # seconds between heartbeats pushing this socket's expiry forward
 
@@ -113,6 +118,7 @@ class RoomStreamMixin:
         self._frames: list[float] = []
         self._strikes = 0
         self._last_typing: dict[int, float] = {}
+        self._sync_spent: list[tuple[float, int]] = []  # (when, rooms and messages served)
         self._presence_state: str | None = None
         self._presence_refreshed = 0.0
         room_ids = await in_pool(_viewable_room_ids)(self.user)
@@ -186,8 +192,7 @@ class RoomStreamMixin:
 
     async def rooms_frame(self, content: dict[str, Any]) -> None:
         """Handle one client frame; mistakes become error frames, never a closed socket."""
-        weight = SYNC_FRAME_WEIGHT if content["type"] == "sync" else 1
-        if not await self.rooms_flood_check(weight):
+        if not await self.rooms_flood_check():
             return
         handler = FRAME_HANDLERS.get(content["type"])
         if handler is None:
@@ -261,6 +266,7 @@ class RoomStreamMixin:
         ]
         more: dict[str, int] = {}  # room id -> the cursor to continue from
         for room_id, after in cursors:
+            await self._sync_paced()
             try:
                 missed = await in_pool(_missed)(self.user, room_id, after)
             except Http404:
@@ -274,6 +280,7 @@ class RoomStreamMixin:
                     }
                 )
                 continue
+            self._sync_spent.append((time.monotonic(), 1 + len(missed)))
             for message in missed:
                 await self.send_json(
                     {"type": "message.new", "room_id": room_id, "message": message}
@@ -281,6 +288,16 @@ class RoomStreamMixin:
             if len(missed) >= SYNC_PAGE:
                 more[str(room_id)] = int(missed[-1]["id"])
         await self.send_json({"type": "sync.done", "more": more})
+
+    async def _sync_paced(self) -> None:
+        """Wait until this socket's catch-up spent in the last SYNC_WINDOW seconds is
+        under SYNC_BUDGET (a room costs one, plus one per message sent)."""
+        while True:
+            now = time.monotonic()
+            self._sync_spent = [(t, c) for t, c in self._sync_spent if now - t < SYNC_WINDOW]
+            if sum(c for _, c in self._sync_spent) < SYNC_BUDGET:
+                return
+            await asyncio.sleep(SYNC_WINDOW - (now - self._sync_spent[0][0]))
 
     async def _post(self, content: dict[str, Any]) -> None:
         room_id = _int(content, "room_id")

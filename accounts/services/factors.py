@@ -26,7 +26,7 @@ from accounts.selectors import (
 )
 from accounts.services._common import ensure_not_self, ensure_permission
 from accounts.services.auth import CODE_FAILURE, SignInError, second_factor_accepted
-from accounts.services.sessions import credentials_bump, sessions_end_rows
+from accounts.services.sessions import credentials_bump, session_hold, sessions_end_rows
 from audit.actions import AuditAction
 from audit.services import audit_record
 
@@ -66,6 +66,7 @@ def totp_enrol_confirm(
     """Confirm a pending TOTP device with a first code from the app."""
     _ensure_change_allowed(request=request, user=user)
     with transaction.atomic():
+        session_hold(request=request, user=user)  # the user row first; the session still good
         locked = TOTPDevice.objects.select_for_update().get(
             pk=device.pk, user=user, confirmed=False
         )

@@ -8,9 +8,11 @@ API re-derive their right to act from the rows written here
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth import logout
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import F
 from django.http import HttpRequest
@@ -59,12 +61,17 @@ def session_rotate(*, request: HttpRequest) -> None:
 def session_touch(*, session_id: int, now: float | None = None) -> None:
     """Move the idle clock of a live session to ``now`` (epoch seconds; default: now).
 
-    Never backwards and never on an ended row. Callers write it at most once per
-    ``session_policy.touch_interval()`` (see ``session_touch_due``).
+    Never backwards, never on an ended row, and never on a session already past its
+    idle or absolute limit (activity cannot revive one the policy has refused but not
+    yet ended). Callers write it at most once per ``session_policy.touch_interval()``.
     """
     moment = timezone.now() if now is None else datetime.fromtimestamp(now, tz=UTC)
     UserSession.objects.filter(
-        pk=session_id, ended_at__isnull=True, last_seen_at__lt=moment
+        pk=session_id,
+        ended_at__isnull=True,
+        last_seen_at__lt=moment,
+        last_seen_at__gt=moment - timedelta(seconds=settings.SAFECHAT_SESSION_IDLE_SECONDS),
+        created_at__gt=moment - timedelta(seconds=settings.SESSION_COOKIE_AGE),
     ).update(last_seen_at=moment)
 
 
@@ -178,6 +185,37 @@ def user_sessions_end(
     return len(rows)
 
 
+class SessionNoLongerValid(PermissionDenied):
+    """The request's session ended, or its credentials changed, while it was in flight."""
+
+
+def session_hold(*, request: HttpRequest, user: User) -> User:
+    """Lock ``user``'s row and check under that lock that the request's session may still
+    change credentials: the user active, the session row live and issued under the
+    current credential epoch. Returns the user as locked (read fresh).
+
+    The first lock of the caller's transaction (lock order: the user row first), so a
+    credential change in flight can never be applied after an admin's reset committed.
+    Raises :class:`SessionNoLongerValid`.
+    """
+    locked = User.objects.select_for_update().filter(pk=user.pk).first()
+    key = request.session.session_key
+    live = (
+        locked is not None
+        and locked.is_active
+        and bool(key)
+        and UserSession.objects.filter(
+            user_id=locked.pk,
+            key_hash=session_key_hash(key or ""),
+            ended_at__isnull=True,
+            credential_epoch=locked.credential_epoch,
+        ).exists()
+    )
+    if locked is None or not live:
+        raise SessionNoLongerValid("This session has ended. Sign in again.")
+    return locked
+
+
 def credentials_bump(
     *, user: User, reason: str, keep_key_hash: str | None = None, revoke_tokens: bool
 ) -> tuple[int, int]:
@@ -191,23 +229,39 @@ def credentials_bump(
     admin's reset, a factor reset, a deactivation: the account may be compromised);
     otherwise live tokens are carried forward (the user's own change).
 
+    Only what was issued under the epoch being left is carried forward: a session or
+    token born under an older one (its holder authenticated before an earlier reset
+    committed) stays dead, and such a token is revoked here.
+
     Returns (sessions ended, tokens revoked). ``user.credential_epoch`` is updated.
     """
-    User.objects.select_for_update().filter(pk=user.pk).update(
-        credential_epoch=F("credential_epoch") + 1
+    old_epoch = (
+        User.objects.select_for_update().values_list("credential_epoch", flat=True).get(pk=user.pk)
     )
-    user.credential_epoch = User.objects.values_list("credential_epoch", flat=True).get(pk=user.pk)
-    ended = user_sessions_end(user=user, reason=reason, except_key_hash=keep_key_hash)
-    if keep_key_hash is not None:
-        UserSession.objects.filter(user=user, key_hash=keep_key_hash, ended_at__isnull=True).update(
+    User.objects.filter(pk=user.pk).update(credential_epoch=F("credential_epoch") + 1)
+    user.credential_epoch = old_epoch + 1
+    keep = keep_key_hash
+    if (
+        keep is not None
+        and not UserSession.objects.filter(
+            user=user, key_hash=keep, ended_at__isnull=True, credential_epoch=old_epoch
+        ).exists()
+    ):
+        keep = None  # the changing session was itself stale: it ends with the others
+    ended = user_sessions_end(user=user, reason=reason, except_key_hash=keep)
+    if keep is not None:
+        UserSession.objects.filter(user=user, key_hash=keep, ended_at__isnull=True).update(
             credential_epoch=user.credential_epoch
         )
     live_tokens = ApiToken.objects.filter(user=user, revoked_at__isnull=True)
-    revoked = 0
+    now = timezone.now()
     if revoke_tokens:
-        revoked = live_tokens.update(revoked_at=timezone.now())
+        revoked = live_tokens.update(revoked_at=now)
     else:
-        live_tokens.update(credential_epoch=user.credential_epoch)
+        revoked = live_tokens.exclude(credential_epoch=old_epoch).update(revoked_at=now)
+        live_tokens.filter(credential_epoch=old_epoch).update(
+            credential_epoch=user.credential_epoch
+        )
     return ended, revoked
 
 

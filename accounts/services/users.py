@@ -23,7 +23,12 @@ from accounts.models import BootstrapToken, Invitation, User, UserSession
 from accounts.roles import MANAGE_USERS, STAFF_ROLES, Role
 from accounts.selectors import people_exist
 from accounts.services._common import InvalidLink, ensure_not_self, ensure_permission, refuse
-from accounts.services.sessions import credentials_bump, session_start
+from accounts.services.sessions import (
+    SessionNoLongerValid,
+    credentials_bump,
+    session_hold,
+    session_start,
+)
 from accounts.session_policy import session_key_hash
 from audit.actions import AuditAction
 from audit.services import audit_record
@@ -346,9 +351,21 @@ class PasswordRejected(ValueError):
 def password_change(
     *, request: HttpRequest, user: User, current_password: str, new_password: str
 ) -> None:
-    """Change one's own password; other sessions of the user end."""
-    if not user.check_password(current_password):
-        with transaction.atomic():
+    """Change one's own password; other sessions of the user end, this one is kept.
+
+    The current password is checked against the user's row as locked, in the session
+    as it stands under that lock (``session_hold``): a change in flight when a security
+    admin resets the account is refused, never applied over the reset.
+    """
+    password_validation.validate_password(new_password, user)
+    key = request.session.session_key
+    with transaction.atomic():
+        try:
+            locked = session_hold(request=request, user=user)
+        except SessionNoLongerValid as exc:
+            raise PasswordRejected(str(exc)) from None
+        accepted = locked.check_password(current_password)
+        if not accepted:  # recorded, and nothing else done (committed, then refused)
             audit_record(
                 actor=user,
                 action=AuditAction.AUTH_LOGIN_FAILED,
@@ -356,32 +373,41 @@ def password_change(
                 extra={"step": "password_change"},
                 request=request,
             )
+        else:
+            _password_change_locked(
+                request=request, user=user, locked=locked, new_password=new_password, key=key
+            )
+    if not accepted:
         raise PasswordRejected("Your current password was not accepted.")
-    password_validation.validate_password(new_password, user)
-    key = request.session.session_key
-    with transaction.atomic():
-        User.objects.select_for_update().filter(pk=user.pk).first()  # lock order: user first
-        user.set_password(new_password)
-        user.save(update_fields=["password"])
-        ended, _ = credentials_bump(
-            user=user,
-            reason="password_changed",
-            keep_key_hash=session_key_hash(key) if key else None,
-            revoke_tokens=False,
-        )
-        audit_record(
-            actor=user,
-            action=AuditAction.AUTH_PASSWORD_CHANGED,
-            target=user,
-            extra={"other_sessions_ended": ended},
-            request=request,
-        )
     # Django rotates the session key here; the session row follows it.
     old_hash = session_key_hash(key) if key else None
     update_session_auth_hash(request, user)
     new_key = request.session.session_key
     if old_hash and new_key:
         UserSession.objects.filter(key_hash=old_hash).update(key_hash=session_key_hash(new_key))
+
+
+def _password_change_locked(
+    *, request: HttpRequest, user: User, locked: User, new_password: str, key: str | None
+) -> int:
+    """The change itself, under the user's lock: returns how many other sessions ended."""
+    user.password = locked.password
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+    ended, _ = credentials_bump(
+        user=user,
+        reason="password_changed",
+        keep_key_hash=session_key_hash(key) if key else None,
+        revoke_tokens=False,
+    )
+    audit_record(
+        actor=user,
+        action=AuditAction.AUTH_PASSWORD_CHANGED,
+        target=user,
+        extra={"other_sessions_ended": ended},
+        request=request,
+    )
+    return ended
 
 
 def _reset_link(request: HttpRequest | None, user: User) -> str:
@@ -470,18 +496,25 @@ def password_reset_confirm(
         )
     password_validation.validate_password(new_password, user)
     with transaction.atomic():
-        User.objects.select_for_update().filter(pk=user.pk).first()  # lock order: user first
-        user.set_password(new_password)
-        user.save(update_fields=["password"])
-        ended, _ = credentials_bump(user=user, reason="password_reset", revoke_tokens=False)
-        audit_record(
-            actor=None,
-            action=AuditAction.AUTH_PASSWORD_RESET,
-            target=user,
-            extra={"sessions_ended": ended},
-            request=request,
-        )
-    return user
+        # The link is checked again under the user's lock: a reset by a security admin
+        # that committed since (it voids the password, and with it the link) wins.
+        locked = User.objects.select_for_update().filter(pk=user.pk, is_active=True).first()
+        if locked is not None and default_token_generator.check_token(locked, token):
+            user = locked
+            user.set_password(new_password)
+            user.save(update_fields=["password"])
+            ended, _ = credentials_bump(user=user, reason="password_reset", revoke_tokens=False)
+            audit_record(
+                actor=None,
+                action=AuditAction.AUTH_PASSWORD_RESET,
+                target=user,
+                extra={"sessions_ended": ended},
+                request=request,
+            )
+            return user
+    raise _link_refused(
+        action=AuditAction.AUTH_PASSWORD_RESET_REFUSED, reason="invalid", request=request
+    )
 
 
 # --- Lockouts -----------------------------------------------------------------

@@ -136,6 +136,7 @@ const socket = (() => {
       attempt = 0;
       setConnectionState("connected");
       // Everything newer than what this page has seen, for every room it knows.
+      syncReset();
       requestSync([...cursors].map(([room, c]) => [room, c.id]));
       if (document.visibilityState === "hidden") send({ type: "presence", state: "away" });
       setPresence(me.id, document.visibilityState === "hidden" ? "away" : "online");
@@ -213,10 +214,23 @@ window.addEventListener("online", () => socket.retryNow());
 
 // Catch-up, paged: at most SYNC_ROOMS_PER_FRAME rooms a frame; "sync.done" maps the rooms
 // with more to fetch to the cursor to continue from, and those are asked again.
+// One sync frame in flight at a time: the next goes when "sync.done" answers the last.
+const syncQueue = [];
+let syncInFlight = false;
 function requestSync(roomCursors) {
   for (let i = 0; i < roomCursors.length; i += SYNC_ROOMS_PER_FRAME) {
-    socket.send({ type: "sync", rooms: Object.fromEntries(roomCursors.slice(i, i + SYNC_ROOMS_PER_FRAME)) });
+    syncQueue.push(Object.fromEntries(roomCursors.slice(i, i + SYNC_ROOMS_PER_FRAME)));
   }
+  sendNextSync();
+}
+function sendNextSync() {
+  if (syncInFlight || !syncQueue.length) return;
+  syncInFlight = socket.send({ type: "sync", rooms: syncQueue.shift() });
+}
+function syncReset() {
+  // A new connection starts its catch-up afresh from the cursors.
+  syncQueue.length = 0;
+  syncInFlight = false;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -298,7 +312,9 @@ const handlers = {
       cursors.set(roomId, newestSeen.get(roomId));
       resyncing.delete(roomId);
     }
+    syncInFlight = false;
     if (more.length) requestSync(more);
+    else sendNextSync();
     maybeMarkRead();
   },
   "session.expiring": (f) => expiry.show(f),
@@ -463,7 +479,7 @@ function noteSeen(roomId, message) {
   } else if (message.seq > cursor.seq + 1 && !resyncing.has(roomId)) {
     // Ask again from the last message held in order; the ones already here are skipped.
     resyncing.add(roomId);
-    socket.send({ type: "sync", rooms: { [roomId]: cursor.id } });
+    requestSync([[roomId, cursor.id]]);
   }
   return fresh;
 }
@@ -792,8 +808,11 @@ function onTyping(roomId, userId) {
 
 // ---------------------------------------------------------------------------------------
 // Message actions (event delegation: works for server-rendered and live items alike)
-async function api(path, { method = "GET", body } = {}) {
+// ``background``: fetched by the page on its own (a member list after an event), not by
+// the person: the server does not count it as activity on the session's idle clock.
+async function api(path, { method = "GET", body, background = false } = {}) {
   const headers = { Accept: "application/json" };
+  if (background) headers["X-SafeChat-Background"] = "1";
   if (method !== "GET") {
     headers["Content-Type"] = "application/json";
     headers["X-CSRFToken"] = csrfToken; // the cookie is HttpOnly; the page carries the token
@@ -957,7 +976,7 @@ function roomEntry(room, mentioned) {
 }
 
 async function refreshRoomList() {
-  const rooms = await api("rooms/");
+  const rooms = await api("rooms/", { background: true });
   const mentioned = new Set(
     [...roomList.querySelectorAll(".mention-badge:not([hidden])")].map((m) => Number(m.closest("li").dataset.roomId)),
   );
@@ -984,7 +1003,7 @@ async function onRoomGranted(roomId) {
     const rooms = await refreshRoomList();
     const room = rooms.find((r) => r.id === Number(roomId));
     // Start this room's sync cursor at its newest message, not at the beginning of history.
-    const page = await api(`rooms/${Number(roomId)}/messages/?limit=1`);
+    const page = await api(`rooms/${Number(roomId)}/messages/?limit=1`, { background: true });
     const newest = page.results[0];
     if (!cursors.has(Number(roomId))) {
       const start = newest ? { id: newest.id, seq: newest.seq } : { id: 0, seq: 0 };
@@ -1121,7 +1140,7 @@ function memberItem(member) {
 async function onMembersChanged(roomId) {
   if (!isCurrent(roomId)) return;
   try {
-    const rows = await api(`rooms/${current.id}/members/`);
+    const rows = await api(`rooms/${current.id}/members/`, { background: true });
     members.clear();
     for (const row of rows) members.set(row.user_id, row);
     byId("member-list")?.replaceChildren(...rows.map(memberItem));

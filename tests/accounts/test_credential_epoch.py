@@ -8,7 +8,9 @@ change keeps the session that made it and their tokens, and ends the other sessi
 from __future__ import annotations
 
 import pytest
-from django.test import Client
+from django.contrib.sessions.backends.db import SessionStore
+from django.test import Client, RequestFactory
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import ApiToken, User, UserSession
 from accounts.services import (
@@ -17,9 +19,16 @@ from accounts.services import (
     password_reset_by_admin,
     user_deactivate,
 )
+from accounts.services._common import InvalidLink
+from accounts.services.users import (
+    PasswordRejected,
+    _reset_link,
+    password_change,
+    password_reset_confirm,
+)
 from rooms.models import Message
 from tests.accounts.conftest import PASSWORD, events
-from tests.accounts.factories import sign_in_client
+from tests.accounts.factories import make_user, sign_in_client
 from tests.rooms.factories import make_room
 
 pytestmark = pytest.mark.django_db
@@ -139,3 +148,97 @@ def test_the_admin_password_change_page_leads_to_the_audited_one(
     assert posted.status_code == 302
     assert User.objects.get(pk=security_admin.pk).check_password(PASSWORD)
     assert not events("auth.password.changed")
+
+
+def test_a_token_born_under_an_older_epoch_stays_dead_through_the_users_own_change(
+    security_admin: User, user: User
+) -> None:
+    # given a token minted by a request that authenticated before an admin's reset committed
+    room = make_room(owner=user)
+    stale = User.objects.get(pk=user.pk)
+    password_reset_by_admin(actor=security_admin, user=User.objects.get(pk=user.pk))
+    _, secret = api_token_create(actor=stale, name="raced", scope="write")
+    assert read_with(secret, room.pk) == 401
+
+    # when the user recovers (a reset link) and later changes their password themselves
+    link_user = User.objects.get(pk=user.pk)
+    uid, token = _reset_link(None, link_user).rstrip("/").split("/")[-2:]
+    password_reset_confirm(
+        request=RequestFactory().post("/"), uidb64=uid, token=token, new_password=NEW_PASSWORD
+    )
+    here = Client()
+    sign_in_client(here, User.objects.get(pk=user.pk), verified=True)
+    here.post(
+        "/accounts/password/",
+        {
+            "current_password": NEW_PASSWORD,
+            "new_password1": PASSWORD + " again",
+            "new_password2": PASSWORD + " again",
+        },
+    )
+
+    # then the raced token is still refused, and now revoked on the record
+    assert read_with(secret, room.pk) == 401
+    assert ApiToken.objects.get().revoked_at is not None
+
+
+def test_a_password_change_in_flight_never_undoes_an_admin_reset(
+    security_admin: User, user: User
+) -> None:
+    # given a password-change request that loaded its user before a reset committed
+    client = Client()
+    sign_in_client(client, user, verified=True)
+    request = RequestFactory().post("/accounts/password/")
+    request.session = SessionStore(session_key=client.session.session_key)
+    stale = User.objects.get(pk=user.pk)
+    request.user = stale
+    password_reset_by_admin(actor=security_admin, user=User.objects.get(pk=user.pk))
+    factors_reset(actor=security_admin, user=User.objects.get(pk=user.pk))
+
+    # when the in-flight change completes
+    with pytest.raises(PasswordRejected, match="session has ended"):
+        password_change(
+            request=request,
+            user=stale,
+            current_password=PASSWORD,
+            new_password="attacker chosen passphrase 42",
+        )
+
+    # then the reset stands: the chosen password does not work, nothing was recorded
+    assert not User.objects.get(pk=user.pk).check_password("attacker chosen passphrase 42")
+    assert not events("auth.password.changed")
+
+
+def test_a_reset_link_in_flight_never_undoes_an_admin_reset(
+    security_admin: User, user: User
+) -> None:
+    # given a reset link whose check passed before a security admin's reset committed
+    uid, token = _reset_link(None, user).rstrip("/").split("/")[-2:]
+    password_reset_by_admin(actor=security_admin, user=User.objects.get(pk=user.pk))
+
+    with pytest.raises(InvalidLink):
+        password_reset_confirm(
+            request=RequestFactory().post("/"), uidb64=uid, token=token, new_password=NEW_PASSWORD
+        )
+
+    assert not User.objects.get(pk=user.pk).check_password(NEW_PASSWORD)
+    assert events("auth.password.reset.refused")
+
+
+def test_factor_devices_are_read_only_in_the_django_admin(user: User) -> None:
+    # given a superuser in the admin, and a user's session verified with a TOTP device
+    root = make_user(username="root", is_staff=True, is_superuser=True)
+    admin = Client()
+    sign_in_client(admin, root, verified=True)
+    device = sign_in_client(Client(), user, verified=True)
+    assert device is not None
+
+    page = admin.get(f"/admin/otp_totp/totpdevice/{device.pk}/delete/")
+    posted = admin.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
+    change = admin.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/")
+
+    assert page.status_code == 403
+    assert posted.status_code == 403
+    assert TOTPDevice.objects.filter(pk=device.pk).exists()
+    assert change.status_code == 200
+    assert device.key not in change.content.decode()  # the secret is never shown

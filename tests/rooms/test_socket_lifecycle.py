@@ -29,10 +29,10 @@ from rooms.realtime import room_group
 from rooms.services import message_post
 from safechat.asgi import application
 from safechat.keyring.models import SealedEpochKey
-from tests.accounts.factories import make_user, sign_in_client
+from tests.accounts.factories import grant_role, make_user, sign_in_client
 from tests.rooms.factories import make_room
 from tests.support.layers import age_membership, in_group
-from tests.support.sockets import closed_with
+from tests.support.sockets import closed_with, handshake_outcome
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 db = database_sync_to_async
@@ -533,13 +533,111 @@ async def test_a_sync_frame_naming_too_many_rooms_is_refused(open_tab: Open) -> 
     assert reply["code"] == "bad_frame"
 
 
-async def test_sync_frames_count_against_the_flood_limit(open_tab: Open) -> None:
+async def test_catch_up_past_the_budget_is_paced_never_refused(
+    open_tab: Open, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a room with 230 messages and a catch-up budget of 150 per second
+    settings.SAFECHAT_POST_RATE_LIMIT = (1000, 10)
+    monkeypatch.setattr("rooms.stream.SYNC_BUDGET", 150)
+    monkeypatch.setattr("rooms.stream.SYNC_WINDOW", 1.0)
     owner = await db(make_user)()
     room = await db(make_room)(owner=owner)
+
+    def post_many() -> None:
+        for n in range(230):
+            message_post(sender=owner, room=room, text=f"m{n}")
+
+    await db(post_many)()
     tab = await open_tab(owner)
+    await tab.frames_for(0.2)
 
-    for _ in range(9):  # 9 x 5 = 45 frames' worth, past 40 in 5 s
-        await tab.socket.send_json_to({"type": "sync", "rooms": {str(room.pk): 0}})
-    frames = await tab.frames_for(0.5)
+    # when the client follows "more" as fast as it can
+    started = asyncio.get_running_loop().time()
+    cursor, texts, errors = 0, [], []
+    while True:
+        await tab.socket.send_json_to({"type": "sync", "rooms": {str(room.pk): cursor}})
+        while True:
+            frame = await tab.socket.receive_json_from(timeout=5)
+            if frame["type"] == "sync.done":
+                break
+            if frame["type"] == "message.new":
+                texts.append(frame["message"]["text"])
+            if frame["type"] == "error":
+                errors.append(frame)
+        if str(room.pk) not in frame["more"]:
+            break
+        cursor = frame["more"][str(room.pk)]
+    elapsed = asyncio.get_running_loop().time() - started
 
-    assert {"type": "error", "code": "rate_limited", "detail": "slow down"} in frames
+    # then everything arrives, nothing is refused, and the third page waited its turn
+    assert texts == [f"m{n}" for n in range(230)]
+    assert errors == []
+    assert elapsed >= 0.8
+    assert await tab.ping() == {"type": "pong"}
+
+
+async def test_an_unattended_tab_in_a_busy_room_still_times_out(
+    open_tab: Open, settings: Settings
+) -> None:
+    # given a short idle limit, and a tab that marks each arriving message read, as the
+    # portal does on its own
+    settings.SAFECHAT_SESSION_IDLE_SECONDS = 3
+    settings.SAFECHAT_POST_RATE_LIMIT = (1000, 10)
+    owner, reader = await db(lambda: (make_user(), make_user()))()
+    room = await db(make_room)(owner=owner, members=(reader,))
+    tab = await open_tab(reader)
+
+    code = None
+    frames: list[dict[str, Any]] = []
+    for n in range(20):
+        await db(message_post)(sender=owner, room=room, text=f"busy {n}")
+        output = await tab.socket.receive_output(timeout=3)
+        if output["type"] == "websocket.close":
+            code = output["code"]
+            break
+        frame = json.loads(output["text"])
+        frames.append(frame)
+        if frame["type"] == "message.new":
+            await tab.socket.send_json_to(
+                {"type": "read", "room_id": room.pk, "message_id": frame["message"]["id"]}
+            )
+        await asyncio.sleep(0.4)
+
+    assert code == 4410
+    assert {"type": "session.ended", "reason": "idle"} in frames
+
+
+async def test_a_deactivated_users_socket_is_told_why(open_tab: Open) -> None:
+    admin, user = await db(lambda: (grant_role(make_user(), "security_admin"), make_user()))()
+    tab = await open_tab(user)
+
+    from accounts.services import user_deactivate
+
+    await db(user_deactivate)(actor=admin, user=user)
+
+    code, frames = await closed_with(tab.socket)
+    assert code == 4410
+    assert frames[-1] == {"type": "session.ended", "reason": "deactivated"}
+
+
+async def test_a_database_failure_at_the_handshake_closes_with_1013(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.db import OperationalError
+
+    user = await db(make_user)()
+    client = Client()
+    await db(sign_in_client)(client, user, verified=True)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+
+    def unreachable(**kwargs: object) -> None:
+        raise OperationalError("the database is unreachable")
+
+    monkeypatch.setattr("rooms.consumers.session_row_for", unreachable)
+    socket = WebsocketCommunicator(
+        application,
+        "/ws/",
+        headers=[ORIGIN, (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode())],
+    )
+
+    assert await handshake_outcome(socket) == ("closed", 1013)

@@ -82,3 +82,32 @@ async def test_a_discarded_socket_hears_nothing_and_the_watch_stops(settings: Se
 
     assert socket.verdicts == []
     assert reads == []
+
+
+async def test_a_socket_failing_its_verdict_stops_neither_the_others_nor_the_watch(
+    settings: Settings,
+) -> None:
+    # given a database that cannot be read, and one socket that fails to take its verdict
+    settings.SAFECHAT_SOCKET_RECHECK_SECONDS = 0.05
+
+    async def read(ids: list[int]) -> dict[int, SessionVerdict]:
+        raise ConnectionError("database unreachable")
+
+    class Broken(FakeSocket):
+        async def verdict_arrived(self, verdict: SessionVerdict) -> None:
+            raise RuntimeError("the client is gone")
+
+    watch = SocketWatch(read)
+    broken, good = Broken(1), FakeSocket(2)
+    watch.add(broken)
+    watch.add(good)
+
+    # when two intervals pass
+    await asyncio.sleep(0.13)
+
+    # then the good socket was told both times, and the watch is still running
+    assert [v.reason for v in good.verdicts][:2] == [UNAVAILABLE, UNAVAILABLE]
+    assert watch._task is not None
+    assert not watch._task.done()
+    watch.discard(broken)
+    watch.discard(good)
