@@ -83,6 +83,7 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
     _watch_task: asyncio.Task[None] | None = None
     _torn_down: bool = False
     _accepted: bool = False
+    _touches: set[asyncio.Task[None]]
 
     # --- life: whatever ends the consumer, the same clean-up runs ---------------------
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -146,6 +147,7 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.session_id = row.pk
+        self._touches = set()
         self._verdict_set(verdict)
         self._touched_at = verdict.row.last_seen_at.timestamp() if verdict.row else 0.0
         try:
@@ -239,9 +241,23 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
         if not force and now - self._touched_at < touch_interval():
             return
         self._touched_at = now
-        if self.session_id is not None:
+        if self.session_id is None:
+            return
+        if force:
+            await self._touch(now)
+            return
+        # Off the frame's path: the post or edit that is the activity does not wait for it.
+        task = asyncio.create_task(self._touch(now))
+        self._touches.add(task)
+        task.add_done_callback(self._touches.discard)
+
+    async def _touch(self, now: float) -> None:
+        try:
             await in_pool(session_touch)(session_id=self.session_id, now=now)
-            self._verdict_at = 0.0  # the deadlines moved: read them again next time
+        except Exception:
+            logger.warning("the idle clock could not be moved", exc_info=True)
+            return
+        self._verdict_at = 0.0  # the deadlines moved: read them again next time
 
     async def verdict_arrived(self, verdict: SessionVerdict) -> None:
         """A verdict on this socket's session, read by the loop's socket watch."""
