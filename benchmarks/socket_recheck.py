@@ -30,7 +30,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from benchmarks.ws_load import (
     database_url,
     measure,
     populate,
+    scratch_database,
     stop_server,
 )
 from safechat.supervise import UVICORN_WEBSOCKET_OPTIONS
@@ -105,18 +105,9 @@ def main() -> None:
     if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         raise SystemExit("set DATABASE_URL to a PostgreSQL URL (the benchmark creates test_<name>)")
 
-    workdir = Path(tempfile.mkdtemp(prefix="safechat-socket-recheck-"))
-    os.environ["SAFECHAT_DATA_DIR"] = str(workdir)
-    os.environ["REDIS_URL"] = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/9"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "safechat.settings"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    import django
-
-    django.setup()
+    old_name = scratch_database("safechat-socket-recheck-")
     from django.db import connection
 
-    old_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     before_tree = args.baseline_tree.resolve() if args.baseline_tree else ROOT
     variants = {
         "before": (before_tree, {} if args.baseline_tree else RECHECKS_OFF),

@@ -292,6 +292,24 @@ async def measure(
 
 
 # --- the scratch database, its users and rooms ---------------------------------------------
+def scratch_database(prefix: str) -> str:
+    """Set up Django on a scratch data folder and a fresh ``test_<name>`` PostgreSQL
+    database (from DATABASE_URL); returns the original name, for ``destroy_test_db``."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["SAFECHAT_DATA_DIR"] = str(workdir)
+    os.environ["REDIS_URL"] = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/9"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "safechat.settings"
+    os.environ["LOG_LEVEL"] = "WARNING"
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    old_name: str = connection.settings_dict["NAME"]
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    return old_name
+
+
 def database_url(settings_dict: dict[str, Any]) -> str:
     credentials = quote(settings_dict["USER"] or "", safe="")
     if settings_dict["PASSWORD"]:
@@ -407,18 +425,9 @@ def main() -> None:
     if args.clients % args.rooms:
         raise SystemExit("--clients must be a multiple of --rooms")
 
-    workdir = Path(tempfile.mkdtemp(prefix="safechat-ws-load-"))
-    os.environ["SAFECHAT_DATA_DIR"] = str(workdir)
-    os.environ["REDIS_URL"] = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/9"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "safechat.settings"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    import django
-
-    django.setup()
+    old_name = scratch_database("safechat-ws-load-")
     from django.db import connection
 
-    old_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     server = None
     try:
         started = time.perf_counter()

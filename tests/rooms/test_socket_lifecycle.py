@@ -485,41 +485,56 @@ async def test_a_tampered_message_reads_as_an_integrity_failure_not_as_shredded(
 
 
 # --- 13. catch-up is paged and bounded ------------------------------------------------------
-async def test_sync_is_paged_with_a_more_flag_the_client_follows(
-    open_tab: Open, settings: Settings
-) -> None:
-    settings.SAFECHAT_POST_RATE_LIMIT = (1000, 10)
+async def room_with_messages(open_tab: Open, count: int) -> tuple[Room, Tab]:
+    """A room of one owner holding ``count`` messages m0, m1, ..., and the owner's tab."""
     owner = await db(make_user)()
     room = await db(make_room)(owner=owner)
 
     def post_many() -> None:
-        for n in range(230):
+        for n in range(count):
             message_post(sender=owner, room=room, text=f"m{n}")
 
     await db(post_many)()
     tab = await open_tab(owner)
     await tab.frames_for(0.2)
+    return room, tab
 
-    received: list[str] = []
-    cursor = 0
-    pages = 0
+
+async def follow_sync(tab: Tab, room: Room) -> tuple[list[str], list[dict[str, Any]], int]:
+    """Catch up on ``room`` from the start, following ``more`` as the portal does: the
+    texts received, the error frames, and how many sync frames it took."""
+    texts: list[str] = []
+    errors: list[dict[str, Any]] = []
+    cursor, pages = 0, 0
     while True:
         await tab.socket.send_json_to({"type": "sync", "rooms": {str(room.pk): cursor}})
-        frames = []
+        page: list[dict[str, Any]] = []
         while True:
             frame = await tab.socket.receive_json_from(timeout=5)
             if frame["type"] == "sync.done":
                 break
             if frame["type"] == "message.new":
-                frames.append(frame)
+                page.append(frame)
+            if frame["type"] == "error":
+                errors.append(frame)
         pages += 1
-        received += [f["message"]["text"] for f in frames]
+        texts += [f["message"]["text"] for f in page]
         if str(room.pk) not in frame["more"]:
-            break
-        assert frame["more"][str(room.pk)] == frames[-1]["message"]["id"]
+            return texts, errors, pages
+        assert frame["more"][str(room.pk)] == page[-1]["message"]["id"]
         cursor = frame["more"][str(room.pk)]
 
-    assert received == [f"m{n}" for n in range(230)]
+
+async def test_sync_is_paged_with_a_more_flag_the_client_follows(
+    open_tab: Open, settings: Settings
+) -> None:
+    settings.SAFECHAT_POST_RATE_LIMIT = (1000, 10)
+    room, tab = await room_with_messages(open_tab, 230)
+
+    texts, errors, pages = await follow_sync(tab, room)
+
+    assert texts == [f"m{n}" for n in range(230)]
+    assert errors == []
     assert pages == 3
 
 
@@ -540,33 +555,11 @@ async def test_catch_up_past_the_budget_is_paced_never_refused(
     settings.SAFECHAT_POST_RATE_LIMIT = (1000, 10)
     monkeypatch.setattr("rooms.stream.SYNC_BUDGET", 150)
     monkeypatch.setattr("rooms.stream.SYNC_WINDOW", 1.0)
-    owner = await db(make_user)()
-    room = await db(make_room)(owner=owner)
-
-    def post_many() -> None:
-        for n in range(230):
-            message_post(sender=owner, room=room, text=f"m{n}")
-
-    await db(post_many)()
-    tab = await open_tab(owner)
-    await tab.frames_for(0.2)
+    room, tab = await room_with_messages(open_tab, 230)
 
     # when the client follows "more" as fast as it can
     started = asyncio.get_running_loop().time()
-    cursor, texts, errors = 0, [], []
-    while True:
-        await tab.socket.send_json_to({"type": "sync", "rooms": {str(room.pk): cursor}})
-        while True:
-            frame = await tab.socket.receive_json_from(timeout=5)
-            if frame["type"] == "sync.done":
-                break
-            if frame["type"] == "message.new":
-                texts.append(frame["message"]["text"])
-            if frame["type"] == "error":
-                errors.append(frame)
-        if str(room.pk) not in frame["more"]:
-            break
-        cursor = frame["more"][str(room.pk)]
+    texts, errors, _ = await follow_sync(tab, room)
     elapsed = asyncio.get_running_loop().time() - started
 
     # then everything arrives, nothing is refused, and the third page waited its turn
