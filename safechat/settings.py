@@ -154,6 +154,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, so it sees a view's exception first: stored key data that failed its check.
+    "safechat.middleware.IntegrityFailureMiddleware",
 ]
 
 ROOT_URLCONF = "safechat.urls"
