@@ -142,6 +142,11 @@ class AuditAction(StrEnum):
         "Stored key material or content failed its authenticity check (tampering or "
         "corruption); never used, recorded once per item.",
     )
+    KEY_RECORD_BACKFILLED = (
+        "key.record.backfilled",
+        "A key record written before record MACs was MACed by the one-time backfill the "
+        "operator asked for (SAFECHAT_RECORD_MAC_BACKFILL=1); its contents were trusted.",
+    )
     KEY_MASTER_ROTATED = (
         "key.master.rotated",
         "Master-key rotation finished; everything is re-wrapped.",

@@ -9,8 +9,11 @@ the lock is held for one statement plus the commit instead of two client round
 trips more. The verifier re-computes every hash in Python, and the tests verify
 every chain they write, so the two cannot drift apart unnoticed.
 
-Installed by migration ``0003_pg_append_function``. SECURITY INVOKER (the default):
-it runs with the caller's privileges (INSERT on events, UPDATE on the head).
+Installed by migration ``0003_pg_append_function`` and replaced by
+``0005_append_function_checked`` (schema-qualified tables, each write checked to touch one
+row). SECURITY INVOKER (the default): it runs with the caller's privileges (INSERT on
+events, UPDATE on the head), and with no settings of its own (no ``SET search_path``);
+``audit.triggers`` checks both.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ APPEND_CALL_SQL = (
     "%s::text, %s::text, %s::jsonb, %s::timestamptz, %s::text, %s::text, %s::text, %s::text)"
 )
 
+# "{schema}" is the quoted schema the migration ran in (``create_function_sql``): the
+# tables are named with it, so neither the caller's search_path nor one set on the function
+# can point the writes at look-alike tables. Each write must touch exactly one row: a rule
+# or policy that swallows it fails the call (and so the audited action) instead.
 CREATE_FUNCTION_SQL = """
 CREATE OR REPLACE FUNCTION audit_append(
     p_version smallint, p_actor_type text, p_actor_id bigint, p_actor_username text,
@@ -42,22 +49,26 @@ CREATE OR REPLACE FUNCTION audit_append(
 ) RETURNS TABLE(out_seq bigint, out_occurred_at timestamptz, out_prev_hash text, out_hash text)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    head audit_auditchainhead%ROWTYPE;
+    head {schema}.audit_auditchainhead%ROWTYPE;
     v_time timestamptz;
     v_seq bigint;
     v_hash text;
+    v_rows bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(1526636753);
     -- A statement after the lock wait sees the previous writer's commit.
-    SELECT * INTO head FROM audit_auditchainhead WHERE id = 1 FOR UPDATE;
+    SELECT * INTO head FROM {schema}.audit_auditchainhead WHERE id = 1 FOR UPDATE;
     IF NOT FOUND THEN
         -- Only an empty log may get a new head: a head lost under events is tampering.
-        IF EXISTS (SELECT 1 FROM audit_auditevent) THEN
+        IF EXISTS (SELECT 1 FROM {schema}.audit_auditevent) THEN
             RAISE EXCEPTION 'the audit chain head is missing but events exist';
         END IF;
-        INSERT INTO audit_auditchainhead (id, last_seq, last_hash, last_occurred_at)
+        INSERT INTO {schema}.audit_auditchainhead (id, last_seq, last_hash, last_occurred_at)
         VALUES (1, 0, repeat('0', 64), NULL) ON CONFLICT DO NOTHING;
-        SELECT * INTO head FROM audit_auditchainhead WHERE id = 1 FOR UPDATE;
+        SELECT * INTO head FROM {schema}.audit_auditchainhead WHERE id = 1 FOR UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'the audit chain head could not be created';
+        END IF;
     END IF;
     -- Time never goes backwards along the chain.
     v_time := greatest(p_now, coalesce(head.last_occurred_at, p_now));
@@ -66,7 +77,7 @@ BEGIN
         p_part1 || to_char(v_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
         || p_part2 || head.last_hash || p_part3 || v_seq::text || p_part4,
         'UTF8')), 'hex');
-    INSERT INTO audit_auditevent (
+    INSERT INTO {schema}.audit_auditevent (
         seq, version, occurred_at, actor_type, actor_id, actor_username, action,
         target_type, target_id, source_ip, user_agent, request_id, extra, prev_hash, hash
     ) VALUES (
@@ -74,13 +85,27 @@ BEGIN
         p_target_type, p_target_id, p_source_ip, p_user_agent, p_request_id, p_extra,
         head.last_hash, v_hash
     );
-    UPDATE audit_auditchainhead
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    IF v_rows <> 1 THEN
+        RAISE EXCEPTION 'audit event % was not stored (% rows)', v_seq, v_rows;
+    END IF;
+    UPDATE {schema}.audit_auditchainhead
     SET last_seq = v_seq, last_hash = v_hash, last_occurred_at = v_time
     WHERE id = 1;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    IF v_rows <> 1 THEN
+        RAISE EXCEPTION 'the audit chain head did not advance to % (% rows)', v_seq, v_rows;
+    END IF;
     RETURN QUERY SELECT v_seq, v_time, head.last_hash::text, v_hash;
 END
 $$
 """
+
+
+def create_function_sql(schema: str) -> str:
+    """``CREATE_FUNCTION_SQL`` for the tables in ``schema`` (an already quoted name)."""
+    return CREATE_FUNCTION_SQL.replace("{schema}", schema)
+
 
 DROP_FUNCTION_SQL = (
     "DROP FUNCTION IF EXISTS audit_append(smallint, text, bigint, text, text, text, text, inet, "

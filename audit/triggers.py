@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -150,9 +151,79 @@ def _pg_expected_definitions(schema: str) -> dict[str, str]:
     return defs
 
 
-def _pg_problems(connection: BaseDatabaseWrapper) -> list[str]:
-    from audit.pgappend import CREATE_FUNCTION_SQL
+_PG_RULES_SQL = (
+    "SELECT c.relname, r.rulename FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = current_schema() AND c.relname = ANY(%s) ORDER BY 1, 2"
+)
+_PG_ROW_SECURITY_SQL = (
+    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = current_schema() AND c.relname = ANY(%s) "
+    "AND (c.relrowsecurity OR c.relforcerowsecurity) ORDER BY 1"
+)
+_PG_POLICIES_SQL = (
+    "SELECT c.relname, p.polname FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = current_schema() AND c.relname = ANY(%s) ORDER BY 1, 2"
+)
 
+
+def _pg_table_problems(cursor: Any) -> list[str]:
+    """Rewrite rules, row-level security and policies on the audit tables: each can hide
+    or divert events while every trigger stays as installed."""
+    problems: list[str] = []
+    cursor.execute(_PG_RULES_SQL, [list(ALL_TABLES)])
+    problems += [f"rule {rule} on {table}" for table, rule in cursor.fetchall()]
+    cursor.execute(_PG_ROW_SECURITY_SQL, [list(ALL_TABLES)])
+    problems += [f"row-level security on {table}" for (table,) in cursor.fetchall()]
+    cursor.execute(_PG_POLICIES_SQL, [list(ALL_TABLES)])
+    problems += [f"policy {policy} on {table}" for table, policy in cursor.fetchall()]
+    return problems
+
+
+def _pg_function_problems(cursor: Any, *, quoted_schema: str) -> list[str]:
+    """``audit_refuse_change`` and ``audit_append`` exactly as installed: one of each, the
+    same body, SECURITY INVOKER, no settings of their own (a ``SET search_path`` would send
+    their writes to look-alike tables), owned by the role that owns the audit tables."""
+    from audit.pgappend import create_function_sql
+
+    cursor.execute(
+        "SELECT pg_get_userbyid(c.relowner) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = current_schema() AND c.relname = %s",
+        [APPEND_ONLY_TABLES[0]],
+    )
+    row = cursor.fetchone()
+    table_owner = row[0] if row else None
+    cursor.execute(
+        "SELECT p.proname, p.prosrc, p.prosecdef, p.proconfig, pg_get_userbyid(p.proowner) "
+        "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = current_schema() AND p.proname = ANY(%s)",
+        [["audit_refuse_change", "audit_append"]],
+    )
+    functions: dict[str, list[tuple[str, bool, list[str] | None, str]]] = {}
+    for name, source, security_definer, config, owner in cursor.fetchall():
+        functions.setdefault(name, []).append((source, security_definer, config, owner))
+    problems: list[str] = []
+    for name, create_sql in (
+        ("audit_refuse_change", _PG_FUNCTION),
+        ("audit_append", create_function_sql(quoted_schema)),
+    ):
+        versions = functions.get(name, [])
+        if len(versions) != 1:
+            problems.append(f"function {name} {'missing' if not versions else 'overloaded'}")
+            continue
+        source, security_definer, config, owner = versions[0]
+        if _normalised(source) != _normalised(_pg_function_body(create_sql)) or security_definer:
+            problems.append(f"function {name} redefined")
+        if config is not None:
+            problems.append(f"function {name} has settings {', '.join(config)}")
+        if table_owner is not None and owner != table_owner:
+            problems.append(f"function {name} owned by {owner}, not {table_owner}")
+    return problems
+
+
+def _pg_problems(connection: BaseDatabaseWrapper) -> list[str]:
     problems: list[str] = []
     expected_names = trigger_names("postgresql")
     with connection.cursor() as cursor:
@@ -165,15 +236,10 @@ def _pg_problems(connection: BaseDatabaseWrapper) -> list[str]:
             [list(ALL_TABLES)],
         )
         found = {name: (enabled, definition) for name, enabled, definition in cursor.fetchall()}
-        cursor.execute(
-            "SELECT p.proname, p.prosrc, p.prosecdef FROM pg_proc p "
-            "JOIN pg_namespace n ON n.oid = p.pronamespace "
-            "WHERE n.nspname = current_schema() AND p.proname = ANY(%s)",
-            [["audit_refuse_change", "audit_append"]],
+        table_problems = _pg_table_problems(cursor)
+        function_problems = _pg_function_problems(
+            cursor, quoted_schema=connection.ops.quote_name(schema)
         )
-        functions: dict[str, list[tuple[str, bool]]] = {}
-        for name, source, security_definer in cursor.fetchall():
-            functions.setdefault(name, []).append((source, security_definer))
     expected = _pg_expected_definitions(schema)
     for name in expected_names:
         if name not in found:
@@ -187,19 +253,7 @@ def _pg_problems(connection: BaseDatabaseWrapper) -> list[str]:
         if _normalised(definition) != _normalised(expected[name]):
             problems.append(f"{name} redefined")
     problems += [f"{name} unexpected" for name in sorted(set(found) - set(expected_names))]
-    for name, create_sql in (
-        ("audit_refuse_change", _PG_FUNCTION),
-        ("audit_append", CREATE_FUNCTION_SQL),
-    ):
-        versions = functions.get(name, [])
-        if len(versions) != 1:
-            problems.append(f"function {name} {'missing' if not versions else 'overloaded'}")
-        elif (
-            _normalised(versions[0][0]) != _normalised(_pg_function_body(create_sql))
-            or (versions[0][1])
-        ):
-            problems.append(f"function {name} redefined")
-    return problems
+    return problems + table_problems + function_problems
 
 
 def _sqlite_problems(connection: BaseDatabaseWrapper) -> list[str]:
@@ -222,8 +276,10 @@ def trigger_problems(connection: BaseDatabaseWrapper) -> list[str]:
 
     Compares each trigger exactly (present, in the default enabled state: not disabled,
     not ``ENABLE REPLICA`` or ``ALWAYS``; its events, timing, level, condition and
-    function), any extra trigger on the audit tables, and on PostgreSQL the definitions of
-    ``audit_refuse_change`` and ``audit_append``.
+    function), any extra trigger on the audit tables, and on PostgreSQL: no rewrite rule,
+    row-level security or policy on the audit tables, and ``audit_refuse_change`` and
+    ``audit_append`` with their installed bodies, SECURITY INVOKER, no settings of their own
+    (``proconfig`` empty: no ``SET search_path``) and the audit tables' owner as owner.
     """
     if connection.vendor == "postgresql":
         return _pg_problems(connection)

@@ -27,6 +27,8 @@ from rooms import forms, selectors, services
 from rooms import permissions as perms
 from rooms.models import Membership, Room
 from rooms.selectors import MessageView
+from safechat.keyring.errors import IntegrityFailure
+from safechat.middleware import INTEGRITY_FAILURE_MESSAGE
 
 PAGE_SIZE = 50
 # Roles a manager may hand out; only owners make owners (the service enforces it too).
@@ -178,7 +180,8 @@ def _apply(
     success: str,
     then: Room | None = None,
 ) -> HttpResponse:
-    """Run one service call; refusals and invalid input become a page or a message."""
+    """Run one service call; refusals, invalid input and stored key data that failed its
+    integrity check (reported where it was raised) become a page or a message."""
     actor = _user(request)
     try:
         action()
@@ -190,6 +193,9 @@ def _apply(
         return _back(room)
     except ValidationError as exc:
         messages.error(request, _sentence("; ".join(exc.messages)))
+        return _back(room)
+    except IntegrityFailure:  # the service's transaction rolled back: nothing changed
+        messages.error(request, INTEGRITY_FAILURE_MESSAGE)
         return _back(room)
     messages.success(request, success)
     return _back(then)

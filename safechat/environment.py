@@ -15,6 +15,8 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from safechat.crypto.providers import provider_kind
+
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 ENVIRONMENTS = frozenset({DEVELOPMENT, PRODUCTION})
@@ -100,7 +102,7 @@ def master_key_problems(env: Mapping[str, str]) -> list[str]:
     from safechat.crypto.errors import CryptoError
     from safechat.crypto.providers.local import parse_env_keys, read_key_file, read_private_file
 
-    provider = env.get("SAFECHAT_KEY_PROVIDER", "local").strip().lower()
+    provider = provider_kind(env)
     try:
         if provider == "pkcs11":
             library = env.get("SAFECHAT_PKCS11_LIBRARY", "")
@@ -162,8 +164,13 @@ def service_problems(
     database_url = env.get("DATABASE_URL", "")
     if not database_url:
         problems.append("DATABASE_URL is not set (production runs on PostgreSQL, not SQLite)")
-    elif database_url.startswith("sqlite"):
-        problems.append("DATABASE_URL names SQLite (production runs on PostgreSQL)")
+    else:
+        engine = database_engine(database_url)
+        if engine not in POSTGRESQL_ENGINES:
+            problems.append(
+                f"DATABASE_URL names {engine or 'no known database'} "
+                "(production runs on PostgreSQL)"
+            )
     if not env.get("REDIS_URL"):
         problems.append(
             "REDIS_URL is not set (several processes need Redis for sockets and key changes)"
@@ -175,8 +182,27 @@ def service_problems(
     return problems
 
 
+POSTGRESQL_ENGINES = frozenset({"django.db.backends.postgresql"})
+
+
+def database_engine(url: str) -> str:
+    """The Django engine ``url`` resolves to, as settings will resolve it ("" if none):
+    judged by what it is, not by how its scheme is spelled (``SQLITE:////x`` is SQLite)."""
+    import warnings
+
+    import environ
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # django-environ warns on an unknown scheme
+            config = environ.Env.db_url_config(url)
+    except Exception:  # any URL it cannot read names no database we run on
+        return ""
+    return str(config.get("ENGINE") or "")
+
+
 def master_key_configured(env: Mapping[str, str]) -> bool:
-    provider = env.get("SAFECHAT_KEY_PROVIDER", "local")
+    provider = provider_kind(env)
     if provider == "pkcs11":
         return bool(
             env.get("SAFECHAT_PKCS11_LIBRARY")
@@ -219,10 +245,18 @@ def development_secret(data_dir: Path, name: str, *, length: int = 64) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def epoch_max_messages(value: int) -> int:
-    """``SAFECHAT_EPOCH_MAX_MESSAGES``, refused above the crypto core's AEAD bound."""
+def epoch_max_messages(value: int | str) -> int:
+    """``SAFECHAT_EPOCH_MAX_MESSAGES``: a whole number, refused above the crypto core's AEAD
+    bound."""
     from safechat.crypto.aead import MAX_MESSAGES_PER_KEY
 
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"SAFECHAT_EPOCH_MAX_MESSAGES must be a whole number, not {value!r}"
+            ) from None
     if not 1 <= value <= MAX_MESSAGES_PER_KEY:
         raise ImproperlyConfigured(
             f"SAFECHAT_EPOCH_MAX_MESSAGES must be between 1 and {MAX_MESSAGES_PER_KEY} "

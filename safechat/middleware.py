@@ -9,6 +9,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A proxy-supplied id is kept only if it is short and harmless in logs.
@@ -42,3 +43,34 @@ class RequestIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = current_request_id.get()
         return True
+
+
+INTEGRITY_FAILURE_MESSAGE = (
+    "Stored key data failed its integrity check, so nothing was changed; the security "
+    "team is notified. Try again later or contact them."
+)
+
+
+class IntegrityFailureMiddleware:
+    """A portal page whose stored key data failed its integrity check answers with a page
+    saying so (503), never a server error: the keyring logged and audited the failure where
+    it raised it, and the request's transaction rolled back. The API answers the same
+    through its exception handler (safechat/api.py)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        from safechat.keyring.errors import IntegrityFailure
+
+        if not isinstance(exception, IntegrityFailure):
+            return None
+        return render(
+            request,
+            "integrity_failure.html",
+            {"reason": INTEGRITY_FAILURE_MESSAGE},
+            status=503,
+        )

@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from safechat import environment as envtools
 from safechat import origins
+from safechat.crypto.providers import provider_kind
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -65,7 +66,8 @@ else:
     )
 
 # --- Keys that live outside the database -----------------------------------
-SAFECHAT_KEY_PROVIDER = env.str("SAFECHAT_KEY_PROVIDER", default="local")
+# Normalised once (PKCS11 is pkcs11); every reader sees the same spelling.
+SAFECHAT_KEY_PROVIDER = provider_kind(os.environ)
 SAFECHAT_MASTER_KEYS = env.str("SAFECHAT_MASTER_KEYS", default="")
 SAFECHAT_MASTER_KEY_FILE = env.str(
     "SAFECHAT_MASTER_KEY_FILE",
@@ -87,7 +89,7 @@ SAFECHAT_EPOCH_MAX_AGE_DAYS = env.int("SAFECHAT_EPOCH_MAX_AGE_DAYS", default=30)
 # 96-bit GCM nonces (safechat.crypto.MAX_MESSAGES_PER_KEY, 2^24): a larger value is refused.
 try:
     SAFECHAT_EPOCH_MAX_MESSAGES = envtools.epoch_max_messages(
-        env.int("SAFECHAT_EPOCH_MAX_MESSAGES", default=1_000_000)
+        env.str("SAFECHAT_EPOCH_MAX_MESSAGES", default="1000000")
     )
 except ImproperlyConfigured as _exc:
     raise SystemExit(f"SafeChat refuses to start: {_exc}") from None
@@ -154,6 +156,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, so it sees a view's exception first: stored key data that failed its check.
+    "safechat.middleware.IntegrityFailureMiddleware",
 ]
 
 ROOT_URLCONF = "safechat.urls"

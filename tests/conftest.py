@@ -38,6 +38,17 @@ def master_key_file(settings: Settings, tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture(autouse=True)
+def audit_anchor_file(settings: Settings, tmp_path: Path) -> Path:
+    """Each test anchors audit checkpoints into its own file, empty as ``migrate`` leaves it
+    for a new log: never into the data folder's, which a developer's server or another test
+    run uses. A test that needs another file sets the setting itself."""
+    anchor_file = tmp_path / "audit-anchors.jsonl"
+    anchor_file.touch(mode=0o600)
+    settings.SAFECHAT_AUDIT_ANCHOR_FILE = str(anchor_file)
+    return anchor_file
+
+
+@pytest.fixture(autouse=True)
 def _integrity_reports_forgotten() -> Iterator[None]:
     """Integrity failures are audited once per item per process; ids are reused across
     tests, so each test starts with none reported."""

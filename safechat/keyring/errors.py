@@ -31,3 +31,7 @@ class IntegrityFailure(CryptoError):
         super().__init__(f"integrity check failed: {kind} {ref}")
         self.kind = kind
         self.ref = ref
+
+
+class BackfillRefused(Exception):
+    """Key records without a MAC met a migration that was not asked to vouch for them."""

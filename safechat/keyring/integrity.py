@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from typing import Any
 
@@ -42,7 +43,7 @@ from safechat.crypto import (
     record_mac,
     record_mac_verify,
 )
-from safechat.keyring.errors import IntegrityFailure
+from safechat.keyring.errors import BackfillRefused, IntegrityFailure
 from safechat.keyring.provider import get_provider
 
 logger = logging.getLogger(__name__)
@@ -292,20 +293,60 @@ def _fingerprint(public_key: bytes) -> str:
     return hashlib.sha256(bytes(public_key)).hexdigest()
 
 
+BACKFILL_FLAG = "SAFECHAT_RECORD_MAC_BACKFILL"
+
+
+def backfill_requested() -> bool:
+    """Whether the operator asked, for this run, to MAC key records that carry none."""
+    return os.environ.get(BACKFILL_FLAG, "").strip() == "1"
+
+
+def _backfill_audit(*, kind: str, ref: str) -> None:
+    from audit.services import audit_record
+
+    audit_record(
+        actor=INTEGRITY_SYSTEM,
+        action=AuditAction.KEY_RECORD_BACKFILLED,
+        extra={"kind": kind, "ref": ref},
+    )
+
+
 def macs_backfill(
     *, user_keypairs: Any, compliance_keypairs: Any, sealed_copies: Any, record_mac_keys: Any
 ) -> int:
     """MAC every key record that has none (data migration); returns how many were MACed.
 
-    Only rows the server wrote before MACs existed lack one, and the migration runs before
-    the application serves anyone; the rows' contents are trusted once, here.
+    A MAC vouches for whatever the row holds, so a row without one is MACed only when the
+    operator asks for the one-time backfill (``SAFECHAT_RECORD_MAC_BACKFILL=1``, read now)
+    and the database is as a release before record MACs left it: no record MACed yet, no
+    record-MAC key. Otherwise un-MACed rows are refused (:class:`BackfillRefused`, nothing
+    written): a re-run after the migration was un-recorded must not vouch for a key an
+    insider put there. Each row MACed is audited (``key.record.backfilled``). A database
+    without un-MACed rows (a new one) needs no flag.
     """
-    todo = [
-        model.objects.filter(mac=b"")
-        for model in (user_keypairs, compliance_keypairs, sealed_copies)
-    ]
-    if not any(query.exists() for query in todo):
+    todo = {
+        "user key pairs": user_keypairs.objects.filter(mac=b"").count(),
+        "compliance keys": compliance_keypairs.objects.filter(mac=b"").count(),
+        "sealed copies": sealed_copies.objects.filter(mac=b"").count(),
+    }
+    if not any(todo.values()):
         return 0
+    counts = ", ".join(f"{name}: {count}" for name, count in todo.items())
+    if not backfill_requested():
+        logger.error("key records without a MAC: %s", counts)
+        raise BackfillRefused(
+            f"key records carry no MAC ({counts}). If this database comes from a release "
+            f"before record MACs, run migrate once with {BACKFILL_FLAG}=1; otherwise they "
+            "were tampered with and stay refused (docs/security-crypto.md)."
+        )
+    if _anything_maced(user_keypairs, compliance_keypairs, sealed_copies) or (
+        record_mac_keys.objects.exists()
+    ):
+        logger.error("key records without a MAC next to MACed ones: %s", counts)
+        raise BackfillRefused(
+            f"key records carry no MAC ({counts}) while others carry one or the record-MAC "
+            "key exists: no release left a database so; refusing to vouch for them."
+        )
     key = record_mac_key(
         record_mac_keys=record_mac_keys,
         maced=(user_keypairs, compliance_keypairs, sealed_copies),
@@ -317,6 +358,7 @@ def macs_backfill(
             key, _user_public_message(keypair.user_id, public), label=MacLabel.USER_PUBLIC_KEY
         )
         keypair.save(update_fields=["mac"])
+        _backfill_audit(kind="public-key", ref=user_recipient(keypair.user_id))
         done += 1
     public_by_user: dict[int, bytes] = {
         row["user_id"]: bytes(row["public_key"])
@@ -334,6 +376,7 @@ def macs_backfill(
             label=MacLabel.COMPLIANCE_PUBLIC_KEY,
         )
         keypair.save(update_fields=["mac"])
+        _backfill_audit(kind="public-key", ref=compliance_recipient(keypair.pk))
         done += 1
     copies = sealed_copies.objects.filter(mac=b"").select_related("epoch")
     for copy in copies.iterator():
@@ -355,5 +398,7 @@ def macs_backfill(
         )
         copy.mac = record_mac(key, message, label=MacLabel.SEALED_EPOCH_KEY)
         copy.save(update_fields=["mac"])
+        where = f"room {copy.epoch.room_id} epoch {copy.epoch.number} {recipient}"
+        _backfill_audit(kind="epoch-copy", ref=where)
         done += 1
     return done

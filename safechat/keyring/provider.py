@@ -22,7 +22,7 @@ from django.conf import settings
 
 from safechat.crypto import KeyProvider, UnknownKeyVersion, WrappedKey, provider_from_env
 from safechat.crypto.errors import ConfigError, CryptoError
-from safechat.crypto.providers import key_file_create
+from safechat.crypto.providers import key_file_create, provider_kind
 from safechat.keyring import events
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ def settings_env() -> dict[str, str]:
     # The key file default only applies when no key string is given.
     if env.get("SAFECHAT_MASTER_KEYS"):
         env.pop("SAFECHAT_MASTER_KEY_FILE", None)
+    env["SAFECHAT_KEY_PROVIDER"] = provider_kind(env)
     return env
 
 
@@ -119,7 +120,7 @@ def get_provider() -> RefreshingProvider:
             key_file = env.get("SAFECHAT_MASTER_KEY_FILE", "")
             if (
                 not settings.IS_PRODUCTION
-                and env.get("SAFECHAT_KEY_PROVIDER", "local") == "local"
+                and env["SAFECHAT_KEY_PROVIDER"] == "local"
                 and key_file
                 and not Path(key_file).exists()
             ):

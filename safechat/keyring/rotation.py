@@ -186,7 +186,7 @@ def master_key_version_add(*, actor: User | SystemActor) -> int:
     """
     provider = get_provider()
     env = settings_env()
-    kind = env.get("SAFECHAT_KEY_PROVIDER", "local")
+    kind = env["SAFECHAT_KEY_PROVIDER"]  # normalised by settings_env
     if kind == "local" and env.get("SAFECHAT_MASTER_KEY_FILE"):
         version = key_file_add_version(env["SAFECHAT_MASTER_KEY_FILE"])
     elif kind == "pkcs11":

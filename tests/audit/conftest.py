@@ -16,13 +16,12 @@ TEST_SIGNING_SEED = base64.b64encode(bytes(range(32))).decode()
 
 
 @pytest.fixture(autouse=True)
-def audit_settings(settings: Settings, tmp_path: Path) -> Iterator[Path]:
-    """The anchor file of this test: empty, as ``migrate`` leaves it for a new log."""
-    anchor_file = tmp_path / "audit-anchors.jsonl"
-    anchor_file.touch(mode=0o600)
+def audit_settings(settings: Settings, audit_anchor_file: Path) -> Iterator[Path]:
+    """The anchor file of this test (tests/conftest.py: its own, empty, as ``migrate``
+    leaves it for a new log), and a fixed signing key."""
+    anchor_file = audit_anchor_file
     settings.SAFECHAT_AUDIT_SIGNING_KEY = TEST_SIGNING_SEED
     settings.SAFECHAT_AUDIT_SIGNING_KEY_FILE = ""
-    settings.SAFECHAT_AUDIT_ANCHOR_FILE = str(anchor_file)
     settings.SAFECHAT_AUDIT_SYSLOG_ADDRESS = ""
     settings.SAFECHAT_AUDIT_PREVIOUS_PUBLIC_KEYS = []
     signing.cache_clear()

@@ -8,22 +8,23 @@ same edits run with the triggers dropped (``tamper``).
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 from pytest_django import Settings
 
 from audit import chain
 from audit.anchors import anchor_line
-from audit.models import AuditCheckpoint, AuditEvent
+from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from audit.selectors import audit_event_rows
 from audit.services import audit_chain_verify, audit_checkpoint_write
 from audit.services.checkpoints import AuditSegmentError
-from tests.audit.factories import make_events, tamper
+from tests.audit.factories import make_event, make_events, tamper
 
 pytestmark = pytest.mark.django_db
 
@@ -272,6 +273,162 @@ def test_triggers_are_compared_exactly_on_postgresql(change: str) -> None:
 
     assert not result.intact
     assert "append-only triggers missing, disabled or changed" in result.summary
+
+
+APPEND_SIGNATURE = (
+    "smallint, text, bigint, text, text, text, text, inet, text, text, jsonb, timestamptz, "
+    "text, text, text, text"
+)
+
+
+def head_seq() -> int:
+    return AuditChainHead.objects.get(pk=1).last_seq
+
+
+@pytest.fixture
+def insider_rule() -> Iterator[Callable[[str], None]]:
+    """Create an insider's rewrite rule (committed, as theirs would be); dropped afterwards,
+    and this session closed: a plan made while a DO INSTEAD NOTHING rule stood keeps doing
+    nothing in the session that made it."""
+    created: list[tuple[str, str]] = []
+
+    def create(sql: str) -> None:
+        words = sql.split()
+        created.append((words[2], words[words.index("TO") + 1]))
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+
+    yield create
+    with connection.cursor() as cursor:
+        for name, table in created:
+            cursor.execute(f"DROP RULE IF EXISTS {name} ON {table}")
+    connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("rule", "table"),
+    [
+        (
+            "CREATE RULE zz_hide AS ON INSERT TO audit_auditevent "
+            "WHERE NEW.action = 'auth.login.failed' DO INSTEAD NOTHING",
+            "audit_auditevent",
+        ),
+        (
+            "CREATE RULE zz_hold AS ON UPDATE TO audit_auditchainhead DO INSTEAD NOTHING",
+            "audit_auditchainhead",
+        ),
+    ],
+    ids=["swallowed event", "held head"],
+)
+def test_a_rule_that_swallows_an_append_fails_it_and_verification(
+    rule: str, table: str, insider_rule: Callable[[str], None]
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL rewrite rules")
+    # given an intact log, and an insider's rule that drops chosen events or head moves
+    make_events(2)
+    insider_rule(rule)
+    seq, count = head_seq(), AuditEvent.objects.count()
+
+    # when an event is recorded, the append fails instead of losing the event silently
+    with pytest.raises(DatabaseError, match=r"not stored|did not advance"):
+        make_event()
+
+    # then nothing was written, and verification names the rule
+    assert (head_seq(), AuditEvent.objects.count()) == (seq, count)
+    result = audit_chain_verify()
+    assert not result.intact
+    assert f"rule {rule.split()[2]} on {table}" in result.summary
+
+
+def test_a_search_path_on_the_append_function_diverts_nothing_and_is_caught() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL function settings")
+    # given look-alike audit tables in another schema, and the append function told to
+    # look there first
+    make_events(2)
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE SCHEMA zz_shadow")
+        for table in ("audit_auditevent", "audit_auditchainhead"):
+            cursor.execute(f"CREATE TABLE zz_shadow.{table} (LIKE {table} INCLUDING ALL)")
+        cursor.execute(
+            "INSERT INTO zz_shadow.audit_auditchainhead SELECT * FROM audit_auditchainhead"
+        )
+        cursor.execute(
+            f"ALTER FUNCTION audit_append({APPEND_SIGNATURE}) SET search_path = zz_shadow, public"
+        )
+
+    # when an event is recorded
+    event = make_event()
+
+    # then it is in the audit log, not the look-alike, and verification names the setting
+    assert AuditEvent.objects.filter(seq=event.seq).exists()
+    assert head_seq() == event.seq
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM zz_shadow.audit_auditevent")
+        assert cursor.fetchone() == (0,)
+    result = audit_chain_verify()
+    assert not result.intact
+    assert "function audit_append has settings search_path=zz_shadow, public" in result.summary
+
+
+@pytest.mark.parametrize(
+    ("change", "reported"),
+    [
+        (
+            "ALTER TABLE audit_auditevent ENABLE ROW LEVEL SECURITY",
+            "row-level security on audit_auditevent",
+        ),
+        (
+            "ALTER TABLE audit_auditcheckpoint FORCE ROW LEVEL SECURITY",
+            "row-level security on audit_auditcheckpoint",
+        ),
+        (
+            "CREATE POLICY zz_some ON audit_auditevent USING (action <> 'key.integrity.failed')",
+            "policy zz_some on audit_auditevent",
+        ),
+        (
+            "ALTER FUNCTION audit_refuse_change() SET search_path = pg_temp",
+            "function audit_refuse_change has settings search_path=pg_temp",
+        ),
+        (
+            f"ALTER FUNCTION audit_append({APPEND_SIGNATURE}) SECURITY DEFINER",
+            "function audit_append redefined",
+        ),
+    ],
+    ids=["rls", "forced rls", "policy", "refuse search_path", "security definer"],
+)
+def test_row_security_policies_and_function_settings_fail_verification(
+    change: str, reported: str
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL row security and function settings")
+    make_events(2)
+    with connection.cursor() as cursor:
+        cursor.execute(change)
+
+    result = audit_chain_verify()
+
+    assert not result.intact
+    assert reported in result.summary
+
+
+def test_an_append_function_owned_by_another_role_fails_verification() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL function owners")
+    # given a role that does not own the audit tables, made owner of the append function
+    # (inside this test's transaction: both are rolled back with it)
+    role = f"zz_owner_{uuid.uuid4().hex[:12]}"
+    make_events(2)
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} NOLOGIN")
+        cursor.execute(f"ALTER FUNCTION audit_append({APPEND_SIGNATURE}) OWNER TO {role}")
+
+    result = audit_chain_verify()
+
+    assert not result.intact
+    assert f"function audit_append owned by {role}" in result.summary
 
 
 def test_a_replaced_trigger_is_caught_on_sqlite() -> None:

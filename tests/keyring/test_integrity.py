@@ -210,7 +210,9 @@ def test_sealed_copies_bind_recipient_and_key_fingerprint() -> None:
     assert len({legacy, bound, other_recipient}) == 3
 
 
-def test_rows_made_before_macs_are_backfilled_and_keep_decrypting() -> None:
+def test_rows_made_before_macs_are_backfilled_and_keep_decrypting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # given rows as they were before MACs existed: legacy associated data, no MAC
     owner, member = make_user(), make_user()
     room = make_room(owner=owner, members=(member,))
@@ -236,7 +238,8 @@ def test_rows_made_before_macs_are_backfilled_and_keep_decrypting() -> None:
     RecordMacKey.objects.all().delete()
     clear_key_caches()
 
-    # when the data migration runs
+    # when the data migration runs, asked by the operator to vouch for them once
+    monkeypatch.setenv("SAFECHAT_RECORD_MAC_BACKFILL", "1")
     done = integrity.macs_backfill(
         user_keypairs=UserKeyPair,
         compliance_keypairs=ComplianceKeyPair,
@@ -247,6 +250,7 @@ def test_rows_made_before_macs_are_backfilled_and_keep_decrypting() -> None:
     # then every row carries a MAC, and everything reads and posts as before
     assert done == 2 + 1 + 3
     assert not SealedEpochKey.objects.filter(mac=b"").exists()
+    assert AuditEvent.objects.filter(action="key.record.backfilled").count() == done
     assert read(message, owner.pk) == "from before the migration"
     assert read(message, member.pk) == "from before the migration"
     compliance = compliance_epoch_key(

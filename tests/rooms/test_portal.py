@@ -6,7 +6,8 @@ from html.parser import HTMLParser
 
 import pytest
 from django.core.cache import cache
-from django.test import Client
+from django.http import HttpRequest, HttpResponse
+from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from accounts.models import User
@@ -14,6 +15,10 @@ from audit.actions import AuditAction
 from audit.models import AuditEvent
 from rooms.models import Membership, Room
 from rooms.services import membership_add, message_post
+from safechat.keyring.errors import IntegrityFailure
+from safechat.keyring.models import ComplianceKeyPair, RoomEpoch, SealedEpochKey
+from safechat.keyring.services import clear_key_caches
+from safechat.middleware import INTEGRITY_FAILURE_MESSAGE, IntegrityFailureMiddleware
 from tests.accounts.factories import make_totp_device, make_user, sign_in_client
 from tests.rooms.factories import make_room
 
@@ -381,3 +386,52 @@ def test_a_member_may_leave_and_the_last_owner_may_not() -> None:
     assert member_of(room, member) is None
     assert member_of(room, owner) is not None
     assert any("at least one owner" in m for m in flash(kept))
+
+
+# --- Stored key data that fails its integrity check ---------------------------------------
+@pytest.mark.django_db(transaction=True)
+def test_a_removal_meeting_a_tampered_key_record_says_so_and_changes_nothing() -> None:
+    # given a compliance public key whose MAC no longer verifies (an insider's edit; the
+    # keyring tables have no triggers to bypass)
+    owner, leaver = make_user(), make_user()
+    room = make_room(owner=owner, members=(leaver,))
+    ComplianceKeyPair.objects.update(mac=bytes(32))
+    clear_key_caches()
+    epochs = RoomEpoch.objects.filter(room=room).count()
+
+    # when the owner removes a member in the portal
+    response = verified_client(owner).post(
+        f"/rooms/{room.pk}/members/{leaver.pk}/remove/", follow=True
+    )
+
+    # then the page says what happened, no server error, and nothing changed: the member
+    # and their keys stay, no new epoch, no removal audited; the tampering is audited
+    assert response.status_code == 200
+    assert INTEGRITY_FAILURE_MESSAGE in flash(response)
+    assert member_of(room, leaver) is not None
+    assert SealedEpochKey.objects.filter(epoch__room=room, user=leaver).exists()
+    assert RoomEpoch.objects.filter(room=room).count() == epochs
+    assert audited(AuditAction.ROOM_MEMBER_REMOVED, room) == 0
+    assert AuditEvent.objects.filter(action=AuditAction.KEY_INTEGRITY_FAILED).exists()
+
+
+def test_any_portal_view_meeting_a_tampered_key_record_answers_with_a_page() -> None:
+    # given a portal view that meets stored key data failing its check
+    owner = make_user()
+    client = verified_client(owner)
+
+    def failing_view(request: HttpRequest) -> HttpResponse:
+        raise IntegrityFailure(kind="public-key", ref="user:1")
+
+    # when it runs behind the portal's middleware
+    request = RequestFactory().get(CHAT)
+    request.user = owner
+    request.session = client.session
+    response = IntegrityFailureMiddleware(failing_view).process_exception(
+        request, IntegrityFailure(kind="public-key", ref="user:1")
+    )
+
+    # then the answer is a page that says so (503), not a server error
+    assert response is not None
+    assert response.status_code == 503
+    assert "failed its integrity check" in response.content.decode()

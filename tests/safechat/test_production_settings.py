@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from safechat import environment
+from safechat.crypto.providers import provider_kind
 from tests.support.fixtures import PROJECT_ROOT, project_env
 
 
@@ -104,7 +105,30 @@ def without(env: dict[str, str], *names: str) -> dict[str, str]:
             },
             "SAFECHAT_PKCS11_LIBRARY /nonexistent/libsofthsm2.so does not exist",
         ),
+        (
+            lambda env: {
+                **without(env, "SAFECHAT_MASTER_KEYS"),
+                "SAFECHAT_KEY_PROVIDER": "PKCS11",
+                "SAFECHAT_PKCS11_LIBRARY": "/nonexistent/libsofthsm2.so",
+                "SAFECHAT_PKCS11_TOKEN_LABEL": "safechat",
+                "SAFECHAT_PKCS11_PIN": "1234",
+            },
+            "SAFECHAT_PKCS11_LIBRARY /nonexistent/libsofthsm2.so does not exist",
+        ),
         (lambda env: without(env, "DATABASE_URL"), "DATABASE_URL is not set"),
+        # The engine the URL resolves to counts, not how its scheme is spelled.
+        (
+            lambda env: {**env, "DATABASE_URL": "SQLITE:////tmp/safechat.sqlite3"},
+            "DATABASE_URL names django.db.backends.sqlite3",
+        ),
+        (
+            lambda env: {**env, "DATABASE_URL": "mysql://safechat@db.bank.example/safechat"},
+            "DATABASE_URL names django.db.backends.mysql",
+        ),
+        (
+            lambda env: {**env, "DATABASE_URL": "not a url"},
+            "DATABASE_URL names no known database",
+        ),
         (lambda env: without(env, "REDIS_URL"), "REDIS_URL is not set"),
         (
             lambda env: {**env, "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"},
@@ -158,12 +182,39 @@ def test_every_problem_is_reported_on_its_own_line(tmp_path: Path) -> None:
     assert all(line.startswith("SafeChat refuses to start in production: ") for line in lines)
 
 
-def test_an_epoch_bound_above_the_aead_limit_refuses_to_start(tmp_path: Path) -> None:
-    result = run_django(project_env(tmp_path, SAFECHAT_EPOCH_MAX_MESSAGES=str(2**25)), "check")
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (str(2**25), "SAFECHAT_EPOCH_MAX_MESSAGES must be between 1 and 16777216"),
+        ("abc", "SAFECHAT_EPOCH_MAX_MESSAGES must be a whole number, not 'abc'"),
+    ],
+    ids=["above the AEAD limit", "not a number"],
+)
+def test_an_epoch_bound_that_cannot_work_refuses_to_start_on_one_line(
+    tmp_path: Path, value: str, reason: str
+) -> None:
+    for env in (project_env(tmp_path), good_production_env(tmp_path)):
+        result = run_django({**env, "SAFECHAT_EPOCH_MAX_MESSAGES": value}, "check")
 
-    assert result.returncode != 0
-    assert "SAFECHAT_EPOCH_MAX_MESSAGES must be between 1 and 16777216" in result.stderr
-    assert "Traceback" not in result.stderr
+        assert result.returncode != 0
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert reason in lines[0]
+        assert "Traceback" not in result.stderr
+
+
+def test_the_key_provider_is_read_the_same_way_everywhere() -> None:
+    assert provider_kind({"SAFECHAT_KEY_PROVIDER": " PKCS11 "}) == "pkcs11"
+    assert provider_kind({"SAFECHAT_KEY_PROVIDER": ""}) == "local"
+    assert provider_kind({}) == "local"
+    assert environment.master_key_configured(
+        {
+            "SAFECHAT_KEY_PROVIDER": "PKCS11",
+            "SAFECHAT_PKCS11_LIBRARY": "/usr/lib/softhsm/libsofthsm2.so",
+            "SAFECHAT_PKCS11_TOKEN_LABEL": "safechat",
+            "SAFECHAT_PKCS11_PIN": "1234",
+        }
+    )
 
 
 def test_production_with_a_key_file_of_mode_0600_passes(tmp_path: Path) -> None:

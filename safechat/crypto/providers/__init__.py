@@ -55,13 +55,19 @@ __all__ = [
 ]
 
 
+def provider_kind(env: Mapping[str, str]) -> str:
+    """``SAFECHAT_KEY_PROVIDER`` as every reader compares it: trimmed, lower case, ``local``
+    when unset (``PKCS11`` means ``pkcs11``)."""
+    return env.get("SAFECHAT_KEY_PROVIDER", "").strip().lower() or "local"
+
+
 def provider_from_env(env: Mapping[str, str]) -> KeyProvider:
     """Build the key provider the environment describes; raises :class:`ConfigError` if unsafe.
 
     Exactly one of ``SAFECHAT_MASTER_KEYS`` / ``SAFECHAT_MASTER_KEY_FILE`` must be set for the
     local provider, so an operator never wonders which one is in force.
     """
-    kind = env.get("SAFECHAT_KEY_PROVIDER", "local").strip().lower()
+    kind = provider_kind(env)
     if kind == "local":
         keys = env.get("SAFECHAT_MASTER_KEYS", "")
         key_file = env.get("SAFECHAT_MASTER_KEY_FILE", "")

@@ -1,6 +1,9 @@
 """MAC every existing public key and sealed copy with the master key (through the record-MAC key).
 
-Runs only where key rows exist, so a fresh database never touches the key provider here.
+A no-op where no key row lacks a MAC (a new database). Rows without one are MACed only
+when the operator sets SAFECHAT_RECORD_MAC_BACKFILL=1 for this run (the upgrade from a
+release before record MACs; each row is audited); otherwise the migration stops, because
+a MAC vouches for whatever the row holds (docs/security-crypto.md).
 Rows keep their ciphertexts and associated data: everything stored keeps decrypting.
 """
 
@@ -22,6 +25,8 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('keyring', '0003_integrity_macs'),
+        # Each row MACed is audited.
+        ('audit', '0004_revoke_app_privileges'),
     ]
 
     operations = [
