@@ -24,7 +24,7 @@ async def closed_with(
 async def handshake_outcome(communicator: WebsocketCommunicator) -> tuple[str, object]:
     """How a handshake ended: ``("refused", code)`` before accepting (HTTP 403),
     ``("closed", code)`` accepted and then closed, or ``("open", <reply to a ping>)``."""
-    connected, detail = await communicator.connect()
+    connected, detail = await communicator.connect(timeout=5)
     if not connected:
         return "refused", detail
     await communicator.send_json_to({"type": "ping"})
