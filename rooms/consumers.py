@@ -138,7 +138,7 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             await self.close(code=CLOSE_TRY_AGAIN)
 
     async def connect(self) -> None:
-        row = await database_sync_to_async(session_row_for)(
+        row = await in_pool(session_row_for)(
             user=self.scope.get("user"), session=self.scope.get("session")
         )
         verdict = session_verdict_of(row, require_factor=True)
