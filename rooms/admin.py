@@ -20,7 +20,11 @@ from accounts.models import User
 from accounts.roles import MANAGE_USERS, Role
 from rooms.models import InformationBarrier, Membership, Room
 from rooms.services import barrier_create, barrier_delete, membership_remove, room_archive
-from rooms.services.barriers import BarrierConflict, room_barrier_violations, user_groups_change
+from rooms.services.barriers import (
+    BarrierConflict,
+    group_members_set,
+    room_barrier_violations,
+)
 from safechat.admin_base import ReadOnlyAdmin
 
 
@@ -177,7 +181,7 @@ admin.site.unregister(Group)
 @admin.register(Group)
 class GroupAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Groups that barriers separate. Who is in a group changes through
-    ``user_groups_change``, which re-checks every room of each person changed."""
+    ``group_members_set``, which re-checks every room of each person added."""
 
     form = GroupMembersForm
     list_display = ["name"]
@@ -208,13 +212,13 @@ class GroupAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if form.fields["members"].disabled:
             return
         wanted = {member.pk: member for member in form.cleaned_data["members"]}
-        current = set(obj.user_set.values_list("pk", flat=True))
-        violations: dict[int, list[BarrierConflict]] = {}
-        for pk in sorted(wanted.keys() - current):
-            for room_id, pairs in user_groups_change(
-                actor=user, user=wanted[pk], add=[obj]
-            ).items():
-                violations.setdefault(room_id, []).extend(pairs)
-        for leaving in User.objects.filter(pk__in=current - wanted.keys()).order_by("pk"):
-            user_groups_change(actor=user, user=leaving, remove=[obj])
+        # The page lists active people only: a deactivated member it cannot show stays.
+        current = set(obj.user_set.filter(is_active=True).values_list("pk", flat=True))
+        # One call, one set of locks taken up front (see ``group_members_set``).
+        violations = group_members_set(
+            actor=user,
+            group=obj,
+            add=[wanted[pk] for pk in sorted(wanted.keys() - current)],
+            remove=User.objects.filter(pk__in=current - wanted.keys()).order_by("pk"),
+        )
         _violations_warning(self, request, violations)
