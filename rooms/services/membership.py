@@ -146,6 +146,7 @@ def _membership_delete(*, actor: User, room: Room, member: User) -> None:
     # post takes them in the same order, so a removal and a post never deadlock).
     if not rows_locked(Room, [room.pk]):
         return
+    # FOR UPDATE: the row is deleted below.
     membership = Membership.objects.select_for_update().filter(room=room, user=member).first()
     if membership is None:
         return
@@ -191,7 +192,9 @@ def _membership_role_set(*, actor: User, room: Room, member: User, role: str) ->
     demand_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     if role == Membership.Role.OWNER:  # only an owner makes owners
         demand_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
-    membership = Membership.objects.select_for_update().filter(room=room, user=member).first()
+    membership = (
+        Membership.objects.select_for_update(no_key=True).filter(room=room, user=member).first()
+    )
     if membership is None:
         raise ValidationError("this person is not a member of the room")
     if membership.role == role:

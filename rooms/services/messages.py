@@ -140,7 +140,7 @@ def _message_insert(
     # The room's row lock orders this post after every committed removal and key change
     # in the room (the checks below see them), and gives the room's messages ids in
     # commit order, which a reconnecting client's resync relies on.
-    locked = Room.objects.select_for_update().filter(pk=room.pk).first()
+    locked = Room.objects.select_for_update(no_key=True).filter(pk=room.pk).first()
     if locked is None:
         raise Http404("no such room")
     room = locked
@@ -228,11 +228,11 @@ def message_edit(*, actor: User, message: Message, text: str) -> Message:
 @transaction.atomic
 def _message_revise(*, actor: User, message: Message, text: str) -> Message:
     # The room, then the message (as a post does); checks again under them.
-    room = Room.objects.select_for_update().filter(pk=message.room_id).first()
+    room = Room.objects.select_for_update(no_key=True).filter(pk=message.room_id).first()
     if room is None:
         raise Http404("no such room")
     demand_writable(actor=actor, room=room, permission=perms.POST)
-    message = Message.objects.select_for_update().get(pk=message.pk)
+    message = Message.objects.select_for_update(no_key=True).get(pk=message.pk)
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
     MessageRevision.objects.create(
@@ -275,7 +275,7 @@ def message_delete(*, actor: User, message: Message) -> Message:
     write_rate_check(user_id=actor.pk, write=Write.DELETE)
     with transaction.atomic():
         # The message's row: of two deletions at the same instant, one is recorded.
-        locked = Message.objects.select_for_update().get(pk=message.pk)
+        locked = Message.objects.select_for_update(no_key=True).get(pk=message.pk)
         if locked.deleted_at is not None:
             return locked
         message.deleted_at = timezone.now()
@@ -331,7 +331,7 @@ def read_marker_set(*, actor: User, room: Room, message_id: int) -> int:
 
 @transaction.atomic
 def _read_marker_move(*, actor: User, room: Room, message_id: int) -> int:
-    membership = Membership.objects.select_for_update().get(room=room, user=actor)
+    membership = Membership.objects.select_for_update(no_key=True).get(room=room, user=actor)
     if message_id > membership.last_read_message_id:
         membership.last_read_message_id = message_id
         membership.save(update_fields=["last_read_message_id"])

@@ -14,10 +14,11 @@ import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
 
+from accounts.services import user_deactivate
 from audit.models import AuditEvent
 from rooms import realtime
 from rooms.models import Message
-from rooms.services import group_members_set, message_post
+from rooms.services import group_members_set, message_delete, message_post
 from tests.accounts.factories import grant_role, make_user, sign_in_client
 from tests.rooms.concurrency import postgresql_only, run_together
 from tests.rooms.factories import make_room, make_room_admin
@@ -123,3 +124,63 @@ def test_saving_an_unchanged_group_page_keeps_deactivated_members() -> None:
     assert answer.status_code == 302
     assert set(group.user_set.values_list("pk", flat=True)) == {active.pk, gone.pk}
     assert not AuditEvent.objects.filter(action="account.role.revoked").exists()
+
+
+# --- a post that starts a new epoch, against row locks then an audit append -------------
+
+
+@postgresql_only("a reply's insert takes KEY SHARE on its parent after the epoch's audit")
+def test_a_reply_starting_an_epoch_and_its_parent_deleted_at_once_never_deadlock(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    import rooms.services.messages as messages
+
+    settings.SAFECHAT_POST_RATE_LIMIT = (10_000, 1)
+    # given a message, and a room whose next post starts a new epoch (its cryptoperiod)
+    owner, poster = make_room_admin(), make_user()
+    room = make_room(owner=owner, members=(poster,))
+    parent = message_post(sender=owner, room=room, text="parent")
+    settings.SAFECHAT_EPOCH_MAX_MESSAGES = 1
+    _slowed(monkeypatch, messages, "message_encrypt", 0.4)  # the audit chain is held here
+
+    def delete() -> Message:
+        time.sleep(0.15)  # the reply holds the audit chain by now
+        return message_delete(actor=owner, message=parent)
+
+    # when a reply to the message and the message's deletion arrive together
+    outcomes = run_together(
+        partial(message_post, sender=poster, room=room, text="reply", parent_id=parent.pk),
+        delete,
+    )
+
+    # then both went through, one after the other
+    assert [o.error for o in outcomes] == [None, None]
+    assert Message.objects.get(pk=parent.pk).deleted_at is not None
+    assert Message.objects.filter(room=room, parent=parent).count() == 1
+
+
+@postgresql_only("a mention's insert takes KEY SHARE on the user after the epoch's audit")
+def test_a_mention_starting_an_epoch_and_the_person_deactivated_at_once_never_deadlock(
+    settings: Any,
+) -> None:
+    settings.SAFECHAT_POST_RATE_LIMIT = (10_000, 1)
+    admin = grant_role(make_user(), "security_admin")
+    errors: list[BaseException] = []
+    for round_ in range(15):
+        # given a room whose next post starts a new epoch, and a member about to go
+        owner, poster = make_room_admin(), make_user()
+        target = make_user(username=f"target{round_}")
+        room = make_room(owner=owner, members=(poster, target), name=f"r{round_}")
+        settings.SAFECHAT_EPOCH_MAX_MESSAGES = 1_000_000
+        message_post(sender=owner, room=room, text="first")
+        settings.SAFECHAT_EPOCH_MAX_MESSAGES = 1
+
+        # when a post mentions them while a security admin deactivates them
+        outcomes = run_together(
+            partial(message_post, sender=poster, room=room, text=f"@target{round_} look"),
+            partial(user_deactivate, actor=admin, user=target),
+        )
+        errors += [o.error for o in outcomes if o.error is not None]
+
+    # then nothing failed
+    assert errors == []
