@@ -132,20 +132,27 @@ def membership_remove(*, actor: User, room: Room, member: User) -> None:
 
     Members may always leave; removing someone else needs ``manage_members`` on the room,
     or the security-admin right to manage users (to resolve an information barrier).
-    Locks: the room, then the membership, then key rows; the audit chain last. A room
-    keeps at least one owner, also when two owners leave at the same instant.
+    Locks: the room (``manage_members`` is checked again under it), then the
+    membership, then key rows; the audit chain last. A room keeps at least one owner,
+    also when two owners leave at the same instant.
     """
+    permission = None
     if actor.pk != member.pk and not actor.has_perm(MANAGE_USERS):
-        require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
-    _membership_delete(actor=actor, room=room, member=member)
+        permission = perms.MANAGE_MEMBERS
+        require_room_permission(actor=actor, room=room, permission=permission)
+    with refusals_audited():
+        _membership_delete(actor=actor, room=room, member=member, permission=permission)
 
 
 @transaction.atomic
-def _membership_delete(*, actor: User, room: Room, member: User) -> None:
+def _membership_delete(*, actor: User, room: Room, member: User, permission: str | None) -> None:
     # Lock order: the room, then the membership, then keys, the audit chain last (a
     # post takes them in the same order, so a removal and a post never deadlock).
-    if not rows_locked(Room, [room.pk]):
+    locked = rows_locked(Room, [room.pk])
+    if not locked:
         return
+    if permission is not None:  # a moderator demoted at the same instant is refused
+        demand_permission(actor=actor, room=locked[0], permission=permission)
     # FOR UPDATE: the row is deleted below.
     membership = Membership.objects.select_for_update().filter(room=room, user=member).first()
     if membership is None:

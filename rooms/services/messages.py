@@ -20,7 +20,9 @@ from rooms import realtime
 from rooms.models import Membership, Mention, Message, MessageRevision, Reaction, Room
 from rooms.ratelimit import Write, write_rate_check
 from rooms.services._common import (
+    demand_permission,
     demand_writable,
+    missing_refusal,
     refusals_audited,
     refuse,
     require_not_archived,
@@ -28,6 +30,7 @@ from rooms.services._common import (
 )
 from safechat.keyring import events as key_events
 from safechat.keyring.services import message_encrypt
+from safechat.locks import rows_locked
 
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_EMOJI_LENGTH = 16
@@ -54,6 +57,14 @@ def _validate_text(text: object) -> str:
     if len(encoded) > MAX_MESSAGE_BYTES:
         raise ValidationError(f"a message is at most {MAX_MESSAGE_BYTES // 1024} KiB")
     return text
+
+
+def _room_locked(room_id: int) -> Room:
+    """The room's row, locked until the transaction ends (step 3 of the lock order)."""
+    locked = rows_locked(Room, [room_id])
+    if not locked:
+        raise Http404("no such room")
+    return locked[0]
 
 
 def _mentioned_members(*, room: Room, text: str, exclude: int) -> list[int]:
@@ -140,10 +151,7 @@ def _message_insert(
     # The room's row lock orders this post after every committed removal and key change
     # in the room (the checks below see them), and gives the room's messages ids in
     # commit order, which a reconnecting client's resync relies on.
-    locked = Room.objects.select_for_update(no_key=True).filter(pk=room.pk).first()
-    if locked is None:
-        raise Http404("no such room")
-    room = locked
+    room = _room_locked(room.pk)
     demand_writable(actor=sender, room=room, permission=perms.POST)
     if client_key is not None:
         # Identical posts queue on the room's lock: the second finds the first here.
@@ -228,9 +236,7 @@ def message_edit(*, actor: User, message: Message, text: str) -> Message:
 @transaction.atomic
 def _message_revise(*, actor: User, message: Message, text: str) -> Message:
     # The room, then the message (as a post does); checks again under them.
-    room = Room.objects.select_for_update(no_key=True).filter(pk=message.room_id).first()
-    if room is None:
-        raise Http404("no such room")
+    room = _room_locked(message.room_id)
     demand_writable(actor=actor, room=room, permission=perms.POST)
     message = Message.objects.select_for_update(no_key=True).get(pk=message.pk)
     if message.deleted_at is not None:
@@ -264,32 +270,40 @@ def message_delete(*, actor: User, message: Message) -> Message:
     """Hide a message from members; its ciphertext stays for compliance until retention.
 
     Senders delete their own messages; moderators and owners (``manage_members``) any.
+    Locks: the room (the permission and the archive are checked again under it), then
+    the message (of two deletions at the same instant, one is recorded); audit last.
     """
     room = message.room
-    is_sender = message.sender_id == actor.pk
-    required = perms.VIEW if is_sender else perms.MANAGE_MEMBERS
+    required = perms.VIEW if message.sender_id == actor.pk else perms.MANAGE_MEMBERS
     require_room_permission(actor=actor, room=room, permission=required)
     require_not_archived(actor=actor, room=room)
     if message.deleted_at is not None:
         return message
     write_rate_check(user_id=actor.pk, write=Write.DELETE)
-    with transaction.atomic():
-        # The message's row: of two deletions at the same instant, one is recorded.
-        locked = Message.objects.select_for_update(no_key=True).get(pk=message.pk)
-        if locked.deleted_at is not None:
-            return locked
-        message.deleted_at = timezone.now()
-        message.deleted_by = actor
-        message.save(update_fields=["deleted_at", "deleted_by"])
-        audit_record(
-            actor=actor,
-            action=AuditAction.MESSAGE_DELETED,
-            target=message,
-            extra={"room": room.pk, "by_sender": is_sender},
-        )
-        key_events.message_changed(message_id=message.pk)
-        _announce(message, "message.deleted")
-    return message
+    with refusals_audited():
+        return _message_hide(actor=actor, message=message, permission=required)
+
+
+@transaction.atomic
+def _message_hide(*, actor: User, message: Message, permission: str) -> Message:
+    room = _room_locked(message.room_id)
+    demand_writable(actor=actor, room=room, permission=permission)
+    locked = Message.objects.select_for_update(no_key=True).get(pk=message.pk)
+    if locked.deleted_at is not None:
+        return locked
+    locked.deleted_at = timezone.now()
+    locked.deleted_by = actor
+    locked.save(update_fields=["deleted_at", "deleted_by"])
+    audit_record(
+        actor=actor,
+        action=AuditAction.MESSAGE_DELETED,
+        target=locked,
+        extra={"room": room.pk, "by_sender": locked.sender_id == actor.pk},
+    )
+    key_events.message_changed(message_id=locked.pk)
+    _announce(locked, "message.deleted")
+    message.deleted_at, message.deleted_by = locked.deleted_at, actor
+    return locked
 
 
 def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
@@ -297,6 +311,8 @@ def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
 
     Two toggles at the same instant never fail: if another request set the same
     reaction first, this one answers the state that won (set) instead of a conflict.
+    Locks: the room (the permission, the archive and the message's deletion are checked
+    again under it), then the reaction's unique constraint decides.
     """
     require_room_permission(actor=actor, room=message.room, permission=perms.POST)
     require_not_archived(actor=actor, room=message.room)
@@ -306,32 +322,52 @@ def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
     write_rate_check(user_id=actor.pk, write=Write.REACT)
-    with transaction.atomic():
-        deleted, _ = Reaction.objects.filter(message=message, user=actor, emoji=emoji).delete()
-        if deleted:
-            _announce(message, "message.reactions")
-            return False
-        try:
-            with transaction.atomic():  # a savepoint: the unique constraint decides a race
-                Reaction.objects.create(message=message, user=actor, emoji=emoji)
-        except IntegrityError:
-            return True  # set at the same instant by another request: that state won
+    with refusals_audited():
+        return _reaction_flip(actor=actor, message=message, emoji=emoji)
+
+
+@transaction.atomic
+def _reaction_flip(*, actor: User, message: Message, emoji: str) -> bool:
+    room = _room_locked(message.room_id)
+    demand_writable(actor=actor, room=room, permission=perms.POST)
+    if Message.objects.filter(pk=message.pk, deleted_at__isnull=False).exists():
+        raise ValidationError("this message was deleted")
+    deleted, _ = Reaction.objects.filter(message=message, user=actor, emoji=emoji).delete()
+    if deleted:
         _announce(message, "message.reactions")
+        return False
+    try:
+        with transaction.atomic():  # a savepoint: the unique constraint decides a race
+            Reaction.objects.create(message=message, user=actor, emoji=emoji)
+    except IntegrityError:
+        return True  # set at the same instant by another request: that state won
+    _announce(message, "message.reactions")
     return True
 
 
 def read_marker_set(*, actor: User, room: Room, message_id: int) -> int:
-    """Move ``actor``'s read marker forward to ``message_id`` (never backwards)."""
+    """Move ``actor``'s read marker forward to ``message_id`` (never backwards).
+
+    Locks: the room, then the reader's membership. A reader removed at the same instant
+    is refused (audited) under the room's lock, never answered with an error.
+    """
     require_room_permission(actor=actor, room=room, permission=perms.VIEW)
     if not Message.objects.filter(pk=message_id, room=room).exists():
         raise ValidationError("no such message in this room")
     write_rate_check(user_id=actor.pk, write=Write.READ_MARKER)
-    return _read_marker_move(actor=actor, room=room, message_id=message_id)
+    with refusals_audited():
+        return _read_marker_move(actor=actor, room=room, message_id=message_id)
 
 
 @transaction.atomic
 def _read_marker_move(*, actor: User, room: Room, message_id: int) -> int:
-    membership = Membership.objects.select_for_update(no_key=True).get(room=room, user=actor)
+    room = _room_locked(room.pk)
+    demand_permission(actor=actor, room=room, permission=perms.VIEW)
+    membership = (
+        Membership.objects.select_for_update(no_key=True).filter(room=room, user=actor).first()
+    )
+    if membership is None:  # removal also drops the permission; kept for defence in depth
+        raise missing_refusal(actor=actor, room=room, permission=perms.VIEW)
     if message_id > membership.last_read_message_id:
         membership.last_read_message_id = message_id
         membership.save(update_fields=["last_read_message_id"])

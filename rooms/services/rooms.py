@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import User
@@ -14,6 +15,8 @@ from rooms import permissions as perms
 from rooms.models import Membership, Room
 from rooms.permissions import room_permissions_set
 from rooms.services._common import (
+    demand_permission,
+    demand_writable,
     refusals_audited,
     refuse,
     require_not_archived,
@@ -135,13 +138,25 @@ def room_update(
     topic: str | None = None,
     history_visible: bool | None = None,
 ) -> Room:
-    """Change a room's settings (``manage_room``)."""
+    """Change a room's settings (``manage_room``).
+
+    Locks: the room; the permission and the archive are checked again under it.
+    """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
     require_not_archived(actor=actor, room=room)
-    with transaction.atomic():
+    with refusals_audited(), transaction.atomic():
+        locked = _room_locked(room)
+        demand_writable(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
         return _room_change(
-            actor=actor, room=room, name=name, topic=topic, history_visible=history_visible
+            actor=actor, room=locked, name=name, topic=topic, history_visible=history_visible
         )
+
+
+def _room_locked(room: Room) -> Room:
+    locked = rows_locked(Room, [room.pk])
+    if not locked:
+        raise Http404("no such room")
+    return locked[0]
 
 
 def _room_change(
@@ -173,16 +188,25 @@ def _room_change(
 
 
 def room_archive(*, actor: User, room: Room) -> Room:
-    """Archive a room: it stays readable and becomes read-only for everyone."""
+    """Archive a room: it stays readable and becomes read-only for everyone.
+
+    Locks: the room; the permission is checked again under it, and of two archives at
+    the same instant one is recorded (the other answers the archived room).
+    """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
     if room.is_archived:
         return room
-    with transaction.atomic():
-        room.archived_at = timezone.now()
-        room.save(update_fields=["archived_at"])
-        audit_record(actor=actor, action=AuditAction.ROOM_ARCHIVED, target=room)
-        transaction.on_commit(lambda: _broadcast(room.pk, "room.archived"))
-    return room
+    with refusals_audited(), transaction.atomic():
+        locked = _room_locked(room)
+        demand_permission(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
+        if locked.is_archived:
+            return locked
+        locked.archived_at = timezone.now()
+        locked.save(update_fields=["archived_at"])
+        audit_record(actor=actor, action=AuditAction.ROOM_ARCHIVED, target=locked)
+        transaction.on_commit(lambda: _broadcast(locked.pk, "room.archived"))
+    room.archived_at = locked.archived_at
+    return locked
 
 
 def room_key_rotate(*, actor: User, room: Room) -> RoomEpoch:

@@ -7,18 +7,30 @@ is what matters, a call is slowed down (``time.sleep``) to hold it open on every
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.test import Client
 
-from accounts.services import user_deactivate
+from accounts.services import api_token_create, user_deactivate
 from audit.models import AuditEvent
 from rooms import realtime
-from rooms.models import Message
-from rooms.services import group_members_set, message_delete, message_post
+from rooms.models import Membership, Message, Reaction, Room
+from rooms.services import (
+    group_members_set,
+    membership_add,
+    membership_remove,
+    membership_role_change,
+    message_delete,
+    message_post,
+    reaction_toggle,
+    room_archive,
+    room_update,
+)
 from tests.accounts.factories import grant_role, make_user, sign_in_client
 from tests.rooms.concurrency import postgresql_only, run_together
 from tests.rooms.factories import make_room, make_room_admin
@@ -37,6 +49,16 @@ def broadcasts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any
 
         monkeypatch.setattr(realtime, name, record)
     return sent
+
+
+def _after(seconds: float, call: Callable[[], Any]) -> Callable[[], Any]:
+    """``call``, started ``seconds`` after the threads are released."""
+
+    def later() -> Any:
+        time.sleep(seconds)
+        return call()
+
+    return later
 
 
 def _admin_client() -> Client:
@@ -184,3 +206,184 @@ def test_a_mention_starting_an_epoch_and_the_person_deactivated_at_once_never_de
 
     # then nothing failed
     assert errors == []
+
+
+# --- checks made again under the room's lock ----------------------------------------------
+
+
+def _refusals(reason: str) -> int:
+    return AuditEvent.objects.filter(action="room.access.denied", extra__reason=reason).count()
+
+
+@postgresql_only("the read marker and the removal lock the same room row")
+def test_a_read_marker_racing_the_readers_removal_is_refused_not_an_error(
+    monkeypatch: pytest.MonkeyPatch, broadcasts: list[tuple[str, dict[str, Any]]], settings: Any
+) -> None:
+    import rooms.services.membership as membership
+
+    settings.SAFECHAT_READ_MARKER_RATE_LIMIT = (10_000, 1)
+    # given a reader, a message, and a removal held open after the membership is gone
+    owner, reader = make_room_admin(), make_user()
+    room = make_room(owner=owner, members=(reader,))
+    message = message_post(sender=owner, room=room, text="hello")
+    _, secret = api_token_create(actor=reader, name="bot", scope="write")
+    _slowed(monkeypatch, membership, "room_keys_revoke", 0.5)
+    broadcasts.clear()
+
+    def mark() -> Any:
+        time.sleep(0.15)  # the removal holds the room's lock by now
+        return Client(raise_request_exception=False).post(
+            f"/api/v1/rooms/{room.pk}/read-marker/",
+            {"message_id": message.pk},
+            headers={"Authorization": f"Bearer {secret}"},
+            content_type="application/json",
+        )
+
+    # when the owner removes the reader while the reader's marker moves
+    outcomes = run_together(partial(membership_remove, actor=owner, room=room, member=reader), mark)
+
+    # then the removal won; the marker is refused (403, audited once), nothing moved
+    assert outcomes[0].error is None
+    assert outcomes[1].value.status_code == 403
+    assert _refusals("missing view_room") == 1
+    assert not [b for b in broadcasts if b[1].get("event") == "read.marker"]
+
+
+@postgresql_only("the removal and the demotion lock the same room row")
+def test_a_moderator_demoted_while_removing_someone_is_refused(
+    monkeypatch: pytest.MonkeyPatch, broadcasts: list[tuple[str, dict[str, Any]]]
+) -> None:
+    import rooms.services.membership as membership
+
+    # given a moderator whose removal of a member reaches the room after a demotion
+    owner, moderator, member = make_room_admin(), make_user(), make_user()
+    room = make_room(owner=owner, members=(member,))
+    membership_add(actor=owner, room=room, user=moderator, role=Membership.Role.MODERATOR)
+    real = membership._membership_delete
+
+    def late(**kwargs: Any) -> None:
+        time.sleep(0.4)  # the request is in flight a little longer
+        real(**kwargs)
+
+    monkeypatch.setattr(membership, "_membership_delete", late)
+    broadcasts.clear()
+
+    # when the owner demotes the moderator at the same instant
+    outcomes = run_together(
+        partial(membership_remove, actor=moderator, room=room, member=member),
+        _after(
+            0.1,
+            partial(
+                membership_role_change,
+                actor=owner,
+                room=room,
+                member=moderator,
+                role=Membership.Role.MEMBER,
+            ),
+        ),
+    )
+
+    # then the removal is refused (audited once), the member stays, no removal is sent
+    assert isinstance(outcomes[0].error, PermissionDenied)
+    assert outcomes[1].error is None
+    assert Membership.objects.filter(room=room, user=member).exists()
+    assert _refusals("missing manage_members") == 1
+    assert not AuditEvent.objects.filter(action="room.member.removed").exists()
+    assert not [b for b in broadcasts if b[0] == "member_removed"]
+
+
+@postgresql_only("a write and the writer's removal lock the same room row")
+@pytest.mark.parametrize("write", ["react", "delete"])
+def test_a_reaction_or_deletion_by_someone_removed_at_once_is_refused(
+    write: str, monkeypatch: pytest.MonkeyPatch, broadcasts: list[tuple[str, dict[str, Any]]]
+) -> None:
+    import rooms.services.messages as messages
+
+    # given a member's own message, and a write slowed between its checks and its lock
+    owner, member = make_room_admin(), make_user()
+    room = make_room(owner=owner, members=(member,))
+    message = message_post(sender=member, room=room, text="x")
+    _slowed(monkeypatch, messages, "write_rate_check", 0.5)  # a slow Redis round trip
+    broadcasts.clear()
+    calls: dict[str, Callable[[], Any]] = {
+        "react": partial(reaction_toggle, actor=member, message=message, emoji="+1"),
+        "delete": partial(message_delete, actor=member, message=message),
+    }
+
+    # when the owner removes the member while the write is in flight
+    outcomes = run_together(
+        calls[write],
+        _after(0.1, partial(membership_remove, actor=owner, room=room, member=member)),
+    )
+
+    # then the write is refused (audited once) and nothing was written or sent
+    assert isinstance(outcomes[0].error, PermissionDenied)
+    assert outcomes[1].error is None
+    assert not Reaction.objects.filter(message=message).exists()
+    assert Message.objects.get(pk=message.pk).deleted_at is None
+    assert not AuditEvent.objects.filter(action="message.deleted").exists()
+    assert _refusals("missing post_message" if write == "react" else "missing view_room") == 1
+    assert not [
+        b
+        for b in broadcasts
+        if b[0] == "room_event"
+        and b[1]["room_id"] == room.pk
+        and b[1]["event"].startswith("message.")
+    ]
+
+
+@postgresql_only("two archives lock the same room row")
+def test_two_archives_at_once_write_one_audit_event(
+    broadcasts: list[tuple[str, dict[str, Any]]],
+) -> None:
+    for round_ in range(5):
+        # given a live room, loaded twice
+        owner = make_room_admin()
+        room = make_room(owner=owner, name=f"a{round_}")
+        first, second = Room.objects.get(pk=room.pk), Room.objects.get(pk=room.pk)
+
+        # when its owner archives it twice at the same instant
+        outcomes = run_together(
+            partial(room_archive, actor=owner, room=first),
+            partial(room_archive, actor=owner, room=second),
+        )
+
+        # then both answer the archived room; one event is recorded and one broadcast sent
+        assert [o.error for o in outcomes] == [None, None]
+        assert all(o.value.is_archived for o in outcomes)
+        assert (
+            AuditEvent.objects.filter(action="room.archived", target_id=str(room.pk)).count() == 1
+        )
+        assert [b for b in broadcasts if b[1] == {"room_id": room.pk, "event": "room.archived"}]
+    assert len([b for b in broadcasts if b[1].get("event") == "room.archived"]) == 5
+
+
+@postgresql_only("a settings change and a demotion lock the same room row")
+def test_a_room_change_by_an_owner_demoted_at_once_is_refused(
+    monkeypatch: pytest.MonkeyPatch, broadcasts: list[tuple[str, dict[str, Any]]]
+) -> None:
+    import rooms.services.rooms as rooms_services
+
+    # given two owners, one of whose settings change reaches the room after a demotion
+    owner, other = make_room_admin(), make_user()
+    room = make_room(owner=owner)
+    membership_add(actor=owner, room=room, user=other, role=Membership.Role.OWNER)
+    _slowed(monkeypatch, rooms_services, "require_not_archived", 0.4)
+    broadcasts.clear()
+
+    # when the other owner demotes them at the same instant
+    outcomes = run_together(
+        partial(room_update, actor=owner, room=Room.objects.get(pk=room.pk), topic="new"),
+        _after(
+            0.1,
+            partial(membership_role_change, actor=other, room=room, member=owner, role="member"),
+        ),
+    )
+
+    # then the change is refused (audited once): nothing written, nothing sent
+    assert isinstance(outcomes[0].error, PermissionDenied)
+    assert outcomes[1].error is None
+    assert Room.objects.get(pk=room.pk).topic == ""
+    assert not AuditEvent.objects.filter(action="room.updated").exists()
+    assert _refusals("missing manage_room") == 1
+    assert not [b for b in broadcasts if b[1].get("event") == "room.updated"]
