@@ -11,12 +11,14 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts.models import User
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
 from rooms import realtime
+from rooms.errors import IdempotencyKeyReusedError
 from rooms.models import Membership, Mention, Message, MessageRevision, Reaction, Room
 from rooms.ratelimit import Write, write_rate_check
 from rooms.services._common import (
@@ -91,15 +93,36 @@ def _client_key_window_start() -> datetime:
     return timezone.now() - timedelta(hours=settings.SAFECHAT_IDEMPOTENCY_HOURS)
 
 
-def _posted_with(*, sender: User, room: Room, client_key: str) -> Message | None:
-    """The message ``sender`` posted with ``client_key`` recently, if any."""
+def _client_fingerprint(*, text: str, parent_id: int | None) -> str:
+    """What a post under an idempotency key stands for: the text and the parent asked for.
+
+    Keyed (HMAC-SHA-256 under the server's secret key), because a bare hash of a short
+    message ("yes", "BUY 100") could be guessed back from a copy of the database.
+    """
+    body = f"{'' if parent_id is None else parent_id}\x00{text}"
+    return salted_hmac("rooms.message.client_fingerprint", body, algorithm="sha256").hexdigest()
+
+
+def _posted_with(*, sender: User, room: Room, client_key: str, fingerprint: str) -> Message | None:
+    """The message ``sender`` posted with ``client_key`` recently, if any (as it is now).
+
+    A key used in another room, or for another text or parent, is refused: a replay
+    answers only the very post it repeats.
+    """
     original = (
         Message.objects.select_related("room")
         .filter(sender=sender, client_key=client_key, created_at__gte=_client_key_window_start())
         .first()
     )
-    if original is not None and original.room_id != room.pk:
+    if original is None:
+        return None
+    if original.room_id != room.pk:
         raise ValidationError("this idempotency key was used for a message in another room")
+    # A message stored before fingerprints were kept (empty) is answered as before.
+    if original.client_fingerprint and not constant_time_compare(
+        original.client_fingerprint, fingerprint
+    ):
+        raise IdempotencyKeyReusedError()
     return original
 
 
@@ -118,27 +141,39 @@ def message_post(
 
     ``client_key`` makes the post idempotent: a repeat with the same key (a retry after a
     timeout, "send again") returns the original message for at least
-    ``SAFECHAT_IDEMPOTENCY_HOURS``, and two identical posts at the same instant store one
-    (a unique constraint decides). Locks: the room, then the audit chain.
+    ``SAFECHAT_IDEMPOTENCY_HOURS``, as it is now (edited or deleted since, say), and two
+    identical posts at the same instant store one (a unique constraint decides). A
+    repeat with another text or parent is refused (``IdempotencyKeyReusedError``).
+    Locks: the room, then the messages replied to; the audit chain last.
     """
     text = _validate_text(text)
     client_key = client_key_clean(client_key)
+    fingerprint = "" if client_key is None else _client_fingerprint(text=text, parent_id=parent_id)
     if client_key is not None:
-        original = _posted_with(sender=sender, room=room, client_key=client_key)
+        original = _posted_with(
+            sender=sender, room=room, client_key=client_key, fingerprint=fingerprint
+        )
         if original is not None:
             return original  # a retry: not counted against the rate either
     write_rate_check(user_id=sender.pk, write=Write.POST)  # before the room lock
     try:
         with refusals_audited():
             return _message_insert(
-                sender=sender, room=room, text=text, parent_id=parent_id, client_key=client_key
+                sender=sender,
+                room=room,
+                text=text,
+                parent_id=parent_id,
+                client_key=client_key,
+                fingerprint=fingerprint,
             )
     except IntegrityError:
         # The same key posted at the same instant in another room of this sender's (the
         # room lock orders identical posts in one room, so the insert's re-check wins).
         if client_key is None:
             raise
-        original = _posted_with(sender=sender, room=room, client_key=client_key)
+        original = _posted_with(
+            sender=sender, room=room, client_key=client_key, fingerprint=fingerprint
+        )
         if original is None:
             raise
         return original
@@ -146,7 +181,13 @@ def message_post(
 
 @transaction.atomic
 def _message_insert(
-    *, sender: User, room: Room, text: str, parent_id: int | None, client_key: str | None
+    *,
+    sender: User,
+    room: Room,
+    text: str,
+    parent_id: int | None,
+    client_key: str | None,
+    fingerprint: str,
 ) -> Message:
     # The room's row lock orders this post after every committed removal and key change
     # in the room (the checks below see them), and gives the room's messages ids in
@@ -155,13 +196,15 @@ def _message_insert(
     demand_writable(actor=sender, room=room, permission=perms.POST)
     if client_key is not None:
         # Identical posts queue on the room's lock: the second finds the first here.
-        original = _posted_with(sender=sender, room=room, client_key=client_key)
+        original = _posted_with(
+            sender=sender, room=room, client_key=client_key, fingerprint=fingerprint
+        )
         if original is not None:
             return original
         # A key older than the window is free again.
         Message.objects.filter(
             sender=sender, client_key=client_key, created_at__lt=_client_key_window_start()
-        ).update(client_key=None)
+        ).update(client_key=None, client_fingerprint="")
     parent = None
     if parent_id is not None:
         parent = Message.objects.filter(pk=parent_id, room=room, deleted_at__isnull=True).first()
@@ -181,6 +224,7 @@ def _message_insert(
         epoch=epoch,
         ciphertext=ciphertext,
         client_key=client_key,
+        client_fingerprint=fingerprint,
     )
     mentioned = _mentioned_members(room=room, text=text, exclude=sender.pk)
     if mentioned:

@@ -6,6 +6,7 @@ is what matters, a call is slowed down (``time.sleep``) to hold it open on every
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from functools import partial
@@ -26,6 +27,7 @@ from rooms.services import (
     membership_remove,
     membership_role_change,
     message_delete,
+    message_edit,
     message_post,
     reaction_toggle,
     room_archive,
@@ -387,3 +389,77 @@ def test_a_room_change_by_an_owner_demoted_at_once_is_refused(
     assert not AuditEvent.objects.filter(action="room.updated").exists()
     assert _refusals("missing manage_room") == 1
     assert not [b for b in broadcasts if b[1].get("event") == "room.updated"]
+
+
+# --- idempotency keys stand for one post -------------------------------------------------
+
+
+def _api_post(secret: str, room: Room, key: str, **body: Any) -> Any:
+    return Client().post(
+        f"/api/v1/rooms/{room.pk}/messages/",
+        body,
+        headers={"Authorization": f"Bearer {secret}", "Idempotency-Key": key},
+        content_type="application/json",
+    )
+
+
+def test_one_idempotency_key_with_another_body_is_refused_and_stores_nothing(
+    broadcasts: list[tuple[str, dict[str, Any]]],
+) -> None:
+    # given a post made with an idempotency key
+    owner = make_room_admin()
+    room = make_room(owner=owner)
+    parent = message_post(sender=owner, room=room, text="thread")
+    _, secret = api_token_create(actor=owner, name="bot", scope="write")
+    first = _api_post(secret, room, "k1", text="BUY 100")
+    broadcasts.clear()
+
+    # when the key is reused for another text, and for the same text in a thread
+    other_text = _api_post(secret, room, "k1", text="SELL 100")
+    other_parent = _api_post(secret, room, "k1", text="BUY 100", parent_id=parent.pk)
+
+    # then both are refused with 422; nothing was stored, audited or sent
+    assert first.status_code == 201
+    for answer in (other_text, other_parent):
+        assert answer.status_code == 422
+        assert answer.json()["code"] == "idempotency_key_reused"
+        assert "different message" in answer.json()["detail"]
+    assert Message.objects.filter(room=room).count() == 2
+    assert AuditEvent.objects.filter(action="message.posted").count() == 2
+    assert broadcasts == []
+
+
+def test_a_replay_answers_the_message_as_it_is_now_and_keeps_no_text() -> None:
+    # given a post made with an idempotency key, then edited
+    owner = make_room_admin()
+    room = make_room(owner=owner)
+    _, secret = api_token_create(actor=owner, name="bot", scope="write")
+    first = _api_post(secret, room, "k2", text="v0")
+    message = Message.objects.get(pk=first.json()["id"])
+    message_edit(actor=owner, message=message, text="v1")
+
+    # when the original post is replayed
+    replay = _api_post(secret, room, "k2", text="v0")
+
+    # then it answers the one message with its current text; the fingerprint is no text
+    assert replay.status_code == 201
+    assert replay.json()["id"] == message.pk
+    assert replay.json()["text"] == "v1"
+    assert Message.objects.filter(room=room).count() == 1
+    stored = Message.objects.get(pk=message.pk).client_fingerprint
+    assert len(stored) == 64
+    assert "v0" not in stored
+    assert stored != hashlib.sha256(b"\x00v0").hexdigest()  # keyed: not guessable from text
+
+
+def test_the_schema_says_what_a_replay_and_a_mismatch_answer() -> None:
+    client = Client()
+    sign_in_client(client, make_user(), verified=True)
+
+    schema = client.get("/api/schema/", headers={"Accept": "application/json"}).json()
+
+    create = schema["paths"]["/api/v1/rooms/{room_id}/messages/"]["post"]
+    (header,) = [p for p in create["parameters"] if p["name"] == "Idempotency-Key"]
+    assert "as it is now" in header["description"]
+    assert "422" in header["description"]
+    assert "422" in create["responses"]
