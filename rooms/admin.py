@@ -18,6 +18,7 @@ from django.http import HttpRequest
 
 from accounts.models import User
 from accounts.roles import MANAGE_USERS, Role
+from rooms.errors import RateLimitedError
 from rooms.models import InformationBarrier, Membership, Room
 from rooms.services import barrier_create, barrier_delete, membership_remove, room_archive
 from rooms.services.barriers import (
@@ -66,6 +67,9 @@ class RoomAdmin(ReadOnlyAdmin):
                 done += 1
             except PermissionDenied:
                 self.message_user(request, f"{room.name}: you cannot archive it", messages.ERROR)
+            except RateLimitedError as exc:
+                self.message_user(request, f"{room.name}: {exc}", messages.ERROR)
+                break
         self.message_user(request, f"{done} room(s) archived")
 
 

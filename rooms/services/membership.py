@@ -14,6 +14,7 @@ from rooms import permissions as perms
 from rooms import realtime
 from rooms.models import Membership, Room, RoomInvitation
 from rooms.permissions import room_permissions_set
+from rooms.ratelimit import Write, write_rate_check
 from rooms.services._common import (
     archived_refusal,
     demand_permission,
@@ -113,13 +114,15 @@ def membership_add(
     """Add ``user`` (``manage_members``); they receive the keys the room's policy allows.
 
     Refused, and audited once, if an information barrier separates them from a
-    member, also one added at the same instant. Locks: the user, then the room.
+    member, also one added at the same instant. Counted against
+    ``SAFECHAT_MEMBERSHIP_RATE_LIMIT``. Locks: the user, then the room.
     """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
     if not user.is_active:
         raise ValidationError("this person cannot be added")
+    write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     user_key_create(user=user)  # before any lock: it appends to the audit chain
     return _membership_insert(
         actor=actor, room=room, user=user, role=role, permission=perms.MANAGE_MEMBERS
@@ -140,6 +143,8 @@ def membership_remove(*, actor: User, room: Room, member: User) -> None:
     if actor.pk != member.pk and not actor.has_perm(MANAGE_USERS):
         permission = perms.MANAGE_MEMBERS
         require_room_permission(actor=actor, room=room, permission=permission)
+    if not actor.has_perm(MANAGE_USERS):  # resolving a barrier violation never waits
+        write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     with refusals_audited():
         _membership_delete(actor=actor, room=room, member=member, permission=permission)
 
@@ -187,6 +192,7 @@ def membership_role_change(*, actor: User, room: Room, member: User, role: str) 
             reason="own role",
             error=PermissionDenied("nobody changes their own role"),
         )
+    write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     with refusals_audited():
         return _membership_role_set(actor=actor, room=room, member=member, role=role)
 
@@ -232,6 +238,7 @@ def room_invitation_send(
     require_not_archived(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
     barrier_ensure_allowed(actor=actor, room=room, user_ids=[*_member_ids(room), invitee.pk])
+    write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     with transaction.atomic():
         invitation, _ = RoomInvitation.objects.update_or_create(
             room=room, invitee=invitee, defaults={"invited_by": actor, "role": role}

@@ -14,6 +14,7 @@ from audit.services import audit_record
 from rooms import permissions as perms
 from rooms.models import Membership, Room
 from rooms.permissions import room_permissions_set
+from rooms.ratelimit import Write, write_rate_check
 from rooms.services._common import (
     demand_permission,
     demand_writable,
@@ -87,6 +88,7 @@ def room_create(
         created_by=actor,
     )
     _room_validate(room)
+    write_rate_check(user_id=actor.pk, write=Write.ROOM_CREATE)
     return _room_insert(actor=actor, room=room, others=[])
 
 
@@ -106,6 +108,7 @@ def direct_conversation_create(*, actor: User, participants: list[User]) -> Room
         raise ValidationError(f"a direct conversation has at most {MAX_DIRECT_PARTICIPANTS} people")
     if any(not other.is_active for other in others):
         raise ValidationError("one of these people cannot be reached")
+    write_rate_check(user_id=actor.pk, write=Write.ROOM_CREATE)  # before any lock
     for person in [actor, *others]:
         user_key_create(user=person)  # before any lock: it appends to the audit chain
     with refusals_audited(), transaction.atomic():
@@ -144,6 +147,7 @@ def room_update(
     """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
     require_not_archived(actor=actor, room=room)
+    write_rate_check(user_id=actor.pk, write=Write.ROOM_SETTINGS)
     with refusals_audited(), transaction.atomic():
         locked = _room_locked(room)
         demand_writable(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
@@ -196,6 +200,7 @@ def room_archive(*, actor: User, room: Room) -> Room:
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
     if room.is_archived:
         return room
+    write_rate_check(user_id=actor.pk, write=Write.ROOM_SETTINGS)
     with refusals_audited(), transaction.atomic():
         locked = _room_locked(room)
         demand_permission(actor=actor, room=locked, permission=perms.MANAGE_ROOM)

@@ -463,3 +463,91 @@ def test_the_schema_says_what_a_replay_and_a_mismatch_answer() -> None:
     assert "as it is now" in header["description"]
     assert "422" in header["description"]
     assert "422" in create["responses"]
+
+
+# --- the heavier writes on rooms go through the one limiter too ------------------------
+
+
+def test_room_and_direct_conversation_creation_share_a_budget(settings: Any) -> None:
+    settings.SAFECHAT_MEMBERS_CAN_CREATE_ROOMS = True
+    settings.SAFECHAT_ROOM_CREATE_RATE_LIMIT = (2, 60)
+    # given a person with a write token, and two others to talk to
+    me, a, b = make_user(), make_user(), make_user()
+    _, secret = api_token_create(actor=me, name="bot", scope="write")
+    headers = {"Authorization": f"Bearer {secret}"}
+
+    # when they start group conversations and a room, again and again
+    answers = [
+        Client().post(
+            "/api/v1/direct/",
+            {"participants": [a.pk, b.pk]},
+            headers=headers,
+            content_type="application/json",
+        )
+        for _ in range(2)
+    ]
+    answers += [
+        Client().post(
+            "/api/v1/rooms/create/",
+            {"name": "more"},
+            headers=headers,
+            content_type="application/json",
+        ),
+        Client().post(
+            "/api/v1/direct/",
+            {"participants": [a.pk, b.pk]},
+            headers=headers,
+            content_type="application/json",
+        ),
+    ]
+
+    # then the budget let two through; the rest answered 429 and created nothing
+    assert [a.status_code for a in answers] == [201, 201, 429, 429]
+    assert "Retry-After" in answers[-1].headers
+    assert Room.objects.count() == 2
+    assert AuditEvent.objects.filter(action="room.created").count() == 2
+
+
+def test_member_changes_and_room_settings_are_limited(
+    settings: Any, broadcasts: list[tuple[str, dict[str, Any]]]
+) -> None:
+    settings.SAFECHAT_MEMBERSHIP_RATE_LIMIT = (3, 60)
+    settings.SAFECHAT_ROOM_SETTINGS_RATE_LIMIT = (2, 60)
+    # given an owner with a write token and someone to churn
+    owner, victim = make_room_admin(), make_user()
+    room = make_room(owner=owner)
+    _, secret = api_token_create(actor=owner, name="bot", scope="write")
+    headers = {"Authorization": f"Bearer {secret}"}
+    members = f"/api/v1/rooms/{room.pk}/members/"
+    epochs = room.epochs.count()
+    broadcasts.clear()
+
+    # when the owner adds and removes them over and over, and renames the room
+    churn = []
+    for _ in range(3):
+        churn.append(
+            Client()
+            .post(members, {"user_id": victim.pk}, headers=headers, content_type="application/json")
+            .status_code
+        )
+        churn.append(Client().delete(f"{members}{victim.pk}/", headers=headers).status_code)
+    renames = [
+        Client()
+        .patch(
+            f"/api/v1/rooms/{room.pk}/",
+            {"topic": f"t{i}"},
+            headers=headers,
+            content_type="application/json",
+        )
+        .status_code
+        for i in range(3)
+    ]
+
+    # then each budget stopped the writes past it: no epoch, event or broadcast more
+    assert churn == [201, 204, 201, 429, 429, 429]
+    assert renames == [200, 200, 429]
+    assert room.epochs.count() == epochs + 1  # the one removal
+    assert AuditEvent.objects.filter(action="room.member.added").count() == 2
+    assert AuditEvent.objects.filter(action="room.updated").count() == 2
+    assert [b[0] for b in broadcasts].count("member_added") == 2
+    assert Room.objects.get(pk=room.pk).topic == "t1"
