@@ -97,8 +97,24 @@ class MembershipAdmin(ReadOnlyAdmin):
         self.message_user(request, f"{removed} member(s) removed")
 
 
+class InformationBarrierForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = InformationBarrier
+        fields = ["group_a", "group_b", "reason"]
+
+    def clean(self) -> dict[str, Any]:
+        # A barrier is an unordered pair, stored lowest id first (a database constraint):
+        # put the two groups in that order before the model's checks run.
+        cleaned = super().clean() or {}
+        a, b = cleaned.get("group_a"), cleaned.get("group_b")
+        if a is not None and b is not None and a.pk > b.pk:
+            cleaned["group_a"], cleaned["group_b"] = b, a
+        return cleaned
+
+
 @admin.register(InformationBarrier)
 class InformationBarrierAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    form = InformationBarrierForm
     list_display = ["id", "group_a", "group_b", "reason", "created_by", "created_at"]
     fields = ["group_a", "group_b", "reason"]
     actions = ["delete_barriers"]
@@ -128,9 +144,25 @@ class InformationBarrierAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     ) -> None:
         user = request.user
         assert isinstance(user, User)  # noqa: S101
-        barrier, violations = barrier_create(
-            actor=user, group_a=obj.group_a, group_b=obj.group_b, reason=obj.reason
-        )
+        try:
+            barrier, violations = barrier_create(
+                actor=user, group_a=obj.group_a, group_b=obj.group_b, reason=obj.reason
+            )
+        except ValidationError:
+            # Created by someone else at the same instant (the form checked before): the
+            # barrier that won stands, and the page says so.
+            won = InformationBarrier.objects.filter(
+                group_a=obj.group_a, group_b=obj.group_b
+            ).first()
+            if won is None:
+                raise
+            obj.pk = won.pk
+            self.message_user(
+                request,
+                "This barrier was created at the same instant by someone else; it stands.",
+                messages.WARNING,
+            )
+            return
         obj.pk = barrier.pk
         _violations_warning(self, request, violations)
 

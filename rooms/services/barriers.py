@@ -49,8 +49,14 @@ def barrier_conflicts(user_ids: Iterable[int]) -> list[BarrierConflict]:
     return conflicts
 
 
-def _barrier_refusal(*, actor: User, room: Room | None, user_ids: Iterable[int]) -> Refused | None:
+def _barrier_refusal(
+    *, actor: User, room: Room | None, user_ids: Iterable[int], newcomer: int | None
+) -> Refused | None:
     conflicts = barrier_conflicts(user_ids)
+    if newcomer is not None:
+        # Only the pairs the newcomer would make: a violation already in the room (being
+        # resolved by a security admin) does not block adding someone unrelated.
+        conflicts = [c for c in conflicts if newcomer in (c.user_a, c.user_b)]
     if not conflicts:
         return None
     return Refused(
@@ -62,23 +68,29 @@ def _barrier_refusal(*, actor: User, room: Room | None, user_ids: Iterable[int])
     )
 
 
-def barrier_ensure_allowed(*, actor: User, room: Room | None, user_ids: Iterable[int]) -> None:
-    """Outside a transaction: refuse (audited at once) if these people may not share a room.
+def barrier_ensure_allowed(
+    *, actor: User, room: Room | None, user_ids: Iterable[int], newcomer: int | None = None
+) -> None:
+    """Outside a transaction: refuse (audited at once) if these people may not share a room
+    (only the pairs that include ``newcomer``, if given).
 
     A check before a write only; the write itself re-checks under its locks with
     ``barrier_demand_allowed``.
     """
-    refused = _barrier_refusal(actor=actor, room=room, user_ids=user_ids)
+    refused = _barrier_refusal(actor=actor, room=room, user_ids=user_ids, newcomer=newcomer)
     if refused is not None:
         raise refused.audit()
 
 
-def barrier_demand_allowed(*, actor: User, room: Room | None, user_ids: Iterable[int]) -> None:
+def barrier_demand_allowed(
+    *, actor: User, room: Room | None, user_ids: Iterable[int], newcomer: int | None = None
+) -> None:
     """Inside the write's transaction, holding the locks of the people (and the room)
-    concerned, under ``refusals_audited``: raise ``Refused`` if a barrier separates them.
-    The refusal is audited after the rollback, so it is recorded exactly once.
+    concerned, under ``refusals_audited``: raise ``Refused`` if a barrier separates them
+    (only the pairs that include ``newcomer``, if given). The refusal is audited after
+    the rollback, so it is recorded exactly once.
     """
-    refused = _barrier_refusal(actor=actor, room=room, user_ids=user_ids)
+    refused = _barrier_refusal(actor=actor, room=room, user_ids=user_ids, newcomer=newcomer)
     if refused is not None:
         raise refused
 

@@ -85,7 +85,9 @@ def _membership_insert(
                 demand_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
         elif room.is_archived:
             raise archived_refusal(actor=actor, room=room)
-        barrier_demand_allowed(actor=actor, room=room, user_ids=[*_member_ids(room), user.pk])
+        barrier_demand_allowed(
+            actor=actor, room=room, user_ids=[*_member_ids(room), user.pk], newcomer=user.pk
+        )
         membership, created = Membership.objects.get_or_create(
             room=room, user=user, defaults={"role": role}
         )
@@ -237,7 +239,9 @@ def room_invitation_send(
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
-    barrier_ensure_allowed(actor=actor, room=room, user_ids=[*_member_ids(room), invitee.pk])
+    barrier_ensure_allowed(
+        actor=actor, room=room, user_ids=[*_member_ids(room), invitee.pk], newcomer=invitee.pk
+    )
     write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     with transaction.atomic():
         invitation, _ = RoomInvitation.objects.update_or_create(

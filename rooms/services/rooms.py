@@ -97,7 +97,9 @@ def direct_conversation_create(*, actor: User, participants: list[User]) -> Room
 
     A 1:1 conversation that already exists is returned instead of a second one, also
     when two identical requests arrive together. Information barriers apply as they do
-    to rooms. Locks: every participant's user row, in id order, then the new room.
+    to rooms; a participant deactivated at the same instant is refused. Counted against
+    ``SAFECHAT_ROOM_CREATE_RATE_LIMIT``. Locks: every participant's user row (activity
+    and barriers are checked under them), in id order, then the new room.
     """
     others = sorted(
         {p.pk: p for p in participants if p.pk != actor.pk}.values(), key=lambda u: u.pk
@@ -115,7 +117,10 @@ def direct_conversation_create(*, actor: User, participants: list[User]) -> Room
         # The participants' rows, in id order: the barrier check and the reuse of an
         # existing conversation hold until the commit, so two identical requests at
         # the same instant make one conversation, and a barrier raced is refused.
-        rows_locked(User, [actor.pk, *(o.pk for o in others)])
+        people = rows_locked(User, [actor.pk, *(o.pk for o in others)])
+        if len(people) != len(others) + 1 or not all(p.is_active for p in people):
+            # deactivated at the same instant (deactivation locks the person's row too)
+            raise ValidationError("one of these people cannot be reached")
         barrier_demand_allowed(actor=actor, room=None, user_ids=[actor.pk, *(o.pk for o in others)])
         if len(others) == 1:
             existing = (

@@ -14,14 +14,18 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.test import Client
 
+from accounts.models import User
 from accounts.services import api_token_create, user_deactivate
 from audit.models import AuditEvent
 from rooms import realtime
-from rooms.models import Membership, Message, Reaction, Room
+from rooms.errors import BarrierViolationError
+from rooms.models import InformationBarrier, Membership, Message, Reaction, Room
 from rooms.services import (
+    barrier_create,
+    direct_conversation_create,
     group_members_set,
     membership_add,
     membership_remove,
@@ -551,3 +555,108 @@ def test_member_changes_and_room_settings_are_limited(
     assert AuditEvent.objects.filter(action="room.updated").count() == 2
     assert [b[0] for b in broadcasts].count("member_added") == 2
     assert Room.objects.get(pk=room.pk).topic == "t1"
+
+
+# --- barriers, group pages and direct conversations ------------------------------------
+
+
+def _walled() -> tuple[Group, Group, User]:
+    research, _ = Group.objects.get_or_create(name="research")
+    trading, _ = Group.objects.get_or_create(name="trading")
+    admin = grant_role(make_user(), "security_admin")
+    barrier_create(actor=admin, group_a=research, group_b=trading, reason="MAR")
+    return research, trading, admin
+
+
+def test_a_known_violation_does_not_block_adding_someone_unrelated(
+    broadcasts: list[tuple[str, dict[str, Any]]],
+) -> None:
+    # given a room already in violation (a member moved into research, being resolved)
+    research, trading, admin = _walled()
+    trader, analyst, newcomer, researcher = make_user(), make_user(), make_user(), make_user()
+    trader.groups.add(trading)
+    researcher.groups.add(research)
+    owner = make_room_admin()
+    room = make_room(owner=owner, members=(trader, analyst))
+    group_members_set(actor=admin, group=research, add=[analyst])
+    broadcasts.clear()
+
+    # when the owner adds someone in no group, then someone in research
+    membership_add(actor=owner, room=room, user=newcomer)
+    with pytest.raises(BarrierViolationError):
+        membership_add(actor=owner, room=room, user=researcher)
+
+    # then the unrelated person joined; the researcher was refused (audited once), unsent
+    assert Membership.objects.filter(room=room, user=newcomer).exists()
+    assert not Membership.objects.filter(room=room, user=researcher).exists()
+    assert AuditEvent.objects.filter(action="barrier.refused").count() == 1
+    assert [b[1]["user_id"] for b in broadcasts if b[0] == "member_added"] == [newcomer.pk]
+
+
+def test_the_admin_creates_a_barrier_whichever_group_comes_first() -> None:
+    # given two groups, the second made first
+    high, _ = Group.objects.get_or_create(name="bbb")
+    low, _ = Group.objects.get_or_create(name="aaa")
+    low, high = sorted([low, high], key=lambda g: g.pk)
+    client = _admin_client()
+
+    # when the admin picks the higher id as the first group
+    answer = client.post(
+        "/admin/rooms/informationbarrier/add/",
+        {"group_a": high.pk, "group_b": low.pk, "reason": "MAR"},
+    )
+
+    # then the barrier exists, stored in order, audited once
+    assert answer.status_code == 302
+    (barrier,) = InformationBarrier.objects.all()
+    assert (barrier.group_a_id, barrier.group_b_id) == (low.pk, high.pk)
+    assert AuditEvent.objects.filter(action="barrier.created").count() == 1
+
+
+@postgresql_only("two barrier creations lock the same two groups")
+def test_the_admin_creating_one_barrier_twice_at_once_never_answers_500() -> None:
+    low, _ = Group.objects.get_or_create(name="aaa")
+    high, _ = Group.objects.get_or_create(name="bbb")
+    first, second = _admin_client(), _admin_client()
+    form = {"group_a": low.pk, "group_b": high.pk, "reason": "MAR"}
+    for _ in range(4):
+        InformationBarrier.objects.all().delete()
+        before = AuditEvent.objects.filter(action="barrier.created").count()
+
+        # when two security admins submit the same barrier at the same instant
+        outcomes = run_together(
+            partial(first.post, "/admin/rooms/informationbarrier/add/", form),
+            partial(second.post, "/admin/rooms/informationbarrier/add/", form),
+        )
+
+        # then neither failed: one barrier, created and audited once
+        assert [o.error for o in outcomes] == [None, None]
+        assert all(o.value.status_code in (200, 302) for o in outcomes)
+        assert InformationBarrier.objects.count() == 1
+        assert AuditEvent.objects.filter(action="barrier.created").count() == before + 1
+
+
+@postgresql_only("the conversation and the deactivation lock the same user row")
+def test_a_direct_conversation_never_starts_after_a_participant_was_deactivated() -> None:
+    admin = grant_role(make_user(), "security_admin")
+    for _ in range(10):
+        # given three people
+        a, b, c = make_user(), make_user(), make_user()
+
+        # when a starts a conversation with b and c while b is deactivated
+        outcomes = run_together(
+            partial(direct_conversation_create, actor=a, participants=[b, c]),
+            partial(user_deactivate, actor=admin, user=b),
+        )
+
+        # then either it was refused (nothing made), or made before the deactivation
+        assert outcomes[1].error is None
+        deactivated = AuditEvent.objects.get(action="account.deactivated", target_id=str(b.pk))
+        if outcomes[0].error is not None:
+            assert isinstance(outcomes[0].error, ValidationError)
+            assert not Room.objects.filter(memberships__user=b).exists()
+        else:
+            created = AuditEvent.objects.get(
+                action="room.created", target_id=str(outcomes[0].value.pk)
+            )
+            assert created.seq < deactivated.seq
