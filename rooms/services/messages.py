@@ -144,7 +144,9 @@ def message_post(
     ``SAFECHAT_IDEMPOTENCY_HOURS``, as it is now (edited or deleted since, say), and two
     identical posts at the same instant store one (a unique constraint decides). A
     repeat with another text or parent is refused (``IdempotencyKeyReusedError``).
-    Locks: the room, then the messages replied to; the audit chain last.
+    Locks: the sender (only with ``client_key``), then the room; the audit chain last.
+    A new epoch's audit event comes before the message's insert, whose ``KEY SHARE``
+    on the sender and the parent never waits (docs/architecture.md).
     """
     text = _validate_text(text)
     client_key = client_key_clean(client_key)
@@ -189,6 +191,11 @@ def _message_insert(
     client_key: str | None,
     fingerprint: str,
 ) -> Message:
+    if client_key is not None:
+        # The sender's row first (users come before rooms): posts with one key queue
+        # here, so the (sender, key) unique index never makes one wait after another
+        # started a new epoch and so appended to the audit chain.
+        rows_locked(User, [sender.pk])
     # The room's row lock orders this post after every committed removal and key change
     # in the room (the checks below see them), and gives the room's messages ids in
     # commit order, which a reconnecting client's resync relies on.
@@ -266,7 +273,11 @@ def _own_live_message(*, actor: User, message: Message, action: str) -> Message:
 
 
 def message_edit(*, actor: User, message: Message, text: str) -> Message:
-    """Replace a message's text; the previous text is kept, encrypted, as a revision."""
+    """Replace a message's text; the previous text is kept, encrypted, as a revision.
+
+    Locks: the room (the permission and the archive are checked again under it), then
+    the message; the audit chain last.
+    """
     room = message.room
     require_room_permission(actor=actor, room=room, permission=perms.POST)
     require_not_archived(actor=actor, room=room)

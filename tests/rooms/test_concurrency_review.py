@@ -660,3 +660,41 @@ def test_a_direct_conversation_never_starts_after_a_participant_was_deactivated(
                 action="room.created", target_id=str(outcomes[0].value.pk)
             )
             assert created.seq < deactivated.seq
+
+
+@postgresql_only("identical keyed posts in two rooms meet on the (sender, key) unique index")
+def test_one_idempotency_key_in_two_rooms_at_once_never_deadlocks(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    import rooms.services.messages as messages
+
+    settings.SAFECHAT_POST_RATE_LIMIT = (10_000, 1)
+    settings.SAFECHAT_EPOCH_MAX_MESSAGES = 1
+    # given two rooms of one sender: the first's epoch is fresh, the second's is used up
+    owner = make_room_admin()
+    fresh, used = make_room(owner=owner, name="fresh"), make_room(owner=owner, name="used")
+    message_post(sender=owner, room=used, text="first")
+    real = messages._mentioned_members
+
+    def slow(**kwargs: Any) -> Any:  # the fresh room's message is inserted, not yet audited
+        if kwargs["room"].pk == fresh.pk:
+            time.sleep(0.5)
+        return real(**kwargs)
+
+    monkeypatch.setattr(messages, "_mentioned_members", slow)
+
+    def in_used_room() -> Message:
+        time.sleep(0.15)  # starts a new epoch (audited) while the fresh room's post waits
+        return message_post(sender=owner, room=used, text="same", client_key="k9")
+
+    # when the same key is posted in both rooms at once
+    outcomes = run_together(
+        partial(message_post, sender=owner, room=fresh, text="same", client_key="k9"),
+        in_used_room,
+    )
+
+    # then one message was stored under the key; the other was refused, neither deadlocked
+    assert outcomes[0].error is None
+    assert isinstance(outcomes[1].error, ValidationError)
+    assert "another room" in str(outcomes[1].error)
+    assert Message.objects.filter(client_key="k9").count() == 1
