@@ -186,6 +186,9 @@ def user_groups_change(
     """Put ``user`` into and out of groups (security admins); returns the rooms they are
     in that now violate a barrier, as ``barrier_create`` does: resolve them by removing
     members. Each change is audited, with the number of rooms in violation.
+
+    Locks: the groups, then the user, then every room the user is in
+    (``user_groups_lock``); the audit chain last.
     """
     _require_barrier_admin(actor)
     added, removed = list(add), list(remove)
@@ -312,7 +315,7 @@ def barrier_create(
 
 
 def barrier_delete(*, actor: User, barrier: InformationBarrier) -> None:
-    """Lift a barrier (security admins)."""
+    """Lift a barrier (security admins). Locks: its two groups; the audit chain last."""
     _require_barrier_admin(actor)
     with transaction.atomic():
         rows_locked(Group, [barrier.group_a_id, barrier.group_b_id])

@@ -183,7 +183,8 @@ def membership_role_change(*, actor: User, room: Room, member: User, role: str) 
     """Give a member another room role (``manage_members``); never one's own.
 
     A room keeps at least one owner: two owners demoting each other at the same
-    instant are serialised on the room's row, and the second is refused.
+    instant are serialised on the room's row, and the second is refused. Locks: the
+    room (``manage_members`` checked again under it), then the membership; audit last.
     """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     _check_role(role, actor=actor, room=room)
@@ -235,7 +236,12 @@ def _membership_role_set(*, actor: User, room: Room, member: User, role: str) ->
 def room_invitation_send(
     *, actor: User, room: Room, invitee: User, role: str = Membership.Role.MEMBER
 ) -> RoomInvitation:
-    """Invite someone (``manage_members``); barriers are checked now and again on acceptance."""
+    """Invite someone (``manage_members``); barriers are checked now and again on acceptance.
+
+    Locks: the room (the permission and the archive are checked again under it), then
+    the invitation; the audit chain last. The acceptance (``room_invitation_accept``)
+    re-checks the barrier under the invitee's and the room's locks.
+    """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
@@ -243,7 +249,14 @@ def room_invitation_send(
         actor=actor, room=room, user_ids=[*_member_ids(room), invitee.pk], newcomer=invitee.pk
     )
     write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
-    with transaction.atomic():
+    with refusals_audited(), transaction.atomic():
+        locked = rows_locked(Room, [room.pk])
+        if not locked:
+            raise Http404("no such room")
+        room = locked[0]
+        demand_writable(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
+        if role == Membership.Role.OWNER:  # only an owner makes owners
+            demand_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
         invitation, _ = RoomInvitation.objects.update_or_create(
             room=room, invitee=invitee, defaults={"invited_by": actor, "role": role}
         )
@@ -257,7 +270,10 @@ def room_invitation_send(
 
 
 def room_invitation_accept(*, actor: User, invitation: RoomInvitation) -> Membership:
-    """The invitee joins with the invited role, unless a barrier now forbids it (audited)."""
+    """The invitee joins with the invited role, unless a barrier now forbids it (audited).
+
+    Locks: the invitee, then the room; the audit chain last.
+    """
     if invitation.invitee_id != actor.pk:
         raise PermissionDenied("this invitation is not yours")
     room = invitation.room

@@ -71,6 +71,8 @@ def room_create(
     """Create a private channel owned by ``actor``, with its first key epoch.
 
     Needs the ``room_admin`` role unless ``SAFECHAT_MEMBERS_CAN_CREATE_ROOMS`` is on.
+    Counted against ``SAFECHAT_ROOM_CREATE_RATE_LIMIT``. Locks nothing that exists
+    already: it inserts the room, then its first epoch; the audit chain last.
     """
     if not _can_create_rooms(actor):
         raise refuse(
@@ -220,9 +222,13 @@ def room_archive(*, actor: User, room: Room) -> Room:
 
 
 def room_key_rotate(*, actor: User, room: Room) -> RoomEpoch:
-    """Start a new key epoch on demand (``manage_room``)."""
+    """Start a new key epoch on demand (``manage_room``). Locks: the room (the
+    permission is checked again under it), then key rows; the audit chain last."""
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
-    return room_epoch_start(room=room, reason=RoomEpoch.Reason.ON_DEMAND, actor=actor)
+    with refusals_audited(), transaction.atomic():
+        locked = _room_locked(room)
+        demand_permission(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
+        return room_epoch_start(room=locked, reason=RoomEpoch.Reason.ON_DEMAND, actor=actor)
 
 
 def _broadcast(room_id: int, event: str) -> None:
