@@ -18,9 +18,14 @@ from django.http import HttpRequest
 
 from accounts.models import User
 from accounts.roles import MANAGE_USERS, Role
+from rooms.errors import RateLimitedError
 from rooms.models import InformationBarrier, Membership, Room
 from rooms.services import barrier_create, barrier_delete, membership_remove, room_archive
-from rooms.services.barriers import BarrierConflict, room_barrier_violations, user_groups_change
+from rooms.services.barriers import (
+    BarrierConflict,
+    group_members_set,
+    room_barrier_violations,
+)
 from safechat.admin_base import ReadOnlyAdmin
 
 
@@ -62,6 +67,9 @@ class RoomAdmin(ReadOnlyAdmin):
                 done += 1
             except PermissionDenied:
                 self.message_user(request, f"{room.name}: you cannot archive it", messages.ERROR)
+            except RateLimitedError as exc:
+                self.message_user(request, f"{room.name}: {exc}", messages.ERROR)
+                break
         self.message_user(request, f"{done} room(s) archived")
 
 
@@ -89,8 +97,24 @@ class MembershipAdmin(ReadOnlyAdmin):
         self.message_user(request, f"{removed} member(s) removed")
 
 
+class InformationBarrierForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = InformationBarrier
+        fields = ["group_a", "group_b", "reason"]
+
+    def clean(self) -> dict[str, Any]:
+        # A barrier is an unordered pair, stored lowest id first (a database constraint):
+        # put the two groups in that order before the model's checks run.
+        cleaned = super().clean() or {}
+        a, b = cleaned.get("group_a"), cleaned.get("group_b")
+        if a is not None and b is not None and a.pk > b.pk:
+            cleaned["group_a"], cleaned["group_b"] = b, a
+        return cleaned
+
+
 @admin.register(InformationBarrier)
 class InformationBarrierAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    form = InformationBarrierForm
     list_display = ["id", "group_a", "group_b", "reason", "created_by", "created_at"]
     fields = ["group_a", "group_b", "reason"]
     actions = ["delete_barriers"]
@@ -120,9 +144,25 @@ class InformationBarrierAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     ) -> None:
         user = request.user
         assert isinstance(user, User)  # noqa: S101
-        barrier, violations = barrier_create(
-            actor=user, group_a=obj.group_a, group_b=obj.group_b, reason=obj.reason
-        )
+        try:
+            barrier, violations = barrier_create(
+                actor=user, group_a=obj.group_a, group_b=obj.group_b, reason=obj.reason
+            )
+        except ValidationError:
+            # Created by someone else at the same instant (the form checked before): the
+            # barrier that won stands, and the page says so.
+            won = InformationBarrier.objects.filter(
+                group_a=obj.group_a, group_b=obj.group_b
+            ).first()
+            if won is None:
+                raise
+            obj.pk = won.pk
+            self.message_user(
+                request,
+                "This barrier was created at the same instant by someone else; it stands.",
+                messages.WARNING,
+            )
+            return
         obj.pk = barrier.pk
         _violations_warning(self, request, violations)
 
@@ -177,7 +217,7 @@ admin.site.unregister(Group)
 @admin.register(Group)
 class GroupAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Groups that barriers separate. Who is in a group changes through
-    ``user_groups_change``, which re-checks every room of each person changed."""
+    ``group_members_set``, which re-checks every room of each person added."""
 
     form = GroupMembersForm
     list_display = ["name"]
@@ -208,13 +248,13 @@ class GroupAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if form.fields["members"].disabled:
             return
         wanted = {member.pk: member for member in form.cleaned_data["members"]}
-        current = set(obj.user_set.values_list("pk", flat=True))
-        violations: dict[int, list[BarrierConflict]] = {}
-        for pk in sorted(wanted.keys() - current):
-            for room_id, pairs in user_groups_change(
-                actor=user, user=wanted[pk], add=[obj]
-            ).items():
-                violations.setdefault(room_id, []).extend(pairs)
-        for leaving in User.objects.filter(pk__in=current - wanted.keys()).order_by("pk"):
-            user_groups_change(actor=user, user=leaving, remove=[obj])
+        # The page lists active people only: a deactivated member it cannot show stays.
+        current = set(obj.user_set.filter(is_active=True).values_list("pk", flat=True))
+        # One call, one set of locks taken up front (see ``group_members_set``).
+        violations = group_members_set(
+            actor=user,
+            group=obj,
+            add=[wanted[pk] for pk in sorted(wanted.keys() - current)],
+            remove=User.objects.filter(pk__in=current - wanted.keys()).order_by("pk"),
+        )
         _violations_warning(self, request, violations)

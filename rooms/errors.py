@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 
 
 class BarrierViolationError(PermissionDenied):
@@ -15,3 +15,17 @@ class RateLimitedError(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"too many changes; try again in {retry_after} s")
         self.retry_after = retry_after
+
+
+class IdempotencyKeyReusedError(ValidationError):
+    """A post repeated a recent idempotency key with a different text or parent.
+
+    Answering the original would tell the client its new message was stored when it
+    was not; the API answers 422, the socket an ``invalid`` error frame.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this idempotency key was already used for a different message; "
+            "use a new key for a new message"
+        )

@@ -130,6 +130,10 @@ class Message(models.Model):
     # repeated post with it returns this message (within SAFECHAT_IDEMPOTENCY_HOURS).
     # NULL, not "", for "no key": the unique constraint below skips NULLs.
     client_key = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
+    # What was posted under ``client_key``: a keyed SHA-256 of the text and the parent id
+    # (never the text), so a repeat with another body is refused rather than answered
+    # with this message. Cleared with the key.
+    client_fingerprint = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         indexes = [models.Index(fields=["room", "-id"], name="rooms_message_room_recent")]

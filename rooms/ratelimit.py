@@ -2,8 +2,11 @@
 
 Posts, edits and deletions share one budget (``SAFECHAT_POST_RATE_LIMIT``): each is a
 stored change, an audit event and a broadcast. Reactions and read markers have their
-own. Services check before taking any lock, so the portal, the API and the socket
-are all limited alike and no Redis wait ever holds a room lock.
+own. So do the heavier writes on rooms: creating a room or a direct conversation (a
+key epoch sealed to everyone in it), changing who is in a room or their role (a
+removal starts a new epoch), and changing or archiving a room. Services check before
+taking any lock, so the portal, the API and the socket are all limited alike and no
+Redis wait ever holds a room lock.
 """
 
 from __future__ import annotations
@@ -22,15 +25,23 @@ class Write(StrEnum):
     DELETE = "delete"
     REACT = "react"
     READ_MARKER = "read-marker"
+    ROOM_CREATE = "room-create"  # channels and direct conversations
+    MEMBERSHIP = "membership"  # add, remove, role change, invitation
+    ROOM_SETTINGS = "room-settings"  # settings and archive
     # Uploads will count here too.
 
 
 def _budget(write: Write) -> tuple[str, Rate]:
     if write in (Write.POST, Write.EDIT, Write.DELETE):
         return "message", Rate.of(settings.SAFECHAT_POST_RATE_LIMIT)
-    if write is Write.REACT:
-        return "reaction", Rate.of(settings.SAFECHAT_REACTION_RATE_LIMIT)
-    return "read-marker", Rate.of(settings.SAFECHAT_READ_MARKER_RATE_LIMIT)
+    setting = {
+        Write.REACT: ("reaction", settings.SAFECHAT_REACTION_RATE_LIMIT),
+        Write.READ_MARKER: ("read-marker", settings.SAFECHAT_READ_MARKER_RATE_LIMIT),
+        Write.ROOM_CREATE: ("room-create", settings.SAFECHAT_ROOM_CREATE_RATE_LIMIT),
+        Write.MEMBERSHIP: ("membership", settings.SAFECHAT_MEMBERSHIP_RATE_LIMIT),
+        Write.ROOM_SETTINGS: ("room-settings", settings.SAFECHAT_ROOM_SETTINGS_RATE_LIMIT),
+    }[write]
+    return setting[0], Rate.of(setting[1])
 
 
 def write_rate_check(*, user_id: int, write: Write) -> None:

@@ -25,6 +25,7 @@ from accounts.models import User
 from accounts.selectors import people
 from rooms import forms, selectors, services
 from rooms import permissions as perms
+from rooms.errors import RateLimitedError
 from rooms.models import Membership, Room
 from rooms.selectors import MessageView
 from safechat.keyring.errors import IntegrityFailure
@@ -196,6 +197,9 @@ def _apply(
         return _back(room)
     except IntegrityFailure:  # the service's transaction rolled back: nothing changed
         messages.error(request, INTEGRITY_FAILURE_MESSAGE)
+        return _back(room)
+    except RateLimitedError as exc:
+        messages.error(request, _sentence(str(exc)))
         return _back(room)
     messages.success(request, success)
     return _back(then)

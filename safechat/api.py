@@ -15,8 +15,9 @@ logger = logging.getLogger(__name__)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus Django's ValidationError as a 400 and a generic 500."""
-    from rooms.errors import RateLimitedError
+    """DRF's handler, plus Django's ValidationError as a 400 (a reused idempotency key
+    as a 422) and a generic 500."""
+    from rooms.errors import IdempotencyKeyReusedError, RateLimitedError
     from safechat.keyring.errors import IntegrityFailure
 
     if isinstance(exc, IntegrityFailure):
@@ -29,6 +30,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
                 "notified. Nothing was changed.",
             },
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    if isinstance(exc, IdempotencyKeyReusedError):
+        # The request is well-formed but conflicts with what the key stands for.
+        return Response(
+            {"code": "idempotency_key_reused", "detail": exc.messages[0]},
+            status=status.HTTP_422_UNPROCESSABLE_ENTITY,
         )
     if isinstance(exc, RateLimitedError):
         exc = exceptions.Throttled(wait=exc.retry_after, detail=str(exc))

@@ -13,6 +13,9 @@ kind in ascending id order, and appends to the audit chain last:
    after a transaction's first ``audit_record``.
 
 Two transactions that follow one order can wait for each other but never deadlock.
+A row that is not deleted is locked ``FOR NO KEY UPDATE`` (``rows_locked``, or
+``select_for_update(no_key=True)``), never ``FOR UPDATE``: the ``KEY SHARE`` lock an
+insert takes on the rows it points at (after an audit append, say) never waits for it.
 """
 
 from __future__ import annotations

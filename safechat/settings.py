@@ -111,6 +111,18 @@ SAFECHAT_REACTION_RATE_LIMIT = envtools.rate_limit(
 SAFECHAT_READ_MARKER_RATE_LIMIT = envtools.rate_limit(
     env.str("SAFECHAT_READ_MARKER_RATE_LIMIT", default="60/10")
 )
+# Rooms and direct conversations created (each a key epoch sealed to everyone in it).
+SAFECHAT_ROOM_CREATE_RATE_LIMIT = envtools.rate_limit(
+    env.str("SAFECHAT_ROOM_CREATE_RATE_LIMIT", default="30/600")
+)
+# Members added, removed (a new epoch each), given a role or invited.
+SAFECHAT_MEMBERSHIP_RATE_LIMIT = envtools.rate_limit(
+    env.str("SAFECHAT_MEMBERSHIP_RATE_LIMIT", default="60/600")
+)
+# Room settings changed and rooms archived.
+SAFECHAT_ROOM_SETTINGS_RATE_LIMIT = envtools.rate_limit(
+    env.str("SAFECHAT_ROOM_SETTINGS_RATE_LIMIT", default="30/600")
+)
 # A repeated post with the same client key (socket ``client_id``, API ``Idempotency-Key``)
 # returns the original message for at least this long.
 SAFECHAT_IDEMPOTENCY_HOURS = env.int("SAFECHAT_IDEMPOTENCY_HOURS", default=24)

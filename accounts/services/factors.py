@@ -180,7 +180,9 @@ def factor_remove(*, request: HttpRequest, user: User, device: Device) -> None:
             "This session was verified with that factor. Confirm with another factor first."
         )
     with transaction.atomic():
-        User.objects.select_for_update().get(pk=user.pk)  # serialise factor changes per user
+        User.objects.select_for_update(no_key=True).get(
+            pk=user.pk
+        )  # serialise factor changes per user
         if isinstance(device, PRIMARY_FACTOR_MODELS) and user_primary_factor_count(user=user) <= 1:
             raise LastFactor("Add another authenticator app or passkey before removing this one.")
         locked = type(device).objects.select_for_update().get(pk=device.pk, user=user)
@@ -213,7 +215,9 @@ def factors_reset(*, actor: User, user: User, request: HttpRequest | None = None
     )  # fmt: skip
     ensure_not_self(actor=actor, user=user, operation="factor.reset", request=request)
     with transaction.atomic():
-        User.objects.select_for_update().filter(pk=user.pk).first()  # lock order: user first
+        User.objects.select_for_update(no_key=True).filter(
+            pk=user.pk
+        ).first()  # lock order: user first
         removed = 0
         for model in (TOTPDevice, WebAuthnCredential, BackupCodeDevice):
             devices = model.objects.filter(user=user)

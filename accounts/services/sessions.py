@@ -198,7 +198,7 @@ def session_hold(*, request: HttpRequest, user: User) -> User:
     credential change in flight can never be applied after an admin's reset committed.
     Raises :class:`SessionNoLongerValid`.
     """
-    locked = User.objects.select_for_update().filter(pk=user.pk).first()
+    locked = User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
     key = request.session.session_key
     live = (
         locked is not None
@@ -236,7 +236,9 @@ def credentials_bump(
     Returns (sessions ended, tokens revoked). ``user.credential_epoch`` is updated.
     """
     old_epoch = (
-        User.objects.select_for_update().values_list("credential_epoch", flat=True).get(pk=user.pk)
+        User.objects.select_for_update(no_key=True)
+        .values_list("credential_epoch", flat=True)
+        .get(pk=user.pk)
     )
     User.objects.filter(pk=user.pk).update(credential_epoch=F("credential_epoch") + 1)
     user.credential_epoch = old_epoch + 1

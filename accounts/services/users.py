@@ -329,7 +329,7 @@ def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = No
     )  # fmt: skip
     ensure_not_self(actor=actor, user=user, operation="account.deactivate", request=request)
     with transaction.atomic():
-        locked = User.objects.select_for_update().get(pk=user.pk)
+        locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
         locked.is_active = False
         locked.save(update_fields=["is_active"])
         ended, revoked = credentials_bump(user=locked, reason="deactivated", revoke_tokens=True)
@@ -454,7 +454,9 @@ def password_reset_by_admin(*, actor: User, user: User, request: HttpRequest | N
     )  # fmt: skip
     ensure_not_self(actor=actor, user=user, operation="password.reset", request=request)
     with transaction.atomic():
-        User.objects.select_for_update().filter(pk=user.pk).first()  # lock order: user first
+        User.objects.select_for_update(no_key=True).filter(
+            pk=user.pk
+        ).first()  # lock order: user first
         user.set_unusable_password()
         user.save(update_fields=["password"])
         ended, revoked = credentials_bump(user=user, reason="password_reset", revoke_tokens=True)
@@ -498,7 +500,9 @@ def password_reset_confirm(
     with transaction.atomic():
         # The link is checked again under the user's lock: a reset by a security admin
         # that committed since (it voids the password, and with it the link) wins.
-        locked = User.objects.select_for_update().filter(pk=user.pk, is_active=True).first()
+        locked = (
+            User.objects.select_for_update(no_key=True).filter(pk=user.pk, is_active=True).first()
+        )
         if locked is not None and default_token_generator.check_token(locked, token):
             user = locked
             user.set_password(new_password)

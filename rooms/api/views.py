@@ -10,7 +10,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
@@ -214,16 +219,25 @@ class MessageListApi(APIView):
                 location=OpenApiParameter.HEADER,
                 description=(
                     "Optional, 1-64 visible ASCII characters chosen by the client (a UUID, "
-                    "say). A repeat of the post with the same key, within "
-                    "SAFECHAT_IDEMPOTENCY_HOURS (24 h by default), answers the original "
-                    "message instead of storing a second one: retry safely after a "
-                    "timeout or a 429. Keys are per user; one used in another room is "
-                    "refused (400)."
+                    "say); one key for one message. A repeat of the post with the same "
+                    "key, text and parent_id, within SAFECHAT_IDEMPOTENCY_HOURS (24 h by "
+                    "default), stores nothing and answers 201 with the original message "
+                    "as it is now (its current text and revision if it was edited since, "
+                    "or marked deleted): retry safely after a timeout or a 429. The same "
+                    "key with another text or parent_id is refused with 422 "
+                    "(code idempotency_key_reused) and stores nothing. Keys are per "
+                    "user; one used in another room is refused (400)."
                 ),
             )
         ],
         request=MessageListInput,
-        responses={201: MessageOutput},
+        responses={
+            201: MessageOutput,
+            422: OpenApiResponse(
+                description="The Idempotency-Key was already used for another text or "
+                "parent_id within the window; nothing was stored."
+            ),
+        },
         operation_id="messages_create",
     )
     def post(self, request: Request, room_id: int) -> Response:

@@ -4,6 +4,7 @@ from rooms.services.barriers import (
     barrier_conflicts,
     barrier_create,
     barrier_delete,
+    group_members_set,
     room_barrier_violations,
     user_groups_change,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "barrier_create",
     "barrier_delete",
     "direct_conversation_create",
+    "group_members_set",
     "membership_add",
     "membership_remove",
     "membership_role_change",

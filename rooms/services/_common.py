@@ -77,6 +77,10 @@ def _missing(*, actor: User, room: Room, permission: str) -> Refused:
     )
 
 
+def missing_refusal(*, actor: User, room: Room, permission: str) -> Refused:
+    return _missing(actor=actor, room=room, permission=permission)
+
+
 def _archived(*, actor: User, room: Room) -> Refused:
     return Refused(
         actor=actor,

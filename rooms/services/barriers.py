@@ -49,8 +49,14 @@ def barrier_conflicts(user_ids: Iterable[int]) -> list[BarrierConflict]:
     return conflicts
 
 
-def _barrier_refusal(*, actor: User, room: Room | None, user_ids: Iterable[int]) -> Refused | None:
+def _barrier_refusal(
+    *, actor: User, room: Room | None, user_ids: Iterable[int], newcomer: int | None
+) -> Refused | None:
     conflicts = barrier_conflicts(user_ids)
+    if newcomer is not None:
+        # Only the pairs the newcomer would make: a violation already in the room (being
+        # resolved by a security admin) does not block adding someone unrelated.
+        conflicts = [c for c in conflicts if newcomer in (c.user_a, c.user_b)]
     if not conflicts:
         return None
     return Refused(
@@ -62,23 +68,29 @@ def _barrier_refusal(*, actor: User, room: Room | None, user_ids: Iterable[int])
     )
 
 
-def barrier_ensure_allowed(*, actor: User, room: Room | None, user_ids: Iterable[int]) -> None:
-    """Outside a transaction: refuse (audited at once) if these people may not share a room.
+def barrier_ensure_allowed(
+    *, actor: User, room: Room | None, user_ids: Iterable[int], newcomer: int | None = None
+) -> None:
+    """Outside a transaction: refuse (audited at once) if these people may not share a room
+    (only the pairs that include ``newcomer``, if given).
 
     A check before a write only; the write itself re-checks under its locks with
     ``barrier_demand_allowed``.
     """
-    refused = _barrier_refusal(actor=actor, room=room, user_ids=user_ids)
+    refused = _barrier_refusal(actor=actor, room=room, user_ids=user_ids, newcomer=newcomer)
     if refused is not None:
         raise refused.audit()
 
 
-def barrier_demand_allowed(*, actor: User, room: Room | None, user_ids: Iterable[int]) -> None:
+def barrier_demand_allowed(
+    *, actor: User, room: Room | None, user_ids: Iterable[int], newcomer: int | None = None
+) -> None:
     """Inside the write's transaction, holding the locks of the people (and the room)
-    concerned, under ``refusals_audited``: raise ``Refused`` if a barrier separates them.
-    The refusal is audited after the rollback, so it is recorded exactly once.
+    concerned, under ``refusals_audited``: raise ``Refused`` if a barrier separates them
+    (only the pairs that include ``newcomer``, if given). The refusal is audited after
+    the rollback, so it is recorded exactly once.
     """
-    refused = _barrier_refusal(actor=actor, room=room, user_ids=user_ids)
+    refused = _barrier_refusal(actor=actor, room=room, user_ids=user_ids, newcomer=newcomer)
     if refused is not None:
         raise refused
 
@@ -174,6 +186,9 @@ def user_groups_change(
     """Put ``user`` into and out of groups (security admins); returns the rooms they are
     in that now violate a barrier, as ``barrier_create`` does: resolve them by removing
     members. Each change is audited, with the number of rooms in violation.
+
+    Locks: the groups, then the user, then every room the user is in
+    (``user_groups_lock``); the audit chain last.
     """
     _require_barrier_admin(actor)
     added, removed = list(add), list(remove)
@@ -195,6 +210,65 @@ def user_groups_change(
                     action=action,
                     target=user,
                     extra={"group": group.name, "rooms_in_violation": len(violations)},
+                )
+    return violations
+
+
+def group_members_set(
+    *,
+    actor: User,
+    group: Group,
+    add: Iterable[User] = (),
+    remove: Iterable[User] = (),
+) -> dict[int, list[BarrierConflict]]:
+    """Put people into ``group`` and take others out of it, in one transaction (security
+    admins); returns the rooms of the people added that now violate a barrier, as
+    ``barrier_create`` does.
+
+    Locks, all at the top in the project's order: the group, then every person
+    concerned in id order, then every room they are in; then every change is made,
+    and the audit events (one per person changed) are appended last. So a page that
+    changes many people at once never locks anything after its first audit append.
+    """
+    _require_barrier_admin(actor)
+    adding = {person.pk for person in add}
+    removing = {person.pk for person in remove} - adding
+    with transaction.atomic():
+        rows_locked(Group, [group.pk])
+        people = rows_locked(User, adding | removing)
+        rows_locked(
+            Room,
+            Membership.objects.filter(user_id__in=[p.pk for p in people]).values_list(
+                "room_id", flat=True
+            ),
+        )
+        current = set(
+            group.user_set.filter(pk__in=[p.pk for p in people]).values_list("pk", flat=True)
+        )
+        added = [p for p in people if p.pk in adding and p.pk not in current]
+        removed = [p for p in people if p.pk in removing and p.pk in current]
+        group.user_set.add(*added)
+        group.user_set.remove(*removed)
+        found: dict[int, dict[int, None]] = {}  # per person: their rooms in violation
+        violations: dict[int, list[BarrierConflict]] = {}
+        for person in added:
+            for room_id, pairs in user_barrier_violations(user=person).items():
+                found.setdefault(person.pk, {})[room_id] = None
+                known = violations.setdefault(room_id, [])
+                known.extend(pair for pair in pairs if pair not in known)
+        for action, changed in (
+            (AuditAction.ACCOUNT_ROLE_GRANTED, added),
+            (AuditAction.ACCOUNT_ROLE_REVOKED, removed),
+        ):
+            for person in changed:
+                audit_record(
+                    actor=actor,
+                    action=action,
+                    target=person,
+                    extra={
+                        "group": group.name,
+                        "rooms_in_violation": len(found.get(person.pk, {})),
+                    },
                 )
     return violations
 
@@ -241,7 +315,7 @@ def barrier_create(
 
 
 def barrier_delete(*, actor: User, barrier: InformationBarrier) -> None:
-    """Lift a barrier (security admins)."""
+    """Lift a barrier (security admins). Locks: its two groups; the audit chain last."""
     _require_barrier_admin(actor)
     with transaction.atomic():
         rows_locked(Group, [barrier.group_a_id, barrier.group_b_id])

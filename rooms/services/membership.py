@@ -14,6 +14,7 @@ from rooms import permissions as perms
 from rooms import realtime
 from rooms.models import Membership, Room, RoomInvitation
 from rooms.permissions import room_permissions_set
+from rooms.ratelimit import Write, write_rate_check
 from rooms.services._common import (
     archived_refusal,
     demand_permission,
@@ -84,7 +85,9 @@ def _membership_insert(
                 demand_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
         elif room.is_archived:
             raise archived_refusal(actor=actor, room=room)
-        barrier_demand_allowed(actor=actor, room=room, user_ids=[*_member_ids(room), user.pk])
+        barrier_demand_allowed(
+            actor=actor, room=room, user_ids=[*_member_ids(room), user.pk], newcomer=user.pk
+        )
         membership, created = Membership.objects.get_or_create(
             room=room, user=user, defaults={"role": role}
         )
@@ -113,13 +116,15 @@ def membership_add(
     """Add ``user`` (``manage_members``); they receive the keys the room's policy allows.
 
     Refused, and audited once, if an information barrier separates them from a
-    member, also one added at the same instant. Locks: the user, then the room.
+    member, also one added at the same instant. Counted against
+    ``SAFECHAT_MEMBERSHIP_RATE_LIMIT``. Locks: the user, then the room.
     """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
     if not user.is_active:
         raise ValidationError("this person cannot be added")
+    write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     user_key_create(user=user)  # before any lock: it appends to the audit chain
     return _membership_insert(
         actor=actor, room=room, user=user, role=role, permission=perms.MANAGE_MEMBERS
@@ -132,20 +137,30 @@ def membership_remove(*, actor: User, room: Room, member: User) -> None:
 
     Members may always leave; removing someone else needs ``manage_members`` on the room,
     or the security-admin right to manage users (to resolve an information barrier).
-    Locks: the room, then the membership, then key rows; the audit chain last. A room
-    keeps at least one owner, also when two owners leave at the same instant.
+    Locks: the room (``manage_members`` is checked again under it), then the
+    membership, then key rows; the audit chain last. A room keeps at least one owner,
+    also when two owners leave at the same instant.
     """
+    permission = None
     if actor.pk != member.pk and not actor.has_perm(MANAGE_USERS):
-        require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
-    _membership_delete(actor=actor, room=room, member=member)
+        permission = perms.MANAGE_MEMBERS
+        require_room_permission(actor=actor, room=room, permission=permission)
+    if not actor.has_perm(MANAGE_USERS):  # resolving a barrier violation never waits
+        write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
+    with refusals_audited():
+        _membership_delete(actor=actor, room=room, member=member, permission=permission)
 
 
 @transaction.atomic
-def _membership_delete(*, actor: User, room: Room, member: User) -> None:
+def _membership_delete(*, actor: User, room: Room, member: User, permission: str | None) -> None:
     # Lock order: the room, then the membership, then keys, the audit chain last (a
     # post takes them in the same order, so a removal and a post never deadlock).
-    if not rows_locked(Room, [room.pk]):
+    locked = rows_locked(Room, [room.pk])
+    if not locked:
         return
+    if permission is not None:  # a moderator demoted at the same instant is refused
+        demand_permission(actor=actor, room=locked[0], permission=permission)
+    # FOR UPDATE: the row is deleted below.
     membership = Membership.objects.select_for_update().filter(room=room, user=member).first()
     if membership is None:
         return
@@ -168,7 +183,8 @@ def membership_role_change(*, actor: User, room: Room, member: User, role: str) 
     """Give a member another room role (``manage_members``); never one's own.
 
     A room keeps at least one owner: two owners demoting each other at the same
-    instant are serialised on the room's row, and the second is refused.
+    instant are serialised on the room's row, and the second is refused. Locks: the
+    room (``manage_members`` checked again under it), then the membership; audit last.
     """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     _check_role(role, actor=actor, room=room)
@@ -179,6 +195,7 @@ def membership_role_change(*, actor: User, room: Room, member: User, role: str) 
             reason="own role",
             error=PermissionDenied("nobody changes their own role"),
         )
+    write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     with refusals_audited():
         return _membership_role_set(actor=actor, room=room, member=member, role=role)
 
@@ -191,7 +208,9 @@ def _membership_role_set(*, actor: User, room: Room, member: User, role: str) ->
     demand_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     if role == Membership.Role.OWNER:  # only an owner makes owners
         demand_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
-    membership = Membership.objects.select_for_update().filter(room=room, user=member).first()
+    membership = (
+        Membership.objects.select_for_update(no_key=True).filter(room=room, user=member).first()
+    )
     if membership is None:
         raise ValidationError("this person is not a member of the room")
     if membership.role == role:
@@ -217,12 +236,27 @@ def _membership_role_set(*, actor: User, room: Room, member: User, role: str) ->
 def room_invitation_send(
     *, actor: User, room: Room, invitee: User, role: str = Membership.Role.MEMBER
 ) -> RoomInvitation:
-    """Invite someone (``manage_members``); barriers are checked now and again on acceptance."""
+    """Invite someone (``manage_members``); barriers are checked now and again on acceptance.
+
+    Locks: the room (the permission and the archive are checked again under it), then
+    the invitation; the audit chain last. The acceptance (``room_invitation_accept``)
+    re-checks the barrier under the invitee's and the room's locks.
+    """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
-    barrier_ensure_allowed(actor=actor, room=room, user_ids=[*_member_ids(room), invitee.pk])
-    with transaction.atomic():
+    barrier_ensure_allowed(
+        actor=actor, room=room, user_ids=[*_member_ids(room), invitee.pk], newcomer=invitee.pk
+    )
+    write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
+    with refusals_audited(), transaction.atomic():
+        locked = rows_locked(Room, [room.pk])
+        if not locked:
+            raise Http404("no such room")
+        room = locked[0]
+        demand_writable(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
+        if role == Membership.Role.OWNER:  # only an owner makes owners
+            demand_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
         invitation, _ = RoomInvitation.objects.update_or_create(
             room=room, invitee=invitee, defaults={"invited_by": actor, "role": role}
         )
@@ -236,7 +270,10 @@ def room_invitation_send(
 
 
 def room_invitation_accept(*, actor: User, invitation: RoomInvitation) -> Membership:
-    """The invitee joins with the invited role, unless a barrier now forbids it (audited)."""
+    """The invitee joins with the invited role, unless a barrier now forbids it (audited).
+
+    Locks: the invitee, then the room; the audit chain last.
+    """
     if invitation.invitee_id != actor.pk:
         raise PermissionDenied("this invitation is not yours")
     room = invitation.room

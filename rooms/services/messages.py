@@ -11,16 +11,20 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts.models import User
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
 from rooms import realtime
+from rooms.errors import IdempotencyKeyReusedError
 from rooms.models import Membership, Mention, Message, MessageRevision, Reaction, Room
 from rooms.ratelimit import Write, write_rate_check
 from rooms.services._common import (
+    demand_permission,
     demand_writable,
+    missing_refusal,
     refusals_audited,
     refuse,
     require_not_archived,
@@ -28,6 +32,7 @@ from rooms.services._common import (
 )
 from safechat.keyring import events as key_events
 from safechat.keyring.services import message_encrypt
+from safechat.locks import rows_locked
 
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_EMOJI_LENGTH = 16
@@ -56,6 +61,14 @@ def _validate_text(text: object) -> str:
     return text
 
 
+def _room_locked(room_id: int) -> Room:
+    """The room's row, locked until the transaction ends (step 3 of the lock order)."""
+    locked = rows_locked(Room, [room_id])
+    if not locked:
+        raise Http404("no such room")
+    return locked[0]
+
+
 def _mentioned_members(*, room: Room, text: str, exclude: int) -> list[int]:
     names = {m.group(1).rstrip(".") for m in _MENTION.finditer(text)}
     if not names:
@@ -80,15 +93,36 @@ def _client_key_window_start() -> datetime:
     return timezone.now() - timedelta(hours=settings.SAFECHAT_IDEMPOTENCY_HOURS)
 
 
-def _posted_with(*, sender: User, room: Room, client_key: str) -> Message | None:
-    """The message ``sender`` posted with ``client_key`` recently, if any."""
+def _client_fingerprint(*, text: str, parent_id: int | None) -> str:
+    """What a post under an idempotency key stands for: the text and the parent asked for.
+
+    Keyed (HMAC-SHA-256 under the server's secret key), because a bare hash of a short
+    message ("yes", "BUY 100") could be guessed back from a copy of the database.
+    """
+    body = f"{'' if parent_id is None else parent_id}\x00{text}"
+    return salted_hmac("rooms.message.client_fingerprint", body, algorithm="sha256").hexdigest()
+
+
+def _posted_with(*, sender: User, room: Room, client_key: str, fingerprint: str) -> Message | None:
+    """The message ``sender`` posted with ``client_key`` recently, if any (as it is now).
+
+    A key used in another room, or for another text or parent, is refused: a replay
+    answers only the very post it repeats.
+    """
     original = (
         Message.objects.select_related("room")
         .filter(sender=sender, client_key=client_key, created_at__gte=_client_key_window_start())
         .first()
     )
-    if original is not None and original.room_id != room.pk:
+    if original is None:
+        return None
+    if original.room_id != room.pk:
         raise ValidationError("this idempotency key was used for a message in another room")
+    # A message stored before fingerprints were kept (empty) is answered as before.
+    if original.client_fingerprint and not constant_time_compare(
+        original.client_fingerprint, fingerprint
+    ):
+        raise IdempotencyKeyReusedError()
     return original
 
 
@@ -107,27 +141,41 @@ def message_post(
 
     ``client_key`` makes the post idempotent: a repeat with the same key (a retry after a
     timeout, "send again") returns the original message for at least
-    ``SAFECHAT_IDEMPOTENCY_HOURS``, and two identical posts at the same instant store one
-    (a unique constraint decides). Locks: the room, then the audit chain.
+    ``SAFECHAT_IDEMPOTENCY_HOURS``, as it is now (edited or deleted since, say), and two
+    identical posts at the same instant store one (a unique constraint decides). A
+    repeat with another text or parent is refused (``IdempotencyKeyReusedError``).
+    Locks: the sender (only with ``client_key``), then the room; the audit chain last.
+    A new epoch's audit event comes before the message's insert, whose ``KEY SHARE``
+    on the sender and the parent never waits (docs/architecture.md).
     """
     text = _validate_text(text)
     client_key = client_key_clean(client_key)
+    fingerprint = "" if client_key is None else _client_fingerprint(text=text, parent_id=parent_id)
     if client_key is not None:
-        original = _posted_with(sender=sender, room=room, client_key=client_key)
+        original = _posted_with(
+            sender=sender, room=room, client_key=client_key, fingerprint=fingerprint
+        )
         if original is not None:
             return original  # a retry: not counted against the rate either
     write_rate_check(user_id=sender.pk, write=Write.POST)  # before the room lock
     try:
         with refusals_audited():
             return _message_insert(
-                sender=sender, room=room, text=text, parent_id=parent_id, client_key=client_key
+                sender=sender,
+                room=room,
+                text=text,
+                parent_id=parent_id,
+                client_key=client_key,
+                fingerprint=fingerprint,
             )
     except IntegrityError:
         # The same key posted at the same instant in another room of this sender's (the
         # room lock orders identical posts in one room, so the insert's re-check wins).
         if client_key is None:
             raise
-        original = _posted_with(sender=sender, room=room, client_key=client_key)
+        original = _posted_with(
+            sender=sender, room=room, client_key=client_key, fingerprint=fingerprint
+        )
         if original is None:
             raise
         return original
@@ -135,25 +183,35 @@ def message_post(
 
 @transaction.atomic
 def _message_insert(
-    *, sender: User, room: Room, text: str, parent_id: int | None, client_key: str | None
+    *,
+    sender: User,
+    room: Room,
+    text: str,
+    parent_id: int | None,
+    client_key: str | None,
+    fingerprint: str,
 ) -> Message:
+    if client_key is not None:
+        # The sender's row first (users come before rooms): posts with one key queue
+        # here, so the (sender, key) unique index never makes one wait after another
+        # started a new epoch and so appended to the audit chain.
+        rows_locked(User, [sender.pk])
     # The room's row lock orders this post after every committed removal and key change
     # in the room (the checks below see them), and gives the room's messages ids in
     # commit order, which a reconnecting client's resync relies on.
-    locked = Room.objects.select_for_update().filter(pk=room.pk).first()
-    if locked is None:
-        raise Http404("no such room")
-    room = locked
+    room = _room_locked(room.pk)
     demand_writable(actor=sender, room=room, permission=perms.POST)
     if client_key is not None:
         # Identical posts queue on the room's lock: the second finds the first here.
-        original = _posted_with(sender=sender, room=room, client_key=client_key)
+        original = _posted_with(
+            sender=sender, room=room, client_key=client_key, fingerprint=fingerprint
+        )
         if original is not None:
             return original
         # A key older than the window is free again.
         Message.objects.filter(
             sender=sender, client_key=client_key, created_at__lt=_client_key_window_start()
-        ).update(client_key=None)
+        ).update(client_key=None, client_fingerprint="")
     parent = None
     if parent_id is not None:
         parent = Message.objects.filter(pk=parent_id, room=room, deleted_at__isnull=True).first()
@@ -173,6 +231,7 @@ def _message_insert(
         epoch=epoch,
         ciphertext=ciphertext,
         client_key=client_key,
+        client_fingerprint=fingerprint,
     )
     mentioned = _mentioned_members(room=room, text=text, exclude=sender.pk)
     if mentioned:
@@ -214,7 +273,11 @@ def _own_live_message(*, actor: User, message: Message, action: str) -> Message:
 
 
 def message_edit(*, actor: User, message: Message, text: str) -> Message:
-    """Replace a message's text; the previous text is kept, encrypted, as a revision."""
+    """Replace a message's text; the previous text is kept, encrypted, as a revision.
+
+    Locks: the room (the permission and the archive are checked again under it), then
+    the message; the audit chain last.
+    """
     room = message.room
     require_room_permission(actor=actor, room=room, permission=perms.POST)
     require_not_archived(actor=actor, room=room)
@@ -228,11 +291,9 @@ def message_edit(*, actor: User, message: Message, text: str) -> Message:
 @transaction.atomic
 def _message_revise(*, actor: User, message: Message, text: str) -> Message:
     # The room, then the message (as a post does); checks again under them.
-    room = Room.objects.select_for_update().filter(pk=message.room_id).first()
-    if room is None:
-        raise Http404("no such room")
+    room = _room_locked(message.room_id)
     demand_writable(actor=actor, room=room, permission=perms.POST)
-    message = Message.objects.select_for_update().get(pk=message.pk)
+    message = Message.objects.select_for_update(no_key=True).get(pk=message.pk)
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
     MessageRevision.objects.create(
@@ -264,32 +325,40 @@ def message_delete(*, actor: User, message: Message) -> Message:
     """Hide a message from members; its ciphertext stays for compliance until retention.
 
     Senders delete their own messages; moderators and owners (``manage_members``) any.
+    Locks: the room (the permission and the archive are checked again under it), then
+    the message (of two deletions at the same instant, one is recorded); audit last.
     """
     room = message.room
-    is_sender = message.sender_id == actor.pk
-    required = perms.VIEW if is_sender else perms.MANAGE_MEMBERS
+    required = perms.VIEW if message.sender_id == actor.pk else perms.MANAGE_MEMBERS
     require_room_permission(actor=actor, room=room, permission=required)
     require_not_archived(actor=actor, room=room)
     if message.deleted_at is not None:
         return message
     write_rate_check(user_id=actor.pk, write=Write.DELETE)
-    with transaction.atomic():
-        # The message's row: of two deletions at the same instant, one is recorded.
-        locked = Message.objects.select_for_update().get(pk=message.pk)
-        if locked.deleted_at is not None:
-            return locked
-        message.deleted_at = timezone.now()
-        message.deleted_by = actor
-        message.save(update_fields=["deleted_at", "deleted_by"])
-        audit_record(
-            actor=actor,
-            action=AuditAction.MESSAGE_DELETED,
-            target=message,
-            extra={"room": room.pk, "by_sender": is_sender},
-        )
-        key_events.message_changed(message_id=message.pk)
-        _announce(message, "message.deleted")
-    return message
+    with refusals_audited():
+        return _message_hide(actor=actor, message=message, permission=required)
+
+
+@transaction.atomic
+def _message_hide(*, actor: User, message: Message, permission: str) -> Message:
+    room = _room_locked(message.room_id)
+    demand_writable(actor=actor, room=room, permission=permission)
+    locked = Message.objects.select_for_update(no_key=True).get(pk=message.pk)
+    if locked.deleted_at is not None:
+        return locked
+    locked.deleted_at = timezone.now()
+    locked.deleted_by = actor
+    locked.save(update_fields=["deleted_at", "deleted_by"])
+    audit_record(
+        actor=actor,
+        action=AuditAction.MESSAGE_DELETED,
+        target=locked,
+        extra={"room": room.pk, "by_sender": locked.sender_id == actor.pk},
+    )
+    key_events.message_changed(message_id=locked.pk)
+    _announce(locked, "message.deleted")
+    message.deleted_at, message.deleted_by = locked.deleted_at, actor
+    return locked
 
 
 def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
@@ -297,6 +366,8 @@ def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
 
     Two toggles at the same instant never fail: if another request set the same
     reaction first, this one answers the state that won (set) instead of a conflict.
+    Locks: the room (the permission, the archive and the message's deletion are checked
+    again under it), then the reaction's unique constraint decides.
     """
     require_room_permission(actor=actor, room=message.room, permission=perms.POST)
     require_not_archived(actor=actor, room=message.room)
@@ -306,32 +377,52 @@ def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
     write_rate_check(user_id=actor.pk, write=Write.REACT)
-    with transaction.atomic():
-        deleted, _ = Reaction.objects.filter(message=message, user=actor, emoji=emoji).delete()
-        if deleted:
-            _announce(message, "message.reactions")
-            return False
-        try:
-            with transaction.atomic():  # a savepoint: the unique constraint decides a race
-                Reaction.objects.create(message=message, user=actor, emoji=emoji)
-        except IntegrityError:
-            return True  # set at the same instant by another request: that state won
+    with refusals_audited():
+        return _reaction_flip(actor=actor, message=message, emoji=emoji)
+
+
+@transaction.atomic
+def _reaction_flip(*, actor: User, message: Message, emoji: str) -> bool:
+    room = _room_locked(message.room_id)
+    demand_writable(actor=actor, room=room, permission=perms.POST)
+    if Message.objects.filter(pk=message.pk, deleted_at__isnull=False).exists():
+        raise ValidationError("this message was deleted")
+    deleted, _ = Reaction.objects.filter(message=message, user=actor, emoji=emoji).delete()
+    if deleted:
         _announce(message, "message.reactions")
+        return False
+    try:
+        with transaction.atomic():  # a savepoint: the unique constraint decides a race
+            Reaction.objects.create(message=message, user=actor, emoji=emoji)
+    except IntegrityError:
+        return True  # set at the same instant by another request: that state won
+    _announce(message, "message.reactions")
     return True
 
 
 def read_marker_set(*, actor: User, room: Room, message_id: int) -> int:
-    """Move ``actor``'s read marker forward to ``message_id`` (never backwards)."""
+    """Move ``actor``'s read marker forward to ``message_id`` (never backwards).
+
+    Locks: the room, then the reader's membership. A reader removed at the same instant
+    is refused (audited) under the room's lock, never answered with an error.
+    """
     require_room_permission(actor=actor, room=room, permission=perms.VIEW)
     if not Message.objects.filter(pk=message_id, room=room).exists():
         raise ValidationError("no such message in this room")
     write_rate_check(user_id=actor.pk, write=Write.READ_MARKER)
-    return _read_marker_move(actor=actor, room=room, message_id=message_id)
+    with refusals_audited():
+        return _read_marker_move(actor=actor, room=room, message_id=message_id)
 
 
 @transaction.atomic
 def _read_marker_move(*, actor: User, room: Room, message_id: int) -> int:
-    membership = Membership.objects.select_for_update().get(room=room, user=actor)
+    room = _room_locked(room.pk)
+    demand_permission(actor=actor, room=room, permission=perms.VIEW)
+    membership = (
+        Membership.objects.select_for_update(no_key=True).filter(room=room, user=actor).first()
+    )
+    if membership is None:  # removal also drops the permission; kept for defence in depth
+        raise missing_refusal(actor=actor, room=room, permission=perms.VIEW)
     if message_id > membership.last_read_message_id:
         membership.last_read_message_id = message_id
         membership.save(update_fields=["last_read_message_id"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import User
@@ -13,7 +14,10 @@ from audit.services import audit_record
 from rooms import permissions as perms
 from rooms.models import Membership, Room
 from rooms.permissions import room_permissions_set
+from rooms.ratelimit import Write, write_rate_check
 from rooms.services._common import (
+    demand_permission,
+    demand_writable,
     refusals_audited,
     refuse,
     require_not_archived,
@@ -67,6 +71,8 @@ def room_create(
     """Create a private channel owned by ``actor``, with its first key epoch.
 
     Needs the ``room_admin`` role unless ``SAFECHAT_MEMBERS_CAN_CREATE_ROOMS`` is on.
+    Counted against ``SAFECHAT_ROOM_CREATE_RATE_LIMIT``. Locks nothing that exists
+    already: it inserts the room, then its first epoch; the audit chain last.
     """
     if not _can_create_rooms(actor):
         raise refuse(
@@ -84,6 +90,7 @@ def room_create(
         created_by=actor,
     )
     _room_validate(room)
+    write_rate_check(user_id=actor.pk, write=Write.ROOM_CREATE)
     return _room_insert(actor=actor, room=room, others=[])
 
 
@@ -92,7 +99,9 @@ def direct_conversation_create(*, actor: User, participants: list[User]) -> Room
 
     A 1:1 conversation that already exists is returned instead of a second one, also
     when two identical requests arrive together. Information barriers apply as they do
-    to rooms. Locks: every participant's user row, in id order, then the new room.
+    to rooms; a participant deactivated at the same instant is refused. Counted against
+    ``SAFECHAT_ROOM_CREATE_RATE_LIMIT``. Locks: every participant's user row (activity
+    and barriers are checked under them), in id order, then the new room.
     """
     others = sorted(
         {p.pk: p for p in participants if p.pk != actor.pk}.values(), key=lambda u: u.pk
@@ -103,13 +112,17 @@ def direct_conversation_create(*, actor: User, participants: list[User]) -> Room
         raise ValidationError(f"a direct conversation has at most {MAX_DIRECT_PARTICIPANTS} people")
     if any(not other.is_active for other in others):
         raise ValidationError("one of these people cannot be reached")
+    write_rate_check(user_id=actor.pk, write=Write.ROOM_CREATE)  # before any lock
     for person in [actor, *others]:
         user_key_create(user=person)  # before any lock: it appends to the audit chain
     with refusals_audited(), transaction.atomic():
         # The participants' rows, in id order: the barrier check and the reuse of an
         # existing conversation hold until the commit, so two identical requests at
         # the same instant make one conversation, and a barrier raced is refused.
-        rows_locked(User, [actor.pk, *(o.pk for o in others)])
+        people = rows_locked(User, [actor.pk, *(o.pk for o in others)])
+        if len(people) != len(others) + 1 or not all(p.is_active for p in people):
+            # deactivated at the same instant (deactivation locks the person's row too)
+            raise ValidationError("one of these people cannot be reached")
         barrier_demand_allowed(actor=actor, room=None, user_ids=[actor.pk, *(o.pk for o in others)])
         if len(others) == 1:
             existing = (
@@ -135,13 +148,26 @@ def room_update(
     topic: str | None = None,
     history_visible: bool | None = None,
 ) -> Room:
-    """Change a room's settings (``manage_room``)."""
+    """Change a room's settings (``manage_room``).
+
+    Locks: the room; the permission and the archive are checked again under it.
+    """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
     require_not_archived(actor=actor, room=room)
-    with transaction.atomic():
+    write_rate_check(user_id=actor.pk, write=Write.ROOM_SETTINGS)
+    with refusals_audited(), transaction.atomic():
+        locked = _room_locked(room)
+        demand_writable(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
         return _room_change(
-            actor=actor, room=room, name=name, topic=topic, history_visible=history_visible
+            actor=actor, room=locked, name=name, topic=topic, history_visible=history_visible
         )
+
+
+def _room_locked(room: Room) -> Room:
+    locked = rows_locked(Room, [room.pk])
+    if not locked:
+        raise Http404("no such room")
+    return locked[0]
 
 
 def _room_change(
@@ -173,22 +199,36 @@ def _room_change(
 
 
 def room_archive(*, actor: User, room: Room) -> Room:
-    """Archive a room: it stays readable and becomes read-only for everyone."""
+    """Archive a room: it stays readable and becomes read-only for everyone.
+
+    Locks: the room; the permission is checked again under it, and of two archives at
+    the same instant one is recorded (the other answers the archived room).
+    """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
     if room.is_archived:
         return room
-    with transaction.atomic():
-        room.archived_at = timezone.now()
-        room.save(update_fields=["archived_at"])
-        audit_record(actor=actor, action=AuditAction.ROOM_ARCHIVED, target=room)
-        transaction.on_commit(lambda: _broadcast(room.pk, "room.archived"))
-    return room
+    write_rate_check(user_id=actor.pk, write=Write.ROOM_SETTINGS)
+    with refusals_audited(), transaction.atomic():
+        locked = _room_locked(room)
+        demand_permission(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
+        if locked.is_archived:
+            return locked
+        locked.archived_at = timezone.now()
+        locked.save(update_fields=["archived_at"])
+        audit_record(actor=actor, action=AuditAction.ROOM_ARCHIVED, target=locked)
+        transaction.on_commit(lambda: _broadcast(locked.pk, "room.archived"))
+    room.archived_at = locked.archived_at
+    return locked
 
 
 def room_key_rotate(*, actor: User, room: Room) -> RoomEpoch:
-    """Start a new key epoch on demand (``manage_room``)."""
+    """Start a new key epoch on demand (``manage_room``). Locks: the room (the
+    permission is checked again under it), then key rows; the audit chain last."""
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
-    return room_epoch_start(room=room, reason=RoomEpoch.Reason.ON_DEMAND, actor=actor)
+    with refusals_audited(), transaction.atomic():
+        locked = _room_locked(room)
+        demand_permission(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
+        return room_epoch_start(room=locked, reason=RoomEpoch.Reason.ON_DEMAND, actor=actor)
 
 
 def _broadcast(room_id: int, event: str) -> None:

@@ -366,7 +366,7 @@ def room_epoch_start(
     Takes the room's row lock (numbering is serialised by it). Earlier epochs are
     untouched: their messages keep decrypting for whoever holds them.
     """
-    Room.objects.select_for_update().filter(pk=room.pk).first()  # serialise numbering
+    Room.objects.select_for_update(no_key=True).filter(pk=room.pk).first()  # serialise numbering
     last = RoomEpoch.objects.filter(room=room).order_by("-number").first()
     number = last.number + 1 if last else 1
     epoch = RoomEpoch.objects.create(room=room, number=number, reason=reason)
@@ -411,7 +411,7 @@ def _epoch_for_new_content(*, room: Room) -> RoomEpoch:
     latest epoch, unless it was shredded (then a new epoch starts: an older one is never
     used again) or reached its cryptoperiod (age, or messages plus file keys).
     """
-    Room.objects.select_for_update().filter(pk=room.pk).first()
+    Room.objects.select_for_update(no_key=True).filter(pk=room.pk).first()
     epoch = current_epoch(room=room)
     if epoch is None:
         epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.CREATED)
@@ -587,7 +587,7 @@ def room_epoch_shred(*, actor: User | SystemActor, epoch: RoomEpoch) -> None:
     every process drops the key and what it rendered from it; the next post starts a new
     epoch (a shredded epoch is never replaced by an older one).
     """
-    room = Room.objects.select_for_update().get(pk=epoch.room_id)
+    room = Room.objects.select_for_update(no_key=True).get(pk=epoch.room_id)
     if room.legal_hold:
         raise LegalHoldError("the room is under legal hold; its keys cannot be destroyed")
     copies, _ = SealedEpochKey.objects.filter(epoch=epoch).delete()

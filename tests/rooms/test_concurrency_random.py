@@ -253,6 +253,9 @@ def test_random_operations_at_once_keep_every_invariant(settings: Any) -> None:
     # given rooms, owners, people on both sides of a barrier, and generous rate limits
     settings.SAFECHAT_POST_RATE_LIMIT = (100_000, 1)
     settings.SAFECHAT_REACTION_RATE_LIMIT = (100_000, 1)
+    settings.SAFECHAT_MEMBERSHIP_RATE_LIMIT = (100_000, 1)
+    settings.SAFECHAT_ROOM_SETTINGS_RATE_LIMIT = (100_000, 1)
+    settings.SAFECHAT_ROOM_CREATE_RATE_LIMIT = (100_000, 1)
     world = _build()
     start = threading.Barrier(WORKERS)
     deadline = time.monotonic() + SECONDS

@@ -59,3 +59,38 @@ async def test_the_same_post_frame_sent_twice_is_acked_twice_with_one_message() 
     assert [a["type"] for a in acks] == ["ack", "ack"]
     assert [a["message_id"] for a in acks] == stored * 2
     assert posted == 1
+
+
+async def test_one_client_id_with_another_text_is_an_invalid_frame_and_stores_nothing() -> None:
+    # given a member's open socket and a post already made with a client id
+    owner = await db(make_user)()
+    room = await db(make_room)(owner=owner)
+    cookie = await db(session_cookie_for)(owner, verified=True)
+    socket = WebsocketCommunicator(
+        application,
+        "/ws/",
+        headers=[
+            (b"origin", b"http://localhost:8000"),
+            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()),
+        ],
+    )
+    connected, _ = await socket.connect()
+    assert connected
+    await socket.send_json_to(
+        {"type": "message.post", "room_id": room.pk, "text": "buy", "client_id": "c8-y"}
+    )
+
+    # when a frame reuses that client id for another text
+    await socket.send_json_to(
+        {"type": "message.post", "room_id": room.pk, "text": "sell", "client_id": "c8-y"}
+    )
+    acks = await _acks(socket, 2)
+    await socket.disconnect()
+
+    # then the second is refused as invalid, and only the first was stored and audited
+    stored = await db(Message.objects.filter(room=room).count)()
+    posted = await db(AuditEvent.objects.filter(action="message.posted").count)()
+    assert [a["type"] for a in acks] == ["ack", "error"]
+    assert acks[1]["code"] == "invalid"
+    assert "different message" in acks[1]["detail"]
+    assert (stored, posted) == (1, 1)
