@@ -259,6 +259,17 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             return
         self._verdict_at = 0.0  # the deadlines moved: read them again next time
 
+    def verdict_noted(self, verdict: SessionVerdict) -> bool:
+        """The socket watch's verdict, taken at once when it allows and nothing else is
+        due (no await: a thousand sockets take theirs without a task each)."""
+        if self._torn_down or not verdict.allowed:
+            return self._torn_down
+        refresh = float(settings.SAFECHAT_SOCKET_GROUP_REFRESH_SECONDS)
+        if time.monotonic() - self._groups_refreshed >= refresh:
+            return False
+        self._verdict_set(verdict)
+        return True
+
     async def verdict_arrived(self, verdict: SessionVerdict) -> None:
         """A verdict on this socket's session, read by the loop's socket watch."""
         if self._torn_down:

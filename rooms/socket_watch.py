@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -27,7 +28,18 @@ DELIVERY_SECONDS = 5.0  # a socket that cannot take its verdict in this long is 
 class Watched(Protocol):
     session_id: int | None
 
+    def verdict_noted(self, verdict: SessionVerdict) -> bool:
+        """Take an allowed verdict at once; False when the socket has more to do (a
+        refusal to act on, groups to refresh), which ``verdict_arrived`` then does."""
+        ...
+
     async def verdict_arrived(self, verdict: SessionVerdict) -> None: ...
+
+
+# Each interval is covered in this many ticks, each reading a slice of the sessions: a
+# thousand sockets cost a query of a hundred rows a second rather than one of a thousand
+# every ten seconds, which would stall the event loop's deliveries all at once.
+TICKS_PER_INTERVAL = 10
 
 
 class SocketWatch:
@@ -36,12 +48,16 @@ class SocketWatch:
     def __init__(self, read: Callable[[list[int]], Awaitable[dict[int, SessionVerdict]]]) -> None:
         self._read = read
         self._sockets: dict[int, set[Watched]] = {}
+        self._queue: deque[int] = deque()  # session ids, in the order they are due
         self._task: asyncio.Task[None] | None = None
 
     def add(self, socket: Watched) -> None:
         if socket.session_id is None:
             raise ValueError("only a socket with a session is watched")
-        self._sockets.setdefault(socket.session_id, set()).add(socket)
+        if socket.session_id not in self._sockets:
+            self._sockets[socket.session_id] = set()
+            self._queue.append(socket.session_id)
+        self._sockets[socket.session_id].add(socket)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -52,14 +68,14 @@ class SocketWatch:
         if sockets is not None:
             sockets.discard(socket)
             if not sockets:
-                del self._sockets[socket.session_id]
+                del self._sockets[socket.session_id]  # its queue entry is skipped later
 
-    async def check_now(self) -> None:
-        """Read every watched session once and deliver the verdicts.
+    async def check_now(self, session_ids: list[int] | None = None) -> None:
+        """Read the given (default: every) watched session once and deliver the verdicts.
 
         Raises only if the read fails; a socket failing to take its verdict is logged.
         """
-        ids = list(self._sockets)
+        ids = [sid for sid in (session_ids or list(self._sockets)) if sid in self._sockets]
         if not ids:
             return
         verdicts = await self._read(ids)
@@ -68,8 +84,9 @@ class SocketWatch:
         )
 
     async def _deliver(self, pairs: list[tuple[Watched, SessionVerdict]]) -> None:
-        """Each socket takes its verdict on its own: at once, each within a time limit,
-        so one slow or failing socket neither delays nor stops the others."""
+        """Each socket takes its verdict on its own: an allowed one at once, anything more
+        concurrently and within a time limit, so one slow or failing socket neither
+        delays nor stops the others."""
 
         async def one(socket: Watched, verdict: SessionVerdict) -> None:
             try:
@@ -78,15 +95,38 @@ class SocketWatch:
             except Exception:
                 logger.exception("a socket failed to take its verdict")
 
-        await asyncio.gather(*(one(socket, verdict) for socket, verdict in pairs))
+        more = []
+        for socket, verdict in pairs:
+            try:
+                if socket.verdict_noted(verdict):
+                    continue
+            except Exception:
+                logger.exception("a socket failed to take its verdict")
+                continue
+            more.append(one(socket, verdict))
+        if more:
+            await asyncio.gather(*more)
+
+    def _due_slice(self) -> list[int]:
+        """The sessions whose turn it is: a TICKS_PER_INTERVAL-th of them, in turn."""
+        size = -(-len(self._sockets) // TICKS_PER_INTERVAL)  # ceiling
+        due: list[int] = []
+        while self._queue and len(due) < size:
+            session_id = self._queue.popleft()
+            if session_id in self._sockets:
+                due.append(session_id)
+                self._queue.append(session_id)
+        return due
 
     async def _run(self) -> None:
         # Never ends while sockets are watched: every failure is logged and the loop
         # goes on, so re-checks and group refreshes never stop silently.
         while self._sockets:
-            await asyncio.sleep(float(settings.SAFECHAT_SOCKET_RECHECK_SECONDS))
+            interval = float(settings.SAFECHAT_SOCKET_RECHECK_SECONDS)
+            await asyncio.sleep(interval / TICKS_PER_INTERVAL)
+            due = self._due_slice()
             try:
-                await self.check_now()
+                await self.check_now(due)
             except Exception:
                 # The database is unreachable: fail closed, every socket is told.
                 logger.exception("socket re-check failed")
