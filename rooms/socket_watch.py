@@ -36,10 +36,10 @@ class Watched(Protocol):
     async def verdict_arrived(self, verdict: SessionVerdict) -> None: ...
 
 
-# Each interval is covered in this many ticks, each reading a slice of the sessions: a
-# thousand sockets cost a query of a hundred rows a second rather than one of a thousand
-# every ten seconds, which would stall the event loop's deliveries all at once.
-TICKS_PER_INTERVAL = 10
+# Each interval is covered in this many ticks, each reading a slice of the sessions. One
+# tick an interval measured best (benchmarks/socket_recheck.py): ten slices of a hundred
+# rows cost the deliveries more than one read of a thousand every ten seconds.
+TICKS_PER_INTERVAL = 1
 
 
 class SocketWatch:
