@@ -101,6 +101,14 @@ def main() -> None:
     parser.add_argument(
         "--baseline-tree", type=Path, default=None, help="a SafeChat checkout to serve 'before'"
     )
+    parser.add_argument(
+        "--before-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="'before' is this tree with these settings instead of all re-checks off "
+        "(to measure one re-check at a time)",
+    )
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         raise SystemExit("set DATABASE_URL to a PostgreSQL URL (the benchmark creates test_<name>)")
@@ -110,7 +118,12 @@ def main() -> None:
 
     before_tree = args.baseline_tree.resolve() if args.baseline_tree else ROOT
     variants = {
-        "before": (before_tree, {} if args.baseline_tree else RECHECKS_OFF),
+        "before": (
+            before_tree,
+            {}
+            if args.baseline_tree
+            else dict(item.split("=", 1) for item in args.before_env) or RECHECKS_OFF,
+        ),
         "after": (ROOT, {}),
     }
     runs: dict[str, list[Result]] = {name: [] for name in variants}
