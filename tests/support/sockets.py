@@ -21,14 +21,16 @@ async def closed_with(
         frames.append(json.loads(message["text"]))
 
 
-async def handshake_outcome(communicator: WebsocketCommunicator) -> tuple[str, object]:
+async def handshake_outcome(
+    communicator: WebsocketCommunicator, *, wait: float = 5
+) -> tuple[str, object]:
     """How a handshake ended: ``("refused", code)`` before accepting (HTTP 403),
     ``("closed", code)`` accepted and then closed, or ``("open", <reply to a ping>)``."""
-    connected, detail = await communicator.connect(timeout=5)
+    connected, detail = await communicator.connect(timeout=wait)
     if not connected:
         return "refused", detail
     await communicator.send_json_to({"type": "ping"})
-    message = await communicator.receive_output(timeout=5)
+    message = await communicator.receive_output(timeout=wait)
     if message["type"] == "websocket.close":
         return "closed", int(message["code"])
     return "open", json.loads(message["text"])
