@@ -7,14 +7,12 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 
 from audit.models import AuditEvent
 from rooms.models import Message
-from safechat.asgi import application
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room
-from tests.support.fixtures import session_cookie_for
+from tests.support.sockets import open_verified_socket
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 db = database_sync_to_async
@@ -33,17 +31,7 @@ async def test_the_same_post_frame_sent_twice_is_acked_twice_with_one_message() 
     # given a member's open socket
     owner = await db(make_user)()
     room = await db(make_room)(owner=owner)
-    cookie = await db(session_cookie_for)(owner, verified=True)
-    socket = WebsocketCommunicator(
-        application,
-        "/ws/",
-        headers=[
-            (b"origin", b"http://localhost:8000"),
-            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()),
-        ],
-    )
-    connected, _ = await socket.connect()
-    assert connected
+    socket = await open_verified_socket(owner)
 
     # when the portal sends one post twice ("Send again" after a lost connection)
     frame = {"type": "message.post", "room_id": room.pk, "text": "buy", "client_id": "c7-x"}
@@ -65,17 +53,7 @@ async def test_one_client_id_with_another_text_is_an_invalid_frame_and_stores_no
     # given a member's open socket and a post already made with a client id
     owner = await db(make_user)()
     room = await db(make_room)(owner=owner)
-    cookie = await db(session_cookie_for)(owner, verified=True)
-    socket = WebsocketCommunicator(
-        application,
-        "/ws/",
-        headers=[
-            (b"origin", b"http://localhost:8000"),
-            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()),
-        ],
-    )
-    connected, _ = await socket.connect()
-    assert connected
+    socket = await open_verified_socket(owner)
     await socket.send_json_to(
         {"type": "message.post", "room_id": room.pk, "text": "buy", "client_id": "c8-y"}
     )

@@ -34,3 +34,26 @@ async def handshake_outcome(
     if message["type"] == "websocket.close":
         return "closed", int(message["code"])
     return "open", json.loads(message["text"])
+
+
+async def open_verified_socket(user: object, *, origin: bytes = b"http://localhost:8000") -> Any:
+    """A connected ``WebsocketCommunicator`` on ``/ws/`` for a fresh verified session of
+    ``user``, from the portal's origin."""
+    from channels.db import database_sync_to_async
+    from django.conf import settings
+
+    from safechat.asgi import application
+    from tests.support.fixtures import session_cookie_for
+
+    cookie = await database_sync_to_async(session_cookie_for)(user, verified=True)
+    socket = WebsocketCommunicator(
+        application,
+        "/ws/",
+        headers=[
+            (b"origin", origin),
+            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()),
+        ],
+    )
+    connected, _ = await socket.connect()
+    assert connected
+    return socket
