@@ -52,6 +52,7 @@ def run(user_count: int, member_count: int) -> None:
     from accounts.models import User
     from rooms.models import Membership, Message
     from rooms.services import message_post, room_create, room_key_rotate
+    from rooms.services.epochs import room_epoch_start
     from safechat.crypto import HpkePrivateKey, KeyPurpose, SymmetricKey, decrypt, encrypt
     from safechat.crypto.providers import key_file_add_version
     from safechat.keyring.integrity import user_public_key_mac
@@ -59,13 +60,10 @@ def run(user_count: int, member_count: int) -> None:
     from safechat.keyring.provider import get_provider, reset_provider
     from safechat.keyring.rotation import master_key_rotate
     from safechat.keyring.services import (
-        _epoch_keys,
-        _holders,
         clear_key_caches,
         message_aad,
         message_decrypt,
         room_epoch_key_for,
-        room_epoch_start,
         user_private_key_aad,
     )
 
@@ -166,7 +164,6 @@ def run(user_count: int, member_count: int) -> None:
         f"master-key rotation of {total} user keys (+ compliance): {elapsed:.2f} s "
         f"({total / elapsed:.0f} keys/s), remaining {status.remaining}"
     )
-    del _epoch_keys, _holders
 
 
 if __name__ == "__main__":

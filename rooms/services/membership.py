@@ -25,13 +25,9 @@ from rooms.services._common import (
     require_room_permission,
 )
 from rooms.services.barriers import barrier_demand_allowed, barrier_ensure_allowed
+from rooms.services.epochs import room_epoch_start, room_keys_grant, room_keys_revoke
 from safechat.keyring.models import RoomEpoch
-from safechat.keyring.services import (
-    room_epoch_start,
-    room_keys_grant,
-    room_keys_revoke,
-    user_key_create,
-)
+from safechat.keyring.services import user_key_create
 from safechat.locks import rows_locked
 
 

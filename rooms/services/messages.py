@@ -30,8 +30,8 @@ from rooms.services._common import (
     require_not_archived,
     require_room_permission,
 )
+from rooms.services.epochs import message_encrypt
 from safechat.keyring import events as key_events
-from safechat.keyring.services import message_encrypt
 from safechat.locks import rows_locked
 
 MAX_MESSAGE_BYTES = 16 * 1024

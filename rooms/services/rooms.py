@@ -24,8 +24,9 @@ from rooms.services._common import (
     require_room_permission,
 )
 from rooms.services.barriers import barrier_demand_allowed
+from rooms.services.epochs import room_epoch_start
 from safechat.keyring.models import RoomEpoch
-from safechat.keyring.services import room_epoch_start, user_key_create
+from safechat.keyring.services import user_key_create
 from safechat.locks import rows_locked
 
 CREATE_ROOM = "accounts.create_room"

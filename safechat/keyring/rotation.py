@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count
 
-from accounts.models import User
 from audit.actions import AuditAction
 from audit.actors import SystemActor
 from audit.services import audit_record
@@ -118,7 +118,7 @@ def _rewrap_batch(batch_size: int) -> int:
 
 def master_key_rotate(
     *,
-    actor: User | SystemActor = ROTATION_SYSTEM,
+    actor: AbstractBaseUser | SystemActor = ROTATION_SYSTEM,
     batch_size: int = 500,
     max_batches: int | None = None,
     after_batch: Callable[[int], None] | None = None,
@@ -158,7 +158,7 @@ def master_key_rotate(
     return status
 
 
-def master_key_version_retire(*, actor: User | SystemActor, version: int) -> None:
+def master_key_version_retire(*, actor: AbstractBaseUser | SystemActor, version: int) -> None:
     """Record that ``version`` may be removed from the key store; refused while still in use."""
     status = master_key_status()
     if version == status.current_version:
@@ -175,7 +175,7 @@ def master_key_version_retire(*, actor: User | SystemActor, version: int) -> Non
         )
 
 
-def master_key_version_add(*, actor: User | SystemActor) -> int:
+def master_key_version_add(*, actor: AbstractBaseUser | SystemActor) -> int:
     """Add the next master-key version to the key store and publish it; returns it.
 
     Local provider: a new key in ``SAFECHAT_MASTER_KEY_FILE``; PKCS#11: a new token key.

@@ -1,7 +1,10 @@
 """Key services: the only code that creates, seals, opens, rotates or destroys keys.
 
 Rooms and files call these; they never touch ``safechat.crypto`` key material
-themselves. Guarantees:
+themselves. The keyring knows a room only by its id and its epochs: which epoch is
+current, who may hold its key, and when it rotates or is shredded are the rooms app's
+rules (``rooms.services.epochs``), which call down into these functions; nothing here
+imports an app above the keyring. Guarantees:
 
 * a user's private key and the compliance private key exist in the database only
   wrapped by the master key (``provider.get_provider()``);
@@ -10,8 +13,6 @@ themselves. Guarantees:
 * nothing read back from the database is used unless the master key vouches for it:
   public keys and sealed copies carry a MAC under the record-MAC key
   (``safechat.keyring.integrity``); a mismatch raises ``IntegrityFailure`` (audited);
-* an epoch that has been superseded never encrypts anything new: the current epoch is
-  the room's latest, and new content after a shred of it starts a new one;
 * a message ciphertext is bound to its room, message uid, epoch and sender;
 * writes happen inside the caller's transaction and record their audit event there;
   caches are changed only after commit, in every process (``safechat.keyring.events``).
@@ -20,19 +21,16 @@ themselves. Guarantees:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from datetime import timedelta
+from collections.abc import Iterable, Sequence
 
-from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
-from accounts.models import User
 from audit.actions import AuditAction
 from audit.actors import SystemActor
 from audit.services import audit_record, audit_record_surviving_rollback
-from rooms.models import Membership, Room
 from safechat.crypto import (
     AdPurpose,
     CryptoError,
@@ -53,7 +51,7 @@ from safechat.crypto import (
 )
 from safechat.keyring import events, integrity
 from safechat.keyring.cache import KeyCache
-from safechat.keyring.errors import IntegrityFailure, KeyUnavailableError, LegalHoldError
+from safechat.keyring.errors import IntegrityFailure, KeyUnavailableError
 from safechat.keyring.integrity import compliance_recipient, user_recipient
 from safechat.keyring.models import ComplianceKeyPair, RoomEpoch, SealedEpochKey, UserKeyPair
 from safechat.keyring.provider import get_provider
@@ -151,9 +149,9 @@ def file_key_aad(*, room_id: int, file_uid: uuid.UUID, epoch: int) -> bytes:
 # --- user and compliance key pairs ---------------------------------------------------------
 
 
-def user_key_create(*, user: User) -> UserKeyPair:
+def user_key_create(*, user: AbstractBaseUser) -> UserKeyPair:
     """Give ``user`` an HPKE key pair, private half wrapped by the master key. Idempotent."""
-    existing = UserKeyPair.objects.filter(user=user).first()
+    existing = UserKeyPair.objects.filter(user_id=user.pk).first()
     if existing is not None:
         return existing
     private = HpkePrivateKey.generate(KeyPurpose.USER_HPKE)
@@ -163,14 +161,14 @@ def user_key_create(*, user: User) -> UserKeyPair:
         try:
             with transaction.atomic():  # a savepoint: the one-per-user constraint decides
                 keypair = UserKeyPair.objects.create(
-                    user=user,
+                    user_id=user.pk,
                     public_key=public,
                     wrapped_private_key=wrapped.to_bytes(),
                     kek_version=wrapped.version,
                     mac=integrity.user_public_key_mac(user.pk, public),
                 )
         except IntegrityError:  # created at the same instant by another request: that one
-            return UserKeyPair.objects.get(user=user)
+            return UserKeyPair.objects.get(user_id=user.pk)
         audit_record(
             actor=KEY_SYSTEM,
             action=AuditAction.KEY_USER_CREATED,
@@ -184,7 +182,7 @@ def _user_keypairs(user_ids: Iterable[int]) -> list[UserKeyPair]:
     ids = set(user_ids)
     keypairs = list(UserKeyPair.objects.filter(user_id__in=ids))
     missing = ids - {kp.user_id for kp in keypairs}
-    for user in User.objects.filter(pk__in=missing):
+    for user in get_user_model().objects.filter(pk__in=missing):
         keypairs.append(user_key_create(user=user))
     return keypairs
 
@@ -349,29 +347,17 @@ def _open_copy(
         ) from None
 
 
-# --- room epochs ---------------------------------------------------------------------------
+# --- room epochs: the keys; which epoch and who may hold it is the rooms app's rule ----------
 
 
-def current_epoch(*, room: Room) -> RoomEpoch | None:
-    """The room's latest epoch, shredded or not: an older epoch never becomes current again."""
-    return RoomEpoch.objects.filter(room=room).order_by("-number").first()
+def epoch_key_issue(*, epoch: RoomEpoch, user_ids: Iterable[int]) -> int:
+    """Give a new epoch a fresh key, sealed to each of ``user_ids`` and to compliance.
 
-
-@transaction.atomic
-def room_epoch_start(
-    *, room: Room, reason: str, actor: User | SystemActor = KEY_SYSTEM
-) -> RoomEpoch:
-    """Start the room's next epoch with a fresh key, sealed to every member and to compliance.
-
-    Takes the room's row lock (numbering is serialised by it). Earlier epochs are
-    untouched: their messages keep decrypting for whoever holds them.
+    Returns how many sealed copies were stored (compliance included). Users without a
+    key pair get one first. Call inside the transaction that created ``epoch``; the key
+    is cached in this process only once that transaction commits.
     """
-    Room.objects.select_for_update(no_key=True).filter(pk=room.pk).first()  # serialise numbering
-    last = RoomEpoch.objects.filter(room=room).order_by("-number").first()
-    number = last.number + 1 if last else 1
-    epoch = RoomEpoch.objects.create(room=room, number=number, reason=reason)
     key = SymmetricKey.generate(KeyPurpose.ROOM_EPOCH)
-    member_ids = Membership.objects.filter(room=room).values_list("user_id", flat=True)
     sealed = [
         _sealed_copy(
             epoch=epoch,
@@ -380,7 +366,7 @@ def room_epoch_start(
             recipient=user_recipient(keypair.user_id),
             user_id=keypair.user_id,
         )
-        for keypair in _user_keypairs(member_ids)
+        for keypair in _user_keypairs(user_ids)
     ]
     compliance = compliance_key_ensure()
     sealed.append(
@@ -393,34 +379,10 @@ def room_epoch_start(
         )
     )
     SealedEpochKey.objects.bulk_create(sealed)
-    audit_record(
-        actor=actor,
-        action=AuditAction.KEY_EPOCH_CREATED,
-        target=room,
-        extra={"epoch": number, "reason": reason, "recipients": len(sealed)},
-    )
+    room_id, number = epoch.room_id, epoch.number
     # Only a committed epoch may be served from the cache.
-    transaction.on_commit(lambda: _epoch_keys.put((room.pk, number), key))
-    return epoch
-
-
-def _epoch_for_new_content(*, room: Room) -> RoomEpoch:
-    """The epoch that encrypts the next message or file key, counted against its bound.
-
-    Takes the room's row lock first, so a removal or shred that committed is seen. The
-    latest epoch, unless it was shredded (then a new epoch starts: an older one is never
-    used again) or reached its cryptoperiod (age, or messages plus file keys).
-    """
-    Room.objects.select_for_update(no_key=True).filter(pk=room.pk).first()
-    epoch = current_epoch(room=room)
-    if epoch is None:
-        epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.CREATED)
-    elif epoch.shredded_at is not None:
-        epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.SHREDDED)
-    elif epoch_needs_rotation(epoch):
-        epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.CRYPTOPERIOD)
-    RoomEpoch.objects.filter(pk=epoch.pk).update(message_count=F("message_count") + 1)
-    return epoch
+    transaction.on_commit(lambda: _epoch_keys.put((room_id, number), key))
+    return len(sealed)
 
 
 def _open_epoch_key_as_custodian(epoch: RoomEpoch) -> SymmetricKey:
@@ -451,27 +413,19 @@ def _open_epoch_key_as_custodian(epoch: RoomEpoch) -> SymmetricKey:
     return key
 
 
-def room_keys_grant(*, room: Room, user: User) -> int:
-    """Seal the room's readable epochs to a new member; returns how many were sealed.
+def epoch_keys_grant(*, epochs: Sequence[RoomEpoch], user_id: int) -> int:
+    """Seal the keys of ``epochs`` to ``user_id``; returns how many copies were added.
 
-    The current (latest) epoch, unless it was shredded; earlier ones only if the room
-    shows history to newcomers. A newcomer to a room that hides history is never given an
-    older epoch: after a shred of the latest one they get none, and the next post starts a
-    new epoch sealed to them. Call inside the transaction that creates the membership.
+    Epochs the user already holds are skipped. Each key is opened as the server, the
+    custodian of every wrapped key (a holder's copy, else the audited compliance copy).
+    Call inside the transaction that gives the user the right to read them.
     """
-    if room.history_visible:
-        epochs_to_grant = list(
-            RoomEpoch.objects.filter(room=room, shredded_at__isnull=True).order_by("number")
-        )
-    else:
-        latest = current_epoch(room=room)
-        epochs_to_grant = [latest] if latest is not None and latest.shredded_at is None else []
-    if not epochs_to_grant:
+    if not epochs:
         return 0
-    (keypair,) = _user_keypairs([user.pk])
+    (keypair,) = _user_keypairs([user_id])
     public = _user_public_key(keypair)
     already = set(
-        SealedEpochKey.objects.filter(epoch__in=epochs_to_grant, user=user).values_list(
+        SealedEpochKey.objects.filter(epoch__in=epochs, user_id=user_id).values_list(
             "epoch_id", flat=True
         )
     )
@@ -480,26 +434,38 @@ def room_keys_grant(*, room: Room, user: User) -> int:
             epoch=epoch,
             key=_open_epoch_key_as_custodian(epoch),
             public=public,
-            recipient=user_recipient(user.pk),
-            user_id=user.pk,
+            recipient=user_recipient(user_id),
+            user_id=user_id,
         )
-        for epoch in epochs_to_grant
+        for epoch in epochs
         if epoch.pk not in already
     ]
     SealedEpochKey.objects.bulk_create(sealed)
     return len(sealed)
 
 
-def room_keys_revoke(*, room: Room, user: User) -> int:
-    """Delete every sealed copy of this room's epoch keys held by ``user``.
+def epoch_keys_revoke(*, room_id: int, user_id: int) -> int:
+    """Delete every sealed copy of this room's epoch keys held by ``user_id``.
 
-    The caller then starts a new epoch, so nothing posted afterwards is readable
-    with any key the user might have kept. Every process forgets that the user
-    opened these keys, after commit.
+    Returns how many were deleted. Every process forgets that the user opened these
+    keys, after commit.
     """
-    deleted, _ = SealedEpochKey.objects.filter(epoch__room=room, user=user).delete()
-    events.member_revoked(room_id=room.pk, user_id=user.pk)
+    deleted, _ = SealedEpochKey.objects.filter(epoch__room_id=room_id, user_id=user_id).delete()
+    events.member_revoked(room_id=room_id, user_id=user_id)
     return deleted
+
+
+def epoch_key_destroy(*, epoch: RoomEpoch) -> int:
+    """Destroy every sealed copy of an epoch key and mark the epoch shredded.
+
+    Returns how many copies were destroyed. After commit every process drops the key.
+    Whether the epoch may be destroyed (a legal hold) is the caller's rule, checked under
+    the room's lock.
+    """
+    copies, _ = SealedEpochKey.objects.filter(epoch=epoch).delete()
+    RoomEpoch.objects.filter(pk=epoch.pk).update(shredded_at=timezone.now())
+    events.epoch_shredded(room_id=epoch.room_id, number=epoch.number)
+    return copies
 
 
 def _epoch_key_opened_for(*, room_id: int, number: int, user_id: int) -> SymmetricKey | None:
@@ -541,7 +507,7 @@ def room_epoch_key_for(*, room_id: int, number: int, user_id: int) -> SymmetricK
 
 
 def compliance_epoch_key(
-    *, actor: User | SystemActor, epoch: RoomEpoch, reason: str
+    *, actor: AbstractBaseUser | SystemActor, epoch: RoomEpoch, reason: str
 ) -> SymmetricKey:
     """Open an epoch key with the compliance key. Every call is an audit event.
 
@@ -572,58 +538,32 @@ def compliance_epoch_key(
     )
 
 
-def epoch_needs_rotation(epoch: RoomEpoch) -> bool:
-    too_old = epoch.created_at <= timezone.now() - timedelta(
-        days=settings.SAFECHAT_EPOCH_MAX_AGE_DAYS
-    )
-    return too_old or epoch.message_count >= settings.SAFECHAT_EPOCH_MAX_MESSAGES
-
-
-@transaction.atomic
-def room_epoch_shred(*, actor: User | SystemActor, epoch: RoomEpoch) -> None:
-    """Destroy every sealed copy of an epoch key: its messages and files become unreadable.
-
-    Refused while the room is under legal hold. Takes the room's row lock. After commit
-    every process drops the key and what it rendered from it; the next post starts a new
-    epoch (a shredded epoch is never replaced by an older one).
-    """
-    room = Room.objects.select_for_update(no_key=True).get(pk=epoch.room_id)
-    if room.legal_hold:
-        raise LegalHoldError("the room is under legal hold; its keys cannot be destroyed")
-    copies, _ = SealedEpochKey.objects.filter(epoch=epoch).delete()
-    RoomEpoch.objects.filter(pk=epoch.pk).update(shredded_at=timezone.now())
-    audit_record(
-        actor=actor,
-        action=AuditAction.KEY_EPOCH_SHREDDED,
-        target=room,
-        extra={"epoch": epoch.number, "copies_destroyed": copies},
-    )
-    events.epoch_shredded(room_id=room.pk, number=epoch.number)
-
-
 # --- messages and files --------------------------------------------------------------------
 
 
-def message_encrypt(
-    *, room: Room, sender: User, message_uid: uuid.UUID, plaintext: str, revision: int = 0
-) -> tuple[int, bytes]:
-    """Encrypt a new message under the room's current epoch; returns (epoch, ciphertext).
+def message_encrypt_in_epoch(
+    *,
+    room_id: int,
+    epoch: int,
+    sender_id: int,
+    message_uid: uuid.UUID,
+    plaintext: str,
+    revision: int = 0,
+) -> bytes:
+    """Encrypt a message under epoch ``epoch`` with ``sender_id``'s own copy of its key.
 
-    Call inside the transaction that stores the message; it takes the room's row lock
-    (as ``room_epoch_start`` does), so no message is encrypted under an epoch that a
-    committed removal or shred has already replaced. Starts a new epoch first if the
-    latest was shredded or reached its cryptoperiod (age or count).
+    The ciphertext is bound to the room, message uid, epoch, sender and revision. Which
+    epoch encrypts new content is the room's rule (``rooms.services.epochs``).
     """
-    epoch = _epoch_for_new_content(room=room)
-    key = room_epoch_key_for(room_id=room.pk, number=epoch.number, user_id=sender.pk)
+    key = room_epoch_key_for(room_id=room_id, number=epoch, user_id=sender_id)
     aad = message_aad(
-        room_id=room.pk,
+        room_id=room_id,
         message_uid=message_uid,
-        epoch=epoch.number,
-        sender_id=sender.pk,
+        epoch=epoch,
+        sender_id=sender_id,
         revision=revision,
     )
-    return epoch.number, encrypt(key, plaintext.encode("utf-8"), aad=aad)
+    return encrypt(key, plaintext.encode("utf-8"), aad=aad)
 
 
 def message_decrypt(
@@ -691,18 +631,13 @@ def _message_open(
         raise integrity.integrity_failure(kind="message", ref=ref) from None
 
 
-def file_key_wrap(
-    *, room: Room, owner: User, file_uid: uuid.UUID, file_key: SymmetricKey
-) -> tuple[int, bytes]:
-    """Wrap a file's own key under the room's current epoch key; returns (epoch, wrapped).
-
-    Each wrap is one more GCM encryption under the epoch key: it counts toward the
-    epoch's bound like a message. Takes the room's row lock, as a post does.
-    """
-    epoch = _epoch_for_new_content(room=room)
-    key = room_epoch_key_for(room_id=room.pk, number=epoch.number, user_id=owner.pk)
-    aad = file_key_aad(room_id=room.pk, file_uid=file_uid, epoch=epoch.number)
-    return epoch.number, wrap_key(key, file_key, aad=aad)
+def file_key_wrap_in_epoch(
+    *, room_id: int, epoch: int, owner_id: int, file_uid: uuid.UUID, file_key: SymmetricKey
+) -> bytes:
+    """Wrap a file's own key under epoch ``epoch`` with ``owner_id``'s copy of its key."""
+    key = room_epoch_key_for(room_id=room_id, number=epoch, user_id=owner_id)
+    aad = file_key_aad(room_id=room_id, file_uid=file_uid, epoch=epoch)
+    return wrap_key(key, file_key, aad=aad)
 
 
 def file_key_unwrap(

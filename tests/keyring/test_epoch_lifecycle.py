@@ -10,17 +10,15 @@ from pytest_django import Settings
 
 from rooms.models import Message
 from rooms.services import membership_add, membership_remove, message_post
+from rooms.services.epochs import current_epoch, file_key_wrap, room_epoch_shred
 from safechat import environment
 from safechat.crypto import MAX_MESSAGES_PER_KEY, KeyPurpose, SymmetricKey
 from safechat.keyring.errors import KeyUnavailableError
 from safechat.keyring.models import RoomEpoch, SealedEpochKey
 from safechat.keyring.services import (
     clear_key_caches,
-    current_epoch,
     file_key_unwrap,
-    file_key_wrap,
     message_decrypt,
-    room_epoch_shred,
 )
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room

@@ -17,13 +17,13 @@ from pytest_django import Settings
 from accounts.services.tokens import api_token_create
 from rooms import render_cache
 from rooms.services import message_delete, message_edit, message_post
+from rooms.services.epochs import room_epoch_shred
 from safechat.keyring import events
 from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import (
     _epoch_key_opened_for,
     clear_key_caches,
     room_epoch_key_for,
-    room_epoch_shred,
 )
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room

@@ -21,6 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from accounts.models import User
 from rooms.models import Message, Room
 from rooms.services import membership_add, membership_remove, message_post, room_key_rotate
+from rooms.services.epochs import room_epoch_shred
 from safechat.crypto import decrypt
 from safechat.crypto.providers import key_file_add_version
 from safechat.keyring.errors import KeyUnavailableError
@@ -33,7 +34,6 @@ from safechat.keyring.services import (
     compliance_epoch_key,
     message_aad,
     message_decrypt,
-    room_epoch_shred,
 )
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room

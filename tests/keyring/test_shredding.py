@@ -9,9 +9,10 @@ from audit.models import AuditEvent
 from rooms.models import Message, Room
 from rooms.selectors import message_view
 from rooms.services import message_post
+from rooms.services.epochs import room_epoch_shred
 from safechat.keyring.errors import LegalHoldError
 from safechat.keyring.models import RoomEpoch, SealedEpochKey
-from safechat.keyring.services import clear_key_caches, room_epoch_shred
+from safechat.keyring.services import clear_key_caches
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room
 

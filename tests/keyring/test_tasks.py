@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from rooms.tasks import rotate_expired_epochs_task
 from safechat.keyring.models import RoomEpoch
-from safechat.keyring.tasks import rotate_expired_epochs_task
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room
 

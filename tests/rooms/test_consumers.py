@@ -19,9 +19,9 @@ from django.db import transaction
 from accounts.models import User
 from rooms.models import Membership, Message, Room
 from rooms.services import membership_remove, message_post
+from rooms.services.epochs import room_epoch_start, room_keys_revoke
 from safechat.asgi import application
 from safechat.keyring.models import RoomEpoch
-from safechat.keyring.services import room_epoch_start, room_keys_revoke
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room
 from tests.support.fixtures import session_cookie_for

@@ -1,0 +1,181 @@
+"""A room's key epochs: which epoch is current, who holds its key, when it rotates or is shredded.
+
+The rules are the room's; the keys are the keyring's. These functions lock the room,
+read its memberships and settings, record the audit event, and call down into
+``safechat.keyring.services`` for the key material (sealing, opening, destroying), which
+knows a room only by its id. Guarantees:
+
+* an epoch that has been superseded never encrypts anything new: the current epoch is
+  the room's latest, and new content after a shred of it starts a new one;
+* epochs are numbered under the room's row lock;
+* an epoch of a room under legal hold is never destroyed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import User
+from audit.actions import AuditAction
+from audit.actors import SystemActor
+from audit.services import audit_record
+from rooms.models import Membership, Room
+from safechat.crypto import SymmetricKey
+from safechat.keyring.errors import LegalHoldError
+from safechat.keyring.models import RoomEpoch
+from safechat.keyring.services import (
+    KEY_SYSTEM,
+    epoch_key_destroy,
+    epoch_key_issue,
+    epoch_keys_grant,
+    epoch_keys_revoke,
+    file_key_wrap_in_epoch,
+    message_encrypt_in_epoch,
+)
+
+
+def current_epoch(*, room: Room) -> RoomEpoch | None:
+    """The room's latest epoch, shredded or not: an older epoch never becomes current again."""
+    return RoomEpoch.objects.filter(room=room).order_by("-number").first()
+
+
+def epoch_needs_rotation(epoch: RoomEpoch) -> bool:
+    """Whether the epoch's cryptoperiod ended: by age or by messages plus file keys."""
+    too_old = epoch.created_at <= timezone.now() - timedelta(
+        days=settings.SAFECHAT_EPOCH_MAX_AGE_DAYS
+    )
+    return too_old or epoch.message_count >= settings.SAFECHAT_EPOCH_MAX_MESSAGES
+
+
+@transaction.atomic
+def room_epoch_start(
+    *, room: Room, reason: str, actor: User | SystemActor = KEY_SYSTEM
+) -> RoomEpoch:
+    """Start the room's next epoch with a fresh key, sealed to every member and to compliance.
+
+    Takes the room's row lock (numbering is serialised by it). Earlier epochs are
+    untouched: their messages keep decrypting for whoever holds them.
+    """
+    Room.objects.select_for_update(no_key=True).filter(pk=room.pk).first()  # serialise numbering
+    last = RoomEpoch.objects.filter(room=room).order_by("-number").first()
+    number = last.number + 1 if last else 1
+    epoch = RoomEpoch.objects.create(room=room, number=number, reason=reason)
+    member_ids = Membership.objects.filter(room=room).values_list("user_id", flat=True)
+    recipients = epoch_key_issue(epoch=epoch, user_ids=member_ids)
+    audit_record(
+        actor=actor,
+        action=AuditAction.KEY_EPOCH_CREATED,
+        target=room,
+        extra={"epoch": number, "reason": reason, "recipients": recipients},
+    )
+    return epoch
+
+
+def _epoch_for_new_content(*, room: Room) -> RoomEpoch:
+    """The epoch that encrypts the next message or file key, counted against its bound.
+
+    Takes the room's row lock first, so a removal or shred that committed is seen. The
+    latest epoch, unless it was shredded (then a new epoch starts: an older one is never
+    used again) or reached its cryptoperiod (age, or messages plus file keys).
+    """
+    Room.objects.select_for_update(no_key=True).filter(pk=room.pk).first()
+    epoch = current_epoch(room=room)
+    if epoch is None:
+        epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.CREATED)
+    elif epoch.shredded_at is not None:
+        epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.SHREDDED)
+    elif epoch_needs_rotation(epoch):
+        epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.CRYPTOPERIOD)
+    RoomEpoch.objects.filter(pk=epoch.pk).update(message_count=F("message_count") + 1)
+    return epoch
+
+
+def room_keys_grant(*, room: Room, user: User) -> int:
+    """Seal the room's readable epochs to a new member; returns how many were sealed.
+
+    The current (latest) epoch, unless it was shredded; earlier ones only if the room
+    shows history to newcomers. A newcomer to a room that hides history is never given an
+    older epoch: after a shred of the latest one they get none, and the next post starts a
+    new epoch sealed to them. Call inside the transaction that creates the membership.
+    """
+    if room.history_visible:
+        epochs_to_grant = list(
+            RoomEpoch.objects.filter(room=room, shredded_at__isnull=True).order_by("number")
+        )
+    else:
+        latest = current_epoch(room=room)
+        epochs_to_grant = [latest] if latest is not None and latest.shredded_at is None else []
+    return epoch_keys_grant(epochs=epochs_to_grant, user_id=user.pk)
+
+
+def room_keys_revoke(*, room: Room, user: User) -> int:
+    """Delete every sealed copy of this room's epoch keys held by ``user``.
+
+    The caller then starts a new epoch, so nothing posted afterwards is readable
+    with any key the user might have kept. Every process forgets that the user
+    opened these keys, after commit.
+    """
+    return epoch_keys_revoke(room_id=room.pk, user_id=user.pk)
+
+
+@transaction.atomic
+def room_epoch_shred(*, actor: User | SystemActor, epoch: RoomEpoch) -> None:
+    """Destroy every sealed copy of an epoch key: its messages and files become unreadable.
+
+    Refused while the room is under legal hold. Takes the room's row lock. After commit
+    every process drops the key and what it rendered from it; the next post starts a new
+    epoch (a shredded epoch is never replaced by an older one).
+    """
+    room = Room.objects.select_for_update(no_key=True).get(pk=epoch.room_id)
+    if room.legal_hold:
+        raise LegalHoldError("the room is under legal hold; its keys cannot be destroyed")
+    copies = epoch_key_destroy(epoch=epoch)
+    audit_record(
+        actor=actor,
+        action=AuditAction.KEY_EPOCH_SHREDDED,
+        target=room,
+        extra={"epoch": epoch.number, "copies_destroyed": copies},
+    )
+
+
+def message_encrypt(
+    *, room: Room, sender: User, message_uid: uuid.UUID, plaintext: str, revision: int = 0
+) -> tuple[int, bytes]:
+    """Encrypt a new message under the room's current epoch; returns (epoch, ciphertext).
+
+    Call inside the transaction that stores the message; it takes the room's row lock
+    (as ``room_epoch_start`` does), so no message is encrypted under an epoch that a
+    committed removal or shred has already replaced. Starts a new epoch first if the
+    latest was shredded or reached its cryptoperiod (age or count).
+    """
+    epoch = _epoch_for_new_content(room=room)
+    ciphertext = message_encrypt_in_epoch(
+        room_id=room.pk,
+        epoch=epoch.number,
+        sender_id=sender.pk,
+        message_uid=message_uid,
+        plaintext=plaintext,
+        revision=revision,
+    )
+    return epoch.number, ciphertext
+
+
+def file_key_wrap(
+    *, room: Room, owner: User, file_uid: uuid.UUID, file_key: SymmetricKey
+) -> tuple[int, bytes]:
+    """Wrap a file's own key under the room's current epoch key; returns (epoch, wrapped).
+
+    Each wrap is one more GCM encryption under the epoch key: it counts toward the
+    epoch's bound like a message. Takes the room's row lock, as a post does.
+    """
+    epoch = _epoch_for_new_content(room=room)
+    wrapped = file_key_wrap_in_epoch(
+        room_id=room.pk, epoch=epoch.number, owner_id=owner.pk, file_uid=file_uid, file_key=file_key
+    )
+    return epoch.number, wrapped
