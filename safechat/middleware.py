@@ -6,16 +6,17 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
-from contextvars import ContextVar
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from safechat.request_context import current_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A proxy-supplied id is kept only if it is short and harmless in logs.
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
-current_request_id: ContextVar[str] = ContextVar("current_request_id", default="-")
+__all__ = ["RequestIdMiddleware", "current_request_id", "new_request_id"]
 
 
 def new_request_id() -> str:

@@ -25,8 +25,9 @@ from audit.extra import ForbiddenExtraKeyError
 from audit.services.checkpoints import audit_checkpoint_write
 from audit.services.durable import audit_record_surviving_rollback
 from audit.services.export import AuditExport, audit_export_start
-from audit.services.record import AuditChainError, audit_record
+from audit.services.record import audit_record
 from audit.services.verification import AuditVerification, audit_chain_verify
+from audit.store import AuditChainError
 
 __all__ = [
     "SYSTEM_AUDIT",

@@ -31,13 +31,8 @@ from audit.selectors import (
     audit_event_rows,
     audit_events_beyond_head,
 )
-from audit.services.record import (
-    AuditChainError,
-    actor_snapshot,
-    append_locked,
-    audit_record,
-    chain_head_locked,
-)
+from audit.services.record import audit_record
+from audit.store import AuditChainError, actor_snapshot, append_locked, chain_head_locked
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +120,6 @@ def _checkpoint_locked(
 ) -> AuditCheckpoint:
     append_locked(
         head=head,
-        schedule_checkpoint=False,
         action=AuditAction.AUDIT_CHECKPOINT_WRITTEN,
         actor=actor_snapshot(SYSTEM_AUDIT),
         target_type="",

@@ -22,6 +22,8 @@ from audit.actions import AuditAction
 from audit.anchors import database_identity
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.services import audit_checkpoint_write
+from audit.tasks import audit_checkpoint_write_task
+from safechat.celery import app as celery_app
 from tests.audit.conftest import TEST_SIGNING_SEED
 from tests.audit.factories import checkpoint_count, log_state, make_events
 
@@ -83,7 +85,7 @@ def test_every_nth_event_queues_a_checkpoint_after_commit(
 ) -> None:
     # given a checkpoint every 3 events
     settings.SAFECHAT_AUDIT_CHECKPOINT_EVERY = 3
-    with mock.patch("audit.tasks.audit_checkpoint_write_task.delay") as delay:
+    with mock.patch.object(celery_app, "send_task") as delay:
         # when 2 events are recorded, then nothing is queued; the 3rd queues one
         with on_commit():
             make_events(2)
@@ -91,6 +93,8 @@ def test_every_nth_event_queues_a_checkpoint_after_commit(
         with on_commit():
             make_events(1)
         assert delay.call_count == 1
+    # the task queued is the checkpoint task, by the name it is registered under
+    assert delay.call_args.args == (audit_checkpoint_write_task.name,)
 
 
 def test_a_broker_failure_does_not_fail_the_recorded_action(
@@ -98,9 +102,7 @@ def test_a_broker_failure_does_not_fail_the_recorded_action(
 ) -> None:
     settings.SAFECHAT_AUDIT_CHECKPOINT_EVERY = 1
     with (
-        mock.patch(
-            "audit.tasks.audit_checkpoint_write_task.delay", side_effect=ConnectionError("down")
-        ),
+        mock.patch.object(celery_app, "send_task", side_effect=ConnectionError("down")),
         on_commit(),
     ):
         events = make_events(1)
@@ -108,8 +110,6 @@ def test_a_broker_failure_does_not_fail_the_recorded_action(
 
 
 def test_the_task_writes_a_checkpoint_once() -> None:
-    from audit.tasks import audit_checkpoint_write_task
-
     make_events(2)
     assert audit_checkpoint_write_task() == 3
     assert audit_checkpoint_write_task() is None

@@ -133,7 +133,7 @@ def test_a_time_range_exports_its_events_and_the_tail_to_the_covering_checkpoint
     # given events 1-3, a checkpoint (4), events 5-7, one second apart
     start = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
     ticks = (start + timedelta(seconds=number) for number in range(100))
-    with mock.patch("audit.services.record.timezone.now", side_effect=lambda: next(ticks)):
+    with mock.patch("audit.store.timezone.now", side_effect=lambda: next(ticks)):
         first = make_events(3)
         audit_checkpoint_write()
         later = make_events(3)
