@@ -145,6 +145,7 @@ INSTALLED_APPS = [
     "axes",
     "guardian",
     "csp",
+    "safechat.apps.SafeChatConfig",
     "safechat.keyring",
     "audit",
     "accounts",

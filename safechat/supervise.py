@@ -32,10 +32,10 @@ def commands(port: str, host: str) -> dict[str, list[str]]:
             *UVICORN_WEBSOCKET_OPTIONS,
         ],
         "worker": [
-            python, "-m", "celery", "-A", "safechat", "worker",
+            python, "-m", "celery", "-A", "safechat.celery", "worker",
             "--loglevel", "INFO", "--concurrency", "2", "--without-mingle", "--without-gossip",
         ],
-        "beat": [python, "-m", "celery", "-A", "safechat", "beat", "--loglevel", "INFO"],
+        "beat": [python, "-m", "celery", "-A", "safechat.celery", "beat", "--loglevel", "INFO"],
     }  # fmt: skip
 
 
