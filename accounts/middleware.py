@@ -15,11 +15,11 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import Resolver404, resolve, reverse
 
-from accounts.otp import request_verified
 from accounts.selectors import user_has_factor
 from accounts.services.sessions import session_end_current, session_touch
 from accounts.session_policy import (
     SESSION_SIGNED_OUT_REASON,
+    request_verified,
     session_row_for,
     session_touch_due,
     session_verdict_of,

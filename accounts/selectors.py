@@ -14,7 +14,16 @@ from django_otp.models import Device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_otp_webauthn.models import WebAuthnCredential
 
-from accounts.models import ApiToken, BackupCode, BackupCodeDevice, User, UserSession
+from accounts.credentials import sha256_hex
+from accounts.models import (
+    ApiToken,
+    BackupCode,
+    BackupCodeDevice,
+    BootstrapToken,
+    Invitation,
+    User,
+    UserSession,
+)
 from accounts.roles import Role
 
 FACTOR_KINDS: dict[type[Device], str] = {
@@ -84,6 +93,23 @@ def people() -> QuerySet[User]:
 
 def people_exist() -> bool:
     return people().exists()
+
+
+def bootstrap_token_valid(*, token: str) -> bool:
+    """Whether ``token`` is an unused, unexpired bootstrap link and nobody has an account yet."""
+    return (
+        BootstrapToken.objects.filter(
+            token_hash=sha256_hex(token), used_at__isnull=True, expires_at__gt=timezone.now()
+        ).exists()
+        and not people_exist()
+    )
+
+
+def invitation_valid(*, token: str) -> Invitation | None:
+    """The invitation ``token`` stands for, if it is unused and unexpired; else None."""
+    return Invitation.objects.filter(
+        token_hash=sha256_hex(token), accepted_at__isnull=True, expires_at__gt=timezone.now()
+    ).first()
 
 
 def users_for_admin(*, actor: User) -> QuerySet[User]:

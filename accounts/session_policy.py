@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
@@ -177,3 +178,20 @@ def session_touch_due(row: UserSession, *, now: float | None = None) -> bool:
     """Whether activity now should be written to the row (see :func:`touch_interval`)."""
     now = time.time() if now is None else now
     return now - _epoch(row.last_seen_at) >= touch_interval()
+
+
+# --- the second factor, checked where django-otp's middleware does not run (sockets) ---
+
+
+def request_verified(request: Any) -> bool:
+    """Whether the request's user has passed a second factor in this session
+    (django-otp's ``OTPMiddleware`` sets ``is_verified``; anonymous users lack it)."""
+    is_verified = getattr(request.user, "is_verified", None)
+    return bool(is_verified()) if callable(is_verified) else False
+
+
+def recently_reverified(session: Any, *, now: float | None = None) -> bool:
+    """Whether a second factor was entered within ``SAFECHAT_REVERIFY_SECONDS``."""
+    now = time.time() if now is None else now
+    at = session.get(SESSION_REVERIFIED_AT)
+    return isinstance(at, int | float) and 0 <= now - at <= settings.SAFECHAT_REVERIFY_SECONDS

@@ -21,9 +21,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import forms, selectors, services
 from accounts.models import User
-from accounts.otp import recently_reverified, request_verified
 from accounts.roles import MANAGE_USERS, Role
-from accounts.session_policy import SESSION_SIGNED_OUT_REASON
+from accounts.session_policy import SESSION_SIGNED_OUT_REASON, recently_reverified, request_verified
 
 SIGNED_OUT_MESSAGES = {
     "idle": "You were signed out after a period of inactivity.",
@@ -480,7 +479,7 @@ def _account_create_page(
 def bootstrap(request: HttpRequest, token: str) -> HttpResponse:
     return _account_create_page(
         request,
-        valid=services.bootstrap_token_valid(token=token),
+        valid=selectors.bootstrap_token_valid(token=token),
         form=forms.BootstrapForm(request.POST or None),
         create=lambda data: services.bootstrap_admin_create(
             request=request,
@@ -501,7 +500,7 @@ def bootstrap(request: HttpRequest, token: str) -> HttpResponse:
 @sensitive_post_parameters()
 @require_http_methods(["GET", "POST"])
 def invitation(request: HttpRequest, token: str) -> HttpResponse:
-    invite = services.invitation_valid(token=token)
+    invite = selectors.invitation_valid(token=token)
     return _account_create_page(
         request,
         valid=invite is not None,

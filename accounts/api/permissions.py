@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from rest_framework.permissions import BasePermission
 
-from accounts.otp import request_verified
 from accounts.scopes import scope_covers, scope_for_method
+from accounts.session_policy import request_verified
 
 if TYPE_CHECKING:
     from rest_framework.request import Request

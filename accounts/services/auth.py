@@ -17,10 +17,9 @@ from django_otp import login as otp_login
 from django_otp.models import Device
 
 from accounts.models import User, UserSession
-from accounts.otp import request_verified
 from accounts.selectors import factor_kind, user_factor_get
 from accounts.services.sessions import session_end_current, session_rotate, session_start
-from accounts.session_policy import SESSION_REVERIFIED_AT, session_key_hash
+from accounts.session_policy import SESSION_REVERIFIED_AT, request_verified, session_key_hash
 from audit.actions import AuditAction
 from audit.services import audit_record
 

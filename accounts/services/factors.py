@@ -1,6 +1,6 @@
 """Second factors: enrol, rename, remove, backup codes, and an administrator's reset.
 
-Every change by the user needs a recent re-verification (``accounts.otp``),
+Every change by the user needs a recent re-verification (``accounts.session_policy``),
 except enrolling the very first factor during the forced enrolment.
 """
 
@@ -17,7 +17,6 @@ from django_otp_webauthn.models import WebAuthnCredential
 
 from accounts.credentials import backup_code_hash, new_backup_codes, new_salt
 from accounts.models import BackupCode, BackupCodeDevice, User, UserSession
-from accounts.otp import recently_reverified, request_verified
 from accounts.selectors import (
     PRIMARY_FACTOR_MODELS,
     factor_kind,
@@ -27,6 +26,7 @@ from accounts.selectors import (
 from accounts.services._common import ensure_not_self, ensure_permission
 from accounts.services.auth import CODE_FAILURE, SignInError, second_factor_accepted
 from accounts.services.sessions import credentials_bump, session_hold, sessions_end_rows
+from accounts.session_policy import recently_reverified, request_verified
 from audit.actions import AuditAction
 from audit.services import audit_record
 

@@ -57,15 +57,6 @@ def bootstrap_token_create() -> str:
     return token
 
 
-def bootstrap_token_valid(*, token: str) -> bool:
-    return (
-        BootstrapToken.objects.filter(
-            token_hash=sha256_hex(token), used_at__isnull=True, expires_at__gt=timezone.now()
-        ).exists()
-        and not people_exist()
-    )
-
-
 def _link_refused(*, action: AuditAction, reason: str, request: HttpRequest | None) -> InvalidLink:
     with transaction.atomic():
         audit_record(actor=None, action=action, extra={"reason": reason}, request=request)
@@ -191,12 +182,6 @@ def invitation_create(
 
 def _absolute(request: HttpRequest | None, path: str) -> str:
     return request.build_absolute_uri(path) if request is not None else path
-
-
-def invitation_valid(*, token: str) -> Invitation | None:
-    return Invitation.objects.filter(
-        token_hash=sha256_hex(token), accepted_at__isnull=True, expires_at__gt=timezone.now()
-    ).first()
 
 
 def invitation_accept(*, request: HttpRequest, token: str, username: str, password: str) -> User:
