@@ -17,7 +17,7 @@ SYSTEM_COMMANDS := softhsm2-util:softhsm2 chromium:chromium redis-server:redis-s
 help:
 	@echo "make run   - install, migrate and start web, worker and beat (PORT=$(PORT))"
 	@echo "make test  - install and run the whole test suite"
-	@echo "make lint  - ruff, mypy --strict, migrations in step, OpenAPI schema valid"
+	@echo "make lint  - ruff, mypy --strict, import layers, migrations in step, OpenAPI schema valid"
 	@echo "make lock  - re-pin requirements/*.txt from pyproject.toml (needs uv)"
 
 $(PY):
@@ -55,6 +55,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 
