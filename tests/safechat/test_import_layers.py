@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grimp
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -67,3 +68,64 @@ def test_the_crypto_core_importing_django_breaks_the_contract(project_copy: Path
     result = lint_imports(project_copy)
     assert result.returncode != 0
     assert "safechat.crypto is not allowed to import django" in result.stdout
+
+
+def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """The module groups that import each other round in a circle (Tarjan's algorithm)."""
+    modules = sorted(graph.modules)
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        order[module] = low[module] = len(order)
+        stack.append(module)
+        on_stack.add(module)
+        for imported in graph.find_modules_directly_imported_by(module):
+            if imported not in order:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in on_stack:
+                low[module] = min(low[module], order[imported])
+        if low[module] == order[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for module in modules:
+        if module not in order:
+            visit(module)
+    return cycles
+
+
+def test_no_module_imports_itself_round_a_circle() -> None:
+    # function-level imports count too: a circle hidden inside a function is still one
+    graph = grimp.build_graph(*PACKAGES, cache_dir=None)
+    assert import_cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_circle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a package whose services queue a task that calls the services (the shape the
+    # audit app had), the circle closed by an import inside a function
+    package = tmp_path / "circle_example"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "chain.py").write_text("")
+    (package / "services.py").write_text(
+        "from circle_example import chain\n\n\ndef record():\n"
+        "    from circle_example.tasks import checkpoint\n"
+    )
+    (package / "tasks.py").write_text("from circle_example.services import record\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    # when its graph is searched, then the circle is found, and only it
+    graph = grimp.build_graph("circle_example", cache_dir=None)
+    assert import_cycles(graph) == [["circle_example.services", "circle_example.tasks"]]
