@@ -14,7 +14,9 @@ from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_protect
 
 from accounts.models import User
 from accounts.roles import MANAGE_USERS, Role
@@ -27,6 +29,24 @@ from rooms.services.barriers import (
     room_barrier_violations,
 )
 from safechat.admin_base import ReadOnlyAdmin
+
+
+class _ServiceTransactionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """An admin whose saves call an action: the action opens the outermost transaction
+    (``safechat.actions``), so the change form does not wrap the request in one."""
+
+    @method_decorator(csrf_protect)
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        response: HttpResponse = getattr(self, "_changeform_view")(  # noqa: B009 (Django's own)
+            request, object_id, form_url, extra_context
+        )
+        return response
 
 
 class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -113,7 +133,7 @@ class InformationBarrierForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(InformationBarrier)
-class InformationBarrierAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class InformationBarrierAdmin(_ServiceTransactionAdmin):
     form = InformationBarrierForm
     list_display = ["id", "group_a", "group_b", "reason", "created_by", "created_at"]
     fields = ["group_a", "group_b", "reason"]
@@ -215,7 +235,7 @@ admin.site.unregister(Group)
 
 
 @admin.register(Group)
-class GroupAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class GroupAdmin(_ServiceTransactionAdmin):
     """Groups that barriers separate. Who is in a group changes through
     ``group_members_set``, which re-checks every room of each person added."""
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
+
+from safechat.actions import Refused
 
 
-class BarrierViolationError(PermissionDenied):
-    """An information barrier forbids these people sharing a room."""
+class BarrierViolationError(Refused):
+    """An information barrier forbids these people sharing a room (recorded as
+    ``barrier.refused`` by the action that raised it)."""
 
 
 class RateLimitedError(Exception):

@@ -1,39 +1,30 @@
-"""Helpers shared by the account services: refusals that are audited, client details."""
+"""Helpers shared by the account services: refusals (``safechat.actions.Refused``,
+recorded by the ``@action`` entry point that raised them), client details."""
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
-
 from axes.helpers import get_client_ip_address
-from django.core.exceptions import PermissionDenied
-from django.db import models, transaction
+from django.db import models
 from django.http import HttpRequest
 
 from accounts.models import User
 from audit.actions import AuditAction
-from audit.services import audit_record
+from safechat.actions import Refused
+
+INVALID_LINK = "This link is not valid: it is unknown, already used or expired."
 
 
-class InvalidLink(Exception):
+class InvalidLink(Refused):
     """An invitation, bootstrap or reset link that is unknown, used or expired.
 
-    One exception and one message for every case, so the answer reveals nothing.
+    One exception and one message for every case, so the answer reveals nothing; the
+    reason is recorded as ``action`` (the refusal of that kind of link).
     """
 
-
-def refuse(
-    *,
-    actor: User | None,
-    action: AuditAction,
-    target: models.Model | None = None,
-    extra: dict[str, Any] | None = None,
-    request: HttpRequest | None = None,
-    message: str = "You are not allowed to do that.",
-) -> NoReturn:
-    """Record the refusal in its own transaction (it must survive), then raise PermissionDenied."""
-    with transaction.atomic():
-        audit_record(actor=actor, action=action, target=target, extra=extra, request=request)
-    raise PermissionDenied(message)
+    def __init__(
+        self, *, action: AuditAction, reason: str, request: HttpRequest | None = None
+    ) -> None:
+        super().__init__(INVALID_LINK, actor=None, action=action, reason=reason, request=request)
 
 
 def ensure_permission(
@@ -45,13 +36,14 @@ def ensure_permission(
     operation: str,
     request: HttpRequest | None = None,
 ) -> None:
-    """Raise (audited) unless ``actor`` is active and holds ``permission``."""
+    """Raise ``Refused`` unless ``actor`` is active and holds ``permission``."""
     if not (actor.is_active and actor.has_perm(permission)):
-        refuse(
+        raise Refused(
             actor=actor,
             action=action,
             target=target,
-            extra={"operation": operation, "reason": "permission"},
+            reason="permission",
+            extra={"operation": operation},
             request=request,
         )
 
@@ -64,15 +56,16 @@ def ensure_not_self(
     operation: str,
     request: HttpRequest | None = None,
 ) -> None:
-    """Nobody administers their own account: another administrator must."""
+    """Nobody administers their own account: another administrator must (``Refused``)."""
     if actor.pk == user.pk:
-        refuse(
+        raise Refused(
+            "You cannot do that to your own account; ask another administrator.",
             actor=actor,
             action=action,
             target=user,
-            extra={"operation": operation, "reason": "self"},
+            reason="self",
+            extra={"operation": operation},
             request=request,
-            message="You cannot do that to your own account; ask another administrator.",
         )
 
 

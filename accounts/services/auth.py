@@ -10,7 +10,6 @@ import time
 
 from axes.handlers.proxy import AxesProxyHandler
 from django.contrib.auth import authenticate, login
-from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django_otp import login as otp_login
@@ -22,6 +21,7 @@ from accounts.services.sessions import session_end_current, session_rotate, sess
 from accounts.session_policy import SESSION_REVERIFIED_AT, request_verified, session_key_hash
 from audit.actions import AuditAction
 from audit.services import audit_record
+from safechat.actions import action, action_transaction
 
 GENERIC_FAILURE = "Those details were not accepted. Check them and try again."
 LOCKED_OUT = "Too many failed attempts. Try again later, or ask a security administrator to unlock."
@@ -40,6 +40,7 @@ def _credentials(username: str) -> dict[str, str]:
     return {"username": username}
 
 
+@action
 def sign_in_password(*, request: HttpRequest, username: str, password: str) -> User:
     """The password step. Unknown users, wrong passwords and inactive accounts get one answer.
 
@@ -55,7 +56,7 @@ def sign_in_password(*, request: HttpRequest, username: str, password: str) -> U
         # What was typed is kept only when it names an account: people type passwords
         # into the username field, and the audit log keeps everything for good.
         typed = username if known is not None else None
-        with transaction.atomic():
+        with action_transaction():
             audit_record(
                 actor=None,
                 action=AuditAction.AUTH_LOGIN_FAILED,
@@ -72,7 +73,7 @@ def sign_in_password(*, request: HttpRequest, username: str, password: str) -> U
                     request=request,
                 )
         raise SignInError(LOCKED_OUT if locked else GENERIC_FAILURE, locked=locked)
-    with transaction.atomic():
+    with action_transaction():
         login(request, user)  # a fresh session key
         session_start(request=request, user=user)
         audit_record(
@@ -114,11 +115,12 @@ def second_factor_accepted(*, request: HttpRequest, user: User, device: Device) 
         AxesProxyHandler.reset_attempts(username=user.username)
 
 
+@action
 def second_factor_failed(
     *, request: HttpRequest, user: User, device: Device | None, reason: str
 ) -> SignInError:
     """Count and record a refused second factor; returns the error to raise."""
-    with transaction.atomic():
+    with action_transaction():
         audit_record(
             actor=user,
             action=AuditAction.AUTH_OTP_FAILED,
@@ -136,7 +138,7 @@ def second_factor_failed(
         sender=second_factor_failed, credentials=_credentials(user.username), request=request
     )
     if getattr(request, "axes_locked_out", False):
-        with transaction.atomic():
+        with action_transaction():
             audit_record(
                 actor=None,
                 action=AuditAction.AUTH_LOCKOUT,
@@ -148,6 +150,7 @@ def second_factor_failed(
     return SignInError(DEVICE_THROTTLED if reason == "throttled" else CODE_FAILURE)
 
 
+@action
 def second_factor_verify(*, request: HttpRequest, user: User, device_id: str, code: str) -> Device:
     """Verify a TOTP or backup code against one of the user's factors.
 
@@ -161,7 +164,7 @@ def second_factor_verify(*, request: HttpRequest, user: User, device_id: str, co
     if device is None:
         raise second_factor_failed(request=request, user=user, device=None, reason="unknown_device")
     code = code.strip()[:64]
-    with transaction.atomic():
+    with action_transaction():
         locked = type(device).objects.select_for_update().get(pk=device.pk)
         allowed, _ = locked.verify_is_allowed()
         if allowed and locked.verify_token(code):
@@ -172,6 +175,7 @@ def second_factor_verify(*, request: HttpRequest, user: User, device_id: str, co
     )
 
 
+@action
 def sign_out(*, request: HttpRequest) -> None:
     """End this session (its sockets close after commit) and clear it."""
     session_end_current(request=request, reason="signed_out")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import HttpRequest
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.models import Device
@@ -29,6 +28,7 @@ from accounts.services.sessions import credentials_bump, session_hold, sessions_
 from accounts.session_policy import recently_reverified, request_verified
 from audit.actions import AuditAction
 from audit.services import audit_record
+from safechat.actions import action, action_transaction
 
 REVERIFY_NEEDED = "Confirm it is you: enter a current second factor first."
 
@@ -49,6 +49,7 @@ def _ensure_change_allowed(*, request: HttpRequest, user: User) -> None:
         raise ReverificationRequired(REVERIFY_NEEDED)
 
 
+@action
 def totp_enrolment_device(*, user: User) -> TOTPDevice:
     """The user's pending (unconfirmed) TOTP device, created on first call.
 
@@ -60,12 +61,13 @@ def totp_enrolment_device(*, user: User) -> TOTPDevice:
     return device
 
 
+@action
 def totp_enrol_confirm(
     *, request: HttpRequest, user: User, device: TOTPDevice, code: str, name: str
 ) -> TOTPDevice:
     """Confirm a pending TOTP device with a first code from the app."""
     _ensure_change_allowed(request=request, user=user)
-    with transaction.atomic():
+    with action_transaction():
         session_hold(request=request, user=user)  # the user row first; the session still good
         locked = TOTPDevice.objects.select_for_update().get(
             pk=device.pk, user=user, confirmed=False
@@ -103,9 +105,10 @@ def factor_added(*, request: HttpRequest, user: User, device: Device) -> None:
         second_factor_accepted(request=request, user=user, device=device)
 
 
+@action
 def passkey_registration_failed(*, request: HttpRequest, user: User, reason: str) -> None:
     """Record a passkey that could not be registered, as a wrong first TOTP code is."""
-    with transaction.atomic():
+    with action_transaction():
         audit_record(
             actor=user,
             action=AuditAction.AUTH_OTP_FAILED,
@@ -115,13 +118,14 @@ def passkey_registration_failed(*, request: HttpRequest, user: User, reason: str
         )
 
 
+@action
 def backup_codes_generate(*, request: HttpRequest, user: User) -> list[str]:
     """Replace the user's backup codes; returns the new codes, which are never stored in clear."""
     _ensure_change_allowed(request=request, user=user)
     if not user_has_factor(user=user):
         raise ReverificationRequired("Add an authenticator app or a passkey first.")
     codes = new_backup_codes(settings.SAFECHAT_BACKUP_CODE_COUNT)
-    with transaction.atomic():
+    with action_transaction():
         device = BackupCodeDevice.objects.select_for_update().filter(user=user).first()
         if device is None:
             device = BackupCodeDevice.objects.create(
@@ -146,12 +150,13 @@ def backup_codes_generate(*, request: HttpRequest, user: User) -> list[str]:
     return codes
 
 
+@action
 def factor_rename(*, request: HttpRequest, user: User, device: Device, name: str) -> None:
     _ensure_change_allowed(request=request, user=user)
     name = name.strip()[:64]
     if not name:
         raise ValidationError("A name is required.")
-    with transaction.atomic():
+    with action_transaction():
         locked = type(device).objects.select_for_update().get(pk=device.pk, user=user)
         old = locked.name
         locked.name = name
@@ -169,6 +174,7 @@ class LastFactor(Exception):
     """Removing this factor would leave the account without one."""
 
 
+@action
 def factor_remove(*, request: HttpRequest, user: User, device: Device) -> None:
     """Remove a factor; the last authenticator or passkey stays until another is added.
 
@@ -179,7 +185,7 @@ def factor_remove(*, request: HttpRequest, user: User, device: Device) -> None:
         raise LastFactor(
             "This session was verified with that factor. Confirm with another factor first."
         )
-    with transaction.atomic():
+    with action_transaction():
         User.objects.select_for_update(no_key=True).get(
             pk=user.pk
         )  # serialise factor changes per user
@@ -204,6 +210,7 @@ def factor_remove(*, request: HttpRequest, user: User, device: Device) -> None:
         )
 
 
+@action
 def factors_reset(*, actor: User, user: User, request: HttpRequest | None = None) -> int:
     """A security admin removes every factor of ``user``; their sessions end at once.
 
@@ -214,7 +221,7 @@ def factors_reset(*, actor: User, user: User, request: HttpRequest | None = None
         operation="factor.reset", request=request,
     )  # fmt: skip
     ensure_not_self(actor=actor, user=user, operation="factor.reset", request=request)
-    with transaction.atomic():
+    with action_transaction():
         User.objects.select_for_update(no_key=True).filter(
             pk=user.pk
         ).first()  # lock order: user first

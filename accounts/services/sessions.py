@@ -24,6 +24,7 @@ from accounts.services._common import client_ip, client_user_agent, ensure_permi
 from accounts.session_policy import session_key_hash
 from audit.actions import AuditAction
 from audit.services import audit_record
+from safechat.actions import action, action_transaction
 
 
 def _current_key_hash(request: HttpRequest) -> str:
@@ -58,6 +59,7 @@ def session_rotate(*, request: HttpRequest) -> None:
     UserSession.objects.filter(key_hash=old_hash).update(key_hash=_current_key_hash(request))
 
 
+@action
 def session_touch(*, session_id: int, now: float | None = None) -> None:
     """Move the idle clock of a live session to ``now`` (epoch seconds; default: now).
 
@@ -86,13 +88,14 @@ def sessions_end_rows(*, rows: list[UserSession], reason: str) -> None:
         )
 
 
+@action
 def session_expire(*, session_id: int, reason: str) -> bool:
     """End a session that the policy refused (idle, absolute limit), found by a socket.
 
     Idempotent: a row already ended is left as it is and False is returned. The end is
     audited as ``session.ended`` with the system as actor.
     """
-    with transaction.atomic():
+    with action_transaction():
         row = (
             UserSession.objects.select_for_update(of=("self",))
             .select_related("user")
@@ -111,6 +114,7 @@ def session_expire(*, session_id: int, reason: str) -> bool:
     return True
 
 
+@action
 def session_end(
     *, actor: User | None, session: UserSession, reason: str, request: HttpRequest | None = None
 ) -> None:
@@ -126,7 +130,7 @@ def session_end(
             operation="session.end",
             request=request,
         )
-    with transaction.atomic():
+    with action_transaction():
         row = UserSession.objects.select_for_update().get(pk=session.pk)
         if row.ended_at is not None:
             return
@@ -140,6 +144,7 @@ def session_end(
         )
 
 
+@action
 def session_end_current(*, request: HttpRequest, reason: str) -> None:
     """End the request's own session (sign-out, expiry) and flush it.
 
@@ -147,7 +152,7 @@ def session_end_current(*, request: HttpRequest, reason: str) -> None:
     """
     user = request.user if request.user.is_authenticated else None
     key = request.session.session_key
-    with transaction.atomic():
+    with action_transaction():
         rows: list[UserSession] = []
         if key:
             rows = list(
@@ -267,6 +272,7 @@ def credentials_bump(
     return ended, revoked
 
 
+@action
 def session_end_all(
     *, actor: User, user: User, reason: str = "ended_all", request: HttpRequest | None = None
 ) -> int:
@@ -279,7 +285,7 @@ def session_end_all(
             operation="session.end_all",
             request=request,
         )
-    with transaction.atomic():
+    with action_transaction():
         ended = user_sessions_end(user=user, reason=reason)
         audit_record(
             actor=actor,

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -16,6 +15,7 @@ from accounts.scopes import scope_covers
 from accounts.services._common import client_ip, ensure_permission
 from audit.actions import AuditAction
 from audit.services import audit_record
+from safechat.actions import action, action_transaction
 from safechat.ratelimit import Rate, rate_exceeded, rate_hit
 
 # Recording every use would turn each API read into a write.
@@ -35,6 +35,7 @@ class TokenAttemptsThrottled(Exception):
         self.retry_after = retry_after
 
 
+@action
 def api_token_create(
     *,
     actor: User,
@@ -59,7 +60,7 @@ def api_token_create(
     if not name:
         raise ValidationError("A name is required.")
     secret, prefix, token_hash = new_api_token()
-    with transaction.atomic():
+    with action_transaction():
         token = ApiToken.objects.create(
             user=actor,
             # As read when the actor authenticated: a credential reset committed since
@@ -81,6 +82,7 @@ def api_token_create(
     return token, secret
 
 
+@action
 def api_token_revoke(*, actor: User, token: ApiToken, request: HttpRequest | None = None) -> None:
     """Revoke a token: its own user, or a holder of ``accounts.manage_tokens``."""
     if token.user_id != actor.pk:
@@ -88,7 +90,7 @@ def api_token_revoke(*, actor: User, token: ApiToken, request: HttpRequest | Non
             actor=actor, permission="accounts.manage_tokens", target=token,
             operation="token.revoke", request=request,
         )  # fmt: skip
-    with transaction.atomic():
+    with action_transaction():
         locked = ApiToken.objects.select_for_update().get(pk=token.pk)
         if locked.revoked_at is not None:
             return
@@ -104,6 +106,7 @@ def api_token_revoke(*, actor: User, token: ApiToken, request: HttpRequest | Non
     token.revoked_at = locked.revoked_at
 
 
+@action
 def api_token_authenticate(*, presented: str, request: HttpRequest | None = None) -> ApiToken:
     """The live token behind ``presented``; refusals are audited and look alike.
 
@@ -137,7 +140,7 @@ def api_token_authenticate(*, presented: str, request: HttpRequest | None = None
             raise TokenAttemptsThrottled(retry_after=retry_after)
         known = token if reason != "unknown" else None
         rate_hit(failures, "token-failures", ip)
-        with transaction.atomic():
+        with action_transaction():
             audit_record(
                 actor=known.user if known else None,
                 action=AuditAction.TOKEN_USED_REFUSED,

@@ -22,7 +22,7 @@ from accounts.credentials import new_link_token, sha256_hex
 from accounts.models import BootstrapToken, Invitation, User, UserSession
 from accounts.roles import MANAGE_USERS, STAFF_ROLES, Role
 from accounts.selectors import people_exist
-from accounts.services._common import InvalidLink, ensure_not_self, ensure_permission, refuse
+from accounts.services._common import InvalidLink, ensure_not_self, ensure_permission
 from accounts.services.sessions import (
     SessionNoLongerValid,
     credentials_bump,
@@ -32,6 +32,7 @@ from accounts.services.sessions import (
 from accounts.session_policy import session_key_hash
 from audit.actions import AuditAction
 from audit.services import audit_record
+from safechat.actions import Refused, action, action_transaction
 from safechat.keyring.services import user_key_create
 
 
@@ -40,12 +41,13 @@ class BootstrapRefused(Exception):
     """Accounts exist already: the bootstrap path is closed for good."""
 
 
+@action
 def bootstrap_token_create() -> str:
     """A one-time link token for the first security admin; only its hash is stored.
 
     Refused once any account exists. Earlier unused tokens stop working.
     """
-    with transaction.atomic():
+    with action_transaction():
         if people_exist():
             raise BootstrapRefused("accounts exist; use an invitation instead")
         BootstrapToken.objects.filter(used_at__isnull=True).delete()
@@ -57,12 +59,7 @@ def bootstrap_token_create() -> str:
     return token
 
 
-def _link_refused(*, action: AuditAction, reason: str, request: HttpRequest | None) -> InvalidLink:
-    with transaction.atomic():
-        audit_record(actor=None, action=action, extra={"reason": reason}, request=request)
-    return InvalidLink("This link is not valid: it is unknown, already used or expired.")
-
-
+@action
 def bootstrap_admin_create(
     *, request: HttpRequest, token: str, username: str, email: str, password: str
 ) -> User:
@@ -71,7 +68,7 @@ def bootstrap_admin_create(
     The link works once, within its hour, and only while no account exists. The
     new admin's session is password-only: enrolment of a factor comes next.
     """
-    with transaction.atomic():
+    with action_transaction():
         row = (
             BootstrapToken.objects.select_for_update().filter(token_hash=sha256_hex(token)).first()
         )
@@ -99,7 +96,7 @@ def bootstrap_admin_create(
             )
             _sign_in_new_user(request=request, user=user)
             return user
-    raise _link_refused(
+    raise InvalidLink(
         action=AuditAction.AUTH_BOOTSTRAP_REFUSED, reason=reason or "", request=request
     )
 
@@ -139,6 +136,7 @@ def _sign_in_new_user(*, request: HttpRequest, user: User) -> None:
 
 
 # --- Invitations --------------------------------------------------------------
+@action
 def invitation_create(
     *, actor: User, email: str, role: Role, request: HttpRequest | None = None
 ) -> tuple[Invitation, str]:
@@ -152,7 +150,7 @@ def invitation_create(
     )
     email = email.strip().lower()
     token, token_hash = new_link_token()
-    with transaction.atomic():
+    with action_transaction():
         invitation = Invitation.objects.create(
             email=email,
             role=Role(role).value,
@@ -184,9 +182,10 @@ def _absolute(request: HttpRequest | None, path: str) -> str:
     return request.build_absolute_uri(path) if request is not None else path
 
 
+@action
 def invitation_accept(*, request: HttpRequest, token: str, username: str, password: str) -> User:
     """Create the invited account with its role and sign it in (enrolment comes next)."""
-    with transaction.atomic():
+    with action_transaction():
         invitation = (
             Invitation.objects.select_for_update().filter(token_hash=sha256_hex(token)).first()
         )
@@ -216,7 +215,7 @@ def invitation_accept(*, request: HttpRequest, token: str, username: str, passwo
             )
             _sign_in_new_user(request=request, user=user)
             return user
-    raise _link_refused(
+    raise InvalidLink(
         action=AuditAction.ACCOUNT_INVITATION_REFUSED, reason=reason or "", request=request
     )
 
@@ -244,13 +243,14 @@ def _ensure_role_change_allowed(
         target=user, operation=operation, request=request,
     )  # fmt: skip
     if actor.pk == user.pk:
-        refuse(
+        raise Refused(
+            "Nobody changes their own role; ask another security administrator.",
             actor=actor,
             action=AuditAction.ACCOUNT_ROLE_REFUSED,
             target=user,
-            extra={"operation": operation, "role": role.value, "reason": "self"},
+            reason="self",
+            extra={"operation": operation, "role": role.value},
             request=request,
-            message="Nobody changes their own role; ask another security administrator.",
         )
 
 
@@ -266,7 +266,7 @@ def _role_group_change(
     # Barriers are the rooms app's rule; accounts asks it, never the other way round.
     from rooms.services.barriers import user_barrier_violations, user_groups_lock
 
-    with transaction.atomic():
+    with action_transaction():
         group, _ = Group.objects.get_or_create(name=role.value)
         user_groups_lock(user=user, group_ids=[group.pk])
         if grant:
@@ -285,6 +285,7 @@ def _role_group_change(
     return violations
 
 
+@action
 def role_grant(
     *, actor: User, user: User, role: Role, request: HttpRequest | None = None
 ) -> dict[int, list[Any]]:
@@ -295,6 +296,7 @@ def role_grant(
     return _role_group_change(actor=actor, user=user, role=role, grant=True, request=request)
 
 
+@action
 def role_revoke(
     *, actor: User, user: User, role: Role, request: HttpRequest | None = None
 ) -> dict[int, list[Any]]:
@@ -306,6 +308,7 @@ def role_revoke(
 
 
 # --- Deactivation -------------------------------------------------------------
+@action
 def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = None) -> None:
     """Deactivate an account: its sessions end, its sockets close and its tokens are revoked."""
     ensure_permission(
@@ -313,7 +316,7 @@ def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = No
         operation="account.deactivate", request=request,
     )  # fmt: skip
     ensure_not_self(actor=actor, user=user, operation="account.deactivate", request=request)
-    with transaction.atomic():
+    with action_transaction():
         locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
         locked.is_active = False
         locked.save(update_fields=["is_active"])
@@ -333,6 +336,7 @@ class PasswordRejected(ValueError):
     pass
 
 
+@action
 def password_change(
     *, request: HttpRequest, user: User, current_password: str, new_password: str
 ) -> None:
@@ -344,7 +348,7 @@ def password_change(
     """
     password_validation.validate_password(new_password, user)
     key = request.session.session_key
-    with transaction.atomic():
+    with action_transaction():
         try:
             locked = session_hold(request=request, user=user)
         except SessionNoLongerValid as exc:
@@ -415,11 +419,12 @@ def _send_reset_mail(*, request: HttpRequest | None, user: User) -> None:
     )
 
 
+@action
 def password_reset_request(*, email: str, request: HttpRequest | None = None) -> None:
     """Email a single-use reset link if an active account has ``email``; silent otherwise."""
     email = email.strip().lower()[:254]
     user = User.objects.filter(email__iexact=email, is_active=True).first() if email else None
-    with transaction.atomic():
+    with action_transaction():
         audit_record(
             actor=None,
             action=AuditAction.AUTH_PASSWORD_RESET_REQUESTED,
@@ -431,6 +436,7 @@ def password_reset_request(*, email: str, request: HttpRequest | None = None) ->
             _send_reset_mail(request=request, user=user)
 
 
+@action
 def password_reset_by_admin(*, actor: User, user: User, request: HttpRequest | None = None) -> None:
     """A security admin voids the password, ends the sessions and emails a reset link."""
     ensure_permission(
@@ -438,7 +444,7 @@ def password_reset_by_admin(*, actor: User, user: User, request: HttpRequest | N
         operation="password.reset", request=request,
     )  # fmt: skip
     ensure_not_self(actor=actor, user=user, operation="password.reset", request=request)
-    with transaction.atomic():
+    with action_transaction():
         User.objects.select_for_update(no_key=True).filter(
             pk=user.pk
         ).first()  # lock order: user first
@@ -468,6 +474,7 @@ def password_reset_user(*, uidb64: str, token: str) -> User | None:
     return user
 
 
+@action
 def password_reset_confirm(
     *, request: HttpRequest, uidb64: str, token: str, new_password: str
 ) -> User:
@@ -478,11 +485,11 @@ def password_reset_confirm(
     """
     user = password_reset_user(uidb64=uidb64, token=token)
     if user is None:
-        raise _link_refused(
+        raise InvalidLink(
             action=AuditAction.AUTH_PASSWORD_RESET_REFUSED, reason="invalid", request=request
         )
     password_validation.validate_password(new_password, user)
-    with transaction.atomic():
+    with action_transaction():
         # The link is checked again under the user's lock: a reset by a security admin
         # that committed since (it voids the password, and with it the link) wins.
         locked = (
@@ -501,12 +508,13 @@ def password_reset_confirm(
                 request=request,
             )
             return user
-    raise _link_refused(
+    raise InvalidLink(
         action=AuditAction.AUTH_PASSWORD_RESET_REFUSED, reason="invalid", request=request
     )
 
 
 # --- Lockouts -----------------------------------------------------------------
+@action
 def lockout_lift(
     *,
     actor: User,
@@ -523,7 +531,7 @@ def lockout_lift(
         raise ValidationError("Name a username or an address.")
     if username and username == actor.username:
         ensure_not_self(actor=actor, user=actor, operation="lockout.lift", request=request)
-    with transaction.atomic():
+    with action_transaction():
         cleared = int(
             AxesProxyHandler.reset_attempts(ip_address=ip_address, username=username) or 0
         )

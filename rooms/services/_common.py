@@ -1,123 +1,64 @@
-"""Checks shared by the room services. Refusals are audited in their own transaction."""
+"""Checks shared by the room services. Each raises ``safechat.actions.Refused``, which the
+``@action`` entry point records once, after its transaction rolled back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from typing import Any
 
 from accounts.models import User
 from audit.actions import AuditAction
-from audit.services import audit_record
 from rooms.models import Room
-from rooms.permissions import has_room_permission, room_permissions_of
+from rooms.permissions import room_permissions_of
+from safechat.actions import Refused
 
 
-def refuse(
-    *, actor: User, room: Room | None, reason: str, error: PermissionDenied, **extra: object
-) -> PermissionDenied:
-    """Record a refusal (committed even though the action is not) and return the error."""
-    with transaction.atomic():
-        audit_record(
-            actor=actor,
-            action=(
-                AuditAction.BARRIER_REFUSED
-                if reason == "information-barrier"
-                else AuditAction.ROOM_ACCESS_DENIED
-            ),
-            target=room,
-            extra={"reason": reason, **extra},
-        )
-    return error
-
-
-class Refused(Exception):
-    """A refusal, audited by ``audit()``: at once outside a transaction, or by
-    ``refusals_audited`` after the action's transaction rolled back.
-    """
-
-    def __init__(
-        self,
-        *,
-        actor: User,
-        room: Room | None,
-        reason: str,
-        error: PermissionDenied,
-        **extra: object,
-    ) -> None:
-        super().__init__(reason)
-        self.actor, self.room, self.reason, self.error = actor, room, reason, error
-        self.extra = extra
-
-    def audit(self) -> PermissionDenied:
-        return refuse(
-            actor=self.actor, room=self.room, reason=self.reason, error=self.error, **self.extra
-        )
-
-
-@contextmanager
-def refusals_audited() -> Iterator[None]:
-    """Wrap an action's transaction: a ``Refused`` raised in it rolls the action back, is
-    audited in its own transaction, and reaches the caller as its PermissionDenied.
-    """
-    try:
-        yield
-    except Refused as refused:
-        raise refused.audit() from None
-
-
-def _missing(*, actor: User, room: Room, permission: str) -> Refused:
+def room_refused(
+    *, actor: User, room: Room | None, reason: str, message: str, **extra: Any
+) -> Refused:
+    """A refusal on ``room`` (or on rooms at large), recorded as ``room.access_denied``."""
     return Refused(
+        message,
         actor=actor,
-        room=room,
-        reason=f"missing {permission}",
-        error=PermissionDenied("you are not allowed to do this in this room"),
+        action=AuditAction.ROOM_ACCESS_DENIED,
+        target=room,
+        reason=reason,
+        extra=extra,
     )
 
 
-def missing_refusal(*, actor: User, room: Room, permission: str) -> Refused:
-    return _missing(actor=actor, room=room, permission=permission)
-
-
-def _archived(*, actor: User, room: Room) -> Refused:
-    return Refused(
+def permission_refused(*, actor: User, room: Room, permission: str) -> Refused:
+    return room_refused(
         actor=actor,
         room=room,
-        reason="archived",
-        error=PermissionDenied("this room is archived and read-only"),
+        reason=f"missing {permission}",
+        message="you are not allowed to do this in this room",
+    )
+
+
+def archived_refused(*, actor: User, room: Room) -> Refused:
+    return room_refused(
+        actor=actor, room=room, reason="archived", message="this room is archived and read-only"
     )
 
 
 def require_room_permission(*, actor: User, room: Room, permission: str) -> None:
-    """Raise PermissionDenied (audited) unless ``actor`` holds ``permission`` on ``room``."""
-    if not has_room_permission(room=room, user=actor, permission=permission):
-        raise _missing(actor=actor, room=room, permission=permission).audit()
+    """Raise ``Refused`` unless ``actor`` holds ``permission`` on ``room``.
+
+    Before the action's transaction it is a quick answer; inside it, with ``room``
+    locked, it is the check that holds until the commit.
+    """
+    if permission not in room_permissions_of(room=room, user=actor):
+        raise permission_refused(actor=actor, room=room, permission=permission)
 
 
 def require_not_archived(*, actor: User, room: Room) -> None:
+    """Raise ``Refused`` if ``room`` (as read) is archived."""
     if room.is_archived:
-        raise _archived(actor=actor, room=room).audit()
+        raise archived_refused(actor=actor, room=room)
 
 
-def archived_refusal(*, actor: User, room: Room) -> Refused:
-    return _archived(actor=actor, room=room)
-
-
-def demand_permission(*, actor: User, room: Room, permission: str) -> None:
-    """Inside an action's transaction (under ``refusals_audited``), with ``room`` locked:
-    raise ``Refused`` unless ``actor`` (still) holds ``permission`` on it.
-    """
-    if permission not in room_permissions_of(room=room, user=actor):
-        raise _missing(actor=actor, room=room, permission=permission)
-
-
-def demand_writable(*, actor: User, room: Room, permission: str) -> None:
-    """Inside an action's transaction (under ``refusals_audited``), with ``room`` freshly
-    locked: raise ``Refused`` unless ``actor`` holds ``permission`` and the room is live.
-    """
-    if permission not in room_permissions_of(room=room, user=actor):
-        raise _missing(actor=actor, room=room, permission=permission)
-    if room.is_archived:
-        raise _archived(actor=actor, room=room)
+def require_writable(*, actor: User, room: Room, permission: str) -> None:
+    """Inside the action's transaction, with ``room`` freshly locked: raise ``Refused``
+    unless ``actor`` holds ``permission`` and the room is live."""
+    require_room_permission(actor=actor, room=room, permission=permission)
+    require_not_archived(actor=actor, room=room)

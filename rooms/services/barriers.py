@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import Group
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError
 from django.db.models import Q, QuerySet
 
 from accounts.models import User
@@ -17,7 +17,8 @@ from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms.errors import BarrierViolationError
 from rooms.models import InformationBarrier, Membership, Room
-from rooms.services._common import Refused, refuse
+from rooms.services._common import room_refused
+from safechat.actions import action, action_transaction
 from safechat.locks import rows_locked
 
 
@@ -49,50 +50,29 @@ def barrier_conflicts(user_ids: Iterable[int]) -> list[BarrierConflict]:
     return conflicts
 
 
-def _barrier_refusal(
-    *, actor: User, room: Room | None, user_ids: Iterable[int], newcomer: int | None
-) -> Refused | None:
+def barrier_require_allowed(
+    *, actor: User, room: Room | None, user_ids: Iterable[int], newcomer: int | None = None
+) -> None:
+    """Raise ``BarrierViolationError`` (a ``Refused``) if a barrier separates these people
+    (only the pairs that include ``newcomer``, if given).
+
+    Before the action's transaction it is a quick answer only; the write checks again
+    inside it, holding the locks of the people (and the room) concerned.
+    """
     conflicts = barrier_conflicts(user_ids)
     if newcomer is not None:
         # Only the pairs the newcomer would make: a violation already in the room (being
         # resolved by a security admin) does not block adding someone unrelated.
         conflicts = [c for c in conflicts if newcomer in (c.user_a, c.user_b)]
-    if not conflicts:
-        return None
-    return Refused(
-        actor=actor,
-        room=room,
-        reason="information-barrier",
-        error=BarrierViolationError("an information barrier forbids this"),
-        barrier=conflicts[0].barrier_id,
-    )
-
-
-def barrier_ensure_allowed(
-    *, actor: User, room: Room | None, user_ids: Iterable[int], newcomer: int | None = None
-) -> None:
-    """Outside a transaction: refuse (audited at once) if these people may not share a room
-    (only the pairs that include ``newcomer``, if given).
-
-    A check before a write only; the write itself re-checks under its locks with
-    ``barrier_demand_allowed``.
-    """
-    refused = _barrier_refusal(actor=actor, room=room, user_ids=user_ids, newcomer=newcomer)
-    if refused is not None:
-        raise refused.audit()
-
-
-def barrier_demand_allowed(
-    *, actor: User, room: Room | None, user_ids: Iterable[int], newcomer: int | None = None
-) -> None:
-    """Inside the write's transaction, holding the locks of the people (and the room)
-    concerned, under ``refusals_audited``: raise ``Refused`` if a barrier separates them
-    (only the pairs that include ``newcomer``, if given). The refusal is audited after
-    the rollback, so it is recorded exactly once.
-    """
-    refused = _barrier_refusal(actor=actor, room=room, user_ids=user_ids, newcomer=newcomer)
-    if refused is not None:
-        raise refused
+    if conflicts:
+        raise BarrierViolationError(
+            "an information barrier forbids this",
+            actor=actor,
+            action=AuditAction.BARRIER_REFUSED,
+            target=room,
+            reason="information-barrier",
+            extra={"barrier": conflicts[0].barrier_id},
+        )
 
 
 def _group_members(group_id: int) -> QuerySet[Any]:
@@ -176,6 +156,7 @@ def user_groups_lock(*, user: User, group_ids: Iterable[int]) -> None:
     rows_locked(Room, Membership.objects.filter(user=user).values_list("room_id", flat=True))
 
 
+@action
 def user_groups_change(
     *,
     actor: User,
@@ -192,7 +173,7 @@ def user_groups_change(
     """
     _require_barrier_admin(actor)
     added, removed = list(add), list(remove)
-    with transaction.atomic():
+    with action_transaction():
         user_groups_lock(user=user, group_ids=[g.pk for g in [*added, *removed]])
         current = set(user.groups.values_list("pk", flat=True))
         added = [g for g in added if g.pk not in current]
@@ -214,6 +195,7 @@ def user_groups_change(
     return violations
 
 
+@action
 def group_members_set(
     *,
     actor: User,
@@ -233,7 +215,7 @@ def group_members_set(
     _require_barrier_admin(actor)
     adding = {person.pk for person in add}
     removing = {person.pk for person in remove} - adding
-    with transaction.atomic():
+    with action_transaction():
         rows_locked(Group, [group.pk])
         people = rows_locked(User, adding | removing)
         rows_locked(
@@ -275,14 +257,15 @@ def group_members_set(
 
 def _require_barrier_admin(actor: User) -> None:
     if not actor.has_perm(MANAGE_USERS):
-        raise refuse(
+        raise room_refused(
             actor=actor,
             room=None,
             reason="barrier management",
-            error=PermissionDenied("only security admins manage information barriers"),
+            message="only security admins manage information barriers",
         )
 
 
+@action
 def barrier_create(
     *, actor: User, group_a: Group, group_b: Group, reason: str = ""
 ) -> tuple[InformationBarrier, dict[int, list[BarrierConflict]]]:
@@ -296,7 +279,7 @@ def barrier_create(
         raise ValidationError("a barrier separates two different groups")
     low, high = sorted([group_a, group_b], key=lambda g: g.pk)
     try:
-        with transaction.atomic():
+        with action_transaction():
             rows_locked(Group, [low.pk, high.pk])
             members = User.groups.through.objects.filter(group_id__in=[low.pk, high.pk])
             rows_locked(User, members.values_list("user_id", flat=True))
@@ -314,10 +297,11 @@ def barrier_create(
     return barrier, room_barrier_violations(barriers=[barrier])
 
 
+@action
 def barrier_delete(*, actor: User, barrier: InformationBarrier) -> None:
     """Lift a barrier (security admins). Locks: its two groups; the audit chain last."""
     _require_barrier_admin(actor)
-    with transaction.atomic():
+    with action_transaction():
         rows_locked(Group, [barrier.group_a_id, barrier.group_b_id])
         if not InformationBarrier.objects.filter(pk=barrier.pk).exists():
             return  # lifted at the same instant by someone else

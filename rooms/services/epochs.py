@@ -26,6 +26,7 @@ from audit.actions import AuditAction
 from audit.actors import SystemActor
 from audit.services import audit_record
 from rooms.models import Membership, Room
+from safechat.actions import action, action_transaction
 from safechat.crypto import SymmetricKey
 from safechat.keyring.errors import LegalHoldError
 from safechat.keyring.models import RoomEpoch
@@ -124,7 +125,7 @@ def room_keys_revoke(*, room: Room, user: User) -> int:
     return epoch_keys_revoke(room_id=room.pk, user_id=user.pk)
 
 
-@transaction.atomic
+@action
 def room_epoch_shred(*, actor: User | SystemActor, epoch: RoomEpoch) -> None:
     """Destroy every sealed copy of an epoch key: its messages and files become unreadable.
 
@@ -132,16 +133,17 @@ def room_epoch_shred(*, actor: User | SystemActor, epoch: RoomEpoch) -> None:
     every process drops the key and what it rendered from it; the next post starts a new
     epoch (a shredded epoch is never replaced by an older one).
     """
-    room = Room.objects.select_for_update(no_key=True).get(pk=epoch.room_id)
-    if room.legal_hold:
-        raise LegalHoldError("the room is under legal hold; its keys cannot be destroyed")
-    copies = epoch_key_destroy(epoch=epoch)
-    audit_record(
-        actor=actor,
-        action=AuditAction.KEY_EPOCH_SHREDDED,
-        target=room,
-        extra={"epoch": epoch.number, "copies_destroyed": copies},
-    )
+    with action_transaction():
+        room = Room.objects.select_for_update(no_key=True).get(pk=epoch.room_id)
+        if room.legal_hold:
+            raise LegalHoldError("the room is under legal hold; its keys cannot be destroyed")
+        copies = epoch_key_destroy(epoch=epoch)
+        audit_record(
+            actor=actor,
+            action=AuditAction.KEY_EPOCH_SHREDDED,
+            target=room,
+            extra={"epoch": epoch.number, "copies_destroyed": copies},
+        )
 
 
 def message_encrypt(

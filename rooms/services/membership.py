@@ -16,16 +16,15 @@ from rooms.models import Membership, Room, RoomInvitation
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
 from rooms.services._common import (
-    archived_refusal,
-    demand_permission,
-    demand_writable,
-    refusals_audited,
-    refuse,
+    archived_refused,
     require_not_archived,
     require_room_permission,
+    require_writable,
+    room_refused,
 )
-from rooms.services.barriers import barrier_demand_allowed, barrier_ensure_allowed
+from rooms.services.barriers import barrier_require_allowed
 from rooms.services.epochs import room_epoch_start, room_keys_grant, room_keys_revoke
+from safechat.actions import action, action_transaction
 from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import user_key_create
 from safechat.locks import rows_locked
@@ -50,11 +49,11 @@ def _check_role(role: str, *, actor: User, room: Room) -> None:
     if role == Membership.Role.OWNER and not perms.has_room_permission(
         room=room, user=actor, permission=perms.MANAGE_ROOM
     ):
-        raise refuse(
+        raise room_refused(
             actor=actor,
             room=room,
             reason="owner role",
-            error=PermissionDenied("only an owner can make someone an owner"),
+            message="only an owner can make someone an owner",
         )
 
 
@@ -65,9 +64,11 @@ def _membership_insert(
 
     The barrier check and the insert are one step: two people added at the same
     instant are serialised on the room's row, and the second sees the first. A
-    refusal rolls everything back and is audited afterwards (``refusals_audited``).
+    refusal rolls everything back and is recorded once, after the rollback
+    (``action_transaction``). The inner step of ``membership_add`` and
+    ``room_invitation_accept``: it opens the action's transaction.
     """
-    with refusals_audited(), transaction.atomic():
+    with action_transaction():
         person = rows_locked(User, [user.pk])
         if not person or not person[0].is_active:  # deactivated at the same instant
             raise ValidationError("this person cannot be added")
@@ -76,12 +77,12 @@ def _membership_insert(
             raise Http404("no such room")
         room = locked[0]
         if permission is not None:
-            demand_writable(actor=actor, room=room, permission=permission)
+            require_writable(actor=actor, room=room, permission=permission)
             if role == Membership.Role.OWNER:  # only an owner makes owners
-                demand_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
+                require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
         elif room.is_archived:
-            raise archived_refusal(actor=actor, room=room)
-        barrier_demand_allowed(
+            raise archived_refused(actor=actor, room=room)
+        barrier_require_allowed(
             actor=actor, room=room, user_ids=[*_member_ids(room), user.pk], newcomer=user.pk
         )
         membership, created = Membership.objects.get_or_create(
@@ -106,12 +107,13 @@ def _membership_insert(
         return membership
 
 
+@action
 def membership_add(
     *, actor: User, room: Room, user: User, role: str = Membership.Role.MEMBER
 ) -> Membership:
     """Add ``user`` (``manage_members``); they receive the keys the room's policy allows.
 
-    Refused, and audited once, if an information barrier separates them from a
+    Refused, and recorded once, if an information barrier separates them from a
     member, also one added at the same instant. Counted against
     ``SAFECHAT_MEMBERSHIP_RATE_LIMIT``. Locks: the user, then the room.
     """
@@ -127,6 +129,7 @@ def membership_add(
     )
 
 
+@action
 def membership_remove(*, actor: User, room: Room, member: User) -> None:
     """Remove a member: their permissions and sealed keys go, the room moves to a new epoch,
     and their live sockets stop receiving the room at once (after commit).
@@ -143,11 +146,10 @@ def membership_remove(*, actor: User, room: Room, member: User) -> None:
         require_room_permission(actor=actor, room=room, permission=permission)
     if not actor.has_perm(MANAGE_USERS):  # resolving a barrier violation never waits
         write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
-    with refusals_audited():
+    with action_transaction():
         _membership_delete(actor=actor, room=room, member=member, permission=permission)
 
 
-@transaction.atomic
 def _membership_delete(*, actor: User, room: Room, member: User, permission: str | None) -> None:
     # Lock order: the room, then the membership, then keys, the audit chain last (a
     # post takes them in the same order, so a removal and a post never deadlock).
@@ -155,7 +157,7 @@ def _membership_delete(*, actor: User, room: Room, member: User, permission: str
     if not locked:
         return
     if permission is not None:  # a moderator demoted at the same instant is refused
-        demand_permission(actor=actor, room=locked[0], permission=permission)
+        require_room_permission(actor=actor, room=locked[0], permission=permission)
     # FOR UPDATE: the row is deleted below.
     membership = Membership.objects.select_for_update().filter(room=room, user=member).first()
     if membership is None:
@@ -175,6 +177,7 @@ def _membership_delete(*, actor: User, room: Room, member: User, permission: str
     transaction.on_commit(lambda: realtime.member_removed(room_id=room.pk, user_id=member.pk))
 
 
+@action
 def membership_role_change(*, actor: User, room: Room, member: User, role: str) -> Membership:
     """Give a member another room role (``manage_members``); never one's own.
 
@@ -185,25 +188,21 @@ def membership_role_change(*, actor: User, room: Room, member: User, role: str) 
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     _check_role(role, actor=actor, room=room)
     if actor.pk == member.pk:
-        raise refuse(
-            actor=actor,
-            room=room,
-            reason="own role",
-            error=PermissionDenied("nobody changes their own role"),
+        raise room_refused(
+            actor=actor, room=room, reason="own role", message="nobody changes their own role"
         )
     write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
-    with refusals_audited():
+    with action_transaction():
         return _membership_role_set(actor=actor, room=room, member=member, role=role)
 
 
-@transaction.atomic
 def _membership_role_set(*, actor: User, room: Room, member: User, role: str) -> Membership:
     # The room, then the membership: the checks below hold until the commit.
     if not rows_locked(Room, [room.pk]):
         raise Http404("no such room")
-    demand_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
+    require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     if role == Membership.Role.OWNER:  # only an owner makes owners
-        demand_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
+        require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
     membership = (
         Membership.objects.select_for_update(no_key=True).filter(room=room, user=member).first()
     )
@@ -229,6 +228,7 @@ def _membership_role_set(*, actor: User, room: Room, member: User, role: str) ->
     return membership
 
 
+@action
 def room_invitation_send(
     *, actor: User, room: Room, invitee: User, role: str = Membership.Role.MEMBER
 ) -> RoomInvitation:
@@ -241,18 +241,18 @@ def room_invitation_send(
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
-    barrier_ensure_allowed(
+    barrier_require_allowed(
         actor=actor, room=room, user_ids=[*_member_ids(room), invitee.pk], newcomer=invitee.pk
     )
     write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
-    with refusals_audited(), transaction.atomic():
+    with action_transaction():
         locked = rows_locked(Room, [room.pk])
         if not locked:
             raise Http404("no such room")
         room = locked[0]
-        demand_writable(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
+        require_writable(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
         if role == Membership.Role.OWNER:  # only an owner makes owners
-            demand_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
+            require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
         invitation, _ = RoomInvitation.objects.update_or_create(
             room=room, invitee=invitee, defaults={"invited_by": actor, "role": role}
         )
@@ -265,8 +265,9 @@ def room_invitation_send(
     return invitation
 
 
+@action
 def room_invitation_accept(*, actor: User, invitation: RoomInvitation) -> Membership:
-    """The invitee joins with the invited role, unless a barrier now forbids it (audited).
+    """The invitee joins with the invited role, unless a barrier now forbids it (recorded).
 
     Locks: the invitee, then the room; the audit chain last.
     """

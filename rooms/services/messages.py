@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
@@ -22,15 +22,14 @@ from rooms.errors import IdempotencyKeyReusedError
 from rooms.models import Membership, Mention, Message, MessageRevision, Reaction, Room
 from rooms.ratelimit import Write, write_rate_check
 from rooms.services._common import (
-    demand_permission,
-    demand_writable,
-    missing_refusal,
-    refusals_audited,
-    refuse,
+    permission_refused,
     require_not_archived,
     require_room_permission,
+    require_writable,
+    room_refused,
 )
 from rooms.services.epochs import message_encrypt
+from safechat.actions import action, action_transaction
 from safechat.keyring import events as key_events
 from safechat.locks import rows_locked
 
@@ -126,6 +125,7 @@ def _posted_with(*, sender: User, room: Room, client_key: str, fingerprint: str)
     return original
 
 
+@action
 def message_post(
     *,
     sender: User,
@@ -159,7 +159,7 @@ def message_post(
             return original  # a retry: not counted against the rate either
     write_rate_check(user_id=sender.pk, write=Write.POST)  # before the room lock
     try:
-        with refusals_audited():
+        with action_transaction():
             return _message_insert(
                 sender=sender,
                 room=room,
@@ -181,7 +181,6 @@ def message_post(
         return original
 
 
-@transaction.atomic
 def _message_insert(
     *,
     sender: User,
@@ -200,7 +199,7 @@ def _message_insert(
     # in the room (the checks below see them), and gives the room's messages ids in
     # commit order, which a reconnecting client's resync relies on.
     room = _room_locked(room.pk)
-    demand_writable(actor=sender, room=room, permission=perms.POST)
+    require_writable(actor=sender, room=room, permission=perms.POST)
     if client_key is not None:
         # Identical posts queue on the room's lock: the second finds the first here.
         original = _posted_with(
@@ -263,15 +262,16 @@ def _own_live_message(*, actor: User, message: Message, action: str) -> Message:
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
     if message.sender_id != actor.pk:
-        raise refuse(
+        raise room_refused(
             actor=actor,
             room=message.room,
             reason=f"{action} someone else's message",
-            error=PermissionDenied(f"you can only {action} your own messages"),
+            message=f"you can only {action} your own messages",
         )
     return message
 
 
+@action
 def message_edit(*, actor: User, message: Message, text: str) -> Message:
     """Replace a message's text; the previous text is kept, encrypted, as a revision.
 
@@ -284,15 +284,14 @@ def message_edit(*, actor: User, message: Message, text: str) -> Message:
     _own_live_message(actor=actor, message=message, action="edit")
     text = _validate_text(text)
     write_rate_check(user_id=actor.pk, write=Write.EDIT)
-    with refusals_audited():
+    with action_transaction():
         return _message_revise(actor=actor, message=message, text=text)
 
 
-@transaction.atomic
 def _message_revise(*, actor: User, message: Message, text: str) -> Message:
     # The room, then the message (as a post does); checks again under them.
     room = _room_locked(message.room_id)
-    demand_writable(actor=actor, room=room, permission=perms.POST)
+    require_writable(actor=actor, room=room, permission=perms.POST)
     message = Message.objects.select_for_update(no_key=True).get(pk=message.pk)
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
@@ -321,6 +320,7 @@ def _message_revise(*, actor: User, message: Message, text: str) -> Message:
     return message
 
 
+@action
 def message_delete(*, actor: User, message: Message) -> Message:
     """Hide a message from members; its ciphertext stays for compliance until retention.
 
@@ -335,14 +335,13 @@ def message_delete(*, actor: User, message: Message) -> Message:
     if message.deleted_at is not None:
         return message
     write_rate_check(user_id=actor.pk, write=Write.DELETE)
-    with refusals_audited():
+    with action_transaction():
         return _message_hide(actor=actor, message=message, permission=required)
 
 
-@transaction.atomic
 def _message_hide(*, actor: User, message: Message, permission: str) -> Message:
     room = _room_locked(message.room_id)
-    demand_writable(actor=actor, room=room, permission=permission)
+    require_writable(actor=actor, room=room, permission=permission)
     locked = Message.objects.select_for_update(no_key=True).get(pk=message.pk)
     if locked.deleted_at is not None:
         return locked
@@ -361,6 +360,7 @@ def _message_hide(*, actor: User, message: Message, permission: str) -> Message:
     return locked
 
 
+@action
 def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
     """Add ``emoji`` from ``actor`` to a message, or remove it; returns whether it is now set.
 
@@ -377,14 +377,13 @@ def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
     write_rate_check(user_id=actor.pk, write=Write.REACT)
-    with refusals_audited():
+    with action_transaction():
         return _reaction_flip(actor=actor, message=message, emoji=emoji)
 
 
-@transaction.atomic
 def _reaction_flip(*, actor: User, message: Message, emoji: str) -> bool:
     room = _room_locked(message.room_id)
-    demand_writable(actor=actor, room=room, permission=perms.POST)
+    require_writable(actor=actor, room=room, permission=perms.POST)
     if Message.objects.filter(pk=message.pk, deleted_at__isnull=False).exists():
         raise ValidationError("this message was deleted")
     deleted, _ = Reaction.objects.filter(message=message, user=actor, emoji=emoji).delete()
@@ -400,6 +399,7 @@ def _reaction_flip(*, actor: User, message: Message, emoji: str) -> bool:
     return True
 
 
+@action
 def read_marker_set(*, actor: User, room: Room, message_id: int) -> int:
     """Move ``actor``'s read marker forward to ``message_id`` (never backwards).
 
@@ -410,19 +410,18 @@ def read_marker_set(*, actor: User, room: Room, message_id: int) -> int:
     if not Message.objects.filter(pk=message_id, room=room).exists():
         raise ValidationError("no such message in this room")
     write_rate_check(user_id=actor.pk, write=Write.READ_MARKER)
-    with refusals_audited():
+    with action_transaction():
         return _read_marker_move(actor=actor, room=room, message_id=message_id)
 
 
-@transaction.atomic
 def _read_marker_move(*, actor: User, room: Room, message_id: int) -> int:
     room = _room_locked(room.pk)
-    demand_permission(actor=actor, room=room, permission=perms.VIEW)
+    require_room_permission(actor=actor, room=room, permission=perms.VIEW)
     membership = (
         Membership.objects.select_for_update(no_key=True).filter(room=room, user=actor).first()
     )
     if membership is None:  # removal also drops the permission; kept for defence in depth
-        raise missing_refusal(actor=actor, room=room, permission=perms.VIEW)
+        raise permission_refused(actor=actor, room=room, permission=perms.VIEW)
     if message_id > membership.last_read_message_id:
         membership.last_read_message_id = message_id
         membership.save(update_fields=["last_read_message_id"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
@@ -16,15 +16,14 @@ from rooms.models import Membership, Room
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
 from rooms.services._common import (
-    demand_permission,
-    demand_writable,
-    refusals_audited,
-    refuse,
     require_not_archived,
     require_room_permission,
+    require_writable,
+    room_refused,
 )
-from rooms.services.barriers import barrier_demand_allowed
+from rooms.services.barriers import barrier_require_allowed
 from rooms.services.epochs import room_epoch_start
+from safechat.actions import action, action_transaction
 from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import user_key_create
 from safechat.locks import rows_locked
@@ -41,7 +40,6 @@ def _room_validate(room: Room) -> None:
     room.full_clean(exclude=["created_by"])
 
 
-@transaction.atomic
 def _room_insert(
     *, actor: User, room: Room, others: list[User], other_role: str = Membership.Role.MEMBER
 ) -> Room:
@@ -61,6 +59,7 @@ def _room_insert(
     return room
 
 
+@action
 def room_create(
     *,
     actor: User,
@@ -76,11 +75,11 @@ def room_create(
     already: it inserts the room, then its first epoch; the audit chain last.
     """
     if not _can_create_rooms(actor):
-        raise refuse(
+        raise room_refused(
             actor=actor,
             room=None,
             reason="room creation",
-            error=PermissionDenied("you are not allowed to create rooms"),
+            message="you are not allowed to create rooms",
         )
     room = Room(
         kind=Room.Kind.CHANNEL,
@@ -92,9 +91,11 @@ def room_create(
     )
     _room_validate(room)
     write_rate_check(user_id=actor.pk, write=Write.ROOM_CREATE)
-    return _room_insert(actor=actor, room=room, others=[])
+    with action_transaction():
+        return _room_insert(actor=actor, room=room, others=[])
 
 
+@action
 def direct_conversation_create(*, actor: User, participants: list[User]) -> Room:
     """A direct conversation between ``actor`` and up to seven others.
 
@@ -116,7 +117,7 @@ def direct_conversation_create(*, actor: User, participants: list[User]) -> Room
     write_rate_check(user_id=actor.pk, write=Write.ROOM_CREATE)  # before any lock
     for person in [actor, *others]:
         user_key_create(user=person)  # before any lock: it appends to the audit chain
-    with refusals_audited(), transaction.atomic():
+    with action_transaction():
         # The participants' rows, in id order: the barrier check and the reuse of an
         # existing conversation hold until the commit, so two identical requests at
         # the same instant make one conversation, and a barrier raced is refused.
@@ -124,7 +125,9 @@ def direct_conversation_create(*, actor: User, participants: list[User]) -> Room
         if len(people) != len(others) + 1 or not all(p.is_active for p in people):
             # deactivated at the same instant (deactivation locks the person's row too)
             raise ValidationError("one of these people cannot be reached")
-        barrier_demand_allowed(actor=actor, room=None, user_ids=[actor.pk, *(o.pk for o in others)])
+        barrier_require_allowed(
+            actor=actor, room=None, user_ids=[actor.pk, *(o.pk for o in others)]
+        )
         if len(others) == 1:
             existing = (
                 Room.objects.filter(kind=Room.Kind.DIRECT, memberships__user=actor)
@@ -141,6 +144,7 @@ def direct_conversation_create(*, actor: User, participants: list[User]) -> Room
         return _room_insert(actor=actor, room=room, others=others)
 
 
+@action
 def room_update(
     *,
     actor: User,
@@ -156,9 +160,9 @@ def room_update(
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
     require_not_archived(actor=actor, room=room)
     write_rate_check(user_id=actor.pk, write=Write.ROOM_SETTINGS)
-    with refusals_audited(), transaction.atomic():
+    with action_transaction():
         locked = _room_locked(room)
-        demand_writable(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
+        require_writable(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
         return _room_change(
             actor=actor, room=locked, name=name, topic=topic, history_visible=history_visible
         )
@@ -199,6 +203,7 @@ def _room_change(
     return room
 
 
+@action
 def room_archive(*, actor: User, room: Room) -> Room:
     """Archive a room: it stays readable and becomes read-only for everyone.
 
@@ -209,9 +214,9 @@ def room_archive(*, actor: User, room: Room) -> Room:
     if room.is_archived:
         return room
     write_rate_check(user_id=actor.pk, write=Write.ROOM_SETTINGS)
-    with refusals_audited(), transaction.atomic():
+    with action_transaction():
         locked = _room_locked(room)
-        demand_permission(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
+        require_room_permission(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
         if locked.is_archived:
             return locked
         locked.archived_at = timezone.now()
@@ -222,13 +227,14 @@ def room_archive(*, actor: User, room: Room) -> Room:
     return locked
 
 
+@action
 def room_key_rotate(*, actor: User, room: Room) -> RoomEpoch:
     """Start a new key epoch on demand (``manage_room``). Locks: the room (the
     permission is checked again under it), then key rows; the audit chain last."""
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
-    with refusals_audited(), transaction.atomic():
+    with action_transaction():
         locked = _room_locked(room)
-        demand_permission(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
+        require_room_permission(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
         return room_epoch_start(room=locked, reason=RoomEpoch.Reason.ON_DEMAND, actor=actor)
 
 
