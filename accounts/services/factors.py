@@ -67,12 +67,20 @@ def totp_enrol_confirm(
 ) -> TOTPDevice:
     """Confirm a pending TOTP device with a first code from the app."""
     _ensure_change_allowed(request=request, user=user)
+    # A wrong code commits like a right one: its audit event and django-otp's throttle
+    # count must survive, or the enrolment code could be guessed without a trace.
     with action_transaction():
         session_hold(request=request, user=user)  # the user row first; the session still good
         locked = TOTPDevice.objects.select_for_update().get(
             pk=device.pk, user=user, confirmed=False
         )
-        if not locked.verify_token(code.strip()[:16]):
+        accepted = locked.verify_token(code.strip()[:16])
+        if accepted:
+            locked.confirmed = True
+            locked.name = name.strip()[:64] or "Authenticator app"
+            locked.save(update_fields=["confirmed", "name"])
+            factor_added(request=request, user=user, device=locked)
+        else:
             audit_record(
                 actor=user,
                 action=AuditAction.AUTH_OTP_FAILED,
@@ -80,11 +88,8 @@ def totp_enrol_confirm(
                 extra={"factor": "totp", "device": locked.pk, "reason": "enrolment_code"},
                 request=request,
             )
-            raise SignInError(CODE_FAILURE)
-        locked.confirmed = True
-        locked.name = name.strip()[:64] or "Authenticator app"
-        locked.save(update_fields=["confirmed", "name"])
-        factor_added(request=request, user=user, device=locked)
+    if not accepted:
+        raise SignInError(CODE_FAILURE)
     return locked
 
 

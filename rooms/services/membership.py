@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404
 
@@ -272,7 +272,12 @@ def room_invitation_accept(*, actor: User, invitation: RoomInvitation) -> Member
     Locks: the invitee, then the room; the audit chain last.
     """
     if invitation.invitee_id != actor.pk:
-        raise PermissionDenied("this invitation is not yours")
+        raise room_refused(
+            actor=actor,
+            room=invitation.room,
+            reason="invitation of another",
+            message="this invitation is not yours",
+        )
     room = invitation.room
     require_not_archived(actor=actor, room=room)
     user_key_create(user=actor)

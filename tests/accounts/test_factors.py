@@ -61,6 +61,10 @@ def test_a_wrong_enrolment_code_confirms_nothing(user: User) -> None:
     assert not TOTPDevice.objects.filter(user=user, confirmed=True).exists()
     assert client.get("/accounts/").status_code == 302
     assert not events("factor.added")
+    # the failure is on the record and counts toward django-otp's throttle
+    failed = events("auth.otp.failed")
+    assert [e.extra["reason"] for e in failed] == ["enrolment_code"]
+    assert TOTPDevice.objects.get(user=user, confirmed=False).throttling_failure_count == 1
 
 
 @pytest.mark.django_db

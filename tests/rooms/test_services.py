@@ -150,6 +150,23 @@ def test_an_invitation_made_before_a_barrier_is_refused_on_acceptance() -> None:
     assert not Membership.objects.filter(room=room, user=trader).exists()
 
 
+def test_accepting_another_persons_invitation_is_refused_and_recorded() -> None:
+    owner, invitee, other = make_room_admin(), make_user(), make_user()
+    room = make_room(owner=owner)
+    invitation = room_invitation_send(actor=owner, room=room, invitee=invitee)
+    denied_before = AuditEvent.objects.filter(action="room.access.denied").count()
+
+    with pytest.raises(PermissionDenied, match="this invitation is not yours"):
+        room_invitation_accept(actor=other, invitation=invitation)
+
+    assert not Membership.objects.filter(room=room, user=other).exists()
+    assert RoomInvitation.objects.filter(pk=invitation.pk).exists()
+    refusals = AuditEvent.objects.filter(action="room.access.denied").order_by("seq")
+    assert refusals.count() == denied_before + 1
+    assert refusals.last().extra == {"reason": "invitation of another"}  # type: ignore[union-attr]
+    assert not AuditEvent.objects.filter(action="room.member.added", actor_id=other.pk).exists()
+
+
 def test_a_new_barrier_reports_the_rooms_that_now_violate_it() -> None:
     researcher, trader, owner = make_user(), make_user(), make_room_admin()
     room = make_room(owner=owner, members=(researcher, trader))
