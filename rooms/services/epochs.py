@@ -134,16 +134,23 @@ def room_epoch_shred(*, actor: User | SystemActor, epoch: RoomEpoch) -> None:
     epoch (a shredded epoch is never replaced by an older one).
     """
     with action_transaction():
-        room = Room.objects.select_for_update(no_key=True).get(pk=epoch.room_id)
-        if room.legal_hold:
-            raise LegalHoldError("the room is under legal hold; its keys cannot be destroyed")
-        copies = epoch_key_destroy(epoch=epoch)
-        audit_record(
-            actor=actor,
-            action=AuditAction.KEY_EPOCH_SHREDDED,
-            target=room,
-            extra={"epoch": epoch.number, "copies_destroyed": copies},
-        )
+        epoch_shred_locked(actor=actor, epoch=epoch)
+
+
+def epoch_shred_locked(*, actor: User | SystemActor, epoch: RoomEpoch) -> None:
+    """``room_epoch_shred``'s work, inside a caller's transaction (an action that also
+    shreds, such as retention): takes the room's row lock, refuses under legal hold.
+    Its key events are published after that transaction commits."""
+    room = Room.objects.select_for_update(no_key=True).get(pk=epoch.room_id)
+    if room.legal_hold:
+        raise LegalHoldError("the room is under legal hold; its keys cannot be destroyed")
+    copies = epoch_key_destroy(epoch=epoch)
+    audit_record(
+        actor=actor,
+        action=AuditAction.KEY_EPOCH_SHREDDED,
+        target=room,
+        extra={"epoch": epoch.number, "copies_destroyed": copies},
+    )
 
 
 def message_encrypt(

@@ -17,7 +17,7 @@ from pytest_django import Settings
 from accounts.services.tokens import api_token_create
 from rooms import render_cache
 from rooms.services import message_delete, message_edit, message_post
-from rooms.services.epochs import room_epoch_shred
+from rooms.services.epochs import epoch_shred_locked, room_epoch_shred
 from safechat.keyring import events
 from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import (
@@ -131,7 +131,7 @@ def test_a_shred_is_published_to_other_processes_only_after_commit(subscribed: N
         return found
 
     with transaction.atomic():
-        room_epoch_shred(actor=owner, epoch=RoomEpoch.objects.get(room=room, number=1))
+        epoch_shred_locked(actor=owner, epoch=RoomEpoch.objects.get(room=room, number=1))
         inside = published()
     after = published()
     listener.close()

@@ -56,6 +56,7 @@ NOT_ENTRY_POINTS = {
     "accounts.services.sessions.sessions_end_rows",
     "accounts.services.sessions.user_sessions_end",
     "rooms.services.barriers.user_groups_lock",
+    "rooms.services.epochs.epoch_shred_locked",
     "rooms.services.epochs.file_key_wrap",
     "rooms.services.epochs.message_encrypt",
     "rooms.services.epochs.room_epoch_start",  # also the scheduled rotation's one step
