@@ -53,8 +53,8 @@ from accounts.session_policy import (
     session_verdicts,
     touch_interval,
 )
+from rooms.socket import RoomSocketMixin, in_pool
 from rooms.socket_watch import socket_watch
-from rooms.stream import RoomStreamMixin, in_pool
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ ACTIVITY_FRAMES = frozenset(
 )
 
 
-class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     user: User
     session_id: int | None = None
     _verdict: SessionVerdict | None = None

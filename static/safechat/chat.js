@@ -1,7 +1,7 @@
 // SafeChat chat portal (templates/rooms/chat.html). An ES module with no build step.
 //
 // The page is rendered by the server; this module keeps it live through the one
-// WebSocket of the tab (protocol: rooms/stream.py). It never uses innerHTML except
+// WebSocket of the tab (protocol: docs/realtime.md; server side: rooms/socket/). It never uses innerHTML except
 // for a message's `html`, which the server rendered and sanitised (rooms/markdown.py).
 // Everything else is built with DOM nodes and textContent.
 

@@ -324,7 +324,7 @@ def test_two_toggles_through_the_api_at_once_never_answer_500(settings: Any) -> 
 def test_a_repeated_socket_post_with_one_client_id_stores_one_message(
     broadcasts: list[tuple[str, dict[str, Any]]],
 ) -> None:
-    from rooms.stream import _post
+    from rooms.socket.database import message_store as _post
 
     # given a member
     owner = make_room_admin()
