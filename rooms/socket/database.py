@@ -17,9 +17,9 @@ from django.http import Http404
 
 from accounts.models import User
 from rooms import selectors, services
-from rooms.api.serializers import message_json
 from rooms.models import Room
 from rooms.socket.protocol import SYNC_PAGE
+from rooms.wire import WireMessage, message_json
 
 
 def in_pool(func: Any) -> Any:
@@ -40,7 +40,7 @@ def room_viewable(user: User, room_id: int) -> bool:
     return selectors.rooms_for_user(user=user).filter(pk=room_id).exists()
 
 
-def messages_missed(user: User, room_id: int, after: int) -> list[dict[str, Any]]:
+def messages_missed(user: User, room_id: int, after: int) -> list[WireMessage]:
     """Up to SYNC_PAGE messages of the room after ``after``, oldest first."""
     room = selectors.room_get_for_user(user=user, room_id=room_id)
     page = selectors.message_page(reader=user, room=room, after=after, limit=SYNC_PAGE)
@@ -48,7 +48,7 @@ def messages_missed(user: User, room_id: int, after: int) -> list[dict[str, Any]
     return [message_json(m) for m in page]
 
 
-def message_loaded(user: User, message_id: int) -> dict[str, Any] | None:
+def message_loaded(user: User, message_id: int) -> WireMessage | None:
     """The message as ``user`` sees it now; None if they may no longer see it."""
     try:
         message = selectors.message_get_for_user(user=user, message_id=message_id)

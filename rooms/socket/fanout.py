@@ -6,47 +6,24 @@ user's copy of the epoch key: from this process's key cache when that user's cop
 opened here recently (no database, so on the event loop), otherwise from the database
 on the thread pool. A reader without a copy (removed: removal starts a new epoch, or
 joined without history) gets nothing. The HTML is rendered once per process and shared
-(``rooms.render_cache``).
+(``rooms.wire.message_json_shared``).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
 
 from accounts.models import User
-from rooms import render_cache
-from rooms.api.serializers import message_json
-from rooms.selectors import TEXT_INTEGRITY_FAILURE, TEXT_OK, MessageView
+from rooms.selectors import TEXT_INTEGRITY_FAILURE
 from rooms.socket.database import in_pool
+from rooms.wire import WireMessage, message_json, message_json_shared, message_view_sealed
 from safechat.crypto import CryptoError
+from safechat.events import MessageNew
 from safechat.keyring.errors import IntegrityFailure
 from safechat.keyring.services import message_decrypt, message_decrypt_if_cached
 
 
-def _sealed_view(
-    event: dict[str, Any], text: str | None, html: str | None, status: str = TEXT_OK
-) -> MessageView:
-    sealed = event["sealed"]
-    return MessageView(
-        id=int(event["message_id"]),
-        room_id=int(event["room_id"]),
-        seq=int(sealed["seq"]),
-        sender_id=int(sealed["sender_id"]),
-        sender=str(sealed["sender"]),
-        parent_id=sealed["parent_id"],
-        created_at=datetime.fromisoformat(sealed["created_at"]),
-        edited_at=None,
-        deleted=False,
-        text=text,
-        html=html,
-        reactions={},
-        text_status=status,
-    )
-
-
-def sealed_open(user_id: int, event: dict[str, Any], *, cached_only: bool) -> str | None:
+def sealed_open(user_id: int, event: MessageNew, *, cached_only: bool) -> str | None:
     """The text of ``message.new`` opened with ``user_id``'s key copy; None without one.
 
     ``cached_only``: only with a key this process already opened for this user, which
@@ -72,7 +49,7 @@ def sealed_open(user_id: int, event: dict[str, Any], *, cached_only: bool) -> st
         return None
 
 
-async def message_new_for(user: User, event: dict[str, Any]) -> dict[str, Any] | None:
+async def message_new_for(user: User, event: MessageNew) -> WireMessage | None:
     """The ``message`` of a ``message.new`` frame for ``user``; None if they cannot open it.
     A message failing its integrity check is shown as such, never as text, never dropped."""
     try:
@@ -83,14 +60,13 @@ async def message_new_for(user: User, event: dict[str, Any]) -> dict[str, Any] |
         try:
             text = await in_pool(sealed_open)(user.pk, event, cached_only=False)
         except IntegrityFailure:  # shown as such, never as text, never silently dropped
-            return message_json(_sealed_view(event, None, None, TEXT_INTEGRITY_FAILURE))
+            return message_json(
+                message_view_sealed(event, text=None, text_status=TEXT_INTEGRITY_FAILURE)
+            )
         if text is None:
             return None
-    html = await render_cache.rendered_once(
-        message_id=int(event["message_id"]),
-        revision=int(event["sealed"]["revision"]),
-        room_id=int(event["room_id"]),
+    return await message_json_shared(
+        message_view_sealed(event, text=text),
         epoch=int(event["sealed"]["epoch"]),
-        text=text,
+        revision=int(event["sealed"]["revision"]),
     )
-    return message_json(_sealed_view(event, text, html))

@@ -18,11 +18,12 @@ from channels.db import database_sync_to_async
 from django.http import Http404
 
 from accounts.models import User
-from rooms import presence, realtime
+from rooms import presence
 from rooms.socket import database, fanout, protocol
 from rooms.socket.database import in_pool
 from rooms.socket.protocol import ClientError, frame_client_id, frame_id, frame_text
 from rooms.write_threads import in_room_thread
+from safechat.events import Event, Frame, MessageNew, publish_now, room_group
 
 
 class RoomSocketMixin:
@@ -62,14 +63,14 @@ class RoomSocketMixin:
     async def rooms_refresh(self) -> None:
         """Join every subscribed room's group again (restarts the layer's group expiry)."""
         for room_id in list(self.room_ids):
-            await self.channel_layer.group_add(realtime.room_group(room_id), self.channel_name)
+            await self.channel_layer.group_add(room_group(room_id), self.channel_name)
 
     async def _subscribe(self, room_id: int) -> None:
-        await self.channel_layer.group_add(realtime.room_group(room_id), self.channel_name)
+        await self.channel_layer.group_add(room_group(room_id), self.channel_name)
         self.room_ids.add(room_id)
 
     async def _unsubscribe(self, room_id: int) -> None:
-        await self.channel_layer.group_discard(realtime.room_group(room_id), self.channel_name)
+        await self.channel_layer.group_discard(room_group(room_id), self.channel_name)
         self.room_ids.discard(room_id)
 
     # --- presence ----------------------------------------------------------------------------
@@ -84,15 +85,12 @@ class RoomSocketMixin:
 
     async def _presence_announce(self, state: str) -> None:
         for room_id in self.room_ids:
-            await self.channel_layer.group_send(
-                realtime.room_group(room_id),
-                {
-                    "type": "room.event",
-                    "event": "presence",
-                    "room_id": room_id,
-                    "user_id": self.user.pk,
-                    "state": state,
-                },
+            await publish_now(
+                self.channel_layer,
+                Event.PRESENCE,
+                room_id=room_id,
+                user_id=self.user.pk,
+                state=state,
             )
 
     # --- frames from the client ------------------------------------------------------------
@@ -104,7 +102,7 @@ class RoomSocketMixin:
         if self._flood.strikes >= protocol.FLOOD_STRIKES_BEFORE_CLOSE:
             await self.close(code=protocol.CLOSE_FLOODING)
             return False
-        await self.send_json({"type": "error", "code": "rate_limited", "detail": "slow down"})
+        await self.send_json({"type": Event.ERROR, "code": "rate_limited", "detail": "slow down"})
         return False
 
     async def rooms_frame(self, content: dict[str, Any]) -> None:
@@ -114,13 +112,13 @@ class RoomSocketMixin:
         handler = FRAME_HANDLERS.get(content["type"])
         if handler is None:
             await self.send_json(
-                {"type": "error", "code": "unknown_type", "detail": "unknown frame type"}
+                {"type": Event.ERROR, "code": "unknown_type", "detail": "unknown frame type"}
             )
             return
         await protocol.frame_answered(self.send_json, content, lambda: handler(self, content))
 
     async def _on_ping(self, content: dict[str, Any]) -> None:
-        await self.send_json({"type": "pong"})
+        await self.send_json({"type": Event.PONG})
         state = self._presence_state
         refreshed = time.monotonic() - self._presence_refreshed
         if state is not None and refreshed > protocol.PRESENCE_REFRESH:
@@ -137,7 +135,7 @@ class RoomSocketMixin:
         states = await in_pool(presence.presence_of)(user_ids=member_ids)
         await self.send_json(
             {
-                "type": "presence.snapshot",
+                "type": Event.PRESENCE_SNAPSHOT,
                 "room_id": room_id,
                 "states": {str(user_id): state for user_id, state in states.items()},
             }
@@ -167,7 +165,7 @@ class RoomSocketMixin:
                 # A room lost while offline must not stop the resync of the others.
                 await self.send_json(
                     {
-                        "type": "error",
+                        "type": Event.ERROR,
                         "code": "not_found",
                         "detail": "no such room",
                         "room_id": room_id,
@@ -177,11 +175,11 @@ class RoomSocketMixin:
             self._sync_pacer.spend(1 + len(missed))
             for message in missed:
                 await self.send_json(
-                    {"type": "message.new", "room_id": room_id, "message": message}
+                    {"type": Event.MESSAGE_NEW, "room_id": room_id, "message": message}
                 )
             if len(missed) >= protocol.SYNC_PAGE:
                 more[str(room_id)] = int(missed[-1]["id"])
-        await self.send_json({"type": "sync.done", "more": more})
+        await self.send_json({"type": Event.SYNC_DONE, "more": more})
 
     async def _on_post(self, content: dict[str, Any]) -> None:
         room_id = frame_id(content, "room_id")
@@ -192,7 +190,7 @@ class RoomSocketMixin:
         message_id = await in_room_thread(room_id, database.message_store)(
             self.user, room_id, frame_text(content), parent_id, content.get("client_id")
         )
-        frame: dict[str, Any] = {"type": "ack", "message_id": message_id}
+        frame: dict[str, Any] = {"type": Event.ACK, "message_id": message_id}
         client_id = frame_client_id(content)
         if client_id is not None:
             frame["client_id"] = client_id
@@ -221,15 +219,7 @@ class RoomSocketMixin:
         if now - self._last_typing.get(room_id, 0.0) < protocol.TYPING_MIN_INTERVAL:
             return
         self._last_typing[room_id] = now
-        await self.channel_layer.group_send(
-            realtime.room_group(room_id),
-            {
-                "type": "room.event",
-                "event": "typing",
-                "room_id": room_id,
-                "user_id": self.user.pk,
-            },
-        )
+        await publish_now(self.channel_layer, Event.TYPING, room_id=room_id, user_id=self.user.pk)
 
     async def _on_presence(self, content: dict[str, Any]) -> None:
         state = content.get("state")
@@ -239,65 +229,94 @@ class RoomSocketMixin:
 
     # --- events from the channel layer ----------------------------------------------------
     async def room_event(self, event: dict[str, Any]) -> None:
+        """An event published to a room's group (``safechat.events``): sent on as the frame
+        of the same name with the same payload, unless ROOM_EVENT_HANDLERS make it the
+        reader's own (a message opened or loaded for them; typing never to its typist)."""
         room_id = int(event["room_id"])
         if room_id not in self.room_ids:
             return  # discarded, or a late event for a room this socket left
-        kind = event["event"]
-        if kind == "message.new":
-            message = await fanout.message_new_for(self.user, event)
-            if message is not None:
-                await self.send_json({"type": kind, "room_id": room_id, "message": message})
-        elif kind in ("message.edited", "message.reactions"):
-            message = await in_pool(database.message_loaded)(self.user, int(event["message_id"]))
-            if message is not None:
-                await self.send_json({"type": kind, "room_id": room_id, "message": message})
-        elif kind == "message.deleted":
-            await self.send_json(
-                {"type": kind, "room_id": room_id, "message_id": event["message_id"]}
-            )
-        elif kind == "typing":
-            if event["user_id"] != self.user.pk:
-                await self.send_json(
-                    {"type": "typing", "room_id": room_id, "user_id": event["user_id"]}
-                )
-        elif kind in (
-            "presence",
-            "read.marker",
-            "member.added",
-            "member.removed",
-            "member.updated",
-        ):
-            frame = {k: v for k, v in event.items() if k not in ("type", "event")}
-            await self.send_json({"type": kind, **frame})
-        elif kind in ("room.updated", "room.archived"):
-            await self.send_json({"type": kind, "room_id": room_id})
+        name = event["event"]
+        handler = ROOM_EVENT_HANDLERS.get(name)
+        if handler is not None:
+            await handler(self, event)
+        elif name in _EVENTS:
+            await self.send_json(_frame_of(event))
 
-    async def room_revoked(self, event: dict[str, Any]) -> None:
+    async def _message_new(self, event: dict[str, Any]) -> None:
+        sealed: MessageNew = {
+            "room_id": event["room_id"],
+            "message_id": event["message_id"],
+            "sealed": event["sealed"],
+        }
+        message = await fanout.message_new_for(self.user, sealed)
+        if message is not None:
+            await self.send_json(
+                {"type": Event.MESSAGE_NEW, "room_id": sealed["room_id"], "message": message}
+            )
+
+    async def _message_changed(self, event: dict[str, Any]) -> None:
+        message = await in_pool(database.message_loaded)(self.user, int(event["message_id"]))
+        if message is not None:
+            await self.send_json(
+                {"type": event["event"], "room_id": int(event["room_id"]), "message": message}
+            )
+
+    async def _typing(self, event: dict[str, Any]) -> None:
+        if event["user_id"] != self.user.pk:
+            await self.send_json(_frame_of(event))
+
+    async def rooms_user_event(self, event: dict[str, Any]) -> None:
+        """An event published to this socket's person (``safechat.events``), other than
+        ``access.changed`` (the consumer's): sent on as it is unless USER_EVENT_HANDLERS
+        act on it first."""
+        name = event["event"]
+        handler = USER_EVENT_HANDLERS.get(name)
+        if handler is not None:
+            await handler(self, event)
+        elif name in _EVENTS:
+            await self.send_json(_frame_of(event))
+
+    async def _room_revoked(self, event: dict[str, Any]) -> None:
         """Removed from a room: stop delivery at once, then tell the client."""
         room_id = int(event["room_id"])
         await self._unsubscribe(room_id)
-        await self.send_json({"type": "room.revoked", "room_id": room_id})
+        await self.send_json({"type": Event.ROOM_REVOKED, "room_id": room_id})
 
-    async def room_granted(self, event: dict[str, Any]) -> None:
+    async def _room_granted(self, event: dict[str, Any]) -> None:
         room_id = int(event["room_id"])
         if await in_pool(database.room_viewable)(self.user, room_id):
             await self._subscribe(room_id)
-            await self.send_json({"type": "room.granted", "room_id": room_id})
-
-    async def user_mentioned(self, event: dict[str, Any]) -> None:
-        await self.send_json(
-            {"type": "mention", "room_id": event["room_id"], "message_id": event["message_id"]}
-        )
+            await self.send_json({"type": Event.ROOM_GRANTED, "room_id": room_id})
 
 
-FRAME_HANDLERS: dict[str, Callable[[Any, dict[str, Any]], Awaitable[None]]] = {
-    "ping": RoomSocketMixin._on_ping,
-    "sync": RoomSocketMixin._on_sync,
-    "message.post": RoomSocketMixin._on_post,
-    "message.edit": RoomSocketMixin._on_edit,
-    "message.delete": RoomSocketMixin._on_delete,
-    "read": RoomSocketMixin._on_read,
-    "typing": RoomSocketMixin._on_typing,
-    "presence": RoomSocketMixin._on_presence,
-    "presence.get": RoomSocketMixin._on_presence_get,
+def _frame_of(event: dict[str, Any]) -> dict[str, Any]:
+    """The client frame of a layer event: its name as ``type``, then its payload."""
+    payload = {k: v for k, v in event.items() if k not in ("type", "event")}
+    return {"type": event["event"], **payload}
+
+
+_EVENTS = frozenset(Event)
+Handler = Callable[[Any, dict[str, Any]], Awaitable[None]]
+
+# Keyed by the names the portal reads from the page (``safechat.events.client_names``).
+FRAME_HANDLERS: dict[str, Handler] = {
+    Frame.PING: RoomSocketMixin._on_ping,
+    Frame.SYNC: RoomSocketMixin._on_sync,
+    Frame.MESSAGE_POST: RoomSocketMixin._on_post,
+    Frame.MESSAGE_EDIT: RoomSocketMixin._on_edit,
+    Frame.MESSAGE_DELETE: RoomSocketMixin._on_delete,
+    Frame.READ: RoomSocketMixin._on_read,
+    Frame.TYPING: RoomSocketMixin._on_typing,
+    Frame.PRESENCE: RoomSocketMixin._on_presence,
+    Frame.PRESENCE_GET: RoomSocketMixin._on_presence_get,
+}
+ROOM_EVENT_HANDLERS: dict[str, Handler] = {
+    Event.MESSAGE_NEW: RoomSocketMixin._message_new,
+    Event.MESSAGE_EDITED: RoomSocketMixin._message_changed,
+    Event.MESSAGE_REACTIONS: RoomSocketMixin._message_changed,
+    Event.TYPING: RoomSocketMixin._typing,
+}
+USER_EVENT_HANDLERS: dict[str, Handler] = {
+    Event.ROOM_REVOKED: RoomSocketMixin._room_revoked,
+    Event.ROOM_GRANTED: RoomSocketMixin._room_granted,
 }

@@ -22,13 +22,12 @@ from django.test import Client
 from pytest_django import Settings
 
 from accounts.models import User, UserSession
-from accounts.realtime import user_group
 from audit.models import AuditEvent
 from rooms import consumers, presence
 from rooms.models import Message, Room
-from rooms.realtime import room_group
 from rooms.services import message_post
 from safechat.asgi import application
+from safechat.events import room_group, user_group
 from safechat.keyring.models import SealedEpochKey
 from tests.accounts.factories import grant_role, make_user, sign_in_client
 from tests.rooms.factories import make_room
