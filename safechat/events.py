@@ -8,7 +8,8 @@ block of the page (:func:`client_names`), never from strings typed again in chat
 
 * :class:`Event`: the name of every frame the server sends a client (and
   ``access.changed``, a hint to the socket itself), with one payload type per event in
-  :data:`PAYLOADS` and who hears it in :data:`AUDIENCE`;
+  :data:`PAYLOADS` (and in :data:`FRAMES` where the client's frame differs) and who
+  hears it in :data:`AUDIENCE`;
 * :class:`Frame`: the name of every frame a client sends;
 * groups on the channel layer: ``room.<id>`` for everyone subscribed to a room,
   ``user.<id>`` for every socket of one person.
@@ -24,14 +25,14 @@ change; no client ever hears it.
 A new event: a member of :class:`Event`, its payload type, its entry in
 :data:`PAYLOADS` and :data:`AUDIENCE`; ``publish(Event.X, ...)`` in the service; a
 handler under ``EVENT.X`` in chat.js (the socket forwards a room or user event's payload
-as it is unless it has a handler of its own). ``tests/test_events.py`` checks every
-service's events against these types.
+as it is unless it has a handler of its own). ``tests/safechat/test_events.py`` checks every
+service's events against these types, ``tests/rooms/test_socket_contract.py`` every
+frame a socket sends.
 
 This module is a lower layer: it imports no app of the project.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: TypedDict must see ``NotRequired`` itself.
 import asyncio
 import logging
 import os
@@ -231,6 +232,25 @@ PAYLOADS: dict[Event, type[Any]] = {
     Event.SESSION_EXPIRING: SessionExpiring,
     Event.SESSION_EXTENDED: Nothing,
     Event.SESSION_ENDED: SessionEnded,
+}
+
+
+class MessageFrame(TypedDict):
+    """``message.new``, ``message.edited``, ``message.reactions`` as a client receives them:
+    the message as this reader sees it (``rooms.wire.WireMessage``)."""
+
+    room_id: int
+    message: dict[str, Any]
+
+
+# What a client receives as each event's frame (without its ``type``): the published
+# payload, except where the socket makes it the reader's own. ``access.changed`` is
+# heard by the socket only.
+FRAMES: dict[Event, type[Any]] = {
+    **{event: kind for event, kind in PAYLOADS.items() if event is not Event.ACCESS_CHANGED},
+    Event.MESSAGE_NEW: MessageFrame,
+    Event.MESSAGE_EDITED: MessageFrame,
+    Event.MESSAGE_REACTIONS: MessageFrame,
 }
 
 _ROOM_EVENTS = {
