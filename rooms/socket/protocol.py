@@ -19,6 +19,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 
 from rooms.errors import RateLimitedError
+from safechat.events import Event
 from safechat.keyring.errors import IntegrityFailure
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def frame_client_id(content: dict[str, Any]) -> str | None:
 
 def error_frame(content: dict[str, Any], code: str, detail: str) -> dict[str, Any]:
     """The ``error`` frame answering ``content``; it names the frame's ``client_id``."""
-    frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
+    frame: dict[str, Any] = {"type": Event.ERROR, "code": code, "detail": detail}
     client_id = frame_client_id(content)
     if client_id is not None:
         frame["client_id"] = client_id
