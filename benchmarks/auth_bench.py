@@ -148,7 +148,7 @@ async def _one_socket(port: int, cookie: str, seconds: float, latencies: list[fl
             await ws.send('{"type": "ping"}')
             await ws.recv()
             latencies.append(time.perf_counter() - begin)
-            # rooms.stream closes sockets sending over 8 frames/s; stay well under.
+            # rooms.socket closes sockets sending over 8 frames/s; stay well under.
             await asyncio.sleep(PING_INTERVAL)
 
 

@@ -13,7 +13,7 @@ connect time: ``accounts.session_policy`` re-derives it from the database
 * on the socket's own timer, at its session's next deadline (and
   ``SAFECHAT_SESSION_WARNING_SECONDS`` before it, to send ``session.expiring``: the
   portal lets the person stay, WCAG 2.2.1);
-* at once when an ``access.changed`` hint arrives on ``user.<id>``.
+* at once when an ``access.changed`` hint arrives on ``user.<id>`` (``safechat.events``).
 
 A refusal closes the socket with 4410 (after a ``session.ended`` frame saying why); a
 session found past its idle or absolute limit is ended and audited. The user object
@@ -53,8 +53,9 @@ from accounts.session_policy import (
     session_verdicts,
     touch_interval,
 )
+from rooms.socket import RoomSocketMixin, in_pool
 from rooms.socket_watch import socket_watch
-from rooms.stream import RoomStreamMixin, in_pool
+from safechat.events import Event, Frame, user_group
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +69,17 @@ CLOSE_SERVER_ERROR = 1011  # RFC 6455: an unexpected condition on the server
 # follows every message shown), so those do not: an unattended tab in a busy room
 # still times out.
 ACTIVITY_FRAMES = frozenset(
-    {"message.post", "message.edit", "message.delete", "typing", "session.extend"}
+    {
+        Frame.MESSAGE_POST,
+        Frame.MESSAGE_EDIT,
+        Frame.MESSAGE_DELETE,
+        Frame.TYPING,
+        Frame.SESSION_EXTEND,
+    }
 )
 
 
-class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     user: User
     session_id: int | None = None
     _verdict: SessionVerdict | None = None
@@ -151,9 +158,7 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
         self._verdict_set(verdict)
         self._touched_at = verdict.row.last_seen_at.timestamp() if verdict.row else 0.0
         try:
-            await self.channel_layer.group_add(
-                accounts_realtime.user_group(self.user.pk), self.channel_name
-            )
+            await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
             await self.accept()
             await self.rooms_join()
         except Exception:  # the channel layer (Redis) is down: nothing could reach us
@@ -188,9 +193,7 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
         except Exception:
             logger.warning("socket clean-up: leaving rooms failed", exc_info=True)
         with contextlib.suppress(Exception):
-            await self.channel_layer.group_discard(
-                accounts_realtime.user_group(self.user.pk), self.channel_name
-            )
+            await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
 
     async def _end(self, reason: str | None) -> None:
         """Close a socket whose session the policy refused, with 4410 and the reason
@@ -203,7 +206,7 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
         if reason in (IDLE, ABSOLUTE) and self.session_id is not None:
             await database_sync_to_async(session_expire)(session_id=self.session_id, reason=reason)
         with contextlib.suppress(Exception):
-            await self.send_json({"type": "session.ended", "reason": reason})
+            await self.send_json({"type": Event.SESSION_ENDED, "reason": reason})
         await self.close(code=CLOSE_SESSION_ENDED)
 
     # --- the verdict ---------------------------------------------------------------------
@@ -323,7 +326,7 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
         reason = IDLE if verdict.idle_deadline <= verdict.absolute_deadline else ABSOLUTE
         await self.send_json(
             {
-                "type": "session.expiring",
+                "type": Event.SESSION_EXPIRING,
                 "reason": reason,
                 "seconds": max(0, int(seconds_left)),
                 "extendable": reason == IDLE,
@@ -334,13 +337,18 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
         """Join every group again: a group membership expires in the layer after its
         ``group_expiry``, and joining again restarts that clock."""
         self._groups_refreshed = time.monotonic()
-        await self.channel_layer.group_add(
-            accounts_realtime.user_group(self.user.pk), self.channel_name
-        )
+        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
         await self.rooms_refresh()
 
     # --- events on user.<id> -------------------------------------------------------------
-    async def access_changed(self, event: dict[str, Any]) -> None:
+    async def user_event(self, event: dict[str, Any]) -> None:
+        """An event for this socket's person (``safechat.events``, audience ``user``)."""
+        if event["event"] == Event.ACCESS_CHANGED:
+            await self._access_changed()
+        else:
+            await self.rooms_user_event(event)
+
+    async def _access_changed(self) -> None:
         """Something this socket's right depends on changed: decide again, now."""
         if self.session_id is None or self._torn_down:
             return
@@ -356,27 +364,27 @@ class ChatConsumer(RoomStreamMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             return
         # A malformed frame is a recoverable client mistake: answer, keep the socket.
         if text_data is None:
-            await self.send_json({"type": "error", "code": "bad_frame", "detail": "text only"})
+            await self.send_json({"type": Event.ERROR, "code": "bad_frame", "detail": "text only"})
             return
         try:
             content = json.loads(text_data)
         except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
-            await self.send_json({"type": "error", "code": "bad_frame", "detail": "not JSON"})
+            await self.send_json({"type": Event.ERROR, "code": "bad_frame", "detail": "not JSON"})
             return
         await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
             await self.send_json(
-                {"type": "error", "code": "bad_frame", "detail": "a frame is an object"}
+                {"type": Event.ERROR, "code": "bad_frame", "detail": "a frame is an object"}
             )
             return
-        if content["type"] == "session.extend":
+        if content["type"] == Frame.SESSION_EXTEND:
             if not await self.rooms_flood_check():
                 return
             await self._activity(force=True)
             self._warned_deadline = 0.0
-            await self.send_json({"type": "session.extended"})
+            await self.send_json({"type": Event.SESSION_EXTENDED})
             return
         if content["type"] in ACTIVITY_FRAMES:
             await self._activity()

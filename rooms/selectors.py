@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final, Literal
 
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import CharField, Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
@@ -17,7 +18,6 @@ from guardian.models import UserObjectPermission
 
 from accounts.models import User
 from rooms import permissions as perms
-from rooms.markdown import render_markdown
 from rooms.models import Membership, Message, MessageRevision, Reaction, Room
 from safechat.crypto import CryptoError
 from safechat.keyring.errors import IntegrityFailure
@@ -26,8 +26,17 @@ from safechat.keyring.services import message_decrypt
 PAGE_SIZE_MAX = 100
 
 
+TextStatus = Literal["ok", "unavailable", "integrity_failure"]
+TEXT_OK: Final = "ok"
+TEXT_UNAVAILABLE: Final = "unavailable"  # no key copy: shredded, or never held
+TEXT_INTEGRITY_FAILURE: Final = "integrity_failure"  # tampered or corrupt: reported
+
+
 @dataclass(frozen=True)
 class MessageView:
+    """A message as its reader may see it: data, never markup (``rooms.wire`` renders it
+    and puts it on the wire)."""
+
     id: int
     room_id: int
     seq: int
@@ -39,15 +48,9 @@ class MessageView:
     deleted: bool
     # None when deleted, or when the key is gone (shredded by policy, or never held).
     text: str | None
-    html: str | None
     reactions: dict[str, list[int]] = field(default_factory=dict)
-    # Why ``text`` is None, for a message that is not deleted (TEXT_* below).
-    text_status: str = "ok"
-
-
-TEXT_OK = "ok"
-TEXT_UNAVAILABLE = "unavailable"  # no key copy: shredded, or never held
-TEXT_INTEGRITY_FAILURE = "integrity_failure"  # tampered or corrupt: reported
+    # Why ``text`` is None, for a message that is not deleted (TEXT_* above).
+    text_status: TextStatus = TEXT_OK
 
 
 def _view_permission(user: User) -> QuerySet[UserObjectPermission]:
@@ -135,7 +138,7 @@ def _decrypt_for(
 
 def _open_for(
     reader: User, message: Message, stored: Message | MessageRevision | None = None
-) -> tuple[str | None, str]:
+) -> tuple[str | None, TextStatus]:
     """(text, TEXT_* status) of ``message`` or its revision ``stored`` for ``reader``.
 
     An integrity failure is never shown as text (the keyring reported it).
@@ -198,7 +201,6 @@ def message_view(
         edited_at=message.edited_at,
         deleted=deleted,
         text=text,
-        html=render_markdown(text) if text is not None else None,
         reactions=reactions,
         text_status=status,
     )

@@ -27,7 +27,8 @@ from rooms import forms, selectors, services
 from rooms import permissions as perms
 from rooms.errors import RateLimitedError
 from rooms.models import Membership, Room
-from rooms.selectors import MessageView
+from rooms.wire import RenderedMessage, message_rendered
+from safechat.events import client_names
 from safechat.keyring.errors import IntegrityFailure
 from safechat.middleware import INTEGRITY_FAILURE_MESSAGE
 
@@ -47,13 +48,13 @@ def _user(request: HttpRequest) -> User:
 class Thread:
     """A message of the page with the replies to it that are in the page too."""
 
-    message: MessageView
-    replies: list[MessageView] = field(default_factory=list)
+    message: RenderedMessage
+    replies: list[RenderedMessage] = field(default_factory=list)
     # A reply whose thread started before this page: shown on its own, marked as a reply.
     orphan: bool = False
 
 
-def _threads(page: list[MessageView]) -> list[Thread]:
+def _threads(page: list[RenderedMessage]) -> list[Thread]:
     """Oldest first; replies under their thread's first message (threads are one level deep)."""
     threads: dict[int, Thread] = {}
     ordered: list[Thread] = []
@@ -95,7 +96,10 @@ def chat(request: HttpRequest) -> HttpResponse:
         "urls": {"portal": reverse("rooms:chat"), "api": "/api/v1/", "socket": "/ws/"},
     }
     if room is not None:
-        page = selectors.message_page(reader=user, room=room, limit=PAGE_SIZE)
+        page = [
+            message_rendered(m)
+            for m in selectors.message_page(reader=user, room=room, limit=PAGE_SIZE)
+        ]
         if page and page[0].id > cursors.get(room.pk, (0, 0))[0]:
             config["cursors"][str(room.pk)] = [page[0].id, page[0].seq]
         members = list(selectors.room_members(user=user, room=room))
@@ -137,6 +141,8 @@ def chat(request: HttpRequest) -> HttpResponse:
             },
         }
     context["config"] = config
+    # The socket's event and frame names, which chat.js keys its handlers by.
+    context["socket_names"] = client_names()
     return render(request, "rooms/chat.html", context)
 
 

@@ -4,7 +4,7 @@ Channels runs every ``database_sync_to_async`` call of a process on one thread, 
 slow post would hold up every other socket's. Posts go instead to one of
 ``SAFECHAT_SOCKET_WRITE_THREADS`` single-thread executors, chosen by room: rooms post
 side by side, each on its own database connection, while one room's posts stay in
-order from commit to broadcast (the per-loop outbox in ``rooms.realtime`` keeps the
+order from commit to broadcast (the per-loop outbox in ``safechat.events`` keeps the
 order in which each thread hands them over).
 """
 

@@ -1,7 +1,7 @@
 """Browser sessions and credentials: start, rotate, end, and the credential epoch.
 
 Ending a session or changing a credential tells the user's live sockets to re-check
-(``accounts.realtime.access_changed``, after commit); the sockets, the pages and the
+(``access.changed``, published after commit: ``safechat.events``); the sockets, the pages and the
 API re-derive their right to act from the rows written here
 (``accounts.session_policy``).
 """
@@ -13,18 +13,17 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import logout
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts import realtime
 from accounts.models import ApiToken, User, UserSession
 from accounts.services._common import client_ip, client_user_agent, ensure_permission
 from accounts.session_policy import session_key_hash
 from audit.actions import AuditAction
 from audit.services import audit_record
 from safechat.actions import action, action_transaction
+from safechat.events import Event, publish
 
 
 def _current_key_hash(request: HttpRequest) -> str:
@@ -83,9 +82,7 @@ def sessions_end_rows(*, rows: list[UserSession], reason: str) -> None:
     now = timezone.now()
     UserSession.objects.filter(pk__in=[r.pk for r in rows]).update(ended_at=now, end_reason=reason)
     for user_id in sorted({row.user_id for row in rows}):
-        transaction.on_commit(
-            lambda user_id=user_id: realtime.access_changed(user_id=user_id, reason=reason)  # type: ignore[misc]
-        )
+        publish(Event.ACCESS_CHANGED, to_user=user_id, reason=reason)
 
 
 @action
@@ -186,7 +183,7 @@ def user_sessions_end(
     sessions_end_rows(rows=rows, reason=reason)
     if not rows:
         # Sockets re-check even when no row was live (defence in depth).
-        transaction.on_commit(lambda: realtime.access_changed(user_id=user.pk, reason=reason))
+        publish(Event.ACCESS_CHANGED, to_user=user.pk, reason=reason)
     return len(rows)
 
 

@@ -1,14 +1,16 @@
-"""Output shapes shared by the room API views."""
+"""Output shapes shared by the room API views.
+
+A message's JSON is built by ``rooms.wire.message_json`` (for the socket too);
+``MessageOutput`` documents it in the API's schema, field for field (a test keeps the
+two identical).
+"""
 
 from __future__ import annotations
-
-from datetime import datetime
-from typing import Any
 
 from rest_framework import serializers
 
 from rooms.models import Membership, Room
-from rooms.selectors import MessageView
+from rooms.wire import RenderedMessage
 
 
 class RoomOutput(serializers.ModelSerializer[Room]):
@@ -41,7 +43,8 @@ class MemberOutput(serializers.ModelSerializer[Membership]):
         fields = ["user_id", "username", "role", "joined_at", "last_read_message_id"]
 
 
-class MessageOutput(serializers.Serializer[MessageView]):
+# The schema of ``rooms.wire.WireMessage`` (a comment: a docstring would enter the schema).
+class MessageOutput(serializers.Serializer[RenderedMessage]):
     id = serializers.IntegerField()
     room_id = serializers.IntegerField()
     seq = serializers.IntegerField(
@@ -66,32 +69,3 @@ class MessageOutput(serializers.Serializer[MessageView]):
     )
     html = serializers.CharField(allow_null=True, help_text="sanitised Markdown rendering")
     reactions = serializers.DictField(child=serializers.ListField(child=serializers.IntegerField()))
-
-
-def _iso(moment: datetime | None) -> str | None:
-    # The same text DRF's DateTimeField gives with USE_TZ (UTC, "Z" suffix).
-    if moment is None:
-        return None
-    text = moment.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
-def message_json(view: MessageView) -> dict[str, Any]:
-    """``MessageOutput`` as a plain dict, built directly: this runs once per recipient
-    of every message, where the serializer machinery costs more than everything else.
-    A test keeps the two identical.
-    """
-    return {
-        "id": view.id,
-        "room_id": view.room_id,
-        "seq": view.seq,
-        "sender_id": view.sender_id,
-        "sender": view.sender,
-        "parent_id": view.parent_id,
-        "created_at": _iso(view.created_at),
-        "edited_at": _iso(view.edited_at),
-        "text": view.text,
-        "text_status": view.text_status,
-        "html": view.html,
-        "reactions": {emoji: list(users) for emoji, users in view.reactions.items()},
-    }

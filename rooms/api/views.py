@@ -24,9 +24,10 @@ from rest_framework.views import APIView
 
 from accounts.models import User
 from rooms import selectors, services
-from rooms.api.serializers import MemberOutput, MessageOutput, RoomOutput, message_json
+from rooms.api.serializers import MemberOutput, MessageOutput, RoomOutput
 from rooms.models import Membership, Message
 from rooms.services.messages import MAX_MESSAGE_BYTES
+from rooms.wire import message_json
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import Http404
 
 from accounts.models import User
@@ -11,7 +10,6 @@ from accounts.roles import MANAGE_USERS
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
-from rooms import realtime
 from rooms.models import Membership, Room, RoomInvitation
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
@@ -25,6 +23,7 @@ from rooms.services._common import (
 from rooms.services.barriers import barrier_require_allowed
 from rooms.services.epochs import room_epoch_start, room_keys_grant, room_keys_revoke
 from safechat.actions import action, action_transaction
+from safechat.events import Event, publish
 from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import user_key_create
 from safechat.locks import rows_locked
@@ -99,7 +98,8 @@ def _membership_insert(
             target=room,
             extra={"member": user.pk, "role": role, "epochs_granted": granted},
         )
-        transaction.on_commit(lambda: realtime.member_added(room_id=room.pk, user_id=user.pk))
+        publish(Event.ROOM_GRANTED, to_user=user.pk, room_id=room.pk)
+        publish(Event.MEMBER_ADDED, room_id=room.pk, user_id=user.pk)
         if permission is None:  # the invitee joined on their own invitation
             audit_record(
                 actor=actor, action=AuditAction.ROOM_INVITATION_ACCEPTED, target=room, extra={}
@@ -174,7 +174,9 @@ def _membership_delete(*, actor: User, room: Room, member: User, permission: str
         target=room,
         extra={"member": member.pk},
     )
-    transaction.on_commit(lambda: realtime.member_removed(room_id=room.pk, user_id=member.pk))
+    # Delivery to the removed member stops first, then the others hear of it.
+    publish(Event.ROOM_REVOKED, to_user=member.pk, room_id=room.pk)
+    publish(Event.MEMBER_REMOVED, room_id=room.pk, user_id=member.pk)
 
 
 @action
@@ -222,9 +224,7 @@ def _membership_role_set(*, actor: User, room: Room, member: User, role: str) ->
         target=room,
         extra={"member": member.pk, "from": previous, "to": role},
     )
-    transaction.on_commit(
-        lambda: realtime.room_event(room_id=room.pk, event="member.updated", user_id=member.pk)
-    )
+    publish(Event.MEMBER_UPDATED, room_id=room.pk, user_id=member.pk)
     return membership
 
 

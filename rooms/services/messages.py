@@ -17,7 +17,6 @@ from accounts.models import User
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
-from rooms import realtime
 from rooms.errors import IdempotencyKeyReusedError
 from rooms.models import Membership, Mention, Message, MessageRevision, Reaction, Room
 from rooms.ratelimit import Write, write_rate_check
@@ -29,7 +28,9 @@ from rooms.services._common import (
     room_refused,
 )
 from rooms.services.epochs import message_encrypt
+from rooms.wire import message_sealed
 from safechat.actions import action, action_transaction
+from safechat.events import Event, publish
 from safechat.keyring import events as key_events
 from safechat.locks import rows_locked
 
@@ -242,20 +243,15 @@ def _message_insert(
         extra={"room": room.pk, "epoch": epoch, "mentions": len(mentioned)},
     )
 
-    def broadcast() -> None:
-        realtime.message_posted(message=message, sender_name=sender.get_username())
-        for user_id in mentioned:
-            realtime.user_mentioned(user_id=user_id, room_id=room.pk, message_id=message.pk)
-
-    transaction.on_commit(broadcast)
-    return message
-
-
-def _announce(message: Message, event: str) -> None:
-    """Tell the message's room, once the transaction commits, that ``event`` happened to it."""
-    transaction.on_commit(
-        lambda: realtime.room_event(room_id=message.room_id, event=event, message_id=message.pk)
+    publish(
+        Event.MESSAGE_NEW,
+        room_id=room.pk,
+        message_id=message.pk,
+        sealed=message_sealed(message=message, sender_name=sender.get_username()),
     )
+    for user_id in mentioned:
+        publish(Event.MENTION, to_user=user_id, room_id=room.pk, message_id=message.pk)
+    return message
 
 
 def _own_live_message(*, actor: User, message: Message, action: str) -> Message:
@@ -316,7 +312,7 @@ def _message_revise(*, actor: User, message: Message, text: str) -> Message:
         extra={"room": message.room_id, "revision": revision},
     )
     key_events.message_changed(message_id=message.pk)  # renders of the old text, everywhere
-    _announce(message, "message.edited")
+    publish(Event.MESSAGE_EDITED, room_id=message.room_id, message_id=message.pk)
     return message
 
 
@@ -355,7 +351,7 @@ def _message_hide(*, actor: User, message: Message, permission: str) -> Message:
         extra={"room": room.pk, "by_sender": locked.sender_id == actor.pk},
     )
     key_events.message_changed(message_id=locked.pk)
-    _announce(locked, "message.deleted")
+    publish(Event.MESSAGE_DELETED, room_id=locked.room_id, message_id=locked.pk)
     message.deleted_at, message.deleted_by = locked.deleted_at, actor
     return locked
 
@@ -388,14 +384,14 @@ def _reaction_flip(*, actor: User, message: Message, emoji: str) -> bool:
         raise ValidationError("this message was deleted")
     deleted, _ = Reaction.objects.filter(message=message, user=actor, emoji=emoji).delete()
     if deleted:
-        _announce(message, "message.reactions")
+        publish(Event.MESSAGE_REACTIONS, room_id=message.room_id, message_id=message.pk)
         return False
     try:
         with transaction.atomic():  # a savepoint: the unique constraint decides a race
             Reaction.objects.create(message=message, user=actor, emoji=emoji)
     except IntegrityError:
         return True  # set at the same instant by another request: that state won
-    _announce(message, "message.reactions")
+    publish(Event.MESSAGE_REACTIONS, room_id=message.room_id, message_id=message.pk)
     return True
 
 
@@ -425,9 +421,5 @@ def _read_marker_move(*, actor: User, room: Room, message_id: int) -> int:
     if message_id > membership.last_read_message_id:
         membership.last_read_message_id = message_id
         membership.save(update_fields=["last_read_message_id"])
-        transaction.on_commit(
-            lambda: realtime.room_event(
-                room_id=room.pk, event="read.marker", user_id=actor.pk, message_id=message_id
-            )
-        )
+        publish(Event.READ_MARKER, room_id=room.pk, user_id=actor.pk, message_id=message_id)
     return membership.last_read_message_id

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
 
@@ -24,6 +23,7 @@ from rooms.services._common import (
 from rooms.services.barriers import barrier_require_allowed
 from rooms.services.epochs import room_epoch_start
 from safechat.actions import action, action_transaction
+from safechat.events import Event, publish
 from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import user_key_create
 from safechat.locks import rows_locked
@@ -199,7 +199,7 @@ def _room_change(
         audit_record(
             actor=actor, action=AuditAction.ROOM_UPDATED, target=room, extra={"fields": changed}
         )
-        transaction.on_commit(lambda: _broadcast(room.pk, "room.updated"))
+        publish(Event.ROOM_UPDATED, room_id=room.pk)
     return room
 
 
@@ -222,7 +222,7 @@ def room_archive(*, actor: User, room: Room) -> Room:
         locked.archived_at = timezone.now()
         locked.save(update_fields=["archived_at"])
         audit_record(actor=actor, action=AuditAction.ROOM_ARCHIVED, target=locked)
-        transaction.on_commit(lambda: _broadcast(locked.pk, "room.archived"))
+        publish(Event.ROOM_ARCHIVED, room_id=locked.pk)
     room.archived_at = locked.archived_at
     return locked
 
@@ -236,12 +236,6 @@ def room_key_rotate(*, actor: User, room: Room) -> RoomEpoch:
         locked = _room_locked(room)
         require_room_permission(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
         return room_epoch_start(room=locked, reason=RoomEpoch.Reason.ON_DEMAND, actor=actor)
-
-
-def _broadcast(room_id: int, event: str) -> None:
-    from rooms import realtime
-
-    realtime.room_event(room_id=room_id, event=event)
 
 
 __all__ = [

@@ -1,11 +1,24 @@
 // SafeChat chat portal (templates/rooms/chat.html). An ES module with no build step.
 //
 // The page is rendered by the server; this module keeps it live through the one
-// WebSocket of the tab (protocol: rooms/stream.py). It never uses innerHTML except
+// WebSocket of the tab (protocol: docs/realtime.md; server side: rooms/socket/). It never uses innerHTML except
 // for a message's `html`, which the server rendered and sanitised (rooms/markdown.py).
 // Everything else is built with DOM nodes and textContent.
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
+// The socket's names, from the page (safechat/events.py): EVENT.MESSAGE_NEW is
+// "message.new", FRAME.PING is "ping". Never typed here again; a name the server does
+// not know is an error at once, not a handler that silently never runs.
+const socketNames = JSON.parse(document.getElementById("socket-names").textContent);
+const known = (table) =>
+  new Proxy(Object.freeze({ ...table }), {
+    get(target, name) {
+      if (!(name in target)) throw new Error(`unknown socket name ${String(name)}`);
+      return target[name];
+    },
+  });
+const EVENT = known(socketNames.events);
+const FRAME = known(socketNames.frames);
 const root = document.getElementById("chat");
 const me = config.user;
 const current = config.room; // null when the user is in no room
@@ -138,9 +151,9 @@ const socket = (() => {
       // Everything newer than what this page has seen, for every room it knows.
       syncReset();
       requestSync([...cursors].map(([room, c]) => [room, c.id]));
-      if (document.visibilityState === "hidden") send({ type: "presence", state: "away" });
+      if (document.visibilityState === "hidden") send({ type: FRAME.PRESENCE, state: "away" });
       setPresence(me.id, document.visibilityState === "hidden" ? "away" : "online");
-      if (current) send({ type: "presence.get", room_id: current.id }); // who is here already
+      if (current) send({ type: FRAME.PRESENCE_GET, room_id: current.id }); // who is here already
       flushOutbox();
       pingTimer = setInterval(ping, PING_EVERY_MS);
     });
@@ -185,7 +198,7 @@ const socket = (() => {
 
   function ping() {
     if (!isOpen()) return;
-    send({ type: "ping" });
+    send({ type: FRAME.PING });
     clearTimeout(pongTimer);
     pongTimer = setTimeout(() => ws?.close(), PONG_WITHIN_MS);
   }
@@ -225,7 +238,7 @@ function requestSync(roomCursors) {
 }
 function sendNextSync() {
   if (syncInFlight || !syncQueue.length) return;
-  syncInFlight = socket.send({ type: "sync", rooms: syncQueue.shift() });
+  syncInFlight = socket.send({ type: FRAME.SYNC, rooms: syncQueue.shift() });
 }
 function syncReset() {
   // A new connection starts its catch-up afresh from the cursors.
@@ -249,7 +262,7 @@ const expiry = (() => {
   let countdown = null;
 
   stay?.addEventListener("click", () => {
-    socket.send({ type: "session.extend" });
+    socket.send({ type: FRAME.SESSION_EXTEND });
   });
 
   function show({ reason, seconds, extendable }) {
@@ -283,27 +296,27 @@ const expiry = (() => {
 // ---------------------------------------------------------------------------------------
 // Frames from the server
 const handlers = {
-  "message.new": (f) => onMessageNew(f.room_id, f.message),
-  "message.edited": (f) => onMessageChanged(f.room_id, f.message),
-  "message.reactions": (f) => onMessageChanged(f.room_id, f.message),
-  "message.deleted": (f) => onMessageDeleted(f.room_id, f.message_id),
-  typing: (f) => onTyping(f.room_id, f.user_id),
-  presence: (f) => onPresence(f.room_id, f.user_id, f.state),
-  "presence.snapshot": (f) => onPresenceSnapshot(f.room_id, f.states),
-  "read.marker": (f) => {
+  [EVENT.MESSAGE_NEW]: (f) => onMessageNew(f.room_id, f.message),
+  [EVENT.MESSAGE_EDITED]: (f) => onMessageChanged(f.room_id, f.message),
+  [EVENT.MESSAGE_REACTIONS]: (f) => onMessageChanged(f.room_id, f.message),
+  [EVENT.MESSAGE_DELETED]: (f) => onMessageDeleted(f.room_id, f.message_id),
+  [EVENT.TYPING]: (f) => onTyping(f.room_id, f.user_id),
+  [EVENT.PRESENCE]: (f) => onPresence(f.room_id, f.user_id, f.state),
+  [EVENT.PRESENCE_SNAPSHOT]: (f) => onPresenceSnapshot(f.room_id, f.states),
+  [EVENT.READ_MARKER]: (f) => {
     if (f.user_id === me.id) setUnread(f.room_id, 0); // read in another tab
   },
-  "member.added": (f) => onMembersChanged(f.room_id),
-  "member.removed": (f) => onMembersChanged(f.room_id),
-  "member.updated": (f) => onMemberUpdated(f.room_id, f.user_id),
-  "room.granted": (f) => onRoomGranted(f.room_id),
-  "room.revoked": (f) => onRoomRevoked(f.room_id),
-  "room.updated": (f) => onRoomUpdated(f.room_id),
-  "room.archived": (f) => onRoomArchived(f.room_id),
-  mention: (f) => onMention(f.room_id, f.message_id),
-  ack: (f) => onAck(f.client_id, f.message_id),
-  error: (f) => onErrorFrame(f),
-  "sync.done": (f) => {
+  [EVENT.MEMBER_ADDED]: (f) => onMembersChanged(f.room_id),
+  [EVENT.MEMBER_REMOVED]: (f) => onMembersChanged(f.room_id),
+  [EVENT.MEMBER_UPDATED]: (f) => onMemberUpdated(f.room_id, f.user_id),
+  [EVENT.ROOM_GRANTED]: (f) => onRoomGranted(f.room_id),
+  [EVENT.ROOM_REVOKED]: (f) => onRoomRevoked(f.room_id),
+  [EVENT.ROOM_UPDATED]: (f) => onRoomUpdated(f.room_id),
+  [EVENT.ROOM_ARCHIVED]: (f) => onRoomArchived(f.room_id),
+  [EVENT.MENTION]: (f) => onMention(f.room_id, f.message_id),
+  [EVENT.ACK]: (f) => onAck(f.client_id, f.message_id),
+  [EVENT.ERROR]: (f) => onErrorFrame(f),
+  [EVENT.SYNC_DONE]: (f) => {
     const more = Object.entries(f.more ?? {}).map(([room, after]) => [Number(room), after]);
     const following = new Set(more.map(([room]) => room));
     // What a resync did not bring was deleted meanwhile: nothing is missing any more.
@@ -317,12 +330,12 @@ const handlers = {
     else sendNextSync();
     maybeMarkRead();
   },
-  "session.expiring": (f) => expiry.show(f),
-  "session.extended": () => expiry.hide(),
-  "session.ended": (f) => {
+  [EVENT.SESSION_EXPIRING]: (f) => expiry.show(f),
+  [EVENT.SESSION_EXTENDED]: () => expiry.hide(),
+  [EVENT.SESSION_ENDED]: (f) => {
     endedReason = f.reason;
   },
-  pong: () => {},
+  [EVENT.PONG]: () => {},
 };
 
 function handleFrame(frame) {
@@ -381,8 +394,17 @@ function messageActions(message) {
   );
 }
 
-// Mirrors templates/rooms/_message.html.
-function messageItem(message) {
+// The one place a wire message (rooms/wire.py: WireMessage) becomes DOM. Builds its list
+// item, or, given the item already shown, updates what can change: the body, the
+// "(edited)" mark and the reactions. Mirrors templates/rooms/_message.html.
+function messageItem(message, shown = null) {
+  if (shown) {
+    const article = shown.querySelector(":scope > article");
+    setBody(article.querySelector(".msg-body"), message);
+    article.querySelector(".msg-edited").hidden = !message.edited_at;
+    reactionButtons(article.querySelector(".msg-reactions"), message.reactions);
+    return shown;
+  }
   const metaId = `message-${message.id}-meta`;
   const body = h("div", { class: "msg-body" });
   setBody(body, message);
@@ -519,11 +541,8 @@ function onMessageChanged(roomId, message) {
   const item = messageEl(message.id);
   if (!item) return;
   if (message.sender_id === me.id && message.text !== null) ownTexts.set(message.id, message.text);
-  const article = item.querySelector(":scope > article");
-  article.classList.remove("saving");
-  setBody(article.querySelector(".msg-body"), message);
-  article.querySelector(".msg-edited").hidden = !message.edited_at;
-  reactionButtons(article.querySelector(".msg-reactions"), message.reactions);
+  item.querySelector(":scope > article").classList.remove("saving");
+  messageItem(message, item);
 }
 
 function onMessageDeleted(roomId, messageId) {
@@ -591,7 +610,7 @@ function post(text, parentId, clientId = newClientId()) {
 }
 
 function sendPending(clientId, entry) {
-  const frame = { type: "message.post", room_id: current.id, text: entry.text, client_id: clientId };
+  const frame = { type: FRAME.MESSAGE_POST, room_id: current.id, text: entry.text, client_id: clientId };
   if (entry.parentId) frame.parent_id = entry.parentId;
   entry.sent = socket.send(frame);
   setPendingStatus(entry, entry.sent ? "Sending…" : "Waiting for the connection…");
@@ -638,7 +657,7 @@ function onAck(clientId, messageId) {
 function showError(text) {
   const box = byId("composer-error");
   if (!box) {
-    notice(sentence(text), "error");
+    notice(sentence(text), true);
     return;
   }
   box.textContent = sentence(text);
@@ -717,7 +736,7 @@ function submitComposer() {
   if (mode.kind === "edit") {
     const id = mode.messageId;
     if (text !== ownTexts.get(id)) {
-      if (!socket.send({ type: "message.edit", message_id: id, text })) {
+      if (!socket.send({ type: FRAME.MESSAGE_EDIT, message_id: id, text })) {
         showError("not connected: your edit was not saved, try again when connected");
         return;
       }
@@ -773,7 +792,7 @@ if (composer) {
   input.addEventListener("input", () => {
     const now = Date.now();
     if (mode.kind === "edit" || !input.value.trim() || now - lastTypingSent < TYPING_SEND_EVERY_MS) return;
-    if (socket.send({ type: "typing", room_id: current.id })) lastTypingSent = now;
+    if (socket.send({ type: FRAME.TYPING, room_id: current.id })) lastTypingSent = now;
   });
 }
 
@@ -860,7 +879,7 @@ list?.addEventListener("click", (event) => {
     startEdit(messageId, button);
   } else if (button.dataset.action === "delete") {
     if (window.confirm("Delete this message? Members will no longer see it.")) {
-      if (!socket.send({ type: "message.delete", message_id: messageId })) {
+      if (!socket.send({ type: FRAME.MESSAGE_DELETE, message_id: messageId })) {
         showError("not connected: the message was not deleted, try again when connected");
       }
     }
@@ -915,7 +934,7 @@ function maybeMarkRead() {
   );
   const newest = ids.length ? Math.max(...ids) : 0;
   setUnread(current.id, 0);
-  if (newest > lastReadSent && socket.send({ type: "read", room_id: current.id, message_id: newest })) {
+  if (newest > lastReadSent && socket.send({ type: FRAME.READ, room_id: current.id, message_id: newest })) {
     lastReadSent = newest;
   }
 }
@@ -931,7 +950,7 @@ scroller?.addEventListener("scroll", () => {
 });
 window.addEventListener("focus", maybeMarkRead);
 document.addEventListener("visibilitychange", () => {
-  socket.send({ type: "presence", state: document.visibilityState === "visible" ? "online" : "away" });
+  socket.send({ type: FRAME.PRESENCE, state: document.visibilityState === "visible" ? "online" : "away" });
   if (document.visibilityState === "visible") {
     maybeMarkRead();
     socket.retryNow();
@@ -989,10 +1008,11 @@ async function refreshRoomList() {
   return rooms;
 }
 
-function notice(text, kind = "info", link = null) {
+// ``alarm``: a failure (styled as an error), else information.
+function notice(text, alarm = false, link = null) {
   const box = byId("notices");
   const close = h("button", { type: "button", class: "link notice-close", "aria-label": "Dismiss" }, "×");
-  const item = h("p", { class: `chat-notice ${kind}`, tabindex: "-1" }, text, link ? " " : null, link, " ", close);
+  const item = h("p", { class: alarm ? "chat-notice error" : "chat-notice info", tabindex: "-1" }, text, link ? " " : null, link, " ", close);
   close.addEventListener("click", () => item.remove());
   box.append(item);
   return item;
@@ -1011,10 +1031,10 @@ async function onRoomGranted(roomId) {
       newestSeen.set(Number(roomId), start);
     }
     if (room) {
-      notice(`You were added to ${room.name}.`, "info", h("a", { href: `${config.urls.portal}?room=${room.id}` }, "Open it"));
+      notice(`You were added to ${room.name}.`, false, h("a", { href: `${config.urls.portal}?room=${room.id}` }, "Open it"));
     }
   } catch (error) {
-    notice(sentence(`could not refresh your rooms: ${error.message}`), "error");
+    notice(sentence(`could not refresh your rooms: ${error.message}`), true);
   }
 }
 
@@ -1034,7 +1054,7 @@ function onRoomRevoked(roomId) {
   byId("load-older")?.remove();
   composer?.remove();
   document.querySelector(".chat-side")?.remove();
-  const item = notice(`You no longer have access to ${name}. Its messages were removed from this page.`, "error");
+  const item = notice(`You no longer have access to ${name}. Its messages were removed from this page.`, true);
   item.focus();
 }
 
@@ -1048,7 +1068,7 @@ async function onRoomUpdated(roomId) {
       document.title = `${room.name} · SafeChat`;
     }
   } catch (error) {
-    notice(sentence(`could not refresh your rooms: ${error.message}`), "error");
+    notice(sentence(`could not refresh your rooms: ${error.message}`), true);
   }
 }
 
@@ -1065,7 +1085,7 @@ function onMention(roomId, messageId) {
   if (isCurrent(roomId) && document.hasFocus()) return; // seen where it happens
   const badge = roomItem(roomId)?.querySelector(".mention-badge");
   if (badge) badge.hidden = false;
-  notice(`You were mentioned in ${name}.`, "info", h("a", { href: `${config.urls.portal}?room=${Number(roomId)}#message-${Number(messageId)}` }, "Show"));
+  notice(`You were mentioned in ${name}.`, false, h("a", { href: `${config.urls.portal}?room=${Number(roomId)}#message-${Number(messageId)}` }, "Show"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1146,7 +1166,7 @@ async function onMembersChanged(roomId) {
     byId("member-list")?.replaceChildren(...rows.map(memberItem));
     const count = byId("member-count");
     if (count) count.textContent = String(rows.length);
-    socket.send({ type: "presence.get", room_id: current.id }); // a newcomer may be online
+    socket.send({ type: FRAME.PRESENCE_GET, room_id: current.id }); // a newcomer may be online
   } catch {
     // Removed from the room meanwhile: room.revoked says so.
   }
@@ -1155,7 +1175,7 @@ async function onMembersChanged(roomId) {
 function onMemberUpdated(roomId, userId) {
   onMembersChanged(roomId);
   if (isCurrent(roomId) && userId === me.id) {
-    notice("Your role in this room changed.", "info", h("a", { href: `${config.urls.portal}?room=${current.id}` }, "Reload to update the page"));
+    notice("Your role in this room changed.", false, h("a", { href: `${config.urls.portal}?room=${current.id}` }, "Reload to update the page"));
   }
 }
 

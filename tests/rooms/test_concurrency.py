@@ -20,7 +20,6 @@ from django.test import Client
 from accounts.models import User
 from accounts.services import api_token_create
 from audit.models import AuditEvent
-from rooms import realtime
 from rooms.errors import BarrierViolationError, RateLimitedError
 from rooms.models import Membership, Message, Reaction, Room
 from rooms.services import (
@@ -36,6 +35,7 @@ from rooms.services import (
     room_barrier_violations,
 )
 from rooms.services.barriers import user_groups_change
+from safechat import events
 from safechat.keyring.models import RoomEpoch, SealedEpochKey
 from safechat.ratelimit import Rate, rate_hit
 from tests.accounts.factories import make_user, sign_in_client
@@ -62,14 +62,13 @@ def _walled() -> tuple[Group, Group]:
 
 @pytest.fixture
 def broadcasts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    """Every broadcast sent after a commit, by name, from any thread."""
+    """Every event published, by name, from any thread (sent after its commit)."""
     sent: list[tuple[str, dict[str, Any]]] = []
-    for name in ("member_added", "member_removed", "message_posted", "room_event"):
 
-        def record(*, _name: str = name, **kwargs: Any) -> None:
-            sent.append((_name, kwargs))
+    def record(group: str, message: dict[str, Any]) -> None:
+        sent.append((message["event"], {k: v for k, v in message.items() if k != "type"}))
 
-        monkeypatch.setattr(realtime, name, record)
+    monkeypatch.setattr(events, "deliver", record)
     return sent
 
 
@@ -115,7 +114,9 @@ def test_two_people_a_barrier_separates_added_at_once_never_both_join(
     # each refusal audited exactly once, each success once, and only successes broadcast
     assert _events("barrier.refused") == ROOMS_RACED
     assert _events("room.member.added") - added_before == ROOMS_RACED
-    assert [name for name, _ in broadcasts] == ["member_added"] * ROOMS_RACED
+    assert sorted(name for name, _ in broadcasts) == sorted(
+        ["room.granted", "member.added"] * ROOMS_RACED
+    )
 
 
 # --- 2. a barrier after the fact: group changes ------------------------------------------
@@ -324,7 +325,7 @@ def test_two_toggles_through_the_api_at_once_never_answer_500(settings: Any) -> 
 def test_a_repeated_socket_post_with_one_client_id_stores_one_message(
     broadcasts: list[tuple[str, dict[str, Any]]],
 ) -> None:
-    from rooms.stream import _post
+    from rooms.socket.database import message_store as _post
 
     # given a member
     owner = make_room_admin()
@@ -343,7 +344,7 @@ def test_a_repeated_socket_post_with_one_client_id_stores_one_message(
     (message,) = Message.objects.filter(room=room)
     assert {o.value for o in outcomes} == {again} == {message.pk}
     assert _events("message.posted") == 1
-    assert [name for name, _ in broadcasts] == ["message_posted"]
+    assert [name for name, _ in broadcasts] == ["message.new"]
 
 
 def test_an_api_post_repeated_with_one_idempotency_key_returns_the_original() -> None:

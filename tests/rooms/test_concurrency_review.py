@@ -20,7 +20,6 @@ from django.test import Client
 from accounts.models import User
 from accounts.services import api_token_create, user_deactivate
 from audit.models import AuditEvent
-from rooms import realtime
 from rooms.errors import BarrierViolationError
 from rooms.models import InformationBarrier, Membership, Message, Reaction, Room
 from rooms.services import (
@@ -37,6 +36,7 @@ from rooms.services import (
     room_archive,
     room_update,
 )
+from safechat import events
 from tests.accounts.factories import grant_role, make_user, sign_in_client
 from tests.rooms.concurrency import postgresql_only, run_together
 from tests.rooms.factories import make_room, make_room_admin
@@ -46,14 +46,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def broadcasts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    """Every broadcast sent after a commit, by name, from any thread."""
+    """Every event published, by name, from any thread (sent after its commit)."""
     sent: list[tuple[str, dict[str, Any]]] = []
-    for name in ("member_added", "member_removed", "message_posted", "room_event"):
 
-        def record(*, _name: str = name, **kwargs: Any) -> None:
-            sent.append((_name, kwargs))
+    def record(group: str, message: dict[str, Any]) -> None:
+        sent.append((message["event"], {k: v for k, v in message.items() if k != "type"}))
 
-        monkeypatch.setattr(realtime, name, record)
+    monkeypatch.setattr(events, "deliver", record)
     return sent
 
 
@@ -295,7 +294,7 @@ def test_a_moderator_demoted_while_removing_someone_is_refused(
     assert Membership.objects.filter(room=room, user=member).exists()
     assert _refusals("missing manage_members") == 1
     assert not AuditEvent.objects.filter(action="room.member.removed").exists()
-    assert not [b for b in broadcasts if b[0] == "member_removed"]
+    assert not [b for b in broadcasts if b[0] in ("room.revoked", "member.removed")]
 
 
 @postgresql_only("a write and the writer's removal lock the same room row")
@@ -332,9 +331,7 @@ def test_a_reaction_or_deletion_by_someone_removed_at_once_is_refused(
     assert not [
         b
         for b in broadcasts
-        if b[0] == "room_event"
-        and b[1]["room_id"] == room.pk
-        and b[1]["event"].startswith("message.")
+        if b[1].get("room_id") == room.pk and b[1]["event"].startswith("message.")
     ]
 
 
@@ -553,7 +550,7 @@ def test_member_changes_and_room_settings_are_limited(
     assert room.epochs.count() == epochs + 1  # the one removal
     assert AuditEvent.objects.filter(action="room.member.added").count() == 2
     assert AuditEvent.objects.filter(action="room.updated").count() == 2
-    assert [b[0] for b in broadcasts].count("member_added") == 2
+    assert [b[0] for b in broadcasts].count("member.added") == 2
     assert Room.objects.get(pk=room.pk).topic == "t1"
 
 
@@ -590,7 +587,7 @@ def test_a_known_violation_does_not_block_adding_someone_unrelated(
     assert Membership.objects.filter(room=room, user=newcomer).exists()
     assert not Membership.objects.filter(room=room, user=researcher).exists()
     assert AuditEvent.objects.filter(action="barrier.refused").count() == 1
-    assert [b[1]["user_id"] for b in broadcasts if b[0] == "member_added"] == [newcomer.pk]
+    assert [b[1]["user_id"] for b in broadcasts if b[0] == "member.added"] == [newcomer.pk]
 
 
 def test_the_admin_creates_a_barrier_whichever_group_comes_first() -> None:

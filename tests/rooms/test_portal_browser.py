@@ -282,7 +282,7 @@ def test_two_people_chat_live_in_the_browser(
             # A message whose broadcast never reaches the pages (as when two servers
             # deliver out of order and a connection drops in between): at the next one,
             # both pages see a number skipped and fetch what they missed.
-            with mock.patch("rooms.realtime.message_posted"):
+            with mock.patch("rooms.services.messages.publish"):
                 in_thread(message_post, sender=bob_user, room=room, text="Also 10m 5y at 101.2")
             composer.fill("Done for today")
             composer.press("Enter")

@@ -22,13 +22,12 @@ from django.test import Client
 from pytest_django import Settings
 
 from accounts.models import User, UserSession
-from accounts.realtime import user_group
 from audit.models import AuditEvent
 from rooms import consumers, presence
 from rooms.models import Message, Room
-from rooms.realtime import room_group
 from rooms.services import message_post
 from safechat.asgi import application
+from safechat.events import room_group, user_group
 from safechat.keyring.models import SealedEpochKey
 from tests.accounts.factories import grant_role, make_user, sign_in_client
 from tests.rooms.factories import make_room
@@ -367,7 +366,7 @@ async def test_a_socket_whose_handler_fails_is_closed_with_1011_and_cleaned_up(
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug in delivery")
 
-    monkeypatch.setattr("rooms.stream._new_message_for", broken)
+    monkeypatch.setattr("rooms.socket.fanout.message_new_for", broken)
     await db(message_post)(sender=owner, room=room, text="triggers the bug")
 
     code, _ = await closed_with(tab.socket)
@@ -557,8 +556,8 @@ async def test_catch_up_past_the_budget_is_paced_never_refused(
 ) -> None:
     # given a room with 230 messages and a catch-up budget of 150 per second
     settings.SAFECHAT_POST_RATE_LIMIT = (1000, 10)
-    monkeypatch.setattr("rooms.stream.SYNC_BUDGET", 150)
-    monkeypatch.setattr("rooms.stream.SYNC_WINDOW", 1.0)
+    monkeypatch.setattr("rooms.socket.protocol.SYNC_BUDGET", 150)
+    monkeypatch.setattr("rooms.socket.protocol.SYNC_WINDOW", 1.0)
     room, tab = await room_with_messages(open_tab, 230)
 
     # when the client follows "more" as fast as it can
@@ -628,7 +627,7 @@ async def test_a_database_failure_at_the_handshake_closes_with_1013(
     await db(sign_in_client)(client, user, verified=True)
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
     from accounts.session_policy import session_row_for
-    from rooms.stream import in_pool
+    from rooms.socket import in_pool
 
     def failing_in_pool(func: Any) -> Any:
         if func is not session_row_for:

@@ -1,0 +1,152 @@
+"""The one wire format of a message: the JSON the API answers and the socket sends.
+
+A selector returns a message as data (``rooms.selectors.MessageView``: text decrypted
+for its reader, never HTML); this module turns it into :class:`WireMessage`, the
+object every client sees, in the REST API (``rooms.api``, documented by
+``MessageOutput``), in socket frames (``message.new``, ``message.edited``,
+``message.reactions``, and each message of a ``sync``) and, rendered as HTML, in the
+portal's page (:class:`RenderedMessage`). Rendering Markdown to sanitised HTML
+(``rooms.markdown``) happens here and nowhere else; a socket fanning a new message out
+shares one rendering per process (``rooms.render_cache``).
+
+A new message crosses the channel layer sealed (:func:`message_sealed`: its ciphertext
+and what binds it, never text), and each reader's socket makes it a view again
+(:func:`message_view_sealed`) with the text it opened.
+
+A new field of a message: add it to ``MessageView`` (if it is new data), to
+:class:`WireMessage` and :func:`message_json` here, and to ``MessageOutput`` (the API's
+schema; a test keeps the two identical); the portal reads it in ``messageItem``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import TypedDict
+
+from rooms import render_cache
+from rooms.markdown import render_markdown
+from rooms.models import Message
+from rooms.selectors import TEXT_OK, MessageView, TextStatus
+from safechat.events import MessageNew, SealedMessage
+
+
+class WireMessage(TypedDict):
+    """A message as a client sees it (``MessageOutput`` documents each field)."""
+
+    id: int
+    room_id: int
+    seq: int  # 1, 2, 3... within the room: a number skipped is a message missed
+    sender_id: int
+    sender: str
+    parent_id: int | None
+    created_at: str  # ISO 8601, UTC with a "Z" suffix (as DRF's DateTimeField writes it)
+    edited_at: str | None
+    text: str | None  # None unless text_status is "ok" (or the message is deleted)
+    text_status: TextStatus
+    html: str | None  # the sanitised Markdown rendering of text; None when text is None
+    reactions: dict[str, list[int]]  # emoji -> the ids of who reacted, in order
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenderedMessage(MessageView):
+    """A message view with its sanitised HTML: what the portal's page shows."""
+
+    html: str | None
+
+
+def message_html(text: str | None) -> str | None:
+    """``text`` rendered as sanitised HTML (``rooms.markdown``); None for no text."""
+    return render_markdown(text) if text is not None else None
+
+
+def message_rendered(view: MessageView) -> RenderedMessage:
+    """``view`` with its HTML, for a server-rendered page."""
+    data = {f.name: getattr(view, f.name) for f in fields(MessageView)}
+    return RenderedMessage(**data, html=message_html(view.text))
+
+
+def _iso(moment: datetime) -> str:
+    # The same text DRF's DateTimeField gives with USE_TZ (UTC, "Z" suffix).
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def message_json(view: MessageView, *, html: str | None = None) -> WireMessage:
+    """``view`` on the wire. ``html``: its rendering when the caller has it already (the
+    socket's shared render cache); rendered here otherwise. Built directly, not through
+    DRF: this runs once per recipient of every message, where the serializer machinery
+    costs more than everything else (a test keeps it identical to ``MessageOutput``).
+    """
+    if view.text is None:
+        html = None
+    elif html is None:
+        html = message_html(view.text)
+    return {
+        "id": view.id,
+        "room_id": view.room_id,
+        "seq": view.seq,
+        "sender_id": view.sender_id,
+        "sender": view.sender,
+        "parent_id": view.parent_id,
+        "created_at": _iso(view.created_at),
+        "edited_at": _iso(view.edited_at) if view.edited_at is not None else None,
+        "text": view.text,
+        "text_status": view.text_status,
+        "html": html,
+        "reactions": {emoji: list(users) for emoji, users in view.reactions.items()},
+    }
+
+
+async def message_json_shared(view: MessageView, *, epoch: int, revision: int) -> WireMessage:
+    """``view`` on the wire, its HTML rendered once per process and shared by every reader
+    there while recent (``rooms.render_cache``: kept like a key, dropped on an edit, a
+    deletion or a shred). For a new message fanned out to many sockets, on the event loop.
+    """
+    if view.text is None:
+        return message_json(view)
+    html = await render_cache.rendered_once(
+        message_id=view.id, revision=revision, room_id=view.room_id, epoch=epoch, text=view.text
+    )
+    return message_json(view, html=html)
+
+
+# --- the sealed form: a new message on the channel layer --------------------------------
+def message_sealed(*, message: Message, sender_name: str) -> SealedMessage:
+    """``message`` as stored, for ``message.new``: every subscriber opens it with its own
+    user's key copy, so a message posted to a room of N readers costs no database read
+    per reader; a reader without the epoch key (removed: removal starts a new epoch)
+    cannot open it."""
+    return {
+        "uid": str(message.uid),
+        "seq": message.seq,
+        "epoch": message.epoch,
+        "revision": message.revision,
+        "sender_id": message.sender_id,
+        "sender": sender_name,
+        "parent_id": message.parent_id,
+        "created_at": message.created_at.isoformat(),
+        "ciphertext": bytes(message.ciphertext),
+    }
+
+
+def message_view_sealed(
+    event: MessageNew, *, text: str | None, text_status: TextStatus = TEXT_OK
+) -> MessageView:
+    """The view of a ``message.new`` for a reader who opened it (``text``), or could not
+    (``text`` None, and why in ``text_status``). A new message has no edit or reaction."""
+    sealed = event["sealed"]
+    return MessageView(
+        id=int(event["message_id"]),
+        room_id=int(event["room_id"]),
+        seq=int(sealed["seq"]),
+        sender_id=int(sealed["sender_id"]),
+        sender=str(sealed["sender"]),
+        parent_id=sealed["parent_id"],
+        created_at=datetime.fromisoformat(sealed["created_at"]),
+        edited_at=None,
+        deleted=False,
+        text=text,
+        reactions={},
+        text_status=text_status,
+    )
