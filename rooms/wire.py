@@ -13,16 +13,16 @@ A new message crosses the channel layer sealed (:func:`message_sealed`: its ciph
 and what binds it, never text), and each reader's socket makes it a view again
 (:func:`message_view_sealed`) with the text it opened.
 
-A new field of a message: add it to ``MessageView`` (if it is new data), to
-:class:`WireMessage` and :func:`message_json` here, and to ``MessageOutput`` (the API's
-schema; a test keeps the two identical); the portal reads it in ``messageItem``.
+A new field of a message: add it to ``MessageView`` (if it is new data), and to
+:class:`WireMessage` and :func:`message_json` here. The API's schema (``MessageOutput``)
+is derived from :class:`WireMessage`; the portal reads the field in ``messageItem``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import TypedDict
+from typing import Annotated, TypedDict
 
 from rooms import render_cache
 from rooms.markdown import render_markdown
@@ -31,21 +31,41 @@ from rooms.selectors import TEXT_OK, MessageView, TextStatus
 from safechat.events import MessageNew, SealedMessage
 
 
+@dataclass(frozen=True)
+class Doc:
+    """What a wire field means, for the API's schema: ``rooms.api.serializers`` builds
+    ``MessageOutput`` from :class:`WireMessage`'s annotations, so the schema cannot drift
+    from what is sent. ``date_time``: the string is an ISO 8601 instant."""
+
+    text: str = ""
+    date_time: bool = False
+
+
 class WireMessage(TypedDict):
-    """A message as a client sees it (``MessageOutput`` documents each field)."""
+    """A message as a client sees it: in the API, in socket frames and in the portal."""
 
     id: int
     room_id: int
-    seq: int  # 1, 2, 3... within the room: a number skipped is a message missed
+    seq: Annotated[int, Doc("1, 2, 3... within the room: a number skipped is a message missed")]
     sender_id: int
     sender: str
     parent_id: int | None
-    created_at: str  # ISO 8601, UTC with a "Z" suffix (as DRF's DateTimeField writes it)
-    edited_at: str | None
-    text: str | None  # None unless text_status is "ok" (or the message is deleted)
-    text_status: TextStatus
-    html: str | None  # the sanitised Markdown rendering of text; None when text is None
-    reactions: dict[str, list[int]]  # emoji -> the ids of who reacted, in order
+    # ISO 8601, UTC with a "Z" suffix (as DRF's DateTimeField writes it)
+    created_at: Annotated[str, Doc(date_time=True)]
+    edited_at: Annotated[str | None, Doc(date_time=True)]
+    text: Annotated[str | None, Doc("null unless text_status is ok: see text_status")]
+    text_status: Annotated[
+        TextStatus,
+        Doc(
+            "ok: text holds the message; unavailable: this reader holds no key for it "
+            "(destroyed by retention, or from before they joined a room that hides "
+            "history); integrity_failure: the stored message or its key failed its "
+            "authenticity check (tampering or corruption, reported to the security team)"
+        ),
+    ]
+    html: Annotated[str | None, Doc("sanitised Markdown rendering")]
+    # emoji -> the ids of who reacted, in order
+    reactions: dict[str, list[int]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,7 +96,8 @@ def message_json(view: MessageView, *, html: str | None = None) -> WireMessage:
     """``view`` on the wire. ``html``: its rendering when the caller has it already (the
     socket's shared render cache); rendered here otherwise. Built directly, not through
     DRF: this runs once per recipient of every message, where the serializer machinery
-    costs more than everything else (a test keeps it identical to ``MessageOutput``).
+    costs more than everything else (a test keeps it identical to ``MessageOutput``, the
+    serializer derived from :class:`WireMessage`).
     """
     if view.text is None:
         html = None

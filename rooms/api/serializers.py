@@ -1,16 +1,19 @@
 """Output shapes shared by the room API views.
 
 A message's JSON is built by ``rooms.wire.message_json`` (for the socket too);
-``MessageOutput`` documents it in the API's schema, field for field (a test keeps the
-two identical).
+``MessageOutput`` documents it in the API's schema, derived from ``rooms.wire.WireMessage``
+field for field (a test keeps the JSON and the serializer's output identical).
 """
 
 from __future__ import annotations
 
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
 from rest_framework import serializers
 
 from rooms.models import Membership, Room
-from rooms.wire import RenderedMessage
+from rooms.wire import Doc, WireMessage
 
 
 class RoomOutput(serializers.ModelSerializer[Room]):
@@ -43,29 +46,42 @@ class MemberOutput(serializers.ModelSerializer[Membership]):
         fields = ["user_id", "username", "role", "joined_at", "last_read_message_id"]
 
 
-# The schema of ``rooms.wire.WireMessage`` (a comment: a docstring would enter the schema).
-class MessageOutput(serializers.Serializer[RenderedMessage]):
-    id = serializers.IntegerField()
-    room_id = serializers.IntegerField()
-    seq = serializers.IntegerField(
-        help_text="1, 2, 3... within the room: a number skipped is a message missed"
-    )
-    sender_id = serializers.IntegerField()
-    sender = serializers.CharField()
-    parent_id = serializers.IntegerField(allow_null=True)
-    created_at = serializers.DateTimeField()
-    edited_at = serializers.DateTimeField(allow_null=True)
-    text = serializers.CharField(
-        allow_null=True, help_text="null unless text_status is ok: see text_status"
-    )
-    text_status = serializers.ChoiceField(
-        choices=["ok", "unavailable", "integrity_failure"],
-        help_text=(
-            "ok: text holds the message; unavailable: this reader holds no key for it "
-            "(destroyed by retention, or from before they joined a room that hides "
-            "history); integrity_failure: the stored message or its key failed its "
-            "authenticity check (tampering or corruption, reported to the security team)"
-        ),
-    )
-    html = serializers.CharField(allow_null=True, help_text="sanitised Markdown rendering")
-    reactions = serializers.DictField(child=serializers.ListField(child=serializers.IntegerField()))
+def _wire_field(hint: Any, doc: Doc) -> serializers.Field[Any, Any, Any, Any]:
+    """The serializer field documenting one ``WireMessage`` field's type hint."""
+    options: dict[str, Any] = {"help_text": doc.text} if doc.text else {}
+    members = get_args(hint)
+    if get_origin(hint) in (Union, UnionType) and type(None) in members:
+        (hint,) = [m for m in members if m is not type(None)]
+        options["allow_null"] = True
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        return serializers.ChoiceField(choices=list(args), **options)
+    if origin is dict:
+        return serializers.DictField(child=_wire_field(args[1], Doc()), **options)
+    if origin is list:
+        return serializers.ListField(child=_wire_field(args[0], Doc()), **options)
+    if hint is str and doc.date_time:
+        return serializers.DateTimeField(**options)
+    if hint is int:
+        return serializers.IntegerField(**options)
+    if hint is str:
+        return serializers.CharField(**options)
+    if hint is bool:
+        return serializers.BooleanField(**options)
+    raise TypeError(f"no schema for the wire type {hint!r}")
+
+
+def _wire_serializer(shape: type, *, name: str) -> type[serializers.Serializer[Any]]:
+    """A read-only serializer named ``name`` with one field per key of the TypedDict
+    ``shape``, in order, typed and described by its annotations (``rooms.wire.Doc``)."""
+    attrs: dict[str, Any] = {"__module__": __name__, "__doc__": None}
+    for key, hinted in get_type_hints(shape, include_extras=True).items():
+        docs = [d for d in getattr(hinted, "__metadata__", ()) if isinstance(d, Doc)]
+        hint = get_args(hinted)[0] if docs else hinted
+        attrs[key] = _wire_field(hint, docs[0] if docs else Doc())
+    return type(name, (serializers.Serializer,), attrs)
+
+
+# The API schema of ``rooms.wire.WireMessage``, derived from it: a field added there is
+# documented here with nothing to add (``message_json`` builds the JSON itself).
+MessageOutput = _wire_serializer(WireMessage, name="MessageOutput")
