@@ -7,7 +7,6 @@ from django.contrib.auth import password_validation
 
 from accounts.models import ApiToken
 from accounts.roles import Role
-from accounts.services.tokens import MAX_TOKEN_DAYS
 
 
 class SignInForm(forms.Form):
@@ -100,7 +99,8 @@ class BootstrapForm(AccountCreateForm):
 class TokenCreateForm(forms.Form):
     name = forms.CharField(max_length=100)
     scope = forms.ChoiceField(choices=ApiToken.Scope.choices, initial=ApiToken.Scope.READ)
-    days = forms.IntegerField(min_value=1, max_value=MAX_TOKEN_DAYS)
+    # The longest life (``SAFECHAT_TOKEN_MAX_DAYS``) is the service's rule, for every edge.
+    days = forms.IntegerField(min_value=1)
 
 
 class InviteForm(forms.Form):

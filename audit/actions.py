@@ -101,6 +101,10 @@ class AuditAction(StrEnum):
     SESSION_ENDED_ALL = "session.ended_all", "All sessions of a user were ended."
     TOKEN_CREATED = "token.created", "An API token was created (the token itself is never logged)."
     TOKEN_REVOKED = "token.revoked", "An API token was revoked."
+    TOKEN_CREATE_REFUSED = (
+        "token.create.refused",
+        "A token asked for a token wider or longer-lived than itself; nothing was created.",
+    )
     TOKEN_USED_REFUSED = (
         "token.used.refused",
         "A request with a revoked, expired or unknown token was refused.",

@@ -339,6 +339,8 @@ LOGIN_REDIRECT_URL = "/accounts/"
 # A factor change needs a second-factor check no older than this.
 SAFECHAT_REVERIFY_SECONDS = env.int("SAFECHAT_REVERIFY_SECONDS", default=300)
 SAFECHAT_API_TOKEN_DAYS = env.int("SAFECHAT_API_TOKEN_DAYS", default=90)
+# No token lives longer, whoever creates it and from wherever (portal, API, admin).
+SAFECHAT_TOKEN_MAX_DAYS = env.int("SAFECHAT_TOKEN_MAX_DAYS", default=366)
 # At most N refused API tokens per client IP per window of S seconds ("N/S"); past it
 # the API answers 429 without looking tokens up, and audits that once per window.
 SAFECHAT_TOKEN_FAILURE_LIMIT = envtools.rate_limit(

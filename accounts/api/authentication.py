@@ -32,15 +32,18 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             api_token_authenticate,
         )
 
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != KEYWORD:
+        raw = authentication.get_authorization_header(request)
+        if not raw:
             return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Invalid token.")
-        try:
-            presented = header[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("Invalid token.") from None
+        header = raw.split()
+        presented: str | None = None
+        # Anything but one ASCII ``Bearer`` credential is refused as malformed, audited
+        # and counted like a wrong token (no other scheme is accepted here).
+        if len(header) == 2 and header[0].lower() == KEYWORD:
+            try:
+                presented = header[1].decode("ascii")
+            except UnicodeDecodeError:
+                presented = None
         try:
             token = api_token_authenticate(presented=presented, request=request._request)
         except TokenRefused:

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django_otp import login as otp_login
 from django_otp.models import Device
 
+from accounts.factor_ids import persistent_id_names_a_device
 from accounts.models import User, UserSession
 from accounts.selectors import factor_kind, user_factor_get
 from accounts.services.sessions import session_end_current, session_rotate, session_start
@@ -160,7 +161,11 @@ def second_factor_verify(*, request: HttpRequest, user: User, device_id: str, co
     """
     if AxesProxyHandler.is_locked(request, _credentials(user.username)):
         raise second_factor_failed(request=request, user=user, device=None, reason="locked")
-    device = user_factor_get(user=user, persistent_id=device_id, code_based=True)
+    device = (
+        user_factor_get(user=user, persistent_id=device_id, code_based=True)
+        if persistent_id_names_a_device(device_id)
+        else None
+    )
     if device is None:
         raise second_factor_failed(request=request, user=user, device=None, reason="unknown_device")
     code = code.strip()[:64]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -15,12 +15,11 @@ from accounts.scopes import scope_covers
 from accounts.services._common import client_ip, ensure_permission
 from audit.actions import AuditAction
 from audit.services import audit_record
-from safechat.actions import action, action_transaction
+from safechat.actions import Refused, action, action_transaction
 from safechat.ratelimit import Rate, rate_exceeded, rate_hit
 
 # Recording every use would turn each API read into a write.
 LAST_USED_INTERVAL = timedelta(minutes=1)
-MAX_TOKEN_DAYS = 366
 
 
 class TokenRefused(Exception):
@@ -47,15 +46,31 @@ def api_token_create(
 ) -> tuple[ApiToken, str]:
     """Create a token for ``actor``; returns it with the secret, which is never stored.
 
-    A token can mint tokens only up to its own scope, so a read token never
-    becomes a write token.
+    Guarantees: every token lives between 1 and ``SAFECHAT_TOKEN_MAX_DAYS`` days
+    (whichever edge asks: portal, API, admin, command). A token minted by a token
+    (``via_token``) never exceeds its parent: not in scope, so a read token never
+    becomes a write token, and not in life, so a token about to expire cannot renew
+    itself into a long-lived one.
+
+    Raises ``ValidationError`` for a lifetime outside the limit or an empty name;
+    ``Refused`` (audited ``token.create.refused``, nothing created) for a child wider
+    or asked to live longer than its parent (without ``days``, a child gets the
+    default life cut to its parent's).
     """
     scope = ApiToken.Scope(scope).value
-    if via_token is not None and not scope_covers(via_token.scope, scope):
-        raise ValidationError("A token cannot create a token with a wider scope than its own.")
-    days = settings.SAFECHAT_API_TOKEN_DAYS if days is None else days
-    if not 1 <= days <= MAX_TOKEN_DAYS:
-        raise ValidationError(f"A token lives between 1 and {MAX_TOKEN_DAYS} days.")
+    max_days = int(settings.SAFECHAT_TOKEN_MAX_DAYS)
+    asked = days
+    days = min(settings.SAFECHAT_API_TOKEN_DAYS, max_days) if days is None else days
+    if not 1 <= days <= max_days:
+        raise ValidationError(f"A token lives between 1 and {max_days} days.")
+    expires_at = timezone.now() + timedelta(days=days)
+    if via_token is not None:
+        if asked is None:
+            # The default life is cut to the parent's; a life asked for is refused instead.
+            expires_at = min(expires_at, via_token.expires_at)
+        _ensure_within_parent(
+            actor=actor, parent=via_token, scope=scope, expires_at=expires_at, request=request
+        )
     name = name.strip()[:100]
     if not name:
         raise ValidationError("A name is required.")
@@ -70,7 +85,7 @@ def api_token_create(
             prefix=prefix,
             token_hash=token_hash,
             scope=scope,
-            expires_at=timezone.now() + timedelta(days=days),
+            expires_at=expires_at,
         )
         audit_record(
             actor=actor,
@@ -80,6 +95,42 @@ def api_token_create(
             request=request,
         )
     return token, secret
+
+
+def _ensure_within_parent(
+    *,
+    actor: User,
+    parent: ApiToken,
+    scope: str,
+    expires_at: datetime,
+    request: HttpRequest | None,
+) -> None:
+    """Refuse a child token wider or longer-lived than the token that asks for it."""
+    reason = None
+    if not scope_covers(parent.scope, scope):
+        reason, message = "scope", "A token cannot create a token with a wider scope than its own."
+    elif expires_at > parent.expires_at:
+        reason = "lifetime"
+        message = (
+            "A token cannot create a token that outlives it "
+            f"(this one expires {parent.expires_at:%Y-%m-%d %H:%M} UTC)."
+        )
+    if reason is not None:
+        raise Refused(
+            message,
+            actor=actor,
+            action=AuditAction.TOKEN_CREATE_REFUSED,
+            target=parent,
+            reason=reason,
+            extra={
+                "prefix": parent.prefix,
+                "scope": scope,
+                "parent_scope": parent.scope,
+                "expires_at": expires_at.isoformat(),
+                "parent_expires_at": parent.expires_at.isoformat(),
+            },
+            request=request,
+        )
 
 
 @action
@@ -107,8 +158,15 @@ def api_token_revoke(*, actor: User, token: ApiToken, request: HttpRequest | Non
 
 
 @action
-def api_token_authenticate(*, presented: str, request: HttpRequest | None = None) -> ApiToken:
+def api_token_authenticate(
+    *, presented: str | None, request: HttpRequest | None = None
+) -> ApiToken:
     """The live token behind ``presented``; refusals are audited and look alike.
+
+    ``presented`` is None for an ``Authorization`` header that is not one well-formed
+    ``Bearer`` credential (another scheme, no value, several, not ASCII): refused as
+    ``malformed``, audited and counted like a wrong token, so malformed headers are no
+    free way to probe.
 
     Refused tokens are counted per client IP. A valid token is always accepted, so
     one misconfigured script behind a shared address never locks out the others;
@@ -118,13 +176,15 @@ def api_token_authenticate(*, presented: str, request: HttpRequest | None = None
     """
     failures = Rate.of(settings.SAFECHAT_TOKEN_FAILURE_LIMIT)
     ip = client_ip(request) or "unknown"
-    prefix = api_token_prefix(presented)
+    prefix = api_token_prefix(presented) if presented is not None else None
     token = (
         ApiToken.objects.select_related("user").filter(prefix=prefix).first() if prefix else None
     )
     reason = None
     now = timezone.now()
-    if token is None or not hashes_match(token.token_hash, presented):
+    if presented is None:
+        reason = "malformed"
+    elif token is None or not hashes_match(token.token_hash, presented):
         reason = "unknown"
     elif token.revoked_at is not None:
         reason = "revoked"
@@ -138,7 +198,7 @@ def api_token_authenticate(*, presented: str, request: HttpRequest | None = None
         retry_after = rate_exceeded(failures, "token-failures", ip)
         if retry_after is not None:
             raise TokenAttemptsThrottled(retry_after=retry_after)
-        known = token if reason != "unknown" else None
+        known = token if reason not in {"unknown", "malformed"} else None
         rate_hit(failures, "token-failures", ip)
         with action_transaction():
             audit_record(

@@ -23,6 +23,7 @@ from accounts.models import BootstrapToken, Invitation, User, UserSession
 from accounts.roles import MANAGE_USERS, STAFF_ROLES, Role
 from accounts.selectors import people_exist
 from accounts.services._common import InvalidLink, ensure_not_self, ensure_permission
+from accounts.services.auth import LOCKED_OUT
 from accounts.services.sessions import (
     SessionNoLongerValid,
     credentials_bump,
@@ -345,8 +346,25 @@ def password_change(
     The current password is checked against the user's row as locked, in the session
     as it stands under that lock (``session_hold``): a change in flight when a security
     admin resets the account is refused, never applied over the reset.
+
+    A wrong current password counts with django-axes like a wrong password at sign-in
+    (per username and IP, ``SAFECHAT_LOCKOUT_FAILURES``), so a stolen session cannot
+    guess it: past the limit the change is refused without checking (audited
+    ``auth.login.failed`` with ``locked``, the lockout once as ``auth.lockout``) until
+    the cool-off ends or a security admin lifts it. Raises ``PasswordRejected``.
     """
     password_validation.validate_password(new_password, user)
+    credentials = {"username": user.username}
+    if AxesProxyHandler.is_locked(request, credentials):
+        with action_transaction():
+            audit_record(
+                actor=user,
+                action=AuditAction.AUTH_LOGIN_FAILED,
+                target=user,
+                extra={"step": "password_change", "locked": True},
+                request=request,
+            )
+        raise PasswordRejected(LOCKED_OUT)
     key = request.session.session_key
     with action_transaction():
         try:
@@ -367,6 +385,19 @@ def password_change(
                 request=request, user=user, locked=locked, new_password=new_password, key=key
             )
     if not accepted:
+        AxesProxyHandler.user_login_failed(
+            sender=password_change, credentials=credentials, request=request
+        )
+        if getattr(request, "axes_locked_out", False):
+            with action_transaction():
+                audit_record(
+                    actor=None,
+                    action=AuditAction.AUTH_LOCKOUT,
+                    target=user,
+                    extra={"username": user.username, "step": "password_change"},
+                    request=request,
+                )
+            raise PasswordRejected(LOCKED_OUT)
         raise PasswordRejected("Your current password was not accepted.")
     # Django rotates the session key here; the session row follows it.
     old_hash = session_key_hash(key) if key else None

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import forms, selectors, services
+from accounts.factor_ids import persistent_id_names_a_device
 from accounts.session_policy import recently_reverified
 from accounts.views._common import _user, raise_404
 
@@ -92,6 +93,8 @@ def factors(request: HttpRequest) -> HttpResponse:
 
 
 def _factor_or_404(request: HttpRequest, persistent_id: str) -> Any:
+    if not persistent_id_names_a_device(persistent_id):
+        raise_404()
     device = selectors.user_factor_get(user=_user(request), persistent_id=persistent_id)
     if device is None:
         raise_404()

@@ -224,3 +224,41 @@ def test_the_last_factor_is_removed_only_after_adding_another(user: User) -> Non
     assert last.status_code == 303
     assert list(TOTPDevice.objects.filter(user=user).values_list("name", flat=True)) == ["tablet"]
     assert len(events("factor.removed")) == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "persistent_id",
+    ["accounts.user/{user}", "auth.group/1", "audit.auditevent/1", "nope.nothing/1", "x/y/z"],
+)
+@pytest.mark.parametrize("verb", ["remove", "rename"])
+def test_a_factor_path_naming_no_device_model_is_a_404(
+    user: User, persistent_id: str, verb: str
+) -> None:
+    client = Client()
+    phone = sign_in_client(client, user, verified=True)
+    assert phone is not None
+
+    response = client.post(
+        f"/accounts/factors/{persistent_id.format(user=user.pk)}/{verb}/", {"name": "x"}
+    )
+
+    assert response.status_code == 404
+    assert User.objects.filter(pk=user.pk, is_active=True).exists()
+    assert TOTPDevice.objects.filter(pk=phone.pk, name="phone").exists()
+    assert not events("factor.removed")
+    assert not events("factor.renamed")
+
+
+@pytest.mark.django_db
+def test_a_second_factor_code_for_a_non_device_id_is_refused_and_audited(user: User) -> None:
+    client = Client()
+    sign_in_client(client, user, verified=False)
+    make_totp_device(user)
+
+    response = client.post(
+        "/accounts/second-factor/", {"device": f"accounts.user/{user.pk}", "code": "123456"}
+    )
+
+    assert response.status_code == 400
+    assert [e.extra["reason"] for e in events("auth.otp.failed")] == ["malformed"]

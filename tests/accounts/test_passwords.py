@@ -142,3 +142,39 @@ def test_a_security_admin_reset_voids_the_password_and_mails_a_link(
     assert not user.has_usable_password()
     assert mail.outbox[0].to == [user.email]
     assert events("auth.password.reset.requested")[0].extra["by"] == "admin"
+
+
+@pytest.mark.django_db
+def test_wrong_current_passwords_lock_the_password_change_out(user: User, settings: Any) -> None:
+    # given a session (perhaps stolen) guessing the current password
+    settings.AXES_FAILURE_LIMIT = 3
+    client = Client()
+    sign_in_client(client, user, verified=True)
+
+    def attempt(current: str) -> Any:
+        return client.post(
+            "/accounts/password/",
+            {"current_password": current, "new_password1": NEW_PASSWORD,
+             "new_password2": NEW_PASSWORD},
+        )  # fmt: skip
+
+    # when it guesses wrong up to the limit, and then tries the right one
+    answers = [attempt(f"guess number {i}") for i in range(3)]
+    right = attempt(PASSWORD)
+
+    # then the right one is refused too: locked out, audited, nothing changed
+    assert [a.status_code for a in answers] == [400, 400, 400]
+    assert "Too many failed attempts" in answers[-1].content.decode()
+    assert right.status_code == 400
+    assert "Too many failed attempts" in right.content.decode()
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
+    assert not events("auth.password.changed")
+    assert len(events("auth.lockout")) == 1
+    failed = events("auth.login.failed")
+    assert [e.extra.get("locked", False) for e in failed] == [False, False, False, True]
+    # and the lockout is the sign-in's too: lifted by a security admin (``lockout_lift``)
+    signed_in = Client().post(
+        "/accounts/sign-in/", {"username": user.username, "password": PASSWORD}
+    )
+    assert "Too many failed attempts" in signed_in.content.decode()

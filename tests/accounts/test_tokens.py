@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.test import Client
 from django.utils import timezone
 from pytest_django import Settings
@@ -193,3 +194,130 @@ def test_a_client_spraying_tokens_is_throttled_but_a_valid_token_from_it_still_w
     assert valid_elsewhere.status_code == 200
     reasons = [e.extra["reason"] for e in events("token.used.refused")]
     assert reasons == ["unknown", "unknown", "unknown", "throttled"]
+
+
+def _expiring(token: ApiToken, *, days: float) -> None:
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() + timedelta(days=days))
+
+
+def test_a_token_with_one_day_left_cannot_mint_a_longer_lived_token(user: User) -> None:
+    # given an admin token with one day left
+    parent, secret = api_token_create(actor=user, name="old admin", scope="admin")
+    _expiring(parent, days=1)
+
+    # when it asks for a 366-day admin token
+    answer = Client().post(
+        TOKENS,
+        {"name": "renewed", "scope": "admin", "days": 366},
+        headers=bearer(secret),
+        content_type="application/json",
+    )
+
+    # then it is refused, audited, and nothing is created
+    assert answer.status_code == 403
+    assert list(ApiToken.objects.values_list("name", flat=True)) == ["old admin"]
+    assert len(events("token.created")) == 1
+    refused = events("token.create.refused")
+    assert [e.extra["reason"] for e in refused] == ["lifetime"]
+    assert refused[0].actor_id == user.pk
+    assert refused[0].target_id == str(parent.pk)
+
+
+def test_a_token_mints_a_token_that_ends_no_later_than_itself(user: User) -> None:
+    parent, secret = api_token_create(actor=user, name="admin", scope="admin", days=30)
+
+    answer = Client().post(
+        TOKENS,
+        {"name": "child", "scope": "read", "days": 29},
+        headers=bearer(secret),
+        content_type="application/json",
+    )
+
+    assert answer.status_code == 201
+    child = ApiToken.objects.get(name="child")
+    assert child.expires_at <= parent.expires_at
+    assert not events("token.create.refused")
+
+
+def test_a_token_without_days_gets_the_default_cut_to_its_own_life(user: User) -> None:
+    parent, secret = api_token_create(actor=user, name="admin", scope="admin")
+    _expiring(parent, days=10)
+    parent.refresh_from_db()
+
+    answer = Client().post(
+        TOKENS, {"name": "child", "scope": "read"}, headers=bearer(secret),
+        content_type="application/json",
+    )  # fmt: skip
+
+    assert answer.status_code == 201
+    assert ApiToken.objects.get(name="child").expires_at == parent.expires_at
+    assert not events("token.create.refused")
+
+
+def test_a_token_never_mints_a_wider_scope(user: User) -> None:
+    # given a write token (the service is the one check, whatever the edge)
+    parent, _secret = api_token_create(actor=user, name="writer", scope="write")
+
+    with pytest.raises(PermissionDenied):
+        api_token_create(actor=user, name="wider", scope="admin", days=1, via_token=parent)
+
+    assert ApiToken.objects.count() == 1
+    assert [e.extra["reason"] for e in events("token.create.refused")] == ["scope"]
+
+
+@pytest.mark.parametrize("edge", ["api", "portal", "service"])
+def test_the_maximum_lifetime_applies_on_every_edge(
+    edge: str, verified_client: Client, user: User, settings: Settings
+) -> None:
+    settings.SAFECHAT_TOKEN_MAX_DAYS = 30
+
+    if edge == "api":
+        status = verified_client.post(
+            TOKENS, {"name": "long", "scope": "read", "days": 31},
+            content_type="application/json",
+        ).status_code  # fmt: skip
+    elif edge == "portal":
+        status = verified_client.post(
+            "/accounts/tokens/", {"name": "long", "scope": "read", "days": 31}
+        ).status_code
+    else:
+        with pytest.raises(ValidationError):
+            api_token_create(actor=user, name="long", scope="read", days=31)
+        status = 400
+
+    assert status == 400
+    assert not ApiToken.objects.exists()
+    assert not events("token.created")
+
+
+def test_the_default_lifetime_never_exceeds_the_maximum(user: User, settings: Settings) -> None:
+    settings.SAFECHAT_TOKEN_MAX_DAYS = 7
+
+    token, _ = api_token_create(actor=user, name="ci", scope="read")
+
+    assert token.expires_at <= timezone.now() + timedelta(days=7)
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Basic dXNlcjpwYXNz", "Bearer", "Bearer a b", "Token sct_00000000_x", "Bearer\xe9t"],
+)
+def test_a_malformed_authorization_header_is_refused_and_audited(header: str) -> None:
+    answer = Client().get(TOKENS, HTTP_AUTHORIZATION=header)
+
+    assert answer.status_code == 401
+    assert answer.json()["detail"] == "Invalid token."
+    assert [e.extra["reason"] for e in events("token.used.refused")] == ["malformed"]
+
+
+def test_malformed_authorization_headers_are_throttled_like_wrong_tokens(
+    settings: Settings,
+) -> None:
+    settings.SAFECHAT_TOKEN_FAILURE_LIMIT = (3, 60)
+    sprayer = Client(REMOTE_ADDR="203.0.113.9")
+
+    answers = [sprayer.get(TOKENS, HTTP_AUTHORIZATION=f"Basic guess{i}") for i in range(5)]
+
+    assert [a.status_code for a in answers] == [401, 401, 401, 429, 429]
+    reasons = [e.extra["reason"] for e in events("token.used.refused")]
+    assert reasons == ["malformed", "malformed", "malformed", "throttled"]
