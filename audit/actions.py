@@ -72,6 +72,10 @@ class AuditAction(StrEnum):
     )
     ACCOUNT_CREATED = "account.created", "An account was created."
     ACCOUNT_DEACTIVATED = "account.deactivated", "An account was deactivated; its sessions end."
+    ACCOUNT_REACTIVATED = (
+        "account.reactivated",
+        "A deactivated account was reactivated (its old sessions and tokens stay ended).",
+    )
     ACCOUNT_ROLE_GRANTED = "account.role.granted", "A role (group) was granted to an account."
     ACCOUNT_ROLE_REVOKED = "account.role.revoked", "A role (group) was revoked from an account."
     ACCOUNT_ROLE_REFUSED = (

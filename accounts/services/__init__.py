@@ -51,7 +51,9 @@ from accounts.services.users import (
     password_reset_user,
     role_grant,
     role_revoke,
+    user_admin_target,
     user_deactivate,
+    user_reactivate,
 )
 
 __all__ = [
@@ -97,5 +99,7 @@ __all__ = [
     "sign_out",
     "totp_enrol_confirm",
     "totp_enrolment_device",
+    "user_admin_target",
     "user_deactivate",
+    "user_reactivate",
 ]

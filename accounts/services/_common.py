@@ -3,6 +3,9 @@ recorded by the ``@action`` entry point that raised them), client details."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from axes.helpers import get_client_ip_address
 from django.db import models
 from django.http import HttpRequest
@@ -34,6 +37,7 @@ def ensure_permission(
     action: AuditAction = AuditAction.ACCOUNT_ADMIN_REFUSED,
     target: models.Model | None = None,
     operation: str,
+    extra: Mapping[str, Any] | None = None,
     request: HttpRequest | None = None,
 ) -> None:
     """Raise ``Refused`` unless ``actor`` is active and holds ``permission``."""
@@ -43,7 +47,7 @@ def ensure_permission(
             action=action,
             target=target,
             reason="permission",
-            extra={"operation": operation},
+            extra={"operation": operation, **(extra or {})},
             request=request,
         )
 

@@ -332,6 +332,57 @@ def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = No
     user.is_active = False
 
 
+@action
+def user_reactivate(*, actor: User, user: User, request: HttpRequest | None = None) -> None:
+    """Reactivate a deactivated account (``accounts.manage_users``; never one's own).
+
+    Nothing of the old access comes back: the deactivation ended the sessions and
+    revoked the tokens for good, so the person signs in again (password and second
+    factor) and makes new tokens. Their roles are kept. Audited
+    ``account.reactivated``; an account already active is left as it is, unrecorded.
+    Raises ``Refused`` (audited ``account.admin.refused``, nothing changed).
+    """
+    ensure_permission(
+        actor=actor, permission=MANAGE_USERS, target=user,
+        operation="account.reactivate", request=request,
+    )  # fmt: skip
+    ensure_not_self(actor=actor, user=user, operation="account.reactivate", request=request)
+    with action_transaction():
+        locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
+        if locked.is_active:
+            return
+        locked.is_active = True
+        locked.save(update_fields=["is_active"])
+        audit_record(
+            actor=actor, action=AuditAction.ACCOUNT_REACTIVATED, target=locked, request=request
+        )
+    user.is_active = True
+
+
+@action
+def user_admin_target(
+    *,
+    actor: User,
+    user_id: int,
+    permission: str,
+    operation: str,
+    action: AuditAction = AuditAction.ACCOUNT_ADMIN_REFUSED,
+    request: HttpRequest | None = None,
+) -> User | None:
+    """The account an administrator means to act on, or None if there is none.
+
+    The permission is checked before the id is looked up, so someone without it gets
+    the same refusal (``Refused``, audited ``action``) whether the account exists or
+    not: the answer tells nothing about which ids exist. The service that then acts
+    checks again, under its locks.
+    """
+    ensure_permission(
+        actor=actor, permission=permission, action=action, operation=operation,
+        extra={"user_id": user_id}, request=request,
+    )  # fmt: skip
+    return User.objects.filter(pk=user_id).first()
+
+
 # --- Passwords ----------------------------------------------------------------
 class PasswordRejected(ValueError):
     pass

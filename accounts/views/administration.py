@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import forms, selectors, services
 from accounts.models import User
-from accounts.roles import Role
+from accounts.roles import MANAGE_USERS, Role
 from accounts.views._common import _user, raise_404
+from audit.actions import AuditAction
 
 
 @never_cache
@@ -57,24 +59,69 @@ def admin_users(request: HttpRequest) -> HttpResponse:
 
 
 AdminAction = Callable[[User, User, HttpRequest, forms.RoleForm], object]
-ADMIN_ACTIONS: dict[str, AdminAction] = {
-    "deactivate": lambda actor, user, request, form: services.user_deactivate(
-        actor=actor, user=user, request=request
+
+
+class _Power(NamedTuple):
+    """What an action on the users page needs: its service, and the permission that
+    service checks (asked first, so an unknown id is answered like a known one)."""
+
+    run: AdminAction
+    permission: str
+    operation: str
+    refusal: AuditAction = AuditAction.ACCOUNT_ADMIN_REFUSED
+
+
+ADMIN_ACTIONS: dict[str, _Power] = {
+    "deactivate": _Power(
+        lambda actor, user, request, form: services.user_deactivate(
+            actor=actor, user=user, request=request
+        ),
+        MANAGE_USERS,
+        "account.deactivate",
     ),
-    "reset-factors": lambda actor, user, request, form: services.factors_reset(
-        actor=actor, user=user, request=request
+    "reactivate": _Power(
+        lambda actor, user, request, form: services.user_reactivate(
+            actor=actor, user=user, request=request
+        ),
+        MANAGE_USERS,
+        "account.reactivate",
     ),
-    "end-sessions": lambda actor, user, request, form: services.session_end_all(
-        actor=actor, user=user, reason="ended_by_admin", request=request
+    "reset-factors": _Power(
+        lambda actor, user, request, form: services.factors_reset(
+            actor=actor, user=user, request=request
+        ),
+        "accounts.manage_factors",
+        "factor.reset",
     ),
-    "reset-password": lambda actor, user, request, form: services.password_reset_by_admin(
-        actor=actor, user=user, request=request
+    "end-sessions": _Power(
+        lambda actor, user, request, form: services.session_end_all(
+            actor=actor, user=user, reason="ended_by_admin", request=request
+        ),
+        "accounts.manage_sessions",
+        "session.end_all",
     ),
-    "grant-role": lambda actor, user, request, form: services.role_grant(
-        actor=actor, user=user, role=Role(form.cleaned_data["role"]), request=request
+    "reset-password": _Power(
+        lambda actor, user, request, form: services.password_reset_by_admin(
+            actor=actor, user=user, request=request
+        ),
+        MANAGE_USERS,
+        "password.reset",
     ),
-    "revoke-role": lambda actor, user, request, form: services.role_revoke(
-        actor=actor, user=user, role=Role(form.cleaned_data["role"]), request=request
+    "grant-role": _Power(
+        lambda actor, user, request, form: services.role_grant(
+            actor=actor, user=user, role=Role(form.cleaned_data["role"]), request=request
+        ),
+        MANAGE_USERS,
+        "role.grant",
+        AuditAction.ACCOUNT_ROLE_REFUSED,
+    ),
+    "revoke-role": _Power(
+        lambda actor, user, request, form: services.role_revoke(
+            actor=actor, user=user, role=Role(form.cleaned_data["role"]), request=request
+        ),
+        MANAGE_USERS,
+        "role.revoke",
+        AuditAction.ACCOUNT_ROLE_REFUSED,
     ),
 }
 
@@ -82,14 +129,21 @@ ADMIN_ACTIONS: dict[str, AdminAction] = {
 @require_POST
 def admin_user_action(request: HttpRequest, user_id: int, action: str) -> HttpResponse:
     actor = _user(request)
-    if action not in ADMIN_ACTIONS:
+    power = ADMIN_ACTIONS.get(action)
+    if power is None:
         raise_404()
-    target = get_object_or_404(User, pk=user_id)
+    # Refused (403, audited) before the id is looked up: the same answer for every id.
+    target = services.user_admin_target(
+        actor=actor, user_id=user_id, permission=power.permission, operation=power.operation,
+        action=power.refusal, request=request,
+    )  # fmt: skip
+    if target is None:
+        raise_404()
     form = forms.RoleForm(request.POST)
     if action.endswith("-role") and not form.is_valid():
         messages.error(request, "Choose a role.")
         return redirect("accounts:admin-users")
-    result = ADMIN_ACTIONS[action](actor, target, request, form)  # PermissionDenied: 403
+    result = power.run(actor, target, request, form)  # PermissionDenied: 403
     messages.success(request, "Done.")
     if action.endswith("-role") and isinstance(result, dict) and result:
         messages.warning(

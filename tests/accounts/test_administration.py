@@ -308,3 +308,88 @@ def test_the_role_service_refuses_self_grant_even_when_called_directly(
     with pytest.raises(PermissionDenied):
         role_grant(actor=security_admin, user=security_admin, role=Role.COMPLIANCE_OFFICER)
     assert not security_admin.groups.filter(name="compliance_officer").exists()
+
+
+@pytest.mark.parametrize(
+    ("action", "refusal"),
+    [
+        ("deactivate", "account.admin.refused"),
+        ("reactivate", "account.admin.refused"),
+        ("reset-factors", "account.admin.refused"),
+        ("end-sessions", "account.admin.refused"),
+        ("reset-password", "account.admin.refused"),
+        ("grant-role", "account.role.refused"),
+    ],
+)
+def test_someone_without_the_right_gets_the_same_answer_whether_the_id_exists_or_not(
+    verified_client: Client, action: str, refusal: str
+) -> None:
+    # given a real account and an id that names none
+    other = make_user()
+    missing = other.pk + 1000
+
+    # when a plain member tries an administrator's action on each
+    known = verified_client.post(f"/accounts/admin/users/{other.pk}/{action}/", {"role": "member"})
+    unknown = verified_client.post(f"/accounts/admin/users/{missing}/{action}/", {"role": "member"})
+
+    # then both answers are the same 403, both audited, and nothing changed
+    assert (known.status_code, unknown.status_code) == (403, 403)
+    assert known.content == unknown.content
+    refused = events(refusal)
+    assert [e.extra["user_id"] for e in refused] == [other.pk, missing]
+    assert {e.extra["reason"] for e in refused} == {"permission"}
+    other.refresh_from_db()
+    assert other.is_active
+    assert not other.groups.exists()
+    assert not mail.outbox
+
+
+def test_a_security_admin_gets_a_404_for_an_unknown_account(admin_client: Client) -> None:
+    before = actions()
+
+    response = admin_client.post("/accounts/admin/users/999999/deactivate/")
+
+    assert response.status_code == 404
+    assert actions() == before
+
+
+def test_a_security_admin_reactivates_an_account_without_restoring_old_access(
+    admin_client: Client, security_admin: User, user: User
+) -> None:
+    # given a deactivated account (its sessions and tokens ended)
+    from accounts.models import ApiToken
+    from accounts.services import api_token_create, user_deactivate
+
+    token, _ = api_token_create(actor=user, name="ci", scope="read")
+    user_deactivate(actor=security_admin, user=user)
+
+    # when a security admin reactivates it
+    response = admin_client.post(f"/accounts/admin/users/{user.pk}/reactivate/")
+
+    # then it is active, audited once, and the old token stays revoked
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.is_active
+    reactivated = events("account.reactivated")
+    assert [(e.actor_id, e.target_id) for e in reactivated] == [(security_admin.pk, str(user.pk))]
+    assert ApiToken.objects.get(pk=token.pk).revoked_at is not None
+
+
+def test_reactivation_by_someone_without_the_right_is_refused_audited_and_changes_nothing(
+    user: User,
+) -> None:
+    from accounts.services import user_reactivate
+
+    gone = make_user(is_active=False)
+    room_admin = grant_role(make_user(), Role.ROOM_ADMIN)
+
+    with pytest.raises(PermissionDenied):
+        user_reactivate(actor=room_admin, user=gone)
+
+    gone.refresh_from_db()
+    assert not gone.is_active
+    assert not events("account.reactivated")
+    refused = events("account.admin.refused")
+    assert [(e.extra["operation"], e.extra["reason"]) for e in refused] == [
+        ("account.reactivate", "permission")
+    ]
