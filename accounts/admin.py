@@ -1,56 +1,160 @@
-"""Read-only admin views of accounts; every change goes through the portal's services."""
+"""Admin views of accounts: read-only pages, and actions that call the audited services.
+
+Second-factor devices are not in the admin at all (their secrets, and their removal,
+belong to ``accounts.services.factors``); a security admin resets someone's factors from
+the users page or the "reset factors" action here.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import ApiToken, Invitation, User, UserSession
-from safechat.admin_base import ReadOnlyAdmin
+from accounts.roles import MANAGE_USERS
+from accounts.selectors import people
+from accounts.services import factors_reset, session_end_all, user_deactivate, user_reactivate
+from safechat.admin_base import ReadOnlyAdmin, may_investigate
 
-
-@admin.register(User)
-class UserAdmin(ReadOnlyAdmin):
-    list_display = ["username", "email", "is_active", "is_staff", "last_login"]
-    list_filter = ["is_active", "is_staff", "groups"]
-    search_fields = ["username", "email"]
-    exclude = ["password"]
-
-
-@admin.register(UserSession)
-class UserSessionAdmin(ReadOnlyAdmin):
-    list_display = ["user", "ip_address", "user_agent", "created_at", "last_seen_at", "ended_at"]
-    list_filter = ["end_reason"]
-
-
-@admin.register(ApiToken)
-class ApiTokenAdmin(ReadOnlyAdmin):
-    list_display = ["user", "name", "prefix", "scope", "expires_at", "last_used_at", "revoked_at"]
-    exclude = ["token_hash"]
-
-
-@admin.register(Invitation)
-class InvitationAdmin(ReadOnlyAdmin):
-    list_display = ["email", "role", "invited_by", "created_at", "expires_at", "accepted_at"]
-    exclude = ["token_hash"]
-
-
-# django-otp registers its device models with full edit and delete rights. A factor
-# removed there would bypass ``accounts.services.factors`` (no audit event, and the
-# sessions verified with it left open): show them read-only, without their secrets.
+# django-otp registers its device models with add, edit and delete rights, and a page
+# that shows a device's ``otpauth://`` secret. A factor added or removed there would
+# bypass ``accounts.services.factors`` (no audit event, the sessions verified with it
+# left open): they are not registered at all.
 for _device_model in (TOTPDevice, StaticDevice):
     if admin.site.is_registered(_device_model):
         admin.site.unregister(_device_model)
 
 
-@admin.register(TOTPDevice)
-class TOTPDeviceAdmin(ReadOnlyAdmin):
-    list_display = ["user", "name", "confirmed", "created_at", "last_used_at"]
-    fields = ["user", "name", "confirmed", "created_at", "last_used_at"]
+def _user_link(user: User | None) -> str:
+    if user is None:
+        return "-"
+    url = reverse("admin:accounts_user_change", args=[user.pk])
+    return format_html('<a href="{}">{}</a>', url, user.username)
 
 
-@admin.register(StaticDevice)
-class StaticDeviceAdmin(ReadOnlyAdmin):
-    list_display = ["user", "name", "confirmed"]
-    fields = ["user", "name", "confirmed"]
+class _InvestigatorView:
+    """Security admins and compliance officers may look; nobody changes anything here."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return may_investigate(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return may_investigate(request.user)
+
+
+def _each(
+    admin_view: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    queryset: QuerySet[User],
+    verb: str,
+    service: Callable[..., object],
+) -> None:
+    """Call ``service`` for each selected account; a refusal (audited by the service)
+    is told on the page and the others go on."""
+    actor = request.user
+    assert isinstance(actor, User)  # noqa: S101 - the admin site requires a signed-in user
+    done = 0
+    for user in queryset.order_by("pk"):
+        try:
+            service(actor=actor, user=user, request=request)
+            done += 1
+        except PermissionDenied as exc:
+            admin_view.message_user(request, f"{user.username}: {exc}", messages.ERROR)
+    admin_view.message_user(request, f"{done} account(s) {verb}")
+
+
+@admin.register(User)
+class UserAdmin(_InvestigatorView, ReadOnlyAdmin):
+    list_display = ["username", "email", "is_active", "is_staff", "last_login", "date_joined"]
+    list_filter = ["is_active", "is_staff", "groups"]
+    search_fields = ["username", "email"]
+    exclude = ["password", "user_permissions"]
+    readonly_fields = ["sessions", "tokens"]
+    actions = ["deactivate", "reactivate", "reset_factors", "end_sessions"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        # People only: django-guardian's internal AnonymousUser row is no account.
+        return people()
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Offered to administrators only; each service checks its own permission again.
+        return super().get_actions(request) if request.user.has_perm(MANAGE_USERS) else {}
+
+    @admin.display(description="sessions")
+    def sessions(self, obj: User) -> str:
+        url = reverse("admin:accounts_usersession_changelist")
+        count = UserSession.objects.filter(user=obj, ended_at__isnull=True).count()
+        return format_html('<a href="{}?user__id__exact={}">{} open</a>', url, obj.pk, count)
+
+    @admin.display(description="API tokens")
+    def tokens(self, obj: User) -> str:
+        url = reverse("admin:accounts_apitoken_changelist")
+        count = obj.api_tokens.filter(revoked_at__isnull=True).count()
+        return format_html('<a href="{}?user__id__exact={}">{} not revoked</a>', url, obj.pk, count)
+
+    @admin.action(description="Deactivate (sessions end, tokens revoked)")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        _each(self, request, queryset, "deactivated", user_deactivate)
+
+    @admin.action(description="Reactivate (they sign in again; old tokens stay revoked)")
+    def reactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        _each(self, request, queryset, "reactivated", user_reactivate)
+
+    @admin.action(description="Reset second factors (they enrol again)")
+    def reset_factors(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        _each(self, request, queryset, "reset", factors_reset)
+
+    @admin.action(description="End all sessions")
+    def end_sessions(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        def end(*, actor: User, user: User, request: HttpRequest) -> object:
+            return session_end_all(actor=actor, user=user, reason="ended_by_admin", request=request)
+
+        _each(self, request, queryset, "signed out everywhere", end)
+
+
+@admin.register(UserSession)
+class UserSessionAdmin(_InvestigatorView, ReadOnlyAdmin):
+    list_display = [
+        "person", "ip_address", "user_agent", "created_at", "last_seen_at", "ended_at",
+        "end_reason",
+    ]  # fmt: skip
+    list_filter = ["end_reason", ("user", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["=user__username", "=ip_address"]
+    list_select_related = ["user"]
+    exclude = ["key_hash"]
+
+    @admin.display(description="user", ordering="user__username")
+    def person(self, obj: UserSession) -> str:
+        return _user_link(obj.user)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(_InvestigatorView, ReadOnlyAdmin):
+    list_display = [
+        "person", "name", "prefix", "scope", "expires_at", "last_used_at", "revoked_at",
+    ]  # fmt: skip
+    list_filter = ["scope", ("user", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["=user__username", "=prefix", "name"]
+    list_select_related = ["user"]
+    exclude = ["token_hash"]
+
+    @admin.display(description="user", ordering="user__username")
+    def person(self, obj: ApiToken) -> str:
+        return _user_link(obj.user)
+
+
+@admin.register(Invitation)
+class InvitationAdmin(_InvestigatorView, ReadOnlyAdmin):
+    list_display = ["email", "role", "invited_by", "created_at", "expires_at", "accepted_at"]
+    list_filter = ["role"]
+    search_fields = ["email"]
+    exclude = ["token_hash"]

@@ -2,12 +2,31 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as DjangoUserManager
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django_otp.models import Device, ThrottlingMixin, TimestampMixin
 
 from accounts.credentials import backup_code_hash
+
+SUPERUSER_REFUSED = (
+    "SafeChat has no superusers: every power is a role, granted through the audited role "
+    "services. On first boot run `manage.py bootstrap_admin` (a one-time link that creates "
+    "the first security admin, audited `auth.bootstrap.used`); after that a security admin "
+    "invites people and grants roles (docs/accounts.md, 'Who holds which power')."
+)
+
+
+class UserManager(DjangoUserManager["User"]):
+    """Django's manager, without ``create_superuser``: ``manage.py createsuperuser`` would
+    create an account outside the audit chain that holds every permission at once."""
+
+    def create_superuser(
+        self, username: str, email: str | None = None, password: str | None = None, **extra: object
+    ) -> User:
+        raise PermissionDenied(SUPERUSER_REFUSED)
 
 
 class User(AbstractUser):  # type: ignore[django-manager-missing]
@@ -22,6 +41,8 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
     # deactivation). Sessions and API tokens carry the value they were issued under;
     # one issued under an older value no longer works (accounts.session_policy).
     credential_epoch = models.PositiveIntegerField(default=0, editable=False)
+
+    objects = UserManager()  # type: ignore[misc]
 
     class Meta:
         db_table = "accounts_user"

@@ -42,7 +42,8 @@ STAFF_ROLES = frozenset({Role.COMPLIANCE_OFFICER, Role.SECURITY_ADMIN})
 
 
 def roles_sync(apps: Any = None, **_: Any) -> None:
-    """Create every role group and attach whichever of its permissions exist yet."""
+    """Create every role group and give it exactly those of its permissions that exist
+    yet (nothing else: roles are defined here, never in the admin)."""
     if apps is None:
         from django.apps import apps as global_apps
 
@@ -54,10 +55,14 @@ def roles_sync(apps: Any = None, **_: Any) -> None:
         return
     for role, names in ROLE_PERMISSIONS.items():
         group, _created = group_model.objects.get_or_create(name=role.value)
+        granted = []
         for name in names:
             app_label, codename = name.split(".")
             permission = permission_model.objects.filter(
                 content_type__app_label=app_label, codename=codename
             ).first()
             if permission is not None:
-                group.permissions.add(permission)
+                granted.append(permission)
+        # Exactly the code's set: a permission attached by any other means (a shell, an
+        # old admin page) is taken away again at the next ``migrate``.
+        group.permissions.set(granted)

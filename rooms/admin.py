@@ -15,7 +15,9 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils.decorators import method_decorator
+from django.utils.html import format_html
 from django.views.decorators.csrf import csrf_protect
 
 from accounts.models import User
@@ -28,7 +30,7 @@ from rooms.services.barriers import (
     group_members_set,
     room_barrier_violations,
 )
-from safechat.admin_base import ReadOnlyAdmin
+from safechat.admin_base import ReadOnlyAdmin, may_investigate
 
 
 class _ServiceTransactionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -49,19 +51,60 @@ class _ServiceTransactionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return response
 
 
+def _user_link(user: User) -> str:
+    url = reverse("admin:accounts_user_change", args=[user.pk])
+    return format_html('<a href="{}">{}</a>', url, user.username)
+
+
+def _room_link(room: Room) -> str:
+    url = reverse("admin:rooms_room_change", args=[room.pk])
+    return format_html('<a href="{}">{}</a>', url, room.name or f"direct conversation {room.pk}")
+
+
+class _InvestigatorView:
+    """Security admins and compliance officers see rooms and memberships (no content);
+    only holders of ``accounts.manage_users`` are offered the actions, whose services
+    check that permission again."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return may_investigate(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return may_investigate(request.user)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions: dict[str, Any] = super().get_actions(request)  # type: ignore[misc]
+        return actions if request.user.has_perm(MANAGE_USERS) else {}
+
+
 class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
+    """A room's members on its page, read-only (membership changes go through services)."""
+
     model = Membership
-    fields = ("user", "role", "joined_at")
-    readonly_fields = ("user", "role", "joined_at")
+    fields = ("person", "role", "joined_at")
+    readonly_fields = ("person", "role", "joined_at")
     extra = 0
     can_delete = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
+        return super().get_queryset(request).select_related("user").order_by("user__username")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return may_investigate(request.user)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="member")
+    def person(self, obj: Membership) -> str:
+        return _user_link(obj.user)
+
 
 @admin.register(Room)
-class RoomAdmin(ReadOnlyAdmin):
+class RoomAdmin(_InvestigatorView, ReadOnlyAdmin):
     list_display = ["id", "name", "kind", "legal_hold", "archived_at", "created_at"]
     list_filter = ["kind", "legal_hold", "history_visible"]
     search_fields = ["name"]
@@ -72,9 +115,6 @@ class RoomAdmin(ReadOnlyAdmin):
     readonly_fields = fields
     inlines = [MembershipInline]
     actions = ["archive_rooms"]
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.has_perm(MANAGE_USERS))
 
     @admin.action(description="Archive the selected rooms (read-only from now on)")
     def archive_rooms(self, request: HttpRequest, queryset: QuerySet[Room]) -> None:
@@ -94,14 +134,20 @@ class RoomAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(ReadOnlyAdmin):
-    list_display = ["room", "user", "role", "joined_at"]
-    list_filter = ["role"]
+class MembershipAdmin(_InvestigatorView, ReadOnlyAdmin):
+    list_display = ["room_name", "person", "role", "joined_at"]
+    list_filter = ["role", ("room", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["room__name", "user__username"]
+    list_select_related = ["room", "user"]
     actions = ["remove_members"]
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.has_perm(MANAGE_USERS))
+    @admin.display(description="room", ordering="room__name")
+    def room_name(self, obj: Membership) -> str:
+        return _room_link(obj.room)
+
+    @admin.display(description="member", ordering="user__username")
+    def person(self, obj: Membership) -> str:
+        return _user_link(obj.user)
 
     @admin.action(description="Remove the selected members (new room key, sockets closed)")
     def remove_members(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
@@ -113,7 +159,11 @@ class MembershipAdmin(ReadOnlyAdmin):
                 membership_remove(actor=user, room=membership.room, member=membership.user)
                 removed += 1
             except (PermissionDenied, ValidationError) as exc:
-                self.message_user(request, f"{membership}: {exc}", messages.ERROR)
+                self.message_user(
+                    request,
+                    f"{membership.user.username} in {membership.room.name}: {exc}",
+                    messages.ERROR,
+                )
         self.message_user(request, f"{removed} member(s) removed")
 
 
@@ -253,6 +303,10 @@ class GroupAdmin(_ServiceTransactionAdmin):
         return self.has_module_permission(request)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Roles are defined in code (``accounts.roles``, kept by ``roles_sync``) and granted
+        # through the audited role services: their pages are view-only, for superusers too.
+        if obj is not None and obj.name in {role.value for role in Role}:
+            return False
         return self.has_module_permission(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -225,7 +225,7 @@ def test_a_reset_link_in_flight_never_undoes_an_admin_reset(
     assert events("auth.password.reset.refused")
 
 
-def test_factor_devices_are_read_only_in_the_django_admin(user: User) -> None:
+def test_factor_devices_are_not_in_the_django_admin(user: User) -> None:
     # given a superuser in the admin, and a user's session verified with a TOTP device
     root = make_user(username="root", is_staff=True, is_superuser=True)
     admin = Client()
@@ -236,9 +236,11 @@ def test_factor_devices_are_read_only_in_the_django_admin(user: User) -> None:
     page = admin.get(f"/admin/otp_totp/totpdevice/{device.pk}/delete/")
     posted = admin.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
     change = admin.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/")
+    add = admin.post("/admin/otp_totp/totpdevice/add/", {"user": user.pk, "name": "rogue"})
+    config = admin.get(f"/admin/otp_totp/totpdevice/{device.pk}/config/")
+    index = admin.get("/admin/")
 
-    assert page.status_code == 403
-    assert posted.status_code == 403
-    assert TOTPDevice.objects.filter(pk=device.pk).exists()
-    assert change.status_code == 200
-    assert device.key not in change.content.decode()  # the secret is never shown
+    assert [r.status_code for r in (page, posted, change, add, config)] == [404] * 5
+    assert list(TOTPDevice.objects.filter(user=user)) == [device]
+    assert device.key not in index.content.decode()  # the secret is never shown
+    assert "totpdevice" not in index.content.decode()

@@ -1,0 +1,256 @@
+"""The Django admin per role: what each sees, and that it changes nothing except through
+the audited services (refusals audited, nothing changed)."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import PermissionDenied
+from django.core.management import call_command
+from django.test import Client
+from guardian.utils import get_anonymous_user
+
+from accounts.models import User
+from accounts.roles import ROLE_PERMISSIONS, Role, roles_sync
+from audit.models import AuditEvent
+from tests.accounts.conftest import actions, events
+from tests.accounts.factories import grant_role, make_user, sign_in_client
+from tests.rooms.factories import make_room
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(user: User) -> Client:
+    client = Client()
+    sign_in_client(client, user, verified=True)
+    return client
+
+
+@pytest.fixture
+def security_admin() -> User:
+    return grant_role(make_user(username="sam"), Role.SECURITY_ADMIN)
+
+
+@pytest.fixture
+def officer() -> User:
+    return grant_role(make_user(username="olivia"), Role.COMPLIANCE_OFFICER)
+
+
+@pytest.fixture
+def superuser() -> User:
+    return make_user(username="root", is_staff=True, is_superuser=True)
+
+
+def index_links(client: Client) -> set[str]:
+    page = client.get("/admin/")
+    assert page.status_code == 200
+    return {
+        model["admin_url"]
+        for app in page.context["app_list"]
+        for model in app["models"]
+        if model.get("admin_url")
+    }
+
+
+def test_the_security_admin_index_shows_people_rooms_and_memberships(
+    security_admin: User,
+) -> None:
+    links = index_links(client_for(security_admin))
+
+    assert {
+        "/admin/accounts/user/", "/admin/accounts/usersession/", "/admin/accounts/apitoken/",
+        "/admin/rooms/room/", "/admin/rooms/membership/", "/admin/auth/group/",
+        "/admin/rooms/informationbarrier/",
+    } <= links  # fmt: skip
+    assert not any("otp" in link for link in links)
+
+
+def test_the_compliance_officer_index_shows_the_audit_log_and_what_it_names(
+    officer: User,
+) -> None:
+    links = index_links(client_for(officer))
+
+    assert {
+        "/admin/audit/auditevent/", "/admin/accounts/user/", "/admin/rooms/room/",
+        "/admin/rooms/membership/",
+    } <= links  # fmt: skip
+    assert "/admin/auth/group/" not in links
+    assert "/admin/rooms/informationbarrier/" not in links
+
+
+def test_a_superuser_sees_no_factor_devices_and_no_role_editing(superuser: User) -> None:
+    links = index_links(client_for(superuser))
+
+    assert not any("otp" in link or "webauthn" in link for link in links)
+
+
+def test_a_member_has_no_admin(user: User) -> None:
+    assert client_for(user).get("/admin/").status_code in {302, 403}
+
+
+def test_a_room_page_lists_its_members_by_name(security_admin: User) -> None:
+    alice, bob = make_user(username="alice"), make_user(username="bob")
+    room = make_room(owner=alice, members=(bob,), name="Treasury")
+
+    page = client_for(security_admin).get(f"/admin/rooms/room/{room.pk}/change/")
+
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert ">alice<" in body
+    assert ">bob<" in body
+    assert f"/admin/accounts/user/{bob.pk}/change/" in body
+
+
+def test_memberships_read_as_names_not_ids(officer: User) -> None:
+    alice = make_user(username="alice")
+    room = make_room(owner=alice, name="Treasury")
+
+    body = client_for(officer).get("/admin/rooms/membership/").content.decode()
+
+    assert "Treasury" in body
+    assert "alice" in body
+    assert f"room {room.pk}" not in body
+
+
+def test_the_anonymous_user_is_hidden_from_users(security_admin: User) -> None:
+    anonymous = get_anonymous_user()
+
+    page = client_for(security_admin).get("/admin/accounts/user/")
+    one = client_for(security_admin).get(f"/admin/accounts/user/{anonymous.pk}/change/")
+
+    assert anonymous.username not in page.content.decode()
+    assert one.status_code == 302  # "no such user": back to the list
+
+
+def test_a_security_admin_reactivates_from_the_admin_and_it_is_audited(
+    security_admin: User,
+) -> None:
+    gone = make_user(username="gone", is_active=False)
+
+    response = client_for(security_admin).post(
+        "/admin/accounts/user/", {"action": "reactivate", "_selected_action": [gone.pk]}
+    )
+
+    assert response.status_code == 302
+    gone.refresh_from_db()
+    assert gone.is_active
+    assert [e.target_id for e in events("account.reactivated")] == [str(gone.pk)]
+
+
+def test_an_officer_is_offered_no_account_actions_and_changes_nothing(officer: User) -> None:
+    other = make_user(username="other")
+    client = client_for(officer)
+    before = actions()
+
+    page = client.get("/admin/accounts/user/")
+    posted = client.post(
+        "/admin/accounts/user/", {"action": "deactivate", "_selected_action": [other.pk]}
+    )
+
+    assert page.status_code == 200
+    assert page.context["action_form"] is None
+    assert posted.status_code in {200, 302}
+    other.refresh_from_db()
+    assert other.is_active
+    assert not events("account.deactivated")
+    assert [a for a in actions()[len(before) :] if a != "audit.searched"] == []
+
+
+def test_a_superuser_deactivating_through_the_admin_goes_through_the_service(
+    superuser: User, security_admin: User
+) -> None:
+    # a superuser holds every permission: the service runs, and records it
+    target = make_user(username="target")
+
+    client_for(superuser).post(
+        "/admin/accounts/user/", {"action": "deactivate", "_selected_action": [target.pk]}
+    )
+
+    target.refresh_from_db()
+    assert not target.is_active
+    assert events("account.deactivated")[0].actor_id == superuser.pk
+
+
+def test_the_admin_refuses_an_administrator_acting_on_themselves_audited(
+    security_admin: User,
+) -> None:
+    client_for(security_admin).post(
+        "/admin/accounts/user/", {"action": "deactivate", "_selected_action": [security_admin.pk]}
+    )
+
+    security_admin.refresh_from_db()
+    assert security_admin.is_active
+    assert not events("account.deactivated")
+    assert [e.extra["reason"] for e in events("account.admin.refused")] == ["self"]
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_role_groups_are_read_only_in_the_admin_even_for_a_superuser(
+    superuser: User, role: Role
+) -> None:
+    group = Group.objects.get(name=role.value)
+    before = set(group.permissions.values_list("pk", flat=True))
+    reset = Permission.objects.get(codename="manage_users")
+    client = client_for(superuser)
+
+    page = client.get(f"/admin/auth/group/{group.pk}/change/")
+    posted = client.post(
+        f"/admin/auth/group/{group.pk}/change/",
+        {"name": role.value, "permissions": [reset.pk], "members": []},
+    )
+
+    assert page.status_code == 200  # view only
+    assert posted.status_code == 403
+    assert set(group.permissions.values_list("pk", flat=True)) == before
+    assert not AuditEvent.objects.filter(action__startswith="account.role.").exists()
+
+
+def test_a_permission_attached_to_a_role_by_other_means_is_taken_away_again() -> None:
+    member = Group.objects.get(name=Role.MEMBER.value)
+    member.permissions.add(Permission.objects.get(codename="manage_users"))
+
+    roles_sync()
+
+    for role, names in ROLE_PERMISSIONS.items():
+        group = Group.objects.get(name=role.value)
+        granted = {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.all()}
+        assert granted == set(names), role
+
+
+def test_createsuperuser_is_refused_and_creates_nothing() -> None:
+    before = User.objects.count()
+
+    with pytest.raises(PermissionDenied, match="bootstrap_admin"):
+        call_command(
+            "createsuperuser", interactive=False, username="root", email="root@bank.example"
+        )
+
+    assert User.objects.count() == before
+    assert not User.objects.filter(is_superuser=True).exists()
+
+
+def test_the_audit_browser_names_and_links_targets(officer: User) -> None:
+    alice = make_user(username="alice")
+    room = make_room(owner=alice, name="Treasury")
+    client = client_for(officer)
+
+    body = client.get("/admin/audit/auditevent/").content.decode()
+
+    assert f'href="/admin/rooms/room/{room.pk}/change/"' in body
+    assert "Treasury" in body
+    assert f"rooms.room {room.pk}" not in body
+
+
+def test_the_target_type_filter_never_offers_a_blank_entry(officer: User) -> None:
+    client = client_for(officer)
+    client.get("/admin/audit/auditevent/?q=nobody")  # records an audit.searched (no target)
+
+    page = client.get("/admin/audit/auditevent/")
+
+    spec = next(s for s in page.context["cl"].filter_specs if s.title == "target type")
+    titles = [choice["display"] for choice in spec.choices(page.context["cl"])]
+    assert all(str(title).strip() for title in titles)
+    assert "no target" in titles
+    blank = client.get("/admin/audit/auditevent/?target_type=-")
+    assert blank.status_code == 200
+    assert {e.target_type for e in blank.context["cl"].result_list} == {""}
