@@ -71,7 +71,7 @@ def _target_name(obj: models.Model) -> str:
          if isinstance(value := getattr(obj, attr, None), str) and value),
         None,
     )  # fmt: skip
-    label = f"{obj._meta.verbose_name} {own}" if own else str(obj)
+    label = f"{obj._meta.verbose_name} {own or obj.pk}"
     context = []
     for relation in ("room", "sender", "user", "invitee"):
         field = next((f for f in obj._meta.fields if f.name == relation), None)

@@ -254,3 +254,16 @@ def test_the_target_type_filter_never_offers_a_blank_entry(officer: User) -> Non
     blank = client.get("/admin/audit/auditevent/?target_type=-")
     assert blank.status_code == 200
     assert {e.target_type for e in blank.context["cl"].result_list} == {""}
+
+
+def test_a_target_without_a_name_of_its_own_is_named_by_its_room_and_person() -> None:
+    from audit.admin import _target_name
+    from rooms.models import Membership
+
+    alice = make_user(username="alice")
+    room = make_room(owner=alice, name="Treasury")
+
+    name = _target_name(Membership.objects.get(room=room, user=alice))
+
+    assert name.endswith("(room Treasury, user alice)")
+    assert f"room {room.pk}" not in name
