@@ -32,6 +32,7 @@ from accounts.services.factors import (
     passkey_registration_failed,
 )
 from accounts.services.sessions import session_hold
+from safechat.actions import action_transaction
 
 logger = logging.getLogger("accounts.webauthn")
 
@@ -90,9 +91,10 @@ class PasskeyRegistrationCompleteView(
         user = self.get_user()
         state = self.get_state()
         try:
-            with rewrite_exceptions(logger=logger), transaction.atomic():
+            with rewrite_exceptions(logger=logger), action_transaction():
                 # The user row first, and the session still good under it: a passkey
-                # registration in flight never survives a factor reset that committed.
+                # registration in flight never survives a factor reset that committed
+                # (refused, and recorded after the rollback).
                 session_hold(request=self.request, user=user)
                 device = self.get_helper().register_complete(
                     user=user, state=state, data=getattr(self.request, "data", {})

@@ -42,6 +42,11 @@ class AuditAction(StrEnum):
         "A lockout was lifted, by time or by an administrator.",
     )
     AUTH_PASSWORD_CHANGED = "auth.password.changed", "A user changed their password."
+    AUTH_SESSION_REFUSED = (
+        "auth.session.refused",
+        "A credential change was refused: its session had ended, or its credentials changed, "
+        "while it was in flight.",
+    )
     AUTH_PASSWORD_RESET_REQUESTED = (
         "auth.password.reset.requested",
         "A password reset was requested.",

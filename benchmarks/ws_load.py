@@ -47,6 +47,7 @@ from urllib.parse import quote
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
+from safechat.events import Event, Frame
 from safechat.supervise import UVICORN_WEBSOCKET_OPTIONS
 from tests.support.servers import free_port, wait_until_healthy
 
@@ -68,7 +69,7 @@ class System:
 
 
 def _safechat_delivered(frame: dict[str, Any]) -> str | None:
-    if frame.get("type") != "message.new":
+    if frame.get("type") != Event.MESSAGE_NEW:
         return None
     text: str | None = frame["message"]["text"]
     return text
@@ -97,7 +98,7 @@ SYSTEMS = {
         name="safechat",
         path=lambda room_id: "/ws/",
         post=lambda room_id, text: json.dumps(
-            {"type": "message.post", "room_id": room_id, "text": text}
+            {"type": Frame.MESSAGE_POST, "room_id": room_id, "text": text}
         ),
         delivered=_safechat_delivered,
         needs_ping=True,
@@ -176,9 +177,9 @@ async def read_frames(client: Client, system: System, tally: Tally) -> None:
             text = system.delivered(frame)
             if text is not None:
                 tally.delivered(message_seq(text), now)
-            elif frame.get("type") == "pong":
+            elif frame.get("type") == Event.PONG:
                 client.ready.set()
-            elif frame.get("type") == "error":
+            elif frame.get("type") == Event.ERROR:
                 tally.errors += 1
 
 
@@ -196,7 +197,7 @@ async def open_client(
     client.reader = asyncio.create_task(read_frames(client, system, tally))
     if system.needs_ping:
         # SafeChat subscribes to the rooms after accepting; the pong comes after that.
-        await sock.send(json.dumps({"type": "ping"}))
+        await sock.send(json.dumps({"type": Frame.PING}))
         await asyncio.wait_for(client.ready.wait(), timeout=60)
     return client
 

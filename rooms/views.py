@@ -212,9 +212,12 @@ def _apply(
 
 
 def _refuse_unless_manager(request: HttpRequest, room: Room, message: str) -> HttpResponse:
-    """A bad form: a non-manager learns nothing (not even whether a name exists)."""
-    if not _can_manage(_user(request), room):
-        return _forbidden(request, room, "you are not allowed to do this in this room")
+    """A bad form: a non-manager learns nothing (not even whether a name exists), and is
+    refused on the record (``room_manage_require``)."""
+    try:
+        services.room_manage_require(actor=_user(request), room=room)
+    except PermissionDenied as exc:
+        return _forbidden(request, room, str(exc))
     messages.error(request, message)
     return _back(room)
 

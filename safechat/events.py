@@ -396,8 +396,11 @@ def deliver(group: str, message: dict[str, Any]) -> None:
         return
     loop = _serving_loop()
     if loop is not None:
-        loop.call_soon_threadsafe(_enqueue, loop, layer, (group, message))
-        return
+        try:
+            loop.call_soon_threadsafe(_enqueue, loop, layer, (group, message))
+            return
+        except RuntimeError:  # the loop closed since it was found running: send from here
+            pass
     try:
         async_to_sync(layer.group_send)(group, message)
     except Exception:  # the layer (Redis) is down: what committed stands; clients resync

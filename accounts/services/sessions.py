@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import logout
-from django.core.exceptions import PermissionDenied
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
@@ -22,7 +21,7 @@ from accounts.services._common import client_ip, client_user_agent, ensure_permi
 from accounts.session_policy import session_key_hash
 from audit.actions import AuditAction
 from audit.services import audit_record
-from safechat.actions import action, action_transaction
+from safechat.actions import Refused, action, action_transaction
 from safechat.events import Event, publish
 
 
@@ -187,8 +186,19 @@ def user_sessions_end(
     return len(rows)
 
 
-class SessionNoLongerValid(PermissionDenied):
-    """The request's session ended, or its credentials changed, while it was in flight."""
+class SessionNoLongerValid(Refused):
+    """The request's session ended, or its credentials changed, while it was in flight: a
+    credential change refused (``auth.session.refused``), recorded by the action."""
+
+    def __init__(self, *, user: User, reason: str, request: HttpRequest | None) -> None:
+        super().__init__(
+            "This session has ended. Sign in again.",
+            actor=user,
+            action=AuditAction.AUTH_SESSION_REFUSED,
+            target=user,
+            reason=reason,
+            request=request,
+        )
 
 
 def session_hold(*, request: HttpRequest, user: User) -> User:
@@ -214,7 +224,8 @@ def session_hold(*, request: HttpRequest, user: User) -> User:
         ).exists()
     )
     if locked is None or not live:
-        raise SessionNoLongerValid("This session has ended. Sign in again.")
+        reason = "inactive" if locked is None or not locked.is_active else "session"
+        raise SessionNoLongerValid(user=user, reason=reason, request=request)
     return locked
 
 

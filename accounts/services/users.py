@@ -417,24 +417,24 @@ def password_change(
             )
         raise PasswordRejected(LOCKED_OUT)
     key = request.session.session_key
-    with action_transaction():
-        try:
+    try:
+        with action_transaction():  # records the refusal after the rollback
             locked = session_hold(request=request, user=user)
-        except SessionNoLongerValid as exc:
-            raise PasswordRejected(str(exc)) from None
-        accepted = locked.check_password(current_password)
-        if not accepted:  # recorded, and nothing else done (committed, then refused)
-            audit_record(
-                actor=user,
-                action=AuditAction.AUTH_LOGIN_FAILED,
-                target=user,
-                extra={"step": "password_change"},
-                request=request,
-            )
-        else:
-            _password_change_locked(
-                request=request, user=user, locked=locked, new_password=new_password, key=key
-            )
+            accepted = locked.check_password(current_password)
+            if not accepted:  # recorded, and nothing else done (committed, then refused)
+                audit_record(
+                    actor=user,
+                    action=AuditAction.AUTH_LOGIN_FAILED,
+                    target=user,
+                    extra={"step": "password_change"},
+                    request=request,
+                )
+            else:
+                _password_change_locked(
+                    request=request, user=user, locked=locked, new_password=new_password, key=key
+                )
+    except SessionNoLongerValid as exc:
+        raise PasswordRejected(str(exc)) from None
     if not accepted:
         AxesProxyHandler.user_login_failed(
             sender=password_change, credentials=credentials, request=request

@@ -145,6 +145,22 @@ def direct_conversation_create(*, actor: User, participants: list[User]) -> Room
 
 
 @action
+def room_manage_require(*, actor: User, room: Room) -> None:
+    """Refuse (``Refused``, recorded) unless ``actor`` manages ``room``: its members or its
+    settings. For an edge that answers a manager's form without calling the action the
+    form was for (the form was invalid), so a non-manager is refused on the record too.
+    """
+    granted = perms.room_permissions_of(room=room, user=actor)
+    if not granted & {perms.MANAGE_MEMBERS, perms.MANAGE_ROOM}:
+        raise room_refused(
+            actor=actor,
+            room=room,
+            reason=f"missing {perms.MANAGE_MEMBERS} or {perms.MANAGE_ROOM}",
+            message="you are not allowed to do this in this room",
+        )
+
+
+@action
 def room_update(
     *,
     actor: User,

@@ -20,6 +20,8 @@ from accounts.services import (
     user_deactivate,
 )
 from accounts.services._common import InvalidLink
+from accounts.services.factors import totp_enrol_confirm, totp_enrolment_device
+from accounts.services.sessions import SessionNoLongerValid
 from accounts.services.users import (
     PasswordRejected,
     _reset_link,
@@ -244,3 +246,51 @@ def test_factor_devices_are_not_in_the_django_admin(user: User) -> None:
     assert list(TOTPDevice.objects.filter(user=user)) == [device]
     assert device.key not in index.content.decode()  # the secret is never shown
     assert "totpdevice" not in index.content.decode()
+
+
+def test_a_password_change_refused_in_flight_is_recorded_once(
+    security_admin: User, user: User
+) -> None:
+    # given a password-change request whose session an admin's reset ended under it
+    client = Client()
+    sign_in_client(client, user, verified=True)
+    request = RequestFactory().post("/accounts/password/")
+    request.session = SessionStore(session_key=client.session.session_key)
+    stale = User.objects.get(pk=user.pk)
+    request.user = stale
+    password_reset_by_admin(actor=security_admin, user=User.objects.get(pk=user.pk))
+
+    # when the in-flight change completes, it is refused
+    with pytest.raises(PasswordRejected, match="session has ended"):
+        password_change(
+            request=request, user=stale, current_password=PASSWORD, new_password=NEW_PASSWORD
+        )
+
+    # then the refusal is on the record, once, as the person's own
+    (refused,) = events("auth.session.refused")
+    assert refused.actor_id == user.pk
+    assert refused.target_id == str(user.pk)
+    assert refused.extra["reason"] == "session"
+
+
+def test_a_factor_enrolment_refused_in_flight_is_recorded_once(
+    security_admin: User, user: User
+) -> None:
+    # given a first enrolment whose session an admin's deactivation ended under it
+    client = Client()
+    sign_in_client(client, user, verified=False)
+    request = RequestFactory().post("/accounts/enrol/")
+    request.session = SessionStore(session_key=client.session.session_key)
+    stale = User.objects.get(pk=user.pk)
+    request.user = stale
+    device = totp_enrolment_device(user=stale)
+    user_deactivate(actor=security_admin, user=User.objects.get(pk=user.pk))
+
+    # when the in-flight confirmation completes, it is refused and confirms nothing
+    with pytest.raises(SessionNoLongerValid):
+        totp_enrol_confirm(request=request, user=stale, device=device, code="123456", name="x")
+
+    assert not TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+    (refused,) = events("auth.session.refused")
+    assert refused.actor_id == user.pk
+    assert refused.extra["reason"] == "inactive"

@@ -182,6 +182,10 @@ async def test_an_admin_ending_all_sessions_closes_every_socket_of_the_user(user
     assert ended == 2
     for socket in sockets:
         assert await closed_with(socket) == CLOSE_SESSION_ENDED
+    # End each socket's application task now, not at the loop's teardown, where a task
+    # cancelled inside a thread call would hold the teardown.
+    for socket in sockets:
+        await socket.disconnect()
 
 
 @pytest.mark.asyncio

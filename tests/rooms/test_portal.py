@@ -303,6 +303,25 @@ def test_a_plain_member_cannot_add_anyone() -> None:
     assert audited(AuditAction.ROOM_MEMBER_ADDED, room) == added_before
 
 
+def test_a_plain_members_refused_forms_are_each_on_the_record() -> None:
+    # given a plain member posting member forms, valid and invalid, to a room they cannot manage
+    owner, member, outsider = make_user(), make_user(), make_user(username="outsider")
+    room = make_room(owner=owner, members=(member,))
+    client = verified_client(member)
+    denied_before = audited(AuditAction.ROOM_ACCESS_DENIED, room)
+
+    answers = [
+        client.post(f"/rooms/{room.pk}/members/add/", {"username": "outsider", "role": "member"}),
+        client.post(f"/rooms/{room.pk}/members/add/", {"username": "nobody-here", "role": "x"}),
+        client.post(f"/rooms/{room.pk}/settings/", {"name": ""}),
+    ]
+
+    # then each is refused, and each refusal is recorded once, as the member's
+    assert [answer.status_code for answer in answers] == [403, 403, 403]
+    assert audited(AuditAction.ROOM_ACCESS_DENIED, room) == denied_before + 3
+    assert member_of(room, outsider) is None
+
+
 def test_an_unknown_username_is_explained_to_a_manager() -> None:
     owner = make_user()
     room = make_room(owner=owner)

@@ -9,6 +9,7 @@ portal re-types none of the names: they come from the page's data block.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -245,6 +246,27 @@ def test_a_payload_that_is_not_the_events_is_refused_at_once(
 ) -> None:
     with pytest.raises(TypeError):
         events.publish(event, to_user=to_user, **payload)
+
+
+def test_an_event_committed_as_its_serving_loop_closes_is_sent_all_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a database thread whose event loop closed after it was found running
+    closed = asyncio.new_event_loop()
+    closed.close()
+    monkeypatch.setattr(events, "_serving_loop", lambda: closed)
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    class Layer:
+        async def group_send(self, group: str, message: dict[str, Any]) -> None:
+            sent.append((group, message))
+
+    monkeypatch.setattr(events, "get_channel_layer", lambda: Layer())
+
+    # when the committed event is delivered, it neither raises nor is lost
+    events.deliver("room.1", {"type": "room.event", "event": "room.updated", "room_id": 1})
+
+    assert sent == [("room.1", {"type": "room.event", "event": "room.updated", "room_id": 1})]
 
 
 def test_every_event_has_a_payload_type_an_audience_and_a_publisher() -> None:

@@ -70,6 +70,36 @@ def test_the_crypto_core_importing_django_breaks_the_contract(project_copy: Path
     assert "safechat.crypto is not allowed to import django" in result.stdout
 
 
+def test_a_selector_importing_the_socket_breaks_the_contract(project_copy: Path) -> None:
+    # given a selector importing the socket's frame protocol (an edge, and no circle)
+    append_import(project_copy / "rooms" / "selectors.py", "import rooms.socket.protocol")
+
+    result = lint_imports(project_copy)
+    assert result.returncode != 0
+    assert "rooms.selectors is not allowed to import rooms.socket" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "statement", "broken"),
+    [
+        ("events.py", "import rooms.models", "safechat.events is not allowed to import rooms"),
+        (
+            "actions.py",
+            "import accounts.models",
+            "safechat.actions is not allowed to import accounts",
+        ),
+    ],
+)
+def test_the_spine_importing_an_app_breaks_the_contract(
+    project_copy: Path, module: str, statement: str, broken: str
+) -> None:
+    append_import(project_copy / "safechat" / module, statement)
+
+    result = lint_imports(project_copy)
+    assert result.returncode != 0
+    assert broken in result.stdout
+
+
 def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
     """The module groups that import each other round in a circle (Tarjan's algorithm)."""
     modules = sorted(graph.modules)
