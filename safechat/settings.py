@@ -397,6 +397,10 @@ if IS_PRODUCTION:
 if env.bool("SAFECHAT_BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Keep the X-Request-ID a request arrives with only when the proxy in front sets it on
+# every request (deploy/nginx overwrites the client's); otherwise each request gets a new
+# id, so a client cannot choose the id its actions are audited under.
+SAFECHAT_TRUST_REQUEST_ID_HEADER = env.bool("SAFECHAT_TRUST_REQUEST_ID_HEADER", default=False)
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {

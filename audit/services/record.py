@@ -20,7 +20,7 @@ from audit.actors import TARGET_ID_MAX_LENGTH, AuditTarget, SystemActor
 from audit.extra import extra_clean
 from audit.models import AuditEvent
 from audit.store import actor_snapshot, append_locked
-from safechat.request_context import current_request_id
+from safechat.request_context import current_acting, current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +53,12 @@ def _target_fields(target: object) -> tuple[str, str]:
 
 
 def _request_fields(request: HttpRequest | None) -> tuple[str | None, str, str]:
-    """Source IP, user agent and request id; the id falls back to the context."""
+    """Source IP, user agent and request id: from ``request`` when given, else from the
+    acting context (``safechat.request_context``) the edge serving this code set."""
     source_ip: str | None = None
     user_agent = ""
     request_id = ""
+    context = current_acting.get()
     if request is not None:
         remote = request.META.get("REMOTE_ADDR") or ""
         try:
@@ -66,10 +68,13 @@ def _request_fields(request: HttpRequest | None) -> tuple[str | None, str, str]:
         raw_agent = str(request.META.get("HTTP_USER_AGENT", ""))
         user_agent = _CONTROL_CHARACTERS.sub("", raw_agent)[:USER_AGENT_MAX_LENGTH]
         request_id = str(getattr(request, "request_id", "") or "")
+    elif context is not None:
+        source_ip = context.ip
+        user_agent = _CONTROL_CHARACTERS.sub("", context.user_agent)[:USER_AGENT_MAX_LENGTH]
     if not request_id:
         request_id = current_request_id.get()
         if request_id == "-":  # the contextvar's "no request" default
-            request_id = ""
+            request_id = context.request_id if context is not None else ""
     request_id = _CONTROL_CHARACTERS.sub("", request_id)[:REQUEST_ID_MAX_LENGTH]
     return source_ip, user_agent, request_id
 
