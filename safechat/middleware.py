@@ -11,14 +11,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from safechat.request_context import (
-    CHANNEL_ADMIN,
-    CHANNEL_API,
-    CHANNEL_PORTAL,
     ActingContext,
     acting,
     clean_user_agent,
     client_ip,
     current_request_id,
+    http_channel,
     new_request_id,
 )
 
@@ -44,15 +42,6 @@ def request_id_from(supplied: str) -> str:
     if trusted and _ACCEPTABLE_REQUEST_ID.match(supplied):
         return supplied
     return new_request_id()
-
-
-def http_channel(path: str) -> str:
-    """The channel an HTTP request acts through, by its path: the API, the admin or the portal."""
-    if path.startswith("/api/"):
-        return CHANNEL_API
-    if path.startswith("/admin/"):
-        return CHANNEL_ADMIN
-    return CHANNEL_PORTAL
 
 
 class RequestIdMiddleware:

@@ -71,6 +71,15 @@ def client_ip(address: str | None) -> str | None:
         return None
 
 
+def http_channel(path: str) -> str:
+    """The channel an HTTP request acts through, by its path: the API, the admin or the portal."""
+    if path.startswith("/api/"):
+        return CHANNEL_API
+    if path.startswith("/admin/"):
+        return CHANNEL_ADMIN
+    return CHANNEL_PORTAL
+
+
 def clean_user_agent(raw: str) -> str:
     """A user agent as stored: no control characters, at most 256 characters."""
     return _CONTROL_CHARACTERS.sub("", raw)[:USER_AGENT_MAX_LENGTH]

@@ -20,7 +20,12 @@ from audit.actors import TARGET_ID_MAX_LENGTH, AuditTarget, SystemActor
 from audit.extra import extra_clean
 from audit.models import AuditEvent
 from audit.store import actor_snapshot, append_locked
-from safechat.request_context import current_acting, current_request_id
+from safechat.request_context import (
+    CHANNEL_COMMAND,
+    current_acting,
+    current_request_id,
+    http_channel,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +84,19 @@ def _request_fields(request: HttpRequest | None) -> tuple[str | None, str, str]:
     return source_ip, user_agent, request_id
 
 
+def acting_channel_token(request: HttpRequest | None = None) -> tuple[str, int | None]:
+    """The channel and API token id of the code being served, from the acting context the
+    edge set. Without one: an HTTP request's channel by its path, and otherwise
+    ``command``, since code run outside every request, frame and task is an operator's
+    process (a management command, the shell, a script)."""
+    context = current_acting.get()
+    if context is not None:
+        return context.channel, context.token_id
+    if request is not None:
+        return http_channel(request.path_info), None
+    return CHANNEL_COMMAND, None
+
+
 def audit_record(
     *,
     actor: Actor,
@@ -96,13 +114,15 @@ def audit_record(
     that is too large, not canonical JSON or names a secret raises before anything
     is written. ``actor`` is a user, ``AnonymousUser``/None or a ``SystemActor``;
     ``target`` a saved model instance or an ``AuditTarget``. ``request`` supplies
-    the source IP, user agent and request id.
+    the source IP, user agent and request id; without it they come from the acting
+    context (``safechat.request_context``), as do the channel and the API token id always.
     """
     parsed_action = audit_action_parse(action)
     snapshot = actor_snapshot(actor)
     target_type, target_id = _target_fields(target)
     cleaned_extra = extra_clean(extra, max_bytes=settings.SAFECHAT_AUDIT_EXTRA_MAX_BYTES)
     source_ip, user_agent, request_id = _request_fields(request)
+    channel, token_id = acting_channel_token(request)
     append = functools.partial(
         append_locked,
         action=parsed_action,
@@ -113,6 +133,8 @@ def audit_record(
         user_agent=user_agent,
         request_id=request_id,
         extra=cleaned_extra,
+        channel=channel,
+        token_id=token_id,
     )
     connection = connections[AuditEvent.objects.db]
     if (
