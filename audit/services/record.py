@@ -25,6 +25,7 @@ from safechat.request_context import (
     current_acting,
     current_request_id,
     http_channel,
+    new_request_id,
 )
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,18 @@ def _request_fields(request: HttpRequest | None) -> tuple[str | None, str, str]:
         request_id = current_request_id.get()
         if request_id == "-":  # the contextvar's "no request" default
             request_id = context.request_id if context is not None else ""
+    if not request_id and request is not None:
+        # A request that never passed the middleware: it still gets one id for all its events.
+        request_id = new_request_id()
+        request.request_id = request_id  # type: ignore[attr-defined]
     request_id = _CONTROL_CHARACTERS.sub("", request_id)[:REQUEST_ID_MAX_LENGTH]
     return source_ip, user_agent, request_id
+
+
+def acting_source() -> tuple[str | None, str, str]:
+    """Source IP, user agent and request id of the code being served, from its acting
+    context (for writers that append without ``audit_record``)."""
+    return _request_fields(None)
 
 
 def acting_channel_token(request: HttpRequest | None = None) -> tuple[str, int | None]:
