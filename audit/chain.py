@@ -3,12 +3,16 @@
 Pure Python plus ``cryptography``; no Django import, so the offline verifier
 (``python -m audit.verify_export``) runs on a machine without the application.
 
-Canonical form, version 1 (``"v": 1``)
+Canonical form, version 2 (``"v": 2``)
 ---------------------------------------
 An event is hashed as the UTF-8 bytes of a JSON object with exactly these keys::
 
     v, seq, occurred_at, actor_type, actor_id, actor_username, action,
-    target_type, target_id, source_ip, user_agent, request_id, extra, prev_hash
+    target_type, target_id, source_ip, user_agent, request_id, channel, token_id,
+    extra, prev_hash
+
+Version 1, written before events carried their channel and API token, is the same
+without ``channel`` and ``token_id``; its events verify exactly as they were written.
 
 serialised with keys sorted, no whitespace (``","`` and ``":"`` separators), non-ASCII
 characters written as themselves (not ``\\u`` escapes) and ``occurred_at`` as ISO-8601
@@ -39,7 +43,11 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-CANONICAL_VERSION = 1
+CANONICAL_VERSION = 2
+# Version 1 events (written before the channel and token id) verify as they always did.
+CANONICAL_VERSIONS = (1, 2)
+# The signed form of a checkpoint did not change with the events' version 2.
+CHECKPOINT_VERSION = 1
 GENESIS_HASH = "0" * 64
 CHECKPOINT_TYPE = "safechat.audit.checkpoint"
 
@@ -49,6 +57,7 @@ EVENT_FIELDS: tuple[str, ...] = (
     "actor_id",
     "actor_type",
     "actor_username",
+    "channel",
     "extra",
     "occurred_at",
     "prev_hash",
@@ -57,6 +66,7 @@ EVENT_FIELDS: tuple[str, ...] = (
     "source_ip",
     "target_id",
     "target_type",
+    "token_id",
     "user_agent",
     "v",
 )
@@ -141,22 +151,31 @@ def canonical_event_parts(event: Mapping[str, Any]) -> tuple[str, str, str, str]
     extra = event["extra"]
     actor_id = event["actor_id"]
     source_ip = event["source_ip"]
+    version = int(event.get("v", 1))
+    channel = event.get("channel") or ""
+    token_id = event.get("token_id")
+    # Version 1 has no channel or token id; a version 1 row that carries either is hashed
+    # with them, so it no longer matches its stored hash (it was changed).
+    with_context = version >= 2 or bool(channel) or token_id is not None
     enc = _encode_string
     p1 = (
         '{"action":' + enc(event["action"])
         + ',"actor_id":' + ("null" if actor_id is None else str(int(actor_id)))
         + ',"actor_type":' + enc(event["actor_type"])
         + ',"actor_username":' + enc(event["actor_username"])
+        + (',"channel":' + enc(channel) if with_context else "")
         + ',"extra":' + ("{}" if not extra else canonical_json(extra))
         + ',"occurred_at":"'
     )  # fmt: skip
     p3 = '","request_id":' + enc(event["request_id"]) + ',"seq":'
+    token = ("null" if token_id is None else str(int(token_id))) if with_context else ""
     p4 = (
         ',"source_ip":' + ("null" if source_ip is None else enc(source_ip))
         + ',"target_id":' + enc(event["target_id"])
         + ',"target_type":' + enc(event["target_type"])
+        + (',"token_id":' + token if with_context else "")
         + ',"user_agent":' + enc(event["user_agent"])
-        + ',"v":' + str(int(event.get("v", CANONICAL_VERSION)))
+        + ',"v":' + str(version)
         + "}"
     )  # fmt: skip
     return p1, '","prev_hash":"', p3, p4
@@ -223,7 +242,7 @@ def checkpoint_signed_bytes(
         created_at = format_time(created_at)
     return canonical_json(
         {
-            "v": CANONICAL_VERSION,
+            "v": CHECKPOINT_VERSION,
             "type": CHECKPOINT_TYPE,
             "seq": int(seq),
             "head_hash": head_hash,

@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit.chain import (
-    CANONICAL_VERSION,
+    CANONICAL_VERSIONS,
     EVENT_FIELDS,
     HEX128,
     canonical_json,
@@ -197,7 +197,7 @@ def _structure(
 def _events(path: Path) -> Iterator[dict[str, Any]]:
     for _number, _raw, record in _lines(path):
         if record.get("type") == "event":
-            if record.get("v") != CANONICAL_VERSION:
+            if record.get("v") not in CANONICAL_VERSIONS:
                 raise _Invalid(f"event in unsupported canonical version {record.get('v')!r}")
             yield record
 

@@ -79,6 +79,11 @@ class AuditEvent(AppendOnlyModel):
     source_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=256, blank=True)
     request_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # Canonical version 2: the channel the action came through (portal, api, admin,
+    # websocket, task, command) and the API token it used. A database default, so a
+    # writer of the earlier schema still inserts (its version 1 events hash without them).
+    channel = models.CharField(max_length=16, blank=True, default="", db_default="")
+    token_id = models.BigIntegerField(null=True, blank=True)
     extra = models.JSONField(default=dict, blank=True)
     # Unique: two events claiming one predecessor would be a fork, refused by the database.
     prev_hash = models.CharField(max_length=64, unique=True)

@@ -11,8 +11,9 @@ every chain they write, so the two cannot drift apart unnoticed.
 
 Installed by migration ``0003_pg_append_function`` and replaced by
 ``0005_append_function_checked`` (schema-qualified tables, each write checked to touch one
-row). SECURITY INVOKER (the default): it runs with the caller's privileges (INSERT on
-events, UPDATE on the head), and with no settings of its own (no ``SET search_path``);
+row), then by ``0006_event_channel_token`` (the event's channel and API token).
+SECURITY INVOKER (the default): it runs with the caller's privileges (INSERT on events,
+UPDATE on the head), and with no settings of its own (no ``SET search_path``);
 ``audit.triggers`` checks both.
 """
 
@@ -33,7 +34,8 @@ HEAD_LOCK_SQL = (
 APPEND_CALL_SQL = (
     "SELECT out_seq, out_occurred_at, out_prev_hash, out_hash FROM audit_append("
     "%s::smallint, %s::text, %s::bigint, %s::text, %s::text, %s::text, %s::text, %s::inet, "
-    "%s::text, %s::text, %s::jsonb, %s::timestamptz, %s::text, %s::text, %s::text, %s::text)"
+    "%s::text, %s::text, %s::jsonb, %s::timestamptz, %s::text, %s::text, %s::text, %s::text, "
+    "%s::text, %s::bigint)"
 )
 
 # "{schema}" is the quoted schema the migration ran in (``create_function_sql``): the
@@ -45,7 +47,7 @@ CREATE OR REPLACE FUNCTION audit_append(
     p_version smallint, p_actor_type text, p_actor_id bigint, p_actor_username text,
     p_action text, p_target_type text, p_target_id text, p_source_ip inet,
     p_user_agent text, p_request_id text, p_extra jsonb, p_now timestamptz,
-    p_part1 text, p_part2 text, p_part3 text, p_part4 text
+    p_part1 text, p_part2 text, p_part3 text, p_part4 text, p_channel text, p_token_id bigint
 ) RETURNS TABLE(out_seq bigint, out_occurred_at timestamptz, out_prev_hash text, out_hash text)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -79,11 +81,12 @@ BEGIN
         'UTF8')), 'hex');
     INSERT INTO {schema}.audit_auditevent (
         seq, version, occurred_at, actor_type, actor_id, actor_username, action,
-        target_type, target_id, source_ip, user_agent, request_id, extra, prev_hash, hash
+        target_type, target_id, source_ip, user_agent, request_id, extra, prev_hash, hash,
+        channel, token_id
     ) VALUES (
         v_seq, p_version, v_time, p_actor_type, p_actor_id, p_actor_username, p_action,
         p_target_type, p_target_id, p_source_ip, p_user_agent, p_request_id, p_extra,
-        head.last_hash, v_hash
+        head.last_hash, v_hash, p_channel, p_token_id
     );
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     IF v_rows <> 1 THEN
@@ -108,6 +111,12 @@ def create_function_sql(schema: str) -> str:
 
 
 DROP_FUNCTION_SQL = (
+    "DROP FUNCTION IF EXISTS audit_append(smallint, text, bigint, text, text, text, text, inet, "
+    "text, text, jsonb, timestamptz, text, text, text, text, text, bigint)"
+)
+
+# The function before events carried their channel and token (migrations 0003 to 0005).
+DROP_FUNCTION_V1_SQL = (
     "DROP FUNCTION IF EXISTS audit_append(smallint, text, bigint, text, text, text, text, inet, "
     "text, text, jsonb, timestamptz, text, text, text, text)"
 )

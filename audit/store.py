@@ -103,7 +103,7 @@ def _append_postgresql(*, event: AuditEvent, head: AuditChainHead | None) -> Non
                 event.version, event.actor_type, event.actor_id, event.actor_username,
                 event.action, event.target_type, event.target_id, event.source_ip,
                 event.user_agent, event.request_id, chain.canonical_json(event.extra),
-                event.occurred_at, p1, p2, p3, p4,
+                event.occurred_at, p1, p2, p3, p4, event.channel, event.token_id,
             ],
         )  # fmt: skip
         row = cursor.fetchone()
@@ -128,6 +128,8 @@ def append_locked(
     user_agent: str,
     request_id: str,
     extra: dict[str, Any],
+    channel: str = "",
+    token_id: int | None = None,
 ) -> AuditEvent:
     """Append one event at the head of the chain; the caller holds a transaction.
 
@@ -148,6 +150,8 @@ def append_locked(
         source_ip=source_ip,
         user_agent=user_agent,
         request_id=request_id,
+        channel=channel,
+        token_id=token_id,
         extra=extra,
         prev_hash=chain.GENESIS_HASH,
     )
@@ -176,6 +180,8 @@ def event_fields(event: AuditEvent) -> dict[str, Any]:
         "source_ip": event.source_ip,
         "user_agent": event.user_agent,
         "request_id": event.request_id,
+        "channel": event.channel,
+        "token_id": event.token_id,
         "extra": event.extra,
         "prev_hash": event.prev_hash,
         "hash": event.hash,

@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -56,6 +57,15 @@ from accounts.session_policy import (
 from rooms.socket import RoomSocketMixin, in_pool
 from rooms.socket_watch import socket_watch
 from safechat.events import Event, Frame, user_group
+from safechat.request_context import (
+    CHANNEL_WEBSOCKET,
+    ActingContext,
+    acting,
+    clean_user_agent,
+    client_ip,
+    current_acting,
+    new_request_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +107,9 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
         # Channels' AsyncConsumer.__call__, with a layer receive that survives the layer
         # failing (Redis down): the socket is then closed with 1013, never dropped.
         self.scope = scope
+        # Every frame is served under the handshake's IP and user agent (set in this task,
+        # so it follows into the writer threads); receive() gives each frame its own id.
+        current_acting.set(replace(socket_context(scope), request_id=new_request_id()))
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self.channel_receive = self._layer_receive
@@ -360,6 +373,10 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.session_id is None or self._torn_down:
             return
+        with acting(replace(socket_context(self.scope), request_id=new_request_id())):
+            await self._receive(text_data)
+
+    async def _receive(self, text_data: str | None) -> None:
         if not await self._access_holds():
             return
         # A malformed frame is a recoverable client mistake: answer, keep the socket.
@@ -389,6 +406,20 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
         if content["type"] in ACTIVITY_FRAMES:
             await self._activity()
         await self.rooms_frame(content)
+
+
+def socket_context(scope: Any) -> ActingContext:
+    """The acting context of a socket: its handshake's client address and user agent."""
+    client = scope.get("client") or (None, None)
+    agent = b""
+    for name, value in scope.get("headers") or ():
+        if name == b"user-agent":
+            agent = value
+    return ActingContext(
+        channel=CHANNEL_WEBSOCKET,
+        ip=client_ip(client[0]),
+        user_agent=clean_user_agent(agent.decode("latin-1")),
+    )
 
 
 async def _read_verdicts(session_ids: list[int]) -> dict[int, SessionVerdict]:

@@ -7,6 +7,7 @@ from django.apps import AppConfig
 # Loaded with Django, so every ``@shared_task`` binds to the SafeChat app (its broker and
 # settings) in the web process, the worker and the tests alike.
 from safechat.celery import app as celery_app
+from safechat.logredact import path_loggers_redact
 
 __all__ = ["SafeChatConfig", "celery_app"]
 
@@ -16,3 +17,7 @@ class SafeChatConfig(AppConfig):
 
     name = "safechat"
     verbose_name = "SafeChat"
+
+    def ready(self) -> None:
+        # The server's own access log names paths, one-time link secrets included.
+        path_loggers_redact()

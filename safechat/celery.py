@@ -5,11 +5,25 @@ call a service, and be safe to run twice (tasks are acknowledged late).
 """
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
+
+from safechat.request_context import CHANNEL_TASK, ActingContext, acting, new_request_id
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "safechat.settings")
 
-app = Celery("safechat")
+
+class ActingTask(Task[Any, Any]):
+    """Every task runs under the ``task`` channel, its request id the task's id (a new
+    one when the task is called directly), so its audit events say where they came from."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        task_id = getattr(self.request, "id", None) or new_request_id()
+        with acting(ActingContext(channel=CHANNEL_TASK, request_id=str(task_id))):
+            return super().__call__(*args, **kwargs)
+
+
+app = Celery("safechat", task_cls=ActingTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

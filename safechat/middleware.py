@@ -4,38 +4,65 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from safechat.request_context import current_request_id
+from safechat.request_context import (
+    ActingContext,
+    acting,
+    clean_user_agent,
+    client_ip,
+    current_request_id,
+    http_channel,
+    new_request_id,
+)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A proxy-supplied id is kept only if it is short and harmless in logs.
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
-__all__ = ["RequestIdMiddleware", "current_request_id", "new_request_id"]
+__all__ = [
+    "RequestIdMiddleware",
+    "current_request_id",
+    "http_channel",
+    "new_request_id",
+    "request_id_from",
+]
 
 
-def new_request_id() -> str:
-    return uuid.uuid4().hex
+def request_id_from(supplied: str) -> str:
+    """The request id to serve under: the one in ``X-Request-ID`` only when the deployment
+    says a trusted proxy sets that header on every request (``SAFECHAT_TRUST_REQUEST_ID_HEADER``,
+    deploy/nginx overwrites whatever the client sent) and it is well-formed; otherwise a new
+    one, so a client can never choose the id its actions are audited under."""
+    trusted = bool(getattr(settings, "SAFECHAT_TRUST_REQUEST_ID_HEADER", False))
+    if trusted and _ACCEPTABLE_REQUEST_ID.match(supplied):
+        return supplied
+    return new_request_id()
 
 
 class RequestIdMiddleware:
+    """Serves each request under its acting context (``safechat.request_context``): the
+    channel by path, the client's IP and user agent, and the request id (returned in
+    ``X-Request-ID``)."""
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        supplied = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = supplied if _ACCEPTABLE_REQUEST_ID.match(supplied) else new_request_id()
+        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER, ""))
         request.request_id = request_id  # type: ignore[attr-defined]
-        token = current_request_id.set(request_id)
-        try:
+        context = ActingContext(
+            channel=http_channel(request.path_info),
+            ip=client_ip(request.META.get("REMOTE_ADDR")),
+            user_agent=clean_user_agent(str(request.META.get("HTTP_USER_AGENT", ""))),
+            request_id=request_id,
+        )
+        with acting(context):
             response = self.get_response(request)
-        finally:
-            current_request_id.reset(token)
         response[REQUEST_ID_HEADER] = request_id
         return response
 

@@ -364,6 +364,8 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = False  # reset only after the second factor (accounts.services)
 AXES_DISABLE_ACCESS_LOG = True  # the audit log records sign-ins
 AXES_ENABLE_ADMIN = False  # lockouts are lifted through an audited service
+# Its log lines name the path, which for a one-time link is its secret: redacted.
+AXES_CLIENT_STR_CALLABLE = "safechat.logredact.axes_client_str"
 AXES_SENSITIVE_PARAMETERS = ["password", "code", "token", "new_password1", "new_password2"]
 # The sign-in view answers lockouts itself; no third-party login view exists.
 SILENCED_SYSTEM_CHECKS = ["axes.W002"]
@@ -399,6 +401,10 @@ if IS_PRODUCTION:
 if env.bool("SAFECHAT_BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Keep the X-Request-ID a request arrives with only when the proxy in front sets it on
+# every request (deploy/nginx overwrites the client's); otherwise each request gets a new
+# id, so a client cannot choose the id its actions are audited under.
+SAFECHAT_TRUST_REQUEST_ID_HEADER = env.bool("SAFECHAT_TRUST_REQUEST_ID_HEADER", default=False)
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
@@ -492,7 +498,10 @@ USE_TZ = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "safechat.middleware.RequestIdLogFilter"}},
+    "filters": {
+        "request_id": {"()": "safechat.middleware.RequestIdLogFilter"},
+        "one_time_secrets": {"()": "safechat.logredact.OneTimeSecretFilter"},
+    },
     "formatters": {
         "line": {
             "format": "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s %(message)s",
@@ -502,7 +511,7 @@ LOGGING = {
         "stderr": {
             "class": "logging.StreamHandler",
             "formatter": "line",
-            "filters": ["request_id"],
+            "filters": ["request_id", "one_time_secrets"],
         }
     },
     "root": {"handlers": ["stderr"], "level": env.str("LOG_LEVEL", default="INFO")},

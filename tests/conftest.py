@@ -11,7 +11,11 @@ from pytest_django import Settings
 from safechat.keyring.provider import reset_provider
 from safechat.keyring.services import clear_key_caches
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.audit_db"]
+pytest_plugins = [
+    "tests.support.fixtures",
+    "tests.support.audit_db",
+    "tests.support.audit_context",
+]
 
 
 @pytest.fixture(autouse=True)

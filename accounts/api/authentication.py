@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from safechat.request_context import acting_token_set
+
 if TYPE_CHECKING:
     from rest_framework.request import Request
 
@@ -50,6 +52,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token.") from None
         except TokenAttemptsThrottled as throttled:
             raise exceptions.Throttled(wait=throttled.retry_after) from None
+        acting_token_set(token.pk)  # every audit event of this request names the token
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

@@ -31,7 +31,7 @@ from audit.selectors import (
     audit_event_rows,
     audit_events_beyond_head,
 )
-from audit.services.record import audit_record
+from audit.services.record import acting_channel_token, acting_source, audit_record
 from audit.store import AuditChainError, actor_snapshot, append_locked, chain_head_locked
 
 logger = logging.getLogger(__name__)
@@ -118,16 +118,19 @@ def _refusal_record(problem: ChainProblem) -> None:
 def _checkpoint_locked(
     head: AuditChainHead, key: Ed25519PrivateKey, key_id: str, last_checkpoint: int | None
 ) -> AuditCheckpoint:
+    # Written by whatever the chain grew under (a task, a request): its context, as any event.
+    source_ip, user_agent, request_id = acting_source()
     append_locked(
         head=head,
         action=AuditAction.AUDIT_CHECKPOINT_WRITTEN,
         actor=actor_snapshot(SYSTEM_AUDIT),
         target_type="",
         target_id="",
-        source_ip=None,
-        user_agent="",
-        request_id="",
+        source_ip=source_ip,
+        user_agent=user_agent,
+        request_id=request_id,
         extra={"key_id": key_id, "previous_checkpoint_seq": last_checkpoint or 0},
+        channel=acting_channel_token()[0],
     )
     created_at = timezone.now()
     signature = key.sign(

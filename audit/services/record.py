@@ -20,7 +20,13 @@ from audit.actors import TARGET_ID_MAX_LENGTH, AuditTarget, SystemActor
 from audit.extra import extra_clean
 from audit.models import AuditEvent
 from audit.store import actor_snapshot, append_locked
-from safechat.request_context import current_request_id
+from safechat.request_context import (
+    CHANNEL_COMMAND,
+    current_acting,
+    current_request_id,
+    http_channel,
+    new_request_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +59,12 @@ def _target_fields(target: object) -> tuple[str, str]:
 
 
 def _request_fields(request: HttpRequest | None) -> tuple[str | None, str, str]:
-    """Source IP, user agent and request id; the id falls back to the context."""
+    """Source IP, user agent and request id: from ``request`` when given, else from the
+    acting context (``safechat.request_context``) the edge serving this code set."""
     source_ip: str | None = None
     user_agent = ""
     request_id = ""
+    context = current_acting.get()
     if request is not None:
         remote = request.META.get("REMOTE_ADDR") or ""
         try:
@@ -66,12 +74,38 @@ def _request_fields(request: HttpRequest | None) -> tuple[str | None, str, str]:
         raw_agent = str(request.META.get("HTTP_USER_AGENT", ""))
         user_agent = _CONTROL_CHARACTERS.sub("", raw_agent)[:USER_AGENT_MAX_LENGTH]
         request_id = str(getattr(request, "request_id", "") or "")
+    elif context is not None:
+        source_ip = context.ip
+        user_agent = _CONTROL_CHARACTERS.sub("", context.user_agent)[:USER_AGENT_MAX_LENGTH]
     if not request_id:
         request_id = current_request_id.get()
         if request_id == "-":  # the contextvar's "no request" default
-            request_id = ""
+            request_id = context.request_id if context is not None else ""
+    if not request_id and request is not None:
+        # A request that never passed the middleware: it still gets one id for all its events.
+        request_id = new_request_id()
+        request.request_id = request_id  # type: ignore[attr-defined]
     request_id = _CONTROL_CHARACTERS.sub("", request_id)[:REQUEST_ID_MAX_LENGTH]
     return source_ip, user_agent, request_id
+
+
+def acting_source() -> tuple[str | None, str, str]:
+    """Source IP, user agent and request id of the code being served, from its acting
+    context (for writers that append without ``audit_record``)."""
+    return _request_fields(None)
+
+
+def acting_channel_token(request: HttpRequest | None = None) -> tuple[str, int | None]:
+    """The channel and API token id of the code being served, from the acting context the
+    edge set. Without one: an HTTP request's channel by its path, and otherwise
+    ``command``, since code run outside every request, frame and task is an operator's
+    process (a management command, the shell, a script)."""
+    context = current_acting.get()
+    if context is not None:
+        return context.channel, context.token_id
+    if request is not None:
+        return http_channel(request.path_info), None
+    return CHANNEL_COMMAND, None
 
 
 def audit_record(
@@ -91,13 +125,15 @@ def audit_record(
     that is too large, not canonical JSON or names a secret raises before anything
     is written. ``actor`` is a user, ``AnonymousUser``/None or a ``SystemActor``;
     ``target`` a saved model instance or an ``AuditTarget``. ``request`` supplies
-    the source IP, user agent and request id.
+    the source IP, user agent and request id; without it they come from the acting
+    context (``safechat.request_context``), as do the channel and the API token id always.
     """
     parsed_action = audit_action_parse(action)
     snapshot = actor_snapshot(actor)
     target_type, target_id = _target_fields(target)
     cleaned_extra = extra_clean(extra, max_bytes=settings.SAFECHAT_AUDIT_EXTRA_MAX_BYTES)
     source_ip, user_agent, request_id = _request_fields(request)
+    channel, token_id = acting_channel_token(request)
     append = functools.partial(
         append_locked,
         action=parsed_action,
@@ -108,6 +144,8 @@ def audit_record(
         user_agent=user_agent,
         request_id=request_id,
         extra=cleaned_extra,
+        channel=channel,
+        token_id=token_id,
     )
     connection = connections[AuditEvent.objects.db]
     if (

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from django.test import Client
+from pytest_django import Settings
 
 from audit import signing
 from audit.actions import AuditAction
@@ -25,8 +26,9 @@ pytestmark = pytest.mark.django_db
 URL = "/api/v1/audit/export"
 
 
-def test_an_officer_streams_a_verifiable_export(tmp_path: Path) -> None:
-    # given events and a compliance officer with a verified session
+def test_an_officer_streams_a_verifiable_export(tmp_path: Path, settings: Settings) -> None:
+    # given events and a compliance officer with a verified session, behind the proxy
+    settings.SAFECHAT_TRUST_REQUEST_ID_HEADER = True
     make_events(4)
     officer = make_officer(username="officer")
     client = verified_client(officer)

@@ -85,13 +85,13 @@ def insert_event(row: dict[str, Any]) -> None:
     insider_sql(
         "INSERT INTO audit_auditevent (seq, version, occurred_at, actor_type, actor_id, "
         "actor_username, action, target_type, target_id, source_ip, user_agent, request_id, "
-        "extra, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-        "%s, %s)",
+        "extra, prev_hash, hash, channel, token_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, "
+        "%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         [
             row["seq"], row["v"], occurred, row["actor_type"], row["actor_id"],
             row["actor_username"], row["action"], row["target_type"], row["target_id"],
             row["source_ip"], row["user_agent"], row["request_id"], json.dumps(row["extra"]),
-            row["prev_hash"], row["hash"],
+            row["prev_hash"], row["hash"], row.get("channel", ""), row.get("token_id"),
         ],
     )  # fmt: skip
 
@@ -277,7 +277,7 @@ def test_triggers_are_compared_exactly_on_postgresql(change: str) -> None:
 
 APPEND_SIGNATURE = (
     "smallint, text, bigint, text, text, text, text, inet, text, text, jsonb, timestamptz, "
-    "text, text, text, text"
+    "text, text, text, text, text, bigint"
 )
 
 

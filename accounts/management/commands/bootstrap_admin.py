@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from accounts.selectors import people_exist
 from accounts.services import BootstrapRefused, bootstrap_token_create
+from safechat.commands import SafeChatCommand
 
 
-class Command(BaseCommand):
+class Command(SafeChatCommand):
     help = "Print a one-time bootstrap URL (valid one hour, single use) while no user exists."
 
     def add_arguments(self, parser: CommandParser) -> None:

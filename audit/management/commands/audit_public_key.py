@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from audit import signing
 from audit.chain import key_id_for
+from safechat.commands import SafeChatCommand
 
 
-class Command(BaseCommand):
+class Command(SafeChatCommand):
     help = "Print the audit public key (base64 of the raw 32 bytes; --pem for PEM)."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
 from audit.actors import SystemActor
 from audit.services import audit_export_start
 from audit.services.export import EXPORT_FORMATS
+from safechat.commands import SafeChatCommand
 
 
 def _time(value: str) -> datetime:
@@ -31,7 +32,7 @@ def _time(value: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-class Command(BaseCommand):
+class Command(SafeChatCommand):
     help = "Export audit events of [--since, --until) as JSONL (verifiable) or CSV."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from audit.selectors import DEFAULT_CHUNK_SIZE
 from audit.services import audit_chain_verify
+from safechat.commands import SafeChatCommand
 
 
-class Command(BaseCommand):
+class Command(SafeChatCommand):
     help = "Re-compute the audit hash chain and check every checkpoint signature and anchor."
 
     def add_arguments(self, parser: CommandParser) -> None:
