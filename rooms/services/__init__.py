@@ -28,6 +28,7 @@ from rooms.services.rooms import (
     room_archive,
     room_create,
     room_key_rotate,
+    room_unarchive,
     room_update,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "room_invitation_accept",
     "room_invitation_send",
     "room_key_rotate",
+    "room_unarchive",
     "room_update",
     "user_groups_change",
 ]
