@@ -26,6 +26,9 @@ from accounts.models import (
 )
 from accounts.roles import Role
 
+# Roles that are read-only on chat: their holders never post or manage in a room.
+CHAT_READ_ONLY_ROLES = frozenset({Role.COMPLIANCE_OFFICER.value})
+
 FACTOR_KINDS: dict[type[Device], str] = {
     TOTPDevice: "totp",
     BackupCodeDevice: "backup_codes",
@@ -93,6 +96,44 @@ def people() -> QuerySet[User]:
 
 def people_exist() -> bool:
     return people().exists()
+
+
+def people_active() -> QuerySet[User]:
+    """The people anyone may pick (a member to add, a participant, a role holder).
+
+    The one selector every path that picks users goes through (portal forms, API
+    views, services): active accounts of people only, never django-guardian's internal
+    anonymous user row, so that row can never become a member or get a key pair.
+    """
+    return people().filter(is_active=True)
+
+
+def person_active_get(*, user_id: int | None = None, username: str | None = None) -> User | None:
+    """The active person with ``user_id`` (or ``username``), or None if there is none."""
+    if user_id is None and username is None:
+        return None
+    found = people_active()
+    if user_id is not None:
+        found = found.filter(pk=user_id)
+    if username is not None:
+        found = found.filter(username=username)
+    return found.first()
+
+
+def person_get(*, user_id: int) -> User | None:
+    """The account of a person (active or not) with ``user_id``, or None: for paths that
+    name someone already in a room (removal, a role change)."""
+    return people().filter(pk=user_id).first()
+
+
+def user_reads_chat_only(*, user: User) -> bool:
+    """Whether ``user`` holds a role that is read-only on chat (the compliance officer).
+
+    The one rule for it: such a person is never a member with post or manage rights,
+    creates no room or direct conversation and is added to none; they review content
+    through the compliance tools. ``rooms`` checks it in its services.
+    """
+    return user.groups.filter(name__in=CHAT_READ_ONLY_ROLES).exists()
 
 
 def bootstrap_token_valid(*, token: str) -> bool:

@@ -123,6 +123,7 @@ class AuditAction(StrEnum):
     ROOM_CREATED = "room.created", "A room was created."
     ROOM_UPDATED = "room.updated", "A room's settings were changed."
     ROOM_ARCHIVED = "room.archived", "A room was archived."
+    ROOM_UNARCHIVED = "room.unarchived", "An archived room was made writable again."
     ROOM_MEMBER_ADDED = "room.member.added", "A member was added to a room."
     ROOM_MEMBER_REMOVED = "room.member.removed", "A member was removed from a room."
     ROOM_MEMBER_ROLE_CHANGED = "room.member.role_changed", "A member's role in a room changed."

@@ -22,6 +22,7 @@ from django.views.decorators.csrf import csrf_protect
 
 from accounts.models import User
 from accounts.roles import MANAGE_USERS, Role
+from accounts.selectors import people_active
 from rooms.errors import RateLimitedError
 from rooms.models import InformationBarrier, Membership, Room
 from rooms.services import barrier_create, barrier_delete, membership_remove, room_archive
@@ -263,7 +264,7 @@ def _violations_warning(
 
 class GroupMembersForm(forms.ModelForm):  # type: ignore[type-arg]
     members = forms.ModelMultipleChoiceField(
-        queryset=User.objects.filter(is_active=True).order_by("username"),
+        queryset=people_active().order_by("username"),
         required=False,
         widget=FilteredSelectMultiple("people", is_stacked=False),
     )

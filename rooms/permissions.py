@@ -11,6 +11,7 @@ from django.contrib.contenttypes.models import ContentType
 from guardian.models import UserObjectPermission
 
 from accounts.models import User
+from accounts.selectors import user_reads_chat_only
 from rooms.models import Membership, Room
 
 VIEW = "view_room"
@@ -54,9 +55,12 @@ def room_permissions_of(*, room: Room, user: User) -> frozenset[str]:
     """The room permissions ``user`` holds as a member (superusers get nothing extra)."""
     if not user.is_active:
         return frozenset()
+    # A role that is read-only on chat (the compliance officer) never posts or manages,
+    # even in a room they joined before the role was granted.
+    cap = frozenset({VIEW}) if user_reads_chat_only(user=user) else ALL_ROOM_PERMISSIONS
     # One query: the grants count only together with a membership, and only while the
     # user is active as the database says now (``user`` may be an older snapshot).
-    return frozenset(
+    return cap & frozenset(
         UserObjectPermission.objects.filter(
             user=user,
             user__is_active=True,

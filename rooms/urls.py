@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.chat, name="chat"),
     path("<int:room_id>/settings/", views.room_settings, name="room-settings"),
     path("<int:room_id>/archive/", views.room_archive, name="room-archive"),
+    path("<int:room_id>/unarchive/", views.room_unarchive, name="room-unarchive"),
     path("<int:room_id>/members/add/", views.member_add, name="member-add"),
     path(
         "<int:room_id>/members/<int:user_id>/remove/",

@@ -22,7 +22,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import User
-from accounts.selectors import people
+from accounts.selectors import person_active_get, person_get
 from rooms import forms, selectors, services
 from rooms import permissions as perms
 from rooms.errors import RateLimitedError
@@ -34,7 +34,12 @@ from safechat.middleware import INTEGRITY_FAILURE_MESSAGE
 
 PAGE_SIZE = 50
 # Roles a manager may hand out; only owners make owners (the service enforces it too).
-MODERATOR_ROLES = [c for c in Membership.Role.choices if c[0] != Membership.Role.OWNER]
+# Only owners change owners and moderators: a moderator picks between these.
+MODERATOR_ROLES = [
+    c
+    for c in Membership.Role.choices
+    if c[0] not in (Membership.Role.OWNER, Membership.Role.MODERATOR)
+]
 
 
 def _user(request: HttpRequest) -> User:
@@ -109,6 +114,12 @@ def chat(request: HttpRequest) -> HttpResponse:
             "post": perms.POST in granted and not room.is_archived,
             "manage_members": perms.MANAGE_MEMBERS in granted and not room.is_archived,
             "manage_room": perms.MANAGE_ROOM in granted and not room.is_archived,
+            # A direct conversation's membership is fixed: "add people" is a new room.
+            "add_members": perms.MANAGE_MEMBERS in granted
+            and not room.is_archived
+            and room.kind != Room.Kind.DIRECT,
+            "unarchive": room.is_archived
+            and (perms.MANAGE_ROOM in granted or user.has_perm("accounts.create_room")),
         }
         context.update(
             threads=_threads(page),
@@ -252,6 +263,19 @@ def room_archive(request: HttpRequest, room_id: int) -> HttpResponse:
 
 
 @require_POST
+def room_unarchive(request: HttpRequest, room_id: int) -> HttpResponse:
+    actor = _user(request)
+    room = selectors.room_get_for_user(user=actor, room_id=room_id)
+    return _apply(
+        request,
+        room=room,
+        action=lambda: services.room_unarchive(actor=actor, room=room),
+        success="Room unarchived: members with the right can post again.",
+        then=room,
+    )
+
+
+@require_POST
 def member_add(request: HttpRequest, room_id: int) -> HttpResponse:
     actor = _user(request)
     room = selectors.room_get_for_user(user=actor, room_id=room_id)
@@ -259,15 +283,18 @@ def member_add(request: HttpRequest, room_id: int) -> HttpResponse:
     if not form.is_valid():
         return _refuse_unless_manager(request, room, _form_errors(form))
     username = form.cleaned_data["username"].strip()
-    person = people().filter(username=username, is_active=True).first()
-    if person is None:
-        return _refuse_unless_manager(request, room, f"No active account is called “{username}”.")
+    # Nobody by that name: the service refuses someone without the right (audited)
+    # before it says so, so a name tells a non-manager nothing.
+    person = person_active_get(username=username)
+    if person is None and _can_manage(actor, room):
+        messages.error(request, f"No active account is called “{username}”.")
+        return _back(room)
     role = form.cleaned_data["role"]
     return _apply(
         request,
         room=room,
         action=lambda: services.membership_add(actor=actor, room=room, user=person, role=role),
-        success=f"{person.get_username()} was added as {Membership.Role(role).label.lower()}.",
+        success=f"{username} was added as {Membership.Role(role).label.lower()}.",
         then=room,
     )
 
@@ -276,15 +303,14 @@ def member_add(request: HttpRequest, room_id: int) -> HttpResponse:
 def member_remove(request: HttpRequest, room_id: int, user_id: int) -> HttpResponse:
     actor = _user(request)
     room = selectors.room_get_for_user(user=actor, room_id=room_id)
-    member = people().filter(pk=user_id).first()
-    if member is None:
-        return _refuse_unless_manager(request, room, "This person is not a member of the room.")
-    leaving = member.pk == actor.pk
+    member = person_get(user_id=user_id)
+    leaving = member is not None and member.pk == actor.pk
+    name = member.get_username() if member is not None else "Nobody"
     return _apply(
         request,
         room=room,
         action=lambda: services.membership_remove(actor=actor, room=room, member=member),
-        success="You left the room." if leaving else f"{member.get_username()} was removed.",
+        success="You left the room." if leaving else f"{name} was removed.",
         # Someone who left cannot view the room any more: back to the room list.
         then=None if leaving else room,
     )
@@ -294,20 +320,18 @@ def member_remove(request: HttpRequest, room_id: int, user_id: int) -> HttpRespo
 def member_role(request: HttpRequest, room_id: int, user_id: int) -> HttpResponse:
     actor = _user(request)
     room = selectors.room_get_for_user(user=actor, room_id=room_id)
-    member = people().filter(pk=user_id).first()
+    member = person_get(user_id=user_id)
     form = forms.MemberRoleForm(request.POST)
-    if member is None or not form.is_valid():
-        problem = "This person is not a member of the room."
-        return _refuse_unless_manager(
-            request, room, problem if member is None else _form_errors(form)
-        )
+    if not form.is_valid():
+        return _refuse_unless_manager(request, room, _form_errors(form))
     role = form.cleaned_data["role"]
+    name = member.get_username() if member is not None else "Nobody"
     return _apply(
         request,
         room=room,
         action=lambda: services.membership_role_change(
             actor=actor, room=room, member=member, role=role
         ),
-        success=f"{member.get_username()} is now {Membership.Role(role).label.lower()}.",
+        success=f"{name} is now {Membership.Role(role).label.lower()}.",
         then=room,
     )

@@ -311,7 +311,12 @@ def role_revoke(
 # --- Deactivation -------------------------------------------------------------
 @action
 def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = None) -> None:
-    """Deactivate an account: its sessions end, its sockets close and its tokens are revoked."""
+    """Deactivate an account: its sessions end, its sockets close and its tokens are revoked.
+
+    Refused (``sole owner``) while the account is the only active owner of a room: a
+    room always keeps an owner who can act, so another owner is appointed first. Locks:
+    the user, then those rooms (``rooms.services.membership.rooms_owned_only_by``).
+    """
     ensure_permission(
         actor=actor, permission=MANAGE_USERS, target=user,
         operation="account.deactivate", request=request,
@@ -319,6 +324,23 @@ def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = No
     ensure_not_self(actor=actor, user=user, operation="account.deactivate", request=request)
     with action_transaction():
         locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
+        # A room keeps an owner: the rooms app's rule, asked under the user's lock.
+        from rooms.services.membership import rooms_owned_only_by
+
+        sole = rooms_owned_only_by(user=locked)
+        if sole:
+            raise Refused(
+                "This person is the only owner of "
+                + ", ".join(f"“{room.name}”" for room in sole[:5])
+                + (f" and {len(sole) - 5} more rooms" if len(sole) > 5 else "")
+                + ": appoint another owner first.",
+                actor=actor,
+                action=AuditAction.ACCOUNT_ADMIN_REFUSED,
+                target=locked,
+                reason="sole owner",
+                extra={"operation": "account.deactivate", "rooms": [room.pk for room in sole]},
+                request=request,
+            )
         locked.is_active = False
         locked.save(update_fields=["is_active"])
         ended, revoked = credentials_bump(user=locked, reason="deactivated", revoke_tokens=True)

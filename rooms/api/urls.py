@@ -8,6 +8,11 @@ urlpatterns = [
     path("direct/", views.DirectConversationCreateApi.as_view(), name="api-direct-create"),
     path("rooms/<int:room_id>/", views.RoomDetailApi.as_view(), name="api-room"),
     path("rooms/<int:room_id>/archive/", views.RoomArchiveApi.as_view(), name="api-room-archive"),
+    path(
+        "rooms/<int:room_id>/unarchive/",
+        views.RoomUnarchiveApi.as_view(),
+        name="api-room-unarchive",
+    ),
     path("rooms/<int:room_id>/members/", views.MemberListApi.as_view(), name="api-members"),
     path(
         "rooms/<int:room_id>/members/<int:user_id>/",

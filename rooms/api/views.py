@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.http import Http404
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -23,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
+from accounts.selectors import person_active_get, person_get
 from rooms import selectors, services
 from rooms.api.serializers import MemberOutput, MessageOutput, RoomOutput
 from rooms.models import Membership, Message
@@ -48,11 +48,10 @@ def _user(request: Request) -> User:
     return user
 
 
-def _active_user(user_id: int) -> User:
-    user = User.objects.filter(pk=user_id, is_active=True).first()
-    if user is None:
-        raise ValidationError("no such person")
-    return user
+def _person(user_id: int) -> User | None:
+    """The active person ``user_id`` names, or None: the service answers a None after
+    checking the caller's right, so an id says nothing to someone without it."""
+    return person_active_get(user_id=user_id)
 
 
 class RoomListApi(APIView):
@@ -92,7 +91,7 @@ class DirectConversationCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.DirectConversationCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        participants = [_active_user(pk) for pk in data.validated_data["participants"]]
+        participants = [_person(pk) for pk in data.validated_data["participants"]]
         room = services.direct_conversation_create(actor=_user(request), participants=participants)
         return Response(RoomOutput(room).data, status=status.HTTP_201_CREATED)
 
@@ -125,6 +124,14 @@ class RoomArchiveApi(APIView):
         return Response(RoomOutput(room).data)
 
 
+class RoomUnarchiveApi(APIView):
+    @extend_schema(request=None, responses=RoomOutput, operation_id="rooms_unarchive")
+    def post(self, request: Request, room_id: int) -> Response:
+        room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        room = services.room_unarchive(actor=_user(request), room=room)
+        return Response(RoomOutput(room).data)
+
+
 class MemberListApi(APIView):
     class MemberListInput(serializers.Serializer[dict[str, Any]]):
         user_id = serializers.IntegerField()
@@ -146,7 +153,7 @@ class MemberListApi(APIView):
         membership = services.membership_add(
             actor=_user(request),
             room=room,
-            user=_active_user(data.validated_data["user_id"]),
+            user=_person(data.validated_data["user_id"]),
             role=data.validated_data["role"],
         )
         return Response(MemberOutput(membership).data, status=status.HTTP_201_CREATED)
@@ -164,7 +171,7 @@ class MemberDetailApi(APIView):
         membership = services.membership_role_change(
             actor=_user(request),
             room=room,
-            member=_active_user(user_id),
+            member=person_get(user_id=user_id),
             role=data.validated_data["role"],
         )
         return Response(MemberOutput(membership).data)
@@ -172,9 +179,8 @@ class MemberDetailApi(APIView):
     @extend_schema(responses={204: None}, operation_id="members_remove")
     def delete(self, request: Request, room_id: int, user_id: int) -> Response:
         room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
-        member = User.objects.filter(pk=user_id).first()
-        if member is not None:
-            services.membership_remove(actor=_user(request), room=room, member=member)
+        member = person_get(user_id=user_id)
+        services.membership_remove(actor=_user(request), room=room, member=member)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -29,6 +29,7 @@ from rooms.services.rooms import (
     room_create,
     room_key_rotate,
     room_manage_require,
+    room_unarchive,
     room_update,
 )
 
@@ -54,6 +55,7 @@ __all__ = [
     "room_invitation_send",
     "room_key_rotate",
     "room_manage_require",
+    "room_unarchive",
     "room_update",
     "user_groups_change",
 ]

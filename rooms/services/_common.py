@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from accounts.models import User
+from accounts.selectors import user_reads_chat_only
 from audit.actions import AuditAction
-from rooms.models import Room
+from rooms.models import Membership, Room
 from rooms.permissions import room_permissions_of
 from safechat.actions import Refused
 
@@ -62,3 +63,65 @@ def require_writable(*, actor: User, room: Room, permission: str) -> None:
     unless ``actor`` holds ``permission`` and the room is live."""
     require_room_permission(actor=actor, room=room, permission=permission)
     require_not_archived(actor=actor, room=room)
+
+
+def require_chat_writer(*, actor: User, room: Room | None, person: User) -> None:
+    """Raise ``Refused`` if ``person`` holds a role that is read-only on chat.
+
+    The one rule of the compliance officer (``accounts.selectors.user_reads_chat_only``):
+    never a member with post or manage rights, so they create no room or direct
+    conversation and nobody adds or invites them. ``person`` may be the actor.
+    """
+    if user_reads_chat_only(user=person):
+        raise room_refused(
+            actor=actor,
+            room=room,
+            reason="read-only role",
+            message="compliance officers are read-only on chat and cannot join or start rooms",
+            person=person.pk,
+        )
+
+
+def require_open_membership(*, actor: User, room: Room) -> None:
+    """Raise ``Refused`` if ``room`` is a direct conversation: its membership is fixed
+    (nobody adds, invites or removes others); "add people" makes a new room."""
+    if room.kind == Room.Kind.DIRECT:
+        raise room_refused(
+            actor=actor,
+            room=room,
+            reason="direct conversation",
+            message="a direct conversation's membership is fixed; start a new room to add people",
+        )
+
+
+def require_owner_over(*, actor: User, room: Room, membership: Membership) -> None:
+    """Under the room's lock: raise ``Refused`` unless ``actor`` may change ``membership``.
+
+    Only owners (``manage_room``) change owners and moderators, by a role change or a
+    removal; a moderator manages members and read-only members only.
+    """
+    if membership.role in (Membership.Role.OWNER, Membership.Role.MODERATOR):
+        require_room_permission_for(
+            actor=actor,
+            room=room,
+            permission="manage_room",
+            reason=f"{membership.role} role",
+            message="only an owner can change an owner or a moderator",
+        )
+
+
+def require_room_permission_for(
+    *, actor: User, room: Room, permission: str, reason: str, message: str
+) -> None:
+    """``require_room_permission`` with the refusal's own reason and message."""
+    if permission not in room_permissions_of(room=room, user=actor):
+        raise room_refused(actor=actor, room=room, reason=reason, message=message)
+
+
+def last_owner_refused(*, actor: User, room: Room) -> Refused:
+    return room_refused(
+        actor=actor,
+        room=room,
+        reason="last owner",
+        message="a room keeps at least one owner; appoint another first",
+    )

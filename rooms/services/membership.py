@@ -7,6 +7,7 @@ from django.http import Http404
 
 from accounts.models import User
 from accounts.roles import MANAGE_USERS
+from accounts.selectors import person_active_get
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
@@ -15,7 +16,11 @@ from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
 from rooms.services._common import (
     archived_refused,
+    last_owner_refused,
+    require_chat_writer,
     require_not_archived,
+    require_open_membership,
+    require_owner_over,
     require_room_permission,
     require_writable,
     room_refused,
@@ -34,11 +39,42 @@ def _member_ids(room: Room) -> list[int]:
 
 
 def _other_owner_exists(membership: Membership) -> bool:
+    """Whether the room has another owner who can act (a deactivated one cannot)."""
     return (
-        Membership.objects.filter(room_id=membership.room_id, role=Membership.Role.OWNER)
+        Membership.objects.filter(
+            room_id=membership.room_id, role=Membership.Role.OWNER, user__is_active=True
+        )
         .exclude(pk=membership.pk)
         .exists()
     )
+
+
+def rooms_owned_only_by(*, user: User) -> list[Room]:
+    """The rooms ``user`` is the only active owner of, for a deactivation to refuse.
+
+    A helper, not an action: call it inside the deactivation's transaction, with the
+    user's row locked; it locks those rooms (in id order, after the user, as the lock
+    order has it), so an owner demoted, removed or leaving at the same instant is
+    serialised with the deactivation and a room never ends with no owner who can act.
+    """
+    owned = Membership.objects.filter(user=user, role=Membership.Role.OWNER)
+    rooms = rows_locked(Room, owned.values_list("room_id", flat=True))
+    others = (
+        Membership.objects.filter(room__in=rooms, role=Membership.Role.OWNER, user__is_active=True)
+        .exclude(user=user)
+        .values_list("room_id", flat=True)
+    )
+    covered = set(others)
+    return [room for room in rooms if room.pk not in covered]
+
+
+def _pickable(user: User | None) -> User:
+    """``user`` if it is an active person (never guardian's anonymous row), else a
+    ValidationError: asked only after the actor's right, so an id says nothing."""
+    person = person_active_get(user_id=user.pk) if user is not None else None
+    if person is None:
+        raise ValidationError("this person cannot be added")
+    return person
 
 
 def _check_role(role: str, *, actor: User, room: Room) -> None:
@@ -75,6 +111,9 @@ def _membership_insert(
         if not locked:
             raise Http404("no such room")
         room = locked[0]
+        # Under the person's row: a role granted at the same instant locks it too.
+        require_chat_writer(actor=actor, room=room, person=person[0])
+        require_open_membership(actor=actor, room=room)
         if permission is not None:
             require_writable(actor=actor, room=room, permission=permission)
             if role == Membership.Role.OWNER:  # only an owner makes owners
@@ -109,19 +148,25 @@ def _membership_insert(
 
 @action
 def membership_add(
-    *, actor: User, room: Room, user: User, role: str = Membership.Role.MEMBER
+    *, actor: User, room: Room, user: User | None, role: str = Membership.Role.MEMBER
 ) -> Membership:
     """Add ``user`` (``manage_members``); they receive the keys the room's policy allows.
 
-    Refused, and recorded once, if an information barrier separates them from a
-    member, also one added at the same instant. Counted against
+    ``user`` is None when the edge found nobody by the id it was given: the actor's
+    right is checked first, so someone without it is refused (audited) alike whether
+    the id names a person or not; with it, a ValidationError. Only active people are
+    added (``accounts.selectors.people_active``), never a compliance officer (refused)
+    and never into a direct conversation (its membership is fixed: refused) or an
+    archived room (refused). Refused, and recorded once, if an information barrier
+    separates them from a member, also one added at the same instant. Counted against
     ``SAFECHAT_MEMBERSHIP_RATE_LIMIT``. Locks: the user, then the room.
     """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
+    require_open_membership(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
-    if not user.is_active:
-        raise ValidationError("this person cannot be added")
+    user = _pickable(user)
+    require_chat_writer(actor=actor, room=room, person=user)
     write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     user_key_create(user=user)  # before any lock: it appends to the audit chain
     return _membership_insert(
@@ -130,40 +175,60 @@ def membership_add(
 
 
 @action
-def membership_remove(*, actor: User, room: Room, member: User) -> None:
+def membership_remove(*, actor: User, room: Room, member: User | None) -> None:
     """Remove a member: their permissions and sealed keys go, the room moves to a new epoch,
     and their live sockets stop receiving the room at once (after commit).
 
-    Members may always leave; removing someone else needs ``manage_members`` on the room,
-    or the security-admin right to manage users (to resolve an information barrier).
-    Locks: the room (``manage_members`` is checked again under it), then the
-    membership, then key rows; the audit chain last. A room keeps at least one owner,
-    also when two owners leave at the same instant.
+    Members may leave a live room; removing someone else needs ``manage_members`` on
+    the room, and an owner (``manage_room``) to remove an owner or a moderator; nobody
+    removes others from a direct conversation (its membership is fixed) or anyone from
+    an archived room (refused). A security admin (the right to manage users) may remove
+    anyone, anywhere, to resolve an information barrier. ``member`` is None when the
+    edge found nobody by the id it was given: after the actor's right is checked (a
+    refusal answers alike whether the id exists or not), nothing happens. Refused
+    (``last owner``) if the room would be left without an owner, also when two owners
+    leave at the same instant. Locks: the room (every check is made again under it),
+    then the membership, then key rows; the audit chain last.
     """
-    permission = None
-    if actor.pk != member.pk and not actor.has_perm(MANAGE_USERS):
-        permission = perms.MANAGE_MEMBERS
-        require_room_permission(actor=actor, room=room, permission=permission)
-    if not actor.has_perm(MANAGE_USERS):  # resolving a barrier violation never waits
+    security_admin = actor.has_perm(MANAGE_USERS)
+    leaving = member is not None and actor.pk == member.pk
+    if not security_admin:
+        if not leaving:
+            require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
+        require_not_archived(actor=actor, room=room)
+        if not leaving:
+            require_open_membership(actor=actor, room=room)
+    if member is None:
+        return
+    if not security_admin:  # resolving a barrier violation never waits
         write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     with action_transaction():
-        _membership_delete(actor=actor, room=room, member=member, permission=permission)
+        _membership_delete(
+            actor=actor, room=room, member=member, leaving=leaving, security_admin=security_admin
+        )
 
 
-def _membership_delete(*, actor: User, room: Room, member: User, permission: str | None) -> None:
+def _membership_delete(
+    *, actor: User, room: Room, member: User, leaving: bool, security_admin: bool
+) -> None:
     # Lock order: the room, then the membership, then keys, the audit chain last (a
     # post takes them in the same order, so a removal and a post never deadlock).
     locked = rows_locked(Room, [room.pk])
     if not locked:
         return
-    if permission is not None:  # a moderator demoted at the same instant is refused
-        require_room_permission(actor=actor, room=locked[0], permission=permission)
+    if not security_admin:  # a moderator demoted, a room archived at the same instant
+        if not leaving:
+            require_room_permission(actor=actor, room=locked[0], permission=perms.MANAGE_MEMBERS)
+            require_open_membership(actor=actor, room=locked[0])
+        require_not_archived(actor=actor, room=locked[0])
     # FOR UPDATE: the row is deleted below.
     membership = Membership.objects.select_for_update().filter(room=room, user=member).first()
     if membership is None:
         return
+    if not security_admin and not leaving:
+        require_owner_over(actor=actor, room=locked[0], membership=membership)
     if membership.role == Membership.Role.OWNER and not _other_owner_exists(membership):
-        raise ValidationError("a room keeps at least one owner; appoint another first")
+        raise last_owner_refused(actor=actor, room=locked[0])
     membership.delete()
     room_permissions_set(room=room, user=member, role=None)
     room_keys_revoke(room=room, user=member)
@@ -180,15 +245,25 @@ def _membership_delete(*, actor: User, room: Room, member: User, permission: str
 
 
 @action
-def membership_role_change(*, actor: User, room: Room, member: User, role: str) -> Membership:
+def membership_role_change(
+    *, actor: User, room: Room, member: User | None, role: str
+) -> Membership:
     """Give a member another room role (``manage_members``); never one's own.
 
-    A room keeps at least one owner: two owners demoting each other at the same
-    instant are serialised on the room's row, and the second is refused. Locks: the
-    room (``manage_members`` checked again under it), then the membership; audit last.
+    Only an owner (``manage_room``) makes or unmakes an owner or a moderator; a
+    moderator moves people between member and read-only. Refused in an archived room,
+    and for a compliance officer any role but read-only. ``member`` is None when the
+    edge found nobody by the id it was given: after the actor's right is checked, a
+    ValidationError. A room keeps at least one owner (refused, ``last owner``): two
+    owners demoting each other at the same instant are serialised on the room's row,
+    and the second is refused. Locks: the room (every check made again under it), then
+    the membership; audit last.
     """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
+    require_not_archived(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
+    if member is None:
+        raise ValidationError("this person is not a member of the room")
     if actor.pk == member.pk:
         raise room_refused(
             actor=actor, room=room, reason="own role", message="nobody changes their own role"
@@ -200,9 +275,11 @@ def membership_role_change(*, actor: User, room: Room, member: User, role: str) 
 
 def _membership_role_set(*, actor: User, room: Room, member: User, role: str) -> Membership:
     # The room, then the membership: the checks below hold until the commit.
-    if not rows_locked(Room, [room.pk]):
+    locked = rows_locked(Room, [room.pk])
+    if not locked:
         raise Http404("no such room")
-    require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
+    room = locked[0]
+    require_writable(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     if role == Membership.Role.OWNER:  # only an owner makes owners
         require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
     membership = (
@@ -210,10 +287,15 @@ def _membership_role_set(*, actor: User, room: Room, member: User, role: str) ->
     )
     if membership is None:
         raise ValidationError("this person is not a member of the room")
+    # Only owners change owners and moderators, promotions to moderator included.
+    require_owner_over(actor=actor, room=room, membership=membership)
+    require_owner_over(actor=actor, room=room, membership=Membership(role=role))
+    if role != Membership.Role.READ_ONLY:
+        require_chat_writer(actor=actor, room=room, person=member)
     if membership.role == role:
         return membership
     if membership.role == Membership.Role.OWNER and not _other_owner_exists(membership):
-        raise ValidationError("a room keeps at least one owner; appoint another first")
+        raise last_owner_refused(actor=actor, room=room)
     previous = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
@@ -234,13 +316,19 @@ def room_invitation_send(
 ) -> RoomInvitation:
     """Invite someone (``manage_members``); barriers are checked now and again on acceptance.
 
+    The same people as ``membership_add``: active, not a compliance officer, not into
+    a direct conversation or an archived room (each refused).
+
     Locks: the room (the permission and the archive are checked again under it), then
     the invitation; the audit chain last. The acceptance (``room_invitation_accept``)
     re-checks the barrier under the invitee's and the room's locks.
     """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
+    require_open_membership(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
+    invitee = _pickable(invitee)
+    require_chat_writer(actor=actor, room=room, person=invitee)
     barrier_require_allowed(
         actor=actor, room=room, user_ids=[*_member_ids(room), invitee.pk], newcomer=invitee.pk
     )
@@ -280,6 +368,7 @@ def room_invitation_accept(*, actor: User, invitation: RoomInvitation) -> Member
         )
     room = invitation.room
     require_not_archived(actor=actor, room=room)
+    require_chat_writer(actor=actor, room=room, person=actor)
     user_key_create(user=actor)
     return _membership_insert(
         actor=actor, room=room, user=actor, role=invitation.role, permission=None

@@ -8,6 +8,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.selectors import people_active
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
@@ -15,6 +16,7 @@ from rooms.models import Membership, Room
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
 from rooms.services._common import (
+    require_chat_writer,
     require_not_archived,
     require_room_permission,
     require_writable,
@@ -70,10 +72,12 @@ def room_create(
 ) -> Room:
     """Create a private channel owned by ``actor``, with its first key epoch.
 
-    Needs the ``room_admin`` role unless ``SAFECHAT_MEMBERS_CAN_CREATE_ROOMS`` is on.
-    Counted against ``SAFECHAT_ROOM_CREATE_RATE_LIMIT``. Locks nothing that exists
-    already: it inserts the room, then its first epoch; the audit chain last.
+    Needs the ``room_admin`` role unless ``SAFECHAT_MEMBERS_CAN_CREATE_ROOMS`` is on;
+    refused for a compliance officer (read-only on chat) either way. Counted against
+    ``SAFECHAT_ROOM_CREATE_RATE_LIMIT``. Locks nothing that exists already: it inserts
+    the room, then its first epoch; the audit chain last.
     """
+    require_chat_writer(actor=actor, room=None, person=actor)
     if not _can_create_rooms(actor):
         raise room_refused(
             actor=actor,
@@ -96,24 +100,32 @@ def room_create(
 
 
 @action
-def direct_conversation_create(*, actor: User, participants: list[User]) -> Room:
+def direct_conversation_create(*, actor: User, participants: list[User | None]) -> Room:
     """A direct conversation between ``actor`` and up to seven others.
 
+    Its membership is fixed for its life: "add people" makes a new room. A compliance
+    officer (read-only on chat) starts none and is in none (refused). Participants are
+    active people only (``accounts.selectors.people_active``; a None stands for an id
+    that names nobody, answered after the actor's own right with a ValidationError).
     A 1:1 conversation that already exists is returned instead of a second one, also
     when two identical requests arrive together. Information barriers apply as they do
     to rooms; a participant deactivated at the same instant is refused. Counted against
     ``SAFECHAT_ROOM_CREATE_RATE_LIMIT``. Locks: every participant's user row (activity
     and barriers are checked under them), in id order, then the new room.
     """
-    others = sorted(
-        {p.pk: p for p in participants if p.pk != actor.pk}.values(), key=lambda u: u.pk
-    )
+    require_chat_writer(actor=actor, room=None, person=actor)
+    if any(p is None for p in participants):
+        raise ValidationError("one of these people cannot be reached")
+    found = {p.pk: p for p in participants if p is not None and p.pk != actor.pk}
+    others = sorted(found.values(), key=lambda u: u.pk)
     if not others:
         raise ValidationError("a direct conversation needs at least one other person")
     if len(others) + 1 > MAX_DIRECT_PARTICIPANTS:
         raise ValidationError(f"a direct conversation has at most {MAX_DIRECT_PARTICIPANTS} people")
-    if any(not other.is_active for other in others):
+    if people_active().filter(pk__in=found).count() != len(others):
         raise ValidationError("one of these people cannot be reached")
+    for other in others:
+        require_chat_writer(actor=actor, room=None, person=other)
     write_rate_check(user_id=actor.pk, write=Write.ROOM_CREATE)  # before any lock
     for person in [actor, *others]:
         user_key_create(user=person)  # before any lock: it appends to the audit chain
@@ -125,6 +137,8 @@ def direct_conversation_create(*, actor: User, participants: list[User]) -> Room
         if len(people) != len(others) + 1 or not all(p.is_active for p in people):
             # deactivated at the same instant (deactivation locks the person's row too)
             raise ValidationError("one of these people cannot be reached")
+        for person in people:  # a role granted at the same instant locks the person too
+            require_chat_writer(actor=actor, room=None, person=person)
         barrier_require_allowed(
             actor=actor, room=None, user_ids=[actor.pk, *(o.pk for o in others)]
         )
@@ -244,6 +258,53 @@ def room_archive(*, actor: User, room: Room) -> Room:
 
 
 @action
+def room_unarchive(*, actor: User, room: Room) -> Room:
+    """Make an archived room writable again: for its owner (``manage_room``) or a room
+    admin (the ``room_admin`` role, ``accounts.create_room``) who is a member of it.
+
+    Recorded as ``room.unarchived``; clients hear ``room.updated``. Counted against
+    ``SAFECHAT_ROOM_SETTINGS_RATE_LIMIT``. Locks: the room; the right is checked again
+    under it, and of two unarchives at the same instant one is recorded.
+    """
+    _require_unarchive_right(actor=actor, room=room)
+    if not room.is_archived:
+        return room
+    write_rate_check(user_id=actor.pk, write=Write.ROOM_SETTINGS)
+    with action_transaction():
+        locked = _room_locked(room)
+        _require_unarchive_right(actor=actor, room=locked)
+        if not locked.is_archived:
+            return locked
+        archived_at = locked.archived_at
+        locked.archived_at = None
+        locked.save(update_fields=["archived_at"])
+        audit_record(
+            actor=actor,
+            action=AuditAction.ROOM_UNARCHIVED,
+            target=locked,
+            extra={"archived_at": archived_at.isoformat() if archived_at else None},
+        )
+        publish(Event.ROOM_UPDATED, room_id=locked.pk)
+    room.archived_at = None
+    return locked
+
+
+def _require_unarchive_right(*, actor: User, room: Room) -> None:
+    require_chat_writer(actor=actor, room=room, person=actor)
+    granted = perms.room_permissions_of(room=room, user=actor)
+    if perms.MANAGE_ROOM in granted:
+        return
+    if perms.VIEW in granted and actor.has_perm(CREATE_ROOM):
+        return
+    raise room_refused(
+        actor=actor,
+        room=room,
+        reason="unarchive",
+        message="only an owner or a room admin can unarchive a room",
+    )
+
+
+@action
 def room_key_rotate(*, actor: User, room: Room) -> RoomEpoch:
     """Start a new key epoch on demand (``manage_room``). Locks: the room (the
     permission is checked again under it), then key rows; the audit chain last."""
@@ -259,5 +320,6 @@ __all__ = [
     "room_archive",
     "room_create",
     "room_key_rotate",
+    "room_unarchive",
     "room_update",
 ]

@@ -87,7 +87,8 @@ def test_an_admin_reset_ends_every_session_and_token_of_the_user(
 
 
 def test_a_deactivation_stops_tokens_issued_before_it(security_admin: User, user: User) -> None:
-    room = make_room(owner=user)
+    # a member, not the room's only owner (whose deactivation is refused)
+    room = make_room(owner=make_user(), members=(user,))
     _, secret = api_token_create(actor=user, name="desk bot", scope="write")
 
     user_deactivate(actor=security_admin, user=user)

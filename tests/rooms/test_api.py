@@ -35,7 +35,7 @@ ROLES = [
 SUCCESS_ACTIONS = [
     "room.created", "room.updated", "room.archived", "room.member.added",
     "room.member.removed", "room.member.role_changed", "message.posted",
-    "message.edited", "message.deleted",
+    "message.edited", "message.deleted", "room.unarchived",
 ]  # fmt: skip
 
 
@@ -340,3 +340,305 @@ def test_the_openapi_schema_documents_the_room_api() -> None:
     body = response.content.decode()
     for path in ("/api/v1/rooms/", "/api/v1/rooms/{room_id}/messages/", "/api/v1/direct/"):
         assert path in body
+
+
+# --- The edges between roles -------------------------------------------------------
+# Each case: who calls, what, the status, and the reason the refusal is audited with
+# (None: allowed). A refused case must leave everything as it was and broadcast nothing.
+
+
+def _co_owner(world: World) -> User:
+    from rooms.services import membership_role_change
+
+    co_owner = world.bystander
+    membership_role_change(actor=world.owner, room=world.room, member=co_owner, role="owner")
+    return co_owner
+
+
+def _archive(world: World) -> None:
+    from rooms.services import room_archive
+
+    room_archive(actor=world.owner, room=world.room)
+
+
+def _compliance_member(world: World) -> User:
+    # a member of the room first, made a compliance officer later
+    grant_role(world.users["member"], "compliance_officer")
+    return world.users["member"]
+
+
+def _direct(world: World) -> Room:
+    from rooms.services import direct_conversation_create
+
+    return direct_conversation_create(
+        actor=world.owner, participants=[world.users["member"], world.bystander]
+    )
+
+
+def _anonymous_row() -> User:
+    from guardian.utils import get_anonymous_user
+
+    anonymous: User = get_anonymous_user()
+    return anonymous
+
+
+def _json(method: str, url: str, data: dict[str, Any] | None = None) -> Call:
+    def call(c: Client, w: World, r: str) -> Any:
+        payload = _formatted(data or {}, w)
+        return getattr(c, method)(url.format(w=w), payload, content_type="application/json")
+
+    return call
+
+
+Setup = Callable[[World], Any]
+# name -> (setup, role calling, call, status, refusal reason or None)
+EDGES: dict[str, tuple[Setup, str, Call, int, str | None]] = {
+    "a moderator demotes the only owner": (
+        lambda w: None,
+        "moderator",
+        _json("patch", "/api/v1/rooms/{w.room.pk}/members/{w.owner.pk}/", {"role": "member"}),
+        403,
+        "owner role",
+    ),
+    "a moderator removes a co-owner": (
+        _co_owner,
+        "moderator",
+        lambda c, w, r: c.delete(f"/api/v1/rooms/{w.room.pk}/members/{w.bystander.pk}/"),
+        403,
+        "owner role",
+    ),
+    "a moderator makes a member a moderator": (
+        lambda w: None,
+        "moderator",
+        _json(
+            "patch",
+            "/api/v1/rooms/{w.room.pk}/members/{w.users[member].pk}/",
+            {"role": "moderator"},
+        ),
+        403,
+        "moderator role",
+    ),
+    "the only owner leaves": (
+        lambda w: None,
+        "owner",
+        lambda c, w, r: c.delete(f"/api/v1/rooms/{w.room.pk}/members/{w.owner.pk}/"),
+        403,
+        "last owner",
+    ),
+    "a co-owner demotes the other owner": (
+        _co_owner,
+        "owner",
+        _json("patch", "/api/v1/rooms/{w.room.pk}/members/{w.bystander.pk}/", {"role": "member"}),
+        200,
+        None,
+    ),
+    "an owner demotes a moderator": (
+        lambda w: None,
+        "owner",
+        _json(
+            "patch",
+            "/api/v1/rooms/{w.room.pk}/members/{w.users[moderator].pk}/",
+            {"role": "member"},
+        ),
+        200,
+        None,
+    ),
+    "an owner changes a role in an archived room": (
+        _archive,
+        "owner",
+        _json(
+            "patch",
+            "/api/v1/rooms/{w.room.pk}/members/{w.users[member].pk}/",
+            {"role": "read_only"},
+        ),
+        403,
+        "archived",
+    ),
+    "an owner removes a member of an archived room": (
+        _archive,
+        "owner",
+        lambda c, w, r: c.delete(f"/api/v1/rooms/{w.room.pk}/members/{w.bystander.pk}/"),
+        403,
+        "archived",
+    ),
+    "an owner adds to an archived room": (
+        _archive,
+        "owner",
+        _json("post", "/api/v1/rooms/{w.room.pk}/members/", {"user_id": "{w.outsider.pk}"}),
+        403,
+        "archived",
+    ),
+    "a member leaves an archived room": (
+        _archive,
+        "member",
+        lambda c, w, r: c.delete(f"/api/v1/rooms/{w.room.pk}/members/{w.users['member'].pk}/"),
+        403,
+        "archived",
+    ),
+    "a member posts in an archived room": (
+        _archive,
+        "member",
+        _json("post", "/api/v1/rooms/{w.room.pk}/messages/", {"text": "still here?"}),
+        403,
+        "archived",
+    ),
+    "a moderator unarchives": (
+        _archive,
+        "moderator",
+        lambda c, w, r: c.post(f"/api/v1/rooms/{w.room.pk}/unarchive/"),
+        403,
+        "unarchive",
+    ),
+    "the owner unarchives": (
+        _archive,
+        "owner",
+        lambda c, w, r: c.post(f"/api/v1/rooms/{w.room.pk}/unarchive/"),
+        200,
+        None,
+    ),
+    "an owner adds a compliance officer": (
+        lambda w: None,
+        "owner",
+        _json(
+            "post",
+            "/api/v1/rooms/{w.room.pk}/members/",
+            {"user_id": "{w.users[compliance_officer].pk}", "role": "read_only"},
+        ),
+        403,
+        "read-only role",
+    ),
+    "an owner starts a direct conversation with a compliance officer": (
+        lambda w: None,
+        "owner",
+        _json("post", "/api/v1/direct/", {"participants": ["{w.users[compliance_officer].pk}"]}),
+        403,
+        "read-only role",
+    ),
+    "a compliance officer starts a direct conversation": (
+        lambda w: None,
+        "compliance_officer",
+        _json("post", "/api/v1/direct/", {"participants": ["{w.outsider.pk}"]}),
+        403,
+        "read-only role",
+    ),
+    "a compliance officer who is a room admin creates a room": (
+        lambda w: grant_role(w.users["compliance_officer"], "room_admin"),
+        "compliance_officer",
+        _json("post", "/api/v1/rooms/create/", {"name": "Side desk"}),
+        403,
+        "read-only role",
+    ),
+    "a member made a compliance officer posts": (
+        _compliance_member,
+        "member",
+        _json("post", "/api/v1/rooms/{w.room.pk}/messages/", {"text": "hello"}),
+        403,
+        "missing post_message",
+    ),
+    "an owner made a compliance officer adds a member": (
+        lambda w: grant_role(w.owner, "compliance_officer"),
+        "owner",
+        _json("post", "/api/v1/rooms/{w.room.pk}/members/", {"user_id": "{w.outsider.pk}"}),
+        403,
+        "missing manage_members",
+    ),
+    "a moderator made a compliance officer removes a member": (
+        lambda w: grant_role(w.users["moderator"], "compliance_officer"),
+        "moderator",
+        lambda c, w, r: c.delete(f"/api/v1/rooms/{w.room.pk}/members/{w.bystander.pk}/"),
+        403,
+        "missing manage_members",
+    ),
+    "a member adds an id that names nobody": (
+        lambda w: None,
+        "member",
+        _json("post", "/api/v1/rooms/{w.room.pk}/members/", {"user_id": 99999}),
+        403,
+        "missing manage_members",
+    ),
+    "a member adds an id that names someone": (
+        lambda w: None,
+        "member",
+        _json("post", "/api/v1/rooms/{w.room.pk}/members/", {"user_id": "{w.outsider.pk}"}),
+        403,
+        "missing manage_members",
+    ),
+    "a member removes an id that names nobody": (
+        lambda w: None,
+        "member",
+        lambda c, w, r: c.delete(f"/api/v1/rooms/{w.room.pk}/members/99999/"),
+        403,
+        "missing manage_members",
+    ),
+    "a member removes an id that names someone": (
+        lambda w: None,
+        "member",
+        lambda c, w, r: c.delete(f"/api/v1/rooms/{w.room.pk}/members/{w.outsider.pk}/"),
+        403,
+        "missing manage_members",
+    ),
+    "a member re-roles an id that names nobody": (
+        lambda w: None,
+        "member",
+        _json("patch", "/api/v1/rooms/{w.room.pk}/members/99999/", {"role": "member"}),
+        403,
+        "missing manage_members",
+    ),
+    "the owner adds to a direct conversation": (
+        _direct,
+        "owner",
+        lambda c, w, r: c.post(
+            f"/api/v1/rooms/{Room.objects.get(kind='direct').pk}/members/",
+            {"user_id": w.outsider.pk},
+            content_type="application/json",
+        ),
+        403,
+        "direct conversation",
+    ),
+    "the owner removes someone from a direct conversation": (
+        _direct,
+        "owner",
+        lambda c, w, r: c.delete(
+            f"/api/v1/rooms/{Room.objects.get(kind='direct').pk}/members/{w.bystander.pk}/"
+        ),
+        403,
+        "direct conversation",
+    ),
+}
+
+
+def _formatted(data: Any, world: World) -> Any:
+    """Fill ``{w...}`` placeholders of a JSON payload (ids known only once built)."""
+    if isinstance(data, dict):
+        return {k: _formatted(v, world) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_formatted(v, world) for v in data]
+    if isinstance(data, str) and data.startswith("{w."):
+        return int(data.format(w=world))
+    return data
+
+
+@pytest.mark.parametrize("edge", list(EDGES))
+def test_role_edges(edge: str, django_capture_on_commit_callbacks: Callable[..., Any]) -> None:
+    # given the room, set up for the edge
+    world = build_world()
+    setup, role, call, status_code, reason = EDGES[edge]
+    setup(world)
+    client = client_for(role, world)
+    before = state()
+    denied_before = AuditEvent.objects.filter(action="room.access.denied").count()
+
+    # when the role makes the call
+    with django_capture_on_commit_callbacks() as queued:
+        response = call(client, world, role)
+
+    # then it succeeds, or it is refused, audited once with its reason, and changes nothing
+    assert response.status_code == status_code, response.content
+    if reason is None:
+        assert state() != before
+        return
+    denied = AuditEvent.objects.filter(action="room.access.denied").order_by("seq")
+    assert denied.count() == denied_before + 1
+    assert denied.last().extra["reason"] == reason  # type: ignore[union-attr]
+    assert state() == before
+    assert queued == []
