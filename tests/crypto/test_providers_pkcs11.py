@@ -27,6 +27,7 @@ from safechat.crypto.errors import (
     ConfigError,
     CryptoError,
     DecryptionError,
+    ProviderError,
     UnknownKeyVersion,
 )
 from safechat.crypto.providers import (
@@ -334,3 +335,46 @@ def test_a_forked_worker_reinitialises_the_library(provider: Pkcs11KeyProvider) 
     # then: the child succeeded, and the parent's session still works
     assert os.waitstatus_to_exitcode(status) == 0
     assert provider.unwrap(wrapped, aad=AAD) == DATA_KEY
+
+
+class _FlakyLibrary:
+    """A PKCS#11 library whose token lookup fails ``failures`` times with ``error``."""
+
+    def __init__(self, failures: int, error: type[Exception], token: object) -> None:
+        self.failures, self.error, self.token, self.calls = failures, error, token, 0
+
+    def get_token(self, *, token_label: str) -> object:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error()
+        return self.token
+
+
+def test_a_transient_general_error_on_token_lookup_is_retried() -> None:
+    # given a token that answers its first lookup with CKR_GENERAL_ERROR, as a file-backed
+    # token being rewritten by another process does
+    from safechat.crypto.providers import pkcs11 as module
+
+    token = object()
+    library = _FlakyLibrary(1, pkcs11.exceptions.GeneralError, token)
+    config = Pkcs11Config("lib.so", "safechat", "1234")
+
+    # when it is looked up, then the second attempt finds it
+    assert module._token(library, config) is token  # type: ignore[arg-type]
+    assert library.calls == 2
+
+
+def test_a_lasting_general_error_or_another_failure_is_reported() -> None:
+    from safechat.crypto.providers import pkcs11 as module
+
+    config = Pkcs11Config("lib.so", "safechat", "1234")
+    lasting = _FlakyLibrary(99, pkcs11.exceptions.GeneralError, object())
+    other = _FlakyLibrary(1, pkcs11.exceptions.DeviceError, object())
+
+    with pytest.raises(ProviderError, match="token lookup failed: GeneralError"):
+        module._token(lasting, config)  # type: ignore[arg-type]
+    with pytest.raises(ProviderError, match="token lookup failed: DeviceError"):
+        module._token(other, config)  # type: ignore[arg-type]
+
+    assert lasting.calls == module.TOKEN_LOOKUP_ATTEMPTS
+    assert other.calls == 1  # only a general error is retried

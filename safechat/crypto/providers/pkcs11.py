@@ -26,6 +26,7 @@ import contextlib
 import os
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -115,13 +116,32 @@ def _load_library(config: Pkcs11Config) -> Library:
         raise ProviderError(f"cannot initialise PKCS#11 library: {type(exc).__name__}") from None
 
 
+# A token being rewritten by another process (a key generated during master-key rotation;
+# SoftHSM2 keeps a token in files) can answer one lookup with CKR_GENERAL_ERROR. The
+# lookup reads nothing secret and changes nothing, so it is retried a few times before
+# the error is reported.
+TOKEN_LOOKUP_ATTEMPTS = 3
+TOKEN_LOOKUP_PAUSE_SECONDS = 0.05
+
+
+def _token(library: Library, config: Pkcs11Config) -> pkcs11.Token:
+    """The token labelled ``config.token_label``; retries a transient general error."""
+    for attempt in range(1, TOKEN_LOOKUP_ATTEMPTS + 1):
+        try:
+            return library.get_token(token_label=config.token_label)
+        except pkcs11.exceptions.NoSuchToken:
+            raise ConfigError(f"no PKCS#11 token labelled {config.token_label!r}") from None
+        except pkcs11.exceptions.GeneralError:
+            if attempt == TOKEN_LOOKUP_ATTEMPTS:
+                raise ProviderError("PKCS#11 token lookup failed: GeneralError") from None
+            time.sleep(TOKEN_LOOKUP_PAUSE_SECONDS * attempt)
+        except pkcs11.exceptions.PKCS11Error as exc:
+            raise ProviderError(f"PKCS#11 token lookup failed: {type(exc).__name__}") from None
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
 def _open_session(library: Library, config: Pkcs11Config, *, rw: bool) -> pkcs11.Session:
-    try:
-        token = library.get_token(token_label=config.token_label)
-    except pkcs11.exceptions.NoSuchToken:
-        raise ConfigError(f"no PKCS#11 token labelled {config.token_label!r}") from None
-    except pkcs11.exceptions.PKCS11Error as exc:
-        raise ProviderError(f"PKCS#11 token lookup failed: {type(exc).__name__}") from None
+    token = _token(library, config)
     try:
         try:
             return token.open(rw=rw, user_pin=config.user_pin)
