@@ -134,18 +134,21 @@ class AuditEventAdmin(ReadOnlyAdmin):
         "actor_username",
         "actor_type",
         "target",
+        "channel",
         "source_ip",
         "request_id",
+        "token_id",
     )
     list_filter = (
         ActionFilter,
         TargetTypeFilter,
         "actor_type",
+        "channel",
         ("occurred_at", admin.DateFieldListFilter),
     )
     # Exact matches use the indexes; a contains-search would scan millions of rows.
-    search_fields = ("=actor_username", "=target_id", "=request_id")
-    search_help_text = "Exact actor username, target id or request id."
+    search_fields = ("=actor_username", "=target_id", "=request_id", "=token_id")
+    search_help_text = "Exact actor username, target id, request id or API token id."
     ordering = ("-seq",)
     list_per_page = 100
     # Counting millions of rows on every page view is slow; "show all" is not needed.
@@ -161,9 +164,11 @@ class AuditEventAdmin(ReadOnlyAdmin):
         "target_type",
         "target_id",
         "target",
+        "channel",
         "source_ip",
         "user_agent",
         "request_id",
+        "token_id",
         "extra",
         "prev_hash",
         "hash",

@@ -241,6 +241,31 @@ def test_the_audit_browser_names_and_links_targets(officer: User) -> None:
     assert f"rooms.room {room.pk}" not in body
 
 
+def test_the_audit_browser_shows_and_filters_the_channel_and_token(officer: User) -> None:
+    # given events from two channels: a room made by a service call (no request: the
+    # command channel) and a search in the admin
+    make_room(owner=make_user(), name="Treasury")
+    client = client_for(officer)
+    client.get("/admin/audit/auditevent/?q=nobody")
+    assert AuditEvent.objects.exclude(channel="admin").exists()
+
+    # when the officer filters by the admin channel
+    page = client.get("/admin/audit/auditevent/?channel__exact=admin")
+
+    # then only that channel's events are listed, with the channel and token columns
+    assert page.status_code == 200
+    listed = list(page.context["cl"].result_list)
+    assert listed
+    assert {e.channel for e in listed} == {"admin"}
+    assert any(s.title == "channel" for s in page.context["cl"].filter_specs)
+    body = page.content.decode()
+    assert "column-channel" in body
+    assert "column-token_id" in body
+    detail = client.get(f"/admin/audit/auditevent/{listed[0].pk}/change/").content.decode()
+    assert "field-channel" in detail
+    assert "field-token_id" in detail
+
+
 def test_the_target_type_filter_never_offers_a_blank_entry(officer: User) -> None:
     client = client_for(officer)
     client.get("/admin/audit/auditevent/?q=nobody")  # records an audit.searched (no target)
