@@ -8,6 +8,7 @@ the users page or the "reset factors" action here.
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
 from typing import Any
 
 from django.contrib import admin, messages
@@ -29,6 +30,10 @@ from safechat.admin_base import ReadOnlyAdmin, may_investigate
 # that shows a device's ``otpauth://`` secret. A factor added or removed there would
 # bypass ``accounts.services.factors`` (no audit event, the sessions verified with it
 # left open): they are not registered at all.
+# accounts is listed before django-otp (its commands come first), so their admin modules
+# are imported here, to register what is then taken away, whatever the autodiscovery order.
+import_module("django_otp.plugins.otp_static.admin")
+import_module("django_otp.plugins.otp_totp.admin")
 for _device_model in (TOTPDevice, StaticDevice):
     if admin.site.is_registered(_device_model):
         admin.site.unregister(_device_model)

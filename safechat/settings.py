@@ -129,6 +129,11 @@ SAFECHAT_IDEMPOTENCY_HOURS = env.int("SAFECHAT_IDEMPOTENCY_HOURS", default=24)
 
 # --- Applications -----------------------------------------------------------
 INSTALLED_APPS = [
+    # First: a management command of an app listed earlier replaces one of the same name
+    # listed later (django.core.management.get_commands), and accounts replaces the
+    # commands of django.contrib.auth, django-otp and django-axes that would change
+    # passwords, factors and lockouts outside its audited services.
+    "accounts",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -148,7 +153,6 @@ INSTALLED_APPS = [
     "safechat.apps.SafeChatConfig",
     "safechat.keyring",
     "audit",
-    "accounts",
     "rooms",
     "files",
 ]

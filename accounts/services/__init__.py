@@ -21,6 +21,7 @@ from accounts.services.factors import (
     totp_enrol_confirm,
     totp_enrolment_device,
 )
+from accounts.services.operator import command_refuse, lockout_lift_by_operator
 from accounts.services.sessions import (
     session_end,
     session_end_all,
@@ -71,6 +72,7 @@ __all__ = [
     "backup_codes_generate",
     "bootstrap_admin_create",
     "bootstrap_token_create",
+    "command_refuse",
     "factor_added",
     "factor_change_allowed",
     "factor_remove",
@@ -79,6 +81,7 @@ __all__ = [
     "invitation_accept",
     "invitation_create",
     "lockout_lift",
+    "lockout_lift_by_operator",
     "password_change",
     "password_reset_by_admin",
     "password_reset_confirm",

@@ -73,6 +73,34 @@ def ensure_not_self(
         )
 
 
+def ensure_person(
+    *,
+    actor: User,
+    user: User,
+    action: AuditAction = AuditAction.ACCOUNT_ADMIN_REFUSED,
+    operation: str,
+    request: HttpRequest | None = None,
+) -> None:
+    """Raise ``Refused`` unless ``user`` is a person's account (active or not).
+
+    django-guardian's internal anonymous user row is no one: nobody grants it a role,
+    resets, deactivates or reactivates it, or ends its sessions. The one selector of
+    people (``accounts.selectors.person_get``) decides.
+    """
+    from accounts.selectors import person_get
+
+    if person_get(user_id=user.pk) is None:
+        raise Refused(
+            "There is no such person.",
+            actor=actor,
+            action=action,
+            target=user,
+            reason="not a person",
+            extra={"operation": operation},
+            request=request,
+        )
+
+
 def client_ip(request: HttpRequest | None) -> str | None:
     if request is None:
         return None

@@ -22,7 +22,7 @@ from accounts.selectors import (
     user_has_factor,
     user_primary_factor_count,
 )
-from accounts.services._common import ensure_not_self, ensure_permission
+from accounts.services._common import ensure_not_self, ensure_permission, ensure_person
 from accounts.services.auth import CODE_FAILURE, SignInError, second_factor_accepted
 from accounts.services.sessions import credentials_bump, session_hold, sessions_end_rows
 from accounts.session_policy import recently_reverified, request_verified
@@ -225,6 +225,7 @@ def factors_reset(*, actor: User, user: User, request: HttpRequest | None = None
         actor=actor, permission="accounts.manage_factors", target=user,
         operation="factor.reset", request=request,
     )  # fmt: skip
+    ensure_person(actor=actor, user=user, operation="factor.reset", request=request)
     ensure_not_self(actor=actor, user=user, operation="factor.reset", request=request)
     with action_transaction():
         User.objects.select_for_update(no_key=True).filter(

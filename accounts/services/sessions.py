@@ -17,7 +17,12 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.models import ApiToken, User, UserSession
-from accounts.services._common import client_ip, client_user_agent, ensure_permission
+from accounts.services._common import (
+    client_ip,
+    client_user_agent,
+    ensure_permission,
+    ensure_person,
+)
 from accounts.session_policy import session_key_hash
 from audit.actions import AuditAction
 from audit.services import audit_record
@@ -293,6 +298,7 @@ def session_end_all(
             operation="session.end_all",
             request=request,
         )
+        ensure_person(actor=actor, user=user, operation="session.end_all", request=request)
     with action_transaction():
         ended = user_sessions_end(user=user, reason=reason)
         audit_record(

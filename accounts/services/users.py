@@ -21,8 +21,13 @@ from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from accounts.credentials import new_link_token, sha256_hex
 from accounts.models import BootstrapToken, Invitation, User, UserSession
 from accounts.roles import MANAGE_USERS, STAFF_ROLES, Role
-from accounts.selectors import people_exist
-from accounts.services._common import InvalidLink, ensure_not_self, ensure_permission
+from accounts.selectors import people_exist, person_get
+from accounts.services._common import (
+    InvalidLink,
+    ensure_not_self,
+    ensure_permission,
+    ensure_person,
+)
 from accounts.services.auth import LOCKED_OUT
 from accounts.services.sessions import (
     SessionNoLongerValid,
@@ -243,6 +248,10 @@ def _ensure_role_change_allowed(
         actor=actor, permission=MANAGE_USERS, action=AuditAction.ACCOUNT_ROLE_REFUSED,
         target=user, operation=operation, request=request,
     )  # fmt: skip
+    ensure_person(
+        actor=actor, user=user, action=AuditAction.ACCOUNT_ROLE_REFUSED,
+        operation=operation, request=request,
+    )  # fmt: skip
     if actor.pk == user.pk:
         raise Refused(
             "Nobody changes their own role; ask another security administrator.",
@@ -321,6 +330,7 @@ def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = No
         actor=actor, permission=MANAGE_USERS, target=user,
         operation="account.deactivate", request=request,
     )  # fmt: skip
+    ensure_person(actor=actor, user=user, operation="account.deactivate", request=request)
     ensure_not_self(actor=actor, user=user, operation="account.deactivate", request=request)
     with action_transaction():
         locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
@@ -368,6 +378,7 @@ def user_reactivate(*, actor: User, user: User, request: HttpRequest | None = No
         actor=actor, permission=MANAGE_USERS, target=user,
         operation="account.reactivate", request=request,
     )  # fmt: skip
+    ensure_person(actor=actor, user=user, operation="account.reactivate", request=request)
     ensure_not_self(actor=actor, user=user, operation="account.reactivate", request=request)
     with action_transaction():
         locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
@@ -402,7 +413,9 @@ def user_admin_target(
         actor=actor, permission=permission, action=action, operation=operation,
         extra={"user_id": user_id}, request=request,
     )  # fmt: skip
-    return User.objects.filter(pk=user_id).first()
+    # People only, active or not (a reactivation names a deactivated account): never
+    # django-guardian's internal anonymous user row.
+    return person_get(user_id=user_id)
 
 
 # --- Passwords ----------------------------------------------------------------
@@ -547,6 +560,7 @@ def password_reset_by_admin(*, actor: User, user: User, request: HttpRequest | N
         actor=actor, permission=MANAGE_USERS, target=user,
         operation="password.reset", request=request,
     )  # fmt: skip
+    ensure_person(actor=actor, user=user, operation="password.reset", request=request)
     ensure_not_self(actor=actor, user=user, operation="password.reset", request=request)
     with action_transaction():
         User.objects.select_for_update(no_key=True).filter(

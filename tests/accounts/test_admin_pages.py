@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import PermissionDenied
-from django.core.management import call_command
 from django.test import Client
 from guardian.utils import get_anonymous_user
 
@@ -217,13 +216,12 @@ def test_a_permission_attached_to_a_role_by_other_means_is_taken_away_again() ->
         assert granted == set(names), role
 
 
-def test_createsuperuser_is_refused_and_creates_nothing() -> None:
+def test_the_user_manager_creates_no_superuser_whoever_asks() -> None:
+    # (the createsuperuser command is refused and audited: tests/accounts/test_commands.py)
     before = User.objects.count()
 
     with pytest.raises(PermissionDenied, match="bootstrap_admin"):
-        call_command(
-            "createsuperuser", interactive=False, username="root", email="root@bank.example"
-        )
+        User.objects.create_superuser(username="root", email="root@bank.example")
 
     assert User.objects.count() == before
     assert not User.objects.filter(is_superuser=True).exists()

@@ -39,6 +39,7 @@ NOT_ENTRY_POINTS = {
     # checks that raise Refused for the action that calls them
     "accounts.services._common.ensure_permission",
     "accounts.services._common.ensure_not_self",
+    "accounts.services._common.ensure_person",
     "rooms.services._common.archived_refused",
     "rooms.services._common.permission_refused",
     "rooms.services._common.require_not_archived",
