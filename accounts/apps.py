@@ -4,7 +4,7 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 
-def roles_sync_after_migrate(*, apps: Any, using: str = "default", **_: Any) -> None:
+def roles_sync_after_migrate(*, apps: Any = None, using: str = "default", **_: Any) -> None:
     """After ``migrate``: attach to every role group exactly its permissions.
 
     ``accounts`` is listed first in ``INSTALLED_APPS`` (its management commands replace
@@ -25,7 +25,7 @@ def roles_sync_after_migrate(*, apps: Any, using: str = "default", **_: Any) -> 
                 verbosity=0,
                 interactive=False,
                 using=using,
-                apps=apps,
+                apps=apps or global_apps,
             )
     roles_sync(apps=apps)
 

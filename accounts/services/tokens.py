@@ -76,8 +76,13 @@ def api_token_create(
         raise ValidationError("A name is required.")
     secret, prefix, token_hash = new_api_token()
     with action_transaction():
+        if via_token is not None:
+            # It authenticated, but may have been revoked (or run out) since: checked
+            # again under its lock, which a revocation of it or an ancestor also takes.
+            _ensure_parent_live(actor=actor, parent=via_token, request=request)
         token = ApiToken.objects.create(
             user=actor,
+            parent=via_token,
             # As read when the actor authenticated: a credential reset committed since
             # then leaves this token born revoked (``api_token_authenticate``).
             credential_epoch=actor.credential_epoch,
@@ -95,6 +100,77 @@ def api_token_create(
             request=request,
         )
     return token, secret
+
+
+def _ensure_parent_live(*, actor: User, parent: ApiToken, request: HttpRequest | None) -> None:
+    """Inside the minting transaction: lock ``parent`` and refuse (``Refused``, audited
+    ``token.create.refused``) unless it and every ancestor are unrevoked and unexpired."""
+    locked = ApiToken.objects.select_for_update().get(pk=parent.pk)
+    reason = None
+    if locked.revoked_at is not None or token_ancestor_revoked(token=locked):
+        reason = "parent_revoked"
+    elif locked.expires_at <= timezone.now():
+        reason = "parent_expired"
+    if reason is not None:
+        raise Refused(
+            "The token that asked is no longer valid.",
+            actor=actor,
+            action=AuditAction.TOKEN_CREATE_REFUSED,
+            target=locked,
+            reason=reason,
+            extra={"prefix": locked.prefix},
+            request=request,
+        )
+
+
+def token_ancestor_revoked(*, token: ApiToken) -> bool:
+    """Whether a token up ``token``'s line of parents is revoked (one query a level).
+
+    Revocation revokes the live descendants in the same transaction; this re-derives
+    it at every use all the same, so a token minted by a revoked one is never accepted.
+    """
+    seen = {token.pk}
+    parent_id = token.parent_id
+    while parent_id is not None and parent_id not in seen:
+        seen.add(parent_id)
+        row = ApiToken.objects.filter(pk=parent_id).values_list("parent_id", "revoked_at").first()
+        if row is None:
+            return False
+        parent_id, revoked_at = row
+        if revoked_at is not None:
+            return True
+    return False
+
+
+def _live_descendants(token_id: int) -> list[int]:
+    """The ids of the unrevoked tokens minted, directly or down the line, by ``token_id``."""
+    found: list[int] = []
+    level = [token_id]
+    seen = {token_id}
+    while level:
+        children = [
+            pk
+            for pk in ApiToken.objects.filter(parent_id__in=level).values_list("pk", flat=True)
+            if pk not in seen
+        ]
+        seen.update(children)
+        found.extend(children)
+        level = children
+    live = ApiToken.objects.filter(pk__in=found, revoked_at__isnull=True)
+    return sorted(live.values_list("pk", flat=True))
+
+
+def _descendants_locked(token_id: int) -> list[ApiToken]:
+    """Lock ``token_id``'s live descendants (its own row is locked already).
+
+    A mint locks its parent, so once a token is locked no child of it can appear;
+    looking again after each round of locks finds a child minted just before it.
+    """
+    rows: dict[int, ApiToken] = {}
+    while found := [pk for pk in _live_descendants(token_id) if pk not in rows]:
+        for row in ApiToken.objects.select_for_update().filter(pk__in=found).order_by("pk"):
+            rows[row.pk] = row
+    return [rows[pk] for pk in sorted(rows) if rows[pk].revoked_at is None]
 
 
 def _ensure_within_parent(
@@ -135,7 +211,16 @@ def _ensure_within_parent(
 
 @action
 def api_token_revoke(*, actor: User, token: ApiToken, request: HttpRequest | None = None) -> None:
-    """Revoke a token: its own user, or a holder of ``accounts.manage_tokens``."""
+    """Revoke a token and, in the same transaction, every live token it minted down the
+    line: its own user, or a holder of ``accounts.manage_tokens``.
+
+    Each token revoked is audited ``token.revoked`` on its own row (so each token's
+    history is complete): the one asked for with ``descendants`` (the ids revoked with
+    it), each descendant with ``revoked_with`` (the id asked for). Revoking a token
+    already revoked still revokes descendants left live. Locks: the token, then its
+    descendants in id order (a mint from any of them waits, then is refused); the audit
+    chain last.
+    """
     if token.user_id != actor.pk:
         ensure_permission(
             actor=actor, permission="accounts.manage_tokens", target=token,
@@ -143,17 +228,25 @@ def api_token_revoke(*, actor: User, token: ApiToken, request: HttpRequest | Non
         )  # fmt: skip
     with action_transaction():
         locked = ApiToken.objects.select_for_update().get(pk=token.pk)
-        if locked.revoked_at is not None:
+        descendants = _descendants_locked(locked.pk)
+        now = timezone.now()
+        revoked = [row for row in [locked, *descendants] if row.revoked_at is None]
+        if not revoked:
             return
-        locked.revoked_at = timezone.now()
-        locked.save(update_fields=["revoked_at"])
-        audit_record(
-            actor=actor,
-            action=AuditAction.TOKEN_REVOKED,
-            target=locked,
-            extra={"prefix": locked.prefix},
-            request=request,
-        )
+        ApiToken.objects.filter(pk__in=[row.pk for row in revoked]).update(revoked_at=now)
+        for row in revoked:
+            row.revoked_at = now
+            audit_record(
+                actor=actor,
+                action=AuditAction.TOKEN_REVOKED,
+                target=row,
+                extra=(
+                    {"prefix": row.prefix, "descendants": [d.pk for d in descendants]}
+                    if row.pk == locked.pk
+                    else {"prefix": row.prefix, "revoked_with": locked.pk}
+                ),
+                request=request,
+            )
     token.revoked_at = locked.revoked_at
 
 
@@ -194,6 +287,8 @@ def api_token_authenticate(
         reason = "inactive_user"
     elif token.credential_epoch != token.user.credential_epoch:
         reason = "credentials_changed"
+    elif token_ancestor_revoked(token=token):
+        reason = "ancestor_revoked"
     if reason is not None or token is None:  # (reason is set whenever token is None)
         retry_after = rate_exceeded(failures, "token-failures", ip)
         if retry_after is not None:

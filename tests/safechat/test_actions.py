@@ -30,6 +30,7 @@ NOT_ENTRY_POINTS = {
     "rooms.services.epochs.current_epoch",
     "rooms.services.epochs.epoch_needs_rotation",
     "accounts.services.users.password_reset_user",
+    "accounts.services.tokens.token_ancestor_revoked",
     "rooms.services.barriers.barrier_conflicts",
     "rooms.services.barriers.room_barrier_violations",
     "rooms.services.barriers.user_barrier_violations",
