@@ -77,10 +77,20 @@ def _each(
     admin_view.message_user(request, f"{done} account(s) {verb}")
 
 
+class GroupListFilter(admin.RelatedFieldListFilter):
+    """People by group (roles included). Django's filter ends with a choice for people in
+    no group, which it labels with a bare "-": it is named here."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = "group or role"
+        self.empty_value_display = "in no group"
+
+
 @admin.register(User)
 class UserAdmin(_InvestigatorView, ReadOnlyAdmin):
     list_display = ["username", "email", "is_active", "is_staff", "last_login", "date_joined"]
-    list_filter = ["is_active", "is_staff", "groups"]
+    list_filter = ["is_active", "is_staff", ("groups", GroupListFilter)]
     search_fields = ["username", "email"]
     exclude = ["password", "user_permissions"]
     readonly_fields = ["sessions", "tokens"]

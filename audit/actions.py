@@ -130,6 +130,10 @@ class AuditAction(StrEnum):
     ROOM_INVITATION_SENT = "room.invitation.sent", "An invitation to a room was sent."
     ROOM_INVITATION_ACCEPTED = "room.invitation.accepted", "An invitation to a room was accepted."
     ROOM_ACCESS_DENIED = "room.access.denied", "Access to a room (or something in it) was denied."
+    GROUP_CREATED = (
+        "group.created",
+        "A group (of people that information barriers separate) was created.",
+    )
     BARRIER_CREATED = "barrier.created", "An information barrier was created."
     BARRIER_DELETED = "barrier.deleted", "An information barrier was deleted."
     BARRIER_REFUSED = "barrier.refused", "An action was refused by an information barrier."

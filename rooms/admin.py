@@ -25,7 +25,13 @@ from accounts.roles import MANAGE_USERS, Role
 from accounts.selectors import people_active
 from rooms.errors import RateLimitedError
 from rooms.models import InformationBarrier, Membership, Room
-from rooms.services import barrier_create, barrier_delete, membership_remove, room_archive
+from rooms.services import (
+    barrier_create,
+    barrier_delete,
+    group_create,
+    membership_remove,
+    room_archive,
+)
 from rooms.services.barriers import (
     BarrierConflict,
     group_members_set,
@@ -268,6 +274,8 @@ class GroupMembersForm(forms.ModelForm):  # type: ignore[type-arg]
         required=False,
         widget=FilteredSelectMultiple("people", is_stacked=False),
     )
+    # The security admin using the page (set by ``GroupAdmin.get_form``).
+    actor: User | None = None
 
     class Meta:
         model = Group
@@ -280,6 +288,20 @@ class GroupMembersForm(forms.ModelForm):  # type: ignore[type-arg]
             if self.instance.name in {role.value for role in Role}:
                 # Roles carry permissions and are granted in the portal (audited there).
                 self.fields["members"].disabled = True
+
+    def clean_members(self) -> Any:
+        # A quick answer on the page; ``group_members_set`` refuses it (audited) anyway.
+        members = self.cleaned_data["members"]
+        actor = self.actor
+        if actor is not None and not self.fields["members"].disabled:
+            was_in = self.instance.pk is not None and self.instance.user_set.filter(
+                pk=actor.pk
+            ).exists()
+            if was_in != any(member.pk == actor.pk for member in members):
+                raise ValidationError(
+                    "Nobody changes their own groups; ask another security administrator."
+                )
+        return members
 
 
 admin.site.unregister(Group)
@@ -316,10 +338,26 @@ class GroupAdmin(_ServiceTransactionAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return ["name"] if obj is not None else []
 
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        user = request.user
+        form.actor = user if isinstance(user, User) else None
+        return form
+
     def save_model(self, request: HttpRequest, obj: Group, form: Any, change: bool) -> None:
+        """A new group through ``group_create`` (audited ``group.created``), then its
+        members through ``group_members_set`` (each person audited). A group's name is
+        not changed here and no group is deleted, so nothing else writes."""
         user = request.user
         assert isinstance(user, User)  # noqa: S101
-        super().save_model(request, obj, form, change)
+        if not change:
+            created = group_create(actor=user, name=obj.name)
+            # The form's instance stands for the created row from here on (the page's
+            # redirect and Django's change message name it).
+            obj.pk = created.pk
+            obj._state.adding, obj._state.db = False, created._state.db
         if form.fields["members"].disabled:
             return
         wanted = {member.pk: member for member in form.cleaned_data["members"]}

@@ -12,14 +12,17 @@ from django.db import IntegrityError
 from django.db.models import Q, QuerySet
 
 from accounts.models import User
-from accounts.roles import MANAGE_USERS
+from accounts.roles import MANAGE_USERS, Role
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms.errors import BarrierViolationError
 from rooms.models import InformationBarrier, Membership, Room
 from rooms.services._common import room_refused
-from safechat.actions import action, action_transaction
+from safechat.actions import Refused, action, action_transaction
 from safechat.locks import rows_locked
+
+
+GROUP_NAME_MAX_LENGTH = 150  # django.contrib.auth's Group.name
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,9 @@ def user_groups_change(
     """
     _require_barrier_admin(actor)
     added, removed = list(add), list(remove)
+    _require_group_change_allowed(
+        actor=actor, people=[user], groups=[*added, *removed], operation="user.groups.change"
+    )
     with action_transaction():
         user_groups_lock(user=user, group_ids=[g.pk for g in [*added, *removed]])
         current = set(user.groups.values_list("pk", flat=True))
@@ -213,6 +219,10 @@ def group_members_set(
     changes many people at once never locks anything after its first audit append.
     """
     _require_barrier_admin(actor)
+    add, remove = list(add), list(remove)
+    _require_group_change_allowed(
+        actor=actor, people=[*add, *remove], groups=[group], operation="group.members.set"
+    )
     adding = {person.pk for person in add}
     removing = {person.pk for person in remove} - adding
     with action_transaction():
@@ -253,6 +263,62 @@ def group_members_set(
                     },
                 )
     return violations
+
+
+def _require_group_change_allowed(
+    *, actor: User, people: Iterable[User], groups: Iterable[Group], operation: str
+) -> None:
+    """Refuse (``Refused``, audited ``account.role.refused``, nothing changed) a change
+    of anyone's groups that touches a role, or the actor's own groups.
+
+    Roles are groups that carry permissions: they are granted and revoked through the
+    role services (``accounts.services.role_grant``) only. And nobody changes their own
+    groups (separation of duties): leaving a group would lift a barrier from oneself.
+    """
+    roles = sorted(g.name for g in groups if g.name in {role.value for role in Role})
+    reason = None
+    if roles:
+        reason, message = "role", "Roles are granted and revoked on the person's page."
+    elif any(person.pk == actor.pk for person in people):
+        reason = "self"
+        message = "Nobody changes their own groups; ask another security administrator."
+    if reason is not None:
+        raise Refused(
+            message,
+            actor=actor,
+            action=AuditAction.ACCOUNT_ROLE_REFUSED,
+            target=actor if reason == "self" else None,
+            reason=reason,
+            extra={
+                "operation": operation,
+                "groups": sorted(g.name for g in groups),
+                "people": sorted(p.pk for p in people),
+            },
+        )
+
+
+@action
+def group_create(*, actor: User, name: str) -> Group:
+    """Create a group (of people that barriers separate), empty: security admins only.
+
+    Roles are groups too, but made by migrations and kept by ``accounts.roles``; a new
+    group's name must be free. Audited ``group.created``. Raises ``Refused`` (audited)
+    without ``accounts.manage_users``; ``ValidationError`` for an empty or taken name
+    (a group created under the same name at the same instant wins).
+    """
+    _require_barrier_admin(actor)
+    name = name.strip()
+    if not name or len(name) > GROUP_NAME_MAX_LENGTH:
+        raise ValidationError("A group needs a name of at most 150 characters.")
+    try:
+        with action_transaction():
+            group = Group.objects.create(name=name)
+            audit_record(
+                actor=actor, action=AuditAction.GROUP_CREATED, target=group, extra={"name": name}
+            )
+    except IntegrityError:
+        raise ValidationError("A group with this name exists already.") from None
+    return group
 
 
 def _require_barrier_admin(actor: User) -> None:

@@ -239,6 +239,36 @@ def test_the_audit_browser_names_and_links_targets(officer: User) -> None:
     assert f"rooms.room {room.pk}" not in body
 
 
+def test_the_audit_browser_links_a_person_who_acted_to_their_page(officer: User) -> None:
+    # given an event by a person (the room's creation) and the officer's own search
+    alice = make_user(username="alice")
+    make_room(owner=alice, name="Treasury")
+    client = client_for(officer)
+    client.get("/admin/audit/auditevent/?q=nobody")  # the officer's search, recorded
+
+    # when the officer opens the audit browser
+    body = client.get("/admin/audit/auditevent/").content.decode()
+
+    # then the acting person's name links to their page, as targets do
+    assert f'<a href="/admin/accounts/user/{alice.pk}/change/">alice</a>' in body
+    assert f'<a href="/admin/accounts/user/{officer.pk}/change/">olivia</a>' in body
+
+
+def test_the_users_page_names_every_group_filter_choice(security_admin: User) -> None:
+    # given people in a role and in none
+    make_user(username="nobody-in-particular")
+
+    # when the security admin opens the users page
+    page = client_for(security_admin).get("/admin/accounts/user/")
+
+    # then every choice of the group filter has a name, "in no group" included
+    spec = next(s for s in page.context["cl"].filter_specs if s.title == "group or role")
+    names = [str(choice["display"]) for choice in spec.choices(page.context["cl"])]
+    assert "in no group" in names
+    assert Role.SECURITY_ADMIN.value in names
+    assert all(name.strip() and name.strip() != "-" for name in names)
+
+
 def test_the_audit_browser_shows_and_filters_the_channel_and_token(officer: User) -> None:
     # given events from two channels: a room made by a service call (no request: the
     # command channel) and a search in the admin

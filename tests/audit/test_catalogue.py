@@ -47,6 +47,7 @@ REQUIRED = [
     "room.invitation.sent",
     "room.invitation.accepted",
     "room.access.denied",
+    "group.created",
     "barrier.created",
     "barrier.deleted",
     "barrier.refused",
