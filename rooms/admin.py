@@ -294,9 +294,9 @@ class GroupMembersForm(forms.ModelForm):  # type: ignore[type-arg]
         members = self.cleaned_data["members"]
         actor = self.actor
         if actor is not None and not self.fields["members"].disabled:
-            was_in = self.instance.pk is not None and self.instance.user_set.filter(
-                pk=actor.pk
-            ).exists()
+            was_in = (
+                self.instance.pk is not None and self.instance.user_set.filter(pk=actor.pk).exists()
+            )
             if was_in != any(member.pk == actor.pk for member in members):
                 raise ValidationError(
                     "Nobody changes their own groups; ask another security administrator."
@@ -343,8 +343,7 @@ class GroupAdmin(_ServiceTransactionAdmin):
     ) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)
         user = request.user
-        form.actor = user if isinstance(user, User) else None
-        return form
+        return type(form.__name__, (form,), {"actor": user if isinstance(user, User) else None})
 
     def save_model(self, request: HttpRequest, obj: Group, form: Any, change: bool) -> None:
         """A new group through ``group_create`` (audited ``group.created``), then its

@@ -6,13 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from axes.handlers.proxy import AxesProxyHandler
 from axes.helpers import get_client_ip_address
 from django.db import models
 from django.http import HttpRequest
 
 from accounts.models import User
 from audit.actions import AuditAction
-from safechat.actions import Refused
+from audit.services import audit_record
+from safechat.actions import Refused, action_transaction
 
 INVALID_LINK = "This link is not valid: it is unknown, already used or expired."
 
@@ -99,6 +101,32 @@ def ensure_person(
             extra={"operation": operation},
             request=request,
         )
+
+
+def failure_count(*, request: HttpRequest, user: User, step: str, sender: object) -> bool:
+    """Count one failed credential of ``user`` (a wrong second-factor code, a wrong current
+    password) with django-axes, per username and IP as at sign-in; returns whether the
+    account is now locked out.
+
+    The failure that locks it out is recorded ``auth.lockout`` (``username``, ``step``),
+    in its own transaction: call it from an action with no transaction open, after the
+    failure itself was recorded. A caller refuses an account already locked out before
+    checking anything, so this records each lockout once.
+    """
+    AxesProxyHandler.user_login_failed(
+        sender=sender, credentials={"username": user.username}, request=request
+    )
+    if not getattr(request, "axes_locked_out", False):
+        return False
+    with action_transaction():
+        audit_record(
+            actor=None,
+            action=AuditAction.AUTH_LOCKOUT,
+            target=user,
+            extra={"username": user.username, "step": step},
+            request=request,
+        )
+    return True
 
 
 def client_ip(request: HttpRequest | None) -> str | None:

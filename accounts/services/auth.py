@@ -18,6 +18,7 @@ from django_otp.models import Device
 from accounts.factor_ids import persistent_id_names_a_device
 from accounts.models import User, UserSession
 from accounts.selectors import factor_kind, user_factor_get
+from accounts.services._common import failure_count
 from accounts.services.sessions import session_end_current, session_rotate, session_start
 from accounts.session_policy import SESSION_REVERIFIED_AT, request_verified, session_key_hash
 from audit.actions import AuditAction
@@ -135,18 +136,7 @@ def second_factor_failed(
         )
     if reason == "locked":
         return SignInError(LOCKED_OUT, locked=True)
-    AxesProxyHandler.user_login_failed(
-        sender=second_factor_failed, credentials=_credentials(user.username), request=request
-    )
-    if getattr(request, "axes_locked_out", False):
-        with action_transaction():
-            audit_record(
-                actor=None,
-                action=AuditAction.AUTH_LOCKOUT,
-                target=user,
-                extra={"username": user.username, "step": "second_factor"},
-                request=request,
-            )
+    if failure_count(request=request, user=user, step="second_factor", sender=second_factor_failed):
         return SignInError(LOCKED_OUT, locked=True)
     return SignInError(DEVICE_THROTTLED if reason == "throttled" else CODE_FAILURE)
 

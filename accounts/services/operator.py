@@ -59,7 +59,9 @@ def lockout_lift_by_operator(
         raise ValidationError("Name a username or an address.")
     with action_transaction():
         cleared = int(
-            AxesProxyHandler.reset_attempts(ip_address=ip_address or None, username=username or None)
+            AxesProxyHandler.reset_attempts(
+                ip_address=ip_address or None, username=username or None
+            )
             or 0
         )
         audit_record(

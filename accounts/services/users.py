@@ -27,6 +27,7 @@ from accounts.services._common import (
     ensure_not_self,
     ensure_permission,
     ensure_person,
+    failure_count,
 )
 from accounts.services.auth import LOCKED_OUT
 from accounts.services.sessions import (
@@ -471,18 +472,9 @@ def password_change(
     except SessionNoLongerValid as exc:
         raise PasswordRejected(str(exc)) from None
     if not accepted:
-        AxesProxyHandler.user_login_failed(
-            sender=password_change, credentials=credentials, request=request
-        )
-        if getattr(request, "axes_locked_out", False):
-            with action_transaction():
-                audit_record(
-                    actor=None,
-                    action=AuditAction.AUTH_LOCKOUT,
-                    target=user,
-                    extra={"username": user.username, "step": "password_change"},
-                    request=request,
-                )
+        if failure_count(
+            request=request, user=user, step="password_change", sender=password_change
+        ):
             raise PasswordRejected(LOCKED_OUT)
         raise PasswordRejected("Your current password was not accepted.")
     # Django rotates the session key here; the session row follows it.

@@ -21,7 +21,6 @@ from rooms.services._common import room_refused
 from safechat.actions import Refused, action, action_transaction
 from safechat.locks import rows_locked
 
-
 GROUP_NAME_MAX_LENGTH = 150  # django.contrib.auth's Group.name
 
 

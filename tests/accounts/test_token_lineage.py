@@ -144,7 +144,7 @@ def test_a_token_whose_ancestor_is_revoked_is_refused_even_if_left_live(user: Us
 @pytest.mark.django_db(transaction=True)
 def test_a_mint_racing_a_revocation_leaves_no_live_child(user: User) -> None:
     # given an admin token
-    parent, secret = api_token_create(actor=user, name="parent", scope="admin", days=30)
+    parent, _secret = api_token_create(actor=user, name="parent", scope="admin", days=30)
     barrier = threading.Barrier(2)
     results: dict[str, object] = {}
 

@@ -41,6 +41,8 @@ NOT_ENTRY_POINTS = {
     "accounts.services._common.ensure_permission",
     "accounts.services._common.ensure_not_self",
     "accounts.services._common.ensure_person",
+    # counts a failure for the action that calls it (its lockout event in its own transaction)
+    "accounts.services._common.failure_count",
     "rooms.services._common.archived_refused",
     "rooms.services._common.permission_refused",
     "rooms.services._common.require_not_archived",

@@ -52,7 +52,11 @@ class LockoutLiftCommand(SafeChatCommand):
     ``auth.lockout.lifted``, channel ``command``). Put it first among the bases."""
 
     def lift(
-        self, *, username: str | None = None, ip_address: str | None = None, everything: bool = False
+        self,
+        *,
+        username: str | None = None,
+        ip_address: str | None = None,
+        everything: bool = False,
     ) -> int:
         return lockout_lift_by_operator(
             actor=operator_actor(),

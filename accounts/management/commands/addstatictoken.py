@@ -12,7 +12,7 @@ from django_otp.plugins.otp_static.management.commands import addstatictoken
 from accounts.management.commands._operator import RefusedCommand
 
 
-class Command(RefusedCommand, addstatictoken.Command):
+class Command(RefusedCommand, addstatictoken.Command):  # type: ignore[misc]
     help = "Refused: backup codes are made by their owner; a security admin resets factors."
     instead = (
         "SafeChat does not add second-factor codes from the command line. A person makes "

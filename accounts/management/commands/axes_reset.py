@@ -9,7 +9,7 @@ from axes.management.commands import axes_reset
 from accounts.management.commands._operator import LockoutLiftCommand
 
 
-class Command(LockoutLiftCommand, axes_reset.Command):
+class Command(LockoutLiftCommand, axes_reset.Command):  # type: ignore[misc]
     help = "Lift every sign-in lockout (audited auth.lockout.lifted)."
 
     def handle(self, *args: Any, **options: Any) -> None:

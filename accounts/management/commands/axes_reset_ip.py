@@ -9,7 +9,7 @@ from axes.management.commands import axes_reset_ip
 from accounts.management.commands._operator import LockoutLiftCommand
 
 
-class Command(LockoutLiftCommand, axes_reset_ip.Command):
+class Command(LockoutLiftCommand, axes_reset_ip.Command):  # type: ignore[misc]
     help = "Lift the sign-in lockouts of these addresses (audited auth.lockout.lifted, each)."
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -9,7 +9,7 @@ from axes.management.commands import axes_reset_ip_username
 from accounts.management.commands._operator import LockoutLiftCommand
 
 
-class Command(LockoutLiftCommand, axes_reset_ip_username.Command):
+class Command(LockoutLiftCommand, axes_reset_ip_username.Command):  # type: ignore[misc]
     help = "Lift the sign-in lockout of one address and username (audited auth.lockout.lifted)."
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -11,7 +11,7 @@ from axes.management.commands import axes_reset_logs
 from accounts.management.commands._operator import RefusedCommand
 
 
-class Command(RefusedCommand, axes_reset_logs.Command):
+class Command(RefusedCommand, axes_reset_logs.Command):  # type: ignore[misc]
     help = "Refused: sign-ins are recorded in the audit log, kept by its retention."
     instead = (
         "SafeChat keeps no django-axes sign-in logs to purge: every sign-in is in the audit "

@@ -9,7 +9,7 @@ from axes.management.commands import axes_reset_username
 from accounts.management.commands._operator import LockoutLiftCommand
 
 
-class Command(LockoutLiftCommand, axes_reset_username.Command):
+class Command(LockoutLiftCommand, axes_reset_username.Command):  # type: ignore[misc]
     help = "Lift the sign-in lockouts of these usernames (audited auth.lockout.lifted, each)."
 
     def handle(self, *args: Any, **options: Any) -> None:
