@@ -13,6 +13,7 @@ from django.db.models import Q, QuerySet
 
 from accounts.models import User
 from accounts.roles import MANAGE_USERS, Role
+from accounts.selectors import people as accounts_people
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms.errors import BarrierViolationError
@@ -268,15 +269,20 @@ def _require_group_change_allowed(
     *, actor: User, people: Iterable[User], groups: Iterable[Group], operation: str
 ) -> None:
     """Refuse (``Refused``, audited ``account.role.refused``, nothing changed) a change
-    of anyone's groups that touches a role, or the actor's own groups.
+    of groups for anyone who is not a person (django-guardian's internal anonymous user
+    row, by the one selector of people), that touches a role, or the actor's own groups.
 
     Roles are groups that carry permissions: they are granted and revoked through the
     role services (``accounts.services.role_grant``) only. And nobody changes their own
     groups (separation of duties): leaving a group would lift a barrier from oneself.
     """
+    people = list(people)
+    ids = {person.pk for person in people}
     roles = sorted(g.name for g in groups if g.name in {role.value for role in Role})
     reason = None
-    if roles:
+    if accounts_people().filter(pk__in=ids).count() != len(ids):
+        reason, message = "not a person", "There is no such person."
+    elif roles:
         reason, message = "role", "Roles are granted and revoked on the person's page."
     elif any(person.pk == actor.pk for person in people):
         reason = "self"

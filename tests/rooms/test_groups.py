@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
+from guardian.utils import get_anonymous_user
 
 from accounts.models import User
 from accounts.roles import Role
@@ -146,4 +147,24 @@ def test_group_services_never_grant_a_role(admin: User, role: Role) -> None:
     recorded = list(AuditEvent.objects.filter(seq__gt=seq))
     assert [(e.action, e.extra["reason"]) for e in recorded] == [
         (AuditAction.ACCOUNT_ROLE_REFUSED, "role")
+    ] * 2
+
+
+def test_group_services_never_put_the_system_account_in_a_group(admin: User) -> None:
+    # given a group, and django-guardian's internal anonymous user row
+    group = Group.objects.create(name="Research")
+    system = get_anonymous_user()
+    seq = last_seq()
+
+    # when a security admin hands that row to either group service
+    with pytest.raises(Refused, match="no such person"):
+        group_members_set(actor=admin, group=group, add=[system])
+    with pytest.raises(Refused, match="no such person"):
+        user_groups_change(actor=admin, user=system, add=[group])
+
+    # then it is in no group, and only the two refusals are on the record
+    assert not Group.objects.filter(user=system).exists()
+    recorded = list(AuditEvent.objects.filter(seq__gt=seq))
+    assert [(e.action, e.extra["reason"]) for e in recorded] == [
+        (AuditAction.ACCOUNT_ROLE_REFUSED, "not a person")
     ] * 2

@@ -16,8 +16,8 @@ class Command(RefusedCommand, addstatictoken.Command):  # type: ignore[misc]
     help = "Refused: backup codes are made by their owner; a security admin resets factors."
     instead = (
         "SafeChat does not add second-factor codes from the command line. A person makes "
-        "their own backup codes in the portal (Security, backup codes), audited "
-        "'factor.backup_codes.generated'; a security admin who must let someone in again "
-        "resets their factors (the admin's users page, 'reset second factors'), audited "
-        "'factor.reset', and the person enrols again at their next sign-in."
+        "their own backup codes in the portal ('Second factors', 'New backup codes'), "
+        "audited 'factor.backup_codes.generated'; a security admin who must let someone in "
+        "again resets their factors (the admin's Users page, 'Reset second factors'), "
+        "audited 'factor.reset', and the person enrols again at their next sign-in."
     )

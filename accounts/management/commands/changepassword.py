@@ -16,8 +16,8 @@ class Command(RefusedCommand, changepassword.Command):
     help = "Refused: passwords change in the portal or are reset by a security admin."
     instead = (
         "SafeChat does not set passwords from the command line. A person changes their "
-        "own password in the portal (Account, Password); a security admin resets someone's "
-        "in the portal's administration or the admin's users page ('reset password'): "
-        "their sessions end and a one-time link is emailed, audited "
+        "own password in the portal (their account, 'Password'); a security admin resets "
+        "someone's in the portal's 'User administration' ('Reset password'): the password "
+        "is voided, their sessions and tokens end and a one-time link is emailed, audited "
         "'auth.password.reset.requested'."
     )
