@@ -119,11 +119,13 @@ class ApiToken(models.Model):
     # The owner's credential epoch when the token was issued; a credential reset
     # (by an admin, of factors, or deactivation) makes every older token stop working.
     credential_epoch = models.PositiveIntegerField(default=0)
-    # The token that minted this one (through the API), if any. Revoking a token revokes
-    # its live descendants, and a token whose ancestor is revoked is refused anyway
-    # (accounts.services.tokens). Tokens are revoked, never deleted: a parent row stays.
+    # The token that minted this one (through the API), if any: always of the same user.
+    # Revoking a token revokes its live descendants, and a token whose ancestor is revoked
+    # is refused anyway (accounts.services.tokens). SafeChat revokes tokens and never
+    # deletes one; only deleting their user does, and that takes the whole line at once
+    # (PROTECT would block it), so SET_NULL never leaves a child without its revocation.
     parent = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="children"
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children"
     )
 
     class Meta:

@@ -33,7 +33,7 @@ def attempt(*, username: str, ip: str, failures: int = 10) -> AccessAttempt:
 
 
 @pytest.mark.parametrize("name", REFUSED + LIFTING)
-def test_safechat_s_command_is_the_one_that_runs_whichever_app_also_has_it(name: str) -> None:
+def test_each_name_runs_safechats_command_whichever_app_also_has_one(name: str) -> None:
     # given the installed apps (django.contrib.auth, django-otp, django-axes have these too)
     # when Django resolves the command's name, as manage.py and call_command do
     command = load_command_class(get_commands()[name], name)

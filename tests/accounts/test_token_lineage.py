@@ -181,3 +181,15 @@ def test_a_mint_racing_a_revocation_leaves_no_live_child(user: User) -> None:
         assert list(ApiToken.objects.values_list("name", flat=True)) == ["parent"]
     else:
         assert ApiToken.objects.get(name="child").parent_id == parent.pk
+
+
+def test_deleting_a_person_takes_their_whole_token_line(user: User) -> None:
+    # given a person with a token that minted another
+    _root, secret = api_token_create(actor=user, name="root", scope="admin", days=30)
+    mint(secret, "child")
+
+    # when the account is deleted (SafeChat deactivates; an operator may erase)
+    user.delete()
+
+    # then no token of theirs is left, the line did not block it
+    assert not ApiToken.objects.exists()
