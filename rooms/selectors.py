@@ -17,8 +17,9 @@ from django.http import Http404
 from guardian.models import UserObjectPermission
 
 from accounts.models import User
+from accounts.selectors import CHAT_READ_ONLY_ROLES, people_active
 from rooms import permissions as perms
-from rooms.models import Membership, Message, MessageRevision, Reaction, Room
+from rooms.models import InformationBarrier, Membership, Message, MessageRevision, Reaction, Room
 from safechat.crypto import CryptoError
 from safechat.keyring.errors import IntegrityFailure
 from safechat.keyring.services import message_decrypt
@@ -256,3 +257,52 @@ def room_last_messages(*, user: User) -> dict[int, tuple[int, int]]:
         .values_list("pk", "last_id", "message_seq")
     )
     return {pk: (last_id or 0, seq) for pk, last_id, seq in rows}
+
+
+PEOPLE_PAGE_MAX = 50
+
+
+def _people_reachable(user: User) -> QuerySet[User]:
+    own_groups = user.groups.values("pk")
+    walled = InformationBarrier.objects.filter(
+        Q(group_a__in=own_groups) | Q(group_b__in=own_groups)
+    ).values_list("group_a_id", "group_b_id")
+    mine = set(own_groups.values_list("pk", flat=True))
+    other_side = {g for pair in walled for g in pair if g not in mine}
+    return (
+        people_active()
+        .exclude(pk=user.pk)
+        .exclude(groups__name__in=CHAT_READ_ONLY_ROLES)
+        .exclude(groups__in=other_side)
+    )
+
+
+def people_reachable(*, user: User, query: str = "", limit: int = PEOPLE_PAGE_MAX) -> list[User]:
+    """The people ``user`` may start a conversation with or pick for a room.
+
+    Active people only (``accounts.selectors.people_active``), never ``user`` themself,
+    never someone read-only on chat (a compliance officer is never a member), and never
+    someone an information barrier separates from ``user``: a person behind a wall is not
+    offered. ``query`` (case-insensitive) matches the username, first or last name; at
+    most ``limit`` people (capped at ``PEOPLE_PAGE_MAX``), ordered by username.
+
+    A picker's answer, not a permission: the services decide again, under their locks,
+    when the conversation is made or the member added.
+    """
+    found = _people_reachable(user)
+    query = query.strip()
+    if query:
+        found = found.filter(
+            Q(username__icontains=query)
+            | Q(first_name__icontains=query)
+            | Q(last_name__icontains=query)
+        )
+    return list(found.order_by("username").distinct()[: max(0, min(limit, PEOPLE_PAGE_MAX))])
+
+
+def people_reachable_by_ids(*, user: User, ids: list[int]) -> list[User]:
+    """Those of ``ids`` that ``people_reachable`` would offer ``user``, by username; ids of
+    nobody, or of someone not reachable, are left out silently (a picker's answer)."""
+    if not ids:
+        return []
+    return list(_people_reachable(user).filter(pk__in=ids[:PEOPLE_PAGE_MAX]).order_by("username"))
