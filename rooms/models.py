@@ -15,6 +15,8 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import F, Q
 
+from safechat.unicode_text import refuse_bidi_controls, validate_label, validate_reaction
+
 
 class Room(models.Model):
     class Kind(models.TextChoices):
@@ -22,8 +24,9 @@ class Room(models.Model):
         DIRECT = "direct", "Direct conversation"
 
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CHANNEL)
-    name = models.CharField(max_length=120)
-    topic = models.CharField(max_length=500, blank=True)
+    # Names others read: no direction control, at least one visible character.
+    name = models.CharField(max_length=120, validators=[validate_label])
+    topic = models.CharField(max_length=500, blank=True, validators=[refuse_bidi_controls])
     # Whether a member who joins later receives the keys of earlier epochs.
     history_visible = models.BooleanField(default=False)
     retention_policy = models.CharField(max_length=64, blank=True)
@@ -172,7 +175,7 @@ class MessageRevision(models.Model):
 class Reaction(models.Model):
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    emoji = models.CharField(max_length=16)
+    emoji = models.CharField(max_length=16, validators=[validate_reaction])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
