@@ -27,6 +27,7 @@ from rooms import forms, selectors, services
 from rooms import permissions as perms
 from rooms.errors import RateLimitedError
 from rooms.models import Membership, Room
+from rooms.presence import OFFLINE, presence_of
 from rooms.services.rooms import MAX_DIRECT_PARTICIPANTS
 from rooms.wire import RenderedMessage, message_rendered
 from safechat.events import client_names
@@ -437,3 +438,23 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 
 def _form_error(form: Form, exc: ValidationError) -> None:
     form.add_error(None, _sentence("; ".join(exc.messages)))
+
+
+# --- The directory ------------------------------------------------------------------------
+@never_cache
+@require_GET
+def people_directory(request: HttpRequest) -> HttpResponse:
+    """Find colleagues: the people one may reach (``selectors.people_reachable``: nobody
+    behind an information barrier, no compliance officer, no inactive account), with
+    their presence and a way to start a conversation."""
+    actor = _user(request)
+    query = (request.GET.get("q") or "").strip()[:150]
+    found = selectors.people_reachable(user=actor, query=query)
+    states = presence_of(user_ids=[p.pk for p in found])
+    context = {
+        "query": query,
+        "people": [(p, states.get(p.pk, OFFLINE)) for p in found],
+        "limit": selectors.PEOPLE_PAGE_MAX,
+        "may_message": perms.may_start_conversations(user=actor),
+    }
+    return render(request, "rooms/people.html", context)

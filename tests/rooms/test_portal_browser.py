@@ -417,6 +417,18 @@ def test_a_new_room_admin_starts_a_room_and_a_conversation_from_the_portal(
             expect(page.locator("#room-title")).to_contain_text("colm")
             expect(page.locator("#room-list")).to_contain_text("Rates desk")
             page.screenshot(path=str(ARTIFACTS / "portal-new-room-and-conversation.png"))
+
+            # And finds him again in the directory: "Message" opens the same conversation
+            page.get_by_role("navigation", name="Account").get_by_role(
+                "link", name="People"
+            ).click()
+            page.get_by_label("Name or username").fill("colm")
+            page.get_by_role("button", name="Search").click()
+            card = page.locator(".person-card", has_text="Colm Byrne")
+            expect(card).to_contain_text("@colm")
+            page.screenshot(path=str(ARTIFACTS / "portal-people.png"))
+            card.get_by_role("button", name="Message").click()
+            expect(page.locator("#room-title")).to_contain_text("colm")
         finally:
             browser.close()
 

@@ -17,6 +17,7 @@ from accounts.roles import Role
 from audit.actions import AuditAction
 from audit.models import AuditEvent
 from rooms.models import Membership, Room
+from rooms.presence import presence_reset, presence_set
 from rooms.selectors import people_reachable
 from rooms.services import barrier_create
 from tests.accounts.factories import grant_role, make_user, sign_in_client
@@ -251,3 +252,45 @@ def test_a_compliance_officer_is_not_offered_a_conversation() -> None:
     assert b"read-only on chat" in page.content
     assert refused.status_code == 403
     assert not Room.objects.exists()
+
+
+# --- The directory ------------------------------------------------------------------------
+def test_the_directory_finds_colleagues_by_name_with_their_presence() -> None:
+    me = make_user()
+    ada = make_user(username="ada", first_name="Ada", last_name="Lovelace")
+    make_user(username="bob")
+    presence_set(user_id=ada.pk, socket_id="s1", state="online")
+
+    try:
+        response = verified_client(me).get("/rooms/people/", {"q": "love"})
+    finally:
+        presence_reset()
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Ada Lovelace" in page
+    assert "@<bdi>ada</bdi>" in page
+    assert 'data-state="online"' in page
+    assert "bob" not in page
+    assert f'name="participants" value="{ada.pk}"' in page
+
+
+def test_the_directory_hides_people_behind_a_wall_and_compliance_officers() -> None:
+    me, walled = make_user(username="me"), make_user(username="walled")
+    officer = grant_role(make_user(username="officer"), Role.COMPLIANCE_OFFICER)
+    _walled(me, walled)
+
+    page = verified_client(me).get("/rooms/people/").content.decode()
+
+    assert "walled" not in page
+    assert officer.username not in page
+
+
+def test_a_compliance_officer_sees_the_directory_without_message_buttons() -> None:
+    officer = grant_role(make_user(), Role.COMPLIANCE_OFFICER)
+    make_user(username="colleague")
+
+    page = verified_client(officer).get("/rooms/people/").content.decode()
+
+    assert "colleague" in page
+    assert 'value="start"' not in page
