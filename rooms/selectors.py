@@ -116,16 +116,26 @@ def room_members(*, user: User, room: Room) -> QuerySet[Membership]:
 
 
 def message_get_for_user(*, user: User, message_id: object) -> Message:
-    """A message in a room ``user`` may view; deleted messages are not found by members."""
+    """A message in a room ``user`` may view; deleted messages, and messages from before
+    they joined a room that hides history, are not found by members."""
     pk = _pk_or_404(message_id, "no such message")
     message = (
         Message.objects.filter(pk=pk, deleted_at__isnull=True, room__in=rooms_for_user(user=user))
         .select_related("room", "sender")
         .first()
     )
-    if message is None:
+    if message is None or message.seq <= visible_from_seq(reader=user, room=message.room):
         raise Http404("no such message")
     return message
+
+
+def visible_from_seq(*, reader: User, room: Room) -> int:
+    """The room's message number after which ``reader`` sees messages: 0 (everything) unless
+    the room hid history when they joined (``Membership.visible_from_seq``)."""
+    found = Membership.objects.filter(room=room, user=reader).values_list(
+        "visible_from_seq", flat=True
+    )
+    return next(iter(found), 0)
 
 
 def _decrypt_for(
@@ -218,11 +228,14 @@ def message_page(
     """Up to ``limit`` messages of a viewable room, newest first, around a cursor.
 
     ``before``: older than that id; ``after``: newer than that id (what a
-    reconnecting client missed). Deleted messages are left out.
+    reconnecting client missed). Deleted messages are left out, and so, in a room that
+    hides history, is everything posted before the reader joined (``visible_from_seq``).
     """
     room_get_for_user(user=reader, room_id=room.pk)
     limit = max(1, min(limit, PAGE_SIZE_MAX))
-    messages = Message.objects.filter(room=room, deleted_at__isnull=True).select_related("sender")
+    messages = Message.objects.filter(
+        room=room, deleted_at__isnull=True, seq__gt=visible_from_seq(reader=reader, room=room)
+    ).select_related("sender")
     if before is not None:
         messages = messages.filter(pk__lt=before)
     if after is not None:

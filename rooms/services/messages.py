@@ -20,6 +20,7 @@ from rooms import permissions as perms
 from rooms.errors import IdempotencyKeyReusedError
 from rooms.models import Membership, Mention, Message, MessageRevision, Reaction, Room
 from rooms.ratelimit import Write, write_rate_check
+from rooms.selectors import visible_from_seq
 from rooms.services._common import (
     permission_refused,
     require_not_archived,
@@ -216,7 +217,13 @@ def _message_insert(
         ).update(client_key=None, client_fingerprint="")
     parent = None
     if parent_id is not None:
-        parent = Message.objects.filter(pk=parent_id, room=room, deleted_at__isnull=True).first()
+        parent = Message.objects.filter(
+            pk=parent_id,
+            room=room,
+            deleted_at__isnull=True,
+            # one posted before the sender joined a room hiding history is not theirs to see
+            seq__gt=visible_from_seq(reader=sender, room=room),
+        ).first()
         if parent is None:
             raise ValidationError("the message you reply to does not exist in this room")
         parent = parent.parent or parent  # threads are one level deep
