@@ -35,7 +35,7 @@ def texts(reader: User, room: Room) -> list[str | None]:
 
 
 def unread(reader: User, room: Room) -> int:
-    return room_list_for_user(user=reader).get(pk=room.pk).unread  # type: ignore[attr-defined]
+    return int(room_list_for_user(user=reader).get(pk=room.pk).unread)  # type: ignore[attr-defined]
 
 
 def epochs_held(user: User, room: Room) -> list[int]:
