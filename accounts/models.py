@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as DjangoUserManager
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models.functions import Lower
@@ -10,6 +11,12 @@ from django.utils import timezone
 from django_otp.models import Device, ThrottlingMixin, TimestampMixin
 
 from accounts.credentials import backup_code_hash
+from safechat.unicode_text import (
+    confusable_skeleton,
+    username_lookup_form,
+    validate_label,
+    validate_username,
+)
 
 SUPERUSER_REFUSED = (
     "SafeChat has no superusers: every power is a role, granted through the audited role "
@@ -36,6 +43,26 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
     hang on it without a later swap of ``AUTH_USER_MODEL``.
     """
 
+    # Stored in its PRECIS UsernameCaseMapped form (RFC 8265): "Alice.Smith" is
+    # "alice.smith" wherever it is typed (sign-in, mentions, pickers).
+    username = models.CharField(
+        "username",
+        max_length=150,
+        unique=True,
+        help_text="Letters, digits and @ . + - _ only; stored in lower case.",
+        validators=[UnicodeUsernameValidator(), validate_username],
+        error_messages={"unique": "That username is already taken."},
+    )
+    # The username's UTS #39 confusable skeleton: two accounts never look alike ("alice"
+    # and "alice" spelt with the Cyrillic a, U+0430). Kept in step by clean() and save();
+    # unique in the database, so the check and the write are one step.
+    username_skeleton = models.CharField(max_length=600, editable=False, default="")
+    first_name = models.CharField(
+        "first name", max_length=150, blank=True, validators=[validate_label]
+    )
+    last_name = models.CharField(
+        "last name", max_length=150, blank=True, validators=[validate_label]
+    )
     email = models.EmailField("email address", blank=True)
     # Bumped by every credential change (password change or reset, factor reset,
     # deactivation). Sessions and API tokens carry the value they were issued under;
@@ -50,10 +77,15 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
         verbose_name_plural = "users"
         constraints = [
             models.UniqueConstraint(
+                fields=["username_skeleton"],
+                name="accounts_user_username_skeleton_unique",
+                violation_error_message="That username is too similar to an existing one.",
+            ),
+            models.UniqueConstraint(
                 Lower("email"),
                 condition=~models.Q(email=""),
                 name="accounts_user_email_unique_ci",
-            )
+            ),
         ]
         # Role permissions (accounts/roles.py); granted through groups, never per user.
         permissions = [
@@ -64,6 +96,26 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
             ("manage_sessions", "Can end other users' sessions"),
             ("manage_tokens", "Can see and revoke other users' API tokens"),
         ]
+
+    @classmethod
+    def normalize_username(cls, username: str) -> str:
+        """The PRECIS ``UsernameCaseMapped`` form (RFC 8265) where ``username`` is valid;
+        otherwise ``username`` unchanged, for ``validate_username`` to refuse with a reason.
+        Django calls it from ``UserManager.create_user`` and ``AbstractUser.clean``."""
+        return username_lookup_form(str(super().normalize_username(username)))
+
+    def clean(self) -> None:
+        super().clean()  # normalises the username and the email
+        # Before validate_constraints, so a look-alike is a form error, not an IntegrityError.
+        self.username_skeleton = confusable_skeleton(self.get_username())
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        # The skeleton follows the username on every path (services, admin, commands).
+        self.username_skeleton = confusable_skeleton(self.get_username())
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "username" in update_fields:  # type: ignore[operator]
+            kwargs["update_fields"] = {*update_fields, "username_skeleton"}  # type: ignore[misc]
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
 
 
 class UserSession(models.Model):

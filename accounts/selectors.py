@@ -25,6 +25,7 @@ from accounts.models import (
     UserSession,
 )
 from accounts.roles import Role
+from safechat.unicode_text import username_lookup_form
 
 # Roles that are read-only on chat: their holders never post or manage in a room.
 CHAT_READ_ONLY_ROLES = frozenset({Role.COMPLIANCE_OFFICER.value})
@@ -116,7 +117,7 @@ def person_active_get(*, user_id: int | None = None, username: str | None = None
     if user_id is not None:
         found = found.filter(pk=user_id)
     if username is not None:
-        found = found.filter(username=username)
+        found = found.filter(username=username_lookup_form(username))
     return found.first()
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from rooms.models import Membership, Room
+from rooms.services.rooms import MAX_DIRECT_PARTICIPANTS
 
 NAME_MAX = Room._meta.get_field("name").max_length
 TOPIC_MAX = Room._meta.get_field("topic").max_length
@@ -25,3 +28,45 @@ class MemberAddForm(forms.Form):
 
 class MemberRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Membership.Role.choices)
+
+
+class RoomCreateForm(forms.Form):
+    name = forms.CharField(max_length=NAME_MAX)
+    topic = forms.CharField(max_length=TOPIC_MAX, required=False)
+    history_visible = forms.BooleanField(
+        required=False, label="New members can read earlier messages"
+    )
+
+
+class PersonIdsField(forms.Field):
+    """A list of person ids from checkboxes (``name=participants`` repeated): well-formed
+    ids only; whether each names someone reachable is the service's question, asked under
+    its locks, with one answer for "nobody" and "not for you"."""
+
+    widget = forms.CheckboxSelectMultiple
+
+    def __init__(self, *, max_count: int, **kwargs: Any) -> None:
+        self.max_count = max_count
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> list[int]:
+        if value in self.empty_values:
+            return []
+        values = value if isinstance(value, list | tuple) else [value]
+        if len(values) > self.max_count:
+            raise forms.ValidationError(f"Pick at most {self.max_count} people.")
+        ids = []
+        for item in values:
+            text = str(item).strip()
+            if not text.isascii() or not text.isdigit() or len(text) > 12:
+                raise forms.ValidationError("One of the people picked is not valid.")
+            ids.append(int(text))
+        return list(dict.fromkeys(ids))
+
+
+class ConversationForm(forms.Form):
+    participants = PersonIdsField(
+        max_count=MAX_DIRECT_PARTICIPANTS - 1,
+        label="People",
+        error_messages={"required": "Pick at least one person."},
+    )

@@ -15,6 +15,8 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import F, Q
 
+from safechat.unicode_text import refuse_bidi_controls, validate_label, validate_reaction
+
 
 class Room(models.Model):
     class Kind(models.TextChoices):
@@ -22,12 +24,16 @@ class Room(models.Model):
         DIRECT = "direct", "Direct conversation"
 
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CHANNEL)
-    name = models.CharField(max_length=120)
-    topic = models.CharField(max_length=500, blank=True)
+    # Names others read: no direction control, at least one visible character.
+    name = models.CharField(max_length=120, validators=[validate_label])
+    topic = models.CharField(max_length=500, blank=True, validators=[refuse_bidi_controls])
     # Whether a member who joins later receives the keys of earlier epochs.
     history_visible = models.BooleanField(default=False)
     retention_policy = models.CharField(max_length=64, blank=True)
     legal_hold = models.BooleanField(default=False)
+    # Someone joined whom the current epoch must not reach (history hidden): the next
+    # message or file key starts a new epoch (rooms.services.epochs).
+    rekey_pending = models.BooleanField(default=False, editable=False)
     archived_at = models.DateTimeField(null=True, blank=True)
     # The seq of the room's newest message: posts number their messages 1, 2, 3... under
     # the room's row lock, so a client that sees a number skipped knows it missed one.
@@ -67,8 +73,13 @@ class Membership(models.Model):
     )
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
     joined_at = models.DateTimeField(auto_now_add=True)
-    # The newest message id this member has read (read marker).
+    # The newest message id this member has read (read marker). Starts at the newest
+    # message when they join: unread counts start at the moment of joining.
     last_read_message_id = models.BigIntegerField(default=0)
+    # In a room that hides history, the room's message_seq when they joined: they see
+    # only messages numbered after it (0: the whole history). A member removed and added
+    # again gets a new row, so nothing posted while away is shown either.
+    visible_from_seq = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -172,7 +183,7 @@ class MessageRevision(models.Model):
 class Reaction(models.Model):
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    emoji = models.CharField(max_length=16)
+    emoji = models.CharField(max_length=16, validators=[validate_reaction])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -6,6 +6,7 @@ changed only by the membership services, in the same transaction.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from guardian.models import UserObjectPermission
@@ -27,6 +28,23 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Membership.Role.READ_ONLY: frozenset({VIEW}),
 }
 ALL_ROOM_PERMISSIONS = frozenset().union(*ROLE_PERMISSIONS.values())
+
+CREATE_ROOM = "accounts.create_room"
+
+
+def may_create_rooms(*, user: User) -> bool:
+    """Whether ``user``'s organisation role lets them create rooms: the ``room_admin``
+    role's ``accounts.create_room``, or everyone when ``SAFECHAT_MEMBERS_CAN_CREATE_ROOMS``
+    is on. The one rule; ``rooms.services.room_create`` enforces it (and that a compliance
+    officer, read-only on chat, creates nothing), the portal uses it to offer the form."""
+    allowed = bool(settings.SAFECHAT_MEMBERS_CAN_CREATE_ROOMS) or user.has_perm(CREATE_ROOM)
+    return allowed and not user_reads_chat_only(user=user)
+
+
+def may_start_conversations(*, user: User) -> bool:
+    """Whether ``user`` may start direct conversations: anyone who is not read-only on
+    chat (``rooms.services.direct_conversation_create`` enforces it)."""
+    return not user_reads_chat_only(user=user)
 
 
 def _permissions(codenames: frozenset[str]) -> list[Permission]:

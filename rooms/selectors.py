@@ -17,8 +17,9 @@ from django.http import Http404
 from guardian.models import UserObjectPermission
 
 from accounts.models import User
+from accounts.selectors import CHAT_READ_ONLY_ROLES, people_active
 from rooms import permissions as perms
-from rooms.models import Membership, Message, MessageRevision, Reaction, Room
+from rooms.models import InformationBarrier, Membership, Message, MessageRevision, Reaction, Room
 from safechat.crypto import CryptoError
 from safechat.keyring.errors import IntegrityFailure
 from safechat.keyring.services import message_decrypt
@@ -115,16 +116,26 @@ def room_members(*, user: User, room: Room) -> QuerySet[Membership]:
 
 
 def message_get_for_user(*, user: User, message_id: object) -> Message:
-    """A message in a room ``user`` may view; deleted messages are not found by members."""
+    """A message in a room ``user`` may view; deleted messages, and messages from before
+    they joined a room that hides history, are not found by members."""
     pk = _pk_or_404(message_id, "no such message")
     message = (
         Message.objects.filter(pk=pk, deleted_at__isnull=True, room__in=rooms_for_user(user=user))
         .select_related("room", "sender")
         .first()
     )
-    if message is None:
+    if message is None or message.seq <= visible_from_seq(reader=user, room=message.room):
         raise Http404("no such message")
     return message
+
+
+def visible_from_seq(*, reader: User, room: Room) -> int:
+    """The room's message number after which ``reader`` sees messages: 0 (everything) unless
+    the room hid history when they joined (``Membership.visible_from_seq``)."""
+    found = Membership.objects.filter(room=room, user=reader).values_list(
+        "visible_from_seq", flat=True
+    )
+    return next(iter(found), 0)
 
 
 def _decrypt_for(
@@ -217,11 +228,14 @@ def message_page(
     """Up to ``limit`` messages of a viewable room, newest first, around a cursor.
 
     ``before``: older than that id; ``after``: newer than that id (what a
-    reconnecting client missed). Deleted messages are left out.
+    reconnecting client missed). Deleted messages are left out, and so, in a room that
+    hides history, is everything posted before the reader joined (``visible_from_seq``).
     """
     room_get_for_user(user=reader, room_id=room.pk)
     limit = max(1, min(limit, PAGE_SIZE_MAX))
-    messages = Message.objects.filter(room=room, deleted_at__isnull=True).select_related("sender")
+    messages = Message.objects.filter(
+        room=room, deleted_at__isnull=True, seq__gt=visible_from_seq(reader=reader, room=room)
+    ).select_related("sender")
     if before is not None:
         messages = messages.filter(pk__lt=before)
     if after is not None:
@@ -256,3 +270,52 @@ def room_last_messages(*, user: User) -> dict[int, tuple[int, int]]:
         .values_list("pk", "last_id", "message_seq")
     )
     return {pk: (last_id or 0, seq) for pk, last_id, seq in rows}
+
+
+PEOPLE_PAGE_MAX = 50
+
+
+def _people_reachable(user: User) -> QuerySet[User]:
+    own_groups = user.groups.values("pk")
+    walled = InformationBarrier.objects.filter(
+        Q(group_a__in=own_groups) | Q(group_b__in=own_groups)
+    ).values_list("group_a_id", "group_b_id")
+    mine = set(own_groups.values_list("pk", flat=True))
+    other_side = {g for pair in walled for g in pair if g not in mine}
+    return (
+        people_active()
+        .exclude(pk=user.pk)
+        .exclude(groups__name__in=CHAT_READ_ONLY_ROLES)
+        .exclude(groups__in=other_side)
+    )
+
+
+def people_reachable(*, user: User, query: str = "", limit: int = PEOPLE_PAGE_MAX) -> list[User]:
+    """The people ``user`` may start a conversation with or pick for a room.
+
+    Active people only (``accounts.selectors.people_active``), never ``user`` themself,
+    never someone read-only on chat (a compliance officer is never a member), and never
+    someone an information barrier separates from ``user``: a person behind a wall is not
+    offered. ``query`` (case-insensitive) matches the username, first or last name; at
+    most ``limit`` people (capped at ``PEOPLE_PAGE_MAX``), ordered by username.
+
+    A picker's answer, not a permission: the services decide again, under their locks,
+    when the conversation is made or the member added.
+    """
+    found = _people_reachable(user)
+    query = query.strip()
+    if query:
+        found = found.filter(
+            Q(username__icontains=query)
+            | Q(first_name__icontains=query)
+            | Q(last_name__icontains=query)
+        )
+    return list(found.order_by("username").distinct()[: max(0, min(limit, PEOPLE_PAGE_MAX))])
+
+
+def people_reachable_by_ids(*, user: User, ids: list[int]) -> list[User]:
+    """Those of ``ids`` that ``people_reachable`` would offer ``user``, by username; ids of
+    nobody, or of someone not reachable, are left out silently (a picker's answer)."""
+    if not ids:
+        return []
+    return list(_people_reachable(user).filter(pk__in=ids[:PEOPLE_PAGE_MAX]).order_by("username"))

@@ -1,4 +1,5 @@
-"""Portal routes of rooms: the chat page and its form endpoints (POST only)."""
+"""Portal routes of rooms: the chat page, new rooms and conversations, and the form
+endpoints of a room (POST only)."""
 
 from django.urls import path
 
@@ -8,6 +9,9 @@ app_name = "rooms"
 
 urlpatterns = [
     path("", views.chat, name="chat"),
+    path("new/", views.room_new, name="room-new"),
+    path("conversations/new/", views.conversation_new, name="conversation-new"),
+    path("people/", views.people_directory, name="people"),
     path("<int:room_id>/settings/", views.room_settings, name="room-settings"),
     path("<int:room_id>/archive/", views.room_archive, name="room-archive"),
     path("<int:room_id>/unarchive/", views.room_unarchive, name="room-unarchive"),

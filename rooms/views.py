@@ -27,6 +27,8 @@ from rooms import forms, selectors, services
 from rooms import permissions as perms
 from rooms.errors import RateLimitedError
 from rooms.models import Membership, Room
+from rooms.presence import OFFLINE, presence_of
+from rooms.services.rooms import MAX_DIRECT_PARTICIPANTS
 from rooms.wire import RenderedMessage, message_rendered
 from safechat.events import client_names
 from safechat.keyring.errors import IntegrityFailure
@@ -92,7 +94,14 @@ def chat(request: HttpRequest) -> HttpResponse:
     room = _selected_room(request, user, rooms)
     # Cursors before the page: whatever is posted meanwhile comes again through `sync`.
     cursors = selectors.room_last_messages(user=user)
-    context: dict[str, Any] = {"rooms": rooms, "room": room}
+    context: dict[str, Any] = {
+        "rooms": rooms,
+        "room": room,
+        "may": {
+            "create_rooms": perms.may_create_rooms(user=user),
+            "start_conversations": perms.may_start_conversations(user=user),
+        },
+    }
     config: dict[str, Any] = {
         "user": {"id": user.pk, "username": user.get_username()},
         "room": None,
@@ -335,3 +344,117 @@ def member_role(request: HttpRequest, room_id: int, user_id: int) -> HttpRespons
         success=f"{name} is now {Membership.Role(role).label.lower()}.",
         then=room,
     )
+
+
+# --- New rooms and conversations ---------------------------------------------------------
+@never_cache
+def room_new(request: HttpRequest) -> HttpResponse:
+    """A new private room, owned by its creator (``services.room_create`` decides who may)."""
+    actor = _user(request)
+    allowed = perms.may_create_rooms(user=actor)
+    form = forms.RoomCreateForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                room = services.room_create(
+                    actor=actor,
+                    name=form.cleaned_data["name"],
+                    topic=form.cleaned_data["topic"],
+                    history_visible=form.cleaned_data["history_visible"],
+                )
+            except PermissionDenied as exc:  # audited by the service
+                return render(
+                    request,
+                    "rooms/room_new.html",
+                    {"allowed": False, "reason": _sentence(str(exc))},
+                    status=403,
+                )
+            except ValidationError as exc:
+                _form_error(form, exc)
+            except RateLimitedError as exc:
+                form.add_error(None, _sentence(str(exc)))
+            else:
+                messages.success(
+                    request, f"Room “{room.name}” was created. Add people to it below."
+                )
+                return _back(room)
+        status = 400
+    else:
+        status = 200
+    return render(request, "rooms/room_new.html", {"form": form, "allowed": allowed}, status=status)
+
+
+@never_cache
+def conversation_new(request: HttpRequest) -> HttpResponse:
+    """Start a direct conversation with people picked from those one may reach.
+
+    One form, posted for both of its buttons so the picks survive a search: "Search"
+    lists people again (nothing is written), "Start conversation" calls
+    ``services.direct_conversation_create``, which decides who may take part.
+    """
+    actor = _user(request)
+    data = request.POST if request.method == "POST" else None
+    form = forms.ConversationForm(data)
+    query = (request.POST.get("q") or request.GET.get("q") or "").strip()[:150]
+    picked: list[int] = []
+    status = 200
+    if data is not None:
+        starting = request.POST.get("do") == "start"
+        if form.is_valid():
+            picked = form.cleaned_data["participants"]
+            if starting:
+                participants = [person_active_get(user_id=pk) for pk in picked]
+                try:
+                    room = services.direct_conversation_create(
+                        actor=actor, participants=participants
+                    )
+                except PermissionDenied as exc:  # audited by the service
+                    form.add_error(None, _sentence(str(exc)))
+                    status = 403
+                except ValidationError as exc:
+                    _form_error(form, exc)
+                    status = 400
+                except RateLimitedError as exc:
+                    form.add_error(None, _sentence(str(exc)))
+                    status = 429
+                else:
+                    return _back(room)
+        elif starting:
+            status = 400
+        else:
+            form = forms.ConversationForm()  # a search with nothing picked is no error
+    found = selectors.people_reachable(user=actor, query=query)
+    chosen = selectors.people_reachable_by_ids(user=actor, ids=picked)
+    context = {
+        "form": form,
+        "query": query,
+        "chosen": chosen,
+        "found": [p for p in found if p.pk not in {c.pk for c in chosen}],
+        "allowed": perms.may_start_conversations(user=actor),
+        "max_others": MAX_DIRECT_PARTICIPANTS - 1,
+    }
+    return render(request, "rooms/conversation_new.html", context, status=status)
+
+
+def _form_error(form: Form, exc: ValidationError) -> None:
+    form.add_error(None, _sentence("; ".join(exc.messages)))
+
+
+# --- The directory ------------------------------------------------------------------------
+@never_cache
+@require_GET
+def people_directory(request: HttpRequest) -> HttpResponse:
+    """Find colleagues: the people one may reach (``selectors.people_reachable``: nobody
+    behind an information barrier, no compliance officer, no inactive account), with
+    their presence and a way to start a conversation."""
+    actor = _user(request)
+    query = (request.GET.get("q") or "").strip()[:150]
+    found = selectors.people_reachable(user=actor, query=query)
+    states = presence_of(user_ids=[p.pk for p in found])
+    context = {
+        "query": query,
+        "people": [(p, states.get(p.pk, OFFLINE)) for p in found],
+        "limit": selectors.PEOPLE_PAGE_MAX,
+        "may_message": perms.may_start_conversations(user=actor),
+    }
+    return render(request, "rooms/people.html", context)

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.admin_site import SafeChatAdminSite
@@ -9,6 +10,9 @@ from safechat import views
 admin.site.__class__ = SafeChatAdminSite
 
 urlpatterns = [
+    # A signed-in person lands in the chat; anyone else is sent to sign in by the
+    # second-factor middleware first.
+    path("", RedirectView.as_view(pattern_name="rooms:chat"), name="root"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("admin/", admin.site.urls),

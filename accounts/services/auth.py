@@ -24,6 +24,7 @@ from accounts.session_policy import SESSION_REVERIFIED_AT, request_verified, ses
 from audit.actions import AuditAction
 from audit.services import audit_record
 from safechat.actions import action, action_transaction
+from safechat.unicode_text import username_lookup_form
 
 GENERIC_FAILURE = "Those details were not accepted. Check them and try again."
 LOCKED_OUT = "Too many failed attempts. Try again later, or ask a security administrator to unlock."
@@ -49,7 +50,8 @@ def sign_in_password(*, request: HttpRequest, username: str, password: str) -> U
     Django's ModelBackend hashes the password with the default hasher for an
     unknown username too, so the timing does not tell them apart either.
     """
-    username = username.strip()[:150]
+    # Typed in any case or width, counted and looked up in its canonical form (RFC 8265).
+    username = username_lookup_form(username.strip()[:150])
     was_locked = AxesProxyHandler.is_locked(request, _credentials(username))
     user = authenticate(request, username=username, password=password)
     if not isinstance(user, User):

@@ -123,7 +123,9 @@ def _link_refusal(
 
 def _user_create(*, username: str, email: str, password: str) -> User:
     """Validate and create (inside the caller's transaction); ValueError on a taken name."""
-    user = User(username=username.strip(), email=email.strip().lower())
+    # The username in its PRECIS form (RFC 8265); full_clean refuses an invalid one and a
+    # look-alike of an existing one (UTS #39 skeleton), and the constraint holds under races.
+    user = User(username=User.normalize_username(username.strip()), email=email.strip().lower())
     password_validation.validate_password(password, user)
     user.set_password(password)
     user.full_clean(exclude=["password"])
@@ -131,7 +133,9 @@ def _user_create(*, username: str, email: str, password: str) -> User:
         with transaction.atomic():
             user.save()
     except IntegrityError as exc:
-        raise ValidationError("That username or email is already taken.") from exc
+        raise ValidationError(
+            "That username or email is already taken, or looks like one that is."
+        ) from exc
     # Every account has its own key pair from the start (its private half wrapped).
     user_key_create(user=user)
     return user

@@ -83,27 +83,37 @@ def _epoch_for_new_content(*, room: Room) -> RoomEpoch:
 
     Takes the room's row lock first, so a removal or shred that committed is seen. The
     latest epoch, unless it was shredded (then a new epoch starts: an older one is never
-    used again) or reached its cryptoperiod (age, or messages plus file keys).
+    used again), someone joined since whom it must not reach (``Room.rekey_pending``, a
+    room that hides history) or it reached its cryptoperiod (age, or messages plus file
+    keys).
     """
-    Room.objects.select_for_update(no_key=True).filter(pk=room.pk).first()
+    locked = Room.objects.select_for_update(no_key=True).filter(pk=room.pk).first()
     epoch = current_epoch(room=room)
     if epoch is None:
         epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.CREATED)
+    elif locked is not None and locked.rekey_pending:
+        # Someone joined a room that hides history: what is posted from now on is under
+        # a key they hold, and what was posted before stays under keys they never get.
+        epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.MEMBER_JOINED)
     elif epoch.shredded_at is not None:
         epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.SHREDDED)
     elif epoch_needs_rotation(epoch):
         epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.CRYPTOPERIOD)
     RoomEpoch.objects.filter(pk=epoch.pk).update(message_count=F("message_count") + 1)
+    if locked is not None and locked.rekey_pending:
+        Room.objects.filter(pk=room.pk).update(rekey_pending=False)
     return epoch
 
 
 def room_keys_grant(*, room: Room, user: User) -> int:
     """Seal the room's readable epochs to a new member; returns how many were sealed.
 
-    The current (latest) epoch, unless it was shredded; earlier ones only if the room
-    shows history to newcomers. A newcomer to a room that hides history is never given an
-    older epoch: after a shred of the latest one they get none, and the next post starts a
-    new epoch sealed to them. Call inside the transaction that creates the membership.
+    Every unshredded epoch if the room shows history to newcomers. A newcomer to a room
+    that hides history gets no key that protects anything posted before they joined:
+    the latest epoch only while nothing is encrypted under it; otherwise none, and the
+    room is marked ``rekey_pending`` so the next message or file key starts a new epoch
+    sealed to them. Call inside the transaction that creates the membership, holding the
+    room's row lock.
     """
     if room.history_visible:
         epochs_to_grant = list(
@@ -111,7 +121,14 @@ def room_keys_grant(*, room: Room, user: User) -> int:
         )
     else:
         latest = current_epoch(room=room)
-        epochs_to_grant = [latest] if latest is not None and latest.shredded_at is None else []
+        if latest is not None and latest.shredded_at is None and latest.message_count == 0:
+            # Nothing is encrypted under it yet: the newcomer may hold it.
+            epochs_to_grant = [latest]
+        else:
+            # It protects messages (or files) from before they joined: they never get it,
+            # and the next content starts an epoch they hold (one, however many join).
+            epochs_to_grant = []
+            Room.objects.filter(pk=room.pk).update(rekey_pending=True)
     return epoch_keys_grant(epochs=epochs_to_grant, user_id=user.pk)
 
 

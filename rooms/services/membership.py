@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.db.models import Max
 from django.http import Http404
 
 from accounts.models import User
@@ -11,7 +12,7 @@ from accounts.selectors import person_active_get
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
-from rooms.models import Membership, Room, RoomInvitation
+from rooms.models import Membership, Message, Room, RoomInvitation
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
 from rooms.services._common import (
@@ -92,6 +93,17 @@ def _check_role(role: str, *, actor: User, room: Room) -> None:
         )
 
 
+def _joining_marks(room: Room) -> dict[str, int]:
+    """Where a newcomer's reading starts, taken under the room's row lock (posting holds it
+    too, so no message falls between): nothing unread from before they joined, and in a
+    room that hides history, nothing shown from before they joined."""
+    newest = Message.objects.filter(room=room).aggregate(newest=Max("id"))["newest"] or 0
+    return {
+        "last_read_message_id": newest,
+        "visible_from_seq": 0 if room.history_visible else room.message_seq,
+    }
+
+
 def _membership_insert(
     *, actor: User, room: Room, user: User, role: str, permission: str | None
 ) -> Membership:
@@ -124,7 +136,7 @@ def _membership_insert(
             actor=actor, room=room, user_ids=[*_member_ids(room), user.pk], newcomer=user.pk
         )
         membership, created = Membership.objects.get_or_create(
-            room=room, user=user, defaults={"role": role}
+            room=room, user=user, defaults={"role": role, **_joining_marks(room)}
         )
         if not created:
             return membership

@@ -20,6 +20,7 @@ from rooms import permissions as perms
 from rooms.errors import IdempotencyKeyReusedError
 from rooms.models import Membership, Mention, Message, MessageRevision, Reaction, Room
 from rooms.ratelimit import Write, write_rate_check
+from rooms.selectors import visible_from_seq
 from rooms.services._common import (
     permission_refused,
     require_not_archived,
@@ -33,6 +34,7 @@ from safechat.actions import action, action_transaction
 from safechat.events import Event, publish
 from safechat.keyring import events as key_events
 from safechat.locks import rows_locked
+from safechat.unicode_text import username_lookup_form, validate_reaction
 
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_EMOJI_LENGTH = 16
@@ -70,7 +72,8 @@ def _room_locked(room_id: int) -> Room:
 
 
 def _mentioned_members(*, room: Room, text: str, exclude: int) -> list[int]:
-    names = {m.group(1).rstrip(".") for m in _MENTION.finditer(text)}
+    # "@Alice" mentions alice: a name is matched in its canonical form (RFC 8265).
+    names = {username_lookup_form(m.group(1).rstrip(".")) for m in _MENTION.finditer(text)}
     if not names:
         return []
     return list(
@@ -214,7 +217,13 @@ def _message_insert(
         ).update(client_key=None, client_fingerprint="")
     parent = None
     if parent_id is not None:
-        parent = Message.objects.filter(pk=parent_id, room=room, deleted_at__isnull=True).first()
+        parent = Message.objects.filter(
+            pk=parent_id,
+            room=room,
+            deleted_at__isnull=True,
+            # one posted before the sender joined a room hiding history is not theirs to see
+            seq__gt=visible_from_seq(reader=sender, room=room),
+        ).first()
         if parent is None:
             raise ValidationError("the message you reply to does not exist in this room")
         parent = parent.parent or parent  # threads are one level deep
@@ -368,8 +377,9 @@ def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
     require_room_permission(actor=actor, room=message.room, permission=perms.POST)
     require_not_archived(actor=actor, room=message.room)
     emoji = emoji.strip() if isinstance(emoji, str) else ""
-    if not emoji or len(emoji) > MAX_EMOJI_LENGTH or any(c.isspace() for c in emoji):
-        raise ValidationError("a reaction is one short emoji or word")
+    if len(emoji) > MAX_EMOJI_LENGTH:
+        raise ValidationError("a reaction is a single emoji", code="reaction_not_emoji")
+    validate_reaction(emoji)  # never words: a reaction is stored unencrypted
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
     write_rate_check(user_id=actor.pk, write=Write.REACT)

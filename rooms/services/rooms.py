@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.utils import timezone
@@ -30,12 +29,12 @@ from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import user_key_create
 from safechat.locks import rows_locked
 
-CREATE_ROOM = "accounts.create_room"
+CREATE_ROOM = perms.CREATE_ROOM
 MAX_DIRECT_PARTICIPANTS = 8
 
 
 def _can_create_rooms(user: User) -> bool:
-    return bool(settings.SAFECHAT_MEMBERS_CAN_CREATE_ROOMS) or user.has_perm(CREATE_ROOM)
+    return perms.may_create_rooms(user=user)
 
 
 def _room_validate(room: Room) -> None:

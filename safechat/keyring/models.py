@@ -62,6 +62,7 @@ class RoomEpoch(models.Model):
         CRYPTOPERIOD = "cryptoperiod", "Cryptoperiod ended"
         ON_DEMAND = "on-demand", "On demand"
         SHREDDED = "shredded", "Previous epoch shredded"
+        MEMBER_JOINED = "member-joined", "Member joined a room that hides history"
 
     room = models.ForeignKey("rooms.Room", on_delete=models.CASCADE, related_name="epochs")
     number = models.PositiveIntegerField()

@@ -406,7 +406,7 @@ function messageItem(message, shown = null) {
     return shown;
   }
   const metaId = `message-${message.id}-meta`;
-  const body = h("div", { class: "msg-body" });
+  const body = h("div", { class: "msg-body", dir: "auto" });
   setBody(body, message);
   const reactions = h("div", { class: "msg-reactions" });
   reactionButtons(reactions, message.reactions);
@@ -416,7 +416,7 @@ function messageItem(message, shown = null) {
     h(
       "header",
       { class: "msg-meta", id: metaId },
-      h("span", { class: "msg-sender" }, message.sender),
+      h("bdi", { class: "msg-sender" }, message.sender),
       " ",
       timeEl(message.created_at),
       " ",
@@ -581,8 +581,8 @@ function pendingItem(clientId, text, parentId) {
     h(
       "article",
       { class: "msg own" },
-      h("header", { class: "msg-meta" }, h("span", { class: "msg-sender" }, me.username), " ", status),
-      h("div", { class: "msg-body" }, h("p", { class: "msg-plain" }, text)),
+      h("header", { class: "msg-meta" }, h("bdi", { class: "msg-sender" }, me.username), " ", status),
+      h("div", { class: "msg-body", dir: "auto" }, h("p", { class: "msg-plain" }, text)),
     ),
   );
   const thread = parentId ? messageEl(parentId)?.querySelector(":scope > ol.thread") : null;
@@ -985,7 +985,7 @@ function roomEntry(room, mentioned) {
     { href: `${config.urls.portal}?room=${room.id}`, "aria-current": isCurrent(room.id) ? "page" : null },
     h("span", { class: "room-kind", "aria-hidden": "true" }, room.kind === "direct" ? "@" : "#"),
     " ",
-    h("span", { class: "room-name" }, room.name),
+    h("bdi", { class: "room-name" }, room.name),
     room.archived ? hidden(" (archived)") : null,
     h("span", { class: "mention-badge", hidden: !mentioned }, "@", hidden(" you were mentioned")),
     h("span", { class: "badge", dataset: { unread: room.unread ?? 0 }, hidden: !room.unread }),
@@ -1126,7 +1126,7 @@ function memberItem(member) {
       { class: "member-line" },
       h("span", { class: "presence", "aria-hidden": "true", dataset: { state: presence.get(member.user_id) ?? "unknown" } }),
       " ",
-      h("span", { class: "member-name" }, name),
+      h("bdi", { class: "member-name" }, name),
       member.user_id === me.id ? h("span", { class: "muted" }, " (you)") : null,
       h("span", { class: "presence-text visually-hidden" }, presence.get(member.user_id) && presence.get(member.user_id) !== "unknown" ? `, ${presence.get(member.user_id)}` : ""),
       " ",

@@ -182,7 +182,7 @@ ROUTES: dict[str, tuple[Call, set[str], int]] = {
     "react": (
         lambda c, w, r: c.post(
             f"/api/v1/rooms/{w.room.pk}/messages/{w.others_message.pk}/reactions/",
-            {"emoji": "+1"},
+            {"emoji": "👍"},
             content_type="application/json",
         ),
         {"member", "moderator", "owner"},

@@ -289,13 +289,13 @@ def test_two_toggles_of_one_reaction_at_once_never_fail(settings: Any) -> None:
 
         # when one person toggles the same emoji twice at the same instant
         outcomes = run_together(
-            partial(reaction_toggle, actor=owner, message=message, emoji="+1"),
-            partial(reaction_toggle, actor=owner, message=message, emoji="+1"),
+            partial(reaction_toggle, actor=owner, message=message, emoji="👍"),
+            partial(reaction_toggle, actor=owner, message=message, emoji="👍"),
         )
 
         # then neither failed, and the answers agree with what is stored
         assert [o.error for o in outcomes] == [None, None]
-        stored = Reaction.objects.filter(message=message, user=owner, emoji="+1").count()
+        stored = Reaction.objects.filter(message=message, user=owner, emoji="👍").count()
         assert stored in (0, 1)
         if stored == 1:
             assert True in [o.value for o in outcomes]
@@ -313,8 +313,8 @@ def test_two_toggles_through_the_api_at_once_never_answer_500(settings: Any) -> 
         url = f"/api/v1/rooms/{room.pk}/messages/{message.pk}/reactions/"
 
         outcomes = run_together(
-            partial(Client().post, url, {"emoji": "+1"}, headers=headers),
-            partial(Client().post, url, {"emoji": "+1"}, headers=headers),
+            partial(Client().post, url, {"emoji": "👍"}, headers=headers),
+            partial(Client().post, url, {"emoji": "👍"}, headers=headers),
         )
 
         assert [o.error for o in outcomes] == [None, None]
@@ -432,7 +432,7 @@ def test_edits_deletes_reactions_and_read_markers_are_limited_too(
         return allowed
 
     edits = attempts(lambda i: message_edit(actor=owner, message=message, text=f"v{i}"), 40)
-    reactions = attempts(lambda i: reaction_toggle(actor=owner, message=message, emoji="ok"), 40)
+    reactions = attempts(lambda i: reaction_toggle(actor=owner, message=message, emoji="👌"), 40)
     markers = attempts(lambda i: read_marker_set(actor=owner, room=room, message_id=message.pk), 40)
 
     # then each stopped at its budget (posts and edits share one), and nothing more was written

@@ -183,7 +183,7 @@ def _operations(world: World, rng: random.Random) -> list[Callable[[], object]]:
         return message_edit(actor=message.sender, message=message, text=f"v{rng.randrange(99)}")
 
     def react() -> object:
-        return reaction_toggle(actor=person(), message=message_in(room()), emoji="+1")
+        return reaction_toggle(actor=person(), message=message_in(room()), emoji="👍")
 
     def rotate() -> object:
         return room_key_rotate(actor=owner(), room=room())

@@ -311,7 +311,7 @@ def test_a_reaction_or_deletion_by_someone_removed_at_once_is_refused(
     _slowed(monkeypatch, messages, "write_rate_check", 0.5)  # a slow Redis round trip
     broadcasts.clear()
     calls: dict[str, Callable[[], Any]] = {
-        "react": partial(reaction_toggle, actor=member, message=message, emoji="+1"),
+        "react": partial(reaction_toggle, actor=member, message=message, emoji="👍"),
         "delete": partial(message_delete, actor=member, message=message),
     }
 

@@ -48,7 +48,7 @@ from accounts.models import User
 from rooms.models import Message, Room
 from rooms.services import message_post
 from tests.accounts.factories import make_totp_device, make_user
-from tests.rooms.factories import make_room
+from tests.rooms.factories import make_room, make_room_admin
 from tests.support.fixtures import PROJECT_ROOT, project_env, start_server
 from tests.support.servers import free_port
 
@@ -181,7 +181,12 @@ def watch_for_errors(page: Page, errors: list[str]) -> None:
 
 
 def sign_in(
-    context: BrowserContext, base_url: str, who: Person, errors: list[str], path: str = "/rooms/"
+    context: BrowserContext,
+    base_url: str,
+    who: Person,
+    errors: list[str],
+    path: str = "/rooms/",
+    lands_on: str | None = None,
 ) -> Page:
     """Through the real pages: the chat -> sign-in -> second factor -> back to the chat."""
     page = context.new_page()
@@ -194,7 +199,7 @@ def sign_in(
     expect(page).to_have_url(re.compile(r"/accounts/second-factor/\?next="))
     page.get_by_label("Code").fill(who.code())
     page.get_by_role("button", name="Verify").click()
-    expect(page).to_have_url(f"{base_url}{path}")
+    expect(page).to_have_url(f"{base_url}{lands_on or path}")
     expect(page.locator("#connection-state")).to_have_attribute("data-state", "connected")
     return page
 
@@ -373,3 +378,64 @@ def test_the_page_warns_before_an_idle_sign_out_and_lets_the_person_stay(
             browser.close()
 
     assert [e for e in errors if "WebSocket" not in e] == []
+
+
+def test_a_new_room_admin_starts_a_room_and_a_conversation_from_the_portal(
+    tmp_path: Path, master_key_file: Path, settings: Settings
+) -> None:
+    # Given a fresh room admin with no room, and a colleague in the directory
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.Argon2PasswordHasher"]
+    admin_user = make_room_admin(username="rita")
+    colleague = make_user(username="colm", first_name="Colm", last_name="Byrne")
+    rita = person(admin_user)
+    errors: list[str] = []
+
+    with running_server(tmp_path, master_key_file) as (base_url, _), sync_playwright() as pw:
+        browser = launch(pw.chromium)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            # When she signs in from the root, she lands in the chat, which offers a way in
+            page = sign_in(context, base_url, rita, errors, "/", lands_on="/rooms/")
+            expect(page.locator(".message-empty")).to_contain_text("You are not in any room yet")
+
+            # She creates a room from the rooms pane
+            page.get_by_role("link", name="New room").first.click()
+            page.get_by_label("Name").fill("Rates desk")
+            page.get_by_label("Topic").fill("EUR swaps")
+            page.get_by_role("button", name="Create room").click()
+            expect(page.locator("#room-title")).to_contain_text("Rates desk")
+            expect(page.locator(".messages")).to_contain_text("was created")
+
+            # And starts a conversation with a colleague found by name
+            page.get_by_role("link", name="New conversation").first.click()
+            page.get_by_label("Find people").fill("byrne")
+            page.get_by_role("button", name="Search").click()
+            page.get_by_label("Colm Byrne").check()
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "portal-new-conversation.png"))
+            page.get_by_role("button", name="Start conversation").click()
+            expect(page.locator("#room-title")).to_contain_text("colm")
+            expect(page.locator("#room-list")).to_contain_text("Rates desk")
+            page.screenshot(path=str(ARTIFACTS / "portal-new-room-and-conversation.png"))
+
+            # And finds him again in the directory: "Message" opens the same conversation
+            page.get_by_role("navigation", name="Account").get_by_role(
+                "link", name="People"
+            ).click()
+            page.get_by_label("Name or username").fill("colm")
+            page.get_by_role("button", name="Search").click()
+            card = page.locator(".person-card", has_text="Colm Byrne")
+            expect(card).to_contain_text("@colm")
+            page.screenshot(path=str(ARTIFACTS / "portal-people.png"))
+            card.get_by_role("button", name="Message").click()
+            expect(page.locator("#room-title")).to_contain_text("colm")
+        finally:
+            browser.close()
+
+    # Then both exist with the right people, and no page error was seen
+    assert errors == []
+    room = Room.objects.get(name="Rates desk")
+    assert list(room.memberships.values_list("user__username", flat=True)) == ["rita"]
+    direct = Room.objects.get(kind=Room.Kind.DIRECT)
+    assert sorted(direct.memberships.values_list("user__username", flat=True)) == ["colm", "rita"]
+    assert colleague.pk in direct.memberships.values_list("user_id", flat=True)

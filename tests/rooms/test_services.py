@@ -362,7 +362,7 @@ def test_the_fast_message_json_matches_the_documented_serializer() -> None:
     owner = make_user()
     room = make_room(owner=owner)
     message = message_post(sender=owner, room=room, text="*same* shape")
-    reaction_toggle(actor=owner, message=message, emoji="ok")
+    reaction_toggle(actor=owner, message=message, emoji="👌")
     message_edit(actor=owner, message=message, text="*same* shape, edited")
     message.refresh_from_db()
 

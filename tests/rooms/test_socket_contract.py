@@ -136,7 +136,7 @@ async def test_every_frame_of_a_rooms_life_is_registered_and_typed(tabs: list[Ta
 
     # what services publish
     message = await db(Message.objects.get)(pk=message_id)
-    await db(reaction_toggle)(actor=member, message=message, emoji="ok")
+    await db(reaction_toggle)(actor=member, message=message, emoji="👌")
     await member_tab.until(Event.MESSAGE_REACTIONS)
     await owner_tab.send({"type": Frame.MESSAGE_DELETE, "message_id": message.pk})
     await member_tab.until(Event.MESSAGE_DELETED)

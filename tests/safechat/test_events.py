@@ -133,7 +133,7 @@ ACTIONS: dict[str, tuple[Callable[[World], object], list[Event]]] = {
         [E.MESSAGE_DELETED],
     ),
     "reaction_toggle": (
-        lambda w: reaction_toggle(actor=w.member, message=w.message, emoji="ok"),
+        lambda w: reaction_toggle(actor=w.member, message=w.message, emoji="👌"),
         [E.MESSAGE_REACTIONS],
     ),
     "read_marker_set": (

@@ -1,0 +1,140 @@
+"""Rules for text people choose and others read as a name: usernames, room names and
+topics, display names, reactions. None of them may deceive the reader.
+
+* **Usernames** are enforced with the PRECIS ``UsernameCaseMapped`` profile (RFC 8265,
+  section 3.3, via ``precis-i18n``): width-mapped, case-folded, NFC; spaces, controls
+  and default-ignorable code points refused. ``Alice.Smith`` is stored, typed and
+  mentioned as ``alice.smith``.
+* **Confusable skeletons** (Unicode TS #39, section 4, computed by ICU's
+  ``SpoofChecker``): two usernames whose skeletons are equal look alike (``alice`` and
+  ``alice`` spelt with the Cyrillic a U+0430, ``rn`` and ``m``) and may not both exist.
+* **Bidirectional controls** (the embeddings, overrides and isolates of UAX #9, and the
+  marks LRM, RLM and ALM) are refused in every label: a name must not reorder the text
+  around it. Templates isolate labels too (``<bdi>``, ``dir="auto"``).
+* **Invisible-only labels** (only spaces, format characters, default-ignorable code
+  points or blank-looking fillers) are refused: a room must have a name one can see.
+* **Reactions** are one emoji from the Unicode emoji set (``emoji`` package), never words.
+
+The validators raise Django's ``ValidationError`` with a stable ``code``; models, forms,
+serializers and services all use these, so every edge gives the same answer.
+"""
+
+from __future__ import annotations
+
+import threading
+import unicodedata
+
+import emoji
+import icu
+from django.core.exceptions import ValidationError
+from precis_i18n import get_profile
+from precis_i18n.unicode import UnicodeData
+
+_USERNAME = get_profile("UsernameCaseMapped")
+_UCD = UnicodeData()
+_LOCAL = threading.local()
+
+# UAX #9 explicit directional formatting characters and the implicit marks.
+BIDI_CONTROLS = frozenset(
+    "\u061c"  # ARABIC LETTER MARK
+    "\u200e\u200f"  # LEFT-TO-RIGHT / RIGHT-TO-LEFT MARK
+    "\u202a\u202b\u202c\u202d\u202e"  # LRE RLE PDF LRO RLO
+    "\u2066\u2067\u2068\u2069"  # LRI RLI FSI PDI
+)
+# Letters and symbols that render as blank space but are not default-ignorable.
+_BLANK_LOOKING = frozenset("\u2800\u3164\uffa0\u115f\u1160")
+_INVISIBLE_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Co", "Cn", "Mn", "Me"})
+
+
+def username_canonical(value: str) -> str:
+    """The PRECIS ``UsernameCaseMapped`` form of ``value`` (RFC 8265, 3.3).
+
+    Raises ``ValidationError`` (code ``username_invalid``) naming the first character
+    the profile refuses, or if nothing is left.
+    """
+    if not isinstance(value, str) or not value:
+        raise ValidationError("Enter a username.", code="username_invalid")
+    try:
+        return str(_USERNAME.enforce(value))
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start] if 0 <= exc.start < len(value) else ""
+        shown = f"U+{ord(bad):04X}" if bad else "a character"
+        what = "spaces" if bad.isspace() else f"{shown} ({unicodedata.name(bad, 'unnamed')})"
+        raise ValidationError(
+            f"A username may not contain {what}.", code="username_invalid"
+        ) from None
+
+
+def username_lookup_form(value: str) -> str:
+    """``value`` as stored, for a lookup: its canonical form, or ``value`` unchanged if it
+    is no valid username (a lookup of it then finds nobody, as it should)."""
+    try:
+        return username_canonical(value)
+    except ValidationError:
+        return value
+
+
+def _spoof_checker() -> icu.SpoofChecker:
+    checker = getattr(_LOCAL, "checker", None)
+    if checker is None:
+        checker = _LOCAL.checker = icu.SpoofChecker()
+    return checker
+
+
+def confusable_skeleton(value: str) -> str:
+    """The UTS #39 skeleton of ``value`` (section 4, ``skeleton(X)``), by ICU.
+
+    For comparison only, never for display: equal skeletons mean the strings look alike.
+    """
+    return str(_spoof_checker().getSkeleton(0, value))
+
+
+def validate_username(value: str) -> None:
+    """Refuse a username that is not already in its PRECIS canonical form."""
+    if username_canonical(value) != value:
+        raise ValidationError(
+            "A username is stored in lower case and its standard form.",
+            code="username_not_canonical",
+        )
+
+
+def refuse_bidi_controls(value: str) -> None:
+    """Refuse text containing a bidirectional control (UAX #9); code ``bidi_control``."""
+    found = next((c for c in value if c in BIDI_CONTROLS), None)
+    if found is not None:
+        raise ValidationError(
+            f"Text may not contain the direction control U+{ord(found):04X} "
+            f"({unicodedata.name(found, 'unnamed')}).",
+            code="bidi_control",
+        )
+
+
+def is_visible(char: str) -> bool:
+    """Whether ``char`` draws something: not a space, control, format, mark alone,
+    default-ignorable code point or blank-looking filler."""
+    if char in _BLANK_LOOKING:
+        return False
+    if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+        return False
+    return not _UCD.default_ignorable(ord(char))
+
+
+def refuse_invisible_only(value: str) -> None:
+    """Refuse a non-empty label in which no character is visible; code ``invisible``."""
+    if value and not any(is_visible(c) for c in value):
+        raise ValidationError("A name needs at least one visible character.", code="invisible")
+
+
+def validate_label(value: str) -> None:
+    """The rules of a name others read (a room's name, a display name): no bidi control,
+    at least one visible character."""
+    refuse_bidi_controls(value)
+    refuse_invisible_only(value)
+
+
+def validate_reaction(value: str) -> None:
+    """Refuse a reaction that is not exactly one emoji of the Unicode emoji set
+    (``emoji.is_emoji``: fully-qualified sequences, ZWJ sequences and keycaps included);
+    code ``reaction_not_emoji``."""
+    if not isinstance(value, str) or not emoji.is_emoji(value):
+        raise ValidationError("A reaction is a single emoji.", code="reaction_not_emoji")

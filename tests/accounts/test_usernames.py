@@ -1,0 +1,114 @@
+"""Usernames cannot deceive: one canonical form (RFC 8265) on every edge, and no two
+accounts that look alike (UTS #39 skeleton), held by a database constraint."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.db import IntegrityError, transaction
+from django.test import Client
+
+from accounts.models import Invitation, User
+from accounts.selectors import person_active_get
+from safechat.unicode_text import confusable_skeleton
+from tests.accounts.conftest import PASSWORD
+from tests.accounts.factories import make_totp_device, make_user
+
+pytestmark = pytest.mark.django_db
+
+NEW_PASSWORD = "another long passphrase 42"
+CYRILLIC_A = "\u0430"
+
+
+def _invitation_path(admin_client: Client, capture: Any, email: str) -> str:
+    with capture(execute=True):
+        admin_client.post("/accounts/admin/users/", {"email": email, "role": "member"})
+    found = re.search(r"(/accounts/invitation/[^/]+/)", str(mail.outbox[-1].body))
+    assert found is not None
+    return found.group(1)
+
+
+def _accept(path: str, username: str) -> Any:
+    return Client().post(
+        path, {"username": username, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    )
+
+
+def test_a_new_account_is_stored_under_its_canonical_username(
+    admin_client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    path = _invitation_path(admin_client, django_capture_on_commit_callbacks, "as@bank.example")
+
+    response = _accept(path, "Alice.Smith")
+
+    assert response.status_code == 302
+    user = User.objects.get(email="as@bank.example")
+    assert user.username == "alice.smith"
+    # m looks like rn: "alice.srnith" would be refused beside it
+    assert user.username_skeleton == confusable_skeleton("alice.srnith")
+
+
+@pytest.mark.parametrize(
+    "look_alike",
+    ["ALICE", f"{CYRILLIC_A}lice", "\uff41lice"],
+    ids=["case", "cyrillic-a", "fullwidth-a"],
+)
+def test_a_look_alike_of_an_existing_username_is_refused_and_nothing_is_made(
+    admin_client: Client, django_capture_on_commit_callbacks: Any, look_alike: str
+) -> None:
+    make_user(username="alice")
+    path = _invitation_path(admin_client, django_capture_on_commit_callbacks, "x@bank.example")
+    before = User.objects.count()
+
+    response = _accept(path, look_alike)
+
+    assert response.status_code == 400
+    assert "taken" in response.content.decode() or "similar" in response.content.decode()
+    assert User.objects.count() == before
+    assert Invitation.objects.get().accepted_at is None
+
+
+@pytest.mark.parametrize("username", ["al ice", "\u202ealice", "alice\u200b", ""])
+def test_a_username_the_profile_refuses_is_a_clear_error(
+    admin_client: Client, django_capture_on_commit_callbacks: Any, username: str
+) -> None:
+    path = _invitation_path(admin_client, django_capture_on_commit_callbacks, "y@bank.example")
+    before = User.objects.count()
+
+    response = _accept(path, username)
+
+    assert response.status_code == 400
+    assert 'class="error' in response.content.decode()
+    assert User.objects.count() == before
+
+
+def test_the_database_refuses_a_look_alike_that_skips_validation() -> None:
+    # Given an account, when a second one that looks like it is saved without clean()
+    # (a race between two requests that both passed validation looks the same to it)
+    make_user(username="alice")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User(username=f"{CYRILLIC_A}lice", email="z@bank.example").save()
+
+    assert User.objects.filter(username__endswith="lice").count() == 1
+
+
+def test_a_username_typed_in_another_case_signs_in() -> None:
+    make_totp_device(make_user(username="alice.smith"))
+
+    response = Client().post(
+        "/accounts/sign-in/", {"username": "Alice.Smith", "password": PASSWORD}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/second-factor/")
+
+
+def test_pickers_find_a_person_by_any_case_of_their_name() -> None:
+    alice = make_user(username="alice")
+
+    assert person_active_get(username="ALICE") == alice
+    assert person_active_get(username=f"{CYRILLIC_A}lice") is None
