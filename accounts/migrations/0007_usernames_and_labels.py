@@ -32,7 +32,7 @@ def canonical_names_and_skeletons(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0005_user_manager_without_superusers'),
+        ('accounts', '0006_apitoken_parent'),
         ('auth', '0012_alter_user_first_name_max_length'),
     ]
 
