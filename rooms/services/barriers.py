@@ -12,13 +12,13 @@ from django.db import IntegrityError
 from django.db.models import Q, QuerySet
 
 from accounts.models import User
-from accounts.roles import MANAGE_USERS
+from accounts.roles import MANAGE_USERS, Role
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms.errors import BarrierViolationError
 from rooms.models import InformationBarrier, Membership, Room
 from rooms.services._common import room_refused
-from safechat.actions import action, action_transaction
+from safechat.actions import Refused, action, action_transaction
 from safechat.locks import rows_locked
 
 
@@ -153,6 +153,12 @@ def user_groups_lock(*, user: User, group_ids: Iterable[int]) -> None:
     """
     rows_locked(Group, group_ids)
     rows_locked(User, [user.pk])
+    user_rooms_lock(user=user)
+
+
+def user_rooms_lock(*, user: User) -> None:
+    """Lock every room ``user`` is in (the lock order's rooms step), after the groups and
+    the user's row that the caller locked."""
     rows_locked(Room, Membership.objects.filter(user=user).values_list("room_id", flat=True))
 
 
@@ -166,13 +172,15 @@ def user_groups_change(
 ) -> dict[int, list[BarrierConflict]]:
     """Put ``user`` into and out of groups (security admins); returns the rooms they are
     in that now violate a barrier, as ``barrier_create`` does: resolve them by removing
-    members. Each change is audited, with the number of rooms in violation.
+    members. Each change is audited, with the number of rooms in violation. A role's
+    group is refused (``role group``): roles change through ``role_grant`` alone.
 
     Locks: the groups, then the user, then every room the user is in
     (``user_groups_lock``); the audit chain last.
     """
     _require_barrier_admin(actor)
     added, removed = list(add), list(remove)
+    _require_no_role_group(actor=actor, target=user, groups=[*added, *removed])
     with action_transaction():
         user_groups_lock(user=user, group_ids=[g.pk for g in [*added, *removed]])
         current = set(user.groups.values_list("pk", flat=True))
@@ -205,7 +213,8 @@ def group_members_set(
 ) -> dict[int, list[BarrierConflict]]:
     """Put people into ``group`` and take others out of it, in one transaction (security
     admins); returns the rooms of the people added that now violate a barrier, as
-    ``barrier_create`` does.
+    ``barrier_create`` does. A role's group is refused (``role group``): roles change
+    through ``role_grant`` alone.
 
     Locks, all at the top in the project's order: the group, then every person
     concerned in id order, then every room they are in; then every change is made,
@@ -213,6 +222,7 @@ def group_members_set(
     changes many people at once never locks anything after its first audit append.
     """
     _require_barrier_admin(actor)
+    _require_no_role_group(actor=actor, target=group, groups=[group])
     adding = {person.pk for person in add}
     removing = {person.pk for person in remove} - adding
     with action_transaction():
@@ -253,6 +263,23 @@ def group_members_set(
                     },
                 )
     return violations
+
+
+def _require_no_role_group(*, actor: User, target: User | Group, groups: Iterable[Group]) -> None:
+    """Raise ``Refused`` (``account.role.refused``, ``role group``) if one of ``groups`` is
+    a role: roles are granted and revoked by ``accounts.services.role_grant`` and
+    ``role_revoke`` alone, where their rules are checked (staff status, and a role
+    read-only on chat never granted to a room's only acting owner)."""
+    roles = sorted({g.name for g in groups} & {role.value for role in Role})
+    if roles:
+        raise Refused(
+            "roles are granted and revoked on the person's page, not as groups",
+            actor=actor,
+            action=AuditAction.ACCOUNT_ROLE_REFUSED,
+            target=target,
+            reason="role group",
+            extra={"operation": "group.change", "roles": roles},
+        )
 
 
 def _require_barrier_admin(actor: User) -> None:
