@@ -114,10 +114,15 @@ def chat(request: HttpRequest) -> HttpResponse:
             "post": perms.POST in granted and not room.is_archived,
             "manage_members": perms.MANAGE_MEMBERS in granted and not room.is_archived,
             "manage_room": perms.MANAGE_ROOM in granted and not room.is_archived,
-            # A direct conversation's membership is fixed: "add people" is a new room.
+            # A direct conversation's membership and roles are fixed: "add people" is a
+            # new room, and nobody is re-roled, removed or leaves.
             "add_members": perms.MANAGE_MEMBERS in granted
             and not room.is_archived
             and room.kind != Room.Kind.DIRECT,
+            "manage_people": perms.MANAGE_MEMBERS in granted
+            and not room.is_archived
+            and room.kind != Room.Kind.DIRECT,
+            "leave": room.kind != Room.Kind.DIRECT,
             "unarchive": room.is_archived
             and (perms.MANAGE_ROOM in granted or user.has_perm("accounts.create_room")),
         }
