@@ -593,13 +593,14 @@ def test_nobody_changes_a_role_in_a_direct_conversation() -> None:
 def test_nobody_leaves_a_direct_conversation(others: int) -> None:
     # given a one-to-one or a group conversation
     starter = make_user()
-    people = [make_user() for _ in range(others)]
-    direct = direct_conversation_create(actor=starter, participants=list[User | None](people))
+    leaver = make_user()
+    people: list[User | None] = [leaver, *(make_user() for _ in range(others - 1))]
+    direct = direct_conversation_create(actor=starter, participants=people)
     before = rows()
 
     # when a participant leaves it
     with pytest.raises(Refused, match="fixed"):
-        membership_remove(actor=people[0], room=direct, member=people[0])
+        membership_remove(actor=leaver, room=direct, member=leaver)
 
     # then it is refused on the record, and nothing changed
     assert refusals("direct conversation") == 1
