@@ -686,3 +686,27 @@ def test_the_room_key_is_not_rotated_in_an_archived_room() -> None:
     assert not AuditEvent.objects.filter(
         action="key.epoch.created", extra__reason="on_demand"
     ).exists()
+
+
+# --- Archiving from the admin follows the service's rule --------------------------------
+def test_a_security_admin_archives_from_the_admin_only_a_room_they_own() -> None:
+    # given a security admin who owns one room, and a room someone else owns
+    admin, owner = security_admin(), make_user()
+    theirs = make_room(owner=admin, name="Admin desk")
+    others = make_room(owner=owner, name="Treasury")
+    client = verified_client(admin)
+
+    # when they archive both with the admin's action
+    response = client.post(
+        "/admin/rooms/room/",
+        {"action": "archive_rooms", "_selected_action": [theirs.pk, others.pk]},
+        follow=True,
+    )
+
+    # then only their own is archived; the other is refused on the record, unchanged
+    assert response.status_code == 200
+    assert Room.objects.get(pk=theirs.pk).is_archived
+    assert not Room.objects.get(pk=others.pk).is_archived
+    assert refusals("missing manage_room") == 1
+    assert AuditEvent.objects.filter(action="room.archived").count() == 1
+    assert any("Treasury: you cannot archive it" in str(m) for m in response.context["messages"])
