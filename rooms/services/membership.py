@@ -213,11 +213,11 @@ def membership_remove(*, actor: User, room: Room, member: User | None) -> None:
     removes others from a direct conversation or leaves one (its membership is fixed),
     and nobody removes anyone from an archived room (refused). A security admin (the
     right to manage users) may remove anyone, anywhere, to resolve an information
-    barrier. ``member`` is None when the
-    edge found nobody by the id it was given: after the actor's right is checked (a
-    refusal answers alike whether the id exists or not), nothing happens. Refused
-    (``last owner``) if the room would be left without an owner, also when two owners
-    leave at the same instant. Locks: the room (every check is made again under it),
+    barrier. ``member`` is None when the edge found nobody by the id it was given:
+    after the actor's right is checked (a refusal answers alike whether the id exists
+    or not), nothing happens. Refused (``last owner``) if the room would be left
+    without an acting owner (``acting_owners``), also when two owners leave at the
+    same instant. Locks: the room (every check is made again under it),
     then the membership, then key rows; the audit chain last.
     """
     security_admin = actor.has_perm(MANAGE_USERS)
@@ -282,9 +282,9 @@ def membership_role_change(
     Only an owner (``manage_room``) makes or unmakes an owner or a moderator; a
     moderator moves people between member and read-only. Refused in an archived room,
     in a direct conversation (its roles are fixed), and for a compliance officer any
-    role but read-only. ``member`` is None when the
-    edge found nobody by the id it was given: after the actor's right is checked, a
-    ValidationError. A room keeps at least one owner (refused, ``last owner``): two
+    role but read-only. ``member`` is None when the edge found nobody by the id it was
+    given: after the actor's right is checked, a ValidationError. A room keeps at least
+    one acting owner (``acting_owners``; refused, ``last owner``): two
     owners demoting each other at the same instant are serialised on the room's row,
     and the second is refused. Locks: the room (every check made again under it), then
     the membership; audit last.
