@@ -32,3 +32,31 @@ class IdempotencyKeyReusedError(ValidationError):
             "this idempotency key was already used for a different message; "
             "use a new key for a new message"
         )
+
+
+UNREACHABLE = "one of these people cannot be reached"
+
+
+class UnreachableError(Refused):
+    """Someone asked to share a direct conversation may not share it: a compliance
+    officer (read-only on chat) or a person an information barrier separates from
+    another participant.
+
+    Recorded as the refusal it stands for (``room.access.denied`` with reason
+    ``read-only role``, or ``barrier.refused``), but answered exactly as an id that
+    names nobody or an inactive person is (400, ``UNREACHABLE``): the answer tells
+    nobody who holds which role or stands behind which barrier.
+    """
+
+    @classmethod
+    def instead_of(cls, refused: Refused) -> UnreachableError:
+        """The same refusal (action, reason, details), answered as unreachable."""
+        return cls(
+            UNREACHABLE,
+            actor=refused.actor,
+            action=refused.action,
+            target=refused.target,
+            reason=refused.reason,
+            extra=refused.extra,
+            request=refused.request,
+        )

@@ -25,7 +25,7 @@ from accounts.models import User
 from accounts.selectors import person_active_get, person_get
 from rooms import forms, selectors, services
 from rooms import permissions as perms
-from rooms.errors import RateLimitedError
+from rooms.errors import RateLimitedError, UnreachableError
 from rooms.models import Membership, Room
 from rooms.presence import OFFLINE, presence_of
 from rooms.services.rooms import MAX_DIRECT_PARTICIPANTS
@@ -123,10 +123,15 @@ def chat(request: HttpRequest) -> HttpResponse:
             "post": perms.POST in granted and not room.is_archived,
             "manage_members": perms.MANAGE_MEMBERS in granted and not room.is_archived,
             "manage_room": perms.MANAGE_ROOM in granted and not room.is_archived,
-            # A direct conversation's membership is fixed: "add people" is a new room.
+            # A direct conversation's membership and roles are fixed: "add people" is a
+            # new room, and nobody is re-roled, removed or leaves.
             "add_members": perms.MANAGE_MEMBERS in granted
             and not room.is_archived
             and room.kind != Room.Kind.DIRECT,
+            "manage_people": perms.MANAGE_MEMBERS in granted
+            and not room.is_archived
+            and room.kind != Room.Kind.DIRECT,
+            "leave": room.kind != Room.Kind.DIRECT,
             "unarchive": room.is_archived
             and (perms.MANAGE_ROOM in granted or user.has_perm("accounts.create_room")),
         }
@@ -408,6 +413,9 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
                     room = services.direct_conversation_create(
                         actor=actor, participants=participants
                     )
+                except UnreachableError as exc:  # audited; answered as an unknown id is
+                    form.add_error(None, _sentence(str(exc)))
+                    status = 400
                 except PermissionDenied as exc:  # audited by the service
                     form.add_error(None, _sentence(str(exc)))
                     status = 403

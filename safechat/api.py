@@ -16,8 +16,9 @@ logger = logging.getLogger(__name__)
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus Django's ValidationError as a 400 (a reused idempotency key
-    as a 422) and a generic 500."""
-    from rooms.errors import IdempotencyKeyReusedError, RateLimitedError
+    as a 422), a participant who cannot be reached (``rooms.errors.UnreachableError``,
+    a recorded refusal) as the same 400, and a generic 500."""
+    from rooms.errors import IdempotencyKeyReusedError, RateLimitedError, UnreachableError
     from safechat.keyring.errors import IntegrityFailure
 
     if isinstance(exc, IntegrityFailure):
@@ -41,6 +42,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.Throttled(wait=exc.retry_after, detail=str(exc))
     elif isinstance(exc, ValidationError):
         exc = exceptions.ValidationError(detail=exc.messages)
+    elif isinstance(exc, UnreachableError):
+        # Recorded as the refusal it is, answered as an id that names nobody (400).
+        exc = exceptions.ValidationError(detail=[exc.message])
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -19,9 +19,10 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from accounts.credentials import new_link_token, sha256_hex
+from accounts.hooks import RoomHooks, room_hooks, rooms_named
 from accounts.models import BootstrapToken, Invitation, User, UserSession
 from accounts.roles import MANAGE_USERS, STAFF_ROLES, Role
-from accounts.selectors import people_exist, person_get
+from accounts.selectors import CHAT_READ_ONLY_ROLES, people_exist, person_get
 from accounts.services._common import (
     InvalidLink,
     ensure_not_self,
@@ -41,6 +42,7 @@ from audit.actions import AuditAction
 from audit.services import audit_record
 from safechat.actions import Refused, action, action_transaction
 from safechat.keyring.services import user_key_create
+from safechat.locks import rows_locked
 
 
 # --- First boot ---------------------------------------------------------------
@@ -275,21 +277,32 @@ def _role_group_change(
     """Grant or revoke ``role``; returns the rooms ``user`` is in that now violate an
     information barrier (roles are groups, and barriers separate groups).
 
-    Locks in the project's order (the group, the user, their rooms; audit last), so a
-    room join or a barrier created at the same instant is refused or reported.
+    A role that is read-only on chat (``CHAT_READ_ONLY_ROLES``) is not granted to the
+    only acting owner of a room: the room would be left with nobody to manage it
+    (refused, ``sole owner``, naming the rooms; appoint another owner first), as a
+    deactivation is. Barriers and owners are the rooms app's rules, asked through
+    ``accounts.hooks`` (accounts never imports rooms). Locks in the project's order
+    (the group, the user, their rooms; audit last), so a room join, an owner leaving
+    or a barrier created at the same instant is refused or reported.
     """
-    # Barriers are the rooms app's rule; accounts asks it, never the other way round.
-    from rooms.services.barriers import user_barrier_violations, user_groups_lock
-
+    hooks = room_hooks()
     with action_transaction():
         group, _ = Group.objects.get_or_create(name=role.value)
-        user_groups_lock(user=user, group_ids=[group.pk])
+        rows_locked(Group, [group.pk])
+        rows_locked(User, [user.pk])
+        hooks.rooms_lock(user)
+        held = user.groups.filter(pk=group.pk).exists()
+        if grant and not held and role.value in CHAT_READ_ONLY_ROLES:
+            _require_not_sole_owner(
+                actor=actor, user=user, hooks=hooks, action=AuditAction.ACCOUNT_ROLE_REFUSED,
+                operation="role.grant", role=role, request=request,
+            )  # fmt: skip
         if grant:
             user.groups.add(group)
         else:
             user.groups.remove(group)
         _staff_sync(user=user)
-        violations = user_barrier_violations(user=user)
+        violations = hooks.barrier_violations(user)
         audit_record(
             actor=actor,
             action=AuditAction.ACCOUNT_ROLE_GRANTED if grant else AuditAction.ACCOUNT_ROLE_REVOKED,
@@ -300,11 +313,47 @@ def _role_group_change(
     return violations
 
 
+def _require_not_sole_owner(
+    *,
+    actor: User,
+    user: User,
+    hooks: RoomHooks,
+    action: AuditAction,
+    operation: str,
+    role: Role | None,
+    request: HttpRequest | None,
+) -> None:
+    """Under ``user``'s lock: raise ``Refused`` (``sole owner``, naming the rooms) if
+    ``user`` is the only acting owner of a room, which the change would leave with
+    nobody to manage it. The hook locks those rooms."""
+    sole = hooks.rooms_owned_only_by(user)
+    if not sole:
+        return
+    raise Refused(
+        f"This person is the only owner of {rooms_named(sole)}: appoint another owner first.",
+        actor=actor,
+        action=action,
+        target=user,
+        reason="sole owner",
+        extra={
+            "operation": operation,
+            **({"role": role.value} if role is not None else {}),
+            "rooms": [room.id for room in sole],
+        },
+        request=request,
+    )
+
+
 @action
 def role_grant(
     *, actor: User, user: User, role: Role, request: HttpRequest | None = None
 ) -> dict[int, list[Any]]:
-    """Grant ``role``; returns the rooms that now violate a barrier (resolve by removal)."""
+    """Grant ``role``; returns the rooms that now violate a barrier (resolve by removal).
+
+    Refused (``account.role.refused``): without ``accounts.manage_users``, for one's own
+    account, and (``sole owner``) a role read-only on chat for the only acting owner of
+    a room. A refusal changes nothing.
+    """
     _ensure_role_change_allowed(
         actor=actor, user=user, role=role, operation="role.grant", request=request
     )
@@ -327,9 +376,10 @@ def role_revoke(
 def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = None) -> None:
     """Deactivate an account: its sessions end, its sockets close and its tokens are revoked.
 
-    Refused (``sole owner``) while the account is the only active owner of a room: a
+    Refused (``sole owner``) while the account is the only acting owner of a room: a
     room always keeps an owner who can act, so another owner is appointed first. Locks:
-    the user, then those rooms (``rooms.services.membership.rooms_owned_only_by``).
+    the user, then those rooms (the rooms app's ``rooms_owned_only_by``, asked through
+    ``accounts.hooks``).
     """
     ensure_permission(
         actor=actor, permission=MANAGE_USERS, target=user,
@@ -337,25 +387,14 @@ def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = No
     )  # fmt: skip
     ensure_person(actor=actor, user=user, operation="account.deactivate", request=request)
     ensure_not_self(actor=actor, user=user, operation="account.deactivate", request=request)
+    hooks = room_hooks()
     with action_transaction():
         locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
         # A room keeps an owner: the rooms app's rule, asked under the user's lock.
-        from rooms.services.membership import rooms_owned_only_by
-
-        sole = rooms_owned_only_by(user=locked)
-        if sole:
-            raise Refused(
-                "This person is the only owner of "
-                + ", ".join(f"“{room.name}”" for room in sole[:5])
-                + (f" and {len(sole) - 5} more rooms" if len(sole) > 5 else "")
-                + ": appoint another owner first.",
-                actor=actor,
-                action=AuditAction.ACCOUNT_ADMIN_REFUSED,
-                target=locked,
-                reason="sole owner",
-                extra={"operation": "account.deactivate", "rooms": [room.pk for room in sole]},
-                request=request,
-            )
+        _require_not_sole_owner(
+            actor=actor, user=locked, hooks=hooks, action=AuditAction.ACCOUNT_ADMIN_REFUSED,
+            operation="account.deactivate", role=None, request=request,
+        )  # fmt: skip
         locked.is_active = False
         locked.save(update_fields=["is_active"])
         ended, revoked = credentials_bump(user=locked, reason="deactivated", revoke_tokens=True)

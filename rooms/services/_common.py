@@ -9,7 +9,7 @@ from accounts.models import User
 from accounts.selectors import user_reads_chat_only
 from audit.actions import AuditAction
 from rooms.models import Membership, Room
-from rooms.permissions import room_permissions_of
+from rooms.permissions import MANAGE_MEMBERS, MANAGE_ROOM, room_permissions_of
 from safechat.actions import Refused
 
 
@@ -83,14 +83,65 @@ def require_chat_writer(*, actor: User, room: Room | None, person: User) -> None
 
 
 def require_open_membership(*, actor: User, room: Room) -> None:
-    """Raise ``Refused`` if ``room`` is a direct conversation: its membership is fixed
-    (nobody adds, invites or removes others); "add people" makes a new room."""
+    """Raise ``Refused`` if ``room`` is a direct conversation: its membership and roles
+    are fixed for its life (nobody adds, invites or removes others, changes a role, or
+    leaves, as in Slack, where a direct message is closed, never left); "add people"
+    makes a new room. Only a security admin resolving a barrier removes someone."""
     if room.kind == Room.Kind.DIRECT:
         raise room_refused(
             actor=actor,
             room=room,
             reason="direct conversation",
-            message="a direct conversation's membership is fixed; start a new room to add people",
+            message=(
+                "a direct conversation's membership and roles are fixed: nobody joins, leaves "
+                "or changes role; start a new room to add people"
+            ),
+        )
+
+
+ELEVATED_ROLES = frozenset({Membership.Role.OWNER, Membership.Role.MODERATOR})
+
+
+def role_grant_permission(role: str) -> str:
+    """The room permission whoever grants ``role`` must hold: ``manage_room`` (an owner)
+    for an owner or a moderator, ``manage_members`` for a member or a read-only member."""
+    return MANAGE_ROOM if role in ELEVATED_ROLES else MANAGE_MEMBERS
+
+
+def require_role_grantable(*, actor: User, room: Room, role: str) -> None:
+    """Raise ``Refused`` (``owner role``, ``moderator role``) unless ``actor`` may grant
+    ``role``: only owners make owners and moderators, on every path (adding, inviting,
+    changing a role). Before the action's transaction a quick answer; under the room's
+    lock the check that holds."""
+    if role in ELEVATED_ROLES:
+        require_room_permission_for(
+            actor=actor,
+            room=room,
+            permission=MANAGE_ROOM,
+            reason=f"{role} role",
+            message="only an owner can make someone an owner or a moderator",
+        )
+
+
+def require_inviter_entitled(*, actor: User, room: Room, inviter: User | None, role: str) -> None:
+    """Raise ``Refused`` (``inviter no longer entitled``) unless ``inviter`` may still grant
+    ``role`` on ``room`` (``role_grant_permission``), as the database says now: an
+    invitation lends the invitee its sender's power only while the sender holds it
+    (deactivated, read-only on chat, removed or demoted since, they do not). ``actor`` is
+    the invitee accepting; under the inviter's and the room's locks it is the check that
+    holds."""
+    needed = role_grant_permission(role)
+    if inviter is None or needed not in room_permissions_of(room=room, user=inviter):
+        raise room_refused(
+            actor=actor,
+            room=room,
+            reason="inviter no longer entitled",
+            message=(
+                "this invitation no longer holds: the person who sent it can no longer "
+                "grant this role; ask a manager of the room to invite you again"
+            ),
+            inviter=inviter.pk if inviter is not None else None,
+            role=role,
         )
 
 

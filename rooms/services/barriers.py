@@ -156,6 +156,12 @@ def user_groups_lock(*, user: User, group_ids: Iterable[int]) -> None:
     """
     rows_locked(Group, group_ids)
     rows_locked(User, [user.pk])
+    user_rooms_lock(user=user)
+
+
+def user_rooms_lock(*, user: User) -> None:
+    """Lock every room ``user`` is in (the lock order's rooms step), after the groups and
+    the user's row that the caller locked."""
     rows_locked(Room, Membership.objects.filter(user=user).values_list("room_id", flat=True))
 
 
@@ -169,7 +175,8 @@ def user_groups_change(
 ) -> dict[int, list[BarrierConflict]]:
     """Put ``user`` into and out of groups (security admins); returns the rooms they are
     in that now violate a barrier, as ``barrier_create`` does: resolve them by removing
-    members. Each change is audited, with the number of rooms in violation.
+    members. Each change is audited, with the number of rooms in violation. A role's
+    group is refused (``role group``): roles change through ``role_grant`` alone.
 
     Locks: the groups, then the user, then every room the user is in
     (``user_groups_lock``); the audit chain last.
@@ -211,7 +218,8 @@ def group_members_set(
 ) -> dict[int, list[BarrierConflict]]:
     """Put people into ``group`` and take others out of it, in one transaction (security
     admins); returns the rooms of the people added that now violate a barrier, as
-    ``barrier_create`` does.
+    ``barrier_create`` does. A role's group is refused (``role group``): roles change
+    through ``role_grant`` alone.
 
     Locks, all at the top in the project's order: the group, then every person
     concerned in id order, then every room they are in; then every change is made,

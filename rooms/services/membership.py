@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django.core.exceptions import ValidationError
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 from django.http import Http404
 
 from accounts.models import User
 from accounts.roles import MANAGE_USERS
-from accounts.selectors import person_active_get
+from accounts.selectors import CHAT_READ_ONLY_ROLES, person_active_get
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
@@ -16,12 +18,13 @@ from rooms.models import Membership, Message, Room, RoomInvitation
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
 from rooms.services._common import (
-    archived_refused,
     last_owner_refused,
     require_chat_writer,
+    require_inviter_entitled,
     require_not_archived,
     require_open_membership,
     require_owner_over,
+    require_role_grantable,
     require_room_permission,
     require_writable,
     room_refused,
@@ -39,34 +42,51 @@ def _member_ids(room: Room) -> list[int]:
     return list(Membership.objects.filter(room=room).values_list("user_id", flat=True))
 
 
-def _other_owner_exists(membership: Membership) -> bool:
-    """Whether the room has another owner who can act (a deactivated one cannot)."""
-    return (
-        Membership.objects.filter(
-            room_id=membership.room_id, role=Membership.Role.OWNER, user__is_active=True
-        )
-        .exclude(pk=membership.pk)
-        .exists()
+def acting_owners() -> QuerySet[Membership]:
+    """The owner memberships whose holder can act for their room: the one definition of
+    the owner a room keeps. An owner acts while their account is active and they hold
+    no role that is read-only on chat (``accounts.selectors.CHAT_READ_ONLY_ROLES``: a
+    compliance officer keeps ``view_room`` only, ``rooms.permissions``)."""
+    return Membership.objects.filter(role=Membership.Role.OWNER, user__is_active=True).exclude(
+        user__groups__name__in=CHAT_READ_ONLY_ROLES
     )
+
+
+def _other_owner_exists(membership: Membership) -> bool:
+    """Whether the room has another owner who can act (``acting_owners``)."""
+    return acting_owners().filter(room_id=membership.room_id).exclude(pk=membership.pk).exists()
+
+
+def rooms_left_without_owner(*, user_ids: Collection[int]) -> list[Room]:
+    """The channels one of ``user_ids`` owns that no acting owner outside ``user_ids``
+    would keep: the rooms left with nobody to manage them if these people stopped
+    acting (deactivated, or made read-only on chat), for that change to refuse.
+
+    Direct conversations are not counted: their membership and roles are fixed for
+    their life, so there is nobody to appoint and nothing an owner could manage but
+    their name. A helper, not an action: call it inside the change's transaction, with
+    the people's rows (and their groups) locked; it locks those rooms (in id order,
+    after the users, as the lock order has it), so an owner demoted, removed or leaving
+    at the same instant is serialised with the change and a room never ends with no
+    owner who can act.
+    """
+    owned = Membership.objects.filter(
+        user_id__in=list(user_ids), role=Membership.Role.OWNER, room__kind=Room.Kind.CHANNEL
+    )
+    rooms = rows_locked(Room, owned.values_list("room_id", flat=True))
+    covered = set(
+        acting_owners()
+        .filter(room__in=rooms)
+        .exclude(user_id__in=list(user_ids))
+        .values_list("room_id", flat=True)
+    )
+    return [room for room in rooms if room.pk not in covered]
 
 
 def rooms_owned_only_by(*, user: User) -> list[Room]:
-    """The rooms ``user`` is the only active owner of, for a deactivation to refuse.
-
-    A helper, not an action: call it inside the deactivation's transaction, with the
-    user's row locked; it locks those rooms (in id order, after the user, as the lock
-    order has it), so an owner demoted, removed or leaving at the same instant is
-    serialised with the deactivation and a room never ends with no owner who can act.
-    """
-    owned = Membership.objects.filter(user=user, role=Membership.Role.OWNER)
-    rooms = rows_locked(Room, owned.values_list("room_id", flat=True))
-    others = (
-        Membership.objects.filter(room__in=rooms, role=Membership.Role.OWNER, user__is_active=True)
-        .exclude(user=user)
-        .values_list("room_id", flat=True)
-    )
-    covered = set(others)
-    return [room for room in rooms if room.pk not in covered]
+    """The channels ``user`` is the only acting owner of (``rooms_left_without_owner``);
+    locks them."""
+    return rooms_left_without_owner(user_ids=[user.pk])
 
 
 def _pickable(user: User | None) -> User:
@@ -79,18 +99,10 @@ def _pickable(user: User | None) -> User:
 
 
 def _check_role(role: str, *, actor: User, room: Room) -> None:
+    """The role is known, and ``actor`` may grant it (``require_role_grantable``)."""
     if role not in Membership.Role.values:
         raise ValidationError(f"unknown role {role!r}")
-    # Only an owner makes owners.
-    if role == Membership.Role.OWNER and not perms.has_room_permission(
-        room=room, user=actor, permission=perms.MANAGE_ROOM
-    ):
-        raise room_refused(
-            actor=actor,
-            room=room,
-            reason="owner role",
-            message="only an owner can make someone an owner",
-        )
+    require_role_grantable(actor=actor, room=room, role=role)
 
 
 def _joining_marks(room: Room) -> dict[str, int]:
@@ -105,33 +117,47 @@ def _joining_marks(room: Room) -> dict[str, int]:
 
 
 def _membership_insert(
-    *, actor: User, room: Room, user: User, role: str, permission: str | None
+    *,
+    actor: User,
+    room: Room,
+    user: User,
+    role: str,
+    permission: str | None,
+    inviter: User | None = None,
 ) -> Membership:
-    """Add ``user`` under the locks (user, then room), with every check made under them.
+    """Add ``user`` under the locks (the user and the inviter, then the room), with every
+    check made under them.
 
     The barrier check and the insert are one step: two people added at the same
-    instant are serialised on the room's row, and the second sees the first. A
-    refusal rolls everything back and is recorded once, after the rollback
-    (``action_transaction``). The inner step of ``membership_add`` and
-    ``room_invitation_accept``: it opens the action's transaction.
+    instant are serialised on the room's row, and the second sees the first. An
+    invitation (``permission`` None) is accepted only while its ``inviter`` may still
+    grant its role (``require_inviter_entitled``). A refusal rolls everything back and
+    is recorded once, after the rollback (``action_transaction``). The inner step of
+    ``membership_add`` and ``room_invitation_accept``: it opens the action's transaction.
     """
     with action_transaction():
-        person = rows_locked(User, [user.pk])
-        if not person or not person[0].is_active:  # deactivated at the same instant
+        # The inviter's row too: a deactivation or a role grant of theirs at the same
+        # instant locks it, so it is serialised with the re-check below.
+        people = {p.pk: p for p in rows_locked(User, [user.pk, *([inviter.pk] if inviter else [])])}
+        person = people.get(user.pk)
+        if person is None or not person.is_active:  # deactivated at the same instant
             raise ValidationError("this person cannot be added")
         locked = rows_locked(Room, [room.pk])
         if not locked:
             raise Http404("no such room")
         room = locked[0]
         # Under the person's row: a role granted at the same instant locks it too.
-        require_chat_writer(actor=actor, room=room, person=person[0])
+        require_chat_writer(actor=actor, room=room, person=person)
         require_open_membership(actor=actor, room=room)
         if permission is not None:
             require_writable(actor=actor, room=room, permission=permission)
-            if role == Membership.Role.OWNER:  # only an owner makes owners
-                require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
-        elif room.is_archived:
-            raise archived_refused(actor=actor, room=room)
+            require_role_grantable(actor=actor, room=room, role=role)
+        else:
+            require_not_archived(actor=actor, room=room)
+            require_inviter_entitled(
+                actor=actor, room=room, inviter=people.get(inviter.pk) if inviter else None,
+                role=role,
+            )  # fmt: skip
         barrier_require_allowed(
             actor=actor, room=room, user_ids=[*_member_ids(room), user.pk], newcomer=user.pk
         )
@@ -169,9 +195,11 @@ def membership_add(
     the id names a person or not; with it, a ValidationError. Only active people are
     added (``accounts.selectors.people_active``), never a compliance officer (refused)
     and never into a direct conversation (its membership is fixed: refused) or an
-    archived room (refused). Refused, and recorded once, if an information barrier
-    separates them from a member, also one added at the same instant. Counted against
-    ``SAFECHAT_MEMBERSHIP_RATE_LIMIT``. Locks: the user, then the room.
+    archived room (refused); only an owner adds an owner or a moderator (refused,
+    ``owner role``, ``moderator role``, checked again under the room's lock). Refused,
+    and recorded once, if an information barrier separates them from a member, also
+    one added at the same instant. Counted against ``SAFECHAT_MEMBERSHIP_RATE_LIMIT``.
+    Locks: the user, then the room.
     """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
@@ -191,15 +219,16 @@ def membership_remove(*, actor: User, room: Room, member: User | None) -> None:
     """Remove a member: their permissions and sealed keys go, the room moves to a new epoch,
     and their live sockets stop receiving the room at once (after commit).
 
-    Members may leave a live room; removing someone else needs ``manage_members`` on
+    Members may leave a live channel; removing someone else needs ``manage_members`` on
     the room, and an owner (``manage_room``) to remove an owner or a moderator; nobody
-    removes others from a direct conversation (its membership is fixed) or anyone from
-    an archived room (refused). A security admin (the right to manage users) may remove
-    anyone, anywhere, to resolve an information barrier. ``member`` is None when the
-    edge found nobody by the id it was given: after the actor's right is checked (a
-    refusal answers alike whether the id exists or not), nothing happens. Refused
-    (``last owner``) if the room would be left without an owner, also when two owners
-    leave at the same instant. Locks: the room (every check is made again under it),
+    removes others from a direct conversation or leaves one (its membership is fixed),
+    and nobody removes anyone from an archived room (refused). A security admin (the
+    right to manage users) may remove anyone, anywhere, to resolve an information
+    barrier. ``member`` is None when the edge found nobody by the id it was given:
+    after the actor's right is checked (a refusal answers alike whether the id exists
+    or not), nothing happens. Refused (``last owner``) if the room would be left
+    without an acting owner (``acting_owners``), also when two owners leave at the
+    same instant. Locks: the room (every check is made again under it),
     then the membership, then key rows; the audit chain last.
     """
     security_admin = actor.has_perm(MANAGE_USERS)
@@ -208,8 +237,7 @@ def membership_remove(*, actor: User, room: Room, member: User | None) -> None:
         if not leaving:
             require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
         require_not_archived(actor=actor, room=room)
-        if not leaving:
-            require_open_membership(actor=actor, room=room)
+        require_open_membership(actor=actor, room=room)
     if member is None:
         return
     if not security_admin:  # resolving a barrier violation never waits
@@ -231,7 +259,7 @@ def _membership_delete(
     if not security_admin:  # a moderator demoted, a room archived at the same instant
         if not leaving:
             require_room_permission(actor=actor, room=locked[0], permission=perms.MANAGE_MEMBERS)
-            require_open_membership(actor=actor, room=locked[0])
+        require_open_membership(actor=actor, room=locked[0])
         require_not_archived(actor=actor, room=locked[0])
     # FOR UPDATE: the row is deleted below.
     membership = Membership.objects.select_for_update().filter(room=room, user=member).first()
@@ -264,15 +292,17 @@ def membership_role_change(
 
     Only an owner (``manage_room``) makes or unmakes an owner or a moderator; a
     moderator moves people between member and read-only. Refused in an archived room,
-    and for a compliance officer any role but read-only. ``member`` is None when the
-    edge found nobody by the id it was given: after the actor's right is checked, a
-    ValidationError. A room keeps at least one owner (refused, ``last owner``): two
+    in a direct conversation (its roles are fixed), and for a compliance officer any
+    role but read-only. ``member`` is None when the edge found nobody by the id it was
+    given: after the actor's right is checked, a ValidationError. A room keeps at least
+    one acting owner (``acting_owners``; refused, ``last owner``): two
     owners demoting each other at the same instant are serialised on the room's row,
     and the second is refused. Locks: the room (every check made again under it), then
     the membership; audit last.
     """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
+    require_open_membership(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
     if member is None:
         raise ValidationError("this person is not a member of the room")
@@ -292,8 +322,8 @@ def _membership_role_set(*, actor: User, room: Room, member: User, role: str) ->
         raise Http404("no such room")
     room = locked[0]
     require_writable(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
-    if role == Membership.Role.OWNER:  # only an owner makes owners
-        require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
+    require_open_membership(actor=actor, room=room)
+    require_role_grantable(actor=actor, room=room, role=role)
     membership = (
         Membership.objects.select_for_update(no_key=True).filter(room=room, user=member).first()
     )
@@ -329,7 +359,9 @@ def room_invitation_send(
     """Invite someone (``manage_members``); barriers are checked now and again on acceptance.
 
     The same people as ``membership_add``: active, not a compliance officer, not into
-    a direct conversation or an archived room (each refused).
+    a direct conversation or an archived room (each refused). Only an owner invites an
+    owner or a moderator (``owner role``, ``moderator role``), and the acceptance checks
+    again that the inviter still may.
 
     Locks: the room (the permission and the archive are checked again under it), then
     the invitation; the audit chain last. The acceptance (``room_invitation_accept``)
@@ -351,8 +383,7 @@ def room_invitation_send(
             raise Http404("no such room")
         room = locked[0]
         require_writable(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
-        if role == Membership.Role.OWNER:  # only an owner makes owners
-            require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
+        require_role_grantable(actor=actor, room=room, role=role)
         invitation, _ = RoomInvitation.objects.update_or_create(
             room=room, invitee=invitee, defaults={"invited_by": actor, "role": role}
         )
@@ -369,7 +400,14 @@ def room_invitation_send(
 def room_invitation_accept(*, actor: User, invitation: RoomInvitation) -> Membership:
     """The invitee joins with the invited role, unless a barrier now forbids it (recorded).
 
-    Locks: the invitee, then the room; the audit chain last.
+    The invitation is the inviter's act, so it holds only while the inviter could still
+    do it: an inviter deactivated, made read-only on chat, removed from the room or
+    demoted below the power the invited role needs (``manage_room`` for an owner or a
+    moderator, ``manage_members`` otherwise) no longer lends it (refused, ``inviter
+    no longer entitled``; the invitation stays, for a current manager to send again).
+
+    Locks: the invitee and the inviter (in id order), then the room; the audit chain
+    last. The inviter's right, the barrier and the archive are checked again under them.
     """
     if invitation.invitee_id != actor.pk:
         raise room_refused(
@@ -381,7 +419,14 @@ def room_invitation_accept(*, actor: User, invitation: RoomInvitation) -> Member
     room = invitation.room
     require_not_archived(actor=actor, room=room)
     require_chat_writer(actor=actor, room=room, person=actor)
+    inviter = invitation.invited_by
+    require_inviter_entitled(actor=actor, room=room, inviter=inviter, role=invitation.role)
     user_key_create(user=actor)
     return _membership_insert(
-        actor=actor, room=room, user=actor, role=invitation.role, permission=None
+        actor=actor,
+        room=room,
+        user=actor,
+        role=invitation.role,
+        permission=None,
+        inviter=inviter,
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.utils import timezone
@@ -11,6 +14,7 @@ from accounts.selectors import people_active
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
+from rooms.errors import UNREACHABLE, UnreachableError
 from rooms.models import Membership, Room
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
@@ -23,7 +27,7 @@ from rooms.services._common import (
 )
 from rooms.services.barriers import barrier_require_allowed
 from rooms.services.epochs import room_epoch_start
-from safechat.actions import action, action_transaction
+from safechat.actions import Refused, action, action_transaction
 from safechat.events import Event, publish
 from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import user_key_create
@@ -98,14 +102,27 @@ def room_create(
         return _room_insert(actor=actor, room=room, others=[])
 
 
+@contextmanager
+def _unreachable_answered() -> Iterator[None]:
+    """A refusal raised inside, about a participant, is answered as unreachable."""
+    try:
+        yield
+    except Refused as refused:
+        raise UnreachableError.instead_of(refused) from None
+
+
 @action
 def direct_conversation_create(*, actor: User, participants: list[User | None]) -> Room:
     """A direct conversation between ``actor`` and up to seven others.
 
-    Its membership is fixed for its life: "add people" makes a new room. A compliance
-    officer (read-only on chat) starts none and is in none (refused). Participants are
-    active people only (``accounts.selectors.people_active``; a None stands for an id
-    that names nobody, answered after the actor's own right with a ValidationError).
+    Its membership and roles are fixed for its life: "add people" makes a new room. A
+    compliance officer (read-only on chat) starts none (refused) and is in none.
+    Participants are active people only (``accounts.selectors.people_active``; a None
+    stands for an id that names nobody, answered after the actor's own right with a
+    ValidationError). A participant who is a compliance officer, or whom an information
+    barrier separates from another, is refused and recorded as such, but answered as an
+    unreachable one is (``rooms.errors.UnreachableError``, 400 on the API), so the
+    answer tells nothing of anyone's role or barriers.
     A 1:1 conversation that already exists is returned instead of a second one, also
     when two identical requests arrive together. Information barriers apply as they do
     to rooms; a participant deactivated at the same instant is refused. Counted against
@@ -114,7 +131,7 @@ def direct_conversation_create(*, actor: User, participants: list[User | None]) 
     """
     require_chat_writer(actor=actor, room=None, person=actor)
     if any(p is None for p in participants):
-        raise ValidationError("one of these people cannot be reached")
+        raise ValidationError(UNREACHABLE)
     found = {p.pk: p for p in participants if p is not None and p.pk != actor.pk}
     others = sorted(found.values(), key=lambda u: u.pk)
     if not others:
@@ -122,9 +139,10 @@ def direct_conversation_create(*, actor: User, participants: list[User | None]) 
     if len(others) + 1 > MAX_DIRECT_PARTICIPANTS:
         raise ValidationError(f"a direct conversation has at most {MAX_DIRECT_PARTICIPANTS} people")
     if people_active().filter(pk__in=found).count() != len(others):
-        raise ValidationError("one of these people cannot be reached")
-    for other in others:
-        require_chat_writer(actor=actor, room=None, person=other)
+        raise ValidationError(UNREACHABLE)
+    with _unreachable_answered():
+        for other in others:
+            require_chat_writer(actor=actor, room=None, person=other)
     write_rate_check(user_id=actor.pk, write=Write.ROOM_CREATE)  # before any lock
     for person in [actor, *others]:
         user_key_create(user=person)  # before any lock: it appends to the audit chain
@@ -135,12 +153,16 @@ def direct_conversation_create(*, actor: User, participants: list[User | None]) 
         people = rows_locked(User, [actor.pk, *(o.pk for o in others)])
         if len(people) != len(others) + 1 or not all(p.is_active for p in people):
             # deactivated at the same instant (deactivation locks the person's row too)
-            raise ValidationError("one of these people cannot be reached")
-        for person in people:  # a role granted at the same instant locks the person too
-            require_chat_writer(actor=actor, room=None, person=person)
-        barrier_require_allowed(
-            actor=actor, room=None, user_ids=[actor.pk, *(o.pk for o in others)]
-        )
+            raise ValidationError(UNREACHABLE)
+        # A role granted at the same instant locks the person too.
+        require_chat_writer(actor=actor, room=None, person=actor)
+        with _unreachable_answered():
+            for person in people:
+                if person.pk != actor.pk:
+                    require_chat_writer(actor=actor, room=None, person=person)
+            barrier_require_allowed(
+                actor=actor, room=None, user_ids=[actor.pk, *(o.pk for o in others)]
+            )
         if len(others) == 1:
             existing = (
                 Room.objects.filter(kind=Room.Kind.DIRECT, memberships__user=actor)
@@ -305,12 +327,15 @@ def _require_unarchive_right(*, actor: User, room: Room) -> None:
 
 @action
 def room_key_rotate(*, actor: User, room: Room) -> RoomEpoch:
-    """Start a new key epoch on demand (``manage_room``). Locks: the room (the
-    permission is checked again under it), then key rows; the audit chain last."""
+    """Start a new key epoch on demand (``manage_room``), in a live room only: an
+    archived room is read-only, its keys included (refused, ``archived``). Locks: the
+    room (the permission and the archive are checked again under it), then key rows;
+    the audit chain last."""
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
+    require_not_archived(actor=actor, room=room)
     with action_transaction():
         locked = _room_locked(room)
-        require_room_permission(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
+        require_writable(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
         return room_epoch_start(room=locked, reason=RoomEpoch.Reason.ON_DEMAND, actor=actor)
 
 

@@ -1133,7 +1133,7 @@ function memberItem(member) {
       h("span", { class: "tag role-tag" }, roleLabel),
     ),
   );
-  if (current.can.manage_members && member.user_id !== me.id) {
+  if (current.can.manage_people && member.user_id !== me.id) {
     const base = `${config.urls.portal}${current.id}/members/${member.user_id}`;
     const select = h("select", { id: `role-${member.user_id}`, name: "role" });
     for (const [value, label] of current.role_choices) {

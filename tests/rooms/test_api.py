@@ -418,6 +418,39 @@ EDGES: dict[str, tuple[Setup, str, Call, int, str | None]] = {
         403,
         "moderator role",
     ),
+    "a moderator adds someone as a moderator": (
+        lambda w: None,
+        "moderator",
+        _json(
+            "post",
+            "/api/v1/rooms/{w.room.pk}/members/",
+            {"user_id": "{w.outsider.pk}", "role": "moderator"},
+        ),
+        403,
+        "moderator role",
+    ),
+    "a moderator adds someone as an owner": (
+        lambda w: None,
+        "moderator",
+        _json(
+            "post",
+            "/api/v1/rooms/{w.room.pk}/members/",
+            {"user_id": "{w.outsider.pk}", "role": "owner"},
+        ),
+        403,
+        "owner role",
+    ),
+    "an owner adds someone as a moderator": (
+        lambda w: None,
+        "owner",
+        _json(
+            "post",
+            "/api/v1/rooms/{w.room.pk}/members/",
+            {"user_id": "{w.outsider.pk}", "role": "moderator"},
+        ),
+        201,
+        None,
+    ),
     "the only owner leaves": (
         lambda w: None,
         "owner",
@@ -511,7 +544,7 @@ EDGES: dict[str, tuple[Setup, str, Call, int, str | None]] = {
         lambda w: None,
         "owner",
         _json("post", "/api/v1/direct/", {"participants": ["{w.users[compliance_officer].pk}"]}),
-        403,
+        400,  # as an id that names nobody: the answer says nothing of anyone's role
         "read-only role",
     ),
     "a compliance officer starts a direct conversation": (
@@ -591,6 +624,26 @@ EDGES: dict[str, tuple[Setup, str, Call, int, str | None]] = {
             f"/api/v1/rooms/{Room.objects.get(kind='direct').pk}/members/",
             {"user_id": w.outsider.pk},
             content_type="application/json",
+        ),
+        403,
+        "direct conversation",
+    ),
+    "the owner changes a role in a direct conversation": (
+        _direct,
+        "owner",
+        lambda c, w, r: c.patch(
+            f"/api/v1/rooms/{Room.objects.get(kind='direct').pk}/members/{w.bystander.pk}/",
+            {"role": "read_only"},
+            content_type="application/json",
+        ),
+        403,
+        "direct conversation",
+    ),
+    "a member leaves a direct conversation": (
+        _direct,
+        "member",
+        lambda c, w, r: c.delete(
+            f"/api/v1/rooms/{Room.objects.get(kind='direct').pk}/members/{w.users['member'].pk}/"
         ),
         403,
         "direct conversation",

@@ -379,7 +379,7 @@ def test_a_moderator_cannot_make_an_owner_and_is_told_why() -> None:
 
     assert response.status_code == 200
     assert member_of(room, member).role == Membership.Role.MEMBER  # type: ignore[union-attr]
-    assert "Only an owner can make someone an owner." in flash(response)
+    assert "Only an owner can make someone an owner or a moderator." in flash(response)
 
 
 def test_an_unknown_role_is_explained() -> None:

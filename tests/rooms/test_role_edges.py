@@ -16,8 +16,9 @@ from django.test import Client
 from guardian.utils import get_anonymous_user
 
 from accounts.models import User
+from accounts.roles import Role
 from accounts.selectors import people_active
-from accounts.services import user_deactivate
+from accounts.services import role_grant, user_deactivate
 from audit.models import AuditEvent
 from rooms.models import Membership, Room, RoomInvitation
 from rooms.services import (
@@ -26,11 +27,13 @@ from rooms.services import (
     membership_remove,
     membership_role_change,
     room_archive,
+    room_invitation_accept,
     room_invitation_send,
+    room_key_rotate,
     room_unarchive,
 )
 from safechat.actions import Refused
-from safechat.keyring.models import SealedEpochKey, UserKeyPair
+from safechat.keyring.models import RoomEpoch, SealedEpochKey, UserKeyPair
 from tests.accounts.factories import grant_role, make_user, sign_in_client
 from tests.rooms.factories import make_room
 
@@ -46,7 +49,7 @@ def refusals(reason: str) -> int:
     return sum(
         1
         for extra in AuditEvent.objects.filter(
-            action__in=["room.access.denied", "account.admin.refused"]
+            action__in=["room.access.denied", "account.admin.refused", "account.role.refused"]
         ).values_list("extra", flat=True)
         if extra.get("reason") == reason
     )
@@ -58,7 +61,9 @@ def rows() -> tuple[Any, ...]:
         Room.objects.count(),
         RoomInvitation.objects.count(),
         SealedEpochKey.objects.count(),
-        sorted(User.objects.values_list("pk", "is_active")),
+        sorted(User.objects.values_list("pk", "is_active", "is_staff")),
+        sorted(User.groups.through.objects.values_list("user_id", "group_id")),
+        RoomEpoch.objects.count(),
     )
 
 
@@ -290,3 +295,418 @@ def test_the_last_active_owner_is_not_demoted_beside_a_deactivated_one() -> None
 
     assert rows() == before
     assert refusals("last owner") == 1
+
+
+def security_admin() -> User:
+    return grant_role(make_user(), "security_admin")
+
+
+# --- A role read-only on chat never leaves a room without an acting owner -----------
+def test_the_only_owner_is_not_made_a_compliance_officer() -> None:
+    # given a channel with one owner and a member
+    owner, member = make_user(), make_user()
+    make_room(owner=owner, members=(member,), name="Treasury")
+    admin = security_admin()
+    before = rows()
+
+    # when a security admin grants the owner the compliance-officer role
+    with pytest.raises(Refused, match="Treasury"):
+        role_grant(actor=admin, user=owner, role=Role.COMPLIANCE_OFFICER)
+
+    # then it is refused on the record, naming the room, and nothing changed
+    assert refusals("sole owner") == 1
+    refused = AuditEvent.objects.get(action="account.role.refused")
+    assert refused.extra["operation"] == "role.grant"
+    assert refused.extra["role"] == "compliance_officer"
+    assert rows() == before
+    assert not AuditEvent.objects.filter(action="account.role.granted").exists()
+    assert not owner.groups.filter(name="compliance_officer").exists()
+
+
+def test_the_only_owner_is_not_made_a_compliance_officer_in_the_portal() -> None:
+    # given a channel's only owner, and a security admin in the portal
+    owner = make_user()
+    make_room(owner=owner, name="Treasury")
+    admin = security_admin()
+    before = rows()
+
+    # when the admin grants the owner the compliance-officer role from the people page
+    response = verified_client(admin).post(
+        f"/accounts/admin/users/{owner.pk}/grant-role/", {"role": "compliance_officer"}
+    )
+
+    # then it is refused (403), on the record, and nothing changed
+    assert response.status_code == 403
+    assert refusals("sole owner") == 1
+    assert rows() == before
+
+
+def test_an_owner_beside_an_acting_co_owner_is_made_a_compliance_officer() -> None:
+    # given a channel with two owners
+    owner, co_owner = make_user(), make_user()
+    room = make_room(owner=owner, members=(co_owner,), role=Membership.Role.OWNER)
+
+    # when one of them is made a compliance officer
+    role_grant(actor=security_admin(), user=owner, role=Role.COMPLIANCE_OFFICER)
+
+    # then it is granted, and the other owner is now the one the room keeps
+    assert owner.groups.filter(name="compliance_officer").exists()
+    assert AuditEvent.objects.filter(action="account.role.granted").count() == 1
+    before = rows()
+    with pytest.raises(Refused):
+        membership_remove(actor=co_owner, room=room, member=co_owner)
+    assert refusals("last owner") == 1
+    assert rows() == before
+
+
+def test_a_compliance_officer_owner_does_not_count_for_a_role_grant() -> None:
+    # given two owners, one of them already a compliance officer (granted while the
+    # other could act)
+    owner, co_owner = make_user(), make_user()
+    make_room(owner=owner, members=(co_owner,), role=Membership.Role.OWNER, name="Rates")
+    admin = security_admin()
+    role_grant(actor=admin, user=co_owner, role=Role.COMPLIANCE_OFFICER)
+    before = rows()
+
+    # when the other is made a compliance officer too
+    with pytest.raises(Refused, match="Rates"):
+        role_grant(actor=admin, user=owner, role=Role.COMPLIANCE_OFFICER)
+
+    # then it is refused: the room would keep no owner who can act
+    assert refusals("sole owner") == 1
+    assert rows() == before
+
+
+def test_a_compliance_officer_owner_does_not_count_for_a_deactivation() -> None:
+    # given two owners, one of them a compliance officer
+    owner, co_owner = make_user(), make_user()
+    make_room(owner=owner, members=(co_owner,), role=Membership.Role.OWNER, name="Rates")
+    grant_role(co_owner, "compliance_officer")
+    admin = security_admin()
+    before = rows()
+
+    # when the other is deactivated
+    with pytest.raises(Refused, match="Rates"):
+        user_deactivate(actor=admin, user=owner)
+
+    # then it is refused: the compliance officer cannot act for the room
+    assert refusals("sole owner") == 1
+    assert rows() == before
+
+
+def test_a_compliance_officer_owner_does_not_count_for_a_demotion() -> None:
+    # given two owners, one of them a compliance officer
+    owner, co_owner = make_user(), make_user()
+    room = make_room(owner=owner, members=(co_owner,), role=Membership.Role.OWNER)
+    grant_role(co_owner, "compliance_officer")
+    before = rows()
+
+    # when the acting owner leaves
+    with pytest.raises(Refused):
+        membership_remove(actor=owner, room=room, member=owner)
+
+    # then it is refused, and the room keeps its acting owner
+    assert refusals("last owner") == 1
+    assert rows() == before
+
+
+def test_direct_conversations_do_not_hold_their_starter() -> None:
+    # given someone who started a direct conversation (its roles are fixed)
+    starter, other = make_user(), make_user()
+    direct_conversation_create(actor=starter, participants=[other])
+    admin = security_admin()
+
+    # when they are made a compliance officer, and someone else is deactivated
+    role_grant(actor=admin, user=starter, role=Role.COMPLIANCE_OFFICER)
+    user_deactivate(actor=admin, user=starter)
+
+    # then both are done: a direct conversation has nobody to appoint and keeps no owner
+    assert starter.groups.filter(name="compliance_officer").exists()
+    assert not User.objects.get(pk=starter.pk).is_active
+    assert refusals("sole owner") == 0
+
+
+def test_a_role_is_not_granted_as_a_group() -> None:
+    # given a channel's only owner and the compliance-officer role's group
+    from django.contrib.auth.models import Group
+
+    from accounts.roles import roles_sync
+    from rooms.services import group_members_set, user_groups_change
+
+    owner = make_user()
+    make_room(owner=owner)
+    roles_sync()
+    officers = Group.objects.get(name="compliance_officer")
+    admin = security_admin()
+    before = rows()
+
+    # when a security admin puts the owner into it through the group services
+    with pytest.raises(Refused):
+        user_groups_change(actor=admin, user=owner, add=[officers])
+    with pytest.raises(Refused):
+        group_members_set(actor=admin, group=officers, add=[owner])
+
+    # then both are refused on the record (roles change through role_grant alone)
+    assert refusals("role") == 2
+    assert rows() == before
+
+
+# --- Only owners grant owner or moderator, on every path ---------------------------
+@pytest.mark.parametrize("role", ["owner", "moderator"])
+def test_a_moderator_neither_adds_nor_invites_an_owner_or_a_moderator(role: str) -> None:
+    # given a moderator and someone outside the room
+    owner, moderator, outsider = make_user(), make_user(), make_user()
+    room = make_room(owner=owner, members=(moderator,), role=Membership.Role.MODERATOR)
+    before = rows()
+
+    # when the moderator adds or invites them with that role
+    with pytest.raises(Refused):
+        membership_add(actor=moderator, room=room, user=outsider, role=role)
+    with pytest.raises(Refused):
+        room_invitation_send(actor=moderator, room=room, invitee=outsider, role=role)
+
+    # then both are refused on the record, and nothing changed
+    assert refusals(f"{role} role") == 2
+    assert rows() == before
+    assert (
+        not AuditEvent.objects.filter(
+            action__in=["room.member.added", "room.invitation.sent"], target_id=str(room.pk)
+        )
+        .exclude(extra__member=moderator.pk)
+        .exists()
+    )
+
+
+def test_a_moderator_adds_a_member_and_invites_a_read_only_member() -> None:
+    owner, moderator, first, second = make_user(), make_user(), make_user(), make_user()
+    room = make_room(owner=owner, members=(moderator,), role=Membership.Role.MODERATOR)
+
+    membership_add(actor=moderator, room=room, user=first)
+    room_invitation_send(actor=moderator, room=room, invitee=second, role="read_only")
+
+    assert room.memberships.get(user=first).role == Membership.Role.MEMBER
+    assert RoomInvitation.objects.filter(room=room, invitee=second).exists()
+
+
+def test_the_check_under_the_lock_refuses_a_moderator_adding_a_moderator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a moderator whose quick check (before the transaction) is skipped
+    import rooms.services.membership as membership
+
+    owner, moderator, outsider = make_user(), make_user(), make_user()
+    room = make_room(owner=owner, members=(moderator,), role=Membership.Role.MODERATOR)
+    monkeypatch.setattr(membership, "_check_role", lambda role, *, actor, room: None)
+    before = rows()
+
+    # when they add someone as a moderator
+    with pytest.raises(Refused):
+        membership_add(actor=moderator, room=room, user=outsider, role="moderator")
+
+    # then the check under the room's lock refuses it, on the record
+    assert refusals("moderator role") == 1
+    assert rows() == before
+
+
+# --- An invitation holds only while its sender may grant it ------------------------
+def _demote(owner: User, room: Room, inviter: User) -> None:
+    membership_role_change(actor=owner, room=room, member=inviter, role="member")
+
+
+def _deactivate(owner: User, room: Room, inviter: User) -> None:
+    user_deactivate(actor=security_admin(), user=inviter)
+
+
+def _make_compliance_officer(owner: User, room: Room, inviter: User) -> None:
+    role_grant(actor=security_admin(), user=inviter, role=Role.COMPLIANCE_OFFICER)
+
+
+def _remove(owner: User, room: Room, inviter: User) -> None:
+    membership_remove(actor=owner, room=room, member=inviter)
+
+
+@pytest.mark.parametrize("since", [_demote, _deactivate, _make_compliance_officer, _remove])
+def test_an_owners_invitation_to_moderate_lapses_with_their_ownership(
+    since: Callable[[User, Room, User], None],
+) -> None:
+    # given a co-owner who invited someone as a moderator, then lost the power to
+    owner, inviter, invitee = make_user(), make_user(), make_user()
+    room = make_room(owner=owner, members=(inviter,), role=Membership.Role.OWNER)
+    invitation = room_invitation_send(actor=inviter, room=room, invitee=invitee, role="moderator")
+    since(owner, room, inviter)
+    before = rows()
+
+    # when the invitee accepts
+    with pytest.raises(Refused, match="no longer holds"):
+        room_invitation_accept(actor=invitee, invitation=invitation)
+
+    # then it is refused on the record, and they are not in the room
+    assert refusals("inviter no longer entitled") == 1
+    assert rows() == before
+    assert not room.memberships.filter(user=invitee).exists()
+    assert not AuditEvent.objects.filter(action="room.invitation.accepted").exists()
+
+
+def test_a_moderators_invitation_to_join_lapses_when_they_are_demoted() -> None:
+    owner, moderator, invitee = make_user(), make_user(), make_user()
+    room = make_room(owner=owner, members=(moderator,), role=Membership.Role.MODERATOR)
+    invitation = room_invitation_send(actor=moderator, room=room, invitee=invitee)
+    membership_role_change(actor=owner, room=room, member=moderator, role="member")
+    before = rows()
+
+    with pytest.raises(Refused):
+        room_invitation_accept(actor=invitee, invitation=invitation)
+
+    assert refusals("inviter no longer entitled") == 1
+    assert rows() == before
+
+
+def test_an_invitation_holds_while_its_sender_may_grant_it() -> None:
+    owner, moderator, invitee = make_user(), make_user(), make_user()
+    room = make_room(owner=owner, members=(moderator,), role=Membership.Role.MODERATOR)
+    invitation = room_invitation_send(actor=moderator, room=room, invitee=invitee)
+
+    membership = room_invitation_accept(actor=invitee, invitation=invitation)
+
+    assert membership.role == Membership.Role.MEMBER
+    assert AuditEvent.objects.filter(action="room.invitation.accepted").count() == 1
+
+
+# --- A direct conversation's membership and roles are fixed ------------------------
+def test_nobody_changes_a_role_in_a_direct_conversation() -> None:
+    # given a direct conversation, started by its owner
+    starter, other = make_user(), make_user()
+    direct = direct_conversation_create(actor=starter, participants=[other])
+    before = rows()
+
+    # when the starter makes the other an owner, or read-only
+    for role in ("owner", "read_only"):
+        with pytest.raises(Refused, match="fixed"):
+            membership_role_change(actor=starter, room=direct, member=other, role=role)
+
+    # then both are refused on the record, and nothing changed
+    assert refusals("direct conversation") == 2
+    assert rows() == before
+
+
+@pytest.mark.parametrize("others", [1, 2])
+def test_nobody_leaves_a_direct_conversation(others: int) -> None:
+    # given a one-to-one or a group conversation
+    starter = make_user()
+    leaver = make_user()
+    people: list[User | None] = [leaver, *(make_user() for _ in range(others - 1))]
+    direct = direct_conversation_create(actor=starter, participants=people)
+    before = rows()
+
+    # when a participant leaves it
+    with pytest.raises(Refused, match="fixed"):
+        membership_remove(actor=leaver, room=direct, member=leaver)
+
+    # then it is refused on the record, and nothing changed
+    assert refusals("direct conversation") == 1
+    assert rows() == before
+
+
+def test_the_portal_offers_no_leave_nor_manage_in_a_direct_conversation() -> None:
+    starter, other = make_user(), make_user()
+    direct = direct_conversation_create(actor=starter, participants=[other])
+
+    page = verified_client(starter).get(f"/rooms/?room={direct.pk}")
+
+    assert page.status_code == 200
+    assert b"Leave room" not in page.content
+    assert b"Change role" not in page.content
+
+
+def test_a_security_admin_still_removes_from_a_direct_conversation() -> None:
+    # resolving an information barrier never waits on a conversation's fixed membership
+    starter, first, second = make_user(), make_user(), make_user()
+    direct = direct_conversation_create(actor=starter, participants=[first, second])
+
+    membership_remove(actor=security_admin(), room=direct, member=second)
+
+    assert not direct.memberships.filter(user=second).exists()
+
+
+# --- Who cannot be reached is answered alike ---------------------------------------
+def test_a_direct_conversation_answers_alike_for_everyone_who_cannot_be_reached() -> None:
+    # given a compliance officer, a trader behind a barrier, and ids that name nobody
+    from django.contrib.auth.models import Group
+    from guardian.utils import get_anonymous_user
+
+    from rooms.services import barrier_create
+
+    researcher = make_user()
+    officer = grant_role(make_user(), "compliance_officer")
+    trader = make_user()
+    research, _ = Group.objects.get_or_create(name="Research")
+    trading, _ = Group.objects.get_or_create(name="Trading")
+    researcher.groups.add(research)
+    trader.groups.add(trading)
+    barrier_create(actor=security_admin(), group_a=research, group_b=trading)
+    gone = make_user()
+    gone.is_active = False
+    gone.save()
+    client = verified_client(researcher)
+    before = rows()
+
+    # when the researcher starts a conversation with each
+    answers = {
+        name: client.post("/api/v1/direct/", {"participants": [pk]}, "application/json")
+        for name, pk in {
+            "compliance officer": officer.pk,
+            "behind a barrier": trader.pk,
+            "nobody": 99999,
+            "deactivated": gone.pk,
+            "system row": get_anonymous_user().pk,
+        }.items()
+    }
+
+    # then every answer is the same 400, nothing is made, and the refusals are recorded
+    assert {name: (a.status_code, a.json()) for name, a in answers.items()} == {
+        name: (400, ["one of these people cannot be reached"]) for name in answers
+    }
+    assert rows() == before
+    assert refusals("read-only role") == 1
+    assert AuditEvent.objects.filter(action="barrier.refused").count() == 1
+
+
+# --- An archived room's keys stay as they are ----------------------------------------
+def test_the_room_key_is_not_rotated_in_an_archived_room() -> None:
+    owner = make_user()
+    room = make_room(owner=owner)
+    room_archive(actor=owner, room=room)
+    before = rows()
+
+    with pytest.raises(Refused):
+        room_key_rotate(actor=owner, room=room)
+
+    assert refusals("archived") == 1
+    assert rows() == before
+    assert not AuditEvent.objects.filter(
+        action="key.epoch.created", extra__reason="on_demand"
+    ).exists()
+
+
+# --- Archiving from the admin follows the service's rule --------------------------------
+def test_a_security_admin_archives_from_the_admin_only_a_room_they_own() -> None:
+    # given a security admin who owns one room, and a room someone else owns
+    admin, owner = security_admin(), make_user()
+    theirs = make_room(owner=admin, name="Admin desk")
+    others = make_room(owner=owner, name="Treasury")
+    client = verified_client(admin)
+
+    # when they archive both with the admin's action
+    response = client.post(
+        "/admin/rooms/room/",
+        {"action": "archive_rooms", "_selected_action": [theirs.pk, others.pk]},
+        follow=True,
+    )
+
+    # then only their own is archived; the other is refused on the record, unchanged
+    assert response.status_code == 200
+    assert Room.objects.get(pk=theirs.pk).is_archived
+    assert not Room.objects.get(pk=others.pk).is_archived
+    assert refusals("missing manage_room") == 1
+    assert AuditEvent.objects.filter(action="room.archived").count() == 1
+    assert any("Treasury: you cannot archive it" in str(m) for m in response.context["messages"])

@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from pytest_django import Settings
 
 from audit.models import AuditEvent
-from rooms.errors import BarrierViolationError, RateLimitedError
+from rooms.errors import BarrierViolationError, RateLimitedError, UnreachableError
 from rooms.models import Membership, Mention, Message, MessageRevision, Room, RoomInvitation
 from rooms.selectors import message_page, message_revisions, message_view, room_list_for_user
 from rooms.services import (
@@ -123,7 +123,7 @@ def test_an_information_barrier_blocks_membership_direct_messages_and_invitation
 
     with pytest.raises(BarrierViolationError):
         membership_add(actor=owner, room=room, user=trader)
-    with pytest.raises(BarrierViolationError):
+    with pytest.raises(UnreachableError):  # recorded as barrier.refused, answered as unreachable
         direct_conversation_create(actor=researcher, participants=[trader])
     with pytest.raises(BarrierViolationError):
         room_invitation_send(actor=owner, room=room, invitee=trader)

@@ -1,0 +1,74 @@
+"""What an account change must ask of the rooms, answered by the rooms app.
+
+``accounts`` sits below ``rooms`` in the layers (docs/architecture.md, "Layers"): it
+never imports it. Yet two of its changes are bound by rooms' rules: a role change
+reports the rooms that now break an information barrier, and an account that is the
+only acting owner of a room is neither deactivated nor made read-only on chat (the
+room would be left with nobody to manage it). So the rooms app registers, once, in its
+``AppConfig.ready``, the functions that answer (``room_hooks_register``), and the
+account services call them (``room_hooks``) inside their transactions, at the point of
+the lock order each function's description gives.
+
+An explicit registry, not Django signals: one answerer per question, called where the
+lock order needs it, and a question nobody registered an answer for is an error
+(``ImproperlyConfigured``), never silently "no rooms".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from accounts.models import User
+
+
+@dataclass(frozen=True)
+class HeldRoom:
+    """A room only the person asked about can manage: its id and its name."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class RoomHooks:
+    """The rooms' answers, each called inside the account change's transaction."""
+
+    # Lock the rooms ``user`` is a member of (the lock order's third step), after the
+    # caller locked the groups that change and the user's row.
+    rooms_lock: Callable[[User], None]
+    # The rooms ``user`` is the only acting owner of, which no change may leave without
+    # one; locks them. Called with the user's row locked.
+    rooms_owned_only_by: Callable[[User], Sequence[HeldRoom]]
+    # The rooms ``user`` is in that violate an information barrier, with the pairs
+    # that do (as ``rooms.services.barriers.user_barrier_violations`` reports them).
+    barrier_violations: Callable[[User], dict[int, list[Any]]]
+
+
+_registered: list[RoomHooks] = []
+
+
+def room_hooks_register(hooks: RoomHooks) -> None:
+    """Register the rooms' answers (once; a second registration replaces the first, so
+    a reloaded app config does not ask twice)."""
+    _registered[:] = [hooks]
+
+
+def room_hooks() -> RoomHooks:
+    """The registered answers; ``ImproperlyConfigured`` if the rooms app registered none
+    (an account change must not pass a rule because nobody was asked)."""
+    if not _registered:
+        raise ImproperlyConfigured(
+            "the rooms app registers its account hooks in RoomsConfig.ready; is it installed?"
+        )
+    return _registered[0]
+
+
+def rooms_named(rooms: Sequence[HeldRoom], *, shown: int = 5) -> str:
+    """``“A”, “B” and 3 more rooms``: the rooms a refusal names, the first ``shown``."""
+    names = ", ".join(f"“{room.name}”" for room in rooms[:shown])
+    extra = len(rooms) - shown
+    return names + (f" and {extra} more rooms" if extra > 0 else "")

@@ -1,0 +1,24 @@
+"""The rooms' answers to the account services' questions (``accounts.hooks``).
+
+Registered in ``RoomsConfig.ready``: ``accounts`` sits below ``rooms`` and never
+imports it, so it asks through the registry what a role change or a deactivation must
+respect here (information barriers, and a room keeping an owner who can act).
+"""
+
+from __future__ import annotations
+
+from accounts.hooks import HeldRoom, RoomHooks
+from accounts.models import User
+from rooms.services.barriers import user_barrier_violations, user_rooms_lock
+from rooms.services.membership import rooms_owned_only_by
+
+
+def _rooms_owned_only_by(user: User) -> list[HeldRoom]:
+    return [HeldRoom(id=room.pk, name=room.name) for room in rooms_owned_only_by(user=user)]
+
+
+ROOM_HOOKS = RoomHooks(
+    rooms_lock=lambda user: user_rooms_lock(user=user),
+    rooms_owned_only_by=_rooms_owned_only_by,
+    barrier_violations=lambda user: dict(user_barrier_violations(user=user)),
+)
