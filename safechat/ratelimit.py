@@ -16,6 +16,9 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -45,6 +48,40 @@ class Rate:
 
     def item(self) -> RateLimitItemPerSecond:
         return RateLimitItemPerSecond(self.limit, self.seconds)
+
+
+@dataclass(frozen=True)
+class RateState:
+    """What a limit looked like right after a request counted against it: the
+    ``policy`` name, its quota (``limit`` in any ``seconds``), the events ``remaining``
+    and the whole ``reset`` seconds until the oldest counted event leaves the moving
+    window (one more is allowed then, if none remain now)."""
+
+    policy: str
+    limit: int
+    seconds: int
+    remaining: int
+    reset: int
+
+
+rate_states: ContextVar[dict[str, RateState] | None] = ContextVar("rate_states", default=None)
+"""The limits the request being served counted against, by policy (None: not observed)."""
+
+
+@contextmanager
+def rate_states_observed() -> Iterator[dict[str, RateState]]:
+    """Collect, for the block, the state of every named limit it counts against
+    (the API sends them as ``RateLimit`` headers)."""
+    states: dict[str, RateState] = {}
+    token = rate_states.set(states)
+    try:
+        yield states
+    finally:
+        rate_states.reset(token)
+
+
+def _seconds_until(reset_at: float) -> int:
+    return max(1, math.ceil(reset_at - time.time()))
 
 
 class _Limiter:
@@ -82,13 +119,18 @@ class _Limiter:
         shared = self._shared()
         return [shared, self._memory] if shared is not None else [self._memory]
 
-    def hit(self, rate: Rate, *key: str) -> int | None:
-        """Count one event; None if allowed, else the seconds until one more would be."""
+    def hit(self, rate: Rate, *key: str, policy: str | None = None) -> int | None:
+        """Count one event; None if allowed, else the seconds until one more would be.
+        With a ``policy`` name, the limit's state afterwards is observed (``rate_states``)."""
         for strategy in self._strategies():
             try:
-                if strategy.hit(rate.item(), *key):
+                allowed = strategy.hit(rate.item(), *key)
+                if allowed and policy is None:
                     return None
-                return self._retry_after(strategy, rate, key)
+                stats = strategy.get_window_stats(rate.item(), *key)
+                if policy is not None:
+                    self._observe(policy, rate, stats.remaining, stats.reset_time)
+                return None if allowed else _seconds_until(stats.reset_time)
             except Exception as exc:  # any storage failure: count in memory instead
                 if strategy is self._memory:
                     raise
@@ -110,8 +152,20 @@ class _Limiter:
 
     @staticmethod
     def _retry_after(strategy: MovingWindowRateLimiter, rate: Rate, key: tuple[str, ...]) -> int:
-        reset_at = strategy.get_window_stats(rate.item(), *key).reset_time
-        return max(1, math.ceil(reset_at - time.time()))
+        return _seconds_until(strategy.get_window_stats(rate.item(), *key).reset_time)
+
+    @staticmethod
+    def _observe(policy: str, rate: Rate, remaining: int, reset_at: float) -> None:
+        states = rate_states.get()
+        if states is None:
+            return
+        states[policy] = RateState(
+            policy=policy,
+            limit=rate.limit,
+            seconds=rate.seconds,
+            remaining=max(0, remaining),
+            reset=max(0, math.ceil(reset_at - time.time())),
+        )
 
     def reset(self) -> None:
         """Forget every count (tests; the Redis keys of this prefix only)."""
@@ -128,9 +182,12 @@ class _Limiter:
 _limiter = _Limiter()
 
 
-def rate_hit(rate: Rate, *key: str) -> int | None:
-    """Count one event under ``key``; None while within ``rate``, else the seconds to wait."""
-    return _limiter.hit(rate, *key)
+def rate_hit(rate: Rate, *key: str, policy: str | None = None) -> int | None:
+    """Count one event under ``key``; None while within ``rate``, else the seconds to wait.
+
+    ``policy`` names the limit to the client: the state after counting is kept for the
+    request being served (``rate_states_observed``), so the API can report it."""
+    return _limiter.hit(rate, *key, policy=policy)
 
 
 def rate_exceeded(rate: Rate, *key: str) -> int | None:

@@ -1,9 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.admin_site import SafeChatAdminSite
 from safechat import views
+from safechat.api import api_error_handler, api_server_error_handler
 
 # The admin requires a verified second factor (django-otp's documented swap).
 admin.site.__class__ = SafeChatAdminSite
@@ -21,3 +23,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+# Under /api/, Django's own errors (a route no view serves, a body refused while middleware
+# read it) are problem details like every other API error; the portal keeps its pages.
+handler400 = api_error_handler(defaults.bad_request, 400)
+handler403 = api_error_handler(defaults.permission_denied, 403)
+handler404 = api_error_handler(defaults.page_not_found, 404)
+handler500 = api_server_error_handler(defaults.server_error)
