@@ -200,6 +200,9 @@ ROUTES: dict[str, tuple[Call, set[str], int]] = {
 }
 
 
+DENIAL_CODES = {401: "not_authenticated", 403: "permission_denied", 404: "not_found"}
+
+
 def expected_denial(role: str) -> set[int]:
     if role == "anonymous":
         return {401, 403}
@@ -225,7 +228,15 @@ def test_access_matrix(
     with django_capture_on_commit_callbacks() as queued:
         response = call(client, world, role)
 
-    # then allowed roles succeed, and everyone else is refused without any effect
+    # then every answer is never stored, and every refusal is a problem document
+    assert response["Cache-Control"] == "no-store"
+    if response.status_code >= 400:
+        assert response["Content-Type"] == "application/problem+json"
+        body = response.json()
+        expected = "second_factor_required" if role == "unverified" else None
+        assert body["status"] == response.status_code
+        assert body["code"] == (expected or DENIAL_CODES[response.status_code])
+    # and allowed roles succeed, and everyone else is refused without any effect
     if role in allowed:
         assert response.status_code == success, response.content
     else:

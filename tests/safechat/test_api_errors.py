@@ -412,3 +412,157 @@ def test_a_token_without_the_scope_is_a_403_problem(member: User) -> None:
     assert_problem(response, 403, "permission_denied")
     assert not Room.objects.exists()
     assert ApiToken.objects.count() == 1
+
+
+# --- a sweep: every route under /api/, every kind of error -------------------------
+
+
+def api_paths(room: Room, message_id: int, user_id: int) -> list[str]:
+    """Every route under /api/, its ids filled with real ones."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    def walk(patterns: list[Any], prefix: str) -> list[str]:
+        found: list[str] = []
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                found += walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern):
+                found.append(route)
+        return found
+
+    ids = {"room_id": room.pk, "message_id": message_id, "user_id": user_id, "token_id": 1}
+    paths = []
+    for route in walk(get_resolver().url_patterns, "/"):
+        if not route.startswith("/api/"):
+            continue
+        for name, value in ids.items():
+            route = route.replace(f"<int:{name}>", str(value))
+        assert "<" not in route, route
+        paths.append(route)
+    return paths
+
+
+def test_every_api_answer_is_no_store_and_every_error_a_problem(member: User, room: Room) -> None:
+    # given a member with a message in a room, a session client and a read token
+    from rooms.services import message_post
+
+    message = message_post(sender=member, room=room, text="hello")
+    session = Client()
+    sign_in_client(session, member, verified=True)
+    read_token = {"Authorization": f"Bearer {token_for(member, 'read')}"}
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+    for path in api_paths(room, message.pk, member.pk):
+        calls += [
+            ("get", path, {}),
+            ("get", path + "?limit=x&before=y&since=z&format=xml", {}),
+            ("post", path, {"data": b"not json", "content_type": "application/json"}),
+            ("post", path, {"data": b"[]", "content_type": "application/json"}),
+            ("patch", path, {"data": b"x", "content_type": "text/plain"}),
+            ("put", path, {"data": {}, "content_type": "application/json"}),
+            ("delete", path + "9999/", {}),
+            ("options", path, {}),
+        ]
+    seen: set[tuple[int, str]] = set()
+
+    # when each is called by a session, a read token and nobody
+    for method, path, kwargs in calls:
+        for client, headers in ((session, {}), (Client(), read_token), (Client(), {})):
+            response = getattr(client, method)(path, headers=headers, **kwargs)
+
+            # then nothing is a 500, every answer is no-store, every error a problem
+            assert response.status_code < 500, (method, path, response.content)
+            assert response["Cache-Control"] == "no-store", (method, path)
+            if response.status_code >= 400:
+                body = assert_problem(response, response.status_code, response.json()["code"])
+                seen.add((response.status_code, body["code"]))
+    statuses = {status for status, _ in seen}
+    assert {400, 401, 403, 404, 405, 415} <= statuses, seen
+
+
+# --- rate limit headers -----------------------------------------------------------
+
+
+def test_a_counted_write_reports_its_limit_in_ratelimit_headers(
+    client_of: Client, settings: Settings
+) -> None:
+    # given a budget of 3 room creations in any 60 s
+    settings.SAFECHAT_ROOM_CREATE_RATE_LIMIT = (3, 60)
+
+    answers = [
+        client_of.post("/api/v1/rooms/create/", {"name": n}, content_type="application/json")
+        for n in ("a", "b", "c", "d")
+    ]
+
+    # then each answer names the policy and what remains of it, down to the refusal
+    assert [a.status_code for a in answers] == [201, 201, 201, 429]
+    for answer in answers:
+        assert answer["RateLimit-Policy"] == '"room-create";q=3;w=60'
+    remaining = [answer["RateLimit"].split(";")[1] for answer in answers]
+    assert remaining == ["r=2", "r=1", "r=0", "r=0"]
+    reset = int(answers[-1]["RateLimit"].split(";t=")[1])
+    assert 0 < reset <= 60
+    assert reset == int(answers[-1]["Retry-After"])
+
+
+def test_a_read_counts_against_no_limit_and_reports_none(client_of: Client) -> None:
+    response = client_of.get("/api/v1/rooms/")
+
+    assert response.status_code == 200
+    assert "RateLimit" not in response
+    assert "RateLimit-Policy" not in response
+
+
+# --- documentation pages --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "assets"),
+    [
+        (
+            "/api/docs/",
+            ["swagger-ui-dist/swagger-ui-bundle.js", "swagger-ui-dist/swagger-ui.css"],
+        ),
+        ("/api/docs/redoc/", ["redoc/bundles/redoc.standalone.js"]),
+    ],
+)
+def test_the_docs_load_only_our_own_scripts_under_the_csp(
+    client_of: Client, path: str, assets: list[str]
+) -> None:
+    import re
+
+    from django.contrib.staticfiles import finders
+
+    # when a verified user opens the documentation page
+    response = client_of.get(path)
+
+    # then every script and stylesheet is one of our static files, and they exist
+    assert response.status_code == 200
+    page = response.content.decode()
+    sources = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', page)
+    assert sources
+    for source in sources:
+        assert source.startswith(("/static/", "/api/docs/")), source
+        if source.startswith("/static/"):
+            assert finders.find(source.removeprefix("/static/")) is not None, source
+    for asset in assets:
+        assert any(s.endswith(asset) for s in sources), asset
+    # no inline script, and the CSP allows scripts from this origin only
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page)
+    csp = response["Content-Security-Policy"]
+    assert "script-src 'self';" in csp + ";"
+    assert "http" not in page.split("<body", 1)[1].replace("http-equiv", "")
+
+
+def test_the_swagger_start_up_script_is_a_file_of_its_own(client_of: Client) -> None:
+    response = client_of.get("/api/docs/?script=")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/javascript")
+    assert b"/api/schema/" in response.content
+
+
+def test_the_portal_links_the_api_docs(client_of: Client) -> None:
+    response = client_of.get("/accounts/")
+
+    assert b'href="/api/docs/"' in response.content
