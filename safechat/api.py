@@ -318,3 +318,111 @@ class ApiMetadata(SimpleMetadata):
         metadata = dict(super().determine_metadata(request, view))
         metadata.pop("description", None)
         return metadata
+
+
+# --- the schema: every operation documents its problem responses ------------------
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A problem document (RFC 9457), the body of every error "
+    "(`application/problem+json`).",
+    "required": ["type", "title", "status", "detail", "instance", "code", "request_id"],
+    "properties": {
+        "type": {
+            "type": "string",
+            "description": "`urn:safechat:problem:` followed by `code`.",
+            "example": "urn:safechat:problem:invalid",
+        },
+        "title": {"type": "string", "description": "Fixed for each code."},
+        "status": {"type": "integer", "description": "The HTTP status, repeated."},
+        "detail": {"type": "string", "description": "What went wrong this time."},
+        "instance": {"type": "string", "description": "The path of the request."},
+        "code": {
+            "type": "string",
+            "description": "Stable and machine-readable; see docs/api.md for the list.",
+            "example": "invalid",
+        },
+        "request_id": {
+            "type": "string",
+            "description": "The response's `X-Request-ID`; quote it to support.",
+        },
+        "errors": {
+            "type": "array",
+            "description": "Validation only: each refused field.",
+            "items": {
+                "type": "object",
+                "required": ["code", "detail"],
+                "properties": {
+                    "pointer": {
+                        "type": "string",
+                        "description": "JSON pointer (RFC 6901) into the body, as a URI "
+                        "fragment; `#` is the whole body.",
+                        "example": "#/name",
+                    },
+                    "parameter": {
+                        "type": "string",
+                        "description": "The query parameter refused (requests without a body).",
+                    },
+                    "code": {"type": "string", "example": "required"},
+                    "detail": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+_PROBLEM_RESPONSES = {
+    "400": "Invalid input, malformed body or parameters (code `invalid`, `parse_error`, "
+    "`malformed_utf8`, `nesting_too_deep`, ...).",
+    "401": "No credentials, or invalid ones (`not_authenticated`, `authentication_failed`).",
+    "403": "Not allowed: the token's scope, the second factor, the caller's role in the "
+    "room, CSRF for a session (`permission_denied`, `second_factor_required`).",
+    "404": "No such object, or none the caller may see (`not_found`).",
+    "405": "Method not allowed on this path (`method_not_allowed`); `Allow` lists the others.",
+    "429": "Too many requests (`throttled`); wait `Retry-After` seconds.",
+}
+_BODY_PROBLEM_RESPONSES = {
+    "413": "Request body over the limit (`payload_too_large`).",
+    "415": "A body that is not `application/json` (`unsupported_media_type`).",
+}
+_HEADERS = {
+    "401": {
+        "WWW-Authenticate": {
+            "schema": {"type": "string"},
+            "description": 'The challenge: `Bearer realm="api"`.',
+        }
+    },
+    "429": {
+        "Retry-After": {
+            "schema": {"type": "integer"},
+            "description": "Seconds until the request may be retried.",
+        }
+    },
+}
+
+
+def problem_responses_hook(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """A drf-spectacular postprocessing hook: the ``Problem`` schema, and for every
+    operation each problem response it can answer (never replacing the description of
+    one it documents itself, only giving it the problem body)."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for operations in result.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            documented = dict(_PROBLEM_RESPONSES)
+            if "requestBody" in operation:
+                documented.update(_BODY_PROBLEM_RESPONSES)
+            responses = operation.setdefault("responses", {})
+            for code, description in sorted(documented.items()):
+                answer: dict[str, Any] = {"description": description, "content": content}
+                if code in _HEADERS:
+                    answer["headers"] = _HEADERS[code]
+                responses.setdefault(code, answer)
+            for code, answer in responses.items():  # those an operation names itself too
+                if str(code)[0] in "45" and not answer.get("content"):
+                    answer["content"] = content
+    return result

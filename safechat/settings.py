@@ -496,6 +496,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Every operation documents the problem details it can answer (400, 401, 403, ...).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "safechat.api.problem_responses_hook",
+    ],
 }
 
 # --- Static files, i18n -----------------------------------------------------
