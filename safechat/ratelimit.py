@@ -80,10 +80,6 @@ def rate_states_observed() -> Iterator[dict[str, RateState]]:
         rate_states.reset(token)
 
 
-def _seconds_until(reset_at: float) -> int:
-    return max(1, math.ceil(reset_at - time.time()))
-
-
 class _Limiter:
     """The moving-window limiter on Redis, falling back to memory while Redis is down."""
 
@@ -125,25 +121,20 @@ class _Limiter:
         for strategy in self._strategies():
             try:
                 allowed = strategy.hit(rate.item(), *key)
-                if allowed and policy is None:
-                    return None
-                stats = strategy.get_window_stats(rate.item(), *key)
-                if policy is not None:
-                    self._observe(policy, rate, stats.remaining, stats.reset_time)
-                return None if allowed else _seconds_until(stats.reset_time)
+                return self._answer(strategy, rate, key, allowed=allowed, policy=policy)
             except Exception as exc:  # any storage failure: count in memory instead
                 if strategy is self._memory:
                     raise
                 self._failed(exc)
         raise AssertionError("unreachable: the memory limiter always answers")  # pragma: no cover
 
-    def over(self, rate: Rate, *key: str) -> int | None:
-        """Without counting: None if one more event is allowed, else the seconds to wait."""
+    def over(self, rate: Rate, *key: str, policy: str | None = None) -> int | None:
+        """Without counting: None if one more event is allowed, else the seconds to wait.
+        With a ``policy`` name, the limit's state is observed (``rate_states``)."""
         for strategy in self._strategies():
             try:
-                if strategy.test(rate.item(), *key):
-                    return None
-                return self._retry_after(strategy, rate, key)
+                allowed = strategy.test(rate.item(), *key)
+                return self._answer(strategy, rate, key, allowed=allowed, policy=policy)
             except Exception as exc:
                 if strategy is self._memory:
                     raise
@@ -151,21 +142,30 @@ class _Limiter:
         raise AssertionError("unreachable: the memory limiter always answers")  # pragma: no cover
 
     @staticmethod
-    def _retry_after(strategy: MovingWindowRateLimiter, rate: Rate, key: tuple[str, ...]) -> int:
-        return _seconds_until(strategy.get_window_stats(rate.item(), *key).reset_time)
-
-    @staticmethod
-    def _observe(policy: str, rate: Rate, remaining: int, reset_at: float) -> None:
+    def _answer(
+        strategy: MovingWindowRateLimiter,
+        rate: Rate,
+        key: tuple[str, ...],
+        *,
+        allowed: bool,
+        policy: str | None,
+    ) -> int | None:
+        """None if ``allowed``, else the whole seconds to wait; the state observed under
+        ``policy`` (one reading of the window, so ``Retry-After`` and ``t`` agree)."""
+        if allowed and policy is None:
+            return None
+        stats = strategy.get_window_stats(rate.item(), *key)
+        reset = max(0, math.ceil(stats.reset_time - time.time()))
         states = rate_states.get()
-        if states is None:
-            return
-        states[policy] = RateState(
-            policy=policy,
-            limit=rate.limit,
-            seconds=rate.seconds,
-            remaining=max(0, remaining),
-            reset=max(0, math.ceil(reset_at - time.time())),
-        )
+        if policy is not None and states is not None:
+            states[policy] = RateState(
+                policy=policy,
+                limit=rate.limit,
+                seconds=rate.seconds,
+                remaining=max(0, stats.remaining),
+                reset=reset,
+            )
+        return None if allowed else max(1, reset)
 
     def reset(self) -> None:
         """Forget every count (tests; the Redis keys of this prefix only)."""
@@ -190,9 +190,9 @@ def rate_hit(rate: Rate, *key: str, policy: str | None = None) -> int | None:
     return _limiter.hit(rate, *key, policy=policy)
 
 
-def rate_exceeded(rate: Rate, *key: str) -> int | None:
+def rate_exceeded(rate: Rate, *key: str, policy: str | None = None) -> int | None:
     """Like ``rate_hit`` without counting: None if one more event is allowed."""
-    return _limiter.over(rate, *key)
+    return _limiter.over(rate, *key, policy=policy)
 
 
 def rate_limits_reset() -> None:

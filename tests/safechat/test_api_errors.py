@@ -566,3 +566,24 @@ def test_the_portal_links_the_api_docs(client_of: Client) -> None:
     response = client_of.get("/accounts/")
 
     assert b'href="/api/docs/"' in response.content
+
+
+def test_an_answer_the_client_does_not_accept_is_a_406_problem(client_of: Client) -> None:
+    response = client_of.get("/api/v1/rooms/", headers={"Accept": "text/html"})
+
+    assert_problem(response, 406, "not_acceptable")
+
+
+def test_refused_tokens_report_what_remains_of_the_address_budget(settings: Settings) -> None:
+    # given at most 2 refused tokens per address in any 60 s
+    settings.SAFECHAT_TOKEN_FAILURE_LIMIT = (2, 60)
+    wrong = {"Authorization": "Bearer sct_00000000_wrong"}
+
+    answers = [Client().get("/api/v1/rooms/", headers=wrong) for _ in range(3)]
+
+    # then each refusal says what remains, and the third is throttled
+    assert [a.status_code for a in answers] == [401, 401, 429]
+    assert {a["RateLimit-Policy"] for a in answers} == {'"token-failures";q=2;w=60'}
+    assert [a["RateLimit"].split(";")[1] for a in answers] == ["r=1", "r=0", "r=0"]
+    assert_problem(answers[2], 429, "throttled")
+    assert answers[2]["RateLimit"].endswith(f";t={answers[2]['Retry-After']}")
