@@ -12,7 +12,7 @@ from collections.abc import Callable
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import Resolver404, resolve, reverse
 
 from accounts.selectors import user_has_factor
@@ -24,6 +24,7 @@ from accounts.session_policy import (
     session_touch_due,
     session_verdict_of,
 )
+from safechat.problems import problem_response
 
 # Reachable by anyone, signed in or not.
 PUBLIC_ROUTES = frozenset(
@@ -56,6 +57,7 @@ ENROLMENT_ROUTES = frozenset(
     }
 )
 API_PREFIX = "/api/"
+API_CHALLENGE = 'Bearer realm="api"'
 
 Handler = Callable[[HttpRequest], HttpResponse]
 
@@ -111,11 +113,24 @@ class SecondFactorRequiredMiddleware:
             return self.get_response(request)
         if not request.user.is_authenticated:
             if _wants_json(request):
-                return JsonResponse({"detail": "Authentication required."}, status=401)
+                # The same challenge DRF sends (RFC 9110, section 11.6.1): a token is
+                # the API's way in.
+                return problem_response(
+                    status=401,
+                    code="not_authenticated",
+                    detail="Authentication required.",
+                    request=request,
+                    headers={"WWW-Authenticate": API_CHALLENGE},
+                )
             query = urlencode({"next": request.get_full_path()})
             return HttpResponseRedirect(f"{settings.LOGIN_URL}?{query}")
         if _wants_json(request):
-            return JsonResponse({"detail": "Second factor required."}, status=403)
+            return problem_response(
+                status=403,
+                code="second_factor_required",
+                detail="Second factor required.",
+                request=request,
+            )
         return HttpResponseRedirect(self._second_factor_url(request))
 
     def _allowed(self, request: HttpRequest) -> bool:

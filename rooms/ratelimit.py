@@ -47,6 +47,6 @@ def _budget(write: Write) -> tuple[str, Rate]:
 def write_rate_check(*, user_id: int, write: Write) -> None:
     """Count one ``write`` by ``user_id``; raise RateLimitedError past its budget."""
     budget, rate = _budget(write)
-    retry_after = rate_hit(rate, "rooms", budget, str(user_id))
+    retry_after = rate_hit(rate, "rooms", budget, str(user_id), policy=budget)
     if retry_after is not None:
         raise RateLimitedError(retry_after=retry_after)

@@ -1,59 +1,431 @@
-"""API-wide behaviour: errors as JSON, never a stack trace to the client."""
+"""API-wide behaviour: every error is a problem document (RFC 9457), never a stack trace.
+
+One error path: whatever a view, a serializer, a parser, an authentication class or a
+service raises reaches :func:`exception_handler`, which answers it through
+``safechat.problems.problem_response``; so do the Django error handlers for routes
+under ``/api/`` that no view serves (:func:`api_error_handler`), and the middleware that
+refuse before a view runs. The codes are listed in docs/api.md ("Errors").
+
+Also here: the JSON parser (bounded, and a client error for every malformed body), the
+metadata of an ``OPTIONS`` answer (no view docstrings) and the spectacular hook that
+documents the problem responses of every operation.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import math
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, TYPE_CHECKING, Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404
-from rest_framework import exceptions, status
-from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
+from django.conf import settings
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+    ValidationError,
+)
+from django.http import Http404, HttpRequest, HttpResponse
+from rest_framework import exceptions, parsers, status
+from rest_framework.metadata import SimpleMetadata
+from rest_framework.request import Request
+from rest_framework.utils import json
+
+from safechat.problems import is_api_path, problem_response
+
+if TYPE_CHECKING:
+    from rest_framework.views import APIView
 
 logger = logging.getLogger(__name__)
 
+NON_FIELD_POINTER = "#"
+# Requests whose input is their query string: field errors name a ``parameter``.
+QUERY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus Django's ValidationError as a 400 (a reused idempotency key
-    as a 422), a participant who cannot be reached (``rooms.errors.UnreachableError``,
-    a recorded refusal) as the same 400, and a generic 500."""
+
+def _pointer(path: tuple[str, ...]) -> str:
+    """A JSON pointer (RFC 6901) as a URI fragment; ``non_field_errors`` is the body."""
+    parts = [p for p in path if p != "non_field_errors"]
+    if not parts:
+        return NON_FIELD_POINTER
+    escaped = (p.replace("~", "~0").replace("/", "~1") for p in parts)
+    return NON_FIELD_POINTER + "/" + "/".join(escaped)
+
+
+def _field_errors(detail: Any, path: tuple[str, ...] = ()) -> Iterator[dict[str, str]]:
+    """Each leaf of a DRF validation ``detail`` (dicts of lists of ``ErrorDetail``)."""
+    if isinstance(detail, Mapping):
+        for key, value in detail.items():
+            yield from _field_errors(value, (*path, str(key)))
+    elif isinstance(detail, list):
+        if all(isinstance(item, str) for item in detail):
+            for item in detail:
+                yield from _field_errors(item, path)
+        else:  # a list field: errors by index, an empty entry for a valid item
+            for index, item in enumerate(detail):
+                if item:
+                    yield from _field_errors(item, (*path, str(index)))
+    else:
+        code = getattr(detail, "code", None) or "invalid"
+        yield {"pointer": _pointer(path), "code": str(code), "detail": str(detail)}
+
+
+def _django_validation_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """A service's ``ValidationError`` as field errors (its fields, or the whole body)."""
+    if hasattr(exc, "error_dict"):
+        return [
+            {"pointer": _pointer((field,)), "code": error.code or "invalid", "detail": message}
+            for field, errors in exc.error_dict.items()
+            for error in errors
+            for message in error.messages
+        ]
+    return [
+        {"pointer": NON_FIELD_POINTER, "code": error.code or "invalid", "detail": message}
+        for error in exc.error_list
+        for message in error.messages
+    ]
+
+
+def _as_parameter(error: dict[str, str]) -> dict[str, str]:
+    """A field error of a request without a body names the query ``parameter`` refused."""
+    pointer = error.pop("pointer")
+    if pointer != NON_FIELD_POINTER:
+        error = {"parameter": pointer.removeprefix("#/").split("/")[0], **error}
+    return error
+
+
+def _validation_summary(errors: list[dict[str, str]]) -> str:
+    """The ``detail`` of a validation problem: its one error, or how many there are."""
+    if len(errors) != 1:
+        return f"{len(errors)} problems with the request; see errors."
+    only = errors[0]
+    where = only.get("parameter") or only.get("pointer", NON_FIELD_POINTER).removeprefix("#/")
+    return only["detail"] if where == NON_FIELD_POINTER else f"{where}: {only['detail']}"
+
+
+def _code_of(exc: exceptions.APIException) -> str:
+    code = getattr(exc.detail, "code", None)
+    return str(code) if isinstance(code, str) and code else str(exc.default_code)
+
+
+def throttled_detail(wait: int | None) -> str:
+    if wait is None:
+        return "Too many requests; try again later."
+    return f"Too many requests; try again in {wait} s."
+
+
+def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse | None:
+    """The problem response for ``exc``, or None for an error no client caused (a 500).
+
+    The one mapping from exceptions to statuses and codes, for the API's views and for
+    the Django handlers that answer under ``/api/`` before or without a view.
+    """
     from rooms.errors import IdempotencyKeyReusedError, RateLimitedError, UnreachableError
     from safechat.keyring.errors import IntegrityFailure
 
     if isinstance(exc, IntegrityFailure):
         # Stored data failed its check: not the client's fault, and not to be retried
         # blindly; the keyring reported it (logged, audited once), the client is told.
-        return Response(
-            {
-                "code": "integrity_failure",
-                "detail": "Stored data failed its integrity check; the security team is "
-                "notified. Nothing was changed.",
-            },
+        return problem_response(
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            code="integrity_failure",
+            detail="Stored data failed its integrity check; the security team is "
+            "notified. Nothing was changed.",
+            request=request,
         )
     if isinstance(exc, IdempotencyKeyReusedError):
         # The request is well-formed but conflicts with what the key stands for.
-        return Response(
-            {"code": "idempotency_key_reused", "detail": exc.messages[0]},
+        return problem_response(
             status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            code="idempotency_key_reused",
+            detail=exc.messages[0],
+            request=request,
         )
     if isinstance(exc, RateLimitedError):
-        exc = exceptions.Throttled(wait=exc.retry_after, detail=str(exc))
-    elif isinstance(exc, ValidationError):
-        exc = exceptions.ValidationError(detail=exc.messages)
-    elif isinstance(exc, UnreachableError):
-        # Recorded as the refusal it is, answered as an id that names nobody (400).
-        exc = exceptions.ValidationError(detail=[exc.message])
-    elif isinstance(exc, Http404):
+        exc = exceptions.Throttled(wait=exc.retry_after)
+    if isinstance(exc, UnreachableError):
+        # Recorded as the refusal it is; answered exactly as an id that names nobody is.
+        exc = ValidationError(exc.message)
+    if isinstance(exc, ValidationError):
+        errors = _django_validation_errors(exc)
+        return problem_response(
+            status=400,
+            code="invalid",
+            detail=_validation_summary(errors),
+            errors=errors,
+            request=request,
+        )
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return problem_response(
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            code="payload_too_large",
+            detail=f"The request body is over the limit of {limit} bytes.",
+            request=request,
+        )
+    if isinstance(exc, TooManyFieldsSent):
+        return problem_response(
+            status=400,
+            code="too_many_fields",
+            detail=f"More than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields were sent.",
+            request=request,
+        )
+    if isinstance(exc, TooManyFilesSent):
+        return problem_response(
+            status=400,
+            code="too_many_files",
+            detail=f"More than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files were sent.",
+            request=request,
+        )
+    if isinstance(exc, SuspiciousOperation):
+        return problem_response(
+            status=400, code="bad_request", detail="The request was refused.", request=request
+        )
+    if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied(detail=str(exc) or None)
-    response = drf_exception_handler(exc, context)
-    if response is None:
-        logger.exception("unhandled API error")
-        return Response(
-            {"detail": "Internal error. Quote the request id to support."},
-            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    if not isinstance(exc, exceptions.APIException):
+        return None
+    headers: dict[str, str] = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = str(exc.auth_header)  # type: ignore[attr-defined]
+    if isinstance(exc, exceptions.ValidationError):
+        errors = list(_field_errors(exc.detail))
+        if request is not None and request.method in QUERY_METHODS:
+            errors = [_as_parameter(error) for error in errors]
+        return problem_response(
+            status=exc.status_code,
+            code="invalid",
+            detail=_validation_summary(errors),
+            errors=errors,
+            request=request,
         )
+    if isinstance(exc, exceptions.Throttled):
+        raw_wait = getattr(exc, "wait", None)
+        wait = None if raw_wait is None else max(1, math.ceil(raw_wait))
+        if wait is not None:
+            headers["Retry-After"] = str(wait)
+        return problem_response(
+            status=exc.status_code,
+            code="throttled",
+            detail=throttled_detail(wait),
+            request=request,
+            headers=headers,
+        )
+    return problem_response(
+        status=exc.status_code,
+        code=_code_of(exc),
+        detail=str(exc.detail),
+        request=request,
+        headers=headers,
+    )
+
+
+def server_error(request: HttpRequest | None) -> HttpResponse:
+    return problem_response(
+        status=500,
+        code="server_error",
+        detail="Internal error. Quote the request id to support.",
+        request=request,
+    )
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse:
+    """DRF's ``EXCEPTION_HANDLER``: every exception as a problem response; a 500 (logged,
+    nothing of the exception shown) for any the client did not cause."""
+    # Imported here: DRF imports this module while ``rest_framework.views`` loads.
+    from rest_framework.views import set_rollback
+
+    drf_request = context.get("request")
+    request = drf_request._request if isinstance(drf_request, Request) else None
+    set_rollback()
+    response = problem_for(exc, request)
+    if response is None:
+        logger.exception("unhandled API error", exc_info=exc)
+        return server_error(request)
     return response
+
+
+def api_error_handler(
+    fallback: Callable[..., HttpResponse], status_code: int
+) -> Callable[..., HttpResponse]:
+    """A Django ``handler400/403/404`` (``safechat.urls``): problem details under
+    ``/api/`` (a route no view matches, a body refused while middleware read it), the
+    portal's page (``fallback``) elsewhere."""
+
+    def handler(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+        if not is_api_path(request.path):
+            return fallback(request, exception)
+        if exception is None:
+            exception = {400: SuspiciousOperation(), 403: PermissionDenied(), 404: Http404()}[
+                status_code
+            ]
+        response = problem_for(exception, request)
+        return response if response is not None else server_error(request)
+
+    return handler
+
+
+def api_server_error_handler(fallback: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A Django ``handler500``: problem details under ``/api/``, the portal's page elsewhere."""
+
+    def handler(request: HttpRequest) -> HttpResponse:
+        return server_error(request) if is_api_path(request.path) else fallback(request)
+
+    return handler
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, bounded, with a 4xx for every body a client can get wrong.
+
+    Reads at most ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes (more: ``RequestDataTooBig``,
+    answered 413; DRF's own parser reads a stream without that limit); a body that is not
+    UTF-8 (RFC 8259, section 8.1), not JSON, or nested past the interpreter's recursion
+    limit is a ``ParseError`` (400) with its own code.
+    """
+
+    def parse(
+        self,
+        stream: IO[Any],
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = stream.read(limit + 1) if limit is not None else stream.read()
+        if limit is not None and len(raw) > limit:
+            raise RequestDataTooBig()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise exceptions.ParseError(
+                "The body is not valid UTF-8.", code="malformed_utf8"
+            ) from None
+        try:
+            return json.loads(text, parse_constant=json.strict_constant if self.strict else None)
+        except RecursionError:
+            raise exceptions.ParseError(
+                "The JSON body is nested too deeply.", code="nesting_too_deep"
+            ) from None
+        except ValueError as exc:
+            raise exceptions.ParseError(f"The body is not valid JSON: {exc}.") from None
+
+
+class ApiMetadata(SimpleMetadata):
+    """An ``OPTIONS`` answer: what the route renders and parses, never its docstring
+    (it speaks of the implementation, not of the contract)."""
+
+    def determine_metadata(self, request: Request, view: APIView) -> dict[str, Any]:
+        metadata = dict(super().determine_metadata(request, view))
+        metadata.pop("description", None)
+        return metadata
+
+
+# --- the schema: every operation documents its problem responses ------------------
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A problem document (RFC 9457), the body of every error "
+    "(`application/problem+json`).",
+    "required": ["type", "title", "status", "detail", "instance", "code", "request_id"],
+    "properties": {
+        "type": {
+            "type": "string",
+            "description": "`urn:safechat:problem:` followed by `code`.",
+            "example": "urn:safechat:problem:invalid",
+        },
+        "title": {"type": "string", "description": "Fixed for each code."},
+        "status": {"type": "integer", "description": "The HTTP status, repeated."},
+        "detail": {"type": "string", "description": "What went wrong this time."},
+        "instance": {"type": "string", "description": "The path of the request."},
+        "code": {
+            "type": "string",
+            "description": "Stable and machine-readable; see docs/api.md for the list.",
+            "example": "invalid",
+        },
+        "request_id": {
+            "type": "string",
+            "description": "The response's `X-Request-ID`; quote it to support.",
+        },
+        "errors": {
+            "type": "array",
+            "description": "Validation only: each refused field.",
+            "items": {
+                "type": "object",
+                "required": ["code", "detail"],
+                "properties": {
+                    "pointer": {
+                        "type": "string",
+                        "description": "JSON pointer (RFC 6901) into the body, as a URI "
+                        "fragment; `#` is the whole body.",
+                        "example": "#/name",
+                    },
+                    "parameter": {
+                        "type": "string",
+                        "description": "The query parameter refused (requests without a body).",
+                    },
+                    "code": {"type": "string", "example": "required"},
+                    "detail": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+_PROBLEM_RESPONSES = {
+    "400": "Invalid input, malformed body or parameters (code `invalid`, `parse_error`, "
+    "`malformed_utf8`, `nesting_too_deep`, ...).",
+    "401": "No credentials, or invalid ones (`not_authenticated`, `authentication_failed`).",
+    "403": "Not allowed: the token's scope, the second factor, the caller's role in the "
+    "room, CSRF for a session (`permission_denied`, `second_factor_required`).",
+    "404": "No such object, or none the caller may see (`not_found`).",
+    "405": "Method not allowed on this path (`method_not_allowed`); `Allow` lists the others.",
+    "429": "Too many requests (`throttled`); wait `Retry-After` seconds.",
+}
+_BODY_PROBLEM_RESPONSES = {
+    "413": "Request body over the limit (`payload_too_large`).",
+    "415": "A body that is not `application/json` (`unsupported_media_type`).",
+}
+_HEADERS = {
+    "401": {
+        "WWW-Authenticate": {
+            "schema": {"type": "string"},
+            "description": 'The challenge: `Bearer realm="api"`.',
+        }
+    },
+    "429": {
+        "Retry-After": {
+            "schema": {"type": "integer"},
+            "description": "Seconds until the request may be retried.",
+        }
+    },
+}
+
+
+def problem_responses_hook(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """A drf-spectacular postprocessing hook: the ``Problem`` schema, and for every
+    operation each problem response it can answer (never replacing the description of
+    one it documents itself, only giving it the problem body)."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for operations in result.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            documented = dict(_PROBLEM_RESPONSES)
+            if "requestBody" in operation:
+                documented.update(_BODY_PROBLEM_RESPONSES)
+            responses = operation.setdefault("responses", {})
+            for code, description in sorted(documented.items()):
+                answer: dict[str, Any] = {"description": description, "content": content}
+                if code in _HEADERS:
+                    answer["headers"] = _HEADERS[code]
+                responses.setdefault(code, answer)
+            for code, answer in responses.items():  # those an operation names itself too
+                if str(code)[0] in "45" and not answer.get("content"):
+                    answer["content"] = content
+    return result

@@ -10,6 +10,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from safechat.problems import is_api_path
+from safechat.ratelimit import RateState, rate_states_observed
 from safechat.request_context import (
     ActingContext,
     acting,
@@ -102,3 +104,34 @@ class IntegrityFailureMiddleware:
             {"reason": INTEGRITY_FAILURE_MESSAGE},
             status=503,
         )
+
+
+def _rate_limit_fields(states: list[RateState]) -> tuple[str, str]:
+    """``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers):
+    each policy's quota ``q`` in a window of ``w`` seconds, and its remaining ``r`` with
+    ``t`` seconds until the oldest counted request leaves the window."""
+    policies = ", ".join(f'"{s.policy}";q={s.limit};w={s.seconds}' for s in states)
+    current = ", ".join(f'"{s.policy}";r={s.remaining};t={s.reset}' for s in states)
+    return policies, current
+
+
+class ApiResponseMiddleware:
+    """Every API response: never stored by a cache (``Cache-Control: no-store``: a
+    browser's cache is a disk, and the API answers decrypted messages), and the state of
+    each rate limit the request counted against, as ``RateLimit`` headers from the
+    limiter itself."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not is_api_path(request.path_info):
+            return self.get_response(request)
+        with rate_states_observed() as states:
+            response = self.get_response(request)
+        response["Cache-Control"] = "no-store"
+        if states:
+            policies, current = _rate_limit_fields(list(states.values()))
+            response["RateLimit-Policy"] = policies
+            response["RateLimit"] = current
+        return response

@@ -16,6 +16,9 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -45,6 +48,36 @@ class Rate:
 
     def item(self) -> RateLimitItemPerSecond:
         return RateLimitItemPerSecond(self.limit, self.seconds)
+
+
+@dataclass(frozen=True)
+class RateState:
+    """What a limit looked like right after a request counted against it: the
+    ``policy`` name, its quota (``limit`` in any ``seconds``), the events ``remaining``
+    and the whole ``reset`` seconds until the oldest counted event leaves the moving
+    window (one more is allowed then, if none remain now)."""
+
+    policy: str
+    limit: int
+    seconds: int
+    remaining: int
+    reset: int
+
+
+rate_states: ContextVar[dict[str, RateState] | None] = ContextVar("rate_states", default=None)
+"""The limits the request being served counted against, by policy (None: not observed)."""
+
+
+@contextmanager
+def rate_states_observed() -> Iterator[dict[str, RateState]]:
+    """Collect, for the block, the state of every named limit it counts against
+    (the API sends them as ``RateLimit`` headers)."""
+    states: dict[str, RateState] = {}
+    token = rate_states.set(states)
+    try:
+        yield states
+    finally:
+        rate_states.reset(token)
 
 
 class _Limiter:
@@ -82,26 +115,26 @@ class _Limiter:
         shared = self._shared()
         return [shared, self._memory] if shared is not None else [self._memory]
 
-    def hit(self, rate: Rate, *key: str) -> int | None:
-        """Count one event; None if allowed, else the seconds until one more would be."""
+    def hit(self, rate: Rate, *key: str, policy: str | None = None) -> int | None:
+        """Count one event; None if allowed, else the seconds until one more would be.
+        With a ``policy`` name, the limit's state afterwards is observed (``rate_states``)."""
         for strategy in self._strategies():
             try:
-                if strategy.hit(rate.item(), *key):
-                    return None
-                return self._retry_after(strategy, rate, key)
+                allowed = strategy.hit(rate.item(), *key)
+                return self._answer(strategy, rate, key, allowed=allowed, policy=policy)
             except Exception as exc:  # any storage failure: count in memory instead
                 if strategy is self._memory:
                     raise
                 self._failed(exc)
         raise AssertionError("unreachable: the memory limiter always answers")  # pragma: no cover
 
-    def over(self, rate: Rate, *key: str) -> int | None:
-        """Without counting: None if one more event is allowed, else the seconds to wait."""
+    def over(self, rate: Rate, *key: str, policy: str | None = None) -> int | None:
+        """Without counting: None if one more event is allowed, else the seconds to wait.
+        With a ``policy`` name, the limit's state is observed (``rate_states``)."""
         for strategy in self._strategies():
             try:
-                if strategy.test(rate.item(), *key):
-                    return None
-                return self._retry_after(strategy, rate, key)
+                allowed = strategy.test(rate.item(), *key)
+                return self._answer(strategy, rate, key, allowed=allowed, policy=policy)
             except Exception as exc:
                 if strategy is self._memory:
                     raise
@@ -109,9 +142,30 @@ class _Limiter:
         raise AssertionError("unreachable: the memory limiter always answers")  # pragma: no cover
 
     @staticmethod
-    def _retry_after(strategy: MovingWindowRateLimiter, rate: Rate, key: tuple[str, ...]) -> int:
-        reset_at = strategy.get_window_stats(rate.item(), *key).reset_time
-        return max(1, math.ceil(reset_at - time.time()))
+    def _answer(
+        strategy: MovingWindowRateLimiter,
+        rate: Rate,
+        key: tuple[str, ...],
+        *,
+        allowed: bool,
+        policy: str | None,
+    ) -> int | None:
+        """None if ``allowed``, else the whole seconds to wait; the state observed under
+        ``policy`` (one reading of the window, so ``Retry-After`` and ``t`` agree)."""
+        if allowed and policy is None:
+            return None
+        stats = strategy.get_window_stats(rate.item(), *key)
+        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        states = rate_states.get()
+        if policy is not None and states is not None:
+            states[policy] = RateState(
+                policy=policy,
+                limit=rate.limit,
+                seconds=rate.seconds,
+                remaining=max(0, stats.remaining),
+                reset=reset,
+            )
+        return None if allowed else max(1, reset)
 
     def reset(self) -> None:
         """Forget every count (tests; the Redis keys of this prefix only)."""
@@ -128,14 +182,17 @@ class _Limiter:
 _limiter = _Limiter()
 
 
-def rate_hit(rate: Rate, *key: str) -> int | None:
-    """Count one event under ``key``; None while within ``rate``, else the seconds to wait."""
-    return _limiter.hit(rate, *key)
+def rate_hit(rate: Rate, *key: str, policy: str | None = None) -> int | None:
+    """Count one event under ``key``; None while within ``rate``, else the seconds to wait.
+
+    ``policy`` names the limit to the client: the state after counting is kept for the
+    request being served (``rate_states_observed``), so the API can report it."""
+    return _limiter.hit(rate, *key, policy=policy)
 
 
-def rate_exceeded(rate: Rate, *key: str) -> int | None:
+def rate_exceeded(rate: Rate, *key: str, policy: str | None = None) -> int | None:
     """Like ``rate_hit`` without counting: None if one more event is allowed."""
-    return _limiter.over(rate, *key)
+    return _limiter.over(rate, *key, policy=policy)
 
 
 def rate_limits_reset() -> None:

@@ -143,6 +143,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files (/api/docs/)
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
@@ -159,6 +160,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "safechat.middleware.RequestIdMiddleware",
+    # API responses: no-store, and the RateLimit headers of what the request counted.
+    "safechat.middleware.ApiResponseMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -450,6 +453,19 @@ SAFECHAT_SOCKET_GROUP_REFRESH_SECONDS = env.float(
 )
 
 # --- API --------------------------------------------------------------------
+# --- Request bodies (docs/api.md, "Limits") -------------------------------------
+# No request body past this is read (safechat.body_limit, before Django): 413 at once by
+# Content-Length, or as soon as a body sent without one passes it. Django's own limit on
+# what it parses in memory is the same number, so the two never disagree.
+SAFECHAT_MAX_BODY_BYTES = env.int("SAFECHAT_MAX_BODY_BYTES", default=2_621_440)
+DATA_UPLOAD_MAX_MEMORY_SIZE = SAFECHAT_MAX_BODY_BYTES
+# Paths (regular expressions) served by an application that streams large bodies under
+# its own limits, so the limit above does not apply: the resumable upload endpoints.
+SAFECHAT_BODY_LIMIT_EXCLUDED_PATHS: list[str] = [
+    r"^/api/v1/rooms/\d+/uploads(/|$)",
+    r"^/api/v1/uploads(/|$)",
+]
+
 REST_FRAMEWORK = {
     # The token scheme first: DRF takes its challenge from the first class, so a request
     # without valid credentials gets 401 with `WWW-Authenticate: Bearer`, not 403.
@@ -465,6 +481,14 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON only, read within DATA_UPLOAD_MAX_MEMORY_SIZE: no form or multipart parsing (a
+    # multipart body would be spooled to disk), a 415 problem for any other type.
+    "DEFAULT_PARSER_CLASSES": ["safechat.api.JSONParser"],
+    # OPTIONS names what a route parses and renders, never its docstring.
+    "DEFAULT_METADATA_CLASS": "safechat.api.ApiMetadata",
+    # ``?format=`` is an ordinary query parameter, not DRF's renderer override (which
+    # answers an unknown format 404).
+    "URL_FORMAT_OVERRIDE": None,
     "EXCEPTION_HANDLER": "safechat.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -472,6 +496,15 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Encrypted, audited chat rooms for regulated institutions.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The documentation UIs from our own static files: the CSP admits no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Every operation documents the problem details it can answer (400, 401, 403, ...).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "safechat.api.problem_responses_hook",
+    ],
 }
 
 # --- Static files, i18n -----------------------------------------------------

@@ -1,10 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views import defaults
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from accounts.admin_site import SafeChatAdminSite
 from safechat import views
+from safechat.api import api_error_handler, api_server_error_handler
+from safechat.api_docs import ApiDocsRedocView, ApiDocsSwaggerView, docs_view
 
 # The admin requires a verified second factor (django-otp's documented swap).
 admin.site.__class__ = SafeChatAdminSite
@@ -23,5 +26,17 @@ urlpatterns = [
     path("api/v1/", include("rooms.api.urls")),
     path("rooms/", include("rooms.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", docs_view(ApiDocsSwaggerView, url_name="api-schema"), name="api-docs"),
+    path(
+        "api/docs/redoc/",
+        docs_view(ApiDocsRedocView, url_name="api-schema"),
+        name="api-docs-redoc",
+    ),
 ]
+
+# Under /api/, Django's own errors (a route no view serves, a body refused while middleware
+# read it) are problem details like every other API error; the portal keeps its pages.
+handler400 = api_error_handler(defaults.bad_request, 400)
+handler403 = api_error_handler(defaults.permission_denied, 403)
+handler404 = api_error_handler(defaults.page_not_found, 404)
+handler500 = api_server_error_handler(defaults.server_error)

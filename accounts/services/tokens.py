@@ -290,11 +290,12 @@ def api_token_authenticate(
     elif token_ancestor_revoked(token=token):
         reason = "ancestor_revoked"
     if reason is not None or token is None:  # (reason is set whenever token is None)
-        retry_after = rate_exceeded(failures, "token-failures", ip)
+        # Named, so the refusal reports what remains of the IP's budget (RateLimit headers).
+        retry_after = rate_exceeded(failures, "token-failures", ip, policy="token-failures")
         if retry_after is not None:
             raise TokenAttemptsThrottled(retry_after=retry_after)
         known = token if reason not in {"unknown", "malformed"} else None
-        rate_hit(failures, "token-failures", ip)
+        rate_hit(failures, "token-failures", ip, policy="token-failures")
         with action_transaction():
             audit_record(
                 actor=known.user if known else None,

@@ -25,7 +25,7 @@ from accounts.models import User
 from accounts.selectors import person_active_get, person_get
 from rooms import selectors, services
 from rooms.api.serializers import MemberOutput, MessageOutput, RoomOutput
-from rooms.models import Membership, Message
+from rooms.models import Membership, Message, Room
 from rooms.services.messages import MAX_MESSAGE_BYTES
 from rooms.wire import message_json
 
@@ -46,6 +46,13 @@ def _user(request: Request) -> User:
     if not isinstance(user, User):  # IsAuthenticated runs first; this never happens
         raise NotAuthenticated()
     return user
+
+
+def _room_json(request: Request, room: Room) -> Any:
+    """``room`` as ``RoomOutput``, with its unread count for the caller as in the list (a
+    room answered after a write is read again, annotated)."""
+    annotated = selectors.room_list_for_user(user=_user(request)).filter(pk=room.pk).first()
+    return RoomOutput(annotated or room).data
 
 
 def _person(user_id: int) -> User | None:
@@ -74,7 +81,7 @@ class RoomCreateApi(APIView):
         data = self.RoomCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         room = services.room_create(actor=_user(request), **data.validated_data)
-        return Response(RoomOutput(room).data, status=status.HTTP_201_CREATED)
+        return Response(_room_json(request, room), status=status.HTTP_201_CREATED)
 
 
 class DirectConversationCreateApi(APIView):
@@ -93,7 +100,7 @@ class DirectConversationCreateApi(APIView):
         data.is_valid(raise_exception=True)
         participants = [_person(pk) for pk in data.validated_data["participants"]]
         room = services.direct_conversation_create(actor=_user(request), participants=participants)
-        return Response(RoomOutput(room).data, status=status.HTTP_201_CREATED)
+        return Response(_room_json(request, room), status=status.HTTP_201_CREATED)
 
 
 class RoomDetailApi(APIView):
@@ -105,7 +112,7 @@ class RoomDetailApi(APIView):
     @extend_schema(responses=RoomOutput, operation_id="rooms_retrieve")
     def get(self, request: Request, room_id: int) -> Response:
         room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
-        return Response(RoomOutput(room).data)
+        return Response(_room_json(request, room))
 
     @extend_schema(request=RoomDetailUpdateInput, responses=RoomOutput, operation_id="rooms_update")
     def patch(self, request: Request, room_id: int) -> Response:
@@ -113,7 +120,7 @@ class RoomDetailApi(APIView):
         data = self.RoomDetailUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         room = services.room_update(actor=_user(request), room=room, **data.validated_data)
-        return Response(RoomOutput(room).data)
+        return Response(_room_json(request, room))
 
 
 class RoomArchiveApi(APIView):
@@ -121,7 +128,7 @@ class RoomArchiveApi(APIView):
     def post(self, request: Request, room_id: int) -> Response:
         room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
         room = services.room_archive(actor=_user(request), room=room)
-        return Response(RoomOutput(room).data)
+        return Response(_room_json(request, room))
 
 
 class RoomUnarchiveApi(APIView):
@@ -129,7 +136,7 @@ class RoomUnarchiveApi(APIView):
     def post(self, request: Request, room_id: int) -> Response:
         room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
         room = services.room_unarchive(actor=_user(request), room=room)
-        return Response(RoomOutput(room).data)
+        return Response(_room_json(request, room))
 
 
 class MemberListApi(APIView):

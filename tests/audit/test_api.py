@@ -142,11 +142,13 @@ def test_malformed_parameters_get_a_400_json_error_and_write_nothing(
     # when the parameters are malformed
     response = client.get(URL, params)
 
-    # then a clear JSON 400, never a 500, and nothing written
+    # then a clear problem 400 naming the parameter, never a 500, and nothing written
     assert response.status_code == 400
-    assert response["Content-Type"] == "application/json"
+    assert response["Content-Type"] == "application/problem+json"
     body = response.json()
-    assert set(body) & {"since", "until", "format"}
+    assert body["code"] == "invalid"
+    assert {e.get("parameter") for e in body["errors"]} & {"since", "until", "format"}
+    assert all(e["code"] and e["detail"] for e in body["errors"])
     assert (log_state(), checkpoint_count()) == before
 
 

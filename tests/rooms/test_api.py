@@ -200,6 +200,9 @@ ROUTES: dict[str, tuple[Call, set[str], int]] = {
 }
 
 
+DENIAL_CODES = {401: "not_authenticated", 403: "permission_denied", 404: "not_found"}
+
+
 def expected_denial(role: str) -> set[int]:
     if role == "anonymous":
         return {401, 403}
@@ -225,7 +228,15 @@ def test_access_matrix(
     with django_capture_on_commit_callbacks() as queued:
         response = call(client, world, role)
 
-    # then allowed roles succeed, and everyone else is refused without any effect
+    # then every answer is never stored, and every refusal is a problem document
+    assert response["Cache-Control"] == "no-store"
+    if response.status_code >= 400:
+        assert response["Content-Type"] == "application/problem+json"
+        body = response.json()
+        expected = "second_factor_required" if role == "unverified" else None
+        assert body["status"] == response.status_code
+        assert body["code"] == (expected or DENIAL_CODES[response.status_code])
+    # and allowed roles succeed, and everyone else is refused without any effect
     if role in allowed:
         assert response.status_code == success, response.content
     else:
@@ -340,6 +351,70 @@ def test_the_openapi_schema_documents_the_room_api() -> None:
     body = response.content.decode()
     for path in ("/api/v1/rooms/", "/api/v1/rooms/{room_id}/messages/", "/api/v1/direct/"):
         assert path in body
+
+
+def openapi(client: Client) -> dict[str, Any]:
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    schema: dict[str, Any] = response.json()
+    return schema
+
+
+def test_every_operation_documents_its_problem_responses() -> None:
+    schema = openapi(client_for("member", build_world()))
+
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    assert {"type", "title", "status", "detail", "instance", "code", "request_id"} <= set(
+        schema["components"]["schemas"]["Problem"]["required"]
+    )
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            for code in ("400", "401", "403", "404", "405", "429"):
+                assert responses[code]["content"] == problem, (method, path, code)
+            if "requestBody" in operation:
+                assert responses["413"]["content"] == problem
+                assert responses["415"]["content"] == problem
+            assert "Retry-After" in responses["429"]["headers"]
+            assert "WWW-Authenticate" in responses["401"]["headers"]
+
+
+def test_every_room_answer_carries_every_field_the_schema_requires() -> None:
+    # given the fields the schema requires of a room
+    world = build_world()
+    client = client_for("owner", world)
+    required = set(openapi(client)["components"]["schemas"]["RoomOutput"]["required"])
+    assert "unread" in required
+    message_post(sender=world.users["member"], room=world.room, text="unread by the owner")
+    room = world.room.pk
+    other = world.users["member"].pk
+
+    # when each operation answering a room is called
+    answers = {
+        "retrieve": client.get(f"/api/v1/rooms/{room}/"),
+        "update": client.patch(
+            f"/api/v1/rooms/{room}/", {"topic": "t"}, content_type="application/json"
+        ),
+        "archive": client.post(f"/api/v1/rooms/{room}/archive/"),
+        "unarchive": client.post(f"/api/v1/rooms/{room}/unarchive/"),
+        "create": client.post(
+            "/api/v1/rooms/create/", {"name": "New"}, content_type="application/json"
+        ),
+        "direct": client.post(
+            "/api/v1/direct/", {"participants": [other]}, content_type="application/json"
+        ),
+        "list": client.get("/api/v1/rooms/"),
+    }
+
+    # then every answer has every required field, the unread count as the list counts it
+    for name, answer in answers.items():
+        assert answer.status_code in {200, 201}, (name, answer.content)
+        rooms = answer.json() if name == "list" else [answer.json()]
+        for body in rooms:
+            assert required <= set(body), (name, required - set(body))
+    listed = {r["id"]: r["unread"] for r in answers["list"].json()}
+    assert answers["retrieve"].json()["unread"] == listed[room]
+    assert answers["create"].json()["unread"] == 0
 
 
 # --- The edges between roles -------------------------------------------------------

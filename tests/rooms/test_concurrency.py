@@ -313,8 +313,8 @@ def test_two_toggles_through_the_api_at_once_never_answer_500(settings: Any) -> 
         url = f"/api/v1/rooms/{room.pk}/messages/{message.pk}/reactions/"
 
         outcomes = run_together(
-            partial(Client().post, url, {"emoji": "👍"}, headers=headers),
-            partial(Client().post, url, {"emoji": "👍"}, headers=headers),
+            partial(Client().post, url, {"emoji": "👍"}, "application/json", headers=headers),
+            partial(Client().post, url, {"emoji": "👍"}, "application/json", headers=headers),
         )
 
         assert [o.error for o in outcomes] == [None, None]
