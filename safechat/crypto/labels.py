@@ -15,6 +15,7 @@ class KdfLabel(bytes, enum.Enum):
 
     AEAD_SUBKEY = b"safechat/v1/kdf/aead-subkey"
     STREAM_FILE_KEY = b"safechat/v1/kdf/stream-file-key"
+    STREAM_UPLOAD_TAIL = b"safechat/v1/kdf/stream-upload-tail"
     DERIVED_KEY = b"safechat/v1/kdf/derived-key"
     RECORD_MAC = b"safechat/v1/kdf/record-mac"
 
