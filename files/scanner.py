@@ -98,24 +98,32 @@ def parse_instream_reply(reply: str) -> ScanVerdict:
     raise ScannerUnavailable(f"clamd could not scan the stream: {reply[:200]}")
 
 
+def _send(sock: socket.socket, data: bytes | memoryview) -> None:
+    try:
+        sock.sendall(data)
+    except OSError as exc:
+        raise ScannerUnavailable(f"clamd scan failed: {type(exc).__name__}") from exc
+
+
 def scan_stream(pieces: Iterable[bytes]) -> ScanVerdict:
     """Send ``pieces`` to clamd with INSTREAM and return its verdict.
 
     Memory: one piece at a time. Raises ``ScannerUnavailable`` when clamd is not
     configured, unreachable, times out or cannot give a verdict; the caller keeps the
-    file pending and tries again. Exceptions raised by ``pieces`` itself propagate.
+    file pending and tries again. Whatever ``pieces`` itself raises (a blob that fails
+    to decrypt, say) propagates unchanged.
     """
-    try:
-        with _connect() as sock:
-            sock.sendall(b"zINSTREAM\0")
-            for piece in pieces:
-                view = memoryview(piece)
-                for start in range(0, len(view), MAX_PIECE):
-                    part = view[start : start + MAX_PIECE]
-                    sock.sendall(_LENGTH.pack(len(part)))
-                    sock.sendall(part)
-            sock.sendall(_LENGTH.pack(0))
+    with _connect() as sock:
+        _send(sock, b"zINSTREAM\0")
+        for piece in pieces:
+            view = memoryview(piece)
+            for start in range(0, len(view), MAX_PIECE):
+                part = view[start : start + MAX_PIECE]
+                _send(sock, _LENGTH.pack(len(part)))
+                _send(sock, part)
+        _send(sock, _LENGTH.pack(0))
+        try:
             reply = _read_reply(sock)
-    except OSError as exc:
-        raise ScannerUnavailable(f"clamd scan failed: {type(exc).__name__}") from exc
+        except OSError as exc:
+            raise ScannerUnavailable(f"clamd did not answer: {type(exc).__name__}") from exc
     return parse_instream_reply(reply)

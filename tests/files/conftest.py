@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pytest_django import Settings
@@ -32,3 +33,17 @@ def _no_clamd_unless_asked(settings: Settings) -> None:
     """Without the ``clamd`` fixture, no scanner is configured (whatever the environment)."""
     settings.SAFECHAT_CLAMD_SOCKET = ""
     settings.SAFECHAT_CLAMD_HOST = ""
+
+
+@pytest.fixture(autouse=True)
+def vault_dir(settings: Settings, tmp_path: Path) -> Path:
+    """Each test stores its blobs in a folder of its own."""
+    folder = tmp_path / "vault"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "vault": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(folder), "base_url": None},
+        },
+    }
+    return folder
