@@ -262,6 +262,14 @@ CELERY_BEAT_SCHEDULE["keyring-rotate-expired-epochs"] = {
     "task": "keyring.rotate_expired_epochs",
     "schedule": env.int("SAFECHAT_EPOCH_ROTATION_CHECK_SECONDS", default=3600),
 }
+CELERY_BEAT_SCHEDULE["files-scan-pending"] = {
+    "task": "files.scan_pending",
+    "schedule": env.int("SAFECHAT_FILE_SCAN_SWEEP_SECONDS", default=300),
+}
+CELERY_BEAT_SCHEDULE["files-expire-uploads"] = {
+    "task": "files.expire_uploads",
+    "schedule": env.int("SAFECHAT_UPLOAD_EXPIRY_CHECK_SECONDS", default=3600),
+}
 CELERY_BEAT_SCHEDULE["keyring-rotate-master-key"] = {
     "task": "keyring.rotate_master_key",
     "schedule": env.int("SAFECHAT_MASTER_ROTATION_CHECK_SECONDS", default=6 * 3600),
