@@ -1,7 +1,8 @@
 """ASGI entry point: Django's handler for HTTP, Channels for ``/ws/``.
 
 Django's ASGI application is built first so that apps are loaded before the
-WebSocket routing imports any model.
+WebSocket routing imports any model. The file vault's upload paths (tus) are served by
+their own handler in front of Django's (``files.asgi``): it never spools a request body.
 """
 
 import os
@@ -15,12 +16,16 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from files.asgi import upload_mount  # noqa: E402
 from safechat.routing import websocket_urlpatterns  # noqa: E402
 from safechat.websocket_origin import ExactOriginValidator  # noqa: E402
 
+# --- File vault uploads: the tus paths go to their own streaming handler -------------
+http_app = upload_mount(django_asgi_app)
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": ExactOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
             settings.SAFECHAT_WS_ORIGINS,
