@@ -9,11 +9,13 @@ scopes are DRF's defaults, as for every API view.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
 
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpResponseBase, StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -408,8 +410,10 @@ class FileDownloadApi(APIView):
             last=last,
             still_allowed=_still_allowed(request),
         )
+        body = _ended_on_failure(chunks)
         response = StreamingHttpResponse(
-            _ended_on_failure(chunks),
+            # Under ASGI an async iterator, or Django would read a sync one into a list.
+            _pulled_in_thread(body) if isinstance(request._request, ASGIRequest) else body,
             status=206 if isinstance(wanted, tuple) else 200,
             content_type=view.content_type,
         )
@@ -426,6 +430,15 @@ class FileDownloadApi(APIView):
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         return super().perform_content_negotiation(request, force=True)
+
+
+async def _pulled_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Each chunk decrypted (and the reader re-checked) in a worker thread, one at a time:
+    constant memory, and a cut-off stops the response at once."""
+    done = object()
+    step = sync_to_async(lambda: next(chunks, done))
+    while (piece := await step()) is not done:
+        yield piece  # type: ignore[misc]
 
 
 def _ended_on_failure(chunks: Iterator[bytes]) -> Iterator[bytes]:
