@@ -51,19 +51,20 @@ async def asgi_call(
         "client": ("127.0.0.1", 40000),
         "server": ("localhost", 80),
     }
-    messages: list[dict[str, Any]] = [
-        {"type": "http.request", "body": piece, "more_body": True} for piece in pieces
-    ]
-    messages.append(
-        {"type": "http.disconnect"}
-        if disconnect
-        else {"type": "http.request", "body": b"", "more_body": False}
-    )
+    body = iter(pieces)  # pulled as the server asks: a large body is never held whole
+    finished = False
     gone = asyncio.Event()
 
     async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop(0)
+        nonlocal finished
+        if not finished:
+            piece = next(body, None)
+            if piece is not None:
+                return {"type": "http.request", "body": piece, "more_body": True}
+            finished = True
+            if disconnect:
+                return {"type": "http.disconnect"}
+            return {"type": "http.request", "body": b"", "more_body": False}
         await gone.wait()
         return {"type": "http.disconnect"}
 

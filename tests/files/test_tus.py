@@ -285,3 +285,80 @@ def test_termination_removes_the_upload(member: tuple[User, Any], vault_dir: Pat
     assert answer.status == 204
     assert call("HEAD", location, headers={**auth, **TUS}).status == 410
     assert not [p for p in vault_dir.rglob("*") if p.is_file()]
+
+
+def _stream_of(size: int, seed: int) -> Iterator[bytes]:
+    """``size`` deterministic bytes in 64 KiB pieces, made as they are asked for."""
+    import hashlib
+
+    counter = 0
+    made = 0
+    while made < size:
+        block = b"".join(
+            hashlib.sha256(f"{seed}:{counter}:{i}".encode()).digest() for i in range(2048)
+        )[: size - made]
+        counter += 1
+        made += len(block)
+        yield block
+
+
+def test_a_50_mib_upload_interrupted_and_resumed_in_constant_memory(
+    clamd: OwnClamd, member: tuple[User, Any]
+) -> None:
+    import hashlib
+    import tracemalloc
+
+    owner, room = member
+    auth = _token(owner)
+    size = 50 * 1024 * 1024
+    cut = 31 * 1024 * 1024 + 12_345  # the connection drops here, mid-chunk
+    location = _path(_create(auth, room.pk, size, name="big.bin").headers["location"])
+    expected = hashlib.sha256()
+    for piece in _stream_of(size, 7):
+        expected.update(piece)
+
+    def first_part() -> Iterator[bytes]:
+        sent = 0
+        for piece in _stream_of(size, 7):
+            piece = piece[: cut - sent]
+            sent += len(piece)
+            yield piece
+            if sent >= cut:
+                return
+
+    def rest() -> Iterator[bytes]:
+        skipped = 0
+        for piece in _stream_of(size, 7):
+            if skipped + len(piece) <= cut:
+                skipped += len(piece)
+                continue
+            yield piece[max(0, cut - skipped) :]
+            skipped += len(piece)
+
+    tracemalloc.start()
+    try:
+        headers = {**auth, **TUS, "Content-Type": OCTETS, "Upload-Offset": "0"}
+        call("PATCH", location, headers=headers, pieces=first_part(), disconnect=True)
+        head = call("HEAD", location, headers={**auth, **TUS})
+        assert head.headers["upload-offset"] == str(cut)
+        headers["Upload-Offset"] = str(cut)
+        done = call("PATCH", location, headers=headers, pieces=rest())
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert done.status == 204, done.body
+    assert done.headers["upload-offset"] == str(size)
+    # memory stays within a few chunks whatever the size (50 MiB went through)
+    assert peak < 8 * 1024 * 1024, peak
+    stored = StoredFile.objects.get()
+    file_scan(file_id=stored.pk)
+    stored = StoredFile.objects.get()
+    assert stored.state == StoredFile.State.AVAILABLE
+    from files.selectors import file_download_stream, file_view
+
+    got = hashlib.sha256()
+    for piece in file_download_stream(reader=owner, stored=stored):
+        got.update(piece)
+    assert got.hexdigest() == expected.hexdigest()
+    assert file_view(reader=owner, stored=stored).sha256 == expected.hexdigest()
