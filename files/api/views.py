@@ -162,6 +162,8 @@ class UploadApi(_TusApi):
             {
                 "Upload-Offset": str(stored.received_offset),
                 "Upload-Length": str(stored.declared_length),
+                # What became of a complete upload: pending_scan, available or infected.
+                "SafeChat-Upload-State": str(stored.state),
                 **_expires(stored),
             },
         )
@@ -203,11 +205,13 @@ class UploadApi(_TusApi):
             # Only the upload handler streams a body; never let Django spool one.
             return _problem(400, "not_streamed", "uploads are accepted on the upload endpoint only")
         stored = services.upload_for_uploader(actor=actor, upload_id=upload_id)
-        if content_length is not None and offset + content_length > stored.declared_length:
-            return _problem(413, "too_large", "the request runs past the upload's Upload-Length")
         try:
             stored = services.upload_append(
-                actor=actor, stored=stored, offset=offset, body=body.pieces()
+                actor=actor,
+                stored=stored,
+                offset=offset,
+                body=body.pieces(),
+                body_length=content_length,
             )
         except Refused as refused:
             return _refusal(refused)

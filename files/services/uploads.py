@@ -388,7 +388,12 @@ def _end_broken(*, stored: StoredFile, reason: str) -> None:
 
 @action
 def upload_append(
-    *, actor: User, stored: StoredFile, offset: int, body: Iterable[bytes]
+    *,
+    actor: User,
+    stored: StoredFile,
+    offset: int,
+    body: Iterable[bytes],
+    body_length: int | None = None,
 ) -> StoredFile:
     """Append ``body`` (an iterable of byte pieces, e.g. a request body as it arrives)
     at ``offset``; returns the upload with its new offset.
@@ -403,8 +408,18 @@ def upload_append(
     chunks reached storage ends the upload (the client starts again): a chunk's nonce is
     never used for other bytes. Raises ``UploadGoneError``, ``UploadConflictError``,
     ``UploadTooLargeError``, ``Refused`` (right lost). Locks: the room, then the file
-    row, in each of its two short transactions; the audit chain last.
+    row, in each of its two short transactions; the audit chain last. ``body_length``
+    (a request's announced length, when known) refuses a body that would run past the
+    declared length before any of it is read.
     """
+    if body_length is not None and offset + body_length > stored.declared_length:
+        raise upload_refused(
+            UploadTooLargeError,
+            actor=actor,
+            target=stored,
+            reason="past declared length",
+            message="the request runs past the upload's declared length",
+        )
     stored, token = _claim(actor=actor, stored=stored, offset=offset)
     written: list[str] = []
     try:

@@ -118,6 +118,7 @@ def test_a_disconnect_mid_body_keeps_what_arrived_and_head_says_where(
 
     head = call("HEAD", location, headers={**auth, **TUS})
     assert head.headers["upload-offset"] == "50000"
+    assert head.headers["safechat-upload-state"] == "uploading"
 
 
 def test_options_says_what_the_server_speaks(member: tuple[User, Any], settings: Settings) -> None:
@@ -216,6 +217,8 @@ def test_bad_patches_are_clear_4xx_and_write_nothing(
     assert answer.status == status, answer.body
     assert answer.headers["tus-resumable"] == "1.0.0"
     assert StoredFile.objects.get().received_offset == 0
+    if status in (409, 413):
+        assert AuditEvent.objects.filter(action="file.upload.refused").count() == 1
     assert not [p for p in vault_dir.rglob("*") if p.is_file()]
 
 
@@ -362,3 +365,19 @@ def test_a_50_mib_upload_interrupted_and_resumed_in_constant_memory(
         got.update(piece)
     assert got.hexdigest() == expected.hexdigest()
     assert file_view(reader=owner, stored=stored).sha256 == expected.hexdigest()
+
+
+def test_the_uploader_learns_an_infected_verdict(clamd: OwnClamd, member: tuple[User, Any]) -> None:
+    from tests.support.clamd import eicar
+
+    owner, room = member
+    auth = _token(owner)
+    sample = eicar()
+    location = _path(_create(auth, room.pk, len(sample), name="eicar.com").headers["location"])
+    assert _patch(auth, location, 0, sample).status == 204
+
+    file_scan(file_id=StoredFile.objects.get().pk)
+
+    head = call("HEAD", location, headers={**auth, **TUS})
+    assert head.headers["safechat-upload-state"] == "infected"
+    assert AuditEvent.objects.filter(action="file.scan.infected").count() == 1
