@@ -17,6 +17,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from accounts.models import User
+from files import blobs
 from files.content import FileIntegrityError, chunk_size_of, decrypted_chunks
 from files.models import StoredFile
 from files.sealing import digest_open, metadata_open
@@ -127,6 +128,15 @@ def files_viewable(*, reader: User, files: list[StoredFile]) -> list[FileView]:
         except (Http404, FileIntegrityError):
             continue
     return views
+
+
+def file_blobs_missing(stored: StoredFile) -> list[int]:
+    """The first chunk counters of the file's segments that storage does not hold."""
+    return [
+        int(start)
+        for start in stored.segment_starts
+        if not blobs.blob_exists(blobs.segment_name(stored.blob_prefix, int(start)))
+    ]
 
 
 def reader_may_read(*, user_id: int, room_id: int) -> bool:

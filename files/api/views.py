@@ -22,7 +22,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.renderers import BaseRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -284,6 +284,20 @@ def _file_in_room(reader: User, room_id: str, file_id: str) -> StoredFile:
     return stored
 
 
+def _integrity_failure(reader: User, stored: StoredFile, reason: str) -> Response:
+    """A stored file that fails its check: the server's fault (500), audited, nothing sent."""
+    services.file_integrity_failure_record(reader=reader, stored=stored, reason=reason)
+    response = Response(
+        {
+            "code": "integrity_failure",
+            "detail": "The stored file failed its integrity check; the security team is notified.",
+        },
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+    response["Cache-Control"] = NO_STORE
+    return response
+
+
 class FileDetailApi(APIView):
     @extend_schema(responses=FileOutput, operation_id="files_get")
     def get(self, request: Request, room_id: str, file_id: str) -> Response:
@@ -291,11 +305,8 @@ class FileDetailApi(APIView):
         stored = _file_in_room(reader, room_id, file_id)
         try:
             view = selectors.file_view(reader=reader, stored=stored)
-        except FileIntegrityError:
-            return Response(
-                {"code": "integrity_failure", "detail": "the stored file failed its check"},
-                status=500,
-            )
+        except FileIntegrityError as exc:
+            return _integrity_failure(reader, stored, exc.reason)
         response = Response(FileOutput(view, context={"request": request}).data)
         response["Cache-Control"] = NO_STORE
         return response
@@ -308,18 +319,6 @@ class FileDetailApi(APIView):
         stored = _file_in_room(actor, room_id, file_id)
         services.file_delete(actor=actor, stored=stored)
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class _AnyRenderer(BaseRenderer):
-    """The download is not rendered; any Accept header is fine."""
-
-    media_type = "*/*"
-    format = "download"
-
-    def render(
-        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
-    ) -> bytes:
-        return b"" if data is None else bytes(str(data), "utf-8")
 
 
 def content_disposition(name: str) -> str:
@@ -382,7 +381,8 @@ def _still_allowed(request: Request) -> Callable[[], bool]:
 
 
 class FileDownloadApi(APIView):
-    renderer_classes = (_AnyRenderer,)
+    # Errors answer JSON; the content itself is a StreamingHttpResponse, never rendered.
+    renderer_classes = (JSONRenderer,)
 
     @extend_schema(
         parameters=[OpenApiParameter("Range", str, OpenApiParameter.HEADER)],
@@ -397,7 +397,13 @@ class FileDownloadApi(APIView):
     def get(self, request: Request, room_id: str, file_id: str) -> HttpResponseBase:
         reader = _user(request)
         stored = _file_in_room(reader, room_id, file_id)
-        view = selectors.file_view(reader=reader, stored=stored)
+        try:
+            view = selectors.file_view(reader=reader, stored=stored)
+        except FileIntegrityError as exc:
+            return _integrity_failure(reader, stored, exc.reason)
+        missing = selectors.file_blobs_missing(stored)
+        if missing:
+            return _integrity_failure(reader, stored, f"blob missing (segment {missing[0]})")
         size = view.size
         wanted = parse_range(request.headers.get("Range"), size)
         if wanted is False:

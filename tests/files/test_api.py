@@ -179,3 +179,32 @@ def test_content_disposition_has_a_safe_fallback_and_the_exact_name() -> None:
         header
         == "attachment; filename=\"a_b_c_d _.pdf\"; filename*=UTF-8''a%22b%3Bc%5Cd%20%C3%A9.pdf"
     )
+
+
+def test_a_download_of_a_file_whose_blob_is_missing_is_a_500_audited_and_sends_nothing(
+    client: Client, shared: tuple[User, User, StoredFile, bytes], vault_dir: Any
+) -> None:
+    from files.blobs import segment_name
+
+    _owner, member, stored, _data = shared
+    (vault_dir / segment_name(stored.blob_prefix, stored.segment_starts[-1])).unlink()
+
+    response = client.get(_url(stored, "download"), **_bearer(member))  # type: ignore[arg-type]
+
+    assert response.status_code == 500
+    assert response.json()["code"] == "integrity_failure"
+    assert AuditEvent.objects.filter(action="file.integrity.failed").count() == 1
+    assert not AuditEvent.objects.filter(action="file.downloaded").exists()
+
+
+def test_sealed_metadata_moved_from_another_file_is_an_integrity_failure(
+    client: Client, shared: tuple[User, User, StoredFile, bytes]
+) -> None:
+    owner, member, stored, _data = shared
+    other = upload_and_scan(actor=owner, room=stored.room, data=b"other", name="other.txt")
+    StoredFile.objects.filter(pk=stored.pk).update(sealed_metadata=other.sealed_metadata)
+
+    response = client.get(_url(stored), **_bearer(member))  # type: ignore[arg-type]
+
+    assert response.status_code == 500
+    assert AuditEvent.objects.filter(action="file.integrity.failed").count() == 1
