@@ -145,6 +145,31 @@ class AuditAction(StrEnum):
     FILE_UPLOADED = "file.uploaded", "A file was uploaded to the vault."
     FILE_DOWNLOADED = "file.downloaded", "A file was downloaded from the vault."
     FILE_DELETED = "file.deleted", "A file was deleted from the vault."
+    FILE_UPLOAD_STARTED = (
+        "file.upload.started",
+        "An upload to the vault began (declared length; never the name).",
+    )
+    FILE_UPLOAD_REFUSED = (
+        "file.upload.refused",
+        "An upload was refused: too large, a bad name, a wrong offset, or not allowed.",
+    )
+    FILE_UPLOAD_TERMINATED = (
+        "file.upload.terminated",
+        "An unfinished upload was cancelled by its uploader; its partial blob is removed.",
+    )
+    FILE_UPLOAD_EXPIRED = (
+        "file.upload.expired",
+        "An abandoned upload passed its expiry; its partial blob was removed.",
+    )
+    FILE_SCAN_CLEAN = "file.scan.clean", "The malware scan found a file clean; it is now visible."
+    FILE_SCAN_INFECTED = (
+        "file.scan.infected",
+        "The malware scan found a file infected; it is discarded and never visible.",
+    )
+    FILE_INTEGRITY_FAILED = (
+        "file.integrity.failed",
+        "A stored file failed authentication (tampered, truncated, reordered or missing).",
+    )
 
     # --- Keys (never key material) ------------------------------------------
     KEY_USER_CREATED = "key.user.created", "A user's key pair was created."

@@ -28,11 +28,11 @@ class Write(StrEnum):
     ROOM_CREATE = "room-create"  # channels and direct conversations
     MEMBERSHIP = "membership"  # add, remove, role change, invitation
     ROOM_SETTINGS = "room-settings"  # settings and archive
-    # Uploads will count here too.
+    UPLOAD = "upload"  # a file upload begun (counted with posts)
 
 
 def _budget(write: Write) -> tuple[str, Rate]:
-    if write in (Write.POST, Write.EDIT, Write.DELETE):
+    if write in (Write.POST, Write.EDIT, Write.DELETE, Write.UPLOAD):
         return "message", Rate.of(settings.SAFECHAT_POST_RATE_LIMIT)
     setting = {
         Write.REACT: ("reaction", settings.SAFECHAT_REACTION_RATE_LIMIT),

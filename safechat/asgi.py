@@ -1,7 +1,8 @@
 """ASGI entry point: Django's handler for HTTP, Channels for ``/ws/``.
 
 Django's ASGI application is built first so that apps are loaded before the
-WebSocket routing imports any model.
+WebSocket routing imports any model. The file vault's upload paths (tus) are served by
+their own handler in front of Django's (``files.asgi``): it never spools a request body.
 """
 
 import os
@@ -15,15 +16,19 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from files.asgi import upload_mount  # noqa: E402
 from safechat.body_limit import BodyLimitMiddleware  # noqa: E402
 from safechat.routing import websocket_urlpatterns  # noqa: E402
 from safechat.websocket_origin import ExactOriginValidator  # noqa: E402
 
+# Bodies over the limit are refused before Django reads them; the file vault's tus paths
+# go to their own streaming handler first (they have their own limit, checked as bytes
+# arrive, and are in SAFECHAT_BODY_LIMIT_EXCLUDED_PATHS as well).
+http_app = upload_mount(BodyLimitMiddleware(django_asgi_app))
+
 application = ProtocolTypeRouter(
     {
-        # Bodies over the limit are refused before Django reads them (paths in
-        # SAFECHAT_BODY_LIMIT_EXCLUDED_PATHS pass through untouched).
-        "http": BodyLimitMiddleware(django_asgi_app),
+        "http": http_app,
         "websocket": ExactOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
             settings.SAFECHAT_WS_ORIGINS,

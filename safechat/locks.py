@@ -7,7 +7,7 @@ kind in ascending id order, and appends to the audit chain last:
 2. users: the people whose rooms or groups change;
 3. rooms;
 4. memberships and invitations of those rooms;
-5. messages, then their reactions and revisions;
+5. messages, then their reactions and revisions; files of the vault;
 6. key rows: epochs, sealed key copies, key pairs;
 7. the audit chain's advisory lock, always last: nothing is locked or waited for
    after a transaction's first ``audit_record``.

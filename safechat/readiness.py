@@ -95,6 +95,13 @@ def check_audit_signing_key() -> None:
     trusted.verify(signature, probe)  # raises InvalidSignature
 
 
+def check_clamd() -> None:
+    """clamd answers PING (only checked when configured: unconfigured, files wait unscanned)."""
+    from files.scanner import clamd_ping
+
+    clamd_ping()
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "database": check_database,
     "channel_layer": check_channel_layer,
@@ -104,9 +111,18 @@ CHECKS: dict[str, Callable[[], None]] = {
 }
 
 
+def _active_checks() -> dict[str, Callable[[], None]]:
+    from files.scanner import clamd_configured
+
+    checks = dict(CHECKS)
+    if clamd_configured():
+        checks["clamd"] = check_clamd
+    return checks
+
+
 def run_checks() -> list[CheckResult]:
     results = []
-    for name, check in CHECKS.items():
+    for name, check in _active_checks().items():
         try:
             check()
         except Exception as exc:  # a failing dependency is an answer, not an error

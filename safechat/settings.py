@@ -269,6 +269,14 @@ CELERY_BEAT_SCHEDULE["keyring-rotate-expired-epochs"] = {
     "task": "keyring.rotate_expired_epochs",
     "schedule": env.int("SAFECHAT_EPOCH_ROTATION_CHECK_SECONDS", default=3600),
 }
+CELERY_BEAT_SCHEDULE["files-scan-pending"] = {
+    "task": "files.scan_pending",
+    "schedule": env.int("SAFECHAT_FILE_SCAN_SWEEP_SECONDS", default=300),
+}
+CELERY_BEAT_SCHEDULE["files-expire-uploads"] = {
+    "task": "files.expire_uploads",
+    "schedule": env.int("SAFECHAT_UPLOAD_EXPIRY_CHECK_SECONDS", default=3600),
+}
 CELERY_BEAT_SCHEDULE["keyring-rotate-master-key"] = {
     "task": "keyring.rotate_master_key",
     "schedule": env.int("SAFECHAT_MASTER_ROTATION_CHECK_SECONDS", default=6 * 3600),
@@ -524,8 +532,31 @@ STORAGES = {
         )
     },
 }
+# The file vault's blobs (ciphertext only): a private folder never served by the web server,
+# or any Storage backend (django-storages' S3 or Azure, ...) named here with its options
+# as JSON (docs/files.md).
+STORAGES["vault"] = {
+    "BACKEND": env.str(
+        "SAFECHAT_VAULT_STORAGE_BACKEND",
+        default="django.core.files.storage.FileSystemStorage",
+    ),
+    "OPTIONS": env.json(
+        "SAFECHAT_VAULT_STORAGE_OPTIONS",
+        default={"location": str(DATA_DIR / "vault"), "base_url": None},
+    ),
+}
 WHITENOISE_USE_FINDERS = not IS_PRODUCTION
 MEDIA_ROOT = DATA_DIR / "media"
+
+# --- File vault (docs/files.md) -----------------------------------------------
+SAFECHAT_FILE_MAX_BYTES = env.int("SAFECHAT_FILE_MAX_BYTES", default=100 * 1024 * 1024)
+# An upload not completed within this many hours is abandoned: its blob and tail are removed.
+SAFECHAT_UPLOAD_EXPIRY_HOURS = env.int("SAFECHAT_UPLOAD_EXPIRY_HOURS", default=24)
+# clamd: a unix socket path, or a host and port. With neither, files stay "pending scan".
+SAFECHAT_CLAMD_SOCKET = env.str("SAFECHAT_CLAMD_SOCKET", default="")
+SAFECHAT_CLAMD_HOST = env.str("SAFECHAT_CLAMD_HOST", default="")
+SAFECHAT_CLAMD_PORT = env.int("SAFECHAT_CLAMD_PORT", default=3310)
+SAFECHAT_CLAMD_TIMEOUT_SECONDS = env.float("SAFECHAT_CLAMD_TIMEOUT_SECONDS", default=30.0)
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
 USE_I18N = True

@@ -24,6 +24,7 @@ urlpatterns = [
     path("api/v1/accounts/", include("accounts.api.urls")),
     path("api/v1/audit/", include("audit.api.urls")),
     path("api/v1/", include("rooms.api.urls")),
+    path("api/v1/", include("files.api.urls")),
     path("rooms/", include("rooms.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", docs_view(ApiDocsSwaggerView, url_name="api-schema"), name="api-docs"),

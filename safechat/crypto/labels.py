@@ -15,6 +15,7 @@ class KdfLabel(bytes, enum.Enum):
 
     AEAD_SUBKEY = b"safechat/v1/kdf/aead-subkey"
     STREAM_FILE_KEY = b"safechat/v1/kdf/stream-file-key"
+    STREAM_UPLOAD_TAIL = b"safechat/v1/kdf/stream-upload-tail"
     DERIVED_KEY = b"safechat/v1/kdf/derived-key"
     RECORD_MAC = b"safechat/v1/kdf/record-mac"
 
@@ -50,6 +51,9 @@ class AdPurpose(enum.StrEnum):
     MESSAGE = "message"
     FILE_KEY = "file-key"
     FILE_CONTENT = "file-content"
+    FILE_METADATA = "file-metadata"
+    FILE_DIGEST = "file-digest"
+    FILE_UPLOAD_TAIL = "file-upload-tail"
     ROOM_EPOCH_KEY = "room-epoch-key"
     USER_PRIVATE_KEY = "user-private-key"
     COMPLIANCE_PRIVATE_KEY = "compliance-private-key"

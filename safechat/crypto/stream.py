@@ -20,6 +20,22 @@ size (an empty file is one empty last chunk).
   chunk whose flag was 0; appending data makes the real last chunk non-last: all fail.
 * Associated data of every chunk: ``header || caller aad``.
 
+Resuming (a resumable upload continues over several requests, perhaps processes):
+
+* ``StreamEncryptor.resume(key, header=..., counter=..., pending=...)`` continues the stream
+  whose header is ``header`` at chunk ``counter`` (the number of chunks already sealed), with
+  ``pending`` the plaintext buffered after them (at most one chunk). It produces exactly the
+  bytes the one-shot encryptor would have produced from that point. The caller must persist
+  ``counter`` together with the chunks it stored, and never resume twice from one counter
+  with different data: that would reuse chunk nonces.
+* ``pending`` is plaintext: between requests it is kept only sealed, with ``seal_tail``:
+  AES-256-GCM under ``HKDF-SHA256(file key, salt=salt, label=STREAM_UPLOAD_TAIL,
+  context=header)``, a random 96-bit nonce, associated data ``header || counter (u32) ||
+  caller aad``. Layout: ``version (1: 0x01) || nonce (12) || ciphertext || tag (16)``. A
+  tail from another stream, another position or another upload (caller aad) fails.
+* ``StreamDecryptor.resume(key, header=..., counter=...)`` decrypts from chunk ``counter``
+  on (a byte range of a file decrypts only the chunks it needs).
+
 Memory is bounded by one chunk plus the piece passed to ``update``. The decryptor releases a
 chunk's plaintext only after that chunk's tag has verified; but a truncated stream is only
 detected at ``finalize()``, so a consumer must treat released plaintext as provisional until
@@ -95,6 +111,29 @@ def _nonce(prefix: bytes, counter: int, last: bool) -> bytes:
     return prefix + _U32.pack(counter) + (b"\x01" if last else b"\x00")
 
 
+def _stream_salt(header: bytes) -> bytes:
+    return header[HEADER_LEN + 4 : HEADER_LEN + 4 + SALT_LEN]
+
+
+def _parse_stream_header(header: bytes) -> int:
+    """Check a full stream header; returns its chunk size."""
+    if len(header) != STREAM_HEADER_LEN:
+        raise MalformedError("a stream header is exactly 49 bytes")
+    parsed = parse_header(header, object_type=ObjectType.STREAM)
+    if parsed.algorithm is not Algorithm.STREAM_AES256GCM_HKDFSHA256:
+        raise MalformedError(f"unsupported stream algorithm {parsed.algorithm.name}")
+    if parsed.purpose is not KeyPurpose.FILE:
+        raise KeyPurposeError("stream header is not for a FILE key")
+    (chunk_size,) = _U32.unpack_from(header, HEADER_LEN)
+    _check_chunk_size(chunk_size)
+    return int(chunk_size)
+
+
+def _check_counter(counter: int) -> None:
+    if not 0 <= counter < MAX_CHUNKS:
+        raise MalformedError("chunk counter out of range")
+
+
 def ciphertext_length(plaintext_length: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
     """Exact size of the stream ``StreamEncryptor`` produces for ``plaintext_length`` bytes."""
     chunks = max(1, -(-plaintext_length // chunk_size))
@@ -118,6 +157,60 @@ class StreamEncryptor:
         self._counter = 0
         self._header_sent = False
         self._finished = False
+
+    @classmethod
+    def resume(
+        cls,
+        key: SymmetricKey,
+        *,
+        header: bytes,
+        counter: int,
+        aad: bytes,
+        pending: bytes | bytearray = b"",
+    ) -> StreamEncryptor:
+        """Continue the stream ``header`` at chunk ``counter``, with ``pending`` buffered.
+
+        The header is not emitted again (it was stored when the stream began). Raises
+        ``MalformedError`` for a bad header, counter, or a ``pending`` longer than a chunk.
+        """
+        key = _require_file_key(key)
+        chunk_size = _parse_stream_header(header)
+        _check_counter(counter)
+        if len(pending) > chunk_size:
+            raise MalformedError("pending plaintext is longer than one chunk")
+        self = cls.__new__(cls)
+        self._chunk_size = chunk_size
+        self._prefix = header[STREAM_HEADER_LEN - NONCE_PREFIX_LEN :]
+        self._header = bytes(header)
+        self._cipher = _file_cipher(key, self._header)
+        self._aad = self._header + aad
+        self._buffer = bytearray(pending)
+        self._counter = counter
+        self._header_sent = True
+        self._finished = False
+        return self
+
+    @property
+    def header(self) -> bytes:
+        """The stream's 49-byte header (to persist for ``resume``)."""
+        return self._header
+
+    @property
+    def chunk_size(self) -> int:
+        return self._chunk_size
+
+    @property
+    def counter(self) -> int:
+        """How many chunks have been sealed so far (the ``counter`` to resume at)."""
+        return self._counter
+
+    @property
+    def pending(self) -> bytes:
+        """The plaintext buffered after the sealed chunks (0..chunk size bytes).
+
+        Plaintext: keep it only in memory, or sealed with ``seal_tail``.
+        """
+        return bytes(self._buffer)
 
     def _take_header(self) -> bytes:
         if self._header_sent:
@@ -167,19 +260,33 @@ class StreamDecryptor:
         self._counter = 0
         self._finished = False
 
-    def _read_header(self) -> None:
-        header = bytes(self._buffer[:STREAM_HEADER_LEN])
-        parsed = parse_header(header, object_type=ObjectType.STREAM)
-        if parsed.algorithm is not Algorithm.STREAM_AES256GCM_HKDFSHA256:
-            raise MalformedError(f"unsupported stream algorithm {parsed.algorithm.name}")
-        if parsed.purpose is not KeyPurpose.FILE:
-            raise KeyPurposeError("stream header is not for a FILE key")
-        (chunk_size,) = _U32.unpack_from(header, HEADER_LEN)
-        _check_chunk_size(chunk_size)
+    @classmethod
+    def resume(
+        cls, key: SymmetricKey, *, header: bytes, counter: int, aad: bytes
+    ) -> StreamDecryptor:
+        """Decrypt the stream ``header`` from chunk ``counter`` on.
+
+        Feed the ciphertext starting at that chunk (the header is not fed again). Chunks are
+        released as for a whole stream: each once the next byte exists, the last at
+        ``finalize()``; a reader of a range that stops before the stream's end feeds one
+        chunk more than it needs, or stops without ``finalize()`` and keeps only released
+        plaintext.
+        """
+        self = cls(key, aad=aad)
+        _check_counter(counter)
+        self._install_header(bytes(header))
+        self._counter = counter
+        return self
+
+    def _install_header(self, header: bytes) -> None:
+        chunk_size = _parse_stream_header(header)
         self._segment = chunk_size + TAG_LEN
         self._prefix = header[STREAM_HEADER_LEN - NONCE_PREFIX_LEN :]
         self._cipher = _file_cipher(self._key, header)
         self._aad = header + self._caller_aad
+
+    def _read_header(self) -> None:
+        self._install_header(bytes(self._buffer[:STREAM_HEADER_LEN]))
         del self._buffer[:STREAM_HEADER_LEN]
 
     def _open_chunk(self, chunk: bytes | bytearray, *, last: bool) -> bytes:
@@ -234,6 +341,54 @@ class StreamDecryptor:
     def _poison(self) -> None:
         self._finished = True
         self._buffer.clear()
+
+
+TAIL_VERSION = 0x01
+TAIL_NONCE_LEN = 12
+_TAIL_OVERHEAD = 1 + TAIL_NONCE_LEN + TAG_LEN
+
+
+def _tail_cipher(key: SymmetricKey, header: bytes) -> AESGCM:
+    _parse_stream_header(header)
+    derived = hkdf_sha256(
+        key._material,
+        label=KdfLabel.STREAM_UPLOAD_TAIL,
+        context=header,
+        salt=_stream_salt(header),
+    )
+    return AESGCM(derived)
+
+
+def seal_tail(
+    key: SymmetricKey, pending: bytes, *, header: bytes, counter: int, aad: bytes
+) -> bytes:
+    """Seal the pending plaintext of a resumable stream (see the module's layout).
+
+    ``header`` and ``counter`` are the stream's and the position the tail continues from;
+    ``aad`` binds the caller's identity (upload id, offset). Random 96-bit nonce: a file
+    seals one tail per request, far below GCM's random-nonce bound.
+    """
+    key = _require_file_key(key)
+    _check_counter(counter)
+    nonce = os.urandom(TAIL_NONCE_LEN)
+    sealed = _tail_cipher(key, header).encrypt(nonce, pending, header + _U32.pack(counter) + aad)
+    return bytes((TAIL_VERSION,)) + nonce + sealed
+
+
+def open_tail(key: SymmetricKey, blob: bytes, *, header: bytes, counter: int, aad: bytes) -> bytes:
+    """Open a tail sealed by ``seal_tail`` with the same header, counter and aad, or raise
+    ``DecryptionError`` (tampered, moved, or from another position) / ``MalformedError``."""
+    key = _require_file_key(key)
+    _check_counter(counter)
+    if len(blob) < _TAIL_OVERHEAD or blob[0] != TAIL_VERSION:
+        raise MalformedError("malformed upload tail")
+    nonce = blob[1 : 1 + TAIL_NONCE_LEN]
+    try:
+        return _tail_cipher(key, header).decrypt(
+            nonce, blob[1 + TAIL_NONCE_LEN :], header + _U32.pack(counter) + aad
+        )
+    except InvalidTag:
+        raise DecryptionError("upload tail failed authentication") from None
 
 
 def iter_encrypt(

@@ -37,6 +37,7 @@ NOT_ENTRY_POINTS = {
     "rooms.services.membership.acting_owners",
     "rooms.services._common.role_grant_permission",
     "rooms.services.messages.client_key_clean",
+    "files.services.uploads.upload_for_uploader",
     "accounts.services._common.client_ip",
     "accounts.services._common.client_user_agent",
     # checks that raise Refused for the action that calls them
@@ -59,6 +60,9 @@ NOT_ENTRY_POINTS = {
     "rooms.services._common.require_writable",
     "rooms.services._common.room_refused",
     "rooms.services.barriers.barrier_require_allowed",
+    "files.services._common.upload_refused",
+    # queues a task after commit
+    "files.services.uploads.scan_enqueue",
     # parts of a caller's transaction (their docstrings say so)
     "accounts.services.auth.second_factor_accepted",
     "accounts.services.factors.factor_added",
@@ -83,7 +87,7 @@ NOT_ENTRY_POINTS = {
 
 def _service_modules() -> list[ModuleType]:
     modules = []
-    for package_name in ("rooms.services", "accounts.services"):
+    for package_name in ("files.services", "rooms.services", "accounts.services"):
         package = importlib.import_module(package_name)
         modules.append(package)
         for info in pkgutil.iter_modules(package.__path__):
@@ -120,9 +124,10 @@ def test_every_public_service_function_is_an_action_or_a_known_helper() -> None:
 
 def test_every_exported_entry_point_is_an_action() -> None:
     import accounts.services
+    import files.services
     import rooms.services
 
-    for package in (rooms.services, accounts.services):
+    for package in (files.services, rooms.services, accounts.services):
         for name in package.__all__:
             member = getattr(package, name)
             if not inspect.isfunction(member):

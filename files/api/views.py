@@ -1,0 +1,460 @@
+"""The vault's HTTP edge: the tus upload endpoints, the file list and metadata, downloads.
+
+Thin: each view parses its input, calls ``files.services`` or ``files.selectors`` and
+maps the outcome to a status. The tus views run behind ``files.asgi.UploadHandler``,
+which hands a PATCH its body as a stream (never spooled); reached any other way, a PATCH
+is refused without reading its body. Authentication, CSRF, the second factor and token
+scopes are DRF's defaults, as for every API view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import quote
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import Http404, HttpResponseBase, StreamingHttpResponse
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import ApiToken, User
+from accounts.session_policy import session_row_for, session_verdict_of
+from files import selectors, services, tus
+from files.asgi import BODY_ATTRIBUTE, UploadBody
+from files.content import FileIntegrityError
+from files.models import StoredFile
+from files.selectors import DownloadCutError, FileView
+from rooms.selectors import room_get_for_user
+from safechat.actions import Refused
+
+NO_STORE = "no-store"
+
+
+def _user(request: Request) -> User:
+    user = request.user
+    if not isinstance(user, User):  # IsAuthenticated runs first; this never happens
+        raise NotAuthenticated()
+    return user
+
+
+def _tus_response(
+    status_code: int, headers: dict[str, str] | None = None, data: Any = None
+) -> Response:
+    response = Response(data, status=status_code)
+    response["Tus-Resumable"] = tus.TUS_VERSION
+    response["Cache-Control"] = NO_STORE
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _problem(status_code: int, code: str, detail: str) -> Response:
+    return _tus_response(status_code, data={"code": code, "detail": detail})
+
+
+_REFUSAL_STATUS: dict[type[Refused], tuple[int, str]] = {
+    services.UploadInvalidError: (400, "invalid"),
+    services.UploadTooLargeError: (413, "too_large"),
+    services.UploadConflictError: (409, "offset_conflict"),
+    services.UploadGoneError: (410, "gone"),
+}
+
+
+def _refusal(refused: Refused) -> Response:
+    status_code, code = _REFUSAL_STATUS.get(type(refused), (403, "forbidden"))
+    return _problem(status_code, code, refused.message)
+
+
+def _expires(stored: StoredFile) -> dict[str, str]:
+    if stored.state != StoredFile.State.UPLOADING:
+        return {}
+    return {"Upload-Expires": format_datetime(stored.expires_at, usegmt=True)}
+
+
+class _TusApi(APIView):
+    """Common to the tus views: OPTIONS says what the server speaks."""
+
+    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
+        from django.conf import settings
+
+        return _tus_response(
+            status.HTTP_204_NO_CONTENT,
+            {
+                "Tus-Version": tus.TUS_VERSION,
+                "Tus-Extension": tus.TUS_EXTENSIONS,
+                "Tus-Max-Size": str(settings.SAFECHAT_FILE_MAX_BYTES),
+            },
+        )
+
+
+class UploadCreateApi(_TusApi):
+    """tus creation: ``Upload-Length`` and ``Upload-Metadata`` (``filename``, ``filetype``)."""
+
+    @extend_schema(
+        request=None,
+        parameters=[
+            OpenApiParameter("Tus-Resumable", str, OpenApiParameter.HEADER, required=True),
+            OpenApiParameter("Upload-Length", int, OpenApiParameter.HEADER, required=True),
+            OpenApiParameter(
+                "Upload-Metadata",
+                str,
+                OpenApiParameter.HEADER,
+                description="tus metadata: 'filename <base64>' and optionally "
+                "'filetype <base64>', comma-separated",
+            ),
+        ],
+        responses={
+            201: OpenApiResponse(description="created; Location is the upload's URL"),
+            400: OpenApiResponse(description="a malformed header or an unacceptable name"),
+            404: OpenApiResponse(description="no such room for you"),
+            412: OpenApiResponse(description="Tus-Resumable missing or not 1.0.0"),
+            413: OpenApiResponse(description="over the maximum file size"),
+        },
+        operation_id="uploads_create",
+    )
+    def post(self, request: Request, room_id: str) -> Response:
+        actor = _user(request)
+        try:
+            tus.require_version(request.headers.get("Tus-Resumable"))
+            if "Upload-Defer-Length" in request.headers:
+                raise tus.TusHeaderError("deferred lengths are not supported: send Upload-Length")
+            length = tus.parse_length(request.headers.get("Upload-Length"), "Upload-Length")
+            metadata = tus.parse_metadata(request.headers.get("Upload-Metadata"))
+        except tus.TusVersionError as exc:
+            return _problem(412, "tus_version", str(exc))
+        except tus.TusHeaderError as exc:
+            return _problem(400, "bad_header", str(exc))
+        room = room_get_for_user(user=actor, room_id=room_id)
+        try:
+            stored = services.upload_create(
+                actor=actor,
+                room=room,
+                length=length,
+                name=metadata.get("filename", metadata.get("name", "")),
+                content_type=metadata.get("filetype", metadata.get("type", "")),
+            )
+        except Refused as refused:
+            return _refusal(refused)
+        location = request.build_absolute_uri(reverse("api-upload", args=[stored.uid]))
+        return _tus_response(status.HTTP_201_CREATED, {"Location": location, **_expires(stored)})
+
+
+class UploadApi(_TusApi):
+    """tus core and termination on one upload: HEAD (offset), PATCH (bytes), DELETE."""
+
+    @extend_schema(request=None, responses={200: None, 404: None}, operation_id="uploads_head")
+    def head(self, request: Request, upload_id: str) -> Response:
+        stored = services.upload_for_uploader(actor=_user(request), upload_id=upload_id)
+        if stored.state in (StoredFile.State.DELETED, StoredFile.State.EXPIRED):
+            return _problem(410, "gone", "this upload was cancelled or expired")
+        return _tus_response(
+            status.HTTP_200_OK,
+            {
+                "Upload-Offset": str(stored.received_offset),
+                "Upload-Length": str(stored.declared_length),
+                # What became of a complete upload: pending_scan, available or infected.
+                "SafeChat-Upload-State": str(stored.state),
+                **_expires(stored),
+            },
+        )
+
+    @extend_schema(
+        request={tus.OFFSET_CONTENT_TYPE: bytes},
+        parameters=[
+            OpenApiParameter("Tus-Resumable", str, OpenApiParameter.HEADER, required=True),
+            OpenApiParameter("Upload-Offset", int, OpenApiParameter.HEADER, required=True),
+        ],
+        responses={
+            204: OpenApiResponse(description="stored; Upload-Offset is the new offset"),
+            409: OpenApiResponse(description="the offset is not the upload's"),
+            410: OpenApiResponse(description="finished, cancelled or expired"),
+            413: OpenApiResponse(description="the body runs past Upload-Length"),
+            415: OpenApiResponse(description="Content-Type is not application/offset+octet-stream"),
+        },
+        operation_id="uploads_patch",
+    )
+    def patch(self, request: Request, upload_id: str) -> Response:
+        actor = _user(request)
+        try:
+            tus.require_version(request.headers.get("Tus-Resumable"))
+        except tus.TusVersionError as exc:
+            return _problem(412, "tus_version", str(exc))
+        content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if content_type != tus.OFFSET_CONTENT_TYPE:
+            return _problem(415, "content_type", f"PATCH needs {tus.OFFSET_CONTENT_TYPE}")
+        try:
+            offset = tus.parse_length(request.headers.get("Upload-Offset"), "Upload-Offset")
+            declared = request.headers.get("Content-Length")
+            content_length = (
+                None if declared is None else tus.parse_length(declared, "Content-Length")
+            )
+        except tus.TusHeaderError as exc:
+            return _problem(400, "bad_header", str(exc))
+        body = getattr(request._request, BODY_ATTRIBUTE, None)
+        if not isinstance(body, UploadBody):
+            # Only the upload handler streams a body; never let Django spool one.
+            return _problem(400, "not_streamed", "uploads are accepted on the upload endpoint only")
+        stored = services.upload_for_uploader(actor=actor, upload_id=upload_id)
+        try:
+            stored = services.upload_append(
+                actor=actor,
+                stored=stored,
+                offset=offset,
+                body=body.pieces(),
+                body_length=content_length,
+            )
+        except Refused as refused:
+            return _refusal(refused)
+        return _tus_response(
+            status.HTTP_204_NO_CONTENT,
+            {"Upload-Offset": str(stored.received_offset), **_expires(stored)},
+        )
+
+    @extend_schema(
+        request=None, responses={204: None, 404: None, 410: None}, operation_id="uploads_terminate"
+    )
+    def delete(self, request: Request, upload_id: str) -> Response:
+        actor = _user(request)
+        try:
+            tus.require_version(request.headers.get("Tus-Resumable"))
+        except tus.TusVersionError as exc:
+            return _problem(412, "tus_version", str(exc))
+        stored = services.upload_for_uploader(actor=actor, upload_id=upload_id)
+        try:
+            services.upload_terminate(actor=actor, stored=stored)
+        except Refused as refused:
+            return _refusal(refused)
+        return _tus_response(status.HTTP_204_NO_CONTENT)
+
+
+# --- Files: list, metadata, download -----------------------------------------------
+
+
+class FileOutput(serializers.Serializer[FileView]):
+    id = serializers.UUIDField(source="uid")
+    room_id = serializers.IntegerField()
+    name = serializers.CharField()
+    content_type = serializers.CharField()
+    size = serializers.IntegerField(help_text="bytes")
+    sha256 = serializers.CharField(help_text="SHA-256 of the content, hex")
+    uploader_id = serializers.IntegerField()
+    uploaded_at = serializers.DateTimeField()
+    download_url = serializers.SerializerMethodField()
+
+    def get_download_url(self, view: FileView) -> str:
+        request = self.context["request"]
+        url = reverse("api-file-download", args=[view.room_id, view.uid])
+        return str(request.build_absolute_uri(url))
+
+
+class FilePagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+class FileListApi(APIView):
+    @extend_schema(responses=FileOutput(many=True), operation_id="files_list")
+    def get(self, request: Request, room_id: str) -> Response:
+        reader = _user(request)
+        files = selectors.file_list_for_user(user=reader, room_id=room_id)
+        paginator = FilePagination()
+        page = paginator.paginate_queryset(files, request, view=self)
+        views = selectors.files_viewable(reader=reader, files=list(page or []))
+        data = FileOutput(views, many=True, context={"request": request}).data  # type: ignore[arg-type]
+        response = paginator.get_paginated_response(data)
+        response["Cache-Control"] = NO_STORE
+        return response
+
+
+def _file_in_room(reader: User, room_id: str, file_id: str) -> StoredFile:
+    stored = selectors.file_get_for_user(user=reader, file_id=file_id)
+    if str(stored.room_id) != str(room_id):
+        raise Http404("no such file")
+    return stored
+
+
+def _integrity_failure(reader: User, stored: StoredFile, reason: str) -> Response:
+    """A stored file that fails its check: the server's fault (500), audited, nothing sent."""
+    services.file_integrity_failure_record(reader=reader, stored=stored, reason=reason)
+    response = Response(
+        {
+            "code": "integrity_failure",
+            "detail": "The stored file failed its integrity check; the security team is notified.",
+        },
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+    response["Cache-Control"] = NO_STORE
+    return response
+
+
+class FileDetailApi(APIView):
+    @extend_schema(responses=FileOutput, operation_id="files_get")
+    def get(self, request: Request, room_id: str, file_id: str) -> Response:
+        reader = _user(request)
+        stored = _file_in_room(reader, room_id, file_id)
+        try:
+            view = selectors.file_view(reader=reader, stored=stored)
+        except FileIntegrityError as exc:
+            return _integrity_failure(reader, stored, exc.reason)
+        response = Response(FileOutput(view, context={"request": request}).data)
+        response["Cache-Control"] = NO_STORE
+        return response
+
+    @extend_schema(
+        request=None, responses={204: None, 403: None, 404: None}, operation_id="files_delete"
+    )
+    def delete(self, request: Request, room_id: str, file_id: str) -> Response:
+        actor = _user(request)
+        stored = _file_in_room(actor, room_id, file_id)
+        services.file_delete(actor=actor, stored=stored)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with an ASCII fallback and the exact name as RFC 6266 / RFC 8187
+    ``filename*`` (UTF-8, percent-encoded)."""
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\;' else "_" for c in name
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | bool | None:
+    """A single ``bytes=a-b`` / ``a-`` / ``-n`` range: (first, last); None without a Range
+    header (or one we ignore, per RFC 9110: several ranges); False if unsatisfiable."""
+    if not value:
+        return None
+    unit, _, spec = value.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first_s, sep, last_s = spec.strip().partition("-")
+    if (
+        not sep
+        or not (first_s.isdigit() or first_s == "")
+        or not (last_s.isdigit() or last_s == "")
+    ):
+        return None
+    if first_s == "":
+        if not last_s or int(last_s) == 0 or size == 0:
+            return False
+        return max(0, size - int(last_s)), size - 1
+    first = int(first_s)
+    last = size - 1 if last_s == "" else min(int(last_s), size - 1)
+    if first >= size or last < first:
+        return False
+    return first, last
+
+
+def _still_allowed(request: Request) -> Callable[[], bool]:
+    """The reader's credential, checked again during a download: the session's verdict, or
+    the token's validity."""
+    token = request.auth if isinstance(request.auth, ApiToken) else None
+    if token is not None:
+        token_id = token.pk
+
+        def token_valid() -> bool:
+            from django.utils import timezone
+
+            return ApiToken.objects.filter(
+                pk=token_id, revoked_at__isnull=True, expires_at__gt=timezone.now()
+            ).exists()
+
+        return token_valid
+    user, session = request.user, request._request.session
+
+    def session_valid() -> bool:
+        row = session_row_for(user=user, session=session)
+        return session_verdict_of(row, require_factor=True).reason is None
+
+    return session_valid
+
+
+class FileDownloadApi(APIView):
+    # Errors answer JSON; the content itself is a StreamingHttpResponse, never rendered.
+    renderer_classes = (JSONRenderer,)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("Range", str, OpenApiParameter.HEADER)],
+        responses={
+            (200, "application/octet-stream"): bytes,
+            (206, "application/octet-stream"): bytes,
+            404: None,
+            416: None,
+        },
+        operation_id="files_download",
+    )
+    def get(self, request: Request, room_id: str, file_id: str) -> HttpResponseBase:
+        reader = _user(request)
+        stored = _file_in_room(reader, room_id, file_id)
+        try:
+            view = selectors.file_view(reader=reader, stored=stored)
+        except FileIntegrityError as exc:
+            return _integrity_failure(reader, stored, exc.reason)
+        missing = selectors.file_blobs_missing(stored)
+        if missing:
+            return _integrity_failure(reader, stored, f"blob missing (segment {missing[0]})")
+        size = view.size
+        wanted = parse_range(request.headers.get("Range"), size)
+        if wanted is False:
+            refused = Response(status=416)
+            refused["Content-Range"] = f"bytes */{size}"
+            refused["Cache-Control"] = NO_STORE
+            return refused
+        first, last = wanted if isinstance(wanted, tuple) else (0, size - 1)
+        services.file_download_record(actor=reader, stored=stored, first=first, last=last)
+        chunks = selectors.file_download_stream(
+            reader=reader,
+            stored=stored,
+            first=first,
+            last=last,
+            still_allowed=_still_allowed(request),
+        )
+        body = _ended_on_failure(chunks)
+        response = StreamingHttpResponse(
+            # Under ASGI an async iterator, or Django would read a sync one into a list.
+            _pulled_in_thread(body) if isinstance(request._request, ASGIRequest) else body,
+            status=206 if isinstance(wanted, tuple) else 200,
+            content_type=view.content_type,
+        )
+        response["Content-Length"] = str(max(0, last - first + 1))
+        if isinstance(wanted, tuple):
+            response["Content-Range"] = f"bytes {first}-{last}/{size}"
+        response["Accept-Ranges"] = "bytes"
+        response["Content-Disposition"] = content_disposition(view.name)
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        response["Cache-Control"] = NO_STORE
+        response["X-SafeChat-SHA256"] = view.sha256
+        return response
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        return super().perform_content_negotiation(request, force=True)
+
+
+async def _pulled_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Each chunk decrypted (and the reader re-checked) in a worker thread, one at a time:
+    constant memory, and a cut-off stops the response at once."""
+    done = object()
+    step = sync_to_async(lambda: next(chunks, done))
+    while (piece := await step()) is not done:
+        yield piece  # type: ignore[misc]
+
+
+def _ended_on_failure(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Stop the body short (the client sees fewer bytes than Content-Length, a failed
+    download) when the file fails its check or the reader's access ends."""
+    try:
+        yield from chunks
+    except (FileIntegrityError, DownloadCutError):
+        return

@@ -1,0 +1,138 @@
+"""The upload paths' own ASGI handler, mounted in front of Django (``safechat.asgi``).
+
+Django's ASGI handler reads a whole request body into a ``SpooledTemporaryFile`` before
+any view runs, and past ``FILE_UPLOAD_MAX_MEMORY_SIZE`` that is a plaintext file on disk.
+For the tus paths this handler is Django's own, with one difference: the body is never
+read ahead. The request goes through the same middleware and DRF authentication as every
+API request (token, or session with CSRF and the second factor), with an empty body; a
+PATCH carries an ``UploadBody`` that the view pulls from ASGI ``receive()`` message by
+message while it encrypts (files/api/views.py). Other methods on these paths carry no
+body: one that announces a body is refused before Django sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import re
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.core import signals
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import HttpResponseBadRequest
+from django.urls import set_script_prefix
+
+Scope = dict[str, Any]
+Message = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[..., Awaitable[None]]  # as safechat.body_limit: any ASGI 3 callable
+
+UPLOAD_PATHS = re.compile(r"^/api/v1/(rooms/[^/]+/uploads/|uploads/[^/]+)$")
+BODY_ATTRIBUTE = "safechat_upload_body"
+
+
+def is_upload_path(path: str) -> bool:
+    return UPLOAD_PATHS.match(path) is not None
+
+
+class UploadBody:
+    """A request body read from ASGI ``receive()`` as the reader asks for it.
+
+    ``pieces()`` is for a sync view running in a worker thread: each step awaits one
+    ``http.request`` message on the event loop. It ends at the last message, or early
+    when the client disconnects (``disconnected`` is then True). Memory: one message.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.ended = False
+        self.disconnected = False
+
+    async def next_piece(self) -> bytes | None:
+        if self.ended:
+            return None
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self.ended = self.disconnected = True
+            return None
+        if not message.get("more_body", False):
+            self.ended = True
+        return bytes(message.get("body", b""))
+
+    def pieces(self) -> Iterator[bytes]:
+        while (piece := async_to_sync(self.next_piece)()) is not None:
+            if piece:
+                yield piece
+
+
+def _announces_body(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length" and value.strip() not in (b"", b"0"):
+            return True
+    return False
+
+
+class UploadHandler(ASGIHandler):
+    """Django's ASGI handler for the upload paths, without reading the body ahead."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "PATCH" and _announces_body(scope):
+            await _refuse(
+                send,
+                413,
+                "body_not_allowed",
+                "only PATCH carries upload bytes (creation-with-upload is not supported)",
+            )
+            return
+        set_script_prefix(get_script_prefix(scope))
+        await signals.request_started.asend(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, io.BytesIO(b""))
+        if request is None or error_response is not None:
+            if error_response is None:  # never: create_request sets one of the two
+                error_response = HttpResponseBadRequest()
+            await self.send_response(error_response, send)
+            await sync_to_async(error_response.close)()
+            return
+        body = UploadBody(receive)
+        setattr(request, BODY_ATTRIBUTE, body if scope["method"] == "PATCH" else None)
+        response = await self.run_get_response(request)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.send_response(response, send)
+        await sync_to_async(response.close)()
+
+
+async def _refuse(send: Send, status: int, code: str, detail: str) -> None:
+    payload = json.dumps({"code": code, "detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"tus-resumable", b"1.0.0"),
+                (b"cache-control", b"no-store"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def upload_mount(django_app: ASGIApp) -> ASGIApp:
+    """An ASGI app: the upload paths to ``UploadHandler``, everything else to ``django_app``."""
+    uploads = UploadHandler()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and is_upload_path(scope.get("path", "")):
+            await uploads(scope, receive, send)
+        else:
+            await django_app(scope, receive, send)
+
+    return app

@@ -1,0 +1,201 @@
+"""Reads of the vault, scoped to the reader: lists, metadata, and the download stream.
+
+A file is found only by a member who may view its room, only once it scanned clean and
+until it is deleted; everyone else gets the same 404 as for a file that never existed.
+The reader opens the file key with their own copy of the room's epoch key.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from accounts.models import User
+from files import blobs
+from files.content import FileIntegrityError, chunk_size_of, decrypted_chunks
+from files.models import StoredFile
+from files.sealing import digest_open, metadata_open
+from files.services.files import file_integrity_failure_record
+from rooms.selectors import room_get_for_user, rooms_for_user
+from safechat.crypto import CryptoError, SymmetricKey
+from safechat.keyring.errors import KeyUnavailableError
+from safechat.keyring.services import file_key_unwrap
+
+# A download re-checks the reader's right at least this often (chunks, seconds).
+RECHECK_CHUNKS = 16
+RECHECK_SECONDS = 2.0
+
+
+class DownloadCutError(Exception):
+    """The reader lost the right to read while downloading; the stream ends here."""
+
+
+@dataclass(frozen=True)
+class FileView:
+    """What a member sees of a file (never its content)."""
+
+    uid: uuid.UUID
+    room_id: int
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    uploader_id: int
+    uploaded_at: datetime
+
+
+def file_list_for_user(*, user: User, room_id: object) -> QuerySet[StoredFile]:
+    """The room's visible files, newest first; Http404 if ``user`` cannot view the room."""
+    room = room_get_for_user(user=user, room_id=room_id)
+    return StoredFile.objects.filter(room=room, state=StoredFile.State.AVAILABLE).order_by("-id")
+
+
+def file_get_for_user(*, user: User, file_id: object) -> StoredFile:
+    """The visible file ``file_id`` (its uid) in a room ``user`` may view, else Http404."""
+    try:
+        uid = uuid.UUID(str(file_id))
+    except ValueError:
+        raise Http404("no such file") from None
+    stored = (
+        StoredFile.objects.filter(
+            uid=uid, state=StoredFile.State.AVAILABLE, room__in=rooms_for_user(user=user)
+        )
+        .select_related("room")
+        .first()
+    )
+    if stored is None:
+        raise Http404("no such file")
+    return stored
+
+
+def _key_for(*, reader: User, stored: StoredFile) -> SymmetricKey:
+    try:
+        return file_key_unwrap(
+            room_id=stored.room_id,
+            reader_id=reader.pk,
+            file_uid=stored.uid,
+            epoch=stored.epoch,
+            wrapped=bytes(stored.wrapped_key),
+        )
+    except KeyUnavailableError:
+        # A member without this epoch's key (joined later, history hidden) does not see it.
+        raise Http404("no such file") from None
+
+
+def file_view(*, reader: User, stored: StoredFile) -> FileView:
+    """The file's metadata opened with ``reader``'s key; Http404 if they hold none.
+
+    Raises ``FileIntegrityError`` if the sealed metadata is not this file's.
+    """
+    key = _key_for(reader=reader, stored=stored)
+    try:
+        metadata = metadata_open(
+            key, bytes(stored.sealed_metadata), room_id=stored.room_id, file_uid=stored.uid
+        )
+        digest = (
+            digest_open(
+                key, bytes(stored.sealed_digest), room_id=stored.room_id, file_uid=stored.uid
+            )
+            if stored.sealed_digest is not None
+            else b""
+        )
+    except CryptoError:
+        raise FileIntegrityError("sealed metadata failed authentication") from None
+    return FileView(
+        uid=stored.uid,
+        room_id=stored.room_id,
+        name=metadata.name,
+        content_type=metadata.content_type,
+        size=stored.declared_length,
+        sha256=digest.hex(),
+        uploader_id=stored.uploader_id,
+        uploaded_at=stored.completed_at or stored.created_at,
+    )
+
+
+def files_viewable(*, reader: User, files: list[StoredFile]) -> list[FileView]:
+    """Views of ``files`` that ``reader`` can open (a page of a list)."""
+    views = []
+    for stored in files:
+        try:
+            views.append(file_view(reader=reader, stored=stored))
+        except (Http404, FileIntegrityError):
+            continue
+    return views
+
+
+def file_blobs_missing(stored: StoredFile) -> list[int]:
+    """The first chunk counters of the file's segments that storage does not hold."""
+    return [
+        int(start)
+        for start in stored.segment_starts
+        if not blobs.blob_exists(blobs.segment_name(stored.blob_prefix, int(start)))
+    ]
+
+
+def reader_may_read(*, user_id: int, room_id: int) -> bool:
+    """Whether the user, as the database says now, is active and may view the room."""
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    return user is not None and rooms_for_user(user=user).filter(pk=room_id).exists()
+
+
+def file_download_stream(
+    *,
+    reader: User,
+    stored: StoredFile,
+    first: int = 0,
+    last: int | None = None,
+    still_allowed: Callable[[], bool] | None = None,
+) -> Iterator[bytes]:
+    """The plaintext of bytes ``first``..``last`` (inclusive; default: to the end).
+
+    Memory: one chunk. Only the chunks that hold the range are read and decrypted. The
+    reader's right (active, member, and ``still_allowed``, e.g. their session) is checked
+    again every ``RECHECK_CHUNKS`` chunks or ``RECHECK_SECONDS``: once it is gone the
+    stream raises ``DownloadCutError``. A chunk that fails authentication (tampered,
+    reordered, truncated, missing blob) raises ``FileIntegrityError`` before any of its
+    bytes are yielded, and is audited as ``file.integrity.failed``.
+    """
+    key = _key_for(reader=reader, stored=stored)
+    size = chunk_size_of(stored)
+    end = stored.declared_length - 1 if last is None else min(last, stored.declared_length - 1)
+    if stored.declared_length == 0 or end < first:
+        first_chunk, last_chunk, skip, wanted = 0, 0, 0, 0
+    else:
+        first_chunk, last_chunk = first // size, end // size
+        skip, wanted = first - first_chunk * size, end - first + 1
+
+    def allowed() -> bool:
+        if not reader_may_read(user_id=reader.pk, room_id=stored.room_id):
+            return False
+        return still_allowed is None or still_allowed()
+
+    checked_at, chunks_since = time.monotonic(), 0
+    sent = 0
+    try:
+        for piece in decrypted_chunks(stored, key, first_chunk=first_chunk, last_chunk=last_chunk):
+            chunks_since += max(1, len(piece) // size)
+            if chunks_since >= RECHECK_CHUNKS or time.monotonic() - checked_at >= RECHECK_SECONDS:
+                if not allowed():
+                    raise DownloadCutError("access ended")
+                checked_at, chunks_since = time.monotonic(), 0
+            if skip:
+                piece, skip = piece[skip:], max(0, skip - len(piece))
+            piece = piece[: wanted - sent]
+            if piece:
+                sent += len(piece)
+                yield piece
+            if sent >= wanted:
+                return
+    except FileIntegrityError as exc:
+        file_integrity_failure_record(reader=reader, stored=stored, reason=exc.reason)
+        raise
+    if sent < wanted:
+        file_integrity_failure_record(reader=reader, stored=stored, reason="stream short")
+        raise FileIntegrityError("stream short")

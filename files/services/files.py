@@ -1,0 +1,76 @@
+"""A file's life after its upload: downloads recorded, deletion, integrity failures."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from accounts.models import User
+from audit.actions import AuditAction
+from audit.services import audit_record
+from files.models import StoredFile
+from files.services.uploads import VAULT_SYSTEM
+from rooms import permissions as perms
+from rooms.models import Room
+from rooms.permissions import room_permissions_of
+from rooms.services._common import require_not_archived, room_refused
+from safechat.actions import action, action_transaction
+from safechat.locks import rows_locked
+
+
+@action
+def file_delete(*, actor: User, stored: StoredFile) -> None:
+    """Delete a file: hidden from members at once, kept (still encrypted) for compliance
+    until retention removes it. The uploader, or a moderator or owner of the room, may.
+
+    Raises ``Refused`` otherwise, or for an archived room. Locks: the room, then the file
+    row; the audit chain last.
+    """
+    with action_transaction():
+        room = rows_locked(Room, [stored.room_id])[0]
+        row = rows_locked(StoredFile, [stored.pk])[0]
+        rights = room_permissions_of(room=room, user=actor)
+        visible = row.state in (StoredFile.State.AVAILABLE, StoredFile.State.PENDING_SCAN)
+        if perms.VIEW not in rights or not visible:
+            raise room_refused(
+                actor=actor, room=room, reason="no such file", message="no such file"
+            )
+        if row.uploader_id != actor.pk and perms.MANAGE_MEMBERS not in rights:
+            raise room_refused(
+                actor=actor,
+                room=room,
+                reason="not the uploader",
+                message="only the uploader or a moderator can delete this file",
+                file=row.pk,
+            )
+        require_not_archived(actor=actor, room=room)
+        row.state = StoredFile.State.DELETED
+        row.deleted_at = timezone.now()
+        row.deleted_by = actor
+        row.save(update_fields=["state", "deleted_at", "deleted_by"])
+        audit_record(
+            actor=actor, action=AuditAction.FILE_DELETED, target=row, extra={"room": room.pk}
+        )
+
+
+@action
+def file_download_record(*, actor: User, stored: StoredFile, first: int, last: int) -> None:
+    """Record that ``actor`` began downloading bytes ``first``..``last`` of ``stored``."""
+    with action_transaction():
+        audit_record(
+            actor=actor,
+            action=AuditAction.FILE_DOWNLOADED,
+            target=stored,
+            extra={"room": stored.room_id, "first": first, "last": last},
+        )
+
+
+@action
+def file_integrity_failure_record(*, reader: User | None, stored: StoredFile, reason: str) -> None:
+    """Record that ``stored`` failed authentication while ``reader`` read it."""
+    with action_transaction():
+        audit_record(
+            actor=reader if reader is not None else VAULT_SYSTEM,
+            action=AuditAction.FILE_INTEGRITY_FAILED,
+            target=stored,
+            extra={"room": stored.room_id, "reason": reason, "during": "download"},
+        )

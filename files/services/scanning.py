@@ -1,0 +1,144 @@
+"""The malware verdict: a completed upload is read back, decrypted chunk by chunk into
+clamd's INSTREAM (nothing in plaintext on disk on this side), and hashed on the way.
+
+Clean: the file becomes visible, with its SHA-256 sealed beside it. Infected: it is
+discarded (its blobs removed), audited, and its state tells the uploader. No verdict
+(clamd down, unconfigured, or unable to scan): it stays pending and is tried again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+from collections.abc import Iterator
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.actions import AuditAction
+from audit.services import audit_record
+from files import blobs
+from files.content import FileIntegrityError, decrypted_chunks
+from files.models import StoredFile
+from files.scanner import ScannerUnavailable, clamd_configured, scan_stream
+from files.sealing import digest_seal
+from files.services.uploads import VAULT_SYSTEM
+from safechat.actions import action, action_transaction
+from safechat.keyring.errors import KeyUnavailableError
+from safechat.keyring.services import file_key_unwrap
+from safechat.locks import rows_locked
+
+logger = logging.getLogger(__name__)
+
+
+@action
+def file_scan(*, file_id: int) -> str:
+    """Scan the pending file ``file_id``; returns its state afterwards.
+
+    Idempotent: a file that is not pending is left as it is. Raises
+    ``ScannerUnavailable`` (after counting the attempt) when clamd gives no verdict, so
+    a task can retry; the file stays pending. A file whose stored stream fails
+    authentication is withdrawn (deleted) and audited as an integrity failure.
+    Locks: the file row; the audit chain last.
+    """
+    stored = StoredFile.objects.filter(pk=file_id).first()
+    if stored is None or stored.state != StoredFile.State.PENDING_SCAN:
+        return "" if stored is None else str(stored.state)
+    if not clamd_configured():
+        return str(stored.state)  # waits, unscanned and invisible, until clamd is configured
+    try:
+        key = file_key_unwrap(
+            room_id=stored.room_id,
+            reader_id=stored.uploader_id,
+            file_uid=stored.uid,
+            epoch=stored.epoch,
+            wrapped=bytes(stored.wrapped_key),
+        )
+    except KeyUnavailableError:
+        # The uploader's key copy is gone (removed from the room, epoch shredded).
+        logger.warning("file %s: no key to scan it with; it stays pending", stored.pk)
+        return str(stored.state)
+    digest = hashlib.sha256()
+
+    def plaintext() -> Iterator[bytes]:
+        for piece in decrypted_chunks(stored, key):
+            digest.update(piece)
+            yield piece
+
+    try:
+        verdict = scan_stream(plaintext())
+    except ScannerUnavailable:
+        StoredFile.objects.filter(pk=stored.pk).update(scan_attempts=stored.scan_attempts + 1)
+        raise
+    except FileIntegrityError as exc:
+        _withdraw_corrupt(file_id=stored.pk, reason=exc.reason)
+        return str(StoredFile.State.DELETED)
+    with action_transaction():
+        row = rows_locked(StoredFile, [stored.pk])[0]
+        if row.state != StoredFile.State.PENDING_SCAN:
+            return str(row.state)
+        row.scanned_at = timezone.now()
+        row.scan_attempts += 1
+        if verdict.clean:
+            row.state = StoredFile.State.AVAILABLE
+            row.sealed_digest = digest_seal(
+                key, digest.digest(), room_id=row.room_id, file_uid=row.uid
+            )
+            row.save()
+            audit_record(
+                actor=VAULT_SYSTEM,
+                action=AuditAction.FILE_SCAN_CLEAN,
+                target=row,
+                extra={"room": row.room_id},
+            )
+        else:
+            row.state = StoredFile.State.INFECTED
+            row.verdict = verdict.signature[:200] or "unnamed"
+            row.save()
+            audit_record(
+                actor=VAULT_SYSTEM,
+                action=AuditAction.FILE_SCAN_INFECTED,
+                target=row,
+                extra={
+                    "room": row.room_id,
+                    "uploader": row.uploader_id,
+                    "signature": row.verdict,
+                },
+            )
+            transaction.on_commit(functools.partial(blobs.blobs_delete_prefix, row.blob_prefix))
+    return str(row.state)
+
+
+def _withdraw_corrupt(*, file_id: int, reason: str) -> None:
+    with action_transaction():
+        row = rows_locked(StoredFile, [file_id])[0]
+        if row.state != StoredFile.State.PENDING_SCAN:
+            return
+        row.state = StoredFile.State.DELETED
+        row.deleted_at = timezone.now()
+        row.save(update_fields=["state", "deleted_at"])
+        audit_record(
+            actor=VAULT_SYSTEM,
+            action=AuditAction.FILE_INTEGRITY_FAILED,
+            target=row,
+            extra={"room": row.room_id, "reason": reason, "during": "scan"},
+        )
+
+
+@action
+def files_scan_pending() -> int:
+    """Scan every pending file (the beat sweep behind the per-file task); returns how many
+    got a verdict. Stops at the first ``ScannerUnavailable``: clamd is down for all."""
+    done = 0
+    ids = StoredFile.objects.filter(state=StoredFile.State.PENDING_SCAN).values_list(
+        "pk", flat=True
+    )
+    for file_id in list(ids):
+        try:
+            state = file_scan(file_id=file_id)
+        except ScannerUnavailable:
+            break
+        if state != StoredFile.State.PENDING_SCAN:
+            done += 1
+    return done

@@ -1,0 +1,558 @@
+"""Uploads into the vault: created, appended to request by request, cancelled, expired.
+
+No plaintext byte is written anywhere: each request's bytes are encrypted as they arrive
+(``safechat.crypto.stream``), whole chunks go to a segment blob, and what is left of an
+incomplete chunk when the request ends is sealed into a tail blob (docs/files.md).
+
+An append streams a request body, which can take minutes; no database transaction stays
+open for it. The append claims the upload in a short transaction (a lease: one writer at
+a time, at the upload's own offset), streams with no lock held, then records the new
+position in a second transaction that checks the lease and the uploader's right again.
+Locks: the room, then the file row; the audit chain last.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import secrets
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+from django.http import Http404
+from django.utils import timezone
+
+from accounts.models import User
+from audit.actions import AuditAction
+from audit.actors import SystemActor
+from audit.services import audit_record
+from files import blobs
+from files.models import StoredFile
+from files.names import FileNameError, content_type_clean, file_name_clean
+from files.sealing import FileMetadata, content_aad, metadata_seal, tail_aad
+from files.services._common import (
+    UploadConflictError,
+    UploadGoneError,
+    UploadInvalidError,
+    UploadTooLargeError,
+    upload_refused,
+)
+from rooms import permissions as perms
+from rooms.models import Room
+from rooms.ratelimit import Write, write_rate_check
+from rooms.services._common import require_writable
+from rooms.services.epochs import file_key_wrap
+from safechat.actions import action, action_transaction
+from safechat.crypto import KeyPurpose, SymmetricKey
+from safechat.crypto.stream import StreamEncryptor, open_tail, seal_tail
+from safechat.keyring.services import file_key_unwrap
+from safechat.locks import rows_locked
+
+logger = logging.getLogger(__name__)
+
+VAULT_SYSTEM = SystemActor("vault")
+SCAN_TASK = "files.scan_file"
+# A request that streams longer than this without finishing loses its claim.
+LEASE_SECONDS = 3600
+# Every request that seals a whole chunk stores one segment; this bounds a file's blobs.
+MAX_SEGMENTS = 4096
+
+
+def _room_locked(room_id: int) -> Room:
+    locked = rows_locked(Room, [room_id])
+    if not locked:
+        raise Http404("no such room")
+    return locked[0]
+
+
+def _file_locked(file_id: int) -> StoredFile:
+    locked = rows_locked(StoredFile, [file_id])
+    if not locked:
+        raise Http404("no such upload")
+    return locked[0]
+
+
+def scan_enqueue(file_id: int) -> None:
+    """Queue the scan of a completed upload (after commit); the beat sweep is the backstop."""
+    try:
+        current_app.send_task(SCAN_TASK, args=[file_id])
+    except Exception:
+        logger.exception("could not queue a file scan; the periodic sweep will scan it")
+
+
+@action
+def upload_create(
+    *, actor: User, room: Room, length: int, name: str, content_type: str = ""
+) -> StoredFile:
+    """Begin an upload of ``length`` bytes named ``name`` into ``room``.
+
+    Guarantees: the file gets its own random key, wrapped under the room's current epoch
+    (counted toward its bound); its name and content type are stored sealed with that
+    key; nothing is visible to members until the upload completes and scans clean. A
+    zero-length file is complete at once (and queued for its scan).
+    Raises ``UploadInvalidError`` (bad name or length), ``UploadTooLargeError`` (over
+    ``SAFECHAT_FILE_MAX_BYTES``), ``Refused`` (no upload right, archived room),
+    ``RateLimitedError``. Locks: the room; the audit chain last.
+    """
+    try:
+        clean_name = file_name_clean(name)
+    except FileNameError as exc:
+        raise upload_refused(
+            UploadInvalidError, actor=actor, target=room, reason="bad name", message=str(exc)
+        ) from None
+    if length < 0:
+        raise upload_refused(
+            UploadInvalidError,
+            actor=actor,
+            target=room,
+            reason="bad length",
+            message="the upload length must be a number of bytes",
+        )
+    if length > settings.SAFECHAT_FILE_MAX_BYTES:
+        raise upload_refused(
+            UploadTooLargeError,
+            actor=actor,
+            target=room,
+            reason="too large",
+            message=f"files are limited to {settings.SAFECHAT_FILE_MAX_BYTES} bytes",
+            length=length,
+        )
+    require_writable(actor=actor, room=room, permission=perms.UPLOAD)  # a quick answer
+    write_rate_check(user_id=actor.pk, write=Write.UPLOAD)
+    uid = uuid.uuid4()
+    key = SymmetricKey.generate(KeyPurpose.FILE)
+    encryptor = StreamEncryptor(key, aad=content_aad(room_id=room.pk, file_uid=uid))
+    encryptor.update(b"")  # emits the header, kept in the row rather than in a blob
+    prefix = uid.hex
+    if length == 0:
+        # The whole stream is one empty last chunk: stored before the row, removed on failure.
+        blobs.blob_write(blobs.segment_name(prefix, 0), [encryptor.finalize()])
+    try:
+        with action_transaction():
+            room = _room_locked(room.pk)
+            require_writable(actor=actor, room=room, permission=perms.UPLOAD)
+            epoch, wrapped = file_key_wrap(room=room, owner=actor, file_uid=uid, file_key=key)
+            now = timezone.now()
+            stored = StoredFile.objects.create(
+                uid=uid,
+                room=room,
+                uploader=actor,
+                epoch=epoch,
+                wrapped_key=wrapped,
+                sealed_metadata=metadata_seal(
+                    key,
+                    FileMetadata(name=clean_name, content_type=content_type_clean(content_type)),
+                    room_id=room.pk,
+                    file_uid=uid,
+                ),
+                declared_length=length,
+                stream_header=encryptor.header,
+                blob_prefix=prefix,
+                expires_at=now + timedelta(hours=settings.SAFECHAT_UPLOAD_EXPIRY_HOURS),
+                **(
+                    {
+                        "state": StoredFile.State.PENDING_SCAN,
+                        "completed_at": now,
+                        "chunks_sealed": 1,
+                        "segment_starts": [0],
+                    }
+                    if length == 0
+                    else {}
+                ),
+            )
+            audit_record(
+                actor=actor,
+                action=AuditAction.FILE_UPLOAD_STARTED,
+                target=stored,
+                extra={"room": room.pk, "length": length},
+            )
+            if length == 0:
+                _record_completed(actor=actor, stored=stored)
+    except BaseException:
+        if length == 0:
+            blobs.blobs_delete_prefix(prefix)
+        raise
+    return stored
+
+
+def _record_completed(*, actor: User, stored: StoredFile) -> None:
+    audit_record(
+        actor=actor,
+        action=AuditAction.FILE_UPLOADED,
+        target=stored,
+        extra={"room": stored.room_id, "length": stored.declared_length},
+    )
+    file_id = stored.pk
+    transaction.on_commit(lambda: scan_enqueue(file_id))
+
+
+def upload_for_uploader(*, actor: User, upload_id: object) -> StoredFile:
+    """The upload ``upload_id`` (a uid) if ``actor`` is its uploader, else Http404.
+
+    Only the uploader addresses an upload (tus HEAD, PATCH, DELETE); anyone else, and a
+    malformed id, gets the same 404.
+    """
+    try:
+        uid = uuid.UUID(str(upload_id))
+    except ValueError:
+        raise Http404("no such upload") from None
+    stored = StoredFile.objects.filter(uid=uid, uploader=actor).select_related("room").first()
+    if stored is None or not actor.is_active:
+        raise Http404("no such upload")
+    return stored
+
+
+def _require_open(*, actor: User, stored: StoredFile) -> None:
+    if stored.state != StoredFile.State.UPLOADING or stored.expires_at <= timezone.now():
+        raise upload_refused(
+            UploadGoneError,
+            actor=actor,
+            target=stored,
+            reason=f"upload {stored.state}",
+            message="this upload is finished, cancelled or expired",
+        )
+
+
+@dataclass
+class _Progress:
+    received: int = 0
+    segment_start: int | None = None
+    tail: str = ""
+    counter: int = 0
+    complete: bool = False
+
+
+def _claim(*, actor: User, stored: StoredFile, offset: int) -> tuple[StoredFile, str]:
+    """Transaction one: check the right, the state and the offset; take the lease."""
+    token = secrets.token_hex(16)
+    with action_transaction():
+        room = _room_locked(stored.room_id)
+        require_writable(actor=actor, room=room, permission=perms.UPLOAD)
+        stored = _file_locked(stored.pk)
+        _require_open(actor=actor, stored=stored)
+        now = timezone.now()
+        if stored.lease_token and stored.lease_expires_at and stored.lease_expires_at > now:
+            raise upload_refused(
+                UploadConflictError,
+                actor=actor,
+                target=stored,
+                reason="busy",
+                message="another request is writing this upload; ask for its offset again",
+                offset=offset,
+            )
+        if offset != stored.received_offset:
+            raise upload_refused(
+                UploadConflictError,
+                actor=actor,
+                target=stored,
+                reason="offset mismatch",
+                message=f"the upload is at offset {stored.received_offset}",
+                offset=offset,
+                expected=stored.received_offset,
+            )
+        if len(stored.segment_starts) >= MAX_SEGMENTS:
+            raise upload_refused(
+                UploadTooLargeError,
+                actor=actor,
+                target=stored,
+                reason="too many requests",
+                message="this upload was sent in too many pieces; start it again",
+            )
+        stored.lease_token = token
+        stored.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
+        stored.save(update_fields=["lease_token", "lease_expires_at"])
+    return stored, token
+
+
+def _release(stored: StoredFile, token: str) -> None:
+    with transaction.atomic():
+        StoredFile.objects.filter(pk=stored.pk, lease_token=token).update(
+            lease_token="", lease_expires_at=None
+        )
+
+
+def _peek(pieces: Iterator[bytes]) -> Iterator[bytes] | None:
+    """``pieces`` unchanged, or None if it yields no bytes at all."""
+    for first in pieces:
+        if first:
+            return itertools.chain([first], pieces)
+    return None
+
+
+def _stream(
+    *, actor: User, stored: StoredFile, body: Iterable[bytes], written: list[str]
+) -> _Progress:
+    """Encrypt ``body`` into a new segment and tail; names written are added to ``written``."""
+    key = file_key_unwrap(
+        room_id=stored.room_id,
+        reader_id=stored.uploader_id,
+        file_uid=stored.uid,
+        epoch=stored.epoch,
+        wrapped=bytes(stored.wrapped_key),
+    )
+    header = bytes(stored.stream_header)
+    pending = b""
+    if stored.tail_name:
+        pending = open_tail(
+            key,
+            blobs.blob_read_all(stored.tail_name),
+            header=header,
+            counter=stored.chunks_sealed,
+            aad=tail_aad(
+                room_id=stored.room_id, file_uid=stored.uid, offset=stored.received_offset
+            ),
+        )
+    encryptor = StreamEncryptor.resume(
+        key,
+        header=header,
+        counter=stored.chunks_sealed,
+        aad=content_aad(room_id=stored.room_id, file_uid=stored.uid),
+        pending=pending,
+    )
+    remaining = stored.declared_length - stored.received_offset
+    progress = _Progress(counter=stored.chunks_sealed)
+
+    def ciphertext() -> Iterator[bytes]:
+        for piece in body:
+            if progress.received + len(piece) > remaining:
+                raise upload_refused(
+                    UploadTooLargeError,
+                    actor=actor,
+                    target=stored,
+                    reason="past declared length",
+                    message="the request runs past the upload's declared length",
+                )
+            progress.received += len(piece)
+            out = encryptor.update(piece)
+            if out:
+                yield out
+        if progress.received == remaining:
+            progress.complete = True
+            yield encryptor.finalize()
+
+    sealed = _peek(ciphertext())
+    if sealed is not None:
+        name = blobs.segment_name(stored.blob_prefix, stored.chunks_sealed)
+        written.append(name)
+        blobs.blob_write(name, sealed)
+        progress.segment_start = stored.chunks_sealed
+    progress.counter = encryptor.counter
+    if not progress.complete and progress.received:
+        offset = stored.received_offset + progress.received
+        progress.tail = blobs.tail_name(stored.blob_prefix, offset)
+        if blobs.blob_exists(progress.tail):
+            blobs.blob_delete(progress.tail)  # left by a request that failed before recording
+        written.append(progress.tail)
+        blobs.blob_write(
+            progress.tail,
+            [
+                seal_tail(
+                    key,
+                    encryptor.pending,
+                    header=header,
+                    counter=encryptor.counter,
+                    aad=tail_aad(room_id=stored.room_id, file_uid=stored.uid, offset=offset),
+                )
+            ],
+        )
+    return progress
+
+
+def _end_broken(*, stored: StoredFile, reason: str) -> None:
+    """End an upload whose stream cannot continue safely (chunks written but not recorded:
+    their nonces must not be used again); its blobs are removed."""
+    with action_transaction():
+        row = _file_locked(stored.pk)
+        if row.state != StoredFile.State.UPLOADING:
+            return
+        row.state = StoredFile.State.EXPIRED
+        row.tail_name = ""
+        row.lease_token = ""
+        row.lease_expires_at = None
+        row.save(update_fields=["state", "tail_name", "lease_token", "lease_expires_at"])
+        audit_record(
+            actor=VAULT_SYSTEM,
+            action=AuditAction.FILE_UPLOAD_EXPIRED,
+            target=row,
+            extra={"reason": reason},
+        )
+        prefix = row.blob_prefix
+        transaction.on_commit(lambda: blobs.blobs_delete_prefix(prefix))
+
+
+@action
+def upload_append(
+    *,
+    actor: User,
+    stored: StoredFile,
+    offset: int,
+    body: Iterable[bytes],
+    body_length: int | None = None,
+) -> StoredFile:
+    """Append ``body`` (an iterable of byte pieces, e.g. a request body as it arrives)
+    at ``offset``; returns the upload with its new offset.
+
+    Guarantees: the bytes are encrypted as they arrive, no plaintext is stored; one
+    request writes an upload at a time, at its current offset (of two at the same offset,
+    one wins, the other gets ``UploadConflictError``); a body that ends early (a client
+    that disconnects) keeps what arrived, so the upload resumes there; a body running
+    past the declared length is refused (``UploadTooLargeError``) and stores nothing.
+    When the last byte arrives the file is complete: audited ``file.uploaded`` and queued
+    for its scan; it stays invisible until the scan is clean. A request that fails after
+    chunks reached storage ends the upload (the client starts again): a chunk's nonce is
+    never used for other bytes. Raises ``UploadGoneError``, ``UploadConflictError``,
+    ``UploadTooLargeError``, ``Refused`` (right lost). Locks: the room, then the file
+    row, in each of its two short transactions; the audit chain last. ``body_length``
+    (a request's announced length, when known) refuses a body that would run past the
+    declared length before any of it is read.
+    """
+    if body_length is not None and offset + body_length > stored.declared_length:
+        raise upload_refused(
+            UploadTooLargeError,
+            actor=actor,
+            target=stored,
+            reason="past declared length",
+            message="the request runs past the upload's declared length",
+        )
+    stored, token = _claim(actor=actor, stored=stored, offset=offset)
+    written: list[str] = []
+    try:
+        progress = _stream(actor=actor, stored=stored, body=body, written=written)
+    except BaseException as exc:
+        segment_written = any("/seg-" in name for name in written)
+        for name in written:
+            blobs.blob_delete(name)
+        if segment_written and not isinstance(exc, UploadTooLargeError):
+            _end_broken(stored=stored, reason="request failed after writing")
+        elif segment_written:
+            _end_broken(stored=stored, reason="request ran past the declared length")
+        else:
+            _release(stored, token)
+        raise
+    try:
+        return _record_progress(
+            actor=actor, stored=stored, token=token, progress=progress, written=written
+        )
+    except BaseException:
+        for name in written:
+            blobs.blob_delete(name)
+        if progress.segment_start is not None:
+            _end_broken(stored=stored, reason="request not recorded after writing")
+        else:
+            _release(stored, token)
+        raise
+
+
+def _record_progress(
+    *, actor: User, stored: StoredFile, token: str, progress: _Progress, written: list[str]
+) -> StoredFile:
+    """Transaction two: the right and the lease again, then the new position."""
+    with action_transaction():
+        room = _room_locked(stored.room_id)
+        require_writable(actor=actor, room=room, permission=perms.UPLOAD)
+        row = _file_locked(stored.pk)
+        if row.lease_token != token or row.state != StoredFile.State.UPLOADING:
+            raise upload_refused(
+                UploadConflictError,
+                actor=actor,
+                target=row,
+                reason="lease lost",
+                message="this request took too long and lost its turn; ask for the offset again",
+            )
+        old_tail = row.tail_name
+        row.received_offset += progress.received
+        row.chunks_sealed = progress.counter
+        if progress.segment_start is not None:
+            row.segment_starts = [*row.segment_starts, progress.segment_start]
+        row.lease_token = ""
+        row.lease_expires_at = None
+        if progress.complete:
+            row.state = StoredFile.State.PENDING_SCAN
+            row.completed_at = timezone.now()
+            row.tail_name = ""
+        elif progress.received:
+            row.tail_name = progress.tail
+        row.save()
+        if progress.complete:
+            _record_completed(actor=actor, stored=row)
+        if old_tail and old_tail != row.tail_name:
+            transaction.on_commit(lambda: blobs.blob_delete(old_tail))
+    return row
+
+
+@action
+def upload_terminate(*, actor: User, stored: StoredFile) -> None:
+    """Cancel an unfinished upload (tus termination): it ends and its blobs are removed.
+
+    Raises ``UploadGoneError`` if it is already complete, cancelled or expired, and
+    ``UploadConflictError`` while a request is writing it. Locks: the room, then the
+    file row; the audit chain last.
+    """
+    with action_transaction():
+        _room_locked(stored.room_id)
+        row = _file_locked(stored.pk)
+        _require_open(actor=actor, stored=row)
+        if row.lease_token and row.lease_expires_at and row.lease_expires_at > timezone.now():
+            raise upload_refused(
+                UploadConflictError,
+                actor=actor,
+                target=row,
+                reason="busy",
+                message="a request is writing this upload; try again when it ends",
+            )
+        row.state = StoredFile.State.DELETED
+        row.deleted_at = timezone.now()
+        row.deleted_by = actor
+        row.tail_name = ""
+        row.save(update_fields=["state", "deleted_at", "deleted_by", "tail_name"])
+        audit_record(
+            actor=actor,
+            action=AuditAction.FILE_UPLOAD_TERMINATED,
+            target=row,
+            extra={"room": row.room_id, "received": row.received_offset},
+        )
+        prefix = row.blob_prefix
+        transaction.on_commit(lambda: blobs.blobs_delete_prefix(prefix))
+
+
+@action
+def uploads_expire() -> int:
+    """End every upload past its expiry and remove its blobs; returns how many.
+
+    Idempotent (a Celery beat job). An upload being written (its lease live) waits for
+    the next run. Locks: each file row in turn; the audit chain last.
+    """
+    now = timezone.now()
+    expired = 0
+    ids = list(
+        StoredFile.objects.filter(
+            state=StoredFile.State.UPLOADING, expires_at__lte=now
+        ).values_list("pk", flat=True)
+    )
+    for file_id in ids:
+        with action_transaction():
+            row = _file_locked(file_id)
+            live_lease = row.lease_token and row.lease_expires_at and row.lease_expires_at > now
+            if row.state != StoredFile.State.UPLOADING or live_lease:
+                continue
+            row.state = StoredFile.State.EXPIRED
+            row.tail_name = ""
+            row.lease_token = ""
+            row.lease_expires_at = None
+            row.save(update_fields=["state", "tail_name", "lease_token", "lease_expires_at"])
+            audit_record(
+                actor=VAULT_SYSTEM,
+                action=AuditAction.FILE_UPLOAD_EXPIRED,
+                target=row,
+                extra={"room": row.room_id, "received": row.received_offset},
+            )
+            prefix = row.blob_prefix
+            transaction.on_commit(functools.partial(blobs.blobs_delete_prefix, prefix))
+        expired += 1
+    return expired

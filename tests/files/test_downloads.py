@@ -1,0 +1,231 @@
+"""Reading files back: who may, byte ranges, tampering detected and audited, cut-offs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.http import Http404
+
+from accounts.models import User
+from accounts.services import user_deactivate
+from audit.models import AuditEvent
+from files.blobs import segment_name
+from files.content import FileIntegrityError
+from files.models import StoredFile
+from files.selectors import (
+    DownloadCutError,
+    file_download_stream,
+    file_get_for_user,
+    file_list_for_user,
+)
+from files.services import file_delete
+from rooms.services import membership_remove
+from safechat.crypto.stream import DEFAULT_CHUNK_SIZE, TAG_LEN
+from tests.accounts.factories import make_user
+from tests.files.helpers import download, upload_and_scan
+from tests.rooms.factories import make_room
+from tests.support.clamd import OwnClamd
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHUNK = DEFAULT_CHUNK_SIZE
+
+
+@pytest.fixture
+def shared(clamd: OwnClamd) -> tuple[User, User, StoredFile, bytes]:
+    """An owner, a member, and a clean 5-chunk file the owner uploaded in three requests."""
+    owner, member = make_user(), make_user()
+    room = make_room(owner=owner, members=(member,))
+    data = os.urandom(5 * CHUNK - 100)
+    stored = upload_and_scan(actor=owner, room=room, data=data, cuts=[CHUNK + 5, 3 * CHUNK + 1])
+    assert stored.state == StoredFile.State.AVAILABLE
+    return owner, member, stored, data
+
+
+def _integrity_events() -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action="file.integrity.failed"))
+
+
+def _blob_path(vault_dir: Path, stored: StoredFile, start: int) -> Path:
+    return vault_dir / segment_name(stored.blob_prefix, start)
+
+
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [(0, 0), (0, CHUNK - 1), (CHUNK - 1, CHUNK), (CHUNK + 7, 3 * CHUNK + 2), (4 * CHUNK, None)],
+)
+def test_a_byte_range_is_exactly_those_bytes(
+    shared: tuple[User, User, StoredFile, bytes], first: int, last: int | None
+) -> None:
+    _owner, member, stored, data = shared
+
+    got = download(member, stored, first=first, last=last)
+
+    assert got == data[first : None if last is None else last + 1]
+
+
+def test_a_non_member_a_removed_member_and_a_deactivated_user_find_nothing(
+    shared: tuple[User, User, StoredFile, bytes],
+) -> None:
+    owner, member, stored, _data = shared
+    stranger = make_user()
+
+    with pytest.raises(Http404):
+        file_get_for_user(user=stranger, file_id=stored.uid)
+    with pytest.raises(Http404):
+        file_list_for_user(user=stranger, room_id=stored.room_id)
+
+    membership_remove(actor=owner, room=stored.room, member=member)
+    with pytest.raises(Http404):
+        file_get_for_user(user=User.objects.get(pk=member.pk), file_id=stored.uid)
+
+    other = make_user()
+    room = stored.room
+    from rooms.services import membership_add
+
+    membership_add(actor=owner, room=room, user=other)
+    admin = make_user()
+    admin.user_permissions.add(
+        Permission.objects.get(content_type__app_label="accounts", codename="manage_users")
+    )
+    user_deactivate(actor=User.objects.get(pk=admin.pk), user=other)
+    with pytest.raises(Http404):
+        file_get_for_user(user=User.objects.get(pk=other.pk), file_id=stored.uid)
+
+
+def test_a_removal_during_a_download_cuts_it(
+    shared: tuple[User, User, StoredFile, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, member, stored, data = shared
+    monkeypatch.setattr("files.selectors.RECHECK_CHUNKS", 1)
+    stream = file_download_stream(reader=member, stored=stored)
+    received = next(stream)
+
+    # when the member is removed while the download runs
+    membership_remove(actor=owner, room=stored.room, member=member)
+
+    # then the next chunk is not sent
+    def drain() -> None:
+        nonlocal received
+        for piece in stream:
+            received += piece
+
+    with pytest.raises(DownloadCutError):
+        drain()
+    assert len(received) < len(data)
+
+
+def test_a_deleted_file_is_hidden_from_members_and_kept(
+    shared: tuple[User, User, StoredFile, bytes], vault_dir: Path
+) -> None:
+    owner, member, stored, _data = shared
+
+    file_delete(actor=owner, stored=stored)
+
+    with pytest.raises(Http404):
+        file_get_for_user(user=member, file_id=stored.uid)
+    assert list(file_list_for_user(user=member, room_id=stored.room_id)) == []
+    # kept, encrypted, for compliance until retention
+    assert _blob_path(vault_dir, stored, 0).exists()
+    assert AuditEvent.objects.filter(action="file.deleted").count() == 1
+
+
+def test_a_member_cannot_delete_another_members_file(
+    shared: tuple[User, User, StoredFile, bytes],
+) -> None:
+    _owner, member, stored, _data = shared
+
+    with pytest.raises(Exception, match="only the uploader"):
+        file_delete(actor=member, stored=stored)
+
+    assert StoredFile.objects.get(pk=stored.pk).state == StoredFile.State.AVAILABLE
+
+
+def _read_all(reader: User, stored: StoredFile) -> tuple[bytes, BaseException | None]:
+    got = b""
+    try:
+        for piece in file_download_stream(reader=reader, stored=stored):
+            got += piece
+    except FileIntegrityError as exc:
+        return got, exc
+    return got, None
+
+
+def test_a_flipped_bit_ends_the_download_before_that_chunk_and_is_audited(
+    shared: tuple[User, User, StoredFile, bytes], vault_dir: Path
+) -> None:
+    _owner, member, stored, data = shared
+    # given a bit flipped in chunk 2 (the second segment starts at chunk 1)
+    path = _blob_path(vault_dir, stored, 1)
+    blob = bytearray(path.read_bytes())
+    blob[(CHUNK + TAG_LEN) + 10] ^= 0x01
+    path.write_bytes(bytes(blob))
+
+    got, error = _read_all(member, stored)
+
+    assert isinstance(error, FileIntegrityError)
+    # chunks 0 and 1 went out; not one byte of chunk 2
+    assert got == data[: 2 * CHUNK]
+    (event,) = _integrity_events()
+    assert event.extra["during"] == "download"
+
+
+def test_reordered_segments_fail(
+    shared: tuple[User, User, StoredFile, bytes], vault_dir: Path
+) -> None:
+    _owner, member, stored, _data = shared
+    first, second = _blob_path(vault_dir, stored, 0), _blob_path(vault_dir, stored, 1)
+    a, b = first.read_bytes(), second.read_bytes()
+    first.write_bytes(b[: len(a)] if len(b) >= len(a) else b)
+    second.write_bytes(a)
+
+    got, error = _read_all(member, stored)
+
+    assert isinstance(error, FileIntegrityError)
+    assert got == b""
+    assert len(_integrity_events()) == 1
+
+
+def test_a_truncated_stream_fails_before_its_last_bytes(
+    shared: tuple[User, User, StoredFile, bytes], vault_dir: Path
+) -> None:
+    _owner, member, stored, data = shared
+    # given the last segment's final chunk cut off
+    starts = stored.segment_starts
+    path = _blob_path(vault_dir, stored, starts[-1])
+    blob = path.read_bytes()
+    path.write_bytes(blob[: -(len(blob) % (CHUNK + TAG_LEN) or CHUNK + TAG_LEN)])
+
+    got, error = _read_all(member, stored)
+
+    assert isinstance(error, FileIntegrityError)
+    assert len(got) < len(data)
+    assert data.startswith(got)
+    assert len(_integrity_events()) == 1
+
+
+def test_a_missing_blob_fails_and_is_audited(
+    shared: tuple[User, User, StoredFile, bytes], vault_dir: Path
+) -> None:
+    _owner, member, stored, _data = shared
+    _blob_path(vault_dir, stored, stored.segment_starts[-1]).unlink()
+
+    _got, error = _read_all(member, stored)
+
+    assert isinstance(error, FileIntegrityError)
+    assert "blob unreadable" in error.reason
+    assert len(_integrity_events()) == 1
+
+
+def test_a_segment_dropped_from_the_row_fails(
+    shared: tuple[User, User, StoredFile, bytes],
+) -> None:
+    _owner, member, stored, _data = shared
+    StoredFile.objects.filter(pk=stored.pk).update(segment_starts=stored.segment_starts[:-1])
+
+    _got, error = _read_all(member, StoredFile.objects.get(pk=stored.pk))
+
+    assert isinstance(error, FileIntegrityError)
