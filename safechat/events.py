@@ -26,9 +26,9 @@ change; no client ever hears it.
 A new event: a member of :class:`Event`, its payload type, its entry in
 :data:`PAYLOADS` and :data:`AUDIENCE`; ``publish(Event.X, ...)`` in the service; a
 handler under ``EVENT.X`` in the chat client's ``chat/main.js`` (the socket forwards a
-room or user event's payload as it is unless it has a handler of its own). ``tests/safechat/test_events.py`` checks every
-service's events against these types, ``tests/rooms/test_socket_contract.py`` every
-frame a socket sends.
+room or user event's payload as it is unless it has a handler of its own).
+``tests/safechat/test_events.py`` checks every service's events against these types,
+``tests/rooms/test_socket_contract.py`` every frame a socket sends.
 
 This module is a lower layer: it imports no app of the project.
 """
