@@ -148,8 +148,7 @@ def in_thread(func: Callable[..., object], **kwargs: object) -> None:
 def watch_for_errors(page: Page, errors: list[str]) -> None:
     def console(message: ConsoleMessage) -> None:
         source = message.location.get("url", "")
-        # No page declares an icon, so the browser's own /favicon.ico probe is a 404.
-        if message.type == "error" and not source.endswith("/favicon.ico"):
+        if message.type == "error":
             errors.append(f"{page.url}: {message.text} ({source})")
 
     page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
