@@ -23,13 +23,11 @@ from tests.rooms.factories import make_room, make_room_admin
 from tests.support.axe import AXE_CONTEXT, assert_accessible
 from tests.support.browser import (
     ARTIFACTS,
-    LIVE,
     PASSWORD,
     Person,
     launch,
     person,
     running_server,
-    sign_in,
     watch_for_errors,
 )
 

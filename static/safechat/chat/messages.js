@@ -10,7 +10,8 @@ import { current, FRAME, isCurrent, me } from "./page.js";
 import { bumpUnread, setUnread } from "./rooms.js";
 import * as socket from "./socket.js";
 import { noteSeen } from "./sync.js";
-import { localiseTimes, timeEl } from "./times.js";
+import { initListNav, focusMessage, messageArticles } from "./listnav.js";
+import { dayKey, dayLabel, localiseTimes, timeEl } from "./times.js";
 
 const ownTexts = new Map(
   Object.entries(current?.own_texts ?? {}).map(([id, text]) => [Number(id), text]),
@@ -18,6 +19,9 @@ const ownTexts = new Map(
 let lastReadSent = current?.last_read ?? 0;
 // reply(parentId, trigger), edit(messageId, trigger), arrived(message), deleted(messageId)
 let hooks = { reply() {}, edit() {}, arrived() {}, deleted() {} };
+
+const COLLAPSE_ABOVE_PX = 320; // taller messages are collapsed until "Show more"
+const TIMES_EVERY_MS = 60_000; // "5 min ago" kept true
 
 const list = () => byId("message-list");
 const scroller = () => byId("message-scroller");
@@ -57,7 +61,10 @@ function setBody(body, message) {
   }
 }
 
+// Rebuilding the chips would drop the focus of the one just pressed to the page body:
+// it goes back to the chip of the same emoji, or, if that is gone, to the message.
 function reactionButtons(container, reactions) {
+  const focused = container.contains(document.activeElement) ? document.activeElement.dataset.emoji : null;
   container.replaceChildren(
     ...Object.entries(reactions || {}).map(([emoji, userIds]) =>
       h(
@@ -73,6 +80,48 @@ function reactionButtons(container, reactions) {
       ),
     ),
   );
+  if (focused === null) return;
+  const again = [...container.children].find((b) => b.dataset.emoji === focused);
+  (again ?? container.closest("article")).focus({ preventScroll: true });
+}
+
+// Long messages show their first lines and a "Show more" button (aria-expanded).
+function collapseIfLong(article) {
+  const body = article.querySelector(":scope > .msg-body");
+  article.querySelector(":scope > .show-more")?.remove();
+  body.classList.remove("collapsed");
+  if (body.scrollHeight <= COLLAPSE_ABOVE_PX) return;
+  body.classList.add("collapsed");
+  body.after(
+    h("button", { type: "button", class: "link show-more", "aria-expanded": "false", "aria-controls": body.id }, "Show more"),
+  );
+}
+
+function toggleCollapsed(button) {
+  const body = button.closest("article").querySelector(":scope > .msg-body");
+  const expand = body.classList.contains("collapsed");
+  body.classList.toggle("collapsed", !expand);
+  button.setAttribute("aria-expanded", String(expand));
+  button.textContent = expand ? "Show less" : "Show more";
+}
+
+// A heading per day, before its first message (in the reader's time zone).
+function renderDays() {
+  const l = list();
+  l.querySelectorAll(":scope > .day-separator").forEach((n) => n.remove());
+  let last = null;
+  for (const item of [...l.querySelectorAll(":scope > .message-item[data-message-id]")]) {
+    const iso = item.querySelector(":scope > article time[datetime]")?.getAttribute("datetime");
+    const key = iso ? dayKey(iso) : null;
+    if (key === null || key === last) continue;
+    last = key;
+    l.insertBefore(h("li", { class: "day-separator" }, h("h2", {}, dayLabel(iso))), item);
+  }
+}
+
+// What a screen reader hears of a message: its text as shown, not its Markdown.
+function plainText(item) {
+  return item.querySelector(":scope > article > .msg-body").textContent.replace(/\s+/g, " ").trim();
 }
 
 function messageActions(message) {
@@ -99,16 +148,22 @@ export function messageItem(message, shown = null) {
     setBody(article.querySelector(".msg-body"), message);
     article.querySelector(".msg-edited").hidden = !message.edited_at;
     reactionButtons(article.querySelector(".msg-reactions"), message.reactions);
+    collapseIfLong(article);
     return shown;
   }
   const metaId = `message-${message.id}-meta`;
-  const body = h("div", { class: "msg-body", dir: "auto" });
+  const body = h("div", { class: "msg-body", id: `message-${message.id}-body`, dir: "auto" });
   setBody(body, message);
   const reactions = h("div", { class: "msg-reactions" });
   reactionButtons(reactions, message.reactions);
   const article = h(
     "article",
-    { class: message.sender_id === me.id ? "msg own" : "msg", "aria-labelledby": metaId },
+    {
+      class: message.sender_id === me.id ? "msg own" : "msg",
+      tabindex: "-1",
+      "aria-labelledby": metaId,
+      "aria-describedby": body.id,
+    },
     h(
       "header",
       { class: "msg-meta", id: metaId },
@@ -160,6 +215,7 @@ function placeMessage(item) {
     insertOrdered(list(), item);
   }
   hideEmpty();
+  collapseIfLong(item.querySelector(":scope > article"));
 }
 
 function nearBottom() {
@@ -188,10 +244,10 @@ export function onMessageNew(roomId, message) {
   const stick = nearBottom() || message.sender_id === me.id;
   const item = messageItem(message);
   placeMessage(item);
+  renderDays();
   if (stick) scrollToBottom();
   if (message.sender_id !== me.id) {
-    const text = message.text ?? "a message that can no longer be read";
-    announce(`${message.sender}: ${text.slice(0, 280)}`);
+    announce(`${message.sender}: ${plainText(item).slice(0, 280)}`);
   }
   maybeMarkRead();
 }
@@ -211,18 +267,29 @@ export function onMessageDeleted(roomId, messageId) {
   hooks.deleted(Number(messageId));
   const item = messageEl(messageId);
   if (!item) return;
+  const article = item.querySelector(":scope > article");
+  // Focus inside what goes away would fall to the page body: it moves to the next
+  // message (else the previous one, else the list), and the deletion is announced.
+  const focusWasInside = item.contains(document.activeElement);
   const thread = item.querySelector(":scope > ol.thread");
   if (thread && thread.children.length) {
     // Keep the replies; the thread's first message reads as deleted.
-    const article = item.querySelector(":scope > article");
     article.querySelector(".msg-body").replaceChildren(h("p", { class: "msg-unreadable" }, "This message was deleted."));
     article.querySelector(".msg-actions")?.remove();
     article.querySelector(".msg-reactions").replaceChildren();
+    article.querySelector(":scope > .show-more")?.remove();
+    if (focusWasInside) focusMessage(article);
   } else {
-    const focusWasInside = item.contains(document.activeElement);
+    const all = messageArticles();
+    const at = all.indexOf(article);
+    const gone = new Set(item.querySelectorAll("article"));
+    const rest = all.filter((a) => !gone.has(a));
+    const next = all.slice(at + 1).find((a) => !gone.has(a)) ?? rest.filter((a) => all.indexOf(a) < at).at(-1);
     item.remove();
-    if (focusWasInside) list().focus();
+    renderDays();
+    if (focusWasInside && !focusMessage(next)) list().focus();
   }
+  if (focusWasInside) announce("Message deleted.");
 }
 
 // Replies shown alone because their thread started before the page move under it once loaded.
@@ -245,6 +312,7 @@ async function loadOlder(button) {
       if (!messageEl(message.id)) placeMessage(messageItem(message));
     }
     adoptOrphans();
+    renderDays();
     scroller().scrollTop += scroller().scrollHeight - heightBefore;
     announce(`${page.results.length} older messages loaded`);
     if (page.next_before) {
@@ -277,6 +345,11 @@ export function maybeMarkRead() {
 
 // Actions by event delegation: works for server-rendered and live items alike.
 function onListClick(event) {
+  const more = event.target.closest(".show-more");
+  if (more) {
+    toggleCollapsed(more);
+    return;
+  }
   const link = event.target.closest(".msg-body a[href]");
   if (link) {
     // Links open only on click, in a new tab, without referrer; the chat stays open.
@@ -331,7 +404,11 @@ export function initMessages(given) {
     }, 250);
   });
   localiseTimes(list());
+  setInterval(() => localiseTimes(list()), TIMES_EVERY_MS);
+  renderDays();
+  list().querySelectorAll(".message-item > article").forEach(collapseIfLong);
   markFirstUnread();
+  initListNav();
   const target = location.hash.startsWith("#message-") ? byId(location.hash.slice(1)) : null;
   if (target) {
     target.classList.add("highlight");

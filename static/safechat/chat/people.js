@@ -18,7 +18,9 @@ export function setPresence(userId, state) {
   presence.set(userId, state);
   const item = byId("member-list")?.querySelector(`li[data-user-id="${Number(userId)}"]`);
   if (!item) return;
-  item.querySelector(".presence").dataset.state = state;
+  const dot = item.querySelector(".presence");
+  dot.dataset.state = state;
+  dot.title = state === "unknown" ? "presence unknown" : presenceWords[state];
   item.querySelector(".presence-text").textContent = state === "unknown" ? "" : `, ${presenceWords[state]}`;
 }
 
@@ -62,7 +64,12 @@ function memberItem(member) {
     h(
       "div",
       { class: "member-line" },
-      h("span", { class: "presence", "aria-hidden": "true", dataset: { state } }),
+      h("span", {
+        class: "presence",
+        "aria-hidden": "true",
+        title: state === "unknown" ? "presence unknown" : presenceWords[state],
+        dataset: { state },
+      }),
       " ",
       h("bdi", { class: "member-name" }, name),
       member.user_id === me.id ? h("span", { class: "muted" }, " (you)") : null,
