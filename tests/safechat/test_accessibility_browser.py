@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.cache import cache
 from django.utils import timezone
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, ViewportSize, expect, sync_playwright
 from pytest_django import Settings
 
 from accounts.models import User
@@ -159,10 +159,13 @@ NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
 
 @pytest.mark.parametrize(
     ("viewport", "scale", "name"),
-    [({"width": 320, "height": 640}, 1, "320px"), ({"width": 640, "height": 400}, 2, "zoom-200")],
+    [
+        (ViewportSize(width=320, height=640), 1, "320px"),
+        (ViewportSize(width=640, height=400), 2, "zoom-200"),
+    ],
 )
 def test_the_portal_reflows_at_320_px_and_at_200_percent_zoom(
-    tmp_path: Path, master_key_file: Path, viewport: dict[str, int], scale: int, name: str
+    tmp_path: Path, master_key_file: Path, viewport: ViewportSize, scale: int, name: str
 ) -> None:
     # given a security admin in a room with a long topic (1280 px at 200 % is 640 px)
     sam_user = grant_role(make_room_admin(username="sam"), Role.SECURITY_ADMIN)
