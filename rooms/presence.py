@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from safechat.shared_cache import redis_keys
 
 ONLINE, AWAY, OFFLINE = "online", "away", "offline"
-# Sockets ping every 25 s (static/safechat/chat.js); three missed pings and it is gone.
+# Sockets ping every 25 s (static/safechat/chat/socket.js); three missed pings and it is gone.
 SOCKET_TTL_SECONDS = 90
 
 _now = time.time  # wall clock: expiries are compared across processes

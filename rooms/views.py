@@ -166,7 +166,8 @@ def chat(request: HttpRequest) -> HttpResponse:
             },
         }
     context["config"] = config
-    # The socket's event and frame names, which chat.js keys its handlers by.
+    # The socket's event and frame names, which the chat client (static/safechat/chat/)
+    # keys its handlers by.
     context["socket_names"] = client_names()
     return render(request, "rooms/chat.html", context)
 

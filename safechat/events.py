@@ -4,7 +4,8 @@ A service that changes something a live client shows publishes an event, in its
 transaction, with :func:`publish`; the event goes out only once the transaction commits
 (at once when none is open), so nothing is announced that did not commit. The socket
 (``rooms.socket``) dispatches on the same names, and the portal reads them from a data
-block of the page (:func:`client_names`), never from strings typed again in chat.js.
+block of the page (:func:`client_names`), never from strings typed again in the chat
+client (static/safechat/chat/).
 
 * :class:`Event`: the name of every frame the server sends a client (and
   ``access.changed``, a hint to the socket itself), with one payload type per event in
@@ -24,10 +25,10 @@ change; no client ever hears it.
 
 A new event: a member of :class:`Event`, its payload type, its entry in
 :data:`PAYLOADS` and :data:`AUDIENCE`; ``publish(Event.X, ...)`` in the service; a
-handler under ``EVENT.X`` in chat.js (the socket forwards a room or user event's payload
-as it is unless it has a handler of its own). ``tests/safechat/test_events.py`` checks every
-service's events against these types, ``tests/rooms/test_socket_contract.py`` every
-frame a socket sends.
+handler under ``EVENT.X`` in the chat client's ``chat/main.js`` (the socket forwards a
+room or user event's payload as it is unless it has a handler of its own).
+``tests/safechat/test_events.py`` checks every service's events against these types,
+``tests/rooms/test_socket_contract.py`` every frame a socket sends.
 
 This module is a lower layer: it imports no app of the project.
 """

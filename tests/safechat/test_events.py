@@ -60,7 +60,14 @@ from tests.accounts.factories import grant_role, make_user, sign_in_client
 from tests.rooms.factories import make_room, make_room_admin
 from tests.support.payloads import mismatches
 
-CHAT_JS = Path(__file__).resolve().parents[2] / "static" / "safechat" / "chat.js"
+CHAT_MODULES = Path(__file__).resolve().parents[2] / "static" / "safechat" / "chat"
+
+
+def _chat_js() -> str:
+    """The chat client's source: every module of static/safechat/chat/, in name order."""
+    modules = sorted(CHAT_MODULES.glob("*.js"))
+    assert modules, "no chat modules found"
+    return "\n".join(m.read_text() for m in modules)
 
 
 def _check(group: str, message: dict[str, Any]) -> Event:
@@ -303,7 +310,7 @@ def test_chat_js_types_no_event_or_frame_name() -> None:
 
     retyped = [
         text
-        for text, before in _string_literals(CHAT_JS.read_text())
+        for text, before in _string_literals(_chat_js())
         # A CSS class is a class (the presence dot is "presence"), not an event's name.
         if text in names and not before.rstrip().endswith("class:")
     ]
@@ -312,7 +319,7 @@ def test_chat_js_types_no_event_or_frame_name() -> None:
 
 
 def test_chat_js_uses_registered_names_and_handles_every_event_a_client_hears() -> None:
-    source = CHAT_JS.read_text()
+    source = _chat_js()
 
     used_events = set(re.findall(r"\bEVENT\.([A-Z_]+)", source))
     used_frames = set(re.findall(r"\bFRAME\.([A-Z_]+)", source))

@@ -1,0 +1,272 @@
+// The composer: post (with a pending item until the server acknowledges), reply in a
+// thread, edit one's own message; the typing indicator, both ways. Owns the mode.
+import { h, byId } from "./dom.js";
+import { messageEl, ownTextOf, lastOwnMessageId, scrollToBottom, markSaving, clearSaving, hideEmpty } from "./messages.js";
+import { clearError, showError } from "./notifications.js";
+import { current, FRAME, me, isCurrent } from "./page.js";
+import { usernameOf } from "./people.js";
+import * as socket from "./socket.js";
+
+const TYPING_SEND_EVERY_MS = 2_000; // the server ignores typing frames sent faster
+const TYPING_SHOWN_MS = 5_000;
+
+const pending = new Map(); // client id -> { element, text, parentId, sent }
+const awaiting = new Map(); // message id (acked) -> pending element, until message.new comes
+const typingTimers = new Map(); // user id -> timeout
+let clientSeq = 0;
+let lastTypingSent = 0;
+let mode = { kind: "post" }; // or { kind: "edit", messageId } / { kind: "reply", parentId }
+let savedDraft = "";
+let returnFocus = null;
+
+const input = () => byId("composer-input");
+
+export const isEditing = (messageId) => mode.kind === "edit" && mode.messageId === Number(messageId);
+
+function newClientId() {
+  clientSeq += 1;
+  const random = crypto.randomUUID ? crypto.randomUUID() : Math.random().toString(36).slice(2);
+  return `c${clientSeq}-${random}`.slice(0, 64);
+}
+
+function pendingItem(clientId, text, parentId) {
+  const status = h("span", { class: "msg-status" }, "Sending…");
+  const item = h(
+    "li",
+    { class: "message-item pending", dataset: { clientId } },
+    h(
+      "article",
+      { class: "msg own" },
+      h("header", { class: "msg-meta" }, h("bdi", { class: "msg-sender" }, me.username), " ", status),
+      h("div", { class: "msg-body", dir: "auto" }, h("p", { class: "msg-plain" }, text)),
+    ),
+  );
+  const thread = parentId ? messageEl(parentId)?.querySelector(":scope > ol.thread") : null;
+  if (thread) {
+    thread.append(item);
+    thread.hidden = false;
+  } else {
+    byId("message-list").append(item);
+  }
+  hideEmpty();
+  return item;
+}
+
+function setPendingStatus(entry, text, actions = []) {
+  const status = entry.element.querySelector(".msg-status");
+  status.replaceChildren(text, ...actions.flatMap((a) => [" ", a]));
+}
+
+// A post keeps its client id when sent again, so the server stores it once at most.
+function post(text, parentId, clientId = newClientId()) {
+  const entry = { element: pendingItem(clientId, text, parentId), text, parentId, sent: false };
+  pending.set(clientId, entry);
+  sendPending(clientId, entry);
+  scrollToBottom();
+}
+
+function sendPending(clientId, entry) {
+  const frame = { type: FRAME.MESSAGE_POST, room_id: current.id, text: entry.text, client_id: clientId };
+  if (entry.parentId) frame.parent_id = entry.parentId;
+  entry.sent = socket.send(frame);
+  setPendingStatus(entry, entry.sent ? "Sending…" : "Waiting for the connection…");
+}
+
+export function flushOutbox() {
+  for (const [clientId, entry] of pending) {
+    if (!entry.sent) sendPending(clientId, entry);
+  }
+}
+
+// The socket closed before these were acknowledged: they may or may not be stored.
+export function markUnconfirmed() {
+  for (const [clientId, entry] of pending) {
+    if (!entry.sent) continue;
+    pending.delete(clientId);
+    const again = h("button", { type: "button", class: "link" }, "Send again");
+    const discard = h("button", { type: "button", class: "link" }, "Discard");
+    again.addEventListener("click", () => {
+      entry.element.remove();
+      post(entry.text, entry.parentId, clientId);
+    });
+    discard.addEventListener("click", () => {
+      entry.element.remove();
+      input()?.focus();
+    });
+    entry.element.classList.add("failed");
+    setPendingStatus(entry, "Not confirmed: it appears above if it was delivered.", [again, discard]);
+  }
+}
+
+export function onAck(clientId, messageId) {
+  const entry = pending.get(clientId);
+  if (!entry) return;
+  pending.delete(clientId);
+  if (messageEl(messageId)) {
+    entry.element.remove(); // message.new came first
+  } else {
+    setPendingStatus(entry, "Sent");
+    awaiting.set(messageId, entry.element);
+  }
+}
+
+// The stored message arrived: its pending stand-in goes.
+export function dropPlaceholder(messageId) {
+  awaiting.get(messageId)?.remove();
+  awaiting.delete(messageId);
+}
+
+export function onErrorFrame(frame) {
+  const entry = frame.client_id ? pending.get(frame.client_id) : null;
+  const box = input();
+  if (entry) {
+    // Give the text back so nothing typed is lost.
+    pending.delete(frame.client_id);
+    entry.element.remove();
+    if (box && !box.value.trim()) {
+      box.value = entry.text;
+      if (entry.parentId) startReply(entry.parentId);
+    }
+  }
+  clearSaving();
+  showError(frame.detail || frame.code);
+}
+
+function setContext(text) {
+  const box = byId("composer-context");
+  box.hidden = !text;
+  byId("composer-context-text").textContent = text || "";
+}
+
+export function startReply(parentId, trigger = null) {
+  const root = messageEl(parentId);
+  const sender = root?.querySelector(".msg-sender")?.textContent ?? "a message";
+  if (mode.kind === "edit") cancelMode();
+  mode = { kind: "reply", parentId: Number(parentId) };
+  returnFocus = trigger;
+  setContext(`Replying in thread to ${sender}`);
+  input().focus();
+}
+
+export function startEdit(messageId, trigger = null) {
+  const text = ownTextOf(messageId);
+  if (text === undefined) {
+    showError("this message cannot be edited any more");
+    return;
+  }
+  const box = input();
+  if (mode.kind !== "edit") savedDraft = box.value;
+  mode = { kind: "edit", messageId: Number(messageId) };
+  returnFocus = trigger;
+  setContext("Editing your message");
+  box.value = text;
+  box.focus();
+  box.setSelectionRange(text.length, text.length);
+}
+
+export function cancelMode() {
+  const wasEdit = mode.kind === "edit";
+  mode = { kind: "post" };
+  setContext("");
+  if (wasEdit) input().value = savedDraft;
+  savedDraft = "";
+  clearError();
+  const target = returnFocus;
+  returnFocus = null;
+  (target && target.isConnected ? target : input()).focus();
+}
+
+function submitComposer() {
+  const box = input();
+  const text = box.value;
+  if (!text.trim()) return;
+  clearError();
+  if (mode.kind === "edit") {
+    const id = mode.messageId;
+    if (text !== ownTextOf(id)) {
+      if (!socket.send({ type: FRAME.MESSAGE_EDIT, message_id: id, text })) {
+        showError("not connected: your edit was not saved, try again when connected");
+        return;
+      }
+      markSaving(id);
+    }
+    box.value = savedDraft;
+    savedDraft = "";
+    mode = { kind: "post" };
+    setContext("");
+    returnFocus = null;
+    return;
+  }
+  post(text, mode.kind === "reply" ? mode.parentId : null);
+  box.value = "";
+  if (mode.kind === "reply") {
+    mode = { kind: "post" };
+    setContext("");
+    returnFocus = null;
+  }
+}
+
+function renderTyping() {
+  const box = byId("typing-indicator");
+  if (!box) return;
+  const names = [...typingTimers.keys()].map(usernameOf);
+  box.textContent =
+    names.length === 0 ? ""
+    : names.length === 1 ? `${names[0]} is typing…`
+    : names.length === 2 ? `${names[0]} and ${names[1]} are typing…`
+    : "Several people are typing…";
+}
+
+export function clearTyping(userId) {
+  if (!typingTimers.has(userId)) return;
+  clearTimeout(typingTimers.get(userId));
+  typingTimers.delete(userId);
+  renderTyping();
+}
+
+export function onTyping(roomId, userId) {
+  if (!isCurrent(roomId) || userId === me.id) return;
+  clearTimeout(typingTimers.get(userId));
+  typingTimers.set(userId, setTimeout(() => clearTyping(userId), TYPING_SHOWN_MS));
+  renderTyping();
+}
+
+export function initComposer() {
+  // Escape leaves edit or reply mode from anywhere (the composer handles its own).
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && mode.kind !== "post" && event.target !== input()) cancelMode();
+  });
+  const composer = byId("composer");
+  if (!composer) return;
+  const box = input();
+  composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitComposer();
+    box.focus();
+  });
+  byId("composer-cancel").addEventListener("click", cancelMode);
+  box.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      submitComposer();
+    } else if (event.key === "Escape") {
+      if (mode.kind !== "post") {
+        event.preventDefault();
+        cancelMode();
+      } else {
+        clearError();
+      }
+    } else if (event.key === "ArrowUp" && !box.value && mode.kind === "post") {
+      const id = lastOwnMessageId();
+      if (id !== null) {
+        event.preventDefault();
+        startEdit(id);
+      }
+    }
+  });
+  box.addEventListener("input", () => {
+    const now = Date.now();
+    if (mode.kind === "edit" || !box.value.trim() || now - lastTypingSent < TYPING_SEND_EVERY_MS) return;
+    if (socket.send({ type: FRAME.TYPING, room_id: current.id })) lastTypingSent = now;
+  });
+}

@@ -1,0 +1,136 @@
+// The room's members and their presence. Owns the member and presence maps.
+import { api } from "./api.js";
+import { h, hidden, byId } from "./dom.js";
+import { notice } from "./notifications.js";
+import { config, current, csrfToken, FRAME, isCurrent, me } from "./page.js";
+import * as socket from "./socket.js";
+
+const members = new Map((current?.members ?? []).map((m) => [m.user_id, m]));
+const presence = new Map(); // user id -> "online" | "away" | "offline" | "unknown"
+
+export function usernameOf(userId) {
+  return members.get(userId)?.username ?? "Someone";
+}
+
+const presenceWords = { online: "online", away: "away", offline: "offline", unknown: "" };
+
+export function setPresence(userId, state) {
+  presence.set(userId, state);
+  const item = byId("member-list")?.querySelector(`li[data-user-id="${Number(userId)}"]`);
+  if (!item) return;
+  const dot = item.querySelector(".presence");
+  dot.dataset.state = state;
+  dot.title = state === "unknown" ? "presence unknown" : presenceWords[state];
+  item.querySelector(".presence-text").textContent = state === "unknown" ? "" : `, ${presenceWords[state]}`;
+}
+
+// Offline, we no longer learn who comes and goes: show presence as unknown.
+export function forgetPresence() {
+  for (const userId of [...presence.keys()]) setPresence(userId, "unknown");
+}
+
+// On (re)connection: our own state, and who is here already.
+export function announcePresence() {
+  const away = document.visibilityState === "hidden";
+  if (away) socket.send({ type: FRAME.PRESENCE, state: "away" });
+  setPresence(me.id, away ? "away" : "online");
+  if (current) socket.send({ type: FRAME.PRESENCE_GET, room_id: current.id });
+}
+
+export function onPresence(roomId, userId, state) {
+  if (!isCurrent(roomId)) return;
+  setPresence(userId, state);
+}
+
+export function onPresenceSnapshot(roomId, states) {
+  if (!isCurrent(roomId)) return;
+  for (const userId of members.keys()) {
+    if (userId !== me.id) setPresence(userId, states[String(userId)] ?? "offline");
+  }
+}
+
+function csrfInput() {
+  return h("input", { type: "hidden", name: "csrfmiddlewaretoken", value: csrfToken });
+}
+
+// Mirrors the member rows of templates/rooms/chat.html.
+function memberItem(member) {
+  const name = member.username;
+  const roleLabel = Object.fromEntries(current.role_choices)[member.role] ?? member.role;
+  const state = presence.get(member.user_id) ?? "unknown";
+  const item = h(
+    "li",
+    { class: "member", dataset: { userId: member.user_id } },
+    h(
+      "div",
+      { class: "member-line" },
+      h("span", {
+        class: "presence",
+        "aria-hidden": "true",
+        title: state === "unknown" ? "presence unknown" : presenceWords[state],
+        dataset: { state },
+      }),
+      " ",
+      h("bdi", { class: "member-name" }, name),
+      member.user_id === me.id ? h("span", { class: "muted" }, " (you)") : null,
+      h("span", { class: "presence-text visually-hidden" }, state !== "unknown" ? `, ${presenceWords[state]}` : ""),
+      " ",
+      h("span", { class: "tag role-tag" }, roleLabel),
+    ),
+  );
+  if (current.can.manage_people && member.user_id !== me.id) {
+    const base = `${config.urls.portal}${current.id}/members/${member.user_id}`;
+    const select = h("select", { id: `role-${member.user_id}`, name: "role" });
+    for (const [value, label] of current.role_choices) {
+      select.append(h("option", { value, selected: value === member.role }, label));
+    }
+    item.append(
+      h(
+        "details",
+        { class: "member-manage" },
+        h("summary", {}, "Manage", hidden(` ${name}`)),
+        h(
+          "form",
+          { method: "post", action: `${base}/role/`, class: "member-form" },
+          csrfInput(),
+          h("label", { for: `role-${member.user_id}` }, "Role"),
+          select,
+          h("button", { type: "submit" }, "Change role"),
+        ),
+        h(
+          "form",
+          { method: "post", action: `${base}/remove/`, class: "member-form" },
+          csrfInput(),
+          h(
+            "button",
+            { type: "submit", class: "danger", dataset: { confirm: `Remove ${name} from ${current.name}? They lose access at once.` } },
+            "Remove from room",
+          ),
+        ),
+      ),
+    );
+  }
+  return item;
+}
+
+export async function onMembersChanged(roomId) {
+  if (!isCurrent(roomId)) return;
+  try {
+    const rows = await api(`rooms/${current.id}/members/`, { background: true });
+    members.clear();
+    for (const row of rows) members.set(row.user_id, row);
+    byId("member-list")?.replaceChildren(...rows.map(memberItem));
+    const count = byId("member-count");
+    if (count) count.textContent = String(rows.length);
+    socket.send({ type: FRAME.PRESENCE_GET, room_id: current.id }); // a newcomer may be online
+  } catch {
+    // Removed from the room meanwhile: room.revoked says so.
+  }
+}
+
+export function onMemberUpdated(roomId, userId) {
+  onMembersChanged(roomId);
+  if (isCurrent(roomId) && userId === me.id) {
+    notice("Your role in this room changed.", false, h("a", { href: `${config.urls.portal}?room=${current.id}` }, "Reload to update the page"));
+  }
+}

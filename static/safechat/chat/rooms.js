@@ -1,0 +1,131 @@
+// The room list: unread badges, rooms granted, revoked, renamed and archived, and
+// Alt+Up / Alt+Down to switch rooms.
+import { api } from "./api.js";
+import { h, hidden, byId, sentence } from "./dom.js";
+import { notice } from "./notifications.js";
+import { config, isCurrent } from "./page.js";
+import { forgetRoom, startRoom } from "./sync.js";
+
+const roomList = () => byId("room-list");
+const roomItem = (roomId) => roomList().querySelector(`li[data-room-id="${Number(roomId)}"]`);
+
+export function setUnread(roomId, count) {
+  const badge = roomItem(roomId)?.querySelector(".badge");
+  if (!badge) return;
+  badge.dataset.unread = String(count);
+  badge.hidden = count <= 0;
+  badge.replaceChildren(h("span", { "aria-hidden": "true" }, count), hidden(`, ${count} unread`));
+  if (count <= 0) {
+    const mention = roomItem(roomId)?.querySelector(".mention-badge");
+    if (mention) mention.hidden = true;
+  }
+}
+
+export function bumpUnread(roomId) {
+  const badge = roomItem(roomId)?.querySelector(".badge");
+  if (badge) setUnread(roomId, Number(badge.dataset.unread || 0) + 1);
+}
+
+// Mirrors the room rows of templates/rooms/chat.html.
+function roomEntry(room, mentioned) {
+  const link = h(
+    "a",
+    { href: `${config.urls.portal}?room=${room.id}`, "aria-current": isCurrent(room.id) ? "page" : null },
+    h("span", { class: "room-kind", "aria-hidden": "true" }, room.kind === "direct" ? "@" : "#"),
+    " ",
+    h("bdi", { class: "room-name" }, room.name),
+    room.archived ? hidden(" (archived)") : null,
+    h("span", { class: "mention-badge", hidden: !mentioned }, "@", hidden(" you were mentioned")),
+    h("span", { class: "badge", dataset: { unread: room.unread ?? 0 }, hidden: !room.unread }),
+  );
+  return h("li", { class: room.archived ? "room-item archived" : "room-item", dataset: { roomId: room.id } }, link);
+}
+
+async function refreshRoomList() {
+  const rooms = await api("rooms/", { background: true });
+  const mentioned = new Set(
+    [...roomList().querySelectorAll(".mention-badge:not([hidden])")].map((m) =>
+      Number(m.closest("li").dataset.roomId),
+    ),
+  );
+  const focusedRoom = document.activeElement?.closest?.("#room-list li")?.dataset.roomId;
+  roomList().replaceChildren(...rooms.map((room) => roomEntry(room, mentioned.has(room.id))));
+  for (const room of rooms) {
+    setUnread(room.id, isCurrent(room.id) ? 0 : room.unread ?? 0);
+  }
+  if (focusedRoom) roomItem(focusedRoom)?.querySelector("a")?.focus();
+  return rooms;
+}
+
+export async function onRoomGranted(roomId) {
+  try {
+    const rooms = await refreshRoomList();
+    const room = rooms.find((r) => r.id === Number(roomId));
+    // Start this room's sync cursor at its newest message, not at the beginning of history.
+    const page = await api(`rooms/${Number(roomId)}/messages/?limit=1`, { background: true });
+    startRoom(Number(roomId), page.results[0]);
+    if (room) {
+      notice(`You were added to ${room.name}.`, false, h("a", { href: `${config.urls.portal}?room=${room.id}` }, "Open it"));
+    }
+  } catch (error) {
+    notice(sentence(`could not refresh your rooms: ${error.message}`), true);
+  }
+}
+
+export function onRoomRevoked(roomId) {
+  roomId = Number(roomId);
+  const name = roomItem(roomId)?.querySelector(".room-name")?.textContent ?? "a room";
+  roomItem(roomId)?.remove();
+  forgetRoom(roomId);
+  if (!isCurrent(roomId)) {
+    notice(`You were removed from ${name}.`);
+    return;
+  }
+  // Nothing of a room one has left stays on screen.
+  byId("message-list")?.replaceChildren();
+  byId("load-older")?.remove();
+  byId("composer")?.remove();
+  document.querySelector(".chat-side")?.remove();
+  const item = notice(`You no longer have access to ${name}. Its messages were removed from this page.`, true);
+  item.focus();
+}
+
+export async function onRoomUpdated(roomId) {
+  try {
+    const rooms = await refreshRoomList();
+    const room = rooms.find((r) => r.id === Number(roomId));
+    if (room && isCurrent(roomId)) {
+      byId("room-title").textContent = `${room.kind === "direct" ? "@" : "#"} ${room.name}`;
+      byId("room-topic").textContent = room.topic;
+      document.title = `${room.name} · SafeChat`;
+    }
+  } catch (error) {
+    notice(sentence(`could not refresh your rooms: ${error.message}`), true);
+  }
+}
+
+export function onRoomArchived(roomId) {
+  onRoomUpdated(roomId);
+  if (!isCurrent(roomId)) return;
+  byId("composer")?.replaceWith(
+    h("p", { class: "composer-readonly muted" }, "This room was archived: it stays readable and nobody can post."),
+  );
+  byId("message-list")?.querySelectorAll(".msg-actions").forEach((a) => a.remove());
+  notice("This room was archived.");
+}
+
+export function initRooms() {
+  // Alt+Up / Alt+Down: the previous or next room, from anywhere on the page.
+  document.addEventListener("keydown", (event) => {
+    if (!event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.key !== "ArrowUp" && event.key !== "ArrowDown") return;
+    const links = [...roomList().querySelectorAll("li.room-item > a")];
+    if (!links.length) return;
+    event.preventDefault();
+    const at = links.findIndex((a) => a.getAttribute("aria-current") === "page");
+    const next = event.key === "ArrowUp" ? at - 1 : at + 1;
+    const target = links[Math.max(0, Math.min(links.length - 1, at === -1 ? 0 : next))];
+    if (target.getAttribute("aria-current") !== "page") location.assign(target.href);
+  });
+}
+

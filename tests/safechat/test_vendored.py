@@ -1,0 +1,36 @@
+"""Vendored third-party files are exactly the published ones their manifest names."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+
+from tests.support.axe import AXE_DIR
+
+
+def test_vendored_axe_core_matches_its_manifest() -> None:
+    # given the manifest written when axe-core was taken from its npm package
+    manifest = json.loads((AXE_DIR / "manifest.json").read_text())
+    assert manifest["package"] == "axe-core"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", manifest["version"])  # pinned, no range
+    assert re.fullmatch(r"sha512-[A-Za-z0-9+/]{86}==", manifest["integrity"])
+
+    # when each vendored file is hashed
+    for name, entry in manifest["files"].items():
+        content = (AXE_DIR / name).read_bytes()
+        digest = base64.b64encode(hashlib.sha512(content).digest()).decode()
+
+        # then it is the file the manifest names, byte for byte
+        assert entry["sha512"] == f"sha512-{digest}", name
+        if "sri" in entry:
+            sri = base64.b64encode(hashlib.sha256(content).digest()).decode()
+            assert entry["sri"] == f"sha256-{sri}", name
+
+    # and the engine is the version the manifest names
+    head = (AXE_DIR / "axe.min.js").read_text()[:200]
+    assert f"axe v{manifest['version']}" in head
+    # and nothing is vendored that the manifest does not name
+    names = {p.name for p in AXE_DIR.iterdir()} - {"manifest.json", "README.md"}
+    assert names == set(manifest["files"])
