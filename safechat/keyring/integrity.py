@@ -134,9 +134,14 @@ def record_mac_key(*, record_mac_keys: Any = None, maced: tuple[Any, ...] = ()) 
             return cached
         record_mac_keys, *rest = _models()
         maced = tuple(rest)
+    # Whether anything carries a MAC is read BEFORE the key row: the row commits with (or
+    # before) the first MACs, so a MAC seen first means the row was there; reading them the
+    # other way round, another process's first commit falling between the two reads would
+    # look like a deleted key.
+    anything_maced = _anything_maced(*maced)
     row = record_mac_keys.objects.filter(pk=RECORD_MAC_KEY_ID).first()
     if row is None:
-        if _anything_maced(*maced):
+        if anything_maced:
             raise integrity_failure(kind="record-mac-key", ref="missing")
         key = SymmetricKey.generate(KeyPurpose.RECORD_MAC)
         wrapped = get_provider().wrap(key.to_bytes(), aad=record_mac_key_aad())
