@@ -483,16 +483,20 @@ def mentions(request: HttpRequest) -> HttpResponse:
     ``?before=<id>`` pages back."""
     actor = _user(request)
     before = request.GET.get("before", "")
-    found = selectors.mentions_for_user(
-        user=actor, before=int(before) if before.isdigit() else None
-    )
+    paged = before.isascii() and before.isdigit() and len(before) <= 18
+    found = selectors.mentions_for_user(user=actor, before=int(before) if paged else None)
     rooms = {
         r.pk: r
         for r in selectors.rooms_for_user(user=actor).filter(pk__in={m.room_id for m in found})
     }
     context = {
-        "items": [(rooms[m.room_id], message_rendered(m, reader_id=actor.pk)) for m in found],
+        # A room lost between the two reads is left out, not an error.
+        "items": [
+            (rooms[m.room_id], message_rendered(m, reader_id=actor.pk))
+            for m in found
+            if m.room_id in rooms
+        ],
         "older": found[-1].id if len(found) == selectors.MENTIONS_PAGE_MAX else None,
-        "paged": before.isdigit(),
+        "paged": paged,
     }
     return render(request, "rooms/mentions.html", context)

@@ -194,3 +194,20 @@ def test_the_mentions_page_and_api_list_mine_and_nobody_elses() -> None:
     assert [m["id"] for m in body["results"]] == [mine.pk]
     assert body["results"][0]["mentions"] == [bob.pk]
     assert body["next_before"] is None
+
+
+def test_the_mentions_page_pages_back_and_ignores_a_cursor_that_is_no_number() -> None:
+    alice, bob = make_user(), make_user(username="bob")
+    room = make_room(owner=alice, members=(bob,))
+    older = message_post(sender=alice, room=room, text="@bob older")
+    newer = message_post(sender=alice, room=room, text="@bob newer")
+    client = Client()
+    sign_in_client(client, bob, verified=True)
+
+    paged = client.get("/rooms/mentions/", {"before": newer.pk}).content.decode()
+    odd = client.get("/rooms/mentions/", {"before": "\u00b2"})
+
+    assert f"#message-{older.pk}" in paged
+    assert f"#message-{newer.pk}" not in paged
+    assert odd.status_code == 200
+    assert f"#message-{newer.pk}" in odd.content.decode()

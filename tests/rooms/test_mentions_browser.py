@@ -16,10 +16,18 @@ from django.core.cache import cache
 from playwright.sync_api import Page, expect, sync_playwright
 from pytest_django import Settings
 
+from rooms.services import direct_conversation_create
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room
 from tests.support.axe import AXE_CONTEXT, assert_accessible
-from tests.support.browser import ARTIFACTS, LIVE, launch, person, running_server, sign_in
+from tests.support.browser import (
+    ARTIFACTS,
+    LIVE,
+    launch,
+    person,
+    running_server,
+    sign_in,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,6 +74,7 @@ def test_a_colleague_is_mentioned_from_the_keyboard_and_sees_it_everywhere(
     cora_user = make_user(username="cora", first_name="Cora", last_name="Diaz")
     rates = make_room(owner=alice_user, members=(colin_user, cora_user), name="Rates desk")
     fx = make_room(owner=alice_user, members=(colin_user,), name="FX desk")
+    direct = direct_conversation_create(actor=alice_user, participants=[colin_user])
     alice, colin = person(alice_user), person(colin_user)
     errors: list[str] = []
 
@@ -143,10 +152,25 @@ def test_a_colleague_is_mentioned_from_the_keyboard_and_sees_it_everywhere(
                 "body": "@Colin Reyes the level is 101.5",
             }
 
+            # A direct message notifies too, mentioning nobody
+            colin_page.get_by_label("Show the message text").uncheck()
+            alice_direct = alice_context.new_page()
+            alice_direct.goto(f"{base_url}/rooms/?room={direct.pk}")
+            alice_direct.locator("#composer-input").fill("call me back")
+            alice_direct.locator("#composer-input").press("Enter")
+            direct_item = colin_page.locator(f'#room-list li[data-room-id="{direct.pk}"]')
+            expect(direct_item.locator(".badge")).to_have_attribute(
+                "data-unread", "1", timeout=LIVE
+            )
+            assert notifications(colin_page)[-1] == {
+                "title": "New direct message from Alice Martin",
+                "body": None,
+            }
+
             # The choice is remembered by this browser
             colin_page.reload()
             expect(colin_page.get_by_label("For mentions and direct messages")).to_be_checked()
-            expect(colin_page.get_by_label("Show the message text")).to_be_checked()
+            expect(colin_page.get_by_label("Show the message text")).not_to_be_checked()
 
             # In the room, his mentions stand out; one arriving live too
             colin_page.locator(f'#room-list li[data-room-id="{rates.pk}"] a').click()
