@@ -3,6 +3,8 @@ the list of messages that mention me (access and the history rule derived again)
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 from django.core.cache import cache
 from django.test import Client
@@ -18,6 +20,7 @@ from rooms.services import (
     message_post,
 )
 from rooms.wire import message_json, message_rendered
+from safechat.events import Event
 from tests.accounts.factories import make_user, sign_in_client
 from tests.rooms.factories import make_room
 
@@ -113,14 +116,18 @@ def test_the_page_marks_the_readers_own_mentions_only() -> None:
     assert "mention-me" not in (message_json(view)["html"] or "")  # shared by every reader
 
 
-def test_an_edit_makes_the_mentions_follow_the_text() -> None:
+def test_an_edit_makes_the_mentions_follow_the_text_and_notifies_the_newly_named_only() -> None:
     alice, bob, carol = make_user(username="alice"), make_user(), make_user()
     room = make_room(owner=alice, members=(bob, carol))
     message = message_post(sender=alice, room=room, text=f"@{bob.username}")
 
-    message_edit(actor=alice, message=message, text=f"sorry, @{carol.username}")
+    with mock.patch("rooms.services.messages.publish") as published:
+        message_edit(actor=alice, message=message, text=f"@{bob.username} and @{carol.username}")
+        message_edit(actor=alice, message=message, text=f"sorry, just @{carol.username}")
 
     assert list(Mention.objects.values_list("user_id", flat=True)) == [carol.pk]
+    mentions = [c for c in published.call_args_list if c.args[0] is Event.MENTION]
+    assert [c.kwargs["to_user"] for c in mentions] == [carol.pk]
 
 
 # --- the list of my mentions -----------------------------------------------------------------

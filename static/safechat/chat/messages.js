@@ -177,7 +177,7 @@ export function messageItem(message, shown = null) {
   const article = h(
     "article",
     {
-      class: ["msg", message.sender_id === me.id ? "own" : "", mentionsMe(message) ? "mentions-me" : ""].join(" ").trim(),
+      class: ["msg", message.sender_id === me.id && "own", mentionsMe(message) && "mentions-me"].filter(Boolean).join(" "),
       tabindex: "-1",
       "aria-labelledby": metaId,
       "aria-describedby": body.id,
