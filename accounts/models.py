@@ -104,6 +104,11 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
         Django calls it from ``UserManager.create_user`` and ``AbstractUser.clean``."""
         return username_lookup_form(str(super().normalize_username(username)))
 
+    def display_name(self) -> str:
+        """How the person is shown beside their username: "First Last" (labels, already
+        validated), or the username when they have no name."""
+        return self.get_full_name() or self.get_username()
+
     def clean(self) -> None:
         super().clean()  # normalises the username and the email
         # Before validate_constraints, so a look-alike is a form error, not an IntegrityError.

@@ -2,12 +2,78 @@
 
 No raw HTML, no images (nothing is ever loaded automatically), links open only
 on click with ``rel="noopener noreferrer nofollow"``.
+
+Mentions: ``@name`` where ``name``'s canonical form (PRECIS UsernameCaseMapped, RFC 8265:
+"@Alice" is alice) is one of the members the message names becomes
+``<span class="mention" data-user-id="7" title="@alice">@Alice Martin</span>``: the
+member's display name, their username as tooltip. Only those members: an ``@`` before
+anyone else (or inside code) stays text. The span is built as tokens, escaped by the
+renderer, and passes the sanitiser like everything else (the class ``mention`` alone,
+the two attributes alone).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
+from markdown_it.rules_inline import StateInline
+from markdown_it.token import Token
+
+from safechat.unicode_text import username_lookup_form
+
+# "@name": what the posting service also reads as a mention (rooms.services.messages).
+MENTION = re.compile(r"(?<![\w@])@([\w.@+-]{1,150})")
+_NAME = re.compile(r"[\w.@+-]{1,150}")
+_WORDISH = re.compile(r"[\w@]")
+
+
+class MentionTarget(NamedTuple):
+    """A member a message names, as its mention is shown."""
+
+    user_id: int
+    name: str  # display name
+
+
+def mention_names(text: str) -> set[str]:
+    """The canonical usernames ``text`` names with ``@`` (a trailing full stop is the
+    sentence's, not the name's)."""
+    return {username_lookup_form(m.group(1).rstrip(".")) for m in MENTION.finditer(text)}
+
+
+def _mention_rule(state: StateInline, silent: bool) -> bool:
+    targets: Mapping[str, MentionTarget] = state.env.get("mentions") or {}
+    pos = state.pos
+    if not targets or state.src[pos] != "@":
+        return False
+    if pos > 0 and _WORDISH.match(state.src[pos - 1]):
+        return False  # an e-mail address, or "@@name"
+    found = _NAME.match(state.src, pos + 1, state.posMax)
+    if found is None:
+        return False
+    raw = found.group(0).rstrip(".")
+    username = username_lookup_form(raw)
+    target = targets.get(username) if raw else None
+    if target is None:
+        return False
+    if not silent:
+        token = state.push("mention", "span", 0)
+        token.meta = {"user_id": target.user_id, "name": target.name, "username": username}
+    state.pos = pos + 1 + len(raw)
+    return True
+
+
+def _render_mention(self: Any, tokens: list[Token], idx: int, options: Any, env: Any) -> str:
+    meta = tokens[idx].meta
+    return (
+        f'<span class="mention" data-user-id="{int(meta["user_id"])}" '
+        f'title="@{escapeHtml(meta["username"])}">@{escapeHtml(meta["name"])}</span>'
+    )
+
 
 _md = (
     MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
@@ -15,20 +81,27 @@ _md = (
     .disable("html_block")
     .disable("html_inline")
 )
+_md.inline.ruler.before("emphasis", "mention", _mention_rule)
+_md.add_render_rule("mention", _render_mention)
 
 ALLOWED_TAGS = {
     "p", "br", "strong", "em", "code", "pre", "blockquote",
-    "ul", "ol", "li", "a", "h1", "h2", "h3", "h4", "hr",
+    "ul", "ol", "li", "a", "h1", "h2", "h3", "h4", "hr", "span",
 }  # fmt: skip
-ALLOWED_ATTRIBUTES = {"a": {"href"}}
+ALLOWED_ATTRIBUTES = {"a": {"href"}, "span": {"data-user-id", "title"}}
 
 
-def render_markdown(text: str) -> str:
-    """HTML safe to insert in the portal: sanitised after rendering, whatever the input."""
+def render_markdown(text: str, *, mentions: Mapping[str, MentionTarget] | None = None) -> str:
+    """HTML safe to insert in the portal: sanitised after rendering, whatever the input.
+
+    ``mentions``: canonical username -> the member it names (see the module's docstring);
+    nothing is marked up as a mention without it.
+    """
     return nh3.clean(
-        _md.render(text),
+        _md.render(text, {"mentions": dict(mentions or {})}),
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
+        allowed_classes={"span": {"mention"}},
         url_schemes={"https", "http", "mailto"},
         link_rel="noopener noreferrer nofollow",
     )

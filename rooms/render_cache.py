@@ -14,11 +14,13 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from django.conf import settings
 
-from rooms.markdown import render_markdown
+from rooms.markdown import MentionTarget, render_markdown
 from safechat.keyring import events
 
 # Texts longer than this are rendered off the event loop (16 KiB of Markdown takes ~20 ms).
@@ -41,9 +43,17 @@ _lock = threading.Lock()
 
 
 async def rendered_once(
-    *, message_id: int, revision: int, room_id: int, epoch: int, text: str
+    *,
+    message_id: int,
+    revision: int,
+    room_id: int,
+    epoch: int,
+    text: str,
+    mentions: Mapping[str, MentionTarget] | None = None,
 ) -> str:
-    """The HTML of ``text``, rendered once per process while it is recent."""
+    """The HTML of ``text`` (the members it names, ``mentions``, marked up), rendered once
+    per process while it is recent. The HTML is the same for every reader: the reader's
+    own mentions are told apart by the client (``data-user-id``)."""
     loop = asyncio.get_running_loop()
     key = (loop, message_id, revision)
     now = time.monotonic()
@@ -57,9 +67,9 @@ async def rendered_once(
     else:
         if len(text) <= INLINE_RENDER_MAX:
             pending = loop.create_future()
-            pending.set_result(render_markdown(text))
+            pending.set_result(render_markdown(text, mentions=mentions))
         else:
-            pending = loop.run_in_executor(None, render_markdown, text)
+            pending = loop.run_in_executor(None, partial(render_markdown, text, mentions=mentions))
         ttl = float(settings.SAFECHAT_KEY_CACHE_SECONDS)
         if ttl > 0:
             with _lock:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Final, Literal
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import CharField, Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import CharField, Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Cast
 from django.http import Http404
 from guardian.models import UserObjectPermission
@@ -19,7 +19,15 @@ from guardian.models import UserObjectPermission
 from accounts.models import User
 from accounts.selectors import CHAT_READ_ONLY_ROLES, people_active
 from rooms import permissions as perms
-from rooms.models import InformationBarrier, Membership, Message, MessageRevision, Reaction, Room
+from rooms.models import (
+    InformationBarrier,
+    Membership,
+    Mention,
+    Message,
+    MessageRevision,
+    Reaction,
+    Room,
+)
 from safechat.crypto import CryptoError
 from safechat.keyring.errors import IntegrityFailure
 from safechat.keyring.services import message_decrypt
@@ -34,6 +42,15 @@ TEXT_INTEGRITY_FAILURE: Final = "integrity_failure"  # tampered or corrupt: repo
 
 
 @dataclass(frozen=True)
+class Mentioned:
+    """A member a message names (``@username``): a ``Mention`` row, with how they are shown."""
+
+    user_id: int
+    username: str  # canonical (PRECIS UsernameCaseMapped), as stored
+    name: str  # display name (``User.display_name``)
+
+
+@dataclass(frozen=True)
 class MessageView:
     """A message as its reader may see it: data, never markup (``rooms.wire`` renders it
     and puts it on the wire)."""
@@ -42,7 +59,8 @@ class MessageView:
     room_id: int
     seq: int
     sender_id: int
-    sender: str
+    sender: str  # username
+    sender_name: str  # display name (``User.display_name``)
     parent_id: int | None
     created_at: datetime
     edited_at: datetime | None
@@ -52,6 +70,8 @@ class MessageView:
     reactions: dict[str, list[int]] = field(default_factory=dict)
     # Why ``text`` is None, for a message that is not deleted (TEXT_* above).
     text_status: TextStatus = TEXT_OK
+    # The members it names, by username order (``rooms.markdown`` marks them up).
+    mentions: tuple[Mentioned, ...] = ()
 
 
 def _view_permission(user: User) -> QuerySet[UserObjectPermission]:
@@ -190,23 +210,46 @@ def _reactions_of(message_ids: list[int]) -> dict[int, dict[str, list[int]]]:
     return reactions
 
 
+def _mentions_of(message_ids: list[int]) -> dict[int, tuple[Mentioned, ...]]:
+    """Per message, the members it names (``Mention`` rows), by username: one query."""
+    found: dict[int, list[Mentioned]] = {}
+    rows = (
+        Mention.objects.filter(message_id__in=message_ids)
+        .select_related("user")
+        .order_by("user__username")
+    )
+    for row in rows:
+        found.setdefault(row.message_id, []).append(
+            Mentioned(row.user_id, row.user.get_username(), row.user.display_name())
+        )
+    return {message_id: tuple(named) for message_id, named in found.items()}
+
+
 def message_view(
-    *, reader: User, message: Message, reactions: dict[str, list[int]] | None = None
+    *,
+    reader: User,
+    message: Message,
+    reactions: dict[str, list[int]] | None = None,
+    mentions: tuple[Mentioned, ...] | None = None,
 ) -> MessageView:
     """What ``reader`` sees of a message they may view; text decrypted with their keys.
 
-    ``reactions`` (from ``message_reactions``) saves the query when the caller has them.
+    ``reactions`` (from ``message_reactions``) and ``mentions`` save the queries when the
+    caller has them (for a page, one query each).
     """
     deleted = message.deleted_at is not None
     text, status = (None, TEXT_UNAVAILABLE) if deleted else _open_for(reader, message)
     if reactions is None:
         reactions = message_reactions(message=message)
+    if mentions is None:
+        mentions = _mentions_of([message.pk]).get(message.pk, ())
     return MessageView(
         id=message.pk,
         room_id=message.room_id,
         seq=message.seq,
         sender_id=message.sender_id,
         sender=message.sender.get_username(),
+        sender_name=message.sender.display_name(),
         parent_id=message.parent_id,
         created_at=message.created_at,
         edited_at=message.edited_at,
@@ -214,6 +257,7 @@ def message_view(
         text=text,
         reactions=reactions,
         text_status=status,
+        mentions=mentions,
     )
 
 
@@ -244,10 +288,56 @@ def message_page(
         chunk.reverse()
     else:
         chunk = list(messages.order_by("-id")[:limit])
-    reactions = _reactions_of([m.pk for m in chunk])
+    return _views(reader, chunk)
+
+
+def _views(reader: User, messages: list[Message]) -> list[MessageView]:
+    """``message_view`` of each of ``messages``, with two queries for all of them."""
+    ids = [m.pk for m in messages]
+    reactions, mentions = _reactions_of(ids), _mentions_of(ids)
     return [
-        message_view(reader=reader, message=m, reactions=reactions.get(m.pk, {})) for m in chunk
+        message_view(
+            reader=reader,
+            message=m,
+            reactions=reactions.get(m.pk, {}),
+            mentions=mentions.get(m.pk, ()),
+        )
+        for m in messages
     ]
+
+
+MENTIONS_PAGE_MAX = 50
+
+
+def mentions_for_user(
+    *, user: User, before: int | None = None, limit: int = MENTIONS_PAGE_MAX
+) -> list[MessageView]:
+    """The messages that mention ``user`` (``Mention`` rows), across the rooms they may view
+    now, newest first: at most ``limit`` (capped at ``MENTIONS_PAGE_MAX``), older than the
+    message id ``before`` when given.
+
+    Access is derived again on every call, never kept with the mention: a room ``user``
+    left or lost (``rooms_for_user``), a deleted message, and a message from before they
+    joined a room that hides history (``Membership.visible_from_seq``) are not listed.
+    Text is decrypted with ``user``'s keys, as in the room.
+    """
+    limit = max(1, min(limit, MENTIONS_PAGE_MAX))
+    visible_from = Membership.objects.filter(room=OuterRef("room_id"), user=user).values(
+        "visible_from_seq"
+    )[:1]
+    messages = (
+        Message.objects.filter(
+            mentions__user=user,
+            deleted_at__isnull=True,
+            room__in=rooms_for_user(user=user),
+        )
+        .annotate(visible_from=Subquery(visible_from))
+        .filter(seq__gt=F("visible_from"))
+        .select_related("sender")
+    )
+    if before is not None:
+        messages = messages.filter(pk__lt=before)
+    return _views(user, list(messages.order_by("-id")[:limit]))
 
 
 def message_revisions(*, reader: User, message: Message) -> list[tuple[int, str | None]]:

@@ -12,6 +12,7 @@ urlpatterns = [
     path("new/", views.room_new, name="room-new"),
     path("conversations/new/", views.conversation_new, name="conversation-new"),
     path("people/", views.people_directory, name="people"),
+    path("mentions/", views.mentions, name="mentions"),
     path("<int:room_id>/settings/", views.room_settings, name="room-settings"),
     path("<int:room_id>/archive/", views.room_archive, name="room-archive"),
     path("<int:room_id>/unarchive/", views.room_unarchive, name="room-unarchive"),

@@ -103,7 +103,7 @@ def chat(request: HttpRequest) -> HttpResponse:
         },
     }
     config: dict[str, Any] = {
-        "user": {"id": user.pk, "username": user.get_username()},
+        "user": {"id": user.pk, "username": user.get_username(), "name": user.display_name()},
         "room": None,
         # room id -> [id, seq] of the newest message
         "cursors": {str(pk): list(last) for pk, last in cursors.items()},
@@ -111,7 +111,7 @@ def chat(request: HttpRequest) -> HttpResponse:
     }
     if room is not None:
         page = [
-            message_rendered(m)
+            message_rendered(m, reader_id=user.pk)
             for m in selectors.message_page(reader=user, room=room, limit=PAGE_SIZE)
         ]
         if page and page[0].id > cursors.get(room.pk, (0, 0))[0]:
@@ -157,7 +157,12 @@ def chat(request: HttpRequest) -> HttpResponse:
             "can": can,
             "role_choices": context["role_choices"],
             "members": [
-                {"user_id": m.user_id, "username": m.user.get_username(), "role": m.role}
+                {
+                    "user_id": m.user_id,
+                    "username": m.user.get_username(),
+                    "name": m.user.display_name(),
+                    "role": m.role,
+                }
                 for m in members
             ],
             # Own messages' text, so "Edit" can fill the composer without another request.
@@ -467,3 +472,31 @@ def people_directory(request: HttpRequest) -> HttpResponse:
         "may_message": perms.may_start_conversations(user=actor),
     }
     return render(request, "rooms/people.html", context)
+
+
+# --- Mentions -----------------------------------------------------------------------------
+@never_cache
+@require_GET
+def mentions(request: HttpRequest) -> HttpResponse:
+    """The messages that mention the reader, across their rooms, newest first
+    (``selectors.mentions_for_user``: access and the history rule derived again now);
+    ``?before=<id>`` pages back."""
+    actor = _user(request)
+    before = request.GET.get("before", "")
+    paged = before.isascii() and before.isdigit() and len(before) <= 18
+    found = selectors.mentions_for_user(user=actor, before=int(before) if paged else None)
+    rooms = {
+        r.pk: r
+        for r in selectors.rooms_for_user(user=actor).filter(pk__in={m.room_id for m in found})
+    }
+    context = {
+        # A room lost between the two reads is left out, not an error.
+        "items": [
+            (rooms[m.room_id], message_rendered(m, reader_id=actor.pk))
+            for m in found
+            if m.room_id in rooms
+        ],
+        "older": found[-1].id if len(found) == selectors.MENTIONS_PAGE_MAX else None,
+        "paged": paged,
+    }
+    return render(request, "rooms/mentions.html", context)

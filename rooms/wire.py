@@ -24,11 +24,12 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Annotated, TypedDict
 
+from accounts.models import User
 from rooms import render_cache
-from rooms.markdown import render_markdown
+from rooms.markdown import MentionTarget, render_markdown
 from rooms.models import Message
-from rooms.selectors import TEXT_OK, MessageView, TextStatus
-from safechat.events import MessageNew, SealedMessage
+from rooms.selectors import TEXT_OK, Mentioned, MessageView, TextStatus
+from safechat.events import MentionedUser, MessageNew, SealedMessage
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,10 @@ class WireMessage(TypedDict):
     room_id: int
     seq: Annotated[int, Doc("1, 2, 3... within the room: a number skipped is a message missed")]
     sender_id: int
-    sender: str
+    sender: Annotated[str, Doc("the sender's username")]
+    sender_name: Annotated[
+        str, Doc("the sender's display name (full name; the username when they have none)")
+    ]
     parent_id: int | None
     # ISO 8601, UTC with a "Z" suffix (as DRF's DateTimeField writes it)
     created_at: Annotated[str, Doc(date_time=True)]
@@ -66,6 +70,13 @@ class WireMessage(TypedDict):
     html: Annotated[str | None, Doc("sanitised Markdown rendering")]
     # emoji -> the ids of who reacted, in order
     reactions: dict[str, list[int]]
+    mentions: Annotated[
+        list[int],
+        Doc(
+            "the ids of the members the message names (@username) and notified; html marks "
+            'each up as <span class="mention" data-user-id="id">'
+        ),
+    ]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,16 +85,43 @@ class RenderedMessage(MessageView):
 
     html: str | None
 
+    @property
+    def mention_ids(self) -> frozenset[int]:
+        """The ids of the members it names."""
+        return frozenset(m.user_id for m in self.mentions)
 
-def message_html(text: str | None) -> str | None:
-    """``text`` rendered as sanitised HTML (``rooms.markdown``); None for no text."""
-    return render_markdown(text) if text is not None else None
+
+def mention_targets(mentions: tuple[Mentioned, ...]) -> dict[str, MentionTarget]:
+    """What ``rooms.markdown`` marks up as mentions: canonical username -> the member."""
+    return {m.username: MentionTarget(m.user_id, m.name) for m in mentions}
 
 
-def message_rendered(view: MessageView) -> RenderedMessage:
-    """``view`` with its HTML, for a server-rendered page."""
+def message_html(text: str | None, mentions: tuple[Mentioned, ...] = ()) -> str | None:
+    """``text`` rendered as sanitised HTML (``rooms.markdown``), the members it names
+    (``mentions``) marked up; None for no text."""
+    if text is None:
+        return None
+    return render_markdown(text, mentions=mention_targets(mentions))
+
+
+def message_rendered(view: MessageView, *, reader_id: int | None = None) -> RenderedMessage:
+    """``view`` with its HTML, for a server-rendered page; the mentions of ``reader_id``
+    (the page's reader) carry the class ``mention-me`` too, as the client adds it to a
+    message it receives (the wire's HTML is the same for every reader)."""
     data = {f.name: getattr(view, f.name) for f in fields(MessageView)}
-    return RenderedMessage(**data, html=message_html(view.text))
+    html = message_html(view.text, view.mentions)
+    if (
+        html is not None
+        and reader_id is not None
+        and reader_id in {m.user_id for m in view.mentions}
+    ):
+        # Safe on sanitised output: the sanitiser writes this exact opening tag for a
+        # mention, and a "<" typed by anyone is escaped, so only a real mention matches.
+        tail = f' data-user-id="{int(reader_id)}"'
+        html = html.replace(
+            f'<span class="mention"{tail}', f'<span class="mention mention-me"{tail}'
+        )
+    return RenderedMessage(**data, html=html)
 
 
 def _iso(moment: datetime) -> str:
@@ -102,13 +140,14 @@ def message_json(view: MessageView, *, html: str | None = None) -> WireMessage:
     if view.text is None:
         html = None
     elif html is None:
-        html = message_html(view.text)
+        html = message_html(view.text, view.mentions)
     return {
         "id": view.id,
         "room_id": view.room_id,
         "seq": view.seq,
         "sender_id": view.sender_id,
         "sender": view.sender,
+        "sender_name": view.sender_name,
         "parent_id": view.parent_id,
         "created_at": _iso(view.created_at),
         "edited_at": _iso(view.edited_at) if view.edited_at is not None else None,
@@ -116,6 +155,7 @@ def message_json(view: MessageView, *, html: str | None = None) -> WireMessage:
         "text_status": view.text_status,
         "html": html,
         "reactions": {emoji: list(users) for emoji, users in view.reactions.items()},
+        "mentions": [m.user_id for m in view.mentions],
     }
 
 
@@ -127,24 +167,35 @@ async def message_json_shared(view: MessageView, *, epoch: int, revision: int) -
     if view.text is None:
         return message_json(view)
     html = await render_cache.rendered_once(
-        message_id=view.id, revision=revision, room_id=view.room_id, epoch=epoch, text=view.text
+        message_id=view.id,
+        revision=revision,
+        room_id=view.room_id,
+        epoch=epoch,
+        text=view.text,
+        mentions=mention_targets(view.mentions),
     )
     return message_json(view, html=html)
 
 
 # --- the sealed form: a new message on the channel layer --------------------------------
-def message_sealed(*, message: Message, sender_name: str) -> SealedMessage:
+def message_sealed(*, message: Message, sender: User, mentioned: list[User]) -> SealedMessage:
     """``message`` as stored, for ``message.new``: every subscriber opens it with its own
     user's key copy, so a message posted to a room of N readers costs no database read
     per reader; a reader without the epoch key (removed: removal starts a new epoch)
-    cannot open it."""
+    cannot open it. ``mentioned``: the members it names (its ``Mention`` rows)."""
+    named: list[MentionedUser] = [
+        {"user_id": u.pk, "username": u.get_username(), "name": u.display_name()}
+        for u in sorted(mentioned, key=lambda u: u.get_username())
+    ]
     return {
         "uid": str(message.uid),
         "seq": message.seq,
         "epoch": message.epoch,
         "revision": message.revision,
         "sender_id": message.sender_id,
-        "sender": sender_name,
+        "sender": sender.get_username(),
+        "sender_name": sender.display_name(),
+        "mentions": named,
         "parent_id": message.parent_id,
         "created_at": message.created_at.isoformat(),
         "ciphertext": bytes(message.ciphertext),
@@ -163,6 +214,7 @@ def message_view_sealed(
         seq=int(sealed["seq"]),
         sender_id=int(sealed["sender_id"]),
         sender=str(sealed["sender"]),
+        sender_name=str(sealed["sender_name"]),
         parent_id=sealed["parent_id"],
         created_at=datetime.fromisoformat(sealed["created_at"]),
         edited_at=None,
@@ -170,4 +222,8 @@ def message_view_sealed(
         text=text,
         reactions={},
         text_status=text_status,
+        mentions=tuple(
+            Mentioned(int(m["user_id"]), str(m["username"]), str(m["name"]))
+            for m in sealed["mentions"]
+        ),
     )

@@ -102,6 +102,14 @@ class Audience(Enum):
 
 
 # --- payloads: what each event carries (for a published event, through the layer) -------
+class MentionedUser(TypedDict):
+    """A member a new message names (``@username``), as the mention is shown."""
+
+    user_id: int
+    username: str
+    name: str  # display name
+
+
 class SealedMessage(TypedDict):
     """A new message as stored: its ciphertext and what binds it (``rooms.wire``)."""
 
@@ -110,7 +118,9 @@ class SealedMessage(TypedDict):
     epoch: int
     revision: int
     sender_id: int
-    sender: str
+    sender: str  # username
+    sender_name: str  # display name
+    mentions: list[MentionedUser]
     parent_id: int | None
     created_at: str  # ISO 8601
     ciphertext: bytes

@@ -40,10 +40,11 @@ class RoomOutput(serializers.ModelSerializer[Room]):
 class MemberOutput(serializers.ModelSerializer[Membership]):
     user_id = serializers.IntegerField(source="user.pk")
     username = serializers.CharField(source="user.username")
+    name = serializers.CharField(source="user.display_name", help_text="display name")
 
     class Meta:
         model = Membership
-        fields = ["user_id", "username", "role", "joined_at", "last_read_message_id"]
+        fields = ["user_id", "username", "name", "role", "joined_at", "last_read_message_id"]
 
 
 def _wire_field(hint: Any, doc: Doc) -> serializers.Field[Any, Any, Any, Any]:

@@ -31,4 +31,5 @@ urlpatterns = [
         name="api-message-reactions",
     ),
     path("rooms/<int:room_id>/read-marker/", views.ReadMarkerApi.as_view(), name="api-read-marker"),
+    path("mentions/", views.MentionListApi.as_view(), name="api-mentions"),
 ]

@@ -343,3 +343,37 @@ class ReadMarkerApi(APIView):
             actor=_user(request), room=room, message_id=data.validated_data["message_id"]
         )
         return Response({"last_read_message_id": marker})
+
+
+class MentionListApi(APIView):
+    """The messages that mention the caller, across the rooms they may view now."""
+
+    class MentionListQuery(serializers.Serializer[dict[str, Any]]):
+        before = serializers.IntegerField(required=False, min_value=1)
+        limit = serializers.IntegerField(
+            required=False, min_value=1, max_value=selectors.MENTIONS_PAGE_MAX, default=50
+        )
+
+    class MentionListPageOutput(serializers.Serializer[dict[str, Any]]):
+        results = MessageOutput(many=True)
+        next_before = serializers.IntegerField(allow_null=True)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("before", int, description="only messages older than this id"),
+            OpenApiParameter("limit", int, description="page size, 1-50 (default 50)"),
+        ],
+        responses=MentionListPageOutput,
+        operation_id="mentions_list",
+        description=(
+            "Newest first. Access is checked again on every call: a room left, a deleted "
+            "message and a message from before the caller joined a room that hides history "
+            "are not listed."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        query = self.MentionListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page = selectors.mentions_for_user(user=_user(request), **query.validated_data)
+        next_before = page[-1].id if len(page) == query.validated_data["limit"] else None
+        return Response({"results": [message_json(m) for m in page], "next_before": next_before})

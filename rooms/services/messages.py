@@ -18,6 +18,7 @@ from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
 from rooms.errors import IdempotencyKeyReusedError
+from rooms.markdown import mention_names
 from rooms.models import Membership, Mention, Message, MessageRevision, Reaction, Room
 from rooms.ratelimit import Write, write_rate_check
 from rooms.selectors import visible_from_seq
@@ -34,11 +35,10 @@ from safechat.actions import action, action_transaction
 from safechat.events import Event, publish
 from safechat.keyring import events as key_events
 from safechat.locks import rows_locked
-from safechat.unicode_text import username_lookup_form, validate_reaction
+from safechat.unicode_text import validate_reaction
 
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_EMOJI_LENGTH = 16
-_MENTION = re.compile(r"(?<![\w@])@([\w.@+-]{1,150})")
 _CLIENT_KEY = re.compile(r"[\x21-\x7e]{1,64}")
 
 
@@ -71,15 +71,15 @@ def _room_locked(room_id: int) -> Room:
     return locked[0]
 
 
-def _mentioned_members(*, room: Room, text: str, exclude: int) -> list[int]:
+def _mentioned_members(*, room: Room, text: str, exclude: int) -> list[User]:
     # "@Alice" mentions alice: a name is matched in its canonical form (RFC 8265).
-    names = {username_lookup_form(m.group(1).rstrip(".")) for m in _MENTION.finditer(text)}
+    names = mention_names(text)
     if not names:
         return []
     return list(
-        Membership.objects.filter(room=room, user__username__in=names)
-        .exclude(user_id=exclude)
-        .values_list("user_id", flat=True)
+        User.objects.filter(memberships__room=room, username__in=names)
+        .exclude(pk=exclude)
+        .order_by("username")
     )
 
 
@@ -244,7 +244,7 @@ def _message_insert(
     )
     mentioned = _mentioned_members(room=room, text=text, exclude=sender.pk)
     if mentioned:
-        Mention.objects.bulk_create([Mention(message=message, user_id=u) for u in mentioned])
+        Mention.objects.bulk_create([Mention(message=message, user=u) for u in mentioned])
     audit_record(
         actor=sender,
         action=AuditAction.MESSAGE_POSTED,
@@ -256,10 +256,10 @@ def _message_insert(
         Event.MESSAGE_NEW,
         room_id=room.pk,
         message_id=message.pk,
-        sealed=message_sealed(message=message, sender_name=sender.get_username()),
+        sealed=message_sealed(message=message, sender=sender, mentioned=mentioned),
     )
-    for user_id in mentioned:
-        publish(Event.MENTION, to_user=user_id, room_id=room.pk, message_id=message.pk)
+    for user in mentioned:
+        publish(Event.MENTION, to_user=user.pk, room_id=room.pk, message_id=message.pk)
     return message
 
 
@@ -314,14 +314,23 @@ def _message_revise(*, actor: User, message: Message, text: str) -> Message:
     message.epoch, message.ciphertext, message.revision = epoch, ciphertext, revision
     message.edited_at = timezone.now()
     message.save(update_fields=["epoch", "ciphertext", "revision", "edited_at"])
+    # The mentions follow the text: a name taken out is no longer a mention, a name put
+    # in is one, and only its member is notified (the others were already).
+    named = {u.pk for u in _mentioned_members(room=room, text=text, exclude=message.sender_id)}
+    before = set(Mention.objects.filter(message=message).values_list("user_id", flat=True))
+    Mention.objects.filter(message=message, user_id__in=before - named).delete()
+    added = sorted(named - before)
+    Mention.objects.bulk_create([Mention(message=message, user_id=u) for u in added])
     audit_record(
         actor=actor,
         action=AuditAction.MESSAGE_EDITED,
         target=message,
-        extra={"room": message.room_id, "revision": revision},
+        extra={"room": message.room_id, "revision": revision, "mentions": len(named)},
     )
     key_events.message_changed(message_id=message.pk)  # renders of the old text, everywhere
     publish(Event.MESSAGE_EDITED, room_id=message.room_id, message_id=message.pk)
+    for user_id in added:
+        publish(Event.MENTION, to_user=user_id, room_id=message.room_id, message_id=message.pk)
     return message
 
 

@@ -51,7 +51,8 @@ def _production_hashers_and_fresh_limits(settings: Settings) -> None:
 
 
 def busy_room(owner: User, other: User) -> Room:
-    """A room with a long topic, a thread, a reaction and a message with a heading."""
+    """A room with a long topic, a thread, a reaction, a message with a heading and a
+    mention of ``owner``."""
     room = make_room(owner=owner, members=(other,), name="Rates desk")
     Room.objects.filter(pk=room.pk).update(topic=LONG_TOPIC)
     opener = message_post(sender=other, room=room, text="Morning. Who covers the 10y?")
@@ -59,6 +60,7 @@ def busy_room(owner: User, other: User) -> Room:
     quote = message_post(sender=other, room=room, text="# Client\nAsking for **5m 2y** at mid.")
     reaction_toggle(actor=owner, message=quote, emoji="👍")
     message_post(sender=owner, room=room, text="Filled at 99.5")
+    message_post(sender=other, room=room, text=f"@{owner.username} can you check the 5y?")
     return room
 
 
@@ -111,6 +113,7 @@ def test_axe_finds_no_a_or_aa_violation_on_any_page_a_person_uses(
                 ("room-new", "/rooms/new/"),
                 ("conversation-new", "/rooms/conversations/new/?q=bob"),
                 ("people", "/rooms/people/"),
+                ("mentions", "/rooms/mentions/"),
                 ("factors", "/accounts/factors/"),
                 ("sessions", "/accounts/sessions/"),
                 ("tokens", "/accounts/tokens/"),
@@ -378,6 +381,9 @@ def test_dark_mode_renders_and_axe_finds_nothing_in_it(
                 assert control.evaluate(BORDER_CONTRAST) >= 3
             page.goto(f"{base_url}/accounts/factors/")
             check(page, "dark-factors")
+            page.goto(f"{base_url}/rooms/mentions/")
+            expect(page.locator(".mention-me")).to_have_count(1)
+            check(page, "dark-mentions")
         finally:
             browser.close()
 

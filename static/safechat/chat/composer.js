@@ -1,10 +1,11 @@
 // The composer: post (with a pending item until the server acknowledges), reply in a
 // thread, edit one's own message; the typing indicator, both ways. Owns the mode.
+import { initAutocomplete } from "./autocomplete.js";
 import { h, byId } from "./dom.js";
 import { messageEl, ownTextOf, lastOwnMessageId, scrollToBottom, markSaving, clearSaving, hideEmpty } from "./messages.js";
 import { clearError, showError } from "./notifications.js";
 import { current, FRAME, me, isCurrent } from "./page.js";
-import { usernameOf } from "./people.js";
+import { nameOf } from "./people.js";
 import * as socket from "./socket.js";
 
 const TYPING_SEND_EVERY_MS = 2_000; // the server ignores typing frames sent faster
@@ -37,7 +38,7 @@ function pendingItem(clientId, text, parentId) {
     h(
       "article",
       { class: "msg own" },
-      h("header", { class: "msg-meta" }, h("bdi", { class: "msg-sender" }, me.username), " ", status),
+      h("header", { class: "msg-meta" }, h("bdi", { class: "msg-sender" }, me.name || me.username), " ", status),
       h("div", { class: "msg-body", dir: "auto" }, h("p", { class: "msg-plain" }, text)),
     ),
   );
@@ -209,7 +210,7 @@ function submitComposer() {
 function renderTyping() {
   const box = byId("typing-indicator");
   if (!box) return;
-  const names = [...typingTimers.keys()].map(usernameOf);
+  const names = [...typingTimers.keys()].map(nameOf);
   box.textContent =
     names.length === 0 ? ""
     : names.length === 1 ? `${names[0]} is typing…`
@@ -245,7 +246,9 @@ export function initComposer() {
     box.focus();
   });
   byId("composer-cancel").addEventListener("click", cancelMode);
+  initAutocomplete(box); // first: a key it handles (defaultPrevented) is not the composer's
   box.addEventListener("keydown", (event) => {
+    if (event.defaultPrevented) return;
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       submitComposer();

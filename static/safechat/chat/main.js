@@ -11,6 +11,8 @@
 //   rooms.js          the room list
 //   people.js         members and presence
 //   notifications.js  notices, the live region, errors, mentions
+//   autocomplete.js   @-mention suggestions in the composer (used by composer.js)
+//   desktop.js        opt-in desktop notifications for mentions and direct messages
 // This module routes the server's frames to them, connects the message list to the
 // composer, and starts the page. The import graph has no cycle: collectstatic's hashed
 // names (tests/safechat/test_static_files.py) cannot be computed for a cycle.
@@ -28,6 +30,7 @@ import {
   startEdit,
   startReply,
 } from "./composer.js";
+import { initDesktopNotifications, notifyMessage } from "./desktop.js";
 import { initMessages, maybeMarkRead, onMessageChanged, onMessageDeleted, onMessageNew } from "./messages.js";
 import { onMention } from "./notifications.js";
 import { EVENT, FRAME, me } from "./page.js";
@@ -46,7 +49,10 @@ import { onSyncDone, syncAll } from "./sync.js";
 
 // Every event a client hears has its handler here (tests/safechat/test_events.py checks).
 const handlers = {
-  [EVENT.MESSAGE_NEW]: (f) => onMessageNew(f.room_id, f.message),
+  [EVENT.MESSAGE_NEW]: (f) => {
+    onMessageNew(f.room_id, f.message);
+    notifyMessage(f.room_id, f.message);
+  },
   [EVENT.MESSAGE_EDITED]: (f) => onMessageChanged(f.room_id, f.message),
   [EVENT.MESSAGE_REACTIONS]: (f) => onMessageChanged(f.room_id, f.message),
   [EVENT.MESSAGE_DELETED]: (f) => onMessageDeleted(f.room_id, f.message_id),
@@ -78,6 +84,7 @@ const handlers = {
 
 initSession();
 initRooms();
+initDesktopNotifications();
 initComposer();
 initMessages({
   reply: startReply,

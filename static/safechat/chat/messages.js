@@ -58,7 +58,24 @@ function setBody(body, message) {
     body.replaceChildren(h("p", { class: "msg-unreadable" }, "This message can no longer be read."));
   } else {
     body.innerHTML = message.html; // sanitised by the server (nh3), the only innerHTML here
+    markOwnMentions(body);
   }
+}
+
+// The server's HTML is the same for every reader: the reader's own mentions are told
+// apart here (the page's first render does it on the server: rooms/wire.py).
+function markOwnMentions(body) {
+  body.querySelectorAll(`span.mention[data-user-id="${Number(me.id)}"]`).forEach((s) => s.classList.add("mention-me"));
+}
+
+export const mentionsMe = (message) => (message.mentions ?? []).includes(me.id);
+
+function senderLabel(message) {
+  return [
+    h("bdi", { class: "msg-sender" }, message.sender_name || message.sender),
+    " ",
+    h("span", { class: "msg-username" }, "@", h("bdi", {}, message.sender)),
+  ];
 }
 
 // Rebuilding the chips would drop the focus of the one just pressed to the page body:
@@ -130,11 +147,11 @@ function messageActions(message) {
   return h(
     "div",
     { class: "msg-actions" },
-    h("button", { type: "button", dataset: { action: "reply" } }, "Reply", hidden(` in thread to ${message.sender}`)),
+    h("button", { type: "button", dataset: { action: "reply" } }, "Reply", hidden(` in thread to ${message.sender_name || message.sender}`)),
     h("button", { type: "button", dataset: { action: "react", emoji: "👍" }, "aria-label": "React with thumbs up" }, "👍"),
     own ? h("button", { type: "button", dataset: { action: "edit" } }, "Edit", hidden(" your message")) : null,
     own || current.can.manage_members
-      ? h("button", { type: "button", class: "danger-text", dataset: { action: "delete" } }, "Delete", hidden(` message from ${message.sender}`))
+      ? h("button", { type: "button", class: "danger-text", dataset: { action: "delete" } }, "Delete", hidden(` message from ${message.sender_name || message.sender}`))
       : null,
   );
 }
@@ -147,6 +164,7 @@ export function messageItem(message, shown = null) {
     const article = shown.querySelector(":scope > article");
     setBody(article.querySelector(".msg-body"), message);
     article.querySelector(".msg-edited").hidden = !message.edited_at;
+    article.classList.toggle("mentions-me", mentionsMe(message));
     reactionButtons(article.querySelector(".msg-reactions"), message.reactions);
     collapseIfLong(article);
     return shown;
@@ -159,7 +177,7 @@ export function messageItem(message, shown = null) {
   const article = h(
     "article",
     {
-      class: message.sender_id === me.id ? "msg own" : "msg",
+      class: ["msg", message.sender_id === me.id && "own", mentionsMe(message) && "mentions-me"].filter(Boolean).join(" "),
       tabindex: "-1",
       "aria-labelledby": metaId,
       "aria-describedby": body.id,
@@ -167,7 +185,7 @@ export function messageItem(message, shown = null) {
     h(
       "header",
       { class: "msg-meta", id: metaId },
-      h("bdi", { class: "msg-sender" }, message.sender),
+      ...senderLabel(message),
       " ",
       timeEl(message.created_at),
       " ",
@@ -186,7 +204,7 @@ export function messageItem(message, shown = null) {
   if (message.parent_id) {
     item.dataset.parentId = message.parent_id;
   } else {
-    item.append(h("ol", { class: "thread", "aria-label": `Replies to ${message.sender}`, hidden: true }));
+    item.append(h("ol", { class: "thread", "aria-label": `Replies to ${message.sender_name || message.sender}`, hidden: true }));
   }
   return item;
 }
@@ -247,7 +265,8 @@ export function onMessageNew(roomId, message) {
   renderDays();
   if (stick) scrollToBottom();
   if (message.sender_id !== me.id) {
-    announce(`${message.sender}: ${plainText(item).slice(0, 280)}`);
+    const said = mentionsMe(message) ? "mentioned you" : "";
+    announce(`${message.sender_name || message.sender}${said ? ` ${said}` : ""}: ${plainText(item).slice(0, 280)}`);
   }
   maybeMarkRead();
 }

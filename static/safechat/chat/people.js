@@ -8,8 +8,15 @@ import * as socket from "./socket.js";
 const members = new Map((current?.members ?? []).map((m) => [m.user_id, m]));
 const presence = new Map(); // user id -> "online" | "away" | "offline" | "unknown"
 
-export function usernameOf(userId) {
-  return members.get(userId)?.username ?? "Someone";
+// How a member is shown: their display name (full name, else username).
+export function nameOf(userId) {
+  const member = members.get(userId);
+  return member?.name || member?.username || "Someone";
+}
+
+// The room's members, for the composer's @-mention suggestions.
+export function roomMembers() {
+  return [...members.values()];
 }
 
 const presenceWords = { online: "online", away: "away", offline: "offline", unknown: "" };
@@ -55,7 +62,7 @@ function csrfInput() {
 
 // Mirrors the member rows of templates/rooms/chat.html.
 function memberItem(member) {
-  const name = member.username;
+  const name = member.name || member.username;
   const roleLabel = Object.fromEntries(current.role_choices)[member.role] ?? member.role;
   const state = presence.get(member.user_id) ?? "unknown";
   const item = h(
@@ -72,6 +79,8 @@ function memberItem(member) {
       }),
       " ",
       h("bdi", { class: "member-name" }, name),
+      " ",
+      h("span", { class: "member-username muted" }, "@", h("bdi", {}, member.username)),
       member.user_id === me.id ? h("span", { class: "muted" }, " (you)") : null,
       h("span", { class: "presence-text visually-hidden" }, state !== "unknown" ? `, ${presenceWords[state]}` : ""),
       " ",

@@ -38,7 +38,7 @@ function roomEntry(room, mentioned) {
     h("span", { class: "mention-badge", hidden: !mentioned }, "@", hidden(" you were mentioned")),
     h("span", { class: "badge", dataset: { unread: room.unread ?? 0 }, hidden: !room.unread }),
   );
-  return h("li", { class: room.archived ? "room-item archived" : "room-item", dataset: { roomId: room.id } }, link);
+  return h("li", { class: room.archived ? "room-item archived" : "room-item", dataset: { roomId: room.id, kind: room.kind } }, link);
 }
 
 async function refreshRoomList() {
