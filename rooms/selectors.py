@@ -19,6 +19,7 @@ from guardian.models import UserObjectPermission
 from accounts.models import User
 from accounts.selectors import CHAT_READ_ONLY_ROLES, people_active
 from rooms import permissions as perms
+from rooms.attachments import AttachmentView, attachments_open
 from rooms.models import InformationBarrier, Membership, Message, MessageRevision, Reaction, Room
 from safechat.crypto import CryptoError
 from safechat.keyring.errors import IntegrityFailure
@@ -52,6 +53,9 @@ class MessageView:
     reactions: dict[str, list[int]] = field(default_factory=dict)
     # Why ``text`` is None, for a message that is not deleted (TEXT_* above).
     text_status: TextStatus = TEXT_OK
+    # The file this message shares, opened for the reader (None: no file, or none they
+    # can open); see ``rooms.attachments``.
+    attachment: AttachmentView | None = None
 
 
 def _view_permission(user: User) -> QuerySet[UserObjectPermission]:
@@ -191,16 +195,23 @@ def _reactions_of(message_ids: list[int]) -> dict[int, dict[str, list[int]]]:
 
 
 def message_view(
-    *, reader: User, message: Message, reactions: dict[str, list[int]] | None = None
+    *,
+    reader: User,
+    message: Message,
+    reactions: dict[str, list[int]] | None = None,
+    attachments: dict[int, AttachmentView] | None = None,
 ) -> MessageView:
     """What ``reader`` sees of a message they may view; text decrypted with their keys.
 
-    ``reactions`` (from ``message_reactions``) saves the query when the caller has them.
+    ``reactions`` (from ``message_reactions``) and ``attachments`` (from
+    ``rooms.attachments.attachments_open``) save the queries when the caller has them.
     """
     deleted = message.deleted_at is not None
     text, status = (None, TEXT_UNAVAILABLE) if deleted else _open_for(reader, message)
     if reactions is None:
         reactions = message_reactions(message=message)
+    if attachments is None:
+        attachments = {} if deleted else attachments_open(reader, [message])
     return MessageView(
         id=message.pk,
         room_id=message.room_id,
@@ -214,6 +225,7 @@ def message_view(
         text=text,
         reactions=reactions,
         text_status=status,
+        attachment=None if deleted else attachments.get(message.pk),
     )
 
 
@@ -245,8 +257,12 @@ def message_page(
     else:
         chunk = list(messages.order_by("-id")[:limit])
     reactions = _reactions_of([m.pk for m in chunk])
+    attachments = attachments_open(reader, chunk)
     return [
-        message_view(reader=reader, message=m, reactions=reactions.get(m.pk, {})) for m in chunk
+        message_view(
+            reader=reader, message=m, reactions=reactions.get(m.pk, {}), attachments=attachments
+        )
+        for m in chunk
     ]
 
 

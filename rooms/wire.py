@@ -24,7 +24,10 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Annotated, TypedDict
 
+from django.urls import reverse
+
 from rooms import render_cache
+from rooms.attachments import AttachmentView
 from rooms.markdown import render_markdown
 from rooms.models import Message
 from rooms.selectors import TEXT_OK, MessageView, TextStatus
@@ -39,6 +42,22 @@ class Doc:
 
     text: str = ""
     date_time: bool = False
+
+
+class WireAttachment(TypedDict):
+    """The file a message shares, as its reader sees it (name and type opened with their
+    key: sealed at rest). ``download_url`` and ``preview_url`` need the reader's own
+    credentials, like every API call."""
+
+    id: Annotated[str, Doc("the file's id (a UUID), as in /api/v1/rooms/<id>/files/")]
+    name: str
+    size: Annotated[int, Doc("bytes")]
+    content_type: str
+    sha256: Annotated[str, Doc("SHA-256 of the content, hex: compare it to check the file")]
+    uploader_id: int
+    uploader: str
+    download_url: str
+    preview_url: Annotated[str | None, Doc("an image preview (at most 640 px), or null")]
 
 
 class WireMessage(TypedDict):
@@ -66,6 +85,9 @@ class WireMessage(TypedDict):
     html: Annotated[str | None, Doc("sanitised Markdown rendering")]
     # emoji -> the ids of who reacted, in order
     reactions: dict[str, list[int]]
+    attachment: Annotated[
+        WireAttachment | None, Doc("the file this message shares (null: a text message)")
+    ]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,6 +138,24 @@ def message_json(view: MessageView, *, html: str | None = None) -> WireMessage:
         "text_status": view.text_status,
         "html": html,
         "reactions": {emoji: list(users) for emoji, users in view.reactions.items()},
+        "attachment": attachment_json(view.attachment) if view.attachment is not None else None,
+    }
+
+
+def attachment_json(attachment: AttachmentView) -> WireAttachment:
+    """A message's file on the wire, with the URLs its reader fetches it from."""
+    args = [attachment.room_id, attachment.uid]
+    return {
+        "id": attachment.uid,
+        "name": attachment.name,
+        "size": attachment.size,
+        "content_type": attachment.content_type,
+        "sha256": attachment.sha256,
+        "uploader_id": attachment.uploader_id,
+        "uploader": attachment.uploader,
+        # Named routes of the files app (above rooms in the layers: reversed, not imported).
+        "download_url": reverse("api-file-download", args=args),
+        "preview_url": reverse("api-file-preview", args=args) if attachment.has_preview else None,
     }
 
 
@@ -133,11 +173,14 @@ async def message_json_shared(view: MessageView, *, epoch: int, revision: int) -
 
 
 # --- the sealed form: a new message on the channel layer --------------------------------
-def message_sealed(*, message: Message, sender_name: str) -> SealedMessage:
+def message_sealed(
+    *, message: Message, sender_name: str, attachment: bool = False
+) -> SealedMessage:
     """``message`` as stored, for ``message.new``: every subscriber opens it with its own
     user's key copy, so a message posted to a room of N readers costs no database read
     per reader; a reader without the epoch key (removed: removal starts a new epoch)
-    cannot open it."""
+    cannot open it. ``attachment``: the message shares a file, which each reader's socket
+    opens from the database (its name is sealed under the file's own key)."""
     return {
         "uid": str(message.uid),
         "seq": message.seq,
@@ -148,6 +191,7 @@ def message_sealed(*, message: Message, sender_name: str) -> SealedMessage:
         "parent_id": message.parent_id,
         "created_at": message.created_at.isoformat(),
         "ciphertext": bytes(message.ciphertext),
+        "attachment": attachment,
     }
 
 
