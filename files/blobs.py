@@ -34,6 +34,10 @@ def segment_name(prefix: str, start: int) -> str:
     return f"{prefix}/seg-{start:010d}"
 
 
+def preview_name(prefix: str) -> str:
+    return f"{prefix}/preview"
+
+
 def tail_name(prefix: str, offset: int) -> str:
     return f"{prefix}/tail-{offset:015d}"
 

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from rooms.models import Room
+from rooms.models import Message, Room
 
 
 class StoredFile(models.Model):
@@ -59,6 +59,13 @@ class StoredFile(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     scanned_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # The room message that shares the file, posted when it scanned clean: the file takes
+    # its place in the room's numbered stream (history rules, ordering, deletion).
+    message = models.OneToOneField(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="attachment"
+    )
+    # The media type of the sealed image preview (blob ``<blob_prefix>/preview``); "" none.
+    preview_type = models.CharField(max_length=32, blank=True)
     deleted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,

@@ -62,3 +62,17 @@ def digest_seal(key: SymmetricKey, digest: bytes, *, room_id: int, file_uid: uui
 
 def digest_open(key: SymmetricKey, sealed: bytes, *, room_id: int, file_uid: uuid.UUID) -> bytes:
     return decrypt(key, sealed, aad=_digest_aad(room_id=room_id, file_uid=file_uid))
+
+
+def _preview_aad(*, room_id: int, file_uid: uuid.UUID) -> bytes:
+    return associated_data(purpose=AdPurpose.FILE_PREVIEW, room_id=room_id, file_id=file_uid)
+
+
+def preview_seal(key: SymmetricKey, image: bytes, *, room_id: int, file_uid: uuid.UUID) -> bytes:
+    """A preview image sealed with the file's key (AES-256-GCM, bound to room and file)."""
+    return encrypt(key, image, aad=_preview_aad(room_id=room_id, file_uid=file_uid))
+
+
+def preview_open(key: SymmetricKey, sealed: bytes, *, room_id: int, file_uid: uuid.UUID) -> bytes:
+    """Raises ``CryptoError`` if the sealed preview is not this file's."""
+    return decrypt(key, sealed, aad=_preview_aad(room_id=room_id, file_uid=file_uid))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,9 +20,11 @@ from accounts.models import User
 from files import blobs
 from files.content import FileIntegrityError, chunk_size_of, decrypted_chunks
 from files.models import StoredFile
-from files.sealing import digest_open, metadata_open
+from files.sealing import digest_open, metadata_open, preview_open
 from files.services.files import file_integrity_failure_record
-from rooms.selectors import room_get_for_user, rooms_for_user
+from rooms.attachments import AttachmentView
+from rooms.models import Message
+from rooms.selectors import room_get_for_user, rooms_for_user, visible_from_seq
 from safechat.crypto import CryptoError, SymmetricKey
 from safechat.keyring.errors import KeyUnavailableError
 from safechat.keyring.services import file_key_unwrap
@@ -50,10 +52,21 @@ class FileView:
     uploaded_at: datetime
 
 
+def _visible(files: QuerySet[StoredFile]) -> QuerySet[StoredFile]:
+    # Scanned clean, not deleted, and its room message (if any) not deleted either.
+    return files.filter(state=StoredFile.State.AVAILABLE).exclude(message__deleted_at__isnull=False)
+
+
 def file_list_for_user(*, user: User, room_id: object) -> QuerySet[StoredFile]:
-    """The room's visible files, newest first; Http404 if ``user`` cannot view the room."""
+    """The room's visible files, newest first; Http404 if ``user`` cannot view the room.
+
+    In a room that hides history, files shared before ``user`` joined are left out."""
     room = room_get_for_user(user=user, room_id=room_id)
-    return StoredFile.objects.filter(room=room, state=StoredFile.State.AVAILABLE).order_by("-id")
+    files = _visible(StoredFile.objects.filter(room=room))
+    since = visible_from_seq(reader=user, room=room)
+    if since:
+        files = files.filter(message__seq__gt=since)
+    return files.order_by("-id")
 
 
 def file_get_for_user(*, user: User, file_id: object) -> StoredFile:
@@ -63,14 +76,15 @@ def file_get_for_user(*, user: User, file_id: object) -> StoredFile:
     except ValueError:
         raise Http404("no such file") from None
     stored = (
-        StoredFile.objects.filter(
-            uid=uid, state=StoredFile.State.AVAILABLE, room__in=rooms_for_user(user=user)
-        )
-        .select_related("room")
+        _visible(StoredFile.objects.filter(uid=uid, room__in=rooms_for_user(user=user)))
+        .select_related("room", "message")
         .first()
     )
     if stored is None:
         raise Http404("no such file")
+    since = visible_from_seq(reader=user, room=stored.room)
+    if since and (stored.message is None or stored.message.seq <= since):
+        raise Http404("no such file")  # shared before they joined a room hiding history
     return stored
 
 
@@ -117,6 +131,59 @@ def file_view(*, reader: User, stored: StoredFile) -> FileView:
         uploader_id=stored.uploader_id,
         uploaded_at=stored.completed_at or stored.created_at,
     )
+
+
+def attachments_for_messages(
+    reader: User, messages: Sequence[Message]
+) -> dict[int, AttachmentView]:
+    """The files ``messages`` share that ``reader`` can open, by message id (one query).
+
+    Registered as the rooms' attachment opener (``rooms.attachments``). A file that is
+    not visible (deleted), or whose key the reader does not hold, or whose sealed
+    metadata fails its check, is left out: the message shows no file.
+    """
+    files = (
+        StoredFile.objects.filter(
+            message_id__in=[m.pk for m in messages], state=StoredFile.State.AVAILABLE
+        )
+        .select_related("uploader")
+        .order_by()
+    )
+    found: dict[int, AttachmentView] = {}
+    for stored in files:
+        try:
+            view = file_view(reader=reader, stored=stored)
+        except (Http404, FileIntegrityError):
+            continue
+        found[int(stored.message_id or 0)] = AttachmentView(
+            uid=str(view.uid),
+            room_id=view.room_id,
+            name=view.name,
+            content_type=view.content_type,
+            size=view.size,
+            sha256=view.sha256,
+            uploader_id=view.uploader_id,
+            uploader=stored.uploader.get_username(),
+            has_preview=bool(stored.preview_type),
+        )
+    return found
+
+
+def file_preview(*, reader: User, stored: StoredFile) -> tuple[bytes, str]:
+    """The file's preview image opened with ``reader``'s key: (bytes, media type).
+
+    Http404 when the file has none (or the reader holds no key); ``FileIntegrityError``
+    when the stored preview is missing or fails authentication (the caller audits it).
+    """
+    if not stored.preview_type:
+        raise Http404("no preview")
+    key = _key_for(reader=reader, stored=stored)
+    try:
+        sealed = blobs.blob_read_all(blobs.preview_name(stored.blob_prefix))
+        image = preview_open(key, sealed, room_id=stored.room_id, file_uid=stored.uid)
+    except (OSError, CryptoError):
+        raise FileIntegrityError("preview failed authentication") from None
+    return image, stored.preview_type
 
 
 def files_viewable(*, reader: User, files: list[StoredFile]) -> list[FileView]:

@@ -19,6 +19,7 @@ from guardian.models import UserObjectPermission
 from accounts.models import User
 from accounts.selectors import CHAT_READ_ONLY_ROLES, people_active
 from rooms import permissions as perms
+from rooms.attachments import AttachmentView, attachments_open
 from rooms.models import (
     InformationBarrier,
     Membership,
@@ -72,6 +73,9 @@ class MessageView:
     text_status: TextStatus = TEXT_OK
     # The members it names, by username order (``rooms.markdown`` marks them up).
     mentions: tuple[Mentioned, ...] = ()
+    # The file this message shares, opened for the reader (None: no file, or none they
+    # can open); see ``rooms.attachments``.
+    attachment: AttachmentView | None = None
 
 
 def _view_permission(user: User) -> QuerySet[UserObjectPermission]:
@@ -231,11 +235,13 @@ def message_view(
     message: Message,
     reactions: dict[str, list[int]] | None = None,
     mentions: tuple[Mentioned, ...] | None = None,
+    attachments: dict[int, AttachmentView] | None = None,
 ) -> MessageView:
     """What ``reader`` sees of a message they may view; text decrypted with their keys.
 
-    ``reactions`` (from ``message_reactions``) and ``mentions`` save the queries when the
-    caller has them (for a page, one query each).
+    ``reactions`` (from ``message_reactions``), ``mentions`` and ``attachments`` (from
+    ``rooms.attachments.attachments_open``) save the queries when the caller has them
+    (for a page, one query each).
     """
     deleted = message.deleted_at is not None
     text, status = (None, TEXT_UNAVAILABLE) if deleted else _open_for(reader, message)
@@ -243,6 +249,8 @@ def message_view(
         reactions = message_reactions(message=message)
     if mentions is None:
         mentions = _mentions_of([message.pk]).get(message.pk, ())
+    if attachments is None:
+        attachments = {} if deleted else attachments_open(reader, [message])
     return MessageView(
         id=message.pk,
         room_id=message.room_id,
@@ -258,6 +266,7 @@ def message_view(
         reactions=reactions,
         text_status=status,
         mentions=mentions,
+        attachment=None if deleted else attachments.get(message.pk),
     )
 
 
@@ -292,15 +301,17 @@ def message_page(
 
 
 def _views(reader: User, messages: list[Message]) -> list[MessageView]:
-    """``message_view`` of each of ``messages``, with two queries for all of them."""
+    """``message_view`` of each of ``messages``, with a few queries for all of them."""
     ids = [m.pk for m in messages]
     reactions, mentions = _reactions_of(ids), _mentions_of(ids)
+    attachments = attachments_open(reader, messages)
     return [
         message_view(
             reader=reader,
             message=m,
             reactions=reactions.get(m.pk, {}),
             mentions=mentions.get(m.pk, ()),
+            attachments=attachments,
         )
         for m in messages
     ]

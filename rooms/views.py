@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.forms import Form
@@ -86,6 +87,9 @@ def _selected_room(request: HttpRequest, user: User, rooms: list[Room]) -> Room 
     return (live or rooms)[0] if rooms else None
 
 
+UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024
+
+
 @never_cache
 @require_GET
 def chat(request: HttpRequest) -> HttpResponse:
@@ -121,6 +125,7 @@ def chat(request: HttpRequest) -> HttpResponse:
         me = next((m for m in members if m.user_id == user.pk), None)
         can = {
             "post": perms.POST in granted and not room.is_archived,
+            "upload": perms.UPLOAD in granted and not room.is_archived,
             "manage_members": perms.MANAGE_MEMBERS in granted and not room.is_archived,
             "manage_room": perms.MANAGE_ROOM in granted and not room.is_archived,
             # A direct conversation's membership and roles are fixed: "add people" is a
@@ -149,6 +154,15 @@ def chat(request: HttpRequest) -> HttpResponse:
             ),
             role_choices=(Membership.Role.choices if can["manage_room"] else MODERATOR_ROLES),
         )
+        config["upload"] = {
+            # The tus creation URL (files.asgi serves it); a route of the files app,
+            # reversed by name (rooms sits below files in the layers).
+            "endpoint": reverse("api-uploads", args=[room.pk]),
+            "max_bytes": settings.SAFECHAT_FILE_MAX_BYTES,
+            # One PATCH per 4 MiB: a dropped connection costs at most that much again,
+            # and a 100 MiB file is 25 segments (files.services.uploads.MAX_SEGMENTS).
+            "chunk_bytes": UPLOAD_CHUNK_BYTES,
+        }
         config["room"] = {
             "id": room.pk,
             "name": room.name,

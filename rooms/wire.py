@@ -24,8 +24,11 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Annotated, TypedDict
 
+from django.urls import reverse
+
 from accounts.models import User
 from rooms import render_cache
+from rooms.attachments import AttachmentView
 from rooms.markdown import MentionTarget, render_markdown
 from rooms.models import Message
 from rooms.selectors import TEXT_OK, Mentioned, MessageView, TextStatus
@@ -40,6 +43,22 @@ class Doc:
 
     text: str = ""
     date_time: bool = False
+
+
+class WireAttachment(TypedDict):
+    """The file a message shares, as its reader sees it (name and type opened with their
+    key: sealed at rest). ``download_url`` and ``preview_url`` need the reader's own
+    credentials, like every API call."""
+
+    id: Annotated[str, Doc("the file's id (a UUID), as in /api/v1/rooms/<id>/files/")]
+    name: str
+    size: Annotated[int, Doc("bytes")]
+    content_type: str
+    sha256: Annotated[str, Doc("SHA-256 of the content, hex: compare it to check the file")]
+    uploader_id: int
+    uploader: str
+    download_url: str
+    preview_url: Annotated[str | None, Doc("an image preview (at most 640 px), or null")]
 
 
 class WireMessage(TypedDict):
@@ -76,6 +95,9 @@ class WireMessage(TypedDict):
             "the ids of the members the message names (@username) and notified; html marks "
             'each up as <span class="mention" data-user-id="id">'
         ),
+    ]
+    attachment: Annotated[
+        WireAttachment | None, Doc("the file this message shares (null: a text message)")
     ]
 
 
@@ -156,6 +178,24 @@ def message_json(view: MessageView, *, html: str | None = None) -> WireMessage:
         "html": html,
         "reactions": {emoji: list(users) for emoji, users in view.reactions.items()},
         "mentions": [m.user_id for m in view.mentions],
+        "attachment": attachment_json(view.attachment) if view.attachment is not None else None,
+    }
+
+
+def attachment_json(attachment: AttachmentView) -> WireAttachment:
+    """A message's file on the wire, with the URLs its reader fetches it from."""
+    args = [attachment.room_id, attachment.uid]
+    return {
+        "id": attachment.uid,
+        "name": attachment.name,
+        "size": attachment.size,
+        "content_type": attachment.content_type,
+        "sha256": attachment.sha256,
+        "uploader_id": attachment.uploader_id,
+        "uploader": attachment.uploader,
+        # Named routes of the files app (above rooms in the layers: reversed, not imported).
+        "download_url": reverse("api-file-download", args=args),
+        "preview_url": reverse("api-file-preview", args=args) if attachment.has_preview else None,
     }
 
 
@@ -178,11 +218,15 @@ async def message_json_shared(view: MessageView, *, epoch: int, revision: int) -
 
 
 # --- the sealed form: a new message on the channel layer --------------------------------
-def message_sealed(*, message: Message, sender: User, mentioned: list[User]) -> SealedMessage:
+def message_sealed(
+    *, message: Message, sender: User, mentioned: list[User], attachment: bool = False
+) -> SealedMessage:
     """``message`` as stored, for ``message.new``: every subscriber opens it with its own
     user's key copy, so a message posted to a room of N readers costs no database read
     per reader; a reader without the epoch key (removed: removal starts a new epoch)
-    cannot open it. ``mentioned``: the members it names (its ``Mention`` rows)."""
+    cannot open it. ``mentioned``: the members it names (its ``Mention`` rows).
+    ``attachment``: the message shares a file, which each reader's socket opens from the
+    database (its name is sealed under the file's own key)."""
     named: list[MentionedUser] = [
         {"user_id": u.pk, "username": u.get_username(), "name": u.display_name()}
         for u in sorted(mentioned, key=lambda u: u.get_username())
@@ -199,6 +243,7 @@ def message_sealed(*, message: Message, sender: User, mentioned: list[User]) -> 
         "parent_id": message.parent_id,
         "created_at": message.created_at.isoformat(),
         "ciphertext": bytes(message.ciphertext),
+        "attachment": attachment,
     }
 
 

@@ -124,6 +124,8 @@ class SealedMessage(TypedDict):
     parent_id: int | None
     created_at: str  # ISO 8601
     ciphertext: bytes
+    # The message shares a file: readers load it (``rooms.attachments``) to open its name.
+    attachment: bool
 
 
 class MessageNew(TypedDict):

@@ -16,4 +16,9 @@ urlpatterns = [
         views.FileDownloadApi.as_view(),
         name="api-file-download",
     ),
+    path(
+        "rooms/<int:room_id>/files/<str:file_id>/preview",
+        views.FilePreviewApi.as_view(),
+        name="api-file-preview",
+    ),
 ]

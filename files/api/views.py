@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.http import Http404, HttpResponseBase, StreamingHttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -436,6 +436,37 @@ class FileDownloadApi(APIView):
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
         response["Cache-Control"] = NO_STORE
         response["X-SafeChat-SHA256"] = view.sha256
+        return response
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        return super().perform_content_negotiation(request, force=True)
+
+
+class FilePreviewApi(APIView):
+    # Errors answer JSON; the image is an HttpResponse of its own type, never rendered.
+    renderer_classes = (JSONRenderer,)
+
+    @extend_schema(
+        responses={(200, "image/png"): bytes, (200, "image/jpeg"): bytes, 404: None},
+        operation_id="files_preview",
+        description=(
+            "An image preview (at most 640 pixels on its longer side, PNG or JPEG, no "
+            "metadata of the original) of a PNG, JPEG, WebP or GIF file; 404 for a file "
+            "without one. The same access rules as the download."
+        ),
+    )
+    def get(self, request: Request, room_id: str, file_id: str) -> HttpResponseBase:
+        reader = _user(request)
+        stored = _file_in_room(reader, room_id, file_id)
+        try:
+            image, content_type = selectors.file_preview(reader=reader, stored=stored)
+        except FileIntegrityError as exc:
+            return _integrity_failure(reader, stored, exc.reason)
+        response = HttpResponse(image, content_type=content_type)
+        response["Content-Disposition"] = "inline"
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        response["Cache-Control"] = NO_STORE
         return response
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:

@@ -10,10 +10,12 @@ from audit.services import audit_record
 from files.models import StoredFile
 from files.services.uploads import VAULT_SYSTEM
 from rooms import permissions as perms
-from rooms.models import Room
+from rooms.models import Message, Room
 from rooms.permissions import room_permissions_of
 from rooms.services._common import require_not_archived, room_refused
 from safechat.actions import action, action_transaction
+from safechat.events import Event, publish
+from safechat.keyring import events as key_events
 from safechat.locks import rows_locked
 
 
@@ -21,6 +23,7 @@ from safechat.locks import rows_locked
 def file_delete(*, actor: User, stored: StoredFile) -> None:
     """Delete a file: hidden from members at once, kept (still encrypted) for compliance
     until retention removes it. The uploader, or a moderator or owner of the room, may.
+    The room message that shares it is deleted with it (``message.deleted`` after commit).
 
     Raises ``Refused`` otherwise, or for an archived room. Locks: the room, then the file
     row; the audit chain last.
@@ -47,6 +50,13 @@ def file_delete(*, actor: User, stored: StoredFile) -> None:
         row.deleted_at = timezone.now()
         row.deleted_by = actor
         row.save(update_fields=["state", "deleted_at", "deleted_by"])
+        if row.message_id is not None:
+            # Its room message goes with it: hidden from members, kept like the file.
+            Message.objects.filter(pk=row.message_id, deleted_at__isnull=True).update(
+                deleted_at=row.deleted_at, deleted_by=actor
+            )
+            key_events.message_changed(message_id=row.message_id)
+            publish(Event.MESSAGE_DELETED, room_id=room.pk, message_id=row.message_id)
         audit_record(
             actor=actor, action=AuditAction.FILE_DELETED, target=row, extra={"room": room.pk}
         )

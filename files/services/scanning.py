@@ -21,10 +21,14 @@ from audit.services import audit_record
 from files import blobs
 from files.content import FileIntegrityError, decrypted_chunks
 from files.models import StoredFile
+from files.previews import PREVIEW_MAX_SOURCE_BYTES, image_format_sniffed, preview_render
 from files.scanner import ScannerUnavailable, clamd_configured, scan_stream
-from files.sealing import digest_seal
+from files.sealing import digest_seal, preview_seal
 from files.services.uploads import VAULT_SYSTEM
+from rooms.models import Room
+from rooms.services.messages import message_file_insert
 from safechat.actions import action, action_transaction
+from safechat.crypto import SymmetricKey
 from safechat.keyring.errors import KeyUnavailableError
 from safechat.keyring.services import file_key_unwrap
 from safechat.locks import rows_locked
@@ -40,7 +44,11 @@ def file_scan(*, file_id: int) -> str:
     ``ScannerUnavailable`` (after counting the attempt) when clamd gives no verdict, so
     a task can retry; the file stays pending. A file whose stored stream fails
     authentication is withdrawn (deleted) and audited as an integrity failure.
-    Locks: the file row; the audit chain last.
+
+    A clean file gets its room message (``rooms.services.messages.message_file_insert``,
+    ``message.new`` after commit) in the same transaction that makes it available, and,
+    for an image, a preview rendered in memory after the verdict and stored sealed
+    (``files.previews``). Locks: the room, then the file row; the audit chain last.
     """
     stored = StoredFile.objects.filter(pk=file_id).first()
     if stored is None or stored.state != StoredFile.State.PENDING_SCAN:
@@ -60,10 +68,18 @@ def file_scan(*, file_id: int) -> str:
         logger.warning("file %s: no key to scan it with; it stays pending", stored.pk)
         return str(stored.state)
     digest = hashlib.sha256()
+    # An image small enough to preview is kept in memory (never on disk) until the verdict.
+    image = bytearray()
+    keep = stored.declared_length <= PREVIEW_MAX_SOURCE_BYTES
 
     def plaintext() -> Iterator[bytes]:
+        nonlocal keep
         for piece in decrypted_chunks(stored, key):
             digest.update(piece)
+            if keep:
+                keep = bool(image) or image_format_sniffed(piece[:12]) is not None
+                if keep:
+                    image.extend(piece)
             yield piece
 
     try:
@@ -74,7 +90,15 @@ def file_scan(*, file_id: int) -> str:
     except FileIntegrityError as exc:
         _withdraw_corrupt(file_id=stored.pk, reason=exc.reason)
         return str(StoredFile.State.DELETED)
+    preview = None
+    if verdict.clean and keep and image:
+        # Decoded only now, after clamd said clean; then sealed before it is stored.
+        preview = preview_render(bytes(image))
+        image.clear()
+        if preview is not None:
+            _preview_store(stored, key, preview.image)
     with action_transaction():
+        room = rows_locked(Room, [stored.room_id])[0]
         row = rows_locked(StoredFile, [stored.pk])[0]
         if row.state != StoredFile.State.PENDING_SCAN:
             return str(row.state)
@@ -85,6 +109,8 @@ def file_scan(*, file_id: int) -> str:
             row.sealed_digest = digest_seal(
                 key, digest.digest(), room_id=row.room_id, file_uid=row.uid
             )
+            row.preview_type = preview.content_type if preview is not None else ""
+            row.message = message_file_insert(room=room, uploader=row.uploader, file_id=row.pk)
             row.save()
             audit_record(
                 actor=VAULT_SYSTEM,
@@ -108,6 +134,13 @@ def file_scan(*, file_id: int) -> str:
             )
             transaction.on_commit(functools.partial(blobs.blobs_delete_prefix, row.blob_prefix))
     return str(row.state)
+
+
+def _preview_store(stored: StoredFile, key: SymmetricKey, image: bytes) -> None:
+    name = blobs.preview_name(stored.blob_prefix)
+    if blobs.blob_exists(name):  # left by an attempt whose transaction did not commit
+        blobs.blob_delete(name)
+    blobs.blob_write(name, [preview_seal(key, image, room_id=stored.room_id, file_uid=stored.uid)])
 
 
 def _withdraw_corrupt(*, file_id: int, reason: str) -> None:

@@ -8,7 +8,7 @@ field for field (a test keeps the JSON and the serializer's output identical).
 from __future__ import annotations
 
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints, is_typeddict
 
 from rest_framework import serializers
 
@@ -55,6 +55,10 @@ def _wire_field(hint: Any, doc: Doc) -> serializers.Field[Any, Any, Any, Any]:
         (hint,) = [m for m in members if m is not type(None)]
         options["allow_null"] = True
     origin, args = get_origin(hint), get_args(hint)
+    if is_typeddict(hint):
+        return _wire_serializer(hint, name=f"Message{hint.__name__.removeprefix('Wire')}")(
+            read_only=True, **options
+        )
     if origin is Literal:
         return serializers.ChoiceField(choices=list(args), **options)
     if origin is dict:

@@ -263,6 +263,40 @@ def _message_insert(
     return message
 
 
+def message_file_insert(*, room: Room, uploader: User, file_id: int) -> Message:
+    """The message that shares a file in ``room``: its next seq, ``uploader`` as sender.
+
+    For the vault, inside the transaction that makes the file available (a clean scan),
+    with the room's row already locked by the caller (the lock order's room step): the
+    file appears in the message stream exactly when it becomes downloadable, numbered
+    like any post, so history rules (``visible_from_seq``), ordering and resync hold for it
+    as for text. Its text is empty, encrypted under the current epoch like a post; the
+    file's name, type and digest stay sealed under the file's own key
+    (``rooms.attachments``). Subscribers get ``message.new`` after commit.
+    """
+    room = _room_locked(room.pk)  # already held: a no-op re-lock that returns it fresh
+    seq = room.message_seq + 1
+    Room.objects.filter(pk=room.pk).update(message_seq=seq)
+    uid = uuid.uuid4()
+    epoch, ciphertext = message_encrypt(room=room, sender=uploader, message_uid=uid, plaintext="")
+    message = Message.objects.create(
+        uid=uid, room=room, seq=seq, sender=uploader, epoch=epoch, ciphertext=ciphertext
+    )
+    audit_record(
+        actor=uploader,
+        action=AuditAction.MESSAGE_POSTED,
+        target=message,
+        extra={"room": room.pk, "epoch": epoch, "mentions": 0, "file": file_id},
+    )
+    publish(
+        Event.MESSAGE_NEW,
+        room_id=room.pk,
+        message_id=message.pk,
+        sealed=message_sealed(message=message, sender=uploader, mentioned=[], attachment=True),
+    )
+    return message
+
+
 def _own_live_message(*, actor: User, message: Message, action: str) -> Message:
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")

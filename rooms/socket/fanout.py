@@ -15,6 +15,7 @@ import uuid
 
 from accounts.models import User
 from rooms.selectors import TEXT_INTEGRITY_FAILURE
+from rooms.socket import database
 from rooms.socket.database import in_pool
 from rooms.wire import WireMessage, message_json, message_json_shared, message_view_sealed
 from safechat.crypto import CryptoError
@@ -51,7 +52,14 @@ def sealed_open(user_id: int, event: MessageNew, *, cached_only: bool) -> str | 
 
 async def message_new_for(user: User, event: MessageNew) -> WireMessage | None:
     """The ``message`` of a ``message.new`` frame for ``user``; None if they cannot open it.
-    A message failing its integrity check is shown as such, never as text, never dropped."""
+    A message failing its integrity check is shown as such, never as text, never dropped.
+    A message sharing a file is loaded from the database for each reader: the file's name,
+    type and digest are sealed under its own key, which each reader opens with theirs."""
+    if event["sealed"].get("attachment"):
+        loaded: WireMessage | None = await in_pool(database.message_loaded)(
+            user, int(event["message_id"])
+        )
+        return loaded
     try:
         text = sealed_open(user.pk, event, cached_only=True)
     except IntegrityFailure:

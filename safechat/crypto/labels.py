@@ -53,6 +53,7 @@ class AdPurpose(enum.StrEnum):
     FILE_CONTENT = "file-content"
     FILE_METADATA = "file-metadata"
     FILE_DIGEST = "file-digest"
+    FILE_PREVIEW = "file-preview"
     FILE_UPLOAD_TAIL = "file-upload-tail"
     ROOM_EPOCH_KEY = "room-epoch-key"
     USER_PRIVATE_KEY = "user-private-key"

@@ -16,10 +16,12 @@ import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.test import override_settings
 
 from accounts.models import User
 from accounts.services.sessions import session_end_all
-from rooms.models import Membership, Message
+from files.services import file_scan, upload_append, upload_create
+from rooms.models import Membership, Message, Room
 from rooms.services import (
     membership_add,
     membership_remove,
@@ -32,6 +34,7 @@ from rooms.wire import WireMessage
 from safechat.events import FRAMES, Event, Frame
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room, make_room_admin
+from tests.support.clamd import OwnClamd
 from tests.support.payloads import mismatches
 from tests.support.sockets import closed_with, open_verified_socket
 
@@ -99,7 +102,18 @@ async def _open(tabs: list[Tab], user: User) -> Tab:
     return tab
 
 
-async def test_every_frame_of_a_rooms_life_is_registered_and_typed(tabs: list[Tab]) -> None:
+def _file_shared(*, owner: User, room: Room, clamd_socket: str) -> None:
+    """``owner`` uploads a file to ``room`` and it scans clean: it is shared as a message."""
+    with override_settings(SAFECHAT_CLAMD_SOCKET="", SAFECHAT_CLAMD_HOST=""):
+        stored = upload_create(actor=owner, room=room, length=5, name="note.txt")
+        stored = upload_append(actor=owner, stored=stored, offset=0, body=[b"hello"])
+    with override_settings(SAFECHAT_CLAMD_SOCKET=clamd_socket, SAFECHAT_CLAMD_HOST=""):
+        file_scan(file_id=stored.pk)
+
+
+async def test_every_frame_of_a_rooms_life_is_registered_and_typed(
+    tabs: list[Tab], shared_clamd: OwnClamd
+) -> None:
     owner, member, newcomer = await db(
         lambda: (make_room_admin(), make_user(username="member"), make_user())
     )()
@@ -135,6 +149,10 @@ async def test_every_frame_of_a_rooms_life_is_registered_and_typed(tabs: list[Ta
     await member_tab.until(Event.MESSAGE_EDITED)
 
     # what services publish
+    await db(_file_shared)(owner=owner, room=room, clamd_socket=shared_clamd.socket_path)
+    shared = await member_tab.until(Event.MESSAGE_NEW)
+    assert shared["message"]["attachment"]["name"] == "note.txt"
+    assert shared["message"]["attachment"]["size"] == 5
     message = await db(Message.objects.get)(pk=message_id)
     await db(reaction_toggle)(actor=member, message=message, emoji="👌")
     await member_tab.until(Event.MESSAGE_REACTIONS)

@@ -46,6 +46,8 @@ NOT_ENTRY_POINTS = {
     "accounts.services._common.ensure_person",
     # counts a failure for the action that calls it (its lockout event in its own transaction)
     "accounts.services._common.failure_count",
+    # part of the action that calls it (files.services.scanning.file_scan)
+    "rooms.services.messages.message_file_insert",
     "rooms.services._common.archived_refused",
     "rooms.services._common.permission_refused",
     "rooms.services._common.require_not_archived",

@@ -20,11 +20,13 @@ from typing import Any, is_typeddict
 
 import pytest
 from django.db import transaction
-from django.test import Client
+from django.test import Client, override_settings
 
 from accounts.models import User
 from accounts.services.sessions import credentials_bump, session_end_all
 from accounts.services.users import password_reset_by_admin, user_deactivate
+from files.models import StoredFile
+from files.services import file_delete, file_scan, upload_append, upload_create
 from rooms.models import Membership, Message, Room, RoomInvitation
 from rooms.services import (
     direct_conversation_create,
@@ -58,6 +60,7 @@ from safechat.events import (
 )
 from tests.accounts.factories import grant_role, make_user, sign_in_client
 from tests.rooms.factories import make_room, make_room_admin
+from tests.support.clamd import OwnClamd
 from tests.support.payloads import mismatches
 
 CHAT_MODULES = Path(__file__).resolve().parents[2] / "static" / "safechat" / "chat"
@@ -96,16 +99,37 @@ class World:
     admin: User
     room: Room
     message: Message
+    clamd_socket: str
 
 
 @pytest.fixture
-def world(db: None) -> World:
+def world(db: None, shared_clamd: OwnClamd) -> World:
     owner = make_room_admin(username="owner")
     member, outsider = make_user(username="member"), make_user(username="outsider")
     room = make_room(owner=owner, members=(member,))
     message = message_post(sender=owner, room=room, text="first")
     admin = grant_role(make_user(), "security_admin")
-    return World(owner, member, outsider, admin, room, message)
+    return World(owner, member, outsider, admin, room, message, shared_clamd.socket_path)
+
+
+def _file_pending(w: World) -> StoredFile:
+    """A file uploaded whole and waiting for its scan (no scanner yet: nothing published)."""
+    with override_settings(SAFECHAT_CLAMD_SOCKET="", SAFECHAT_CLAMD_HOST=""):
+        stored = upload_create(actor=w.owner, room=w.room, length=5, name="note.txt")
+        return upload_append(actor=w.owner, stored=stored, offset=0, body=[b"hello"])
+
+
+def _file_scanned(w: World) -> object:
+    stored = _file_pending(w)
+    with override_settings(SAFECHAT_CLAMD_SOCKET=w.clamd_socket, SAFECHAT_CLAMD_HOST=""):
+        return file_scan(file_id=stored.pk)
+
+
+def _file_deleted(w: World) -> None:
+    with override_settings(SAFECHAT_CLAMD_SOCKET=w.clamd_socket, SAFECHAT_CLAMD_HOST=""):
+        stored = _file_pending(w)
+        file_scan(file_id=stored.pk)
+    file_delete(actor=w.owner, stored=StoredFile.objects.get(pk=stored.pk))
 
 
 # Where an action needs a step before it, that step publishes nothing.
@@ -175,6 +199,9 @@ ACTIONS: dict[str, tuple[Callable[[World], object], list[Event]]] = {
     "room_invitation_accept": (_accepted_invitation, [E.ROOM_GRANTED, E.MEMBER_ADDED]),
     "credentials_bump": (_bumped, [E.ACCESS_CHANGED]),
     "session_end_all": (_signed_in_then_ended, [E.ACCESS_CHANGED]),
+    # a file that scans clean is shared in its room as a message; deleting it deletes that
+    "file_scan": (_file_scanned, [E.MESSAGE_NEW]),
+    "file_delete": (_file_deleted, [E.MESSAGE_NEW, E.MESSAGE_DELETED]),
     "user_deactivate": (
         lambda w: user_deactivate(actor=w.admin, user=w.member),
         [E.ACCESS_CHANGED],

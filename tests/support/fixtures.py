@@ -15,6 +15,7 @@ from django.test import Client
 from accounts.models import User
 from safechat.supervise import UVICORN_WEBSOCKET_OPTIONS
 from tests.accounts.factories import make_user, sign_in_client
+from tests.support.clamd import OwnClamd
 from tests.support.servers import free_port, wait_until_healthy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -74,3 +75,13 @@ def server_factory() -> Iterator[object]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def shared_clamd() -> Iterator[OwnClamd]:
+    """A clamd of the tests' own (EICAR only) for tests outside tests/files that need a
+    scanner: a file shared in a room, a server the browser uploads to."""
+    server = OwnClamd()
+    server.start()
+    yield server
+    server.stop()

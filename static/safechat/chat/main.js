@@ -13,6 +13,7 @@
 //   notifications.js  notices, the live region, errors, mentions
 //   autocomplete.js   @-mention suggestions in the composer (used by composer.js)
 //   desktop.js        opt-in desktop notifications for mentions and direct messages
+//   uploads.js        sharing files: picker, drag-and-drop, paste, progress (tus)
 // This module routes the server's frames to them, connects the message list to the
 // composer, and starts the page. The import graph has no cycle: collectstatic's hashed
 // names (tests/safechat/test_static_files.py) cannot be computed for a cycle.
@@ -46,6 +47,7 @@ import { initRooms, onRoomArchived, onRoomGranted, onRoomRevoked, onRoomUpdated,
 import { endedDetail, hideExpiry, initSession, noteEnded, showExpiry } from "./session.js";
 import * as socket from "./socket.js";
 import { onSyncDone, syncAll } from "./sync.js";
+import { initUploads, onFileShared } from "./uploads.js";
 
 // Every event a client hears has its handler here (tests/safechat/test_events.py checks).
 const handlers = {
@@ -86,12 +88,14 @@ initSession();
 initRooms();
 initDesktopNotifications();
 initComposer();
+initUploads();
 initMessages({
   reply: startReply,
   edit: startEdit,
   arrived(message) {
     clearTyping(message.sender_id);
     dropPlaceholder(message.id); // its pending stand-in, once acknowledged
+    if (message.attachment) onFileShared(message.attachment.id);
   },
   deleted(messageId) {
     if (isEditing(messageId)) cancelMode();

@@ -138,7 +138,57 @@ function renderDays() {
 
 // What a screen reader hears of a message: its text as shown, not its Markdown.
 function plainText(item) {
-  return item.querySelector(":scope > article > .msg-body").textContent.replace(/\s+/g, " ").trim();
+  const body = item.querySelector(":scope > article > .msg-body").textContent.replace(/\s+/g, " ").trim();
+  const file = item.querySelector(":scope > article > .msg-file .msg-file-name bdi")?.textContent;
+  return file ? `shared ${file}${body ? `, ${body}` : ""}` : body;
+}
+
+// "1.4 MB": a size as the server's page writes it (Django's filesizeformat: steps of 1024).
+export function sizeText(bytes) {
+  const units = ["bytes", "KB", "MB", "GB", "TB"];
+  let value = Number(bytes);
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${value} ${value === 1 ? "byte" : "bytes"}` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+// A message's file (WireAttachment): its preview, name (a download link), size,
+// uploader and SHA-256 (short, the whole in the details). Mirrors
+// templates/rooms/_attachment.html. The URLs need the session: same origin only.
+function attachmentEl(attachment) {
+  if (!attachment) return null;
+  const name = h("bdi", {}, attachment.name);
+  const preview = attachment.preview_url
+    ? h(
+        "a",
+        { class: "msg-file-preview-link", href: attachment.download_url, download: true, tabindex: "-1" },
+        h("img", { class: "msg-file-preview", src: attachment.preview_url, alt: `Preview of ${attachment.name}` }),
+      )
+    : null;
+  return h(
+    "figure",
+    { class: "msg-file", dataset: { fileId: attachment.id } },
+    preview,
+    h(
+      "figcaption",
+      { class: "msg-file-meta" },
+      h("a", { class: "msg-file-name", href: attachment.download_url, download: true }, name, hidden(" (download)")),
+      " ",
+      h("span", { class: "msg-file-size" }, sizeText(attachment.size)),
+      " ",
+      h("span", { class: "msg-file-uploader" }, "shared by ", h("bdi", {}, attachment.uploader)),
+      " ",
+      h(
+        "details",
+        { class: "msg-file-hash" },
+        h("summary", { title: `SHA-256 ${attachment.sha256}` }, "SHA-256 ", h("code", {}, `${attachment.sha256.slice(0, 12)}…`)),
+        h("code", { class: "msg-file-digest" }, attachment.sha256),
+      ),
+    ),
+  );
 }
 
 function messageActions(message) {
@@ -149,7 +199,9 @@ function messageActions(message) {
     { class: "msg-actions" },
     h("button", { type: "button", dataset: { action: "reply" } }, "Reply", hidden(` in thread to ${message.sender_name || message.sender}`)),
     h("button", { type: "button", dataset: { action: "react", emoji: "👍" }, "aria-label": "React with thumbs up" }, "👍"),
-    own ? h("button", { type: "button", dataset: { action: "edit" } }, "Edit", hidden(" your message")) : null,
+    own && !message.attachment
+      ? h("button", { type: "button", dataset: { action: "edit" } }, "Edit", hidden(" your message"))
+      : null,
     own || current.can.manage_members
       ? h("button", { type: "button", class: "danger-text", dataset: { action: "delete" } }, "Delete", hidden(` message from ${message.sender_name || message.sender}`))
       : null,
@@ -192,6 +244,7 @@ export function messageItem(message, shown = null) {
       h("span", { class: "msg-edited", hidden: !message.edited_at }, "(edited)"),
     ),
     body,
+    attachmentEl(message.attachment),
     reactions,
     messageActions(message),
   );
