@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
 
@@ -20,8 +22,10 @@ from accounts.models import User
 from files import blobs
 from files.content import FileIntegrityError, chunk_size_of, decrypted_chunks
 from files.models import StoredFile
+from files.quota import COUNTED_STATES, room_files_used_bytes
 from files.sealing import digest_open, metadata_open
 from files.services.files import file_integrity_failure_record
+from rooms import permissions as perms
 from rooms.selectors import room_get_for_user, rooms_for_user
 from safechat.crypto import CryptoError, SymmetricKey
 from safechat.keyring.errors import KeyUnavailableError
@@ -48,6 +52,31 @@ class FileView:
     sha256: str
     uploader_id: int
     uploaded_at: datetime
+
+
+@dataclass(frozen=True)
+class FileUsage:
+    """A room's file storage against its quota, in bytes."""
+
+    room_id: int
+    used_bytes: int
+    quota_bytes: int
+    files: int  # uploads in progress, pending scan and available
+
+
+def room_file_usage(*, user: User, room_id: object) -> FileUsage:
+    """What room ``room_id``'s files use of its quota, for those who manage the room (its
+    owners). Http404 if ``user`` cannot view the room, PermissionDenied if they view it
+    without managing it."""
+    room = room_get_for_user(user=user, room_id=room_id)
+    if not perms.has_room_permission(room=room, user=user, permission=perms.MANAGE_ROOM):
+        raise PermissionDenied("only the room's owners see its storage")
+    return FileUsage(
+        room_id=room.pk,
+        used_bytes=room_files_used_bytes(room.pk),
+        quota_bytes=settings.SAFECHAT_ROOM_FILE_QUOTA_BYTES,
+        files=StoredFile.objects.filter(room=room, state__in=COUNTED_STATES).count(),
+    )
 
 
 def file_list_for_user(*, user: User, room_id: object) -> QuerySet[StoredFile]:

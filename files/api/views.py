@@ -65,6 +65,8 @@ def _problem(status_code: int, code: str, detail: str) -> Response:
 _REFUSAL_STATUS: dict[type[Refused], tuple[int, str]] = {
     services.UploadInvalidError: (400, "invalid"),
     services.UploadTooLargeError: (413, "too_large"),
+    services.UploadQuotaError: (413, "room_quota_exceeded"),
+    services.UploadTypeError: (422, "file_type_refused"),
     services.UploadConflictError: (409, "offset_conflict"),
     services.UploadGoneError: (410, "gone"),
 }
@@ -255,6 +257,24 @@ class FileOutput(serializers.Serializer[FileView]):
         request = self.context["request"]
         url = reverse("api-file-download", args=[view.room_id, view.uid])
         return str(request.build_absolute_uri(url))
+
+
+class FileUsageOutput(serializers.Serializer[selectors.FileUsage]):
+    room_id = serializers.IntegerField()
+    used_bytes = serializers.IntegerField(help_text="bytes the room's files take")
+    quota_bytes = serializers.IntegerField(help_text="SAFECHAT_ROOM_FILE_QUOTA_BYTES")
+    files = serializers.IntegerField(help_text="uploads in progress, pending scan, available")
+
+
+class FileUsageApi(APIView):
+    """A room's file storage against its quota; for the room's owners."""
+
+    @extend_schema(responses=FileUsageOutput, operation_id="files_usage")
+    def get(self, request: Request, room_id: str) -> Response:
+        usage = selectors.room_file_usage(user=_user(request), room_id=room_id)
+        response = Response(FileUsageOutput(usage).data)
+        response["Cache-Control"] = NO_STORE
+        return response
 
 
 class FilePagination(PageNumberPagination):

@@ -35,7 +35,13 @@ def _token(user: User, scope: str = ApiToken.Scope.WRITE) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-def _create(auth: dict[str, str], room_id: int, length: int, name: str = "report.pdf") -> Answer:
+def _create(
+    auth: dict[str, str],
+    room_id: int,
+    length: int,
+    name: str = "report.dat",
+    filetype: str = "application/octet-stream",
+) -> Answer:
     return call(
         "POST",
         f"/api/v1/rooms/{room_id}/uploads/",
@@ -43,7 +49,7 @@ def _create(auth: dict[str, str], room_id: int, length: int, name: str = "report
             **auth,
             **TUS,
             "Upload-Length": str(length),
-            "Upload-Metadata": metadata_encode({"filename": name, "filetype": "application/pdf"}),
+            "Upload-Metadata": metadata_encode({"filename": name, "filetype": filetype}),
         },
     )
 
@@ -373,7 +379,7 @@ def test_the_uploader_learns_an_infected_verdict(clamd: OwnClamd, member: tuple[
     owner, room = member
     auth = _token(owner)
     sample = eicar()
-    location = _path(_create(auth, room.pk, len(sample), name="eicar.com").headers["location"])
+    location = _path(_create(auth, room.pk, len(sample), name="eicar.txt").headers["location"])
     assert _patch(auth, location, 0, sample).status == 204
 
     file_scan(file_id=StoredFile.objects.get().pk)
