@@ -124,6 +124,8 @@ def test_an_unsatisfiable_range_is_416(
 
     assert response.status_code == 416
     assert response["Content-Range"] == f"bytes */{len(data)}"
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "range_not_satisfiable"
 
 
 def test_strangers_and_removed_members_get_404_everywhere(
@@ -192,6 +194,7 @@ def test_a_download_of_a_file_whose_blob_is_missing_is_a_500_audited_and_sends_n
     response = client.get(_url(stored, "download"), **_bearer(member))  # type: ignore[arg-type]
 
     assert response.status_code == 500
+    assert response["Content-Type"] == "application/problem+json"
     assert response.json()["code"] == "integrity_failure"
     assert AuditEvent.objects.filter(action="file.integrity.failed").count() == 1
     assert not AuditEvent.objects.filter(action="file.downloaded").exists()

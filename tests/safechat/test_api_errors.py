@@ -431,13 +431,22 @@ def api_paths(room: Room, message_id: int, user_id: int) -> list[str]:
                 found.append(route)
         return found
 
-    ids = {"room_id": room.pk, "message_id": message_id, "user_id": user_id, "token_id": 1}
+    ids = {
+        "room_id": room.pk,
+        "message_id": message_id,
+        "user_id": user_id,
+        "token_id": 1,
+        # the vault's routes: a file or upload that does not exist is a 404 problem too
+        "file_id": "5b0c1f5e-0000-4000-8000-000000000000",
+        "upload_id": "5b0c1f5e-0000-4000-8000-000000000001",
+    }
     paths = []
     for route in walk(get_resolver().url_patterns, "/"):
         if not route.startswith("/api/"):
             continue
         for name, value in ids.items():
             route = route.replace(f"<int:{name}>", str(value))
+            route = route.replace(f"<str:{name}>", str(value))
         assert "<" not in route, route
         paths.append(route)
     return paths
