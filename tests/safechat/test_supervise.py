@@ -90,4 +90,3 @@ def test_the_supervisors_clamd_starts_answers_and_stops(tmp_path: Path) -> None:
         process.wait(timeout=10)
         shutil.rmtree(spool, ignore_errors=True)
         shutil.rmtree(data, ignore_errors=True)
-
