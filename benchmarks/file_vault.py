@@ -1,6 +1,6 @@
 """The file vault against plain Django, through a real server process, in the same run.
 
-Usage: python -m benchmarks.file_vault [--quick] [--runs 3]
+Usage: python -m benchmarks.file_vault [--quick] [--runs 3] [--size 200] [--memory-sizes 100 1024]
 
 A uvicorn process serves the product (``benchmarks.file_vault_settings``: the product's
 settings and URLs plus a baseline view). For one file size the client measures:
@@ -358,12 +358,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, one run")
     parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--size", type=int, default=None, help="throughput file, MiB")
+    parser.add_argument("--memory-sizes", type=int, nargs="*", default=None, help="MiB")
     args = parser.parse_args()
     if args.quick:
         size, memory_sizes, runs = 4 * MIB, [2 * MIB, 6 * MIB], args.runs or 1
     else:
         size, memory_sizes, runs = 200 * MIB, [100 * MIB, 1024 * MIB], args.runs or 3
-    bench = prepare(max_bytes=max(size, *memory_sizes))
+    if args.size is not None:
+        size = args.size * MIB
+    if args.memory_sizes is not None:
+        memory_sizes = [n * MIB for n in args.memory_sizes]
+    bench = prepare(max_bytes=max([size, *memory_sizes]))
     try:
         print(f"File vault vs plain Django: uvicorn, {os.cpu_count()} CPUs, median of {runs}")
         rates = throughput(bench, size, runs)
