@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 PORT ?= 8000
 PYTEST_ARGS ?=
+# CLAMD=1: `make run` also runs clamd (signatures from SAFECHAT_CLAMD_DATABASE_DIR,
+# default /var/lib/clamav, kept by freshclam); see docs/files.md.
+CLAMD ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint lock migrate clean system-packages
@@ -18,7 +21,7 @@ SYSTEM_COMMANDS := softhsm2-util:softhsm2 chromium:chromium redis-server:redis-s
 	clamconf:clamav-daemon
 
 help:
-	@echo "make run   - install, migrate and start web, worker and beat (PORT=$(PORT))"
+	@echo "make run   - install, migrate and start web, worker and beat (PORT=$(PORT); CLAMD=1: and clamd)"
 	@echo "make test  - install and run the whole test suite"
 	@echo "make lint  - ruff, mypy --strict, import layers, migrations in step, OpenAPI schema valid"
 	@echo "make lock  - re-pin requirements/*.txt from pyproject.toml (needs uv)"
@@ -39,7 +42,7 @@ migrate: $(VENV)/.base-installed
 
 run: migrate
 	PORT=$(PORT) $(PY) manage.py bootstrap_admin --if-no-users
-	PORT=$(PORT) exec $(PY) -m safechat.supervise
+	PORT=$(PORT) SAFECHAT_RUN_CLAMD=$(CLAMD) exec $(PY) -m safechat.supervise
 
 system-packages:
 	@missing=""; for pair in $(SYSTEM_COMMANDS); do \

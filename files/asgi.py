@@ -23,8 +23,9 @@ from typing import Any
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core import signals
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.http import HttpResponseBadRequest
 from django.urls import set_script_prefix
+
+from safechat.problems import PROBLEM_CONTENT_TYPE, problem
 
 Scope = dict[str, Any]
 Message = Mapping[str, Any]
@@ -34,6 +35,8 @@ ASGIApp = Callable[..., Awaitable[None]]  # as safechat.body_limit: any ASGI 3 c
 
 UPLOAD_PATHS = re.compile(r"^/api/v1/(rooms/[^/]+/uploads/|uploads/[^/]+)$")
 BODY_ATTRIBUTE = "safechat_upload_body"
+# What ``UploadBody.pieces`` hands the encryptor at a time, at most about (bytes).
+PIECE_BYTES = 1024 * 1024
 
 
 def is_upload_path(path: str) -> bool:
@@ -43,9 +46,10 @@ def is_upload_path(path: str) -> bool:
 class UploadBody:
     """A request body read from ASGI ``receive()`` as the reader asks for it.
 
-    ``pieces()`` is for a sync view running in a worker thread: each step awaits one
-    ``http.request`` message on the event loop. It ends at the last message, or early
-    when the client disconnects (``disconnected`` is then True). Memory: one message.
+    ``pieces()`` is for a sync view running in a worker thread: each step awaits
+    ``http.request`` messages on the event loop, about ``PIECE_BYTES`` of them. It ends
+    at the last message, or early when the client disconnects (``disconnected`` is then
+    True). Memory: about ``PIECE_BYTES``.
     """
 
     def __init__(self, receive: Receive) -> None:
@@ -64,8 +68,19 @@ class UploadBody:
             self.ended = True
         return bytes(message.get("body", b""))
 
+    async def next_batch(self, limit: int) -> bytes | None:
+        """Messages joined up to about ``limit`` bytes; None once the body has ended."""
+        parts: list[bytes] = []
+        size = 0
+        while size < limit and (piece := await self.next_piece()) is not None:
+            parts.append(piece)
+            size += len(piece)
+        return b"".join(parts) if parts else None
+
     def pieces(self) -> Iterator[bytes]:
-        while (piece := async_to_sync(self.next_piece)()) is not None:
+        # A hop from the worker thread to the event loop costs more than encrypting a
+        # message (uvicorn's are 64 KiB): about a MiB crosses at a time.
+        while (piece := async_to_sync(self.next_batch)(PIECE_BYTES)) is not None:
             if piece:
                 yield piece
 
@@ -89,33 +104,40 @@ class UploadHandler(ASGIHandler):
                 413,
                 "body_not_allowed",
                 "only PATCH carries upload bytes (creation-with-upload is not supported)",
+                scope,
             )
             return
         set_script_prefix(get_script_prefix(scope))
         await signals.request_started.asend(sender=self.__class__, scope=scope)
         request, error_response = self.create_request(scope, io.BytesIO(b""))
         if request is None or error_response is not None:
-            if error_response is None:  # never: create_request sets one of the two
-                error_response = HttpResponseBadRequest()
-            await self.send_response(error_response, send)
-            await sync_to_async(error_response.close)()
+            # Django's plain 400 (a header it cannot decode): answered as the API answers.
+            await _refuse(send, 400, "bad_request", "the request was refused", scope)
+            if error_response is not None:
+                await sync_to_async(error_response.close)()
             return
         body = UploadBody(receive)
         setattr(request, BODY_ATTRIBUTE, body if scope["method"] == "PATCH" else None)
         response = await self.run_get_response(request)
+        # tus 1.0.0: every answer says the protocol, refusals made by middleware included.
+        if not response.has_header("Tus-Resumable"):
+            response["Tus-Resumable"] = "1.0.0"
         with contextlib.suppress(asyncio.CancelledError):
             await self.send_response(response, send)
         await sync_to_async(response.close)()
 
 
-async def _refuse(send: Send, status: int, code: str, detail: str) -> None:
-    payload = json.dumps({"code": code, "detail": detail}).encode()
+async def _refuse(send: Send, status: int, code: str, detail: str, scope: Scope) -> None:
+    """A problem document (RFC 9457) sent before Django sees the request."""
+    document = problem(status=status, code=code, detail=detail, instance=scope.get("path", ""))
+    payload = json.dumps(document, ensure_ascii=False).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                (b"content-length", str(len(payload)).encode()),
                 (b"tus-resumable", b"1.0.0"),
                 (b"cache-control", b"no-store"),
                 (b"connection", b"close"),

@@ -57,6 +57,18 @@ TITLES: dict[str, str] = {
     "throttled": "Too many requests.",
     "integrity_failure": "Stored data failed its integrity check.",
     "server_error": "Internal error.",
+    # The file vault's tus endpoint and downloads (docs/files.md).
+    "tus_version": "Tus-Resumable missing or unsupported.",
+    "bad_header": "Malformed header.",
+    "content_type": "Wrong upload content type.",
+    "not_streamed": "Uploads go to the upload endpoint.",
+    "body_not_allowed": "No body allowed here.",
+    "too_large": "File too large.",
+    "room_quota_exceeded": "Room file quota exceeded.",
+    "file_type_refused": "File type not accepted.",
+    "offset_conflict": "Upload offset conflict.",
+    "gone": "Upload gone.",
+    "range_not_satisfiable": "Range not satisfiable.",
 }
 
 

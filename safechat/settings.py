@@ -14,6 +14,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from files import policy as file_policy  # pure: the type policy's defaults
 from safechat import environment as envtools
 from safechat import origins
 from safechat.crypto.providers import provider_kind
@@ -550,6 +551,22 @@ MEDIA_ROOT = DATA_DIR / "media"
 
 # --- File vault (docs/files.md) -----------------------------------------------
 SAFECHAT_FILE_MAX_BYTES = env.int("SAFECHAT_FILE_MAX_BYTES", default=100 * 1024 * 1024)
+# Type policy (files/policy.py): blocked by name, by declared type, by sniffed content.
+SAFECHAT_FILE_BLOCKED_EXTENSIONS = env.list(
+    "SAFECHAT_FILE_BLOCKED_EXTENSIONS", default=list(file_policy.DEFAULT_BLOCKED_EXTENSIONS)
+)
+# Empty: any extension not blocked; else only these (without the dot).
+SAFECHAT_FILE_ALLOWED_EXTENSIONS = env.list("SAFECHAT_FILE_ALLOWED_EXTENSIONS", default=[])
+SAFECHAT_FILE_BLOCKED_TYPES = env.list(
+    "SAFECHAT_FILE_BLOCKED_TYPES", default=list(file_policy.DEFAULT_BLOCKED_TYPES)
+)
+SAFECHAT_FILE_BLOCKED_KINDS = env.list(
+    "SAFECHAT_FILE_BLOCKED_KINDS", default=list(file_policy.DEFAULT_BLOCKED_KINDS)
+)
+# The bytes a room's files may hold (uploading, pending scan and available ones).
+SAFECHAT_ROOM_FILE_QUOTA_BYTES = env.int(
+    "SAFECHAT_ROOM_FILE_QUOTA_BYTES", default=10 * 1024 * 1024 * 1024
+)
 # An upload not completed within this many hours is abandoned: its blob and tail are removed.
 SAFECHAT_UPLOAD_EXPIRY_HOURS = env.int("SAFECHAT_UPLOAD_EXPIRY_HOURS", default=24)
 # clamd: a unix socket path, or a host and port. With neither, files stay "pending scan".

@@ -1,16 +1,29 @@
-"""Run the whole product in the foreground: web server, Celery worker and beat.
+"""Run the whole product in the foreground: web server, Celery worker and beat, and
+clamd (the file vault's malware scanner) when asked.
 
-``make run`` calls this. Ctrl-C (or SIGTERM) stops all three together; if one
-exits on its own, the others are stopped too, so nothing half-runs unnoticed.
+``make run`` calls this. Ctrl-C (or SIGTERM) stops them all together; if one exits on
+its own, the others are stopped too, so nothing half-runs unnoticed.
+
+``make run CLAMD=1`` (``SAFECHAT_RUN_CLAMD=1``) also runs Debian's ``/usr/sbin/clamd``
+in the foreground with a configuration written under ``<data dir>/clamd/``: its socket
+there (or at ``SAFECHAT_CLAMD_SOCKET`` if set, which the web and worker then use), its
+signatures from ``SAFECHAT_CLAMD_DATABASE_DIR`` (default ``/var/lib/clamav``, where
+``freshclam`` keeps them), and its temporary folder (clamd spools each scanned stream
+there) in a private folder on the ``/dev/shm`` tmpfs. Without signatures clamd cannot
+start: the supervisor says so and runs without it, and uploaded files stay "pending
+scan", invisible, until a scanner is configured (docs/files.md).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from types import FrameType
 
 STOP_GRACE_SECONDS = 10
@@ -39,10 +52,91 @@ def commands(port: str, host: str) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
+CLAMD_BINARY = "/usr/sbin/clamd"
+DEFAULT_CLAMD_DATABASE_DIR = "/var/lib/clamav"
+# ClamAV's signature files: the official databases and any local ones.
+SIGNATURE_SUFFIXES = (".cvd", ".cld", ".cud", ".hdb", ".hsb", ".ndb", ".ldb", ".cdb", ".yar")
+
+
+def has_signatures(database_dir: Path) -> bool:
+    """Whether ``database_dir`` holds any ClamAV signature file."""
+    return database_dir.is_dir() and any(
+        path.suffix in SIGNATURE_SUFFIXES for path in database_dir.iterdir()
+    )
+
+
+def clamd_config(
+    *, socket_path: Path, database_dir: Path, spool_dir: Path, max_bytes: int, pid_file: Path
+) -> str:
+    """A clamd.conf for a foreground clamd on a unix socket (only its owner may connect).
+
+    ``StreamMaxLength`` and the scan limits cover the largest file the vault accepts
+    (``max_bytes``), or clamd would answer "size limit exceeded" and files stay pending.
+    """
+    limit = f"{max(max_bytes, 1) // (1024 * 1024) + 1}M"
+    return "\n".join(
+        [
+            "Foreground yes",
+            f"LocalSocket {socket_path}",
+            "LocalSocketMode 600",
+            f"DatabaseDirectory {database_dir}",
+            f"TemporaryDirectory {spool_dir}",
+            f"PidFile {pid_file}",
+            f"StreamMaxLength {limit}",
+            f"MaxFileSize {limit}",
+            f"MaxScanSize {limit}",
+            "LogSyslog no",
+            "LogTime yes",
+            "",
+        ]
+    )
+
+
+def clamd_command(data_dir: Path, environ: dict[str, str]) -> tuple[list[str], str, Path] | None:
+    """The clamd to run (argv, socket path, spool folder), or None, having said why, if it
+    cannot run. Writes the configuration under ``data_dir/clamd`` and makes the spool
+    folder (the caller removes it when clamd has stopped)."""
+    binary = shutil.which("clamd") or CLAMD_BINARY
+    if not Path(binary).exists():
+        print(
+            "clamd is not installed (Debian: apt-get install clamav-daemon); running "
+            "without it: uploaded files stay 'pending scan'",
+            flush=True,
+        )
+        return None
+    database_dir = Path(environ.get("SAFECHAT_CLAMD_DATABASE_DIR", DEFAULT_CLAMD_DATABASE_DIR))
+    if not has_signatures(database_dir):
+        print(
+            f"no ClamAV signatures in {database_dir} (run freshclam, or set "
+            "SAFECHAT_CLAMD_DATABASE_DIR); running without clamd: uploaded files stay "
+            "'pending scan', invisible, until a scanner is configured",
+            flush=True,
+        )
+        return None
+    folder = data_dir / "clamd"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    socket_path = Path(environ.get("SAFECHAT_CLAMD_SOCKET") or folder / "clamd.sock")
+    shm = Path("/dev/shm")  # noqa: S108 - mkdtemp below makes a private 0700 folder
+    spool = Path(tempfile.mkdtemp(prefix="safechat-clamd-", dir=shm if shm.is_dir() else folder))
+    max_bytes = int(environ.get("SAFECHAT_FILE_MAX_BYTES", str(100 * 1024 * 1024)))
+    config = folder / "clamd.conf"
+    config.write_text(
+        clamd_config(
+            socket_path=socket_path,
+            database_dir=database_dir,
+            spool_dir=spool,
+            max_bytes=max_bytes,
+            pid_file=folder / "clamd.pid",
+        )
+    )
+    return [binary, "--config-file", str(config)], str(socket_path), spool
+
+
 def main() -> int:
     port = os.environ.get("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
     children: dict[str, subprocess.Popen[bytes]] = {}
+    spool: Path | None = None
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -51,6 +145,16 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+
+    if os.environ.get("SAFECHAT_RUN_CLAMD", "") not in ("", "0"):
+        data_dir = Path(os.environ.get("SAFECHAT_DATA_DIR") or Path.cwd() / "var")
+        clamd = clamd_command(data_dir, dict(os.environ))
+        if clamd is not None:
+            argv, socket_path, spool = clamd
+            # Started first, so the web and worker see it; they use its socket.
+            children["clamd"] = subprocess.Popen(argv, start_new_session=True)  # noqa: S603
+            os.environ["SAFECHAT_CLAMD_SOCKET"] = socket_path
+            print(f"clamd is starting on {socket_path}", flush=True)
 
     for name, argv in commands(port, host).items():
         # Own process group: the terminal's Ctrl-C reaches us, and we stop children in order.
@@ -77,6 +181,8 @@ def main() -> int:
             child.wait(timeout=remaining)
         except subprocess.TimeoutExpired:
             child.kill()
+    if spool is not None:
+        shutil.rmtree(spool, ignore_errors=True)
     return exit_code
 
 

@@ -6,6 +6,7 @@ urlpatterns = [
     path("rooms/<str:room_id>/uploads/", views.UploadCreateApi.as_view(), name="api-uploads"),
     path("uploads/<str:upload_id>", views.UploadApi.as_view(), name="api-upload"),
     path("rooms/<int:room_id>/files/", views.FileListApi.as_view(), name="api-files"),
+    path("rooms/<int:room_id>/files/usage", views.FileUsageApi.as_view(), name="api-files-usage"),
     path(
         "rooms/<int:room_id>/files/<str:file_id>/",
         views.FileDetailApi.as_view(),

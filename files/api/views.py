@@ -36,6 +36,7 @@ from files.models import StoredFile
 from files.selectors import DownloadCutError, FileView
 from rooms.selectors import room_get_for_user
 from safechat.actions import Refused
+from safechat.problems import problem_response
 
 NO_STORE = "no-store"
 
@@ -58,21 +59,30 @@ def _tus_response(
     return response
 
 
-def _problem(status_code: int, code: str, detail: str) -> Response:
-    return _tus_response(status_code, data={"code": code, "detail": detail})
+def _problem(request: Request, status_code: int, code: str, detail: str) -> HttpResponse:
+    """A tus error: a problem document (RFC 9457) that keeps ``Tus-Resumable``."""
+    return problem_response(
+        status=status_code,
+        code=code,
+        detail=detail,
+        request=request._request,
+        headers={"Tus-Resumable": tus.TUS_VERSION},
+    )
 
 
 _REFUSAL_STATUS: dict[type[Refused], tuple[int, str]] = {
     services.UploadInvalidError: (400, "invalid"),
     services.UploadTooLargeError: (413, "too_large"),
+    services.UploadQuotaError: (413, "room_quota_exceeded"),
+    services.UploadTypeError: (422, "file_type_refused"),
     services.UploadConflictError: (409, "offset_conflict"),
     services.UploadGoneError: (410, "gone"),
 }
 
 
-def _refusal(refused: Refused) -> Response:
-    status_code, code = _REFUSAL_STATUS.get(type(refused), (403, "forbidden"))
-    return _problem(status_code, code, refused.message)
+def _refusal(request: Request, refused: Refused) -> HttpResponse:
+    status_code, code = _REFUSAL_STATUS.get(type(refused), (403, "permission_denied"))
+    return _problem(request, status_code, code, refused.message)
 
 
 def _expires(stored: StoredFile) -> dict[str, str]:
@@ -82,7 +92,17 @@ def _expires(stored: StoredFile) -> dict[str, str]:
 
 
 class _TusApi(APIView):
-    """Common to the tus views: OPTIONS says what the server speaks."""
+    """Common to the tus views: OPTIONS says what the server speaks; every answer, the
+    errors DRF raises included (401, 403, 404, 429), carries ``Tus-Resumable`` (tus 1.0.0)
+    and is never cached."""
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Tus-Resumable"] = tus.TUS_VERSION
+        response["Cache-Control"] = NO_STORE
+        return response
 
     def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
         from django.conf import settings
@@ -118,11 +138,12 @@ class UploadCreateApi(_TusApi):
             400: OpenApiResponse(description="a malformed header or an unacceptable name"),
             404: OpenApiResponse(description="no such room for you"),
             412: OpenApiResponse(description="Tus-Resumable missing or not 1.0.0"),
-            413: OpenApiResponse(description="over the maximum file size"),
+            413: OpenApiResponse(description="over the maximum file size or the room's quota"),
+            422: OpenApiResponse(description="a name or declared type the type policy refuses"),
         },
         operation_id="uploads_create",
     )
-    def post(self, request: Request, room_id: str) -> Response:
+    def post(self, request: Request, room_id: str) -> HttpResponseBase:
         actor = _user(request)
         try:
             tus.require_version(request.headers.get("Tus-Resumable"))
@@ -131,9 +152,9 @@ class UploadCreateApi(_TusApi):
             length = tus.parse_length(request.headers.get("Upload-Length"), "Upload-Length")
             metadata = tus.parse_metadata(request.headers.get("Upload-Metadata"))
         except tus.TusVersionError as exc:
-            return _problem(412, "tus_version", str(exc))
+            return _problem(request, 412, "tus_version", str(exc))
         except tus.TusHeaderError as exc:
-            return _problem(400, "bad_header", str(exc))
+            return _problem(request, 400, "bad_header", str(exc))
         room = room_get_for_user(user=actor, room_id=room_id)
         try:
             stored = services.upload_create(
@@ -144,7 +165,7 @@ class UploadCreateApi(_TusApi):
                 content_type=metadata.get("filetype", metadata.get("type", "")),
             )
         except Refused as refused:
-            return _refusal(refused)
+            return _refusal(request, refused)
         location = request.build_absolute_uri(reverse("api-upload", args=[stored.uid]))
         return _tus_response(status.HTTP_201_CREATED, {"Location": location, **_expires(stored)})
 
@@ -153,10 +174,10 @@ class UploadApi(_TusApi):
     """tus core and termination on one upload: HEAD (offset), PATCH (bytes), DELETE."""
 
     @extend_schema(request=None, responses={200: None, 404: None}, operation_id="uploads_head")
-    def head(self, request: Request, upload_id: str) -> Response:
+    def head(self, request: Request, upload_id: str) -> HttpResponseBase:
         stored = services.upload_for_uploader(actor=_user(request), upload_id=upload_id)
         if stored.state in (StoredFile.State.DELETED, StoredFile.State.EXPIRED):
-            return _problem(410, "gone", "this upload was cancelled or expired")
+            return _problem(request, 410, "gone", "this upload was cancelled or expired")
         return _tus_response(
             status.HTTP_200_OK,
             {
@@ -180,18 +201,19 @@ class UploadApi(_TusApi):
             410: OpenApiResponse(description="finished, cancelled or expired"),
             413: OpenApiResponse(description="the body runs past Upload-Length"),
             415: OpenApiResponse(description="Content-Type is not application/offset+octet-stream"),
+            422: OpenApiResponse(description="the content is refused by the type policy"),
         },
         operation_id="uploads_patch",
     )
-    def patch(self, request: Request, upload_id: str) -> Response:
+    def patch(self, request: Request, upload_id: str) -> HttpResponseBase:
         actor = _user(request)
         try:
             tus.require_version(request.headers.get("Tus-Resumable"))
         except tus.TusVersionError as exc:
-            return _problem(412, "tus_version", str(exc))
+            return _problem(request, 412, "tus_version", str(exc))
         content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         if content_type != tus.OFFSET_CONTENT_TYPE:
-            return _problem(415, "content_type", f"PATCH needs {tus.OFFSET_CONTENT_TYPE}")
+            return _problem(request, 415, "content_type", f"PATCH needs {tus.OFFSET_CONTENT_TYPE}")
         try:
             offset = tus.parse_length(request.headers.get("Upload-Offset"), "Upload-Offset")
             declared = request.headers.get("Content-Length")
@@ -199,11 +221,13 @@ class UploadApi(_TusApi):
                 None if declared is None else tus.parse_length(declared, "Content-Length")
             )
         except tus.TusHeaderError as exc:
-            return _problem(400, "bad_header", str(exc))
+            return _problem(request, 400, "bad_header", str(exc))
         body = getattr(request._request, BODY_ATTRIBUTE, None)
         if not isinstance(body, UploadBody):
             # Only the upload handler streams a body; never let Django spool one.
-            return _problem(400, "not_streamed", "uploads are accepted on the upload endpoint only")
+            return _problem(
+                request, 400, "not_streamed", "uploads are accepted on the upload endpoint only"
+            )
         stored = services.upload_for_uploader(actor=actor, upload_id=upload_id)
         try:
             stored = services.upload_append(
@@ -214,7 +238,7 @@ class UploadApi(_TusApi):
                 body_length=content_length,
             )
         except Refused as refused:
-            return _refusal(refused)
+            return _refusal(request, refused)
         return _tus_response(
             status.HTTP_204_NO_CONTENT,
             {"Upload-Offset": str(stored.received_offset), **_expires(stored)},
@@ -223,17 +247,17 @@ class UploadApi(_TusApi):
     @extend_schema(
         request=None, responses={204: None, 404: None, 410: None}, operation_id="uploads_terminate"
     )
-    def delete(self, request: Request, upload_id: str) -> Response:
+    def delete(self, request: Request, upload_id: str) -> HttpResponseBase:
         actor = _user(request)
         try:
             tus.require_version(request.headers.get("Tus-Resumable"))
         except tus.TusVersionError as exc:
-            return _problem(412, "tus_version", str(exc))
+            return _problem(request, 412, "tus_version", str(exc))
         stored = services.upload_for_uploader(actor=actor, upload_id=upload_id)
         try:
             services.upload_terminate(actor=actor, stored=stored)
         except Refused as refused:
-            return _refusal(refused)
+            return _refusal(request, refused)
         return _tus_response(status.HTTP_204_NO_CONTENT)
 
 
@@ -255,6 +279,24 @@ class FileOutput(serializers.Serializer[FileView]):
         request = self.context["request"]
         url = reverse("api-file-download", args=[view.room_id, view.uid])
         return str(request.build_absolute_uri(url))
+
+
+class FileUsageOutput(serializers.Serializer[selectors.FileUsage]):
+    room_id = serializers.IntegerField()
+    used_bytes = serializers.IntegerField(help_text="bytes the room's files take")
+    quota_bytes = serializers.IntegerField(help_text="SAFECHAT_ROOM_FILE_QUOTA_BYTES")
+    files = serializers.IntegerField(help_text="uploads in progress, pending scan, available")
+
+
+class FileUsageApi(APIView):
+    """A room's file storage against its quota; for the room's owners."""
+
+    @extend_schema(responses=FileUsageOutput, operation_id="files_usage")
+    def get(self, request: Request, room_id: str) -> Response:
+        usage = selectors.room_file_usage(user=_user(request), room_id=room_id)
+        response = Response(FileUsageOutput(usage).data)
+        response["Cache-Control"] = NO_STORE
+        return response
 
 
 class FilePagination(PageNumberPagination):
@@ -284,29 +326,28 @@ def _file_in_room(reader: User, room_id: str, file_id: str) -> StoredFile:
     return stored
 
 
-def _integrity_failure(reader: User, stored: StoredFile, reason: str) -> Response:
+def _integrity_failure(
+    request: Request, reader: User, stored: StoredFile, reason: str
+) -> HttpResponse:
     """A stored file that fails its check: the server's fault (500), audited, nothing sent."""
     services.file_integrity_failure_record(reader=reader, stored=stored, reason=reason)
-    response = Response(
-        {
-            "code": "integrity_failure",
-            "detail": "The stored file failed its integrity check; the security team is notified.",
-        },
+    return problem_response(
         status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        code="integrity_failure",
+        detail="The stored file failed its integrity check; the security team is notified.",
+        request=request._request,
     )
-    response["Cache-Control"] = NO_STORE
-    return response
 
 
 class FileDetailApi(APIView):
     @extend_schema(responses=FileOutput, operation_id="files_get")
-    def get(self, request: Request, room_id: str, file_id: str) -> Response:
+    def get(self, request: Request, room_id: str, file_id: str) -> HttpResponseBase:
         reader = _user(request)
         stored = _file_in_room(reader, room_id, file_id)
         try:
             view = selectors.file_view(reader=reader, stored=stored)
         except FileIntegrityError as exc:
-            return _integrity_failure(reader, stored, exc.reason)
+            return _integrity_failure(request, reader, stored, exc.reason)
         response = Response(FileOutput(view, context={"request": request}).data)
         response["Cache-Control"] = NO_STORE
         return response
@@ -400,17 +441,22 @@ class FileDownloadApi(APIView):
         try:
             view = selectors.file_view(reader=reader, stored=stored)
         except FileIntegrityError as exc:
-            return _integrity_failure(reader, stored, exc.reason)
+            return _integrity_failure(request, reader, stored, exc.reason)
         missing = selectors.file_blobs_missing(stored)
         if missing:
-            return _integrity_failure(reader, stored, f"blob missing (segment {missing[0]})")
+            return _integrity_failure(
+                request, reader, stored, f"blob missing (segment {missing[0]})"
+            )
         size = view.size
         wanted = parse_range(request.headers.get("Range"), size)
         if wanted is False:
-            refused = Response(status=416)
-            refused["Content-Range"] = f"bytes */{size}"
-            refused["Cache-Control"] = NO_STORE
-            return refused
+            return problem_response(
+                status=status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
+                code="range_not_satisfiable",
+                detail=f"the range asked for is not within the file's {size} bytes",
+                request=request._request,
+                headers={"Content-Range": f"bytes */{size}"},
+            )
         first, last = wanted if isinstance(wanted, tuple) else (0, size - 1)
         services.file_download_record(actor=reader, stored=stored, first=first, last=last)
         chunks = selectors.file_download_stream(
@@ -442,6 +488,23 @@ class FileDownloadApi(APIView):
         return super().perform_content_negotiation(request, force=True)
 
 
+# Plaintext pulled per hop to the worker thread: a hop costs far more than decrypting a
+# 64 KiB chunk, so a few chunks go together; memory stays bounded by this.
+PULL_BYTES = 1024 * 1024
+
+
+def _pull_batch(chunks: Iterator[bytes]) -> bytes | None:
+    """The next pieces of ``chunks``, up to about ``PULL_BYTES``; None at the end."""
+    batch: list[bytes] = []
+    size = 0
+    for piece in chunks:
+        batch.append(piece)
+        size += len(piece)
+        if size >= PULL_BYTES:
+            break
+    return b"".join(batch) if batch else None
+
+
 class FilePreviewApi(APIView):
     # Errors answer JSON; the image is an HttpResponse of its own type, never rendered.
     renderer_classes = (JSONRenderer,)
@@ -461,7 +524,7 @@ class FilePreviewApi(APIView):
         try:
             image, content_type = selectors.file_preview(reader=reader, stored=stored)
         except FileIntegrityError as exc:
-            return _integrity_failure(reader, stored, exc.reason)
+            return _integrity_failure(request, reader, stored, exc.reason)
         response = HttpResponse(image, content_type=content_type)
         response["Content-Disposition"] = "inline"
         response["X-Content-Type-Options"] = "nosniff"
@@ -474,12 +537,11 @@ class FilePreviewApi(APIView):
 
 
 async def _pulled_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Each chunk decrypted (and the reader re-checked) in a worker thread, one at a time:
-    constant memory, and a cut-off stops the response at once."""
-    done = object()
-    step = sync_to_async(lambda: next(chunks, done))
-    while (piece := await step()) is not done:
-        yield piece  # type: ignore[misc]
+    """Chunks decrypted (and the reader re-checked) in a worker thread, about a MiB at a
+    time: constant memory, and a cut-off stops the response at the next batch."""
+    step = sync_to_async(_pull_batch)
+    while (piece := await step(chunks)) is not None:
+        yield piece
 
 
 def _ended_on_failure(chunks: Iterator[bytes]) -> Iterator[bytes]:

@@ -4,7 +4,9 @@ from files.services._common import (
     UploadConflictError,
     UploadGoneError,
     UploadInvalidError,
+    UploadQuotaError,
     UploadTooLargeError,
+    UploadTypeError,
 )
 from files.services.files import (
     file_delete,
@@ -24,7 +26,9 @@ __all__ = [
     "UploadConflictError",
     "UploadGoneError",
     "UploadInvalidError",
+    "UploadQuotaError",
     "UploadTooLargeError",
+    "UploadTypeError",
     "file_delete",
     "file_download_record",
     "file_integrity_failure_record",

@@ -1,6 +1,7 @@
 """Refusals of the vault. Each is a ``safechat.actions.Refused``, recorded once by the
 ``@action`` that raised it; the subclasses let an edge answer with the right status
-(tus: 409 for a conflict, 413 for too large, 410 for an upload that is gone)."""
+(tus: 409 for a conflict, 413 for too large or over quota, 410 for an upload that
+is gone, 422 for a type the policy refuses)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ class UploadTooLargeError(Refused):
 
 class UploadConflictError(Refused):
     """The offset is not the upload's, or another request is writing it (409)."""
+
+
+class UploadTypeError(Refused):
+    """The file's name, declared type or content is refused by the type policy (422)."""
+
+
+class UploadQuotaError(Refused):
+    """The room's file quota would be exceeded (413)."""
 
 
 class UploadGoneError(Refused):

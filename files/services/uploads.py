@@ -32,15 +32,18 @@ from accounts.models import User
 from audit.actions import AuditAction
 from audit.actors import SystemActor
 from audit.services import audit_record
-from files import blobs
+from files import blobs, policy
 from files.models import StoredFile
 from files.names import FileNameError, content_type_clean, file_name_clean
-from files.sealing import FileMetadata, content_aad, metadata_seal, tail_aad
+from files.quota import room_files_used_bytes
+from files.sealing import FileMetadata, content_aad, metadata_open, metadata_seal, tail_aad
 from files.services._common import (
     UploadConflictError,
     UploadGoneError,
     UploadInvalidError,
+    UploadQuotaError,
     UploadTooLargeError,
+    UploadTypeError,
     upload_refused,
 )
 from rooms import permissions as perms
@@ -78,6 +81,16 @@ def _file_locked(file_id: int) -> StoredFile:
     return locked[0]
 
 
+def _type_policy() -> policy.Policy:
+    """The type policy of the settings (``SAFECHAT_FILE_*``: docs/files.md)."""
+    return policy.Policy.of(
+        blocked_extensions=settings.SAFECHAT_FILE_BLOCKED_EXTENSIONS,
+        allowed_extensions=settings.SAFECHAT_FILE_ALLOWED_EXTENSIONS,
+        blocked_types=settings.SAFECHAT_FILE_BLOCKED_TYPES,
+        blocked_kinds=settings.SAFECHAT_FILE_BLOCKED_KINDS,
+    )
+
+
 def scan_enqueue(file_id: int) -> None:
     """Queue the scan of a completed upload (after commit); the beat sweep is the backstop."""
     try:
@@ -97,7 +110,10 @@ def upload_create(
     key; nothing is visible to members until the upload completes and scans clean. A
     zero-length file is complete at once (and queued for its scan).
     Raises ``UploadInvalidError`` (bad name or length), ``UploadTooLargeError`` (over
-    ``SAFECHAT_FILE_MAX_BYTES``), ``Refused`` (no upload right, archived room),
+    ``SAFECHAT_FILE_MAX_BYTES``), ``UploadTypeError`` (a name or declared type the type
+    policy blocks), ``UploadQuotaError`` (the room's files would pass
+    ``SAFECHAT_ROOM_FILE_QUOTA_BYTES``; checked under the room lock, so two creations
+    cannot both take the last bytes), ``Refused`` (no upload right, archived room),
     ``RateLimitedError``. Locks: the room; the audit chain last.
     """
     try:
@@ -106,6 +122,20 @@ def upload_create(
         raise upload_refused(
             UploadInvalidError, actor=actor, target=room, reason="bad name", message=str(exc)
         ) from None
+    clean_type = content_type_clean(content_type)
+    try:
+        policy.check_declared(_type_policy(), name=clean_name, content_type=clean_type)
+    except policy.FilePolicyError as exc:
+        raise upload_refused(
+            UploadTypeError, actor=actor, target=room, reason=exc.reason, message=str(exc)
+        ) from None
+    if length == 0:  # the content is known now: no bytes
+        try:
+            policy.check_content(_type_policy(), head=b"", name=clean_name, content_type=clean_type)
+        except policy.FilePolicyError as exc:
+            raise upload_refused(
+                UploadTypeError, actor=actor, target=room, reason=exc.reason, message=str(exc)
+            ) from None
     if length < 0:
         raise upload_refused(
             UploadInvalidError,
@@ -137,6 +167,7 @@ def upload_create(
         with action_transaction():
             room = _room_locked(room.pk)
             require_writable(actor=actor, room=room, permission=perms.UPLOAD)
+            _require_quota(actor=actor, room=room, length=length)
             epoch, wrapped = file_key_wrap(room=room, owner=actor, file_uid=uid, file_key=key)
             now = timezone.now()
             stored = StoredFile.objects.create(
@@ -147,7 +178,7 @@ def upload_create(
                 wrapped_key=wrapped,
                 sealed_metadata=metadata_seal(
                     key,
-                    FileMetadata(name=clean_name, content_type=content_type_clean(content_type)),
+                    FileMetadata(name=clean_name, content_type=clean_type),
                     room_id=room.pk,
                     file_uid=uid,
                 ),
@@ -179,6 +210,24 @@ def upload_create(
             blobs.blobs_delete_prefix(prefix)
         raise
     return stored
+
+
+def _require_quota(*, actor: User, room: Room, length: int) -> None:
+    """Refuse an upload that would take the room past its quota (the room row is locked)."""
+    quota = settings.SAFECHAT_ROOM_FILE_QUOTA_BYTES
+    used = room_files_used_bytes(room.pk)
+    if used + length > quota:
+        raise upload_refused(
+            UploadQuotaError,
+            actor=actor,
+            target=room,
+            reason="room quota",
+            message=f"this room's files are limited to {quota} bytes; "
+            f"{max(0, quota - used)} bytes are left",
+            length=length,
+            used=used,
+            quota=quota,
+        )
 
 
 def _record_completed(*, actor: User, stored: StoredFile) -> None:
@@ -317,8 +366,13 @@ def _stream(
     )
     remaining = stored.declared_length - stored.received_offset
     progress = _Progress(counter=stored.chunks_sealed)
+    # The type policy reads the file's first bytes once, when they have all arrived; until
+    # then every byte received is plaintext pending in memory (a tail is under one chunk).
+    need = min(policy.SNIFF_BYTES, stored.declared_length)
+    head: bytearray | None = bytearray(pending) if stored.received_offset < need else None
 
     def ciphertext() -> Iterator[bytes]:
+        nonlocal head
         for piece in body:
             if progress.received + len(piece) > remaining:
                 raise upload_refused(
@@ -328,6 +382,11 @@ def _stream(
                     reason="past declared length",
                     message="the request runs past the upload's declared length",
                 )
+            if head is not None:
+                head += piece[: need - len(head)]
+                if len(head) >= need:
+                    _check_content(actor=actor, stored=stored, key=key, head=bytes(head))
+                    head = None
             progress.received += len(piece)
             out = encryptor.update(piece)
             if out:
@@ -362,6 +421,22 @@ def _stream(
             ],
         )
     return progress
+
+
+def _check_content(*, actor: User, stored: StoredFile, key: SymmetricKey, head: bytes) -> None:
+    """Refuse the upload if its first bytes are a blocked kind or disagree with its name or
+    declared type (``files.policy.check_content``); ``head`` stays in memory."""
+    metadata = metadata_open(
+        key, bytes(stored.sealed_metadata), room_id=stored.room_id, file_uid=stored.uid
+    )
+    try:
+        policy.check_content(
+            _type_policy(), head=head, name=metadata.name, content_type=metadata.content_type
+        )
+    except policy.FilePolicyError as exc:
+        raise upload_refused(
+            UploadTypeError, actor=actor, target=stored, reason=exc.reason, message=str(exc)
+        ) from None
 
 
 def _end_broken(*, stored: StoredFile, reason: str) -> None:
@@ -407,7 +482,10 @@ def upload_append(
     for its scan; it stays invisible until the scan is clean. A request that fails after
     chunks reached storage ends the upload (the client starts again): a chunk's nonce is
     never used for other bytes. Raises ``UploadGoneError``, ``UploadConflictError``,
-    ``UploadTooLargeError``, ``Refused`` (right lost). Locks: the room, then the file
+    ``UploadTooLargeError``, ``UploadTypeError`` (the first ``files.policy.SNIFF_BYTES``
+    of plaintext, held in memory only, are a blocked kind or disagree with the name or
+    declared type: checked before any of them is sealed; the upload ends and its blobs
+    are removed), ``Refused`` (right lost). Locks: the room, then the file
     row, in each of its two short transactions; the audit chain last. ``body_length``
     (a request's announced length, when known) refuses a body that would run past the
     declared length before any of it is read.
@@ -428,7 +506,10 @@ def upload_append(
         segment_written = any("/seg-" in name for name in written)
         for name in written:
             blobs.blob_delete(name)
-        if segment_written and not isinstance(exc, UploadTooLargeError):
+        if isinstance(exc, UploadTypeError):
+            # A refused file is refused for good: the upload ends, nothing of it is kept.
+            _end_broken(stored=stored, reason="type refused")
+        elif segment_written and not isinstance(exc, UploadTooLargeError):
             _end_broken(stored=stored, reason="request failed after writing")
         elif segment_written:
             _end_broken(stored=stored, reason="request ran past the declared length")

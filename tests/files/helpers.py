@@ -21,7 +21,7 @@ def upload(
     actor: User,
     room: Room,
     data: bytes,
-    name: str = "statement.pdf",
+    name: str = "statement.dat",
     cuts: Iterable[int] = (),
     piece: int = 10_000,
 ) -> StoredFile:

@@ -37,7 +37,7 @@ def shared(clamd: OwnClamd) -> tuple[User, User, StoredFile, bytes]:
     owner, member = make_user(), make_user()
     room = make_room(owner=owner, members=(member,))
     data = os.urandom(3 * CHUNK + 10)
-    stored = upload_and_scan(actor=owner, room=room, data=data, name="Relevé 2026 «Q1».pdf")
+    stored = upload_and_scan(actor=owner, room=room, data=data, name="Relevé 2026 «Q1».csv")
     return owner, member, stored, data
 
 
@@ -58,7 +58,7 @@ def test_members_list_files_and_see_metadata_with_a_download_url(
     assert listing.json()["count"] == 1
     (item,) = listing.json()["results"]
     assert item == detail.json()
-    assert item["name"] == "Relevé 2026 «Q1».pdf"
+    assert item["name"] == "Relevé 2026 «Q1».csv"
     assert item["size"] == len(data)
     assert item["sha256"] == hashlib.sha256(data).hexdigest()
     assert item["download_url"].endswith(_url(stored, "download"))
@@ -77,7 +77,7 @@ def test_a_download_is_the_file_with_safe_headers_and_is_audited(
     assert response["Content-Length"] == str(len(data))
     assert response["Content-Disposition"].startswith("attachment; ")
     assert (
-        "filename*=UTF-8''Relev%C3%A9%202026%20%C2%ABQ1%C2%BB.pdf"
+        "filename*=UTF-8''Relev%C3%A9%202026%20%C2%ABQ1%C2%BB.csv"
         in response["Content-Disposition"]
     )
     assert response["X-Content-Type-Options"] == "nosniff"
@@ -124,6 +124,8 @@ def test_an_unsatisfiable_range_is_416(
 
     assert response.status_code == 416
     assert response["Content-Range"] == f"bytes */{len(data)}"
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "range_not_satisfiable"
 
 
 def test_strangers_and_removed_members_get_404_everywhere(
@@ -192,6 +194,7 @@ def test_a_download_of_a_file_whose_blob_is_missing_is_a_500_audited_and_sends_n
     response = client.get(_url(stored, "download"), **_bearer(member))  # type: ignore[arg-type]
 
     assert response.status_code == 500
+    assert response["Content-Type"] == "application/problem+json"
     assert response.json()["code"] == "integrity_failure"
     assert AuditEvent.objects.filter(action="file.integrity.failed").count() == 1
     assert not AuditEvent.objects.filter(action="file.downloaded").exists()

@@ -141,7 +141,7 @@ def test_an_infected_file_never_appears(clamd: OwnClamd) -> None:
     room = make_room(owner=owner, members=(member,))
     seq_before = room.message_seq
 
-    stored = upload_and_scan(actor=owner, room=room, data=eicar(), name="eicar.com")
+    stored = upload_and_scan(actor=owner, room=room, data=eicar(), name="eicar.txt")
 
     assert stored.state == StoredFile.State.INFECTED
     assert stored.message_id is None

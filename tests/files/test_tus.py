@@ -35,7 +35,13 @@ def _token(user: User, scope: str = ApiToken.Scope.WRITE) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-def _create(auth: dict[str, str], room_id: int, length: int, name: str = "report.pdf") -> Answer:
+def _create(
+    auth: dict[str, str],
+    room_id: int,
+    length: int,
+    name: str = "report.dat",
+    filetype: str = "application/octet-stream",
+) -> Answer:
     return call(
         "POST",
         f"/api/v1/rooms/{room_id}/uploads/",
@@ -43,7 +49,7 @@ def _create(auth: dict[str, str], room_id: int, length: int, name: str = "report
             **auth,
             **TUS,
             "Upload-Length": str(length),
-            "Upload-Metadata": metadata_encode({"filename": name, "filetype": "application/pdf"}),
+            "Upload-Metadata": metadata_encode({"filename": name, "filetype": filetype}),
         },
     )
 
@@ -63,6 +69,18 @@ def _patch(auth: dict[str, str], location: str, offset: int, data: bytes, **kwar
 def _pieces(data: bytes, size: int = 16_384) -> Iterator[bytes]:
     for start in range(0, len(data), size):
         yield data[start : start + size]
+
+
+def _assert_problem(answer: Answer, status: int, code: str) -> None:
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["tus-resumable"] == "1.0.0"
+    assert answer.headers["cache-control"] == "no-store"
+    body = answer.json()
+    assert body["type"] == f"urn:safechat:problem:{code}"
+    assert (body["status"], body["code"]) == (status, code)
+    assert body["title"]
+    assert body["detail"]
+    assert body["instance"].startswith("/api/v1/")
 
 
 def _path(location: str) -> str:
@@ -169,9 +187,9 @@ def test_bad_creation_headers_are_clear_4xx_and_create_nothing(
 
     answer = call("POST", f"/api/v1/rooms/{room.pk}/uploads/", headers=base)
 
+    # then a problem document (RFC 9457) with a stable code, still speaking tus
     assert answer.status == status, answer.body
-    assert answer.json()["code"] == code
-    assert answer.json()["detail"]
+    _assert_problem(answer, status, code)
     assert StoredFile.objects.count() == 0
     assert not AuditEvent.objects.filter(action="file.upload.started").exists()
 
@@ -186,21 +204,22 @@ def test_a_creation_request_with_a_body_is_refused_before_django(member: tuple[U
     )
 
     assert answer.status == 413
+    _assert_problem(answer, 413, "body_not_allowed")
     assert StoredFile.objects.count() == 0
 
 
 @pytest.mark.parametrize(
-    ("change", "status"),
+    ("change", "status", "code"),
     [
-        ({"headers": {"Content-Type": "application/octet-stream"}}, 415),
-        ({"headers": {"Tus-Resumable": "2.0.0"}}, 412),
-        ({"headers": {"Upload-Offset": "x"}}, 400),
-        ({"offset": 5}, 409),
-        ({"data": b"y" * 101}, 413),
+        ({"headers": {"Content-Type": "application/octet-stream"}}, 415, "content_type"),
+        ({"headers": {"Tus-Resumable": "2.0.0"}}, 412, "tus_version"),
+        ({"headers": {"Upload-Offset": "x"}}, 400, "bad_header"),
+        ({"offset": 5}, 409, "offset_conflict"),
+        ({"data": b"y" * 101}, 413, "too_large"),
     ],
 )
 def test_bad_patches_are_clear_4xx_and_write_nothing(
-    member: tuple[User, Any], vault_dir: Path, change: dict[str, Any], status: int
+    member: tuple[User, Any], vault_dir: Path, change: dict[str, Any], status: int, code: str
 ) -> None:
     owner, room = member
     auth = _token(owner)
@@ -215,7 +234,7 @@ def test_bad_patches_are_clear_4xx_and_write_nothing(
     )
 
     assert answer.status == status, answer.body
-    assert answer.headers["tus-resumable"] == "1.0.0"
+    _assert_problem(answer, status, code)
     assert StoredFile.objects.get().received_offset == 0
     if status in (409, 413):
         assert AuditEvent.objects.filter(action="file.upload.refused").count() == 1
@@ -246,12 +265,38 @@ def test_a_stranger_and_an_anonymous_client_get_nothing(member: tuple[User, Any]
     location = _path(_create(_token(owner), room.pk, 100).headers["location"])
     stranger = _token(make_user())
 
-    assert _create(stranger, room.pk, 10).status == 404
+    _assert_problem(_create(stranger, room.pk, 10), 404, "not_found")
     assert call("HEAD", location, headers={**stranger, **TUS}).status == 404
-    assert _patch(stranger, location, 0, b"x").status == 404
-    assert _patch({}, location, 0, b"x").status == 401
-    assert _create({}, room.pk, 10).status == 401
+    _assert_problem(_patch(stranger, location, 0, b"x"), 404, "not_found")
+    _assert_problem(_patch({}, location, 0, b"x"), 401, "not_authenticated")
+    _assert_problem(_create({}, room.pk, 10), 401, "not_authenticated")
     assert StoredFile.objects.get().received_offset == 0
+
+
+def test_type_policy_and_quota_refusals_are_problems(
+    member: tuple[User, Any], vault_dir: Path, settings: Settings
+) -> None:
+    # given a room with a small quota
+    settings.SAFECHAT_ROOM_FILE_QUOTA_BYTES = 10_000
+    owner, room = member
+    auth = _token(owner)
+
+    # when a program, a too-big file and a Windows program named as text are sent
+    blocked = _create(auth, room.pk, 100, name="setup.exe")
+    over = _create(auth, room.pk, 10_001)
+    location = _path(_create(auth, room.pk, 300, name="notes.txt").headers["location"])
+    disguised = _patch(auth, location, 0, b"MZ" + b"\x00" * 298)
+
+    # then each is a problem with its own code, and nothing of them is kept
+    _assert_problem(blocked, 422, "file_type_refused")
+    _assert_problem(over, 413, "room_quota_exceeded")
+    _assert_problem(disguised, 422, "file_type_refused")
+    assert StoredFile.objects.get().state == StoredFile.State.EXPIRED
+    assert not [p for p in vault_dir.rglob("*") if p.is_file()]
+    reasons = sorted(
+        e.extra["reason"] for e in AuditEvent.objects.filter(action="file.upload.refused")
+    )
+    assert reasons == ["blocked content pe", "blocked extension", "room quota"]
 
 
 def test_a_read_token_cannot_upload(member: tuple[User, Any]) -> None:
@@ -373,7 +418,7 @@ def test_the_uploader_learns_an_infected_verdict(clamd: OwnClamd, member: tuple[
     owner, room = member
     auth = _token(owner)
     sample = eicar()
-    location = _path(_create(auth, room.pk, len(sample), name="eicar.com").headers["location"])
+    location = _path(_create(auth, room.pk, len(sample), name="eicar.txt").headers["location"])
     assert _patch(auth, location, 0, sample).status == 204
 
     file_scan(file_id=StoredFile.objects.get().pk)

@@ -63,7 +63,7 @@ def test_a_file_round_trips_through_upload_scan_and_download(clamd: OwnClamd, si
     assert stored.state == StoredFile.State.AVAILABLE
     assert download(member, stored) == data
     view = file_view(reader=member, stored=stored)
-    assert view.name == "statement.pdf"
+    assert view.name == "statement.dat"
     assert view.size == size
     assert view.sha256 == hashlib.sha256(data).hexdigest()
     assert len(_actions("file.uploaded")) == 1
@@ -232,7 +232,7 @@ def test_eicar_is_refused_discarded_and_audited(clamd: OwnClamd, vault_dir: Path
     owner, member = make_user(), make_user()
     room = make_room(owner=owner, members=(member,))
 
-    stored = upload_and_scan(actor=owner, room=room, data=eicar(), name="eicar.com")
+    stored = upload_and_scan(actor=owner, room=room, data=eicar(), name="eicar.txt")
 
     assert stored.state == StoredFile.State.INFECTED
     assert stored.verdict.startswith("SafeChat.Test.EICAR")
