@@ -23,6 +23,7 @@ from rooms.models import InformationBarrier, Membership, Message, MessageRevisio
 from safechat.crypto import CryptoError
 from safechat.keyring.errors import IntegrityFailure
 from safechat.keyring.services import message_decrypt
+from safechat.pagination import Cursor, Page, page_of
 
 PAGE_SIZE_MAX = 100
 
@@ -250,6 +251,26 @@ def message_page(
     ]
 
 
+def message_page_at(*, reader: User, room: Room, cursor: Cursor) -> Page[MessageView]:
+    """The page of a viewable room's messages ``cursor`` names, newest first, keyed on
+    the message id (``safechat.pagination``); the same messages as ``message_page``:
+    deleted ones and, in a room that hides history, those from before the reader joined,
+    are left out."""
+    room_get_for_user(user=reader, room_id=room.pk)
+    messages = Message.objects.filter(
+        room=room, deleted_at__isnull=True, seq__gt=visible_from_seq(reader=reader, room=room)
+    ).select_related("sender")
+    page = page_of(messages, cursor=cursor, newest_first=True)
+
+    def views(chunk: list[Message]) -> list[MessageView]:
+        reactions = _reactions_of([m.pk for m in chunk])
+        return [
+            message_view(reader=reader, message=m, reactions=reactions.get(m.pk, {})) for m in chunk
+        ]
+
+    return page.map(views)
+
+
 def message_revisions(*, reader: User, message: Message) -> list[tuple[int, str | None]]:
     """Earlier texts of a message (compliance view); decrypted with ``reader``'s keys."""
     return [
@@ -290,6 +311,20 @@ def _people_reachable(user: User) -> QuerySet[User]:
     )
 
 
+def people_reachable_matching(*, user: User, query: str = "") -> QuerySet[User]:
+    """Everyone ``people_reachable`` would offer ``user`` for ``query``, unordered and
+    unbounded (a paginated list orders and cuts it)."""
+    found = _people_reachable(user)
+    query = query.strip()
+    if query:
+        found = found.filter(
+            Q(username__icontains=query)
+            | Q(first_name__icontains=query)
+            | Q(last_name__icontains=query)
+        )
+    return found.distinct()
+
+
 def people_reachable(*, user: User, query: str = "", limit: int = PEOPLE_PAGE_MAX) -> list[User]:
     """The people ``user`` may start a conversation with or pick for a room.
 
@@ -302,15 +337,8 @@ def people_reachable(*, user: User, query: str = "", limit: int = PEOPLE_PAGE_MA
     A picker's answer, not a permission: the services decide again, under their locks,
     when the conversation is made or the member added.
     """
-    found = _people_reachable(user)
-    query = query.strip()
-    if query:
-        found = found.filter(
-            Q(username__icontains=query)
-            | Q(first_name__icontains=query)
-            | Q(last_name__icontains=query)
-        )
-    return list(found.order_by("username").distinct()[: max(0, min(limit, PEOPLE_PAGE_MAX))])
+    found = people_reachable_matching(user=user, query=query)
+    return list(found.order_by("username")[: max(0, min(limit, PEOPLE_PAGE_MAX))])
 
 
 def people_reachable_by_ids(*, user: User, ids: list[int]) -> list[User]:

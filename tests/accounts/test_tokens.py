@@ -38,7 +38,7 @@ def test_a_verified_user_creates_a_token_that_is_shown_once_and_stored_hashed(
     assert secret not in token.token_hash
     assert secret.startswith(f"sct_{token.prefix}_")
     assert (token.expires_at - timezone.now()).days in {89, 90}
-    listed = verified_client.get(TOKENS).json()
+    listed = verified_client.get(TOKENS).json()["results"]
     assert "token" not in listed[0]
     assert listed[0]["prefix"] == token.prefix
     assert events("token.created")[0].extra["scope"] == "read"
@@ -129,7 +129,7 @@ def test_a_token_acts_as_its_user_and_sees_only_their_tokens(user: User) -> None
     theirs = ApiToken.objects.get(name="theirs")
     client = Client()
 
-    listed = client.get(TOKENS, headers=bearer(secret)).json()
+    listed = client.get(TOKENS, headers=bearer(secret)).json()["results"]
     revoke_theirs = client.delete(f"{TOKENS}{theirs.pk}/", headers=bearer(secret))
 
     assert [t["name"] for t in listed] == ["mine"]
