@@ -80,9 +80,11 @@ def _refused(parameter: str, message: str, code: str = "invalid") -> ValidationE
     return ValidationError({parameter: [ErrorDetail(message, code=code)]})
 
 
-def _integer(
+def query_integer(
     query: Mapping[str, Any], name: str, *, minimum: int, maximum: int | None
 ) -> int | None:
+    """The whole number in the query parameter ``name``, None if it is absent; a value
+    that is empty, not a whole number or out of range is a ``ValidationError`` naming it."""
     if name not in query:
         return None
     raw = str(query[name])
@@ -107,9 +109,9 @@ def cursor_from_query(
     or out of range (keys from 0, ``limit`` from ``LIMIT_MIN`` to ``max_limit``), and
     ``before`` with ``after``.
     """
-    before = _integer(query, "before", minimum=1, maximum=None)
-    after = _integer(query, "after", minimum=0, maximum=None)
-    limit = _integer(query, "limit", minimum=LIMIT_MIN, maximum=max_limit)
+    before = query_integer(query, "before", minimum=1, maximum=None)
+    after = query_integer(query, "after", minimum=0, maximum=None)
+    limit = query_integer(query, "limit", minimum=LIMIT_MIN, maximum=max_limit)
     if before is not None and after is not None:
         raise _refused("after", "Use either before or after, not both.", "exclusive")
     return Cursor(before=before, after=after, limit=default_limit if limit is None else limit)
@@ -209,4 +211,5 @@ __all__ = [
     "cursor_parameters",
     "page_of",
     "page_serializer",
+    "query_integer",
 ]

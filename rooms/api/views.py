@@ -25,11 +25,19 @@ from accounts.models import User
 from accounts.selectors import person_active_get, person_get
 from rooms import selectors, services
 from rooms.api.serializers import MemberOutput, MessageOutput, RoomOutput
-from rooms.models import Membership, Message, Room
+from rooms.models import Membership, Message, Room, RoomChange
 from rooms.services.messages import MAX_MESSAGE_BYTES
 from rooms.wire import message_json
 from safechat.fields import StrictCharField
-from safechat.pagination import cursor_from_query, cursor_parameters, page_of, page_serializer
+from safechat.pagination import (
+    LIMIT_MAX,
+    LIMIT_MIN,
+    cursor_from_query,
+    cursor_parameters,
+    page_of,
+    page_serializer,
+    query_integer,
+)
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 
@@ -383,3 +391,76 @@ class PeopleListApi(APIView):
         found = selectors.people_reachable_matching(user=_user(request), query=query)
         page = page_of(found, cursor=cursor)
         return Response(page.as_json(PersonOutput(page.items, many=True).data))
+
+
+class ChangeOutput(serializers.Serializer[Any]):
+    id = serializers.IntegerField(help_text="The entry's cursor: ask `after` it next.")
+    kind = serializers.ChoiceField(choices=RoomChange.Kind.choices)
+    room_id = serializers.IntegerField()
+    occurred_at = serializers.DateTimeField()
+    message_id = serializers.IntegerField(allow_null=True)
+    user_id = serializers.IntegerField(
+        allow_null=True, help_text="The member a membership change is about."
+    )
+    role = serializers.CharField(
+        help_text="The member's role, for member.added and member.role_changed; empty otherwise."
+    )
+    message = MessageOutput(
+        allow_null=True,
+        help_text="message.*: the message as you may see it now (edited since); null "
+        "once it is deleted, and for membership entries.",
+    )
+
+
+class ChangeFeedOutput(serializers.Serializer[Any]):
+    results = ChangeOutput(many=True)
+    has_more = serializers.BooleanField(help_text="More entries are ready: ask again now.")
+    next_after = serializers.IntegerField(
+        help_text="The cursor to ask with next (never behind the one given)."
+    )
+
+
+class ChangeFeedApi(APIView):
+    class ChangeFeedQuery(serializers.Serializer[Any]):
+        after = serializers.IntegerField(
+            required=False,
+            min_value=0,
+            default=0,
+            help_text="The last entry you have (`next_after` of your previous answer); "
+            "0 or absent: from the start. Never empty.",
+        )
+        limit = serializers.IntegerField(
+            required=False, min_value=LIMIT_MIN, max_value=LIMIT_MAX, default=LIMIT_MAX
+        )
+
+    @extend_schema(
+        parameters=[ChangeFeedQuery],
+        responses=ChangeFeedOutput,
+        operation_id="changes_list",
+    )
+    def get(self, request: Request) -> Response:
+        """What changed since your cursor in the rooms you may view: messages posted,
+        edited and deleted, members added, removed and given another role; in commit
+        order, at least once, never skipping one (docs/api.md, "The change feed")."""
+        after = query_integer(request.query_params, "after", minimum=0, maximum=None)
+        limit = query_integer(request.query_params, "limit", minimum=LIMIT_MIN, maximum=LIMIT_MAX)
+        page = selectors.changes_after(
+            reader=_user(request), after=after or 0, limit=limit or LIMIT_MAX
+        )
+        stamp = serializers.DateTimeField()
+        results = [
+            {
+                "id": item.id,
+                "kind": item.kind,
+                "room_id": item.room_id,
+                "occurred_at": stamp.to_representation(item.occurred_at),
+                "message_id": item.message_id,
+                "user_id": item.user_id,
+                "role": item.role,
+                "message": None if item.message is None else message_json(item.message),
+            }
+            for item in page.items
+        ]
+        return Response(
+            {"results": results, "has_more": page.has_more, "next_after": page.next_after}
+        )
