@@ -321,3 +321,29 @@ def test_malformed_authorization_headers_are_throttled_like_wrong_tokens(
     assert [a.status_code for a in answers] == [401, 401, 401, 429, 429]
     reasons = [e.extra["reason"] for e in events("token.used.refused")]
     assert reasons == ["malformed", "malformed", "malformed", "throttled"]
+
+
+@pytest.mark.parametrize(
+    ("granted", "needed", "method", "allowed"),
+    [
+        ("audit", "audit", "GET", True),
+        ("audit", "audit", "POST", False),
+        ("audit", "read", "GET", False),
+        ("audit", "write", "POST", False),
+        ("audit", "admin", "GET", False),
+        ("admin", "audit", "GET", True),
+        ("write", "audit", "GET", False),
+        ("read", "audit", "GET", False),
+        ("admin", "write", "POST", True),
+        ("read", "write", "POST", False),
+    ],
+)
+def test_the_audit_scope_stands_apart_from_the_ordered_ones(
+    granted: str, needed: str, method: str, allowed: bool
+) -> None:
+    from accounts.scopes import scope_allows, scope_covers
+
+    assert scope_allows(granted, needed, method) is allowed
+    # minting: a child of scope ``needed`` under a parent of scope ``granted``
+    if method == "GET":
+        assert scope_covers(granted, needed) is allowed
