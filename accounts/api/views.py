@@ -51,7 +51,9 @@ class TokenListCreateApi(APIView):
         days = serializers.IntegerField(min_value=1, required=False)
 
     class TokenCreatedSerializer(TokenOutputSerializer):
-        token = serializers.CharField(help_text="The secret: shown once, never again.")
+        token = serializers.CharField(
+            read_only=True, help_text="The secret: shown once, never again."
+        )
 
         class Meta(TokenOutputSerializer.Meta):
             fields: tuple[str, ...] = (*TokenOutputSerializer.Meta.fields, "token")
