@@ -37,7 +37,6 @@ from rest_framework.exceptions import ErrorDetail, ValidationError
 LIMIT_MIN = 1
 LIMIT_MAX = 100
 LIMIT_DEFAULT = 50
-CURSOR_PARAMETERS = ("before", "after", "limit")
 
 M = TypeVar("M", bound=Model)
 T = TypeVar("T")
@@ -201,7 +200,6 @@ def page_serializer(name: str, item: Any) -> type[serializers.Serializer[Any]]:
 
 
 __all__ = [
-    "CURSOR_PARAMETERS",
     "LIMIT_DEFAULT",
     "LIMIT_MAX",
     "LIMIT_MIN",
