@@ -664,7 +664,7 @@ def test_a_direct_conversation_answers_alike_for_everyone_who_cannot_be_reached(
 
     # then every answer is the same 400, nothing is made, and the refusals are recorded
     def answer(response: Any) -> tuple[int, dict[str, Any]]:
-        body = response.json()
+        body = dict(response.json())  # a copy: the client caches the parsed body
         body.pop("request_id")  # each request's own
         return response.status_code, body
 
