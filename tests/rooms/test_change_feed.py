@@ -14,6 +14,8 @@ from django.test import Client
 
 from accounts.models import ApiToken, User
 from accounts.services import api_token_create
+from audit.actions import AuditAction
+from audit.services import audit_record
 from rooms.models import RoomChange
 from rooms.selectors import changes_after
 from rooms.services import (
@@ -204,6 +206,8 @@ def _late_commit_round(room_id: int) -> tuple[list[int], list[int]]:
         time.sleep(delay_before)
         try:
             with transaction.atomic():
+                # as every service does: the audit append (the chain lock), then the entry
+                audit_record(actor=None, action=AuditAction.MESSAGE_POSTED, extra={})
                 entry = room_change_append(room_id=room_id, kind=RoomChange.Kind.MESSAGE_CREATED)
                 time.sleep(hold)  # a slow commit: the others try to write meanwhile
             return entry.pk
