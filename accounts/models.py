@@ -161,6 +161,7 @@ class ApiToken(models.Model):
         READ = "read", "read (GET, HEAD, OPTIONS)"
         WRITE = "write", "write (read, and changes)"
         ADMIN = "admin", "admin (write, and administrative endpoints)"
+        AUDIT = "audit", "audit (reading the audit export, nothing else)"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"

@@ -236,3 +236,38 @@ class InformationBarrier(models.Model):
 
     def __str__(self) -> str:
         return f"barrier between groups {self.group_a_id} and {self.group_b_id}"
+
+
+class RoomChange(models.Model):
+    """One entry of the change feed: a message posted, edited or deleted, a membership
+    added, removed or changed. Append-only, written by the service that made the change,
+    in its transaction (``rooms.services._changes.room_change_append``).
+
+    ``id`` is the feed's cursor: it is allocated under the audit chain's lock, which is
+    held until the commit, so ids become visible in the order they were given and a
+    reader that has seen id N has seen every committed id below it. No foreign keys: an
+    insert after the audit append must lock nothing (docs/architecture.md), and the
+    entry outlives what it names (a reader re-derives access per entry).
+    """
+
+    class Kind(models.TextChoices):
+        MESSAGE_CREATED = "message.created"
+        MESSAGE_EDITED = "message.edited"
+        MESSAGE_DELETED = "message.deleted"
+        MEMBER_ADDED = "member.added"
+        MEMBER_REMOVED = "member.removed"
+        MEMBER_ROLE_CHANGED = "member.role_changed"
+
+    room_id = models.BigIntegerField()
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    message_id = models.BigIntegerField(null=True, blank=True)
+    # The member a membership change is about.
+    user_id = models.BigIntegerField(null=True, blank=True)
+    role = models.CharField(max_length=16, blank=True)
+    occurred_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["user_id", "id"], name="roomchange_user_id")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} in room {self.room_id} (#{self.pk})"

@@ -28,10 +28,12 @@ from rooms.models import (
     MessageRevision,
     Reaction,
     Room,
+    RoomChange,
 )
 from safechat.crypto import CryptoError
 from safechat.keyring.errors import IntegrityFailure
 from safechat.keyring.services import message_decrypt
+from safechat.pagination import Cursor, Page, page_of
 
 PAGE_SIZE_MAX = 100
 
@@ -351,6 +353,20 @@ def mentions_for_user(
     return _views(user, list(messages.order_by("-id")[:limit]))
 
 
+def message_page_at(*, reader: User, room: Room, cursor: Cursor) -> Page[MessageView]:
+    """The page of a viewable room's messages ``cursor`` names, newest first, keyed on
+    the message id (``safechat.pagination``); the same messages as ``message_page``:
+    deleted ones and, in a room that hides history, those from before the reader joined,
+    are left out."""
+    room_get_for_user(user=reader, room_id=room.pk)
+    messages = Message.objects.filter(
+        room=room, deleted_at__isnull=True, seq__gt=visible_from_seq(reader=reader, room=room)
+    ).select_related("sender")
+    page = page_of(messages, cursor=cursor, newest_first=True)
+
+    return page.map(lambda chunk: _views(reader, chunk))
+
+
 def message_revisions(*, reader: User, message: Message) -> list[tuple[int, str | None]]:
     """Earlier texts of a message (compliance view); decrypted with ``reader``'s keys."""
     return [
@@ -391,6 +407,20 @@ def _people_reachable(user: User) -> QuerySet[User]:
     )
 
 
+def people_reachable_matching(*, user: User, query: str = "") -> QuerySet[User]:
+    """Everyone ``people_reachable`` would offer ``user`` for ``query``, unordered and
+    unbounded (a paginated list orders and cuts it)."""
+    found = _people_reachable(user)
+    query = query.strip()
+    if query:
+        found = found.filter(
+            Q(username__icontains=query)
+            | Q(first_name__icontains=query)
+            | Q(last_name__icontains=query)
+        )
+    return found.distinct()
+
+
 def people_reachable(*, user: User, query: str = "", limit: int = PEOPLE_PAGE_MAX) -> list[User]:
     """The people ``user`` may start a conversation with or pick for a room.
 
@@ -403,15 +433,8 @@ def people_reachable(*, user: User, query: str = "", limit: int = PEOPLE_PAGE_MA
     A picker's answer, not a permission: the services decide again, under their locks,
     when the conversation is made or the member added.
     """
-    found = _people_reachable(user)
-    query = query.strip()
-    if query:
-        found = found.filter(
-            Q(username__icontains=query)
-            | Q(first_name__icontains=query)
-            | Q(last_name__icontains=query)
-        )
-    return list(found.order_by("username").distinct()[: max(0, min(limit, PEOPLE_PAGE_MAX))])
+    found = people_reachable_matching(user=user, query=query)
+    return list(found.order_by("username")[: max(0, min(limit, PEOPLE_PAGE_MAX))])
 
 
 def people_reachable_by_ids(*, user: User, ids: list[int]) -> list[User]:
@@ -420,3 +443,93 @@ def people_reachable_by_ids(*, user: User, ids: list[int]) -> list[User]:
     if not ids:
         return []
     return list(_people_reachable(user).filter(pk__in=ids[:PEOPLE_PAGE_MAX]).order_by("username"))
+
+
+CHANGES_PAGE_MAX = 100
+
+
+@dataclass(frozen=True)
+class ChangeView:
+    """One entry of the change feed as ``reader`` may see it (``changes_after``)."""
+
+    id: int
+    kind: str
+    room_id: int
+    occurred_at: datetime
+    message_id: int | None
+    user_id: int | None
+    role: str
+    # The message as the reader sees it now (edited since); None when it was deleted
+    # since (as the list and GET no longer find it), and for membership entries.
+    message: MessageView | None
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """Entries past a cursor; ``next_after`` is the cursor to ask with next time (never
+    behind the one given); ``has_more``: more entries were already there."""
+
+    items: list[ChangeView]
+    has_more: bool
+    next_after: int
+
+
+def changes_after(*, reader: User, after: int, limit: int = CHANGES_PAGE_MAX) -> ChangePage:
+    """The change feed: what changed, after the entry ``after``, in the rooms ``reader``
+    may view, in commit order (``RoomChange``), at most ``limit`` entries.
+
+    Access is decided now, for each entry, not when it was written: nothing of a room
+    the reader may no longer view appears, except the entry of their own removal (so a
+    poller learns it lost the room, and nothing else of it); a message entry appears only
+    while the message is one the reader may see under the room's history rule
+    (``visible_from_seq``), with the message as it is now (none once it is deleted: its
+    entries stay, so a client learns of the deletion). An entry left out still moves
+    the cursor. Delivery is at least once (a client that loses an answer asks again with
+    its old cursor) and never skips a committed entry (see ``RoomChange``).
+    """
+    limit = max(1, min(limit, CHANGES_PAGE_MAX))
+    viewable = set(rooms_for_user(user=reader).values_list("pk", flat=True))
+    own_removal = Q(user_id=reader.pk, kind=RoomChange.Kind.MEMBER_REMOVED)
+    rows = list(
+        RoomChange.objects.filter(Q(room_id__in=viewable) | own_removal, pk__gt=after).order_by(
+            "pk"
+        )[: limit + 1]
+    )
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    if not rows:
+        return ChangePage([], False, after)
+    visible_from = dict(
+        Membership.objects.filter(user=reader, room_id__in=viewable).values_list(
+            "room_id", "visible_from_seq"
+        )
+    )
+    message_ids = {row.message_id for row in rows if row.message_id and row.room_id in viewable}
+    messages = {
+        m.pk: m for m in Message.objects.filter(pk__in=message_ids).select_related("sender")
+    }
+    reactions = _reactions_of(list(messages))
+    items: list[ChangeView] = []
+    for row in rows:
+        view = None
+        if row.message_id is not None:
+            message = messages.get(row.message_id)
+            if message is None or message.seq <= visible_from.get(row.room_id, 0):
+                continue
+            if message.deleted_at is None:  # deleted: the entries stay, the message goes
+                view = message_view(
+                    reader=reader, message=message, reactions=reactions.get(message.pk, {})
+                )
+        items.append(
+            ChangeView(
+                id=row.pk,
+                kind=row.kind,
+                room_id=row.room_id,
+                occurred_at=row.occurred_at,
+                message_id=row.message_id,
+                user_id=row.user_id,
+                role=row.role,
+                message=view,
+            )
+        )
+    return ChangePage(items, has_more, rows[-1].pk)

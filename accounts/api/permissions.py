@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from rest_framework.permissions import BasePermission
 
-from accounts.scopes import scope_covers, scope_for_method
+from accounts.scopes import scope_allows, scope_for_method
 from accounts.session_policy import request_verified
 
 if TYPE_CHECKING:
@@ -37,7 +37,8 @@ class IsVerifiedOrToken(BasePermission):
 
 class TokenHasScope(BasePermission):
     """Scopes by method: read = safe methods, write = any method, admin = also the views
-    that set ``required_token_scope = "admin"``.
+    that set ``required_token_scope = "admin"``; audit = only the safe methods of the views
+    that set ``required_token_scope = "audit"`` (``accounts.scopes``).
 
     Sessions are not limited by scope; a token never exceeds its user's permissions
     because the view's own permission checks run against that user.
@@ -52,4 +53,4 @@ class TokenHasScope(BasePermission):
         needed = getattr(view, "required_token_scope", None) or scope_for_method(
             request.method or ""
         )
-        return scope_covers(token.scope, str(needed))
+        return scope_allows(token.scope, str(needed), request.method or "")

@@ -14,6 +14,8 @@ from accounts.api.permissions import request_token
 from accounts.models import ApiToken, User
 from accounts.selectors import api_token_get, api_tokens_for
 from accounts.services import api_token_create, api_token_revoke
+from safechat.fields import StrictCharField
+from safechat.pagination import cursor_from_query, cursor_parameters, page_of, page_serializer
 
 
 def _actor(request: Request) -> User:
@@ -32,6 +34,9 @@ class TokenOutputSerializer(serializers.ModelSerializer[ApiToken]):
         read_only_fields: tuple[str, ...] = fields
 
 
+TokenPage = page_serializer("TokenPage", TokenOutputSerializer(many=True))
+
+
 class TokenListCreateApi(APIView):
     """List your tokens, or create one (the secret is in this answer only)."""
 
@@ -39,23 +44,30 @@ class TokenListCreateApi(APIView):
     required_token_scope = ApiToken.Scope.ADMIN
 
     class TokenCreateInputSerializer(serializers.Serializer[dict[str, object]]):
-        name = serializers.CharField(max_length=100)
+        name = StrictCharField(max_length=100)
         scope = serializers.ChoiceField(choices=ApiToken.Scope.choices)
         # At most ``SAFECHAT_TOKEN_MAX_DAYS``, and never past the asking token's own
         # expiry: the service checks both, for every edge.
         days = serializers.IntegerField(min_value=1, required=False)
 
     class TokenCreatedSerializer(TokenOutputSerializer):
-        token = serializers.CharField(help_text="The secret: shown once, never again.")
+        token = serializers.CharField(
+            read_only=True, help_text="The secret: shown once, never again."
+        )
 
         class Meta(TokenOutputSerializer.Meta):
             fields: tuple[str, ...] = (*TokenOutputSerializer.Meta.fields, "token")
             read_only_fields: tuple[str, ...] = fields
 
-    @extend_schema(responses=TokenOutputSerializer(many=True), operation_id="accounts_tokens_list")
+    @extend_schema(
+        parameters=[cursor_parameters(key="token id")],
+        responses=TokenPage,
+        operation_id="accounts_tokens_list",
+    )
     def get(self, request: Request) -> Response:
-        tokens = api_tokens_for(user=_actor(request))
-        return Response(TokenOutputSerializer(tokens, many=True).data)
+        cursor = cursor_from_query(request.query_params)
+        page = page_of(api_tokens_for(user=_actor(request)), cursor=cursor)
+        return Response(page.as_json(TokenOutputSerializer(page.items, many=True).data))
 
     @extend_schema(
         request=TokenCreateInputSerializer,

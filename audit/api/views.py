@@ -42,10 +42,10 @@ class AuditExportApi(APIView):
     """
 
     content_negotiation_class = _IgnoreFormatParameter
-    # An API token needs the admin scope: the whole audit trail leaves the system. The
-    # scope is named as the API's token check reads it (accounts.scopes.ADMIN): the audit
-    # app sits below accounts and imports none of it.
-    required_token_scope = "admin"  # noqa: S105 (a scope name, not a secret)
+    # An API token needs the read-only audit scope (or admin, which covers it): the whole
+    # audit trail leaves the system. The scope is named as the API's token check reads it
+    # (accounts.scopes.AUDIT): the audit app sits below accounts and imports none of it.
+    required_token_scope = "audit"  # noqa: S105 (a scope name, not a secret)
 
     class InputSerializer(serializers.Serializer[Any]):
         since = serializers.DateTimeField(required=False, default=None)

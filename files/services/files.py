@@ -10,8 +10,9 @@ from audit.services import audit_record
 from files.models import StoredFile
 from files.services.uploads import VAULT_SYSTEM
 from rooms import permissions as perms
-from rooms.models import Message, Room
+from rooms.models import Message, Room, RoomChange
 from rooms.permissions import room_permissions_of
+from rooms.services._changes import room_change_append
 from rooms.services._common import require_not_archived, room_refused
 from safechat.actions import action, action_transaction
 from safechat.events import Event, publish
@@ -60,6 +61,10 @@ def file_delete(*, actor: User, stored: StoredFile) -> None:
         audit_record(
             actor=actor, action=AuditAction.FILE_DELETED, target=row, extra={"room": room.pk}
         )
+        if row.message_id is not None:  # after the audit append: the feed's commit order
+            room_change_append(
+                room_id=room.pk, kind=RoomChange.Kind.MESSAGE_DELETED, message_id=row.message_id
+            )
 
 
 @action

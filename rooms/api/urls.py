@@ -4,6 +4,8 @@ from rooms.api import views
 
 urlpatterns = [
     path("rooms/", views.RoomListApi.as_view(), name="api-rooms"),
+    path("changes/", views.ChangeFeedApi.as_view(), name="api-changes"),
+    path("people/", views.PeopleListApi.as_view(), name="api-people"),
     path("rooms/create/", views.RoomCreateApi.as_view(), name="api-rooms-create"),
     path("direct/", views.DirectConversationCreateApi.as_view(), name="api-direct-create"),
     path("rooms/<int:room_id>/", views.RoomDetailApi.as_view(), name="api-room"),

@@ -16,7 +16,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotAuthenticated
+from rest_framework.exceptions import NotAuthenticated, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,20 +25,21 @@ from accounts.models import User
 from accounts.selectors import person_active_get, person_get
 from rooms import selectors, services
 from rooms.api.serializers import MemberOutput, MessageOutput, RoomOutput
-from rooms.models import Membership, Message, Room
+from rooms.models import Membership, Message, Room, RoomChange
 from rooms.services.messages import MAX_MESSAGE_BYTES
 from rooms.wire import message_json
+from safechat.fields import StrictCharField
+from safechat.pagination import (
+    LIMIT_MAX,
+    LIMIT_MIN,
+    cursor_from_query,
+    cursor_parameters,
+    page_of,
+    page_serializer,
+    query_integer,
+)
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
-
-
-class TextField(serializers.CharField):
-    """Text exactly as sent: a number or a list is refused, not coerced to a string."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return str(super().to_internal_value(data))
 
 
 def _user(request: Request) -> User:
@@ -61,17 +62,28 @@ def _person(user_id: int) -> User | None:
     return person_active_get(user_id=user_id)
 
 
+RoomPage = page_serializer("RoomPage", RoomOutput(many=True))
+MemberPage = page_serializer("MemberPage", MemberOutput(many=True))
+MessagePage = page_serializer("MessagePage", MessageOutput(many=True))
+
+
 class RoomListApi(APIView):
-    @extend_schema(responses=RoomOutput(many=True), operation_id="rooms_list")
+    @extend_schema(
+        parameters=[cursor_parameters(key="room id")],
+        responses=RoomPage,
+        operation_id="rooms_list",
+    )
     def get(self, request: Request) -> Response:
-        rooms = selectors.room_list_for_user(user=_user(request))
-        return Response(RoomOutput(rooms, many=True).data)
+        """The rooms you may view, by id (ascending), paginated."""
+        cursor = cursor_from_query(request.query_params)
+        page = page_of(selectors.room_list_for_user(user=_user(request)), cursor=cursor)
+        return Response(page.as_json(RoomOutput(page.items, many=True).data))
 
 
 class RoomCreateApi(APIView):
     class RoomCreateInput(serializers.Serializer[dict[str, Any]]):
-        name = serializers.CharField(max_length=120)
-        topic = serializers.CharField(max_length=500, required=False, allow_blank=True)
+        name = StrictCharField(max_length=120)
+        topic = StrictCharField(max_length=500, required=False, allow_blank=True)
         history_visible = serializers.BooleanField(required=False, default=False)
 
     @extend_schema(
@@ -105,8 +117,8 @@ class DirectConversationCreateApi(APIView):
 
 class RoomDetailApi(APIView):
     class RoomDetailUpdateInput(serializers.Serializer[dict[str, Any]]):
-        name = serializers.CharField(max_length=120, required=False)
-        topic = serializers.CharField(max_length=500, required=False, allow_blank=True)
+        name = StrictCharField(max_length=120, required=False)
+        topic = StrictCharField(max_length=500, required=False, allow_blank=True)
         history_visible = serializers.BooleanField(required=False)
 
     @extend_schema(responses=RoomOutput, operation_id="rooms_retrieve")
@@ -144,11 +156,17 @@ class MemberListApi(APIView):
         user_id = serializers.IntegerField()
         role = serializers.ChoiceField(choices=Membership.Role.choices, default="member")
 
-    @extend_schema(responses=MemberOutput(many=True), operation_id="members_list")
+    @extend_schema(
+        parameters=[cursor_parameters(key="user_id")],
+        responses=MemberPage,
+        operation_id="members_list",
+    )
     def get(self, request: Request, room_id: int) -> Response:
+        cursor = cursor_from_query(request.query_params)
         room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
         members = selectors.room_members(user=_user(request), room=room)
-        return Response(MemberOutput(members, many=True).data)
+        page = page_of(members, cursor=cursor, key="user_id")
+        return Response(page.as_json(MemberOutput(page.items, many=True).data))
 
     @extend_schema(
         request=MemberListInput, responses={201: MemberOutput}, operation_id="members_add"
@@ -201,29 +219,21 @@ def _message_in_room(request: Request, room_id: int, message_id: int) -> Message
 
 class MessageListApi(APIView):
     class MessageListInput(serializers.Serializer[dict[str, Any]]):
-        text = TextField(trim_whitespace=False, max_length=MAX_MESSAGE_BYTES)
+        text = StrictCharField(trim_whitespace=False, max_length=MAX_MESSAGE_BYTES)
         parent_id = serializers.IntegerField(required=False, allow_null=True)
 
-    class MessageListPageOutput(serializers.Serializer[dict[str, Any]]):
-        results = MessageOutput(many=True)
-        next_before = serializers.IntegerField(allow_null=True)
-
     @extend_schema(
-        parameters=[
-            OpenApiParameter("before", int, description="only messages older than this id"),
-            OpenApiParameter("after", int, description="only messages newer than this id"),
-            OpenApiParameter("limit", int, description="page size, 1-100 (default 50)"),
-        ],
-        responses=MessageListPageOutput,
+        parameters=[cursor_parameters(key="message id")],
+        responses=MessagePage,
         operation_id="messages_list",
     )
     def get(self, request: Request, room_id: int) -> Response:
+        """The room's messages, newest first, paginated on their ids: ``before`` for
+        older ones ("load older"), ``after`` for newer ones (what a client missed)."""
+        cursor = cursor_from_query(request.query_params)
         room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
-        cursor = _Cursor(data=request.query_params)
-        cursor.is_valid(raise_exception=True)
-        page = selectors.message_page(reader=_user(request), room=room, **cursor.validated_data)
-        next_before = page[-1].id if len(page) == cursor.validated_data["limit"] else None
-        return Response({"results": [message_json(m) for m in page], "next_before": next_before})
+        page = selectors.message_page_at(reader=_user(request), room=room, cursor=cursor)
+        return Response(page.as_json([message_json(m) for m in page.items]))
 
     @extend_schema(
         parameters=[
@@ -269,20 +279,18 @@ class MessageListApi(APIView):
         return Response(message_json(view), status=status.HTTP_201_CREATED)
 
 
-class _Cursor(serializers.Serializer[dict[str, Any]]):
-    before = serializers.IntegerField(required=False, min_value=1)
-    after = serializers.IntegerField(required=False, min_value=0)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=50)
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "before" in attrs and "after" in attrs:
-            raise serializers.ValidationError("use either before or after, not both")
-        return attrs
-
-
 class MessageDetailApi(APIView):
     class MessageDetailInput(serializers.Serializer[dict[str, Any]]):
-        text = TextField(trim_whitespace=False, max_length=MAX_MESSAGE_BYTES)
+        text = StrictCharField(trim_whitespace=False, max_length=MAX_MESSAGE_BYTES)
+
+    @extend_schema(responses=MessageOutput, operation_id="messages_retrieve")
+    def get(self, request: Request, room_id: int, message_id: int) -> Response:
+        """One message, under the same rules as the list: deleted messages, and in a room
+        that hides history those from before you joined, are not found (404)."""
+        message = _message_in_room(request, room_id, message_id)
+        return Response(
+            message_json(selectors.message_view(reader=_user(request), message=message))
+        )
 
     @extend_schema(
         request=MessageDetailInput, responses=MessageOutput, operation_id="messages_edit"
@@ -307,7 +315,7 @@ class MessageDetailApi(APIView):
 
 class ReactionToggleApi(APIView):
     class ReactionToggleInput(serializers.Serializer[dict[str, Any]]):
-        emoji = serializers.CharField(max_length=16)
+        emoji = StrictCharField(max_length=16)
 
     @extend_schema(
         request=ReactionToggleInput,
@@ -377,3 +385,116 @@ class MentionListApi(APIView):
         page = selectors.mentions_for_user(user=_user(request), **query.validated_data)
         next_before = page[-1].id if len(page) == query.validated_data["limit"] else None
         return Response({"results": [message_json(m) for m in page], "next_before": next_before})
+
+
+class PersonOutput(serializers.Serializer[Any]):
+    id = serializers.IntegerField(source="pk")
+    username = serializers.CharField()
+    display_name = serializers.SerializerMethodField()
+
+    def get_display_name(self, person: User) -> str:
+        return person.get_full_name() or person.get_username()
+
+
+PersonPage = page_serializer("PersonPage", PersonOutput(many=True))
+
+
+class PeopleListApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "q",
+                str,
+                description="Case-insensitive part of a username, first or last name "
+                "(at most 100 characters); empty or absent lists everyone.",
+            ),
+            cursor_parameters(max_limit=selectors.PEOPLE_PAGE_MAX, key="user id"),
+        ],
+        responses=PersonPage,
+        operation_id="people_list",
+    )
+    def get(self, request: Request) -> Response:
+        """The people you may start a conversation with or add to a room, by id: active
+        people only, never yourself, never a compliance officer, never someone an
+        information barrier separates from you (``rooms.selectors.people_reachable``).
+        Their ids are what ``direct`` and ``members`` take."""
+        cursor = cursor_from_query(request.query_params, max_limit=selectors.PEOPLE_PAGE_MAX)
+        query = request.query_params.get("q", "")
+        if len(query) > 100:
+            raise ValidationError({"q": ["At most 100 characters."]})
+        found = selectors.people_reachable_matching(user=_user(request), query=query)
+        page = page_of(found, cursor=cursor)
+        return Response(page.as_json(PersonOutput(page.items, many=True).data))
+
+
+class ChangeOutput(serializers.Serializer[Any]):
+    id = serializers.IntegerField(help_text="The entry's cursor: ask `after` it next.")
+    kind = serializers.ChoiceField(choices=RoomChange.Kind.choices)
+    room_id = serializers.IntegerField()
+    occurred_at = serializers.DateTimeField()
+    message_id = serializers.IntegerField(allow_null=True)
+    user_id = serializers.IntegerField(
+        allow_null=True, help_text="The member a membership change is about."
+    )
+    role = serializers.CharField(
+        help_text="The member's role, for member.added and member.role_changed; empty otherwise."
+    )
+    message = MessageOutput(
+        allow_null=True,
+        help_text="message.*: the message as you may see it now (edited since); null "
+        "once it is deleted, and for membership entries.",
+    )
+
+
+class ChangeFeedOutput(serializers.Serializer[Any]):
+    results = ChangeOutput(many=True)
+    has_more = serializers.BooleanField(help_text="More entries are ready: ask again now.")
+    next_after = serializers.IntegerField(
+        help_text="The cursor to ask with next (never behind the one given)."
+    )
+
+
+class ChangeFeedApi(APIView):
+    class ChangeFeedQuery(serializers.Serializer[Any]):
+        after = serializers.IntegerField(
+            required=False,
+            min_value=0,
+            default=0,
+            help_text="The last entry you have (`next_after` of your previous answer); "
+            "0 or absent: from the start. Never empty.",
+        )
+        limit = serializers.IntegerField(
+            required=False, min_value=LIMIT_MIN, max_value=LIMIT_MAX, default=LIMIT_MAX
+        )
+
+    @extend_schema(
+        parameters=[ChangeFeedQuery],
+        responses=ChangeFeedOutput,
+        operation_id="changes_list",
+    )
+    def get(self, request: Request) -> Response:
+        """What changed since your cursor in the rooms you may view: messages posted,
+        edited and deleted, members added, removed and given another role; in commit
+        order, at least once, never skipping one (docs/api.md, "The change feed")."""
+        after = query_integer(request.query_params, "after", minimum=0, maximum=None)
+        limit = query_integer(request.query_params, "limit", minimum=LIMIT_MIN, maximum=LIMIT_MAX)
+        page = selectors.changes_after(
+            reader=_user(request), after=after or 0, limit=limit or LIMIT_MAX
+        )
+        stamp = serializers.DateTimeField()
+        results = [
+            {
+                "id": item.id,
+                "kind": item.kind,
+                "room_id": item.room_id,
+                "occurred_at": stamp.to_representation(item.occurred_at),
+                "message_id": item.message_id,
+                "user_id": item.user_id,
+                "role": item.role,
+                "message": None if item.message is None else message_json(item.message),
+            }
+            for item in page.items
+        ]
+        return Response(
+            {"results": results, "has_more": page.has_more, "next_after": page.next_after}
+        )

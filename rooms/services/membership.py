@@ -14,9 +14,10 @@ from accounts.selectors import CHAT_READ_ONLY_ROLES, person_active_get
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
-from rooms.models import Membership, Message, Room, RoomInvitation
+from rooms.models import Membership, Message, Room, RoomChange, RoomInvitation
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
+from rooms.services._changes import room_change_append
 from rooms.services._common import (
     last_owner_refused,
     require_chat_writer,
@@ -175,6 +176,9 @@ def _membership_insert(
             target=room,
             extra={"member": user.pk, "role": role, "epochs_granted": granted},
         )
+        room_change_append(
+            room_id=room.pk, kind=RoomChange.Kind.MEMBER_ADDED, user_id=user.pk, role=role
+        )
         publish(Event.ROOM_GRANTED, to_user=user.pk, room_id=room.pk)
         publish(Event.MEMBER_ADDED, room_id=room.pk, user_id=user.pk)
         if permission is None:  # the invitee joined on their own invitation
@@ -279,6 +283,7 @@ def _membership_delete(
         target=room,
         extra={"member": member.pk},
     )
+    room_change_append(room_id=room.pk, kind=RoomChange.Kind.MEMBER_REMOVED, user_id=member.pk)
     # Delivery to the removed member stops first, then the others hear of it.
     publish(Event.ROOM_REVOKED, to_user=member.pk, room_id=room.pk)
     publish(Event.MEMBER_REMOVED, room_id=room.pk, user_id=member.pk)
@@ -347,6 +352,9 @@ def _membership_role_set(*, actor: User, room: Room, member: User, role: str) ->
         action=AuditAction.ROOM_MEMBER_ROLE_CHANGED,
         target=room,
         extra={"member": member.pk, "from": previous, "to": role},
+    )
+    room_change_append(
+        room_id=room.pk, kind=RoomChange.Kind.MEMBER_ROLE_CHANGED, user_id=member.pk, role=role
     )
     publish(Event.MEMBER_UPDATED, room_id=room.pk, user_id=member.pk)
     return membership

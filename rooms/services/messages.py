@@ -19,9 +19,18 @@ from audit.services import audit_record
 from rooms import permissions as perms
 from rooms.errors import IdempotencyKeyReusedError
 from rooms.markdown import mention_names
-from rooms.models import Membership, Mention, Message, MessageRevision, Reaction, Room
+from rooms.models import (
+    Membership,
+    Mention,
+    Message,
+    MessageRevision,
+    Reaction,
+    Room,
+    RoomChange,
+)
 from rooms.ratelimit import Write, write_rate_check
 from rooms.selectors import visible_from_seq
+from rooms.services._changes import room_change_append
 from rooms.services._common import (
     permission_refused,
     require_not_archived,
@@ -251,6 +260,7 @@ def _message_insert(
         target=message,
         extra={"room": room.pk, "epoch": epoch, "mentions": len(mentioned)},
     )
+    room_change_append(room_id=room.pk, kind=RoomChange.Kind.MESSAGE_CREATED, message_id=message.pk)
 
     publish(
         Event.MESSAGE_NEW,
@@ -288,6 +298,7 @@ def message_file_insert(*, room: Room, uploader: User, file_id: int) -> Message:
         target=message,
         extra={"room": room.pk, "epoch": epoch, "mentions": 0, "file": file_id},
     )
+    room_change_append(room_id=room.pk, kind=RoomChange.Kind.MESSAGE_CREATED, message_id=message.pk)
     publish(
         Event.MESSAGE_NEW,
         room_id=room.pk,
@@ -361,6 +372,9 @@ def _message_revise(*, actor: User, message: Message, text: str) -> Message:
         target=message,
         extra={"room": message.room_id, "revision": revision, "mentions": len(named)},
     )
+    room_change_append(
+        room_id=message.room_id, kind=RoomChange.Kind.MESSAGE_EDITED, message_id=message.pk
+    )
     key_events.message_changed(message_id=message.pk)  # renders of the old text, everywhere
     publish(Event.MESSAGE_EDITED, room_id=message.room_id, message_id=message.pk)
     for user_id in added:
@@ -402,6 +416,7 @@ def _message_hide(*, actor: User, message: Message, permission: str) -> Message:
         target=locked,
         extra={"room": room.pk, "by_sender": locked.sender_id == actor.pk},
     )
+    room_change_append(room_id=room.pk, kind=RoomChange.Kind.MESSAGE_DELETED, message_id=locked.pk)
     key_events.message_changed(message_id=locked.pk)
     publish(Event.MESSAGE_DELETED, room_id=locked.room_id, message_id=locked.pk)
     message.deleted_at, message.deleted_by = locked.deleted_at, actor

@@ -15,9 +15,10 @@ from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
 from rooms.errors import UNREACHABLE, UnreachableError
-from rooms.models import Membership, Room
+from rooms.models import Membership, Room, RoomChange
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
+from rooms.services._changes import room_change_append
 from rooms.services._common import (
     require_chat_writer,
     require_not_archived,
@@ -61,6 +62,16 @@ def _room_insert(
         target=room,
         extra={"kind": room.kind, "members": 1 + len(others)},
     )
+    room_change_append(
+        room_id=room.pk,
+        kind=RoomChange.Kind.MEMBER_ADDED,
+        user_id=actor.pk,
+        role=Membership.Role.OWNER,
+    )
+    for other in others:
+        room_change_append(
+            room_id=room.pk, kind=RoomChange.Kind.MEMBER_ADDED, user_id=other.pk, role=other_role
+        )
     return room
 
 

@@ -38,7 +38,7 @@ def test_a_verified_user_creates_a_token_that_is_shown_once_and_stored_hashed(
     assert secret not in token.token_hash
     assert secret.startswith(f"sct_{token.prefix}_")
     assert (token.expires_at - timezone.now()).days in {89, 90}
-    listed = verified_client.get(TOKENS).json()
+    listed = verified_client.get(TOKENS).json()["results"]
     assert "token" not in listed[0]
     assert listed[0]["prefix"] == token.prefix
     assert events("token.created")[0].extra["scope"] == "read"
@@ -129,7 +129,7 @@ def test_a_token_acts_as_its_user_and_sees_only_their_tokens(user: User) -> None
     theirs = ApiToken.objects.get(name="theirs")
     client = Client()
 
-    listed = client.get(TOKENS, headers=bearer(secret)).json()
+    listed = client.get(TOKENS, headers=bearer(secret)).json()["results"]
     revoke_theirs = client.delete(f"{TOKENS}{theirs.pk}/", headers=bearer(secret))
 
     assert [t["name"] for t in listed] == ["mine"]
@@ -321,3 +321,29 @@ def test_malformed_authorization_headers_are_throttled_like_wrong_tokens(
     assert [a.status_code for a in answers] == [401, 401, 401, 429, 429]
     reasons = [e.extra["reason"] for e in events("token.used.refused")]
     assert reasons == ["malformed", "malformed", "malformed", "throttled"]
+
+
+@pytest.mark.parametrize(
+    ("granted", "needed", "method", "allowed"),
+    [
+        ("audit", "audit", "GET", True),
+        ("audit", "audit", "POST", False),
+        ("audit", "read", "GET", False),
+        ("audit", "write", "POST", False),
+        ("audit", "admin", "GET", False),
+        ("admin", "audit", "GET", True),
+        ("write", "audit", "GET", False),
+        ("read", "audit", "GET", False),
+        ("admin", "write", "POST", True),
+        ("read", "write", "POST", False),
+    ],
+)
+def test_the_audit_scope_stands_apart_from_the_ordered_ones(
+    granted: str, needed: str, method: str, allowed: bool
+) -> None:
+    from accounts.scopes import scope_allows, scope_covers
+
+    assert scope_allows(granted, needed, method) is allowed
+    # minting: a child of scope ``needed`` under a parent of scope ``granted``
+    if method == "GET":
+        assert scope_covers(granted, needed) is allowed

@@ -158,3 +158,116 @@ def test_only_get_is_allowed() -> None:
     assert client.post(URL, {}).status_code in {403, 405}
     assert client.delete(URL).status_code in {403, 405}
     assert log_state() == before
+
+
+# --- the read-only audit scope -------------------------------------------------------
+
+
+def _bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_an_audit_token_exports_and_reaches_nothing_else() -> None:
+    # given an officer's audit-scope token
+    from accounts.services import api_token_create
+
+    make_events(2)
+    officer = make_officer(username="officer")
+    _token, secret = api_token_create(actor=officer, name="siem", scope="audit")
+    client = Client()
+    before = log_state()
+
+    # when it exports, then tries the chat's reads, a write and token management
+    exported = client.get(URL, headers=_bearer(secret))
+    refused = {
+        "rooms": client.get("/api/v1/rooms/", headers=_bearer(secret)),
+        "changes": client.get("/api/v1/changes/", headers=_bearer(secret)),
+        "people": client.get("/api/v1/people/", headers=_bearer(secret)),
+        "tokens": client.get("/api/v1/accounts/tokens/", headers=_bearer(secret)),
+        "mint": client.post(
+            "/api/v1/accounts/tokens/",
+            {"name": "wider", "scope": "read"},
+            headers=_bearer(secret),
+            content_type="application/json",
+        ),
+        "create room": client.post(
+            "/api/v1/rooms/create/",
+            {"name": "Nope"},
+            headers=_bearer(secret),
+            content_type="application/json",
+        ),
+    }
+
+    # then the export streams, and everything else is refused by scope, writing nothing
+    assert exported.status_code == 200
+    assert AuditEvent.objects.filter(action=AuditAction.AUDIT_EXPORTED).count() == 1
+    for name, answer in refused.items():
+        assert answer.status_code == 403, name
+        assert answer.json()["code"] == "permission_denied", name
+    from accounts.models import ApiToken
+    from rooms.models import Room
+
+    assert ApiToken.objects.count() == 1
+    assert not Room.objects.exists()
+    written = set(AuditEvent.objects.filter(seq__gt=before[1]).values_list("action", flat=True))
+    # the export (with the checkpoint it signs) and the refused uses: no other success
+    assert written <= {AuditAction.AUDIT_EXPORTED, "audit.checkpoint.written"}
+    assert AuditAction.AUDIT_EXPORTED in written
+
+
+def test_the_audit_scope_does_not_stand_in_for_the_permission() -> None:
+    from accounts.services import api_token_create
+
+    user = make_user()
+    _token, secret = api_token_create(actor=user, name="siem", scope="audit")
+
+    response = Client().get(URL, headers=_bearer(secret))
+
+    assert response.status_code == 403
+    assert not AuditEvent.objects.filter(action=AuditAction.AUDIT_EXPORTED).exists()
+
+
+def test_read_and_write_tokens_do_not_reach_the_export_and_admin_does() -> None:
+    from accounts.services import api_token_create
+
+    make_events(1)
+    officer = make_officer()
+    answers = {
+        scope: Client().get(
+            URL, headers=_bearer(api_token_create(actor=officer, name=scope, scope=scope)[1])
+        )
+        for scope in ("read", "write", "admin")
+    }
+
+    assert answers["read"].status_code == 403
+    assert answers["write"].status_code == 403
+    assert answers["admin"].status_code == 200
+
+
+def test_an_admin_token_mints_an_audit_token_and_nothing_mints_one_wider() -> None:
+    from accounts.models import ApiToken
+    from accounts.services import api_token_create
+
+    officer = make_officer()
+    _admin, admin = api_token_create(actor=officer, name="admin", scope="admin")
+    client = Client()
+
+    child = client.post(
+        "/api/v1/accounts/tokens/",
+        {"name": "siem", "scope": "audit"},
+        headers=_bearer(admin),
+        content_type="application/json",
+    )
+
+    assert child.status_code == 201
+    audit_secret = child.json()["token"]
+    assert ApiToken.objects.get(name="siem").scope == "audit"
+    # an audit token mints nothing, not even another audit token
+    again = client.post(
+        "/api/v1/accounts/tokens/",
+        {"name": "siem2", "scope": "audit"},
+        headers=_bearer(audit_secret),
+        content_type="application/json",
+    )
+    assert again.status_code == 403
+    assert not ApiToken.objects.filter(name="siem2").exists()

@@ -156,6 +156,12 @@ ROUTES: dict[str, tuple[Call, set[str], int]] = {
         {"read_only", "member", "moderator", "owner"},
         200,
     ),
+    "get message": (
+        lambda c, w, r: c.get(f"/api/v1/rooms/{w.room.pk}/messages/{w.others_message.pk}/"),
+        {"read_only", "member", "moderator", "owner"},
+        200,
+    ),
+    "people": (lambda c, w, r: c.get("/api/v1/people/?q=o"), set(ROLES[2:]), 200),
     "post message": (
         lambda c, w, r: c.post(
             f"/api/v1/rooms/{w.room.pk}/messages/",
@@ -248,7 +254,7 @@ def test_access_matrix(
         assert queued == []  # nothing broadcast
         if role in ("non_member", "compliance_officer"):
             # a room you cannot view does not exist for you
-            assert response.status_code == 404 or route in ("create room", "list rooms")
+            assert response.status_code == 404 or route in ("create room", "list rooms", "people")
         assert b"Traceback" not in response.content
 
 
@@ -258,7 +264,7 @@ def test_the_room_list_never_shows_rooms_you_cannot_view() -> None:
 
     response = client_for("member", world).get("/api/v1/rooms/")
 
-    names = [room["name"] for room in response.json()]
+    names = [room["name"] for room in response.json()["results"]]
     assert "Rates desk" in names
     assert other.name not in names
 
@@ -298,6 +304,116 @@ def test_messages_page_newest_first_with_cursors() -> None:
     assert [m["text"] for m in newer["results"]] == ["n4", "n3", "n2"]
 
 
+def test_messages_after_a_cursor_page_forward_without_skipping() -> None:
+    # given a room with seven more messages
+    world = build_world()
+    posted = [message_post(sender=world.owner, room=world.room, text=f"n{i}") for i in range(7)]
+    client = client_for("member", world)
+    url = f"/api/v1/rooms/{world.room.pk}/messages/"
+
+    # when a client that holds the first one follows next_after two at a time
+    seen: list[str] = []
+    cursor: int | None = posted[0].pk
+    pages = 0
+    while cursor is not None:
+        page = client.get(f"{url}?after={cursor}&limit=2").json()
+        # then each page is newest first, and its forward cursor is its newest message
+        ids = [m["id"] for m in page["results"]]
+        assert ids == sorted(ids, reverse=True)
+        assert page["next_after"] == (ids[0] if page["has_more"] else None)
+        assert page["next_before"] == ids[-1]  # older messages exist on this side
+        seen += reversed([m["text"] for m in page["results"]])
+        cursor = page["next_after"]
+        pages += 1
+
+    # and every message after the cursor came exactly once, in order
+    assert seen == [f"n{i}" for i in range(1, 7)]
+    assert pages == 3
+
+
+def test_a_single_message_is_served_under_the_list_rules() -> None:
+    # given a message, a deleted one, and a member who joined a room hiding history late
+    world = build_world()
+    from rooms.services import membership_add, message_delete
+
+    message = world.others_message
+    gone = message_post(sender=world.owner, room=world.room, text="soon gone")
+    message_delete(actor=world.owner, message=gone)
+    url = f"/api/v1/rooms/{world.room.pk}/messages/"
+
+    # when members ask for them one by one
+    found = client_for("member", world).get(f"{url}{message.pk}/")
+    deleted = client_for("member", world).get(f"{url}{gone.pk}/")
+    elsewhere = make_room(owner=world.owner, name="Other")
+    wrong_room = client_for("owner", world).get(
+        f"/api/v1/rooms/{elsewhere.pk}/messages/{message.pk}/"
+    )
+    hidden = make_room(owner=world.owner, name="Hidden past", history_visible=False)
+    early = message_post(sender=world.owner, room=hidden, text="before you came")
+    membership_add(actor=world.owner, room=hidden, user=world.users["member"])
+    too_early = client_for("member", world).get(f"/api/v1/rooms/{hidden.pk}/messages/{early.pk}/")
+
+    # then the message is served as the list serves it, and the others are not found
+    assert found.status_code == 200
+    listed = client_for("member", world).get(url).json()["results"]
+    assert found.json() == next(m for m in listed if m["id"] == message.pk)
+    assert found["Cache-Control"] == "no-store"
+    for refused in (deleted, wrong_room, too_early):
+        assert refused.status_code == 404
+        assert refused.json()["code"] == "not_found"
+
+
+def test_the_people_directory_lists_only_reachable_people() -> None:
+    # given colleagues, a compliance officer, someone behind a barrier, an inactive one
+    from django.contrib.auth.models import Group
+
+    from rooms.models import InformationBarrier
+
+    world = build_world()
+    walled = make_user(username="walled-off", first_name="Wally")
+    inactive = make_user(username="left-bank")
+    inactive.is_active = False
+    inactive.save()
+    research = Group.objects.create(name="research")
+    sales = Group.objects.create(name="sales")
+    world.users["member"].groups.add(research)
+    walled.groups.add(sales)
+    InformationBarrier.objects.create(group_a=research, group_b=sales, created_by=world.owner)
+    client = client_for("member", world)
+
+    # when the member pages through the directory two at a time
+    people: list[dict[str, Any]] = []
+    cursor = ""
+    while True:
+        page = client.get(f"/api/v1/people/?limit=2{cursor}").json()
+        people += page["results"]
+        if not page["has_more"]:
+            break
+        cursor = f"&after={page['next_after']}"
+    searched = client.get("/api/v1/people/?q=OWN").json()["results"]
+
+    # then reachable active people are listed by id with their names, nobody else
+    names = {p["username"] for p in people}
+    assert {"owner", "moderator", "read_only", "bystander", "outsider"} <= names
+    assert names.isdisjoint({"member", "compliance_officer", "walled-off", "left-bank"})
+    assert [p["id"] for p in people] == sorted(p["id"] for p in people)
+    assert set(people[0]) == {"id", "username", "display_name"}
+    assert [p["username"] for p in searched] == ["owner"]
+
+
+def test_people_queries_and_cursors_are_checked() -> None:
+    world = build_world()
+    client = client_for("member", world)
+
+    too_long = client.get("/api/v1/people/?q=" + "x" * 101)
+    over = client.get("/api/v1/people/?limit=51")
+
+    assert too_long.status_code == 400
+    assert too_long.json()["errors"][0]["parameter"] == "q"
+    assert over.status_code == 400
+    assert over.json()["errors"][0]["parameter"] == "limit"
+
+
 @pytest.mark.parametrize(
     ("payload", "query"),
     [
@@ -324,14 +440,26 @@ def test_bad_messages_get_a_clear_400_and_store_nothing(
 
 
 @pytest.mark.parametrize(
-    "query", ["?before=abc", "?after=-5", "?limit=1000", "?before=5&after=2", "?limit=0"]
+    ("query", "parameter"),
+    [
+        ("?before=abc", "before"),
+        ("?after=-5", "after"),
+        ("?limit=1000", "limit"),
+        ("?before=5&after=2", "after"),
+        ("?limit=0", "limit"),
+        ("?before=&limit=", "before"),
+        ("?limit=", "limit"),
+        ("?after=1.5", "after"),
+    ],
 )
-def test_bad_cursors_get_a_clear_400(query: str) -> None:
+def test_bad_cursors_get_a_clear_400(query: str, parameter: str) -> None:
     world = build_world()
 
     response = client_for("member", world).get(f"/api/v1/rooms/{world.room.pk}/messages/{query}")
 
     assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["errors"][0]["parameter"] == parameter
 
 
 def test_unknown_room_ids_answer_404_like_rooms_you_cannot_see() -> None:
@@ -409,10 +537,10 @@ def test_every_room_answer_carries_every_field_the_schema_requires() -> None:
     # then every answer has every required field, the unread count as the list counts it
     for name, answer in answers.items():
         assert answer.status_code in {200, 201}, (name, answer.content)
-        rooms = answer.json() if name == "list" else [answer.json()]
+        rooms = answer.json()["results"] if name == "list" else [answer.json()]
         for body in rooms:
             assert required <= set(body), (name, required - set(body))
-    listed = {r["id"]: r["unread"] for r in answers["list"].json()}
+    listed = {r["id"]: r["unread"] for r in answers["list"].json()["results"]}
     assert answers["retrieve"].json()["unread"] == listed[room]
     assert answers["create"].json()["unread"] == 0
 

@@ -40,6 +40,8 @@ NOT_ENTRY_POINTS = {
     "files.services.uploads.upload_for_uploader",
     "accounts.services._common.client_ip",
     "accounts.services._common.client_user_agent",
+    # a step of the action that calls it, inside its transaction (the change feed's append)
+    "rooms.services._changes.room_change_append",
     # checks that raise Refused for the action that calls them
     "accounts.services._common.ensure_permission",
     "accounts.services._common.ensure_not_self",

@@ -122,10 +122,23 @@ function memberItem(member) {
   return item;
 }
 
+// Every member of a room, page by page (the API pages by user id), by username.
+async function allMembers(roomId) {
+  const rows = [];
+  let after = null;
+  do {
+    const cursor = after === null ? "" : `&after=${after}`;
+    const page = await api(`rooms/${roomId}/members/?limit=100${cursor}`, { background: true });
+    rows.push(...page.results);
+    after = page.has_more ? page.next_after : null;
+  } while (after !== null);
+  return rows.sort((a, b) => (a.username < b.username ? -1 : a.username > b.username ? 1 : 0));
+}
+
 export async function onMembersChanged(roomId) {
   if (!isCurrent(roomId)) return;
   try {
-    const rows = await api(`rooms/${current.id}/members/`, { background: true });
+    const rows = await allMembers(current.id);
     members.clear();
     for (const row of rows) members.set(row.user_id, row);
     byId("member-list")?.replaceChildren(...rows.map(memberItem));
