@@ -229,3 +229,35 @@ def test_a_segment_dropped_from_the_row_fails(
     _got, error = _read_all(member, StoredFile.objects.get(pk=stored.pk))
 
     assert isinstance(error, FileIntegrityError)
+
+
+def test_an_uploader_made_compliance_officer_does_not_delete_their_old_file(
+    clamd: OwnClamd,
+) -> None:
+    from django.test import Client
+
+    from accounts.roles import Role
+    from accounts.services import role_grant
+    from tests.accounts.factories import grant_role, sign_in_client
+
+    # given a member who uploaded a clean file, then was made a compliance officer
+    owner, carol = make_user(), make_user()
+    room = make_room(owner=owner, members=(carol,))
+    stored = upload_and_scan(actor=carol, room=room, data=b"%PDF-1.4 statement")
+    assert stored.state == StoredFile.State.AVAILABLE
+    role_grant(
+        actor=grant_role(make_user(), Role.SECURITY_ADMIN), user=carol, role=Role.COMPLIANCE_OFFICER
+    )
+    client = Client()
+    sign_in_client(client, User.objects.get(pk=carol.pk), verified=True)
+
+    # when the compliance officer deletes it over the API
+    answer = client.delete(f"/api/v1/rooms/{room.pk}/files/{stored.uid}/")
+
+    # then it is refused (read-only on chat: their files stay on the record), audited,
+    # and the file is still there
+    assert answer.status_code == 403
+    assert StoredFile.objects.get(pk=stored.pk).state == StoredFile.State.AVAILABLE
+    assert not AuditEvent.objects.filter(action="file.deleted").exists()
+    (refused,) = AuditEvent.objects.filter(action="room.access.denied", actor_id=carol.pk)
+    assert refused.extra["reason"] == "missing upload_file"

@@ -802,3 +802,78 @@ def test_a_security_admin_archives_from_the_admin_only_a_room_they_own() -> None
     assert refusals("missing manage_room") == 1
     assert AuditEvent.objects.filter(action="room.archived").count() == 1
     assert any("Treasury: you cannot archive it" in str(m) for m in response.context["messages"])
+
+
+# --- Read-only people delete nothing they wrote ------------------------------------
+def test_a_member_made_compliance_officer_does_not_delete_their_old_message() -> None:
+    from rooms.models import Message
+    from rooms.services import message_post
+
+    # given a member who posted, then was made a compliance officer
+    owner, carol = make_user(), make_user()
+    room = make_room(owner=owner, members=(carol,))
+    message = message_post(sender=carol, room=room, text="the trade was booked at 4.15")
+    role_grant(actor=security_admin(), user=carol, role=Role.COMPLIANCE_OFFICER)
+
+    # when the compliance officer deletes it over the API
+    answer = verified_client(User.objects.get(pk=carol.pk)).delete(
+        f"/api/v1/rooms/{room.pk}/messages/{message.pk}/"
+    )
+
+    # then it is refused (read-only on chat: the record stays), on the record
+    assert answer.status_code == 403
+    assert Message.objects.get(pk=message.pk).deleted_at is None
+    assert not AuditEvent.objects.filter(action="message.deleted").exists()
+    assert refusals("missing post_message") == 1
+
+
+def test_a_member_made_read_only_does_not_delete_their_old_message() -> None:
+    from rooms.models import Message
+    from rooms.services import message_delete, message_post
+
+    # given a member who posted, then was made read-only
+    owner, dan = make_user(), make_user()
+    room = make_room(owner=owner, members=(dan,))
+    message = message_post(sender=dan, room=room, text="indicative only")
+    membership_role_change(actor=owner, room=room, member=dan, role="read_only")
+
+    # when they delete it
+    with pytest.raises(Refused):
+        message_delete(actor=dan, message=message)
+
+    # then it stays, and the refusal is on the record
+    assert Message.objects.get(pk=message.pk).deleted_at is None
+    assert not AuditEvent.objects.filter(action="message.deleted").exists()
+    assert refusals("missing post_message") == 1
+
+
+# --- The read marker is the reader's own bookmark ----------------------------------
+def test_the_read_marker_still_moves_in_an_archived_room_and_nothing_else_changes() -> None:
+    from rooms.models import Message
+    from rooms.services import message_post
+
+    # given an archived room with a message the member has not read
+    owner, member = make_user(), make_user()
+    room = make_room(owner=owner, members=(member,))
+    message = message_post(sender=owner, room=room, text="final")
+    Membership.objects.filter(room=room, user=member).update(last_read_message_id=0)
+    room_archive(actor=owner, room=room)
+    before = rows()
+    messages = list(Message.objects.values_list("pk", "deleted_at", "edited_at"))
+    events = AuditEvent.objects.count()
+
+    # when the member moves their read marker over the API
+    answer = verified_client(member).post(
+        f"/api/v1/rooms/{room.pk}/read-marker/",
+        {"message_id": message.pk},
+        content_type="application/json",
+    )
+
+    # then it moves (documented: a bookmark, not a write to the room), and nothing else
+    # in the room changed, nor was anything recorded as a change
+    assert answer.status_code in (200, 204)
+    assert Membership.objects.get(room=room, user=member).last_read_message_id == message.pk
+    assert rows() == before
+    assert list(Message.objects.values_list("pk", "deleted_at", "edited_at")) == messages
+    assert Room.objects.get(pk=room.pk).is_archived
+    assert AuditEvent.objects.count() == events
