@@ -259,7 +259,9 @@ def api_token_authenticate(
     ``presented`` is None for an ``Authorization`` header that is not one well-formed
     ``Bearer`` credential (another scheme, no value, several, not ASCII): refused as
     ``malformed``, audited and counted like a wrong token, so malformed headers are no
-    free way to probe.
+    free way to probe. A token older than ``SAFECHAT_TOKEN_MAX_DAYS`` as it stands now
+    is refused (``past_max_life``) whatever its own expiry: lowering the maximum life
+    shortens the tokens already issued.
 
     Refused tokens are counted per client IP. A valid token is always accepted, so
     one misconfigured script behind a shared address never locks out the others;
@@ -283,6 +285,9 @@ def api_token_authenticate(
         reason = "revoked"
     elif token.expires_at <= now:
         reason = "expired"
+    elif token.created_at + timedelta(days=settings.SAFECHAT_TOKEN_MAX_DAYS) <= now:
+        # The maximum life as it stands now: lowering it shortens tokens already issued.
+        reason = "past_max_life"
     elif not token.user.is_active:
         reason = "inactive_user"
     elif token.credential_epoch != token.user.credential_epoch:
