@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.credentials import api_token_prefix, hashes_match, new_api_token
 from accounts.models import ApiToken, User
 from accounts.scopes import scope_covers
-from accounts.services._common import client_ip, ensure_permission
+from accounts.services._common import actor_and_people_locked, client_ip, ensure_permission
 from audit.actions import AuditAction
 from audit.services import audit_record
 from safechat.actions import Refused, action, action_transaction
@@ -227,6 +227,11 @@ def api_token_revoke(*, actor: User, token: ApiToken, request: HttpRequest | Non
             operation="token.revoke", request=request,
         )  # fmt: skip
     with action_transaction():
+        if token.user_id != actor.pk:  # the right read again under both people's locks
+            actor_and_people_locked(
+                actor=actor, users=[token.user], permission="accounts.manage_tokens",
+                target=token, operation="token.revoke", request=request,
+            )  # fmt: skip
         locked = ApiToken.objects.select_for_update().get(pk=token.pk)
         descendants = _descendants_locked(locked.pk)
         now = timezone.now()
