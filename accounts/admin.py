@@ -24,7 +24,14 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts.models import ApiToken, Invitation, User, UserSession
 from accounts.roles import MANAGE_USERS
 from accounts.selectors import people
-from accounts.services import factors_reset, session_end_all, user_deactivate, user_reactivate
+from accounts.services import (
+    api_token_revoke,
+    factors_reset,
+    password_reset_by_admin,
+    session_end_all,
+    user_deactivate,
+    user_reactivate,
+)
 from safechat.admin_base import ReadOnlyAdmin, may_investigate
 
 # django-otp registers its device models with add, edit and delete rights, and a page
@@ -90,12 +97,14 @@ class GroupListFilter(admin.RelatedFieldListFilter):
 
 @admin.register(User)
 class UserAdmin(_InvestigatorView, ReadOnlyAdmin):
-    list_display = ["username", "email", "is_active", "is_staff", "last_login", "date_joined"]
+    list_display = [
+        "username", "email", "is_active", "is_staff", "last_login", "date_joined", "administer",
+    ]  # fmt: skip
     list_filter = ["is_active", "is_staff", ("groups", GroupListFilter)]
     search_fields = ["username", "email"]
     exclude = ["password", "user_permissions"]
-    readonly_fields = ["sessions", "tokens"]
-    actions = ["deactivate", "reactivate", "reset_factors", "end_sessions"]
+    readonly_fields = ["administer", "sessions", "tokens", "memberships"]
+    actions = ["deactivate", "reactivate", "reset_factors", "end_sessions", "reset_password"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         # People only: django-guardian's internal AnonymousUser row is no account.
@@ -104,6 +113,27 @@ class UserAdmin(_InvestigatorView, ReadOnlyAdmin):
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         # Offered to administrators only; each service checks its own permission again.
         return super().get_actions(request) if request.user.has_perm(MANAGE_USERS) else {}
+
+    @admin.display(description="roles, password, lockouts")
+    def administer(self, obj: User) -> str:
+        # Granting or revoking a role, and lifting a lockout, take a choice (which role,
+        # which address): the portal's page for this person offers them, each a service.
+        url = reverse("accounts:admin-users")
+        return format_html(
+            '<a href="{}">roles and lockouts of {}</a>',
+            url,
+            obj.username,
+        )
+
+    @admin.display(description="rooms")
+    def memberships(self, obj: User) -> str:
+        url = reverse("admin:rooms_membership_changelist")
+        count = obj.memberships.count()
+        return format_html('<a href="{}?user__id__exact={}">{} room(s)</a>', url, obj.pk, count)
+
+    @admin.action(description="Reset password (sessions end; a reset link is emailed)")
+    def reset_password(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        _each(self, request, queryset, "sent a reset link", password_reset_by_admin)
 
     @admin.display(description="sessions")
     def sessions(self, obj: User) -> str:
@@ -162,10 +192,29 @@ class ApiTokenAdmin(_InvestigatorView, ReadOnlyAdmin):
     search_fields = ["=user__username", "=prefix", "name"]
     list_select_related = ["user"]
     exclude = ["token_hash"]
+    actions = ["revoke"]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Offered to those who may revoke anyone's token; the service checks it again.
+        allowed = request.user.has_perm("accounts.manage_tokens")
+        return super().get_actions(request) if allowed else {}
 
     @admin.display(description="user", ordering="user__username")
     def person(self, obj: ApiToken) -> str:
         return _user_link(obj.user)
+
+    @admin.action(description="Revoke (and every token it minted)")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        actor = request.user
+        assert isinstance(actor, User)  # noqa: S101 - the admin site requires a signed-in user
+        done = 0
+        for token in queryset.order_by("pk"):
+            try:
+                api_token_revoke(actor=actor, token=token, request=request)
+                done += 1
+            except PermissionDenied as exc:
+                self.message_user(request, f"{token.prefix}: {exc}", messages.ERROR)
+        self.message_user(request, f"{done} token(s) revoked")
 
 
 @admin.register(Invitation)

@@ -216,6 +216,26 @@ class AuditEventAdmin(ReadOnlyAdmin):
             _search_record(request)
         return response
 
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and isinstance(response, TemplateResponse):
+            # Opening one event is a reading of the log like a search: on the record,
+            # with the event it opened (only a page actually shown).
+            audit_search_record(
+                actor=request.user,
+                query="",
+                filters=[("seq", str(object_id))],
+                model="auditevent",
+                request=request,
+            )
+        return response
+
     @admin.action(
         description="Export the selected range (JSONL, verifiable offline)",
         permissions=("view",),

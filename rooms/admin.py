@@ -143,7 +143,11 @@ class RoomAdmin(_InvestigatorView, ReadOnlyAdmin):
 @admin.register(Membership)
 class MembershipAdmin(_InvestigatorView, ReadOnlyAdmin):
     list_display = ["room_name", "person", "role", "joined_at"]
-    list_filter = ["role", ("room", admin.RelatedOnlyFieldListFilter)]
+    list_filter = [
+        "role",
+        ("room", admin.RelatedOnlyFieldListFilter),
+        ("user", admin.RelatedOnlyFieldListFilter),
+    ]
     search_fields = ["room__name", "user__username"]
     list_select_related = ["room", "user"]
     actions = ["remove_members"]

@@ -292,7 +292,10 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             return
         self._verdict_set(verdict)
         if not verdict.allowed:
-            await self._end(verdict.reason)
+            # The watch's task runs for every socket of the loop: what this socket's
+            # session end writes is recorded with this socket's own context.
+            with acting(replace(socket_context(self.scope), request_id=new_request_id())):
+                await self._end(verdict.reason)
             return
         refresh = float(settings.SAFECHAT_SOCKET_GROUP_REFRESH_SECONDS)
         if time.monotonic() - self._groups_refreshed >= refresh:

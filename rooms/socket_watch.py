@@ -11,6 +11,7 @@ at their session's deadlines and before frames (rooms.consumers).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -59,7 +60,11 @@ class SocketWatch:
             self._queue.append(socket.session_id)
         self._sockets[socket.session_id].add(socket)
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            # A fresh context: the watch serves every socket of the loop, so it must not
+            # carry the acting context (address, user agent) of the socket that started it.
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), context=contextvars.Context()
+            )
 
     def discard(self, socket: Watched) -> None:
         if socket.session_id is None:

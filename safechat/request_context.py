@@ -17,7 +17,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 CHANNEL_PORTAL = "portal"
 CHANNEL_API = "api"
@@ -103,3 +104,40 @@ def acting_token_set(token_id: int) -> None:
     context = current_acting.get()
     if context is not None:
         context.token_id = token_id
+
+
+T = TypeVar("T")
+
+
+def acting_kept(items: Iterator[T]) -> Iterator[T]:
+    """``items``, each one produced under the acting context current now (the call).
+
+    A streamed response body is read after the view returned, when the edge's context
+    (``RequestIdMiddleware``'s, say) has ended: whatever reading it records (an
+    integrity failure found mid-download) must still say it came from that request,
+    with its channel, client address, request id and token. Each step re-enters the
+    context captured here and leaves it before handing the item on.
+    """
+    context = current_acting.get()
+    if context is None:
+        return items
+    if not context.request_id:
+        request_id = current_request_id.get()
+        context = replace(context, request_id="" if request_id == "-" else request_id)
+    return _stepped_in(items, context)
+
+
+def _stepped_in(items: Iterator[T], context: ActingContext) -> Iterator[T]:
+    try:
+        while True:
+            with acting(context):
+                try:
+                    item = next(items)
+                except StopIteration:
+                    return
+            yield item
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:  # a body closed early: its clean-up runs in the context too
+            with acting(context):
+                close()

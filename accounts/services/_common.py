@@ -3,7 +3,7 @@ recorded by the ``@action`` entry point that raised them), client details."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from axes.handlers.proxy import AxesProxyHandler
@@ -52,6 +52,72 @@ def ensure_permission(
             extra={"operation": operation, **(extra or {})},
             request=request,
         )
+
+
+def actor_and_people_locked(
+    *,
+    actor: User,
+    users: Iterable[User],
+    permission: str,
+    action: AuditAction = AuditAction.ACCOUNT_ADMIN_REFUSED,
+    target: models.Model | None = None,
+    operation: str,
+    extra: Mapping[str, Any] | None = None,
+    request: HttpRequest | None = None,
+) -> dict[int, User]:
+    """Lock the rows of ``actor`` and ``users`` (ascending id, ``FOR NO KEY UPDATE``: the
+    users step of the lock order, docs/architecture.md) and check again, under those
+    locks, that ``actor`` is active and holds ``permission``.
+
+    Inside the caller's transaction. Returns the locked rows, fresh from the database,
+    by id. The check before the transaction answers early; this one decides: two
+    administrators acting on each other at the same instant are serialised on their
+    rows, and the second one's right is read after the first one's change committed
+    (a deactivated or demoted administrator acts no more). Raises ``Refused``
+    (``permission``, audited ``action`` after the rollback).
+    """
+    from safechat.locks import rows_locked
+
+    rows = {row.pk: row for row in rows_locked(User, [actor.pk, *(u.pk for u in users)])}
+    fresh = rows.get(actor.pk)
+    ensure_permission(
+        actor=fresh if fresh is not None else actor,
+        permission=permission,
+        action=action,
+        target=target,
+        operation=operation,
+        extra=extra,
+        request=request,
+    )
+    return rows
+
+
+def ensure_not_last_security_admin(
+    *,
+    actor: User,
+    user: User,
+    action: AuditAction = AuditAction.ACCOUNT_ADMIN_REFUSED,
+    operation: str,
+    request: HttpRequest | None = None,
+) -> None:
+    """Under ``user``'s lock: raise ``Refused`` (``last security admin``) if ``user`` is
+    the only active security admin, whom a deactivation or the revocation of the role
+    would leave the bank without anyone to administer people (nothing could repair it).
+    """
+    from accounts.roles import Role
+
+    admins = User.objects.filter(is_active=True, groups__name=Role.SECURITY_ADMIN.value)
+    if not admins.filter(pk=user.pk).exists() or admins.exclude(pk=user.pk).exists():
+        return
+    raise Refused(
+        "This is the last active security administrator: appoint another one first.",
+        actor=actor,
+        action=action,
+        target=user,
+        reason="last security admin",
+        extra={"operation": operation},
+        request=request,
+    )
 
 
 def ensure_not_self(

@@ -22,7 +22,12 @@ from accounts.selectors import (
     user_has_factor,
     user_primary_factor_count,
 )
-from accounts.services._common import ensure_not_self, ensure_permission, ensure_person
+from accounts.services._common import (
+    actor_and_people_locked,
+    ensure_not_self,
+    ensure_permission,
+    ensure_person,
+)
 from accounts.services.auth import CODE_FAILURE, SignInError, second_factor_accepted
 from accounts.services.sessions import credentials_bump, session_hold, sessions_end_rows
 from accounts.session_policy import recently_reverified, request_verified
@@ -228,9 +233,10 @@ def factors_reset(*, actor: User, user: User, request: HttpRequest | None = None
     ensure_person(actor=actor, user=user, operation="factor.reset", request=request)
     ensure_not_self(actor=actor, user=user, operation="factor.reset", request=request)
     with action_transaction():
-        User.objects.select_for_update(no_key=True).filter(
-            pk=user.pk
-        ).first()  # lock order: user first
+        actor_and_people_locked(
+            actor=actor, users=[user], permission="accounts.manage_factors", target=user,
+            operation="factor.reset", request=request,
+        )  # fmt: skip
         removed = 0
         for model in (TOTPDevice, WebAuthnCredential, BackupCodeDevice):
             devices = model.objects.filter(user=user)

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, User, UserSession
 from accounts.services._common import (
+    actor_and_people_locked,
     client_ip,
     client_user_agent,
     ensure_permission,
@@ -132,6 +133,11 @@ def session_end(
             request=request,
         )
     with action_transaction():
+        if actor is not None and actor.pk != session.user_id:
+            actor_and_people_locked(
+                actor=actor, users=[session.user], permission="accounts.manage_sessions",
+                target=session.user, operation="session.end", request=request,
+            )  # fmt: skip
         row = UserSession.objects.select_for_update().get(pk=session.pk)
         if row.ended_at is not None:
             return
@@ -300,6 +306,11 @@ def session_end_all(
         )
         ensure_person(actor=actor, user=user, operation="session.end_all", request=request)
     with action_transaction():
+        if actor.pk != user.pk:
+            actor_and_people_locked(
+                actor=actor, users=[user], permission="accounts.manage_sessions",
+                target=user, operation="session.end_all", request=request,
+            )  # fmt: skip
         ended = user_sessions_end(user=user, reason=reason)
         audit_record(
             actor=actor,

@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.credentials import api_token_prefix, hashes_match, new_api_token
 from accounts.models import ApiToken, User
 from accounts.scopes import scope_covers
-from accounts.services._common import client_ip, ensure_permission
+from accounts.services._common import actor_and_people_locked, client_ip, ensure_permission
 from audit.actions import AuditAction
 from audit.services import audit_record
 from safechat.actions import Refused, action, action_transaction
@@ -227,6 +227,11 @@ def api_token_revoke(*, actor: User, token: ApiToken, request: HttpRequest | Non
             operation="token.revoke", request=request,
         )  # fmt: skip
     with action_transaction():
+        if token.user_id != actor.pk:  # the right read again under both people's locks
+            actor_and_people_locked(
+                actor=actor, users=[token.user], permission="accounts.manage_tokens",
+                target=token, operation="token.revoke", request=request,
+            )  # fmt: skip
         locked = ApiToken.objects.select_for_update().get(pk=token.pk)
         descendants = _descendants_locked(locked.pk)
         now = timezone.now()
@@ -259,7 +264,9 @@ def api_token_authenticate(
     ``presented`` is None for an ``Authorization`` header that is not one well-formed
     ``Bearer`` credential (another scheme, no value, several, not ASCII): refused as
     ``malformed``, audited and counted like a wrong token, so malformed headers are no
-    free way to probe.
+    free way to probe. A token older than ``SAFECHAT_TOKEN_MAX_DAYS`` as it stands now
+    is refused (``past_max_life``) whatever its own expiry: lowering the maximum life
+    shortens the tokens already issued.
 
     Refused tokens are counted per client IP. A valid token is always accepted, so
     one misconfigured script behind a shared address never locks out the others;
@@ -283,6 +290,9 @@ def api_token_authenticate(
         reason = "revoked"
     elif token.expires_at <= now:
         reason = "expired"
+    elif token.created_at + timedelta(days=settings.SAFECHAT_TOKEN_MAX_DAYS) <= now:
+        # The maximum life as it stands now: lowering it shortens tokens already issued.
+        reason = "past_max_life"
     elif not token.user.is_active:
         reason = "inactive_user"
     elif token.credential_epoch != token.user.credential_epoch:

@@ -25,6 +25,8 @@ from accounts.roles import MANAGE_USERS, STAFF_ROLES, Role
 from accounts.selectors import CHAT_READ_ONLY_ROLES, people_exist, person_get
 from accounts.services._common import (
     InvalidLink,
+    actor_and_people_locked,
+    ensure_not_last_security_admin,
     ensure_not_self,
     ensure_permission,
     ensure_person,
@@ -286,12 +288,24 @@ def _role_group_change(
     or a barrier created at the same instant is refused or reported.
     """
     hooks = room_hooks()
+    operation = "role.grant" if grant else "role.revoke"
     with action_transaction():
         group, _ = Group.objects.get_or_create(name=role.value)
         rows_locked(Group, [group.pk])
-        rows_locked(User, [user.pk])
+        actor_and_people_locked(
+            actor=actor, users=[user], permission=MANAGE_USERS,
+            action=AuditAction.ACCOUNT_ROLE_REFUSED, target=user, operation=operation,
+            extra={"role": role.value}, request=request,
+        )  # fmt: skip
         hooks.rooms_lock(user)
         held = user.groups.filter(pk=group.pk).exists()
+        if grant and not held:
+            _require_compatible_roles(actor=actor, user=user, role=role, request=request)
+        if not grant and held and role is Role.SECURITY_ADMIN:
+            ensure_not_last_security_admin(
+                actor=actor, user=user, action=AuditAction.ACCOUNT_ROLE_REFUSED,
+                operation=operation, request=request,
+            )  # fmt: skip
         if grant and not held and role.value in CHAT_READ_ONLY_ROLES:
             _require_not_sole_owner(
                 actor=actor, user=user, hooks=hooks, action=AuditAction.ACCOUNT_ROLE_REFUSED,
@@ -311,6 +325,35 @@ def _role_group_change(
             request=request,
         )
     return violations
+
+
+# Duties one person never holds together: whoever administers people and rooms is not
+# also the auditor of those actions (separation of duties, docs/accounts.md "Roles").
+INCOMPATIBLE_ROLES: dict[Role, Role] = {
+    Role.SECURITY_ADMIN: Role.COMPLIANCE_OFFICER,
+    Role.COMPLIANCE_OFFICER: Role.SECURITY_ADMIN,
+}
+
+
+def _require_compatible_roles(
+    *, actor: User, user: User, role: Role, request: HttpRequest | None
+) -> None:
+    """Under the role group's and ``user``'s locks: raise ``Refused`` (``incompatible
+    roles``) if ``user`` holds the role that ``role`` excludes (``INCOMPATIBLE_ROLES``).
+    Both roles' changes lock ``user``'s row, so two grants at the same instant of the two
+    duties are serialised and the second one sees the first."""
+    other = INCOMPATIBLE_ROLES.get(role)
+    if other is None or not user.groups.filter(name=other.value).exists():
+        return
+    raise Refused(
+        f"One person does not hold both {role.value} and {other.value}: revoke one first.",
+        actor=actor,
+        action=AuditAction.ACCOUNT_ROLE_REFUSED,
+        target=user,
+        reason="incompatible roles",
+        extra={"operation": "role.grant", "role": role.value, "held": other.value},
+        request=request,
+    )
 
 
 def _require_not_sole_owner(
@@ -389,7 +432,14 @@ def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = No
     ensure_not_self(actor=actor, user=user, operation="account.deactivate", request=request)
     hooks = room_hooks()
     with action_transaction():
-        locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
+        locked = actor_and_people_locked(
+            actor=actor, users=[user], permission=MANAGE_USERS, target=user,
+            operation="account.deactivate", request=request,
+        )[user.pk]  # fmt: skip
+        if locked.is_active:
+            ensure_not_last_security_admin(
+                actor=actor, user=locked, operation="account.deactivate", request=request
+            )
         # A room keeps an owner: the rooms app's rule, asked under the user's lock.
         _require_not_sole_owner(
             actor=actor, user=locked, hooks=hooks, action=AuditAction.ACCOUNT_ADMIN_REFUSED,
@@ -425,7 +475,10 @@ def user_reactivate(*, actor: User, user: User, request: HttpRequest | None = No
     ensure_person(actor=actor, user=user, operation="account.reactivate", request=request)
     ensure_not_self(actor=actor, user=user, operation="account.reactivate", request=request)
     with action_transaction():
-        locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
+        locked = actor_and_people_locked(
+            actor=actor, users=[user], permission=MANAGE_USERS, target=user,
+            operation="account.reactivate", request=request,
+        )[user.pk]  # fmt: skip
         if locked.is_active:
             return
         locked.is_active = True
@@ -598,9 +651,10 @@ def password_reset_by_admin(*, actor: User, user: User, request: HttpRequest | N
     ensure_person(actor=actor, user=user, operation="password.reset", request=request)
     ensure_not_self(actor=actor, user=user, operation="password.reset", request=request)
     with action_transaction():
-        User.objects.select_for_update(no_key=True).filter(
-            pk=user.pk
-        ).first()  # lock order: user first
+        actor_and_people_locked(
+            actor=actor, users=[user], permission=MANAGE_USERS, target=user,
+            operation="password.reset", request=request,
+        )  # fmt: skip
         user.set_unusable_password()
         user.save(update_fields=["password"])
         ended, revoked = credentials_bump(user=user, reason="password_reset", revoke_tokens=True)

@@ -99,7 +99,9 @@ def acting_channel_token(request: HttpRequest | None = None) -> tuple[str, int |
     """The channel and API token id of the code being served, from the acting context the
     edge set. Without one: an HTTP request's channel by its path, and otherwise
     ``command``, since code run outside every request, frame and task is an operator's
-    process (a management command, the shell, a script)."""
+    process (a management command, the shell, a script). An edge whose work goes on after
+    it returned (a streamed download body) carries its context along
+    (``safechat.request_context.acting_kept``), so that work is never taken for a command."""
     context = current_acting.get()
     if context is not None:
         return context.channel, context.token_id

@@ -37,6 +37,7 @@ from files.selectors import DownloadCutError, FileView
 from rooms.selectors import room_get_for_user
 from safechat.actions import Refused
 from safechat.problems import problem_response
+from safechat.request_context import acting_kept
 
 NO_STORE = "no-store"
 
@@ -466,7 +467,8 @@ class FileDownloadApi(APIView):
             last=last,
             still_allowed=_still_allowed(request),
         )
-        body = _ended_on_failure(chunks)
+        # Read after this view returns: each chunk under this request's acting context.
+        body = acting_kept(_ended_on_failure(chunks))
         response = StreamingHttpResponse(
             # Under ASGI an async iterator, or Django would read a sync one into a list.
             _pulled_in_thread(body) if isinstance(request._request, ASGIRequest) else body,

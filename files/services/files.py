@@ -13,7 +13,7 @@ from rooms import permissions as perms
 from rooms.models import Message, Room, RoomChange
 from rooms.permissions import room_permissions_of
 from rooms.services._changes import room_change_append
-from rooms.services._common import require_not_archived, room_refused
+from rooms.services._common import permission_refused, require_not_archived, room_refused
 from safechat.actions import action, action_transaction
 from safechat.events import Event, publish
 from safechat.keyring import events as key_events
@@ -23,8 +23,10 @@ from safechat.locks import rows_locked
 @action
 def file_delete(*, actor: User, stored: StoredFile) -> None:
     """Delete a file: hidden from members at once, kept (still encrypted) for compliance
-    until retention removes it. The uploader, or a moderator or owner of the room, may.
-    The room message that shares it is deleted with it (``message.deleted`` after commit).
+    until retention removes it. The uploader while they may still upload to the room
+    (``upload_file``: a compliance officer or a read-only member deletes nothing), or a
+    moderator or owner of the room, may. The room message that shares it is deleted with
+    it (``message.deleted`` after commit).
 
     Raises ``Refused`` otherwise, or for an archived room. Locks: the room, then the file
     row; the audit chain last.
@@ -46,6 +48,8 @@ def file_delete(*, actor: User, stored: StoredFile) -> None:
                 message="only the uploader or a moderator can delete this file",
                 file=row.pk,
             )
+        if perms.MANAGE_MEMBERS not in rights and perms.UPLOAD not in rights:
+            raise permission_refused(actor=actor, room=room, permission=perms.UPLOAD)
         require_not_archived(actor=actor, room=room)
         row.state = StoredFile.State.DELETED
         row.deleted_at = timezone.now()

@@ -30,7 +30,7 @@ from rooms.services._common import (
     require_writable,
     room_refused,
 )
-from rooms.services.barriers import barrier_require_allowed
+from rooms.services.barriers import barrier_require_allowed, room_barrier_violations
 from rooms.services.epochs import room_epoch_start, room_keys_grant, room_keys_revoke
 from safechat.actions import action, action_transaction
 from safechat.events import Event, publish
@@ -227,40 +227,61 @@ def membership_remove(*, actor: User, room: Room, member: User | None) -> None:
     the room, and an owner (``manage_room``) to remove an owner or a moderator; nobody
     removes others from a direct conversation or leaves one (its membership is fixed),
     and nobody removes anyone from an archived room (refused). A security admin (the
-    right to manage users) may remove anyone, anywhere, to resolve an information
-    barrier. ``member`` is None when the edge found nobody by the id it was given:
-    after the actor's right is checked (a refusal answers alike whether the id exists
-    or not), nothing happens. Refused (``last owner``) if the room would be left
-    without an acting owner (``acting_owners``), also when two owners leave at the
-    same instant. Locks: the room (every check is made again under it),
+    right to manage users) holds one more power, to resolve an information barrier:
+    removing a member whom a barrier violation in this very room names
+    (``room_barrier_violations``), from any room, archived or direct included, whatever
+    their room role; the event names the barriers (``barriers``). Without such a
+    violation a security admin has the room rights of any member (refused otherwise,
+    ``room.access.denied``). ``member`` is None when the edge found nobody by the id it
+    was given: after the actor's right is checked (a refusal answers alike whether the
+    id exists or not), nothing happens. Refused (``last owner``) if the room would be
+    left without an acting owner (``acting_owners``), also when two owners leave at the
+    same instant. Locks: the actor's row (a barrier resolution: the right is read again
+    under it), the room (every check, the violation included, is made again under it),
     then the membership, then key rows; the audit chain last.
     """
-    security_admin = actor.has_perm(MANAGE_USERS)
     leaving = member is not None and actor.pk == member.pk
-    if not security_admin:
+    barriers = _barriers_naming(actor=actor, room=room, member=member, leaving=leaving)
+    if not barriers:
         if not leaving:
             require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
         require_not_archived(actor=actor, room=room)
         require_open_membership(actor=actor, room=room)
     if member is None:
         return
-    if not security_admin:  # resolving a barrier violation never waits
+    if not barriers:  # resolving a barrier violation never waits
         write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     with action_transaction():
+        if barriers:
+            # The users step of the lock order: the resolver's right, read again.
+            fresh = rows_locked(User, [actor.pk])
+            if not (fresh and fresh[0].is_active and fresh[0].has_perm(MANAGE_USERS)):
+                barriers = []
         _membership_delete(
-            actor=actor, room=room, member=member, leaving=leaving, security_admin=security_admin
+            actor=actor, room=room, member=member, leaving=leaving, barriers=barriers
         )
 
 
+def _barriers_naming(*, actor: User, room: Room, member: User | None, leaving: bool) -> list[int]:
+    """The barriers whose violation in ``room`` names ``member``, if ``actor`` may resolve
+    barriers (``accounts.manage_users``) and is not leaving; else none."""
+    if member is None or leaving or not actor.has_perm(MANAGE_USERS):
+        return []
+    pairs = room_barrier_violations(room_ids=[room.pk]).get(room.pk, [])
+    return sorted({p.barrier_id for p in pairs if member.pk in (p.user_a, p.user_b)})
+
+
 def _membership_delete(
-    *, actor: User, room: Room, member: User, leaving: bool, security_admin: bool
+    *, actor: User, room: Room, member: User, leaving: bool, barriers: list[int]
 ) -> None:
     # Lock order: the room, then the membership, then keys, the audit chain last (a
     # post takes them in the same order, so a removal and a post never deadlock).
     locked = rows_locked(Room, [room.pk])
     if not locked:
         return
-    if not security_admin:  # a moderator demoted, a room archived at the same instant
+    if barriers:  # a barrier lifted, the other side removed at the same instant
+        barriers = _barriers_naming(actor=actor, room=locked[0], member=member, leaving=leaving)
+    if not barriers:  # a moderator demoted, a room archived at the same instant
         if not leaving:
             require_room_permission(actor=actor, room=locked[0], permission=perms.MANAGE_MEMBERS)
         require_open_membership(actor=actor, room=locked[0])
@@ -269,7 +290,7 @@ def _membership_delete(
     membership = Membership.objects.select_for_update().filter(room=room, user=member).first()
     if membership is None:
         return
-    if not security_admin and not leaving:
+    if not barriers and not leaving:
         require_owner_over(actor=actor, room=locked[0], membership=membership)
     if membership.role == Membership.Role.OWNER and not _other_owner_exists(membership):
         raise last_owner_refused(actor=actor, room=locked[0])
@@ -281,7 +302,7 @@ def _membership_delete(
         actor=actor,
         action=AuditAction.ROOM_MEMBER_REMOVED,
         target=room,
-        extra={"member": member.pk},
+        extra={"member": member.pk, **({"barriers": barriers} if barriers else {})},
     )
     room_change_append(room_id=room.pk, kind=RoomChange.Kind.MEMBER_REMOVED, user_id=member.pk)
     # Delivery to the removed member stops first, then the others hear of it.

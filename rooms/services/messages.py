@@ -386,12 +386,15 @@ def _message_revise(*, actor: User, message: Message, text: str) -> Message:
 def message_delete(*, actor: User, message: Message) -> Message:
     """Hide a message from members; its ciphertext stays for compliance until retention.
 
-    Senders delete their own messages; moderators and owners (``manage_members``) any.
+    Senders delete their own messages while they may still post in the room
+    (``post_message``: a sender made a compliance officer or a read-only member deletes
+    nothing, their messages stay on the record); moderators and owners
+    (``manage_members``) delete any.
     Locks: the room (the permission and the archive are checked again under it), then
     the message (of two deletions at the same instant, one is recorded); audit last.
     """
     room = message.room
-    required = perms.VIEW if message.sender_id == actor.pk else perms.MANAGE_MEMBERS
+    required = perms.POST if message.sender_id == actor.pk else perms.MANAGE_MEMBERS
     require_room_permission(actor=actor, room=room, permission=required)
     require_not_archived(actor=actor, room=room)
     if message.deleted_at is not None:

@@ -16,8 +16,10 @@ from channels.db import DatabaseSyncToAsync
 from django.http import Http404
 
 from accounts.models import User
+from rooms import permissions as perms
 from rooms import selectors, services
 from rooms.models import Room
+from rooms.permissions import room_permissions_of
 from rooms.socket.protocol import SYNC_PAGE
 from rooms.wire import WireMessage, message_json
 
@@ -38,6 +40,16 @@ def room_member_ids(user: User, room_id: int) -> list[int]:
 
 def room_viewable(user: User, room_id: int) -> bool:
     return selectors.rooms_for_user(user=user).filter(pk=room_id).exists()
+
+
+def may_type(user: User, room_id: int) -> bool:
+    """Whether ``user`` may say they are typing in ``room_id``: whoever may post there
+    (``post_message``), while the room is live. A compliance officer or a read-only
+    member writes nothing, and nobody writes in an archived room."""
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None or room.is_archived:
+        return False
+    return perms.POST in room_permissions_of(room=room, user=user)
 
 
 def messages_missed(user: User, room_id: int, after: int) -> list[WireMessage]:

@@ -219,6 +219,9 @@ class RoomSocketMixin:
         if now - self._last_typing.get(room_id, 0.0) < protocol.TYPING_MIN_INTERVAL:
             return
         self._last_typing[room_id] = now
+        # Asked at most once per interval: typing is shown only by those who may post.
+        if not await in_pool(database.may_type)(self.user, room_id):
+            raise ClientError("forbidden", "you cannot write in this room")
         await publish_now(self.channel_layer, Event.TYPING, room_id=room_id, user_id=self.user.pk)
 
     async def _on_presence(self, content: dict[str, Any]) -> None:

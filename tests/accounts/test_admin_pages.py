@@ -320,3 +320,105 @@ def test_a_target_without_a_name_of_its_own_is_named_by_its_room_and_person() ->
 
     assert name.endswith("(room Treasury, user alice)")
     assert f"room {room.pk}" not in name
+
+
+# --- Each power of a security admin from the admin, without typing a URL -----------
+def test_a_security_admin_revokes_a_leaked_token_from_the_admin(security_admin: User) -> None:
+    from accounts.models import ApiToken
+    from accounts.services import api_token_create
+
+    # given a person's token, reported leaked, and a security admin (accounts.manage_tokens)
+    alice = make_user(username="alice")
+    token, _secret = api_token_create(actor=alice, name="ci", scope="admin", days=30)
+    sam = security_admin
+    client = client_for(sam)
+
+    # when they use the tokens page's revoke action on it
+    page = client.get("/admin/accounts/apitoken/")
+    assert "revoke" in page.context["action_form"].fields["action"].choices[1]
+    client.post("/admin/accounts/apitoken/", {"action": "revoke", "_selected_action": [token.pk]})
+
+    # then it is revoked through the service, on the record with who revoked it
+    assert ApiToken.objects.get(pk=token.pk).revoked_at is not None
+    (revoked,) = events("token.revoked")
+    assert (revoked.actor_id, revoked.target_id, revoked.channel) == (
+        sam.pk,
+        str(token.pk),
+        "admin",
+    )
+
+
+def test_a_compliance_officer_is_offered_no_token_revocation_and_revokes_nothing(
+    officer: User,
+) -> None:
+    from accounts.models import ApiToken
+    from accounts.services import api_token_create
+
+    # given a token and a compliance officer in the admin
+    token, _secret = api_token_create(actor=make_user(), name="ci", scope="read", days=30)
+    client = client_for(officer)
+
+    # when they post the revoke action anyway
+    page = client.get("/admin/accounts/apitoken/")
+    client.post("/admin/accounts/apitoken/", {"action": "revoke", "_selected_action": [token.pk]})
+
+    # then nothing was offered nor done
+    assert page.context["action_form"] is None
+    assert ApiToken.objects.get(pk=token.pk).revoked_at is None
+    assert "token.revoked" not in actions()
+
+
+def test_a_security_admin_resets_a_password_from_the_admin_users_page(security_admin: User) -> None:
+    # given a person and a security admin on the admin's users page
+    alice = make_user(username="alice")
+    sam = security_admin
+    client = client_for(sam)
+    page = client.get("/admin/accounts/user/")
+
+    # when they use the reset-password action (roles and lockouts: linked to their page)
+    offered = [name for name, _label in page.context["action_form"].fields["action"].choices]
+    client.post(
+        "/admin/accounts/user/", {"action": "reset_password", "_selected_action": [alice.pk]}
+    )
+
+    # then the password is void, a link is on its way, and it is on the record
+    assert "reset_password" in offered
+    assert b"/accounts/admin/users/" in page.content
+    alice.refresh_from_db()
+    assert not alice.has_usable_password()
+    (reset,) = events("auth.password.reset.requested")
+    assert (reset.actor_id, reset.extra["by"]) == (sam.pk, "admin")
+
+
+def test_a_persons_admin_page_links_their_room_memberships(security_admin: User) -> None:
+    # given a person in a room
+    alice = make_user(username="alice")
+    make_room(owner=alice, name="Rates desk")
+
+    # when a security admin opens their page, then the link filtered by them
+    page = client_for(security_admin).get(f"/admin/accounts/user/{alice.pk}/change/")
+    listing = client_for(security_admin).get(f"/admin/rooms/membership/?user__id__exact={alice.pk}")
+
+    # then the page links their memberships, and the filtered list shows just theirs
+    assert page.status_code == 200
+    assert f"/admin/rooms/membership/?user__id__exact={alice.pk}".encode() in page.content
+    assert listing.status_code == 200
+    assert list(listing.context["cl"].result_list.values_list("user_id", flat=True)) == [alice.pk]
+
+
+def test_reading_one_audit_event_in_the_admin_is_on_the_record(officer: User) -> None:
+    from accounts.services import api_token_create
+
+    # given an event about a person, and a compliance officer
+    api_token_create(actor=make_user(username="alice"), name="ci", scope="read", days=5)
+    event = AuditEvent.objects.filter(action="token.created").latest("seq")
+    olivia = officer
+    client = client_for(olivia)
+
+    # when the officer opens the event's page directly (no list, no search)
+    page = client.get(f"/admin/audit/auditevent/{event.pk}/change/")
+
+    # then the reading is recorded, naming the event, as a search of the log is
+    assert page.status_code == 200
+    (read,) = events("audit.searched")
+    assert (read.actor_id, read.extra["filters"]) == (olivia.pk, [["seq", str(event.pk)]])

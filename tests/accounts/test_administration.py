@@ -393,3 +393,54 @@ def test_reactivation_by_someone_without_the_right_is_refused_audited_and_change
     assert [(e.extra["operation"], e.extra["reason"]) for e in refused] == [
         ("account.reactivate", "permission")
     ]
+
+
+@pytest.mark.parametrize(
+    ("held", "granted"),
+    [
+        (Role.SECURITY_ADMIN, Role.COMPLIANCE_OFFICER),
+        (Role.COMPLIANCE_OFFICER, Role.SECURITY_ADMIN),
+    ],
+)
+def test_one_person_is_never_both_security_admin_and_compliance_officer(
+    security_admin: User, held: Role, granted: Role
+) -> None:
+    # given someone who holds one of the two duties
+    bob = grant_role(make_user(username="bob"), held)
+
+    # when a security admin grants them the other one
+    with pytest.raises(PermissionDenied):
+        role_grant(actor=security_admin, user=bob, role=granted)
+
+    # then bob holds one duty only, and the refusal is on the record
+    assert set(bob.groups.values_list("name", flat=True)) == {held.value}
+    (refusal,) = events("account.role.refused")
+    assert refusal.extra["reason"] == "incompatible roles"
+    assert refusal.target_id == str(bob.pk)
+    assert "account.role.granted" not in actions()
+
+
+def test_the_last_active_security_admin_is_neither_deactivated_nor_demoted() -> None:
+    # given the only active security admin, and an account holding the right to
+    # administer people without the role (a superuser made by hand)
+    sam = grant_role(make_user(username="sam"), Role.SECURITY_ADMIN)
+    root = make_user(username="root")
+    User.objects.filter(pk=root.pk).update(is_superuser=True)
+    root = User.objects.get(pk=root.pk)
+    from accounts.services import role_revoke, user_deactivate
+
+    # when that account deactivates them, then revokes their role
+    with pytest.raises(PermissionDenied):
+        user_deactivate(actor=root, user=sam)
+    with pytest.raises(PermissionDenied):
+        role_revoke(actor=root, user=sam, role=Role.SECURITY_ADMIN)
+
+    # then both are refused (nobody could administer people again), on the record
+    sam.refresh_from_db()
+    assert sam.is_active
+    assert sam.groups.filter(name=Role.SECURITY_ADMIN).exists()
+    reasons = [e.extra["reason"] for e in events("account.admin.refused")]
+    reasons += [e.extra["reason"] for e in events("account.role.refused")]
+    assert reasons == ["last security admin", "last security admin"]
+    assert "account.deactivated" not in actions()
+    assert "account.role.revoked" not in actions()

@@ -347,3 +347,20 @@ def test_the_audit_scope_stands_apart_from_the_ordered_ones(
     # minting: a child of scope ``needed`` under a parent of scope ``granted``
     if method == "GET":
         assert scope_covers(granted, needed) is allowed
+
+
+def test_a_lowered_maximum_token_life_applies_to_tokens_already_issued(settings: Settings) -> None:
+    # given a token minted for a year, 60 days ago
+    alice = make_user()
+    token, secret = api_token_create(actor=alice, name="ci", scope="read", days=365)
+    ApiToken.objects.filter(pk=token.pk).update(created_at=timezone.now() - timedelta(days=60))
+
+    # when the bank lowers the maximum life to 30 days
+    settings.SAFECHAT_TOKEN_MAX_DAYS = 30
+    answer = Client().get("/api/v1/rooms/", headers=bearer(secret))
+
+    # then the token, older than the maximum, no longer works, and the refusal is on the record
+    assert answer.status_code == 401
+    (refused,) = events("token.used.refused")
+    assert refused.extra["reason"] == "past_max_life"
+    assert ApiToken.objects.get(pk=token.pk).last_used_at is None

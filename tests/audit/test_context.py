@@ -261,3 +261,20 @@ def test_redaction_keeps_everything_but_the_secret_segments() -> None:
     )
     assert redact("/accounts/password-reset/") == "/accounts/password-reset/"
     assert redact("/rooms/3/") == "/rooms/3/"
+
+
+def test_the_proxy_template_keeps_one_time_links_out_of_its_error_log() -> None:
+    # given the nginx template shipped for deployments
+    import re
+    from pathlib import Path
+
+    conf = (Path(django_settings.BASE_DIR) / "deploy" / "nginx" / "safechat.conf").read_text()
+    server = conf[conf.index("listen 443") :]
+
+    # then the error log (no format: the raw request line) is a file of its own, and the
+    # one-time links' location logs nothing below crit
+    assert "error_log /var/log/nginx/safechat.error.log" in server
+    links = re.search(r"location ~ \^/accounts/\((\S+)\)/ \{(.*?)\n    \}", server, re.S)
+    assert links is not None
+    assert set(links.group(1).split("|")) == {"bootstrap", "invitation", "password-reset"}
+    assert re.search(r"error_log \S+ crit;", links.group(2))

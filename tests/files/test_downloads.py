@@ -229,3 +229,74 @@ def test_a_segment_dropped_from_the_row_fails(
     _got, error = _read_all(member, StoredFile.objects.get(pk=stored.pk))
 
     assert isinstance(error, FileIntegrityError)
+
+
+def test_an_uploader_made_compliance_officer_does_not_delete_their_old_file(
+    clamd: OwnClamd,
+) -> None:
+    from django.test import Client
+
+    from accounts.roles import Role
+    from accounts.services import role_grant
+    from tests.accounts.factories import grant_role, sign_in_client
+
+    # given a member who uploaded a clean file, then was made a compliance officer
+    owner, carol = make_user(), make_user()
+    room = make_room(owner=owner, members=(carol,))
+    stored = upload_and_scan(actor=carol, room=room, data=b"%PDF-1.4 statement")
+    assert stored.state == StoredFile.State.AVAILABLE
+    role_grant(
+        actor=grant_role(make_user(), Role.SECURITY_ADMIN), user=carol, role=Role.COMPLIANCE_OFFICER
+    )
+    client = Client()
+    sign_in_client(client, User.objects.get(pk=carol.pk), verified=True)
+
+    # when the compliance officer deletes it over the API
+    answer = client.delete(f"/api/v1/rooms/{room.pk}/files/{stored.uid}/")
+
+    # then it is refused (read-only on chat: their files stay on the record), audited,
+    # and the file is still there
+    assert answer.status_code == 403
+    assert StoredFile.objects.get(pk=stored.pk).state == StoredFile.State.AVAILABLE
+    assert not AuditEvent.objects.filter(action="file.deleted").exists()
+    (refused,) = AuditEvent.objects.filter(action="room.access.denied", actor_id=carol.pk)
+    assert refused.extra["reason"] == "missing upload_file"
+
+
+def test_an_integrity_failure_found_mid_download_over_the_api_is_recorded_as_that_request(
+    shared: tuple[User, User, StoredFile, bytes], vault_dir: Path
+) -> None:
+    from django.test import Client
+
+    from accounts.services import api_token_create
+
+    # given a member with a read token, and chunk 2 of a clean file tampered with
+    _owner, member, stored, _data = shared
+    token, secret = api_token_create(actor=member, name="dl", scope="read", days=5)
+    path = _blob_path(vault_dir, stored, 1)
+    blob = bytearray(path.read_bytes())
+    blob[(CHUNK + TAG_LEN) + 10] ^= 0x01
+    path.write_bytes(bytes(blob))
+
+    # when the member downloads it over the API with the token (the body is read after
+    # the view returned)
+    answer = Client().get(
+        f"/api/v1/rooms/{stored.room_id}/files/{stored.uid}/download",
+        headers={"Authorization": f"Bearer {secret}", "User-Agent": "dl-script"},
+        REMOTE_ADDR="203.0.113.9",
+    )
+    assert answer.status_code == 200
+    got = b"".join(answer.streaming_content)  # type: ignore[attr-defined]
+
+    # then the body stopped short, and the failure is on the record as that API request:
+    # its channel, address, user agent, token, and the request id of its download event
+    assert len(got) < int(answer["Content-Length"])
+    (event,) = _integrity_events()
+    (began,) = AuditEvent.objects.filter(action="file.downloaded")
+    assert (event.channel, event.source_ip, event.user_agent, event.token_id) == (
+        "api",
+        "203.0.113.9",
+        "dl-script",
+        token.pk,
+    )
+    assert event.request_id == began.request_id != ""

@@ -103,3 +103,22 @@ def test_the_command_reports_status_rotates_and_refuses_early_retirement(
     assert "remaining under older versions: 0" in out
     with pytest.raises(CommandError, match="current master key"):
         call_command("rotate_master_key", "--retire", "2")
+
+
+def test_a_master_key_rotation_is_recorded_with_the_commands_request_id() -> None:
+    # given some wrapped keys
+    make_room(owner=make_user(), members=(make_user(),))
+
+    # when the operator rotates the master key
+    call_command("rotate_master_key", "--new-version", "--batch-size", "1")
+
+    # then each of its events names the command channel and the run's one request id
+    rows = list(
+        AuditEvent.objects.filter(action__startswith="key.master").values_list(
+            "channel", "request_id"
+        )
+    )
+    assert rows
+    assert {channel for channel, _ in rows} == {"command"}
+    assert len({request_id for _, request_id in rows}) == 1
+    assert all(request_id for _, request_id in rows)

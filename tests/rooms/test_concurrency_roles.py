@@ -13,7 +13,7 @@ import pytest
 
 from accounts.models import User
 from accounts.roles import Role
-from accounts.services import role_grant, user_deactivate
+from accounts.services import role_grant, role_revoke, user_deactivate
 from audit.models import AuditEvent
 from rooms.models import Membership
 from rooms.services import membership_remove, room_invitation_accept, room_invitation_send
@@ -103,3 +103,56 @@ def test_an_invitation_is_never_accepted_after_its_inviter_was_deactivated() -> 
                 action="room.invitation.accepted", target_id=str(room.pk)
             )
             assert accepted.seq < deactivated.seq
+
+
+def _active_security_admins() -> set[int]:
+    return set(
+        User.objects.filter(is_active=True, groups__name=Role.SECURITY_ADMIN).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+@postgresql_only("each administrator's right is read again under both people's row locks")
+def test_two_security_admins_deactivating_each_other_at_once_leave_one() -> None:
+    for _ in range(ROUNDS):
+        # given the bank's only two security admins
+        User.objects.filter(groups__name=Role.SECURITY_ADMIN).update(is_active=False)
+        alice, bob = security_admin(), security_admin()
+        deactivated = AuditEvent.objects.filter(action="account.deactivated").count()
+        refused = AuditEvent.objects.filter(action="account.admin.refused").count()
+
+        # when each deactivates the other at the same instant
+        outcomes = run_together(
+            partial(user_deactivate, actor=alice, user=bob),
+            partial(user_deactivate, actor=bob, user=alice),
+        )
+
+        # then one went through, the other was refused (its actor had just lost the
+        # right), the refusal is on the record, and one security admin is left
+        errors = [outcome.error for outcome in outcomes]
+        assert sum(error is None for error in errors) == 1, errors
+        assert all(error is None or isinstance(error, Refused) for error in errors), errors
+        assert len(_active_security_admins()) == 1
+        assert AuditEvent.objects.filter(action="account.deactivated").count() == deactivated + 1
+        assert AuditEvent.objects.filter(action="account.admin.refused").count() == refused + 1
+
+
+@postgresql_only("role changes lock the role group, then both people's rows")
+def test_two_security_admins_revoking_each_others_role_at_once_leave_one() -> None:
+    for _ in range(ROUNDS):
+        # given the bank's only two security admins
+        User.objects.filter(groups__name=Role.SECURITY_ADMIN).update(is_active=False)
+        alice, bob = security_admin(), security_admin()
+
+        # when each revokes the other's role at the same instant
+        outcomes = run_together(
+            partial(role_revoke, actor=alice, user=bob, role=Role.SECURITY_ADMIN),
+            partial(role_revoke, actor=bob, user=alice, role=Role.SECURITY_ADMIN),
+        )
+
+        # then exactly one went through, the other was refused, one security admin is left
+        errors = [outcome.error for outcome in outcomes]
+        assert sum(error is None for error in errors) == 1, errors
+        assert all(error is None or isinstance(error, Refused) for error in errors), errors
+        assert len(_active_security_admins()) == 1

@@ -618,14 +618,100 @@ def test_the_portal_offers_no_leave_nor_manage_in_a_direct_conversation() -> Non
     assert b"Change role" not in page.content
 
 
-def test_a_security_admin_still_removes_from_a_direct_conversation() -> None:
-    # resolving an information barrier never waits on a conversation's fixed membership
+def _barrier_between(first: User, second: User) -> int:
+    """A barrier raised between two people who already share rooms; returns its id."""
+    from django.contrib.auth.models import Group
+
+    from rooms.services import barrier_create
+
+    side_a = Group.objects.create(name=f"Research {first.pk}")
+    side_b = Group.objects.create(name=f"Trading {second.pk}")
+    first.groups.add(side_a)
+    second.groups.add(side_b)
+    barrier, _ = barrier_create(actor=security_admin(), group_a=side_a, group_b=side_b)
+    return barrier.pk
+
+
+def test_a_security_admin_still_removes_from_a_direct_conversation_to_resolve_a_barrier() -> None:
+    # given a direct conversation that a barrier raised since now divides
     starter, first, second = make_user(), make_user(), make_user()
     direct = direct_conversation_create(actor=starter, participants=[first, second])
+    barrier = _barrier_between(first, second)
 
+    # when a security admin removes one side (resolving a barrier never waits on a
+    # conversation's fixed membership)
     membership_remove(actor=security_admin(), room=direct, member=second)
 
+    # then they are gone, and the event names the barrier resolved
     assert not direct.memberships.filter(user=second).exists()
+    (removed,) = AuditEvent.objects.filter(action="room.member.removed")
+    assert removed.extra == {"member": second.pk, "barriers": [barrier]}
+
+
+def test_a_security_admin_removes_an_owner_named_by_a_barrier_even_in_an_archived_room() -> None:
+    # given an archived room whose co-owner a barrier raised since separates from a member
+    owner, co_owner, member = make_user(), make_user(), make_user()
+    room = make_room(owner=owner, members=(co_owner,), role=Membership.Role.OWNER)
+    membership_add(actor=owner, room=room, user=member)
+    room_archive(actor=owner, room=room)
+    barrier = _barrier_between(co_owner, member)
+
+    # when a security admin who is not in the room removes the co-owner
+    membership_remove(actor=security_admin(), room=room, member=co_owner)
+
+    # then the co-owner is gone (the barrier is resolved), on the record with the barrier
+    assert not room.memberships.filter(user=co_owner).exists()
+    (removed,) = AuditEvent.objects.filter(action="room.member.removed")
+    assert removed.extra == {"member": co_owner.pk, "barriers": [barrier]}
+
+
+def test_a_security_admin_who_is_a_plain_member_does_not_remove_a_co_owner_over_the_api() -> None:
+    # given a room with two owners, a moderator and a security admin who is a plain
+    # member; no information barrier anywhere
+    owner, co_owner, moderator = make_user(), make_user(), make_user()
+    sam = security_admin()
+    room = make_room(owner=owner)
+    membership_add(actor=owner, room=room, user=co_owner, role="owner")
+    membership_add(actor=owner, room=room, user=moderator, role="moderator")
+    membership_add(actor=owner, room=room, user=sam, role="member")
+    before = rows()
+
+    # when the security admin removes the co-owner and the moderator through the API
+    client = verified_client(sam)
+    answers = [
+        client.delete(f"/api/v1/rooms/{room.pk}/members/{co_owner.pk}/").status_code,
+        client.delete(f"/api/v1/rooms/{room.pk}/members/{moderator.pk}/").status_code,
+    ]
+
+    # then both are refused (their removal power resolves barriers, and there is none),
+    # on the record, and nothing changed
+    assert answers == [403, 403]
+    assert rows() == before
+    assert not AuditEvent.objects.filter(action="room.member.removed").exists()
+    assert AuditEvent.objects.filter(action="room.access.denied", actor_id=sam.pk).count() == 2
+
+
+def test_a_security_admin_does_not_empty_an_archived_room_without_a_barrier() -> None:
+    # given an archived room, and no information barrier
+    owner, member = make_user(), make_user()
+    sam = security_admin()
+    room = make_room(owner=owner, members=(member,))
+    room_archive(actor=owner, room=room)
+    before = rows()
+    membership = Membership.objects.get(room=room, user=member)
+
+    # when the security admin uses the admin's "remove members" action on it
+    answer = verified_client(sam).post(
+        "/admin/rooms/membership/",
+        {"action": "remove_members", "_selected_action": [membership.pk]},
+    )
+
+    # then nothing changed (every write is refused in an archived room, and no barrier
+    # asks for this one), and the refusal is on the record
+    assert answer.status_code in (200, 302)
+    assert rows() == before
+    assert not AuditEvent.objects.filter(action="room.member.removed").exists()
+    assert AuditEvent.objects.filter(action="room.access.denied", actor_id=sam.pk).exists()
 
 
 # --- Who cannot be reached is answered alike ---------------------------------------
@@ -716,3 +802,78 @@ def test_a_security_admin_archives_from_the_admin_only_a_room_they_own() -> None
     assert refusals("missing manage_room") == 1
     assert AuditEvent.objects.filter(action="room.archived").count() == 1
     assert any("Treasury: you cannot archive it" in str(m) for m in response.context["messages"])
+
+
+# --- Read-only people delete nothing they wrote ------------------------------------
+def test_a_member_made_compliance_officer_does_not_delete_their_old_message() -> None:
+    from rooms.models import Message
+    from rooms.services import message_post
+
+    # given a member who posted, then was made a compliance officer
+    owner, carol = make_user(), make_user()
+    room = make_room(owner=owner, members=(carol,))
+    message = message_post(sender=carol, room=room, text="the trade was booked at 4.15")
+    role_grant(actor=security_admin(), user=carol, role=Role.COMPLIANCE_OFFICER)
+
+    # when the compliance officer deletes it over the API
+    answer = verified_client(User.objects.get(pk=carol.pk)).delete(
+        f"/api/v1/rooms/{room.pk}/messages/{message.pk}/"
+    )
+
+    # then it is refused (read-only on chat: the record stays), on the record
+    assert answer.status_code == 403
+    assert Message.objects.get(pk=message.pk).deleted_at is None
+    assert not AuditEvent.objects.filter(action="message.deleted").exists()
+    assert refusals("missing post_message") == 1
+
+
+def test_a_member_made_read_only_does_not_delete_their_old_message() -> None:
+    from rooms.models import Message
+    from rooms.services import message_delete, message_post
+
+    # given a member who posted, then was made read-only
+    owner, dan = make_user(), make_user()
+    room = make_room(owner=owner, members=(dan,))
+    message = message_post(sender=dan, room=room, text="indicative only")
+    membership_role_change(actor=owner, room=room, member=dan, role="read_only")
+
+    # when they delete it
+    with pytest.raises(Refused):
+        message_delete(actor=dan, message=message)
+
+    # then it stays, and the refusal is on the record
+    assert Message.objects.get(pk=message.pk).deleted_at is None
+    assert not AuditEvent.objects.filter(action="message.deleted").exists()
+    assert refusals("missing post_message") == 1
+
+
+# --- The read marker is the reader's own bookmark ----------------------------------
+def test_the_read_marker_still_moves_in_an_archived_room_and_nothing_else_changes() -> None:
+    from rooms.models import Message
+    from rooms.services import message_post
+
+    # given an archived room with a message the member has not read
+    owner, member = make_user(), make_user()
+    room = make_room(owner=owner, members=(member,))
+    message = message_post(sender=owner, room=room, text="final")
+    Membership.objects.filter(room=room, user=member).update(last_read_message_id=0)
+    room_archive(actor=owner, room=room)
+    before = rows()
+    messages = list(Message.objects.values_list("pk", "deleted_at", "edited_at"))
+    events = AuditEvent.objects.count()
+
+    # when the member moves their read marker over the API
+    answer = verified_client(member).post(
+        f"/api/v1/rooms/{room.pk}/read-marker/",
+        {"message_id": message.pk},
+        content_type="application/json",
+    )
+
+    # then it moves (documented: a bookmark, not a write to the room), and nothing else
+    # in the room changed, nor was anything recorded as a change
+    assert answer.status_code in (200, 204)
+    assert Membership.objects.get(room=room, user=member).last_read_message_id == message.pk
+    assert rows() == before
+    assert list(Message.objects.values_list("pk", "deleted_at", "edited_at")) == messages
+    assert Room.objects.get(pk=room.pk).is_archived
+    assert AuditEvent.objects.count() == events

@@ -45,6 +45,8 @@ NOT_ENTRY_POINTS = {
     # checks that raise Refused for the action that calls them
     "accounts.services._common.ensure_permission",
     "accounts.services._common.ensure_not_self",
+    "accounts.services._common.actor_and_people_locked",
+    "accounts.services._common.ensure_not_last_security_admin",
     "accounts.services._common.ensure_person",
     # counts a failure for the action that calls it (its lockout event in its own transaction)
     "accounts.services._common.failure_count",

@@ -6,9 +6,10 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from audit.actors import SystemActor
+from safechat.commands import SafeChatCommand
 from safechat.crypto import CryptoError
 from safechat.keyring.errors import RotationIncompleteError
 from safechat.keyring.rotation import (
@@ -19,7 +20,7 @@ from safechat.keyring.rotation import (
 )
 
 
-class Command(BaseCommand):
+class Command(SafeChatCommand):
     help = (
         "Rotate the master key: --new-version adds a version to the key file or the HSM "
         "token and publishes it to every process; then every wrapped private key is "
