@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -41,16 +42,33 @@ def _files_under(folder: Path, since: float | None = None) -> list[Path]:
     return found
 
 
+def _holds(path: Path, marker: bytes) -> bool:
+    """Whether the file at ``path`` contains ``marker``.
+
+    An SQLite database (and its -wal, -shm and -journal files) is read by another process:
+    POSIX record locks belong to a process, and closing any descriptor of a file drops all
+    of that process's locks on it, so opening the test database here would drop the locks
+    this process's own connections hold, and another process could then take the WAL for
+    unused and remove it under them (a "malformed" or "disk I/O error" database)."""
+    if ".sqlite3" in path.name:
+        found = subprocess.run(
+            ["grep", "-q", "-F", "-a", "-e", marker.decode(), str(path)],
+            check=False,
+        )
+        return found.returncode == 0
+    try:
+        return marker in path.read_bytes()
+    except OSError:
+        return False
+
+
 def _holders(marker: bytes, folders: list[Path], since: float) -> list[str]:
     """Every file (new since ``since`` in shared folders), row or field holding ``marker``."""
     hits = []
     for folder in folders:
         for path in _files_under(folder, since):
-            try:
-                if marker in path.read_bytes():
-                    hits.append(str(path))
-            except OSError:
-                continue
+            if _holds(path, marker):
+                hits.append(str(path))
     for model in apps.get_models():
         for row in model._default_manager.all().values_list():
             for value in row:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from django.core.cache import cache
-from django.db import connection
 from PIL import Image
 from playwright.sync_api import Route, expect, sync_playwright
 from pytest_django import Settings
@@ -39,18 +38,7 @@ from tests.support.browser import (
 )
 from tests.support.clamd import OwnClamd
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    # Known problem, under investigation: late in a full run on the embedded default, the
-    # SQLite test file this test shares with its server process is reported malformed
-    # after the tus upload, while the test passes on its own and in tests/files. The
-    # same test runs on PostgreSQL in CI.
-    pytest.mark.skipif(
-        connection.vendor == "sqlite",
-        reason="SQLite file shared with the server process reported malformed late in "
-        "a full run (known problem, under investigation); runs on PostgreSQL",
-    ),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 CHUNK = UPLOAD_CHUNK_BYTES  # the portal's PATCH size
 

@@ -261,6 +261,8 @@ def web_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         LOG_LEVEL="WARNING",
         SAFECHAT_KEY_CACHE_SECONDS="0",
         SAFECHAT_MASTER_KEY_REFRESH_SECONDS="3600",
+        # The serving thread posts every 50 ms: the posting limit is not what is tested.
+        SAFECHAT_POST_RATE_LIMIT="100000/1",
         **overrides,
     )
 
