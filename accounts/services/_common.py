@@ -92,6 +92,23 @@ def actor_and_people_locked(
     return rows
 
 
+def security_admins_locked() -> None:
+    """Lock the security admins' role group (``FOR NO KEY UPDATE``: the groups step of
+    the lock order, docs/architecture.md), creating it if a fresh database has none yet.
+
+    Whatever may leave the bank with fewer active security admins (a deactivation, a
+    revocation of the role) takes it first, so ``ensure_not_last_security_admin`` counts
+    the others with no such change in flight: check and write are one step.
+    """
+    from django.contrib.auth.models import Group
+
+    from accounts.roles import Role
+    from safechat.locks import rows_locked
+
+    group, _ = Group.objects.get_or_create(name=Role.SECURITY_ADMIN.value)
+    rows_locked(Group, [group.pk])
+
+
 def ensure_not_last_security_admin(
     *,
     actor: User,
@@ -100,9 +117,12 @@ def ensure_not_last_security_admin(
     operation: str,
     request: HttpRequest | None = None,
 ) -> None:
-    """Under ``user``'s lock: raise ``Refused`` (``last security admin``) if ``user`` is
-    the only active security admin, whom a deactivation or the revocation of the role
-    would leave the bank without anyone to administer people (nothing could repair it).
+    """Raise ``Refused`` (``last security admin``) if ``user`` is the only active
+    security admin, whom a deactivation or the revocation of the role would leave the
+    bank without anyone to administer people (nothing could repair it).
+
+    Call it under ``security_admins_locked()`` (taken at the top of the transaction):
+    the count is then exact until the caller's write commits.
     """
     from accounts.roles import Role
 

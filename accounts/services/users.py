@@ -31,6 +31,7 @@ from accounts.services._common import (
     ensure_permission,
     ensure_person,
     failure_count,
+    security_admins_locked,
 )
 from accounts.services.auth import LOCKED_OUT
 from accounts.services.sessions import (
@@ -420,9 +421,10 @@ def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = No
     """Deactivate an account: its sessions end, its sockets close and its tokens are revoked.
 
     Refused (``sole owner``) while the account is the only acting owner of a room: a
-    room always keeps an owner who can act, so another owner is appointed first. Locks:
-    the user, then those rooms (the rooms app's ``rooms_owned_only_by``, asked through
-    ``accounts.hooks``).
+    room always keeps an owner who can act, so another owner is appointed first; and
+    (``last security admin``) while it is the only active security admin. Locks: the
+    security admins' group, the actor and the user, then those rooms (the rooms app's
+    ``rooms_owned_only_by``, asked through ``accounts.hooks``).
     """
     ensure_permission(
         actor=actor, permission=MANAGE_USERS, target=user,
@@ -432,6 +434,11 @@ def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = No
     ensure_not_self(actor=actor, user=user, operation="account.deactivate", request=request)
     hooks = room_hooks()
     with action_transaction():
+        # The security admins' group first (the groups step of the lock order): every
+        # deactivation and every revocation of that role is then one at a time, so the
+        # count of the others below cannot be made stale by a concurrent one, whoever
+        # acts and whatever power the actor holds.
+        security_admins_locked()
         locked = actor_and_people_locked(
             actor=actor, users=[user], permission=MANAGE_USERS, target=user,
             operation="account.deactivate", request=request,
