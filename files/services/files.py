@@ -10,13 +10,15 @@ from audit.services import audit_record
 from files.models import StoredFile
 from files.services.uploads import VAULT_SYSTEM
 from rooms import permissions as perms
-from rooms.models import Message, Room, RoomChange
+from rooms.models import Room
 from rooms.permissions import room_permissions_of
-from rooms.services._changes import room_change_append
-from rooms.services._common import permission_refused, require_not_archived, room_refused
+from rooms.services import (
+    message_file_withdraw,
+    permission_refused,
+    require_not_archived,
+    room_refused,
+)
 from safechat.actions import action, action_transaction
-from safechat.events import Event, publish
-from safechat.keyring import events as key_events
 from safechat.locks import rows_locked
 
 
@@ -57,18 +59,12 @@ def file_delete(*, actor: User, stored: StoredFile) -> None:
         row.save(update_fields=["state", "deleted_at", "deleted_by"])
         if row.message_id is not None:
             # Its room message goes with it: hidden from members, kept like the file.
-            Message.objects.filter(pk=row.message_id, deleted_at__isnull=True).update(
-                deleted_at=row.deleted_at, deleted_by=actor
+            message_file_withdraw(
+                actor=actor, room=room, message_id=row.message_id, at=row.deleted_at
             )
-            key_events.message_changed(message_id=row.message_id)
-            publish(Event.MESSAGE_DELETED, room_id=room.pk, message_id=row.message_id)
         audit_record(
             actor=actor, action=AuditAction.FILE_DELETED, target=row, extra={"room": room.pk}
         )
-        if row.message_id is not None:  # after the audit append: the feed's commit order
-            room_change_append(
-                room_id=room.pk, kind=RoomChange.Kind.MESSAGE_DELETED, message_id=row.message_id
-            )
 
 
 @action

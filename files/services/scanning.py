@@ -26,7 +26,7 @@ from files.scanner import ScannerUnavailable, clamd_configured, scan_stream
 from files.sealing import digest_seal, preview_seal
 from files.services.uploads import VAULT_SYSTEM
 from rooms.models import Room
-from rooms.services.messages import message_file_insert
+from rooms.services import message_file_insert
 from safechat.actions import action, action_transaction
 from safechat.crypto import SymmetricKey
 from safechat.keyring.errors import KeyUnavailableError

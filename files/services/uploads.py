@@ -49,7 +49,7 @@ from files.services._common import (
 from rooms import permissions as perms
 from rooms.models import Room
 from rooms.ratelimit import Write, write_rate_check
-from rooms.services._common import require_writable
+from rooms.services import require_writable
 from rooms.services.epochs import file_key_wrap
 from safechat.actions import action, action_transaction
 from safechat.crypto import KeyPurpose, SymmetricKey

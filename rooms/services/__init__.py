@@ -1,5 +1,15 @@
-"""Writes on rooms: one function per action, used by the portal, the API and the socket."""
+"""Writes on rooms: one function per action, used by the portal, the API and the socket.
 
+The file vault (``files.services``) shares files as room messages and refuses in the
+rooms' terms: it uses the message and refusal functions exported here, nothing private.
+"""
+
+from rooms.services._common import (
+    permission_refused,
+    require_not_archived,
+    require_writable,
+    room_refused,
+)
 from rooms.services.barriers import (
     barrier_conflicts,
     barrier_create,
@@ -20,6 +30,8 @@ from rooms.services.messages import (
     MAX_MESSAGE_BYTES,
     message_delete,
     message_edit,
+    message_file_insert,
+    message_file_withdraw,
     message_post,
     reaction_toggle,
     read_marker_set,
@@ -47,9 +59,14 @@ __all__ = [
     "membership_role_change",
     "message_delete",
     "message_edit",
+    "message_file_insert",
+    "message_file_withdraw",
     "message_post",
+    "permission_refused",
     "reaction_toggle",
     "read_marker_set",
+    "require_not_archived",
+    "require_writable",
     "room_archive",
     "room_barrier_violations",
     "room_create",
@@ -57,6 +74,7 @@ __all__ = [
     "room_invitation_send",
     "room_key_rotate",
     "room_manage_require",
+    "room_refused",
     "room_unarchive",
     "room_update",
     "user_groups_change",

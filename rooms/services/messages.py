@@ -308,6 +308,32 @@ def message_file_insert(*, room: Room, uploader: User, file_id: int) -> Message:
     return message
 
 
+def message_file_withdraw(*, actor: User, room: Room, message_id: int, at: datetime) -> None:
+    """Hide the message that shares a file being deleted (``files.services.file_delete``):
+    gone for members at ``at``, kept (still encrypted) like the file until retention.
+
+    Inside the caller's transaction, with the room's and the file's rows already locked
+    (the lock order's room and files steps); the caller decided who may. Locks the
+    message, records ``message.deleted`` (``file``: true), then appends the change feed's
+    entry; subscribers get ``message.deleted`` after commit. A message already deleted
+    is left as it is.
+    """
+    locked = Message.objects.select_for_update(no_key=True).get(pk=message_id, room=room)
+    if locked.deleted_at is not None:
+        return
+    locked.deleted_at, locked.deleted_by = at, actor
+    locked.save(update_fields=["deleted_at", "deleted_by"])
+    audit_record(
+        actor=actor,
+        action=AuditAction.MESSAGE_DELETED,
+        target=locked,
+        extra={"room": room.pk, "by_sender": locked.sender_id == actor.pk, "file": True},
+    )
+    room_change_append(room_id=room.pk, kind=RoomChange.Kind.MESSAGE_DELETED, message_id=locked.pk)
+    key_events.message_changed(message_id=locked.pk)
+    publish(Event.MESSAGE_DELETED, room_id=room.pk, message_id=locked.pk)
+
+
 def _own_live_message(*, actor: User, message: Message, action: str) -> Message:
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
