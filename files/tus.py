@@ -30,6 +30,16 @@ class TusVersionError(TusHeaderError):
     """``Tus-Resumable`` is missing or names a version the server does not speak (412)."""
 
 
+class TusContentTypeError(TusHeaderError):
+    """A PATCH whose ``Content-Type`` is not ``application/offset+octet-stream`` (415)."""
+
+
+def require_offset_content_type(value: str | None) -> None:
+    """A PATCH body is ``application/offset+octet-stream`` (tus 1.0.0, core protocol)."""
+    if (value or "").split(";", 1)[0].strip().lower() != OFFSET_CONTENT_TYPE:
+        raise TusContentTypeError(f"PATCH needs {OFFSET_CONTENT_TYPE}")
+
+
 def require_version(value: str | None) -> None:
     if value is None:
         raise TusVersionError("the Tus-Resumable header is required (1.0.0)")

@@ -92,10 +92,29 @@ def _expires(stored: StoredFile) -> dict[str, str]:
     return {"Upload-Expires": format_datetime(stored.expires_at, usegmt=True)}
 
 
+# A tus header error's status and code: the most specific class first.
+_TUS_HEADER_STATUS: tuple[tuple[type[tus.TusHeaderError], int, str], ...] = (
+    (tus.TusVersionError, 412, "tus_version"),
+    (tus.TusContentTypeError, 415, "content_type"),
+    (tus.TusHeaderError, 400, "bad_header"),
+)
+
+
 class _TusApi(APIView):
     """Common to the tus views: OPTIONS says what the server speaks; every answer, the
     errors DRF raises included (401, 403, 404, 429), carries ``Tus-Resumable`` (tus 1.0.0)
-    and is never cached."""
+    and is never cached. A malformed tus header and a service's refusal are answered
+    here, one way for every tus view."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, tus.TusHeaderError):
+            status_code, code = next(
+                (s, c) for kind, s, c in _TUS_HEADER_STATUS if isinstance(exc, kind)
+            )
+            return _problem(self.request, status_code, code, str(exc))  # type: ignore[return-value]
+        if isinstance(exc, Refused):
+            return _refusal(self.request, exc)  # type: ignore[return-value]
+        return super().handle_exception(exc)
 
     def finalize_response(
         self, request: Request, response: Response, *args: Any, **kwargs: Any
@@ -146,27 +165,19 @@ class UploadCreateApi(_TusApi):
     )
     def post(self, request: Request, room_id: str) -> HttpResponseBase:
         actor = _user(request)
-        try:
-            tus.require_version(request.headers.get("Tus-Resumable"))
-            if "Upload-Defer-Length" in request.headers:
-                raise tus.TusHeaderError("deferred lengths are not supported: send Upload-Length")
-            length = tus.parse_length(request.headers.get("Upload-Length"), "Upload-Length")
-            metadata = tus.parse_metadata(request.headers.get("Upload-Metadata"))
-        except tus.TusVersionError as exc:
-            return _problem(request, 412, "tus_version", str(exc))
-        except tus.TusHeaderError as exc:
-            return _problem(request, 400, "bad_header", str(exc))
+        tus.require_version(request.headers.get("Tus-Resumable"))
+        if "Upload-Defer-Length" in request.headers:
+            raise tus.TusHeaderError("deferred lengths are not supported: send Upload-Length")
+        length = tus.parse_length(request.headers.get("Upload-Length"), "Upload-Length")
+        metadata = tus.parse_metadata(request.headers.get("Upload-Metadata"))
         room = room_get_for_user(user=actor, room_id=room_id)
-        try:
-            stored = services.upload_create(
-                actor=actor,
-                room=room,
-                length=length,
-                name=metadata.get("filename", metadata.get("name", "")),
-                content_type=metadata.get("filetype", metadata.get("type", "")),
-            )
-        except Refused as refused:
-            return _refusal(request, refused)
+        stored = services.upload_create(
+            actor=actor,
+            room=room,
+            length=length,
+            name=metadata.get("filename", metadata.get("name", "")),
+            content_type=metadata.get("filetype", metadata.get("type", "")),
+        )
         location = request.build_absolute_uri(reverse("api-upload", args=[stored.uid]))
         return _tus_response(status.HTTP_201_CREATED, {"Location": location, **_expires(stored)})
 
@@ -208,21 +219,11 @@ class UploadApi(_TusApi):
     )
     def patch(self, request: Request, upload_id: str) -> HttpResponseBase:
         actor = _user(request)
-        try:
-            tus.require_version(request.headers.get("Tus-Resumable"))
-        except tus.TusVersionError as exc:
-            return _problem(request, 412, "tus_version", str(exc))
-        content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        if content_type != tus.OFFSET_CONTENT_TYPE:
-            return _problem(request, 415, "content_type", f"PATCH needs {tus.OFFSET_CONTENT_TYPE}")
-        try:
-            offset = tus.parse_length(request.headers.get("Upload-Offset"), "Upload-Offset")
-            declared = request.headers.get("Content-Length")
-            content_length = (
-                None if declared is None else tus.parse_length(declared, "Content-Length")
-            )
-        except tus.TusHeaderError as exc:
-            return _problem(request, 400, "bad_header", str(exc))
+        tus.require_version(request.headers.get("Tus-Resumable"))
+        tus.require_offset_content_type(request.headers.get("Content-Type"))
+        offset = tus.parse_length(request.headers.get("Upload-Offset"), "Upload-Offset")
+        declared = request.headers.get("Content-Length")
+        content_length = None if declared is None else tus.parse_length(declared, "Content-Length")
         body = getattr(request._request, BODY_ATTRIBUTE, None)
         if not isinstance(body, UploadBody):
             # Only the upload handler streams a body; never let Django spool one.
@@ -230,16 +231,13 @@ class UploadApi(_TusApi):
                 request, 400, "not_streamed", "uploads are accepted on the upload endpoint only"
             )
         stored = services.upload_for_uploader(actor=actor, upload_id=upload_id)
-        try:
-            stored = services.upload_append(
-                actor=actor,
-                stored=stored,
-                offset=offset,
-                body=body.pieces(),
-                body_length=content_length,
-            )
-        except Refused as refused:
-            return _refusal(request, refused)
+        stored = services.upload_append(
+            actor=actor,
+            stored=stored,
+            offset=offset,
+            body=body.pieces(),
+            body_length=content_length,
+        )
         return _tus_response(
             status.HTTP_204_NO_CONTENT,
             {"Upload-Offset": str(stored.received_offset), **_expires(stored)},
@@ -250,15 +248,9 @@ class UploadApi(_TusApi):
     )
     def delete(self, request: Request, upload_id: str) -> HttpResponseBase:
         actor = _user(request)
-        try:
-            tus.require_version(request.headers.get("Tus-Resumable"))
-        except tus.TusVersionError as exc:
-            return _problem(request, 412, "tus_version", str(exc))
+        tus.require_version(request.headers.get("Tus-Resumable"))
         stored = services.upload_for_uploader(actor=actor, upload_id=upload_id)
-        try:
-            services.upload_terminate(actor=actor, stored=stored)
-        except Refused as refused:
-            return _refusal(request, refused)
+        services.upload_terminate(actor=actor, stored=stored)
         return _tus_response(status.HTTP_204_NO_CONTENT)
 
 
