@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from celery import current_app
 from django.conf import settings
@@ -439,6 +440,30 @@ def _check_content(*, actor: User, stored: StoredFile, key: SymmetricKey, head: 
         ) from None
 
 
+def _upload_end(
+    row: StoredFile,
+    *,
+    state: StoredFile.State,
+    actor: User | SystemActor,
+    action: AuditAction,
+    extra: dict[str, Any],
+) -> None:
+    """End the unfinished upload ``row`` (locked by the caller) in ``state``: no tail and no
+    lease left, the end on the record, and its blobs removed once the transaction commits
+    (never before: a rollback keeps what the row still points to)."""
+    row.state = state
+    row.tail_name = ""
+    row.lease_token = ""
+    row.lease_expires_at = None
+    fields = ["state", "tail_name", "lease_token", "lease_expires_at"]
+    if isinstance(actor, User):  # a person cancelled it (tus termination)
+        row.deleted_at, row.deleted_by = timezone.now(), actor
+        fields += ["deleted_at", "deleted_by"]
+    row.save(update_fields=fields)
+    audit_record(actor=actor, action=action, target=row, extra=extra)
+    transaction.on_commit(functools.partial(blobs.blobs_delete_prefix, row.blob_prefix))
+
+
 def _end_broken(*, stored: StoredFile, reason: str) -> None:
     """End an upload whose stream cannot continue safely (chunks written but not recorded:
     their nonces must not be used again); its blobs are removed."""
@@ -446,19 +471,10 @@ def _end_broken(*, stored: StoredFile, reason: str) -> None:
         row = _file_locked(stored.pk)
         if row.state != StoredFile.State.UPLOADING:
             return
-        row.state = StoredFile.State.EXPIRED
-        row.tail_name = ""
-        row.lease_token = ""
-        row.lease_expires_at = None
-        row.save(update_fields=["state", "tail_name", "lease_token", "lease_expires_at"])
-        audit_record(
-            actor=VAULT_SYSTEM,
-            action=AuditAction.FILE_UPLOAD_EXPIRED,
-            target=row,
-            extra={"reason": reason},
-        )
-        prefix = row.blob_prefix
-        transaction.on_commit(lambda: blobs.blobs_delete_prefix(prefix))
+        _upload_end(
+            row, state=StoredFile.State.EXPIRED, actor=VAULT_SYSTEM,
+            action=AuditAction.FILE_UPLOAD_EXPIRED, extra={"reason": reason},
+        )  # fmt: skip
 
 
 @action
@@ -587,19 +603,11 @@ def upload_terminate(*, actor: User, stored: StoredFile) -> None:
                 reason="busy",
                 message="a request is writing this upload; try again when it ends",
             )
-        row.state = StoredFile.State.DELETED
-        row.deleted_at = timezone.now()
-        row.deleted_by = actor
-        row.tail_name = ""
-        row.save(update_fields=["state", "deleted_at", "deleted_by", "tail_name"])
-        audit_record(
-            actor=actor,
+        _upload_end(
+            row, state=StoredFile.State.DELETED, actor=actor,
             action=AuditAction.FILE_UPLOAD_TERMINATED,
-            target=row,
             extra={"room": row.room_id, "received": row.received_offset},
-        )
-        prefix = row.blob_prefix
-        transaction.on_commit(lambda: blobs.blobs_delete_prefix(prefix))
+        )  # fmt: skip
 
 
 @action
@@ -622,18 +630,10 @@ def uploads_expire() -> int:
             live_lease = row.lease_token and row.lease_expires_at and row.lease_expires_at > now
             if row.state != StoredFile.State.UPLOADING or live_lease:
                 continue
-            row.state = StoredFile.State.EXPIRED
-            row.tail_name = ""
-            row.lease_token = ""
-            row.lease_expires_at = None
-            row.save(update_fields=["state", "tail_name", "lease_token", "lease_expires_at"])
-            audit_record(
-                actor=VAULT_SYSTEM,
+            _upload_end(
+                row, state=StoredFile.State.EXPIRED, actor=VAULT_SYSTEM,
                 action=AuditAction.FILE_UPLOAD_EXPIRED,
-                target=row,
                 extra={"room": row.room_id, "received": row.received_offset},
-            )
-            prefix = row.blob_prefix
-            transaction.on_commit(functools.partial(blobs.blobs_delete_prefix, prefix))
+            )  # fmt: skip
         expired += 1
     return expired
