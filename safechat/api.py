@@ -116,6 +116,32 @@ def throttled_detail(wait: int | None) -> str:
     return f"Too many requests; try again in {wait} s."
 
 
+# Django's own refusals of a request body (its data limits): the status, the code, and
+# the detail naming the limit (read when answered, so a test's settings count).
+_BODY_LIMITS: tuple[tuple[type[Exception], int, str, Callable[[], str]], ...] = (
+    (
+        RequestDataTooBig,
+        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        "payload_too_large",
+        lambda: (
+            f"The request body is over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+        ),
+    ),
+    (
+        TooManyFieldsSent,
+        400,
+        "too_many_fields",
+        lambda: f"More than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields were sent.",
+    ),
+    (
+        TooManyFilesSent,
+        400,
+        "too_many_files",
+        lambda: f"More than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files were sent.",
+    ),
+)
+
+
 def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse | None:
     """The problem response for ``exc``, or None for an error no client caused (a 500).
 
@@ -157,28 +183,9 @@ def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse
             errors=errors,
             request=request,
         )
-    if isinstance(exc, RequestDataTooBig):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        return problem_response(
-            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            code="payload_too_large",
-            detail=f"The request body is over the limit of {limit} bytes.",
-            request=request,
-        )
-    if isinstance(exc, TooManyFieldsSent):
-        return problem_response(
-            status=400,
-            code="too_many_fields",
-            detail=f"More than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields were sent.",
-            request=request,
-        )
-    if isinstance(exc, TooManyFilesSent):
-        return problem_response(
-            status=400,
-            code="too_many_files",
-            detail=f"More than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files were sent.",
-            request=request,
-        )
+    for kind, status_code, code, detail in _BODY_LIMITS:
+        if isinstance(exc, kind):
+            return problem_response(status=status_code, code=code, detail=detail(), request=request)
     if isinstance(exc, SuspiciousOperation):
         return problem_response(
             status=400, code="bad_request", detail="The request was refused.", request=request
