@@ -11,8 +11,7 @@ from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -32,6 +31,7 @@ from accounts.services import (
     user_deactivate,
     user_reactivate,
 )
+from safechat.admin_actions import each_row
 from safechat.admin_base import ReadOnlyAdmin, may_investigate
 
 # django-otp registers its device models with add, edit and delete rights, and a page
@@ -71,18 +71,14 @@ def _each(
     verb: str,
     service: Callable[..., object],
 ) -> None:
-    """Call ``service`` for each selected account; a refusal (audited by the service)
-    is told on the page and the others go on."""
+    """Call the account service ``service`` for each selected account (``each_row``)."""
     actor = request.user
     assert isinstance(actor, User)  # noqa: S101 - the admin site requires a signed-in user
-    done = 0
-    for user in queryset.order_by("pk"):
-        try:
-            service(actor=actor, user=user, request=request)
-            done += 1
-        except PermissionDenied as exc:
-            admin_view.message_user(request, f"{user.username}: {exc}", messages.ERROR)
-    admin_view.message_user(request, f"{done} account(s) {verb}")
+    each_row(
+        admin_view, request, queryset,
+        call=lambda user: service(actor=actor, user=user, request=request),
+        label=lambda user: user.username, done=f"account(s) {verb}",
+    )  # fmt: skip
 
 
 class GroupListFilter(admin.RelatedFieldListFilter):
@@ -207,14 +203,11 @@ class ApiTokenAdmin(_InvestigatorView, ReadOnlyAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         actor = request.user
         assert isinstance(actor, User)  # noqa: S101 - the admin site requires a signed-in user
-        done = 0
-        for token in queryset.order_by("pk"):
-            try:
-                api_token_revoke(actor=actor, token=token, request=request)
-                done += 1
-            except PermissionDenied as exc:
-                self.message_user(request, f"{token.prefix}: {exc}", messages.ERROR)
-        self.message_user(request, f"{done} token(s) revoked")
+        each_row(
+            self, request, queryset,
+            call=lambda token: api_token_revoke(actor=actor, token=token, request=request),
+            label=lambda token: token.prefix, done="token(s) revoked",
+        )  # fmt: skip
 
 
 @admin.register(Invitation)

@@ -37,6 +37,7 @@ from rooms.services.barriers import (
     group_members_set,
     room_barrier_violations,
 )
+from safechat.admin_actions import each_row
 from safechat.admin_base import ReadOnlyAdmin, may_investigate
 
 
@@ -127,17 +128,11 @@ class RoomAdmin(_InvestigatorView, ReadOnlyAdmin):
     def archive_rooms(self, request: HttpRequest, queryset: QuerySet[Room]) -> None:
         user = request.user
         assert isinstance(user, User)  # noqa: S101 - the admin site requires a signed-in user
-        done = 0
-        for room in queryset:
-            try:
-                room_archive(actor=user, room=room)
-                done += 1
-            except PermissionDenied:
-                self.message_user(request, f"{room.name}: you cannot archive it", messages.ERROR)
-            except RateLimitedError as exc:
-                self.message_user(request, f"{room.name}: {exc}", messages.ERROR)
-                break
-        self.message_user(request, f"{done} room(s) archived")
+        each_row(
+            self, request, queryset,
+            call=lambda room: room_archive(actor=user, room=room),
+            label=lambda room: room.name, done="room(s) archived", stops=(RateLimitedError,),
+        )  # fmt: skip
 
 
 @admin.register(Membership)
@@ -164,18 +159,12 @@ class MembershipAdmin(_InvestigatorView, ReadOnlyAdmin):
     def remove_members(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
         user = request.user
         assert isinstance(user, User)  # noqa: S101
-        removed = 0
-        for membership in queryset.select_related("room", "user"):
-            try:
-                membership_remove(actor=user, room=membership.room, member=membership.user)
-                removed += 1
-            except (PermissionDenied, ValidationError) as exc:
-                self.message_user(
-                    request,
-                    f"{membership.user.username} in {membership.room.name}: {exc}",
-                    messages.ERROR,
-                )
-        self.message_user(request, f"{removed} member(s) removed")
+        each_row(
+            self, request, queryset.select_related("room", "user"),
+            call=lambda m: membership_remove(actor=user, room=m.room, member=m.user),
+            label=lambda m: f"{m.user.username} in {m.room.name}", done="member(s) removed",
+            refusals=(PermissionDenied, ValidationError),
+        )  # fmt: skip
 
 
 class InformationBarrierForm(forms.ModelForm):  # type: ignore[type-arg]

@@ -801,7 +801,10 @@ def test_a_security_admin_archives_from_the_admin_only_a_room_they_own() -> None
     assert not Room.objects.get(pk=others.pk).is_archived
     assert refusals("missing manage_room") == 1
     assert AuditEvent.objects.filter(action="room.archived").count() == 1
-    assert any("Treasury: you cannot archive it" in str(m) for m in response.context["messages"])
+    assert any(
+        "Treasury: you are not allowed to do this in this room" in str(m)
+        for m in response.context["messages"]
+    )
 
 
 # --- Read-only people delete nothing they wrote ------------------------------------
