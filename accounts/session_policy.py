@@ -17,20 +17,24 @@ user's row at the moment of the check (never remembered from sign-in or connect 
 The row, not the signed cookie, holds both clocks, so a socket and the pages of one
 session share them. The HTTP middleware, the WebSocket consumer and the token check all
 apply this module; nothing else decides whether a session lives.
+
+An API token has its own verdict (``token_refusal_reason``): one rule for its
+authentication and for every check again while a use of it lasts (a download).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
 from accounts.credentials import sha256_hex
-from accounts.models import User, UserSession
+from accounts.models import ApiToken, User, UserSession
 
 SESSION_REVERIFIED_AT = "safechat.reverified_at"  # epoch seconds of the last second factor
 SESSION_SIGNED_OUT_REASON = "safechat.signed_out_reason"
@@ -178,6 +182,76 @@ def session_touch_due(row: UserSession, *, now: float | None = None) -> bool:
     """Whether activity now should be written to the row (see :func:`touch_interval`)."""
     now = time.time() if now is None else now
     return now - _epoch(row.last_seen_at) >= touch_interval()
+
+
+# --- API tokens ---------------------------------------------------------------------
+
+
+def token_ancestor_revoked(*, token: ApiToken) -> bool:
+    """Whether a token up ``token``'s line of parents is revoked (one query a level).
+
+    Revocation revokes the live descendants in the same transaction; this re-derives
+    it at every use all the same, so a token minted by a revoked one is never accepted.
+    """
+    seen = {token.pk}
+    parent_id = token.parent_id
+    while parent_id is not None and parent_id not in seen:
+        seen.add(parent_id)
+        row = ApiToken.objects.filter(pk=parent_id).values_list("parent_id", "revoked_at").first()
+        if row is None:
+            return False
+        parent_id, revoked_at = row
+        if revoked_at is not None:
+            return True
+    return False
+
+
+def token_refusal_reason(token: ApiToken, *, now: datetime) -> str | None:
+    """Why ``token`` (loaded with its user) may not be used at ``now``, or None.
+
+    In this order: ``revoked``, ``expired``, ``past_max_life`` (older than
+    ``SAFECHAT_TOKEN_MAX_DAYS`` as it stands now: lowering it shortens the tokens already
+    issued), ``inactive_user``, ``credentials_changed`` (the user's credential epoch moved:
+    a password change or reset, a factor reset), ``ancestor_revoked``.
+    """
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at <= now:
+        return "expired"
+    if token.created_at + timedelta(days=settings.SAFECHAT_TOKEN_MAX_DAYS) <= now:
+        return "past_max_life"
+    if not token.user.is_active:
+        return "inactive_user"
+    if token.credential_epoch != token.user.credential_epoch:
+        return "credentials_changed"
+    if token_ancestor_revoked(token=token):
+        return "ancestor_revoked"
+    return None
+
+
+def credential_still_valid(
+    *, user: User | AnonymousUser, session: object, token: ApiToken | None
+) -> Callable[[], bool]:
+    """A check, for a use that lasts (a download), that re-reads from the database
+    whether the credential that began it still may act: the token's verdict
+    (``token_refusal_reason``) for a token, else the session's (with the second factor).
+    Nothing is remembered from the moment the use began."""
+    if token is not None:
+        token_id = token.pk
+
+        def token_valid() -> bool:
+            from django.utils import timezone
+
+            row = ApiToken.objects.select_related("user").filter(pk=token_id).first()
+            return row is not None and token_refusal_reason(row, now=timezone.now()) is None
+
+        return token_valid
+
+    def session_valid() -> bool:
+        row = session_row_for(user=user, session=session)
+        return session_verdict_of(row, require_factor=True).reason is None
+
+    return session_valid
 
 
 # --- the second factor, checked where django-otp's middleware does not run (sockets) ---

@@ -13,6 +13,7 @@ from accounts.credentials import api_token_prefix, hashes_match, new_api_token
 from accounts.models import ApiToken, User
 from accounts.scopes import scope_covers
 from accounts.services._common import actor_and_people_locked, client_ip, ensure_permission
+from accounts.session_policy import token_ancestor_revoked, token_refusal_reason
 from audit.actions import AuditAction
 from audit.services import audit_record
 from safechat.actions import Refused, action, action_transaction
@@ -121,25 +122,6 @@ def _ensure_parent_live(*, actor: User, parent: ApiToken, request: HttpRequest |
             extra={"prefix": locked.prefix},
             request=request,
         )
-
-
-def token_ancestor_revoked(*, token: ApiToken) -> bool:
-    """Whether a token up ``token``'s line of parents is revoked (one query a level).
-
-    Revocation revokes the live descendants in the same transaction; this re-derives
-    it at every use all the same, so a token minted by a revoked one is never accepted.
-    """
-    seen = {token.pk}
-    parent_id = token.parent_id
-    while parent_id is not None and parent_id not in seen:
-        seen.add(parent_id)
-        row = ApiToken.objects.filter(pk=parent_id).values_list("parent_id", "revoked_at").first()
-        if row is None:
-            return False
-        parent_id, revoked_at = row
-        if revoked_at is not None:
-            return True
-    return False
 
 
 def _live_descendants(token_id: int) -> list[int]:
@@ -280,25 +262,14 @@ def api_token_authenticate(
     token = (
         ApiToken.objects.select_related("user").filter(prefix=prefix).first() if prefix else None
     )
-    reason = None
     now = timezone.now()
+    reason: str | None
     if presented is None:
         reason = "malformed"
     elif token is None or not hashes_match(token.token_hash, presented):
         reason = "unknown"
-    elif token.revoked_at is not None:
-        reason = "revoked"
-    elif token.expires_at <= now:
-        reason = "expired"
-    elif token.created_at + timedelta(days=settings.SAFECHAT_TOKEN_MAX_DAYS) <= now:
-        # The maximum life as it stands now: lowering it shortens tokens already issued.
-        reason = "past_max_life"
-    elif not token.user.is_active:
-        reason = "inactive_user"
-    elif token.credential_epoch != token.user.credential_epoch:
-        reason = "credentials_changed"
-    elif token_ancestor_revoked(token=token):
-        reason = "ancestor_revoked"
+    else:
+        reason = token_refusal_reason(token, now=now)
     if reason is not None or token is None:  # (reason is set whenever token is None)
         # Named, so the refusal reports what remains of the IP's budget (RateLimit headers).
         retry_after = rate_exceeded(failures, "token-failures", ip, policy="token-failures")

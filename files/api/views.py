@@ -9,7 +9,7 @@ scopes are DRF's defaults, as for every API view.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
@@ -28,7 +28,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiToken, User
-from accounts.session_policy import session_row_for, session_verdict_of
+from accounts.session_policy import credential_still_valid
 from files import selectors, services, tus
 from files.asgi import BODY_ATTRIBUTE, UploadBody
 from files.content import FileIntegrityError
@@ -390,30 +390,6 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | bool | None:
     return first, last
 
 
-def _still_allowed(request: Request) -> Callable[[], bool]:
-    """The reader's credential, checked again during a download: the session's verdict, or
-    the token's validity."""
-    token = request.auth if isinstance(request.auth, ApiToken) else None
-    if token is not None:
-        token_id = token.pk
-
-        def token_valid() -> bool:
-            from django.utils import timezone
-
-            return ApiToken.objects.filter(
-                pk=token_id, revoked_at__isnull=True, expires_at__gt=timezone.now()
-            ).exists()
-
-        return token_valid
-    user, session = request.user, request._request.session
-
-    def session_valid() -> bool:
-        row = session_row_for(user=user, session=session)
-        return session_verdict_of(row, require_factor=True).reason is None
-
-    return session_valid
-
-
 class FileDownloadApi(APIView):
     # Errors answer JSON; the content itself is a StreamingHttpResponse, never rendered.
     renderer_classes = (JSONRenderer,)
@@ -457,7 +433,11 @@ class FileDownloadApi(APIView):
             stored=stored,
             first=first,
             last=last,
-            still_allowed=_still_allowed(request),
+            still_allowed=credential_still_valid(
+                user=request.user,
+                session=request._request.session,
+                token=request.auth if isinstance(request.auth, ApiToken) else None,
+            ),
         )
         # Read after this view returns: each chunk under this request's acting context.
         body = acting_kept(_ended_on_failure(chunks))

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.http import Http404
+from django.utils import timezone
+from pytest_django import Settings
 
-from accounts.models import User
-from accounts.services import user_deactivate
+from accounts.models import ApiToken, User
+from accounts.services import api_token_create, user_deactivate
+from accounts.session_policy import credential_still_valid
 from audit.models import AuditEvent
 from files.blobs import segment_name
 from files.content import FileIntegrityError
@@ -300,3 +304,32 @@ def test_an_integrity_failure_found_mid_download_over_the_api_is_recorded_as_tha
         token.pk,
     )
     assert event.request_id == began.request_id != ""
+
+
+def test_a_token_download_stops_when_the_token_may_no_longer_be_used(
+    shared: tuple[User, User, StoredFile, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Settings,
+) -> None:
+    # given a member downloading with an API token, under the token's own verdict
+    _owner, member, stored, data = shared
+    monkeypatch.setattr("files.selectors.RECHECK_CHUNKS", 1)
+    token, _secret = api_token_create(actor=member, name="sync", scope="read", days=30)
+    check = credential_still_valid(user=member, session=None, token=token)
+    stream = file_download_stream(reader=member, stored=stored, still_allowed=check)
+    received = next(stream)
+
+    # when the tokens' maximum life is lowered below this token's age (the rule that
+    # authentication applies, ``token_refusal_reason``: here ``past_max_life``)
+    ApiToken.objects.filter(pk=token.pk).update(created_at=timezone.now() - timedelta(days=3))
+    settings.SAFECHAT_TOKEN_MAX_DAYS = 2
+
+    # then the next chunk is not sent
+    def drain() -> None:
+        nonlocal received
+        for piece in stream:
+            received += piece
+
+    with pytest.raises(DownloadCutError):
+        drain()
+    assert len(received) < len(data)

@@ -30,7 +30,6 @@ NOT_ENTRY_POINTS = {
     "rooms.services.epochs.current_epoch",
     "rooms.services.epochs.epoch_needs_rotation",
     "accounts.services.users.password_reset_user",
-    "accounts.services.tokens.token_ancestor_revoked",
     "rooms.services.barriers.barrier_conflicts",
     "rooms.services.barriers.room_barrier_violations",
     "rooms.services.barriers.user_barrier_violations",
@@ -48,10 +47,13 @@ NOT_ENTRY_POINTS = {
     "accounts.services._common.actor_and_people_locked",
     "accounts.services._common.ensure_not_last_security_admin",
     "accounts.services._common.ensure_person",
+    # takes a lock for the action that calls it
+    "accounts.services._common.security_admins_locked",
     # counts a failure for the action that calls it (its lockout event in its own transaction)
     "accounts.services._common.failure_count",
     # part of the action that calls it (files.services.scanning.file_scan)
     "rooms.services.messages.message_file_insert",
+    "rooms.services.messages.message_file_withdraw",
     "rooms.services._common.archived_refused",
     "rooms.services._common.permission_refused",
     "rooms.services._common.require_not_archived",
