@@ -76,6 +76,12 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
         verbose_name = "user"
         verbose_name_plural = "users"
         constraints = [
+            # Every power is a role (accounts.backends): no account holds all of them.
+            models.CheckConstraint(
+                condition=models.Q(is_superuser=False),
+                name="accounts_user_no_superuser",
+                violation_error_message="SafeChat has no superusers.",
+            ),
             models.UniqueConstraint(
                 fields=["username_skeleton"],
                 name="accounts_user_username_skeleton_unique",

@@ -66,3 +66,12 @@ def roles_sync(apps: Any = None, **_: Any) -> None:
         # Exactly the code's set: a permission attached by any other means (a shell, an
         # old admin page) is taken away again at the next ``migrate``.
         group.permissions.set(granted)
+    # Groups that are not roles (teams that information barriers separate) hold no
+    # permission: a power is a role (accounts.backends reads nothing else either).
+    role_names = [role.value for role in ROLE_PERMISSIONS]
+    for group in (
+        group_model.objects.exclude(name__in=role_names)
+        .filter(permissions__isnull=False)
+        .distinct()
+    ):
+        group.permissions.clear()

@@ -51,7 +51,7 @@ for i in range({users}):
 user = User.objects.get(username="bench0")
 device = TOTPDevice.objects.create(user=user, name="bench", confirmed=True)
 client = Client()
-client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+client.force_login(user, backend="accounts.backends.RoleBackend")
 session = client.session
 session[DEVICE_ID_SESSION_KEY] = device.persistent_id
 session.save()

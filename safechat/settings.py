@@ -204,7 +204,8 @@ TEMPLATES = [
 AUTHENTICATION_BACKENDS = [
     # Axes first: it refuses locked-out usernames/IPs before any password is hashed.
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Passwords as Django's ModelBackend; permissions from roles only (accounts.backends).
+    "accounts.backends.RoleBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 

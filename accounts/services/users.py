@@ -147,7 +147,7 @@ def _user_create(*, username: str, email: str, password: str) -> User:
 
 
 def _sign_in_new_user(*, request: HttpRequest, user: User) -> None:
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    login(request, user, backend="accounts.backends.RoleBackend")
     session_start(request=request, user=user)
 
 

@@ -43,7 +43,7 @@ def sign_in_client(
 
     Without ``device``, a verified session gets a new confirmed TOTP device.
     """
-    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+    client.force_login(user, backend="accounts.backends.RoleBackend")
     session = client.session
     now = time.time()
     if verified:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
 from django.test import Client
 from guardian.utils import get_anonymous_user
 
@@ -36,8 +37,16 @@ def officer() -> User:
 
 
 @pytest.fixture
-def superuser() -> User:
-    return make_user(username="root", is_staff=True, is_superuser=True)
+def outsider() -> User:
+    """A staff account given every permission outside the roles: directly, and through a
+    group that is not a role (what a Django shell or an old admin page could do)."""
+    root = make_user(username="root", is_staff=True)
+    everything = list(Permission.objects.all())
+    root.user_permissions.set(everything)
+    helpdesk = Group.objects.create(name="helpdesk")
+    helpdesk.permissions.set(everything)
+    root.groups.add(helpdesk)
+    return User.objects.get(pk=root.pk)
 
 
 def index_links(client: Client) -> set[str]:
@@ -77,8 +86,8 @@ def test_the_compliance_officer_index_shows_the_audit_log_and_what_it_names(
     assert "/admin/rooms/informationbarrier/" not in links
 
 
-def test_a_superuser_sees_no_factor_devices_and_no_role_editing(superuser: User) -> None:
-    links = index_links(client_for(superuser))
+def test_a_security_admin_sees_no_factor_devices(security_admin: User) -> None:
+    links = index_links(client_for(security_admin))
 
     assert not any("otp" in link or "webauthn" in link for link in links)
 
@@ -155,19 +164,43 @@ def test_an_officer_is_offered_no_account_actions_and_changes_nothing(officer: U
     assert [a for a in actions()[len(before) :] if a != "audit.searched"] == []
 
 
-def test_a_superuser_deactivating_through_the_admin_goes_through_the_service(
-    superuser: User, security_admin: User
-) -> None:
-    # a superuser holds every permission: the service runs, and records it
+def test_permissions_given_outside_the_roles_give_no_power(outsider: User) -> None:
+    # given a staff account holding every permission, but no role
     target = make_user(username="target")
 
-    client_for(superuser).post(
+    # when it opens the admin and deactivates someone
+    client = client_for(outsider)
+    index = client.get("/admin/")
+    posted = client.post(
         "/admin/accounts/user/", {"action": "deactivate", "_selected_action": [target.pk]}
     )
 
+    # then it holds nothing: no model in the admin, no action, nothing changed
+    assert not outsider.has_perm("accounts.manage_users")
+    assert not outsider.has_perm("audit.view_auditevent")
+    assert index.status_code == 200
+    assert index.context["app_list"] == []
+    assert posted.status_code == 403
     target.refresh_from_db()
-    assert not target.is_active
-    assert events("account.deactivated")[0].actor_id == superuser.pk
+    assert target.is_active
+    assert not events("account.deactivated")
+
+
+def test_the_next_migrate_takes_permissions_away_from_groups_that_are_not_roles(
+    outsider: User,
+) -> None:
+    roles_sync()
+
+    assert not Group.objects.get(name="helpdesk").permissions.exists()
+
+
+def test_no_account_can_be_made_a_superuser() -> None:
+    user = make_user()
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.filter(pk=user.pk).update(is_superuser=True)
+
+    assert not User.objects.filter(is_superuser=True).exists()
 
 
 def test_the_admin_refuses_an_administrator_acting_on_themselves_audited(
@@ -184,13 +217,13 @@ def test_the_admin_refuses_an_administrator_acting_on_themselves_audited(
 
 
 @pytest.mark.parametrize("role", list(Role))
-def test_role_groups_are_read_only_in_the_admin_even_for_a_superuser(
-    superuser: User, role: Role
+def test_role_groups_are_read_only_in_the_admin_even_for_a_security_admin(
+    security_admin: User, role: Role
 ) -> None:
     group = Group.objects.get(name=role.value)
     before = set(group.permissions.values_list("pk", flat=True))
     reset = Permission.objects.get(codename="manage_users")
-    client = client_for(superuser)
+    client = client_for(security_admin)
 
     page = client.get(f"/admin/auth/group/{group.pk}/change/")
     posted = client.post(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from io import StringIO
 from typing import Any
@@ -420,27 +421,46 @@ def test_one_person_is_never_both_security_admin_and_compliance_officer(
     assert "account.role.granted" not in actions()
 
 
-def test_the_last_active_security_admin_is_neither_deactivated_nor_demoted() -> None:
-    # given the only active security admin, and an account holding the right to
-    # administer people without the role (a superuser made by hand)
+def test_the_only_security_admin_stays_whoever_tries() -> None:
+    # given the only active security admin, and a room admin
     sam = grant_role(make_user(username="sam"), Role.SECURITY_ADMIN)
-    root = make_user(username="root")
-    User.objects.filter(pk=root.pk).update(is_superuser=True)
-    root = User.objects.get(pk=root.pk)
+    rita = grant_role(make_user(username="rita"), Role.ROOM_ADMIN)
     from accounts.services import role_revoke, user_deactivate
 
-    # when that account deactivates them, then revokes their role
-    with pytest.raises(PermissionDenied):
-        user_deactivate(actor=root, user=sam)
-    with pytest.raises(PermissionDenied):
-        role_revoke(actor=root, user=sam, role=Role.SECURITY_ADMIN)
+    # when they deactivate or demote sam, or sam does it to themselves
+    attempts: list[Callable[[], object]] = [
+        lambda: user_deactivate(actor=sam, user=sam),
+        lambda: role_revoke(actor=sam, user=sam, role=Role.SECURITY_ADMIN),
+        lambda: user_deactivate(actor=rita, user=sam),
+        lambda: role_revoke(actor=rita, user=sam, role=Role.SECURITY_ADMIN),
+    ]
+    for attempt in attempts:
+        with pytest.raises(PermissionDenied):
+            attempt()
 
-    # then both are refused (nobody could administer people again), on the record
+    # then each is refused, on the record, and sam is still an active security admin
     sam.refresh_from_db()
     assert sam.is_active
     assert sam.groups.filter(name=Role.SECURITY_ADMIN).exists()
     reasons = [e.extra["reason"] for e in events("account.admin.refused")]
     reasons += [e.extra["reason"] for e in events("account.role.refused")]
-    assert reasons == ["last security admin", "last security admin"]
+    assert sorted(reasons) == ["permission", "permission", "self", "self"]
     assert "account.deactivated" not in actions()
     assert "account.role.revoked" not in actions()
+
+
+def test_the_last_security_admin_check_counts_active_holders_of_the_role() -> None:
+    # given the only active security admin (a second one deactivated)
+    from accounts.services._common import ensure_not_last_security_admin
+
+    sam = grant_role(make_user(username="sam"), Role.SECURITY_ADMIN)
+    grant_role(make_user(username="sue", is_active=False), Role.SECURITY_ADMIN)
+
+    # when a change would take sam away, then it is refused as the last security admin
+    with pytest.raises(PermissionDenied) as refused:
+        ensure_not_last_security_admin(actor=sam, user=sam, operation="account.deactivate")
+    assert refused.value.reason == "last security admin"  # type: ignore[attr-defined]
+
+    # and with another active one it is not
+    grant_role(make_user(username="sid"), Role.SECURITY_ADMIN)
+    ensure_not_last_security_admin(actor=sam, user=sam, operation="account.deactivate")

@@ -13,6 +13,7 @@ from django.test import Client, RequestFactory
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import ApiToken, User, UserSession
+from accounts.roles import Role
 from accounts.services import (
     api_token_create,
     factors_reset,
@@ -30,7 +31,7 @@ from accounts.services.users import (
 )
 from rooms.models import Message
 from tests.accounts.conftest import PASSWORD, events
-from tests.accounts.factories import make_user, sign_in_client
+from tests.accounts.factories import grant_role, make_user, sign_in_client
 from tests.rooms.factories import make_room
 
 pytestmark = pytest.mark.django_db
@@ -229,8 +230,8 @@ def test_a_reset_link_in_flight_never_undoes_an_admin_reset(
 
 
 def test_factor_devices_are_not_in_the_django_admin(user: User) -> None:
-    # given a superuser in the admin, and a user's session verified with a TOTP device
-    root = make_user(username="root", is_staff=True, is_superuser=True)
+    # given a security admin in the admin, and a user's session verified with a TOTP device
+    root = grant_role(make_user(username="root"), Role.SECURITY_ADMIN)
     admin = Client()
     sign_in_client(admin, root, verified=True)
     device = sign_in_client(Client(), user, verified=True)

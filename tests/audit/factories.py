@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 
@@ -33,13 +32,6 @@ def make_officer(**fields: Any) -> User:
     """A user in the compliance_officer role (which grants audit.view_auditevent)."""
     officer = grant_role(make_user(**fields), Role.COMPLIANCE_OFFICER)
     return User.objects.get(pk=officer.pk)  # fresh: permission caches are per instance
-
-
-def grant_checkpoint_view(user: User) -> User:
-    user.user_permissions.add(
-        Permission.objects.get(content_type__app_label="audit", codename="view_auditcheckpoint")
-    )
-    return User.objects.get(pk=user.pk)
 
 
 def verified_client(user: User) -> Client:

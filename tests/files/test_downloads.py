@@ -7,12 +7,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.http import Http404
 from django.utils import timezone
 from pytest_django import Settings
 
 from accounts.models import ApiToken, User
+from accounts.roles import Role
 from accounts.services import api_token_create, user_deactivate
 from accounts.session_policy import credential_still_valid
 from audit.models import AuditEvent
@@ -28,7 +28,7 @@ from files.selectors import (
 from files.services import file_delete
 from rooms.services import membership_remove
 from safechat.crypto.stream import DEFAULT_CHUNK_SIZE, TAG_LEN
-from tests.accounts.factories import make_user
+from tests.accounts.factories import grant_role, make_user
 from tests.files.helpers import download, upload_and_scan
 from tests.rooms.factories import make_room
 from tests.support.clamd import OwnClamd
@@ -91,10 +91,7 @@ def test_a_non_member_a_removed_member_and_a_deactivated_user_find_nothing(
     from rooms.services import membership_add
 
     membership_add(actor=owner, room=room, user=other)
-    admin = make_user()
-    admin.user_permissions.add(
-        Permission.objects.get(content_type__app_label="accounts", codename="manage_users")
-    )
+    admin = grant_role(make_user(), Role.SECURITY_ADMIN)
     user_deactivate(actor=User.objects.get(pk=admin.pk), user=other)
     with pytest.raises(Http404):
         file_get_for_user(user=User.objects.get(pk=other.pk), file_id=stored.uid)

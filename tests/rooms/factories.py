@@ -1,18 +1,14 @@
 from __future__ import annotations
 
-from django.contrib.auth.models import Permission
-
 from accounts.models import User
+from accounts.roles import Role
 from rooms.models import Membership, Room
 from rooms.services import membership_add, room_create
-from tests.accounts.factories import make_user
+from tests.accounts.factories import grant_role, make_user
 
 
 def make_room_admin(**fields: object) -> User:
-    user = make_user(**fields)
-    user.user_permissions.add(
-        Permission.objects.get(content_type__app_label="accounts", codename="create_room")
-    )
+    user = grant_role(make_user(**fields), Role.ROOM_ADMIN)
     return User.objects.get(pk=user.pk)  # fresh permission cache
 
 
@@ -28,10 +24,7 @@ def make_room(
     if owner is None:
         owner = make_room_admin()
     elif not owner.has_perm("accounts.create_room"):
-        owner.user_permissions.add(
-            Permission.objects.get(content_type__app_label="accounts", codename="create_room")
-        )
-        owner = User.objects.get(pk=owner.pk)
+        owner = User.objects.get(pk=grant_role(owner, Role.ROOM_ADMIN).pk)
     room = room_create(actor=owner, name=name, history_visible=history_visible)
     for member in members:
         membership_add(actor=owner, room=room, user=member, role=role)

@@ -13,11 +13,12 @@ from functools import partial
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.test import Client
 
 from accounts.models import User
+from accounts.roles import Role
 from accounts.services import api_token_create
 from audit.models import AuditEvent
 from rooms.errors import BarrierViolationError, RateLimitedError
@@ -38,7 +39,7 @@ from rooms.services.barriers import user_groups_change
 from safechat import events
 from safechat.keyring.models import RoomEpoch, SealedEpochKey
 from safechat.ratelimit import Rate, rate_hit
-from tests.accounts.factories import make_user, sign_in_client
+from tests.accounts.factories import grant_role, make_user, sign_in_client
 from tests.rooms.concurrency import postgresql_only, run_together
 from tests.rooms.factories import make_room, make_room_admin
 
@@ -46,10 +47,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _security_admin() -> User:
-    admin = make_user()
-    admin.user_permissions.add(
-        Permission.objects.get(content_type__app_label="accounts", codename="manage_users")
-    )
+    admin = grant_role(make_user(), Role.SECURITY_ADMIN)
     return User.objects.get(pk=admin.pk)
 
 

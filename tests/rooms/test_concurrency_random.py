@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.db import connections
 from django.http import Http404
 
 from accounts.models import User
+from accounts.roles import Role
 from audit import chain
 from audit.selectors import audit_event_rows
 from rooms import selectors
@@ -43,7 +44,7 @@ from rooms.services import (
 )
 from rooms.services.barriers import BarrierConflict, user_groups_change
 from safechat.keyring.models import RoomEpoch, SealedEpochKey
-from tests.accounts.factories import make_user
+from tests.accounts.factories import grant_role, make_user
 from tests.rooms.concurrency import postgresql_only
 from tests.rooms.factories import make_room, make_room_admin
 
@@ -76,10 +77,7 @@ class World:
 
 
 def _build() -> World:
-    admin = make_user(username="secadmin")
-    admin.user_permissions.add(
-        Permission.objects.get(content_type__app_label="accounts", codename="manage_users")
-    )
+    admin = grant_role(make_user(username="secadmin"), Role.SECURITY_ADMIN)
     admin = User.objects.get(pk=admin.pk)
     owners = [make_room_admin(username=f"owner{i}") for i in range(2)]
     staff = [make_user(username=f"staff{i}") for i in range(6)]

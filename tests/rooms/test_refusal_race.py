@@ -9,10 +9,11 @@ not roll back with it. Transactional tests: the rollback is the real one.
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 
 from accounts.models import User
+from accounts.roles import Role
 from audit.models import AuditEvent
 from rooms import permissions as perms
 from rooms.errors import BarrierViolationError
@@ -22,17 +23,14 @@ from rooms.services._common import room_refused
 from rooms.services.membership import _membership_insert, room_invitation_accept
 from safechat.keyring.models import SealedEpochKey
 from safechat.keyring.services import user_key_create
-from tests.accounts.factories import make_user
+from tests.accounts.factories import grant_role, make_user
 from tests.rooms.factories import make_room, make_room_admin
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _security_admin() -> User:
-    admin = make_user()
-    admin.user_permissions.add(
-        Permission.objects.get(content_type__app_label="accounts", codename="manage_users")
-    )
+    admin = grant_role(make_user(), Role.SECURITY_ADMIN)
     return User.objects.get(pk=admin.pk)
 
 

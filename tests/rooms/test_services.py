@@ -30,21 +30,17 @@ from rooms.services import (
     room_invitation_send,
 )
 from rooms.wire import message_json, message_rendered
-from tests.accounts.factories import make_user
+from tests.accounts.factories import grant_role, make_user
 from tests.rooms.factories import make_room, make_room_admin
 
 pytestmark = pytest.mark.django_db
 
 
 def security_admin() -> object:
-    from django.contrib.auth.models import Permission
-
     from accounts.models import User
+    from accounts.roles import Role
 
-    admin = make_user()
-    admin.user_permissions.add(
-        Permission.objects.get(content_type__app_label="accounts", codename="manage_users")
-    )
+    admin = grant_role(make_user(), Role.SECURITY_ADMIN)
     return User.objects.get(pk=admin.pk)
 
 
