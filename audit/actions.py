@@ -75,6 +75,10 @@ class AuditAction(StrEnum):
         "account.invitation.refused",
         "An account invitation was refused or expired.",
     )
+    ACCOUNT_INVITATION_REVOKED = (
+        "account.invitation.revoked",
+        "A pending account invitation was withdrawn; its link creates nothing.",
+    )
     ACCOUNT_CREATED = "account.created", "An account was created."
     ACCOUNT_DEACTIVATED = "account.deactivated", "An account was deactivated; its sessions end."
     ACCOUNT_REACTIVATED = (

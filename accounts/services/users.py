@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from axes.handlers.proxy import AxesProxyHandler
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth import login, password_validation, update_session_auth_hash
 from django.contrib.auth.models import Group
@@ -167,6 +168,12 @@ def invitation_create(
     email = email.strip().lower()
     token, token_hash = new_link_token()
     with action_transaction():
+        # The right again, on the inviter's row as it is now (a request in flight when its
+        # administrator was deactivated or demoted invites nobody).
+        actor_and_people_locked(
+            actor=actor, users=[], permission=MANAGE_USERS, operation="account.invite",
+            request=request,
+        )  # fmt: skip
         invitation = Invitation.objects.create(
             email=email,
             role=Role(role).value,
@@ -198,18 +205,39 @@ def _absolute(request: HttpRequest | None, path: str) -> str:
     return request.build_absolute_uri(path) if request is not None else path
 
 
+def _inviter_entitled(invitation: Invitation) -> bool:
+    """Whether the invitation's author may still invite, read under their row lock (the
+    users step, before the invitation's): active and holding ``accounts.manage_users``.
+    An invitation lapses with its author's power, as a room invitation does."""
+    if invitation.invited_by_id is None:
+        return False
+    inviter = rows_locked(User, [invitation.invited_by_id])
+    return bool(inviter) and inviter[0].is_active and inviter[0].has_perm(MANAGE_USERS)
+
+
 @action
 def invitation_accept(*, request: HttpRequest, token: str, username: str, password: str) -> User:
-    """Create the invited account with its role and sign it in (enrolment comes next)."""
+    """Create the invited account with its role and sign it in (enrolment comes next).
+
+    Refused (``InvalidLink``, one answer for every reason) for an unknown, used, expired
+    or revoked link, and for one whose author is no longer active or no longer holds
+    ``accounts.manage_users`` (``inviter no longer entitled``). Locks: the inviter's row,
+    then the invitation's; the audit chain last.
+    """
+    token_hash = sha256_hex(token)
     with action_transaction():
-        invitation = (
-            Invitation.objects.select_for_update().filter(token_hash=sha256_hex(token)).first()
-        )
+        pending = Invitation.objects.filter(token_hash=token_hash).first()
+        entitled = pending is not None and _inviter_entitled(pending)
+        invitation = Invitation.objects.select_for_update().filter(token_hash=token_hash).first()
         reason = _link_refusal(
             found=invitation is not None,
             used_at=invitation.accepted_at if invitation else None,
             expires_at=invitation.expires_at if invitation else None,
         )
+        if reason is None and invitation is not None and invitation.revoked_at is not None:
+            reason = "revoked"
+        if reason is None and not entitled:
+            reason = "inviter no longer entitled"
         if reason is None and invitation is not None:
             user = _user_create(username=username, email=invitation.email, password=password)
             _role_add(user=user, role=Role(invitation.role))
@@ -234,6 +262,43 @@ def invitation_accept(*, request: HttpRequest, token: str, username: str, passwo
     raise InvalidLink(
         action=AuditAction.ACCOUNT_INVITATION_REFUSED, reason=reason or "", request=request
     )
+
+
+@action
+def invitation_revoke(
+    *, actor: User, invitation: Invitation, request: HttpRequest | None = None
+) -> bool:
+    """Withdraw a pending invitation (security admins): its link creates nothing from now
+    on. Returns False for one already accepted, revoked or expired (nothing to do, and
+    nothing recorded). Audited ``account.invitation.revoked``. Locks: the actor, then the
+    invitation; the audit chain last.
+    """
+    ensure_permission(
+        actor=actor, permission=MANAGE_USERS, operation="account.invitation.revoke",
+        request=request,
+    )  # fmt: skip
+    with action_transaction():
+        actor_and_people_locked(
+            actor=actor, users=[], permission=MANAGE_USERS,
+            operation="account.invitation.revoke", request=request,
+        )  # fmt: skip
+        row = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        if row.accepted_at is not None or row.revoked_at is not None:
+            return False
+        if row.expires_at <= timezone.now():
+            return False
+        row.revoked_at = timezone.now()
+        row.revoked_by = actor
+        row.save(update_fields=["revoked_at", "revoked_by"])
+        audit_record(
+            actor=actor,
+            action=AuditAction.ACCOUNT_INVITATION_REVOKED,
+            target=row,
+            extra={"email": row.email, "role": row.role},
+            request=request,
+        )
+    invitation.revoked_at = row.revoked_at
+    return True
 
 
 # --- Roles --------------------------------------------------------------------
@@ -736,23 +801,43 @@ def lockout_lift(
     ip_address: str | None = None,
     request: HttpRequest | None = None,
 ) -> int:
-    """Clear the failure counts of a username and/or an address; returns the rows cleared."""
+    """Clear the failure counts of a username and/or an address; returns the rows cleared.
+
+    Nobody lifts their own lockout, by name or by the address it came from (``self``:
+    the usernames an address's records name are read first). The record names every
+    username cleared. The right is checked again under the actor's row lock.
+    """
     ensure_permission(
         actor=actor, permission="accounts.manage_lockouts",
         operation="lockout.lift", request=request,
     )  # fmt: skip
     if not username and not ip_address:
         raise ValidationError("Name a username or an address.")
-    if username and username == actor.username:
-        ensure_not_self(actor=actor, user=actor, operation="lockout.lift", request=request)
     with action_transaction():
+        actor_and_people_locked(
+            actor=actor, users=[], permission="accounts.manage_lockouts",
+            operation="lockout.lift", request=request,
+        )  # fmt: skip
+        attempts = AccessAttempt.objects.all()
+        if username:
+            attempts = attempts.filter(username=username)
+        if ip_address:
+            attempts = attempts.filter(ip_address=ip_address)
+        usernames = sorted({name for name in attempts.values_list("username", flat=True) if name})
+        if actor.username in usernames or username == actor.username:
+            ensure_not_self(actor=actor, user=actor, operation="lockout.lift", request=request)
         cleared = int(
             AxesProxyHandler.reset_attempts(ip_address=ip_address, username=username) or 0
         )
         audit_record(
             actor=actor,
             action=AuditAction.AUTH_LOCKOUT_LIFTED,
-            extra={"username": username, "ip_address": ip_address, "records": cleared},
+            extra={
+                "username": username,
+                "ip_address": ip_address,
+                "records": cleared,
+                "usernames": usernames,
+            },
             request=request,
         )
     return cleared

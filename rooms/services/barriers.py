@@ -149,13 +149,14 @@ def user_barrier_violations(*, user: User) -> dict[int, list[BarrierConflict]]:
     }
 
 
-def user_groups_lock(*, user: User, group_ids: Iterable[int]) -> None:
+def user_groups_lock(*, actor: User, user: User, group_ids: Iterable[int]) -> None:
     """Inside the transaction that changes ``user``'s groups: take its locks in the
-    project's order (the groups, the user, then every room the user is in), so no
-    membership or barrier change of theirs can interleave with the re-check after it.
+    project's order (the groups, the actor and the user, then every room the user is
+    in), so no membership or barrier change of theirs can interleave with the re-check
+    after it; the actor's right is checked again under its lock (``barrier_admin_locked``).
     """
     rows_locked(Group, group_ids)
-    rows_locked(User, [user.pk])
+    barrier_admin_locked(actor=actor, user_ids=[user.pk])
     user_rooms_lock(user=user)
 
 
@@ -187,7 +188,7 @@ def user_groups_change(
         actor=actor, people=[user], groups=[*added, *removed], operation="user.groups.change"
     )
     with action_transaction():
-        user_groups_lock(user=user, group_ids=[g.pk for g in [*added, *removed]])
+        user_groups_lock(actor=actor, user=user, group_ids=[g.pk for g in [*added, *removed]])
         current = set(user.groups.values_list("pk", flat=True))
         added = [g for g in added if g.pk not in current]
         removed = [g for g in removed if g.pk in current]
@@ -235,7 +236,7 @@ def group_members_set(
     removing = {person.pk for person in remove} - adding
     with action_transaction():
         rows_locked(Group, [group.pk])
-        people = rows_locked(User, adding | removing)
+        people = barrier_admin_locked(actor=actor, user_ids=adding | removing)
         rows_locked(
             Room,
             Membership.objects.filter(user_id__in=[p.pk for p in people]).values_list(
@@ -325,6 +326,7 @@ def group_create(*, actor: User, name: str) -> Group:
         raise ValidationError("A group needs a name of at most 150 characters.")
     try:
         with action_transaction():
+            barrier_admin_locked(actor=actor, user_ids=[])
             group = Group.objects.create(name=name)
             audit_record(
                 actor=actor, action=AuditAction.GROUP_CREATED, target=group, extra={"name": name}
@@ -332,6 +334,21 @@ def group_create(*, actor: User, name: str) -> Group:
     except IntegrityError:
         raise ValidationError("A group with this name exists already.") from None
     return group
+
+
+def barrier_admin_locked(*, actor: User, user_ids: Iterable[int]) -> list[User]:
+    """The lock order's users step for a barrier or group change: lock ``actor`` with the
+    people ``user_ids`` (ascending ids) and check again, on the actor's row as it is now,
+    that they may manage barriers (active, ``accounts.manage_users``): an administrator
+    deactivated or demoted while their request ran changes nothing (``Refused``).
+
+    Returns the rows of ``user_ids`` (the actor's own only if it is among them).
+    """
+    wanted = set(user_ids)
+    rows = rows_locked(User, {actor.pk, *wanted})
+    fresh = next((row for row in rows if row.pk == actor.pk), actor)
+    _require_barrier_admin(fresh)
+    return [row for row in rows if row.pk in wanted]
 
 
 def _require_barrier_admin(actor: User) -> None:
@@ -361,7 +378,7 @@ def barrier_create(
         with action_transaction():
             rows_locked(Group, [low.pk, high.pk])
             members = User.groups.through.objects.filter(group_id__in=[low.pk, high.pk])
-            rows_locked(User, members.values_list("user_id", flat=True))
+            barrier_admin_locked(actor=actor, user_ids=members.values_list("user_id", flat=True))
             barrier = InformationBarrier.objects.create(
                 group_a=low, group_b=high, reason=reason[:200], created_by=actor
             )
@@ -382,6 +399,7 @@ def barrier_delete(*, actor: User, barrier: InformationBarrier) -> None:
     _require_barrier_admin(actor)
     with action_transaction():
         rows_locked(Group, [barrier.group_a_id, barrier.group_b_id])
+        barrier_admin_locked(actor=actor, user_ids=[])
         if not InformationBarrier.objects.filter(pk=barrier.pk).exists():
             return  # lifted at the same instant by someone else
         audit_record(

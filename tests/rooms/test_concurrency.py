@@ -144,15 +144,15 @@ def test_a_role_grant_re_checks_the_rooms_of_the_person() -> None:
     from accounts.services import role_grant
 
     roles_sync()
-    room_admins = Group.objects.get(name=Role.ROOM_ADMIN.value)
+    members = Group.objects.get(name=Role.MEMBER.value)
     research, _ = Group.objects.get_or_create(name="research")
-    barrier_create(actor=_security_admin(), group_a=room_admins, group_b=research)
+    barrier_create(actor=_security_admin(), group_a=members, group_b=research)
     researcher, colleague, owner = make_user(), make_user(), make_user()
     researcher.groups.add(research)
     room = make_room(owner=owner, members=(researcher, colleague))
 
-    # when the colleague is made a room admin
-    violations = role_grant(actor=_security_admin(), user=colleague, role=Role.ROOM_ADMIN)
+    # when the colleague is given the member role
+    violations = role_grant(actor=_security_admin(), user=colleague, role=Role.MEMBER)
 
     # then the room is reported
     assert list(violations) == [room.pk]

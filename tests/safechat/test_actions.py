@@ -81,6 +81,7 @@ NOT_ENTRY_POINTS = {
     "accounts.services.sessions.sessions_end_rows",
     "accounts.services.sessions.user_sessions_end",
     "rooms.services.barriers.user_groups_lock",
+    "rooms.services.barriers.barrier_admin_locked",
     "rooms.services.membership.rooms_owned_only_by",
     "rooms.services.membership.rooms_left_without_owner",
     "rooms.services.barriers.user_rooms_lock",
