@@ -206,6 +206,14 @@ def token_ancestor_revoked(*, token: ApiToken) -> bool:
     return False
 
 
+def token_usable_until(token: ApiToken) -> datetime:
+    """The end of ``token``'s life as it stands now: its expiry, or its maximum life
+    (``SAFECHAT_TOKEN_MAX_DAYS`` since it was made) if that setting was lowered since."""
+    return min(
+        token.expires_at, token.created_at + timedelta(days=settings.SAFECHAT_TOKEN_MAX_DAYS)
+    )
+
+
 def token_refusal_reason(token: ApiToken, *, now: datetime) -> str | None:
     """Why ``token`` (loaded with its user) may not be used at ``now``, or None.
 

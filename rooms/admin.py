@@ -163,7 +163,7 @@ class MembershipAdmin(_InvestigatorView, ReadOnlyAdmin):
             self, request, queryset.select_related("room", "user"),
             call=lambda m: membership_remove(actor=user, room=m.room, member=m.user),
             label=lambda m: f"{m.user.username} in {m.room.name}", done="member(s) removed",
-            refusals=(PermissionDenied, ValidationError),
+            refusals=(PermissionDenied, ValidationError), stops=(RateLimitedError,),
         )  # fmt: skip
 
 

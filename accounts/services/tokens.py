@@ -13,7 +13,11 @@ from accounts.credentials import api_token_prefix, hashes_match, new_api_token
 from accounts.models import ApiToken, User
 from accounts.scopes import scope_covers
 from accounts.services._common import actor_and_people_locked, client_ip, ensure_permission
-from accounts.session_policy import token_ancestor_revoked, token_refusal_reason
+from accounts.session_policy import (
+    token_ancestor_revoked,
+    token_refusal_reason,
+    token_usable_until,
+)
 from audit.actions import AuditAction
 from audit.services import audit_record
 from safechat.actions import Refused, action, action_transaction
@@ -68,7 +72,7 @@ def api_token_create(
     if via_token is not None:
         if asked is None:
             # The default life is cut to the parent's; a life asked for is refused instead.
-            expires_at = min(expires_at, via_token.expires_at)
+            expires_at = min(expires_at, token_usable_until(via_token))
         _ensure_within_parent(
             actor=actor, parent=via_token, scope=scope, expires_at=expires_at, request=request
         )
@@ -165,13 +169,14 @@ def _ensure_within_parent(
 ) -> None:
     """Refuse a child token wider or longer-lived than the token that asks for it."""
     reason = None
+    parent_end = token_usable_until(parent)
     if not scope_covers(parent.scope, scope):
         reason, message = "scope", "A token cannot create a token with a wider scope than its own."
-    elif expires_at > parent.expires_at:
+    elif expires_at > parent_end:
         reason = "lifetime"
         message = (
             "A token cannot create a token that outlives it "
-            f"(this one expires {parent.expires_at:%Y-%m-%d %H:%M} UTC)."
+            f"(this one may be used until {parent_end:%Y-%m-%d %H:%M} UTC)."
         )
     if reason is not None:
         raise Refused(
@@ -185,7 +190,7 @@ def _ensure_within_parent(
                 "scope": scope,
                 "parent_scope": parent.scope,
                 "expires_at": expires_at.isoformat(),
-                "parent_expires_at": parent.expires_at.isoformat(),
+                "parent_expires_at": parent_end.isoformat(),
             },
             request=request,
         )

@@ -9,10 +9,12 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.test import Client
 from guardian.utils import get_anonymous_user
+from pytest_django import Settings
 
 from accounts.models import User
 from accounts.roles import ROLE_PERMISSIONS, Role, roles_sync
 from audit.models import AuditEvent
+from rooms.models import Membership
 from tests.accounts.conftest import actions, events
 from tests.accounts.factories import grant_role, make_user, sign_in_client
 from tests.rooms.factories import make_room
@@ -455,3 +457,50 @@ def test_reading_one_audit_event_in_the_admin_is_on_the_record(officer: User) ->
     assert page.status_code == 200
     (read,) = events("audit.searched")
     assert (read.actor_id, read.extra["filters"]) == (olivia.pk, [["seq", str(event.pk)]])
+
+
+@pytest.mark.parametrize(
+    ("url", "action", "selected"),
+    [
+        ("/admin/accounts/user/", "deactivate", "x"),
+        ("/admin/accounts/user/", "deactivate", "9" * 25),
+        ("/admin/rooms/membership/", "remove_members", "9" * 25),
+        ("/admin/accounts/apitoken/", "revoke", "-"),
+    ],
+)
+def test_an_admin_action_on_a_selection_no_row_can_have_is_a_clear_400(
+    security_admin: User, url: str, action: str, selected: str
+) -> None:
+    before = actions()
+    client = Client(raise_request_exception=False)
+    sign_in_client(client, security_admin, verified=True)
+
+    answer = client.post(url, {"action": action, "_selected_action": [selected]})
+
+    assert answer.status_code == 400
+    assert actions() == before
+
+
+def test_removing_members_in_bulk_stops_at_the_rate_limit_and_says_so(
+    security_admin: User, settings: Settings
+) -> None:
+    # given a security admin who owns a room of three members, and a budget of two changes
+    members = tuple(make_user() for _ in range(3))
+    room = make_room(owner=security_admin, members=members)
+    settings.SAFECHAT_MEMBERSHIP_RATE_LIMIT = (2, 600)
+    ids = list(Membership.objects.filter(room=room, user__in=members).values_list("pk", flat=True))
+
+    # when all three are removed with the admin's bulk action
+    answer = client_for(security_admin).post(
+        "/admin/rooms/membership/",
+        {"action": "remove_members", "_selected_action": ids},
+        follow=True,
+    )
+
+    # then two went, each on the record; the third stayed, and the page says why
+    assert answer.status_code == 200
+    assert Membership.objects.filter(room=room, user__in=members).count() == 1
+    assert len(events("room.member.removed")) == 2
+    shown = [str(m) for m in answer.context["messages"]]
+    assert any("try again" in m for m in shown)
+    assert any(m.startswith("2 member(s) removed") for m in shown)

@@ -11,6 +11,7 @@ import pytest
 from django.db import connections
 from django.test import Client
 from django.utils import timezone
+from pytest_django import Settings
 
 from accounts.models import ApiToken, User
 from accounts.services import api_token_create, api_token_revoke
@@ -193,3 +194,31 @@ def test_deleting_a_person_takes_their_whole_token_line(user: User) -> None:
 
     # then no token of theirs is left, the line did not block it
     assert not ApiToken.objects.exists()
+
+
+def test_a_child_never_outlives_its_parent_once_the_maximum_life_is_lowered(
+    user: User, settings: Settings
+) -> None:
+    # given an admin token made 20 days ago for a year
+    parent, secret = api_token_create(actor=user, name="parent", scope="admin", days=366)
+    ApiToken.objects.filter(pk=parent.pk).update(created_at=timezone.now() - timedelta(days=20))
+
+    # when the bank lowers the maximum life to 30 days (the parent has 10 days left), and
+    # the parent mints a child of 30 days, then one with the default life
+    settings.SAFECHAT_TOKEN_MAX_DAYS = 30
+    asked = Client().post(
+        TOKENS, {"name": "long", "scope": "read", "days": 30},
+        headers=bearer(secret), content_type="application/json",
+    )  # fmt: skip
+    default = Client().post(
+        TOKENS, {"name": "short", "scope": "read"},
+        headers=bearer(secret), content_type="application/json",
+    )  # fmt: skip
+
+    # then the first is refused on the record, and the second ends with its parent
+    parent_end = ApiToken.objects.get(pk=parent.pk).created_at + timedelta(days=30)
+    assert asked.status_code == 403
+    assert not ApiToken.objects.filter(name="long").exists()
+    assert [e.extra["reason"] for e in events(AuditAction.TOKEN_CREATE_REFUSED)] == ["lifetime"]
+    assert default.status_code == 201
+    assert ApiToken.objects.get(name="short").expires_at <= parent_end
