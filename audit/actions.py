@@ -134,6 +134,11 @@ class AuditAction(StrEnum):
     ROOM_INVITATION_SENT = "room.invitation.sent", "An invitation to a room was sent."
     ROOM_INVITATION_ACCEPTED = "room.invitation.accepted", "An invitation to a room was accepted."
     ROOM_ACCESS_DENIED = "room.access.denied", "Access to a room (or something in it) was denied."
+    ACCESS_REFUSED = (
+        "access.refused",
+        "A signed-in request was answered 403 by a check outside the services (a token's "
+        "scope, a page's or the admin's permission, CSRF).",
+    )
     GROUP_CREATED = (
         "group.created",
         "A group (of people that information barriers separate) was created.",

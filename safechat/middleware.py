@@ -65,8 +65,21 @@ class RequestIdMiddleware:
         )
         with acting(context):
             response = self.get_response(request)
+            if response.status_code == 403 and not context.refusals_recorded:
+                _refusal_record(request)
         response[REQUEST_ID_HEADER] = request_id
         return response
+
+
+def _refusal_record(request: HttpRequest) -> None:
+    """A signed-in person's 403 that no service recorded (a DRF permission class, a page's
+    or the admin's check, CSRF) goes on the record as ``access.refused``. Anonymous 403s
+    are not: they name nobody, and token failures are recorded where they are checked."""
+    from audit.services import access_refusal_record
+
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        access_refusal_record(actor=user, request=request)
 
 
 class RequestIdLogFilter(logging.Filter):

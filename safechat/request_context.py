@@ -49,6 +49,9 @@ class ActingContext:
     user_agent: str = ""
     request_id: str = ""
     token_id: int | None = None
+    # Refusals recorded while serving it (``audit_record`` counts them): a 403 with
+    # none is recorded by the edge as ``access.refused`` (safechat.middleware).
+    refusals_recorded: int = 0
 
 
 current_acting: ContextVar[ActingContext | None] = ContextVar("current_acting", default=None)

@@ -38,7 +38,9 @@ class AuditExportApi(APIView):
     Needs the project's API rules (authenticated, second factor verified) plus
     ``audit.view_auditevent``. ``since`` is inclusive, ``until`` exclusive, both
     ISO-8601 (UTC when no zone is given). Every export is recorded
-    (``audit.exported``); a refused request records nothing.
+    (``audit.exported``); a signed-in request refused for want of the permission or the
+    token scope is recorded as ``access.refused`` (by the request middleware), and
+    nothing else is written.
     """
 
     content_negotiation_class = _IgnoreFormatParameter

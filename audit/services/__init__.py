@@ -22,6 +22,7 @@ lock short; take other row locks before it, never after.
 from audit.actions import AuditAction
 from audit.actors import SYSTEM_AUDIT, SYSTEM_CLI, SYSTEM_RETENTION, AuditTarget, SystemActor
 from audit.extra import ForbiddenExtraKeyError
+from audit.services.access import access_refusal_record
 from audit.services.checkpoints import audit_checkpoint_write
 from audit.services.durable import audit_record_surviving_rollback
 from audit.services.export import AuditExport, audit_export_start
@@ -40,6 +41,7 @@ __all__ = [
     "AuditVerification",
     "ForbiddenExtraKeyError",
     "SystemActor",
+    "access_refusal_record",
     "audit_chain_verify",
     "audit_checkpoint_write",
     "audit_export_start",

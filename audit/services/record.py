@@ -159,12 +159,22 @@ def audit_record(
         # committed by the server without another round trip under the chain lock.
         event = append()
         _checkpoint_schedule_if_due(event.seq)
+        _refusal_count(parsed_action)
         return event
     # Inside the caller's transaction no savepoint: a failed append fails the action anyway.
     with transaction.atomic(using=connection.alias, savepoint=False):
         event = append()
         _checkpoint_schedule_if_due(event.seq)
+        _refusal_count(parsed_action)
         return event
+
+
+def _refusal_count(action: AuditAction) -> None:
+    """Count a refusal in the acting context, so the edge knows the 403 it answers is on
+    the record already (``safechat.middleware``)."""
+    context = current_acting.get()
+    if context is not None and action.value.endswith((".refused", ".denied")):
+        context.refusals_recorded += 1
 
 
 def _checkpoint_schedule_if_due(seq: int) -> None:

@@ -98,7 +98,7 @@ def test_a_member_cannot_grant_roles_invite_or_deactivate(
     assert not Invitation.objects.exists()
     assert not mail.outbox
     new = actions()[len(before) :]
-    assert set(new) == {"account.role.refused", "account.admin.refused"}
+    assert set(new) == {"account.role.refused", "account.admin.refused", "access.refused"}
 
 
 def test_an_invitation_creates_an_account_once(

@@ -51,6 +51,13 @@ def log_state() -> tuple[int, int, str]:
     )
 
 
+def actions_since(state: tuple[int, int, str]) -> list[str]:
+    """The actions appended since ``log_state()`` returned ``state``, in order."""
+    return list(
+        AuditEvent.objects.filter(seq__gt=state[1]).order_by("seq").values_list("action", flat=True)
+    )
+
+
 def checkpoint_count() -> int:
     return AuditCheckpoint.objects.count()
 

@@ -14,6 +14,7 @@ from audit.models import AuditCheckpoint, AuditEvent
 from audit.services import audit_checkpoint_write
 from tests.accounts.factories import make_user
 from tests.audit.factories import (
+    actions_since,
     log_state,
     make_events,
     make_officer,
@@ -50,10 +51,11 @@ def test_an_officer_cannot_add_change_or_delete_events(officer_client: Client) -
     delete_get = officer_client.get(f"{EVENTS}{event.seq}/delete/")
     delete_post = officer_client.post(f"{EVENTS}{event.seq}/delete/", {"post": "yes"})
 
-    # then each is refused, and nothing changed (apart from the recorded views: none here)
+    # then each is refused, nothing changed, and each refusal is on the record
     assert [add_get.status_code, add_post.status_code, change.status_code] == [403, 403, 403]
     assert [delete_get.status_code, delete_post.status_code] == [403, 403]
-    assert rows() == before
+    assert rows()[: len(before)] == before
+    assert [row[1] for row in rows()[len(before) :]] == ["access.refused"] * 5
 
 
 def test_there_is_no_bulk_delete(officer_client: Client) -> None:
@@ -141,14 +143,15 @@ def test_a_search_parameter_named_like_a_secret_does_not_break_the_page() -> Non
     assert response.status_code in {200, 302}
 
 
-def test_staff_without_the_permission_is_refused_and_nothing_is_recorded() -> None:
+def test_staff_without_the_permission_is_refused_and_only_the_refusal_is_recorded() -> None:
     make_events(2)
     client = verified_client(make_user(is_staff=True))
     before = log_state()
 
     assert client.get(EVENTS, {"q": "x"}).status_code == 403
     assert client.get(CHECKPOINTS).status_code == 403
-    assert log_state() == before
+    # no search is recorded as made: only the two refusals
+    assert actions_since(before) == ["access.refused", "access.refused"]
 
 
 def test_the_export_action_streams_a_verifiable_recorded_export(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from audit.exportfile import export_verify
 from audit.models import AuditEvent
 from tests.accounts.factories import make_user, sign_in_client
 from tests.audit.factories import (
+    actions_since,
     checkpoint_count,
     log_state,
     make_events,
@@ -77,7 +78,7 @@ def test_anonymous_requests_are_refused_and_write_nothing() -> None:
     assert (log_state(), checkpoint_count()) == before
 
 
-def test_a_user_without_the_permission_is_refused_and_nothing_is_written() -> None:
+def test_a_user_without_the_permission_is_refused_and_only_the_refusal_is_written() -> None:
     make_events(2)
     client = verified_client(make_user(is_staff=True))
     before = (log_state(), checkpoint_count())
@@ -85,7 +86,8 @@ def test_a_user_without_the_permission_is_refused_and_nothing_is_written() -> No
     response = client.get(URL)
 
     assert response.status_code == 403
-    assert (log_state(), checkpoint_count()) == before
+    assert checkpoint_count() == before[1]
+    assert actions_since(before[0]) == ["access.refused"]
 
 
 def test_an_officer_without_a_verified_second_factor_is_refused() -> None:
@@ -96,8 +98,10 @@ def test_an_officer_without_a_verified_second_factor_is_refused() -> None:
 
     response = client.get(URL)
 
+    # refused (the second factor is missing), nothing exported or signed
     assert response.status_code in {401, 403}
-    assert (log_state(), checkpoint_count()) == before
+    assert checkpoint_count() == before[1]
+    assert set(actions_since(before[0])) <= {"access.refused"}
 
 
 def test_a_deactivated_officer_is_refused() -> None:
@@ -211,7 +215,10 @@ def test_an_audit_token_exports_and_reaches_nothing_else() -> None:
     assert not Room.objects.exists()
     written = set(AuditEvent.objects.filter(seq__gt=before[1]).values_list("action", flat=True))
     # the export (with the checkpoint it signs) and the refused uses: no other success
-    assert written <= {AuditAction.AUDIT_EXPORTED, "audit.checkpoint.written"}
+    assert written <= {AuditAction.AUDIT_EXPORTED, "audit.checkpoint.written", "access.refused"}
+    assert AuditEvent.objects.filter(seq__gt=before[1], action="access.refused").count() == len(
+        refused
+    )
     assert AuditAction.AUDIT_EXPORTED in written
 
 
