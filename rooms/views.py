@@ -175,7 +175,6 @@ def chat(request: HttpRequest) -> HttpResponse:
             "id": room.pk,
             "name": room.name,
             "archived": room.is_archived,
-            "mute": me.mute if me else Membership.Mute.OFF,
             "last_read": me.last_read_message_id if me else 0,
             "can": can,
             "role_choices": context["role_choices"],
@@ -545,7 +544,10 @@ def room_join(request: HttpRequest, room_id: int) -> HttpResponse:
     except PermissionDenied as exc:  # an archived room: audited by the service
         messages.error(request, _sentence(str(exc)))
         return browse
-    except (ValidationError, RateLimitedError) as exc:
+    except ValidationError as exc:
+        messages.error(request, _sentence("; ".join(exc.messages)))
+        return browse
+    except RateLimitedError as exc:
         messages.error(request, _sentence(str(exc)))
         return browse
     except IntegrityFailure:  # rolled back: nothing changed
