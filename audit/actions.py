@@ -131,6 +131,10 @@ class AuditAction(StrEnum):
     ROOM_MEMBER_ADDED = "room.member.added", "A member was added to a room."
     ROOM_MEMBER_REMOVED = "room.member.removed", "A member was removed from a room."
     ROOM_MEMBER_ROLE_CHANGED = "room.member.role_changed", "A member's role in a room changed."
+    ROOM_MEMBER_MUTE_CHANGED = (
+        "room.member.mute_changed",
+        "A member changed how a room notifies them (muted, mentions included or not, or unmuted).",
+    )
     ROOM_INVITATION_SENT = "room.invitation.sent", "An invitation to a room was sent."
     ROOM_INVITATION_ACCEPTED = "room.invitation.accepted", "An invitation to a room was accepted."
     ROOM_ACCESS_DENIED = "room.access.denied", "Access to a room (or something in it) was denied."

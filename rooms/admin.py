@@ -113,11 +113,11 @@ class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
 
 @admin.register(Room)
 class RoomAdmin(_InvestigatorView, ReadOnlyAdmin):
-    list_display = ["id", "name", "kind", "legal_hold", "archived_at", "created_at"]
-    list_filter = ["kind", "legal_hold", "history_visible"]
+    list_display = ["id", "name", "kind", "visibility", "legal_hold", "archived_at", "created_at"]
+    list_filter = ["kind", "visibility", "legal_hold", "history_visible"]
     search_fields = ["name"]
     fields = (
-        "name", "kind", "topic", "history_visible", "retention_policy",
+        "name", "kind", "visibility", "topic", "history_visible", "retention_policy",
         "legal_hold", "archived_at", "created_by", "created_at",
     )  # fmt: skip
     readonly_fields = fields

@@ -60,3 +60,31 @@ class UnreachableError(Refused):
             extra=refused.extra,
             request=refused.request,
         )
+
+
+NO_SUCH_ROOM = "no such room"
+
+
+class RoomHiddenError(Refused):
+    """Someone asked to join a room they may not know of: a private room or a direct
+    conversation, a listed room an information barrier keeps from them, or any room
+    while they are read-only on chat (a compliance officer).
+
+    Recorded as the refusal it stands for (``room.access.denied`` with its reason, or
+    ``barrier.refused``), but answered exactly as an id that names no room is (404,
+    ``NO_SUCH_ROOM``): the answer tells nobody that a room exists, nor who holds which
+    role or stands behind which barrier.
+    """
+
+    @classmethod
+    def instead_of(cls, refused: Refused) -> RoomHiddenError:
+        """The same refusal (action, reason, details), answered as an unknown room."""
+        return cls(
+            NO_SUCH_ROOM,
+            actor=refused.actor,
+            action=refused.action,
+            target=refused.target,
+            reason=refused.reason,
+            extra=refused.extra,
+            request=refused.request,
+        )

@@ -13,12 +13,22 @@ NAME_MAX = Room._meta.get_field("name").max_length
 TOPIC_MAX = Room._meta.get_field("topic").max_length
 
 
+LISTED_LABEL = "Listed: anyone in the organisation can find this room and join it"
+
+
+def visibility_of(listed: bool) -> str:
+    """The room's ``Room.Visibility`` for the forms' "Listed" box."""
+    return Room.Visibility.LISTED if listed else Room.Visibility.PRIVATE
+
+
 class RoomSettingsForm(forms.Form):
     name = forms.CharField(max_length=NAME_MAX)
     topic = forms.CharField(max_length=TOPIC_MAX, required=False)
     history_visible = forms.BooleanField(
         required=False, label="New members can read earlier messages"
     )
+    # Not offered in a direct conversation (never listed): the view leaves it out there.
+    listed = forms.BooleanField(required=False, label=LISTED_LABEL)
 
 
 class MemberAddForm(forms.Form):
@@ -36,6 +46,11 @@ class RoomCreateForm(forms.Form):
     history_visible = forms.BooleanField(
         required=False, label="New members can read earlier messages"
     )
+    listed = forms.BooleanField(required=False, label=LISTED_LABEL)
+
+
+class RoomMuteForm(forms.Form):
+    mute = forms.ChoiceField(choices=Membership.Mute.choices, label="Notifications")
 
 
 class PersonIdsField(forms.Field):

@@ -23,7 +23,17 @@ class Room(models.Model):
         CHANNEL = "channel", "Channel"
         DIRECT = "direct", "Direct conversation"
 
+    class Visibility(models.TextChoices):
+        # Invitation only: nobody outside it learns that it exists.
+        PRIVATE = "private", "Private"
+        # Anyone in the organisation whom information barriers allow to be with its
+        # members finds it (name, topic, member count) and may join it as a member.
+        LISTED = "listed", "Listed"
+
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CHANNEL)
+    visibility = models.CharField(
+        max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE
+    )
     # Names others read: no direction control, at least one visible character.
     name = models.CharField(max_length=120, validators=[validate_label])
     topic = models.CharField(max_length=500, blank=True, validators=[refuse_bidi_controls])
@@ -45,6 +55,17 @@ class Room(models.Model):
 
     class Meta:
         ordering = ["name", "pk"]
+        constraints = [
+            # A direct conversation's membership is fixed for its life: never listed.
+            models.CheckConstraint(
+                condition=Q(kind="channel") | Q(visibility="private"),
+                name="rooms_room_direct_never_listed",
+            ),
+        ]
+        indexes = [
+            # The rooms one may join are a few listed ones among many private ones.
+            models.Index(fields=["id"], condition=Q(visibility="listed"), name="rooms_room_listed"),
+        ]
         permissions = [
             ("post_message", "Can post messages in the room"),
             ("upload_file", "Can share files in the room"),
@@ -58,6 +79,10 @@ class Room(models.Model):
     @property
     def is_archived(self) -> bool:
         return self.archived_at is not None
+
+    @property
+    def is_listed(self) -> bool:
+        return self.visibility == Room.Visibility.LISTED
 
 
 class Membership(models.Model):
@@ -80,6 +105,19 @@ class Membership(models.Model):
     # only messages numbered after it (0: the whole history). A member removed and added
     # again gets a new row, so nothing posted while away is shown either.
     visible_from_seq = models.PositiveBigIntegerField(default=0)
+
+    class Mute(models.TextChoices):
+        # Every message counts as unread and shows as such; mentions and direct
+        # messages notify (desktop notifications are opt-in per browser).
+        OFF = "off", "Not muted"
+        # Unread is still counted but shown muted, and nothing notifies but a mention.
+        MESSAGES = "messages", "Muted, except mentions"
+        # As MESSAGES, and mentions do not notify either ("mute all").
+        ALL = "all", "Muted, mentions too"
+
+    # The member's own choice for this room; it changes what their clients show, never
+    # what they may read (``membership_mute_set``).
+    mute = models.CharField(max_length=16, choices=Mute.choices, default=Mute.OFF)
 
     class Meta:
         constraints = [

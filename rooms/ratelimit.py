@@ -26,8 +26,8 @@ class Write(StrEnum):
     REACT = "react"
     READ_MARKER = "read-marker"
     ROOM_CREATE = "room-create"  # channels and direct conversations
-    MEMBERSHIP = "membership"  # add, remove, role change, invitation
-    ROOM_SETTINGS = "room-settings"  # settings and archive
+    MEMBERSHIP = "membership"  # add, remove, role change, invitation, joining a listed room
+    ROOM_SETTINGS = "room-settings"  # settings, archive, and a member's own mute
     UPLOAD = "upload"  # a file upload begun (counted with posts)
 
 

@@ -17,7 +17,7 @@ from django.http import Http404
 from guardian.models import UserObjectPermission
 
 from accounts.models import User
-from accounts.selectors import CHAT_READ_ONLY_ROLES, people_active
+from accounts.selectors import CHAT_READ_ONLY_ROLES, people_active, user_reads_chat_only
 from rooms import permissions as perms
 from rooms.attachments import AttachmentView, attachments_open
 from rooms.models import (
@@ -102,13 +102,13 @@ def rooms_for_user(*, user: User) -> QuerySet[Room]:
 
 
 def room_list_for_user(*, user: User) -> QuerySet[Room]:
-    """Viewable rooms with each one's unread count for ``user``."""
-    marker = Membership.objects.filter(room=OuterRef("pk"), user=user).values(
-        "last_read_message_id"
-    )[:1]
+    """Viewable rooms with each one's unread count for ``user`` (``unread``) and how the room
+    notifies them (``mute``, ``Membership.Mute``)."""
+    own = Membership.objects.filter(room=OuterRef("pk"), user=user)
+    marker = own.values("last_read_message_id")[:1]
     return (
         rooms_for_user(user=user)
-        .annotate(last_read=Subquery(marker))
+        .annotate(last_read=Subquery(marker), mute=Subquery(own.values("mute")[:1]))
         .annotate(
             unread=Count(
                 "messages",
@@ -118,6 +118,64 @@ def room_list_for_user(*, user: User) -> QuerySet[Room]:
         )
         .order_by("archived_at", "name", "pk")
     )
+
+
+def _walled_groups(user: User) -> set[int]:
+    """The groups an information barrier separates ``user`` from: for each barrier, the
+    other side of each side ``user`` is in (both sides, if they are in both)."""
+    own = set(user.groups.values_list("pk", flat=True))
+    if not own:
+        return set()
+    walled: set[int] = set()
+    for a, b in InformationBarrier.objects.filter(
+        Q(group_a__in=own) | Q(group_b__in=own)
+    ).values_list("group_a_id", "group_b_id"):
+        if a in own:
+            walled.add(b)
+        if b in own:
+            walled.add(a)
+    return walled
+
+
+JOINABLE_PAGE_MAX = 100
+
+
+def rooms_joinable(*, user: User, query: str = "") -> QuerySet[Room]:
+    """The listed rooms ``user`` may join (``services.room_join``), each with its
+    ``member_count``: listed channels, not archived, that ``user`` is not in, and where no
+    information barrier separates them from any current member. Nothing for someone
+    inactive or read-only on chat (a compliance officer joins nothing). ``query``
+    (case-insensitive) matches a part of the name or the topic.
+
+    A browsing answer, not a permission: ``room_join`` decides again under its locks.
+    Unordered and unbounded (a list orders and cuts it).
+    """
+    if not user.is_active or user_reads_chat_only(user=user):
+        return Room.objects.none()
+    rooms = Room.objects.filter(
+        visibility=Room.Visibility.LISTED, kind=Room.Kind.CHANNEL, archived_at__isnull=True
+    ).exclude(Exists(Membership.objects.filter(room=OuterRef("pk"), user=user)))
+    query = query.strip()
+    if query:
+        rooms = rooms.filter(Q(name__icontains=query) | Q(topic__icontains=query))
+    walled = _walled_groups(user)
+    if walled:
+        behind_a_wall = Membership.objects.filter(
+            room=OuterRef("pk"), user__groups__in=walled
+        ).exclude(user=user)
+        rooms = rooms.exclude(Exists(behind_a_wall))
+    members = Membership.objects.filter(room=OuterRef("pk")).values("room").annotate(n=Count("pk"))
+    return rooms.annotate(member_count=Subquery(members.values("n")[:1]))
+
+
+def room_for_join(*, room_id: object) -> Room | None:
+    """The room ``room_id`` names, whoever asks, or None: only for ``services.room_join``,
+    which decides and answers every room it refuses exactly as an id naming none."""
+    try:
+        pk = int(str(room_id))
+    except ValueError:
+        return None
+    return Room.objects.filter(pk=pk).first()
 
 
 def _pk_or_404(value: object, not_found: str) -> int:

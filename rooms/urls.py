@@ -1,5 +1,5 @@
-"""Portal routes of rooms: the chat page, new rooms and conversations, and the form
-endpoints of a room (POST only)."""
+"""Portal routes of rooms: the chat page, new rooms and conversations, browsing listed
+rooms, and the form endpoints of a room (POST only)."""
 
 from django.urls import path
 
@@ -13,6 +13,9 @@ urlpatterns = [
     path("conversations/new/", views.conversation_new, name="conversation-new"),
     path("people/", views.people_directory, name="people"),
     path("mentions/", views.mentions, name="mentions"),
+    path("browse/", views.rooms_browse, name="browse"),
+    path("<int:room_id>/join/", views.room_join, name="room-join"),
+    path("<int:room_id>/mute/", views.room_mute, name="room-mute"),
     path("<int:room_id>/settings/", views.room_settings, name="room-settings"),
     path("<int:room_id>/archive/", views.room_archive, name="room-archive"),
     path("<int:room_id>/unarchive/", views.room_unarchive, name="room-unarchive"),

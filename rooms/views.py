@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.forms import Form
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -26,7 +26,7 @@ from accounts.models import User
 from accounts.selectors import person_active_get, person_get
 from rooms import forms, selectors, services
 from rooms import permissions as perms
-from rooms.errors import RateLimitedError, UnreachableError
+from rooms.errors import RateLimitedError, RoomHiddenError, UnreachableError
 from rooms.models import Membership, Room
 from rooms.presence import OFFLINE, presence_of
 from rooms.services.rooms import MAX_DIRECT_PARTICIPANTS
@@ -137,6 +137,10 @@ def chat(request: HttpRequest) -> HttpResponse:
             and not room.is_archived
             and room.kind != Room.Kind.DIRECT,
             "leave": room.kind != Room.Kind.DIRECT,
+            # A direct conversation is never listed.
+            "list": perms.MANAGE_ROOM in granted
+            and not room.is_archived
+            and room.kind == Room.Kind.CHANNEL,
             "unarchive": room.is_archived
             and (perms.MANAGE_ROOM in granted or user.has_perm("accounts.create_room")),
         }
@@ -150,7 +154,11 @@ def chat(request: HttpRequest) -> HttpResponse:
                     "name": room.name,
                     "topic": room.topic,
                     "history_visible": room.history_visible,
+                    "listed": room.is_listed,
                 }
+            ),
+            mute_form=forms.RoomMuteForm(
+                initial={"mute": me.mute if me else Membership.Mute.OFF}, auto_id="room-%s"
             ),
             role_choices=(Membership.Role.choices if can["manage_room"] else MODERATOR_ROLES),
         )
@@ -274,11 +282,44 @@ def room_settings(request: HttpRequest, room_id: int) -> HttpResponse:
     form = forms.RoomSettingsForm(request.POST)
     if not form.is_valid():
         return _refuse_unless_manager(request, room, _form_errors(form))
+    changes = dict(form.cleaned_data)
+    listed = changes.pop("listed")
+    # The box is not offered in a direct conversation, which is never listed.
+    visibility = forms.visibility_of(listed) if room.kind == Room.Kind.CHANNEL else None
     return _apply(
         request,
         room=room,
-        action=lambda: services.room_update(actor=actor, room=room, **form.cleaned_data),
+        action=lambda: services.room_update(
+            actor=actor, room=room, visibility=visibility, **changes
+        ),
         success="Room settings saved.",
+        then=room,
+    )
+
+
+MUTED = {
+    Membership.Mute.OFF: "Room unmuted: it notifies you again.",
+    Membership.Mute.MESSAGES: "Room muted: only mentions of you notify you.",
+    Membership.Mute.ALL: "Room muted, mentions of you too.",
+}
+
+
+@require_POST
+def room_mute(request: HttpRequest, room_id: int) -> HttpResponse:
+    """How the room notifies the member (``services.membership_mute_set``): their own
+    setting, so any member may change it; the chat client does it without a reload."""
+    actor = _user(request)
+    room = selectors.room_get_for_user(user=actor, room_id=room_id)
+    form = forms.RoomMuteForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return _back(room)
+    mute = form.cleaned_data["mute"]
+    return _apply(
+        request,
+        room=room,
+        action=lambda: services.membership_mute_set(actor=actor, room=room, mute=mute),
+        success=MUTED[Membership.Mute(mute)],
         then=room,
     )
 
@@ -386,6 +427,7 @@ def room_new(request: HttpRequest) -> HttpResponse:
                     name=form.cleaned_data["name"],
                     topic=form.cleaned_data["topic"],
                     history_visible=form.cleaned_data["history_visible"],
+                    visibility=forms.visibility_of(form.cleaned_data["listed"]),
                 )
             except PermissionDenied as exc:  # audited by the service
                 return render(
@@ -466,6 +508,55 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 
 def _form_error(form: Form, exc: ValidationError) -> None:
     form.add_error(None, _sentence("; ".join(exc.messages)))
+
+
+# --- Browsing and joining listed rooms ------------------------------------------------------
+@never_cache
+@require_GET
+def rooms_browse(request: HttpRequest) -> HttpResponse:
+    """The listed rooms one may join (``selectors.rooms_joinable``: not archived, not
+    already in, no information barrier between them and a member; none for a compliance
+    officer), each with a Join button."""
+    actor = _user(request)
+    query = (request.GET.get("q") or "").strip()[:120]
+    found = selectors.rooms_joinable(user=actor, query=query)
+    context = {
+        "query": query,
+        "rooms": list(found.order_by("name", "pk")[: selectors.JOINABLE_PAGE_MAX]),
+        "limit": selectors.JOINABLE_PAGE_MAX,
+        "may_join": perms.may_start_conversations(user=actor),
+    }
+    return render(request, "rooms/browse.html", context)
+
+
+@require_POST
+def room_join(request: HttpRequest, room_id: int) -> HttpResponse:
+    """Join a listed room (``services.room_join``). A room one may not know of (private,
+    a direct conversation, behind a barrier, or any for a compliance officer) is a 404,
+    exactly as an id naming no room; the service has recorded the refusal."""
+    actor = _user(request)
+    room = selectors.room_for_join(room_id=room_id)
+    browse = HttpResponseRedirect(reverse("rooms:browse"))
+    try:
+        services.room_join(actor=actor, room=room)
+    except RoomHiddenError:
+        raise Http404("no such room") from None
+    except PermissionDenied as exc:  # an archived room: audited by the service
+        messages.error(request, _sentence(str(exc)))
+        return browse
+    except ValidationError as exc:
+        messages.error(request, _sentence("; ".join(exc.messages)))
+        return browse
+    except RateLimitedError as exc:
+        messages.error(request, _sentence(str(exc)))
+        return browse
+    except IntegrityFailure:  # rolled back: nothing changed
+        messages.error(request, INTEGRITY_FAILURE_MESSAGE)
+        return browse
+    if room is None:  # the service answers None with a 404; for the type checker
+        raise Http404("no such room")
+    messages.success(request, f"You joined “{room.name}”.")
+    return _back(room)
 
 
 # --- The directory ------------------------------------------------------------------------

@@ -148,7 +148,12 @@ def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse
     The one mapping from exceptions to statuses and codes, for the API's views and for
     the Django handlers that answer under ``/api/`` before or without a view.
     """
-    from rooms.errors import IdempotencyKeyReusedError, RateLimitedError, UnreachableError
+    from rooms.errors import (
+        IdempotencyKeyReusedError,
+        RateLimitedError,
+        RoomHiddenError,
+        UnreachableError,
+    )
     from safechat.keyring.errors import IntegrityFailure
 
     if isinstance(exc, IntegrityFailure):
@@ -190,7 +195,9 @@ def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse
         return problem_response(
             status=400, code="bad_request", detail="The request was refused.", request=request
         )
-    if isinstance(exc, Http404):
+    if isinstance(exc, Http404 | RoomHiddenError):
+        # A refusal about a room one may not know of is recorded as what it is and
+        # answered exactly as a room that does not exist.
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied(detail=str(exc) or None)

@@ -67,6 +67,7 @@ class Event(StrEnum):
     # Published by services after commit, to one person's group.
     ROOM_GRANTED = "room.granted"
     ROOM_REVOKED = "room.revoked"
+    ROOM_MUTED = "room.muted"  # the person's own mute setting of a room, for their other tabs
     MENTION = "mention"
     ACCESS_CHANGED = "access.changed"  # heard by the socket only: it re-checks its session
     # A socket's own answers to its client; never published.
@@ -159,6 +160,13 @@ class RoomChanged(TypedDict):
     room_id: int
 
 
+class RoomMuted(TypedDict):
+    """``room.muted``: how the room now notifies its member (``Membership.Mute``)."""
+
+    room_id: int
+    mute: str  # off, messages, all
+
+
 class ReadMarker(TypedDict):
     room_id: int
     user_id: int
@@ -235,6 +243,7 @@ PAYLOADS: dict[Event, type[Any]] = {
     Event.PRESENCE: Presence,
     Event.ROOM_GRANTED: RoomChanged,
     Event.ROOM_REVOKED: RoomChanged,
+    Event.ROOM_MUTED: RoomMuted,
     Event.MENTION: Mention,
     Event.ACCESS_CHANGED: AccessChanged,
     Event.PRESENCE_SNAPSHOT: PresenceSnapshot,
@@ -280,7 +289,13 @@ _ROOM_EVENTS = {
     Event.TYPING,
     Event.PRESENCE,
 }
-_USER_EVENTS = {Event.ROOM_GRANTED, Event.ROOM_REVOKED, Event.MENTION, Event.ACCESS_CHANGED}
+_USER_EVENTS = {
+    Event.ROOM_GRANTED,
+    Event.ROOM_REVOKED,
+    Event.ROOM_MUTED,
+    Event.MENTION,
+    Event.ACCESS_CHANGED,
+}
 AUDIENCE: dict[Event, Audience] = {
     event: Audience.ROOM
     if event in _ROOM_EVENTS

@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints, is_typeddict
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from rooms.models import Membership, Room
@@ -19,6 +20,17 @@ from rooms.wire import Doc, WireMessage
 class RoomOutput(serializers.ModelSerializer[Room]):
     unread = serializers.IntegerField(read_only=True, required=False)
     archived = serializers.SerializerMethodField()
+    visibility = serializers.ChoiceField(
+        choices=Room.Visibility.choices,
+        read_only=True,
+        help_text="private: invitation only; listed: anyone in the organisation whom "
+        "information barriers allow may find and join it (a direct conversation is "
+        "never listed)",
+    )
+    mute = serializers.SerializerMethodField(
+        help_text="How the room notifies you: off; messages (unread shown muted, only "
+        "mentions notify); all (mentions do not notify either)"
+    )
 
     class Meta:
         model = Room
@@ -28,13 +40,28 @@ class RoomOutput(serializers.ModelSerializer[Room]):
             "name",
             "topic",
             "history_visible",
+            "visibility",
             "archived",
             "created_at",
             "unread",
+            "mute",
         ]
 
     def get_archived(self, room: Room) -> bool:
         return room.is_archived
+
+    @extend_schema_field(serializers.ChoiceField(choices=Membership.Mute.choices))
+    def get_mute(self, room: Room) -> str:
+        # Annotated by ``rooms.selectors.room_list_for_user``.
+        return str(getattr(room, "mute", None) or Membership.Mute.OFF)
+
+
+class JoinableRoomOutput(serializers.ModelSerializer[Room]):
+    member_count = serializers.IntegerField(read_only=True, help_text="members now")
+
+    class Meta:
+        model = Room
+        fields = ["id", "name", "topic", "history_visible", "member_count", "created_at"]
 
 
 class MemberOutput(serializers.ModelSerializer[Membership]):

@@ -7,8 +7,11 @@ urlpatterns = [
     path("changes/", views.ChangeFeedApi.as_view(), name="api-changes"),
     path("people/", views.PeopleListApi.as_view(), name="api-people"),
     path("rooms/create/", views.RoomCreateApi.as_view(), name="api-rooms-create"),
+    path("rooms/joinable/", views.RoomJoinableListApi.as_view(), name="api-rooms-joinable"),
     path("direct/", views.DirectConversationCreateApi.as_view(), name="api-direct-create"),
     path("rooms/<int:room_id>/", views.RoomDetailApi.as_view(), name="api-room"),
+    path("rooms/<int:room_id>/join/", views.RoomJoinApi.as_view(), name="api-room-join"),
+    path("rooms/<int:room_id>/mute/", views.RoomMuteApi.as_view(), name="api-room-mute"),
     path("rooms/<int:room_id>/archive/", views.RoomArchiveApi.as_view(), name="api-room-archive"),
     path(
         "rooms/<int:room_id>/unarchive/",

@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from accounts.selectors import person_active_get, person_get
 from rooms import selectors, services
-from rooms.api.serializers import MemberOutput, MessageOutput, RoomOutput
+from rooms.api.serializers import JoinableRoomOutput, MemberOutput, MessageOutput, RoomOutput
 from rooms.models import Membership, Message, Room, RoomChange
 from rooms.services.messages import MAX_MESSAGE_BYTES
 from rooms.wire import message_json
@@ -63,6 +63,7 @@ def _person(user_id: int) -> User | None:
 
 
 RoomPage = page_serializer("RoomPage", RoomOutput(many=True))
+JoinableRoomPage = page_serializer("JoinableRoomPage", JoinableRoomOutput(many=True))
 MemberPage = page_serializer("MemberPage", MemberOutput(many=True))
 MessagePage = page_serializer("MessagePage", MessageOutput(many=True))
 
@@ -85,6 +86,13 @@ class RoomCreateApi(APIView):
         name = StrictCharField(max_length=120)
         topic = StrictCharField(max_length=500, required=False, allow_blank=True)
         history_visible = serializers.BooleanField(required=False, default=False)
+        visibility = serializers.ChoiceField(
+            choices=Room.Visibility.choices,
+            required=False,
+            default=Room.Visibility.PRIVATE,
+            help_text="private (the default): invitation only; listed: anyone in the "
+            "organisation whom information barriers allow may find and join it",
+        )
 
     @extend_schema(
         request=RoomCreateInput, responses={201: RoomOutput}, operation_id="rooms_create"
@@ -120,6 +128,11 @@ class RoomDetailApi(APIView):
         name = StrictCharField(max_length=120, required=False)
         topic = StrictCharField(max_length=500, required=False, allow_blank=True)
         history_visible = serializers.BooleanField(required=False)
+        visibility = serializers.ChoiceField(
+            choices=Room.Visibility.choices,
+            required=False,
+            help_text="private or listed; a direct conversation is never listed (400)",
+        )
 
     @extend_schema(responses=RoomOutput, operation_id="rooms_retrieve")
     def get(self, request: Request, room_id: int) -> Response:
@@ -132,6 +145,75 @@ class RoomDetailApi(APIView):
         data = self.RoomDetailUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         room = services.room_update(actor=_user(request), room=room, **data.validated_data)
+        return Response(_room_json(request, room))
+
+
+class RoomJoinableListApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "q",
+                str,
+                description="Case-insensitive part of a room's name or topic (at most 100 "
+                "characters); empty or absent lists them all.",
+            ),
+            cursor_parameters(key="room id"),
+        ],
+        responses=JoinableRoomPage,
+        operation_id="rooms_joinable_list",
+    )
+    def get(self, request: Request) -> Response:
+        """The listed rooms you may join, by id (ascending), paginated: listed channels
+        that are not archived, that you are not in, and where no information barrier
+        separates you from a member; none for a compliance officer
+        (``rooms.selectors.rooms_joinable``). Join one with ``POST .../<id>/join/``."""
+        cursor = cursor_from_query(request.query_params)
+        query = request.query_params.get("q", "")
+        if len(query) > 100:
+            raise ValidationError({"q": ["At most 100 characters."]})
+        found = selectors.rooms_joinable(user=_user(request), query=query)
+        page = page_of(found, cursor=cursor)
+        return Response(page.as_json(JoinableRoomOutput(page.items, many=True).data))
+
+
+class RoomJoinApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: RoomOutput},
+        operation_id="rooms_join",
+        description=(
+            "Join a listed room as a member (`rooms.services.room_join`); you receive what "
+            "the room's history setting lets a newcomer read. Already a member: the room, "
+            "nothing changes. A private room, a direct conversation, a room an information "
+            "barrier keeps from you, and any room for a compliance officer answer 404 "
+            "exactly as an id that names no room (the refusal is audited); an archived "
+            "listed room 403."
+        ),
+    )
+    def post(self, request: Request, room_id: int) -> Response:
+        room = selectors.room_for_join(room_id=room_id)
+        membership = services.room_join(actor=_user(request), room=room)
+        return Response(_room_json(request, membership.room))
+
+
+class RoomMuteApi(APIView):
+    class RoomMuteInput(serializers.Serializer[dict[str, Any]]):
+        mute = serializers.ChoiceField(
+            choices=Membership.Mute.choices,
+            help_text="off; messages: unread shown muted, only mentions notify; all: "
+            "mentions do not notify either",
+        )
+
+    @extend_schema(request=RoomMuteInput, responses=RoomOutput, operation_id="rooms_mute")
+    def post(self, request: Request, room_id: int) -> Response:
+        """Set how the room notifies you (your own setting, any member, archived rooms
+        too); your other tabs hear ``room.muted``. The room's ``mute`` says it back."""
+        room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        data = self.RoomMuteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.membership_mute_set(
+            actor=_user(request), room=room, mute=data.validated_data["mute"]
+        )
         return Response(_room_json(request, room))
 
 

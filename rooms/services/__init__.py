@@ -21,10 +21,12 @@ from rooms.services.barriers import (
 )
 from rooms.services.membership import (
     membership_add,
+    membership_mute_set,
     membership_remove,
     membership_role_change,
     room_invitation_accept,
     room_invitation_send,
+    room_join,
 )
 from rooms.services.messages import (
     MAX_MESSAGE_BYTES,
@@ -55,6 +57,7 @@ __all__ = [
     "group_create",
     "group_members_set",
     "membership_add",
+    "membership_mute_set",
     "membership_remove",
     "membership_role_change",
     "message_delete",
@@ -72,6 +75,7 @@ __all__ = [
     "room_create",
     "room_invitation_accept",
     "room_invitation_send",
+    "room_join",
     "room_key_rotate",
     "room_manage_require",
     "room_refused",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 
 from django.core.exceptions import ValidationError
 from django.db.models import Max, QuerySet
@@ -14,12 +15,14 @@ from accounts.selectors import CHAT_READ_ONLY_ROLES, person_active_get
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
+from rooms.errors import NO_SUCH_ROOM, RoomHiddenError
 from rooms.models import Membership, Message, Room, RoomChange, RoomInvitation
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
 from rooms.services._changes import room_change_append
 from rooms.services._common import (
     last_owner_refused,
+    permission_refused,
     require_chat_writer,
     require_inviter_entitled,
     require_not_archived,
@@ -32,7 +35,7 @@ from rooms.services._common import (
 )
 from rooms.services.barriers import barrier_require_allowed, room_barrier_violations
 from rooms.services.epochs import room_epoch_start, room_keys_grant, room_keys_revoke
-from safechat.actions import action, action_transaction
+from safechat.actions import Refused, action, action_transaction
 from safechat.events import Event, publish
 from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import user_key_create
@@ -162,30 +165,38 @@ def _membership_insert(
         barrier_require_allowed(
             actor=actor, room=room, user_ids=[*_member_ids(room), user.pk], newcomer=user.pk
         )
-        membership, created = Membership.objects.get_or_create(
-            room=room, user=user, defaults={"role": role, **_joining_marks(room)}
-        )
-        if not created:
-            return membership
-        room_permissions_set(room=room, user=user, role=role)
-        RoomInvitation.objects.filter(room=room, invitee=user).delete()
-        granted = room_keys_grant(room=room, user=user)
-        audit_record(
-            actor=actor,
-            action=AuditAction.ROOM_MEMBER_ADDED,
-            target=room,
-            extra={"member": user.pk, "role": role, "epochs_granted": granted},
-        )
-        room_change_append(
-            room_id=room.pk, kind=RoomChange.Kind.MEMBER_ADDED, user_id=user.pk, role=role
-        )
-        publish(Event.ROOM_GRANTED, to_user=user.pk, room_id=room.pk)
-        publish(Event.MEMBER_ADDED, room_id=room.pk, user_id=user.pk)
-        if permission is None:  # the invitee joined on their own invitation
+        membership = _membership_write(actor=actor, room=room, user=user, role=role)
+        if membership is not None and permission is None:  # joined on their own invitation
             audit_record(
                 actor=actor, action=AuditAction.ROOM_INVITATION_ACCEPTED, target=room, extra={}
             )
-        return membership
+        return membership or Membership.objects.get(room=room, user=user)
+
+
+def _membership_write(
+    *, actor: User, room: Room, user: User, role: str, joined: bool = False
+) -> Membership | None:
+    """Under the room's lock, every check made: the new membership, its permissions, its
+    keys (as the history rule allows), the audit event, the change feed and the events.
+    None, with nothing written, if ``user`` is a member already (the state that won)."""
+    membership, created = Membership.objects.get_or_create(
+        room=room, user=user, defaults={"role": role, **_joining_marks(room)}
+    )
+    if not created:
+        return None
+    room_permissions_set(room=room, user=user, role=role)
+    RoomInvitation.objects.filter(room=room, invitee=user).delete()
+    granted = room_keys_grant(room=room, user=user)
+    extra: dict[str, object] = {"member": user.pk, "role": role, "epochs_granted": granted}
+    if joined:
+        extra["joined"] = True
+    audit_record(actor=actor, action=AuditAction.ROOM_MEMBER_ADDED, target=room, extra=extra)
+    room_change_append(
+        room_id=room.pk, kind=RoomChange.Kind.MEMBER_ADDED, user_id=user.pk, role=role
+    )
+    publish(Event.ROOM_GRANTED, to_user=user.pk, room_id=room.pk)
+    publish(Event.MEMBER_ADDED, room_id=room.pk, user_id=user.pk)
+    return membership
 
 
 @action
@@ -459,3 +470,129 @@ def room_invitation_accept(*, actor: User, invitation: RoomInvitation) -> Member
         permission=None,
         inviter=inviter,
     )
+
+
+@contextmanager
+def _hidden_answered() -> Iterator[None]:
+    """A refusal raised inside, about a room one may not know of, is answered as an
+    unknown room (``RoomHiddenError``), and recorded as what it is."""
+    try:
+        yield
+    except Refused as refused:
+        raise RoomHiddenError.instead_of(refused) from None
+
+
+def _require_listed(*, actor: User, room: Room) -> None:
+    """Raise ``Refused`` (``not listed``) unless ``room`` is a listed channel: a private
+    room or a direct conversation is joined by invitation (or added to) only."""
+    if room.kind != Room.Kind.CHANNEL or not room.is_listed:
+        raise room_refused(
+            actor=actor, room=room, reason="not listed", message="this room is not listed"
+        )
+
+
+def _require_may_join(*, actor: User, person: User, room: Room) -> None:
+    """Every rule of a self-join that must not tell the person anything, each refusal
+    answered as an unknown room: not read-only on chat, a listed channel, and no
+    information barrier between ``person`` and any current member."""
+    with _hidden_answered():
+        require_chat_writer(actor=actor, room=room, person=person)
+        _require_listed(actor=actor, room=room)
+        barrier_require_allowed(
+            actor=actor, room=room, user_ids=[*_member_ids(room), person.pk], newcomer=person.pk
+        )
+
+
+@action
+def room_join(*, actor: User, room: Room | None) -> Membership:
+    """``actor`` joins a listed room on their own, as a member; they receive the keys the
+    room's history setting allows, as anyone added does (``Membership.visible_from_seq``,
+    ``Room.rekey_pending``: docs/rooms.md, "History and joining").
+
+    ``room`` is None when the edge found no room by the id it was given (``Http404``).
+    A member already answers their membership, and nothing is written. Refused, and
+    answered exactly as an unknown room (``rooms.errors.RoomHiddenError``, a 404) so that
+    nothing leaks: a compliance officer (read-only on chat: ``read-only role``), a
+    private room or a direct conversation (``not listed``), a person an information
+    barrier separates from a current member (``barrier.refused``), an account
+    deactivated at the same instant (``inactive``). An archived listed room is refused as
+    archived (its existence is no secret to those it was listed to). Counted against
+    ``SAFECHAT_MEMBERSHIP_RATE_LIMIT``.
+
+    Locks: the person's row, then the room's (as ``membership_add`` takes them), and every
+    rule is checked again under them: two people a barrier separates, joining the same
+    room at the same instant, are serialised on the room's row, and the second is refused.
+    """
+    if room is None:
+        raise Http404(NO_SUCH_ROOM)
+    existing = Membership.objects.filter(room=room, user=actor).first()
+    if existing is not None:
+        return existing
+    _require_may_join(actor=actor, person=actor, room=room)
+    require_not_archived(actor=actor, room=room)
+    write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
+    user_key_create(user=actor)  # before any lock: it appends to the audit chain
+    with action_transaction():
+        people = rows_locked(User, [actor.pk])
+        locked = rows_locked(Room, [room.pk])
+        if not locked:
+            raise Http404(NO_SUCH_ROOM)
+        room = locked[0]
+        if not people or not people[0].is_active:  # deactivated at the same instant
+            with _hidden_answered():
+                raise room_refused(
+                    actor=actor, room=room, reason="inactive", message="account deactivated"
+                )
+        existing = Membership.objects.filter(room=room, user=actor).first()
+        if existing is not None:  # joined at the same instant, in another tab
+            return existing
+        _require_may_join(actor=actor, person=people[0], room=room)
+        require_not_archived(actor=actor, room=room)
+        membership = _membership_write(
+            actor=actor, room=room, user=actor, role=Membership.Role.MEMBER, joined=True
+        )
+        return membership or Membership.objects.get(room=room, user=actor)
+
+
+@action
+def membership_mute_set(*, actor: User, room: Room, mute: str) -> Membership:
+    """Set how ``room`` notifies ``actor`` (``Membership.Mute``): ``off``; ``messages``,
+    unread shown muted and nothing notifying but a mention; ``all``, mentions included.
+
+    The member's own setting, like a read marker: any member may set it (``view_room``),
+    read-only members and archived rooms included. It changes what their clients show,
+    never what they may read. Recorded as ``room.member.mute_changed`` (a change of
+    nothing is not recorded); every tab of the person hears ``room.muted``. Counted
+    against ``SAFECHAT_ROOM_SETTINGS_RATE_LIMIT``.
+
+    Locks: the room (the member's right is checked again under it), then the membership;
+    the audit chain last.
+    """
+    if mute not in Membership.Mute.values:
+        raise ValidationError(f"unknown mute setting {mute!r}")
+    require_room_permission(actor=actor, room=room, permission=perms.VIEW)
+    write_rate_check(user_id=actor.pk, write=Write.ROOM_SETTINGS)
+    with action_transaction():
+        locked = rows_locked(Room, [room.pk])
+        if not locked:
+            raise Http404(NO_SUCH_ROOM)
+        room = locked[0]
+        require_room_permission(actor=actor, room=room, permission=perms.VIEW)
+        membership = (
+            Membership.objects.select_for_update(no_key=True).filter(room=room, user=actor).first()
+        )
+        if membership is None:  # removed at the same instant
+            raise permission_refused(actor=actor, room=room, permission=perms.VIEW)
+        if membership.mute == mute:
+            return membership
+        previous = membership.mute
+        membership.mute = mute
+        membership.save(update_fields=["mute"])
+        audit_record(
+            actor=actor,
+            action=AuditAction.ROOM_MEMBER_MUTE_CHANGED,
+            target=room,
+            extra={"from": previous, "to": mute},
+        )
+        publish(Event.ROOM_MUTED, to_user=actor.pk, room_id=room.pk, mute=mute)
+        return membership

@@ -60,7 +60,7 @@ def _room_insert(
         actor=actor,
         action=AuditAction.ROOM_CREATED,
         target=room,
-        extra={"kind": room.kind, "members": 1 + len(others)},
+        extra={"kind": room.kind, "visibility": room.visibility, "members": 1 + len(others)},
     )
     room_change_append(
         room_id=room.pk,
@@ -83,8 +83,11 @@ def room_create(
     topic: str = "",
     history_visible: bool = False,
     retention_policy: str = "",
+    visibility: str = Room.Visibility.PRIVATE,
 ) -> Room:
-    """Create a private channel owned by ``actor``, with its first key epoch.
+    """Create a channel owned by ``actor``, with its first key epoch: private (invitation
+    only, the default) or listed (anyone in the organisation whom information barriers
+    allow may find and join it, ``room_join``).
 
     Needs the ``room_admin`` role unless ``SAFECHAT_MEMBERS_CAN_CREATE_ROOMS`` is on;
     refused for a compliance officer (read-only on chat) either way. Counted against
@@ -105,6 +108,7 @@ def room_create(
         topic=topic.strip(),
         history_visible=history_visible,
         retention_policy=retention_policy,
+        visibility=visibility,
         created_by=actor,
     )
     _room_validate(room)
@@ -214,10 +218,15 @@ def room_update(
     name: str | None = None,
     topic: str | None = None,
     history_visible: bool | None = None,
+    visibility: str | None = None,
 ) -> Room:
-    """Change a room's settings (``manage_room``).
+    """Change a room's settings (``manage_room``): name, topic, history and visibility
+    (private or listed; a direct conversation is never listed, refused as invalid).
 
-    Locks: the room; the permission and the archive are checked again under it.
+    Recorded as ``room.updated`` with the fields changed. Listing a room shows its name,
+    topic and member count to everyone a barrier does not keep from it, who may then join
+    it; making it private again hides it from them (its members stay). Locks: the room;
+    the permission and the archive are checked again under it.
     """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
     require_not_archived(actor=actor, room=room)
@@ -226,7 +235,12 @@ def room_update(
         locked = _room_locked(room)
         require_writable(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
         return _room_change(
-            actor=actor, room=locked, name=name, topic=topic, history_visible=history_visible
+            actor=actor,
+            room=locked,
+            name=name,
+            topic=topic,
+            history_visible=history_visible,
+            visibility=visibility,
         )
 
 
@@ -244,6 +258,7 @@ def _room_change(
     name: str | None,
     topic: str | None,
     history_visible: bool | None,
+    visibility: str | None,
 ) -> Room:
     changed = []
     if name is not None and name.strip() != room.name:
@@ -255,6 +270,13 @@ def _room_change(
     if history_visible is not None and history_visible != room.history_visible:
         room.history_visible = history_visible
         changed.append("history_visible")
+    if visibility is not None and visibility != room.visibility:
+        if visibility not in Room.Visibility.values:
+            raise ValidationError(f"unknown visibility {visibility!r}")
+        if room.kind == Room.Kind.DIRECT:
+            raise ValidationError("a direct conversation is never listed")
+        room.visibility = visibility
+        changed.append("visibility")
     if changed:
         _room_validate(room)
         room.save(update_fields=changed)

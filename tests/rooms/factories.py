@@ -19,13 +19,16 @@ def make_room(
     history_visible: bool = False,
     role: str = Membership.Role.MEMBER,
     name: str = "Desk talk",
+    visibility: str = Room.Visibility.PRIVATE,
 ) -> Room:
     """A room created through the real services, so its keys and permissions are real."""
     if owner is None:
         owner = make_room_admin()
     elif not owner.has_perm("accounts.create_room"):
         owner = User.objects.get(pk=grant_role(owner, Role.ROOM_ADMIN).pk)
-    room = room_create(actor=owner, name=name, history_visible=history_visible)
+    room = room_create(
+        actor=owner, name=name, history_visible=history_visible, visibility=visibility
+    )
     for member in members:
         membership_add(actor=owner, room=room, user=member, role=role)
     return room

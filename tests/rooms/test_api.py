@@ -35,7 +35,7 @@ ROLES = [
 SUCCESS_ACTIONS = [
     "room.created", "room.updated", "room.archived", "room.member.added",
     "room.member.removed", "room.member.role_changed", "message.posted",
-    "message.edited", "message.deleted", "room.unarchived",
+    "message.edited", "message.deleted", "room.unarchived", "room.member.mute_changed",
 ]  # fmt: skip
 
 
@@ -93,6 +93,7 @@ def state() -> tuple[Any, ...]:
         sorted(Message.objects.values_list("id", "revision", "deleted_at")),
         Reaction.objects.count(),
         sorted(Membership.objects.values_list("last_read_message_id", flat=True)),
+        sorted(Membership.objects.values_list("user_id", "mute")),
         AuditEvent.objects.filter(action__in=SUCCESS_ACTIONS).count(),
         sorted(Room.objects.values_list("name", "topic", "archived_at")),
     )
@@ -162,6 +163,20 @@ ROUTES: dict[str, tuple[Call, set[str], int]] = {
         200,
     ),
     "people": (lambda c, w, r: c.get("/api/v1/people/?q=o"), set(ROLES[2:]), 200),
+    "joinable rooms": (lambda c, w, r: c.get("/api/v1/rooms/joinable/"), set(ROLES[2:]), 200),
+    # a private room: its members are answered their room, nobody else learns of it
+    "join room": (
+        lambda c, w, r: c.post(f"/api/v1/rooms/{w.room.pk}/join/"),
+        {"read_only", "member", "moderator", "owner"},
+        200,
+    ),
+    "mute room": (
+        lambda c, w, r: c.post(
+            f"/api/v1/rooms/{w.room.pk}/mute/", {"mute": "all"}, content_type="application/json"
+        ),
+        {"read_only", "member", "moderator", "owner"},
+        200,
+    ),
     "post message": (
         lambda c, w, r: c.post(
             f"/api/v1/rooms/{w.room.pk}/messages/",
@@ -254,7 +269,9 @@ def test_access_matrix(
         assert queued == []  # nothing broadcast
         if role in ("non_member", "compliance_officer"):
             # a room you cannot view does not exist for you
-            assert response.status_code == 404 or route in ("create room", "list rooms", "people")
+            assert response.status_code == 404 or route in (
+                "create room", "list rooms", "people", "joinable rooms",
+            )  # fmt: skip
         assert b"Traceback" not in response.content
 
 

@@ -21,7 +21,7 @@ from accounts.models import User
 from accounts.roles import Role
 from accounts.services import api_token_create
 from audit.models import AuditEvent
-from rooms.errors import BarrierViolationError, RateLimitedError
+from rooms.errors import BarrierViolationError, RateLimitedError, RoomHiddenError
 from rooms.models import Membership, Message, Reaction, Room
 from rooms.services import (
     barrier_create,
@@ -34,6 +34,7 @@ from rooms.services import (
     reaction_toggle,
     read_marker_set,
     room_barrier_violations,
+    room_join,
 )
 from rooms.services.barriers import user_groups_change
 from safechat import events
@@ -115,6 +116,81 @@ def test_two_people_a_barrier_separates_added_at_once_never_both_join(
     assert sorted(name for name, _ in broadcasts) == sorted(
         ["room.granted", "member.added"] * ROOMS_RACED
     )
+
+
+@postgresql_only("two joins of one room are serialised on its row")
+def test_two_people_a_barrier_separates_joining_a_listed_room_at_once_never_both_join(
+    broadcasts: list[tuple[str, dict[str, Any]]],
+) -> None:
+    # given a barrier between research and trading, and eight fresh listed rooms
+    research, trading = _walled()
+    trader, researcher = make_user(username="trader"), make_user(username="researcher")
+    trader.groups.add(trading)
+    researcher.groups.add(research)
+    owner = make_room_admin()
+    rooms = [
+        make_room(owner=owner, name=f"ideas {i}", visibility=Room.Visibility.LISTED)
+        for i in range(ROOMS_RACED)
+    ]
+    broadcasts.clear()
+    added_before = _events("room.member.added")
+
+    # when both join each room at the same instant (each behind the other's wall)
+    outcomes = [
+        run_together(
+            partial(room_join, actor=trader, room=room),
+            partial(room_join, actor=researcher, room=room),
+        )
+        for room in rooms
+    ]
+
+    # then in every room one joined and the other was refused, answered as no such room
+    for pair in outcomes:
+        errors = [o.error for o in pair if o.error is not None]
+        assert len(errors) == 1, pair
+        assert isinstance(errors[0], RoomHiddenError), errors[0]
+    for room in rooms:
+        joined = set(Membership.objects.filter(room=room).values_list("user_id", flat=True))
+        assert len(joined & {trader.pk, researcher.pk}) == 1
+    assert room_barrier_violations() == {}
+    # each refusal recorded once as the barrier's, each join once, only joins broadcast
+    assert _events("barrier.refused") == ROOMS_RACED
+    assert _events("room.member.added") - added_before == ROOMS_RACED
+    assert sorted(name for name, _ in broadcasts) == sorted(
+        ["room.granted", "member.added"] * ROOMS_RACED
+    )
+
+
+@postgresql_only("barrier creation locks the joiner's row, as a join does")
+def test_a_barrier_created_while_someone_joins_a_listed_room_is_refused_or_reported() -> None:
+    # given a trader in listed rooms and a researcher about to join each
+    research, _ = Group.objects.get_or_create(name="research")
+    trading, _ = Group.objects.get_or_create(name="trading")
+    admin, owner = _security_admin(), make_room_admin()
+    for round_ in range(ROOMS_RACED):
+        trader, researcher = make_user(), make_user()
+        trader.groups.add(trading)
+        researcher.groups.add(research)
+        room = make_room(
+            owner=owner, members=(trader,), name=f"r{round_}", visibility=Room.Visibility.LISTED
+        )
+
+        # when the researcher joins as the barrier is created
+        join, create = run_together(
+            partial(room_join, actor=researcher, room=room),
+            partial(barrier_create, actor=admin, group_a=research, group_b=trading),
+        )
+
+        # then the researcher was refused, or joined first and the room is in the report
+        assert create.error is None, create.error
+        barrier, violations = create.value
+        if join.error is None:
+            assert list(violations) == [room.pk]
+            membership_remove(actor=admin, room=room, member=researcher)
+        else:
+            assert isinstance(join.error, RoomHiddenError), join.error
+            assert violations == {}
+        barrier_delete(actor=admin, barrier=barrier)
 
 
 # --- 2. a barrier after the fact: group changes ------------------------------------------

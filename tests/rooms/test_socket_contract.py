@@ -24,6 +24,7 @@ from files.services import file_scan, upload_append, upload_create
 from rooms.models import Membership, Message, Room
 from rooms.services import (
     membership_add,
+    membership_mute_set,
     membership_remove,
     membership_role_change,
     reaction_toggle,
@@ -170,6 +171,9 @@ async def test_every_frame_of_a_rooms_life_is_registered_and_typed(
     await member_tab.until(Event.MEMBER_REMOVED)
     await db(room_update)(actor=owner, room=room, topic="rates")
     await member_tab.until(Event.ROOM_UPDATED)
+    await db(membership_mute_set)(actor=member, room=room, mute="messages")
+    muted = await member_tab.until(Event.ROOM_MUTED)
+    assert muted == {"type": "room.muted", "room_id": room.pk, "mute": "messages"}
     await db(room_archive)(actor=owner, room=room)
     await member_tab.until(Event.ROOM_ARCHIVED)
     await db(session_end_all)(actor=newcomer, user=newcomer)

@@ -96,6 +96,7 @@ def test_axe_finds_no_a_or_aa_violation_on_any_page_a_person_uses(
     cora_user = grant_role(make_user(username="cora"), Role.COMPLIANCE_OFFICER)
     make_user(username="nina")
     room = busy_room(sam_user, bob_user)
+    make_room(owner=bob_user, name="Macro ideas", visibility=Room.Visibility.LISTED)
     sam, cora = person(sam_user), person(cora_user)
     event_id = AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first()
     errors: list[str] = []
@@ -113,6 +114,7 @@ def test_axe_finds_no_a_or_aa_violation_on_any_page_a_person_uses(
                 ("room-new", "/rooms/new/"),
                 ("conversation-new", "/rooms/conversations/new/?q=bob"),
                 ("people", "/rooms/people/"),
+                ("browse", "/rooms/browse/"),
                 ("mentions", "/rooms/mentions/"),
                 ("factors", "/accounts/factors/"),
                 ("sessions", "/accounts/sessions/"),

@@ -31,6 +31,7 @@ from rooms.models import Membership, Message, Room, RoomInvitation
 from rooms.services import (
     direct_conversation_create,
     membership_add,
+    membership_mute_set,
     membership_remove,
     membership_role_change,
     message_delete,
@@ -42,6 +43,7 @@ from rooms.services import (
     room_create,
     room_invitation_accept,
     room_invitation_send,
+    room_join,
     room_key_rotate,
     room_update,
 )
@@ -139,6 +141,11 @@ def _accepted_invitation(w: World) -> object:
     return room_invitation_accept(actor=w.outsider, invitation=invitation)
 
 
+def _joined(w: World) -> object:
+    Room.objects.filter(pk=w.room.pk).update(visibility=Room.Visibility.LISTED)
+    return room_join(actor=w.outsider, room=Room.objects.get(pk=w.room.pk))
+
+
 def _bumped(w: World) -> None:
     with transaction.atomic():
         credentials_bump(user=w.member, reason="password_changed", revoke_tokens=False)
@@ -197,6 +204,11 @@ ACTIONS: dict[str, tuple[Callable[[World], object], list[Event]]] = {
         [E.MEMBER_UPDATED],
     ),
     "room_invitation_accept": (_accepted_invitation, [E.ROOM_GRANTED, E.MEMBER_ADDED]),
+    "room_join": (_joined, [E.ROOM_GRANTED, E.MEMBER_ADDED]),
+    "membership_mute_set": (
+        lambda w: membership_mute_set(actor=w.member, room=w.room, mute="messages"),
+        [E.ROOM_MUTED],
+    ),
     "credentials_bump": (_bumped, [E.ACCESS_CHANGED]),
     "session_end_all": (_signed_in_then_ended, [E.ACCESS_CHANGED]),
     # a file that scans clean is shared in its room as a message; deleting it deletes that

@@ -2,8 +2,10 @@
 // messages. Opt-in: the browser's permission is asked only when the person ticks the box,
 // and the choice is remembered in this browser (localStorage, per user). A bank's screens
 // are seen by others: a notification says who and where ("New mention in #Rates from Alice
-// Martin"), never the message's text, unless "Show message text" is ticked too.
+// Martin"), never the message's text, unless "Show message text" is ticked too. A muted
+// room (mute.js) notifies only mentions, and with "mute all" nothing.
 import { byId } from "./dom.js";
+import { MUTE_ALL, MUTE_OFF, muteOf } from "./mute.js";
 import { config, isCurrent, me } from "./page.js";
 
 const ENABLED = `safechat.notify.${me.id}`;
@@ -98,12 +100,15 @@ function shownText(message) {
 }
 
 // A message that arrived (message.new): notified if it mentions the reader or is in a
-// direct conversation, unless they are looking at that room right now.
+// direct conversation, unless they are looking at that room right now. In a muted room
+// only a mention notifies; with "mute all" nothing does.
 export function notifyMessage(roomId, message) {
   if (!enabled() || message.sender_id === me.id || notified.has(message.id)) return;
   const room = roomOf(roomId);
   const mentioned = (message.mentions ?? []).includes(me.id);
-  if (!mentioned && !room.direct) return;
+  const mute = muteOf(roomId);
+  if (mute === MUTE_ALL) return;
+  if (!mentioned && (!room.direct || mute !== MUTE_OFF)) return;
   if (isCurrent(roomId) && document.visibilityState === "visible" && document.hasFocus()) return;
   notified.add(message.id);
   const from = message.sender_name || message.sender;

@@ -8,7 +8,8 @@
 //   session.js        the session's time limits
 //   messages.js       the message list
 //   composer.js       posting, replying, editing, typing
-//   rooms.js          the room list
+//   rooms.js          the room list, the open room's notification setting
+//   mute.js           how each room notifies this person (muted or not)
 //   people.js         members and presence
 //   notifications.js  notices, the live region, errors, mentions
 //   autocomplete.js   @-mention suggestions in the composer (used by composer.js)
@@ -43,7 +44,15 @@ import {
   onPresence,
   onPresenceSnapshot,
 } from "./people.js";
-import { initRooms, onRoomArchived, onRoomGranted, onRoomRevoked, onRoomUpdated, setUnread } from "./rooms.js";
+import {
+  initRooms,
+  onRoomArchived,
+  onRoomGranted,
+  onRoomMuted,
+  onRoomRevoked,
+  onRoomUpdated,
+  setUnread,
+} from "./rooms.js";
 import { endedDetail, hideExpiry, initSession, noteEnded, showExpiry } from "./session.js";
 import * as socket from "./socket.js";
 import { onSyncDone, syncAll } from "./sync.js";
@@ -71,6 +80,7 @@ const handlers = {
   [EVENT.ROOM_REVOKED]: (f) => onRoomRevoked(f.room_id),
   [EVENT.ROOM_UPDATED]: (f) => onRoomUpdated(f.room_id),
   [EVENT.ROOM_ARCHIVED]: (f) => onRoomArchived(f.room_id),
+  [EVENT.ROOM_MUTED]: (f) => onRoomMuted(f.room_id, f.mute),
   [EVENT.MENTION]: (f) => onMention(f.room_id, f.message_id),
   [EVENT.ACK]: (f) => onAck(f.client_id, f.message_id),
   [EVENT.ERROR]: (f) => onErrorFrame(f),

@@ -1,6 +1,7 @@
 // Telling the person: notices at the top of the room, the screen reader's live region,
 // errors under the composer, and mentions.
 import { h, byId, sentence } from "./dom.js";
+import { MUTE_ALL, muteOf } from "./mute.js";
 import { config, isCurrent } from "./page.js";
 
 // ``alarm``: a failure (styled as an error), else information.
@@ -54,6 +55,7 @@ export function onMention(roomId, messageId) {
   if (isCurrent(roomId) && document.hasFocus()) return; // seen where it happens
   const badge = roomItem(roomId)?.querySelector(".mention-badge");
   if (badge) badge.hidden = false;
+  if (muteOf(roomId) === MUTE_ALL) return; // "mute all": marked, never announced
   notice(
     `You were mentioned in ${name}.`,
     false,

@@ -1,9 +1,10 @@
-// The room list: unread badges, rooms granted, revoked, renamed and archived, and
-// Alt+Up / Alt+Down to switch rooms.
+// The room list: unread badges, rooms granted, revoked, renamed, archived and muted, the
+// open room's "Notifications" selector, and Alt+Up / Alt+Down to switch rooms.
 import { api } from "./api.js";
 import { h, hidden, byId, sentence } from "./dom.js";
+import { MUTE_OFF, applyMute } from "./mute.js";
 import { notice } from "./notifications.js";
-import { config, isCurrent } from "./page.js";
+import { config, current, isCurrent } from "./page.js";
 import { forgetRoom, startRoom } from "./sync.js";
 
 const roomList = () => byId("room-list");
@@ -35,14 +36,46 @@ function roomEntry(room, mentioned) {
     " ",
     h("bdi", { class: "room-name" }, room.name),
     room.archived ? hidden(" (archived)") : null,
+    h(
+      "span",
+      { class: "mute-mark", title: "Muted", hidden: (room.mute ?? MUTE_OFF) === MUTE_OFF },
+      h("span", { "aria-hidden": "true" }, "🔕"),
+      hidden(" (muted)"),
+    ),
     h("span", { class: "mention-badge", hidden: !mentioned }, "@", hidden(" you were mentioned")),
     h("span", { class: "badge", dataset: { unread: room.unread ?? 0 }, hidden: !room.unread }),
   );
-  return h("li", { class: room.archived ? "room-item archived" : "room-item", dataset: { roomId: room.id, kind: room.kind } }, link);
+  return h(
+    "li",
+    {
+      class: room.archived ? "room-item archived" : "room-item",
+      dataset: { roomId: room.id, kind: room.kind, mute: room.mute ?? MUTE_OFF },
+    },
+    link,
+  );
+}
+
+// Every room of the person, page by page (the API pages by room id), in the list's order:
+// live rooms first, then by name.
+async function allRooms() {
+  const rows = [];
+  let after = null;
+  do {
+    const cursor = after === null ? "" : `&after=${after}`;
+    const page = await api(`rooms/?limit=100${cursor}`, { background: true });
+    rows.push(...page.results);
+    after = page.has_more ? page.next_after : null;
+  } while (after !== null);
+  const key = (r) => [r.archived ? 1 : 0, r.name.toLowerCase(), r.id];
+  return rows.sort((a, b) => {
+    const [x, y] = [key(a), key(b)];
+    for (let i = 0; i < x.length; i += 1) if (x[i] !== y[i]) return x[i] < y[i] ? -1 : 1;
+    return 0;
+  });
 }
 
 async function refreshRoomList() {
-  const rooms = await api("rooms/", { background: true });
+  const rooms = await allRooms();
   const mentioned = new Set(
     [...roomList().querySelectorAll(".mention-badge:not([hidden])")].map((m) =>
       Number(m.closest("li").dataset.roomId),
@@ -114,7 +147,38 @@ export function onRoomArchived(roomId) {
   notice("This room was archived.");
 }
 
+// room.muted: the person changed the setting (in this tab, or another).
+export function onRoomMuted(roomId, mute) {
+  applyMute(roomId, mute);
+}
+
+const MUTED_SAID = {
+  off: "Room unmuted: it notifies you again.",
+  messages: "Room muted: only mentions of you notify you.",
+  all: "Room muted, mentions of you too.",
+};
+
+// The header's "Notifications" form, without a page load (the form posts on its own
+// without this script).
+function initMuteForm() {
+  const form = byId("room-mute-form");
+  const select = byId("room-mute");
+  if (!form || !select || !current) return;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const mute = select.value;
+    try {
+      const room = await api(`rooms/${current.id}/mute/`, { method: "POST", body: { mute } });
+      applyMute(current.id, room.mute);
+      notice(MUTED_SAID[room.mute] ?? "Saved.");
+    } catch (error) {
+      notice(sentence(`could not change the notifications: ${error.message}`), true);
+    }
+  });
+}
+
 export function initRooms() {
+  initMuteForm();
   // Alt+Up / Alt+Down: the previous or next room, from anywhere on the page.
   document.addEventListener("keydown", (event) => {
     if (!event.altKey || event.ctrlKey || event.metaKey) return;
