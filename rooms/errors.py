@@ -34,6 +34,15 @@ class IdempotencyKeyReusedError(ValidationError):
         )
 
 
+class NotAMemberError(ValidationError):
+    """A change to a membership that does not exist (the person is not in the room, or
+    the id names nobody): the API answers 404, as for any path naming nothing; the
+    portal and the socket show it as the invalid request it is."""
+
+    def __init__(self) -> None:
+        super().__init__("this person is not a member of the room")
+
+
 UNREACHABLE = "one of these people cannot be reached"
 
 

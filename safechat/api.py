@@ -28,6 +28,7 @@ from django.core.exceptions import (
     ValidationError,
 )
 from django.http import Http404, HttpRequest, HttpResponse
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import exceptions, parsers, status
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.request import Request
@@ -150,6 +151,7 @@ def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse
     """
     from rooms.errors import (
         IdempotencyKeyReusedError,
+        NotAMemberError,
         RateLimitedError,
         RoomHiddenError,
         UnreachableError,
@@ -176,6 +178,9 @@ def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse
         )
     if isinstance(exc, RateLimitedError):
         exc = exceptions.Throttled(wait=exc.retry_after)
+    if isinstance(exc, NotAMemberError):
+        # The membership the path names does not exist: answered as any such path is.
+        exc = Http404(exc.messages[0])
     if isinstance(exc, UnreachableError):
         # Recorded as the refusal it is; answered exactly as an id that names nobody is.
         exc = ValidationError(exc.message)
@@ -338,6 +343,26 @@ class ApiMetadata(SimpleMetadata):
 
 
 # --- the schema: every operation documents its problem responses ------------------
+
+# A string that must not be blank has a character that is not white space (what
+# ``str.strip`` removes; refused with ``blank``, or by the service, otherwise).
+NOT_BLANK_PATTERN = r"\S"
+
+
+class StrictCharFieldSchema(OpenApiSerializerFieldExtension):  # type: ignore[no-untyped-call]
+    """The schema of ``safechat.fields.StrictCharField``: a string, and when blank is
+    refused, one with a character that is not white space (``NOT_BLANK_PATTERN``)."""
+
+    target_class = "safechat.fields.StrictCharField"
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_serializer_field(
+            self.target, direction, bypass_extensions=True
+        )
+        if not self.target.allow_blank:
+            schema["pattern"] = NOT_BLANK_PATTERN
+        return schema
+
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -1,4 +1,5 @@
-"""Serializer fields every API input uses.
+"""Serializer fields every API input uses: a value is taken exactly as sent, of the JSON
+type the schema documents, or refused.
 
 A lower module (DRF only), so any app's API may import it.
 """
@@ -24,4 +25,26 @@ class StrictCharField(serializers.CharField):
         return str(super().to_internal_value(data))
 
 
-__all__ = ["StrictCharField"]
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON whole number exactly as sent: a string (``"5"``), a fraction (``5.0``) or a
+    boolean is refused (400, code ``invalid``), never converted as DRF's ``IntegerField``
+    does. For bodies: a query string's values are text, read by
+    ``safechat.pagination.query_integer``."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return int(super().to_internal_value(data))
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON ``true`` or ``false`` exactly as sent: ``0``, ``1``, ``"true"``, ``"yes"``
+    and the like are refused (400, code ``invalid``), never read as a boolean."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+__all__ = ["StrictBooleanField", "StrictCharField", "StrictIntegerField"]

@@ -37,6 +37,10 @@ from rest_framework.exceptions import ErrorDetail, ValidationError
 LIMIT_MIN = 1
 LIMIT_MAX = 100
 LIMIT_DEFAULT = 50
+# The largest key a cursor may name: the largest id the databases store (a signed 64-bit
+# integer). A larger one is refused like any value out of range, never sent to the
+# database, whose driver cannot bind it (a 500 before).
+KEY_MAX = 2**63 - 1
 
 M = TypeVar("M", bound=Model)
 T = TypeVar("T")
@@ -83,7 +87,8 @@ def query_integer(
     query: Mapping[str, Any], name: str, *, minimum: int, maximum: int | None
 ) -> int | None:
     """The whole number in the query parameter ``name``, None if it is absent; a value
-    that is empty, not a whole number or out of range is a ``ValidationError`` naming it."""
+    that is empty, not a whole number or out of range (``maximum`` None: ``KEY_MAX``) is
+    a ``ValidationError`` naming it."""
     if name not in query:
         return None
     raw = str(query[name])
@@ -91,10 +96,13 @@ def query_integer(
         raise _refused(name, "Give a value, or leave the parameter out.", "blank")
     if not raw.isascii() or not raw.isdigit():
         raise _refused(name, "A whole number is required.")
-    value = int(raw[:20])  # more digits than any key has: over the maximum below anyway
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = "" if maximum is None else f" and at most {maximum}"
-        raise _refused(name, f"Must be at least {minimum}{upper}.", "out_of_range")
+    digits = raw.lstrip("0") or "0"
+    # Past 19 digits a number is over any maximum (KEY_MAX has 19): not even parsed.
+    value = int(digits) if len(digits) <= len(str(KEY_MAX)) else KEY_MAX + 1
+    if maximum is None:
+        maximum = KEY_MAX
+    if value < minimum or value > maximum:
+        raise _refused(name, f"Must be at least {minimum} and at most {maximum}.", "out_of_range")
     return value
 
 
@@ -162,11 +170,13 @@ def cursor_parameters(*, max_limit: int = LIMIT_MAX, key: str = "id") -> type[An
         "before": serializers.IntegerField(
             required=False,
             min_value=1,
+            max_value=KEY_MAX,
             help_text=f"Only items with a smaller {key} than this; not with `after`; never empty.",
         ),
         "after": serializers.IntegerField(
             required=False,
             min_value=0,
+            max_value=KEY_MAX,
             help_text=f"Only items with a larger {key} than this; not with `before`; never empty.",
         ),
         "limit": serializers.IntegerField(
@@ -200,6 +210,7 @@ def page_serializer(name: str, item: Any) -> type[serializers.Serializer[Any]]:
 
 
 __all__ = [
+    "KEY_MAX",
     "LIMIT_DEFAULT",
     "LIMIT_MAX",
     "LIMIT_MIN",

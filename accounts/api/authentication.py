@@ -68,5 +68,5 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped
             "type": "http",
             "scheme": "bearer",
             "description": "An API token (`sct_...`) created in the portal or the API; "
-            "its scope (read/write/admin) limits the methods it may use.",
+            "its scope (read, write, admin or audit) limits what it may do (docs/api.md).",
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -14,7 +15,7 @@ from accounts.api.permissions import request_token
 from accounts.models import ApiToken, User
 from accounts.selectors import api_token_get, api_tokens_for
 from accounts.services import api_token_create, api_token_revoke
-from safechat.fields import StrictCharField
+from safechat.fields import StrictCharField, StrictIntegerField
 from safechat.pagination import cursor_from_query, cursor_parameters, page_of, page_serializer
 
 
@@ -48,7 +49,9 @@ class TokenListCreateApi(APIView):
         scope = serializers.ChoiceField(choices=ApiToken.Scope.choices)
         # At most ``SAFECHAT_TOKEN_MAX_DAYS``, and never past the asking token's own
         # expiry: the service checks both, for every edge.
-        days = serializers.IntegerField(min_value=1, required=False)
+        days = StrictIntegerField(
+            min_value=1, max_value=settings.SAFECHAT_TOKEN_MAX_DAYS, required=False
+        )
 
     class TokenCreatedSerializer(TokenOutputSerializer):
         token = serializers.CharField(

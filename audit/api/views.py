@@ -9,6 +9,7 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
@@ -17,6 +18,8 @@ from rest_framework.views import APIView
 from audit.permissions import CanViewAuditLog
 from audit.services import audit_export_start
 from audit.services.export import EXPORT_FORMATS
+
+BLANK_PARAMETER = "Give a value, or leave the parameter out."
 
 
 class _IgnoreFormatParameter(DefaultContentNegotiation):
@@ -75,6 +78,15 @@ class AuditExportApi(APIView):
         },
     )
     def get(self, request: Request) -> StreamingHttpResponse:
+        # An empty value (``?until=``) is a mistake, not an absent parameter (as on every
+        # list): refused, never read as "no bound".
+        blank = [
+            name for name in ("since", "until", "format") if request.query_params.get(name) == ""
+        ]
+        if blank:
+            raise ValidationError(
+                {name: [ErrorDetail(BLANK_PARAMETER, code="blank")] for name in blank}
+            )
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         export = audit_export_start(

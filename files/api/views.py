@@ -21,7 +21,6 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotAuthenticated
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -36,6 +35,7 @@ from files.models import StoredFile
 from files.selectors import DownloadCutError, FileView
 from rooms.selectors import room_get_for_user
 from safechat.actions import Refused
+from safechat.pagination import cursor_from_query, cursor_parameters, page_of, page_serializer
 from safechat.problems import problem_response
 from safechat.request_context import acting_kept
 
@@ -100,6 +100,20 @@ _TUS_HEADER_STATUS: tuple[tuple[type[tus.TusHeaderError], int, str], ...] = (
 )
 
 
+# Every tus request names the protocol's version; another (or none) is answered 412, as
+# tus 1.0.0 requires.
+TUS_RESUMABLE = OpenApiParameter(
+    "Tus-Resumable",
+    str,
+    OpenApiParameter.HEADER,
+    required=True,
+    enum=[tus.TUS_VERSION],
+    description="The tus protocol version: 1.0.0.",
+)
+TUS_VERSION_REFUSED = OpenApiResponse(description="Tus-Resumable missing or not 1.0.0")
+BYTE_COUNT = {"type": "integer", "format": "int64", "minimum": 0}
+
+
 class _TusApi(APIView):
     """Common to the tus views: OPTIONS says what the server speaks; every answer, the
     errors DRF raises included (401, 403, 404, 429), carries ``Tus-Resumable`` (tus 1.0.0)
@@ -143,8 +157,15 @@ class UploadCreateApi(_TusApi):
     @extend_schema(
         request=None,
         parameters=[
-            OpenApiParameter("Tus-Resumable", str, OpenApiParameter.HEADER, required=True),
-            OpenApiParameter("Upload-Length", int, OpenApiParameter.HEADER, required=True),
+            OpenApiParameter("room_id", int, OpenApiParameter.PATH),
+            TUS_RESUMABLE,
+            OpenApiParameter(
+                "Upload-Length",
+                BYTE_COUNT,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="The file's size in bytes: a whole number from 0.",
+            ),
             OpenApiParameter(
                 "Upload-Metadata",
                 str,
@@ -157,7 +178,7 @@ class UploadCreateApi(_TusApi):
             201: OpenApiResponse(description="created; Location is the upload's URL"),
             400: OpenApiResponse(description="a malformed header or an unacceptable name"),
             404: OpenApiResponse(description="no such room for you"),
-            412: OpenApiResponse(description="Tus-Resumable missing or not 1.0.0"),
+            412: TUS_VERSION_REFUSED,
             413: OpenApiResponse(description="over the maximum file size or the room's quota"),
             422: OpenApiResponse(description="a name or declared type the type policy refuses"),
         },
@@ -204,8 +225,14 @@ class UploadApi(_TusApi):
     @extend_schema(
         request={tus.OFFSET_CONTENT_TYPE: bytes},
         parameters=[
-            OpenApiParameter("Tus-Resumable", str, OpenApiParameter.HEADER, required=True),
-            OpenApiParameter("Upload-Offset", int, OpenApiParameter.HEADER, required=True),
+            TUS_RESUMABLE,
+            OpenApiParameter(
+                "Upload-Offset",
+                BYTE_COUNT,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="Where this body starts, in bytes: the upload's current offset.",
+            ),
         ],
         responses={
             204: OpenApiResponse(description="stored; Upload-Offset is the new offset"),
@@ -213,6 +240,7 @@ class UploadApi(_TusApi):
             410: OpenApiResponse(description="finished, cancelled or expired"),
             413: OpenApiResponse(description="the body runs past Upload-Length"),
             415: OpenApiResponse(description="Content-Type is not application/offset+octet-stream"),
+            412: TUS_VERSION_REFUSED,
             422: OpenApiResponse(description="the content is refused by the type policy"),
         },
         operation_id="uploads_patch",
@@ -244,7 +272,10 @@ class UploadApi(_TusApi):
         )
 
     @extend_schema(
-        request=None, responses={204: None, 404: None, 410: None}, operation_id="uploads_terminate"
+        request=None,
+        parameters=[TUS_RESUMABLE],
+        responses={204: None, 404: None, 410: None, 412: TUS_VERSION_REFUSED},
+        operation_id="uploads_terminate",
     )
     def delete(self, request: Request, upload_id: str) -> HttpResponseBase:
         actor = _user(request)
@@ -292,22 +323,26 @@ class FileUsageApi(APIView):
         return response
 
 
-class FilePagination(PageNumberPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 100
+FilePage = page_serializer("FilePage", FileOutput(many=True))
 
 
 class FileListApi(APIView):
-    @extend_schema(responses=FileOutput(many=True), operation_id="files_list")
+    @extend_schema(
+        parameters=[cursor_parameters(key="file position (`next_before`, `next_after`)")],
+        responses=FilePage,
+        operation_id="files_list",
+    )
     def get(self, request: Request, room_id: str) -> Response:
+        """The room's files you may open, newest first, paginated as every list is: the
+        cursor is a file's position in the room (the ``next_before`` / ``next_after`` of a
+        page)."""
         reader = _user(request)
+        cursor = cursor_from_query(request.query_params)
         files = selectors.file_list_for_user(user=reader, room_id=room_id)
-        paginator = FilePagination()
-        page = paginator.paginate_queryset(files, request, view=self)
-        views = selectors.files_viewable(reader=reader, files=list(page or []))
+        page = page_of(files, cursor=cursor, newest_first=True)
+        views = selectors.files_viewable(reader=reader, files=page.items)
         data = FileOutput(views, many=True, context={"request": request}).data  # type: ignore[arg-type]
-        response = paginator.get_paginated_response(data)
+        response = Response(page.as_json(data))
         response["Cache-Control"] = NO_STORE
         return response
 

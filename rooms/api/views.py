@@ -28,8 +28,9 @@ from rooms.api.serializers import JoinableRoomOutput, MemberOutput, MessageOutpu
 from rooms.models import Membership, Message, Room, RoomChange
 from rooms.services.messages import MAX_MESSAGE_BYTES
 from rooms.wire import message_json
-from safechat.fields import StrictCharField
+from safechat.fields import StrictBooleanField, StrictCharField, StrictIntegerField
 from safechat.pagination import (
+    KEY_MAX,
     LIMIT_MAX,
     LIMIT_MIN,
     cursor_from_query,
@@ -85,7 +86,7 @@ class RoomCreateApi(APIView):
     class RoomCreateInput(serializers.Serializer[dict[str, Any]]):
         name = StrictCharField(max_length=120)
         topic = StrictCharField(max_length=500, required=False, allow_blank=True)
-        history_visible = serializers.BooleanField(required=False, default=False)
+        history_visible = StrictBooleanField(required=False, default=False)
         visibility = serializers.ChoiceField(
             choices=Room.Visibility.choices,
             required=False,
@@ -107,7 +108,7 @@ class RoomCreateApi(APIView):
 class DirectConversationCreateApi(APIView):
     class DirectConversationCreateInput(serializers.Serializer[dict[str, Any]]):
         participants = serializers.ListField(
-            child=serializers.IntegerField(), min_length=1, max_length=7
+            child=StrictIntegerField(min_value=1), min_length=1, max_length=7
         )
 
     @extend_schema(
@@ -127,7 +128,7 @@ class RoomDetailApi(APIView):
     class RoomDetailUpdateInput(serializers.Serializer[dict[str, Any]]):
         name = StrictCharField(max_length=120, required=False)
         topic = StrictCharField(max_length=500, required=False, allow_blank=True)
-        history_visible = serializers.BooleanField(required=False)
+        history_visible = StrictBooleanField(required=False)
         visibility = serializers.ChoiceField(
             choices=Room.Visibility.choices,
             required=False,
@@ -235,7 +236,7 @@ class RoomUnarchiveApi(APIView):
 
 class MemberListApi(APIView):
     class MemberListInput(serializers.Serializer[dict[str, Any]]):
-        user_id = serializers.IntegerField()
+        user_id = StrictIntegerField(min_value=1)
         role = serializers.ChoiceField(choices=Membership.Role.choices, default="member")
 
     @extend_schema(
@@ -302,7 +303,7 @@ def _message_in_room(request: Request, room_id: int, message_id: int) -> Message
 class MessageListApi(APIView):
     class MessageListInput(serializers.Serializer[dict[str, Any]]):
         text = StrictCharField(trim_whitespace=False, max_length=MAX_MESSAGE_BYTES)
-        parent_id = serializers.IntegerField(required=False, allow_null=True)
+        parent_id = StrictIntegerField(required=False, allow_null=True, min_value=1)
 
     @extend_schema(
         parameters=[cursor_parameters(key="message id")],
@@ -323,16 +324,17 @@ class MessageListApi(APIView):
                 IDEMPOTENCY_KEY,
                 str,
                 location=OpenApiParameter.HEADER,
+                # Empty stands for none (no key), as an absent header does.
+                pattern=r"^[!-~]{0,64}$",
                 description=(
-                    "Optional, 1-64 visible ASCII characters chosen by the client (a UUID, "
-                    "say); one key for one message. A repeat of the post with the same "
-                    "key, text and parent_id, within SAFECHAT_IDEMPOTENCY_HOURS (24 h by "
-                    "default), stores nothing and answers 201 with the original message "
-                    "as it is now (its current text and revision if it was edited since, "
-                    "or marked deleted): retry safely after a timeout or a 429. The same "
-                    "key with another text or parent_id is refused with 422 "
-                    "(code idempotency_key_reused) and stores nothing. Keys are per "
-                    "user; one used in another room is refused (400)."
+                    "Optional, 1-64 visible ASCII characters chosen by the client (a UUID, say; "
+                    "empty is the same as none); one key for one message. A repeat of the post "
+                    "with the same key, text and parent_id, within SAFECHAT_IDEMPOTENCY_HOURS (24 "
+                    "h by default), stores nothing and answers 201 with the original message as it"
+                    " is now (its current text and revision if it was edited since, or marked "
+                    "deleted): retry safely after a timeout or a 429. The same key with another "
+                    "text or parent_id is refused with 422 (code idempotency_key_reused) and "
+                    "stores nothing. Keys are per user; one used in another room is refused (400)."
                 ),
             )
         ],
@@ -416,7 +418,7 @@ class ReactionToggleApi(APIView):
 
 class ReadMarkerApi(APIView):
     class ReadMarkerInput(serializers.Serializer[dict[str, Any]]):
-        message_id = serializers.IntegerField(min_value=1)
+        message_id = StrictIntegerField(min_value=1)
 
     @extend_schema(
         request=ReadMarkerInput,
@@ -439,9 +441,18 @@ class MentionListApi(APIView):
     """The messages that mention the caller, across the rooms they may view now."""
 
     class MentionListQuery(serializers.Serializer[dict[str, Any]]):
-        before = serializers.IntegerField(required=False, min_value=1)
+        before = serializers.IntegerField(
+            required=False,
+            min_value=1,
+            max_value=KEY_MAX,
+            help_text="Only messages older than this message id; never empty.",
+        )
         limit = serializers.IntegerField(
-            required=False, min_value=1, max_value=selectors.MENTIONS_PAGE_MAX, default=50
+            required=False,
+            min_value=LIMIT_MIN,
+            max_value=selectors.MENTIONS_PAGE_MAX,
+            default=selectors.MENTIONS_PAGE_MAX,
+            help_text=f"Page size, {LIMIT_MIN} to {selectors.MENTIONS_PAGE_MAX}.",
         )
 
     class MentionListPageOutput(serializers.Serializer[dict[str, Any]]):
@@ -449,10 +460,7 @@ class MentionListApi(APIView):
         next_before = serializers.IntegerField(allow_null=True)
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("before", int, description="only messages older than this id"),
-            OpenApiParameter("limit", int, description="page size, 1-50 (default 50)"),
-        ],
+        parameters=[MentionListQuery],
         responses=MentionListPageOutput,
         operation_id="mentions_list",
         description=(
@@ -462,10 +470,15 @@ class MentionListApi(APIView):
         ),
     )
     def get(self, request: Request) -> Response:
-        query = self.MentionListQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        page = selectors.mentions_for_user(user=_user(request), **query.validated_data)
-        next_before = page[-1].id if len(page) == query.validated_data["limit"] else None
+        # Parsed as every list's cursor is: an empty or non-numeric value is refused.
+        query = request.query_params
+        before = query_integer(query, "before", minimum=1, maximum=None)
+        limit = query_integer(
+            query, "limit", minimum=LIMIT_MIN, maximum=selectors.MENTIONS_PAGE_MAX
+        )
+        limit = selectors.MENTIONS_PAGE_MAX if limit is None else limit
+        page = selectors.mentions_for_user(user=_user(request), before=before, limit=limit)
+        next_before = page[-1].id if len(page) == limit else None
         return Response({"results": [message_json(m) for m in page], "next_before": next_before})
 
 
@@ -541,6 +554,7 @@ class ChangeFeedApi(APIView):
         after = serializers.IntegerField(
             required=False,
             min_value=0,
+            max_value=KEY_MAX,
             default=0,
             help_text="The last entry you have (`next_after` of your previous answer); "
             "0 or absent: from the start. Never empty.",

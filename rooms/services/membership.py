@@ -15,7 +15,7 @@ from accounts.selectors import CHAT_READ_ONLY_ROLES, person_active_get
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
-from rooms.errors import NO_SUCH_ROOM, RoomHiddenError
+from rooms.errors import NO_SUCH_ROOM, NotAMemberError, RoomHiddenError
 from rooms.models import Membership, Message, Room, RoomChange, RoomInvitation
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
@@ -342,7 +342,7 @@ def membership_role_change(
     require_open_membership(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
     if member is None:
-        raise ValidationError("this person is not a member of the room")
+        raise NotAMemberError()
     if actor.pk == member.pk:
         raise room_refused(
             actor=actor, room=room, reason="own role", message="nobody changes their own role"
@@ -365,7 +365,7 @@ def _membership_role_set(*, actor: User, room: Room, member: User, role: str) ->
         Membership.objects.select_for_update(no_key=True).filter(room=room, user=member).first()
     )
     if membership is None:
-        raise ValidationError("this person is not a member of the room")
+        raise NotAMemberError()
     # Only owners change owners and moderators, promotions to moderator included.
     require_owner_over(actor=actor, room=room, membership=membership)
     require_owner_over(actor=actor, room=room, membership=Membership(role=role))

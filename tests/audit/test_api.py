@@ -124,6 +124,11 @@ def test_a_deactivated_officer_is_refused() -> None:
         {"format": "JSONL"},
         {"since": "2025-02-01", "until": "2025-01-01"},
         {"since": "2025-01-01", "until": "2025-01-01"},
+        # Sent empty: a mistake, not "no bound" (found by the API's contract run, which
+        # got the whole log for ``?until=``).
+        {"until": ""},
+        {"since": ""},
+        {"format": ""},
     ],
     ids=[
         "since-word",
@@ -133,6 +138,9 @@ def test_a_deactivated_officer_is_refused() -> None:
         "format-upper",
         "reversed",
         "empty",
+        "until-blank",
+        "since-blank",
+        "format-blank",
     ],
 )
 def test_malformed_parameters_get_a_400_json_error_and_write_nothing(

@@ -426,3 +426,29 @@ def test_the_uploader_learns_an_infected_verdict(clamd: OwnClamd, member: tuple[
     head = call("HEAD", location, headers={**auth, **TUS})
     assert head.headers["safechat-upload-state"] == "infected"
     assert AuditEvent.objects.filter(action="file.scan.infected").count() == 1
+
+
+def test_the_schema_documents_the_tus_headers_and_the_412_of_every_tus_request(
+    member: tuple[User, Any],
+) -> None:
+    # given the schema (the API's contract run found the version undocumented as such, the
+    # 412 missing on a termination, and lengths and the room id loosely typed)
+    client = Client()
+    sign_in_client(client, member[0], verified=True)
+    paths = client.get("/api/schema/", headers={"Accept": "application/json"}).json()["paths"]
+    operations = [
+        paths["/api/v1/rooms/{room_id}/uploads/"]["post"],
+        paths["/api/v1/uploads/{upload_id}"]["patch"],
+        paths["/api/v1/uploads/{upload_id}"]["delete"],
+    ]
+
+    # then each names the one version it speaks and documents its refusal
+    for operation in operations:
+        parameters = {p["name"]: p for p in operation["parameters"]}
+        assert parameters["Tus-Resumable"]["required"] is True
+        assert parameters["Tus-Resumable"]["schema"]["enum"] == ["1.0.0"]
+        assert "412" in operation["responses"]
+    create, patch = ({p["name"]: p["schema"] for p in o["parameters"]} for o in operations[:2])
+    assert create["Upload-Length"]["minimum"] == 0
+    assert patch["Upload-Offset"]["minimum"] == 0
+    assert create["room_id"]["type"] == "integer"

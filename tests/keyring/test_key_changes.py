@@ -27,8 +27,8 @@ from safechat.keyring.services import (
 )
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room
-from tests.rooms.test_scale_out import shared_database_url, stop
-from tests.support.fixtures import project_env, start_server
+from tests.rooms.test_scale_out import stop
+from tests.support.fixtures import project_env, shared_database_url, start_server
 from tests.support.servers import free_port
 
 needs_redis = pytest.mark.skipif(

@@ -36,8 +36,8 @@ from safechat.keyring.services import clear_key_caches
 from tests.accounts.factories import make_user
 from tests.crypto.test_providers_pkcs11 import token  # noqa: F401 - the SoftHSM2 fixture
 from tests.rooms.factories import make_room
-from tests.rooms.test_scale_out import shared_database_url, stop
-from tests.support.fixtures import project_env, start_server
+from tests.rooms.test_scale_out import stop
+from tests.support.fixtures import project_env, shared_database_url, start_server
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -915,3 +915,28 @@ def test_role_edges(edge: str, django_capture_on_commit_callbacks: Callable[...,
     assert denied.last().extra["reason"] == reason  # type: ignore[union-attr]
     assert state() == before
     assert queued == []
+
+
+@pytest.mark.parametrize("who", ["outsider", "nobody"])
+def test_a_role_change_for_someone_not_in_the_room_is_not_found(who: str) -> None:
+    # given the owner, and someone not in the room (or an id naming nobody); the API's
+    # contract run found this answered 400 although the path names no membership
+    world = build_world()
+    client = client_for("owner", world)
+    user_id = world.outsider.pk if who == "outsider" else 999_999
+    before = state()
+    audited = AuditEvent.objects.count()
+
+    # when the owner gives them a role in the room
+    response = client.patch(
+        f"/api/v1/rooms/{world.room.pk}/members/{user_id}/",
+        {"role": "moderator"},
+        content_type="application/json",
+    )
+
+    # then it is a 404 problem, as for any path naming nothing, and nothing was written
+    assert response.status_code == 404, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "not_found"
+    assert state() == before
+    assert AuditEvent.objects.count() == audited

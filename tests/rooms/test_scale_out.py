@@ -17,39 +17,27 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
 from rooms.models import Message
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room
-from tests.support.fixtures import project_env, session_cookie_for, start_server
+from tests.support.fixtures import (
+    project_env,
+    session_cookie_for,
+    shared_database_url,
+    start_server,
+)
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"
 FRAME_TIMEOUT = 10.0
-
-
-def shared_database_url() -> str:
-    """The URL of the database this test writes to (the test database, not the configured one)."""
-    db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        # django-environ: four slashes for an absolute path; the options match settings.py.
-        return f"sqlite:///{Path(db['NAME']).resolve()}?timeout=30&transaction_mode=IMMEDIATE"
-    if db["ENGINE"] == "django.db.backends.postgresql":
-        credentials = quote(db["USER"] or "", safe="")
-        if db["PASSWORD"]:
-            credentials += ":" + quote(db["PASSWORD"], safe="")
-        host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-        return f"postgres://{credentials}@{host}/{quote(db['NAME'], safe='')}"
-    raise NotImplementedError(f"no URL form for {db['ENGINE']}")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

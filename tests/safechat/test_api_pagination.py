@@ -123,6 +123,10 @@ def test_every_list_pages_both_ways_without_skipping_or_repeating(
         ("limit=two", "limit", "invalid"),
         ("before=0", "before", "out_of_range"),
         ("after=-1", "after", "invalid"),
+        # Past the largest id a database stores: a 500 before (the driver cannot bind
+        # it), found by the API's contract run.
+        ("before=118951021527097109546399602573312", "before", "out_of_range"),
+        ("after=9223372036854775808", "after", "out_of_range"),
         ("before=3&after=1", "after", "exclusive"),
     ],
 )
@@ -159,12 +163,45 @@ def test_the_people_list_caps_its_page_lower(room: Room, client: Client) -> None
 def test_the_schema_documents_the_cursor_parameters_and_page_shape(client: Client) -> None:
     schema = client.get("/api/schema/", headers={"Accept": "application/json"}).json()
 
-    for path in ("/api/v1/rooms/", "/api/v1/accounts/tokens/", "/api/v1/people/"):
+    lists = (
+        "/api/v1/rooms/",
+        "/api/v1/accounts/tokens/",
+        "/api/v1/people/",
+        "/api/v1/rooms/{room_id}/files/",
+    )
+    for path in lists:
         parameters = {p["name"]: p for p in schema["paths"][path]["get"]["parameters"]}
         assert parameters["limit"]["schema"]["minimum"] == 1
         assert parameters["limit"]["schema"]["maximum"] in {50, 100}
         assert parameters["before"]["schema"]["minimum"] == 1
         assert parameters["after"]["schema"]["minimum"] == 0
+        assert parameters["before"]["schema"]["maximum"] == 2**63 - 1
+        assert parameters["after"]["schema"]["maximum"] == 2**63 - 1
         ok = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
         page = schema["components"]["schemas"][ok["schema"]["$ref"].rsplit("/", 1)[1]]
         assert set(page["required"]) >= {"results", "has_more", "next_before", "next_after"}
+
+
+def test_the_schema_documents_the_mentions_parameters_with_their_ranges(client: Client) -> None:
+    # (the API's contract run found them undocumented: ``limit=0`` looked valid)
+    schema = client.get("/api/schema/", headers={"Accept": "application/json"}).json()
+
+    parameters = {
+        p["name"]: p["schema"] for p in schema["paths"]["/api/v1/mentions/"]["get"]["parameters"]
+    }
+
+    assert parameters["limit"] == {"type": "integer", "minimum": 1, "maximum": 50, "default": 50}
+    assert parameters["before"] == {
+        "type": "integer",
+        "format": "int64",
+        "minimum": 1,
+        "maximum": 2**63 - 1,
+    }
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=51", "limit=", "before=", "before=0"])
+def test_the_mentions_list_refuses_what_its_schema_does(client: Client, query: str) -> None:
+    response = client.get(f"/api/v1/mentions/?{query}")
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["parameter"] == query.split("=")[0]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.test import Client
 
 from accounts.models import User
@@ -46,16 +49,40 @@ def project_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def shared_database_url() -> str:
+    """The URL of the database this test writes to (the test database, not the configured one)."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        # django-environ: four slashes for an absolute path; the options match settings.py.
+        return f"sqlite:///{Path(db['NAME']).resolve()}?timeout=30&transaction_mode=IMMEDIATE"
+    if db["ENGINE"] == "django.db.backends.postgresql":
+        credentials = quote(db["USER"] or "", safe="")
+        if db["PASSWORD"]:
+            credentials += ":" + quote(db["PASSWORD"], safe="")
+        host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+        return f"postgres://{credentials}@{host}/{quote(db['NAME'], safe='')}"
+    raise NotImplementedError(f"no URL form for {db['ENGINE']}")
+
+
+def start_server(
+    env: dict[str, str], port: int, *, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """A uvicorn process serving SafeChat on ``port``, once it answers ``/healthz``.
+
+    Its output goes to a pipe, or to the file ``log`` for a server that may say more than
+    a pipe holds while nobody reads it (a long run of many requests).
+    """
     # As under ``make run``: PORT names the port the portal's origin carries.
     env = {"PORT": str(port), **env}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "safechat.asgi:application",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-         *UVICORN_WEBSOCKET_OPTIONS],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    return wait_until_healthy(process, port, seconds=30)
+    with log.open("wb") if log is not None else contextlib.nullcontext() as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "safechat.asgi:application",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+             *UVICORN_WEBSOCKET_OPTIONS],
+            cwd=PROJECT_ROOT, env=env, stderr=subprocess.STDOUT,
+            stdout=output if output is not None else subprocess.PIPE,
+        )  # fmt: skip
+    return wait_until_healthy(process, port, seconds=30, log=log)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -16,13 +17,19 @@ def free_port() -> int:
 
 
 def wait_until_healthy(
-    process: subprocess.Popen[bytes], port: int, *, seconds: float
+    process: subprocess.Popen[bytes], port: int, *, seconds: float, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """Return ``process`` once it answers ``/healthz``; kill it and raise if it never does."""
+    """Return ``process`` once it answers ``/healthz``; kill it and raise if it never does.
+
+    Its output is read from its pipe, or from ``log`` when it writes to that file.
+    """
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
+            if log is not None:
+                output = log.read_text(errors="replace")
+            else:
+                output = process.stdout.read().decode() if process.stdout else ""
             raise RuntimeError(f"server exited early with status {process.returncode}\n{output}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
