@@ -4,9 +4,9 @@ Django's ``ModelBackend`` also honours a superuser flag (every permission), perm
 given to one account directly (``user_permissions``) and permissions of any group. Each
 is a power outside the role services, never audited where it was given, and able to
 join duties SafeChat keeps apart (administering people and reading the audit log). So:
-superusers cannot exist (a check constraint on ``accounts_user``), and this backend reads
-only the permissions of role groups (``accounts.roles.Role``), which ``roles_sync`` keeps
-exactly as the code defines them.
+superusers cannot exist (a check constraint on ``accounts_user``), and this backend gives
+an account exactly the permissions the code gives its roles (``ROLE_PERMISSIONS``), read
+from nothing in the database but the account's role groups.
 """
 
 from __future__ import annotations
@@ -14,33 +14,45 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.models import Permission
 
-from accounts.roles import Role
+from accounts.roles import ROLE_PERMISSIONS, Role
 
 ROLE_GROUP_NAMES = frozenset(role.value for role in Role)
 
 
 class RoleBackend(ModelBackend):
-    """``ModelBackend`` (passwords, active accounts) whose permissions are the account's
-    roles' permissions: no superuser shortcut, no per-account or non-role group grant."""
-
-    def _get_user_permissions(self, user_obj: Any) -> Any:
-        return Permission.objects.none()
-
-    def _get_group_permissions(self, user_obj: Any) -> Any:
-        return Permission.objects.filter(
-            group__user=user_obj, group__name__in=ROLE_GROUP_NAMES
-        ).distinct()
+    """``ModelBackend`` (passwords, active accounts) whose permissions are those the code
+    gives the account's roles (``accounts.roles.ROLE_PERMISSIONS``): no superuser
+    shortcut, no per-account grant, no non-role group, and not even the role groups'
+    permission rows in the database, which a ``loaddata`` or a shell could change."""
 
     def _get_permissions(self, user_obj: Any, obj: Any, from_name: str) -> set[str]:
-        # ModelBackend's, without its "a superuser holds every permission" branch.
         if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
             return set()
-        cache_name = f"_{from_name}_perm_cache"
+        if from_name != "group":
+            return set()
+        cache_name = "_group_perm_cache"
         if not hasattr(user_obj, cache_name):
-            perms = getattr(self, f"_get_{from_name}_permissions")(user_obj)
-            names = perms.values_list("content_type__app_label", "codename").order_by()
-            setattr(user_obj, cache_name, {f"{ct}.{name}" for ct, name in names})
+            held = user_obj.groups.filter(name__in=ROLE_GROUP_NAMES).values_list("name", flat=True)
+            setattr(
+                user_obj,
+                cache_name,
+                {name for role in held for name in ROLE_PERMISSIONS[Role(role)]},
+            )
         cached: set[str] = getattr(user_obj, cache_name)
         return cached
+
+    def with_perm(
+        self,
+        perm: Any,
+        is_active: bool = True,
+        include_superusers: bool = True,
+        obj: Any = None,
+    ) -> Any:
+        """The people holding ``perm`` ("app_label.codename") through a role."""
+        from django.contrib.auth import get_user_model
+
+        name = perm if isinstance(perm, str) else f"{perm.content_type.app_label}.{perm.codename}"
+        roles = [role.value for role, names in ROLE_PERMISSIONS.items() if name in names]
+        users = get_user_model()._default_manager.filter(groups__name__in=roles)
+        return (users.filter(is_active=True) if is_active else users).distinct()

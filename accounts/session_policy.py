@@ -187,21 +187,31 @@ def session_touch_due(row: UserSession, *, now: float | None = None) -> bool:
 # --- API tokens ---------------------------------------------------------------------
 
 
-def token_ancestor_revoked(*, token: ApiToken) -> bool:
-    """Whether a token up ``token``'s line of parents is revoked (one query a level).
+def token_ancestor_revoked(*, token: ApiToken, now: datetime | None = None) -> bool:
+    """Whether a token up ``token``'s line of parents is revoked or no longer usable
+    (expired, or past its maximum life as it stands now): one query a level.
 
     Revocation revokes the live descendants in the same transaction; this re-derives
-    it at every use all the same, so a token minted by a revoked one is never accepted.
+    it at every use all the same, so a token minted by one that may no longer act is
+    never accepted, and a child never outlives its parent, whenever it was minted.
     """
+    from django.utils import timezone
+
+    now = timezone.now() if now is None else now
+    oldest = now - timedelta(days=settings.SAFECHAT_TOKEN_MAX_DAYS)
     seen = {token.pk}
     parent_id = token.parent_id
     while parent_id is not None and parent_id not in seen:
         seen.add(parent_id)
-        row = ApiToken.objects.filter(pk=parent_id).values_list("parent_id", "revoked_at").first()
+        row = (
+            ApiToken.objects.filter(pk=parent_id)
+            .values_list("parent_id", "revoked_at", "expires_at", "created_at")
+            .first()
+        )
         if row is None:
             return False
-        parent_id, revoked_at = row
-        if revoked_at is not None:
+        parent_id, revoked_at, expires_at, created_at = row
+        if revoked_at is not None or expires_at <= now or created_at <= oldest:
             return True
     return False
 
@@ -232,7 +242,7 @@ def token_refusal_reason(token: ApiToken, *, now: datetime) -> str | None:
         return "inactive_user"
     if token.credential_epoch != token.user.credential_epoch:
         return "credentials_changed"
-    if token_ancestor_revoked(token=token):
+    if token_ancestor_revoked(token=token, now=now):
         return "ancestor_revoked"
     return None
 

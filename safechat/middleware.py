@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from safechat.problems import is_api_path
-from safechat.ratelimit import RateState, rate_states_observed
+from safechat.ratelimit import Rate, RateState, rate_exceeded, rate_hit, rate_states_observed
 from safechat.request_context import (
     ActingContext,
     acting,
@@ -78,8 +78,16 @@ def _refusal_record(request: HttpRequest) -> None:
     from audit.services import access_refusal_record
 
     user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        access_refusal_record(actor=user, request=request)
+    if user is None or not user.is_authenticated:
+        return
+    # One person's refusals cannot flood the audit chain: past the limit the window's
+    # first extra one is recorded as throttled, the rest are not recorded.
+    rate = Rate.of(settings.SAFECHAT_ACCESS_REFUSAL_AUDIT_LIMIT)
+    if rate_exceeded(rate, "access-refusals", str(user.pk)) is not None:
+        return
+    rate_hit(rate, "access-refusals", str(user.pk))
+    throttled = rate_exceeded(rate, "access-refusals", str(user.pk)) is not None
+    access_refusal_record(actor=user, request=request, throttled=throttled)
 
 
 class RequestIdLogFilter(logging.Filter):

@@ -360,6 +360,11 @@ SAFECHAT_API_TOKEN_DAYS = env.int("SAFECHAT_API_TOKEN_DAYS", default=90)
 SAFECHAT_TOKEN_MAX_DAYS = env.int("SAFECHAT_TOKEN_MAX_DAYS", default=366)
 # At most N refused API tokens per client IP per window of S seconds ("N/S"); past it
 # the API answers 429 without looking tokens up, and audits that once per window.
+# access.refused events recorded per signed-in person in any window; past it one
+# "throttled" event says so and the rest of the window's 403s are not recorded.
+SAFECHAT_ACCESS_REFUSAL_AUDIT_LIMIT = envtools.rate_limit(
+    env.str("SAFECHAT_ACCESS_REFUSAL_AUDIT_LIMIT", default="30/60")
+)
 SAFECHAT_TOKEN_FAILURE_LIMIT = envtools.rate_limit(
     env.str("SAFECHAT_TOKEN_FAILURE_LIMIT", default="20/60")
 )

@@ -12,6 +12,10 @@ ROLE_GROUPS = ("member", "room_admin", "compliance_officer", "security_admin")
 def powers_outside_roles_removed(apps: Any, schema_editor: Any) -> None:
     user_model = apps.get_model("accounts", "User")
     group_model = apps.get_model("auth", "Group")
+    # A former superuser stays staff only if a staff role says so (accounts.roles).
+    staff_roles = ("compliance_officer", "security_admin")
+    former = user_model.objects.filter(is_superuser=True)
+    former.exclude(groups__name__in=staff_roles).update(is_staff=False)
     user_model.objects.filter(is_superuser=True).update(is_superuser=False)
     user_model.user_permissions.through.objects.all().delete()
     group_model.permissions.through.objects.exclude(group__name__in=ROLE_GROUPS).delete()

@@ -264,6 +264,19 @@ def invitation_accept(*, request: HttpRequest, token: str, username: str, passwo
     )
 
 
+def _invitations_lapse(*, user: User) -> int:
+    """Inside the transaction that takes ``user``'s power to invite away (a deactivation,
+    the revocation of the security admin role): their pending invitations are revoked
+    for good (``revoked_by`` empty: by the system; the count is in the event of the
+    change that caused it), so giving the power back later does not bring them back.
+    Returns how many."""
+    now = timezone.now()
+    pending = Invitation.objects.filter(
+        invited_by=user, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now
+    )
+    return pending.update(revoked_at=now, revoked_by=None)
+
+
 @action
 def invitation_revoke(
     *, actor: User, invitation: Invitation, request: HttpRequest | None = None
@@ -382,12 +395,19 @@ def _role_group_change(
         else:
             user.groups.remove(group)
         _staff_sync(user=user)
+        lapsed = 0
+        if not grant and held and role is Role.SECURITY_ADMIN:
+            lapsed = _invitations_lapse(user=user)
         violations = hooks.barrier_violations(user)
         audit_record(
             actor=actor,
             action=AuditAction.ACCOUNT_ROLE_GRANTED if grant else AuditAction.ACCOUNT_ROLE_REVOKED,
             target=user,
-            extra={"role": role.value, "rooms_in_violation": len(violations)},
+            extra={
+                "role": role.value,
+                "rooms_in_violation": len(violations),
+                **({"invitations_revoked": lapsed} if lapsed else {}),
+            },
             request=request,
         )
     return violations
@@ -520,11 +540,16 @@ def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = No
         locked.is_active = False
         locked.save(update_fields=["is_active"])
         ended, revoked = credentials_bump(user=locked, reason="deactivated", revoke_tokens=True)
+        lapsed = _invitations_lapse(user=locked)
         audit_record(
             actor=actor,
             action=AuditAction.ACCOUNT_DEACTIVATED,
             target=locked,
-            extra={"sessions_ended": ended, "tokens_revoked": revoked},
+            extra={
+                "sessions_ended": ended,
+                "tokens_revoked": revoked,
+                **({"invitations_revoked": lapsed} if lapsed else {}),
+            },
             request=request,
         )
     user.is_active = False

@@ -22,8 +22,10 @@ from accounts.services import (
     invitation_create,
     invitation_revoke,
     lockout_lift,
+    role_grant,
     role_revoke,
     user_deactivate,
+    user_reactivate,
 )
 from accounts.services._common import InvalidLink
 from rooms.models import InformationBarrier
@@ -64,11 +66,10 @@ def test_an_invitation_lapses_when_its_author_loses_the_power(how: str) -> None:
             request=accept_request(), token=token, username="accomplice", password=PASSWORD
         )
 
-    # then no account was made, and the refusal is on the record with its reason
+    # then no account was made: the invitation was revoked with the loss of the power,
+    # and the refusal is on the record with that reason
     assert not User.objects.filter(username="accomplice").exists()
-    assert [e.extra["reason"] for e in events("account.invitation.refused")] == [
-        "inviter no longer entitled"
-    ]
+    assert [e.extra["reason"] for e in events("account.invitation.refused")] == ["revoked"]
     assert "account.created" not in actions()
 
 
@@ -181,3 +182,44 @@ def test_nobody_lifts_their_own_lockout_by_its_address() -> None:
     assert lockout_lift(actor=sam, ip_address="203.0.113.7") == 1
     (lifted,) = events("auth.lockout.lifted")
     assert lifted.extra["usernames"] == ["bob"]
+
+
+@pytest.mark.parametrize("how", ["deactivated", "demoted"])
+def test_a_lapsed_invitation_stays_lapsed_when_the_power_comes_back(how: str) -> None:
+    # given mallory's invitation, lapsed when mallory lost the power
+    mallory = grant_role(make_user(username="mallory"), Role.SECURITY_ADMIN)
+    olivia = grant_role(make_user(username="olivia"), Role.SECURITY_ADMIN)
+    invitation, token = invitation_create(
+        actor=mallory, email="accomplice@bank.example", role=Role.SECURITY_ADMIN
+    )
+    lose_power(how, admin=mallory, by=olivia)
+
+    # when the power is given back, then the link is used
+    if how == "deactivated":
+        user_reactivate(actor=olivia, user=User.objects.get(pk=mallory.pk))
+    else:
+        role_grant(actor=olivia, user=User.objects.get(pk=mallory.pk), role=Role.SECURITY_ADMIN)
+    with pytest.raises(InvalidLink):
+        invitation_accept(
+            request=accept_request(), token=token, username="accomplice", password=PASSWORD
+        )
+
+    # then it was revoked for good with the change that took the power away
+    assert Invitation.objects.get(pk=invitation.pk).revoked_at is not None
+    assert not User.objects.filter(username="accomplice").exists()
+    taken = events("account.deactivated") + events("account.role.revoked")
+    assert [e.extra["invitations_revoked"] for e in taken] == [1]
+
+
+def test_permissions_come_from_the_code_not_from_the_role_groups_rows() -> None:
+    # given a member, and the member role's rows given every permission (a loaddata)
+    from django.contrib.auth.models import Group, Permission
+
+    member = grant_role(make_user(), Role.MEMBER)
+    Group.objects.get(name=Role.MEMBER).permissions.set(Permission.objects.all())
+
+    # then the member holds nothing the code does not give the role
+    fresh = User.objects.get(pk=member.pk)
+    assert not fresh.has_perm("accounts.manage_users")
+    assert not fresh.has_perm("audit.view_auditevent")
+    assert fresh.get_all_permissions() == set()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
+from pytest_django import Settings
 
 from accounts.models import User
 from accounts.roles import Role
@@ -111,3 +112,30 @@ def test_an_anonymous_refusal_names_nobody_and_is_not_recorded() -> None:
 
     assert answer.status_code == 403
     assert refusals_after(before) == []
+
+
+def test_refusals_at_the_edge_are_recorded_up_to_a_limit_then_once_as_throttled(
+    settings: Settings,
+) -> None:
+    # given a member, and a limit of three recorded refusals a minute
+    settings.SAFECHAT_ACCESS_REFUSAL_AUDIT_LIMIT = (3, 60)
+    client = verified(grant_role(make_user(), Role.MEMBER))
+    before = last_seq()
+
+    # when they are refused ten times
+    answers = [client.get("/api/v1/audit/export").status_code for _ in range(10)]
+
+    # then each is refused; three are on the record, the last of them marked throttled
+    assert answers == [403] * 10
+    recorded = refusals_after(before)
+    assert [e.extra.get("throttled", False) for e in recorded] == [False, False, True]
+
+
+def test_a_refusal_records_an_odd_method_as_other() -> None:
+    client = verified(grant_role(make_user(), Role.MEMBER))
+    before = last_seq()
+
+    answer = client.generic("X" * 5000, "/api/v1/audit/export")
+
+    assert answer.status_code in {403, 405}
+    assert {e.extra["method"] for e in refusals_after(before)} <= {"other"}
