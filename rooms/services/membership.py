@@ -31,7 +31,12 @@ from rooms.services._common import (
     room_refused,
 )
 from rooms.services.barriers import barrier_require_allowed, room_barrier_violations
-from rooms.services.epochs import room_epoch_start, room_keys_grant, room_keys_revoke
+from rooms.services.epochs import (
+    room_epoch_start,
+    room_keys_grant,
+    room_keys_revoke,
+    room_rekey_mark,
+)
 from safechat.actions import action, action_transaction
 from safechat.events import Event, publish
 from safechat.keyring.models import RoomEpoch
@@ -117,6 +122,71 @@ def _joining_marks(room: Room) -> dict[str, int]:
     }
 
 
+def _member_enter(*, room: Room, user: User, membership: Membership) -> int:
+    """What a person entering ``room`` receives under the room's history rule, a newcomer
+    and a reactivated member alike: where their reading starts (``_joining_marks``) and
+    the epoch keys the rule allows (``room_keys_grant``). Returns how many keys were
+    sealed. With the room's row and the membership locked (or just created)."""
+    marks = _joining_marks(room)
+    Membership.objects.filter(pk=membership.pk).update(**marks)
+    for field, value in marks.items():
+        setattr(membership, field, value)
+    return room_keys_grant(room=room, user=user)
+
+
+def memberships_suspend(*, user: User) -> dict[int, int]:
+    """A deactivation's part in the rooms: ``user``'s memberships stay, dormant (a
+    deactivated account holds no room permission, ``rooms.permissions``), but every
+    sealed copy of their rooms' epoch keys is deleted and each room is marked so its
+    next message or file key starts a new epoch without them (``member-deactivated``):
+    nothing posted from then on is readable with a key they might have kept. Returns,
+    per room, how many copies were deleted.
+
+    Inside the deactivation's transaction, with the user's row and their rooms locked
+    (the rooms step, ``user_rooms_lock``); then key rows. Not an action; asked through
+    ``accounts.hooks``.
+    """
+    room_ids = Membership.objects.filter(user=user).values_list("room_id", flat=True)
+    revoked: dict[int, int] = {}
+    for room in rows_locked(Room, room_ids):  # already held: returns them
+        revoked[room.pk] = room_keys_revoke(room=room, user=user)
+        room_rekey_mark(room=room, reason=RoomEpoch.Reason.MEMBER_DEACTIVATED)
+    return revoked
+
+
+def memberships_resume(*, user: User) -> dict[int, int]:
+    """A reactivation's part in the rooms: ``user``'s dormant memberships and room roles
+    come back (the administrator's decision, audited by the caller), but for reading the
+    person returns as a newcomer does (``_member_enter``, the path ``membership_add``
+    takes): in a room that hides history they see nothing posted before their return,
+    and they receive only the epoch keys the room's rule gives a newcomer (in a room
+    that shows history, every unshredded one; otherwise at most an epoch nothing is
+    encrypted under yet, and the next content starts one they hold). Returns, per room,
+    how many keys were sealed to them.
+
+    Inside the reactivation's transaction, with the user's row and their rooms locked
+    (``user_rooms_lock``); locks the memberships, then key rows. Not an action; asked
+    through ``accounts.hooks``.
+    """
+    rooms = {
+        room.pk: room
+        for room in rows_locked(
+            Room, Membership.objects.filter(user=user).values_list("room_id", flat=True)
+        )
+    }
+    memberships = list(
+        Membership.objects.select_for_update(no_key=True)
+        .filter(user=user, room_id__in=list(rooms))
+        .order_by("pk")
+    )
+    return {
+        membership.room_id: _member_enter(
+            room=rooms[membership.room_id], user=user, membership=membership
+        )
+        for membership in memberships
+    }
+
+
 def _membership_insert(
     *,
     actor: User,
@@ -163,13 +233,13 @@ def _membership_insert(
             actor=actor, room=room, user_ids=[*_member_ids(room), user.pk], newcomer=user.pk
         )
         membership, created = Membership.objects.get_or_create(
-            room=room, user=user, defaults={"role": role, **_joining_marks(room)}
+            room=room, user=user, defaults={"role": role}
         )
         if not created:
             return membership
         room_permissions_set(room=room, user=user, role=role)
         RoomInvitation.objects.filter(room=room, invitee=user).delete()
-        granted = room_keys_grant(room=room, user=user)
+        granted = _member_enter(room=room, user=user, membership=membership)
         audit_record(
             actor=actor,
             action=AuditAction.ROOM_MEMBER_ADDED,

@@ -90,6 +90,10 @@ NOT_ENTRY_POINTS = {
     "rooms.services.epochs.room_epoch_start",  # also the scheduled rotation's one step
     "rooms.services.epochs.room_keys_grant",
     "rooms.services.epochs.room_keys_revoke",
+    "rooms.services.epochs.room_rekey_mark",
+    # a deactivation's and a reactivation's part in the rooms (asked through accounts.hooks)
+    "rooms.services.membership.memberships_suspend",
+    "rooms.services.membership.memberships_resume",
 }
 
 
