@@ -32,6 +32,7 @@ NOT_ENTRY_POINTS = {
     "accounts.services.users.password_reset_user",
     "rooms.services.barriers.barrier_conflicts",
     "rooms.services.barriers.room_barrier_violations",
+    "rooms.services.barriers.room_barrier_separating",
     "rooms.services.barriers.user_barrier_violations",
     "rooms.services.membership.acting_owners",
     "rooms.services._common.role_grant_permission",
@@ -68,6 +69,7 @@ NOT_ENTRY_POINTS = {
     "rooms.services._common.require_writable",
     "rooms.services._common.room_refused",
     "rooms.services.barriers.barrier_require_allowed",
+    "rooms.services.barriers.require_unseparated",
     "files.services._common.upload_refused",
     # queues a task after commit
     "files.services.uploads.scan_enqueue",
