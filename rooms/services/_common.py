@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from accounts.models import User
 from accounts.selectors import user_reads_chat_only
 from audit.actions import AuditAction
+from rooms.errors import UNREACHABLE, UnreachableError
 from rooms.models import Membership, Room
 from rooms.permissions import MANAGE_MEMBERS, MANAGE_ROOM, room_permissions_of
 from safechat.actions import Refused
@@ -80,6 +83,17 @@ def require_chat_writer(*, actor: User, room: Room | None, person: User) -> None
             message="compliance officers are read-only on chat and cannot join or start rooms",
             person=person.pk,
         )
+
+
+@contextmanager
+def unreachable_answered(message: str = UNREACHABLE) -> Iterator[None]:
+    """A refusal raised inside, about a person asked for (a compliance officer, someone a
+    barrier keeps out), is recorded as what it is but answered as ``message``, the words
+    an id that names nobody gets (``rooms.errors.UnreachableError``)."""
+    try:
+        yield
+    except Refused as refused:
+        raise UnreachableError.instead_of(refused, message=message) from None
 
 
 def require_open_membership(*, actor: User, room: Room) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from contextlib import AbstractContextManager, nullcontext
 
 from django.core.exceptions import ValidationError
 from django.db.models import Max, QuerySet
@@ -14,6 +15,7 @@ from accounts.selectors import CHAT_READ_ONLY_ROLES, person_active_get
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
+from rooms.errors import NOT_ADDABLE
 from rooms.models import Membership, Message, Room, RoomChange, RoomInvitation
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
@@ -29,6 +31,7 @@ from rooms.services._common import (
     require_room_permission,
     require_writable,
     room_refused,
+    unreachable_answered,
 )
 from rooms.services.barriers import barrier_require_allowed, room_barrier_violations
 from rooms.services.epochs import (
@@ -100,7 +103,7 @@ def _pickable(user: User | None) -> User:
     ValidationError: asked only after the actor's right, so an id says nothing."""
     person = person_active_get(user_id=user.pk) if user is not None else None
     if person is None:
-        raise ValidationError("this person cannot be added")
+        raise ValidationError(NOT_ADDABLE)
     return person
 
 
@@ -187,6 +190,13 @@ def memberships_resume(*, user: User) -> dict[int, int]:
     }
 
 
+def _about_the_person(permission: str | None) -> AbstractContextManager[None]:
+    """How a refusal about the person joining is answered: a manager adding someone
+    (``permission`` given) learns nothing of their role or barriers, it is answered as
+    an id that names nobody; the invitee accepting their own invitation is told why."""
+    return unreachable_answered(NOT_ADDABLE) if permission is not None else nullcontext()
+
+
 def _membership_insert(
     *,
     actor: User,
@@ -212,13 +222,14 @@ def _membership_insert(
         people = {p.pk: p for p in rows_locked(User, [user.pk, *([inviter.pk] if inviter else [])])}
         person = people.get(user.pk)
         if person is None or not person.is_active:  # deactivated at the same instant
-            raise ValidationError("this person cannot be added")
+            raise ValidationError(NOT_ADDABLE)
         locked = rows_locked(Room, [room.pk])
         if not locked:
             raise Http404("no such room")
         room = locked[0]
         # Under the person's row: a role granted at the same instant locks it too.
-        require_chat_writer(actor=actor, room=room, person=person)
+        with _about_the_person(permission):
+            require_chat_writer(actor=actor, room=room, person=person)
         require_open_membership(actor=actor, room=room)
         if permission is not None:
             require_writable(actor=actor, room=room, permission=permission)
@@ -229,9 +240,10 @@ def _membership_insert(
                 actor=actor, room=room, inviter=people.get(inviter.pk) if inviter else None,
                 role=role,
             )  # fmt: skip
-        barrier_require_allowed(
-            actor=actor, room=room, user_ids=[*_member_ids(room), user.pk], newcomer=user.pk
-        )
+        with _about_the_person(permission):
+            barrier_require_allowed(
+                actor=actor, room=room, user_ids=[*_member_ids(room), user.pk], newcomer=user.pk
+            )
         membership, created = Membership.objects.get_or_create(
             room=room, user=user, defaults={"role": role}
         )
@@ -266,21 +278,28 @@ def membership_add(
 
     ``user`` is None when the edge found nobody by the id it was given: the actor's
     right is checked first, so someone without it is refused (audited) alike whether
-    the id names a person or not; with it, a ValidationError. Only active people are
-    added (``accounts.selectors.people_active``), never a compliance officer (refused)
-    and never into a direct conversation (its membership is fixed: refused) or an
-    archived room (refused); only an owner adds an owner or a moderator (refused,
-    ``owner role``, ``moderator role``, checked again under the room's lock). Refused,
-    and recorded once, if an information barrier separates them from a member, also
-    one added at the same instant. Counted against ``SAFECHAT_MEMBERSHIP_RATE_LIMIT``.
-    Locks: the user, then the room.
+    the id names a person or not; with it, a ValidationError (``NOT_ADDABLE``). Only
+    active people are added (``accounts.selectors.people_active``), never into a direct
+    conversation (its membership is fixed: refused) or an archived room (refused); only
+    an owner adds an owner or a moderator (refused, ``owner role``, ``moderator role``,
+    checked again under the room's lock). A compliance officer, or someone an
+    information barrier separates from a member (also one added at the same instant),
+    is refused and recorded as such (``read-only role``, ``barrier.refused``) but
+    answered exactly as an id that names nobody (``UnreachableError`` with
+    ``NOT_ADDABLE``: 400 on the API), so a room manager learns nothing of anyone's role
+    or barriers. Counted against ``SAFECHAT_MEMBERSHIP_RATE_LIMIT`` (after those checks,
+    as for an unknown id). Locks: the user, then the room.
     """
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
     require_open_membership(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
     user = _pickable(user)
-    require_chat_writer(actor=actor, room=room, person=user)
+    with unreachable_answered(NOT_ADDABLE):  # quick answers; checked again under the locks
+        require_chat_writer(actor=actor, room=room, person=user)
+        barrier_require_allowed(
+            actor=actor, room=room, user_ids=[*_member_ids(room), user.pk], newcomer=user.pk
+        )
     write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     user_key_create(user=user)  # before any lock: it appends to the audit chain
     return _membership_insert(
@@ -457,10 +476,12 @@ def room_invitation_send(
 ) -> RoomInvitation:
     """Invite someone (``manage_members``); barriers are checked now and again on acceptance.
 
-    The same people as ``membership_add``: active, not a compliance officer, not into
-    a direct conversation or an archived room (each refused). Only an owner invites an
-    owner or a moderator (``owner role``, ``moderator role``), and the acceptance checks
-    again that the inviter still may.
+    The same people as ``membership_add``: active, not into a direct conversation or an
+    archived room (each refused); a compliance officer or someone a barrier separates
+    from a member is refused on the record but answered as an id that names nobody
+    (``UnreachableError``, ``NOT_ADDABLE``). Only an owner invites an owner or a
+    moderator (``owner role``, ``moderator role``), and the acceptance checks again that
+    the inviter still may.
 
     Locks: the room (the permission and the archive are checked again under it), then
     the invitation; the audit chain last. The acceptance (``room_invitation_accept``)
@@ -471,10 +492,11 @@ def room_invitation_send(
     require_open_membership(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
     invitee = _pickable(invitee)
-    require_chat_writer(actor=actor, room=room, person=invitee)
-    barrier_require_allowed(
-        actor=actor, room=room, user_ids=[*_member_ids(room), invitee.pk], newcomer=invitee.pk
-    )
+    with unreachable_answered(NOT_ADDABLE):
+        require_chat_writer(actor=actor, room=room, person=invitee)
+        barrier_require_allowed(
+            actor=actor, room=room, user_ids=[*_member_ids(room), invitee.pk], newcomer=invitee.pk
+        )
     write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     with action_transaction():
         locked = rows_locked(Room, [room.pk])

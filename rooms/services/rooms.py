@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.utils import timezone
@@ -14,7 +11,7 @@ from accounts.selectors import people_active
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
-from rooms.errors import UNREACHABLE, UnreachableError
+from rooms.errors import UNREACHABLE
 from rooms.models import Membership, Room, RoomChange
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
@@ -25,10 +22,11 @@ from rooms.services._common import (
     require_room_permission,
     require_writable,
     room_refused,
+    unreachable_answered,
 )
 from rooms.services.barriers import barrier_require_allowed
 from rooms.services.epochs import room_epoch_start
-from safechat.actions import Refused, action, action_transaction
+from safechat.actions import action, action_transaction
 from safechat.events import Event, publish
 from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import user_key_create
@@ -113,15 +111,6 @@ def room_create(
         return _room_insert(actor=actor, room=room, others=[])
 
 
-@contextmanager
-def _unreachable_answered() -> Iterator[None]:
-    """A refusal raised inside, about a participant, is answered as unreachable."""
-    try:
-        yield
-    except Refused as refused:
-        raise UnreachableError.instead_of(refused) from None
-
-
 @action
 def direct_conversation_create(*, actor: User, participants: list[User | None]) -> Room:
     """A direct conversation between ``actor`` and up to seven others.
@@ -151,7 +140,7 @@ def direct_conversation_create(*, actor: User, participants: list[User | None]) 
         raise ValidationError(f"a direct conversation has at most {MAX_DIRECT_PARTICIPANTS} people")
     if people_active().filter(pk__in=found).count() != len(others):
         raise ValidationError(UNREACHABLE)
-    with _unreachable_answered():
+    with unreachable_answered():
         for other in others:
             require_chat_writer(actor=actor, room=None, person=other)
     write_rate_check(user_id=actor.pk, write=Write.ROOM_CREATE)  # before any lock
@@ -167,7 +156,7 @@ def direct_conversation_create(*, actor: User, participants: list[User | None]) 
             raise ValidationError(UNREACHABLE)
         # A role granted at the same instant locks the person too.
         require_chat_writer(actor=actor, room=None, person=actor)
-        with _unreachable_answered():
+        with unreachable_answered():
             for person in people:
                 if person.pk != actor.pk:
                     require_chat_writer(actor=actor, room=None, person=person)

@@ -68,6 +68,7 @@ NOT_ENTRY_POINTS = {
     "rooms.services._common.require_room_permission_for",
     "rooms.services._common.require_writable",
     "rooms.services._common.room_refused",
+    "rooms.services._common.unreachable_answered",
     "rooms.services.barriers.barrier_require_allowed",
     "rooms.services.barriers.require_unseparated",
     "files.services._common.upload_refused",
