@@ -12,7 +12,7 @@ from accounts.selectors import user_reads_chat_only
 from audit.actions import AuditAction
 from rooms.errors import UNREACHABLE, UnreachableError
 from rooms.models import Membership, Room
-from rooms.permissions import MANAGE_MEMBERS, MANAGE_ROOM, room_permissions_of
+from rooms.permissions import MANAGE_MEMBERS, MANAGE_ROOM, VIEW, room_permissions_of
 from safechat.actions import Refused
 
 
@@ -111,6 +111,15 @@ def require_open_membership(*, actor: User, room: Room) -> None:
                 "or changes role; start a new room to add people"
             ),
         )
+
+
+def require_open_membership_first(*, actor: User, room: Room) -> None:
+    """``require_open_membership``, asked before the actor's right of those who see the
+    room: a participant of a direct conversation, where nobody manages members, hears
+    that its membership is fixed rather than that they lack a right; anyone else is
+    then refused for the right and learns nothing of the room."""
+    if room.kind == Room.Kind.DIRECT and VIEW in room_permissions_of(room=room, user=actor):
+        require_open_membership(actor=actor, room=room)
 
 
 ELEVATED_ROLES = frozenset({Membership.Role.OWNER, Membership.Role.MODERATOR})

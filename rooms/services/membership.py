@@ -26,6 +26,7 @@ from rooms.services._common import (
     require_inviter_entitled,
     require_not_archived,
     require_open_membership,
+    require_open_membership_first,
     require_owner_over,
     require_role_grantable,
     require_room_permission,
@@ -290,6 +291,7 @@ def membership_add(
     or barriers. Counted against ``SAFECHAT_MEMBERSHIP_RATE_LIMIT`` (after those checks,
     as for an unknown id). Locks: the user, then the room.
     """
+    require_open_membership_first(actor=actor, room=room)
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
     require_open_membership(actor=actor, room=room)
@@ -333,6 +335,7 @@ def membership_remove(*, actor: User, room: Room, member: User | None) -> None:
     barriers = _barriers_naming(actor=actor, room=room, member=member, leaving=leaving)
     if not barriers:
         if not leaving:
+            require_open_membership_first(actor=actor, room=room)
             require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
         require_not_archived(actor=actor, room=room)
         require_open_membership(actor=actor, room=room)
@@ -415,6 +418,7 @@ def membership_role_change(
     and the second is refused. Locks: the room (every check made again under it), then
     the membership; audit last.
     """
+    require_open_membership_first(actor=actor, room=room)
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
     require_open_membership(actor=actor, room=room)
@@ -487,6 +491,7 @@ def room_invitation_send(
     the invitation; the audit chain last. The acceptance (``room_invitation_accept``)
     re-checks the barrier under the invitee's and the room's locks.
     """
+    require_open_membership_first(actor=actor, room=room)
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
     require_open_membership(actor=actor, room=room)

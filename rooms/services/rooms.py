@@ -45,11 +45,16 @@ def _room_validate(room: Room) -> None:
 
 
 def _room_insert(
-    *, actor: User, room: Room, others: list[User], other_role: str = Membership.Role.MEMBER
+    *,
+    actor: User,
+    room: Room,
+    others: list[User],
+    actor_role: str = Membership.Role.OWNER,
+    other_role: str = Membership.Role.MEMBER,
 ) -> Room:
     room.save()
-    Membership.objects.create(room=room, user=actor, role=Membership.Role.OWNER)
-    room_permissions_set(room=room, user=actor, role=Membership.Role.OWNER)
+    Membership.objects.create(room=room, user=actor, role=actor_role)
+    room_permissions_set(room=room, user=actor, role=actor_role)
     for other in others:
         Membership.objects.create(room=room, user=other, role=other_role)
         room_permissions_set(room=room, user=other, role=other_role)
@@ -61,10 +66,7 @@ def _room_insert(
         extra={"kind": room.kind, "members": 1 + len(others)},
     )
     room_change_append(
-        room_id=room.pk,
-        kind=RoomChange.Kind.MEMBER_ADDED,
-        user_id=actor.pk,
-        role=Membership.Role.OWNER,
+        room_id=room.pk, kind=RoomChange.Kind.MEMBER_ADDED, user_id=actor.pk, role=actor_role
     )
     for other in others:
         room_change_append(
@@ -115,8 +117,11 @@ def room_create(
 def direct_conversation_create(*, actor: User, participants: list[User | None]) -> Room:
     """A direct conversation between ``actor`` and up to seven others.
 
-    Its membership and roles are fixed for its life: "add people" makes a new room. A
-    compliance officer (read-only on chat) starts none (refused) and is in none.
+    Its membership and roles are fixed for its life: "add people" makes a new room.
+    Every participant, the starter too, is a member (``post_message``, ``upload_file``):
+    nobody deletes another's message or file, renames, archives or changes the
+    conversation's settings, or rotates its key on demand. A compliance officer
+    (read-only on chat) starts none (refused) and is in none.
     Participants are active people only (``accounts.selectors.people_active``; a None
     stands for an id that names nobody, answered after the actor's own right with a
     ValidationError). A participant who is a compliance officer, or whom an information
@@ -175,8 +180,11 @@ def direct_conversation_create(*, actor: User, participants: list[User | None]) 
         name = ", ".join(sorted(u.get_username() for u in [actor, *others]))[:120]
         room = Room(kind=Room.Kind.DIRECT, name=name, history_visible=True, created_by=actor)
         _room_validate(room)
-        # Everyone in a direct conversation may post; nobody but the starter manages it.
-        return _room_insert(actor=actor, room=room, others=others)
+        # Everyone in a direct conversation holds one role, member: everyone posts, and
+        # nobody holds power over the others' words or the conversation itself.
+        return _room_insert(
+            actor=actor, room=room, others=others, actor_role=Membership.Role.MEMBER
+        )
 
 
 @action

@@ -62,6 +62,7 @@ NOT_ENTRY_POINTS = {
     "rooms.services._common.last_owner_refused",
     "rooms.services._common.require_chat_writer",
     "rooms.services._common.require_open_membership",
+    "rooms.services._common.require_open_membership_first",
     "rooms.services._common.require_role_grantable",
     "rooms.services._common.require_inviter_entitled",
     "rooms.services._common.require_owner_over",
