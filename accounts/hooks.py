@@ -2,9 +2,11 @@
 
 ``accounts`` sits below ``rooms`` in the layers (docs/architecture.md, "Layers"): it
 never imports it. Yet two of its changes are bound by rooms' rules: a role change
-reports the rooms that now break an information barrier, and an account that is the
+reports the rooms that now break an information barrier, an account that is the
 only acting owner of a room is neither deactivated nor made read-only on chat (the
-room would be left with nobody to manage it). So the rooms app registers, once, in its
+room would be left with nobody to manage it), and a deactivation takes the person's
+room keys away (a reactivation gives back what the rooms' history rules allow). So
+the rooms app registers, once, in its
 ``AppConfig.ready``, the functions that answer (``room_hooks_register``), and the
 account services call them (``room_hooks``) inside their transactions, at the point of
 the lock order each function's description gives.
@@ -46,6 +48,16 @@ class RoomHooks:
     # The rooms ``user`` is in that violate an information barrier, with the pairs
     # that do (as ``rooms.services.barriers.user_barrier_violations`` reports them).
     barrier_violations: Callable[[User], dict[int, list[Any]]]
+    # A deactivation: delete ``user``'s sealed room keys and make each of their rooms
+    # start a new epoch without them at its next content; their memberships stay,
+    # dormant. Returns, per room id, how many key copies were deleted. Called with the
+    # user's row and their rooms (``rooms_lock``) locked, before the audit append.
+    memberships_suspend: Callable[[User], dict[int, int]]
+    # A reactivation: ``user``'s dormant memberships come back, each as a newcomer's
+    # (the room's history rule decides what they read and which keys they receive).
+    # Returns, per room id, how many keys were sealed to them. Called with the user's
+    # row and their rooms (``rooms_lock``) locked, before the audit append.
+    memberships_resume: Callable[[User], dict[int, int]]
 
 
 _registered: list[RoomHooks] = []

@@ -2,7 +2,8 @@
 
 Registered in ``RoomsConfig.ready``: ``accounts`` sits below ``rooms`` and never
 imports it, so it asks through the registry what a role change or a deactivation must
-respect here (information barriers, and a room keeping an owner who can act).
+respect here (information barriers, and a room keeping an owner who can act), and what
+a deactivation and a reactivation do to the person's rooms (their keys).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from accounts.hooks import HeldRoom, RoomHooks
 from accounts.models import User
 from rooms.services.barriers import user_barrier_violations, user_rooms_lock
-from rooms.services.membership import rooms_owned_only_by
+from rooms.services.membership import memberships_resume, memberships_suspend, rooms_owned_only_by
 
 
 def _rooms_owned_only_by(user: User) -> list[HeldRoom]:
@@ -21,4 +22,6 @@ ROOM_HOOKS = RoomHooks(
     rooms_lock=lambda user: user_rooms_lock(user=user),
     rooms_owned_only_by=_rooms_owned_only_by,
     barrier_violations=lambda user: dict(user_barrier_violations(user=user)),
+    memberships_suspend=lambda user: memberships_suspend(user=user),
+    memberships_resume=lambda user: memberships_resume(user=user),
 )

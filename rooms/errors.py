@@ -44,24 +44,28 @@ class NotAMemberError(ValidationError):
 
 
 UNREACHABLE = "one of these people cannot be reached"
+# What adding or inviting someone who cannot be added answers: nobody by that id, an
+# inactive person, a compliance officer, someone a barrier keeps out (the same words).
+NOT_ADDABLE = "this person cannot be added"
 
 
 class UnreachableError(Refused):
-    """Someone asked to share a direct conversation may not share it: a compliance
-    officer (read-only on chat) or a person an information barrier separates from
-    another participant.
+    """Someone asked to share a direct conversation, or to be added or invited to a
+    room, may not: a compliance officer (read-only on chat) or a person an information
+    barrier separates from another participant or member.
 
     Recorded as the refusal it stands for (``room.access.denied`` with reason
     ``read-only role``, or ``barrier.refused``), but answered exactly as an id that
-    names nobody or an inactive person is (400, ``UNREACHABLE``): the answer tells
-    nobody who holds which role or stands behind which barrier.
+    names nobody or an inactive person is (400, with that answer's words: ``UNREACHABLE``
+    for a direct conversation, ``NOT_ADDABLE`` for a member): the answer tells nobody
+    who holds which role or stands behind which barrier.
     """
 
     @classmethod
-    def instead_of(cls, refused: Refused) -> UnreachableError:
-        """The same refusal (action, reason, details), answered as unreachable."""
+    def instead_of(cls, refused: Refused, *, message: str = UNREACHABLE) -> UnreachableError:
+        """The same refusal (action, reason, details), answered as ``message``."""
         return cls(
-            UNREACHABLE,
+            message,
             actor=refused.actor,
             action=refused.action,
             target=refused.target,

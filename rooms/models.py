@@ -41,9 +41,11 @@ class Room(models.Model):
     history_visible = models.BooleanField(default=False)
     retention_policy = models.CharField(max_length=64, blank=True)
     legal_hold = models.BooleanField(default=False)
-    # Someone joined whom the current epoch must not reach (history hidden): the next
-    # message or file key starts a new epoch (rooms.services.epochs).
-    rekey_pending = models.BooleanField(default=False, editable=False)
+    # Why the current epoch must encrypt nothing more ("" while it may): someone joined
+    # whom it must not reach (history hidden, ``member-joined``), or a member was
+    # deactivated who may have kept it (``member-deactivated``). The next message or
+    # file key starts a new epoch with this reason (rooms.services.epochs).
+    rekey_reason = models.CharField(max_length=20, blank=True, default="", editable=False)
     archived_at = models.DateTimeField(null=True, blank=True)
     # The seq of the room's newest message: posts number their messages 1, 2, 3... under
     # the room's row lock, so a client that sees a number skipped knows it missed one.

@@ -358,17 +358,27 @@ def member_add(request: HttpRequest, room_id: int) -> HttpResponse:
     if not form.is_valid():
         return _refuse_unless_manager(request, room, _form_errors(form))
     username = form.cleaned_data["username"].strip()
+    # One answer for nobody by that name, an inactive account, a compliance officer and
+    # someone a barrier keeps out: the manager learns nothing of roles or barriers.
+    not_addable = f"No one called “{username}” can be added."
     # Nobody by that name: the service refuses someone without the right (audited)
     # before it says so, so a name tells a non-manager nothing.
     person = person_active_get(username=username)
     if person is None and _can_manage(actor, room):
-        messages.error(request, f"No active account is called “{username}”.")
+        messages.error(request, not_addable)
         return _back(room)
     role = form.cleaned_data["role"]
+
+    def add() -> Membership:
+        try:
+            return services.membership_add(actor=actor, room=room, user=person, role=role)
+        except UnreachableError:  # recorded by the service as what it is
+            raise ValidationError(not_addable) from None
+
     return _apply(
         request,
         room=room,
-        action=lambda: services.membership_add(actor=actor, room=room, user=person, role=role),
+        action=add,
         success=f"{username} was added as {Membership.Role(role).label.lower()}.",
         then=room,
     )

@@ -505,11 +505,19 @@ def role_revoke(
 def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = None) -> None:
     """Deactivate an account: its sessions end, its sockets close and its tokens are revoked.
 
+    In the rooms (the rooms app's ``memberships_suspend``, asked through
+    ``accounts.hooks``): every sealed copy of their rooms' epoch keys is deleted and
+    each of their rooms starts a new epoch without them at its next content
+    (``member-deactivated``); their memberships and room roles stay, dormant (a
+    deactivated account holds no room permission). Audited ``account.deactivated``
+    with the rooms and the key copies deleted.
+
     Refused (``sole owner``) while the account is the only acting owner of a room: a
     room always keeps an owner who can act, so another owner is appointed first; and
     (``last security admin``) while it is the only active security admin. Locks: the
-    security admins' group, the actor and the user, then those rooms (the rooms app's
-    ``rooms_owned_only_by``, asked through ``accounts.hooks``).
+    security admins' group, the actor and the user, then every room the user is in
+    (``rooms_lock``; the sole-owner rule and the keys are decided under them), then
+    key rows, sessions and tokens; the audit chain last.
     """
     ensure_permission(
         actor=actor, permission=MANAGE_USERS, target=user,
@@ -532,6 +540,8 @@ def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = No
             ensure_not_last_security_admin(
                 actor=actor, user=locked, operation="account.deactivate", request=request
             )
+        # Every room they are in (the rooms step, in id order), before any is decided on.
+        hooks.rooms_lock(locked)
         # A room keeps an owner: the rooms app's rule, asked under the user's lock.
         _require_not_sole_owner(
             actor=actor, user=locked, hooks=hooks, action=AuditAction.ACCOUNT_ADMIN_REFUSED,
@@ -539,6 +549,8 @@ def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = No
         )  # fmt: skip
         locked.is_active = False
         locked.save(update_fields=["is_active"])
+        # Their room keys go, and no later content of those rooms is under a key they hold.
+        keys_revoked = hooks.memberships_suspend(locked)
         ended, revoked = credentials_bump(user=locked, reason="deactivated", revoke_tokens=True)
         lapsed = _invitations_lapse(user=locked)
         audit_record(
@@ -548,6 +560,8 @@ def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = No
             extra={
                 "sessions_ended": ended,
                 "tokens_revoked": revoked,
+                "rooms": len(keys_revoked),
+                "room_keys_revoked": sum(keys_revoked.values()),
                 **({"invitations_revoked": lapsed} if lapsed else {}),
             },
             request=request,
@@ -559,11 +573,18 @@ def user_deactivate(*, actor: User, user: User, request: HttpRequest | None = No
 def user_reactivate(*, actor: User, user: User, request: HttpRequest | None = None) -> None:
     """Reactivate a deactivated account (``accounts.manage_users``; never one's own).
 
-    Nothing of the old access comes back: the deactivation ended the sessions and
-    revoked the tokens for good, so the person signs in again (password and second
-    factor) and makes new tokens. Their roles are kept. Audited
-    ``account.reactivated``; an account already active is left as it is, unrecorded.
-    Raises ``Refused`` (audited ``account.admin.refused``, nothing changed).
+    Reactivating is the administrator's decision to give the person back their place:
+    their roles, and their memberships and room roles (dormant while deactivated), come
+    back. Their old sessions and tokens do not: the deactivation ended and revoked them
+    for good, so the person signs in again (password and second factor) and makes new
+    tokens. Nor does what they could read: in each room they return as a newcomer does
+    (the rooms app's ``memberships_resume``, asked through ``accounts.hooks``): in a
+    room that hides history they see nothing posted before their return, and they
+    receive only the keys the room's history rule gives a newcomer. Audited
+    ``account.reactivated`` with the rooms and the keys sealed to them; an account
+    already active is left as it is, unrecorded. Raises ``Refused`` (audited
+    ``account.admin.refused``, nothing changed). Locks: the actor and the user, then
+    every room the user is in, their memberships, key rows; the audit chain last.
     """
     ensure_permission(
         actor=actor, permission=MANAGE_USERS, target=user,
@@ -571,6 +592,8 @@ def user_reactivate(*, actor: User, user: User, request: HttpRequest | None = No
     )  # fmt: skip
     ensure_person(actor=actor, user=user, operation="account.reactivate", request=request)
     ensure_not_self(actor=actor, user=user, operation="account.reactivate", request=request)
+    hooks = room_hooks()
+    user_key_create(user=user)  # before any lock: it appends to the audit chain
     with action_transaction():
         locked = actor_and_people_locked(
             actor=actor, users=[user], permission=MANAGE_USERS, target=user,
@@ -580,8 +603,17 @@ def user_reactivate(*, actor: User, user: User, request: HttpRequest | None = No
             return
         locked.is_active = True
         locked.save(update_fields=["is_active"])
+        hooks.rooms_lock(locked)
+        keys_granted = hooks.memberships_resume(locked)
         audit_record(
-            actor=actor, action=AuditAction.ACCOUNT_REACTIVATED, target=locked, request=request
+            actor=actor,
+            action=AuditAction.ACCOUNT_REACTIVATED,
+            target=locked,
+            extra={
+                "rooms": len(keys_granted),
+                "room_keys_granted": sum(keys_granted.values()),
+            },
+            request=request,
         )
     user.is_active = True
 

@@ -26,7 +26,7 @@ from files.scanner import ScannerUnavailable, clamd_configured, scan_stream
 from files.sealing import digest_seal, preview_seal
 from files.services.uploads import VAULT_SYSTEM
 from rooms.models import Room
-from rooms.services import message_file_insert
+from rooms.services import message_file_insert, room_barrier_separating
 from safechat.actions import action, action_transaction
 from safechat.crypto import SymmetricKey
 from safechat.keyring.errors import KeyUnavailableError
@@ -45,6 +45,8 @@ def file_scan(*, file_id: int) -> str:
     a task can retry; the file stays pending. A file whose stored stream fails
     authentication is withdrawn (deleted) and audited as an integrity failure.
 
+    A file whose uploader an information barrier now separates from another member of
+    its room stays pending, unscanned and invisible, until the violation is resolved.
     A clean file gets its room message (``rooms.services.messages.message_file_insert``,
     ``message.new`` after commit) in the same transaction that makes it available, and,
     for an image, a preview rendered in memory after the verdict and stored sealed
@@ -66,6 +68,8 @@ def file_scan(*, file_id: int) -> str:
     except KeyUnavailableError:
         # The uploader's key copy is gone (removed from the room, epoch shredded).
         logger.warning("file %s: no key to scan it with; it stays pending", stored.pk)
+        return str(stored.state)
+    if _separated(stored):
         return str(stored.state)
     digest = hashlib.sha256()
     # An image small enough to preview is kept in memory (never on disk) until the verdict.
@@ -102,6 +106,8 @@ def file_scan(*, file_id: int) -> str:
         row = rows_locked(StoredFile, [stored.pk])[0]
         if row.state != StoredFile.State.PENDING_SCAN:
             return str(row.state)
+        if verdict.clean and _separated(row):  # a barrier committed during the scan
+            return str(row.state)
         row.scanned_at = timezone.now()
         row.scan_attempts += 1
         if verdict.clean:
@@ -134,6 +140,20 @@ def file_scan(*, file_id: int) -> str:
             )
             transaction.on_commit(functools.partial(blobs.blobs_delete_prefix, row.blob_prefix))
     return str(row.state)
+
+
+def _separated(stored: StoredFile) -> bool:
+    """Whether an information barrier now separates the uploader from another member of
+    the file's room: then the file is not shared (its message would be content from a
+    separated person after the barrier); it stays pending, invisible, and is shared once
+    a security admin resolves the violation. Under the room's lock, the check that holds
+    (``barrier_create`` locks the rooms where the people it separates meet)."""
+    if room_barrier_separating(room_id=stored.room_id, user_id=stored.uploader_id) is None:
+        return False
+    logger.warning(
+        "file %s: its uploader is behind a barrier in its room; it stays pending", stored.pk
+    )
+    return True
 
 
 def _preview_store(stored: StoredFile, key: SymmetricKey, image: bytes) -> None:

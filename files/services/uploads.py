@@ -50,7 +50,7 @@ from files.services._common import (
 from rooms import permissions as perms
 from rooms.models import Room
 from rooms.ratelimit import Write, write_rate_check
-from rooms.services import require_writable
+from rooms.services import require_unseparated, require_writable
 from rooms.services.epochs import file_key_wrap
 from safechat.actions import action, action_transaction
 from safechat.crypto import KeyPurpose, SymmetricKey
@@ -114,8 +114,9 @@ def upload_create(
     ``SAFECHAT_FILE_MAX_BYTES``), ``UploadTypeError`` (a name or declared type the type
     policy blocks), ``UploadQuotaError`` (the room's files would pass
     ``SAFECHAT_ROOM_FILE_QUOTA_BYTES``; checked under the room lock, so two creations
-    cannot both take the last bytes), ``Refused`` (no upload right, archived room),
-    ``RateLimitedError``. Locks: the room; the audit chain last.
+    cannot both take the last bytes), ``Refused`` (no upload right, archived room; an
+    information barrier separating the uploader from another member, ``barrier.refused``,
+    here and at every append), ``RateLimitedError``. Locks: the room; the audit chain last.
     """
     try:
         clean_name = file_name_clean(name)
@@ -168,6 +169,7 @@ def upload_create(
         with action_transaction():
             room = _room_locked(room.pk)
             require_writable(actor=actor, room=room, permission=perms.UPLOAD)
+            require_unseparated(actor=actor, room=room, operation="file.upload")
             _require_quota(actor=actor, room=room, length=length)
             epoch, wrapped = file_key_wrap(room=room, owner=actor, file_uid=uid, file_key=key)
             now = timezone.now()
@@ -284,6 +286,7 @@ def _claim(*, actor: User, stored: StoredFile, offset: int) -> tuple[StoredFile,
     with action_transaction():
         room = _room_locked(stored.room_id)
         require_writable(actor=actor, room=room, permission=perms.UPLOAD)
+        require_unseparated(actor=actor, room=room, operation="file.upload")
         stored = _file_locked(stored.pk)
         _require_open(actor=actor, stored=stored)
         now = timezone.now()
@@ -501,7 +504,8 @@ def upload_append(
     ``UploadTooLargeError``, ``UploadTypeError`` (the first ``files.policy.SNIFF_BYTES``
     of plaintext, held in memory only, are a blocked kind or disagree with the name or
     declared type: checked before any of them is sealed; the upload ends and its blobs
-    are removed), ``Refused`` (right lost). Locks: the room, then the file
+    are removed), ``Refused`` (right lost, or an information barrier now separating
+    the uploader from another member of the room). Locks: the room, then the file
     row, in each of its two short transactions; the audit chain last. ``body_length``
     (a request's announced length, when known) refuses a body that would run past the
     declared length before any of it is read.
@@ -553,6 +557,7 @@ def _record_progress(
     with action_transaction():
         room = _room_locked(stored.room_id)
         require_writable(actor=actor, room=room, permission=perms.UPLOAD)
+        require_unseparated(actor=actor, room=room, operation="file.upload")
         row = _file_locked(stored.pk)
         if row.lease_token != token or row.state != StoredFile.State.UPLOADING:
             raise upload_refused(

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from accounts.models import User
 from accounts.selectors import user_reads_chat_only
 from audit.actions import AuditAction
+from rooms.errors import UNREACHABLE, UnreachableError
 from rooms.models import Membership, Room
-from rooms.permissions import MANAGE_MEMBERS, MANAGE_ROOM, room_permissions_of
+from rooms.permissions import MANAGE_MEMBERS, MANAGE_ROOM, VIEW, room_permissions_of
 from safechat.actions import Refused
 
 
@@ -82,6 +85,17 @@ def require_chat_writer(*, actor: User, room: Room | None, person: User) -> None
         )
 
 
+@contextmanager
+def unreachable_answered(message: str = UNREACHABLE) -> Iterator[None]:
+    """A refusal raised inside, about a person asked for (a compliance officer, someone a
+    barrier keeps out), is recorded as what it is but answered as ``message``, the words
+    an id that names nobody gets (``rooms.errors.UnreachableError``)."""
+    try:
+        yield
+    except Refused as refused:
+        raise UnreachableError.instead_of(refused, message=message) from None
+
+
 def require_open_membership(*, actor: User, room: Room) -> None:
     """Raise ``Refused`` if ``room`` is a direct conversation: its membership and roles
     are fixed for its life (nobody adds, invites or removes others, changes a role, or
@@ -97,6 +111,15 @@ def require_open_membership(*, actor: User, room: Room) -> None:
                 "or changes role; start a new room to add people"
             ),
         )
+
+
+def require_open_membership_first(*, actor: User, room: Room) -> None:
+    """``require_open_membership``, asked before the actor's right of those who see the
+    room: a participant of a direct conversation, where nobody manages members, hears
+    that its membership is fixed rather than that they lack a right; anyone else is
+    then refused for the right and learns nothing of the room."""
+    if room.kind == Room.Kind.DIRECT and VIEW in room_permissions_of(room=room, user=actor):
+        require_open_membership(actor=actor, room=room)
 
 
 ELEVATED_ROLES = frozenset({Membership.Role.OWNER, Membership.Role.MODERATOR})

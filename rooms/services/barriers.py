@@ -78,22 +78,96 @@ def barrier_require_allowed(
         )
 
 
+def room_barrier_separating(*, room_id: int, user_id: int) -> int | None:
+    """The id of a barrier that separates ``user_id`` from another member of the room
+    (dormant members included, as the violation reports count them), or None.
+
+    Asked at every write, so it is made cheap for the common case: the person's groups
+    (one indexed look-up; none for most people: done), the barriers that name one of
+    them (a small table; none: done), and only for someone a barrier names, whether
+    another member of the room is in a group across one of those barriers (an indexed
+    look-up of the room's members in those few groups). Short queries, never a nested
+    one that would read every member's groups.
+    """
+    through = User.groups.through.objects
+    mine = set(through.filter(user_id=user_id).values_list("group_id", flat=True))
+    if not mine:
+        return None
+    across: dict[int, int] = {}  # a group across a barrier from one of mine: its lowest id
+    for barrier_id, group_a, group_b in (
+        InformationBarrier.objects.filter(Q(group_a_id__in=mine) | Q(group_b_id__in=mine))
+        .order_by("-pk")
+        .values_list("pk", "group_a_id", "group_b_id")
+    ):
+        if group_a in mine:
+            across[group_b] = barrier_id
+        if group_b in mine:
+            across[group_a] = barrier_id
+    if not across:
+        return None
+    met = (
+        through.filter(group_id__in=list(across), user__memberships__room_id=room_id)
+        .exclude(user_id=user_id)
+        .values_list("group_id", flat=True)
+    )
+    return min((across[group] for group in set(met)), default=None)
+
+
+def require_unseparated(*, actor: User, room: Room, operation: str) -> None:
+    """Raise ``BarrierViolationError`` (a ``Refused``, recorded ``barrier.refused``) if an
+    information barrier separates ``actor`` from another member of ``room``.
+
+    A barrier created after two people came to share a room (or a person's groups
+    changed since) leaves the room in violation until a security admin resolves it (by
+    removing someone, changing a group or lifting the barrier); meanwhile neither side
+    writes anything there (``operation``: a post, an edit, a reaction, an upload), and
+    the others go on. Call with the room's row locked: ``barrier_create`` and every
+    change of groups lock the rooms where the people they separate meet, so the check
+    and the write hold together (a barrier committed first is seen; a write committed
+    first commits before the barrier does).
+    """
+    barrier = room_barrier_separating(room_id=room.pk, user_id=actor.pk)
+    if barrier is not None:
+        raise BarrierViolationError(
+            "an information barrier separates you from someone in this room: you can read "
+            "it, but not write in it, until a security administrator resolves it",
+            actor=actor,
+            action=AuditAction.BARRIER_REFUSED,
+            target=room,
+            reason="information-barrier",
+            extra={"barrier": barrier, "operation": operation},
+        )
+
+
 def _group_members(group_id: int) -> QuerySet[Any]:
     return User.groups.through.objects.filter(group_id=group_id).values("user_id")
+
+
+def _rooms_where_groups_meet(
+    group_a_id: int, group_b_id: int, *, room_ids: list[int] | None = None
+) -> set[int]:
+    """The rooms with a member of each group (only ``room_ids`` if given): read through
+    the two groups' members, never by scanning every room."""
+    side_a, side_b = _group_members(group_a_id), _group_members(group_b_id)
+    meeting = Membership.objects.filter(user_id__in=side_a).filter(
+        room_id__in=Membership.objects.filter(user_id__in=side_b).values("room_id")
+    )
+    if room_ids is not None:
+        meeting = meeting.filter(room_id__in=room_ids)
+    return set(meeting.values_list("room_id", flat=True))
 
 
 def _barrier_violations(
     barrier: InformationBarrier, *, room_ids: Iterable[int] | None = None
 ) -> dict[int, list[BarrierConflict]]:
-    """The rooms where members of the barrier's two groups meet: read through the two
-    groups' members (and ``room_ids`` if given), never by scanning every room."""
-    side_a, side_b = _group_members(barrier.group_a_id), _group_members(barrier.group_b_id)
-    meeting = Membership.objects.filter(user_id__in=side_a).filter(
-        room_id__in=Membership.objects.filter(user_id__in=side_b).values("room_id")
+    """The rooms where members of the barrier's two groups meet (``_rooms_where_groups_meet``),
+    with the pairs that do."""
+    rooms = _rooms_where_groups_meet(
+        barrier.group_a_id,
+        barrier.group_b_id,
+        room_ids=None if room_ids is None else list(room_ids),
     )
-    if room_ids is not None:
-        meeting = meeting.filter(room_id__in=list(room_ids))
-    rooms = set(meeting.values_list("room_id", flat=True))
+    side_a, side_b = _group_members(barrier.group_a_id), _group_members(barrier.group_b_id)
     if not rooms:
         return {}
     in_a: dict[int, set[int]] = {}
@@ -368,7 +442,10 @@ def barrier_create(
     """Create a barrier; returns it with the existing rooms that now violate it.
 
     Locks the two groups, then their members, so a person added to a room or to
-    one of the groups at the same instant is either refused or in the report.
+    one of the groups at the same instant is either refused or in the report; then
+    the rooms where members of the two groups meet, so a post, an edit, a reaction or
+    an upload there by someone the barrier separates (``require_unseparated``, checked
+    under the room's lock) either commits before the barrier or sees it and is refused.
     """
     _require_barrier_admin(actor)
     if group_a.pk == group_b.pk:
@@ -379,6 +456,8 @@ def barrier_create(
             rows_locked(Group, [low.pk, high.pk])
             members = User.groups.through.objects.filter(group_id__in=[low.pk, high.pk])
             barrier_admin_locked(actor=actor, user_ids=members.values_list("user_id", flat=True))
+            # The groups and their members are held: the rooms they meet in cannot change.
+            rows_locked(Room, _rooms_where_groups_meet(low.pk, high.pk))
             barrier = InformationBarrier.objects.create(
                 group_a=low, group_b=high, reason=reason[:200], created_by=actor
             )

@@ -58,16 +58,23 @@ def epoch_needs_rotation(epoch: RoomEpoch) -> bool:
 def room_epoch_start(
     *, room: Room, reason: str, actor: User | SystemActor = KEY_SYSTEM
 ) -> RoomEpoch:
-    """Start the room's next epoch with a fresh key, sealed to every member and to compliance.
+    """Start the room's next epoch with a fresh key, sealed to every active member and to
+    compliance.
 
-    Takes the room's row lock (numbering is serialised by it). Earlier epochs are
+    A deactivated member's membership stays, dormant, but receives no new key: the
+    deactivation deleted their copies, and a reactivation grants them what a newcomer
+    gets (``rooms.services.membership.memberships_resume``). Takes the room's row lock
+    (numbering is serialised by it, and a deactivation, which locks the person's rooms,
+    is either seen here or revokes this epoch's copy after). Earlier epochs are
     untouched: their messages keep decrypting for whoever holds them.
     """
     Room.objects.select_for_update(no_key=True).filter(pk=room.pk).first()  # serialise numbering
     last = RoomEpoch.objects.filter(room=room).order_by("-number").first()
     number = last.number + 1 if last else 1
     epoch = RoomEpoch.objects.create(room=room, number=number, reason=reason)
-    member_ids = Membership.objects.filter(room=room).values_list("user_id", flat=True)
+    member_ids = Membership.objects.filter(room=room, user__is_active=True).values_list(
+        "user_id", flat=True
+    )
     recipients = epoch_key_issue(epoch=epoch, user_ids=member_ids)
     audit_record(
         actor=actor,
@@ -81,28 +88,39 @@ def room_epoch_start(
 def _epoch_for_new_content(*, room: Room) -> RoomEpoch:
     """The epoch that encrypts the next message or file key, counted against its bound.
 
-    Takes the room's row lock first, so a removal or shred that committed is seen. The
-    latest epoch, unless it was shredded (then a new epoch starts: an older one is never
-    used again), someone joined since whom it must not reach (``Room.rekey_pending``, a
-    room that hides history) or it reached its cryptoperiod (age, or messages plus file
-    keys).
+    Takes the room's row lock first, so a removal, a deactivation or a shred that
+    committed is seen. The latest epoch, unless it was shredded (then a new epoch starts:
+    an older one is never used again), it must encrypt nothing more
+    (``Room.rekey_reason``: someone joined a room that hides history whom it must not
+    reach, or a member was deactivated who may have kept it) or it reached its
+    cryptoperiod (age, or messages plus file keys).
     """
     locked = Room.objects.select_for_update(no_key=True).filter(pk=room.pk).first()
+    rekey_reason = locked.rekey_reason if locked is not None else ""
     epoch = current_epoch(room=room)
     if epoch is None:
         epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.CREATED)
-    elif locked is not None and locked.rekey_pending:
-        # Someone joined a room that hides history: what is posted from now on is under
-        # a key they hold, and what was posted before stays under keys they never get.
-        epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.MEMBER_JOINED)
+    elif rekey_reason:
+        # What is posted from now on is under a key only the current members hold: not a
+        # deactivated member, and not what a newcomer to a room hiding history must not
+        # read (what was posted before stays under keys they never get).
+        epoch = room_epoch_start(room=room, reason=rekey_reason)
     elif epoch.shredded_at is not None:
         epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.SHREDDED)
     elif epoch_needs_rotation(epoch):
         epoch = room_epoch_start(room=room, reason=RoomEpoch.Reason.CRYPTOPERIOD)
     RoomEpoch.objects.filter(pk=epoch.pk).update(message_count=F("message_count") + 1)
-    if locked is not None and locked.rekey_pending:
-        Room.objects.filter(pk=room.pk).update(rekey_pending=False)
+    if rekey_reason:
+        Room.objects.filter(pk=room.pk).update(rekey_reason="")
     return epoch
+
+
+def room_rekey_mark(*, room: Room, reason: str) -> None:
+    """Make the next message or file key of ``room`` start a new epoch, recorded with
+    ``reason`` (the first reason marked wins: one new epoch however many changes come
+    before it). Cheap: no key is made until content needs one. Call with the room's
+    row locked."""
+    Room.objects.filter(pk=room.pk, rekey_reason="").update(rekey_reason=reason)
 
 
 def room_keys_grant(*, room: Room, user: User) -> int:
@@ -111,9 +129,9 @@ def room_keys_grant(*, room: Room, user: User) -> int:
     Every unshredded epoch if the room shows history to newcomers. A newcomer to a room
     that hides history gets no key that protects anything posted before they joined:
     the latest epoch only while nothing is encrypted under it; otherwise none, and the
-    room is marked ``rekey_pending`` so the next message or file key starts a new epoch
-    sealed to them. Call inside the transaction that creates the membership, holding the
-    room's row lock.
+    room is marked for a new epoch (``room_rekey_mark``, ``member-joined``) so the next
+    message or file key starts one sealed to them. Call inside the transaction that
+    creates (or, on a reactivation, resumes) the membership, holding the room's row lock.
     """
     if room.history_visible:
         epochs_to_grant = list(
@@ -128,7 +146,7 @@ def room_keys_grant(*, room: Room, user: User) -> int:
             # It protects messages (or files) from before they joined: they never get it,
             # and the next content starts an epoch they hold (one, however many join).
             epochs_to_grant = []
-            Room.objects.filter(pk=room.pk).update(rekey_pending=True)
+            room_rekey_mark(room=room, reason=RoomEpoch.Reason.MEMBER_JOINED)
     return epoch_keys_grant(epochs=epochs_to_grant, user_id=user.pk)
 
 

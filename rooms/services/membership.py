@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from django.core.exceptions import ValidationError
 from django.db.models import Max, QuerySet
@@ -15,7 +15,7 @@ from accounts.selectors import CHAT_READ_ONLY_ROLES, person_active_get
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
-from rooms.errors import NO_SUCH_ROOM, NotAMemberError, RoomHiddenError
+from rooms.errors import NO_SUCH_ROOM, NOT_ADDABLE, NotAMemberError, RoomHiddenError
 from rooms.models import Membership, Message, Room, RoomChange, RoomInvitation
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
@@ -27,14 +27,21 @@ from rooms.services._common import (
     require_inviter_entitled,
     require_not_archived,
     require_open_membership,
+    require_open_membership_first,
     require_owner_over,
     require_role_grantable,
     require_room_permission,
     require_writable,
     room_refused,
+    unreachable_answered,
 )
 from rooms.services.barriers import barrier_require_allowed, room_barrier_violations
-from rooms.services.epochs import room_epoch_start, room_keys_grant, room_keys_revoke
+from rooms.services.epochs import (
+    room_epoch_start,
+    room_keys_grant,
+    room_keys_revoke,
+    room_rekey_mark,
+)
 from safechat.actions import Refused, action, action_transaction
 from safechat.events import Event, publish
 from safechat.keyring.models import RoomEpoch
@@ -98,7 +105,7 @@ def _pickable(user: User | None) -> User:
     ValidationError: asked only after the actor's right, so an id says nothing."""
     person = person_active_get(user_id=user.pk) if user is not None else None
     if person is None:
-        raise ValidationError("this person cannot be added")
+        raise ValidationError(NOT_ADDABLE)
     return person
 
 
@@ -118,6 +125,78 @@ def _joining_marks(room: Room) -> dict[str, int]:
         "last_read_message_id": newest,
         "visible_from_seq": 0 if room.history_visible else room.message_seq,
     }
+
+
+def _member_enter(*, room: Room, user: User, membership: Membership) -> int:
+    """What a person entering ``room`` receives under the room's history rule, a newcomer
+    and a reactivated member alike: where their reading starts (``_joining_marks``) and
+    the epoch keys the rule allows (``room_keys_grant``). Returns how many keys were
+    sealed. With the room's row and the membership locked (or just created)."""
+    marks = _joining_marks(room)
+    Membership.objects.filter(pk=membership.pk).update(**marks)
+    for field, value in marks.items():
+        setattr(membership, field, value)
+    return room_keys_grant(room=room, user=user)
+
+
+def memberships_suspend(*, user: User) -> dict[int, int]:
+    """A deactivation's part in the rooms: ``user``'s memberships stay, dormant (a
+    deactivated account holds no room permission, ``rooms.permissions``), but every
+    sealed copy of their rooms' epoch keys is deleted and each room is marked so its
+    next message or file key starts a new epoch without them (``member-deactivated``):
+    nothing posted from then on is readable with a key they might have kept. Returns,
+    per room, how many copies were deleted.
+
+    Inside the deactivation's transaction, with the user's row and their rooms locked
+    (the rooms step, ``user_rooms_lock``); then key rows. Not an action; asked through
+    ``accounts.hooks``.
+    """
+    room_ids = Membership.objects.filter(user=user).values_list("room_id", flat=True)
+    revoked: dict[int, int] = {}
+    for room in rows_locked(Room, room_ids):  # already held: returns them
+        revoked[room.pk] = room_keys_revoke(room=room, user=user)
+        room_rekey_mark(room=room, reason=RoomEpoch.Reason.MEMBER_DEACTIVATED)
+    return revoked
+
+
+def memberships_resume(*, user: User) -> dict[int, int]:
+    """A reactivation's part in the rooms: ``user``'s dormant memberships and room roles
+    come back (the administrator's decision, audited by the caller), but for reading the
+    person returns as a newcomer does (``_member_enter``, the path ``membership_add``
+    takes): in a room that hides history they see nothing posted before their return,
+    and they receive only the epoch keys the room's rule gives a newcomer (in a room
+    that shows history, every unshredded one; otherwise at most an epoch nothing is
+    encrypted under yet, and the next content starts one they hold). Returns, per room,
+    how many keys were sealed to them.
+
+    Inside the reactivation's transaction, with the user's row and their rooms locked
+    (``user_rooms_lock``); locks the memberships, then key rows. Not an action; asked
+    through ``accounts.hooks``.
+    """
+    rooms = {
+        room.pk: room
+        for room in rows_locked(
+            Room, Membership.objects.filter(user=user).values_list("room_id", flat=True)
+        )
+    }
+    memberships = list(
+        Membership.objects.select_for_update(no_key=True)
+        .filter(user=user, room_id__in=list(rooms))
+        .order_by("pk")
+    )
+    return {
+        membership.room_id: _member_enter(
+            room=rooms[membership.room_id], user=user, membership=membership
+        )
+        for membership in memberships
+    }
+
+
+def _about_the_person(permission: str | None) -> AbstractContextManager[None]:
+    """How a refusal about the person joining is answered: a manager adding someone
+    (``permission`` given) learns nothing of their role or barriers, it is answered as
+    an id that names nobody; the invitee accepting their own invitation is told why."""
+    return unreachable_answered(NOT_ADDABLE) if permission is not None else nullcontext()
 
 
 def _membership_insert(
@@ -145,13 +224,14 @@ def _membership_insert(
         people = {p.pk: p for p in rows_locked(User, [user.pk, *([inviter.pk] if inviter else [])])}
         person = people.get(user.pk)
         if person is None or not person.is_active:  # deactivated at the same instant
-            raise ValidationError("this person cannot be added")
+            raise ValidationError(NOT_ADDABLE)
         locked = rows_locked(Room, [room.pk])
         if not locked:
             raise Http404("no such room")
         room = locked[0]
         # Under the person's row: a role granted at the same instant locks it too.
-        require_chat_writer(actor=actor, room=room, person=person)
+        with _about_the_person(permission):
+            require_chat_writer(actor=actor, room=room, person=person)
         require_open_membership(actor=actor, room=room)
         if permission is not None:
             require_writable(actor=actor, room=room, permission=permission)
@@ -162,9 +242,10 @@ def _membership_insert(
                 actor=actor, room=room, inviter=people.get(inviter.pk) if inviter else None,
                 role=role,
             )  # fmt: skip
-        barrier_require_allowed(
-            actor=actor, room=room, user_ids=[*_member_ids(room), user.pk], newcomer=user.pk
-        )
+        with _about_the_person(permission):
+            barrier_require_allowed(
+                actor=actor, room=room, user_ids=[*_member_ids(room), user.pk], newcomer=user.pk
+            )
         membership = _membership_write(actor=actor, room=room, user=user, role=role)
         if membership is not None and permission is None:  # joined on their own invitation
             audit_record(
@@ -180,13 +261,13 @@ def _membership_write(
     keys (as the history rule allows), the audit event, the change feed and the events.
     None, with nothing written, if ``user`` is a member already (the state that won)."""
     membership, created = Membership.objects.get_or_create(
-        room=room, user=user, defaults={"role": role, **_joining_marks(room)}
+        room=room, user=user, defaults={"role": role}
     )
     if not created:
         return None
     room_permissions_set(room=room, user=user, role=role)
     RoomInvitation.objects.filter(room=room, invitee=user).delete()
-    granted = room_keys_grant(room=room, user=user)
+    granted = _member_enter(room=room, user=user, membership=membership)
     extra: dict[str, object] = {"member": user.pk, "role": role, "epochs_granted": granted}
     if joined:
         extra["joined"] = True
@@ -207,21 +288,29 @@ def membership_add(
 
     ``user`` is None when the edge found nobody by the id it was given: the actor's
     right is checked first, so someone without it is refused (audited) alike whether
-    the id names a person or not; with it, a ValidationError. Only active people are
-    added (``accounts.selectors.people_active``), never a compliance officer (refused)
-    and never into a direct conversation (its membership is fixed: refused) or an
-    archived room (refused); only an owner adds an owner or a moderator (refused,
-    ``owner role``, ``moderator role``, checked again under the room's lock). Refused,
-    and recorded once, if an information barrier separates them from a member, also
-    one added at the same instant. Counted against ``SAFECHAT_MEMBERSHIP_RATE_LIMIT``.
-    Locks: the user, then the room.
+    the id names a person or not; with it, a ValidationError (``NOT_ADDABLE``). Only
+    active people are added (``accounts.selectors.people_active``), never into a direct
+    conversation (its membership is fixed: refused) or an archived room (refused); only
+    an owner adds an owner or a moderator (refused, ``owner role``, ``moderator role``,
+    checked again under the room's lock). A compliance officer, or someone an
+    information barrier separates from a member (also one added at the same instant),
+    is refused and recorded as such (``read-only role``, ``barrier.refused``) but
+    answered exactly as an id that names nobody (``UnreachableError`` with
+    ``NOT_ADDABLE``: 400 on the API), so a room manager learns nothing of anyone's role
+    or barriers. Counted against ``SAFECHAT_MEMBERSHIP_RATE_LIMIT`` (after those checks,
+    as for an unknown id). Locks: the user, then the room.
     """
+    require_open_membership_first(actor=actor, room=room)
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
     require_open_membership(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
     user = _pickable(user)
-    require_chat_writer(actor=actor, room=room, person=user)
+    with unreachable_answered(NOT_ADDABLE):  # quick answers; checked again under the locks
+        require_chat_writer(actor=actor, room=room, person=user)
+        barrier_require_allowed(
+            actor=actor, room=room, user_ids=[*_member_ids(room), user.pk], newcomer=user.pk
+        )
     write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     user_key_create(user=user)  # before any lock: it appends to the audit chain
     return _membership_insert(
@@ -255,6 +344,7 @@ def membership_remove(*, actor: User, room: Room, member: User | None) -> None:
     barriers = _barriers_naming(actor=actor, room=room, member=member, leaving=leaving)
     if not barriers:
         if not leaving:
+            require_open_membership_first(actor=actor, room=room)
             require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
         require_not_archived(actor=actor, room=room)
         require_open_membership(actor=actor, room=room)
@@ -337,6 +427,7 @@ def membership_role_change(
     and the second is refused. Locks: the room (every check made again under it), then
     the membership; audit last.
     """
+    require_open_membership_first(actor=actor, room=room)
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
     require_open_membership(actor=actor, room=room)
@@ -398,24 +489,28 @@ def room_invitation_send(
 ) -> RoomInvitation:
     """Invite someone (``manage_members``); barriers are checked now and again on acceptance.
 
-    The same people as ``membership_add``: active, not a compliance officer, not into
-    a direct conversation or an archived room (each refused). Only an owner invites an
-    owner or a moderator (``owner role``, ``moderator role``), and the acceptance checks
-    again that the inviter still may.
+    The same people as ``membership_add``: active, not into a direct conversation or an
+    archived room (each refused); a compliance officer or someone a barrier separates
+    from a member is refused on the record but answered as an id that names nobody
+    (``UnreachableError``, ``NOT_ADDABLE``). Only an owner invites an owner or a
+    moderator (``owner role``, ``moderator role``), and the acceptance checks again that
+    the inviter still may.
 
     Locks: the room (the permission and the archive are checked again under it), then
     the invitation; the audit chain last. The acceptance (``room_invitation_accept``)
     re-checks the barrier under the invitee's and the room's locks.
     """
+    require_open_membership_first(actor=actor, room=room)
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
     require_not_archived(actor=actor, room=room)
     require_open_membership(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
     invitee = _pickable(invitee)
-    require_chat_writer(actor=actor, room=room, person=invitee)
-    barrier_require_allowed(
-        actor=actor, room=room, user_ids=[*_member_ids(room), invitee.pk], newcomer=invitee.pk
-    )
+    with unreachable_answered(NOT_ADDABLE):
+        require_chat_writer(actor=actor, room=room, person=invitee)
+        barrier_require_allowed(
+            actor=actor, room=room, user_ids=[*_member_ids(room), invitee.pk], newcomer=invitee.pk
+        )
     write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     with action_transaction():
         locked = rows_locked(Room, [room.pk])
@@ -507,7 +602,7 @@ def _require_may_join(*, actor: User, person: User, room: Room) -> None:
 def room_join(*, actor: User, room: Room | None) -> Membership:
     """``actor`` joins a listed room on their own, as a member; they receive the keys the
     room's history setting allows, as anyone added does (``Membership.visible_from_seq``,
-    ``Room.rekey_pending``: docs/rooms.md, "History and joining").
+    ``Room.rekey_reason``: docs/rooms.md, "History and joining").
 
     ``room`` is None when the edge found no room by the id it was given (``Http404``).
     A member already answers their membership, and nothing is written. Refused, and

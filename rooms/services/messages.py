@@ -38,6 +38,7 @@ from rooms.services._common import (
     require_writable,
     room_refused,
 )
+from rooms.services.barriers import require_unseparated
 from rooms.services.epochs import message_encrypt
 from rooms.wire import message_sealed
 from safechat.actions import action, action_transaction
@@ -157,6 +158,8 @@ def message_post(
     ``SAFECHAT_IDEMPOTENCY_HOURS``, as it is now (edited or deleted since, say), and two
     identical posts at the same instant store one (a unique constraint decides). A
     repeat with another text or parent is refused (``IdempotencyKeyReusedError``).
+    Refused (``barrier.refused``) while an information barrier separates the sender from
+    another member of the room (``require_unseparated``, under the room's lock).
     Locks: the sender (only with ``client_key``), then the room; the audit chain last.
     A new epoch's audit event comes before the message's insert, whose ``KEY SHARE``
     on the sender and the parent never waits (docs/architecture.md).
@@ -213,6 +216,7 @@ def _message_insert(
     # commit order, which a reconnecting client's resync relies on.
     room = _room_locked(room.pk)
     require_writable(actor=sender, room=room, permission=perms.POST)
+    require_unseparated(actor=sender, room=room, operation="message.post")
     if client_key is not None:
         # Identical posts queue on the room's lock: the second finds the first here.
         original = _posted_with(
@@ -351,8 +355,10 @@ def _own_live_message(*, actor: User, message: Message, action: str) -> Message:
 def message_edit(*, actor: User, message: Message, text: str) -> Message:
     """Replace a message's text; the previous text is kept, encrypted, as a revision.
 
-    Locks: the room (the permission and the archive are checked again under it), then
-    the message; the audit chain last.
+    Refused (``barrier.refused``) while an information barrier separates the author from
+    another member of the room, as a post is. Locks: the room (the permission, the
+    archive and the barrier are checked again under it), then the message; the audit
+    chain last.
     """
     room = message.room
     require_room_permission(actor=actor, room=room, permission=perms.POST)
@@ -368,6 +374,7 @@ def _message_revise(*, actor: User, message: Message, text: str) -> Message:
     # The room, then the message (as a post does); checks again under them.
     room = _room_locked(message.room_id)
     require_writable(actor=actor, room=room, permission=perms.POST)
+    require_unseparated(actor=actor, room=room, operation="message.edit")
     message = Message.objects.select_for_update(no_key=True).get(pk=message.pk)
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
@@ -458,8 +465,10 @@ def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
 
     Two toggles at the same instant never fail: if another request set the same
     reaction first, this one answers the state that won (set) instead of a conflict.
-    Locks: the room (the permission, the archive and the message's deletion are checked
-    again under it), then the reaction's unique constraint decides.
+    Refused (``barrier.refused``) while an information barrier separates ``actor`` from
+    another member of the room, as a post is. Locks: the room (the permission, the
+    archive, the barrier and the message's deletion are checked again under it), then
+    the reaction's unique constraint decides.
     """
     require_room_permission(actor=actor, room=message.room, permission=perms.POST)
     require_not_archived(actor=actor, room=message.room)
@@ -477,6 +486,7 @@ def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
 def _reaction_flip(*, actor: User, message: Message, emoji: str) -> bool:
     room = _room_locked(message.room_id)
     require_writable(actor=actor, room=room, permission=perms.POST)
+    require_unseparated(actor=actor, room=room, operation="reaction.toggle")
     if Message.objects.filter(pk=message.pk, deleted_at__isnull=False).exists():
         raise ValidationError("this message was deleted")
     deleted, _ = Reaction.objects.filter(message=message, user=actor, emoji=emoji).delete()

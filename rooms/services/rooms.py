@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.utils import timezone
@@ -14,7 +11,7 @@ from accounts.selectors import people_active
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
-from rooms.errors import UNREACHABLE, UnreachableError
+from rooms.errors import UNREACHABLE
 from rooms.models import Membership, Room, RoomChange
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
@@ -25,10 +22,11 @@ from rooms.services._common import (
     require_room_permission,
     require_writable,
     room_refused,
+    unreachable_answered,
 )
 from rooms.services.barriers import barrier_require_allowed
 from rooms.services.epochs import room_epoch_start
-from safechat.actions import Refused, action, action_transaction
+from safechat.actions import action, action_transaction
 from safechat.events import Event, publish
 from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import user_key_create
@@ -47,11 +45,16 @@ def _room_validate(room: Room) -> None:
 
 
 def _room_insert(
-    *, actor: User, room: Room, others: list[User], other_role: str = Membership.Role.MEMBER
+    *,
+    actor: User,
+    room: Room,
+    others: list[User],
+    actor_role: str = Membership.Role.OWNER,
+    other_role: str = Membership.Role.MEMBER,
 ) -> Room:
     room.save()
-    Membership.objects.create(room=room, user=actor, role=Membership.Role.OWNER)
-    room_permissions_set(room=room, user=actor, role=Membership.Role.OWNER)
+    Membership.objects.create(room=room, user=actor, role=actor_role)
+    room_permissions_set(room=room, user=actor, role=actor_role)
     for other in others:
         Membership.objects.create(room=room, user=other, role=other_role)
         room_permissions_set(room=room, user=other, role=other_role)
@@ -63,10 +66,7 @@ def _room_insert(
         extra={"kind": room.kind, "visibility": room.visibility, "members": 1 + len(others)},
     )
     room_change_append(
-        room_id=room.pk,
-        kind=RoomChange.Kind.MEMBER_ADDED,
-        user_id=actor.pk,
-        role=Membership.Role.OWNER,
+        room_id=room.pk, kind=RoomChange.Kind.MEMBER_ADDED, user_id=actor.pk, role=actor_role
     )
     for other in others:
         room_change_append(
@@ -117,21 +117,15 @@ def room_create(
         return _room_insert(actor=actor, room=room, others=[])
 
 
-@contextmanager
-def _unreachable_answered() -> Iterator[None]:
-    """A refusal raised inside, about a participant, is answered as unreachable."""
-    try:
-        yield
-    except Refused as refused:
-        raise UnreachableError.instead_of(refused) from None
-
-
 @action
 def direct_conversation_create(*, actor: User, participants: list[User | None]) -> Room:
     """A direct conversation between ``actor`` and up to seven others.
 
-    Its membership and roles are fixed for its life: "add people" makes a new room. A
-    compliance officer (read-only on chat) starts none (refused) and is in none.
+    Its membership and roles are fixed for its life: "add people" makes a new room.
+    Every participant, the starter too, is a member (``post_message``, ``upload_file``):
+    nobody deletes another's message or file, renames, archives or changes the
+    conversation's settings, or rotates its key on demand. A compliance officer
+    (read-only on chat) starts none (refused) and is in none.
     Participants are active people only (``accounts.selectors.people_active``; a None
     stands for an id that names nobody, answered after the actor's own right with a
     ValidationError). A participant who is a compliance officer, or whom an information
@@ -155,7 +149,7 @@ def direct_conversation_create(*, actor: User, participants: list[User | None]) 
         raise ValidationError(f"a direct conversation has at most {MAX_DIRECT_PARTICIPANTS} people")
     if people_active().filter(pk__in=found).count() != len(others):
         raise ValidationError(UNREACHABLE)
-    with _unreachable_answered():
+    with unreachable_answered():
         for other in others:
             require_chat_writer(actor=actor, room=None, person=other)
     write_rate_check(user_id=actor.pk, write=Write.ROOM_CREATE)  # before any lock
@@ -171,7 +165,7 @@ def direct_conversation_create(*, actor: User, participants: list[User | None]) 
             raise ValidationError(UNREACHABLE)
         # A role granted at the same instant locks the person too.
         require_chat_writer(actor=actor, room=None, person=actor)
-        with _unreachable_answered():
+        with unreachable_answered():
             for person in people:
                 if person.pk != actor.pk:
                     require_chat_writer(actor=actor, room=None, person=person)
@@ -190,8 +184,11 @@ def direct_conversation_create(*, actor: User, participants: list[User | None]) 
         name = ", ".join(sorted(u.get_username() for u in [actor, *others]))[:120]
         room = Room(kind=Room.Kind.DIRECT, name=name, history_visible=True, created_by=actor)
         _room_validate(room)
-        # Everyone in a direct conversation may post; nobody but the starter manages it.
-        return _room_insert(actor=actor, room=room, others=others)
+        # Everyone in a direct conversation holds one role, member: everyone posts, and
+        # nobody holds power over the others' words or the conversation itself.
+        return _room_insert(
+            actor=actor, room=room, others=others, actor_role=Membership.Role.MEMBER
+        )
 
 
 @action

@@ -45,11 +45,14 @@ def room_viewable(user: User, room_id: int) -> bool:
 def may_type(user: User, room_id: int) -> bool:
     """Whether ``user`` may say they are typing in ``room_id``: whoever may post there
     (``post_message``), while the room is live. A compliance officer or a read-only
-    member writes nothing, and nobody writes in an archived room."""
+    member writes nothing, nobody writes in an archived room, and nobody an information
+    barrier separates from another member writes there (``require_unseparated``)."""
     room = Room.objects.filter(pk=room_id).first()
     if room is None or room.is_archived:
         return False
-    return perms.POST in room_permissions_of(room=room, user=user)
+    if perms.POST not in room_permissions_of(room=room, user=user):
+        return False
+    return services.room_barrier_separating(room_id=room.pk, user_id=user.pk) is None
 
 
 def messages_missed(user: User, room_id: int, after: int) -> list[WireMessage]:

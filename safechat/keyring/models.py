@@ -63,6 +63,7 @@ class RoomEpoch(models.Model):
         ON_DEMAND = "on-demand", "On demand"
         SHREDDED = "shredded", "Previous epoch shredded"
         MEMBER_JOINED = "member-joined", "Member joined a room that hides history"
+        MEMBER_DEACTIVATED = "member-deactivated", "Member deactivated"
 
     room = models.ForeignKey("rooms.Room", on_delete=models.CASCADE, related_name="epochs")
     number = models.PositiveIntegerField()

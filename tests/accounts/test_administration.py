@@ -232,7 +232,12 @@ def test_deactivation_ends_sessions_and_tokens(admin_client: Client, user: User)
     assert not user.is_active
     assert token.revoked_at is not None
     assert client.get("/accounts/").status_code == 302
-    assert events("account.deactivated")[0].extra == {"sessions_ended": 1, "tokens_revoked": 1}
+    assert events("account.deactivated")[0].extra == {
+        "sessions_ended": 1,
+        "tokens_revoked": 1,
+        "rooms": 0,
+        "room_keys_revoked": 0,
+    }
 
 
 def test_a_factor_reset_forces_enrolment_again(admin_client: Client, user: User) -> None:

@@ -757,7 +757,7 @@ EDGES: dict[str, tuple[Setup, str, Call, int, str | None]] = {
             "/api/v1/rooms/{w.room.pk}/members/",
             {"user_id": "{w.users[compliance_officer].pk}", "role": "read_only"},
         ),
-        403,
+        400,  # as an id that names nobody: the answer says nothing of anyone's role
         "read-only role",
     ),
     "an owner starts a direct conversation with a compliance officer": (

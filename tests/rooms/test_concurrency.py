@@ -20,8 +20,9 @@ from django.test import Client
 from accounts.models import User
 from accounts.roles import Role
 from accounts.services import api_token_create
+from audit.actions import AuditAction
 from audit.models import AuditEvent
-from rooms.errors import BarrierViolationError, RateLimitedError, RoomHiddenError
+from rooms.errors import RateLimitedError, RoomHiddenError, UnreachableError
 from rooms.models import Membership, Message, Reaction, Room
 from rooms.services import (
     barrier_create,
@@ -105,7 +106,9 @@ def test_two_people_a_barrier_separates_added_at_once_never_both_join(
     for pair in outcomes:
         errors = [o.error for o in pair if o.error is not None]
         assert len(errors) == 1, pair
-        assert isinstance(errors[0], BarrierViolationError)
+        # recorded as the barrier's refusal, answered as for an id that names nobody
+        assert isinstance(errors[0], UnreachableError)
+        assert errors[0].action == AuditAction.BARRIER_REFUSED
     for room in rooms:
         joined = set(Membership.objects.filter(room=room).values_list("user_id", flat=True))
         assert len(joined & {trader.pk, researcher.pk}) == 1
@@ -251,7 +254,7 @@ def test_a_group_change_racing_a_room_join_is_refused_or_reported() -> None:
             partial(user_groups_change, actor=admin, user=analyst, add=[research]),
         )
         assert change.error is None, change.error
-        assert join.error is None or isinstance(join.error, BarrierViolationError), join.error
+        assert join.error is None or isinstance(join.error, UnreachableError), join.error
         reported |= set(change.value)
 
     # then every room in violation was reported by the change (so it can be resolved)
@@ -282,7 +285,7 @@ def test_a_barrier_created_while_people_join_is_refused_or_reported() -> None:
             assert list(violations) == [room.pk]
             membership_remove(actor=admin, room=room, member=researcher)
         else:
-            assert isinstance(join.error, BarrierViolationError), join.error
+            assert isinstance(join.error, UnreachableError), join.error
             assert violations == {}
         barrier_delete(actor=admin, barrier=_barrier)  # lifted again for the next round
 
@@ -580,7 +583,7 @@ def test_a_refused_room_change_rolls_back_and_is_counted_once(settings: Any) -> 
     room = make_room(owner=owner, members=(trader,))
     from rooms.services.membership import _membership_insert
 
-    with pytest.raises(BarrierViolationError):
+    with pytest.raises(UnreachableError):  # recorded as barrier.refused, answered as nobody
         _membership_insert(
             actor=owner, room=room, user=researcher, role="member", permission="manage_members"
         )

@@ -240,7 +240,7 @@ def _check_invariants(world: World) -> None:
                 )
             )
             joined_after_content = (
-                room.rekey_pending
+                room.rekey_reason != ""
                 and not room.history_visible
                 and Message.objects.filter(room=room, epoch=current.number).exists()
                 and membership.visible_from_seq > 0

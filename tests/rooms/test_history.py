@@ -106,7 +106,7 @@ def test_many_joining_at_once_cost_one_new_epoch() -> None:
     assert RoomEpoch.objects.filter(room=room).count() == 2
     for person in joiners:
         assert texts(person, room) == ["after", "and again"]
-    assert Room.objects.get(pk=room.pk).rekey_pending is False
+    assert Room.objects.get(pk=room.pk).rekey_reason == ""
 
 
 def test_joining_a_room_with_nothing_posted_yet_starts_no_epoch() -> None:
@@ -118,7 +118,7 @@ def test_joining_a_room_with_nothing_posted_yet_starts_no_epoch() -> None:
 
     assert RoomEpoch.objects.filter(room=room).count() == 1
     assert texts(newcomer, room) == ["first"]
-    assert Room.objects.get(pk=room.pk).rekey_pending is False
+    assert Room.objects.get(pk=room.pk).rekey_reason == ""
 
 
 def test_a_message_from_before_joining_is_not_found_on_any_path() -> None:

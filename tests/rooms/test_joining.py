@@ -68,7 +68,7 @@ def written(room: Room) -> tuple[Any, ...]:
         SealedEpochKey.objects.filter(epoch__room=room).count(),
         RoomChange.objects.filter(room_id=room.pk).count(),
         AuditEvent.objects.filter(action="room.member.added").count(),
-        Room.objects.filter(pk=room.pk).values_list("rekey_pending", flat=True).get(),
+        Room.objects.filter(pk=room.pk).values_list("rekey_reason", flat=True).get(),
     )
 
 
@@ -112,7 +112,7 @@ def test_joining_a_room_that_hides_history_follows_the_history_rule() -> None:
     room_join(actor=newcomer, room=room)
     joined = Membership.objects.get(room=room, user=newcomer)
     assert joined.visible_from_seq == 1
-    assert Room.objects.get(pk=room.pk).rekey_pending
+    assert Room.objects.get(pk=room.pk).rekey_reason == "member-joined"
     message_post(sender=owner, room=room, text="after: welcome")
 
     # then they read only what followed, under a key that protects nothing earlier

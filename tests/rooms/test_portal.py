@@ -331,7 +331,7 @@ def test_an_unknown_username_is_explained_to_a_manager() -> None:
     )
 
     assert response.status_code == 200
-    assert "No active account is called “ghost”." in flash(response)
+    assert "No one called “ghost” can be added." in flash(response)
 
 
 def test_a_moderator_removes_a_member_and_a_member_cannot() -> None:

@@ -32,6 +32,7 @@ NOT_ENTRY_POINTS = {
     "accounts.services.users.password_reset_user",
     "rooms.services.barriers.barrier_conflicts",
     "rooms.services.barriers.room_barrier_violations",
+    "rooms.services.barriers.room_barrier_separating",
     "rooms.services.barriers.user_barrier_violations",
     "rooms.services.membership.acting_owners",
     "rooms.services._common.role_grant_permission",
@@ -61,13 +62,16 @@ NOT_ENTRY_POINTS = {
     "rooms.services._common.last_owner_refused",
     "rooms.services._common.require_chat_writer",
     "rooms.services._common.require_open_membership",
+    "rooms.services._common.require_open_membership_first",
     "rooms.services._common.require_role_grantable",
     "rooms.services._common.require_inviter_entitled",
     "rooms.services._common.require_owner_over",
     "rooms.services._common.require_room_permission_for",
     "rooms.services._common.require_writable",
     "rooms.services._common.room_refused",
+    "rooms.services._common.unreachable_answered",
     "rooms.services.barriers.barrier_require_allowed",
+    "rooms.services.barriers.require_unseparated",
     "files.services._common.upload_refused",
     # queues a task after commit
     "files.services.uploads.scan_enqueue",
@@ -91,6 +95,10 @@ NOT_ENTRY_POINTS = {
     "rooms.services.epochs.room_epoch_start",  # also the scheduled rotation's one step
     "rooms.services.epochs.room_keys_grant",
     "rooms.services.epochs.room_keys_revoke",
+    "rooms.services.epochs.room_rekey_mark",
+    # a deactivation's and a reactivation's part in the rooms (asked through accounts.hooks)
+    "rooms.services.membership.memberships_suspend",
+    "rooms.services.membership.memberships_resume",
 }
 
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('rooms', '0007_change_feed'),
+        ('rooms', '0009_direct_conversations_members_alike'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

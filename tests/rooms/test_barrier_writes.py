@@ -1,0 +1,261 @@
+"""A barrier created after people came to share a room: the wall holds there too.
+
+Until a security admin resolves the violation, nobody a barrier separates from another
+member of a room writes in it (posts, edits, reactions, uploads, typing); the others go
+on, and everyone still reads (docs/rooms.md, "Information barriers").
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+
+import rooms.services.epochs as epochs
+import rooms.services.messages as messages_module
+from accounts.models import User
+from accounts.roles import Role
+from audit.models import AuditEvent
+from rooms.errors import BarrierViolationError
+from rooms.models import InformationBarrier, Message, Reaction, Room
+from rooms.selectors import message_page
+from rooms.services import (
+    barrier_create,
+    barrier_delete,
+    direct_conversation_create,
+    group_create,
+    group_members_set,
+    membership_remove,
+    message_edit,
+    message_post,
+    reaction_toggle,
+    room_barrier_separating,
+    user_groups_change,
+)
+from rooms.socket.database import may_type
+from tests.accounts.factories import grant_role, make_user, sign_in_client
+from tests.rooms.concurrency import postgresql_only, run_together
+from tests.rooms.factories import make_room, make_room_admin
+
+pytestmark = pytest.mark.django_db
+
+
+def refusals() -> list[dict[str, Any]]:
+    return [
+        extra
+        for extra in AuditEvent.objects.filter(action="barrier.refused")
+        .order_by("seq")
+        .values_list("extra", flat=True)
+    ]
+
+
+def groups_apart(admin: User, banker: User, analyst: User) -> tuple[Group, Group]:
+    deals, research = (
+        group_create(actor=admin, name="deals"),
+        group_create(actor=admin, name="research"),
+    )
+    group_members_set(actor=admin, group=deals, add=[banker])
+    group_members_set(actor=admin, group=research, add=[analyst])
+    return deals, research
+
+
+@pytest.fixture
+def admin() -> User:
+    return grant_role(make_user(), Role.SECURITY_ADMIN)
+
+
+def test_people_a_new_barrier_separates_no_longer_write_in_their_direct_conversation(
+    admin: User,
+) -> None:
+    # Given a banker and an analyst who already talk in a direct conversation
+    banker, analyst = make_user(username="banker"), make_user(username="analyst")
+    direct = direct_conversation_create(actor=banker, participants=[analyst])
+    said = message_post(sender=analyst, room=direct, text="the numbers are in")
+    deals, research = groups_apart(admin, banker, analyst)
+
+    # When a barrier comes between their groups
+    _barrier, violations = barrier_create(actor=admin, group_a=deals, group_b=research)
+
+    # Then neither of them writes there any more, each refusal on the record
+    assert direct.pk in violations
+    messages_before = Message.objects.filter(room=direct).count()
+    with pytest.raises(BarrierViolationError):
+        message_post(sender=banker, room=direct, text="the deal closes friday")
+    with pytest.raises(BarrierViolationError):
+        message_post(sender=analyst, room=direct, text="noted")
+    with pytest.raises(BarrierViolationError):
+        message_edit(actor=analyst, message=said, text="the numbers are in: 42")
+    with pytest.raises(BarrierViolationError):
+        reaction_toggle(actor=banker, message=said, emoji="👍")
+    assert Message.objects.filter(room=direct).count() == messages_before
+    said.refresh_from_db()
+    assert said.revision == 0
+    assert not Reaction.objects.filter(message=said).exists()
+    assert [(r["reason"], r["operation"]) for r in refusals()] == [
+        ("information-barrier", "message.post"),
+        ("information-barrier", "message.post"),
+        ("information-barrier", "message.edit"),
+        ("information-barrier", "reaction.toggle"),
+    ]
+    assert not may_type(banker, direct.pk)
+    # and what was said before is still theirs to read
+    assert [m.text for m in message_page(reader=banker, room=direct)] == ["the numbers are in"]
+
+
+def test_the_others_in_a_room_in_violation_go_on_writing(admin: User) -> None:
+    owner, banker, analyst, bystander = make_room_admin(), make_user(), make_user(), make_user()
+    room = make_room(owner=owner, members=(banker, analyst, bystander))
+    deals, research = groups_apart(admin, banker, analyst)
+    barrier_create(actor=admin, group_a=deals, group_b=research)
+
+    message_post(sender=bystander, room=room, text="carry on")
+    message_post(sender=owner, room=room, text="me too")
+    assert may_type(bystander, room.pk)
+
+    with pytest.raises(BarrierViolationError):
+        message_post(sender=analyst, room=room, text="may I?")
+    assert [m.text for m in message_page(reader=analyst, room=room)] == ["me too", "carry on"]
+
+
+def test_removing_one_side_resolves_it_and_the_other_writes_again(admin: User) -> None:
+    owner, banker, analyst = make_room_admin(), make_user(), make_user()
+    room = make_room(owner=owner, members=(banker, analyst))
+    deals, research = groups_apart(admin, banker, analyst)
+    barrier_create(actor=admin, group_a=deals, group_b=research)
+    with pytest.raises(BarrierViolationError):
+        message_post(sender=banker, room=room, text="before the resolution")
+
+    membership_remove(actor=admin, room=room, member=analyst)
+
+    message_post(sender=banker, room=room, text="after the resolution")
+    assert room_barrier_separating(room_id=room.pk, user_id=banker.pk) is None
+
+
+def test_lifting_the_barrier_or_leaving_the_group_lets_them_write_again(admin: User) -> None:
+    banker, analyst = make_user(), make_user()
+    direct = direct_conversation_create(actor=banker, participants=[analyst])
+    deals, research = groups_apart(admin, banker, analyst)
+    barrier, _ = barrier_create(actor=admin, group_a=deals, group_b=research)
+
+    user_groups_change(actor=admin, user=analyst, remove=[research])
+    message_post(sender=analyst, room=direct, text="out of research now")
+    user_groups_change(actor=admin, user=analyst, add=[research])
+    with pytest.raises(BarrierViolationError):
+        message_post(sender=analyst, room=direct, text="back in research")
+    barrier_delete(actor=admin, barrier=barrier)
+    message_post(sender=analyst, room=direct, text="the wall is gone")
+
+    assert Message.objects.filter(room=direct).count() == 2
+
+
+def test_a_deactivated_member_still_counts_until_the_violation_is_resolved(
+    admin: User,
+) -> None:
+    # a dormant membership comes back with a reactivation: the room stays in violation
+    from accounts.services import user_deactivate
+
+    owner, banker, analyst = make_room_admin(), make_user(), make_user()
+    room = make_room(owner=owner, members=(banker, analyst))
+    deals, research = groups_apart(admin, banker, analyst)
+    barrier_create(actor=admin, group_a=deals, group_b=research)
+    user_deactivate(actor=admin, user=analyst)
+
+    with pytest.raises(BarrierViolationError):
+        message_post(sender=banker, room=room, text="are we clear?")
+
+
+def test_someone_in_both_groups_of_a_barrier_is_separated_from_either_side(
+    admin: User,
+) -> None:
+    owner, both, analyst = make_room_admin(), make_user(), make_user()
+    room = make_room(owner=owner, members=(both, analyst))
+    deals, research = groups_apart(admin, both, analyst)
+    group_members_set(actor=admin, group=research, add=[both])
+    barrier, _ = barrier_create(actor=admin, group_a=deals, group_b=research)
+
+    assert room_barrier_separating(room_id=room.pk, user_id=analyst.pk) == barrier.pk
+    assert room_barrier_separating(room_id=room.pk, user_id=both.pk) == barrier.pk
+    assert room_barrier_separating(room_id=room.pk, user_id=owner.pk) is None
+
+
+def test_the_api_answers_403_and_writes_nothing(admin: User) -> None:
+    banker, analyst = make_user(), make_user()
+    direct = direct_conversation_create(actor=banker, participants=[analyst])
+    deals, research = groups_apart(admin, banker, analyst)
+    barrier_create(actor=admin, group_a=deals, group_b=research)
+    client = Client()
+    sign_in_client(client, banker, verified=True)
+
+    response = client.post(
+        f"/api/v1/rooms/{direct.pk}/messages/", {"text": "psst"}, content_type="application/json"
+    )
+
+    assert response.status_code == 403
+    assert response["Content-Type"].startswith("application/problem+json")
+    assert not Message.objects.filter(room=direct).exists()
+    assert len(refusals()) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@postgresql_only("the barrier's creation and the post lock the same room row")
+def test_a_barrier_created_at_the_instant_of_a_post_leaves_no_post_after_it(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.SAFECHAT_POST_RATE_LIMIT = (10_000, 1)
+    admin = grant_role(make_user(), Role.SECURITY_ADMIN)
+    # the post holds the room a while after its barrier check, so the barrier comes inside
+    real_encrypt = epochs.message_encrypt
+
+    def slow_encrypt(**kwargs: Any) -> Any:
+        time.sleep(0.3)
+        return real_encrypt(**kwargs)
+
+    monkeypatch.setattr(messages_module, "message_encrypt", slow_encrypt)
+    outcomes_seen = set()
+    for round_ in range(6):
+        # given two people sharing a room, in groups a barrier is about to separate
+        banker, analyst = make_user(), make_user()
+        room = make_room(owner=make_room_admin(), members=(banker, analyst), name=f"r{round_}")
+        deals = group_create(actor=admin, name=f"deals{round_}")
+        research = group_create(actor=admin, name=f"research{round_}")
+        group_members_set(actor=admin, group=deals, add=[banker])
+        group_members_set(actor=admin, group=research, add=[analyst])
+
+        def create_barrier(delay: float, a: Group = deals, b: Group = research) -> Any:
+            time.sleep(delay)
+            return barrier_create(actor=admin, group_a=a, group_b=b)
+
+        # when the barrier is created while the banker posts (first one, then the other)
+        delay_post, delay_barrier = (0.0, 0.1) if round_ % 2 == 0 else (0.1, 0.0)
+
+        def post(delay: float = delay_post, where: Room = room, who: User = banker) -> Any:
+            time.sleep(delay)
+            return message_post(sender=who, room=where, text="the deal closes friday")
+
+        outcomes = run_together(post, partial(create_barrier, delay_barrier))
+
+        # then the barrier is made, and the post either committed before it or was refused
+        assert outcomes[1].error is None
+        barrier_seq = AuditEvent.objects.get(
+            action="barrier.created",
+            target_id=str(InformationBarrier.objects.get(group_a__in=[deals, research]).pk),
+        ).seq
+        posted = Message.objects.filter(room=room, sender=banker)
+        if outcomes[0].error is None:
+            posted_seq = AuditEvent.objects.get(
+                action="message.posted", target_id=str(posted.get().pk)
+            ).seq
+            assert posted_seq < barrier_seq
+            outcomes_seen.add("posted first")
+        else:
+            assert isinstance(outcomes[0].error, BarrierViolationError)
+            assert not posted.exists()
+            outcomes_seen.add("refused")
+        # and nothing by the separated person comes after it
+        with pytest.raises(BarrierViolationError):
+            message_post(sender=banker, room=Room.objects.get(pk=room.pk), text="later")
+    assert outcomes_seen == {"posted first", "refused"}
