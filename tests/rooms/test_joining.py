@@ -320,11 +320,13 @@ def test_a_direct_conversation_cannot_be_listed() -> None:
     alice, bob = make_user(), make_user()
     direct = direct_conversation_create(actor=alice, participants=[bob])
 
-    with pytest.raises(ValidationError, match="never listed"):
+    # nobody holds a direct conversation's settings (the check constraint backs it)
+    with pytest.raises(PermissionDenied):
         room_update(actor=alice, room=direct, visibility=LISTED)
 
     assert Room.objects.get(pk=direct.pk).visibility == Room.Visibility.PRIVATE
     assert not AuditEvent.objects.filter(action="room.updated").exists()
+    assert AuditEvent.objects.filter(action="room.access.denied").count() == 1
 
 
 # --- the selector --------------------------------------------------------------------------
