@@ -516,8 +516,8 @@ class FilePreviewApi(APIView):
         operation_id="files_preview",
         description=(
             "An image preview (at most 640 pixels on its longer side, PNG or JPEG, no "
-            "metadata of the original) of a PNG, JPEG, WebP or GIF file; 404 for a file "
-            "without one. The same access rules as the download."
+            "metadata of the original) of a PNG, JPEG, WebP or GIF file, or of a PDF's first "
+            "page (JPEG); 404 for a file without one. The same access rules as the download."
         ),
     )
     def get(self, request: Request, room_id: str, file_id: str) -> HttpResponseBase:

@@ -21,7 +21,7 @@ from audit.services import audit_record
 from files import blobs
 from files.content import FileIntegrityError, decrypted_chunks
 from files.models import StoredFile
-from files.previews import PREVIEW_MAX_SOURCE_BYTES, image_format_sniffed, preview_render
+from files.previews import PREVIEW_MAX_SOURCE_BYTES, preview_kind_sniffed, preview_render
 from files.scanner import ScannerUnavailable, clamd_configured, scan_stream
 from files.sealing import digest_seal, preview_seal
 from files.services.uploads import VAULT_SYSTEM
@@ -47,8 +47,9 @@ def file_scan(*, file_id: int) -> str:
 
     A clean file gets its room message (``rooms.services.messages.message_file_insert``,
     ``message.new`` after commit) in the same transaction that makes it available, and,
-    for an image, a preview rendered in memory after the verdict and stored sealed
-    (``files.previews``). Locks: the room, then the file row; the audit chain last.
+    for an image or a PDF, a preview rendered in memory after the verdict and stored
+    sealed (``files.previews``; a PDF's in a sandboxed child process). Locks: the room,
+    then the file row; the audit chain last.
     """
     stored = StoredFile.objects.filter(pk=file_id).first()
     if stored is None or stored.state != StoredFile.State.PENDING_SCAN:
@@ -68,7 +69,8 @@ def file_scan(*, file_id: int) -> str:
         logger.warning("file %s: no key to scan it with; it stays pending", stored.pk)
         return str(stored.state)
     digest = hashlib.sha256()
-    # An image small enough to preview is kept in memory (never on disk) until the verdict.
+    # An image or PDF small enough to preview is kept in memory (never on disk) until the
+    # verdict.
     image = bytearray()
     keep = stored.declared_length <= PREVIEW_MAX_SOURCE_BYTES
 
@@ -77,7 +79,7 @@ def file_scan(*, file_id: int) -> str:
         for piece in decrypted_chunks(stored, key):
             digest.update(piece)
             if keep:
-                keep = bool(image) or image_format_sniffed(piece[:12]) is not None
+                keep = bool(image) or preview_kind_sniffed(piece[:12]) is not None
                 if keep:
                     image.extend(piece)
             yield piece
