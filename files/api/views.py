@@ -184,7 +184,8 @@ class UploadApi(_TusApi):
             {
                 "Upload-Offset": str(stored.received_offset),
                 "Upload-Length": str(stored.declared_length),
-                # What became of a complete upload: pending_scan, available or infected.
+                # What became of a complete upload: pending_scan, available, infected or
+                # withheld (the room archived, or the right to share lost, before its verdict).
                 "SafeChat-Upload-State": str(stored.state),
                 **_expires(stored),
             },
