@@ -7,8 +7,8 @@ before the view asks for it, and never spooled. The request goes through the sam
 middleware and DRF authentication as every API request (token, or session with CSRF and
 the second factor), with an empty body; a PATCH carries an ``UploadBody`` that the view
 pulls from ASGI ``receive()`` while it encrypts (files/api/views.py), a bounded couple of
-MiB ahead of the encryption. Other methods on these paths carry no
-body: one that announces a body is refused before Django sees it.
+MiB ahead of the encryption. Other methods on these paths carry no body: one that
+announces a body is refused before Django sees it.
 """
 
 from __future__ import annotations
@@ -124,6 +124,7 @@ class UploadBody:
             loop.call_soon_threadsafe(self._release)
             if batch:
                 yield batch
+        self._batches.put(None)  # the end stays the end for a second reader
 
     async def aclose(self) -> None:
         """Stop the reader task if the view did not read the body to its end."""

@@ -84,7 +84,7 @@ class _PieceFile(File):  # type: ignore[type-arg]
     """The pieces as a Django ``File``: ``chunks()`` hands them on as they come, so a
     backend that writes chunks (``FileSystemStorage``) writes each piece with one call
     instead of re-cutting it; ``read()`` (a backend that reads a file object) pulls
-    through a buffered reader."""
+    through a buffered reader. A backend uses one or the other, never both."""
 
     def __init__(self, raw: _PullStream, name: str) -> None:
         super().__init__(io.BufferedReader(raw, READ_PIECE), name=name)
