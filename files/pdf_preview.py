@@ -98,6 +98,10 @@ def sandboxed_run(
         for limit, value in _render_limits():
             resource.prlimit(child.pid, limit, (value, value))
         return _exchange(child, data, max_output=max_output, timeout=timeout)
+    except (OSError, ValueError) as exc:
+        # Limits that cannot be set mean no rendering at all, never one without them.
+        logger.warning("pdf preview: the renderer could not run: %s", type(exc).__name__)
+        return None
     finally:
         if child.poll() is None:
             child.kill()

@@ -274,3 +274,14 @@ def test_a_malformed_answer_from_the_renderer_gives_no_preview(
     monkeypatch.setattr(pdf_preview, "pdf_render_command", lambda **_kwargs: _python(code))
 
     assert preview_render(make_pdf()) is None
+
+
+def test_without_its_limits_the_renderer_does_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a system where the child's limits cannot be set
+    def refuse(*_args: object) -> None:
+        raise PermissionError("prlimit refused")
+
+    monkeypatch.setattr("resource.prlimit", refuse)
+
+    # then a PDF gets no preview (and no error), rather than one rendered without limits
+    assert preview_render(make_pdf()) is None
