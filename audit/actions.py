@@ -179,6 +179,11 @@ class AuditAction(StrEnum):
         "file.scan.infected",
         "The malware scan found a file infected; it is discarded and never visible.",
     )
+    FILE_WITHHELD = (
+        "file.withheld",
+        "A completed upload was not shared: its room was archived or its uploader could no "
+        "longer share in it; it is kept encrypted and never visible.",
+    )
     FILE_INTEGRITY_FAILED = (
         "file.integrity.failed",
         "A stored file failed authentication (tampered, truncated, reordered or missing).",

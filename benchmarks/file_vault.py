@@ -1,11 +1,13 @@
 """The file vault against plain Django, through a real server process, in the same run.
 
 Usage: python -m benchmarks.file_vault [--quick] [--runs 3] [--size 200] [--memory-sizes 100 1024]
+       [--patch-mib 8]
 
 A uvicorn process serves the product (``benchmarks.file_vault_settings``: the product's
 settings and URLs plus a baseline view). For one file size the client measures:
 
-* the vault: a tus upload (creation, then PATCHes of 8 MiB, encrypted as they stream),
+* the vault: a tus upload (creation, then PATCHes of 8 MiB, or ``--patch-mib``; 0 sends
+  the whole file in one PATCH, as tus clients do by default; encrypted as they stream),
   the scan a Celery worker would run (``file_scan``: decrypt, hash, clamd INSTREAM) in a
   process of its own, and the ranged-capable download (decrypt chunk by chunk);
 * the baseline: a multipart upload to a Django ``forms.FileField`` saved to the default
@@ -40,7 +42,7 @@ from tests.support.servers import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
-PATCH_BYTES = 8 * MIB
+PATCH_BYTES = 8 * MIB  # the default; --patch-mib changes it
 BLOCK = MIB
 # The content starts with a plain marker: random bytes that began "MZ" would be refused
 # as a program by the type policy.
@@ -76,6 +78,7 @@ class Bench:
     clamd: OwnClamd
     token: str = ""
     room_id: int = 0
+    patch_bytes: int = PATCH_BYTES
     servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start_server(self) -> tuple[subprocess.Popen[bytes], int]:
@@ -195,7 +198,8 @@ def _read_all(response: http.client.HTTPResponse) -> int:
 
 
 def vault_upload(bench: Bench, port: int, size: int) -> str:
-    """A tus upload of ``size`` bytes in 8 MiB PATCHes; returns the file's uid."""
+    """A tus upload of ``size`` bytes in ``bench.patch_bytes`` PATCHes (0: one PATCH);
+    returns the file's uid."""
     from files.tus import metadata_encode
 
     auth = {"Authorization": f"Bearer {bench.token}", "Tus-Resumable": "1.0.0"}
@@ -213,7 +217,7 @@ def vault_upload(bench: Bench, port: int, size: int) -> str:
     source = content(size)
     offset = 0
     while offset < size:
-        length = min(PATCH_BYTES, size - offset)
+        length = min(bench.patch_bytes or size, size - offset)
 
         def body(length: int = length) -> Iterator[bytes]:
             taken = 0
@@ -360,6 +364,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--size", type=int, default=None, help="throughput file, MiB")
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=None, help="MiB")
+    parser.add_argument(
+        "--patch-mib", type=int, default=PATCH_BYTES // MIB, help="tus PATCH size; 0: one PATCH"
+    )
     args = parser.parse_args()
     if args.quick:
         size, memory_sizes, runs = 4 * MIB, [2 * MIB, 6 * MIB], args.runs or 1
@@ -370,8 +377,13 @@ def main() -> None:
     if args.memory_sizes is not None:
         memory_sizes = [n * MIB for n in args.memory_sizes]
     bench = prepare(max_bytes=max([size, *memory_sizes]))
+    bench.patch_bytes = args.patch_mib * MIB
+    patches = f"{args.patch_mib} MiB PATCHes" if args.patch_mib else "one PATCH per file"
     try:
-        print(f"File vault vs plain Django: uvicorn, {os.cpu_count()} CPUs, median of {runs}")
+        print(
+            f"File vault vs plain Django: uvicorn, {os.cpu_count()} CPUs, median of {runs}, "
+            f"tus {patches}"
+        )
         rates = throughput(bench, size, runs)
         print(f"\nThroughput, {size // MIB} MiB file (MiB/s, median (min-max))")
         for name, values in rates.items():

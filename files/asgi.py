@@ -2,12 +2,13 @@
 
 Django's ASGI handler reads a whole request body into a ``SpooledTemporaryFile`` before
 any view runs, and past ``FILE_UPLOAD_MAX_MEMORY_SIZE`` that is a plaintext file on disk.
-For the tus paths this handler is Django's own, with one difference: the body is never
-read ahead. The request goes through the same middleware and DRF authentication as every
-API request (token, or session with CSRF and the second factor), with an empty body; a
-PATCH carries an ``UploadBody`` that the view pulls from ASGI ``receive()`` message by
-message while it encrypts (files/api/views.py). Other methods on these paths carry no
-body: one that announces a body is refused before Django sees it.
+For the tus paths this handler is Django's own, with one difference: the body is not read
+before the view asks for it, and never spooled. The request goes through the same
+middleware and DRF authentication as every API request (token, or session with CSRF and
+the second factor), with an empty body; a PATCH carries an ``UploadBody`` that the view
+pulls from ASGI ``receive()`` while it encrypts (files/api/views.py), a bounded couple of
+MiB ahead of the encryption. Other methods on these paths carry no body: one that
+announces a body is refused before Django sees it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import io
 import json
+import queue
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
@@ -35,8 +37,10 @@ ASGIApp = Callable[..., Awaitable[None]]  # as safechat.body_limit: any ASGI 3 c
 
 UPLOAD_PATHS = re.compile(r"^/api/v1/(rooms/[^/]+/uploads/|uploads/[^/]+)$")
 BODY_ATTRIBUTE = "safechat_upload_body"
-# What ``UploadBody.pieces`` hands the encryptor at a time, at most about (bytes).
+# What ``UploadBody.pieces`` hands the encryptor at a time, at most about (bytes), and how
+# many such batches the event loop may receive ahead of the encrypting thread.
 PIECE_BYTES = 1024 * 1024
+READ_AHEAD = 2
 
 
 def is_upload_path(path: str) -> bool:
@@ -46,16 +50,26 @@ def is_upload_path(path: str) -> bool:
 class UploadBody:
     """A request body read from ASGI ``receive()`` as the reader asks for it.
 
-    ``pieces()`` is for a sync view running in a worker thread: each step awaits
-    ``http.request`` messages on the event loop, about ``PIECE_BYTES`` of them. It ends
-    at the last message, or early when the client disconnects (``disconnected`` is then
-    True). Memory: about ``PIECE_BYTES``.
+    ``pieces()`` is for a sync view running in a worker thread. Its first step starts a
+    reader task on the event loop, which pulls ``http.request`` messages about
+    ``PIECE_BYTES`` at a time and hands them over through a queue, at most
+    ``READ_AHEAD`` batches ahead of the thread: receiving the next MiB overlaps encrypting
+    and storing this one, and the thread waits for the loop only when it has outrun the
+    client. Nothing is read before the view asks (a request refused before it streams
+    leaves its body unread). It ends at the last message, or early when the client
+    disconnects (``disconnected`` is then True). Memory: about
+    ``(READ_AHEAD + 1) * PIECE_BYTES``. ``aclose()`` (the handler, after the response)
+    stops a reader the view left behind.
     """
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self.ended = False
         self.disconnected = False
+        self._batches: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._space: asyncio.Semaphore | None = None
+        self._reader: asyncio.Task[None] | None = None
 
     async def next_piece(self) -> bytes | None:
         if self.ended:
@@ -77,12 +91,48 @@ class UploadBody:
             size += len(piece)
         return b"".join(parts) if parts else None
 
+    async def _start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._space = asyncio.Semaphore(READ_AHEAD)
+        self._reader = self._loop.create_task(self._read_ahead(self._space))
+
+    async def _read_ahead(self, space: asyncio.Semaphore) -> None:
+        try:
+            while True:
+                await space.acquire()  # released by the thread as it takes a batch
+                batch = await self.next_batch(PIECE_BYTES)
+                if batch is None:
+                    return
+                self._batches.put(batch)
+        except Exception:
+            # receive() failed: the body ends here, as with a disconnect.
+            self.ended = self.disconnected = True
+        finally:
+            self._batches.put(None)  # the thread never waits for a reader that is gone
+
+    def _release(self) -> None:
+        if self._space is not None:
+            self._space.release()
+
     def pieces(self) -> Iterator[bytes]:
-        # A hop from the worker thread to the event loop costs more than encrypting a
-        # message (uvicorn's are 64 KiB): about a MiB crosses at a time.
-        while (piece := async_to_sync(self.next_batch)(PIECE_BYTES)) is not None:
-            if piece:
-                yield piece
+        if self._reader is None:
+            async_to_sync(self._start)()
+        loop = self._loop
+        if loop is None:  # never: _start set it
+            return
+        while (batch := self._batches.get()) is not None:
+            loop.call_soon_threadsafe(self._release)
+            if batch:
+                yield batch
+        self._batches.put(None)  # the end stays the end for a second reader
+
+    async def aclose(self) -> None:
+        """Stop the reader task if the view did not read the body to its end."""
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
 
 def _announces_body(scope: Scope) -> bool:
@@ -118,7 +168,10 @@ class UploadHandler(ASGIHandler):
             return
         body = UploadBody(receive)
         setattr(request, BODY_ATTRIBUTE, body if scope["method"] == "PATCH" else None)
-        response = await self.run_get_response(request)
+        try:
+            response = await self.run_get_response(request)
+        finally:
+            await body.aclose()
         # tus 1.0.0: every answer says the protocol, refusals made by middleware included.
         if not response.has_header("Tus-Resumable"):
             response["Tus-Resumable"] = "1.0.0"

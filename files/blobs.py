@@ -43,27 +43,55 @@ def tail_name(prefix: str, offset: int) -> str:
 
 
 class _PullStream(io.RawIOBase):
-    """A read-only raw stream over an iterator of byte pieces."""
+    """A read-only raw stream over an iterator of byte pieces (no piece is copied twice)."""
 
     def __init__(self, pieces: Iterable[bytes]) -> None:
         self._pieces: Iterator[bytes] = iter(pieces)
-        self._current = b""
+        self._current = memoryview(b"")
+        self._offset = 0
         self.written = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._current:
+        while self._offset >= len(self._current):
             try:
-                self._current = next(self._pieces)
+                self._current = memoryview(next(self._pieces))
             except StopIteration:
                 return 0
-        size = min(len(buffer), len(self._current))
-        buffer[:size] = self._current[:size]
-        self._current = self._current[size:]
+            self._offset = 0
+        size = min(len(buffer), len(self._current) - self._offset)
+        buffer[:size] = self._current[self._offset : self._offset + size]
+        self._offset += size
         self.written += size
         return size
+
+    def drain(self) -> Iterator[bytes]:
+        """What is left, piece by piece as it comes (for a backend that writes chunks)."""
+        if self._offset < len(self._current):
+            rest = bytes(self._current[self._offset :])
+            self._offset = len(self._current)
+            self.written += len(rest)
+            yield rest
+        for piece in self._pieces:
+            if piece:
+                self.written += len(piece)
+                yield bytes(piece)
+
+
+class _PieceFile(File):  # type: ignore[type-arg]
+    """The pieces as a Django ``File``: ``chunks()`` hands them on as they come, so a
+    backend that writes chunks (``FileSystemStorage``) writes each piece with one call
+    instead of re-cutting it; ``read()`` (a backend that reads a file object) pulls
+    through a buffered reader. A backend uses one or the other, never both."""
+
+    def __init__(self, raw: _PullStream, name: str) -> None:
+        super().__init__(io.BufferedReader(raw, READ_PIECE), name=name)
+        self._raw = raw
+
+    def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        return self._raw.drain()
 
 
 def blob_write(name: str, pieces: Iterable[bytes]) -> int:
@@ -77,7 +105,7 @@ def blob_write(name: str, pieces: Iterable[bytes]) -> int:
         raise BlobExistsError(name)
     raw = _PullStream(pieces)
     try:
-        stored = storage.save(name, File(io.BufferedReader(raw, READ_PIECE), name=name))
+        stored = storage.save(name, _PieceFile(raw, name))
     except BaseException:
         blob_delete(name)
         raise

@@ -28,6 +28,9 @@ class StoredFile(models.Model):
         INFECTED = "infected", "infected"
         DELETED = "deleted", "deleted"
         EXPIRED = "expired", "expired"
+        # Complete, but never shared: at its verdict the room was archived or the uploader
+        # could no longer share in it. Kept encrypted for compliance, never shown.
+        WITHHELD = "withheld", "withheld"
 
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     room = models.ForeignKey(Room, on_delete=models.PROTECT, related_name="files")
@@ -89,6 +92,7 @@ class StoredFile(models.Model):
                         "infected",
                         "deleted",
                         "expired",
+                        "withheld",
                     ]
                 ),
                 name="files_state_known",
@@ -99,7 +103,7 @@ class StoredFile(models.Model):
             ),
             models.CheckConstraint(
                 # Every byte arrived before a file leaves "uploading" for a scan or a verdict.
-                condition=~Q(state__in=["pending_scan", "available", "infected"])
+                condition=~Q(state__in=["pending_scan", "available", "infected", "withheld"])
                 | Q(received_offset=F("declared_length"), completed_at__isnull=False),
                 name="files_complete_after_upload",
             ),

@@ -1,4 +1,5 @@
-"""Image previews: rendered in memory from a clean file's plaintext, never written in clear.
+"""Previews of images and of a PDF's first page: rendered in memory from a clean file's
+plaintext, never written in clear.
 
 PNG, JPEG, WebP and GIF (its first frame) are recognised by their leading bytes, not by
 the name or the declared type. The image is decoded by Pillow only after clamd said clean,
@@ -7,8 +8,9 @@ dimensions stay under ``PREVIEW_MAX_PIXELS`` (checked on the header before any p
 decoded; Pillow's own decompression-bomb guard, ``Image.MAX_IMAGE_PIXELS``, is made an
 error too). The preview is at most ``PREVIEW_EDGE`` pixels on its longer side, re-encoded
 (PNG when the image has transparency, JPEG otherwise), so no metadata of the original
-(EXIF: place, device) survives. Anything that fails gives no preview, never an error:
-the file stays downloadable.
+(EXIF: place, device) survives. A PDF (``%PDF-``) is drawn by PDFium in a sandboxed
+child process (``files.pdf_preview``) and encoded as JPEG here. Anything that fails gives
+no preview, never an error: the file stays downloadable.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from files.pdf_preview import pdf_first_page_pixels
+
 logger = logging.getLogger(__name__)
 
 PREVIEW_EDGE = 640  # pixels, the longer side
 PREVIEW_MAX_SOURCE_BYTES = 20 * 1024 * 1024
 PREVIEW_MAX_PIXELS = 40_000_000  # width x height of the original, e.g. 8000 x 5000
 
+PDF_SIGNATURE = b"%PDF-"
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
     (b"\xff\xd8\xff", "JPEG"),
@@ -50,16 +55,28 @@ def image_format_sniffed(head: bytes) -> str | None:
     return None
 
 
+def preview_kind_sniffed(head: bytes) -> str | None:
+    """What a file starting with ``head`` (12 bytes at least) is previewed as: a Pillow
+    format name, "PDF", or None for a file that gets no preview."""
+    if head.startswith(PDF_SIGNATURE):
+        return "PDF"
+    return image_format_sniffed(head)
+
+
 def preview_render(data: bytes) -> Preview | None:
-    """A preview of the image ``data`` (bytes, whole), or None for anything else.
+    """A preview of the image or PDF ``data`` (bytes, whole), or None for anything else.
 
     None also for an image larger than ``PREVIEW_MAX_PIXELS`` (a decompression bomb: its
     dimensions are refused before its pixels are decoded), a truncated or corrupt image,
-    or one Pillow cannot read. Memory: the decoded original is bounded by the pixel cap.
+    or one Pillow cannot read; for a PDF that cannot be rendered within the sandbox's
+    limits, or whose first page is over ``PDF_MAX_PAGE_POINTS`` a side. Memory: the
+    decoded original is bounded by the pixel cap (a PDF's by the sandbox's).
     """
-    kind = image_format_sniffed(data[:12])
+    kind = preview_kind_sniffed(data[:12])
     if kind is None or len(data) > PREVIEW_MAX_SOURCE_BYTES:
         return None
+    if kind == "PDF":
+        return _pdf_preview(data)
     try:
         with warnings.catch_warnings():
             # Over Pillow's own limit it only warns up to twice the limit: refuse instead.
@@ -95,3 +112,13 @@ def preview_render(data: bytes) -> Preview | None:
     ) as exc:
         logger.info("no preview: %s", type(exc).__name__)
         return None
+
+
+def _pdf_preview(data: bytes) -> Preview | None:
+    rendered = pdf_first_page_pixels(data, max_source=PREVIEW_MAX_SOURCE_BYTES, edge=PREVIEW_EDGE)
+    if rendered is None:
+        return None
+    width, height, pixels = rendered
+    out = io.BytesIO()
+    Image.frombytes("RGB", (width, height), pixels).save(out, format="JPEG", quality=82)
+    return Preview(image=out.getvalue(), content_type="image/jpeg")

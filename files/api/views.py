@@ -216,7 +216,8 @@ class UploadApi(_TusApi):
             {
                 "Upload-Offset": str(stored.received_offset),
                 "Upload-Length": str(stored.declared_length),
-                # What became of a complete upload: pending_scan, available or infected.
+                # What became of a complete upload: pending_scan, available, infected or
+                # withheld (the room archived, or the right to share lost, before its verdict).
                 "SafeChat-Upload-State": str(stored.state),
                 **_expires(stored),
             },
@@ -523,8 +524,8 @@ class FilePreviewApi(APIView):
         operation_id="files_preview",
         description=(
             "An image preview (at most 640 pixels on its longer side, PNG or JPEG, no "
-            "metadata of the original) of a PNG, JPEG, WebP or GIF file; 404 for a file "
-            "without one. The same access rules as the download."
+            "metadata of the original) of a PNG, JPEG, WebP or GIF file, or of a PDF's first "
+            "page (JPEG); 404 for a file without one. The same access rules as the download."
         ),
     )
     def get(self, request: Request, room_id: str, file_id: str) -> HttpResponseBase:

@@ -4,6 +4,10 @@ clamd's INSTREAM (nothing in plaintext on disk on this side), and hashed on the 
 Clean: the file becomes visible, with its SHA-256 sealed beside it. Infected: it is
 discarded (its blobs removed), audited, and its state tells the uploader. No verdict
 (clamd down, unconfigured, or unable to scan): it stays pending and is tried again.
+Withheld: a file is shared as a message from its uploader, so one whose room was archived
+or whose uploader can no longer share in it (removed, deactivated, made read-only) while
+it waited for its verdict is never shared: it is kept encrypted, audited, and its state
+tells the uploader.
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ from collections.abc import Iterator
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.models import User
 from audit.actions import AuditAction
 from audit.services import audit_record
 from files import blobs
 from files.content import FileIntegrityError, decrypted_chunks
 from files.models import StoredFile
-from files.previews import PREVIEW_MAX_SOURCE_BYTES, image_format_sniffed, preview_render
+from files.previews import PREVIEW_MAX_SOURCE_BYTES, preview_kind_sniffed, preview_render
 from files.scanner import ScannerUnavailable, clamd_configured, scan_stream
 from files.sealing import digest_seal, preview_seal
 from files.services.uploads import VAULT_SYSTEM
+from rooms import permissions as perms
 from rooms.models import Room
 from rooms.services import message_file_insert, room_barrier_separating
 from safechat.actions import action, action_transaction
@@ -49,12 +55,23 @@ def file_scan(*, file_id: int) -> str:
     its room stays pending, unscanned and invisible, until the violation is resolved.
     A clean file gets its room message (``rooms.services.messages.message_file_insert``,
     ``message.new`` after commit) in the same transaction that makes it available, and,
-    for an image, a preview rendered in memory after the verdict and stored sealed
-    (``files.previews``). Locks: the room, then the file row; the audit chain last.
+    for an image or a PDF, a preview rendered in memory after the verdict and stored
+    sealed (``files.previews``; a PDF's in a sandboxed child process).
+
+    A file whose room is archived, or whose uploader may no longer upload to it, is
+    withheld (``withheld``, audited ``file.withheld``, kept encrypted, never shown): no
+    message is posted in an archived room or in the name of someone who lost the right.
+    Checked before the scan (then it is not scanned: nothing of it will be released) and
+    again with the verdict, under the locks. Locks: the uploader, then the room, then the
+    file row; the audit chain last.
     """
-    stored = StoredFile.objects.filter(pk=file_id).first()
+    stored = StoredFile.objects.filter(pk=file_id).select_related("room", "uploader").first()
     if stored is None or stored.state != StoredFile.State.PENDING_SCAN:
         return "" if stored is None else str(stored.state)
+    if _share_blocker(room=stored.room, uploader=stored.uploader) is not None:
+        withheld = _withhold(file_id=stored.pk, scanned=False)
+        if withheld is not None:
+            return withheld
     if not clamd_configured():
         return str(stored.state)  # waits, unscanned and invisible, until clamd is configured
     try:
@@ -72,7 +89,8 @@ def file_scan(*, file_id: int) -> str:
     if _separated(stored):
         return str(stored.state)
     digest = hashlib.sha256()
-    # An image small enough to preview is kept in memory (never on disk) until the verdict.
+    # An image or PDF small enough to preview is kept in memory (never on disk) until the
+    # verdict.
     image = bytearray()
     keep = stored.declared_length <= PREVIEW_MAX_SOURCE_BYTES
 
@@ -81,7 +99,7 @@ def file_scan(*, file_id: int) -> str:
         for piece in decrypted_chunks(stored, key):
             digest.update(piece)
             if keep:
-                keep = bool(image) or image_format_sniffed(piece[:12]) is not None
+                keep = bool(image) or preview_kind_sniffed(piece[:12]) is not None
                 if keep:
                     image.extend(piece)
             yield piece
@@ -102,21 +120,29 @@ def file_scan(*, file_id: int) -> str:
         if preview is not None:
             _preview_store(stored, key, preview.image)
     with action_transaction():
-        room = rows_locked(Room, [stored.room_id])[0]
-        row = rows_locked(StoredFile, [stored.pk])[0]
+        uploader, room, row = _locked(stored)
         if row.state != StoredFile.State.PENDING_SCAN:
             return str(row.state)
         if verdict.clean and _separated(row):  # a barrier committed during the scan
             return str(row.state)
         row.scanned_at = timezone.now()
         row.scan_attempts += 1
-        if verdict.clean:
+        blocker = _share_blocker(room=room, uploader=uploader)
+        if verdict.clean and blocker is not None:
+            row.sealed_digest = digest_seal(
+                key, digest.digest(), room_id=row.room_id, file_uid=row.uid
+            )
+            _withheld_record(row=row, reason=blocker, scanned=True)
+            if preview is not None:  # rendered for a message that will not be posted
+                name = blobs.preview_name(row.blob_prefix)
+                transaction.on_commit(functools.partial(blobs.blob_delete, name))
+        elif verdict.clean:
             row.state = StoredFile.State.AVAILABLE
             row.sealed_digest = digest_seal(
                 key, digest.digest(), room_id=row.room_id, file_uid=row.uid
             )
             row.preview_type = preview.content_type if preview is not None else ""
-            row.message = message_file_insert(room=room, uploader=row.uploader, file_id=row.pk)
+            row.message = message_file_insert(room=room, uploader=uploader, file_id=row.pk)
             row.save()
             audit_record(
                 actor=VAULT_SYSTEM,
@@ -154,6 +180,61 @@ def _separated(stored: StoredFile) -> bool:
         "file %s: its uploader is behind a barrier in its room; it stays pending", stored.pk
     )
     return True
+
+
+def _locked(stored: StoredFile) -> tuple[User, Room, StoredFile]:
+    """The uploader, the room and the file row, locked in the project's order."""
+    uploader = rows_locked(User, [stored.uploader_id])[0]
+    room = rows_locked(Room, [stored.room_id])[0]
+    row = rows_locked(StoredFile, [stored.pk])[0]
+    return uploader, room, row
+
+
+def _share_blocker(*, room: Room, uploader: User) -> str | None:
+    """Why a file of ``uploader`` may not be shared in ``room`` now (as read), or None.
+
+    A file's message is posted in the uploader's name: the room must be live, and the
+    uploader active and still allowed to upload to it (the right ``upload_create`` and
+    every append checked).
+    """
+    if room.is_archived:
+        return "room archived"
+    if perms.UPLOAD not in perms.room_permissions_of(room=room, user=uploader):
+        return "uploader may no longer share in the room"
+    return None
+
+
+def _withheld_record(*, row: StoredFile, reason: str, scanned: bool) -> None:
+    """Inside the verdict's transaction: ``row`` becomes withheld, audited with why."""
+    row.state = StoredFile.State.WITHHELD
+    row.preview_type = ""
+    row.save()
+    audit_record(
+        actor=VAULT_SYSTEM,
+        action=AuditAction.FILE_WITHHELD,
+        target=row,
+        extra={
+            "room": row.room_id,
+            "uploader": row.uploader_id,
+            "reason": reason,
+            "scan": "clean" if scanned else "not scanned",
+        },
+    )
+
+
+def _withhold(*, file_id: int, scanned: bool) -> str | None:
+    """Withhold the pending file ``file_id`` if, under the locks, it still may not be
+    shared; returns its state then, or None when it may be shared after all."""
+    with action_transaction():
+        stored = StoredFile.objects.get(pk=file_id)
+        uploader, room, row = _locked(stored)
+        if row.state != StoredFile.State.PENDING_SCAN:
+            return str(row.state)
+        blocker = _share_blocker(room=room, uploader=uploader)
+        if blocker is None:
+            return None
+        _withheld_record(row=row, reason=blocker, scanned=scanned)
+    return str(row.state)
 
 
 def _preview_store(stored: StoredFile, key: SymmetricKey, image: bytes) -> None:

@@ -398,6 +398,10 @@ def _stream(
         if progress.received == remaining:
             progress.complete = True
             yield encryptor.finalize()
+        elif progress.received and (out := encryptor.flush()):
+            # More bytes are declared, so a full pending chunk is not the last: sealed into
+            # this segment now (the one-shot stream's bytes) rather than kept in a tail.
+            yield out
 
     sealed = _peek(ciphertext())
     if sealed is not None:
@@ -406,7 +410,7 @@ def _stream(
         blobs.blob_write(name, sealed)
         progress.segment_start = stored.chunks_sealed
     progress.counter = encryptor.counter
-    if not progress.complete and progress.received:
+    if not progress.complete and progress.received and encryptor.pending:
         offset = stored.received_offset + progress.received
         progress.tail = blobs.tail_name(stored.blob_prefix, offset)
         if blobs.blob_exists(progress.tail):
@@ -580,7 +584,18 @@ def _record_progress(
             row.tail_name = ""
         elif progress.received:
             row.tail_name = progress.tail
-        row.save()
+        row.save(
+            update_fields=[
+                "received_offset",
+                "chunks_sealed",
+                "segment_starts",
+                "lease_token",
+                "lease_expires_at",
+                "state",
+                "completed_at",
+                "tail_name",
+            ]
+        )
         if progress.complete:
             _record_completed(actor=actor, stored=row)
         if old_tail and old_tail != row.tail_name:

@@ -236,6 +236,24 @@ class StreamEncryptor:
             del self._buffer[:size]
         return b"".join(out)
 
+    def flush(self) -> bytes:
+        """Seal a full buffered chunk as a chunk that is not the last; b"" otherwise.
+
+        ``update`` keeps a full chunk back until a further byte shows it is not the last.
+        A caller that knows more plaintext follows (an upload whose declared length is not
+        reached) may seal it now: the output is the one-shot stream's all the same, as the
+        next ``update`` would have sealed that chunk non-last. Calling ``finalize`` with no
+        further ``update`` after a flush that sealed a chunk gives a different, still
+        valid stream (an empty last chunk): flush only when more plaintext is certain.
+        """
+        if self._finished:
+            raise StreamStateError("encryptor already finalized")
+        out = self._take_header()
+        if len(self._buffer) == self._chunk_size:
+            out += self._seal_chunk(self._buffer, last=False)
+            self._buffer.clear()
+        return out
+
     def finalize(self) -> bytes:
         """Encrypt the buffered tail as the last chunk and close the stream."""
         if self._finished:

@@ -29,9 +29,10 @@ def _one_shot(plaintext: bytes) -> bytes:
     return encryptor.update(plaintext) + encryptor.finalize()
 
 
-def _resumed(header: bytes, plaintext: bytes, cuts: list[int]) -> bytes:
+def _resumed(header: bytes, plaintext: bytes, cuts: list[int], *, flush: bool = False) -> bytes:
     """Encrypt ``plaintext`` in requests cut at ``cuts``, each a fresh resumed encryptor whose
-    pending bytes travel between requests only as a sealed tail."""
+    pending bytes travel between requests only as a sealed tail; with ``flush``, a request
+    that is not the last seals a full pending chunk (more plaintext is known to follow)."""
     out = [header]
     counter, tail, offset = 0, b"", 0
     points = [*sorted({c for c in cuts if 0 < c < len(plaintext)}), len(plaintext)]
@@ -49,6 +50,8 @@ def _resumed(header: bytes, plaintext: bytes, cuts: list[int]) -> bytes:
         if end == len(plaintext):
             out.append(encryptor.finalize())
         else:
+            if flush:
+                out.append(encryptor.flush())
             counter = encryptor.counter
             tail = seal_tail(
                 KEY,
@@ -65,15 +68,17 @@ def _resumed(header: bytes, plaintext: bytes, cuts: list[int]) -> bytes:
     plaintext=st.binary(max_size=5 * CHUNK + 3),
     cuts=st.lists(st.integers(min_value=0, max_value=5 * CHUNK + 3), max_size=6),
 )
+@pytest.mark.parametrize("flush", [False, True], ids=["tail", "flushed"])
 def test_a_resumed_stream_is_byte_for_byte_the_one_shot_stream(
-    plaintext: bytes, cuts: list[int]
+    plaintext: bytes, cuts: list[int], flush: bool
 ) -> None:
     # given the one-shot stream of a plaintext
     expected = _one_shot(plaintext)
     header = expected[:STREAM_HEADER_LEN]
 
     # when the same plaintext is encrypted over several requests with the same header
-    resumed = _resumed(header, plaintext, cuts)
+    # (a request that is not the last sealing a full pending chunk, or keeping it back)
+    resumed = _resumed(header, plaintext, cuts, flush=flush)
 
     # then the two streams are identical (same nonces for the same chunks, none reused)
     assert resumed == expected
@@ -187,3 +192,29 @@ def test_a_range_decrypts_from_its_first_chunk() -> None:
     wrong = StreamDecryptor.resume(KEY, header=header, counter=4, aad=AAD)
     with pytest.raises(DecryptionError):
         wrong.update(body[5 * seg : 7 * seg])
+
+
+def test_a_flush_seals_only_a_full_chunk_and_never_as_the_last() -> None:
+    # given an encryptor holding exactly one chunk, and one holding less
+    full = StreamEncryptor.resume(KEY, header=_one_shot(b"")[:STREAM_HEADER_LEN], counter=0,
+                                  aad=AAD, pending=b"x" * CHUNK)  # fmt: skip
+    part = StreamEncryptor.resume(KEY, header=_one_shot(b"")[:STREAM_HEADER_LEN], counter=0,
+                                  aad=AAD, pending=b"x" * (CHUNK - 1))  # fmt: skip
+
+    # when both are flushed
+    sealed, nothing = full.flush(), part.flush()
+
+    # then the full chunk is sealed (its counter moves on, nothing pending), the partial
+    # one is kept back
+    assert len(sealed) == CHUNK + TAG_LEN
+    assert (full.counter, full.pending) == (1, b"")
+    assert nothing == b""
+    assert (part.counter, len(part.pending)) == (0, CHUNK - 1)
+
+
+def test_a_finalized_encryptor_cannot_flush() -> None:
+    encryptor = StreamEncryptor(KEY, aad=AAD, chunk_size=CHUNK)
+    encryptor.finalize()
+
+    with pytest.raises(CryptoError):
+        encryptor.flush()

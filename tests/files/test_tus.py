@@ -15,6 +15,7 @@ from pytest_django import Settings
 from accounts.models import ApiToken, User
 from accounts.services.tokens import api_token_create
 from audit.models import AuditEvent
+from files import asgi as files_asgi
 from files.models import StoredFile
 from files.services import file_scan
 from files.tus import metadata_encode
@@ -452,3 +453,62 @@ def test_the_schema_documents_the_tus_headers_and_the_412_of_every_tus_request(
     assert create["Upload-Length"]["minimum"] == 0
     assert patch["Upload-Offset"]["minimum"] == 0
     assert create["room_id"]["type"] == "integer"
+
+
+class _Counted:
+    """A body of ``count`` pieces of ``size`` bytes that counts how many were taken."""
+
+    def __init__(self, count: int, size: int = 65_536) -> None:
+        self.count, self.size, self.taken = count, size, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _ in range(self.count):
+            self.taken += 1
+            yield b"z" * self.size
+
+
+def test_a_patch_refused_before_it_streams_leaves_its_body_unread(
+    member: tuple[User, Any],
+) -> None:
+    # given an upload, and a PATCH at the wrong offset with a 4 MiB body
+    owner, room = member
+    auth = _token(owner)
+    location = _path(_create(auth, room.pk, 8 * 1024 * 1024).headers["location"])
+    body = _Counted(64)
+
+    # when it is sent
+    answer = call(
+        "PATCH",
+        location,
+        headers={**auth, **TUS, "Content-Type": OCTETS, "Upload-Offset": "5"},
+        pieces=body,
+    )
+
+    # then it is refused without a byte of its body read
+    assert answer.status == 409
+    assert body.taken == 0
+    assert StoredFile.objects.get().received_offset == 0
+
+
+def test_a_body_refused_mid_stream_is_read_only_a_bounded_way_ahead(
+    member: tuple[User, Any], vault_dir: Path
+) -> None:
+    # given an upload of 128 KiB, and a PATCH sending 32 MiB without a Content-Length
+    owner, room = member
+    auth = _token(owner)
+    location = _path(_create(auth, room.pk, 128 * 1024).headers["location"])
+    body = _Counted(512)
+
+    # when it runs past the declared length
+    answer = call(
+        "PATCH",
+        location,
+        headers={**auth, **TUS, "Content-Type": OCTETS, "Upload-Offset": "0"},
+        pieces=body,
+    )
+
+    # then it is refused, and the server stopped reading a few MiB past the refusal
+    # (what it receives ahead of the encryption), not at the end of the body
+    assert answer.status == 413
+    assert body.taken <= 2 + (files_asgi.READ_AHEAD + 1) * files_asgi.PIECE_BYTES // body.size
+    assert StoredFile.objects.get().received_offset == 0

@@ -95,6 +95,34 @@ def test_an_upload_interrupted_anywhere_resumes_to_the_same_file(
     assert stored.tail_name == ""
 
 
+def test_a_request_ending_on_a_chunk_boundary_seals_its_last_chunk_and_leaves_no_tail(
+    clamd: OwnClamd, vault_dir: Path
+) -> None:
+    # given an upload of three chunks and a byte
+    owner = make_user()
+    room = make_room(owner=owner)
+    data = os.urandom(3 * CHUNK + 1)
+    stored = upload_create(actor=owner, room=room, length=len(data), name="aligned.bin")
+
+    # when a first request sends exactly two chunks
+    stored = upload_append(
+        actor=owner, stored=stored, offset=0, body=pieces(data[: 2 * CHUNK], 10_000)
+    )
+
+    # then both are sealed in its segment (more bytes are declared: neither is the last)
+    # and no tail holds plaintext of them
+    assert (stored.received_offset, stored.chunks_sealed, stored.tail_name) == (2 * CHUNK, 2, "")
+    assert not list(vault_dir.rglob("tail-*"))
+    # and the rest completes the same file
+    stored = upload_append(
+        actor=owner, stored=stored, offset=2 * CHUNK, body=pieces(data[2 * CHUNK :], 10_000)
+    )
+    file_scan(file_id=stored.pk)
+    stored.refresh_from_db()
+    assert stored.state == StoredFile.State.AVAILABLE
+    assert download(owner, stored) == data
+
+
 def test_a_client_that_disconnects_keeps_what_arrived(clamd: OwnClamd, vault_dir: Path) -> None:
     # given an upload whose first request ends (the client went away) mid-chunk
     owner = make_user()

@@ -74,6 +74,13 @@ async function followScan(url, row, name) {
       announce(`${name} was refused: the malware scan found a threat.`);
       return;
     }
+    if (state === "withheld") {
+      setStatus(row, "Not shared: the room was archived, or you may no longer share files in it.", {
+        failed: true,
+      });
+      announce(`${name} was not shared.`);
+      return;
+    }
     if (state && state !== "pending_scan") {
       setStatus(row, "This upload is no longer available.", { failed: true });
       return;
