@@ -29,8 +29,6 @@ class Room(models.Model):
     topic = models.CharField(max_length=500, blank=True, validators=[refuse_bidi_controls])
     # Whether a member who joins later receives the keys of earlier epochs.
     history_visible = models.BooleanField(default=False)
-    retention_policy = models.CharField(max_length=64, blank=True)
-    legal_hold = models.BooleanField(default=False)
     # Someone joined whom the current epoch must not reach (history hidden): the next
     # message or file key starts a new epoch (rooms.services.epochs).
     rekey_pending = models.BooleanField(default=False, editable=False)

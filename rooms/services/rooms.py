@@ -82,7 +82,6 @@ def room_create(
     name: str,
     topic: str = "",
     history_visible: bool = False,
-    retention_policy: str = "",
 ) -> Room:
     """Create a private channel owned by ``actor``, with its first key epoch.
 
@@ -104,7 +103,6 @@ def room_create(
         name=name.strip(),
         topic=topic.strip(),
         history_visible=history_visible,
-        retention_policy=retention_policy,
         created_by=actor,
     )
     _room_validate(room)
