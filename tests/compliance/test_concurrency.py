@@ -1,0 +1,67 @@
+"""Retention under real concurrency on PostgreSQL: threads with their own connections."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from compliance.models import LegalHold, MessageTombstone, RetentionRun
+from compliance.services import (
+    RetentionBusyError,
+    legal_hold_place,
+    retention_apply,
+    retention_policy_set,
+)
+from rooms.models import Message
+from tests.accounts.factories import make_user
+from tests.compliance.factories import make_officer, post_aged
+from tests.rooms.concurrency import postgresql_only, run_together
+from tests.rooms.factories import make_room
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    postgresql_only("two runs, and a run beside a hold, in separate sessions"),
+]
+
+
+def test_two_runs_at_once_never_both_work_and_purge_each_message_once() -> None:
+    officer, owner = make_officer(), make_user()
+    rooms = [make_room(owner=owner), make_room(owner=owner)]
+    doomed = [post_aged(sender=owner, room=rooms[i % 2], days=90) for i in range(30)]
+    young = post_aged(sender=owner, room=rooms[0], days=1)
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+
+    outcomes = run_together(
+        lambda: retention_apply(batch_size=2), lambda: retention_apply(batch_size=2)
+    )
+
+    errors = [o.error for o in outcomes if o.error is not None]
+    assert all(isinstance(e, RetentionBusyError) for e in errors), errors
+    purged = sum(o.value.totals()["messages"] for o in outcomes if o.error is None)
+    assert purged == len(doomed)
+    assert MessageTombstone.objects.count() == len(doomed)
+    assert list(Message.objects.values_list("pk", flat=True)) == [young.pk]
+    assert RetentionRun.objects.filter(state="finished", dry_run=False).count() == len(
+        outcomes
+    ) - len(errors)
+    assert not RetentionRun.objects.filter(state="running").exists()
+
+
+def test_a_hold_placed_during_a_run_stops_the_purge_of_what_it_covers_from_then_on() -> None:
+    officer, owner = make_officer(), make_user()
+    room = make_room(owner=owner)
+    for _ in range(30):
+        post_aged(sender=owner, room=room, days=90)
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+
+    outcomes = run_together(
+        lambda: retention_apply(batch_size=2),
+        lambda: legal_hold_place(actor=officer, matter="M", reason="r", rooms=[room]),
+    )
+
+    assert [o.error for o in outcomes] == [None, None]
+    hold = LegalHold.objects.get()
+    # nothing of the room was purged by a batch that committed after the hold
+    assert not MessageTombstone.objects.filter(room=room, purged_at__gt=hold.placed_at).exists()
+    assert Message.objects.filter(room=room).count() + MessageTombstone.objects.count() == 30
+    assert hold.placed_at <= timezone.now()
