@@ -6,12 +6,14 @@ a purge leaves out everything held in the same statement that picks what expired
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Coalesce
 
+from audit.models import AuditEvent
 from compliance import locks
 from compliance.models import LegalHold, MessageTombstone, RetentionPolicy
 from files.models import StoredFile
@@ -224,3 +226,37 @@ def message_fate(*, room_id: int, message_id: int) -> MessageFate:
     if tombstone is not None:
         return MessageFate("purged", run_id=tombstone.run_id, purged_at=tombstone.purged_at)
     return MessageFate("never existed")
+
+
+def tombstone_ids_digest(ids: list[int]) -> str:
+    """SHA-256 of the ascending message ids, comma-separated: what a purge batch's audit
+    event records, so its tombstones can be checked against the hash-chained log."""
+    joined = ",".join(str(pk) for pk in sorted(ids))
+    return hashlib.sha256(joined.encode("ascii")).hexdigest()
+
+
+def tombstones_verify(*, run_id: int) -> list[str]:
+    """Compare a run's tombstones with its ``retention.purged`` audit events; returns the
+    problems found (empty: every batch's tombstones are exactly those it recorded)."""
+    problems = []
+    events = AuditEvent.objects.filter(action="retention.purged").order_by("seq")
+    recorded = 0
+    for event in events:
+        extra = event.extra or {}
+        if extra.get("run") != run_id or not extra.get("messages"):
+            continue
+        recorded += int(extra["messages"])
+        ids = list(
+            MessageTombstone.objects.filter(
+                run_id=run_id,
+                room_id=int(event.target_id),
+                message_id__gte=extra["first_id"],
+                message_id__lte=extra["last_id"],
+            ).values_list("message_id", flat=True)
+        )
+        if tombstone_ids_digest(ids) != extra.get("ids_digest"):
+            problems.append(f"audit event #{event.seq}: its tombstones do not match")
+    stored = MessageTombstone.objects.filter(run_id=run_id).count()
+    if stored != recorded:
+        problems.append(f"run {run_id}: {stored} tombstones, {recorded} purges audited")
+    return problems

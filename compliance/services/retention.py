@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -45,6 +46,7 @@ from compliance.selectors import (
     messages_with_last_write,
     policies_by_room,
     shortest_policy_days,
+    tombstone_ids_digest,
 )
 from compliance.services._common import RetentionBusyError, refused
 from files import blobs
@@ -135,6 +137,11 @@ def _expired_loose_files(room_id: int, cutoff: datetime, held: Q | None) -> Quer
         room_id=room_id, message__isnull=True, created_at__lt=cutoff
     ).exclude(state=StoredFile.State.UPLOADING)
     return rows.exclude(held) if held is not None else rows
+
+
+def _loose_files_expire(room_id: int, cutoff: datetime) -> bool:
+    """A quick look, outside any transaction, whether a batch of loose files is needed."""
+    return _expired_loose_files(room_id, cutoff, None).exists()
 
 
 def _epoch_has_content(room_id: int, number: int) -> bool:
@@ -316,6 +323,13 @@ def _blobs_remove(run: RetentionRun) -> int:
         removed += len(pending)
 
 
+def _delete_rows(rows: QuerySet[Any]) -> None:
+    """One DELETE statement, without Django's collector (which would read every row and
+    look for dependants first): the caller removed or unlinked every dependant already,
+    and a foreign key it missed fails the statement (the batch rolls back)."""
+    rows._raw_delete(rows.db)
+
+
 def _purge_messages_batch(
     *, actor: Actor, run: RetentionRun, counts: RoomCounts, cutoff: datetime, limit: int
 ) -> int:
@@ -346,8 +360,8 @@ def _purge_messages_batch(
             .values_list("pk", "blob_prefix")
         )
         BlobPurge.objects.bulk_create([BlobPurge(prefix=prefix, run=run) for _, prefix in shared])
-        StoredFile.objects.filter(pk__in=[pk for pk, _ in shared]).delete()
-        Message.objects.filter(pk__in=ids).delete()
+        _delete_rows(StoredFile.objects.filter(pk__in=[pk for pk, _ in shared]))
+        _delete_rows(Message.objects.filter(pk__in=ids))
         now = timezone.now()
         MessageTombstone.objects.bulk_create(
             [
@@ -378,6 +392,7 @@ def _purge_messages_batch(
                 "messages": len(ids),
                 "first_id": ids[0],
                 "last_id": ids[-1],
+                "ids_digest": tombstone_ids_digest(ids),
                 "revisions": revisions,
                 "reactions": reactions,
                 "mentions": mentions,
@@ -409,7 +424,7 @@ def _purge_loose_files_batch(
         if not rows:
             return 0
         BlobPurge.objects.bulk_create([BlobPurge(prefix=row.blob_prefix, run=run) for row in rows])
-        StoredFile.objects.filter(pk__in=[row.pk for row in rows]).delete()
+        _delete_rows(StoredFile.objects.filter(pk__in=[row.pk for row in rows]))
         RetentionRun.objects.filter(pk=run.pk).update(files=F("files") + len(rows))
         audit_record(
             actor=actor,
@@ -518,16 +533,23 @@ def _real_run(
             for pk, days in scope:
                 counts = RoomCounts(room_id=pk, keep_days=days)
                 cutoff = _cutoff(now, days)
-                while _purge_messages_batch(
-                    actor=actor, run=run, counts=counts, cutoff=cutoff, limit=limit
-                ):
-                    _blobs_remove(run)
-                    _batch_committed(run)
-                while _purge_loose_files_batch(
-                    actor=actor, run=run, counts=counts, cutoff=cutoff, limit=limit
-                ):
-                    _blobs_remove(run)
-                    _batch_committed(run)
+                # A batch short of the limit was the last: no empty transaction after it.
+                done = limit
+                while done == limit:
+                    done = _purge_messages_batch(
+                        actor=actor, run=run, counts=counts, cutoff=cutoff, limit=limit
+                    )
+                    if done:
+                        _blobs_remove(run)
+                        _batch_committed(run)
+                done = limit
+                while done == limit and _loose_files_expire(pk, cutoff):
+                    done = _purge_loose_files_batch(
+                        actor=actor, run=run, counts=counts, cutoff=cutoff, limit=limit
+                    )
+                    if done:
+                        _blobs_remove(run)
+                        _batch_committed(run)
                 _shred_emptied_epochs(actor=actor, run=run, counts=counts)
                 if not counts.empty:
                     report.rooms.append(counts)

@@ -15,7 +15,7 @@ from accounts.models import User
 from audit.models import AuditEvent
 from compliance.locks import RUN_LOCK_KEY
 from compliance.models import BlobPurge, MessageTombstone, RetentionRun
-from compliance.selectors import message_fate
+from compliance.selectors import message_fate, tombstones_verify
 from compliance.services import (
     ComplianceRefused,
     legal_hold_place,
@@ -462,3 +462,18 @@ def test_a_hold_range_in_the_past_does_not_protect_later_messages() -> None:
 
     assert not Message.objects.filter(pk=message.pk).exists()
     assert Room.objects.filter(pk=room.pk).exists()
+
+
+def test_a_run_s_tombstones_match_its_audit_events_and_a_forged_one_is_named() -> None:
+    officer, owner = make_officer(), make_user()
+    room = make_room(owner=owner)
+    messages = [post_aged(sender=owner, room=room, days=90) for _ in range(5)]
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+    run_id = retention_apply(batch_size=2).run_id
+    assert tombstones_verify(run_id=run_id) == []
+
+    MessageTombstone.objects.filter(message_id=messages[2].pk).delete()
+
+    problems = tombstones_verify(run_id=run_id)
+    assert len(problems) == 2
+    assert "do not match" in problems[0]
