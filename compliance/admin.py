@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
@@ -22,9 +22,11 @@ from compliance.services import (
     ComplianceRefused,
     legal_hold_place,
     legal_hold_release,
+    retention_apply,
     retention_policy_set,
 )
 from compliance.services._common import MANAGE_LEGAL_HOLDS, MANAGE_RETENTION
+from compliance.tasks import apply_retention_task
 from rooms.models import Room
 from safechat.admin_base import ReadOnlyAdmin
 
@@ -125,6 +127,50 @@ class RetentionPolicyAdmin(_ServiceAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.has_perm(MANAGE_RETENTION))
+
+    actions = ["dry_run", "apply_now"]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions: dict[str, Any] = super().get_actions(request)
+        if not request.user.has_perm(MANAGE_RETENTION):
+            return {}
+        return actions
+
+    @admin.action(description="Dry run: what retention would purge under the selected policies")
+    def dry_run(self, request: HttpRequest, queryset: QuerySet[RetentionPolicy]) -> None:
+        user = request.user
+        assert isinstance(user, User)  # noqa: S101 - the admin site requires a signed-in user
+        for policy in queryset.select_related("room"):
+            try:
+                report = retention_apply(actor=user, dry_run=True, room_id=policy.room_id)
+            except ComplianceRefused as refusal:
+                self.message_user(request, str(refusal), messages.ERROR)
+                continue
+            totals = report.totals()
+            scope = "the organisation" if policy.room is None else f"room {policy.room.name}"
+            self.message_user(
+                request,
+                f"Dry run {report.run_id} for {scope}: {totals['messages']} messages, "
+                f"{totals['files']} files in {len(report.rooms)} room(s) would be purged and "
+                f"{totals['epochs']} epoch key(s) shredded.",
+            )
+            for room in report.rooms[:20]:
+                self.message_user(
+                    request,
+                    f"room {room.room_id}: {room.messages} messages, {room.files} files, "
+                    f"oldest {room.oldest:%Y-%m-%d}, newest {room.newest:%Y-%m-%d}"
+                    if room.oldest and room.newest
+                    else f"room {room.room_id}: {room.epochs} epoch key(s) to shred",
+                )
+
+    @admin.action(description="Apply retention now (queued for the worker)")
+    def apply_now(self, request: HttpRequest, queryset: QuerySet[RetentionPolicy]) -> None:
+        apply_retention_task.delay()
+        self.message_user(
+            request,
+            "Retention is queued; its run appears under Retention runs (a run already "
+            "working makes it stand down).",
+        )
 
     @admin.display(description="applies to", ordering="room__name")
     def scope(self, obj: RetentionPolicy) -> str:

@@ -12,8 +12,10 @@ from accounts.roles import Role
 from audit.models import AuditEvent
 from compliance.models import LegalHold, RetentionPolicy
 from compliance.services import legal_hold_place, retention_policy_set
+from compliance.tasks import apply_retention_task
+from rooms.models import Message
 from tests.accounts.factories import grant_role, make_user, sign_in_client
-from tests.compliance.factories import make_officer
+from tests.compliance.factories import make_officer, post_aged
 from tests.rooms.factories import make_room
 
 pytestmark = pytest.mark.django_db
@@ -160,3 +162,36 @@ def test_the_room_page_shows_the_derived_hold() -> None:
 
     assert page.status_code == 200
     assert 'alt="True"' in page.content.decode()
+
+
+def test_an_officer_dry_runs_from_the_policy_list_and_nothing_changes() -> None:
+    officer, owner = make_officer(), make_user()
+    room = make_room(owner=owner)
+    message = post_aged(sender=owner, room=room, days=90)
+    policy = retention_policy_set(actor=officer, room=None, keep_days=30)
+    client = client_for(officer)
+
+    response = client.post(
+        "/admin/compliance/retentionpolicy/",
+        {"action": "dry_run", "_selected_action": [policy.pk]},
+        follow=True,
+    )
+
+    shown = [str(m) for m in response.context["messages"]]
+    assert any("1 messages" in line and "would be purged" in line for line in shown), shown
+    assert Message.objects.filter(pk=message.pk).exists()
+    assert AuditEvent.objects.filter(action="retention.dry_run").count() == 1
+
+
+def test_apply_now_queues_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    officer = make_officer()
+    policy = retention_policy_set(actor=officer, room=None, keep_days=30)
+    queued: list[bool] = []
+    monkeypatch.setattr(apply_retention_task, "delay", lambda: queued.append(True))
+
+    client_for(officer).post(
+        "/admin/compliance/retentionpolicy/",
+        {"action": "apply_now", "_selected_action": [policy.pk]},
+    )
+
+    assert queued == [True]
