@@ -5,7 +5,7 @@ Usage (creates and drops its own database ``<name>_retbench``)::
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/safechat \\
         .venv/bin/python -m benchmarks.retention [--messages 1000000] [--rooms 1000] \\
-        [--batch 500] [--chat-rate 20] [--chat-seconds 10] [--keep]
+        [--batch 200] [--chat-rate 20] [--chat-seconds 10] [--keep]
 
 Seeds ``--rooms`` rooms through the real services (keys, epochs, audit), each with a
 second epoch, then bulk-loads ``--messages`` messages (random ciphertext: the purge never
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--rooms", type=int, default=1000)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--chat-rate", type=float, default=20.0)
     parser.add_argument("--chat-seconds", type=float, default=10.0)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")

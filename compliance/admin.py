@@ -80,7 +80,8 @@ class _ServiceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return type(form.__name__, (form,), {"actor": user if isinstance(user, User) else None})
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        obj.pk = form.result.pk  # saved by the service in the form's clean
+        # Saved by the service in the form's clean: the page shows what it saved.
+        obj.__dict__.update(form.result.__dict__)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         pass  # the service set the relations too

@@ -287,7 +287,7 @@ CELERY_BEAT_SCHEDULE["keyring-rotate-master-key"] = {
 # No policy may keep content for fewer days than this (six years: SEC 17a-4, FINRA 4511).
 SAFECHAT_RETENTION_MINIMUM_DAYS = env.int("SAFECHAT_RETENTION_MINIMUM_DAYS", default=2190)
 # Messages purged per transaction: each batch holds its locks for a few milliseconds.
-SAFECHAT_RETENTION_BATCH = env.int("SAFECHAT_RETENTION_BATCH", default=500)
+SAFECHAT_RETENTION_BATCH = env.int("SAFECHAT_RETENTION_BATCH", default=200)
 # A run renews its lease at every batch; past it, a later run takes it for dead (SQLite).
 SAFECHAT_RETENTION_LEASE_SECONDS = env.int("SAFECHAT_RETENTION_LEASE_SECONDS", default=600)
 # How long the operator keeps database and vault backups; the job warns when it exceeds

@@ -33,8 +33,9 @@ from rooms.services import (
     message_edit,
     reaction_toggle,
 )
+from safechat.keyring.errors import KeyUnavailableError
 from safechat.keyring.models import RoomEpoch, SealedEpochKey
-from safechat.keyring.services import clear_key_caches
+from safechat.keyring.services import clear_key_caches, room_epoch_key_for
 from tests.accounts.factories import make_user
 from tests.compliance.factories import make_officer, post_aged
 from tests.files.helpers import upload, upload_and_scan
@@ -224,6 +225,9 @@ def test_an_epoch_whose_content_all_expired_is_shredded_and_unreadable() -> None
     old_epoch = RoomEpoch.objects.get(room=room, number=old.epoch)
     assert old_epoch.shredded_at is not None
     assert not SealedEpochKey.objects.filter(epoch=old_epoch).exists()
+    clear_key_caches()
+    with pytest.raises(KeyUnavailableError):
+        room_epoch_key_for(room_id=room.pk, number=old.epoch, user_id=owner.pk)
     assert RoomEpoch.objects.get(room=room, number=young.epoch).shredded_at is None
     assert report.totals()["epochs"] == 1
     assert AuditEvent.objects.filter(action="key.epoch.shredded").count() == 1
