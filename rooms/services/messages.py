@@ -194,6 +194,31 @@ def message_post(
         return original
 
 
+def _parent_locked(*, sender: User, room: Room, parent_id: int) -> Message:
+    """The message a reply is filed under (the thread's root: threads are one level
+    deep), locked with the message replied to, in ascending id order, after the room and
+    before any audit append. A retention purge deleting either at this instant finishes
+    first (then it is gone: refused, or the reply goes under what is left) or waits for
+    this post and unlinks the reply; so the insert's ``KEY SHARE`` never waits.
+    Raises ``ValidationError`` if the message replied to is not one the sender may see.
+    """
+    root_id = Message.objects.filter(pk=parent_id, room=room).values_list("parent_id", flat=True)
+    wanted = {parent_id, *(pk for pk in root_id if pk is not None)}
+    locked = {m.pk: m for m in rows_locked(Message, wanted)}
+    parent = locked.get(parent_id)
+    if (
+        parent is None
+        or parent.room_id != room.pk
+        or parent.deleted_at is not None
+        # one posted before the sender joined a room hiding history is not theirs to see
+        or parent.seq <= visible_from_seq(reader=sender, room=room)
+    ):
+        raise ValidationError("the message you reply to does not exist in this room")
+    if parent.parent_id is not None and parent.parent_id in locked:
+        return locked[parent.parent_id]
+    return parent
+
+
 def _message_insert(
     *,
     sender: User,
@@ -226,16 +251,7 @@ def _message_insert(
         ).update(client_key=None, client_fingerprint="")
     parent = None
     if parent_id is not None:
-        parent = Message.objects.filter(
-            pk=parent_id,
-            room=room,
-            deleted_at__isnull=True,
-            # one posted before the sender joined a room hiding history is not theirs to see
-            seq__gt=visible_from_seq(reader=sender, room=room),
-        ).first()
-        if parent is None:
-            raise ValidationError("the message you reply to does not exist in this room")
-        parent = parent.parent or parent  # threads are one level deep
+        parent = _parent_locked(sender=sender, room=room, parent_id=parent_id)
     seq = room.message_seq + 1
     Room.objects.filter(pk=room.pk).update(message_seq=seq)
     uid = uuid.uuid4()

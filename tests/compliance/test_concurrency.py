@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any
+
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from compliance.models import LegalHold, MessageTombstone, RetentionRun
@@ -12,7 +17,9 @@ from compliance.services import (
     retention_apply,
     retention_policy_set,
 )
+from compliance.services import retention as retention_module
 from rooms.models import Message
+from rooms.services import message_post
 from tests.accounts.factories import make_user
 from tests.compliance.factories import make_officer, post_aged
 from tests.rooms.concurrency import postgresql_only, run_together
@@ -65,3 +72,37 @@ def test_a_hold_placed_during_a_run_stops_the_purge_of_what_it_covers_from_then_
     assert not MessageTombstone.objects.filter(room=room, purged_at__gt=hold.placed_at).exists()
     assert Message.objects.filter(room=room).count() + MessageTombstone.objects.count() == 30
     assert hold.placed_at <= timezone.now()
+
+
+def test_a_reply_to_a_message_being_purged_is_refused_never_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    officer, owner = make_officer(), make_user()
+    room = make_room(owner=owner)
+    parent = post_aged(sender=owner, room=room, days=90)
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+    locked = threading.Event()
+    original = retention_module._delete_rows
+
+    def delete_slowly(rows: Any) -> None:
+        # the batch holds its messages' locks here: the reply comes now
+        if not locked.is_set():
+            locked.set()
+            time.sleep(1.0)
+        original(rows)
+
+    monkeypatch.setattr(retention_module, "_delete_rows", delete_slowly)
+
+    def reply() -> object:
+        assert locked.wait(timeout=60)
+        try:
+            return message_post(sender=owner, room=room, text="re", parent_id=parent.pk)
+        except ValidationError as refused:
+            return refused
+
+    outcomes = run_together(lambda: retention_apply(batch_size=10), reply)
+
+    assert [o.error for o in outcomes] == [None, None]
+    assert not Message.objects.filter(pk=parent.pk).exists()
+    assert isinstance(outcomes[1].value, ValidationError)
+    assert list(Message.objects.filter(room=room)) == []
