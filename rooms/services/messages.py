@@ -324,6 +324,14 @@ def message_file_insert(*, room: Room, uploader: User, file_id: int) -> Message:
     return message
 
 
+def _message_locked(message_id: int) -> Message:
+    """The message, locked; ``Http404`` if it is gone (purged by retention meanwhile)."""
+    locked = Message.objects.select_for_update(no_key=True).filter(pk=message_id).first()
+    if locked is None:
+        raise Http404("no such message")
+    return locked
+
+
 def _own_live_message(*, actor: User, message: Message, action: str) -> Message:
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
@@ -358,7 +366,7 @@ def _message_revise(*, actor: User, message: Message, text: str) -> Message:
     # The room, then the message (as a post does); checks again under them.
     room = _room_locked(message.room_id)
     require_writable(actor=actor, room=room, permission=perms.POST)
-    message = Message.objects.select_for_update(no_key=True).get(pk=message.pk)
+    message = _message_locked(message.pk)
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
     MessageRevision.objects.create(
@@ -423,7 +431,7 @@ def message_delete(*, actor: User, message: Message) -> Message:
 def _message_hide(*, actor: User, message: Message, permission: str) -> Message:
     room = _room_locked(message.room_id)
     require_writable(actor=actor, room=room, permission=permission)
-    locked = Message.objects.select_for_update(no_key=True).get(pk=message.pk)
+    locked = _message_locked(message.pk)
     if locked.deleted_at is not None:
         return locked
     locked.deleted_at = timezone.now()

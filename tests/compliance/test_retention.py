@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connections
+from django.http import Http404
 from django.utils import timezone
 from pytest_django import Settings
 
@@ -481,3 +482,22 @@ def test_a_run_s_tombstones_match_its_audit_events_and_a_forged_one_is_named() -
     problems = tombstones_verify(run_id=run_id)
     assert len(problems) == 2
     assert "do not match" in problems[0]
+
+
+def test_an_edit_or_deletion_of_a_message_purged_meanwhile_is_a_404_and_writes_nothing() -> None:
+    officer, owner = make_officer(), make_user()
+    room = make_room(owner=owner)
+    stale = post_aged(sender=owner, room=room, days=90)
+    stale.room = room
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+    retention_apply()
+    edits_before = AuditEvent.objects.filter(action="message.edited").count()
+
+    with pytest.raises(Http404):
+        message_edit(actor=owner, message=stale, text="too late")
+    with pytest.raises(Http404):
+        message_delete(actor=owner, message=stale)
+
+    assert not MessageRevision.objects.filter(message_id=stale.pk).exists()
+    assert AuditEvent.objects.filter(action="message.edited").count() == edits_before
+    assert not AuditEvent.objects.filter(action="message.deleted").exists()
