@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connections
+from django.utils import timezone
 
 from audit.models import AuditEvent
+from compliance.locks import RUN_LOCK_KEY
 from compliance.models import RetentionRun
 from compliance.services import retention_policy_set
 from compliance.tasks import apply_retention_task
@@ -56,3 +61,26 @@ def test_the_task_runs_the_service() -> None:
 
     assert RetentionRun.objects.get(pk=run_id).state == "finished"
     assert not Message.objects.filter(pk=message.pk).exists()
+
+
+def test_beat_runs_the_retention_task_daily_by_default(settings: Any) -> None:
+    entry = settings.CELERY_BEAT_SCHEDULE["compliance-apply-retention"]
+
+    assert entry["task"] == apply_retention_task.name == "compliance.apply_retention"
+    assert entry["schedule"] == 24 * 3600
+
+
+def test_the_task_stands_down_while_another_run_works() -> None:
+    RetentionRun.objects.create(
+        started_at=timezone.now(), lease_expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    other = connections.create_connection("default")
+    if other.vendor == "postgresql":
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [RUN_LOCK_KEY])
+    try:
+        assert apply_retention_task.apply().get() == 0
+    finally:
+        other.close()
+
+    assert AuditEvent.objects.filter(action="retention.run.refused").count() == 1
