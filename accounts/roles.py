@@ -26,7 +26,16 @@ MANAGE_USERS = "accounts.manage_users"
 ROLE_PERMISSIONS: dict[Role, tuple[str, ...]] = {
     Role.MEMBER: (),
     Role.ROOM_ADMIN: ("accounts.create_room",),
-    Role.COMPLIANCE_OFFICER: ("audit.view_auditevent", "audit.view_auditcheckpoint"),
+    Role.COMPLIANCE_OFFICER: (
+        "audit.view_auditevent",
+        "audit.view_auditcheckpoint",
+        "compliance.manage_retention",
+        "compliance.manage_legal_holds",
+        "compliance.view_retentionpolicy",
+        "compliance.view_legalhold",
+        "compliance.view_retentionrun",
+        "compliance.view_messagetombstone",
+    ),
     Role.SECURITY_ADMIN: (
         "accounts.view_user",
         MANAGE_USERS,

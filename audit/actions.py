@@ -225,8 +225,43 @@ class AuditAction(StrEnum):
         "retention.dry_run",
         "A retention dry run counted what a purge would remove.",
     )
+    RETENTION_POLICY_SET = (
+        "retention.policy.set",
+        "A retention policy (the organisation's default or a room's) was set.",
+    )
+    RETENTION_POLICY_REFUSED = (
+        "retention.policy.refused",
+        "A retention policy change was refused (below the organisation minimum, not allowed).",
+    )
+    RETENTION_RUN_STARTED = "retention.run.started", "A retention run started."
+    RETENTION_RUN_FINISHED = (
+        "retention.run.finished",
+        "A retention run finished; its counts are what it purged and shredded.",
+    )
+    RETENTION_RUN_FAILED = (
+        "retention.run.failed",
+        "A retention run stopped on an error; what it committed stands, the next run goes on.",
+    )
+    RETENTION_RUN_INTERRUPTED = (
+        "retention.run.interrupted",
+        "A retention run was found dead by a later run, which completes its work.",
+    )
+    RETENTION_RUN_REFUSED = (
+        "retention.run.refused",
+        "A retention run was refused (another run is working, no such room).",
+    )
+    RETENTION_BACKUP_WARNING = (
+        "retention.backup.warning",
+        "Backups are kept longer than the shortest retention policy: purged content "
+        "outlives its policy in them.",
+    )
     LEGAL_HOLD_PLACED = "legal_hold.placed", "A legal hold was placed."
     LEGAL_HOLD_RELEASED = "legal_hold.released", "A legal hold was released."
+    LEGAL_HOLD_REFUSED = (
+        "legal_hold.refused",
+        "Placing or releasing a legal hold was refused (incomplete, a bad range, "
+        "already released, not allowed).",
+    )
 
     # --- The audit log itself -----------------------------------------------
     AUDIT_CHECKPOINT_WRITTEN = (

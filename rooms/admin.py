@@ -24,6 +24,7 @@ from accounts.models import User
 from accounts.roles import MANAGE_USERS, Role
 from accounts.selectors import people_active
 from rooms.errors import RateLimitedError
+from rooms.holds import room_legal_hold
 from rooms.models import InformationBarrier, Membership, Room
 from rooms.services import (
     barrier_create,
@@ -113,16 +114,29 @@ class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
 
 @admin.register(Room)
 class RoomAdmin(_InvestigatorView, ReadOnlyAdmin):
-    list_display = ["id", "name", "kind", "visibility", "legal_hold", "archived_at", "created_at"]
-    list_filter = ["kind", "visibility", "legal_hold", "history_visible"]
+    list_display = [
+        "id",
+        "name",
+        "kind",
+        "visibility",
+        "under_legal_hold",
+        "archived_at",
+        "created_at",
+    ]
+    list_filter = ["kind", "visibility", "history_visible"]
     search_fields = ["name"]
     fields = (
-        "name", "kind", "visibility", "topic", "history_visible", "retention_policy",
-        "legal_hold", "archived_at", "created_by", "created_at",
+        "name", "kind", "visibility", "topic", "history_visible", "under_legal_hold",
+        "archived_at", "created_by", "created_at",
     )  # fmt: skip
     readonly_fields = fields
     inlines = [MembershipInline]
     actions = ["archive_rooms"]
+
+    @admin.display(description="legal hold", boolean=True)
+    def under_legal_hold(self, obj: Room) -> bool:
+        # Derived from the active holds (compliance), never a field of its own.
+        return room_legal_hold(obj.pk)
 
     @admin.action(description="Archive the selected rooms (read-only from now on)")
     def archive_rooms(self, request: HttpRequest, queryset: QuerySet[Room]) -> None:

@@ -39,8 +39,6 @@ class Room(models.Model):
     topic = models.CharField(max_length=500, blank=True, validators=[refuse_bidi_controls])
     # Whether a member who joins later receives the keys of earlier epochs.
     history_visible = models.BooleanField(default=False)
-    retention_policy = models.CharField(max_length=64, blank=True)
-    legal_hold = models.BooleanField(default=False)
     # Why the current epoch must encrypt nothing more ("" while it may): someone joined
     # whom it must not reach (history hidden, ``member-joined``), or a member was
     # deactivated who may have kept it (``member-deactivated``). The next message or

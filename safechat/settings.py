@@ -157,6 +157,7 @@ INSTALLED_APPS = [
     "audit",
     "rooms",
     "files",
+    "compliance",
 ]
 
 MIDDLEWARE = [
@@ -282,6 +283,20 @@ CELERY_BEAT_SCHEDULE["files-expire-uploads"] = {
 CELERY_BEAT_SCHEDULE["keyring-rotate-master-key"] = {
     "task": "keyring.rotate_master_key",
     "schedule": env.int("SAFECHAT_MASTER_ROTATION_CHECK_SECONDS", default=6 * 3600),
+}
+# --- Retention and legal holds (docs/compliance.md) --------------------------
+# No policy may keep content for fewer days than this (six years: SEC 17a-4, FINRA 4511).
+SAFECHAT_RETENTION_MINIMUM_DAYS = env.int("SAFECHAT_RETENTION_MINIMUM_DAYS", default=2190)
+# Messages purged per transaction: each batch holds its locks for a few milliseconds.
+SAFECHAT_RETENTION_BATCH = env.int("SAFECHAT_RETENTION_BATCH", default=200)
+# A run renews its lease at every batch; past it, a later run takes it for dead (SQLite).
+SAFECHAT_RETENTION_LEASE_SECONDS = env.int("SAFECHAT_RETENTION_LEASE_SECONDS", default=600)
+# How long the operator keeps database and vault backups; the job warns when it exceeds
+# the shortest policy (docs/deployment.md, "Backups and retention").
+SAFECHAT_BACKUP_RETENTION_DAYS = env.int("SAFECHAT_BACKUP_RETENTION_DAYS", default=35)
+CELERY_BEAT_SCHEDULE["compliance-apply-retention"] = {
+    "task": "compliance.apply_retention",
+    "schedule": env.int("SAFECHAT_RETENTION_CHECK_SECONDS", default=24 * 3600),
 }
 # --- Audit log (docs/audit.md) ----------------------------------------------
 # The signing key (SAFECHAT_AUDIT_SIGNING_KEY[_FILE]) is read above with the other keys.

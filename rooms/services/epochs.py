@@ -8,7 +8,7 @@ knows a room only by its id. Guarantees:
 * an epoch that has been superseded never encrypts anything new: the current epoch is
   the room's latest, and new content after a shred of it starts a new one;
 * epochs are numbered under the room's row lock;
-* an epoch of a room under legal hold is never destroyed.
+* an epoch that a legal hold covers is never destroyed (``rooms.holds``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from accounts.models import User
 from audit.actions import AuditAction
 from audit.actors import SystemActor
 from audit.services import audit_record
+from rooms.holds import hold_rules
 from rooms.models import Membership, Room
 from safechat.actions import action, action_transaction
 from safechat.crypto import SymmetricKey
@@ -164,7 +165,8 @@ def room_keys_revoke(*, room: Room, user: User) -> int:
 def room_epoch_shred(*, actor: User | SystemActor, epoch: RoomEpoch) -> None:
     """Destroy every sealed copy of an epoch key: its messages and files become unreadable.
 
-    Refused while the room is under legal hold. Takes the room's row lock. After commit
+    Refused while a legal hold covers anything the epoch protects (``rooms.holds``).
+    Takes the legal-hold ledger's lock (shared), then the room's row lock. After commit
     every process drops the key and what it rendered from it; the next post starts a new
     epoch (a shredded epoch is never replaced by an older one).
     """
@@ -174,11 +176,16 @@ def room_epoch_shred(*, actor: User | SystemActor, epoch: RoomEpoch) -> None:
 
 def epoch_shred_locked(*, actor: User | SystemActor, epoch: RoomEpoch) -> None:
     """``room_epoch_shred``'s work, inside a caller's transaction (an action that also
-    shreds, such as retention): takes the room's row lock, refuses under legal hold.
-    Its key events are published after that transaction commits."""
+    shreds, such as retention): takes the legal-hold ledger's lock (shared; first in the
+    lock order, so a caller holding a room's lock must have taken it already), then the
+    room's row lock, and refuses while a legal hold covers anything the epoch protects
+    (decided under those locks: no hold is placed until the transaction ends). Its key
+    events are published after that transaction commits."""
+    rules = hold_rules()
+    rules.ledger_lock()
     room = Room.objects.select_for_update(no_key=True).get(pk=epoch.room_id)
-    if room.legal_hold:
-        raise LegalHoldError("the room is under legal hold; its keys cannot be destroyed")
+    if rules.epoch_held(room.pk, epoch.number):
+        raise LegalHoldError("a legal hold covers this epoch; its key cannot be destroyed")
     copies = epoch_key_destroy(epoch=epoch)
     audit_record(
         actor=actor,

@@ -197,6 +197,31 @@ def message_post(
         return original
 
 
+def _parent_locked(*, sender: User, room: Room, parent_id: int) -> Message:
+    """The message a reply is filed under (the thread's root: threads are one level
+    deep), locked with the message replied to, in ascending id order, after the room and
+    before any audit append. A retention purge deleting either at this instant finishes
+    first (then it is gone: refused, or the reply goes under what is left) or waits for
+    this post and unlinks the reply; so the insert's ``KEY SHARE`` never waits.
+    Raises ``ValidationError`` if the message replied to is not one the sender may see.
+    """
+    root_id = Message.objects.filter(pk=parent_id, room=room).values_list("parent_id", flat=True)
+    wanted = {parent_id, *(pk for pk in root_id if pk is not None)}
+    locked = {m.pk: m for m in rows_locked(Message, wanted)}
+    parent = locked.get(parent_id)
+    if (
+        parent is None
+        or parent.room_id != room.pk
+        or parent.deleted_at is not None
+        # one posted before the sender joined a room hiding history is not theirs to see
+        or parent.seq <= visible_from_seq(reader=sender, room=room)
+    ):
+        raise ValidationError("the message you reply to does not exist in this room")
+    if parent.parent_id is not None and parent.parent_id in locked:
+        return locked[parent.parent_id]
+    return parent
+
+
 def _message_insert(
     *,
     sender: User,
@@ -230,16 +255,7 @@ def _message_insert(
         ).update(client_key=None, client_fingerprint="")
     parent = None
     if parent_id is not None:
-        parent = Message.objects.filter(
-            pk=parent_id,
-            room=room,
-            deleted_at__isnull=True,
-            # one posted before the sender joined a room hiding history is not theirs to see
-            seq__gt=visible_from_seq(reader=sender, room=room),
-        ).first()
-        if parent is None:
-            raise ValidationError("the message you reply to does not exist in this room")
-        parent = parent.parent or parent  # threads are one level deep
+        parent = _parent_locked(sender=sender, room=room, parent_id=parent_id)
     seq = room.message_seq + 1
     Room.objects.filter(pk=room.pk).update(message_seq=seq)
     uid = uuid.uuid4()
@@ -312,6 +328,14 @@ def message_file_insert(*, room: Room, uploader: User, file_id: int) -> Message:
     return message
 
 
+def _message_locked(message_id: int) -> Message:
+    """The message, locked; ``Http404`` if it is gone (purged by retention meanwhile)."""
+    locked = Message.objects.select_for_update(no_key=True).filter(pk=message_id).first()
+    if locked is None:
+        raise Http404("no such message")
+    return locked
+
+
 def message_file_withdraw(*, actor: User, room: Room, message_id: int, at: datetime) -> None:
     """Hide the message that shares a file being deleted (``files.services.file_delete``):
     gone for members at ``at``, kept (still encrypted) like the file until retention.
@@ -322,8 +346,8 @@ def message_file_withdraw(*, actor: User, room: Room, message_id: int, at: datet
     entry; subscribers get ``message.deleted`` after commit. A message already deleted
     is left as it is.
     """
-    locked = Message.objects.select_for_update(no_key=True).get(pk=message_id, room=room)
-    if locked.deleted_at is not None:
+    locked = Message.objects.select_for_update(no_key=True).filter(pk=message_id, room=room).first()
+    if locked is None or locked.deleted_at is not None:  # purged by retention, or deleted
         return
     locked.deleted_at, locked.deleted_by = at, actor
     locked.save(update_fields=["deleted_at", "deleted_by"])
@@ -375,7 +399,7 @@ def _message_revise(*, actor: User, message: Message, text: str) -> Message:
     room = _room_locked(message.room_id)
     require_writable(actor=actor, room=room, permission=perms.POST)
     require_unseparated(actor=actor, room=room, operation="message.edit")
-    message = Message.objects.select_for_update(no_key=True).get(pk=message.pk)
+    message = _message_locked(message.pk)
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
     MessageRevision.objects.create(
@@ -440,7 +464,7 @@ def message_delete(*, actor: User, message: Message) -> Message:
 def _message_hide(*, actor: User, message: Message, permission: str) -> Message:
     room = _room_locked(message.room_id)
     require_writable(actor=actor, room=room, permission=permission)
-    locked = Message.objects.select_for_update(no_key=True).get(pk=message.pk)
+    locked = _message_locked(message.pk)
     if locked.deleted_at is not None:
         return locked
     locked.deleted_at = timezone.now()

@@ -82,7 +82,6 @@ def room_create(
     name: str,
     topic: str = "",
     history_visible: bool = False,
-    retention_policy: str = "",
     visibility: str = Room.Visibility.PRIVATE,
 ) -> Room:
     """Create a channel owned by ``actor``, with its first key epoch: private (invitation
@@ -107,7 +106,6 @@ def room_create(
         name=name.strip(),
         topic=topic.strip(),
         history_visible=history_visible,
-        retention_policy=retention_policy,
         visibility=visibility,
         created_by=actor,
     )

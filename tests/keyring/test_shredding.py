@@ -6,7 +6,8 @@ import pytest
 
 from accounts.models import User
 from audit.models import AuditEvent
-from rooms.models import Message, Room
+from compliance.services import legal_hold_place
+from rooms.models import Message
 from rooms.selectors import message_view
 from rooms.services import message_post
 from rooms.services.epochs import room_epoch_shred
@@ -14,6 +15,7 @@ from safechat.keyring.errors import LegalHoldError
 from safechat.keyring.models import RoomEpoch, SealedEpochKey
 from safechat.keyring.services import clear_key_caches
 from tests.accounts.factories import make_user
+from tests.compliance.factories import make_officer
 from tests.rooms.factories import make_room
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +48,7 @@ def test_a_legal_hold_refuses_shredding_and_destroys_nothing() -> None:
     owner = make_user()
     room = make_room(owner=owner)
     kept = message_post(sender=owner, room=room, text="evidence")
-    Room.objects.filter(pk=room.pk).update(legal_hold=True)
+    legal_hold_place(actor=make_officer(), matter="M-1", reason="litigation", rooms=[room])
     epoch = RoomEpoch.objects.get(room=room, number=kept.epoch)
     copies_before = SealedEpochKey.objects.filter(epoch=epoch).count()
     events_before = AuditEvent.objects.filter(action="key.epoch.shredded").count()

@@ -73,6 +73,9 @@ NOT_ENTRY_POINTS = {
     "rooms.services.barriers.barrier_require_allowed",
     "rooms.services.barriers.require_unseparated",
     "files.services._common.upload_refused",
+    "compliance.services._common.refused",
+    "compliance.services._common.require_permission",
+    "compliance.services._common.require_text",
     # queues a task after commit
     "files.services.uploads.scan_enqueue",
     # parts of a caller's transaction (their docstrings say so)
@@ -104,7 +107,12 @@ NOT_ENTRY_POINTS = {
 
 def _service_modules() -> list[ModuleType]:
     modules = []
-    for package_name in ("files.services", "rooms.services", "accounts.services"):
+    for package_name in (
+        "compliance.services",
+        "files.services",
+        "rooms.services",
+        "accounts.services",
+    ):
         package = importlib.import_module(package_name)
         modules.append(package)
         for info in pkgutil.iter_modules(package.__path__):

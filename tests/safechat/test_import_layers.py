@@ -12,7 +12,7 @@ import grimp
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("safechat", "accounts", "rooms", "files", "audit")
+PACKAGES = ("safechat", "accounts", "rooms", "files", "compliance", "audit")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 

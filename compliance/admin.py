@@ -1,0 +1,312 @@
+"""Retention policies and legal holds for compliance officers; runs and tombstones to read.
+
+Every change goes through ``compliance.services``: the form calls the service when it is
+checked, so a refusal (audited by the service) is shown on the form with nothing
+changed, and a change is saved, with its audit event, by the service alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_protect
+
+from accounts.models import User
+from compliance.models import LegalHold, MessageTombstone, RetentionPolicy, RetentionRun
+from compliance.services import (
+    ComplianceRefused,
+    legal_hold_place,
+    legal_hold_release,
+    retention_apply,
+    retention_policy_set,
+)
+from compliance.services._common import MANAGE_LEGAL_HOLDS, MANAGE_RETENTION
+from compliance.tasks import apply_retention_task
+from rooms.models import Room
+from safechat.admin_base import ReadOnlyAdmin
+
+
+class _ServiceForm(forms.ModelForm):  # type: ignore[type-arg]
+    """A form whose ``clean`` performs the change through a service (set by the admin)."""
+
+    actor: User | None = None
+    result: Any = None
+
+    def perform(self) -> Any:
+        raise NotImplementedError
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        if self.errors:
+            return cleaned
+        try:
+            self.result = self.perform()
+        except ComplianceRefused as refusal:
+            raise forms.ValidationError(str(refusal)) from None
+        return cleaned
+
+    def _post_clean(self) -> None:
+        # The service validated and saved; the model's own checks would run on a stale copy.
+        pass
+
+
+class _ServiceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Saves go through the form's service call: the action opens the outermost
+    transaction, so the change form does not wrap the request in one."""
+
+    @method_decorator(csrf_protect)
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        response: HttpResponse = getattr(self, "_changeform_view")(  # noqa: B009 (Django's own)
+            request, object_id, form_url, extra_context
+        )
+        return response
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        user = request.user
+        return type(form.__name__, (form,), {"actor": user if isinstance(user, User) else None})
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # Saved by the service in the form's clean: the page shows what it saved.
+        obj.__dict__.update(form.result.__dict__)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass  # the service set the relations too
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- policies -------------------------------------------------------------------
+
+
+class RetentionPolicyForm(_ServiceForm):
+    keep_days = forms.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="Days content is kept from its last write; empty keeps it forever.",
+    )
+
+    class Meta:
+        model = RetentionPolicy
+        fields = ["room", "keep_days"]
+
+    def perform(self) -> RetentionPolicy:
+        assert self.actor is not None  # noqa: S101 - the admin site requires a signed-in user
+        room = self.instance.room if self.instance.pk else self.cleaned_data.get("room")
+        return retention_policy_set(
+            actor=self.actor, room=room, keep_days=self.cleaned_data.get("keep_days")
+        )
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(_ServiceAdmin):
+    form = RetentionPolicyForm
+    list_display = ["scope", "kept", "updated_by", "updated_at"]
+    list_select_related = ["room", "updated_by"]
+    search_fields = ["room__name"]
+    list_filter = [("room", admin.EmptyFieldListFilter)]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["room"] if obj is not None else []
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(MANAGE_RETENTION))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm(MANAGE_RETENTION))
+
+    actions = ["dry_run", "apply_now"]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions: dict[str, Any] = super().get_actions(request)
+        if not request.user.has_perm(MANAGE_RETENTION):
+            return {}
+        return actions
+
+    @admin.action(description="Dry run: what retention would purge under the selected policies")
+    def dry_run(self, request: HttpRequest, queryset: QuerySet[RetentionPolicy]) -> None:
+        user = request.user
+        assert isinstance(user, User)  # noqa: S101 - the admin site requires a signed-in user
+        for policy in queryset.select_related("room"):
+            try:
+                report = retention_apply(actor=user, dry_run=True, room_id=policy.room_id)
+            except ComplianceRefused as refusal:
+                self.message_user(request, str(refusal), messages.ERROR)
+                continue
+            totals = report.totals()
+            scope = "the organisation" if policy.room is None else f"room {policy.room.name}"
+            self.message_user(
+                request,
+                f"Dry run {report.run_id} for {scope}: {totals['messages']} messages, "
+                f"{totals['files']} files in {len(report.rooms)} room(s) would be purged and "
+                f"{totals['epochs']} epoch key(s) shredded.",
+            )
+            for room in report.rooms[:20]:
+                self.message_user(
+                    request,
+                    f"room {room.room_id}: {room.messages} messages, {room.files} files, "
+                    f"oldest {room.oldest:%Y-%m-%d}, newest {room.newest:%Y-%m-%d}"
+                    if room.oldest and room.newest
+                    else f"room {room.room_id}: {room.epochs} epoch key(s) to shred",
+                )
+
+    @admin.action(description="Apply retention now (queued for the worker)")
+    def apply_now(self, request: HttpRequest, queryset: QuerySet[RetentionPolicy]) -> None:
+        apply_retention_task.delay()
+        self.message_user(
+            request,
+            "Retention is queued; its run appears under Retention runs (a run already "
+            "working makes it stand down).",
+        )
+
+    @admin.display(description="applies to", ordering="room__name")
+    def scope(self, obj: RetentionPolicy) -> str:
+        return "organisation default" if obj.room is None else f"room {obj.room.name}"
+
+    @admin.display(description="kept")
+    def kept(self, obj: RetentionPolicy) -> str:
+        return "forever" if obj.keep_days is None else f"{obj.keep_days} days"
+
+
+# --- holds --------------------------------------------------------------------------
+
+
+class LegalHoldPlaceForm(_ServiceForm):
+    matter = forms.CharField(max_length=120, required=False)
+    reason = forms.CharField(widget=forms.Textarea, max_length=2000, required=False)
+
+    class Meta:
+        model = LegalHold
+        fields = ["matter", "reason", "rooms", "custodians", "starts_on", "ends_on"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        rooms, custodians = self.fields["rooms"], self.fields["custodians"]
+        assert isinstance(rooms, forms.ModelMultipleChoiceField)  # noqa: S101
+        assert isinstance(custodians, forms.ModelMultipleChoiceField)  # noqa: S101
+        rooms.queryset = Room.objects.order_by("name", "pk")
+        custodians.queryset = User.objects.order_by("username")
+
+    def perform(self) -> LegalHold:
+        assert self.actor is not None  # noqa: S101
+        data = self.cleaned_data
+        return legal_hold_place(
+            actor=self.actor,
+            matter=data.get("matter", ""),
+            reason=data.get("reason", ""),
+            rooms=list(data.get("rooms") or []),
+            custodians=list(data.get("custodians") or []),
+            starts_on=data.get("starts_on"),
+            ends_on=data.get("ends_on"),
+        )
+
+
+class LegalHoldReleaseForm(_ServiceForm):
+    release_reason = forms.CharField(
+        widget=forms.Textarea, max_length=2000, required=False, label="Reason for release"
+    )
+
+    class Meta:
+        model = LegalHold
+        fields = ["release_reason"]
+
+    def perform(self) -> LegalHold:
+        assert self.actor is not None  # noqa: S101
+        return legal_hold_release(
+            actor=self.actor, hold=self.instance, reason=self.cleaned_data.get("release_reason", "")
+        )
+
+
+class ActiveFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "active"), ("released", "released")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "active":
+            return queryset.filter(released_at__isnull=True)
+        if self.value() == "released":
+            return queryset.filter(released_at__isnull=False)
+        return queryset
+
+
+HOLD_FIELDS = [
+    "matter", "reason", "rooms", "custodians", "starts_on", "ends_on",
+    "placed_by", "placed_at", "released_by", "released_at",
+]  # fmt: skip
+
+
+@admin.register(LegalHold)
+class LegalHoldAdmin(_ServiceAdmin):
+    list_display = ["id", "matter", "active", "placed_by", "placed_at", "released_at"]
+    list_filter = [ActiveFilter, "placed_at", "released_at"]
+    search_fields = ["matter", "reason", "custodians__username", "rooms__name"]
+    list_select_related = ["placed_by"]
+    filter_horizontal = ["rooms", "custodians"]
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        kwargs["form"] = LegalHoldPlaceForm if obj is None else LegalHoldReleaseForm
+        kwargs["fields"] = None
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ["matter", "reason", "rooms", "custodians", "starts_on", "ends_on"]
+        return [*HOLD_FIELDS, "release_reason"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return []
+        if obj.is_active and self.has_change_permission(request, obj):
+            return HOLD_FIELDS
+        return [*HOLD_FIELDS, "release_reason"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(MANAGE_LEGAL_HOLDS))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Changing a hold means releasing it; a released hold is only shown.
+        allowed = bool(request.user.has_perm(MANAGE_LEGAL_HOLDS))
+        return allowed and (obj is None or obj.is_active)
+
+    @admin.display(description="active", boolean=True)
+    def active(self, obj: LegalHold) -> bool:
+        return obj.is_active
+
+
+# --- what runs did ---------------------------------------------------------------
+
+
+@admin.register(RetentionRun)
+class RetentionRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id", "dry_run", "state", "room_scope", "started_at", "finished_at",
+        "messages", "files", "epochs_shredded",
+    ]  # fmt: skip
+    list_filter = ["dry_run", "state", "started_at"]
+
+
+@admin.register(MessageTombstone)
+class MessageTombstoneAdmin(ReadOnlyAdmin):
+    list_display = ["message_id", "room", "seq", "sent_at", "purged_at", "run"]
+    list_filter = ["purged_at"]
+    search_fields = ["=message_id", "=room__id", "room__name"]
+    list_select_related = ["room", "run"]

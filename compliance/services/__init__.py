@@ -1,0 +1,18 @@
+"""Writes of retention and legal holds: one function per action, for the admin, the
+management command and the Celery task."""
+
+from compliance.services._common import ComplianceRefused, RetentionBusyError
+from compliance.services.holds import legal_hold_place, legal_hold_release
+from compliance.services.policies import retention_policy_set
+from compliance.services.retention import RetentionReport, RoomCounts, retention_apply
+
+__all__ = [
+    "ComplianceRefused",
+    "RetentionBusyError",
+    "RetentionReport",
+    "RoomCounts",
+    "legal_hold_place",
+    "legal_hold_release",
+    "retention_apply",
+    "retention_policy_set",
+]

@@ -1,0 +1,142 @@
+"""Legal holds: placed and released by compliance officers, never deleted."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from django.utils import timezone
+
+from accounts.models import User
+from audit.actions import AuditAction
+from audit.services import audit_record
+from compliance import locks
+from compliance.models import LegalHold
+from compliance.services._common import (
+    MANAGE_LEGAL_HOLDS,
+    refused,
+    require_permission,
+    require_text,
+)
+from rooms.models import Room
+from safechat.actions import action, action_transaction
+
+MATTER_MAX = 120
+REASON_MAX = 2000
+
+
+@action
+def legal_hold_place(
+    *,
+    actor: User,
+    matter: str,
+    reason: str,
+    rooms: Sequence[Room] = (),
+    custodians: Sequence[User] = (),
+    starts_on: date | None = None,
+    ends_on: date | None = None,
+) -> LegalHold:
+    """Place a hold on ``rooms`` and/or ``custodians`` (their messages and files in every
+    room, and their direct conversations), optionally only on what was written from
+    ``starts_on`` to ``ends_on`` (inclusive UTC days). From its commit on, nothing it
+    covers is purged or shredded.
+
+    Refused (audited, nothing changed) without ``compliance.manage_legal_holds``, with an
+    empty matter or reason, with neither rooms nor custodians, or with a range that ends
+    before it starts. Locks: the legal-hold ledger (exclusive: a purge batch or shred in
+    progress finishes first, and the next one sees the hold); the audit chain last.
+    """
+    refusal = AuditAction.LEGAL_HOLD_REFUSED
+    require_permission(actor=actor, permission=MANAGE_LEGAL_HOLDS, action=refusal)
+    matter = require_text(matter, actor=actor, action=refusal, field="matter", limit=MATTER_MAX)
+    reason = require_text(reason, actor=actor, action=refusal, field="reason", limit=REASON_MAX)
+    room_ids = sorted({room.pk for room in rooms})
+    custodian_ids = sorted({person.pk for person in custodians})
+    if not room_ids and not custodian_ids:
+        raise refused(
+            actor=actor,
+            action=refusal,
+            reason="nothing held",
+            message="a hold names at least one room or custodian",
+            matter=matter,
+        )
+    if starts_on is not None and ends_on is not None and ends_on < starts_on:
+        raise refused(
+            actor=actor,
+            action=refusal,
+            reason="range ends before it starts",
+            message="the hold's range ends before it starts",
+            matter=matter,
+            starts_on=starts_on.isoformat(),
+            ends_on=ends_on.isoformat(),
+        )
+    with action_transaction():
+        locks.ledger_lock_exclusive()
+        hold = LegalHold.objects.create(
+            matter=matter,
+            reason=reason,
+            starts_on=starts_on,
+            ends_on=ends_on,
+            placed_by=actor,
+            placed_at=timezone.now(),
+        )
+        hold.rooms.set(room_ids)
+        hold.custodians.set(custodian_ids)
+        audit_record(
+            actor=actor,
+            action=AuditAction.LEGAL_HOLD_PLACED,
+            target=hold,
+            extra={
+                "matter": matter,
+                "rooms": room_ids,
+                "custodians": custodian_ids,
+                "starts_on": starts_on.isoformat() if starts_on else None,
+                "ends_on": ends_on.isoformat() if ends_on else None,
+            },
+        )
+    return hold
+
+
+@action
+def legal_hold_release(*, actor: User, hold: LegalHold, reason: str) -> LegalHold:
+    """Release an active hold, recording who, when and why; what it covered becomes
+    subject to its retention policy again (the next run purges what has expired).
+
+    Refused (audited, nothing changed) without ``compliance.manage_legal_holds``, with an
+    empty reason, or for a hold already released (by someone else at the same instant
+    too: decided under the hold's row lock). Locks: the legal-hold ledger (exclusive),
+    then the hold's row; the audit chain last.
+    """
+    refusal = AuditAction.LEGAL_HOLD_REFUSED
+    require_permission(actor=actor, permission=MANAGE_LEGAL_HOLDS, action=refusal)
+    reason = require_text(
+        reason, actor=actor, action=refusal, field="release reason", limit=REASON_MAX
+    )
+    with action_transaction():
+        locks.ledger_lock_exclusive()
+        locked = LegalHold.objects.select_for_update().get(pk=hold.pk)
+        if locked.released_at is not None:
+            raise refused(
+                actor=actor,
+                action=refusal,
+                target=locked,
+                reason="already released",
+                message="this hold was already released",
+                matter=locked.matter,
+            )
+        locked.released_at = timezone.now()
+        locked.released_by = actor
+        locked.release_reason = reason
+        locked.save(update_fields=["released_at", "released_by", "release_reason"])
+        audit_record(
+            actor=actor,
+            action=AuditAction.LEGAL_HOLD_RELEASED,
+            target=locked,
+            extra={"matter": locked.matter},
+        )
+    hold.released_at, hold.released_by, hold.release_reason = (
+        locked.released_at,
+        actor,
+        reason,
+    )
+    return locked

@@ -1,0 +1,197 @@
+"""The admin for compliance officers: policies and holds listed, searched, filtered, and
+changed only through the services (refusals shown on the form and audited)."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from pytest_django import Settings
+
+from accounts.models import User
+from accounts.roles import Role
+from audit.models import AuditEvent
+from compliance.models import LegalHold, RetentionPolicy
+from compliance.services import legal_hold_place, retention_policy_set
+from compliance.tasks import apply_retention_task
+from rooms.models import Message
+from tests.accounts.factories import grant_role, make_user, sign_in_client
+from tests.compliance.factories import make_officer, post_aged
+from tests.rooms.factories import make_room
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(user: User) -> Client:
+    client = Client()
+    sign_in_client(client, user, verified=True)
+    return client
+
+
+def test_an_officer_sees_policies_holds_runs_and_tombstones() -> None:
+    client = client_for(make_officer())
+
+    page = client.get("/admin/")
+
+    links = {m["admin_url"] for app in page.context["app_list"] for m in app["models"]}
+    assert {
+        "/admin/compliance/retentionpolicy/",
+        "/admin/compliance/legalhold/",
+        "/admin/compliance/retentionrun/",
+        "/admin/compliance/messagetombstone/",
+    } <= links
+    for path in links & {"/admin/compliance/retentionrun/", "/admin/compliance/messagetombstone/"}:
+        assert client.get(path).status_code == 200
+        assert client.get(path + "add/").status_code == 403
+
+
+def test_an_officer_places_a_hold_from_the_admin() -> None:
+    officer, custodian = make_officer(), make_user(username="carla")
+    room = make_room(name="Rates desk")
+    client = client_for(officer)
+
+    response = client.post(
+        "/admin/compliance/legalhold/add/",
+        {
+            "matter": "SEC v. Desk",
+            "reason": "subpoena of March",
+            "rooms": [room.pk],
+            "custodians": [custodian.pk],
+            "starts_on": "2024-01-01",
+            "ends_on": "2024-06-30",
+        },
+    )
+
+    assert response.status_code == 302
+    hold = LegalHold.objects.get()
+    assert (hold.matter, hold.placed_by) == ("SEC v. Desk", officer)
+    assert set(hold.custodians.all()) == {custodian}
+    assert AuditEvent.objects.filter(action="legal_hold.placed").count() == 1
+    listing = client.get("/admin/compliance/legalhold/", {"q": "carla", "status": "active"})
+    assert "SEC v. Desk" in listing.content.decode()
+
+
+def test_a_bad_hold_from_the_admin_shows_the_error_changes_nothing_and_is_audited() -> None:
+    client = client_for(make_officer())
+    room = make_room()
+
+    response = client.post(
+        "/admin/compliance/legalhold/add/",
+        {"matter": "M", "reason": "", "rooms": [room.pk], "starts_on": "", "ends_on": ""},
+    )
+
+    assert response.status_code == 200
+    assert "a reason is required" in response.content.decode()
+    assert not LegalHold.objects.exists()
+    assert AuditEvent.objects.filter(action="legal_hold.refused").count() == 1
+
+
+def test_an_officer_releases_a_hold_with_a_reason_and_a_released_hold_is_read_only() -> None:
+    officer = make_officer()
+    hold = legal_hold_place(actor=officer, matter="M", reason="r", rooms=[make_room()])
+    client = client_for(officer)
+    page = f"/admin/compliance/legalhold/{hold.pk}/change/"
+
+    empty = client.post(page, {"release_reason": ""})
+    assert "release reason is required" in empty.content.decode()
+    assert LegalHold.objects.get(pk=hold.pk).is_active
+
+    done = client.post(page, {"release_reason": "matter closed"})
+
+    assert done.status_code == 302
+    released = LegalHold.objects.get(pk=hold.pk)
+    assert (released.released_by, released.release_reason) == (officer, "matter closed")
+    again = client.post(page, {"release_reason": "twice"})
+    assert again.status_code == 403
+    assert LegalHold.objects.get(pk=hold.pk).release_reason == "matter closed"
+
+
+def test_a_policy_below_the_minimum_from_the_admin_is_refused_on_the_form(
+    settings: Settings,
+) -> None:
+    settings.SAFECHAT_RETENTION_MINIMUM_DAYS = 2190
+    client = client_for(make_officer())
+
+    refused = client.post("/admin/compliance/retentionpolicy/add/", {"keep_days": "30"})
+    assert refused.status_code == 200
+    assert "at least 2190 days" in refused.content.decode()
+    assert not RetentionPolicy.objects.exists()
+    assert AuditEvent.objects.filter(action="retention.policy.refused").count() == 1
+
+    accepted = client.post("/admin/compliance/retentionpolicy/add/", {"keep_days": "2555"})
+
+    assert accepted.status_code == 302
+    assert RetentionPolicy.objects.get(room=None).keep_days == 2555
+
+
+def test_an_officer_changes_a_room_override_from_the_admin() -> None:
+    officer = make_officer()
+    room = make_room()
+    policy = retention_policy_set(actor=officer, room=room, keep_days=400)
+    client = client_for(officer)
+
+    response = client.post(
+        f"/admin/compliance/retentionpolicy/{policy.pk}/change/", {"keep_days": ""}
+    )
+
+    assert response.status_code == 302
+    assert RetentionPolicy.objects.get(room=room).keep_days is None
+
+
+def test_a_security_admin_manages_no_holds_or_policies() -> None:
+    client = client_for(grant_role(make_user(), Role.SECURITY_ADMIN))
+
+    assert client.get("/admin/compliance/legalhold/").status_code == 403
+    assert (
+        client.post("/admin/compliance/legalhold/add/", {"matter": "M", "reason": "r"}).status_code
+        == 403
+    )
+    assert (
+        client.post("/admin/compliance/retentionpolicy/add/", {"keep_days": "3000"}).status_code
+        == 403
+    )
+    assert not LegalHold.objects.exists()
+    assert not RetentionPolicy.objects.exists()
+
+
+def test_the_room_page_shows_the_derived_hold() -> None:
+    officer = make_officer()
+    room = make_room(name="Held room")
+    legal_hold_place(actor=officer, matter="M", reason="r", rooms=[room])
+
+    page = client_for(officer).get("/admin/rooms/room/")
+
+    assert page.status_code == 200
+    assert 'alt="True"' in page.content.decode()
+
+
+def test_an_officer_dry_runs_from_the_policy_list_and_nothing_changes() -> None:
+    officer, owner = make_officer(), make_user()
+    room = make_room(owner=owner)
+    message = post_aged(sender=owner, room=room, days=90)
+    policy = retention_policy_set(actor=officer, room=None, keep_days=30)
+    client = client_for(officer)
+
+    response = client.post(
+        "/admin/compliance/retentionpolicy/",
+        {"action": "dry_run", "_selected_action": [policy.pk]},
+        follow=True,
+    )
+
+    shown = [str(m) for m in response.context["messages"]]
+    assert any("1 messages" in line and "would be purged" in line for line in shown), shown
+    assert Message.objects.filter(pk=message.pk).exists()
+    assert AuditEvent.objects.filter(action="retention.dry_run").count() == 1
+
+
+def test_apply_now_queues_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    officer = make_officer()
+    policy = retention_policy_set(actor=officer, room=None, keep_days=30)
+    queued: list[bool] = []
+    monkeypatch.setattr(apply_retention_task, "delay", lambda: queued.append(True))
+
+    client_for(officer).post(
+        "/admin/compliance/retentionpolicy/",
+        {"action": "apply_now", "_selected_action": [policy.pk]},
+    )
+
+    assert queued == [True]
