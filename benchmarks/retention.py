@@ -100,19 +100,19 @@ def _ms(stats: dict[str, float]) -> str:
 
 def seed(*, messages: int, rooms: int) -> tuple[Any, list[Any]]:
     """Rooms through the services, messages in bulk; returns (owner, rooms)."""
-    from django.contrib.auth.models import Permission
+    from django.contrib.auth.models import Group
     from django.db import connection, transaction
     from django.utils import timezone
 
     from accounts.models import User
+    from accounts.roles import Role, roles_sync
     from rooms.models import Message, MessageRevision, Reaction, Room
     from rooms.services import room_create, room_key_rotate
     from safechat.keyring.models import RoomEpoch
 
     owner = User.objects.create_user(username="bench-owner", password=secrets.token_hex(16))
-    owner.user_permissions.add(
-        Permission.objects.get(content_type__app_label="accounts", codename="create_room")
-    )
+    roles_sync()  # permissions are roles' (accounts.backends)
+    owner.groups.add(Group.objects.get(name=Role.ROOM_ADMIN))
     owner = User.objects.get(pk=owner.pk)
     started = time.perf_counter()
     created = []
@@ -311,11 +311,11 @@ def bench(*, messages: int, rooms: int, batch: int, chat_rate: float, chat_secon
 
     owner, created = seed(messages=messages, rooms=rooms)
     officer = User.objects.create_user(username="bench-officer", is_staff=True)
-    from django.contrib.auth.models import Permission
+    from django.contrib.auth.models import Group
 
-    officer.user_permissions.add(
-        Permission.objects.get(content_type__app_label="compliance", codename="manage_retention")
-    )
+    from accounts.roles import Role
+
+    officer.groups.add(Group.objects.get(name=Role.COMPLIANCE_OFFICER))
     officer = User.objects.get(pk=officer.pk)
     retention_policy_set(actor=officer, room=None, keep_days=30)
     chat_rooms = created[:: max(1, len(created) // 50)]

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.test import override_settings
 from PIL import Image
 
 from accounts.models import ApiToken, User
+from accounts.roles import Role
 from accounts.services import user_deactivate
 from accounts.services.tokens import api_token_create
 from audit.models import AuditEvent
@@ -26,7 +26,7 @@ from files.services import scanning as scanning_service
 from rooms.models import Message, Room, RoomChange
 from rooms.services import membership_remove, room_archive
 from safechat import events
-from tests.accounts.factories import make_user
+from tests.accounts.factories import grant_role, make_user
 from tests.files.asgi_client import call
 from tests.files.helpers import upload
 from tests.rooms.factories import make_room
@@ -52,10 +52,7 @@ def _png() -> bytes:
 
 
 def _deactivate(owner: User, uploader: User, room: Room) -> None:
-    admin = make_user()
-    admin.user_permissions.add(
-        Permission.objects.get(content_type__app_label="accounts", codename="manage_users")
-    )
+    admin = grant_role(make_user(), Role.SECURITY_ADMIN)
     user_deactivate(actor=User.objects.get(pk=admin.pk), user=uploader)
 
 
