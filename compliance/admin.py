@@ -12,9 +12,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.utils.decorators import method_decorator
-from django.views.decorators.csrf import csrf_protect
+from django.http import HttpRequest
 
 from accounts.models import User
 from compliance.models import LegalHold, MessageTombstone, RetentionPolicy, RetentionRun
@@ -28,7 +26,7 @@ from compliance.services import (
 from compliance.services._common import MANAGE_LEGAL_HOLDS, MANAGE_RETENTION
 from compliance.tasks import apply_retention_task
 from rooms.models import Room
-from safechat.admin_base import ReadOnlyAdmin
+from safechat.admin_base import ReadOnlyAdmin, ServiceTransactionAdmin
 
 
 class _ServiceForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -55,22 +53,8 @@ class _ServiceForm(forms.ModelForm):  # type: ignore[type-arg]
         pass
 
 
-class _ServiceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Saves go through the form's service call: the action opens the outermost
-    transaction, so the change form does not wrap the request in one."""
-
-    @method_decorator(csrf_protect)
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        response: HttpResponse = getattr(self, "_changeform_view")(  # noqa: B009 (Django's own)
-            request, object_id, form_url, extra_context
-        )
-        return response
+class _ServiceAdmin(ServiceTransactionAdmin):
+    """Saves go through the form's service call (``ServiceTransactionAdmin``)."""
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any

@@ -14,11 +14,9 @@ from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.decorators import method_decorator
 from django.utils.html import format_html
-from django.views.decorators.csrf import csrf_protect
 
 from accounts.models import User
 from accounts.roles import MANAGE_USERS, Role
@@ -39,25 +37,7 @@ from rooms.services.barriers import (
     room_barrier_violations,
 )
 from safechat.admin_actions import each_row
-from safechat.admin_base import ReadOnlyAdmin, may_investigate
-
-
-class _ServiceTransactionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """An admin whose saves call an action: the action opens the outermost transaction
-    (``safechat.actions``), so the change form does not wrap the request in one."""
-
-    @method_decorator(csrf_protect)
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        response: HttpResponse = getattr(self, "_changeform_view")(  # noqa: B009 (Django's own)
-            request, object_id, form_url, extra_context
-        )
-        return response
+from safechat.admin_base import ReadOnlyAdmin, ServiceTransactionAdmin, may_investigate
 
 
 def _user_link(user: User) -> str:
@@ -197,7 +177,7 @@ class InformationBarrierForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(InformationBarrier)
-class InformationBarrierAdmin(_ServiceTransactionAdmin):
+class InformationBarrierAdmin(ServiceTransactionAdmin):
     form = InformationBarrierForm
     list_display = ["id", "group_a", "group_b", "reason", "created_by", "created_at"]
     fields = ["group_a", "group_b", "reason"]
@@ -315,7 +295,7 @@ admin.site.unregister(Group)
 
 
 @admin.register(Group)
-class GroupAdmin(_ServiceTransactionAdmin):
+class GroupAdmin(ServiceTransactionAdmin):
     """Groups that barriers separate. Who is in a group changes through
     ``group_members_set``, which re-checks every room of each person added."""
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_protect
 
 # The two roles the admin is for (accounts.roles; named here, as this module sits below
 # the apps): security admins administer people and rooms, compliance officers read the
@@ -37,3 +39,21 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class ServiceTransactionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """An admin whose saves call an action: the action opens the outermost transaction
+    (``safechat.actions``), so the change form does not wrap the request in one."""
+
+    @method_decorator(csrf_protect)
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        response: HttpResponse = getattr(self, "_changeform_view")(  # noqa: B009 (Django's own)
+            request, object_id, form_url, extra_context
+        )
+        return response

@@ -10,6 +10,7 @@ from pytest_django import Settings
 
 from safechat.keyring.provider import reset_provider
 from safechat.keyring.services import clear_key_caches
+from tests.support.clamd import OwnClamd
 
 pytest_plugins = [
     "tests.support.fixtures",
@@ -95,3 +96,35 @@ def _socket_thread_connections_closed(django_db_setup: None) -> Iterator[None]:
 
     close_connections()
     gc.collect()
+
+
+@pytest.fixture(scope="session")
+def clamd_server() -> Iterator[OwnClamd]:
+    """One clamd for the whole session (the vault's and retention's tests alike): it starts
+    in well under a second with its tiny database."""
+    server = OwnClamd()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clamd(clamd_server: OwnClamd, settings: Settings) -> OwnClamd:
+    """The settings point at the tests' clamd."""
+    settings.SAFECHAT_CLAMD_SOCKET = clamd_server.socket_path
+    settings.SAFECHAT_CLAMD_HOST = ""
+    return clamd_server
+
+
+@pytest.fixture
+def vault_dir(settings: Settings, tmp_path: Path) -> Path:
+    """The file vault's storage in a folder of this test's own."""
+    folder = tmp_path / "vault"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "vault": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(folder), "base_url": None},
+        },
+    }
+    return folder

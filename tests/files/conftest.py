@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pytest_django import Settings
-
-from tests.support.clamd import OwnClamd
-
-
-@pytest.fixture(scope="session")
-def clamd_server() -> Iterator[OwnClamd]:
-    """One clamd for the session: it starts in well under a second with its tiny database."""
-    server = OwnClamd()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def clamd(clamd_server: OwnClamd, settings: Settings) -> OwnClamd:
-    """The settings point at the tests' clamd."""
-    settings.SAFECHAT_CLAMD_SOCKET = clamd_server.socket_path
-    settings.SAFECHAT_CLAMD_HOST = ""
-    return clamd_server
 
 
 @pytest.fixture(autouse=True)
@@ -36,14 +16,6 @@ def _no_clamd_unless_asked(settings: Settings) -> None:
 
 
 @pytest.fixture(autouse=True)
-def vault_dir(settings: Settings, tmp_path: Path) -> Path:
-    """Each test stores its blobs in a folder of its own."""
-    folder = tmp_path / "vault"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "vault": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(folder), "base_url": None},
-        },
-    }
-    return folder
+def _own_vault(vault_dir: Path) -> Path:
+    """Every test here stores its blobs in a folder of its own (``vault_dir``)."""
+    return vault_dir
