@@ -92,6 +92,29 @@ def actor_and_people_locked(
     return rows
 
 
+def _refused_about(
+    user: User,
+    *,
+    actor: User,
+    action: AuditAction,
+    operation: str,
+    request: HttpRequest | None,
+    reason: str,
+    message: str,
+) -> Refused:
+    """The refusal of an administrative ``operation`` on ``user``: one shape for the
+    ``ensure_*`` checks below (audited ``action`` after the rollback)."""
+    return Refused(
+        message,
+        actor=actor,
+        action=action,
+        target=user,
+        reason=reason,
+        extra={"operation": operation},
+        request=request,
+    )
+
+
 def security_admins_locked() -> None:
     """Lock the security admins' role group (``FOR NO KEY UPDATE``: the groups step of
     the lock order, docs/architecture.md), creating it if a fresh database has none yet.
@@ -129,15 +152,11 @@ def ensure_not_last_security_admin(
     admins = User.objects.filter(is_active=True, groups__name=Role.SECURITY_ADMIN.value)
     if not admins.filter(pk=user.pk).exists() or admins.exclude(pk=user.pk).exists():
         return
-    raise Refused(
-        "This is the last active security administrator: appoint another one first.",
-        actor=actor,
-        action=action,
-        target=user,
+    raise _refused_about(
+        user, actor=actor, action=action, operation=operation, request=request,
         reason="last security admin",
-        extra={"operation": operation},
-        request=request,
-    )
+        message="This is the last active security administrator: appoint another one first.",
+    )  # fmt: skip
 
 
 def ensure_not_self(
@@ -150,15 +169,11 @@ def ensure_not_self(
 ) -> None:
     """Nobody administers their own account: another administrator must (``Refused``)."""
     if actor.pk == user.pk:
-        raise Refused(
-            "You cannot do that to your own account; ask another administrator.",
-            actor=actor,
-            action=action,
-            target=user,
+        raise _refused_about(
+            user, actor=actor, action=action, operation=operation, request=request,
             reason="self",
-            extra={"operation": operation},
-            request=request,
-        )
+            message="You cannot do that to your own account; ask another administrator.",
+        )  # fmt: skip
 
 
 def ensure_person(
@@ -178,15 +193,10 @@ def ensure_person(
     from accounts.selectors import person_get
 
     if person_get(user_id=user.pk) is None:
-        raise Refused(
-            "There is no such person.",
-            actor=actor,
-            action=action,
-            target=user,
-            reason="not a person",
-            extra={"operation": operation},
-            request=request,
-        )
+        raise _refused_about(
+            user, actor=actor, action=action, operation=operation, request=request,
+            reason="not a person", message="There is no such person.",
+        )  # fmt: skip
 
 
 def failure_count(*, request: HttpRequest, user: User, step: str, sender: object) -> bool:
