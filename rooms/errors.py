@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 from django.core.exceptions import ValidationError
 
 from safechat.actions import Refused
@@ -49,7 +51,27 @@ UNREACHABLE = "one of these people cannot be reached"
 NOT_ADDABLE = "this person cannot be added"
 
 
-class UnreachableError(Refused):
+class _AnsweredAs(Refused):
+    """A refusal recorded as what it is but answered with other words (``ANSWER``)."""
+
+    ANSWER = ""
+
+    @classmethod
+    def instead_of(cls, refused: Refused, *, message: str | None = None) -> Self:
+        """The same refusal (action, reason, details), answered as ``message`` (default:
+        the class's ``ANSWER``)."""
+        return cls(
+            message if message is not None else cls.ANSWER,
+            actor=refused.actor,
+            action=refused.action,
+            target=refused.target,
+            reason=refused.reason,
+            extra=refused.extra,
+            request=refused.request,
+        )
+
+
+class UnreachableError(_AnsweredAs):
     """Someone asked to share a direct conversation, or to be added or invited to a
     room, may not: a compliance officer (read-only on chat) or a person an information
     barrier separates from another participant or member.
@@ -61,24 +83,13 @@ class UnreachableError(Refused):
     who holds which role or stands behind which barrier.
     """
 
-    @classmethod
-    def instead_of(cls, refused: Refused, *, message: str = UNREACHABLE) -> UnreachableError:
-        """The same refusal (action, reason, details), answered as ``message``."""
-        return cls(
-            message,
-            actor=refused.actor,
-            action=refused.action,
-            target=refused.target,
-            reason=refused.reason,
-            extra=refused.extra,
-            request=refused.request,
-        )
+    ANSWER = UNREACHABLE
 
 
 NO_SUCH_ROOM = "no such room"
 
 
-class RoomHiddenError(Refused):
+class RoomHiddenError(_AnsweredAs):
     """Someone asked to join a room they may not know of: a private room or a direct
     conversation, a listed room an information barrier keeps from them, or any room
     while they are read-only on chat (a compliance officer).
@@ -89,15 +100,4 @@ class RoomHiddenError(Refused):
     role or stands behind which barrier.
     """
 
-    @classmethod
-    def instead_of(cls, refused: Refused) -> RoomHiddenError:
-        """The same refusal (action, reason, details), answered as an unknown room."""
-        return cls(
-            NO_SUCH_ROOM,
-            actor=refused.actor,
-            action=refused.action,
-            target=refused.target,
-            reason=refused.reason,
-            extra=refused.extra,
-            request=refused.request,
-        )
+    ANSWER = NO_SUCH_ROOM

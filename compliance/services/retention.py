@@ -249,13 +249,7 @@ def _run_claim(*, actor: Actor, room_id: int | None) -> tuple[RetentionRun, list
         for other in running:
             alive = other.lease_expires_at is not None and other.lease_expires_at > now
             if alive and not holds_session_lock:
-                raise RetentionBusyError(
-                    "another retention run is working; try again when it ends",
-                    actor=actor,
-                    action=AuditAction.RETENTION_RUN_REFUSED,
-                    reason="another run is working",
-                    extra={"room": room_id, "running": other.pk},
-                )
+                raise _busy(actor=actor, room_id=room_id, running=other.pk)
             other.state = RetentionRun.State.INTERRUPTED
             other.finished_at = now
             other.save(update_fields=["state", "finished_at"])
@@ -266,13 +260,7 @@ def _run_claim(*, actor: Actor, room_id: int | None) -> tuple[RetentionRun, list
                     room_scope=room_id, started_at=now, lease_expires_at=_lease_end()
                 )
         except IntegrityError:  # another run started at the same instant: it works
-            raise RetentionBusyError(
-                "another retention run is working; try again when it ends",
-                actor=actor,
-                action=AuditAction.RETENTION_RUN_REFUSED,
-                reason="another run is working",
-                extra={"room": room_id},
-            ) from None
+            raise _busy(actor=actor, room_id=room_id) from None
         for pk in resumed:
             audit_record(
                 actor=actor,
@@ -512,17 +500,23 @@ def _run_end(*, actor: Actor, run: RetentionRun, state: str, error: str = "") ->
         )
 
 
+def _busy(*, actor: Actor, room_id: int | None, running: int | None = None) -> RetentionBusyError:
+    """The refusal of a run while another works (audited ``retention.run.refused``, with
+    the working run's id when it is known)."""
+    return RetentionBusyError(
+        "another retention run is working; try again when it ends",
+        actor=actor,
+        action=AuditAction.RETENTION_RUN_REFUSED,
+        reason="another run is working",
+        extra={"room": room_id, **({"running": running} if running is not None else {})},
+    )
+
+
 def _real_run(
     *, actor: Actor, scope: list[tuple[int, int]], room_id: int | None, limit: int
 ) -> RetentionReport:
     if not locks.run_lock_try():  # always taken on SQLite: the run's lease decides there
-        raise RetentionBusyError(
-            "another retention run is working; try again when it ends",
-            actor=actor,
-            action=AuditAction.RETENTION_RUN_REFUSED,
-            reason="another run is working",
-            extra={"room": room_id},
-        )
+        raise _busy(actor=actor, room_id=room_id)
     try:
         run, resumed = _run_claim(actor=actor, room_id=room_id)
         report = RetentionReport(run_id=run.pk, dry_run=False, resumed=resumed)
