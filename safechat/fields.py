@@ -31,6 +31,14 @@ class StrictIntegerField(serializers.IntegerField):
     does. For bodies: a query string's values are text, read by
     ``safechat.pagination.query_integer``."""
 
+    # The largest id a database column holds (a signed 64-bit integer): a bigger number
+    # is refused here (400), never passed to a driver that fails on it.
+    LARGEST = 2**63 - 1
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_value", self.LARGEST)
+        super().__init__(**kwargs)
+
     def to_internal_value(self, data: Any) -> int:
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")

@@ -9,6 +9,7 @@ scopes are DRF's defaults, as for every API view.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from email.utils import format_datetime
 from typing import Any
@@ -400,6 +401,9 @@ def content_disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
+_RANGE_NUMBER = re.compile(r"[0-9]{1,19}")
+
+
 def parse_range(value: str | None, size: int) -> tuple[int, int] | bool | None:
     """A single ``bytes=a-b`` / ``a-`` / ``-n`` range: (first, last); None without a Range
     header (or one we ignore, per RFC 9110: several ranges); False if unsatisfiable."""
@@ -409,11 +413,8 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | bool | None:
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
     first_s, sep, last_s = spec.strip().partition("-")
-    if (
-        not sep
-        or not (first_s.isdigit() or first_s == "")
-        or not (last_s.isdigit() or last_s == "")
-    ):
+    # ASCII digits only, at most 19 of them (``str.isdigit`` also takes "²" and "٣").
+    if not sep or not all(_RANGE_NUMBER.fullmatch(n) or n == "" for n in (first_s, last_s)):
         return None
     if first_s == "":
         if not last_s or int(last_s) == 0 or size == 0:

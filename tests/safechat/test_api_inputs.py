@@ -231,3 +231,30 @@ def test_the_schema_says_which_strings_may_not_be_blank_and_which_fields_a_patch
     assert (days["minimum"], days["maximum"]) == (1, 366)
     # an Idempotency-Key is visible ASCII, empty standing for none
     assert headers["Idempotency-Key"]["pattern"] == "^[!-~]{0,64}$"
+
+
+@pytest.mark.django_db
+def test_an_id_no_database_column_holds_is_a_400_on_every_backend() -> None:
+    # given a member of a room with one message
+    admin = make_room_admin()
+    client = Client()
+    sign_in_client(client, admin, verified=True)
+    room = make_room(owner=admin, name="Desk")
+    huge = 2**63
+
+    # when ids past a signed 64-bit integer are sent (SQLite's driver overflows on them)
+    answers = [
+        client.post(
+            f"/api/v1/rooms/{room.pk}/messages/",
+            {"text": "hello", "parent_id": huge},
+            content_type="application/json",
+        ),
+        client.post(
+            f"/api/v1/rooms/{room.pk}/members/", {"user_id": huge}, content_type="application/json"
+        ),
+    ]
+
+    # then each is a 400 naming the field, and nothing was written
+    assert [a.status_code for a in answers] == [400, 400]
+    assert [a.json()["errors"][0]["pointer"] for a in answers] == ["#/parent_id", "#/user_id"]
+    assert not room.messages.exists()
