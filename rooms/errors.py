@@ -45,6 +45,17 @@ class NotAMemberError(ValidationError):
         super().__init__("this person is not a member of the room")
 
 
+class AlreadyMemberError(ValidationError):
+    """Adding someone who is a member already, under another role: nothing is written;
+    the API answers 409 (the role changes through the member's own resource), the portal
+    shows it as the invalid request it is."""
+
+    def __init__(self, role: str) -> None:
+        super().__init__(
+            f"this person is a member of the room already, as {role}: change their role instead"
+        )
+
+
 UNREACHABLE = "one of these people cannot be reached"
 # What adding or inviting someone who cannot be added answers: nobody by that id, an
 # inactive person, a compliance officer, someone a barrier keeps out (the same words).

@@ -371,9 +371,14 @@ def member_add(request: HttpRequest, room_id: int) -> HttpResponse:
 
     def add() -> Membership:
         try:
-            return services.membership_add(actor=actor, room=room, user=person, role=role)
+            membership, created = services.membership_add(
+                actor=actor, room=room, user=person, role=role
+            )
         except UnreachableError:  # recorded by the service as what it is
             raise ValidationError(not_addable) from None
+        if not created:  # nothing was written: say so rather than "added"
+            raise ValidationError(f"{username} is a member of this room already.")
+        return membership
 
     return _apply(
         request,

@@ -28,6 +28,7 @@ from django.core.exceptions import (
     ValidationError,
 )
 from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import is_valid_path
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import exceptions, parsers, status
 from rest_framework.metadata import SimpleMetadata
@@ -150,6 +151,7 @@ def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse
     the Django handlers that answer under ``/api/`` before or without a view.
     """
     from rooms.errors import (
+        AlreadyMemberError,
         IdempotencyKeyReusedError,
         NotAMemberError,
         RateLimitedError,
@@ -178,6 +180,14 @@ def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse
         )
     if isinstance(exc, RateLimitedError):
         exc = exceptions.Throttled(wait=exc.retry_after)
+    if isinstance(exc, AlreadyMemberError):
+        # Adding a member again under another role: the role changes on their resource.
+        return problem_response(
+            status=status.HTTP_409_CONFLICT,
+            code="already_member",
+            detail=exc.messages[0],
+            request=request,
+        )
     if isinstance(exc, NotAMemberError):
         # The membership the path names does not exist: answered as any such path is.
         exc = Http404(exc.messages[0])
@@ -278,6 +288,13 @@ def api_error_handler(
     def handler(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
         if not is_api_path(request.path):
             return fallback(request, exception)
+        if status_code == 404 and _slash_meant(request):
+            return problem_response(
+                status=404,
+                code="not_found",
+                detail=f"No such endpoint: API paths end with a slash ({request.path}/).",
+                request=request,
+            )
         if exception is None:
             exception = {400: SuspiciousOperation(), 403: PermissionDenied(), 404: Http404()}[
                 status_code
@@ -286,6 +303,14 @@ def api_error_handler(
         return response if response is not None else server_error(request)
 
     return handler
+
+
+def _slash_meant(request: HttpRequest) -> bool:
+    """Whether the path, missing only its trailing slash, names an endpoint."""
+    path = request.path_info
+    return not path.endswith("/") and bool(
+        is_valid_path(f"{path}/", getattr(request, "urlconf", None))
+    )
 
 
 def api_server_error_handler(fallback: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

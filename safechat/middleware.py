@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.middleware import common
 from django.shortcuts import render
 
 from safechat.problems import is_api_path
@@ -156,3 +157,16 @@ class ApiResponseMiddleware:
             response["RateLimit-Policy"] = policies
             response["RateLimit"] = current
         return response
+
+
+class CommonMiddleware(common.CommonMiddleware):
+    """Django's ``CommonMiddleware``, except that an API path missing its trailing slash
+    is never redirected: a 301 turns a POST into a GET on the next hop and answers with
+    HTML. It is answered 404 as problem details naming the path meant
+    (``safechat.api.api_error_handler``); the portal keeps ``APPEND_SLASH``.
+    """
+
+    def should_redirect_with_slash(self, request: HttpRequest) -> bool:
+        if is_api_path(request.path):
+            return False
+        return bool(super().should_redirect_with_slash(request))

@@ -54,6 +54,7 @@ TITLES: dict[str, str] = {
     "payload_too_large": "Request body too large.",
     "unsupported_media_type": "Unsupported media type.",
     "idempotency_key_reused": "Idempotency key reused.",
+    "already_member": "Already a member.",
     "throttled": "Too many requests.",
     "integrity_failure": "Stored data failed its integrity check.",
     "server_error": "Internal error.",

@@ -50,7 +50,7 @@ from files.services._common import (
 from rooms import permissions as perms
 from rooms.models import Room
 from rooms.ratelimit import Write, write_rate_check
-from rooms.services import require_unseparated, require_writable
+from rooms.services import require_writable
 from rooms.services.epochs import file_key_wrap
 from safechat.actions import action, action_transaction
 from safechat.crypto import KeyPurpose, SymmetricKey
@@ -155,7 +155,8 @@ def upload_create(
             message=f"files are limited to {settings.SAFECHAT_FILE_MAX_BYTES} bytes",
             length=length,
         )
-    require_writable(actor=actor, room=room, permission=perms.UPLOAD)  # a quick answer
+    # a quick answer
+    require_writable(actor=actor, room=room, permission=perms.UPLOAD, operation="file.upload")
     write_rate_check(user_id=actor.pk, write=Write.UPLOAD)
     uid = uuid.uuid4()
     key = SymmetricKey.generate(KeyPurpose.FILE)
@@ -168,8 +169,9 @@ def upload_create(
     try:
         with action_transaction():
             room = _room_locked(room.pk)
-            require_writable(actor=actor, room=room, permission=perms.UPLOAD)
-            require_unseparated(actor=actor, room=room, operation="file.upload")
+            require_writable(
+                actor=actor, room=room, permission=perms.UPLOAD, operation="file.upload"
+            )
             _require_quota(actor=actor, room=room, length=length)
             epoch, wrapped = file_key_wrap(room=room, owner=actor, file_uid=uid, file_key=key)
             now = timezone.now()
@@ -285,8 +287,7 @@ def _claim(*, actor: User, stored: StoredFile, offset: int) -> tuple[StoredFile,
     token = secrets.token_hex(16)
     with action_transaction():
         room = _room_locked(stored.room_id)
-        require_writable(actor=actor, room=room, permission=perms.UPLOAD)
-        require_unseparated(actor=actor, room=room, operation="file.upload")
+        require_writable(actor=actor, room=room, permission=perms.UPLOAD, operation="file.upload")
         stored = _file_locked(stored.pk)
         _require_open(actor=actor, stored=stored)
         now = timezone.now()
@@ -560,8 +561,7 @@ def _record_progress(
     """Transaction two: the right and the lease again, then the new position."""
     with action_transaction():
         room = _room_locked(stored.room_id)
-        require_writable(actor=actor, room=room, permission=perms.UPLOAD)
-        require_unseparated(actor=actor, room=room, operation="file.upload")
+        require_writable(actor=actor, room=room, permission=perms.UPLOAD, operation="file.upload")
         row = _file_locked(stored.pk)
         if row.lease_token != token or row.state != StoredFile.State.UPLOADING:
             raise upload_refused(

@@ -252,19 +252,33 @@ class MemberListApi(APIView):
         return Response(page.as_json(MemberOutput(page.items, many=True).data))
 
     @extend_schema(
-        request=MemberListInput, responses={201: MemberOutput}, operation_id="members_add"
+        request=MemberListInput,
+        responses={
+            201: MemberOutput,
+            200: OpenApiResponse(
+                MemberOutput, description="a member already, under this role: nothing written"
+            ),
+            409: OpenApiResponse(
+                description="a member already, under another role (`already_member`): "
+                "change it with `members_update`"
+            ),
+        },
+        operation_id="members_add",
     )
     def post(self, request: Request, room_id: int) -> Response:
         room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
         data = self.MemberListInput(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = services.membership_add(
+        membership, created = services.membership_add(
             actor=_user(request),
             room=room,
             user=_person(data.validated_data["user_id"]),
             role=data.validated_data["role"],
         )
-        return Response(MemberOutput(membership).data, status=status.HTTP_201_CREATED)
+        return Response(
+            MemberOutput(membership).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
 
 class MemberDetailApi(APIView):

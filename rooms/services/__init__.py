@@ -7,7 +7,9 @@ rooms' terms: it uses the message and refusal functions exported here, nothing p
 from rooms.services._common import (
     permission_refused,
     require_not_archived,
+    require_unseparated,
     require_writable,
+    room_barrier_separating,
     room_refused,
 )
 from rooms.services.barriers import (
@@ -16,8 +18,6 @@ from rooms.services.barriers import (
     barrier_delete,
     group_create,
     group_members_set,
-    require_unseparated,
-    room_barrier_separating,
     room_barrier_violations,
     user_groups_change,
 )

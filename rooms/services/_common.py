@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.db.models import Q
+
 from accounts.models import User
 from accounts.selectors import user_reads_chat_only
 from audit.actions import AuditAction
-from rooms.errors import UNREACHABLE, UnreachableError
-from rooms.models import Membership, Room
+from rooms.errors import UNREACHABLE, BarrierViolationError, UnreachableError
+from rooms.models import InformationBarrier, Membership, Room
 from rooms.permissions import MANAGE_MEMBERS, MANAGE_ROOM, VIEW, room_permissions_of
 from safechat.actions import Refused
 
@@ -61,11 +63,16 @@ def require_not_archived(*, actor: User, room: Room) -> None:
         raise archived_refused(actor=actor, room=room)
 
 
-def require_writable(*, actor: User, room: Room, permission: str) -> None:
-    """Inside the action's transaction, with ``room`` freshly locked: raise ``Refused``
-    unless ``actor`` holds ``permission`` and the room is live."""
+def require_writable(*, actor: User, room: Room, permission: str, operation: str) -> None:
+    """The rule of every write in a room (``operation``, as recorded): inside the action's
+    transaction, with ``room`` freshly locked, raise ``Refused`` unless ``actor`` holds
+    ``permission``, the room is live, and no information barrier separates ``actor`` from
+    another member (``require_unseparated``: a ``BarrierViolationError``, recorded
+    ``barrier.refused``). Before the transaction it is a quick answer only.
+    """
     require_room_permission(actor=actor, room=room, permission=permission)
     require_not_archived(actor=actor, room=room)
+    require_unseparated(actor=actor, room=room, operation=operation)
 
 
 def require_chat_writer(*, actor: User, room: Room | None, person: User) -> None:
@@ -199,3 +206,64 @@ def last_owner_refused(*, actor: User, room: Room) -> Refused:
         reason="last owner",
         message="a room keeps at least one owner; appoint another first",
     )
+
+
+def room_barrier_separating(*, room_id: int, user_id: int) -> int | None:
+    """The id of a barrier that separates ``user_id`` from another member of the room
+    (dormant members included, as the violation reports count them), or None.
+
+    Asked at every write, so it is made cheap for the common case: the person's groups
+    (one indexed look-up; none for most people: done), the barriers that name one of
+    them (a small table; none: done), and only for someone a barrier names, whether
+    another member of the room is in a group across one of those barriers (an indexed
+    look-up of the room's members in those few groups). Short queries, never a nested
+    one that would read every member's groups.
+    """
+    through = User.groups.through.objects
+    mine = set(through.filter(user_id=user_id).values_list("group_id", flat=True))
+    if not mine:
+        return None
+    across: dict[int, int] = {}  # a group across a barrier from one of mine: its lowest id
+    for barrier_id, group_a, group_b in (
+        InformationBarrier.objects.filter(Q(group_a_id__in=mine) | Q(group_b_id__in=mine))
+        .order_by("-pk")
+        .values_list("pk", "group_a_id", "group_b_id")
+    ):
+        if group_a in mine:
+            across[group_b] = barrier_id
+        if group_b in mine:
+            across[group_a] = barrier_id
+    if not across:
+        return None
+    met = (
+        through.filter(group_id__in=list(across), user__memberships__room_id=room_id)
+        .exclude(user_id=user_id)
+        .values_list("group_id", flat=True)
+    )
+    return min((across[group] for group in set(met)), default=None)
+
+
+def require_unseparated(*, actor: User, room: Room, operation: str) -> None:
+    """Raise ``BarrierViolationError`` (a ``Refused``, recorded ``barrier.refused``) if an
+    information barrier separates ``actor`` from another member of ``room``.
+
+    A barrier created after two people came to share a room (or a person's groups
+    changed since) leaves the room in violation until a security admin resolves it (by
+    removing someone, changing a group or lifting the barrier); meanwhile neither side
+    writes anything there (``operation``: a post, an edit, a reaction, an upload), and
+    the others go on. Call with the room's row locked: ``barrier_create`` and every
+    change of groups lock the rooms where the people they separate meet, so the check
+    and the write hold together (a barrier committed first is seen; a write committed
+    first commits before the barrier does).
+    """
+    barrier = room_barrier_separating(room_id=room.pk, user_id=actor.pk)
+    if barrier is not None:
+        raise BarrierViolationError(
+            "an information barrier separates you from someone in this room: you can read "
+            "it, but not write in it, until a security administrator resolves it",
+            actor=actor,
+            action=AuditAction.BARRIER_REFUSED,
+            target=room,
+            reason="information-barrier",
+            extra={"barrier": barrier, "operation": operation},
+        )

@@ -15,7 +15,13 @@ from accounts.selectors import CHAT_READ_ONLY_ROLES, person_active_get
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
-from rooms.errors import NO_SUCH_ROOM, NOT_ADDABLE, NotAMemberError, RoomHiddenError
+from rooms.errors import (
+    NO_SUCH_ROOM,
+    NOT_ADDABLE,
+    AlreadyMemberError,
+    NotAMemberError,
+    RoomHiddenError,
+)
 from rooms.models import Membership, Message, Room, RoomChange, RoomInvitation
 from rooms.permissions import room_permissions_set
 from rooms.ratelimit import Write, write_rate_check
@@ -207,7 +213,7 @@ def _membership_insert(
     role: str,
     permission: str | None,
     inviter: User | None = None,
-) -> Membership:
+) -> tuple[Membership, bool]:
     """Add ``user`` under the locks (the user and the inviter, then the room), with every
     check made under them.
 
@@ -234,7 +240,9 @@ def _membership_insert(
             require_chat_writer(actor=actor, room=room, person=person)
         require_open_membership(actor=actor, room=room)
         if permission is not None:
-            require_writable(actor=actor, room=room, permission=permission)
+            require_writable(
+                actor=actor, room=room, permission=permission, operation="room.member.add"
+            )
             require_role_grantable(actor=actor, room=room, role=role)
         else:
             require_not_archived(actor=actor, room=room)
@@ -247,11 +255,16 @@ def _membership_insert(
                 actor=actor, room=room, user_ids=[*_member_ids(room), user.pk], newcomer=user.pk
             )
         membership = _membership_write(actor=actor, room=room, user=user, role=role)
-        if membership is not None and permission is None:  # joined on their own invitation
+        if membership is None:  # a member already: nothing written
+            existing = Membership.objects.get(room=room, user=user)
+            if permission is not None and existing.role != role:
+                raise AlreadyMemberError(Membership.Role(existing.role).label.lower())
+            return existing, False
+        if permission is None:  # joined on their own invitation
             audit_record(
                 actor=actor, action=AuditAction.ROOM_INVITATION_ACCEPTED, target=room, extra={}
             )
-        return membership or Membership.objects.get(room=room, user=user)
+        return membership, True
 
 
 def _membership_write(
@@ -283,8 +296,12 @@ def _membership_write(
 @action
 def membership_add(
     *, actor: User, room: Room, user: User | None, role: str = Membership.Role.MEMBER
-) -> Membership:
+) -> tuple[Membership, bool]:
     """Add ``user`` (``manage_members``); they receive the keys the room's policy allows.
+    Returns ``(membership, created)``, as Django's ``get_or_create`` does: someone who is
+    a member already under ``role`` answers their membership and nothing is written (a
+    retried request is harmless); under another role, ``AlreadyMemberError`` (a
+    ``ValidationError``; a role changes through ``membership_role_change``).
 
     ``user`` is None when the edge found nobody by the id it was given: the actor's
     right is checked first, so someone without it is refused (audited) alike whether
@@ -384,7 +401,12 @@ def _membership_delete(
         barriers = _barriers_naming(actor=actor, room=locked[0], member=member, leaving=leaving)
     if not barriers:  # a moderator demoted, a room archived at the same instant
         if not leaving:
-            require_room_permission(actor=actor, room=locked[0], permission=perms.MANAGE_MEMBERS)
+            require_writable(
+                actor=actor,
+                room=locked[0],
+                permission=perms.MANAGE_MEMBERS,
+                operation="room.member.remove",
+            )
         require_open_membership(actor=actor, room=locked[0])
         require_not_archived(actor=actor, room=locked[0])
     # FOR UPDATE: the row is deleted below.
@@ -449,7 +471,9 @@ def _membership_role_set(*, actor: User, room: Room, member: User, role: str) ->
     if not locked:
         raise Http404("no such room")
     room = locked[0]
-    require_writable(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
+    require_writable(
+        actor=actor, room=room, permission=perms.MANAGE_MEMBERS, operation="room.member.role"
+    )
     require_open_membership(actor=actor, room=room)
     require_role_grantable(actor=actor, room=room, role=role)
     membership = (
@@ -517,7 +541,9 @@ def room_invitation_send(
         if not locked:
             raise Http404("no such room")
         room = locked[0]
-        require_writable(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
+        require_writable(
+            actor=actor, room=room, permission=perms.MANAGE_MEMBERS, operation="room.invite"
+        )
         require_role_grantable(actor=actor, room=room, role=role)
         invitation, _ = RoomInvitation.objects.update_or_create(
             room=room, invitee=invitee, defaults={"invited_by": actor, "role": role}
@@ -557,7 +583,7 @@ def room_invitation_accept(*, actor: User, invitation: RoomInvitation) -> Member
     inviter = invitation.invited_by
     require_inviter_entitled(actor=actor, room=room, inviter=inviter, role=invitation.role)
     user_key_create(user=actor)
-    return _membership_insert(
+    membership, _created = _membership_insert(
         actor=actor,
         room=room,
         user=actor,
@@ -565,6 +591,7 @@ def room_invitation_accept(*, actor: User, invitation: RoomInvitation) -> Member
         permission=None,
         inviter=inviter,
     )
+    return membership
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Subquery
 from django.http import Http404
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -38,7 +39,6 @@ from rooms.services._common import (
     require_writable,
     room_refused,
 )
-from rooms.services.barriers import require_unseparated
 from rooms.services.epochs import message_encrypt
 from rooms.wire import message_sealed
 from safechat.actions import action, action_transaction
@@ -240,8 +240,7 @@ def _message_insert(
     # in the room (the checks below see them), and gives the room's messages ids in
     # commit order, which a reconnecting client's resync relies on.
     room = _room_locked(room.pk)
-    require_writable(actor=sender, room=room, permission=perms.POST)
-    require_unseparated(actor=sender, room=room, operation="message.post")
+    require_writable(actor=sender, room=room, permission=perms.POST, operation="message.post")
     if client_key is not None:
         # Identical posts queue on the room's lock: the second finds the first here.
         original = _posted_with(
@@ -397,8 +396,7 @@ def message_edit(*, actor: User, message: Message, text: str) -> Message:
 def _message_revise(*, actor: User, message: Message, text: str) -> Message:
     # The room, then the message (as a post does); checks again under them.
     room = _room_locked(message.room_id)
-    require_writable(actor=actor, room=room, permission=perms.POST)
-    require_unseparated(actor=actor, room=room, operation="message.edit")
+    require_writable(actor=actor, room=room, permission=perms.POST, operation="message.edit")
     message = _message_locked(message.pk)
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
@@ -463,7 +461,13 @@ def message_delete(*, actor: User, message: Message) -> Message:
 
 def _message_hide(*, actor: User, message: Message, permission: str) -> Message:
     room = _room_locked(message.room_id)
-    require_writable(actor=actor, room=room, permission=permission)
+    if permission == perms.POST:
+        # Retracting one's own words writes nothing new: a sender a barrier separates
+        # from someone in the room may still do it (the record keeps the message).
+        require_room_permission(actor=actor, room=room, permission=permission)
+        require_not_archived(actor=actor, room=room)
+    else:  # moderating another's message is a power over the room: the wall holds
+        require_writable(actor=actor, room=room, permission=permission, operation="message.delete")
     locked = _message_locked(message.pk)
     if locked.deleted_at is not None:
         return locked
@@ -509,8 +513,7 @@ def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
 
 def _reaction_flip(*, actor: User, message: Message, emoji: str) -> bool:
     room = _room_locked(message.room_id)
-    require_writable(actor=actor, room=room, permission=perms.POST)
-    require_unseparated(actor=actor, room=room, operation="reaction.toggle")
+    require_writable(actor=actor, room=room, permission=perms.POST, operation="reaction.toggle")
     if Message.objects.filter(pk=message.pk, deleted_at__isnull=False).exists():
         raise ValidationError("this message was deleted")
     deleted, _ = Reaction.objects.filter(message=message, user=actor, emoji=emoji).delete()
@@ -530,15 +533,24 @@ def _reaction_flip(*, actor: User, message: Message, emoji: str) -> bool:
 def read_marker_set(*, actor: User, room: Room, message_id: int) -> int:
     """Move ``actor``'s read marker forward to ``message_id`` (never backwards).
 
-    Locks: the room, then the reader's membership. A reader removed at the same instant
-    is refused (audited) under the room's lock, never answered with an error.
+    ``message_id`` must name a message of the room that ``actor`` may read: one posted
+    after they joined a room hiding history (``Membership.visible_from_seq``) is the
+    same ``ValidationError`` as an id naming nothing, so a marker never reveals which
+    ids exist before one's time. Locks: the room, then the reader's membership. A reader
+    removed at the same instant is refused (audited) under the room's lock, never
+    answered with an error.
     """
     require_room_permission(actor=actor, room=room, permission=perms.VIEW)
-    if not Message.objects.filter(pk=message_id, room=room).exists():
-        raise ValidationError("no such message in this room")
+    _require_readable(room=room, reader=actor, message_id=message_id)
     write_rate_check(user_id=actor.pk, write=Write.READ_MARKER)
     with action_transaction():
         return _read_marker_move(actor=actor, room=room, message_id=message_id)
+
+
+def _require_readable(*, room: Room, reader: User, message_id: int) -> None:
+    after = Membership.objects.filter(room=room, user=reader).values("visible_from_seq")[:1]
+    if not Message.objects.filter(pk=message_id, room=room, seq__gt=Subquery(after)).exists():
+        raise ValidationError("no such message in this room")
 
 
 def _read_marker_move(*, actor: User, room: Room, message_id: int) -> int:
@@ -549,6 +561,7 @@ def _read_marker_move(*, actor: User, room: Room, message_id: int) -> int:
     )
     if membership is None:  # removal also drops the permission; kept for defence in depth
         raise permission_refused(actor=actor, room=room, permission=perms.VIEW)
+    _require_readable(room=room, reader=actor, message_id=message_id)
     if message_id > membership.last_read_message_id:
         membership.last_read_message_id = message_id
         membership.save(update_fields=["last_read_message_id"])

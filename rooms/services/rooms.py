@@ -20,6 +20,7 @@ from rooms.services._common import (
     require_chat_writer,
     require_not_archived,
     require_room_permission,
+    require_unseparated,
     require_writable,
     room_refused,
     unreachable_answered,
@@ -228,7 +229,9 @@ def room_update(
     write_rate_check(user_id=actor.pk, write=Write.ROOM_SETTINGS)
     with action_transaction():
         locked = _room_locked(room)
-        require_writable(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
+        require_writable(
+            actor=actor, room=locked, permission=perms.MANAGE_ROOM, operation="room.update"
+        )
         return _room_change(
             actor=actor,
             room=locked,
@@ -298,6 +301,7 @@ def room_archive(*, actor: User, room: Room) -> Room:
         require_room_permission(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
         if locked.is_archived:
             return locked
+        require_unseparated(actor=actor, room=locked, operation="room.archive")
         locked.archived_at = timezone.now()
         locked.save(update_fields=["archived_at"])
         audit_record(actor=actor, action=AuditAction.ROOM_ARCHIVED, target=locked)
@@ -324,6 +328,7 @@ def room_unarchive(*, actor: User, room: Room) -> Room:
         _require_unarchive_right(actor=actor, room=locked)
         if not locked.is_archived:
             return locked
+        require_unseparated(actor=actor, room=locked, operation="room.unarchive")
         archived_at = locked.archived_at
         locked.archived_at = None
         locked.save(update_fields=["archived_at"])
@@ -363,7 +368,9 @@ def room_key_rotate(*, actor: User, room: Room) -> RoomEpoch:
     require_not_archived(actor=actor, room=room)
     with action_transaction():
         locked = _room_locked(room)
-        require_writable(actor=actor, room=locked, permission=perms.MANAGE_ROOM)
+        require_writable(
+            actor=actor, room=locked, permission=perms.MANAGE_ROOM, operation="room.key.rotate"
+        )
         return room_epoch_start(room=locked, reason=RoomEpoch.Reason.ON_DEMAND, actor=actor)
 
 

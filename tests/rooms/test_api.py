@@ -940,3 +940,30 @@ def test_a_role_change_for_someone_not_in_the_room_is_not_found(who: str) -> Non
     assert response.json()["code"] == "not_found"
     assert state() == before
     assert AuditEvent.objects.count() == audited
+
+
+def test_adding_a_member_again_answers_their_membership_or_a_conflict() -> None:
+    # given an owner, and a colleague already in the room as a member
+    owner, colleague = make_user(username="owner"), make_user(username="colleague")
+    room = make_room(owner=owner, members=(colleague,))
+    client = Client()
+    sign_in_client(client, owner, verified=True)
+    path = f"/api/v1/rooms/{room.pk}/members/"
+    events_before = AuditEvent.objects.count()
+
+    # when the owner adds them again under the same role, then under another
+    same = client.post(path, {"user_id": colleague.pk}, content_type="application/json")
+    other = client.post(
+        path, {"user_id": colleague.pk, "role": "read_only"}, content_type="application/json"
+    )
+
+    # then the first is their membership as it is (200, not "created"), the second a
+    # conflict naming the role they hold; nothing was written or recorded
+    assert same.status_code == 200, same.content
+    assert same.json()["role"] == "member"
+    assert other.status_code == 409, other.content
+    assert other["Content-Type"] == "application/problem+json"
+    assert other.json()["code"] == "already_member"
+    assert "as member" in other.json()["detail"]
+    assert Membership.objects.get(room=room, user=colleague).role == "member"
+    assert AuditEvent.objects.count() == events_before

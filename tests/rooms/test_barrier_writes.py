@@ -8,6 +8,7 @@ on, and everyone still reads (docs/rooms.md, "Information barriers").
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -21,7 +22,7 @@ from accounts.models import User
 from accounts.roles import Role
 from audit.models import AuditEvent
 from rooms.errors import BarrierViolationError
-from rooms.models import InformationBarrier, Message, Reaction, Room
+from rooms.models import InformationBarrier, Membership, Message, Reaction, Room, RoomInvitation
 from rooms.selectors import message_page
 from rooms.services import (
     barrier_create,
@@ -29,14 +30,24 @@ from rooms.services import (
     direct_conversation_create,
     group_create,
     group_members_set,
+    membership_add,
     membership_remove,
+    membership_role_change,
+    message_delete,
     message_edit,
     message_post,
     reaction_toggle,
+    room_archive,
     room_barrier_separating,
+    room_invitation_send,
+    room_key_rotate,
+    room_unarchive,
+    room_update,
     user_groups_change,
 )
 from rooms.socket.database import may_type
+from safechat.keyring.models import RoomEpoch
+from safechat.keyring.services import user_key_create
 from tests.accounts.factories import grant_role, make_user, sign_in_client
 from tests.rooms.concurrency import postgresql_only, run_together
 from tests.rooms.factories import make_room, make_room_admin
@@ -259,3 +270,101 @@ def test_a_barrier_created_at_the_instant_of_a_post_leaves_no_post_after_it(
         with pytest.raises(BarrierViolationError):
             message_post(sender=banker, room=Room.objects.get(pk=room.pk), text="later")
     assert outcomes_seen == {"posted first", "refused"}
+
+
+def test_a_separated_owner_manages_nothing_in_the_room_until_it_is_resolved(
+    admin: User,
+) -> None:
+    # given an owner and an analyst of one room, a co-owner, and a message of the analyst's;
+    # then a barrier comes between the owner's group and the analyst's
+    owner, co_owner, analyst, newcomer = (
+        make_room_admin(username="owner"),
+        make_room_admin(username="coowner"),
+        make_user(username="analyst"),
+        make_user(username="newcomer"),
+    )
+    room = room_update(
+        actor=owner, room=make_room(owner=owner, members=(analyst,), name="Deal room"), topic="Q3"
+    )
+    membership_add(actor=owner, room=room, user=co_owner, role=Membership.Role.OWNER)
+    said = message_post(sender=analyst, room=room, text="the model is ready")
+    deals, research = groups_apart(admin, owner, analyst)
+    barrier_create(actor=admin, group_a=deals, group_b=research)
+    user_key_create(user=newcomer)  # made before any check when someone is added
+    epochs_before = RoomEpoch.objects.filter(room=room).count()
+    members_before = sorted(Membership.objects.filter(room=room).values_list("user_id", "role"))
+    events_before = AuditEvent.objects.exclude(action="barrier.refused").count()
+
+    # when the separated owner uses each power of an owner over the room and its members
+    attempts: dict[str, Callable[[], object]] = {
+        "room.update": lambda: room_update(actor=owner, room=room, name="Renamed", topic="x"),
+        "room.member.role": lambda: membership_role_change(
+            actor=owner, room=room, member=analyst, role=Membership.Role.READ_ONLY
+        ),
+        "message.delete": lambda: message_delete(actor=owner, message=said),
+        "room.member.remove": lambda: membership_remove(actor=owner, room=room, member=analyst),
+        "room.member.add": lambda: membership_add(actor=owner, room=room, user=newcomer),
+        "room.invite": lambda: room_invitation_send(actor=owner, room=room, invitee=newcomer),
+        "room.key.rotate": lambda: room_key_rotate(actor=owner, room=room),
+        "room.archive": lambda: room_archive(actor=owner, room=room),
+    }
+    for attempt in attempts.values():
+        with pytest.raises(BarrierViolationError):
+            attempt()
+
+    # then each is refused on the record, naming the operation, and nothing changed
+    assert [(r["reason"], r["operation"]) for r in refusals()] == [
+        ("information-barrier", operation) for operation in attempts
+    ]
+    assert AuditEvent.objects.exclude(action="barrier.refused").count() == events_before
+    room.refresh_from_db()
+    said.refresh_from_db()
+    assert (room.name, room.topic, room.archived_at) == ("Deal room", "Q3", None)
+    assert said.deleted_at is None
+    assert RoomEpoch.objects.filter(room=room).count() == epochs_before
+    assert sorted(Membership.objects.filter(room=room).values_list("user_id", "role")) == (
+        members_before
+    )
+    assert not RoomInvitation.objects.filter(room=room).exists()
+    # and the co-owner, whom no barrier separates, still manages the room
+    room_update(actor=co_owner, room=room, topic="Q4")
+    room.refresh_from_db()
+    assert room.topic == "Q4"
+
+
+def test_a_separated_owner_does_not_unarchive_but_may_leave(admin: User) -> None:
+    owner, co_owner, analyst = make_room_admin(), make_room_admin(), make_user()
+    room = make_room(owner=owner, members=(analyst,))
+    membership_add(actor=owner, room=room, user=co_owner, role=Membership.Role.OWNER)
+    room_archive(actor=co_owner, room=room)
+    deals, research = groups_apart(admin, owner, analyst)
+    barrier_create(actor=admin, group_a=deals, group_b=research)
+
+    with pytest.raises(BarrierViolationError):
+        room_unarchive(actor=owner, room=room)
+    room.refresh_from_db()
+    assert room.archived_at is not None
+    assert [r["operation"] for r in refusals()] == ["room.unarchive"]
+
+    room_unarchive(actor=co_owner, room=room)
+    membership_remove(actor=owner, room=room, member=owner)  # leaving is never refused
+    assert not Membership.objects.filter(room=room, user=owner).exists()
+
+
+def test_the_api_refuses_a_separated_owner_renaming_the_room_with_403(admin: User) -> None:
+    owner, analyst = make_room_admin(), make_user()
+    room = make_room(owner=owner, members=(analyst,), name="Deal room")
+    deals, research = groups_apart(admin, owner, analyst)
+    barrier_create(actor=admin, group_a=deals, group_b=research)
+    client = Client()
+    sign_in_client(client, owner, verified=True)
+
+    response = client.patch(
+        f"/api/v1/rooms/{room.pk}/", {"name": "Renamed"}, content_type="application/json"
+    )
+
+    assert response.status_code == 403
+    assert response["Content-Type"].startswith("application/problem+json")
+    room.refresh_from_db()
+    assert room.name == "Deal room"
+    assert [r["operation"] for r in refusals()] == ["room.update"]

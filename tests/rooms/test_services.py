@@ -281,6 +281,28 @@ def test_reactions_toggle_and_read_markers_only_move_forward() -> None:
     assert room_list_for_user(user=owner).get(pk=room.pk).unread == 0  # type: ignore[attr-defined]
 
 
+def test_a_read_marker_on_a_message_from_before_ones_time_is_refused_as_unknown() -> None:
+    # given a room hiding history, a message in it, then a newcomer
+    owner, newcomer = make_user(), make_user()
+    room = make_room(owner=owner, history_visible=False)
+    before = message_post(sender=owner, room=room, text="before your time")
+    membership_add(actor=owner, room=room, user=newcomer)
+    after = message_post(sender=owner, room=room, text="welcome")
+    marker = Membership.objects.get(room=room, user=newcomer).last_read_message_id
+
+    # when the newcomer marks the message posted before they joined, then one that
+    # names nothing: each refused alike, and the marker stays where it was
+    refusals = []
+    for message_id in (before.pk, after.pk + 1000):
+        with pytest.raises(ValidationError) as refused:
+            read_marker_set(actor=newcomer, room=room, message_id=message_id)
+        refusals.append(refused.value.messages)
+    assert refusals[0] == refusals[1]
+    assert Membership.objects.get(room=room, user=newcomer).last_read_message_id == marker
+    # and a message of their time moves it
+    assert read_marker_set(actor=newcomer, room=room, message_id=after.pk) == after.pk
+
+
 def test_unread_counts_what_others_posted_after_the_marker() -> None:
     owner, member = make_user(), make_user()
     room = make_room(owner=owner, members=(member,))

@@ -599,3 +599,36 @@ def test_refused_tokens_report_what_remains_of_the_address_budget(settings: Sett
     assert [a["RateLimit"].split(";")[1] for a in answers] == ["r=1", "r=0", "r=0"]
     assert_problem(answers[2], 429, "throttled")
     assert answers[2]["RateLimit"].endswith(f";t={answers[2]['Retry-After']}")
+
+
+@pytest.mark.parametrize("method", ["get", "post", "patch", "delete"])
+def test_an_api_path_without_its_trailing_slash_is_a_404_naming_the_path_meant(
+    client_of: Client, member: User, method: str
+) -> None:
+    # given a room, and its API path with the trailing slash dropped
+    room = make_room(owner=member, name="Desk talk")
+    path = f"/api/v1/rooms/{room.pk}/messages"
+
+    # when it is asked for with any method
+    body_of = {} if method == "get" else {"data": json.dumps({"text": "lost?"})}
+    response = getattr(client_of, method)(path, content_type="application/json", **body_of)
+
+    # then it is a problem document naming the path meant, never a redirect or HTML,
+    # and nothing is written
+    body = assert_problem(response, 404, "not_found")
+    assert f"({path}/)" in body["detail"]
+    assert "Location" not in response
+    assert not Message.objects.filter(room=room).exists()
+
+
+def test_an_api_path_that_names_nothing_even_with_a_slash_is_a_plain_404(
+    client_of: Client,
+) -> None:
+    body = assert_problem(client_of.get("/api/v1/nowhere"), 404, "not_found")
+    assert "slash" not in body["detail"]
+
+
+def test_the_portal_still_appends_the_slash(client_of: Client) -> None:
+    response = client_of.get("/rooms/mentions")
+    assert response.status_code == 301
+    assert response["Location"] == "/rooms/mentions/"
