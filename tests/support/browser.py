@@ -101,10 +101,17 @@ def running_server(
     if settings.REDIS_URL:
         env["REDIS_URL"] = str(settings.REDIS_URL)
     port = free_port()
-    process = start_server(env, port)
+    log = tmp_path / f"server-{port}.log"
+    process = start_server(env, port, log=log)
     stopper = Stopper(process)
     try:
         yield f"http://127.0.0.1:{port}", stopper
+    except BaseException:
+        # A failing browser test shows what its server said (pytest prints it with the
+        # failure): a refused request, a socket closed with an error.
+        print(f"--- the server's log ({log.name}), last 20,000 characters ---")
+        print(log.read_text(errors="replace")[-20_000:])
+        raise
     finally:
         stopper.stop()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -69,18 +68,22 @@ def start_server(
 ) -> subprocess.Popen[bytes]:
     """A uvicorn process serving SafeChat on ``port``, once it answers ``/healthz``.
 
-    Its output goes to a pipe, or to the file ``log`` for a server that may say more than
-    a pipe holds while nobody reads it (a long run of many requests).
+    Its output goes to the file ``log`` (by default ``server-<port>.log`` beside its data
+    directory), never to a pipe: nobody reads a pipe while a test runs, and a server
+    whose pipe filled up would block on its next log line, stalling every request and
+    socket it serves.
     """
     # As under ``make run``: PORT names the port the portal's origin carries.
     env = {"PORT": str(port), **env}
-    with log.open("wb") if log is not None else contextlib.nullcontext() as output:
+    if log is None:
+        log = Path(env["SAFECHAT_DATA_DIR"]).parent / f"server-{port}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "safechat.asgi:application",
              "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
              *UVICORN_WEBSOCKET_OPTIONS],
-            cwd=PROJECT_ROOT, env=env, stderr=subprocess.STDOUT,
-            stdout=output if output is not None else subprocess.PIPE,
+            cwd=PROJECT_ROOT, env=env, stderr=subprocess.STDOUT, stdout=output,
         )  # fmt: skip
     return wait_until_healthy(process, port, seconds=30, log=log)
 
