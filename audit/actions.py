@@ -233,6 +233,10 @@ class AuditAction(StrEnum):
         "retention.policy.refused",
         "A retention policy change was refused (below the organisation minimum, not allowed).",
     )
+    RETENTION_RUN_REQUESTED = (
+        "retention.run.requested",
+        "A compliance officer asked for a retention run now; the worker runs it as theirs.",
+    )
     RETENTION_RUN_STARTED = "retention.run.started", "A retention run started."
     RETENTION_RUN_FINISHED = (
         "retention.run.finished",

@@ -7,18 +7,32 @@ import logging
 
 from celery import shared_task
 
-from compliance.services import RetentionBusyError, retention_apply
+from accounts.models import User
+from audit.actors import SYSTEM_RETENTION
+from compliance.services import ComplianceRefused, RetentionBusyError, retention_apply
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(name="compliance.apply_retention")
-def apply_retention_task() -> int:
+def apply_retention_task(requested_by: int | None = None) -> int:
     """Purge what has expired and is not held; returns the retention run's id (0 if
-    another run is working: this one was refused, and audited)."""
+    another run is working, or the run was refused: audited either way).
+
+    ``requested_by``: the compliance officer who asked for this run now
+    (``retention_run_request``); the run acts as them, their right checked again as it
+    starts. None: the beat schedule's run, as the system.
+    """
+    requester = User.objects.filter(pk=requested_by).first() if requested_by else None
+    if requested_by and requester is None:
+        logger.info("retention: the person who asked for this run no longer exists")
+        return 0
     try:
-        report = retention_apply()
+        report = retention_apply(actor=requester or SYSTEM_RETENTION)
     except RetentionBusyError:
         logger.info("retention: another run is working; this one stands down")
+        return 0
+    except ComplianceRefused:  # audited by the service
+        logger.info("retention: the requested run was refused")
         return 0
     return report.run_id

@@ -74,7 +74,9 @@ class Room(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"room {self.pk}"
+        # What the admin's lists, choices and breadcrumbs show: the name people know it
+        # by, with its id to tell two rooms of one name apart.
+        return f"{self.name} (#{self.pk})" if self.name else f"room {self.pk}"
 
     @property
     def is_archived(self) -> bool:

@@ -5,6 +5,7 @@ from compliance.services._common import ComplianceRefused, RetentionBusyError
 from compliance.services.holds import legal_hold_place, legal_hold_release
 from compliance.services.policies import retention_policy_set
 from compliance.services.retention import RetentionReport, RoomCounts, retention_apply
+from compliance.services.runs import retention_run_request
 
 __all__ = [
     "ComplianceRefused",
@@ -15,4 +16,5 @@ __all__ = [
     "legal_hold_release",
     "retention_apply",
     "retention_policy_set",
+    "retention_run_request",
 ]

@@ -48,7 +48,12 @@ from compliance.selectors import (
     shortest_policy_days,
     tombstone_ids_digest,
 )
-from compliance.services._common import RetentionBusyError, refused
+from compliance.services._common import (
+    MANAGE_RETENTION,
+    RetentionBusyError,
+    refused,
+    require_permission,
+)
 from files import blobs
 from files.models import StoredFile
 from rooms.models import Mention, Message, MessageRevision, Reaction, Room
@@ -574,8 +579,14 @@ def retention_apply(
     ``dry_run`` reports per room what would go (counts, oldest and newest item) and
     changes nothing (it records the dry run and its audit event). Refused (audited,
     nothing changed) for a room that does not exist, and while another run works
-    (``RetentionBusyError``).
+    (``RetentionBusyError``). A person as ``actor`` (a compliance officer's dry run or
+    requested run) must be active and hold ``compliance.manage_retention`` now (refused,
+    audited ``retention.run.refused``); the system's own runs need no person.
     """
+    if isinstance(actor, User):
+        require_permission(
+            actor=actor, permission=MANAGE_RETENTION, action=AuditAction.RETENTION_RUN_REFUSED
+        )
     if room_id is not None and (
         isinstance(room_id, bool)
         or not isinstance(room_id, int)

@@ -16,6 +16,7 @@ from rooms.services import (
     message_file_withdraw,
     permission_refused,
     require_not_archived,
+    require_unseparated,
     room_refused,
 )
 from safechat.actions import action, action_transaction
@@ -30,7 +31,9 @@ def file_delete(*, actor: User, stored: StoredFile) -> None:
     moderator or owner of the room, may. The room message that shares it is deleted with
     it (``message.deleted`` after commit).
 
-    Raises ``Refused`` otherwise, or for an archived room. Locks: the room, then the file
+    Raises ``Refused`` otherwise, or for an archived room; ``BarrierViolationError``
+    (``barrier.refused``, operation ``file.delete``) for another's file while an
+    information barrier separates the actor from someone in the room. Locks: the room, then the file
     row; the audit chain last.
     """
     with action_transaction():
@@ -53,6 +56,10 @@ def file_delete(*, actor: User, stored: StoredFile) -> None:
         if perms.MANAGE_MEMBERS not in rights and perms.UPLOAD not in rights:
             raise permission_refused(actor=actor, room=room, permission=perms.UPLOAD)
         require_not_archived(actor=actor, room=room)
+        if row.uploader_id != actor.pk:
+            # Deleting another's file is a moderator's power over the room: the wall
+            # holds (one's own file, like one's own message, may still be withdrawn).
+            require_unseparated(actor=actor, room=room, operation="file.delete")
         row.state = StoredFile.State.DELETED
         row.deleted_at = timezone.now()
         row.deleted_by = actor

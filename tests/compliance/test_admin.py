@@ -3,15 +3,18 @@ changed only through the services (refusals shown on the form and audited)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 from pytest_django import Settings
 
 from accounts.models import User
 from accounts.roles import Role
+from accounts.services import role_revoke
 from audit.models import AuditEvent
-from compliance.models import LegalHold, RetentionPolicy
-from compliance.services import legal_hold_place, retention_policy_set
+from compliance.models import LegalHold, RetentionPolicy, RetentionRun
+from compliance.services import legal_hold_place, retention_policy_set, runs
 from compliance.tasks import apply_retention_task
 from rooms.models import Message
 from tests.accounts.factories import grant_role, make_user, sign_in_client
@@ -183,15 +186,42 @@ def test_an_officer_dry_runs_from_the_policy_list_and_nothing_changes() -> None:
     assert AuditEvent.objects.filter(action="retention.dry_run").count() == 1
 
 
-def test_apply_now_queues_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_apply_now_queues_the_job_as_the_officers_request(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given an officer, a policy, and a worker queue that records what is sent to it
     officer = make_officer()
     policy = retention_policy_set(actor=officer, room=None, keep_days=30)
-    queued: list[bool] = []
-    monkeypatch.setattr(apply_retention_task, "delay", lambda: queued.append(True))
-
-    client_for(officer).post(
-        "/admin/compliance/retentionpolicy/",
-        {"action": "apply_now", "_selected_action": [policy.pk]},
+    queued: list[tuple[str, dict[str, object]]] = []
+    monkeypatch.setattr(
+        runs.current_app, "send_task", lambda name, kwargs: queued.append((name, kwargs))
     )
 
-    assert queued == [True]
+    # when the officer asks for retention now
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for(officer).post(
+            "/admin/compliance/retentionpolicy/",
+            {"action": "apply_now", "_selected_action": [policy.pk]},
+        )
+
+    # then one run is queued, on their behalf, and the request is on the record as theirs
+    assert queued == [("compliance.apply_retention", {"requested_by": officer.pk})]
+    requested = AuditEvent.objects.get(action="retention.run.requested")
+    assert (requested.actor_id, requested.channel) == (officer.pk, "admin")
+
+
+def test_a_run_asked_for_by_someone_who_lost_the_right_runs_nothing() -> None:
+    # given a run asked for by an officer who is no longer one when the worker starts it
+    officer = make_officer()
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+    admin = grant_role(make_user(), Role.SECURITY_ADMIN)
+    role_revoke(actor=User.objects.get(pk=admin.pk), user=officer, role=Role.COMPLIANCE_OFFICER)
+
+    # when the worker runs it
+    run_id = apply_retention_task(requested_by=officer.pk)
+
+    # then nothing ran, and the refusal is on the record
+    assert run_id == 0
+    assert not RetentionRun.objects.exists()
+    refusal = AuditEvent.objects.get(action="retention.run.refused")
+    assert refusal.actor_id == officer.pk
