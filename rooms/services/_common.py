@@ -159,9 +159,14 @@ def require_inviter_entitled(*, actor: User, room: Room, inviter: User | None, r
     invitation lends the invitee its sender's power only while the sender holds it
     (deactivated, read-only on chat, removed or demoted since, they do not). ``actor`` is
     the invitee accepting; under the inviter's and the room's locks it is the check that
-    holds."""
+    holds. An inviter an information barrier now separates from someone in the room may
+    not invite (``require_writable``), so their invitation lends nothing either."""
     needed = role_grant_permission(role)
-    if inviter is None or needed not in room_permissions_of(room=room, user=inviter):
+    if (
+        inviter is None
+        or needed not in room_permissions_of(room=room, user=inviter)
+        or room_barrier_separating(room_id=room.pk, user_id=inviter.pk) is not None
+    ):
         raise room_refused(
             actor=actor,
             room=room,

@@ -205,6 +205,9 @@ def user_groups_change(
         current = set(user.groups.values_list("pk", flat=True))
         added = [g for g in added if g.pk not in current]
         removed = [g for g in removed if g.pk in current]
+        _require_not_lifting_own_wall(
+            actor=actor, groups=[g.pk for g in removed], operation="user.groups.change"
+        )
         user.groups.add(*added)
         user.groups.remove(*removed)
         violations = user_barrier_violations(user=user)
@@ -261,6 +264,10 @@ def group_members_set(
         )
         added = [p for p in people if p.pk in adding and p.pk not in current]
         removed = [p for p in people if p.pk in removing and p.pk in current]
+        if removed:
+            _require_not_lifting_own_wall(
+                actor=actor, groups=[group.pk], operation="group.members.set"
+            )
         group.user_set.add(*added)
         group.user_set.remove(*removed)
         found: dict[int, dict[int, None]] = {}  # per person: their rooms in violation
@@ -349,6 +356,36 @@ def group_create(*, actor: User, name: str) -> Group:
     return group
 
 
+def _require_not_lifting_own_wall(*, actor: User, groups: Iterable[int], operation: str) -> None:
+    """Refuse (``Refused``, ``room.access_denied`` with reason ``own barrier``) a change
+    that would lift an information barrier from ``actor`` themselves: lifting a barrier
+    one of whose groups they are in, or taking someone out of a group (``groups``) that a
+    barrier sets against one of theirs. Separation of duties, as for one's own groups
+    (``_require_group_change_allowed``): another security admin does it. Made under the
+    locks of the change (the groups, then the actor's row), so the actor's groups and the
+    barriers read here are the ones the change meets.
+    """
+    mine = set(actor.groups.values_list("pk", flat=True))
+    touched = set(groups)
+    if not mine or not touched:
+        return
+    walls = InformationBarrier.objects.filter(
+        Q(group_a_id__in=touched, group_b_id__in=mine)
+        | Q(group_b_id__in=touched, group_a_id__in=mine)
+    )
+    if walls.exists():
+        raise room_refused(
+            actor=actor,
+            room=None,
+            reason="own barrier",
+            message=(
+                "This would lift an information barrier from you; ask another security "
+                "administrator."
+            ),
+            operation=operation,
+        )
+
+
 def barrier_admin_locked(*, actor: User, user_ids: Iterable[int]) -> list[User]:
     """The lock order's users step for a barrier or group change: lock ``actor`` with the
     people ``user_ids`` (ascending ids) and check again, on the actor's row as it is now,
@@ -413,13 +450,26 @@ def barrier_create(
 
 @action
 def barrier_delete(*, actor: User, barrier: InformationBarrier) -> None:
-    """Lift a barrier (security admins). Locks: its two groups; the audit chain last."""
+    """Lift a barrier (security admins), never one whose groups include the actor
+    (refused, ``own barrier``: separation of duties). Locks: its two groups, then the
+    actor's row; the audit chain last."""
     _require_barrier_admin(actor)
     with action_transaction():
         rows_locked(Group, [barrier.group_a_id, barrier.group_b_id])
         barrier_admin_locked(actor=actor, user_ids=[])
         if not InformationBarrier.objects.filter(pk=barrier.pk).exists():
             return  # lifted at the same instant by someone else
+        if actor.groups.filter(pk__in=[barrier.group_a_id, barrier.group_b_id]).exists():
+            raise room_refused(
+                actor=actor,
+                room=None,
+                reason="own barrier",
+                message=(
+                    "This barrier separates you from others; ask another security "
+                    "administrator to lift it."
+                ),
+                operation="barrier.delete",
+            )
         audit_record(
             actor=actor,
             action=AuditAction.BARRIER_DELETED,

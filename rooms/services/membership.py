@@ -382,10 +382,14 @@ def membership_remove(*, actor: User, room: Room, member: User | None) -> None:
 
 def _barriers_naming(*, actor: User, room: Room, member: User | None, leaving: bool) -> list[int]:
     """The barriers whose violation in ``room`` names ``member``, if ``actor`` may resolve
-    barriers (``accounts.manage_users``) and is not leaving; else none."""
+    barriers (``accounts.manage_users``) and is not leaving; else none. None at all in a
+    room where a violation names the actor too: resolving it would lift a wall from
+    oneself (separation of duties; another security admin resolves it)."""
     if member is None or leaving or not actor.has_perm(MANAGE_USERS):
         return []
     pairs = room_barrier_violations(room_ids=[room.pk]).get(room.pk, [])
+    if any(actor.pk in (p.user_a, p.user_b) for p in pairs):
+        return []
     return sorted({p.barrier_id for p in pairs if member.pk in (p.user_a, p.user_b)})
 
 

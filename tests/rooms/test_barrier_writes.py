@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.test import Client
 
 import rooms.services.epochs as epochs
@@ -39,6 +40,7 @@ from rooms.services import (
     reaction_toggle,
     room_archive,
     room_barrier_separating,
+    room_invitation_accept,
     room_invitation_send,
     room_key_rotate,
     room_unarchive,
@@ -368,3 +370,100 @@ def test_the_api_refuses_a_separated_owner_renaming_the_room_with_403(admin: Use
     room.refresh_from_db()
     assert room.name == "Deal room"
     assert [r["operation"] for r in refusals()] == ["room.update"]
+
+
+def walled_admin(admin: User) -> tuple[User, User, InformationBarrier]:
+    """A second security admin in ``deals``, an analyst in ``research``, a barrier between."""
+    insider = grant_role(make_user(username="insider"), Role.SECURITY_ADMIN)
+    insider = User.objects.get(pk=insider.pk)
+    analyst = make_user(username="analyst")
+    deals, research = groups_apart(admin, insider, analyst)
+    barrier, _ = barrier_create(actor=admin, group_a=deals, group_b=research)
+    return insider, analyst, barrier
+
+
+def own_barrier_refusals() -> list[dict[str, Any]]:
+    return list(
+        AuditEvent.objects.filter(action="room.access.denied", extra__reason="own barrier")
+        .order_by("seq")
+        .values_list("extra", flat=True)
+    )
+
+
+def test_a_security_admin_never_lifts_a_barrier_from_themselves(admin: User) -> None:
+    # given a security admin in a group a barrier sets against the analyst's
+    insider, analyst, barrier = walled_admin(admin)
+    research = Group.objects.get(name="research")
+
+    # when they lift the barrier, or take the analyst out of the walled group either way
+    attempts: list[Callable[[], object]] = [
+        lambda: barrier_delete(actor=insider, barrier=barrier),
+        lambda: group_members_set(actor=insider, group=research, remove=[analyst]),
+        lambda: user_groups_change(actor=insider, user=analyst, remove=[research]),
+    ]
+    for attempt in attempts:
+        with pytest.raises(PermissionDenied):
+            attempt()
+
+    # then each is refused on the record, and the wall stands as it was
+    assert [r["operation"] for r in own_barrier_refusals()] == [
+        "barrier.delete",
+        "group.members.set",
+        "user.groups.change",
+    ]
+    assert InformationBarrier.objects.filter(pk=barrier.pk).exists()
+    assert analyst.groups.filter(pk=research.pk).exists()
+    assert not AuditEvent.objects.filter(action="barrier.deleted").exists()
+    # and another security admin, whom the barrier does not name, may do it
+    group_members_set(actor=admin, group=research, remove=[analyst])
+    assert not analyst.groups.filter(pk=research.pk).exists()
+
+
+def test_a_security_admin_does_not_resolve_a_violation_they_are_party_to(
+    admin: User,
+) -> None:
+    # given a room the walled security admin shares with the analyst, created before
+    # the barrier, so that it is in violation
+    owner = make_room_admin(username="owner")
+    insider = grant_role(make_user(username="insider"), Role.SECURITY_ADMIN)
+    insider = User.objects.get(pk=insider.pk)
+    analyst = make_user(username="analyst")
+    room = make_room(owner=owner, members=(insider, analyst))
+    deals, research = groups_apart(admin, insider, analyst)
+    barrier_create(actor=admin, group_a=deals, group_b=research)
+
+    # when the insider removes the analyst to resolve it
+    with pytest.raises(PermissionDenied):
+        membership_remove(actor=insider, room=room, member=analyst)
+
+    # then they have no power of resolution there, only a member's, and the analyst stays
+    assert Membership.objects.filter(room=room, user=analyst).exists()
+    refused = AuditEvent.objects.filter(action="room.access.denied").latest("seq")
+    assert (refused.actor_id, refused.extra["reason"]) == (insider.pk, "missing manage_members")
+    assert not AuditEvent.objects.filter(action="room.member.removed").exists()
+    # and another security admin resolves it
+    membership_remove(actor=admin, room=room, member=analyst)
+    assert not Membership.objects.filter(room=room, user=analyst).exists()
+
+
+def test_an_invitation_from_an_owner_since_separated_lends_nothing(admin: User) -> None:
+    # given an owner who invited a colleague as moderator, then a barrier between the
+    # owner and an analyst of the room
+    owner, analyst, invitee = make_room_admin(), make_user(), make_user()
+    room = make_room(owner=owner, members=(analyst,))
+    invitation = room_invitation_send(
+        actor=owner, room=room, invitee=invitee, role=Membership.Role.MODERATOR
+    )
+    deals, research = groups_apart(admin, owner, analyst)
+    barrier_create(actor=admin, group_a=deals, group_b=research)
+
+    # when the colleague accepts
+    with pytest.raises(PermissionDenied):
+        room_invitation_accept(actor=invitee, invitation=invitation)
+
+    # then they are not in the room, and the refusal names the inviter
+    assert not Membership.objects.filter(room=room, user=invitee).exists()
+    refused = AuditEvent.objects.get(
+        action="room.access.denied", extra__reason="inviter no longer entitled"
+    )
+    assert refused.extra["inviter"] == owner.pk
