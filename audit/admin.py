@@ -74,7 +74,7 @@ def _target_name(obj: models.Model) -> str:
     )  # fmt: skip
     label = f"{obj._meta.verbose_name} {own or obj.pk}"
     context = []
-    for relation in ("room", "sender", "user", "invitee"):
+    for relation in ("room", "sender", "user", "invitee", "group_a", "group_b"):
         field = next((f for f in obj._meta.fields if f.name == relation), None)
         if field is None or not getattr(obj, f"{relation}_id", None):
             continue
@@ -202,7 +202,12 @@ class AuditEventAdmin(ReadOnlyAdmin):
             return f"{obj.target_type} {obj.target_id} (no longer exists)"
         name = _target_name(found)
         if type(found) not in self.admin_site._registry:
-            return name
+            # A message, a file, a key copy: no page of its own, so the link goes to the
+            # room it belongs to (whose page checks the viewer's right in turn).
+            room = getattr(found, "room", None) if getattr(found, "room_id", None) else None
+            if room is None or type(room) not in self.admin_site._registry:
+                return name
+            found = room
         meta = found._meta
         url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[found.pk])
         return format_html('<a href="{}">{}</a>', url, name)

@@ -274,6 +274,35 @@ def test_the_audit_browser_names_and_links_targets(officer: User) -> None:
     assert f"rooms.room {room.pk}" not in body
 
 
+def test_a_message_event_links_to_its_room_and_a_barrier_event_names_its_groups(
+    officer: User,
+) -> None:
+    # given a message posted in a room, and a barrier between two named groups
+    from rooms.services import barrier_create, group_create, message_post
+
+    alice = make_user(username="alice")
+    room = make_room(owner=alice, name="Treasury")
+    message_post(sender=alice, room=room, text="the message text stays out of the log")
+    admin = User.objects.get(pk=grant_role(make_user(), Role.SECURITY_ADMIN).pk)
+    deals, research = (
+        group_create(actor=admin, name="deals"),
+        group_create(actor=admin, name="research"),
+    )
+    barrier_create(actor=admin, group_a=deals, group_b=research)
+
+    # when the officer opens the audit browser on each kind of event
+    posted = client_for(officer).get("/admin/audit/auditevent/?action=message.posted")
+    created = client_for(officer).get("/admin/audit/auditevent/?action=barrier.created")
+
+    # then the message is named by its room and sender and links to the room's page,
+    # never showing its text; the barrier is named by its two groups
+    body = posted.content.decode()
+    assert "(room Treasury, sender alice)" in body
+    assert f'href="/admin/rooms/room/{room.pk}/change/"' in body
+    assert "stays out of the log" not in body
+    assert "(group_a deals, group_b research)" in created.content.decode()
+
+
 def test_the_audit_browser_links_a_person_who_acted_to_their_page(officer: User) -> None:
     # given an event by a person (the room's creation) and the officer's own search
     alice = make_user(username="alice")
