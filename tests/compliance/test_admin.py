@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from celery import current_app
 from django.test import Client
 from pytest_django import Settings
 
@@ -14,7 +15,7 @@ from accounts.roles import Role
 from accounts.services import role_revoke
 from audit.models import AuditEvent
 from compliance.models import LegalHold, RetentionPolicy, RetentionRun
-from compliance.services import legal_hold_place, retention_policy_set, runs
+from compliance.services import legal_hold_place, retention_policy_set
 from compliance.tasks import apply_retention_task
 from rooms.models import Message
 from tests.accounts.factories import grant_role, make_user, sign_in_client
@@ -194,7 +195,7 @@ def test_apply_now_queues_the_job_as_the_officers_request(
     policy = retention_policy_set(actor=officer, room=None, keep_days=30)
     queued: list[tuple[str, dict[str, object]]] = []
     monkeypatch.setattr(
-        runs.current_app, "send_task", lambda name, kwargs: queued.append((name, kwargs))
+        current_app, "send_task", lambda name, kwargs: queued.append((name, kwargs))
     )
 
     # when the officer asks for retention now
