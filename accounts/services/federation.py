@@ -150,6 +150,12 @@ def federated_sign_in(*, request: HttpRequest, identity: AssertedIdentity) -> Fe
         session_start(request=request, user=user)
         FederatedIdentity.objects.filter(pk=link.pk).update(last_used_at=timezone.now())
         mfa = provider_asserts_mfa(identity)
+        device = None
+        if mfa:
+            device, _ = ProviderMfaDevice.objects.get_or_create(
+                identity=link,
+                defaults={"user": user, "name": identity.provider.name, "confirmed": True},
+            )
         audit_record(
             actor=user,
             action=AuditAction.AUTH_FEDERATED_VERIFIED,
@@ -163,11 +169,7 @@ def federated_sign_in(*, request: HttpRequest, identity: AssertedIdentity) -> Fe
             },
             request=request,
         )
-        if mfa:
-            device, _ = ProviderMfaDevice.objects.get_or_create(
-                identity=link,
-                defaults={"user": user, "name": identity.provider.name, "confirmed": True},
-            )
+        if device is not None:
             second_factor_accepted(request=request, user=user, device=device)
     return FederatedSignIn(user=user, verified=mfa)
 
