@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib.auth import password_validation
 
@@ -115,3 +117,16 @@ class RoleForm(forms.Form):
 class LockoutLiftForm(forms.Form):
     username = forms.CharField(max_length=150, required=False)
     ip_address = forms.GenericIPAddressField(required=False)
+
+
+class IdentityLinkForm(forms.Form):
+    """Link an account to a person's identity at a configured provider (security admins)."""
+
+    username = forms.CharField(max_length=150)
+    provider = forms.ChoiceField(choices=())
+    # The provider's subject exactly as it sends it (``sub``): never stripped or folded.
+    subject = forms.CharField(max_length=255, strip=False)
+
+    def __init__(self, *args: Any, providers: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["provider"].choices = providers  # type: ignore[attr-defined]

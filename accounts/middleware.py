@@ -32,6 +32,8 @@ PUBLIC_ROUTES = frozenset(
         "healthz",
         "readyz",
         "accounts:sign-in",
+        "accounts:sso-start",
+        "accounts:sso-callback",
         "accounts:password-reset-request",
         "accounts:password-reset-confirm",
         "accounts:bootstrap",

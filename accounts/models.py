@@ -282,3 +282,68 @@ class BackupCode(models.Model):
 
     def __str__(self) -> str:
         return f"backup code {self.pk} of device {self.device_id}"
+
+
+class FederatedIdentity(models.Model):
+    """A person's identity at an external identity provider, linked to their account.
+
+    The link is the provider's immutable name for the person: an OpenID Connect issuer and
+    subject (``iss``, ``sub``), or (later) a SAML identity provider's entity ID and
+    persistent NameID. Never an e-mail address: anyone who can register an address at
+    some provider would otherwise take over the account that has it (docs/sso.md).
+    """
+
+    class Protocol(models.TextChoices):
+        OIDC = "oidc", "OpenID Connect"
+        SAML = "saml", "SAML 2.0"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="federated_identities"
+    )
+    # The configured provider's key when the link was made (SAFECHAT_OIDC_PROVIDERS).
+    provider = models.CharField(max_length=32)
+    protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.OIDC)
+    # OIDC ``iss`` / SAML IdP entity ID, and OIDC ``sub`` (at most 255 ASCII characters,
+    # Core 1.0, 2) / SAML persistent NameID: compared exactly, as the provider sent them.
+    issuer = models.CharField(max_length=512)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # How it came to be: "admin" (a security admin linked it) or "created" (the account was
+    # created at its first sign-in, where the provider allows that).
+    linked_via = models.CharField(max_length=16)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "subject"], name="accounts_federated_identity_unique"
+            ),
+            # One identity per provider and account: a second subject at the same issuer
+            # for one person is a mistake or an attack, never a convenience.
+            models.UniqueConstraint(
+                fields=["user", "issuer"], name="accounts_federated_identity_one_per_issuer"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"identity at {self.provider} of user {self.user_id}"
+
+
+class ProviderMfaDevice(Device):  # type: ignore[misc]
+    """The record that a trusted provider's multi-factor sign-in stood for SafeChat's own
+    second factor (django-otp's verified session names a device). It verifies nothing by
+    itself, is never listed or counted as a factor, and goes with its identity's link:
+    unlinking ends the sessions it verified."""
+
+    identity: models.OneToOneField[FederatedIdentity, FederatedIdentity] = models.OneToOneField(
+        FederatedIdentity, on_delete=models.CASCADE, related_name="mfa_device"
+    )
+
+    class Meta(Device.Meta):  # type: ignore[misc]
+        verbose_name = "provider multi-factor sign-in"
+
+    def verify_token(self, token: object) -> bool:
+        return False
+
+    def verify_is_allowed(self) -> tuple[bool, dict[str, object] | None]:
+        return False, {"reason": "provider-asserted"}

@@ -20,7 +20,9 @@ from accounts.models import (
     BackupCode,
     BackupCodeDevice,
     BootstrapToken,
+    FederatedIdentity,
     Invitation,
+    ProviderMfaDevice,
     User,
     UserSession,
 )
@@ -34,6 +36,9 @@ FACTOR_KINDS: dict[type[Device], str] = {
     TOTPDevice: "totp",
     BackupCodeDevice: "backup_codes",
     WebAuthnCredential: "passkey",
+    # A trusted provider's multi-factor sign-in (docs/sso.md): what a session was verified
+    # with, never one of the person's own factors (not listed, not counted, not removable).
+    ProviderMfaDevice: "provider_mfa",
 }
 # Factors that stand on their own; backup codes only back one of these up.
 PRIMARY_FACTOR_MODELS: tuple[type[Device], ...] = (TOTPDevice, WebAuthnCredential)
@@ -44,8 +49,11 @@ def factor_kind(device: Device) -> str:
 
 
 def user_factors(*, user: User) -> list[Device]:
-    """The user's confirmed second factors, in a stable order."""
-    return sorted(devices_for_user(user, confirmed=True), key=lambda d: (factor_kind(d), d.pk))
+    """The user's confirmed second factors, in a stable order (their own: never the record
+    of a provider's multi-factor sign-in)."""
+    found = devices_for_user(user, confirmed=True)
+    own = (d for d in found if not isinstance(d, ProviderMfaDevice))
+    return sorted(own, key=lambda d: (factor_kind(d), d.pk))
 
 
 def user_has_factor(*, user: User) -> bool:
@@ -60,6 +68,8 @@ def user_factor_get(*, user: User, persistent_id: str, code_based: bool = False)
     """One confirmed factor of ``user`` by persistent id (never another user's)."""
     device = Device.from_persistent_id(persistent_id) if persistent_id else None
     if device is None or device.user_id != user.pk or not device.confirmed:
+        return None
+    if isinstance(device, ProviderMfaDevice):
         return None
     if code_based and not isinstance(device, TOTPDevice | BackupCodeDevice):
         return None
@@ -125,6 +135,12 @@ def person_get(*, user_id: int) -> User | None:
     """The account of a person (active or not) with ``user_id``, or None: for paths that
     name someone already in a room (removal, a role change)."""
     return people().filter(pk=user_id).first()
+
+
+def person_get_by_username(*, username: str) -> User | None:
+    """The account of a person (active or not) named ``username`` in any case or width
+    (looked up in its PRECIS form), or None."""
+    return people().filter(username=username_lookup_form(username.strip())).first()
 
 
 def user_reads_chat_only(*, user: User) -> bool:
@@ -203,3 +219,19 @@ def lockouts_active(*, actor: User) -> list[Lockout]:
                 )
             )
     return result
+
+
+def federated_identities(*, user: User | None = None) -> QuerySet[FederatedIdentity]:
+    """Links between accounts and identity providers (of ``user``, or everyone's), for the
+    security admins' page; newest first."""
+    found = FederatedIdentity.objects.select_related("user").order_by("-created_at", "-pk")
+    return found if user is None else found.filter(user=user)
+
+
+def federated_identity_find(*, issuer: str, subject: str) -> FederatedIdentity | None:
+    """The link of (``issuer``, ``subject``), exactly as the provider sent them, or None."""
+    return (
+        FederatedIdentity.objects.select_related("user")
+        .filter(issuer=issuer, subject=subject)
+        .first()
+    )

@@ -8,6 +8,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("sign-in/", views.sign_in, name="sign-in"),
     path("sign-out/", views.sign_out, name="sign-out"),
+    path("sso/<str:provider_key>/start/", views.sso_start, name="sso-start"),
+    path("sso/<str:provider_key>/callback/", views.sso_callback, name="sso-callback"),
     path("second-factor/", views.second_factor, name="second-factor"),
     path("reverify/", views.reverify, name="reverify"),
     path("enrol/", views.enrol, name="enrol"),
@@ -36,4 +38,10 @@ urlpatterns = [
         name="admin-user-action",
     ),
     path("admin/lockouts/lift/", views.admin_lockout_lift, name="admin-lockout-lift"),
+    path("admin/identities/link/", views.admin_identity_link, name="admin-identity-link"),
+    path(
+        "admin/identities/<int:identity_id>/unlink/",
+        views.admin_identity_unlink,
+        name="admin-identity-unlink",
+    ),
 ]

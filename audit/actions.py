@@ -64,6 +64,16 @@ class AuditAction(StrEnum):
         "auth.bootstrap.refused",
         "The bootstrap path was refused (already used or invalid).",
     )
+    AUTH_FEDERATED_VERIFIED = (
+        "auth.federated.verified",
+        "A sign-in through an identity provider passed every check; SafeChat's second factor "
+        "is still due unless the provider is trusted for it and asserted several factors.",
+    )
+    AUTH_FEDERATED_REFUSED = (
+        "auth.federated.refused",
+        "A sign-in through an identity provider was refused (state, nonce, audience, issuer, "
+        "signature or expiry; an unknown provider; an identity linked to no account).",
+    )
 
     # --- Accounts and roles -------------------------------------------------
     ACCOUNT_INVITED = "account.invited", "A person was invited to create an account."
@@ -94,6 +104,14 @@ class AuditAction(StrEnum):
     ACCOUNT_ADMIN_REFUSED = (
         "account.admin.refused",
         "An account administration action was refused (no permission, or on oneself).",
+    )
+    ACCOUNT_IDENTITY_LINKED = (
+        "account.identity.linked",
+        "An account was linked to a person's identity at an identity provider.",
+    )
+    ACCOUNT_IDENTITY_UNLINKED = (
+        "account.identity.unlinked",
+        "An account's link to an identity provider was removed; sessions it verified end.",
     )
 
     # --- Second factors -----------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from accounts import sso  # pure: the identity providers' configuration
 from files import policy as file_policy  # pure: the type policy's defaults
 from safechat import environment as envtools
 from safechat import origins
@@ -419,6 +420,24 @@ EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=IS_PRODUCTION)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="SafeChat <no-reply@localhost>")
+
+# --- Federated sign-in: OpenID Connect (docs/sso.md) --------------------------
+# A JSON list of providers; unset: none, and sign-in is SafeChat's own alone.
+try:
+    SAFECHAT_OIDC_PROVIDERS = sso.oidc_providers_parse(
+        env.str("SAFECHAT_OIDC_PROVIDERS", default=""),
+        environ=os.environ,
+        production=IS_PRODUCTION,
+    )
+except sso.SsoConfigurationError as _exc:
+    raise SystemExit(f"SafeChat refuses to start: {_exc}") from None
+# Every call to a provider (discovery, keys, the token endpoint) gives up after this long.
+SAFECHAT_OIDC_HTTP_TIMEOUT_SECONDS = env.float("SAFECHAT_OIDC_HTTP_TIMEOUT_SECONDS", default=10.0)
+# A provider's discovery document and signing keys are re-read at least this often (and
+# the keys at once when a token names an unknown one).
+SAFECHAT_OIDC_METADATA_SECONDS = env.int("SAFECHAT_OIDC_METADATA_SECONDS", default=3600)
+# A sign-in must come back from the provider within this long of leaving for it.
+SAFECHAT_OIDC_FLOW_SECONDS = env.int("SAFECHAT_OIDC_FLOW_SECONDS", default=600)
 
 # --- HTTP security ----------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.support.fixtures",
     "tests.support.audit_db",
     "tests.support.audit_context",
+    "tests.support.oidc",
 ]
 
 

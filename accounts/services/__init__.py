@@ -21,6 +21,13 @@ from accounts.services.factors import (
     totp_enrol_confirm,
     totp_enrolment_device,
 )
+from accounts.services.federation import (
+    FederatedSignIn,
+    federated_identity_link,
+    federated_identity_unlink,
+    federated_sign_in,
+    federated_sign_in_refused,
+)
 from accounts.services.operator import command_refuse, lockout_lift_by_operator
 from accounts.services.sessions import (
     session_end,
@@ -60,6 +67,7 @@ from accounts.services.users import (
 
 __all__ = [
     "BootstrapRefused",
+    "FederatedSignIn",
     "InvalidLink",
     "LastFactor",
     "PasswordRejected",
@@ -79,6 +87,10 @@ __all__ = [
     "factor_remove",
     "factor_rename",
     "factors_reset",
+    "federated_identity_link",
+    "federated_identity_unlink",
+    "federated_sign_in",
+    "federated_sign_in_refused",
     "invitation_accept",
     "invitation_create",
     "invitation_revoke",

@@ -1,7 +1,13 @@
 """Portal pages of accounts, one module per area. Thin: parse the form, call a service,
 render or redirect. ``accounts.urls`` routes to the names re-exported here."""
 
-from accounts.views.administration import admin_lockout_lift, admin_user_action, admin_users
+from accounts.views.administration import (
+    admin_identity_link,
+    admin_identity_unlink,
+    admin_lockout_lift,
+    admin_user_action,
+    admin_users,
+)
 from accounts.views.factors import (
     backup_codes,
     enrol,
@@ -10,6 +16,7 @@ from accounts.views.factors import (
     factors,
     passkey_add,
 )
+from accounts.views.federation import sso_callback, sso_start
 from accounts.views.home import home
 from accounts.views.links import bootstrap, invitation
 from accounts.views.passwords import password_change, password_reset_confirm, password_reset_request
@@ -18,6 +25,8 @@ from accounts.views.sign_in import reverify, second_factor, sign_in, sign_out
 from accounts.views.tokens import token_revoke, tokens
 
 __all__ = [
+    "admin_identity_link",
+    "admin_identity_unlink",
     "admin_lockout_lift",
     "admin_user_action",
     "admin_users",
@@ -39,6 +48,8 @@ __all__ = [
     "sessions",
     "sign_in",
     "sign_out",
+    "sso_callback",
+    "sso_start",
     "token_revoke",
     "tokens",
 ]

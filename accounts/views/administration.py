@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import forms, selectors, services
+from accounts import forms, oidc, selectors, services
 from accounts.models import User
 from accounts.roles import MANAGE_USERS, Role
 from accounts.views._common import _user, raise_404
@@ -53,6 +53,8 @@ def admin_users(request: HttpRequest) -> HttpResponse:
             "lockouts": selectors.lockouts_active(actor=actor),
             "lift_form": forms.LockoutLiftForm(),
             "roles": [r.value for r in Role],
+            "link_form": _link_form(),
+            "identities": selectors.federated_identities() if oidc.providers() else [],
         },
         status=status,
     )
@@ -169,4 +171,45 @@ def admin_lockout_lift(request: HttpRequest) -> HttpResponse:
         request=request,
     )
     messages.success(request, "Lockout lifted.")
+    return redirect("accounts:admin-users")
+
+
+def _link_form(data: object = None) -> forms.IdentityLinkForm:
+    return forms.IdentityLinkForm(data, providers=[(p.key, p.name) for p in oidc.providers()])
+
+
+@require_POST
+def admin_identity_link(request: HttpRequest) -> HttpResponse:
+    """Link an account to an identity at a configured provider (docs/sso.md)."""
+    actor = _user(request)
+    if not actor.has_perm(MANAGE_USERS):
+        raise PermissionDenied
+    form = _link_form(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Name a person, a provider and the identity's subject.")
+        return redirect("accounts:admin-users")
+    target = selectors.person_get_by_username(username=form.cleaned_data["username"])
+    if target is None:
+        messages.error(request, "There is no such person.")
+        return redirect("accounts:admin-users")
+    services.federated_identity_link(
+        actor=actor, user=target, provider_key=form.cleaned_data["provider"],
+        subject=form.cleaned_data["subject"], request=request,
+    )  # fmt: skip
+    # A refusal (PermissionDenied, audited by the service) is answered 403.
+    messages.success(request, "Linked.")
+    return redirect("accounts:admin-users")
+
+
+@require_POST
+def admin_identity_unlink(request: HttpRequest, identity_id: int) -> HttpResponse:
+    """Remove a link; the sessions it verified end."""
+    actor = _user(request)
+    if not actor.has_perm(MANAGE_USERS):
+        raise PermissionDenied
+    if not services.federated_identity_unlink(
+        actor=actor, identity_id=identity_id, request=request
+    ):
+        raise_404()
+    messages.success(request, "Unlinked.")
     return redirect("accounts:admin-users")

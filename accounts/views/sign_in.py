@@ -9,7 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import forms, selectors, services
+from accounts import forms, oidc, selectors, services
 from accounts.models import User
 from accounts.session_policy import SESSION_SIGNED_OUT_REASON, request_verified
 from accounts.views._common import SIGNED_OUT_MESSAGES, _next_url, _user
@@ -44,7 +44,12 @@ def sign_in(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "accounts/sign_in.html",
-        {"form": form, "error": error, "next": _next_url(request)},
+        {
+            "form": form,
+            "error": error,
+            "next": _next_url(request),
+            "sso_providers": oidc.providers(),
+        },
         status=status,
     )
 

@@ -23,6 +23,8 @@ EXPECTED_PUBLIC = {
     "healthz",
     "readyz",
     "accounts:sign-in",
+    "accounts:sso-start",
+    "accounts:sso-callback",
     "accounts:password-reset-request",
     "accounts:password-reset-confirm",
     "accounts:bootstrap",

@@ -1,0 +1,284 @@
+"""The OpenID Connect relying party: the authorisation code flow with PKCE, through Authlib.
+
+What Authlib does, and we rely on: discovery (the provider's metadata document), the
+``state`` and ``nonce`` of each flow kept in the person's session and used once, PKCE
+(``S256``), the code exchange at the token endpoint, and the ID token's checks (OpenID
+Connect Core 1.0, 3.1.3.7): the signature against the provider's published keys, ``iss``,
+``aud``, ``azp``, ``exp``, ``iat``, ``nonce``, ``at_hash``.
+
+What we add, because a library default would not be safe enough here:
+
+* the accepted signature algorithms are the configured asymmetric ones, whatever the
+  provider's metadata lists (``none`` and ``HS*`` never: no alg-none tokens, no RSA public
+  key taken for an HMAC secret);
+* ``aud`` must contain our client id (Authlib checks only ``azp`` unless told);
+* the discovery document's ``issuer`` must be exactly the configured one (Discovery 1.0,
+  4.3), so a document served from elsewhere cannot redirect the keys;
+* each flow is bound to its provider and ages out after ``SAFECHAT_OIDC_FLOW_SECONDS``;
+* metadata and keys are cached (``SAFECHAT_OIDC_METADATA_SECONDS``), keys re-read at once
+  for an unknown ``kid``.
+
+Every failure becomes an :class:`OidcRefused` with a reason from :data:`REASONS`; the view
+records it through ``accounts.services`` and answers a 4xx page (502 when the provider
+itself cannot be reached). This module writes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import requests
+from authlib.integrations.base_client import MismatchingStateError, OAuthError
+from authlib.integrations.django_client import DjangoIntegration, DjangoOAuth2App
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest
+from joserfc.errors import (
+    BadSignatureError,
+    ExpiredTokenError,
+    InvalidClaimError,
+    InvalidKeyIdError,
+    JoseError,
+    MissingClaimError,
+    UnsupportedAlgorithmError,
+)
+
+from accounts.credentials import sha256_hex
+from accounts.sso import AssertedIdentity, OidcProvider, provider_named
+
+SESSION_FLOWS = "safechat.sso.flows"  # state -> {"provider", "next", "started"}
+FLOWS_KEPT = 5  # flows in progress per browser session (tabs); the oldest goes first
+# Seconds a clock may differ from the provider's (``exp``, ``iat``, ``nbf``).
+CLOCK_LEEWAY_SECONDS = 60
+
+# Why a sign-in through a provider was refused: the ``reason`` of ``auth.federated.refused``.
+REASONS = {
+    "state": "The sign-in could not be matched to this browser. Start again.",
+    "nonce": "The provider's answer was not issued for this sign-in.",
+    "audience": "The provider's answer was issued to another application.",
+    "issuer": "The provider's answer came from another issuer.",
+    "expired": "The provider's answer has expired. Start again.",
+    "algorithm": "The provider's answer is signed in a way SafeChat does not accept.",
+    "signature": "The provider's answer is not signed by the provider.",
+    "id_token": "The provider's answer is not a valid identity token.",
+    "provider_error": "The identity provider did not sign you in.",
+    "token_exchange": "The identity provider refused to complete the sign-in. Start again.",
+    "provider_unreachable": "The identity provider cannot be reached. Try again later.",
+    "provider_metadata": "The identity provider's configuration could not be used.",
+    "unknown_provider": "There is no such identity provider.",
+}
+
+
+class OidcRefused(Exception):
+    """A sign-in through a provider that failed a check; ``reason`` is a key of REASONS.
+
+    ``detail`` is for the audit log only (the claim that failed, the provider's error
+    code): never shown, never a token or a secret.
+    """
+
+    def __init__(self, reason: str, *, detail: str = "", status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail[:200]
+        self.status = status
+
+    @property
+    def message(self) -> str:
+        return REASONS.get(self.reason, REASONS["id_token"])
+
+
+def provider_get(key: str) -> OidcProvider | None:
+    """The configured provider with ``key``, or None."""
+    return provider_named(providers(), key)
+
+
+def providers() -> tuple[OidcProvider, ...]:
+    configured: tuple[OidcProvider, ...] = settings.SAFECHAT_OIDC_PROVIDERS
+    return configured
+
+
+def _cache_key(provider: OidcProvider, what: str) -> str:
+    return f"sso:{what}:{sha256_hex(provider.metadata_url + '|' + provider.issuer)}"
+
+
+class _ProviderApp(DjangoOAuth2App):  # type: ignore[misc]
+    """Authlib's Django client for one provider, with the checks this module adds."""
+
+    def __init__(self, provider: OidcProvider) -> None:
+        self.provider = provider
+        super().__init__(
+            DjangoIntegration(provider.key),
+            name=provider.key,
+            client_id=provider.client_id,
+            client_secret=provider.client_secret or None,
+            server_metadata_url=provider.metadata_url,
+            client_kwargs={
+                "scope": " ".join(provider.scopes),
+                "code_challenge_method": "S256",
+                "token_endpoint_auth_method": provider.token_auth_method,
+                "default_timeout": settings.SAFECHAT_OIDC_HTTP_TIMEOUT_SECONDS,
+            },
+        )
+
+    def load_server_metadata(self) -> dict[str, Any]:
+        if "_loaded_at" not in self.server_metadata:
+            key = _cache_key(self.provider, "metadata")
+            cached = cache.get(key)
+            if isinstance(cached, dict):
+                self.server_metadata.update(cached)
+            else:
+                metadata: dict[str, Any] = super().load_server_metadata()
+                _metadata_check(self.provider, metadata)
+                cache.set(key, dict(metadata), settings.SAFECHAT_OIDC_METADATA_SECONDS)
+        # Ours, whatever the document says: the algorithms an ID token may be signed with.
+        self.server_metadata["id_token_signing_alg_values_supported"] = list(
+            self.provider.algorithms
+        )
+        return self.server_metadata  # type: ignore[no-any-return]
+
+    def fetch_jwk_set(self, force: bool = False) -> dict[str, Any]:
+        key = _cache_key(self.provider, "jwks")
+        if not force:
+            cached = cache.get(key)
+            if isinstance(cached, dict):
+                return cached
+        jwks: dict[str, Any] = super().fetch_jwk_set(force=True)
+        cache.set(key, jwks, settings.SAFECHAT_OIDC_METADATA_SECONDS)
+        return jwks
+
+
+def _metadata_check(provider: OidcProvider, metadata: dict[str, Any]) -> None:
+    if metadata.get("issuer") != provider.issuer:
+        raise OidcRefused("provider_metadata", detail="issuer differs", status=502)
+    for endpoint in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+        if not isinstance(metadata.get(endpoint), str):
+            raise OidcRefused("provider_metadata", detail=f"no {endpoint}", status=502)
+
+
+def authorization_redirect_url(
+    *, request: HttpRequest, provider: OidcProvider, redirect_uri: str, next_url: str
+) -> str:
+    """Start a flow: the provider's authorisation URL (code flow, PKCE S256, a fresh
+    ``state`` and ``nonce``), with the flow remembered in this browser's session."""
+    app = _ProviderApp(provider)
+    extra = {"acr_values": provider.acr_values} if provider.acr_values else {}
+    try:
+        found = app.create_authorization_url(redirect_uri, **extra)
+    except requests.RequestException as exc:
+        raise OidcRefused("provider_unreachable", detail=type(exc).__name__, status=502) from None
+    except (ValueError, KeyError) as exc:
+        raise OidcRefused("provider_metadata", detail=type(exc).__name__, status=502) from None
+    app.save_authorize_data(request, redirect_uri=redirect_uri, **found)
+    flows: dict[str, dict[str, Any]] = dict(request.session.get(SESSION_FLOWS, {}))
+    flows[found["state"]] = {"provider": provider.key, "next": next_url, "started": time.time()}
+    # A few flows at once (two tabs); an abandoned one never piles up.
+    newest = sorted(flows.items(), key=lambda item: item[1]["started"])[-FLOWS_KEPT:]
+    request.session[SESSION_FLOWS] = dict(newest)
+    return str(found["url"])
+
+
+def _flow_take(request: HttpRequest, provider: OidcProvider) -> dict[str, Any]:
+    """The flow this callback answers (used once), or OidcRefused("state")."""
+    state = request.GET.get("state", "")
+    flows: dict[str, dict[str, Any]] = dict(request.session.get(SESSION_FLOWS, {}))
+    flow = flows.pop(state, None) if state else None
+    request.session[SESSION_FLOWS] = flows
+    if flow is None:
+        raise OidcRefused("state", detail="unknown state")
+    if flow.get("provider") != provider.key:
+        raise OidcRefused("state", detail="another provider's flow")
+    if time.time() - float(flow.get("started", 0)) > settings.SAFECHAT_OIDC_FLOW_SECONDS:
+        raise OidcRefused("state", detail="flow too old")
+    return flow
+
+
+_CLAIM_REASONS = {
+    "aud": "audience",
+    "azp": "audience",
+    "iss": "issuer",
+    "nonce": "nonce",
+    "exp": "expired",
+}
+
+
+def _refusal_of(exc: Exception) -> OidcRefused:
+    """The refusal an exception of the flow stands for (most specific first)."""
+    if isinstance(exc, MismatchingStateError):
+        return OidcRefused("state", detail="no such flow in the library's state")
+    if isinstance(exc, ExpiredTokenError):
+        return OidcRefused("expired", detail="exp")
+    if isinstance(exc, InvalidClaimError | MissingClaimError):
+        claim = str(getattr(exc, "claim", "") or "").split(",")[0]
+        return OidcRefused(_CLAIM_REASONS.get(claim, "id_token"), detail=f"claim {claim}")
+    if isinstance(exc, UnsupportedAlgorithmError):
+        return OidcRefused("algorithm", detail=str(exc))
+    if isinstance(exc, BadSignatureError | InvalidKeyIdError):
+        return OidcRefused("signature", detail=type(exc).__name__)
+    if isinstance(exc, JoseError | ValueError):
+        return OidcRefused("id_token", detail=type(exc).__name__)
+    if isinstance(exc, OAuthError):
+        return OidcRefused("token_exchange", detail=str(getattr(exc, "error", "")))
+    if isinstance(exc, requests.RequestException):
+        return OidcRefused("provider_unreachable", detail=type(exc).__name__, status=502)
+    if isinstance(exc, KeyError | TypeError | RuntimeError):
+        # A token response or a document without what the protocol says it holds.
+        return OidcRefused("provider_metadata", detail=type(exc).__name__, status=502)
+    raise exc
+
+
+def identity_from_callback(
+    *, request: HttpRequest, provider: OidcProvider
+) -> tuple[AssertedIdentity, str]:
+    """Finish a flow at its callback: the identity the provider asserted, and where the
+    person was going. Raises :class:`OidcRefused` for anything that does not hold, having
+    used the flow up (a replayed callback finds no flow)."""
+    flow = _flow_take(request, provider)
+    error = request.GET.get("error")
+    app = _ProviderApp(provider)
+    if error:
+        app.framework.clear_state_data(request.session, request.GET.get("state", ""))
+        raise OidcRefused("provider_error", detail=error[:64])
+    options = {
+        "iss": {"essential": True, "value": provider.issuer},
+        "aud": {"essential": True, "value": provider.client_id},
+        "sub": {"essential": True},
+        "exp": {"essential": True},
+    }
+    try:
+        token = app.authorize_access_token(
+            request, claims_options=options, leeway=CLOCK_LEEWAY_SECONDS
+        )
+    except OidcRefused:
+        raise
+    except Exception as exc:
+        raise _refusal_of(exc) from None
+    claims = token.get("userinfo")
+    if not claims:
+        raise OidcRefused("id_token", detail="no id_token in the token response")
+    return _identity(provider, dict(claims)), str(flow.get("next") or "")
+
+
+def _text_claim(claims: dict[str, Any], name: str, limit: int = 254) -> str:
+    value = claims.get(name)
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def _identity(provider: OidcProvider, claims: dict[str, Any]) -> AssertedIdentity:
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject or len(subject) > 255:
+        raise OidcRefused("id_token", detail="sub")
+    amr = claims.get("amr")
+    acr = claims.get("acr")
+    return AssertedIdentity(
+        provider=provider,
+        issuer=str(claims["iss"]),
+        subject=subject,
+        email=_text_claim(claims, "email"),
+        email_verified=claims.get("email_verified") is True,
+        username=_text_claim(claims, provider.username_claim, 150),
+        first_name=_text_claim(claims, "given_name", 150),
+        last_name=_text_claim(claims, "family_name", 150),
+        amr=tuple(v for v in amr if isinstance(v, str)) if isinstance(amr, list) else (),
+        acr=acr if isinstance(acr, str) else "",
+    )
