@@ -22,6 +22,7 @@ from accounts.services.factors import (
     totp_enrolment_device,
 )
 from accounts.services.operator import command_refuse, lockout_lift_by_operator
+from accounts.services.profile import user_profile_update
 from accounts.services.sessions import (
     session_end,
     session_end_all,
@@ -106,5 +107,6 @@ __all__ = [
     "totp_enrolment_device",
     "user_admin_target",
     "user_deactivate",
+    "user_profile_update",
     "user_reactivate",
 ]
