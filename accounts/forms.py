@@ -88,14 +88,42 @@ class PasswordResetConfirmForm(NewPasswordMixin):
     pass
 
 
-class AccountCreateForm(NewPasswordMixin):
-    username = forms.CharField(max_length=150)
-    field_order: tuple[str, ...] = ("username", "new_password1", "new_password2")
+class DisplayNameForm(forms.Form):
+    """A display name's two fields, optional; their rules are the service's
+    (``accounts.services.profile.display_name_clean``), so every edge answers alike."""
+
+    first_name = forms.CharField(
+        label="First name",
+        max_length=150,
+        required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "given-name", "dir": "auto"}),
+    )
+    last_name = forms.CharField(
+        label="Last name",
+        max_length=150,
+        required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "family-name", "dir": "auto"}),
+    )
+
+
+class ProfileForm(DisplayNameForm):
+    pass
+
+
+class AccountCreateForm(DisplayNameForm, NewPasswordMixin):
+    username = forms.CharField(
+        max_length=150, widget=forms.TextInput(attrs={"autocomplete": "username"})
+    )
+    field_order: tuple[str, ...] = (
+        "first_name", "last_name", "username", "new_password1", "new_password2",
+    )  # fmt: skip
 
 
 class BootstrapForm(AccountCreateForm):
-    email = forms.EmailField()
-    field_order: tuple[str, ...] = ("username", "email", "new_password1", "new_password2")
+    email = forms.EmailField(widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    field_order: tuple[str, ...] = (
+        "first_name", "last_name", "username", "email", "new_password1", "new_password2",
+    )  # fmt: skip
 
 
 class TokenCreateForm(forms.Form):

@@ -5,7 +5,8 @@ never imports it. Yet two of its changes are bound by rooms' rules: a role chang
 reports the rooms that now break an information barrier, an account that is the
 only acting owner of a room is neither deactivated nor made read-only on chat (the
 room would be left with nobody to manage it), and a deactivation takes the person's
-room keys away (a reactivation gives back what the rooms' history rules allow). So
+room keys away (a reactivation gives back what the rooms' history rules allow), and a
+new display name is told to the members of the person's rooms. So
 the rooms app registers, once, in its
 ``AppConfig.ready``, the functions that answer (``room_hooks_register``), and the
 account services call them (``room_hooks``) inside their transactions, at the point of
@@ -58,6 +59,10 @@ class RoomHooks:
     # Returns, per room id, how many keys were sealed to them. Called with the user's
     # row and their rooms (``rooms_lock``) locked, before the audit append.
     memberships_resume: Callable[[User], dict[int, int]]
+    # A display name change: tell the members of ``user``'s rooms (``member.updated``,
+    # after commit). Returns the room ids told. Called with the user's row locked; takes
+    # no lock.
+    member_renamed: Callable[[User], Sequence[int]]
 
 
 _registered: list[RoomHooks] = []

@@ -31,6 +31,7 @@ PUBLIC_ROUTES = frozenset(
     {
         "healthz",
         "readyz",
+        "favicon",
         "accounts:sign-in",
         "accounts:sso-start",
         "accounts:sso-callback",

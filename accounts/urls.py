@@ -18,6 +18,7 @@ urlpatterns = [
     path("factors/backup-codes/", views.backup_codes, name="backup-codes"),
     path("factors/<path:persistent_id>/rename/", views.factor_rename, name="factor-rename"),
     path("factors/<path:persistent_id>/remove/", views.factor_remove, name="factor-remove"),
+    path("profile/", views.profile, name="profile"),
     path("sessions/", views.sessions, name="sessions"),
     path("sessions/<int:session_id>/end/", views.session_end, name="session-end"),
     path("tokens/", views.tokens, name="tokens"),

@@ -95,6 +95,14 @@ class AuditAction(StrEnum):
         "account.reactivated",
         "A deactivated account was reactivated (its old sessions and tokens stay ended).",
     )
+    ACCOUNT_PROFILE_UPDATED = (
+        "account.profile.updated",
+        "A person changed their own display name (the fields changed, never their values).",
+    )
+    ACCOUNT_PROFILE_REFUSED = (
+        "account.profile.refused",
+        "A change to one's own display name was refused: the account is no longer active.",
+    )
     ACCOUNT_ROLE_GRANTED = "account.role.granted", "A role (group) was granted to an account."
     ACCOUNT_ROLE_REVOKED = "account.role.revoked", "A role (group) was revoked from an account."
     ACCOUNT_ROLE_REFUSED = (

@@ -3,7 +3,8 @@
 Registered in ``RoomsConfig.ready``: ``accounts`` sits below ``rooms`` and never
 imports it, so it asks through the registry what a role change or a deactivation must
 respect here (information barriers, and a room keeping an owner who can act), and what
-a deactivation and a reactivation do to the person's rooms (their keys).
+a deactivation and a reactivation do to the person's rooms (their keys), and whom a
+new display name is told to.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from __future__ import annotations
 from accounts.hooks import HeldRoom, RoomHooks
 from accounts.models import User
 from rooms.services.barriers import user_barrier_violations, user_rooms_lock
-from rooms.services.membership import memberships_resume, memberships_suspend, rooms_owned_only_by
+from rooms.services.membership import (
+    member_renamed_publish,
+    memberships_resume,
+    memberships_suspend,
+    rooms_owned_only_by,
+)
 
 
 def _rooms_owned_only_by(user: User) -> list[HeldRoom]:
@@ -24,4 +30,5 @@ ROOM_HOOKS = RoomHooks(
     barrier_violations=lambda user: dict(user_barrier_violations(user=user)),
     memberships_suspend=lambda user: memberships_suspend(user=user),
     memberships_resume=lambda user: memberships_resume(user=user),
+    member_renamed=lambda user: member_renamed_publish(user=user),
 )

@@ -23,6 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import User
+from accounts.roles import MANAGE_USERS
 from accounts.selectors import person_active_get, person_get
 from rooms import forms, selectors, services
 from rooms import permissions as perms
@@ -104,6 +105,9 @@ def chat(request: HttpRequest) -> HttpResponse:
         "may": {
             "create_rooms": perms.may_create_rooms(user=user),
             "start_conversations": perms.may_start_conversations(user=user),
+            # A security admin who cannot create rooms is shown how to get some: invite
+            # people and make one of them a room admin (the empty chat's hint).
+            "invite_people": user.has_perm(MANAGE_USERS),
         },
     }
     config: dict[str, Any] = {

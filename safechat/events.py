@@ -96,6 +96,13 @@ class Frame(StrEnum):
     PING = "ping"
 
 
+class MemberChange(StrEnum):
+    """What a ``member.updated`` event says changed about the member."""
+
+    ROLE = "role"  # their role in the room
+    NAME = "name"  # their display name (``accounts.services.user_profile_update``)
+
+
 class Audience(Enum):
     ROOM = "room"  # the group room.<room_id>: every socket subscribed to the room
     USER = "user"  # the group user.<id>: every socket of one person
@@ -148,10 +155,19 @@ class MessageDeleted(TypedDict):
 
 
 class MemberChanged(TypedDict):
-    """``member.added``, ``member.removed``, ``member.updated``: ``user_id`` is the member."""
+    """``member.added``, ``member.removed``: ``user_id`` is the member."""
 
     room_id: int
     user_id: int
+
+
+class MemberUpdated(TypedDict):
+    """``member.updated``: ``user_id`` is the member; ``change`` says what changed, so a
+    client tells the member their role changed, not that their name did."""
+
+    room_id: int
+    user_id: int
+    change: str  # a MemberChange: role, name
 
 
 class RoomChanged(TypedDict):
@@ -235,7 +251,7 @@ PAYLOADS: dict[Event, type[Any]] = {
     Event.MESSAGE_DELETED: MessageDeleted,
     Event.MEMBER_ADDED: MemberChanged,
     Event.MEMBER_REMOVED: MemberChanged,
-    Event.MEMBER_UPDATED: MemberChanged,
+    Event.MEMBER_UPDATED: MemberUpdated,
     Event.ROOM_UPDATED: RoomChanged,
     Event.ROOM_ARCHIVED: RoomChanged,
     Event.READ_MARKER: ReadMarker,
@@ -327,10 +343,12 @@ def user_group(user_id: int) -> str:
 
 def client_names() -> dict[str, dict[str, str]]:
     """The names the portal keys its handlers and frames by, for the page's data block:
-    ``{"events": {"MESSAGE_NEW": "message.new", ...}, "frames": {"PING": "ping", ...}}``."""
+    ``{"events": {"MESSAGE_NEW": "message.new", ...}, "frames": {"PING": "ping", ...},
+    "member_changes": {"ROLE": "role", "NAME": "name"}}``."""
     return {
         "events": {event.name: event.value for event in Event},
         "frames": {frame.name: frame.value for frame in Frame},
+        "member_changes": {change.name: change.value for change in MemberChange},
     }
 
 

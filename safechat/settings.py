@@ -366,6 +366,8 @@ SAFECHAT_SESSION_WARNING_SECONDS = env.int("SAFECHAT_SESSION_WARNING_SECONDS", d
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
+# A refused CSRF token: the portal's own 403 page (problem details under /api/).
+CSRF_FAILURE_VIEW = "safechat.error_pages.csrf_failure"
 LOGIN_URL = "/accounts/sign-in/"
 LOGIN_REDIRECT_URL = "/accounts/"
 

@@ -1,11 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views import defaults
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from accounts.admin_site import SafeChatAdminSite
-from safechat import views
+from safechat import error_pages, views
 from safechat.api import api_error_handler, api_server_error_handler
 from safechat.api_docs import ApiDocsRedocView, ApiDocsSwaggerView, docs_view
 
@@ -18,6 +17,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="rooms:chat"), name="root"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("favicon.ico", error_pages.favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("accounts/webauthn/", include("accounts.webauthn_urls")),
@@ -36,8 +36,8 @@ urlpatterns = [
 ]
 
 # Under /api/, Django's own errors (a route no view serves, a body refused while middleware
-# read it) are problem details like every other API error; the portal keeps its pages.
-handler400 = api_error_handler(defaults.bad_request, 400)
-handler403 = api_error_handler(defaults.permission_denied, 403)
-handler404 = api_error_handler(defaults.page_not_found, 404)
-handler500 = api_server_error_handler(defaults.server_error)
+# read it) are problem details like every other API error; the portal shows its own pages.
+handler400 = api_error_handler(error_pages.bad_request, 400)
+handler403 = api_error_handler(error_pages.permission_denied, 403)
+handler404 = api_error_handler(error_pages.page_not_found, 404)
+handler500 = api_server_error_handler(error_pages.server_error)

@@ -1,4 +1,5 @@
-"""Token management over the API: ``/api/v1/accounts/tokens/``."""
+"""The account over the API: one's profile (``/api/v1/accounts/me/``) and token management
+(``/api/v1/accounts/tokens/``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from rest_framework.views import APIView
 from accounts.api.permissions import request_token
 from accounts.models import ApiToken, User
 from accounts.selectors import api_token_get, api_tokens_for
-from accounts.services import api_token_create, api_token_revoke
+from accounts.services import api_token_create, api_token_revoke, user_profile_update
 from safechat.fields import StrictCharField, StrictIntegerField
 from safechat.pagination import cursor_from_query, cursor_parameters, page_of, page_serializer
 
@@ -108,3 +109,58 @@ class TokenRevokeApi(APIView):
             raise NotFound()
         api_token_revoke(actor=_actor(request), token=token, request=request._request)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProfileOutputSerializer(serializers.Serializer[User]):
+    id = serializers.IntegerField(source="pk", read_only=True)
+    username = serializers.CharField(read_only=True)
+    first_name = serializers.CharField(read_only=True)
+    last_name = serializers.CharField(read_only=True)
+    display_name = serializers.CharField(
+        read_only=True, help_text="How others see you: first and last name, else the username."
+    )
+
+
+def _profile_json(user: User) -> dict[str, object]:
+    return {
+        "id": user.pk,
+        "username": user.get_username(),
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "display_name": user.display_name(),
+    }
+
+
+class ProfileApi(APIView):
+    """Your own profile: the display name others see beside your username."""
+
+    class ProfileUpdateInput(serializers.Serializer[dict[str, object]]):
+        # Surrounding spaces are dropped; the rules of a name (no direction control, not
+        # only invisible characters) are the service's, as on every edge (400, per field).
+        first_name = StrictCharField(max_length=150, required=False, allow_blank=True)
+        last_name = StrictCharField(max_length=150, required=False, allow_blank=True)
+
+    @extend_schema(responses=ProfileOutputSerializer, operation_id="accounts_me_retrieve")
+    def get(self, request: Request) -> Response:
+        return Response(_profile_json(_actor(request)))
+
+    @extend_schema(
+        request=ProfileUpdateInput,
+        responses=ProfileOutputSerializer,
+        operation_id="accounts_me_update",
+        description=(
+            "Change your display name: the fields sent (an empty string clears one), the "
+            "others as they are (`accounts.services.user_profile_update`). The members of "
+            "your rooms see the new name at once (`member.updated`); the audit log records "
+            "which fields changed, never their values (`account.profile.updated`). A name "
+            "with a direction control (U+202E and the like) or made only of invisible "
+            "characters is refused (400, `invalid`, with a pointer to the field)."
+        ),
+    )
+    def patch(self, request: Request) -> Response:
+        data = self.ProfileUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = user_profile_update(
+            actor=_actor(request), request=request._request, **data.validated_data
+        )
+        return Response(_profile_json(user))

@@ -29,6 +29,7 @@ from accounts.services.federation import (
     federated_sign_in_refused,
 )
 from accounts.services.operator import command_refuse, lockout_lift_by_operator
+from accounts.services.profile import user_profile_update
 from accounts.services.sessions import (
     session_end,
     session_end_all,
@@ -118,5 +119,6 @@ __all__ = [
     "totp_enrolment_device",
     "user_admin_target",
     "user_deactivate",
+    "user_profile_update",
     "user_reactivate",
 ]

@@ -35,6 +35,7 @@ from accounts.services._common import (
     security_admins_locked,
 )
 from accounts.services.auth import LOCKED_OUT
+from accounts.services.profile import display_name_clean
 from accounts.services.sessions import (
     SessionNoLongerValid,
     credentials_bump,
@@ -74,12 +75,20 @@ def bootstrap_token_create() -> str:
 
 @action
 def bootstrap_admin_create(
-    *, request: HttpRequest, token: str, username: str, email: str, password: str
+    *,
+    request: HttpRequest,
+    token: str,
+    username: str,
+    email: str,
+    password: str,
+    first_name: str = "",
+    last_name: str = "",
 ) -> User:
     """Create the first security admin through the bootstrap link, and sign them in.
 
     The link works once, within its hour, and only while no account exists. The
-    new admin's session is password-only: enrolment of a factor comes next.
+    new admin's session is password-only: enrolment of a factor comes next. The name
+    is optional and checked as every display name is (``display_name_clean``).
     """
     with action_transaction():
         row = (
@@ -93,7 +102,10 @@ def bootstrap_admin_create(
         if reason is None and people_exist():
             reason = "users_exist"
         if reason is None and row is not None:
-            user = _user_create(username=username, email=email, password=password)
+            user = _user_create(
+                username=username, email=email, password=password,
+                first_name=first_name, last_name=last_name,
+            )  # fmt: skip
             _role_add(user=user, role=Role.SECURITY_ADMIN)
             row.used_at = timezone.now()
             row.save(update_fields=["used_at"])
@@ -127,11 +139,20 @@ def _link_refusal(
     return None
 
 
-def _user_create(*, username: str, email: str, password: str) -> User:
-    """Validate and create (inside the caller's transaction); ValueError on a taken name."""
+def _user_create(
+    *, username: str, email: str, password: str, first_name: str = "", last_name: str = ""
+) -> User:
+    """Validate and create (inside the caller's transaction); ``ValidationError`` on an
+    invalid or taken name, a weak password or a display name ``display_name_clean``
+    refuses (keyed by field)."""
+    names = display_name_clean(first_name=first_name, last_name=last_name)
     # The username in its PRECIS form (RFC 8265); full_clean refuses an invalid one and a
     # look-alike of an existing one (UTS #39 skeleton), and the constraint holds under races.
-    user = User(username=User.normalize_username(username.strip()), email=email.strip().lower())
+    user = User(
+        username=User.normalize_username(username.strip()),
+        email=email.strip().lower(),
+        **names,
+    )
     password_validation.validate_password(password, user)
     user.set_password(password)
     user.full_clean(exclude=["password"])
@@ -216,8 +237,17 @@ def _inviter_entitled(invitation: Invitation) -> bool:
 
 
 @action
-def invitation_accept(*, request: HttpRequest, token: str, username: str, password: str) -> User:
+def invitation_accept(
+    *,
+    request: HttpRequest,
+    token: str,
+    username: str,
+    password: str,
+    first_name: str = "",
+    last_name: str = "",
+) -> User:
     """Create the invited account with its role and sign it in (enrolment comes next).
+    The name is optional and checked as every display name is (``display_name_clean``).
 
     Refused (``InvalidLink``, one answer for every reason) for an unknown, used, expired
     or revoked link, and for one whose author is no longer active or no longer holds
@@ -239,7 +269,10 @@ def invitation_accept(*, request: HttpRequest, token: str, username: str, passwo
         if reason is None and not entitled:
             reason = "inviter no longer entitled"
         if reason is None and invitation is not None:
-            user = _user_create(username=username, email=invitation.email, password=password)
+            user = _user_create(
+                username=username, email=invitation.email, password=password,
+                first_name=first_name, last_name=last_name,
+            )  # fmt: skip
             _role_add(user=user, role=Role(invitation.role))
             invitation.accepted_at = timezone.now()
             invitation.accepted_user = user

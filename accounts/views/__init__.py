@@ -20,6 +20,7 @@ from accounts.views.federation import sso_callback, sso_start
 from accounts.views.home import home
 from accounts.views.links import bootstrap, invitation
 from accounts.views.passwords import password_change, password_reset_confirm, password_reset_request
+from accounts.views.profile import profile
 from accounts.views.sessions import session_end, sessions
 from accounts.views.sign_in import reverify, second_factor, sign_in, sign_out
 from accounts.views.tokens import token_revoke, tokens
@@ -42,6 +43,7 @@ __all__ = [
     "password_change",
     "password_reset_confirm",
     "password_reset_request",
+    "profile",
     "reverify",
     "second_factor",
     "session_end",

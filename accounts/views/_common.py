@@ -43,5 +43,20 @@ def _errors(form_or_exc: Any) -> list[str]:
     return [str(form_or_exc)]
 
 
+def service_errors(form: Any, exc: ValidationError) -> list[str]:
+    """A service's ``ValidationError`` shown where it belongs: errors keyed by a field the
+    form has go beside that field; the others (whole-form ones, fields the form does not
+    show) are returned, for the page's error list."""
+    if not hasattr(exc, "error_dict"):
+        return list(exc.messages)
+    rest: list[str] = []
+    for field, errors in exc.error_dict.items():
+        if field in form.fields:
+            form.add_error(field, errors)
+        else:
+            rest.extend(message for error in errors for message in error.messages)
+    return rest
+
+
 def raise_404() -> NoReturn:
     raise Http404("Not found.")

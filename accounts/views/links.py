@@ -13,7 +13,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from accounts import forms, selectors, services
-from accounts.views._common import INVALID_LINK, _errors
+from accounts.views._common import INVALID_LINK, service_errors
 
 
 def _account_create_page(
@@ -41,7 +41,7 @@ def _account_create_page(
                     request, "accounts/invalid_link.html", {"message": INVALID_LINK}, status=404
                 )
             except ValidationError as exc:
-                errors, status = _errors(exc), 400
+                errors, status = service_errors(form, exc), 400
             else:
                 return redirect("accounts:enrol")
         else:
@@ -63,6 +63,8 @@ def bootstrap(request: HttpRequest, token: str) -> HttpResponse:
             username=data["username"],
             email=data["email"],
             password=data["new_password1"],
+            first_name=data["first_name"],
+            last_name=data["last_name"],
         ),
         refuse=lambda: services.bootstrap_admin_create(
             request=request, token=token, username="", email="", password=""
@@ -82,7 +84,12 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
         valid=invite is not None,
         form=forms.AccountCreateForm(request.POST or None),
         create=lambda data: services.invitation_accept(
-            request=request, token=token, username=data["username"], password=data["new_password1"]
+            request=request,
+            token=token,
+            username=data["username"],
+            password=data["new_password1"],
+            first_name=data["first_name"],
+            last_name=data["last_name"],
         ),
         refuse=lambda: services.invitation_accept(
             request=request, token=token, username="", password=""

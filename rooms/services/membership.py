@@ -49,7 +49,7 @@ from rooms.services.epochs import (
     room_rekey_mark,
 )
 from safechat.actions import Refused, action, action_transaction
-from safechat.events import Event, publish
+from safechat.events import Event, MemberChange, publish
 from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import user_key_create
 from safechat.locks import rows_locked
@@ -163,6 +163,26 @@ def memberships_suspend(*, user: User) -> dict[int, int]:
         revoked[room.pk] = room_keys_revoke(room=room, user=user)
         room_rekey_mark(room=room, reason=RoomEpoch.Reason.MEMBER_DEACTIVATED)
     return revoked
+
+
+def member_renamed_publish(*, user: User) -> list[int]:
+    """A display name change's part in the rooms: every room ``user`` is a member of hears
+    ``member.updated`` (``change: name``) once the caller's transaction commits, so the
+    members' clients show the new name. Returns the room ids told.
+
+    Inside the change's transaction, with the user's row locked; takes no lock of its own
+    (a room joined or left meanwhile is told by its own ``member.*`` event). Not an
+    action; asked through ``accounts.hooks``.
+    """
+    room_ids = sorted(Membership.objects.filter(user=user).values_list("room_id", flat=True))
+    for room_id in room_ids:
+        publish(
+            Event.MEMBER_UPDATED,
+            room_id=room_id,
+            user_id=user.pk,
+            change=MemberChange.NAME.value,
+        )
+    return room_ids
 
 
 def memberships_resume(*, user: User) -> dict[int, int]:
@@ -507,7 +527,9 @@ def _membership_role_set(*, actor: User, room: Room, member: User, role: str) ->
     room_change_append(
         room_id=room.pk, kind=RoomChange.Kind.MEMBER_ROLE_CHANGED, user_id=member.pk, role=role
     )
-    publish(Event.MEMBER_UPDATED, room_id=room.pk, user_id=member.pk)
+    publish(
+        Event.MEMBER_UPDATED, room_id=room.pk, user_id=member.pk, change=MemberChange.ROLE.value
+    )
     return membership
 
 

@@ -22,6 +22,7 @@ from tests.accounts.factories import make_totp_device, sign_in_client
 EXPECTED_PUBLIC = {
     "healthz",
     "readyz",
+    "favicon",
     "accounts:sign-in",
     "accounts:sso-start",
     "accounts:sso-callback",

@@ -116,6 +116,7 @@ def test_axe_finds_no_a_or_aa_violation_on_any_page_a_person_uses(
                 ("people", "/rooms/people/"),
                 ("browse", "/rooms/browse/"),
                 ("mentions", "/rooms/mentions/"),
+                ("profile", "/accounts/profile/"),
                 ("factors", "/accounts/factors/"),
                 ("sessions", "/accounts/sessions/"),
                 ("tokens", "/accounts/tokens/"),

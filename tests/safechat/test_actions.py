@@ -37,6 +37,7 @@ NOT_ENTRY_POINTS = {
     "rooms.services.membership.acting_owners",
     "rooms.services._common.role_grant_permission",
     "rooms.services.messages.client_key_clean",
+    "accounts.services.profile.display_name_clean",
     "files.services.uploads.upload_for_uploader",
     "accounts.services._common.client_ip",
     "accounts.services._common.client_user_agent",
@@ -102,6 +103,8 @@ NOT_ENTRY_POINTS = {
     # a deactivation's and a reactivation's part in the rooms (asked through accounts.hooks)
     "rooms.services.membership.memberships_suspend",
     "rooms.services.membership.memberships_resume",
+    # a display name change's part in the rooms (asked through accounts.hooks)
+    "rooms.services.membership.member_renamed_publish",
 }
 
 

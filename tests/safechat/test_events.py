@@ -23,6 +23,7 @@ from django.db import transaction
 from django.test import Client, override_settings
 
 from accounts.models import User
+from accounts.services.profile import user_profile_update
 from accounts.services.sessions import credentials_bump, session_end_all
 from accounts.services.users import password_reset_by_admin, user_deactivate
 from files.models import StoredFile
@@ -221,6 +222,11 @@ ACTIONS: dict[str, tuple[Callable[[World], object], list[Event]]] = {
     "password_reset_by_admin": (
         lambda w: password_reset_by_admin(actor=w.admin, user=w.member),
         [E.ACCESS_CHANGED],
+    ),
+    # the member's one room hears their new name
+    "user_profile_update": (
+        lambda w: user_profile_update(actor=w.member, first_name="Mona"),
+        [E.MEMBER_UPDATED],
     ),
 }
 

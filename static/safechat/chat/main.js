@@ -75,7 +75,7 @@ const handlers = {
   },
   [EVENT.MEMBER_ADDED]: (f) => onMembersChanged(f.room_id),
   [EVENT.MEMBER_REMOVED]: (f) => onMembersChanged(f.room_id),
-  [EVENT.MEMBER_UPDATED]: (f) => onMemberUpdated(f.room_id, f.user_id),
+  [EVENT.MEMBER_UPDATED]: (f) => onMemberUpdated(f.room_id, f.user_id, f.change),
   [EVENT.ROOM_GRANTED]: (f) => onRoomGranted(f.room_id),
   [EVENT.ROOM_REVOKED]: (f) => onRoomRevoked(f.room_id),
   [EVENT.ROOM_UPDATED]: (f) => onRoomUpdated(f.room_id),

@@ -18,6 +18,8 @@ const known = (table) =>
   });
 export const EVENT = known(socketNames.events);
 export const FRAME = known(socketNames.frames);
+// What a member.updated event says changed: MEMBER_CHANGE.ROLE, MEMBER_CHANGE.NAME.
+export const MEMBER_CHANGE = known(socketNames.member_changes);
 
 export const me = config.user;
 export const current = config.room; // null when the user is in no room

@@ -2,7 +2,7 @@
 import { api } from "./api.js";
 import { h, hidden, byId } from "./dom.js";
 import { notice } from "./notifications.js";
-import { config, current, csrfToken, FRAME, isCurrent, me } from "./page.js";
+import { config, current, csrfToken, FRAME, isCurrent, me, MEMBER_CHANGE } from "./page.js";
 import * as socket from "./socket.js";
 
 const members = new Map((current?.members ?? []).map((m) => [m.user_id, m]));
@@ -150,9 +150,22 @@ export async function onMembersChanged(roomId) {
   }
 }
 
-export function onMemberUpdated(roomId, userId) {
-  onMembersChanged(roomId);
-  if (isCurrent(roomId) && userId === me.id) {
+// The messages on the page from ``userId`` show their display name as it is now.
+function renameSender(userId) {
+  const name = nameOf(userId);
+  for (const item of document.querySelectorAll(`li.message-item[data-sender-id="${Number(userId)}"]`)) {
+    const sender = item.querySelector(":scope > article .msg-sender");
+    if (sender) sender.textContent = name;
+  }
+}
+
+export async function onMemberUpdated(roomId, userId, change) {
+  await onMembersChanged(roomId);
+  if (!isCurrent(roomId)) return;
+  if (change === MEMBER_CHANGE.NAME) {
+    renameSender(userId);
+    if (userId === me.id) me.name = nameOf(userId); // what this tab's pending posts show
+  } else if (userId === me.id) {
     notice("Your role in this room changed.", false, h("a", { href: `${config.urls.portal}?room=${current.id}` }, "Reload to update the page"));
   }
 }
