@@ -357,7 +357,7 @@ def member_add(request: HttpRequest, room_id: int) -> HttpResponse:
     form = forms.MemberAddForm(request.POST)
     if not form.is_valid():
         return _refuse_unless_manager(request, room, _form_errors(form))
-    username = form.cleaned_data["username"].strip()
+    username = form.cleaned_data["username"]  # "@Carol" is "carol" (MemberAddForm)
     # One answer for nobody by that name, an inactive account, a compliance officer and
     # someone a barrier keeps out: the manager learns nothing of roles or barriers.
     not_addable = f"No one called “{username}” can be added."

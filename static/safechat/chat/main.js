@@ -12,7 +12,9 @@
 //   mute.js           how each room notifies this person (muted or not)
 //   people.js         members and presence
 //   notifications.js  notices, the live region, errors, mentions
+//   combobox.js       the one editable combobox with a listbox (every picker uses it)
 //   autocomplete.js   @-mention suggestions in the composer (used by composer.js)
+//   memberpicker.js   "Add a member": people one may add, suggested as typed
 //   desktop.js        opt-in desktop notifications for mentions and direct messages
 //   uploads.js        sharing files: picker, drag-and-drop, paste, progress (tus)
 // This module routes the server's frames to them, connects the message list to the
@@ -33,6 +35,7 @@ import {
   startReply,
 } from "./composer.js";
 import { initDesktopNotifications, notifyMessage } from "./desktop.js";
+import { initMemberPicker } from "./memberpicker.js";
 import { initMessages, maybeMarkRead, onMessageChanged, onMessageDeleted, onMessageNew } from "./messages.js";
 import { onMention } from "./notifications.js";
 import { EVENT, FRAME, me } from "./page.js";
@@ -98,6 +101,7 @@ initSession();
 initRooms();
 initDesktopNotifications();
 initComposer();
+initMemberPicker();
 initUploads();
 initMessages({
   reply: startReply,
