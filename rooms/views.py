@@ -20,11 +20,11 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import etag, require_GET, require_POST
 
 from accounts.models import User
 from accounts.selectors import person_active_get, person_get
-from rooms import forms, selectors, services
+from rooms import forms, reaction_picker, selectors, services
 from rooms import permissions as perms
 from rooms.errors import RateLimitedError, RoomHiddenError, UnreachableError
 from rooms.models import Membership, Room
@@ -111,7 +111,14 @@ def chat(request: HttpRequest) -> HttpResponse:
         "room": None,
         # room id -> [id, seq] of the newest message
         "cursors": {str(pk): list(last) for pk, last in cursors.items()},
-        "urls": {"portal": reverse("rooms:chat"), "api": "/api/v1/", "socket": "/ws/"},
+        "urls": {
+            "portal": reverse("rooms:chat"),
+            "api": "/api/v1/",
+            "socket": "/ws/",
+            "emoji": reverse("rooms:emoji"),
+        },
+        # The reaction picker's first row; the searchable list comes from urls.emoji.
+        "reactions": {"quick": reaction_picker.quick_reactions()},
     }
     if room is not None:
         page = [
@@ -592,6 +599,23 @@ def people_directory(request: HttpRequest) -> HttpResponse:
         "may_message": perms.may_start_conversations(user=actor),
     }
     return render(request, "rooms/people.html", context)
+
+
+# --- The reaction picker's emoji ------------------------------------------------------------
+EMOJI_MAX_AGE_SECONDS = 86_400
+
+
+@require_GET
+@etag(lambda request: reaction_picker.picker_etag())
+def emoji_list(request: HttpRequest) -> HttpResponse:
+    """The reaction picker's searchable list (``rooms.reaction_picker``: the ``emoji``
+    package's data, built once per process). The same for everyone and no one's content:
+    the browser keeps it for a day (``private``: no shared cache) and asks again with its
+    ETag (304 while the package is the same)."""
+    _user(request)
+    response = HttpResponse(reaction_picker.picker_json(), content_type="application/json")
+    response["Cache-Control"] = f"private, max-age={EMOJI_MAX_AGE_SECONDS}"
+    return response
 
 
 # --- Mentions -----------------------------------------------------------------------------

@@ -51,8 +51,11 @@ async def _frames_for(socket: WebsocketCommunicator, seconds: float) -> list[dic
     return frames
 
 
-async def _stored(room: Room) -> list[str]:
-    return await db(lambda: list(Message.objects.filter(room=room).values_list("uid", flat=True)))()
+async def _stored(room: Room) -> list[int]:
+    ids: list[int] = await db(
+        lambda: list(Message.objects.filter(room=room).values_list("pk", flat=True))
+    )()
+    return ids
 
 
 async def test_a_post_refused_by_the_rate_limit_names_its_client_id_and_when_to_retry(

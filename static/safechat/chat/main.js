@@ -7,6 +7,7 @@
 //   sync.js           catch-up by the paged `sync` protocol; the per-room cursors
 //   session.js        the session's time limits
 //   messages.js       the message list
+//   reactions.js      reacting: chips, the reaction picker (quick row, emoji search)
 //   composer.js       posting, replying, editing, typing
 //   rooms.js          the room list, the open room's notification setting
 //   mute.js           how each room notifies this person (muted or not)
@@ -37,6 +38,7 @@ import {
 import { initDesktopNotifications, notifyMessage } from "./desktop.js";
 import { initMemberPicker } from "./memberpicker.js";
 import { initMessages, maybeMarkRead, onMessageChanged, onMessageDeleted, onMessageNew } from "./messages.js";
+import { initReactions } from "./reactions.js";
 import { onMention } from "./notifications.js";
 import { EVENT, FRAME, me } from "./page.js";
 import {
@@ -102,6 +104,7 @@ initRooms();
 initDesktopNotifications();
 initComposer();
 initMemberPicker();
+initReactions();
 initUploads();
 initMessages({
   reply: startReply,
