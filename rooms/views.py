@@ -26,6 +26,7 @@ from accounts.models import User
 from accounts.selectors import person_active_get, person_get
 from rooms import forms, reaction_picker, selectors, services
 from rooms import permissions as perms
+from rooms.attachments import scan_waiting_of
 from rooms.errors import RateLimitedError, RoomHiddenError, UnreachableError
 from rooms.models import Membership, Room
 from rooms.presence import OFFLINE, presence_of
@@ -151,7 +152,9 @@ def chat(request: HttpRequest) -> HttpResponse:
             "unarchive": room.is_archived
             and (perms.MANAGE_ROOM in granted or user.has_perm("accounts.create_room")),
         }
+        waiting = scan_waiting_of(room.pk)
         context.update(
+            scan_waiting=waiting,
             threads=_threads(page),
             older=page[-1].id if len(page) == PAGE_SIZE else None,
             members=members,
@@ -169,6 +172,8 @@ def chat(request: HttpRequest) -> HttpResponse:
             ),
             role_choices=(Membership.Role.choices if can["manage_room"] else MODERATOR_ROLES),
         )
+        # Files wait for a scanner that cannot scan now: how many of this room's.
+        config["scan"] = {"ready": waiting.scanner_ready, "waiting": waiting.files}
         config["upload"] = {
             # The tus creation URL (files.asgi serves it); a route of the files app,
             # reversed by name (rooms sits below files in the layers).
