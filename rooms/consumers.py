@@ -190,6 +190,8 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
             await self.accept()
             await self.rooms_join()
+        except ClientGone:
+            raise  # the client left during the handshake: not the layer's fault
         except Exception:  # the channel layer (Redis) is down: nothing could reach us
             logger.warning("socket refused: the channel layer is unavailable", exc_info=True)
             await self._close_accepted(CLOSE_TRY_AGAIN)

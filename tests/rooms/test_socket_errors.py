@@ -155,12 +155,14 @@ async def test_every_error_answering_a_frame_with_a_client_id_carries_it(
 
 
 # --- a client going away --------------------------------------------------------------------
-class GoneAfterAccept:
-    """An ASGI server's side of one socket whose client disconnects before the first
-    frame reaches it: sending then raises uvicorn's ``ClientDisconnected``, as uvicorn
-    does on a closed connection (ASGI: an ``OSError`` subclass)."""
+class GoneClient:
+    """An ASGI server's side of one socket whose client disconnects: from ``gone_at`` on
+    (``websocket.accept``, or ``websocket.send``: the first frame), sending raises
+    uvicorn's ``ClientDisconnected``, as uvicorn does on a closed connection (ASGI: an
+    ``OSError`` subclass)."""
 
-    def __init__(self, cookie: str) -> None:
+    def __init__(self, cookie: str, gone_at: str = "websocket.send") -> None:
+        self.gone_at = gone_at
         self.scope = {
             "type": "websocket",
             "path": "/ws/",
@@ -187,8 +189,8 @@ class GoneAfterAccept:
         self.sent.append(message)
         if message["type"] == "websocket.accept":
             self.accepted.set()
-            return
-        raise ClientDisconnected()
+        if message["type"] == self.gone_at or self.gone_at == "websocket.accept":
+            raise ClientDisconnected()
 
 
 async def test_a_client_gone_while_the_server_sends_is_logged_at_info_without_traceback(
@@ -198,7 +200,7 @@ async def test_a_client_gone_while_the_server_sends_is_logged_at_info_without_tr
     owner = await db(make_user)()
     await db(make_room)(owner=owner)
     cookie = await db(session_cookie_for)(owner, verified=True)
-    server = GoneAfterAccept(cookie)
+    server = GoneClient(cookie)
     caplog.set_level(logging.INFO)
     run = asyncio.create_task(application(server.scope, server.receive, server.send))
     await server.incoming.put({"type": "websocket.connect"})
@@ -213,6 +215,26 @@ async def test_a_client_gone_while_the_server_sends_is_logged_at_info_without_tr
     assert [(r.levelno, r.exc_info) for r in gone] == [(logging.INFO, None)]
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert [m["type"] for m in server.sent] == ["websocket.accept", "websocket.send"]
+
+
+async def test_a_client_gone_during_the_handshake_is_not_a_layer_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # given a client that disconnects as the server accepts its socket
+    owner = await db(make_user)()
+    cookie = await db(session_cookie_for)(owner, verified=True)
+    server = GoneClient(cookie, gone_at="websocket.accept")
+    caplog.set_level(logging.INFO)
+
+    # when the handshake runs
+    run = asyncio.create_task(application(server.scope, server.receive, server.send))
+    await server.incoming.put({"type": "websocket.connect"})
+    await asyncio.wait_for(run, 5)
+
+    # then the socket ended quietly, not as "the channel layer is unavailable"
+    gone = [r for r in caplog.records if "went away" in r.getMessage()]
+    assert [(r.levelno, r.exc_info) for r in gone] == [(logging.INFO, None)]
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_a_fault_of_ours_outside_a_frame_is_still_an_error_with_its_traceback(
