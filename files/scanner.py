@@ -13,12 +13,18 @@ Configured by ``SAFECHAT_CLAMD_SOCKET`` (a unix socket path) or ``SAFECHAT_CLAMD
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 _LENGTH = struct.Struct(">I")
 # clamd refuses a single chunk above its StreamMaxLength; pieces are re-cut to this size.
@@ -43,8 +49,9 @@ def clamd_configured() -> bool:
     return bool(settings.SAFECHAT_CLAMD_SOCKET or settings.SAFECHAT_CLAMD_HOST)
 
 
-def _connect() -> socket.socket:
-    timeout = settings.SAFECHAT_CLAMD_TIMEOUT_SECONDS
+def _connect(timeout: float | None = None) -> socket.socket:
+    if timeout is None:
+        timeout = settings.SAFECHAT_CLAMD_TIMEOUT_SECONDS
     try:
         if settings.SAFECHAT_CLAMD_SOCKET:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -76,10 +83,11 @@ def _read_reply(sock: socket.socket) -> str:
     return data.split(b"\0", 1)[0].decode("utf-8", "replace").strip()
 
 
-def clamd_ping() -> None:
-    """Raise ``ScannerUnavailable`` unless clamd answers ``PING`` with ``PONG``."""
+def clamd_ping(timeout: float | None = None) -> None:
+    """Raise ``ScannerUnavailable`` unless clamd answers ``PING`` with ``PONG`` (within
+    ``timeout`` seconds per socket operation; default ``SAFECHAT_CLAMD_TIMEOUT_SECONDS``)."""
     try:
-        with _connect() as sock:
+        with _connect(timeout) as sock:
             sock.sendall(b"zPING\0")
             reply = _read_reply(sock)
     except OSError as exc:
@@ -127,3 +135,77 @@ def scan_stream(pieces: Iterable[bytes]) -> ScanVerdict:
         except OSError as exc:
             raise ScannerUnavailable(f"clamd did not answer: {type(exc).__name__}") from exc
     return parse_instream_reply(reply)
+
+
+class ScannerState(StrEnum):
+    """Whether files can be scanned now, as this process last found (``scanner_state``)."""
+
+    READY = "ready"  # configured, and answers PING
+    UNCONFIGURED = "unconfigured"  # neither SAFECHAT_CLAMD_SOCKET nor SAFECHAT_CLAMD_HOST
+    UNREACHABLE = "unreachable"  # configured, but no PONG
+
+
+# A page or an upload's HEAD asks often; clamd is asked at most this often per process.
+SCANNER_STATE_SECONDS = 15.0
+# Short: the question blocks a page render or a HEAD (a unix socket answers at once).
+SCANNER_PROBE_TIMEOUT_SECONDS = 1.0
+
+_state_lock = threading.Lock()
+_state: tuple[float, ScannerState] | None = None  # (monotonic time asked, answer)
+_warned = False
+
+
+def scanner_state(*, fresh: bool = False) -> ScannerState:
+    """Whether the malware scanner can scan now: ``UNCONFIGURED`` without an address,
+    else ``READY`` if clamd answers ``PING`` within ``SCANNER_PROBE_TIMEOUT_SECONDS``,
+    else ``UNREACHABLE``. The answer is kept ``SCANNER_STATE_SECONDS`` in this process
+    (``fresh``: ask again now). It tells people and operators why files wait; it never
+    releases one (only a verdict does, ``files.services.file_scan``)."""
+    global _state
+    now = time.monotonic()
+    with _state_lock:
+        if not fresh and _state is not None and now - _state[0] < SCANNER_STATE_SECONDS:
+            return _state[1]
+    if not clamd_configured():
+        state = ScannerState.UNCONFIGURED
+    else:
+        try:
+            clamd_ping(timeout=SCANNER_PROBE_TIMEOUT_SECONDS)
+        except ScannerUnavailable:
+            state = ScannerState.UNREACHABLE
+        else:
+            state = ScannerState.READY
+    with _state_lock:
+        _state = (time.monotonic(), state)
+    return state
+
+
+SCANNER_WARNINGS = {
+    ScannerState.UNCONFIGURED: (
+        "no malware scanner is configured (SAFECHAT_CLAMD_SOCKET or SAFECHAT_CLAMD_HOST): "
+        "uploaded files wait, unscanned and invisible, until one is"
+    ),
+    ScannerState.UNREACHABLE: (
+        "the malware scanner (clamd) does not answer: uploaded files wait, unscanned and "
+        "invisible, until it does"
+    ),
+}
+
+
+def scanner_check_at_start() -> ScannerState:
+    """Ask the scanner once as a process starts (web, worker) and log a warning, once per
+    process, when files cannot be scanned: operators learn it before anyone uploads."""
+    global _warned
+    state = scanner_state(fresh=True)
+    if state != ScannerState.READY and not _warned:
+        _warned = True
+        logger.warning(SCANNER_WARNINGS[state])
+    return state
+
+
+def scanner_state_forget() -> None:
+    """Forget what was found (tests, and a setting changed under a running process)."""
+    global _state, _warned
+    with _state_lock:
+        _state = None
+    _warned = False

@@ -23,10 +23,11 @@ from files import blobs
 from files.content import FileIntegrityError, chunk_size_of, decrypted_chunks
 from files.models import StoredFile
 from files.quota import COUNTED_STATES, room_files_used_bytes
+from files.scanner import ScannerState, scanner_state
 from files.sealing import digest_open, metadata_open, preview_open
 from files.services.files import file_integrity_failure_record
 from rooms import permissions as perms
-from rooms.attachments import AttachmentView
+from rooms.attachments import AttachmentView, ScanWaiting
 from rooms.models import Message
 from rooms.selectors import room_get_for_user, rooms_for_user, visible_from_seq
 from safechat.crypto import CryptoError, SymmetricKey
@@ -199,6 +200,17 @@ def attachments_for_messages(
             has_preview=bool(stored.preview_type),
         )
     return found
+
+
+def scan_waiting_for_room(room_id: int) -> ScanWaiting:
+    """Whether files can be scanned now and, when not, how many of the room's files wait
+    for the scanner (``pending_scan``: complete, unscanned, invisible). A count, never who
+    or what: for the chat page of a member who may view the room (checked by the caller).
+    """
+    if scanner_state() == ScannerState.READY:
+        return ScanWaiting(scanner_ready=True, files=0)
+    waiting = StoredFile.objects.filter(room_id=room_id, state=StoredFile.State.PENDING_SCAN)
+    return ScanWaiting(scanner_ready=False, files=waiting.count())
 
 
 def file_preview(*, reader: User, stored: StoredFile) -> tuple[bytes, str]:

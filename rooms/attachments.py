@@ -8,6 +8,9 @@ and the message selectors call it (``attachments_open``) for a page of messages.
 
 An explicit registry, not a signal: one answerer, and a question nobody registered an
 answer for is an error (``ImproperlyConfigured``), never silently "no attachment".
+
+The same way, the files app answers for the chat page whether a room's files wait for
+the malware scanner (``scan_waiting_register``, ``scan_waiting_of``).
 """
 
 from __future__ import annotations
@@ -55,3 +58,30 @@ def attachments_open(reader: User, messages: Sequence[Message]) -> dict[int, Att
     if not _registered:
         raise ImproperlyConfigured("no attachment opener registered (is files installed?)")
     return _registered[0](reader, messages)
+
+
+@dataclass(frozen=True)
+class ScanWaiting:
+    """Whether files can be scanned now (``files.scanner.scanner_state``), and, when they
+    cannot, how many of a room's files wait for it (complete, unscanned, invisible)."""
+
+    scanner_ready: bool
+    files: int
+
+
+# room id -> its ScanWaiting; the caller has checked the reader may view the room.
+ScanWaitingReader = Callable[[int], ScanWaiting]
+
+_scan_waiting: list[ScanWaitingReader] = []
+
+
+def scan_waiting_register(reader: ScanWaitingReader) -> None:
+    """Register the files app's answer (a second registration replaces the first)."""
+    _scan_waiting[:] = [reader]
+
+
+def scan_waiting_of(room_id: int) -> ScanWaiting:
+    """Whether the room's files wait for the malware scanner (``ScanWaiting``)."""
+    if not _scan_waiting:
+        raise ImproperlyConfigured("no scan-waiting reader registered (is files installed?)")
+    return _scan_waiting[0](room_id)

@@ -55,6 +55,7 @@ from accounts.session_policy import (
     touch_interval,
 )
 from rooms.socket import RoomSocketMixin, in_pool
+from rooms.socket.protocol import ClientGone, error_frame
 from rooms.socket_watch import socket_watch
 from safechat.events import Event, Frame, user_group
 from safechat.request_context import (
@@ -101,6 +102,7 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
     _torn_down: bool = False
     _accepted: bool = False
     _touches: set[asyncio.Task[None]]
+    _client_send: Any  # the ASGI server's send (``_send_to_client`` wraps it)
 
     # --- life: whatever ends the consumer, the same clean-up runs ---------------------
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -113,11 +115,15 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self.channel_receive = self._layer_receive
-        self.base_send = send
+        self._client_send = send
+        self.base_send = self._send_to_client
         try:
             await await_many_dispatch([receive, self._layer_receive], self.dispatch)
         except StopConsumer:
             pass
+        except ClientGone:
+            # Normal: a tab closed or a network lost while a frame was on its way.
+            logger.info("socket ended: the client went away while a frame was being sent")
         except DatabaseError:
             # The database could not be asked: nothing can be decided, try again later.
             logger.exception("socket closed: the database failed under it")
@@ -127,6 +133,16 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             await self._close_accepted(CLOSE_SERVER_ERROR)
         finally:
             await asyncio.shield(self._teardown())
+
+    async def _send_to_client(self, message: dict[str, Any]) -> None:
+        """The ASGI server's ``send``; a closed connection becomes ``ClientGone``. (ASGI
+        has the server raise an ``OSError`` subclass when sending on a closed
+        connection, uvicorn's ``ClientDisconnected``: only this call's, so an
+        ``OSError`` from the database, the layer or the key provider stays an error.)"""
+        try:
+            await self._client_send(message)
+        except OSError as exc:
+            raise ClientGone from exc
 
     async def _close_accepted(self, code: int) -> None:
         """Close with ``code`` and a close frame, accepting first if the handshake is still
@@ -174,6 +190,8 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
             await self.accept()
             await self.rooms_join()
+        except ClientGone:
+            raise  # the client left during the handshake: not the layer's fault
         except Exception:  # the channel layer (Redis) is down: nothing could reach us
             logger.warning("socket refused: the channel layer is unavailable", exc_info=True)
             await self._close_accepted(CLOSE_TRY_AGAIN)
@@ -314,6 +332,8 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
                 await self._warn_if_expiring(verdict)
         except asyncio.CancelledError:
             raise
+        except ClientGone:
+            logger.info("socket ended: the client went away before a warning reached it")
         except Exception:
             # The database or layer failed under the timer: fail closed, with a close frame.
             logger.exception("socket re-check failed; closing it")
@@ -384,23 +404,22 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             return
         # A malformed frame is a recoverable client mistake: answer, keep the socket.
         if text_data is None:
-            await self.send_json({"type": Event.ERROR, "code": "bad_frame", "detail": "text only"})
+            await self.send_json(error_frame(None, "bad_frame", "text only"))
             return
         try:
             content = json.loads(text_data)
         except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
-            await self.send_json({"type": Event.ERROR, "code": "bad_frame", "detail": "not JSON"})
+            await self.send_json(error_frame(None, "bad_frame", "not JSON"))
             return
         await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
-            await self.send_json(
-                {"type": Event.ERROR, "code": "bad_frame", "detail": "a frame is an object"}
-            )
+            answered = content if isinstance(content, dict) else None
+            await self.send_json(error_frame(answered, "bad_frame", "a frame is an object"))
             return
         if content["type"] == Frame.SESSION_EXTEND:
-            if not await self.rooms_flood_check():
+            if not await self.rooms_flood_check(content):
                 return
             await self._activity(force=True)
             self._warned_deadline = 0.0

@@ -8,6 +8,7 @@ from django import forms
 
 from rooms.models import Membership, Room
 from rooms.services.rooms import MAX_DIRECT_PARTICIPANTS
+from safechat.unicode_text import username_lookup_form
 
 NAME_MAX = Room._meta.get_field("name").max_length
 TOPIC_MAX = Room._meta.get_field("topic").max_length
@@ -32,8 +33,20 @@ class RoomSettingsForm(forms.Form):
 
 
 class MemberAddForm(forms.Form):
-    username = forms.CharField(max_length=150)
+    # 151: a username (at most 150) typed as a mention, "@carol".
+    username = forms.CharField(max_length=151)
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+
+    def clean_username(self) -> str:
+        """The username as stored, however it was typed: without one leading "@" (as in a
+        mention, "@carol"), in its PRECIS ``UsernameCaseMapped`` form (RFC 8265, the one
+        lookup form of sign-in, mentions and pickers: "Carol" is "carol"). A value that is
+        no valid username is kept as typed: it names nobody, and the view answers so."""
+        typed = str(self.cleaned_data["username"]).strip()
+        name = typed.removeprefix("@").strip()
+        if not name:
+            raise forms.ValidationError("Enter a username.")
+        return username_lookup_form(name)
 
 
 class MemberRoleForm(forms.Form):

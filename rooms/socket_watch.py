@@ -20,6 +20,7 @@ from typing import Protocol
 from django.conf import settings
 
 from accounts.session_policy import UNAVAILABLE, SessionVerdict, session_verdicts
+from rooms.socket.protocol import ClientGone
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class SocketWatch:
             try:
                 async with asyncio.timeout(DELIVERY_SECONDS):
                     await socket.verdict_arrived(verdict)
+            except ClientGone:
+                logger.info("socket ended: the client went away before its verdict reached it")
             except Exception:
                 logger.exception("a socket failed to take its verdict")
 

@@ -13,6 +13,7 @@ urlpatterns = [
     path("conversations/new/", views.conversation_new, name="conversation-new"),
     path("people/", views.people_directory, name="people"),
     path("mentions/", views.mentions, name="mentions"),
+    path("emoji.json", views.emoji_list, name="emoji"),
     path("browse/", views.rooms_browse, name="browse"),
     path("<int:room_id>/join/", views.room_join, name="room-join"),
     path("<int:room_id>/mute/", views.room_mute, name="room-mute"),

@@ -20,13 +20,14 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import etag, require_GET, require_POST
 
 from accounts.models import User
 from accounts.roles import MANAGE_USERS
 from accounts.selectors import person_active_get, person_get
-from rooms import forms, selectors, services
+from rooms import forms, reaction_picker, selectors, services
 from rooms import permissions as perms
+from rooms.attachments import scan_waiting_of
 from rooms.errors import RateLimitedError, RoomHiddenError, UnreachableError
 from rooms.models import Membership, Room
 from rooms.presence import OFFLINE, presence_of
@@ -115,7 +116,14 @@ def chat(request: HttpRequest) -> HttpResponse:
         "room": None,
         # room id -> [id, seq] of the newest message
         "cursors": {str(pk): list(last) for pk, last in cursors.items()},
-        "urls": {"portal": reverse("rooms:chat"), "api": "/api/v1/", "socket": "/ws/"},
+        "urls": {
+            "portal": reverse("rooms:chat"),
+            "api": "/api/v1/",
+            "socket": "/ws/",
+            "emoji": reverse("rooms:emoji"),
+        },
+        # The reaction picker's first row; the searchable list comes from urls.emoji.
+        "reactions": {"quick": reaction_picker.quick_reactions()},
     }
     if room is not None:
         page = [
@@ -148,7 +156,9 @@ def chat(request: HttpRequest) -> HttpResponse:
             "unarchive": room.is_archived
             and (perms.MANAGE_ROOM in granted or user.has_perm("accounts.create_room")),
         }
+        waiting = scan_waiting_of(room.pk)
         context.update(
+            scan_waiting=waiting,
             threads=_threads(page),
             older=page[-1].id if len(page) == PAGE_SIZE else None,
             members=members,
@@ -166,6 +176,8 @@ def chat(request: HttpRequest) -> HttpResponse:
             ),
             role_choices=(Membership.Role.choices if can["manage_room"] else MODERATOR_ROLES),
         )
+        # Files wait for a scanner that cannot scan now: how many of this room's.
+        config["scan"] = {"ready": waiting.scanner_ready, "waiting": waiting.files}
         config["upload"] = {
             # The tus creation URL (files.asgi serves it); a route of the files app,
             # reversed by name (rooms sits below files in the layers).
@@ -361,7 +373,7 @@ def member_add(request: HttpRequest, room_id: int) -> HttpResponse:
     form = forms.MemberAddForm(request.POST)
     if not form.is_valid():
         return _refuse_unless_manager(request, room, _form_errors(form))
-    username = form.cleaned_data["username"].strip()
+    username = form.cleaned_data["username"]  # "@Carol" is "carol" (MemberAddForm)
     # One answer for nobody by that name, an inactive account, a compliance officer and
     # someone a barrier keeps out: the manager learns nothing of roles or barriers.
     not_addable = f"No one called “{username}” can be added."
@@ -596,6 +608,23 @@ def people_directory(request: HttpRequest) -> HttpResponse:
         "may_message": perms.may_start_conversations(user=actor),
     }
     return render(request, "rooms/people.html", context)
+
+
+# --- The reaction picker's emoji ------------------------------------------------------------
+EMOJI_MAX_AGE_SECONDS = 86_400
+
+
+@require_GET
+@etag(lambda request: reaction_picker.picker_etag())
+def emoji_list(request: HttpRequest) -> HttpResponse:
+    """The reaction picker's searchable list (``rooms.reaction_picker``: the ``emoji``
+    package's data, built once per process). The same for everyone and no one's content:
+    the browser keeps it for a day (``private``: no shared cache) and asks again with its
+    ETag (304 while the package is the same)."""
+    _user(request)
+    response = HttpResponse(reaction_picker.picker_json(), content_type="application/json")
+    response["Cache-Control"] = f"private, max-age={EMOJI_MAX_AGE_SECONDS}"
+    return response
 
 
 # --- Mentions -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from files.asgi import upload_mount  # noqa: E402
+from files.scanner import scanner_check_at_start  # noqa: E402
 from safechat.body_limit import BodyLimitMiddleware  # noqa: E402
 from safechat.routing import websocket_urlpatterns  # noqa: E402
 from safechat.websocket_origin import ExactOriginValidator  # noqa: E402
@@ -35,3 +36,6 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# No scanner, or one that does not answer: said once in this process's log, at start.
+scanner_check_at_start()

@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import worker_ready
 
 from safechat.request_context import CHANNEL_TASK, ActingContext, acting, new_request_id
 
@@ -27,3 +28,12 @@ class ActingTask(Task[Any, Any]):
 app = Celery("safechat", task_cls=ActingTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_ready.connect
+def _scanner_said_at_start(**kwargs: Any) -> None:
+    """The worker scans files: with no scanner, or one that does not answer, its log says
+    so once at start (an operator's notice, not business logic)."""
+    from files.scanner import scanner_check_at_start
+
+    scanner_check_at_start()

@@ -230,8 +230,9 @@ class Nothing(TypedDict):
 class Error(TypedDict):
     code: str
     detail: str
-    client_id: NotRequired[str]
+    client_id: NotRequired[str]  # the client_id of the frame it answers, when it had one
     room_id: NotRequired[int]
+    retry_after: NotRequired[int]  # rate_limited: whole seconds to wait before trying again
 
 
 class SessionExpiring(TypedDict):

@@ -120,6 +120,17 @@ def _active_checks() -> dict[str, Callable[[], None]]:
     return checks
 
 
+def run_warnings() -> dict[str, str]:
+    """What an operator should know that does not make the process unready: no malware
+    scanner configured (files then wait, unscanned and invisible; a configured scanner
+    that does not answer is a failing check, ``clamd``)."""
+    from files.scanner import SCANNER_WARNINGS, ScannerState, clamd_configured
+
+    if clamd_configured():
+        return {}
+    return {"clamd": SCANNER_WARNINGS[ScannerState.UNCONFIGURED]}
+
+
 def run_checks() -> list[CheckResult]:
     results = []
     for name, check in _active_checks().items():

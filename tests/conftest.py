@@ -71,12 +71,14 @@ def _fresh_cache() -> Iterator[None]:
     tests."""
     from django.core.cache import cache
 
+    from files.scanner import scanner_state_forget
     from rooms.presence import presence_reset
     from safechat.ratelimit import rate_limits_reset
 
     cache.clear()
     presence_reset()
     rate_limits_reset()
+    scanner_state_forget()  # what this process found of clamd: tests configure their own
     yield
     cache.clear()
     presence_reset()

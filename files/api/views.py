@@ -33,6 +33,7 @@ from files import selectors, services, tus
 from files.asgi import BODY_ATTRIBUTE, UploadBody
 from files.content import FileIntegrityError
 from files.models import StoredFile
+from files.scanner import ScannerState, scanner_state
 from files.selectors import DownloadCutError, FileView
 from rooms.selectors import room_get_for_user
 from safechat.actions import Refused
@@ -212,17 +213,20 @@ class UploadApi(_TusApi):
         stored = services.upload_for_uploader(actor=_user(request), upload_id=upload_id)
         if stored.state in (StoredFile.State.DELETED, StoredFile.State.EXPIRED):
             return _problem(request, 410, "gone", "this upload was cancelled or expired")
-        return _tus_response(
-            status.HTTP_200_OK,
-            {
-                "Upload-Offset": str(stored.received_offset),
-                "Upload-Length": str(stored.declared_length),
-                # What became of a complete upload: pending_scan, available, infected or
-                # withheld (the room archived, or the right to share lost, before its verdict).
-                "SafeChat-Upload-State": str(stored.state),
-                **_expires(stored),
-            },
-        )
+        headers = {
+            "Upload-Offset": str(stored.received_offset),
+            "Upload-Length": str(stored.declared_length),
+            # What became of a complete upload: pending_scan, available, infected or
+            # withheld (the room archived, or the right to share lost, before its verdict).
+            "SafeChat-Upload-State": str(stored.state),
+            **_expires(stored),
+        }
+        if stored.state == StoredFile.State.PENDING_SCAN:
+            # Why it waits: being scanned ("ready"), or waiting for a scanner that is not
+            # configured or does not answer ("unavailable"); never released unscanned.
+            ready = scanner_state() == ScannerState.READY
+            headers["SafeChat-Scanner"] = "ready" if ready else "unavailable"
+        return _tus_response(status.HTTP_200_OK, headers)
 
     @extend_schema(
         request={tus.OFFSET_CONTENT_TYPE: bytes},

@@ -21,7 +21,13 @@ from accounts.models import User
 from rooms import presence
 from rooms.socket import database, fanout, protocol
 from rooms.socket.database import in_pool
-from rooms.socket.protocol import ClientError, frame_client_id, frame_id, frame_text
+from rooms.socket.protocol import (
+    ClientError,
+    error_frame,
+    frame_client_id,
+    frame_id,
+    frame_text,
+)
 from rooms.write_threads import in_room_thread
 from safechat.events import Event, Frame, MessageNew, publish_now, room_group
 
@@ -94,26 +100,28 @@ class RoomSocketMixin:
             )
 
     # --- frames from the client ------------------------------------------------------------
-    async def rooms_flood_check(self, weight: int = 1) -> bool:
-        """Count a frame (``weight`` frames' worth) against the socket's flood limit; False
-        (after an error frame, or closing with 4429 at the third strike) when over it."""
+    async def rooms_flood_check(self, content: dict[str, Any], weight: int = 1) -> bool:
+        """Count the frame ``content`` (``weight`` frames' worth) against the socket's flood
+        limit; False when over it: after a ``rate_limited`` error answering that frame
+        (its ``client_id``, and ``retry_after``), or closing with 4429 at the third
+        strike."""
         if not self._flood.over(weight):
             return True
         if self._flood.strikes >= protocol.FLOOD_STRIKES_BEFORE_CLOSE:
             await self.close(code=protocol.CLOSE_FLOODING)
             return False
-        await self.send_json({"type": Event.ERROR, "code": "rate_limited", "detail": "slow down"})
+        await self.send_json(
+            error_frame(content, "rate_limited", "slow down", retry_after=self._flood.retry_after())
+        )
         return False
 
     async def rooms_frame(self, content: dict[str, Any]) -> None:
         """Handle one client frame; mistakes become error frames, never a closed socket."""
-        if not await self.rooms_flood_check():
+        if not await self.rooms_flood_check(content):
             return
         handler = FRAME_HANDLERS.get(content["type"])
         if handler is None:
-            await self.send_json(
-                {"type": Event.ERROR, "code": "unknown_type", "detail": "unknown frame type"}
-            )
+            await self.send_json(error_frame(content, "unknown_type", "unknown frame type"))
             return
         await protocol.frame_answered(self.send_json, content, lambda: handler(self, content))
 
@@ -164,12 +172,7 @@ class RoomSocketMixin:
             except Http404:
                 # A room lost while offline must not stop the resync of the others.
                 await self.send_json(
-                    {
-                        "type": Event.ERROR,
-                        "code": "not_found",
-                        "detail": "no such room",
-                        "room_id": room_id,
-                    }
+                    error_frame(content, "not_found", "no such room", room_id=room_id)
                 )
                 continue
             self._sync_pacer.spend(1 + len(missed))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,6 +41,13 @@ TYPING_MIN_INTERVAL = 2.0
 PRESENCE_REFRESH = 10.0  # seconds between heartbeats pushing this socket's expiry forward
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ClientGone(Exception):
+    """The client went away while the server was sending to it (a closed tab, a lost
+    network). The ASGI specification has the server's ``send`` raise an ``OSError``
+    subclass on a closed connection (uvicorn's ``ClientDisconnected``); the consumer
+    turns that into this, which is normal and logged without a traceback."""
 
 
 class ClientError(Exception):
@@ -76,10 +84,15 @@ def frame_client_id(content: dict[str, Any]) -> str | None:
     return client_id[:64] if isinstance(client_id, str) else None
 
 
-def error_frame(content: dict[str, Any], code: str, detail: str) -> dict[str, Any]:
-    """The ``error`` frame answering ``content``; it names the frame's ``client_id``."""
-    frame: dict[str, Any] = {"type": Event.ERROR, "code": code, "detail": detail}
-    client_id = frame_client_id(content)
+def error_frame(
+    content: dict[str, Any] | None, code: str, detail: str, **extra: int
+) -> dict[str, Any]:
+    """The ``error`` frame answering ``content`` (None: no frame could be read). Every
+    error answering a frame that carried a ``client_id`` carries it back, so a client
+    can tell which of its posts was refused; ``extra`` adds ``room_id`` or
+    ``retry_after`` (docs/realtime.md, "Frames")."""
+    frame: dict[str, Any] = {"type": Event.ERROR, "code": code, "detail": detail, **extra}
+    client_id = frame_client_id(content) if content is not None else None
     if client_id is not None:
         frame["client_id"] = client_id
     return frame
@@ -92,6 +105,8 @@ async def frame_answered(
     (the socket stays). Codes: docs/realtime.md, "Frames"."""
     try:
         await handler()
+    except ClientGone:
+        raise  # nobody to answer: the consumer ends the socket
     except ClientError as exc:
         await send(error_frame(content, exc.code, exc.detail))
     except Http404:
@@ -101,7 +116,7 @@ async def frame_answered(
     except ValidationError as exc:
         await send(error_frame(content, "invalid", "; ".join(exc.messages)))
     except RateLimitedError as exc:
-        await send(error_frame(content, "rate_limited", str(exc)))
+        await send(error_frame(content, "rate_limited", str(exc), retry_after=exc.retry_after))
     except IntegrityFailure:  # reported (logged, audited once) where it was raised
         await send(
             error_frame(
@@ -132,6 +147,14 @@ class FloodCounter:
             return False
         self.strikes += 1
         return True
+
+    def retry_after(self) -> int:
+        """Whole seconds (at least 1) until the window holds no more than the limit again."""
+        excess = len(self._frames) - FRAMES_PER_WINDOW
+        if excess <= 0:
+            return 1
+        frees_at = self._frames[excess - 1] + FRAME_WINDOW_SECONDS
+        return max(1, math.ceil(frees_at - time.monotonic()))
 
 
 class SyncPacer:

@@ -12,6 +12,7 @@ import pytest
 from django.test import Client
 from pytest_django import Settings
 
+from files.scanner import SCANNER_WARNINGS, ScannerState
 from safechat.environment import channel_layers_for
 from tests.support.fixtures import project_env
 from tests.support.servers import free_port
@@ -25,7 +26,11 @@ def test_healthz_answers_without_touching_dependencies(client: Client) -> None:
 
 
 @pytest.mark.django_db
-def test_readyz_is_ready_when_database_layer_and_broker_answer(client: Client) -> None:
+def test_readyz_is_ready_when_database_layer_and_broker_answer(
+    client: Client, settings: Settings
+) -> None:
+    settings.SAFECHAT_CLAMD_SOCKET = settings.SAFECHAT_CLAMD_HOST = ""
+
     response = client.get("/readyz")
 
     assert response.status_code == 200
@@ -38,6 +43,8 @@ def test_readyz_is_ready_when_database_layer_and_broker_answer(client: Client) -
             "master_key": {"ok": True},
             "audit_signing_key": {"ok": True},
         },
+        # No scanner configured here: ready, but the operator is told (docs/files.md).
+        "warnings": {"clamd": SCANNER_WARNINGS[ScannerState.UNCONFIGURED]},
     }
 
 

@@ -3,7 +3,7 @@
 import { initAutocomplete } from "./autocomplete.js";
 import { h, byId } from "./dom.js";
 import { messageEl, ownTextOf, lastOwnMessageId, scrollToBottom, markSaving, clearSaving, hideEmpty } from "./messages.js";
-import { clearError, showError } from "./notifications.js";
+import { announce, clearError, showError } from "./notifications.js";
 import { current, FRAME, me, isCurrent } from "./page.js";
 import { nameOf } from "./people.js";
 import * as socket from "./socket.js";
@@ -11,7 +11,7 @@ import * as socket from "./socket.js";
 const TYPING_SEND_EVERY_MS = 2_000; // the server ignores typing frames sent faster
 const TYPING_SHOWN_MS = 5_000;
 
-const pending = new Map(); // client id -> { element, text, parentId, sent }
+const pending = new Map(); // client id -> { element, text, parentId, sent, countdown }
 const awaiting = new Map(); // message id (acked) -> pending element, until message.new comes
 const typingTimers = new Map(); // user id -> timeout
 let clientSeq = 0;
@@ -79,24 +79,59 @@ export function flushOutbox() {
   }
 }
 
+// A post that is no longer pending but not stored (or not known to be): it stays in
+// place, with its text, until the person sends it again (same client id: stored once at
+// most) or discards it.
+function offerResend(clientId, entry, status) {
+  pending.delete(clientId);
+  const again = h("button", { type: "button", class: "link" }, "Send again");
+  const discard = h("button", { type: "button", class: "link" }, "Discard");
+  const done = () => clearInterval(entry.countdown);
+  again.addEventListener("click", () => {
+    done();
+    clearError();
+    entry.element.remove();
+    post(entry.text, entry.parentId, clientId);
+  });
+  discard.addEventListener("click", () => {
+    done();
+    entry.element.remove();
+    input()?.focus();
+  });
+  entry.element.classList.add("failed");
+  setPendingStatus(entry, status, [again, discard]);
+  return again;
+}
+
 // The socket closed before these were acknowledged: they may or may not be stored.
 export function markUnconfirmed() {
   for (const [clientId, entry] of pending) {
     if (!entry.sent) continue;
-    pending.delete(clientId);
-    const again = h("button", { type: "button", class: "link" }, "Send again");
-    const discard = h("button", { type: "button", class: "link" }, "Discard");
-    again.addEventListener("click", () => {
-      entry.element.remove();
-      post(entry.text, entry.parentId, clientId);
-    });
-    discard.addEventListener("click", () => {
-      entry.element.remove();
-      input()?.focus();
-    });
-    entry.element.classList.add("failed");
-    setPendingStatus(entry, "Not confirmed: it appears above if it was delivered.", [again, discard]);
+    offerResend(clientId, entry, "Not confirmed: it appears above if it was delivered.");
   }
+}
+
+const tooMany = (seconds) => `Too many messages: try again in ${seconds} s`;
+
+// A post the rate limit refused: not stored. It is never sent again on its own (a
+// message arriving later than its author chose can mislead); it waits, with its text,
+// for "Send again", and the wait counts down until then.
+function markRateLimited(clientId, entry, retryAfter) {
+  const seconds = Math.max(1, Math.ceil(Number(retryAfter) || 1));
+  const again = offerResend(clientId, entry, `${tooMany(seconds)}.`);
+  const status = entry.element.querySelector(".msg-status");
+  const label = status.firstChild; // the text before the buttons
+  const until = Date.now() + seconds * 1000;
+  entry.countdown = setInterval(() => {
+    const left = Math.ceil((until - Date.now()) / 1000);
+    if (left > 0) {
+      label.textContent = `${tooMany(left)}.`;
+      return;
+    }
+    clearInterval(entry.countdown);
+    label.textContent = "Not sent (too many messages): you can send it again now.";
+    if (again.isConnected) announce("You can send your message again now.");
+  }, 1000);
 }
 
 export function onAck(clientId, messageId) {
@@ -120,16 +155,26 @@ export function dropPlaceholder(messageId) {
 export function onErrorFrame(frame) {
   const entry = frame.client_id ? pending.get(frame.client_id) : null;
   const box = input();
+  clearSaving();
+  if (entry && frame.code === "rate_limited") {
+    // Kept where it was, with its text and "Send again": nothing typed is lost.
+    markRateLimited(frame.client_id, entry, frame.retry_after);
+    const seconds = Math.max(1, Math.ceil(Number(frame.retry_after) || 1));
+    showError(`${tooMany(seconds)}. Your message was not sent; it is kept with “Send again”`);
+    return;
+  }
   if (entry) {
-    // Give the text back so nothing typed is lost.
-    pending.delete(frame.client_id);
-    entry.element.remove();
     if (box && !box.value.trim()) {
+      // Give the text back to the empty composer, to correct and send.
+      pending.delete(frame.client_id);
+      entry.element.remove();
       box.value = entry.text;
       if (entry.parentId) startReply(entry.parentId);
+    } else {
+      // The composer holds something new: the refused text stays in place instead.
+      offerResend(frame.client_id, entry, `Not sent: ${frame.detail || frame.code}.`);
     }
   }
-  clearSaving();
   showError(frame.detail || frame.code);
 }
 

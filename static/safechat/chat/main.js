@@ -7,12 +7,15 @@
 //   sync.js           catch-up by the paged `sync` protocol; the per-room cursors
 //   session.js        the session's time limits
 //   messages.js       the message list
+//   reactions.js      reacting: chips, the reaction picker (quick row, emoji search)
 //   composer.js       posting, replying, editing, typing
 //   rooms.js          the room list, the open room's notification setting
 //   mute.js           how each room notifies this person (muted or not)
 //   people.js         members and presence
 //   notifications.js  notices, the live region, errors, mentions
+//   combobox.js       the one editable combobox with a listbox (every picker uses it)
 //   autocomplete.js   @-mention suggestions in the composer (used by composer.js)
+//   memberpicker.js   "Add a member": people one may add, suggested as typed
 //   desktop.js        opt-in desktop notifications for mentions and direct messages
 //   uploads.js        sharing files: picker, drag-and-drop, paste, progress (tus)
 // This module routes the server's frames to them, connects the message list to the
@@ -33,7 +36,9 @@ import {
   startReply,
 } from "./composer.js";
 import { initDesktopNotifications, notifyMessage } from "./desktop.js";
+import { initMemberPicker } from "./memberpicker.js";
 import { initMessages, maybeMarkRead, onMessageChanged, onMessageDeleted, onMessageNew } from "./messages.js";
+import { initReactions } from "./reactions.js";
 import { onMention } from "./notifications.js";
 import { EVENT, FRAME, me } from "./page.js";
 import {
@@ -98,6 +103,8 @@ initSession();
 initRooms();
 initDesktopNotifications();
 initComposer();
+initMemberPicker();
+initReactions();
 initUploads();
 initMessages({
   reply: startReply,

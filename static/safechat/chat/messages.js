@@ -7,6 +7,7 @@ import { api } from "./api.js";
 import { h, hidden, byId } from "./dom.js";
 import { announce, showError } from "./notifications.js";
 import { current, FRAME, isCurrent, me } from "./page.js";
+import { openPicker, toggleReaction } from "./reactions.js";
 import { bumpUnread, setUnread } from "./rooms.js";
 import * as socket from "./socket.js";
 import { noteSeen } from "./sync.js";
@@ -198,7 +199,12 @@ function messageActions(message) {
     "div",
     { class: "msg-actions" },
     h("button", { type: "button", dataset: { action: "reply" } }, "Reply", hidden(` in thread to ${message.sender_name || message.sender}`)),
-    h("button", { type: "button", dataset: { action: "react", emoji: "👍" }, "aria-label": "React with thumbs up" }, "👍"),
+    h(
+      "button",
+      { type: "button", dataset: { action: "react-pick" }, "aria-haspopup": "dialog", "aria-expanded": "false" },
+      "React",
+      hidden(` to the message from ${message.sender_name || message.sender}`),
+    ),
     own && !message.attachment
       ? h("button", { type: "button", dataset: { action: "edit" } }, "Edit", hidden(" your message"))
       : null,
@@ -434,11 +440,10 @@ function onListClick(event) {
   const item = button.closest(".message-item");
   const messageId = Number(item?.dataset.messageId);
   if (!messageId) return;
-  if (button.classList.contains("reaction") || button.dataset.action === "react") {
-    api(`rooms/${current.id}/messages/${messageId}/reactions/`, {
-      method: "POST",
-      body: { emoji: button.dataset.emoji },
-    }).catch((error) => showError(error.message));
+  if (button.classList.contains("reaction")) {
+    toggleReaction(messageId, button.dataset.emoji);
+  } else if (button.dataset.action === "react-pick") {
+    openPicker(button, messageId);
   } else if (button.dataset.action === "reply") {
     // Threads are one level deep: a reply to a reply joins the same thread.
     hooks.reply(Number(item.dataset.parentId || messageId), button);

@@ -5,7 +5,8 @@
 // with a progress bar; a dropped connection is retried, and the upload resumes from the
 // offset the server kept (HEAD), not from the start. Once every byte is in, the server
 // scans the file: the upload's state (HEAD, SafeChat-Upload-State) tells this list
-// whether it was shared or refused; the file itself arrives as a message (message.new).
+// whether it was shared or refused, and, while it is pending, whether a scanner is there
+// to scan it (SafeChat-Scanner); the file itself arrives as a message (message.new).
 import { byId, h, hidden, sentence } from "./dom.js";
 import { announce } from "./notifications.js";
 import { config, csrfToken } from "./page.js";
@@ -14,6 +15,10 @@ import { sizeText } from "./messages.js";
 const RETRY_DELAYS_MS = [0, 1000, 3000, 5000, 10000, 20000, 30000];
 const SCAN_POLL_MS = 2000;
 const SCAN_POLL_LIMIT = 90; // three minutes, then "still being scanned"
+// No scanner can scan now (not configured, or not answering): ask less often, and for as
+// long as the page is open; the file is shared once a scanner has scanned it.
+const SCANNER_WAIT_POLL_MS = 15000;
+const WAITING_FOR_SCANNER = "Waiting for the malware scanner: the file becomes available once it is scanned.";
 
 const entries = new Map(); // file id (the upload URL's last part) -> its row
 
@@ -48,18 +53,23 @@ function removeLater(row, ms = 4000) {
   }, ms);
 }
 
-// After the last byte: ask the server how the scan went (SafeChat-Upload-State).
+// After the last byte: ask the server how the scan went (SafeChat-Upload-State), and
+// whether a scanner is there to scan it (SafeChat-Scanner).
 async function followScan(url, row, name) {
+  let waitingSaid = false;
   for (let attempt = 0; attempt < SCAN_POLL_LIMIT; attempt += 1) {
     let state = "";
+    let scanner = "";
     try {
       const response = await fetch(url, {
         method: "HEAD",
-        headers: { "Tus-Resumable": "1.0.0" },
+        // Asked by the page on its own: not the person's activity (session idle clock).
+        headers: { "Tus-Resumable": "1.0.0", "X-SafeChat-Background": "1" },
         credentials: "same-origin",
         cache: "no-store",
       });
       state = response.headers.get("SafeChat-Upload-State") || "";
+      scanner = response.headers.get("SafeChat-Scanner") || "";
     } catch {
       // the connection dropped: ask again at the next turn
     }
@@ -84,6 +94,20 @@ async function followScan(url, row, name) {
     if (state && state !== "pending_scan") {
       setStatus(row, "This upload is no longer available.", { failed: true });
       return;
+    }
+    if (state === "pending_scan" && scanner === "unavailable") {
+      if (!waitingSaid) {
+        waitingSaid = true;
+        setStatus(row, WAITING_FOR_SCANNER);
+        announce(`${name}: waiting for the malware scanner; it becomes available once scanned.`);
+      }
+      attempt = -1; // not counted: the wait ends with the scanner, not with a deadline
+      await new Promise((resolve) => setTimeout(resolve, SCANNER_WAIT_POLL_MS));
+      continue;
+    }
+    if (waitingSaid) {
+      waitingSaid = false;
+      setStatus(row, "Scanning for malware…");
     }
     await new Promise((resolve) => setTimeout(resolve, SCAN_POLL_MS));
   }
@@ -161,8 +185,10 @@ export function uploadFiles(files) {
   for (const file of files) start(file);
 }
 
-// A message sharing a file arrived: the upload that made it is done.
+// A message sharing a file arrived: the upload that made it is done, and a scanner is
+// scanning again (the room's "Waiting for the malware scanner" no longer holds).
 export function onFileShared(fileId) {
+  byId("scan-waiting")?.remove();
   const row = entries.get(fileId);
   if (!row) return;
   entries.delete(fileId);
