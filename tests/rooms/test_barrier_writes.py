@@ -21,6 +21,7 @@ import rooms.services.epochs as epochs
 import rooms.services.messages as messages_module
 from accounts.models import User
 from accounts.roles import Role
+from accounts.services import role_revoke
 from audit.models import AuditEvent
 from rooms.errors import BarrierViolationError
 from rooms.models import InformationBarrier, Membership, Message, Reaction, Room, RoomInvitation
@@ -467,3 +468,54 @@ def test_an_invitation_from_an_owner_since_separated_lends_nothing(admin: User) 
         action="room.access.denied", extra__reason="inviter no longer entitled"
     )
     assert refused.extra["inviter"] == owner.pk
+
+
+def test_a_security_admin_does_not_lift_a_wall_from_themselves_by_revoking_a_role(
+    admin: User,
+) -> None:
+    # given a security admin in a group a barrier sets against a role's group (roles are
+    # groups, and a barrier may name one), and an analyst who holds that role
+    insider = grant_role(make_user(username="insider"), Role.SECURITY_ADMIN)
+    analyst = grant_role(make_user(username="analyst"), Role.ROOM_ADMIN)
+    deals = group_create(actor=admin, name="deals")
+    group_members_set(actor=admin, group=deals, add=[insider])
+    room_admins = Group.objects.get(name=Role.ROOM_ADMIN.value)
+    barrier, _ = barrier_create(actor=admin, group_a=deals, group_b=room_admins)
+    insider = User.objects.get(pk=insider.pk)
+
+    # when the insider revokes the role that puts the analyst across the wall from them
+    with pytest.raises(PermissionDenied):
+        role_revoke(actor=insider, user=analyst, role=Role.ROOM_ADMIN)
+
+    # then it is refused on the record, and the wall stands as it was
+    assert [r["operation"] for r in own_barrier_refusals()] == ["role.revoke"]
+    assert analyst.groups.filter(pk=room_admins.pk).exists()
+    assert InformationBarrier.objects.filter(pk=barrier.pk).exists()
+    assert not AuditEvent.objects.filter(action="account.role.revoked").exists()
+    # and another security admin, whom the barrier does not name, may do it
+    role_revoke(actor=admin, user=analyst, role=Role.ROOM_ADMIN)
+    assert not analyst.groups.filter(pk=room_admins.pk).exists()
+
+
+def test_lifting_several_barriers_in_the_admin_tells_each_refusal_and_lifts_the_others(
+    admin: User,
+) -> None:
+    # given a barrier naming the insider's group, and one that does not name them
+    insider, _analyst, own = walled_admin(admin)
+    ops, misc = group_create(actor=admin, name="ops"), group_create(actor=admin, name="misc")
+    other, _ = barrier_create(actor=admin, group_a=ops, group_b=misc)
+    client = Client()
+    sign_in_client(client, insider, verified=True)
+
+    # when the insider selects both on the barrier page and lifts them
+    answer = client.post(
+        "/admin/rooms/informationbarrier/",
+        {"action": "delete_barriers", "_selected_action": [own.pk, other.pk]},
+    )
+
+    # then the page stays in the admin and says what was refused (as every admin action
+    # does), rather than an error page over a change half made
+    assert answer.status_code == 302
+    assert InformationBarrier.objects.filter(pk=own.pk).exists()
+    assert not InformationBarrier.objects.filter(pk=other.pk).exists()
+    assert [r["operation"] for r in own_barrier_refusals()] == ["barrier.delete"]
