@@ -166,6 +166,15 @@ class InformationBarrierForm(forms.ModelForm):  # type: ignore[type-arg]
         model = InformationBarrier
         fields = ["group_a", "group_b", "reason"]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Groups of people only: a role is never a side of a wall (``barrier_create``).
+        groups = Group.objects.exclude(name__in=[role.value for role in Role]).order_by("name")
+        for name in ("group_a", "group_b"):
+            field = self.fields[name]
+            assert isinstance(field, forms.ModelChoiceField)  # noqa: S101
+            field.queryset = groups
+
     def clean(self) -> dict[str, Any]:
         # A barrier is an unordered pair, stored lowest id first (a database constraint):
         # put the two groups in that order before the model's checks run.
@@ -234,10 +243,17 @@ class InformationBarrierAdmin(ServiceTransactionAdmin):
     def delete_barriers(self, request: HttpRequest, queryset: QuerySet[InformationBarrier]) -> None:
         user = request.user
         assert isinstance(user, User)  # noqa: S101
-        for barrier in queryset:
-            barrier_delete(actor=user, barrier=barrier)
-        violations = room_barrier_violations()
-        self.message_user(request, f"barriers lifted; {len(violations)} room(s) still in violation")
+        lifted = each_row(
+            self,
+            request,
+            queryset,
+            call=lambda barrier: barrier_delete(actor=user, barrier=barrier),
+            label=str,
+            done="barrier(s) lifted",
+        )
+        if lifted:
+            violations = room_barrier_violations()
+            self.message_user(request, f"{len(violations)} room(s) still in violation")
 
 
 def _violations_warning(

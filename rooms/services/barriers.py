@@ -415,7 +415,8 @@ def _require_barrier_admin(actor: User) -> None:
 def barrier_create(
     *, actor: User, group_a: Group, group_b: Group, reason: str = ""
 ) -> tuple[InformationBarrier, dict[int, list[BarrierConflict]]]:
-    """Create a barrier; returns it with the existing rooms that now violate it.
+    """Create a barrier between two groups of people (never a role's group: refused,
+    ``role group``); returns it with the existing rooms that now violate it.
 
     Locks the two groups, then their members, so a person added to a room or to
     one of the groups at the same instant is either refused or in the report; then
@@ -426,6 +427,17 @@ def barrier_create(
     _require_barrier_admin(actor)
     if group_a.pk == group_b.pk:
         raise ValidationError("a barrier separates two different groups")
+    roles = {role.value for role in Role}
+    if group_a.name in roles or group_b.name in roles:
+        # A role is a power, not a side of a wall: a barrier naming one would make every
+        # grant or revocation of it (and the security admins' own role) a change of walls.
+        raise room_refused(
+            actor=actor,
+            room=None,
+            reason="role group",
+            message="A barrier separates groups of people, never a role.",
+            groups=sorted(g.name for g in (group_a, group_b)),
+        )
     low, high = sorted([group_a, group_b], key=lambda g: g.pk)
     try:
         with action_transaction():

@@ -217,26 +217,6 @@ def test_putting_a_member_into_a_walled_group_reports_and_lets_the_room_be_resol
     assert room_barrier_violations() == {}
 
 
-def test_a_role_grant_re_checks_the_rooms_of_the_person() -> None:
-    # given a barrier between a role group and another group, and a room mixing them
-    from accounts.roles import Role, roles_sync
-    from accounts.services import role_grant
-
-    roles_sync()
-    members = Group.objects.get(name=Role.MEMBER.value)
-    research, _ = Group.objects.get_or_create(name="research")
-    barrier_create(actor=_security_admin(), group_a=members, group_b=research)
-    researcher, colleague, owner = make_user(), make_user(), make_user()
-    researcher.groups.add(research)
-    room = make_room(owner=owner, members=(researcher, colleague))
-
-    # when the colleague is given the member role
-    violations = role_grant(actor=_security_admin(), user=colleague, role=Role.MEMBER)
-
-    # then the room is reported
-    assert list(violations) == [room.pk]
-
-
 @postgresql_only("a group change and a room join lock the same rows")
 def test_a_group_change_racing_a_room_join_is_refused_or_reported() -> None:
     # given a barrier, a trader in eight rooms, and analysts joining while made researchers
