@@ -14,6 +14,7 @@ from typing import Any
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Max, Min, QuerySet
@@ -83,6 +84,16 @@ def _target_name(obj: models.Model) -> str:
         if related_name:
             context.append(f"{relation} {related_name}")
     return f"{label} ({', '.join(context)})" if context else label
+
+
+def _gone_context(event: AuditEvent) -> str:
+    """For a target since deleted, what its event recorded of it: a lifted barrier's
+    two groups (``extra.group_a``, ``extra.group_b``), by their names now."""
+    ids = [event.extra.get(key) for key in ("group_a", "group_b")]
+    if not all(isinstance(pk, int) for pk in ids):
+        return ""
+    names = dict(Group.objects.filter(pk__in=ids).values_list("pk", "name"))
+    return "; groups " + " and ".join(names.get(pk, f"#{pk}") for pk in ids)
 
 
 def _target_lookup(target_type: str, target_id: str) -> models.Model | None:
@@ -199,7 +210,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
             return "-"
         found = _target_lookup(obj.target_type, obj.target_id)
         if found is None:
-            return f"{obj.target_type} {obj.target_id} (no longer exists)"
+            return f"{obj.target_type} {obj.target_id} (no longer exists{_gone_context(obj)})"
         name = _target_name(found)
         if type(found) not in self.admin_site._registry:
             # A message, a file, a key copy: no page of its own, so the link goes to the

@@ -34,6 +34,7 @@ from rooms.services import (
 from rooms.services.barriers import (
     BarrierConflict,
     group_members_set,
+    lifts_own_wall,
     room_barrier_violations,
 )
 from safechat.admin_actions import each_row
@@ -303,6 +304,14 @@ class GroupMembersForm(forms.ModelForm):  # type: ignore[type-arg]
             if was_in != any(member.pk == actor.pk for member in members):
                 raise ValidationError(
                     "Nobody changes their own groups; ask another security administrator."
+                )
+            taken_out = self.instance.pk is not None and (
+                self.instance.user_set.exclude(pk__in=[m.pk for m in members]).exists()
+            )
+            if taken_out and lifts_own_wall(actor=actor, groups=[self.instance.pk]):
+                raise ValidationError(
+                    "Taking people out of this group would lift an information barrier from "
+                    "you; ask another security administrator."
                 )
         return members
 

@@ -356,6 +356,19 @@ def group_create(*, actor: User, name: str) -> Group:
     return group
 
 
+def lifts_own_wall(*, actor: User, groups: Iterable[int]) -> bool:
+    """Whether taking someone out of one of ``groups`` would lift a barrier from
+    ``actor``: a barrier sets that group against one of the actor's own."""
+    mine = set(actor.groups.values_list("pk", flat=True))
+    touched = set(groups)
+    if not mine or not touched:
+        return False
+    return InformationBarrier.objects.filter(
+        Q(group_a_id__in=touched, group_b_id__in=mine)
+        | Q(group_b_id__in=touched, group_a_id__in=mine)
+    ).exists()
+
+
 def _require_not_lifting_own_wall(*, actor: User, groups: Iterable[int], operation: str) -> None:
     """Refuse (``Refused``, ``room.access_denied`` with reason ``own barrier``) a change
     that would lift an information barrier from ``actor`` themselves: lifting a barrier
@@ -365,15 +378,7 @@ def _require_not_lifting_own_wall(*, actor: User, groups: Iterable[int], operati
     locks of the change (the groups, then the actor's row), so the actor's groups and the
     barriers read here are the ones the change meets.
     """
-    mine = set(actor.groups.values_list("pk", flat=True))
-    touched = set(groups)
-    if not mine or not touched:
-        return
-    walls = InformationBarrier.objects.filter(
-        Q(group_a_id__in=touched, group_b_id__in=mine)
-        | Q(group_b_id__in=touched, group_a_id__in=mine)
-    )
-    if walls.exists():
+    if lifts_own_wall(actor=actor, groups=groups):
         raise room_refused(
             actor=actor,
             room=None,

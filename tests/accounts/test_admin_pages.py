@@ -303,6 +303,22 @@ def test_a_message_event_links_to_its_room_and_a_barrier_event_names_its_groups(
     assert "(group_a deals, group_b research)" in created.content.decode()
 
 
+def test_a_lifted_barrier_is_still_named_by_its_groups_in_the_audit_browser(
+    officer: User,
+) -> None:
+    from rooms.services import barrier_create, barrier_delete, group_create
+
+    admin = User.objects.get(pk=grant_role(make_user(), Role.SECURITY_ADMIN).pk)
+    deals = group_create(actor=admin, name="deals")
+    research = group_create(actor=admin, name="research")
+    barrier, _ = barrier_create(actor=admin, group_a=deals, group_b=research)
+    barrier_delete(actor=admin, barrier=barrier)
+
+    page = client_for(officer).get("/admin/audit/auditevent/?action=barrier.deleted")
+
+    assert "(no longer exists; groups deals and research)" in page.content.decode()
+
+
 def test_the_audit_browser_links_a_person_who_acted_to_their_page(officer: User) -> None:
     # given an event by a person (the room's creation) and the officer's own search
     alice = make_user(username="alice")

@@ -515,3 +515,24 @@ def test_lifting_several_barriers_in_the_admin_tells_each_refusal_and_lifts_the_
     assert InformationBarrier.objects.filter(pk=own.pk).exists()
     assert not InformationBarrier.objects.filter(pk=other.pk).exists()
     assert [r["operation"] for r in own_barrier_refusals()] == ["barrier.delete"]
+
+
+def test_the_group_page_refuses_lifting_a_wall_from_oneself_as_a_form_error(
+    admin: User,
+) -> None:
+    # given the walled security admin on the page of the analyst's group
+    insider, analyst, _barrier = walled_admin(admin)
+    research = Group.objects.get(name="research")
+    client = Client()
+    sign_in_client(client, insider, verified=True)
+
+    # when they save it with the analyst taken out
+    answer = client.post(
+        f"/admin/auth/group/{research.pk}/change/", {"name": "research", "members": []}
+    )
+
+    # then the page answers with the reason beside the form, and nothing changed
+    assert answer.status_code == 200
+    assert "would lift an information barrier from you" in answer.content.decode()
+    assert analyst.groups.filter(pk=research.pk).exists()
+    assert not AuditEvent.objects.filter(action="account.role.revoked").exists()
