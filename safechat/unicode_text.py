@@ -41,6 +41,10 @@ BIDI_CONTROLS = frozenset(
     "\u202a\u202b\u202c\u202d\u202e"  # LRE RLE PDF LRO RLO
     "\u2066\u2067\u2068\u2069"  # LRI RLI FSI PDI
 )
+# The explicit embeddings, overrides and isolates alone (UAX #9, 2.1 to 2.4): what makes
+# text show in another order than it was written ("8765-4321" for "1234-5678"). The
+# implicit marks (LRM, RLM, ALM) only nudge neutral characters and are kept in messages.
+BIDI_EXPLICIT = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # Letters and symbols that render as blank space but are not default-ignorable.
 _BLANK_LOOKING = frozenset("\u2800\u3164\uffa0\u115f\u1160")
 _INVISIBLE_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Co", "Cn", "Mn", "Me"})
@@ -105,6 +109,21 @@ def refuse_bidi_controls(value: str) -> None:
         raise ValidationError(
             f"Text may not contain the direction control U+{ord(found):04X} "
             f"({unicodedata.name(found, 'unnamed')}).",
+            code="bidi_control",
+        )
+
+
+def refuse_bidi_explicit(value: str) -> None:
+    """Refuse text containing an explicit directional embedding, override or isolate
+    (UAX #9, ``BIDI_EXPLICIT``): in a message, an amount or an account number could show
+    reversed. Code ``bidi_control``; the implicit marks are allowed (right-to-left
+    writing uses them)."""
+    found = next((c for c in value if c in BIDI_EXPLICIT), None)
+    if found is not None:
+        raise ValidationError(
+            f"A message may not contain the direction control U+{ord(found):04X} "
+            f"({unicodedata.name(found, 'unnamed')}): it can make text, such as a number, "
+            "show in another order than it was written.",
             code="bidi_control",
         )
 

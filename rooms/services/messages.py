@@ -45,7 +45,7 @@ from safechat.actions import action, action_transaction
 from safechat.events import Event, publish
 from safechat.keyring import events as key_events
 from safechat.locks import rows_locked
-from safechat.unicode_text import validate_reaction
+from safechat.unicode_text import refuse_bidi_explicit, validate_reaction
 
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_EMOJI_LENGTH = 16
@@ -56,7 +56,9 @@ def _validate_text(text: object) -> str:
     """The one check of a message's text, for every edge (portal, API, socket, admin).
 
     Text is a sequence of Unicode scalar values: a NUL or a lone surrogate (which JSON
-    can carry as an escape but UTF-8 cannot encode) is refused, not stored.
+    can carry as an escape but UTF-8 cannot encode) is refused, not stored; so is an
+    explicit directional embedding, override or isolate (``refuse_bidi_explicit``), which
+    could show a number reversed.
     """
     if not isinstance(text, str):
         raise ValidationError("a message must be text")
@@ -68,6 +70,7 @@ def _validate_text(text: object) -> str:
         raise ValidationError("a message must be valid Unicode (no lone surrogates)") from None
     if not text.strip():
         raise ValidationError("a message cannot be empty")
+    refuse_bidi_explicit(text)
     if len(encoded) > MAX_MESSAGE_BYTES:
         raise ValidationError(f"a message is at most {MAX_MESSAGE_BYTES // 1024} KiB")
     return text

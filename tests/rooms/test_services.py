@@ -30,6 +30,7 @@ from rooms.services import (
     room_invitation_send,
 )
 from rooms.wire import message_json, message_rendered
+from safechat.unicode_text import BIDI_EXPLICIT
 from tests.accounts.factories import grant_role, make_user
 from tests.rooms.factories import make_room, make_room_admin
 
@@ -388,3 +389,34 @@ def test_the_fast_message_json_matches_the_documented_serializer() -> None:
     view = message_view(reader=owner, message=message)
 
     assert message_json(view) == dict(MessageOutput(message_rendered(view)).data)
+
+
+@pytest.mark.parametrize("control", sorted(BIDI_EXPLICIT))
+def test_a_message_that_could_show_a_number_reversed_is_refused(control: str) -> None:
+    # given a member about to post an account number wrapped in a direction control
+    owner = make_user()
+    room = make_room(owner=owner)
+    original = message_post(sender=owner, room=room, text="pay to account 1234-5678")
+
+    # when they post it, or edit a message into it
+    text = f"pay to account {control}1234-5678\u202c ok"
+    with pytest.raises(ValidationError) as posted:
+        message_post(sender=owner, room=room, text=text)
+    with pytest.raises(ValidationError):
+        message_edit(actor=owner, message=original, text=text)
+
+    # then it is refused with a reason, and nothing was stored
+    assert "direction control" in posted.value.messages[0]
+    assert Message.objects.filter(room=room).count() == 1
+    assert not MessageRevision.objects.filter(message=original).exists()
+
+
+def test_right_to_left_writing_with_its_implicit_marks_is_posted() -> None:
+    owner = make_user()
+    room = make_room(owner=owner)
+
+    hebrew = "\u05e9\u05dc\u05d5\u05dd \u200f\u05e2\u05d5\u05dc\u05dd 42\u200e"  # "shalom olam"
+
+    message = message_post(sender=owner, room=room, text=hebrew)
+
+    assert message_view(reader=owner, message=message).text == hebrew
