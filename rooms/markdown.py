@@ -5,8 +5,9 @@ on click with ``rel="noopener noreferrer nofollow"``.
 
 Mentions: ``@name`` where ``name``'s canonical form (PRECIS UsernameCaseMapped, RFC 8265:
 "@Alice" is alice) is one of the members the message names becomes
-``<span class="mention" data-user-id="7" title="@alice">@Alice Martin</span>``: the
-member's display name, their username as tooltip. Only those members: an ``@`` before
+``<span class="mention" data-user-id="7" title="@alice">@Alice Martin (alice)</span>``:
+the member's display name with their username beside it (display names are not unique:
+a name alone could be someone else's), the username as tooltip too. Only those members: an ``@`` before
 anyone else (or inside code) stays text. The span is built as tokens, escaped by the
 renderer, and passes the sanitiser like everything else (the class ``mention`` alone,
 the two attributes alone).
@@ -69,9 +70,13 @@ def _mention_rule(state: StateInline, silent: bool) -> bool:
 
 def _render_mention(self: Any, tokens: list[Token], idx: int, options: Any, env: Any) -> str:
     meta = tokens[idx].meta
+    name, username = meta["name"], meta["username"]
+    # The display name with the username beside it: display names are not unique (two
+    # people may be called alike, or one may take another's name), usernames are.
+    shown = f"@{name} ({username})" if name != username else f"@{username}"
     return (
         f'<span class="mention" data-user-id="{int(meta["user_id"])}" '
-        f'title="@{escapeHtml(meta["username"])}">@{escapeHtml(meta["name"])}</span>'
+        f'title="@{escapeHtml(username)}">{escapeHtml(shown)}</span>'
     )
 
 

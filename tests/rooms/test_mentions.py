@@ -42,7 +42,7 @@ def test_a_mention_is_matched_by_its_canonical_username_and_shows_the_display_na
 
     # then it is bob's mention, shown by his name, his username as tooltip
     assert html == (
-        '<p>ask <span class="mention" data-user-id="7" title="@bob">@Bob Stone</span>.</p>\n'
+        '<p>ask <span class="mention" data-user-id="7" title="@bob">@Bob Stone (bob)</span>.</p>\n'
     )
 
 
@@ -99,7 +99,7 @@ def test_a_posted_mention_is_on_the_wire_with_the_senders_display_name() -> None
     assert sent["sender_name"] == "Alice Martin"
     assert sent["mentions"] == [bob.pk]
     assert list(Mention.objects.values_list("user_id", flat=True)) == [bob.pk]
-    assert f'<span class="mention" data-user-id="{bob.pk}" title="@bob">@Bob Stone</span>' in (
+    assert f'<span class="mention" data-user-id="{bob.pk}" title="@bob">@Bob Stone (bob)</span>' in (
         sent["html"] or ""
     )
     assert "@carol" in (sent["html"] or "")

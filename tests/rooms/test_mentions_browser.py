@@ -149,7 +149,7 @@ def test_a_colleague_is_mentioned_from_the_keyboard_and_sees_it_everywhere(
             expect(rates_item.locator(".badge")).to_have_attribute("data-unread", "3", timeout=LIVE)
             assert notifications(colin_page)[-1] == {
                 "title": "New mention in #Rates desk from Alice Martin",
-                "body": "@Colin Reyes the level is 101.5",
+                "body": "@Colin Reyes (colin) the level is 101.5",
             }
 
             # A direct message notifies too, mentioning nobody
@@ -177,7 +177,7 @@ def test_a_colleague_is_mentioned_from_the_keyboard_and_sees_it_everywhere(
             listed = colin_page.locator("#message-list")
             mine = listed.locator(".mention-me")
             expect(mine).to_have_count(2)
-            expect(mine.first).to_have_text("@Colin Reyes")
+            expect(mine.first).to_have_text("@Colin Reyes (colin)")
             expect(listed.locator("article.mentions-me")).to_have_count(2)
             sender = listed.locator(".message-item").first.locator(".msg-meta")
             expect(sender).to_contain_text("Alice Martin")
