@@ -209,6 +209,10 @@ def test_the_page_warns_before_an_idle_sign_out_and_lets_the_person_stay(
                 "data-state", "ended", timeout=20_000
             )
             expect(page.locator("#connection-state")).to_contain_text("inactivity")
+            # and what the room showed is gone from the page, the composer shut
+            expect(page.locator("#message-list .message-item")).to_have_count(0)
+            expect(page.locator("#member-list li")).to_have_count(0)
+            expect(page.locator("#composer-input")).to_be_disabled()
             page.screenshot(path=str(ARTIFACTS / "portal-idle-signed-out.png"))
         finally:
             browser.close()

@@ -146,5 +146,22 @@ socket.connect({
   ended() {
     hideExpiry();
     socket.setConnectionState("ended", endedDetail());
+    concealSignedOut();
   },
 });
+
+// The session is over (signed out here or in another tab, expired, ended by an admin):
+// what the page shows is no longer this person's to read on a shared desk, and nothing
+// typed now could be sent. The messages and members go, the composer is shut; signing
+// in again loads the room afresh.
+function concealSignedOut() {
+  for (const id of ["message-list", "member-list", "uploads"]) {
+    document.getElementById(id)?.replaceChildren();
+  }
+  const composer = document.getElementById("composer");
+  if (composer) {
+    for (const field of composer.querySelectorAll("textarea, input, button")) field.disabled = true;
+    const input = document.getElementById("composer-input");
+    if (input) input.value = "";
+  }
+}
