@@ -178,7 +178,8 @@ def test_the_page_warns_before_an_idle_sign_out_and_lets_the_person_stay(
     # given a short idle limit, warned 8 s ahead, and a person who only reads
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.Argon2PasswordHasher"]
     owner = make_user(username="carol")
-    make_room(owner=owner, name="Quiet desk")
+    quiet = make_room(owner=owner, name="Quiet desk")
+    message_post(sender=owner, room=quiet, text="the book is flat")
     carol = person(owner)
     errors: list[str] = []
     limits = {"SAFECHAT_SESSION_IDLE_SECONDS": "12", "SAFECHAT_SESSION_WARNING_SECONDS": "8"}
@@ -190,6 +191,7 @@ def test_the_page_warns_before_an_idle_sign_out_and_lets_the_person_stay(
         browser = launch(pw.chromium)
         try:
             page = sign_in(browser.new_context(), base_url, carol, errors)
+            expect(page.locator("#message-list .message-item")).to_have_count(1)
             warning = page.get_by_role("alertdialog")
 
             # when the warning shows, the person chooses to stay
