@@ -34,6 +34,7 @@ NOT_ENTRY_POINTS = {
     "rooms.services.barriers.room_barrier_violations",
     "rooms.services._common.room_barrier_separating",
     "rooms.services.barriers.user_barrier_violations",
+    "rooms.services.barriers.lifts_own_wall",
     "rooms.services.membership.acting_owners",
     "rooms.services._common.role_grant_permission",
     "rooms.services.messages.client_key_clean",
