@@ -116,3 +116,27 @@ def test_a_blob_whose_sync_fails_is_removed_and_the_failure_propagates(
     with pytest.raises(OSError, match="Input/output error"):
         blobs.blob_write("abc/seg-0000000000", [b"x" * 1000])
     assert not blobs.blob_exists("abc/seg-0000000000")
+
+
+def test_a_large_blob_is_handed_to_the_disk_as_it_is_written(
+    vault_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given the kernel's write-back requests watched
+    advised: list[tuple[int, int, int]] = []
+    real = os.posix_fadvise
+
+    def fadvise(descriptor: int, offset: int, length: int, advice: int) -> None:
+        advised.append((offset, length, advice))
+        real(descriptor, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    piece = blobs.WRITEBACK_BYTES // 2
+
+    # when a blob of five write-back steps is written half a step at a time
+    blobs.blob_write("abc/seg-0000000000", (os.urandom(piece) for _ in range(10)))
+
+    # then each step already written was handed on before the next was written (the
+    # final sync writes the last), in order, and the blob is whole
+    step = blobs.WRITEBACK_BYTES
+    assert advised == [(n * step, step, os.POSIX_FADV_DONTNEED) for n in range(4)]
+    assert len(blobs.blob_read_all("abc/seg-0000000000")) == 10 * piece
