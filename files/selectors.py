@@ -7,6 +7,7 @@ The reader opens the file key with their own copy of the room's epoch key.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -164,6 +165,20 @@ def file_view(*, reader: User, stored: StoredFile) -> FileView:
         uploader_id=stored.uploader_id,
         uploaded_at=stored.completed_at or stored.created_at,
     )
+
+
+def file_etag(stored: StoredFile) -> str:
+    """The download's entity tag: a strong validator (RFC 9110, section 8.8.3), quoted.
+
+    A file's bytes never change under its id (another upload is another file), so the tag
+    names the stored stream: SHA-256 of the file's uid and its stream header (random per
+    upload, kept in the row), 128 bits in hex. Nothing of the content goes into it: it
+    reveals nothing the URL and the row do not, and says nothing about the plaintext.
+    """
+    digest = hashlib.sha256(
+        b"safechat/v1/file-etag\x00" + stored.uid.bytes + bytes(stored.stream_header)
+    )
+    return f'"{digest.hexdigest()[:32]}"'
 
 
 def attachments_for_messages(

@@ -89,9 +89,6 @@ def _selected_room(request: HttpRequest, user: User, rooms: list[Room]) -> Room 
     return (live or rooms)[0] if rooms else None
 
 
-UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024
-
-
 @never_cache
 @require_GET
 def chat(request: HttpRequest) -> HttpResponse:
@@ -183,9 +180,10 @@ def chat(request: HttpRequest) -> HttpResponse:
             # reversed by name (rooms sits below files in the layers).
             "endpoint": reverse("api-uploads", args=[room.pk]),
             "max_bytes": settings.SAFECHAT_FILE_MAX_BYTES,
-            # One PATCH per 4 MiB: a dropped connection costs at most that much again,
-            # and a 100 MiB file is 25 segments (files.services.uploads.MAX_SEGMENTS).
-            "chunk_bytes": UPLOAD_CHUNK_BYTES,
+            # The PATCH size (SAFECHAT_UPLOAD_CHUNK_BYTES, 32 MiB): each PATCH costs a
+            # request's fixed work, and a cut one loses nothing (the server keeps what
+            # arrived); a 100 MiB file is 4 segments (files.services.uploads.MAX_SEGMENTS).
+            "chunk_bytes": settings.SAFECHAT_UPLOAD_CHUNK_BYTES,
         }
         config["room"] = {
             "id": room.pk,

@@ -613,6 +613,14 @@ SAFECHAT_FILE_BLOCKED_KINDS = env.list(
 SAFECHAT_ROOM_FILE_QUOTA_BYTES = env.int(
     "SAFECHAT_ROOM_FILE_QUOTA_BYTES", default=10 * 1024 * 1024 * 1024
 )
+# The portal's tus client sends a file in PATCHes of this many bytes (docs/portal.md).
+# The server streams a PATCH of any size in constant memory and keeps what arrived of one
+# cut short, so this bounds only how much one request carries (and how long it lasts):
+# each PATCH costs a request's fixed work, so fewer are faster. Lower it behind a proxy
+# whose body limit is smaller. At least 64 KiB (one chunk of the encrypted stream).
+SAFECHAT_UPLOAD_CHUNK_BYTES = env.int("SAFECHAT_UPLOAD_CHUNK_BYTES", default=32 * 1024 * 1024)
+if SAFECHAT_UPLOAD_CHUNK_BYTES < 64 * 1024:
+    raise SystemExit("SafeChat refuses to start: SAFECHAT_UPLOAD_CHUNK_BYTES is under 65536")
 # An upload not completed within this many hours is abandoned: its blob and tail are removed.
 SAFECHAT_UPLOAD_EXPIRY_HOURS = env.int("SAFECHAT_UPLOAD_EXPIRY_HOURS", default=24)
 # clamd: a unix socket path, or a host and port. With neither, files stay "pending scan".

@@ -431,15 +431,56 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | bool | None:
     return first, last
 
 
+# An entity tag (RFC 9110, section 8.8.3): optionally weak, then a quoted string of
+# visible ASCII (or obs-text) other than the double quote.
+_ENTITY_TAG = re.compile(r'(W/)?"[\x21\x23-\x7e\x80-\xff]*"')
+
+
+def if_range_allows(value: str | None, etag: str) -> bool:
+    """Whether a Range may be served partially under ``If-Range: value`` (RFC 9110,
+    section 13.1.5), for a representation whose strong entity tag is ``etag``.
+
+    No If-Range: yes. Otherwise only an entity tag that matches ``etag`` by the strong
+    comparison (section 8.8.3.2) does: a weak tag never matches; an HTTP-date cannot
+    match (downloads carry no Last-Modified), nor can a malformed value. When it does not
+    match, the server ignores the Range and sends the whole file (200), never a part of
+    different bytes.
+    """
+    if value is None:
+        return True
+    candidate = value.strip(" \t")  # optional whitespace (RFC 9110, section 5.6.3)
+    match = _ENTITY_TAG.fullmatch(candidate)
+    return match is not None and match.group(1) is None and candidate == etag
+
+
 class FileDownloadApi(APIView):
     # Errors answer JSON; the content itself is a StreamingHttpResponse, never rendered.
     renderer_classes = (JSONRenderer,)
 
     @extend_schema(
-        parameters=[OpenApiParameter("Range", str, OpenApiParameter.HEADER)],
+        parameters=[
+            OpenApiParameter(
+                "Range",
+                str,
+                OpenApiParameter.HEADER,
+                description="One byte range, `bytes=first-last`, `bytes=first-` or "
+                "`bytes=-suffix`: 206 with that part. Several ranges: the whole file.",
+            ),
+            OpenApiParameter(
+                "If-Range",
+                str,
+                OpenApiParameter.HEADER,
+                description="The `ETag` of an earlier answer: the Range is served only if "
+                "it still matches (a strong comparison); otherwise the whole file (200).",
+            ),
+        ],
         responses={
-            (200, "application/octet-stream"): bytes,
-            (206, "application/octet-stream"): bytes,
+            (200, "application/octet-stream"): OpenApiResponse(
+                response=bytes, description="the whole file; ETag is its strong validator"
+            ),
+            (206, "application/octet-stream"): OpenApiResponse(
+                response=bytes, description="the range asked for, with Content-Range and ETag"
+            ),
             404: None,
             416: None,
         },
@@ -458,7 +499,11 @@ class FileDownloadApi(APIView):
                 request, reader, stored, f"blob missing (segment {missing[0]})"
             )
         size = view.size
+        etag = selectors.file_etag(stored)
         wanted = parse_range(request.headers.get("Range"), size)
+        if wanted is not None and not if_range_allows(request.headers.get("If-Range"), etag):
+            # RFC 9110, section 13.1.5: the client's copy is not this file: all of it.
+            wanted = None
         if wanted is False:
             return problem_response(
                 status=status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
@@ -492,6 +537,7 @@ class FileDownloadApi(APIView):
         if isinstance(wanted, tuple):
             response["Content-Range"] = f"bytes {first}-{last}/{size}"
         response["Accept-Ranges"] = "bytes"
+        response["ETag"] = etag
         response["Content-Disposition"] = content_disposition(view.name)
         response["X-Content-Type-Options"] = "nosniff"
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"

@@ -62,3 +62,81 @@ def test_a_failing_source_leaves_no_blob(vault_dir: Path) -> None:
         blobs.blob_write("abc/seg-0000000000", failing())
 
     assert not blobs.blob_exists("abc/seg-0000000000")
+
+
+def _synced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record what each ``fdatasync`` / ``fsync`` synced, by path (folders end in ``/``)."""
+    synced: list[str] = []
+    real_fdatasync, real_fsync = os.fdatasync, os.fsync
+
+    def fdatasync(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fdatasync(descriptor)
+
+    def fsync(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}") + "/")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_a_written_blob_is_synced_with_every_folder_its_name_added(
+    vault_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given an empty vault (its folder not created yet) whose syncs are watched
+    synced = _synced(monkeypatch)
+    assert not vault_dir.exists()
+
+    # when an upload's first segment is written, then its second
+    blobs.blob_write("abc/seg-0000000000", [b"x" * 1000])
+    first = list(synced)
+    synced.clear()
+    blobs.blob_write("abc/seg-0000000016", [b"y" * 1000])
+
+    # then before each write returns, the blob's data and its name are on disk; the
+    # first also syncs the folders it created (the upload's, the vault's) and the one
+    # that holds them, so the new names survive a crash of the machine
+    blob = str(vault_dir / "abc" / "seg-0000000000")
+    assert first == [blob, f"{vault_dir}/abc/", f"{vault_dir}/", f"{vault_dir.parent}/"]
+    assert synced == [str(vault_dir / "abc" / "seg-0000000016"), f"{vault_dir}/abc/"]
+
+
+def test_a_blob_whose_sync_fails_is_removed_and_the_failure_propagates(
+    vault_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a disk that fails to sync
+    def failing(descriptor: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+
+    # when a blob is written, then the write fails and leaves nothing behind
+    with pytest.raises(OSError, match="Input/output error"):
+        blobs.blob_write("abc/seg-0000000000", [b"x" * 1000])
+    assert not blobs.blob_exists("abc/seg-0000000000")
+
+
+def test_a_large_blob_is_handed_to_the_disk_as_it_is_written(
+    vault_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given the kernel's write-back requests watched
+    advised: list[tuple[int, int, int]] = []
+    real = os.posix_fadvise
+
+    def fadvise(descriptor: int, offset: int, length: int, advice: int) -> None:
+        advised.append((offset, length, advice))
+        real(descriptor, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    piece = blobs.WRITEBACK_BYTES // 2
+
+    # when a blob of five write-back steps is written half a step at a time
+    blobs.blob_write("abc/seg-0000000000", (os.urandom(piece) for _ in range(10)))
+
+    # then each step already written was handed on before the next was written (the
+    # final sync writes the last), in order, and the blob is whole
+    step = blobs.WRITEBACK_BYTES
+    assert advised == [(n * step, step, os.POSIX_FADV_DONTNEED) for n in range(4)]
+    assert len(blobs.blob_read_all("abc/seg-0000000000")) == 10 * piece

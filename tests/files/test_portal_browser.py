@@ -24,7 +24,6 @@ from pytest_django import Settings
 
 from files.models import StoredFile
 from files.services import files_scan_pending
-from rooms.views import UPLOAD_CHUNK_BYTES
 from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room
 from tests.support.browser import (
@@ -40,7 +39,8 @@ from tests.support.clamd import OwnClamd
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHUNK = UPLOAD_CHUNK_BYTES  # the portal's PATCH size
+# The portal's PATCH size, set small here so the test file takes three requests.
+CHUNK = 4 * 1024 * 1024
 
 
 @pytest.fixture(autouse=True)
@@ -81,7 +81,10 @@ def test_a_file_dropped_in_the_room_uploads_with_progress_and_is_shared_with_its
 
     with (
         running_server(
-            tmp_path, master_key_file, SAFECHAT_CLAMD_SOCKET=shared_clamd.socket_path
+            tmp_path,
+            master_key_file,
+            SAFECHAT_CLAMD_SOCKET=shared_clamd.socket_path,
+            SAFECHAT_UPLOAD_CHUNK_BYTES=str(CHUNK),
         ) as (base_url, _server),
         sync_playwright() as pw,
     ):
