@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import User
@@ -10,7 +11,7 @@ from audit.services import audit_record
 from files.models import StoredFile
 from files.services.uploads import VAULT_SYSTEM
 from rooms import permissions as perms
-from rooms.models import Room
+from rooms.models import Message, Room
 from rooms.permissions import room_permissions_of
 from rooms.services import (
     message_file_withdraw,
@@ -33,12 +34,22 @@ def file_delete(*, actor: User, stored: StoredFile) -> None:
 
     Raises ``Refused`` otherwise, or for an archived room; ``BarrierViolationError``
     (``barrier.refused``, operation ``file.delete``) for another's file while an
-    information barrier separates the actor from someone in the room. Locks: the room, then the file
-    row; the audit chain last.
+    information barrier separates the actor from someone in the room; ``Http404``
+    (nothing written) if retention purged the file meanwhile. Locks, in the project's
+    order: the room, the message that shares the file (as a retention purge does:
+    messages before their files), then the file row; the audit chain last.
     """
     with action_transaction():
         room = rows_locked(Room, [stored.room_id])[0]
-        row = rows_locked(StoredFile, [stored.pk])[0]
+        # Read under the room's lock, which a clean scan also holds when it sets the
+        # file's message: so the message read here is the one the file keeps.
+        current = StoredFile.objects.filter(pk=stored.pk).values("message_id").first()
+        if current is not None and current["message_id"] is not None:
+            rows_locked(Message, [current["message_id"]])
+        locked = rows_locked(StoredFile, [stored.pk])
+        if current is None or not locked:  # purged with its message meanwhile
+            raise Http404("no such file")
+        row = locked[0]
         rights = room_permissions_of(room=room, user=actor)
         visible = row.state in (StoredFile.State.AVAILABLE, StoredFile.State.PENDING_SCAN)
         if perms.VIEW not in rights or not visible:

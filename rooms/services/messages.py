@@ -342,11 +342,11 @@ def message_file_withdraw(*, actor: User, room: Room, message_id: int, at: datet
     """Hide the message that shares a file being deleted (``files.services.file_delete``):
     gone for members at ``at``, kept (still encrypted) like the file until retention.
 
-    Inside the caller's transaction, with the room's and the file's rows already locked
-    (the lock order's room and files steps); the caller decided who may. Locks the
-    message, records ``message.deleted`` (``file``: true), then appends the change feed's
-    entry; subscribers get ``message.deleted`` after commit. A message already deleted
-    is left as it is.
+    Inside the caller's transaction, with the room's, the message's and then the file's
+    rows already locked (the lock order's room and messages-then-files steps); the caller
+    decided who may. Records ``message.deleted`` (``file``: true), then appends the change
+    feed's entry; subscribers get ``message.deleted`` after commit. A message already
+    deleted, or purged, is left as it is.
     """
     locked = Message.objects.select_for_update(no_key=True).filter(pk=message_id, room=room).first()
     if locked is None or locked.deleted_at is not None:  # purged by retention, or deleted
