@@ -7,8 +7,8 @@ Mentions: ``@name`` where ``name``'s canonical form (PRECIS UsernameCaseMapped, 
 "@Alice" is alice) is one of the members the message names becomes
 ``<span class="mention" data-user-id="7" title="@alice">@Alice Martin (alice)</span>``:
 the member's display name with their username beside it (display names are not unique:
-a name alone could be someone else's), the username as tooltip too. Only those members: an ``@`` before
-anyone else (or inside code) stays text. The span is built as tokens, escaped by the
+a name alone could be someone else's), the username as tooltip too. Only those members:
+an ``@`` before anyone else (or inside code) stays text. The span is built as tokens, escaped by the
 renderer, and passes the sanitiser like everything else (the class ``mention`` alone,
 the two attributes alone).
 """

@@ -103,12 +103,12 @@ def test_a_reply_to_a_message_being_purged_is_refused_never_an_error(
     locked = threading.Event()
     original = retention_module._delete_rows
 
-    def delete_slowly(rows: Any) -> int:
+    def delete_slowly(rows: Any) -> None:
         # the batch holds its messages' locks here: the reply comes now
         if not locked.is_set():
             locked.set()
             time.sleep(1.0)
-        return original(rows)
+        original(rows)
 
     monkeypatch.setattr(retention_module, "_delete_rows", delete_slowly)
 
@@ -200,11 +200,11 @@ def test_a_file_deleted_while_a_purge_holds_its_message_answers_404_and_writes_n
     locked = threading.Event()
     original = retention_module._delete_rows
 
-    def delete_slowly(rows: Any) -> int:
+    def delete_slowly(rows: Any) -> None:
         if not locked.is_set():
             locked.set()
             time.sleep(1.0)
-        return original(rows)
+        original(rows)
 
     monkeypatch.setattr(retention_module, "_delete_rows", delete_slowly)
     before = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()

@@ -99,8 +99,9 @@ def test_a_posted_mention_is_on_the_wire_with_the_senders_display_name() -> None
     assert sent["sender_name"] == "Alice Martin"
     assert sent["mentions"] == [bob.pk]
     assert list(Mention.objects.values_list("user_id", flat=True)) == [bob.pk]
-    assert f'<span class="mention" data-user-id="{bob.pk}" title="@bob">@Bob Stone (bob)</span>' in (
-        sent["html"] or ""
+    assert (
+        f'<span class="mention" data-user-id="{bob.pk}" title="@bob">@Bob Stone (bob)</span>'
+        in (sent["html"] or "")
     )
     assert "@carol" in (sent["html"] or "")
 
