@@ -23,6 +23,7 @@ from accounts.services.factors import (
 )
 from accounts.services.federation import (
     FederatedSignIn,
+    federated_attempt_count,
     federated_identity_link,
     federated_identity_unlink,
     federated_sign_in,
@@ -88,6 +89,7 @@ __all__ = [
     "factor_remove",
     "factor_rename",
     "factors_reset",
+    "federated_attempt_count",
     "federated_identity_link",
     "federated_identity_unlink",
     "federated_sign_in",
