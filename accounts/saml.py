@@ -96,6 +96,7 @@ FLOWS_KEPT = 5  # flows in progress per browser (tabs); the oldest goes first
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 DS = "http://www.w3.org/2000/09/xmldsig#"
+SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 # XML Signature algorithms accepted (RFC 6931): SHA-2 only; SHA-1 is broken for signatures.
 SIGNATURE_ALGORITHMS = frozenset(
     {
@@ -395,6 +396,13 @@ def _shape_check(document: bytes) -> _Shape:
             ids.add(identifier)
     assertions = list(root.iter(_tag(SAML, "Assertion")))
     direct = root.findall(_tag(SAML, "Assertion"))
+    status = root.find(f"{_tag(SAMLP, 'Status')}/{_tag(SAMLP, 'StatusCode')}")
+    code = status.get("Value", "") if status is not None else ""
+    if not assertions and code != SUCCESS:
+        # The IdP did not sign the person in (they cancelled, it refused them).
+        inner = status.find(_tag(SAMLP, "StatusCode")) if status is not None else None
+        detail = (inner.get("Value", "") if inner is not None else "") or code
+        raise SamlRefused("provider_error", detail=detail.rsplit(":", 1)[-1])
     if len(assertions) != 1 or len(direct) != 1:
         raise SamlRefused("wrapping", detail=f"{len(assertions)} assertions")
     assertion = direct[0]

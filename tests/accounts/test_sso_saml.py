@@ -452,6 +452,19 @@ def test_a_bad_response_is_refused_and_nothing_is_created(
 
 
 @pytest.mark.django_db
+def test_the_idps_own_error_is_refused(idp: SamlIdp) -> None:
+    # given a sign-in under way, that the IdP answers with an error status
+    client = Client()
+    found = idp.refuse(to_idp(client), sp_metadata=sp_metadata())
+
+    # when the browser posts it, then the page says so and the refusal is on record
+    response = post(client, found)
+    assert response.status_code == 400
+    assert signed_in_as(client) is None
+    assert refusal("provider_error").extra["detail"] == "AuthnFailed"
+
+
+@pytest.mark.django_db
 def test_an_assertion_signed_by_another_key_is_refused(
     idp: SamlIdp, keys: dict[str, tuple[str, str]]
 ) -> None:

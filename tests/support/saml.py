@@ -131,6 +131,24 @@ class SamlIdp:
         )
         return _Server(config=config)
 
+    def refuse(self, authn_request_url: str, *, sp_metadata: str) -> Answer:
+        """Answer SafeChat's request with an error status (the person was not signed in)."""
+        query = {k: v[0] for k, v in parse_qs(urlsplit(authn_request_url).query).items()}
+        server = self.server(sp_metadata)
+        message = server.parse_authn_request(
+            query["SAMLRequest"],
+            BINDING_HTTP_REDIRECT,
+            relay_state=None,
+            sigalg=query["SigAlg"],
+            signature=query["Signature"],
+        ).message
+        acs_url = str(message.assertion_consumer_service_url)
+        response = server.create_error_response(
+            message.id, acs_url, ("urn:oasis:names:tc:SAML:2.0:status:AuthnFailed", "no")
+        )
+        encoded = base64.b64encode(str(response).encode()).decode()
+        return Answer(acs_url=acs_url, saml_response=encoded, request_id=str(message.id))
+
     def metadata(self, sp_metadata: str) -> str:
         return str(entity_descriptor(self.server(sp_metadata).config))
 
