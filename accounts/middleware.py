@@ -38,6 +38,7 @@ PUBLIC_ROUTES = frozenset(
         "accounts:saml-metadata",
         "accounts:saml-start",
         "accounts:saml-acs",
+        "accounts:saml-slo",
         "accounts:password-reset-request",
         "accounts:password-reset-confirm",
         "accounts:bootstrap",

@@ -149,6 +149,12 @@ class UserSession(models.Model):
     # The user's credential epoch when the session was issued (or carried forward by
     # the user's own password change in this session).
     credential_epoch = models.PositiveIntegerField(default=0)
+    # A federated sign-in: the link it came through, and the provider's name for its own
+    # session (SAML SessionIndex), so that the provider's logout ends this session.
+    federated_identity = models.ForeignKey(
+        "FederatedIdentity", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    federated_session_index = models.CharField(max_length=255, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["user", "ended_at"], name="accounts_session_user_idx")]

@@ -53,12 +53,18 @@ import functools
 import shutil
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote_plus
 from xml.etree.ElementTree import Comment, Element, ProcessingInstruction, TreeBuilder
 from xml.sax.saxutils import quoteattr
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser, ParseError
@@ -71,10 +77,12 @@ from saml2.config import SPConfig
 from saml2.metadata import entity_descriptor
 from saml2.response import IncorrectlySigned, StatusError, UnsolicitedResponse
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, SCM_BEARER
+from saml2.samlp import logout_request_from_string
 from saml2.sigver import MissingKey, RSACrypto, SigverError
 from saml2.validate import ResponseLifetimeExceed, ToEarly
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
+from accounts.credentials import sha256_hex
 from accounts.sso import (
     AssertedIdentity,
     FederatedRefused,
@@ -189,12 +197,19 @@ def idp_metadata_xml(idp: SamlIdentityProvider) -> str:
         "</md:KeyDescriptor>"
         for pem in idp.certificates
     )
+    slo = (
+        '<md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" '
+        f"Location={quoteattr(idp.slo_url)}/>"
+        if idp.slo_url
+        else ""
+    )
     return (
         f'<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
         f'xmlns:ds="{DS}" entityID={quoteattr(idp.entity_id)}>'
         f'<md:IDPSSODescriptor protocolSupportEnumeration="{SAMLP}" '
         'WantAuthnRequestsSigned="true">'
         f"{keys}"
+        f"{slo}"
         '<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" '
         f"Location={quoteattr(idp.sso_url)}/>"
         "</md:IDPSSODescriptor></md:EntityDescriptor>"
@@ -233,7 +248,12 @@ def _sp_config(sp: SamlServiceProvider, idps: tuple[SamlIdentityProvider, ...]) 
                     "endpoints": {
                         "assertion_consumer_service": [
                             (sp.acs_url(idp.key), BINDING_HTTP_POST) for idp in idps
-                        ]
+                        ],
+                        "single_logout_service": [
+                            (sp.slo_url(idp.key), BINDING_HTTP_REDIRECT)
+                            for idp in idps
+                            if idp.slo_url
+                        ],
                     },
                     "want_assertions_signed": True,
                     "want_response_signed": False,
@@ -260,7 +280,8 @@ def _client(sp: SamlServiceProvider) -> Saml2Client:
 
 def sp_metadata_xml() -> str:
     """SafeChat's SP metadata (SAML Metadata 2.0): entity ID, each IdP's ACS URL
-    (HTTP-POST), the signing certificate, signed requests and assertions wanted."""
+    (HTTP-POST) and, for IdPs with single logout, its SLO URL (HTTP-Redirect), the signing
+    certificate, signed requests and assertions wanted."""
     config = _sp_config(_service_provider(), identity_providers())
     return str(entity_descriptor(config))
 
@@ -538,6 +559,13 @@ def _subject(assertion: Any, *, idp: SamlIdentityProvider, sp: SamlServiceProvid
     return subject
 
 
+def _session_index(assertion: Any) -> str:
+    for statement in assertion.authn_statement or []:
+        if statement.session_index:
+            return str(statement.session_index)
+    return ""
+
+
 def identity_from_response(
     *, request: HttpRequest, idp: SamlIdentityProvider, flows: dict[str, Flow]
 ) -> tuple[AssertedIdentity, str]:
@@ -602,6 +630,7 @@ def identity_from_response(
         first_name=_first(attributes, idp.first_name_attribute, 150),
         last_name=_first(attributes, idp.last_name_attribute, 150),
         authn_contexts=contexts,
+        session_index=_session_index(assertion),
         one_time=OneTimeAssertion(
             assertion_id=str(assertion.id),
             request_id=shape.in_response_to,
@@ -609,3 +638,171 @@ def identity_from_response(
         ),
     )
     return identity, flow.next_url
+
+
+# --- single logout, asked by the IdP (SAML Profiles 4.4, HTTP-Redirect binding) -------------
+
+# A LogoutRequest inflated past this is refused (a deflate bomb stays small on the wire).
+MAX_LOGOUT_REQUEST_BYTES = 64 * 1024
+_REDIRECT_HASHES: dict[str, hashes.HashAlgorithm] = {
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": hashes.SHA256(),
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384": hashes.SHA384(),
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": hashes.SHA512(),
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256": hashes.SHA256(),
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384": hashes.SHA384(),
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512": hashes.SHA512(),
+}
+
+
+@dataclass(frozen=True)
+class LogoutOrder:
+    """An IdP's checked logout request: who (as an identity, for the link), which of its
+    sessions (none named: all), and what to answer (its XML and relay state)."""
+
+    identity: AssertedIdentity
+    session_indexes: tuple[str, ...]
+    request_xml: str
+    relay_state: str
+
+
+def _raw_query(request: HttpRequest) -> dict[str, list[str]]:
+    """The query's parameters with their values exactly as sent (still URL-encoded): the
+    redirect binding signs those bytes, which re-encoding would not always reproduce."""
+    found: dict[str, list[str]] = {}
+    for part in request.META.get("QUERY_STRING", "").split("&"):
+        name, _, value = part.partition("=")
+        if name:
+            found.setdefault(name, []).append(value)
+    return found
+
+
+def _redirect_signature_check(query: dict[str, list[str]], idp: SamlIdentityProvider) -> None:
+    """The HTTP-Redirect binding's signature (SAML Bindings 3.4.4.1) over
+    ``SAMLRequest=..&RelayState=..&SigAlg=..`` as sent, by one of the IdP's certificates."""
+    if any(len(values) > 1 for values in query.values()):
+        raise SamlRefused("malformed", detail="a parameter twice")
+    if "Signature" not in query or "SigAlg" not in query:
+        raise SamlRefused("unsigned", detail="logout request")
+    algorithm = _REDIRECT_HASHES.get(unquote_plus(query["SigAlg"][0]))
+    if algorithm is None:
+        raise SamlRefused("algorithm", detail=unquote_plus(query["SigAlg"][0])[:80])
+    signed = "&".join(
+        f"{name}={query[name][0]}"
+        for name in ("SAMLRequest", "RelayState", "SigAlg")
+        if name in query
+    ).encode()
+    try:
+        signature = base64.b64decode(unquote_plus(query["Signature"][0]), validate=True)
+    except (binascii.Error, ValueError):
+        raise SamlRefused("signature", detail="not base64") from None
+    for pem in idp.certificates:
+        key = x509.load_pem_x509_certificate(pem.encode()).public_key()
+        try:
+            if isinstance(key, rsa.RSAPublicKey):
+                key.verify(signature, signed, padding.PKCS1v15(), algorithm)
+            elif isinstance(key, ec.EllipticCurvePublicKey):
+                key.verify(signature, signed, ec.ECDSA(algorithm))
+            else:
+                continue
+        except InvalidSignature:
+            continue
+        return
+    raise SamlRefused("signature", detail="logout request")
+
+
+def _inflate(encoded: str) -> bytes:
+    try:
+        deflated = base64.b64decode(unquote_plus(encoded), validate=True)
+        inflater = zlib.decompressobj(-15)
+        document = inflater.decompress(deflated, MAX_LOGOUT_REQUEST_BYTES)
+    except (binascii.Error, ValueError, zlib.error):
+        raise SamlRefused("malformed", detail="not deflated base64") from None
+    if inflater.unconsumed_tail:
+        raise SamlRefused("malformed", detail="too large")
+    return document
+
+
+def logout_request_read(*, request: HttpRequest, idp: SamlIdentityProvider) -> LogoutOrder:
+    """Check an IdP's LogoutRequest (HTTP-Redirect): signed by the IdP with SHA-2 over the
+    query as sent, from this IdP, to our SLO URL, issued within
+    ``SAFECHAT_SAML_FLOW_SECONDS`` and not past its ``NotOnOrAfter`` (60 s of skew), naming
+    a persistent NameID, no comment anywhere. Raises :class:`SamlRefused`."""
+    sp = _service_provider()
+    if not idp.slo_url:
+        raise SamlRefused("not_configured", detail="no slo_url", status=404)
+    query = _raw_query(request)
+    if "SAMLRequest" not in query:
+        raise SamlRefused("malformed", detail="no SAMLRequest")
+    _redirect_signature_check(query, idp)
+    document = _inflate(query["SAMLRequest"][0])
+    root = _parse(document)
+    if any(e.tag is Comment or e.tag is ProcessingInstruction for e in root.iter()):  # type: ignore[comparison-overlap]
+        raise SamlRefused("comment", detail="logout request")
+    if root.tag != _tag(SAMLP, "LogoutRequest"):
+        raise SamlRefused("malformed", detail="not a LogoutRequest")
+    issuer = root.find(_tag(SAML, "Issuer"))
+    if issuer is None or (issuer.text or "").strip() != idp.entity_id:
+        raise SamlRefused("issuer", detail="logout request")
+    if root.get("Destination") != sp.slo_url(idp.key):
+        raise SamlRefused("destination", detail="logout request")
+    now = datetime.now(UTC)
+    skew = timedelta(seconds=CLOCK_SKEW_SECONDS)
+    issued = _instant(root, "IssueInstant")
+    if issued is None or issued < now - skew - timedelta(
+        seconds=settings.SAFECHAT_SAML_FLOW_SECONDS
+    ):
+        raise SamlRefused("expired", detail="IssueInstant")
+    if issued > now + skew:
+        raise SamlRefused("not_yet_valid", detail="IssueInstant")
+    until = _instant(root, "NotOnOrAfter")
+    if until is not None and until <= now - skew:
+        raise SamlRefused("expired", detail="NotOnOrAfter")
+    if root.find(_tag(SAML, "EncryptedID")) is not None:
+        raise SamlRefused("encrypted", detail="EncryptedID")
+    name_id = root.find(_tag(SAML, "NameID"))
+    subject = (name_id.text or "") if name_id is not None else ""
+    if (
+        name_id is None
+        or name_id.get("Format") != NAMEID_FORMAT_PERSISTENT
+        or not (0 < len(subject) <= 255)
+    ):
+        raise SamlRefused("name_id", detail="logout request")
+    request_id = root.get("ID") or ""
+    if not (0 < len(request_id) <= 200):
+        raise SamlRefused("malformed", detail="ID")
+    indexes = tuple(
+        (e.text or "").strip() for e in root.findall(_tag(SAMLP, "SessionIndex")) if e.text
+    )
+    identity = AssertedIdentity(
+        provider=idp,
+        issuer=idp.entity_id,
+        subject=subject,
+        one_time=OneTimeAssertion(
+            assertion_id=f"logout:{request_id}",
+            request_id=f"logout:{sha256_hex(idp.entity_id + chr(0) + request_id)}",
+            valid_until=max(until or now, now)
+            + skew
+            + timedelta(seconds=settings.SAFECHAT_SAML_FLOW_SECONDS),
+        ),
+    )
+    relay = unquote_plus(query["RelayState"][0]) if "RelayState" in query else ""
+    return LogoutOrder(identity, indexes, document.decode(), relay)
+
+
+def logout_response_url(*, idp: SamlIdentityProvider, order: LogoutOrder) -> str:
+    """The IdP's SLO URL with SafeChat's LogoutResponse (status Success, in response to
+    the request), signed with RSA-SHA256 (HTTP-Redirect binding), and the relay state."""
+    client = _client(_service_provider())
+    message = logout_request_from_string(order.request_xml)
+    # Signed by the binding (the query), not in the XML: the key never leaves memory.
+    response = client.create_logout_response(message, bindings=[BINDING_HTTP_REDIRECT], sign=False)
+    info = client.apply_binding(
+        BINDING_HTTP_REDIRECT,
+        str(response),
+        idp.slo_url,
+        order.relay_state or None,
+        response=True,
+        sign=True,
+        sigalg=SIG_RSA_SHA256,
+    )
+    return str(dict(info["headers"])["Location"])

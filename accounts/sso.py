@@ -140,7 +140,8 @@ DEFAULT_SAML_ATTRIBUTES = {
 }  # fmt: skip
 _SAML_FIELDS = frozenset(
     {
-        "key", "name", "entity_id", "sso_url", "certificate", "certificate_file", "trust_mfa",
+        "key", "name", "entity_id", "sso_url", "slo_url", "certificate", "certificate_file",
+        "trust_mfa",
         "mfa_authn_contexts", "requested_authn_contexts", "create_accounts",
         *DEFAULT_SAML_ATTRIBUTES,
     }
@@ -167,6 +168,9 @@ class SamlIdentityProvider:
     entity_id: str
     sso_url: str
     certificates: tuple[str, ...]
+    # Its single logout service (HTTP-Redirect), where SafeChat answers its logout
+    # requests; unset, SafeChat takes none from it.
+    slo_url: str = ""
     trust_mfa: bool = False
     mfa_authn_contexts: tuple[str, ...] = DEFAULT_MFA_AUTHN_CONTEXTS
     requested_authn_contexts: tuple[str, ...] = ()
@@ -196,6 +200,10 @@ class SamlServiceProvider:
         """Where the IdP ``provider_key`` posts its responses (HTTP-POST binding)."""
         return f"{self.base_url}/accounts/saml/{provider_key}/acs/"
 
+    def slo_url(self, provider_key: str) -> str:
+        """Where the IdP ``provider_key`` sends its logout requests (HTTP-Redirect)."""
+        return f"{self.base_url}/accounts/saml/{provider_key}/slo/"
+
 
 FederatedProvider = OidcProvider | SamlIdentityProvider
 ProviderT = TypeVar("ProviderT", OidcProvider, SamlIdentityProvider)
@@ -219,7 +227,9 @@ class AssertedIdentity:
     ``iss`` and ``sub``, SAML IdP entity ID and persistent NameID); everything else is
     information, never a way to find an account. ``amr``/``acr`` (OIDC) and
     ``authn_contexts`` (SAML ``AuthnContextClassRef``) say how the person signed in there;
-    ``one_time`` is set where the protocol's message must be used at most once.
+    ``one_time`` is set where the protocol's message must be used at most once;
+    ``session_index`` is the provider's name for its session (SAML ``SessionIndex``), by
+    which its logout request names the sessions to end.
     """
 
     provider: FederatedProvider
@@ -234,6 +244,7 @@ class AssertedIdentity:
     acr: str = ""
     authn_contexts: tuple[str, ...] = ()
     one_time: OneTimeAssertion | None = None
+    session_index: str = ""
 
 
 def provider_asserts_mfa(identity: AssertedIdentity) -> bool:
@@ -460,6 +471,9 @@ def _saml_idp(entry: object, *, production: bool) -> SamlIdentityProvider:
         raise SsoConfigurationError(f"provider {key!r}: entity_id is longer than 512")
     sso_url = _text(entry, "sso_url", key=key)
     _check_url(sso_url, name="sso_url", key=key, production=production)
+    slo_url = _text(entry, "slo_url", key=key, default="")
+    if slo_url:
+        _check_url(slo_url, name="slo_url", key=key, production=production)
     attributes = {
         name: _strings(entry.get(name, list(default)), name=name, key=key)
         for name, default in DEFAULT_SAML_ATTRIBUTES.items()
@@ -469,6 +483,7 @@ def _saml_idp(entry: object, *, production: bool) -> SamlIdentityProvider:
         name=_text(entry, "name", key=key, default=key)[:64] or key,
         entity_id=entity_id,
         sso_url=sso_url,
+        slo_url=slo_url,
         certificates=_idp_certificates(entry, key=key),
         trust_mfa=_flag(entry, "trust_mfa", key=key),
         mfa_authn_contexts=_strings(

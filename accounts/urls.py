@@ -13,6 +13,7 @@ urlpatterns = [
     path("saml/metadata/", views.saml_metadata, name="saml-metadata"),
     path("saml/<str:provider_key>/start/", views.saml_start, name="saml-start"),
     path("saml/<str:provider_key>/acs/", views.saml_acs, name="saml-acs"),
+    path("saml/<str:provider_key>/slo/", views.saml_slo, name="saml-slo"),
     path("second-factor/", views.second_factor, name="second-factor"),
     path("reverify/", views.reverify, name="reverify"),
     path("enrol/", views.enrol, name="enrol"),

@@ -75,6 +75,10 @@ class AuditAction(StrEnum):
         "nonce, audience, recipient, issuer, signature, wrapping, expiry or replay; an unknown "
         "provider; an identity linked to no account; too many answers from one address).",
     )
+    AUTH_FEDERATED_LOGOUT = (
+        "auth.federated.logout",
+        "An identity provider's logout (SAML single logout) ended the sessions it named.",
+    )
 
     # --- Accounts and roles -------------------------------------------------
     ACCOUNT_INVITED = "account.invited", "A person was invited to create an account."

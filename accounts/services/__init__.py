@@ -26,6 +26,7 @@ from accounts.services.federation import (
     federated_attempt_count,
     federated_identity_link,
     federated_identity_unlink,
+    federated_logout,
     federated_sign_in,
     federated_sign_in_refused,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "federated_attempt_count",
     "federated_identity_link",
     "federated_identity_unlink",
+    "federated_logout",
     "federated_sign_in",
     "federated_sign_in_refused",
     "invitation_accept",

@@ -36,7 +36,13 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.models import FederatedIdentity, ProviderMfaDevice, SamlAssertionUse, User
+from accounts.models import (
+    FederatedIdentity,
+    ProviderMfaDevice,
+    SamlAssertionUse,
+    User,
+    UserSession,
+)
 from accounts.providers import federated_provider_get
 from accounts.roles import MANAGE_USERS, Role
 from accounts.selectors import federated_identity_find
@@ -223,7 +229,10 @@ def federated_sign_in(*, request: HttpRequest, identity: AssertedIdentity) -> Fe
                 identity, request=request, reason="deactivated", message=DEACTIVATED, target=user
             )
         login(request, user, backend="accounts.backends.RoleBackend")  # a fresh session key
-        session_start(request=request, user=user)
+        session_start(
+            request=request, user=user, federated_identity=link,
+            federated_session_index=identity.session_index,
+        )  # fmt: skip
         FederatedIdentity.objects.filter(pk=link.pk).update(last_used_at=timezone.now())
         mfa = provider_asserts_mfa(identity)
         device = None
@@ -352,6 +361,53 @@ def _account_create(*, request: HttpRequest, identity: AssertedIdentity) -> User
     user.groups.add(group)
     user_key_create(user=user)
     return user
+
+
+# --- Logout requested by the provider ---------------------------------------------------
+
+
+@action
+def federated_logout(
+    *,
+    request: HttpRequest,
+    identity: AssertedIdentity,
+    session_indexes: tuple[str, ...] = (),
+) -> int:
+    """End the sessions a provider's logout names (SAML single logout, Profiles 4.4): the
+    live sessions that ``identity``'s link signed in, those with one of
+    ``session_indexes`` if any are given (else all of that link's). Their sockets close
+    at once (``access.changed``). Returns how many ended; an identity linked to nothing,
+    or with no such session, ends none and is still recorded.
+
+    ``identity.one_time`` (the logout request's ID) is recorded first, like an
+    assertion's: a replayed logout request is refused (``replayed``). Audited
+    ``auth.federated.logout`` (``provider``, ``issuer``, ``subject``, ``session_indexes``,
+    ``sessions_ended``). Locks: the sessions' rows (ascending); the audit chain last.
+    """
+    _one_time_use_record(request=request, identity=identity)
+    link = federated_identity_find(issuer=identity.issuer, subject=identity.subject)
+    with action_transaction():
+        rows: list[UserSession] = []
+        if link is not None:
+            found = UserSession.objects.select_for_update(of=("self",)).filter(
+                federated_identity=link, ended_at__isnull=True
+            )
+            if session_indexes:
+                found = found.filter(federated_session_index__in=[i[:255] for i in session_indexes])
+            rows = list(found.order_by("pk"))
+            sessions_end_rows(rows=rows, reason="provider_logout")
+        audit_record(
+            actor=None,  # the provider asked; no one signed in here did
+            action=AuditAction.AUTH_FEDERATED_LOGOUT,
+            target=link.user if link is not None else None,
+            extra={
+                **_identity_extra(identity),
+                "session_indexes": list(session_indexes)[:10],
+                "sessions_ended": len(rows),
+            },
+            request=request,
+        )
+    return len(rows)
 
 
 # --- Links made and removed by security admins ---------------------------------------

@@ -19,6 +19,7 @@ from accounts.views.factors import (
 from accounts.views.federation import (
     saml_acs,
     saml_metadata,
+    saml_slo,
     saml_start,
     sso_callback,
     sso_start,
@@ -53,6 +54,7 @@ __all__ = [
     "reverify",
     "saml_acs",
     "saml_metadata",
+    "saml_slo",
     "saml_start",
     "second_factor",
     "session_end",

@@ -187,6 +187,30 @@ def saml_acs(request: HttpRequest, provider_key: str) -> HttpResponse:
 
 @never_cache
 @require_GET
+def saml_slo(request: HttpRequest, provider_key: str) -> HttpResponse:
+    """The IdP's single logout (HTTP-Redirect): end the sessions its signed LogoutRequest
+    names, then answer it with a signed LogoutResponse."""
+    throttled = _throttled(request, provider_key)
+    if throttled is not None:
+        return throttled
+    idp = saml.identity_provider_get(provider_key)
+    if idp is None:
+        return _protocol_refused(request, provider_key, SamlRefused("unknown_provider", status=404))
+    try:
+        order = saml.logout_request_read(request=request, idp=idp)
+    except SamlRefused as refused:
+        return _protocol_refused(request, idp.key, refused)
+    try:
+        services.federated_logout(
+            request=request, identity=order.identity, session_indexes=order.session_indexes
+        )
+    except Refused as refused:
+        return _refused_page(request, message=refused.message, status=403)
+    return HttpResponseRedirect(saml.logout_response_url(idp=idp, order=order))
+
+
+@never_cache
+@require_GET
 def saml_metadata(request: HttpRequest) -> HttpResponse:
     """SafeChat's SAML service provider metadata, for the IdPs' administrators."""
     try:

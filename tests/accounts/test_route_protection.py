@@ -29,6 +29,7 @@ EXPECTED_PUBLIC = {
     "accounts:saml-metadata",
     "accounts:saml-start",
     "accounts:saml-acs",
+    "accounts:saml-slo",
     "accounts:password-reset-request",
     "accounts:password-reset-confirm",
     "accounts:bootstrap",

@@ -173,6 +173,7 @@ def test_a_saml_idp_with_safe_defaults(saml_keys: dict[str, tuple[str, str]]) ->
         ({"certificate": "not a certificate"}, False, "does not parse"),
         ({"sso_url": "http://adfs.bank.example/adfs/ls/"}, False, "must use https"),
         ({"sso_url": "http://127.0.0.1:9000/sso"}, True, "must use https"),
+        ({"slo_url": "http://adfs.bank.example/adfs/ls/"}, False, "must use https"),
         ({"entity_id": ""}, False, "entity_id must be"),
         ({"key": "Not A Key"}, False, "needs a key"),
         ({"trust_mfa": "yes"}, False, "true or false"),

@@ -1,6 +1,7 @@
 """Signing in through SAML 2.0, against a real IdP (pysaml2's own ``Server``, with keys made
 for the run, reading SafeChat's SP metadata): the full flow, the second-factor policy both
-ways, linking and creation, and every bad response refused, audited, with nothing created.
+ways, linking and creation, every bad response refused, audited, with nothing created, and
+the IdP's single logout.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.urls import reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from pytest_django import Settings
 from saml2.saml import NAMEID_FORMAT_TRANSIENT
+from saml2.sigver import verify_redirect_signature
 from saml2.xmldsig import DIGEST_SHA1, SIG_RSA_SHA1
 
 from accounts import saml
@@ -819,6 +821,158 @@ def test_a_security_admin_links_a_saml_identity_and_its_person_signs_in(
     client = Client()
     assert sign_in(client, idp, "pid-olga-9")["Location"].startswith("/accounts/second-factor/")
     assert signed_in_as(client) == user.pk
+
+
+# --- single logout asked by the IdP -----------------------------------------------------------
+
+SLO_URL = "https://idp.bank.example/saml/slo"
+SLO_PATH = f"/accounts/saml/{KEY}/slo/"
+
+
+def signed_in_with_slo(settings: Settings, server: SamlIdp, username: str) -> tuple[Client, Any]:
+    """An IdP with single logout, and a person signed in through it (second factor due)."""
+    configure(settings, server, slo_url=SLO_URL)
+    _, subject = linked_person(username)
+    client = Client()
+    assert sign_in(client, server, subject).status_code == 302
+    row = UserSession.objects.get(user__username=username)
+    return client, row
+
+
+def logout(server: SamlIdp, row: Any, **options: Any) -> str:
+    url = server.logout_url(
+        sp_metadata=sp_metadata(),
+        destination=options.pop("destination", f"http://testserver{SLO_PATH}"),
+        subject=row.federated_identity.subject,
+        **options,
+    )
+    assert url.startswith(f"http://testserver{SLO_PATH}?"), url
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+@pytest.mark.django_db
+def test_the_sp_metadata_offers_single_logout_for_an_idp_that_has_it(
+    idp: SamlIdp, settings: Settings
+) -> None:
+    configure(settings, idp, slo_url=SLO_URL)
+    assert f'Location="http://testserver{SLO_PATH}"' in sp_metadata()
+
+
+@pytest.mark.django_db
+def test_the_idps_logout_ends_the_session_it_signed_in(
+    idp: SamlIdp, settings: Settings, keys: dict[str, tuple[str, str]]
+) -> None:
+    # given a person signed in through the IdP, the session remembering the IdP's index
+    client, row = signed_in_with_slo(settings, idp, "peter")
+    assert row.federated_session_index
+    other = make_user(username="quentin")  # someone else's session stays
+    other_session = UserSession.objects.create(
+        user=other, key_hash="x" * 64, last_seen_at=row.last_seen_at
+    )
+
+    # when the IdP sends the browser with its signed logout request for that session
+    response = client.get(logout(idp, row, session_indexes=[row.federated_session_index]))
+
+    # then the session has ended, the IdP gets a signed LogoutResponse (with its relay
+    # state), and the logout is on record
+    assert response.status_code == 302
+    answer_url = response["Location"]
+    assert answer_url.startswith(SLO_URL + "?")
+    query = parse_qs(urlsplit(answer_url).query)
+    assert query["RelayState"] == ["after-logout"]
+    assert query["SigAlg"] == ["http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"]
+    server = idp.server(sp_metadata())
+    sp_cert = "".join(line for line in keys["sp"][1].splitlines() if not line.startswith("-----"))
+    flat = {name: values[0] for name, values in query.items()}
+    assert verify_redirect_signature(flat, server.sec.sec_backend, cert=sp_cert)
+    parsed = server.parse_logout_request_response(
+        query["SAMLResponse"][0], binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+    )
+    assert parsed.response.status.status_code.value.endswith(":Success")
+    row.refresh_from_db()
+    assert row.ended_at is not None
+    assert row.end_reason == "provider_logout"
+    other_session.refresh_from_db()
+    assert other_session.ended_at is None
+    assert client.get("/rooms/")["Location"].startswith("/accounts/sign-in/")
+    (event,) = events("auth.federated.logout")
+    assert event.extra["sessions_ended"] == 1
+    assert event.target_id == str(row.user_id)
+
+
+@pytest.mark.django_db
+def test_a_logout_for_another_session_index_ends_nothing(idp: SamlIdp, settings: Settings) -> None:
+    client, row = signed_in_with_slo(settings, idp, "rita")
+    response = client.get(logout(idp, row, session_indexes=["id-another-session"]))
+    assert response.status_code == 302
+    row.refresh_from_db()
+    assert row.ended_at is None
+    assert events("auth.federated.logout")[0].extra["sessions_ended"] == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        ({"sign": False}, "unsigned"),
+        ({"destination": "http://testserver/accounts/saml/bank/slo/?x=1"}, "destination"),
+    ],
+)
+@pytest.mark.django_db
+def test_a_bad_logout_request_ends_nothing(
+    idp: SamlIdp, settings: Settings, options: dict[str, Any], reason: str
+) -> None:
+    client, row = signed_in_with_slo(settings, idp, f"sam-{reason}")
+    url = logout(idp, row, **options) if reason != "destination" else None
+    if url is None:
+        # signed for another destination, then sent to ours
+        other = idp.logout_url(
+            sp_metadata=sp_metadata(), destination="https://other.example/slo",
+            subject=row.federated_identity.subject,
+        )  # fmt: skip
+        url = f"{SLO_PATH}?{urlsplit(other).query}"
+    response = client.get(url)
+    assert response.status_code == 400
+    row.refresh_from_db()
+    assert row.ended_at is None
+    assert events("auth.federated.logout") == []
+    assert refusal(reason).extra["provider"] == KEY
+
+
+@pytest.mark.django_db
+def test_a_logout_request_signed_by_another_key_ends_nothing(
+    idp: SamlIdp, settings: Settings, keys: dict[str, tuple[str, str]]
+) -> None:
+    client, row = signed_in_with_slo(settings, idp, "tom")
+    rogue_key, rogue_cert = keys["rogue"]
+    rogue = SamlIdp(IDP_ENTITY_ID, SSO_URL, rogue_key, rogue_cert, idp.folder.parent / "rogue")
+    response = client.get(logout(rogue, row))
+    assert response.status_code == 400
+    row.refresh_from_db()
+    assert row.ended_at is None
+    refusal("signature")
+
+
+@pytest.mark.django_db
+def test_a_replayed_logout_request_is_refused(idp: SamlIdp, settings: Settings) -> None:
+    client, row = signed_in_with_slo(settings, idp, "ulla")
+    url = logout(idp, row)
+    assert client.get(url).status_code == 302
+    assert client.get(url).status_code == 403
+    assert len(events("auth.federated.logout")) == 1
+    assert refusal("replayed")
+
+
+@pytest.mark.django_db
+def test_an_idp_without_single_logout_takes_no_logout_request(idp: SamlIdp) -> None:
+    _, subject = linked_person("vera")
+    client = Client()
+    sign_in(client, idp, subject)
+    row = UserSession.objects.get(user__username="vera")
+    response = client.get(logout(idp, row))
+    assert response.status_code == 404
+    row.refresh_from_db()
+    assert row.ended_at is None
 
 
 # --- one assertion, one sign-in, also at the same instant ------------------------------------

@@ -149,6 +149,35 @@ class SamlIdp:
         encoded = base64.b64encode(str(response).encode()).decode()
         return Answer(acs_url=acs_url, saml_response=encoded, request_id=str(message.id))
 
+    def logout_url(
+        self,
+        *,
+        sp_metadata: str,
+        destination: str,
+        subject: str,
+        session_indexes: list[str] | None = None,
+        sign: bool = True,
+        relay_state: str = "after-logout",
+    ) -> str:
+        """The IdP's front-channel LogoutRequest for ``subject`` (HTTP-Redirect, signed
+        with its key unless told not to): the URL the browser is sent to."""
+        server = self.server(sp_metadata)
+        _, request = server.create_logout_request(
+            destination,
+            self.entity_id,
+            name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=subject),
+            session_indexes=session_indexes,
+        )
+        info = server.apply_binding(
+            BINDING_HTTP_REDIRECT,
+            str(request),
+            destination,
+            relay_state,
+            sign=sign,
+            sigalg=self.signing_algorithm if sign else None,
+        )
+        return str(dict(info["headers"])["Location"])
+
     def metadata(self, sp_metadata: str) -> str:
         return str(entity_descriptor(self.server(sp_metadata).config))
 
