@@ -56,7 +56,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 from xml.etree.ElementTree import Comment, Element, ProcessingInstruction, TreeBuilder
 from xml.sax.saxutils import quoteattr
@@ -72,13 +72,8 @@ from django.conf import settings
 from django.core import signing
 from django.http import HttpRequest
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
-from saml2.client import Saml2Client
-from saml2.config import SPConfig
-from saml2.metadata import entity_descriptor
-from saml2.response import IncorrectlySigned, StatusError, UnsolicitedResponse
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, SCM_BEARER
 from saml2.samlp import logout_request_from_string
-from saml2.sigver import MissingKey, RSACrypto, SigverError
 from saml2.validate import ResponseLifetimeExceed, ToEarly
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
@@ -91,6 +86,14 @@ from accounts.sso import (
     SamlServiceProvider,
     provider_named,
 )
+
+if TYPE_CHECKING:
+    from saml2.client import Saml2Client
+    from saml2.config import SPConfig
+
+# pysaml2's client, configuration, metadata, response and signature modules are imported
+# where they are used: they build XML schemas when imported (a second or more), which
+# every process, and the first request each serves, would pay otherwise.
 
 # Seconds a clock may differ from the IdP's (NotBefore, NotOnOrAfter, IssueInstant).
 CLOCK_SKEW_SECONDS = 60
@@ -230,6 +233,8 @@ def _sp_config(sp: SamlServiceProvider, idps: tuple[SamlIdentityProvider, ...]) 
     The SP certificate (public) goes to a temporary file because pysaml2 reads it from one
     to publish it in our metadata; the private key stays in memory (``_client``).
     """
+    from saml2.config import SPConfig
+
     with tempfile.NamedTemporaryFile(
         "w", prefix="safechat-saml-sp-", suffix=".pem", delete=False
     ) as cert_file:
@@ -272,6 +277,9 @@ def _sp_config(sp: SamlServiceProvider, idps: tuple[SamlIdentityProvider, ...]) 
 
 def _client(sp: SamlServiceProvider) -> Saml2Client:
     """A client for one request (pysaml2's client keeps state per person it has seen)."""
+    from saml2.client import Saml2Client
+    from saml2.sigver import RSACrypto
+
     client = Saml2Client(config=_sp_config(sp, identity_providers()))
     key = load_pem_private_key(sp.private_key_pem.encode(), password=None)
     client.sec.sec_backend = RSACrypto(key)
@@ -282,6 +290,8 @@ def sp_metadata_xml() -> str:
     """SafeChat's SP metadata (SAML Metadata 2.0): entity ID, each IdP's ACS URL
     (HTTP-POST) and, for IdPs with single logout, its SLO URL (HTTP-Redirect), the signing
     certificate, signed requests and assertions wanted."""
+    from saml2.metadata import entity_descriptor
+
     config = _sp_config(_service_provider(), identity_providers())
     return str(entity_descriptor(config))
 
@@ -392,9 +402,11 @@ def _signature_check(owner: Element, signature: Element) -> None:
     method = signature.find(f"{_tag(DS, 'SignedInfo')}/{_tag(DS, 'SignatureMethod')}")
     digest = references[0].find(_tag(DS, "DigestMethod"))
     if method is None or method.get("Algorithm") not in SIGNATURE_ALGORITHMS:
-        raise SamlRefused("algorithm", detail=str(method.get("Algorithm") if method else "")[:80])
+        found = method.get("Algorithm", "") if method is not None else ""
+        raise SamlRefused("algorithm", detail=found[:80])
     if digest is None or digest.get("Algorithm") not in DIGEST_ALGORITHMS:
-        raise SamlRefused("algorithm", detail=str(digest.get("Algorithm") if digest else "")[:80])
+        found = digest.get("Algorithm", "") if digest is not None else ""
+        raise SamlRefused("algorithm", detail=found[:80])
 
 
 def _shape_check(document: bytes) -> _Shape:
@@ -424,6 +436,8 @@ def _shape_check(document: bytes) -> _Shape:
         inner = status.find(_tag(SAMLP, "StatusCode")) if status is not None else None
         detail = (inner.get("Value", "") if inner is not None else "") or code
         raise SamlRefused("provider_error", detail=detail.rsplit(":", 1)[-1])
+    if not assertions:
+        raise SamlRefused("assertion", detail="no assertion")
     if len(assertions) != 1 or len(direct) != 1:
         raise SamlRefused("wrapping", detail=f"{len(assertions)} assertions")
     assertion = direct[0]
@@ -455,6 +469,9 @@ def _shape_check(document: bytes) -> _Shape:
 
 def _library_refusal(exc: Exception) -> SamlRefused:
     """The refusal an exception of pysaml2's checks stands for (most specific first)."""
+    from saml2.response import IncorrectlySigned, StatusError, UnsolicitedResponse
+    from saml2.sigver import MissingKey, SigverError
+
     if isinstance(exc, ResponseLifetimeExceed):
         return SamlRefused("expired", detail="NotOnOrAfter")
     if isinstance(exc, ToEarly):
