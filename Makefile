@@ -15,10 +15,12 @@ CLAMD ?=
 # Debian packages the suite uses: SoftHSM2 (the PKCS#11 provider's tests), Chromium (the
 # portal in a real browser), redis-server (a Redis of a test's own, to stop in outage
 # tests), clamav-daemon (clamd, the file vault's malware scanner, run by the tests with
-# their own signatures; probed by its clamconf, as clamd lives in sbin, often off PATH).
-# Installed by `make test` when run as root and missing; otherwise named.
+# their own signatures; probed by its clamconf, as clamd lives in sbin, often off PATH),
+# xmlsec1 (SAML sign-in checks XML signatures with it; `make run` needs it too where a
+# SAML identity provider is configured). Installed by `make test` when run as root and
+# missing; otherwise named.
 SYSTEM_COMMANDS := softhsm2-util:softhsm2 chromium:chromium redis-server:redis-server \
-	clamconf:clamav-daemon
+	clamconf:clamav-daemon xmlsec1:xmlsec1
 
 help:
 	@echo "make run   - install, migrate and start web, worker and beat (PORT=$(PORT); CLAMD=1: and clamd)"

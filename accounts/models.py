@@ -149,6 +149,12 @@ class UserSession(models.Model):
     # The user's credential epoch when the session was issued (or carried forward by
     # the user's own password change in this session).
     credential_epoch = models.PositiveIntegerField(default=0)
+    # A federated sign-in: the link it came through, and the provider's name for its own
+    # session (SAML SessionIndex), so that the provider's logout ends this session.
+    federated_identity = models.ForeignKey(
+        "FederatedIdentity", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    federated_session_index = models.CharField(max_length=255, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["user", "ended_at"], name="accounts_session_user_idx")]
@@ -288,8 +294,8 @@ class FederatedIdentity(models.Model):
     """A person's identity at an external identity provider, linked to their account.
 
     The link is the provider's immutable name for the person: an OpenID Connect issuer and
-    subject (``iss``, ``sub``), or (later) a SAML identity provider's entity ID and
-    persistent NameID. Never an e-mail address: anyone who can register an address at
+    subject (``iss``, ``sub``), or a SAML identity provider's entity ID and persistent
+    NameID. Never an e-mail address: anyone who can register an address at
     some provider would otherwise take over the account that has it (docs/sso.md).
     """
 
@@ -300,7 +306,8 @@ class FederatedIdentity(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="federated_identities"
     )
-    # The configured provider's key when the link was made (SAFECHAT_OIDC_PROVIDERS).
+    # The configured provider's key when the link was made (SAFECHAT_OIDC_PROVIDERS or
+    # SAFECHAT_SAML_IDPS).
     provider = models.CharField(max_length=32)
     protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.OIDC)
     # OIDC ``iss`` / SAML IdP entity ID, and OIDC ``sub`` (at most 255 ASCII characters,
@@ -327,6 +334,35 @@ class FederatedIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"identity at {self.provider} of user {self.user_id}"
+
+
+class SamlAssertionUse(models.Model):
+    """A SAML assertion that was presented to SafeChat, remembered until it would no longer
+    be accepted anyway, so that it signs in at most once (SAML Profiles 4.1.4.5).
+
+    Both the assertion (by its issuer and ID) and the request it answers are unique: of two
+    posts of one assertion at the same instant, or two assertions answering one request,
+    the database lets exactly one through. Rows past ``expires_at`` are deleted as new ones
+    arrive.
+    """
+
+    issuer = models.CharField(max_length=512)
+    # The assertion's ID and the ID of SafeChat's AuthnRequest it answers (xs:ID values).
+    assertion_id = models.CharField(max_length=256)
+    request_id = models.CharField(max_length=256)
+    expires_at = models.DateTimeField(db_index=True)
+    used_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "assertion_id"], name="accounts_saml_assertion_once"
+            ),
+            models.UniqueConstraint(fields=["request_id"], name="accounts_saml_request_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"assertion {self.assertion_id} of {self.issuer}"
 
 
 class ProviderMfaDevice(Device):  # type: ignore[misc]

@@ -45,7 +45,7 @@ from joserfc.errors import (
 )
 
 from accounts.credentials import sha256_hex
-from accounts.sso import AssertedIdentity, OidcProvider, provider_named
+from accounts.sso import AssertedIdentity, FederatedRefused, OidcProvider, provider_named
 
 SESSION_FLOWS = "safechat.sso.flows"  # state -> {"provider", "next", "started"}
 FLOWS_KEPT = 5  # flows in progress per browser session (tabs); the oldest goes first
@@ -70,22 +70,13 @@ REASONS = {
 }
 
 
-class OidcRefused(Exception):
-    """A sign-in through a provider that failed a check; ``reason`` is a key of REASONS.
+class OidcRefused(FederatedRefused):
+    """A sign-in through an OpenID Connect provider that failed a check; ``reason`` is a key
+    of :data:`REASONS`. ``detail`` is for the audit log only (the claim that failed, the
+    provider's error code): never shown, never a token or a secret."""
 
-    ``detail`` is for the audit log only (the claim that failed, the provider's error
-    code): never shown, never a token or a secret.
-    """
-
-    def __init__(self, reason: str, *, detail: str = "", status: int = 400) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail[:200]
-        self.status = status
-
-    @property
-    def message(self) -> str:
-        return REASONS.get(self.reason, REASONS["id_token"])
+    REASONS = REASONS
+    FALLBACK = REASONS["id_token"]
 
 
 def provider_get(key: str) -> OidcProvider | None:

@@ -2,19 +2,31 @@
 assert. Pure: no Django models, no network (settings import it; docs/sso.md).
 
 ``SAFECHAT_OIDC_PROVIDERS`` is a JSON list of OpenID Connect providers; each becomes an
-:class:`OidcProvider`. A configuration that cannot be safe (no ``openid`` scope, an
-``alg`` of ``none`` or a symmetric one, an issuer over plain HTTP in production, two
-providers with one key) refuses to start rather than signing anyone in wrongly.
+:class:`OidcProvider`. ``SAFECHAT_SAML_IDPS`` is a JSON list of SAML 2.0 identity
+providers; each becomes a :class:`SamlIdentityProvider`, and SafeChat's own side of SAML
+(entity ID, where it is served, its signing key) a :class:`SamlServiceProvider`. A
+configuration that cannot be safe (no ``openid`` scope, an ``alg`` of ``none`` or a
+symmetric one, an issuer or SSO URL over plain HTTP in production, an IdP certificate
+that does not parse, an SP key that does not match its certificate, two providers with
+one key) refuses to start rather than signing anyone in wrongly.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 # A provider's key names it in URLs (/accounts/sso/<key>/...) and in the audit log.
 PROVIDER_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
@@ -42,7 +54,29 @@ _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class SsoConfigurationError(ValueError):
-    """``SAFECHAT_OIDC_PROVIDERS`` cannot be used as given; the message says why."""
+    """The identity providers' configuration cannot be used as given; the message says why."""
+
+
+class FederatedRefused(Exception):
+    """A sign-in through a provider that failed a protocol check; ``reason`` is a key of the
+    protocol's ``REASONS`` (its class attribute), the ``reason`` of ``auth.federated.refused``.
+
+    ``detail`` is for the audit log only (the check that failed, the provider's status):
+    never shown, never a token, an assertion or a secret. ``status`` is the HTTP answer.
+    """
+
+    REASONS: ClassVar[Mapping[str, str]] = {}
+    FALLBACK: ClassVar[str] = "The identity provider's answer was not accepted."
+
+    def __init__(self, reason: str, *, detail: str = "", status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail[:200]
+        self.status = status
+
+    @property
+    def message(self) -> str:
+        return self.REASONS.get(self.reason, self.FALLBACK)
 
 
 @dataclass(frozen=True)
@@ -52,6 +86,9 @@ class OidcProvider:
     ``issuer`` is compared exactly with the discovery document's ``issuer`` and with every
     ID token's ``iss`` (OpenID Connect Discovery 1.0, section 4.3; Core 1.0, 3.1.3.7).
     """
+
+    protocol: ClassVar[str] = "oidc"
+    start_route: ClassVar[str] = "accounts:sso-start"
 
     key: str
     name: str
@@ -74,15 +111,128 @@ class OidcProvider:
         return self.discovery_url or self.issuer.rstrip("/") + DISCOVERY_PATH
 
 
+# SAML 2.0 authentication context classes that mean several factors were used: REFEDS MFA,
+# and the class Microsoft's ADFS and Entra ID send for a multi-factor sign-in.
+DEFAULT_MFA_AUTHN_CONTEXTS = (
+    "https://refeds.org/profile/mfa",
+    "http://schemas.microsoft.com/claims/multipleauthn",
+)
+# The SAML attribute names a person's details are read from, first match wins: the plain
+# names most IdPs send, the LDAP/eduPerson OIDs (SAML V2.0 X.500/LDAP profile) and the
+# claim URIs of ADFS and Entra ID. Never a way to find an account.
+DEFAULT_SAML_ATTRIBUTES = {
+    "username_attribute": (
+        "username", "uid", "urn:oid:0.9.2342.19200300.100.1.1",
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+    ),
+    "email_attribute": (
+        "email", "mail", "urn:oid:0.9.2342.19200300.100.1.3",
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+    ),
+    "first_name_attribute": (
+        "givenName", "firstName", "urn:oid:2.5.4.42",
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname",
+    ),
+    "last_name_attribute": (
+        "sn", "surname", "lastName", "urn:oid:2.5.4.4",
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname",
+    ),
+}  # fmt: skip
+_SAML_FIELDS = frozenset(
+    {
+        "key", "name", "entity_id", "sso_url", "slo_url", "certificate", "certificate_file",
+        "trust_mfa",
+        "mfa_authn_contexts", "requested_authn_contexts", "create_accounts",
+        *DEFAULT_SAML_ATTRIBUTES,
+    }
+)  # fmt: skip
+SAML_SP_PATH = "/accounts/saml/metadata/"
+SP_KEY_MIN_BITS = 2048
+
+
+@dataclass(frozen=True)
+class SamlIdentityProvider:
+    """One SAML 2.0 identity provider SafeChat accepts sign-ins from (SP-initiated Web SSO).
+
+    ``entity_id`` is compared exactly with the ``Issuer`` of its responses and assertions;
+    ``certificates`` (PEM) are the only keys its signatures are checked with (never a key
+    the message carries). ``issuer`` is the entity ID, the half of a link that names the
+    provider (the other is the persistent NameID).
+    """
+
+    protocol: ClassVar[str] = "saml"
+    start_route: ClassVar[str] = "accounts:saml-start"
+
+    key: str
+    name: str
+    entity_id: str
+    sso_url: str
+    certificates: tuple[str, ...]
+    # Its single logout service (HTTP-Redirect), where SafeChat answers its logout
+    # requests; unset, SafeChat takes none from it.
+    slo_url: str = ""
+    trust_mfa: bool = False
+    mfa_authn_contexts: tuple[str, ...] = DEFAULT_MFA_AUTHN_CONTEXTS
+    requested_authn_contexts: tuple[str, ...] = ()
+    create_accounts: bool = False
+    username_attribute: tuple[str, ...] = DEFAULT_SAML_ATTRIBUTES["username_attribute"]
+    email_attribute: tuple[str, ...] = DEFAULT_SAML_ATTRIBUTES["email_attribute"]
+    first_name_attribute: tuple[str, ...] = DEFAULT_SAML_ATTRIBUTES["first_name_attribute"]
+    last_name_attribute: tuple[str, ...] = DEFAULT_SAML_ATTRIBUTES["last_name_attribute"]
+
+    @property
+    def issuer(self) -> str:
+        return self.entity_id
+
+
+@dataclass(frozen=True)
+class SamlServiceProvider:
+    """SafeChat as a SAML service provider: its entity ID, the origin it is served from
+    (``base_url``, from which each IdP's assertion consumer service URL is made, the one
+    ``Destination`` and ``Recipient`` must name) and the key its requests are signed with."""
+
+    entity_id: str
+    base_url: str
+    private_key_pem: str = field(repr=False)
+    certificate_pem: str
+
+    def acs_url(self, provider_key: str) -> str:
+        """Where the IdP ``provider_key`` posts its responses (HTTP-POST binding)."""
+        return f"{self.base_url}/accounts/saml/{provider_key}/acs/"
+
+    def slo_url(self, provider_key: str) -> str:
+        """Where the IdP ``provider_key`` sends its logout requests (HTTP-Redirect)."""
+        return f"{self.base_url}/accounts/saml/{provider_key}/slo/"
+
+
+FederatedProvider = OidcProvider | SamlIdentityProvider
+ProviderT = TypeVar("ProviderT", OidcProvider, SamlIdentityProvider)
+
+
+@dataclass(frozen=True)
+class OneTimeAssertion:
+    """What makes an assertion usable once: its ID at its issuer, the request it answers,
+    and until when it would be accepted (it is remembered at least that long)."""
+
+    assertion_id: str
+    request_id: str
+    valid_until: datetime
+
+
 @dataclass(frozen=True)
 class AssertedIdentity:
     """What a provider asserted about the person, after every protocol check passed.
 
-    ``issuer`` and ``subject`` name the person for good (the link to an account);
-    everything else is information, never a way to find an account.
+    ``issuer`` and ``subject`` name the person for good (the link to an account: OIDC
+    ``iss`` and ``sub``, SAML IdP entity ID and persistent NameID); everything else is
+    information, never a way to find an account. ``amr``/``acr`` (OIDC) and
+    ``authn_contexts`` (SAML ``AuthnContextClassRef``) say how the person signed in there;
+    ``one_time`` is set where the protocol's message must be used at most once;
+    ``session_index`` is the provider's name for its session (SAML ``SessionIndex``), by
+    which its logout request names the sessions to end.
     """
 
-    provider: OidcProvider
+    provider: FederatedProvider
     issuer: str
     subject: str
     email: str = ""
@@ -92,22 +242,36 @@ class AssertedIdentity:
     last_name: str = ""
     amr: tuple[str, ...] = ()
     acr: str = ""
+    authn_contexts: tuple[str, ...] = ()
+    one_time: OneTimeAssertion | None = None
+    session_index: str = ""
 
 
 def provider_asserts_mfa(identity: AssertedIdentity) -> bool:
     """Whether this sign-in counts as SafeChat's second factor: only for a provider
-    configured ``trust_mfa``, and only when its ID token says several factors were used
-    (an ``amr`` value in ``mfa_amr``, or an ``acr`` in ``mfa_acr``). Anything else leaves
-    the session password-equivalent."""
+    configured ``trust_mfa``, and only when it says several factors were used (OIDC: an
+    ``amr`` value in ``mfa_amr``, or an ``acr`` in ``mfa_acr``; SAML: an
+    ``AuthnContextClassRef`` in ``mfa_authn_contexts``). Anything else leaves the session
+    password-equivalent."""
     provider = identity.provider
     if not provider.trust_mfa:
         return False
+    if isinstance(provider, SamlIdentityProvider):
+        return any(value in provider.mfa_authn_contexts for value in identity.authn_contexts)
     if any(value in provider.mfa_amr for value in identity.amr):
         return True
     return bool(identity.acr) and identity.acr in provider.mfa_acr
 
 
-def provider_named(providers: Iterable[OidcProvider], key: str) -> OidcProvider | None:
+def sign_in_evidence(identity: AssertedIdentity) -> dict[str, object]:
+    """How the provider says the person signed in, for the audit log: OIDC ``amr`` and
+    ``acr``, SAML ``authn_context`` (the ``AuthnContextClassRef`` values)."""
+    if isinstance(identity.provider, SamlIdentityProvider):
+        return {"authn_context": list(identity.authn_contexts)}
+    return {"amr": list(identity.amr), "acr": identity.acr}
+
+
+def provider_named(providers: Iterable[ProviderT], key: str) -> ProviderT | None:
     """The provider of ``providers`` whose key is ``key``, or None."""
     return next((p for p in providers if p.key == key), None)
 
@@ -233,3 +397,202 @@ def _unique(keys: Iterable[str]) -> None:
         if key in seen:
             raise SsoConfigurationError(f"two providers have the key {key!r}")
         seen.add(key)
+
+
+def providers_distinct(oidc: Iterable[OidcProvider], saml: Iterable[SamlIdentityProvider]) -> None:
+    """Raise :class:`SsoConfigurationError` if an OpenID Connect provider and a SAML IdP
+    share a key (a link names its provider by key) or an issuer (a link's half)."""
+    oidc, saml = list(oidc), list(saml)
+    _unique([*(p.key for p in oidc), *(p.key for p in saml)])
+    issuers = {p.issuer for p in oidc}
+    for idp in saml:
+        if idp.issuer in issuers:
+            raise SsoConfigurationError(f"provider {idp.key!r}: its entity ID is another's")
+        issuers.add(idp.issuer)
+
+
+# --- SAML 2.0 -------------------------------------------------------------------------
+
+
+def _pem_certificate(text: str, *, key: str) -> str:
+    """A certificate as PEM, from PEM or the bare base64 of its DER (as IdP metadata and
+    admin consoles show it)."""
+    text = text.strip()
+    try:
+        if "-----BEGIN" in text:
+            cert = x509.load_pem_x509_certificate(text.encode())
+        else:
+            cert = x509.load_der_x509_certificate(base64.b64decode("".join(text.split())))
+    except (ValueError, binascii.Error):
+        raise SsoConfigurationError(f"provider {key!r}: a certificate does not parse") from None
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _read(path: str, *, what: str) -> str:
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SsoConfigurationError(f"{what}: cannot read {path}: {type(exc).__name__}") from None
+
+
+def _one_or_many(entry: Mapping[str, Any], name: str, *, key: str) -> tuple[str, ...]:
+    value = entry.get(name)
+    if value is None:
+        return ()
+    return _strings([value] if isinstance(value, str) else value, name=name, key=key)
+
+
+def _idp_certificates(entry: Mapping[str, Any], *, key: str) -> tuple[str, ...]:
+    """The IdP's signing certificates (two while it rolls its key over)."""
+    texts = list(_one_or_many(entry, "certificate", key=key))
+    for path in _one_or_many(entry, "certificate_file", key=key):
+        texts.append(_read(path, what=f"provider {key!r}"))
+    if not texts:
+        raise SsoConfigurationError(
+            f"provider {key!r}: the IdP's signing certificate is needed "
+            "(certificate or certificate_file)"
+        )
+    return tuple(_pem_certificate(t, key=key) for t in texts)
+
+
+def _saml_idp(entry: object, *, production: bool) -> SamlIdentityProvider:
+    if not isinstance(entry, dict):
+        raise SsoConfigurationError("each SAML identity provider must be a JSON object")
+    key = entry.get("key")
+    if not isinstance(key, str) or not PROVIDER_KEY.match(key):
+        raise SsoConfigurationError(
+            "each SAML identity provider needs a key: 1 to 32 lower-case letters, digits or hyphens"
+        )
+    unknown = sorted(set(entry) - _SAML_FIELDS)
+    if unknown:
+        raise SsoConfigurationError(f"provider {key!r}: unknown field(s) {', '.join(unknown)}")
+    entity_id = _text(entry, "entity_id", key=key)
+    if len(entity_id) > 512:
+        raise SsoConfigurationError(f"provider {key!r}: entity_id is longer than 512")
+    sso_url = _text(entry, "sso_url", key=key)
+    _check_url(sso_url, name="sso_url", key=key, production=production)
+    slo_url = _text(entry, "slo_url", key=key, default="")
+    if slo_url:
+        _check_url(slo_url, name="slo_url", key=key, production=production)
+    attributes = {
+        name: _strings(entry.get(name, list(default)), name=name, key=key)
+        for name, default in DEFAULT_SAML_ATTRIBUTES.items()
+    }
+    return SamlIdentityProvider(
+        key=key,
+        name=_text(entry, "name", key=key, default=key)[:64] or key,
+        entity_id=entity_id,
+        sso_url=sso_url,
+        slo_url=slo_url,
+        certificates=_idp_certificates(entry, key=key),
+        trust_mfa=_flag(entry, "trust_mfa", key=key),
+        mfa_authn_contexts=_strings(
+            entry.get("mfa_authn_contexts", list(DEFAULT_MFA_AUTHN_CONTEXTS)),
+            name="mfa_authn_contexts",
+            key=key,
+        ),
+        requested_authn_contexts=_strings(
+            entry.get("requested_authn_contexts", []), name="requested_authn_contexts", key=key
+        ),
+        create_accounts=_flag(entry, "create_accounts", key=key),
+        username_attribute=attributes["username_attribute"],
+        email_attribute=attributes["email_attribute"],
+        first_name_attribute=attributes["first_name_attribute"],
+        last_name_attribute=attributes["last_name_attribute"],
+    )
+
+
+def saml_identity_providers_parse(
+    raw: str, *, production: bool
+) -> tuple[SamlIdentityProvider, ...]:
+    """The IdPs of ``SAFECHAT_SAML_IDPS`` (a JSON list; empty or unset: none).
+
+    Raises :class:`SsoConfigurationError` for anything that is not a safe configuration:
+    a missing entity ID or SSO URL, an SSO URL over plain HTTP (except on this machine in
+    development), no signing certificate or one that does not parse, an unknown field,
+    two IdPs with one key or one entity ID.
+    """
+    if not raw.strip():
+        return ()
+    try:
+        entries = json.loads(raw)
+    except ValueError as exc:
+        raise SsoConfigurationError(f"SAFECHAT_SAML_IDPS is not JSON: {exc}") from None
+    if not isinstance(entries, list):
+        raise SsoConfigurationError("SAFECHAT_SAML_IDPS must be a JSON list")
+    idps = [_saml_idp(e, production=production) for e in entries]
+    _unique(p.key for p in idps)
+    if len({p.entity_id for p in idps}) != len(idps):
+        raise SsoConfigurationError("two SAML identity providers have one entity_id")
+    return tuple(idps)
+
+
+def _pem_setting(environ: Mapping[str, str], name: str) -> str:
+    """``<name>`` (PEM in the variable) or the file ``<name>_FILE`` names."""
+    path = environ.get(f"{name}_FILE", "").strip()
+    if path:
+        return _read(path, what=f"{name}_FILE")
+    return environ.get(name, "").replace("\\n", "\n").strip()
+
+
+def saml_service_provider_parse(
+    *, environ: Mapping[str, str], production: bool, default_base_url: str
+) -> SamlServiceProvider:
+    """SafeChat's side of SAML, from ``SAFECHAT_SAML_SP_BASE_URL``,
+    ``SAFECHAT_SAML_SP_ENTITY_ID`` and the key and certificate
+    (``SAFECHAT_SAML_SP_KEY``/``_CERT``, PEM, or ``SAFECHAT_SAML_SP_KEY_FILE``/``_CERT_FILE``).
+
+    Needed only where a SAML IdP is configured. Raises :class:`SsoConfigurationError`: a
+    base URL that is not an origin (or plain HTTP in production, or off this machine), no
+    key or certificate, a key that is not RSA of at least 2048 bits or does not match the
+    certificate, a certificate expired (in production).
+    """
+    base_url = (environ.get("SAFECHAT_SAML_SP_BASE_URL", "") or default_base_url).strip()
+    base_url = base_url.rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.path or parts.query or parts.fragment:
+        raise SsoConfigurationError(
+            "SAFECHAT_SAML_SP_BASE_URL must be an origin: scheme, host and port only"
+        )
+    _check_url(base_url, name="SAFECHAT_SAML_SP_BASE_URL", key="saml", production=production)
+    entity_id = environ.get("SAFECHAT_SAML_SP_ENTITY_ID", "").strip() or base_url + SAML_SP_PATH
+    if len(entity_id) > 512:
+        raise SsoConfigurationError("SAFECHAT_SAML_SP_ENTITY_ID is longer than 512")
+    key_pem = _pem_setting(environ, "SAFECHAT_SAML_SP_KEY")
+    cert_pem = _pem_setting(environ, "SAFECHAT_SAML_SP_CERT")
+    if not key_pem or not cert_pem:
+        raise SsoConfigurationError(
+            "a SAML identity provider is configured: SafeChat's SAML key and certificate are "
+            "needed (SAFECHAT_SAML_SP_KEY_FILE and SAFECHAT_SAML_SP_CERT_FILE, or the PEM in "
+            "SAFECHAT_SAML_SP_KEY and SAFECHAT_SAML_SP_CERT)"
+        )
+    try:
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise SsoConfigurationError("SafeChat's SAML key is not an unencrypted PEM key") from None
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    except ValueError:
+        raise SsoConfigurationError(
+            "SafeChat's SAML certificate is not a PEM certificate"
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < SP_KEY_MIN_BITS:
+        raise SsoConfigurationError(
+            f"SafeChat's SAML key must be RSA of at least {SP_KEY_MIN_BITS} bits"
+        )
+    raw = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if cert.public_key().public_bytes(der, raw) != key.public_key().public_bytes(der, raw):
+        raise SsoConfigurationError("SafeChat's SAML key does not match its certificate")
+    if production and cert.not_valid_after_utc <= datetime.now(cert.not_valid_after_utc.tzinfo):
+        raise SsoConfigurationError("SafeChat's SAML certificate has expired")
+    return SamlServiceProvider(
+        entity_id=entity_id,
+        base_url=base_url,
+        private_key_pem=key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+        certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
+    )

@@ -71,8 +71,13 @@ class AuditAction(StrEnum):
     )
     AUTH_FEDERATED_REFUSED = (
         "auth.federated.refused",
-        "A sign-in through an identity provider was refused (state, nonce, audience, issuer, "
-        "signature or expiry; an unknown provider; an identity linked to no account).",
+        "A sign-in through an identity provider (OpenID Connect or SAML) was refused (state, "
+        "nonce, audience, recipient, issuer, signature, wrapping, expiry or replay; an unknown "
+        "provider; an identity linked to no account; too many answers from one address).",
+    )
+    AUTH_FEDERATED_LOGOUT = (
+        "auth.federated.logout",
+        "An identity provider's logout (SAML single logout) ended the sessions it named.",
     )
 
     # --- Accounts and roles -------------------------------------------------

@@ -9,6 +9,7 @@ unless every secret is given explicitly and every setting is safe.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import environ
@@ -440,6 +441,37 @@ SAFECHAT_OIDC_HTTP_TIMEOUT_SECONDS = env.float("SAFECHAT_OIDC_HTTP_TIMEOUT_SECON
 SAFECHAT_OIDC_METADATA_SECONDS = env.int("SAFECHAT_OIDC_METADATA_SECONDS", default=3600)
 # A sign-in must come back from the provider within this long of leaving for it.
 SAFECHAT_OIDC_FLOW_SECONDS = env.int("SAFECHAT_OIDC_FLOW_SECONDS", default=600)
+
+# --- Federated sign-in: SAML 2.0 (docs/sso.md) ---------------------------------
+# A JSON list of identity providers; unset: none. SafeChat's own side (its base URL,
+# entity ID, key and certificate) is needed only where one is configured.
+try:
+    SAFECHAT_SAML_IDPS = sso.saml_identity_providers_parse(
+        env.str("SAFECHAT_SAML_IDPS", default=""), production=IS_PRODUCTION
+    )
+    sso.providers_distinct(SAFECHAT_OIDC_PROVIDERS, SAFECHAT_SAML_IDPS)
+    SAFECHAT_SAML_SP: sso.SamlServiceProvider | None = (
+        sso.saml_service_provider_parse(
+            environ=os.environ,
+            production=IS_PRODUCTION,
+            default_base_url=""
+            if IS_PRODUCTION
+            else f"http://localhost:{os.environ.get('PORT', '8000')}",
+        )
+        if SAFECHAT_SAML_IDPS
+        else None
+    )
+    if SAFECHAT_SAML_IDPS and shutil.which("xmlsec1") is None:
+        raise sso.SsoConfigurationError(
+            "SAML needs the xmlsec1 program (Debian package xmlsec1) to check signatures"
+        )
+except sso.SsoConfigurationError as _exc:
+    raise SystemExit(f"SafeChat refuses to start: {_exc}") from None
+# A SAML sign-in must come back from the IdP within this long of leaving for it.
+SAFECHAT_SAML_FLOW_SECONDS = env.int("SAFECHAT_SAML_FLOW_SECONDS", default=600)
+# Answers from identity providers (OIDC callbacks, SAML responses) accepted per client
+# address, counted before any signature is checked: N per S seconds.
+SAFECHAT_SSO_RATE_LIMIT = envtools.rate_limit(env.str("SAFECHAT_SSO_RATE_LIMIT", default="20/60"))
 
 # --- HTTP security ----------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -23,8 +23,10 @@ from accounts.services.factors import (
 )
 from accounts.services.federation import (
     FederatedSignIn,
+    federated_attempt_count,
     federated_identity_link,
     federated_identity_unlink,
+    federated_logout,
     federated_sign_in,
     federated_sign_in_refused,
 )
@@ -88,8 +90,10 @@ __all__ = [
     "factor_remove",
     "factor_rename",
     "factors_reset",
+    "federated_attempt_count",
     "federated_identity_link",
     "federated_identity_unlink",
+    "federated_logout",
     "federated_sign_in",
     "federated_sign_in_refused",
     "invitation_accept",

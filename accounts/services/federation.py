@@ -10,12 +10,18 @@ The rules (docs/sso.md):
   (PRECIS, RFC 8265) and never one that is taken or looks like one that is (UTS #39): a
   collision is refused, never merged;
 * the session that results is password-equivalent: SafeChat's own second factor is still
-  due, unless the provider is trusted for it and its ID token says several factors were
-  used (``accounts.sso.provider_asserts_mfa``); then the session is verified with the
-  record of that (``ProviderMfaDevice``) and the sign-in is complete.
+  due, unless the provider is trusted for it and says several factors were used (an ID
+  token's ``amr``/``acr``, a SAML ``AuthnContextClassRef``:
+  ``accounts.sso.provider_asserts_mfa``); then the session is verified with the record of
+  that (``ProviderMfaDevice``) and the sign-in is complete;
+* a message that must be used once (a SAML assertion, and the request it answers) is
+  recorded before anything else, under unique constraints (``SamlAssertionUse``): a
+  second use, even at the same instant, is refused (``replayed``).
 
-Every sign-in, refusal, link, unlink and account created is audited, with the channel,
-address and request id of the request.
+The protocols (``accounts.oidc``, ``accounts.saml``) check the provider's answer and
+hand over an ``AssertedIdentity``; everything after that is here, shared. Every sign-in,
+refusal, link, unlink and account created is audited, with the channel, address and
+request id of the request.
 """
 
 from __future__ import annotations
@@ -30,22 +36,31 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.models import FederatedIdentity, ProviderMfaDevice, User
+from accounts.models import (
+    FederatedIdentity,
+    ProviderMfaDevice,
+    SamlAssertionUse,
+    User,
+    UserSession,
+)
+from accounts.providers import federated_provider_get
 from accounts.roles import MANAGE_USERS, Role
 from accounts.selectors import federated_identity_find
 from accounts.services._common import (
     actor_and_people_locked,
+    client_ip,
     ensure_not_self,
     ensure_permission,
     ensure_person,
 )
 from accounts.services.auth import second_factor_accepted
 from accounts.services.sessions import session_start, sessions_end_rows
-from accounts.sso import AssertedIdentity, provider_asserts_mfa, provider_named
+from accounts.sso import AssertedIdentity, provider_asserts_mfa, sign_in_evidence
 from audit.actions import AuditAction
 from audit.services import audit_record
 from safechat.actions import Refused, action, action_transaction
 from safechat.keyring.services import user_key_create
+from safechat.ratelimit import Rate, rate_exceeded, rate_hit
 from safechat.unicode_text import confusable_skeleton, validate_label
 
 NOT_LINKED = (
@@ -70,7 +85,10 @@ ALREADY_LINKED = (
     "That identity is linked to an account already, or this account already has one at "
     "that provider."
 )
+REPLAYED = "This sign-in was used already. Start again from SafeChat."
 SUBJECT_MAX_LENGTH = 255
+# Expired assertion records deleted by each new one: enough to keep up, never a long lock.
+EXPIRED_USES_DELETED = 100
 
 
 @dataclass(frozen=True)
@@ -125,18 +143,82 @@ def federated_sign_in_refused(
 
 
 @action
+def federated_attempt_count(*, request: HttpRequest, provider_key: str) -> int | None:
+    """Count an answer from a provider (an OIDC callback, a SAML response) against its
+    client address's budget, ``SAFECHAT_SSO_RATE_LIMIT``, before any signature is checked.
+
+    Returns None while within the budget, else the seconds until one more is allowed (the
+    edge answers 429 and checks nothing). The answer that spends the budget records
+    ``auth.federated.refused`` with ``reason: throttled`` once; the ones refused after it
+    are not recorded each, so a flood cannot flood the audit log too.
+    """
+    rate = Rate.of(settings.SAFECHAT_SSO_RATE_LIMIT)
+    ip = client_ip(request) or "unknown"
+    retry_after = rate_exceeded(rate, "sso-answers", ip, policy="sso-answers")
+    if retry_after is not None:
+        return retry_after
+    rate_hit(rate, "sso-answers", ip, policy="sso-answers")
+    if rate_exceeded(rate, "sso-answers", ip) is not None:
+        with action_transaction():
+            audit_record(
+                actor=None,
+                action=AuditAction.AUTH_FEDERATED_REFUSED,
+                extra={
+                    "reason": "throttled",
+                    "provider": provider_key[:32],
+                    "detail": f"{rate.limit} answers in {rate.seconds} s from one address",
+                },
+                request=request,
+            )
+    return None
+
+
+def _one_time_use_record(*, request: HttpRequest, identity: AssertedIdentity) -> None:
+    """Record that the assertion (and the request it answers) is used, in a transaction
+    of its own that commits before the sign-in's, so a refused sign-in uses it up too.
+    Raises ``Refused`` (``replayed``) if either was used before; the unique constraints
+    decide between two uses at the same instant. Then deletes a batch of expired records
+    (rows another transaction holds are skipped, so it waits for nothing)."""
+    once = identity.one_time
+    if once is None:
+        return
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            SamlAssertionUse.objects.create(
+                issuer=identity.issuer,
+                assertion_id=once.assertion_id,
+                request_id=once.request_id,
+                expires_at=max(once.valid_until, now),
+            )
+            stale = list(
+                SamlAssertionUse.objects.filter(expires_at__lt=now)
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)[:EXPIRED_USES_DELETED]
+            )
+            if stale:
+                SamlAssertionUse.objects.filter(pk__in=stale).delete()
+    except IntegrityError:
+        raise _refused(identity, request=request, reason="replayed", message=REPLAYED) from None
+
+
+@action
 def federated_sign_in(*, request: HttpRequest, identity: AssertedIdentity) -> FederatedSignIn:
-    """Sign in the account linked to ``identity`` (checked by ``accounts.oidc``), or create
-    it where the provider allows; returns the user and whether the sign-in is complete.
+    """Sign in the account linked to ``identity`` (checked by ``accounts.oidc`` or
+    ``accounts.saml``), or create it where the provider allows; returns the user and
+    whether the sign-in is complete.
 
     Refused (``Refused``, audited ``auth.federated.refused`` after the rollback, nothing
-    created): ``unlinked_email`` (an account with the asserted e-mail has no link to this
-    identity), ``not_linked`` (no link, and the provider creates no accounts),
-    ``deactivated``, ``username_missing``, ``username_invalid``, ``username_taken``.
-    Success records ``auth.federated.verified`` (and, for a new account,
-    ``account.created`` and ``account.identity.linked``); with a trusted provider's
-    multi-factor assertion also ``auth.login.succeeded`` (``factor: provider_mfa``).
+    created): ``replayed`` (the assertion, or the request it answers, was used before:
+    checked first, and its use recorded whatever follows), ``unlinked_email`` (an account
+    with the asserted e-mail has no link to this identity), ``not_linked`` (no link, and
+    the provider creates no accounts), ``deactivated``, ``username_missing``,
+    ``username_invalid``, ``username_taken``. Success records ``auth.federated.verified``
+    (and, for a new account, ``account.created`` and ``account.identity.linked``); with a
+    trusted provider's multi-factor assertion also ``auth.login.succeeded`` (``factor:
+    provider_mfa``).
     """
+    _one_time_use_record(request=request, identity=identity)
     with action_transaction():
         link = federated_identity_find(issuer=identity.issuer, subject=identity.subject)
         if link is None:
@@ -147,7 +229,10 @@ def federated_sign_in(*, request: HttpRequest, identity: AssertedIdentity) -> Fe
                 identity, request=request, reason="deactivated", message=DEACTIVATED, target=user
             )
         login(request, user, backend="accounts.backends.RoleBackend")  # a fresh session key
-        session_start(request=request, user=user)
+        session_start(
+            request=request, user=user, federated_identity=link,
+            federated_session_index=identity.session_index,
+        )  # fmt: skip
         FederatedIdentity.objects.filter(pk=link.pk).update(last_used_at=timezone.now())
         mfa = provider_asserts_mfa(identity)
         device = None
@@ -162,8 +247,7 @@ def federated_sign_in(*, request: HttpRequest, identity: AssertedIdentity) -> Fe
             target=user,
             extra={
                 **_identity_extra(identity),
-                "amr": list(identity.amr),
-                "acr": identity.acr,
+                **sign_in_evidence(identity),
                 "trusted_for_mfa": identity.provider.trust_mfa,
                 "second_factor_done": mfa,
             },
@@ -193,7 +277,7 @@ def _link_for_new_account(*, request: HttpRequest, identity: AssertedIdentity) -
             link = FederatedIdentity.objects.create(
                 user=user,
                 provider=identity.provider.key,
-                protocol=FederatedIdentity.Protocol.OIDC,
+                protocol=identity.provider.protocol,
                 issuer=identity.issuer,
                 subject=identity.subject,
                 linked_via="created",
@@ -279,6 +363,53 @@ def _account_create(*, request: HttpRequest, identity: AssertedIdentity) -> User
     return user
 
 
+# --- Logout requested by the provider ---------------------------------------------------
+
+
+@action
+def federated_logout(
+    *,
+    request: HttpRequest,
+    identity: AssertedIdentity,
+    session_indexes: tuple[str, ...] = (),
+) -> int:
+    """End the sessions a provider's logout names (SAML single logout, Profiles 4.4): the
+    live sessions that ``identity``'s link signed in, those with one of
+    ``session_indexes`` if any are given (else all of that link's). Their sockets close
+    at once (``access.changed``). Returns how many ended; an identity linked to nothing,
+    or with no such session, ends none and is still recorded.
+
+    ``identity.one_time`` (the logout request's ID) is recorded first, like an
+    assertion's: a replayed logout request is refused (``replayed``). Audited
+    ``auth.federated.logout`` (``provider``, ``issuer``, ``subject``, ``session_indexes``,
+    ``sessions_ended``). Locks: the sessions' rows (ascending); the audit chain last.
+    """
+    _one_time_use_record(request=request, identity=identity)
+    link = federated_identity_find(issuer=identity.issuer, subject=identity.subject)
+    with action_transaction():
+        rows: list[UserSession] = []
+        if link is not None:
+            found = UserSession.objects.select_for_update(of=("self",)).filter(
+                federated_identity=link, ended_at__isnull=True
+            )
+            if session_indexes:
+                found = found.filter(federated_session_index__in=[i[:255] for i in session_indexes])
+            rows = list(found.order_by("pk"))
+            sessions_end_rows(rows=rows, reason="provider_logout")
+        audit_record(
+            actor=None,  # the provider asked; no one signed in here did
+            action=AuditAction.AUTH_FEDERATED_LOGOUT,
+            target=link.user if link is not None else None,
+            extra={
+                **_identity_extra(identity),
+                "session_indexes": list(session_indexes)[:10],
+                "sessions_ended": len(rows),
+            },
+            request=request,
+        )
+    return len(rows)
+
+
 # --- Links made and removed by security admins ---------------------------------------
 
 
@@ -304,7 +435,8 @@ def federated_identity_link(
     request: HttpRequest | None = None,
 ) -> FederatedIdentity:
     """Link ``user`` to the identity ``subject`` at the configured provider
-    ``provider_key`` (its issuer), so that identity signs in to this account.
+    ``provider_key`` (its issuer: an OIDC issuer or a SAML IdP's entity ID; ``subject`` its
+    ``sub`` or persistent NameID), so that identity signs in to this account.
 
     Security admins only (``accounts.manage_users``, checked again under the rows of the
     actor and ``user``), never for their own account. Refused, audited
@@ -316,7 +448,7 @@ def federated_identity_link(
     """
     operation = "account.identity.link"
     ensure_permission(actor=actor, permission=MANAGE_USERS, operation=operation, request=request)
-    provider = provider_named(settings.SAFECHAT_OIDC_PROVIDERS, provider_key)
+    provider = federated_provider_get(provider_key)
     if provider is None:
         raise _link_refused(actor=actor, user=user, request=request, reason="unknown provider")
     if not (0 < len(subject) <= SUBJECT_MAX_LENGTH) or any(
@@ -335,7 +467,7 @@ def federated_identity_link(
                 link = FederatedIdentity.objects.create(
                     user=user,
                     provider=provider.key,
-                    protocol=FederatedIdentity.Protocol.OIDC,
+                    protocol=provider.protocol,
                     issuer=provider.issuer,
                     subject=subject,
                     linked_via="admin",

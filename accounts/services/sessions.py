@@ -16,7 +16,7 @@ from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.models import ApiToken, User, UserSession
+from accounts.models import ApiToken, FederatedIdentity, User, UserSession
 from accounts.services._common import (
     actor_and_people_locked,
     client_ip,
@@ -40,11 +40,19 @@ def _current_key_hash(request: HttpRequest) -> str:
     return session_key_hash(key)
 
 
-def session_start(*, request: HttpRequest, user: User) -> UserSession:
+def session_start(
+    *,
+    request: HttpRequest,
+    user: User,
+    federated_identity: FederatedIdentity | None = None,
+    federated_session_index: str = "",
+) -> UserSession:
     """Record the session that ``django.contrib.auth.login`` just created (key already cycled).
 
     The row carries ``user``'s credential epoch as read when the password was checked,
-    so a credential reset that commits in between leaves this session born ended.
+    so a credential reset that commits in between leaves this session born ended. A
+    federated sign-in also records its link and the provider's session index (at most
+    255 characters), by which the provider's logout finds the session.
     """
     return UserSession.objects.create(
         user=user,
@@ -53,6 +61,8 @@ def session_start(*, request: HttpRequest, user: User) -> UserSession:
         last_seen_at=timezone.now(),
         ip_address=client_ip(request),
         user_agent=client_user_agent(request),
+        federated_identity=federated_identity,
+        federated_session_index=federated_session_index[:255],
     )
 
 

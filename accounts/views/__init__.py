@@ -16,7 +16,14 @@ from accounts.views.factors import (
     factors,
     passkey_add,
 )
-from accounts.views.federation import sso_callback, sso_start
+from accounts.views.federation import (
+    saml_acs,
+    saml_metadata,
+    saml_slo,
+    saml_start,
+    sso_callback,
+    sso_start,
+)
 from accounts.views.home import home
 from accounts.views.links import bootstrap, invitation
 from accounts.views.passwords import password_change, password_reset_confirm, password_reset_request
@@ -45,6 +52,10 @@ __all__ = [
     "password_reset_request",
     "profile",
     "reverify",
+    "saml_acs",
+    "saml_metadata",
+    "saml_slo",
+    "saml_start",
     "second_factor",
     "session_end",
     "sessions",

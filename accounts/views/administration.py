@@ -13,8 +13,9 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import forms, oidc, selectors, services
+from accounts import forms, selectors, services
 from accounts.models import User
+from accounts.providers import federated_providers
 from accounts.roles import MANAGE_USERS, Role
 from accounts.views._common import _user, raise_404
 from audit.actions import AuditAction
@@ -54,7 +55,7 @@ def admin_users(request: HttpRequest) -> HttpResponse:
             "lift_form": forms.LockoutLiftForm(),
             "roles": [r.value for r in Role],
             "link_form": _link_form(),
-            "identities": selectors.federated_identities() if oidc.providers() else [],
+            "identities": selectors.federated_identities() if federated_providers() else [],
         },
         status=status,
     )
@@ -175,7 +176,7 @@ def admin_lockout_lift(request: HttpRequest) -> HttpResponse:
 
 
 def _link_form(data: object = None) -> forms.IdentityLinkForm:
-    return forms.IdentityLinkForm(data, providers=[(p.key, p.name) for p in oidc.providers()])
+    return forms.IdentityLinkForm(data, providers=[(p.key, p.name) for p in federated_providers()])
 
 
 @require_POST

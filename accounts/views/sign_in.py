@@ -9,8 +9,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import forms, oidc, selectors, services
+from accounts import forms, selectors, services
 from accounts.models import User
+from accounts.providers import federated_providers
 from accounts.session_policy import SESSION_SIGNED_OUT_REASON, request_verified
 from accounts.views._common import SIGNED_OUT_MESSAGES, _next_url, _user
 
@@ -48,7 +49,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
             "form": form,
             "error": error,
             "next": _next_url(request),
-            "sso_providers": oidc.providers(),
+            "sso_providers": federated_providers(),
         },
         status=status,
     )
