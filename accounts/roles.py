@@ -31,6 +31,7 @@ ROLE_PERMISSIONS: dict[Role, tuple[str, ...]] = {
         "audit.view_auditcheckpoint",
         "compliance.manage_retention",
         "compliance.manage_legal_holds",
+        "compliance.review_content",
         "compliance.view_retentionpolicy",
         "compliance.view_legalhold",
         "compliance.view_retentionrun",

@@ -292,6 +292,11 @@ class AuditAction(StrEnum):
         "Placing or releasing a legal hold was refused (incomplete, a bad range, "
         "already released, not allowed).",
     )
+    COMPLIANCE_CONTENT_VIEWED = (
+        "compliance.content.viewed",
+        "A compliance officer viewed a page of a room's or a custodian's content through the "
+        "compliance key (what was shown by id and count, never the content).",
+    )
 
     # --- The audit log itself -----------------------------------------------
     AUDIT_CHECKPOINT_WRITTEN = (

@@ -11,12 +11,30 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import BadRequest, PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.template.response import TemplateResponse
 
 from accounts.models import User
 from accounts.selectors import people
-from compliance.models import LegalHold, MessageTombstone, RetentionPolicy, RetentionRun
+from compliance.models import (
+    CustodianReview,
+    LegalHold,
+    MessageTombstone,
+    RetentionPolicy,
+    RetentionRun,
+    RoomReview,
+)
+from compliance.selectors.review import (
+    REVIEW_CONTENT,
+    REVIEW_PAGE_DEFAULT,
+    REVIEW_PAGE_MAX,
+    ReviewKind,
+    ReviewPage,
+    content_review_custodian,
+    content_review_room,
+)
 from compliance.services import (
     ComplianceRefused,
     legal_hold_place,
@@ -28,6 +46,7 @@ from compliance.services import (
 from compliance.services._common import MANAGE_LEGAL_HOLDS, MANAGE_RETENTION
 from rooms.models import Room
 from safechat.admin_base import ReadOnlyAdmin, ServiceTransactionAdmin
+from safechat.pagination import KEY_MAX
 
 
 class _ServiceForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -304,3 +323,102 @@ class MessageTombstoneAdmin(ReadOnlyAdmin):
     list_filter = ["purged_at"]
     search_fields = ["=message_id", "=room__id", "room__name"]
     list_select_related = ["room", "run"]
+
+
+# --- content review ------------------------------------------------------------------
+
+
+def _review_cursor(request: HttpRequest) -> tuple[ReviewKind, int, int]:
+    """The page asked for (``show``, ``after``, ``limit``); BadRequest for a value that
+    is not one (never a 500, never a silent default for a mistyped cursor)."""
+    try:
+        kind = ReviewKind(request.GET.get("show", ReviewKind.MESSAGES.value))
+        after = int(request.GET.get("after", "0"))
+        limit = int(request.GET.get("limit", str(REVIEW_PAGE_DEFAULT)))
+    except ValueError:
+        raise BadRequest("show, after or limit is not valid") from None
+    if not (0 <= after <= KEY_MAX and 1 <= limit <= REVIEW_PAGE_MAX):
+        raise BadRequest("after or limit is out of range")
+    return kind, after, limit
+
+
+class _ReviewAdmin(ReadOnlyAdmin):
+    """A list to pick from, and each row's page is its content review (one audited
+    ``compliance.content.viewed`` event per page shown). Only ``compliance.review_content``
+    opens it; anyone else is answered 403 by the admin, with nothing read or recorded as
+    shown."""
+
+    review_template = "admin/compliance/review.html"
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.has_perm(REVIEW_CONTENT))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def review(
+        self, request: HttpRequest, obj: Any, kind: ReviewKind, after: int, limit: int
+    ) -> ReviewPage:
+        raise NotImplementedError
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        kind, after, limit = _review_cursor(request)
+        obj = self.get_object(request, object_id)
+        if obj is None:
+            raise Http404("no such row")
+        page = self.review(request, obj, kind, after, limit)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Content review: {obj}",
+            "subject": obj,
+            "page": page,
+            "kind": kind.value,
+            "limit": limit,
+            "kinds": [k.value for k in ReviewKind],
+        }
+        response = TemplateResponse(request, self.review_template, context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+@admin.register(RoomReview)
+class RoomReviewAdmin(_ReviewAdmin):
+    list_display = ["name", "kind", "created_at", "archived_at"]
+    search_fields = ["name"]
+    list_filter = ["kind"]
+
+    def review(
+        self, request: HttpRequest, obj: Any, kind: ReviewKind, after: int, limit: int
+    ) -> ReviewPage:
+        officer = request.user
+        assert isinstance(officer, User)  # noqa: S101 - the admin site requires a signed-in user
+        return content_review_room(officer=officer, room=obj, kind=kind, after=after, limit=limit)
+
+
+@admin.register(CustodianReview)
+class CustodianReviewAdmin(_ReviewAdmin):
+    list_display = ["username", "first_name", "last_name", "is_active"]
+    search_fields = ["username", "first_name", "last_name"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return CustodianReview.objects.filter(pk__in=people().values("pk"))
+
+    def review(
+        self, request: HttpRequest, obj: Any, kind: ReviewKind, after: int, limit: int
+    ) -> ReviewPage:
+        officer = request.user
+        assert isinstance(officer, User)  # noqa: S101 - the admin site requires a signed-in user
+        return content_review_custodian(
+            officer=officer, custodian=obj, kind=kind, after=after, limit=limit
+        )

@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 
+from accounts.models import User
 from rooms.models import Room
 
 
@@ -173,3 +174,27 @@ class BlobPurge(models.Model):
 
     def __str__(self) -> str:
         return f"blobs under {self.prefix}"
+
+
+class RoomReview(Room):
+    """A room as a compliance officer reviews it: its content opened through the
+    compliance key (``compliance.selectors.review``). A proxy: no table, only the admin's
+    entry and the permission ``compliance.review_content``."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "room content review"
+        permissions = [
+            (
+                "review_content",
+                "Can read rooms' and custodians' content through the compliance key",
+            ),
+        ]
+
+
+class CustodianReview(User):  # type: ignore[django-manager-missing]
+    """A person as a custodian whose messages a compliance officer reviews (a proxy)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "custodian content review"
