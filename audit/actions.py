@@ -297,6 +297,23 @@ class AuditAction(StrEnum):
         "A compliance officer viewed a page of a room's or a custodian's content through the "
         "compliance key (what was shown by id and count, never the content).",
     )
+    EXPORT_REQUESTED = (
+        "export.requested",
+        "A compliance officer requested an eDiscovery export (its scope and scope digest).",
+    )
+    EXPORT_APPROVED = (
+        "export.approved",
+        "A second compliance officer approved an eDiscovery export, naming its scope digest.",
+    )
+    EXPORT_REFUSED = (
+        "export.refused",
+        "A second compliance officer refused an eDiscovery export, with a reason.",
+    )
+    EXPORT_ACTION_REFUSED = (
+        "export.action.refused",
+        "An export request, approval or refusal was refused (bad input, one's own request, "
+        "already decided, a different scope, not allowed).",
+    )
 
     # --- The audit log itself -----------------------------------------------
     AUDIT_CHECKPOINT_WRITTEN = (

@@ -20,12 +20,14 @@ from accounts.models import User
 from accounts.selectors import people
 from compliance.models import (
     CustodianReview,
+    ExportRequest,
     LegalHold,
     MessageTombstone,
     RetentionPolicy,
     RetentionRun,
     RoomReview,
 )
+from compliance.selectors.exports import export_scope_digest
 from compliance.selectors.review import (
     REVIEW_CONTENT,
     REVIEW_PAGE_DEFAULT,
@@ -37,6 +39,9 @@ from compliance.selectors.review import (
 )
 from compliance.services import (
     ComplianceRefused,
+    export_approve,
+    export_refuse,
+    export_request,
     legal_hold_place,
     legal_hold_release,
     retention_apply,
@@ -44,6 +49,7 @@ from compliance.services import (
     retention_run_request,
 )
 from compliance.services._common import MANAGE_LEGAL_HOLDS, MANAGE_RETENTION
+from compliance.services.exports import APPROVE_EXPORT, REQUEST_EXPORT
 from rooms.models import Room
 from safechat.admin_base import ReadOnlyAdmin, ServiceTransactionAdmin
 from safechat.pagination import KEY_MAX
@@ -422,3 +428,125 @@ class CustodianReviewAdmin(_ReviewAdmin):
         return content_review_custodian(
             officer=officer, custodian=obj, kind=kind, after=after, limit=limit
         )
+
+
+# --- eDiscovery export requests -----------------------------------------------------
+
+
+class ExportRequestForm(_ServiceForm):
+    matter = forms.CharField(max_length=120, required=False)
+    reason = forms.CharField(widget=forms.Textarea, max_length=2000, required=False)
+    starts_on = forms.DateField(required=False, help_text="First day covered (UTC).")
+    ends_on = forms.DateField(required=False, help_text="Last day covered (UTC), not after today.")
+    recipient_public_key = forms.CharField(
+        widget=forms.Textarea,
+        required=False,
+        help_text="Optional: the public key to encrypt the archive to (base64); empty: your own.",
+    )
+    max_downloads = forms.IntegerField(required=False, min_value=1, max_value=20)
+
+    class Meta:
+        model = ExportRequest
+        fields = [
+            "matter", "reason", "rooms", "custodians", "starts_on", "ends_on",
+            "recipient_public_key", "max_downloads",
+        ]  # fmt: skip
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        rooms, custodians = self.fields["rooms"], self.fields["custodians"]
+        assert isinstance(rooms, forms.ModelMultipleChoiceField)  # noqa: S101
+        assert isinstance(custodians, forms.ModelMultipleChoiceField)  # noqa: S101
+        rooms.queryset = Room.objects.order_by("name", "pk")
+        custodians.queryset = people().order_by("username")
+
+    def perform(self) -> ExportRequest:
+        assert self.actor is not None  # noqa: S101
+        data = self.cleaned_data
+        return export_request(
+            actor=self.actor,
+            matter=data.get("matter", ""),
+            reason=data.get("reason", ""),
+            rooms=list(data.get("rooms") or []),
+            custodians=list(data.get("custodians") or []),
+            starts_on=data.get("starts_on"),
+            ends_on=data.get("ends_on"),
+            recipient_public_key=data.get("recipient_public_key", ""),
+            max_downloads=data.get("max_downloads"),
+        )
+
+
+class ExportDecisionForm(_ServiceForm):
+    """Approve (naming the scope digest shown with the page) or refuse (with a reason)."""
+
+    decision = forms.ChoiceField(choices=[("approve", "approve"), ("refuse", "refuse")])
+    # The digest of the scope this page showed: the approval names what was reviewed.
+    reviewed_digest = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
+    decision_note = forms.CharField(
+        widget=forms.Textarea, max_length=2000, required=False, label="Reason (to refuse)"
+    )
+
+    class Meta:
+        model = ExportRequest
+        fields = ["decision_note"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["reviewed_digest"].initial = export_scope_digest(self.instance)
+
+    def perform(self) -> ExportRequest:
+        assert self.actor is not None  # noqa: S101
+        data = self.cleaned_data
+        if data.get("decision") == "approve":
+            return export_approve(
+                actor=self.actor, export=self.instance, scope_digest=data.get("reviewed_digest", "")
+            )
+        return export_refuse(
+            actor=self.actor, export=self.instance, reason=data.get("decision_note", "")
+        )
+
+
+EXPORT_FIELDS = [
+    "matter", "reason", "rooms", "custodians", "starts_on", "ends_on", "recipient_public_key",
+    "max_downloads", "scope_digest", "state", "requested_by", "requested_at", "decided_by",
+    "decided_at", "decision_note", "started_at", "finished_at", "expires_at", "downloads",
+]  # fmt: skip
+
+
+@admin.register(ExportRequest)
+class ExportRequestAdmin(_ServiceAdmin):
+    list_display = ["id", "matter", "state", "requested_by", "requested_at", "decided_by"]
+    list_filter = ["state", "requested_at"]
+    search_fields = ["matter", "custodians__username", "rooms__name"]
+    list_select_related = ["requested_by", "decided_by"]
+    filter_horizontal = ["rooms", "custodians"]
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        kwargs["form"] = ExportRequestForm if obj is None else ExportDecisionForm
+        kwargs["fields"] = None
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ExportRequestForm.Meta.fields
+        if self.has_change_permission(request, obj):
+            return [*EXPORT_FIELDS, "decision", "reviewed_digest", "decision_note"]
+        return EXPORT_FIELDS
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return []
+        if self.has_change_permission(request, obj):
+            return [f for f in EXPORT_FIELDS if f != "decision_note"]
+        return EXPORT_FIELDS
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(REQUEST_EXPORT))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Changing a request means deciding it; a decided one is only shown.
+        allowed = bool(request.user.has_perm(APPROVE_EXPORT))
+        return allowed and (obj is None or obj.state == ExportRequest.State.REQUESTED)

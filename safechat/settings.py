@@ -296,6 +296,8 @@ SAFECHAT_RETENTION_LEASE_SECONDS = env.int("SAFECHAT_RETENTION_LEASE_SECONDS", d
 # How long the operator keeps database and vault backups; the job warns when it exceeds
 # the shortest policy (docs/deployment.md, "Backups and retention").
 SAFECHAT_BACKUP_RETENTION_DAYS = env.int("SAFECHAT_BACKUP_RETENTION_DAYS", default=35)
+# How many times an eDiscovery archive may be downloaded, unless its request says.
+SAFECHAT_EXPORT_MAX_DOWNLOADS = env.int("SAFECHAT_EXPORT_MAX_DOWNLOADS", default=3)
 CELERY_BEAT_SCHEDULE["compliance-apply-retention"] = {
     "task": "compliance.apply_retention",
     "schedule": env.int("SAFECHAT_RETENTION_CHECK_SECONDS", default=24 * 3600),

@@ -2,6 +2,7 @@
 management command and the Celery task."""
 
 from compliance.services._common import ComplianceRefused, RetentionBusyError
+from compliance.services.exports import export_approve, export_refuse, export_request
 from compliance.services.holds import legal_hold_place, legal_hold_release
 from compliance.services.policies import retention_policy_set
 from compliance.services.retention import RetentionReport, RoomCounts, retention_apply
@@ -12,6 +13,9 @@ __all__ = [
     "RetentionBusyError",
     "RetentionReport",
     "RoomCounts",
+    "export_approve",
+    "export_refuse",
+    "export_request",
     "legal_hold_place",
     "legal_hold_release",
     "retention_apply",
