@@ -309,6 +309,17 @@ class AuditAction(StrEnum):
         "export.refused",
         "A second compliance officer refused an eDiscovery export, with a reason.",
     )
+    EXPORT_STARTED = "export.started", "An approved eDiscovery export started building."
+    EXPORT_READ = (
+        "export.read",
+        "An eDiscovery export read a batch of messages through the compliance key (ids, "
+        "count and epochs, never content).",
+    )
+    EXPORT_FINISHED = (
+        "export.finished",
+        "An eDiscovery archive was built, signed and stored encrypted to its recipient.",
+    )
+    EXPORT_FAILED = "export.failed", "An eDiscovery export stopped on an error; nothing kept."
     EXPORT_ACTION_REFUSED = (
         "export.action.refused",
         "An export request, approval or refusal was refused (bad input, one's own request, "

@@ -298,6 +298,8 @@ SAFECHAT_RETENTION_LEASE_SECONDS = env.int("SAFECHAT_RETENTION_LEASE_SECONDS", d
 SAFECHAT_BACKUP_RETENTION_DAYS = env.int("SAFECHAT_BACKUP_RETENTION_DAYS", default=35)
 # How many times an eDiscovery archive may be downloaded, unless its request says.
 SAFECHAT_EXPORT_MAX_DOWNLOADS = env.int("SAFECHAT_EXPORT_MAX_DOWNLOADS", default=3)
+# How long a finished eDiscovery archive may be downloaded.
+SAFECHAT_EXPORT_EXPIRY_HOURS = env.int("SAFECHAT_EXPORT_EXPIRY_HOURS", default=72)
 CELERY_BEAT_SCHEDULE["compliance-apply-retention"] = {
     "task": "compliance.apply_retention",
     "schedule": env.int("SAFECHAT_RETENTION_CHECK_SECONDS", default=24 * 3600),

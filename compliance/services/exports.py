@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections.abc import Sequence
 from datetime import date
 
+from celery import current_app
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -19,7 +22,12 @@ from compliance.selectors.exports import export_scope_digest, scope_digest
 from compliance.services._common import refused, require_permission, require_text
 from rooms.models import Room
 from safechat.actions import action, action_transaction
+from safechat.crypto import CryptoError, HpkePublicKey, KeyPurpose
 
+logger = logging.getLogger(__name__)
+
+# The name ``compliance.tasks.export_run_task`` is registered under.
+EXPORT_RUN_TASK = "compliance.export_run"
 REQUEST_EXPORT = "compliance.request_export"
 APPROVE_EXPORT = "compliance.approve_export"
 MATTER_MAX = 120
@@ -33,16 +41,16 @@ def _recipient_key(value: str, *, actor: User) -> str:
     if not key:
         return ""
     try:
-        raw = base64.b64decode(key, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if not raw or len(key) > RECIPIENT_KEY_MAX:
+        if len(key) > RECIPIENT_KEY_MAX:
+            raise ValueError("too long")
+        HpkePublicKey.from_bytes(base64.b64decode(key, validate=True), purpose=KeyPurpose.USER_HPKE)
+    except (binascii.Error, ValueError, CryptoError):
         raise refused(
             actor=actor,
             action=AuditAction.EXPORT_ACTION_REFUSED,
             reason="bad recipient key",
-            message="the recipient public key is not a base64 public key",
-        )
+            message="the recipient public key is not a base64 SafeChat HPKE public key",
+        ) from None
     return key
 
 
@@ -225,7 +233,17 @@ def export_approve(*, actor: User, export: ExportRequest, scope_digest: str) -> 
             target=locked,
             extra={"matter": locked.matter, "scope_digest": stored},
         )
+        export_id = locked.pk
+        transaction.on_commit(lambda: _queue(export_id))
     return locked
+
+
+def _queue(export_id: int) -> None:
+    try:
+        current_app.send_task(EXPORT_RUN_TASK, kwargs={"export_id": export_id})
+    except Exception:
+        # The request stays approved; queueing the task again starts it (it is idempotent).
+        logger.exception("could not queue eDiscovery export %s", export_id)
 
 
 @action

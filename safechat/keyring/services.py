@@ -196,6 +196,13 @@ def _user_public_key(keypair: UserKeyPair) -> HpkePublicKey:
     return HpkePublicKey.from_bytes(public, purpose=KeyPurpose.USER_HPKE)
 
 
+def user_public_key(*, user_id: int) -> HpkePublicKey:
+    """``user_id``'s HPKE public key (created on first use), once the record-MAC key vouched
+    for it; raises IntegrityFailure (audited) for a key the server did not store."""
+    (keypair,) = _user_keypairs([user_id])
+    return _user_public_key(keypair)
+
+
 def _compliance_public_key(keypair: ComplianceKeyPair) -> HpkePublicKey:
     public = bytes(keypair.public_key)
     integrity.compliance_public_key_verify(keypair.pk, public, bytes(keypair.mac))

@@ -1,0 +1,121 @@
+"""The export job: an approved request becomes an encrypted, signed archive.
+
+``export_run`` is what the Celery task ``compliance.export_run`` calls, queued when a
+request is approved (after the commit). It is idempotent: only an approved request
+starts, once (its row lock decides); a request found running, finished or refused is
+left alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from audit.actions import AuditAction
+from audit.actors import SystemActor
+from audit.services import audit_record
+from compliance.ediscovery.archive import archive_stream
+from compliance.ediscovery.envelope import archive_encrypt
+from compliance.models import ExportRequest
+from files.blobs import blob_delete, blob_exists, blob_write
+from safechat.actions import action, action_transaction
+from safechat.crypto import HpkePublicKey, KeyPurpose
+from safechat.keyring.services import user_public_key
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_EXPORT = SystemActor("ediscovery")
+
+
+def export_blob_name(export_id: int) -> str:
+    return f"exports/{export_id}/archive"
+
+
+def export_recipient(export: ExportRequest) -> HpkePublicKey:
+    """The key the archive is encrypted to: the request's recipient key (base64 of a
+    SafeChat HPKE public key), else the requesting officer's own key pair."""
+    if export.recipient_public_key:
+        raw = base64.b64decode(export.recipient_public_key, validate=True)
+        return HpkePublicKey.from_bytes(raw, purpose=KeyPurpose.USER_HPKE)
+    return user_public_key(user_id=export.requested_by_id)
+
+
+@action
+def export_run(*, export_id: int) -> ExportRequest | None:
+    """Build the archive of an approved export and store it encrypted to its recipient.
+
+    Moves ``approved`` → ``running`` (``export.started``) under the request's row lock,
+    then streams: each batch of messages is read and decrypted through the compliance
+    key (one ``export.read`` event per batch), written into the tar, encrypted as it is
+    produced (``compliance.ediscovery.envelope``) and stored as a blob; no plaintext
+    reaches a disk. Then ``finished`` (``export.finished``: counts, archive size, the
+    manifest's SHA-256; expires after ``SAFECHAT_EXPORT_EXPIRY_HOURS``) or, on any
+    error, ``failed`` (``export.failed``: the error's type only), the partial blob
+    removed. Returns None when the request was not (or no longer) approved.
+    """
+    with action_transaction():
+        export = ExportRequest.objects.select_for_update(no_key=True).filter(pk=export_id).first()
+        if export is None or export.state != ExportRequest.State.APPROVED:
+            return None
+        export.state = ExportRequest.State.RUNNING
+        export.started_at = timezone.now()
+        export.save(update_fields=["state", "started_at"])
+        audit_record(
+            actor=SYSTEM_EXPORT,
+            action=AuditAction.EXPORT_STARTED,
+            target=export,
+            extra={"matter": export.matter, "scope_digest": export.scope_digest},
+        )
+    name = export_blob_name(export.pk)
+    try:
+        stream, stats_of = archive_stream(export=export, actor=SYSTEM_EXPORT)
+        size = blob_write(
+            name,
+            archive_encrypt(stream, recipient=export_recipient(export), export_id=export.pk),
+        )
+        stats = stats_of()
+    except Exception as exc:
+        logger.exception("eDiscovery export %s failed", export.pk)
+        if blob_exists(name):
+            blob_delete(name)
+        with action_transaction():
+            ExportRequest.objects.filter(pk=export.pk).update(
+                state=ExportRequest.State.FAILED, error=type(exc).__name__[:200]
+            )
+            audit_record(
+                actor=SYSTEM_EXPORT,
+                action=AuditAction.EXPORT_FAILED,
+                target=export,
+                extra={"error": type(exc).__name__[:200]},
+            )
+        export.refresh_from_db()
+        return export
+    with action_transaction():
+        now = timezone.now()
+        ExportRequest.objects.filter(pk=export.pk).update(
+            state=ExportRequest.State.FINISHED,
+            finished_at=now,
+            expires_at=now + timedelta(hours=settings.SAFECHAT_EXPORT_EXPIRY_HOURS),
+        )
+        audit_record(
+            actor=SYSTEM_EXPORT,
+            action=AuditAction.EXPORT_FINISHED,
+            target=export,
+            extra={
+                "messages": stats.messages,
+                "revisions": stats.revisions,
+                "files": stats.files,
+                "tombstones": stats.tombstones,
+                "memberships": stats.memberships,
+                "integrity_failures": stats.integrity_failures,
+                "items": len(stats.items),
+                "archive_bytes": size,
+                "manifest_sha256": stats.manifest_sha256,
+            },
+        )
+    export.refresh_from_db()
+    return export
