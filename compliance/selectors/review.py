@@ -32,6 +32,7 @@ from django.db.models import Q
 
 from accounts.models import User
 from audit.actions import AuditAction
+from audit.actors import AuditTarget
 from compliance.models import MessageTombstone
 from files.models import StoredFile
 from files.sealing import metadata_open
@@ -140,6 +141,14 @@ class ReviewPage:
         return sum(1 for item in self.items if isinstance(item, ReviewMessage))
 
 
+def _target(row: Room | User) -> AuditTarget:
+    """The audit target of a review: the room or person itself, also when the admin hands
+    over its proxy (``RoomReview``, ``CustodianReview``), so the log names ``rooms.room``."""
+    concrete = row._meta.concrete_model
+    assert concrete is not None  # noqa: S101 - a model class always has one
+    return AuditTarget(type=concrete._meta.label_lower, id=str(row.pk))
+
+
 def _require_reviewer(officer: User) -> None:
     if not (officer.is_active and officer.has_perm(REVIEW_CONTENT)):
         raise PermissionDenied("only a compliance officer reviews content")
@@ -217,7 +226,7 @@ def _message_page(
     officer: User,
     messages_q: Q,
     tombstones_q: Q | None,
-    target: Room | User,
+    target: AuditTarget,
     scope: dict[str, object],
     after: int,
     limit: int,
@@ -320,7 +329,7 @@ def _membership_page(
     *,
     officer: User,
     changes_q: Q,
-    target: Room | User,
+    target: AuditTarget,
     scope: dict[str, object],
     after: int,
     limit: int,
@@ -390,14 +399,14 @@ def content_review_room(
     scope: dict[str, object] = {"room": room.pk}
     if kind is ReviewKind.MEMBERSHIP:
         return _membership_page(
-            officer=officer, changes_q=Q(room_id=room.pk), target=room, scope=scope,
+            officer=officer, changes_q=Q(room_id=room.pk), target=_target(room), scope=scope,
             after=after, limit=limit,
         )  # fmt: skip
     return _message_page(
         officer=officer,
         messages_q=Q(room_id=room.pk),
         tombstones_q=Q(room_id=room.pk),
-        target=room,
+        target=_target(room),
         scope=scope,
         after=after,
         limit=limit,
@@ -419,14 +428,14 @@ def content_review_custodian(
     scope: dict[str, object] = {"custodian": custodian.pk}
     if kind is ReviewKind.MEMBERSHIP:
         return _membership_page(
-            officer=officer, changes_q=Q(user_id=custodian.pk), target=custodian,
+            officer=officer, changes_q=Q(user_id=custodian.pk), target=_target(custodian),
             scope=scope, after=after, limit=limit,
         )  # fmt: skip
     return _message_page(
         officer=officer,
         messages_q=Q(sender_id=custodian.pk),
         tombstones_q=None,
-        target=custodian,
+        target=_target(custodian),
         scope=scope,
         after=after,
         limit=limit,

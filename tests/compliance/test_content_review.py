@@ -228,7 +228,24 @@ def test_the_admin_page_shows_the_decrypted_texts_and_records_one_event() -> Non
         assert text in body
     assert "purged by retention run" in body
     assert "no-store" in response["Cache-Control"]
-    assert len(viewed_since(seq)) == 1
+    (event,) = viewed_since(seq)
+    assert (event.target_type, event.target_id) == ("rooms.room", str(room.pk))
+
+
+def test_the_custodian_page_names_the_person_in_the_log() -> None:
+    alice = make_user()
+    room = make_room(members=(alice,))
+    message_post(sender=alice, room=room, text="hers")
+    seq = last_seq()
+
+    response = client_for(make_officer()).get(
+        f"/admin/compliance/custodianreview/{alice.pk}/change/"
+    )
+
+    assert response.status_code == 200
+    assert "hers" in response.content.decode()
+    (event,) = viewed_since(seq)
+    assert (event.target_type, event.target_id) == ("accounts.user", str(alice.pk))
 
 
 @pytest.mark.parametrize("query", ["after=x", "limit=0", "limit=101", "show=all", "after=-1"])
