@@ -320,6 +320,11 @@ class AuditAction(StrEnum):
         "An eDiscovery archive was built, signed and stored encrypted to its recipient.",
     )
     EXPORT_FAILED = "export.failed", "An eDiscovery export stopped on an error; nothing kept."
+    EXPORT_DOWNLOADED = (
+        "export.downloaded",
+        "The requesting officer downloaded an eDiscovery archive (which download of how many).",
+    )
+    EXPORT_EXPIRED = "export.expired", "An eDiscovery archive expired and was removed."
     EXPORT_ACTION_REFUSED = (
         "export.action.refused",
         "An export request, approval or refusal was refused (bad input, one's own request, "

@@ -13,7 +13,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import BadRequest, PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    StreamingHttpResponse,
+)
 from django.template.response import TemplateResponse
 
 from accounts.models import User
@@ -40,6 +46,7 @@ from compliance.selectors.review import (
 from compliance.services import (
     ComplianceRefused,
     export_approve,
+    export_download,
     export_refuse,
     export_request,
     legal_hold_place,
@@ -545,6 +552,29 @@ class ExportRequestAdmin(_ServiceAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm(REQUEST_EXPORT))
+
+    actions = ["download"]
+
+    @admin.action(description="Download the selected export's archive (yours, counted)")
+    def download(
+        self, request: HttpRequest, queryset: QuerySet[ExportRequest]
+    ) -> StreamingHttpResponse | None:
+        # A POST (an admin action), never a link: each download is counted and audited.
+        user = request.user
+        assert isinstance(user, User)  # noqa: S101 - the admin site requires a signed-in user
+        chosen = list(queryset[:2])
+        if len(chosen) != 1:
+            self.message_user(request, "Select exactly one export to download.", messages.ERROR)
+            return None
+        try:
+            served = export_download(actor=user, export=chosen[0])
+        except ComplianceRefused as refusal:
+            self.message_user(request, str(refusal), messages.ERROR)
+            return None
+        response = StreamingHttpResponse(served.pieces, content_type=served.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{served.filename}"'
+        response["Cache-Control"] = "no-store"
+        return response
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Changing a request means deciding it; a decided one is only shown.

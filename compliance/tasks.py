@@ -10,7 +10,7 @@ from celery import shared_task
 from accounts.models import User
 from audit.actors import SYSTEM_RETENTION
 from compliance.services import ComplianceRefused, RetentionBusyError, retention_apply
-from compliance.services.export_job import export_run
+from compliance.services.export_job import export_expire_due, export_run
 
 logger = logging.getLogger(__name__)
 
@@ -45,3 +45,10 @@ def export_run_task(export_id: int) -> str:
     approved (already running, finished, refused) is left alone. Returns its state."""
     export = export_run(export_id=export_id)
     return export.state if export is not None else "not approved"
+
+
+@shared_task(name="compliance.expire_exports")
+def expire_exports_task() -> int:
+    """Expire finished eDiscovery archives past their expiry (``export_expire_due``);
+    returns how many. Safe to run twice: an expired one is not expired again."""
+    return export_expire_due()

@@ -304,6 +304,10 @@ CELERY_BEAT_SCHEDULE["compliance-apply-retention"] = {
     "task": "compliance.apply_retention",
     "schedule": env.int("SAFECHAT_RETENTION_CHECK_SECONDS", default=24 * 3600),
 }
+CELERY_BEAT_SCHEDULE["compliance-expire-exports"] = {
+    "task": "compliance.expire_exports",
+    "schedule": 3600,
+}
 # --- Audit log (docs/audit.md) ----------------------------------------------
 # The signing key (SAFECHAT_AUDIT_SIGNING_KEY[_FILE]) is read above with the other keys.
 SAFECHAT_AUDIT_CHECKPOINT_INTERVAL_SECONDS = env.int(

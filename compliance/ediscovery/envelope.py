@@ -10,7 +10,7 @@ and the export's id), so an archive copied under another export's name fails to 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from audit.ediscovery_format import FORMAT, canonical
 from safechat.crypto import (
@@ -27,9 +27,10 @@ from safechat.crypto.stream import iter_decrypt, iter_encrypt
 
 MAGIC = b"SCEDISC1"
 _LENGTH = struct.Struct(">I")
+_SEALED_MAX = 1 << 16
 
 
-def _aad(export_id: int) -> bytes:
+def archive_aad(export_id: int) -> bytes:
     return canonical({"format": FORMAT, "export": export_id})
 
 
@@ -38,21 +39,56 @@ def archive_encrypt(
 ) -> Iterator[bytes]:
     """The encrypted archive, produced as ``pieces`` arrive (nothing is buffered whole)."""
     key = SymmetricKey.generate(KeyPurpose.FILE)
-    sealed = seal_key(recipient, key, info=HpkeInfo.COMPLIANCE_EXPORT_KEY, aad=_aad(export_id))
+    aad = archive_aad(export_id)
+    sealed = seal_key(recipient, key, info=HpkeInfo.COMPLIANCE_EXPORT_KEY, aad=aad)
     yield MAGIC + _LENGTH.pack(len(sealed)) + sealed
-    yield from iter_encrypt(key, pieces, aad=_aad(export_id))
+    yield from iter_encrypt(key, pieces, aad=aad)
 
 
-def archive_decrypt(data: bytes, *, private: HpkePrivateKey, export_id: int) -> Iterator[bytes]:
-    """The archive's plaintext; raises CryptoError (MalformedError, DecryptionError) for
-    anything not sealed to ``private`` for this export, or altered, or truncated. The
-    plaintext is provisional until the iterator is exhausted (``iter_decrypt``)."""
-    if data[:8] != MAGIC or len(data) < 12:
+def archive_open_with(
+    pieces: Iterable[bytes] | bytes, *, export_id: int, open_sealed: Callable[[bytes], SymmetricKey]
+) -> Iterator[bytes]:
+    """The archive's plaintext, its key opened by ``open_sealed(sealed key)``; streams.
+
+    Raises CryptoError (MalformedError, DecryptionError) for anything not sealed to that
+    key for this export, or altered, or truncated. The plaintext is provisional until the
+    iterator is exhausted (``iter_decrypt``): a consumer discards it on an exception.
+    """
+    source = iter([pieces] if isinstance(pieces, bytes) else pieces)
+    buffer = bytearray()
+    for piece in source:
+        buffer += piece
+        if len(buffer) >= 12:
+            break
+    if bytes(buffer[:8]) != MAGIC or len(buffer) < 12:
         raise MalformedError("not an eDiscovery archive")
-    (length,) = _LENGTH.unpack(data[8:12])
-    sealed, stream = data[12 : 12 + length], data[12 + length :]
-    key = open_key(
-        private, sealed, info=HpkeInfo.COMPLIANCE_EXPORT_KEY, aad=_aad(export_id),
-        purpose=KeyPurpose.FILE,
-    )  # fmt: skip
-    yield from iter_decrypt(key, [stream], aad=_aad(export_id))
+    (length,) = _LENGTH.unpack(bytes(buffer[8:12]))
+    if length > _SEALED_MAX:
+        raise MalformedError("not an eDiscovery archive")
+    while len(buffer) < 12 + length:
+        more = next(source, None)
+        if more is None:
+            raise MalformedError("truncated archive")
+        buffer += more
+    key = open_sealed(bytes(buffer[12 : 12 + length]))
+    rest = bytes(buffer[12 + length :])
+
+    def stream() -> Iterator[bytes]:
+        yield rest
+        yield from source
+
+    yield from iter_decrypt(key, stream(), aad=archive_aad(export_id))
+
+
+def archive_decrypt(
+    pieces: Iterable[bytes] | bytes, *, private: HpkePrivateKey, export_id: int
+) -> Iterator[bytes]:
+    """``archive_open_with`` for the holder of the recipient's private key (offline)."""
+    aad = archive_aad(export_id)
+    return archive_open_with(
+        pieces,
+        export_id=export_id,
+        open_sealed=lambda sealed: open_key(
+            private, sealed, info=HpkeInfo.COMPLIANCE_EXPORT_KEY, aad=aad, purpose=KeyPurpose.FILE
+        ),
+    )

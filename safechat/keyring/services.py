@@ -203,6 +203,19 @@ def user_public_key(*, user_id: int) -> HpkePublicKey:
     return _user_public_key(keypair)
 
 
+def export_key_open_for_user(*, user_id: int, sealed: bytes, aad: bytes) -> SymmetricKey:
+    """Open an eDiscovery archive's key sealed (HPKE, ``info`` COMPLIANCE_EXPORT_KEY) to
+    ``user_id``'s own key pair; raises CryptoError when it is not sealed to them with
+    this associated data. Only for the archive's own requester (the caller's rule)."""
+    return open_key(
+        _user_private_key(user_id),
+        sealed,
+        info=HpkeInfo.COMPLIANCE_EXPORT_KEY,
+        aad=aad,
+        purpose=KeyPurpose.FILE,
+    )
+
+
 def _compliance_public_key(keypair: ComplianceKeyPair) -> HpkePublicKey:
     public = bytes(keypair.public_key)
     integrity.compliance_public_key_verify(keypair.pk, public, bytes(keypair.mac))

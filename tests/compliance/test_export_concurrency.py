@@ -12,7 +12,14 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from compliance.models import ExportRequest
-from compliance.services import ComplianceRefused, export_approve, export_refuse, export_request
+from compliance.services import (
+    ComplianceRefused,
+    export_approve,
+    export_download,
+    export_refuse,
+    export_request,
+    export_run,
+)
 from compliance.services import exports as exports_module
 from tests.compliance.factories import make_officer
 from tests.rooms.concurrency import postgresql_only, run_together
@@ -90,3 +97,29 @@ def test_an_approval_and_a_refusal_at_once_one_decision_stands(
     decided = AuditEvent.objects.filter(action__in=["export.approved", "export.refused"])
     assert decided.count() == 1
     assert AuditEvent.objects.filter(action="export.action.refused").count() == 1
+
+
+def test_two_downloads_of_the_last_allowed_one_at_once_only_one_is_served() -> None:
+    # given a finished export that may be downloaded once
+    owner = make_officer()
+    room = make_room()
+    today = timezone.now().date()
+    export = export_request(
+        actor=owner, matter="m", reason="r", rooms=[room], starts_on=today, ends_on=today,
+        max_downloads=1,
+    )  # fmt: skip
+    export_approve(actor=make_officer(), export=export, scope_digest=export.scope_digest)
+    export_run(export_id=export.pk)
+
+    # when its requester downloads it twice at the same instant
+    outcomes = run_together(
+        lambda: export_download(actor=owner, export=export),
+        lambda: export_download(actor=owner, export=export),
+    )
+
+    # then one is served and counted, the other refused and audited
+    assert sum(o.error is None for o in outcomes) == 1
+    assert ExportRequest.objects.get(pk=export.pk).downloads == 1
+    assert AuditEvent.objects.filter(action="export.downloaded").count() == 1
+    refusal = AuditEvent.objects.get(action="export.action.refused")
+    assert refusal.extra["reason"] == "download limit"
