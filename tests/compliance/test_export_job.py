@@ -26,7 +26,7 @@ from compliance.ediscovery.recipient import main as recipient_main
 from compliance.models import ExportRequest
 from compliance.services import export_approve, export_request
 from compliance.services.export_job import export_blob_name, export_run
-from files.blobs import blob_read_all
+from files.blobs import blob_exists, blob_read_all
 from rooms.models import Message, Room
 from rooms.services import message_post
 from safechat.crypto import CryptoError, HpkePrivateKey, KeyPurpose
@@ -300,3 +300,26 @@ def test_a_recipient_opens_and_verifies_with_the_offline_tools(
     ) == 1  # fmt: skip
     assert not wrong.exists()
     assert not (tmp_path / "wrong.tar.partial").exists()
+
+
+def test_a_job_that_fails_keeps_nothing_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given an approved export whose archive cannot be built (the recipient key fails)
+    owner = make_user()
+    room = make_room(owner=owner)
+    message_post(sender=owner, room=room, text="hello")
+    export, _recipient = approved(rooms=[room])
+
+    def broken(export: ExportRequest) -> None:
+        raise CryptoError("no such key")
+
+    monkeypatch.setattr("compliance.services.export_job.export_recipient", broken)
+
+    # when the job runs
+    done = export_run(export_id=export.pk)
+
+    # then it failed, nothing is stored, and the failure names only the error's type
+    assert done is not None
+    assert done.state == ExportRequest.State.FAILED
+    assert not blob_exists(export_blob_name(export.pk))
+    event = AuditEvent.objects.get(action="export.failed", target_id=str(export.pk))
+    assert event.extra == {"error": "CryptoError"}
