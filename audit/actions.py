@@ -297,6 +297,44 @@ class AuditAction(StrEnum):
         "Placing or releasing a legal hold was refused (incomplete, a bad range, "
         "already released, not allowed).",
     )
+    COMPLIANCE_CONTENT_VIEWED = (
+        "compliance.content.viewed",
+        "A compliance officer viewed a page of a room's or a custodian's content through the "
+        "compliance key (what was shown by id and count, never the content).",
+    )
+    EXPORT_REQUESTED = (
+        "export.requested",
+        "A compliance officer requested an eDiscovery export (its scope and scope digest).",
+    )
+    EXPORT_APPROVED = (
+        "export.approved",
+        "A second compliance officer approved an eDiscovery export, naming its scope digest.",
+    )
+    EXPORT_REFUSED = (
+        "export.refused",
+        "A second compliance officer refused an eDiscovery export, with a reason.",
+    )
+    EXPORT_STARTED = "export.started", "An approved eDiscovery export started building."
+    EXPORT_READ = (
+        "export.read",
+        "An eDiscovery export read a batch of messages through the compliance key (ids, "
+        "count and epochs, never content).",
+    )
+    EXPORT_FINISHED = (
+        "export.finished",
+        "An eDiscovery archive was built, signed and stored encrypted to its recipient.",
+    )
+    EXPORT_FAILED = "export.failed", "An eDiscovery export stopped on an error; nothing kept."
+    EXPORT_DOWNLOADED = (
+        "export.downloaded",
+        "The requesting officer downloaded an eDiscovery archive (which download of how many).",
+    )
+    EXPORT_EXPIRED = "export.expired", "An eDiscovery archive expired and was removed."
+    EXPORT_ACTION_REFUSED = (
+        "export.action.refused",
+        "An export request, approval or refusal was refused (bad input, one's own request, "
+        "already decided, a different scope, not allowed).",
+    )
 
     # --- The audit log itself -----------------------------------------------
     AUDIT_CHECKPOINT_WRITTEN = (

@@ -11,14 +11,44 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import BadRequest, PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    StreamingHttpResponse,
+)
+from django.template.response import TemplateResponse
 
 from accounts.models import User
 from accounts.selectors import people
-from compliance.models import LegalHold, MessageTombstone, RetentionPolicy, RetentionRun
+from compliance.models import (
+    CustodianReview,
+    ExportRequest,
+    LegalHold,
+    MessageTombstone,
+    RetentionPolicy,
+    RetentionRun,
+    RoomReview,
+)
+from compliance.selectors.exports import export_scope_digest
+from compliance.selectors.review import (
+    REVIEW_CONTENT,
+    REVIEW_PAGE_DEFAULT,
+    REVIEW_PAGE_MAX,
+    ReviewKind,
+    ReviewPage,
+    content_review_custodian,
+    content_review_room,
+)
 from compliance.services import (
     ComplianceRefused,
+    export_approve,
+    export_download,
+    export_refuse,
+    export_request,
     legal_hold_place,
     legal_hold_release,
     retention_apply,
@@ -26,8 +56,10 @@ from compliance.services import (
     retention_run_request,
 )
 from compliance.services._common import MANAGE_LEGAL_HOLDS, MANAGE_RETENTION
+from compliance.services.exports import APPROVE_EXPORT, REQUEST_EXPORT
 from rooms.models import Room
 from safechat.admin_base import ReadOnlyAdmin, ServiceTransactionAdmin
+from safechat.pagination import KEY_MAX
 
 
 class _ServiceForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -304,3 +336,247 @@ class MessageTombstoneAdmin(ReadOnlyAdmin):
     list_filter = ["purged_at"]
     search_fields = ["=message_id", "=room__id", "room__name"]
     list_select_related = ["room", "run"]
+
+
+# --- content review ------------------------------------------------------------------
+
+
+def _review_cursor(request: HttpRequest) -> tuple[ReviewKind, int, int]:
+    """The page asked for (``show``, ``after``, ``limit``); BadRequest for a value that
+    is not one (never a 500, never a silent default for a mistyped cursor)."""
+    try:
+        kind = ReviewKind(request.GET.get("show", ReviewKind.MESSAGES.value))
+        after = int(request.GET.get("after", "0"))
+        limit = int(request.GET.get("limit", str(REVIEW_PAGE_DEFAULT)))
+    except ValueError:
+        raise BadRequest("show, after or limit is not valid") from None
+    if not (0 <= after <= KEY_MAX and 1 <= limit <= REVIEW_PAGE_MAX):
+        raise BadRequest("after or limit is out of range")
+    return kind, after, limit
+
+
+class _ReviewAdmin(ReadOnlyAdmin):
+    """A list to pick from, and each row's page is its content review (one audited
+    ``compliance.content.viewed`` event per page shown). Only ``compliance.review_content``
+    opens it; anyone else is answered 403 by the admin, with nothing read or recorded as
+    shown."""
+
+    review_template = "admin/compliance/review.html"
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.has_perm(REVIEW_CONTENT))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def review(
+        self, request: HttpRequest, obj: Any, kind: ReviewKind, after: int, limit: int
+    ) -> ReviewPage:
+        raise NotImplementedError
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        kind, after, limit = _review_cursor(request)
+        obj = self.get_object(request, object_id)
+        if obj is None:
+            raise Http404("no such row")
+        page = self.review(request, obj, kind, after, limit)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Content review: {obj}",
+            "subject": obj,
+            "page": page,
+            "kind": kind.value,
+            "limit": limit,
+            "kinds": [k.value for k in ReviewKind],
+        }
+        response = TemplateResponse(request, self.review_template, context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+@admin.register(RoomReview)
+class RoomReviewAdmin(_ReviewAdmin):
+    list_display = ["name", "kind", "created_at", "archived_at"]
+    search_fields = ["name"]
+    list_filter = ["kind"]
+
+    def review(
+        self, request: HttpRequest, obj: Any, kind: ReviewKind, after: int, limit: int
+    ) -> ReviewPage:
+        officer = request.user
+        assert isinstance(officer, User)  # noqa: S101 - the admin site requires a signed-in user
+        return content_review_room(officer=officer, room=obj, kind=kind, after=after, limit=limit)
+
+
+@admin.register(CustodianReview)
+class CustodianReviewAdmin(_ReviewAdmin):
+    list_display = ["username", "first_name", "last_name", "is_active"]
+    search_fields = ["username", "first_name", "last_name"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return CustodianReview.objects.filter(pk__in=people().values("pk"))
+
+    def review(
+        self, request: HttpRequest, obj: Any, kind: ReviewKind, after: int, limit: int
+    ) -> ReviewPage:
+        officer = request.user
+        assert isinstance(officer, User)  # noqa: S101 - the admin site requires a signed-in user
+        return content_review_custodian(
+            officer=officer, custodian=obj, kind=kind, after=after, limit=limit
+        )
+
+
+# --- eDiscovery export requests -----------------------------------------------------
+
+
+class ExportRequestForm(_ServiceForm):
+    matter = forms.CharField(max_length=120, required=False)
+    reason = forms.CharField(widget=forms.Textarea, max_length=2000, required=False)
+    starts_on = forms.DateField(required=False, help_text="First day covered (UTC).")
+    ends_on = forms.DateField(required=False, help_text="Last day covered (UTC), not after today.")
+    recipient_public_key = forms.CharField(
+        widget=forms.Textarea,
+        required=False,
+        help_text="Optional: the public key to encrypt the archive to (base64); empty: your own.",
+    )
+    max_downloads = forms.IntegerField(required=False, min_value=1, max_value=20)
+
+    class Meta:
+        model = ExportRequest
+        fields = [
+            "matter", "reason", "rooms", "custodians", "starts_on", "ends_on",
+            "recipient_public_key", "max_downloads",
+        ]  # fmt: skip
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        rooms, custodians = self.fields["rooms"], self.fields["custodians"]
+        assert isinstance(rooms, forms.ModelMultipleChoiceField)  # noqa: S101
+        assert isinstance(custodians, forms.ModelMultipleChoiceField)  # noqa: S101
+        rooms.queryset = Room.objects.order_by("name", "pk")
+        custodians.queryset = people().order_by("username")
+
+    def perform(self) -> ExportRequest:
+        assert self.actor is not None  # noqa: S101
+        data = self.cleaned_data
+        return export_request(
+            actor=self.actor,
+            matter=data.get("matter", ""),
+            reason=data.get("reason", ""),
+            rooms=list(data.get("rooms") or []),
+            custodians=list(data.get("custodians") or []),
+            starts_on=data.get("starts_on"),
+            ends_on=data.get("ends_on"),
+            recipient_public_key=data.get("recipient_public_key", ""),
+            max_downloads=data.get("max_downloads"),
+        )
+
+
+class ExportDecisionForm(_ServiceForm):
+    """Approve (naming the scope digest shown with the page) or refuse (with a reason)."""
+
+    decision = forms.ChoiceField(choices=[("approve", "approve"), ("refuse", "refuse")])
+    # The digest of the scope this page showed: the approval names what was reviewed.
+    reviewed_digest = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
+    decision_note = forms.CharField(
+        widget=forms.Textarea, max_length=2000, required=False, label="Reason (to refuse)"
+    )
+
+    class Meta:
+        model = ExportRequest
+        fields = ["decision_note"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["reviewed_digest"].initial = export_scope_digest(self.instance)
+
+    def perform(self) -> ExportRequest:
+        assert self.actor is not None  # noqa: S101
+        data = self.cleaned_data
+        if data.get("decision") == "approve":
+            return export_approve(
+                actor=self.actor, export=self.instance, scope_digest=data.get("reviewed_digest", "")
+            )
+        return export_refuse(
+            actor=self.actor, export=self.instance, reason=data.get("decision_note", "")
+        )
+
+
+EXPORT_FIELDS = [
+    "matter", "reason", "rooms", "custodians", "starts_on", "ends_on", "recipient_public_key",
+    "max_downloads", "scope_digest", "state", "requested_by", "requested_at", "decided_by",
+    "decided_at", "decision_note", "started_at", "finished_at", "expires_at", "downloads",
+]  # fmt: skip
+
+
+@admin.register(ExportRequest)
+class ExportRequestAdmin(_ServiceAdmin):
+    list_display = ["id", "matter", "state", "requested_by", "requested_at", "decided_by"]
+    list_filter = ["state", "requested_at"]
+    search_fields = ["matter", "custodians__username", "rooms__name"]
+    list_select_related = ["requested_by", "decided_by"]
+    filter_horizontal = ["rooms", "custodians"]
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        kwargs["form"] = ExportRequestForm if obj is None else ExportDecisionForm
+        kwargs["fields"] = None
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ExportRequestForm.Meta.fields
+        if self.has_change_permission(request, obj):
+            return [*EXPORT_FIELDS, "decision", "reviewed_digest", "decision_note"]
+        return EXPORT_FIELDS
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return []
+        if self.has_change_permission(request, obj):
+            return [f for f in EXPORT_FIELDS if f != "decision_note"]
+        return EXPORT_FIELDS
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(REQUEST_EXPORT))
+
+    actions = ["download"]
+
+    @admin.action(description="Download the selected export's archive (yours, counted)")
+    def download(
+        self, request: HttpRequest, queryset: QuerySet[ExportRequest]
+    ) -> StreamingHttpResponse | None:
+        # A POST (an admin action), never a link: each download is counted and audited.
+        user = request.user
+        assert isinstance(user, User)  # noqa: S101 - the admin site requires a signed-in user
+        chosen = list(queryset[:2])
+        if len(chosen) != 1:
+            self.message_user(request, "Select exactly one export to download.", messages.ERROR)
+            return None
+        try:
+            served = export_download(actor=user, export=chosen[0])
+        except ComplianceRefused as refusal:
+            self.message_user(request, str(refusal), messages.ERROR)
+            return None
+        response = StreamingHttpResponse(served.pieces, content_type=served.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{served.filename}"'
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Changing a request means deciding it; a decided one is only shown.
+        allowed = bool(request.user.has_perm(APPROVE_EXPORT))
+        return allowed and (obj is None or obj.state == ExportRequest.State.REQUESTED)

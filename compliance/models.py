@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 
+from accounts.models import User
 from rooms.models import Room
 
 
@@ -173,3 +174,120 @@ class BlobPurge(models.Model):
 
     def __str__(self) -> str:
         return f"blobs under {self.prefix}"
+
+
+class RoomReview(Room):
+    """A room as a compliance officer reviews it: its content opened through the
+    compliance key (``compliance.selectors.review``). A proxy: no table, only the admin's
+    entry and the permission ``compliance.review_content``."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "room content review"
+        permissions = [
+            (
+                "review_content",
+                "Can read rooms' and custodians' content through the compliance key",
+            ),
+        ]
+
+
+class CustodianReview(User):  # type: ignore[django-manager-missing]
+    """A person as a custodian whose messages a compliance officer reviews (a proxy)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "custodian content review"
+
+
+class ExportRequest(models.Model):
+    """An eDiscovery export, asked for by one compliance officer and decided by another
+    (four eyes). Its scope (rooms and/or custodians, an inclusive range of UTC days, the
+    matter, the recipient key, the download limit) is fixed when it is requested; the
+    approver names it by its digest (``compliance.selectors.exports.export_scope_digest``).
+
+    States: ``requested`` → ``approved`` or ``refused``; ``approved`` → ``running`` →
+    ``finished`` or ``failed``; ``finished`` → ``expired``. The database holds the
+    invariants each state implies (who decided, when, that the decider is not the
+    requester, that downloads never pass their limit)."""
+
+    class State(models.TextChoices):
+        REQUESTED = "requested", "requested (awaiting a second officer)"
+        APPROVED = "approved", "approved"
+        REFUSED = "refused", "refused"
+        RUNNING = "running", "running"
+        FINISHED = "finished", "finished"
+        FAILED = "failed", "failed"
+        EXPIRED = "expired", "expired"
+
+    matter = models.CharField("matter reference", max_length=120)
+    reason = models.TextField(max_length=2000)
+    rooms = models.ManyToManyField(Room, blank=True, related_name="+")
+    custodians = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    starts_on = models.DateField()
+    ends_on = models.DateField()
+    # An HPKE public key (base64) to encrypt the archive to; empty: the requester's own.
+    recipient_public_key = models.TextField(max_length=4000, blank=True)
+    max_downloads = models.PositiveSmallIntegerField(default=3)
+    scope_digest = models.CharField(max_length=64, editable=False)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.REQUESTED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField()
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(max_length=2000, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    downloads = models.PositiveSmallIntegerField(default=0)
+    error = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+        indexes = [models.Index(fields=["state"], name="compliance_export_state")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(matter=""), name="compliance_export_matter"),
+            models.CheckConstraint(condition=~Q(reason=""), name="compliance_export_reason"),
+            models.CheckConstraint(
+                condition=Q(ends_on__gte=F("starts_on")), name="compliance_export_range_ordered"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_downloads__gte=1, downloads__lte=F("max_downloads")),
+                name="compliance_export_download_limit",
+            ),
+            models.CheckConstraint(
+                condition=Q(state="requested", decided_by__isnull=True, decided_at__isnull=True)
+                | ~Q(state="requested") & Q(decided_by__isnull=False, decided_at__isnull=False),
+                name="compliance_export_decided",
+            ),
+            # Four eyes, in the database too: nobody decides their own request.
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("requested_by")),
+                name="compliance_export_four_eyes",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state="refused") | ~Q(decision_note=""),
+                name="compliance_export_refusal_reason",
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=["requested", "approved", "refused"])
+                | Q(started_at__isnull=False),
+                name="compliance_export_started",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state__in=["finished", "expired"])
+                | Q(finished_at__isnull=False, expires_at__isnull=False),
+                name="compliance_export_finished",
+            ),
+        ]
+        permissions = [
+            ("request_export", "Can request an eDiscovery export"),
+            ("approve_export", "Can approve or refuse another officer's eDiscovery export"),
+        ]
+
+    def __str__(self) -> str:
+        return f"export {self.pk} ({self.matter}, {self.state})"

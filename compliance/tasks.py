@@ -10,6 +10,7 @@ from celery import shared_task
 from accounts.models import User
 from audit.actors import SYSTEM_RETENTION
 from compliance.services import ComplianceRefused, RetentionBusyError, retention_apply
+from compliance.services.export_job import export_expire_due, export_run
 
 logger = logging.getLogger(__name__)
 
@@ -36,3 +37,18 @@ def apply_retention_task(requested_by: int | None = None) -> int:
         logger.info("retention: the requested run was refused")
         return 0
     return report.run_id
+
+
+@shared_task(name="compliance.export_run")
+def export_run_task(export_id: int) -> str:
+    """Build an approved export's archive (``export_run``); idempotent: a request not
+    approved (already running, finished, refused) is left alone. Returns its state."""
+    export = export_run(export_id=export_id)
+    return export.state if export is not None else "not approved"
+
+
+@shared_task(name="compliance.expire_exports")
+def expire_exports_task() -> int:
+    """Expire finished eDiscovery archives past their expiry (``export_expire_due``);
+    returns how many. Safe to run twice: an expired one is not expired again."""
+    return export_expire_due()

@@ -297,9 +297,17 @@ SAFECHAT_RETENTION_LEASE_SECONDS = env.int("SAFECHAT_RETENTION_LEASE_SECONDS", d
 # How long the operator keeps database and vault backups; the job warns when it exceeds
 # the shortest policy (docs/deployment.md, "Backups and retention").
 SAFECHAT_BACKUP_RETENTION_DAYS = env.int("SAFECHAT_BACKUP_RETENTION_DAYS", default=35)
+# How many times an eDiscovery archive may be downloaded, unless its request says.
+SAFECHAT_EXPORT_MAX_DOWNLOADS = env.int("SAFECHAT_EXPORT_MAX_DOWNLOADS", default=3)
+# How long a finished eDiscovery archive may be downloaded.
+SAFECHAT_EXPORT_EXPIRY_HOURS = env.int("SAFECHAT_EXPORT_EXPIRY_HOURS", default=72)
 CELERY_BEAT_SCHEDULE["compliance-apply-retention"] = {
     "task": "compliance.apply_retention",
     "schedule": env.int("SAFECHAT_RETENTION_CHECK_SECONDS", default=24 * 3600),
+}
+CELERY_BEAT_SCHEDULE["compliance-expire-exports"] = {
+    "task": "compliance.expire_exports",
+    "schedule": 3600,
 }
 # --- Audit log (docs/audit.md) ----------------------------------------------
 # The signing key (SAFECHAT_AUDIT_SIGNING_KEY[_FILE]) is read above with the other keys.

@@ -26,11 +26,13 @@ from collections.abc import Iterable, Sequence
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.actions import AuditAction
 from audit.actors import SystemActor
 from audit.services import audit_record, audit_record_surviving_rollback
+from audit.services.record import Target
 from safechat.crypto import (
     AdPurpose,
     CryptoError,
@@ -192,6 +194,26 @@ def _user_public_key(keypair: UserKeyPair) -> HpkePublicKey:
     public = bytes(keypair.public_key)
     integrity.user_public_key_verify(keypair.user_id, public, bytes(keypair.mac))
     return HpkePublicKey.from_bytes(public, purpose=KeyPurpose.USER_HPKE)
+
+
+def user_public_key(*, user_id: int) -> HpkePublicKey:
+    """``user_id``'s HPKE public key (created on first use), once the record-MAC key vouched
+    for it; raises IntegrityFailure (audited) for a key the server did not store."""
+    (keypair,) = _user_keypairs([user_id])
+    return _user_public_key(keypair)
+
+
+def export_key_open_for_user(*, user_id: int, sealed: bytes, aad: bytes) -> SymmetricKey:
+    """Open an eDiscovery archive's key sealed (HPKE, ``info`` COMPLIANCE_EXPORT_KEY) to
+    ``user_id``'s own key pair; raises CryptoError when it is not sealed to them with
+    this associated data. Only for the archive's own requester (the caller's rule)."""
+    return open_key(
+        _user_private_key(user_id),
+        sealed,
+        info=HpkeInfo.COMPLIANCE_EXPORT_KEY,
+        aad=aad,
+        purpose=KeyPurpose.FILE,
+    )
 
 
 def _compliance_public_key(keypair: ComplianceKeyPair) -> HpkePublicKey:
@@ -536,6 +558,104 @@ def compliance_epoch_key(
         aad_format=copy.aad_format,
         mac=bytes(copy.mac),
     )
+
+
+def compliance_epoch_keys(
+    *,
+    actor: AbstractBaseUser | SystemActor,
+    epochs: Sequence[tuple[int, int]],
+    action: AuditAction,
+    target: Target,
+    extra: dict[str, object],
+) -> dict[tuple[int, int], SymmetricKey | IntegrityFailure | None]:
+    """Open the keys of ``epochs`` ((room id, epoch number) pairs) with the compliance key,
+    on the record as ONE audit event of the caller's ``action`` naming what is read.
+
+    The event (``extra`` plus the ``epochs`` opened, ascending) is recorded before any key
+    is opened and survives the caller's rollback, as ``compliance_epoch_key``'s does: a
+    read of many epochs (a page of a compliance review) is one use, not one per epoch.
+    Returns each pair's key, None when there is no compliance copy (shredded), or the
+    ``IntegrityFailure`` met when the copy or the compliance private key fails its check
+    (reported and audited once per process: ``key.integrity.failed``): one bad copy
+    never fails the others.
+    """
+    wanted = sorted(set(epochs))
+    audit_record_surviving_rollback(
+        actor=actor,
+        action=action,
+        target=target,
+        extra={**extra, "epochs": [list(pair) for pair in wanted]},
+    )
+    keys: dict[tuple[int, int], SymmetricKey | IntegrityFailure | None] = dict.fromkeys(wanted)
+    if not wanted:
+        return keys
+    which = Q()
+    for room_id, number in wanted:
+        which |= Q(epoch__room_id=room_id, epoch__number=number)
+    copies = (
+        SealedEpochKey.objects.filter(which, compliance_key__isnull=False)
+        .select_related("compliance_key", "epoch")
+        .order_by("epoch__room_id", "epoch__number", "pk")
+    )
+    private_keys: dict[int, HpkePrivateKey | IntegrityFailure] = {}
+    for copy in copies.iterator(chunk_size=200):
+        pair = (copy.epoch.room_id, copy.epoch.number)
+        if pair not in keys or keys[pair] is not None or copy.compliance_key is None:
+            continue
+        keypair = copy.compliance_key
+        if keypair.pk not in private_keys:
+            try:
+                private_keys[keypair.pk] = _compliance_private_key(keypair)
+            except IntegrityFailure as failure:
+                private_keys[keypair.pk] = failure
+        private = private_keys[keypair.pk]
+        if isinstance(private, IntegrityFailure):
+            keys[pair] = private
+            continue
+        try:
+            keys[pair] = _open_copy(
+                room_id=pair[0],
+                number=pair[1],
+                recipient=compliance_recipient(keypair.pk),
+                private=private,
+                sealed=bytes(copy.sealed),
+                aad_format=copy.aad_format,
+                mac=bytes(copy.mac),
+            )
+        except IntegrityFailure as failure:
+            keys[pair] = failure
+    return keys
+
+
+def message_decrypt_with_key(
+    *,
+    key: SymmetricKey,
+    room_id: int,
+    message_uid: uuid.UUID,
+    epoch: int,
+    sender_id: int,
+    ciphertext: bytes,
+    revision: int = 0,
+) -> str:
+    """Decrypt a message (or revision) with an epoch key opened by ``compliance_epoch_keys``.
+
+    Raises IntegrityFailure (reported and audited once per process) when the ciphertext
+    is not this message's under this key (AES-256-GCM authentication fails).
+    """
+    return _message_open(
+        key, room_id, message_uid, epoch, sender_id, ciphertext, revision, report=True
+    )
+
+
+def file_key_unwrap_with_key(
+    *, key: SymmetricKey, room_id: int, file_uid: uuid.UUID, epoch: int, wrapped: bytes
+) -> SymmetricKey:
+    """Unwrap a file's own key with an epoch key opened by ``compliance_epoch_keys``.
+
+    Raises CryptoError when the wrapped key is not this file's under this epoch.
+    """
+    aad = file_key_aad(room_id=room_id, file_uid=file_uid, epoch=epoch)
+    return unwrap_key(key, bytes(wrapped), aad=aad, purpose=KeyPurpose.FILE)
 
 
 # --- messages and files --------------------------------------------------------------------

@@ -78,6 +78,9 @@ NOT_ENTRY_POINTS = {
     "compliance.services._common.refused",
     "compliance.services._common.require_permission",
     "compliance.services._common.require_text",
+    # where an export's archive is stored, and the key it is encrypted to
+    "compliance.services.export_job.export_blob_name",
+    "compliance.services.export_job.export_recipient",
     # queues a task after commit
     "files.services.uploads.scan_enqueue",
     # parts of a caller's transaction (their docstrings say so)
