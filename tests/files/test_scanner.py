@@ -9,9 +9,7 @@ from django.test import Client
 from pytest_django import Settings
 
 from files.scanner import (
-    MAX_PIECE,
     ScannerUnavailable,
-    _instream_chunks,
     clamd_configured,
     clamd_ping,
     parse_instream_reply,
@@ -46,32 +44,6 @@ def test_a_stream_larger_than_one_piece_is_sent_in_pieces(clamd: OwnClamd) -> No
     verdict = scan_stream([b"\0" * (3 * 1024 * 1024 + 7)])
 
     assert verdict.clean
-
-
-@pytest.mark.parametrize(
-    "sizes",
-    [
-        [],
-        [0, 0],
-        [65536] * 40,
-        [65536] * 16,
-        [MAX_PIECE + 1],
-        [3 * MAX_PIECE + 7, 0, 5],
-        [1, MAX_PIECE - 1, 2, 0, MAX_PIECE],
-    ],
-)
-def test_pieces_are_recut_into_full_chunks_none_empty(sizes: list[int]) -> None:
-    # given the pieces a decryption yields (STREAM chunks of 64 KiB, a short last one)
-    pieces = [bytes([n % 251]) * size for n, size in enumerate(sizes)]
-
-    # when they are cut into INSTREAM chunks
-    chunks = list(_instream_chunks(pieces))
-
-    # then every byte is sent once, in order, in chunks of MAX_PIECE bytes but the last,
-    # and no chunk is empty (an empty one would end the stream early)
-    assert b"".join(chunks) == b"".join(pieces)
-    assert all(len(chunk) == MAX_PIECE for chunk in chunks[:-1])
-    assert all(0 < len(chunk) <= MAX_PIECE for chunk in chunks)
 
 
 def test_an_unreachable_clamd_gives_no_verdict(settings: Settings, tmp_path: Path) -> None:
