@@ -551,6 +551,9 @@ class FileDownloadApi(APIView):
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
         response["Cache-Control"] = NO_STORE
         response["X-SafeChat-SHA256"] = view.sha256
+        # Plaintext: a reverse proxy passes it on, never to a temporary file of its own
+        # (nginx buffers a response to disk when the client reads slower than we send).
+        response["X-Accel-Buffering"] = "no"
         return response
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
@@ -599,6 +602,7 @@ class FilePreviewApi(APIView):
         response["X-Content-Type-Options"] = "nosniff"
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
         response["Cache-Control"] = NO_STORE
+        response["X-Accel-Buffering"] = "no"  # as the download: never to a proxy's disk
         return response
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
