@@ -24,6 +24,7 @@ the last MiB only.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from collections.abc import Iterable, Iterator
@@ -244,4 +245,17 @@ def blobs_delete_prefix(prefix: str) -> int:
         return 0
     for name in names:
         storage.delete(f"{prefix}/{name}")
+    _folder_remove(storage, prefix)
     return len(names)
+
+
+def _folder_remove(storage: Storage, prefix: str) -> None:
+    """Remove the prefix's own folder once empty, on a backend with folders (the local
+    file system): an empty folder named by the file's uid would still say, and date,
+    that the file was there. Object stores have no folders (``path`` is not offered)."""
+    try:
+        folder = storage.path(prefix)
+    except NotImplementedError:
+        return
+    with contextlib.suppress(OSError):  # absent, or not empty: kept
+        os.rmdir(folder)

@@ -58,12 +58,25 @@ def _ciphertext_from(stored: StoredFile, first_chunk: int) -> Iterator[bytes]:
             yield from blobs.blob_read(name)
 
 
+def _at_most(pieces: Iterator[bytes], limit: int) -> Iterator[bytes]:
+    """The first ``limit`` bytes of ``pieces``, then stop reading."""
+    for piece in pieces:
+        if len(piece) >= limit:
+            yield piece[:limit]
+            return
+        limit -= len(piece)
+        yield piece
+
+
 def decrypted_chunks(
     stored: StoredFile, key: SymmetricKey, *, first_chunk: int = 0, last_chunk: int | None = None
 ) -> Iterator[bytes]:
     """The plaintext of chunks ``first_chunk``..``last_chunk`` (default: to the end).
 
-    Raises ``FileIntegrityError`` at the first chunk that fails, before releasing it.
+    Only those chunks are authenticated and decrypted (and one byte past them is read,
+    which tells the stream that the range's last chunk is not the file's): a range is
+    served from intact chunks even if a later chunk is damaged. Raises
+    ``FileIntegrityError`` at the first chunk of the range that fails, before releasing it.
     """
     total = chunk_count(stored)
     last = total - 1 if last_chunk is None else min(last_chunk, total - 1)
@@ -77,7 +90,10 @@ def decrypted_chunks(
             aad=content_aad(room_id=stored.room_id, file_uid=stored.uid),
         )
         released = 0
-        for piece in _ciphertext_from(stored, first_chunk):
+        ciphertext = _ciphertext_from(stored, first_chunk)
+        if last < total - 1:
+            ciphertext = _at_most(ciphertext, (last - first_chunk + 1) * (size + TAG_LEN) + 1)
+        for piece in ciphertext:
             out = decryptor.update(piece)
             if out:
                 out = out[: wanted - released]

@@ -16,6 +16,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from rooms.models import Message, Room
 
@@ -138,3 +139,9 @@ class StoredFile(models.Model):
     @property
     def is_complete(self) -> bool:
         return self.received_offset == self.declared_length
+
+    @property
+    def upload_open(self) -> bool:
+        """Whether bytes may still be appended: uploading and not past its expiry (the
+        expiry sweep, which ends it for good, may not have run yet)."""
+        return self.state == self.State.UPLOADING and self.expires_at > timezone.now()

@@ -127,7 +127,10 @@ class _TusApi(APIView):
             status_code, code = next(
                 (s, c) for kind, s, c in _TUS_HEADER_STATUS if isinstance(exc, kind)
             )
-            return _problem(self.request, status_code, code, str(exc))  # type: ignore[return-value]
+            answer = _problem(self.request, status_code, code, str(exc))
+            if isinstance(exc, tus.TusVersionError):
+                answer["Tus-Version"] = tus.TUS_VERSION  # tus 1.0.0: a 412 MUST say it
+            return answer  # type: ignore[return-value]
         if isinstance(exc, Refused):
             return _refusal(self.request, exc)  # type: ignore[return-value]
         return super().handle_exception(exc)
@@ -211,7 +214,12 @@ class UploadApi(_TusApi):
     @extend_schema(request=None, responses={200: None, 404: None}, operation_id="uploads_head")
     def head(self, request: Request, upload_id: str) -> HttpResponseBase:
         stored = services.upload_for_uploader(actor=_user(request), upload_id=upload_id)
-        if stored.state in (StoredFile.State.DELETED, StoredFile.State.EXPIRED):
+        unfinished = stored.state == StoredFile.State.UPLOADING
+        if stored.state in (StoredFile.State.DELETED, StoredFile.State.EXPIRED) or (
+            unfinished and not stored.upload_open
+        ):
+            # Past its expiry the upload takes no more bytes, swept or not: the client
+            # learns it here, and starts a new one, rather than from a refused PATCH.
             return _problem(request, 410, "gone", "this upload was cancelled or expired")
         headers = {
             "Upload-Offset": str(stored.received_offset),
@@ -543,6 +551,9 @@ class FileDownloadApi(APIView):
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
         response["Cache-Control"] = NO_STORE
         response["X-SafeChat-SHA256"] = view.sha256
+        # Plaintext: a reverse proxy passes it on, never to a temporary file of its own
+        # (nginx buffers a response to disk when the client reads slower than we send).
+        response["X-Accel-Buffering"] = "no"
         return response
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
@@ -591,6 +602,7 @@ class FilePreviewApi(APIView):
         response["X-Content-Type-Options"] = "nosniff"
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
         response["Cache-Control"] = NO_STORE
+        response["X-Accel-Buffering"] = "no"  # as the download: never to a proxy's disk
         return response
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:

@@ -263,7 +263,7 @@ def upload_for_uploader(*, actor: User, upload_id: object) -> StoredFile:
 
 
 def _require_open(*, actor: User, stored: StoredFile) -> None:
-    if stored.state != StoredFile.State.UPLOADING or stored.expires_at <= timezone.now():
+    if not stored.upload_open:
         raise upload_refused(
             UploadGoneError,
             actor=actor,

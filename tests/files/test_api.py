@@ -114,6 +114,8 @@ def test_a_download_is_the_file_with_safe_headers_and_is_audited(
     assert response["X-Content-Type-Options"] == "nosniff"
     assert "sandbox" in response["Content-Security-Policy"]
     assert response["Cache-Control"] == "no-store"
+    # a reverse proxy passes the plaintext through, never to a temporary file of its own
+    assert response["X-Accel-Buffering"] == "no"
     assert AuditEvent.objects.filter(action="file.downloaded").count() == 1
 
 

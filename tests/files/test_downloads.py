@@ -174,6 +174,28 @@ def test_a_flipped_bit_ends_the_download_before_that_chunk_and_is_audited(
     assert event.extra["during"] == "download"
 
 
+@pytest.mark.parametrize(("first", "last"), [(0, CHUNK - 1), (10, 20)])
+def test_a_range_before_a_tampered_chunk_is_served_and_nothing_is_audited(
+    clamd: OwnClamd, vault_dir: Path, first: int, last: int
+) -> None:
+    # given a 4-chunk file sent in one request (one segment), a bit flipped in chunk 1
+    owner, member = make_user(), make_user()
+    room = make_room(owner=owner, members=(member,))
+    data = os.urandom(4 * CHUNK - 100)
+    stored = upload_and_scan(actor=owner, room=room, data=data, piece=CHUNK)
+    path = _blob_path(vault_dir, stored, 0)
+    blob = bytearray(path.read_bytes())
+    blob[(CHUNK + TAG_LEN) + 10] ^= 0x01
+    path.write_bytes(bytes(blob))
+
+    # when a member asks for a range inside chunk 0 only
+    got = download(member, stored, first=first, last=last)
+
+    # then those bytes, intact: only the chunks of the range are decrypted
+    assert got == data[first : last + 1]
+    assert _integrity_events() == []
+
+
 def test_reordered_segments_fail(
     shared: tuple[User, User, StoredFile, bytes], vault_dir: Path
 ) -> None:

@@ -256,6 +256,7 @@ def test_an_image_gets_an_encrypted_preview_served_with_safe_headers(
     assert response["Content-Type"] == "image/jpeg"
     assert response["Cache-Control"] == "no-store"
     assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["X-Accel-Buffering"] == "no"  # never to a proxy's temporary file
     shown = Image.open(io.BytesIO(response.content))
     assert shown.size[0] == PREVIEW_EDGE
     assert abs(shown.size[1] - PREVIEW_EDGE * 800 / 1200) <= 1  # the aspect ratio kept

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 from pytest_django import Settings
 
 from accounts.models import ApiToken, User
@@ -333,7 +335,50 @@ def test_termination_removes_the_upload(member: tuple[User, Any], vault_dir: Pat
 
     assert answer.status == 204
     assert call("HEAD", location, headers={**auth, **TUS}).status == 410
-    assert not [p for p in vault_dir.rglob("*") if p.is_file()]
+    # nothing left of it, not even its folder (which would say an upload was there)
+    assert list(vault_dir.rglob("*")) == []
+
+
+def test_an_upload_past_its_expiry_is_gone_to_head_before_the_sweep_runs(
+    member: tuple[User, Any],
+) -> None:
+    # given an unfinished upload whose expiry has passed, not yet swept
+    owner, room = member
+    auth = _token(owner)
+    location = _path(_create(auth, room.pk, 200_000).headers["location"])
+    assert _patch(auth, location, 0, os.urandom(1_000)).status == 204
+    StoredFile.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    # when the client asks where to resume
+    answer = call("HEAD", location, headers={**auth, **TUS})
+
+    # then it is told the upload is gone (a tus client starts a new one), as a PATCH is
+    assert answer.status == 410
+    assert "upload-offset" not in answer.headers
+    assert _patch(auth, location, 1_000, b"x").status == 410
+    assert StoredFile.objects.get().state == StoredFile.State.UPLOADING  # the sweep ends it
+
+
+def test_a_412_names_the_version_the_server_speaks(member: tuple[User, Any]) -> None:
+    owner, room = member
+    auth = _token(owner)
+    location = _path(_create(auth, room.pk, 10).headers["location"])
+
+    answers = [
+        call(
+            "POST",
+            f"/api/v1/rooms/{room.pk}/uploads/",
+            headers={**auth, "Tus-Resumable": "0.2.2", "Upload-Length": "10"},
+        ),
+        call("PATCH", location, headers={**auth, "Content-Type": OCTETS, "Upload-Offset": "0"}),
+        call("DELETE", location, headers={**auth, "Tus-Resumable": "2.0.0"}),
+    ]
+
+    # tus 1.0.0: a 412 MUST carry Tus-Version
+    for answer in answers:
+        _assert_problem(answer, 412, "tus_version")
+        assert answer.headers["tus-version"] == "1.0.0"
+    assert StoredFile.objects.get().received_offset == 0
 
 
 def _stream_of(size: int, seed: int) -> Iterator[bytes]:

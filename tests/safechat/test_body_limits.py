@@ -316,5 +316,7 @@ def test_the_proxy_template_refuses_large_bodies_except_on_upload_paths() -> Non
     for path in ["/api/v1/rooms/7/uploads/", "/api/v1/uploads/", "/api/v1/uploads/abc"]:
         assert re.match(uploads.group(1), path)
         assert any(re.match(p, path) for p in settings.SAFECHAT_BODY_LIMIT_EXCLUDED_PATHS)
+    # and no response is written to nginx's temporary files: a download is plaintext
+    assert "proxy_max_temp_file_size 0;" in outside
     for path in ["/api/v1/rooms/7/messages/", "/api/v1/uploadsx"]:
         assert not re.match(uploads.group(1), path)
