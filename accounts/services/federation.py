@@ -145,8 +145,9 @@ def federated_sign_in_refused(
 
 @action
 def federated_attempt_count(*, request: HttpRequest, provider_key: str) -> int | None:
-    """Count an answer from a provider (an OIDC callback, a SAML response) against its
-    client address's budget, ``SAFECHAT_SSO_RATE_LIMIT``, before any signature is checked.
+    """Count an answer from a provider (an OIDC callback or Logout Token, a SAML response
+    or logout request) against its client address's budget, ``SAFECHAT_SSO_RATE_LIMIT``,
+    before any signature is checked.
 
     Returns None while within the budget, else the seconds until one more is allowed (the
     edge answers 429 and checks nothing). The answer that spends the budget records
