@@ -34,6 +34,7 @@ from tests.accounts.test_sso_oidc import (
     linked_person,
     sign_in,
 )
+from tests.rooms.concurrency import postgresql_only, run_together
 from tests.support import sockets
 from tests.support.oidc import OidcProviderServer
 
@@ -389,3 +390,25 @@ def test_expired_token_records_are_deleted_as_new_ones_arrive(
 
     assert list(OidcLogoutTokenUse.objects.values_list("jti", flat=True)) != ["old"]
     assert not OidcLogoutTokenUse.objects.filter(jti="old").exists()
+
+
+@postgresql_only("two deliveries of one token race only where rows lock one by one")
+@pytest.mark.parametrize("round_", range(3))
+@pytest.mark.django_db(transaction=True)
+def test_two_deliveries_of_one_logout_token_at_the_same_instant_end_sessions_once(
+    provider: OidcProviderServer, round_: int
+) -> None:
+    # given a person signed in through the provider, and a Logout Token for them
+    _, row = signed_in(provider, f"quinn{round_}")
+    token = provider.logout_token(f"quinn{round_}", client_id=CLIENT_ID)
+
+    # when the provider (or someone who copied it) posts it twice at the same instant
+    outcomes = run_together(lambda: post_logout(token), lambda: post_logout(token))
+
+    # then exactly one is carried out; the other is refused as a replay, both on record
+    assert [o.error for o in outcomes] == [None, None]
+    assert sorted(o.value.status_code for o in outcomes) == [200, 400]
+    assert not live(row)
+    assert len(events("auth.federated.logout")) == 1
+    assert [e.extra["reason"] for e in events("auth.federated.refused")] == ["replayed"]
+    assert OidcLogoutTokenUse.objects.count() == 1
