@@ -18,6 +18,11 @@ What we add, because a library default would not be safe enough here:
 * metadata and keys are cached (``SAFECHAT_OIDC_METADATA_SECONDS``), keys re-read at once
   for an unknown ``kid``.
 
+Back-channel logout (OpenID Connect Back-Channel Logout 1.0): :func:`logout_token_read`
+checks a Logout Token the provider posts, with the same keys and algorithms as its ID
+tokens, and says whose sessions end; the ID token's ``sid`` is kept with each session
+for it.
+
 Every failure becomes an :class:`OidcRefused` with a reason from :data:`REASONS`; the view
 records it through ``accounts.services`` and answers a 4xx page (502 when the provider
 itself cannot be reached). This module writes nothing.

@@ -250,6 +250,9 @@ BAD_TOKENS = [
     pytest.param({"sign": "none"}, "algorithm", id="unsigned-alg-none"),
     pytest.param({"sign": "HS256-public-key"}, "algorithm", id="hs256-with-the-rsa-key"),
     pytest.param({"sign": "forged"}, "signature", id="another-key"),
+    pytest.param(
+        {"sign": "forged", "header": {"kid": "not-published"}}, "signature", id="unknown-kid"
+    ),
     pytest.param({"claims": {"iss": "https://other.example/o"}}, "issuer", id="wrong-issuer"),
     pytest.param({"claims": {"aud": "another-application"}}, "audience", id="wrong-audience"),
     pytest.param({"drop": ["aud"]}, "audience", id="no-audience"),

@@ -97,8 +97,9 @@ def signed_as(how: str, header: dict[str, Any], claims: dict[str, Any]) -> str:
 
 def logout_token(*, client_id: str, sub: str = "", sid: str = "", behaviour: dict[str, Any]) -> str:
     """A Logout Token (Back-Channel Logout 1.0, 2.4) as the provider would send its client
-    ``client_id``, signed with its key under the key id its JWKS publishes; ``behaviour``
-    changes it like an ID token's (``claims``, ``drop``, ``sign``)."""
+        ``client_id``, signed with its key under the key id its JWKS publishes; ``behaviour``
+        changes it like an ID token's (``claims``, ``drop``, ``sign``), and ``header`` replaces
+    header parameters (a ``kid`` the JWKS does not publish)."""
     import secrets
     import time
 
@@ -117,4 +118,5 @@ def logout_token(*, client_id: str, sub: str = "", sid: str = "", behaviour: dic
     for name in behaviour.get("drop", []):
         claims.pop(name, None)
     header = {"alg": "RS256", "typ": "logout+jwt", "kid": private_key().thumbprint()}
+    header.update(behaviour.get("header", {}))
     return signed_as(behaviour.get("sign", "RS256"), header, claims)
