@@ -286,6 +286,7 @@ def _identity(provider: OidcProvider, claims: dict[str, Any]) -> AssertedIdentit
         raise OidcRefused("id_token", detail="sub")
     amr = claims.get("amr")
     acr = claims.get("acr")
+    sid = claims.get("sid")
     return AssertedIdentity(
         provider=provider,
         issuer=str(claims["iss"]),
@@ -297,8 +298,9 @@ def _identity(provider: OidcProvider, claims: dict[str, Any]) -> AssertedIdentit
         last_name=_text_claim(claims, "family_name", 150),
         amr=tuple(v for v in amr if isinstance(v, str)) if isinstance(amr, list) else (),
         acr=acr if isinstance(acr, str) else "",
-        # The provider's session (Front-/Back-Channel Logout 1.0): its logout names it.
-        session_index=_text_claim(claims, "sid", 255),
+        # The provider's session (Back-Channel Logout 1.0, 2.1): its Logout Token names
+        # it, compared exactly, so kept as sent (one longer than the column is not kept).
+        session_index=sid if isinstance(sid, str) and len(sid) <= 255 else "",
     )
 
 
