@@ -35,6 +35,7 @@ PUBLIC_ROUTES = frozenset(
         "accounts:sign-in",
         "accounts:sso-start",
         "accounts:sso-callback",
+        "accounts:oidc-backchannel-logout",
         "accounts:saml-metadata",
         "accounts:saml-start",
         "accounts:saml-acs",

@@ -150,7 +150,7 @@ class UserSession(models.Model):
     # the user's own password change in this session).
     credential_epoch = models.PositiveIntegerField(default=0)
     # A federated sign-in: the link it came through, and the provider's name for its own
-    # session (SAML SessionIndex), so that the provider's logout ends this session.
+    # session (SAML SessionIndex, OpenID Connect sid), so that its logout ends this session.
     federated_identity = models.ForeignKey(
         "FederatedIdentity", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -363,6 +363,32 @@ class SamlAssertionUse(models.Model):
 
     def __str__(self) -> str:
         return f"assertion {self.assertion_id} of {self.issuer}"
+
+
+class OidcLogoutTokenUse(models.Model):
+    """An OpenID Connect Logout Token that was presented to SafeChat, remembered until it
+    would no longer be accepted anyway, so that it ends sessions at most once
+    (Back-Channel Logout 1.0, section 2.6, step 9: its ``jti``).
+
+    Unique by its issuer and ``jti``: of two deliveries of one token at the same instant,
+    the database lets exactly one through. Rows past ``expires_at`` are deleted as new
+    ones arrive.
+    """
+
+    issuer = models.CharField(max_length=512)
+    jti = models.CharField(max_length=256)
+    expires_at = models.DateTimeField(db_index=True)
+    used_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "jti"], name="accounts_oidc_logout_token_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"logout token {self.jti} of {self.issuer}"
 
 
 class ProviderMfaDevice(Device):  # type: ignore[misc]

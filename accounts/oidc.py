@@ -18,6 +18,11 @@ What we add, because a library default would not be safe enough here:
 * metadata and keys are cached (``SAFECHAT_OIDC_METADATA_SECONDS``), keys re-read at once
   for an unknown ``kid``.
 
+Back-channel logout (OpenID Connect Back-Channel Logout 1.0): :func:`logout_token_read`
+checks a Logout Token the provider posts, with the same keys and algorithms as its ID
+tokens, and says whose sessions end; the ID token's ``sid`` is kept with each session
+for it.
+
 Every failure becomes an :class:`OidcRefused` with a reason from :data:`REASONS`; the view
 records it through ``accounts.services`` and answers a 4xx page (502 when the provider
 itself cannot be reached). This module writes nothing.
@@ -25,7 +30,11 @@ itself cannot be reached). This module writes nothing.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -34,6 +43,7 @@ from authlib.integrations.django_client import DjangoIntegration, DjangoOAuth2Ap
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
+from joserfc import jwt
 from joserfc.errors import (
     BadSignatureError,
     ExpiredTokenError,
@@ -43,9 +53,16 @@ from joserfc.errors import (
     MissingClaimError,
     UnsupportedAlgorithmError,
 )
+from joserfc.jwk import KeySet
 
 from accounts.credentials import sha256_hex
-from accounts.sso import AssertedIdentity, FederatedRefused, OidcProvider, provider_named
+from accounts.sso import (
+    AssertedIdentity,
+    FederatedRefused,
+    OidcProvider,
+    OneTimeAssertion,
+    provider_named,
+)
 
 SESSION_FLOWS = "safechat.sso.flows"  # state -> {"provider", "next", "started"}
 FLOWS_KEPT = 5  # flows in progress per browser session (tabs); the oldest goes first
@@ -67,6 +84,14 @@ REASONS = {
     "provider_unreachable": "The identity provider cannot be reached. Try again later.",
     "provider_metadata": "The identity provider's configuration could not be used.",
     "unknown_provider": "There is no such identity provider.",
+    # A Logout Token (Back-Channel Logout 1.0, 2.6) that is not one.
+    "logout_token": "The logout token is not a signed JWT.",
+    "issued_at": "The logout token's iat is missing, in the future or too old.",
+    "jti": "The logout token has no jti.",
+    "events": "The logout token does not carry the back-channel logout event.",
+    "logout_subject": "The logout token names neither a sub nor a sid.",
+    "nonce_present": "A logout token must not carry a nonce.",
+    "replayed": "This logout token was used already.",
 }
 
 
@@ -261,6 +286,7 @@ def _identity(provider: OidcProvider, claims: dict[str, Any]) -> AssertedIdentit
         raise OidcRefused("id_token", detail="sub")
     amr = claims.get("amr")
     acr = claims.get("acr")
+    sid = claims.get("sid")
     return AssertedIdentity(
         provider=provider,
         issuer=str(claims["iss"]),
@@ -272,4 +298,151 @@ def _identity(provider: OidcProvider, claims: dict[str, Any]) -> AssertedIdentit
         last_name=_text_claim(claims, "family_name", 150),
         amr=tuple(v for v in amr if isinstance(v, str)) if isinstance(amr, list) else (),
         acr=acr if isinstance(acr, str) else "",
+        # The provider's session (Back-Channel Logout 1.0, 2.1): its Logout Token names
+        # it, compared exactly, so kept as sent (one longer than the column is not kept).
+        session_index=sid if isinstance(sid, str) and len(sid) <= 255 else "",
+    )
+
+
+# --- Back-channel logout (OpenID Connect Back-Channel Logout 1.0) -------------------------
+
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+# How old a Logout Token's ``iat`` may be: the provider sends it as the person signs out
+# there, so minutes are plenty; a token held back longer is refused (section 2.6, step 6).
+LOGOUT_TOKEN_MAX_AGE_SECONDS = 300
+# A Logout Token is a few hundred bytes; anything far larger is not one.
+LOGOUT_TOKEN_MAX_CHARS = 16_384
+
+
+@dataclass(frozen=True)
+class LogoutOrder:
+    """A Logout Token that passed every check: whose sessions end. ``identity.subject`` is
+    its ``sub`` ("" when it names only a session); ``identity.session_index`` its ``sid``
+    ("" when it names only the person); ``identity.one_time`` its ``jti``."""
+
+    identity: AssertedIdentity
+
+    @property
+    def session_indexes(self) -> tuple[str, ...]:
+        sid = self.identity.session_index
+        return (sid,) if sid else ()
+
+
+def _jose_header(token: str) -> dict[str, Any]:
+    try:
+        part = token.split(".")[0]
+        header = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        raise OidcRefused("logout_token", detail="header") from None
+    if not isinstance(header, dict):
+        raise OidcRefused("logout_token", detail="header")
+    return header
+
+
+def _key_set(jwks: dict[str, Any]) -> KeySet:
+    return KeySet.import_key_set(jwks)  # type: ignore[arg-type]  # checked as it is read
+
+
+def _logout_claims(provider: OidcProvider, token: str) -> dict[str, Any]:
+    """The claims of ``token`` once its signature checks out with one of the provider's
+    published keys, under an algorithm configured for it (never ``none``, never ``HS*``)."""
+    if not token or len(token) > LOGOUT_TOKEN_MAX_CHARS or token.count(".") != 2:
+        raise OidcRefused("logout_token", detail="not a compact JWS")
+    alg = _jose_header(token).get("alg")
+    if not isinstance(alg, str) or alg not in provider.algorithms:
+        raise OidcRefused("algorithm", detail=f"alg {str(alg)[:32]}")
+    app = _ProviderApp(provider)
+    algorithms = list(provider.algorithms)
+    try:
+        try:
+            decoded = jwt.decode(token, _key_set(app.fetch_jwk_set()), algorithms)
+        except InvalidKeyIdError:
+            # A key the provider published since the cached set was read.
+            fresh = _key_set(app.fetch_jwk_set(force=True))
+            decoded = jwt.decode(token, fresh, algorithms)
+    except OidcRefused:
+        raise
+    except JoseError as exc:
+        refused = _refusal_of(exc)
+        if refused.reason == "id_token":
+            refused = OidcRefused("logout_token", detail=refused.detail)
+        raise refused from None
+    except (ValueError, TypeError) as exc:
+        raise OidcRefused("logout_token", detail=type(exc).__name__) from None
+    except Exception as exc:
+        raise _refusal_of(exc) from None
+    claims = decoded.claims
+    if not isinstance(claims, dict):
+        raise OidcRefused("logout_token", detail="claims")
+    return claims
+
+
+def _number(claims: dict[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def logout_token_read(*, provider: OidcProvider, token: str) -> LogoutOrder:
+    """Check a Logout Token the provider posted to SafeChat's back-channel logout endpoint,
+    as OpenID Connect Back-Channel Logout 1.0, section 2.6, says: a JWS signed with one of
+    the provider's published keys under a configured asymmetric algorithm; ``iss`` exactly
+    the provider's issuer; ``aud`` containing our client id; ``iat`` present, not in the
+    future and at most ``LOGOUT_TOKEN_MAX_AGE_SECONDS`` old; ``exp``, if present, not
+    passed; ``jti`` present; ``events`` a JSON object with the back-channel logout event
+    as a member whose value is a JSON object; ``sub`` or ``sid`` (or both) present;
+    ``nonce`` absent. Clocks may differ by ``CLOCK_LEEWAY_SECONDS``.
+
+    Returns the :class:`LogoutOrder`; raises :class:`OidcRefused` (status 400; 502 when
+    the provider's keys cannot be read) for anything that does not hold. Writes nothing:
+    the ``jti``'s single use is recorded by ``accounts.services.federated_logout``.
+    """
+    claims = _logout_claims(provider, token)
+    if claims.get("iss") != provider.issuer:
+        raise OidcRefused("issuer", detail="iss")
+    audience = claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else audience
+    if not isinstance(audiences, list) or provider.client_id not in audiences:
+        raise OidcRefused("audience", detail="aud")
+    now = time.time()
+    issued_at = _number(claims, "iat")
+    if issued_at is None or issued_at > now + CLOCK_LEEWAY_SECONDS:
+        raise OidcRefused("issued_at", detail="iat missing or in the future")
+    if issued_at < now - LOGOUT_TOKEN_MAX_AGE_SECONDS - CLOCK_LEEWAY_SECONDS:
+        raise OidcRefused("expired", detail="iat too old")
+    expires = _number(claims, "exp")
+    if "exp" in claims and (expires is None or expires < now - CLOCK_LEEWAY_SECONDS):
+        raise OidcRefused("expired", detail="exp")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti or len(jti) > 256:
+        raise OidcRefused("jti", detail="jti")
+    events = claims.get("events")
+    if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), dict):
+        raise OidcRefused("events", detail="events")
+    if "nonce" in claims:
+        raise OidcRefused("nonce_present", detail="nonce")
+    subject = claims.get("sub", "")
+    sid = claims.get("sid", "")
+    if not isinstance(subject, str) or not isinstance(sid, str) or len(subject) > 255:
+        raise OidcRefused("logout_subject", detail="sub or sid not a string")
+    if not subject and not sid:
+        raise OidcRefused("logout_subject", detail="neither sub nor sid")
+    if len(sid) > 255:
+        raise OidcRefused("logout_subject", detail="sid too long")
+    # Remembered as long as it could be accepted: past its iat's window it is refused
+    # anyway, whatever its exp says.
+    last_accepted = issued_at + LOGOUT_TOKEN_MAX_AGE_SECONDS + CLOCK_LEEWAY_SECONDS
+    return LogoutOrder(
+        identity=AssertedIdentity(
+            provider=provider,
+            issuer=provider.issuer,
+            subject=subject,
+            session_index=sid,
+            one_time=OneTimeAssertion(
+                assertion_id=jti,
+                request_id="",
+                valid_until=datetime.fromtimestamp(last_accepted, tz=UTC),
+            ),
+        )
     )

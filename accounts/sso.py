@@ -228,8 +228,8 @@ class AssertedIdentity:
     information, never a way to find an account. ``amr``/``acr`` (OIDC) and
     ``authn_contexts`` (SAML ``AuthnContextClassRef``) say how the person signed in there;
     ``one_time`` is set where the protocol's message must be used at most once;
-    ``session_index`` is the provider's name for its session (SAML ``SessionIndex``), by
-    which its logout request names the sessions to end.
+    ``session_index`` is the provider's name for its session (SAML ``SessionIndex``, OIDC
+    ``sid``), by which its logout names the sessions to end.
     """
 
     provider: FederatedProvider

@@ -10,6 +10,11 @@ urlpatterns = [
     path("sign-out/", views.sign_out, name="sign-out"),
     path("sso/<str:provider_key>/start/", views.sso_start, name="sso-start"),
     path("sso/<str:provider_key>/callback/", views.sso_callback, name="sso-callback"),
+    path(
+        "oidc/<str:provider_key>/backchannel-logout/",
+        views.oidc_backchannel_logout,
+        name="oidc-backchannel-logout",
+    ),
     path("saml/metadata/", views.saml_metadata, name="saml-metadata"),
     path("saml/<str:provider_key>/start/", views.saml_start, name="saml-start"),
     path("saml/<str:provider_key>/acs/", views.saml_acs, name="saml-acs"),

@@ -73,11 +73,13 @@ class AuditAction(StrEnum):
         "auth.federated.refused",
         "A sign-in through an identity provider (OpenID Connect or SAML) was refused (state, "
         "nonce, audience, recipient, issuer, signature, wrapping, expiry or replay; an unknown "
-        "provider; an identity linked to no account; too many answers from one address).",
+        "provider; an identity linked to no account; too many answers from one address), or "
+        "a provider's logout request or back-channel Logout Token was (its detail says so).",
     )
     AUTH_FEDERATED_LOGOUT = (
         "auth.federated.logout",
-        "An identity provider's logout (SAML single logout) ended the sessions it named.",
+        "An identity provider's logout (SAML single logout, OpenID Connect back-channel "
+        "logout) ended the sessions it named.",
     )
 
     # --- Accounts and roles -------------------------------------------------

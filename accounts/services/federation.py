@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from accounts.models import (
     FederatedIdentity,
+    OidcLogoutTokenUse,
     ProviderMfaDevice,
     SamlAssertionUse,
     User,
@@ -144,8 +145,9 @@ def federated_sign_in_refused(
 
 @action
 def federated_attempt_count(*, request: HttpRequest, provider_key: str) -> int | None:
-    """Count an answer from a provider (an OIDC callback, a SAML response) against its
-    client address's budget, ``SAFECHAT_SSO_RATE_LIMIT``, before any signature is checked.
+    """Count an answer from a provider (an OIDC callback or Logout Token, a SAML response
+    or logout request) against its client address's budget, ``SAFECHAT_SSO_RATE_LIMIT``,
+    before any signature is checked.
 
     Returns None while within the budget, else the seconds until one more is allowed (the
     edge answers 429 and checks nothing). The answer that spends the budget records
@@ -183,21 +185,31 @@ def _one_time_use_record(*, request: HttpRequest, identity: AssertedIdentity) ->
     if once is None:
         return
     now = timezone.now()
+    expires_at = max(once.valid_until, now)
+    uses: type[SamlAssertionUse] | type[OidcLogoutTokenUse]
     try:
         with transaction.atomic():
-            SamlAssertionUse.objects.create(
-                issuer=identity.issuer,
-                assertion_id=once.assertion_id,
-                request_id=once.request_id,
-                expires_at=max(once.valid_until, now),
-            )
+            if identity.provider.protocol == "oidc":
+                # An OpenID Connect Logout Token, by its jti (Back-Channel Logout 1.0, 2.6).
+                uses = OidcLogoutTokenUse
+                uses.objects.create(
+                    issuer=identity.issuer, jti=once.assertion_id, expires_at=expires_at
+                )
+            else:
+                uses = SamlAssertionUse
+                uses.objects.create(
+                    issuer=identity.issuer,
+                    assertion_id=once.assertion_id,
+                    request_id=once.request_id,
+                    expires_at=expires_at,
+                )
             stale = list(
-                SamlAssertionUse.objects.filter(expires_at__lt=now)
+                uses.objects.filter(expires_at__lt=now)
                 .select_for_update(skip_locked=True)
                 .values_list("pk", flat=True)[:EXPIRED_USES_DELETED]
             )
             if stale:
-                SamlAssertionUse.objects.filter(pk__in=stale).delete()
+                uses.objects.filter(pk__in=stale).delete()
     except IntegrityError:
         raise _refused(identity, request=request, reason="replayed", message=REPLAYED) from None
 
@@ -373,33 +385,50 @@ def federated_logout(
     identity: AssertedIdentity,
     session_indexes: tuple[str, ...] = (),
 ) -> int:
-    """End the sessions a provider's logout names (SAML single logout, Profiles 4.4): the
-    live sessions that ``identity``'s link signed in, those with one of
-    ``session_indexes`` if any are given (else all of that link's). Their sockets close
-    at once (``access.changed``). Returns how many ended; an identity linked to nothing,
-    or with no such session, ends none and is still recorded.
+    """End the sessions a provider's logout names (SAML single logout, Profiles 4.4;
+    OpenID Connect Back-Channel Logout 1.0, 2.7): the live sessions that ``identity``'s
+    link signed in, those with one of ``session_indexes`` (SAML ``SessionIndex``, OIDC
+    ``sid``) if any are given, else all of that link's. An identity with no ``subject``
+    (a Logout Token with only a ``sid``) names the sessions of that provider's issuer with
+    one of ``session_indexes``, whoever's. Their sockets close at once
+    (``access.changed``). Returns how many ended; an identity linked to nothing, or with
+    no such session, ends none and is still recorded.
 
-    ``identity.one_time`` (the logout request's ID) is recorded first, like an
-    assertion's: a replayed logout request is refused (``replayed``). Audited
-    ``auth.federated.logout`` (``provider``, ``issuer``, ``subject``, ``session_indexes``,
-    ``sessions_ended``). Locks: the sessions' rows (ascending); the audit chain last.
+    ``identity.one_time`` (the logout request's ID, the Logout Token's ``jti``) is
+    recorded first, like an assertion's: a replayed one is refused (``Refused``,
+    ``replayed``, audited ``auth.federated.refused``). Audited ``auth.federated.logout``
+    (``provider``, ``issuer``, ``subject``, ``session_indexes``, ``sessions_ended``).
+    Locks: the sessions' rows (ascending); the audit chain last.
     """
     _one_time_use_record(request=request, identity=identity)
-    link = federated_identity_find(issuer=identity.issuer, subject=identity.subject)
+    indexes = [i[:255] for i in session_indexes if i]
+    link = (
+        federated_identity_find(issuer=identity.issuer, subject=identity.subject)
+        if identity.subject
+        else None
+    )
     with action_transaction():
         rows: list[UserSession] = []
+        found = UserSession.objects.select_for_update(of=("self",)).filter(ended_at__isnull=True)
         if link is not None:
-            found = UserSession.objects.select_for_update(of=("self",)).filter(
-                federated_identity=link, ended_at__isnull=True
-            )
-            if session_indexes:
-                found = found.filter(federated_session_index__in=[i[:255] for i in session_indexes])
+            found = found.filter(federated_identity=link)
+            if indexes:
+                found = found.filter(federated_session_index__in=indexes)
             rows = list(found.order_by("pk"))
-            sessions_end_rows(rows=rows, reason="provider_logout")
+        elif not identity.subject and indexes:
+            found = found.filter(
+                federated_identity__issuer=identity.issuer, federated_session_index__in=indexes
+            )
+            rows = list(found.order_by("pk"))
+        sessions_end_rows(rows=rows, reason="provider_logout")
+        users = {row.user_id for row in rows}
+        target = link.user if link is not None else None
+        if target is None and len(users) == 1:
+            target = rows[0].user
         audit_record(
             actor=None,  # the provider asked; no one signed in here did
             action=AuditAction.AUTH_FEDERATED_LOGOUT,
-            target=link.user if link is not None else None,
+            target=target,
             extra={
                 **_identity_extra(identity),
                 "session_indexes": list(session_indexes)[:10],

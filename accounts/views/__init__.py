@@ -17,6 +17,7 @@ from accounts.views.factors import (
     passkey_add,
 )
 from accounts.views.federation import (
+    oidc_backchannel_logout,
     saml_acs,
     saml_metadata,
     saml_slo,
@@ -46,6 +47,7 @@ __all__ = [
     "factors",
     "home",
     "invitation",
+    "oidc_backchannel_logout",
     "passkey_add",
     "password_change",
     "password_reset_confirm",

@@ -10,7 +10,7 @@ past the rate limit), and nothing is created.
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -118,6 +118,58 @@ def sso_callback(request: HttpRequest, provider_key: str) -> HttpResponse:
     except Refused as refused:
         return _refused_page(request, message=refused.message, status=403)
     return _signed_in(request, result, next_url)
+
+
+def _logout_answer(status: int, *, error: str = "", description: str = "") -> JsonResponse:
+    """The answer to a back-channel logout (Back-Channel Logout 1.0, 2.8): 200 with an
+    empty object, or the status with an OAuth 2.0 error object (RFC 6749, 5.2); never
+    cached."""
+    body = {"error": error, "error_description": description} if error else {}
+    response = JsonResponse(body, status=status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@csrf_exempt  # the provider posts from its own server, with no cookie and no session
+@require_POST
+def oidc_backchannel_logout(request: HttpRequest, provider_key: str) -> HttpResponse:
+    """OpenID Connect Back-Channel Logout 1.0: the provider posts a signed Logout Token
+    (``logout_token``); the sessions it names end, with their live sockets. 200 when done
+    (also when no session matched), 400 for a token that fails a check, 404 for an
+    unknown provider, 429 past ``SAFECHAT_SSO_RATE_LIMIT``; every refusal audited."""
+    retry_after = services.federated_attempt_count(request=request, provider_key=provider_key)
+    if retry_after is not None:
+        response = _logout_answer(429, error="temporarily_unavailable", description=THROTTLED)
+        response["Retry-After"] = str(retry_after)
+        return response
+    provider = oidc.provider_get(provider_key)
+    refused: OidcRefused | None = None
+    if provider is None:
+        refused = OidcRefused("unknown_provider", status=404)
+    else:
+        try:
+            order = oidc.logout_token_read(
+                provider=provider, token=request.POST.get("logout_token", "")
+            )
+        except OidcRefused as exc:
+            refused = exc
+    if refused is not None:
+        services.federated_sign_in_refused(
+            request=request, provider_key=provider_key, reason=refused.reason,
+            detail=f"back-channel logout: {refused.detail}",
+        )  # fmt: skip
+        error = "invalid_request" if refused.status == 400 else "not_found"
+        if refused.status >= 500:
+            error = "temporarily_unavailable"
+        return _logout_answer(refused.status, error=error, description=refused.message)
+    try:
+        services.federated_logout(
+            request=request, identity=order.identity, session_indexes=order.session_indexes
+        )
+    except Refused as exc:  # a jti used before
+        description = oidc.REASONS.get(exc.reason or "", exc.message)
+        return _logout_answer(400, error="invalid_request", description=description)
+    return _logout_answer(200)
 
 
 # --- SAML 2.0 -------------------------------------------------------------------------

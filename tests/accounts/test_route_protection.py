@@ -26,6 +26,7 @@ EXPECTED_PUBLIC = {
     "accounts:sign-in",
     "accounts:sso-start",
     "accounts:sso-callback",
+    "accounts:oidc-backchannel-logout",
     "accounts:saml-metadata",
     "accounts:saml-start",
     "accounts:saml-acs",

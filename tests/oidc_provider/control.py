@@ -4,6 +4,7 @@ choose the next tokens' misbehaviour. JSON in, JSON out; bound to loopback only.
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from django.contrib.auth import get_user_model, login
@@ -65,7 +66,9 @@ def user_create(request: HttpRequest) -> JsonResponse:
 def user_sign_in(request: HttpRequest) -> JsonResponse:
     user = get_user_model().objects.get(username=_body(request)["username"])
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    return JsonResponse({"sub": str(user.pk)})
+    # A new session at the provider: its ID tokens carry this sid from now on.
+    validator.SESSIONS[user.pk] = secrets.token_urlsafe(12)
+    return JsonResponse({"sub": str(user.pk), "sid": validator.SESSIONS[user.pk]})
 
 
 @csrf_exempt
@@ -74,3 +77,20 @@ def behaviour_set(request: HttpRequest) -> JsonResponse:
     validator.BEHAVIOUR.clear()
     validator.BEHAVIOUR.update(_body(request))
     return JsonResponse(validator.BEHAVIOUR)
+
+
+@csrf_exempt
+@require_POST
+def logout_token(request: HttpRequest) -> JsonResponse:
+    """A Logout Token for the person ``username`` (their ``sub`` and current ``sid`` unless
+    ``with`` leaves one out), signed as the provider signs its tokens."""
+    data = _body(request)
+    user = get_user_model().objects.get(username=data["username"])
+    names = data.get("with", ["sub", "sid"])
+    token = validator.logout_token(
+        client_id=data["client_id"],
+        sub=str(user.pk) if "sub" in names else "",
+        sid=validator.SESSIONS.get(user.pk, "") if "sid" in names else "",
+        behaviour=data.get("behaviour", {}),
+    )
+    return JsonResponse({"logout_token": token})

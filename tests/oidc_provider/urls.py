@@ -13,4 +13,5 @@ urlpatterns = [
     path("control/user/", control.user_create),
     path("control/login/", control.user_sign_in),
     path("control/behaviour/", control.behaviour_set),
+    path("control/logout-token/", control.logout_token),
 ]

@@ -54,6 +54,27 @@ class OidcProviderServer:
         """How the next ID tokens are changed (``tests.oidc_provider.validator``)."""
         self.control("behaviour", behaviour)
 
+    def logout_token(
+        self,
+        username: str,
+        *,
+        client_id: str,
+        names: tuple[str, ...] = ("sub", "sid"),
+        **behaviour: Any,
+    ) -> str:
+        """A Logout Token the provider signs for ``username``'s current session at it,
+        naming them by ``names`` (``sub``, ``sid``); ``behaviour`` as for :meth:`behave`."""
+        found = self.control(
+            "logout-token",
+            {
+                "username": username,
+                "client_id": client_id,
+                "with": list(names),
+                "behaviour": behaviour,
+            },
+        )
+        return str(found["logout_token"])
+
     def browser(self, username: str) -> requests.Session:
         """A browser signed in at the provider as ``username``."""
         session = requests.Session()
