@@ -177,9 +177,11 @@ def users_for_admin(*, actor: User) -> QuerySet[User]:
     return people().order_by("username").prefetch_related("groups")
 
 
-def user_roles(*, user: User) -> list[str]:
+def user_roles(*, user: User) -> list[Role]:
+    """The roles ``user`` holds, by identifier (a group that is no role is left out);
+    each one's ``label`` is what the portal shows."""
     names = {r.value for r in Role}
-    return sorted(g.name for g in user.groups.all() if g.name in names)
+    return sorted(Role(g.name) for g in user.groups.all() if g.name in names)
 
 
 @dataclass(frozen=True)

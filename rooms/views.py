@@ -23,7 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import etag, require_GET, require_POST
 
 from accounts.models import User
-from accounts.roles import MANAGE_USERS
+from accounts.roles import MANAGE_USERS, Role
 from accounts.selectors import person_active_get, person_get
 from rooms import forms, reaction_picker, selectors, services
 from rooms import permissions as perms
@@ -107,6 +107,7 @@ def chat(request: HttpRequest) -> HttpResponse:
             # people and make one of them a room admin (the empty chat's hint).
             "invite_people": user.has_perm(MANAGE_USERS),
         },
+        "room_admin_label": Role.ROOM_ADMIN.label,
     }
     config: dict[str, Any] = {
         "user": {"id": user.pk, "username": user.get_username(), "name": user.display_name()},
@@ -192,6 +193,9 @@ def chat(request: HttpRequest) -> HttpResponse:
             "last_read": me.last_read_message_id if me else 0,
             "can": can,
             "role_choices": context["role_choices"],
+            # Every role's label: a moderator's choices leave owners and moderators out,
+            # and the member list names them too.
+            "role_labels": dict(Membership.Role.choices),
             "members": [
                 {
                     "user_id": m.user_id,

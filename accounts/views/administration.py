@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import forms, oidc, selectors, services
 from accounts.models import User
-from accounts.roles import MANAGE_USERS, Role
+from accounts.roles import MANAGE_USERS, ROLE_CHOICES, Role
 from accounts.views._common import _user, raise_404
 from audit.actions import AuditAction
 
@@ -52,7 +52,7 @@ def admin_users(request: HttpRequest) -> HttpResponse:
             "invite_link": invite_link,
             "lockouts": selectors.lockouts_active(actor=actor),
             "lift_form": forms.LockoutLiftForm(),
-            "roles": [r.value for r in Role],
+            "roles": ROLE_CHOICES,
             "link_form": _link_form(),
             "identities": selectors.federated_identities() if oidc.providers() else [],
         },

@@ -63,7 +63,7 @@ function csrfInput() {
 // Mirrors the member rows of templates/rooms/chat.html.
 function memberItem(member) {
   const name = member.name || member.username;
-  const roleLabel = Object.fromEntries(current.role_choices)[member.role] ?? member.role;
+  const roleLabel = current.role_labels[member.role] ?? member.role;
   const state = presence.get(member.user_id) ?? "unknown";
   const item = h(
     "li",
