@@ -9,13 +9,12 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from django.test import Client
 
-from accounts.models import User
 from accounts.roles import ROLE_LABELS, Role
 from rooms.models import Membership
-from tests.accounts.factories import grant_role, make_user, sign_in_client
+from tests.accounts.factories import grant_role, make_user
 from tests.rooms.factories import make_room
+from tests.support.clients import verified_client
 
 pytestmark = pytest.mark.django_db
 
@@ -47,12 +46,6 @@ def read(response: object) -> str:
     return " ".join(parser.parts)
 
 
-def signed_in(user: User) -> Client:
-    client = Client()
-    sign_in_client(client, user, verified=True)
-    return client
-
-
 def test_every_role_has_a_label() -> None:
     assert set(ROLE_LABELS) == set(Role)
     assert [role.label for role in Role] == [
@@ -66,7 +59,7 @@ def test_the_users_page_names_roles_by_their_labels() -> None:
     grant_role(make_user(username="rita"), Role.ROOM_ADMIN)
 
     # when the security admin opens the Users page
-    response = signed_in(admin).get("/accounts/admin/users/")
+    response = verified_client(admin).get("/accounts/admin/users/")
 
     # then roles read as labels: in the table, the grant and revoke choices and the
     # invitation form; the identifiers are only the values sent
@@ -83,7 +76,7 @@ def test_the_users_page_names_roles_by_their_labels() -> None:
 def test_ones_account_page_names_ones_roles_by_their_labels() -> None:
     officer = grant_role(make_user(), Role.COMPLIANCE_OFFICER)
 
-    text = read(signed_in(officer).get("/accounts/"))
+    text = read(verified_client(officer).get("/accounts/"))
 
     assert "Compliance officer" in text
     assert "compliance_officer" not in text
@@ -92,7 +85,7 @@ def test_ones_account_page_names_ones_roles_by_their_labels() -> None:
 def test_the_empty_chats_hint_names_the_room_admin_role_by_its_label() -> None:
     admin = grant_role(make_user(), Role.SECURITY_ADMIN)
 
-    text = read(signed_in(admin).get("/rooms/"))
+    text = read(verified_client(admin).get("/rooms/"))
 
     assert "choose “Room admin” in the invitation" in text
     assert "room_admin" not in text
@@ -104,7 +97,7 @@ def test_the_member_list_knows_every_room_roles_label_for_a_moderator() -> None:
     room = make_room(owner=owner, members=(moderator,), role=Membership.Role.MODERATOR)
 
     # when they open the room
-    response = signed_in(moderator).get(f"/rooms/?room={room.pk}")
+    response = verified_client(moderator).get(f"/rooms/?room={room.pk}")
 
     # then the page's client still names an owner "Owner" when it redraws the members
     config = json.loads(
