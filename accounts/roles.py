@@ -31,6 +31,17 @@ ROLE_LABELS: dict[Role, str] = {
     Role.COMPLIANCE_OFFICER: "Compliance officer",
     Role.SECURITY_ADMIN: "Security admin",
 }
+
+
+def role_label(name: str) -> str:
+    """The label of the role named ``name`` (a stored ``Invitation.role``, a group's name);
+    ``name`` itself if it names no role."""
+    try:
+        return Role(name).label
+    except ValueError:
+        return name
+
+
 # (value, label) pairs for a form's choice of role.
 ROLE_CHOICES: list[tuple[str, str]] = [(role.value, role.label) for role in Role]
 

@@ -15,7 +15,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Model
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
@@ -378,17 +378,23 @@ def _invitations_lapse(*, user: User) -> int:
 
 @action
 def invitation_revoke(
-    *, actor: User, invitation: Invitation, request: HttpRequest | None = None
+    *, actor: User, invitation: Invitation | None, request: HttpRequest | None = None
 ) -> bool:
     """Withdraw a pending invitation (security admins): its link creates nothing from now
     on. Returns False for one already accepted, revoked or expired (nothing to do, and
     nothing recorded). Audited ``account.invitation.revoked``. Locks: the actor, then the
     invitation; the audit chain last.
+
+    ``None`` stands for an id that names no invitation (``selectors.invitation_for_revoke``):
+    answered ``Http404`` after the actor's right is checked, so someone without it gets
+    the same refusal (``Refused``, audited ``account.admin.refused``) for every id.
     """
     ensure_permission(
         actor=actor, permission=MANAGE_USERS, operation="account.invitation.revoke",
         request=request,
     )  # fmt: skip
+    if invitation is None:
+        raise Http404("no such invitation")
     with action_transaction():
         actor_and_people_locked(
             actor=actor, users=[], permission=MANAGE_USERS,

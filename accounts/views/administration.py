@@ -50,6 +50,7 @@ def admin_users(request: HttpRequest) -> HttpResponse:
             "users": users,
             "form": form,
             "invite_link": invite_link,
+            "invitations": selectors.invitations_pending(actor=actor),
             "lockouts": selectors.lockouts_active(actor=actor),
             "lift_form": forms.LockoutLiftForm(),
             "roles": ROLE_CHOICES,
@@ -153,6 +154,23 @@ def admin_user_action(request: HttpRequest, user_id: int, action: str) -> HttpRe
             f"{len(result)} room(s) of this person now violate an information barrier: "
             "remove the members concerned (admin, Memberships).",
         )
+    return redirect("accounts:admin-users")
+
+
+@require_POST
+def admin_invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    """Withdraw a pending invitation (``services.invitation_revoke``: security admins; a
+    refusal is a 403, audited, the same for every id)."""
+    invitation = selectors.invitation_for_revoke(invitation_id=invitation_id)
+    revoked = services.invitation_revoke(
+        actor=_user(request), invitation=invitation, request=request
+    )
+    if revoked and invitation is not None:  # the service answers None with a 404
+        messages.success(
+            request, f"The invitation of {invitation.email} is revoked: its link creates nothing."
+        )
+    else:
+        messages.info(request, "That invitation was accepted, revoked or expired already.")
     return redirect("accounts:admin-users")
 
 
