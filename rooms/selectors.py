@@ -225,13 +225,14 @@ def room_label(*, viewer: User, room: Room) -> RoomLabel:
 
 def room_list_labelled(*, user: User) -> list[tuple[Room, RoomLabel]]:
     """``room_list_for_user`` with each room's label for ``user``, in the room list's
-    order: rooms not archived first, then by label (case-insensitive), then by id."""
+    order: rooms not archived first, then by label (lower-cased, as the chat client
+    sorts it), then by id."""
     labels = room_labels(viewer=user)
     rows = [
         (room, labels.get(room.pk) or RoomLabel(text=room.name))
         for room in room_list_for_user(user=user)
     ]
-    return sorted(rows, key=lambda row: (row[0].is_archived, row[1].text.casefold(), row[0].pk))
+    return sorted(rows, key=lambda row: (row[0].is_archived, row[1].text.lower(), row[0].pk))
 
 
 def _walled_groups(user: User) -> set[int]:

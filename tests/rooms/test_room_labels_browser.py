@@ -80,7 +80,12 @@ def test_a_conversation_is_called_by_the_other_person_and_look_alikes_are_told_a
         composer = max_page.get_by_role("textbox", name="Message Rita Rossi-Bianchi")
         expect(composer).to_have_attribute("placeholder", "Message @Rita Rossi-Bianchi")
 
-        # when Olivia renames "FX desk" to "Rates" as well, in its settings
+        # when Max goes back to "Rates", and Olivia renames "FX desk" to "Rates" as well
+        max_page.locator(f'#room-list li[data-room-id="{rates.pk}"] a').click()
+        expect(max_page.locator("#room-title")).to_have_text("# Rates")
+        expect(max_page.locator("#connection-state")).to_have_attribute(
+            "data-state", "connected", timeout=LIVE
+        )
         olivia_page = browser.sign_in(olivia_person, f"/rooms/?room={fx.pk}")
         olivia_page.locator("summary", has_text="Room settings").click()
         olivia_page.get_by_label("Name", exact=True).fill("Rates")
@@ -94,11 +99,14 @@ def test_a_conversation_is_called_by_the_other_person_and_look_alikes_are_told_a
             expect(entry).to_have_attribute("data-label", f"Rates (#{room.pk})")
         names = max_page.locator("#room-list .room-name")
         expect(names).to_have_text(["Rates", "Rates", "Rita Rossi-Bianchi"])
+        # and the open one's heading and window gain its number as well
+        expect(max_page.locator("#room-title")).to_have_text(f"# Rates (#{rates.pk})")
+        expect(max_page).to_have_title(f"Rates (#{rates.pk}) · SafeChat")
         assert_accessible(max_page, "the room list with look-alike rooms told apart")
         ARTIFACTS.mkdir(exist_ok=True)
         max_page.screenshot(path=str(ARTIFACTS / "portal-room-labels.png"))
 
-        # and opening one, its heading and window carry the number too
+        # and opening the other, its heading and window carry its number
         max_page.locator(f'#room-list li[data-room-id="{fx.pk}"] a').click()
         expect(max_page.locator("#room-title")).to_have_text(f"# Rates (#{fx.pk})")
         expect(max_page).to_have_title(f"Rates (#{fx.pk}) · SafeChat")

@@ -116,6 +116,9 @@ async function refreshRoomList() {
     setUnread(room.id, isCurrent(room.id) ? 0 : room.unread ?? 0);
   }
   if (focusedRoom) roomItem(focusedRoom)?.querySelector("a")?.focus();
+  // The open room's label may have changed with another's (a qualifier comes or goes).
+  const open = rooms.find((room) => isCurrent(room.id));
+  if (open) showTitle(open);
   return rooms;
 }
 
@@ -154,9 +157,7 @@ export function onRoomRevoked(roomId) {
 
 export async function onRoomUpdated(roomId) {
   try {
-    const rooms = await refreshRoomList();
-    const room = rooms.find((r) => r.id === Number(roomId));
-    if (room && isCurrent(roomId)) showTitle(room);
+    await refreshRoomList(); // the open room's header too
   } catch (error) {
     notice(sentence(`could not refresh your rooms: ${error.message}`), true);
   }
