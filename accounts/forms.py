@@ -8,7 +8,7 @@ from django import forms
 from django.contrib.auth import password_validation
 
 from accounts.models import ApiToken
-from accounts.roles import Role
+from accounts.roles import ROLE_CHOICES, Role
 
 
 class SignInForm(forms.Form):
@@ -135,11 +135,11 @@ class TokenCreateForm(forms.Form):
 
 class InviteForm(forms.Form):
     email = forms.EmailField()
-    role = forms.ChoiceField(choices=[(r.value, r.value) for r in Role], initial=Role.MEMBER.value)
+    role = forms.ChoiceField(choices=ROLE_CHOICES, initial=Role.MEMBER.value)
 
 
 class RoleForm(forms.Form):
-    role = forms.ChoiceField(choices=[(r.value, r.value) for r in Role])
+    role = forms.ChoiceField(choices=ROLE_CHOICES)
 
 
 class LockoutLiftForm(forms.Form):

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django_otp.models import Device, ThrottlingMixin, TimestampMixin
 
 from accounts.credentials import backup_code_hash
+from accounts.roles import role_label
 from safechat.unicode_text import (
     confusable_skeleton,
     username_lookup_form,
@@ -228,6 +229,11 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"invitation of {self.email} as {self.role}"
+
+    @property
+    def role_label(self) -> str:
+        """The role as people read it (``accounts.roles.ROLE_LABELS``)."""
+        return role_label(self.role)
 
 
 class BootstrapToken(models.Model):

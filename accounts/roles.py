@@ -17,6 +17,34 @@ class Role(StrEnum):
     COMPLIANCE_OFFICER = "compliance_officer"
     SECURITY_ADMIN = "security_admin"
 
+    @property
+    def label(self) -> str:
+        """What people read for the role (``ROLE_LABELS``); the value is for machines."""
+        return ROLE_LABELS[self]
+
+
+# How each role is named to people, everywhere in the portal (the Users page, invitations,
+# one's account page, hints); the identifiers stay in the API, the audit log and the code.
+ROLE_LABELS: dict[Role, str] = {
+    Role.MEMBER: "Member",
+    Role.ROOM_ADMIN: "Room admin",
+    Role.COMPLIANCE_OFFICER: "Compliance officer",
+    Role.SECURITY_ADMIN: "Security admin",
+}
+
+
+def role_label(name: str) -> str:
+    """The label of the role named ``name`` (a stored ``Invitation.role``, a group's name);
+    ``name`` itself if it names no role."""
+    try:
+        return Role(name).label
+    except ValueError:
+        return name
+
+
+# (value, label) pairs for a form's choice of role.
+ROLE_CHOICES: list[tuple[str, str]] = [(role.value, role.label) for role in Role]
+
 
 # Security admins' permission to administer people: accounts, roles, barriers, memberships.
 MANAGE_USERS = "accounts.manage_users"

@@ -163,11 +163,33 @@ def bootstrap_token_valid(*, token: str) -> bool:
     )
 
 
-def invitation_valid(*, token: str) -> Invitation | None:
-    """The invitation ``token`` stands for, if it is unused and unexpired; else None."""
+def _invitations_open() -> QuerySet[Invitation]:
     return Invitation.objects.filter(
-        token_hash=sha256_hex(token), accepted_at__isnull=True, expires_at__gt=timezone.now()
-    ).first()
+        accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+    )
+
+
+def invitation_valid(*, token: str) -> Invitation | None:
+    """The invitation ``token`` stands for, if it is unused, unrevoked and unexpired; else
+    None (``invitation_accept`` decides again, under its locks)."""
+    return _invitations_open().filter(token_hash=sha256_hex(token)).first()
+
+
+def invitations_pending(*, actor: User) -> QuerySet[Invitation]:
+    """The invitations still waiting for their invitee (not accepted, not revoked, not
+    expired), newest first, with who sent them (``invited_by``): for holders of
+    ``accounts.view_user`` only, nothing for anyone else. Never their link (only its hash
+    is stored)."""
+    if not actor.has_perm("accounts.view_user"):
+        return Invitation.objects.none()
+    return _invitations_open().select_related("invited_by").order_by("-created_at", "-pk")
+
+
+def invitation_for_revoke(*, invitation_id: int) -> Invitation | None:
+    """The invitation ``invitation_id`` names, in any state, or None: only for
+    ``services.invitation_revoke``, which checks the actor's right before it answers
+    either (so an id tells nothing to someone without it)."""
+    return Invitation.objects.filter(pk=invitation_id).first()
 
 
 def users_for_admin(*, actor: User) -> QuerySet[User]:
@@ -177,9 +199,11 @@ def users_for_admin(*, actor: User) -> QuerySet[User]:
     return people().order_by("username").prefetch_related("groups")
 
 
-def user_roles(*, user: User) -> list[str]:
+def user_roles(*, user: User) -> list[Role]:
+    """The roles ``user`` holds, by identifier (a group that is no role is left out);
+    each one's ``label`` is what the portal shows."""
     names = {r.value for r in Role}
-    return sorted(g.name for g in user.groups.all() if g.name in names)
+    return sorted(Role(g.name) for g in user.groups.all() if g.name in names)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,11 @@ urlpatterns = [
         views.admin_user_action,
         name="admin-user-action",
     ),
+    path(
+        "admin/invitations/<int:invitation_id>/revoke/",
+        views.admin_invitation_revoke,
+        name="admin-invitation-revoke",
+    ),
     path("admin/lockouts/lift/", views.admin_lockout_lift, name="admin-lockout-lift"),
     path("admin/identities/link/", views.admin_identity_link, name="admin-identity-link"),
     path(

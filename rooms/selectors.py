@@ -6,6 +6,7 @@ A room the user cannot view does not exist for them: every selector answers 404
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Literal
@@ -34,6 +35,7 @@ from safechat.crypto import CryptoError
 from safechat.keyring.errors import IntegrityFailure
 from safechat.keyring.services import message_decrypt
 from safechat.pagination import Cursor, Page, page_of
+from safechat.unicode_text import confusable_skeleton
 
 PAGE_SIZE_MAX = 100
 
@@ -118,6 +120,119 @@ def room_list_for_user(*, user: User) -> QuerySet[Room]:
         )
         .order_by("archived_at", "name", "pk")
     )
+
+
+@dataclass(frozen=True)
+class RoomLabel:
+    """What a room is called for one viewer (``room_labels``). Text for people, never
+    markup: every edge isolates it (``<bdi>``, ``dir="auto"``) as it does other user text.
+    """
+
+    # A channel's name; a direct conversation's other participants' display names
+    # (``User.display_name``: the username of someone with no name), comma-separated,
+    # by name then username.
+    text: str
+    # Empty, unless another room of the viewer's list has a label that looks the same
+    # (``labels_look_alike``): then what tells them apart, shown beside ``text``: "#<id>"
+    # for a channel, the other participants' "@username"s for a direct conversation
+    # (and " · #<id>" when two conversations have the very same people).
+    qualifier: str = ""
+    # A direct conversation's other participants' usernames, in the order of ``text``
+    # (empty for a channel): the list's tooltip, so a display name never stands alone.
+    usernames: tuple[str, ...] = ()
+
+    @property
+    def full(self) -> str:
+        """``text`` with its qualifier, as plain text (titles, notices, notifications)."""
+        return f"{self.text} ({self.qualifier})" if self.qualifier else self.text
+
+    @property
+    def hint(self) -> str:
+        """The other participants' usernames ("@alice, @rita.r"); empty for a channel."""
+        return ", ".join(f"@{name}" for name in self.usernames)
+
+
+def label_json(label: RoomLabel) -> dict[str, object]:
+    """A label as JSON, the one form of the API's room objects (``label``) and the chat
+    page's configuration: ``{"text": ..., "qualifier": ..., "usernames": [...]}``."""
+    return {"text": label.text, "qualifier": label.qualifier, "usernames": list(label.usernames)}
+
+
+def labels_look_alike(a: str, b: str) -> bool:
+    """Whether a reader could take the label ``a`` for ``b``: equal once compatibility
+    forms (NFKC) and case are folded and confusable letters mapped to their prototype
+    (the UTS #39 skeleton, as usernames are compared): "Rates", "rates" and "Rates"
+    spelt with a Cyrillic a (U+0430) look alike."""
+    return _look(a) == _look(b)
+
+
+def _look(text: str) -> str:
+    return confusable_skeleton(unicodedata.normalize("NFKC", text).casefold())
+
+
+def room_labels(*, viewer: User) -> dict[int, RoomLabel]:
+    """The label (``RoomLabel``) of every room ``viewer`` may view, by room id: the one
+    computation of what a room is called, for the portal's pages, the API's room objects
+    and, through the API, the chat client's list, titles and notifications.
+
+    A direct conversation is called by its other participants, never by the viewer's
+    own name (its stored ``name`` lists every username, the viewer's too); a channel by
+    its name. Labels that look alike within the viewer's rooms (``labels_look_alike``:
+    two channels of one name, two people of one name, a channel named like a person) each
+    get a ``qualifier`` that tells them apart; a label nobody else's resembles gets none.
+    Two queries, whatever the number of rooms.
+    """
+    rooms = list(rooms_for_user(user=viewer).values_list("pk", "kind", "name"))
+    direct = [pk for pk, kind, _ in rooms if kind == Room.Kind.DIRECT]
+    others: dict[int, list[User]] = {}
+    for membership in (
+        Membership.objects.filter(room_id__in=direct).exclude(user=viewer).select_related("user")
+    ):
+        others.setdefault(membership.room_id, []).append(membership.user)
+    named: dict[int, tuple[str, tuple[str, ...]]] = {}
+    for pk, kind, name in rooms:
+        people = sorted(
+            others.get(pk, []), key=lambda u: (u.display_name().casefold(), u.get_username())
+        )
+        if kind == Room.Kind.DIRECT and people:
+            named[pk] = (
+                ", ".join(p.display_name() for p in people),
+                tuple(p.get_username() for p in people),
+            )
+        else:  # a channel; or a conversation left with nobody else, by its stored name
+            named[pk] = (name, ())
+    alike: dict[str, list[int]] = {}
+    for pk, (text, _) in named.items():
+        alike.setdefault(_look(text), []).append(pk)
+    labels: dict[int, RoomLabel] = {}
+    for same in alike.values():
+        for pk in same:
+            text, usernames = named[pk]
+            qualifier = ""
+            if len(same) > 1:
+                qualifier = ", ".join(f"@{u}" for u in usernames) if usernames else f"#{pk}"
+                if usernames and sum(named[o][1] == usernames for o in same) > 1:
+                    qualifier += f" · #{pk}"
+            labels[pk] = RoomLabel(text=text, qualifier=qualifier, usernames=usernames)
+    return labels
+
+
+def room_label(*, viewer: User, room: Room) -> RoomLabel:
+    """``room``'s label for ``viewer`` (``room_labels``); a room they may not view (left
+    a moment ago) is called by its stored name."""
+    return room_labels(viewer=viewer).get(room.pk) or RoomLabel(text=room.name)
+
+
+def room_list_labelled(*, user: User) -> list[tuple[Room, RoomLabel]]:
+    """``room_list_for_user`` with each room's label for ``user``, in the room list's
+    order: rooms not archived first, then by label (lower-cased, as the chat client
+    sorts it), then by id."""
+    labels = room_labels(viewer=user)
+    rows = [
+        (room, labels.get(room.pk) or RoomLabel(text=room.name))
+        for room in room_list_for_user(user=user)
+    ]
+    return sorted(rows, key=lambda row: (row[0].is_archived, row[1].text.lower(), row[0].pk))
 
 
 def _walled_groups(user: User) -> set[int]:

@@ -23,7 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import etag, require_GET, require_POST
 
 from accounts.models import User
-from accounts.roles import MANAGE_USERS
+from accounts.roles import MANAGE_USERS, Role
 from accounts.selectors import person_active_get, person_get
 from rooms import forms, reaction_picker, selectors, services
 from rooms import permissions as perms
@@ -31,6 +31,7 @@ from rooms.attachments import scan_waiting_of
 from rooms.errors import RateLimitedError, RoomHiddenError, UnreachableError
 from rooms.models import Membership, Room
 from rooms.presence import OFFLINE, presence_of
+from rooms.selectors import RoomLabel, label_json
 from rooms.services.rooms import MAX_DIRECT_PARTICIPANTS
 from rooms.wire import RenderedMessage, message_rendered
 from safechat.events import client_names
@@ -79,27 +80,31 @@ def _threads(page: list[RenderedMessage]) -> list[Thread]:
     return ordered
 
 
-def _selected_room(request: HttpRequest, user: User, rooms: list[Room]) -> Room | None:
+def _selected_room(
+    request: HttpRequest, user: User, rooms: list[tuple[Room, RoomLabel]]
+) -> tuple[Room, RoomLabel] | tuple[None, None]:
     wanted = request.GET.get("room")
     if wanted:
         room = selectors.room_get_for_user(user=user, room_id=wanted)  # Http404 otherwise
         # The annotated instance from the list carries the unread count.
-        return next((r for r in rooms if r.pk == room.pk), room)
-    live = [r for r in rooms if not r.is_archived]
-    return (live or rooms)[0] if rooms else None
+        listed = next((row for row in rooms if row[0].pk == room.pk), None)
+        return listed or (room, selectors.room_label(viewer=user, room=room))
+    live = [row for row in rooms if not row[0].is_archived]
+    return (live or rooms)[0] if rooms else (None, None)
 
 
 @never_cache
 @require_GET
 def chat(request: HttpRequest) -> HttpResponse:
     user = _user(request)
-    rooms = list(selectors.room_list_for_user(user=user))
-    room = _selected_room(request, user, rooms)
+    rooms = selectors.room_list_labelled(user=user)
+    room, label = _selected_room(request, user, rooms)
     # Cursors before the page: whatever is posted meanwhile comes again through `sync`.
     cursors = selectors.room_last_messages(user=user)
     context: dict[str, Any] = {
         "rooms": rooms,
         "room": room,
+        "label": label,
         "may": {
             "create_rooms": perms.may_create_rooms(user=user),
             "start_conversations": perms.may_start_conversations(user=user),
@@ -107,6 +112,7 @@ def chat(request: HttpRequest) -> HttpResponse:
             # people and make one of them a room admin (the empty chat's hint).
             "invite_people": user.has_perm(MANAGE_USERS),
         },
+        "room_admin_label": Role.ROOM_ADMIN.label,
     }
     config: dict[str, Any] = {
         "user": {"id": user.pk, "username": user.get_username(), "name": user.display_name()},
@@ -122,7 +128,7 @@ def chat(request: HttpRequest) -> HttpResponse:
         # The reaction picker's first row; the searchable list comes from urls.emoji.
         "reactions": {"quick": reaction_picker.quick_reactions()},
     }
-    if room is not None:
+    if room is not None and label is not None:
         page = [
             message_rendered(m, reader_id=user.pk)
             for m in selectors.message_page(reader=user, room=room, limit=PAGE_SIZE)
@@ -187,11 +193,16 @@ def chat(request: HttpRequest) -> HttpResponse:
         }
         config["room"] = {
             "id": room.pk,
-            "name": room.name,
+            # What the room is called for this person (selectors.room_labels), as the
+            # API's room objects carry it.
+            "label": label_json(label),
             "archived": room.is_archived,
             "last_read": me.last_read_message_id if me else 0,
             "can": can,
             "role_choices": context["role_choices"],
+            # Every role's label: a moderator's choices leave owners and moderators out,
+            # and the member list names them too.
+            "role_labels": dict(Membership.Role.choices),
             "members": [
                 {
                     "user_id": m.user_id,
@@ -230,10 +241,11 @@ def _can_manage(user: User, room: Room) -> bool:
 
 
 def _forbidden(request: HttpRequest, room: Room, reason: str) -> HttpResponse:
+    label = selectors.room_label(viewer=_user(request), room=room)
     return render(
         request,
         "rooms/forbidden.html",
-        {"room": room, "reason": _sentence(reason)},
+        {"room": room, "label": label, "reason": _sentence(reason)},
         status=403,
     )
 
@@ -470,8 +482,9 @@ def room_new(request: HttpRequest) -> HttpResponse:
             except RateLimitedError as exc:
                 form.add_error(None, _sentence(str(exc)))
             else:
+                label = selectors.room_label(viewer=actor, room=room)
                 messages.success(
-                    request, f"Room “{room.name}” was created. Add people to it below."
+                    request, f"Room “{label.full}” was created. Add people to it below."
                 )
                 return _back(room)
         status = 400
@@ -584,7 +597,7 @@ def room_join(request: HttpRequest, room_id: int) -> HttpResponse:
         return browse
     if room is None:  # the service answers None with a 404; for the type checker
         raise Http404("no such room")
-    messages.success(request, f"You joined “{room.name}”.")
+    messages.success(request, f"You joined “{selectors.room_label(viewer=actor, room=room).full}”.")
     return _back(room)
 
 
@@ -640,12 +653,13 @@ def mentions(request: HttpRequest) -> HttpResponse:
         r.pk: r
         for r in selectors.rooms_for_user(user=actor).filter(pk__in={m.room_id for m in found})
     }
+    labels = selectors.room_labels(viewer=actor) if found else {}
     context = {
-        # A room lost between the two reads is left out, not an error.
+        # A room lost between the reads is left out, not an error.
         "items": [
-            (rooms[m.room_id], message_rendered(m, reader_id=actor.pk))
+            (rooms[m.room_id], labels[m.room_id], message_rendered(m, reader_id=actor.pk))
             for m in found
-            if m.room_id in rooms
+            if m.room_id in rooms and m.room_id in labels
         ],
         "older": found[-1].id if len(found) == selectors.MENTIONS_PAGE_MAX else None,
         "paged": paged,

@@ -1,4 +1,4 @@
-"""The portal's error pages (400, 403, 404, 500, a refused CSRF token) and the favicon.
+"""The portal's error pages (400, 403, 404, 405, 500, a refused CSRF token) and the favicon.
 
 Each page is the portal's own (``templates/<status>.html``, extending ``base.html``): a
 way back to the chat, never a stack trace or an exception's internals, and the request's
@@ -7,7 +7,11 @@ Under ``/api/`` the same errors are problem details instead: ``safechat.urls`` w
 these handlers in ``safechat.api.api_error_handler``, and :func:`csrf_failure` answers
 an API path itself.
 
-The 404 and 403 pages render with the request (the navigation of a signed-in person);
+Django has no ``handler405``: its method decorators (``require_POST``...) answer an empty
+405, which ``safechat.middleware.MethodNotAllowedMiddleware`` replaces with
+:func:`method_not_allowed` (problem details under ``/api/``).
+
+The 404, 403 and 405 pages render with the request (the navigation of a signed-in person);
 the 400 and 500 pages without it, as Django's own do: a request that failed to parse, or
 a server whose database is what failed, must still get its page, so nothing there reads
 the session or the user.
@@ -15,6 +19,7 @@ the session or the user.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -80,6 +85,22 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     may not see is a 404 like a room that does not exist, and the page must not tell
     them apart."""
     return _page(request, template="404.html", status=404, with_request=True)
+
+
+def method_not_allowed(request: HttpRequest, *, allowed: Sequence[str]) -> HttpResponse:
+    """The portal's 405 page (RFC 9110, 15.5.6): the address exists but does not take
+    the request's method, typically a form's target opened as a page (a GET on a
+    POST-only path). It says what to do instead, and its ``Allow`` header lists the
+    methods the address takes."""
+    response = _page(
+        request,
+        template="405.html",
+        status=405,
+        context={"form_target": "POST" in allowed and request.method in ("GET", "HEAD")},
+        with_request=True,
+    )
+    response["Allow"] = ", ".join(allowed)
+    return response
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -7,11 +7,12 @@ import re
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.middleware import common
 from django.shortcuts import render
 
-from safechat.problems import is_api_path
+from safechat.error_pages import method_not_allowed
+from safechat.problems import is_api_path, problem_response
 from safechat.ratelimit import Rate, RateState, rate_exceeded, rate_hit, rate_states_observed
 from safechat.request_context import (
     ActingContext,
@@ -126,6 +127,34 @@ class IntegrityFailureMiddleware:
             {"reason": INTEGRITY_FAILURE_MESSAGE},
             status=503,
         )
+
+
+class MethodNotAllowedMiddleware:
+    """A path that does not take the request's method, answered by Django's method
+    decorators (``require_POST``, ``require_GET``...: an empty ``HttpResponseNotAllowed``),
+    gets the portal's own 405 page (``safechat.error_pages.method_not_allowed``), and
+    under ``/api/`` problem details (``method_not_allowed``), as the API's own views
+    answer; both keep the decorator's ``Allow`` header (RFC 9110, 15.5.6). Listed after
+    the session, authentication and message middleware, so the page has its navigation.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not isinstance(response, HttpResponseNotAllowed):
+            return response
+        allowed = [m.strip() for m in str(response.get("Allow", "")).split(",") if m.strip()]
+        if is_api_path(request.path_info):
+            return problem_response(
+                status=405,
+                code="method_not_allowed",
+                detail=f'Method "{request.method}" not allowed.',
+                request=request,
+                headers={"Allow": ", ".join(allowed)},
+            )
+        return method_not_allowed(request, allowed=allowed)
 
 
 def _rate_limit_fields(states: list[RateState]) -> tuple[str, str]:

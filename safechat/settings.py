@@ -181,6 +181,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Django's empty 405 (its method decorators) as the portal's page, or problem details.
+    "safechat.middleware.MethodNotAllowedMiddleware",
     # Last, so it sees a view's exception first: stored key data that failed its check.
     "safechat.middleware.IntegrityFailureMiddleware",
 ]

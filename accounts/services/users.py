@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 
 from axes.handlers.proxy import AxesProxyHandler
 from axes.models import AccessAttempt
@@ -11,10 +11,11 @@ from django.conf import settings
 from django.contrib.auth import login, password_validation, update_session_auth_hash
 from django.contrib.auth.models import Group
 from django.contrib.auth.tokens import default_token_generator
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest
+from django.db.models import Model
+from django.http import Http404, HttpRequest
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
@@ -139,23 +140,88 @@ def _link_refusal(
     return None
 
 
+# The constraints of ``User`` whose violation is a refusal of one field, and what it says
+# (a constraint's default message names the constraint, not the problem).
+_FIELD_CONSTRAINTS: dict[str, tuple[str, str, str]] = {
+    "accounts_user_username_skeleton_unique": (
+        "username", "username_lookalike", "That username is too similar to an existing one.",
+    ),
+    "accounts_user_email_unique_ci": (
+        "email", "email_taken", "An account with that email address exists already.",
+    ),
+}  # fmt: skip
+# A username refused for several reasons at once is answered with the most precise one:
+# a character the PRECIS profile refuses (named), then Django's character rule, then
+# "taken", then "looks like one taken" (a taken name's skeleton is taken too).
+_USERNAME_REFUSALS = ("username_invalid", "username_not_canonical", "invalid", "unique")
+
+
+class _SelfValidating(Protocol):
+    name: str
+
+    def validate(self, model: type[Model], instance: Model, exclude: set[str]) -> None: ...
+
+
+def _one_username_refusal(errors: list[ValidationError]) -> list[ValidationError]:
+    ranked = sorted(
+        errors,
+        key=lambda e: (
+            _USERNAME_REFUSALS.index(e.code)
+            if e.code in _USERNAME_REFUSALS
+            else len(_USERNAME_REFUSALS)
+        ),
+    )
+    return ranked[:1]
+
+
 def _user_create(
     *, username: str, email: str, password: str, first_name: str = "", last_name: str = ""
 ) -> User:
-    """Validate and create (inside the caller's transaction); ``ValidationError`` on an
-    invalid or taken name, a weak password or a display name ``display_name_clean``
-    refuses (keyed by field)."""
-    names = display_name_clean(first_name=first_name, last_name=last_name)
-    # The username in its PRECIS form (RFC 8265); full_clean refuses an invalid one and a
-    # look-alike of an existing one (UTS #39 skeleton), and the constraint holds under races.
+    """Validate and create (inside the caller's transaction).
+
+    Every refusal is found before any is raised, and each is said once, on its own field:
+    ``ValidationError`` keyed by ``username`` (one message: invalid, taken, or a
+    look-alike of a taken one, UTS #39), ``email`` (taken), ``password`` (each rule the
+    password breaks, Django's validators) and the name fields (``display_name_clean``).
+    """
+    errors: dict[str, list[ValidationError]] = {}
+    try:
+        names = display_name_clean(first_name=first_name, last_name=last_name)
+    except ValidationError as exc:
+        errors.update(exc.error_dict)
+        names = {}
+    # The username in its PRECIS form (RFC 8265); full_clean refuses an invalid one, the
+    # constraints a look-alike of an existing one (UTS #39 skeleton) and a taken email,
+    # and the constraints hold under races.
     user = User(
         username=User.normalize_username(username.strip()),
         email=email.strip().lower(),
         **names,
     )
-    password_validation.validate_password(password, user)
+    try:
+        user.full_clean(exclude=["password", *errors], validate_constraints=False)
+    except ValidationError as exc:
+        for field, found in exc.error_dict.items():
+            errors.setdefault(field, []).extend(found)
+    for model, constraints in user.get_constraints():
+        for constraint in constraints:
+            try:
+                # Every constraint validates itself since Django 4.1 (not in the stubs).
+                cast(_SelfValidating, constraint).validate(model, user, exclude={"password"})
+            except ValidationError as exc:
+                field, code, message = _FIELD_CONSTRAINTS.get(
+                    constraint.name, (NON_FIELD_ERRORS, exc.code or "", exc.messages[0])
+                )
+                errors.setdefault(field, []).append(ValidationError(message, code=code))
+    if "username" in errors:
+        errors["username"] = _one_username_refusal(errors["username"])
+    try:
+        password_validation.validate_password(password, user)
+    except ValidationError as exc:
+        errors["password"] = exc.error_list
+    if errors:
+        raise ValidationError(errors)
     user.set_password(password)
-    user.full_clean(exclude=["password"])
     try:
         with transaction.atomic():
             user.save()
@@ -312,17 +378,23 @@ def _invitations_lapse(*, user: User) -> int:
 
 @action
 def invitation_revoke(
-    *, actor: User, invitation: Invitation, request: HttpRequest | None = None
+    *, actor: User, invitation: Invitation | None, request: HttpRequest | None = None
 ) -> bool:
     """Withdraw a pending invitation (security admins): its link creates nothing from now
     on. Returns False for one already accepted, revoked or expired (nothing to do, and
     nothing recorded). Audited ``account.invitation.revoked``. Locks: the actor, then the
     invitation; the audit chain last.
+
+    ``None`` stands for an id that names no invitation (``selectors.invitation_for_revoke``):
+    answered ``Http404`` after the actor's right is checked, so someone without it gets
+    the same refusal (``Refused``, audited ``account.admin.refused``) for every id.
     """
     ensure_permission(
         actor=actor, permission=MANAGE_USERS, operation="account.invitation.revoke",
         request=request,
     )  # fmt: skip
+    if invitation is None:
+        raise Http404("no such invitation")
     with action_transaction():
         actor_and_people_locked(
             actor=actor, users=[], permission=MANAGE_USERS,

@@ -4,6 +4,7 @@ render or redirect. ``accounts.urls`` routes to the names re-exported here."""
 from accounts.views.administration import (
     admin_identity_link,
     admin_identity_unlink,
+    admin_invitation_revoke,
     admin_lockout_lift,
     admin_user_action,
     admin_users,
@@ -36,6 +37,7 @@ from accounts.views.tokens import token_revoke, tokens
 __all__ = [
     "admin_identity_link",
     "admin_identity_unlink",
+    "admin_invitation_revoke",
     "admin_lockout_lift",
     "admin_user_action",
     "admin_users",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from django.conf import settings
@@ -43,19 +44,24 @@ def _errors(form_or_exc: Any) -> list[str]:
     return [str(form_or_exc)]
 
 
-def service_errors(form: Any, exc: ValidationError) -> list[str]:
-    """A service's ``ValidationError`` shown where it belongs: errors keyed by a field the
-    form has go beside that field; the others (whole-form ones, fields the form does not
-    show) are returned, for the page's error list."""
+def service_errors(
+    form: Any, exc: ValidationError, *, fields: Mapping[str, str] | None = None
+) -> list[str]:
+    """A service's ``ValidationError`` shown where it belongs, each message once: errors
+    keyed by a field the form has go beside that field (``fields`` maps a service's
+    argument to the form field that holds it, ``{"password": "new_password1"}``); the
+    others (whole-form ones, fields the form does not show) are returned, for the page's
+    error list."""
     if not hasattr(exc, "error_dict"):
-        return list(exc.messages)
+        return list(dict.fromkeys(exc.messages))
     rest: list[str] = []
     for field, errors in exc.error_dict.items():
-        if field in form.fields:
-            form.add_error(field, errors)
+        name = (fields or {}).get(field, field)
+        if name in form.fields:
+            form.add_error(name, errors)
         else:
             rest.extend(message for error in errors for message in error.messages)
-    return rest
+    return list(dict.fromkeys(rest))
 
 
 def raise_404() -> NoReturn:

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import forms, selectors, services
 from accounts.models import User
 from accounts.providers import federated_providers
-from accounts.roles import MANAGE_USERS, Role
+from accounts.roles import MANAGE_USERS, ROLE_CHOICES, Role
 from accounts.views._common import _user, raise_404
 from audit.actions import AuditAction
 
@@ -51,9 +51,10 @@ def admin_users(request: HttpRequest) -> HttpResponse:
             "users": users,
             "form": form,
             "invite_link": invite_link,
+            "invitations": selectors.invitations_pending(actor=actor),
             "lockouts": selectors.lockouts_active(actor=actor),
             "lift_form": forms.LockoutLiftForm(),
-            "roles": [r.value for r in Role],
+            "roles": ROLE_CHOICES,
             "link_form": _link_form(),
             "identities": selectors.federated_identities() if federated_providers() else [],
         },
@@ -154,6 +155,23 @@ def admin_user_action(request: HttpRequest, user_id: int, action: str) -> HttpRe
             f"{len(result)} room(s) of this person now violate an information barrier: "
             "remove the members concerned (admin, Memberships).",
         )
+    return redirect("accounts:admin-users")
+
+
+@require_POST
+def admin_invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    """Withdraw a pending invitation (``services.invitation_revoke``: security admins; a
+    refusal is a 403, audited, the same for every id)."""
+    invitation = selectors.invitation_for_revoke(invitation_id=invitation_id)
+    revoked = services.invitation_revoke(
+        actor=_user(request), invitation=invitation, request=request
+    )
+    if revoked and invitation is not None:  # the service answers None with a 404
+        messages.success(
+            request, f"The invitation of {invitation.email} is revoked: its link creates nothing."
+        )
+    else:
+        messages.info(request, "That invitation was accepted, revoked or expired already.")
     return redirect("accounts:admin-users")
 
 

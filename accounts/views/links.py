@@ -15,6 +15,9 @@ from django.views.decorators.http import require_http_methods
 from accounts import forms, selectors, services
 from accounts.views._common import INVALID_LINK, service_errors
 
+# The services' arguments that the forms hold under another name.
+SERVICE_FIELDS = {"password": "new_password1"}
+
 
 def _account_create_page(
     request: HttpRequest,
@@ -41,7 +44,7 @@ def _account_create_page(
                     request, "accounts/invalid_link.html", {"message": INVALID_LINK}, status=404
                 )
             except ValidationError as exc:
-                errors, status = service_errors(form, exc), 400
+                errors, status = service_errors(form, exc, fields=SERVICE_FIELDS), 400
             else:
                 return redirect("accounts:enrol")
         else:

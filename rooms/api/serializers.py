@@ -14,11 +14,45 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from rooms.models import Membership, Room
+from rooms.selectors import RoomLabel, label_json
 from rooms.wire import Doc, WireMessage
 
 
+class RoomLabelOutput(serializers.Serializer[RoomLabel]):
+    """``rooms.selectors.RoomLabel`` as ``label_json`` writes it."""
+
+    text = serializers.CharField(
+        help_text="What the room is called for you: a channel's name; a direct "
+        "conversation's other participants' display names (the username of someone with "
+        "no name), comma-separated, never your own. Text to show isolated (bidi), never markup"
+    )
+    qualifier = serializers.CharField(
+        allow_blank=True,
+        help_text="Empty unless another of your rooms has a label that looks the same "
+        "(case, compatibility forms and confusable letters aside, Unicode TS #39): then "
+        "show it beside `text` to tell them apart: `#<id>` for a channel, the other "
+        "participants' `@username`s for a direct conversation (and ` · #<id>` when two "
+        "conversations have the very same people)",
+    )
+    usernames = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="A direct conversation's other participants' usernames, in the order of "
+        "`text` (empty for a channel): show them with the display names (a tooltip, a "
+        "second line), so that a display name never stands alone",
+    )
+
+
 class RoomOutput(serializers.ModelSerializer[Room]):
+    """A room as the caller sees it. Needs ``context["labels"]``, the caller's
+    ``rooms.selectors.room_labels``."""
+
     unread = serializers.IntegerField(read_only=True, required=False)
+    # DRF's metaclass takes declared fields off the class, so this does not stand for
+    # ``Field.label`` (the serializer's own caption), which the stubs see.
+    label = serializers.SerializerMethodField(  # type: ignore[assignment]
+        help_text="What the room is called for you (per viewer; `name` is the stored name, "
+        "which for a direct conversation lists every participant's username, yours too)"
+    )
     archived = serializers.SerializerMethodField()
     visibility = serializers.ChoiceField(
         choices=Room.Visibility.choices,
@@ -38,6 +72,7 @@ class RoomOutput(serializers.ModelSerializer[Room]):
             "id",
             "kind",
             "name",
+            "label",
             "topic",
             "history_visible",
             "visibility",
@@ -49,6 +84,11 @@ class RoomOutput(serializers.ModelSerializer[Room]):
 
     def get_archived(self, room: Room) -> bool:
         return room.is_archived
+
+    @extend_schema_field(RoomLabelOutput)
+    def get_label(self, room: Room) -> dict[str, object]:
+        labels: dict[int, RoomLabel] = self.context["labels"]
+        return label_json(labels.get(room.pk) or RoomLabel(text=room.name))
 
     @extend_schema_field(serializers.ChoiceField(choices=Membership.Mute.choices))
     def get_mute(self, room: Room) -> str:

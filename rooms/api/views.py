@@ -53,8 +53,10 @@ def _user(request: Request) -> User:
 def _room_json(request: Request, room: Room) -> Any:
     """``room`` as ``RoomOutput``, with its unread count for the caller as in the list (a
     room answered after a write is read again, annotated)."""
-    annotated = selectors.room_list_for_user(user=_user(request)).filter(pk=room.pk).first()
-    return RoomOutput(annotated or room).data
+    user = _user(request)
+    annotated = selectors.room_list_for_user(user=user).filter(pk=room.pk).first()
+    labels = selectors.room_labels(viewer=user)
+    return RoomOutput(annotated or room, context={"labels": labels}).data
 
 
 def _person(user_id: int) -> User | None:
@@ -76,10 +78,16 @@ class RoomListApi(APIView):
         operation_id="rooms_list",
     )
     def get(self, request: Request) -> Response:
-        """The rooms you may view, by id (ascending), paginated."""
+        """The rooms you may view, by id (ascending), paginated, each with its `label`:
+        what it is called for you (a direct conversation by its other participants),
+        qualified where two of your rooms would look alike."""
         cursor = cursor_from_query(request.query_params)
-        page = page_of(selectors.room_list_for_user(user=_user(request)), cursor=cursor)
-        return Response(page.as_json(RoomOutput(page.items, many=True).data))
+        user = _user(request)
+        page = page_of(selectors.room_list_for_user(user=user), cursor=cursor)
+        labels = selectors.room_labels(viewer=user)
+        return Response(
+            page.as_json(RoomOutput(page.items, many=True, context={"labels": labels}).data)
+        )
 
 
 class RoomCreateApi(APIView):

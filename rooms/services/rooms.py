@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.db.models import Exists, OuterRef
 from django.http import Http404
 from django.utils import timezone
 
@@ -132,7 +133,8 @@ def direct_conversation_create(*, actor: User, participants: list[User | None]) 
     unreachable one is (``rooms.errors.UnreachableError``, 400 on the API), so the
     answer tells nothing of anyone's role or barriers.
     A 1:1 conversation that already exists is returned instead of a second one, also
-    when two identical requests arrive together. Information barriers apply as they do
+    when two identical requests arrive together. The other participants of a new one hear
+    ``room.granted``, as someone added to a room does. Information barriers apply as they do
     to rooms; a participant deactivated at the same instant is refused. Counted against
     ``SAFECHAT_ROOM_CREATE_RATE_LIMIT``. Locks: every participant's user row (activity
     and barriers are checked under them), in id order, then the new room.
@@ -172,22 +174,33 @@ def direct_conversation_create(*, actor: User, participants: list[User | None]) 
                 actor=actor, room=None, user_ids=[actor.pk, *(o.pk for o in others)]
             )
         if len(others) == 1:
+            # The live conversation of exactly these two: never a group conversation they
+            # are both in (whichever comes first by name), which would make a second one.
+            pair = [actor.pk, others[0].pk]
+            someone_else = Membership.objects.filter(room=OuterRef("pk")).exclude(user__in=pair)
             existing = (
                 Room.objects.filter(kind=Room.Kind.DIRECT, memberships__user=actor)
                 .filter(memberships__user=others[0])
                 .filter(archived_at__isnull=True)
+                .exclude(Exists(someone_else))
+                .order_by("pk")
                 .first()
             )
-            if existing is not None and existing.memberships.count() == 2:
+            if existing is not None:
                 return existing
         name = ", ".join(sorted(u.get_username() for u in [actor, *others]))[:120]
         room = Room(kind=Room.Kind.DIRECT, name=name, history_visible=True, created_by=actor)
         _room_validate(room)
         # Everyone in a direct conversation holds one role, member: everyone posts, and
         # nobody holds power over the others' words or the conversation itself.
-        return _room_insert(
+        room = _room_insert(
             actor=actor, room=room, others=others, actor_role=Membership.Role.MEMBER
         )
+        # The others learn of it at once, as someone added to a room does: their sockets
+        # subscribe to it and their room lists show it (after the commit).
+        for other in others:
+            publish(Event.ROOM_GRANTED, to_user=other.pk, room_id=room.pk)
+        return room
 
 
 @action

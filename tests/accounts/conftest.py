@@ -9,7 +9,8 @@ from django.test import Client
 from accounts.models import User
 from accounts.roles import Role
 from audit.models import AuditEvent
-from tests.accounts.factories import grant_role, make_user, sign_in_client
+from tests.accounts.factories import grant_role, make_user
+from tests.support.clients import verified_client as signed_in
 
 PASSWORD = "correct horse battery staple"
 
@@ -34,13 +35,9 @@ def security_admin() -> User:
 
 @pytest.fixture
 def admin_client(security_admin: User) -> Client:
-    client = Client()
-    sign_in_client(client, security_admin, verified=True)
-    return client
+    return signed_in(security_admin)
 
 
 @pytest.fixture
 def verified_client(user: User) -> Client:
-    client = Client()
-    sign_in_client(client, user, verified=True)
-    return client
+    return signed_in(user)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
-from django.test import Client
 
 from accounts.models import User
 from accounts.roles import Role
@@ -14,7 +13,7 @@ from audit.actions import AuditAction
 from audit.actors import SystemActor
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from audit.services import audit_record
-from tests.accounts.factories import grant_role, make_user, sign_in_client
+from tests.accounts.factories import grant_role, make_user
 
 
 def make_event(**fields: Any) -> AuditEvent:
@@ -32,13 +31,6 @@ def make_officer(**fields: Any) -> User:
     """A user in the compliance_officer role (which grants audit.view_auditevent)."""
     officer = grant_role(make_user(**fields), Role.COMPLIANCE_OFFICER)
     return User.objects.get(pk=officer.pk)  # fresh: permission caches are per instance
-
-
-def verified_client(user: User) -> Client:
-    """A client signed in as our sign-in would, second factor passed (admin and API need it)."""
-    client = Client()
-    sign_in_client(client, user, verified=True)
-    return client
 
 
 def log_state() -> tuple[int, int, str]:

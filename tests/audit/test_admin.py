@@ -18,8 +18,8 @@ from tests.audit.factories import (
     log_state,
     make_events,
     make_officer,
-    verified_client,
 )
+from tests.support.clients import verified_client
 
 pytestmark = pytest.mark.django_db
 

@@ -21,6 +21,7 @@ from safechat.keyring.services import clear_key_caches
 from safechat.middleware import INTEGRITY_FAILURE_MESSAGE, IntegrityFailureMiddleware
 from tests.accounts.factories import make_totp_device, make_user, sign_in_client
 from tests.rooms.factories import make_room
+from tests.support.clients import verified_client
 
 pytestmark = pytest.mark.django_db
 
@@ -32,12 +33,6 @@ def _fresh_rate_limits() -> None:
     """The posting limit counts per user id in the cache, which outlives a test: ids
     are reused from test to test, so earlier tests' posts would count against ours."""
     cache.clear()
-
-
-def verified_client(user: User) -> Client:
-    client = Client()
-    sign_in_client(client, user, verified=True)
-    return client
 
 
 def audited(action: str, room: Room) -> int:

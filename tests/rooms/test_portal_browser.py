@@ -73,6 +73,10 @@ def test_two_people_chat_live_in_the_browser(
             # Bob starts in the first room (Credit desk) and moves down two, keyboard only.
             expect(bob_page.locator("#room-title")).to_contain_text("Credit desk")
             for expected in ("FX desk", "Rates desk"):
+                # the page's script is running (its socket is up) before the key is pressed
+                expect(bob_page.locator("#connection-state")).to_have_attribute(
+                    "data-state", "connected", timeout=LIVE
+                )
                 bob_page.keyboard.press("Alt+ArrowDown")
                 expect(bob_page.locator("#room-title")).to_contain_text(expected)
             expect(bob_page.locator("#connection-state")).to_have_attribute(
@@ -256,7 +260,7 @@ def test_a_new_room_admin_starts_a_room_and_a_conversation_from_the_portal(
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "portal-new-conversation.png"))
             page.get_by_role("button", name="Start conversation").click()
-            expect(page.locator("#room-title")).to_contain_text("colm")
+            expect(page.locator("#room-title")).to_have_text("@ Colm Byrne")
             expect(page.locator("#room-list")).to_contain_text("Rates desk")
             page.screenshot(path=str(ARTIFACTS / "portal-new-room-and-conversation.png"))
 
@@ -270,7 +274,7 @@ def test_a_new_room_admin_starts_a_room_and_a_conversation_from_the_portal(
             expect(card).to_contain_text("@colm")
             page.screenshot(path=str(ARTIFACTS / "portal-people.png"))
             card.get_by_role("button", name="Message").click()
-            expect(page.locator("#room-title")).to_contain_text("colm")
+            expect(page.locator("#room-title")).to_have_text("@ Colm Byrne")
         finally:
             browser.close()
 

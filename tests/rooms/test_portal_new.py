@@ -20,8 +20,9 @@ from rooms.models import Membership, Room
 from rooms.presence import presence_reset, presence_set
 from rooms.selectors import people_reachable
 from rooms.services import barrier_create
-from tests.accounts.factories import grant_role, make_user, sign_in_client
+from tests.accounts.factories import grant_role, make_user
 from tests.rooms.factories import make_room_admin
+from tests.support.clients import verified_client
 
 pytestmark = pytest.mark.django_db
 
@@ -32,12 +33,6 @@ NEW_CONVERSATION = "/rooms/conversations/new/"
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits() -> None:
     cache.clear()
-
-
-def verified_client(user: User) -> Client:
-    client = Client()
-    sign_in_client(client, user, verified=True)
-    return client
 
 
 def _security_admin() -> User:

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.test import Client
 from guardian.utils import get_anonymous_user
 
 from accounts.models import User
@@ -34,8 +33,9 @@ from rooms.services import (
 )
 from safechat.actions import Refused
 from safechat.keyring.models import RoomEpoch, SealedEpochKey, UserKeyPair
-from tests.accounts.factories import grant_role, make_user, sign_in_client
+from tests.accounts.factories import grant_role, make_user
 from tests.rooms.factories import make_room
+from tests.support.clients import verified_client
 
 pytestmark = pytest.mark.django_db
 
@@ -65,12 +65,6 @@ def rows() -> tuple[Any, ...]:
         sorted(User.groups.through.objects.values_list("user_id", "group_id")),
         RoomEpoch.objects.count(),
     )
-
-
-def verified_client(user: User) -> Client:
-    client = Client()
-    sign_in_client(client, user, verified=True)
-    return client
 
 
 # --- One selector of people -----------------------------------------------------------

@@ -358,6 +358,25 @@ def test_a_direct_conversation_is_reused_for_the_same_two_people() -> None:
     assert first.kind == Room.Kind.DIRECT
 
 
+def test_a_group_conversation_of_the_two_is_not_taken_for_theirs() -> None:
+    # given Alice and Bob in a group conversation with Aaron, whose stored name sorts
+    # before their own conversation's ("aaron, alice, bob" < "alice, bob"), and their 1:1
+    alice, bob, aaron = (
+        make_user(username="alice"),
+        make_user(username="bob"),
+        make_user(username="aaron"),
+    )
+    group = direct_conversation_create(actor=alice, participants=[bob, aaron])
+    first = direct_conversation_create(actor=alice, participants=[bob])
+
+    # when either asks for their conversation again
+    again = direct_conversation_create(actor=bob, participants=[alice])
+
+    # then it is theirs, not the group's, and no third room was made
+    assert again.pk == first.pk != group.pk
+    assert Room.objects.filter(kind=Room.Kind.DIRECT).count() == 2
+
+
 def test_markdown_is_rendered_sanitised_and_never_loads_anything() -> None:
     owner = make_user()
     room = make_room(owner=owner)

@@ -17,6 +17,7 @@ from pytest_django import Settings
 
 from accounts.models import User
 from accounts.roles import Role
+from accounts.services import invitation_create
 from audit.models import AuditEvent
 from rooms.models import Message, Room
 from rooms.services import message_post, reaction_toggle
@@ -97,6 +98,7 @@ def test_axe_finds_no_a_or_aa_violation_on_any_page_a_person_uses(
     make_user(username="nina")
     room = busy_room(sam_user, bob_user)
     make_room(owner=bob_user, name="Macro ideas", visibility=Room.Visibility.LISTED)
+    invitation_create(actor=sam_user, email="new.colleague@bank.example", role=Role.ROOM_ADMIN)
     sam, cora = person(sam_user), person(cora_user)
     event_id = AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first()
     errors: list[str] = []
@@ -177,6 +179,10 @@ def test_the_portal_reflows_at_320_px_and_at_200_percent_zoom(
     # given a security admin in a room with a long topic (1280 px at 200 % is 640 px)
     sam_user = grant_role(make_room_admin(username="sam"), Role.SECURITY_ADMIN)
     room = busy_room(sam_user, make_user(username="bob"))
+    # and a pending invitation on the Users page, its Revoke button named for screen readers
+    invitation_create(
+        actor=sam_user, email="a.rather.long.address@bank.example", role=Role.COMPLIANCE_OFFICER
+    )
     sam = person(sam_user)
     errors: list[str] = []
 
@@ -365,6 +371,10 @@ def test_dark_mode_renders_and_axe_finds_nothing_in_it(
     # given a person whose system prefers dark
     sam_user = grant_role(make_room_admin(username="sam"), Role.SECURITY_ADMIN)
     room = busy_room(sam_user, make_user(username="bob"))
+    # and a pending invitation on the Users page, its Revoke button named for screen readers
+    invitation_create(
+        actor=sam_user, email="a.rather.long.address@bank.example", role=Role.COMPLIANCE_OFFICER
+    )
     sam = person(sam_user)
     errors: list[str] = []
 

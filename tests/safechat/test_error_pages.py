@@ -1,23 +1,27 @@
-"""The portal's error pages (404, 403, 400, 500, a refused CSRF token) are its own pages:
+"""The portal's error pages (404, 403, 405, 400, 500, a refused CSRF token) are its own pages:
 the navigation back, the request id for support, no internals, the strict CSP; under
 /api/ the same errors stay problem details. And /favicon.ico answers."""
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.test import Client
+from django.http import HttpResponseNotAllowed
+from django.test import Client, RequestFactory
 from pytest_django import Settings
 
 from accounts.models import ApiToken, User
 from rooms import selectors as room_selectors
+from safechat.middleware import MethodNotAllowedMiddleware
 from tests.accounts.conftest import events
-from tests.accounts.factories import make_user, sign_in_client
+from tests.accounts.factories import make_user
 from tests.rooms.factories import make_room
+from tests.support.clients import verified_client
 
 pytestmark = pytest.mark.django_db
 
@@ -71,9 +75,7 @@ def member() -> User:
 
 @pytest.fixture
 def member_client(member: User) -> Client:
-    client = Client()
-    sign_in_client(client, member, verified=True)
-    return client
+    return verified_client(member)
 
 
 def test_an_unknown_page_is_the_portals_404_with_the_navigation(member_client: Client) -> None:
@@ -114,8 +116,7 @@ def test_a_refusal_is_the_portals_403_in_its_own_words(member_client: Client, me
 def test_a_form_without_its_csrf_token_is_the_portals_403_saying_what_to_do(
     member: User,
 ) -> None:
-    client = Client(enforce_csrf_checks=True)
-    sign_in_client(client, member, verified=True)
+    client = verified_client(member, enforce_csrf_checks=True)
 
     response = client.post("/accounts/tokens/", {"name": "ci", "scope": "read", "days": 30})
 
@@ -145,8 +146,7 @@ def test_a_server_error_is_the_portals_500_without_internals(
         raise RuntimeError("internal detail: table rooms_room is locked by pid 4242")
 
     monkeypatch.setattr(room_selectors, "room_list_for_user", broken)
-    client = Client(raise_request_exception=False)
-    sign_in_client(client, member, verified=True)
+    client = verified_client(member, raise_request_exception=False)
 
     # when the page is asked for
     response = client.get("/rooms/")
@@ -180,8 +180,7 @@ def test_an_api_server_error_is_still_a_problem_document(
         raise RuntimeError("internal detail")
 
     monkeypatch.setattr(room_selectors, "room_list_for_user", broken)
-    client = Client(raise_request_exception=False)
-    sign_in_client(client, member, verified=True)
+    client = verified_client(member, raise_request_exception=False)
 
     response = client.get("/api/v1/rooms/")
 
@@ -193,9 +192,7 @@ def test_an_api_server_error_is_still_a_problem_document(
 
 @pytest.mark.parametrize("signed_in", [False, True])
 def test_favicon_ico_leads_to_the_svg_icon(member: User, signed_in: bool) -> None:
-    client = Client()
-    if signed_in:
-        sign_in_client(client, member, verified=True)
+    client = verified_client(member) if signed_in else Client()
 
     answer = client.get("/favicon.ico")
 
@@ -210,3 +207,66 @@ def test_favicon_ico_leads_to_the_svg_icon(member: User, signed_in: bool) -> Non
 
 def test_favicon_ico_takes_no_writes() -> None:
     assert Client().post("/favicon.ico").status_code == 405
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/rooms/{room}/archive/", "/rooms/{room}/members/add/", "/accounts/sign-out/",
+     "/accounts/admin/lockouts/lift/"],
+)  # fmt: skip
+def test_opening_a_forms_address_is_the_portals_405_saying_what_to_do(
+    member_client: Client, member: User, path: str
+) -> None:
+    # given a room the member owns, and addresses that only take a form's POST
+    room = make_room(owner=member, name="Rates desk")
+    before = len(events("room.archived"))
+
+    # when one is opened as a page (a bookmark, a reload, a link pasted)
+    response = member_client.get(path.format(room=room.pk))
+
+    # then it is the portal's own page, with the reference and the methods it takes
+    page = assert_portal_page(response, 405, "Not a page to open")
+    assert response["Allow"] == "POST"
+    assert "it is not a page to open, reload or bookmark. Nothing was done." in page
+    assert 'href="/rooms/mentions/">Mentions</a>' in page  # the signed-in navigation
+    # and nothing happened
+    room.refresh_from_db()
+    assert not room.is_archived
+    assert len(events("room.archived")) == before
+
+
+def test_a_post_to_a_page_that_only_reads_is_the_portals_405() -> None:
+    response = Client().post("/favicon.ico")
+
+    page = assert_portal_page(response, 405, "Not a page to open")
+    assert response["Allow"] == "GET, HEAD"
+    assert "does not take this kind of request" in page
+
+
+def test_an_api_path_not_taking_the_method_still_answers_problem_details(
+    member_client: Client,
+) -> None:
+    response = member_client.get("/api/v1/rooms/create/")
+
+    assert response.status_code == 405
+    assert response["Content-Type"] == PROBLEM
+    assert response.json()["code"] == "method_not_allowed"
+    assert "POST" in response["Allow"]
+
+
+def test_django_s_own_405_under_the_api_becomes_problem_details() -> None:
+    # given an API path answered by one of Django's method decorators (an empty 405)
+    request = RequestFactory().get("/api/v1/some-form-target/")
+    request.request_id = "req-405-test"  # type: ignore[attr-defined]
+    middleware = MethodNotAllowedMiddleware(lambda r: HttpResponseNotAllowed(["POST", "PUT"]))
+
+    # when it passes the middleware
+    response = middleware(request)
+
+    # then it is a problem document, with the same Allow header
+    assert response.status_code == 405
+    assert response["Content-Type"] == PROBLEM
+    assert response["Allow"] == "POST, PUT"
+    body = json.loads(response.content)
+    assert body["code"] == "method_not_allowed"
+    assert body["detail"] == 'Method "GET" not allowed.'

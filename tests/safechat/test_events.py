@@ -182,7 +182,7 @@ ACTIONS: dict[str, tuple[Callable[[World], object], list[Event]]] = {
     "room_create": (lambda w: room_create(actor=w.owner, name="New desk"), []),
     "direct_conversation_create": (
         lambda w: direct_conversation_create(actor=w.owner, participants=[w.outsider]),
-        [],
+        [E.ROOM_GRANTED],
     ),
     "room_update": (
         lambda w: room_update(actor=w.owner, room=w.room, topic="rates"),
@@ -265,6 +265,26 @@ def test_the_events_go_to_the_people_and_rooms_they_concern(world: World) -> Non
         (user_group(world.member.pk), "room.revoked"),
         (room_group(world.room.pk), "member.removed"),
         (room_group(world.room.pk), "message.new"),  # no mention: not a member
+    ]
+
+
+def test_a_new_direct_conversation_is_granted_to_the_others_only(world: World) -> None:
+    # given a conversation of the owner with two people
+    with _captured() as sent:
+        room = direct_conversation_create(
+            actor=world.owner, participants=[world.member, world.outsider]
+        )
+    # and the same 1:1 twice: the second returns the first, and publishes nothing
+    with _captured() as again:
+        first = direct_conversation_create(actor=world.owner, participants=[world.member])
+        assert direct_conversation_create(actor=world.owner, participants=[world.member]) == first
+
+    # then each other participant's sockets hear of it, never the starter's
+    assert sorted((group, message["room_id"]) for group, message in sent) == sorted(
+        (user_group(user.pk), room.pk) for user in (world.member, world.outsider)
+    )
+    assert [(group, message["event"]) for group, message in again] == [
+        (user_group(world.member.pk), "room.granted")
     ]
 
 

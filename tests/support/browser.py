@@ -12,6 +12,10 @@ pointed at the test's database, rather than ``ChannelsLiveServerTestCase``:
   before our per-test fixtures) would not see;
 - stopping it is ours, before pytest-django flushes the database.
 Tests using it are transactional, so what they create is committed and visible to the server.
+
+Most browser tests open the same way: passwords hashed as the server checks them, fresh
+rate limits, then the server, Chromium and people signed in. The ``chat_browser`` fixture
+(tests/rooms/conftest.py) gives them that, through :func:`browser_session`.
 """
 
 from __future__ import annotations
@@ -21,19 +25,29 @@ import re
 import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 from django.db import connection, connections
 from django_otp.oath import totp
-from playwright.sync_api import Browser, BrowserContext, BrowserType, ConsoleMessage, Page, expect
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    BrowserType,
+    ConsoleMessage,
+    Page,
+    expect,
+    sync_playwright,
+)
 
 from accounts.models import User
 from tests.accounts.factories import make_totp_device
+from tests.support.axe import AXE_CONTEXT
 from tests.support.fixtures import PROJECT_ROOT, project_env, start_server
 from tests.support.servers import free_port
 
@@ -150,6 +164,56 @@ def in_thread(func: Callable[..., object], **kwargs: object) -> None:
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(run).result()
+
+
+@dataclass
+class BrowserSession:
+    """A running server and Chromium (``browser_session``); every page signed in through
+    it records its console and page errors in ``errors``."""
+
+    base_url: str
+    browser: Browser
+    server: Stopper
+    errors: list[str] = field(default_factory=list)
+
+    def sign_in(
+        self,
+        who: Person,
+        path: str = "/rooms/",
+        *,
+        lands_on: str | None = None,
+        width: int = 1280,
+        height: int = 900,
+        **context_options: Any,
+    ) -> Page:
+        """A new browser context of ``width`` x ``height`` (axe may run in it:
+        ``AXE_CONTEXT``), signed in as ``who`` through the real pages, on ``path``."""
+        context = self.browser.new_context(
+            viewport={"width": width, "height": height}, **{**AXE_CONTEXT, **context_options}
+        )
+        return sign_in(context, self.base_url, who, self.errors, path, lands_on)
+
+
+@contextmanager
+def browser_session(
+    tmp_path: Path, master_key_file: Path, **server_overrides: str
+) -> Iterator[BrowserSession]:
+    """The server on this test's database and Chromium, for a ``with`` block entered once
+    the test's data is made (the ORM cannot run inside Playwright's event loop); both are
+    stopped on leaving it."""
+    with (
+        running_server(tmp_path, master_key_file, **server_overrides) as (base_url, server),
+        sync_playwright() as playwright,
+    ):
+        browser = launch(playwright.chromium)
+        try:
+            yield BrowserSession(base_url, browser, server)
+        finally:
+            browser.close()
+
+
+# What the ``chat_browser`` fixture gives: ``with chat_browser() as browser: ...``.
+ChatBrowser = Callable[..., AbstractContextManager[BrowserSession]]
 
 
 def watch_for_errors(page: Page, errors: list[str]) -> None:

@@ -87,7 +87,7 @@ export function initDesktopNotifications() {
 function roomOf(roomId) {
   const item = byId("room-list")?.querySelector(`li[data-room-id="${Number(roomId)}"]`);
   return {
-    name: item?.querySelector(".room-name")?.textContent ?? "a room",
+    name: item?.dataset.label ?? "a room", // the row's label (rooms.js), qualified if need be
     direct: item?.dataset.kind === "direct",
   };
 }

@@ -40,7 +40,7 @@ import { initMemberPicker } from "./memberpicker.js";
 import { initMessages, maybeMarkRead, onMessageChanged, onMessageDeleted, onMessageNew } from "./messages.js";
 import { initReactions } from "./reactions.js";
 import { onMention } from "./notifications.js";
-import { EVENT, FRAME, me } from "./page.js";
+import { EVENT, FRAME, me, MEMBER_CHANGE } from "./page.js";
 import {
   announcePresence,
   forgetPresence,
@@ -54,6 +54,7 @@ import {
   onRoomArchived,
   onRoomGranted,
   onRoomMuted,
+  onPersonRenamed,
   onRoomRevoked,
   onRoomUpdated,
   setUnread,
@@ -80,7 +81,10 @@ const handlers = {
   },
   [EVENT.MEMBER_ADDED]: (f) => onMembersChanged(f.room_id),
   [EVENT.MEMBER_REMOVED]: (f) => onMembersChanged(f.room_id),
-  [EVENT.MEMBER_UPDATED]: (f) => onMemberUpdated(f.room_id, f.user_id, f.change),
+  [EVENT.MEMBER_UPDATED]: (f) => {
+    onMemberUpdated(f.room_id, f.user_id, f.change);
+    if (f.change === MEMBER_CHANGE.NAME) onPersonRenamed(f.room_id); // a conversation's label
+  },
   [EVENT.ROOM_GRANTED]: (f) => onRoomGranted(f.room_id),
   [EVENT.ROOM_REVOKED]: (f) => onRoomRevoked(f.room_id),
   [EVENT.ROOM_UPDATED]: (f) => onRoomUpdated(f.room_id),

@@ -51,7 +51,7 @@ export function clearError() {
 const roomItem = (roomId) => byId("room-list").querySelector(`li[data-room-id="${Number(roomId)}"]`);
 
 export function onMention(roomId, messageId) {
-  const name = roomItem(roomId)?.querySelector(".room-name")?.textContent ?? "a room";
+  const name = roomItem(roomId)?.dataset.label ?? "a room"; // the row's label (rooms.js)
   if (isCurrent(roomId) && document.hasFocus()) return; // seen where it happens
   const badge = roomItem(roomId)?.querySelector(".mention-badge");
   if (badge) badge.hidden = false;

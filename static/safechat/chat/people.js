@@ -3,6 +3,7 @@ import { api } from "./api.js";
 import { h, hidden, byId } from "./dom.js";
 import { notice } from "./notifications.js";
 import { config, current, csrfToken, FRAME, isCurrent, me, MEMBER_CHANGE } from "./page.js";
+import { fullLabel } from "./rooms.js";
 import * as socket from "./socket.js";
 
 const members = new Map((current?.members ?? []).map((m) => [m.user_id, m]));
@@ -63,7 +64,7 @@ function csrfInput() {
 // Mirrors the member rows of templates/rooms/chat.html.
 function memberItem(member) {
   const name = member.name || member.username;
-  const roleLabel = Object.fromEntries(current.role_choices)[member.role] ?? member.role;
+  const roleLabel = current.role_labels[member.role] ?? member.role;
   const state = presence.get(member.user_id) ?? "unknown";
   const item = h(
     "li",
@@ -112,7 +113,7 @@ function memberItem(member) {
           csrfInput(),
           h(
             "button",
-            { type: "submit", class: "danger", dataset: { confirm: `Remove ${name} from ${current.name}? They lose access at once.` } },
+            { type: "submit", class: "danger", dataset: { confirm: `Remove ${name} from ${fullLabel(current.label)}? They lose access at once.` } },
             "Remove from room",
           ),
         ),

@@ -1,5 +1,8 @@
 // The room list: unread badges, rooms granted, revoked, renamed, archived and muted, the
-// open room's "Notifications" selector, and Alt+Up / Alt+Down to switch rooms.
+// open room's "Notifications" selector, and Alt+Up / Alt+Down to switch rooms. A room is
+// shown by its label for this person (the API's `label`, rooms.selectors.room_labels): a
+// direct conversation by the other people in it, and a qualifier ("#12", "@alice") where
+// two rooms would look alike; the list, the title and every notice use the same one.
 import { api } from "./api.js";
 import { h, hidden, byId, sentence } from "./dom.js";
 import { MUTE_OFF, applyMute } from "./mute.js";
@@ -27,14 +30,40 @@ export function bumpUnread(roomId) {
   if (badge) setUnread(roomId, Number(badge.dataset.unread || 0) + 1);
 }
 
+// A label as plain text: what a notice, a notification or the window's title says.
+// Mirrors RoomLabel.full (rooms/selectors.py).
+export function fullLabel(label) {
+  return label.qualifier ? `${label.text} (${label.qualifier})` : label.text;
+}
+
+// The other people's usernames, a direct conversation's tooltip. Mirrors RoomLabel.hint.
+const labelHint = (label) => label.usernames.map((name) => `@${name}`).join(", ");
+
+// The label's text and, where it has one, its qualifier: each isolated (bidi).
+function labelNodes(label, textClass) {
+  const text = h("bdi", { class: textClass }, label.text);
+  if (!label.qualifier) return [text];
+  return [text, " ", h("span", { class: "room-qualifier" }, "(", h("bdi", {}, label.qualifier), ")")];
+}
+
+// What a room in the list is called, from its row: the same text the row shows.
+function roomLabelOf(roomId, fallback = "a room") {
+  return roomItem(roomId)?.dataset.label ?? fallback;
+}
+
 // Mirrors the room rows of templates/rooms/chat.html.
 function roomEntry(room, mentioned) {
+  const hint = labelHint(room.label);
   const link = h(
     "a",
-    { href: `${config.urls.portal}?room=${room.id}`, "aria-current": isCurrent(room.id) ? "page" : null },
+    {
+      href: `${config.urls.portal}?room=${room.id}`,
+      "aria-current": isCurrent(room.id) ? "page" : null,
+      title: hint || null,
+    },
     h("span", { class: "room-kind", "aria-hidden": "true" }, room.kind === "direct" ? "@" : "#"),
     " ",
-    h("bdi", { class: "room-name" }, room.name),
+    ...labelNodes(room.label, "room-name"),
     room.archived ? hidden(" (archived)") : null,
     h(
       "span",
@@ -49,14 +78,14 @@ function roomEntry(room, mentioned) {
     "li",
     {
       class: room.archived ? "room-item archived" : "room-item",
-      dataset: { roomId: room.id, kind: room.kind, mute: room.mute ?? MUTE_OFF },
+      dataset: { roomId: room.id, kind: room.kind, mute: room.mute ?? MUTE_OFF, label: fullLabel(room.label) },
     },
     link,
   );
 }
 
 // Every room of the person, page by page (the API pages by room id), in the list's order:
-// live rooms first, then by name.
+// live rooms first, then by label (rooms.selectors.room_list_labelled), then by id.
 async function allRooms() {
   const rows = [];
   let after = null;
@@ -66,7 +95,7 @@ async function allRooms() {
     rows.push(...page.results);
     after = page.has_more ? page.next_after : null;
   } while (after !== null);
-  const key = (r) => [r.archived ? 1 : 0, r.name.toLowerCase(), r.id];
+  const key = (r) => [r.archived ? 1 : 0, r.label.text.toLowerCase(), r.id];
   return rows.sort((a, b) => {
     const [x, y] = [key(a), key(b)];
     for (let i = 0; i < x.length; i += 1) if (x[i] !== y[i]) return x[i] < y[i] ? -1 : 1;
@@ -87,6 +116,9 @@ async function refreshRoomList() {
     setUnread(room.id, isCurrent(room.id) ? 0 : room.unread ?? 0);
   }
   if (focusedRoom) roomItem(focusedRoom)?.querySelector("a")?.focus();
+  // The open room's label may have changed with another's (a qualifier comes or goes).
+  const open = rooms.find((room) => isCurrent(room.id));
+  if (open) showTitle(open);
   return rooms;
 }
 
@@ -98,7 +130,7 @@ export async function onRoomGranted(roomId) {
     const page = await api(`rooms/${Number(roomId)}/messages/?limit=1`, { background: true });
     startRoom(Number(roomId), page.results[0]);
     if (room) {
-      notice(`You were added to ${room.name}.`, false, h("a", { href: `${config.urls.portal}?room=${room.id}` }, "Open it"));
+      notice(`You were added to ${fullLabel(room.label)}.`, false, h("a", { href: `${config.urls.portal}?room=${room.id}` }, "Open it"));
     }
   } catch (error) {
     notice(sentence(`could not refresh your rooms: ${error.message}`), true);
@@ -107,7 +139,7 @@ export async function onRoomGranted(roomId) {
 
 export function onRoomRevoked(roomId) {
   roomId = Number(roomId);
-  const name = roomItem(roomId)?.querySelector(".room-name")?.textContent ?? "a room";
+  const name = roomLabelOf(roomId);
   roomItem(roomId)?.remove();
   forgetRoom(roomId);
   if (!isCurrent(roomId)) {
@@ -125,16 +157,35 @@ export function onRoomRevoked(roomId) {
 
 export async function onRoomUpdated(roomId) {
   try {
-    const rooms = await refreshRoomList();
-    const room = rooms.find((r) => r.id === Number(roomId));
-    if (room && isCurrent(roomId)) {
-      byId("room-title").textContent = `${room.kind === "direct" ? "@" : "#"} ${room.name}`;
-      byId("room-topic").textContent = room.topic;
-      document.title = `${room.name} · SafeChat`;
-    }
+    await refreshRoomList(); // the open room's header too
   } catch (error) {
     notice(sentence(`could not refresh your rooms: ${error.message}`), true);
   }
+}
+
+// The open room's heading, as templates/rooms/chat.html renders it, the window's title and
+// the other places that name the room (the message list, the composer).
+function showTitle(room) {
+  const title = byId("room-title");
+  const hint = labelHint(room.label);
+  const kind = room.kind === "direct" ? "@" : "#";
+  const full = fullLabel(room.label);
+  title.replaceChildren(kind, " ", ...labelNodes(room.label, "room-label"));
+  if (hint) title.title = hint;
+  else title.removeAttribute("title");
+  byId("room-topic").textContent = room.topic;
+  document.title = `${full} · SafeChat`;
+  byId("message-list")?.setAttribute("aria-label", `Messages in ${full}`);
+  byId("composer-input")?.setAttribute("placeholder", `Message ${kind}${full}`);
+  const composerLabel = document.querySelector('label[for="composer-input"]');
+  if (composerLabel) composerLabel.textContent = `Message ${full}`;
+  current.label = room.label;
+}
+
+// Someone in a direct conversation changed their display name: it is what the
+// conversation is called, in the list and the title.
+export function onPersonRenamed(roomId) {
+  if (roomItem(roomId)?.dataset.kind === "direct") onRoomUpdated(roomId);
 }
 
 export function onRoomArchived(roomId) {
