@@ -380,6 +380,23 @@ def _views(reader: User, messages: list[Message]) -> list[MessageView]:
 MENTIONS_PAGE_MAX = 50
 
 
+def _mentions_visible(user: User) -> QuerySet[Message]:
+    """The messages that mention ``user`` and that ``user`` may read now (unordered)."""
+    visible_from = Membership.objects.filter(room=OuterRef("room_id"), user=user).values(
+        "visible_from_seq"
+    )[:1]
+    return (
+        Message.objects.filter(
+            mentions__user=user,
+            deleted_at__isnull=True,
+            room__in=rooms_for_user(user=user),
+        )
+        .annotate(visible_from=Subquery(visible_from))
+        .filter(seq__gt=F("visible_from"))
+        .select_related("sender")
+    )
+
+
 def mentions_for_user(
     *, user: User, before: int | None = None, limit: int = MENTIONS_PAGE_MAX
 ) -> list[MessageView]:
@@ -393,22 +410,18 @@ def mentions_for_user(
     Text is decrypted with ``user``'s keys, as in the room.
     """
     limit = max(1, min(limit, MENTIONS_PAGE_MAX))
-    visible_from = Membership.objects.filter(room=OuterRef("room_id"), user=user).values(
-        "visible_from_seq"
-    )[:1]
-    messages = (
-        Message.objects.filter(
-            mentions__user=user,
-            deleted_at__isnull=True,
-            room__in=rooms_for_user(user=user),
-        )
-        .annotate(visible_from=Subquery(visible_from))
-        .filter(seq__gt=F("visible_from"))
-        .select_related("sender")
-    )
+    messages = _mentions_visible(user)
     if before is not None:
         messages = messages.filter(pk__lt=before)
     return _views(user, list(messages.order_by("-id")[:limit]))
+
+
+def mentions_page(*, user: User, cursor: Cursor) -> Page[MessageView]:
+    """The page ``cursor`` names (``safechat.pagination``, keyed on the message id, newest
+    first) of the messages :func:`mentions_for_user` lists, under the same access rules;
+    ``cursor.limit`` at most ``MENTIONS_PAGE_MAX``."""
+    page = page_of(_mentions_visible(user), cursor=cursor, newest_first=True)
+    return page.map(lambda chunk: _views(user, chunk))
 
 
 def message_page_at(*, reader: User, room: Room, cursor: Cursor) -> Page[MessageView]:

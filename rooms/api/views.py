@@ -451,49 +451,30 @@ class ReadMarkerApi(APIView):
         return Response({"last_read_message_id": marker})
 
 
+MentionPage = page_serializer("MentionPage", MessageOutput(many=True))
+
+
 class MentionListApi(APIView):
     """The messages that mention the caller, across the rooms they may view now."""
 
-    class MentionListQuery(serializers.Serializer[dict[str, Any]]):
-        before = serializers.IntegerField(
-            required=False,
-            min_value=1,
-            max_value=KEY_MAX,
-            help_text="Only messages older than this message id; never empty.",
-        )
-        limit = serializers.IntegerField(
-            required=False,
-            min_value=LIMIT_MIN,
-            max_value=selectors.MENTIONS_PAGE_MAX,
-            default=selectors.MENTIONS_PAGE_MAX,
-            help_text=f"Page size, {LIMIT_MIN} to {selectors.MENTIONS_PAGE_MAX}.",
-        )
-
-    class MentionListPageOutput(serializers.Serializer[dict[str, Any]]):
-        results = MessageOutput(many=True)
-        next_before = serializers.IntegerField(allow_null=True)
-
     @extend_schema(
-        parameters=[MentionListQuery],
-        responses=MentionListPageOutput,
+        parameters=[cursor_parameters(max_limit=selectors.MENTIONS_PAGE_MAX, key="message id")],
+        responses=MentionPage,
         operation_id="mentions_list",
         description=(
-            "Newest first. Access is checked again on every call: a room left, a deleted "
-            "message and a message from before the caller joined a room that hides history "
-            "are not listed."
+            "Newest first, paginated on the message id like every list. Access is checked "
+            "again on every call: a room left, a deleted message and a message from before "
+            "the caller joined a room that hides history are not listed."
         ),
     )
     def get(self, request: Request) -> Response:
-        # Parsed as every list's cursor is: an empty or non-numeric value is refused.
-        query = request.query_params
-        before = query_integer(query, "before", minimum=1, maximum=None)
-        limit = query_integer(
-            query, "limit", minimum=LIMIT_MIN, maximum=selectors.MENTIONS_PAGE_MAX
+        cursor = cursor_from_query(
+            request.query_params,
+            default_limit=selectors.MENTIONS_PAGE_MAX,
+            max_limit=selectors.MENTIONS_PAGE_MAX,
         )
-        limit = selectors.MENTIONS_PAGE_MAX if limit is None else limit
-        page = selectors.mentions_for_user(user=_user(request), before=before, limit=limit)
-        next_before = page[-1].id if len(page) == limit else None
-        return Response({"results": [message_json(m) for m in page], "next_before": next_before})
+        page = selectors.mentions_page(user=_user(request), cursor=cursor)
+        return Response(page.as_json([message_json(m) for m in page.items]))
 
 
 class PersonOutput(serializers.Serializer[Any]):
