@@ -145,7 +145,8 @@ def rooms_joinable(*, user: User, query: str = "") -> QuerySet[Room]:
     ``member_count``: listed channels, not archived, that ``user`` is not in, and where no
     information barrier separates them from any current member. Nothing for someone
     inactive or read-only on chat (a compliance officer joins nothing). ``query``
-    (case-insensitive) matches a part of the name or the topic.
+    (case-insensitive) matches a part of the name or the topic; one holding a NUL
+    character matches nothing (no name holds one; PostgreSQL cannot compare one).
 
     A browsing answer, not a permission: ``room_join`` decides again under its locks.
     Unordered and unbounded (a list orders and cuts it).
@@ -156,6 +157,8 @@ def rooms_joinable(*, user: User, query: str = "") -> QuerySet[Room]:
         visibility=Room.Visibility.LISTED, kind=Room.Kind.CHANNEL, archived_at__isnull=True
     ).exclude(Exists(Membership.objects.filter(room=OuterRef("pk"), user=user)))
     query = query.strip()
+    if "\x00" in query:
+        return Room.objects.none()
     if query:
         rooms = rooms.filter(Q(name__icontains=query) | Q(topic__icontains=query))
     walled = _walled_groups(user)
@@ -480,9 +483,13 @@ def _people_reachable(user: User) -> QuerySet[User]:
 
 def people_reachable_matching(*, user: User, query: str = "") -> QuerySet[User]:
     """Everyone ``people_reachable`` would offer ``user`` for ``query``, unordered and
-    unbounded (a paginated list orders and cuts it)."""
+    unbounded (a paginated list orders and cuts it). A ``query`` holding a NUL character
+    matches nobody: no name holds one (every edge refuses it), and PostgreSQL cannot
+    compare text with one."""
     found = _people_reachable(user)
     query = query.strip()
+    if "\x00" in query:
+        return found.none()
     if query:
         found = found.filter(
             Q(username__icontains=query)

@@ -106,6 +106,20 @@ def query_integer(
     return value
 
 
+def query_text(query: Mapping[str, Any], name: str, *, max_length: int) -> str:
+    """The text in the query parameter ``name``, ``""`` if it is absent or empty (a search
+    for everything). A value holding a NUL character (code ``null_characters_not_allowed``,
+    as a string in a body is refused: no stored text holds one, and PostgreSQL cannot
+    compare text with one) or longer than ``max_length`` characters (``max_length``) is a
+    ``ValidationError`` naming it."""
+    raw = str(query.get(name, ""))
+    if "\x00" in raw:
+        raise _refused(name, "Null characters are not allowed.", "null_characters_not_allowed")
+    if len(raw) > max_length:
+        raise _refused(name, f"At most {max_length} characters.", "max_length")
+    return raw
+
+
 def cursor_from_query(
     query: Mapping[str, Any], *, default_limit: int = LIMIT_DEFAULT, max_limit: int = LIMIT_MAX
 ) -> Cursor:
@@ -190,6 +204,23 @@ def cursor_parameters(*, max_limit: int = LIMIT_MAX, key: str = "id") -> type[An
     return type(f"CursorQuery{max_limit}", (serializers.Serializer,), fields)
 
 
+def search_parameters(*, max_length: int, help_text: str) -> type[Any]:
+    """The query parameter ``q`` of a searchable list, for drf-spectacular's
+    ``parameters=`` (a serializer, so the schema carries its ``maxLength``); read it with
+    :func:`query_text`."""
+    fields: dict[str, Any] = {
+        "__module__": __name__,
+        "__doc__": None,
+        "q": serializers.CharField(
+            required=False,
+            allow_blank=True,
+            max_length=max_length,
+            help_text=f"{help_text} No NUL character.",
+        ),
+    }
+    return type(f"SearchQuery{max_length}", (serializers.Serializer,), fields)
+
+
 def page_serializer(name: str, item: Any) -> type[serializers.Serializer[Any]]:
     """The documented shape of a page of ``item`` (a serializer instance with many=True)."""
     attrs: dict[str, Any] = {
@@ -221,4 +252,6 @@ __all__ = [
     "page_of",
     "page_serializer",
     "query_integer",
+    "query_text",
+    "search_parameters",
 ]

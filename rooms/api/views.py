@@ -16,7 +16,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotAuthenticated, ValidationError
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -38,9 +38,13 @@ from safechat.pagination import (
     page_of,
     page_serializer,
     query_integer,
+    query_text,
+    search_parameters,
 )
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
+# The longest search text a list takes (``q``), in characters.
+SEARCH_MAX = 100
 
 
 def _user(request: Request) -> User:
@@ -152,11 +156,10 @@ class RoomDetailApi(APIView):
 class RoomJoinableListApi(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter(
-                "q",
-                str,
-                description="Case-insensitive part of a room's name or topic (at most 100 "
-                "characters); empty or absent lists them all.",
+            search_parameters(
+                max_length=SEARCH_MAX,
+                help_text="Case-insensitive part of a room's name or topic; empty or absent "
+                "lists them all.",
             ),
             cursor_parameters(key="room id"),
         ],
@@ -169,9 +172,7 @@ class RoomJoinableListApi(APIView):
         separates you from a member; none for a compliance officer
         (``rooms.selectors.rooms_joinable``). Join one with ``POST .../<id>/join/``."""
         cursor = cursor_from_query(request.query_params)
-        query = request.query_params.get("q", "")
-        if len(query) > 100:
-            raise ValidationError({"q": ["At most 100 characters."]})
+        query = query_text(request.query_params, "q", max_length=SEARCH_MAX)
         found = selectors.rooms_joinable(user=_user(request), query=query)
         page = page_of(found, cursor=cursor)
         return Response(page.as_json(JoinableRoomOutput(page.items, many=True).data))
@@ -492,11 +493,10 @@ PersonPage = page_serializer("PersonPage", PersonOutput(many=True))
 class PeopleListApi(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter(
-                "q",
-                str,
-                description="Case-insensitive part of a username, first or last name "
-                "(at most 100 characters); empty or absent lists everyone.",
+            search_parameters(
+                max_length=SEARCH_MAX,
+                help_text="Case-insensitive part of a username, first or last name; empty "
+                "or absent lists everyone.",
             ),
             cursor_parameters(max_limit=selectors.PEOPLE_PAGE_MAX, key="user id"),
         ],
@@ -509,9 +509,7 @@ class PeopleListApi(APIView):
         information barrier separates from you (``rooms.selectors.people_reachable``).
         Their ids are what ``direct`` and ``members`` take."""
         cursor = cursor_from_query(request.query_params, max_limit=selectors.PEOPLE_PAGE_MAX)
-        query = request.query_params.get("q", "")
-        if len(query) > 100:
-            raise ValidationError({"q": ["At most 100 characters."]})
+        query = query_text(request.query_params, "q", max_length=SEARCH_MAX)
         found = selectors.people_reachable_matching(user=_user(request), query=query)
         page = page_of(found, cursor=cursor)
         return Response(page.as_json(PersonOutput(page.items, many=True).data))

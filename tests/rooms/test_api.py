@@ -967,3 +967,20 @@ def test_adding_a_member_again_answers_their_membership_or_a_conflict() -> None:
     assert "as member" in other.json()["detail"]
     assert Membership.objects.get(room=room, user=colleague).role == "member"
     assert AuditEvent.objects.count() == events_before
+
+
+@pytest.mark.parametrize("path", ["/api/v1/people/", "/api/v1/rooms/joinable/"])
+@pytest.mark.parametrize("query", ["%00", "ann%00", "x" * 101])
+def test_a_search_the_schema_refuses_is_a_400_naming_q(path: str, query: str) -> None:
+    # (a NUL character reached PostgreSQL, which cannot compare text holding one: a 500)
+    world = build_world()
+    client = client_for("member", world)
+
+    response = client.get(f"{path}?q={query}")
+
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    [error] = response.json()["errors"]
+    assert error["parameter"] == "q"
+    too_long = query.startswith("x")
+    assert error["code"] == ("max_length" if too_long else "null_characters_not_allowed")
