@@ -984,3 +984,35 @@ def test_a_search_the_schema_refuses_is_a_400_naming_q(path: str, query: str) ->
     assert error["parameter"] == "q"
     too_long = query.startswith("x")
     assert error["code"] == ("max_length" if too_long else "null_characters_not_allowed")
+
+
+def test_a_direct_conversation_with_someone_behind_a_wall_is_answered_as_with_nobody() -> None:
+    # given a member and someone an information barrier separates them from
+    from django.contrib.auth.models import Group
+
+    from rooms.models import InformationBarrier
+
+    world = build_world()
+    walled = make_user(username="walled-off")
+    research, sales = Group.objects.create(name="research"), Group.objects.create(name="sales")
+    world.users["member"].groups.add(research)
+    walled.groups.add(sales)
+    InformationBarrier.objects.create(group_a=research, group_b=sales, created_by=world.owner)
+    client = client_for("member", world)
+    before = state()
+
+    # when they start a conversation with that person, and with an id naming nobody
+    answers = [
+        client.post("/api/v1/direct/", {"participants": [pk]}, content_type="application/json")
+        for pk in (walled.pk, 999_999)
+    ]
+
+    # then both answers are alike, headers too: neither counts against a budget (the
+    # RateLimit fields told a person behind the wall from nobody), and nothing is written
+    walled_off, nobody = answers
+    assert walled_off.status_code == nobody.status_code == 400
+    assert walled_off.json()["errors"] == nobody.json()["errors"]
+    headers = [{k.lower() for k in answer.headers} - {"x-request-id"} for answer in answers]
+    assert headers[0] == headers[1]
+    assert not any(name.startswith("ratelimit") for name in headers[0])
+    assert state() == before
