@@ -11,7 +11,7 @@ a client can also start from an id it already holds. Parameters (query string):
 - neither: the first page, from the start of the list in its own order.
 
 ``before`` and ``after`` together are refused (400), and so is a parameter sent empty
-(``?before=``): an empty value is a mistake, not an absent parameter. A page is
+(``?before=``: an empty value is a mistake, not an absent parameter) or more than once. A page is
 always presented in the list's order, whatever the direction it was fetched in, with:
 
 - ``has_more``: more items lie past this page in the direction it was fetched (smaller
@@ -83,15 +83,28 @@ def _refused(parameter: str, message: str, code: str = "invalid") -> ValidationE
     return ValidationError({parameter: [ErrorDetail(message, code=code)]})
 
 
+def query_value(query: Mapping[str, Any], name: str) -> str | None:
+    """The one value of the query parameter ``name``, None if it is absent. A parameter
+    sent more than once (``?limit=2&limit=3``) is a ``ValidationError`` naming it (code
+    ``repeated``): which value would count is a guess, and a proxy may guess otherwise."""
+    if name not in query:
+        return None
+    getlist = getattr(query, "getlist", None)
+    values = list(getlist(name)) if getlist is not None else [query[name]]
+    if len(values) > 1:
+        raise _refused(name, "Give this parameter once.", "repeated")
+    return str(values[0])
+
+
 def query_integer(
     query: Mapping[str, Any], name: str, *, minimum: int, maximum: int | None
 ) -> int | None:
     """The whole number in the query parameter ``name``, None if it is absent; a value
-    that is empty, not a whole number or out of range (``maximum`` None: ``KEY_MAX``) is
-    a ``ValidationError`` naming it."""
-    if name not in query:
+    that is repeated (:func:`query_value`), empty, not a whole number or out of range
+    (``maximum`` None: ``KEY_MAX``) is a ``ValidationError`` naming it."""
+    raw = query_value(query, name)
+    if raw is None:
         return None
-    raw = str(query[name])
     if raw == "":
         raise _refused(name, "Give a value, or leave the parameter out.", "blank")
     if not raw.isascii() or not raw.isdigit():
@@ -108,11 +121,11 @@ def query_integer(
 
 def query_text(query: Mapping[str, Any], name: str, *, max_length: int) -> str:
     """The text in the query parameter ``name``, ``""`` if it is absent or empty (a search
-    for everything). A value holding a NUL character (code ``null_characters_not_allowed``,
-    as a string in a body is refused: no stored text holds one, and PostgreSQL cannot
-    compare text with one) or longer than ``max_length`` characters (``max_length``) is a
-    ``ValidationError`` naming it."""
-    raw = str(query.get(name, ""))
+    for everything). A value that is repeated (:func:`query_value`), holds a NUL character
+    (code ``null_characters_not_allowed``, as a string in a body is refused: no stored
+    text holds one, and PostgreSQL cannot compare text with one) or is longer than
+    ``max_length`` characters (``max_length``) is a ``ValidationError`` naming it."""
+    raw = query_value(query, name) or ""
     if "\x00" in raw:
         raise _refused(name, "Null characters are not allowed.", "null_characters_not_allowed")
     if len(raw) > max_length:
@@ -253,5 +266,6 @@ __all__ = [
     "page_serializer",
     "query_integer",
     "query_text",
+    "query_value",
     "search_parameters",
 ]

@@ -139,6 +139,9 @@ def test_every_list_pages_both_ways_without_skipping_or_repeating(
         ("before=118951021527097109546399602573312", "before", "out_of_range"),
         ("after=9223372036854775808", "after", "out_of_range"),
         ("before=3&after=1", "after", "exclusive"),
+        # Sent twice: which value counts is a guess (the last, silently, before).
+        ("before=3&before=2", "before", "repeated"),
+        ("limit=2&limit=3", "limit", "repeated"),
     ],
 )
 def test_every_list_refuses_a_bad_cursor_naming_the_parameter(
