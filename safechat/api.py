@@ -457,10 +457,12 @@ _PROBLEM_RESPONSES = {
     "room, CSRF for a session (`permission_denied`, `second_factor_required`).",
     "404": "No such object, or none the caller may see (`not_found`).",
     "405": "Method not allowed on this path (`method_not_allowed`); `Allow` lists the others.",
+    "406": "No answer the request's `Accept` admits (`not_acceptable`): answers are JSON.",
+    # Any request may carry a body, and one over the limit is refused before routing.
+    "413": "Request body over the limit (`payload_too_large`).",
     "429": "Too many requests (`throttled`); wait `Retry-After` seconds.",
 }
 _BODY_PROBLEM_RESPONSES = {
-    "413": "Request body over the limit (`payload_too_large`).",
     "415": "A body that is not `application/json` (`unsupported_media_type`).",
 }
 _HEADERS = {
