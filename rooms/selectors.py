@@ -561,7 +561,9 @@ def changes_after(*, reader: User, after: int, limit: int = CHANGES_PAGE_MAX) ->
     poller learns it lost the room, and nothing else of it); a message entry appears only
     while the message is one the reader may see under the room's history rule
     (``visible_from_seq``), with the message as it is now (none once it is deleted: its
-    entries stay, so a client learns of the deletion). An entry left out still moves
+    entries stay, so a client learns of the deletion); in a room that hides history from
+    the reader, no membership entry from before their own latest joining appears either
+    (who came, went or changed role then is history too). An entry left out still moves
     the cursor. Delivery is at least once (a client that loses an answer asks again with
     its old cursor) and never skips a committed entry (see ``RoomChange``).
     """
@@ -577,10 +579,23 @@ def changes_after(*, reader: User, after: int, limit: int = CHANGES_PAGE_MAX) ->
     rows = rows[:limit]
     if not rows:
         return ChangePage([], False, after)
-    visible_from = dict(
+    memberships = list(
         Membership.objects.filter(user=reader, room_id__in=viewable).values_list(
-            "room_id", "visible_from_seq"
+            "room_id", "visible_from_seq", "room__history_visible"
         )
+    )
+    visible_from = {room_id: seq for room_id, seq, _ in memberships}
+    # A room hiding its history from the reader hides who came, went or changed role
+    # before they joined too, as it hides the messages: the membership entries before
+    # their own latest joining.
+    hiding = [room_id for room_id, seq, shown in memberships if seq > 0 or not shown]
+    joined = dict(
+        RoomChange.objects.filter(
+            kind=RoomChange.Kind.MEMBER_ADDED, user_id=reader.pk, room_id__in=hiding
+        )
+        .values("room_id")
+        .annotate(last=Max("pk"))
+        .values_list("room_id", "last")
     )
     message_ids = {row.message_id for row in rows if row.message_id and row.room_id in viewable}
     messages = {
@@ -590,6 +605,8 @@ def changes_after(*, reader: User, after: int, limit: int = CHANGES_PAGE_MAX) ->
     items: list[ChangeView] = []
     for row in rows:
         view = None
+        if row.message_id is None and row.pk < joined.get(row.room_id, 0):
+            continue
         if row.message_id is not None:
             message = messages.get(row.message_id)
             if message is None or message.seq <= visible_from.get(row.room_id, 0):
