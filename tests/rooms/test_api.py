@@ -1018,3 +1018,33 @@ def test_a_direct_conversation_with_someone_behind_a_wall_is_answered_as_with_no
     assert headers[0] == headers[1]
     assert not any(name.startswith("ratelimit") for name in headers[0])
     assert state() == before
+
+
+@pytest.mark.parametrize("method", ["patch", "delete"])
+def test_a_member_route_answers_an_id_naming_nobody_as_one_naming_a_non_member(
+    method: str,
+) -> None:
+    # given an owner, and ids of people outside the room (one of them a compliance
+    # officer, whom the directory never lists) and an id that names nobody
+    world = build_world()
+    client = client_for("owner", world)
+    officer = world.users["compliance_officer"]
+    ids = [world.outsider.pk, officer.pk, 999_999]
+    before = state()
+
+    # when the owner changes the role of, or removes, each
+    def ask(user_id: int) -> Any:
+        url = f"/api/v1/rooms/{world.room.pk}/members/{user_id}/"
+        if method == "patch":
+            return client.patch(url, {"role": "member"}, content_type="application/json")
+        return client.delete(url)
+
+    answers = [ask(user_id) for user_id in ids]
+
+    # then every answer is alike, headers too: the RateLimit fields of a counted write
+    # told an id naming a person (any, behind a wall too) from one naming nobody
+    statuses = {answer.status_code for answer in answers}
+    assert len(statuses) == 1, [a.status_code for a in answers]
+    headers = [{k.lower() for k in a.headers} - {"x-request-id"} for a in answers]
+    assert headers[1:] == headers[:-1]
+    assert state() == before
