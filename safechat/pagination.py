@@ -21,7 +21,7 @@ always presented in the list's order, whatever the direction it was fetched in, 
   (an empty page has both null; keep your own cursor and ask again later).
 
 Keyset pagination, not offsets: an item inserted or deleted while a client pages never
-makes it skip or repeat another. A lower module: Django and DRF only.
+makes it skip or repeat another. A lower module: Django, DRF and drf-spectacular only.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from django.db.models import Model, QuerySet
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
@@ -217,21 +218,16 @@ def cursor_parameters(*, max_limit: int = LIMIT_MAX, key: str = "id") -> type[An
     return type(f"CursorQuery{max_limit}", (serializers.Serializer,), fields)
 
 
-def search_parameters(*, max_length: int, help_text: str) -> type[Any]:
+def search_parameter(*, max_length: int, help_text: str) -> OpenApiParameter:
     """The query parameter ``q`` of a searchable list, for drf-spectacular's
-    ``parameters=`` (a serializer, so the schema carries its ``maxLength``); read it with
-    :func:`query_text`."""
-    fields: dict[str, Any] = {
-        "__module__": __name__,
-        "__doc__": None,
-        "q": serializers.CharField(
-            required=False,
-            allow_blank=True,
-            max_length=max_length,
-            help_text=f"{help_text} No NUL character.",
-        ),
-    }
-    return type(f"SearchQuery{max_length}", (serializers.Serializer,), fields)
+    ``parameters=``: its ``pattern`` states both rules :func:`query_text` applies (at most
+    ``max_length`` characters, none of them NUL)."""
+    return OpenApiParameter(
+        "q",
+        str,
+        pattern=f"^[^\\x00]{{0,{max_length}}}$",
+        description=f"{help_text} At most {max_length} characters, no NUL.",
+    )
 
 
 def page_serializer(name: str, item: Any) -> type[serializers.Serializer[Any]]:
@@ -267,5 +263,5 @@ __all__ = [
     "query_integer",
     "query_text",
     "query_value",
-    "search_parameters",
+    "search_parameter",
 ]

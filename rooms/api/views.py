@@ -39,7 +39,7 @@ from safechat.pagination import (
     page_serializer,
     query_integer,
     query_text,
-    search_parameters,
+    search_parameter,
 )
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -156,7 +156,7 @@ class RoomDetailApi(APIView):
 class RoomJoinableListApi(APIView):
     @extend_schema(
         parameters=[
-            search_parameters(
+            search_parameter(
                 max_length=SEARCH_MAX,
                 help_text="Case-insensitive part of a room's name or topic; empty or absent "
                 "lists them all.",
@@ -493,7 +493,7 @@ PersonPage = page_serializer("PersonPage", PersonOutput(many=True))
 class PeopleListApi(APIView):
     @extend_schema(
         parameters=[
-            search_parameters(
+            search_parameter(
                 max_length=SEARCH_MAX,
                 help_text="Case-insensitive part of a username, first or last name; empty "
                 "or absent lists everyone.",
