@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from dataclasses import replace
@@ -57,7 +56,9 @@ from accounts.session_policy import (
 from rooms.socket import RoomSocketMixin, in_pool
 from rooms.socket.protocol import ClientGone, error_frame
 from rooms.socket_watch import socket_watch
+from safechat import json_input
 from safechat.events import Event, Frame, user_group
+from safechat.json_input import DuplicateName
 from safechat.request_context import (
     CHANNEL_WEBSOCKET,
     ActingContext,
@@ -407,7 +408,11 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
             await self.send_json(error_frame(None, "bad_frame", "text only"))
             return
         try:
-            content = json.loads(text_data)
+            # Each name once in an object, as in an API body (safechat.json_input).
+            content = json_input.loads(text_data)
+        except DuplicateName as duplicate:
+            await self.send_json(error_frame(None, "bad_frame", str(duplicate)))
+            return
         except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             await self.send_json(error_frame(None, "bad_frame", "not JSON"))
             return

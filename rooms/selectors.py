@@ -260,7 +260,8 @@ def rooms_joinable(*, user: User, query: str = "") -> QuerySet[Room]:
     ``member_count``: listed channels, not archived, that ``user`` is not in, and where no
     information barrier separates them from any current member. Nothing for someone
     inactive or read-only on chat (a compliance officer joins nothing). ``query``
-    (case-insensitive) matches a part of the name or the topic.
+    (case-insensitive) matches a part of the name or the topic; one holding a NUL
+    character matches nothing (no name holds one; PostgreSQL cannot compare one).
 
     A browsing answer, not a permission: ``room_join`` decides again under its locks.
     Unordered and unbounded (a list orders and cuts it).
@@ -271,6 +272,8 @@ def rooms_joinable(*, user: User, query: str = "") -> QuerySet[Room]:
         visibility=Room.Visibility.LISTED, kind=Room.Kind.CHANNEL, archived_at__isnull=True
     ).exclude(Exists(Membership.objects.filter(room=OuterRef("pk"), user=user)))
     query = query.strip()
+    if "\x00" in query:
+        return Room.objects.none()
     if query:
         rooms = rooms.filter(Q(name__icontains=query) | Q(topic__icontains=query))
     walled = _walled_groups(user)
@@ -495,6 +498,23 @@ def _views(reader: User, messages: list[Message]) -> list[MessageView]:
 MENTIONS_PAGE_MAX = 50
 
 
+def _mentions_visible(user: User) -> QuerySet[Message]:
+    """The messages that mention ``user`` and that ``user`` may read now (unordered)."""
+    visible_from = Membership.objects.filter(room=OuterRef("room_id"), user=user).values(
+        "visible_from_seq"
+    )[:1]
+    return (
+        Message.objects.filter(
+            mentions__user=user,
+            deleted_at__isnull=True,
+            room__in=rooms_for_user(user=user),
+        )
+        .annotate(visible_from=Subquery(visible_from))
+        .filter(seq__gt=F("visible_from"))
+        .select_related("sender")
+    )
+
+
 def mentions_for_user(
     *, user: User, before: int | None = None, limit: int = MENTIONS_PAGE_MAX
 ) -> list[MessageView]:
@@ -508,22 +528,18 @@ def mentions_for_user(
     Text is decrypted with ``user``'s keys, as in the room.
     """
     limit = max(1, min(limit, MENTIONS_PAGE_MAX))
-    visible_from = Membership.objects.filter(room=OuterRef("room_id"), user=user).values(
-        "visible_from_seq"
-    )[:1]
-    messages = (
-        Message.objects.filter(
-            mentions__user=user,
-            deleted_at__isnull=True,
-            room__in=rooms_for_user(user=user),
-        )
-        .annotate(visible_from=Subquery(visible_from))
-        .filter(seq__gt=F("visible_from"))
-        .select_related("sender")
-    )
+    messages = _mentions_visible(user)
     if before is not None:
         messages = messages.filter(pk__lt=before)
     return _views(user, list(messages.order_by("-id")[:limit]))
+
+
+def mentions_page(*, user: User, cursor: Cursor) -> Page[MessageView]:
+    """The page ``cursor`` names (``safechat.pagination``, keyed on the message id, newest
+    first) of the messages :func:`mentions_for_user` lists, under the same access rules;
+    ``cursor.limit`` at most ``MENTIONS_PAGE_MAX``."""
+    page = page_of(_mentions_visible(user), cursor=cursor, newest_first=True)
+    return page.map(lambda chunk: _views(user, chunk))
 
 
 def message_page_at(*, reader: User, room: Room, cursor: Cursor) -> Page[MessageView]:
@@ -582,9 +598,13 @@ def _people_reachable(user: User) -> QuerySet[User]:
 
 def people_reachable_matching(*, user: User, query: str = "") -> QuerySet[User]:
     """Everyone ``people_reachable`` would offer ``user`` for ``query``, unordered and
-    unbounded (a paginated list orders and cuts it)."""
+    unbounded (a paginated list orders and cuts it). A ``query`` holding a NUL character
+    matches nobody: no name holds one (every edge refuses it), and PostgreSQL cannot
+    compare text with one."""
     found = _people_reachable(user)
     query = query.strip()
+    if "\x00" in query:
+        return found.none()
     if query:
         found = found.filter(
             Q(username__icontains=query)
@@ -656,7 +676,9 @@ def changes_after(*, reader: User, after: int, limit: int = CHANGES_PAGE_MAX) ->
     poller learns it lost the room, and nothing else of it); a message entry appears only
     while the message is one the reader may see under the room's history rule
     (``visible_from_seq``), with the message as it is now (none once it is deleted: its
-    entries stay, so a client learns of the deletion). An entry left out still moves
+    entries stay, so a client learns of the deletion); in a room that hides history from
+    the reader, no membership entry from before their own latest joining appears either
+    (who came, went or changed role then is history too). An entry left out still moves
     the cursor. Delivery is at least once (a client that loses an answer asks again with
     its old cursor) and never skips a committed entry (see ``RoomChange``).
     """
@@ -672,10 +694,23 @@ def changes_after(*, reader: User, after: int, limit: int = CHANGES_PAGE_MAX) ->
     rows = rows[:limit]
     if not rows:
         return ChangePage([], False, after)
-    visible_from = dict(
+    memberships = list(
         Membership.objects.filter(user=reader, room_id__in=viewable).values_list(
-            "room_id", "visible_from_seq"
+            "room_id", "visible_from_seq", "room__history_visible"
         )
+    )
+    visible_from = {room_id: seq for room_id, seq, _ in memberships}
+    # A room hiding its history from the reader hides who came, went or changed role
+    # before they joined too, as it hides the messages: the membership entries before
+    # their own latest joining.
+    hiding = [room_id for room_id, seq, shown in memberships if seq > 0 or not shown]
+    joined = dict(
+        RoomChange.objects.filter(
+            kind=RoomChange.Kind.MEMBER_ADDED, user_id=reader.pk, room_id__in=hiding
+        )
+        .values("room_id")
+        .annotate(last=Max("pk"))
+        .values_list("room_id", "last")
     )
     message_ids = {row.message_id for row in rows if row.message_id and row.room_id in viewable}
     messages = {
@@ -685,6 +720,8 @@ def changes_after(*, reader: User, after: int, limit: int = CHANGES_PAGE_MAX) ->
     items: list[ChangeView] = []
     for row in rows:
         view = None
+        if row.message_id is None and row.pk < joined.get(row.room_id, 0):
+            continue
         if row.message_id is not None:
             message = messages.get(row.message_id)
             if message is None or message.seq <= visible_from.get(row.room_id, 0):

@@ -35,6 +35,7 @@ from rest_framework.metadata import SimpleMetadata
 from rest_framework.request import Request
 from rest_framework.utils import json
 
+from safechat.json_input import DuplicateName, object_of_unique_names
 from safechat.problems import is_api_path, problem_response
 
 if TYPE_CHECKING:
@@ -327,8 +328,10 @@ class JSONParser(parsers.JSONParser):
 
     Reads at most ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes (more: ``RequestDataTooBig``,
     answered 413; DRF's own parser reads a stream without that limit); a body that is not
-    UTF-8 (RFC 8259, section 8.1), not JSON, or nested past the interpreter's recursion
-    limit is a ``ParseError`` (400) with its own code.
+    UTF-8 (RFC 8259, section 8.1), not JSON, nested past the interpreter's recursion
+    limit, or naming a member twice in one object (which would count is a guess, and a
+    proxy or a signature may have read the other) is a ``ParseError`` (400) with its own
+    code.
     """
 
     def parse(
@@ -348,10 +351,18 @@ class JSONParser(parsers.JSONParser):
                 "The body is not valid UTF-8.", code="malformed_utf8"
             ) from None
         try:
-            return json.loads(text, parse_constant=json.strict_constant if self.strict else None)
+            return json.loads(
+                text,
+                parse_constant=json.strict_constant if self.strict else None,
+                object_pairs_hook=object_of_unique_names,
+            )
         except RecursionError:
             raise exceptions.ParseError(
                 "The JSON body is nested too deeply.", code="nesting_too_deep"
+            ) from None
+        except DuplicateName as exc:  # safechat.json_input: the same rule as the socket's
+            raise exceptions.ParseError(
+                f"The JSON body names {exc.name} twice in one object.", code="duplicate_key"
             ) from None
         except ValueError as exc:
             raise exceptions.ParseError(f"The body is not valid JSON: {exc}.") from None
@@ -446,10 +457,12 @@ _PROBLEM_RESPONSES = {
     "room, CSRF for a session (`permission_denied`, `second_factor_required`).",
     "404": "No such object, or none the caller may see (`not_found`).",
     "405": "Method not allowed on this path (`method_not_allowed`); `Allow` lists the others.",
+    "406": "No answer the request's `Accept` admits (`not_acceptable`): answers are JSON.",
+    # Any request may carry a body, and one over the limit is refused before routing.
+    "413": "Request body over the limit (`payload_too_large`).",
     "429": "Too many requests (`throttled`); wait `Retry-After` seconds.",
 }
 _BODY_PROBLEM_RESPONSES = {
-    "413": "Request body over the limit (`payload_too_large`).",
     "415": "A body that is not `application/json` (`unsupported_media_type`).",
 }
 _HEADERS = {

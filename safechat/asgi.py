@@ -23,8 +23,8 @@ from safechat.routing import websocket_urlpatterns  # noqa: E402
 from safechat.websocket_origin import ExactOriginValidator  # noqa: E402
 
 # Bodies over the limit are refused before Django reads them; the file vault's tus paths
-# go to their own streaming handler first (they have their own limit, checked as bytes
-# arrive, and are in SAFECHAT_BODY_LIMIT_EXCLUDED_PATHS as well).
+# go to their own streaming handler first (it has its own limit, checked as bytes
+# arrive). Whatever that handler does not serve reaches Django under the body limit.
 http_app = upload_mount(BodyLimitMiddleware(django_asgi_app))
 
 application = ProtocolTypeRouter(

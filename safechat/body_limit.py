@@ -11,9 +11,11 @@ is read whole before its 401. This wrapper, outermost for HTTP (``safechat.asgi`
   stopping with a 413 as soon as it passes the limit, and hands it to Django with its
   ``Content-Length`` set: Django and DRF treat a body without one as empty, so a chunked
   JSON body is now read, never silently dropped;
-- leaves alone paths matching ``SAFECHAT_BODY_LIMIT_EXCLUDED_PATHS`` (regular
-  expressions): routes that stream large bodies under their own limits (resumable
-  uploads) are served by their own application and enforce their own.
+- applies to every path it serves: the resumable uploads, which stream large bodies
+  under their own limits, are served by their own application in front of this one
+  (``files.asgi.upload_mount``), and only on the paths that application serves. A path
+  that merely looks like an upload path reaches Django, so it is limited here like any
+  other (a looser rule here than there once let such a path read a 200 MB body whole).
 
 Errors are problem details (``safechat.problems``) under ``/api/``, plain text elsewhere.
 The limit applies to everyone alike, before authentication: nothing is read to decide.
@@ -23,9 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
-from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -43,17 +43,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[..., Awaitable[None]]
 
 
-@lru_cache(maxsize=8)
-def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
-    return tuple(re.compile(pattern) for pattern in patterns)
-
-
-def body_limit_excluded(path: str) -> bool:
-    """Whether ``path`` is served without this wrapper's limit (its own application's)."""
-    patterns = tuple(getattr(settings, "SAFECHAT_BODY_LIMIT_EXCLUDED_PATHS", ()))
-    return any(pattern.match(path) for pattern in _compiled(patterns))
-
-
 class BodyTooLarge(Exception):
     pass
 
@@ -65,7 +54,7 @@ class BodyLimitMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or body_limit_excluded(scope.get("path", "")):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         limit = int(settings.SAFECHAT_MAX_BODY_BYTES)

@@ -11,7 +11,7 @@ a client can also start from an id it already holds. Parameters (query string):
 - neither: the first page, from the start of the list in its own order.
 
 ``before`` and ``after`` together are refused (400), and so is a parameter sent empty
-(``?before=``): an empty value is a mistake, not an absent parameter. A page is
+(``?before=``: an empty value is a mistake, not an absent parameter) or more than once. A page is
 always presented in the list's order, whatever the direction it was fetched in, with:
 
 - ``has_more``: more items lie past this page in the direction it was fetched (smaller
@@ -21,7 +21,7 @@ always presented in the list's order, whatever the direction it was fetched in, 
   (an empty page has both null; keep your own cursor and ask again later).
 
 Keyset pagination, not offsets: an item inserted or deleted while a client pages never
-makes it skip or repeat another. A lower module: Django and DRF only.
+makes it skip or repeat another. A lower module: Django, DRF and drf-spectacular only.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from django.db.models import Model, QuerySet
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
@@ -83,15 +84,28 @@ def _refused(parameter: str, message: str, code: str = "invalid") -> ValidationE
     return ValidationError({parameter: [ErrorDetail(message, code=code)]})
 
 
+def query_value(query: Mapping[str, Any], name: str) -> str | None:
+    """The one value of the query parameter ``name``, None if it is absent. A parameter
+    sent more than once (``?limit=2&limit=3``) is a ``ValidationError`` naming it (code
+    ``repeated``): which value would count is a guess, and a proxy may guess otherwise."""
+    if name not in query:
+        return None
+    getlist = getattr(query, "getlist", None)
+    values = list(getlist(name)) if getlist is not None else [query[name]]
+    if len(values) > 1:
+        raise _refused(name, "Give this parameter once.", "repeated")
+    return str(values[0])
+
+
 def query_integer(
     query: Mapping[str, Any], name: str, *, minimum: int, maximum: int | None
 ) -> int | None:
     """The whole number in the query parameter ``name``, None if it is absent; a value
-    that is empty, not a whole number or out of range (``maximum`` None: ``KEY_MAX``) is
-    a ``ValidationError`` naming it."""
-    if name not in query:
+    that is repeated (:func:`query_value`), empty, not a whole number or out of range
+    (``maximum`` None: ``KEY_MAX``) is a ``ValidationError`` naming it."""
+    raw = query_value(query, name)
+    if raw is None:
         return None
-    raw = str(query[name])
     if raw == "":
         raise _refused(name, "Give a value, or leave the parameter out.", "blank")
     if not raw.isascii() or not raw.isdigit():
@@ -104,6 +118,20 @@ def query_integer(
     if value < minimum or value > maximum:
         raise _refused(name, f"Must be at least {minimum} and at most {maximum}.", "out_of_range")
     return value
+
+
+def query_text(query: Mapping[str, Any], name: str, *, max_length: int) -> str:
+    """The text in the query parameter ``name``, ``""`` if it is absent or empty (a search
+    for everything). A value that is repeated (:func:`query_value`), holds a NUL character
+    (code ``null_characters_not_allowed``, as a string in a body is refused: no stored
+    text holds one, and PostgreSQL cannot compare text with one) or is longer than
+    ``max_length`` characters (``max_length``) is a ``ValidationError`` naming it."""
+    raw = query_value(query, name) or ""
+    if "\x00" in raw:
+        raise _refused(name, "Null characters are not allowed.", "null_characters_not_allowed")
+    if len(raw) > max_length:
+        raise _refused(name, f"At most {max_length} characters.", "max_length")
+    return raw
 
 
 def cursor_from_query(
@@ -190,6 +218,18 @@ def cursor_parameters(*, max_limit: int = LIMIT_MAX, key: str = "id") -> type[An
     return type(f"CursorQuery{max_limit}", (serializers.Serializer,), fields)
 
 
+def search_parameter(*, max_length: int, help_text: str) -> OpenApiParameter:
+    """The query parameter ``q`` of a searchable list, for drf-spectacular's
+    ``parameters=``: its ``pattern`` states both rules :func:`query_text` applies (at most
+    ``max_length`` characters, none of them NUL)."""
+    return OpenApiParameter(
+        "q",
+        str,
+        pattern=f"^[^\\x00]{{0,{max_length}}}$",
+        description=f"{help_text} At most {max_length} characters, no NUL.",
+    )
+
+
 def page_serializer(name: str, item: Any) -> type[serializers.Serializer[Any]]:
     """The documented shape of a page of ``item`` (a serializer instance with many=True)."""
     attrs: dict[str, Any] = {
@@ -221,4 +261,7 @@ __all__ = [
     "page_of",
     "page_serializer",
     "query_integer",
+    "query_text",
+    "query_value",
+    "search_parameter",
 ]

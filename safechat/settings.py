@@ -553,12 +553,6 @@ SAFECHAT_SOCKET_GROUP_REFRESH_SECONDS = env.float(
 # what it parses in memory is the same number, so the two never disagree.
 SAFECHAT_MAX_BODY_BYTES = env.int("SAFECHAT_MAX_BODY_BYTES", default=2_621_440)
 DATA_UPLOAD_MAX_MEMORY_SIZE = SAFECHAT_MAX_BODY_BYTES
-# Paths (regular expressions) served by an application that streams large bodies under
-# its own limits, so the limit above does not apply: the resumable upload endpoints.
-SAFECHAT_BODY_LIMIT_EXCLUDED_PATHS: list[str] = [
-    r"^/api/v1/rooms/\d+/uploads(/|$)",
-    r"^/api/v1/uploads(/|$)",
-]
 
 REST_FRAMEWORK = {
     # The token scheme first: DRF takes its challenge from the first class, so a request

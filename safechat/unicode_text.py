@@ -13,6 +13,10 @@ topics, display names, reactions. None of them may deceive the reader.
   around it. Templates isolate labels too (``<bdi>``, ``dir="auto"``).
 * **Invisible-only labels** (only spaces, format characters, default-ignorable code
   points or blank-looking fillers) are refused: a room must have a name one can see.
+* **Control characters** (Unicode category Cc: C0, DEL and C1, line breaks and tabs
+  too) are refused in every label: a name is one line of text, and a line break or a
+  terminal's escape sequence would make it show as something else in a plain-text
+  notice, a log or a terminal.
 * **Reactions** are one emoji from the Unicode emoji set (``emoji`` package), never words.
 
 The validators raise Django's ``ValidationError`` with a stable ``code``; models, forms,
@@ -144,10 +148,22 @@ def refuse_invisible_only(value: str) -> None:
         raise ValidationError("A name needs at least one visible character.", code="invisible")
 
 
+def refuse_control_characters(value: str) -> None:
+    """Refuse text containing a control character (category Cc: C0, DEL, C1); code
+    ``control_character``."""
+    found = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if found is not None:
+        raise ValidationError(
+            f"A name may not contain the control character U+{ord(found):04X}.",
+            code="control_character",
+        )
+
+
 def validate_label(value: str) -> None:
-    """The rules of a name others read (a room's name, a display name): no bidi control,
-    at least one visible character."""
+    """The rules of a name others read (a room's name, a display name, a token's name): no
+    bidi control, no control character, at least one visible character."""
     refuse_bidi_controls(value)
+    refuse_control_characters(value)
     refuse_invisible_only(value)
 
 

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotAuthenticated, NotFound, ValidationError
+from rest_framework.exceptions import NotAuthenticated, NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -81,17 +80,15 @@ class TokenListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.TokenCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            token, secret = api_token_create(
-                actor=_actor(request),
-                name=data.validated_data["name"],
-                scope=data.validated_data["scope"],
-                days=data.validated_data.get("days"),
-                via_token=request_token(request),
-                request=request._request,
-            )
-        except DjangoValidationError as exc:
-            raise ValidationError({"detail": " ".join(exc.messages)}) from exc
+        # A refusal of the service is answered as its fields name it (``#/name``).
+        token, secret = api_token_create(
+            actor=_actor(request),
+            name=data.validated_data["name"],
+            scope=data.validated_data["scope"],
+            days=data.validated_data.get("days"),
+            via_token=request_token(request),
+            request=request._request,
+        )
         body = dict(TokenOutputSerializer(token).data)
         body["token"] = secret
         return Response(body, status=status.HTTP_201_CREATED)

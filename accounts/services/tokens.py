@@ -22,9 +22,12 @@ from audit.actions import AuditAction
 from audit.services import audit_record
 from safechat.actions import Refused, action, action_transaction
 from safechat.ratelimit import Rate, rate_exceeded, rate_hit
+from safechat.unicode_text import validate_label
 
 # Recording every use would turn each API read into a write.
 LAST_USED_INTERVAL = timedelta(minutes=1)
+# The longest name a token takes (its column's length), in characters.
+NAME_MAX = 100
 
 
 class TokenRefused(Exception):
@@ -57,7 +60,10 @@ def api_token_create(
     becomes a write token, and not in life, so a token about to expire cannot renew
     itself into a long-lived one.
 
-    Raises ``ValidationError`` for a lifetime outside the limit or an empty name;
+    Raises ``ValidationError`` for a lifetime outside the limit, and keyed by ``name``
+    for a name that is empty, longer than ``NAME_MAX`` or breaks the rules of every
+    label (``safechat.unicode_text.validate_label``: no direction or control character,
+    something visible);
     ``Refused`` (audited ``token.create.refused``, nothing created) for a child wider
     or asked to live longer than its parent (without ``days``, a child gets the
     default life cut to its parent's).
@@ -76,9 +82,17 @@ def api_token_create(
         _ensure_within_parent(
             actor=actor, parent=via_token, scope=scope, expires_at=expires_at, request=request
         )
-    name = name.strip()[:100]
-    if not name:
-        raise ValidationError("A name is required.")
+    name = name.strip()
+    # The rules of every label (a token's name is read in the token list and the audit
+    # log), keyed by field so every edge can show the refusal beside it.
+    try:
+        if not name:
+            raise ValidationError("A name is required.", code="required")
+        if len(name) > NAME_MAX:
+            raise ValidationError(f"At most {NAME_MAX} characters.", code="max_length")
+        validate_label(name)
+    except ValidationError as refused:
+        raise ValidationError({"name": refused.error_list}) from None
     secret, prefix, token_hash = new_api_token()
     with action_transaction():
         if via_token is not None:

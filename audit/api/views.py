@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from audit.permissions import CanViewAuditLog
 from audit.services import audit_export_start
 from audit.services.export import EXPORT_FORMATS
+from safechat.pagination import query_value
 
 BLANK_PARAMETER = "Give a value, or leave the parameter out."
 
@@ -79,9 +80,11 @@ class AuditExportApi(APIView):
     )
     def get(self, request: Request) -> StreamingHttpResponse:
         # An empty value (``?until=``) is a mistake, not an absent parameter (as on every
-        # list): refused, never read as "no bound".
+        # list): refused, never read as "no bound"; so is one sent twice (which counts?).
         blank = [
-            name for name in ("since", "until", "format") if request.query_params.get(name) == ""
+            name
+            for name in ("since", "until", "format")
+            if query_value(request.query_params, name) == ""
         ]
         if blank:
             raise ValidationError(

@@ -16,7 +16,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotAuthenticated, ValidationError
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -38,9 +38,13 @@ from safechat.pagination import (
     page_of,
     page_serializer,
     query_integer,
+    query_text,
+    search_parameter,
 )
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
+# The longest search text a list takes (``q``), in characters.
+SEARCH_MAX = 100
 
 
 def _user(request: Request) -> User:
@@ -160,11 +164,10 @@ class RoomDetailApi(APIView):
 class RoomJoinableListApi(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter(
-                "q",
-                str,
-                description="Case-insensitive part of a room's name or topic (at most 100 "
-                "characters); empty or absent lists them all.",
+            search_parameter(
+                max_length=SEARCH_MAX,
+                help_text="Case-insensitive part of a room's name or topic; empty or absent "
+                "lists them all.",
             ),
             cursor_parameters(key="room id"),
         ],
@@ -177,9 +180,7 @@ class RoomJoinableListApi(APIView):
         separates you from a member; none for a compliance officer
         (``rooms.selectors.rooms_joinable``). Join one with ``POST .../<id>/join/``."""
         cursor = cursor_from_query(request.query_params)
-        query = request.query_params.get("q", "")
-        if len(query) > 100:
-            raise ValidationError({"q": ["At most 100 characters."]})
+        query = query_text(request.query_params, "q", max_length=SEARCH_MAX)
         found = selectors.rooms_joinable(user=_user(request), query=query)
         page = page_of(found, cursor=cursor)
         return Response(page.as_json(JoinableRoomOutput(page.items, many=True).data))
@@ -459,49 +460,30 @@ class ReadMarkerApi(APIView):
         return Response({"last_read_message_id": marker})
 
 
+MentionPage = page_serializer("MentionPage", MessageOutput(many=True))
+
+
 class MentionListApi(APIView):
     """The messages that mention the caller, across the rooms they may view now."""
 
-    class MentionListQuery(serializers.Serializer[dict[str, Any]]):
-        before = serializers.IntegerField(
-            required=False,
-            min_value=1,
-            max_value=KEY_MAX,
-            help_text="Only messages older than this message id; never empty.",
-        )
-        limit = serializers.IntegerField(
-            required=False,
-            min_value=LIMIT_MIN,
-            max_value=selectors.MENTIONS_PAGE_MAX,
-            default=selectors.MENTIONS_PAGE_MAX,
-            help_text=f"Page size, {LIMIT_MIN} to {selectors.MENTIONS_PAGE_MAX}.",
-        )
-
-    class MentionListPageOutput(serializers.Serializer[dict[str, Any]]):
-        results = MessageOutput(many=True)
-        next_before = serializers.IntegerField(allow_null=True)
-
     @extend_schema(
-        parameters=[MentionListQuery],
-        responses=MentionListPageOutput,
+        parameters=[cursor_parameters(max_limit=selectors.MENTIONS_PAGE_MAX, key="message id")],
+        responses=MentionPage,
         operation_id="mentions_list",
         description=(
-            "Newest first. Access is checked again on every call: a room left, a deleted "
-            "message and a message from before the caller joined a room that hides history "
-            "are not listed."
+            "Newest first, paginated on the message id like every list. Access is checked "
+            "again on every call: a room left, a deleted message and a message from before "
+            "the caller joined a room that hides history are not listed."
         ),
     )
     def get(self, request: Request) -> Response:
-        # Parsed as every list's cursor is: an empty or non-numeric value is refused.
-        query = request.query_params
-        before = query_integer(query, "before", minimum=1, maximum=None)
-        limit = query_integer(
-            query, "limit", minimum=LIMIT_MIN, maximum=selectors.MENTIONS_PAGE_MAX
+        cursor = cursor_from_query(
+            request.query_params,
+            default_limit=selectors.MENTIONS_PAGE_MAX,
+            max_limit=selectors.MENTIONS_PAGE_MAX,
         )
-        limit = selectors.MENTIONS_PAGE_MAX if limit is None else limit
-        page = selectors.mentions_for_user(user=_user(request), before=before, limit=limit)
-        next_before = page[-1].id if len(page) == limit else None
-        return Response({"results": [message_json(m) for m in page], "next_before": next_before})
+        page = selectors.mentions_page(user=_user(request), cursor=cursor)
+        return Response(page.as_json([message_json(m) for m in page.items]))
 
 
 class PersonOutput(serializers.Serializer[Any]):
@@ -519,11 +501,10 @@ PersonPage = page_serializer("PersonPage", PersonOutput(many=True))
 class PeopleListApi(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter(
-                "q",
-                str,
-                description="Case-insensitive part of a username, first or last name "
-                "(at most 100 characters); empty or absent lists everyone.",
+            search_parameter(
+                max_length=SEARCH_MAX,
+                help_text="Case-insensitive part of a username, first or last name; empty "
+                "or absent lists everyone.",
             ),
             cursor_parameters(max_limit=selectors.PEOPLE_PAGE_MAX, key="user id"),
         ],
@@ -536,9 +517,7 @@ class PeopleListApi(APIView):
         information barrier separates from you (``rooms.selectors.people_reachable``).
         Their ids are what ``direct`` and ``members`` take."""
         cursor = cursor_from_query(request.query_params, max_limit=selectors.PEOPLE_PAGE_MAX)
-        query = request.query_params.get("q", "")
-        if len(query) > 100:
-            raise ValidationError({"q": ["At most 100 characters."]})
+        query = query_text(request.query_params, "q", max_length=SEARCH_MAX)
         found = selectors.people_reachable_matching(user=_user(request), query=query)
         page = page_of(found, cursor=cursor)
         return Response(page.as_json(PersonOutput(page.items, many=True).data))

@@ -371,7 +371,8 @@ def membership_remove(*, actor: User, room: Room, member: User | None) -> None:
     violation a security admin has the room rights of any member (refused otherwise,
     ``room.access.denied``). ``member`` is None when the edge found nobody by the id it
     was given: after the actor's right is checked (a refusal answers alike whether the
-    id exists or not), nothing happens. Refused (``last owner``) if the room would be
+    id exists or not) and the write counted (``SAFECHAT_MEMBERSHIP_RATE_LIMIT``, as for
+    any id), nothing happens. Refused (``last owner``) if the room would be
     left without an acting owner (``acting_owners``), also when two owners leave at the
     same instant. Locks: the actor's row (a barrier resolution: the right is read again
     under it), the room (every check, the violation included, is made again under it),
@@ -385,10 +386,11 @@ def membership_remove(*, actor: User, room: Room, member: User | None) -> None:
             require_room_permission(actor=actor, room=room, permission=perms.MANAGE_MEMBERS)
         require_not_archived(actor=actor, room=room)
         require_open_membership(actor=actor, room=room)
+    if not barriers:  # resolving a barrier violation never waits
+        # Counted whether or not the id names someone, as a role change is.
+        write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     if member is None:
         return
-    if not barriers:  # resolving a barrier violation never waits
-        write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     with action_transaction():
         if barriers:
             # The users step of the lock order: the resolver's right, read again.
@@ -467,10 +469,11 @@ def membership_role_change(
     moderator moves people between member and read-only. Refused in an archived room,
     in a direct conversation (its roles are fixed), and for a compliance officer any
     role but read-only. ``member`` is None when the edge found nobody by the id it was
-    given: after the actor's right is checked, a ValidationError. A room keeps at least
-    one acting owner (``acting_owners``; refused, ``last owner``): two
-    owners demoting each other at the same instant are serialised on the room's row,
-    and the second is refused. Locks: the room (every check made again under it), then
+    given: after the actor's right is checked and the write counted against
+    ``SAFECHAT_MEMBERSHIP_RATE_LIMIT`` (as for any id), ``NotAMemberError``. A room keeps
+    at least one acting owner (``acting_owners``; refused, ``last owner``): two owners
+    demoting each other at the same instant are serialised on the room's row, and the
+    second is refused. Locks: the room (every check made again under it), then
     the membership; audit last.
     """
     require_open_membership_first(actor=actor, room=room)
@@ -478,13 +481,15 @@ def membership_role_change(
     require_not_archived(actor=actor, room=room)
     require_open_membership(actor=actor, room=room)
     _check_role(role, actor=actor, room=room)
+    # Counted whether or not the id names someone: counting only for a person would tell
+    # the caller which ids name people (those the directory never lists too).
+    write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     if member is None:
         raise NotAMemberError()
     if actor.pk == member.pk:
         raise room_refused(
             actor=actor, room=room, reason="own role", message="nobody changes their own role"
         )
-    write_rate_check(user_id=actor.pk, write=Write.MEMBERSHIP)
     with action_transaction():
         return _membership_role_set(actor=actor, room=room, member=member, role=role)
 

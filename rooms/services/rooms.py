@@ -136,7 +136,8 @@ def direct_conversation_create(*, actor: User, participants: list[User | None]) 
     when two identical requests arrive together. The other participants of a new one hear
     ``room.granted``, as someone added to a room does. Information barriers apply as they do
     to rooms; a participant deactivated at the same instant is refused. Counted against
-    ``SAFECHAT_ROOM_CREATE_RATE_LIMIT``. Locks: every participant's user row (activity
+    ``SAFECHAT_ROOM_CREATE_RATE_LIMIT`` (after the checks of the people asked for, so a
+    refusal counts alike for each of them). Locks: every participant's user row (activity
     and barriers are checked under them), in id order, then the new room.
     """
     require_chat_writer(actor=actor, room=None, person=actor)
@@ -150,9 +151,14 @@ def direct_conversation_create(*, actor: User, participants: list[User | None]) 
         raise ValidationError(f"a direct conversation has at most {MAX_DIRECT_PARTICIPANTS} people")
     if people_active().filter(pk__in=found).count() != len(others):
         raise ValidationError(UNREACHABLE)
-    with unreachable_answered():
+    with unreachable_answered():  # quick answers; checked again under the locks
         for other in others:
             require_chat_writer(actor=actor, room=None, person=other)
+        barrier_require_allowed(
+            actor=actor, room=None, user_ids=[actor.pk, *(o.pk for o in others)]
+        )
+    # Counted after every check about the people asked for, as for an id that names
+    # nobody: counting earlier for some refusals than others would tell them apart.
     write_rate_check(user_id=actor.pk, write=Write.ROOM_CREATE)  # before any lock
     for person in [actor, *others]:
         user_key_create(user=person)  # before any lock: it appends to the audit chain

@@ -364,3 +364,28 @@ def test_a_lowered_maximum_token_life_applies_to_tokens_already_issued(settings:
     (refused,) = events("token.used.refused")
     assert refused.extra["reason"] == "past_max_life"
     assert ApiToken.objects.get(pk=token.pk).last_used_at is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["\u202eevil", "ci\u2066", "\u200b", "ci\nprod", "ci\x1b[2J"],
+    ids=["right-to-left-override", "isolate", "zero-width-space", "line-feed", "escape"],
+)
+def test_a_token_name_follows_the_rules_of_every_label(
+    verified_client: Client, user: User, name: str
+) -> None:
+    # (a token's name is read in the token list and the audit log: shown reversed, blank
+    # or on two lines, it could pass for another token's)
+    response = verified_client.post(
+        TOKENS, {"name": name, "scope": "read"}, content_type="application/json"
+    )
+
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    [error] = response.json()["errors"]
+    assert error["pointer"] == "#/name"
+    assert error["code"] in {"bidi_control", "invisible", "control_character"}
+    with pytest.raises(ValidationError):
+        api_token_create(actor=user, name=name, scope="read")
+    assert not ApiToken.objects.exists()
+    assert not events("token.created")

@@ -129,6 +129,9 @@ def test_a_deactivated_officer_is_refused() -> None:
         {"until": ""},
         {"since": ""},
         {"format": ""},
+        # Sent twice: which one counts is a guess (the last, silently, before).
+        {"format": ["jsonl", "csv"]},
+        {"since": ["2025-01-01", "2024-01-01"]},
     ],
     ids=[
         "since-word",
@@ -141,6 +144,8 @@ def test_a_deactivated_officer_is_refused() -> None:
         "until-blank",
         "since-blank",
         "format-blank",
+        "format-twice",
+        "since-twice",
     ],
 )
 def test_malformed_parameters_get_a_400_json_error_and_write_nothing(

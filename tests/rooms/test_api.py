@@ -515,10 +515,12 @@ def test_every_operation_documents_its_problem_responses() -> None:
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             responses = operation["responses"]
-            for code in ("400", "401", "403", "404", "405", "429"):
+            # 406 for an Accept the answer cannot meet (`Accept: application/xml`), 413
+            # for a body over the limit, sent to any operation: both answered by the
+            # server, so both documented (they were not)
+            for code in ("400", "401", "403", "404", "405", "406", "413", "429"):
                 assert responses[code]["content"] == problem, (method, path, code)
             if "requestBody" in operation:
-                assert responses["413"]["content"] == problem
                 assert responses["415"]["content"] == problem
             assert "Retry-After" in responses["429"]["headers"]
             assert "WWW-Authenticate" in responses["401"]["headers"]
@@ -967,3 +969,82 @@ def test_adding_a_member_again_answers_their_membership_or_a_conflict() -> None:
     assert "as member" in other.json()["detail"]
     assert Membership.objects.get(room=room, user=colleague).role == "member"
     assert AuditEvent.objects.count() == events_before
+
+
+@pytest.mark.parametrize("path", ["/api/v1/people/", "/api/v1/rooms/joinable/"])
+@pytest.mark.parametrize("query", ["%00", "ann%00", "x" * 101, "a&q=b"])
+def test_a_search_the_schema_refuses_is_a_400_naming_q(path: str, query: str) -> None:
+    # (a NUL character reached PostgreSQL, which cannot compare text holding one: a 500)
+    world = build_world()
+    client = client_for("member", world)
+
+    response = client.get(f"{path}?q={query}")
+
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    [error] = response.json()["errors"]
+    assert error["parameter"] == "q"
+    expected = "max_length" if query.startswith("x") else "null_characters_not_allowed"
+    assert error["code"] == ("repeated" if "&" in query else expected)
+
+
+def test_a_direct_conversation_with_someone_behind_a_wall_is_answered_as_with_nobody() -> None:
+    # given a member and someone an information barrier separates them from
+    from django.contrib.auth.models import Group
+
+    from rooms.models import InformationBarrier
+
+    world = build_world()
+    walled = make_user(username="walled-off")
+    research, sales = Group.objects.create(name="research"), Group.objects.create(name="sales")
+    world.users["member"].groups.add(research)
+    walled.groups.add(sales)
+    InformationBarrier.objects.create(group_a=research, group_b=sales, created_by=world.owner)
+    client = client_for("member", world)
+    before = state()
+
+    # when they start a conversation with that person, and with an id naming nobody
+    answers = [
+        client.post("/api/v1/direct/", {"participants": [pk]}, content_type="application/json")
+        for pk in (walled.pk, 999_999)
+    ]
+
+    # then both answers are alike, headers too: neither counts against a budget (the
+    # RateLimit fields told a person behind the wall from nobody), and nothing is written
+    walled_off, nobody = answers
+    assert walled_off.status_code == nobody.status_code == 400
+    assert walled_off.json()["errors"] == nobody.json()["errors"]
+    headers = [{k.lower() for k in answer.headers} - {"x-request-id"} for answer in answers]
+    assert headers[0] == headers[1]
+    assert not any(name.startswith("ratelimit") for name in headers[0])
+    assert state() == before
+
+
+@pytest.mark.parametrize("method", ["patch", "delete"])
+def test_a_member_route_answers_an_id_naming_nobody_as_one_naming_a_non_member(
+    method: str,
+) -> None:
+    # given an owner, and ids of people outside the room (one of them a compliance
+    # officer, whom the directory never lists) and an id that names nobody
+    world = build_world()
+    client = client_for("owner", world)
+    officer = world.users["compliance_officer"]
+    ids = [world.outsider.pk, officer.pk, 999_999]
+    before = state()
+
+    # when the owner changes the role of, or removes, each
+    def ask(user_id: int) -> Any:
+        url = f"/api/v1/rooms/{world.room.pk}/members/{user_id}/"
+        if method == "patch":
+            return client.patch(url, {"role": "member"}, content_type="application/json")
+        return client.delete(url)
+
+    answers = [ask(user_id) for user_id in ids]
+
+    # then every answer is alike, headers too: the RateLimit fields of a counted write
+    # told an id naming a person (any, behind a wall too) from one naming nobody
+    statuses = {answer.status_code for answer in answers}
+    assert len(statuses) == 1, [a.status_code for a in answers]
+    headers = [{k.lower() for k in a.headers} - {"x-request-id"} for a in answers]
+    assert headers[1:] == headers[:-1]
+    assert state() == before

@@ -147,6 +147,36 @@ def test_history_rules_apply_to_the_feed() -> None:
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("messages_before", [1, 0])
+def test_who_came_and_went_before_one_joined_a_room_hiding_history_is_not_told(
+    messages_before: int,
+) -> None:
+    # given a room hiding history, where someone was added, promoted and removed (and
+    # messages posted, or none), then a newcomer who joins, and someone added after them
+    owner, former, newcomer, later = make_user(), make_user(), make_user(), make_user()
+    room = make_room(owner=owner, history_visible=False)
+    for i in range(messages_before):
+        message_post(sender=owner, room=room, text=f"before you came {i}")
+    membership_add(actor=owner, room=room, user=former)
+    membership_role_change(actor=owner, room=room, member=former, role="moderator")
+    membership_remove(actor=owner, room=room, member=former)
+    membership_add(actor=owner, room=room, user=newcomer)
+    membership_add(actor=owner, room=room, user=later)
+
+    # when the newcomer reads the feed from the start
+    body = _client(newcomer).get(FEED).json()
+
+    # then it tells of their own joining and what came after, nothing from before it
+    # (the member list never showed who had been in the room; the feed told it all)
+    assert _kinds(body) == [
+        ("member.added", None, newcomer.pk),
+        ("member.added", None, later.pk),
+    ]
+    # while a member from the start hears all of it
+    assert ("member.removed", None, former.pk) in _kinds(_client(owner).get(FEED).json())
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("query", "parameter"),
     [("after=", "after"), ("after=-1", "after"), ("limit=0", "limit"), ("limit=101", "limit")],

@@ -268,6 +268,24 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(connect: Co
     assert not await db(Message.objects.filter(room=room).exists)()
 
 
+async def test_a_frame_naming_a_member_twice_is_a_bad_frame_and_stores_nothing(
+    connect: Connect,
+) -> None:
+    # (as the API refuses such a body: which "text" counts would be a guess)
+    owner = await db(make_user)()
+    room: Room = await db(make_room)(owner=owner)
+    socket = await connect(owner)
+
+    await socket.send_to(
+        text_data=f'{{"type": "message.post", "room_id": {room.pk}, "text": "shown", '
+        '"text": "stored", "client_id": "d1"}'
+    )
+    error = await frames_until(socket, "error")
+
+    assert error[-1]["code"] == "bad_frame"
+    assert not await db(Message.objects.filter(room=room).exists)()
+
+
 async def test_an_oversized_message_is_refused_and_nothing_is_stored(connect: Connect) -> None:
     owner = await db(make_user)()
     room: Room = await db(make_room)(owner=owner)

@@ -289,3 +289,15 @@ def test_a_compliance_officer_sees_the_directory_without_message_buttons() -> No
 
     assert "colleague" in page
     assert 'value="start"' not in page
+
+
+@pytest.mark.parametrize("page", ["/rooms/people/", "/rooms/browse/", NEW_CONVERSATION])
+def test_a_search_with_a_nul_character_finds_nobody_and_is_no_server_error(page: str) -> None:
+    # (PostgreSQL cannot compare text holding a NUL: the search was a 500)
+    me = make_user(username="me")
+    make_user(username="colleague")
+
+    response = verified_client(me).get(f"{page}?q=coll%00")
+
+    assert response.status_code == 200
+    assert "colleague" not in response.content.decode()

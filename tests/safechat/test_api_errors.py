@@ -285,6 +285,25 @@ def test_malformed_json_is_a_400_problem(client_of: Client) -> None:
     assert body["detail"].startswith("The body is not valid JSON")
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name": "Rates", "name": "Credit"}',
+        b'{"name": "Rates", "topic": {"a": 1, "a": 2}}',
+    ],
+)
+def test_json_with_a_name_twice_in_one_object_is_a_400_problem(
+    client_of: Client, body: bytes
+) -> None:
+    # (RFC 8259: names should be unique; parsers disagree on which one counts, so a
+    # proxy that checked the first would see another body than the room created)
+    response = client_of.post("/api/v1/rooms/create/", body, content_type="application/json")
+
+    problem = assert_problem(response, 400, "duplicate_key")
+    assert "name" in problem["detail"] or '"a"' in problem["detail"]
+    assert not Room.objects.exists()
+
+
 def csrf_checked_client(user: User) -> Client:
     """A browser-like session client: DRF's CSRF check reads a form body as Django does."""
     from django.conf import settings

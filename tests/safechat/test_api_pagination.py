@@ -32,6 +32,9 @@ def room(owner: User) -> Room:
         membership_add(actor=owner, room=room, user=make_user(username=f"colleague{i}"))
     for i in range(SIZE):
         message_post(sender=owner, room=room, text=f"m{i}")
+    colleague = User.objects.get(username="colleague0")
+    for i in range(SIZE):
+        message_post(sender=colleague, room=room, text=f"@aaa-owner look {i}")
     for i in range(SIZE - 1):
         make_room(owner=owner, name=f"Room {i}")
     for i in range(SIZE):
@@ -54,10 +57,18 @@ def lists(room: Room) -> dict[str, tuple[str, bool]]:
         "messages": (f"/api/v1/rooms/{room.pk}/messages/", True),
         "tokens": ("/api/v1/accounts/tokens/", False),
         "people": ("/api/v1/people/?q=colleague", False),
+        "mentions": ("/api/v1/mentions/", True),
     }
 
 
-KEYS = {"rooms": "id", "members": "user_id", "messages": "id", "tokens": "id", "people": "id"}
+KEYS = {
+    "rooms": "id",
+    "members": "user_id",
+    "messages": "id",
+    "tokens": "id",
+    "people": "id",
+    "mentions": "id",
+}
 
 
 def _get(client: Client, url: str, query: str) -> dict[str, Any]:
@@ -128,6 +139,9 @@ def test_every_list_pages_both_ways_without_skipping_or_repeating(
         ("before=118951021527097109546399602573312", "before", "out_of_range"),
         ("after=9223372036854775808", "after", "out_of_range"),
         ("before=3&after=1", "after", "exclusive"),
+        # Sent twice: which value counts is a guess (the last, silently, before).
+        ("before=3&before=2", "before", "repeated"),
+        ("limit=2&limit=3", "limit", "repeated"),
     ],
 )
 def test_every_list_refuses_a_bad_cursor_naming_the_parameter(

@@ -13,6 +13,7 @@ from channels.db import database_sync_to_async
 from pytest_django import Settings
 
 from accounts.services import api_token_create
+from files.asgi import UPLOAD_PATHS
 from rooms.models import Room
 from safechat.asgi import application
 from safechat.body_limit import BodyLimitMiddleware
@@ -206,32 +207,52 @@ def test_a_portal_path_is_refused_in_plain_text() -> None:
     assert answer.headers["content-type"].startswith("text/plain")
 
 
-@pytest.mark.parametrize("path", ["/api/v1/rooms/7/uploads/", "/api/v1/uploads/abc"])
-def test_upload_paths_are_left_to_their_own_application(path: str) -> None:
-    # given a large declared body on a path excluded from the limit
-    inner = Recorder()
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/uploads/",
+        "/api/v1/uploads/abc/",
+        "/api/v1/uploads/abc/def",
+        "/api/v1/rooms/7/uploads/abc",
+        "/api/v1/rooms/7/uploads",
+        "/api/v1/uploadsx",
+    ],
+)
+def test_a_path_near_the_upload_paths_that_no_upload_serves_is_limited_too(path: str) -> None:
+    # given an unauthenticated 200 MB POST, declared, to a path that only looks like an
+    # upload path: the upload application does not serve it, Django would
+    sender = Sender([b"x" * MiB] * 200)
 
     answer = run(
-        BodyLimitMiddleware(inner),
-        http_scope(path, [(b"content-length", str(LIMIT * 3).encode())]),
-        Sender([b"x" * LIMIT] * 3),
+        application,
+        http_scope(path, [(b"content-length", str(200 * MiB).encode())]),
+        sender,
     )
 
-    assert answer.status == 200
-    assert inner.called
-    assert len(inner.body) == LIMIT * 3
-
-
-def test_the_excluded_paths_are_a_setting(settings: Settings) -> None:
-    settings.SAFECHAT_BODY_LIMIT_EXCLUDED_PATHS = []
-
-    answer = run(
-        BodyLimitMiddleware(Recorder()),
-        http_scope("/api/v1/uploads/", [(b"content-length", str(LIMIT * 3).encode())]),
-        Sender([b""]),
-    )
-
+    # then it is refused at once, nothing read
     assert answer.status == 413
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert sender.read == 0
+
+
+def test_an_upload_path_is_served_by_its_own_application_under_its_own_limit() -> None:
+    # given upload bytes over the JSON limit, sent without a token to an upload's path
+    sender = Sender([b"x" * LIMIT] * 3)
+
+    answer = run(
+        application,
+        http_scope(
+            "/api/v1/uploads/abc",
+            [(b"content-length", str(LIMIT * 3).encode()), (b"tus-resumable", b"1.0.0")],
+            method="PATCH",
+        ),
+        sender,
+    )
+
+    # then the upload application answers it, not this limit: it asks for credentials
+    assert answer.status == 401, answer.body
+    assert json.loads(answer.body)["code"] == "not_authenticated"
+    assert sender.read == 0
 
 
 @pytest.fixture
@@ -311,12 +332,12 @@ def test_the_proxy_template_refuses_large_bodies_except_on_upload_paths() -> Non
     assert settings.SAFECHAT_MAX_BODY_BYTES < int(size.group(1)) * MiB <= 4 * MiB
     assert "proxy_request_buffering on;" in outside
     assert "proxy_request_buffering off;" not in outside
-    # and the upload paths, the same the application excludes, stream unbuffered
+    # and exactly the paths the upload application serves stream unbuffered
     assert "proxy_request_buffering off;" in uploads.group(2)
-    for path in ["/api/v1/rooms/7/uploads/", "/api/v1/uploads/", "/api/v1/uploads/abc"]:
+    assert uploads.group(1) == UPLOAD_PATHS.pattern
+    for path in ["/api/v1/rooms/7/uploads/", "/api/v1/uploads/abc"]:
         assert re.match(uploads.group(1), path)
-        assert any(re.match(p, path) for p in settings.SAFECHAT_BODY_LIMIT_EXCLUDED_PATHS)
     # and no response is written to nginx's temporary files: a download is plaintext
     assert "proxy_max_temp_file_size 0;" in outside
-    for path in ["/api/v1/rooms/7/messages/", "/api/v1/uploadsx"]:
+    for path in ["/api/v1/rooms/7/messages/", "/api/v1/uploadsx", "/api/v1/uploads/"]:
         assert not re.match(uploads.group(1), path)

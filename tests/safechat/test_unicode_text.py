@@ -101,6 +101,28 @@ def test_a_label_made_only_of_invisible_characters_is_refused(label: str) -> Non
     assert refused.value.code == "invisible"
 
 
+@pytest.mark.parametrize(
+    "label",
+    [
+        "Rates\ndesk",
+        "Rates\tdesk",
+        "Rates\rdesk",
+        "Rates\x1b[31m",
+        "Rates\x07",
+        "Rates\x7f",
+        "Rates\x85",
+    ],
+    ids=["line-feed", "tab", "carriage-return", "escape", "bell", "delete", "next-line"],
+)
+def test_a_control_character_is_refused_in_a_label(label: str) -> None:
+    # (a line break or a terminal's escape makes a name show as something else: in a
+    # plain-text notice, a log or a terminal)
+    with pytest.raises(ValidationError) as refused:
+        validate_label(label)
+
+    assert refused.value.code == "control_character"
+
+
 def test_a_label_with_one_visible_character_passes() -> None:
     refuse_invisible_only("\u200bx\u200b")
     refuse_invisible_only("\U0001f4c8")  # an emoji is visible
