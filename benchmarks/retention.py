@@ -135,7 +135,8 @@ def seed(*, messages: int, rooms: int) -> tuple[Any, list[Any]]:
             Reaction.objects.bulk_create(reactions)
             revisions = [
                 MessageRevision(
-                    message=m, revision=0, epoch=m.epoch, ciphertext=m.ciphertext,
+                    message=m, room_id=m.room_id, revision=0, epoch=m.epoch,
+                    ciphertext=m.ciphertext,
                     created_at=m.created_at,
                 )
                 for m in made

@@ -1,7 +1,11 @@
 """Writes of retention and legal holds: one function per action, for the admin, the
 management command and the Celery task."""
 
-from compliance.services._common import ComplianceRefused, RetentionBusyError
+from compliance.services._common import (
+    ComplianceRefused,
+    RetentionBusyError,
+    RetentionRightWithdrawnError,
+)
 from compliance.services.holds import legal_hold_place, legal_hold_release
 from compliance.services.policies import retention_policy_set
 from compliance.services.retention import RetentionReport, RoomCounts, retention_apply
@@ -11,6 +15,7 @@ __all__ = [
     "ComplianceRefused",
     "RetentionBusyError",
     "RetentionReport",
+    "RetentionRightWithdrawnError",
     "RoomCounts",
     "legal_hold_place",
     "legal_hold_release",
