@@ -376,8 +376,8 @@ class Pacer:
     ceiling: int
     target: float
     ratio: float
-    floor: int = 0
-    size: int = 0
+    floor: int = field(init=False)
+    size: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.floor = min(10, self.ceiling)
@@ -587,15 +587,12 @@ def _purge_room_messages(
     pacer: Pacer,
     instants: BatchInstants,
 ) -> None:
-    """Every epoch of the room, oldest candidates first, window by window."""
+    """Every epoch of the room that has messages, oldest candidates first, window by
+    window."""
     if _wholly_held(counts.room_id, active_hold_scopes()):
         return
-    numbers = list(
-        RoomEpoch.objects.filter(room_id=counts.room_id)
-        .order_by("number")
-        .values_list("number", flat=True)
-    )
-    for number in numbers:
+    number = _next_epoch_with_messages(counts.room_id, after=-1)
+    while number is not None:
         after: Cursor | None = None
         while True:
             size = pacer.size
@@ -622,6 +619,18 @@ def _purge_room_messages(
             if len(window) < size:
                 break
             after = window[-1]
+        number = _next_epoch_with_messages(counts.room_id, after=number)
+
+
+def _next_epoch_with_messages(room_id: int, *, after: int) -> int | None:
+    """The room's lowest epoch above ``after`` that any message is under: one probe of
+    the index on (room, epoch, …), so every epoch costs one, however many messages."""
+    return (
+        Message.objects.filter(room_id=room_id, epoch__gt=after)
+        .order_by("epoch")
+        .values_list("epoch", flat=True)
+        .first()
+    )
 
 
 def _purge_room_loose_files(
