@@ -285,7 +285,8 @@ class AuditAction(StrEnum):
     )
     RETENTION_RUN_REFUSED = (
         "retention.run.refused",
-        "A retention run was refused (another run is working, no such room).",
+        "A retention run was refused (another run is working, no such room), or stopped "
+        "before a batch because the person it acts for lost the right.",
     )
     RETENTION_BACKUP_WARNING = (
         "retention.backup.warning",

@@ -108,6 +108,7 @@ class RetentionRun(models.Model):
         FINISHED = "finished", "finished"
         FAILED = "failed", "failed"
         INTERRUPTED = "interrupted", "interrupted (found dead by a later run)"
+        REFUSED = "refused", "refused (its requester's right was withdrawn)"
 
     dry_run = models.BooleanField(default=False)
     # The one room the run was limited to (``--room``), or none.
@@ -156,6 +157,11 @@ class MessageTombstone(models.Model):
 
     class Meta:
         ordering = ["room", "seq"]
+        indexes = [
+            # A purge batch stamps its tombstones with one instant, which its audit event
+            # records: ``tombstones_verify`` finds a batch's tombstones by it.
+            models.Index(fields=["run", "purged_at"], name="compliance_tombstone_batch"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["room", "seq"], name="compliance_tombstone_seq"),
         ]

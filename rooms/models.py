@@ -187,7 +187,14 @@ class Message(models.Model):
     client_fingerprint = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
-        indexes = [models.Index(fields=["room", "-id"], name="rooms_message_room_recent")]
+        indexes = [
+            models.Index(fields=["room", "-id"], name="rooms_message_room_recent"),
+            # Retention reads an epoch's messages oldest first in windows (keyset on
+            # sent time and id), and asks whether anything is left under an epoch.
+            models.Index(
+                fields=["room", "epoch", "created_at", "id"], name="rooms_message_room_epoch_age"
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["room", "seq"], name="rooms_message_room_seq_unique"),
             # Two identical posts at the same instant store one message.
@@ -203,15 +210,22 @@ class Message(models.Model):
 
 
 class MessageRevision(models.Model):
-    """An earlier text of an edited message, still encrypted as it was."""
+    """An earlier text of an edited message, still encrypted as it was.
+
+    ``room`` is the message's room, kept on the row so that "is anything left under this
+    epoch of the room" (before the epoch key is destroyed) is one index probe.
+    """
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="revisions")
+    # Indexed with the epoch below (the index on the room alone would be a duplicate).
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+", db_index=False)
     revision = models.PositiveIntegerField()
     epoch = models.PositiveIntegerField()
     ciphertext = models.BinaryField()
     created_at = models.DateTimeField()
 
     class Meta:
+        indexes = [models.Index(fields=["room", "epoch"], name="rooms_revision_room_epoch")]
         constraints = [
             models.UniqueConstraint(fields=["message", "revision"], name="rooms_revision_unique"),
         ]

@@ -7,9 +7,11 @@ configured, and so tests can exercise each decision without reloading settings.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +265,54 @@ def epoch_max_messages(value: int | str) -> int:
             f"(the AES-GCM random-nonce bound per key), not {value}"
         )
     return value
+
+
+@dataclass(frozen=True)
+class RetentionPacing:
+    """How the retention job paces its purge (docs/compliance.md, "Pacing").
+
+    ``batch``: the most messages (or files) one transaction purges; ``batch_seconds``:
+    the duration each batch aims for (its size grows or shrinks between
+    ``min(10, batch)`` and ``batch`` to stay near it); ``pause_ratio``: after each
+    batch the job rests this many times the batch's duration (0: no rest).
+    """
+
+    batch: int
+    batch_seconds: float
+    pause_ratio: float
+
+
+def _number(name: str, value: str, kind: type[int] | type[float]) -> float:
+    try:
+        number = kind(value.strip())
+    except ValueError:
+        whole = "a whole number" if kind is int else "a number"
+        raise ImproperlyConfigured(f"{name} must be {whole}, not {value!r}") from None
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name} must be a finite number, not {value!r}")
+    return number
+
+
+def retention_pacing(*, batch: str, batch_seconds: str, pause_ratio: str) -> RetentionPacing:
+    """``SAFECHAT_RETENTION_BATCH`` (1 to 100000), ``SAFECHAT_RETENTION_BATCH_SECONDS``
+    (0.001 to 60) and ``SAFECHAT_RETENTION_PAUSE_RATIO`` (0 to 100), as read from the
+    environment; raises ``ImproperlyConfigured`` naming the first one out of range."""
+    size = int(_number("SAFECHAT_RETENTION_BATCH", batch, int))
+    if not 1 <= size <= 100_000:
+        raise ImproperlyConfigured(
+            f"SAFECHAT_RETENTION_BATCH must be between 1 and 100000, not {size}"
+        )
+    seconds = _number("SAFECHAT_RETENTION_BATCH_SECONDS", batch_seconds, float)
+    if not 0.001 <= seconds <= 60:
+        raise ImproperlyConfigured(
+            f"SAFECHAT_RETENTION_BATCH_SECONDS must be between 0.001 and 60, not {seconds:g}"
+        )
+    ratio = _number("SAFECHAT_RETENTION_PAUSE_RATIO", pause_ratio, float)
+    if not 0 <= ratio <= 100:
+        raise ImproperlyConfigured(
+            f"SAFECHAT_RETENTION_PAUSE_RATIO must be between 0 and 100, not {ratio:g}"
+        )
+    return RetentionPacing(batch=size, batch_seconds=seconds, pause_ratio=ratio)
 
 
 def rate_limit(value: str) -> tuple[int, int]:

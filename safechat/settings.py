@@ -292,8 +292,21 @@ CELERY_BEAT_SCHEDULE["keyring-rotate-master-key"] = {
 # --- Retention and legal holds (docs/compliance.md) --------------------------
 # No policy may keep content for fewer days than this (six years: SEC 17a-4, FINRA 4511).
 SAFECHAT_RETENTION_MINIMUM_DAYS = env.int("SAFECHAT_RETENTION_MINIMUM_DAYS", default=2190)
-# Messages purged per transaction: each batch holds its locks for a few milliseconds.
-SAFECHAT_RETENTION_BATCH = env.int("SAFECHAT_RETENTION_BATCH", default=200)
+# Pacing of the purge (docs/compliance.md, "Pacing"): each transaction purges at most
+# SAFECHAT_RETENTION_BATCH messages, its size adapted (from 10 up) so that it lasts about
+# SAFECHAT_RETENTION_BATCH_SECONDS; after each, the job rests SAFECHAT_RETENTION_PAUSE_RATIO
+# times as long, so the chat keeps its latency while a large purge goes on.
+try:
+    _pacing = envtools.retention_pacing(
+        batch=env.str("SAFECHAT_RETENTION_BATCH", default="500"),
+        batch_seconds=env.str("SAFECHAT_RETENTION_BATCH_SECONDS", default="0.05"),
+        pause_ratio=env.str("SAFECHAT_RETENTION_PAUSE_RATIO", default="1.0"),
+    )
+except ImproperlyConfigured as _exc:
+    raise SystemExit(f"SafeChat refuses to start: {_exc}") from None
+SAFECHAT_RETENTION_BATCH = _pacing.batch
+SAFECHAT_RETENTION_BATCH_SECONDS = _pacing.batch_seconds
+SAFECHAT_RETENTION_PAUSE_RATIO = _pacing.pause_ratio
 # A run renews its lease at every batch; past it, a later run takes it for dead (SQLite).
 SAFECHAT_RETENTION_LEASE_SECONDS = env.int("SAFECHAT_RETENTION_LEASE_SECONDS", default=600)
 # How long the operator keeps database and vault backups; the job warns when it exceeds

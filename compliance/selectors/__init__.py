@@ -160,7 +160,7 @@ def epoch_held(room_id: int, number: int) -> bool:
         revision_span = _span(scope, first="created_at", last="created_at")
         if (
             MessageRevision.objects.filter(
-                message__room_id=room_id, epoch=number, message__sender_id__in=custodians
+                room_id=room_id, epoch=number, message__sender_id__in=custodians
             )
             .filter(revision_span)
             .exists()
@@ -237,7 +237,12 @@ def tombstone_ids_digest(ids: list[int]) -> str:
 
 def tombstones_verify(*, run_id: int) -> list[str]:
     """Compare a run's tombstones with its ``retention.purged`` audit events; returns the
-    problems found (empty: every batch's tombstones are exactly those it recorded)."""
+    problems found (empty: every batch's tombstones are exactly those it recorded).
+
+    A batch's tombstones are those of its run and room stamped with the instant its
+    event records (``purged_at``, ISO 8601); events written before batches recorded it
+    name their batch by its first and last message id instead.
+    """
     problems = []
     events = AuditEvent.objects.filter(action="retention.purged").order_by("seq")
     recorded = 0
@@ -246,17 +251,28 @@ def tombstones_verify(*, run_id: int) -> list[str]:
         if extra.get("run") != run_id or not extra.get("messages"):
             continue
         recorded += int(extra["messages"])
-        ids = list(
-            MessageTombstone.objects.filter(
-                run_id=run_id,
-                room_id=int(event.target_id),
-                message_id__gte=extra["first_id"],
-                message_id__lte=extra["last_id"],
-            ).values_list("message_id", flat=True)
-        )
+        batch = MessageTombstone.objects.filter(run_id=run_id, room_id=int(event.target_id))
+        stamp = _instant(extra.get("purged_at"))
+        if stamp is not None:
+            batch = batch.filter(purged_at=stamp)
+        else:
+            batch = batch.filter(
+                message_id__gte=extra["first_id"], message_id__lte=extra["last_id"]
+            )
+        ids = list(batch.values_list("message_id", flat=True))
         if tombstone_ids_digest(ids) != extra.get("ids_digest"):
             problems.append(f"audit event #{event.seq}: its tombstones do not match")
     stored = MessageTombstone.objects.filter(run_id=run_id).count()
     if stored != recorded:
         problems.append(f"run {run_id}: {stored} tombstones, {recorded} purges audited")
     return problems
+
+
+def _instant(value: object) -> datetime | None:
+    """An audit event's ISO 8601 instant, or None (absent, or not one)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None

@@ -1,7 +1,11 @@
 """Writes of retention and legal holds: one function per action, for the admin, the
 management command and the Celery task."""
 
-from compliance.services._common import ComplianceRefused, RetentionBusyError
+from compliance.services._common import (
+    ComplianceRefused,
+    RetentionBusyError,
+    RetentionRightWithdrawnError,
+)
 from compliance.services.export_job import (
     ExportDownload,
     export_download,
@@ -19,6 +23,7 @@ __all__ = [
     "ExportDownload",
     "RetentionBusyError",
     "RetentionReport",
+    "RetentionRightWithdrawnError",
     "RoomCounts",
     "export_approve",
     "export_download",

@@ -23,6 +23,11 @@ class RetentionBusyError(ComplianceRefused):
     """Another retention run is working."""
 
 
+class RetentionRightWithdrawnError(ComplianceRefused):
+    """The person a retention run acts for may no longer run retention: the run stops
+    before its next batch (what it committed stands)."""
+
+
 def refused(
     *,
     actor: User | SystemActor,

@@ -7,22 +7,39 @@ command and the admin. Guarantees:
   default; no policy keeps forever) and not covered by an active legal hold is purged:
   messages with their earlier texts, reactions, mentions and files (blobs included),
   and files no message shares; a message's age is its last write (an edit restarts it);
-* each purged message leaves a tombstone (id, room, number, sent time, run);
+* each purged message leaves a tombstone (id, room, number, sent time, run), stamped with
+  its batch's instant, which the batch's audit event records;
 * an epoch key is destroyed only once nothing it protects is left and no hold covers it
   (``rooms.services.epochs.epoch_shred_locked``, which decides that under its locks);
 * work goes in small batches, each its own transaction with its audit event and the
   run's counts, so no lock is held long and a run killed at any point leaves a
   consistent state that the next run completes (blobs of committed purges included);
+* batches are paced: each aims to last ``SAFECHAT_RETENTION_BATCH_SECONDS`` (its size
+  adapts between ``min(10, batch)`` and the batch size), and the job rests
+  ``SAFECHAT_RETENTION_PAUSE_RATIO`` times as long after each, so the chat's own
+  transactions keep their latency during a large purge;
+* a run a person asked for acts for them only while they may: their right is read again
+  before every batch, and once withdrawn the run stops there (state ``refused``, audited
+  ``retention.run.refused``);
 * one run works at a time (``compliance.locks``); a dry run counts and changes nothing.
+
+How a batch finds its messages: per room and epoch, oldest first, the next window of
+candidates is read (outside any transaction) through the index on (room, epoch, sent
+time, id), continuing after the last window's (sent time, id); the batch then locks the
+window's rows by id and keeps only those that, under the lock, are still expired (by
+their last write) and not held. A window's held or recently edited rows are passed over,
+never purged.
 
 Lock order of a batch: the run's row, the legal-hold ledger (shared), then the messages
 (or files) it deletes and their revisions, reactions, mentions and files; a shred takes
-the room's row and the epoch's key rows; the audit chain last.
+the room's row and the epoch's key rows; the audit chain last (its deferred foreign-key
+checks are run before it, so none runs at commit while the chain's lock is held).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +56,7 @@ from audit.services import audit_record
 from compliance import locks
 from compliance.models import BlobPurge, MessageTombstone, RetentionRun
 from compliance.selectors import (
+    HoldScope,
     active_hold_scopes,
     epoch_held,
     held_files,
@@ -51,6 +69,7 @@ from compliance.selectors import (
 from compliance.services._common import (
     MANAGE_RETENTION,
     RetentionBusyError,
+    RetentionRightWithdrawnError,
     refused,
     require_permission,
 )
@@ -150,9 +169,10 @@ def _loose_files_expire(room_id: int, cutoff: datetime) -> bool:
 
 
 def _epoch_has_content(room_id: int, number: int) -> bool:
+    """Whether anything is left under the room's epoch: each an index probe."""
     return (
         Message.objects.filter(room_id=room_id, epoch=number).exists()
-        or MessageRevision.objects.filter(message__room_id=room_id, epoch=number).exists()
+        or MessageRevision.objects.filter(room_id=room_id, epoch=number).exists()
         or StoredFile.objects.filter(room_id=room_id, epoch=number).exists()
     )
 
@@ -191,7 +211,7 @@ def _dry_room(room_id: int, days: int, now: datetime) -> RoomCounts:
         n = epoch.number
         left = (
             Message.objects.filter(room_id=room_id, epoch=n).exclude(pk__in=doomed_ids).exists()
-            or MessageRevision.objects.filter(message__room_id=room_id, epoch=n)
+            or MessageRevision.objects.filter(room_id=room_id, epoch=n)
             .exclude(message_id__in=doomed_ids)
             .exists()
             or StoredFile.objects.filter(room_id=room_id, epoch=n)
@@ -283,21 +303,109 @@ def _run_claim(*, actor: Actor, room_id: int | None) -> tuple[RetentionRun, list
 
 
 def _run_fence(run: RetentionRun) -> None:
-    """Inside a batch: lock this run's row (first), check it is still this run's turn,
-    and renew its lease."""
-    state = (
-        RetentionRun.objects.select_for_update()
-        .filter(pk=run.pk)
-        .values_list("state", flat=True)
-        .first()
+    """Inside a batch, first: lock this run's row, check it is still this run's turn and
+    renew its lease, in one statement (a run taken over meanwhile updates nothing)."""
+    renewed = RetentionRun.objects.filter(pk=run.pk, state=RetentionRun.State.RUNNING).update(
+        lease_expires_at=_lease_end()
     )
-    if state != RetentionRun.State.RUNNING:
+    if not renewed:
         raise RunSupersededError(f"retention run {run.pk} was taken over")
-    RetentionRun.objects.filter(pk=run.pk).update(lease_expires_at=_lease_end())
+
+
+def _requester_check(*, actor: Actor, run: RetentionRun) -> None:
+    """Inside a batch: a run a person asked for goes on only while they are active and
+    hold ``compliance.manage_retention``, read afresh (roles change while a run works).
+    Raises ``RetentionRightWithdrawnError`` (the batch rolls back; the refusal is audited
+    with what the run committed so far)."""
+    if not isinstance(actor, User):
+        return  # the system's own run: the operator's authority
+    fresh = User.objects.filter(pk=actor.pk).first()
+    if fresh is not None and fresh.is_active and fresh.has_perm(MANAGE_RETENTION):
+        return
+    done = RetentionRun.objects.values(
+        "messages", "revisions", "reactions", "mentions", "files", "epochs_shredded"
+    ).get(pk=run.pk)
+    raise RetentionRightWithdrawnError(
+        "the compliance officer who asked for this run may no longer run retention: "
+        "it stopped before its next batch",
+        actor=actor,
+        action=AuditAction.RETENTION_RUN_REFUSED,
+        target=run,
+        reason="right withdrawn",
+        extra={"run": run.pk, "room": run.room_scope, **done},
+    )
+
+
+def _batch_begin(*, actor: Actor, run: RetentionRun) -> None:
+    """The top of every batch and shred transaction, in the lock order: the run's row
+    (fence), the requester's right, then the legal-hold ledger (shared)."""
+    _run_fence(run)
+    _requester_check(actor=actor, run=run)
+    locks.ledger_lock_shared()
+
+
+def _deferred_checks_now() -> None:
+    """Run the transaction's deferred foreign-key checks now (PostgreSQL), before the
+    audit append: left to COMMIT, they would run while the audit chain's lock is held,
+    and every other writer waits on that lock."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
 def _batch_committed(run: RetentionRun) -> None:
     """Called after each batch commits; tests inject a failure here."""
+
+
+def _rest(seconds: float) -> None:
+    """The pause between batches (tests replace it)."""
+    if seconds > 0:
+        time.sleep(seconds)
+
+
+@dataclass
+class Pacer:
+    """Sizes purge batches so each lasts about ``target`` seconds, between ``floor`` and
+    ``ceiling`` rows, and rests ``ratio`` times a batch's duration after it.
+
+    The size moves by at most a factor of two per batch (a slow batch on a busy machine
+    does not collapse it, nor a fast one blow it up), and only a full batch may grow it:
+    a short one measured too few rows to say more than "smaller".
+    """
+
+    ceiling: int
+    target: float
+    ratio: float
+    floor: int = field(init=False)
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.floor = min(10, self.ceiling)
+        self.size = max(self.floor, min(self.ceiling, 100))
+
+    def measured(self, *, elapsed: float, rows: int) -> None:
+        """A batch of ``rows`` rows took ``elapsed`` seconds: size the next one, rest."""
+        if rows:
+            ideal = rows * self.target / max(elapsed, 1e-4)
+            bounded = min(max(ideal, self.size / 2), self.size * 2)
+            proposed = int(min(max(bounded, self.floor), self.ceiling))
+            self.size = proposed if rows >= self.size else min(self.size, proposed)
+        _rest(elapsed * self.ratio)
+
+
+class BatchInstants:
+    """The instant each batch stamps on its tombstones and records in its audit event:
+    strictly increasing within a run, so a batch's tombstones are told apart by it."""
+
+    def __init__(self) -> None:
+        self.last: datetime | None = None
+
+    def next(self) -> datetime:
+        now = timezone.now()
+        if self.last is not None and now <= self.last:
+            now = self.last + timedelta(microseconds=1)
+        self.last = now
+        return now
 
 
 def _blobs_remove(run: RetentionRun) -> int:
@@ -323,23 +431,48 @@ def _delete_rows(rows: QuerySet[Any]) -> None:
     rows._raw_delete(rows.db)
 
 
+Cursor = tuple[datetime, int]
+
+
+def _window(
+    *, room_id: int, epoch: int, cutoff: datetime, after: Cursor | None, size: int
+) -> list[Cursor]:
+    """The next ``size`` candidates of the room's epoch sent before ``cutoff``, as (sent
+    time, id), oldest first, after ``after``: one range scan of the index on (room,
+    epoch, sent time, id). Only candidates: the batch decides under its locks."""
+    rows = Message.objects.filter(room_id=room_id, epoch=epoch, created_at__lt=cutoff)
+    if after is not None:
+        sent, pk = after
+        rows = rows.filter(created_at__gte=sent).filter(
+            Q(created_at__gt=sent) | Q(created_at=sent, pk__gt=pk)
+        )
+    return list(rows.order_by("created_at", "pk").values_list("created_at", "pk")[:size])
+
+
 def _purge_messages_batch(
-    *, actor: Actor, run: RetentionRun, counts: RoomCounts, cutoff: datetime, limit: int
-) -> int:
-    """Purge up to ``limit`` expired, unheld messages of the room in one transaction;
-    returns how many."""
+    *,
+    actor: Actor,
+    run: RetentionRun,
+    counts: RoomCounts,
+    cutoff: datetime,
+    candidates: list[int],
+    instants: BatchInstants,
+) -> tuple[int, int]:
+    """Purge those of ``candidates`` (ids of the room's messages) that, under their
+    locks, are still expired and not held, in one transaction; returns (messages, files)
+    purged."""
     with action_transaction():
-        _run_fence(run)
-        locks.ledger_lock_shared()
+        _batch_begin(actor=actor, run=run)
         held = held_messages(active_hold_scopes())
         rows = list(
             _expired_messages(counts.room_id, cutoff, held)
+            .filter(pk__in=candidates)
             .select_for_update(of=("self",))
             .order_by("pk")
-            .only("pk", "seq", "created_at", "room")[:limit]
+            .only("pk", "seq", "created_at", "room")
         )
         if not rows:
-            return 0
+            return 0, 0
         ids = [row.pk for row in rows]
         # A reply that stays loses its link to the purged message (its tombstone remains).
         Message.objects.filter(parent_id__in=ids).update(parent=None)
@@ -355,7 +488,7 @@ def _purge_messages_batch(
         BlobPurge.objects.bulk_create([BlobPurge(prefix=prefix, run=run) for _, prefix in shared])
         _delete_rows(StoredFile.objects.filter(pk__in=[pk for pk, _ in shared]))
         _delete_rows(Message.objects.filter(pk__in=ids))
-        now = timezone.now()
+        stamp = instants.next()
         MessageTombstone.objects.bulk_create(
             [
                 MessageTombstone(
@@ -363,7 +496,7 @@ def _purge_messages_batch(
                     room_id=row.room_id,
                     seq=row.seq,
                     sent_at=row.created_at,
-                    purged_at=now,
+                    purged_at=stamp,
                     run=run,
                 )
                 for row in rows
@@ -376,6 +509,7 @@ def _purge_messages_batch(
             mentions=F("mentions") + mentions,
             files=F("files") + len(shared),
         )
+        _deferred_checks_now()
         audit_record(
             actor=actor,
             action=AuditAction.RETENTION_PURGED,
@@ -385,6 +519,7 @@ def _purge_messages_batch(
                 "messages": len(ids),
                 "first_id": ids[0],
                 "last_id": ids[-1],
+                "purged_at": stamp.isoformat(),
                 "ids_digest": tombstone_ids_digest(ids),
                 "revisions": revisions,
                 "reactions": reactions,
@@ -397,16 +532,16 @@ def _purge_messages_batch(
     counts.reactions += reactions
     counts.mentions += mentions
     counts.files += len(shared)
-    counts.span(rows[0].created_at, max(row.created_at for row in rows))
-    return len(ids)
+    sent = [row.created_at for row in rows]
+    counts.span(min(sent), max(sent))
+    return len(ids), len(shared)
 
 
 def _purge_loose_files_batch(
     *, actor: Actor, run: RetentionRun, counts: RoomCounts, cutoff: datetime, limit: int
 ) -> int:
     with action_transaction():
-        _run_fence(run)
-        locks.ledger_lock_shared()
+        _batch_begin(actor=actor, run=run)
         held = held_files(active_hold_scopes())
         rows = list(
             _expired_loose_files(counts.room_id, cutoff, held)
@@ -419,6 +554,7 @@ def _purge_loose_files_batch(
         BlobPurge.objects.bulk_create([BlobPurge(prefix=row.blob_prefix, run=run) for row in rows])
         _delete_rows(StoredFile.objects.filter(pk__in=[row.pk for row in rows]))
         RetentionRun.objects.filter(pk=run.pk).update(files=F("files") + len(rows))
+        _deferred_checks_now()
         audit_record(
             actor=actor,
             action=AuditAction.RETENTION_PURGED,
@@ -430,7 +566,94 @@ def _purge_loose_files_batch(
     return len(rows)
 
 
-def _shred_emptied_epochs(*, actor: Actor, run: RetentionRun, counts: RoomCounts) -> None:
+def _wholly_held(room_id: int, scopes: list[HoldScope]) -> bool:
+    """Whether a hold covers all of the room (named, or a custodian's direct
+    conversation, with no range): then there is nothing to look through. Only a
+    shortcut: every batch decides under the ledger's lock."""
+    return any(
+        (room_id in scope.rooms or room_id in scope.direct_rooms)
+        and scope.start is None
+        and scope.end is None
+        for scope in scopes
+    )
+
+
+def _purge_room_messages(
+    *,
+    actor: Actor,
+    run: RetentionRun,
+    counts: RoomCounts,
+    cutoff: datetime,
+    pacer: Pacer,
+    instants: BatchInstants,
+) -> None:
+    """Every epoch of the room that has messages, oldest candidates first, window by
+    window."""
+    if _wholly_held(counts.room_id, active_hold_scopes()):
+        return
+    number = _next_epoch_with_messages(counts.room_id, after=-1)
+    while number is not None:
+        after: Cursor | None = None
+        while True:
+            size = pacer.size
+            window = _window(
+                room_id=counts.room_id, epoch=number, cutoff=cutoff, after=after, size=size
+            )
+            if not window:
+                break
+            started = time.monotonic()
+            purged, files = _purge_messages_batch(
+                actor=actor,
+                run=run,
+                counts=counts,
+                cutoff=cutoff,
+                candidates=[pk for _, pk in window],
+                instants=instants,
+            )
+            elapsed = time.monotonic() - started
+            if files:
+                _blobs_remove(run)
+            if purged:
+                _batch_committed(run)
+            pacer.measured(elapsed=elapsed, rows=len(window))
+            if len(window) < size:
+                break
+            after = window[-1]
+        number = _next_epoch_with_messages(counts.room_id, after=number)
+
+
+def _next_epoch_with_messages(room_id: int, *, after: int) -> int | None:
+    """The room's lowest epoch above ``after`` that any message is under: one probe of
+    the index on (room, epoch, …), so every epoch costs one, however many messages."""
+    return (
+        Message.objects.filter(room_id=room_id, epoch__gt=after)
+        .order_by("epoch")
+        .values_list("epoch", flat=True)
+        .first()
+    )
+
+
+def _purge_room_loose_files(
+    *, actor: Actor, run: RetentionRun, counts: RoomCounts, cutoff: datetime, pacer: Pacer
+) -> None:
+    while _loose_files_expire(counts.room_id, cutoff):
+        size = pacer.size
+        started = time.monotonic()
+        done = _purge_loose_files_batch(
+            actor=actor, run=run, counts=counts, cutoff=cutoff, limit=size
+        )
+        elapsed = time.monotonic() - started
+        if done:
+            _blobs_remove(run)
+            _batch_committed(run)
+        pacer.measured(elapsed=elapsed, rows=done)
+        if done < size:  # held ones are left, or another run's work
+            return
+
+
+def _shred_emptied_epochs(
+    *, actor: Actor, run: RetentionRun, counts: RoomCounts, pacer: Pacer
+) -> None:
     """Destroy the key of every epoch of the room with nothing left under it, unheld."""
     candidates = RoomEpoch.objects.filter(
         room_id=counts.room_id, shredded_at__isnull=True, message_count__gt=0
@@ -438,9 +661,9 @@ def _shred_emptied_epochs(*, actor: Actor, run: RetentionRun, counts: RoomCounts
     for epoch in list(candidates):
         if _epoch_has_content(counts.room_id, epoch.number):
             continue
+        started = time.monotonic()
         with action_transaction():
-            _run_fence(run)
-            locks.ledger_lock_shared()
+            _batch_begin(actor=actor, run=run)
             Room.objects.select_for_update(no_key=True).filter(pk=counts.room_id).first()
             # Again under the room's lock: a post that just used the epoch is seen.
             if _epoch_has_content(counts.room_id, epoch.number):
@@ -451,6 +674,7 @@ def _shred_emptied_epochs(*, actor: Actor, run: RetentionRun, counts: RoomCounts
             RetentionRun.objects.filter(pk=run.pk).update(epochs_shredded=F("epochs_shredded") + 1)
         counts.epochs += 1
         _batch_committed(run)
+        _rest((time.monotonic() - started) * pacer.ratio)
 
 
 def _backup_check(*, actor: Actor, run: RetentionRun) -> str:
@@ -474,12 +698,15 @@ def _backup_check(*, actor: Actor, run: RetentionRun) -> str:
     return warning
 
 
-def _run_end(*, actor: Actor, run: RetentionRun, state: str, error: str = "") -> None:
+def _run_end(
+    *, actor: Actor, run: RetentionRun, state: str, error: str = "", audited: bool = True
+) -> None:
+    """Record the run's end; ``audited`` False when its refusal is the record already."""
     with action_transaction():
         updated = RetentionRun.objects.filter(pk=run.pk, state=RetentionRun.State.RUNNING).update(
             state=state, finished_at=timezone.now(), lease_expires_at=None, error=error[:200]
         )
-        if not updated:
+        if not updated or not audited:
             return
         final = RetentionRun.objects.get(pk=run.pk)
         totals = {
@@ -525,6 +752,12 @@ def _real_run(
     try:
         run, resumed = _run_claim(actor=actor, room_id=room_id)
         report = RetentionReport(run_id=run.pk, dry_run=False, resumed=resumed)
+        pacer = Pacer(
+            ceiling=limit,
+            target=settings.SAFECHAT_RETENTION_BATCH_SECONDS,
+            ratio=settings.SAFECHAT_RETENTION_PAUSE_RATIO,
+        )
+        instants = BatchInstants()
         try:
             report.backup_warning = _backup_check(actor=actor, run=run)
             _blobs_remove(run)  # what a dead run committed but did not remove
@@ -532,26 +765,30 @@ def _real_run(
             for pk, days in scope:
                 counts = RoomCounts(room_id=pk, keep_days=days)
                 cutoff = _cutoff(now, days)
-                # A batch short of the limit was the last: no empty transaction after it.
-                done = limit
-                while done == limit:
-                    done = _purge_messages_batch(
-                        actor=actor, run=run, counts=counts, cutoff=cutoff, limit=limit
-                    )
-                    if done:
-                        _blobs_remove(run)
-                        _batch_committed(run)
-                done = limit
-                while done == limit and _loose_files_expire(pk, cutoff):
-                    done = _purge_loose_files_batch(
-                        actor=actor, run=run, counts=counts, cutoff=cutoff, limit=limit
-                    )
-                    if done:
-                        _blobs_remove(run)
-                        _batch_committed(run)
-                _shred_emptied_epochs(actor=actor, run=run, counts=counts)
+                _purge_room_messages(
+                    actor=actor,
+                    run=run,
+                    counts=counts,
+                    cutoff=cutoff,
+                    pacer=pacer,
+                    instants=instants,
+                )
+                _purge_room_loose_files(
+                    actor=actor, run=run, counts=counts, cutoff=cutoff, pacer=pacer
+                )
+                _shred_emptied_epochs(actor=actor, run=run, counts=counts, pacer=pacer)
                 if not counts.empty:
                     report.rooms.append(counts)
+        except RetentionRightWithdrawnError:
+            # Audited as the refusal (with the counts so far) when its batch rolled back.
+            _run_end(
+                actor=actor,
+                run=run,
+                state=RetentionRun.State.REFUSED,
+                error="the requester's right was withdrawn",
+                audited=False,
+            )
+            raise
         except BaseException as exc:
             try:
                 _run_end(
@@ -577,11 +814,16 @@ def retention_apply(
     """Apply the retention policies (every room, or only ``room_id``): see the module.
 
     ``dry_run`` reports per room what would go (counts, oldest and newest item) and
-    changes nothing (it records the dry run and its audit event). Refused (audited,
-    nothing changed) for a room that does not exist, and while another run works
-    (``RetentionBusyError``). A person as ``actor`` (a compliance officer's dry run or
-    requested run) must be active and hold ``compliance.manage_retention`` now (refused,
-    audited ``retention.run.refused``); the system's own runs need no person.
+    changes nothing (it records the dry run and its audit event). ``batch_size``: the
+    most messages (or files) one transaction purges (default
+    ``SAFECHAT_RETENTION_BATCH``); batches are sized within it by their duration.
+    Refused (audited, nothing changed) for a room that does not exist, and while another
+    run works (``RetentionBusyError``). A person as ``actor`` (a compliance officer's
+    dry run or requested run) must be active and hold ``compliance.manage_retention``
+    now (refused, audited ``retention.run.refused``), and again before every batch: a
+    right withdrawn mid-run stops it there (``RetentionRightWithdrawnError``, audited;
+    the run's state ``refused``; what it committed stands). The system's own runs need
+    no person.
     """
     if isinstance(actor, User):
         require_permission(

@@ -405,6 +405,7 @@ def _message_revise(*, actor: User, message: Message, text: str) -> Message:
         raise ValidationError("this message was deleted")
     MessageRevision.objects.create(
         message=message,
+        room_id=message.room_id,
         revision=message.revision,
         epoch=message.epoch,
         ciphertext=message.ciphertext,

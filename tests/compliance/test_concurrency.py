@@ -44,6 +44,23 @@ pytestmark = [
 ]
 
 
+@pytest.fixture
+def purge_holding_its_locks(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """A purge batch that, at its first delete, holds its rows' locks for a second; the
+    event is set as it starts to wait, for another session to arrive meanwhile."""
+    locked = threading.Event()
+    original = retention_module._delete_rows
+
+    def delete_slowly(rows: Any) -> None:
+        if not locked.is_set():
+            locked.set()
+            time.sleep(1.0)
+        original(rows)
+
+    monkeypatch.setattr(retention_module, "_delete_rows", delete_slowly)
+    return locked
+
+
 def test_two_runs_at_once_never_both_work_and_purge_each_message_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -94,26 +111,16 @@ def test_a_hold_placed_during_a_run_stops_the_purge_of_what_it_covers_from_then_
 
 
 def test_a_reply_to_a_message_being_purged_is_refused_never_an_error(
-    monkeypatch: pytest.MonkeyPatch,
+    purge_holding_its_locks: threading.Event,
 ) -> None:
     officer, owner = make_officer(), make_user()
     room = make_room(owner=owner)
     parent = post_aged(sender=owner, room=room, days=90)
     retention_policy_set(actor=officer, room=None, keep_days=30)
-    locked = threading.Event()
-    original = retention_module._delete_rows
-
-    def delete_slowly(rows: Any) -> None:
-        # the batch holds its messages' locks here: the reply comes now
-        if not locked.is_set():
-            locked.set()
-            time.sleep(1.0)
-        original(rows)
-
-    monkeypatch.setattr(retention_module, "_delete_rows", delete_slowly)
 
     def reply() -> object:
-        assert locked.wait(timeout=60)
+        # the batch holds its messages' locks: the reply comes now
+        assert purge_holding_its_locks.wait(timeout=60)
         try:
             return message_post(sender=owner, room=room, text="re", parent_id=parent.pk)
         except ValidationError as refused:
@@ -189,7 +196,7 @@ def test_a_file_deleted_while_a_purge_takes_its_message_waits_never_deadlocks(
 
 
 def test_a_file_deleted_while_a_purge_holds_its_message_answers_404_and_writes_nothing(
-    clamd: OwnClamd, vault_dir: Path, monkeypatch: pytest.MonkeyPatch
+    clamd: OwnClamd, vault_dir: Path, purge_holding_its_locks: threading.Event
 ) -> None:
     # given a shared file whose message has expired, and a purge batch that holds the
     # message and the file for a moment (so the deletion arrives while it holds them)
@@ -197,20 +204,10 @@ def test_a_file_deleted_while_a_purge_holds_its_message_answers_404_and_writes_n
     room = make_room(owner=owner)
     stored = _shared_file_aged(owner=owner, room=room, days=90)
     retention_policy_set(actor=officer, room=None, keep_days=30)
-    locked = threading.Event()
-    original = retention_module._delete_rows
-
-    def delete_slowly(rows: Any) -> None:
-        if not locked.is_set():
-            locked.set()
-            time.sleep(1.0)
-        original(rows)
-
-    monkeypatch.setattr(retention_module, "_delete_rows", delete_slowly)
     before = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
 
     def delete() -> object:
-        assert locked.wait(timeout=60)
+        assert purge_holding_its_locks.wait(timeout=60)
         return file_delete(actor=owner, stored=stored)
 
     # when both run at once

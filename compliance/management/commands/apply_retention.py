@@ -24,7 +24,9 @@ class Command(SafeChatCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="count, change nothing")
         parser.add_argument("--room", type=int, default=None, help="only this room (its id)")
-        parser.add_argument("--batch-size", type=int, default=None, help="messages per batch")
+        parser.add_argument(
+            "--batch-size", type=int, default=None, help="the most messages per batch"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         batch = options["batch_size"]
