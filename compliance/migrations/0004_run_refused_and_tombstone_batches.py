@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('compliance', '0002_holds_from_room_flags'),
+        ('compliance', '0003_content_review_and_export'),
     ]
 
     operations = [
