@@ -1,18 +1,27 @@
-"""Refusals of retention and legal holds: each a ``Refused``, recorded once by the action
-that raised it (``safechat.actions``), with nothing changed."""
+"""Refusals of retention, legal holds and exports: each a ``Refused``, recorded once by the
+action that raised it (``safechat.actions``), with nothing changed; and the checks and the
+creation step that a hold and an export request share."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from datetime import date
+from typing import Any, TypeVar
 
 from accounts.models import User
 from audit.actions import AuditAction
 from audit.actors import SystemActor
+from audit.services import audit_record
 from audit.services.record import Target
+from compliance.models import ExportRequest, LegalHold
+from rooms.models import Room
 from safechat.actions import Refused
 
 MANAGE_RETENTION = "compliance.manage_retention"
 MANAGE_LEGAL_HOLDS = "compliance.manage_legal_holds"
+
+# A row that names a matter and the rooms and custodians it covers.
+Scoped = TypeVar("Scoped", ExportRequest, LegalHold)
 
 
 class ComplianceRefused(Refused):
@@ -72,3 +81,82 @@ def require_text(value: object, *, actor: User, action: AuditAction, field: str,
             message=f"the {field} is longer than {limit} characters",
         )
     return text
+
+
+def require_scope(
+    *,
+    actor: User,
+    action: AuditAction,
+    matter: str,
+    rooms: Sequence[Room],
+    custodians: Sequence[User],
+    reason: str,
+    message: str,
+) -> tuple[list[int], list[int]]:
+    """The ids of ``rooms`` and of ``custodians``, each sorted and without repeats.
+
+    Raises ``ComplianceRefused`` (``reason``, ``message``; audited as ``action``) when both
+    are empty.
+    """
+    room_ids = sorted({room.pk for room in rooms})
+    custodian_ids = sorted({person.pk for person in custodians})
+    if not room_ids and not custodian_ids:
+        raise refused(actor=actor, action=action, reason=reason, message=message, matter=matter)
+    return room_ids, custodian_ids
+
+
+def require_ordered_range(
+    *,
+    actor: User,
+    action: AuditAction,
+    matter: str,
+    starts_on: date | None,
+    ends_on: date | None,
+    noun: str,
+) -> None:
+    """Raises ``ComplianceRefused`` (audited as ``action``) when both days are given and
+    ``ends_on`` is before ``starts_on``; the message names "the ``noun``'s range"."""
+    if starts_on is not None and ends_on is not None and ends_on < starts_on:
+        raise refused(
+            actor=actor,
+            action=action,
+            reason="range ends before it starts",
+            message=f"the {noun}'s range ends before it starts",
+            matter=matter,
+            starts_on=starts_on.isoformat(),
+            ends_on=ends_on.isoformat(),
+        )
+
+
+def scoped_create(
+    model: type[Scoped],
+    *,
+    actor: User,
+    action: AuditAction,
+    room_ids: list[int],
+    custodian_ids: list[int],
+    extra: dict[str, Any],
+    **fields: Any,
+) -> Scoped:
+    """Create a ``model`` row from ``fields`` (its ``matter`` among them), link it to
+    ``room_ids`` and ``custodian_ids``, and record ``action`` on it with its matter, rooms,
+    custodians and ``extra``.
+
+    A step of the action that calls it: runs inside the caller's transaction, after any
+    lock the caller takes; the audit chain last.
+    """
+    row = model.objects.create(**fields)
+    row.rooms.set(room_ids)
+    row.custodians.set(custodian_ids)
+    audit_record(
+        actor=actor,
+        action=action,
+        target=row,
+        extra={
+            "matter": fields["matter"],
+            "rooms": room_ids,
+            "custodians": custodian_ids,
+            **extra,
+        },
+    )
+    return row
