@@ -26,9 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TypeVar
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import Model, Q, QuerySet
 
 from accounts.models import User
 from audit.actions import AuditAction
@@ -159,6 +160,7 @@ def _limit(limit: int) -> int:
 
 
 Keys = dict[tuple[int, int], SymmetricKey | IntegrityFailure | None]
+Row = TypeVar("Row", bound=Model)
 
 
 def _open(
@@ -221,6 +223,45 @@ def _file(keys: Keys, stored: StoredFile) -> ReviewFile:
     )
 
 
+def _page_rows(rows: QuerySet[Row], limit: int) -> tuple[list[Row], bool]:
+    """The first ``limit`` of ``rows`` (already filtered and ordered), and whether more
+    follow; reads at most ``limit + 1``."""
+    page = list(rows[: limit + 1])
+    return page[:limit], len(page) > limit
+
+
+def _viewed(
+    *,
+    officer: User,
+    epochs: list[tuple[int, int]],
+    target: AuditTarget,
+    scope: dict[str, object],
+    kind: ReviewKind,
+    after: int,
+    limit: int,
+    counts: dict[str, int],
+    shown: list[int],
+) -> Keys:
+    """Open ``epochs``' keys for ``officer``, on the record as the page's one
+    ``compliance.content.viewed`` event (``scope``, ``kind``, ``after``, ``limit``,
+    ``counts``, and the first and last of the ``shown`` ids, ascending)."""
+    return compliance_epoch_keys(
+        actor=officer,
+        epochs=epochs,
+        action=AuditAction.COMPLIANCE_CONTENT_VIEWED,
+        target=target,
+        extra={
+            **scope,
+            "kind": kind.value,
+            "after": after,
+            "limit": limit,
+            **counts,
+            "first_id": shown[0] if shown else None,
+            "last_id": shown[-1] if shown else None,
+        },
+    )
+
+
 def _message_page(
     *,
     officer: User,
@@ -232,13 +273,12 @@ def _message_page(
     limit: int,
 ) -> ReviewPage:
     limit = _limit(limit)
-    rows = list(
+    rows, more = _page_rows(
         Message.objects.filter(messages_q, pk__gt=after)
         .select_related("room", "sender", "deleted_by")
-        .order_by("pk")[: limit + 1]
+        .order_by("pk"),
+        limit,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
     upper = rows[-1].pk if more else None
     tombstones: list[MessageTombstone] = []
     if tombstones_q is not None:
@@ -278,21 +318,16 @@ def _message_page(
         for t in tombstones
     ]
     shown = sorted(ids + [t.message_id for t in tombstones])
-    keys = compliance_epoch_keys(
-        actor=officer,
+    keys = _viewed(
+        officer=officer,
         epochs=sorted(epochs),
-        action=AuditAction.COMPLIANCE_CONTENT_VIEWED,
         target=target,
-        extra={
-            **scope,
-            "kind": ReviewKind.MESSAGES.value,
-            "after": after,
-            "limit": limit,
-            "messages": len(ids),
-            "tombstones": len(tombstones),
-            "first_id": shown[0] if shown else None,
-            "last_id": shown[-1] if shown else None,
-        },
+        scope=scope,
+        kind=ReviewKind.MESSAGES,
+        after=after,
+        limit=limit,
+        counts={"messages": len(ids), "tombstones": len(tombstones)},
+        shown=shown,
     )
     for row in rows:
         texts = [
@@ -335,33 +370,28 @@ def _membership_page(
     limit: int,
 ) -> ReviewPage:
     limit = _limit(limit)
-    rows = list(
+    rows, more = _page_rows(
         RoomChange.objects.filter(changes_q, kind__in=MEMBERSHIP_KINDS, pk__gt=after).order_by(
             "pk"
-        )[: limit + 1]
+        ),
+        limit,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
     people = dict(
         User.objects.filter(pk__in={r.user_id for r in rows if r.user_id}).values_list(
             "pk", "username"
         )
     )
     # No key is opened for membership: still one event naming what was shown.
-    compliance_epoch_keys(
-        actor=officer,
+    _viewed(
+        officer=officer,
         epochs=[],
-        action=AuditAction.COMPLIANCE_CONTENT_VIEWED,
         target=target,
-        extra={
-            **scope,
-            "kind": ReviewKind.MEMBERSHIP.value,
-            "after": after,
-            "limit": limit,
-            "changes": len(rows),
-            "first_id": rows[0].pk if rows else None,
-            "last_id": rows[-1].pk if rows else None,
-        },
+        scope=scope,
+        kind=ReviewKind.MEMBERSHIP,
+        after=after,
+        limit=limit,
+        counts={"changes": len(rows)},
+        shown=[r.pk for r in rows],
     )
     items: list[ReviewMessage | ReviewTombstone | ReviewMembershipChange] = [
         ReviewMembershipChange(
@@ -376,6 +406,39 @@ def _membership_page(
     ]
     return ReviewPage(
         kind=ReviewKind.MEMBERSHIP, items=items, next_after=rows[-1].pk if more else None
+    )
+
+
+def _review_page(
+    *,
+    officer: User,
+    kind: ReviewKind,
+    subject: Room | User,
+    scope: dict[str, object],
+    messages_q: Q,
+    tombstones_q: Q | None,
+    changes_q: Q,
+    after: int,
+    limit: int,
+) -> ReviewPage:
+    """``content_review_room``'s and ``content_review_custodian``'s page of ``subject``:
+    refused (PermissionDenied, nothing read or recorded) unless ``officer`` reviews
+    content; else the messages (``messages_q``, with ``tombstones_q``'s tombstones) or the
+    membership changes (``changes_q``) ``kind`` names."""
+    _require_reviewer(officer)
+    if kind is ReviewKind.MEMBERSHIP:
+        return _membership_page(
+            officer=officer, changes_q=changes_q, target=_target(subject), scope=scope,
+            after=after, limit=limit,
+        )  # fmt: skip
+    return _message_page(
+        officer=officer,
+        messages_q=messages_q,
+        tombstones_q=tombstones_q,
+        target=_target(subject),
+        scope=scope,
+        after=after,
+        limit=limit,
     )
 
 
@@ -395,19 +458,14 @@ def content_review_room(
     permission. Otherwise records exactly one ``compliance.content.viewed`` event
     (module docstring) before any key is opened.
     """
-    _require_reviewer(officer)
-    scope: dict[str, object] = {"room": room.pk}
-    if kind is ReviewKind.MEMBERSHIP:
-        return _membership_page(
-            officer=officer, changes_q=Q(room_id=room.pk), target=_target(room), scope=scope,
-            after=after, limit=limit,
-        )  # fmt: skip
-    return _message_page(
+    return _review_page(
         officer=officer,
+        kind=kind,
+        subject=room,
+        scope={"room": room.pk},
         messages_q=Q(room_id=room.pk),
         tombstones_q=Q(room_id=room.pk),
-        target=_target(room),
-        scope=scope,
+        changes_q=Q(room_id=room.pk),
         after=after,
         limit=limit,
     )
@@ -424,19 +482,14 @@ def content_review_custodian(
     """A page of what ``custodian`` sent, in every room (or of their membership changes
     in every room), as ``content_review_room`` pages a room; the same refusal and the same
     one event, its target the custodian."""
-    _require_reviewer(officer)
-    scope: dict[str, object] = {"custodian": custodian.pk}
-    if kind is ReviewKind.MEMBERSHIP:
-        return _membership_page(
-            officer=officer, changes_q=Q(user_id=custodian.pk), target=_target(custodian),
-            scope=scope, after=after, limit=limit,
-        )  # fmt: skip
-    return _message_page(
+    return _review_page(
         officer=officer,
+        kind=kind,
+        subject=custodian,
+        scope={"custodian": custodian.pk},
         messages_q=Q(sender_id=custodian.pk),
         tombstones_q=None,
-        target=_target(custodian),
-        scope=scope,
+        changes_q=Q(user_id=custodian.pk),
         after=after,
         limit=limit,
     )
