@@ -35,14 +35,13 @@ from accounts.models import User
 from audit.actions import AuditAction
 from audit.actors import AuditTarget
 from compliance.models import MessageTombstone
+from files.content import file_open_with_epoch_key
 from files.models import StoredFile
-from files.sealing import metadata_open
 from rooms.models import Message, MessageRevision, Reaction, Room, RoomChange
 from safechat.crypto import CryptoError, SymmetricKey
 from safechat.keyring.errors import IntegrityFailure
 from safechat.keyring.services import (
     compliance_epoch_keys,
-    file_key_unwrap_with_key,
     message_decrypt_with_key,
 )
 
@@ -163,6 +162,26 @@ Keys = dict[tuple[int, int], SymmetricKey | IntegrityFailure | None]
 Row = TypeVar("Row", bound=Model)
 
 
+def stored_text_decrypt(
+    key: SymmetricKey, message: Message, stored: Message | MessageRevision
+) -> str:
+    """The text of ``message`` as ``stored`` (the message itself or one of its revisions),
+    decrypted with its epoch's key (one that ``compliance_epoch_keys`` opened).
+
+    Raises ``IntegrityFailure`` when the ciphertext is not this message's, by this sender,
+    in this epoch and revision.
+    """
+    return message_decrypt_with_key(
+        key=key,
+        room_id=message.room_id,
+        message_uid=message.uid,
+        epoch=stored.epoch,
+        sender_id=message.sender_id,
+        ciphertext=bytes(stored.ciphertext),
+        revision=stored.revision,
+    )
+
+
 def _open(
     keys: Keys,
     message: Message,
@@ -174,15 +193,7 @@ def _open(
     if isinstance(key, IntegrityFailure):
         return None, TextStatus.INTEGRITY
     try:
-        text = message_decrypt_with_key(
-            key=key,
-            room_id=message.room_id,
-            message_uid=message.uid,
-            epoch=stored.epoch,
-            sender_id=message.sender_id,
-            ciphertext=bytes(stored.ciphertext),
-            revision=stored.revision,
-        )
+        text = stored_text_decrypt(key, message, stored)
     except IntegrityFailure:
         return None, TextStatus.INTEGRITY
     return text, TextStatus.OK
@@ -197,17 +208,7 @@ def _file(keys: Keys, stored: StoredFile) -> ReviewFile:
         status = TextStatus.INTEGRITY
     elif key is not None:
         try:
-            file_key = file_key_unwrap_with_key(
-                key=key,
-                room_id=stored.room_id,
-                file_uid=stored.uid,
-                epoch=stored.epoch,
-                wrapped=bytes(stored.wrapped_key),
-            )
-            metadata = metadata_open(
-                file_key, bytes(stored.sealed_metadata), room_id=stored.room_id,
-                file_uid=stored.uid,
-            )  # fmt: skip
+            _, metadata = file_open_with_epoch_key(stored, key)
             name, content_type, status = metadata.name, metadata.content_type, TextStatus.OK
         except (CryptoError, ValueError, KeyError):
             status = TextStatus.INTEGRITY
