@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from accounts.models import User
 from audit.actions import AuditAction
@@ -19,6 +19,8 @@ from safechat.actions import Refused
 
 MANAGE_RETENTION = "compliance.manage_retention"
 MANAGE_LEGAL_HOLDS = "compliance.manage_legal_holds"
+MATTER_MAX = 120
+REASON_MAX = 2000
 
 # A row that names a matter and the rooms and custodians it covers.
 Scoped = TypeVar("Scoped", ExportRequest, LegalHold)
@@ -83,26 +85,46 @@ def require_text(value: object, *, actor: User, action: AuditAction, field: str,
     return text
 
 
+class Scope(NamedTuple):
+    """A hold's or an export request's matter and reason (stripped) and the ids of the
+    rooms and custodians it names (sorted, without repeats)."""
+
+    matter: str
+    reason: str
+    room_ids: list[int]
+    custodian_ids: list[int]
+
+
 def require_scope(
     *,
     actor: User,
     action: AuditAction,
-    matter: str,
+    matter: object,
+    reason: object,
     rooms: Sequence[Room],
     custodians: Sequence[User],
-    reason: str,
-    message: str,
-) -> tuple[list[int], list[int]]:
-    """The ids of ``rooms`` and of ``custodians``, each sorted and without repeats.
+    nothing_reason: str,
+    nothing_message: str,
+) -> Scope:
+    """``matter``, ``reason``, ``rooms`` and ``custodians`` checked, in that order.
 
-    Raises ``ComplianceRefused`` (``reason``, ``message``; audited as ``action``) when both
-    are empty.
+    Raises ``ComplianceRefused`` (audited as ``action``) for an empty matter or reason, one
+    longer than ``MATTER_MAX`` or ``REASON_MAX`` characters, or when rooms and custodians
+    are both empty (``nothing_reason``, ``nothing_message``).
     """
+    matter = require_text(matter, actor=actor, action=action, field="matter", limit=MATTER_MAX)
+    reason = require_text(reason, actor=actor, action=action, field="reason", limit=REASON_MAX)
     room_ids = sorted({room.pk for room in rooms})
     custodian_ids = sorted({person.pk for person in custodians})
     if not room_ids and not custodian_ids:
-        raise refused(actor=actor, action=action, reason=reason, message=message, matter=matter)
-    return room_ids, custodian_ids
+        raise refused(
+            actor=actor,
+            action=action,
+            reason=nothing_reason,
+            message=nothing_message,
+            matter=matter,
+        )
+    return Scope(matter, reason, room_ids, custodian_ids)
 
 
 def require_ordered_range(

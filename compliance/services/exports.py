@@ -20,6 +20,7 @@ from audit.services import audit_record
 from compliance.models import ExportRequest
 from compliance.selectors.exports import export_scope_digest, scope_digest
 from compliance.services._common import (
+    REASON_MAX,
     refused,
     require_ordered_range,
     require_permission,
@@ -37,8 +38,6 @@ logger = logging.getLogger(__name__)
 EXPORT_RUN_TASK = "compliance.export_run"
 REQUEST_EXPORT = "compliance.request_export"
 APPROVE_EXPORT = "compliance.approve_export"
-MATTER_MAX = 120
-REASON_MAX = 2000
 RECIPIENT_KEY_MAX = 4000
 DOWNLOADS_MAX = 20
 
@@ -87,16 +86,15 @@ def export_request(
     """
     refusal = AuditAction.EXPORT_ACTION_REFUSED
     require_permission(actor=actor, permission=REQUEST_EXPORT, action=refusal)
-    matter = require_text(matter, actor=actor, action=refusal, field="matter", limit=MATTER_MAX)
-    reason = require_text(reason, actor=actor, action=refusal, field="reason", limit=REASON_MAX)
-    room_ids, custodian_ids = require_scope(
+    matter, reason, room_ids, custodian_ids = require_scope(
         actor=actor,
         action=refusal,
         matter=matter,
+        reason=reason,
         rooms=rooms,
         custodians=custodians,
-        reason="nothing to export",
-        message="an export names at least one room or custodian",
+        nothing_reason="nothing to export",
+        nothing_message="an export names at least one room or custodian",
     )
     if starts_on is None or ends_on is None:
         raise refused(

@@ -14,6 +14,7 @@ from compliance import locks
 from compliance.models import LegalHold
 from compliance.services._common import (
     MANAGE_LEGAL_HOLDS,
+    REASON_MAX,
     refused,
     require_ordered_range,
     require_permission,
@@ -23,9 +24,6 @@ from compliance.services._common import (
 )
 from rooms.models import Room
 from safechat.actions import action, action_transaction
-
-MATTER_MAX = 120
-REASON_MAX = 2000
 
 
 @action
@@ -51,16 +49,15 @@ def legal_hold_place(
     """
     refusal = AuditAction.LEGAL_HOLD_REFUSED
     require_permission(actor=actor, permission=MANAGE_LEGAL_HOLDS, action=refusal)
-    matter = require_text(matter, actor=actor, action=refusal, field="matter", limit=MATTER_MAX)
-    reason = require_text(reason, actor=actor, action=refusal, field="reason", limit=REASON_MAX)
-    room_ids, custodian_ids = require_scope(
+    matter, reason, room_ids, custodian_ids = require_scope(
         actor=actor,
         action=refusal,
         matter=matter,
+        reason=reason,
         rooms=rooms,
         custodians=custodians,
-        reason="nothing held",
-        message="a hold names at least one room or custodian",
+        nothing_reason="nothing held",
+        nothing_message="a hold names at least one room or custodian",
     )
     require_ordered_range(
         actor=actor,
