@@ -310,17 +310,38 @@ def _check_url(url: str, *, name: str, key: str, production: bool) -> None:
         raise SsoConfigurationError(f"provider {key!r}: {name} must use https")
 
 
-def _provider(entry: object, *, environ: Mapping[str, str], production: bool) -> OidcProvider:
+def _json_list(raw: str, *, setting: str) -> list[object]:
+    """The JSON list ``setting`` holds (empty or blank: none)."""
+    if not raw.strip():
+        return []
+    try:
+        entries = json.loads(raw)
+    except ValueError as exc:
+        raise SsoConfigurationError(f"{setting} is not JSON: {exc}") from None
+    if not isinstance(entries, list):
+        raise SsoConfigurationError(f"{setting} must be a JSON list")
+    return entries
+
+
+def _entry_and_key(
+    entry: object, *, what: str, fields: frozenset[str]
+) -> tuple[dict[str, Any], str]:
+    """One provider's JSON object and its key, once it names no field outside ``fields``."""
     if not isinstance(entry, dict):
-        raise SsoConfigurationError("each provider must be a JSON object")
+        raise SsoConfigurationError(f"each {what} must be a JSON object")
     key = entry.get("key")
     if not isinstance(key, str) or not PROVIDER_KEY.match(key):
         raise SsoConfigurationError(
-            "each provider needs a key: 1 to 32 lower-case letters, digits or hyphens"
+            f"each {what} needs a key: 1 to 32 lower-case letters, digits or hyphens"
         )
-    unknown = sorted(set(entry) - _FIELDS)
+    unknown = sorted(set(entry) - fields)
     if unknown:
         raise SsoConfigurationError(f"provider {key!r}: unknown field(s) {', '.join(unknown)}")
+    return entry, key
+
+
+def _provider(entry: object, *, environ: Mapping[str, str], production: bool) -> OidcProvider:
+    entry, key = _entry_and_key(entry, what="provider", fields=_FIELDS)
     issuer = _text(entry, "issuer", key=key)
     _check_url(issuer, name="issuer", key=key, production=production)
     discovery_url = _text(entry, "discovery_url", key=key, default="")
@@ -378,14 +399,7 @@ def oidc_providers_parse(
     upper-cased, hyphens as underscores) or, failing that, its ``client_secret`` field.
     Raises :class:`SsoConfigurationError` for anything that is not a safe configuration.
     """
-    if not raw.strip():
-        return ()
-    try:
-        entries = json.loads(raw)
-    except ValueError as exc:
-        raise SsoConfigurationError(f"SAFECHAT_OIDC_PROVIDERS is not JSON: {exc}") from None
-    if not isinstance(entries, list):
-        raise SsoConfigurationError("SAFECHAT_OIDC_PROVIDERS must be a JSON list")
+    entries = _json_list(raw, setting="SAFECHAT_OIDC_PROVIDERS")
     providers = [_provider(e, environ=environ, production=production) for e in entries]
     _unique(p.key for p in providers)
     return tuple(providers)
@@ -456,16 +470,7 @@ def _idp_certificates(entry: Mapping[str, Any], *, key: str) -> tuple[str, ...]:
 
 
 def _saml_idp(entry: object, *, production: bool) -> SamlIdentityProvider:
-    if not isinstance(entry, dict):
-        raise SsoConfigurationError("each SAML identity provider must be a JSON object")
-    key = entry.get("key")
-    if not isinstance(key, str) or not PROVIDER_KEY.match(key):
-        raise SsoConfigurationError(
-            "each SAML identity provider needs a key: 1 to 32 lower-case letters, digits or hyphens"
-        )
-    unknown = sorted(set(entry) - _SAML_FIELDS)
-    if unknown:
-        raise SsoConfigurationError(f"provider {key!r}: unknown field(s) {', '.join(unknown)}")
+    entry, key = _entry_and_key(entry, what="SAML identity provider", fields=_SAML_FIELDS)
     entity_id = _text(entry, "entity_id", key=key)
     if len(entity_id) > 512:
         raise SsoConfigurationError(f"provider {key!r}: entity_id is longer than 512")
@@ -512,14 +517,7 @@ def saml_identity_providers_parse(
     development), no signing certificate or one that does not parse, an unknown field,
     two IdPs with one key or one entity ID.
     """
-    if not raw.strip():
-        return ()
-    try:
-        entries = json.loads(raw)
-    except ValueError as exc:
-        raise SsoConfigurationError(f"SAFECHAT_SAML_IDPS is not JSON: {exc}") from None
-    if not isinstance(entries, list):
-        raise SsoConfigurationError("SAFECHAT_SAML_IDPS must be a JSON list")
+    entries = _json_list(raw, setting="SAFECHAT_SAML_IDPS")
     idps = [_saml_idp(e, production=production) for e in entries]
     _unique(p.key for p in idps)
     if len({p.entity_id for p in idps}) != len(idps):

@@ -78,6 +78,10 @@ NOT_ENTRY_POINTS = {
     "compliance.services._common.refused",
     "compliance.services._common.require_permission",
     "compliance.services._common.require_text",
+    "compliance.services._common.require_scope",
+    "compliance.services._common.require_ordered_range",
+    # a step of the action that calls it, inside its transaction (the row, its scope, its event)
+    "compliance.services._common.scoped_create",
     # where an export's archive is stored, and the key it is encrypted to
     "compliance.services.export_job.export_blob_name",
     "compliance.services.export_job.export_recipient",
