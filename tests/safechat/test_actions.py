@@ -78,6 +78,9 @@ NOT_ENTRY_POINTS = {
     "compliance.services._common.refused",
     "compliance.services._common.require_permission",
     "compliance.services._common.require_text",
+    # the associated data and decryption of a supervision item's hits (for the selector)
+    "compliance.services.supervision.hits_aad",
+    "compliance.services.supervision.hits_open",
     # where an export's archive is stored, and the key it is encrypted to
     "compliance.services.export_job.export_blob_name",
     "compliance.services.export_job.export_recipient",
