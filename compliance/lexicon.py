@@ -20,8 +20,9 @@ Text is matched after Unicode NFKC normalisation (UAX #15), so full-width and ot
 compatibility forms match their plain letters; hit positions are offsets, in code points,
 into that normalised text (``text_normalise``).
 
-All active terms are compiled into one ``re2.Set``: one pass over the text says which
-terms match, and only those are run again for their positions.
+All active terms are compiled into one ``re2.Set`` (up to ``SET_MAX_MEM`` of automaton):
+one pass over the text says which terms match, and only those are run again for their
+positions. A set too large for that runs each term on its own.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import re2
 
 TERM_MAX = 200
 RE2_MAX_MEM = 1 << 20  # bytes of automaton a single pattern may take
+SET_MAX_MEM = 64 << 20  # bytes of automaton for every term at once
 HITS_MAX = 50  # positions kept per message; the rest are counted
 
 
@@ -73,10 +75,10 @@ class Hit:
     end: int
 
 
-def _options() -> re2.Options:
+def _options(max_mem: int = RE2_MAX_MEM) -> re2.Options:
     options = re2.Options()
     options.log_errors = False
-    options.max_mem = RE2_MAX_MEM
+    options.max_mem = max_mem
     return options
 
 
@@ -160,20 +162,31 @@ class Matcher:
         ]
         self._set: re2.Set | None = None
         if self.terms:
-            self._set = re2.Set.SearchSet(_options())
+            candidate = re2.Set.SearchSet(_options(SET_MAX_MEM))
             for term in self.terms:
-                self._set.Add(term_pattern(kind=term.kind, value=term.value))
-            self._set.Compile()
+                candidate.Add(term_pattern(kind=term.kind, value=term.value))
+            try:
+                candidate.Compile()
+                self._set = candidate
+            except re2.error:
+                # Too many terms for one automaton: each term runs on its own (still
+                # linear per term, slower with many terms).
+                self._set = None
 
     def match(self, text: str) -> tuple[list[Hit], int]:
         """The hits in ``text`` (at most ``HITS_MAX``, ordered by term then position) and
         how many there were in all."""
-        if self._set is None or not text:
+        if not self.terms or not text:
             return [], 0
         normalised = text_normalise(text)
         hits: list[Hit] = []
         total = 0
-        for index in sorted(self._set.Match(normalised) or ()):
+        candidates = (
+            sorted(self._set.Match(normalised) or ())
+            if self._set is not None
+            else range(len(self.terms))
+        )
+        for index in candidates:
             term = self.terms[index]
             for found in self._compiled[index].finditer(normalised):
                 start, end = found.span()

@@ -503,3 +503,15 @@ def test_a_closed_item_cannot_be_decided_again() -> None:
     item.refresh_from_db()
     assert item.close_reason == "fine"
     assert events_since(seq) == [REFUSED, REFUSED]
+
+
+def test_a_thousand_terms_still_match() -> None:
+    # given a thousand phrases (more than one automaton of the set's budget may hold)
+    terms = [Term(i, 1, "phrase", f"term{i} word{i}") for i in range(1, 1001)]
+    matcher = Matcher(terms)
+
+    # when a text holding the last one is matched
+    hits, _ = matcher.match("nothing here but term1000   word1000 today")
+
+    # then it is found
+    assert [h.term_id for h in hits] == [1000]
