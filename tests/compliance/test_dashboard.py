@@ -78,7 +78,9 @@ def test_the_page_plots_from_a_json_block_and_tabulates_with_no_inline_script() 
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", body, re.S)
     inline = [attrs for attrs, code in scripts if code.strip() and "application/json" not in attrs]
     assert inline == []
-    data = json.loads(re.search(r'id="dashboard-data"[^>]*>(.*?)</script>', body, re.S)[1])
+    block = re.search(r'id="dashboard-data"[^>]*>(.*?)</script>', body, re.S)
+    assert block is not None
+    data = json.loads(block[1])
     assert {chart["id"] for chart in data} >= {"messages-per-day", "review-queue", "exports"}
     # and every chart has its table
     assert body.count("<summary>Numbers</summary>") == len(data)
