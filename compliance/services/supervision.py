@@ -355,6 +355,23 @@ def _still_allowed(actor: Actor) -> bool:
     return fresh is not None and fresh.is_active and fresh.has_perm(SUPERVISE)
 
 
+EPOCHS_PER_READ = 100
+
+
+def _parts_by_epochs(messages: list[Message]) -> list[list[Message]]:
+    """``messages`` cut, in order, into parts of at most ``EPOCHS_PER_READ`` epochs."""
+    parts: list[list[Message]] = []
+    seen: set[tuple[int, int]] = set()
+    for message in messages:
+        pair = (message.room_id, message.epoch)
+        if not parts or (pair not in seen and len(seen) >= EPOCHS_PER_READ):
+            parts.append([])
+            seen = set()
+        seen.add(pair)
+        parts[-1].append(message)
+    return parts
+
+
 def _match_batch(
     *,
     actor: Actor,
@@ -363,19 +380,27 @@ def _match_batch(
     matcher: Matcher,
     rates: _Rates,
 ) -> tuple[list[_Found], int]:
-    """Decrypt and match ``messages`` in memory; the plaintext never leaves this function."""
-    keys = compliance_epoch_keys(
-        actor=actor,
-        epochs=sorted({(m.room_id, m.epoch) for m in messages}),
-        action=AuditAction.SUPERVISION_READ,
-        target=run,
-        extra={
-            "run": run.pk,
-            "messages": len(messages),
-            "first_id": messages[0].pk,
-            "last_id": messages[-1].pk,
-        },
-    )
+    """Decrypt and match ``messages`` in memory; the plaintext never leaves this function.
+
+    The keys are opened in reads of at most ``EPOCHS_PER_READ`` epochs, each one
+    ``supervision.read`` event naming its messages' span, so that an event's list of
+    epochs stays within the audit log's size for ``extra`` whatever the batch spans."""
+    keys: dict[tuple[int, int], SymmetricKey | IntegrityFailure | None] = {}
+    for part in _parts_by_epochs(messages):
+        keys.update(
+            compliance_epoch_keys(
+                actor=actor,
+                epochs=sorted({(m.room_id, m.epoch) for m in part}),
+                action=AuditAction.SUPERVISION_READ,
+                target=run,
+                extra={
+                    "run": run.pk,
+                    "messages": len(part),
+                    "first_id": part[0].pk,
+                    "last_id": part[-1].pk,
+                },
+            )
+        )
     found: list[_Found] = []
     unreadable = 0
     for message in messages:

@@ -515,3 +515,24 @@ def test_a_thousand_terms_still_match() -> None:
 
     # then it is found
     assert [h.term_id for h in hits] == [1000]
+
+
+def test_a_batch_over_many_rooms_is_read_in_parts_of_bounded_epochs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given messages in three rooms and reads of at most two epochs
+    monkeypatch.setattr(sv, "EPOCHS_PER_READ", 2)
+    sender = make_user()
+    for name in ("a", "b", "c"):
+        message_post(sender=sender, room=make_room(owner=sender, name=name), text="hi")
+    seq = last_seq()
+
+    # when a run matches them in one batch
+    run = supervision_run()
+
+    # then the keys were opened in two reads, together naming every message, in one batch
+    reads = AuditEvent.objects.filter(seq__gt=seq, action="supervision.read").order_by("seq")
+    assert [len(r.extra["epochs"]) for r in reads] == [2, 1]
+    assert sum(r.extra["messages"] for r in reads) == 3
+    assert events_since(seq).count("supervision.matched") == 1
+    assert run.scanned == 3
