@@ -532,6 +532,21 @@ def _store_batch(
 
 
 def _start(actor: Actor) -> SupervisionRun:
+    try:
+        return _start_locked(actor)
+    except IntegrityError:
+        # Another run was created at the same instant (the partial unique constraint on
+        # the running state decided): it works, this one stands down.
+        raise SupervisionBusyError(
+            "another supervision run is working",
+            actor=actor,
+            action=REFUSAL,
+            reason="busy",
+            extra={"running": "started at the same instant"},
+        ) from None
+
+
+def _start_locked(actor: Actor) -> SupervisionRun:
     now = timezone.now()
     with action_transaction():
         running = SupervisionRun.objects.select_for_update().filter(
