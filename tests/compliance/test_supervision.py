@@ -536,3 +536,22 @@ def test_a_batch_over_many_rooms_is_read_in_parts_of_bounded_epochs(
     assert sum(r.extra["messages"] for r in reads) == 3
     assert events_since(seq).count("supervision.matched") == 1
     assert run.scanned == 3
+
+
+def test_switched_off_lexicons_and_terms_flag_nothing_more() -> None:
+    # given a lexicon switched off and another whose only term was switched off
+    officer = make_officer()
+    off = lexicon(officer, ("phrase", "guarantee", ""), name="Off")
+    sv.supervision_lexicon_set_active(actor=officer, lexicon=off, active=False)
+    kept = lexicon(officer, ("phrase", "off the record", ""), name="Kept")
+    sv.supervision_term_remove(actor=officer, term=kept.terms.get())
+    sender = make_user()
+    message_post(sender=sender, room=make_room(owner=sender), text="guarantee, off the record")
+
+    # when a run matches
+    run = supervision_run()
+
+    # then it matched with no term and flagged nothing; the terms are kept, switched off
+    assert (run.terms, run.flagged) == (0, 0)
+    assert SupervisionTerm.objects.count() == 2
+    assert not SupervisionTerm.objects.get(lexicon=kept).active
