@@ -555,3 +555,23 @@ def test_switched_off_lexicons_and_terms_flag_nothing_more() -> None:
     assert (run.terms, run.flagged) == (0, 0)
     assert SupervisionTerm.objects.count() == 2
     assert not SupervisionTerm.objects.get(lexicon=kept).active
+
+
+def test_an_item_shows_the_revision_it_flagged_after_an_edit_and_purged_after_a_purge() -> None:
+    # given a flagged item whose message was then edited
+    item, message, sender = flagged_item("we guarantee it")
+    message_edit(actor=sender, message=message, text="we hope so")
+    reviewer = make_officer()
+
+    # when the reviewer opens it, then they read the text that was flagged, and that it
+    # was edited since
+    opened = supervision_item_open(officer=reviewer, item=item)
+    assert (opened.status, opened.text, opened.current_revision) == ("ok", "we guarantee it", 1)
+    assert [h.fragment for h in opened.hits] == ["guarantee"]
+
+    # when the message is gone (as a retention purge leaves it: no row, a tombstone)
+    Message.objects.filter(pk=message.pk).delete()
+    gone = supervision_item_open(officer=reviewer, item=item)
+
+    # then the item says so, with no text
+    assert (gone.status, gone.text, gone.hits) == ("purged", None, [])
