@@ -338,6 +338,66 @@ class AuditAction(StrEnum):
         "An export request, approval or refusal was refused (bad input, one's own request, "
         "already decided, a different scope, not allowed).",
     )
+    SUPERVISION_LEXICON_CREATED = (
+        "supervision.lexicon.created",
+        "A compliance officer created a supervision lexicon.",
+    )
+    SUPERVISION_LEXICON_CHANGED = (
+        "supervision.lexicon.changed",
+        "A supervision lexicon was switched on or off.",
+    )
+    SUPERVISION_TERM_ADDED = (
+        "supervision.term.added",
+        "A phrase or pattern was added to a supervision lexicon.",
+    )
+    SUPERVISION_TERM_REMOVED = (
+        "supervision.term.removed",
+        "A phrase or pattern of a supervision lexicon was switched off.",
+    )
+    SUPERVISION_SAMPLING_SET = (
+        "supervision.sampling.set",
+        "The random sampling rate of the organisation, a room or a custodian was set.",
+    )
+    SUPERVISION_RUN_REQUESTED = (
+        "supervision.run.requested",
+        "A compliance officer asked for a supervision matching run now.",
+    )
+    SUPERVISION_RUN_STARTED = "supervision.run.started", "A supervision matching run started."
+    SUPERVISION_READ = (
+        "supervision.read",
+        "A supervision run read a batch of messages through the compliance key (ids, count "
+        "and epochs, never content).",
+    )
+    SUPERVISION_MATCHED = (
+        "supervision.matched",
+        "A supervision run's batch was matched: how many read, flagged, sampled, unreadable.",
+    )
+    SUPERVISION_RUN_FINISHED = (
+        "supervision.run.finished",
+        "A supervision matching run finished (its totals).",
+    )
+    SUPERVISION_RUN_FAILED = (
+        "supervision.run.failed",
+        "A supervision matching run stopped on an error (its type) or was found dead.",
+    )
+    SUPERVISION_ITEM_VIEWED = (
+        "supervision.item.viewed",
+        "A compliance officer opened a message of the supervision queue through the "
+        "compliance key (which item and message, never the content).",
+    )
+    SUPERVISION_ITEM_ESCALATED = (
+        "supervision.item.escalated",
+        "A reviewer escalated a message of the supervision queue, with a note.",
+    )
+    SUPERVISION_ITEM_CLOSED = (
+        "supervision.item.closed",
+        "A reviewer closed a message of the supervision queue, with a reason.",
+    )
+    SUPERVISION_ACTION_REFUSED = (
+        "supervision.action.refused",
+        "A supervision change, run or decision was refused (a bad term or rate, one's own "
+        "message, already decided, no note, another run working, not allowed).",
+    )
 
     # --- The audit log itself -----------------------------------------------
     AUDIT_CHECKPOINT_WRITTEN = (

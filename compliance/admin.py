@@ -574,3 +574,7 @@ class ExportRequestAdmin(_ServiceAdmin):
         # Changing a request means deciding it; a decided one is only shown.
         allowed = bool(request.user.has_perm(APPROVE_EXPORT))
         return allowed and (obj is None or obj.state == ExportRequest.State.REQUESTED)
+
+
+# Supervision review's pages, in a module of their own.
+from compliance import admin_supervision  # noqa: E402, F401

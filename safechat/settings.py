@@ -324,6 +324,15 @@ CELERY_BEAT_SCHEDULE["compliance-expire-exports"] = {
     "task": "compliance.expire_exports",
     "schedule": 3600,
 }
+# Supervision review (docs/compliance.md, "Supervision review"): the most messages one
+# matching batch reads (paced as retention's batches are), and how often beat runs it.
+SAFECHAT_SUPERVISION_BATCH = env.int("SAFECHAT_SUPERVISION_BATCH", default=500)
+if not 1 <= SAFECHAT_SUPERVISION_BATCH <= 100_000:
+    raise SystemExit("SafeChat refuses to start: SAFECHAT_SUPERVISION_BATCH must be 1 to 100000")
+CELERY_BEAT_SCHEDULE["compliance-supervision-run"] = {
+    "task": "compliance.supervision_run",
+    "schedule": env.int("SAFECHAT_SUPERVISION_CHECK_SECONDS", default=300),
+}
 # --- Audit log (docs/audit.md) ----------------------------------------------
 # The signing key (SAFECHAT_AUDIT_SIGNING_KEY[_FILE]) is read above with the other keys.
 SAFECHAT_AUDIT_CHECKPOINT_INTERVAL_SECONDS = env.int(

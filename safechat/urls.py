@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from accounts.admin_site import SafeChatAdminSite
+from compliance.admin_supervision import compliance_dashboard_view
 from safechat import error_pages, views
 from safechat.api import api_error_handler, api_server_error_handler
 from safechat.api_docs import ApiDocsRedocView, ApiDocsSwaggerView, docs_view
@@ -18,6 +19,11 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("favicon.ico", error_pages.favicon, name="favicon"),
+    path(
+        "admin/compliance/dashboard/",
+        admin.site.admin_view(compliance_dashboard_view),
+        name="compliance-dashboard",
+    ),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("accounts/webauthn/", include("accounts.webauthn_urls")),

@@ -82,6 +82,9 @@ NOT_ENTRY_POINTS = {
     "compliance.services._common.require_ordered_range",
     # a step of the action that calls it, inside its transaction (the row, its scope, its event)
     "compliance.services._common.scoped_create",
+    # the associated data and decryption of a supervision item's hits (for the selector)
+    "compliance.services.supervision.hits_aad",
+    "compliance.services.supervision.hits_open",
     # where an export's archive is stored, and the key it is encrypted to
     "compliance.services.export_job.export_blob_name",
     "compliance.services.export_job.export_recipient",
