@@ -102,6 +102,16 @@ class AuditAction(StrEnum):
         "account.reactivated",
         "A deactivated account was reactivated (its old sessions and tokens stay ended).",
     )
+    ACCOUNT_PROVISIONING_UPDATED = (
+        "account.provisioning.updated",
+        "An identity provider's provisioning (SCIM) changed an account's details (the fields "
+        "changed, never their values).",
+    )
+    ACCOUNT_PROVISIONING_REFUSED = (
+        "account.provisioning.refused",
+        "An identity provider's provisioning request (SCIM) was refused: a token without the "
+        "scim scope, a malformed filter or body, an invalid or taken value, an unknown account.",
+    )
     ACCOUNT_PROFILE_UPDATED = (
         "account.profile.updated",
         "A person changed their own display name (the fields changed, never their values).",

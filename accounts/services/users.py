@@ -175,9 +175,10 @@ def _one_username_refusal(errors: list[ValidationError]) -> list[ValidationError
 
 
 def _user_create(
-    *, username: str, email: str, password: str, first_name: str = "", last_name: str = ""
+    *, username: str, email: str, password: str | None, first_name: str = "", last_name: str = ""
 ) -> User:
-    """Validate and create (inside the caller's transaction).
+    """Validate and create (inside the caller's transaction). ``password`` None makes an
+    account with no usable password (one an identity provider provisions and signs in).
 
     Every refusal is found before any is raised, and each is said once, on its own field:
     ``ValidationError`` keyed by ``username`` (one message: invalid, taken, or a
@@ -215,13 +216,17 @@ def _user_create(
                 errors.setdefault(field, []).append(ValidationError(message, code=code))
     if "username" in errors:
         errors["username"] = _one_username_refusal(errors["username"])
-    try:
-        password_validation.validate_password(password, user)
-    except ValidationError as exc:
-        errors["password"] = exc.error_list
+    if password is not None:
+        try:
+            password_validation.validate_password(password, user)
+        except ValidationError as exc:
+            errors["password"] = exc.error_list
     if errors:
         raise ValidationError(errors)
-    user.set_password(password)
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
     try:
         with transaction.atomic():
             user.save()
