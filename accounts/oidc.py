@@ -57,6 +57,7 @@ from joserfc.jwk import KeySet
 
 from accounts.credentials import sha256_hex
 from accounts.sso import (
+    GROUPS_MAX,
     AssertedIdentity,
     FederatedRefused,
     OidcProvider,
@@ -301,7 +302,18 @@ def _identity(provider: OidcProvider, claims: dict[str, Any]) -> AssertedIdentit
         # The provider's session (Back-Channel Logout 1.0, 2.1): its Logout Token names
         # it, compared exactly, so kept as sent (one longer than the column is not kept).
         session_index=sid if isinstance(sid, str) and len(sid) <= 255 else "",
+        groups=_groups_claim(claims.get(provider.groups_claim)),
     )
+
+
+def _groups_claim(value: object) -> tuple[str, ...]:
+    """The person's groups at the provider (a list of strings, or one string), at most
+    ``GROUPS_MAX`` of them, each at most 255 characters; anything else is no group."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return ()
+    return tuple(v for v in value if isinstance(v, str) and 0 < len(v) <= 255)[:GROUPS_MAX]
 
 
 # --- Back-channel logout (OpenID Connect Back-Channel Logout 1.0) -------------------------

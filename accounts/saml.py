@@ -79,6 +79,7 @@ from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 from accounts.credentials import sha256_hex
 from accounts.sso import (
+    GROUPS_MAX,
     AssertedIdentity,
     FederatedRefused,
     OneTimeAssertion,
@@ -648,6 +649,12 @@ def identity_from_response(
         last_name=_first(attributes, idp.last_name_attribute, 150),
         authn_contexts=contexts,
         session_index=_session_index(assertion),
+        groups=tuple(
+            v
+            for name in idp.groups_attribute
+            for v in attributes.get(name, [])
+            if 0 < len(v) <= 255
+        )[:GROUPS_MAX],
         one_time=OneTimeAssertion(
             assertion_id=str(assertion.id),
             request_id=shape.in_response_to,

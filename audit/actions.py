@@ -112,6 +112,12 @@ class AuditAction(StrEnum):
         "An identity provider's provisioning request (SCIM) was refused: a token without the "
         "scim scope, a malformed filter or body, an invalid or taken value, an unknown account.",
     )
+    ACCOUNT_IDP_ACCESS_APPLIED = (
+        "account.idp_access.applied",
+        "A sign-in through an identity provider changed the person's roles or "
+        "information-barrier groups to match the provider's groups (the configured mapping), "
+        "or a change it asked for was held back by a rule (its reason).",
+    )
     ACCOUNT_PROFILE_UPDATED = (
         "account.profile.updated",
         "A person changed their own display name (the fields changed, never their values).",
