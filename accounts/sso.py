@@ -264,6 +264,9 @@ class AssertedIdentity:
     one_time: OneTimeAssertion | None = None
     session_index: str = ""
     groups: tuple[str, ...] = ()
+    # The ID token as received (OIDC), kept in the session only as the ``id_token_hint`` of
+    # a logout SafeChat starts (RP-Initiated Logout 1.0); never logged or audited.
+    id_token: str = field(default="", repr=False)
 
 
 def provider_asserts_mfa(identity: AssertedIdentity) -> bool:

@@ -173,6 +173,8 @@ def second_factor_verify(*, request: HttpRequest, user: User, device_id: str, co
 
 
 @action
-def sign_out(*, request: HttpRequest) -> None:
-    """End this session (its sockets close after commit) and clear it."""
-    session_end_current(request=request, reason="signed_out")
+def sign_out(*, request: HttpRequest, provider_logout: str = "") -> None:
+    """End this session (its sockets close after commit) and clear it. ``provider_logout``
+    names the OpenID Connect provider the browser is sent on to, to end its session too
+    (recorded in ``auth.logout`` as ``provider_logout``)."""
+    session_end_current(request=request, reason="signed_out", provider_logout=provider_logout)

@@ -117,6 +117,7 @@ def sso_callback(request: HttpRequest, provider_key: str) -> HttpResponse:
         result = services.federated_sign_in(request=request, identity=identity)
     except Refused as refused:
         return _refused_page(request, message=refused.message, status=403)
+    oidc.logout_hint_keep(request=request, identity=identity)
     return _signed_in(request, result, next_url)
 
 
