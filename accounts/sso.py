@@ -690,3 +690,40 @@ def saml_service_provider_parse(
         ).decode(),
         certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
     )
+
+
+# --- Local passwords (docs/accounts.md "Local passwords and the break-glass account") --
+
+
+class LocalPasswordPolicyError(SsoConfigurationError):
+    """The local-password settings cannot be used as given; the message says why."""
+
+
+def local_password_policy_check(
+    *, local_passwords: bool, break_glass: Iterable[str], providers_configured: bool
+) -> tuple[str, ...]:
+    """The break-glass usernames as given, checked: turning local passwords off needs an
+    identity provider to sign people in, and at least one break-glass account for the day
+    it is unreachable. Raises :class:`LocalPasswordPolicyError` otherwise.
+
+    >>> local_password_policy_check(
+    ...     local_passwords=True, break_glass=[], providers_configured=False)
+    ()
+    >>> local_password_policy_check(
+    ...     local_passwords=False, break_glass=["Glass"], providers_configured=True)
+    ('Glass',)
+    """
+    names = tuple(n.strip() for n in break_glass if n.strip())
+    if local_passwords:
+        return names
+    if not providers_configured:
+        raise LocalPasswordPolicyError(
+            "SAFECHAT_LOCAL_PASSWORDS=off needs an identity provider "
+            "(SAFECHAT_OIDC_PROVIDERS or SAFECHAT_SAML_IDPS)"
+        )
+    if not names:
+        raise LocalPasswordPolicyError(
+            "SAFECHAT_LOCAL_PASSWORDS=off needs a break-glass account "
+            "(SAFECHAT_BREAK_GLASS_USERNAMES)"
+        )
+    return names

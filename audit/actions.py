@@ -41,6 +41,11 @@ class AuditAction(StrEnum):
         "auth.lockout.lifted",
         "A lockout was lifted, by time or by an administrator.",
     )
+    AUTH_BREAK_GLASS_USED = (
+        "auth.break_glass.used",
+        "A break-glass account's password was accepted while local passwords are off; the "
+        "security admins were alerted, and its second factor is still due.",
+    )
     AUTH_PASSWORD_CHANGED = "auth.password.changed", "A user changed their password."
     AUTH_SESSION_REFUSED = (
         "auth.session.refused",
