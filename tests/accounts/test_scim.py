@@ -410,3 +410,26 @@ def test_a_user_created_inactive_is_deactivated_through_the_service() -> None:
     assert response.json()["active"] is False
     assert not User.objects.get(username="alice.smith").is_active
     assert events("account.deactivated")
+
+
+@pytest.mark.django_db
+def test_the_portal_offers_the_scim_scope_to_security_admins_only(
+    verified_client: Client, admin_client: Client
+) -> None:
+    # given a member and a security admin on the tokens page
+    offered_member = b'value="scim"' in verified_client.get("/accounts/tokens/").content
+    offered_admin = b'value="scim"' in admin_client.get("/accounts/tokens/").content
+
+    # when each asks for a SCIM token
+    refused = verified_client.post(
+        "/accounts/tokens/", {"name": "idp", "scope": "scim", "days": 30}
+    )
+    created = admin_client.post("/accounts/tokens/", {"name": "idp", "scope": "scim", "days": 30})
+
+    # then only the admin is offered one and gets one
+    assert (offered_member, offered_admin) == (False, True)
+    assert refused.status_code == 400
+    assert created.status_code == 200
+    assert list(ApiToken.objects.filter(scope="scim").values_list("user__username", flat=True)) == [
+        "secadmin"
+    ]
