@@ -21,6 +21,7 @@ from audit.models import AuditEvent
 from tests.accounts.conftest import events
 from tests.accounts.factories import grant_role, make_user, sign_in_client
 from tests.accounts.test_sessions import closed_with, live_socket
+from tests.rooms.concurrency import postgresql_only, run_together
 
 USERS = "/scim/v2/Users"
 
@@ -433,3 +434,23 @@ def test_the_portal_offers_the_scim_scope_to_security_admins_only(
     assert list(ApiToken.objects.filter(scope="scim").values_list("user__username", flat=True)) == [
         "secadmin"
     ]
+
+
+@postgresql_only("two creations of one username race only where rows lock one by one")
+@pytest.mark.django_db(transaction=True)
+def test_two_creations_of_one_username_at_the_same_instant_make_one_account() -> None:
+    # given the provider's token
+    _, secret = provisioner()
+
+    # when it creates the same person twice at the same instant (a retry racing the first)
+    outcomes = run_together(
+        lambda: call("post", USERS, secret, new_user(emails=[])),
+        lambda: call("post", USERS, secret, new_user(userName="ALICE.SMITH", emails=[])),
+    )
+
+    # then one account exists; the other request is a uniqueness conflict, on record
+    assert [o.error for o in outcomes] == [None, None]
+    assert sorted(o.value.status_code for o in outcomes) == [201, 409]
+    assert User.objects.filter(username="alice.smith").count() == 1
+    assert ProvisionedAccount.objects.count() == 1
+    assert [e.extra["reason"] for e in events("account.provisioning.refused")] == ["uniqueness"]
