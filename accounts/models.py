@@ -175,6 +175,7 @@ class ApiToken(models.Model):
         WRITE = "write", "write (read, and changes)"
         ADMIN = "admin", "admin (write, and administrative endpoints)"
         AUDIT = "audit", "audit (reading the audit export, nothing else)"
+        SCIM = "scim", "scim (an identity provider's provisioning, nothing else)"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
@@ -415,3 +416,20 @@ class ProviderMfaDevice(Device):  # type: ignore[misc]
 
     def verify_is_allowed(self) -> tuple[bool, dict[str, object] | None]:
         return False, {"reason": "provider-asserted"}
+
+
+class ProvisionedAccount(models.Model):
+    """An account as an identity provider's provisioning (SCIM 2.0, RFC 7643) knows it:
+    the provider's own identifier for the person (``externalId``), kept as sent and never
+    used to find an account for sign-in (links do that, by subject). Created with the
+    account by SCIM, or when SCIM first writes to an existing account."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provisioning"
+    )
+    external_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"provisioning of user {self.user_id}"

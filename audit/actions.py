@@ -41,6 +41,11 @@ class AuditAction(StrEnum):
         "auth.lockout.lifted",
         "A lockout was lifted, by time or by an administrator.",
     )
+    AUTH_BREAK_GLASS_USED = (
+        "auth.break_glass.used",
+        "A break-glass account's password was accepted while local passwords are off; the "
+        "security admins were alerted, and its second factor is still due.",
+    )
     AUTH_PASSWORD_CHANGED = "auth.password.changed", "A user changed their password."
     AUTH_SESSION_REFUSED = (
         "auth.session.refused",
@@ -101,6 +106,22 @@ class AuditAction(StrEnum):
     ACCOUNT_REACTIVATED = (
         "account.reactivated",
         "A deactivated account was reactivated (its old sessions and tokens stay ended).",
+    )
+    ACCOUNT_PROVISIONING_UPDATED = (
+        "account.provisioning.updated",
+        "An identity provider's provisioning (SCIM) changed an account's details (the fields "
+        "changed, never their values).",
+    )
+    ACCOUNT_PROVISIONING_REFUSED = (
+        "account.provisioning.refused",
+        "An identity provider's provisioning request (SCIM) was refused: a token without the "
+        "scim scope, a malformed filter or body, an invalid or taken value, an unknown account.",
+    )
+    ACCOUNT_IDP_ACCESS_APPLIED = (
+        "account.idp_access.applied",
+        "A sign-in through an identity provider changed the person's roles or "
+        "information-barrier groups to match the provider's groups (the configured mapping), "
+        "or a change it asked for was held back by a rule (its reason).",
     )
     ACCOUNT_PROFILE_UPDATED = (
         "account.profile.updated",

@@ -503,6 +503,18 @@ except sso.SsoConfigurationError as _exc:
 SAFECHAT_SAML_FLOW_SECONDS = env.int("SAFECHAT_SAML_FLOW_SECONDS", default=600)
 # Answers from identity providers (OIDC callbacks, SAML responses) accepted per client
 # address, counted before any signature is checked: N per S seconds.
+# Local passwords (docs/accounts.md "Local passwords and the break-glass account"): off,
+# people sign in through the identity provider only, and a password signs in only the
+# break-glass accounts named here (with their second factor; audited and alerted).
+SAFECHAT_LOCAL_PASSWORDS = env.bool("SAFECHAT_LOCAL_PASSWORDS", default=True)
+try:
+    SAFECHAT_BREAK_GLASS_USERNAMES = sso.local_password_policy_check(
+        local_passwords=SAFECHAT_LOCAL_PASSWORDS,
+        break_glass=env.list("SAFECHAT_BREAK_GLASS_USERNAMES", default=[]),
+        providers_configured=bool(SAFECHAT_OIDC_PROVIDERS or SAFECHAT_SAML_IDPS),
+    )
+except sso.LocalPasswordPolicyError as _exc:
+    raise SystemExit(f"SafeChat refuses to start: {_exc}") from None
 SAFECHAT_SSO_RATE_LIMIT = envtools.rate_limit(env.str("SAFECHAT_SSO_RATE_LIMIT", default="20/60"))
 
 # --- HTTP security ----------------------------------------------------------

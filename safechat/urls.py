@@ -28,6 +28,8 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("accounts/webauthn/", include("accounts.webauthn_urls")),
     path("api/v1/accounts/", include("accounts.api.urls")),
+    # An identity provider's provisioning (SCIM 2.0): a token of scope scim, nothing else.
+    path("scim/v2/", include("accounts.api.scim_urls")),
     path("api/v1/audit/", include("audit.api.urls")),
     path("api/v1/", include("rooms.api.urls")),
     path("api/v1/", include("files.api.urls")),

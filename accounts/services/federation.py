@@ -55,6 +55,7 @@ from accounts.services._common import (
     ensure_person,
 )
 from accounts.services.auth import second_factor_accepted
+from accounts.services.idp_access import idp_access_apply
 from accounts.services.sessions import session_start, sessions_end_rows
 from accounts.sso import AssertedIdentity, provider_asserts_mfa, sign_in_evidence
 from audit.actions import AuditAction
@@ -240,6 +241,8 @@ def federated_sign_in(*, request: HttpRequest, identity: AssertedIdentity) -> Fe
             raise _refused(
                 identity, request=request, reason="deactivated", message=DEACTIVATED, target=user
             )
+        # Roles and barrier groups as the provider's groups say (its mapping, if any).
+        idp_access_apply(user=user, identity=identity, request=request)
         login(request, user, backend="accounts.backends.RoleBackend")  # a fresh session key
         session_start(
             request=request, user=user, federated_identity=link,

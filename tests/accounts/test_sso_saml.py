@@ -16,7 +16,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 from pytest_django import Settings
-from saml2.saml import NAMEID_FORMAT_TRANSIENT
+from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
 from saml2.sigver import verify_redirect_signature
 from saml2.xmldsig import DIGEST_SHA1, SIG_RSA_SHA1
 
@@ -956,3 +956,57 @@ def test_two_posts_of_one_assertion_at_the_same_instant_sign_in_once(
     assert [e.extra["reason"] for e in events("auth.federated.refused")] == ["replayed"]
     assert SamlAssertionUse.objects.count() == 1
     assert UserSession.objects.count() == 1
+
+
+# --- logout started by SafeChat ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_signing_out_sends_the_idp_a_signed_logout_request_for_that_session(
+    idp: SamlIdp, settings: Settings, keys: dict[str, tuple[str, str]]
+) -> None:
+    # given a person signed in through an IdP with single logout
+    client, row = signed_in_with_slo(settings, idp, "rachel")
+
+    # when they sign out of SafeChat
+    response = client.post("/accounts/sign-out/")
+
+    # then SafeChat's session is over first, and the browser goes to the IdP's SLO URL
+    # with a LogoutRequest for that NameID and SessionIndex, signed with SafeChat's key
+    row.refresh_from_db()
+    assert row.ended_at is not None
+    assert signed_in_as(client) is None
+    assert events("auth.logout")[-1].extra == {"reason": "signed_out", "provider_logout": KEY}
+    location = response["Location"]
+    assert location.startswith(SLO_URL + "?")
+    query = {name: values[0] for name, values in parse_qs(urlsplit(location).query).items()}
+    assert query["SigAlg"] == "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+    server = idp.server(sp_metadata())
+    sp_cert = "".join(line for line in keys["sp"][1].splitlines() if not line.startswith("-----"))
+    assert verify_redirect_signature(query, server.sec.sec_backend, cert=sp_cert)
+    message = server.parse_logout_request(
+        query["SAMLRequest"],
+        binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect",
+        sigalg=query["SigAlg"],
+        signature=query["Signature"],
+    ).message
+    assert message.issuer.text == SP_ENTITY_ID
+    assert message.destination == SLO_URL
+    assert message.name_id.text == row.federated_identity.subject
+    assert message.name_id.format == NAMEID_FORMAT_PERSISTENT
+    assert [i.text for i in message.session_index] == [row.federated_session_index]
+    # and the IdP's answer brings the browser back to the sign-in page, changing nothing
+    back = client.get(f"{SLO_PATH}?SAMLResponse=anything")
+    assert back["Location"] == "/accounts/sign-in/"
+
+
+@pytest.mark.django_db
+def test_without_single_logout_a_saml_sign_out_stays_here(idp: SamlIdp) -> None:
+    user, subject = linked_person("steve")
+    client = Client()
+    sign_in(client, idp, subject)
+
+    response = client.post("/accounts/sign-out/")
+
+    assert response["Location"] == "/accounts/sign-in/"
+    assert not UserSession.objects.filter(user=user, ended_at__isnull=True).exists()

@@ -54,6 +54,8 @@ NOT_ENTRY_POINTS = {
     "accounts.services._common.security_admins_locked",
     # counts a failure for the action that calls it (its lockout event in its own transaction)
     "accounts.services._common.failure_count",
+    # part of the action that calls it (accounts.services.federation.federated_sign_in)
+    "accounts.services.idp_access.idp_access_apply",
     # part of the action that calls it (files.services.scanning.file_scan)
     "rooms.services.messages.message_file_insert",
     "rooms.services.messages.message_file_withdraw",
