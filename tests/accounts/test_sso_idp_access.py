@@ -11,8 +11,9 @@ from pytest_django import Settings
 
 from accounts.roles import Role
 from tests.accounts import test_sso_saml as saml
+from tests.accounts.conftest import events
 from tests.accounts.factories import grant_role
-from tests.accounts.test_sso_oidc import configure, events, linked_person, sign_in
+from tests.accounts.test_sso_oidc import configure, linked_person, sign_in
 from tests.support.oidc import OidcProviderServer
 from tests.support.saml import SamlIdp
 

@@ -10,14 +10,14 @@ from django.test import Client
 from pytest_django import Settings
 
 from accounts.models import UserSession
+from tests.accounts.conftest import events
+from tests.accounts.federation import signed_in_as
 from tests.accounts.test_sso_oidc import (
     CALLBACK,
     CLIENT_ID,
     CLIENT_SECRET,
     configure,
-    events,
     linked_person,
-    signed_in_as,
     to_provider,
 )
 from tests.support.oidc import OidcProviderServer
