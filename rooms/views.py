@@ -561,10 +561,15 @@ def rooms_browse(request: HttpRequest) -> HttpResponse:
     officer), each with a Join button."""
     actor = _user(request)
     query = (request.GET.get("q") or "").strip()[:120]
-    found = selectors.rooms_joinable(user=actor, query=query)
+    found = list(
+        selectors.rooms_joinable(user=actor, query=query).order_by("name", "pk")[
+            : selectors.JOINABLE_PAGE_MAX
+        ]
+    )
+    qualifiers = selectors.joinable_qualifiers(user=actor, rooms=found)
     context = {
         "query": query,
-        "rooms": list(found.order_by("name", "pk")[: selectors.JOINABLE_PAGE_MAX]),
+        "rooms": [(room, qualifiers.get(room.pk, "")) for room in found],
         "limit": selectors.JOINABLE_PAGE_MAX,
         "may_join": perms.may_start_conversations(user=actor),
     }

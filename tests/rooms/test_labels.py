@@ -20,8 +20,24 @@ from tests.rooms.factories import make_room, make_room_admin
 pytestmark = pytest.mark.django_db
 
 RLO = "\u202e"
-BAD_NAMES = [f"Rates{RLO}ksed", "\u200b\u200b", "\u3164", "\u2067Rates\u2069"]
-BAD_NAME_IDS = ["rlo", "zero-width-only", "hangul-filler", "isolate"]
+BAD_NAMES = [
+    f"Rates{RLO}ksed",
+    "\u200b\u200b",
+    "\u3164",
+    "\u2067Rates\u2069",
+    "Tr\u00adading",
+    "Tr\u200bading",
+    "Tr\u2060ading",
+]
+BAD_NAME_IDS = [
+    "rlo",
+    "zero-width-only",
+    "hangul-filler",
+    "isolate",
+    "soft-hyphen-inside",
+    "zero-width-space-inside",
+    "word-joiner-inside",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -64,6 +80,32 @@ def test_a_deceptive_room_name_is_refused_by_the_api_and_the_portal(name: str) -
     assert api.status_code == 400
     assert portal.status_code == 400
     assert written() == before
+
+
+def test_a_rename_to_a_name_with_a_soft_hyphen_inside_is_refused_on_every_edge() -> None:
+    # given a room "Rates desk" and its owner
+    owner = make_room_admin()
+    room = make_room(owner=owner, name="Rates desk")
+    client = verified(owner)
+    before = written()
+
+    # when the owner renames it to "Trading" with a soft hyphen inside, on each edge
+    with pytest.raises(ValidationError) as refused:
+        room_update(actor=owner, room=room, name="Tr\u00adading")
+    api = client.patch(
+        f"/api/v1/rooms/{room.pk}/", {"name": "Tr\u00adading"}, content_type="application/json"
+    )
+    portal = client.post(
+        f"/rooms/{room.pk}/settings/", {"name": "Tr\u00adading", "topic": ""}, follow=True
+    )
+
+    # then every edge refuses, with the same reason, and nothing changed
+    assert refused.value.error_dict["name"][0].code == "default_ignorable"
+    assert api.status_code == 400
+    assert "U+00AD" in api.content.decode()
+    assert "U+00AD" in portal.content.decode()  # the reason, on the room's page
+    assert written() == before
+    assert Room.objects.get(pk=room.pk).name == "Rates desk"
 
 
 def test_a_topic_with_a_direction_override_is_refused_on_update_and_nothing_changes() -> None:
