@@ -34,7 +34,7 @@ from safechat.crypto import CryptoError
 from safechat.keyring.errors import IntegrityFailure
 from safechat.keyring.services import message_decrypt
 from safechat.pagination import Cursor, Page, page_of
-from safechat.unicode_text import look_alike_keys
+from safechat.unicode_text import look_alike_keys, reaction_key
 
 PAGE_SIZE_MAX = 100
 
@@ -413,7 +413,9 @@ def message_reactions(*, message: Message) -> dict[str, list[int]]:
 
 
 def _reactions_of(message_ids: list[int]) -> dict[int, dict[str, list[int]]]:
-    """Per message, who reacted with what, in the order they did: one query for a page."""
+    """Per message, who reacted with what, in the order they did: one query for a page.
+    Each emoji in its one spelling (``reaction_key``): "❤" stored before reactions took
+    one counts with "❤️", each person once."""
     reactions: dict[int, dict[str, list[int]]] = {}
     rows = (
         Reaction.objects.filter(message_id__in=message_ids)
@@ -421,7 +423,9 @@ def _reactions_of(message_ids: list[int]) -> dict[int, dict[str, list[int]]]:
         .values_list("message_id", "emoji", "user_id")
     )
     for message_id, emoji, user_id in rows:
-        reactions.setdefault(message_id, {}).setdefault(emoji, []).append(user_id)
+        users = reactions.setdefault(message_id, {}).setdefault(reaction_key(emoji), [])
+        if user_id not in users:
+            users.append(user_id)
     return reactions
 
 

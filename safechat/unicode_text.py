@@ -259,6 +259,21 @@ def reaction_canonical(value: str) -> str:
     return canonical
 
 
+def reaction_same(a: str, b: str) -> bool:
+    """Whether the reactions ``a`` and ``b`` are one emoji once each takes its one spelling
+    (``reaction_canonical``); a stored value that is no emoji is only itself."""
+    return reaction_key(a) == reaction_key(b)
+
+
+def reaction_key(value: str) -> str:
+    """``reaction_canonical(value)``, or ``value`` itself when it is no emoji: for grouping
+    stored reactions, which never raises."""
+    try:
+        return reaction_canonical(value)
+    except ValidationError:
+        return value
+
+
 def validate_reaction(value: str) -> None:
     """Refuse a reaction that is not exactly one emoji of the Unicode emoji set
     (``emoji.is_emoji``: fully-qualified sequences, ZWJ sequences and keycaps included);

@@ -45,7 +45,7 @@ from safechat.actions import action, action_transaction
 from safechat.events import Event, publish
 from safechat.keyring import events as key_events
 from safechat.locks import rows_locked
-from safechat.unicode_text import refuse_bidi_explicit, validate_reaction
+from safechat.unicode_text import reaction_canonical, reaction_same, refuse_bidi_explicit
 
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_EMOJI_LENGTH = 16
@@ -495,6 +495,10 @@ def _message_hide(*, actor: User, message: Message, permission: str) -> Message:
 def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
     """Add ``emoji`` from ``actor`` to a message, or remove it; returns whether it is now set.
 
+    ``emoji`` is stored in its one spelling (``safechat.unicode_text.reaction_canonical``,
+    the fully-qualified emoji): "❤", "❤︎" and "❤️" set and unset the same reaction,
+    whichever spelling was stored earlier.
+
     Two toggles at the same instant never fail: if another request set the same
     reaction first, this one answers the state that won (set) instead of a conflict.
     Refused (``barrier.refused``) while an information barrier separates ``actor`` from
@@ -507,7 +511,9 @@ def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
     emoji = emoji.strip() if isinstance(emoji, str) else ""
     if len(emoji) > MAX_EMOJI_LENGTH:
         raise ValidationError("a reaction is a single emoji", code="reaction_not_emoji")
-    validate_reaction(emoji)  # never words: a reaction is stored unencrypted
+    # Never words (a reaction is stored unencrypted), and one spelling per emoji: "❤" and
+    # "❤️" are one reaction.
+    emoji = reaction_canonical(emoji)
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
     write_rate_check(user_id=actor.pk, write=Write.REACT)
@@ -520,7 +526,10 @@ def _reaction_flip(*, actor: User, message: Message, emoji: str) -> bool:
     require_writable(actor=actor, room=room, permission=perms.POST, operation="reaction.toggle")
     if Message.objects.filter(pk=message.pk, deleted_at__isnull=False).exists():
         raise ValidationError("this message was deleted")
-    deleted, _ = Reaction.objects.filter(message=message, user=actor, emoji=emoji).delete()
+    # Any spelling stored before reactions took one (migration-free): "❤" counts as "❤️".
+    own = Reaction.objects.filter(message=message, user=actor).values_list("pk", "emoji")
+    same = [pk for pk, stored in own if reaction_same(stored, emoji)]
+    deleted, _ = Reaction.objects.filter(pk__in=same).delete()
     if deleted:
         publish(Event.MESSAGE_REACTIONS, room_id=message.room_id, message_id=message.pk)
         return False

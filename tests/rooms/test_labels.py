@@ -13,6 +13,7 @@ from django.test import Client
 from accounts.models import User
 from audit.models import AuditEvent
 from rooms.models import Mention, Reaction, Room
+from rooms.selectors import message_reactions
 from rooms.services import message_post, reaction_toggle, room_create, room_update
 from tests.accounts.factories import make_user, sign_in_client
 from tests.rooms.factories import make_room, make_room_admin
@@ -156,6 +157,56 @@ def test_an_emoji_reaction_is_set() -> None:
 
     assert reaction_toggle(actor=owner, message=message, emoji="\U0001f44d\U0001f3fd") is True
     assert Reaction.objects.get().emoji == "\U0001f44d\U0001f3fd"
+
+
+HEART_TEXT, HEART_EMOJI = "\u2764", "\u2764\ufe0f"
+
+
+def test_a_heart_with_and_without_its_variation_selector_is_one_reaction() -> None:
+    # given a message and two people
+    owner, other = make_room_admin(), make_user()
+    room = make_room(owner=owner, members=(other,))
+    message = message_post(sender=owner, room=room, text="Fill at 99.5")
+
+    # when one reacts with the text heart (service) and the other with the emoji heart (API)
+    reaction_toggle(actor=owner, message=message, emoji=HEART_TEXT)
+    api = verified(other).post(
+        f"/api/v1/rooms/{room.pk}/messages/{message.pk}/reactions/",
+        {"emoji": HEART_EMOJI},
+        content_type="application/json",
+    )
+
+    # then both are one reaction, stored in one spelling, counted twice
+    assert api.status_code in (200, 201)
+    assert set(Reaction.objects.values_list("emoji", flat=True)) == {HEART_EMOJI}
+    assert message_reactions(message=message) == {HEART_EMOJI: [owner.pk, other.pk]}
+
+
+def test_toggling_the_other_spelling_unsets_the_reaction() -> None:
+    owner = make_room_admin()
+    message = message_post(sender=owner, room=make_room(owner=owner), text="Fill at 99.5")
+    assert reaction_toggle(actor=owner, message=message, emoji=HEART_EMOJI) is True
+
+    assert reaction_toggle(actor=owner, message=message, emoji=f"{HEART_TEXT}\ufe0e") is False
+
+    assert not Reaction.objects.exists()
+
+
+def test_a_heart_stored_before_the_rule_counts_with_the_emoji_heart_and_toggles_off() -> None:
+    # given a text heart stored as it was before reactions took one spelling, and an emoji
+    # heart from someone else
+    owner, other = make_room_admin(), make_user()
+    room = make_room(owner=owner, members=(other,))
+    message = message_post(sender=owner, room=room, text="Fill at 99.5")
+    Reaction.objects.create(message=message, user=owner, emoji=HEART_TEXT)
+    reaction_toggle(actor=other, message=message, emoji=HEART_EMOJI)
+
+    # then they are read as one reaction
+    assert message_reactions(message=message) == {HEART_EMOJI: [owner.pk, other.pk]}
+
+    # and the owner's toggle of the emoji heart removes the old spelling
+    assert reaction_toggle(actor=owner, message=message, emoji=HEART_EMOJI) is False
+    assert list(Reaction.objects.values_list("user_id", "emoji")) == [(other.pk, HEART_EMOJI)]
 
 
 def test_a_mention_in_any_case_reaches_the_person() -> None:
