@@ -52,6 +52,19 @@ MAX_EMOJI_LENGTH = 16
 _CLIENT_KEY = re.compile(r"[\x21-\x7e]{1,64}")
 
 
+def message_too_long(size: int) -> str:
+    """The one reason given for a message over ``MAX_MESSAGE_BYTES`` (``size``: its UTF-8
+    length in bytes), on every edge; the chat client words it alike before sending."""
+    return (
+        f"this message is too long ({_kib(size)} KiB): a message may be at most "
+        f"{MAX_MESSAGE_BYTES // 1024} KiB of text; shorten it, or share it as a file"
+    )
+
+
+def _kib(size: int) -> str:
+    return f"{size / 1024:.1f}".removesuffix(".0")
+
+
 def _validate_text(text: object) -> str:
     """The one check of a message's text, for every edge (portal, API, socket, admin).
 
@@ -72,7 +85,7 @@ def _validate_text(text: object) -> str:
         raise ValidationError("a message cannot be empty")
     refuse_bidi_explicit(text)
     if len(encoded) > MAX_MESSAGE_BYTES:
-        raise ValidationError(f"a message is at most {MAX_MESSAGE_BYTES // 1024} KiB")
+        raise ValidationError(message_too_long(len(encoded)), code="message_too_long")
     return text
 
 
