@@ -230,7 +230,7 @@ class Invitation(models.Model):
     )
 
     def __str__(self) -> str:
-        return f"invitation of {self.email} as {self.role}"
+        return f"invitation of {self.email} as {self.role_label}"
 
     @property
     def role_label(self) -> str:

@@ -35,7 +35,10 @@ STOP_GRACE_SECONDS = 10
 # past it closes the socket (1009): the chat client measures its frames against it first.
 WEBSOCKET_MAX_FRAME_BYTES = 65536
 UVICORN_WEBSOCKET_OPTIONS = [
-    "--ws-per-message-deflate", "false", "--ws-max-size", str(WEBSOCKET_MAX_FRAME_BYTES)
+    "--ws-per-message-deflate",
+    "false",
+    "--ws-max-size",
+    str(WEBSOCKET_MAX_FRAME_BYTES),
 ]
 
 

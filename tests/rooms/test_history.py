@@ -79,7 +79,9 @@ def test_a_member_added_again_sees_nothing_from_while_they_were_away() -> None:
     assert unread(member, room) == 1
 
 
-def test_a_member_added_again_to_a_room_hiding_history_no_longer_reads_what_they_read_before() -> None:
+def test_a_member_added_again_to_a_room_hiding_history_no_longer_reads_what_they_read_before() -> (
+    None
+):
     # given a member who read "one", then was removed
     owner, member = make_user(), make_user()
     room = make_room(owner=owner, members=(member,), history_visible=False)
