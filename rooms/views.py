@@ -37,7 +37,7 @@ from rooms.wire import RenderedMessage, message_rendered
 from safechat.events import client_names
 from safechat.keyring.errors import IntegrityFailure
 from safechat.middleware import INTEGRITY_FAILURE_MESSAGE
-from safechat.supervise import WEBSOCKET_MAX_FRAME_BYTES as SOCKET_FRAME_MAX_BYTES
+from safechat.websocket_limits import WEBSOCKET_MAX_FRAME_BYTES as SOCKET_FRAME_MAX_BYTES
 
 PAGE_SIZE = 50
 # Roles a manager may hand out; only owners make owners (the service enforces it too).

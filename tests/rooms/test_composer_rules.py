@@ -25,7 +25,7 @@ from rooms.services import (
     group_members_set,
     message_post,
 )
-from safechat.supervise import WEBSOCKET_MAX_FRAME_BYTES
+from safechat.websocket_limits import WEBSOCKET_MAX_FRAME_BYTES
 from tests.accounts.factories import grant_role, make_user
 from tests.rooms.factories import make_room, make_room_admin
 from tests.support.clients import verified_client
