@@ -52,7 +52,7 @@ MAX_EMOJI_LENGTH = 16
 _CLIENT_KEY = re.compile(r"[\x21-\x7e]{1,64}")
 
 
-def message_too_long(size: int) -> str:
+def _message_too_long(size: int) -> str:
     """The one reason given for a message over ``MAX_MESSAGE_BYTES`` (``size``: its UTF-8
     length in bytes), on every edge; the chat client words it alike before sending."""
     return (
@@ -85,7 +85,7 @@ def _validate_text(text: object) -> str:
         raise ValidationError("a message cannot be empty")
     refuse_bidi_explicit(text)
     if len(encoded) > MAX_MESSAGE_BYTES:
-        raise ValidationError(message_too_long(len(encoded)), code="message_too_long")
+        raise ValidationError(_message_too_long(len(encoded)), code="message_too_long")
     return text
 
 
