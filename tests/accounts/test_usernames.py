@@ -143,3 +143,30 @@ def test_pickers_find_a_person_by_any_case_of_their_name() -> None:
 
     assert person_active_get(username="ALICE") == alice
     assert person_active_get(username=f"{CYRILLIC_A}lice") is None
+
+
+def test_the_upgrade_marks_an_older_account_that_only_now_looks_alike() -> None:
+    # given two accounts made before the case-insensitive skeleton: "bob.smith" and then
+    # "b0b.smith", each with the plain skeleton it was given then
+    import importlib
+
+    from django.apps import apps
+
+    upgrade = importlib.import_module("accounts.migrations.0015_username_skeleton_any_case")
+    bob, b0b = User.objects.bulk_create(
+        [
+            User(username="bob.smith", username_skeleton=confusable_skeleton("bob.smith")),
+            User(username="b0b.smith", username_skeleton=confusable_skeleton("b0b.smith")),
+        ]
+    )
+    bob, b0b = User.objects.get(username="bob.smith"), User.objects.get(username="b0b.smith")
+
+    # when the upgrade runs
+    upgrade.case_insensitive_skeletons(apps, None)
+
+    # then the first keeps the skeleton both now share, the later one is marked with its
+    # id (to be renamed), and the constraint holds for both
+    bob.refresh_from_db()
+    b0b.refresh_from_db()
+    assert bob.username_skeleton == "bob.srnith"
+    assert b0b.username_skeleton == f"bob.srnith #{b0b.pk}"
