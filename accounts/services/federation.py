@@ -63,7 +63,7 @@ from audit.services import audit_record
 from safechat.actions import Refused, action, action_transaction
 from safechat.keyring.services import user_key_create
 from safechat.ratelimit import Rate, rate_exceeded, rate_hit
-from safechat.unicode_text import confusable_skeleton, validate_label
+from safechat.unicode_text import case_insensitive_skeleton, validate_label
 
 NOT_LINKED = (
     "No SafeChat account is linked to this identity. Ask a security administrator to link "
@@ -340,7 +340,7 @@ def _account_create(*, request: HttpRequest, identity: AssertedIdentity) -> User
         )
     username = User.normalize_username(claim)
     taken = User.objects.filter(
-        Q(username=username) | Q(username_skeleton=confusable_skeleton(username))
+        Q(username=username) | Q(username_skeleton=case_insensitive_skeleton(username))
     ).exists()
     if taken:
         raise _refused(identity, request=request, reason="username_taken", message=USERNAME_TAKEN)

@@ -323,9 +323,17 @@ def _message_in_room(request: Request, room_id: int, message_id: int) -> Message
     return message
 
 
+# The length is the service's one rule (UTF-8 bytes, the same reason on every edge), not
+# a count of characters here that would answer a different reason.
+MESSAGE_TEXT_HELP = (
+    f"Markdown, at most {MAX_MESSAGE_BYTES} bytes ({MAX_MESSAGE_BYTES // 1024} KiB) in UTF-8; "
+    "a longer text is refused (400) with the reason."
+)
+
+
 class MessageListApi(APIView):
     class MessageListInput(serializers.Serializer[dict[str, Any]]):
-        text = StrictCharField(trim_whitespace=False, max_length=MAX_MESSAGE_BYTES)
+        text = StrictCharField(trim_whitespace=False, help_text=MESSAGE_TEXT_HELP)
         parent_id = StrictIntegerField(required=False, allow_null=True, min_value=1)
 
     @extend_schema(
@@ -388,7 +396,7 @@ class MessageListApi(APIView):
 
 class MessageDetailApi(APIView):
     class MessageDetailInput(serializers.Serializer[dict[str, Any]]):
-        text = StrictCharField(trim_whitespace=False, max_length=MAX_MESSAGE_BYTES)
+        text = StrictCharField(trim_whitespace=False, help_text=MESSAGE_TEXT_HELP)
 
     @extend_schema(responses=MessageOutput, operation_id="messages_retrieve")
     def get(self, request: Request, room_id: int, message_id: int) -> Response:
