@@ -108,6 +108,16 @@ def _validation_summary(errors: list[dict[str, str]]) -> str:
     return only["detail"] if where == NON_FIELD_POINTER else f"{where}: {only['detail']}"
 
 
+class HeaderRefused(exceptions.ValidationError):
+    """A request header the API refuses (400 ``invalid``): its error names the header as
+    the ``parameter`` refused (OpenAPI's header parameters), with its own ``code``."""
+
+    def __init__(self, *, header: str, detail: str, code: str = "invalid") -> None:
+        super().__init__(detail, code=code)
+        self.header = header
+        self.error = {"parameter": header, "code": code, "detail": detail}
+
+
 def _code_of(exc: exceptions.APIException) -> str:
     code = getattr(exc.detail, "code", None)
     return str(code) if isinstance(code, str) and code else str(exc.default_code)
@@ -222,6 +232,14 @@ def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse
     headers: dict[str, str] = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = str(exc.auth_header)  # type: ignore[attr-defined]
+    if isinstance(exc, HeaderRefused):
+        return problem_response(
+            status=exc.status_code,
+            code="invalid",
+            detail=f"{exc.header}: {exc.error['detail']}",
+            errors=[exc.error],
+            request=request,
+        )
     if isinstance(exc, exceptions.ValidationError):
         errors = list(_field_errors(exc.detail))
         if request is not None and request.method in QUERY_METHODS:
@@ -439,7 +457,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
                     },
                     "parameter": {
                         "type": "string",
-                        "description": "The query parameter refused (requests without a body).",
+                        "description": "The query parameter refused (requests without a "
+                        "body), or the header (`Idempotency-Key`).",
                     },
                     "code": {"type": "string", "example": "required"},
                     "detail": {"type": "string"},

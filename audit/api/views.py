@@ -48,6 +48,11 @@ class AuditExportApi(APIView):
     """
 
     content_negotiation_class = _IgnoreFormatParameter
+    # GET only (and OPTIONS): Django would answer HEAD by running ``get``, which builds the
+    # export and records ``audit.exported`` for a response with no body. The contract
+    # (docs/api.md) offers the export to GET alone, so HEAD is a 405 naming GET in
+    # ``Allow``, answered after authentication and before any work or record.
+    http_method_names = ("get", "options")
     # An API token needs the read-only audit scope (or admin, which covers it): the whole
     # audit trail leaves the system. The scope is named as the API's token check reads it
     # (accounts.scopes.AUDIT): the audit app sits below accounts and imports none of it.

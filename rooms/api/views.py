@@ -28,6 +28,7 @@ from rooms.api.serializers import JoinableRoomOutput, MemberOutput, MessageOutpu
 from rooms.models import Membership, Message, Room, RoomChange
 from rooms.services.messages import MAX_MESSAGE_BYTES
 from rooms.wire import message_json
+from safechat.api import HeaderRefused
 from safechat.fields import StrictBooleanField, StrictCharField, StrictIntegerField
 from safechat.pagination import (
     KEY_MAX,
@@ -43,6 +44,9 @@ from safechat.pagination import (
 )
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
+# What a key may be, in the schema: ``rooms.services.messages.client_key_clean``'s rule
+# (visible ASCII but the comma), or empty for none.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x2b\x2d-\x7e]{0,64}$"
 # The longest search text a list takes (``q``), in characters.
 SEARCH_MAX = 100
 
@@ -348,10 +352,12 @@ class MessageListApi(APIView):
                 str,
                 location=OpenApiParameter.HEADER,
                 # Empty stands for none (no key), as an absent header does.
-                pattern=r"^[!-~]{0,64}$",
+                pattern=IDEMPOTENCY_KEY_PATTERN,
                 description=(
-                    "Optional, 1-64 visible ASCII characters chosen by the client (a UUID, say; "
-                    "empty is the same as none); one key for one message. A repeat of the post "
+                    "Optional, 1-64 visible ASCII characters but the comma, chosen by the "
+                    "client (a UUID, say; empty is the same as none); one key for one message, "
+                    "sent once (the header twice, or a comma in it, is refused: 400, "
+                    "code repeated). A repeat of the post "
                     "with the same key, text and parent_id, within SAFECHAT_IDEMPOTENCY_HOURS (24 "
                     "h by default), stores nothing and answers 201 with the original message as it"
                     " is now (its current text and revision if it was edited since, or marked "
@@ -380,10 +386,24 @@ class MessageListApi(APIView):
             room=room,
             text=data.validated_data["text"],
             parent_id=data.validated_data.get("parent_id"),
-            client_key=request.headers.get(IDEMPOTENCY_KEY),
+            client_key=_idempotency_key(request),
         )
         view = selectors.message_view(reader=_user(request), message=message)
         return Response(message_json(view), status=status.HTTP_201_CREATED)
+
+
+def _idempotency_key(request: Request) -> str | None:
+    """The request's one ``Idempotency-Key``, or None. The header sent twice reaches
+    Django joined with a comma (as it does any repeated header), so a comma, which no key
+    holds, is refused: which of two keys counts would be a guess (400 ``repeated``)."""
+    value = request.headers.get(IDEMPOTENCY_KEY)
+    if value is not None and "," in value:
+        raise HeaderRefused(
+            header=IDEMPOTENCY_KEY,
+            detail="Send one key, once; a key holds no comma.",
+            code="repeated",
+        )
+    return value
 
 
 class MessageDetailApi(APIView):

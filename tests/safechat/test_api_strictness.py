@@ -1,0 +1,124 @@
+"""The API refuses what it does not understand rather than guessing: a header sent twice,
+a body field or a query parameter it does not know, a body in a content coding; and every
+answer, refusals of the ASGI wrapper too, carries the security headers and the state of
+the rate limits it counted against."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from django.core.exceptions import ValidationError
+from django.test import Client
+
+from accounts.models import User
+from accounts.services import api_token_create
+from rooms.models import Message, Room
+from rooms.services.messages import client_key_clean
+from safechat.asgi import application
+from tests.rooms.factories import make_room, make_room_admin
+from tests.safechat.test_api_errors import assert_problem
+from tests.safechat.test_body_limits import Sender, http_scope, run
+from tests.support.clients import verified_client
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def member() -> User:
+    return make_room_admin(username="member")
+
+
+@pytest.fixture
+def client_of(member: User) -> Client:
+    return verified_client(member)
+
+
+@pytest.fixture
+def room(member: User) -> Room:
+    return make_room(owner=member, name="Rates desk")
+
+
+def post_json(client: Client, path: str, body: Any, **headers: str) -> Any:
+    return client.post(path, json.dumps(body), content_type="application/json", headers=headers)
+
+
+# --- Idempotency-Key: one key, once -------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["key-1,key-2", "key-1, key-2", ","])
+def test_an_idempotency_key_with_a_comma_is_refused_naming_the_header(
+    client_of: Client, room: Room, value: str
+) -> None:
+    # when a post carries two keys joined (as HTTP joins a header sent twice)
+    response = post_json(
+        client_of,
+        f"/api/v1/rooms/{room.pk}/messages/",
+        {"text": "hi"},
+        **{"Idempotency-Key": value},
+    )
+
+    # then it is a 400 naming the header, and nothing is stored
+    body = assert_problem(response, 400, "invalid")
+    assert body["errors"] == [
+        {
+            "parameter": "Idempotency-Key",
+            "code": "repeated",
+            "detail": "Send one key, once; a key holds no comma.",
+        }
+    ]
+    assert not Message.objects.filter(room=room).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_idempotency_key_sent_twice_through_the_real_stack_is_refused() -> None:
+    # given a write token, and a room of its user
+    user = make_room_admin(username="integrator")
+    room = make_room(owner=user, name="Desk")
+    _, secret = api_token_create(actor=user, name="ci", scope="write")
+    body = json.dumps({"text": "hi"}).encode()
+
+    # when a post carries the header twice, through the ASGI stack
+    answer = run(
+        application,
+        http_scope(
+            f"/api/v1/rooms/{room.pk}/messages/",
+            [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"authorization", f"Bearer {secret}".encode()),
+                (b"idempotency-key", b"key-1"),
+                (b"idempotency-key", b"key-2"),
+            ],
+        ),
+        Sender([body]),
+    )
+
+    # then it is refused, and nothing is stored
+    assert answer.status == 400, answer.body
+    problem = json.loads(answer.body)
+    assert problem["errors"][0]["parameter"] == "Idempotency-Key"
+    assert problem["errors"][0]["code"] == "repeated"
+    stored = asyncio.run(database_sync_to_async(Message.objects.filter(room=room).count)())
+    assert stored == 0
+
+
+def test_one_idempotency_key_still_makes_a_post_idempotent(client_of: Client, room: Room) -> None:
+    path = f"/api/v1/rooms/{room.pk}/messages/"
+
+    first = post_json(client_of, path, {"text": "hi"}, **{"Idempotency-Key": "k-1"})
+    again = post_json(client_of, path, {"text": "hi"}, **{"Idempotency-Key": "k-1"})
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json()["id"] == again.json()["id"]
+    assert Message.objects.filter(room=room).count() == 1
+
+
+def test_no_edge_takes_a_key_with_a_comma() -> None:
+    # the service's rule, which the socket's client_id meets too
+    with pytest.raises(ValidationError):
+        client_key_clean("key-1,key-2")
+    assert client_key_clean("3f0b8e1c-5d7a-4c1e-9b2f-0a6d8c4e2f10") is not None
