@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from audit.permissions import CanViewAuditLog
 from audit.services import audit_export_start
 from audit.services.export import EXPORT_FORMATS
-from safechat.pagination import query_value
+from safechat.pagination import query_names_check, query_value
 
 BLANK_PARAMETER = "Give a value, or leave the parameter out."
 
@@ -84,6 +84,8 @@ class AuditExportApi(APIView):
         },
     )
     def get(self, request: Request) -> StreamingHttpResponse:
+        # A parameter it does not take (``?formt=csv``) is refused, never ignored.
+        query_names_check(request.query_params, ("since", "until", "format"))
         # An empty value (``?until=``) is a mistake, not an absent parameter (as on every
         # list): refused, never read as "no bound"; so is one sent twice (which counts?).
         blank = [

@@ -39,6 +39,7 @@ from safechat.pagination import (
     page_of,
     page_serializer,
     query_integer,
+    query_names_check,
     query_text,
     search_parameter,
 )
@@ -183,7 +184,7 @@ class RoomJoinableListApi(APIView):
         that are not archived, that you are not in, and where no information barrier
         separates you from a member; none for a compliance officer
         (``rooms.selectors.rooms_joinable``). Join one with ``POST .../<id>/join/``."""
-        cursor = cursor_from_query(request.query_params)
+        cursor = cursor_from_query(request.query_params, also=("q",))
         query = query_text(request.query_params, "q", max_length=SEARCH_MAX)
         found = selectors.rooms_joinable(user=_user(request), query=query)
         page = page_of(found, cursor=cursor)
@@ -536,7 +537,9 @@ class PeopleListApi(APIView):
         people only, never yourself, never a compliance officer, never someone an
         information barrier separates from you (``rooms.selectors.people_reachable``).
         Their ids are what ``direct`` and ``members`` take."""
-        cursor = cursor_from_query(request.query_params, max_limit=selectors.PEOPLE_PAGE_MAX)
+        cursor = cursor_from_query(
+            request.query_params, max_limit=selectors.PEOPLE_PAGE_MAX, also=("q",)
+        )
         query = query_text(request.query_params, "q", max_length=SEARCH_MAX)
         found = selectors.people_reachable_matching(user=_user(request), query=query)
         page = page_of(found, cursor=cursor)
@@ -593,6 +596,8 @@ class ChangeFeedApi(APIView):
         """What changed since your cursor in the rooms you may view: messages posted,
         edited and deleted, members added, removed and given another role; in commit
         order, at least once, never skipping one (docs/api.md, "The change feed")."""
+        # after and limit only: the feed is read forwards (``before`` is refused, 400).
+        query_names_check(request.query_params, ("after", "limit"))
         after = query_integer(request.query_params, "after", minimum=0, maximum=None)
         limit = query_integer(request.query_params, "limit", minimum=LIMIT_MIN, maximum=LIMIT_MAX)
         page = selectors.changes_after(

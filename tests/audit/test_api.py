@@ -327,3 +327,18 @@ def test_head_on_the_export_with_an_admin_token_builds_nothing_either() -> None:
     assert response["Allow"] == "GET, OPTIONS"
     assert not AuditEvent.objects.filter(action=AuditAction.AUDIT_EXPORTED).exists()
     assert log_state() == before
+
+
+def test_an_export_parameter_it_does_not_take_is_refused_and_nothing_recorded() -> None:
+    # given an officer who misspells format
+    make_events(2)
+    client = verified_client(make_officer(username="officer"))
+    before = log_state()
+
+    response = client.get(URL, {"formt": "csv"})
+
+    # then 400 naming it, and no export was built or recorded
+    assert response.status_code == 400
+    body = response.json()
+    assert [(e["parameter"], e["code"]) for e in body["errors"]] == [("formt", "unknown")]
+    assert log_state() == before

@@ -229,11 +229,21 @@ def test_options_shows_no_docstring(client_of: Client) -> None:
 
 
 def test_format_xml_is_an_ordinary_query_parameter(client_of: Client, room: Room) -> None:
-    response = client_of.get("/api/v1/rooms/?format=xml")
+    # never DRF's renderer switch: a room's answer is JSON, whatever ?format says
+    response = client_of.get(f"/api/v1/rooms/{room.pk}/?format=xml")
 
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
-    assert [r["id"] for r in response.json()["results"]] == [room.pk]
+    assert response.json()["id"] == room.pk
+
+
+def test_format_on_a_list_is_an_unknown_parameter_like_any_other(
+    client_of: Client, room: Room
+) -> None:
+    response = client_of.get("/api/v1/rooms/?format=xml")
+
+    body = assert_problem(response, 400, "invalid")
+    assert [(e["parameter"], e["code"]) for e in body["errors"]] == [("format", "unknown")]
 
 
 # --- bad input: a 4xx, never a 500 -------------------------------------------------

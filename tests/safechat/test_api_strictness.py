@@ -122,3 +122,68 @@ def test_no_edge_takes_a_key_with_a_comma() -> None:
     with pytest.raises(ValidationError):
         client_key_clean("key-1,key-2")
     assert client_key_clean("3f0b8e1c-5d7a-4c1e-9b2f-0a6d8c4e2f10") is not None
+
+
+# --- query parameters: a list takes only those it documents --------------------------
+
+LISTS = [
+    "/api/v1/rooms/",
+    "/api/v1/rooms/joinable/",
+    "/api/v1/people/",
+    "/api/v1/changes/",
+    "/api/v1/mentions/",
+    "/api/v1/rooms/{room}/members/",
+    "/api/v1/rooms/{room}/messages/",
+    "/api/v1/rooms/{room}/files/",
+    "/api/v1/accounts/tokens/",
+]
+
+
+@pytest.mark.parametrize("path", LISTS)
+def test_every_list_refuses_a_parameter_it_does_not_take(
+    client_of: Client, room: Room, path: str
+) -> None:
+    # when a list is asked with a typo for a parameter, and one it never took
+    response = client_of.get(path.format(room=room.pk), {"limt": "5", "zz": "1"})
+
+    # then each is named, with the code unknown, and the list is not answered
+    body = assert_problem(response, 400, "invalid")
+    assert [(e["parameter"], e["code"]) for e in body["errors"]] == [
+        ("limt", "unknown"),
+        ("zz", "unknown"),
+    ]
+    assert "results" not in body
+
+
+@pytest.mark.parametrize("path", LISTS)
+def test_every_list_still_answers_its_own_parameters(
+    client_of: Client, room: Room, path: str
+) -> None:
+    response = client_of.get(path.format(room=room.pk), {"limit": "5"})
+
+    assert response.status_code == 200, response.content
+    assert "results" in response.json()
+
+
+def test_the_change_feed_refuses_before_rather_than_ignoring_it(
+    client_of: Client, room: Room, member: User
+) -> None:
+    # given a room with a message (an entry in the feed)
+    from rooms.services import message_post
+
+    message_post(sender=member, room=room, text="hello")
+
+    # when the feed is asked for entries before a cursor, which it does not take
+    response = client_of.get("/api/v1/changes/", {"before": "999"})
+
+    # then it says so, naming the parameter and what it takes
+    body = assert_problem(response, 400, "invalid")
+    (error,) = body["errors"]
+    assert (error["parameter"], error["code"]) == ("before", "unknown")
+    assert "after, limit" in error["detail"]
+
+
+def test_a_search_list_takes_q(client_of: Client, room: Room) -> None:
+    response = client_of.get("/api/v1/rooms/joinable/", {"q": "desk", "limit": "5"})
+
+    assert response.status_code == 200
