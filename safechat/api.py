@@ -29,7 +29,10 @@ from django.core.exceptions import (
 )
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import is_valid_path
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.extensions import (
+    OpenApiSerializerExtension,
+    OpenApiSerializerFieldExtension,
+)
 from rest_framework import exceptions, parsers, status
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.request import Request
@@ -89,6 +92,13 @@ def _django_validation_errors(exc: ValidationError) -> list[dict[str, str]]:
         for error in exc.error_list
         for message in error.messages
     ]
+
+
+def _input_is_query(request: HttpRequest) -> bool:
+    """Whether the request's input is its query string: a method that takes no body, sent
+    without one (a DELETE with a JSON body has its members refused by pointer)."""
+    length = str(request.META.get("CONTENT_LENGTH") or "0")
+    return request.method in QUERY_METHODS and (not length.isdigit() or int(length) == 0)
 
 
 def _as_parameter(error: dict[str, str]) -> dict[str, str]:
@@ -242,7 +252,7 @@ def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse
         )
     if isinstance(exc, exceptions.ValidationError):
         errors = list(_field_errors(exc.detail))
-        if request is not None and request.method in QUERY_METHODS:
+        if request is not None and _input_is_query(request):
             errors = [_as_parameter(error) for error in errors]
         return problem_response(
             status=exc.status_code,
@@ -415,6 +425,25 @@ class StrictCharFieldSchema(OpenApiSerializerFieldExtension):  # type: ignore[no
         )
         if not self.target.allow_blank:
             schema["pattern"] = NOT_BLANK_PATTERN
+        return schema
+
+
+class InputSerializerSchema(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]
+    """The schema of every ``safechat.fields.InputSerializer`` (every request body): its
+    fields, and ``additionalProperties: false``, as the server refuses any other member."""
+
+    target_class = "safechat.fields.InputSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_serializer(
+            self.target, direction, bypass_extensions=True
+        )
+        schema["additionalProperties"] = False
+        body = self.target if isinstance(self.target, type) else type(self.target)
+        if body.__dict__.get("__doc__") is None:
+            # Not the base class's docstring (it speaks of the implementation).
+            schema.pop("description", None)
         return schema
 
 

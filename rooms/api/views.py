@@ -29,7 +29,13 @@ from rooms.models import Membership, Message, Room, RoomChange
 from rooms.services.messages import MAX_MESSAGE_BYTES
 from rooms.wire import message_json
 from safechat.api import HeaderRefused
-from safechat.fields import StrictBooleanField, StrictCharField, StrictIntegerField
+from safechat.fields import (
+    InputSerializer,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+    no_body_check,
+)
 from safechat.pagination import (
     KEY_MAX,
     LIMIT_MAX,
@@ -100,7 +106,7 @@ class RoomListApi(APIView):
 
 
 class RoomCreateApi(APIView):
-    class RoomCreateInput(serializers.Serializer[dict[str, Any]]):
+    class RoomCreateInput(InputSerializer):
         name = StrictCharField(max_length=120)
         topic = StrictCharField(max_length=500, required=False, allow_blank=True)
         history_visible = StrictBooleanField(required=False, default=False)
@@ -123,7 +129,7 @@ class RoomCreateApi(APIView):
 
 
 class DirectConversationCreateApi(APIView):
-    class DirectConversationCreateInput(serializers.Serializer[dict[str, Any]]):
+    class DirectConversationCreateInput(InputSerializer):
         participants = serializers.ListField(
             child=StrictIntegerField(min_value=1), min_length=1, max_length=7
         )
@@ -142,7 +148,7 @@ class DirectConversationCreateApi(APIView):
 
 
 class RoomDetailApi(APIView):
-    class RoomDetailUpdateInput(serializers.Serializer[dict[str, Any]]):
+    class RoomDetailUpdateInput(InputSerializer):
         name = StrictCharField(max_length=120, required=False)
         topic = StrictCharField(max_length=500, required=False, allow_blank=True)
         history_visible = StrictBooleanField(required=False)
@@ -207,12 +213,13 @@ class RoomJoinApi(APIView):
     )
     def post(self, request: Request, room_id: int) -> Response:
         room = selectors.room_for_join(room_id=room_id)
+        no_body_check(request)
         membership = services.room_join(actor=_user(request), room=room)
         return Response(_room_json(request, membership.room))
 
 
 class RoomMuteApi(APIView):
-    class RoomMuteInput(serializers.Serializer[dict[str, Any]]):
+    class RoomMuteInput(InputSerializer):
         mute = serializers.ChoiceField(
             choices=Membership.Mute.choices,
             help_text="off; messages: unread shown muted, only mentions notify; all: "
@@ -236,6 +243,7 @@ class RoomArchiveApi(APIView):
     @extend_schema(request=None, responses=RoomOutput, operation_id="rooms_archive")
     def post(self, request: Request, room_id: int) -> Response:
         room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        no_body_check(request)
         room = services.room_archive(actor=_user(request), room=room)
         return Response(_room_json(request, room))
 
@@ -244,12 +252,13 @@ class RoomUnarchiveApi(APIView):
     @extend_schema(request=None, responses=RoomOutput, operation_id="rooms_unarchive")
     def post(self, request: Request, room_id: int) -> Response:
         room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        no_body_check(request)
         room = services.room_unarchive(actor=_user(request), room=room)
         return Response(_room_json(request, room))
 
 
 class MemberListApi(APIView):
-    class MemberListInput(serializers.Serializer[dict[str, Any]]):
+    class MemberListInput(InputSerializer):
         user_id = StrictIntegerField(min_value=1)
         role = serializers.ChoiceField(choices=Membership.Role.choices, default="member")
 
@@ -296,7 +305,7 @@ class MemberListApi(APIView):
 
 
 class MemberDetailApi(APIView):
-    class MemberDetailInput(serializers.Serializer[dict[str, Any]]):
+    class MemberDetailInput(InputSerializer):
         role = serializers.ChoiceField(choices=Membership.Role.choices)
 
     @extend_schema(request=MemberDetailInput, responses=MemberOutput, operation_id="members_update")
@@ -316,6 +325,7 @@ class MemberDetailApi(APIView):
     def delete(self, request: Request, room_id: int, user_id: int) -> Response:
         room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
         member = person_get(user_id=user_id)
+        no_body_check(request)
         services.membership_remove(actor=_user(request), room=room, member=member)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -329,7 +339,7 @@ def _message_in_room(request: Request, room_id: int, message_id: int) -> Message
 
 
 class MessageListApi(APIView):
-    class MessageListInput(serializers.Serializer[dict[str, Any]]):
+    class MessageListInput(InputSerializer):
         text = StrictCharField(trim_whitespace=False, max_length=MAX_MESSAGE_BYTES)
         parent_id = StrictIntegerField(required=False, allow_null=True, min_value=1)
 
@@ -408,7 +418,7 @@ def _idempotency_key(request: Request) -> str | None:
 
 
 class MessageDetailApi(APIView):
-    class MessageDetailInput(serializers.Serializer[dict[str, Any]]):
+    class MessageDetailInput(InputSerializer):
         text = StrictCharField(trim_whitespace=False, max_length=MAX_MESSAGE_BYTES)
 
     @extend_schema(responses=MessageOutput, operation_id="messages_retrieve")
@@ -437,12 +447,13 @@ class MessageDetailApi(APIView):
     @extend_schema(responses={204: None}, operation_id="messages_delete")
     def delete(self, request: Request, room_id: int, message_id: int) -> Response:
         message = _message_in_room(request, room_id, message_id)
+        no_body_check(request)
         services.message_delete(actor=_user(request), message=message)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ReactionToggleApi(APIView):
-    class ReactionToggleInput(serializers.Serializer[dict[str, Any]]):
+    class ReactionToggleInput(InputSerializer):
         emoji = StrictCharField(max_length=16)
 
     @extend_schema(
@@ -461,7 +472,7 @@ class ReactionToggleApi(APIView):
 
 
 class ReadMarkerApi(APIView):
-    class ReadMarkerInput(serializers.Serializer[dict[str, Any]]):
+    class ReadMarkerInput(InputSerializer):
         message_id = StrictIntegerField(min_value=1)
 
     @extend_schema(

@@ -187,3 +187,149 @@ def test_a_search_list_takes_q(client_of: Client, room: Room) -> None:
     response = client_of.get("/api/v1/rooms/joinable/", {"q": "desk", "limit": "5"})
 
     assert response.status_code == 200
+
+
+# --- bodies: only the fields a request documents ------------------------------------
+
+
+def _writes(room: Room, message_id: int, peer: User) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every write that takes a body, with a body it would accept."""
+    base = f"/api/v1/rooms/{room.pk}"
+    return [
+        ("post", "/api/v1/rooms/create/", {"name": "Desk 2"}),
+        ("post", "/api/v1/direct/", {"participants": [peer.pk]}),
+        ("patch", f"{base}/", {"topic": "rates"}),
+        ("post", f"{base}/mute/", {"mute": "all"}),
+        ("post", f"{base}/members/", {"user_id": peer.pk}),
+        ("patch", f"{base}/members/{peer.pk}/", {"role": "moderator"}),
+        ("post", f"{base}/messages/", {"text": "hi"}),
+        ("patch", f"{base}/messages/{message_id}/", {"text": "edited"}),
+        ("post", f"{base}/messages/{message_id}/reactions/", {"emoji": "👍"}),
+        ("post", f"{base}/read-marker/", {"message_id": message_id}),
+        ("post", "/api/v1/accounts/tokens/", {"name": "ci", "scope": "read"}),
+        ("patch", "/api/v1/accounts/me/", {"first_name": "Ann"}),
+    ]
+
+
+def _state() -> tuple[int, ...]:
+    from accounts.models import ApiToken
+    from audit.models import AuditEvent
+    from rooms.models import Membership, Reaction
+
+    return (
+        AuditEvent.objects.count(),
+        Room.objects.count(),
+        Membership.objects.count(),
+        Message.objects.count(),
+        Reaction.objects.count(),
+        ApiToken.objects.count(),
+    )
+
+
+def test_every_write_refuses_a_body_member_it_does_not_take(
+    client_of: Client, room: Room, member: User
+) -> None:
+    from rooms.services import membership_add, message_post
+    from tests.accounts.factories import make_user
+
+    # given a room with a message, and a peer in it
+    peer = make_user(username="peer")
+    membership_add(actor=member, room=room, user=peer)
+    message = message_post(sender=member, room=room, text="hello")
+    writes = _writes(room, message.pk, peer)
+    before = _state()
+
+    for method, path, body in writes:
+        # when each write is sent its body with a misspelt member beside it
+        response = getattr(client_of, method)(
+            path, json.dumps({**body, "tpoic": "x"}), content_type="application/json"
+        )
+
+        # then it is refused, pointing at the member, naming the fields it takes
+        problem = assert_problem(response, 400, "invalid")
+        (error,) = problem["errors"]
+        assert (error["pointer"], error["code"]) == ("#/tpoic", "unknown"), (method, path)
+        for name in body:
+            assert name in error["detail"], (path, error["detail"])
+
+    # and nothing was written, nor recorded as done
+    assert _state() == before
+
+
+def test_an_unknown_member_is_named_beside_the_other_field_errors(client_of: Client) -> None:
+    response = post_json(client_of, "/api/v1/rooms/create/", {"nmae": "Desk"})
+
+    body = assert_problem(response, 400, "invalid")
+    assert [(e["pointer"], e["code"]) for e in body["errors"]] == [
+        ("#/name", "required"),
+        ("#/nmae", "unknown"),
+    ]
+    assert not Room.objects.filter(name="Desk").exists()
+
+
+def test_a_write_that_takes_no_body_refuses_one_with_members(
+    client_of: Client, room: Room, member: User
+) -> None:
+    from rooms.services import membership_add, message_post
+    from tests.accounts.factories import make_user
+
+    peer = make_user(username="peer")
+    membership_add(actor=member, room=room, user=peer)
+    message = message_post(sender=member, room=room, text="hello")
+    token, _ = api_token_create(actor=member, name="old", scope="read")
+    token_id = token.pk
+    base = f"/api/v1/rooms/{room.pk}"
+    bodiless = [
+        ("post", f"{base}/archive/"),
+        ("post", f"{base}/unarchive/"),
+        ("post", f"{base}/join/"),
+        ("delete", f"{base}/members/{peer.pk}/"),
+        ("delete", f"{base}/messages/{message.pk}/"),
+        ("delete", f"/api/v1/accounts/tokens/{token_id}/"),
+    ]
+    before = _state()
+
+    for method, path in bodiless:
+        response = getattr(client_of, method)(
+            path, json.dumps({"force": True}), content_type="application/json"
+        )
+
+        problem = assert_problem(response, 400, "invalid")
+        assert [(e["pointer"], e["code"]) for e in problem["errors"]] == [("#/force", "unknown")]
+        assert "takes no body" in problem["errors"][0]["detail"]
+
+    assert _state() == before
+    assert not Room.objects.get(pk=room.pk).is_archived
+
+
+def test_a_write_that_takes_no_body_still_takes_none_or_an_empty_object(
+    client_of: Client, room: Room
+) -> None:
+    archived = client_of.post(f"/api/v1/rooms/{room.pk}/archive/", content_type="application/json")
+    restored = client_of.post(
+        f"/api/v1/rooms/{room.pk}/unarchive/", "{}", content_type="application/json"
+    )
+
+    assert (archived.status_code, restored.status_code) == (200, 200)
+
+
+def test_every_request_body_in_the_schema_admits_no_other_member() -> None:
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)  # type: ignore[no-untyped-call]
+    components = schema["components"]["schemas"]
+    bodies = {
+        f"{method.upper()} {path}": operation["requestBody"]["content"]["application/json"]
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if "application/json" in operation.get("requestBody", {}).get("content", {})
+    }
+    assert len(bodies) >= 12
+
+    open_bodies = [
+        name
+        for name, body in bodies.items()
+        if components[body["schema"]["$ref"].rsplit("/", 1)[1]].get("additionalProperties")
+        is not False
+    ]
+    assert open_bodies == []
