@@ -510,14 +510,26 @@ _PROBLEM_RESPONSES = {
     "413": "Request body over the limit (`payload_too_large`).",
     "429": "Too many requests (`throttled`); wait `Retry-After` seconds.",
 }
+# Any request may name a content coding, refused before routing (safechat.middleware).
+_CODING_PROBLEM = (
+    "A body in a content coding (`unsupported_content_encoding`, with `Accept-Encoding: "
+    "identity`): send it as it is."
+)
 _BODY_PROBLEM_RESPONSES = {
-    "415": "A body that is not `application/json` (`unsupported_media_type`).",
+    "415": "A body that is not `application/json` (`unsupported_media_type`), or one in a "
+    "content coding (`unsupported_content_encoding`, with `Accept-Encoding: identity`).",
 }
 _HEADERS = {
     "401": {
         "WWW-Authenticate": {
             "schema": {"type": "string"},
             "description": 'The challenge: `Bearer realm="api"`.',
+        }
+    },
+    "415": {
+        "Accept-Encoding": {
+            "schema": {"type": "string"},
+            "description": "`identity`, on a refused content coding only (RFC 9110, 12.5.3).",
         }
     },
     "429": {
@@ -542,8 +554,9 @@ def problem_responses_hook(
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue
             documented = dict(_PROBLEM_RESPONSES)
-            if "requestBody" in operation:
-                documented.update(_BODY_PROBLEM_RESPONSES)
+            documented.update(
+                _BODY_PROBLEM_RESPONSES if "requestBody" in operation else {"415": _CODING_PROBLEM}
+            )
             responses = operation.setdefault("responses", {})
             for code, description in sorted(documented.items()):
                 answer: dict[str, Any] = {"description": description, "content": content}

@@ -181,6 +181,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # An API body in a content coding (gzip, ...) is a 415 before anything parses it.
+    "safechat.middleware.ContentCodingMiddleware",
     # Django's empty 405 (its method decorators) as the portal's page, or problem details.
     "safechat.middleware.MethodNotAllowedMiddleware",
     # Last, so it sees a view's exception first: stored key data that failed its check.

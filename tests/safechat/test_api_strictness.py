@@ -333,3 +333,68 @@ def test_every_request_body_in_the_schema_admits_no_other_member() -> None:
         is not False
     ]
     assert open_bodies == []
+
+
+# --- content codings: refused before parsing ----------------------------------------
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "GZIP", "identity, gzip", "x-anything"])
+def test_a_body_in_a_content_coding_is_a_415_before_anything_parses_it(
+    client_of: Client, coding: str
+) -> None:
+    import gzip
+
+    # when a room is created with a gzip-coded JSON body
+    body = gzip.compress(json.dumps({"name": "Zipped desk"}).encode())
+    response = client_of.post(
+        "/api/v1/rooms/create/",
+        body,
+        content_type="application/json",
+        headers={"Content-Encoding": coding},
+    )
+
+    # then 415, telling the coding from a media type (Accept-Encoding), nothing created
+    assert_problem(response, 415, "unsupported_content_encoding")
+    assert response["Accept-Encoding"] == "identity"
+    assert not Room.objects.filter(name="Zipped desk").exists()
+
+
+def test_a_content_coding_is_refused_for_a_token_before_the_view_reads_anything(
+    member: User,
+) -> None:
+    # given a write token
+    _, secret = api_token_create(actor=member, name="ci", scope="write")
+
+    # when it sends a coded body, and a GET naming a coding
+    posted = Client().post(
+        "/api/v1/rooms/create/", b"\x1f\x8b\x08", content_type="application/json",
+        headers={"Content-Encoding": "gzip", "Authorization": f"Bearer {secret}"},
+    )  # fmt: skip
+    listed = Client().get(
+        "/api/v1/rooms/", headers={"Content-Encoding": "br", "Authorization": f"Bearer {secret}"}
+    )
+
+    # then both are the same 415, never a parse error
+    assert_problem(posted, 415, "unsupported_content_encoding")
+    assert_problem(listed, 415, "unsupported_content_encoding")
+    assert not Room.objects.exists()
+
+
+def test_identity_is_no_coding_and_is_served(client_of: Client) -> None:
+    response = post_json(
+        client_of,
+        "/api/v1/rooms/create/",
+        {"name": "Plain desk"},
+        **{"Content-Encoding": "identity"},
+    )
+
+    assert response.status_code == 201
+    assert Room.objects.filter(name="Plain desk").exists()
+
+
+def test_a_415_for_a_media_type_names_no_accepted_coding(client_of: Client) -> None:
+    # RFC 9110, 12.5.3: Accept-Encoding only where the coding was the fault
+    response = client_of.post("/api/v1/rooms/create/", "name=x", content_type="text/plain")
+
+    assert_problem(response, 415, "unsupported_media_type")
+    assert "Accept-Encoding" not in response
