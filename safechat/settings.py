@@ -166,6 +166,11 @@ MIDDLEWARE = [
     "safechat.middleware.RequestIdMiddleware",
     # API responses: no-store, and the RateLimit headers of what the request counted.
     "safechat.middleware.ApiResponseMiddleware",
+    # The frame and content-security headers before any middleware that may answer
+    # itself (a refused session, a second factor missing, a content coding), so every
+    # answer Django makes carries them (those made before Django: safechat.asgi).
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -179,8 +184,6 @@ MIDDLEWARE = [
     "accounts.middleware.SessionPolicyMiddleware",
     "accounts.middleware.SecondFactorRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
     # An API body in a content coding (gzip, ...) is a 415 before anything parses it.
     "safechat.middleware.ContentCodingMiddleware",
     # Django's empty 405 (its method decorators) as the portal's page, or problem details.

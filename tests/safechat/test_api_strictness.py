@@ -398,3 +398,95 @@ def test_a_415_for_a_media_type_names_no_accepted_coding(client_of: Client) -> N
 
     assert_problem(response, 415, "unsupported_media_type")
     assert "Accept-Encoding" not in response
+
+
+# --- every answer carries the security headers ---------------------------------------
+
+SECURITY_HEADERS = (
+    "x-content-type-options",
+    "content-security-policy",
+    "x-frame-options",
+    "referrer-policy",
+    "cross-origin-opener-policy",
+)
+
+
+def _site_policy() -> str:
+    from csp.utils import build_policy
+
+    return build_policy()
+
+
+def test_every_kind_of_django_answer_carries_the_security_headers(
+    client_of: Client, room: Room, member: User
+) -> None:
+    from tests.accounts.factories import sign_in_client
+
+    unverified = Client()
+    sign_in_client(unverified, member, verified=False)
+    answers = {
+        "200": client_of.get("/api/v1/rooms/"),
+        "401 of the middleware": Client().get("/api/v1/rooms/"),
+        "403 second factor": unverified.get("/api/v1/rooms/"),
+        "404 no route": client_of.get("/api/v1/nothing/"),
+        "405": client_of.put("/api/v1/rooms/", "{}", content_type="application/json"),
+        "415 coding": client_of.post(
+            "/api/v1/rooms/create/",
+            b"x",
+            content_type="application/json",
+            headers={"Content-Encoding": "gzip"},
+        ),
+        "400": client_of.get("/api/v1/rooms/", {"limit": "0"}),
+    }
+
+    for kind, response in answers.items():
+        assert response["X-Content-Type-Options"] == "nosniff", kind
+        assert response["Content-Security-Policy"] == _site_policy(), kind
+        assert response["X-Frame-Options"] == "DENY", kind
+        assert response["Referrer-Policy"] == "same-origin", kind
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ([(b"content-length", str(10 * 1024 * 1024).encode())], 413),
+        ([(b"content-length", b"ten")], 400),
+    ],
+)
+def test_the_body_limit_refusals_carry_the_security_headers(
+    headers: list[tuple[bytes, bytes]], status: int
+) -> None:
+    # when the ASGI stack refuses a body before Django runs
+    answer = run(application, http_scope("/api/v1/rooms/create/", headers), Sender([b"x"]))
+
+    # then the refusal carries the same security headers as every other answer, once each
+    assert answer.status == status
+    for name in SECURITY_HEADERS:
+        assert name in answer.headers, name
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["content-security-policy"] == _site_policy()
+    names = [name.lower() for name, _ in answer.messages[0]["headers"]]
+    assert len(names) == len(set(names))
+
+
+def test_the_upload_handlers_refusals_carry_the_security_headers() -> None:
+    # an upload path announcing a body on a method that takes none (files.asgi)
+    answer = run(
+        application,
+        http_scope("/api/v1/uploads/abc", [(b"content-length", b"5")], method="DELETE"),
+        Sender([b"hello"]),
+    )
+
+    assert answer.status >= 400
+    for name in SECURITY_HEADERS:
+        assert name in answer.headers, name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_django_answer_through_the_asgi_stack_keeps_its_own_headers_once() -> None:
+    answer = run(application, http_scope("/api/v1/rooms/", [], method="GET"), Sender([b""]))
+
+    assert answer.status == 401
+    names = [name.lower() for name, _ in answer.messages[0]["headers"]]
+    for name in SECURITY_HEADERS:
+        assert names.count(name.encode()) == 1, name
