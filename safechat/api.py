@@ -33,13 +33,14 @@ from drf_spectacular.extensions import (
     OpenApiSerializerExtension,
     OpenApiSerializerFieldExtension,
 )
-from rest_framework import exceptions, parsers, status
+from rest_framework import exceptions, parsers, status, throttling
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.request import Request
 from rest_framework.utils import json
 
 from safechat.json_input import DuplicateName, object_of_unique_names
 from safechat.problems import is_api_path, problem_response
+from safechat.ratelimit import Rate, rate_hit
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
@@ -396,6 +397,36 @@ class JSONParser(parsers.JSONParser):
             raise exceptions.ParseError(f"The body is not valid JSON: {exc}.") from None
 
 
+# The name the request budget is reported under (``RateLimit-Policy``).
+API_POLICY = "api"
+
+
+class ApiRequestThrottle(throttling.BaseThrottle):
+    """DRF's throttle of every API request: each request of a signed-in user (session or
+    token; one budget for both) counts against ``SAFECHAT_API_RATE_LIMIT`` in the
+    project's moving window (``safechat.ratelimit``); past it, 429 ``throttled`` with
+    ``Retry-After``. Its state is reported as the ``api`` policy in the ``RateLimit``
+    headers of the answer (``safechat.middleware.ApiResponseMiddleware``), beside the
+    budget of a write the request also counted against. DRF runs it after authentication
+    and the permission checks: a request refused before (401, 403) counts against
+    nothing here (refused tokens have their own budget, per address)."""
+
+    def __init__(self) -> None:
+        self._wait: int | None = None
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return True
+        self._wait = rate_hit(
+            Rate.of(settings.SAFECHAT_API_RATE_LIMIT), "api", str(user.pk), policy=API_POLICY
+        )
+        return self._wait is None
+
+    def wait(self) -> float | None:
+        return None if self._wait is None else float(self._wait)
+
+
 class ApiMetadata(SimpleMetadata):
     """An ``OPTIONS`` answer: what the route renders and parses, never its docstring
     (it speaks of the implementation, not of the contract)."""
@@ -541,12 +572,29 @@ _HEADERS = {
 }
 
 
+# On every answer to a request that counted against a limit (draft-ietf-httpapi-
+# ratelimit-headers): the request budget of every signed-in request, and a write's own.
+_RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": {
+        "schema": {"type": "string"},
+        "description": 'Each limit the request counted against: `"<policy>";q=<quota>;'
+        'w=<window seconds>`, comma-separated (`"api"`, every request; a write\'s own).',
+    },
+    "RateLimit": {
+        "schema": {"type": "string"},
+        "description": 'What remains of each: `"<policy>";r=<remaining>;t=<seconds until '
+        "the oldest counted request leaves the window>`.",
+    },
+}
+
+
 def problem_responses_hook(
     result: dict[str, Any], generator: Any, request: Any, public: bool
 ) -> dict[str, Any]:
     """A drf-spectacular postprocessing hook: the ``Problem`` schema, and for every
     operation each problem response it can answer (never replacing the description of
-    one it documents itself, only giving it the problem body)."""
+    one it documents itself, only giving it the problem body), and on every response the
+    ``RateLimit`` headers it may carry."""
     result.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for operations in result.get("paths", {}).values():
@@ -566,4 +614,7 @@ def problem_responses_hook(
             for code, answer in responses.items():  # those an operation names itself too
                 if str(code)[0] in "45" and not answer.get("content"):
                     answer["content"] = content
+                headers = answer.setdefault("headers", {})
+                for name, header in _RATE_LIMIT_HEADERS.items():
+                    headers.setdefault(name, header)
     return result

@@ -413,6 +413,9 @@ SAFECHAT_TOKEN_MAX_DAYS = env.int("SAFECHAT_TOKEN_MAX_DAYS", default=366)
 SAFECHAT_ACCESS_REFUSAL_AUDIT_LIMIT = envtools.rate_limit(
     env.str("SAFECHAT_ACCESS_REFUSAL_AUDIT_LIMIT", default="30/60")
 )
+# Requests to the API per signed-in user (session or token alike) in any S seconds: "N/S"
+# (safechat.api.ApiRequestThrottle). Every answer reports it in the RateLimit headers.
+SAFECHAT_API_RATE_LIMIT = envtools.rate_limit(env.str("SAFECHAT_API_RATE_LIMIT", default="1200/60"))
 SAFECHAT_TOKEN_FAILURE_LIMIT = envtools.rate_limit(
     env.str("SAFECHAT_TOKEN_FAILURE_LIMIT", default="20/60")
 )
@@ -585,6 +588,9 @@ REST_FRAMEWORK = {
         "accounts.api.permissions.IsVerifiedOrToken",
         "accounts.api.permissions.TokenHasScope",
     ],
+    # Every request of a signed-in user counts against SAFECHAT_API_RATE_LIMIT (429 past
+    # it), reported with the write budgets in the RateLimit headers.
+    "DEFAULT_THROTTLE_CLASSES": ["safechat.api.ApiRequestThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON only, read within DATA_UPLOAD_MAX_MEMORY_SIZE: no form or multipart parsing (a

@@ -13,6 +13,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
 from django.test import Client
+from pytest_django import Settings
 
 from accounts.models import User
 from accounts.services import api_token_create
@@ -490,3 +491,65 @@ def test_a_django_answer_through_the_asgi_stack_keeps_its_own_headers_once() -> 
     names = [name.lower() for name, _ in answer.messages[0]["headers"]]
     for name in SECURITY_HEADERS:
         assert names.count(name.encode()) == 1, name
+
+
+# --- RateLimit on every answer to a counted request ---------------------------------
+
+
+def test_every_answer_to_a_signed_in_request_reports_the_request_budget(
+    client_of: Client, room: Room, settings: Settings
+) -> None:
+    settings.SAFECHAT_API_RATE_LIMIT = (50, 60)
+    answers = {
+        "200 read": client_of.get(f"/api/v1/rooms/{room.pk}/"),
+        "400 parameter": client_of.get("/api/v1/rooms/", {"limit": "0"}),
+        "400 body": post_json(client_of, "/api/v1/rooms/create/", {"nmae": "x"}),
+        "404 object": client_of.get("/api/v1/rooms/999999/"),
+        "405": client_of.put("/api/v1/rooms/", "{}", content_type="application/json"),
+        "415 media type": client_of.post("/api/v1/rooms/create/", "x", content_type="text/plain"),
+        "200 profile": client_of.get("/api/v1/accounts/me/"),
+    }
+
+    remaining = []
+    for kind, response in answers.items():
+        assert response["RateLimit-Policy"] == '"api";q=50;w=60', kind
+        current = response["RateLimit"]
+        assert current.startswith('"api";r='), kind
+        remaining.append(int(current.split(";r=")[1].split(";")[0]))
+    # each counted once, in order
+    assert remaining == list(range(49, 49 - len(answers), -1))
+
+
+def test_a_request_over_the_budget_writes_nothing(
+    client_of: Client, member: User, settings: Settings
+) -> None:
+    # given a budget of one request, spent
+    settings.SAFECHAT_API_RATE_LIMIT = (1, 60)
+    client_of.get("/api/v1/rooms/")
+
+    # when a room is created past it
+    response = post_json(client_of, "/api/v1/rooms/create/", {"name": "Late desk"})
+
+    # then 429, and no room
+    assert_problem(response, 429, "throttled")
+    assert int(response["Retry-After"]) >= 1
+    assert not Room.objects.filter(name="Late desk").exists()
+
+
+def test_session_and_token_of_one_person_share_the_budget(
+    client_of: Client, member: User, settings: Settings
+) -> None:
+    settings.SAFECHAT_API_RATE_LIMIT = (3, 60)
+    _, secret = api_token_create(actor=member, name="ci", scope="read")
+
+    client_of.get("/api/v1/rooms/")
+    by_token = Client().get("/api/v1/rooms/", headers={"Authorization": f"Bearer {secret}"})
+
+    assert by_token["RateLimit"].startswith('"api";r=1;')
+
+
+def test_an_answer_before_anyone_is_known_reports_no_budget() -> None:
+    response = Client().get("/api/v1/rooms/")
+
+    assert response.status_code == 401
+    assert "RateLimit" not in response
