@@ -38,6 +38,7 @@ from rest_framework.metadata import SimpleMetadata
 from rest_framework.request import Request
 from rest_framework.utils import json
 
+from safechat.fields import HeaderRefused
 from safechat.json_input import DuplicateName, object_of_unique_names
 from safechat.problems import is_api_path, problem_response
 from safechat.ratelimit import Rate, rate_hit
@@ -117,16 +118,6 @@ def _validation_summary(errors: list[dict[str, str]]) -> str:
     only = errors[0]
     where = only.get("parameter") or only.get("pointer", NON_FIELD_POINTER).removeprefix("#/")
     return only["detail"] if where == NON_FIELD_POINTER else f"{where}: {only['detail']}"
-
-
-class HeaderRefused(exceptions.ValidationError):
-    """A request header the API refuses (400 ``invalid``): its error names the header as
-    the ``parameter`` refused (OpenAPI's header parameters), with its own ``code``."""
-
-    def __init__(self, *, header: str, detail: str, code: str = "invalid") -> None:
-        super().__init__(detail, code=code)
-        self.header = header
-        self.error = {"parameter": header, "code": code, "detail": detail}
 
 
 def _code_of(exc: exceptions.APIException) -> str:

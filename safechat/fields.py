@@ -15,6 +15,16 @@ from rest_framework.exceptions import ErrorDetail, ValidationError
 from rest_framework.request import Request
 
 
+class HeaderRefused(ValidationError):
+    """A request header the API refuses (400 ``invalid``): its error names the header as
+    the ``parameter`` refused (OpenAPI's header parameters), with its own ``code``."""
+
+    def __init__(self, *, header: str, detail: str, code: str = "invalid") -> None:
+        super().__init__(detail, code=code)
+        self.header = header
+        self.error = {"parameter": header, "code": code, "detail": detail}
+
+
 class InputSerializer(serializers.Serializer[dict[str, Any]]):
     """The base of every API request body: a member it has no field for is refused.
 
