@@ -7,8 +7,10 @@ under ``/api/`` that no view serves (:func:`api_error_handler`), and the middlew
 refuse before a view runs. The codes are listed in docs/api.md ("Errors").
 
 Also here: the JSON parser (bounded, and a client error for every malformed body), the
-metadata of an ``OPTIONS`` answer (no view docstrings) and the spectacular hook that
-documents the problem responses of every operation.
+request budget of every signed-in request (:class:`ApiRequestThrottle`), the metadata of
+an ``OPTIONS`` answer (no view docstrings), and the schema's extensions and hook: every
+request body closed to other members, every operation's problem responses and
+``RateLimit`` headers.
 """
 
 from __future__ import annotations
