@@ -166,6 +166,11 @@ MIDDLEWARE = [
     "safechat.middleware.RequestIdMiddleware",
     # API responses: no-store, and the RateLimit headers of what the request counted.
     "safechat.middleware.ApiResponseMiddleware",
+    # The frame and content-security headers before any middleware that may answer
+    # itself (a refused session, a second factor missing, a content coding), so every
+    # answer Django makes carries them (those made before Django: safechat.asgi).
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -179,8 +184,8 @@ MIDDLEWARE = [
     "accounts.middleware.SessionPolicyMiddleware",
     "accounts.middleware.SecondFactorRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    # An API body in a content coding (gzip, ...) is a 415 before anything parses it.
+    "safechat.middleware.ContentCodingMiddleware",
     # Django's empty 405 (its method decorators) as the portal's page, or problem details.
     "safechat.middleware.MethodNotAllowedMiddleware",
     # Last, so it sees a view's exception first: stored key data that failed its check.
@@ -417,6 +422,9 @@ SAFECHAT_TOKEN_MAX_DAYS = env.int("SAFECHAT_TOKEN_MAX_DAYS", default=366)
 SAFECHAT_ACCESS_REFUSAL_AUDIT_LIMIT = envtools.rate_limit(
     env.str("SAFECHAT_ACCESS_REFUSAL_AUDIT_LIMIT", default="30/60")
 )
+# Requests to the API per signed-in user (session or token alike) in any S seconds: "N/S"
+# (safechat.api.ApiRequestThrottle). Every answer reports it in the RateLimit headers.
+SAFECHAT_API_RATE_LIMIT = envtools.rate_limit(env.str("SAFECHAT_API_RATE_LIMIT", default="1200/60"))
 SAFECHAT_TOKEN_FAILURE_LIMIT = envtools.rate_limit(
     env.str("SAFECHAT_TOKEN_FAILURE_LIMIT", default="20/60")
 )
@@ -601,6 +609,9 @@ REST_FRAMEWORK = {
         "accounts.api.permissions.IsVerifiedOrToken",
         "accounts.api.permissions.TokenHasScope",
     ],
+    # Every request of a signed-in user counts against SAFECHAT_API_RATE_LIMIT (429 past
+    # it), reported with the write budgets in the RateLimit headers.
+    "DEFAULT_THROTTLE_CLASSES": ["safechat.api.ApiRequestThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON only, read within DATA_UPLOAD_MAX_MEMORY_SIZE: no form or multipart parsing (a

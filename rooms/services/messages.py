@@ -49,7 +49,9 @@ from safechat.unicode_text import reaction_canonical, reaction_same, refuse_bidi
 
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_EMOJI_LENGTH = 16
-_CLIENT_KEY = re.compile(r"[\x21-\x7e]{1,64}")
+# Visible ASCII but the comma: a comma is how HTTP joins a header sent twice, so a key
+# holding one could not be told from two keys (the API refuses both).
+_CLIENT_KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]{1,64}")
 
 
 def _message_too_long(size: int) -> str:
@@ -110,11 +112,14 @@ def _mentioned_members(*, room: Room, text: str, exclude: int) -> list[User]:
 
 
 def client_key_clean(value: object) -> str | None:
-    """A client's idempotency key: 1-64 visible ASCII characters, or None for none."""
+    """A client's idempotency key: 1-64 visible ASCII characters other than the comma, or
+    None for none; anything else raises ``ValidationError``."""
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not _CLIENT_KEY.fullmatch(value):
-        raise ValidationError("an idempotency key is 1-64 visible ASCII characters")
+        raise ValidationError(
+            "an idempotency key is 1-64 visible ASCII characters, none of them a comma"
+        )
     return value
 
 
