@@ -37,6 +37,17 @@ class UserManager(DjangoUserManager["User"]):
         raise PermissionDenied(SUPERUSER_REFUSED)
 
 
+def person_label(*, name: str, username: str) -> str:
+    """How a person is named wherever others read it in plain text (titles, notices,
+    notifications, accessible names, the admin): "First Last (@username)", or
+    "@username" when they have no name. A display name is free text anyone may set
+    ("Ada Admin" on the account ``eve``), so it never stands without the username,
+    which is unique by its confusable skeleton. The template filter ``person_label``
+    and the chat client's ``personLabel`` (``static/safechat/chat/dom.js``) say the same."""
+    name = name.strip()
+    return f"{name} (@{username})" if name and name != username else f"@{username}"
+
+
 class User(AbstractUser):  # type: ignore[django-manager-missing]
     """A person (or integration owner) who signs in to SafeChat.
 
@@ -117,6 +128,10 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
         """How the person is shown beside their username: "First Last" (labels, already
         validated), or the username when they have no name."""
         return self.get_full_name() or self.get_username()
+
+    def person_label(self) -> str:
+        """How the person is named to others in plain text: ``person_label``."""
+        return person_label(name=self.get_full_name(), username=self.get_username())
 
     def clean(self) -> None:
         super().clean()  # normalises the username and the email

@@ -131,10 +131,11 @@ class RoomLabel:
     # (``User.display_name``: the username of someone with no name), comma-separated,
     # by name then username.
     text: str
-    # Empty, unless another room of the viewer's list has a label that looks the same
-    # (``labels_look_alike``): then what tells them apart, shown beside ``text``: "#<id>"
-    # for a channel, the other participants' "@username"s for a direct conversation
-    # (and " · #<id>" when two conversations have the very same people).
+    # What tells the room apart, shown beside ``text``: for a direct conversation always
+    # its other participants' "@username"s (a display name alone could be anyone's; and
+    # " · #<id>" when two conversations have the very same people); for a channel empty,
+    # unless another room of the viewer's list has a label that looks the same
+    # (``labels_look_alike``): then "#<id>".
     qualifier: str = ""
     # A direct conversation's other participants' usernames, in the order of ``text``
     # (empty for a channel): the list's tooltip, so a display name never stands alone.
@@ -196,9 +197,10 @@ def room_labels(*, viewer: User) -> dict[int, RoomLabel]:
 
     A direct conversation is called by its other participants, never by the viewer's
     own name (its stored ``name`` lists every username, the viewer's too); a channel by
-    its name. Labels that look alike within the viewer's rooms (``labels_look_alike``:
-    two channels of one name, two people of one name, a channel named like a person) each
-    get a ``qualifier`` that tells them apart; a label nobody else's resembles gets none.
+    its name. A conversation's ``qualifier`` always names its people by username; channels
+    whose labels look alike within the viewer's rooms (``labels_look_alike``: two
+    channels of one name, a channel named like a person) each get "#<id>"; a channel
+    nobody else's resembles gets none.
     Two queries, whatever the number of rooms.
     """
     rooms = list(rooms_for_user(user=viewer).values_list("pk", "kind", "name"))
@@ -224,9 +226,11 @@ def room_labels(*, viewer: User) -> dict[int, RoomLabel]:
     for same in look_alike_groups({pk: text for pk, (text, _) in named.items()}):
         for pk in same:
             text, usernames = named[pk]
-            qualifier = ""
+            # A conversation always names its people by username too: a display name is
+            # free text ("Ada Admin" may be @eve), a username is unique by its skeleton.
+            qualifier = ", ".join(f"@{u}" for u in usernames)
             if len(same) > 1:
-                qualifier = ", ".join(f"@{u}" for u in usernames) if usernames else f"#{pk}"
+                qualifier = qualifier or f"#{pk}"
                 if usernames and sum(named[o][1] == usernames for o in same) > 1:
                     qualifier += f" · #{pk}"
             labels[pk] = RoomLabel(text=text, qualifier=qualifier, usernames=usernames)

@@ -217,6 +217,6 @@ def test_a_senders_name_opens_the_profile_card_by_mouse_and_by_keyboard(
         page.get_by_role("dialog", name="Bob Smith").get_by_role(
             "button", name="Message Bob Smith"
         ).press("Enter")
-        expect(page.locator("#room-title")).to_have_text("@ Bob Smith")
+        expect(page.locator("#room-title")).to_have_text("@ Bob Smith (@bob.smith)")
 
     assert browser.errors == []

@@ -133,7 +133,7 @@ def test_a_colleague_is_mentioned_from_the_keyboard_and_sees_it_everywhere(
                 "You were mentioned in Rates desk"
             )
             assert notifications(colin_page) == [
-                {"title": "New mention in #Rates desk from Alice Martin", "body": None}
+                {"title": "New mention in #Rates desk from Alice Martin (@alice)", "body": None}
             ]
 
             # A message that mentions nobody notifies nobody
@@ -148,7 +148,7 @@ def test_a_colleague_is_mentioned_from_the_keyboard_and_sees_it_everywhere(
             composer.press("Enter")
             expect(rates_item.locator(".badge")).to_have_attribute("data-unread", "3", timeout=LIVE)
             assert notifications(colin_page)[-1] == {
-                "title": "New mention in #Rates desk from Alice Martin",
+                "title": "New mention in #Rates desk from Alice Martin (@alice)",
                 "body": "@Colin Reyes (colin) the level is 101.5",
             }
 
@@ -163,7 +163,7 @@ def test_a_colleague_is_mentioned_from_the_keyboard_and_sees_it_everywhere(
                 "data-unread", "1", timeout=LIVE
             )
             assert notifications(colin_page)[-1] == {
-                "title": "New direct message from Alice Martin",
+                "title": "New direct message from Alice Martin (@alice)",
                 "body": None,
             }
 

@@ -260,7 +260,7 @@ def test_a_new_room_admin_starts_a_room_and_a_conversation_from_the_portal(
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "portal-new-conversation.png"))
             page.get_by_role("button", name="Start conversation").click()
-            expect(page.locator("#room-title")).to_have_text("@ Colm Byrne")
+            expect(page.locator("#room-title")).to_have_text("@ Colm Byrne (@colm)")
             expect(page.locator("#room-list")).to_contain_text("Rates desk")
             page.screenshot(path=str(ARTIFACTS / "portal-new-room-and-conversation.png"))
 
@@ -274,7 +274,7 @@ def test_a_new_room_admin_starts_a_room_and_a_conversation_from_the_portal(
             expect(card).to_contain_text("@colm")
             page.screenshot(path=str(ARTIFACTS / "portal-people.png"))
             card.get_by_role("button", name="Message").click()
-            expect(page.locator("#room-title")).to_have_text("@ Colm Byrne")
+            expect(page.locator("#room-title")).to_have_text("@ Colm Byrne (@colm)")
         finally:
             browser.close()
 

@@ -34,7 +34,7 @@ def test_a_member_reacts_with_any_emoji_from_the_keyboard(
     with chat_browser() as browser:
         page = browser.sign_in(erin, f"/rooms/?room={room.pk}")
         item = page.locator(f"#message-{message.pk}")
-        react = item.get_by_role("button", name="React to the message from Finn Cole")
+        react = item.get_by_role("button", name="React to the message from Finn Cole (@finn)")
         expect(react).to_have_attribute("aria-expanded", "false")
 
         # when she moves to the message and opens "React" from the keyboard
@@ -45,7 +45,9 @@ def test_a_member_reacts_with_any_emoji_from_the_keyboard(
         page.keyboard.press("Enter")
 
         # then the picker opens on its quick reactions
-        picker = page.get_by_role("dialog", name="Add a reaction to the message from Finn")
+        picker = page.get_by_role(
+            "dialog", name="Add a reaction to the message from Finn Cole (@finn)"
+        )
         expect(picker).to_be_visible()
         expect(react).to_have_attribute("aria-expanded", "true")
         quick = picker.get_by_role("group", name="Quick reactions").get_by_role("button")

@@ -61,8 +61,8 @@ def test_a_direct_conversation_is_called_by_the_other_person_for_each_side() -> 
     assert room.name == "max, rita.r"
 
     # then each sees it by the other's name, with the other's username beside it
-    assert room_label(viewer=max_, room=room) == RoomLabel("Rita Rossi", "", ("rita.r",))
-    assert room_label(viewer=rita, room=room) == RoomLabel("Max Muster", "", ("max",))
+    assert room_label(viewer=max_, room=room) == RoomLabel("Rita Rossi", "@rita.r", ("rita.r",))
+    assert room_label(viewer=rita, room=room) == RoomLabel("Max Muster", "@max", ("max",))
     assert room_label(viewer=max_, room=room).hint == "@rita.r"
 
 
@@ -79,7 +79,7 @@ def test_a_group_conversation_names_the_others_by_name_never_oneself() -> None:
 
     label = room_label(viewer=max_, room=room)
 
-    assert label == RoomLabel("Ada Lind, bob, Zoe Aalto", "", ("ada", "bob", "zoe"))
+    assert label == RoomLabel("Ada Lind, bob, Zoe Aalto", "@ada, @bob, @zoe", ("ada", "bob", "zoe"))
     assert "Max" not in label.full
     assert room_label(viewer=zoe, room=room).text == "Ada Lind, bob, Max Muster"
 
@@ -193,6 +193,22 @@ def test_two_conversations_with_the_same_people_are_told_apart_by_number() -> No
     assert labels[second.pk].qualifier == f"@ada, @bob · #{second.pk}"
 
 
+def test_a_display_name_copying_another_persons_never_hides_the_username() -> None:
+    # given Ada Admin (@ada) and Eve, who calls herself "Ada Admin" too
+    max_ = person("max", "Max", "Muster")
+    ada, eve = person("ada", "Ada", "Admin"), person("eve", "Ada", "Admin")
+
+    # when Max talks with Eve alone
+    with_eve = direct(max_, eve)
+
+    # then the conversation is called by her name and her username, everywhere it is named
+    label = room_label(viewer=max_, room=with_eve)
+    assert label == RoomLabel("Ada Admin", "@eve", ("eve",))
+    assert label.full == "Ada Admin (@eve)"
+    assert ada.person_label() == "Ada Admin (@ada)"
+    assert eve.person_label() == "Ada Admin (@eve)"
+
+
 def test_a_new_display_name_is_the_conversations_new_label() -> None:
     max_, rita = person("max"), person("rita.r", "Rita", "Rossi")
     room = direct(max_, rita)
@@ -217,21 +233,21 @@ def test_the_room_list_and_title_call_a_conversation_by_the_other_person() -> No
     page = response.content.decode()
     assert response.status_code == 200
     assert (
-        f'data-label="Rita Rossi">\n          <a href="/rooms/?room={room.pk}" aria-current="page"'
-        ' title="@rita.r">' in page
+        f'data-label="Rita Rossi (@rita.r)">\n          <a href="/rooms/?room={room.pk}"'
+        ' aria-current="page" title="@rita.r">' in page
     )
     assert '<bdi class="room-name">Rita Rossi</bdi>' in page
     assert (
-        '<h1 id="room-title" title="@rita.r">@ <bdi class="room-label">Rita Rossi</bdi></h1>'
-        in page
+        '<h1 id="room-title" title="@rita.r">@ <bdi class="room-label">Rita Rossi</bdi>'
+        ' <span class="room-qualifier">(<bdi>@rita.r</bdi>)</span></h1>' in page
     )
-    assert "<title>Rita Rossi · SafeChat</title>" in page
-    assert 'placeholder="Message @Rita Rossi"' in page
+    assert "<title>Rita Rossi (@rita.r) · SafeChat</title>" in page
+    assert 'placeholder="Message Rita Rossi (@rita.r)"' in page
     assert "max, rita.r" not in page
     assert "Max Muster" not in page.split('<nav class="pane chat-rooms"')[1].split("</nav>")[0]
     # and the client has the same label
     assert chat_config(response)["room"]["label"] == {
-        "text": "Rita Rossi", "qualifier": "", "usernames": ["rita.r"],
+        "text": "Rita Rossi", "qualifier": "@rita.r", "usernames": ["rita.r"],
     }  # fmt: skip
     # and the list is in label order: Rita before Zinc
     assert page.index("Rita Rossi</bdi>") < page.index("Zinc desk</bdi>")
@@ -303,8 +319,11 @@ def test_the_mentions_page_names_the_conversation_by_the_other_person() -> None:
 
     page = verified_client(max_).get("/rooms/mentions/").content.decode()
 
-    assert '<span class="mention-room" title="@rita.r">@<bdi>Rita Rossi</bdi></span>' in page
-    assert "Show in <bdi>Rita Rossi</bdi>" in page
+    assert (
+        '<span class="mention-room" title="@rita.r">@<bdi>Rita Rossi</bdi>'
+        ' <span class="room-qualifier">(<bdi>@rita.r</bdi>)</span></span>' in page
+    )
+    assert "Show in <bdi>Rita Rossi (@rita.r)</bdi>" in page
     assert "max, rita.r" not in page
 
 
@@ -324,11 +343,13 @@ def test_the_api_gives_each_room_its_label_for_the_caller() -> None:
     # then each answer calls rooms what the portal calls them for that person, and keeps
     # the stored name
     labels = {r["id"]: r["label"] for r in listed}
-    assert labels[room.pk] == {"text": "Rita Rossi", "qualifier": "", "usernames": ["rita.r"]}
+    assert labels[room.pk] == {
+        "text": "Rita Rossi", "qualifier": "@rita.r", "usernames": ["rita.r"],
+    }  # fmt: skip
     assert labels[first.pk] == {"text": "Rates", "qualifier": f"#{first.pk}", "usernames": []}
     assert labels[second.pk]["qualifier"] == f"#{second.pk}"
-    assert {r["id"]: r["label"]["qualifier"] for r in hers} == {room.pk: "", second.pk: ""}
-    assert detail["label"] == {"text": "Max Muster", "qualifier": "", "usernames": ["max"]}
+    assert {r["id"]: r["label"]["qualifier"] for r in hers} == {room.pk: "@max", second.pk: ""}
+    assert detail["label"] == {"text": "Max Muster", "qualifier": "@max", "usernames": ["max"]}
     assert detail["name"] == "max, rita.r"
 
 
@@ -354,3 +375,20 @@ def test_the_created_conversation_is_answered_with_the_callers_label() -> None:
 
     assert response.status_code == 201
     assert response.json()["label"]["text"] == "Rita Rossi"
+
+
+def test_the_member_list_names_each_person_with_their_username_in_accessible_names() -> None:
+    # given Olivia's room with Eve, who calls herself "Ada Admin", and a message of Eve's
+    olivia, eve = person("olivia"), person("eve", "Ada", "Admin")
+    room = make_room(owner=olivia, members=(eve,), name="Rates desk")
+    message_post(sender=eve, room=room, text="hello")
+
+    # when Olivia opens the room
+    page = verified_client(olivia).get(f"/rooms/?room={room.pk}").content.decode()
+
+    # then every action on Eve, and every mention of her message, names her username too
+    assert '<summary>Manage<span class="visually-hidden"> Ada Admin (@eve)</span>' in page
+    assert 'data-confirm="Remove Ada Admin (@eve) from Rates desk?' in page
+    assert 'React<span class="visually-hidden"> to the message from Ada Admin (@eve)' in page
+    assert 'aria-label="Replies to Ada Admin (@eve)"' in page
+    assert 'Manage<span class="visually-hidden"> Ada Admin</span>' not in page

@@ -43,9 +43,9 @@ def test_a_conversation_is_called_by_the_other_person_and_look_alikes_are_told_a
 
         # then her page calls it by Max, never by herself or the stored "max, rita.r"
         title = rita_page.locator("#room-title")
-        expect(title).to_have_text("@ Max Muster")
+        expect(title).to_have_text("@ Max Muster (@max)")
         expect(title).to_have_attribute("title", "@max")
-        expect(rita_page).to_have_title("Max Muster · SafeChat")
+        expect(rita_page).to_have_title("Max Muster (@max) · SafeChat")
         expect(rita_page.locator("#room-list")).not_to_contain_text("rita.r")
         expect(rita_page.locator("#room-list")).not_to_contain_text("Rossi")
         direct_id = int(rita_page.url.split("room=")[1].split("&")[0])
@@ -54,15 +54,17 @@ def test_a_conversation_is_called_by_the_other_person_and_look_alikes_are_told_a
         mine = max_page.locator(f'#room-list li[data-room-id="{direct_id}"]')
         expect(mine.locator(".room-name")).to_have_text("Rita Rossi", timeout=LIVE)
         expect(mine.locator("a")).to_have_attribute("title", "@rita.r")
-        expect(mine).to_have_attribute("data-label", "Rita Rossi")
-        expect(max_page.locator("#notices")).to_contain_text("You were added to Rita Rossi.")
+        expect(mine).to_have_attribute("data-label", "Rita Rossi (@rita.r)")
+        expect(max_page.locator("#notices")).to_contain_text(
+            "You were added to Rita Rossi (@rita.r)."
+        )
         expect(max_page.locator("#room-list")).not_to_contain_text("max, rita.r")
 
         # when Max opens it, the heading and the window say Rita too
         mine.locator("a").click()
-        expect(max_page.locator("#room-title")).to_have_text("@ Rita Rossi")
+        expect(max_page.locator("#room-title")).to_have_text("@ Rita Rossi (@rita.r)")
         expect(max_page.locator("#room-title")).to_have_attribute("title", "@rita.r")
-        expect(max_page).to_have_title("Rita Rossi · SafeChat")
+        expect(max_page).to_have_title("Rita Rossi (@rita.r) · SafeChat")
         expect(max_page.locator("#connection-state")).to_have_attribute(
             "data-state", "connected", timeout=LIVE
         )
@@ -75,10 +77,10 @@ def test_a_conversation_is_called_by_the_other_person_and_look_alikes_are_told_a
 
         # then Max's list, heading and window follow at once
         expect(mine.locator(".room-name")).to_have_text("Rita Rossi-Bianchi", timeout=LIVE)
-        expect(max_page.locator("#room-title")).to_have_text("@ Rita Rossi-Bianchi")
-        expect(max_page).to_have_title("Rita Rossi-Bianchi · SafeChat")
+        expect(max_page.locator("#room-title")).to_have_text("@ Rita Rossi-Bianchi (@rita.r)")
+        expect(max_page).to_have_title("Rita Rossi-Bianchi (@rita.r) · SafeChat")
         composer = max_page.get_by_role("textbox", name="Message Rita Rossi-Bianchi")
-        expect(composer).to_have_attribute("placeholder", "Message @Rita Rossi-Bianchi")
+        expect(composer).to_have_attribute("placeholder", "Message Rita Rossi-Bianchi (@rita.r)")
 
         # when Max goes back to "Rates", and Olivia renames "FX desk" to "Rates" as well
         max_page.locator(f'#room-list li[data-room-id="{rates.pk}"] a').click()

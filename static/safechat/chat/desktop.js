@@ -4,7 +4,7 @@
 // are seen by others: a notification says who and where ("New mention in #Rates from Alice
 // Martin"), never the message's text, unless "Show message text" is ticked too. A muted
 // room (mute.js) notifies only mentions, and with "mute all" nothing.
-import { byId } from "./dom.js";
+import { byId, personLabel } from "./dom.js";
 import { MUTE_ALL, MUTE_OFF, muteOf } from "./mute.js";
 import { config, isCurrent, me } from "./page.js";
 
@@ -111,7 +111,7 @@ export function notifyMessage(roomId, message) {
   if (!mentioned && (!room.direct || mute !== MUTE_OFF)) return;
   if (isCurrent(roomId) && document.visibilityState === "visible" && document.hasFocus()) return;
   notified.add(message.id);
-  const from = message.sender_name || message.sender;
+  const from = personLabel(message.sender_name, message.sender);
   const title = mentioned
     ? `New mention in ${room.direct ? "@" : "#"}${room.name} from ${from}`
     : `New direct message from ${from}`;

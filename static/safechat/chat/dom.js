@@ -18,6 +18,14 @@ export function h(tag, attrs = {}, ...children) {
 export const hidden = (text) => h("span", { class: "visually-hidden" }, text);
 export const byId = (id) => document.getElementById(id);
 
+// How a person is named in plain text (titles, notices, notifications, accessible names):
+// "First Last (@username)", or "@username" with no name. A display name is free text, so it
+// never stands alone. Mirrors accounts.models.person_label.
+export function personLabel(name, username) {
+  const shown = (name ?? "").trim();
+  return shown && shown !== username ? `${shown} (@${username})` : `@${username}`;
+}
+
 // "could not save" -> "Could not save."
 export function sentence(text) {
   const t = String(text || "Something went wrong").trim();

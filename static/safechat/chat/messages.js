@@ -4,7 +4,7 @@
 // it: what the composer does about a message comes through the hooks main.js gives
 // initMessages(). (Hashed static names need an import graph without cycles.)
 import { api } from "./api.js";
-import { h, hidden, byId } from "./dom.js";
+import { h, hidden, byId, personLabel } from "./dom.js";
 import { announce, showError } from "./notifications.js";
 import { current, FRAME, isCurrent, me } from "./page.js";
 import { openCard } from "./profilecard.js";
@@ -69,6 +69,9 @@ function setBody(body, message) {
 function markOwnMentions(body) {
   body.querySelectorAll(`span.mention[data-user-id="${Number(me.id)}"]`).forEach((s) => s.classList.add("mention-me"));
 }
+
+// A message's sender as personLabel names them.
+export const senderText = (message) => personLabel(message.sender_name, message.sender);
 
 export const mentionsMe = (message) => (message.mentions ?? []).includes(me.id);
 
@@ -203,18 +206,18 @@ function messageActions(message) {
   return h(
     "div",
     { class: "msg-actions" },
-    h("button", { type: "button", dataset: { action: "reply" } }, "Reply", hidden(` in thread to ${message.sender_name || message.sender}`)),
+    h("button", { type: "button", dataset: { action: "reply" } }, "Reply", hidden(` in thread to ${senderText(message)}`)),
     h(
       "button",
       { type: "button", dataset: { action: "react-pick" }, "aria-haspopup": "dialog", "aria-expanded": "false" },
       "React",
-      hidden(` to the message from ${message.sender_name || message.sender}`),
+      hidden(` to the message from ${senderText(message)}`),
     ),
     own && !message.attachment
       ? h("button", { type: "button", dataset: { action: "edit" } }, "Edit", hidden(" your message"))
       : null,
     own || current.can.manage_members
-      ? h("button", { type: "button", class: "danger-text", dataset: { action: "delete" } }, "Delete", hidden(` message from ${message.sender_name || message.sender}`))
+      ? h("button", { type: "button", class: "danger-text", dataset: { action: "delete" } }, "Delete", hidden(` message from ${senderText(message)}`))
       : null,
   );
 }
@@ -268,7 +271,7 @@ export function messageItem(message, shown = null) {
   if (message.parent_id) {
     item.dataset.parentId = message.parent_id;
   } else {
-    item.append(h("ol", { class: "thread", "aria-label": `Replies to ${message.sender_name || message.sender}`, hidden: true }));
+    item.append(h("ol", { class: "thread", "aria-label": `Replies to ${senderText(message)}`, hidden: true }));
   }
   return item;
 }
@@ -330,7 +333,7 @@ export function onMessageNew(roomId, message) {
   if (stick) scrollToBottom();
   if (message.sender_id !== me.id) {
     const said = mentionsMe(message) ? "mentioned you" : "";
-    announce(`${message.sender_name || message.sender}${said ? ` ${said}` : ""}: ${plainText(item).slice(0, 280)}`);
+    announce(`${senderText(message)}${said ? ` ${said}` : ""}: ${plainText(item).slice(0, 280)}`);
   }
   maybeMarkRead();
 }

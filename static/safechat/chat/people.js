@@ -1,6 +1,6 @@
 // The room's members and their presence. Owns the member and presence maps.
 import { api } from "./api.js";
-import { h, hidden, byId } from "./dom.js";
+import { h, hidden, byId, personLabel } from "./dom.js";
 import { notice } from "./notifications.js";
 import { config, current, csrfToken, FRAME, isCurrent, me, MEMBER_CHANGE } from "./page.js";
 import { fullLabel } from "./rooms.js";
@@ -102,7 +102,7 @@ function memberItem(member) {
       h(
         "details",
         { class: "member-manage" },
-        h("summary", {}, "Manage", hidden(` ${name}`)),
+        h("summary", {}, "Manage", hidden(` ${personLabel(member.name, member.username)}`)),
         h(
           "form",
           { method: "post", action: `${base}/role/`, class: "member-form" },
@@ -117,7 +117,7 @@ function memberItem(member) {
           csrfInput(),
           h(
             "button",
-            { type: "submit", class: "danger", dataset: { confirm: `Remove ${name} (@${member.username}) from ${fullLabel(current.label)}? They lose access at once.` } },
+            { type: "submit", class: "danger", dataset: { confirm: `Remove ${personLabel(member.name, member.username)} from ${fullLabel(current.label)}? They lose access at once.` } },
             "Remove from room",
           ),
         ),

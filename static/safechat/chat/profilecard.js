@@ -2,7 +2,7 @@
 // non-modal dialog under the message's header with the person's name, @username, their
 // presence and role here, and "Message" (a direct conversation) when one may start one.
 // Esc or Close shuts it and gives the focus back to the name; so does a click elsewhere.
-import { h, hidden } from "./dom.js";
+import { h, hidden, personLabel } from "./dom.js";
 import { config, csrfToken, me } from "./page.js";
 import { memberOf, presenceOf } from "./people.js";
 
@@ -44,7 +44,7 @@ export function openCard(trigger) {
   const name = member?.name || trigger.textContent.trim();
   const username = member?.username || article.querySelector(".msg-username bdi")?.textContent || "";
   const headingId = `profile-card-${item.dataset.messageId || item.dataset.clientId}`;
-  const close = h("button", { type: "button", class: "link profile-card-close" }, "Close", hidden(` the profile of ${name}`));
+  const close = h("button", { type: "button", class: "link profile-card-close" }, "Close", hidden(` the profile of ${personLabel(name, username)}`));
   const role = member ? (config.room?.role_labels?.[member.role] ?? member.role) : null;
   const card = h(
     "div",
@@ -57,7 +57,7 @@ export function openCard(trigger) {
     h(
       "div",
       { class: "profile-card-actions" },
-      userId !== me.id && config.may_message ? messageForm(userId, name) : null,
+      userId !== me.id && config.may_message ? messageForm(userId, personLabel(name, username)) : null,
       close,
     ),
   );

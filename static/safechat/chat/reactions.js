@@ -9,7 +9,7 @@
 // focus or a click going elsewhere closes it where they went.
 import { api } from "./api.js";
 import { combobox } from "./combobox.js";
-import { h, hidden } from "./dom.js";
+import { h, hidden, personLabel } from "./dom.js";
 import { announce, showError } from "./notifications.js";
 import { config, current } from "./page.js";
 
@@ -91,7 +91,7 @@ export function openPicker(trigger, messageId) {
   }
   closePicker();
   const article = trigger.closest("article");
-  const sender = article.querySelector(".msg-sender")?.textContent ?? "";
+  const sender = personLabel(article.querySelector(".msg-sender")?.textContent ?? "", article.querySelector(".msg-username bdi")?.textContent ?? "");
   const mine = pressedIn(article);
   const quick = h(
     "div",

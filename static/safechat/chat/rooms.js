@@ -176,7 +176,7 @@ function showTitle(room) {
   byId("room-topic").textContent = room.topic;
   document.title = `${full} · SafeChat`;
   byId("message-list")?.setAttribute("aria-label", `Messages in ${full}`);
-  byId("composer-input")?.setAttribute("placeholder", `Message ${kind}${full}`);
+  byId("composer-input")?.setAttribute("placeholder", `Message ${room.kind === "direct" ? "" : "#"}${full}`);
   const composerLabel = document.querySelector('label[for="composer-input"]');
   if (composerLabel) composerLabel.textContent = `Message ${full}`;
   current.label = room.label;
