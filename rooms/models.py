@@ -15,7 +15,7 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import F, Q
 
-from safechat.unicode_text import refuse_bidi_controls, validate_label, validate_reaction
+from safechat.unicode_text import validate_label, validate_reaction, validate_topic
 
 
 class Room(models.Model):
@@ -36,7 +36,7 @@ class Room(models.Model):
     )
     # Names others read: no direction control, at least one visible character.
     name = models.CharField(max_length=120, validators=[validate_label])
-    topic = models.CharField(max_length=500, blank=True, validators=[refuse_bidi_controls])
+    topic = models.CharField(max_length=500, blank=True, validators=[validate_topic])
     # Whether a member who joins later receives the keys of earlier epochs.
     history_visible = models.BooleanField(default=False)
     # Why the current epoch must encrypt nothing more ("" while it may): someone joined

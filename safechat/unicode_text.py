@@ -27,6 +27,9 @@ topics, display names, reactions. None of them may deceive the reader.
   text and the case-folded skeleton of the text as written, so capitals that look alike
   across scripts ("PATE" in Cyrillic capitals and in Latin) and digits confusable with a capital
   ("b0b" and "bob": 0 is confusable with O) are caught whatever the case.
+* **Stacked combining marks** (more than four in a row on one letter, or one mark
+  repeated: UTS #39, section 5.4) are refused in every label and topic: they draw over
+  the rows around them.
 * **Reactions** are one emoji from the Unicode emoji set (``emoji`` package), never words,
   kept in one spelling (``reaction_canonical``: "❤", "❤︎" and "❤️" are the same reaction).
 
@@ -222,14 +225,53 @@ def refuse_default_ignorable(value: str) -> None:
         )
 
 
+# UTS #39, section 5.4 (optional detection): at most this many nonspacing marks in a row.
+MARKS_IN_A_ROW_MAX = 4
+_MARK_CATEGORIES = frozenset({"Mn", "Me"})
+
+
+def refuse_stacked_marks(value: str) -> None:
+    """Refuse a pile of combining marks, which draws over the lines around it ("Dan" with
+    twenty acute accents): after canonical decomposition (NFD), more than
+    ``MARKS_IN_A_ROW_MAX`` (4) nonspacing or enclosing marks (categories Mn, Me) in a row,
+    or one mark repeated at once, as UTS #39, section 5.4, recommends. Vietnamese,
+    Devanagari or pointed Hebrew need no more. Code ``stacked_marks``."""
+    run: list[str] = []
+    for char in unicodedata.normalize("NFD", value):
+        if unicodedata.category(char) not in _MARK_CATEGORIES:
+            run = []
+            continue
+        if run and run[-1] == char:
+            raise ValidationError(
+                f"Text may not repeat the combining mark U+{ord(char):04X} "
+                f"({unicodedata.name(char, 'unnamed')}) on one letter.",
+                code="stacked_marks",
+            )
+        run.append(char)
+        if len(run) > MARKS_IN_A_ROW_MAX:
+            raise ValidationError(
+                f"Text may carry at most {MARKS_IN_A_ROW_MAX} combining marks on one letter.",
+                code="stacked_marks",
+            )
+
+
 def validate_label(value: str) -> None:
     """The rules of a name others read (a room's name, a display name, a token's name): no
-    bidi control, no control character, at least one visible character, and no
-    default-ignorable (invisible) character inside it (``refuse_default_ignorable``)."""
+    bidi control, no control character, at least one visible character, no
+    default-ignorable (invisible) character inside it (``refuse_default_ignorable``), and
+    no pile of combining marks (``refuse_stacked_marks``)."""
     refuse_bidi_controls(value)
     refuse_control_characters(value)
     refuse_invisible_only(value)
     refuse_default_ignorable(value)
+    refuse_stacked_marks(value)
+
+
+def validate_topic(value: str) -> None:
+    """The rules of a room's topic (free text on one line under the name): no bidi control
+    and no pile of combining marks (``refuse_stacked_marks``)."""
+    refuse_bidi_controls(value)
+    refuse_stacked_marks(value)
 
 
 _PRESENTATION_SELECTORS = str.maketrans("", "", "\ufe0e\ufe0f")

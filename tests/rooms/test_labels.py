@@ -29,6 +29,7 @@ BAD_NAMES = [
     "Tr\u00adading",
     "Tr\u200bading",
     "Tr\u2060ading",
+    "Rates" + "\u0301" * 20,
 ]
 BAD_NAME_IDS = [
     "rlo",
@@ -38,6 +39,7 @@ BAD_NAME_IDS = [
     "soft-hyphen-inside",
     "zero-width-space-inside",
     "word-joiner-inside",
+    "stacked-marks",
 ]
 
 
@@ -122,6 +124,32 @@ def test_a_topic_with_a_direction_override_is_refused_on_update_and_nothing_chan
 
     assert api.status_code == 400
     assert written() == before
+
+
+def test_a_topic_with_stacked_combining_marks_is_refused_on_every_edge() -> None:
+    # given a room and its owner
+    owner = make_room_admin()
+    room = make_room(owner=owner, name="Rates desk")
+    client = verified(owner)
+    piled = "fills" + "\u0301" * 20
+    before = written()
+
+    # when the owner sets a topic with twenty accents on one letter, on each edge
+    with pytest.raises(ValidationError) as refused:
+        room_update(actor=owner, room=room, topic=piled)
+    api = client.patch(
+        f"/api/v1/rooms/{room.pk}/", {"topic": piled}, content_type="application/json"
+    )
+    portal = client.post(
+        f"/rooms/{room.pk}/settings/", {"name": "Rates desk", "topic": piled}, follow=True
+    )
+
+    # then each refuses and nothing changed
+    assert refused.value.error_dict["topic"][0].code == "stacked_marks"
+    assert api.status_code == 400
+    assert "U+0301" in portal.content.decode()  # the reason, on the room's page
+    assert written() == before
+    assert Room.objects.get(pk=room.pk).topic == ""
 
 
 def test_a_right_to_left_room_name_is_welcome() -> None:

@@ -13,6 +13,7 @@ from safechat.unicode_text import (
     reaction_canonical,
     refuse_bidi_controls,
     refuse_invisible_only,
+    refuse_stacked_marks,
     username_canonical,
     username_lookup_form,
     validate_label,
@@ -251,3 +252,37 @@ def test_reaction_canonical_still_refuses_what_is_no_emoji(typed: str) -> None:
         reaction_canonical(typed)
 
     assert refused.value.code == "reaction_not_emoji"
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "Dan" + "\u0301" * 20,
+        "Dan\u0301\u0301",
+        "Dan\u0301\u0300\u0302\u0303\u0304",
+        "\u00e9\u0300\u0302\u0303\u0304",  # a precomposed e-acute counts its accent
+        "Ring\u20dd\u20dd",  # an enclosing mark repeated
+    ],
+    ids=["twenty-acute", "repeated-acute", "five-marks", "precomposed-plus-four", "enclosing"],
+)
+def test_stacked_combining_marks_are_refused_in_a_label(label: str) -> None:
+    # (UTS #39, 5.4: no mark repeated at once, at most four in a row)
+    with pytest.raises(ValidationError) as refused:
+        validate_label(label)
+
+    assert refused.value.code == "stacked_marks"
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "Nguy\u1ec5n V\u0103n \u0110\u1ee9c",  # Vietnamese: two marks on a letter
+        "\u0915\u094d\u0937\u093f",  # Devanagari: a virama and a vowel sign
+        "\u05e9\u05c1\u05b8\u05dc\u05d5\u05b9\u05dd",  # pointed Hebrew
+        "Dan\u0301\u0300\u0302\u0303",  # four different marks: the most allowed
+    ],
+    ids=["vietnamese", "devanagari", "hebrew", "four-marks"],
+)
+def test_writing_that_uses_combining_marks_passes(label: str) -> None:
+    refuse_stacked_marks(label)
+    validate_label(label)
