@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.contrib.auth.validators import UnicodeUsernameValidator
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -14,6 +14,8 @@ from accounts.credentials import backup_code_hash
 from accounts.roles import role_label
 from safechat.unicode_text import (
     case_insensitive_skeleton,
+    refuse_mixed_scripts,
+    username_canonical,
     username_lookup_form,
     validate_label,
     validate_username,
@@ -135,8 +137,28 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
 
     def clean(self) -> None:
         super().clean()  # normalises the username and the email
+        self._refuse_mixed_scripts()
         # Before validate_constraints, so a look-alike is a form error, not an IntegrityError.
         self.username_skeleton = case_insensitive_skeleton(self.get_username())
+
+    def _refuse_mixed_scripts(self) -> None:
+        """A new username, or a changed one, keeps to one script (``refuse_mixed_scripts``);
+        an account created before the rule keeps its name and stays editable. Only a
+        username otherwise valid is judged, so each refusal is said once."""
+        username = self.get_username()
+        try:
+            if username_canonical(username) != username:
+                return  # the field's own validator says why
+        except ValidationError:
+            return
+        if not self._state.adding:
+            stored = type(self).objects.filter(pk=self.pk).values_list("username", flat=True)
+            if stored.first() == username:
+                return
+        try:
+            refuse_mixed_scripts(username)
+        except ValidationError as exc:
+            raise ValidationError({"username": exc}) from None
 
     def save(self, *args: object, **kwargs: object) -> None:
         # The skeleton follows the username on every path (services, admin, commands).

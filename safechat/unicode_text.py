@@ -8,6 +8,10 @@ topics, display names, reactions. None of them may deceive the reader.
 * **Confusable skeletons** (Unicode TS #39, section 4, computed by ICU's
   ``SpoofChecker``): two usernames whose skeletons are equal look alike (``alice`` and
   ``alice`` spelt with the Cyrillic a U+0430, ``rn`` and ``m``) and may not both exist.
+* **Mixed scripts** in a new username are refused at UTS #39's Highly Restrictive level
+  (section 5.2): one script, or Latin with the Chinese, Japanese or Korean scripts
+  (``refuse_mixed_scripts``), so "bob.smith" with a Cyrillic be (U+0431) for its b is
+  refused.
 * **Bidirectional controls** (the embeddings, overrides and isolates of UAX #9, and the
   marks LRM, RLM and ALM) are refused in every label: a name must not reorder the text
   around it. Templates isolate labels too (``<bdi>``, ``dir="auto"``).
@@ -141,6 +145,32 @@ def validate_username(value: str) -> None:
         raise ValidationError(
             "A username is stored in lower case and its standard form.",
             code="username_not_canonical",
+        )
+
+
+def _restriction_checker() -> icu.SpoofChecker:
+    checker = getattr(_LOCAL, "restriction", None)
+    if checker is None:
+        checker = _LOCAL.restriction = icu.SpoofChecker()
+        checker.setChecks(icu.USpoofChecks.RESTRICTION_LEVEL)
+        checker.setRestrictionLevel(icu.URestrictionLevel.HIGHLY_RESTRICTIVE)
+    return checker
+
+
+def refuse_mixed_scripts(value: str) -> None:
+    """Refuse a username whose letters mix scripts beyond UTS #39's **Highly Restrictive**
+    level (section 5.2, checked by ICU's ``SpoofChecker``): its letters come from one
+    script, or from Latin with Han, Hiragana and Katakana (Japanese), Latin with Han and
+    Bopomofo (Chinese), or Latin with Han and Hangul (Korean); Common and Inherited
+    characters (digits, ``.``, ``-``, ``_``, combining marks) go with any. "bob.smith"
+    with a Cyrillic be (U+0431) for its b is refused; a name all in Cyrillic, "山田.taro"
+    and "jürgen" are usernames. Code ``username_mixed_scripts``."""
+    if _restriction_checker().check(value) & icu.USpoofChecks.RESTRICTION_LEVEL:
+        raise ValidationError(
+            "A username may not mix letters of different scripts (such as a Cyrillic "
+            "letter among Latin ones): use the letters of one script (Latin may go with "
+            "Chinese, Japanese or Korean characters).",
+            code="username_mixed_scripts",
         )
 
 

@@ -35,12 +35,15 @@ def _shown(html: str, message: str) -> int:
     [
         ("taken", NEW_PASSWORD, "username", "That username is already taken."),
         ("Taken", NEW_PASSWORD, "username", "That username is already taken."),
-        # with a Cyrillic a (U+0430): a look-alike of "taken"
+        # with a Cyrillic a (U+0430) among Latin letters: refused for mixing scripts (UTS
+        # #39, Highly Restrictive), said once though it also looks like "taken"
         (
             "t\u0430ken",
             NEW_PASSWORD,
             "username",
-            "That username is too similar to an existing one.",
+            "A username may not mix letters of different scripts (such as a Cyrillic letter"
+            " among Latin ones): use the letters of one script (Latin may go with Chinese,"
+            " Japanese or Korean characters).",
         ),
         ("two words", NEW_PASSWORD, "username", "A username may not contain spaces."),
         ("nina", "password1234", "new_password1", "This password is too common."),

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.test import Client
 
@@ -53,8 +54,8 @@ def test_a_new_account_is_stored_under_its_canonical_username(
 
 @pytest.mark.parametrize(
     "look_alike",
-    ["ALICE", f"{CYRILLIC_A}lice", "\uff41lice"],
-    ids=["case", "cyrillic-a", "fullwidth-a"],
+    ["ALICE", "a1ice", "\uff41lice"],
+    ids=["case", "digit-one", "fullwidth-a"],
 )
 def test_a_look_alike_of_an_existing_username_is_refused_and_nothing_is_made(
     admin_client: Client, django_capture_on_commit_callbacks: Any, look_alike: str
@@ -170,3 +171,53 @@ def test_the_upgrade_marks_an_older_account_that_only_now_looks_alike() -> None:
     b0b.refresh_from_db()
     assert bob.username_skeleton == "bob.srnith"
     assert b0b.username_skeleton == f"bob.srnith #{b0b.pk}"
+
+
+@pytest.mark.parametrize(
+    "username",
+    ["\u0431ob.smith", f"{CYRILLIC_A}lice", "bob.\u03c3mith"],
+    ids=["cyrillic-be", "cyrillic-a", "greek-sigma"],
+)
+def test_a_username_mixing_scripts_is_refused_with_the_reason_and_nothing_is_made(
+    admin_client: Client, django_capture_on_commit_callbacks: Any, username: str
+) -> None:
+    path = _invitation_path(admin_client, django_capture_on_commit_callbacks, "m@bank.example")
+    before = User.objects.count()
+
+    response = _accept(path, username)
+
+    assert response.status_code == 400
+    assert "may not mix letters of different scripts" in response.content.decode()
+    assert User.objects.count() == before
+    assert Invitation.objects.get().accepted_at is None
+
+
+@pytest.mark.parametrize(
+    "username",
+    ["\u0430\u043b\u0438\u0441\u0430", "\u5c71\u7530.taro", "\uae40.kim", "j\u00fcrgen"],
+    ids=["cyrillic", "han-latin", "hangul-latin", "latin-umlaut"],
+)
+def test_a_username_in_one_script_or_latin_with_cjk_is_welcome(
+    admin_client: Client, django_capture_on_commit_callbacks: Any, username: str
+) -> None:
+    path = _invitation_path(admin_client, django_capture_on_commit_callbacks, "w@bank.example")
+
+    response = _accept(path, username)
+
+    assert response.status_code == 302
+    assert User.objects.filter(username=username).exists()
+
+
+def test_an_account_made_before_the_script_rule_keeps_its_name_and_stays_editable() -> None:
+    # given an account whose username mixes scripts, made before the rule (no clean())
+    old = make_user(username="\u0431ob.smith")
+
+    # when it is validated again, unchanged, as the admin's form does on any change
+    old.first_name = "Bob"
+    old.full_clean(exclude=["password", "email"])
+
+    # then it passes; a rename to another mixed name does not
+    old.username = "\u0431ob.smyth"
+    with pytest.raises(ValidationError) as refused:
+        old.full_clean(exclude=["password", "email"])
+    assert refused.value.error_dict["username"][0].code == "username_mixed_scripts"
