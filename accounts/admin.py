@@ -117,13 +117,18 @@ class RoleListFilter(admin.SimpleListFilter):
 @admin.register(User)
 class UserAdmin(_InvestigatorView, ReadOnlyAdmin):
     list_display = [
-        "username", "email", "is_active", "is_staff", "last_login", "date_joined", "administer",
+        "person", "email", "is_active", "is_staff", "last_login", "date_joined", "administer",
     ]  # fmt: skip
     list_filter = ["is_active", "is_staff", ("groups", GroupListFilter)]
-    search_fields = ["username", "email"]
+    search_fields = ["username", "email", "first_name", "last_name"]
     exclude = ["password", "user_permissions"]
     readonly_fields = ["administer", "sessions", "tokens", "memberships"]
     actions = ["deactivate", "reactivate", "reset_factors", "end_sessions", "reset_password"]
+
+    @admin.display(description="person", ordering="username")
+    def person(self, obj: User) -> str:
+        """Full name and username ("Ada Admin (@ada)"): a display name never alone."""
+        return obj.person_label()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         # People only: django-guardian's internal AnonymousUser row is no account.

@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth import password_validation
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, User
 from accounts.roles import ROLE_CHOICES, Role
 
 
@@ -166,3 +166,12 @@ class IdentityLinkForm(forms.Form):
     def __init__(self, *args: Any, providers: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["provider"].choices = providers  # type: ignore[attr-defined]
+
+
+class PersonMultipleChoiceField(forms.ModelMultipleChoiceField):  # type: ignore[type-arg]
+    """A choice of people named as the admin names them: "First Last (@username, email)"
+    (``User.admin_label``), so two people of one name, or a name copying another's, are
+    told apart."""
+
+    def label_from_instance(self, obj: Any) -> str:
+        return obj.admin_label() if isinstance(obj, User) else str(obj)

@@ -39,15 +39,19 @@ class UserManager(DjangoUserManager["User"]):
         raise PermissionDenied(SUPERUSER_REFUSED)
 
 
-def person_label(*, name: str, username: str) -> str:
+def person_label(*, name: str, username: str, email: str = "") -> str:
     """How a person is named wherever others read it in plain text (titles, notices,
     notifications, accessible names, the admin): "First Last (@username)", or
     "@username" when they have no name. A display name is free text anyone may set
     ("Ada Admin" on the account ``eve``), so it never stands without the username,
     which is unique by its confusable skeleton. The template filter ``person_label``
-    and the chat client's ``personLabel`` (``static/safechat/chat/dom.js``) say the same."""
+    and the chat client's ``personLabel`` (``static/safechat/chat/dom.js``) say the same.
+    With ``email`` (the admin's pickers and lists): "First Last (@username, email)", or
+    "@username (email)"."""
     name = name.strip()
-    return f"{name} (@{username})" if name and name != username else f"@{username}"
+    if name and name != username:
+        return f"{name} (@{username}, {email})" if email else f"{name} (@{username})"
+    return f"@{username} ({email})" if email else f"@{username}"
 
 
 class User(AbstractUser):  # type: ignore[django-manager-missing]
@@ -134,6 +138,13 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
     def person_label(self) -> str:
         """How the person is named to others in plain text: ``person_label``."""
         return person_label(name=self.get_full_name(), username=self.get_username())
+
+    def admin_label(self) -> str:
+        """How the admin's pickers and lists name the person: ``person_label`` with the
+        e-mail address, "First Last (@username, email)"."""
+        return person_label(
+            name=self.get_full_name(), username=self.get_username(), email=self.email
+        )
 
     def clean(self) -> None:
         super().clean()  # normalises the username and the email

@@ -101,6 +101,8 @@ class _ScopedForm(_ServiceForm):
         rooms.queryset = Room.objects.order_by("name", "pk")
         # The one selector of people: never django-guardian's internal anonymous row.
         custodians.queryset = people().order_by("username")
+        # Named "First Last (@username, email)", as every admin picker of people names them.
+        custodians.label_from_instance = User.admin_label  # type: ignore[assignment,method-assign]
 
     def scope(self) -> dict[str, Any]:
         """The service's ``matter``, ``reason``, ``rooms``, ``custodians``, ``starts_on``

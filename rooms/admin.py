@@ -18,6 +18,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from accounts.forms import PersonMultipleChoiceField
 from accounts.models import User
 from accounts.roles import MANAGE_USERS, Role
 from accounts.selectors import people_active
@@ -284,7 +285,9 @@ def _violations_warning(
 
 
 class GroupMembersForm(forms.ModelForm):  # type: ignore[type-arg]
-    members = forms.ModelMultipleChoiceField(
+    # Each named "First Last (@username, email)": a bare username, or a name alone, could
+    # be mistaken for another person's.
+    members = PersonMultipleChoiceField(
         queryset=people_active().order_by("username"),
         required=False,
         widget=FilteredSelectMultiple("people", is_stacked=False),

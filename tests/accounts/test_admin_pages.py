@@ -122,6 +122,25 @@ def test_memberships_read_as_names_not_ids(officer: User) -> None:
     assert f"room {room.pk}" not in body
 
 
+def test_the_user_list_names_each_person_with_their_username_and_finds_full_names(
+    security_admin: User,
+) -> None:
+    # given two people called "Ada Admin", one of them @eve
+    make_user(username="ada", first_name="Ada", last_name="Admin", email="ada@bank.example")
+    make_user(username="eve", first_name="Ada", last_name="Admin", email="eve@bank.example")
+    client = client_for(security_admin)
+
+    # when the security admin lists and searches the people
+    page = client.get("/admin/accounts/user/").content.decode()
+    found = client.get("/admin/accounts/user/", {"q": "Admin"}).content.decode()
+
+    # then each is named with their username beside their name, and a name finds them
+    assert "Ada Admin (@ada)" in page
+    assert "Ada Admin (@eve)" in page
+    assert "Ada Admin (@ada)" in found
+    assert "Ada Admin (@eve)" in found
+
+
 def test_the_anonymous_user_is_hidden_from_users(security_admin: User) -> None:
     anonymous = get_anonymous_user()
 

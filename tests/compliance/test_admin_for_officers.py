@@ -45,16 +45,18 @@ def test_placing_a_hold_offers_rooms_by_their_names() -> None:
 
 def test_placing_a_hold_offers_people_never_the_system_row() -> None:
     # given a person, and django-guardian's internal anonymous user row
-    person = make_user(username="custodian")
+    person = make_user(
+        username="custodian", first_name="Cara", last_name="Stone", email="cs@bank.example"
+    )
     system_row = get_anonymous_user()
 
     # when an officer opens the form
     page = client_for(make_officer()).get("/admin/compliance/legalhold/add/")
 
-    # then the person is offered and the system row is not
+    # then the person is offered by name, username and e-mail, and the system row is not
     offered = OPTION.findall(page.content.decode())
-    assert person.username in offered
-    assert system_row.get_username() not in offered
+    assert f"Cara Stone (@{person.username}, cs@bank.example)" in offered
+    assert not any(system_row.get_username() in label for label in offered)
 
 
 def test_a_room_policy_offers_rooms_by_their_names() -> None:

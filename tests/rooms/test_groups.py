@@ -75,6 +75,22 @@ def test_only_a_security_admin_creates_a_group(admin: User) -> None:
     assert (refused.actor_id, refused.extra["reason"]) == (officer.pk, "barrier management")
 
 
+def test_the_group_page_names_each_person_by_name_username_and_email(admin: User) -> None:
+    # given a group, and two people called "Ada Admin", one of them @eve
+    group = group_create(actor=admin, name="Research")
+    make_user(username="ada", first_name="Ada", last_name="Admin", email="ada@bank.example")
+    make_user(username="eve", first_name="Ada", last_name="Admin", email="eve@bank.example")
+    make_user(username="nameless", email="n@bank.example")
+
+    # when the security admin opens the group's page
+    page = client_for(admin).get(f"/admin/auth/group/{group.pk}/change/").content.decode()
+
+    # then the people to pick are told apart by username and e-mail
+    assert ">Ada Admin (@ada, ada@bank.example)</option>" in page
+    assert ">Ada Admin (@eve, eve@bank.example)</option>" in page
+    assert ">@nameless (n@bank.example)</option>" in page
+
+
 @pytest.mark.parametrize("joining", [True, False])
 def test_a_security_admin_cannot_change_their_own_groups_on_the_group_page(
     admin: User, joining: bool
