@@ -641,17 +641,22 @@ def people_reachable_matching(*, user: User, query: str = "") -> QuerySet[User]:
     """Everyone ``people_reachable`` would offer ``user`` for ``query``, unordered and
     unbounded (a paginated list orders and cuts it). A ``query`` holding a NUL character
     matches nobody: no name holds one (every edge refuses it), and PostgreSQL cannot
-    compare text with one."""
+    compare text with one.
+
+    ``query`` is taken word by word (split on spaces; a leading "@" dropped): each word
+    must be part of the username, the first or the last name, so "Bob Smith", "smith bob"
+    and "bob sm" all find Bob Smith."""
     found = _people_reachable(user)
-    query = query.strip()
     if "\x00" in query:
         return found.none()
-    if query:
-        found = found.filter(
-            Q(username__icontains=query)
-            | Q(first_name__icontains=query)
-            | Q(last_name__icontains=query)
-        )
+    for word in query.split():
+        word = word.removeprefix("@")
+        if word:
+            found = found.filter(
+                Q(username__icontains=word)
+                | Q(first_name__icontains=word)
+                | Q(last_name__icontains=word)
+            )
     return found.distinct()
 
 
@@ -661,8 +666,9 @@ def people_reachable(*, user: User, query: str = "", limit: int = PEOPLE_PAGE_MA
     Active people only (``accounts.selectors.people_active``), never ``user`` themself,
     never someone read-only on chat (a compliance officer is never a member), and never
     someone an information barrier separates from ``user``: a person behind a wall is not
-    offered. ``query`` (case-insensitive) matches the username, first or last name; at
-    most ``limit`` people (capped at ``PEOPLE_PAGE_MAX``), ordered by username.
+    offered. ``query`` (case-insensitive, word by word) matches the username, first or
+    last name ("Bob Smith" and "Smith Bob" find him); at most ``limit`` people (capped at
+    ``PEOPLE_PAGE_MAX``), ordered by username.
 
     A picker's answer, not a permission: the services decide again, under their locks,
     when the conversation is made or the member added.

@@ -270,6 +270,27 @@ def test_the_directory_finds_colleagues_by_name_with_their_presence() -> None:
     assert f'name="participants" value="{ada.pk}"' in page
 
 
+@pytest.mark.parametrize(
+    "query", ["Bob Smith", "smith bob", "  bob   SM ", "@bob.smith", "Bob @bob.smith"]
+)
+def test_the_directory_finds_a_colleague_by_full_name_in_either_order(query: str) -> None:
+    # given Bob Smith, and others who share one of his names
+    me = make_user()
+    bob = make_user(username="bob.smith", first_name="Bob", last_name="Smith")
+    make_user(username="bob.jones", first_name="Bob", last_name="Jones")
+    make_user(username="ann.smith", first_name="Ann", last_name="Smith")
+
+    # when someone searches for him by his full name, in any order or part
+    found = people_reachable(user=me, query=query)
+    page = verified_client(me).get("/rooms/people/", {"q": query}).content.decode()
+
+    # then he alone is found, on the page too
+    assert found == [bob]
+    assert "Bob Smith" in page
+    assert "Jones" not in page
+    assert "Ann Smith" not in page
+
+
 def test_the_directory_hides_people_behind_a_wall_and_compliance_officers() -> None:
     me, walled = make_user(username="me"), make_user(username="walled")
     officer = grant_role(make_user(username="officer"), Role.COMPLIANCE_OFFICER)
