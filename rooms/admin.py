@@ -16,7 +16,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from accounts.forms import PersonMultipleChoiceField
 from accounts.models import User
@@ -269,17 +269,45 @@ class InformationBarrierAdmin(ServiceTransactionAdmin):
             self.message_user(request, f"{len(violations)} room(s) still in violation")
 
 
+def barrier_violation_lines(violations: dict[int, list[BarrierConflict]]) -> list[str]:
+    """One line of plain text per room in ``violations`` (as the barrier services report
+    them), by room name then id: the room, quoted with its number ("“Rates” (#12)"), and
+    each pair of people the barrier separates there, each by ``User.person_label`` ("Ann
+    Lee (@ann) and Tom Roe (@tom)"). For the security admin, who may see all of it."""
+    rooms = Room.objects.in_bulk(list(violations))
+    wanted = {pk for found in violations.values() for c in found for pk in (c.user_a, c.user_b)}
+    people = User.objects.in_bulk(list(wanted))
+
+    def named(pk: int) -> str:
+        person = people.get(pk)
+        return person.person_label() if person is not None else f"person {pk}"
+
+    lines = []
+    for room_id in sorted(violations, key=lambda pk: (getattr(rooms.get(pk), "name", ""), pk)):
+        room = rooms.get(room_id)
+        title = f"“{room.name}” (#{room_id})" if room is not None else f"room #{room_id}"
+        pairs = sorted({tuple(sorted((c.user_a, c.user_b))) for c in violations[room_id]})
+        people_text = "; ".join(f"{named(a)} and {named(b)}" for a, b in pairs)
+        lines.append(f"{title}: {people_text}")
+    return lines
+
+
 def _violations_warning(
     admin_view: admin.ModelAdmin[Any],
     request: HttpRequest,
     violations: dict[int, list[BarrierConflict]],
 ) -> None:
     if violations:
-        names = ", ".join(Room.objects.filter(pk__in=violations).values_list("name", flat=True))
         admin_view.message_user(
             request,
-            f"{len(violations)} room(s) now violate an information barrier: {names}. "
-            "Remove the members concerned under Memberships.",
+            format_html(
+                "{} room(s) now violate an information barrier; remove the members concerned "
+                'under Memberships:<ul class="barrier-violations">{}</ul>',
+                len(violations),
+                format_html_join(
+                    "", "<li>{}</li>", ((line,) for line in barrier_violation_lines(violations))
+                ),
+            ),
             messages.WARNING,
         )
 

@@ -578,7 +578,11 @@ def test_an_admin_group_edit_goes_through_the_service_and_reports_violations() -
     from tests.accounts.factories import grant_role
 
     research, trading = _walled()
-    trader, analyst, owner = make_user(), make_user(username="analyst"), make_room_admin()
+    trader = make_user(username="trader", first_name="Tom", last_name="Roe")
+    analyst, owner = (
+        make_user(username="analyst", first_name="Ann", last_name="Lee"),
+        make_room_admin(),
+    )
     trader.groups.add(trading)
     room = make_room(owner=owner, members=(trader, analyst), name="Rates")
     admin = grant_role(make_user(), "security_admin")
@@ -597,7 +601,12 @@ def test_an_admin_group_edit_goes_through_the_service_and_reports_violations() -
     assert research.user_set.filter(pk=analyst.pk).exists()
     granted = AuditEvent.objects.filter(action="account.role.granted").latest("seq")
     assert granted.extra == {"group": "research", "rooms_in_violation": 1}
-    assert "1 room(s) now violate an information barrier: Rates" in answer.content.decode()
+    # one line per room, naming the people the barrier separates there
+    assert "1 room(s) now violate an information barrier" in answer.content.decode()
+    assert (
+        f"<li>“Rates” (#{room.pk}): Tom Roe (@trader) and Ann Lee (@analyst)</li>"
+        in answer.content.decode()
+    )
     assert list(room_barrier_violations()) == [room.pk]
 
 
