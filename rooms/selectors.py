@@ -660,6 +660,32 @@ def people_reachable_matching(*, user: User, query: str = "") -> QuerySet[User]:
     return found.distinct()
 
 
+def people_addable_matching(*, user: User, room: Room, query: str = "") -> QuerySet[User]:
+    """Those of ``people_reachable_matching(user, query)`` who could join ``room`` now:
+    not its members, and not anyone an information barrier separates from one of its
+    members (the rule ``membership_add`` applies under its locks). The room's add-member
+    suggestions: a person the add would refuse is not offered. ``room`` must be one
+    ``user`` may view (``room_get_for_user``); unordered and unbounded."""
+    member_ids = Membership.objects.filter(room=room).values("user_id")
+    member_groups = set(
+        User.groups.through.objects.filter(user_id__in=member_ids).values_list(
+            "group_id", flat=True
+        )
+    )
+    walled: set[int] = set()
+    for a, b in InformationBarrier.objects.filter(
+        Q(group_a__in=member_groups) | Q(group_b__in=member_groups)
+    ).values_list("group_a_id", "group_b_id"):
+        if a in member_groups:
+            walled.add(b)
+        if b in member_groups:
+            walled.add(a)
+    found = people_reachable_matching(user=user, query=query).exclude(pk__in=member_ids)
+    if walled:
+        found = found.exclude(groups__in=walled)
+    return found
+
+
 def people_reachable(*, user: User, query: str = "", limit: int = PEOPLE_PAGE_MAX) -> list[User]:
     """The people ``user`` may start a conversation with or pick for a room.
 

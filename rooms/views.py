@@ -405,8 +405,12 @@ def member_add(request: HttpRequest, room_id: int) -> HttpResponse:
         return _refuse_unless_manager(request, room, _form_errors(form))
     username = form.cleaned_data["username"]  # "@Carol" is "carol" (MemberAddForm)
     # One answer for nobody by that name, an inactive account, a compliance officer and
-    # someone a barrier keeps out: the manager learns nothing of roles or barriers.
-    not_addable = f"No one called “{username}” can be added."
+    # someone a barrier keeps out: it says each may be the reason, never which one, so the
+    # manager learns nothing of anyone's role, groups or barriers (docs/rooms.md).
+    not_addable = (
+        f"“{username}” cannot be added to this room: either no active colleague has that "
+        "username, or an information barrier or their role keeps them out of it."
+    )
     # Nobody by that name: the service refuses someone without the right (audited)
     # before it says so, so a name tells a non-manager nothing.
     person = person_active_get(username=username)

@@ -546,6 +546,13 @@ class PeopleListApi(APIView):
                 help_text="Case-insensitive part of a username, first or last name; empty "
                 "or absent lists everyone.",
             ),
+            OpenApiParameter(
+                "room",
+                int,
+                description="A room you can see: only people who could be added to it now "
+                "(not its members, nobody an information barrier separates from one of "
+                "them). A room you cannot see is a 404.",
+            ),
             cursor_parameters(max_limit=selectors.PEOPLE_PAGE_MAX, key="user id"),
         ],
         responses=PersonPage,
@@ -554,13 +561,24 @@ class PeopleListApi(APIView):
     def get(self, request: Request) -> Response:
         """The people you may start a conversation with or add to a room, by id: active
         people only, never yourself, never a compliance officer, never someone an
-        information barrier separates from you (``rooms.selectors.people_reachable``).
-        Their ids are what ``direct`` and ``members`` take."""
+        information barrier separates from you (``rooms.selectors.people_reachable``);
+        with ``room``, only those who could be added to it now
+        (``rooms.selectors.people_addable_matching``). Their ids are what ``direct`` and
+        ``members`` take."""
         cursor = cursor_from_query(
-            request.query_params, max_limit=selectors.PEOPLE_PAGE_MAX, also=("q",)
+            request.query_params, max_limit=selectors.PEOPLE_PAGE_MAX, also=("q", "room")
         )
         query = query_text(request.query_params, "q", max_length=SEARCH_MAX)
-        found = selectors.people_reachable_matching(user=_user(request), query=query)
+        room_id = query_text(request.query_params, "room", max_length=20)
+        found = (
+            selectors.people_addable_matching(
+                user=_user(request),
+                room=selectors.room_get_for_user(user=_user(request), room_id=room_id),
+                query=query,
+            )
+            if room_id
+            else selectors.people_reachable_matching(user=_user(request), query=query)
+        )
         page = page_of(found, cursor=cursor)
         return Response(page.as_json(PersonOutput(page.items, many=True).data))
 

@@ -17,6 +17,11 @@ from tests.rooms.factories import make_room
 
 pytestmark = pytest.mark.django_db
 
+PORTAL_NOT_ADDABLE = (
+    "“{}” cannot be added to this room: either no active colleague has that username, or an"
+    " information barrier or their role keeps them out of it."
+)
+
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits() -> None:
@@ -96,7 +101,7 @@ def test_a_name_with_an_at_sign_that_names_nobody_is_explained_as_stored() -> No
     )
 
     # then the answer names the stored form, and nothing is written
-    assert "No one called “ghost” can be added." in _flash(response)
+    assert PORTAL_NOT_ADDABLE.format("ghost") in _flash(response)
     assert Membership.objects.filter(room=room).count() == members_before
     assert _added(room) == 0
 

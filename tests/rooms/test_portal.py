@@ -25,6 +25,11 @@ from tests.support.clients import verified_client
 
 pytestmark = pytest.mark.django_db
 
+PORTAL_NOT_ADDABLE = (
+    "“{}” cannot be added to this room: either no active colleague has that username, or an"
+    " information barrier or their role keeps them out of it."
+)
+
 CHAT = "/rooms/"
 
 
@@ -326,7 +331,7 @@ def test_an_unknown_username_is_explained_to_a_manager() -> None:
     )
 
     assert response.status_code == 200
-    assert "No one called “ghost” can be added." in flash(response)
+    assert PORTAL_NOT_ADDABLE.format("ghost") in flash(response)
 
 
 def test_a_moderator_removes_a_member_and_a_member_cannot() -> None:

@@ -33,6 +33,11 @@ from tests.rooms.factories import make_room
 
 pytestmark = pytest.mark.django_db
 
+PORTAL_NOT_ADDABLE = (
+    "“{}” cannot be added to this room: either no active colleague has that username, or an"
+    " information barrier or their role keeps them out of it."
+)
+
 
 def events(action: str) -> list[dict[str, Any]]:
     return list(
@@ -172,8 +177,39 @@ def test_the_portal_says_the_same_for_each(people: People) -> None:
         assert response.status_code == 200
         said[username] = [str(m) for m in response.context["messages"]]
 
-    assert said["ghost"] == ["No one called “ghost” can be added."]
-    assert said["gone"] == ["No one called “gone” can be added."]
-    assert said["officer"] == ["No one called “officer” can be added."]
-    assert said["trader"] == ["No one called “trader” can be added."]
+    assert said["ghost"] == [PORTAL_NOT_ADDABLE.format("ghost")]
+    assert said["gone"] == [PORTAL_NOT_ADDABLE.format("gone")]
+    assert said["officer"] == [PORTAL_NOT_ADDABLE.format("officer")]
+    assert said["trader"] == [PORTAL_NOT_ADDABLE.format("trader")]
     assert Room.objects.get(pk=people.room.pk).memberships.count() == 2
+
+
+def test_the_add_member_suggestions_leave_out_whom_a_barrier_keeps_out_of_the_room(
+    people: People,
+) -> None:
+    # given the owner's room with a researcher in it; the trader is walled from research
+    client = Client()
+    sign_in_client(client, people.owner, verified=True)
+
+    # when the owner asks whom they could add to the room, and whom they can reach at all
+    for_room = client.get("/api/v1/people/", {"room": people.room.pk, "limit": 50})
+    anyone = client.get("/api/v1/people/", {"limit": 50})
+
+    # then the trader is reachable but never suggested for this room; nor are its members
+    addable = {p["username"] for p in for_room.json()["results"]}
+    reachable = {p["username"] for p in anyone.json()["results"]}
+    assert for_room.status_code == 200
+    assert "trader" in reachable
+    assert "trader" not in addable
+    assert "free" in addable
+    assert not addable & set(people.room.memberships.values_list("user__username", flat=True))
+
+
+def test_the_add_member_suggestions_of_a_room_one_cannot_see_are_a_404(people: People) -> None:
+    client = Client()
+    sign_in_client(client, people.free, verified=True)
+
+    answer = client.get("/api/v1/people/", {"room": people.room.pk})
+
+    assert answer.status_code == 404
+    assert "results" not in answer.json()

@@ -11,6 +11,7 @@ import { combobox } from "./combobox.js";
 import { byId } from "./dom.js";
 import { announce } from "./notifications.js";
 import { roomMembers } from "./people.js";
+import { current } from "./page.js";
 
 const SHOWN_AT_MOST = 8;
 const ASKED_AT_MOST = 20; // members are left out of the answer: ask for a few more
@@ -23,7 +24,8 @@ function typedName(field) {
 }
 
 async function people(text) {
-  const page = await api(`people/?q=${encodeURIComponent(text.slice(0, 100))}&limit=${ASKED_AT_MOST}`);
+  // With the room: never someone a barrier keeps out of it (the add would be refused).
+  const page = await api(`people/?q=${encodeURIComponent(text.slice(0, 100))}&room=${Number(current.id)}&limit=${ASKED_AT_MOST}`);
   const members = new Set(roomMembers().map((m) => m.user_id));
   const q = text.toLocaleLowerCase();
   // Usernames that start with what was typed first, then by username (the API pages by id).
