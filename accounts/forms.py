@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth import password_validation
 
-from accounts.models import ApiToken, User
+from accounts.models import NAME_PART_MAX_LENGTH, ApiToken, User
 from accounts.roles import ROLE_CHOICES, Role
 
 
@@ -94,13 +94,13 @@ class DisplayNameForm(forms.Form):
 
     first_name = forms.CharField(
         label="First name",
-        max_length=150,
+        max_length=NAME_PART_MAX_LENGTH,
         required=False,
         widget=forms.TextInput(attrs={"autocomplete": "given-name", "dir": "auto"}),
     )
     last_name = forms.CharField(
         label="Last name",
-        max_length=150,
+        max_length=NAME_PART_MAX_LENGTH,
         required=False,
         widget=forms.TextInput(attrs={"autocomplete": "family-name", "dir": "auto"}),
     )

@@ -5,6 +5,7 @@ from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -37,6 +38,10 @@ class UserManager(DjangoUserManager["User"]):
         self, username: str, email: str | None = None, password: str | None = None, **extra: object
     ) -> User:
         raise PermissionDenied(SUPERUSER_REFUSED)
+
+
+# The most characters of a first or of a last name (``User.first_name``, ``last_name``).
+NAME_PART_MAX_LENGTH = 64
 
 
 def person_label(*, name: str, username: str, email: str = "") -> str:
@@ -77,11 +82,19 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
     # "b0b.smith" and "bob.smith", as 0 is confusable with O). Kept in step by clean() and
     # save(); unique in the database, so the check and the write are one step.
     username_skeleton = models.CharField(max_length=600, editable=False, default="")
+    # A display name's parts are at most NAME_PART_MAX_LENGTH characters each on every
+    # edge (the column keeps Django's 150, so no older name is cut).
     first_name = models.CharField(
-        "first name", max_length=150, blank=True, validators=[validate_label]
+        "first name",
+        max_length=150,
+        blank=True,
+        validators=[validate_label, MaxLengthValidator(NAME_PART_MAX_LENGTH)],
     )
     last_name = models.CharField(
-        "last name", max_length=150, blank=True, validators=[validate_label]
+        "last name",
+        max_length=150,
+        blank=True,
+        validators=[validate_label, MaxLengthValidator(NAME_PART_MAX_LENGTH)],
     )
     email = models.EmailField("email address", blank=True)
     # Bumped by every credential change (password change or reset, factor reset,

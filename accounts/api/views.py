@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api.permissions import request_token
-from accounts.models import ApiToken, User
+from accounts.models import NAME_PART_MAX_LENGTH, ApiToken, User
 from accounts.selectors import api_token_get, api_tokens_for
 from accounts.services import api_token_create, api_token_revoke, user_profile_update
 from safechat.fields import InputSerializer, StrictCharField, StrictIntegerField, no_body_check
@@ -135,8 +135,12 @@ class ProfileApi(APIView):
     class ProfileUpdateInput(InputSerializer):
         # Surrounding spaces are dropped; the rules of a name (no direction control, not
         # only invisible characters) are the service's, as on every edge (400, per field).
-        first_name = StrictCharField(max_length=150, required=False, allow_blank=True)
-        last_name = StrictCharField(max_length=150, required=False, allow_blank=True)
+        first_name = StrictCharField(
+            max_length=NAME_PART_MAX_LENGTH, required=False, allow_blank=True
+        )
+        last_name = StrictCharField(
+            max_length=NAME_PART_MAX_LENGTH, required=False, allow_blank=True
+        )
 
     @extend_schema(responses=ProfileOutputSerializer, operation_id="accounts_me_retrieve")
     def get(self, request: Request) -> Response:

@@ -37,6 +37,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.models import (
+    NAME_PART_MAX_LENGTH,
     FederatedIdentity,
     OidcLogoutTokenUse,
     ProviderMfaDevice,
@@ -320,6 +321,9 @@ def _link_for_new_account(*, request: HttpRequest, identity: AssertedIdentity) -
 
 
 def _label(value: str) -> str:
+    # A name part the provider sends that SafeChat would refuse is left out, not cut.
+    if len(value) > NAME_PART_MAX_LENGTH:
+        return ""
     try:
         validate_label(value)
     except ValidationError:

@@ -23,7 +23,7 @@ _NO_NUL = ProhibitNullCharactersValidator()
 
 def display_name_clean(**values: str | None) -> dict[str, str]:
     """The name fields given (``first_name``, ``last_name``; None: not given), each with
-    surrounding whitespace removed and checked by the model field's own rules: at most 150
+    surrounding whitespace removed and checked by the model field's own rules: at most 64
     characters, no direction control, not only invisible characters
     (``safechat.unicode_text.validate_label``), and no NUL. An empty value is allowed (no
     name: the username is shown).

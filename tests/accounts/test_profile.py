@@ -145,7 +145,7 @@ def test_a_deceiving_name_is_refused_by_field_and_nothing_is_written(name: str, 
 
 @pytest.mark.parametrize(
     ("value", "code"),
-    [("x" * 151, "max_length"), ("Al\x00ice", "null_characters_not_allowed")],
+    [("x" * 65, "max_length"), ("Al\x00ice", "null_characters_not_allowed")],
 )
 def test_a_name_too_long_or_with_a_nul_is_refused(value: str, code: str) -> None:
     alice = make_user(first_name="Alice")
@@ -156,6 +156,23 @@ def test_a_name_too_long_or_with_a_nul_is_refused(value: str, code: str) -> None
     assert [e.code for e in refused.value.error_dict["first_name"]] == [code]
     alice.refresh_from_db()
     assert alice.first_name == "Alice"
+
+
+def test_a_name_part_of_64_characters_is_the_longest_allowed_on_every_edge() -> None:
+    # given Alice, and a first name of 64 characters
+    alice = make_user(first_name="Alice")
+    longest = "W" * 64
+
+    # when she sets it, then one character more on the profile page and the API
+    user_profile_update(actor=alice, first_name=longest)
+    page = verified(alice).post(PROFILE, {"first_name": longest + "W", "last_name": ""})
+    api = verified(alice).patch(ME, {"last_name": "x" * 65}, content_type="application/json")
+
+    # then the 64 are kept and the 65 refused on each edge, nothing else written
+    alice.refresh_from_db()
+    assert (alice.first_name, alice.last_name) == (longest, "")
+    assert page.status_code == 400
+    assert api.status_code == 400
 
 
 def test_a_name_in_another_script_or_with_an_emoji_is_a_name() -> None:
@@ -308,7 +325,7 @@ def test_the_api_refuses_a_deceiving_name_with_a_pointer_to_the_field(
 
 @pytest.mark.parametrize(
     "body",
-    [{"first_name": 5}, {"first_name": None}, {"last_name": ["Martin"]}, {"first_name": "x" * 151}],
+    [{"first_name": 5}, {"first_name": None}, {"last_name": ["Martin"]}, {"first_name": "x" * 65}],
 )
 def test_the_api_refuses_a_name_of_the_wrong_shape(user: User, body: dict[str, Any]) -> None:
     response = verified(user).patch(ME, body, content_type="application/json")

@@ -179,6 +179,8 @@ def test_the_portal_reflows_at_320_px_and_at_200_percent_zoom(
     # given a security admin in a room with a long topic (1280 px at 200 % is 640 px)
     sam_user = grant_role(make_room_admin(username="sam"), Role.SECURITY_ADMIN)
     room = busy_room(sam_user, make_user(username="bob"))
+    # and a colleague whose first and last names are one long word each (64, the most)
+    make_user(username="wolfgang", first_name="W" * 64, last_name="Q" * 64)
     # and a pending invitation on the Users page, its Revoke button named for screen readers
     invitation_create(
         actor=sam_user, email="a.rather.long.address@bank.example", role=Role.COMPLIANCE_OFFICER
@@ -205,6 +207,12 @@ def test_the_portal_reflows_at_320_px_and_at_200_percent_zoom(
             assert box["x"] + box["width"] <= viewport["width"]
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / f"reflow-{name}-chat.png"), full_page=True)
+
+            # and the pages that list people wrap a long one-word name
+            for path in ("/rooms/conversations/new/?q=wolfgang", "/rooms/people/?q=wolfgang"):
+                page.goto(f"{base_url}{path}")
+                expect(page.get_by_text("W" * 64, exact=False).first).to_be_visible()
+                assert page.evaluate(NO_SIDEWAYS_SCROLL), path
 
             # and the tables of factors, sessions, tokens and users scroll in a labelled
             # region of their own, not the page
@@ -371,6 +379,8 @@ def test_dark_mode_renders_and_axe_finds_nothing_in_it(
     # given a person whose system prefers dark
     sam_user = grant_role(make_room_admin(username="sam"), Role.SECURITY_ADMIN)
     room = busy_room(sam_user, make_user(username="bob"))
+    # and a colleague whose first and last names are one long word each (64, the most)
+    make_user(username="wolfgang", first_name="W" * 64, last_name="Q" * 64)
     # and a pending invitation on the Users page, its Revoke button named for screen readers
     invitation_create(
         actor=sam_user, email="a.rather.long.address@bank.example", role=Role.COMPLIANCE_OFFICER
