@@ -56,7 +56,7 @@ def test_a_conversation_is_called_by_the_other_person_and_look_alikes_are_told_a
         expect(mine.locator("a")).to_have_attribute("title", "@rita.r")
         expect(mine).to_have_attribute("data-label", "Rita Rossi (@rita.r)")
         expect(max_page.locator("#notices")).to_contain_text(
-            "You were added to Rita Rossi (@rita.r)."
+            "Rita Rossi (@rita.r) started a conversation with you."
         )
         expect(max_page.locator("#room-list")).not_to_contain_text("max, rita.r")
 

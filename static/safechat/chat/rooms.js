@@ -122,6 +122,15 @@ async function refreshRoomList() {
   return rooms;
 }
 
+// What a new room in one's list is announced as. A direct conversation's people are fixed
+// when it starts, so one with one other person was started by them; a group's starter is
+// one of its people: "with" them, then.
+function grantedText(room) {
+  if (room.kind !== "direct") return `You were added to ${fullLabel(room.label)}.`;
+  if (room.label.usernames.length === 1) return `${fullLabel(room.label)} started a conversation with you.`;
+  return `You were added to a conversation with ${fullLabel(room.label)}.`;
+}
+
 export async function onRoomGranted(roomId) {
   try {
     const rooms = await refreshRoomList();
@@ -130,7 +139,7 @@ export async function onRoomGranted(roomId) {
     const page = await api(`rooms/${Number(roomId)}/messages/?limit=1`, { background: true });
     startRoom(Number(roomId), page.results[0]);
     if (room) {
-      notice(`You were added to ${fullLabel(room.label)}.`, false, h("a", { href: `${config.urls.portal}?room=${room.id}` }, "Open it"));
+      notice(grantedText(room), false, h("a", { href: `${config.urls.portal}?room=${room.id}` }, "Open it"));
     }
   } catch (error) {
     notice(sentence(`could not refresh your rooms: ${error.message}`), true);
