@@ -104,6 +104,10 @@ def test_a_colleague_is_mentioned_from_the_keyboard_and_sees_it_everywhere(
 
             # Alice types "@co": both colleagues are offered, by name, and announced
             composer = alice_page.locator("#composer-input")
+            # (a textarea: WAI-ARIA 1.2 textbox with a listbox popup, ARIA in HTML)
+            expect(composer).to_have_attribute("aria-haspopup", "listbox")
+            expect(composer).to_have_attribute("aria-autocomplete", "list")
+            expect(composer).to_have_attribute("aria-controls", "mention-listbox")
             composer.press_sequentially("@co", delay=20)
             options = alice_page.get_by_role("listbox", name="People to mention").get_by_role(
                 "option"

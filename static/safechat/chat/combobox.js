@@ -8,8 +8,9 @@
 // where the caller says so) picks; Escape closes the list and only the list; a click
 // picks without taking focus from the field. The number of suggestions is announced in
 // the page's live region. An <input> carries role="combobox" and aria-expanded; a
-// <textarea> may take no role (ARIA in HTML), so it keeps its textbox role and carries
-// what a textbox may: aria-autocomplete, aria-controls and aria-activedescendant.
+// <textarea> may take no role (ARIA in HTML), and a combobox would lose its multi-line
+// semantics, so it keeps its textbox role and carries what a textbox may in WAI-ARIA 1.2:
+// aria-haspopup="listbox", aria-autocomplete, aria-controls and aria-activedescendant.
 import { h, byId } from "./dom.js";
 import { announce } from "./notifications.js";
 
@@ -45,6 +46,9 @@ export function combobox({
   if (isInput) {
     field.setAttribute("role", "combobox");
     field.setAttribute("aria-expanded", "false");
+  } else {
+    // WAI-ARIA 1.2 lets a textbox say it has a popup (aria-haspopup), not aria-expanded.
+    field.setAttribute("aria-haspopup", "listbox");
   }
   field.setAttribute("aria-autocomplete", "list");
   field.setAttribute("aria-controls", id);
