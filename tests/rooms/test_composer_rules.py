@@ -24,6 +24,8 @@ from rooms.services import (
     group_create,
     group_members_set,
     message_post,
+    reaction_toggle,
+    room_archive,
 )
 from safechat.websocket_limits import WEBSOCKET_MAX_FRAME_BYTES
 from tests.accounts.factories import grant_role, make_user
@@ -114,7 +116,8 @@ def test_a_conversation_a_barrier_separates_shows_a_disabled_composer_with_the_r
     banker = make_user(username="banker", first_name="Bea", last_name="Banker")
     analyst = make_user(username="analyst")
     direct = direct_conversation_create(actor=banker, participants=[analyst])
-    message_post(sender=analyst, room=direct, text="the numbers are in")
+    posted = message_post(sender=analyst, room=direct, text="the numbers are in")
+    reaction_toggle(actor=banker, message=posted, emoji="\U0001f44d")
     deals, research = (
         group_create(actor=admin, name="deals"),
         group_create(actor=admin, name="research"),
@@ -142,6 +145,28 @@ def test_a_conversation_a_barrier_separates_shows_a_disabled_composer_with_the_r
     ) in page
     assert chat_config(page)["room"]["can"]["post"] is False
     assert chat_config(page)["room"]["can"]["walled"] is True
+    # and its reactions are shown, marked disabled and described by the same reason
+    assert re.search(
+        r'<button type="button" class="reaction" data-emoji="\U0001f44d" aria-pressed="true"'
+        r'[^>]* aria-disabled="true" aria-describedby="composer-blocked-reason">',
+        page,
+    )
+
+
+def test_an_archived_rooms_reactions_are_disabled_with_the_reason() -> None:
+    # given a room with a reaction, archived
+    owner = make_room_admin()
+    room = make_room(owner=owner)
+    posted = message_post(sender=owner, room=room, text="closing the desk")
+    reaction_toggle(actor=owner, message=posted, emoji="\U0001f44d")
+    room_archive(actor=owner, room=room)
+
+    # when the owner opens it
+    page = verified_client(owner).get(f"/rooms/?room={room.pk}").content.decode()
+
+    # then the chip is disabled and points at the shown reason
+    assert 'aria-disabled="true" aria-describedby="composer-readonly-reason"' in page
+    assert '<p id="composer-readonly-reason" class="composer-readonly muted">' in page
 
 
 def test_a_room_without_a_barrier_has_the_live_composer() -> None:

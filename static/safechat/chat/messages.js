@@ -87,6 +87,15 @@ function senderLabel(message) {
   ];
 }
 
+// Where one may not post (a barrier, an archived or a read-only room) reacting is refused
+// too: the chips stay readable and focusable, marked disabled, described by the reason the
+// page shows (templates/rooms/_message.html does the same).
+function reactionsBlocked() {
+  if (current?.can.post) return {};
+  const reason = byId("composer-blocked-reason") ? "composer-blocked-reason" : "composer-readonly-reason";
+  return { "aria-disabled": "true", "aria-describedby": reason };
+}
+
 // Rebuilding the chips would drop the focus of the one just pressed to the page body:
 // it goes back to the chip of the same emoji, or, if that is gone, to the message.
 function reactionButtons(container, reactions) {
@@ -101,6 +110,7 @@ function reactionButtons(container, reactions) {
           dataset: { emoji },
           "aria-pressed": userIds.includes(me.id) ? "true" : "false",
           "aria-label": `${emoji} reaction, ${userIds.length}`,
+          ...reactionsBlocked(),
         },
         `${emoji} ${userIds.length}`,
       ),
@@ -451,6 +461,7 @@ function onListClick(event) {
   if (button.dataset.action === "profile") {
     openCard(button);
   } else if (button.classList.contains("reaction")) {
+    if (button.getAttribute("aria-disabled") === "true") return; // the reason is shown
     toggleReaction(messageId, button.dataset.emoji);
   } else if (button.dataset.action === "react-pick") {
     openPicker(button, messageId);
