@@ -347,13 +347,14 @@ def test_the_chat_works_by_keyboard_keeps_focus_and_announces_plain_text(
             )
             assert shapes[0] != shapes[1]
 
-            # A new message is announced as the text shown, not its Markdown
+            # A new message is announced as the text shown, not its Markdown, by the
+            # sender's label (bob has no name: "@bob")
             bob_context = browser.new_context()
             bob_page = sign_in(bob_context, base_url, bob, errors, f"/rooms/?room={room.pk}")
             bob_page.locator("#composer-input").fill("**Bold** move on `10y`")
             bob_page.locator("#composer-input").press("Enter")
             expect(page.locator("#live-announcer")).to_have_text(
-                "bob: Bold move on 10y", timeout=LIVE
+                "@bob: Bold move on 10y", timeout=LIVE
             )
 
             # Deleting a message moves focus to the one before it, visibly, and says so
