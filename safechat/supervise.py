@@ -2,7 +2,13 @@
 clamd (the file vault's malware scanner) when asked.
 
 ``make run`` calls this. Ctrl-C (or SIGTERM) stops them all together; if one exits on
-its own, the others are stopped too, so nothing half-runs unnoticed.
+its own, the others are stopped too, so nothing half-runs unnoticed. If the runner itself
+dies without a chance to clean up (SIGKILL, the OOM killer), the kernel stops its
+children: each is started with Linux's parent-death signal (``PR_SET_PDEATHSIG``, set
+through ``billiard.util.set_pdeathsig``, the call Celery's own pool uses for its worker
+processes), so it receives SIGTERM the moment the runner is gone, and Celery's pool
+processes in turn die with the worker. No user-space supervisor (``honcho`` included)
+can do this for itself: a process killed with SIGKILL runs no clean-up code.
 
 ``make run CLAMD=1`` (``SAFECHAT_RUN_CLAMD=1``) also runs Debian's ``/usr/sbin/clamd``
 in the foreground with a configuration written under ``<data dir>/clamd/``: its socket
@@ -23,8 +29,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+
+from billiard.util import set_pdeathsig  # type: ignore[attr-defined]  # celery-types omits it
 
 STOP_GRACE_SECONDS = 10
 
@@ -132,6 +141,39 @@ def clamd_command(data_dir: Path, environ: dict[str, str]) -> tuple[list[str], s
     return [binary, "--config-file", str(config)], str(socket_path), spool
 
 
+# The signal a child receives when the runner dies: a graceful stop, as with Ctrl-C.
+PARENT_DEATH_SIGNAL = signal.SIGTERM
+
+
+def dies_with(parent_pid: int) -> Callable[[], None]:
+    """A ``preexec_fn`` for ``subprocess.Popen``: the child (and the program it executes;
+    the setting survives ``execve`` of a non-setuid program) receives
+    :data:`PARENT_DEATH_SIGNAL` when the process ``parent_pid`` ends, however it ends.
+
+    Runs in the forked child before ``exec``. If the parent ended before the setting
+    took effect (its death would then go unsignalled), the child stops itself at once.
+    Linux only: elsewhere ``set_pdeathsig`` raises ``OSError`` and ``Popen`` fails.
+    """
+
+    def arm() -> None:
+        set_pdeathsig(PARENT_DEATH_SIGNAL)
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), PARENT_DEATH_SIGNAL)
+
+    return arm
+
+
+def start(argv: list[str]) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as a child that stops when the runner stops, however it stops.
+
+    Its own session and process group: the terminal's Ctrl-C reaches the runner alone,
+    which then stops the children in order.
+    """
+    return subprocess.Popen(  # noqa: S603 - argv built here, never from input
+        argv, start_new_session=True, preexec_fn=dies_with(os.getpid())
+    )
+
+
 def main() -> int:
     port = os.environ.get("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
@@ -152,13 +194,12 @@ def main() -> int:
         if clamd is not None:
             argv, socket_path, spool = clamd
             # Started first, so the web and worker see it; they use its socket.
-            children["clamd"] = subprocess.Popen(argv, start_new_session=True)  # noqa: S603
+            children["clamd"] = start(argv)
             os.environ["SAFECHAT_CLAMD_SOCKET"] = socket_path
             print(f"clamd is starting on {socket_path}", flush=True)
 
     for name, argv in commands(port, host).items():
-        # Own process group: the terminal's Ctrl-C reaches us, and we stop children in order.
-        children[name] = subprocess.Popen(argv, start_new_session=True)  # noqa: S603
+        children[name] = start(argv)
     print(f"SafeChat is starting on http://{host}:{port}/ (Ctrl-C stops everything)", flush=True)
 
     exit_code = 0

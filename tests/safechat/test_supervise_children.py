@@ -1,0 +1,99 @@
+"""The process runner's children stop whatever happens to the runner, SIGKILL included."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.fixtures import PROJECT_ROOT, project_env
+
+# uvicorn, the Celery worker (and its two pool processes) and beat.
+EXPECTED_DESCENDANTS = 5
+
+
+def _children_of() -> dict[int, list[int]]:
+    """Every live process's children, read from /proc (state Z, a zombie, is not live)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")".
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if state != "Z":
+            children.setdefault(int(ppid), []).append(int(entry.name))
+    return children
+
+
+def _descendants(pid: int) -> set[int]:
+    tree = _children_of()
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    live = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            live.add(pid)
+    return live
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_killing_the_runner_with_sigkill_leaves_no_child_behind(tmp_path: Path) -> None:
+    # given the runner started as `make run` starts it, with all its processes up
+    env = project_env(tmp_path, PORT=str(_free_port()), SAFECHAT_RUN_CLAMD="")
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "safechat.supervise"],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        descendants: set[int] = set()
+        while time.monotonic() < deadline:
+            assert runner.poll() is None, "the runner stopped while starting"
+            descendants = _descendants(runner.pid)
+            if len(descendants) >= EXPECTED_DESCENDANTS:
+                break
+            time.sleep(0.5)
+        assert len(descendants) >= EXPECTED_DESCENDANTS, descendants
+
+        # when the runner is killed outright: no handler of its own runs
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait(timeout=10)
+
+        # then every process it had started, and theirs, is gone
+        deadline = time.monotonic() + 30
+        while _alive(descendants) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _alive(descendants) == set()
+    finally:
+        for pid in _alive(_descendants(runner.pid) | descendants):
+            os.kill(pid, signal.SIGKILL)
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
