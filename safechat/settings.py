@@ -683,28 +683,32 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-# --- Logging: structured lines to stderr, never message or file content -----
+# --- Logging: JSON lines to stderr, never message or file content (safechat/logjson.py)
+# The server's own loggers (uvicorn's) write through the same handler, so web, worker
+# and beat lines share one format; Celery leaves logging to these settings
+# (safechat.celery).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
         "request_id": {"()": "safechat.middleware.RequestIdLogFilter"},
+        "task_fields": {"()": "safechat.logjson.TaskFieldsFilter"},
         "one_time_secrets": {"()": "safechat.logredact.OneTimeSecretFilter"},
     },
-    "formatters": {
-        "line": {
-            "format": "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s %(message)s",
-        }
-    },
+    "formatters": {"json": {"()": "safechat.logjson.JsonLineFormatter"}},
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",
-            "formatter": "line",
-            "filters": ["request_id", "one_time_secrets"],
+            "formatter": "json",
+            "filters": ["request_id", "task_fields", "one_time_secrets"],
         }
     },
     "root": {"handlers": ["stderr"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        **{
+            name: {"handlers": ["stderr"], "propagate": False}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
     },
 }

@@ -163,14 +163,18 @@ def dies_with(parent_pid: int) -> Callable[[], None]:
     return arm
 
 
-def start(argv: list[str]) -> subprocess.Popen[bytes]:
-    """Start ``argv`` as a child that stops when the runner stops, however it stops.
+def start(argv: list[str], service: str) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as a child that stops when the runner stops, however it stops, with
+    ``SAFECHAT_SERVICE`` set to ``service`` (its log lines say which process wrote them).
 
     Its own session and process group: the terminal's Ctrl-C reaches the runner alone,
     which then stops the children in order.
     """
     return subprocess.Popen(  # noqa: S603 - argv built here, never from input
-        argv, start_new_session=True, preexec_fn=dies_with(os.getpid())
+        argv,
+        start_new_session=True,
+        preexec_fn=dies_with(os.getpid()),
+        env={**os.environ, "SAFECHAT_SERVICE": service},
     )
 
 
@@ -194,12 +198,12 @@ def main() -> int:
         if clamd is not None:
             argv, socket_path, spool = clamd
             # Started first, so the web and worker see it; they use its socket.
-            children["clamd"] = start(argv)
+            children["clamd"] = start(argv, "clamd")
             os.environ["SAFECHAT_CLAMD_SOCKET"] = socket_path
             print(f"clamd is starting on {socket_path}", flush=True)
 
     for name, argv in commands(port, host).items():
-        children[name] = start(argv)
+        children[name] = start(argv, name)
     print(f"SafeChat is starting on http://{host}:{port}/ (Ctrl-C stops everything)", flush=True)
 
     exit_code = 0

@@ -1,14 +1,18 @@
-"""The process runner's children stop whatever happens to the runner, SIGKILL included."""
+"""The process runner (`make run`): its children stop whatever happens to it, SIGKILL
+included, and web, worker and beat all log JSON lines, each naming its process."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tests.support.fixtures import PROJECT_ROOT, project_env
 
@@ -97,3 +101,47 @@ def test_killing_the_runner_with_sigkill_leaves_no_child_behind(tmp_path: Path) 
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+
+
+def test_web_worker_and_beat_log_json_lines_and_the_access_line_has_the_request_id(
+    tmp_path: Path,
+) -> None:
+    # given the runner started as `make run` starts it, its processes' log to a file
+    port = _free_port()
+    # Run as root here, Celery warns so before logging is configured; a container runs
+    # as a user (docs/operations.md), where no such warning is written.
+    env = project_env(
+        tmp_path, PORT=str(port), SAFECHAT_RUN_CLAMD="", PYTHONWARNINGS="ignore::UserWarning"
+    )
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as stderr:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "safechat.supervise"],
+            cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
+    try:
+        started = {"web": "Application startup complete.", "beat": "beat: Starting..."}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert runner.poll() is None, log.read_text()
+            text = log.read_text()
+            if all(line in text for line in started.values()) and "ready." in text:
+                break
+            time.sleep(0.5)
+
+        # when a request reaches the web server
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:
+            request_id = answer.headers["X-Request-ID"]
+        time.sleep(1)
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout=30)
+
+    # then every line any of them wrote is one JSON object naming its process
+    lines: list[dict[str, Any]] = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {line["service"] for line in lines} == {"web", "worker", "beat"}
+    assert all({"time", "level", "logger", "message", "request_id"} <= set(line) for line in lines)
+    # and the server's access line carries the id the response carried
+    access = [line for line in lines if line["logger"] == "uvicorn.access"]
+    assert [line["request_id"] for line in access] == [request_id]
+    assert "/healthz" in access[0]["message"]
