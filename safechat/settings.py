@@ -87,6 +87,8 @@ SAFECHAT_AUDIT_SIGNING_KEY_FILE = env.str(
 
 # Key management (see docs/security.md).
 SAFECHAT_KEY_CACHE_SECONDS = env.int("SAFECHAT_KEY_CACHE_SECONDS", default=60)
+# The bearer token a Prometheus server sends to read /metrics; unset: /metrics is a 404.
+SAFECHAT_METRICS_TOKEN = env.str("SAFECHAT_METRICS_TOKEN", default="")
 SAFECHAT_EPOCH_MAX_AGE_DAYS = env.int("SAFECHAT_EPOCH_MAX_AGE_DAYS", default=30)
 # Messages plus file keys per epoch key; capped at the crypto core's bound for random
 # 96-bit GCM nonces (safechat.crypto.MAX_MESSAGES_PER_KEY, 2^24): a larger value is refused.
@@ -163,6 +165,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Request metrics (django-prometheus): first and last, so they time everything between.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "safechat.middleware.RequestIdMiddleware",
     # API responses: no-store, and the RateLimit headers of what the request counted.
     "safechat.middleware.ApiResponseMiddleware",
@@ -183,8 +187,10 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     # Django's empty 405 (its method decorators) as the portal's page, or problem details.
     "safechat.middleware.MethodNotAllowedMiddleware",
-    # Last, so it sees a view's exception first: stored key data that failed its check.
+    # Last but the metrics (whose counter only counts it), so it acts on a view's exception
+    # first: stored key data that failed its check.
     "safechat.middleware.IntegrityFailureMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "safechat.urls"

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from types import FrameType
 
@@ -178,6 +178,20 @@ def start(argv: list[str], service: str) -> subprocess.Popen[bytes]:
     )
 
 
+def metrics_folder_prepare(data_dir: Path, environ: MutableMapping[str, str]) -> Path:
+    """The folder where every child writes its metrics (prometheus_client's multiprocess
+    mode), so that the web server's ``/metrics`` serves the worker's and beat's counts too:
+    ``PROMETHEUS_MULTIPROC_DIR`` if set, else ``<data dir>/prometheus`` (then set in
+    ``environ`` for the children). Its metric files (``*.db``) are removed first: counts
+    start again with the product, as prometheus_client's multiprocess mode requires."""
+    folder = Path(environ.get("PROMETHEUS_MULTIPROC_DIR") or data_dir / "prometheus")
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    return folder
+
+
 def main() -> int:
     port = os.environ.get("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
@@ -191,9 +205,10 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    data_dir = Path(os.environ.get("SAFECHAT_DATA_DIR") or Path.cwd() / "var")
+    metrics_folder_prepare(data_dir, os.environ)
 
     if os.environ.get("SAFECHAT_RUN_CLAMD", "") not in ("", "0"):
-        data_dir = Path(os.environ.get("SAFECHAT_DATA_DIR") or Path.cwd() / "var")
         clamd = clamd_command(data_dir, dict(os.environ))
         if clamd is not None:
             argv, socket_path, spool = clamd

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from safechat.supervise import metrics_folder_prepare
 from tests.support.fixtures import PROJECT_ROOT, project_env
 
 # uvicorn, the Celery worker (and its two pool processes) and beat.
@@ -145,3 +146,19 @@ def test_web_worker_and_beat_log_json_lines_and_the_access_line_has_the_request_
     access = [line for line in lines if line["logger"] == "uvicorn.access"]
     assert [line["request_id"] for line in access] == [request_id]
     assert "/healthz" in access[0]["message"]
+
+
+def test_the_runner_gives_its_children_one_emptied_metrics_folder(tmp_path: Path) -> None:
+    # given a metrics folder left by an earlier run
+    folder = tmp_path / "data" / "prometheus"
+    folder.mkdir(parents=True)
+    (folder / "counter_123.db").write_bytes(b"old counts")
+    environ: dict[str, str] = {}
+
+    # when the runner prepares it
+    prepared = metrics_folder_prepare(tmp_path / "data", environ)
+
+    # then its children are pointed at it, and the old counts are gone
+    assert prepared == folder
+    assert environ["PROMETHEUS_MULTIPROC_DIR"] == str(folder)
+    assert list(folder.iterdir()) == []
