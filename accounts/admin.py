@@ -21,7 +21,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import ApiToken, Invitation, User, UserSession
-from accounts.roles import MANAGE_USERS
+from accounts.roles import MANAGE_USERS, ROLE_CHOICES, role_label
 from accounts.selectors import people
 from accounts.services import (
     api_token_revoke,
@@ -90,6 +90,28 @@ class GroupListFilter(admin.RelatedFieldListFilter):
         super().__init__(*args, **kwargs)
         self.title = SafeString("group or role")
         self.empty_value_display = SafeString("in no group")
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> Any:
+        # A role's group is stored under the role's value ("room_admin"): shown by its
+        # label ("Room administrator"), as everywhere a person reads it.
+        return [
+            (pk, role_label(str(name)))
+            for pk, name in super().field_choices(field, request, model_admin)
+        ]
+
+
+class RoleListFilter(admin.SimpleListFilter):
+    """Invitations by the role they give, each named by its label, never its stored value."""
+
+    title = "role"
+    parameter_name = "role"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(ROLE_CHOICES)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(role=value) if value else queryset
 
 
 @admin.register(User)
@@ -214,12 +236,17 @@ class ApiTokenAdmin(_InvestigatorView, ReadOnlyAdmin):
 @admin.register(Invitation)
 class InvitationAdmin(_InvestigatorView, ReadOnlyAdmin):
     list_display = [
-        "email", "role", "invited_by", "created_at", "expires_at", "accepted_at", "revoked_at",
+        "email", "role_shown", "invited_by", "created_at", "expires_at", "accepted_at",
+        "revoked_at",
     ]  # fmt: skip
-    list_filter = ["role"]
+    list_filter = [RoleListFilter]
     search_fields = ["email"]
     exclude = ["token_hash"]
     actions = ["revoke"]
+
+    @admin.display(description="role", ordering="role")
+    def role_shown(self, obj: Invitation) -> str:
+        return obj.role_label
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         # Offered to security admins; the service checks it again under a lock.

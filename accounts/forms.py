@@ -132,6 +132,14 @@ class TokenCreateForm(forms.Form):
     # The longest life (``SAFECHAT_TOKEN_MAX_DAYS``) is the service's rule, for every edge.
     days = forms.IntegerField(min_value=1)
 
+    def __init__(self, *args: Any, can_provision: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not can_provision:
+            # A SCIM token is a security admin's to issue (the service refuses it anyway).
+            field = self.fields["scope"]
+            assert isinstance(field, forms.ChoiceField)  # noqa: S101 - declared above
+            field.choices = [c for c in ApiToken.Scope.choices if c[0] != ApiToken.Scope.SCIM]
+
 
 class InviteForm(forms.Form):
     email = forms.EmailField()

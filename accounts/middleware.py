@@ -45,6 +45,10 @@ PUBLIC_ROUTES = frozenset(
         "accounts:password-reset-confirm",
         "accounts:bootstrap",
         "accounts:invitation",
+        # SCIM authenticates its own token on every request and takes no session.
+        "scim:users",
+        "scim:user",
+        "scim:service-provider-config",
     }
 )
 # Reachable after the password, before the second factor.

@@ -13,7 +13,7 @@ from django_otp.models import Device, ThrottlingMixin, TimestampMixin
 from accounts.credentials import backup_code_hash
 from accounts.roles import role_label
 from safechat.unicode_text import (
-    confusable_skeleton,
+    case_insensitive_skeleton,
     username_lookup_form,
     validate_label,
     validate_username,
@@ -54,9 +54,11 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
         validators=[UnicodeUsernameValidator(), validate_username],
         error_messages={"unique": "That username is already taken."},
     )
-    # The username's UTS #39 confusable skeleton: two accounts never look alike ("alice"
-    # and "alice" spelt with the Cyrillic a, U+0430). Kept in step by clean() and save();
-    # unique in the database, so the check and the write are one step.
+    # The username's UTS #39 confusable skeleton, case-insensitive
+    # (``case_insensitive_skeleton``: skeleton(casefold(skeleton(username)))): two
+    # accounts never look alike ("alice" and "alice" spelt with the Cyrillic a, U+0430;
+    # "b0b.smith" and "bob.smith", as 0 is confusable with O). Kept in step by clean() and
+    # save(); unique in the database, so the check and the write are one step.
     username_skeleton = models.CharField(max_length=600, editable=False, default="")
     first_name = models.CharField(
         "first name", max_length=150, blank=True, validators=[validate_label]
@@ -119,11 +121,11 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
     def clean(self) -> None:
         super().clean()  # normalises the username and the email
         # Before validate_constraints, so a look-alike is a form error, not an IntegrityError.
-        self.username_skeleton = confusable_skeleton(self.get_username())
+        self.username_skeleton = case_insensitive_skeleton(self.get_username())
 
     def save(self, *args: object, **kwargs: object) -> None:
         # The skeleton follows the username on every path (services, admin, commands).
-        self.username_skeleton = confusable_skeleton(self.get_username())
+        self.username_skeleton = case_insensitive_skeleton(self.get_username())
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and "username" in update_fields:  # type: ignore[operator]
             kwargs["update_fields"] = {*update_fields, "username_skeleton"}  # type: ignore[misc]
@@ -175,6 +177,7 @@ class ApiToken(models.Model):
         WRITE = "write", "write (read, and changes)"
         ADMIN = "admin", "admin (write, and administrative endpoints)"
         AUDIT = "audit", "audit (reading the audit export, nothing else)"
+        SCIM = "scim", "scim (an identity provider's provisioning, nothing else)"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
@@ -228,7 +231,7 @@ class Invitation(models.Model):
     )
 
     def __str__(self) -> str:
-        return f"invitation of {self.email} as {self.role}"
+        return f"invitation of {self.email} as {self.role_label}"
 
     @property
     def role_label(self) -> str:
@@ -415,3 +418,20 @@ class ProviderMfaDevice(Device):  # type: ignore[misc]
 
     def verify_is_allowed(self) -> tuple[bool, dict[str, object] | None]:
         return False, {"reason": "provider-asserted"}
+
+
+class ProvisionedAccount(models.Model):
+    """An account as an identity provider's provisioning (SCIM 2.0, RFC 7643) knows it:
+    the provider's own identifier for the person (``externalId``), kept as sent and never
+    used to find an account for sign-in (links do that, by subject). Created with the
+    account by SCIM, or when SCIM first writes to an existing account."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provisioning"
+    )
+    external_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"provisioning of user {self.user_id}"

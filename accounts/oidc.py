@@ -31,11 +31,15 @@ itself cannot be reached). This module writes nothing.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import logging
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from authlib.integrations.base_client import MismatchingStateError, OAuthError
@@ -57,6 +61,7 @@ from joserfc.jwk import KeySet
 
 from accounts.credentials import sha256_hex
 from accounts.sso import (
+    GROUPS_MAX,
     AssertedIdentity,
     FederatedRefused,
     OidcProvider,
@@ -64,6 +69,7 @@ from accounts.sso import (
     provider_named,
 )
 
+logger = logging.getLogger(__name__)
 SESSION_FLOWS = "safechat.sso.flows"  # state -> {"provider", "next", "started"}
 FLOWS_KEPT = 5  # flows in progress per browser session (tabs); the oldest goes first
 # Seconds a clock may differ from the provider's (``exp``, ``iat``, ``nbf``).
@@ -272,7 +278,68 @@ def identity_from_callback(
     claims = token.get("userinfo")
     if not claims:
         raise OidcRefused("id_token", detail="no id_token in the token response")
-    return _identity(provider, dict(claims)), str(flow.get("next") or "")
+    raw = token.get("id_token")
+    identity = dataclasses.replace(
+        _identity(provider, dict(claims)),
+        id_token=raw if isinstance(raw, str) and len(raw) <= ID_TOKEN_KEPT_MAX else "",
+    )
+    return identity, str(flow.get("next") or "")
+
+
+# --- Logout started by SafeChat (OpenID Connect RP-Initiated Logout 1.0) ----------------
+
+SESSION_LOGOUT_HINT = "safechat.oidc.logout"  # {"provider": key, "id_token": the ID token}
+ID_TOKEN_KEPT_MAX = 8192  # characters; a longer ID token is not kept as a logout hint
+
+
+def logout_hint_keep(*, request: HttpRequest, identity: AssertedIdentity) -> None:
+    """Keep, in the session a sign-in through ``identity``'s provider started, what a
+    SafeChat sign-out needs to end the provider's session too: the provider and the ID
+    token (its ``id_token_hint``). The session store is server-side (the database)."""
+    if isinstance(identity.provider, OidcProvider) and identity.id_token:
+        request.session[SESSION_LOGOUT_HINT] = {
+            "provider": identity.provider.key,
+            "id_token": identity.id_token,
+        }
+
+
+def logout_hint_take(request: HttpRequest) -> dict[str, str] | None:
+    """The logout hint this session kept, if any (read before the session is flushed)."""
+    hint = request.session.get(SESSION_LOGOUT_HINT)
+    if isinstance(hint, dict) and all(
+        isinstance(hint.get(k), str) for k in ("provider", "id_token")
+    ):
+        return {"provider": hint["provider"], "id_token": hint["id_token"]}
+    return None
+
+
+def end_session_url(*, hint: dict[str, str], post_logout_redirect_uri: str) -> str:
+    """Where to send the browser so the provider ends its own session too (RP-Initiated
+    Logout 1.0, section 2): its discovery document's ``end_session_endpoint`` with
+    ``id_token_hint``, ``client_id``, ``post_logout_redirect_uri`` (which the provider
+    must have registered) and a fresh ``state``. "" where the provider is no longer
+    configured, publishes no such endpoint, or cannot be reached: SafeChat's own sign-out
+    has happened either way."""
+    provider = provider_get(hint["provider"])
+    if provider is None:
+        return ""
+    try:
+        metadata = _ProviderApp(provider).load_server_metadata()
+    except Exception:  # an unreachable provider: the sign-out here stands on its own
+        logger.warning("provider %s metadata unavailable for logout", provider.key)
+        return ""
+    endpoint = metadata.get("end_session_endpoint")
+    if not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in {"https", "http"}:
+        return ""
+    query = urlencode(
+        {
+            "id_token_hint": hint["id_token"],
+            "client_id": provider.client_id,
+            "post_logout_redirect_uri": post_logout_redirect_uri,
+            "state": secrets.token_urlsafe(16),
+        }
+    )
+    return f"{endpoint}{'&' if urlsplit(endpoint).query else '?'}{query}"
 
 
 def _text_claim(claims: dict[str, Any], name: str, limit: int = 254) -> str:
@@ -301,7 +368,18 @@ def _identity(provider: OidcProvider, claims: dict[str, Any]) -> AssertedIdentit
         # The provider's session (Back-Channel Logout 1.0, 2.1): its Logout Token names
         # it, compared exactly, so kept as sent (one longer than the column is not kept).
         session_index=sid if isinstance(sid, str) and len(sid) <= 255 else "",
+        groups=_groups_claim(claims.get(provider.groups_claim)),
     )
+
+
+def _groups_claim(value: object) -> tuple[str, ...]:
+    """The person's groups at the provider (a list of strings, or one string), at most
+    ``GROUPS_MAX`` of them, each at most 255 characters; anything else is no group."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return ()
+    return tuple(v for v in value if isinstance(v, str) and 0 < len(v) <= 255)[:GROUPS_MAX]
 
 
 # --- Back-channel logout (OpenID Connect Back-Channel Logout 1.0) -------------------------

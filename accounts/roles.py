@@ -67,6 +67,11 @@ ROLE_PERMISSIONS: dict[Role, tuple[str, ...]] = {
         "compliance.view_legalhold",
         "compliance.view_retentionrun",
         "compliance.view_messagetombstone",
+        "compliance.supervise",
+        "compliance.view_supervisionlexicon",
+        "compliance.view_supervisionsampling",
+        "compliance.view_supervisionrun",
+        "compliance.view_supervisionitem",
     ),
     Role.SECURITY_ADMIN: (
         "accounts.view_user",

@@ -79,6 +79,7 @@ from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 from accounts.credentials import sha256_hex
 from accounts.sso import (
+    GROUPS_MAX,
     AssertedIdentity,
     FederatedRefused,
     OneTimeAssertion,
@@ -648,6 +649,12 @@ def identity_from_response(
         last_name=_first(attributes, idp.last_name_attribute, 150),
         authn_contexts=contexts,
         session_index=_session_index(assertion),
+        groups=tuple(
+            v
+            for name in idp.groups_attribute
+            for v in attributes.get(name, [])
+            if 0 < len(v) <= 255
+        )[:GROUPS_MAX],
         one_time=OneTimeAssertion(
             assertion_id=str(assertion.id),
             request_id=shape.in_response_to,
@@ -821,5 +828,58 @@ def logout_response_url(*, idp: SamlIdentityProvider, order: LogoutOrder) -> str
         response=True,
         sign=True,
         sigalg=SIG_RSA_SHA256,
+    )
+    return str(dict(info["headers"])["Location"])
+
+
+# --- logout started by SafeChat (SAML Profiles 4.4, SP-initiated, HTTP-Redirect) ----------
+
+SESSION_LOGOUT_HINT = "safechat.saml.logout"  # {"provider", "subject", "session_index"}
+
+
+def logout_hint_keep(*, request: HttpRequest, identity: AssertedIdentity) -> None:
+    """Keep, in the session a SAML sign-in started, what a SafeChat sign-out needs to ask
+    the IdP to end its session too: the IdP, the persistent NameID and the SessionIndex
+    (server-side session store), where the IdP has a single logout service."""
+    if isinstance(identity.provider, SamlIdentityProvider) and identity.provider.slo_url:
+        request.session[SESSION_LOGOUT_HINT] = {
+            "provider": identity.provider.key,
+            "subject": identity.subject,
+            "session_index": identity.session_index,
+        }
+
+
+def logout_hint_take(request: HttpRequest) -> dict[str, str] | None:
+    """The SAML logout hint this session kept, if any (read before it is flushed)."""
+    hint = request.session.get(SESSION_LOGOUT_HINT)
+    names = ("provider", "subject", "session_index")
+    if isinstance(hint, dict) and all(isinstance(hint.get(k), str) for k in names):
+        return {k: hint[k] for k in names}
+    return None
+
+
+def logout_request_url(*, hint: dict[str, str]) -> str:
+    """The IdP's single logout URL with SafeChat's ``LogoutRequest`` for the session
+    ``hint`` names (its persistent NameID and SessionIndex; SAML Core 3.7.1), signed with
+    RSA-SHA256 over the query (HTTP-Redirect binding, Bindings 3.4.4.1), valid for
+    ``SAFECHAT_SAML_FLOW_SECONDS``. "" where the IdP is no longer configured or has no
+    ``slo_url``: SafeChat's own sign-out has happened either way."""
+    from saml2.saml import NameID
+
+    idp = identity_provider_get(hint["provider"])
+    if idp is None or not idp.slo_url:
+        return ""
+    client = _client(_service_provider())
+    expire = datetime.now(UTC) + timedelta(seconds=settings.SAFECHAT_SAML_FLOW_SECONDS)
+    _request_id, message = client.create_logout_request(
+        idp.slo_url,
+        idp.entity_id,
+        name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=hint["subject"]),
+        session_indexes=[hint["session_index"]] if hint["session_index"] else None,
+        expire=expire.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        sign=False,
+    )
+    info = client.apply_binding(
+        BINDING_HTTP_REDIRECT, str(message), idp.slo_url, None, sign=True, sigalg=SIG_RSA_SHA256
     )
     return str(dict(info["headers"])["Location"])

@@ -4,6 +4,9 @@
 ``audit`` stands apart: read-only, it reaches the views that ask for it (the audit
 export) and nothing else, not even the chat's reads; ``admin`` covers it too, so an
 admin token may mint an audit token, and an audit token mints nothing (that needs admin).
+``scim`` stands apart entirely: it reaches the SCIM provisioning endpoints (``/scim/v2/``)
+and nothing else, and no other scope reaches them, not even ``admin``: the identity
+provider's credential is not an integration's, and an integration's is not the provider's.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ READ = "read"
 WRITE = "write"
 ADMIN = "admin"
 AUDIT = "audit"
+SCIM = "scim"
 SCOPE_ORDER = {READ: 0, WRITE: 1, ADMIN: 2}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -25,7 +29,11 @@ def scope_covers(granted: str, needed: str) -> bool:
     (True, True)
     >>> scope_covers("audit", "read"), scope_covers("write", "audit")
     (False, False)
+    >>> scope_covers("scim", "scim"), scope_covers("admin", "scim"), scope_covers("scim", "read")
+    (True, False, False)
     """
+    if needed == SCIM or granted == SCIM:
+        return granted == needed
     if needed == AUDIT:
         return granted in (AUDIT, ADMIN)
     if granted == AUDIT:

@@ -45,7 +45,23 @@ PRIMARY_FACTOR_MODELS: tuple[type[Device], ...] = (TOTPDevice, WebAuthnCredentia
 
 
 def factor_kind(device: Device) -> str:
+    """The factor's kind as recorded ("totp", "passkey"...): for audit records and code."""
     return FACTOR_KINDS.get(type(device), type(device).__name__.lower())
+
+
+# How people read each kind (the factors page, the admin): never the stored value.
+FACTOR_KIND_LABELS: dict[str, str] = {
+    "totp": "Authenticator app (one-time codes)",
+    "backup_codes": "Backup codes",
+    "passkey": "Passkey",
+    "provider_mfa": "Sign-in provider's second factor",
+}
+
+
+def factor_kind_label(device: Device) -> str:
+    """The factor's kind as people read it ("Authenticator app (one-time codes)")."""
+    kind = factor_kind(device)
+    return FACTOR_KIND_LABELS.get(kind, kind.replace("_", " ").capitalize())
 
 
 def user_factors(*, user: User) -> list[Device]:

@@ -47,7 +47,7 @@ _FIELDS = frozenset(
     {
         "key", "name", "issuer", "client_id", "client_secret", "discovery_url", "scopes",
         "algorithms", "token_auth_method", "trust_mfa", "mfa_amr", "mfa_acr", "acr_values",
-        "create_accounts", "username_claim",
+        "create_accounts", "username_claim", "groups_claim", "role_map", "barrier_group_map",
     }
 )  # fmt: skip
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -105,6 +105,12 @@ class OidcProvider:
     acr_values: str = ""
     create_accounts: bool = False
     username_claim: str = "preferred_username"
+    # Role and information-barrier group mapping (docs/sso.md "Roles and groups from the
+    # provider"): the claim that lists the person's groups at the provider, and what each
+    # of its values means here.
+    groups_claim: str = "groups"
+    role_map: tuple[tuple[str, str], ...] = ()
+    barrier_group_map: tuple[tuple[str, str], ...] = ()
 
     @property
     def metadata_url(self) -> str:
@@ -138,11 +144,20 @@ DEFAULT_SAML_ATTRIBUTES = {
         "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname",
     ),
 }  # fmt: skip
+# Where an IdP lists a person's groups: the plain names, and the claim URI of ADFS and
+# Entra ID (object ids there, or names where the IdP is set to send them).
+DEFAULT_SAML_GROUPS_ATTRIBUTES = (
+    "groups", "memberOf", "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups",
+)  # fmt: skip
+# SafeChat's roles by value (accounts.roles.Role; this module imports nothing of Django).
+ROLE_VALUES = frozenset({"member", "room_admin", "compliance_officer", "security_admin"})
+GROUPS_MAX = 200  # values of a groups claim or attribute read, at most
 _SAML_FIELDS = frozenset(
     {
         "key", "name", "entity_id", "sso_url", "slo_url", "certificate", "certificate_file",
         "trust_mfa",
         "mfa_authn_contexts", "requested_authn_contexts", "create_accounts",
+        "groups_attribute", "role_map", "barrier_group_map",
         *DEFAULT_SAML_ATTRIBUTES,
     }
 )  # fmt: skip
@@ -179,6 +194,9 @@ class SamlIdentityProvider:
     email_attribute: tuple[str, ...] = DEFAULT_SAML_ATTRIBUTES["email_attribute"]
     first_name_attribute: tuple[str, ...] = DEFAULT_SAML_ATTRIBUTES["first_name_attribute"]
     last_name_attribute: tuple[str, ...] = DEFAULT_SAML_ATTRIBUTES["last_name_attribute"]
+    groups_attribute: tuple[str, ...] = DEFAULT_SAML_GROUPS_ATTRIBUTES
+    role_map: tuple[tuple[str, str], ...] = ()
+    barrier_group_map: tuple[tuple[str, str], ...] = ()
 
     @property
     def issuer(self) -> str:
@@ -245,6 +263,10 @@ class AssertedIdentity:
     authn_contexts: tuple[str, ...] = ()
     one_time: OneTimeAssertion | None = None
     session_index: str = ""
+    groups: tuple[str, ...] = ()
+    # The ID token as received (OIDC), kept in the session only as the ``id_token_hint`` of
+    # a logout SafeChat starts (RP-Initiated Logout 1.0); never logged or audited.
+    id_token: str = field(default="", repr=False)
 
 
 def provider_asserts_mfa(identity: AssertedIdentity) -> bool:
@@ -274,6 +296,68 @@ def sign_in_evidence(identity: AssertedIdentity) -> dict[str, object]:
 def provider_named(providers: Iterable[ProviderT], key: str) -> ProviderT | None:
     """The provider of ``providers`` whose key is ``key``, or None."""
     return next((p for p in providers if p.key == key), None)
+
+
+@dataclass(frozen=True)
+class MappedAccess:
+    """What a provider's groups mean here: the roles and information-barrier groups the
+    person should hold (``roles``, ``groups``) among those the provider's mapping manages
+    (``managed_roles``, ``managed_groups``: every value of its ``role_map`` and
+    ``barrier_group_map``). Roles and groups outside the managed ones are never touched."""
+
+    roles: frozenset[str]
+    groups: frozenset[str]
+    managed_roles: frozenset[str]
+    managed_groups: frozenset[str]
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.managed_roles or self.managed_groups)
+
+
+def mapped_access(identity: AssertedIdentity) -> MappedAccess:
+    """The roles and barrier groups ``identity``'s groups map to (exact, case-sensitive
+    comparison of each asserted group with the keys of ``role_map`` and
+    ``barrier_group_map``).
+
+    >>> p = OidcProvider(key="k", name="k", issuer="https://i", client_id="c",
+    ...     role_map=(("g-admins", "room_admin"),), barrier_group_map=(("g-ib", "Research"),))
+    >>> a = mapped_access(AssertedIdentity(provider=p, issuer="https://i", subject="s",
+    ...     groups=("g-ib", "other")))
+    >>> sorted(a.roles), sorted(a.groups), sorted(a.managed_roles)
+    ([], ['Research'], ['room_admin'])
+    """
+    provider = identity.provider
+    asserted = set(identity.groups)
+    return MappedAccess(
+        roles=frozenset(role for value, role in provider.role_map if value in asserted),
+        groups=frozenset(group for value, group in provider.barrier_group_map if value in asserted),
+        managed_roles=frozenset(role for _, role in provider.role_map),
+        managed_groups=frozenset(group for _, group in provider.barrier_group_map),
+    )
+
+
+def _mapping(entry: Mapping[str, Any], name: str, *, key: str) -> tuple[tuple[str, str], ...]:
+    """``role_map`` or ``barrier_group_map``: a JSON object from the provider's group
+    values to a role (one of ``ROLE_VALUES``) or a SafeChat group's name (not a role's)."""
+    value = entry.get(name, {})
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and k and isinstance(v, str) and v.strip() for k, v in value.items()
+    ):
+        raise SsoConfigurationError(f"provider {key!r}: {name} must map strings to strings")
+    pairs = tuple((k, v.strip()) for k, v in value.items())
+    if name == "role_map":
+        unknown = sorted({v for _, v in pairs} - ROLE_VALUES)
+        if unknown:
+            raise SsoConfigurationError(
+                f"provider {key!r}: role_map names unknown role(s) {', '.join(unknown)}; "
+                f"roles are {', '.join(sorted(ROLE_VALUES))}"
+            )
+    elif any(v in ROLE_VALUES for _, v in pairs):
+        raise SsoConfigurationError(
+            f"provider {key!r}: barrier_group_map names a role; roles go in role_map"
+        )
+    return pairs
 
 
 def _strings(value: object, *, name: str, key: str) -> tuple[str, ...]:
@@ -310,17 +394,38 @@ def _check_url(url: str, *, name: str, key: str, production: bool) -> None:
         raise SsoConfigurationError(f"provider {key!r}: {name} must use https")
 
 
-def _provider(entry: object, *, environ: Mapping[str, str], production: bool) -> OidcProvider:
+def _json_list(raw: str, *, setting: str) -> list[object]:
+    """The JSON list ``setting`` holds (empty or blank: none)."""
+    if not raw.strip():
+        return []
+    try:
+        entries = json.loads(raw)
+    except ValueError as exc:
+        raise SsoConfigurationError(f"{setting} is not JSON: {exc}") from None
+    if not isinstance(entries, list):
+        raise SsoConfigurationError(f"{setting} must be a JSON list")
+    return entries
+
+
+def _entry_and_key(
+    entry: object, *, what: str, fields: frozenset[str]
+) -> tuple[dict[str, Any], str]:
+    """One provider's JSON object and its key, once it names no field outside ``fields``."""
     if not isinstance(entry, dict):
-        raise SsoConfigurationError("each provider must be a JSON object")
+        raise SsoConfigurationError(f"each {what} must be a JSON object")
     key = entry.get("key")
     if not isinstance(key, str) or not PROVIDER_KEY.match(key):
         raise SsoConfigurationError(
-            "each provider needs a key: 1 to 32 lower-case letters, digits or hyphens"
+            f"each {what} needs a key: 1 to 32 lower-case letters, digits or hyphens"
         )
-    unknown = sorted(set(entry) - _FIELDS)
+    unknown = sorted(set(entry) - fields)
     if unknown:
         raise SsoConfigurationError(f"provider {key!r}: unknown field(s) {', '.join(unknown)}")
+    return entry, key
+
+
+def _provider(entry: object, *, environ: Mapping[str, str], production: bool) -> OidcProvider:
+    entry, key = _entry_and_key(entry, what="provider", fields=_FIELDS)
     issuer = _text(entry, "issuer", key=key)
     _check_url(issuer, name="issuer", key=key, production=production)
     discovery_url = _text(entry, "discovery_url", key=key, default="")
@@ -366,6 +471,9 @@ def _provider(entry: object, *, environ: Mapping[str, str], production: bool) ->
         acr_values=_text(entry, "acr_values", key=key, default=""),
         create_accounts=_flag(entry, "create_accounts", key=key),
         username_claim=_text(entry, "username_claim", key=key, default="preferred_username"),
+        groups_claim=_text(entry, "groups_claim", key=key, default="groups") or "groups",
+        role_map=_mapping(entry, "role_map", key=key),
+        barrier_group_map=_mapping(entry, "barrier_group_map", key=key),
     )
 
 
@@ -378,14 +486,7 @@ def oidc_providers_parse(
     upper-cased, hyphens as underscores) or, failing that, its ``client_secret`` field.
     Raises :class:`SsoConfigurationError` for anything that is not a safe configuration.
     """
-    if not raw.strip():
-        return ()
-    try:
-        entries = json.loads(raw)
-    except ValueError as exc:
-        raise SsoConfigurationError(f"SAFECHAT_OIDC_PROVIDERS is not JSON: {exc}") from None
-    if not isinstance(entries, list):
-        raise SsoConfigurationError("SAFECHAT_OIDC_PROVIDERS must be a JSON list")
+    entries = _json_list(raw, setting="SAFECHAT_OIDC_PROVIDERS")
     providers = [_provider(e, environ=environ, production=production) for e in entries]
     _unique(p.key for p in providers)
     return tuple(providers)
@@ -456,16 +557,7 @@ def _idp_certificates(entry: Mapping[str, Any], *, key: str) -> tuple[str, ...]:
 
 
 def _saml_idp(entry: object, *, production: bool) -> SamlIdentityProvider:
-    if not isinstance(entry, dict):
-        raise SsoConfigurationError("each SAML identity provider must be a JSON object")
-    key = entry.get("key")
-    if not isinstance(key, str) or not PROVIDER_KEY.match(key):
-        raise SsoConfigurationError(
-            "each SAML identity provider needs a key: 1 to 32 lower-case letters, digits or hyphens"
-        )
-    unknown = sorted(set(entry) - _SAML_FIELDS)
-    if unknown:
-        raise SsoConfigurationError(f"provider {key!r}: unknown field(s) {', '.join(unknown)}")
+    entry, key = _entry_and_key(entry, what="SAML identity provider", fields=_SAML_FIELDS)
     entity_id = _text(entry, "entity_id", key=key)
     if len(entity_id) > 512:
         raise SsoConfigurationError(f"provider {key!r}: entity_id is longer than 512")
@@ -499,6 +591,13 @@ def _saml_idp(entry: object, *, production: bool) -> SamlIdentityProvider:
         email_attribute=attributes["email_attribute"],
         first_name_attribute=attributes["first_name_attribute"],
         last_name_attribute=attributes["last_name_attribute"],
+        groups_attribute=_strings(
+            entry.get("groups_attribute", list(DEFAULT_SAML_GROUPS_ATTRIBUTES)),
+            name="groups_attribute",
+            key=key,
+        ),
+        role_map=_mapping(entry, "role_map", key=key),
+        barrier_group_map=_mapping(entry, "barrier_group_map", key=key),
     )
 
 
@@ -512,14 +611,7 @@ def saml_identity_providers_parse(
     development), no signing certificate or one that does not parse, an unknown field,
     two IdPs with one key or one entity ID.
     """
-    if not raw.strip():
-        return ()
-    try:
-        entries = json.loads(raw)
-    except ValueError as exc:
-        raise SsoConfigurationError(f"SAFECHAT_SAML_IDPS is not JSON: {exc}") from None
-    if not isinstance(entries, list):
-        raise SsoConfigurationError("SAFECHAT_SAML_IDPS must be a JSON list")
+    entries = _json_list(raw, setting="SAFECHAT_SAML_IDPS")
     idps = [_saml_idp(e, production=production) for e in entries]
     _unique(p.key for p in idps)
     if len({p.entity_id for p in idps}) != len(idps):
@@ -596,3 +688,40 @@ def saml_service_provider_parse(
         ).decode(),
         certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
     )
+
+
+# --- Local passwords (docs/accounts.md "Local passwords and the break-glass account") --
+
+
+class LocalPasswordPolicyError(SsoConfigurationError):
+    """The local-password settings cannot be used as given; the message says why."""
+
+
+def local_password_policy_check(
+    *, local_passwords: bool, break_glass: Iterable[str], providers_configured: bool
+) -> tuple[str, ...]:
+    """The break-glass usernames as given, checked: turning local passwords off needs an
+    identity provider to sign people in, and at least one break-glass account for the day
+    it is unreachable. Raises :class:`LocalPasswordPolicyError` otherwise.
+
+    >>> local_password_policy_check(
+    ...     local_passwords=True, break_glass=[], providers_configured=False)
+    ()
+    >>> local_password_policy_check(
+    ...     local_passwords=False, break_glass=["Glass"], providers_configured=True)
+    ('Glass',)
+    """
+    names = tuple(n.strip() for n in break_glass if n.strip())
+    if local_passwords:
+        return names
+    if not providers_configured:
+        raise LocalPasswordPolicyError(
+            "SAFECHAT_LOCAL_PASSWORDS=off needs an identity provider "
+            "(SAFECHAT_OIDC_PROVIDERS or SAFECHAT_SAML_IDPS)"
+        )
+    if not names:
+        raise LocalPasswordPolicyError(
+            "SAFECHAT_LOCAL_PASSWORDS=off needs a break-glass account "
+            "(SAFECHAT_BREAK_GLASS_USERNAMES)"
+        )
+    return names

@@ -41,6 +41,11 @@ class AuditAction(StrEnum):
         "auth.lockout.lifted",
         "A lockout was lifted, by time or by an administrator.",
     )
+    AUTH_BREAK_GLASS_USED = (
+        "auth.break_glass.used",
+        "A break-glass account's password was accepted while local passwords are off; the "
+        "security admins were alerted, and its second factor is still due.",
+    )
     AUTH_PASSWORD_CHANGED = "auth.password.changed", "A user changed their password."
     AUTH_SESSION_REFUSED = (
         "auth.session.refused",
@@ -101,6 +106,22 @@ class AuditAction(StrEnum):
     ACCOUNT_REACTIVATED = (
         "account.reactivated",
         "A deactivated account was reactivated (its old sessions and tokens stay ended).",
+    )
+    ACCOUNT_PROVISIONING_UPDATED = (
+        "account.provisioning.updated",
+        "An identity provider's provisioning (SCIM) changed an account's details (the fields "
+        "changed, never their values).",
+    )
+    ACCOUNT_PROVISIONING_REFUSED = (
+        "account.provisioning.refused",
+        "An identity provider's provisioning request (SCIM) was refused: a token without the "
+        "scim scope, a malformed filter or body, an invalid or taken value, an unknown account.",
+    )
+    ACCOUNT_IDP_ACCESS_APPLIED = (
+        "account.idp_access.applied",
+        "A sign-in through an identity provider changed the person's roles or "
+        "information-barrier groups to match the provider's groups (the configured mapping), "
+        "or a change it asked for was held back by a rule (its reason).",
     )
     ACCOUNT_PROFILE_UPDATED = (
         "account.profile.updated",
@@ -337,6 +358,66 @@ class AuditAction(StrEnum):
         "export.action.refused",
         "An export request, approval or refusal was refused (bad input, one's own request, "
         "already decided, a different scope, not allowed).",
+    )
+    SUPERVISION_LEXICON_CREATED = (
+        "supervision.lexicon.created",
+        "A compliance officer created a supervision lexicon.",
+    )
+    SUPERVISION_LEXICON_CHANGED = (
+        "supervision.lexicon.changed",
+        "A supervision lexicon was switched on or off.",
+    )
+    SUPERVISION_TERM_ADDED = (
+        "supervision.term.added",
+        "A phrase or pattern was added to a supervision lexicon.",
+    )
+    SUPERVISION_TERM_REMOVED = (
+        "supervision.term.removed",
+        "A phrase or pattern of a supervision lexicon was switched off.",
+    )
+    SUPERVISION_SAMPLING_SET = (
+        "supervision.sampling.set",
+        "The random sampling rate of the organisation, a room or a custodian was set.",
+    )
+    SUPERVISION_RUN_REQUESTED = (
+        "supervision.run.requested",
+        "A compliance officer asked for a supervision matching run now.",
+    )
+    SUPERVISION_RUN_STARTED = "supervision.run.started", "A supervision matching run started."
+    SUPERVISION_READ = (
+        "supervision.read",
+        "A supervision run read a batch of messages through the compliance key (ids, count "
+        "and epochs, never content).",
+    )
+    SUPERVISION_MATCHED = (
+        "supervision.matched",
+        "A supervision run's batch was matched: how many read, flagged, sampled, unreadable.",
+    )
+    SUPERVISION_RUN_FINISHED = (
+        "supervision.run.finished",
+        "A supervision matching run finished (its totals).",
+    )
+    SUPERVISION_RUN_FAILED = (
+        "supervision.run.failed",
+        "A supervision matching run stopped on an error (its type) or was found dead.",
+    )
+    SUPERVISION_ITEM_VIEWED = (
+        "supervision.item.viewed",
+        "A compliance officer opened a message of the supervision queue through the "
+        "compliance key (which item and message, never the content).",
+    )
+    SUPERVISION_ITEM_ESCALATED = (
+        "supervision.item.escalated",
+        "A reviewer escalated a message of the supervision queue, with a note.",
+    )
+    SUPERVISION_ITEM_CLOSED = (
+        "supervision.item.closed",
+        "A reviewer closed a message of the supervision queue, with a reason.",
+    )
+    SUPERVISION_ACTION_REFUSED = (
+        "supervision.action.refused",
+        "A supervision change, run or decision was refused (a bad term or rate, one's own "
+        "message, already decided, no note, another run working, not allowed).",
     )
 
     # --- The audit log itself -----------------------------------------------

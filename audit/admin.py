@@ -75,7 +75,13 @@ def _target_name(obj: models.Model) -> str:
     )  # fmt: skip
     label = f"{obj._meta.verbose_name} {own or obj.pk}"
     context = []
-    for relation in ("room", "sender", "user", "invitee", "group_a", "group_b"):
+    # A barrier's two sides are its groups by name, never the columns' names.
+    sides = [
+        getattr(obj, f"{side}_id", None) and getattr(obj, side) for side in ("group_a", "group_b")
+    ]
+    if all(sides):
+        context.append("between " + " and ".join(str(getattr(g, "name", g)) for g in sides))
+    for relation in ("room", "sender", "user", "invitee"):
         field = next((f for f in obj._meta.fields if f.name == relation), None)
         if field is None or not getattr(obj, f"{relation}_id", None):
             continue

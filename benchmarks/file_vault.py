@@ -132,6 +132,7 @@ def prepare(max_bytes: int) -> Bench:
         "SAFECHAT_ROOM_FILE_QUOTA_BYTES": str(1024 * max_bytes),
         "SAFECHAT_MAX_BODY_BYTES": str(2 * max_bytes),
         "SAFECHAT_POST_RATE_LIMIT": "100000/1",
+        "SAFECHAT_API_RATE_LIMIT": "1000000/1",
         "SAFECHAT_CLAMD_SOCKET": clamd.socket_path,
         # clamd answers a 1 GiB stream only once it has scanned it all.
         "SAFECHAT_CLAMD_TIMEOUT_SECONDS": "900",

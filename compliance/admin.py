@@ -86,6 +86,36 @@ class _ServiceForm(forms.ModelForm):  # type: ignore[type-arg]
         pass
 
 
+class _ScopedForm(_ServiceForm):
+    """A hold's or an export request's form: a matter, a reason, rooms and custodians to
+    pick from (people only), and the days covered."""
+
+    matter = forms.CharField(max_length=120, required=False)
+    reason = forms.CharField(widget=forms.Textarea, max_length=2000, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        rooms, custodians = self.fields["rooms"], self.fields["custodians"]
+        assert isinstance(rooms, forms.ModelMultipleChoiceField)  # noqa: S101
+        assert isinstance(custodians, forms.ModelMultipleChoiceField)  # noqa: S101
+        rooms.queryset = Room.objects.order_by("name", "pk")
+        # The one selector of people: never django-guardian's internal anonymous row.
+        custodians.queryset = people().order_by("username")
+
+    def scope(self) -> dict[str, Any]:
+        """The service's ``matter``, ``reason``, ``rooms``, ``custodians``, ``starts_on``
+        and ``ends_on`` arguments, from the cleaned data."""
+        data = self.cleaned_data
+        return {
+            "matter": data.get("matter", ""),
+            "reason": data.get("reason", ""),
+            "rooms": list(data.get("rooms") or []),
+            "custodians": list(data.get("custodians") or []),
+            "starts_on": data.get("starts_on"),
+            "ends_on": data.get("ends_on"),
+        }
+
+
 class _ServiceAdmin(ServiceTransactionAdmin):
     """Saves go through the form's service call (``ServiceTransactionAdmin``)."""
 
@@ -210,35 +240,14 @@ class RetentionPolicyAdmin(_ServiceAdmin):
 # --- holds --------------------------------------------------------------------------
 
 
-class LegalHoldPlaceForm(_ServiceForm):
-    matter = forms.CharField(max_length=120, required=False)
-    reason = forms.CharField(widget=forms.Textarea, max_length=2000, required=False)
-
+class LegalHoldPlaceForm(_ScopedForm):
     class Meta:
         model = LegalHold
         fields = ["matter", "reason", "rooms", "custodians", "starts_on", "ends_on"]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        rooms, custodians = self.fields["rooms"], self.fields["custodians"]
-        assert isinstance(rooms, forms.ModelMultipleChoiceField)  # noqa: S101
-        assert isinstance(custodians, forms.ModelMultipleChoiceField)  # noqa: S101
-        rooms.queryset = Room.objects.order_by("name", "pk")
-        # The one selector of people: never django-guardian's internal anonymous row.
-        custodians.queryset = people().order_by("username")
-
     def perform(self) -> LegalHold:
         assert self.actor is not None  # noqa: S101
-        data = self.cleaned_data
-        return legal_hold_place(
-            actor=self.actor,
-            matter=data.get("matter", ""),
-            reason=data.get("reason", ""),
-            rooms=list(data.get("rooms") or []),
-            custodians=list(data.get("custodians") or []),
-            starts_on=data.get("starts_on"),
-            ends_on=data.get("ends_on"),
-        )
+        return legal_hold_place(actor=self.actor, **self.scope())
 
 
 class LegalHoldReleaseForm(_ServiceForm):
@@ -440,9 +449,7 @@ class CustodianReviewAdmin(_ReviewAdmin):
 # --- eDiscovery export requests -----------------------------------------------------
 
 
-class ExportRequestForm(_ServiceForm):
-    matter = forms.CharField(max_length=120, required=False)
-    reason = forms.CharField(widget=forms.Textarea, max_length=2000, required=False)
+class ExportRequestForm(_ScopedForm):
     starts_on = forms.DateField(required=False, help_text="First day covered (UTC).")
     ends_on = forms.DateField(required=False, help_text="Last day covered (UTC), not after today.")
     recipient_public_key = forms.CharField(
@@ -459,25 +466,12 @@ class ExportRequestForm(_ServiceForm):
             "recipient_public_key", "max_downloads",
         ]  # fmt: skip
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        rooms, custodians = self.fields["rooms"], self.fields["custodians"]
-        assert isinstance(rooms, forms.ModelMultipleChoiceField)  # noqa: S101
-        assert isinstance(custodians, forms.ModelMultipleChoiceField)  # noqa: S101
-        rooms.queryset = Room.objects.order_by("name", "pk")
-        custodians.queryset = people().order_by("username")
-
     def perform(self) -> ExportRequest:
         assert self.actor is not None  # noqa: S101
         data = self.cleaned_data
         return export_request(
             actor=self.actor,
-            matter=data.get("matter", ""),
-            reason=data.get("reason", ""),
-            rooms=list(data.get("rooms") or []),
-            custodians=list(data.get("custodians") or []),
-            starts_on=data.get("starts_on"),
-            ends_on=data.get("ends_on"),
+            **self.scope(),
             recipient_public_key=data.get("recipient_public_key", ""),
             max_downloads=data.get("max_downloads"),
         )
@@ -580,3 +574,7 @@ class ExportRequestAdmin(_ServiceAdmin):
         # Changing a request means deciding it; a decided one is only shown.
         allowed = bool(request.user.has_perm(APPROVE_EXPORT))
         return allowed and (obj is None or obj.state == ExportRequest.State.REQUESTED)
+
+
+# Supervision review's pages, in a module of their own.
+from compliance import admin_supervision  # noqa: E402, F401

@@ -297,3 +297,29 @@ class ExportRequest(models.Model):
 
     def __str__(self) -> str:
         return f"export {self.pk} ({self.matter}, {self.state})"
+
+
+# Supervision review: its own module, re-exported here for Django and for callers.
+from compliance.models_supervision import (  # noqa: E402
+    SupervisionItem,
+    SupervisionLexicon,
+    SupervisionRun,
+    SupervisionSampling,
+    SupervisionTerm,
+)
+
+__all__ = [
+    "BlobPurge",
+    "CustodianReview",
+    "ExportRequest",
+    "LegalHold",
+    "MessageTombstone",
+    "RetentionPolicy",
+    "RetentionRun",
+    "RoomReview",
+    "SupervisionItem",
+    "SupervisionLexicon",
+    "SupervisionRun",
+    "SupervisionSampling",
+    "SupervisionTerm",
+]

@@ -11,6 +11,11 @@ from accounts.models import User
 from audit.actors import SYSTEM_RETENTION
 from compliance.services import ComplianceRefused, RetentionBusyError, retention_apply
 from compliance.services.export_job import export_expire_due, export_run
+from compliance.services.supervision import (
+    SYSTEM_SUPERVISION,
+    SupervisionBusyError,
+    supervision_run,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,3 +57,27 @@ def expire_exports_task() -> int:
     """Expire finished eDiscovery archives past their expiry (``export_expire_due``);
     returns how many. Safe to run twice: an expired one is not expired again."""
     return export_expire_due()
+
+
+@shared_task(name="compliance.supervision_run")
+def supervision_run_task(requested_by: int | None = None) -> int:
+    """Match what was written since the last run (``supervision_run``); returns the run's
+    id, 0 when another run is working or the run was refused (audited either way).
+
+    ``requested_by``: the officer who asked for it now (``supervision_run_request``), the
+    run acting as them; None: the beat schedule's run, as the system. Safe to run twice:
+    a later run resumes where the earlier one committed its cursor.
+    """
+    requester = User.objects.filter(pk=requested_by).first() if requested_by else None
+    if requested_by and requester is None:
+        logger.info("supervision: the person who asked for this run no longer exists")
+        return 0
+    try:
+        run = supervision_run(actor=requester or SYSTEM_SUPERVISION)
+    except SupervisionBusyError:
+        logger.info("supervision: another run is working; this one stands down")
+        return 0
+    except ComplianceRefused:
+        logger.info("supervision: the requested run was refused")
+        return 0
+    return run.pk

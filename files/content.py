@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from files import blobs
 from files.models import StoredFile
-from files.sealing import content_aad
+from files.sealing import FileMetadata, content_aad, metadata_open
 from safechat.crypto import CryptoError, SymmetricKey
 from safechat.crypto.envelope import HEADER_LEN
 from safechat.crypto.stream import (
@@ -21,6 +21,7 @@ from safechat.crypto.stream import (
     TAG_LEN,
     StreamDecryptor,
 )
+from safechat.keyring.services import file_key_unwrap_with_key
 
 
 class FileIntegrityError(Exception):
@@ -29,6 +30,28 @@ class FileIntegrityError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def file_open_with_epoch_key(
+    stored: StoredFile, epoch_key: SymmetricKey
+) -> tuple[SymmetricKey, FileMetadata]:
+    """The file's own key and its name and type, opened with its epoch's key (one that
+    ``compliance_epoch_keys`` opened): the compliance path, which holds no member's copy.
+
+    Raises ``CryptoError`` when the wrapped key or the sealed metadata is not this file's
+    under this epoch, ``ValueError`` or ``KeyError`` when the metadata is malformed.
+    """
+    file_key = file_key_unwrap_with_key(
+        key=epoch_key,
+        room_id=stored.room_id,
+        file_uid=stored.uid,
+        epoch=stored.epoch,
+        wrapped=bytes(stored.wrapped_key),
+    )
+    metadata = metadata_open(
+        file_key, bytes(stored.sealed_metadata), room_id=stored.room_id, file_uid=stored.uid
+    )
+    return file_key, metadata
 
 
 def chunk_size_of(stored: StoredFile) -> int:

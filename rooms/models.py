@@ -289,7 +289,8 @@ class InformationBarrier(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"barrier between groups {self.group_a_id} and {self.group_b_id}"
+        # What the admin's lists, messages and breadcrumbs show: the groups by name.
+        return f"barrier between “{self.group_a.name}” and “{self.group_b.name}”"
 
 
 class RoomChange(models.Model):

@@ -3,7 +3,8 @@
 by that package), never a list of our own.
 
 Built once per process from the package and served as JSON (``rooms.views.emoji_list``).
-Every entry is one a reaction may be (``safechat.unicode_text.validate_reaction``, the
+Every entry is one a reaction may be, in its stored spelling
+(``safechat.unicode_text.reaction_canonical``, the
 service's length limit): the picker never offers what the server would refuse. Left out,
 to keep the list one a person can search: skin-tone variants (each of those emoji is
 offered in its default form), and emoji newer than ``PICKER_MAX_EMOJI_VERSION``, which
@@ -21,7 +22,7 @@ import emoji
 from django.core.exceptions import ValidationError
 
 from rooms.services.messages import MAX_EMOJI_LENGTH
-from safechat.unicode_text import validate_reaction
+from safechat.unicode_text import reaction_canonical
 
 # Offered first, one press each: agreement, thanks, done, seen, and a few feelings.
 QUICK_REACTIONS: tuple[str, ...] = ("👍", "❤️", "😂", "🎉", "😮", "🙏", "✅", "👀")
@@ -50,10 +51,9 @@ def _reactable(value: str) -> bool:
     if len(value) > MAX_EMOJI_LENGTH:
         return False
     try:
-        validate_reaction(value)
+        return reaction_canonical(value) == value  # offered in the spelling stored
     except ValidationError:
         return False
-    return True
 
 
 @functools.cache

@@ -6,7 +6,6 @@ A room the user cannot view does not exist for them: every selector answers 404
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Literal
@@ -35,7 +34,7 @@ from safechat.crypto import CryptoError
 from safechat.keyring.errors import IntegrityFailure
 from safechat.keyring.services import message_decrypt
 from safechat.pagination import Cursor, Page, page_of
-from safechat.unicode_text import confusable_skeleton
+from safechat.unicode_text import look_alike_keys, reaction_key
 
 PAGE_SIZE_MAX = 100
 
@@ -162,12 +161,32 @@ def labels_look_alike(a: str, b: str) -> bool:
     """Whether a reader could take the label ``a`` for ``b``: equal once compatibility
     forms (NFKC) and case are folded and confusable letters mapped to their prototype
     (the UTS #39 skeleton, as usernames are compared): "Rates", "rates" and "Rates"
-    spelt with a Cyrillic a (U+0430) look alike."""
-    return _look(a) == _look(b)
+    spelt with a Cyrillic a (U+0430) look alike; so do capitals that look alike across
+    scripts ("PATE" in Cyrillic capitals and in Latin), whose lower-case forms do not
+    (``safechat.unicode_text.look_alike_keys``)."""
+    return bool(look_alike_keys(a) & look_alike_keys(b))
 
 
-def _look(text: str) -> str:
-    return confusable_skeleton(unicodedata.normalize("NFKC", text).casefold())
+def look_alike_groups(texts: dict[int, str]) -> list[list[int]]:
+    """The ids of ``texts`` grouped by ``labels_look_alike`` (transitively: a key shared
+    with any member joins the group), each group in the order of ``texts``."""
+    parent = {pk: pk for pk in texts}
+
+    def root(pk: int) -> int:
+        while parent[pk] != pk:
+            parent[pk] = parent[parent[pk]]
+            pk = parent[pk]
+        return pk
+
+    owner: dict[str, int] = {}
+    for pk, text in texts.items():
+        for key in look_alike_keys(text):
+            other = owner.setdefault(key, pk)
+            parent[root(pk)] = root(other)
+    groups: dict[int, list[int]] = {}
+    for pk in texts:
+        groups.setdefault(root(pk), []).append(pk)
+    return list(groups.values())
 
 
 def room_labels(*, viewer: User) -> dict[int, RoomLabel]:
@@ -201,11 +220,8 @@ def room_labels(*, viewer: User) -> dict[int, RoomLabel]:
             )
         else:  # a channel; or a conversation left with nobody else, by its stored name
             named[pk] = (name, ())
-    alike: dict[str, list[int]] = {}
-    for pk, (text, _) in named.items():
-        alike.setdefault(_look(text), []).append(pk)
     labels: dict[int, RoomLabel] = {}
-    for same in alike.values():
+    for same in look_alike_groups({pk: text for pk, (text, _) in named.items()}):
         for pk in same:
             text, usernames = named[pk]
             qualifier = ""
@@ -284,6 +300,23 @@ def rooms_joinable(*, user: User, query: str = "") -> QuerySet[Room]:
         rooms = rooms.exclude(Exists(behind_a_wall))
     members = Membership.objects.filter(room=OuterRef("pk")).values("room").annotate(n=Count("pk"))
     return rooms.annotate(member_count=Subquery(members.values("n")[:1]))
+
+
+def joinable_qualifiers(*, user: User, rooms: list[Room]) -> dict[int, str]:
+    """What tells each of ``rooms`` (a Browse page's listed rooms) apart, by id: "#<id>"
+    for a room whose name looks like another's on the page or in ``user``'s own room
+    list (``labels_look_alike``, as ``room_labels`` qualifies the room list); rooms whose
+    names resemble nobody's are not in the answer."""
+    texts = {pk: label.text for pk, label in room_labels(viewer=user).items()}
+    offered = {room.pk for room in rooms}
+    texts.update({room.pk: room.name for room in rooms})
+    return {
+        pk: f"#{pk}"
+        for same in look_alike_groups(texts)
+        if len(same) > 1
+        for pk in same
+        if pk in offered
+    }
 
 
 def room_for_join(*, room_id: object) -> Room | None:
@@ -380,7 +413,9 @@ def message_reactions(*, message: Message) -> dict[str, list[int]]:
 
 
 def _reactions_of(message_ids: list[int]) -> dict[int, dict[str, list[int]]]:
-    """Per message, who reacted with what, in the order they did: one query for a page."""
+    """Per message, who reacted with what, in the order they did: one query for a page.
+    Each emoji in its one spelling (``reaction_key``): "❤" stored before reactions took
+    one counts with "❤️", each person once."""
     reactions: dict[int, dict[str, list[int]]] = {}
     rows = (
         Reaction.objects.filter(message_id__in=message_ids)
@@ -388,7 +423,9 @@ def _reactions_of(message_ids: list[int]) -> dict[int, dict[str, list[int]]]:
         .values_list("message_id", "emoji", "user_id")
     )
     for message_id, emoji, user_id in rows:
-        reactions.setdefault(message_id, {}).setdefault(emoji, []).append(user_id)
+        users = reactions.setdefault(message_id, {}).setdefault(reaction_key(emoji), [])
+        if user_id not in users:
+            users.append(user_id)
     return reactions
 
 

@@ -37,6 +37,7 @@ from rooms.wire import RenderedMessage, message_rendered
 from safechat.events import client_names
 from safechat.keyring.errors import IntegrityFailure
 from safechat.middleware import INTEGRITY_FAILURE_MESSAGE
+from safechat.websocket_limits import WEBSOCKET_MAX_FRAME_BYTES as SOCKET_FRAME_MAX_BYTES
 
 PAGE_SIZE = 50
 # Roles a manager may hand out; only owners make owners (the service enforces it too).
@@ -124,6 +125,16 @@ def chat(request: HttpRequest) -> HttpResponse:
             "api": "/api/v1/",
             "socket": "/ws/",
             "emoji": reverse("rooms:emoji"),
+            "conversation_new": reverse("rooms:conversation-new"),
+        },
+        # The profile card's "Message" (a direct conversation), for whoever may start one.
+        "may_message": perms.may_start_conversations(user=user),
+        # The longest message text (UTF-8 bytes, services.MAX_MESSAGE_BYTES) and the
+        # longest frame the server reads (the ASGI server's limit): the composer counts
+        # against both, so a post too long is refused with its reason before it is sent.
+        "limits": {
+            "message_bytes": services.MAX_MESSAGE_BYTES,
+            "frame_bytes": SOCKET_FRAME_MAX_BYTES,
         },
         # The reaction picker's first row; the searchable list comes from urls.emoji.
         "reactions": {"quick": reaction_picker.quick_reactions()},
@@ -138,8 +149,17 @@ def chat(request: HttpRequest) -> HttpResponse:
         members = list(selectors.room_members(user=user, room=room))
         granted = perms.room_permissions_of(room=room, user=user)
         me = next((m for m in members if m.user_id == user.pk), None)
+        # An information barrier between the reader and another member: the room stays
+        # readable, and every write is refused (services.require_unseparated) until a
+        # security admin resolves it; the composer says so instead of offering to send.
+        walled = (
+            perms.POST in granted
+            and not room.is_archived
+            and services.room_barrier_separating(room_id=room.pk, user_id=user.pk) is not None
+        )
         can = {
-            "post": perms.POST in granted and not room.is_archived,
+            "post": perms.POST in granted and not room.is_archived and not walled,
+            "walled": walled,
             "upload": perms.UPLOAD in granted and not room.is_archived,
             "manage_members": perms.MANAGE_MEMBERS in granted and not room.is_archived,
             "manage_room": perms.MANAGE_ROOM in granted and not room.is_archived,
@@ -549,6 +569,14 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 
 
 def _form_error(form: Form, exc: ValidationError) -> None:
+    """A service's refusal on the form: beside the field it names (which then renders
+    ``aria-invalid`` and ``aria-describedby`` its error), else above the form."""
+    if hasattr(exc, "error_dict"):
+        for name, errors in exc.error_dict.items():
+            field = name if name in form.fields else None
+            for error in errors:
+                form.add_error(field, _sentence("; ".join(error.messages)))
+        return
     form.add_error(None, _sentence("; ".join(exc.messages)))
 
 
@@ -561,10 +589,15 @@ def rooms_browse(request: HttpRequest) -> HttpResponse:
     officer), each with a Join button."""
     actor = _user(request)
     query = (request.GET.get("q") or "").strip()[:120]
-    found = selectors.rooms_joinable(user=actor, query=query)
+    found = list(
+        selectors.rooms_joinable(user=actor, query=query).order_by("name", "pk")[
+            : selectors.JOINABLE_PAGE_MAX
+        ]
+    )
+    qualifiers = selectors.joinable_qualifiers(user=actor, rooms=found)
     context = {
         "query": query,
-        "rooms": list(found.order_by("name", "pk")[: selectors.JOINABLE_PAGE_MAX]),
+        "rooms": [(room, qualifiers.get(room.pk, "")) for room in found],
         "limit": selectors.JOINABLE_PAGE_MAX,
         "may_join": perms.may_start_conversations(user=actor),
     }

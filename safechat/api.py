@@ -7,8 +7,10 @@ under ``/api/`` that no view serves (:func:`api_error_handler`), and the middlew
 refuse before a view runs. The codes are listed in docs/api.md ("Errors").
 
 Also here: the JSON parser (bounded, and a client error for every malformed body), the
-metadata of an ``OPTIONS`` answer (no view docstrings) and the spectacular hook that
-documents the problem responses of every operation.
+request budget of every signed-in request (:class:`ApiRequestThrottle`), the metadata of
+an ``OPTIONS`` answer (no view docstrings), and the schema's extensions and hook: every
+request body closed to other members, every operation's problem responses and
+``RateLimit`` headers.
 """
 
 from __future__ import annotations
@@ -29,14 +31,19 @@ from django.core.exceptions import (
 )
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import is_valid_path
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
-from rest_framework import exceptions, parsers, status
+from drf_spectacular.extensions import (
+    OpenApiSerializerExtension,
+    OpenApiSerializerFieldExtension,
+)
+from rest_framework import exceptions, parsers, status, throttling
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.request import Request
 from rest_framework.utils import json
 
+from safechat.fields import HeaderRefused
 from safechat.json_input import DuplicateName, object_of_unique_names
 from safechat.problems import is_api_path, problem_response
+from safechat.ratelimit import Rate, rate_hit
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
@@ -89,6 +96,13 @@ def _django_validation_errors(exc: ValidationError) -> list[dict[str, str]]:
         for error in exc.error_list
         for message in error.messages
     ]
+
+
+def _input_is_query(request: HttpRequest) -> bool:
+    """Whether the request's input is its query string: a method that takes no body, sent
+    without one (a DELETE with a JSON body has its members refused by pointer)."""
+    length = str(request.META.get("CONTENT_LENGTH") or "0")
+    return request.method in QUERY_METHODS and (not length.isdigit() or int(length) == 0)
 
 
 def _as_parameter(error: dict[str, str]) -> dict[str, str]:
@@ -222,9 +236,17 @@ def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse
     headers: dict[str, str] = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = str(exc.auth_header)  # type: ignore[attr-defined]
+    if isinstance(exc, HeaderRefused):
+        return problem_response(
+            status=exc.status_code,
+            code="invalid",
+            detail=f"{exc.header}: {exc.error['detail']}",
+            errors=[exc.error],
+            request=request,
+        )
     if isinstance(exc, exceptions.ValidationError):
         errors = list(_field_errors(exc.detail))
-        if request is not None and request.method in QUERY_METHODS:
+        if request is not None and _input_is_query(request):
             errors = [_as_parameter(error) for error in errors]
         return problem_response(
             status=exc.status_code,
@@ -368,6 +390,36 @@ class JSONParser(parsers.JSONParser):
             raise exceptions.ParseError(f"The body is not valid JSON: {exc}.") from None
 
 
+# The name the request budget is reported under (``RateLimit-Policy``).
+API_POLICY = "api"
+
+
+class ApiRequestThrottle(throttling.BaseThrottle):
+    """DRF's throttle of every API request: each request of a signed-in user (session or
+    token; one budget for both) counts against ``SAFECHAT_API_RATE_LIMIT`` in the
+    project's moving window (``safechat.ratelimit``); past it, 429 ``throttled`` with
+    ``Retry-After``. Its state is reported as the ``api`` policy in the ``RateLimit``
+    headers of the answer (``safechat.middleware.ApiResponseMiddleware``), beside the
+    budget of a write the request also counted against. DRF runs it after authentication
+    and the permission checks: a request refused before (401, 403) counts against
+    nothing here (refused tokens have their own budget, per address)."""
+
+    def __init__(self) -> None:
+        self._wait: int | None = None
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return True
+        self._wait = rate_hit(
+            Rate.of(settings.SAFECHAT_API_RATE_LIMIT), "api", str(user.pk), policy=API_POLICY
+        )
+        return self._wait is None
+
+    def wait(self) -> float | None:
+        return None if self._wait is None else float(self._wait)
+
+
 class ApiMetadata(SimpleMetadata):
     """An ``OPTIONS`` answer: what the route renders and parses, never its docstring
     (it speaks of the implementation, not of the contract)."""
@@ -397,6 +449,25 @@ class StrictCharFieldSchema(OpenApiSerializerFieldExtension):  # type: ignore[no
         )
         if not self.target.allow_blank:
             schema["pattern"] = NOT_BLANK_PATTERN
+        return schema
+
+
+class InputSerializerSchema(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]
+    """The schema of every ``safechat.fields.InputSerializer`` (every request body): its
+    fields, and ``additionalProperties: false``, as the server refuses any other member."""
+
+    target_class = "safechat.fields.InputSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_serializer(
+            self.target, direction, bypass_extensions=True
+        )
+        schema["additionalProperties"] = False
+        body = self.target if isinstance(self.target, type) else type(self.target)
+        if body.__dict__.get("__doc__") is None:
+            # Not the base class's docstring (it speaks of the implementation).
+            schema.pop("description", None)
         return schema
 
 
@@ -439,7 +510,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
                     },
                     "parameter": {
                         "type": "string",
-                        "description": "The query parameter refused (requests without a body).",
+                        "description": "The query parameter refused (requests without a "
+                        "body), or the header (`Idempotency-Key`).",
                     },
                     "code": {"type": "string", "example": "required"},
                     "detail": {"type": "string"},
@@ -462,14 +534,26 @@ _PROBLEM_RESPONSES = {
     "413": "Request body over the limit (`payload_too_large`).",
     "429": "Too many requests (`throttled`); wait `Retry-After` seconds.",
 }
+# Any request may name a content coding, refused before routing (safechat.middleware).
+_CODING_PROBLEM = (
+    "A body in a content coding (`unsupported_content_encoding`, with `Accept-Encoding: "
+    "identity`): send it as it is."
+)
 _BODY_PROBLEM_RESPONSES = {
-    "415": "A body that is not `application/json` (`unsupported_media_type`).",
+    "415": "A body that is not `application/json` (`unsupported_media_type`), or one in a "
+    "content coding (`unsupported_content_encoding`, with `Accept-Encoding: identity`).",
 }
 _HEADERS = {
     "401": {
         "WWW-Authenticate": {
             "schema": {"type": "string"},
             "description": 'The challenge: `Bearer realm="api"`.',
+        }
+    },
+    "415": {
+        "Accept-Encoding": {
+            "schema": {"type": "string"},
+            "description": "`identity`, on a refused content coding only (RFC 9110, 12.5.3).",
         }
     },
     "429": {
@@ -481,12 +565,29 @@ _HEADERS = {
 }
 
 
+# On every answer to a request that counted against a limit (draft-ietf-httpapi-
+# ratelimit-headers): the request budget of every signed-in request, and a write's own.
+_RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": {
+        "schema": {"type": "string"},
+        "description": 'Each limit the request counted against: `"<policy>";q=<quota>;'
+        'w=<window seconds>`, comma-separated (`"api"`, every request; a write\'s own).',
+    },
+    "RateLimit": {
+        "schema": {"type": "string"},
+        "description": 'What remains of each: `"<policy>";r=<remaining>;t=<seconds until '
+        "the oldest counted request leaves the window>`.",
+    },
+}
+
+
 def problem_responses_hook(
     result: dict[str, Any], generator: Any, request: Any, public: bool
 ) -> dict[str, Any]:
     """A drf-spectacular postprocessing hook: the ``Problem`` schema, and for every
     operation each problem response it can answer (never replacing the description of
-    one it documents itself, only giving it the problem body)."""
+    one it documents itself, only giving it the problem body), and on every response the
+    ``RateLimit`` headers it may carry."""
     result.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for operations in result.get("paths", {}).values():
@@ -494,8 +595,9 @@ def problem_responses_hook(
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue
             documented = dict(_PROBLEM_RESPONSES)
-            if "requestBody" in operation:
-                documented.update(_BODY_PROBLEM_RESPONSES)
+            documented.update(
+                _BODY_PROBLEM_RESPONSES if "requestBody" in operation else {"415": _CODING_PROBLEM}
+            )
             responses = operation.setdefault("responses", {})
             for code, description in sorted(documented.items()):
                 answer: dict[str, Any] = {"description": description, "content": content}
@@ -505,4 +607,7 @@ def problem_responses_hook(
             for code, answer in responses.items():  # those an operation names itself too
                 if str(code)[0] in "45" and not answer.get("content"):
                     answer["content"] = content
+                headers = answer.setdefault("headers", {})
+                for name, header in _RATE_LIMIT_HEADERS.items():
+                    headers.setdefault(name, header)
     return result

@@ -17,7 +17,9 @@ is read whole before its 401. This wrapper, outermost for HTTP (``safechat.asgi`
   that merely looks like an upload path reaches Django, so it is limited here like any
   other (a looser rule here than there once let such a path read a 200 MB body whole).
 
-Errors are problem details (``safechat.problems``) under ``/api/``, plain text elsewhere.
+Errors are problem details (``safechat.problems``) under ``/api/``, plain text elsewhere;
+their security headers (``nosniff``, the CSP, ...) are added by the layer outside this one
+(``safechat.security_headers``), as to every answer.
 The limit applies to everyone alike, before authentication: nothing is read to decide.
 """
 

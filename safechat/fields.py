@@ -1,14 +1,80 @@
-"""Serializer fields every API input uses: a value is taken exactly as sent, of the JSON
-type the schema documents, or refused.
+"""What every API input uses: a body of only the fields it documents
+(:class:`InputSerializer`), each value taken exactly as sent, of the JSON type the schema
+documents, or refused.
 
 A lower module (DRF only), so any app's API may import it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail, ValidationError
+from rest_framework.request import Request
+
+
+class HeaderRefused(ValidationError):
+    """A request header the API refuses (400 ``invalid``): its error names the header as
+    the ``parameter`` refused (OpenAPI's header parameters), with its own ``code``."""
+
+    def __init__(self, *, header: str, detail: str, code: str = "invalid") -> None:
+        super().__init__(detail, code=code)
+        self.header = header
+        self.error = {"parameter": header, "code": code, "detail": detail}
+
+
+class InputSerializer(serializers.Serializer[dict[str, Any]]):
+    """The base of every API request body: a member it has no field for is refused.
+
+    DRF ignores a member no field names, so a typo (``{"nmae": "Desk"}``) would be a 200
+    that did something else than asked. Here each such member is a field error of its
+    own (400 ``invalid``; in the problem's ``errors``, a ``pointer`` to the member, code
+    ``unknown``, the detail naming the fields taken), beside any other field's errors.
+    The schema says the same: ``additionalProperties: false`` on every request body
+    (``safechat.api.InputSerializerSchema``).
+    """
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        unknown = self._unknown_members(data)
+        try:
+            value: dict[str, Any] = super().to_internal_value(data)
+        except ValidationError as exc:
+            if unknown and isinstance(exc.detail, dict):
+                raise ValidationError({**exc.detail, **unknown}) from None
+            raise
+        if unknown:
+            raise ValidationError(unknown)
+        return value
+
+    def _unknown_members(self, data: Any) -> dict[str, list[ErrorDetail]]:
+        if not isinstance(data, Mapping):
+            return {}  # refused as a whole by DRF (not an object)
+        taken = [name for name, field in self.fields.items() if not field.read_only]
+        message = (
+            "Not a field of this request; it takes: " + ", ".join(taken) + "."
+            if taken
+            else "Not a field of this request; it takes no body."
+        )
+        return {
+            str(name): [ErrorDetail(message, code="unknown")] for name in data if name not in taken
+        }
+
+
+class NoInput(InputSerializer):
+    """The body of a write that takes none (a join, an archive, a deletion): absent, or
+    an empty JSON object; any member is refused as :class:`InputSerializer` refuses it."""
+
+
+def no_body_check(request: Request) -> None:
+    """For a write that takes no body: a JSON body (``application/json``) must be an
+    empty object, else the ``ValidationError`` of :class:`NoInput` (400, each member
+    named, code ``unknown``). A body of another type is not read: it carries no member
+    the API could take (the API parses JSON alone)."""
+    media_type = (request.content_type or "").split(";", 1)[0].strip().lower()
+    if media_type == "application/json":
+        NoInput(data=request.data).is_valid(raise_exception=True)
 
 
 class StrictCharField(serializers.CharField):

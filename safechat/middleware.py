@@ -225,6 +225,34 @@ class ApiResponseMiddleware:
         return response
 
 
+class ContentCodingMiddleware:
+    """An API request whose body is in a content coding (``Content-Encoding: gzip``, or
+    any but ``identity``) is refused before anything parses it: 415
+    ``unsupported_content_encoding`` with ``Accept-Encoding: identity``, as RFC 9110
+    (sections 15.5.16 and 12.5.3) asks, so a client can tell it from an unsupported media
+    type. Unrefused, the coded bytes would reach the JSON parser as a malformed body, or
+    a form's as fields. Listed after the middleware that add the security headers, so
+    the refusal carries them as every answer does.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        coding = str(request.META.get("HTTP_CONTENT_ENCODING", ""))
+        codings = {c.strip().lower() for c in coding.split(",")} - {"", "identity"}
+        if codings and is_api_path(request.path_info):
+            return problem_response(
+                status=415,
+                code="unsupported_content_encoding",
+                detail=f'Content-Encoding "{coding[:64]}" is not supported: send the body '
+                "as it is (identity).",
+                request=request,
+                headers={"Accept-Encoding": "identity"},
+            )
+        return self.get_response(request)
+
+
 class CommonMiddleware(common.CommonMiddleware):
     """Django's ``CommonMiddleware``, except that an API path missing its trailing slash
     is never redirected: a 301 turns a POST into a GET on the next hop and answers with

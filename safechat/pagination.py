@@ -10,6 +10,7 @@ a client can also start from an id it already holds. Parameters (query string):
 - ``after=K``: the ``limit`` items nearest to ``K`` with a larger key;
 - neither: the first page, from the start of the list in its own order.
 
+A parameter the list does not take is refused (400, naming it: a typo is never ignored).
 ``before`` and ``after`` together are refused (400), and so is a parameter sent empty
 (``?before=``: an empty value is a mistake, not an absent parameter) or more than once. A page is
 always presented in the list's order, whatever the direction it was fetched in, with:
@@ -26,7 +27,7 @@ makes it skip or repeat another. A lower module: Django, DRF and drf-spectacular
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -84,6 +85,23 @@ def _refused(parameter: str, message: str, code: str = "invalid") -> ValidationE
     return ValidationError({parameter: [ErrorDetail(message, code=code)]})
 
 
+# The parameters of every cursor-paginated list.
+CURSOR_PARAMETERS = ("before", "after", "limit")
+
+
+def query_names_check(query: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Refuse every query parameter that is not one of ``known``: a ``ValidationError``
+    naming each (code ``unknown``), so a typo (``?befor=``) or a parameter the operation
+    does not take (``before`` on the change feed) is a 400, never silently ignored (the
+    answer would look right and be another one). The one check of every list the API
+    serves and of the audit export, each naming the parameters its schema documents."""
+    accepted = sorted(set(known))
+    unknown = sorted(name for name in query if name not in accepted)
+    if unknown:
+        message = "Not a parameter of this operation; it takes: " + ", ".join(accepted) + "."
+        raise ValidationError({name: [ErrorDetail(message, code="unknown")] for name in unknown})
+
+
 def query_value(query: Mapping[str, Any], name: str) -> str | None:
     """The one value of the query parameter ``name``, None if it is absent. A parameter
     sent more than once (``?limit=2&limit=3``) is a ``ValidationError`` naming it (code
@@ -135,15 +153,22 @@ def query_text(query: Mapping[str, Any], name: str, *, max_length: int) -> str:
 
 
 def cursor_from_query(
-    query: Mapping[str, Any], *, default_limit: int = LIMIT_DEFAULT, max_limit: int = LIMIT_MAX
+    query: Mapping[str, Any],
+    *,
+    default_limit: int = LIMIT_DEFAULT,
+    max_limit: int = LIMIT_MAX,
+    also: Iterable[str] = (),
 ) -> Cursor:
-    """The cursor a request's query string asks for.
+    """The cursor a request's query string asks for; ``also`` names the list's other
+    parameters (``q``), which its caller reads.
 
     Raises DRF's ``ValidationError`` naming the parameter (answered 400, with
-    ``parameter`` in the problem's ``errors``): a value that is empty, not a whole number,
+    ``parameter`` in the problem's ``errors``): a parameter that is neither a cursor's nor
+    in ``also`` (:func:`query_names_check`), a value that is empty, not a whole number,
     or out of range (keys from 0, ``limit`` from ``LIMIT_MIN`` to ``max_limit``), and
     ``before`` with ``after``.
     """
+    query_names_check(query, (*CURSOR_PARAMETERS, *also))
     before = query_integer(query, "before", minimum=1, maximum=None)
     after = query_integer(query, "after", minimum=0, maximum=None)
     limit = query_integer(query, "limit", minimum=LIMIT_MIN, maximum=max_limit)
@@ -250,6 +275,7 @@ def page_serializer(name: str, item: Any) -> type[serializers.Serializer[Any]]:
 
 
 __all__ = [
+    "CURSOR_PARAMETERS",
     "KEY_MAX",
     "LIMIT_DEFAULT",
     "LIMIT_MAX",
@@ -261,6 +287,7 @@ __all__ = [
     "page_of",
     "page_serializer",
     "query_integer",
+    "query_names_check",
     "query_text",
     "query_value",
     "search_parameter",

@@ -55,6 +55,7 @@ TITLES: dict[str, str] = {
     "length_required": "Length required.",
     "payload_too_large": "Request body too large.",
     "unsupported_media_type": "Unsupported media type.",
+    "unsupported_content_encoding": "Unsupported content coding.",
     "idempotency_key_reused": "Idempotency key reused.",
     "already_member": "Already a member.",
     "throttled": "Too many requests.",

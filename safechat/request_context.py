@@ -26,6 +26,7 @@ CHANNEL_ADMIN = "admin"
 CHANNEL_WEBSOCKET = "websocket"
 CHANNEL_TASK = "task"
 CHANNEL_COMMAND = "command"
+CHANNEL_SCIM = "scim"  # an identity provider's provisioning (/scim/v2/)
 CHANNELS = (
     CHANNEL_PORTAL,
     CHANNEL_API,
@@ -33,6 +34,7 @@ CHANNELS = (
     CHANNEL_WEBSOCKET,
     CHANNEL_TASK,
     CHANNEL_COMMAND,
+    CHANNEL_SCIM,
 )
 
 current_request_id: ContextVar[str] = ContextVar("current_request_id", default="-")
@@ -76,11 +78,14 @@ def client_ip(address: str | None) -> str | None:
 
 
 def http_channel(path: str) -> str:
-    """The channel an HTTP request acts through, by its path: the API, the admin or the portal."""
+    """The channel an HTTP request acts through, by its path: the API, the admin, SCIM
+    provisioning or the portal."""
     if path.startswith("/api/"):
         return CHANNEL_API
     if path.startswith("/admin/"):
         return CHANNEL_ADMIN
+    if path.startswith("/scim/"):
+        return CHANNEL_SCIM
     return CHANNEL_PORTAL
 
 

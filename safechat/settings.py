@@ -170,6 +170,11 @@ MIDDLEWARE = [
     "safechat.middleware.RequestIdMiddleware",
     # API responses: no-store, and the RateLimit headers of what the request counted.
     "safechat.middleware.ApiResponseMiddleware",
+    # The frame and content-security headers before any middleware that may answer
+    # itself (a refused session, a second factor missing, a content coding), so every
+    # answer Django makes carries them (those made before Django: safechat.asgi).
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -183,8 +188,8 @@ MIDDLEWARE = [
     "accounts.middleware.SessionPolicyMiddleware",
     "accounts.middleware.SecondFactorRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    # An API body in a content coding (gzip, ...) is a 415 before anything parses it.
+    "safechat.middleware.ContentCodingMiddleware",
     # Django's empty 405 (its method decorators) as the portal's page, or problem details.
     "safechat.middleware.MethodNotAllowedMiddleware",
     # Last but the metrics (whose counter only counts it), so it acts on a view's exception
@@ -330,6 +335,15 @@ CELERY_BEAT_SCHEDULE["compliance-expire-exports"] = {
     "task": "compliance.expire_exports",
     "schedule": 3600,
 }
+# Supervision review (docs/compliance.md, "Supervision review"): the most messages one
+# matching batch reads (paced as retention's batches are), and how often beat runs it.
+SAFECHAT_SUPERVISION_BATCH = env.int("SAFECHAT_SUPERVISION_BATCH", default=500)
+if not 1 <= SAFECHAT_SUPERVISION_BATCH <= 100_000:
+    raise SystemExit("SafeChat refuses to start: SAFECHAT_SUPERVISION_BATCH must be 1 to 100000")
+CELERY_BEAT_SCHEDULE["compliance-supervision-run"] = {
+    "task": "compliance.supervision_run",
+    "schedule": env.int("SAFECHAT_SUPERVISION_CHECK_SECONDS", default=300),
+}
 # --- Audit log (docs/audit.md) ----------------------------------------------
 # The signing key (SAFECHAT_AUDIT_SIGNING_KEY[_FILE]) is read above with the other keys.
 SAFECHAT_AUDIT_CHECKPOINT_INTERVAL_SECONDS = env.int(
@@ -415,6 +429,9 @@ SAFECHAT_TOKEN_MAX_DAYS = env.int("SAFECHAT_TOKEN_MAX_DAYS", default=366)
 SAFECHAT_ACCESS_REFUSAL_AUDIT_LIMIT = envtools.rate_limit(
     env.str("SAFECHAT_ACCESS_REFUSAL_AUDIT_LIMIT", default="30/60")
 )
+# Requests to the API per signed-in user (session or token alike) in any S seconds: "N/S"
+# (safechat.api.ApiRequestThrottle). Every answer reports it in the RateLimit headers.
+SAFECHAT_API_RATE_LIMIT = envtools.rate_limit(env.str("SAFECHAT_API_RATE_LIMIT", default="1200/60"))
 SAFECHAT_TOKEN_FAILURE_LIMIT = envtools.rate_limit(
     env.str("SAFECHAT_TOKEN_FAILURE_LIMIT", default="20/60")
 )
@@ -501,6 +518,18 @@ except sso.SsoConfigurationError as _exc:
 SAFECHAT_SAML_FLOW_SECONDS = env.int("SAFECHAT_SAML_FLOW_SECONDS", default=600)
 # Answers from identity providers (OIDC callbacks, SAML responses) accepted per client
 # address, counted before any signature is checked: N per S seconds.
+# Local passwords (docs/accounts.md "Local passwords and the break-glass account"): off,
+# people sign in through the identity provider only, and a password signs in only the
+# break-glass accounts named here (with their second factor; audited and alerted).
+SAFECHAT_LOCAL_PASSWORDS = env.bool("SAFECHAT_LOCAL_PASSWORDS", default=True)
+try:
+    SAFECHAT_BREAK_GLASS_USERNAMES = sso.local_password_policy_check(
+        local_passwords=SAFECHAT_LOCAL_PASSWORDS,
+        break_glass=env.list("SAFECHAT_BREAK_GLASS_USERNAMES", default=[]),
+        providers_configured=bool(SAFECHAT_OIDC_PROVIDERS or SAFECHAT_SAML_IDPS),
+    )
+except sso.LocalPasswordPolicyError as _exc:
+    raise SystemExit(f"SafeChat refuses to start: {_exc}") from None
 SAFECHAT_SSO_RATE_LIMIT = envtools.rate_limit(env.str("SAFECHAT_SSO_RATE_LIMIT", default="20/60"))
 
 # --- HTTP security ----------------------------------------------------------
@@ -587,6 +616,9 @@ REST_FRAMEWORK = {
         "accounts.api.permissions.IsVerifiedOrToken",
         "accounts.api.permissions.TokenHasScope",
     ],
+    # Every request of a signed-in user counts against SAFECHAT_API_RATE_LIMIT (429 past
+    # it), reported with the write budgets in the RateLimit headers.
+    "DEFAULT_THROTTLE_CLASSES": ["safechat.api.ApiRequestThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON only, read within DATA_UPLOAD_MAX_MEMORY_SIZE: no form or multipart parsing (a

@@ -35,13 +35,22 @@ from types import FrameType
 
 from billiard.util import set_pdeathsig  # type: ignore[attr-defined]  # celery-types omits it
 
+from safechat.websocket_limits import WEBSOCKET_MAX_FRAME_BYTES
+
 STOP_GRACE_SECONDS = 10
 
 # Options every SafeChat web server runs with (deploy/systemd/safechat-web.service too).
 # No permessage-deflate: compressing secrets beside text an attacker can put into the
 # same stream lets frame sizes leak them (CRIME/BREACH), and it costs CPU per recipient.
-# Frames carry at most a 16 KiB message; 64 KiB leaves room for JSON escaping.
-UVICORN_WEBSOCKET_OPTIONS = ["--ws-per-message-deflate", "false", "--ws-max-size", "65536"]
+# Frames carry at most a 16 KiB message; 64 KiB leaves room for JSON escaping. A frame
+# past it closes the socket (1009): the chat client measures its frames against it first
+# (safechat.websocket_limits).
+UVICORN_WEBSOCKET_OPTIONS = [
+    "--ws-per-message-deflate",
+    "false",
+    "--ws-max-size",
+    str(WEBSOCKET_MAX_FRAME_BYTES),
+]
 
 
 def commands(port: str, host: str) -> dict[str, list[str]]:

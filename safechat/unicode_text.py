@@ -17,7 +17,18 @@ topics, display names, reactions. None of them may deceive the reader.
   too) are refused in every label: a name is one line of text, and a line break or a
   terminal's escape sequence would make it show as something else in a plain-text
   notice, a log or a terminal.
-* **Reactions** are one emoji from the Unicode emoji set (``emoji`` package), never words.
+* **Default-ignorable code points inside a label** (a soft hyphen, a zero-width space, a
+  word joiner, a variation selector on a letter, a Hangul filler) are refused: "Tr\u00adading"
+  shows as "Trading" and would pass for it. Kept where they are part of what is written:
+  inside an emoji sequence (its variation selector, zero-width joiner or tags), and the
+  zero-width joiner and non-joiner where RFC 5892 (appendix A.1, A.2, as PRECIS applies it)
+  allows them (after a virama; the non-joiner between joining letters, as Persian needs).
+* **Look-alike labels** compare by ``look_alike_keys``: the skeleton of the case-folded
+  text and the case-folded skeleton of the text as written, so capitals that look alike
+  across scripts ("PATE" in Cyrillic capitals and in Latin) and digits confusable with a capital
+  ("b0b" and "bob": 0 is confusable with O) are caught whatever the case.
+* **Reactions** are one emoji from the Unicode emoji set (``emoji`` package), never words,
+  kept in one spelling (``reaction_canonical``: "❤", "❤︎" and "❤️" are the same reaction).
 
 The validators raise Django's ``ValidationError`` with a stable ``code``; models, forms,
 serializers and services all use these, so every edge gives the same answer.
@@ -32,6 +43,7 @@ import emoji
 import icu
 from django.core.exceptions import ValidationError
 from precis_i18n import get_profile
+from precis_i18n.context import rule_zero_width_joiner, rule_zero_width_nonjoiner
 from precis_i18n.unicode import UnicodeData
 
 _USERNAME = get_profile("UsernameCaseMapped")
@@ -97,6 +109,29 @@ def confusable_skeleton(value: str) -> str:
     return str(_spoof_checker().getSkeleton(0, value))
 
 
+def case_insensitive_skeleton(value: str) -> str:
+    """The UTS #39 skeleton of the case-folded skeleton of ``value``:
+    ``skeleton(casefold(skeleton(value)))``.
+
+    UTS #39 maps some characters to a capital prototype (``0`` to ``O``, ``I`` to ``l``),
+    so ``skeleton("b0b")`` is ``"bOb"`` and ``skeleton("bob")`` is ``"bob"``: a plain
+    skeleton of case-folded text misses them. Folding the skeleton's case and mapping
+    again makes strings that look alike in any case meet ("b0b.smith" and "bob.smith";
+    "PATE" in Cyrillic capitals and in Latin). Equal skeletons of ``value`` give equal results.
+    For comparison only, never for display.
+    """
+    return confusable_skeleton(confusable_skeleton(value).casefold())
+
+
+def look_alike_keys(value: str) -> frozenset[str]:
+    """The keys by which a label is compared with others: two labels look alike when they
+    share a key. ``value`` is NFKC-normalised first; then the skeleton of its case-folded
+    form ("Rates" and "rates" meet) and ``case_insensitive_skeleton`` of it as written
+    (capitals that look alike across scripts meet, and digits confusable with capitals)."""
+    text = unicodedata.normalize("NFKC", value)
+    return frozenset({confusable_skeleton(text.casefold()), case_insensitive_skeleton(text)})
+
+
 def validate_username(value: str) -> None:
     """Refuse a username that is not already in its PRECIS canonical form."""
     if username_canonical(value) != value:
@@ -159,12 +194,84 @@ def refuse_control_characters(value: str) -> None:
         )
 
 
+_JOINERS = {"\u200c": rule_zero_width_nonjoiner, "\u200d": rule_zero_width_joiner}
+_EMOJI_STANDIN = "\ufffc"  # an emoji sequence, while the rest of a label is checked
+
+
+def refuse_default_ignorable(value: str) -> None:
+    """Refuse a default-ignorable code point (Unicode ``Default_Ignorable_Code_Point``:
+    soft hyphen, zero-width space, word joiner, variation selectors, fillers...) anywhere
+    in ``value``, except inside an emoji sequence (``emoji`` package) and the zero-width
+    joiner and non-joiner where RFC 5892, appendix A.1 and A.2, allow them. Code
+    ``default_ignorable``, naming the character."""
+    rest, end = "", 0
+    for found in emoji.emoji_list(value):  # offsets into ``value``, stray selectors kept
+        rest += value[end : found["match_start"]] + _EMOJI_STANDIN
+        end = found["match_end"]
+    rest += value[end:]
+    for offset, char in enumerate(rest):
+        if not _UCD.default_ignorable(ord(char)):
+            continue
+        rule = _JOINERS.get(char)
+        if rule is not None and rule(rest, offset, _UCD):
+            continue
+        raise ValidationError(
+            f"A name may not contain the invisible character U+{ord(char):04X} "
+            f"({unicodedata.name(char, 'unnamed')}): it would look like another name.",
+            code="default_ignorable",
+        )
+
+
 def validate_label(value: str) -> None:
     """The rules of a name others read (a room's name, a display name, a token's name): no
-    bidi control, no control character, at least one visible character."""
+    bidi control, no control character, at least one visible character, and no
+    default-ignorable (invisible) character inside it (``refuse_default_ignorable``)."""
     refuse_bidi_controls(value)
     refuse_control_characters(value)
     refuse_invisible_only(value)
+    refuse_default_ignorable(value)
+
+
+_PRESENTATION_SELECTORS = str.maketrans("", "", "\ufe0e\ufe0f")
+
+
+def _fully_qualified() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for entry, data in emoji.EMOJI_DATA.items():
+        if data.get("status") == emoji.STATUS["fully_qualified"]:
+            found.setdefault(entry.translate(_PRESENTATION_SELECTORS), entry)
+    return found
+
+
+_FULLY_QUALIFIED = _fully_qualified()
+
+
+def reaction_canonical(value: str) -> str:
+    """The one spelling of the reaction ``value``: its fully-qualified emoji (Unicode
+    emoji-test.txt, from the ``emoji`` package), whatever presentation selectors it was
+    typed with: "❤" (text default), "❤︎" (VS15) and "❤️" (VS16) are all "❤️", and
+    "👍︎" is "👍". Validated (``validate_reaction``); raises ``ValidationError`` (code
+    ``reaction_not_emoji``) for anything but one emoji."""
+    if not isinstance(value, str):
+        raise ValidationError("A reaction is a single emoji.", code="reaction_not_emoji")
+    canonical = _FULLY_QUALIFIED.get(value.translate(_PRESENTATION_SELECTORS), value)
+    validate_reaction(canonical)
+    return canonical
+
+
+def reaction_same(a: str, b: str) -> bool:
+    """Whether the reactions ``a`` and ``b`` are one emoji once each takes its one spelling
+    (``reaction_canonical``); a stored value that is no emoji is only itself."""
+    return reaction_key(a) == reaction_key(b)
+
+
+def reaction_key(value: str) -> str:
+    """``reaction_canonical(value)``, or ``value`` itself when it is no emoji: for grouping
+    stored reactions, which never raises."""
+    try:
+        return reaction_canonical(value)
+    except ValidationError:
+        return value
 
 
 def validate_reaction(value: str) -> None:

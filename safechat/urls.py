@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from accounts.admin_site import SafeChatAdminSite
+from compliance.admin_supervision import compliance_dashboard_view
 from safechat import error_pages, monitoring, views
 from safechat.api import api_error_handler, api_server_error_handler
 from safechat.api_docs import ApiDocsRedocView, ApiDocsSwaggerView, docs_view
@@ -20,10 +21,17 @@ urlpatterns = [
     # Prometheus metrics, behind a bearer token (safechat/monitoring.py; 404 without one set).
     path("metrics", monitoring.metrics, name="metrics"),
     path("favicon.ico", error_pages.favicon, name="favicon"),
+    path(
+        "admin/compliance/dashboard/",
+        admin.site.admin_view(compliance_dashboard_view),
+        name="compliance-dashboard",
+    ),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("accounts/webauthn/", include("accounts.webauthn_urls")),
     path("api/v1/accounts/", include("accounts.api.urls")),
+    # An identity provider's provisioning (SCIM 2.0): a token of scope scim, nothing else.
+    path("scim/v2/", include("accounts.api.scim_urls")),
     path("api/v1/audit/", include("audit.api.urls")),
     path("api/v1/", include("rooms.api.urls")),
     path("api/v1/", include("files.api.urls")),

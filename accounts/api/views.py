@@ -15,7 +15,7 @@ from accounts.api.permissions import request_token
 from accounts.models import ApiToken, User
 from accounts.selectors import api_token_get, api_tokens_for
 from accounts.services import api_token_create, api_token_revoke, user_profile_update
-from safechat.fields import StrictCharField, StrictIntegerField
+from safechat.fields import InputSerializer, StrictCharField, StrictIntegerField, no_body_check
 from safechat.pagination import cursor_from_query, cursor_parameters, page_of, page_serializer
 
 
@@ -44,7 +44,7 @@ class TokenListCreateApi(APIView):
     # Managing tokens with a token needs the admin scope (sessions are not scoped).
     required_token_scope = ApiToken.Scope.ADMIN
 
-    class TokenCreateInputSerializer(serializers.Serializer[dict[str, object]]):
+    class TokenCreateInputSerializer(InputSerializer):
         name = StrictCharField(max_length=100)
         scope = serializers.ChoiceField(choices=ApiToken.Scope.choices)
         # At most ``SAFECHAT_TOKEN_MAX_DAYS``, and never past the asking token's own
@@ -104,6 +104,7 @@ class TokenRevokeApi(APIView):
         token = api_token_get(user=_actor(request), token_id=token_id)
         if token is None:
             raise NotFound()
+        no_body_check(request)
         api_token_revoke(actor=_actor(request), token=token, request=request._request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -131,7 +132,7 @@ def _profile_json(user: User) -> dict[str, object]:
 class ProfileApi(APIView):
     """Your own profile: the display name others see beside your username."""
 
-    class ProfileUpdateInput(serializers.Serializer[dict[str, object]]):
+    class ProfileUpdateInput(InputSerializer):
         # Surrounding spaces are dropped; the rules of a name (no direction control, not
         # only invisible characters) are the service's, as on every edge (400, per field).
         first_name = StrictCharField(max_length=150, required=False, allow_blank=True)

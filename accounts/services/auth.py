@@ -6,10 +6,13 @@ per IP (one lockout a security admin lifts); django-otp throttles each device.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from axes.handlers.proxy import AxesProxyHandler
 from django.contrib.auth import authenticate, login
+from django.core.mail import send_mail
+from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django_otp import login as otp_login
@@ -17,6 +20,8 @@ from django_otp.models import Device
 
 from accounts.factor_ids import persistent_id_names_a_device
 from accounts.models import User, UserSession
+from accounts.password_policy import break_glass, local_passwords_enabled
+from accounts.roles import Role
 from accounts.selectors import factor_kind, user_factor_get
 from accounts.services._common import failure_count
 from accounts.services.sessions import session_end_current, session_rotate, session_start
@@ -26,6 +31,7 @@ from audit.services import audit_record
 from safechat.actions import action, action_transaction
 from safechat.unicode_text import username_lookup_form
 
+logger = logging.getLogger("safechat.security")
 GENERIC_FAILURE = "Those details were not accepted. Check them and try again."
 LOCKED_OUT = "Too many failed attempts. Try again later, or ask a security administrator to unlock."
 CODE_FAILURE = "That code was not accepted. Check it and try again."
@@ -49,11 +55,33 @@ def sign_in_password(*, request: HttpRequest, username: str, password: str) -> U
 
     Django's ModelBackend hashes the password with the default hasher for an
     unknown username too, so the timing does not tell them apart either.
+
+    With local passwords off (``SAFECHAT_LOCAL_PASSWORDS``), a right password signs in
+    only a break-glass account (``SAFECHAT_BREAK_GLASS_USERNAMES``); anyone else's is
+    answered as a wrong one (recorded ``auth.login.failed`` with ``reason:
+    local_passwords_disabled``), so the answer tells no one which accounts are
+    break-glass. A break-glass sign-in is recorded ``auth.break_glass.used`` and every
+    active security admin with an address is mailed after commit (and it is logged at
+    CRITICAL); its second factor is still due.
     """
     # Typed in any case or width, counted and looked up in its canonical form (RFC 8265).
     username = username_lookup_form(username.strip()[:150])
     was_locked = AxesProxyHandler.is_locked(request, _credentials(username))
     user = authenticate(request, username=username, password=password)
+    glass = not local_passwords_enabled() and break_glass(username)
+    if isinstance(user, User) and not (local_passwords_enabled() or glass):
+        with action_transaction():
+            audit_record(
+                actor=None,
+                action=AuditAction.AUTH_LOGIN_FAILED,
+                target=user,
+                extra={
+                    "username": username, "step": "password", "locked": False,
+                    "reason": "local_passwords_disabled",
+                },
+                request=request,
+            )  # fmt: skip
+        raise SignInError(GENERIC_FAILURE)
     if not isinstance(user, User):
         locked = bool(getattr(request, "axes_locked_out", False)) or was_locked
         known = User.objects.filter(username=username).first()
@@ -86,7 +114,37 @@ def sign_in_password(*, request: HttpRequest, username: str, password: str) -> U
             target=user,
             request=request,
         )
+        if glass:
+            audit_record(
+                actor=user,
+                action=AuditAction.AUTH_BREAK_GLASS_USED,
+                target=user,
+                extra={"step": "password"},
+                request=request,
+            )
+            transaction.on_commit(lambda: _break_glass_alert(user=user))
     return user
+
+
+def _break_glass_alert(*, user: User) -> None:
+    """Tell every active security admin (and the log, at CRITICAL) that a break-glass
+    account's password was used: the identity provider may be down, or someone has it."""
+    logger.critical("break-glass account %s signed in with its password", user.pk)
+    recipients = sorted(
+        User.objects.filter(groups__name=Role.SECURITY_ADMIN.value, is_active=True)
+        .exclude(email="")
+        .values_list("email", flat=True)
+        .distinct()
+    )
+    if recipients:
+        send_mail(
+            "SafeChat: break-glass account used",
+            f"The break-glass account {user.get_username()} signed in with its password at "
+            f"{timezone.now():%Y-%m-%d %H:%M} UTC (its second factor is still due). If this "
+            "was not planned, end its sessions and change its password now.\n",
+            None,
+            recipients,
+        )
 
 
 def second_factor_accepted(*, request: HttpRequest, user: User, device: Device) -> None:
@@ -173,6 +231,8 @@ def second_factor_verify(*, request: HttpRequest, user: User, device_id: str, co
 
 
 @action
-def sign_out(*, request: HttpRequest) -> None:
-    """End this session (its sockets close after commit) and clear it."""
-    session_end_current(request=request, reason="signed_out")
+def sign_out(*, request: HttpRequest, provider_logout: str = "") -> None:
+    """End this session (its sockets close after commit) and clear it. ``provider_logout``
+    names the OpenID Connect provider the browser is sent on to, to end its session too
+    (recorded in ``auth.logout`` as ``provider_logout``)."""
+    session_end_current(request=request, reason="signed_out", provider_logout=provider_logout)

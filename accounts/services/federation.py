@@ -55,6 +55,7 @@ from accounts.services._common import (
     ensure_person,
 )
 from accounts.services.auth import second_factor_accepted
+from accounts.services.idp_access import idp_access_apply
 from accounts.services.sessions import session_start, sessions_end_rows
 from accounts.sso import AssertedIdentity, provider_asserts_mfa, sign_in_evidence
 from audit.actions import AuditAction
@@ -62,7 +63,7 @@ from audit.services import audit_record
 from safechat.actions import Refused, action, action_transaction
 from safechat.keyring.services import user_key_create
 from safechat.ratelimit import Rate, rate_exceeded, rate_hit
-from safechat.unicode_text import confusable_skeleton, validate_label
+from safechat.unicode_text import case_insensitive_skeleton, validate_label
 
 NOT_LINKED = (
     "No SafeChat account is linked to this identity. Ask a security administrator to link "
@@ -240,6 +241,8 @@ def federated_sign_in(*, request: HttpRequest, identity: AssertedIdentity) -> Fe
             raise _refused(
                 identity, request=request, reason="deactivated", message=DEACTIVATED, target=user
             )
+        # Roles and barrier groups as the provider's groups say (its mapping, if any).
+        idp_access_apply(user=user, identity=identity, request=request)
         login(request, user, backend="accounts.backends.RoleBackend")  # a fresh session key
         session_start(
             request=request, user=user, federated_identity=link,
@@ -337,7 +340,7 @@ def _account_create(*, request: HttpRequest, identity: AssertedIdentity) -> User
         )
     username = User.normalize_username(claim)
     taken = User.objects.filter(
-        Q(username=username) | Q(username_skeleton=confusable_skeleton(username))
+        Q(username=username) | Q(username_skeleton=case_insensitive_skeleton(username))
     ).exists()
     if taken:
         raise _refused(identity, request=request, reason="username_taken", message=USERNAME_TAKEN)

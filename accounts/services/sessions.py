@@ -162,8 +162,9 @@ def session_end(
 
 
 @action
-def session_end_current(*, request: HttpRequest, reason: str) -> None:
-    """End the request's own session (sign-out, expiry) and flush it.
+def session_end_current(*, request: HttpRequest, reason: str, provider_logout: str = "") -> None:
+    """End the request's own session (sign-out, expiry) and flush it. ``provider_logout``:
+    the provider whose session a sign-out goes on to end (in the audit event).
 
     A session already ended elsewhere is only flushed: its end was recorded then.
     """
@@ -185,7 +186,10 @@ def session_end_current(*, request: HttpRequest, reason: str) -> None:
                 if reason == "signed_out"
                 else AuditAction.SESSION_ENDED,
                 target=user,
-                extra={"reason": reason},
+                extra={
+                    "reason": reason,
+                    **({"provider_logout": provider_logout} if provider_logout else {}),
+                },
                 request=request,
             )
     logout(request)

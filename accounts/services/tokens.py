@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.credentials import api_token_prefix, hashes_match, new_api_token
 from accounts.models import ApiToken, User
+from accounts.roles import MANAGE_USERS
 from accounts.scopes import scope_covers
 from accounts.services._common import actor_and_people_locked, client_ip, ensure_permission
 from accounts.session_policy import (
@@ -66,9 +67,18 @@ def api_token_create(
     something visible);
     ``Refused`` (audited ``token.create.refused``, nothing created) for a child wider
     or asked to live longer than its parent (without ``days``, a child gets the
-    default life cut to its parent's).
+    default life cut to its parent's); ``Refused`` (audited ``token.create.refused``,
+    ``permission``) for a ``scim`` token asked by someone without
+    ``accounts.manage_users`` (checked again under the actor's row): provisioning
+    creates and deactivates accounts, so its credential is a security admin's to issue.
     """
     scope = ApiToken.Scope(scope).value
+    provisioning = scope == ApiToken.Scope.SCIM
+    if provisioning:
+        ensure_permission(
+            actor=actor, permission=MANAGE_USERS, action=AuditAction.TOKEN_CREATE_REFUSED,
+            operation="token.create.scim", request=request,
+        )  # fmt: skip
     max_days = int(settings.SAFECHAT_TOKEN_MAX_DAYS)
     asked = days
     days = min(settings.SAFECHAT_API_TOKEN_DAYS, max_days) if days is None else days
@@ -95,6 +105,12 @@ def api_token_create(
         raise ValidationError({"name": refused.error_list}) from None
     secret, prefix, token_hash = new_api_token()
     with action_transaction():
+        if provisioning:
+            actor_and_people_locked(
+                actor=actor, users=[], permission=MANAGE_USERS,
+                action=AuditAction.TOKEN_CREATE_REFUSED, operation="token.create.scim",
+                request=request,
+            )  # fmt: skip
         if via_token is not None:
             # It authenticated, but may have been revoked (or run out) since: checked
             # again under its lock, which a revocation of it or an ancestor also takes.

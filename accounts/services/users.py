@@ -23,6 +23,7 @@ from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from accounts.credentials import new_link_token, sha256_hex
 from accounts.hooks import RoomHooks, room_hooks, rooms_named
 from accounts.models import BootstrapToken, Invitation, User, UserSession
+from accounts.password_policy import password_signs_in
 from accounts.roles import MANAGE_USERS, STAFF_ROLES, Role
 from accounts.selectors import CHAT_READ_ONLY_ROLES, people_exist, person_get
 from accounts.services._common import (
@@ -175,9 +176,10 @@ def _one_username_refusal(errors: list[ValidationError]) -> list[ValidationError
 
 
 def _user_create(
-    *, username: str, email: str, password: str, first_name: str = "", last_name: str = ""
+    *, username: str, email: str, password: str | None, first_name: str = "", last_name: str = ""
 ) -> User:
-    """Validate and create (inside the caller's transaction).
+    """Validate and create (inside the caller's transaction). ``password`` None makes an
+    account with no usable password (one an identity provider provisions and signs in).
 
     Every refusal is found before any is raised, and each is said once, on its own field:
     ``ValidationError`` keyed by ``username`` (one message: invalid, taken, or a
@@ -215,13 +217,17 @@ def _user_create(
                 errors.setdefault(field, []).append(ValidationError(message, code=code))
     if "username" in errors:
         errors["username"] = _one_username_refusal(errors["username"])
-    try:
-        password_validation.validate_password(password, user)
-    except ValidationError as exc:
-        errors["password"] = exc.error_list
+    if password is not None:
+        try:
+            password_validation.validate_password(password, user)
+        except ValidationError as exc:
+            errors["password"] = exc.error_list
     if errors:
         raise ValidationError(errors)
-    user.set_password(password)
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
     try:
         with transaction.atomic():
             user.save()
@@ -860,18 +866,26 @@ def _send_reset_mail(*, request: HttpRequest | None, user: User) -> None:
 
 @action
 def password_reset_request(*, email: str, request: HttpRequest | None = None) -> None:
-    """Email a single-use reset link if an active account has ``email``; silent otherwise."""
+    """Email a single-use reset link if an active account has ``email``; silent otherwise.
+    With local passwords off, only to a break-glass account (others: recorded with
+    ``refused: local_passwords_disabled``, nothing sent, the same answer)."""
     email = email.strip().lower()[:254]
     user = User.objects.filter(email__iexact=email, is_active=True).first() if email else None
+    # With local passwords off, a reset link would sign no one in but a break-glass account.
+    refused = user is not None and not password_signs_in(user.get_username())
     with action_transaction():
         audit_record(
             actor=None,
             action=AuditAction.AUTH_PASSWORD_RESET_REQUESTED,
             target=user,
-            extra={"by": "self", "known": user is not None},
+            extra={
+                "by": "self",
+                "known": user is not None,
+                **({"refused": "local_passwords_disabled"} if refused else {}),
+            },
             request=request,
         )
-        if user is not None:
+        if user is not None and not refused:
             _send_reset_mail(request=request, user=user)
 
 

@@ -85,7 +85,9 @@ def factors(request: HttpRequest) -> HttpResponse:
         request,
         "accounts/factors.html",
         {
-            "factors": [(d, selectors.factor_kind(d)) for d in selectors.user_factors(user=user)],
+            "factors": [
+                (d, selectors.factor_kind_label(d)) for d in selectors.user_factors(user=user)
+            ],
             "backup_remaining": selectors.backup_codes_remaining(user=user),
             "reverified": recently_reverified(request.session),
         },

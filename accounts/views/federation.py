@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
@@ -117,6 +117,7 @@ def sso_callback(request: HttpRequest, provider_key: str) -> HttpResponse:
         result = services.federated_sign_in(request=request, identity=identity)
     except Refused as refused:
         return _refused_page(request, message=refused.message, status=403)
+    oidc.logout_hint_keep(request=request, identity=identity)
     return _signed_in(request, result, next_url)
 
 
@@ -234,6 +235,7 @@ def saml_acs(request: HttpRequest, provider_key: str) -> HttpResponse:
     except Refused as refused:
         page = _refused_page(request, message=refused.message, status=403)
         return _flows_stored(page, flows)
+    saml.logout_hint_keep(request=request, identity=identity)
     return _flows_stored(_signed_in(request, result, next_url), flows)
 
 
@@ -248,6 +250,10 @@ def saml_slo(request: HttpRequest, provider_key: str) -> HttpResponse:
     idp = saml.identity_provider_get(provider_key)
     if idp is None:
         return _protocol_refused(request, provider_key, SamlRefused("unknown_provider", status=404))
+    if "SAMLResponse" in request.GET and "SAMLRequest" not in request.GET:
+        # The IdP's answer to a logout SafeChat started: SafeChat's session ended before
+        # the browser left, so the answer changes nothing and is not read.
+        return redirect("accounts:sign-in")
     try:
         order = saml.logout_request_read(request=request, idp=idp)
     except SamlRefused as refused:

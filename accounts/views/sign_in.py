@@ -9,7 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import forms, selectors, services
+from accounts import forms, oidc, saml, selectors, services
 from accounts.models import User
 from accounts.providers import federated_providers
 from accounts.session_policy import SESSION_SIGNED_OUT_REASON, request_verified
@@ -139,5 +139,22 @@ def reverify(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def sign_out(request: HttpRequest) -> HttpResponse:
-    services.sign_out(request=request)
+    """End this session; after a sign-in through an OpenID Connect provider that offers
+    RP-Initiated Logout, or a SAML IdP with single logout, send the browser on to end the
+    provider's session too (docs/sso.md "Signing out of the provider too"), which sends
+    it back here."""
+    hint = oidc.logout_hint_take(request)
+    saml_hint = saml.logout_hint_take(request)
+    provider = hint["provider"] if hint else saml_hint["provider"] if saml_hint else ""
+    services.sign_out(request=request, provider_logout=provider)
+    url = ""
+    if hint is not None:
+        url = oidc.end_session_url(
+            hint=hint,
+            post_logout_redirect_uri=request.build_absolute_uri(reverse("accounts:sign-in")),
+        )
+    elif saml_hint is not None:
+        url = saml.logout_request_url(hint=saml_hint)
+    if url:
+        return HttpResponseRedirect(url)
     return redirect("accounts:sign-in")

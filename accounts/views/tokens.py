@@ -11,6 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import forms, selectors, services
+from accounts.roles import MANAGE_USERS
 from accounts.views._common import _user, raise_404
 
 
@@ -19,7 +20,9 @@ from accounts.views._common import _user, raise_404
 def tokens(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     form = forms.TokenCreateForm(
-        request.POST or None, initial={"days": settings.SAFECHAT_API_TOKEN_DAYS}
+        request.POST or None,
+        initial={"days": settings.SAFECHAT_API_TOKEN_DAYS},
+        can_provision=user.has_perm(MANAGE_USERS),
     )
     secret = None
     status = 200

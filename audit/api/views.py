@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from audit.permissions import CanViewAuditLog
 from audit.services import audit_export_start
 from audit.services.export import EXPORT_FORMATS
-from safechat.pagination import query_value
+from safechat.pagination import query_names_check, query_value
 
 BLANK_PARAMETER = "Give a value, or leave the parameter out."
 
@@ -48,6 +48,11 @@ class AuditExportApi(APIView):
     """
 
     content_negotiation_class = _IgnoreFormatParameter
+    # GET only (and OPTIONS): Django would answer HEAD by running ``get``, which builds the
+    # export and records ``audit.exported`` for a response with no body. The contract
+    # (docs/api.md) offers the export to GET alone, so HEAD is a 405 naming GET in
+    # ``Allow``, answered after authentication and before any work or record.
+    http_method_names = ("get", "options")
     # An API token needs the read-only audit scope (or admin, which covers it): the whole
     # audit trail leaves the system. The scope is named as the API's token check reads it
     # (accounts.scopes.AUDIT): the audit app sits below accounts and imports none of it.
@@ -79,6 +84,8 @@ class AuditExportApi(APIView):
         },
     )
     def get(self, request: Request) -> StreamingHttpResponse:
+        # A parameter it does not take (``?formt=csv``) is refused, never ignored.
+        query_names_check(request.query_params, ("since", "until", "format"))
         # An empty value (``?until=``) is a mistake, not an absent parameter (as on every
         # list): refused, never read as "no bound"; so is one sent twice (which counts?).
         blank = [

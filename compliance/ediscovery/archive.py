@@ -41,18 +41,13 @@ from audit.ediscovery_format import (
 from audit.signing import signing_key
 from compliance.models import ExportRequest, MessageTombstone
 from compliance.selectors import day_start
-from compliance.selectors.review import MEMBERSHIP_KINDS
-from files.content import FileIntegrityError, decrypted_chunks
+from compliance.selectors.review import MEMBERSHIP_KINDS, stored_text_decrypt
+from files.content import FileIntegrityError, decrypted_chunks, file_open_with_epoch_key
 from files.models import StoredFile
-from files.sealing import metadata_open
 from rooms.models import Membership, Message, MessageRevision, Reaction, Room, RoomChange
 from safechat.crypto import CryptoError, SymmetricKey
 from safechat.keyring.errors import IntegrityFailure
-from safechat.keyring.services import (
-    compliance_epoch_keys,
-    file_key_unwrap_with_key,
-    message_decrypt_with_key,
-)
+from safechat.keyring.services import compliance_epoch_keys
 
 BATCH = 200
 MAIL_DOMAIN = "safechat.invalid"  # RFC 2606: addresses that name people, never deliverable
@@ -142,18 +137,7 @@ class _Builder:
             self.stats.integrity_failures += 1
             return None, "integrity failure"
         try:
-            return (
-                message_decrypt_with_key(
-                    key=key,
-                    room_id=message.room_id,
-                    message_uid=message.uid,
-                    epoch=stored.epoch,
-                    sender_id=message.sender_id,
-                    ciphertext=bytes(stored.ciphertext),
-                    revision=stored.revision,
-                ),
-                "ok",
-            )
+            return stored_text_decrypt(key, message, stored), "ok"
         except IntegrityFailure:
             self.stats.integrity_failures += 1
             return None, "integrity failure"
@@ -175,14 +159,7 @@ class _Builder:
             record["status"] = "shredded" if key is None else "integrity failure"
             return record, None
         try:
-            file_key = file_key_unwrap_with_key(
-                key=key, room_id=stored.room_id, file_uid=stored.uid, epoch=stored.epoch,
-                wrapped=bytes(stored.wrapped_key),
-            )  # fmt: skip
-            meta = metadata_open(
-                file_key, bytes(stored.sealed_metadata), room_id=stored.room_id,
-                file_uid=stored.uid,
-            )  # fmt: skip
+            file_key, meta = file_open_with_epoch_key(stored, key)
             content = b"".join(decrypted_chunks(stored, file_key))
         except (CryptoError, FileIntegrityError, ValueError, KeyError, OSError):
             self.stats.integrity_failures += 1

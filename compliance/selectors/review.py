@@ -26,22 +26,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TypeVar
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import Model, Q, QuerySet
 
 from accounts.models import User
 from audit.actions import AuditAction
 from audit.actors import AuditTarget
 from compliance.models import MessageTombstone
+from files.content import file_open_with_epoch_key
 from files.models import StoredFile
-from files.sealing import metadata_open
 from rooms.models import Message, MessageRevision, Reaction, Room, RoomChange
 from safechat.crypto import CryptoError, SymmetricKey
 from safechat.keyring.errors import IntegrityFailure
 from safechat.keyring.services import (
     compliance_epoch_keys,
-    file_key_unwrap_with_key,
     message_decrypt_with_key,
 )
 
@@ -159,6 +159,27 @@ def _limit(limit: int) -> int:
 
 
 Keys = dict[tuple[int, int], SymmetricKey | IntegrityFailure | None]
+Row = TypeVar("Row", bound=Model)
+
+
+def stored_text_decrypt(
+    key: SymmetricKey, message: Message, stored: Message | MessageRevision
+) -> str:
+    """The text of ``message`` as ``stored`` (the message itself or one of its revisions),
+    decrypted with its epoch's key (one that ``compliance_epoch_keys`` opened).
+
+    Raises ``IntegrityFailure`` when the ciphertext is not this message's, by this sender,
+    in this epoch and revision.
+    """
+    return message_decrypt_with_key(
+        key=key,
+        room_id=message.room_id,
+        message_uid=message.uid,
+        epoch=stored.epoch,
+        sender_id=message.sender_id,
+        ciphertext=bytes(stored.ciphertext),
+        revision=stored.revision,
+    )
 
 
 def _open(
@@ -172,15 +193,7 @@ def _open(
     if isinstance(key, IntegrityFailure):
         return None, TextStatus.INTEGRITY
     try:
-        text = message_decrypt_with_key(
-            key=key,
-            room_id=message.room_id,
-            message_uid=message.uid,
-            epoch=stored.epoch,
-            sender_id=message.sender_id,
-            ciphertext=bytes(stored.ciphertext),
-            revision=stored.revision,
-        )
+        text = stored_text_decrypt(key, message, stored)
     except IntegrityFailure:
         return None, TextStatus.INTEGRITY
     return text, TextStatus.OK
@@ -195,17 +208,7 @@ def _file(keys: Keys, stored: StoredFile) -> ReviewFile:
         status = TextStatus.INTEGRITY
     elif key is not None:
         try:
-            file_key = file_key_unwrap_with_key(
-                key=key,
-                room_id=stored.room_id,
-                file_uid=stored.uid,
-                epoch=stored.epoch,
-                wrapped=bytes(stored.wrapped_key),
-            )
-            metadata = metadata_open(
-                file_key, bytes(stored.sealed_metadata), room_id=stored.room_id,
-                file_uid=stored.uid,
-            )  # fmt: skip
+            _, metadata = file_open_with_epoch_key(stored, key)
             name, content_type, status = metadata.name, metadata.content_type, TextStatus.OK
         except (CryptoError, ValueError, KeyError):
             status = TextStatus.INTEGRITY
@@ -221,6 +224,45 @@ def _file(keys: Keys, stored: StoredFile) -> ReviewFile:
     )
 
 
+def _page_rows(rows: QuerySet[Row], limit: int) -> tuple[list[Row], bool]:
+    """The first ``limit`` of ``rows`` (already filtered and ordered), and whether more
+    follow; reads at most ``limit + 1``."""
+    page = list(rows[: limit + 1])
+    return page[:limit], len(page) > limit
+
+
+def _viewed(
+    *,
+    officer: User,
+    epochs: list[tuple[int, int]],
+    target: AuditTarget,
+    scope: dict[str, object],
+    kind: ReviewKind,
+    after: int,
+    limit: int,
+    counts: dict[str, int],
+    shown: list[int],
+) -> Keys:
+    """Open ``epochs``' keys for ``officer``, on the record as the page's one
+    ``compliance.content.viewed`` event (``scope``, ``kind``, ``after``, ``limit``,
+    ``counts``, and the first and last of the ``shown`` ids, ascending)."""
+    return compliance_epoch_keys(
+        actor=officer,
+        epochs=epochs,
+        action=AuditAction.COMPLIANCE_CONTENT_VIEWED,
+        target=target,
+        extra={
+            **scope,
+            "kind": kind.value,
+            "after": after,
+            "limit": limit,
+            **counts,
+            "first_id": shown[0] if shown else None,
+            "last_id": shown[-1] if shown else None,
+        },
+    )
+
+
 def _message_page(
     *,
     officer: User,
@@ -232,13 +274,12 @@ def _message_page(
     limit: int,
 ) -> ReviewPage:
     limit = _limit(limit)
-    rows = list(
+    rows, more = _page_rows(
         Message.objects.filter(messages_q, pk__gt=after)
         .select_related("room", "sender", "deleted_by")
-        .order_by("pk")[: limit + 1]
+        .order_by("pk"),
+        limit,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
     upper = rows[-1].pk if more else None
     tombstones: list[MessageTombstone] = []
     if tombstones_q is not None:
@@ -278,21 +319,16 @@ def _message_page(
         for t in tombstones
     ]
     shown = sorted(ids + [t.message_id for t in tombstones])
-    keys = compliance_epoch_keys(
-        actor=officer,
+    keys = _viewed(
+        officer=officer,
         epochs=sorted(epochs),
-        action=AuditAction.COMPLIANCE_CONTENT_VIEWED,
         target=target,
-        extra={
-            **scope,
-            "kind": ReviewKind.MESSAGES.value,
-            "after": after,
-            "limit": limit,
-            "messages": len(ids),
-            "tombstones": len(tombstones),
-            "first_id": shown[0] if shown else None,
-            "last_id": shown[-1] if shown else None,
-        },
+        scope=scope,
+        kind=ReviewKind.MESSAGES,
+        after=after,
+        limit=limit,
+        counts={"messages": len(ids), "tombstones": len(tombstones)},
+        shown=shown,
     )
     for row in rows:
         texts = [
@@ -335,33 +371,28 @@ def _membership_page(
     limit: int,
 ) -> ReviewPage:
     limit = _limit(limit)
-    rows = list(
+    rows, more = _page_rows(
         RoomChange.objects.filter(changes_q, kind__in=MEMBERSHIP_KINDS, pk__gt=after).order_by(
             "pk"
-        )[: limit + 1]
+        ),
+        limit,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
     people = dict(
         User.objects.filter(pk__in={r.user_id for r in rows if r.user_id}).values_list(
             "pk", "username"
         )
     )
     # No key is opened for membership: still one event naming what was shown.
-    compliance_epoch_keys(
-        actor=officer,
+    _viewed(
+        officer=officer,
         epochs=[],
-        action=AuditAction.COMPLIANCE_CONTENT_VIEWED,
         target=target,
-        extra={
-            **scope,
-            "kind": ReviewKind.MEMBERSHIP.value,
-            "after": after,
-            "limit": limit,
-            "changes": len(rows),
-            "first_id": rows[0].pk if rows else None,
-            "last_id": rows[-1].pk if rows else None,
-        },
+        scope=scope,
+        kind=ReviewKind.MEMBERSHIP,
+        after=after,
+        limit=limit,
+        counts={"changes": len(rows)},
+        shown=[r.pk for r in rows],
     )
     items: list[ReviewMessage | ReviewTombstone | ReviewMembershipChange] = [
         ReviewMembershipChange(
@@ -376,6 +407,39 @@ def _membership_page(
     ]
     return ReviewPage(
         kind=ReviewKind.MEMBERSHIP, items=items, next_after=rows[-1].pk if more else None
+    )
+
+
+def _review_page(
+    *,
+    officer: User,
+    kind: ReviewKind,
+    subject: Room | User,
+    scope: dict[str, object],
+    messages_q: Q,
+    tombstones_q: Q | None,
+    changes_q: Q,
+    after: int,
+    limit: int,
+) -> ReviewPage:
+    """``content_review_room``'s and ``content_review_custodian``'s page of ``subject``:
+    refused (PermissionDenied, nothing read or recorded) unless ``officer`` reviews
+    content; else the messages (``messages_q``, with ``tombstones_q``'s tombstones) or the
+    membership changes (``changes_q``) ``kind`` names."""
+    _require_reviewer(officer)
+    if kind is ReviewKind.MEMBERSHIP:
+        return _membership_page(
+            officer=officer, changes_q=changes_q, target=_target(subject), scope=scope,
+            after=after, limit=limit,
+        )  # fmt: skip
+    return _message_page(
+        officer=officer,
+        messages_q=messages_q,
+        tombstones_q=tombstones_q,
+        target=_target(subject),
+        scope=scope,
+        after=after,
+        limit=limit,
     )
 
 
@@ -395,19 +459,14 @@ def content_review_room(
     permission. Otherwise records exactly one ``compliance.content.viewed`` event
     (module docstring) before any key is opened.
     """
-    _require_reviewer(officer)
-    scope: dict[str, object] = {"room": room.pk}
-    if kind is ReviewKind.MEMBERSHIP:
-        return _membership_page(
-            officer=officer, changes_q=Q(room_id=room.pk), target=_target(room), scope=scope,
-            after=after, limit=limit,
-        )  # fmt: skip
-    return _message_page(
+    return _review_page(
         officer=officer,
+        kind=kind,
+        subject=room,
+        scope={"room": room.pk},
         messages_q=Q(room_id=room.pk),
         tombstones_q=Q(room_id=room.pk),
-        target=_target(room),
-        scope=scope,
+        changes_q=Q(room_id=room.pk),
         after=after,
         limit=limit,
     )
@@ -424,19 +483,14 @@ def content_review_custodian(
     """A page of what ``custodian`` sent, in every room (or of their membership changes
     in every room), as ``content_review_room`` pages a room; the same refusal and the same
     one event, its target the custodian."""
-    _require_reviewer(officer)
-    scope: dict[str, object] = {"custodian": custodian.pk}
-    if kind is ReviewKind.MEMBERSHIP:
-        return _membership_page(
-            officer=officer, changes_q=Q(user_id=custodian.pk), target=_target(custodian),
-            scope=scope, after=after, limit=limit,
-        )  # fmt: skip
-    return _message_page(
+    return _review_page(
         officer=officer,
+        kind=kind,
+        subject=custodian,
+        scope={"custodian": custodian.pk},
         messages_q=Q(sender_id=custodian.pk),
         tombstones_q=None,
-        target=_target(custodian),
-        scope=scope,
+        changes_q=Q(user_id=custodian.pk),
         after=after,
         limit=limit,
     )

@@ -19,7 +19,15 @@ from audit.actions import AuditAction
 from audit.services import audit_record
 from compliance.models import ExportRequest
 from compliance.selectors.exports import export_scope_digest, scope_digest
-from compliance.services._common import refused, require_permission, require_text
+from compliance.services._common import (
+    REASON_MAX,
+    refused,
+    require_ordered_range,
+    require_permission,
+    require_scope,
+    require_text,
+    scoped_create,
+)
 from rooms.models import Room
 from safechat.actions import action, action_transaction
 from safechat.crypto import CryptoError, HpkePublicKey, KeyPurpose
@@ -30,8 +38,6 @@ logger = logging.getLogger(__name__)
 EXPORT_RUN_TASK = "compliance.export_run"
 REQUEST_EXPORT = "compliance.request_export"
 APPROVE_EXPORT = "compliance.approve_export"
-MATTER_MAX = 120
-REASON_MAX = 2000
 RECIPIENT_KEY_MAX = 4000
 DOWNLOADS_MAX = 20
 
@@ -80,18 +86,16 @@ def export_request(
     """
     refusal = AuditAction.EXPORT_ACTION_REFUSED
     require_permission(actor=actor, permission=REQUEST_EXPORT, action=refusal)
-    matter = require_text(matter, actor=actor, action=refusal, field="matter", limit=MATTER_MAX)
-    reason = require_text(reason, actor=actor, action=refusal, field="reason", limit=REASON_MAX)
-    room_ids = sorted({room.pk for room in rooms})
-    custodian_ids = sorted({person.pk for person in custodians})
-    if not room_ids and not custodian_ids:
-        raise refused(
-            actor=actor,
-            action=refusal,
-            reason="nothing to export",
-            message="an export names at least one room or custodian",
-            matter=matter,
-        )
+    matter, reason, room_ids, custodian_ids = require_scope(
+        actor=actor,
+        action=refusal,
+        matter=matter,
+        reason=reason,
+        rooms=rooms,
+        custodians=custodians,
+        nothing_reason="nothing to export",
+        nothing_message="an export names at least one room or custodian",
+    )
     if starts_on is None or ends_on is None:
         raise refused(
             actor=actor,
@@ -100,16 +104,14 @@ def export_request(
             message="an export names the first and the last day it covers",
             matter=matter,
         )
-    if ends_on < starts_on:
-        raise refused(
-            actor=actor,
-            action=refusal,
-            reason="range ends before it starts",
-            message="the export's range ends before it starts",
-            matter=matter,
-            starts_on=starts_on.isoformat(),
-            ends_on=ends_on.isoformat(),
-        )
+    require_ordered_range(
+        actor=actor,
+        action=refusal,
+        matter=matter,
+        starts_on=starts_on,
+        ends_on=ends_on,
+        noun="export",
+    )
     today = timezone.now().date()
     if ends_on > today:
         raise refused(
@@ -140,7 +142,19 @@ def export_request(
         max_downloads=limit,
     )
     with action_transaction():
-        export = ExportRequest.objects.create(
+        export = scoped_create(
+            ExportRequest,
+            actor=actor,
+            action=AuditAction.EXPORT_REQUESTED,
+            room_ids=room_ids,
+            custodian_ids=custodian_ids,
+            extra={
+                "starts_on": starts_on.isoformat(),
+                "ends_on": ends_on.isoformat(),
+                "recipient_given": bool(recipient),
+                "max_downloads": limit,
+                "scope_digest": digest,
+            },
             matter=matter,
             reason=reason,
             starts_on=starts_on,
@@ -150,23 +164,6 @@ def export_request(
             scope_digest=digest,
             requested_by=actor,
             requested_at=timezone.now(),
-        )
-        export.rooms.set(room_ids)
-        export.custodians.set(custodian_ids)
-        audit_record(
-            actor=actor,
-            action=AuditAction.EXPORT_REQUESTED,
-            target=export,
-            extra={
-                "matter": matter,
-                "rooms": room_ids,
-                "custodians": custodian_ids,
-                "starts_on": starts_on.isoformat(),
-                "ends_on": ends_on.isoformat(),
-                "recipient_given": bool(recipient),
-                "max_downloads": limit,
-                "scope_digest": digest,
-            },
         )
     return export
 

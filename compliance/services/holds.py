@@ -14,15 +14,16 @@ from compliance import locks
 from compliance.models import LegalHold
 from compliance.services._common import (
     MANAGE_LEGAL_HOLDS,
+    REASON_MAX,
     refused,
+    require_ordered_range,
     require_permission,
+    require_scope,
     require_text,
+    scoped_create,
 )
 from rooms.models import Room
 from safechat.actions import action, action_transaction
-
-MATTER_MAX = 120
-REASON_MAX = 2000
 
 
 @action
@@ -48,51 +49,42 @@ def legal_hold_place(
     """
     refusal = AuditAction.LEGAL_HOLD_REFUSED
     require_permission(actor=actor, permission=MANAGE_LEGAL_HOLDS, action=refusal)
-    matter = require_text(matter, actor=actor, action=refusal, field="matter", limit=MATTER_MAX)
-    reason = require_text(reason, actor=actor, action=refusal, field="reason", limit=REASON_MAX)
-    room_ids = sorted({room.pk for room in rooms})
-    custodian_ids = sorted({person.pk for person in custodians})
-    if not room_ids and not custodian_ids:
-        raise refused(
-            actor=actor,
-            action=refusal,
-            reason="nothing held",
-            message="a hold names at least one room or custodian",
-            matter=matter,
-        )
-    if starts_on is not None and ends_on is not None and ends_on < starts_on:
-        raise refused(
-            actor=actor,
-            action=refusal,
-            reason="range ends before it starts",
-            message="the hold's range ends before it starts",
-            matter=matter,
-            starts_on=starts_on.isoformat(),
-            ends_on=ends_on.isoformat(),
-        )
+    matter, reason, room_ids, custodian_ids = require_scope(
+        actor=actor,
+        action=refusal,
+        matter=matter,
+        reason=reason,
+        rooms=rooms,
+        custodians=custodians,
+        nothing_reason="nothing held",
+        nothing_message="a hold names at least one room or custodian",
+    )
+    require_ordered_range(
+        actor=actor,
+        action=refusal,
+        matter=matter,
+        starts_on=starts_on,
+        ends_on=ends_on,
+        noun="hold",
+    )
     with action_transaction():
         locks.ledger_lock_exclusive()
-        hold = LegalHold.objects.create(
+        hold = scoped_create(
+            LegalHold,
+            actor=actor,
+            action=AuditAction.LEGAL_HOLD_PLACED,
+            room_ids=room_ids,
+            custodian_ids=custodian_ids,
+            extra={
+                "starts_on": starts_on.isoformat() if starts_on else None,
+                "ends_on": ends_on.isoformat() if ends_on else None,
+            },
             matter=matter,
             reason=reason,
             starts_on=starts_on,
             ends_on=ends_on,
             placed_by=actor,
             placed_at=timezone.now(),
-        )
-        hold.rooms.set(room_ids)
-        hold.custodians.set(custodian_ids)
-        audit_record(
-            actor=actor,
-            action=AuditAction.LEGAL_HOLD_PLACED,
-            target=hold,
-            extra={
-                "matter": matter,
-                "rooms": room_ids,
-                "custodians": custodian_ids,
-                "starts_on": starts_on.isoformat() if starts_on else None,
-                "ends_on": ends_on.isoformat() if ends_on else None,
-            },
         )
     return hold
 

@@ -37,6 +37,7 @@ from files.scanner import ScannerState, scanner_state
 from files.selectors import DownloadCutError, FileView
 from rooms.selectors import room_get_for_user
 from safechat.actions import Refused
+from safechat.fields import no_body_check
 from safechat.pagination import cursor_from_query, cursor_parameters, page_of, page_serializer
 from safechat.problems import problem_response
 from safechat.request_context import acting_kept
@@ -400,6 +401,7 @@ class FileDetailApi(APIView):
     def delete(self, request: Request, room_id: str, file_id: str) -> Response:
         actor = _user(request)
         stored = _file_in_room(actor, room_id, file_id)
+        no_body_check(request)
         services.file_delete(actor=actor, stored=stored)
         return Response(status=status.HTTP_204_NO_CONTENT)
 

@@ -17,6 +17,7 @@ import functools
 import itertools
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -62,8 +63,11 @@ logger = logging.getLogger(__name__)
 
 VAULT_SYSTEM = SystemActor("vault")
 SCAN_TASK = "files.scan_file"
-# A request that streams longer than this without finishing loses its claim.
-LEASE_SECONDS = 3600
+# A request's claim on an upload lasts this long and is renewed while bytes arrive, so a
+# writer that died (a server crash, a killed worker) blocks a resume for at most this.
+LEASE_SECONDS = 120
+# A streaming request renews its claim when this much of it has passed.
+LEASE_RENEW_SECONDS = 30
 # Every request that seals a whole chunk stores one segment; this bounds a file's blobs.
 MAX_SEGMENTS = 4096
 
@@ -300,6 +304,18 @@ def _claim(*, actor: User, stored: StoredFile, offset: int) -> tuple[StoredFile,
                 message="another request is writing this upload; ask for its offset again",
                 offset=offset,
             )
+        # A lapsed lease is a writer that stopped without recording (it died, or stalled
+        # past its lease). If it stored chunks past the recorded position, those positions
+        # hold its ciphertext: sealing them again with other bytes would reuse nonces.
+        writer_lost = bool(stored.lease_token) and blobs.blob_exists(
+            blobs.segment_name(stored.blob_prefix, stored.chunks_sealed)
+        )
+        if writer_lost:
+            _upload_end(
+                stored, state=StoredFile.State.EXPIRED, actor=VAULT_SYSTEM,
+                action=AuditAction.FILE_UPLOAD_EXPIRED,
+                extra={"reason": "writer lost after writing"},
+            )  # fmt: skip
         if offset != stored.received_offset:
             raise upload_refused(
                 UploadConflictError,
@@ -318,10 +334,51 @@ def _claim(*, actor: User, stored: StoredFile, offset: int) -> tuple[StoredFile,
                 reason="too many requests",
                 message="this upload was sent in too many pieces; start it again",
             )
-        stored.lease_token = token
-        stored.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
-        stored.save(update_fields=["lease_token", "lease_expires_at"])
+        if not writer_lost:
+            stored.lease_token = token
+            stored.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
+            stored.save(update_fields=["lease_token", "lease_expires_at"])
+    if writer_lost:
+        raise upload_refused(
+            UploadGoneError,
+            actor=actor,
+            target=stored,
+            reason="writer lost after writing",
+            message="a request writing this upload stopped after storing part of it; "
+            "start the upload again",
+        )
     return stored, token
+
+
+class _Lease:
+    """A streaming request's claim, renewed every ``LEASE_RENEW_SECONDS`` while bytes
+    arrive; ``keep`` raises ``UploadConflictError`` once the claim is gone (it lapsed and
+    another request may have taken the upload), before another byte is sealed."""
+
+    def __init__(self, *, actor: User, stored: StoredFile, token: str) -> None:
+        self.actor, self.stored, self.token = actor, stored, token
+        self.renewed = time.monotonic()
+
+    def keep(self) -> None:
+        if time.monotonic() - self.renewed < LEASE_RENEW_SECONDS:
+            return
+        now = timezone.now()
+        with transaction.atomic():
+            kept = StoredFile.objects.filter(
+                pk=self.stored.pk,
+                lease_token=self.token,
+                lease_expires_at__gt=now,
+                state=StoredFile.State.UPLOADING,
+            ).update(lease_expires_at=now + timedelta(seconds=LEASE_SECONDS))
+        if not kept:
+            raise upload_refused(
+                UploadConflictError,
+                actor=self.actor,
+                target=self.stored,
+                reason="lease lost",
+                message="this request stalled and lost its turn; ask for the offset again",
+            )
+        self.renewed = time.monotonic()
 
 
 def _release(stored: StoredFile, token: str) -> None:
@@ -340,9 +397,11 @@ def _peek(pieces: Iterator[bytes]) -> Iterator[bytes] | None:
 
 
 def _stream(
-    *, actor: User, stored: StoredFile, body: Iterable[bytes], written: list[str]
+    *, actor: User, stored: StoredFile, token: str, body: Iterable[bytes], written: list[str]
 ) -> _Progress:
-    """Encrypt ``body`` into a new segment and tail; names written are added to ``written``."""
+    """Encrypt ``body`` into a new segment and tail; names written are added to ``written``.
+    Each piece is sealed only while the request still holds its lease (``_Lease``)."""
+    lease = _Lease(actor=actor, stored=stored, token=token)
     key = file_key_unwrap(
         room_id=stored.room_id,
         reader_id=stored.uploader_id,
@@ -379,6 +438,7 @@ def _stream(
     def ciphertext() -> Iterator[bytes]:
         nonlocal head
         for piece in body:
+            lease.keep()
             if progress.received + len(piece) > remaining:
                 raise upload_refused(
                     UploadTooLargeError,
@@ -526,7 +586,7 @@ def upload_append(
     stored, token = _claim(actor=actor, stored=stored, offset=offset)
     written: list[str] = []
     try:
-        progress = _stream(actor=actor, stored=stored, body=body, written=written)
+        progress = _stream(actor=actor, stored=stored, token=token, body=body, written=written)
     except BaseException as exc:
         segment_written = any("/seg-" in name for name in written)
         for name in written:

@@ -28,7 +28,14 @@ from rooms.api.serializers import JoinableRoomOutput, MemberOutput, MessageOutpu
 from rooms.models import Membership, Message, Room, RoomChange
 from rooms.services.messages import MAX_MESSAGE_BYTES
 from rooms.wire import message_json
-from safechat.fields import StrictBooleanField, StrictCharField, StrictIntegerField
+from safechat.fields import (
+    HeaderRefused,
+    InputSerializer,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+    no_body_check,
+)
 from safechat.pagination import (
     KEY_MAX,
     LIMIT_MAX,
@@ -38,11 +45,15 @@ from safechat.pagination import (
     page_of,
     page_serializer,
     query_integer,
+    query_names_check,
     query_text,
     search_parameter,
 )
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
+# What a key may be, in the schema: ``rooms.services.messages.client_key_clean``'s rule
+# (visible ASCII but the comma), or empty for none.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x2b\x2d-\x7e]{0,64}$"
 # The longest search text a list takes (``q``), in characters.
 SEARCH_MAX = 100
 
@@ -95,7 +106,7 @@ class RoomListApi(APIView):
 
 
 class RoomCreateApi(APIView):
-    class RoomCreateInput(serializers.Serializer[dict[str, Any]]):
+    class RoomCreateInput(InputSerializer):
         name = StrictCharField(max_length=120)
         topic = StrictCharField(max_length=500, required=False, allow_blank=True)
         history_visible = StrictBooleanField(required=False, default=False)
@@ -118,7 +129,7 @@ class RoomCreateApi(APIView):
 
 
 class DirectConversationCreateApi(APIView):
-    class DirectConversationCreateInput(serializers.Serializer[dict[str, Any]]):
+    class DirectConversationCreateInput(InputSerializer):
         participants = serializers.ListField(
             child=StrictIntegerField(min_value=1), min_length=1, max_length=7
         )
@@ -137,7 +148,7 @@ class DirectConversationCreateApi(APIView):
 
 
 class RoomDetailApi(APIView):
-    class RoomDetailUpdateInput(serializers.Serializer[dict[str, Any]]):
+    class RoomDetailUpdateInput(InputSerializer):
         name = StrictCharField(max_length=120, required=False)
         topic = StrictCharField(max_length=500, required=False, allow_blank=True)
         history_visible = StrictBooleanField(required=False)
@@ -179,7 +190,7 @@ class RoomJoinableListApi(APIView):
         that are not archived, that you are not in, and where no information barrier
         separates you from a member; none for a compliance officer
         (``rooms.selectors.rooms_joinable``). Join one with ``POST .../<id>/join/``."""
-        cursor = cursor_from_query(request.query_params)
+        cursor = cursor_from_query(request.query_params, also=("q",))
         query = query_text(request.query_params, "q", max_length=SEARCH_MAX)
         found = selectors.rooms_joinable(user=_user(request), query=query)
         page = page_of(found, cursor=cursor)
@@ -202,12 +213,13 @@ class RoomJoinApi(APIView):
     )
     def post(self, request: Request, room_id: int) -> Response:
         room = selectors.room_for_join(room_id=room_id)
+        no_body_check(request)
         membership = services.room_join(actor=_user(request), room=room)
         return Response(_room_json(request, membership.room))
 
 
 class RoomMuteApi(APIView):
-    class RoomMuteInput(serializers.Serializer[dict[str, Any]]):
+    class RoomMuteInput(InputSerializer):
         mute = serializers.ChoiceField(
             choices=Membership.Mute.choices,
             help_text="off; messages: unread shown muted, only mentions notify; all: "
@@ -231,6 +243,7 @@ class RoomArchiveApi(APIView):
     @extend_schema(request=None, responses=RoomOutput, operation_id="rooms_archive")
     def post(self, request: Request, room_id: int) -> Response:
         room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        no_body_check(request)
         room = services.room_archive(actor=_user(request), room=room)
         return Response(_room_json(request, room))
 
@@ -239,12 +252,13 @@ class RoomUnarchiveApi(APIView):
     @extend_schema(request=None, responses=RoomOutput, operation_id="rooms_unarchive")
     def post(self, request: Request, room_id: int) -> Response:
         room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
+        no_body_check(request)
         room = services.room_unarchive(actor=_user(request), room=room)
         return Response(_room_json(request, room))
 
 
 class MemberListApi(APIView):
-    class MemberListInput(serializers.Serializer[dict[str, Any]]):
+    class MemberListInput(InputSerializer):
         user_id = StrictIntegerField(min_value=1)
         role = serializers.ChoiceField(choices=Membership.Role.choices, default="member")
 
@@ -291,7 +305,7 @@ class MemberListApi(APIView):
 
 
 class MemberDetailApi(APIView):
-    class MemberDetailInput(serializers.Serializer[dict[str, Any]]):
+    class MemberDetailInput(InputSerializer):
         role = serializers.ChoiceField(choices=Membership.Role.choices)
 
     @extend_schema(request=MemberDetailInput, responses=MemberOutput, operation_id="members_update")
@@ -311,6 +325,7 @@ class MemberDetailApi(APIView):
     def delete(self, request: Request, room_id: int, user_id: int) -> Response:
         room = selectors.room_get_for_user(user=_user(request), room_id=room_id)
         member = person_get(user_id=user_id)
+        no_body_check(request)
         services.membership_remove(actor=_user(request), room=room, member=member)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -323,9 +338,17 @@ def _message_in_room(request: Request, room_id: int, message_id: int) -> Message
     return message
 
 
+# The length is the service's one rule (UTF-8 bytes, the same reason on every edge), not
+# a count of characters here that would answer a different reason.
+MESSAGE_TEXT_HELP = (
+    f"Markdown, at most {MAX_MESSAGE_BYTES} bytes ({MAX_MESSAGE_BYTES // 1024} KiB) in UTF-8; "
+    "a longer text is refused (400) with the reason."
+)
+
+
 class MessageListApi(APIView):
-    class MessageListInput(serializers.Serializer[dict[str, Any]]):
-        text = StrictCharField(trim_whitespace=False, max_length=MAX_MESSAGE_BYTES)
+    class MessageListInput(InputSerializer):
+        text = StrictCharField(trim_whitespace=False, help_text=MESSAGE_TEXT_HELP)
         parent_id = StrictIntegerField(required=False, allow_null=True, min_value=1)
 
     @extend_schema(
@@ -348,10 +371,12 @@ class MessageListApi(APIView):
                 str,
                 location=OpenApiParameter.HEADER,
                 # Empty stands for none (no key), as an absent header does.
-                pattern=r"^[!-~]{0,64}$",
+                pattern=IDEMPOTENCY_KEY_PATTERN,
                 description=(
-                    "Optional, 1-64 visible ASCII characters chosen by the client (a UUID, say; "
-                    "empty is the same as none); one key for one message. A repeat of the post "
+                    "Optional, 1-64 visible ASCII characters but the comma, chosen by the "
+                    "client (a UUID, say; empty is the same as none); one key for one message, "
+                    "sent once (the header twice, or a comma in it, is refused: 400, "
+                    "code repeated). A repeat of the post "
                     "with the same key, text and parent_id, within SAFECHAT_IDEMPOTENCY_HOURS (24 "
                     "h by default), stores nothing and answers 201 with the original message as it"
                     " is now (its current text and revision if it was edited since, or marked "
@@ -380,15 +405,29 @@ class MessageListApi(APIView):
             room=room,
             text=data.validated_data["text"],
             parent_id=data.validated_data.get("parent_id"),
-            client_key=request.headers.get(IDEMPOTENCY_KEY),
+            client_key=_idempotency_key(request),
         )
         view = selectors.message_view(reader=_user(request), message=message)
         return Response(message_json(view), status=status.HTTP_201_CREATED)
 
 
+def _idempotency_key(request: Request) -> str | None:
+    """The request's one ``Idempotency-Key``, or None. The header sent twice reaches
+    Django joined with a comma (as it does any repeated header), so a comma, which no key
+    holds, is refused: which of two keys counts would be a guess (400 ``repeated``)."""
+    value = request.headers.get(IDEMPOTENCY_KEY)
+    if value is not None and "," in value:
+        raise HeaderRefused(
+            header=IDEMPOTENCY_KEY,
+            detail="Send one key, once; a key holds no comma.",
+            code="repeated",
+        )
+    return value
+
+
 class MessageDetailApi(APIView):
-    class MessageDetailInput(serializers.Serializer[dict[str, Any]]):
-        text = StrictCharField(trim_whitespace=False, max_length=MAX_MESSAGE_BYTES)
+    class MessageDetailInput(InputSerializer):
+        text = StrictCharField(trim_whitespace=False, help_text=MESSAGE_TEXT_HELP)
 
     @extend_schema(responses=MessageOutput, operation_id="messages_retrieve")
     def get(self, request: Request, room_id: int, message_id: int) -> Response:
@@ -416,12 +455,13 @@ class MessageDetailApi(APIView):
     @extend_schema(responses={204: None}, operation_id="messages_delete")
     def delete(self, request: Request, room_id: int, message_id: int) -> Response:
         message = _message_in_room(request, room_id, message_id)
+        no_body_check(request)
         services.message_delete(actor=_user(request), message=message)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ReactionToggleApi(APIView):
-    class ReactionToggleInput(serializers.Serializer[dict[str, Any]]):
+    class ReactionToggleInput(InputSerializer):
         emoji = StrictCharField(max_length=16)
 
     @extend_schema(
@@ -440,7 +480,7 @@ class ReactionToggleApi(APIView):
 
 
 class ReadMarkerApi(APIView):
-    class ReadMarkerInput(serializers.Serializer[dict[str, Any]]):
+    class ReadMarkerInput(InputSerializer):
         message_id = StrictIntegerField(min_value=1)
 
     @extend_schema(
@@ -516,7 +556,9 @@ class PeopleListApi(APIView):
         people only, never yourself, never a compliance officer, never someone an
         information barrier separates from you (``rooms.selectors.people_reachable``).
         Their ids are what ``direct`` and ``members`` take."""
-        cursor = cursor_from_query(request.query_params, max_limit=selectors.PEOPLE_PAGE_MAX)
+        cursor = cursor_from_query(
+            request.query_params, max_limit=selectors.PEOPLE_PAGE_MAX, also=("q",)
+        )
         query = query_text(request.query_params, "q", max_length=SEARCH_MAX)
         found = selectors.people_reachable_matching(user=_user(request), query=query)
         page = page_of(found, cursor=cursor)
@@ -573,6 +615,8 @@ class ChangeFeedApi(APIView):
         """What changed since your cursor in the rooms you may view: messages posted,
         edited and deleted, members added, removed and given another role; in commit
         order, at least once, never skipping one (docs/api.md, "The change feed")."""
+        # after and limit only: the feed is read forwards (``before`` is refused, 400).
+        query_names_check(request.query_params, ("after", "limit"))
         after = query_integer(request.query_params, "after", minimum=0, maximum=None)
         limit = query_integer(request.query_params, "limit", minimum=LIMIT_MIN, maximum=LIMIT_MAX)
         page = selectors.changes_after(

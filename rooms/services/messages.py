@@ -45,11 +45,26 @@ from safechat.actions import action, action_transaction
 from safechat.events import Event, publish
 from safechat.keyring import events as key_events
 from safechat.locks import rows_locked
-from safechat.unicode_text import refuse_bidi_explicit, validate_reaction
+from safechat.unicode_text import reaction_canonical, reaction_same, refuse_bidi_explicit
 
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_EMOJI_LENGTH = 16
-_CLIENT_KEY = re.compile(r"[\x21-\x7e]{1,64}")
+# Visible ASCII but the comma: a comma is how HTTP joins a header sent twice, so a key
+# holding one could not be told from two keys (the API refuses both).
+_CLIENT_KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]{1,64}")
+
+
+def _message_too_long(size: int) -> str:
+    """The one reason given for a message over ``MAX_MESSAGE_BYTES`` (``size``: its UTF-8
+    length in bytes), on every edge; the chat client words it alike before sending."""
+    return (
+        f"this message is too long ({_kib(size)} KiB): a message may be at most "
+        f"{MAX_MESSAGE_BYTES // 1024} KiB of text; shorten it, or share it as a file"
+    )
+
+
+def _kib(size: int) -> str:
+    return f"{size / 1024:.1f}".removesuffix(".0")
 
 
 def _validate_text(text: object) -> str:
@@ -72,7 +87,7 @@ def _validate_text(text: object) -> str:
         raise ValidationError("a message cannot be empty")
     refuse_bidi_explicit(text)
     if len(encoded) > MAX_MESSAGE_BYTES:
-        raise ValidationError(f"a message is at most {MAX_MESSAGE_BYTES // 1024} KiB")
+        raise ValidationError(_message_too_long(len(encoded)), code="message_too_long")
     return text
 
 
@@ -97,11 +112,14 @@ def _mentioned_members(*, room: Room, text: str, exclude: int) -> list[User]:
 
 
 def client_key_clean(value: object) -> str | None:
-    """A client's idempotency key: 1-64 visible ASCII characters, or None for none."""
+    """A client's idempotency key: 1-64 visible ASCII characters other than the comma, or
+    None for none; anything else raises ``ValidationError``."""
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not _CLIENT_KEY.fullmatch(value):
-        raise ValidationError("an idempotency key is 1-64 visible ASCII characters")
+        raise ValidationError(
+            "an idempotency key is 1-64 visible ASCII characters, none of them a comma"
+        )
     return value
 
 
@@ -495,6 +513,10 @@ def _message_hide(*, actor: User, message: Message, permission: str) -> Message:
 def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
     """Add ``emoji`` from ``actor`` to a message, or remove it; returns whether it is now set.
 
+    ``emoji`` is stored in its one spelling (``safechat.unicode_text.reaction_canonical``,
+    the fully-qualified emoji): "❤", "❤︎" and "❤️" set and unset the same reaction,
+    whichever spelling was stored earlier.
+
     Two toggles at the same instant never fail: if another request set the same
     reaction first, this one answers the state that won (set) instead of a conflict.
     Refused (``barrier.refused``) while an information barrier separates ``actor`` from
@@ -507,7 +529,9 @@ def reaction_toggle(*, actor: User, message: Message, emoji: str) -> bool:
     emoji = emoji.strip() if isinstance(emoji, str) else ""
     if len(emoji) > MAX_EMOJI_LENGTH:
         raise ValidationError("a reaction is a single emoji", code="reaction_not_emoji")
-    validate_reaction(emoji)  # never words: a reaction is stored unencrypted
+    # Never words (a reaction is stored unencrypted), and one spelling per emoji: "❤" and
+    # "❤️" are one reaction.
+    emoji = reaction_canonical(emoji)
     if message.deleted_at is not None:
         raise ValidationError("this message was deleted")
     write_rate_check(user_id=actor.pk, write=Write.REACT)
@@ -520,7 +544,10 @@ def _reaction_flip(*, actor: User, message: Message, emoji: str) -> bool:
     require_writable(actor=actor, room=room, permission=perms.POST, operation="reaction.toggle")
     if Message.objects.filter(pk=message.pk, deleted_at__isnull=False).exists():
         raise ValidationError("this message was deleted")
-    deleted, _ = Reaction.objects.filter(message=message, user=actor, emoji=emoji).delete()
+    # Any spelling stored before reactions took one (migration-free): "❤" counts as "❤️".
+    own = Reaction.objects.filter(message=message, user=actor).values_list("pk", "emoji")
+    same = [pk for pk, stored in own if reaction_same(stored, emoji)]
+    deleted, _ = Reaction.objects.filter(pk__in=same).delete()
     if deleted:
         publish(Event.MESSAGE_REACTIONS, room_id=message.room_id, message_id=message.pk)
         return False

@@ -59,6 +59,7 @@ class AdPurpose(enum.StrEnum):
     USER_PRIVATE_KEY = "user-private-key"
     COMPLIANCE_PRIVATE_KEY = "compliance-private-key"
     RECORD_MAC_KEY = "record-mac-key"
+    SUPERVISION_HITS = "supervision-hits"
 
 
 # Prefixes that frame the application's input before it reaches a primitive.

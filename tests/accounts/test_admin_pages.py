@@ -300,7 +300,8 @@ def test_a_message_event_links_to_its_room_and_a_barrier_event_names_its_groups(
     assert "(room Treasury, sender alice)" in body
     assert f'href="/admin/rooms/room/{room.pk}/change/"' in body
     assert "stays out of the log" not in body
-    assert "(group_a deals, group_b research)" in created.content.decode()
+    assert "(between deals and research)" in created.content.decode()
+    assert "group_a" not in created.content.decode()
 
 
 def test_a_lifted_barrier_is_still_named_by_its_groups_in_the_audit_browser(
@@ -345,8 +346,64 @@ def test_the_users_page_names_every_group_filter_choice(security_admin: User) ->
     spec = next(s for s in page.context["cl"].filter_specs if s.title == "group or role")
     names = [str(choice["display"]) for choice in spec.choices(page.context["cl"])]
     assert "in no group" in names
-    assert Role.SECURITY_ADMIN.value in names
+    assert Role.SECURITY_ADMIN.label in names  # a role by its label, never its value
+    assert not set(names) & {role.value for role in Role if role.value != role.label}
     assert all(name.strip() and name.strip() != "-" for name in names)
+
+
+def test_the_invitations_role_filter_and_column_name_roles_by_their_labels(
+    security_admin: User,
+) -> None:
+    # given an invitation as room admin
+    from accounts.models import Invitation
+
+    Invitation.objects.create(
+        email="new@bank.example",
+        role=Role.ROOM_ADMIN.value,
+        invited_by=security_admin,
+        token_hash="x" * 64,
+        expires_at="2099-01-01T00:00:00Z",
+    )
+
+    # when the security admin opens the invitations
+    page = client_for(security_admin).get("/admin/accounts/invitation/")
+
+    # then the role filter offers labels (with the values as its parameters) and the
+    # list names the invitation's role by its label
+    spec = next(s for s in page.context["cl"].filter_specs if s.title == "role")
+    shown = {str(c["display"]) for c in spec.choices(page.context["cl"])}
+    assert {role.label for role in Role} <= shown
+    assert not shown & {role.value for role in Role if role.value != role.label}
+    body = page.content.decode()
+    assert f'<td class="field-role_shown">{Role.ROOM_ADMIN.label}</td>' in body
+    filtered = client_for(security_admin).get(
+        f"/admin/accounts/invitation/?role={Role.ROOM_ADMIN.value}"
+    )
+    assert [i.email for i in filtered.context["cl"].result_list] == ["new@bank.example"]
+
+
+def test_the_barrier_pages_name_the_groups_never_their_ids(security_admin: User) -> None:
+    # given a barrier between two named groups
+    from rooms.services import barrier_create, group_create
+
+    deals = group_create(actor=security_admin, name="deals")
+    research = group_create(actor=security_admin, name="research")
+    barrier, _ = barrier_create(actor=security_admin, group_a=deals, group_b=research)
+    client = client_for(security_admin)
+
+    # when the security admin lists barriers and opens the form to add one
+    listing = client.get("/admin/rooms/informationbarrier/").content.decode()
+    adding = client.get("/admin/rooms/informationbarrier/add/").content.decode()
+
+    # then the barrier is named by its groups, and the form's sides by what they are
+    assert str(barrier) == "barrier between “deals” and “research”"
+    assert '<td class="field-one_side">deals</td>' in listing
+    assert '<td class="field-other_side">research</td>' in listing
+    assert f"groups {deals.pk} and {research.pk}" not in listing
+    assert "One side (a group)" in adding
+    assert "The other side (a group)" in adding
+    assert "Group a" not in adding
+    assert "Group b" not in adding
 
 
 def test_the_audit_browser_shows_and_filters_the_channel_and_token(officer: User) -> None:

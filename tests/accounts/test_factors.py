@@ -262,3 +262,17 @@ def test_a_second_factor_code_for_a_non_device_id_is_refused_and_audited(user: U
 
     assert response.status_code == 400
     assert [e.extra["reason"] for e in events("auth.otp.failed")] == ["malformed"]
+
+
+@pytest.mark.django_db
+def test_the_factors_page_names_each_kind_as_people_read_it(user: User) -> None:
+    # given a person with an authenticator app
+    client = Client()
+    sign_in_client(client, user, verified=True)
+
+    # when they open their factors
+    page = client.get("/accounts/factors/").content.decode()
+
+    # then the kind is "Authenticator app", never the stored "totp"
+    assert "<td>Authenticator app (one-time codes)</td>" in page
+    assert "<td>totp</td>" not in page

@@ -39,6 +39,9 @@ DECEIVING = [
     pytest.param("Bob\u2066", "bidi_control", id="left-to-right-isolate"),
     pytest.param("\u200b\u200b", "invisible", id="zero-width-spaces"),
     pytest.param("\u3164", "invisible", id="hangul-filler"),
+    # An invisible character inside: "Alice" with a soft hyphen shows as "Alice"
+    pytest.param("Al\u00adice", "default_ignorable", id="soft-hyphen-inside"),
+    pytest.param("Al\u200bice", "default_ignorable", id="zero-width-space-inside"),
     # A control character: a line break or a terminal's escape in a name others read
     pytest.param("Eve\nAdmin", "control_character", id="line-feed"),
     pytest.param("Eve\x1b[2J", "control_character", id="escape"),

@@ -32,6 +32,10 @@ EXPECTED_PUBLIC = {
     "accounts:saml-start",
     "accounts:saml-acs",
     "accounts:saml-slo",
+    # SCIM takes no session: each request's own token of scope scim (tests/accounts/test_scim.py)
+    "scim:users",
+    "scim:user",
+    "scim:service-provider-config",
     "accounts:password-reset-request",
     "accounts:password-reset-confirm",
     "accounts:bootstrap",

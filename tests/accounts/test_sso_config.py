@@ -306,3 +306,25 @@ def test_saml_mfa_counts_only_for_a_trusted_idp_whose_context_says_so(
         provider=idp, issuer=idp.issuer, subject="s", authn_contexts=contexts
     )
     assert provider_asserts_mfa(identity) is expected
+
+
+def test_a_role_map_naming_an_unknown_role_or_a_group_map_naming_a_role_refuses_to_start() -> None:
+    from accounts.sso import SsoConfigurationError, oidc_providers_parse
+
+    base = {"key": "corp", "issuer": "https://login.bank.example", "client_id": "c",
+            "client_secret": "s"}  # fmt: skip
+    with pytest.raises(SsoConfigurationError, match="unknown role"):
+        oidc_providers_parse(
+            json.dumps([{**base, "role_map": {"cn=x": "superuser"}}]), environ={}, production=False
+        )
+    with pytest.raises(SsoConfigurationError, match="names a role"):
+        oidc_providers_parse(
+            json.dumps([{**base, "barrier_group_map": {"cn=x": "security_admin"}}]),
+            environ={}, production=False,
+        )  # fmt: skip
+    [provider] = oidc_providers_parse(
+        json.dumps([{**base, "groups_claim": "roles", "role_map": {"cn=x": "room_admin"}}]),
+        environ={}, production=False,
+    )  # fmt: skip
+    assert provider.groups_claim == "roles"
+    assert provider.role_map == (("cn=x", "room_admin"),)

@@ -13,16 +13,23 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from django.test import Client
 from django.urls import reverse
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from pytest_django import Settings
 
 from accounts import services
 from accounts.models import FederatedIdentity, ProviderMfaDevice, User, UserSession
 from accounts.roles import Role
 from accounts.sso import OidcProvider
-from audit.models import AuditEvent
 from safechat.actions import Refused
-from tests.accounts.factories import make_totp_device, make_user, totp_code
+from tests.accounts.conftest import events
+from tests.accounts.factories import make_totp_device, make_user
+from tests.accounts.federation import (
+    assert_nothing_created,
+    assert_own_code_completes_the_sign_in,
+    assert_provider_mfa_session,
+    assert_second_factor_due,
+    refusal,
+    signed_in_as,
+)
 from tests.support.oidc import OidcProviderServer
 
 CLIENT_ID = "safechat-tests"
@@ -95,15 +102,6 @@ def linked_person(
     return user, subject
 
 
-def events(action: str) -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(action=action).order_by("seq"))
-
-
-def signed_in_as(client: Client) -> int | None:
-    user_id = client.session.get("_auth_user_id")
-    return int(user_id) if user_id else None
-
-
 # --- the sign-in page ------------------------------------------------------------------
 
 
@@ -165,35 +163,13 @@ def test_a_linked_identity_signs_in_and_safechat_still_asks_for_its_own_second_f
     response = sign_in(client, provider, "alice")
 
     # then they are signed in, password-equivalent: the second factor is due
-    assert response.status_code == 302
-    assert response["Location"].startswith("/accounts/second-factor/?next=/rooms/")
-    assert signed_in_as(client) == user.pk
-    row = UserSession.objects.get(user=user)
-    assert row.device_id == ""
-    assert row.verified_at is None
-    assert client.get("/rooms/")["Location"].startswith("/accounts/second-factor/")
     # and the sign-in is audited with its channel, address and request id
-    (verified,) = events("auth.federated.verified")
-    assert verified.actor_id == user.pk
-    assert verified.channel == "portal"
-    assert verified.source_ip == "127.0.0.1"
-    assert verified.request_id
+    verified = assert_second_factor_due(client, response, user)
     assert verified.extra["subject"] == subject
-    assert verified.extra["second_factor_done"] is False
-    assert events("auth.login.succeeded") == []
     assert FederatedIdentity.objects.get(user=user).last_used_at is not None
 
-    # when they then give SafeChat's own code
-    device = TOTPDevice.objects.get(user=user)
-    done = client.post(
-        "/accounts/second-factor/?next=/rooms/",
-        {"device": device.persistent_id, "code": totp_code(device)},
-    )
-
-    # then the sign-in is complete
-    assert done.status_code == 302
-    assert done["Location"] == "/rooms/"
-    assert len(events("auth.login.succeeded")) == 1
+    # when they then give SafeChat's own code, then the sign-in is complete
+    assert_own_code_completes_the_sign_in(client, user)
 
 
 @pytest.mark.django_db
@@ -224,15 +200,7 @@ def test_a_trusted_provider_that_asserts_several_factors_completes_the_sign_in(
     response = sign_in(client, provider, "carla")
 
     # then the session is verified, recorded as the provider's multi-factor sign-in
-    assert response.status_code == 302
-    assert response["Location"] == "/rooms/"
-    device = ProviderMfaDevice.objects.get(user=user)
-    row = UserSession.objects.get(user=user)
-    assert row.device_id == device.persistent_id
-    assert row.verified_at is not None
-    assert client.get("/accounts/factors/").status_code == 200
-    (succeeded,) = events("auth.login.succeeded")
-    assert succeeded.extra["factor"] == "provider_mfa"
+    device = assert_provider_mfa_session(client, response, user)
     assert events("auth.federated.verified")[0].extra["amr"] == ["pwd", "mfa"]
     # and the record is none of the person's own factors
     from accounts.selectors import user_factors, user_has_factor
@@ -288,24 +256,6 @@ def test_a_configured_acr_counts_as_several_factors_for_a_trusted_provider(
 
 
 # --- bad answers: clear 4xx, nothing created, audited -------------------------------------
-
-
-def assert_nothing_created(client: Client, users_before: int) -> None:
-    assert signed_in_as(client) is None
-    assert User.objects.count() == users_before
-    assert not UserSession.objects.exists()
-    assert not ProviderMfaDevice.objects.exists()
-    assert events("auth.federated.verified") == []
-    assert events("auth.login.succeeded") == []
-
-
-def refusal(reason: str) -> AuditEvent:
-    (event,) = events("auth.federated.refused")
-    assert event.extra["reason"] == reason, event.extra
-    assert event.channel == "portal"
-    assert event.source_ip == "127.0.0.1"
-    assert event.request_id
-    return event
 
 
 BAD_TOKENS = [

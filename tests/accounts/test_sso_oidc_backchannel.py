@@ -24,13 +24,13 @@ from accounts.realtime import CLOSE_SESSION_ENDED
 from accounts.sso import OidcProvider
 from audit.models import AuditEvent
 from safechat.asgi import application
+from tests.accounts.conftest import events
 from tests.accounts.factories import make_user, totp_code
 from tests.accounts.test_sso_oidc import (
     CALLBACK,
     CLIENT_ID,
     CLIENT_SECRET,
     KEY,
-    events,
     linked_person,
     sign_in,
 )

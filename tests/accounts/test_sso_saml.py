@@ -15,9 +15,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from django.test import Client
 from django.urls import reverse
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from pytest_django import Settings
-from saml2.saml import NAMEID_FORMAT_TRANSIENT
+from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
 from saml2.sigver import verify_redirect_signature
 from saml2.xmldsig import DIGEST_SHA1, SIG_RSA_SHA1
 
@@ -32,7 +31,16 @@ from accounts.models import (
 from accounts.roles import Role
 from accounts.sso import SamlIdentityProvider, SamlServiceProvider
 from audit.models import AuditEvent
-from tests.accounts.factories import make_totp_device, make_user, totp_code
+from tests.accounts import federation
+from tests.accounts.conftest import events
+from tests.accounts.factories import make_totp_device, make_user
+from tests.accounts.federation import (
+    assert_nothing_created,
+    assert_own_code_completes_the_sign_in,
+    assert_provider_mfa_session,
+    assert_second_factor_due,
+    signed_in_as,
+)
 from tests.rooms.concurrency import postgresql_only, run_together
 from tests.support.saml import Answer, SamlIdp, key_and_certificate
 
@@ -129,32 +137,8 @@ def linked_person(username: str, *, with_factor: bool = True) -> tuple[User, str
     return user, subject
 
 
-def events(action: str) -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(action=action).order_by("seq"))
-
-
-def signed_in_as(client: Client) -> int | None:
-    user_id = client.session.get("_auth_user_id")
-    return int(user_id) if user_id else None
-
-
-def assert_nothing_created(client: Client, users_before: int) -> None:
-    assert signed_in_as(client) is None
-    assert User.objects.count() == users_before
-    assert not UserSession.objects.exists()
-    assert not ProviderMfaDevice.objects.exists()
-    assert events("auth.federated.verified") == []
-    assert events("auth.login.succeeded") == []
-
-
 def refusal(reason: str) -> AuditEvent:
-    (event,) = events("auth.federated.refused")
-    assert event.extra["reason"] == reason, event.extra
-    assert event.extra["provider"] == KEY
-    assert event.channel == "portal"
-    assert event.source_ip == "127.0.0.1"
-    assert event.request_id
-    return event
+    return federation.refusal(reason, provider=KEY)
 
 
 # --- the sign-in page, the metadata, the request -------------------------------------------
@@ -259,25 +243,13 @@ def test_a_linked_identity_signs_in_and_safechat_still_asks_for_its_own_second_f
     response = sign_in(client, idp, subject, attributes={"mail": ["alice@bank.example"]})
 
     # then they are signed in, password-equivalent: the second factor is due
-    assert response.status_code == 302
-    assert response["Location"].startswith("/accounts/second-factor/?next=/rooms/")
-    assert signed_in_as(client) == user.pk
-    row = UserSession.objects.get(user=user)
-    assert row.device_id == ""
-    assert row.verified_at is None
-    assert client.get("/rooms/")["Location"].startswith("/accounts/second-factor/")
     # and the sign-in is audited with its channel, address and request id
-    (verified,) = events("auth.federated.verified")
-    assert verified.actor_id == user.pk
-    assert verified.channel == "portal"
-    assert verified.source_ip == "127.0.0.1"
-    assert verified.request_id
+    verified = assert_second_factor_due(client, response, user)
     assert verified.extra["issuer"] == IDP_ENTITY_ID
     assert verified.extra["subject"] == subject
     assert verified.extra["authn_context"] == [
         "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
     ]
-    assert verified.extra["second_factor_done"] is False
     assert FederatedIdentity.objects.get(user=user).last_used_at is not None
     # and the assertion is remembered until it expires, with the request it answered
     (use,) = SamlAssertionUse.objects.all()
@@ -286,17 +258,8 @@ def test_a_linked_identity_signs_in_and_safechat_still_asks_for_its_own_second_f
     # and the flow is used up
     assert saml.FLOW_COOKIE not in client.cookies or not client.cookies[saml.FLOW_COOKIE].value
 
-    # when they then give SafeChat's own code
-    device = TOTPDevice.objects.get(user=user)
-    done = client.post(
-        "/accounts/second-factor/?next=/rooms/",
-        {"device": device.persistent_id, "code": totp_code(device)},
-    )
-
-    # then the sign-in is complete
-    assert done.status_code == 302
-    assert done["Location"] == "/rooms/"
-    assert len(events("auth.login.succeeded")) == 1
+    # when they then give SafeChat's own code, then the sign-in is complete
+    assert_own_code_completes_the_sign_in(client, user)
 
 
 @pytest.mark.django_db
@@ -320,15 +283,7 @@ def test_a_trusted_idp_whose_authn_context_says_mfa_completes_the_sign_in(
     response = sign_in(client, idp, subject, authn_context=REFEDS_MFA)
 
     # then the session is verified, recorded as the provider's multi-factor sign-in
-    assert response.status_code == 302
-    assert response["Location"] == "/rooms/"
-    device = ProviderMfaDevice.objects.get(user=user)
-    row = UserSession.objects.get(user=user)
-    assert row.device_id == device.persistent_id
-    assert row.verified_at is not None
-    assert client.get("/accounts/factors/").status_code == 200
-    (succeeded,) = events("auth.login.succeeded")
-    assert succeeded.extra["factor"] == "provider_mfa"
+    assert_provider_mfa_session(client, response, user)
     assert events("auth.federated.verified")[0].extra["authn_context"] == [REFEDS_MFA]
 
 
@@ -1001,3 +956,57 @@ def test_two_posts_of_one_assertion_at_the_same_instant_sign_in_once(
     assert [e.extra["reason"] for e in events("auth.federated.refused")] == ["replayed"]
     assert SamlAssertionUse.objects.count() == 1
     assert UserSession.objects.count() == 1
+
+
+# --- logout started by SafeChat ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_signing_out_sends_the_idp_a_signed_logout_request_for_that_session(
+    idp: SamlIdp, settings: Settings, keys: dict[str, tuple[str, str]]
+) -> None:
+    # given a person signed in through an IdP with single logout
+    client, row = signed_in_with_slo(settings, idp, "rachel")
+
+    # when they sign out of SafeChat
+    response = client.post("/accounts/sign-out/")
+
+    # then SafeChat's session is over first, and the browser goes to the IdP's SLO URL
+    # with a LogoutRequest for that NameID and SessionIndex, signed with SafeChat's key
+    row.refresh_from_db()
+    assert row.ended_at is not None
+    assert signed_in_as(client) is None
+    assert events("auth.logout")[-1].extra == {"reason": "signed_out", "provider_logout": KEY}
+    location = response["Location"]
+    assert location.startswith(SLO_URL + "?")
+    query = {name: values[0] for name, values in parse_qs(urlsplit(location).query).items()}
+    assert query["SigAlg"] == "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+    server = idp.server(sp_metadata())
+    sp_cert = "".join(line for line in keys["sp"][1].splitlines() if not line.startswith("-----"))
+    assert verify_redirect_signature(query, server.sec.sec_backend, cert=sp_cert)
+    message = server.parse_logout_request(
+        query["SAMLRequest"],
+        binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect",
+        sigalg=query["SigAlg"],
+        signature=query["Signature"],
+    ).message
+    assert message.issuer.text == SP_ENTITY_ID
+    assert message.destination == SLO_URL
+    assert message.name_id.text == row.federated_identity.subject
+    assert message.name_id.format == NAMEID_FORMAT_PERSISTENT
+    assert [i.text for i in message.session_index] == [row.federated_session_index]
+    # and the IdP's answer brings the browser back to the sign-in page, changing nothing
+    back = client.get(f"{SLO_PATH}?SAMLResponse=anything")
+    assert back["Location"] == "/accounts/sign-in/"
+
+
+@pytest.mark.django_db
+def test_without_single_logout_a_saml_sign_out_stays_here(idp: SamlIdp) -> None:
+    user, subject = linked_person("steve")
+    client = Client()
+    sign_in(client, idp, subject)
+
+    response = client.post("/accounts/sign-out/")
+
+    assert response["Location"] == "/accounts/sign-in/"
+    assert not UserSession.objects.filter(user=user, ended_at__isnull=True).exists()

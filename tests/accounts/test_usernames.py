@@ -71,6 +71,37 @@ def test_a_look_alike_of_an_existing_username_is_refused_and_nothing_is_made(
     assert Invitation.objects.get().accepted_at is None
 
 
+@pytest.mark.parametrize(
+    "look_alike", ["b0b.smith", "B0B.Smith", "bob.srnith", "BOB.SMITH"], ids=str.lower
+)
+def test_a_zero_for_an_o_is_a_look_alike_whatever_the_case(
+    admin_client: Client, django_capture_on_commit_callbacks: Any, look_alike: str
+) -> None:
+    # given bob.smith (confusables.txt maps 0 to the capital O, so only the skeleton of the
+    # case-folded skeleton makes "b0b" meet "bob")
+    make_user(username="bob.smith")
+    path = _invitation_path(admin_client, django_capture_on_commit_callbacks, "b@bank.example")
+    before = User.objects.count()
+
+    # when someone accepts an invitation as a look-alike
+    response = _accept(path, look_alike)
+
+    # then it is refused and nothing is made
+    assert response.status_code == 400
+    assert "taken" in response.content.decode() or "similar" in response.content.decode()
+    assert User.objects.count() == before
+    assert Invitation.objects.get().accepted_at is None
+
+
+def test_b0b_is_refused_by_the_database_beside_bob() -> None:
+    make_user(username="bob.smith")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.create(username="b0b.smith")
+
+    assert not User.objects.filter(username="b0b.smith").exists()
+
+
 @pytest.mark.parametrize("username", ["al ice", "\u202ealice", "alice\u200b", ""])
 def test_a_username_the_profile_refuses_is_a_clear_error(
     admin_client: Client, django_capture_on_commit_callbacks: Any, username: str
@@ -112,3 +143,30 @@ def test_pickers_find_a_person_by_any_case_of_their_name() -> None:
 
     assert person_active_get(username="ALICE") == alice
     assert person_active_get(username=f"{CYRILLIC_A}lice") is None
+
+
+def test_the_upgrade_marks_an_older_account_that_only_now_looks_alike() -> None:
+    # given two accounts made before the case-insensitive skeleton: "bob.smith" and then
+    # "b0b.smith", each with the plain skeleton it was given then
+    import importlib
+
+    from django.apps import apps
+
+    upgrade = importlib.import_module("accounts.migrations.0016_username_skeleton_any_case")
+    bob, b0b = User.objects.bulk_create(
+        [
+            User(username="bob.smith", username_skeleton=confusable_skeleton("bob.smith")),
+            User(username="b0b.smith", username_skeleton=confusable_skeleton("b0b.smith")),
+        ]
+    )
+    bob, b0b = User.objects.get(username="bob.smith"), User.objects.get(username="b0b.smith")
+
+    # when the upgrade runs
+    upgrade.case_insensitive_skeletons(apps, None)
+
+    # then the first keeps the skeleton both now share, the later one is marked with its
+    # id (to be renamed), and the constraint holds for both
+    bob.refresh_from_db()
+    b0b.refresh_from_db()
+    assert bob.username_skeleton == "bob.srnith"
+    assert b0b.username_skeleton == f"bob.srnith #{b0b.pk}"

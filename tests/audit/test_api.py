@@ -291,3 +291,54 @@ def test_an_admin_token_mints_an_audit_token_and_nothing_mints_one_wider() -> No
     )
     assert again.status_code == 403
     assert not ApiToken.objects.filter(name="siem2").exists()
+
+
+def test_head_on_the_export_is_a_405_that_builds_and_records_nothing() -> None:
+    # given events and a compliance officer with a verified session
+    make_events(3)
+    client = verified_client(make_officer(username="officer"))
+    before = log_state()
+
+    # when the officer asks for the export's headers only
+    response = client.head(URL, {"format": "csv"})
+
+    # then HEAD is refused naming the methods the export takes, and nothing was
+    # built or recorded: no audit.exported, the log as it was
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, OPTIONS"
+    assert response["Content-Type"] == "application/problem+json"
+    assert not response.streaming
+    assert not AuditEvent.objects.filter(action=AuditAction.AUDIT_EXPORTED).exists()
+    assert log_state() == before
+
+
+def test_head_on_the_export_with_an_admin_token_builds_nothing_either() -> None:
+    from accounts.services import api_token_create
+
+    # given an officer's admin token (admin covers the audit scope)
+    make_events(2)
+    officer = make_officer(username="officer")
+    _, secret = api_token_create(actor=officer, name="ci", scope="admin")
+    before = log_state()
+
+    response = Client().head(URL, headers={"Authorization": f"Bearer {secret}"})
+
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, OPTIONS"
+    assert not AuditEvent.objects.filter(action=AuditAction.AUDIT_EXPORTED).exists()
+    assert log_state() == before
+
+
+def test_an_export_parameter_it_does_not_take_is_refused_and_nothing_recorded() -> None:
+    # given an officer who misspells format
+    make_events(2)
+    client = verified_client(make_officer(username="officer"))
+    before = log_state()
+
+    response = client.get(URL, {"formt": "csv"})
+
+    # then 400 naming it, and no export was built or recorded
+    assert response.status_code == 400
+    body = response.json()
+    assert [(e["parameter"], e["code"]) for e in body["errors"]] == [("formt", "unknown")]
+    assert log_state() == before

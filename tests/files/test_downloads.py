@@ -352,3 +352,31 @@ def test_a_token_download_stops_when_the_token_may_no_longer_be_used(
     with pytest.raises(DownloadCutError):
         drain()
     assert len(received) < len(data)
+
+
+def test_deleting_a_file_refuses_a_json_body_with_members(clamd: OwnClamd) -> None:
+    import json
+
+    from django.test import Client
+
+    from tests.accounts.factories import sign_in_client
+
+    # given a member's clean file
+    owner = make_user()
+    room = make_room(owner=owner)
+    stored = upload_and_scan(actor=owner, room=room, data=b"%PDF-1.4 statement")
+    client = Client()
+    sign_in_client(client, owner, verified=True)
+
+    # when its uploader deletes it with a body the deletion does not take
+    answer = client.delete(
+        f"/api/v1/rooms/{room.pk}/files/{stored.uid}/",
+        json.dumps({"purge": True}),
+        content_type="application/json",
+    )
+
+    # then 400 naming the member, and the file is still there, no deletion recorded
+    assert answer.status_code == 400
+    assert [(e["pointer"], e["code"]) for e in answer.json()["errors"]] == [("#/purge", "unknown")]
+    assert StoredFile.objects.get(pk=stored.pk).state == StoredFile.State.AVAILABLE
+    assert not AuditEvent.objects.filter(action="file.deleted").exists()

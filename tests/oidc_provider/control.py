@@ -40,6 +40,7 @@ def client_register(request: HttpRequest) -> JsonResponse:
         client_type="confidential",
         authorization_grant_type="authorization-code",
         redirect_uris=data["redirect_uri"],
+        post_logout_redirect_uris=data.get("post_logout_redirect_uri", ""),
         algorithm="RS256",
         skip_authorization=True,
     )

@@ -44,6 +44,10 @@ OAUTH2_PROVIDER = {
     "OAUTH2_VALIDATOR_CLASS": "tests.oidc_provider.validator.MisbehavingValidator",
     "SCOPES": {"openid": "OpenID Connect", "email": "e-mail", "profile": "profile"},
     "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"],
+    # RP-Initiated Logout 1.0: the end_session_endpoint, without a confirmation page when
+    # the ID token hint is the signed-in person's own (as the specification allows).
+    "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
+    "OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT": False,
 }
 LOGGING = {
     "version": 1,

@@ -1009,14 +1009,17 @@ def test_a_direct_conversation_with_someone_behind_a_wall_is_answered_as_with_no
         for pk in (walled.pk, 999_999)
     ]
 
-    # then both answers are alike, headers too: neither counts against a budget (the
-    # RateLimit fields told a person behind the wall from nobody), and nothing is written
+    # then both answers are alike, headers too: neither counts against the write budget
+    # (its RateLimit fields told a person behind the wall from nobody), only against the
+    # request budget every request counts against; and nothing is written
     walled_off, nobody = answers
     assert walled_off.status_code == nobody.status_code == 400
     assert walled_off.json()["errors"] == nobody.json()["errors"]
     headers = [{k.lower() for k in answer.headers} - {"x-request-id"} for answer in answers]
     assert headers[0] == headers[1]
-    assert not any(name.startswith("ratelimit") for name in headers[0])
+    assert walled_off["RateLimit-Policy"] == nobody["RateLimit-Policy"]
+    assert walled_off["RateLimit-Policy"].startswith('"api";')
+    assert "room-create" not in walled_off["RateLimit-Policy"]
     assert state() == before
 
 

@@ -17,7 +17,7 @@ from django.test import Client
 from accounts.models import User
 from rooms.models import Membership, Room
 from rooms.selectors import message_get_for_user, message_page, room_list_for_user
-from rooms.services import membership_add, membership_remove, message_post
+from rooms.services import membership_add, membership_remove, message_post, room_update
 from safechat.keyring.models import RoomEpoch, SealedEpochKey
 from tests.accounts.factories import make_user, sign_in_client
 from tests.rooms.factories import make_room
@@ -77,6 +77,57 @@ def test_a_member_added_again_sees_nothing_from_while_they_were_away() -> None:
 
     assert texts(member, room) == ["three, back"]
     assert unread(member, room) == 1
+
+
+def test_a_member_added_again_to_a_room_hiding_history_no_longer_reads_what_they_read_before() -> (
+    None
+):
+    # given a member who read "one", then was removed
+    owner, member = make_user(), make_user()
+    room = make_room(owner=owner, members=(member,), history_visible=False)
+    one = message_post(sender=owner, room=room, text="one")
+    assert texts(member, room) == ["one"]
+    membership_remove(actor=owner, room=room, member=member)
+
+    # when they are added again (the room still hides history)
+    membership_add(actor=owner, room=room, user=member)
+
+    # then, as decided (docs/rooms.md, "A member removed and added again"), they return as
+    # a newcomer: what they read before their removal is gone from every path, and they
+    # hold no key that protects it
+    assert texts(member, room) == []
+    with pytest.raises(Http404):
+        message_get_for_user(user=member, message_id=one.pk)
+    assert one.epoch not in epochs_held(member, room)
+    assert texts(owner, room) == ["one"]
+
+
+def test_a_member_added_again_to_a_room_showing_history_reads_it_all_again() -> None:
+    owner, member = make_user(), make_user()
+    room = make_room(owner=owner, members=(member,), history_visible=True)
+    message_post(sender=owner, room=room, text="one")
+    membership_remove(actor=owner, room=room, member=member)
+    message_post(sender=owner, room=room, text="two, while away")
+
+    membership_add(actor=owner, room=room, user=member)
+
+    assert texts(member, room) == ["one", "two, while away"]
+    assert unread(member, room) == 0
+
+
+def test_showing_history_before_adding_someone_again_gives_them_the_history_back() -> None:
+    # given a member removed from a room hiding history
+    owner, member = make_user(), make_user()
+    room = make_room(owner=owner, members=(member,), history_visible=False)
+    message_post(sender=owner, room=room, text="one")
+    membership_remove(actor=owner, room=room, member=member)
+
+    # when the owner shows history, then adds them again
+    room_update(actor=owner, room=room, history_visible=True)
+    membership_add(actor=owner, room=room, user=member)
+
+    # then they read what they read before (and what was posted while they were away)
+    assert texts(member, room) == ["one"]
 
 
 def test_a_newcomer_to_a_room_showing_history_reads_it_all_with_nothing_unread() -> None:

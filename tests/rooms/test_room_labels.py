@@ -25,6 +25,8 @@ pytestmark = pytest.mark.django_db
 
 CYRILLIC_A = "\u0430"
 FULLWIDTH_RATES = "\uff32\uff21\uff34\uff25\uff33"  # compatibility forms of RATES
+CYRILLIC_PATE = "\u0420\u0410\u0422\u0415"  # PATE in Cyrillic capitals (ER, A, TE, IE)
+CYRILLIC_BOC = "\u0412\u041e\u0421"  # BOC in Cyrillic capitals (VE, O, ES)
 
 
 @pytest.fixture(autouse=True)
@@ -108,10 +110,40 @@ def test_two_channels_that_look_alike_are_each_qualified_by_their_number(
     assert labels[third.pk] == RoomLabel("FX")
 
 
+@pytest.mark.parametrize(
+    ("name", "other_name"),
+    [
+        ("PATE", CYRILLIC_PATE),
+        ("Pate desk", f"{CYRILLIC_PATE[0]}ate desk"),
+        ("BOC", CYRILLIC_BOC),
+        ("Boc", f"{CYRILLIC_BOC[0]}oc"),
+        ("B0B", "bob"),
+    ],
+    ids=["all-capitals", "capital-er", "boc-capitals", "capital-ve", "zero-for-o"],
+)
+def test_capital_look_alikes_in_another_script_are_each_qualified(
+    name: str, other_name: str
+) -> None:
+    # given two rooms whose names differ only by capitals of another script (lower-cased,
+    # Cyrillic te and ve do not look like t and b; their capitals look like T and B)
+    olivia = person("olivia")
+    first = make_room(owner=olivia, name=name)
+    second = make_room(owner=olivia, name=other_name)
+
+    labels = room_labels(viewer=olivia)
+
+    # then each of the two says which it is
+    assert labels[first.pk] == RoomLabel(name, f"#{first.pk}")
+    assert labels[second.pk] == RoomLabel(other_name, f"#{second.pk}")
+
+
 def test_look_alike_labels_are_judged_by_their_skeleton() -> None:
     assert labels_look_alike("Rates", f"r{CYRILLIC_A}tes")
     assert labels_look_alike("rn desk", "m desk")
     assert not labels_look_alike("Rates", "Rates desk")
+    assert labels_look_alike("PATE", CYRILLIC_PATE)
+    assert labels_look_alike("BOC desk", f"{CYRILLIC_BOC} desk")
+    assert not labels_look_alike("boc", CYRILLIC_BOC.lower())  # "вос" does not look like "boc"
 
 
 def test_whether_a_name_needs_a_qualifier_is_decided_in_each_persons_own_list() -> None:
@@ -220,6 +252,37 @@ def test_the_room_list_and_title_tell_two_rooms_of_one_name_apart() -> None:
         "</bdi>)</span></h1>" in page
     )
     assert f"<title>Rates (#{second.pk}) · SafeChat</title>" in page
+
+
+def test_the_browse_page_tells_look_alike_rooms_apart() -> None:
+    # given Paul in a room "PATE", and two listed rooms: one named with Cyrillic capitals,
+    # one with an unrelated name
+    olivia, paul = person("olivia"), person("paul")
+    make_room(owner=olivia, members=(paul,), name="PATE")
+    alike = make_room(owner=olivia, name=CYRILLIC_PATE, visibility=Room.Visibility.LISTED)
+    other = make_room(owner=olivia, name="FX desk", visibility=Room.Visibility.LISTED)
+
+    # when Paul browses
+    page = verified_client(paul).get("/rooms/browse/").content.decode()
+
+    # then the look-alike is qualified, as the room list would, and the other is not
+    assert (
+        f'<bdi>{CYRILLIC_PATE}</bdi> <span class="room-qualifier">(<bdi>#{alike.pk}</bdi>)' in page
+    )
+    assert f'Join<span class="visually-hidden"> {CYRILLIC_PATE} (#{alike.pk})</span>' in page
+    assert "<bdi>FX desk</bdi></span>" in page
+    assert f"#{other.pk}" not in page
+
+
+def test_two_listed_rooms_of_one_name_are_told_apart_on_the_browse_page() -> None:
+    olivia, paul = person("olivia"), person("paul")
+    first = make_room(owner=olivia, name="Rates", visibility=Room.Visibility.LISTED)
+    second = make_room(owner=olivia, name="rates", visibility=Room.Visibility.LISTED)
+
+    page = verified_client(paul).get("/rooms/browse/").content.decode()
+
+    for room in (first, second):
+        assert f'<span class="room-qualifier">(<bdi>#{room.pk}</bdi>)</span>' in page
 
 
 def test_joining_says_which_room_was_joined() -> None:

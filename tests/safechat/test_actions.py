@@ -54,6 +54,8 @@ NOT_ENTRY_POINTS = {
     "accounts.services._common.security_admins_locked",
     # counts a failure for the action that calls it (its lockout event in its own transaction)
     "accounts.services._common.failure_count",
+    # part of the action that calls it (accounts.services.federation.federated_sign_in)
+    "accounts.services.idp_access.idp_access_apply",
     # part of the action that calls it (files.services.scanning.file_scan)
     "rooms.services.messages.message_file_insert",
     "rooms.services.messages.message_file_withdraw",
@@ -78,6 +80,13 @@ NOT_ENTRY_POINTS = {
     "compliance.services._common.refused",
     "compliance.services._common.require_permission",
     "compliance.services._common.require_text",
+    "compliance.services._common.require_scope",
+    "compliance.services._common.require_ordered_range",
+    # a step of the action that calls it, inside its transaction (the row, its scope, its event)
+    "compliance.services._common.scoped_create",
+    # the associated data and decryption of a supervision item's hits (for the selector)
+    "compliance.services.supervision.hits_aad",
+    "compliance.services.supervision.hits_open",
     # where an export's archive is stored, and the key it is encrypted to
     "compliance.services.export_job.export_blob_name",
     "compliance.services.export_job.export_recipient",

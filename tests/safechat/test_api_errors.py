@@ -229,11 +229,21 @@ def test_options_shows_no_docstring(client_of: Client) -> None:
 
 
 def test_format_xml_is_an_ordinary_query_parameter(client_of: Client, room: Room) -> None:
-    response = client_of.get("/api/v1/rooms/?format=xml")
+    # never DRF's renderer switch: a room's answer is JSON, whatever ?format says
+    response = client_of.get(f"/api/v1/rooms/{room.pk}/?format=xml")
 
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
-    assert [r["id"] for r in response.json()["results"]] == [room.pk]
+    assert response.json()["id"] == room.pk
+
+
+def test_format_on_a_list_is_an_unknown_parameter_like_any_other(
+    client_of: Client, room: Room
+) -> None:
+    response = client_of.get("/api/v1/rooms/?format=xml")
+
+    body = assert_problem(response, 400, "invalid")
+    assert [(e["parameter"], e["code"]) for e in body["errors"]] == [("format", "unknown")]
 
 
 # --- bad input: a 4xx, never a 500 -------------------------------------------------
@@ -525,23 +535,38 @@ def test_a_counted_write_reports_its_limit_in_ratelimit_headers(
         for n in ("a", "b", "c", "d")
     ]
 
-    # then each answer names the policy and what remains of it, down to the refusal
+    # then each answer names the policy and what remains of it, down to the refusal,
+    # after the request budget every API request counts against
     assert [a.status_code for a in answers] == [201, 201, 201, 429]
+    api = settings.SAFECHAT_API_RATE_LIMIT
     for answer in answers:
-        assert answer["RateLimit-Policy"] == '"room-create";q=3;w=60'
-    remaining = [answer["RateLimit"].split(";")[1] for answer in answers]
+        assert answer["RateLimit-Policy"] == (
+            f'"api";q={api[0]};w={api[1]}, "room-create";q=3;w=60'
+        )
+    writes = [answer["RateLimit"].split(", ")[1] for answer in answers]
+    remaining = [write.split(";")[1] for write in writes]
     assert remaining == ["r=2", "r=1", "r=0", "r=0"]
-    reset = int(answers[-1]["RateLimit"].split(";t=")[1])
+    reset = int(writes[-1].split(";t=")[1])
     assert 0 < reset <= 60
     assert reset == int(answers[-1]["Retry-After"])
 
 
-def test_a_read_counts_against_no_limit_and_reports_none(client_of: Client) -> None:
-    response = client_of.get("/api/v1/rooms/")
+def test_a_read_reports_the_request_budget_it_counted_against(
+    client_of: Client, settings: Settings
+) -> None:
+    # given a budget of 5 API requests in any 60 s
+    settings.SAFECHAT_API_RATE_LIMIT = (5, 60)
 
-    assert response.status_code == 200
-    assert "RateLimit" not in response
-    assert "RateLimit-Policy" not in response
+    answers = [client_of.get("/api/v1/rooms/") for _ in range(6)]
+
+    # then every answer, reads and the refusal alike, reports it; the sixth is refused
+    assert [a.status_code for a in answers] == [200] * 5 + [429]
+    assert {a["RateLimit-Policy"] for a in answers} == {'"api";q=5;w=60'}
+    assert [a["RateLimit"].split(";")[1] for a in answers] == [
+        "r=4", "r=3", "r=2", "r=1", "r=0", "r=0",
+    ]  # fmt: skip
+    assert_problem(answers[-1], 429, "throttled")
+    assert answers[-1]["RateLimit"].endswith(f";t={answers[-1]['Retry-After']}")
 
 
 # --- documentation pages --------------------------------------------------------

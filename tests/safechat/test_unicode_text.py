@@ -7,7 +7,10 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from safechat.unicode_text import (
+    case_insensitive_skeleton,
     confusable_skeleton,
+    look_alike_keys,
+    reaction_canonical,
     refuse_bidi_controls,
     refuse_invisible_only,
     username_canonical,
@@ -141,5 +144,110 @@ def test_a_reaction_is_one_emoji(reaction: str) -> None:
 def test_a_reaction_is_never_a_word(reaction: str) -> None:
     with pytest.raises(ValidationError) as refused:
         validate_reaction(reaction)
+
+    assert refused.value.code == "reaction_not_emoji"
+
+
+# --- Look-alikes in any case ------------------------------------------------------------
+CYRILLIC_PATE = "\u0420\u0410\u0422\u0415"  # Cyrillic capitals ER, A, TE, IE
+
+
+def test_zero_is_confusable_with_a_capital_o_so_only_the_case_insensitive_skeleton_meets() -> None:
+    # given: confusables.txt maps 0 to O (a capital), so the plain skeletons differ
+    assert confusable_skeleton("b0b.smith") != confusable_skeleton("bob.smith")
+
+    # then the skeleton of the case-folded skeleton meets
+    assert case_insensitive_skeleton("b0b.smith") == case_insensitive_skeleton("bob.smith")
+
+
+def test_equal_plain_skeletons_stay_equal_case_insensitively() -> None:
+    for one, other in [("alice", f"{CYRILLIC_A}lice"), ("modern", "rnodern")]:
+        assert case_insensitive_skeleton(one) == case_insensitive_skeleton(other)
+    assert case_insensitive_skeleton("alice") != case_insensitive_skeleton("alicia")
+
+
+def test_capitals_that_look_alike_across_scripts_share_a_key() -> None:
+    # given Cyrillic "PATE", whose lower-case form (with a small-capital-like te) does not
+    # look like "pate"
+    assert confusable_skeleton(CYRILLIC_PATE.casefold()) != confusable_skeleton("pate")
+
+    # then the keys of the text as written meet
+    assert look_alike_keys(CYRILLIC_PATE) & look_alike_keys("PATE")
+    assert look_alike_keys(CYRILLIC_PATE) & look_alike_keys("Pate")
+    assert not look_alike_keys("Rates") & look_alike_keys("Dates")
+
+
+# --- Invisible characters inside a label --------------------------------------------------
+@pytest.mark.parametrize(
+    "label",
+    [
+        "Tr\u00adading",
+        "Tr\u200bading",
+        "Tr\u2060ading",
+        "Tr\ufeffading",
+        "Tr\u034fading",
+        "Tra\ufe0fding",
+        "Tr\u3164ading",
+        "Tr\u200dading",
+        "Tr\u200cading",
+        "Trading\u00ad",
+    ],
+    ids=[
+        "soft-hyphen",
+        "zero-width-space",
+        "word-joiner",
+        "bom",
+        "cgj",
+        "stray-vs16",
+        "hangul-filler",
+        "zwj-between-latin",
+        "zwnj-between-latin",
+        "trailing",
+    ],
+)
+def test_a_default_ignorable_character_inside_a_label_is_refused(label: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        validate_label(label)
+
+    assert refused.value.code == "default_ignorable"
+    assert "U+" in refused.value.messages[0]
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "Team \u2764\ufe0f",  # VS16 inside an emoji
+        "\U0001f469\u200d\U0001f4bb devs",  # ZWJ sequence
+        "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f desk",  # tags
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian ZWNJ (RFC 5892 A.1)
+        "\u0915\u094d\u200d\u0937",  # ZWJ after a virama (A.2)
+    ],
+    ids=["emoji-vs16", "emoji-zwj", "emoji-tags", "persian-zwnj", "devanagari-zwj"],
+)
+def test_joiners_and_selectors_that_are_part_of_the_writing_are_kept(label: str) -> None:
+    validate_label(label)
+
+
+# --- One spelling per reaction ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("\u2764", "\u2764\ufe0f"),
+        ("\u2764\ufe0e", "\u2764\ufe0f"),
+        ("\u2764\ufe0f", "\u2764\ufe0f"),
+        ("\U0001f44d\ufe0f", "\U0001f44d"),
+        ("\u263a", "\u263a\ufe0f"),
+        ("#\u20e3", "#\ufe0f\u20e3"),
+    ],
+    ids=["heart-text-default", "heart-vs15", "heart-vs16", "thumbs-stray-vs16", "smile", "keycap"],
+)
+def test_a_reaction_takes_its_fully_qualified_spelling(typed: str, stored: str) -> None:
+    assert reaction_canonical(typed) == stored
+
+
+@pytest.mark.parametrize("typed", ["ok", "x\ufe0f", "1\ufe0f", "", "\ufe0f"])
+def test_reaction_canonical_still_refuses_what_is_no_emoji(typed: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        reaction_canonical(typed)
 
     assert refused.value.code == "reaction_not_emoji"

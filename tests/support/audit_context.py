@@ -18,13 +18,14 @@ from safechat.request_context import (
     CHANNEL_ADMIN,
     CHANNEL_API,
     CHANNEL_PORTAL,
+    CHANNEL_SCIM,
     CHANNEL_TASK,
     CHANNEL_WEBSOCKET,
     CHANNELS,
 )
 
 _problems: list[str] = []
-_HTTP = (CHANNEL_PORTAL, CHANNEL_API, CHANNEL_ADMIN)
+_HTTP = (CHANNEL_PORTAL, CHANNEL_API, CHANNEL_ADMIN, CHANNEL_SCIM)
 
 
 def context_problem(event: Any) -> str | None:

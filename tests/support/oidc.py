@@ -37,10 +37,22 @@ class OidcProviderServer:
         answer: dict[str, Any] = response.json()
         return answer
 
-    def client_register(self, *, client_id: str, client_secret: str, redirect_uri: str) -> None:
+    def client_register(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        redirect_uri: str,
+        post_logout_redirect_uri: str = "",
+    ) -> None:
         self.control(
             "client",
-            {"client_id": client_id, "client_secret": client_secret, "redirect_uri": redirect_uri},
+            {
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "redirect_uri": redirect_uri,
+                "post_logout_redirect_uri": post_logout_redirect_uri,
+            },
         )
 
     def person(self, username: str, *, email: str = "", first_name: str = "") -> str:

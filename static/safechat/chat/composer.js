@@ -4,7 +4,7 @@ import { initAutocomplete } from "./autocomplete.js";
 import { h, byId } from "./dom.js";
 import { messageEl, ownTextOf, lastOwnMessageId, scrollToBottom, markSaving, clearSaving, hideEmpty } from "./messages.js";
 import { announce, clearError, showError } from "./notifications.js";
-import { current, FRAME, me, isCurrent } from "./page.js";
+import { config, current, FRAME, me, isCurrent } from "./page.js";
 import { nameOf } from "./people.js";
 import * as socket from "./socket.js";
 
@@ -21,6 +21,48 @@ let savedDraft = "";
 let returnFocus = null;
 
 const input = () => byId("composer-input");
+
+// The server's limits (rooms.views: the message text's UTF-8 bytes, and the frame the
+// socket reads): a post over either is refused here, with the server's own reason, and
+// never sent (a frame over the socket's limit would close it, leaving "Not confirmed").
+const MAX_BYTES = config.limits.message_bytes;
+const MAX_FRAME_BYTES = config.limits.frame_bytes;
+const COUNT_FROM = 0.75; // the counter shows from three quarters of the limit
+const utf8 = new TextEncoder();
+const kib = (bytes) => String(Math.round((bytes / 1024) * 10) / 10);
+const tooLong = (bytes) =>
+  `this message is too long (${kib(bytes)} KiB): a message may be at most ` +
+  `${MAX_BYTES / 1024} KiB of text; shorten it, or share it as a file`;
+let wasOver = false;
+
+// The length a frame carrying ``text`` would have: the text's bytes, or the frame's if a
+// text full of characters JSON escapes makes the frame the larger concern.
+function overLimit(frame) {
+  const bytes = utf8.encode(frame.text).length;
+  if (bytes > MAX_BYTES) return tooLong(bytes);
+  if (utf8.encode(JSON.stringify(frame)).length > MAX_FRAME_BYTES) return tooLong(bytes);
+  return null;
+}
+
+// The counter under the composer: hidden while short, "12.5 of 16 KiB" near the limit,
+// "Too long: 70 KiB of 16 KiB" past it (the box then aria-invalid); crossing the limit is
+// announced once.
+function updateCount() {
+  const box = input();
+  const count = byId("composer-count");
+  if (!box || !count) return;
+  const bytes = utf8.encode(box.value).length;
+  const over = bytes > MAX_BYTES;
+  count.hidden = bytes < MAX_BYTES * COUNT_FROM;
+  count.classList.toggle("over", over);
+  count.textContent = over
+    ? `Too long: ${kib(bytes)} KiB of ${MAX_BYTES / 1024} KiB. Shorten it, or share it as a file.`
+    : `${kib(bytes)} of ${MAX_BYTES / 1024} KiB`;
+  if (over) box.setAttribute("aria-invalid", "true");
+  else box.removeAttribute("aria-invalid");
+  if (over && !wasOver) announce(`Your message is too long: at most ${MAX_BYTES / 1024} KiB.`);
+  wasOver = over;
+}
 
 export const isEditing = (messageId) => mode.kind === "edit" && mode.messageId === Number(messageId);
 
@@ -82,7 +124,7 @@ export function flushOutbox() {
 // A post that is no longer pending but not stored (or not known to be): it stays in
 // place, with its text, until the person sends it again (same client id: stored once at
 // most) or discards it.
-function offerResend(clientId, entry, status) {
+function offerResend(clientId, entry, status, retry = true) {
   pending.delete(clientId);
   const again = h("button", { type: "button", class: "link" }, "Send again");
   const discard = h("button", { type: "button", class: "link" }, "Discard");
@@ -99,7 +141,8 @@ function offerResend(clientId, entry, status) {
     input()?.focus();
   });
   entry.element.classList.add("failed");
-  setPendingStatus(entry, status, [again, discard]);
+  // A refusal that sending again cannot change (too long, not allowed) offers no retry.
+  setPendingStatus(entry, status, retry ? [again, discard] : [discard]);
   return again;
 }
 
@@ -152,6 +195,8 @@ export function dropPlaceholder(messageId) {
   awaiting.delete(messageId);
 }
 
+const RETRYABLE = new Set(["server_error"]);
+
 export function onErrorFrame(frame) {
   const entry = frame.client_id ? pending.get(frame.client_id) : null;
   const box = input();
@@ -169,10 +214,13 @@ export function onErrorFrame(frame) {
       pending.delete(frame.client_id);
       entry.element.remove();
       box.value = entry.text;
+      updateCount();
       if (entry.parentId) startReply(entry.parentId);
     } else {
-      // The composer holds something new: the refused text stays in place instead.
-      offerResend(frame.client_id, entry, `Not sent: ${frame.detail || frame.code}.`);
+      // The composer holds something new: the refused text stays in place instead. Only a
+      // fault of ours may go another time; a refusal would be refused again.
+      const retry = RETRYABLE.has(frame.code);
+      offerResend(frame.client_id, entry, `Not sent: ${frame.detail || frame.code}.`, retry);
     }
   }
   showError(frame.detail || frame.code);
@@ -206,6 +254,7 @@ export function startEdit(messageId, trigger = null) {
   returnFocus = trigger;
   setContext("Editing your message");
   box.value = text;
+  updateCount();
   box.focus();
   box.setSelectionRange(text.length, text.length);
 }
@@ -216,6 +265,7 @@ export function cancelMode() {
   setContext("");
   if (wasEdit) input().value = savedDraft;
   savedDraft = "";
+  updateCount();
   clearError();
   const target = returnFocus;
   returnFocus = null;
@@ -227,6 +277,14 @@ function submitComposer() {
   const text = box.value;
   if (!text.trim()) return;
   clearError();
+  const refused = overLimit({ type: FRAME.MESSAGE_POST, room_id: current.id, text, client_id: "c".repeat(64) });
+  if (refused) {
+    // Kept in the box, to shorten: nothing is sent, nothing pending.
+    updateCount();
+    box.setAttribute("aria-invalid", "true");
+    showError(refused);
+    return;
+  }
   if (mode.kind === "edit") {
     const id = mode.messageId;
     if (text !== ownTextOf(id)) {
@@ -238,6 +296,7 @@ function submitComposer() {
     }
     box.value = savedDraft;
     savedDraft = "";
+    updateCount();
     mode = { kind: "post" };
     setContext("");
     returnFocus = null;
@@ -245,6 +304,7 @@ function submitComposer() {
   }
   post(text, mode.kind === "reply" ? mode.parentId : null);
   box.value = "";
+  updateCount();
   if (mode.kind === "reply") {
     mode = { kind: "post" };
     setContext("");
@@ -313,6 +373,7 @@ export function initComposer() {
     }
   });
   box.addEventListener("input", () => {
+    updateCount();
     const now = Date.now();
     if (mode.kind === "edit" || !box.value.trim() || now - lastTypingSent < TYPING_SEND_EVERY_MS) return;
     if (socket.send({ type: FRAME.TYPING, room_id: current.id })) lastTypingSent = now;

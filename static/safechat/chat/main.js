@@ -38,6 +38,7 @@ import {
 import { initDesktopNotifications, notifyMessage } from "./desktop.js";
 import { initMemberPicker } from "./memberpicker.js";
 import { initMessages, maybeMarkRead, onMessageChanged, onMessageDeleted, onMessageNew } from "./messages.js";
+import { initProfileCards } from "./profilecard.js";
 import { initReactions } from "./reactions.js";
 import { onMention } from "./notifications.js";
 import { EVENT, FRAME, me, MEMBER_CHANGE } from "./page.js";
@@ -109,6 +110,7 @@ initDesktopNotifications();
 initComposer();
 initMemberPicker();
 initReactions();
+initProfileCards();
 initUploads();
 initMessages({
   reply: startReply,

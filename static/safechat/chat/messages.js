@@ -7,6 +7,7 @@ import { api } from "./api.js";
 import { h, hidden, byId } from "./dom.js";
 import { announce, showError } from "./notifications.js";
 import { current, FRAME, isCurrent, me } from "./page.js";
+import { openCard } from "./profilecard.js";
 import { openPicker, toggleReaction } from "./reactions.js";
 import { bumpUnread, setUnread } from "./rooms.js";
 import * as socket from "./socket.js";
@@ -73,7 +74,11 @@ export const mentionsMe = (message) => (message.mentions ?? []).includes(me.id);
 
 function senderLabel(message) {
   return [
-    h("bdi", { class: "msg-sender" }, message.sender_name || message.sender),
+    h(
+      "button",
+      { type: "button", class: "msg-sender-button", dataset: { action: "profile" }, "aria-haspopup": "dialog", "aria-expanded": "false" },
+      h("bdi", { class: "msg-sender" }, message.sender_name || message.sender),
+    ),
     " ",
     h("span", { class: "msg-username" }, "@", h("bdi", {}, message.sender)),
   ];
@@ -440,7 +445,9 @@ function onListClick(event) {
   const item = button.closest(".message-item");
   const messageId = Number(item?.dataset.messageId);
   if (!messageId) return;
-  if (button.classList.contains("reaction")) {
+  if (button.dataset.action === "profile") {
+    openCard(button);
+  } else if (button.classList.contains("reaction")) {
     toggleReaction(messageId, button.dataset.emoji);
   } else if (button.dataset.action === "react-pick") {
     openPicker(button, messageId);

@@ -15,6 +15,10 @@ export function nameOf(userId) {
   return member?.name || member?.username || "Someone";
 }
 
+// One member ({user_id, username, name, role}), or undefined; their presence.
+export const memberOf = (userId) => members.get(Number(userId));
+export const presenceOf = (userId) => presence.get(Number(userId)) ?? "unknown";
+
 // The room's members, for the composer's @-mention suggestions.
 export function roomMembers() {
   return [...members.values()];
@@ -113,7 +117,7 @@ function memberItem(member) {
           csrfInput(),
           h(
             "button",
-            { type: "submit", class: "danger", dataset: { confirm: `Remove ${name} from ${fullLabel(current.label)}? They lose access at once.` } },
+            { type: "submit", class: "danger", dataset: { confirm: `Remove ${name} (@${member.username}) from ${fullLabel(current.label)}? They lose access at once.` } },
             "Remove from room",
           ),
         ),
