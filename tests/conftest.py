@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.support.audit_db",
     "tests.support.audit_context",
     "tests.support.oidc",
+    "tests.support.logs",
 ]
 
 
