@@ -67,6 +67,17 @@ def _integrity_reports_forgotten() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _supervision_matcher_forgotten() -> Iterator[None]:
+    """The compiled supervision matcher is kept per process under the active terms' ids;
+    a rolled-back test frees its ids for the next, so each test starts with none."""
+    from compliance.services import supervision
+
+    supervision._compiled = None
+    yield
+    supervision._compiled = None
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
     """Rate-limit counters, throttles and presence live in the cache; ids are reused across
     tests."""
