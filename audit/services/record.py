@@ -174,7 +174,7 @@ def audit_record(
 
 def _metrics_count(action: AuditAction, *, using: str) -> None:
     """Count the event in the metrics once it has committed (safechat.metrics)."""
-    transaction.on_commit(lambda: metrics.action_committed(action.value), using=using)
+    transaction.on_commit(functools.partial(metrics.action_committed, action.value), using=using)
 
 
 def _refusal_count(action: AuditAction) -> None:

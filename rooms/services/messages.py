@@ -17,7 +17,6 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from accounts.models import User
 from audit.actions import AuditAction
 from audit.services import audit_record
-from compliance.services.supervision import supervision_match_posted
 from rooms import permissions as perms
 from rooms.errors import IdempotencyKeyReusedError
 from rooms.markdown import mention_names
@@ -41,6 +40,7 @@ from rooms.services._common import (
     room_refused,
 )
 from rooms.services.epochs import message_encrypt
+from rooms.supervision import posted_inspect
 from rooms.wire import message_sealed
 from safechat.actions import action, action_transaction
 from safechat.events import Event, publish
@@ -183,7 +183,8 @@ def message_post(
     Refused (``barrier.refused``) while an information barrier separates the sender from
     another member of the room (``require_unseparated``, under the room's lock).
     The text is matched for supervision in the same transaction
-    (``supervision_match_posted``: a match or a sample is queued with the post).
+    (``rooms.supervision.posted_inspect``, answered by the compliance app: a match or a
+    sample is queued with the post).
     Locks: the sender (only with ``client_key``), then the room; the audit chain last.
     A new epoch's audit event comes before the message's insert, whose ``KEY SHARE``
     on the sender and the parent never waits (docs/architecture.md).
@@ -299,7 +300,7 @@ def _message_insert(
         Mention.objects.bulk_create([Mention(message=message, user=u) for u in mentioned])
     # Supervision matches the text in memory now, in this transaction (before the audit
     # append: the queue item's insert is a new row and waits for nothing).
-    supervision_match_posted(message=message, text=text)
+    posted_inspect(message=message, text=text)
     audit_record(
         actor=sender,
         action=AuditAction.MESSAGE_POSTED,
@@ -450,7 +451,7 @@ def _message_revise(*, actor: User, message: Message, text: str) -> Message:
     Mention.objects.filter(message=message, user_id__in=before - named).delete()
     added = sorted(named - before)
     Mention.objects.bulk_create([Mention(message=message, user_id=u) for u in added])
-    supervision_match_posted(message=message, text=text)  # the new revision, as a post
+    posted_inspect(message=message, text=text)  # the new revision, as a post
     audit_record(
         actor=actor,
         action=AuditAction.MESSAGE_EDITED,
