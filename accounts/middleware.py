@@ -31,6 +31,7 @@ PUBLIC_ROUTES = frozenset(
     {
         "healthz",
         "readyz",
+        "metrics",  # its own bearer token (safechat/monitoring.py)
         "favicon",
         "accounts:sign-in",
         "accounts:sso-start",

@@ -19,6 +19,17 @@ Prints, for each, messages per second (median and the spread: lowest and highest
 and the matching's own cost per message (matching minus baseline), and the per-message
 latency of the match alone (p50 / p99 / max over every message of every round), against
 the aim of docs/compliance.md: under 1 ms at p99 with 200 terms.
+
+With ``--posts N`` and ``DATABASE_URL`` set to PostgreSQL, it measures the chat's post
+instead, on a scratch database of its own (``<name>_supbench``, created, migrated and
+dropped): ``message_post`` (encrypted, audited, matched as it is posted) N times a round
+in rotating rooms, ``--rounds`` times alternating a round with no active lexicon and a
+round with one active lexicon of ``--terms`` terms (built as above; ``--flag-share`` of
+the texts hold one), and prints each mode's post latency (p50 / p99 / max over every
+post; the median of the rounds' p99 and their spread) and the p99 difference::
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/safechat \\
+        .venv/bin/python -m benchmarks.supervision --posts 500 [--terms 200] [--rounds 6]
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import secrets
 import statistics
 import time
 import uuid
+from typing import Any
 
 from compliance.lexicon import Matcher, Term, term_validate
 from safechat.crypto import KeyPurpose, SymmetricKey, decrypt, encrypt
@@ -147,13 +159,156 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+POST_SUFFIX = "_supbench"
+
+
+def _posts_bench(*, posts: int, terms_wanted: int, rounds: int, flag_share: float) -> None:
+    """Post latency with and without an active lexicon, alternating rounds (Django set up)."""
+    from django.contrib.auth.models import Group
+    from django.utils import timezone
+
+    from accounts.models import User
+    from accounts.roles import Role, roles_sync
+    from compliance.models import SupervisionItem, SupervisionLexicon, SupervisionTerm
+    from rooms.services import message_post, room_create
+
+    owner = User.objects.create_user(username="bench-owner", password=secrets.token_hex(16))
+    roles_sync()
+    owner.groups.add(Group.objects.get(name=Role.ROOM_ADMIN))
+    owner = User.objects.get(pk=owner.pk)
+    rooms = [room_create(actor=owner, name=f"bench room {n}") for n in range(10)]
+    now = timezone.now()
+    lexicon = SupervisionLexicon.objects.create(
+        name="bench", active=False, created_by=owner, created_at=now
+    )
+    terms = build_terms(terms_wanted)
+    SupervisionTerm.objects.bulk_create(
+        [
+            SupervisionTerm(
+                lexicon=lexicon, kind=t.kind, value=t.value, checksum=t.check,
+                created_by=owner, created_at=now,
+            )
+            for t in terms
+        ]
+    )  # fmt: skip
+    texts = build_texts(posts, terms, flag_share)
+    # The matching's own share of each post: the registered inspector, timed in place.
+    from compliance.services.supervision import supervision_match_posted
+    from rooms.supervision import posted_inspector_register
+
+    own: dict[bool, list[float]] = {False: [], True: []}
+    mode = {"active": False}
+
+    def timed(message: Any, text: str) -> Any:
+        started = time.perf_counter()
+        try:
+            return supervision_match_posted(message=message, text=text)
+        finally:
+            own[mode["active"]].append(time.perf_counter() - started)
+
+    posted_inspector_register(timed)
+    for text in texts[:20]:  # warm up: connections, keys, the compiled matcher
+        message_post(sender=owner, room=rooms[0], text=text)
+    own[False].clear()
+    latency: dict[bool, list[float]] = {False: [], True: []}
+    p99s: dict[bool, list[float]] = {False: [], True: []}
+    for round_number in range(rounds * 2):
+        active = round_number % 2 == 1
+        mode["active"] = active
+        SupervisionLexicon.objects.filter(pk=lexicon.pk).update(active=active)
+        this_round = []
+        for index, text in enumerate(texts):
+            started = time.perf_counter()
+            message_post(sender=owner, room=rooms[index % len(rooms)], text=text)
+            this_round.append(time.perf_counter() - started)
+        latency[active] += this_round
+        p99s[active].append(percentile(this_round, 0.99))
+    print(
+        f"{posts} posts a round, {rounds} rounds each, {len(terms)} terms "
+        f"({sum(t.kind == 'pattern' for t in terms)} patterns); "
+        f"{SupervisionItem.objects.count()} items queued; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    for active in (False, True):
+        values = latency[active]
+        print(
+            f"{'with' if active else 'without':<7} the lexicon: post p50 "
+            f"{percentile(values, 0.5) * 1e3:.2f} ms, p99 {percentile(values, 0.99) * 1e3:.2f} ms"
+            f", max {max(values) * 1e3:.1f} ms; rounds' p99 median "
+            f"{statistics.median(p99s[active]) * 1e3:.2f} ms (spread "
+            f"{min(p99s[active]) * 1e3:.2f} to {max(p99s[active]) * 1e3:.2f})"
+        )
+        print(
+            f"        matching inside the post (supervision_match_posted): p50 "
+            f"{percentile(own[active], 0.5) * 1e3:.3f} ms, p99 "
+            f"{percentile(own[active], 0.99) * 1e3:.3f} ms"
+        )
+    difference = percentile(latency[True], 0.99) - percentile(latency[False], 0.99)
+    print(f"p99 with minus without: {difference * 1e3:.2f} ms (aim: under 1 ms)")
+
+
+def _posts_main(args: argparse.Namespace) -> None:
+    import base64
+    import shutil
+    import tempfile
+    from pathlib import Path
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    source = os.environ.get("DATABASE_URL", "")
+    if not source.startswith(("postgres://", "postgresql://")):
+        raise SystemExit("--posts needs DATABASE_URL set to a PostgreSQL URL")
+    parts = urlsplit(source)
+    name = parts.path.lstrip("/") + POST_SUFFIX
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    data_dir = Path(tempfile.mkdtemp(prefix="supbench-"))
+    try:
+        os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{name}"))
+        os.environ.pop("REDIS_URL", None)
+        os.environ["SAFECHAT_DATA_DIR"] = str(data_dir)
+        os.environ["SAFECHAT_AUDIT_SIGNING_KEY"] = base64.b64encode(b"\x42" * 32).decode()
+        os.environ["SAFECHAT_AUDIT_ANCHOR_FILE"] = str(data_dir / "anchors.jsonl")
+        os.environ["SAFECHAT_AUDIT_CHECKPOINT_EVERY"] = "0"
+        os.environ["SAFECHAT_POST_RATE_LIMIT"] = "1000000/10"
+        os.environ["SAFECHAT_ROOM_CREATE_RATE_LIMIT"] = "1000000/600"
+        os.environ["LOG_LEVEL"] = "WARNING"
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "safechat.settings")
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        _posts_bench(
+            posts=args.posts,
+            terms_wanted=args.terms,
+            rounds=args.rounds,
+            flag_share=args.flag_share,
+        )
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--terms", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--flag-share", type=float, default=0.02)
+    parser.add_argument("--posts", type=int, default=0, help="measure posts on PostgreSQL")
     args = parser.parse_args()
+    if args.posts:
+        _posts_main(args)
+        return
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "safechat.settings")
     import django
 

@@ -205,7 +205,10 @@ class SupervisionItem(models.Model):
     lexicons = models.ManyToManyField(SupervisionLexicon, blank=True, related_name="items")
     hit_count = models.PositiveIntegerField(default=0)
     hits = models.BinaryField(blank=True, default=b"")
-    run = models.ForeignKey(SupervisionRun, on_delete=models.PROTECT, related_name="items")
+    # The run that queued it; none when it was matched as it was posted or edited.
+    run = models.ForeignKey(
+        SupervisionRun, on_delete=models.PROTECT, null=True, blank=True, related_name="items"
+    )
     created_at = models.DateTimeField()
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     escalated_by = models.ForeignKey(

@@ -56,7 +56,7 @@ from accounts.session_policy import (
 from rooms.socket import RoomSocketMixin, in_pool
 from rooms.socket.protocol import ClientGone, error_frame
 from rooms.socket_watch import socket_watch
-from safechat import json_input
+from safechat import json_input, metrics
 from safechat.events import Event, Frame, user_group
 from safechat.json_input import DuplicateName
 from safechat.request_context import (
@@ -102,6 +102,7 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
     _watch_task: asyncio.Task[None] | None = None
     _torn_down: bool = False
     _accepted: bool = False
+    _counted: bool = False  # in safechat_open_sockets
     _touches: set[asyncio.Task[None]]
     _client_send: Any  # the ASGI server's send (``_send_to_client`` wraps it)
 
@@ -156,6 +157,9 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
     async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
         await super().accept(subprotocol=subprotocol, headers=headers)
         self._accepted = True
+        if not self._counted:
+            self._counted = True
+            metrics.OPEN_SOCKETS.inc()
 
     async def _layer_receive(self) -> dict[str, Any]:
         try:
@@ -163,6 +167,7 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
         except asyncio.CancelledError:
             raise
         except Exception:
+            metrics.channel_layer_failed("receive")
             logger.warning("the channel layer failed under a socket", exc_info=True)
             await asyncio.sleep(0.5)  # a failing layer is not polled in a tight loop
             return {"type": "layer.unavailable"}
@@ -194,6 +199,7 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
         except ClientGone:
             raise  # the client left during the handshake: not the layer's fault
         except Exception:  # the channel layer (Redis) is down: nothing could reach us
+            metrics.channel_layer_failed("join")
             logger.warning("socket refused: the channel layer is unavailable", exc_info=True)
             await self._close_accepted(CLOSE_TRY_AGAIN)
             return
@@ -211,6 +217,9 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
 
     async def _teardown(self) -> None:
         """Leave every group, clear presence, stop the timer: once, whatever failed before."""
+        if self._counted:
+            self._counted = False
+            metrics.OPEN_SOCKETS.dec()
         if self._torn_down:
             return
         self._torn_down = True

@@ -19,6 +19,7 @@ from django.conf import settings  # noqa: E402
 from files.asgi import upload_mount  # noqa: E402
 from files.scanner import scanner_check_at_start  # noqa: E402
 from safechat.body_limit import BodyLimitMiddleware  # noqa: E402
+from safechat.middleware import request_id_asgi  # noqa: E402
 from safechat.routing import websocket_urlpatterns  # noqa: E402
 from safechat.security_headers import SecurityHeadersMiddleware  # noqa: E402
 from safechat.websocket_origin import ExactOriginValidator  # noqa: E402
@@ -26,8 +27,11 @@ from safechat.websocket_origin import ExactOriginValidator  # noqa: E402
 # Bodies over the limit are refused before Django reads them; the file vault's tus paths
 # go to their own streaming handler first (it has its own limit, checked as bytes
 # arrive). Whatever that handler does not serve reaches Django under the body limit.
-# Outermost, every answer gets the security headers it lacks (those made before Django).
-http_app = SecurityHeadersMiddleware(upload_mount(BodyLimitMiddleware(django_asgi_app)))
+# Outermost, the request id is chosen once for all of it (the access line included); then
+# every answer gets the security headers it lacks (those made before Django).
+http_app = request_id_asgi(
+    SecurityHeadersMiddleware(upload_mount(BodyLimitMiddleware(django_asgi_app)))
+)
 
 application = ProtocolTypeRouter(
     {

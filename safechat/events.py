@@ -44,6 +44,8 @@ from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.db import transaction
 
+from safechat import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -411,6 +413,7 @@ async def _drain(
         try:
             await layer.group_send(group, message)
         except Exception:  # clients resync from the database; log and go on
+            metrics.channel_layer_failed("send")
             logger.exception("broadcast to %s failed", group)
 
 
@@ -451,4 +454,5 @@ def deliver(group: str, message: dict[str, Any]) -> None:
     try:
         async_to_sync(layer.group_send)(group, message)
     except Exception:  # the layer (Redis) is down: what committed stands; clients resync
+        metrics.channel_layer_failed("send")
         logger.warning("broadcast to %s failed", group, exc_info=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
@@ -28,11 +29,15 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # A proxy-supplied id is kept only if it is short and harmless in logs.
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
+# Where the ASGI wrapper leaves the id it chose, for RequestIdMiddleware to serve under.
+SCOPE_REQUEST_ID = "safechat.request_id"
+
 __all__ = [
     "RequestIdMiddleware",
     "current_request_id",
     "http_channel",
     "new_request_id",
+    "request_id_asgi",
     "request_id_from",
 ]
 
@@ -48,6 +53,36 @@ def request_id_from(supplied: str) -> str:
     return new_request_id()
 
 
+AsgiScope = MutableMapping[str, Any]
+AsgiApp = Callable[..., Awaitable[None]]
+
+
+def request_id_asgi(app: AsgiApp) -> AsgiApp:
+    """Wrap an ASGI app so that each HTTP request's id is chosen once, before anything of
+    it runs, and is current for all of it (``current_request_id``): Django's middleware
+    serves under the same id (``SCOPE_REQUEST_ID`` in the scope), and the server's access
+    line, written while the response is sent, carries it too. The id is chosen as
+    :func:`request_id_from` says. Other scopes (the socket's) pass through: the consumer
+    gives every frame an id of its own."""
+
+    async def wrapped(scope: AsgiScope, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await app(scope, receive, send)
+            return
+        supplied = ""
+        for name, value in scope.get("headers", ()):
+            if name.lower() == b"x-request-id":
+                supplied = value.decode("latin-1")
+        request_id = request_id_from(supplied)
+        token = current_request_id.set(request_id)
+        try:
+            await app({**scope, SCOPE_REQUEST_ID: request_id}, receive, send)
+        finally:
+            current_request_id.reset(token)
+
+    return wrapped
+
+
 class RequestIdMiddleware:
     """Serves each request under its acting context (``safechat.request_context``): the
     channel by path, the client's IP and user agent, and the request id (returned in
@@ -57,7 +92,9 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER, ""))
+        scope = getattr(request, "scope", None)  # an ASGI request: the wrapper chose it
+        chosen = scope.get(SCOPE_REQUEST_ID) if isinstance(scope, dict) else None
+        request_id = chosen or request_id_from(request.headers.get(REQUEST_ID_HEADER, ""))
         request.request_id = request_id  # type: ignore[attr-defined]
         context = ActingContext(
             channel=http_channel(request.path_info),

@@ -26,6 +26,8 @@ from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from safechat import metrics
+
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "safechat:rate"
@@ -186,8 +188,13 @@ def rate_hit(rate: Rate, *key: str, policy: str | None = None) -> int | None:
     """Count one event under ``key``; None while within ``rate``, else the seconds to wait.
 
     ``policy`` names the limit to the client: the state after counting is kept for the
-    request being served (``rate_states_observed``), so the API can report it."""
-    return _limiter.hit(rate, *key, policy=policy)
+    request being served (``rate_states_observed``), so the API can report it. A refusal
+    counts in ``safechat_rate_limit_refusals_total`` under ``policy``, else ``key[0]``:
+    names in the code (every caller's first key part is one), never a person's or a room's."""
+    wait = _limiter.hit(rate, *key, policy=policy)
+    if wait is not None:
+        metrics.rate_limit_refused(policy or (key[0] if key else "-"))
+    return wait
 
 
 def rate_exceeded(rate: Rate, *key: str, policy: str | None = None) -> int | None:

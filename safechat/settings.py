@@ -87,6 +87,8 @@ SAFECHAT_AUDIT_SIGNING_KEY_FILE = env.str(
 
 # Key management (see docs/security.md).
 SAFECHAT_KEY_CACHE_SECONDS = env.int("SAFECHAT_KEY_CACHE_SECONDS", default=60)
+# The bearer token a Prometheus server sends to read /metrics; unset: /metrics is a 404.
+SAFECHAT_METRICS_TOKEN = env.str("SAFECHAT_METRICS_TOKEN", default="")
 SAFECHAT_EPOCH_MAX_AGE_DAYS = env.int("SAFECHAT_EPOCH_MAX_AGE_DAYS", default=30)
 # Messages plus file keys per epoch key; capped at the crypto core's bound for random
 # 96-bit GCM nonces (safechat.crypto.MAX_MESSAGES_PER_KEY, 2^24): a larger value is refused.
@@ -163,6 +165,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Request metrics (django-prometheus): first and last, so they time everything between.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "safechat.middleware.RequestIdMiddleware",
     # API responses: no-store, and the RateLimit headers of what the request counted.
     "safechat.middleware.ApiResponseMiddleware",
@@ -188,8 +192,10 @@ MIDDLEWARE = [
     "safechat.middleware.ContentCodingMiddleware",
     # Django's empty 405 (its method decorators) as the portal's page, or problem details.
     "safechat.middleware.MethodNotAllowedMiddleware",
-    # Last, so it sees a view's exception first: stored key data that failed its check.
+    # Last but the metrics (whose counter only counts it), so it acts on a view's exception
+    # first: stored key data that failed its check.
     "safechat.middleware.IntegrityFailureMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "safechat.urls"
@@ -372,7 +378,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # django-redis: its public get_redis_connection serves safechat.shared_cache.
+            "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "safechat",
         }
@@ -714,28 +721,32 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-# --- Logging: structured lines to stderr, never message or file content -----
+# --- Logging: JSON lines to stderr, never message or file content (safechat/logjson.py)
+# The server's own loggers (uvicorn's) write through the same handler, so web, worker
+# and beat lines share one format; Celery leaves logging to these settings
+# (safechat.celery).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
         "request_id": {"()": "safechat.middleware.RequestIdLogFilter"},
+        "task_fields": {"()": "safechat.logjson.TaskFieldsFilter"},
         "one_time_secrets": {"()": "safechat.logredact.OneTimeSecretFilter"},
     },
-    "formatters": {
-        "line": {
-            "format": "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s %(message)s",
-        }
-    },
+    "formatters": {"json": {"()": "safechat.logjson.JsonLineFormatter"}},
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",
-            "formatter": "line",
-            "filters": ["request_id", "one_time_secrets"],
+            "formatter": "json",
+            "filters": ["request_id", "task_fields", "one_time_secrets"],
         }
     },
     "root": {"handlers": ["stderr"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        **{
+            name: {"handlers": ["stderr"], "propagate": False}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
     },
 }

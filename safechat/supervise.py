@@ -2,7 +2,13 @@
 clamd (the file vault's malware scanner) when asked.
 
 ``make run`` calls this. Ctrl-C (or SIGTERM) stops them all together; if one exits on
-its own, the others are stopped too, so nothing half-runs unnoticed.
+its own, the others are stopped too, so nothing half-runs unnoticed. If the runner itself
+dies without a chance to clean up (SIGKILL, the OOM killer), the kernel stops its
+children: each is started with Linux's parent-death signal (``PR_SET_PDEATHSIG``, set
+through ``billiard.util.set_pdeathsig``, the call Celery's own pool uses for its worker
+processes), so it receives SIGTERM the moment the runner is gone, and Celery's pool
+processes in turn die with the worker. No user-space supervisor (``honcho`` included)
+can do this for itself: a process killed with SIGKILL runs no clean-up code.
 
 ``make run CLAMD=1`` (``SAFECHAT_RUN_CLAMD=1``) also runs Debian's ``/usr/sbin/clamd``
 in the foreground with a configuration written under ``<data dir>/clamd/``: its socket
@@ -23,8 +29,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from types import FrameType
+
+from billiard.util import set_pdeathsig  # type: ignore[attr-defined]  # celery-types omits it
 
 from safechat.websocket_limits import WEBSOCKET_MAX_FRAME_BYTES
 
@@ -141,6 +150,57 @@ def clamd_command(data_dir: Path, environ: dict[str, str]) -> tuple[list[str], s
     return [binary, "--config-file", str(config)], str(socket_path), spool
 
 
+# The signal a child receives when the runner dies: a graceful stop, as with Ctrl-C.
+PARENT_DEATH_SIGNAL = signal.SIGTERM
+
+
+def dies_with(parent_pid: int) -> Callable[[], None]:
+    """A ``preexec_fn`` for ``subprocess.Popen``: the child (and the program it executes;
+    the setting survives ``execve`` of a non-setuid program) receives
+    :data:`PARENT_DEATH_SIGNAL` when the process ``parent_pid`` ends, however it ends.
+
+    Runs in the forked child before ``exec``. If the parent ended before the setting
+    took effect (its death would then go unsignalled), the child stops itself at once.
+    Linux only: elsewhere ``set_pdeathsig`` raises ``OSError`` and ``Popen`` fails.
+    """
+
+    def arm() -> None:
+        set_pdeathsig(PARENT_DEATH_SIGNAL)
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), PARENT_DEATH_SIGNAL)
+
+    return arm
+
+
+def start(argv: list[str], service: str) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as a child that stops when the runner stops, however it stops, with
+    ``SAFECHAT_SERVICE`` set to ``service`` (its log lines say which process wrote them).
+
+    Its own session and process group: the terminal's Ctrl-C reaches the runner alone,
+    which then stops the children in order.
+    """
+    return subprocess.Popen(  # noqa: S603 - argv built here, never from input
+        argv,
+        start_new_session=True,
+        preexec_fn=dies_with(os.getpid()),
+        env={**os.environ, "SAFECHAT_SERVICE": service},
+    )
+
+
+def metrics_folder_prepare(data_dir: Path, environ: MutableMapping[str, str]) -> Path:
+    """The folder where every child writes its metrics (prometheus_client's multiprocess
+    mode), so that the web server's ``/metrics`` serves the worker's and beat's counts too:
+    ``PROMETHEUS_MULTIPROC_DIR`` if set, else ``<data dir>/prometheus`` (then set in
+    ``environ`` for the children). Its metric files (``*.db``) are removed first: counts
+    start again with the product, as prometheus_client's multiprocess mode requires."""
+    folder = Path(environ.get("PROMETHEUS_MULTIPROC_DIR") or data_dir / "prometheus")
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    return folder
+
+
 def main() -> int:
     port = os.environ.get("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
@@ -154,20 +214,20 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    data_dir = Path(os.environ.get("SAFECHAT_DATA_DIR") or Path.cwd() / "var")
+    metrics_folder_prepare(data_dir, os.environ)
 
     if os.environ.get("SAFECHAT_RUN_CLAMD", "") not in ("", "0"):
-        data_dir = Path(os.environ.get("SAFECHAT_DATA_DIR") or Path.cwd() / "var")
         clamd = clamd_command(data_dir, dict(os.environ))
         if clamd is not None:
             argv, socket_path, spool = clamd
             # Started first, so the web and worker see it; they use its socket.
-            children["clamd"] = subprocess.Popen(argv, start_new_session=True)  # noqa: S603
+            children["clamd"] = start(argv, "clamd")
             os.environ["SAFECHAT_CLAMD_SOCKET"] = socket_path
             print(f"clamd is starting on {socket_path}", flush=True)
 
     for name, argv in commands(port, host).items():
-        # Own process group: the terminal's Ctrl-C reaches us, and we stop children in order.
-        children[name] = subprocess.Popen(argv, start_new_session=True)  # noqa: S603
+        children[name] = start(argv, name)
     print(f"SafeChat is starting on http://{host}:{port}/ (Ctrl-C stops everything)", flush=True)
 
     exit_code = 0

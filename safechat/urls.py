@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from accounts.admin_site import SafeChatAdminSite
 from compliance.admin_supervision import compliance_dashboard_view
-from safechat import error_pages, views
+from safechat import error_pages, monitoring, views
 from safechat.api import api_error_handler, api_server_error_handler
 from safechat.api_docs import ApiDocsRedocView, ApiDocsSwaggerView, docs_view
 
@@ -18,6 +18,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="rooms:chat"), name="root"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    # Prometheus metrics, behind a bearer token (safechat/monitoring.py; 404 without one set).
+    path("metrics", monitoring.metrics, name="metrics"),
     path("favicon.ico", error_pages.favicon, name="favicon"),
     path(
         "admin/compliance/dashboard/",

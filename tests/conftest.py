@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.support.audit_db",
     "tests.support.audit_context",
     "tests.support.oidc",
+    "tests.support.logs",
 ]
 
 
@@ -63,6 +64,17 @@ def _integrity_reports_forgotten() -> Iterator[None]:
     integrity.forget_reported()
     yield
     integrity.forget_reported()
+
+
+@pytest.fixture(autouse=True)
+def _supervision_matcher_forgotten() -> Iterator[None]:
+    """The compiled supervision matcher is kept per process under the active terms' ids;
+    a rolled-back test frees its ids for the next, so each test starts with none."""
+    from compliance.services import supervision
+
+    supervision._compiled = None
+    yield
+    supervision._compiled = None
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,7 @@ from audit.actors import TARGET_ID_MAX_LENGTH, AuditTarget, SystemActor
 from audit.extra import extra_clean
 from audit.models import AuditEvent
 from audit.store import actor_snapshot, append_locked
+from safechat import metrics
 from safechat.request_context import (
     CHANNEL_COMMAND,
     current_acting,
@@ -160,13 +161,20 @@ def audit_record(
         event = append()
         _checkpoint_schedule_if_due(event.seq)
         _refusal_count(parsed_action)
+        _metrics_count(parsed_action, using=connection.alias)
         return event
     # Inside the caller's transaction no savepoint: a failed append fails the action anyway.
     with transaction.atomic(using=connection.alias, savepoint=False):
         event = append()
         _checkpoint_schedule_if_due(event.seq)
         _refusal_count(parsed_action)
+        _metrics_count(parsed_action, using=connection.alias)
         return event
+
+
+def _metrics_count(action: AuditAction, *, using: str) -> None:
+    """Count the event in the metrics once it has committed (safechat.metrics)."""
+    transaction.on_commit(functools.partial(metrics.action_committed, action.value), using=using)
 
 
 def _refusal_count(action: AuditAction) -> None:

@@ -50,6 +50,7 @@ from safechat.keyring.errors import IntegrityFailure
 from safechat.keyring.services import compliance_epoch_keys
 
 BATCH = 200
+EPOCHS_PER_READ = 100  # pairs named by one ``export.read`` event (its ``extra`` is bounded)
 MAIL_DOMAIN = "safechat.invalid"  # RFC 2606: addresses that name people, never deliverable
 
 Keys = dict[tuple[int, int], SymmetricKey | IntegrityFailure | None]
@@ -99,6 +100,35 @@ class ArchiveStats:
     integrity_failures: int = 0
     items: list[dict[str, Any]] = field(default_factory=list)
     manifest_sha256: str = ""
+
+
+def read_parts(
+    needs: list[tuple[int, set[tuple[int, int]]]],
+) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """A batch's reads: ``needs`` (message id, the (room, epoch) pairs it needs), in order,
+    cut into parts of at most ``EPOCHS_PER_READ`` new pairs, each (its message ids, its
+    pairs ascending), so that one ``export.read`` event's list of epochs stays within the
+    audit log's size for ``extra`` however many epochs a batch spans. Every pair is in
+    exactly one part; a message that alone needs more pairs than that spans several
+    parts, each naming it."""
+    parts: list[tuple[list[int], list[tuple[int, int]]]] = []
+    ids: list[int] = []
+    pairs: set[tuple[int, int]] = set()
+    seen: set[tuple[int, int]] = set()
+    for message_id, wanted in needs:
+        fresh = sorted(wanted - seen)
+        seen |= wanted
+        if ids and len(pairs) + len(fresh) > EPOCHS_PER_READ:
+            parts.append((ids, sorted(pairs)))
+            ids, pairs = [], set()
+        while len(fresh) > EPOCHS_PER_READ:
+            parts.append(([message_id], fresh[:EPOCHS_PER_READ]))
+            fresh = fresh[EPOCHS_PER_READ:]
+        ids.append(message_id)
+        pairs.update(fresh)
+    if ids:
+        parts.append((ids, sorted(pairs)))
+    return parts
 
 
 def _time(value: datetime | None) -> str | None:
@@ -220,16 +250,28 @@ class _Builder:
         for revision in MessageRevision.objects.filter(message_id__in=ids).order_by("revision"):
             revisions.setdefault(revision.message_id, []).append(revision)
         files = {f.message_id: f for f in StoredFile.objects.filter(message_id__in=ids)}
-        epochs = {(row.room_id, row.epoch) for row in rows}
-        epochs |= {(row.room_id, r.epoch) for row in rows for r in revisions.get(row.pk, [])}
-        epochs |= {(f.room_id, f.epoch) for f in files.values()}
-        keys = compliance_epoch_keys(
-            actor=self.actor,
-            epochs=sorted(epochs),
-            action=AuditAction.EXPORT_READ,
-            target=self.export,
-            extra={"messages": len(ids), "first_id": ids[0], "last_id": ids[-1]},
-        )
+        needs: list[tuple[int, set[tuple[int, int]]]] = []
+        for row in rows:
+            epochs = {(row.room_id, row.epoch)}
+            epochs |= {(row.room_id, r.epoch) for r in revisions.get(row.pk, [])}
+            if row.pk in files:
+                epochs.add((files[row.pk].room_id, files[row.pk].epoch))
+            needs.append((row.pk, epochs))
+        keys: Keys = {}
+        for part_ids, part_epochs in read_parts(needs):
+            keys.update(
+                compliance_epoch_keys(
+                    actor=self.actor,
+                    epochs=part_epochs,
+                    action=AuditAction.EXPORT_READ,
+                    target=self.export,
+                    extra={
+                        "messages": len(part_ids),
+                        "first_id": part_ids[0],
+                        "last_id": part_ids[-1],
+                    },
+                )
+            )
         lines: list[dict[str, Any]] = []
         mails: list[tuple[int, bytes]] = []
         for row in rows:
@@ -357,7 +399,8 @@ def archive_stream(
 ) -> tuple[Iterator[bytes], Callable[[], ArchiveStats]]:
     """The archive's bytes (lazily: each batch is read, decrypted and dropped in turn), and
     a function that returns its counts once the stream is exhausted. Every batch's keys
-    are opened through the compliance key as one ``export.read`` audit event naming the
-    batch's message ids (count, first, last)."""
+    are opened through the compliance key in reads of at most ``EPOCHS_PER_READ`` epochs,
+    each one ``export.read`` audit event naming its messages' ids (count, first, last)
+    and the epochs it opened (``read_parts``)."""
     builder = _Builder(export=export, actor=actor)
     return builder.stream(), lambda: builder.stats

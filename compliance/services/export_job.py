@@ -56,11 +56,11 @@ def export_run(*, export_id: int) -> ExportRequest | None:
 
     Moves ``approved`` → ``running`` (``export.started``) under the request's row lock,
     then streams: each batch of messages is read and decrypted through the compliance
-    key (one ``export.read`` event per batch), written into the tar, encrypted as it is
-    produced (``compliance.ediscovery.envelope``) and stored as a blob; no plaintext
-    reaches a disk. Then ``finished`` (``export.finished``: counts, archive size, the
-    manifest's SHA-256; expires after ``SAFECHAT_EXPORT_EXPIRY_HOURS``) or, on any
-    error, ``failed`` (``export.failed``: the error's type only), the partial blob
+    key (``export.read`` events of at most 100 epochs each), written into the tar,
+    encrypted as it is produced (``compliance.ediscovery.envelope``) and stored as a
+    blob; no plaintext reaches a disk. Then ``finished`` (``export.finished``: counts,
+    archive size, the manifest's SHA-256; expires after ``SAFECHAT_EXPORT_EXPIRY_HOURS``)
+    or, on any error, ``failed`` (``export.failed``: the error's type only), the partial blob
     removed. Returns None when the request was not (or no longer) approved.
     """
     with action_transaction():

@@ -97,7 +97,8 @@ def legal_hold_release(*, actor: User, hold: LegalHold, reason: str) -> LegalHol
     Refused (audited, nothing changed) without ``compliance.manage_legal_holds``, with an
     empty reason, or for a hold already released (by someone else at the same instant
     too: decided under the hold's row lock). Locks: the legal-hold ledger (exclusive),
-    then the hold's row; the audit chain last.
+    then the hold's row (``FOR NO KEY UPDATE``: it is changed in place, never deleted);
+    the audit chain last.
     """
     refusal = AuditAction.LEGAL_HOLD_REFUSED
     require_permission(actor=actor, permission=MANAGE_LEGAL_HOLDS, action=refusal)
@@ -106,7 +107,7 @@ def legal_hold_release(*, actor: User, hold: LegalHold, reason: str) -> LegalHol
     )
     with action_transaction():
         locks.ledger_lock_exclusive()
-        locked = LegalHold.objects.select_for_update().get(pk=hold.pk)
+        locked = LegalHold.objects.select_for_update(no_key=True).get(pk=hold.pk)
         if locked.released_at is not None:
             raise refused(
                 actor=actor,

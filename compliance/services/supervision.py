@@ -4,8 +4,11 @@ Every write here is an ``@action``: it checks ``compliance.supervise`` (read afr
 its change in one transaction with its audit event, and refuses (audited
 ``supervision.action.refused``, nothing changed) with a message for the officer.
 
-The matching run (``supervision_run``; the Celery task ``compliance.supervision_run``,
-from beat and queued after ``supervision_run_request`` commits) reads what was written
+A message is matched as it is posted or edited (``supervision_match_posted``, inside the
+post's transaction, on the plaintext the post holds in memory). The matching run
+(``supervision_run``, the catch-up for messages written before a lexicon changed; the
+Celery task ``compliance.supervision_run``, from beat and queued after
+``supervision_run_request`` commits) reads what was written
 since the previous run in paced batches: each batch's messages are decrypted through the
 compliance key (one ``supervision.read`` event), matched in memory against every active
 term (``compliance.lexicon``), and the plaintext is dropped; only queue items are stored,
@@ -19,15 +22,15 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -49,7 +52,11 @@ from rooms.models import Message, MessageRevision, Room
 from safechat.actions import action, action_transaction
 from safechat.crypto import AdPurpose, SymmetricKey, associated_data, decrypt, encrypt
 from safechat.keyring.errors import IntegrityFailure
-from safechat.keyring.services import compliance_epoch_keys, message_decrypt_with_key
+from safechat.keyring.services import (
+    compliance_epoch_keys,
+    message_decrypt_with_key,
+    room_epoch_key_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -320,32 +327,142 @@ def _sampled(rate: int) -> bool:
     return rate > 0 and secrets.randbelow(RATE_SCALE) < rate
 
 
-class _Rates:
-    """The sampling rate of a message: its sender's, else its room's, else the default."""
-
-    def __init__(self) -> None:
-        self.default = 0
-        self.rooms: dict[int, int] = {}
-        self.custodians: dict[int, int] = {}
-        for row in SupervisionSampling.objects.all():
-            if row.custodian_id is not None:
-                self.custodians[row.custodian_id] = row.rate
-            elif row.room_id is not None:
-                self.rooms[row.room_id] = row.rate
-            else:
-                self.default = row.rate
-
-    def of(self, message: Message) -> int:
-        if message.sender_id in self.custodians:
-            return self.custodians[message.sender_id]
-        return self.rooms.get(message.room_id, self.default)
+def _active_terms() -> QuerySet[SupervisionTerm]:
+    return SupervisionTerm.objects.filter(active=True, lexicon__active=True)
 
 
 def _matcher() -> Matcher:
-    terms = SupervisionTerm.objects.filter(active=True, lexicon__active=True).order_by("pk")
+    terms = _active_terms().order_by("pk")
     return Matcher(
         [Term(t.pk, t.lexicon_id, t.kind, t.value, t.checksum) for t in terms.iterator()]
     )
+
+
+# The compiled matcher of the active terms, per process, with the version it was built
+# for: terms are never edited, only added or switched off (as are lexicons), so the
+# active set's (count, highest id, sum of ids) changes with every change that matters.
+# Terms and patterns only: no text is ever kept here.
+_compiled: tuple[tuple[int, int, int], Matcher] | None = None
+
+
+def _terms_version() -> tuple[int, int, int]:
+    found = _active_terms().aggregate(count=Count("pk"), top=Max("pk"), total=Sum("pk"))
+    return (found["count"], found["top"] or 0, found["total"] or 0)
+
+
+def _posted_matcher() -> Matcher:
+    """The matcher of the active terms, compiled once per process and rebuilt on the
+    first post after a lexicon or term changed (one aggregate query per post)."""
+    global _compiled
+    version = _terms_version()
+    if _compiled is None or _compiled[0] != version:
+        _compiled = (version, _matcher())
+    return _compiled[1]
+
+
+def _rate_of(message: Message) -> int:
+    """A message's sampling rate read afresh (its sender's, its room's, the default)."""
+    rows = SupervisionSampling.objects.filter(
+        Q(custodian_id=message.sender_id)
+        | Q(room_id=message.room_id)
+        | Q(room__isnull=True, custodian__isnull=True)
+    ).values_list("custodian_id", "room_id", "rate")
+    by_scope = {("custodian" if c else "room" if r else "default"): rate for c, r, rate in rows}
+    return by_scope.get("custodian", by_scope.get("room", by_scope.get("default", 0)))
+
+
+def _found(
+    *,
+    message: Message,
+    text: str,
+    key: Callable[[], SymmetricKey],
+    matcher: Matcher,
+    rate: Callable[[], int],
+) -> _Found | None:
+    """One rule for a post and for the run: ``text`` (``message``'s current revision)
+    matched in memory; flagged with its hits encrypted under ``key()`` (the message's
+    epoch key), else sampled at ``rate()``, else None. The text is not kept."""
+    hits, total = matcher.match(text)
+    if hits:
+        payload = json.dumps(
+            {"hits": [[h.term_id, h.start, h.end] for h in hits], "total": total},
+            separators=(",", ":"),
+        ).encode()
+        return _Found(
+            message=message,
+            reason=SupervisionItem.Reason.FLAGGED,
+            lexicon_ids={h.lexicon_id for h in hits},
+            hit_count=total,
+            hits=encrypt(
+                key(),
+                payload,
+                aad=hits_aad(message=message, epoch=message.epoch, revision=message.revision),
+            ),
+        )
+    if _sampled(rate()):
+        return _Found(message, SupervisionItem.Reason.SAMPLED, set(), 0, b"")
+    return None
+
+
+def _items_create(
+    found: list[_Found], *, run: SupervisionRun | None, now: datetime
+) -> list[SupervisionItem]:
+    items = SupervisionItem.objects.bulk_create(
+        [
+            SupervisionItem(
+                message_id=f.message.pk,
+                revision=f.message.revision,
+                room_id=f.message.room_id,
+                sender_id=f.message.sender_id,
+                seq=f.message.seq,
+                epoch=f.message.epoch,
+                sent_at=f.message.created_at,
+                reason=f.reason,
+                hit_count=f.hit_count,
+                hits=f.hits,
+                run=run,
+                created_at=now,
+            )
+            for f in found
+        ]
+    )
+    through = SupervisionItem.lexicons.through
+    through.objects.bulk_create(
+        [
+            through(supervisionitem_id=item.pk, supervisionlexicon_id=lexicon_id)
+            for item, f in zip(items, found, strict=True)
+            for lexicon_id in sorted(f.lexicon_ids)
+        ]
+    )
+    return items
+
+
+def supervision_match_posted(*, message: Message, text: str) -> SupervisionItem | None:
+    """Match a message's new text as it is posted or edited, inside that write's
+    transaction, before its audit append; returns the queue item made, or None.
+
+    ``text`` (the plaintext of ``message``'s current revision, held in memory by the
+    post) is matched against the active terms (the process's compiled matcher, rebuilt
+    on the first post after a change); a match makes a ``flagged`` item whose hits are
+    encrypted under the message's epoch key (``hits_aad``), as the run's are; an
+    unflagged text is sampled at its rate (``sampled``, drawn once, here). The text is
+    neither stored nor kept. Messages posted before a lexicon changed are matched
+    against it by the next ``supervision_run``. Locks nothing: the item is a new row
+    whose inserts take ``KEY SHARE`` on the room (held already), the sender and the
+    lexicons. Matching is pure computation: an error is a bug and fails the write.
+    """
+    found = _found(
+        message=message,
+        text=text,
+        key=lambda: room_epoch_key_for(
+            room_id=message.room_id, number=message.epoch, user_id=message.sender_id
+        ),
+        matcher=_posted_matcher(),
+        rate=lambda: _rate_of(message),
+    )
+    if found is None:
+        return None
+    return _items_create([found], run=None, now=timezone.now())[0]
 
 
 def _still_allowed(actor: Actor) -> bool:
@@ -378,7 +495,6 @@ def _match_batch(
     run: SupervisionRun,
     messages: list[Message],
     matcher: Matcher,
-    rates: _Rates,
 ) -> tuple[list[_Found], int]:
     """Decrypt and match ``messages`` in memory; the plaintext never leaves this function.
 
@@ -421,30 +537,14 @@ def _match_batch(
         except IntegrityFailure:
             unreadable += 1
             continue
-        hits, total = matcher.match(text)
+        opened: SymmetricKey = key
+        # Sampling is drawn once, when a message is posted or edited: never again here.
+        result = _found(
+            message=message, text=text, key=lambda: opened, matcher=matcher, rate=lambda: 0
+        )
         del text
-        if hits:
-            payload = json.dumps(
-                {"hits": [[h.term_id, h.start, h.end] for h in hits], "total": total},
-                separators=(",", ":"),
-            ).encode()
-            found.append(
-                _Found(
-                    message=message,
-                    reason=SupervisionItem.Reason.FLAGGED,
-                    lexicon_ids={h.lexicon_id for h in hits},
-                    hit_count=total,
-                    hits=encrypt(
-                        key,
-                        payload,
-                        aad=hits_aad(
-                            message=message, epoch=message.epoch, revision=message.revision
-                        ),
-                    ),
-                )
-            )
-        elif _sampled(rates.of(message)):
-            found.append(_Found(message, SupervisionItem.Reason.SAMPLED, set(), 0, b""))
+        if result is not None:
+            found.append(result)
     return found, unreadable
 
 
@@ -472,33 +572,7 @@ def _store_batch(
         )
         now = timezone.now()
         fresh = [f for f in found if (f.message.pk, f.message.revision) not in existing]
-        items = SupervisionItem.objects.bulk_create(
-            [
-                SupervisionItem(
-                    message_id=f.message.pk,
-                    revision=f.message.revision,
-                    room_id=f.message.room_id,
-                    sender_id=f.message.sender_id,
-                    seq=f.message.seq,
-                    epoch=f.message.epoch,
-                    sent_at=f.message.created_at,
-                    reason=f.reason,
-                    hit_count=f.hit_count,
-                    hits=f.hits,
-                    run=locked,
-                    created_at=now,
-                )
-                for f in fresh
-            ]
-        )
-        through = SupervisionItem.lexicons.through
-        through.objects.bulk_create(
-            [
-                through(supervisionitem_id=item.pk, supervisionlexicon_id=lexicon_id)
-                for item, f in zip(items, fresh, strict=True)
-                for lexicon_id in sorted(f.lexicon_ids)
-            ]
-        )
+        _items_create(fresh, run=locked, now=now)
         flagged = sum(1 for f in fresh if f.reason == SupervisionItem.Reason.FLAGGED)
         sampled = len(fresh) - flagged
         locked.scanned += count
@@ -656,7 +730,6 @@ def supervision_run(*, actor: Actor = SYSTEM_SUPERVISION) -> SupervisionRun:
         _require_supervisor(actor)
     run = _start(actor)
     matcher = _matcher()
-    rates = _Rates()
     run.terms = len(matcher.terms)
     SupervisionRun.objects.filter(pk=run.pk).update(terms=run.terms)
     pacer = Pacer(
@@ -674,7 +747,7 @@ def supervision_run(*, actor: Actor = SYSTEM_SUPERVISION) -> SupervisionRun:
             unreadable = 0
             if messages:  # empty: every message of these edits was purged meanwhile
                 found, unreadable = _match_batch(
-                    actor=actor, run=run, messages=messages, matcher=matcher, rates=rates
+                    actor=actor, run=run, messages=messages, matcher=matcher
                 )
             _store_batch(
                 actor=actor,
@@ -823,6 +896,7 @@ __all__ = [
     "supervision_item_escalate",
     "supervision_lexicon_create",
     "supervision_lexicon_set_active",
+    "supervision_match_posted",
     "supervision_run",
     "supervision_run_request",
     "supervision_sampling_set",

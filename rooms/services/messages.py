@@ -40,6 +40,7 @@ from rooms.services._common import (
     room_refused,
 )
 from rooms.services.epochs import message_encrypt
+from rooms.supervision import posted_inspect
 from rooms.wire import message_sealed
 from safechat.actions import action, action_transaction
 from safechat.events import Event, publish
@@ -181,6 +182,9 @@ def message_post(
     repeat with another text or parent is refused (``IdempotencyKeyReusedError``).
     Refused (``barrier.refused``) while an information barrier separates the sender from
     another member of the room (``require_unseparated``, under the room's lock).
+    The text is matched for supervision in the same transaction
+    (``rooms.supervision.posted_inspect``, answered by the compliance app: a match or a
+    sample is queued with the post).
     Locks: the sender (only with ``client_key``), then the room; the audit chain last.
     A new epoch's audit event comes before the message's insert, whose ``KEY SHARE``
     on the sender and the parent never waits (docs/architecture.md).
@@ -294,6 +298,9 @@ def _message_insert(
     mentioned = _mentioned_members(room=room, text=text, exclude=sender.pk)
     if mentioned:
         Mention.objects.bulk_create([Mention(message=message, user=u) for u in mentioned])
+    # Supervision matches the text in memory now, in this transaction (before the audit
+    # append: the queue item's insert is a new row and waits for nothing).
+    posted_inspect(message=message, text=text)
     audit_record(
         actor=sender,
         action=AuditAction.MESSAGE_POSTED,
@@ -400,7 +407,8 @@ def message_edit(*, actor: User, message: Message, text: str) -> Message:
     """Replace a message's text; the previous text is kept, encrypted, as a revision.
 
     Refused (``barrier.refused``) while an information barrier separates the author from
-    another member of the room, as a post is. Locks: the room (the permission, the
+    another member of the room, as a post is. The new text is matched for supervision
+    in the same transaction, as a post's is. Locks: the room (the permission, the
     archive and the barrier are checked again under it), then the message; the audit
     chain last.
     """
@@ -443,6 +451,7 @@ def _message_revise(*, actor: User, message: Message, text: str) -> Message:
     Mention.objects.filter(message=message, user_id__in=before - named).delete()
     added = sorted(named - before)
     Mention.objects.bulk_create([Mention(message=message, user_id=u) for u in added])
+    posted_inspect(message=message, text=text)  # the new revision, as a post
     audit_record(
         actor=actor,
         action=AuditAction.MESSAGE_EDITED,

@@ -29,6 +29,7 @@ from rooms.socket.protocol import (
     frame_text,
 )
 from rooms.write_threads import in_room_thread
+from safechat import metrics
 from safechat.events import Event, Frame, MessageNew, publish_now, room_group
 
 
@@ -259,6 +260,7 @@ class RoomSocketMixin:
             await self.send_json(
                 {"type": Event.MESSAGE_NEW, "room_id": sealed["room_id"], "message": message}
             )
+            metrics.delivered(created_at=message["created_at"])
 
     async def _message_changed(self, event: dict[str, Any]) -> None:
         message = await in_pool(database.message_loaded)(self.user, int(event["message_id"]))

@@ -18,19 +18,28 @@ from typing import Generic, TypeVar
 
 from django.conf import settings
 
+from safechat import metrics
 from safechat.keyring import events
 
 V = TypeVar("V")
 
 
 class KeyCache(Generic[V]):
-    def __init__(self) -> None:
+    """One cache; its look-ups count as hits and misses under ``name`` (safechat.metrics)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
         self._entries: dict[Hashable, tuple[float, V]] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> V | None:
         if not events.caching_allowed():
             return None
+        value = self._get(key)
+        metrics.key_cache_looked_up(self.name, hit=value is not None)
+        return value
+
+    def _get(self, key: Hashable) -> V | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:

@@ -66,9 +66,9 @@ SEAL_AAD_RECIPIENT = 2  # room, epoch, recipient, recipient key fingerprint
 
 # (room_id, epoch number) -> epoch key; (room_id, number, user_id) -> True once that
 # user's sealed copy was opened; user_id -> private key.
-_epoch_keys: KeyCache[SymmetricKey] = KeyCache()
-_holders: KeyCache[bool] = KeyCache()
-_private_keys: KeyCache[HpkePrivateKey] = KeyCache()
+_epoch_keys: KeyCache[SymmetricKey] = KeyCache("epoch_keys")
+_holders: KeyCache[bool] = KeyCache("holders")
+_private_keys: KeyCache[HpkePrivateKey] = KeyCache("private_keys")
 
 
 def clear_key_caches() -> None:

@@ -22,6 +22,7 @@ from tests.accounts.factories import make_totp_device, sign_in_client
 EXPECTED_PUBLIC = {
     "healthz",
     "readyz",
+    "metrics",  # its own bearer token: 404/401 without it (tests/safechat/test_metrics.py)
     "favicon",
     "accounts:sign-in",
     "accounts:sso-start",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -199,29 +198,6 @@ def test_version_1_events_verify_as_written_and_cannot_gain_a_channel() -> None:
 
 
 SECRETS = ("BOOTSTRAPsecret0123456789", "INVITEsecret0123456789", "RESETsecret0123456789")
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    """Everything the project's configured log handler writes, and the server's loggers."""
-    output = io.StringIO()
-    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
-    configured = [
-        h for h in handlers if any(type(f).__name__ == "OneTimeSecretFilter" for f in h.filters)
-    ]
-    assert configured, "the project's stderr handler redacts one-time secrets"
-    previous = [handler.setStream(output) for handler in configured]
-    levels = {name: logging.getLogger(name).level for name in ("django", "axes", "uvicorn")}
-    for name in levels:
-        logging.getLogger(name).setLevel(logging.DEBUG)
-    try:
-        yield output
-    finally:
-        for handler, stream in zip(configured, previous, strict=True):
-            if stream is not None:
-                handler.setStream(stream)
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
 
 
 @pytest.mark.django_db

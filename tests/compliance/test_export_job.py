@@ -21,6 +21,7 @@ from audit.ediscovery_format import MANIFEST, archive_verify
 from audit.models import AuditEvent
 from audit.signing import public_key, public_key_base64
 from audit.verify_ediscovery import main as verify_main
+from compliance.ediscovery.archive import EPOCHS_PER_READ, read_parts
 from compliance.ediscovery.envelope import archive_decrypt
 from compliance.ediscovery.recipient import main as recipient_main
 from compliance.models import ExportRequest
@@ -28,8 +29,9 @@ from compliance.services import export_approve, export_request
 from compliance.services.export_job import export_blob_name, export_run
 from files.blobs import blob_exists, blob_read_all
 from rooms.models import Message, Room
-from rooms.services import message_post
+from rooms.services import message_edit, message_post, room_key_rotate
 from safechat.crypto import CryptoError, HpkePrivateKey, KeyPurpose
+from safechat.keyring.models import RoomEpoch
 from tests.accounts.factories import make_user
 from tests.compliance.factories import make_officer, post_aged
 from tests.compliance.test_content_review import a_room_with_history
@@ -323,3 +325,62 @@ def test_a_job_that_fails_keeps_nothing_and_says_so(monkeypatch: pytest.MonkeyPa
     assert not blob_exists(export_blob_name(export.pk))
     event = AuditEvent.objects.get(action="export.failed", target_id=str(export.pk))
     assert event.extra == {"error": "CryptoError"}
+
+
+def test_an_export_over_more_epochs_than_one_read_holds_records_every_epoch_read(
+    tmp_path: Path,
+) -> None:
+    # given a message edited once in each of 520 key epochs after the one it was sent in,
+    # and a second message in the last: one batch needing 521 epochs' keys, more than one
+    # audit event's details (SAFECHAT_AUDIT_EXTRA_MAX_BYTES, 4096) can name
+    owner = make_user()
+    room = make_room(owner=owner)
+    message = message_post(sender=owner, room=room, text="version 0")
+    for n in range(1, 521):
+        room_key_rotate(actor=owner, room=room)
+        message = message_edit(actor=owner, message=message, text=f"version {n}")
+    other = message_post(sender=owner, room=room, text="the last word")
+    export, recipient = approved(rooms=[room])
+
+    # when the job runs
+    done = export_run(export_id=export.pk)
+
+    # then it finished, every revision readable
+    assert done is not None
+    assert done.state == ExportRequest.State.FINISHED
+    path = opened(export, recipient, tmp_path)
+    assert archive_verify(path, public_key()).ok
+    texts = [r for r in records(path) if r["type"] == "message.text"]
+    assert len(texts) == 522
+    assert all(r["status"] == "ok" for r in texts)
+    assert {r["text"] for r in texts} == {f"version {n}" for n in range(521)} | {"the last word"}
+    # and every epoch read is on the record, in reads of at most EPOCHS_PER_READ epochs,
+    # each naming the messages it read for
+    reads = list(
+        AuditEvent.objects.filter(target_id=str(export.pk), action="export.read").order_by("seq")
+    )
+    assert len(reads) == 6
+    assert all(len(r.extra["epochs"]) <= EPOCHS_PER_READ for r in reads)
+    named = [tuple(pair) for r in reads for pair in r.extra["epochs"]]
+    epochs = set(RoomEpoch.objects.filter(room=room).values_list("room_id", "number"))
+    assert len(epochs) == 521
+    assert sorted(named) == sorted(epochs)
+    assert reads[-1].extra["last_id"] == other.pk
+    assert {r.extra["first_id"] for r in reads} == {message.pk}
+
+
+def test_read_parts_cut_at_the_limit_and_name_every_pair_once() -> None:
+    # given three messages needing 60, 60 (20 shared) and 250 pairs
+    first = {(1, n) for n in range(60)}
+    second = {(1, n) for n in range(40, 100)}
+    third = {(2, n) for n in range(250)}
+
+    # when they are cut into reads
+    parts = read_parts([(1, first), (2, second), (3, third)])
+
+    # then no part holds more than the limit, each pair is in exactly one part, in order
+    assert [ids for ids, _ in parts] == [[1, 2], [3], [3], [3]]
+    assert [len(pairs) for _, pairs in parts] == [100, 100, 100, 50]
+    named = [pair for _, pairs in parts for pair in pairs]
+    assert sorted(named) == sorted(first | second | third)
+    assert len(named) == len(set(named))

@@ -36,6 +36,7 @@ from compliance.services.supervision import (
 )
 from rooms.models import Message
 from rooms.services import message_edit, message_post
+from safechat.keyring.services import room_epoch_key_for
 from tests.accounts.factories import make_user
 from tests.compliance.factories import make_officer
 from tests.rooms.factories import make_room
@@ -216,15 +217,16 @@ def test_a_rate_out_of_range_is_refused(rate: Any) -> None:
 
 
 def test_a_run_flags_matching_messages_and_stores_no_plaintext() -> None:
-    # given a lexicon, a room and three messages, two of which match
+    # given three messages, and then lexicons two of them match (made after they were
+    # posted, so only the run, the catch-up, matches them)
     officer = make_officer()
-    promises = lexicon(officer, ("phrase", "guarantee", ""))
-    cards = lexicon(officer, ("pattern", r"\b(?:\d[ -]?){12,18}\d\b", "luhn"), name="Cards")
     sender = make_user()
     room = make_room(owner=sender)
     plain = message_post(sender=sender, room=room, text="lunch at noon?")
     promise = message_post(sender=sender, room=room, text="I GUARANTEE a 20% return")
     card = message_post(sender=sender, room=room, text=f"my card is {CARD}")
+    promises = lexicon(officer, ("phrase", "guarantee", ""))
+    cards = lexicon(officer, ("pattern", r"\b(?:\d[ -]?){12,18}\d\b", "luhn"), name="Cards")
     seq = last_seq()
 
     # when a run matches what was written
@@ -287,18 +289,123 @@ def test_sampling_sends_unflagged_messages_to_review_at_their_rate() -> None:
     room = make_room(owner=sampled_sender, members=(exempt_sender,))
     supervision_sampling_set(actor=officer, rate=10_000, room=room)
     supervision_sampling_set(actor=officer, rate=0, custodian=exempt_sender)
+
+    # when they post
     kept = [message_post(sender=sampled_sender, room=room, text=f"m{i}") for i in range(3)]
     message_post(sender=exempt_sender, room=room, text="not sampled")
 
-    # when a run goes
-    run = supervision_run()
-
-    # then every message of the room is sampled, except the exempt custodian's
-    assert run.sampled == 3
+    # then every message of the room is sampled as it is posted, except the exempt
+    # custodian's
     assert sorted(SupervisionItem.objects.values_list("message_id", flat=True)) == [
         m.pk for m in kept
     ]
     assert set(SupervisionItem.objects.values_list("reason", flat=True)) == {"sampled"}
+    assert set(SupervisionItem.objects.values_list("run", flat=True)) == {None}
+    # and the run draws no second sample of them
+    assert supervision_run().sampled == 0
+    assert SupervisionItem.objects.count() == 3
+
+
+# --- matching as a message is posted ----------------------------------------------------
+
+
+def _hits(item: SupervisionItem, message: Message) -> list[list[int]]:
+    key = room_epoch_key_for(room_id=message.room_id, number=item.epoch, user_id=message.sender_id)
+    return sv.hits_open(key=key, message=message, item=item)
+
+
+def test_a_post_with_a_term_is_queued_at_once_with_its_hit_encrypted() -> None:
+    # given an active lexicon
+    officer = make_officer()
+    promises = lexicon(officer, ("phrase", "guarantee", ""))
+    term = promises.terms.get()
+    sender = make_user()
+    room = make_room(owner=sender)
+
+    # when a member posts a message using its term
+    message = message_post(sender=sender, room=room, text="we guarantee it")
+
+    # then the message is in the queue at once, with no run, under the lexicon
+    item = SupervisionItem.objects.get()
+    assert (item.message_id, item.revision, item.reason) == (message.pk, 0, "flagged")
+    assert item.run_id is None
+    assert list(item.lexicons.all()) == [promises]
+    # and its hit is stored encrypted under the message's epoch key, never as text
+    assert b"guarantee" not in bytes(item.hits)
+    assert _hits(item, message) == [[term.pk, 3, 12]]
+    # and the run finds it queued already
+    run = supervision_run()
+    assert (run.scanned, run.flagged) == (1, 0)
+    assert SupervisionItem.objects.count() == 1
+
+
+def test_a_post_without_a_term_is_not_queued() -> None:
+    # given an active lexicon and no sampling
+    lexicon(make_officer(), ("phrase", "guarantee", ""))
+    sender = make_user()
+
+    # when a member posts an innocuous message
+    message_post(sender=sender, room=make_room(owner=sender), text="lunch at noon?")
+
+    # then nothing is queued
+    assert not SupervisionItem.objects.exists()
+
+
+def test_an_edit_is_matched_as_it_is_made() -> None:
+    # given an innocuous message and an active lexicon
+    lexicon(make_officer(), ("phrase", "off the record", ""))
+    sender = make_user()
+    message = message_post(sender=sender, room=make_room(owner=sender), text="see you at 3")
+
+    # when it is edited to say something flagged
+    edited = message_edit(actor=sender, message=message, text="this is off the record")
+
+    # then the edit's revision is queued at once, its hit readable under its epoch key
+    item = SupervisionItem.objects.get()
+    assert (item.message_id, item.revision, item.reason) == (message.pk, 1, "flagged")
+    assert len(_hits(item, edited)) == 1
+
+
+def test_a_lexicon_change_takes_effect_on_the_next_post() -> None:
+    # given a post matched before any term exists
+    officer = make_officer()
+    sender = make_user()
+    room = make_room(owner=sender)
+    message_post(sender=sender, room=room, text="a secret plan")
+    assert not SupervisionItem.objects.exists()
+
+    # when a term is added, a message posted, the lexicon switched off, another posted
+    found = lexicon(officer, ("phrase", "secret", ""))
+    flagged = message_post(sender=sender, room=room, text="another secret")
+    sv.supervision_lexicon_set_active(actor=officer, lexicon=found, active=False)
+    message_post(sender=sender, room=room, text="one more secret")
+
+    # then only the post made while the term was active is queued
+    assert list(SupervisionItem.objects.values_list("message_id", flat=True)) == [flagged.pk]
+
+
+def test_a_failure_to_match_fails_the_post_and_stores_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given an active lexicon and a matcher that breaks (a bug: matching is in memory)
+    lexicon(make_officer(), ("phrase", "guarantee", ""))
+    sender = make_user()
+    room = make_room(owner=sender)
+    seq = last_seq()
+
+    def broken(self: Matcher, text: str) -> Any:
+        raise RuntimeError("matcher bug")
+
+    monkeypatch.setattr(Matcher, "match", broken)
+
+    # when a member posts
+    with pytest.raises(RuntimeError):
+        message_post(sender=sender, room=room, text="we guarantee it")
+
+    # then the error is not swallowed: neither the message nor an item nor its event
+    assert not Message.objects.filter(room=room).exists()
+    assert not SupervisionItem.objects.exists()
+    assert "message.posted" not in events_since(seq)
 
 
 def test_sampling_hits_its_rate_within_tolerance() -> None:

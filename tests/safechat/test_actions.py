@@ -86,6 +86,7 @@ NOT_ENTRY_POINTS = {
     "compliance.services._common.scoped_create",
     # the associated data and decryption of a supervision item's hits (for the selector)
     "compliance.services.supervision.hits_aad",
+    "compliance.services.supervision.supervision_match_posted",  # inside a post's transaction
     "compliance.services.supervision.hits_open",
     # where an export's archive is stored, and the key it is encrypted to
     "compliance.services.export_job.export_blob_name",

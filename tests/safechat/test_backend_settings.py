@@ -40,7 +40,7 @@ def test_redis_url_selects_the_redis_channel_layer_broker_and_cache(tmp_path: Pa
     assert config["layer"] == "channels_redis.core.RedisChannelLayer"
     assert config["hosts"] == [{"address": "redis://127.0.0.1:6379/7", "socket_timeout": 15}]
     assert config["broker"] == "redis://127.0.0.1:6379/7"
-    assert config["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert config["cache"] == "django_redis.cache.RedisCache"
 
 
 def test_without_redis_url_everything_is_embedded(tmp_path: Path) -> None:

@@ -40,10 +40,10 @@ def own_redis(tmp_path: Path, settings: Settings) -> Iterator[OwnRedis]:
     settings.CHANNEL_LAYERS = envtools.channel_layers_for(server.url)
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": server.url,
             "KEY_PREFIX": "safechat",
-            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
         }
     }
     try:
