@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NON_FIELD_POINTER = "#"
+# The header that makes a post idempotent; its refusals name it as their ``parameter``.
+IDEMPOTENCY_KEY = "Idempotency-Key"
 # Requests whose input is their query string: field errors name a ``parameter``.
 QUERY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 
@@ -167,6 +169,7 @@ def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse
     """
     from rooms.errors import (
         AlreadyMemberError,
+        ClientKeyRefusedError,
         IdempotencyKeyReusedError,
         NotAMemberError,
         RateLimitedError,
@@ -185,12 +188,18 @@ def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse
             "notified. Nothing was changed.",
             request=request,
         )
-    if isinstance(exc, IdempotencyKeyReusedError):
-        # The request is well-formed but conflicts with what the key stands for.
+    if isinstance(exc, ClientKeyRefusedError):
+        # The API's only client key is the Idempotency-Key header: each refusal names it,
+        # with its own code. A key reused for another text or parent is well-formed but
+        # conflicts with what the key stands for (422).
+        reused = isinstance(exc, IdempotencyKeyReusedError)
         return problem_response(
-            status=status.HTTP_422_UNPROCESSABLE_ENTITY,
-            code="idempotency_key_reused",
-            detail=exc.messages[0],
+            status=status.HTTP_422_UNPROCESSABLE_ENTITY if reused else status.HTTP_400_BAD_REQUEST,
+            code="idempotency_key_reused" if reused else "invalid",
+            detail=f"{IDEMPOTENCY_KEY}: {exc.messages[0]}",
+            errors=[
+                {"parameter": IDEMPOTENCY_KEY, "code": str(exc.code), "detail": exc.messages[0]}
+            ],
             request=request,
         )
     if isinstance(exc, RateLimitedError):

@@ -18,7 +18,11 @@ from accounts.models import User
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
-from rooms.errors import IdempotencyKeyReusedError
+from rooms.errors import (
+    ClientKeyInvalidError,
+    ClientKeyOtherRoomError,
+    IdempotencyKeyReusedError,
+)
 from rooms.markdown import mention_names
 from rooms.models import (
     Membership,
@@ -113,13 +117,14 @@ def _mentioned_members(*, room: Room, text: str, exclude: int) -> list[User]:
 
 def client_key_clean(value: object) -> str | None:
     """A client's idempotency key: 1-64 visible ASCII characters other than the comma, or
-    None for none; anything else raises ``ValidationError``."""
-    if value is None or value == "":
+    None (absent) for none. Anything else, the empty string included (a key sent empty is
+    a mistake, not "no key": each retry would store another message), raises
+    ``ClientKeyInvalidError``. The one rule for the socket's ``client_id`` and the API's
+    ``Idempotency-Key``."""
+    if value is None:
         return None
     if not isinstance(value, str) or not _CLIENT_KEY.fullmatch(value):
-        raise ValidationError(
-            "an idempotency key is 1-64 visible ASCII characters, none of them a comma"
-        )
+        raise ClientKeyInvalidError()
     return value
 
 
@@ -151,7 +156,7 @@ def _posted_with(*, sender: User, room: Room, client_key: str, fingerprint: str)
     if original is None:
         return None
     if original.room_id != room.pk:
-        raise ValidationError("this idempotency key was used for a message in another room")
+        raise ClientKeyOtherRoomError()
     # A message stored before fingerprints were kept (empty) is answered as before.
     if original.client_fingerprint and not constant_time_compare(
         original.client_fingerprint, fingerprint

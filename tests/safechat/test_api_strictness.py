@@ -74,6 +74,75 @@ def test_an_idempotency_key_with_a_comma_is_refused_naming_the_header(
     assert not Message.objects.filter(room=room).exists()
 
 
+@pytest.mark.parametrize("value", ["", "k" * 65, "caf\u00e9", "two words"])
+def test_an_empty_or_malformed_idempotency_key_is_refused_naming_the_header(
+    client_of: Client, room: Room, value: str
+) -> None:
+    # when a post carries an empty key (each retry would otherwise store another message)
+    # or one that is not 1-64 visible ASCII characters
+    path = f"/api/v1/rooms/{room.pk}/messages/"
+    first = post_json(client_of, path, {"text": "hi"}, **{"Idempotency-Key": value})
+    again = post_json(client_of, path, {"text": "hi"}, **{"Idempotency-Key": value})
+
+    # then each is a 400 naming the header with the code invalid, and nothing is stored
+    for response in (first, again):
+        body = assert_problem(response, 400, "invalid")
+        assert body["errors"] == [
+            {
+                "parameter": "Idempotency-Key",
+                "code": "invalid",
+                "detail": "an idempotency key is 1-64 visible ASCII characters, "
+                "none of them a comma",
+            }
+        ]
+    assert not Message.objects.filter(room=room).exists()
+
+
+def test_an_idempotency_key_used_in_another_room_is_refused_naming_the_header(
+    client_of: Client, member: User, room: Room
+) -> None:
+    # given a key used for a post in another room
+    other = make_room(owner=member, name="FX desk")
+    used = post_json(
+        client_of,
+        f"/api/v1/rooms/{other.pk}/messages/",
+        {"text": "hi"},
+        **{"Idempotency-Key": "k-9"},
+    )
+    assert used.status_code == 201
+
+    # when it is sent with a post here
+    response = post_json(
+        client_of,
+        f"/api/v1/rooms/{room.pk}/messages/",
+        {"text": "hi"},
+        **{"Idempotency-Key": "k-9"},
+    )
+
+    # then it is a 400 naming the header with its own code, and nothing is stored here
+    body = assert_problem(response, 400, "invalid")
+    assert [(e["parameter"], e["code"]) for e in body["errors"]] == [
+        ("Idempotency-Key", "other_room")
+    ]
+    assert not Message.objects.filter(room=room).exists()
+
+
+def test_an_idempotency_key_reused_for_another_text_is_a_422_naming_the_header(
+    client_of: Client, room: Room
+) -> None:
+    path = f"/api/v1/rooms/{room.pk}/messages/"
+    first = post_json(client_of, path, {"text": "buy"}, **{"Idempotency-Key": "k-7"})
+
+    response = post_json(client_of, path, {"text": "sell"}, **{"Idempotency-Key": "k-7"})
+
+    assert first.status_code == 201
+    body = assert_problem(response, 422, "idempotency_key_reused")
+    assert [(e["parameter"], e["code"]) for e in body["errors"]] == [("Idempotency-Key", "reused")]
+    assert list(Message.objects.filter(room=room).values_list("pk", flat=True)) == [
+        first.json()["id"]
+    ]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_idempotency_key_sent_twice_through_the_real_stack_is_refused() -> None:
     # given a write token, and a room of its user
@@ -118,10 +187,13 @@ def test_one_idempotency_key_still_makes_a_post_idempotent(client_of: Client, ro
     assert Message.objects.filter(room=room).count() == 1
 
 
-def test_no_edge_takes_a_key_with_a_comma() -> None:
+def test_no_edge_takes_a_key_with_a_comma_or_an_empty_key() -> None:
     # the service's rule, which the socket's client_id meets too
     with pytest.raises(ValidationError):
         client_key_clean("key-1,key-2")
+    with pytest.raises(ValidationError):
+        client_key_clean("")
+    assert client_key_clean(None) is None
     assert client_key_clean("3f0b8e1c-5d7a-4c1e-9b2f-0a6d8c4e2f10") is not None
 
 
