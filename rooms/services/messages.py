@@ -77,8 +77,17 @@ def _validate_text(text: object) -> str:
     Text is a sequence of Unicode scalar values: a NUL or a lone surrogate (which JSON
     can carry as an escape but UTF-8 cannot encode) is refused, not stored; so is an
     explicit directional embedding, override or isolate (``refuse_bidi_explicit``), which
-    could show a number reversed.
+    could show a number reversed. A refusal raises ``ValidationError`` naming the field
+    ``text`` (its ``error_dict``), so the API points at ``#/text`` and a form shows it
+    beside its text field.
     """
+    try:
+        return _text_checked(text)
+    except ValidationError as exc:
+        raise ValidationError({"text": exc.error_list}) from None
+
+
+def _text_checked(text: object) -> str:
     if not isinstance(text, str):
         raise ValidationError("a message must be text")
     if "\x00" in text:

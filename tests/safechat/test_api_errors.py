@@ -23,6 +23,7 @@ from accounts.models import ApiToken, User
 from accounts.services import api_token_create
 from audit.models import AuditEvent
 from rooms.models import Membership, Message, Room
+from rooms.services import message_post
 from safechat import urls
 from tests.accounts.factories import make_user, sign_in_client
 from tests.rooms.factories import make_room, make_room_admin
@@ -101,9 +102,12 @@ def test_a_service_validation_error_is_a_problem_not_a_bare_list(
         f"/api/v1/rooms/{room.pk}/messages/", {"text": "   "}, content_type="application/json"
     )
 
+    # then it is one problem pointing at the field the service refused
     body = assert_problem(response, 400, "invalid")
-    assert body["errors"][0]["pointer"] == "#"
-    assert body["detail"] == body["errors"][0]["detail"]
+    assert body["errors"] == [
+        {"pointer": "#/text", "code": "invalid", "detail": "a message cannot be empty"}
+    ]
+    assert body["detail"] == "text: a message cannot be empty"
     assert not Message.objects.exists()
 
 
@@ -676,3 +680,32 @@ def test_the_portal_still_appends_the_slash(client_of: Client) -> None:
     response = client_of.get("/rooms/mentions")
     assert response.status_code == 301
     assert response["Location"] == "/rooms/mentions/"
+
+
+@pytest.mark.parametrize(
+    ("method", "text", "code"),
+    [
+        ("post", "   ", "invalid"),
+        ("post", "x" * 16385, "message_too_long"),
+        ("patch", "   ", "invalid"),
+        ("patch", "x" * 16385, "message_too_long"),
+    ],
+)
+def test_a_refused_message_text_points_at_the_text_field(
+    client_of: Client, member: User, room: Room, method: str, text: str, code: str
+) -> None:
+    # given a message to edit
+    original = message_post(sender=member, room=room, text="first")
+    path = f"/api/v1/rooms/{room.pk}/messages/"
+    if method == "patch":
+        path += f"{original.pk}/"
+
+    # when a post or an edit sends a text the service refuses (blank, or one byte over)
+    response = getattr(client_of, method)(
+        path, json.dumps({"text": text}), content_type="application/json"
+    )
+
+    # then the one error points at the text, and nothing new was stored
+    body = assert_problem(response, 400, "invalid")
+    assert [(e["pointer"], e["code"]) for e in body["errors"]] == [("#/text", code)]
+    assert list(Message.objects.values_list("pk", "revision")) == [(original.pk, original.revision)]
