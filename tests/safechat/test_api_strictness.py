@@ -386,6 +386,55 @@ def test_a_write_that_takes_no_body_still_takes_none_or_an_empty_object(
     assert (archived.status_code, restored.status_code) == (200, 200)
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain", "hello"),
+        ("application/x-www-form-urlencoded", "force=1"),
+        ("application/octet-stream", "\x00\x01"),
+        ("application/json", "[1]"),
+        ("application/json", '"hello"'),
+    ],
+)
+def test_a_write_that_takes_no_body_refuses_a_body_of_any_other_kind(
+    client_of: Client, room: Room, content_type: str, body: str
+) -> None:
+    # when a join-like write (here an archive) is sent a body that is not an empty object
+    before = _state()
+    response = client_of.post(f"/api/v1/rooms/{room.pk}/archive/", body, content_type=content_type)
+
+    # then it is refused as a body it does not take, never ignored, and nothing changed
+    problem = assert_problem(response, 400, "invalid")
+    assert [(e["pointer"], e["code"]) for e in problem["errors"]] == [("#", "no_body")]
+    assert "takes no body" in problem["detail"]
+    assert _state() == before
+    assert not Room.objects.get(pk=room.pk).is_archived
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/octet-stream"]
+)
+def test_a_write_that_takes_no_body_takes_an_empty_body_of_any_type(
+    client_of: Client, room: Room, content_type: str
+) -> None:
+    # an empty multipart body (the test client's default for client.post(url)) included
+    archived = client_of.post(f"/api/v1/rooms/{room.pk}/archive/")
+    restored = client_of.post(f"/api/v1/rooms/{room.pk}/unarchive/", "", content_type=content_type)
+
+    assert (archived.status_code, restored.status_code) == (200, 200)
+    assert not Room.objects.get(pk=room.pk).is_archived
+
+
+def test_a_write_that_takes_no_body_refuses_a_multipart_body_with_a_field(
+    client_of: Client, room: Room
+) -> None:
+    response = client_of.post(f"/api/v1/rooms/{room.pk}/archive/", {"force": "1"})
+
+    problem = assert_problem(response, 400, "invalid")
+    assert [(e["pointer"], e["code"]) for e in problem["errors"]] == [("#", "no_body")]
+    assert not Room.objects.get(pk=room.pk).is_archived
+
+
 def test_every_request_body_in_the_schema_admits_no_other_member() -> None:
     from drf_spectacular.generators import SchemaGenerator
 
