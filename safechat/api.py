@@ -601,6 +601,9 @@ def problem_responses_hook(
     content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for operations in result.get("paths", {}).values():
         for method, operation in operations.items():
+            if method == "head":
+                _head_responses(operation)
+                continue
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue
             documented = dict(_PROBLEM_RESPONSES)
@@ -620,3 +623,19 @@ def problem_responses_hook(
                 for name, header in _RATE_LIMIT_HEADERS.items():
                     headers.setdefault(name, header)
     return result
+
+
+def _head_responses(operation: dict[str, Any]) -> None:
+    """A HEAD operation's responses: the problem statuses it can answer, with no body
+    (a HEAD response has none), and the ``RateLimit`` headers on each."""
+    responses = operation.setdefault("responses", {})
+    for code, description in sorted(_PROBLEM_RESPONSES.items()):
+        answer: dict[str, Any] = {"description": description}
+        if code in _HEADERS:
+            answer["headers"] = dict(_HEADERS[code])
+        responses.setdefault(code, answer)
+    for answer in responses.values():
+        answer.pop("content", None)
+        headers = answer.setdefault("headers", {})
+        for name, header in _RATE_LIMIT_HEADERS.items():
+            headers.setdefault(name, header)

@@ -211,7 +211,22 @@ class UploadCreateApi(_TusApi):
 class UploadApi(_TusApi):
     """tus core and termination on one upload: HEAD (offset), PATCH (bytes), DELETE."""
 
-    @extend_schema(request=None, responses={200: None, 404: None}, operation_id="uploads_head")
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(
+                description="The upload's state, in headers and no body (tus core): "
+                "Upload-Offset (bytes received), Upload-Length, Tus-Resumable, Upload-Expires "
+                "while it may take bytes, and SafeChat-Upload-State (uploading, pending_scan, "
+                "available, infected or withheld); while pending_scan, SafeChat-Scanner (ready "
+                "or unavailable)."
+            ),
+            404: OpenApiResponse(description="No upload of yours by this id."),
+            410: OpenApiResponse(description="The upload was cancelled or has expired."),
+        },
+        operation_id="uploads_head",
+        description="tus: how much of an upload the server has, to resume it with PATCH.",
+    )
     def head(self, request: Request, upload_id: str) -> HttpResponseBase:
         stored = services.upload_for_uploader(actor=_user(request), upload_id=upload_id)
         unfinished = stored.state == StoredFile.State.UPLOADING
