@@ -190,6 +190,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     # An API body in a content coding (gzip, ...) is a 415 before anything parses it.
     "safechat.middleware.ContentCodingMiddleware",
+    # An API query string that is not UTF-8 is a 400, never read with replacement marks.
+    "safechat.middleware.QueryStringMiddleware",
     # Django's empty 405 (its method decorators) as the portal's page, or problem details.
     "safechat.middleware.MethodNotAllowedMiddleware",
     # Last but the metrics (whose counter only counts it), so it acts on a view's exception

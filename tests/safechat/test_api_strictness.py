@@ -674,3 +674,31 @@ def test_an_answer_before_anyone_is_known_reports_no_budget() -> None:
 
     assert response.status_code == 401
     assert "RateLimit" not in response
+
+
+# --- query strings: UTF-8, as bodies are ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["q=%FFann", "%FF=1", "q=ann&limit=%C3", "q=%ED%A0%80"],
+    ids=["value", "name", "cut", "surrogate"],
+)
+def test_a_query_string_that_is_not_utf8_is_refused(client_of: Client, query: str) -> None:
+    response = client_of.get(f"/api/v1/people/?{query}")
+
+    body = assert_problem(response, 400, "malformed_utf8")
+    assert "query string" in body["detail"]
+    assert "\ufffd" not in response.content.decode()
+
+
+def test_a_utf8_query_string_is_read_as_sent(client_of: Client) -> None:
+    response = client_of.get("/api/v1/people/?q=J%C3%BCrgen+M")
+
+    assert response.status_code == 200, response.content
+
+
+def test_a_query_string_outside_the_api_is_left_to_its_page(client_of: Client) -> None:
+    response = client_of.get("/rooms/?q=%FFann")
+
+    assert response.status_code != 400 or "problem" not in response["Content-Type"]
