@@ -37,6 +37,7 @@ from drf_spectacular.extensions import (
 )
 from rest_framework import exceptions, parsers, status, throttling
 from rest_framework.metadata import SimpleMetadata
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.utils import json
 
@@ -639,3 +640,74 @@ def _head_responses(operation: dict[str, Any]) -> None:
         headers = answer.setdefault("headers", {})
         for name, header in _RATE_LIMIT_HEADERS.items():
             headers.setdefault(name, header)
+
+
+# Media types the API's JSON answers also satisfy: its errors are problem details
+# (RFC 9457), JSON of their own type, so a client asking for those is answered.
+_JSON_ALIASES = {"application/json": ("application/json", "application/problem+json")}
+
+
+class ApiContentNegotiation(DefaultContentNegotiation):
+    """DRF's negotiation, with ``Accept`` read as RFC 9110 (section 12.5.1) says: each
+    renderer's quality is that of the most specific range that matches its type, and a
+    quality of 0 means "not acceptable" (``application/json;q=0`` is a 406 even beside
+    ``*/*``). ``application/problem+json`` is answered as ``application/json`` is. No
+    acceptable renderer: ``NotAcceptable`` (406 ``not_acceptable``)."""
+
+    def select_renderer(
+        self, request: Request, renderers: Any, format_suffix: str | None = None
+    ) -> tuple[Any, str]:
+        if format_suffix:
+            chosen: tuple[Any, str] = super().select_renderer(request, renderers, format_suffix)
+            return chosen
+        header = request.META.get("HTTP_ACCEPT", "") or "*/*"
+        ranges = list(_accept_ranges(str(header)))
+        best: tuple[float, Any] | None = None
+        for renderer in renderers:
+            quality = _quality(renderer.media_type, ranges)
+            if quality > 0 and (best is None or quality > best[0]):
+                best = (quality, renderer)
+        if best is None:
+            raise exceptions.NotAcceptable(available_renderers=list(renderers))
+        return best[1], best[1].media_type
+
+
+def _accept_ranges(header: str) -> Iterator[tuple[str, str, float]]:
+    """Each media range of an ``Accept`` value as (type, subtype, quality); a malformed
+    quality counts as 1, a malformed range is skipped."""
+    for item in header.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        kind, _, subtype = media.lower().partition("/")
+        if not kind or not subtype:
+            continue
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = min(1.0, max(0.0, float(value.strip())))
+                except ValueError:
+                    quality = 1.0
+        yield kind, subtype, quality
+
+
+def _quality(media_type: str, ranges: list[tuple[str, str, float]]) -> float:
+    """The quality ``ranges`` give ``media_type`` (or one of its aliases): that of the
+    most specific matching range (``type/subtype`` over ``type/*`` over ``*/*``), 0 if
+    none matches."""
+    names = _JSON_ALIASES.get(media_type, (media_type,))
+    best: tuple[int, float] | None = None
+    for kind, subtype, quality in ranges:
+        for name in names:
+            want_kind, _, want_subtype = name.partition("/")
+            if (kind, subtype) == (want_kind, want_subtype):
+                rank = 2
+            elif kind == want_kind and subtype == "*":
+                rank = 1
+            elif (kind, subtype) == ("*", "*"):
+                rank = 0
+            else:
+                continue
+            if best is None or rank > best[0] or (rank == best[0] and quality > best[1]):
+                best = (rank, quality)
+    return 0.0 if best is None else best[1]

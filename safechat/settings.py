@@ -623,6 +623,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["safechat.api.ApiRequestThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Accept read as RFC 9110 says (q=0 refuses), problem+json answered as JSON.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "safechat.api.ApiContentNegotiation",
     # JSON only, read within DATA_UPLOAD_MAX_MEMORY_SIZE: no form or multipart parsing (a
     # multipart body would be spooled to disk), a 415 problem for any other type.
     "DEFAULT_PARSER_CLASSES": ["safechat.api.JSONParser"],

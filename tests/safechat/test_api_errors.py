@@ -634,6 +634,42 @@ def test_an_answer_the_client_does_not_accept_is_a_406_problem(client_of: Client
     assert_problem(response, 406, "not_acceptable")
 
 
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/problem+json",
+        "application/json, application/problem+json",
+        "application/*",
+        "text/html;q=0.9, */*;q=0.1",
+        "application/json;q=0.5",
+    ],
+)
+def test_an_accept_that_admits_json_or_problem_details_is_answered(
+    client_of: Client, accept: str
+) -> None:
+    response = client_of.get("/api/v1/rooms/", headers={"Accept": accept})
+
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/json;q=0",
+        "application/json;q=0, */*",
+        "*/*;q=0",
+        "text/html, application/*;q=0",
+    ],
+)
+def test_an_accept_that_refuses_json_with_quality_zero_is_a_406(
+    client_of: Client, accept: str
+) -> None:
+    response = client_of.get("/api/v1/rooms/", headers={"Accept": accept})
+
+    assert_problem(response, 406, "not_acceptable")
+
+
 def test_refused_tokens_report_what_remains_of_the_address_budget(settings: Settings) -> None:
     # given at most 2 refused tokens per address in any 60 s
     settings.SAFECHAT_TOKEN_FAILURE_LIMIT = (2, 60)
