@@ -738,6 +738,7 @@ LOGGING = {
         "request_id": {"()": "safechat.middleware.RequestIdLogFilter"},
         "task_fields": {"()": "safechat.logjson.TaskFieldsFilter"},
         "one_time_secrets": {"()": "safechat.logredact.OneTimeSecretFilter"},
+        "client_refusal": {"()": "safechat.logjson.ClientRefusalFilter"},
     },
     "formatters": {"json": {"()": "safechat.logjson.JsonLineFormatter"}},
     "handlers": {
@@ -750,6 +751,9 @@ LOGGING = {
     "root": {"handlers": ["stderr"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # A bad Host header is the client's doing: a WARNING, no traceback, once a minute
+        # per message, never an ERROR per request (log flooding).
+        "django.security.DisallowedHost": {"filters": ["client_refusal"]},
         **{
             name: {"handlers": ["stderr"], "propagate": False}
             for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
