@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import datetime, timedelta
 
@@ -49,7 +50,12 @@ from safechat.actions import action, action_transaction
 from safechat.events import Event, publish
 from safechat.keyring import events as key_events
 from safechat.locks import rows_locked
-from safechat.unicode_text import reaction_canonical, reaction_same, refuse_bidi_explicit
+from safechat.unicode_text import (
+    is_visible,
+    reaction_canonical,
+    reaction_same,
+    refuse_bidi_explicit,
+)
 
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_EMOJI_LENGTH = 16
@@ -77,7 +83,10 @@ def _validate_text(text: object) -> str:
     Text is a sequence of Unicode scalar values: a NUL or a lone surrogate (which JSON
     can carry as an escape but UTF-8 cannot encode) is refused, not stored; so is an
     explicit directional embedding, override or isolate (``refuse_bidi_explicit``), which
-    could show a number reversed. A refusal raises ``ValidationError`` naming the field
+    could show a number reversed. A text of no visible character (spaces, or zero-width
+    and other invisible characters alone, as a room name's rule reads them) is empty, and
+    refused; so is a control character other than a line break (LF, or CR LF) or a tab.
+    A refusal raises ``ValidationError`` naming the field
     ``text`` (its ``error_dict``), so the API points at ``#/text`` and a form shows it
     beside its text field.
     """
@@ -96,8 +105,24 @@ def _text_checked(text: object) -> str:
         encoded = text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate
         raise ValidationError("a message must be valid Unicode (no lone surrogates)") from None
-    if not text.strip():
+    if not any(is_visible(char) for char in text):
+        # spaces alone, or zero-width and other invisible characters alone: the room
+        # names' rule (safechat.unicode_text.is_visible)
         raise ValidationError("a message cannot be empty")
+    control = next(
+        (
+            c
+            for c in text.replace("\r\n", "\n")
+            if unicodedata.category(c) == "Cc" and c not in "\n\t"
+        ),
+        None,
+    )
+    if control is not None:
+        raise ValidationError(
+            f"a message may not contain the control character U+{ord(control):04X} "
+            "(line breaks and tabs are fine)",
+            code="control_character",
+        )
     refuse_bidi_explicit(text)
     if len(encoded) > MAX_MESSAGE_BYTES:
         raise ValidationError(_message_too_long(len(encoded)), code="message_too_long")

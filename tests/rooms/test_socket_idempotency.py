@@ -94,3 +94,20 @@ async def test_an_empty_client_id_is_an_invalid_frame_and_stores_nothing() -> No
     assert acks[0]["code"] == "invalid"
     assert "idempotency key" in acks[0]["detail"]
     assert (stored, posted) == (0, 0)
+
+
+async def test_an_invisible_only_text_over_the_socket_is_refused_as_on_the_api() -> None:
+    owner = await db(make_user)()
+    room = await db(make_room)(owner=owner)
+    socket = await open_verified_socket(owner)
+
+    await socket.send_json_to(
+        {"type": "message.post", "room_id": room.pk, "text": "\u200b\ufeff", "client_id": "c-z"}
+    )
+    acks = await _acks(socket, 1)
+    await socket.disconnect()
+
+    stored = await db(Message.objects.filter(room=room).count)()
+    assert [(a["type"], a["code"]) for a in acks] == [("error", "invalid")]
+    assert "empty" in acks[0]["detail"]
+    assert stored == 0

@@ -722,6 +722,8 @@ def test_the_portal_still_appends_the_slash(client_of: Client) -> None:
     ("method", "text", "code"),
     [
         ("post", "   ", "invalid"),
+        ("post", "\u200b\ufeff", "invalid"),
+        ("post", "ring\u0007", "control_character"),
         ("post", "x" * 16385, "message_too_long"),
         ("patch", "   ", "invalid"),
         ("patch", "x" * 16385, "message_too_long"),
