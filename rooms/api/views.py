@@ -16,7 +16,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotAuthenticated
+from rest_framework.exceptions import ErrorDetail, NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -131,8 +131,26 @@ class RoomCreateApi(APIView):
 class DirectConversationCreateApi(APIView):
     class DirectConversationCreateInput(InputSerializer):
         participants = serializers.ListField(
-            child=StrictIntegerField(min_value=1), min_length=1, max_length=7
+            child=StrictIntegerField(min_value=1),
+            min_length=1,
+            max_length=7,
+            help_text="The other people's ids, each once (a repeat is refused, code "
+            "duplicate, at its index).",
         )
+
+        def validate_participants(self, value: list[int]) -> list[int]:
+            # Each person once: a repeat is a mistake, refused at its index, not merged.
+            seen: set[int] = set()
+            repeats: dict[int, list[ErrorDetail]] = {}
+            for index, person in enumerate(value):
+                if person in seen:
+                    repeats[index] = [
+                        ErrorDetail("This person is listed already.", code="duplicate")
+                    ]
+                seen.add(person)
+            if repeats:
+                raise serializers.ValidationError(repeats)  # type: ignore[arg-type]
+            return value
 
     @extend_schema(
         request=DirectConversationCreateInput,

@@ -94,6 +94,25 @@ def test_list_item_errors_point_at_the_item(client_of: Client) -> None:
     assert body["errors"][0]["code"] == "invalid"
 
 
+def test_a_person_listed_twice_in_a_direct_conversation_is_refused_at_the_repeat(
+    client_of: Client,
+) -> None:
+    # given someone to talk to
+    peer = make_user(username="peer")
+
+    # when they are listed twice
+    response = client_of.post(
+        "/api/v1/direct/", {"participants": [peer.pk, peer.pk]}, content_type="application/json"
+    )
+
+    # then the repeat is refused where it stands, and no conversation was made
+    body = assert_problem(response, 400, "invalid")
+    assert [(e["pointer"], e["code"]) for e in body["errors"]] == [
+        ("#/participants/1", "duplicate")
+    ]
+    assert not Room.objects.exists()
+
+
 def test_a_service_validation_error_is_a_problem_not_a_bare_list(
     client_of: Client, room: Room
 ) -> None:
