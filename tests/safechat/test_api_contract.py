@@ -292,3 +292,19 @@ def test_the_tus_offset_query_is_an_operation_of_the_schema() -> None:
     assert not [code for code, answer in head["responses"].items() if "content" in answer]
     # and Django's HEAD-as-GET is no operation of its own
     assert "head" not in schema["paths"]["/api/v1/rooms/"]
+
+
+def test_the_schema_names_the_session_cookie_as_the_deployment_sets_it(
+    settings: Settings,
+) -> None:
+    from drf_spectacular.settings import spectacular_settings
+
+    # given the production cookie names
+    settings.SESSION_COOKIE_NAME = "__Host-sessionid"
+
+    schema = spectacular_settings.DEFAULT_GENERATOR_CLASS().get_schema(request=None, public=True)
+
+    cookie = schema["components"]["securitySchemes"]["cookieAuth"]
+    assert (cookie["in"], cookie["name"]) == ("cookie", "__Host-sessionid")
+    assert "__Host-csrftoken" in cookie["description"]
+    assert "X-CSRFToken" in cookie["description"]
