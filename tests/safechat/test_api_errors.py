@@ -113,6 +113,28 @@ def test_a_person_listed_twice_in_a_direct_conversation_is_refused_at_the_repeat
     assert not Room.objects.exists()
 
 
+def test_listing_a_direct_conversation_is_a_400_pointing_at_visibility(
+    client_of: Client, member: User
+) -> None:
+    # given a direct conversation of the member's
+    from rooms.services import direct_conversation_create
+
+    peer = make_user(username="peer")
+    direct = direct_conversation_create(actor=member, participants=[peer])
+    refusals = AuditEvent.objects.filter(action="access.refused").count()
+
+    # when they ask for it to be listed
+    response = client_of.patch(
+        f"/api/v1/rooms/{direct.pk}/", {"visibility": "listed"}, content_type="application/json"
+    )
+
+    # then it is invalid input, at the field, and nothing changed or was refused as access
+    body = assert_problem(response, 400, "invalid")
+    assert [e["pointer"] for e in body["errors"]] == ["#/visibility"]
+    assert Room.objects.get(pk=direct.pk).visibility == Room.Visibility.PRIVATE
+    assert AuditEvent.objects.filter(action="access.refused").count() == refusals
+
+
 def test_a_service_validation_error_is_a_problem_not_a_bare_list(
     client_of: Client, room: Room
 ) -> None:
