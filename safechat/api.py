@@ -321,11 +321,13 @@ def api_error_handler(
     def handler(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
         if not is_api_path(request.path):
             return fallback(request, exception)
-        if status_code == 404 and _slash_meant(request):
+        meant = _slash_meant(request) if status_code == 404 else None
+        if meant is not None:
             return problem_response(
                 status=404,
                 code="not_found",
-                detail=f"No such endpoint: API paths end with a slash ({request.path}/).",
+                detail=f"No such endpoint: did you mean {meant}? (Most API paths end with a "
+                "slash; a few, such as the audit export and an upload, do not.)",
                 request=request,
             )
         if exception is None:
@@ -338,12 +340,14 @@ def api_error_handler(
     return handler
 
 
-def _slash_meant(request: HttpRequest) -> bool:
-    """Whether the path, missing only its trailing slash, names an endpoint."""
+def _slash_meant(request: HttpRequest) -> str | None:
+    """The endpoint's path if the request's names one but for its trailing slash (missing,
+    or added to a path that takes none), else None."""
     path = request.path_info
-    return not path.endswith("/") and bool(
-        is_valid_path(f"{path}/", getattr(request, "urlconf", None))
-    )
+    other = path[:-1] if path.endswith("/") else f"{path}/"
+    if other in ("", "/") or not is_valid_path(other, getattr(request, "urlconf", None)):
+        return None
+    return f"{request.path[: len(request.path) - len(path)]}{other}"
 
 
 def api_server_error_handler(fallback: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

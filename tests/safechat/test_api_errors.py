@@ -741,9 +741,22 @@ def test_an_api_path_without_its_trailing_slash_is_a_404_naming_the_path_meant(
     # then it is a problem document naming the path meant, never a redirect or HTML,
     # and nothing is written
     body = assert_problem(response, 404, "not_found")
-    assert f"({path}/)" in body["detail"]
+    assert f"did you mean {path}/?" in body["detail"]
     assert "Location" not in response
     assert not Message.objects.filter(room=room).exists()
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/audit/export", "/api/v1/uploads/0123456789abcdef0123456789abcdef"]
+)
+def test_a_slash_added_to_a_path_that_takes_none_is_a_404_naming_the_path_meant(
+    client_of: Client, path: str
+) -> None:
+    response = client_of.get(f"{path}/")
+
+    body = assert_problem(response, 404, "not_found")
+    assert f"did you mean {path}?" in body["detail"]
+    assert "Location" not in response
 
 
 def test_an_api_path_that_names_nothing_even_with_a_slash_is_a_plain_404(
