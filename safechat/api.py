@@ -41,7 +41,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.utils import json
 
-from safechat.fields import HeaderRefused
+from safechat.fields import IDEMPOTENCY_KEY, HeaderRefused
 from safechat.json_input import DuplicateName, object_of_unique_names
 from safechat.problems import is_api_path, problem_response
 from safechat.ratelimit import Rate, rate_hit
@@ -52,8 +52,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NON_FIELD_POINTER = "#"
-# The header that makes a post idempotent; its refusals name it as their ``parameter``.
-IDEMPOTENCY_KEY = "Idempotency-Key"
 # Requests whose input is their query string: field errors name a ``parameter``.
 QUERY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 

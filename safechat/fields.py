@@ -16,6 +16,9 @@ from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 from rest_framework.request import Request
 
+# The header that makes a post idempotent; its refusals name it as their ``parameter``.
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
 
 class HeaderRefused(ValidationError):
     """A request header the API refuses (400 ``invalid``): its error names the header as

@@ -28,8 +28,8 @@ from rooms.api.serializers import JoinableRoomOutput, MemberOutput, MessageOutpu
 from rooms.models import Membership, Message, Room, RoomChange
 from rooms.services.messages import MAX_MESSAGE_BYTES
 from rooms.wire import message_json
-from safechat.api import IDEMPOTENCY_KEY
 from safechat.fields import (
+    IDEMPOTENCY_KEY,
     HeaderRefused,
     InputSerializer,
     StrictBooleanField,
