@@ -28,6 +28,7 @@ from audit.models import AuditCheckpoint, AuditEvent
 from audit.services import audit_export_start
 from audit.services.searches import audit_search_record
 from safechat.admin_base import ReadOnlyAdmin
+from safechat.streaming import streamed_body
 
 # Changelist parameters that page or sort rather than search or filter.
 _NOT_A_FILTER = frozenset({"p", "o", "e", "_to_field", "_popup", "all"})
@@ -277,7 +278,9 @@ class AuditEventAdmin(ReadOnlyAdmin):
             via="admin",
             request=request,
         )
-        response = StreamingHttpResponse(export.chunks, content_type=export.content_type)
+        response = StreamingHttpResponse(
+            streamed_body(request, export.chunks), content_type=export.content_type
+        )
         response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
         response["Cache-Control"] = "no-store"
         return response

@@ -60,6 +60,7 @@ from compliance.services.exports import APPROVE_EXPORT, REQUEST_EXPORT
 from rooms.models import Room
 from safechat.admin_base import ReadOnlyAdmin, ServiceTransactionAdmin
 from safechat.pagination import KEY_MAX
+from safechat.streaming import streamed_body
 
 
 class _ServiceForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -567,7 +568,9 @@ class ExportRequestAdmin(_ServiceAdmin):
         except ComplianceRefused as refusal:
             self.message_user(request, str(refusal), messages.ERROR)
             return None
-        response = StreamingHttpResponse(served.pieces, content_type=served.content_type)
+        response = StreamingHttpResponse(
+            streamed_body(request, served.pieces), content_type=served.content_type
+        )
         response["Content-Disposition"] = f'attachment; filename="{served.filename}"'
         response["Cache-Control"] = "no-store"
         return response

@@ -22,7 +22,38 @@ class RateLimitedError(Exception):
         self.retry_after = retry_after
 
 
-class IdempotencyKeyReusedError(ValidationError):
+class ClientKeyRefusedError(ValidationError):
+    """A post's idempotency key (socket ``client_id``, API ``Idempotency-Key``) refused;
+    nothing is stored. ``code`` says why: ``invalid`` (not 1-64 visible ASCII characters
+    but the comma; empty included), ``other_room`` (the key was used for a message in
+    another room), ``reused`` (``IdempotencyKeyReusedError``). The API answers each as a
+    problem whose error names the ``parameter`` ``Idempotency-Key`` with that code; the
+    socket as an ``invalid`` error frame."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message, code=code)
+
+
+class ClientKeyInvalidError(ClientKeyRefusedError):
+    """The key is not 1-64 visible ASCII characters other than the comma."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "an idempotency key is 1-64 visible ASCII characters, none of them a comma",
+            code="invalid",
+        )
+
+
+class ClientKeyOtherRoomError(ClientKeyRefusedError):
+    """The key was used recently for a message in another room (keys are per sender)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this idempotency key was used for a message in another room", code="other_room"
+        )
+
+
+class IdempotencyKeyReusedError(ClientKeyRefusedError):
     """A post repeated a recent idempotency key with a different text or parent.
 
     Answering the original would tell the client its new message was stored when it
@@ -32,7 +63,8 @@ class IdempotencyKeyReusedError(ValidationError):
     def __init__(self) -> None:
         super().__init__(
             "this idempotency key was already used for a different message; "
-            "use a new key for a new message"
+            "use a new key for a new message",
+            code="reused",
         )
 
 

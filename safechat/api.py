@@ -37,10 +37,11 @@ from drf_spectacular.extensions import (
 )
 from rest_framework import exceptions, parsers, status, throttling
 from rest_framework.metadata import SimpleMetadata
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.utils import json
 
-from safechat.fields import HeaderRefused
+from safechat.fields import IDEMPOTENCY_KEY, HeaderRefused
 from safechat.json_input import DuplicateName, object_of_unique_names
 from safechat.problems import is_api_path, problem_response
 from safechat.ratelimit import Rate, rate_hit
@@ -167,6 +168,7 @@ def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse
     """
     from rooms.errors import (
         AlreadyMemberError,
+        ClientKeyRefusedError,
         IdempotencyKeyReusedError,
         NotAMemberError,
         RateLimitedError,
@@ -185,12 +187,18 @@ def problem_for(exc: BaseException, request: HttpRequest | None) -> HttpResponse
             "notified. Nothing was changed.",
             request=request,
         )
-    if isinstance(exc, IdempotencyKeyReusedError):
-        # The request is well-formed but conflicts with what the key stands for.
+    if isinstance(exc, ClientKeyRefusedError):
+        # The API's only client key is the Idempotency-Key header: each refusal names it,
+        # with its own code. A key reused for another text or parent is well-formed but
+        # conflicts with what the key stands for (422).
+        reused = isinstance(exc, IdempotencyKeyReusedError)
         return problem_response(
-            status=status.HTTP_422_UNPROCESSABLE_ENTITY,
-            code="idempotency_key_reused",
-            detail=exc.messages[0],
+            status=status.HTTP_422_UNPROCESSABLE_ENTITY if reused else status.HTTP_400_BAD_REQUEST,
+            code="idempotency_key_reused" if reused else "invalid",
+            detail=f"{IDEMPOTENCY_KEY}: {exc.messages[0]}",
+            errors=[
+                {"parameter": IDEMPOTENCY_KEY, "code": str(exc.code), "detail": exc.messages[0]}
+            ],
             request=request,
         )
     if isinstance(exc, RateLimitedError):
@@ -311,11 +319,13 @@ def api_error_handler(
     def handler(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
         if not is_api_path(request.path):
             return fallback(request, exception)
-        if status_code == 404 and _slash_meant(request):
+        meant = _slash_meant(request) if status_code == 404 else None
+        if meant is not None:
             return problem_response(
                 status=404,
                 code="not_found",
-                detail=f"No such endpoint: API paths end with a slash ({request.path}/).",
+                detail=f"No such endpoint: did you mean {meant}? (Most API paths end with a "
+                "slash; a few, such as the audit export and an upload, do not.)",
                 request=request,
             )
         if exception is None:
@@ -328,12 +338,14 @@ def api_error_handler(
     return handler
 
 
-def _slash_meant(request: HttpRequest) -> bool:
-    """Whether the path, missing only its trailing slash, names an endpoint."""
+def _slash_meant(request: HttpRequest) -> str | None:
+    """The endpoint's path if the request's names one but for its trailing slash (missing,
+    or added to a path that takes none), else None."""
     path = request.path_info
-    return not path.endswith("/") and bool(
-        is_valid_path(f"{path}/", getattr(request, "urlconf", None))
-    )
+    other = path[:-1] if path.endswith("/") else f"{path}/"
+    if other in ("", "/") or not is_valid_path(other, getattr(request, "urlconf", None)):
+        return None
+    return f"{request.path[: len(request.path) - len(path)]}{other}"
 
 
 def api_server_error_handler(fallback: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -592,6 +604,9 @@ def problem_responses_hook(
     content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for operations in result.get("paths", {}).values():
         for method, operation in operations.items():
+            if method == "head":
+                _head_responses(operation)
+                continue
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue
             documented = dict(_PROBLEM_RESPONSES)
@@ -611,3 +626,90 @@ def problem_responses_hook(
                 for name, header in _RATE_LIMIT_HEADERS.items():
                     headers.setdefault(name, header)
     return result
+
+
+def _head_responses(operation: dict[str, Any]) -> None:
+    """A HEAD operation's responses: the problem statuses it can answer, with no body
+    (a HEAD response has none), and the ``RateLimit`` headers on each."""
+    responses = operation.setdefault("responses", {})
+    for code, description in sorted(_PROBLEM_RESPONSES.items()):
+        answer: dict[str, Any] = {"description": description}
+        if code in _HEADERS:
+            answer["headers"] = dict(_HEADERS[code])
+        responses.setdefault(code, answer)
+    for answer in responses.values():
+        answer.pop("content", None)
+        headers = answer.setdefault("headers", {})
+        for name, header in _RATE_LIMIT_HEADERS.items():
+            headers.setdefault(name, header)
+
+
+# Media types the API's JSON answers also satisfy: its errors are problem details
+# (RFC 9457), JSON of their own type, so a client asking for those is answered.
+_JSON_ALIASES = {"application/json": ("application/json", "application/problem+json")}
+
+
+class ApiContentNegotiation(DefaultContentNegotiation):
+    """DRF's negotiation, with ``Accept`` read as RFC 9110 (section 12.5.1) says: each
+    renderer's quality is that of the most specific range that matches its type, and a
+    quality of 0 means "not acceptable" (``application/json;q=0`` is a 406 even beside
+    ``*/*``). ``application/problem+json`` is answered as ``application/json`` is. No
+    acceptable renderer: ``NotAcceptable`` (406 ``not_acceptable``)."""
+
+    def select_renderer(
+        self, request: Request, renderers: Any, format_suffix: str | None = None
+    ) -> tuple[Any, str]:
+        if format_suffix:
+            chosen: tuple[Any, str] = super().select_renderer(request, renderers, format_suffix)
+            return chosen
+        header = request.META.get("HTTP_ACCEPT", "") or "*/*"
+        ranges = list(_accept_ranges(str(header)))
+        best: tuple[float, Any] | None = None
+        for renderer in renderers:
+            quality = _quality(renderer.media_type, ranges)
+            if quality > 0 and (best is None or quality > best[0]):
+                best = (quality, renderer)
+        if best is None:
+            raise exceptions.NotAcceptable(available_renderers=list(renderers))
+        return best[1], best[1].media_type
+
+
+def _accept_ranges(header: str) -> Iterator[tuple[str, str, float]]:
+    """Each media range of an ``Accept`` value as (type, subtype, quality); a malformed
+    quality counts as 1, a malformed range is skipped."""
+    for item in header.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        kind, _, subtype = media.lower().partition("/")
+        if not kind or not subtype:
+            continue
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = min(1.0, max(0.0, float(value.strip())))
+                except ValueError:
+                    quality = 1.0
+        yield kind, subtype, quality
+
+
+def _quality(media_type: str, ranges: list[tuple[str, str, float]]) -> float:
+    """The quality ``ranges`` give ``media_type`` (or one of its aliases): that of the
+    most specific matching range (``type/subtype`` over ``type/*`` over ``*/*``), 0 if
+    none matches."""
+    names = _JSON_ALIASES.get(media_type, (media_type,))
+    best: tuple[int, float] | None = None
+    for kind, subtype, quality in ranges:
+        for name in names:
+            want_kind, _, want_subtype = name.partition("/")
+            if (kind, subtype) == (want_kind, want_subtype):
+                rank = 2
+            elif kind == want_kind and subtype == "*":
+                rank = 1
+            elif (kind, subtype) == ("*", "*"):
+                rank = 0
+            else:
+                continue
+            if best is None or rank > best[0] or (rank == best[0] and quality > best[1]):
+                best = (rank, quality)
+    return 0.0 if best is None else best[1]

@@ -2,7 +2,7 @@
 (:class:`InputSerializer`), each value taken exactly as sent, of the JSON type the schema
 documents, or refused.
 
-A lower module (DRF only), so any app's API may import it.
+A lower module (Django and DRF only), so any app's API may import it.
 """
 
 from __future__ import annotations
@@ -10,9 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.http import HttpRequest
+from django.http.request import RawPostDataException
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 from rest_framework.request import Request
+
+# The header that makes a post idempotent; its refusals name it as their ``parameter``.
+IDEMPOTENCY_KEY = "Idempotency-Key"
 
 
 class HeaderRefused(ValidationError):
@@ -67,14 +72,43 @@ class NoInput(InputSerializer):
     an empty JSON object; any member is refused as :class:`InputSerializer` refuses it."""
 
 
+NO_BODY = "This request takes no body; send none, or {} as JSON."
+
+
 def no_body_check(request: Request) -> None:
-    """For a write that takes no body: a JSON body (``application/json``) must be an
-    empty object, else the ``ValidationError`` of :class:`NoInput` (400, each member
-    named, code ``unknown``). A body of another type is not read: it carries no member
-    the API could take (the API parses JSON alone)."""
+    """For a write that takes no body: the body must be empty (of any type: Django's test
+    client and some HTTP libraries send an empty multipart or form body), or an empty JSON
+    object. A JSON object with members raises the ``ValidationError`` of :class:`NoInput`
+    (400, each member named, code ``unknown``); any other body (``text/plain`` "hello", a
+    form with a field, a JSON array) raises a ``ValidationError`` for the body as a whole
+    (400, pointer ``#``, code ``no_body``, detail ``NO_BODY``): never ignored."""
     media_type = (request.content_type or "").split(";", 1)[0].strip().lower()
     if media_type == "application/json":
-        NoInput(data=request.data).is_valid(raise_exception=True)
+        data = request.data
+        if isinstance(data, Mapping):
+            NoInput(data=data).is_valid(raise_exception=True)
+            return
+        if data in (None, ""):
+            return  # no body at all (DRF reads an empty JSON body as none)
+        raise ValidationError([ErrorDetail(NO_BODY, code="no_body")])
+    if not _body_is_empty(request._request, media_type):
+        raise ValidationError([ErrorDetail(NO_BODY, code="no_body")])
+
+
+def _body_is_empty(request: HttpRequest, media_type: str) -> bool:
+    """Whether ``request`` carries no content: no bytes, or a form or multipart body with
+    neither a field nor a file."""
+    try:
+        raw = request.body
+    except RawPostDataException:
+        # A form body already parsed from the stream (the CSRF check reads POST first).
+        return not request.POST and not request.FILES
+    if not raw.strip():
+        return True
+    if media_type == "multipart/form-data":
+        boundary = (request.content_params or {}).get("boundary", "")
+        return bool(boundary) and raw.strip() == f"--{boundary}--".encode("latin1")
+    return False
 
 
 class StrictCharField(serializers.CharField):

@@ -52,6 +52,32 @@ class TaskFieldsFilter(logging.Filter):
         return True
 
 
+class ClientRefusalFilter(logging.Filter):
+    """For a logger of requests refused for the client's fault (a ``Host`` not in
+    ``ALLOWED_HOSTS``, Django's ``django.security.DisallowedHost``): each record becomes
+    a WARNING without a traceback (nothing of ours failed), and the same message is
+    written at most once per ``window`` seconds per process (a scanner sending a thousand
+    bad hosts writes one line each, not a thousand stack traces)."""
+
+    def __init__(self, window: float = 60.0) -> None:
+        super().__init__()
+        self.window = window
+        self.last_written: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+        message = record.getMessage()[:200]
+        now = record.created
+        if now - self.last_written.get(message, float("-inf")) < self.window:
+            return False
+        if len(self.last_written) > 1000:  # bounded: forget the oldest half
+            for key in sorted(self.last_written, key=self.last_written.__getitem__)[:500]:
+                del self.last_written[key]
+        self.last_written[message] = now
+        return True
+
+
 class JsonLineFormatter(JsonFormatter):
     """One JSON object per record with exactly :data:`FIELDS` (those present)."""
 

@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
@@ -249,6 +250,43 @@ class ContentCodingMiddleware:
                 "as it is (identity).",
                 request=request,
                 headers={"Accept-Encoding": "identity"},
+            )
+        return self.get_response(request)
+
+
+def query_string_is_utf8(query_string: str) -> bool:
+    """Whether every parameter name and value of ``query_string`` (as ``QUERY_STRING``
+    holds it) is UTF-8 once percent-decoded (``+`` a space, as in a form)."""
+    for part in query_string.replace("+", " ").replace(";", "&").split("&"):
+        for piece in part.split("=", 1):
+            try:
+                unquote_to_bytes(piece).decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+    return True
+
+
+class QueryStringMiddleware:
+    """An API request whose query string is not UTF-8 once percent-decoded (``?q=%FFann``)
+    is refused, as such a body is: 400 ``malformed_utf8``, never read with replacement
+    characters (Django's default) as another text than was sent. The one check of every
+    API query string, before any view reads one."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query_string = str(request.META.get("QUERY_STRING", ""))
+        if (
+            query_string
+            and is_api_path(request.path_info)
+            and not query_string_is_utf8(query_string)
+        ):
+            return problem_response(
+                status=400,
+                code="malformed_utf8",
+                detail="The query string is not valid UTF-8 once percent-decoded.",
+                request=request,
             )
         return self.get_response(request)
 

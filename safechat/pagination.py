@@ -126,13 +126,16 @@ def query_integer(
         return None
     if raw == "":
         raise _refused(name, "Give a value, or leave the parameter out.", "blank")
+    if maximum is None:
+        maximum = KEY_MAX
+    if raw.startswith("-") and raw[1:].isascii() and raw[1:].isdigit():
+        # A negative whole number is a number, out of the range (code out_of_range).
+        raise _refused(name, f"Must be at least {minimum} and at most {maximum}.", "out_of_range")
     if not raw.isascii() or not raw.isdigit():
         raise _refused(name, "A whole number is required.")
     digits = raw.lstrip("0") or "0"
     # Past 19 digits a number is over any maximum (KEY_MAX has 19): not even parsed.
     value = int(digits) if len(digits) <= len(str(KEY_MAX)) else KEY_MAX + 1
-    if maximum is None:
-        maximum = KEY_MAX
     if value < minimum or value > maximum:
         raise _refused(name, f"Must be at least {minimum} and at most {maximum}.", "out_of_range")
     return value

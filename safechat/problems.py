@@ -39,7 +39,7 @@ API_PREFIX = "/api/"
 TITLES: dict[str, str] = {
     "invalid": "Invalid input.",
     "parse_error": "Malformed request body.",
-    "malformed_utf8": "Request body not UTF-8.",
+    "malformed_utf8": "Request not UTF-8.",
     "nesting_too_deep": "Request body nested too deeply.",
     "duplicate_key": "Request body names a member twice.",
     "too_many_fields": "Too many fields.",

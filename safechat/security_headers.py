@@ -26,8 +26,9 @@ ASGIApp = Callable[..., Awaitable[None]]  # as safechat.body_limit: any ASGI 3 c
 
 
 def _is_secure(scope: Scope) -> bool:
-    """Whether the request came over HTTPS, as ``HttpRequest.is_secure`` decides it."""
-    if scope.get("scheme") == "https":
+    """Whether the request (or WebSocket handshake) came over TLS, as
+    ``HttpRequest.is_secure`` decides it."""
+    if scope.get("scheme") in ("https", "wss"):
         return True
     proxy = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
     if not proxy:

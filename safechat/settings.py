@@ -190,6 +190,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     # An API body in a content coding (gzip, ...) is a 415 before anything parses it.
     "safechat.middleware.ContentCodingMiddleware",
+    # An API query string that is not UTF-8 is a 400, never read with replacement marks.
+    "safechat.middleware.QueryStringMiddleware",
     # Django's empty 405 (its method decorators) as the portal's page, or problem details.
     "safechat.middleware.MethodNotAllowedMiddleware",
     # Last but the metrics (whose counter only counts it), so it acts on a view's exception
@@ -621,6 +623,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["safechat.api.ApiRequestThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Accept read as RFC 9110 says (q=0 refuses), problem+json answered as JSON.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "safechat.api.ApiContentNegotiation",
     # JSON only, read within DATA_UPLOAD_MAX_MEMORY_SIZE: no form or multipart parsing (a
     # multipart body would be spooled to disk), a 415 problem for any other type.
     "DEFAULT_PARSER_CLASSES": ["safechat.api.JSONParser"],
@@ -636,6 +640,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Encrypted, audited chat rooms for regulated institutions.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # HEAD where a view defines it (tus's offset query) is documented as an operation.
+    "DEFAULT_GENERATOR_CLASS": "safechat.api_schema.ApiSchemaGenerator",
     # A PATCH body is documented as the view reads it: a field it requires (a member's
     # `role`, a message's `text`) is required in the schema too, not made optional.
     "COMPONENT_SPLIT_PATCH": False,
@@ -732,6 +738,7 @@ LOGGING = {
         "request_id": {"()": "safechat.middleware.RequestIdLogFilter"},
         "task_fields": {"()": "safechat.logjson.TaskFieldsFilter"},
         "one_time_secrets": {"()": "safechat.logredact.OneTimeSecretFilter"},
+        "client_refusal": {"()": "safechat.logjson.ClientRefusalFilter"},
     },
     "formatters": {"json": {"()": "safechat.logjson.JsonLineFormatter"}},
     "handlers": {
@@ -744,6 +751,9 @@ LOGGING = {
     "root": {"handlers": ["stderr"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # A bad Host header is the client's doing: a WARNING, no traceback, once a minute
+        # per message, never an ERROR per request (log flooding).
+        "django.security.DisallowedHost": {"filters": ["client_refusal"]},
         **{
             name: {"handlers": ["stderr"], "propagate": False}
             for name in ("uvicorn", "uvicorn.error", "uvicorn.access")

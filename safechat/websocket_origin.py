@@ -2,7 +2,10 @@
 
 A socket from any other origin is refused before the application sees it (HTTP 403 at
 the handshake: a foreign page never gets an accepted socket, RFC 6455 section 10.2),
-as is a handshake without an ``Origin`` header.
+as is a handshake without an ``Origin`` header. Where the server offers the ASGI
+``websocket.http.response`` extension (uvicorn does), the 403 is sent as a response of
+ours, with the security headers every HTTP answer carries (``safechat.security_headers``);
+otherwise the server's own 403 (``websocket.close`` before accept).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from safechat.origins import Origin, origin_parse
+from safechat.security_headers import security_headers
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -40,6 +44,30 @@ class ExactOriginValidator:
         if scope["type"] == "websocket" and handshake_origin(scope) not in self.allowed:
             message = await receive()
             if message["type"] == "websocket.connect":
-                await send({"type": "websocket.close", "code": 1008})  # HTTP 403 to the client
+                await _refuse(scope, send)
             return
         await self.app(scope, receive, send)
+
+
+REFUSED_BODY = b"Forbidden: this origin may not open a socket here.\n"
+
+
+async def _refuse(scope: Scope, send: Send) -> None:
+    """Answer the handshake 403: with our security headers where the server lets us send
+    the response (the ``websocket.http.response`` extension), else by closing."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})  # the server answers 403
+        return
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": 403,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(REFUSED_BODY)).encode()),
+                (b"cache-control", b"no-store"),
+                *security_headers(scope),
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": REFUSED_BODY})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
@@ -69,4 +70,25 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped
             "scheme": "bearer",
             "description": "An API token (`sct_...`) created in the portal or the API; "
             "its scope (read, write, admin or audit) limits what it may do (docs/api.md).",
+        }
+
+
+class SessionCookieScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """The portal's session as the schema's ``cookieAuth``: the cookie's name as this
+    deployment sets it, and both names and the CSRF rule in its description."""
+
+    target_class = "rest_framework.authentication.SessionAuthentication"
+    name = "cookieAuth"
+    priority = 1  # over drf-spectacular's own, which names the cookie only
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": settings.SESSION_COOKIE_NAME,
+            "description": "The portal's session, signed in with the second factor. In "
+            "production the cookies are `__Host-sessionid` and `__Host-csrftoken` "
+            "(`sessionid` and `csrftoken` in development). A POST, PATCH or DELETE carries "
+            "the CSRF cookie's value in `X-CSRFToken`, from the portal's own origin "
+            "(docs/api.md).",
         }

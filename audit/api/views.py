@@ -19,6 +19,7 @@ from audit.permissions import CanViewAuditLog
 from audit.services import audit_export_start
 from audit.services.export import EXPORT_FORMATS
 from safechat.pagination import query_names_check, query_value
+from safechat.streaming import streamed_body
 
 BLANK_PARAMETER = "Give a value, or leave the parameter out."
 
@@ -107,7 +108,9 @@ class AuditExportApi(APIView):
             via="api",
             request=request._request,
         )
-        response = StreamingHttpResponse(export.chunks, content_type=export.content_type)
+        response = StreamingHttpResponse(
+            streamed_body(request._request, export.chunks), content_type=export.content_type
+        )
         response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
         response["Cache-Control"] = "no-store"
         return response

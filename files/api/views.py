@@ -10,13 +10,11 @@ scopes are DRF's defaults, as for every API view.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
 
-from asgiref.sync import sync_to_async
-from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -41,6 +39,7 @@ from safechat.fields import no_body_check
 from safechat.pagination import cursor_from_query, cursor_parameters, page_of, page_serializer
 from safechat.problems import problem_response
 from safechat.request_context import acting_kept
+from safechat.streaming import streamed_body
 
 NO_STORE = "no-store"
 
@@ -212,7 +211,22 @@ class UploadCreateApi(_TusApi):
 class UploadApi(_TusApi):
     """tus core and termination on one upload: HEAD (offset), PATCH (bytes), DELETE."""
 
-    @extend_schema(request=None, responses={200: None, 404: None}, operation_id="uploads_head")
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(
+                description="The upload's state, in headers and no body (tus core): "
+                "Upload-Offset (bytes received), Upload-Length, Tus-Resumable, Upload-Expires "
+                "while it may take bytes, and SafeChat-Upload-State (uploading, pending_scan, "
+                "available, infected or withheld); while pending_scan, SafeChat-Scanner (ready "
+                "or unavailable)."
+            ),
+            404: OpenApiResponse(description="No upload of yours by this id."),
+            410: OpenApiResponse(description="The upload was cancelled or has expired."),
+        },
+        operation_id="uploads_head",
+        description="tus: how much of an upload the server has, to resume it with PATCH.",
+    )
     def head(self, request: Request, upload_id: str) -> HttpResponseBase:
         stored = services.upload_for_uploader(actor=_user(request), upload_id=upload_id)
         unfinished = stored.state == StoredFile.State.UPLOADING
@@ -539,7 +553,7 @@ class FileDownloadApi(APIView):
         body = acting_kept(_ended_on_failure(chunks))
         response = StreamingHttpResponse(
             # Under ASGI an async iterator, or Django would read a sync one into a list.
-            _pulled_in_thread(body) if isinstance(request._request, ASGIRequest) else body,
+            streamed_body(request._request, body),
             status=206 if isinstance(wanted, tuple) else 200,
             content_type=view.content_type,
         )
@@ -560,23 +574,6 @@ class FileDownloadApi(APIView):
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         return super().perform_content_negotiation(request, force=True)
-
-
-# Plaintext pulled per hop to the worker thread: a hop costs far more than decrypting a
-# 64 KiB chunk, so a few chunks go together; memory stays bounded by this.
-PULL_BYTES = 1024 * 1024
-
-
-def _pull_batch(chunks: Iterator[bytes]) -> bytes | None:
-    """The next pieces of ``chunks``, up to about ``PULL_BYTES``; None at the end."""
-    batch: list[bytes] = []
-    size = 0
-    for piece in chunks:
-        batch.append(piece)
-        size += len(piece)
-        if size >= PULL_BYTES:
-            break
-    return b"".join(batch) if batch else None
 
 
 class FilePreviewApi(APIView):
@@ -609,14 +606,6 @@ class FilePreviewApi(APIView):
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         return super().perform_content_negotiation(request, force=True)
-
-
-async def _pulled_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Chunks decrypted (and the reader re-checked) in a worker thread, about a MiB at a
-    time: constant memory, and a cut-off stops the response at the next batch."""
-    step = sync_to_async(_pull_batch)
-    while (piece := await step(chunks)) is not None:
-        yield piece
 
 
 def _ended_on_failure(chunks: Iterator[bytes]) -> Iterator[bytes]:

@@ -16,7 +16,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotAuthenticated
+from rest_framework.exceptions import ErrorDetail, NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,6 +29,7 @@ from rooms.models import Membership, Message, Room, RoomChange
 from rooms.services.messages import MAX_MESSAGE_BYTES
 from rooms.wire import message_json
 from safechat.fields import (
+    IDEMPOTENCY_KEY,
     HeaderRefused,
     InputSerializer,
     StrictBooleanField,
@@ -50,10 +51,9 @@ from safechat.pagination import (
     search_parameter,
 )
 
-IDEMPOTENCY_KEY = "Idempotency-Key"
 # What a key may be, in the schema: ``rooms.services.messages.client_key_clean``'s rule
-# (visible ASCII but the comma), or empty for none.
-IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x2b\x2d-\x7e]{0,64}$"
+# (1-64 visible ASCII characters but the comma; empty is refused, as is any other value).
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x2b\x2d-\x7e]{1,64}$"
 # The longest search text a list takes (``q``), in characters.
 SEARCH_MAX = 100
 
@@ -131,8 +131,26 @@ class RoomCreateApi(APIView):
 class DirectConversationCreateApi(APIView):
     class DirectConversationCreateInput(InputSerializer):
         participants = serializers.ListField(
-            child=StrictIntegerField(min_value=1), min_length=1, max_length=7
+            child=StrictIntegerField(min_value=1),
+            min_length=1,
+            max_length=7,
+            help_text="The other people's ids, each once (a repeat is refused, code "
+            "duplicate, at its index).",
         )
+
+        def validate_participants(self, value: list[int]) -> list[int]:
+            # Each person once: a repeat is a mistake, refused at its index, not merged.
+            seen: set[int] = set()
+            repeats: dict[int, list[ErrorDetail]] = {}
+            for index, person in enumerate(value):
+                if person in seen:
+                    repeats[index] = [
+                        ErrorDetail("This person is listed already.", code="duplicate")
+                    ]
+                seen.add(person)
+            if repeats:
+                raise serializers.ValidationError(repeats)  # type: ignore[arg-type]
+            return value
 
     @extend_schema(
         request=DirectConversationCreateInput,
@@ -370,19 +388,20 @@ class MessageListApi(APIView):
                 IDEMPOTENCY_KEY,
                 str,
                 location=OpenApiParameter.HEADER,
-                # Empty stands for none (no key), as an absent header does.
                 pattern=IDEMPOTENCY_KEY_PATTERN,
                 description=(
                     "Optional, 1-64 visible ASCII characters but the comma, chosen by the "
-                    "client (a UUID, say; empty is the same as none); one key for one message, "
-                    "sent once (the header twice, or a comma in it, is refused: 400, "
-                    "code repeated). A repeat of the post "
+                    "client (a UUID, say); one key for one message, sent once. Every refusal "
+                    "of the key names it as the error's parameter, with its own code: "
+                    "empty or malformed, 400 code invalid; the header twice, or a comma in "
+                    "it, 400 code repeated; used in another room, 400 code other_room; "
+                    "with another text or parent_id, 422 code reused. A repeat of the post "
                     "with the same key, text and parent_id, within SAFECHAT_IDEMPOTENCY_HOURS (24 "
                     "h by default), stores nothing and answers 201 with the original message as it"
                     " is now (its current text and revision if it was edited since, or marked "
                     "deleted): retry safely after a timeout or a 429. The same key with another "
-                    "text or parent_id is refused with 422 (code idempotency_key_reused) and "
-                    "stores nothing. Keys are per user; one used in another room is refused (400)."
+                    "text or parent_id is refused with 422 (problem code idempotency_key_reused) "
+                    "and stores nothing. Keys are per user."
                 ),
             )
         ],

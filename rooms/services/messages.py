@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import datetime, timedelta
 
@@ -18,7 +19,11 @@ from accounts.models import User
 from audit.actions import AuditAction
 from audit.services import audit_record
 from rooms import permissions as perms
-from rooms.errors import IdempotencyKeyReusedError
+from rooms.errors import (
+    ClientKeyInvalidError,
+    ClientKeyOtherRoomError,
+    IdempotencyKeyReusedError,
+)
 from rooms.markdown import mention_names
 from rooms.models import (
     Membership,
@@ -46,7 +51,12 @@ from safechat.actions import action, action_transaction
 from safechat.events import Event, publish
 from safechat.keyring import events as key_events
 from safechat.locks import rows_locked
-from safechat.unicode_text import reaction_canonical, reaction_same, refuse_bidi_explicit
+from safechat.unicode_text import (
+    is_visible,
+    reaction_canonical,
+    reaction_same,
+    refuse_bidi_explicit,
+)
 
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_EMOJI_LENGTH = 16
@@ -74,8 +84,20 @@ def _validate_text(text: object) -> str:
     Text is a sequence of Unicode scalar values: a NUL or a lone surrogate (which JSON
     can carry as an escape but UTF-8 cannot encode) is refused, not stored; so is an
     explicit directional embedding, override or isolate (``refuse_bidi_explicit``), which
-    could show a number reversed.
+    could show a number reversed. A text of no visible character (spaces, or zero-width
+    and other invisible characters alone, as a room name's rule reads them) is empty, and
+    refused; so is a control character other than a line break (LF, or CR LF) or a tab.
+    A refusal raises ``ValidationError`` naming the field
+    ``text`` (its ``error_dict``), so the API points at ``#/text`` and a form shows it
+    beside its text field.
     """
+    try:
+        return _text_checked(text)
+    except ValidationError as exc:
+        raise ValidationError({"text": exc.error_list}) from None
+
+
+def _text_checked(text: object) -> str:
     if not isinstance(text, str):
         raise ValidationError("a message must be text")
     if "\x00" in text:
@@ -84,8 +106,24 @@ def _validate_text(text: object) -> str:
         encoded = text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate
         raise ValidationError("a message must be valid Unicode (no lone surrogates)") from None
-    if not text.strip():
+    if not any(is_visible(char) for char in text):
+        # spaces alone, or zero-width and other invisible characters alone: the room
+        # names' rule (safechat.unicode_text.is_visible)
         raise ValidationError("a message cannot be empty")
+    control = next(
+        (
+            c
+            for c in text.replace("\r\n", "\n")
+            if unicodedata.category(c) == "Cc" and c not in "\n\t"
+        ),
+        None,
+    )
+    if control is not None:
+        raise ValidationError(
+            f"a message may not contain the control character U+{ord(control):04X} "
+            "(line breaks and tabs are fine)",
+            code="control_character",
+        )
     refuse_bidi_explicit(text)
     if len(encoded) > MAX_MESSAGE_BYTES:
         raise ValidationError(_message_too_long(len(encoded)), code="message_too_long")
@@ -114,13 +152,14 @@ def _mentioned_members(*, room: Room, text: str, exclude: int) -> list[User]:
 
 def client_key_clean(value: object) -> str | None:
     """A client's idempotency key: 1-64 visible ASCII characters other than the comma, or
-    None for none; anything else raises ``ValidationError``."""
-    if value is None or value == "":
+    None (absent) for none. Anything else, the empty string included (a key sent empty is
+    a mistake, not "no key": each retry would store another message), raises
+    ``ClientKeyInvalidError``. The one rule for the socket's ``client_id`` and the API's
+    ``Idempotency-Key``."""
+    if value is None:
         return None
     if not isinstance(value, str) or not _CLIENT_KEY.fullmatch(value):
-        raise ValidationError(
-            "an idempotency key is 1-64 visible ASCII characters, none of them a comma"
-        )
+        raise ClientKeyInvalidError()
     return value
 
 
@@ -152,7 +191,7 @@ def _posted_with(*, sender: User, room: Room, client_key: str, fingerprint: str)
     if original is None:
         return None
     if original.room_id != room.pk:
-        raise ValidationError("this idempotency key was used for a message in another room")
+        raise ClientKeyOtherRoomError()
     # A message stored before fingerprints were kept (empty) is answered as before.
     if original.client_fingerprint and not constant_time_compare(
         original.client_fingerprint, fingerprint

@@ -225,6 +225,9 @@ def room_manage_require(*, actor: User, room: Room) -> None:
         )
 
 
+DIRECT_NEVER_LISTED = "a direct conversation is never listed"
+
+
 @action
 def room_update(
     *,
@@ -241,8 +244,12 @@ def room_update(
     Recorded as ``room.updated`` with the fields changed. Listing a room shows its name,
     topic and member count to everyone a barrier does not keep from it, who may then join
     it; making it private again hides it from them (its members stay). Locks: the room;
-    the permission and the archive are checked again under it.
+    the permission and the archive are checked again under it. Listing a direct
+    conversation is invalid input, whoever asks: a ``ValidationError`` naming
+    ``visibility``, before the permission (which no one holds in a direct conversation).
     """
+    if visibility == Room.Visibility.LISTED and room.kind == Room.Kind.DIRECT:
+        raise ValidationError({"visibility": DIRECT_NEVER_LISTED})
     require_room_permission(actor=actor, room=room, permission=perms.MANAGE_ROOM)
     require_not_archived(actor=actor, room=room)
     write_rate_check(user_id=actor.pk, write=Write.ROOM_SETTINGS)
@@ -291,7 +298,7 @@ def _room_change(
         if visibility not in Room.Visibility.values:
             raise ValidationError(f"unknown visibility {visibility!r}")
         if room.kind == Room.Kind.DIRECT:
-            raise ValidationError("a direct conversation is never listed")
+            raise ValidationError({"visibility": DIRECT_NEVER_LISTED})
         room.visibility = visibility
         changed.append("visibility")
     if changed:

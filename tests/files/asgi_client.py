@@ -30,8 +30,13 @@ async def asgi_call(
     pieces: Iterable[bytes] = (),
     disconnect: bool = False,
 ) -> Answer:
-    """One request; ``disconnect`` ends the body with the client going away."""
+    """One request; ``disconnect`` ends the body with the client going away.
+
+    ``path`` may carry a query string (``/x?a=1``), sent as the scope's query string.
+    """
     from safechat.asgi import application
+
+    path, _, query = path.partition("?")
 
     raw_headers = [(b"host", b"localhost")]
     raw_headers += [
@@ -45,7 +50,7 @@ async def asgi_call(
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
-        "query_string": b"",
+        "query_string": query.encode("latin1"),
         "root_path": "",
         "headers": raw_headers,
         "client": ("127.0.0.1", 40000),

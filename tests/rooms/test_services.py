@@ -243,6 +243,42 @@ def test_messages_are_validated_and_nothing_is_stored_on_bad_input() -> None:
     assert not Message.objects.filter(room=room).exists()
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u200b",
+        "\ufeff",
+        "\u200b \u2060\u00ad",
+        "\u3164",
+        "\u0007",
+        "hi\u0007",
+        "a\x1bb",
+        "x\u0085",
+    ],
+    ids=["zwsp", "bom", "invisibles", "filler", "bell", "bell-inside", "escape", "c1"],
+)
+def test_a_message_of_invisible_characters_or_with_a_control_character_is_refused(
+    text: str,
+) -> None:
+    owner = make_user()
+    room = make_room(owner=owner)
+
+    with pytest.raises(ValidationError) as refused:
+        message_post(sender=owner, room=room, text=text)
+
+    assert list(refused.value.error_dict) == ["text"]
+    assert not Message.objects.filter(room=room).exists()
+
+
+def test_line_breaks_and_tabs_are_text() -> None:
+    owner = make_user()
+    room = make_room(owner=owner)
+
+    message = message_post(sender=owner, room=room, text="a\tb\nc\r\nd \u200bemoji \U0001f44d")
+
+    assert Message.objects.filter(pk=message.pk).exists()
+
+
 def test_mentions_notify_members_only() -> None:
     owner, alice, outsider = make_user(), make_user(username="alice"), make_user(username="bob")
     room = make_room(owner=owner, members=(alice,))

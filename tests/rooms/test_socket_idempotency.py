@@ -72,3 +72,42 @@ async def test_one_client_id_with_another_text_is_an_invalid_frame_and_stores_no
     assert acks[1]["code"] == "invalid"
     assert "different message" in acks[1]["detail"]
     assert (stored, posted) == (1, 1)
+
+
+async def test_an_empty_client_id_is_an_invalid_frame_and_stores_nothing() -> None:
+    # given a member's open socket
+    owner = await db(make_user)()
+    room = await db(make_room)(owner=owner)
+    socket = await open_verified_socket(owner)
+
+    # when a post carries an empty client id (the API's empty Idempotency-Key rule)
+    await socket.send_json_to(
+        {"type": "message.post", "room_id": room.pk, "text": "buy", "client_id": ""}
+    )
+    acks = await _acks(socket, 1)
+    await socket.disconnect()
+
+    # then it is refused as invalid, and nothing was stored or audited
+    stored = await db(Message.objects.filter(room=room).count)()
+    posted = await db(AuditEvent.objects.filter(action="message.posted").count)()
+    assert [a["type"] for a in acks] == ["error"]
+    assert acks[0]["code"] == "invalid"
+    assert "idempotency key" in acks[0]["detail"]
+    assert (stored, posted) == (0, 0)
+
+
+async def test_an_invisible_only_text_over_the_socket_is_refused_as_on_the_api() -> None:
+    owner = await db(make_user)()
+    room = await db(make_room)(owner=owner)
+    socket = await open_verified_socket(owner)
+
+    await socket.send_json_to(
+        {"type": "message.post", "room_id": room.pk, "text": "\u200b\ufeff", "client_id": "c-z"}
+    )
+    acks = await _acks(socket, 1)
+    await socket.disconnect()
+
+    stored = await db(Message.objects.filter(room=room).count)()
+    assert [(a["type"], a["code"]) for a in acks] == [("error", "invalid")]
+    assert "empty" in acks[0]["detail"]
+    assert stored == 0

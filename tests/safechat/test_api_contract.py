@@ -277,3 +277,34 @@ def test_every_operation_keeps_the_contract_for_a_token_of_each_scope(
     (tmp_path / "schemathesis.log").write_text(report)
     assert result.returncode == 0, f"{report}\n(the server's log: {tmp_path / 'server.log'})"
     print(f"{scope}: {took:.1f} s\n{report[-3000:]}")
+
+
+def test_the_tus_offset_query_is_an_operation_of_the_schema() -> None:
+    # given the schema the server serves (drf-spectacular, with the project's generator)
+    from drf_spectacular.settings import spectacular_settings
+
+    schema = spectacular_settings.DEFAULT_GENERATOR_CLASS().get_schema(request=None, public=True)
+
+    # then HEAD /api/v1/uploads/{upload_id} is documented, with its answers and no bodies
+    head = schema["paths"]["/api/v1/uploads/{upload_id}"]["head"]
+    assert head["operationId"] == "uploads_head"
+    assert {"200", "401", "404", "410"} <= set(head["responses"])
+    assert not [code for code, answer in head["responses"].items() if "content" in answer]
+    # and Django's HEAD-as-GET is no operation of its own
+    assert "head" not in schema["paths"]["/api/v1/rooms/"]
+
+
+def test_the_schema_names_the_session_cookie_as_the_deployment_sets_it(
+    settings: Settings,
+) -> None:
+    from drf_spectacular.settings import spectacular_settings
+
+    # given the production cookie names
+    settings.SESSION_COOKIE_NAME = "__Host-sessionid"
+
+    schema = spectacular_settings.DEFAULT_GENERATOR_CLASS().get_schema(request=None, public=True)
+
+    cookie = schema["components"]["securitySchemes"]["cookieAuth"]
+    assert (cookie["in"], cookie["name"]) == ("cookie", "__Host-sessionid")
+    assert "__Host-csrftoken" in cookie["description"]
+    assert "X-CSRFToken" in cookie["description"]

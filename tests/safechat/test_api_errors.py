@@ -23,6 +23,7 @@ from accounts.models import ApiToken, User
 from accounts.services import api_token_create
 from audit.models import AuditEvent
 from rooms.models import Membership, Message, Room
+from rooms.services import message_post
 from safechat import urls
 from tests.accounts.factories import make_user, sign_in_client
 from tests.rooms.factories import make_room, make_room_admin
@@ -93,6 +94,47 @@ def test_list_item_errors_point_at_the_item(client_of: Client) -> None:
     assert body["errors"][0]["code"] == "invalid"
 
 
+def test_a_person_listed_twice_in_a_direct_conversation_is_refused_at_the_repeat(
+    client_of: Client,
+) -> None:
+    # given someone to talk to
+    peer = make_user(username="peer")
+
+    # when they are listed twice
+    response = client_of.post(
+        "/api/v1/direct/", {"participants": [peer.pk, peer.pk]}, content_type="application/json"
+    )
+
+    # then the repeat is refused where it stands, and no conversation was made
+    body = assert_problem(response, 400, "invalid")
+    assert [(e["pointer"], e["code"]) for e in body["errors"]] == [
+        ("#/participants/1", "duplicate")
+    ]
+    assert not Room.objects.exists()
+
+
+def test_listing_a_direct_conversation_is_a_400_pointing_at_visibility(
+    client_of: Client, member: User
+) -> None:
+    # given a direct conversation of the member's
+    from rooms.services import direct_conversation_create
+
+    peer = make_user(username="peer")
+    direct = direct_conversation_create(actor=member, participants=[peer])
+    refusals = AuditEvent.objects.filter(action="access.refused").count()
+
+    # when they ask for it to be listed
+    response = client_of.patch(
+        f"/api/v1/rooms/{direct.pk}/", {"visibility": "listed"}, content_type="application/json"
+    )
+
+    # then it is invalid input, at the field, and nothing changed or was refused as access
+    body = assert_problem(response, 400, "invalid")
+    assert [e["pointer"] for e in body["errors"]] == ["#/visibility"]
+    assert Room.objects.get(pk=direct.pk).visibility == Room.Visibility.PRIVATE
+    assert AuditEvent.objects.filter(action="access.refused").count() == refusals
+
+
 def test_a_service_validation_error_is_a_problem_not_a_bare_list(
     client_of: Client, room: Room
 ) -> None:
@@ -101,9 +143,12 @@ def test_a_service_validation_error_is_a_problem_not_a_bare_list(
         f"/api/v1/rooms/{room.pk}/messages/", {"text": "   "}, content_type="application/json"
     )
 
+    # then it is one problem pointing at the field the service refused
     body = assert_problem(response, 400, "invalid")
-    assert body["errors"][0]["pointer"] == "#"
-    assert body["detail"] == body["errors"][0]["detail"]
+    assert body["errors"] == [
+        {"pointer": "#/text", "code": "invalid", "detail": "a message cannot be empty"}
+    ]
+    assert body["detail"] == "text: a message cannot be empty"
     assert not Message.objects.exists()
 
 
@@ -630,6 +675,42 @@ def test_an_answer_the_client_does_not_accept_is_a_406_problem(client_of: Client
     assert_problem(response, 406, "not_acceptable")
 
 
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/problem+json",
+        "application/json, application/problem+json",
+        "application/*",
+        "text/html;q=0.9, */*;q=0.1",
+        "application/json;q=0.5",
+    ],
+)
+def test_an_accept_that_admits_json_or_problem_details_is_answered(
+    client_of: Client, accept: str
+) -> None:
+    response = client_of.get("/api/v1/rooms/", headers={"Accept": accept})
+
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/json;q=0",
+        "application/json;q=0, */*",
+        "*/*;q=0",
+        "text/html, application/*;q=0",
+    ],
+)
+def test_an_accept_that_refuses_json_with_quality_zero_is_a_406(
+    client_of: Client, accept: str
+) -> None:
+    response = client_of.get("/api/v1/rooms/", headers={"Accept": accept})
+
+    assert_problem(response, 406, "not_acceptable")
+
+
 def test_refused_tokens_report_what_remains_of_the_address_budget(settings: Settings) -> None:
     # given at most 2 refused tokens per address in any 60 s
     settings.SAFECHAT_TOKEN_FAILURE_LIMIT = (2, 60)
@@ -660,9 +741,22 @@ def test_an_api_path_without_its_trailing_slash_is_a_404_naming_the_path_meant(
     # then it is a problem document naming the path meant, never a redirect or HTML,
     # and nothing is written
     body = assert_problem(response, 404, "not_found")
-    assert f"({path}/)" in body["detail"]
+    assert f"did you mean {path}/?" in body["detail"]
     assert "Location" not in response
     assert not Message.objects.filter(room=room).exists()
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/audit/export", "/api/v1/uploads/0123456789abcdef0123456789abcdef"]
+)
+def test_a_slash_added_to_a_path_that_takes_none_is_a_404_naming_the_path_meant(
+    client_of: Client, path: str
+) -> None:
+    response = client_of.get(f"{path}/")
+
+    body = assert_problem(response, 404, "not_found")
+    assert f"did you mean {path}?" in body["detail"]
+    assert "Location" not in response
 
 
 def test_an_api_path_that_names_nothing_even_with_a_slash_is_a_plain_404(
@@ -676,3 +770,34 @@ def test_the_portal_still_appends_the_slash(client_of: Client) -> None:
     response = client_of.get("/rooms/mentions")
     assert response.status_code == 301
     assert response["Location"] == "/rooms/mentions/"
+
+
+@pytest.mark.parametrize(
+    ("method", "text", "code"),
+    [
+        ("post", "   ", "invalid"),
+        ("post", "\u200b\ufeff", "invalid"),
+        ("post", "ring\u0007", "control_character"),
+        ("post", "x" * 16385, "message_too_long"),
+        ("patch", "   ", "invalid"),
+        ("patch", "x" * 16385, "message_too_long"),
+    ],
+)
+def test_a_refused_message_text_points_at_the_text_field(
+    client_of: Client, member: User, room: Room, method: str, text: str, code: str
+) -> None:
+    # given a message to edit
+    original = message_post(sender=member, room=room, text="first")
+    path = f"/api/v1/rooms/{room.pk}/messages/"
+    if method == "patch":
+        path += f"{original.pk}/"
+
+    # when a post or an edit sends a text the service refuses (blank, or one byte over)
+    response = getattr(client_of, method)(
+        path, json.dumps({"text": text}), content_type="application/json"
+    )
+
+    # then the one error points at the text, and nothing new was stored
+    body = assert_problem(response, 400, "invalid")
+    assert [(e["pointer"], e["code"]) for e in body["errors"]] == [("#/text", code)]
+    assert list(Message.objects.values_list("pk", "revision")) == [(original.pk, original.revision)]

@@ -229,8 +229,8 @@ def test_the_schema_says_which_strings_may_not_be_blank_and_which_fields_a_patch
     assert participants["items"]["minimum"] == 1
     days = components["TokenCreateInput"]["properties"]["days"]
     assert (days["minimum"], days["maximum"]) == (1, 366)
-    # an Idempotency-Key is visible ASCII but the comma, empty standing for none
-    assert headers["Idempotency-Key"]["pattern"] == r"^[\x21-\x2b\x2d-\x7e]{0,64}$"
+    # an Idempotency-Key is 1-64 visible ASCII characters but the comma (never empty)
+    assert headers["Idempotency-Key"]["pattern"] == r"^[\x21-\x2b\x2d-\x7e]{1,64}$"
 
 
 @pytest.mark.django_db

@@ -133,7 +133,9 @@ def test_every_list_pages_both_ways_without_skipping_or_repeating(
         ("limit=99999999999999999999999", "limit", "out_of_range"),
         ("limit=two", "limit", "invalid"),
         ("before=0", "before", "out_of_range"),
-        ("after=-1", "after", "invalid"),
+        ("after=-1", "after", "out_of_range"),
+        ("limit=-1", "limit", "out_of_range"),
+        ("limit=+1", "limit", "invalid"),
         # Past the largest id a database stores: a 500 before (the driver cannot bind
         # it), found by the API's contract run.
         ("before=118951021527097109546399602573312", "before", "out_of_range"),

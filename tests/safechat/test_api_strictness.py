@@ -74,6 +74,75 @@ def test_an_idempotency_key_with_a_comma_is_refused_naming_the_header(
     assert not Message.objects.filter(room=room).exists()
 
 
+@pytest.mark.parametrize("value", ["", "k" * 65, "caf\u00e9", "two words"])
+def test_an_empty_or_malformed_idempotency_key_is_refused_naming_the_header(
+    client_of: Client, room: Room, value: str
+) -> None:
+    # when a post carries an empty key (each retry would otherwise store another message)
+    # or one that is not 1-64 visible ASCII characters
+    path = f"/api/v1/rooms/{room.pk}/messages/"
+    first = post_json(client_of, path, {"text": "hi"}, **{"Idempotency-Key": value})
+    again = post_json(client_of, path, {"text": "hi"}, **{"Idempotency-Key": value})
+
+    # then each is a 400 naming the header with the code invalid, and nothing is stored
+    for response in (first, again):
+        body = assert_problem(response, 400, "invalid")
+        assert body["errors"] == [
+            {
+                "parameter": "Idempotency-Key",
+                "code": "invalid",
+                "detail": "an idempotency key is 1-64 visible ASCII characters, "
+                "none of them a comma",
+            }
+        ]
+    assert not Message.objects.filter(room=room).exists()
+
+
+def test_an_idempotency_key_used_in_another_room_is_refused_naming_the_header(
+    client_of: Client, member: User, room: Room
+) -> None:
+    # given a key used for a post in another room
+    other = make_room(owner=member, name="FX desk")
+    used = post_json(
+        client_of,
+        f"/api/v1/rooms/{other.pk}/messages/",
+        {"text": "hi"},
+        **{"Idempotency-Key": "k-9"},
+    )
+    assert used.status_code == 201
+
+    # when it is sent with a post here
+    response = post_json(
+        client_of,
+        f"/api/v1/rooms/{room.pk}/messages/",
+        {"text": "hi"},
+        **{"Idempotency-Key": "k-9"},
+    )
+
+    # then it is a 400 naming the header with its own code, and nothing is stored here
+    body = assert_problem(response, 400, "invalid")
+    assert [(e["parameter"], e["code"]) for e in body["errors"]] == [
+        ("Idempotency-Key", "other_room")
+    ]
+    assert not Message.objects.filter(room=room).exists()
+
+
+def test_an_idempotency_key_reused_for_another_text_is_a_422_naming_the_header(
+    client_of: Client, room: Room
+) -> None:
+    path = f"/api/v1/rooms/{room.pk}/messages/"
+    first = post_json(client_of, path, {"text": "buy"}, **{"Idempotency-Key": "k-7"})
+
+    response = post_json(client_of, path, {"text": "sell"}, **{"Idempotency-Key": "k-7"})
+
+    assert first.status_code == 201
+    body = assert_problem(response, 422, "idempotency_key_reused")
+    assert [(e["parameter"], e["code"]) for e in body["errors"]] == [("Idempotency-Key", "reused")]
+    assert list(Message.objects.filter(room=room).values_list("pk", flat=True)) == [
+        first.json()["id"]
+    ]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_idempotency_key_sent_twice_through_the_real_stack_is_refused() -> None:
     # given a write token, and a room of its user
@@ -118,10 +187,13 @@ def test_one_idempotency_key_still_makes_a_post_idempotent(client_of: Client, ro
     assert Message.objects.filter(room=room).count() == 1
 
 
-def test_no_edge_takes_a_key_with_a_comma() -> None:
+def test_no_edge_takes_a_key_with_a_comma_or_an_empty_key() -> None:
     # the service's rule, which the socket's client_id meets too
     with pytest.raises(ValidationError):
         client_key_clean("key-1,key-2")
+    with pytest.raises(ValidationError):
+        client_key_clean("")
+    assert client_key_clean(None) is None
     assert client_key_clean("3f0b8e1c-5d7a-4c1e-9b2f-0a6d8c4e2f10") is not None
 
 
@@ -312,6 +384,55 @@ def test_a_write_that_takes_no_body_still_takes_none_or_an_empty_object(
     )
 
     assert (archived.status_code, restored.status_code) == (200, 200)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain", "hello"),
+        ("application/x-www-form-urlencoded", "force=1"),
+        ("application/octet-stream", "\x00\x01"),
+        ("application/json", "[1]"),
+        ("application/json", '"hello"'),
+    ],
+)
+def test_a_write_that_takes_no_body_refuses_a_body_of_any_other_kind(
+    client_of: Client, room: Room, content_type: str, body: str
+) -> None:
+    # when a join-like write (here an archive) is sent a body that is not an empty object
+    before = _state()
+    response = client_of.post(f"/api/v1/rooms/{room.pk}/archive/", body, content_type=content_type)
+
+    # then it is refused as a body it does not take, never ignored, and nothing changed
+    problem = assert_problem(response, 400, "invalid")
+    assert [(e["pointer"], e["code"]) for e in problem["errors"]] == [("#", "no_body")]
+    assert "takes no body" in problem["detail"]
+    assert _state() == before
+    assert not Room.objects.get(pk=room.pk).is_archived
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/octet-stream"]
+)
+def test_a_write_that_takes_no_body_takes_an_empty_body_of_any_type(
+    client_of: Client, room: Room, content_type: str
+) -> None:
+    # an empty multipart body (the test client's default for client.post(url)) included
+    archived = client_of.post(f"/api/v1/rooms/{room.pk}/archive/")
+    restored = client_of.post(f"/api/v1/rooms/{room.pk}/unarchive/", "", content_type=content_type)
+
+    assert (archived.status_code, restored.status_code) == (200, 200)
+    assert not Room.objects.get(pk=room.pk).is_archived
+
+
+def test_a_write_that_takes_no_body_refuses_a_multipart_body_with_a_field(
+    client_of: Client, room: Room
+) -> None:
+    response = client_of.post(f"/api/v1/rooms/{room.pk}/archive/", {"force": "1"})
+
+    problem = assert_problem(response, 400, "invalid")
+    assert [(e["pointer"], e["code"]) for e in problem["errors"]] == [("#", "no_body")]
+    assert not Room.objects.get(pk=room.pk).is_archived
 
 
 def test_every_request_body_in_the_schema_admits_no_other_member() -> None:
@@ -553,3 +674,31 @@ def test_an_answer_before_anyone_is_known_reports_no_budget() -> None:
 
     assert response.status_code == 401
     assert "RateLimit" not in response
+
+
+# --- query strings: UTF-8, as bodies are ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["q=%FFann", "%FF=1", "q=ann&limit=%C3", "q=%ED%A0%80"],
+    ids=["value", "name", "cut", "surrogate"],
+)
+def test_a_query_string_that_is_not_utf8_is_refused(client_of: Client, query: str) -> None:
+    response = client_of.get(f"/api/v1/people/?{query}")
+
+    body = assert_problem(response, 400, "malformed_utf8")
+    assert "query string" in body["detail"]
+    assert "\ufffd" not in response.content.decode()
+
+
+def test_a_utf8_query_string_is_read_as_sent(client_of: Client) -> None:
+    response = client_of.get("/api/v1/people/?q=J%C3%BCrgen+M")
+
+    assert response.status_code == 200, response.content
+
+
+def test_a_query_string_outside_the_api_is_left_to_its_page(client_of: Client) -> None:
+    response = client_of.get("/rooms/?q=%FFann")
+
+    assert response.status_code != 400 or "problem" not in response["Content-Type"]

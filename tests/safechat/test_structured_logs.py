@@ -198,3 +198,18 @@ def test_a_marker_posted_uploaded_and_exported_is_in_no_log_line(
     lines = lines_of(log_output)
     assert lines
     assert marker not in log_output.getvalue()
+
+
+def test_a_bad_host_header_is_a_warning_once_without_a_traceback(
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # when a scanner sends three requests with a Host that is not allowed
+    host = f"evil-{secrets.token_hex(4)}.example"  # a message of its own (once a minute)
+    with caplog.at_level(logging.INFO):
+        answers = [client.get("/api/v1/rooms/", HTTP_HOST=host) for _ in range(3)]
+
+    # then each is a 400, and one WARNING without a traceback was written, not three ERRORs
+    assert [answer.status_code for answer in answers] == [400, 400, 400]
+    written = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
+    assert [(r.levelname, r.exc_info) for r in written] == [("WARNING", None)]
+    assert host in written[0].getMessage()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
@@ -137,3 +139,61 @@ def test_origins_are_parsed_to_scheme_host_and_port(
 def test_a_configured_origin_that_is_not_one_is_refused(value: str) -> None:
     with pytest.raises(OriginError, match="not an origin"):
         allowed_origins_parse([value])
+
+
+async def _raw_handshake(*, origin: bytes, extensions: dict[str, object]) -> list[dict[str, Any]]:
+    """The messages the application sends for one handshake (as a server sees them)."""
+    scope = {
+        "type": "websocket",
+        "path": "/ws/",
+        "raw_path": b"/ws/",
+        "query_string": b"",
+        "headers": [(b"host", b"localhost:8000"), (b"origin", origin)],
+        "scheme": "ws",
+        "client": ("127.0.0.1", 40000),
+        "server": ("localhost", 8000),
+        "subprotocols": [],
+        "extensions": extensions,
+    }
+    received = iter([{"type": "websocket.connect"}])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(received, {"type": "websocket.disconnect", "code": 1000})
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await application(scope, receive, send)
+    return sent
+
+
+@pytest.mark.asyncio
+async def test_a_refused_handshake_carries_the_security_headers_where_the_server_allows() -> None:
+    # when a foreign origin's handshake reaches a server offering the HTTP-response extension
+    sent = await _raw_handshake(
+        origin=b"https://evil.example", extensions={"websocket.http.response": {}}
+    )
+
+    # then the 403 is ours, with the security headers of every HTTP answer, and no socket
+    assert [m["type"] for m in sent] == [
+        "websocket.http.response.start",
+        "websocket.http.response.body",
+    ]
+    assert sent[0]["status"] == 403
+    names = {name for name, _value in sent[0]["headers"]}
+    assert {
+        b"x-content-type-options",
+        b"content-security-policy",
+        b"x-frame-options",
+        b"referrer-policy",
+        b"cross-origin-opener-policy",
+    } <= names
+    assert b"origin" in sent[1]["body"]
+
+
+@pytest.mark.asyncio
+async def test_without_the_extension_a_refused_handshake_is_closed_as_before() -> None:
+    sent = await _raw_handshake(origin=b"https://evil.example", extensions={})
+
+    assert sent == [{"type": "websocket.close", "code": 1008}]
