@@ -24,6 +24,7 @@ from django.template.response import TemplateResponse
 
 from accounts.models import User
 from accounts.selectors import people
+from compliance.admin_forms import ServiceForm
 from compliance.models import (
     CustodianReview,
     ExportRequest,
@@ -63,31 +64,7 @@ from safechat.pagination import KEY_MAX
 from safechat.streaming import streamed_body
 
 
-class _ServiceForm(forms.ModelForm):  # type: ignore[type-arg]
-    """A form whose ``clean`` performs the change through a service (set by the admin)."""
-
-    actor: User | None = None
-    result: Any = None
-
-    def perform(self) -> Any:
-        raise NotImplementedError
-
-    def clean(self) -> dict[str, Any]:
-        cleaned: dict[str, Any] = super().clean() or {}
-        if self.errors:
-            return cleaned
-        try:
-            self.result = self.perform()
-        except ComplianceRefused as refusal:
-            raise forms.ValidationError(str(refusal)) from None
-        return cleaned
-
-    def _post_clean(self) -> None:
-        # The service validated and saved; the model's own checks would run on a stale copy.
-        pass
-
-
-class _ScopedForm(_ServiceForm):
+class _ScopedForm(ServiceForm):
     """A hold's or an export request's form: a matter, a reason, rooms and custodians to
     pick from (people only), and the days covered."""
 
@@ -143,7 +120,7 @@ class _ServiceAdmin(ServiceTransactionAdmin):
 # --- policies -------------------------------------------------------------------
 
 
-class RetentionPolicyForm(_ServiceForm):
+class RetentionPolicyForm(ServiceForm):
     keep_days = forms.IntegerField(
         required=False,
         min_value=0,
@@ -253,7 +230,7 @@ class LegalHoldPlaceForm(_ScopedForm):
         return legal_hold_place(actor=self.actor, **self.scope())
 
 
-class LegalHoldReleaseForm(_ServiceForm):
+class LegalHoldReleaseForm(ServiceForm):
     release_reason = forms.CharField(
         widget=forms.Textarea, max_length=2000, required=False, label="Reason for release"
     )
@@ -480,7 +457,7 @@ class ExportRequestForm(_ScopedForm):
         )
 
 
-class ExportDecisionForm(_ServiceForm):
+class ExportDecisionForm(ServiceForm):
     """Approve (naming the scope digest shown with the page) or refuse (with a reason)."""
 
     decision = forms.ChoiceField(choices=[("approve", "approve"), ("refuse", "refuse")])

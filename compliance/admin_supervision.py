@@ -24,6 +24,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import User
 from accounts.selectors import people
+from compliance.admin_forms import ServiceForm
 from compliance.models import (
     SupervisionItem,
     SupervisionLexicon,
@@ -57,29 +58,6 @@ def _officer(request: HttpRequest) -> User:
 
 def _supervises(request: HttpRequest) -> bool:
     return bool(request.user.is_active and request.user.has_perm(SUPERVISE))
-
-
-class _SupervisionForm(forms.ModelForm):  # type: ignore[type-arg]
-    """A form whose ``clean`` performs the change through a service (``perform``)."""
-
-    actor: User | None = None
-    result: Any = None
-
-    def perform(self) -> Any:
-        raise NotImplementedError
-
-    def clean(self) -> dict[str, Any]:
-        cleaned: dict[str, Any] = super().clean() or {}
-        if self.errors:
-            return cleaned
-        try:
-            self.result = self.perform()
-        except ComplianceRefused as refusal:
-            raise forms.ValidationError(str(refusal)) from None
-        return cleaned
-
-    def _post_clean(self) -> None:
-        pass  # the service validated and saved
 
 
 class _SupervisionAdmin(ServiceTransactionAdmin):
@@ -117,7 +95,7 @@ class _SupervisionAdmin(ServiceTransactionAdmin):
 # --- lexicons and terms ---------------------------------------------------------------
 
 
-class LexiconCreateForm(_SupervisionForm):
+class LexiconCreateForm(ServiceForm):
     name = forms.CharField(max_length=120, required=False)
     description = forms.CharField(widget=forms.Textarea, max_length=2000, required=False)
 
@@ -134,7 +112,7 @@ class LexiconCreateForm(_SupervisionForm):
         )
 
 
-class TermAddForm(_SupervisionForm):
+class TermAddForm(ServiceForm):
     """A lexicon's page adds one term at a time (a phrase, or an RE2 pattern)."""
 
     kind = forms.ChoiceField(choices=SupervisionTerm.Kind.choices, label="New term: kind")
@@ -264,7 +242,7 @@ class SupervisionTermAdmin(ReadOnlyAdmin):
 # --- sampling ------------------------------------------------------------------------
 
 
-class SamplingForm(_SupervisionForm):
+class SamplingForm(ServiceForm):
     rate = forms.IntegerField(
         required=False,
         help_text="Basis points of unflagged messages sampled: 100 is 1%, 10000 every one.",
