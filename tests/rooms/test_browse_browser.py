@@ -130,7 +130,7 @@ def test_a_colleague_browses_joins_and_mutes_rooms(tmp_path: Path, master_key_fi
             post(direct, "@colin the 5y, now")
             expect(direct_badge).to_have_attribute("data-unread", "2", timeout=LIVE)
             assert [n["title"] for n in notifications(other)] == [
-                "New mention in @Alice Martin (@alice) from Alice Martin (@alice)"
+                "New mention from Alice Martin (@alice)"
             ]
 
             # a mention in the room muted entirely is marked, but neither notified nor told

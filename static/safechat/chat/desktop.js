@@ -112,9 +112,9 @@ export function notifyMessage(roomId, message) {
   if (isCurrent(roomId) && document.visibilityState === "visible" && document.hasFocus()) return;
   notified.add(message.id);
   const from = personLabel(message.sender_name, message.sender);
-  const title = mentioned
-    ? `New mention in ${room.direct ? "@" : "#"}${room.name} from ${from}`
-    : `New direct message from ${from}`;
+  // A one-to-one conversation is named after its other person: saying it twice adds nothing.
+  const where = room.direct && room.name === from ? "" : ` in ${room.direct ? "@" : "#"}${room.name}`;
+  const title = mentioned ? `New mention${where} from ${from}` : `New direct message from ${from}`;
   const options = { tag: `safechat-message-${Number(message.id)}` };
   if (stored(WITH_TEXT)) options.body = shownText(message);
   const shown = new Notification(title, options);
