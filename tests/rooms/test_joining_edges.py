@@ -181,8 +181,10 @@ def test_a_direct_conversation_is_not_listed_through_the_api() -> None:
         f"/api/v1/rooms/{direct.pk}/", {"visibility": "listed"}, content_type="application/json"
     )
 
-    assert response.status_code == 403
+    assert response.status_code == 400
+    assert [e["pointer"] for e in response.json()["errors"]] == ["#/visibility"]
     assert Room.objects.get(pk=direct.pk).visibility == "private"
+    assert not AuditEvent.objects.filter(action="room.updated").exists()
 
 
 def test_a_member_mutes_a_room_through_the_api_and_the_list_says_so() -> None:
