@@ -5,7 +5,7 @@ Usage (creates and drops its own database ``<name>_retbench``)::
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/safechat \\
         .venv/bin/python -m benchmarks.retention [--messages 1000000] [--rooms 1000] \\
-        [--batch 500] [--batch-seconds 0.05] [--pause-ratio 1.0] \\
+        [--batch 500] [--batch-seconds 0.05] [--pause-ratio 2.0] \\
         [--chat-rate 20] [--chat-seconds 30] [--keep]
 
 Seeds ``--rooms`` rooms through the real services (keys, epochs, audit), each with a
@@ -45,6 +45,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -258,6 +259,7 @@ def _poster_main(
 ) -> None:
     """Post through the service at a fixed rate, from ``go`` until ``seconds`` pass or
     ``stop`` is set; put (latencies, errors)."""
+    parent = os.getppid()
     _django_setup(bench_url, Path(data_dir))
     from accounts.models import User
     from rooms.models import Room
@@ -276,6 +278,8 @@ def _poster_main(
     number = 0
     next_at = time.monotonic()
     while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+        if os.getppid() != parent:  # the bench was killed: post no more, to nobody
+            return
         room = rooms[number % len(rooms)]
         started = time.perf_counter()
         try:
@@ -310,6 +314,7 @@ class Poster:
         measured); it posts once ``go`` is called."""
         owner_id, room_ids, rate = self.args
         self.process = self.context.Process(
+            daemon=True,  # ended with the bench, however it ends
             target=_poster_main,
             args=(
                 os.environ["DATABASE_URL"],
@@ -556,17 +561,24 @@ def bench(
         print(f"chat p99 during/alone: {busy['p99'] / quiet['p99']:.2f}x (aim <= 1.5x)")
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--rooms", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=500, help="most messages per batch")
     parser.add_argument("--batch-seconds", type=float, default=0.05, help="a batch's aim")
-    parser.add_argument("--pause-ratio", type=float, default=1.0, help="rest after a batch")
+    parser.add_argument("--pause-ratio", type=float, default=2.0, help="rest after a batch")
     parser.add_argument("--chat-rate", type=float, default=20.0)
     parser.add_argument("--chat-seconds", type=float, default=30.0)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args(argv)
+    # A TERM (a timeout, an operator) unwinds like an error: the poster is stopped and the
+    # scratch database dropped by the ``finally`` below.
+    signal.signal(signal.SIGTERM, _terminated)
 
     source_url = os.environ.get("DATABASE_URL", "")
     if not source_url.startswith(("postgres://", "postgresql://")):

@@ -313,7 +313,7 @@ try:
     _pacing = envtools.retention_pacing(
         batch=env.str("SAFECHAT_RETENTION_BATCH", default="500"),
         batch_seconds=env.str("SAFECHAT_RETENTION_BATCH_SECONDS", default="0.05"),
-        pause_ratio=env.str("SAFECHAT_RETENTION_PAUSE_RATIO", default="1.0"),
+        pause_ratio=env.str("SAFECHAT_RETENTION_PAUSE_RATIO", default="2.0"),
     )
 except ImproperlyConfigured as _exc:
     raise SystemExit(f"SafeChat refuses to start: {_exc}") from None
