@@ -14,6 +14,13 @@ compliance key (one ``supervision.read`` event), matched in memory against every
 term (``compliance.lexicon``), and the plaintext is dropped; only queue items are stored,
 each with its hits encrypted under the message's own epoch key (associated data: purpose
 ``supervision-hits``, room, message, epoch, revision, sender).
+
+A reviewer's decision (``supervision_item_escalate``, ``supervision_item_close``) carries
+a note that often quotes the message, so it is sealed the same way: AES-256-GCM under the
+message's epoch key, opened for the purpose through the compliance key, with associated
+data naming the item, its message, revision and the field (``note_aad``). Only the
+ciphertext is stored; the audit event says that a note was given and its length in
+characters, never its text.
 """
 
 from __future__ import annotations
@@ -50,9 +57,18 @@ from compliance.services._common import ComplianceRefused, refused, require_text
 from compliance.services.retention import Pacer
 from rooms.models import Message, MessageRevision, Room
 from safechat.actions import action, action_transaction
-from safechat.crypto import AdPurpose, SymmetricKey, associated_data, decrypt, encrypt
-from safechat.keyring.errors import IntegrityFailure
+from safechat.crypto import (
+    AdPurpose,
+    KeyPurpose,
+    SymmetricKey,
+    associated_data,
+    decrypt,
+    encrypt,
+)
+from safechat.keyring.errors import IntegrityFailure, KeyUnavailableError
+from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import (
+    compliance_epoch_key,
     compliance_epoch_keys,
     message_decrypt_with_key,
     room_epoch_key_for,
@@ -311,6 +327,75 @@ def hits_open(*, key: SymmetricKey, message: Message, item: SupervisionItem) -> 
     )
     hits: list[list[int]] = json.loads(raw)["hits"]
     return hits
+
+
+# The two notes a decision may seal: the escalation's note and the closing reason. Each
+# is stored in ``SupervisionItem.<field>_sealed``.
+NOTE_FIELDS = ("escalation_note", "close_reason")
+
+
+def note_aad(*, item: SupervisionItem, field: str) -> bytes:
+    """The associated data binding a reviewer's sealed note to its place: purpose
+    ``supervision-note``, the item, its room, message (id), epoch and revision, and the
+    field (``escalation_note`` or ``close_reason``). A note copied to another item, to
+    another revision's item or to the other field does not open."""
+    if field not in NOTE_FIELDS:
+        raise ValueError(f"not a note field: {field!r}")
+    return associated_data(
+        purpose=AdPurpose.SUPERVISION_NOTE,
+        item_id=item.pk,
+        room_id=item.room_id,
+        message_id=item.message_id,
+        epoch=item.epoch,
+        revision=item.revision,
+        field=field,
+    )
+
+
+def note_open(*, key: SymmetricKey, item: SupervisionItem, field: str) -> str | None:
+    """The reviewer's note in ``field`` opened with the message's epoch ``key``; None when
+    none was given. Raises ``CryptoError`` when the ciphertext is not this item's and
+    field's (moved from another row or field, a tampered byte)."""
+    sealed = bytes(getattr(item, f"{field}_sealed") or b"")
+    if not sealed:
+        return None
+    return decrypt(key, sealed, aad=note_aad(item=item, field=field)).decode("utf-8")
+
+
+def _note_seal(*, actor: User, item: SupervisionItem, field: str, note: str) -> tuple[bytes, bool]:
+    """``note`` sealed for ``item``'s ``field`` under the message's epoch key, and whether
+    it can be read back.
+
+    The key is opened through the compliance key (``compliance_epoch_key``: one
+    ``key.compliance.used`` event, kept even if the decision then rolls back). An epoch
+    that retention shredded has no key left: the note is then sealed under a fresh random
+    key dropped at once, exactly as unreadable as a note sealed before the shred (the
+    decision is kept; its text is not). Refused (audited) when the epoch is not shredded
+    but its key cannot be opened (no compliance copy, a failed integrity check)."""
+    aad = note_aad(item=item, field=field)
+    plaintext = note.encode("utf-8")
+    epoch = RoomEpoch.objects.filter(room_id=item.room_id, number=item.epoch).first()
+    if epoch is not None and epoch.shredded_at is not None:
+        return encrypt(SymmetricKey.generate(KeyPurpose.ROOM_EPOCH), plaintext, aad=aad), False
+    try:
+        if epoch is None:
+            raise KeyUnavailableError("no such epoch")
+        key = compliance_epoch_key(
+            actor=actor,
+            epoch=epoch,
+            reason=f"sealing the {field.replace('_', ' ')} of supervision item {item.pk}",
+        )
+    except (KeyUnavailableError, IntegrityFailure) as exc:
+        raise refused(
+            actor=actor,
+            action=REFUSAL,
+            target=item,
+            reason="note cannot be sealed",
+            message="the note cannot be sealed: the message's key cannot be opened through "
+            "the compliance key",
+            error=type(exc).__name__,
+        ) from None
+    return encrypt(key, plaintext, aad=aad), True
 
 
 @dataclass
@@ -841,16 +926,25 @@ def supervision_item_escalate(*, actor: User, item: SupervisionItem, note: str) 
     note = require_text(note, actor=actor, action=REFUSAL, field="note", limit=NOTE_MAX)
     with action_transaction():
         locked = _decidable(actor=actor, item=item, decision="escalate")
+        sealed, readable = _note_seal(actor=actor, item=locked, field="escalation_note", note=note)
         locked.state = SupervisionItem.State.ESCALATED
         locked.escalated_by = actor
         locked.escalated_at = timezone.now()
-        locked.escalation_note = note
-        locked.save(update_fields=["state", "escalated_by", "escalated_at", "escalation_note"])
+        locked.escalation_note_sealed = sealed
+        locked.save(
+            update_fields=["state", "escalated_by", "escalated_at", "escalation_note_sealed"]
+        )
         audit_record(
             actor=actor,
             action=AuditAction.SUPERVISION_ITEM_ESCALATED,
             target=locked,
-            extra={"message_id": locked.message_id, "revision": locked.revision, "note": note},
+            extra={
+                "message_id": locked.message_id,
+                "revision": locked.revision,
+                "note_given": True,
+                "note_length": len(note),
+                "note_readable": readable,
+            },
         )
     return locked
 
@@ -867,11 +961,12 @@ def supervision_item_close(*, actor: User, item: SupervisionItem, reason: str) -
     with action_transaction():
         locked = _decidable(actor=actor, item=item, decision="close")
         previous = locked.state
+        sealed, readable = _note_seal(actor=actor, item=locked, field="close_reason", note=reason)
         locked.state = SupervisionItem.State.CLOSED
         locked.closed_by = actor
         locked.closed_at = timezone.now()
-        locked.close_reason = reason
-        locked.save(update_fields=["state", "closed_by", "closed_at", "close_reason"])
+        locked.close_reason_sealed = sealed
+        locked.save(update_fields=["state", "closed_by", "closed_at", "close_reason_sealed"])
         audit_record(
             actor=actor,
             action=AuditAction.SUPERVISION_ITEM_CLOSED,
@@ -880,7 +975,9 @@ def supervision_item_close(*, actor: User, item: SupervisionItem, reason: str) -
                 "message_id": locked.message_id,
                 "revision": locked.revision,
                 "was": previous,
-                "reason": reason,
+                "note_given": True,
+                "note_length": len(reason),
+                "note_readable": readable,
             },
         )
     return locked
@@ -892,6 +989,8 @@ __all__ = [
     "SupervisionBusyError",
     "hits_aad",
     "hits_open",
+    "note_aad",
+    "note_open",
     "supervision_item_close",
     "supervision_item_escalate",
     "supervision_lexicon_create",
