@@ -914,73 +914,105 @@ def _decidable(*, actor: User, item: SupervisionItem, decision: str) -> Supervis
     return locked
 
 
-@action
-def supervision_item_escalate(*, actor: User, item: SupervisionItem, note: str) -> SupervisionItem:
-    """Escalate a pending item, with a note saying why (required).
+@dataclass(frozen=True)
+class _Decision:
+    """What a decision changes: the state it moves the item to, the fields naming who and
+    when, the note's field (sealed into ``<note_field>_sealed``), what the note is called
+    in a refusal, and the event."""
 
-    Refused (audited, nothing changed) without ``compliance.supervise``, without a note,
-    for an item of a message the reviewer sent, and for one not pending (also when two
-    reviewers decide at once: decided under the item's row lock). Locks: the item's row;
-    the audit chain last."""
+    state: str
+    by_field: str
+    at_field: str
+    note_field: str
+    note_name: str
+    event: AuditAction
+
+
+_DECISIONS = {
+    "escalate": _Decision(
+        state=SupervisionItem.State.ESCALATED,
+        by_field="escalated_by",
+        at_field="escalated_at",
+        note_field="escalation_note",
+        note_name="note",
+        event=AuditAction.SUPERVISION_ITEM_ESCALATED,
+    ),
+    "close": _Decision(
+        state=SupervisionItem.State.CLOSED,
+        by_field="closed_by",
+        at_field="closed_at",
+        note_field="close_reason",
+        note_name="reason",
+        event=AuditAction.SUPERVISION_ITEM_CLOSED,
+    ),
+}
+
+
+def _decide(*, actor: User, item: SupervisionItem, decision: str, note: object) -> SupervisionItem:
+    """The one decision step both actions take, in one transaction: the right read
+    afresh and the note required (refusals audited, nothing changed), the item's row
+    locked and checked (``_decidable``), the note sealed (``_note_seal``), the item saved
+    in its new state, and the decision's event (the item, its message and revision, the
+    state it was in, and that a note was given with its length: never its text).
+    Locks: the item's row; the audit chain last."""
+    step = _DECISIONS[decision]
     _require_supervisor(actor)
-    note = require_text(note, actor=actor, action=REFUSAL, field="note", limit=NOTE_MAX)
+    text = require_text(note, actor=actor, action=REFUSAL, field=step.note_name, limit=NOTE_MAX)
     with action_transaction():
-        locked = _decidable(actor=actor, item=item, decision="escalate")
-        sealed, readable = _note_seal(actor=actor, item=locked, field="escalation_note", note=note)
-        locked.state = SupervisionItem.State.ESCALATED
-        locked.escalated_by = actor
-        locked.escalated_at = timezone.now()
-        locked.escalation_note_sealed = sealed
-        locked.save(
-            update_fields=["state", "escalated_by", "escalated_at", "escalation_note_sealed"]
-        )
-        audit_record(
-            actor=actor,
-            action=AuditAction.SUPERVISION_ITEM_ESCALATED,
-            target=locked,
-            extra={
-                "message_id": locked.message_id,
-                "revision": locked.revision,
-                "note_given": True,
-                "note_length": len(note),
-                "note_readable": readable,
-            },
-        )
-    return locked
-
-
-@action
-def supervision_item_close(*, actor: User, item: SupervisionItem, reason: str) -> SupervisionItem:
-    """Close a pending or escalated item, with a reason (required).
-
-    Refused (audited, nothing changed) without ``compliance.supervise``, without a
-    reason, for an item of a message the reviewer sent, and for one closed already
-    (under the item's row lock). Locks: the item's row; the audit chain last."""
-    _require_supervisor(actor)
-    reason = require_text(reason, actor=actor, action=REFUSAL, field="reason", limit=NOTE_MAX)
-    with action_transaction():
-        locked = _decidable(actor=actor, item=item, decision="close")
+        locked = _decidable(actor=actor, item=item, decision=decision)
         previous = locked.state
-        sealed, readable = _note_seal(actor=actor, item=locked, field="close_reason", note=reason)
-        locked.state = SupervisionItem.State.CLOSED
-        locked.closed_by = actor
-        locked.closed_at = timezone.now()
-        locked.close_reason_sealed = sealed
-        locked.save(update_fields=["state", "closed_by", "closed_at", "close_reason_sealed"])
+        sealed, readable = _note_seal(actor=actor, item=locked, field=step.note_field, note=text)
+        sealed_field = f"{step.note_field}_sealed"
+        locked.state = step.state
+        setattr(locked, step.by_field, actor)
+        setattr(locked, step.at_field, timezone.now())
+        setattr(locked, sealed_field, sealed)
+        locked.save(update_fields=["state", step.by_field, step.at_field, sealed_field])
         audit_record(
             actor=actor,
-            action=AuditAction.SUPERVISION_ITEM_CLOSED,
+            action=step.event,
             target=locked,
             extra={
                 "message_id": locked.message_id,
                 "revision": locked.revision,
                 "was": previous,
                 "note_given": True,
-                "note_length": len(reason),
+                "note_length": len(text),
                 "note_readable": readable,
             },
         )
     return locked
+
+
+@action
+def supervision_item_escalate(*, actor: User, item: SupervisionItem, note: str) -> SupervisionItem:
+    """Escalate a pending item, with a note saying why (required, at most 2,000
+    characters).
+
+    The note is sealed under the message's epoch key (``note_aad``; never stored as
+    text), the key opened through the compliance key (``key.compliance.used``); the
+    ``supervision.item.escalated`` event records the note's length in characters, never
+    its text. On an epoch retention shredded the decision stands and the note is sealed
+    unreadable (``note_readable: false``). Refused (audited, nothing changed) without
+    ``compliance.supervise``, without a note, for an item of a message the reviewer sent,
+    for one not pending (also when two reviewers decide at once: decided under the item's
+    row lock), and when the epoch's key cannot be opened. Locks: the item's row; the
+    audit chain last."""
+    return _decide(actor=actor, item=item, decision="escalate", note=note)
+
+
+@action
+def supervision_item_close(*, actor: User, item: SupervisionItem, reason: str) -> SupervisionItem:
+    """Close a pending or escalated item, with a reason (required, at most 2,000
+    characters).
+
+    The reason is sealed as an escalation's note is (``note_aad``, field
+    ``close_reason``); the ``supervision.item.closed`` event records its length, never its
+    text. Refused (audited, nothing changed) without ``compliance.supervise``, without a
+    reason, for an item of a message the reviewer sent, for one closed already (under the
+    item's row lock), and when the epoch's key cannot be opened. Locks: the item's row;
+    the audit chain last."""
+    return _decide(actor=actor, item=item, decision="close", note=reason)
 
 
 __all__ = [
