@@ -255,3 +255,22 @@ class SupervisionItem(models.Model):
 
     def __str__(self) -> str:
         return f"supervision item {self.pk} (message {self.message_id}, {self.state})"
+
+
+class SupervisionVersion(models.Model):
+    """One row (id 1) that every change of lexicons, terms or sampling rates changes, in
+    the change's own transaction: the version under which each process keeps the
+    compiled matcher and the sampling rates it matches posts with
+    (``compliance.services.supervision``). A new random value each time, never reused,
+    so a version rolled back is never mistaken for a later one."""
+
+    version = models.UUIDField()
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="compliance_sv_version_one_row"),
+        ]
+
+    def __str__(self) -> str:
+        return f"supervision version {self.version}"

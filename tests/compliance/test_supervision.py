@@ -4,12 +4,14 @@ sampling, the matching run through the compliance key, and reviewers' decisions.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from unittest import mock
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
@@ -810,3 +812,84 @@ def test_the_database_refuses_a_decision_without_a_sealed_note() -> None:
         )
     item.refresh_from_db()
     assert item.state == SupervisionItem.State.PENDING
+
+
+# --- the posting path's cache ------------------------------------------------------------
+
+
+def _version_check_due() -> None:
+    """As if ``VERSION_CHECK_SECONDS`` passed since this process last read the version."""
+    cached = sv._posted
+    assert cached is not None
+    sv._posted = replace(cached, checked_at=cached.checked_at - sv.VERSION_CHECK_SECONDS - 1)
+
+
+def _supervision_queries(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if "compliance_supervision" in q["sql"]]
+
+
+def test_a_term_added_in_another_process_is_matched_once_the_version_is_read_again() -> None:
+    # given a process that matched a post (its matcher cached, with no term)
+    officer = make_officer()
+    found = lexicon(officer)
+    sender = make_user()
+    room = make_room(owner=sender)
+    message_post(sender=sender, room=room, text="warm up")
+    stale = sv._posted
+
+    # when another process adds a term (this one keeps its cache; the version changes)
+    supervision_term_add(actor=officer, lexicon=found, kind="phrase", value="guarantee")
+    sv._posted = stale
+
+    # then a post within the check interval is matched as before (the documented delay)
+    early = message_post(sender=sender, room=room, text="we guarantee it")
+    assert not SupervisionItem.objects.filter(message_id=early.pk).exists()
+    # and once the interval passed, the changed version reloads the terms: matched
+    _version_check_due()
+    late = message_post(sender=sender, room=room, text="we guarantee it again")
+    assert SupervisionItem.objects.get(message_id=late.pk).reason == "flagged"
+    # and the run, which reads the terms afresh, catches up the early one
+    supervision_run()
+    assert SupervisionItem.objects.filter(message_id=early.pk).exists()
+
+
+def test_a_rate_set_in_another_process_applies_once_the_version_is_read_again() -> None:
+    # given a process that matched a post with no sampling rate
+    officer = make_officer()
+    sender = make_user()
+    room = make_room(owner=sender)
+    message_post(sender=sender, room=room, text="warm up")
+    stale = sv._posted
+
+    # when another process samples the room at every message
+    supervision_sampling_set(actor=officer, rate=10_000, room=room)
+    sv._posted = stale
+    _version_check_due()
+
+    # then the next post here is sampled
+    sampled = message_post(sender=sender, room=room, text="hello")
+    assert SupervisionItem.objects.get(message_id=sampled.pk).reason == "sampled"
+
+
+def test_a_post_issues_no_supervision_query_while_nothing_changed() -> None:
+    # given an active lexicon, a sampling rate of 0, and a post that warmed the cache
+    officer = make_officer()
+    lexicon(officer, ("phrase", "guarantee", ""))
+    supervision_sampling_set(actor=officer, rate=0)
+    sender = make_user()
+    room = make_room(owner=sender)
+    message_post(sender=sender, room=room, text="warm up")
+
+    # when another unflagged post is made within the check interval
+    with CaptureQueriesContext(connection) as queries:
+        message_post(sender=sender, room=room, text="lunch at noon?")
+
+    # then supervision read nothing
+    assert _supervision_queries(queries) == []
+
+    # when the interval passed and nothing changed, then one query: the version
+    _version_check_due()
+    with CaptureQueriesContext(connection) as queries:
+        message_post(sender=sender, room=room, text="and tea at four?")
+    assert len(_supervision_queries(queries)) == 1
+    assert "compliance_supervisionversion" in _supervision_queries(queries)[0]
