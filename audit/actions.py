@@ -408,11 +408,13 @@ class AuditAction(StrEnum):
     )
     SUPERVISION_ITEM_ESCALATED = (
         "supervision.item.escalated",
-        "A reviewer escalated a message of the supervision queue, with a note.",
+        "A reviewer escalated a message of the supervision queue, with a note (sealed; "
+        "the event records its length, never its text).",
     )
     SUPERVISION_ITEM_CLOSED = (
         "supervision.item.closed",
-        "A reviewer closed a message of the supervision queue, with a reason.",
+        "A reviewer closed a message of the supervision queue, with a reason (sealed; "
+        "the event records its length, never its text).",
     )
     SUPERVISION_ACTION_REFUSED = (
         "supervision.action.refused",

@@ -170,12 +170,16 @@ def _posts_bench(*, posts: int, terms_wanted: int, rounds: int, flag_share: floa
     from accounts.models import User
     from accounts.roles import Role, roles_sync
     from compliance.models import SupervisionItem, SupervisionLexicon, SupervisionTerm
+    from compliance.services.supervision import supervision_lexicon_set_active
     from rooms.services import message_post, room_create
 
     owner = User.objects.create_user(username="bench-owner", password=secrets.token_hex(16))
     roles_sync()
     owner.groups.add(Group.objects.get(name=Role.ROOM_ADMIN))
     owner = User.objects.get(pk=owner.pk)
+    officer = User.objects.create_user(username="bench-officer", password=secrets.token_hex(16))
+    officer.groups.add(Group.objects.get(name=Role.COMPLIANCE_OFFICER))
+    officer = User.objects.get(pk=officer.pk)
     rooms = [room_create(actor=owner, name=f"bench room {n}") for n in range(10)]
     now = timezone.now()
     lexicon = SupervisionLexicon.objects.create(
@@ -215,7 +219,7 @@ def _posts_bench(*, posts: int, terms_wanted: int, rounds: int, flag_share: floa
     for round_number in range(rounds * 2):
         active = round_number % 2 == 1
         mode["active"] = active
-        SupervisionLexicon.objects.filter(pk=lexicon.pk).update(active=active)
+        supervision_lexicon_set_active(actor=officer, lexicon=lexicon, active=active)
         this_round = []
         for index, text in enumerate(texts):
             started = time.perf_counter()

@@ -33,7 +33,12 @@ from compliance.models import (
     SupervisionTerm,
 )
 from compliance.selectors.dashboard import compliance_dashboard
-from compliance.selectors.supervision import supervision_item_open, supervision_queue
+from compliance.selectors.supervision import (
+    NOTE_SHREDDED,
+    supervision_epoch_shredded,
+    supervision_item_open,
+    supervision_queue,
+)
 from compliance.services import ComplianceRefused
 from compliance.services.supervision import (
     SUPERVISE,
@@ -389,6 +394,8 @@ class SupervisionItemAdmin(ReadOnlyAdmin):
                     self.message_user(request, str(refusal), messages.ERROR)
                 else:
                     self.message_user(request, f"Item {item.pk}: {form.cleaned_data['decision']}d.")
+                    if supervision_epoch_shredded(item=item):
+                        self.message_user(request, f"Your note: {NOTE_SHREDDED}.", messages.WARNING)
                     return HttpResponseRedirect(
                         reverse("admin:compliance_supervisionitem_changelist")
                     )

@@ -306,6 +306,7 @@ from compliance.models_supervision import (  # noqa: E402
     SupervisionRun,
     SupervisionSampling,
     SupervisionTerm,
+    SupervisionVersion,
 )
 
 __all__ = [
@@ -322,4 +323,5 @@ __all__ = [
     "SupervisionRun",
     "SupervisionSampling",
     "SupervisionTerm",
+    "SupervisionVersion",
 ]

@@ -5,7 +5,9 @@ No row holds content. A lexicon's terms are the compliance officers' own words a
 patterns, not anybody's messages. A queue item names a message (by id and revision), the
 lexicons whose terms matched it or that it was sampled, and its hits (which term matched
 where) encrypted under the message's own epoch key: shredding the epoch destroys them
-with the message.
+with the message. A reviewer's note (an escalation's note, a closing reason) often quotes
+the message, so it is content too: it is sealed under the same epoch key, never stored
+as text.
 """
 
 from __future__ import annotations
@@ -179,7 +181,8 @@ class SupervisionRun(models.Model):
 class SupervisionItem(models.Model):
     """A message (one revision of it) in the review queue: flagged by a lexicon, or
     sampled. ``hits`` is the encrypted list of (term, start, end) in the normalised text
-    (``compliance.services.supervision``); never the text.
+    (``compliance.services.supervision``); never the text. The escalation's note and the
+    closing reason are sealed the same way (``*_sealed``); never as text.
 
     ``pending`` → ``escalated`` → ``closed``, or ``pending`` → ``closed``. Nobody decides
     an item of a message they sent (a constraint holds it too)."""
@@ -215,12 +218,15 @@ class SupervisionItem(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     escalated_at = models.DateTimeField(null=True, blank=True)
-    escalation_note = models.TextField(max_length=2000, blank=True)
+    # The reviewers' notes, sealed (AES-256-GCM) under the message's epoch key with
+    # associated data naming the item, its message, revision and the field
+    # (``compliance.services.supervision.note_aad``); empty when none was given.
+    escalation_note_sealed = models.BinaryField(blank=True, default=b"")
     closed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     closed_at = models.DateTimeField(null=True, blank=True)
-    close_reason = models.TextField(max_length=2000, blank=True)
+    close_reason_sealed = models.BinaryField(blank=True, default=b"")
 
     class Meta:
         ordering = ["pk"]
@@ -240,12 +246,31 @@ class SupervisionItem(models.Model):
             models.CheckConstraint(
                 condition=Q(state="pending", escalated_by__isnull=True, closed_by__isnull=True)
                 | Q(state="escalated", escalated_by__isnull=False, closed_by__isnull=True)
-                & ~Q(escalation_note="")
+                & ~Q(escalation_note_sealed=b"")
                 | Q(state="closed", closed_by__isnull=False, closed_at__isnull=False)
-                & ~Q(close_reason=""),
+                & ~Q(close_reason_sealed=b""),
                 name="compliance_sv_item_state",
             ),
         ]
 
     def __str__(self) -> str:
         return f"supervision item {self.pk} (message {self.message_id}, {self.state})"
+
+
+class SupervisionVersion(models.Model):
+    """One row (id 1) that every change of lexicons, terms or sampling rates changes, in
+    the change's own transaction: the version under which each process keeps the
+    compiled matcher and the sampling rates it matches posts with
+    (``compliance.services.supervision``). A new random value each time, never reused,
+    so a version rolled back is never mistaken for a later one."""
+
+    version = models.UUIDField()
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="compliance_sv_version_one_row"),
+        ]
+
+    def __str__(self) -> str:
+        return f"supervision version {self.version}"

@@ -68,13 +68,13 @@ def _integrity_reports_forgotten() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _supervision_matcher_forgotten() -> Iterator[None]:
-    """The compiled supervision matcher is kept per process under the active terms' ids;
-    a rolled-back test frees its ids for the next, so each test starts with none."""
+    """The compiled supervision matcher and rates are kept per process and the version is
+    read again only every few seconds, so each test starts (and ends) with none cached."""
     from compliance.services import supervision
 
-    supervision._compiled = None
+    supervision._posted_forget()
     yield
-    supervision._compiled = None
+    supervision._posted_forget()
 
 
 @pytest.fixture(autouse=True)

@@ -4,12 +4,13 @@ Only holders of ``compliance.supervise`` read any of it, and nobody sees the ite
 messages they sent: the queue leaves them out and opening one is refused (audited
 ``supervision.action.refused``). Opening an item decrypts its message through the
 compliance key, on the record as ONE ``supervision.item.viewed`` event naming the item,
-the message and the revision (never the content).
+the message and the revision (never the content); the reviewers' sealed notes are opened
+with the same key in the same read.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -19,10 +20,11 @@ from audit.actions import AuditAction
 from compliance.lexicon import text_normalise
 from compliance.models import SupervisionItem, SupervisionTerm
 from compliance.services._common import refused
-from compliance.services.supervision import SUPERVISE, hits_open
+from compliance.services.supervision import NOTE_FIELDS, SUPERVISE, hits_open, note_open
 from rooms.models import Message, MessageRevision
-from safechat.crypto import CryptoError
+from safechat.crypto import CryptoError, SymmetricKey
 from safechat.keyring.errors import IntegrityFailure
+from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import compliance_epoch_keys, message_decrypt_with_key
 
 
@@ -35,17 +37,50 @@ class ItemHit:
     fragment: str
 
 
+NOTE_SHREDDED = "the note can no longer be read: its epoch key was destroyed by retention"
+NOTE_TAMPERED = "the note can no longer be read: it failed its integrity check"
+
+
+@dataclass(frozen=True)
+class OpenedNote:
+    """A reviewer's note as a supervisor reads it: ``text``, or None and ``problem``
+    saying plainly why it cannot be read."""
+
+    text: str | None
+    problem: str = ""
+
+
 @dataclass(frozen=True)
 class OpenedItem:
     """An item as its reviewer reads it. ``status``: ``ok``, ``purged`` (retention took the
     message; its tombstone remains), ``shredded`` or ``integrity failure``. ``text`` is the
-    revision reviewed, NFKC-normalised as it was matched (hit offsets point into it)."""
+    revision reviewed, NFKC-normalised as it was matched (hit offsets point into it).
+    ``escalation_note`` and ``close_reason``: the decisions' notes opened, None when the
+    item has none."""
 
     item: SupervisionItem
     status: str
     text: str | None
     hits: list[ItemHit]
     current_revision: int | None
+    escalation_note: OpenedNote | None = None
+    close_reason: OpenedNote | None = None
+
+
+def _note(
+    key: SymmetricKey | IntegrityFailure | None, item: SupervisionItem, field: str
+) -> OpenedNote | None:
+    if not bytes(getattr(item, f"{field}_sealed") or b""):
+        return None
+    if key is None:
+        return OpenedNote(None, NOTE_SHREDDED)
+    if isinstance(key, IntegrityFailure):
+        return OpenedNote(None, NOTE_TAMPERED)
+    try:
+        return OpenedNote(note_open(key=key, item=item, field=field))
+    except (CryptoError, UnicodeDecodeError):
+        # Sealed under a key dropped at once (the decision came after the shred) or moved.
+        return OpenedNote(None, NOTE_TAMPERED)
 
 
 def _require_supervisor(officer: User) -> None:
@@ -68,10 +103,12 @@ def supervision_queue(
 
 
 def supervision_item_open(*, officer: User, item: SupervisionItem) -> OpenedItem:
-    """Decrypt ``item``'s message revision and its hits through the compliance key.
+    """Decrypt ``item``'s message revision, its hits and its reviewers' notes through the
+    compliance key.
 
     One ``supervision.item.viewed`` event, recorded before any key is opened and kept
-    whatever follows. Raises ``PermissionDenied`` without ``compliance.supervise``, and a
+    whatever follows. A note whose epoch retention shredded reads as ``NOTE_SHREDDED``.
+    Raises ``PermissionDenied`` without ``compliance.supervise``, and a
     ``ComplianceRefused`` (recorded) for an item of the officer's own message."""
     _require_supervisor(officer)
     if item.sender_id == officer.pk:
@@ -86,16 +123,38 @@ def supervision_item_open(*, officer: User, item: SupervisionItem) -> OpenedItem
         refusal.record()
         raise refusal
     message = Message.objects.filter(pk=item.message_id).first()
+    noted = any(bytes(getattr(item, f"{field}_sealed") or b"") for field in NOTE_FIELDS)
     keys = compliance_epoch_keys(
         actor=officer,
-        epochs=[(item.room_id, item.epoch)] if message is not None else [],
+        epochs=[(item.room_id, item.epoch)] if message is not None or noted else [],
         action=AuditAction.SUPERVISION_ITEM_VIEWED,
         target=item,
         extra={"item": item.pk, "message_id": item.message_id, "revision": item.revision},
     )
+    key = keys.get((item.room_id, item.epoch))
+    return replace(
+        _opened(item=item, message=message, key=key),
+        escalation_note=_note(key, item, "escalation_note"),
+        close_reason=_note(key, item, "close_reason"),
+    )
+
+
+def supervision_epoch_shredded(*, item: SupervisionItem) -> bool:
+    """Whether retention destroyed the key of ``item``'s epoch (a note given now is kept
+    sealed but can never be read). Metadata only: opens no key."""
+    return RoomEpoch.objects.filter(
+        room_id=item.room_id, number=item.epoch, shredded_at__isnull=False
+    ).exists()
+
+
+def _opened(
+    *,
+    item: SupervisionItem,
+    message: Message | None,
+    key: SymmetricKey | IntegrityFailure | None,
+) -> OpenedItem:
     if message is None:
         return OpenedItem(item, "purged", None, [], None)
-    key = keys.get((item.room_id, item.epoch))
     if key is None:
         return OpenedItem(item, "shredded", None, [], message.revision)
     if isinstance(key, IntegrityFailure):

@@ -14,6 +14,13 @@ compliance key (one ``supervision.read`` event), matched in memory against every
 term (``compliance.lexicon``), and the plaintext is dropped; only queue items are stored,
 each with its hits encrypted under the message's own epoch key (associated data: purpose
 ``supervision-hits``, room, message, epoch, revision, sender).
+
+A reviewer's decision (``supervision_item_escalate``, ``supervision_item_close``) carries
+a note that often quotes the message, so it is sealed the same way: AES-256-GCM under the
+message's epoch key, opened for the purpose through the compliance key, with associated
+data naming the item, its message, revision and the field (``note_aad``). Only the
+ciphertext is stored; the audit event says that a note was given and its length in
+characters, never its text.
 """
 
 from __future__ import annotations
@@ -21,16 +28,18 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
@@ -44,15 +53,25 @@ from compliance.models import (
     SupervisionRun,
     SupervisionSampling,
     SupervisionTerm,
+    SupervisionVersion,
 )
 from compliance.models_supervision import RATE_SCALE
 from compliance.services._common import ComplianceRefused, refused, require_text
 from compliance.services.retention import Pacer
 from rooms.models import Message, MessageRevision, Room
 from safechat.actions import action, action_transaction
-from safechat.crypto import AdPurpose, SymmetricKey, associated_data, decrypt, encrypt
-from safechat.keyring.errors import IntegrityFailure
+from safechat.crypto import (
+    AdPurpose,
+    KeyPurpose,
+    SymmetricKey,
+    associated_data,
+    decrypt,
+    encrypt,
+)
+from safechat.keyring.errors import IntegrityFailure, KeyUnavailableError
+from safechat.keyring.models import RoomEpoch
 from safechat.keyring.services import (
+    compliance_epoch_key,
     compliance_epoch_keys,
     message_decrypt_with_key,
     room_epoch_key_for,
@@ -98,7 +117,8 @@ def supervision_lexicon_create(
 
     Refused (audited, nothing stored) without ``compliance.supervise``, with an empty or
     over-long name or description, or a name already taken (decided by the unique
-    constraint, so two officers at once create one). Locks: the audit chain only."""
+    constraint, so two officers at once create one). Locks: the supervision version's row;
+    the audit chain."""
     _require_supervisor(actor)
     name = require_text(name, actor=actor, action=REFUSAL, field="name", limit=NAME_MAX)
     description = description.strip() if isinstance(description, str) else ""
@@ -114,6 +134,7 @@ def supervision_lexicon_create(
             lexicon = SupervisionLexicon.objects.create(
                 name=name, description=description, created_by=actor, created_at=timezone.now()
             )
+            _version_bump()
             audit_record(
                 actor=actor,
                 action=AuditAction.SUPERVISION_LEXICON_CREATED,
@@ -134,14 +155,18 @@ def supervision_lexicon_create(
 def supervision_lexicon_set_active(
     *, actor: User, lexicon: SupervisionLexicon, active: bool
 ) -> SupervisionLexicon:
-    """Switch a lexicon on or off for the next matching run (its terms and past hits stay).
-    Refused (audited) without ``compliance.supervise``. Locks: the lexicon's row."""
+    """Switch a lexicon on or off (its terms and past hits stay): for the next matching run,
+    the next post in this process, and posts in every other within
+    ``VERSION_CHECK_SECONDS``.
+    Refused (audited) without ``compliance.supervise``. Locks: the lexicon's row; the
+    supervision version's row; the audit chain."""
     _require_supervisor(actor)
     with action_transaction():
         locked = SupervisionLexicon.objects.select_for_update().get(pk=lexicon.pk)
         previous = locked.active
         locked.active = bool(active)
         locked.save(update_fields=["active"])
+        _version_bump()
         audit_record(
             actor=actor,
             action=AuditAction.SUPERVISION_LEXICON_CHANGED,
@@ -161,7 +186,8 @@ def supervision_term_add(
     Refused (audited, nothing stored) without ``compliance.supervise`` and for a term
     ``compliance.lexicon.term_validate`` refuses: empty, too long, a pattern that does not
     compile in RE2 (back-references, look-arounds), needs too large an automaton, or
-    matches the empty text. Locks: the term's row when it exists; the audit chain."""
+    matches the empty text. Locks: the term's row when it exists; the supervision
+    version's row; the audit chain."""
     _require_supervisor(actor)
     try:
         cleaned = term_validate(kind=kind, value=value, check=checksum)
@@ -185,6 +211,7 @@ def supervision_term_add(
         if not created:
             term.active = True
             term.save(update_fields=["active"])
+        _version_bump()
         audit_record(
             actor=actor,
             action=AuditAction.SUPERVISION_TERM_ADDED,
@@ -197,12 +224,14 @@ def supervision_term_add(
 @action
 def supervision_term_remove(*, actor: User, term: SupervisionTerm) -> SupervisionTerm:
     """Switch a term off (kept, so past hits still name it). Refused (audited) without
-    ``compliance.supervise``. Locks: the term's row; the audit chain."""
+    ``compliance.supervise``. Locks: the term's row; the supervision version's row; the
+    audit chain."""
     _require_supervisor(actor)
     with action_transaction():
         locked = SupervisionTerm.objects.select_for_update().get(pk=term.pk)
         locked.active = False
         locked.save(update_fields=["active"])
+        _version_bump()
         audit_record(
             actor=actor,
             action=AuditAction.SUPERVISION_TERM_REMOVED,
@@ -218,11 +247,13 @@ def supervision_sampling_set(
 ) -> SupervisionSampling:
     """Set the share of unflagged messages sampled for review, in basis points (0 to
     10,000: 100 is 1%), for the organisation (neither ``room`` nor ``custodian``), a room,
-    or a custodian (messages they send). Applies from the next batch matched.
+    or a custodian (messages they send). Applies to the next post in this process and
+    within ``VERSION_CHECK_SECONDS`` (5 s) in every other (the supervision version).
 
     Refused (audited, nothing changed) without ``compliance.supervise``, for a rate that
     is not a whole number from 0 to 10,000, or for both a room and a custodian. Locks:
-    the rate's row (one per scope: a constraint); the audit chain."""
+    the rate's row (one per scope: a constraint); the supervision version's row; the audit
+    chain."""
     _require_supervisor(actor)
     if room is not None and custodian is not None:
         raise refused(
@@ -251,6 +282,7 @@ def supervision_sampling_set(
         existing.updated_by = actor
         existing.updated_at = timezone.now()
         existing.save()
+        _version_bump()
         audit_record(
             actor=actor,
             action=AuditAction.SUPERVISION_SAMPLING_SET,
@@ -313,6 +345,75 @@ def hits_open(*, key: SymmetricKey, message: Message, item: SupervisionItem) -> 
     return hits
 
 
+# The two notes a decision may seal: the escalation's note and the closing reason. Each
+# is stored in ``SupervisionItem.<field>_sealed``.
+NOTE_FIELDS = ("escalation_note", "close_reason")
+
+
+def note_aad(*, item: SupervisionItem, field: str) -> bytes:
+    """The associated data binding a reviewer's sealed note to its place: purpose
+    ``supervision-note``, the item, its room, message (id), epoch and revision, and the
+    field (``escalation_note`` or ``close_reason``). A note copied to another item, to
+    another revision's item or to the other field does not open."""
+    if field not in NOTE_FIELDS:
+        raise ValueError(f"not a note field: {field!r}")
+    return associated_data(
+        purpose=AdPurpose.SUPERVISION_NOTE,
+        item_id=item.pk,
+        room_id=item.room_id,
+        message_id=item.message_id,
+        epoch=item.epoch,
+        revision=item.revision,
+        field=field,
+    )
+
+
+def note_open(*, key: SymmetricKey, item: SupervisionItem, field: str) -> str | None:
+    """The reviewer's note in ``field`` opened with the message's epoch ``key``; None when
+    none was given. Raises ``CryptoError`` when the ciphertext is not this item's and
+    field's (moved from another row or field, a tampered byte)."""
+    sealed = bytes(getattr(item, f"{field}_sealed") or b"")
+    if not sealed:
+        return None
+    return decrypt(key, sealed, aad=note_aad(item=item, field=field)).decode("utf-8")
+
+
+def _note_seal(*, actor: User, item: SupervisionItem, field: str, note: str) -> tuple[bytes, bool]:
+    """``note`` sealed for ``item``'s ``field`` under the message's epoch key, and whether
+    it can be read back.
+
+    The key is opened through the compliance key (``compliance_epoch_key``: one
+    ``key.compliance.used`` event, kept even if the decision then rolls back). An epoch
+    that retention shredded has no key left: the note is then sealed under a fresh random
+    key dropped at once, exactly as unreadable as a note sealed before the shred (the
+    decision is kept; its text is not). Refused (audited) when the epoch is not shredded
+    but its key cannot be opened (no compliance copy, a failed integrity check)."""
+    aad = note_aad(item=item, field=field)
+    plaintext = note.encode("utf-8")
+    epoch = RoomEpoch.objects.filter(room_id=item.room_id, number=item.epoch).first()
+    if epoch is not None and epoch.shredded_at is not None:
+        return encrypt(SymmetricKey.generate(KeyPurpose.ROOM_EPOCH), plaintext, aad=aad), False
+    try:
+        if epoch is None:
+            raise KeyUnavailableError("no such epoch")
+        key = compliance_epoch_key(
+            actor=actor,
+            epoch=epoch,
+            reason=f"sealing the {field.replace('_', ' ')} of supervision item {item.pk}",
+        )
+    except (KeyUnavailableError, IntegrityFailure) as exc:
+        raise refused(
+            actor=actor,
+            action=REFUSAL,
+            target=item,
+            reason="note cannot be sealed",
+            message="the note cannot be sealed: the message's key cannot be opened through "
+            "the compliance key",
+            error=type(exc).__name__,
+        ) from None
+    return encrypt(key, plaintext, aad=aad), True
+
+
 @dataclass
 class _Found:
     message: Message
@@ -338,37 +439,102 @@ def _matcher() -> Matcher:
     )
 
 
-# The compiled matcher of the active terms, per process, with the version it was built
-# for: terms are never edited, only added or switched off (as are lexicons), so the
-# active set's (count, highest id, sum of ids) changes with every change that matters.
-# Terms and patterns only: no text is ever kept here.
-_compiled: tuple[tuple[int, int, int], Matcher] | None = None
+# --- what a post is matched with: cached per process, under the supervision version ---
+#
+# Every change of a lexicon, a term or a sampling rate writes a new random value into the
+# one ``SupervisionVersion`` row, in its own transaction (``_version_bump``). Each process
+# keeps the compiled matcher of the active terms and every sampling rate (terms,
+# patterns and rates only: never any text) under the version it read them at, and reads
+# the version again at most once every ``VERSION_CHECK_SECONDS``: a post in between
+# issues no supervision query at all. So a change takes effect in every other process
+# within ``VERSION_CHECK_SECONDS`` of its commit (plus the reload), and at once in the
+# process that made it (its cache is dropped as the change is written and again when it
+# commits).
+
+VERSION_CHECK_SECONDS = 5.0
 
 
-def _terms_version() -> tuple[int, int, int]:
-    found = _active_terms().aggregate(count=Count("pk"), top=Max("pk"), total=Sum("pk"))
-    return (found["count"], found["top"] or 0, found["total"] or 0)
+@dataclass(frozen=True)
+class _Posted:
+    version: uuid.UUID | None
+    checked_at: float  # time.monotonic() when the version was last read
+    matcher: Matcher
+    default_rate: int
+    room_rates: dict[int, int]
+    custodian_rates: dict[int, int]
+
+    def rate_of(self, message: Message) -> int:
+        """The sender's rate, else the room's, else the organisation's default, else 0."""
+        found = self.custodian_rates.get(message.sender_id)
+        if found is None:
+            found = self.room_rates.get(message.room_id, self.default_rate)
+        return found
 
 
-def _posted_matcher() -> Matcher:
-    """The matcher of the active terms, compiled once per process and rebuilt on the
-    first post after a lexicon or term changed (one aggregate query per post)."""
-    global _compiled
-    version = _terms_version()
-    if _compiled is None or _compiled[0] != version:
-        _compiled = (version, _matcher())
-    return _compiled[1]
+_posted: _Posted | None = None
+_posted_lock = threading.Lock()
 
 
-def _rate_of(message: Message) -> int:
-    """A message's sampling rate read afresh (its sender's, its room's, the default)."""
-    rows = SupervisionSampling.objects.filter(
-        Q(custodian_id=message.sender_id)
-        | Q(room_id=message.room_id)
-        | Q(room__isnull=True, custodian__isnull=True)
-    ).values_list("custodian_id", "room_id", "rate")
-    by_scope = {("custodian" if c else "room" if r else "default"): rate for c, r, rate in rows}
-    return by_scope.get("custodian", by_scope.get("room", by_scope.get("default", 0)))
+def _version_read() -> uuid.UUID | None:
+    return SupervisionVersion.objects.filter(pk=1).values_list("version", flat=True).first()
+
+
+def _version_bump() -> None:
+    """Inside the caller's transaction: give the supervision version a new value (one
+    ``UPDATE`` of its row, which it locks until the commit: after the change's own row,
+    before the audit chain), and drop this process's cache now and after the commit."""
+    now = timezone.now()
+    if not SupervisionVersion.objects.filter(pk=1).update(version=uuid.uuid4(), changed_at=now):
+        SupervisionVersion.objects.get_or_create(
+            pk=1, defaults={"version": uuid.uuid4(), "changed_at": now}
+        )
+    _posted_forget()
+    transaction.on_commit(_posted_forget)
+
+
+def _posted_forget() -> None:
+    global _posted
+    _posted = None
+
+
+def _posted_load(version: uuid.UUID | None, now: float) -> _Posted:
+    """The active terms compiled and every sampling rate, read after ``version`` (so a
+    change committed in between makes the next check reload again, never the reverse)."""
+    default = 0
+    rooms: dict[int, int] = {}
+    custodians: dict[int, int] = {}
+    for room_id, custodian_id, rate in SupervisionSampling.objects.values_list(
+        "room_id", "custodian_id", "rate"
+    ):
+        if custodian_id is not None:
+            custodians[custodian_id] = rate
+        elif room_id is not None:
+            rooms[room_id] = rate
+        else:
+            default = rate
+    return _Posted(version, now, _matcher(), default, rooms, custodians)
+
+
+def _posted_state() -> _Posted:
+    """This process's matcher and rates, current within ``VERSION_CHECK_SECONDS``: no
+    query while the version was read less than that ago; one (the version) after; the
+    terms and rates reloaded when it changed."""
+    global _posted
+    now = time.monotonic()
+    cached = _posted
+    if cached is not None and now - cached.checked_at < VERSION_CHECK_SECONDS:
+        return cached
+    with _posted_lock:
+        cached = _posted
+        if cached is not None and now - cached.checked_at < VERSION_CHECK_SECONDS:
+            return cached
+        version = _version_read()
+        if cached is not None and cached.version == version:
+            cached = replace(cached, checked_at=now)
+        else:
+            cached = _posted_load(version, now)
+        _posted = cached
+        return cached
 
 
 def _found(
@@ -442,8 +608,10 @@ def supervision_match_posted(*, message: Message, text: str) -> SupervisionItem 
     transaction, before its audit append; returns the queue item made, or None.
 
     ``text`` (the plaintext of ``message``'s current revision, held in memory by the
-    post) is matched against the active terms (the process's compiled matcher, rebuilt
-    on the first post after a change); a match makes a ``flagged`` item whose hits are
+    post) is matched against the active terms (the process's compiled matcher, kept under
+    the supervision version: a change is seen at once in the process that made it and
+    within ``VERSION_CHECK_SECONDS``, 5 s, in every other; no query while the version is
+    fresh); a match makes a ``flagged`` item whose hits are
     encrypted under the message's epoch key (``hits_aad``), as the run's are; an
     unflagged text is sampled at its rate (``sampled``, drawn once, here). The text is
     neither stored nor kept. Messages posted before a lexicon changed are matched
@@ -451,14 +619,15 @@ def supervision_match_posted(*, message: Message, text: str) -> SupervisionItem 
     whose inserts take ``KEY SHARE`` on the room (held already), the sender and the
     lexicons. Matching is pure computation: an error is a bug and fails the write.
     """
+    state = _posted_state()
     found = _found(
         message=message,
         text=text,
         key=lambda: room_epoch_key_for(
             room_id=message.room_id, number=message.epoch, user_id=message.sender_id
         ),
-        matcher=_posted_matcher(),
-        rate=lambda: _rate_of(message),
+        matcher=state.matcher,
+        rate=lambda: state.rate_of(message),
     )
     if found is None:
         return None
@@ -829,61 +998,105 @@ def _decidable(*, actor: User, item: SupervisionItem, decision: str) -> Supervis
     return locked
 
 
-@action
-def supervision_item_escalate(*, actor: User, item: SupervisionItem, note: str) -> SupervisionItem:
-    """Escalate a pending item, with a note saying why (required).
+@dataclass(frozen=True)
+class _Decision:
+    """What a decision changes: the state it moves the item to, the fields naming who and
+    when, the note's field (sealed into ``<note_field>_sealed``), what the note is called
+    in a refusal, and the event."""
 
-    Refused (audited, nothing changed) without ``compliance.supervise``, without a note,
-    for an item of a message the reviewer sent, and for one not pending (also when two
-    reviewers decide at once: decided under the item's row lock). Locks: the item's row;
-    the audit chain last."""
+    state: str
+    by_field: str
+    at_field: str
+    note_field: str
+    note_name: str
+    event: AuditAction
+
+
+_DECISIONS = {
+    "escalate": _Decision(
+        state=SupervisionItem.State.ESCALATED,
+        by_field="escalated_by",
+        at_field="escalated_at",
+        note_field="escalation_note",
+        note_name="note",
+        event=AuditAction.SUPERVISION_ITEM_ESCALATED,
+    ),
+    "close": _Decision(
+        state=SupervisionItem.State.CLOSED,
+        by_field="closed_by",
+        at_field="closed_at",
+        note_field="close_reason",
+        note_name="reason",
+        event=AuditAction.SUPERVISION_ITEM_CLOSED,
+    ),
+}
+
+
+def _decide(*, actor: User, item: SupervisionItem, decision: str, note: object) -> SupervisionItem:
+    """The one decision step both actions take, in one transaction: the right read
+    afresh and the note required (refusals audited, nothing changed), the item's row
+    locked and checked (``_decidable``), the note sealed (``_note_seal``), the item saved
+    in its new state, and the decision's event (the item, its message and revision, the
+    state it was in, and that a note was given with its length: never its text).
+    Locks: the item's row; the audit chain last."""
+    step = _DECISIONS[decision]
     _require_supervisor(actor)
-    note = require_text(note, actor=actor, action=REFUSAL, field="note", limit=NOTE_MAX)
+    text = require_text(note, actor=actor, action=REFUSAL, field=step.note_name, limit=NOTE_MAX)
     with action_transaction():
-        locked = _decidable(actor=actor, item=item, decision="escalate")
-        locked.state = SupervisionItem.State.ESCALATED
-        locked.escalated_by = actor
-        locked.escalated_at = timezone.now()
-        locked.escalation_note = note
-        locked.save(update_fields=["state", "escalated_by", "escalated_at", "escalation_note"])
-        audit_record(
-            actor=actor,
-            action=AuditAction.SUPERVISION_ITEM_ESCALATED,
-            target=locked,
-            extra={"message_id": locked.message_id, "revision": locked.revision, "note": note},
-        )
-    return locked
-
-
-@action
-def supervision_item_close(*, actor: User, item: SupervisionItem, reason: str) -> SupervisionItem:
-    """Close a pending or escalated item, with a reason (required).
-
-    Refused (audited, nothing changed) without ``compliance.supervise``, without a
-    reason, for an item of a message the reviewer sent, and for one closed already
-    (under the item's row lock). Locks: the item's row; the audit chain last."""
-    _require_supervisor(actor)
-    reason = require_text(reason, actor=actor, action=REFUSAL, field="reason", limit=NOTE_MAX)
-    with action_transaction():
-        locked = _decidable(actor=actor, item=item, decision="close")
+        locked = _decidable(actor=actor, item=item, decision=decision)
         previous = locked.state
-        locked.state = SupervisionItem.State.CLOSED
-        locked.closed_by = actor
-        locked.closed_at = timezone.now()
-        locked.close_reason = reason
-        locked.save(update_fields=["state", "closed_by", "closed_at", "close_reason"])
+        sealed, readable = _note_seal(actor=actor, item=locked, field=step.note_field, note=text)
+        sealed_field = f"{step.note_field}_sealed"
+        locked.state = step.state
+        setattr(locked, step.by_field, actor)
+        setattr(locked, step.at_field, timezone.now())
+        setattr(locked, sealed_field, sealed)
+        locked.save(update_fields=["state", step.by_field, step.at_field, sealed_field])
         audit_record(
             actor=actor,
-            action=AuditAction.SUPERVISION_ITEM_CLOSED,
+            action=step.event,
             target=locked,
             extra={
                 "message_id": locked.message_id,
                 "revision": locked.revision,
                 "was": previous,
-                "reason": reason,
+                "note_given": True,
+                "note_length": len(text),
+                "note_readable": readable,
             },
         )
     return locked
+
+
+@action
+def supervision_item_escalate(*, actor: User, item: SupervisionItem, note: str) -> SupervisionItem:
+    """Escalate a pending item, with a note saying why (required, at most 2,000
+    characters).
+
+    The note is sealed under the message's epoch key (``note_aad``; never stored as
+    text), the key opened through the compliance key (``key.compliance.used``); the
+    ``supervision.item.escalated`` event records the note's length in characters, never
+    its text. On an epoch retention shredded the decision stands and the note is sealed
+    unreadable (``note_readable: false``). Refused (audited, nothing changed) without
+    ``compliance.supervise``, without a note, for an item of a message the reviewer sent,
+    for one not pending (also when two reviewers decide at once: decided under the item's
+    row lock), and when the epoch's key cannot be opened. Locks: the item's row; the
+    audit chain last."""
+    return _decide(actor=actor, item=item, decision="escalate", note=note)
+
+
+@action
+def supervision_item_close(*, actor: User, item: SupervisionItem, reason: str) -> SupervisionItem:
+    """Close a pending or escalated item, with a reason (required, at most 2,000
+    characters).
+
+    The reason is sealed as an escalation's note is (``note_aad``, field
+    ``close_reason``); the ``supervision.item.closed`` event records its length, never its
+    text. Refused (audited, nothing changed) without ``compliance.supervise``, without a
+    reason, for an item of a message the reviewer sent, for one closed already (under the
+    item's row lock), and when the epoch's key cannot be opened. Locks: the item's row;
+    the audit chain last."""
+    return _decide(actor=actor, item=item, decision="close", note=reason)
 
 
 __all__ = [
@@ -892,6 +1105,8 @@ __all__ = [
     "SupervisionBusyError",
     "hits_aad",
     "hits_open",
+    "note_aad",
+    "note_open",
     "supervision_item_close",
     "supervision_item_escalate",
     "supervision_lexicon_create",

@@ -60,6 +60,7 @@ class AdPurpose(enum.StrEnum):
     COMPLIANCE_PRIVATE_KEY = "compliance-private-key"
     RECORD_MAC_KEY = "record-mac-key"
     SUPERVISION_HITS = "supervision-hits"
+    SUPERVISION_NOTE = "supervision-note"
 
 
 # Prefixes that frame the application's input before it reaches a primitive.

@@ -4,11 +4,14 @@ sampling, the matching run through the compliance key, and reviewers' decisions.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from unittest import mock
 
 import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
@@ -21,7 +24,12 @@ from compliance.models import (
     SupervisionSampling,
     SupervisionTerm,
 )
-from compliance.selectors.supervision import supervision_item_open, supervision_queue
+from compliance.selectors.supervision import (
+    NOTE_SHREDDED,
+    OpenedNote,
+    supervision_item_open,
+    supervision_queue,
+)
 from compliance.services import ComplianceRefused
 from compliance.services import supervision as sv
 from compliance.services.supervision import (
@@ -36,7 +44,8 @@ from compliance.services.supervision import (
 )
 from rooms.models import Message
 from rooms.services import message_edit, message_post
-from safechat.keyring.services import room_epoch_key_for
+from safechat.keyring.models import RoomEpoch
+from safechat.keyring.services import clear_key_caches, epoch_key_destroy, room_epoch_key_for
 from tests.accounts.factories import make_user
 from tests.compliance.factories import make_officer
 from tests.rooms.factories import make_room
@@ -539,7 +548,9 @@ def test_reviewers_escalate_with_a_note_and_close_with_a_reason() -> None:
     item.refresh_from_db()
     assert item.state == SupervisionItem.State.CLOSED
     assert (item.escalated_by, item.closed_by) == (first, second)
-    assert item.escalation_note == "promise of returns"
+    opened = supervision_item_open(officer=make_officer(), item=item)
+    assert opened.escalation_note == OpenedNote("promise of returns")
+    assert opened.close_reason == OpenedNote("client warned by desk head")
     # and it leaves the queue
     assert not supervision_queue(officer=first).exists()
 
@@ -608,8 +619,11 @@ def test_a_closed_item_cannot_be_decided_again() -> None:
 
     # then it is as it was, and the attempts are audited
     item.refresh_from_db()
-    assert item.close_reason == "fine"
+    assert item.closed_by == reviewer
     assert events_since(seq) == [REFUSED, REFUSED]
+    assert supervision_item_open(officer=make_officer(), item=item).close_reason == OpenedNote(
+        "fine"
+    )
 
 
 def test_a_thousand_terms_still_match() -> None:
@@ -682,3 +696,200 @@ def test_an_item_shows_the_revision_it_flagged_after_an_edit_and_purged_after_a_
 
     # then the item says so, with no text
     assert (gone.status, gone.text, gone.hits) == ("purged", None, [])
+
+
+# --- the reviewers' notes are sealed ------------------------------------------------------
+
+
+def test_a_note_is_sealed_under_the_epoch_key_and_audited_by_its_length_only() -> None:
+    # given a flagged item and two reviewers
+    item, _, _ = flagged_item()
+    first, second = make_officer(), make_officer()
+    note, reason = "he wrote: we GUARANTEE 20%", "desk head spoke to him"
+    seq = last_seq()
+
+    # when one escalates it with a note and the other closes it with a reason
+    supervision_item_escalate(actor=first, item=item, note=note)
+    supervision_item_close(actor=second, item=item, reason=reason)
+
+    # then the item holds only ciphertexts
+    item.refresh_from_db()
+    for sealed, text in ((item.escalation_note_sealed, note), (item.close_reason_sealed, reason)):
+        assert bytes(sealed)
+        assert text.encode() not in bytes(sealed)
+    # and each key use and decision is on the record, saying a note was given and its
+    # length, never its text
+    assert events_since(seq) == [
+        "key.compliance.used",
+        "supervision.item.escalated",
+        "key.compliance.used",
+        "supervision.item.closed",
+    ]
+    escalated = AuditEvent.objects.get(seq__gt=seq, action="supervision.item.escalated")
+    closed = AuditEvent.objects.get(seq__gt=seq, action="supervision.item.closed")
+    assert escalated.extra["note_given"] is True
+    assert escalated.extra["note_length"] == len(note)
+    assert closed.extra["note_length"] == len(reason)
+    for event in AuditEvent.objects.filter(seq__gt=seq):
+        assert "GUARANTEE" not in str(event.extra)
+        assert "desk head" not in str(event.extra)
+
+
+def test_a_note_moved_to_another_field_or_item_does_not_open() -> None:
+    # given two flagged posts, one escalated with a note
+    lexicon(make_officer(), ("phrase", "guarantee", ""))
+    sender = make_user()
+    room = make_room(owner=sender)
+    posts = [message_post(sender=sender, room=room, text=f"guarantee {n}") for n in (1, 2)]
+    item, other = (SupervisionItem.objects.get(message_id=p.pk) for p in posts)
+    supervision_item_escalate(actor=make_officer(), item=item, note="promise of returns")
+    item.refresh_from_db()
+    sealed = bytes(item.escalation_note_sealed)
+
+    # when an insider copies the note's ciphertext into the other field and the other item
+    SupervisionItem.objects.filter(pk=item.pk).update(close_reason_sealed=sealed)
+    SupervisionItem.objects.filter(pk=other.pk).update(
+        state="escalated", escalated_by=make_officer(), escalation_note_sealed=sealed
+    )
+    item.refresh_from_db()
+    other.refresh_from_db()
+    reviewer = make_officer()
+
+    # then neither copy opens, and the page says so
+    assert supervision_item_open(officer=reviewer, item=item).close_reason == OpenedNote(
+        None, "the note can no longer be read: it failed its integrity check"
+    )
+    assert supervision_item_open(officer=reviewer, item=other).escalation_note == OpenedNote(
+        None, "the note can no longer be read: it failed its integrity check"
+    )
+    # and the original still opens
+    assert supervision_item_open(officer=reviewer, item=item).escalation_note == OpenedNote(
+        "promise of returns"
+    )
+
+
+def _shred(item: SupervisionItem) -> None:
+    epoch = RoomEpoch.objects.get(room_id=item.room_id, number=item.epoch)
+    epoch_key_destroy(epoch=epoch)
+    clear_key_caches()
+
+
+def test_a_shredded_epoch_takes_its_notes_with_it() -> None:
+    # given an escalated item whose epoch retention then shredded
+    item, _, _ = flagged_item()
+    supervision_item_escalate(actor=make_officer(), item=item, note="promise of returns")
+    _shred(item)
+    reviewer = make_officer()
+
+    # when a supervisor opens it, then the note is said to be unreadable, and why
+    item.refresh_from_db()
+    opened = supervision_item_open(officer=reviewer, item=item)
+    assert opened.escalation_note == OpenedNote(None, NOTE_SHREDDED)
+    assert opened.status == "shredded"
+
+    # when it is closed after the shred, then the decision stands, its reason is sealed
+    # under no surviving key, and the event says the note cannot be read
+    seq = last_seq()
+    supervision_item_close(actor=reviewer, item=item, reason="message destroyed")
+    item.refresh_from_db()
+    assert item.state == SupervisionItem.State.CLOSED
+    assert b"destroyed" not in bytes(item.close_reason_sealed)
+    assert events_since(seq) == ["supervision.item.closed"]
+    assert AuditEvent.objects.get(seq=seq + 1).extra["note_readable"] is False
+    closed = supervision_item_open(officer=make_officer(), item=item)
+    assert closed.close_reason == OpenedNote(None, NOTE_SHREDDED)
+
+
+def test_the_database_refuses_a_decision_without_a_sealed_note() -> None:
+    # given a pending item
+    item, _, _ = flagged_item()
+
+    # when a write bypasses the service and escalates it without a note, then the
+    # database refuses it
+    with pytest.raises(IntegrityError), transaction.atomic():
+        SupervisionItem.objects.filter(pk=item.pk).update(
+            state="escalated", escalated_by=make_officer(), escalated_at=timezone.now()
+        )
+    item.refresh_from_db()
+    assert item.state == SupervisionItem.State.PENDING
+
+
+# --- the posting path's cache ------------------------------------------------------------
+
+
+def _version_check_due() -> None:
+    """As if ``VERSION_CHECK_SECONDS`` passed since this process last read the version."""
+    cached = sv._posted
+    assert cached is not None
+    sv._posted = replace(cached, checked_at=cached.checked_at - sv.VERSION_CHECK_SECONDS - 1)
+
+
+def _supervision_queries(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if "compliance_supervision" in q["sql"]]
+
+
+def test_a_term_added_in_another_process_is_matched_once_the_version_is_read_again() -> None:
+    # given a process that matched a post (its matcher cached, with no term)
+    officer = make_officer()
+    found = lexicon(officer)
+    sender = make_user()
+    room = make_room(owner=sender)
+    message_post(sender=sender, room=room, text="warm up")
+    stale = sv._posted
+
+    # when another process adds a term (this one keeps its cache; the version changes)
+    supervision_term_add(actor=officer, lexicon=found, kind="phrase", value="guarantee")
+    sv._posted = stale
+
+    # then a post within the check interval is matched as before (the documented delay)
+    early = message_post(sender=sender, room=room, text="we guarantee it")
+    assert not SupervisionItem.objects.filter(message_id=early.pk).exists()
+    # and once the interval passed, the changed version reloads the terms: matched
+    _version_check_due()
+    late = message_post(sender=sender, room=room, text="we guarantee it again")
+    assert SupervisionItem.objects.get(message_id=late.pk).reason == "flagged"
+    # and the run, which reads the terms afresh, catches up the early one
+    supervision_run()
+    assert SupervisionItem.objects.filter(message_id=early.pk).exists()
+
+
+def test_a_rate_set_in_another_process_applies_once_the_version_is_read_again() -> None:
+    # given a process that matched a post with no sampling rate
+    officer = make_officer()
+    sender = make_user()
+    room = make_room(owner=sender)
+    message_post(sender=sender, room=room, text="warm up")
+    stale = sv._posted
+
+    # when another process samples the room at every message
+    supervision_sampling_set(actor=officer, rate=10_000, room=room)
+    sv._posted = stale
+    _version_check_due()
+
+    # then the next post here is sampled
+    sampled = message_post(sender=sender, room=room, text="hello")
+    assert SupervisionItem.objects.get(message_id=sampled.pk).reason == "sampled"
+
+
+def test_a_post_issues_no_supervision_query_while_nothing_changed() -> None:
+    # given an active lexicon, a sampling rate of 0, and a post that warmed the cache
+    officer = make_officer()
+    lexicon(officer, ("phrase", "guarantee", ""))
+    supervision_sampling_set(actor=officer, rate=0)
+    sender = make_user()
+    room = make_room(owner=sender)
+    message_post(sender=sender, room=room, text="warm up")
+
+    # when another unflagged post is made within the check interval
+    with CaptureQueriesContext(connection) as queries:
+        message_post(sender=sender, room=room, text="lunch at noon?")
+
+    # then supervision read nothing
+    assert _supervision_queries(queries) == []
+
+    # when the interval passed and nothing changed, then one query: the version
+    _version_check_due()
+    with CaptureQueriesContext(connection) as queries:
+        message_post(sender=sender, room=room, text="and tea at four?")
+    assert len(_supervision_queries(queries)) == 1
+    assert "compliance_supervisionversion" in _supervision_queries(queries)[0]

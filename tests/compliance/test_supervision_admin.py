@@ -159,6 +159,10 @@ def test_a_reviewer_opens_an_item_and_escalates_it() -> None:
     item.refresh_from_db()
     assert item.state == SupervisionItem.State.ESCALATED
 
+    # and another supervisor opening it reads the note, opened from its seal
+    again = client_for(make_officer()).get(f"/admin/compliance/supervisionitem/{item.pk}/change/")
+    assert '<bdi class="supervision-note">promise of returns</bdi>' in again.content.decode()
+
 
 def test_a_decision_without_a_note_is_refused_on_the_page() -> None:
     # given a flagged message and a reviewer

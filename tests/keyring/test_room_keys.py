@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 
 from audit.models import AuditEvent
+from compliance.models import SupervisionItem
+from compliance.services.supervision import (
+    supervision_item_close,
+    supervision_item_escalate,
+    supervision_lexicon_create,
+    supervision_term_add,
+)
 from rooms.models import Membership, Message
 from rooms.services import membership_add, membership_remove, message_post, room_key_rotate
 from safechat.crypto import CryptoError
@@ -14,6 +23,7 @@ from safechat.keyring.errors import KeyUnavailableError
 from safechat.keyring.models import RoomEpoch, SealedEpochKey, UserKeyPair
 from safechat.keyring.services import clear_key_caches, message_decrypt
 from tests.accounts.factories import make_user
+from tests.compliance.factories import make_officer
 from tests.rooms.factories import make_room
 
 pytestmark = pytest.mark.django_db
@@ -54,13 +64,9 @@ def test_every_member_reads_a_message_and_a_stranger_cannot() -> None:
         read(message, stranger.pk)
 
 
-def test_no_plaintext_reaches_any_table() -> None:
-    owner = make_user()
-    room = make_room(owner=owner)
-    marker = "UNIQUE-MARKER-7f3a9c"
-
-    message_post(sender=owner, room=room, text=f"confidential {marker}")
-
+def _tables_holding(marker: str) -> list[str]:
+    """Every table with a value holding ``marker`` (text, bytes, JSON: the audit's extra)."""
+    found = []
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names():
             cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608 - table names from the schema
@@ -71,7 +77,45 @@ def test_no_plaintext_reaches_any_table() -> None:
                         if isinstance(value, bytes | memoryview)
                         else str(value).encode()
                     )
-                    assert marker.encode() not in raw, f"plaintext found in {table}"
+                    if marker.encode() in raw:
+                        found.append(table)
+    return found
+
+
+def test_no_plaintext_reaches_any_table() -> None:
+    owner = make_user()
+    room = make_room(owner=owner)
+    marker = "UNIQUE-MARKER-7f3a9c"
+
+    message_post(sender=owner, room=room, text=f"confidential {marker}")
+
+    assert _tables_holding(marker) == []
+
+
+def test_a_marker_in_a_reviewers_note_reaches_no_table_audit_event_or_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # given a message supervision flags, and two compliance officers
+    caplog.set_level(logging.DEBUG)
+    officer, second = make_officer(), make_officer()
+    lexicon = supervision_lexicon_create(actor=officer, name="Promises")
+    supervision_term_add(actor=officer, lexicon=lexicon, kind="phrase", value="guarantee")
+    owner = make_user()
+    message = message_post(sender=owner, room=make_room(owner=owner), text="I guarantee it")
+    item = SupervisionItem.objects.get(message_id=message.pk)
+    note_marker, reason_marker = "NOTE-MARKER-5d1e07", "REASON-MARKER-9b4c21"
+
+    # when one escalates it with a note quoting a marker and the other closes it with
+    # another
+    supervision_item_escalate(actor=officer, item=item, note=f"he wrote {note_marker}")
+    supervision_item_close(actor=second, item=item, reason=f"see {reason_marker}")
+
+    # then neither marker is in any table (the item, the audit log) or any log record
+    item.refresh_from_db()
+    assert item.state == SupervisionItem.State.CLOSED
+    for marker in (note_marker, reason_marker):
+        assert _tables_holding(marker) == []
+        assert marker not in caplog.text
 
 
 def test_a_ciphertext_moved_to_another_message_or_room_fails() -> None:

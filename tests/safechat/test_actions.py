@@ -88,6 +88,9 @@ NOT_ENTRY_POINTS = {
     "compliance.services.supervision.hits_aad",
     "compliance.services.supervision.supervision_match_posted",  # inside a post's transaction
     "compliance.services.supervision.hits_open",
+    # the associated data and decryption of a reviewer's sealed note (for the selector)
+    "compliance.services.supervision.note_aad",
+    "compliance.services.supervision.note_open",
     # where an export's archive is stored, and the key it is encrypted to
     "compliance.services.export_job.export_blob_name",
     "compliance.services.export_job.export_recipient",
