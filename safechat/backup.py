@@ -48,7 +48,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
-from audit.anchors import anchor_file_path
+from audit.anchors import anchor_file_path, database_identity
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.signing import trusted_public_keys
 from safechat.crypto import CryptoError, DecryptionError, UnknownKeyVersion
@@ -265,6 +265,9 @@ def backup_create(*, to: Path) -> BackupReport:
             target_path = to / VAULT / source.relative_to(vault)
             target_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             shutil.copyfile(source, target_path)
+        for folder in [to / VAULT, *(p for p in (to / VAULT).rglob("*") if p.is_dir())]:
+            if folder.exists():
+                folder.chmod(0o700)
     files = {}
     total = 0
     for path in _files_under(to):
@@ -283,7 +286,7 @@ def backup_create(*, to: Path) -> BackupReport:
             "versions_in_use": [p["version"] for p in _key_probes()],
             "probes": _key_probes(),
         },
-        "audit": _audit_state(),
+        "audit": {**_audit_state(), "anchor_database": database_identity()},
         "files": files,
     }
     _write_json(to / MANIFEST, manifest)
@@ -395,7 +398,7 @@ def key_problems(manifest: dict[str, Any]) -> list[str]:
     if probes and local and key_file and not Path(key_file).exists():
         problems.append(
             f"the master key file {key_file} does not exist: put the key backup's "
-            f"master-keys.json there (master-key versions {_versions(probes)} are needed)"
+            f"master-keys.json there (master-key versions needed: {_versions(probes)})"
         )
     elif probes:
         reset_provider()
@@ -422,6 +425,14 @@ def key_problems(manifest: dict[str, Any]) -> list[str]:
         except CryptoError as exc:
             problems.append(f"master key: {exc}")
     needed = set(manifest["audit"].get("checkpoint_key_ids") or [])
+    signing_file = settings.SAFECHAT_AUDIT_SIGNING_KEY_FILE
+    inline = settings.SAFECHAT_AUDIT_SIGNING_KEY
+    if needed and not inline and signing_file and not Path(signing_file).exists():
+        problems.append(
+            f"the audit signing key file {signing_file} does not exist: put the key "
+            "backup's audit-signing.key there"
+        )
+        needed = set()  # not created here: a refused restore writes nothing
     if needed:
         try:
             missing = needed - set(trusted_public_keys())
@@ -434,12 +445,13 @@ def key_problems(manifest: dict[str, Any]) -> list[str]:
                     f"{', '.join(sorted(missing))}) is missing: configure it, or its public key "
                     "in SAFECHAT_AUDIT_PREVIOUS_PUBLIC_KEYS"
                 )
-        anchors = anchor_file_path()
-        if anchors is not None and not (anchors.exists() and anchors.stat().st_size):
-            problems.append(
-                f"the audit anchor file {anchors} is missing or empty: put the key backup's "
-                "audit-anchors.jsonl there"
-            )
+    anchors = anchor_file_path()
+    anchored = bool(anchors and anchors.exists() and anchors.stat().st_size)
+    if manifest["audit"].get("checkpoint_key_ids") and anchors is not None and not anchored:
+        problems.append(
+            f"the audit anchor file {anchors} is missing or empty: put the key backup's "
+            "audit-anchors.jsonl there"
+        )
     return problems
 
 

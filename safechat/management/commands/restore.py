@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from audit.anchors import database_identity
 from safechat.backup import BackupError, restore_run
 from safechat.commands import SafeChatCommand
 
@@ -31,3 +32,8 @@ class Command(SafeChatCommand):
             f"restored the backup of {manifest['created_at']}: audit head seq "
             f"{audit['head_seq']}; run verify_audit and apply_retention before opening the service"
         )
+        if audit.get("anchor_database") and audit["anchor_database"] != database_identity():
+            self.stdout.write(
+                "the anchor file's lines name the backed-up database: verify them with "
+                f"verify_audit --anchor-database '{audit['anchor_database']}'"
+            )
