@@ -43,7 +43,7 @@ def _admin_sql(statement: str) -> None:
         dbname="postgres",
         autocommit=True,
     ) as admin:
-        admin.execute(statement)  # type: ignore[arg-type]
+        admin.execute(statement)
 
 
 @dataclass
