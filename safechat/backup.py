@@ -43,13 +43,16 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import FileSystemStorage, storages
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
+from audit.actions import AuditAction
+from audit.actors import SystemActor
 from audit.anchors import anchor_file_path, database_identity
 from audit.models import AuditCheckpoint, AuditEvent
+from audit.services import audit_record
 from audit.signing import trusted_public_keys
 from safechat.crypto import CryptoError, DecryptionError, UnknownKeyVersion
 from safechat.keyring.integrity import record_mac_key_aad
@@ -76,6 +79,7 @@ PG_DUMP = "database.pgdump"
 SQLITE_COPY = "database.sqlite3"
 VAULT = "vault"
 CHUNK = 1024 * 1024
+BACKUP_SYSTEM = SystemActor("backup")
 
 # The models whose rows the master key wraps: label -> (model, field, aad of a pk).
 _WRAPPED: dict[str, tuple[Any, str, Any]] = {
@@ -239,8 +243,9 @@ def backup_create(*, to: Path) -> BackupReport:
     plaintext content is written; the manifest is written last, so a folder without one
     is an unfinished backup. PostgreSQL's dump is one consistent snapshot
     (``pg_dump``'s); SQLite's is the online backup API's. Blobs are copied after the
-    database, so a blob uploaded meanwhile may be in the copy without its row (harmless),
-    never the reverse for blobs that existed before. Raises :class:`BackupError`.
+    database: a blob uploaded meanwhile may be in the copy without its row (harmless); a
+    blob deleted meanwhile (a deletion, a retention run) is missing beside its row, so run
+    backups outside the retention job's window. Raises :class:`BackupError`.
     """
     _fresh_directory(to)
     vendor = _vendor()
@@ -562,7 +567,8 @@ def restore_run(*, source: Path, force: bool = False) -> dict[str, Any]:
     transaction (``pg_restore --single-transaction``); SQLite into a side file renamed
     into place; the vault is copied into a side folder renamed into place last. After
     writing, one epoch key per room is opened through a member's copy; on failure what
-    was written is removed. Returns the manifest. Raises :class:`BackupError`.
+    was written is removed. Last, ``backup.restored`` is appended to the restored audit
+    chain. Returns the manifest. Raises :class:`BackupError`.
     """
     manifest = manifest_verify(source)
     vendor = _vendor()
@@ -611,4 +617,14 @@ def restore_run(*, source: Path, force: bool = False) -> dict[str, Any]:
         raise BackupError(problems)
     if old_vault is not None:
         shutil.rmtree(old_vault, ignore_errors=True)
+    with transaction.atomic():
+        audit_record(
+            actor=BACKUP_SYSTEM,
+            action=AuditAction.BACKUP_RESTORED,
+            extra={
+                "backup_created_at": str(manifest["created_at"]),
+                "backup_head_seq": int(manifest["audit"]["head_seq"]),
+                "forced": force,
+            },
+        )
     return manifest

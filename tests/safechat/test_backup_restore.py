@@ -168,6 +168,18 @@ def test_the_drill_restores_an_installation_whose_audit_verifies_and_content_dec
     assert verified.returncode == 0, verified.stderr[-3000:]
     assert "audit log intact" in verified.stdout
     assert "1 checkpoints, 1 anchors verified" in verified.stdout
+    # and the restore is itself in the restored chain, after the backup's head
+    restored_events = target.run(
+        "import json; from audit.models import AuditEvent; print(json.dumps(list("
+        "AuditEvent.objects.filter(action='backup.restored').values_list('seq', 'extra'))))"
+    )
+    head_seq = manifest["audit"]["head_seq"]
+    assert restored_events == [
+        [head_seq + 1, {
+            "backup_created_at": manifest["created_at"], "backup_head_seq": head_seq,
+            "forced": False,
+        }]
+    ]  # fmt: skip
     # and every message and file decrypts as before; the shredded epoch's message is gone
     contents = target.run("from tests.support.backup_drill import contents; contents()")
     assert contents["messages"] == backed.populated["messages"]
