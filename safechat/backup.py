@@ -175,6 +175,10 @@ def _pg_env() -> tuple[list[str], dict[str, str]]:
     env = {**os.environ}
     if db.get("PASSWORD"):
         env["PGPASSWORD"] = str(db["PASSWORD"])
+    options = db.get("OPTIONS") or {}
+    for option in ("sslmode", "sslrootcert", "sslcert", "sslkey"):
+        if options.get(option):
+            env[f"PG{option.upper()}"] = str(options[option])  # libpq's own variables
     return args, env
 
 
@@ -280,6 +284,7 @@ def backup_create(*, to: Path) -> BackupReport:
         size = path.stat().st_size
         total += size
         files[path.relative_to(to).as_posix()] = {"sha256": _sha256(path), "bytes": size}
+    probes = _key_probes()
     manifest = {
         "format": DATA_FORMAT,
         "created_at": timezone.now().isoformat(),
@@ -288,8 +293,8 @@ def backup_create(*, to: Path) -> BackupReport:
         "migrations": _migrations(),
         "master_key": {
             "current_version": get_provider().current_version,
-            "versions_in_use": [p["version"] for p in _key_probes()],
-            "probes": _key_probes(),
+            "versions_in_use": [p["version"] for p in probes],
+            "probes": probes,
         },
         "audit": {**_audit_state(), "anchor_database": database_identity()},
         "files": files,
