@@ -314,6 +314,11 @@ class AuditAction(StrEnum):
         "Backups are kept longer than the shortest retention policy: purged content "
         "outlives its policy in them.",
     )
+    BACKUP_RESTORED = (
+        "backup.restored",
+        "A data backup was restored into this database, once it and the key material "
+        "verified; extra: when the backup was taken, its audit head seq.",
+    )
     LEGAL_HOLD_PLACED = "legal_hold.placed", "A legal hold was placed."
     LEGAL_HOLD_RELEASED = "legal_hold.released", "A legal hold was released."
     LEGAL_HOLD_REFUSED = (

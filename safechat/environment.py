@@ -161,7 +161,8 @@ def audit_signing_key_problems(env: Mapping[str, str]) -> list[str]:
 def service_problems(
     env: Mapping[str, str], *, email_backend: str, ws_allowed_origins: list[str]
 ) -> list[str]:
-    """Production needs PostgreSQL, Redis, real e-mail and explicit socket origins."""
+    """Production needs PostgreSQL, Redis, real e-mail, explicit socket origins and, if
+    metrics are served, a long enough token."""
     problems: list[str] = []
     database_url = env.get("DATABASE_URL", "")
     if not database_url:
@@ -181,7 +182,24 @@ def service_problems(
         problems.append(f"EMAIL_BACKEND {email_backend} delivers no mail")
     if any("*" in origin for origin in ws_allowed_origins):
         problems.append("SAFECHAT_WS_ALLOWED_ORIGINS contains a wildcard")
+    problems += metrics_token_problems(env)
     return problems
+
+
+METRICS_TOKEN_MIN_LENGTH = 32
+
+
+def metrics_token_problems(env: Mapping[str, str]) -> list[str]:
+    """``SAFECHAT_METRICS_TOKEN``, when set, must be at least 32 characters (unset: no
+    ``/metrics`` at all). A bearer token is guessed online; 32 random URL-safe characters
+    hold about 190 bits (docs/operations.md, "Metrics")."""
+    token = env.get("SAFECHAT_METRICS_TOKEN", "")
+    if token and len(token) < METRICS_TOKEN_MIN_LENGTH:
+        return [
+            f"SAFECHAT_METRICS_TOKEN is shorter than {METRICS_TOKEN_MIN_LENGTH} characters "
+            "(make it with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        ]
+    return []
 
 
 POSTGRESQL_ENGINES = frozenset({"django.db.backends.postgresql"})

@@ -2,9 +2,10 @@
 
 Served: django-prometheus' request metrics (``django_http_*``), SafeChat's own counters
 (``safechat.metrics``) and the series read when scraped (:class:`ScrapeCollector`: the
-audit chain's lag behind its last checkpoint, that checkpoint's age, the Celery queue's
-depth). Never to the public: with ``SAFECHAT_METRICS_TOKEN`` unset the path is a 404;
-without ``Authorization: Bearer <token>`` (compared in constant time) a 401.
+audit chain's lag behind its last checkpoint, that checkpoint's age, the wrapped keys a
+master-key rotation has still to re-wrap, the Celery queue's depth). Never to the public:
+with ``SAFECHAT_METRICS_TOKEN`` unset the path is a 404; without ``Authorization: Bearer
+<token>`` (compared in constant time) a 401.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from audit.models import AuditCheckpoint, AuditEvent
+from safechat.keyring.rotation import master_key_status
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,17 @@ class ScrapeCollector(Collector):
         if last is not None:
             age.add_metric([], (timezone.now() - last[1]).total_seconds())
         yield age
+        remaining = GaugeMetricFamily(
+            "safechat_master_key_rewrap_remaining",
+            "Wrapped keys (user, compliance, record-MAC) not yet under the current master-key "
+            "version: 0 once a rotation is done (absent while the master key cannot be read).",
+        )
+        try:
+            # Three counts grouped by the indexed kek_version column.
+            remaining.add_metric([], float(master_key_status().remaining))
+        except Exception:
+            logger.warning("metrics: the master-key rotation status is unavailable", exc_info=True)
+        yield remaining
         depth = GaugeMetricFamily(
             "safechat_celery_queue_depth",
             "Celery messages waiting in the broker, by queue (absent while it is unreachable).",

@@ -77,13 +77,19 @@ class AuditVerification:
 
 
 def _anchor_problems(
-    path: Path, *, keys: Mapping[str, Ed25519PublicKey], verified_up_to: int, head_seq: int
+    path: Path,
+    *,
+    keys: Mapping[str, Ed25519PublicKey],
+    verified_up_to: int,
+    head_seq: int,
+    database: str | None = None,
 ) -> tuple[int, list[ChainProblem]]:
-    """Each anchor line must be signed, and the database must still hold it unchanged."""
+    """Each anchor line must be signed, and the database must still hold it unchanged.
+    Reads the lines naming ``database`` (default: this connection's identity)."""
     problems: list[ChainProblem] = []
     checked = 0
     try:
-        for record in anchor_records(path, database=database_identity()):
+        for record in anchor_records(path, database=database or database_identity()):
             checked += 1
             seq = int(record["seq"])
             if not checkpoint_signature_valid(record, keys):
@@ -138,6 +144,7 @@ def audit_chain_verify(
     anchor_file: Path | None = None,
     use_anchor_file: bool = True,
     record: bool = False,
+    anchor_database: str | None = None,
 ) -> AuditVerification:
     """Re-compute the whole chain and check every checkpoint and anchor.
 
@@ -149,7 +156,9 @@ def audit_chain_verify(
     checkpoints or anchors that differ from the chain (a consistent rewrite is
     reported as the range between the last matching checkpoint and the first
     that differs), a missing or unreadable anchor file (unless anchors are
-    ``off``), and triggers or the append function not exactly as installed. With
+    ``off``), and triggers or the append function not exactly as installed.
+    ``anchor_database`` reads the anchor lines written under another database identity
+    (a restored copy: docs/operations.md, "Backup and restore"). With
     ``record``, the result is appended as ``audit.verified`` or
     ``audit.verification.failed``.
     """
@@ -228,7 +237,11 @@ def audit_chain_verify(
                 )
         else:
             anchors_checked, anchor_problems = _anchor_problems(
-                path, keys=keys, verified_up_to=report.last_seq or 0, head_seq=now_head_seq
+                path,
+                keys=keys,
+                verified_up_to=report.last_seq or 0,
+                head_seq=now_head_seq,
+                database=anchor_database,
             )
             problems.extend(anchor_problems)
     trigger_problems = triggers.trigger_problems(connection)

@@ -36,6 +36,7 @@ NAMED_SERIES = {
     "safechat_rate_limit_refusals_total",
     "safechat_audit_appends_total",
     "safechat_audit_chain_head_lag_events",
+    "safechat_master_key_rewrap_remaining",
     "safechat_key_cache_requests_total",
     "safechat_retention_runs_total",
     "safechat_export_runs_total",
@@ -193,3 +194,42 @@ def test_in_multiprocess_mode_the_web_process_serves_what_a_worker_counted(
     }
     assert samples[("safechat_malware_scan_verdicts_total", (("verdict", "infected"),))] == 1
     assert samples[("safechat_audit_appends_total", (("action", "file.scan.infected"),))] == 1
+
+
+@pytest.mark.django_db
+def test_master_key_rotation_progress_is_served_and_falls_with_each_batch(
+    settings: Settings, master_key_file: Path
+) -> None:
+    # given three users' keys and the record-MAC key under version 1, and a version 2 added
+    from safechat.crypto.providers import key_file_add_version
+    from safechat.keyring.provider import reset_provider
+    from safechat.keyring.rotation import master_key_rotate, master_key_status
+    from safechat.keyring.services import clear_key_caches
+
+    settings.SAFECHAT_METRICS_TOKEN = TOKEN
+    client = Client()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    make_room(owner=make_user(), members=(make_user(), make_user()))
+    before = value(scrape(client, **auth), "safechat_master_key_rewrap_remaining")
+    key_file_add_version(master_key_file)
+    reset_provider()
+    clear_key_caches()
+    waiting = master_key_status().remaining
+
+    # when the gauge is scraped, then one rotation batch of 2 runs, then the rest
+    started = scrape(client, **auth)
+    master_key_rotate(batch_size=2, max_batches=1)
+    one_batch = scrape(client, **auth)
+    master_key_rotate(batch_size=2)
+    done = scrape(client, **auth)
+
+    # then it counts the keys still under version 1: all, then 2 fewer, then none
+    assert before == 0
+    assert waiting >= 4
+    assert value(started, "safechat_master_key_rewrap_remaining") == waiting
+    assert value(one_batch, "safechat_master_key_rewrap_remaining") == waiting - 2
+    assert value(done, "safechat_master_key_rewrap_remaining") == 0
+    # and it carries no label at all
+    assert [
+        labels for (name, labels) in done if name == "safechat_master_key_rewrap_remaining"
+    ] == [()]

@@ -138,6 +138,10 @@ def without(env: dict[str, str], *names: str) -> dict[str, str]:
             lambda env: {**env, "SAFECHAT_WS_ALLOWED_ORIGINS": "*"},
             "SAFECHAT_WS_ALLOWED_ORIGINS contains a wildcard",
         ),
+        (
+            lambda env: {**env, "SAFECHAT_METRICS_TOKEN": "x" * 31},
+            "SAFECHAT_METRICS_TOKEN is shorter than 32 characters",
+        ),
     ],
 )
 def test_production_refuses_each_insecure_setting_with_its_own_one_line_reason(
@@ -269,3 +273,18 @@ def test_an_unknown_environment_name_is_refused(tmp_path: Path) -> None:
 
     assert result.returncode != 0
     assert "SAFECHAT_ENV must be one of development, production" in result.stderr
+
+
+@pytest.mark.parametrize("token", ["", secrets.token_urlsafe(24)], ids=["unset", "32 characters"])
+def test_production_starts_with_no_metrics_token_or_one_of_32_characters(
+    tmp_path: Path, token: str
+) -> None:
+    # given a good production environment, without a metrics token or with one of 32
+    env = {**good_production_env(tmp_path), "SAFECHAT_METRICS_TOKEN": token}
+    assert len(token) in (0, 32)
+
+    # when Django starts
+    result = run_django(env, "check", "--deploy")
+
+    # then nothing about the metrics token stops it
+    assert "SAFECHAT_METRICS_TOKEN" not in result.stderr

@@ -26,6 +26,11 @@ class Command(SafeChatCommand):
         )
         parser.add_argument("--no-anchors", action="store_true", help="skip the anchor file")
         parser.add_argument(
+            "--anchor-database",
+            help="check the anchor lines of this database identity (a restored copy's "
+            "original, as `restore` prints it; default: this database's own)",
+        )
+        parser.add_argument(
             "--record", action="store_true", help="record the result as an audit event"
         )
 
@@ -35,6 +40,7 @@ class Command(SafeChatCommand):
             anchor_file=options["anchor_file"],
             use_anchor_file=not options["no_anchors"],
             record=options["record"],
+            anchor_database=options["anchor_database"],
         )
         if result.intact:
             self.stdout.write(result.summary)
