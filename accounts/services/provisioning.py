@@ -277,7 +277,12 @@ def _scim_group_write(
     SCIM groups change (ascending), every room they are in; the audit chain last."""
     refusal = AuditAction.ACCOUNT_PROVISIONING_REFUSED
     if group is not None:
-        found = rows_locked(ScimGroup, [group.pk])
+        # FOR UPDATE where the row is deleted, else FOR NO KEY UPDATE (safechat.locks).
+        found = (
+            list(ScimGroup.objects.select_for_update().filter(pk=group.pk))
+            if delete
+            else rows_locked(ScimGroup, [group.pk])
+        )
         if not found:
             raise ScimGroup.DoesNotExist("No such group.")
         group = found[0]

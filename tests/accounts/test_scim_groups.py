@@ -6,6 +6,7 @@ written, recorded."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from rooms.services import barrier_create
 from tests.accounts.conftest import events
 from tests.accounts.factories import grant_role, make_user
 from tests.accounts.test_scim import assert_scim_error, call, patch, provisioner
+from tests.rooms.concurrency import postgresql_only, run_together
 from tests.rooms.factories import make_room
 
 GROUPS = "/scim/v2/Groups"
@@ -659,3 +661,36 @@ def test_resource_types_and_schemas_advertise_groups() -> None:
     assert {a["name"] for a in group["attributes"]} == {"displayName", "members"}
     assert config.status_code == 200
     assert config.json()["patch"] == {"supported": True}
+
+
+# --- concurrency: a person's mapped roles come from all their SCIM groups ---------------
+
+
+@postgresql_only("two changes of different SCIM groups meet on their member's row")
+@pytest.mark.django_db(transaction=True)
+def test_leaving_one_mapped_group_while_joining_another_keeps_the_role() -> None:
+    # given two SCIM groups mapped to room admin (by displayName, by externalId), Alice in
+    # the first
+    _, secret = provisioner()
+    alice = make_user(username="alice")
+    first = create(secret, "chat-room-admins", alice)
+    second = create(secret, "Room admins (Entra)", externalId="chat-room-admins")
+
+    for _ in range(3):
+        # when, at the same instant, the provider takes her out of the one she is in and
+        # puts her into the other
+        was, will = (first, second) if alice.pk in members_of(first) else (second, first)
+        leave = patch({"op": "remove", "path": f'members[value eq "{alice.pk}"]'})
+        join = patch({"op": "add", "path": "members", "value": [{"value": str(alice.pk)}]})
+        outcomes = run_together(
+            partial(call, "patch", f"{GROUPS}/{was.pk}", secret, leave),
+            partial(call, "patch", f"{GROUPS}/{will.pk}", secret, join),
+        )
+
+        # then both applied, and she is a room admin: the second to reach her row read the
+        # first's membership after it committed, never before
+        assert [o.error for o in outcomes] == [None, None]
+        assert [o.value.status_code for o in outcomes] == [200, 200]
+        assert members_of(will) == {alice.pk}
+        assert members_of(was) == set()
+        assert Role.ROOM_ADMIN.value in held(alice)
