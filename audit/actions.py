@@ -120,7 +120,7 @@ class AuditAction(StrEnum):
     ACCOUNT_PROVISIONING_GROUP_CREATED = (
         "account.provisioning.group_created",
         "An identity provider's provisioning (SCIM) created a group (its id, displayName "
-        "and externalId, how many members).",
+        "and externalId, its members' ids).",
     )
     ACCOUNT_PROVISIONING_GROUP_UPDATED = (
         "account.provisioning.group_updated",
