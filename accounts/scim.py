@@ -428,7 +428,7 @@ def _group_set(changes: GroupChanges, path: str, value: object, op: str) -> None
 
 def _group_members_checked(changes: GroupChanges) -> GroupChanges:
     if len(changes.member_ids()) > MEMBERS_MAX:
-        raise ScimError(400, f"At most {MEMBERS_MAX} members per request.", "tooMany")
+        raise ScimError(400, f"At most {MEMBERS_MAX} members per request.", "invalidValue")
     return changes
 
 
@@ -436,8 +436,8 @@ def group_from_resource(body: object) -> GroupChanges:
     """The Group of a POST or PUT body (RFC 7643, 4.2): ``displayName`` required,
     ``externalId`` (cleared if left out: PUT replaces, RFC 7644, 3.5.1) and ``members``
     (the whole list; none if left out). Raises ``ScimError`` (400, ``invalidSyntax`` for
-    a body that is not a Group, ``invalidValue`` for a bad value, ``tooMany`` over
-    ``MEMBERS_MAX`` members)."""
+    a body that is not a Group, ``invalidValue`` for a bad value or over ``MEMBERS_MAX``
+    members)."""
     if not isinstance(body, dict):
         raise ScimError(400, "The body must be a Group object.", "invalidSyntax")
     schemas = body.get("schemas")
@@ -467,7 +467,8 @@ def group_changes_from_patch(body: object) -> GroupChanges:
     Raises ``ScimError`` (400): ``invalidSyntax`` (not a PatchOp, no operations or over
     ``PATCH_MAX_OPERATIONS``, an unknown ``op``), ``noTarget`` (a ``remove`` without a
     path), ``invalidPath`` (a path that cannot be removed, another filter), ``mutability``
-    (removing ``displayName``, which is required), ``invalidValue``, ``tooMany``."""
+    (removing ``displayName``, which is required), ``invalidValue`` (also over
+    ``MEMBERS_MAX`` members)."""
     if not isinstance(body, dict):
         raise ScimError(400, "The body must be a PatchOp object.", "invalidSyntax")
     schemas = body.get("schemas")
