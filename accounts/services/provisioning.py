@@ -220,6 +220,7 @@ def scim_request_refused(
 
 # --- Groups (SCIM 2.0 Group, RFC 7643 4.2; docs/sso.md "SCIM Groups") ------------------
 
+
 def _scim_groups_provider() -> FederatedProvider | None:
     """The provider whose ``role_map`` and ``barrier_group_map`` SCIM groups are mapped
     by (``SAFECHAT_SCIM_GROUPS_PROVIDER``), or None: then SCIM groups map nothing."""
