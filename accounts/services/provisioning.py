@@ -340,7 +340,9 @@ def _scim_group_write(
     outcomes = []
     if provider is not None and mapped:
         scim_values: dict[int, set[str]] = {pk: set() for pk in affected}
-        for held in ScimGroup.objects.filter(members__in=affected).prefetch_related("members"):
+        for held in (
+            ScimGroup.objects.filter(members__in=affected).distinct().prefetch_related("members")
+        ):
             for member in held.members.all():
                 if member.pk in scim_values:
                     scim_values[member.pk] |= held.values()
