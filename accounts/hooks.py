@@ -43,6 +43,9 @@ class RoomHooks:
     # Lock the rooms ``user`` is a member of (the lock order's third step), after the
     # caller locked the groups that change and the user's row.
     rooms_lock: Callable[[User], None]
+    # The same for several people at once: every room any of them is in, in one ascending
+    # order (so a change of many people's groups never locks a room before a person).
+    rooms_lock_all: Callable[[Sequence[User]], None]
     # The rooms ``user`` is the only acting owner of, which no change may leave without
     # one; locks them. Called with the user's row locked.
     rooms_owned_only_by: Callable[[User], Sequence[HeldRoom]]

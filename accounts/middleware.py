@@ -48,6 +48,10 @@ PUBLIC_ROUTES = frozenset(
         # SCIM authenticates its own token on every request and takes no session.
         "scim:users",
         "scim:user",
+        "scim:groups",
+        "scim:group",
+        "scim:resource-types",
+        "scim:schemas",
         "scim:service-provider-config",
     }
 )

@@ -496,3 +496,27 @@ class ProvisionedAccount(models.Model):
 
     def __str__(self) -> str:
         return f"provisioning of user {self.user_id}"
+
+
+class ScimGroup(models.Model):
+    """A group as an identity provider's provisioning pushes it (SCIM 2.0 ``Group``, RFC
+    7643, 4.2): its ``displayName``, the provider's own identifier (``externalId``) and its
+    members. A provisioning object, not a SafeChat group: what its membership means here
+    (roles, information-barrier groups) is the configured provider's ``role_map`` and
+    ``barrier_group_map``, which name it by its ``displayName`` or its ``externalId``
+    (docs/sso.md "SCIM Groups"). ``display_name`` is unique, exactly as sent."""
+
+    display_name = models.CharField(max_length=255, unique=True)
+    external_id = models.CharField(max_length=255, blank=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="scim_groups", blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"SCIM group {self.pk}"
+
+    def values(self) -> frozenset[str]:
+        """The values a provider's mapping may name this group by."""
+        return frozenset(v for v in (self.display_name, self.external_id) if v)

@@ -33,8 +33,14 @@ VALUE_MAX_LENGTH = 255
 PATCH_MAX_OPERATIONS = 50
 PAGE_DEFAULT = 100
 PAGE_MAX = 200
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
+RESOURCE_TYPE_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
+SCHEMA_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Schema"
 # The attributes a filter may name (RFC 7643 names are case-insensitive, 2.1).
 FILTER_ATTRIBUTES = {"username": "userName", "externalid": "externalId"}
+GROUP_FILTER_ATTRIBUTES = {"displayname": "displayName", "externalid": "externalId"}
+# Members one request may name (a PUT's or a PatchOp's, all operations together).
+MEMBERS_MAX = 1000
 _FILTER = re.compile(r'^\s*([A-Za-z][A-Za-z0-9]*)\s+([A-Za-z]{2})\s+("(?:[^"\\]|\\.)*")\s*$')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -67,37 +73,36 @@ class ScimFilter:
     value: str
 
 
-def filter_parse(text: str) -> ScimFilter:
-    """Parse the one filter SafeChat answers: ``userName eq "..."`` or ``externalId eq
-    "..."`` (RFC 7644, 3.4.2.2; attribute names and the operator case-insensitive, the
-    value a JSON string). Raises ``ScimError`` (400, ``invalidFilter``) for anything else:
-    another operator or attribute, ``and``/``or``, a value that is not a string, over
-    ``FILTER_MAX_LENGTH`` characters.
+def filter_parse(text: str, attributes: Mapping[str, str] = FILTER_ATTRIBUTES) -> ScimFilter:
+    """Parse the one filter SafeChat answers: ``<attribute> eq "..."`` with one of
+    ``attributes`` (lower-cased name to its RFC 7643 spelling; Users: ``userName`` or
+    ``externalId``, Groups: ``displayName`` or ``externalId``; RFC 7644, 3.4.2.2;
+    attribute names and the operator case-insensitive, the value a JSON string). Raises
+    ``ScimError`` (400, ``invalidFilter``) for anything else: another operator or
+    attribute, ``and``/``or``, a value that is not a string, over ``FILTER_MAX_LENGTH``
+    characters.
 
     >>> filter_parse('userName eq "Alice"')
     ScimFilter(attribute='userName', value='Alice')
     >>> filter_parse('username EQ "a\\\\"b"').value
     'a"b'
     """
+    supported = " and ".join(f'{name} eq "..."' for name in attributes.values())
     if len(text) > FILTER_MAX_LENGTH:
         raise ScimError(400, "The filter is too long.", "invalidFilter")
     found = _FILTER.match(text)
     if found is None:
-        raise ScimError(
-            400, 'Only userName eq "..." and externalId eq "..." are supported.', "invalidFilter"
-        )
+        raise ScimError(400, f"Only {supported} are supported.", "invalidFilter")
     attribute, operator, literal = found.groups()
-    if attribute.lower() not in FILTER_ATTRIBUTES or operator.lower() != "eq":
-        raise ScimError(
-            400, 'Only userName eq "..." and externalId eq "..." are supported.', "invalidFilter"
-        )
+    if attribute.lower() not in attributes or operator.lower() != "eq":
+        raise ScimError(400, f"Only {supported} are supported.", "invalidFilter")
     try:
         value = json.loads(literal)
     except ValueError:
         raise ScimError(400, "The filter's value is not a valid string.", "invalidFilter") from None
     if not isinstance(value, str):
         raise ScimError(400, "The filter's value is not a valid string.", "invalidFilter")
-    return ScimFilter(attribute=FILTER_ATTRIBUTES[attribute.lower()], value=value)
+    return ScimFilter(attribute=attributes[attribute.lower()], value=value)
 
 
 def page_parse(query: Mapping[str, str]) -> tuple[int, int]:
@@ -354,3 +359,312 @@ def service_provider_config(*, documentation_uri: str = "") -> dict[str, Any]:
             }
         ],
     }
+
+
+# --- Groups (RFC 7643, 4.2) -------------------------------------------------------------
+
+_MEMBER_FILTER = re.compile(
+    r'^members\s*\[\s*value\s+eq\s+("(?:[^"\\]|\\.)*")\s*\]$', re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class MemberOperation:
+    """One change of a group's members, applied in the order sent: ``add`` and ``remove``
+    the ``ids``, ``replace`` the whole list with them (``remove`` with no ids: all)."""
+
+    op: str
+    ids: tuple[str, ...]
+
+
+@dataclass
+class GroupChanges:
+    """What a request asks of a Group: ``display_name``/``external_id`` None where it says
+    nothing of them (``external_id`` "" clears it), and its member operations."""
+
+    display_name: str | None = None
+    external_id: str | None = None
+    members: list[MemberOperation] = field(default_factory=list)
+
+    def member_ids(self) -> set[str]:
+        """Every member id the request names."""
+        return {i for operation in self.members for i in operation.ids}
+
+
+def _member_ids(value: object) -> tuple[str, ...]:
+    """``members``' value: a list of objects whose ``value`` is a User's ``id`` (a string;
+    Entra ID and Okta send ``[{"value": "<id>"}]``, with a ``display`` or ``$ref`` that is
+    ignored); a single object is taken as a list of one."""
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ScimError(400, "members must be a list of objects.", "invalidValue")
+    ids = []
+    for item in value:
+        lowered = {str(k).lower(): v for k, v in item.items()}
+        member = lowered.get("value")
+        if not isinstance(member, str) or not member.strip():
+            raise ScimError(400, "Each member needs a value, a User's id.", "invalidValue")
+        kind = lowered.get("type")
+        if isinstance(kind, str) and kind.lower() not in {"user", ""}:
+            raise ScimError(400, "A group's members are Users only.", "invalidValue")
+        ids.append(member.strip())
+    return tuple(dict.fromkeys(ids))
+
+
+def _group_set(changes: GroupChanges, path: str, value: object, op: str) -> None:
+    """Apply one attribute ``path`` (lower-cased) of a Group with ``op`` (``add`` or
+    ``replace``); ignore attributes SafeChat does not keep (``id`` and ``meta``, which a
+    client may not change, among them: RFC 7644, 3.5.2)."""
+    if path == "displayname":
+        changes.display_name = _text(value, name="displayName", allow_empty=False)
+    elif path == "externalid":
+        changes.external_id = _text(value, name="externalId")
+    elif path == "members":
+        changes.members.append(MemberOperation(op=op, ids=_member_ids(value)))
+
+
+def _group_members_checked(changes: GroupChanges) -> GroupChanges:
+    if len(changes.member_ids()) > MEMBERS_MAX:
+        raise ScimError(400, f"At most {MEMBERS_MAX} members per request.", "invalidValue")
+    return changes
+
+
+def group_from_resource(body: object) -> GroupChanges:
+    """The Group of a POST or PUT body (RFC 7643, 4.2): ``displayName`` required,
+    ``externalId`` (cleared if left out: PUT replaces, RFC 7644, 3.5.1) and ``members``
+    (the whole list; none if left out). Raises ``ScimError`` (400, ``invalidSyntax`` for
+    a body that is not a Group, ``invalidValue`` for a bad value or over ``MEMBERS_MAX``
+    members)."""
+    if not isinstance(body, dict):
+        raise ScimError(400, "The body must be a Group object.", "invalidSyntax")
+    schemas = body.get("schemas")
+    if not isinstance(schemas, list) or GROUP_SCHEMA not in schemas:
+        raise ScimError(400, f"The body's schemas must include {GROUP_SCHEMA}.", "invalidSyntax")
+    lowered = {str(k).lower(): v for k, v in body.items()}
+    changes = GroupChanges(external_id="")
+    _group_set(changes, "displayname", lowered.get("displayname"), "replace")
+    if "externalid" in lowered:
+        _group_set(changes, "externalid", lowered["externalid"], "replace")
+    _group_set(changes, "members", lowered.get("members"), "replace")
+    return _group_members_checked(changes)
+
+
+def group_changes_from_patch(body: object) -> GroupChanges:
+    """The changes of a PatchOp body on a Group (RFC 7644, 3.5.2), in the shapes Entra ID
+    and Okta send (``op`` in any case):
+
+    * ``add`` of ``members`` (a list of ``{"value": "<id>"}``), ``replace`` of ``members``
+      (the whole list), of ``displayName`` or of ``externalId``, by ``path``, or as one
+      object without a path (Okta: ``{"op": "replace", "value": {"id": ..., "displayName":
+      ...}}``);
+    * ``remove`` of ``members`` with a ``value`` list (Entra ID), of
+      ``members[value eq "<id>"]`` (Okta), of all ``members`` (no value), of
+      ``externalId``.
+
+    Raises ``ScimError`` (400): ``invalidSyntax`` (not a PatchOp, no operations or over
+    ``PATCH_MAX_OPERATIONS``, an unknown ``op``), ``noTarget`` (a ``remove`` without a
+    path), ``invalidPath`` (a path that cannot be removed, another filter), ``mutability``
+    (removing ``displayName``, which is required), ``invalidValue`` (also over
+    ``MEMBERS_MAX`` members)."""
+    if not isinstance(body, dict):
+        raise ScimError(400, "The body must be a PatchOp object.", "invalidSyntax")
+    schemas = body.get("schemas")
+    if not isinstance(schemas, list) or PATCH_SCHEMA not in schemas:
+        raise ScimError(400, f"The body's schemas must include {PATCH_SCHEMA}.", "invalidSyntax")
+    operations = body.get("Operations", body.get("operations"))
+    if not isinstance(operations, list) or not 0 < len(operations) <= PATCH_MAX_OPERATIONS:
+        raise ScimError(
+            400, f"Operations must list 1 to {PATCH_MAX_OPERATIONS} operations.", "invalidSyntax"
+        )
+    changes = GroupChanges()
+    for operation in operations:
+        if not isinstance(operation, dict):
+            raise ScimError(400, "Each operation must be an object.", "invalidSyntax")
+        op = operation.get("op")
+        path = operation.get("path")
+        value = operation.get("value", _UNSET)
+        if not isinstance(op, str) or op.lower() not in {"add", "replace", "remove"}:
+            raise ScimError(400, "op must be add, replace or remove.", "invalidSyntax")
+        op = op.lower()
+        if path is not None and (not isinstance(path, str) or len(path) > FILTER_MAX_LENGTH):
+            raise ScimError(400, "path must be a string.", "invalidPath")
+        lowered = path.strip().lower() if isinstance(path, str) else None
+        if op == "remove":
+            if lowered is None:
+                raise ScimError(400, "remove needs a path.", "noTarget")
+            _group_remove(changes, path=str(path).strip(), lowered=lowered, value=value)
+            continue
+        if value is _UNSET:
+            raise ScimError(400, "add and replace need a value.", "invalidValue")
+        if lowered is None:
+            if not isinstance(value, dict):
+                raise ScimError(400, "Without a path, value must be an object.", "invalidValue")
+            for name, item in value.items():
+                _group_set(changes, str(name).lower(), item, op)
+        elif lowered in {"displayname", "externalid", "members"}:
+            _group_set(changes, lowered, value, op)
+        elif lowered.startswith("members["):
+            raise ScimError(400, "Only remove takes a members filter.", "invalidPath")
+    return _group_members_checked(changes)
+
+
+def _group_remove(changes: GroupChanges, *, path: str, lowered: str, value: object) -> None:
+    if lowered == "members":
+        ids = () if value is _UNSET or value is None else _member_ids(value)
+        # No value: every member goes (RFC 7644, 3.5.2.2).
+        changes.members.append(
+            MemberOperation(op="remove", ids=ids) if ids else MemberOperation("replace", ())
+        )
+    elif lowered == "externalid":
+        changes.external_id = ""
+    elif lowered == "displayname":
+        raise ScimError(400, "displayName is required; it cannot be removed.", "mutability")
+    else:
+        found = _MEMBER_FILTER.match(path)
+        if found is None:
+            raise ScimError(400, f"{path[:64]} cannot be removed.", "invalidPath")
+        try:
+            member = json.loads(found.group(1))
+        except ValueError:
+            raise ScimError(
+                400, "The member filter's value is not a string.", "invalidPath"
+            ) from None
+        if not isinstance(member, str) or not member.strip():
+            raise ScimError(400, "The member filter's value is not a string.", "invalidPath")
+        changes.members.append(MemberOperation(op="remove", ids=(member.strip(),)))
+
+
+def group_resource(
+    *,
+    group_id: str,
+    display_name: str,
+    external_id: str,
+    members: list[dict[str, str]] | None,
+    created: str,
+    last_modified: str,
+    location: str,
+) -> dict[str, Any]:
+    """A Group resource (RFC 7643, 4.2 and 3.1 ``meta``); ``members`` (each ``value``,
+    ``display``, ``$ref``, ``type``) left out where None (``excludedAttributes=members``)."""
+    resource: dict[str, Any] = {
+        "schemas": [GROUP_SCHEMA],
+        "id": group_id,
+        "displayName": display_name,
+        "meta": {
+            "resourceType": "Group",
+            "created": created,
+            "lastModified": last_modified,
+            "location": location,
+        },
+    }
+    if external_id:
+        resource["externalId"] = external_id
+    if members is not None:
+        resource["members"] = members
+    return resource
+
+
+def resource_types(*, base_url: str) -> list[dict[str, Any]]:
+    """The resource types served (RFC 7643, 6): User and Group, without extensions."""
+    return [
+        {
+            "schemas": [RESOURCE_TYPE_SCHEMA],
+            "id": name,
+            "name": name,
+            "endpoint": f"/{name}s",
+            "description": description,
+            "schema": schema,
+            "meta": {
+                "resourceType": "ResourceType",
+                "location": f"{base_url}/ResourceTypes/{name}",
+            },
+        }
+        for name, schema, description in (
+            ("User", USER_SCHEMA, "A SafeChat account"),
+            ("Group", GROUP_SCHEMA, "A group of accounts, mapped to roles and barrier groups"),
+        )
+    ]
+
+
+def _attribute(
+    name: str,
+    *,
+    kind: str = "string",
+    required: bool = False,
+    mutability: str = "readWrite",
+    multi: bool = False,
+    sub: list[dict[str, Any]] | None = None,
+    uniqueness: str = "none",
+) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "name": name,
+        "type": kind,
+        "multiValued": multi,
+        "required": required,
+        "mutability": mutability,
+        "returned": "default",
+        "uniqueness": uniqueness,
+    }
+    if kind == "string":
+        found["caseExact"] = False
+    if sub is not None:
+        found["subAttributes"] = sub
+    return found
+
+
+def schemas(*, base_url: str) -> list[dict[str, Any]]:
+    """The schemas of the attributes SafeChat keeps (RFC 7643, 7): the User's and the
+    Group's subsets; a client may send others, which are ignored."""
+    member = [
+        _attribute("value", mutability="immutable"),
+        _attribute("display", mutability="readOnly"),
+        _attribute("$ref", kind="reference", mutability="immutable"),
+        _attribute("type", mutability="immutable"),
+    ]
+    found = [
+        (
+            USER_SCHEMA,
+            "User",
+            [
+                _attribute("userName", required=True, uniqueness="server", mutability="immutable"),
+                _attribute(
+                    "name",
+                    kind="complex",
+                    sub=[_attribute("givenName"), _attribute("familyName")],
+                ),
+                _attribute("displayName", mutability="readOnly"),
+                _attribute("active", kind="boolean"),
+                _attribute(
+                    "emails",
+                    kind="complex",
+                    multi=True,
+                    sub=[
+                        _attribute("value"),
+                        _attribute("type"),
+                        _attribute("primary", kind="boolean"),
+                    ],
+                ),
+            ],
+        ),
+        (
+            GROUP_SCHEMA,
+            "Group",
+            [
+                _attribute("displayName", required=True, uniqueness="server"),
+                _attribute("members", kind="complex", multi=True, sub=member),
+            ],
+        ),
+    ]
+    return [
+        {
+            "schemas": [SCHEMA_SCHEMA],
+            "id": schema,
+            "name": name,
+            "attributes": attributes,
+            "meta": {"resourceType": "Schema", "location": f"{base_url}/Schemas/{schema}"},
+        }
+        for schema, name, attributes in found
+    ]

@@ -327,8 +327,15 @@ def mapped_access(identity: AssertedIdentity) -> MappedAccess:
     >>> sorted(a.roles), sorted(a.groups), sorted(a.managed_roles)
     ([], ['Research'], ['room_admin'])
     """
-    provider = identity.provider
-    asserted = set(identity.groups)
+    return groups_mapped(identity.provider, identity.groups)
+
+
+def groups_mapped(provider: FederatedProvider, values: Iterable[str]) -> MappedAccess:
+    """The roles and barrier groups the group ``values`` map to under ``provider``'s
+    ``role_map`` and ``barrier_group_map`` (exact, case-sensitive comparison): the one
+    mapping of a sign-in's asserted groups and of a person's SCIM groups (each by its
+    ``displayName`` and its ``externalId``)."""
+    asserted = set(values)
     return MappedAccess(
         roles=frozenset(role for value, role in provider.role_map if value in asserted),
         groups=frozenset(group for value, group in provider.barrier_group_map if value in asserted),
@@ -510,6 +517,22 @@ def providers_distinct(oidc: Iterable[OidcProvider], saml: Iterable[SamlIdentity
         if idp.issuer in issuers:
             raise SsoConfigurationError(f"provider {idp.key!r}: its entity ID is another's")
         issuers.add(idp.issuer)
+
+
+def scim_groups_provider_parse(
+    key: str, oidc: Iterable[OidcProvider], saml: Iterable[SamlIdentityProvider]
+) -> str:
+    """``SAFECHAT_SCIM_GROUPS_PROVIDER``: the key of the configured provider whose
+    ``role_map`` and ``barrier_group_map`` SCIM groups are mapped by, or "" (SCIM groups
+    are kept and map nothing). Raises :class:`SsoConfigurationError` for a key no
+    provider has."""
+    key = key.strip()
+    keys = {p.key for p in oidc} | {p.key for p in saml}
+    if key and key not in keys:
+        raise SsoConfigurationError(
+            f"SAFECHAT_SCIM_GROUPS_PROVIDER names {key!r}, which is no configured provider"
+        )
+    return key
 
 
 # --- SAML 2.0 -------------------------------------------------------------------------

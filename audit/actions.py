@@ -117,11 +117,27 @@ class AuditAction(StrEnum):
         "An identity provider's provisioning request (SCIM) was refused: a token without the "
         "scim scope, a malformed filter or body, an invalid or taken value, an unknown account.",
     )
+    ACCOUNT_PROVISIONING_GROUP_CREATED = (
+        "account.provisioning.group_created",
+        "An identity provider's provisioning (SCIM) created a group (its id, displayName "
+        "and externalId, its members' ids).",
+    )
+    ACCOUNT_PROVISIONING_GROUP_UPDATED = (
+        "account.provisioning.group_updated",
+        "An identity provider's provisioning (SCIM) changed a group: its displayName or "
+        "externalId, the members added and removed (by id).",
+    )
+    ACCOUNT_PROVISIONING_GROUP_DELETED = (
+        "account.provisioning.group_deleted",
+        "An identity provider's provisioning (SCIM) deleted a group (its members lose what "
+        "it mapped to).",
+    )
     ACCOUNT_IDP_ACCESS_APPLIED = (
         "account.idp_access.applied",
-        "A sign-in through an identity provider changed the person's roles or "
-        "information-barrier groups to match the provider's groups (the configured mapping), "
-        "or a change it asked for was held back by a rule (its reason).",
+        "A sign-in through an identity provider, or a SCIM group's change (via: scim), "
+        "changed the person's roles or information-barrier groups to match the provider's "
+        "groups (the configured mapping), or a change it asked for was held back by a rule "
+        "(its reason).",
     )
     ACCOUNT_PROFILE_UPDATED = (
         "account.profile.updated",

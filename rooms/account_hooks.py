@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from accounts.hooks import HeldRoom, RoomHooks
 from accounts.models import User
-from rooms.services.barriers import user_barrier_violations, user_rooms_lock
+from rooms.services.barriers import people_rooms_lock, user_barrier_violations, user_rooms_lock
 from rooms.services.membership import (
     member_renamed_publish,
     memberships_resume,
@@ -26,6 +26,7 @@ def _rooms_owned_only_by(user: User) -> list[HeldRoom]:
 
 ROOM_HOOKS = RoomHooks(
     rooms_lock=lambda user: user_rooms_lock(user=user),
+    rooms_lock_all=lambda users: people_rooms_lock(users=users),
     rooms_owned_only_by=_rooms_owned_only_by,
     barrier_violations=lambda user: dict(user_barrier_violations(user=user)),
     memberships_suspend=lambda user: memberships_suspend(user=user),

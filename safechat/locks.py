@@ -3,7 +3,8 @@
 Every transaction that locks more than one row takes its locks in this order, each
 kind in ascending id order, and appends to the audit chain last:
 
-1. groups (``auth.Group``): barrier changes and changes of who is in a group;
+1. groups (``auth.Group``): barrier changes and changes of who is in a group (a SCIM
+   group's row, ``accounts.ScimGroup``, before them);
 2. users: the people whose rooms or groups change;
 3. rooms;
 4. memberships and invitations of those rooms;

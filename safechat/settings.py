@@ -499,6 +499,13 @@ try:
         env.str("SAFECHAT_SAML_IDPS", default=""), production=IS_PRODUCTION
     )
     sso.providers_distinct(SAFECHAT_OIDC_PROVIDERS, SAFECHAT_SAML_IDPS)
+    # SCIM groups (docs/sso.md "SCIM Groups") are mapped to roles and barrier groups by
+    # this provider's role_map and barrier_group_map; unset: they are kept, map nothing.
+    SAFECHAT_SCIM_GROUPS_PROVIDER = sso.scim_groups_provider_parse(
+        env.str("SAFECHAT_SCIM_GROUPS_PROVIDER", default=""),
+        SAFECHAT_OIDC_PROVIDERS,
+        SAFECHAT_SAML_IDPS,
+    )
     SAFECHAT_SAML_SP: sso.SamlServiceProvider | None = (
         sso.saml_service_provider_parse(
             environ=os.environ,

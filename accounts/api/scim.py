@@ -27,16 +27,23 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView, set_rollback
 
 from accounts.api.authentication import ApiTokenAuthentication
-from accounts.models import ApiToken, ProvisionedAccount, User
+from accounts.models import ApiToken, ProvisionedAccount, ScimGroup, User
 from accounts.roles import MANAGE_USERS
 from accounts.scim import (
+    GROUP_FILTER_ATTRIBUTES,
     MEDIA_TYPE,
+    GroupChanges,
     ScimError,
     UserChanges,
     error_body,
     filter_parse,
+    group_changes_from_patch,
+    group_from_resource,
+    group_resource,
     list_response,
     page_parse,
+    resource_types,
+    schemas,
     service_provider_config,
     user_changes_from_patch,
     user_from_resource,
@@ -45,6 +52,9 @@ from accounts.scim import (
 from accounts.selectors import people
 from accounts.services import user_deactivate, user_reactivate
 from accounts.services.provisioning import (
+    scim_group_create,
+    scim_group_delete,
+    scim_group_update,
     scim_request_refused,
     scim_user_create,
     scim_user_update,
@@ -190,6 +200,8 @@ def scim_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpRespo
     actor = actor if isinstance(actor, User) else None
     if isinstance(exc, ValidationError):
         exc = _validation_error(exc)
+    if isinstance(exc, ScimGroup.DoesNotExist):
+        exc = ScimError(404, "No such group.")
     if isinstance(exc, exceptions.ParseError):
         exc = ScimError(400, str(exc.detail), "invalidSyntax")
     if isinstance(exc, ScimError):
@@ -361,3 +373,154 @@ class ScimServiceProviderConfigApi(ScimView):
 
     def get(self, request: Request) -> Response:
         return _answer(service_provider_config())
+
+
+# --- Groups (RFC 7643, 4.2) -----------------------------------------------------------
+
+
+def _group_location(request: Request, group: ScimGroup) -> str:
+    return request.build_absolute_uri(f"/scim/v2/Groups/{group.pk}")
+
+
+def _with_members(request: Request) -> bool:
+    """Whether to list members: not where ``excludedAttributes`` names them (Entra ID
+    asks so when it only looks a group up; RFC 7644, 3.4.2.5)."""
+    excluded = request.query_params.get("excludedAttributes", "")
+    return "members" not in {a.strip().lower() for a in excluded.split(",")}
+
+
+def _group_resource(request: Request, group: ScimGroup) -> dict[str, Any]:
+    members = None
+    if _with_members(request):
+        members = [
+            {
+                "value": str(user.pk),
+                "display": user.get_username(),
+                "$ref": _location(request, user),
+                "type": "User",
+            }
+            for user in group.members.order_by("pk")
+        ]
+    return group_resource(
+        group_id=str(group.pk),
+        display_name=group.display_name,
+        external_id=group.external_id,
+        members=members,
+        created=group.created_at.isoformat(),
+        last_modified=group.updated_at.isoformat(),
+        location=_group_location(request, group),
+    )
+
+
+def _group(group_id: str) -> ScimGroup:
+    if not group_id.isdigit() or len(group_id) > 12:
+        raise ScimError(404, "No such group.")
+    group = ScimGroup.objects.filter(pk=int(group_id)).first()
+    if group is None:
+        raise ScimError(404, "No such group.")
+    return group
+
+
+def _member_changes(changes: GroupChanges) -> list[tuple[str, list[int]]]:
+    """Member ids as SafeChat's account ids: one that cannot be an id is refused where
+    it would be added (400 ``invalidValue``, as one that names no account is by the
+    service) and is no change where it would be removed."""
+    found: list[tuple[str, list[int]]] = []
+    for operation in changes.members:
+        ids = [int(i) for i in operation.ids if i.isdigit() and len(i) <= 12]
+        if operation.op != "remove" and len(ids) != len(operation.ids):
+            raise ScimError(400, "members: A member names no SafeChat account.", "invalidValue")
+        found.append((operation.op, ids))
+    return found
+
+
+@extend_schema(exclude=True)
+class ScimGroupsApi(ScimView):
+    """``/scim/v2/Groups``: list (``filter`` of ``displayName`` or ``externalId``,
+    ``startIndex``, ``count``, ``excludedAttributes=members``) and create."""
+
+    def get(self, request: Request) -> Response:
+        found = ScimGroup.objects.order_by("pk")
+        text = request.query_params.get("filter")
+        if text is not None:
+            wanted = filter_parse(text, GROUP_FILTER_ATTRIBUTES)
+            if wanted.attribute == "displayName":
+                found = found.filter(display_name=wanted.value)
+            else:
+                found = found.filter(external_id=wanted.value) if wanted.value else found.none()
+        start, count = page_parse(request.query_params)
+        total = found.count()
+        page = list(found[start - 1 : start - 1 + count]) if count else []
+        return _answer(
+            list_response(
+                resources=[_group_resource(request, g) for g in page],
+                total=total,
+                start_index=start,
+            )
+        )
+
+    def post(self, request: Request) -> Response:
+        changes = group_from_resource(request.data)
+        members = [i for _, ids in _member_changes(changes) for i in ids]
+        group = scim_group_create(
+            actor=_actor(request),
+            display_name=changes.display_name or "",
+            external_id=changes.external_id or "",
+            member_ids=members,
+            request=request._request,
+        )
+        return _answer(
+            _group_resource(request, group), status=201, location=_group_location(request, group)
+        )
+
+
+@extend_schema(exclude=True)
+class ScimGroupApi(ScimView):
+    """``/scim/v2/Groups/<id>``: read, replace (PUT), patch, delete."""
+
+    def get(self, request: Request, group_id: str) -> Response:
+        return _answer(_group_resource(request, _group(group_id)))
+
+    def put(self, request: Request, group_id: str) -> Response:
+        return self._change(request, _group(group_id), group_from_resource(request.data))
+
+    def patch(self, request: Request, group_id: str) -> Response:
+        return self._change(request, _group(group_id), group_changes_from_patch(request.data))
+
+    def _change(self, request: Request, group: ScimGroup, changes: GroupChanges) -> Response:
+        scim_group_update(
+            actor=_actor(request),
+            group=group,
+            display_name=changes.display_name,
+            external_id=changes.external_id,
+            member_changes=_member_changes(changes),
+            request=request._request,
+        )
+        group.refresh_from_db()
+        return _answer(_group_resource(request, group))
+
+    def delete(self, request: Request, group_id: str) -> Response:
+        scim_group_delete(actor=_actor(request), group=_group(group_id), request=request._request)
+        return Response(status=204)
+
+
+def _base_url(request: Request) -> str:
+    return request.build_absolute_uri("/scim/v2").rstrip("/")
+
+
+@extend_schema(exclude=True)
+class ScimResourceTypesApi(ScimView):
+    """``/scim/v2/ResourceTypes`` (RFC 7644, 4): User and Group."""
+
+    def get(self, request: Request) -> Response:
+        found = resource_types(base_url=_base_url(request))
+        return _answer(list_response(resources=found, total=len(found), start_index=1))
+
+
+@extend_schema(exclude=True)
+class ScimSchemasApi(ScimView):
+    """``/scim/v2/Schemas`` (RFC 7644, 4): the User and Group attributes kept."""
+
+    def get(self, request: Request) -> Response:
+        found = schemas(base_url=_base_url(request))
+        return _answer(list_response(resources=found, total=len(found), start_index=1))

@@ -8,20 +8,36 @@ services; deactivation and reactivation are the same ``user_deactivate`` and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 
 from accounts.hooks import room_hooks
-from accounts.models import ProvisionedAccount, User
+from accounts.models import ProvisionedAccount, ScimGroup, User
+from accounts.providers import federated_provider_get
 from accounts.roles import MANAGE_USERS, Role
+from accounts.selectors import people
 from accounts.services._common import actor_and_people_locked, ensure_permission, ensure_person
+from accounts.services.idp_access import (
+    VIA_SCIM,
+    _access_change,
+    _access_locks,
+    _access_record,
+    _Outcome,
+)
 from accounts.services.profile import NAME_FIELDS, display_name_clean
 from accounts.services.users import _role_add, _user_create
+from accounts.sso import FederatedProvider, groups_mapped
 from audit.actions import AuditAction
 from audit.services import audit_record
 from safechat.actions import action, action_transaction
+from safechat.locks import rows_locked
 
 _EMAIL = EmailValidator()
 
@@ -200,3 +216,293 @@ def scim_request_refused(
             extra={"reason": reason[:64], "detail": detail[:200]},
             request=request,
         )
+
+
+# --- Groups (SCIM 2.0 Group, RFC 7643 4.2; docs/sso.md "SCIM Groups") ------------------
+
+
+def _scim_groups_provider() -> FederatedProvider | None:
+    """The provider whose ``role_map`` and ``barrier_group_map`` SCIM groups are mapped
+    by (``SAFECHAT_SCIM_GROUPS_PROVIDER``), or None: then SCIM groups map nothing."""
+    key = getattr(settings, "SAFECHAT_SCIM_GROUPS_PROVIDER", "")
+    return federated_provider_get(key) if key else None
+
+
+def _members_after(current: set[int], operations: Sequence[tuple[str, Sequence[int]]]) -> set[int]:
+    members = set(current)
+    for op, ids in operations:
+        if op == "add":
+            members |= set(ids)
+        elif op == "remove":
+            members -= set(ids)
+        else:
+            members = set(ids)
+    return members
+
+
+@dataclass
+class _GroupWritten:
+    """What ``_scim_group_write`` did: the group, its fields changed, the member ids
+    added and removed, and what the mapping did for each person (none without one)."""
+
+    group: ScimGroup
+    fields: list[str]
+    added: list[int]
+    removed: list[int]
+    provider: FederatedProvider | None
+    outcomes: list[_Outcome]
+
+    @property
+    def changed(self) -> list[str]:
+        return [*self.fields, *(["members"] if self.added or self.removed else [])]
+
+
+def _scim_group_write(
+    *,
+    actor: User,
+    group: ScimGroup | None,
+    operation: str,
+    display_name: str | None,
+    external_id: str | None,
+    member_changes: Sequence[tuple[str, Sequence[int]]],
+    delete: bool = False,
+    request: HttpRequest | None,
+) -> _GroupWritten:
+    """The one write of a SCIM group (create, change, delete) and of what its change
+    means for its members (the mapping, ``idp_access``). Inside the caller's transaction;
+    returns the group and what changed. Locks, in the project's order: the SCIM group's
+    row, the roles' and groups' rows the mapping names, the actor and every person whose
+    SCIM groups change (ascending), every room they are in; the audit chain last."""
+    refusal = AuditAction.ACCOUNT_PROVISIONING_REFUSED
+    if group is not None:
+        # FOR UPDATE where the row is deleted, else FOR NO KEY UPDATE (safechat.locks).
+        found = (
+            list(ScimGroup.objects.select_for_update().filter(pk=group.pk))
+            if delete
+            else rows_locked(ScimGroup, [group.pk])
+        )
+        if not found:
+            raise ScimGroup.DoesNotExist("No such group.")
+        group = found[0]
+        current = set(group.members.values_list("pk", flat=True))
+        before = group.values()
+    else:
+        group = ScimGroup()
+        current, before = set(), frozenset()
+    members = set() if delete else _members_after(current, member_changes)
+    named = {i for op, ids in member_changes if op != "remove" for i in ids}
+    if len(named) != people().filter(pk__in=named).count():
+        raise ValidationError(
+            {"members": ValidationError("A member names no SafeChat account.", code="invalid")}
+        )
+    fields: list[str] = []
+    if display_name is not None and display_name != group.display_name:
+        group.display_name = display_name
+        fields.append("display_name")
+    if external_id is not None and external_id != group.external_id:
+        group.external_id = external_id
+        fields.append("external_id")
+    after = frozenset() if delete else group.values()
+    affected = (members ^ current) | (current & members if after != before else set())
+    provider = _scim_groups_provider()
+    mapped = provider is not None and groups_mapped(provider, ()).configured
+    lock_people = partial(
+        actor_and_people_locked, actor=actor, permission=MANAGE_USERS, action=refusal,
+        operation=operation, request=request,
+    )  # fmt: skip
+    if provider is not None and mapped:
+        locked = _access_locks(
+            provider=provider,
+            user_ids=affected,
+            people_locked=lambda ids: lock_people(users=[User(pk=i) for i in ids]),
+        )
+    else:
+        lock_people(users=[User(pk=i) for i in sorted(affected)])
+    if delete:
+        group_id = group.pk
+        group.delete()
+        group.pk = group_id
+    else:
+        try:
+            with transaction.atomic():
+                group.save()
+        except IntegrityError:
+            raise ValidationError(
+                {
+                    "displayName": ValidationError(
+                        "A group with that displayName exists already.", code="unique"
+                    )
+                }
+            ) from None
+        if members != current:
+            group.members.remove(*(current - members))
+            group.members.add(*(members - current))
+    outcomes = []
+    if provider is not None and mapped:
+        scim_values: dict[int, set[str]] = {pk: set() for pk in affected}
+        for held in (
+            ScimGroup.objects.filter(members__in=affected).distinct().prefetch_related("members")
+        ):
+            for member in held.members.all():
+                if member.pk in scim_values:
+                    scim_values[member.pk] |= held.values()
+        for pk in sorted(affected):
+            person = locked.people.get(pk)
+            if person is not None:
+                access = groups_mapped(provider, scim_values[pk])
+                outcomes.append(
+                    _access_change(locked=locked, user=person, access=access, actor=actor)
+                )
+    return _GroupWritten(
+        group=group,
+        fields=fields,
+        added=sorted(members - current),
+        removed=sorted(current - members),
+        provider=provider if mapped else None,
+        outcomes=outcomes,
+    )
+
+
+def _scim_group_record(
+    *,
+    actor: User,
+    written: _GroupWritten,
+    action: AuditAction,
+    request: HttpRequest | None,
+) -> None:
+    group = written.group
+    audit_record(
+        actor=actor,
+        action=action,
+        target=group,
+        extra={
+            "scim_group": group.pk,
+            "display_name": group.display_name,
+            "external_id": group.external_id,
+            "fields": written.fields,
+            "members_added": written.added,
+            "members_removed": written.removed,
+        },
+        request=request,
+    )
+    if written.provider is not None:
+        _access_record(
+            outcomes=written.outcomes,
+            provider=written.provider,
+            actor=actor,
+            via=VIA_SCIM,
+            extra={"scim_group": group.pk},
+            request=request,
+        )
+
+
+def _ensure_scim_allowed(*, actor: User, operation: str, request: HttpRequest | None) -> None:
+    ensure_permission(
+        actor=actor, permission=MANAGE_USERS, action=AuditAction.ACCOUNT_PROVISIONING_REFUSED,
+        operation=operation, request=request,
+    )  # fmt: skip
+
+
+@action
+def scim_group_create(
+    *,
+    actor: User,
+    display_name: str,
+    external_id: str = "",
+    member_ids: Sequence[int] = (),
+    request: HttpRequest | None = None,
+) -> ScimGroup:
+    """Create the group an identity provider provisions (SCIM ``POST /Groups``, RFC 7644
+    3.3) with its members (SafeChat account ids), and apply what it maps to for them:
+    the roles and barrier groups that ``SAFECHAT_SCIM_GROUPS_PROVIDER``'s ``role_map`` and
+    ``barrier_group_map`` name it by (its ``display_name`` or ``external_id``), under the
+    sign-in's rules (``idp_access``) and two more: a security admin's roles are never
+    changed, nor the actor's own barrier groups (held back, audited with the reason).
+
+    Raises ``ValidationError`` (nothing written): ``displayName`` taken (``unique``), a
+    member that names no account (``members``, ``invalid``). ``Refused``
+    (``account.provisioning.refused``, ``permission``) unless ``actor`` is active and
+    holds ``accounts.manage_users`` (checked again under its row). Audited
+    ``account.provisioning.group_created`` (with the members' ids), then
+    ``account.idp_access.applied`` (``via: scim``) per person changed or held back.
+    Locks: the mapped roles' and groups' rows, the actor and the members (ascending),
+    their rooms; the audit chain last.
+    """
+    operation = "scim.group.create"
+    _ensure_scim_allowed(actor=actor, operation=operation, request=request)
+    with action_transaction():
+        written = _scim_group_write(
+            actor=actor, group=None, operation=operation, display_name=display_name,
+            external_id=external_id, member_changes=[("replace", list(member_ids))],
+            request=request,
+        )  # fmt: skip
+        _scim_group_record(
+            actor=actor, written=written, action=AuditAction.ACCOUNT_PROVISIONING_GROUP_CREATED,
+            request=request,
+        )  # fmt: skip
+    return written.group
+
+
+@action
+def scim_group_update(
+    *,
+    actor: User,
+    group: ScimGroup,
+    display_name: str | None = None,
+    external_id: str | None = None,
+    member_changes: Sequence[tuple[str, Sequence[int]]] = (),
+    request: HttpRequest | None = None,
+) -> list[str]:
+    """Change a SCIM group (``PUT``, ``PATCH``): its ``display_name`` and ``external_id``
+    (None leaves one as it is, ``external_id`` "" clears it) and its members, by
+    ``member_changes`` applied in order (``("add", ids)``, ``("remove", ids)``,
+    ``("replace", ids)``: the whole list; a removed id that is no member is no change).
+    Then what the group maps to is applied, as ``scim_group_create`` says, for everyone
+    whose SCIM groups changed: the people added or removed, and every member when the
+    name or ``external_id`` changed (the mapping may name it by either). Returns what
+    changed (``display_name``, ``external_id``, ``members``).
+
+    Raises ``ValidationError`` (nothing written; as for a create), ``ScimGroup.DoesNotExist``
+    (deleted meanwhile), ``Refused`` (``permission``). Audited
+    ``account.provisioning.group_updated`` (fields and the member ids added and removed)
+    and ``account.idp_access.applied`` per person changed or held back; a request that
+    changes nothing writes and records nothing. Locks: the SCIM group's row, then as for
+    a create; the audit chain last.
+    """
+    operation = "scim.group.update"
+    _ensure_scim_allowed(actor=actor, operation=operation, request=request)
+    with action_transaction():
+        written = _scim_group_write(
+            actor=actor, group=group, operation=operation, display_name=display_name,
+            external_id=external_id, member_changes=member_changes, request=request,
+        )  # fmt: skip
+        changed = written.changed
+        if changed:
+            _scim_group_record(
+                actor=actor, written=written,
+                action=AuditAction.ACCOUNT_PROVISIONING_GROUP_UPDATED, request=request,
+            )  # fmt: skip
+    group.display_name = written.group.display_name
+    group.external_id = written.group.external_id
+    return changed
+
+
+@action
+def scim_group_delete(*, actor: User, group: ScimGroup, request: HttpRequest | None = None) -> None:
+    """Delete a SCIM group (``DELETE /Groups/<id>``): its members lose what it mapped to
+    (unless another of their SCIM groups maps to it too), under the rules of
+    ``scim_group_create``. Raises ``ScimGroup.DoesNotExist`` (deleted meanwhile) and
+    ``Refused`` (``permission``). Audited ``account.provisioning.group_deleted`` (its
+    members' ids) and ``account.idp_access.applied`` per person changed or held back.
+    Locks: as ``scim_group_update``; the audit chain last."""
+    operation = "scim.group.delete"
+    _ensure_scim_allowed(actor=actor, operation=operation, request=request)
+    with action_transaction():
+        written = _scim_group_write(
+            actor=actor, group=group, operation=operation, display_name=None,
+            external_id=None, member_changes=(), delete=True, request=request,
+        )  # fmt: skip
+        _scim_group_record(
+            actor=actor, written=written, action=AuditAction.ACCOUNT_PROVISIONING_GROUP_DELETED,
+            request=request,
+        )  # fmt: skip

@@ -179,6 +179,17 @@ def user_rooms_lock(*, user: User) -> None:
     rows_locked(Room, Membership.objects.filter(user=user).values_list("room_id", flat=True))
 
 
+def people_rooms_lock(*, users: Iterable[User]) -> None:
+    """Lock every room any of ``users`` is in, in ascending id order (the lock order's
+    rooms step), after the groups and the users' rows that the caller locked."""
+    rows_locked(
+        Room,
+        Membership.objects.filter(user_id__in=[u.pk for u in users]).values_list(
+            "room_id", flat=True
+        ),
+    )
+
+
 @action
 def user_groups_change(
     *,

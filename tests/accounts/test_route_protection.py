@@ -35,6 +35,10 @@ EXPECTED_PUBLIC = {
     # SCIM takes no session: each request's own token of scope scim (tests/accounts/test_scim.py)
     "scim:users",
     "scim:user",
+    "scim:groups",
+    "scim:group",
+    "scim:resource-types",
+    "scim:schemas",
     "scim:service-provider-config",
     "accounts:password-reset-request",
     "accounts:password-reset-confirm",

@@ -110,6 +110,7 @@ NOT_ENTRY_POINTS = {
     "rooms.services.membership.rooms_owned_only_by",
     "rooms.services.membership.rooms_left_without_owner",
     "rooms.services.barriers.user_rooms_lock",
+    "rooms.services.barriers.people_rooms_lock",
     "rooms.services.epochs.epoch_shred_locked",
     "rooms.services.epochs.file_key_wrap",
     "rooms.services.epochs.message_encrypt",
