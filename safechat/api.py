@@ -35,7 +35,7 @@ from drf_spectacular.extensions import (
     OpenApiSerializerExtension,
     OpenApiSerializerFieldExtension,
 )
-from rest_framework import exceptions, parsers, status, throttling
+from rest_framework import exceptions, parsers, permissions, status, throttling
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -455,6 +455,29 @@ class ApiRequestThrottle(throttling.BaseThrottle):
 
     def wait(self) -> float | None:
         return None if self._wait is None else float(self._wait)
+
+
+class IdempotencyKeyHonoured(permissions.BasePermission):
+    """Refuses an ``Idempotency-Key`` on a write that does not honour one (400 ``invalid``,
+    the error naming the header, code ``unknown``), after authentication and the scope
+    checks. A key only makes a retry safe where the view reads it (posting a message:
+    the view's ``idempotency_key_methods``); anywhere else a retried creation would
+    create twice while the client believed it safe, so the key is refused, never
+    ignored. A read (GET, HEAD, OPTIONS) writes nothing, so a key there is harmless and
+    left alone."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        method = (request.method or "").upper()
+        if method in permissions.SAFE_METHODS or IDEMPOTENCY_KEY not in request.headers:
+            return True
+        if method in getattr(view, "idempotency_key_methods", ()):
+            return True
+        raise HeaderRefused(
+            header=IDEMPOTENCY_KEY,
+            detail="This operation does not take an Idempotency-Key (only posting a "
+            "message does): a retry of it would not be made safe by one.",
+            code="unknown",
+        )
 
 
 class ApiMetadata(SimpleMetadata):
