@@ -876,3 +876,26 @@ def test_a_lone_surrogate_is_refused_where_it_stands(
         (pointer, "surrogate_characters_not_allowed")
     ]
     assert Membership.objects.get(room=room).mute == Membership.Mute.OFF
+
+
+@pytest.mark.parametrize(
+    "version", ["%0d%0aSet-Cookie:%20x=1", 'a"b', "2.0"], ids=["crlf", "quote", "other"]
+)
+def test_the_schema_takes_no_version_parameter_and_reflects_none(
+    client_of: Client, version: str
+) -> None:
+    # (drf-spectacular would write ?version= into the document's info.version and into the
+    # Content-Disposition header: a line break there was a 500, a quote a broken header)
+    response = client_of.get(f"/api/schema/?version={version}")
+
+    problem = assert_problem(response, 400, "invalid")
+    assert [(e["parameter"], e["code"]) for e in problem["errors"]] == [("version", "unknown")]
+    assert "Content-Disposition" not in response
+
+
+def test_the_schema_names_its_one_version(client_of: Client) -> None:
+    response = client_of.get("/api/schema/", headers={"Accept": "application/json"})
+
+    assert response.status_code == 200
+    assert response.json()["info"]["version"] == "1.0.0"
+    assert response["Content-Disposition"] == 'inline; filename="SafeChat API.json"'
