@@ -425,6 +425,17 @@ class ChatConsumer(RoomSocketMixin, AsyncJsonWebsocketConsumer):  # type: ignore
         except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             await self.send_json(error_frame(None, "bad_frame", "not JSON"))
             return
+        # A lone surrogate (a "\\ud800" escape) anywhere is not text: refused, as an API
+        # body is (safechat.json_input.lone_surrogate), before any member is read.
+        found = json_input.lone_surrogate(content)
+        if found is not None:
+            path, code_point, in_name = found
+            where = "/".join(path) or "the frame"
+            what = "a member's name in" if in_name else ""
+            detail = f"{what} {where} holds a lone surrogate character, {code_point}: not text"
+            answered = content if isinstance(content, dict) else None
+            await self.send_json(error_frame(answered, "invalid", detail.strip()))
+            return
         await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:

@@ -35,14 +35,15 @@ from drf_spectacular.extensions import (
     OpenApiSerializerExtension,
     OpenApiSerializerFieldExtension,
 )
-from rest_framework import exceptions, parsers, status, throttling
+from rest_framework import exceptions, parsers, permissions, status, throttling
+from rest_framework.exceptions import ErrorDetail
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.utils import json
 
 from safechat.fields import IDEMPOTENCY_KEY, HeaderRefused
-from safechat.json_input import DuplicateName, object_of_unique_names
+from safechat.json_input import DuplicateName, lone_surrogate, object_of_unique_names
 from safechat.problems import is_api_path, problem_response
 from safechat.ratelimit import Rate, rate_hit
 
@@ -385,7 +386,7 @@ class JSONParser(parsers.JSONParser):
                 "The body is not valid UTF-8.", code="malformed_utf8"
             ) from None
         try:
-            return json.loads(
+            data = json.loads(
                 text,
                 parse_constant=json.strict_constant if self.strict else None,
                 object_pairs_hook=object_of_unique_names,
@@ -400,6 +401,30 @@ class JSONParser(parsers.JSONParser):
             ) from None
         except ValueError as exc:
             raise exceptions.ParseError(f"The body is not valid JSON: {exc}.") from None
+        _refuse_lone_surrogate(data)
+        return data
+
+
+def _refuse_lone_surrogate(data: Any) -> None:
+    """Refuse a body with a lone surrogate (``"\\ud800"``) in any string or member name,
+    as a field error at the string (at the object, for a name), code
+    ``surrogate_characters_not_allowed`` (DRF's own for a string field): such text cannot
+    be written as UTF-8 (RFC 8259 8.2, RFC 7493 2.1), so it is never stored, nor quoted
+    back in an error (a choice's, an unknown member's) that could not be encoded."""
+    found = lone_surrogate(data)
+    if found is None:
+        return
+    path, code_point, in_name = found
+    where = "A member's name holds" if in_name else "Holds"
+    error: Any = [
+        ErrorDetail(
+            f"{where} a lone surrogate character, {code_point}: not text.",
+            code="surrogate_characters_not_allowed",
+        )
+    ]
+    for part in reversed(path or ("non_field_errors",)):
+        error = {part: error}
+    raise exceptions.ValidationError(error)
 
 
 # The name the request budget is reported under (``RateLimit-Policy``).
@@ -430,6 +455,29 @@ class ApiRequestThrottle(throttling.BaseThrottle):
 
     def wait(self) -> float | None:
         return None if self._wait is None else float(self._wait)
+
+
+class IdempotencyKeyHonoured(permissions.BasePermission):
+    """Refuses an ``Idempotency-Key`` on a write that does not honour one (400 ``invalid``,
+    the error naming the header, code ``unknown``), after authentication and the scope
+    checks. A key only makes a retry safe where the view reads it (posting a message:
+    the view's ``idempotency_key_methods``); anywhere else a retried creation would
+    create twice while the client believed it safe, so the key is refused, never
+    ignored. A read (GET, HEAD, OPTIONS) writes nothing, so a key there is harmless and
+    left alone."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        method = (request.method or "").upper()
+        if method in permissions.SAFE_METHODS or IDEMPOTENCY_KEY not in request.headers:
+            return True
+        if method in getattr(view, "idempotency_key_methods", ()):
+            return True
+        raise HeaderRefused(
+            header=IDEMPOTENCY_KEY,
+            detail="This operation does not take an Idempotency-Key (only posting a "
+            "message does): a retry of it would not be made safe by one.",
+            code="unknown",
+        )
 
 
 class ApiMetadata(SimpleMetadata):

@@ -624,6 +624,8 @@ REST_FRAMEWORK = {
         # A session must be second-factor verified; a token must hold the method's scope.
         "accounts.api.permissions.IsVerifiedOrToken",
         "accounts.api.permissions.TokenHasScope",
+        # An Idempotency-Key on a write that does not honour one is refused, not ignored.
+        "safechat.api.IdempotencyKeyHonoured",
     ],
     # Every request of a signed-in user counts against SAFECHAT_API_RATE_LIMIT (429 past
     # it), reported with the write budgets in the RateLimit headers.

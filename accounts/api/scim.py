@@ -189,6 +189,18 @@ def _validation_error(exc: ValidationError) -> ScimError:
     return ScimError(400, message, "invalidValue")
 
 
+def _first_refusal(detail: Any, path: str = "") -> str:
+    """The first message of a DRF validation ``detail``, after the attribute it names
+    (``name.givenName: ...``)."""
+    if isinstance(detail, dict) and detail:
+        name, inner = next(iter(detail.items()))
+        where = "" if name == "non_field_errors" else f"{path}.{name}".lstrip(".")
+        return _first_refusal(inner, where)
+    if isinstance(detail, list) and detail:
+        return _first_refusal(detail[0], path)
+    return f"{path}: {detail}" if path else str(detail)
+
+
 def scim_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse:
     """Every exception of a SCIM view as an RFC 7644, 3.12 error; a 500 without detail
     (logged) for one no client caused. Refusals the services did not record (bad
@@ -204,6 +216,9 @@ def scim_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpRespo
         exc = ScimError(404, "No such group.")
     if isinstance(exc, exceptions.ParseError):
         exc = ScimError(400, str(exc.detail), "invalidSyntax")
+    if isinstance(exc, exceptions.ValidationError):
+        # The API's JSON reader refusing a value (a lone surrogate), said in words.
+        exc = ScimError(400, _first_refusal(exc.detail), "invalidValue")
     if isinstance(exc, ScimError):
         if exc.status != 403:  # a 403 of HasScimScope is recorded already
             reason = exc.scim_type or ("not_found" if exc.status == 404 else str(exc.status))

@@ -382,6 +382,10 @@ class MessageListApi(APIView):
         page = selectors.message_page_at(reader=_user(request), room=room, cursor=cursor)
         return Response(page.as_json([message_json(m) for m in page.items]))
 
+    # The one write whose retry a key makes safe (``safechat.api.IdempotencyKeyHonoured``
+    # refuses a key on any other).
+    idempotency_key_methods = ("POST",)
+
     @extend_schema(
         parameters=[
             OpenApiParameter(

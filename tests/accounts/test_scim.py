@@ -289,6 +289,33 @@ def test_a_malformed_body_or_patch_is_invalid_syntax_and_writes_nothing() -> Non
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"schemas": ["SCHEMA"], "userName": "jo\\ud800"}',
+        '{"schemas": ["SCHEMA"], "userName": "jo", "name": {"givenName": "\\udc00"}}',
+        '{"schemas": ["SCHEMA"], "userName": "jo", "\\ud83d": 1}',
+    ],
+    ids=["value", "nested", "member-name"],
+)
+def test_a_lone_surrogate_is_an_invalid_value_said_plainly_and_writes_nothing(body: str) -> None:
+    _, secret = provisioner()
+    before = people_count()
+
+    # when a body's JSON escapes name a lone surrogate (not text: RFC 8259 8.2)
+    response = call("post", USERS, secret, body.replace("SCHEMA", USER_SCHEMA))
+
+    # then it is a 400 invalidValue naming where, in words (not a Python repr), recorded
+    assert_scim_error(response, 400, "invalidValue")
+    detail = response.json()["detail"]
+    assert "surrogate" in detail
+    assert "ErrorDetail" not in detail
+    assert "{" not in detail
+    assert people_count() == before
+    assert events("account.provisioning.refused")[-1].extra["reason"] == "invalidValue"
+
+
+@pytest.mark.django_db
 def test_a_wrong_or_missing_token_is_401_audited_and_creates_nothing() -> None:
     _, secret = provisioner()
     before = people_count()

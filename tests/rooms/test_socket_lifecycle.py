@@ -387,10 +387,19 @@ async def test_a_socket_whose_handler_fails_is_closed_with_1011_and_cleaned_up(
     [
         ('{"type": "message.post", "room_id": ROOM, "text": "x\\ud800y"}', "invalid"),
         ('{"type": "message.post", "room_id": ROOM, "text": "x\\u0000y"}', "invalid"),
+        ('{"type": "message.post", "room_id": ROOM, "text": "x", "\\udc00": 1}', "invalid"),
+        ('{"type": "message.post", "room_id": ROOM, "text": "x", "y": ["\\ud83d"]}', "invalid"),
         ("[" * 5000 + "]" * 5000, "bad_frame"),
         ('{"type": "message.post", "room_id": ROOM, "text": "' + "[" * 3000 + '"}', None),
     ],
-    ids=["lone-surrogate", "nul", "deep-nesting", "brackets-in-text-are-fine"],
+    ids=[
+        "lone-surrogate",
+        "nul",
+        "lone-surrogate-in-a-name",
+        "lone-surrogate-anywhere",
+        "deep-nesting",
+        "brackets-in-text-are-fine",
+    ],
 )
 async def test_hostile_frames_get_an_error_frame_and_store_nothing(
     open_tab: Open, frame_text: str, code: str | None

@@ -801,3 +801,101 @@ def test_a_refused_message_text_points_at_the_text_field(
     body = assert_problem(response, 400, "invalid")
     assert [(e["pointer"], e["code"]) for e in body["errors"]] == [("#/text", code)]
     assert list(Message.objects.values_list("pk", "revision")) == [(original.pk, original.revision)]
+
+
+def _strings_in(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for key, item in value.items() for s in [key, *_strings_in(item)]]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings_in(item)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/rooms/create/", '{"name": "Desk", "\\ud800": 1}'),
+        ("/api/v1/rooms/create/", '{"name": "Desk", "visibility": "\\ud800"}'),
+        ("/api/v1/rooms/create/", '{"name": "Desk", "\\udfff": 1, "\\udfff": 2}'),
+        ("/api/v1/rooms/ROOM/mute/", '{"mute": "x\\ud800"}'),
+        ("/api/v1/rooms/ROOM/members/", '{"user_id": 1, "role": "\\ud83d"}'),
+        ("/api/v1/accounts/tokens/", '{"name": "ci", "scope": "\\udc00read"}'),
+    ],
+    ids=["member-name", "choice", "duplicate-name", "mute", "role", "scope"],
+)
+def test_a_lone_surrogate_echoed_in_an_error_is_a_400_problem_in_strict_utf8(
+    client_of: Client, member: User, room: Room, path: str, body: str
+) -> None:
+    # given a JSON body whose escapes name a lone surrogate where an error quotes the input
+    # (a choice, a member's name): valid JSON, but not text UTF-8 can carry (RFC 8259 8.2)
+    client_of.post(  # (an admin session may also create tokens)
+        "/api/v1/rooms/create/", {"name": "warm-up"}, content_type="application/json"
+    )
+    rooms_before = set(Room.objects.values_list("pk", flat=True))
+    tokens_before = ApiToken.objects.count()
+    events_before = AuditEvent.objects.count()
+
+    # when it is posted
+    response = client_of.post(
+        path.replace("ROOM", str(room.pk)), body, content_type="application/json"
+    )
+
+    # then the answer is a 400 problem, itself strict UTF-8 with no lone surrogate in any
+    # string (a strict client's decoder would fail on one), and nothing was written
+    assert response.status_code == 400, response.content
+    response.content.decode("utf-8")  # strict
+    problem = assert_problem(response, 400, response.json()["code"])
+    assert problem["code"] in {"invalid", "duplicate_key"}
+    for text in _strings_in(problem):
+        text.encode("utf-8")  # strict: raises for a lone surrogate
+    assert set(Room.objects.values_list("pk", flat=True)) == rooms_before
+    assert ApiToken.objects.count() == tokens_before
+    assert AuditEvent.objects.count() == events_before
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [
+        ('{"mute": "\\udc00"}', "#/mute"),
+        ('{"mute": "all", "x": ["ok", "\\ud800"]}', "#/x/1"),
+        ('{"\\ud800": "all"}', "#"),
+    ],
+)
+def test_a_lone_surrogate_is_refused_where_it_stands(
+    client_of: Client, room: Room, body: str, pointer: str
+) -> None:
+    # when a body holds a lone surrogate in a value, deep in a list, or in a member's name
+    response = client_of.post(
+        f"/api/v1/rooms/{room.pk}/mute/", body, content_type="application/json"
+    )
+
+    # then the one error points at the string (at the object, for a name), and the mute
+    # setting is unchanged
+    problem = assert_problem(response, 400, "invalid")
+    assert [(e["pointer"], e["code"]) for e in problem["errors"]] == [
+        (pointer, "surrogate_characters_not_allowed")
+    ]
+    assert Membership.objects.get(room=room).mute == Membership.Mute.OFF
+
+
+@pytest.mark.parametrize(
+    "version", ["%0d%0aSet-Cookie:%20x=1", 'a"b', "2.0"], ids=["crlf", "quote", "other"]
+)
+def test_the_schema_takes_no_version_parameter_and_reflects_none(
+    client_of: Client, version: str
+) -> None:
+    # (drf-spectacular would write ?version= into the document's info.version and into the
+    # Content-Disposition header: a line break there was a 500, a quote a broken header)
+    response = client_of.get(f"/api/schema/?version={version}")
+
+    problem = assert_problem(response, 400, "invalid")
+    assert [(e["parameter"], e["code"]) for e in problem["errors"]] == [("version", "unknown")]
+    assert "Content-Disposition" not in response
+
+
+def test_the_schema_names_its_one_version(client_of: Client) -> None:
+    response = client_of.get("/api/schema/", headers={"Accept": "application/json"})
+
+    assert response.status_code == 200
+    assert response.json()["info"]["version"] == "1.0.0"
+    assert response["Content-Disposition"] == 'inline; filename="SafeChat API.json"'

@@ -98,6 +98,59 @@ def test_an_empty_or_malformed_idempotency_key_is_refused_naming_the_header(
     assert not Message.objects.filter(room=room).exists()
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/api/v1/rooms/create/", {"name": "Rates"}),
+        ("post", "/api/v1/direct/", {"participants": [9999]}),
+        ("patch", "/api/v1/rooms/ROOM/", {"topic": "rates"}),
+        ("patch", "/api/v1/rooms/ROOM/messages/MESSAGE/", {"text": "edited"}),
+        ("delete", "/api/v1/rooms/ROOM/messages/MESSAGE/", None),
+        ("post", "/api/v1/accounts/tokens/", {"name": "ci", "scope": "read"}),
+    ],
+    ids=["room-create", "direct", "room-update", "message-edit", "message-delete", "token"],
+)
+def test_an_idempotency_key_where_none_is_honoured_is_refused_not_ignored(
+    client_of: Client, member: User, room: Room, method: str, path: str, body: Any
+) -> None:
+    # given a message (the one write that honours a key is posting one)
+    message = Message.objects.get(
+        pk=post_json(client_of, f"/api/v1/rooms/{room.pk}/messages/", {"text": "hi"}).json()["id"]
+    )
+    rooms, tokens = list(Room.objects.values_list("pk", "topic")), member.api_tokens.count()
+    revision = message.revision
+    path = path.replace("ROOM", str(room.pk)).replace("MESSAGE", str(message.pk))
+
+    # when a write that would not make a retry safe is sent with a key (a retried room
+    # creation would otherwise create a second room, as if the key had counted)
+    key = {"Idempotency-Key": "k-1"}
+    send = getattr(client_of, method)
+    response = (
+        send(path, json.dumps(body), content_type="application/json", headers=key)
+        if body is not None
+        else send(path, headers=key)
+    )
+
+    # then it is a 400 naming the header, code unknown, and nothing was written
+    problem = assert_problem(response, 400, "invalid")
+    assert [(e["parameter"], e["code"]) for e in problem["errors"]] == [
+        ("Idempotency-Key", "unknown")
+    ]
+    assert list(Room.objects.values_list("pk", "topic")) == rooms
+    assert member.api_tokens.count() == tokens
+    message.refresh_from_db()
+    assert (message.revision, message.deleted_at) == (revision, None)
+
+
+def test_an_idempotency_key_on_a_read_changes_nothing_and_is_answered(
+    client_of: Client, room: Room
+) -> None:
+    # (a read writes nothing: a key cannot make it any safer, nor a retry of it harmful)
+    response = client_of.get(f"/api/v1/rooms/{room.pk}/", headers={"Idempotency-Key": "k-1"})
+
+    assert response.status_code == 200
+
+
 def test_an_idempotency_key_used_in_another_room_is_refused_naming_the_header(
     client_of: Client, member: User, room: Room
 ) -> None:
