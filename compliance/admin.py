@@ -58,6 +58,7 @@ from compliance.services import (
 )
 from compliance.services._common import MANAGE_LEGAL_HOLDS, MANAGE_RETENTION
 from compliance.services.exports import APPROVE_EXPORT, REQUEST_EXPORT
+from compliance.services.policies import KEEP_DAYS_MAX
 from rooms.models import Room
 from safechat.admin_base import ReadOnlyAdmin, ServiceTransactionAdmin
 from safechat.pagination import KEY_MAX
@@ -121,10 +122,13 @@ class _ServiceAdmin(ServiceTransactionAdmin):
 
 
 class RetentionPolicyForm(ServiceForm):
+    # No bounds here: the service refuses (and audits) a number out of range.
     keep_days = forms.IntegerField(
         required=False,
-        min_value=0,
-        help_text="Days content is kept from its last write; empty keeps it forever.",
+        help_text=(
+            "Days content is kept from its last write, from the organisation minimum to "
+            f"{KEEP_DAYS_MAX} (a hundred years); empty keeps it forever."
+        ),
     )
 
     class Meta:

@@ -58,8 +58,16 @@ def hold_scope(hold: LegalHold) -> HoldScope:
         custodians=custodians,
         direct_rooms=direct,
         start=day_start(hold.starts_on) if hold.starts_on else None,
-        end=day_start(hold.ends_on) + timedelta(days=1) if hold.ends_on else None,
+        end=_day_after(hold.ends_on),
     )
+
+
+def _day_after(day: date | None) -> datetime | None:
+    """The start of the day after ``day`` (UTC): a range's exclusive end. None (no end)
+    for no day, or for the last day a date can name (nothing comes after it)."""
+    if day is None or day == date.max:
+        return None
+    return day_start(day + timedelta(days=1))
 
 
 def active_hold_scopes() -> list[HoldScope]:

@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -182,8 +182,12 @@ def _epoch_has_content(room_id: int, number: int) -> bool:
 
 
 def _cutoff(now: datetime, days: int) -> datetime:
-    """The instant before which content kept ``days`` days has expired at ``now``."""
-    return now - timedelta(days=days)
+    """The instant before which content kept ``days`` days has expired at ``now``; the
+    earliest instant a date can name if ``days`` reach further back (nothing expired)."""
+    try:
+        return now - timedelta(days=days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _cutoff_in_force(room_id: int, cutoff: datetime) -> datetime | None:

@@ -226,3 +226,21 @@ def test_a_run_asked_for_by_someone_who_lost_the_right_runs_nothing() -> None:
     assert not RetentionRun.objects.exists()
     refusal = AuditEvent.objects.get(action="retention.run.refused")
     assert refusal.actor_id == officer.pk
+
+
+@pytest.mark.parametrize("keep_days", ["-5", "99999999999"])
+def test_a_policy_out_of_range_from_the_admin_is_refused_by_the_service_and_audited(
+    settings: Settings, keep_days: str
+) -> None:
+    # given an officer on the policy page
+    settings.SAFECHAT_RETENTION_MINIMUM_DAYS = 2190
+    client = client_for(make_officer())
+
+    # when they ask for a negative or a far too large number of days
+    refused = client.post("/admin/compliance/retentionpolicy/add/", {"keep_days": keep_days})
+
+    # then the page says why, nothing is stored and the attempt is audited
+    assert refused.status_code == 200
+    assert "at least 2190 days" in refused.content.decode()
+    assert not RetentionPolicy.objects.exists()
+    assert AuditEvent.objects.filter(action="retention.policy.refused").count() == 1
