@@ -13,6 +13,7 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from accounts.models import User
+from accounts.roles import Role
 from audit.models import AuditEvent
 from compliance.locks import RUN_LOCK_KEY
 from compliance.models import BlobPurge, MessageTombstone, RetentionRun
@@ -26,10 +27,15 @@ from compliance.services import (
 )
 from compliance.services import retention as retention_module
 from files.models import StoredFile
-from rooms.models import Mention, Message, MessageRevision, Reaction, Room
+from rooms.holds import room_legal_hold
+from rooms.models import Membership, Mention, Message, MessageRevision, Reaction, Room
 from rooms.selectors import message_view
 from rooms.services import (
+    barrier_create,
     direct_conversation_create,
+    group_create,
+    group_members_set,
+    membership_remove,
     message_delete,
     message_edit,
     reaction_toggle,
@@ -37,7 +43,7 @@ from rooms.services import (
 from safechat.keyring.errors import KeyUnavailableError
 from safechat.keyring.models import RoomEpoch, SealedEpochKey
 from safechat.keyring.services import clear_key_caches, room_epoch_key_for
-from tests.accounts.factories import make_user
+from tests.accounts.factories import grant_role, make_user
 from tests.compliance.factories import make_officer, post_aged
 from tests.files.helpers import upload, upload_and_scan
 from tests.rooms.factories import make_room
@@ -167,6 +173,35 @@ def test_a_custodian_hold_protects_their_messages_in_every_room_and_their_direct
     assert not Message.objects.filter(pk=colleague_s.pk).exists()
     clear_key_caches()
     assert text_for(custodian, theirs) == "hello"
+
+
+def test_a_custodian_removed_from_a_direct_conversation_still_holds_all_of_it() -> None:
+    # given a custodian's direct conversation, in which only the other side wrote, and a
+    # barrier that a security admin resolved by removing the custodian from it
+    officer, custodian, colleague = make_officer(), make_user(), make_user()
+    admin = grant_role(make_user(), Role.SECURITY_ADMIN)
+    direct = direct_conversation_create(actor=colleague, participants=[custodian])
+    theirs = post_aged(sender=colleague, room=direct, days=100)
+    deals, research = (
+        group_create(actor=admin, name="deals"),
+        group_create(actor=admin, name="research"),
+    )
+    group_members_set(actor=admin, group=deals, add=[custodian])
+    group_members_set(actor=admin, group=research, add=[colleague])
+    barrier_create(actor=admin, group_a=deals, group_b=research)
+    membership_remove(actor=admin, room=direct, member=custodian)
+    assert not Membership.objects.filter(room=direct, user=custodian).exists()
+    legal_hold_place(actor=officer, matter="M", reason="r", custodians=[custodian])
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+
+    # when retention runs
+    report = retention_apply()
+
+    # then the conversation is still theirs under the hold: the other side's message stays
+    assert room_legal_hold(direct.pk) is True
+    assert Message.objects.filter(pk=theirs.pk).exists()
+    assert report.totals()["messages"] == 0
+    assert RoomEpoch.objects.filter(room=direct, shredded_at__isnull=False).count() == 0
 
 
 def test_a_released_hold_lets_the_next_run_purge() -> None:
