@@ -11,6 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import AdminDateWidget
 from django.core.exceptions import BadRequest, PermissionDenied
 from django.db.models import QuerySet
 from django.http import (
@@ -225,6 +226,21 @@ class RetentionPolicyAdmin(_ServiceAdmin):
 
 
 class LegalHoldPlaceForm(_ScopedForm):
+    # The admin's calendar, as the model's own fields had; the help says how days are read.
+    starts_on = forms.DateField(
+        required=False,
+        widget=AdminDateWidget,
+        help_text="First day covered (UTC, inclusive); empty: from the beginning.",
+    )
+    ends_on = forms.DateField(
+        required=False,
+        widget=AdminDateWidget,
+        help_text=(
+            "Last day covered (UTC, inclusive); empty: until the hold is released, what "
+            "is written from now on included."
+        ),
+    )
+
     class Meta:
         model = LegalHold
         fields = ["matter", "reason", "rooms", "custodians", "starts_on", "ends_on"]

@@ -244,3 +244,15 @@ def test_a_policy_out_of_range_from_the_admin_is_refused_by_the_service_and_audi
     assert "at least 2190 days" in refused.content.decode()
     assert not RetentionPolicy.objects.exists()
     assert AuditEvent.objects.filter(action="retention.policy.refused").count() == 1
+
+
+def test_the_hold_form_says_its_days_are_utc_and_inclusive() -> None:
+    # given an officer
+    client = client_for(make_officer())
+
+    # when they open the page that places a hold
+    page = client.get("/admin/compliance/legalhold/add/").content.decode()
+
+    # then both days say how they are read
+    assert "First day covered (UTC, inclusive)" in page
+    assert "Last day covered (UTC, inclusive)" in page
