@@ -3,7 +3,7 @@ reactions, mentions and files; tombstones stay; emptied epochs are shredded unle
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -536,3 +536,39 @@ def test_an_edit_or_deletion_of_a_message_purged_meanwhile_is_a_404_and_writes_n
     assert not MessageRevision.objects.filter(message_id=stale.pk).exists()
     assert AuditEvent.objects.filter(action="message.edited").count() == edits_before
     assert not AuditEvent.objects.filter(action="message.deleted").exists()
+
+
+def test_a_hold_range_holds_its_first_and_last_instants_and_nothing_beside_them(
+    settings: Settings,
+) -> None:
+    # given a project in New York time, and messages in a room at the edges of a held
+    # range of UTC days: a microsecond before it, its first instant, its last, the next
+    settings.TIME_ZONE = "America/New_York"
+    officer, owner = make_officer(), make_user()
+    room = make_room(owner=owner)
+    first_day = (timezone.now() - timedelta(days=200)).date()
+    last_day = first_day + timedelta(days=9)
+    start = datetime.combine(first_day, time.min, tzinfo=UTC)
+    end = datetime.combine(last_day + timedelta(days=1), time.min, tzinfo=UTC)
+    edges = {
+        "before": start - timedelta(microseconds=1),
+        "first": start,
+        "last": end - timedelta(microseconds=1),
+        "after": end,
+    }
+    posted = {}
+    for name, instant in edges.items():
+        message = post_aged(sender=owner, room=room, days=1)
+        Message.objects.filter(pk=message.pk).update(created_at=instant)
+        posted[name] = message.pk
+    legal_hold_place(
+        actor=officer, matter="M", reason="r", rooms=[room], starts_on=first_day, ends_on=last_day
+    )
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+
+    # when retention runs
+    retention_apply()
+
+    # then exactly the two inside the range stay
+    left = set(Message.objects.filter(room=room).values_list("pk", flat=True))
+    assert left == {posted["first"], posted["last"]}
