@@ -19,6 +19,7 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseNotAllowed,
+    HttpResponseRedirect,
     StreamingHttpResponse,
 )
 from django.template.response import TemplateResponse
@@ -299,7 +300,10 @@ class LegalHoldAdmin(_ServiceAdmin):
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
     ) -> Any:
         kwargs["form"] = LegalHoldPlaceForm if obj is None else LegalHoldReleaseForm
-        kwargs["fields"] = None
+        # The form's own fields; none on a hold only shown (released, or no right to
+        # release): Django then lists the form's fields to leave out, and None is no list.
+        shown_only = obj is not None and not self.has_change_permission(request, obj)
+        kwargs["fields"] = [] if shown_only else None
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -316,6 +320,33 @@ class LegalHoldAdmin(_ServiceAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm(MANAGE_LEGAL_HOLDS))
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """A release sent for a hold released meanwhile (a page opened before another
+        officer released it) goes to the service, which refuses it and audits the attempt
+        (``legal_hold.refused``); the page then says why. Anything else: Django's view."""
+        user = request.user
+        if (
+            request.method == "POST"
+            and isinstance(user, User)
+            and user.has_perm(MANAGE_LEGAL_HOLDS)
+        ):
+            hold = self.get_object(request, object_id)
+            if hold is not None and not hold.is_active:
+                try:
+                    legal_hold_release(
+                        actor=user, hold=hold, reason=request.POST.get("release_reason", "")
+                    )
+                except ComplianceRefused as refusal:
+                    self.message_user(request, str(refusal), messages.ERROR)
+                return HttpResponseRedirect(request.path)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Changing a hold means releasing it; a released hold is only shown.

@@ -105,8 +105,11 @@ def test_an_officer_releases_a_hold_with_a_reason_and_a_released_hold_is_read_on
     released = LegalHold.objects.get(pk=hold.pk)
     assert (released.released_by, released.release_reason) == (officer, "matter closed")
     again = client.post(page, {"release_reason": "twice"})
-    assert again.status_code == 403
+    assert again.status_code == 302  # back to the page, which says it was released
     assert LegalHold.objects.get(pk=hold.pk).release_reason == "matter closed"
+    assert client.get(page).status_code == 200
+    refusals = AuditEvent.objects.filter(action="legal_hold.refused").order_by("seq")
+    assert [e.extra["reason"] for e in refusals] == ["empty release reason", "already released"]
 
 
 def test_a_policy_below_the_minimum_from_the_admin_is_refused_on_the_form(
@@ -256,3 +259,43 @@ def test_the_hold_form_says_its_days_are_utc_and_inclusive() -> None:
     # then both days say how they are read
     assert "First day covered (UTC, inclusive)" in page
     assert "Last day covered (UTC, inclusive)" in page
+
+
+def test_a_release_sent_after_another_officer_released_the_hold_is_refused_and_audited() -> None:
+    # given a hold whose release page a first officer opened, and a second officer who
+    # released it meanwhile
+    first, second = make_officer(), make_officer()
+    hold = legal_hold_place(actor=first, matter="M", reason="r", rooms=[make_room()])
+    client = client_for(first)
+    page = f"/admin/compliance/legalhold/{hold.pk}/change/"
+    assert client.get(page).status_code == 200
+    client_for(second).post(page, {"release_reason": "matter closed"})
+    assert not LegalHold.objects.get(pk=hold.pk).is_active
+
+    # when the first officer sends their release
+    again = client.post(page, {"release_reason": "settled"}, follow=True)
+
+    # then they read that it was already released; nothing changed; the attempt is audited
+    assert again.status_code == 200
+    assert "This hold was already released" in again.content.decode()
+    released = LegalHold.objects.get(pk=hold.pk)
+    assert (released.released_by, released.release_reason) == (second, "matter closed")
+    [refusal] = AuditEvent.objects.filter(action="legal_hold.refused")
+    assert refusal.extra["reason"] == "already released"
+    assert AuditEvent.objects.filter(action="legal_hold.released").count() == 1
+
+
+def test_a_released_hold_s_page_shows_who_released_it_and_why() -> None:
+    # given a released hold
+    officer = make_officer()
+    hold = legal_hold_place(actor=officer, matter="SEC v. Desk", reason="r", rooms=[make_room()])
+    client = client_for(officer)
+    page = f"/admin/compliance/legalhold/{hold.pk}/change/"
+    client.post(page, {"release_reason": "matter closed"})
+
+    # when an officer opens it from the list
+    shown = client.get(page)
+
+    # then it shows, read only, with the release's reason
+    assert shown.status_code == 200
+    assert "matter closed" in shown.content.decode()
