@@ -851,13 +851,13 @@ def retention_apply(
     changes nothing (it records the dry run and its audit event). ``batch_size``: the
     most messages (or files) one transaction purges (default
     ``SAFECHAT_RETENTION_BATCH``); batches are sized within it by their duration.
-    Refused (audited, nothing changed) for a room that does not exist, and while another
-    run works (``RetentionBusyError``). A person as ``actor`` (a compliance officer's
-    dry run or requested run) must be active and hold ``compliance.manage_retention``
-    now (refused, audited ``retention.run.refused``), and again before every batch: a
-    right withdrawn mid-run stops it there (``RetentionRightWithdrawnError``, audited;
-    the run's state ``refused``; what it committed stands). The system's own runs need
-    no person.
+    Refused (audited, nothing changed) for a room that does not exist, a batch size that
+    is no whole number of at least 1, and while another run works
+    (``RetentionBusyError``). A person as ``actor`` (a compliance officer's dry run or
+    requested run) must be active and hold ``compliance.manage_retention`` now (refused,
+    audited ``retention.run.refused``), and again before every batch: a right withdrawn
+    mid-run stops it there (``RetentionRightWithdrawnError``, audited; the run's state
+    ``refused``; what it committed stands). The system's own runs need no person.
     """
     if isinstance(actor, User):
         require_permission(
@@ -874,6 +874,17 @@ def retention_apply(
             reason="no such room",
             message=f"there is no room {room_id}",
             room=str(room_id)[:40],
+            dry_run=dry_run,
+        )
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise refused(
+            actor=actor,
+            action=AuditAction.RETENTION_RUN_REFUSED,
+            reason="bad batch size",
+            message="a batch size is a whole number of at least 1",
+            batch_size=str(batch_size)[:40],
             dry_run=dry_run,
         )
     limit = batch_size or settings.SAFECHAT_RETENTION_BATCH

@@ -321,6 +321,27 @@ def test_a_dry_run_for_a_room_that_does_not_exist_is_refused_and_audited() -> No
     assert refusal.extra["reason"] == "no such room"
 
 
+@pytest.mark.parametrize("batch_size", [-5, 0.5, True])
+def test_a_run_asked_for_batches_of_no_whole_positive_size_is_refused_and_audited(
+    batch_size: object,
+) -> None:
+    # given an expired message under a policy
+    owner = make_user()
+    room = make_room(owner=owner)
+    old = post_aged(sender=owner, room=room, days=100)
+    retention_policy_set(actor=make_officer(), room=None, keep_days=30)
+
+    # when a run is asked for with a batch size that is no whole number of at least one
+    with pytest.raises(ComplianceRefused, match="a batch size is a whole number of at least 1"):
+        retention_apply(batch_size=batch_size)  # type: ignore[arg-type]
+
+    # then no run started, nothing was purged, and the attempt is audited
+    assert not RetentionRun.objects.exists()
+    assert Message.objects.filter(pk=old.pk).exists()
+    refusal = AuditEvent.objects.get(action="retention.run.refused")
+    assert refusal.extra["reason"] == "bad batch size"
+
+
 def test_a_run_limited_to_one_room_leaves_the_others() -> None:
     officer, owner = make_officer(), make_user()
     room, other = make_room(owner=owner), make_room(owner=owner)
