@@ -36,6 +36,7 @@ from compliance.models import (
     RetentionRun,
     RoomReview,
 )
+from compliance.selectors import tombstones_verify
 from compliance.selectors.exports import export_scope_digest
 from compliance.selectors.review import (
     REVIEW_CONTENT,
@@ -368,6 +369,18 @@ class RetentionRunAdmin(ReadOnlyAdmin):
         "messages", "files", "epochs_shredded",
     ]  # fmt: skip
     list_filter = ["dry_run", "state", "started_at"]
+    readonly_fields = ["tombstones_check"]
+
+    @admin.display(description="tombstones against the audit log")
+    def tombstones_check(self, obj: RetentionRun) -> str:
+        """``tombstones_verify``: each batch's tombstones against the digest its
+        hash-chained audit event carries (a tombstone forged, removed or moved is named)."""
+        if obj.dry_run:
+            return "a dry run purges nothing"
+        problems = tombstones_verify(run_id=obj.pk)
+        if not problems:
+            return f"every batch's tombstones match its audit event ({obj.messages} purged)"
+        return "; ".join(problems)
 
 
 @admin.register(MessageTombstone)

@@ -14,8 +14,8 @@ from accounts.models import User
 from accounts.roles import Role
 from accounts.services import role_revoke
 from audit.models import AuditEvent
-from compliance.models import LegalHold, RetentionPolicy, RetentionRun
-from compliance.services import legal_hold_place, retention_policy_set
+from compliance.models import LegalHold, MessageTombstone, RetentionPolicy, RetentionRun
+from compliance.services import legal_hold_place, retention_apply, retention_policy_set
 from compliance.tasks import apply_retention_task
 from rooms.models import Message
 from tests.accounts.factories import grant_role, make_user, sign_in_client
@@ -299,3 +299,23 @@ def test_a_released_hold_s_page_shows_who_released_it_and_why() -> None:
     # then it shows, read only, with the release's reason
     assert shown.status_code == 200
     assert "matter closed" in shown.content.decode()
+
+
+def test_a_run_s_page_checks_its_tombstones_against_the_audit_log() -> None:
+    # given a run that purged two messages, and an officer
+    officer, owner = make_officer(), make_user()
+    room = make_room(owner=owner)
+    purged = [post_aged(sender=owner, room=room, days=100) for _ in range(2)]
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+    report = retention_apply()
+    client = client_for(officer)
+    page = f"/admin/compliance/retentionrun/{report.run_id}/change/"
+
+    # when they open the run's page, then again after a tombstone was removed
+    intact = client.get(page).content.decode()
+    MessageTombstone.objects.filter(message_id=purged[0].pk).delete()
+    tampered = client.get(page).content.decode()
+
+    # then the page says the tombstones match, then names what does not
+    assert "every batch&#x27;s tombstones match its audit event" in intact
+    assert "1 tombstones, 2 purges audited" in tampered
