@@ -11,6 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import AdminDateWidget
 from django.core.exceptions import BadRequest, PermissionDenied
 from django.db.models import QuerySet
 from django.http import (
@@ -18,6 +19,7 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseNotAllowed,
+    HttpResponseRedirect,
     StreamingHttpResponse,
 )
 from django.template.response import TemplateResponse
@@ -34,6 +36,7 @@ from compliance.models import (
     RetentionRun,
     RoomReview,
 )
+from compliance.selectors import tombstones_verify
 from compliance.selectors.exports import export_scope_digest
 from compliance.selectors.review import (
     REVIEW_CONTENT,
@@ -58,6 +61,7 @@ from compliance.services import (
 )
 from compliance.services._common import MANAGE_LEGAL_HOLDS, MANAGE_RETENTION
 from compliance.services.exports import APPROVE_EXPORT, REQUEST_EXPORT
+from compliance.services.policies import KEEP_DAYS_MAX
 from rooms.models import Room
 from safechat.admin_base import ReadOnlyAdmin, ServiceTransactionAdmin
 from safechat.pagination import KEY_MAX
@@ -121,10 +125,13 @@ class _ServiceAdmin(ServiceTransactionAdmin):
 
 
 class RetentionPolicyForm(ServiceForm):
+    # No bounds here: the service refuses (and audits) a number out of range.
     keep_days = forms.IntegerField(
         required=False,
-        min_value=0,
-        help_text="Days content is kept from its last write; empty keeps it forever.",
+        help_text=(
+            "Days content is kept from its last write, from the organisation minimum to "
+            f"{KEEP_DAYS_MAX} (a hundred years); empty keeps it forever."
+        ),
     )
 
     class Meta:
@@ -221,6 +228,21 @@ class RetentionPolicyAdmin(_ServiceAdmin):
 
 
 class LegalHoldPlaceForm(_ScopedForm):
+    # The admin's calendar, as the model's own fields had; the help says how days are read.
+    starts_on = forms.DateField(
+        required=False,
+        widget=AdminDateWidget,
+        help_text="First day covered (UTC, inclusive); empty: from the beginning.",
+    )
+    ends_on = forms.DateField(
+        required=False,
+        widget=AdminDateWidget,
+        help_text=(
+            "Last day covered (UTC, inclusive); empty: until the hold is released, what "
+            "is written from now on included."
+        ),
+    )
+
     class Meta:
         model = LegalHold
         fields = ["matter", "reason", "rooms", "custodians", "starts_on", "ends_on"]
@@ -279,7 +301,10 @@ class LegalHoldAdmin(_ServiceAdmin):
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
     ) -> Any:
         kwargs["form"] = LegalHoldPlaceForm if obj is None else LegalHoldReleaseForm
-        kwargs["fields"] = None
+        # The form's own fields; none on a hold only shown (released, or no right to
+        # release): Django then lists the form's fields to leave out, and None is no list.
+        shown_only = obj is not None and not self.has_change_permission(request, obj)
+        kwargs["fields"] = [] if shown_only else None
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -296,6 +321,33 @@ class LegalHoldAdmin(_ServiceAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm(MANAGE_LEGAL_HOLDS))
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """A release sent for a hold released meanwhile (a page opened before another
+        officer released it) goes to the service, which refuses it and audits the attempt
+        (``legal_hold.refused``); the page then says why. Anything else: Django's view."""
+        user = request.user
+        if (
+            request.method == "POST"
+            and isinstance(user, User)
+            and user.has_perm(MANAGE_LEGAL_HOLDS)
+        ):
+            hold = self.get_object(request, object_id)
+            if hold is not None and not hold.is_active:
+                try:
+                    legal_hold_release(
+                        actor=user, hold=hold, reason=request.POST.get("release_reason", "")
+                    )
+                except ComplianceRefused as refusal:
+                    self.message_user(request, str(refusal), messages.ERROR)
+                return HttpResponseRedirect(request.path)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Changing a hold means releasing it; a released hold is only shown.
@@ -317,6 +369,18 @@ class RetentionRunAdmin(ReadOnlyAdmin):
         "messages", "files", "epochs_shredded",
     ]  # fmt: skip
     list_filter = ["dry_run", "state", "started_at"]
+    readonly_fields = ["tombstones_check"]
+
+    @admin.display(description="tombstones against the audit log")
+    def tombstones_check(self, obj: RetentionRun) -> str:
+        """``tombstones_verify``: each batch's tombstones against the digest its
+        hash-chained audit event carries (a tombstone forged, removed or moved is named)."""
+        if obj.dry_run:
+            return "a dry run purges nothing"
+        problems = tombstones_verify(run_id=obj.pk)
+        if not problems:
+            return f"every batch's tombstones match its audit event ({obj.messages} purged)"
+        return "; ".join(problems)
 
 
 @admin.register(MessageTombstone)

@@ -18,7 +18,7 @@ from compliance import locks
 from compliance.models import LegalHold, MessageTombstone, RetentionPolicy
 from files.models import StoredFile
 from rooms.holds import HoldRules
-from rooms.models import Membership, Message, MessageRevision, Room
+from rooms.models import Membership, Message, MessageRevision, Room, RoomChange
 from safechat.keyring.models import RoomEpoch
 
 
@@ -47,19 +47,37 @@ def day_start(day: date) -> datetime:
 
 def hold_scope(hold: LegalHold) -> HoldScope:
     custodians = frozenset(hold.custodians.values_list("pk", flat=True))
-    direct = frozenset(
-        Membership.objects.filter(user_id__in=custodians, room__kind=Room.Kind.DIRECT).values_list(
-            "room_id", flat=True
-        )
-    )
     return HoldScope(
         hold_id=hold.pk,
         rooms=frozenset(hold.rooms.values_list("pk", flat=True)),
         custodians=custodians,
-        direct_rooms=direct,
+        direct_rooms=custodian_direct_rooms(custodians),
         start=day_start(hold.starts_on) if hold.starts_on else None,
-        end=day_start(hold.ends_on) + timedelta(days=1) if hold.ends_on else None,
+        end=_day_after(hold.ends_on),
     )
+
+
+def custodian_direct_rooms(custodians: frozenset[int]) -> frozenset[int]:
+    """The direct conversations the custodians take part in or ever took part in: a
+    member now, or added once (the change feed's ``member.added``, append-only), so one
+    whom a security admin removed to resolve a barrier still holds all of it."""
+    if not custodians:
+        return frozenset()
+    ids = sorted(custodians)
+    now = Membership.objects.filter(user_id__in=ids, room__kind=Room.Kind.DIRECT)
+    added = RoomChange.objects.filter(kind=RoomChange.Kind.MEMBER_ADDED, user_id__in=ids)
+    once = Room.objects.filter(kind=Room.Kind.DIRECT, pk__in=added.values("room_id"))
+    return frozenset(now.values_list("room_id", flat=True)) | frozenset(
+        once.values_list("pk", flat=True)
+    )
+
+
+def _day_after(day: date | None) -> datetime | None:
+    """The start of the day after ``day`` (UTC): a range's exclusive end. None (no end)
+    for no day, or for the last day a date can name (nothing comes after it)."""
+    if day is None or day == date.max:
+        return None
+    return day_start(day + timedelta(days=1))
 
 
 def active_hold_scopes() -> list[HoldScope]:

@@ -38,9 +38,9 @@ def legal_hold_place(
     ends_on: date | None = None,
 ) -> LegalHold:
     """Place a hold on ``rooms`` and/or ``custodians`` (their messages and files in every
-    room, and their direct conversations), optionally only on what was written from
-    ``starts_on`` to ``ends_on`` (inclusive UTC days). From its commit on, nothing it
-    covers is purged or shredded.
+    room, and their direct conversations, even one they were removed from), optionally
+    only on what was written from ``starts_on`` to ``ends_on`` (inclusive UTC days). From
+    its commit on, nothing it covers is purged or shredded.
 
     Refused (audited, nothing changed) without ``compliance.manage_legal_holds``, with an
     empty matter or reason, with neither rooms nor custodians, or with a range that ends

@@ -14,6 +14,10 @@ from compliance.services._common import MANAGE_RETENTION, refused, require_permi
 from rooms.models import Room
 from safechat.actions import action, action_transaction
 
+# The longest finite policy: a hundred years. Longer is "forever" (``keep_days`` None);
+# a number of days a date cannot count back from today is refused, never stored.
+KEEP_DAYS_MAX = 36500
+
 
 @action
 def retention_policy_set(
@@ -23,24 +27,28 @@ def retention_policy_set(
     room's override; ``keep_days`` None keeps it forever.
 
     Refused (audited, nothing changed) for anyone without ``compliance.manage_retention``,
-    and for a number of days that is not a whole number of at least
-    ``SAFECHAT_RETENTION_MINIMUM_DAYS``. Locks: the legal-hold ledger (exclusive: no purge
-    batch runs under a policy it did not see); the audit chain last.
+    and for a number of days that is not a whole number from
+    ``SAFECHAT_RETENTION_MINIMUM_DAYS`` to ``KEEP_DAYS_MAX`` (36500, a hundred years).
+    Locks: the legal-hold ledger (exclusive: a purge batch in progress finishes first,
+    and every later batch reads the new policy); the audit chain last.
     """
     action_name = AuditAction.RETENTION_POLICY_REFUSED
     require_permission(actor=actor, permission=MANAGE_RETENTION, action=action_name)
     minimum = settings.SAFECHAT_RETENTION_MINIMUM_DAYS
     if keep_days is not None and (
-        isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days < minimum
+        isinstance(keep_days, bool)
+        or not isinstance(keep_days, int)
+        or not minimum <= keep_days <= KEEP_DAYS_MAX
     ):
+        below = not isinstance(keep_days, int) or keep_days < minimum
         raise refused(
             actor=actor,
             action=action_name,
             target=room,
-            reason="below the organisation minimum",
+            reason="below the organisation minimum" if below else "above the longest finite policy",
             message=(
-                f"a policy keeps content at least {minimum} days (the organisation minimum), "
-                "or forever"
+                f"a policy keeps content at least {minimum} days (the organisation minimum) "
+                f"and at most {KEEP_DAYS_MAX} days, or forever"
             ),
             keep_days=keep_days if isinstance(keep_days, int) else None,
             minimum=minimum,

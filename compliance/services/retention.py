@@ -9,6 +9,9 @@ command and the admin. Guarantees:
   and files no message shares; a message's age is its last write (an edit restarts it);
 * each purged message leaves a tombstone (id, room, number, sent time, run), stamped with
   its batch's instant, which the batch's audit event records;
+* a room's policy is read again in every batch, under the ledger's lock that a policy
+  change takes exclusively: one lengthened (or made "forever") while a run works holds
+  from that batch on; one shortened waits for the next run;
 * an epoch key is destroyed only once nothing it protects is left and no hold covers it
   (``rooms.services.epochs.epoch_shred_locked``, which decides that under its locks);
 * work goes in small batches, each its own transaction with its audit event and the
@@ -41,7 +44,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -63,6 +66,7 @@ from compliance.selectors import (
     held_messages,
     messages_with_last_write,
     policies_by_room,
+    policy_for_room,
     shortest_policy_days,
     tombstone_ids_digest,
 )
@@ -178,7 +182,23 @@ def _epoch_has_content(room_id: int, number: int) -> bool:
 
 
 def _cutoff(now: datetime, days: int) -> datetime:
-    return now - timedelta(days=days)
+    """The instant before which content kept ``days`` days has expired at ``now``; the
+    earliest instant a date can name if ``days`` reach further back (nothing expired)."""
+    try:
+        return now - timedelta(days=days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def _cutoff_in_force(room_id: int, cutoff: datetime) -> datetime | None:
+    """The run's ``cutoff`` for the room, or an earlier one if its policy was lengthened
+    since the run began (None: it keeps the room forever now). Read inside a batch, after
+    the ledger's lock (a policy change takes it exclusively), it is the policy in force
+    until the batch commits; a policy shortened meanwhile waits for the next run."""
+    days = policy_for_room(room_id)
+    if days is None:
+        return None
+    return min(cutoff, _cutoff(timezone.now(), days))
 
 
 # --- dry run ----------------------------------------------------------------
@@ -463,9 +483,12 @@ def _purge_messages_batch(
     purged."""
     with action_transaction():
         _batch_begin(actor=actor, run=run)
+        in_force = _cutoff_in_force(counts.room_id, cutoff)
+        if in_force is None:
+            return 0, 0
         held = held_messages(active_hold_scopes())
         rows = list(
-            _expired_messages(counts.room_id, cutoff, held)
+            _expired_messages(counts.room_id, in_force, held)
             .filter(pk__in=candidates)
             .select_for_update(of=("self",))
             .order_by("pk")
@@ -542,9 +565,12 @@ def _purge_loose_files_batch(
 ) -> int:
     with action_transaction():
         _batch_begin(actor=actor, run=run)
+        in_force = _cutoff_in_force(counts.room_id, cutoff)
+        if in_force is None:
+            return 0
         held = held_files(active_hold_scopes())
         rows = list(
-            _expired_loose_files(counts.room_id, cutoff, held)
+            _expired_loose_files(counts.room_id, in_force, held)
             .select_for_update()
             .order_by("pk")
             .only("pk", "blob_prefix", "created_at")[:limit]
@@ -595,6 +621,10 @@ def _purge_room_messages(
     while number is not None:
         after: Cursor | None = None
         while True:
+            in_force = _cutoff_in_force(counts.room_id, cutoff)
+            if in_force is None:
+                return  # kept forever now
+            cutoff = in_force
             size = pacer.size
             window = _window(
                 room_id=counts.room_id, epoch=number, cutoff=cutoff, after=after, size=size
@@ -636,7 +666,11 @@ def _next_epoch_with_messages(room_id: int, *, after: int) -> int | None:
 def _purge_room_loose_files(
     *, actor: Actor, run: RetentionRun, counts: RoomCounts, cutoff: datetime, pacer: Pacer
 ) -> None:
-    while _loose_files_expire(counts.room_id, cutoff):
+    while True:
+        in_force = _cutoff_in_force(counts.room_id, cutoff)
+        if in_force is None or not _loose_files_expire(counts.room_id, in_force):
+            return
+        cutoff = in_force
         size = pacer.size
         started = time.monotonic()
         done = _purge_loose_files_batch(
@@ -817,13 +851,13 @@ def retention_apply(
     changes nothing (it records the dry run and its audit event). ``batch_size``: the
     most messages (or files) one transaction purges (default
     ``SAFECHAT_RETENTION_BATCH``); batches are sized within it by their duration.
-    Refused (audited, nothing changed) for a room that does not exist, and while another
-    run works (``RetentionBusyError``). A person as ``actor`` (a compliance officer's
-    dry run or requested run) must be active and hold ``compliance.manage_retention``
-    now (refused, audited ``retention.run.refused``), and again before every batch: a
-    right withdrawn mid-run stops it there (``RetentionRightWithdrawnError``, audited;
-    the run's state ``refused``; what it committed stands). The system's own runs need
-    no person.
+    Refused (audited, nothing changed) for a room that does not exist, a batch size that
+    is no whole number of at least 1, and while another run works
+    (``RetentionBusyError``). A person as ``actor`` (a compliance officer's dry run or
+    requested run) must be active and hold ``compliance.manage_retention`` now (refused,
+    audited ``retention.run.refused``), and again before every batch: a right withdrawn
+    mid-run stops it there (``RetentionRightWithdrawnError``, audited; the run's state
+    ``refused``; what it committed stands). The system's own runs need no person.
     """
     if isinstance(actor, User):
         require_permission(
@@ -840,6 +874,17 @@ def retention_apply(
             reason="no such room",
             message=f"there is no room {room_id}",
             room=str(room_id)[:40],
+            dry_run=dry_run,
+        )
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise refused(
+            actor=actor,
+            action=AuditAction.RETENTION_RUN_REFUSED,
+            reason="bad batch size",
+            message="a batch size is a whole number of at least 1",
+            batch_size=str(batch_size)[:40],
             dry_run=dry_run,
         )
     limit = batch_size or settings.SAFECHAT_RETENTION_BATCH

@@ -14,8 +14,8 @@ from accounts.models import User
 from accounts.roles import Role
 from accounts.services import role_revoke
 from audit.models import AuditEvent
-from compliance.models import LegalHold, RetentionPolicy, RetentionRun
-from compliance.services import legal_hold_place, retention_policy_set
+from compliance.models import LegalHold, MessageTombstone, RetentionPolicy, RetentionRun
+from compliance.services import legal_hold_place, retention_apply, retention_policy_set
 from compliance.tasks import apply_retention_task
 from rooms.models import Message
 from tests.accounts.factories import grant_role, make_user, sign_in_client
@@ -105,8 +105,11 @@ def test_an_officer_releases_a_hold_with_a_reason_and_a_released_hold_is_read_on
     released = LegalHold.objects.get(pk=hold.pk)
     assert (released.released_by, released.release_reason) == (officer, "matter closed")
     again = client.post(page, {"release_reason": "twice"})
-    assert again.status_code == 403
+    assert again.status_code == 302  # back to the page, which says it was released
     assert LegalHold.objects.get(pk=hold.pk).release_reason == "matter closed"
+    assert client.get(page).status_code == 200
+    refusals = AuditEvent.objects.filter(action="legal_hold.refused").order_by("seq")
+    assert [e.extra["reason"] for e in refusals] == ["empty release reason", "already released"]
 
 
 def test_a_policy_below_the_minimum_from_the_admin_is_refused_on_the_form(
@@ -226,3 +229,93 @@ def test_a_run_asked_for_by_someone_who_lost_the_right_runs_nothing() -> None:
     assert not RetentionRun.objects.exists()
     refusal = AuditEvent.objects.get(action="retention.run.refused")
     assert refusal.actor_id == officer.pk
+
+
+@pytest.mark.parametrize("keep_days", ["-5", "99999999999"])
+def test_a_policy_out_of_range_from_the_admin_is_refused_by_the_service_and_audited(
+    settings: Settings, keep_days: str
+) -> None:
+    # given an officer on the policy page
+    settings.SAFECHAT_RETENTION_MINIMUM_DAYS = 2190
+    client = client_for(make_officer())
+
+    # when they ask for a negative or a far too large number of days
+    refused = client.post("/admin/compliance/retentionpolicy/add/", {"keep_days": keep_days})
+
+    # then the page says why, nothing is stored and the attempt is audited
+    assert refused.status_code == 200
+    assert "at least 2190 days" in refused.content.decode()
+    assert not RetentionPolicy.objects.exists()
+    assert AuditEvent.objects.filter(action="retention.policy.refused").count() == 1
+
+
+def test_the_hold_form_says_its_days_are_utc_and_inclusive() -> None:
+    # given an officer
+    client = client_for(make_officer())
+
+    # when they open the page that places a hold
+    page = client.get("/admin/compliance/legalhold/add/").content.decode()
+
+    # then both days say how they are read
+    assert "First day covered (UTC, inclusive)" in page
+    assert "Last day covered (UTC, inclusive)" in page
+
+
+def test_a_release_sent_after_another_officer_released_the_hold_is_refused_and_audited() -> None:
+    # given a hold whose release page a first officer opened, and a second officer who
+    # released it meanwhile
+    first, second = make_officer(), make_officer()
+    hold = legal_hold_place(actor=first, matter="M", reason="r", rooms=[make_room()])
+    client = client_for(first)
+    page = f"/admin/compliance/legalhold/{hold.pk}/change/"
+    assert client.get(page).status_code == 200
+    client_for(second).post(page, {"release_reason": "matter closed"})
+    assert not LegalHold.objects.get(pk=hold.pk).is_active
+
+    # when the first officer sends their release
+    again = client.post(page, {"release_reason": "settled"}, follow=True)
+
+    # then they read that it was already released; nothing changed; the attempt is audited
+    assert again.status_code == 200
+    assert "This hold was already released" in again.content.decode()
+    released = LegalHold.objects.get(pk=hold.pk)
+    assert (released.released_by, released.release_reason) == (second, "matter closed")
+    [refusal] = AuditEvent.objects.filter(action="legal_hold.refused")
+    assert refusal.extra["reason"] == "already released"
+    assert AuditEvent.objects.filter(action="legal_hold.released").count() == 1
+
+
+def test_a_released_hold_s_page_shows_who_released_it_and_why() -> None:
+    # given a released hold
+    officer = make_officer()
+    hold = legal_hold_place(actor=officer, matter="SEC v. Desk", reason="r", rooms=[make_room()])
+    client = client_for(officer)
+    page = f"/admin/compliance/legalhold/{hold.pk}/change/"
+    client.post(page, {"release_reason": "matter closed"})
+
+    # when an officer opens it from the list
+    shown = client.get(page)
+
+    # then it shows, read only, with the release's reason
+    assert shown.status_code == 200
+    assert "matter closed" in shown.content.decode()
+
+
+def test_a_run_s_page_checks_its_tombstones_against_the_audit_log() -> None:
+    # given a run that purged two messages, and an officer
+    officer, owner = make_officer(), make_user()
+    room = make_room(owner=owner)
+    purged = [post_aged(sender=owner, room=room, days=100) for _ in range(2)]
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+    report = retention_apply()
+    client = client_for(officer)
+    page = f"/admin/compliance/retentionrun/{report.run_id}/change/"
+
+    # when they open the run's page, then again after a tombstone was removed
+    intact = client.get(page).content.decode()
+    MessageTombstone.objects.filter(message_id=purged[0].pk).delete()
+    tampered = client.get(page).content.decode()
+
+    # then the page says the tombstones match, then names what does not
+    assert "every batch&#x27;s tombstones match its audit event" in intact
+    assert "1 tombstones, 2 purges audited" in tampered

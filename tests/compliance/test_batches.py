@@ -29,11 +29,13 @@ from compliance.services import (
 from compliance.services import retention as retention_module
 from compliance.services.retention import Pacer
 from compliance.tasks import apply_retention_task
+from files.models import StoredFile
 from rooms.models import Message, Room
 from rooms.services import message_edit
 from safechat.environment import RetentionPacing, retention_pacing
 from tests.accounts.factories import grant_role, make_user
 from tests.compliance.factories import make_officer, post_aged
+from tests.files.helpers import upload
 from tests.rooms.factories import make_room
 from tests.support.fixtures import PROJECT_ROOT, project_env
 
@@ -410,3 +412,64 @@ def test_without_a_rest_ratio_the_job_never_sleeps(
 
     assert retention_apply(batch_size=2).totals()["messages"] == 3
     assert slept == []
+
+
+# --- a policy changed while a run works ---------------------------------------------
+
+
+@pytest.mark.parametrize("longer", [400, None], ids=["lengthened", "forever"])
+def test_a_policy_lengthened_during_a_run_stops_the_purge_of_what_it_now_keeps(
+    monkeypatch: pytest.MonkeyPatch, longer: int | None
+) -> None:
+    # given messages 90 days old under a 30-day policy, and the policy lengthened (to 400
+    # days, or forever) right after the run read its first window
+    officer, owner = make_officer(), make_user()
+    room = make_room(owner=owner)
+    posted = [post_aged(sender=owner, room=room, days=90) for _ in range(3)]
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+    original = retention_module._window
+
+    def window_then_lengthen(**kwargs: Any) -> Any:
+        rows = original(**kwargs)
+        if rows and not MessageTombstone.objects.exists():
+            retention_policy_set(actor=officer, room=room, keep_days=longer)
+        return rows
+
+    monkeypatch.setattr(retention_module, "_window", window_then_lengthen)
+
+    # when the run purges
+    report = retention_apply(batch_size=10)
+
+    # then nothing went: the policy in force when the batch ran keeps them
+    assert left_in(room) == {m.pk for m in posted}
+    assert report.totals()["messages"] == 0
+    assert not MessageTombstone.objects.exists()
+    assert not AuditEvent.objects.filter(action="retention.purged").exists()
+
+
+def test_a_policy_lengthened_during_a_run_keeps_loose_files_it_now_covers(
+    monkeypatch: pytest.MonkeyPatch, vault_dir: Path
+) -> None:
+    # given a loose file 90 days old under a 30-day policy, lengthened to forever once the
+    # run looked whether loose files expire
+    officer, owner = make_officer(), make_user()
+    room = make_room(owner=owner)
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+    loose = upload(actor=owner, room=room, data=b"x" * 2000, name="pending.dat")
+    StoredFile.objects.filter(pk=loose.pk).update(created_at=timezone.now() - timedelta(days=90))
+    original = retention_module._loose_files_expire
+
+    def look_then_lengthen(room_id: int, cutoff: Any) -> bool:
+        found = original(room_id, cutoff)
+        retention_policy_set(actor=officer, room=None, keep_days=None)
+        return found
+
+    monkeypatch.setattr(retention_module, "_loose_files_expire", look_then_lengthen)
+
+    # when the run purges
+    report = retention_apply(batch_size=10)
+
+    # then the file stays
+    assert StoredFile.objects.filter(pk=loose.pk).exists()
+    assert report.totals()["files"] == 0
+    assert not BlobPurge.objects.exists()

@@ -15,7 +15,13 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.models import AuditEvent
-from compliance.models import BlobPurge, LegalHold, MessageTombstone, RetentionRun
+from compliance.models import (
+    BlobPurge,
+    LegalHold,
+    MessageTombstone,
+    RetentionPolicy,
+    RetentionRun,
+)
 from compliance.services import (
     RetentionBusyError,
     legal_hold_place,
@@ -108,6 +114,35 @@ def test_a_hold_placed_during_a_run_stops_the_purge_of_what_it_covers_from_then_
     assert not MessageTombstone.objects.filter(room=room, purged_at__gt=hold.placed_at).exists()
     assert Message.objects.filter(room=room).count() + MessageTombstone.objects.count() == 30
     assert hold.placed_at <= timezone.now()
+
+
+def test_a_policy_lengthened_while_a_batch_works_stops_the_purge_from_then_on(
+    purge_holding_its_locks: threading.Event,
+) -> None:
+    # given 30 expired messages under a 30-day policy, and a run whose first batch holds
+    # its locks a while
+    officer, owner = make_officer(), make_user()
+    room = make_room(owner=owner)
+    for _ in range(30):
+        post_aged(sender=owner, room=room, days=90)
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+
+    def keep_forever_once_a_batch_works() -> Any:
+        assert purge_holding_its_locks.wait(10)
+        return retention_policy_set(actor=officer, room=None, keep_days=None)
+
+    # when an officer makes the policy "forever" while that batch works
+    outcomes = run_together(lambda: retention_apply(batch_size=2), keep_forever_once_a_batch_works)
+
+    # then both succeed; no batch that committed after the change purged anything, and
+    # what the change found in progress finished whole
+    assert [o.error for o in outcomes] == [None, None]
+    policy = RetentionPolicy.objects.get(room=None)
+    assert policy.keep_days is None
+    assert not MessageTombstone.objects.filter(purged_at__gt=policy.updated_at).exists()
+    purged = MessageTombstone.objects.count()
+    assert 1 <= purged < 30
+    assert Message.objects.filter(room=room).count() == 30 - purged
 
 
 def test_a_reply_to_a_message_being_purged_is_refused_never_an_error(

@@ -52,6 +52,16 @@ def test_the_command_refuses_a_room_that_does_not_exist() -> None:
     assert AuditEvent.objects.filter(action="retention.run.refused").count() == 1
 
 
+def test_the_command_refuses_a_batch_size_below_one_and_the_attempt_is_audited() -> None:
+    # when the command is asked for batches of no messages
+    with pytest.raises(CommandError, match="a batch size is a whole number of at least 1"):
+        call_command("apply_retention", "--batch-size", "0", stdout=StringIO())
+
+    # then no run started and the attempt is on the record
+    assert not RetentionRun.objects.exists()
+    assert AuditEvent.objects.filter(action="retention.run.refused").count() == 1
+
+
 def test_the_task_runs_the_service() -> None:
     owner = make_user()
     message = post_aged(sender=owner, room=make_room(owner=owner), days=90)

@@ -9,14 +9,16 @@ import pytest
 from pytest_django import Settings
 
 from audit.models import AuditEvent
-from compliance.models import LegalHold, RetentionPolicy
+from compliance.models import LegalHold, RetentionPolicy, RetentionRun
 from compliance.services import (
     ComplianceRefused,
     legal_hold_place,
     legal_hold_release,
+    retention_apply,
     retention_policy_set,
 )
 from rooms.holds import room_legal_hold
+from rooms.models import Message
 from tests.accounts.factories import make_user
 from tests.compliance.factories import make_officer, post_aged
 from tests.rooms.factories import make_room
@@ -196,3 +198,57 @@ def test_a_member_places_no_hold() -> None:
 
     assert not LegalHold.objects.exists()
     assert events("legal_hold.refused")[0].extra["reason"] == "not allowed"
+
+
+def test_a_hold_through_the_last_day_a_date_can_name_holds_and_breaks_nothing() -> None:
+    # given an old message in a room, a 30-day policy, and a hold on the room "until
+    # further notice" entered as the last day a date can name
+    officer, owner = make_officer(), make_user()
+    room = make_room(owner=owner)
+    old = post_aged(sender=owner, room=room, days=90)
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+    legal_hold_place(actor=officer, matter="M", reason="r", rooms=[room], ends_on=date.max)
+
+    # when the room's hold is read and retention runs
+    held = room_legal_hold(room.pk)
+    report = retention_apply()
+
+    # then the room is held, the run finished and kept the message
+    assert held is True
+    assert report.totals()["messages"] == 0
+    assert Message.objects.filter(pk=old.pk).exists()
+    assert RetentionRun.objects.get(pk=report.run_id).state == RetentionRun.State.FINISHED
+
+
+@pytest.mark.parametrize("keep_days", [1_000_000, 3_000_000_000])
+def test_a_policy_longer_than_a_date_can_count_is_refused_and_audited(keep_days: int) -> None:
+    # given a default policy
+    officer = make_officer()
+    retention_policy_set(actor=officer, room=None, keep_days=3000)
+
+    # when an officer asks for more days than a date can count back
+    with pytest.raises(ComplianceRefused, match="at most 36500 days"):
+        retention_policy_set(actor=officer, room=None, keep_days=keep_days)
+
+    # then nothing changed and the attempt is audited
+    assert RetentionPolicy.objects.get(room=None).keep_days == 3000
+    [refusal] = events("retention.policy.refused")
+    assert refusal.extra["reason"] == "above the longest finite policy"
+    assert refusal.extra["keep_days"] == keep_days
+    assert len(events("retention.policy.set")) == 1
+
+
+def test_a_stored_policy_longer_than_a_date_can_count_purges_nothing_and_fails_no_run() -> None:
+    # given an old message and a policy stored before the longest was enforced
+    owner = make_user()
+    room = make_room(owner=owner)
+    old = post_aged(sender=owner, room=room, days=90)
+    retention_policy_set(actor=make_officer(), room=None, keep_days=3000)
+    RetentionPolicy.objects.filter(room=None).update(keep_days=1_000_000)
+
+    # when retention runs
+    report = retention_apply()
+
+    # then the run finished and kept the message
+    assert Message.objects.filter(pk=old.pk).exists()
+    assert RetentionRun.objects.get(pk=report.run_id).state == RetentionRun.State.FINISHED

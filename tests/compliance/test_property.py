@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -14,12 +15,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.models import User
+from audit.models import AuditEvent
+from compliance.models import MessageTombstone, RetentionRun
 from compliance.selectors import day_start, epoch_held
-from compliance.services import legal_hold_place, retention_apply, retention_policy_set
-from rooms.models import Message, Room
+from compliance.services import (
+    RetentionReport,
+    legal_hold_place,
+    retention_apply,
+    retention_policy_set,
+)
+from rooms.models import Message, MessageRevision, Room
 from rooms.selectors import message_view
 from rooms.services import direct_conversation_create, message_edit, message_post, room_key_rotate
-from safechat.keyring.models import RoomEpoch
+from safechat.keyring.models import RoomEpoch, SealedEpochKey
 from safechat.keyring.services import clear_key_caches
 from tests.accounts.factories import make_user
 from tests.compliance.factories import make_officer
@@ -147,8 +155,15 @@ def test_exactly_what_expired_and_is_not_held_is_purged(
         last_written = message.edited_at or message.created_at
         return days is not None and last_written < ago(now, days)
 
-    # when the job runs
-    retention_apply(batch_size=4)
+    # when a dry run counts, then the job runs
+    before = _state()
+    dry = retention_apply(dry_run=True)
+    after_dry = _state()
+    report = retention_apply(batch_size=4)
+
+    # then the dry run changed nothing but its own record, and said exactly what went
+    assert after_dry == {**before, "runs": before["runs"] + 1, "events": before["events"] + 1}
+    assert _by_room(dry) == _by_room(report)
 
     # then exactly the expired, unheld messages are gone
     left = set(Message.objects.filter(room__in=rooms).values_list("pk", flat=True))
@@ -171,6 +186,31 @@ def test_exactly_what_expired_and_is_not_held_is_purged(
         if message.pk in left:
             view = message_view(reader=reader, message=Message.objects.get(pk=message.pk))
             assert view.text is not None
+
+
+def _state() -> dict[str, Any]:
+    """What a dry run must leave as it found (besides its own run row and audit event)."""
+    return {
+        "messages": sorted(Message.objects.values_list("pk", "edited_at", "deleted_at")),
+        "revisions": MessageRevision.objects.count(),
+        "tombstones": MessageTombstone.objects.count(),
+        "shredded": RoomEpoch.objects.filter(shredded_at__isnull=False).count(),
+        "sealed": SealedEpochKey.objects.count(),
+        "leases": sorted(
+            RetentionRun.objects.filter(dry_run=False).values_list(
+                "pk", "state", "lease_expires_at"
+            )
+        ),
+        "runs": RetentionRun.objects.count(),
+        "events": AuditEvent.objects.count(),
+    }
+
+
+def _by_room(report: RetentionReport) -> list[tuple[object, ...]]:
+    return [
+        (r.room_id, r.messages, r.revisions, r.files, r.epochs, r.oldest, r.newest)
+        for r in report.rooms
+    ]
 
 
 def _held_epoch(room: Room, number: int) -> bool:

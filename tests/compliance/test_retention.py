@@ -3,7 +3,7 @@ reactions, mentions and files; tombstones stay; emptied epochs are shredded unle
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from accounts.models import User
+from accounts.roles import Role
 from audit.models import AuditEvent
 from compliance.locks import RUN_LOCK_KEY
 from compliance.models import BlobPurge, MessageTombstone, RetentionRun
@@ -26,10 +27,15 @@ from compliance.services import (
 )
 from compliance.services import retention as retention_module
 from files.models import StoredFile
-from rooms.models import Mention, Message, MessageRevision, Reaction, Room
+from rooms.holds import room_legal_hold
+from rooms.models import Membership, Mention, Message, MessageRevision, Reaction, Room
 from rooms.selectors import message_view
 from rooms.services import (
+    barrier_create,
     direct_conversation_create,
+    group_create,
+    group_members_set,
+    membership_remove,
     message_delete,
     message_edit,
     reaction_toggle,
@@ -37,7 +43,7 @@ from rooms.services import (
 from safechat.keyring.errors import KeyUnavailableError
 from safechat.keyring.models import RoomEpoch, SealedEpochKey
 from safechat.keyring.services import clear_key_caches, room_epoch_key_for
-from tests.accounts.factories import make_user
+from tests.accounts.factories import grant_role, make_user
 from tests.compliance.factories import make_officer, post_aged
 from tests.files.helpers import upload, upload_and_scan
 from tests.rooms.factories import make_room
@@ -169,6 +175,35 @@ def test_a_custodian_hold_protects_their_messages_in_every_room_and_their_direct
     assert text_for(custodian, theirs) == "hello"
 
 
+def test_a_custodian_removed_from_a_direct_conversation_still_holds_all_of_it() -> None:
+    # given a custodian's direct conversation, in which only the other side wrote, and a
+    # barrier that a security admin resolved by removing the custodian from it
+    officer, custodian, colleague = make_officer(), make_user(), make_user()
+    admin = grant_role(make_user(), Role.SECURITY_ADMIN)
+    direct = direct_conversation_create(actor=colleague, participants=[custodian])
+    theirs = post_aged(sender=colleague, room=direct, days=100)
+    deals, research = (
+        group_create(actor=admin, name="deals"),
+        group_create(actor=admin, name="research"),
+    )
+    group_members_set(actor=admin, group=deals, add=[custodian])
+    group_members_set(actor=admin, group=research, add=[colleague])
+    barrier_create(actor=admin, group_a=deals, group_b=research)
+    membership_remove(actor=admin, room=direct, member=custodian)
+    assert not Membership.objects.filter(room=direct, user=custodian).exists()
+    legal_hold_place(actor=officer, matter="M", reason="r", custodians=[custodian])
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+
+    # when retention runs
+    report = retention_apply()
+
+    # then the conversation is still theirs under the hold: the other side's message stays
+    assert room_legal_hold(direct.pk) is True
+    assert Message.objects.filter(pk=theirs.pk).exists()
+    assert report.totals()["messages"] == 0
+    assert RoomEpoch.objects.filter(room=direct, shredded_at__isnull=False).count() == 0
+
+
 def test_a_released_hold_lets_the_next_run_purge() -> None:
     officer, owner = make_officer(), make_user()
     room = make_room(owner=owner)
@@ -284,6 +319,27 @@ def test_a_dry_run_for_a_room_that_does_not_exist_is_refused_and_audited() -> No
     assert not RetentionRun.objects.exists()
     refusal = AuditEvent.objects.get(action="retention.run.refused")
     assert refusal.extra["reason"] == "no such room"
+
+
+@pytest.mark.parametrize("batch_size", [-5, 0.5, True])
+def test_a_run_asked_for_batches_of_no_whole_positive_size_is_refused_and_audited(
+    batch_size: object,
+) -> None:
+    # given an expired message under a policy
+    owner = make_user()
+    room = make_room(owner=owner)
+    old = post_aged(sender=owner, room=room, days=100)
+    retention_policy_set(actor=make_officer(), room=None, keep_days=30)
+
+    # when a run is asked for with a batch size that is no whole number of at least one
+    with pytest.raises(ComplianceRefused, match="a batch size is a whole number of at least 1"):
+        retention_apply(batch_size=batch_size)  # type: ignore[arg-type]
+
+    # then no run started, nothing was purged, and the attempt is audited
+    assert not RetentionRun.objects.exists()
+    assert Message.objects.filter(pk=old.pk).exists()
+    refusal = AuditEvent.objects.get(action="retention.run.refused")
+    assert refusal.extra["reason"] == "bad batch size"
 
 
 def test_a_run_limited_to_one_room_leaves_the_others() -> None:
@@ -501,3 +557,39 @@ def test_an_edit_or_deletion_of_a_message_purged_meanwhile_is_a_404_and_writes_n
     assert not MessageRevision.objects.filter(message_id=stale.pk).exists()
     assert AuditEvent.objects.filter(action="message.edited").count() == edits_before
     assert not AuditEvent.objects.filter(action="message.deleted").exists()
+
+
+def test_a_hold_range_holds_its_first_and_last_instants_and_nothing_beside_them(
+    settings: Settings,
+) -> None:
+    # given a project in New York time, and messages in a room at the edges of a held
+    # range of UTC days: a microsecond before it, its first instant, its last, the next
+    settings.TIME_ZONE = "America/New_York"
+    officer, owner = make_officer(), make_user()
+    room = make_room(owner=owner)
+    first_day = (timezone.now() - timedelta(days=200)).date()
+    last_day = first_day + timedelta(days=9)
+    start = datetime.combine(first_day, time.min, tzinfo=UTC)
+    end = datetime.combine(last_day + timedelta(days=1), time.min, tzinfo=UTC)
+    edges = {
+        "before": start - timedelta(microseconds=1),
+        "first": start,
+        "last": end - timedelta(microseconds=1),
+        "after": end,
+    }
+    posted = {}
+    for name, instant in edges.items():
+        message = post_aged(sender=owner, room=room, days=1)
+        Message.objects.filter(pk=message.pk).update(created_at=instant)
+        posted[name] = message.pk
+    legal_hold_place(
+        actor=officer, matter="M", reason="r", rooms=[room], starts_on=first_day, ends_on=last_day
+    )
+    retention_policy_set(actor=officer, room=None, keep_days=30)
+
+    # when retention runs
+    retention_apply()
+
+    # then exactly the two inside the range stay
+    left = set(Message.objects.filter(room=room).values_list("pk", flat=True))
+    assert left == {posted["first"], posted["last"]}

@@ -29,12 +29,11 @@ class Command(SafeChatCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        batch = options["batch_size"]
-        if batch is not None and batch < 1:
-            raise CommandError("--batch-size must be at least 1")
-        try:
+        try:  # the service refuses (and audits) a room or batch size it cannot use
             report = retention_apply(
-                dry_run=options["dry_run"], room_id=options["room"], batch_size=batch
+                dry_run=options["dry_run"],
+                room_id=options["room"],
+                batch_size=options["batch_size"],
             )
         except ComplianceRefused as refused:
             raise CommandError(str(refused)) from None
