@@ -131,6 +131,23 @@ def test_an_edit_makes_the_mentions_follow_the_text_and_notifies_the_newly_named
     assert [c.kwargs["to_user"] for c in mentions] == [carol.pk]
 
 
+def test_an_edit_naming_a_newcomer_in_a_message_from_before_they_joined_notifies_nobody() -> None:
+    # given a message posted in a room that hides history, then bob added to the room
+    alice, bob = make_user(username="alice"), make_user(username="bob")
+    room = make_room(owner=alice, history_visible=False)
+    message = message_post(sender=alice, room=room, text="the old figures")
+    membership_add(actor=alice, room=room, user=bob)
+
+    # when alice edits that message to name bob, who may not read it
+    with mock.patch("rooms.services.messages.publish") as published:
+        message_edit(actor=alice, message=message, text="the old figures, @bob")
+
+    # then bob is not mentioned: no row, no notice, nothing listed
+    assert not Mention.objects.filter(user=bob).exists()
+    assert not [c for c in published.call_args_list if c.args[0] is Event.MENTION]
+    assert mentions_for_user(user=bob) == []
+
+
 # --- the list of my mentions -----------------------------------------------------------------
 def test_my_mentions_are_listed_newest_first_across_my_rooms() -> None:
     # given bob mentioned in two rooms, and someone else mentioned too
