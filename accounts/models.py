@@ -15,6 +15,7 @@ from accounts.credentials import backup_code_hash
 from accounts.roles import role_label
 from safechat.unicode_text import (
     case_insensitive_skeleton,
+    refuse_at_sign,
     refuse_mixed_scripts,
     username_canonical,
     username_lookup_form,
@@ -88,13 +89,13 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
         "first name",
         max_length=150,
         blank=True,
-        validators=[validate_label, MaxLengthValidator(NAME_PART_MAX_LENGTH)],
+        validators=[validate_label, refuse_at_sign, MaxLengthValidator(NAME_PART_MAX_LENGTH)],
     )
     last_name = models.CharField(
         "last name",
         max_length=150,
         blank=True,
-        validators=[validate_label, MaxLengthValidator(NAME_PART_MAX_LENGTH)],
+        validators=[validate_label, refuse_at_sign, MaxLengthValidator(NAME_PART_MAX_LENGTH)],
     )
     email = models.EmailField("email address", blank=True)
     # Bumped by every credential change (password change or reset, factor reset,

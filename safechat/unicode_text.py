@@ -37,6 +37,8 @@ topics, display names, reactions. None of them may deceive the reader.
 * **Stacked combining marks** (more than four in a row on one letter, or one mark
   repeated: UTS #39, section 5.4) are refused in every label and topic: they draw over
   the rows around them.
+* **Display names** hold no "@" (``refuse_at_sign``): "@" marks a username, and a name
+  must not carry someone else's.
 * **Reactions** are one emoji from the Unicode emoji set (``emoji`` package), never words,
   kept in one spelling (``reaction_canonical``: "❤", "❤︎" and "❤️" are the same reaction).
 
@@ -276,6 +278,18 @@ def refuse_default_ignorable(value: str) -> None:
             f"A name may not contain the invisible character U+{ord(char):04X} "
             f"({unicodedata.name(char, 'unnamed')}): it would look like another name.",
             code="default_ignorable",
+        )
+
+
+def refuse_at_sign(value: str) -> None:
+    """Refuse a display name part holding "@" (or a form of it that NFKC folds to "@", such
+    as the fullwidth U+FF20): others read a person as "First Last (@username)", so a name
+    "Martin (@alice)" on the account eve would read as alice ("Alice Martin (@alice)
+    (@eve)"). Code ``at_sign``."""
+    if "@" in unicodedata.normalize("NFKC", value) or "@" in confusable_skeleton(value):
+        raise ValidationError(
+            'A name may not contain "@": beside a name, "@" marks a username.',
+            code="at_sign",
         )
 
 
