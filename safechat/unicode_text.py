@@ -12,6 +12,8 @@ topics, display names, reactions. None of them may deceive the reader.
   (section 5.2): one script, or Latin with the Chinese, Japanese or Korean scripts
   (``refuse_mixed_scripts``), so "bob.smith" with a Cyrillic be (U+0431) for its b is
   refused.
+* **Mentionable usernames**: a new username has a letter or a digit and does not end
+  with a full stop (``refuse_unmentionable_username``), so "@name" always names it.
 * **Bidirectional controls** (the embeddings, overrides and isolates of UAX #9, and the
   marks LRM, RLM and ALM) are refused in every label: a name must not reorder the text
   around it. Templates isolate labels too (``<bdi>``, ``dir="auto"``).
@@ -178,6 +180,21 @@ def refuse_mixed_scripts(value: str) -> None:
             "letter among Latin ones): use the letters of one script (Latin may go with "
             "Chinese, Japanese or Korean characters).",
             code="username_mixed_scripts",
+        )
+
+
+def refuse_unmentionable_username(value: str) -> None:
+    """Refuse a username no mention could name as itself: one ending with a full stop
+    ("@bob.smith." at the end of a sentence names bob.smith: the stop is the sentence's,
+    ``rooms.markdown.mention_names``), or with no letter or digit at all ("." or "@-_",
+    which read as punctuation, not as a person). Code ``username_shape``."""
+    if not any(c.isalnum() for c in value):
+        raise ValidationError("A username needs a letter or a digit.", code="username_shape")
+    if value.endswith("."):
+        raise ValidationError(
+            "A username may not end with a full stop: a mention at the end of a sentence "
+            "would name someone else.",
+            code="username_shape",
         )
 
 
