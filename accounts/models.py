@@ -15,7 +15,9 @@ from accounts.credentials import backup_code_hash
 from accounts.roles import role_label
 from safechat.unicode_text import (
     case_insensitive_skeleton,
+    refuse_at_sign,
     refuse_mixed_scripts,
+    refuse_unmentionable_username,
     username_canonical,
     username_lookup_form,
     validate_label,
@@ -88,13 +90,13 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
         "first name",
         max_length=150,
         blank=True,
-        validators=[validate_label, MaxLengthValidator(NAME_PART_MAX_LENGTH)],
+        validators=[validate_label, refuse_at_sign, MaxLengthValidator(NAME_PART_MAX_LENGTH)],
     )
     last_name = models.CharField(
         "last name",
         max_length=150,
         blank=True,
-        validators=[validate_label, MaxLengthValidator(NAME_PART_MAX_LENGTH)],
+        validators=[validate_label, refuse_at_sign, MaxLengthValidator(NAME_PART_MAX_LENGTH)],
     )
     email = models.EmailField("email address", blank=True)
     # Bumped by every credential change (password change or reset, factor reset,
@@ -166,8 +168,10 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
         self.username_skeleton = case_insensitive_skeleton(self.get_username())
 
     def _refuse_mixed_scripts(self) -> None:
-        """A new username, or a changed one, keeps to one script (``refuse_mixed_scripts``);
-        an account created before the rule keeps its name and stays editable. Only a
+        """A new username, or a changed one, keeps to one script (``refuse_mixed_scripts``)
+        and can be mentioned as itself (``refuse_unmentionable_username``: a letter or a
+        digit, no full stop at the end); an account created before the rules keeps its name
+        and stays editable. Only a
         username otherwise valid is judged, so each refusal is said once."""
         username = self.get_username()
         try:
@@ -181,6 +185,7 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
                 return
         try:
             refuse_mixed_scripts(username)
+            refuse_unmentionable_username(username)
         except ValidationError as exc:
             raise ValidationError({"username": exc}) from None
 

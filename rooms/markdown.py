@@ -8,9 +8,10 @@ Mentions: ``@name`` where ``name``'s canonical form (PRECIS UsernameCaseMapped, 
 ``<span class="mention" data-user-id="7" title="@alice">@Alice Martin (alice)</span>``:
 the member's display name with their username beside it (display names are not unique:
 a name alone could be someone else's), the username as tooltip too. Only those members:
-an ``@`` before anyone else (or inside code) stays text. The span is built as tokens, escaped by the
-renderer, and passes the sanitiser like everything else (the class ``mention`` alone,
-the two attributes alone).
+an ``@`` before anyone else (or inside code) stays text, and ``mention_names`` reads
+mentions with the same parser, so only what shows as a mention notifies. The span is
+built as tokens, escaped by the renderer, and passes the sanitiser like everything else
+(the class ``mention`` alone, the two attributes alone).
 """
 
 from __future__ import annotations
@@ -42,8 +43,19 @@ class MentionTarget(NamedTuple):
 
 def mention_names(text: str) -> set[str]:
     """The canonical usernames ``text`` names with ``@`` (a trailing full stop is the
-    sentence's, not the name's)."""
-    return {username_lookup_form(m.group(1).rstrip(".")) for m in MENTION.finditer(text)}
+    sentence's, not the name's), where the page would show them as mentions: read by the
+    renderer's own parser, so an ``@name`` in code, or in a link's address, is no mention
+    (it stays text on the page, and notifies nobody)."""
+    candidates = {username_lookup_form(m.group(1).rstrip(".")) for m in MENTION.finditer(text)}
+    if not candidates:
+        return set()
+    targets = {name: MentionTarget(0, name) for name in candidates}
+    return {
+        child.meta["username"]
+        for token in _md.parse(text, {"mentions": targets})
+        for child in token.children or ()
+        if child.type == "mention"
+    }
 
 
 def _mention_rule(state: StateInline, silent: bool) -> bool:

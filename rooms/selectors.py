@@ -623,17 +623,13 @@ PEOPLE_PAGE_MAX = 50
 
 
 def _people_reachable(user: User) -> QuerySet[User]:
-    own_groups = user.groups.values("pk")
-    walled = InformationBarrier.objects.filter(
-        Q(group_a__in=own_groups) | Q(group_b__in=own_groups)
-    ).values_list("group_a_id", "group_b_id")
-    mine = set(own_groups.values_list("pk", flat=True))
-    other_side = {g for pair in walled for g in pair if g not in mine}
+    # The groups a barrier separates ``user`` from (``_walled_groups``: both sides for
+    # someone in both, as ``barrier_conflicts`` pairs them).
     return (
         people_active()
         .exclude(pk=user.pk)
         .exclude(groups__name__in=CHAT_READ_ONLY_ROLES)
-        .exclude(groups__in=other_side)
+        .exclude(groups__in=_walled_groups(user))
     )
 
 

@@ -12,28 +12,35 @@ topics, display names, reactions. None of them may deceive the reader.
   (section 5.2): one script, or Latin with the Chinese, Japanese or Korean scripts
   (``refuse_mixed_scripts``), so "bob.smith" with a Cyrillic be (U+0431) for its b is
   refused.
+* **Mentionable usernames**: a new username has a letter or a digit and does not end
+  with a full stop (``refuse_unmentionable_username``), so "@name" always names it.
 * **Bidirectional controls** (the embeddings, overrides and isolates of UAX #9, and the
   marks LRM, RLM and ALM) are refused in every label: a name must not reorder the text
   around it. Templates isolate labels too (``<bdi>``, ``dir="auto"``).
 * **Invisible-only labels** (only spaces, format characters, default-ignorable code
   points or blank-looking fillers) are refused: a room must have a name one can see.
 * **Control characters** (Unicode category Cc: C0, DEL and C1, line breaks and tabs
-  too) are refused in every label: a name is one line of text, and a line break or a
-  terminal's escape sequence would make it show as something else in a plain-text
-  notice, a log or a terminal.
+  too, and the line and paragraph separators U+2028, U+2029) are refused in every label:
+  a name is one line of text, and a line break or a terminal's escape sequence would make
+  it show as something else in a plain-text notice, a log or a terminal.
 * **Default-ignorable code points inside a label** (a soft hyphen, a zero-width space, a
-  word joiner, a variation selector on a letter, a Hangul filler) are refused: "Tr\u00adading"
-  shows as "Trading" and would pass for it. Kept where they are part of what is written:
-  inside an emoji sequence (its variation selector, zero-width joiner or tags), and the
-  zero-width joiner and non-joiner where RFC 5892 (appendix A.1, A.2, as PRECIS applies it)
-  allows them (after a virama; the non-joiner between joining letters, as Persian needs).
-* **Look-alike labels** compare by ``look_alike_keys``: the skeleton of the case-folded
-  text and the case-folded skeleton of the text as written, so capitals that look alike
-  across scripts ("PATE" in Cyrillic capitals and in Latin) and digits confusable with a capital
-  ("b0b" and "bob": 0 is confusable with O) are caught whatever the case.
+  word joiner, a variation selector on a letter, a Hangul filler), and any other format
+  character that draws nothing (the interlinear annotation characters), are refused:
+  "Tr\u00adading" shows as "Trading" and would pass for it. Kept where they are part of
+  what is written: inside an emoji sequence (its variation selector, zero-width joiner or
+  tags), and the zero-width joiner and non-joiner where RFC 5892 (appendix A.1, A.2, as
+  PRECIS applies it) allows them (after a virama; the non-joiner between joining letters,
+  as Persian needs).
+* **Look-alike labels** compare by ``look_alike_keys``, runs of white space folded to one
+  space as a page shows them: the skeleton of the case-folded text and the case-folded
+  skeleton of the text as written, so capitals that look alike across scripts ("PATE" in
+  Cyrillic capitals and in Latin) and digits confusable with a capital ("b0b" and "bob":
+  0 is confusable with O) are caught whatever the case.
 * **Stacked combining marks** (more than four in a row on one letter, or one mark
   repeated: UTS #39, section 5.4) are refused in every label and topic: they draw over
   the rows around them.
+* **Display names** hold no "@" (``refuse_at_sign``): "@" marks a username, and a name
+  must not carry someone else's.
 * **Reactions** are one emoji from the Unicode emoji set (``emoji`` package), never words,
   kept in one spelling (``reaction_canonical``: "❤", "❤︎" and "❤️" are the same reaction).
 
@@ -132,10 +139,12 @@ def case_insensitive_skeleton(value: str) -> str:
 
 def look_alike_keys(value: str) -> frozenset[str]:
     """The keys by which a label is compared with others: two labels look alike when they
-    share a key. ``value`` is NFKC-normalised first; then the skeleton of its case-folded
+    share a key. ``value`` is NFKC-normalised first, and each run of white space is one
+    space with none at the ends, as a page shows it (HTML collapses "Trading  Desk" to
+    "Trading Desk"); then the skeleton of its case-folded
     form ("Rates" and "rates" meet) and ``case_insensitive_skeleton`` of it as written
     (capitals that look alike across scripts meet, and digits confusable with capitals)."""
-    text = unicodedata.normalize("NFKC", value)
+    text = " ".join(unicodedata.normalize("NFKC", value).split())
     return frozenset({confusable_skeleton(text.casefold()), case_insensitive_skeleton(text)})
 
 
@@ -171,6 +180,21 @@ def refuse_mixed_scripts(value: str) -> None:
             "letter among Latin ones): use the letters of one script (Latin may go with "
             "Chinese, Japanese or Korean characters).",
             code="username_mixed_scripts",
+        )
+
+
+def refuse_unmentionable_username(value: str) -> None:
+    """Refuse a username no mention could name as itself: one ending with a full stop
+    ("@bob.smith." at the end of a sentence names bob.smith: the stop is the sentence's,
+    ``rooms.markdown.mention_names``), or with no letter or digit at all ("." or "@-_",
+    which read as punctuation, not as a person). Code ``username_shape``."""
+    if not any(c.isalnum() for c in value):
+        raise ValidationError("A username needs a letter or a digit.", code="username_shape")
+    if value.endswith("."):
+        raise ValidationError(
+            "A username may not end with a full stop: a mention at the end of a sentence "
+            "would name someone else.",
+            code="username_shape",
         )
 
 
@@ -216,26 +240,45 @@ def refuse_invisible_only(value: str) -> None:
         raise ValidationError("A name needs at least one visible character.", code="invisible")
 
 
+_LINE_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+
+
 def refuse_control_characters(value: str) -> None:
-    """Refuse text containing a control character (category Cc: C0, DEL, C1); code
-    ``control_character``."""
-    found = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    """Refuse text containing a control character (category Cc: C0, DEL, C1) or a line or
+    paragraph separator (U+2028, U+2029, categories Zl and Zp: line breaks, UAX #14 class
+    BK); code ``control_character``."""
+    found = next((c for c in value if unicodedata.category(c) in _LINE_CATEGORIES), None)
     if found is not None:
+        what = "control character" if unicodedata.category(found) == "Cc" else "line break"
         raise ValidationError(
-            f"A name may not contain the control character U+{ord(found):04X}.",
+            f"A name may not contain the {what} U+{ord(found):04X}.",
             code="control_character",
         )
 
 
 _JOINERS = {"\u200c": rule_zero_width_nonjoiner, "\u200d": rule_zero_width_joiner}
+# Unicode's Prepended_Concatenation_Mark (PropList.txt): format characters (Cf) that are
+# drawn, such as the Arabic number sign; every other format character draws nothing.
+_DRAWN_FORMAT = frozenset("\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f\u0890\u0891\u08e2")
+_DRAWN_FORMAT |= {"\U000110bd", "\U000110cd"}
+
+
+def _invisible_format(char: str) -> bool:
+    """Whether ``char`` is a format character (Cf) that draws nothing but is not
+    default-ignorable, such as the interlinear annotation characters U+FFF9 to U+FFFB."""
+    return unicodedata.category(char) == "Cf" and char not in _DRAWN_FORMAT
+
+
 _EMOJI_STANDIN = "\ufffc"  # an emoji sequence, while the rest of a label is checked
 
 
 def refuse_default_ignorable(value: str) -> None:
     """Refuse a default-ignorable code point (Unicode ``Default_Ignorable_Code_Point``:
-    soft hyphen, zero-width space, word joiner, variation selectors, fillers...) anywhere
-    in ``value``, except inside an emoji sequence (``emoji`` package) and the zero-width
-    joiner and non-joiner where RFC 5892, appendix A.1 and A.2, allow them. Code
+    soft hyphen, zero-width space, word joiner, variation selectors, fillers...), or any
+    other format character that draws nothing (category Cf, as the interlinear annotation
+    characters U+FFF9 to U+FFFB), anywhere in ``value``, except inside an emoji sequence
+    (``emoji`` package) and the zero-width joiner and non-joiner where RFC 5892, appendix
+    A.1 and A.2, allow them. Code
     ``default_ignorable``, naming the character."""
     rest, end = "", 0
     for found in emoji.emoji_list(value):  # offsets into ``value``, stray selectors kept
@@ -243,7 +286,7 @@ def refuse_default_ignorable(value: str) -> None:
         end = found["match_end"]
     rest += value[end:]
     for offset, char in enumerate(rest):
-        if not _UCD.default_ignorable(ord(char)):
+        if not _UCD.default_ignorable(ord(char)) and not _invisible_format(char):
             continue
         rule = _JOINERS.get(char)
         if rule is not None and rule(rest, offset, _UCD):
@@ -252,6 +295,18 @@ def refuse_default_ignorable(value: str) -> None:
             f"A name may not contain the invisible character U+{ord(char):04X} "
             f"({unicodedata.name(char, 'unnamed')}): it would look like another name.",
             code="default_ignorable",
+        )
+
+
+def refuse_at_sign(value: str) -> None:
+    """Refuse a display name part holding "@" (or a form of it that NFKC folds to "@", such
+    as the fullwidth U+FF20): others read a person as "First Last (@username)", so a name
+    "Martin (@alice)" on the account eve would read as alice ("Alice Martin (@alice)
+    (@eve)"). Code ``at_sign``."""
+    if "@" in unicodedata.normalize("NFKC", value) or "@" in confusable_skeleton(value):
+        raise ValidationError(
+            'A name may not contain "@": beside a name, "@" marks a username.',
+            code="at_sign",
         )
 
 

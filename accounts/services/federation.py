@@ -64,7 +64,7 @@ from audit.services import audit_record
 from safechat.actions import Refused, action, action_transaction
 from safechat.keyring.services import user_key_create
 from safechat.ratelimit import Rate, rate_exceeded, rate_hit
-from safechat.unicode_text import case_insensitive_skeleton, validate_label
+from safechat.unicode_text import case_insensitive_skeleton, refuse_at_sign, validate_label
 
 NOT_LINKED = (
     "No SafeChat account is linked to this identity. Ask a security administrator to link "
@@ -326,6 +326,7 @@ def _label(value: str) -> str:
         return ""
     try:
         validate_label(value)
+        refuse_at_sign(value)
     except ValidationError:
         return ""
     return value

@@ -138,13 +138,20 @@ def _room_locked(room_id: int) -> Room:
     return locked[0]
 
 
-def _mentioned_members(*, room: Room, text: str, exclude: int) -> list[User]:
-    # "@Alice" mentions alice: a name is matched in its canonical form (RFC 8265).
+def _mentioned_members(*, room: Room, text: str, exclude: int, seq: int) -> list[User]:
+    # "@Alice" mentions alice: a name is matched in its canonical form (RFC 8265). Only a
+    # member who may read the message (number ``seq``) is mentioned: one who joined a room
+    # hiding history after it was posted (``Membership.visible_from_seq``) is not, so an
+    # edit naming them neither notifies them nor tells them of history hidden from them.
     names = mention_names(text)
     if not names:
         return []
     return list(
-        User.objects.filter(memberships__room=room, username__in=names)
+        User.objects.filter(
+            memberships__room=room,
+            memberships__visible_from_seq__lt=seq,
+            username__in=names,
+        )
         .exclude(pk=exclude)
         .order_by("username")
     )
@@ -334,7 +341,7 @@ def _message_insert(
         client_key=client_key,
         client_fingerprint=fingerprint,
     )
-    mentioned = _mentioned_members(room=room, text=text, exclude=sender.pk)
+    mentioned = _mentioned_members(room=room, text=text, exclude=sender.pk, seq=seq)
     if mentioned:
         Mention.objects.bulk_create([Mention(message=message, user=u) for u in mentioned])
     # Supervision matches the text in memory now, in this transaction (before the audit
@@ -485,7 +492,12 @@ def _message_revise(*, actor: User, message: Message, text: str) -> Message:
     message.save(update_fields=["epoch", "ciphertext", "revision", "edited_at"])
     # The mentions follow the text: a name taken out is no longer a mention, a name put
     # in is one, and only its member is notified (the others were already).
-    named = {u.pk for u in _mentioned_members(room=room, text=text, exclude=message.sender_id)}
+    named = {
+        u.pk
+        for u in _mentioned_members(
+            room=room, text=text, exclude=message.sender_id, seq=message.seq
+        )
+    }
     before = set(Mention.objects.filter(message=message).values_list("user_id", flat=True))
     Mention.objects.filter(message=message, user_id__in=before - named).delete()
     added = sorted(named - before)

@@ -46,6 +46,10 @@ DECEIVING = [
     pytest.param("Eve\nAdmin", "control_character", id="line-feed"),
     pytest.param("Eve\x1b[2J", "control_character", id="escape"),
     pytest.param("Eve\x85Admin", "control_character", id="next-line"),
+    pytest.param("Eve\u2028Admin", "control_character", id="line-separator"),
+    # A username of someone else's in the name: "Alice Martin (@alice) (@eve)" reads as alice
+    pytest.param("Martin (@alice)", "at_sign", id="username-marker"),
+    pytest.param("Martin (\uff20alice)", "at_sign", id="fullwidth-username-marker"),
     # Combining marks piled on a letter draw over the rows around the name
     pytest.param("Dan" + "\u0301" * 20, "stacked_marks", id="twenty-acute-accents"),
     pytest.param("Dan\u0301\u0300\u0302\u0303\u0304", "stacked_marks", id="five-marks"),

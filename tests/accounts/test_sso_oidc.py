@@ -474,6 +474,21 @@ def test_where_allowed_the_first_sign_in_creates_the_account_in_safechats_userna
     assert User.objects.filter(username="lena.smith").count() == 1
 
 
+@pytest.mark.django_db
+def test_a_name_from_the_provider_holding_a_username_marker_is_left_out(
+    provider: OidcProviderServer, settings: Settings
+) -> None:
+    # given a provider that may create accounts, whose person's given name holds an "@"
+    configure(settings, provider, create_accounts=True)
+    provider.person("Nina", email="nina@bank.example", first_name="Nina (@lena.smith)")
+
+    # when they first sign in
+    sign_in(Client(), provider, "Nina")
+
+    # then the account is made without that name, which would read as someone else's
+    assert User.objects.get(username="nina").first_name == ""
+
+
 @pytest.mark.parametrize(
     "claimed",
     # the same name in another case; with a Cyrillic small o, U+043E (a look-alike)

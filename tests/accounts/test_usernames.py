@@ -193,6 +193,34 @@ def test_a_username_mixing_scripts_is_refused_with_the_reason_and_nothing_is_mad
 
 
 @pytest.mark.parametrize(
+    ("username", "reason"),
+    [
+        ("bob.smith.", "may not end with a full stop"),
+        (".", "needs a letter or a digit"),
+        ("@-_", "needs a letter or a digit"),
+    ],
+    ids=["trailing-full-stop", "only-a-full-stop", "only-punctuation"],
+)
+def test_a_username_that_cannot_be_mentioned_as_itself_is_refused_and_nothing_is_made(
+    admin_client: Client, django_capture_on_commit_callbacks: Any, username: str, reason: str
+) -> None:
+    # given bob.smith, whom "@bob.smith." at the end of a sentence mentions (the full stop
+    # is the sentence's)
+    make_user(username="bob.smith")
+    path = _invitation_path(admin_client, django_capture_on_commit_callbacks, "d@bank.example")
+    before = User.objects.count()
+
+    # when an invitee picks a username that no mention could name as itself
+    response = _accept(path, username)
+
+    # then it is refused with the reason, and nothing is made
+    assert response.status_code == 400
+    assert reason in response.content.decode()
+    assert User.objects.count() == before
+    assert Invitation.objects.get().accepted_at is None
+
+
+@pytest.mark.parametrize(
     "username",
     ["\u0430\u043b\u0438\u0441\u0430", "\u5c71\u7530.taro", "\uae40.kim", "j\u00fcrgen"],
     ids=["cyrillic", "han-latin", "hangul-latin", "latin-umlaut"],

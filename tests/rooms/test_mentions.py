@@ -106,6 +106,34 @@ def test_a_posted_mention_is_on_the_wire_with_the_senders_display_name() -> None
     assert "@carol" in (sent["html"] or "")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "run `@bob --force` first",
+        "the log:\n\n```\n@bob rejected\n```",
+        "    @bob indented code",
+        "[the ticket](https://tracker.example/@bob)",
+    ],
+    ids=["code-span", "fenced-code", "indented-code", "link-address"],
+)
+def test_a_name_the_page_shows_as_text_is_no_mention(text: str) -> None:
+    # given bob in the room, and a message where "@bob" is code or part of a link address,
+    # which the page shows as text, not as a mention
+    alice, bob = make_user(username="alice"), make_user(username="bob")
+    room = make_room(owner=alice, members=(bob,))
+
+    # when alice posts it
+    with mock.patch("rooms.services.messages.publish") as published:
+        message = message_post(sender=alice, room=room, text=text)
+
+    # then bob is not mentioned: no row, no notice, none on the wire, no markup
+    assert not Mention.objects.exists()
+    assert not [c for c in published.call_args_list if c.args[0] is Event.MENTION]
+    view = message_view(reader=bob, message=message)
+    assert message_json(view)["mentions"] == []
+    assert "mention" not in (message_json(view)["html"] or "")
+
+
 def test_the_page_marks_the_readers_own_mentions_only() -> None:
     alice, bob = make_user(username="alice"), make_user(username="bob")
     room = make_room(owner=alice, members=(bob,))
@@ -129,6 +157,23 @@ def test_an_edit_makes_the_mentions_follow_the_text_and_notifies_the_newly_named
     assert list(Mention.objects.values_list("user_id", flat=True)) == [carol.pk]
     mentions = [c for c in published.call_args_list if c.args[0] is Event.MENTION]
     assert [c.kwargs["to_user"] for c in mentions] == [carol.pk]
+
+
+def test_an_edit_naming_a_newcomer_in_a_message_from_before_they_joined_notifies_nobody() -> None:
+    # given a message posted in a room that hides history, then bob added to the room
+    alice, bob = make_user(username="alice"), make_user(username="bob")
+    room = make_room(owner=alice, history_visible=False)
+    message = message_post(sender=alice, room=room, text="the old figures")
+    membership_add(actor=alice, room=room, user=bob)
+
+    # when alice edits that message to name bob, who may not read it
+    with mock.patch("rooms.services.messages.publish") as published:
+        message_edit(actor=alice, message=message, text="the old figures, @bob")
+
+    # then bob is not mentioned: no row, no notice, nothing listed
+    assert not Mention.objects.filter(user=bob).exists()
+    assert not [c for c in published.call_args_list if c.args[0] is Event.MENTION]
+    assert mentions_for_user(user=bob) == []
 
 
 # --- the list of my mentions -----------------------------------------------------------------

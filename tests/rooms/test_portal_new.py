@@ -302,6 +302,26 @@ def test_the_directory_hides_people_behind_a_wall_and_compliance_officers() -> N
     assert officer.username not in page
 
 
+def test_someone_on_both_sides_of_a_wall_is_offered_nobody_on_either_side() -> None:
+    # given a wall between research and trading, and me in both groups (as the services
+    # treat it, I am then separated from everyone in either)
+    me = make_user(username="me")
+    researcher, trader = make_user(username="researcher"), make_user(username="trader")
+    elsewhere = make_user(username="elsewhere")
+    security_admin = _walled(researcher, trader)
+    me.groups.add(*Group.objects.filter(name__in=["research", "trading"]))
+
+    # when I look for colleagues in the picker, and in the directory
+    offered = people_reachable(user=me)
+    page = verified_client(me).get("/rooms/people/").content.decode()
+
+    # then neither side is offered, as a conversation with either would be refused
+    assert offered == sorted([elsewhere, security_admin], key=lambda u: u.username)
+    assert "researcher" not in page
+    assert "trader" not in page
+    assert "elsewhere" in page
+
+
 def test_a_compliance_officer_sees_the_directory_without_message_buttons() -> None:
     officer = grant_role(make_user(), Role.COMPLIANCE_OFFICER)
     make_user(username="colleague")

@@ -232,6 +232,44 @@ def test_the_portal_reflows_at_320_px_and_at_200_percent_zoom(
     assert errors == []
 
 
+# What pushes the page past its width: the elements whose right edge is beyond it.
+OVERFLOWING = """() => [...document.querySelectorAll('body *')]
+  .filter((el) => el.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+  .map((el) => `${el.tagName.toLowerCase()}.${el.className}`)"""
+
+
+def test_the_longest_usernames_and_room_names_wrap_at_320_px(
+    tmp_path: Path, master_key_file: Path
+) -> None:
+    # given a person and a colleague with usernames of 150 characters, one word each (the
+    # most a username may have), in a room whose name is one word of 120 (the most), with a
+    # message that mentions the person
+    me_user = make_room_admin(username="m" * 150)
+    other = make_user(username="c" * 150)
+    room = make_room(owner=me_user, members=(other,), name="R" * 120)
+    message_post(sender=other, room=room, text=f"@{me_user.username} the 5y, please")
+    me = person(me_user)
+    errors: list[str] = []
+
+    with running_server(tmp_path, master_key_file) as (base_url, _), sync_playwright() as pw:
+        browser = launch(pw.chromium)
+        try:
+            context = browser.new_context(viewport=ViewportSize(width=320, height=640))
+            page = sign_in(context, base_url, me, errors, f"/rooms/?room={room.pk}")
+            expect(page.locator(".msg").first).to_be_visible()
+
+            # when each page that shows them is opened at 320 px, then nothing pushes the
+            # page sideways (WCAG 1.4.10): the names wrap
+            assert page.evaluate(OVERFLOWING) == [], "chat"
+            for path in ("/rooms/mentions/", "/rooms/people/", "/accounts/profile/"):
+                page.goto(f"{base_url}{path}")
+                assert page.evaluate(OVERFLOWING) == [], path
+        finally:
+            browser.close()
+
+    assert errors == []
+
+
 # The contrast ratio (WCAG 2.x) of an element's border against the colour behind it.
 BORDER_CONTRAST = """(el) => {
   const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 4).map(Number);

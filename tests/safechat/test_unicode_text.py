@@ -115,8 +115,20 @@ def test_a_label_made_only_of_invisible_characters_is_refused(label: str) -> Non
         "Rates\x07",
         "Rates\x7f",
         "Rates\x85",
+        "Rates\u2028desk",
+        "Rates\u2029desk",
     ],
-    ids=["line-feed", "tab", "carriage-return", "escape", "bell", "delete", "next-line"],
+    ids=[
+        "line-feed",
+        "tab",
+        "carriage-return",
+        "escape",
+        "bell",
+        "delete",
+        "next-line",
+        "line-separator",
+        "paragraph-separator",
+    ],
 )
 def test_a_control_character_is_refused_in_a_label(label: str) -> None:
     # (a line break or a terminal's escape makes a name show as something else: in a
@@ -178,6 +190,19 @@ def test_capitals_that_look_alike_across_scripts_share_a_key() -> None:
     assert not look_alike_keys("Rates") & look_alike_keys("Dates")
 
 
+@pytest.mark.parametrize(
+    "spaced",
+    ["Trading  Desk", "Trading \u00a0 Desk", " Trading Desk", "Trading Desk\u3000"],
+    ids=["two-spaces", "spaces-around-a-no-break-space", "leading", "trailing-ideographic"],
+)
+def test_labels_that_differ_only_in_runs_of_spaces_look_alike(spaced: str) -> None:
+    # given a label that a page shows exactly as "Trading Desk" (HTML collapses a run of
+    # white space into one space and drops it at the ends)
+    # then it shares a key with "Trading Desk"
+    assert look_alike_keys(spaced) & look_alike_keys("Trading Desk")
+    assert not look_alike_keys("TradingDesk") & look_alike_keys("Trading Desk")
+
+
 # --- Invisible characters inside a label --------------------------------------------------
 @pytest.mark.parametrize(
     "label",
@@ -192,6 +217,8 @@ def test_capitals_that_look_alike_across_scripts_share_a_key() -> None:
         "Tr\u200dading",
         "Tr\u200cading",
         "Trading\u00ad",
+        "Tr\ufff9ading",
+        "Tr\ufffbading",
     ],
     ids=[
         "soft-hyphen",
@@ -204,6 +231,8 @@ def test_capitals_that_look_alike_across_scripts_share_a_key() -> None:
         "zwj-between-latin",
         "zwnj-between-latin",
         "trailing",
+        "interlinear-annotation-anchor",
+        "interlinear-annotation-terminator",
     ],
 )
 def test_a_default_ignorable_character_inside_a_label_is_refused(label: str) -> None:
