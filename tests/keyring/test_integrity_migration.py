@@ -14,6 +14,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 
 from audit.models import AuditEvent
@@ -76,18 +77,23 @@ def backfill_unrecorded() -> Iterator[Callable[[], None]]:
     """What an insider does so that the next deployment's ``migrate`` runs 0004 again;
     recorded as applied again afterwards (the flush between tests keeps that table)."""
 
-    # 0004 and every keyring migration after it: Django refuses a history with a gap.
-    later = sorted(
-        key
-        for key in MigrationRecorder(connection).applied_migrations()
-        if key[0] == "keyring" and key[1] >= AFTER[0][1]
-    )
+    # 0004 and every migration that depends on it, of any app (a later app's migration
+    # that needs a keyring one): Django refuses a history with a gap.
+    graph = MigrationLoader(connection).graph
+    applied = set(MigrationRecorder(connection).applied_migrations())
+    dependents, pending = set(), [graph.node_map[AFTER[0]]]
+    while pending:
+        node = pending.pop()
+        if node.key not in dependents:
+            dependents.add(node.key)
+            pending.extend(node.children)
+    later = sorted(key for key in dependents if key in applied)
 
     def unrecord() -> None:
         with connection.cursor() as cursor:
-            for _, name in later:
+            for app, name in later:
                 cursor.execute(
-                    "DELETE FROM django_migrations WHERE app = 'keyring' AND name = %s", [name]
+                    "DELETE FROM django_migrations WHERE app = %s AND name = %s", [app, name]
                 )
 
     yield unrecord
