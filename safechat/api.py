@@ -472,12 +472,20 @@ class IdempotencyKeyHonoured(permissions.BasePermission):
             return True
         if method in getattr(view, "idempotency_key_methods", ()):
             return True
+        if not _view_handles(view, method):
+            return True  # the method is not allowed here: its 405 comes first
         raise HeaderRefused(
             header=IDEMPOTENCY_KEY,
             detail="This operation does not take an Idempotency-Key (only posting a "
             "message does): a retry of it would not be made safe by one.",
             code="unknown",
         )
+
+
+def _view_handles(view: APIView, method: str) -> bool:
+    """Whether ``view`` answers ``method`` at all (else DRF answers 405)."""
+    name = method.lower()
+    return name in view.http_method_names and hasattr(view, name)
 
 
 class ApiMetadata(SimpleMetadata):

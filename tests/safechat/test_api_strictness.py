@@ -142,6 +142,23 @@ def test_an_idempotency_key_where_none_is_honoured_is_refused_not_ignored(
     assert (message.revision, message.deleted_at) == (revision, None)
 
 
+def test_an_idempotency_key_on_a_method_the_route_does_not_take_is_a_405_first(
+    client_of: Client, room: Room
+) -> None:
+    # given a route that answers GET and POST only
+    path = f"/api/v1/rooms/{room.pk}/messages/"
+
+    # when a method it does not take comes with a key
+    response = client_of.generic(
+        "TRACE", path, json.dumps({"text": "hi"}), content_type="application/json",
+        headers={"Idempotency-Key": "k-1"},
+    )  # fmt: skip
+
+    # then the method is what is wrong, and nothing was posted
+    assert_problem(response, 405, "method_not_allowed")
+    assert not Message.objects.filter(room=room).exists()
+
+
 def test_an_idempotency_key_on_a_read_changes_nothing_and_is_answered(
     client_of: Client, room: Room
 ) -> None:
