@@ -503,6 +503,56 @@ def _database_clear() -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+# Where a forced restore keeps the database it replaces until the new one has proved
+# itself (PostgreSQL: a schema of that name; SQLite: the file with that suffix).
+REPLACED = "safechat_replaced"
+
+
+def _database_set_aside() -> None:
+    """Move the default database's content out of the way, intact, so that a forced restore
+    that fails can put it back (:func:`_database_put_back`): PostgreSQL renames the public
+    schema (one statement each, committed: ``pg_restore`` runs in its own session);
+    SQLite renames the file and its WAL."""
+    if _vendor() == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {REPLACED} CASCADE")
+            cursor.execute(f"ALTER SCHEMA public RENAME TO {REPLACED}")
+            cursor.execute("CREATE SCHEMA public")
+        return
+    connection.close()
+    path = Path(connection.settings_dict["NAME"])
+    for suffix in ("", "-wal", "-shm"):
+        current = Path(f"{path}{suffix}")
+        if current.exists():
+            os.replace(current, Path(f"{path}.{REPLACED}{suffix}"))
+
+
+def _database_put_back() -> None:
+    """Drop what a failed restore wrote and put the set-aside database back in place."""
+    _database_clear()
+    if _vendor() == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("DROP SCHEMA public CASCADE")
+            cursor.execute(f"ALTER SCHEMA {REPLACED} RENAME TO public")
+        return
+    path = Path(connection.settings_dict["NAME"])
+    for suffix in ("", "-wal", "-shm"):
+        aside = Path(f"{path}.{REPLACED}{suffix}")
+        if aside.exists():
+            os.replace(aside, Path(f"{path}{suffix}"))
+
+
+def _database_discard_set_aside() -> None:
+    """The restore proved itself: the set-aside database goes."""
+    if _vendor() == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {REPLACED} CASCADE")
+        return
+    path = Path(connection.settings_dict["NAME"])
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}.{REPLACED}{suffix}").unlink(missing_ok=True)
+
+
 def _database_restore(source: Path, manifest: dict[str, Any]) -> None:
     engine = manifest["database"]["engine"]
     if engine == "postgresql":
@@ -528,6 +578,10 @@ def _database_restore(source: Path, manifest: dict[str, Any]) -> None:
     target = sqlite3.connect(partial)
     try:
         backup.backup(target)
+    except sqlite3.DatabaseError as exc:
+        target.close()
+        partial.unlink(missing_ok=True)
+        raise BackupError(f"the backup's {SQLITE_COPY} cannot be loaded: {exc}") from None
     finally:
         target.close()
         backup.close()
@@ -568,7 +622,9 @@ def restore_run(*, source: Path, force: bool = False) -> dict[str, Any]:
     Before anything is written: the manifest and every file verify (:func:`manifest_verify`),
     the migrations are known here, the engines match, the key material configured here
     opens the backup (:func:`key_problems`), and the target is empty (any table or blob
-    refuses unless ``force``, which replaces them). PostgreSQL is restored in one
+    refuses unless ``force``, which replaces them: the database replaced is set aside,
+    intact, until the restored one has opened its keys, and put back if anything fails).
+    PostgreSQL is restored in one
     transaction (``pg_restore --single-transaction``); SQLite into a side file renamed
     into place; the vault is copied into a side folder renamed into place last. After
     writing, one epoch key per room is opened through a member's copy; on failure what
@@ -595,13 +651,16 @@ def restore_run(*, source: Path, force: bool = False) -> dict[str, Any]:
         vault.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         staged = Path(tempfile.mkdtemp(prefix=".vault-restoring-", dir=vault.parent))
         shutil.copytree(source / VAULT, staged, dirs_exist_ok=True)
+    set_aside = bool(force and connection.introspection.table_names())
     try:
-        if force and connection.introspection.table_names():
-            _database_clear()
+        if set_aside:
+            _database_set_aside()
         _database_restore(source, manifest)
     except BaseException:
         if staged is not None:
             shutil.rmtree(staged, ignore_errors=True)
+        if set_aside:
+            _database_put_back()
         raise
     old_vault: Path | None = None
     if staged is not None and vault is not None:
@@ -614,7 +673,10 @@ def restore_run(*, source: Path, force: bool = False) -> dict[str, Any]:
         connections[alias].close()
     problems = _epoch_problems()
     if problems:
-        _database_clear()
+        if set_aside:
+            _database_put_back()
+        else:
+            _database_clear()
         if staged is not None and vault is not None:
             shutil.rmtree(vault, ignore_errors=True)
             if old_vault is not None:
@@ -622,6 +684,8 @@ def restore_run(*, source: Path, force: bool = False) -> dict[str, Any]:
         raise BackupError(problems)
     if old_vault is not None:
         shutil.rmtree(old_vault, ignore_errors=True)
+    if set_aside:
+        _database_discard_set_aside()
     with transaction.atomic():
         audit_record(
             actor=BACKUP_SYSTEM,

@@ -8,6 +8,7 @@ scratch databases beside the test database; on SQLite, a file in the data folder
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -321,3 +322,42 @@ def test_restoring_with_another_master_key_is_refused(backed: Backed, target: In
     assert refused.returncode != 0
     assert "master-key version 1 configured here is another key" in refused.stderr
     assert_nothing_restored(target)
+
+
+def test_a_forced_restore_that_fails_to_load_puts_the_replaced_database_back(
+    backed: Backed, target: Installation, tmp_path: Path
+) -> None:
+    # given an installation in use (migrated, one person in it)
+    migrated = target.manage("migrate", "--noinput", "-v", "0")
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    people = target.run(
+        "import json; from tests.accounts.factories import make_user; "
+        "make_user(username='stays'); from accounts.models import User; "
+        "print(json.dumps(sorted(User.objects.values_list('username', flat=True))))"
+    )
+    tables = target.tables()
+    # and a backup whose database file cannot be loaded, its manifest rewritten to match
+    # (what the manifest's hashes cannot tell from a sound copy)
+    broken = tmp_path / "broken"
+    shutil.copytree(backed.data, broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    [name] = [n for n in manifest["files"] if n.startswith("database.")]
+    (broken / name).write_bytes(b"not a database" * 100)
+    manifest["files"][name]["sha256"] = hashlib.sha256((broken / name).read_bytes()).hexdigest()
+    manifest["files"][name]["bytes"] = (broken / name).stat().st_size
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    keys_in_place(backed, target)
+
+    # when it is restored over the installation, forced
+    failed = target.manage("restore", "--from", str(broken), "--force")
+
+    # then the restore fails, and the installation's database is the one it had, whole
+    assert failed.returncode != 0
+    assert "Traceback" not in failed.stderr
+    assert target.tables() == tables
+    after = target.run(
+        "import json; from accounts.models import User; "
+        "print(json.dumps(sorted(User.objects.values_list('username', flat=True))))"
+    )
+    assert after == people
+    assert not any(target.data_dir.glob(".vault-restoring-*"))
