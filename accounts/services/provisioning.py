@@ -20,6 +20,7 @@ from django.http import HttpRequest
 
 from accounts.hooks import room_hooks
 from accounts.models import ProvisionedAccount, ScimGroup, User
+from accounts.password_policy import break_glass
 from accounts.providers import federated_provider_get
 from accounts.roles import MANAGE_USERS, Role
 from accounts.selectors import people
@@ -36,7 +37,7 @@ from accounts.services.users import _role_add, _user_create
 from accounts.sso import FederatedProvider, groups_mapped
 from audit.actions import AuditAction
 from audit.services import audit_record
-from safechat.actions import action, action_transaction
+from safechat.actions import Refused, action, action_transaction
 from safechat.locks import rows_locked
 
 _EMAIL = EmailValidator()
@@ -112,6 +113,38 @@ def _email_clean(*, email: str, user: User) -> str:
     return email
 
 
+def _ensure_email_provisionable(
+    *,
+    actor: User,
+    user: User,
+    refusal: AuditAction,
+    operation: str,
+    request: HttpRequest | None,
+) -> None:
+    """Refuse (``Refused``, audited) a provider's change of the e-mail of the token's own
+    owner (``self``), of a security admin (``security admin``) or of a break-glass account
+    (``break-glass``): a password reset is mailed to that address, so whoever can set it
+    holds one factor of the account. No other edge lets one person set another's e-mail."""
+    if user.pk == actor.pk:
+        reason = "self"
+    elif user.groups.filter(name=Role.SECURITY_ADMIN.value).exists():
+        reason = "security admin"
+    elif break_glass(user.username):
+        reason = "break-glass"
+    else:
+        return
+    raise Refused(
+        "An identity provider may not change this account's e-mail: a password reset would "
+        "be mailed there. A security administrator changes it by hand.",
+        actor=actor,
+        action=refusal,
+        target=user,
+        reason=reason,
+        extra={"operation": operation, "field": "email"},
+        request=request,
+    )
+
+
 @action
 def scim_user_update(
     *,
@@ -132,7 +165,9 @@ def scim_user_update(
     refused (``ValidationError``, ``username``, code ``mutability``). Names follow
     ``display_name_clean``; an e-mail must be valid and not another account's
     (``email_taken``). ``Refused`` (``account.provisioning.refused``): ``permission``
-    (checked again under the rows), ``not a person``. Audited
+    (checked again under the rows), ``not a person``, and for an e-mail change of the
+    token's owner, a security admin or a break-glass account ``self``, ``security admin``,
+    ``break-glass`` (``_ensure_email_provisionable``). Audited
     ``account.provisioning.updated`` with the fields changed, never their values; a name
     change is heard by the person's rooms (``member.updated``) after commit. Nothing that
     changes nothing is written or recorded. Locks: the actor and the account; the audit
@@ -163,6 +198,10 @@ def scim_user_update(
         if email is not None:
             wanted["email"] = _email_clean(email=email, user=locked)
         changed = [f for f, v in wanted.items() if getattr(locked, f) != v]
+        if "email" in changed:
+            _ensure_email_provisionable(
+                actor=actor, user=locked, refusal=refusal, operation=operation, request=request
+            )
         for field in changed:
             setattr(locked, field, wanted[field])
         if changed:

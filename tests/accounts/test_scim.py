@@ -494,3 +494,56 @@ def test_two_creations_of_one_username_at_the_same_instant_make_one_account() ->
     assert User.objects.filter(username="alice.smith").count() == 1
     assert ProvisionedAccount.objects.count() == 1
     assert [e.extra["reason"] for e in events("account.provisioning.refused")] == ["uniqueness"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("whose", ["another security admin", "the token's owner", "break-glass"])
+def test_a_provider_cannot_change_the_email_a_password_reset_goes_to_of_a_guarded_account(
+    whose: str, settings: Any
+) -> None:
+    # given an account whose e-mail would hand over one factor of an administrator
+    owner, secret = provisioner()
+    settings.SAFECHAT_BREAK_GLASS_USERNAMES = ["emergency"]
+    if whose == "another security admin":
+        person = grant_role(
+            make_user(username="dana", email="dana@bank.example"), Role.SECURITY_ADMIN
+        )
+    elif whose == "the token's owner":
+        person = owner
+    else:
+        person = make_user(username="emergency", email="emergency@bank.example")
+    before = User.objects.get(pk=person.pk).email
+    updated = len(events("account.provisioning.updated"))
+
+    # when the provider points it at another address
+    response = call(
+        "patch",
+        f"{USERS}/{person.pk}",
+        secret,
+        patch({"op": "replace", "path": "emails", "value": [{"value": "evil@attacker.example"}]}),
+    )
+
+    # then it is refused and recorded, and the e-mail and the audit of updates are unchanged
+    # (one's own account is a conflict with the state of things, as deactivating it is)
+    assert_scim_error(response, 409 if whose == "the token's owner" else 403)
+    assert User.objects.get(pk=person.pk).email == before
+    assert len(events("account.provisioning.updated")) == updated
+    refused = events("account.provisioning.refused")[-1]
+    reason = {"another security admin": "security admin", "the token's owner": "self"}
+    assert refused.extra["reason"] == reason.get(whose, "break-glass")
+
+
+@pytest.mark.django_db
+def test_a_provider_still_changes_an_ordinary_persons_email() -> None:
+    _, secret = provisioner()
+    person = make_user(username="ivan", email="ivan@bank.example")
+
+    response = call(
+        "patch",
+        f"{USERS}/{person.pk}",
+        secret,
+        patch({"op": "replace", "path": "emails", "value": [{"value": "ivan.n@bank.example"}]}),
+    )
+
+    assert response.status_code == 200
+    assert User.objects.get(pk=person.pk).email == "ivan.n@bank.example"
