@@ -212,11 +212,18 @@ def scim_user_update(
                 raise ValidationError(
                     {"email": ValidationError("That email is taken.", code="email_taken")}
                 ) from None
-        record, _ = ProvisionedAccount.objects.get_or_create(user=locked)
-        if external_id is not None and record.external_id != external_id:
-            record.external_id = external_id
-            record.save(update_fields=["external_id", "updated_at"])
+        # The record marks an account SCIM has written to: a request that changes nothing
+        # writes nothing, not even that.
+        record = ProvisionedAccount.objects.filter(user=locked).first()
+        if external_id is not None and (record.external_id if record else "") != external_id:
+            if record is None:
+                record = ProvisionedAccount.objects.create(user=locked, external_id=external_id)
+            else:
+                record.external_id = external_id
+                record.save(update_fields=["external_id", "updated_at"])
             changed.append("external_id")
+        elif changed and record is None:
+            ProvisionedAccount.objects.create(user=locked)
         if changed:
             audit_record(
                 actor=actor,

@@ -547,3 +547,24 @@ def test_a_provider_still_changes_an_ordinary_persons_email() -> None:
 
     assert response.status_code == 200
     assert User.objects.get(pk=person.pk).email == "ivan.n@bank.example"
+
+
+@pytest.mark.django_db
+def test_a_patch_that_changes_nothing_writes_nothing() -> None:
+    # given a local account SCIM never wrote to
+    _, secret = provisioner()
+    person = make_user(username="jane", first_name="Jane")
+    updated = len(events("account.provisioning.updated"))
+
+    # when the provider sends its current name again
+    response = call(
+        "patch",
+        f"{USERS}/{person.pk}",
+        secret,
+        patch({"op": "replace", "path": "name.givenName", "value": "Jane"}),
+    )
+
+    # then it is answered, and nothing is written or recorded: not even a provisioning mark
+    assert response.status_code == 200
+    assert not ProvisionedAccount.objects.filter(user=person).exists()
+    assert len(events("account.provisioning.updated")) == updated
