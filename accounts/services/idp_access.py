@@ -89,9 +89,11 @@ def _access_change(
 ) -> _Outcome:
     """Give ``user`` (locked) the roles and barrier groups ``access`` says, and take away
     those it manages that it does not say; what a rule forbids is held back. Writes, never
-    audits. With an ``actor`` (a SCIM change, made with a security admin's token), two
-    rules more: a security admin's roles are not changed (``security admin``), and the
-    actor's own barrier groups are not (``self``: nobody changes their own groups)."""
+    audits. With an ``actor`` (a SCIM change, made with a security admin's token), three
+    rules more: a security admin's roles are not changed, and the security admin role is
+    never given (both ``security admin``: what provisioning gave it could not take away);
+    and the actor's own barrier groups are not changed (``self``: nobody changes their own
+    groups)."""
     hooks = room_hooks()
     outcome = _Outcome(user=user)
     held = set(user.groups.values_list("name", flat=True))
@@ -100,6 +102,11 @@ def _access_change(
     if actor is not None and Role.SECURITY_ADMIN.value in held and (grant or revoke):
         outcome.held_back += [{"role": n, "reason": "security admin"} for n in grant + revoke]
         grant, revoke = [], []
+    if actor is not None and Role.SECURITY_ADMIN.value in grant:
+        # Symmetric with the rule above: provisioning could never take the role away
+        # again, so it never gives it (a security admin appoints one, on the Users page).
+        grant.remove(Role.SECURITY_ADMIN.value)
+        outcome.held_back.append({"role": Role.SECURITY_ADMIN.value, "reason": "security admin"})
     kept = (held | set(grant)) - set(revoke)
     for name in grant:
         role = Role(name)

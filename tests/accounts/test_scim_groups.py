@@ -694,3 +694,19 @@ def test_leaving_one_mapped_group_while_joining_another_keeps_the_role() -> None
         assert members_of(will) == {alice.pk}
         assert members_of(was) == set()
         assert Role.ROOM_ADMIN.value in held(alice)
+
+
+@pytest.mark.django_db
+def test_provisioning_never_makes_anyone_a_security_admin() -> None:
+    # given a person, and a role map naming the security admins' group
+    _, secret = provisioner()
+    eve = make_user(username="eve")
+
+    # when the provider puts her into that group
+    create(secret, "0f6e-secadmins", eve)
+
+    # then she is not a security admin (provisioning could never take it back), and the
+    # role is recorded as held back
+    assert Role.SECURITY_ADMIN.value not in held(eve)
+    reasons = [h for e in applied() for h in e.extra["held_back"]]
+    assert {"role": "security_admin", "reason": "security admin"} in reasons
