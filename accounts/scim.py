@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,12 +237,12 @@ def user_from_resource(body: object) -> UserChanges:
     return changes
 
 
-def user_changes_from_patch(body: object) -> UserChanges:
-    """The changes of a PatchOp body (RFC 7644, 3.5.2): ``add`` and ``replace`` of the
-    attributes above, by ``path`` or as one object without a path; ``remove`` of
-    ``externalId``, the names and the e-mail. Raises ``ScimError`` (400): ``invalidSyntax``
-    (not a PatchOp, no operations or over ``PATCH_MAX_OPERATIONS``, an unknown ``op``),
-    ``invalidPath`` (a path SafeChat cannot remove), ``invalidValue``."""
+def patch_operations(body: object) -> Iterator[tuple[str, str | None, object]]:
+    """The operations of a PatchOp body (RFC 7644, 3.5.2), each as (``op`` lower-cased:
+    add, replace or remove; ``path`` or None; ``value`` or ``_UNSET``), the envelope checked
+    first, for Users and Groups alike. Raises ``ScimError`` (400): ``invalidSyntax`` (not a
+    PatchOp, no operations or over ``PATCH_MAX_OPERATIONS``, an operation that is not an
+    object, an unknown ``op``), ``invalidPath`` (a path that is not a string or too long)."""
     if not isinstance(body, dict):
         raise ScimError(400, "The body must be a PatchOp object.", "invalidSyntax")
     schemas = body.get("schemas")
@@ -253,18 +253,27 @@ def user_changes_from_patch(body: object) -> UserChanges:
         raise ScimError(
             400, f"Operations must list 1 to {PATCH_MAX_OPERATIONS} operations.", "invalidSyntax"
         )
-    changes = UserChanges()
     for operation in operations:
         if not isinstance(operation, dict):
             raise ScimError(400, "Each operation must be an object.", "invalidSyntax")
         op = operation.get("op")
         path = operation.get("path")
-        value = operation.get("value", _UNSET)
         if not isinstance(op, str) or op.lower() not in {"add", "replace", "remove"}:
             raise ScimError(400, "op must be add, replace or remove.", "invalidSyntax")
         if path is not None and (not isinstance(path, str) or len(path) > FILTER_MAX_LENGTH):
             raise ScimError(400, "path must be a string.", "invalidPath")
-        if op.lower() == "remove":
+        yield op.lower(), path, operation.get("value", _UNSET)
+
+
+def user_changes_from_patch(body: object) -> UserChanges:
+    """The changes of a PatchOp body (RFC 7644, 3.5.2): ``add`` and ``replace`` of the
+    attributes above, by ``path`` or as one object without a path; ``remove`` of
+    ``externalId``, the names and the e-mail. Raises ``ScimError`` (400): ``invalidSyntax``
+    (not a PatchOp, no operations or over ``PATCH_MAX_OPERATIONS``, an unknown ``op``),
+    ``invalidPath`` (a path SafeChat cannot remove), ``invalidValue``."""
+    changes = UserChanges()
+    for op, path, value in patch_operations(body):
+        if op == "remove":
             if path is None:
                 raise ScimError(400, "remove needs a path.", "noTarget")
             if path.lower() not in {
@@ -469,28 +478,8 @@ def group_changes_from_patch(body: object) -> GroupChanges:
     path), ``invalidPath`` (a path that cannot be removed, another filter), ``mutability``
     (removing ``displayName``, which is required), ``invalidValue`` (also over
     ``MEMBERS_MAX`` members)."""
-    if not isinstance(body, dict):
-        raise ScimError(400, "The body must be a PatchOp object.", "invalidSyntax")
-    schemas = body.get("schemas")
-    if not isinstance(schemas, list) or PATCH_SCHEMA not in schemas:
-        raise ScimError(400, f"The body's schemas must include {PATCH_SCHEMA}.", "invalidSyntax")
-    operations = body.get("Operations", body.get("operations"))
-    if not isinstance(operations, list) or not 0 < len(operations) <= PATCH_MAX_OPERATIONS:
-        raise ScimError(
-            400, f"Operations must list 1 to {PATCH_MAX_OPERATIONS} operations.", "invalidSyntax"
-        )
     changes = GroupChanges()
-    for operation in operations:
-        if not isinstance(operation, dict):
-            raise ScimError(400, "Each operation must be an object.", "invalidSyntax")
-        op = operation.get("op")
-        path = operation.get("path")
-        value = operation.get("value", _UNSET)
-        if not isinstance(op, str) or op.lower() not in {"add", "replace", "remove"}:
-            raise ScimError(400, "op must be add, replace or remove.", "invalidSyntax")
-        op = op.lower()
-        if path is not None and (not isinstance(path, str) or len(path) > FILTER_MAX_LENGTH):
-            raise ScimError(400, "path must be a string.", "invalidPath")
+    for op, path, value in patch_operations(body):
         lowered = path.strip().lower() if isinstance(path, str) else None
         if op == "remove":
             if lowered is None:
