@@ -19,7 +19,6 @@ Prints, from one run on one database:
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import resource
@@ -36,7 +35,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from benchmarks.scratch import bench_urls, django_setup
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_SUFFIX = "_auditbench"
@@ -44,28 +44,10 @@ BENCH_SUFFIX = "_auditbench"
 
 def _bench_url(url: str) -> tuple[str, str, str]:
     """(bench database URL, bench database name, maintenance URL)."""
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/") + BENCH_SUFFIX
-    return (
-        urlunsplit(parts._replace(path=f"/{name}")),
-        name,
-        urlunsplit(parts._replace(path="/postgres")),
-    )
+    return bench_urls(url, BENCH_SUFFIX)
 
 
-def _django_setup(database_url: str, data_dir: Path) -> None:
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.pop("REDIS_URL", None)
-    os.environ["SAFECHAT_DATA_DIR"] = str(data_dir)
-    os.environ["SAFECHAT_AUDIT_SIGNING_KEY"] = base64.b64encode(b"\x42" * 32).decode()
-    os.environ["SAFECHAT_AUDIT_ANCHOR_FILE"] = str(data_dir / "anchors.jsonl")
-    # Checkpoint tasks would need a broker; their cost is one row per 1000 events.
-    os.environ["SAFECHAT_AUDIT_CHECKPOINT_EVERY"] = "0"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "safechat.settings")
-    import django
-
-    django.setup()
+_django_setup = django_setup
 
 
 # --- Appends ------------------------------------------------------------------

@@ -39,7 +39,6 @@ on a shared machine, read the figures beside it.
 from __future__ import annotations
 
 import argparse
-import base64
 import multiprocessing
 import os
 import re
@@ -57,39 +56,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from benchmarks.scratch import bench_urls, django_setup
 
 BENCH_SUFFIX = "_retbench"
 DAY = 86400.0
 
 
 def _bench_url(url: str) -> tuple[str, str, str]:
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/") + BENCH_SUFFIX
-    return (
-        urlunsplit(parts._replace(path=f"/{name}")),
-        name,
-        urlunsplit(parts._replace(path="/postgres")),
-    )
+    """(bench database URL, bench database name, maintenance URL)."""
+    return bench_urls(url, BENCH_SUFFIX)
 
 
-def _django_setup(database_url: str, data_dir: Path) -> None:
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.pop("REDIS_URL", None)
-    os.environ["SAFECHAT_DATA_DIR"] = str(data_dir)
-    os.environ["SAFECHAT_AUDIT_SIGNING_KEY"] = base64.b64encode(b"\x42" * 32).decode()
-    os.environ["SAFECHAT_AUDIT_ANCHOR_FILE"] = str(data_dir / "anchors.jsonl")
-    os.environ["SAFECHAT_AUDIT_CHECKPOINT_EVERY"] = "0"
-    os.environ["SAFECHAT_POST_RATE_LIMIT"] = "1000000/10"
-    os.environ["SAFECHAT_ROOM_CREATE_RATE_LIMIT"] = "1000000/600"
-    os.environ["SAFECHAT_ROOM_SETTINGS_RATE_LIMIT"] = "1000000/600"
-    os.environ["SAFECHAT_RETENTION_MINIMUM_DAYS"] = "1"
-    os.environ["SAFECHAT_BACKUP_RETENTION_DAYS"] = "0"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "safechat.settings")
-    import django
-
-    django.setup()
+_django_setup = django_setup
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:

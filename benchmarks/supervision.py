@@ -252,38 +252,24 @@ def _posts_bench(*, posts: int, terms_wanted: int, rounds: int, flag_share: floa
 
 
 def _posts_main(args: argparse.Namespace) -> None:
-    import base64
     import shutil
     import tempfile
     from pathlib import Path
-    from urllib.parse import urlsplit, urlunsplit
 
     import psycopg
+
+    from benchmarks.scratch import bench_urls, django_setup
 
     source = os.environ.get("DATABASE_URL", "")
     if not source.startswith(("postgres://", "postgresql://")):
         raise SystemExit("--posts needs DATABASE_URL set to a PostgreSQL URL")
-    parts = urlsplit(source)
-    name = parts.path.lstrip("/") + POST_SUFFIX
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    bench_url, name, admin_url = bench_urls(source, POST_SUFFIX)
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.execute(f'CREATE DATABASE "{name}"')
     data_dir = Path(tempfile.mkdtemp(prefix="supbench-"))
     try:
-        os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{name}"))
-        os.environ.pop("REDIS_URL", None)
-        os.environ["SAFECHAT_DATA_DIR"] = str(data_dir)
-        os.environ["SAFECHAT_AUDIT_SIGNING_KEY"] = base64.b64encode(b"\x42" * 32).decode()
-        os.environ["SAFECHAT_AUDIT_ANCHOR_FILE"] = str(data_dir / "anchors.jsonl")
-        os.environ["SAFECHAT_AUDIT_CHECKPOINT_EVERY"] = "0"
-        os.environ["SAFECHAT_POST_RATE_LIMIT"] = "1000000/10"
-        os.environ["SAFECHAT_ROOM_CREATE_RATE_LIMIT"] = "1000000/600"
-        os.environ["LOG_LEVEL"] = "WARNING"
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "safechat.settings")
-        import django
-
-        django.setup()
+        django_setup(bench_url, data_dir)
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
